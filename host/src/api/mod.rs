@@ -1,0 +1,1 @@
+//! HTTP API: routes, login and sessions, JSON errors. OWNER: api helper.

@@ -1,0 +1,13 @@
+//! Stevedore: a background-task server for containers.
+//!
+//! The crate is laid out as its architecture:
+//! - [`api`]: HTTP routes, login and sessions, JSON errors;
+//! - [`queue`]: the task model, state machine, store and scheduler;
+//! - [`plugins`]: the wasmtime engine that loads category plugins and runs them sandboxed;
+//! - [`runtime`]: the container runtimes plugins reach through WIT capabilities.
+
+pub mod api;
+pub mod config;
+pub mod plugins;
+pub mod queue;
+pub mod runtime;

@@ -1,0 +1,1 @@
+//! The wasm plugin host: engine, loader, sandbox limits, capability grants.

@@ -1,0 +1,96 @@
+//! The seam between the queue and whatever runs a task (the plugin host).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tokio_util::sync::CancellationToken;
+
+/// Severity of a task log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    /// Fine-grained detail.
+    Debug,
+    /// Normal progress information.
+    Info,
+    /// Something unexpected that did not stop the task.
+    Warn,
+    /// A failure.
+    Error,
+}
+
+/// Where a running task reports to. Implemented by the queue; called by the
+/// plugin host whenever the plugin (or a host call made for it) reports.
+pub trait Reporter: Send + Sync {
+    /// `percent` is -1 for unknown, else 0..=100; `detail` becomes `detail_state`.
+    fn progress(&self, percent: i32, detail: &str);
+    /// Append a line to the task log (also emitted through `tracing` with the task id).
+    fn log(&self, level: LogLevel, message: &str);
+}
+
+/// Everything an executor needs to run one task.
+#[derive(Clone)]
+pub struct TaskContext {
+    /// Task id.
+    pub id: i64,
+    /// Category name.
+    pub category: String,
+    /// Who submitted the task.
+    pub user: String,
+    /// The full params JSON text, secrets included. Never log it.
+    pub params: String,
+    /// Cancelled when the task is deleted while running or the server shuts down.
+    pub cancel: CancellationToken,
+    /// Progress and log sink.
+    pub reporter: Arc<dyn Reporter>,
+}
+
+/// How a run ended, as the executor saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Success; the text, if any, becomes the final `detail_state`.
+    Completed(Option<String>),
+    /// Failure with a documented `result` code (see [`crate::queue::ResultCode`]) and a message for `detail_state`.
+    Failed {
+        /// Result code.
+        code: crate::queue::ResultCode,
+        /// Human-readable reason, free of secrets.
+        message: String,
+    },
+}
+
+/// Facts the queue needs about a category at submit time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CategoryInfo {
+    /// Category name.
+    pub name: String,
+    /// Whether a running task may be deleted (cancelled).
+    pub deletable: bool,
+    /// Params fields to mask in the shown params, besides `password`.
+    pub secret_fields: Vec<String>,
+}
+
+/// Why submitted params were refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValidationError {
+    /// Bad input: the message names the field (`name: must match ...`). HTTP 400.
+    #[error("{0}")]
+    Invalid(String),
+    /// The plugin failed while validating (trap, budget). HTTP 500-free: reported as 400 with the plugin named? No: 503.
+    #[error("{0}")]
+    Plugin(String),
+}
+
+/// Runs tasks of the categories it knows. Implemented by the plugin host;
+/// tests may implement it with a plain Rust closure-based executor.
+#[async_trait]
+pub trait Executor: Send + Sync {
+    /// The categories this executor serves, sorted by name.
+    fn categories(&self) -> Vec<CategoryInfo>;
+    /// Look up one category.
+    fn category(&self, name: &str) -> Option<CategoryInfo>;
+    /// Check params synchronously at submit time.
+    async fn validate(&self, category: &str, params: &str) -> Result<(), ValidationError>;
+    /// Run a task to its end. Must return promptly after `ctx.cancel` fires.
+    async fn run(&self, ctx: TaskContext) -> Outcome;
+}

@@ -1,0 +1,1 @@
+//! Container runtimes, reached by plugins only through WIT capabilities.
