@@ -11,3 +11,4 @@ pub mod config;
 pub mod plugins;
 pub mod queue;
 pub mod runtime;
+pub mod server;

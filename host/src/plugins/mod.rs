@@ -1,1 +1,25 @@
-//! The wasm plugin host: engine, loader, sandbox limits, capability grants.
+//! The wasm plugin host: one wasmtime `Engine`, the loader, sandbox limits and
+//! capability grants. OWNER: plugin-host developer (lead).
+//!
+//! [`PluginHost`] implements [`crate::queue::Executor`].
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How plugins are loaded and sandboxed.
+#[derive(Debug, Clone)]
+pub struct PluginConfig {
+    /// Folder scanned for `*.wasm` components at start-up.
+    pub dir: PathBuf,
+    /// Folder for compiled-code cache entries.
+    pub cache_dir: PathBuf,
+    /// Guest CPU time allowed per call (time spent in host calls is not counted).
+    pub cpu_budget: Duration,
+    /// Linear-memory cap per plugin instance, in bytes.
+    pub memory_limit: u64,
+    /// Interfaces granted per category (`task`, `images`, `containers`,
+    /// `credentials`). Categories not listed get the built-in defaults.
+    pub grants: BTreeMap<String, Vec<String>>,
+}
+pub mod cli;
