@@ -7,7 +7,9 @@
 //! - [`runtime`]: the container runtimes plugins reach through WIT capabilities.
 
 pub mod api;
+pub mod auth;
 pub mod config;
+pub mod metrics;
 pub mod plugins;
 pub mod queue;
 pub mod runtime;

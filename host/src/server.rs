@@ -1,6 +1,172 @@
-//! `stevedore serve`: load configuration, open the store, load plugins, serve. OWNER: api helper.
+//! `stevedore serve`: load the configuration, open the stores, load the
+//! plugins, start the queue and serve the API until SIGINT/SIGTERM.
 
-/// Serve until interrupted.
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{self, AppState};
+use crate::auth::Auth;
+use crate::config::Config;
+use crate::queue::{Executor, Queue, SqliteStore};
+
+/// Serve until interrupted (SIGINT or SIGTERM).
 pub async fn run() -> anyhow::Result<()> {
-    anyhow::bail!("serve is not wired yet")
+    init_tracing();
+    let config = Config::load()?;
+    serve(config, shutdown_signal()).await
+}
+
+/// Logs to stderr; `RUST_LOG` filters (default `info`).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Resolves on the first SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+/// Load the plugins of `config.plugins_dir` as the queue's executor.
+async fn load_executor(config: &Config) -> anyhow::Result<Arc<dyn Executor>> {
+    // Wired to `crate::plugins::PluginHost::load` once the plugin host lands.
+    let _ = config.plugin_config();
+    anyhow::bail!(
+        "loading plugins from {}: the plugin host is not wired yet",
+        config.plugins_dir.display()
+    )
+}
+
+/// Everything `serve` starts, before it listens (also used by benchmarks).
+pub struct Started {
+    /// The router's state.
+    pub state: AppState,
+    /// The queue (shut it down at the end).
+    pub queue: Arc<Queue>,
+}
+
+/// Open the stores, load the plugins and start the queue.
+pub async fn start(config: &Config) -> anyhow::Result<Started> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data folder {}", config.data_dir.display()))?;
+    std::fs::create_dir_all(&config.share_root)
+        .with_context(|| format!("creating share root {}", config.share_root.display()))?;
+    let auth = Arc::new(Auth::open(config)?);
+    let store = SqliteStore::open_in(&config.data_dir)?;
+    let executor = load_executor(config).await?;
+    let names: Vec<String> = executor.categories().into_iter().map(|c| c.name).collect();
+    tracing::info!(categories = %names.join(","), dir = %config.plugins_dir.display(), "plugins loaded");
+    start_with(config, auth, store, executor).await
+}
+
+/// Start the queue over explicit parts.
+pub async fn start_with(
+    config: &Config,
+    auth: Arc<Auth>,
+    store: Arc<SqliteStore>,
+    executor: Arc<dyn Executor>,
+) -> anyhow::Result<Started> {
+    let queue = Queue::start(store, executor, config.queue_config()).await?;
+    spawn_observers(&queue, &auth);
+    let state = AppState {
+        queue: queue.clone(),
+        auth,
+        max_body_bytes: config.http.max_body_bytes,
+        shutdown: CancellationToken::new(),
+    };
+    Ok(Started { state, queue })
+}
+
+/// Record finished tasks in the metrics, and purge expired sessions hourly.
+fn spawn_observers(queue: &Arc<Queue>, auth: &Arc<Auth>) {
+    let mut rx = queue.subscribe();
+    tokio::spawn(async move {
+        loop {
+            match rx.recv().await {
+                Ok(ev) => {
+                    let t = ev.task;
+                    if t.state.is_finished() {
+                        let secs = match (t.start, t.end) {
+                            (Some(s), Some(e)) => (e - s).max(0) as f64,
+                            _ => 0.0,
+                        };
+                        crate::metrics::task_finished(&t.category, t.state.as_str(), secs);
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::debug!(missed = n, "metrics observer lagged");
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            }
+        }
+    });
+    let auth = Arc::downgrade(auth);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            tick.tick().await;
+            match auth.upgrade() {
+                Some(a) => a.purge_expired(),
+                None => break,
+            }
+        }
+    });
+}
+
+/// Serve `config` until `shutdown` resolves, then stop the queue.
+pub async fn serve(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let started = start(&config).await?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(data_dir = %config.data_dir.display(), "stevedore listening on http://{addr}");
+    let stop = started.state.shutdown.clone();
+    let router = api::app(started.state.clone());
+    let graceful = {
+        let stop = stop.clone();
+        async move {
+            shutdown.await;
+            tracing::info!("shutting down");
+            stop.cancel();
+        }
+    };
+    let result = axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(graceful)
+    .await;
+    started.queue.shutdown().await;
+    tracing::info!("stopped");
+    result.context("serving HTTP")
 }

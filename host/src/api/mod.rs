@@ -1,1 +1,185 @@
-//! HTTP API: routes, login and sessions, JSON errors. OWNER: api helper.
+//! HTTP API: routes, login and sessions, JSON errors.
+//!
+//! [`app`] builds the whole router; every path exists under both
+//! `/containerstation/api/v1/` and `/api/v1/`, plus `GET /metrics`.
+//! Every error, including axum's own rejections (unknown path, wrong method,
+//! body too large) and a panic in a handler, is answered as JSON by
+//! [`AppError`]'s shape.
+
+pub mod error;
+pub mod session;
+pub mod tasks;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::Router;
+use tokio_util::sync::CancellationToken;
+
+pub use error::AppError;
+
+use crate::auth::Auth;
+use crate::queue::{Queue, Viewer};
+
+/// The path prefixes every API route is served under.
+pub const PREFIXES: [&str; 2] = ["/containerstation/api/v1", "/api/v1"];
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// The task engine.
+    pub queue: Arc<Queue>,
+    /// Users and sessions.
+    pub auth: Arc<Auth>,
+    /// Largest accepted request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Cancelled when the server shuts down (ends the SSE streams).
+    pub shutdown: CancellationToken,
+}
+
+/// The API's routes (relative to a prefix).
+fn api_routes() -> Router<AppState> {
+    Router::new()
+        .route("/login", post(session::login))
+        .route("/login_refresh", get(session::login_refresh))
+        .route("/logout", put(session::logout))
+        .route(
+            "/background",
+            get(tasks::list).delete(tasks::delete_finished),
+        )
+        .route(
+            "/background/",
+            get(tasks::list).delete(tasks::delete_finished),
+        )
+        .route("/background/events", get(tasks::events))
+        .route(
+            "/background/{target}",
+            post(tasks::submit).delete(tasks::delete_one),
+        )
+}
+
+/// The whole application, testable without a socket (`tower::ServiceExt::oneshot`).
+pub fn app(state: AppState) -> Router {
+    let mut router = Router::new().route("/metrics", get(metrics));
+    for prefix in PREFIXES {
+        router = router.nest(prefix, api_routes());
+    }
+    let limit = state.max_body_bytes;
+    router
+        .fallback(unknown_path)
+        .method_not_allowed_fallback(wrong_method)
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn(json_errors))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            panic_response,
+        ))
+        .with_state(state)
+}
+
+async fn unknown_path() -> AppError {
+    AppError::not_found("unknown_path", "no such path")
+}
+
+async fn wrong_method() -> AppError {
+    AppError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this method is not allowed on this path",
+    )
+}
+
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    AppError::internal("a request handler panicked").into_response()
+}
+
+/// Map a body-reading failure to an error: 413 past the limit, else 400.
+pub fn body_error(e: BytesRejection) -> AppError {
+    let status = e.status();
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        AppError::new(status, "body_too_large", "request body is too large")
+    } else {
+        AppError::bad_request("invalid_body", "could not read the request body")
+    }
+}
+
+/// Count responses, log each request (never its body), and turn any error
+/// response that is not already JSON into the JSON error shape.
+async fn json_errors(req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let started = Instant::now();
+    let resp = next.run(req).await;
+    let status = resp.status();
+    crate::metrics::http_response(status.as_u16());
+    tracing::debug!(%method, %path, status = status.as_u16(), ms = started.elapsed().as_secs_f64() * 1000.0, "request");
+    if !(status.is_client_error() || status.is_server_error()) {
+        return resp;
+    }
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if is_json {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, 4096)
+        .await
+        .unwrap_or_else(|_| Bytes::new());
+    let text = String::from_utf8_lossy(&text).trim().to_string();
+    let message = if text.is_empty() || text.len() > 300 || text.contains('<') {
+        status.canonical_reason().unwrap_or("error").to_string()
+    } else {
+        text
+    };
+    let err = AppError::new(status, error::reason_for(status), message);
+    let mut out = err.into_response();
+    for (k, v) in parts.headers.iter() {
+        if k != header::CONTENT_TYPE && k != header::CONTENT_LENGTH {
+            out.headers_mut().insert(k.clone(), v.clone());
+        }
+    }
+    out
+}
+
+/// `GET /metrics`: Prometheus text.
+async fn metrics(State(state): State<AppState>) -> Response {
+    let admin = Viewer {
+        user: String::new(),
+        is_admin: true,
+    };
+    let mut counts: BTreeMap<(String, String), u64> = BTreeMap::new();
+    for c in state.queue.categories() {
+        for s in ["waiting", "running", "completed", "error"] {
+            counts.insert((c.name.clone(), s.to_string()), 0);
+        }
+    }
+    match state.queue.list(&admin, None).await {
+        Ok(tasks) => {
+            for t in tasks {
+                *counts
+                    .entry((t.category, t.state.as_str().to_string()))
+                    .or_default() += 1;
+            }
+        }
+        Err(e) => tracing::warn!("metrics: listing tasks: {e}"),
+    }
+    let mut resp = Response::new(Body::from(crate::metrics::render(&counts)));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    resp
+}
+
+#[cfg(test)]
+mod tests;

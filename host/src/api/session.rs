@@ -1,0 +1,251 @@
+//! `POST login`, `GET login_refresh`, `PUT logout`, and the [`CurrentUser`] extractor.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+
+use axum::body::Bytes;
+use axum::extract::connect_info::ConnectInfo;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use serde::Serialize;
+
+use super::{body_error, AppError, AppState};
+use crate::auth::{Identity, COOKIE_NAME};
+use crate::queue::Viewer;
+
+/// The logged-in user of a request; rejects with 401 when there is no live session.
+#[derive(Debug, Clone)]
+pub struct CurrentUser(pub Identity);
+
+impl CurrentUser {
+    /// The queue's view of this user.
+    pub fn viewer(&self) -> Viewer {
+        Viewer {
+            user: self.0.username.clone(),
+            is_admin: self.0.is_admin,
+        }
+    }
+}
+
+/// The session id from the `Cookie` header(s), if any.
+pub fn session_cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == COOKIE_NAME)
+        .map(|(_, v)| v.trim_matches('"').to_string())
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+}
+
+impl FromRequestParts<AppState> for CurrentUser {
+    type Rejection = AppError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let id = session_cookie(&parts.headers).ok_or_else(AppError::unauthorized)?;
+        state
+            .auth
+            .identify(&id)
+            .map(CurrentUser)
+            .ok_or_else(AppError::unauthorized)
+    }
+}
+
+/// What login and `login_refresh` answer.
+#[derive(Debug, Serialize)]
+pub struct LoginInfo {
+    /// User name.
+    pub username: String,
+    /// Whether the user is an admin.
+    #[serde(rename = "isAdmin")]
+    pub is_admin: bool,
+    /// Always false: every session is a named user.
+    pub anonymous: bool,
+    /// Login time, `YYYY-MM-DD HH:MM:SS` UTC.
+    pub logintime: String,
+}
+
+impl LoginInfo {
+    fn of(id: &Identity) -> Self {
+        LoginInfo {
+            username: id.username.clone(),
+            is_admin: id.is_admin,
+            anonymous: false,
+            logintime: format_utc(id.login_time),
+        }
+    }
+}
+
+fn set_cookie(value: &str, max_age: i64) -> HeaderValue {
+    HeaderValue::from_str(&format!(
+        "{COOKIE_NAME}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}"
+    ))
+    .unwrap_or_else(|_| HeaderValue::from_static("invalid=1"))
+}
+
+/// Parse login fields: form-encoded (`username=..&password=..`), or a JSON object.
+fn login_fields(body: &[u8]) -> Result<(String, String), AppError> {
+    let trimmed = body.trim_ascii_start();
+    let fields: HashMap<String, serde_json::Value> = if trimmed.first() == Some(&b'{') {
+        serde_json::from_slice(trimmed)
+            .map_err(|e| AppError::bad_request("invalid_json", format!("login body: {e}")))?
+    } else {
+        serde_urlencoded::from_bytes::<Vec<(String, String)>>(body)
+            .map_err(|_| {
+                AppError::bad_request(
+                    "invalid_form",
+                    "login body: expected form fields username and password",
+                )
+            })?
+            .into_iter()
+            .map(|(k, v)| (k, serde_json::Value::String(v)))
+            .collect()
+    };
+    let get = |name: &str| -> Result<String, AppError> {
+        match fields.get(name) {
+            Some(serde_json::Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+            Some(serde_json::Value::String(_)) | None => Err(AppError::bad_request(
+                "missing_field",
+                format!("{name}: required"),
+            )),
+            Some(_) => Err(AppError::bad_request(
+                "wrong_type",
+                format!("{name}: must be a string"),
+            )),
+        }
+    };
+    Ok((get("username")?, get("password")?))
+}
+
+/// `POST login`.
+pub async fn login(
+    State(state): State<AppState>,
+    connect: Option<Extension<ConnectInfo<SocketAddr>>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, AppError> {
+    let body = body.map_err(body_error)?;
+    let (username, password) = login_fields(&body)?;
+    let ip: Option<IpAddr> = connect.map(|Extension(ConnectInfo(addr))| addr.ip());
+    let identity = state.auth.login(&username, &password, ip).await?;
+    tracing::info!(user = %identity.username, "login");
+    let mut resp = Json(LoginInfo::of(&identity)).into_response();
+    resp.headers_mut().insert(
+        header::SET_COOKIE,
+        set_cookie(&identity.session_id, state.auth.ttl_secs()),
+    );
+    Ok(resp)
+}
+
+/// `GET login_refresh`: the login object of the current session, whose expiry moves forward.
+pub async fn login_refresh(
+    State(state): State<AppState>,
+    user: CurrentUser,
+) -> Result<Response, AppError> {
+    state
+        .auth
+        .refresh(&user.0.session_id)
+        .map_err(AppError::internal)?;
+    let mut resp = Json(LoginInfo::of(&user.0)).into_response();
+    resp.headers_mut().insert(
+        header::SET_COOKIE,
+        set_cookie(&user.0.session_id, state.auth.ttl_secs()),
+    );
+    Ok(resp)
+}
+
+/// `PUT logout`: ends the session (if any) and clears the cookie. Idempotent.
+pub async fn logout(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    let mut username = None;
+    if let Some(id) = session_cookie(&headers) {
+        username = state.auth.identify(&id).map(|i| i.username);
+        state.auth.logout(&id).map_err(AppError::internal)?;
+    }
+    if let Some(u) = &username {
+        tracing::info!(user = %u, "logout");
+    }
+    let mut resp =
+        Json(serde_json::json!({ "logout": true, "username": username })).into_response();
+    resp.headers_mut()
+        .insert(header::SET_COOKIE, set_cookie("", 0));
+    Ok(resp)
+}
+
+/// Epoch seconds as `YYYY-MM-DD HH:MM:SS` (UTC).
+pub fn format_utc(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_dates() {
+        assert_eq!(format_utc(0), "1970-01-01 00:00:00");
+        assert_eq!(format_utc(951_782_400), "2000-02-29 00:00:00");
+        assert_eq!(format_utc(1_795_000_000), "2026-11-18 11:06:40");
+    }
+
+    #[test]
+    fn parses_login_fields() {
+        assert_eq!(
+            login_fields(b"username=admin&password=a%26b+c").unwrap(),
+            ("admin".to_string(), "a&b c".to_string())
+        );
+        assert_eq!(
+            login_fields(br#"{"username":"u","password":"p"}"#).unwrap(),
+            ("u".to_string(), "p".to_string())
+        );
+        assert_eq!(
+            login_fields(b"username=admin").unwrap_err().reason,
+            "missing_field"
+        );
+        assert_eq!(
+            login_fields(br#"{"username":1,"password":"p"}"#)
+                .unwrap_err()
+                .reason,
+            "wrong_type"
+        );
+    }
+
+    #[test]
+    fn reads_the_session_cookie() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=b; stevedore_sid=abc123; c=d"),
+        );
+        assert_eq!(session_cookie(&h).as_deref(), Some("abc123"));
+        h.insert(header::COOKIE, HeaderValue::from_static("a=b"));
+        assert_eq!(session_cookie(&h), None);
+    }
+}

@@ -1,0 +1,227 @@
+//! `background/...`: submit, list, delete, and the SSE stream of task events.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::Json;
+use futures::{Stream, StreamExt};
+use serde::Deserialize;
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use tokio_stream::wrappers::BroadcastStream;
+
+use super::session::CurrentUser;
+use super::{body_error, AppError, AppState};
+use crate::queue::{DeleteSelector, Task};
+
+/// `?category=` of `GET background/` and `GET background/events`.
+#[derive(Debug, Default, Deserialize)]
+pub struct CategoryQuery {
+    /// Only tasks of this category (empty means all).
+    pub category: Option<String>,
+}
+
+impl CategoryQuery {
+    fn category(&self) -> Option<&str> {
+        self.category.as_deref().filter(|c| !c.is_empty())
+    }
+}
+
+fn path_error(e: PathRejection) -> AppError {
+    AppError::bad_request("invalid_path", e.body_text())
+}
+
+fn query_error(e: QueryRejection) -> AppError {
+    AppError::bad_request("invalid_query", e.body_text())
+}
+
+/// Parse a task body: JSON whatever the Content-Type says; an object or an array.
+pub fn parse_params(body: &[u8]) -> Result<serde_json::Value, AppError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(AppError::bad_request(
+            "invalid_json",
+            "request body is empty: send the category's parameters as JSON",
+        ));
+    }
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
+        AppError::bad_request(
+            "invalid_json",
+            format!("request body is not valid JSON: {e}"),
+        )
+    })?;
+    match value {
+        serde_json::Value::Object(_) | serde_json::Value::Array(_) => Ok(value),
+        other => {
+            let kind = match other {
+                serde_json::Value::Null => "null",
+                serde_json::Value::Bool(_) => "a boolean",
+                serde_json::Value::Number(_) => "a number",
+                _ => "a string",
+            };
+            Err(AppError::bad_request(
+                "wrong_type",
+                format!("request body: expected a JSON object or array, got {kind}"),
+            ))
+        }
+    }
+}
+
+/// Check a category name from the path before it reaches the queue.
+fn check_category(category: &str) -> Result<(), AppError> {
+    let ok = !category.is_empty()
+        && category.len() <= 64
+        && category
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(AppError::not_found(
+            "unknown_category",
+            "unknown category: a category name is letters, digits, `_`, `-` or `.`",
+        ))
+    }
+}
+
+/// `POST background/{category}`.
+pub async fn submit(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    category: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Task>, AppError> {
+    let Path(category) = category.map_err(path_error)?;
+    check_category(&category)?;
+    let body = body.map_err(body_error)?;
+    let params = parse_params(&body)?;
+    let task = state
+        .queue
+        .submit(&user.0.username, &category, &params)
+        .await?;
+    crate::metrics::task_submitted(&task.category);
+    tracing::debug!(task_id = task.id, category = %task.category, user = %task.user, "task submitted");
+    Ok(Json(task))
+}
+
+/// `GET background/` (optional `?category=`).
+pub async fn list(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    query: Result<Query<CategoryQuery>, QueryRejection>,
+) -> Result<Json<Vec<Task>>, AppError> {
+    let Query(query) = query.map_err(query_error)?;
+    let tasks = state.queue.list(&user.viewer(), query.category()).await?;
+    Ok(Json(tasks))
+}
+
+/// `DELETE background/`: every finished task the caller may see.
+pub async fn delete_finished(
+    State(state): State<AppState>,
+    user: CurrentUser,
+) -> Result<Json<Vec<i64>>, AppError> {
+    let ids = state
+        .queue
+        .delete(&user.viewer(), DeleteSelector::AllFinished)
+        .await?;
+    Ok(Json(ids))
+}
+
+/// `DELETE background/{id_or_category}`: a numeric segment is a task id, anything else a category.
+pub async fn delete_one(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    target: Result<Path<String>, PathRejection>,
+) -> Result<Json<Vec<i64>>, AppError> {
+    let Path(target) = target.map_err(path_error)?;
+    let selector = selector_of(&target)?;
+    let ids = state.queue.delete(&user.viewer(), selector).await?;
+    Ok(Json(ids))
+}
+
+/// Map a path segment to a [`DeleteSelector`].
+pub fn selector_of(segment: &str) -> Result<DeleteSelector, AppError> {
+    if !segment.is_empty() && segment.bytes().all(|b| b.is_ascii_digit()) {
+        let id: i64 = segment.parse().map_err(|_| {
+            AppError::not_found("unknown_task", format!("task {segment} not found"))
+        })?;
+        Ok(DeleteSelector::Id(id))
+    } else {
+        check_category(segment)?;
+        Ok(DeleteSelector::Category(segment.to_string()))
+    }
+}
+
+/// `GET background/events`: Server-Sent Events, one `task` event (the task
+/// object as JSON, `id:` the task id) per change of a task the caller may
+/// see, optionally of one category. Ends when the server shuts down.
+pub async fn events(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    query: Result<Query<CategoryQuery>, QueryRejection>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, AppError> {
+    let Query(query) = query.map_err(query_error)?;
+    let category = query.category().map(str::to_string);
+    let viewer = user.viewer();
+    let rx = state.queue.subscribe();
+    let shutdown = state.shutdown.clone();
+    let stream = BroadcastStream::new(rx)
+        .filter_map(move |item| {
+            let out = match item {
+                Ok(ev) => {
+                    let t = &ev.task;
+                    let visible = viewer.is_admin || t.user == viewer.user;
+                    let wanted = category.as_deref().is_none_or(|c| c == t.category);
+                    if visible && wanted {
+                        Event::default()
+                            .event("task")
+                            .id(t.id.to_string())
+                            .json_data(t)
+                            .ok()
+                    } else {
+                        None
+                    }
+                }
+                Err(BroadcastStreamRecvError::Lagged(n)) => Some(
+                    Event::default()
+                        .event("lagged")
+                        .data(format!("{{\"missed\":{n}}}")),
+                ),
+            };
+            std::future::ready(out.map(Ok))
+        })
+        .take_until(async move { shutdown.cancelled().await });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn params_must_be_json_object_or_array() {
+        assert!(parse_params(br#"{"a":1}"#).is_ok());
+        assert!(parse_params(br#" [ {"id":"x"} ] "#).is_ok());
+        assert_eq!(parse_params(b"").unwrap_err().reason, "invalid_json");
+        assert_eq!(parse_params(b"{nope").unwrap_err().reason, "invalid_json");
+        assert_eq!(parse_params(b"42").unwrap_err().reason, "wrong_type");
+        assert_eq!(parse_params(b"\"s\"").unwrap_err().reason, "wrong_type");
+    }
+
+    #[test]
+    fn numeric_segments_are_ids() {
+        assert_eq!(selector_of("12").unwrap(), DeleteSelector::Id(12));
+        assert_eq!(
+            selector_of("image_remove").unwrap(),
+            DeleteSelector::Category("image_remove".into())
+        );
+        assert_eq!(
+            selector_of("-1").unwrap(),
+            DeleteSelector::Category("-1".into())
+        );
+        assert_eq!(selector_of("99999999999999999999").unwrap_err().status, 404);
+        assert_eq!(selector_of("a b").unwrap_err().status, 404);
+    }
+}

@@ -1,0 +1,521 @@
+//! Router-level tests: the real queue (SQLite store in a temp folder) under a
+//! Rust executor, driven with `tower::ServiceExt::oneshot`, no socket.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use axum::body::Body;
+use axum::http::{header, Method, Request, StatusCode};
+use axum::Router;
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+use super::{app, AppState};
+use crate::auth::{password, Auth, SessionStore, User};
+use crate::queue::{
+    CategoryInfo, Executor, Outcome, Queue, QueueConfig, ResultCode, SqliteStore, TaskContext,
+    ValidationError,
+};
+
+/// `noop` completes at once (`count` must be an integer); `sleepy` waits until
+/// cancelled (deletable); `locked` waits 1 s and may not be deleted.
+struct TestExecutor;
+
+impl TestExecutor {
+    fn all() -> Vec<CategoryInfo> {
+        let c = |name: &str, deletable: bool| CategoryInfo {
+            name: name.into(),
+            deletable,
+            secret_fields: vec!["token".into()],
+        };
+        vec![c("locked", false), c("noop", true), c("sleepy", true)]
+    }
+}
+
+#[async_trait]
+impl Executor for TestExecutor {
+    fn categories(&self) -> Vec<CategoryInfo> {
+        Self::all()
+    }
+    fn category(&self, name: &str) -> Option<CategoryInfo> {
+        Self::all().into_iter().find(|c| c.name == name)
+    }
+    async fn validate(&self, _category: &str, params: &str) -> Result<(), ValidationError> {
+        let v: Value =
+            serde_json::from_str(params).map_err(|e| ValidationError::Invalid(e.to_string()))?;
+        if let Some(c) = v.get("count") {
+            if !c.is_u64() {
+                return Err(ValidationError::Invalid(
+                    "count: must be a non-negative integer".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+    async fn run(&self, ctx: TaskContext) -> Outcome {
+        match ctx.category.as_str() {
+            "noop" => {
+                ctx.reporter.progress(100, "done");
+                Outcome::Completed(None)
+            }
+            "sleepy" => {
+                ctx.reporter.progress(-1, "sleeping");
+                ctx.cancel.cancelled().await;
+                Outcome::Failed {
+                    code: ResultCode::Cancelled,
+                    message: "cancelled".into(),
+                }
+            }
+            _ => {
+                ctx.reporter.progress(-1, "busy");
+                tokio::time::sleep(Duration::from_millis(1000)).await;
+                Outcome::Completed(None)
+            }
+        }
+    }
+}
+
+struct Harness {
+    router: Router,
+    _dir: tempfile::TempDir,
+    queue: Arc<Queue>,
+}
+
+impl Harness {
+    async fn new() -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let mut users = BTreeMap::new();
+        for (name, admin) in [("admin", true), ("alice", false), ("bob", false)] {
+            users.insert(
+                name.to_string(),
+                User {
+                    password_hash: password::hash(&format!("{name}-pw")).unwrap(),
+                    admin,
+                },
+            );
+        }
+        let auth = Arc::new(Auth::new(users, SessionStore::in_memory().unwrap(), 3600).unwrap());
+        let store = SqliteStore::open_in(dir.path()).unwrap();
+        let queue = Queue::start(
+            store,
+            Arc::new(TestExecutor),
+            QueueConfig {
+                workers: 4,
+                per_category: Default::default(),
+            },
+        )
+        .await
+        .unwrap();
+        let state = AppState {
+            queue: queue.clone(),
+            auth,
+            max_body_bytes: 4096,
+            shutdown: CancellationToken::new(),
+        };
+        Harness {
+            router: app(state),
+            _dir: dir,
+            queue,
+        }
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        uri: &str,
+        cookie: Option<&str>,
+        body: &str,
+    ) -> (StatusCode, Value, Option<String>) {
+        let mut req = Request::builder().method(method).uri(uri);
+        if let Some(c) = cookie {
+            req = req.header(header::COOKIE, c);
+        }
+        let req = req
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        let resp = self.router.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let set_cookie = resp
+            .headers()
+            .get(header::SET_COOKIE)
+            .map(|v| v.to_str().unwrap().to_string());
+        let ctype = resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let value = if ctype.starts_with("application/json") {
+            serde_json::from_slice(&bytes).unwrap()
+        } else {
+            Value::String(String::from_utf8_lossy(&bytes).into_owned())
+        };
+        (status, value, set_cookie)
+    }
+
+    async fn login(&self, user: &str) -> String {
+        let (status, body, cookie) = self
+            .call(
+                Method::POST,
+                "/containerstation/api/v1/login",
+                None,
+                &format!("username={user}&password={user}-pw"),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let cookie = cookie.unwrap();
+        assert!(
+            cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
+            "{cookie}"
+        );
+        cookie.split(';').next().unwrap().to_string()
+    }
+
+    async fn wait_state(&self, cookie: &str, id: i64, state: &str) -> Value {
+        for _ in 0..200 {
+            let (_, list, _) = self
+                .call(Method::GET, "/api/v1/background/", Some(cookie), "")
+                .await;
+            if let Some(t) = list.as_array().unwrap().iter().find(|t| t["id"] == id) {
+                if t["state"] == state {
+                    return t.clone();
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("task {id} never reached {state}");
+    }
+}
+
+fn assert_error(status: StatusCode, body: &Value, want: StatusCode, reason: &str) {
+    assert_eq!(status, want, "{body}");
+    assert_eq!(body["error"]["code"], want.as_u16(), "{body}");
+    assert_eq!(body["error"]["reason"], reason, "{body}");
+    assert!(body["error"]["message"].is_string(), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_refresh_logout() {
+    let h = Harness::new().await;
+    let (s, b, _) = h
+        .call(
+            Method::POST,
+            "/api/v1/login",
+            None,
+            "username=alice&password=wrong",
+        )
+        .await;
+    assert_error(s, &b, StatusCode::UNAUTHORIZED, "bad_credentials");
+    let (s, b, _) = h
+        .call(Method::POST, "/api/v1/login", None, "username=alice")
+        .await;
+    assert_error(s, &b, StatusCode::BAD_REQUEST, "missing_field");
+    let (s, b, _) = h.call(Method::GET, "/api/v1/login_refresh", None, "").await;
+    assert_error(s, &b, StatusCode::UNAUTHORIZED, "not_logged_in");
+
+    let cookie = h.login("alice").await;
+    let (s, b, _) = h
+        .call(Method::GET, "/api/v1/login_refresh", Some(&cookie), "")
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(b["username"], "alice");
+    assert_eq!(b["isAdmin"], false);
+    assert_eq!(b["anonymous"], false);
+    assert!(b["logintime"].is_string());
+    let (s, _, set) = h
+        .call(Method::PUT, "/api/v1/logout", Some(&cookie), "")
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(set.unwrap().contains("Max-Age=0"));
+    let (s, b, _) = h
+        .call(Method::GET, "/api/v1/background/", Some(&cookie), "")
+        .await;
+    assert_error(s, &b, StatusCode::UNAUTHORIZED, "not_logged_in");
+    let (s, b, _) = h
+        .call(
+            Method::GET,
+            "/api/v1/background/",
+            Some("stevedore_sid=forged"),
+            "",
+        )
+        .await;
+    assert_error(s, &b, StatusCode::UNAUTHORIZED, "not_logged_in");
+    let cookie = h.login("admin").await;
+    let (_, b, _) = h
+        .call(Method::GET, "/api/v1/login_refresh", Some(&cookie), "")
+        .await;
+    assert_eq!(b["isAdmin"], true);
+    h.queue.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submit_list_delete_and_visibility() {
+    let h = Harness::new().await;
+    let alice = h.login("alice").await;
+    let bob = h.login("bob").await;
+    let admin = h.login("admin").await;
+
+    let (s, t, _) = h
+        .call(
+            Method::POST,
+            "/containerstation/api/v1/background/noop",
+            Some(&alice),
+            r#"{"password":"hunter2","token":"tok","count":1}"#,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{t}");
+    assert_eq!(t["state"], "waiting");
+    assert_eq!(t["user"], "alice");
+    assert_eq!(t["category"], "noop");
+    let id = t["id"].as_i64().unwrap();
+    let params = t["params"].as_str().unwrap();
+    assert!(
+        !params.contains("hunter2") && !params.contains("tok\""),
+        "{params}"
+    );
+    assert!(params.contains("******"));
+    let done = h.wait_state(&alice, id, "completed").await;
+    assert_eq!(done["result"], 0);
+    assert!(done["start"].is_i64() && done["end"].is_i64());
+
+    let (_, t2, _) = h
+        .call(Method::POST, "/api/v1/background/sleepy", Some(&bob), "{}")
+        .await;
+    let bob_id = t2["id"].as_i64().unwrap();
+
+    // Visibility.
+    let (_, list, _) = h
+        .call(Method::GET, "/api/v1/background/", Some(&alice), "")
+        .await;
+    let ids: Vec<i64> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, vec![id]);
+    let (_, list, _) = h
+        .call(Method::GET, "/api/v1/background", Some(&admin), "")
+        .await;
+    assert_eq!(list.as_array().unwrap().len(), 2);
+    let (_, list, _) = h
+        .call(
+            Method::GET,
+            "/api/v1/background/?category=sleepy",
+            Some(&admin),
+            "",
+        )
+        .await;
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list[0]["id"], bob_id);
+    let (s, b, _) = h
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/background/{bob_id}"),
+            Some(&alice),
+            "",
+        )
+        .await;
+    assert_error(s, &b, StatusCode::NOT_FOUND, "unknown_task");
+
+    // Cancel a running deletable task.
+    h.wait_state(&bob, bob_id, "running").await;
+    let (s, b, _) = h
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/background/{bob_id}"),
+            Some(&bob),
+            "",
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b, json!([bob_id]));
+
+    // A running task that is not deletable: 409.
+    let (_, t3, _) = h
+        .call(
+            Method::POST,
+            "/api/v1/background/locked",
+            Some(&alice),
+            "{}",
+        )
+        .await;
+    let locked = t3["id"].as_i64().unwrap();
+    h.wait_state(&alice, locked, "running").await;
+    let (s, b, _) = h
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/background/{locked}"),
+            Some(&alice),
+            "",
+        )
+        .await;
+    assert_error(s, &b, StatusCode::CONFLICT, "conflict");
+    // Delete by category removes finished ones only; then all finished.
+    let (s, b, _) = h
+        .call(Method::DELETE, "/api/v1/background/noop", Some(&alice), "")
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(b, json!([id]));
+    h.wait_state(&alice, locked, "completed").await;
+    let (s, b, _) = h
+        .call(Method::DELETE, "/api/v1/background/", Some(&alice), "")
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(b, json!([locked]));
+    let (_, list, _) = h
+        .call(Method::GET, "/api/v1/background/", Some(&alice), "")
+        .await;
+    assert_eq!(list, json!([]));
+    h.queue.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_error_is_json() {
+    let h = Harness::new().await;
+    let c = h.login("alice").await;
+    let cases: Vec<(Method, &str, Option<&str>, String, StatusCode, &str)> = vec![
+        (
+            Method::POST,
+            "/api/v1/background/noop",
+            Some(&c),
+            "{not json".into(),
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+        ),
+        (
+            Method::POST,
+            "/api/v1/background/noop",
+            Some(&c),
+            "".into(),
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+        ),
+        (
+            Method::POST,
+            "/api/v1/background/noop",
+            Some(&c),
+            "42".into(),
+            StatusCode::BAD_REQUEST,
+            "wrong_type",
+        ),
+        (
+            Method::POST,
+            "/api/v1/background/noop",
+            Some(&c),
+            r#"{"count":"x"}"#.into(),
+            StatusCode::BAD_REQUEST,
+            "invalid_params",
+        ),
+        (
+            Method::POST,
+            "/api/v1/background/nosuch",
+            Some(&c),
+            "{}".into(),
+            StatusCode::NOT_FOUND,
+            "unknown_category",
+        ),
+        (
+            Method::POST,
+            "/api/v1/background/noop",
+            None,
+            "{}".into(),
+            StatusCode::UNAUTHORIZED,
+            "not_logged_in",
+        ),
+        (
+            Method::POST,
+            "/api/v1/background/noop",
+            Some(&c),
+            format!("{{\"a\":\"{}\"}}", "x".repeat(5000)),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+        ),
+        (
+            Method::GET,
+            "/api/v1/nowhere",
+            Some(&c),
+            "".into(),
+            StatusCode::NOT_FOUND,
+            "unknown_path",
+        ),
+        (
+            Method::GET,
+            "/",
+            None,
+            "".into(),
+            StatusCode::NOT_FOUND,
+            "unknown_path",
+        ),
+        (
+            Method::PATCH,
+            "/api/v1/background/",
+            Some(&c),
+            "".into(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+        ),
+        (
+            Method::GET,
+            "/api/v1/login",
+            None,
+            "".into(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+        ),
+        (
+            Method::DELETE,
+            "/api/v1/background/12345",
+            Some(&c),
+            "".into(),
+            StatusCode::NOT_FOUND,
+            "unknown_task",
+        ),
+        (
+            Method::POST,
+            "/api/v1/background/%FF",
+            Some(&c),
+            "{}".into(),
+            StatusCode::BAD_REQUEST,
+            "invalid_path",
+        ),
+    ];
+    for (method, uri, cookie, body, want, reason) in cases {
+        let (s, b, _) = h.call(method.clone(), uri, cookie, &body).await;
+        assert!(b.is_object(), "{method} {uri}: not JSON: {b}");
+        assert_error(s, &b, want, reason);
+    }
+    h.queue.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_prometheus_text_without_secrets() {
+    let h = Harness::new().await;
+    let c = h.login("alice").await;
+    let (_, t, _) = h
+        .call(
+            Method::POST,
+            "/api/v1/background/noop",
+            Some(&c),
+            r#"{"password":"pw-in-metrics"}"#,
+        )
+        .await;
+    h.wait_state(&c, t["id"].as_i64().unwrap(), "completed")
+        .await;
+    let (s, text, _) = h.call(Method::GET, "/metrics", None, "").await;
+    assert_eq!(s, StatusCode::OK);
+    let text = text.as_str().unwrap();
+    assert!(
+        text.contains("stevedore_tasks{category=\"noop\",state=\"completed\"}"),
+        "{text}"
+    );
+    assert!(text.contains("# TYPE stevedore_task_run_seconds histogram"));
+    assert!(!text.contains("pw-in-metrics"));
+    h.queue.shutdown().await;
+}

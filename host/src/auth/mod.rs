@@ -1,0 +1,339 @@
+//! Users, password checks, sessions and the failed-login limiter.
+//!
+//! Users come from the configuration (`[users.NAME]`, argon2 PHC hashes).
+//! When no admin is configured, `admin` is created on the first start with the
+//! password from `STEVEDORE_ADMIN_PASSWORD`, or a generated one printed once;
+//! only its hash is kept, in `<data>/admin.hash`.
+
+pub mod limiter;
+pub mod password;
+pub mod sessions;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::config::Config;
+pub use limiter::LoginLimiter;
+pub use sessions::{Session, SessionStore};
+
+/// Name of the session cookie.
+pub const COOKIE_NAME: &str = "stevedore_sid";
+/// User name of the generated administrator.
+pub const ADMIN_USER: &str = "admin";
+/// File (in the data folder) holding the generated administrator's hash.
+pub const ADMIN_HASH_FILE: &str = "admin.hash";
+
+/// A user that may log in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// Argon2 PHC hash.
+    pub password_hash: String,
+    /// Admins see all tasks.
+    pub admin: bool,
+}
+
+/// Who a request is from, once its session checked out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// User name.
+    pub username: String,
+    /// Whether the user is an admin (from the current configuration).
+    pub is_admin: bool,
+    /// Login time, epoch seconds.
+    pub login_time: i64,
+    /// The session id from the cookie.
+    pub session_id: String,
+}
+
+/// Why a login was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    /// Unknown user or wrong password (the two are not told apart).
+    #[error("invalid user name or password")]
+    BadCredentials,
+    /// Too many failures from this address; retry after the duration.
+    #[error("too many failed logins; retry in {} s", .0.as_secs().max(1))]
+    LockedOut(Duration),
+    /// Storing the session failed.
+    #[error("session store: {0}")]
+    Store(#[from] anyhow::Error),
+}
+
+/// Users, sessions and the limiter.
+pub struct Auth {
+    users: BTreeMap<String, User>,
+    sessions: SessionStore,
+    limiter: LoginLimiter,
+    ttl_secs: i64,
+    dummy_hash: String,
+}
+
+/// Now, epoch seconds.
+pub fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+impl Auth {
+    /// Users from `config` (plus the generated admin when none is configured),
+    /// sessions from `<data>/sessions.db`.
+    pub fn open(config: &Config) -> anyhow::Result<Auth> {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("creating data folder {}", config.data_dir.display()))?;
+        let mut users: BTreeMap<String, User> = config
+            .users
+            .iter()
+            .map(|(name, u)| {
+                (
+                    name.clone(),
+                    User {
+                        password_hash: u.password_hash.clone(),
+                        admin: u.admin,
+                    },
+                )
+            })
+            .collect();
+        if !config.has_admin() {
+            if users.contains_key(ADMIN_USER) {
+                tracing::warn!(
+                    "no admin configured and user `admin` is not one: nobody sees all tasks"
+                );
+            } else {
+                let hash = generated_admin_hash(
+                    &config.data_dir,
+                    config.admin_password.as_ref().map(|s| s.expose()),
+                )?;
+                users.insert(
+                    ADMIN_USER.to_string(),
+                    User {
+                        password_hash: hash,
+                        admin: true,
+                    },
+                );
+            }
+        }
+        let sessions = SessionStore::open(&config.sessions_path(), now_secs())?;
+        Self::new(users, sessions, config.http.session_ttl_secs)
+    }
+
+    /// Build from explicit parts (tests).
+    pub fn new(
+        users: BTreeMap<String, User>,
+        sessions: SessionStore,
+        ttl_secs: u64,
+    ) -> anyhow::Result<Auth> {
+        Ok(Auth {
+            users,
+            sessions,
+            limiter: LoginLimiter::new(),
+            ttl_secs: ttl_secs.min(i64::MAX as u64 / 2) as i64,
+            dummy_hash: password::hash("not a real password")?,
+        })
+    }
+
+    /// Session lifetime in seconds.
+    pub fn ttl_secs(&self) -> i64 {
+        self.ttl_secs
+    }
+
+    /// Check a user name and password from `ip`; on success open a session
+    /// and return its identity. Runs argon2 on a blocking thread.
+    pub async fn login(
+        self: &std::sync::Arc<Self>,
+        username: &str,
+        password: &str,
+        ip: Option<IpAddr>,
+    ) -> Result<Identity, LoginError> {
+        if let Some(ip) = ip {
+            self.limiter.check(ip).map_err(LoginError::LockedOut)?;
+        }
+        let user = self.users.get(username).cloned();
+        let hash = user
+            .as_ref()
+            .map(|u| u.password_hash.clone())
+            .unwrap_or_else(|| self.dummy_hash.clone());
+        let pw = password.to_string();
+        // Verify even for an unknown user, so timing does not tell users apart.
+        let ok = tokio::task::spawn_blocking(move || password::verify(&pw, &hash))
+            .await
+            .unwrap_or(false);
+        let user = match (ok, user) {
+            (true, Some(u)) => u,
+            _ => {
+                crate::metrics::login_failed();
+                if let Some(ip) = ip {
+                    if let Some(lock) = self.limiter.failed(ip) {
+                        tracing::warn!(%ip, lockout_secs = lock.as_secs(), "repeated failed logins; client locked out");
+                    }
+                }
+                return Err(LoginError::BadCredentials);
+            }
+        };
+        if let Some(ip) = ip {
+            self.limiter.succeeded(ip);
+        }
+        let now = now_secs();
+        let id = sessions::new_id();
+        let session = Session {
+            username: username.to_string(),
+            login_time: now,
+            expires: now + self.ttl_secs,
+        };
+        self.sessions.insert(&id, &session)?;
+        Ok(Identity {
+            username: username.to_string(),
+            is_admin: user.admin,
+            login_time: now,
+            session_id: id,
+        })
+    }
+
+    /// The identity behind a session id, if the session is live and its user still exists.
+    /// Pushes the expiry forward when a tenth of the lifetime has passed.
+    pub fn identify(&self, session_id: &str) -> Option<Identity> {
+        let now = now_secs();
+        let session = self.sessions.get(session_id, now)?;
+        let user = self.users.get(&session.username)?;
+        if session.expires - now < self.ttl_secs - self.ttl_secs / 10 {
+            if let Err(e) = self.sessions.extend(session_id, now + self.ttl_secs) {
+                tracing::warn!("extending a session: {e:#}");
+            }
+        }
+        Some(Identity {
+            username: session.username,
+            is_admin: user.admin,
+            login_time: session.login_time,
+            session_id: session_id.to_string(),
+        })
+    }
+
+    /// Extend a session to a full lifetime from now (`login_refresh`).
+    pub fn refresh(&self, session_id: &str) -> anyhow::Result<()> {
+        self.sessions.extend(session_id, now_secs() + self.ttl_secs)
+    }
+
+    /// End a session.
+    pub fn logout(&self, session_id: &str) -> anyhow::Result<()> {
+        self.sessions.remove(session_id)
+    }
+
+    /// Drop expired sessions.
+    pub fn purge_expired(&self) {
+        if let Err(e) = self.sessions.purge(now_secs()) {
+            tracing::warn!("purging sessions: {e:#}");
+        }
+    }
+}
+
+/// The generated admin's hash: kept from `<data>/admin.hash`, replaced when
+/// `STEVEDORE_ADMIN_PASSWORD` is set and differs, created on the first start.
+fn generated_admin_hash(data_dir: &Path, env_password: Option<&str>) -> anyhow::Result<String> {
+    let path = data_dir.join(ADMIN_HASH_FILE);
+    let stored = std::fs::read_to_string(&path)
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty());
+    let (hash, generated) = match (stored, env_password) {
+        (Some(h), Some(pw)) if password::verify(pw, &h) => return Ok(h),
+        (Some(h), None) => return Ok(h),
+        (_, Some(pw)) => (password::hash(pw)?, None),
+        (None, None) => {
+            let pw = password::generate();
+            (password::hash(&pw)?, Some(pw))
+        }
+    };
+    write_private(&path, &hash).with_context(|| format!("writing {}", path.display()))?;
+    if let Some(pw) = generated {
+        // Printed once, on the console only (not through the log).
+        eprintln!(
+            "stevedore: created user `admin` with password: {pw}\n\
+             stevedore: (shown once; only its hash is kept in {})",
+            path.display()
+        );
+    } else {
+        tracing::info!("user `admin` set from STEVEDORE_ADMIN_PASSWORD");
+    }
+    Ok(hash)
+}
+
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    {
+        use std::io::Write;
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let mut f = opts.open(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.write_all(b"\n")?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn admin_hash_is_generated_once_and_env_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let h1 = generated_admin_hash(dir.path(), None).unwrap();
+        let h2 = generated_admin_hash(dir.path(), None).unwrap();
+        assert_eq!(h1, h2, "kept across starts");
+        let h3 = generated_admin_hash(dir.path(), Some("pw1")).unwrap();
+        assert!(password::verify("pw1", &h3));
+        let h4 = generated_admin_hash(dir.path(), Some("pw1")).unwrap();
+        assert_eq!(h3, h4);
+        let stored = std::fs::read_to_string(dir.path().join(ADMIN_HASH_FILE)).unwrap();
+        assert!(!stored.contains("pw1"));
+    }
+
+    #[tokio::test]
+    async fn login_identify_logout() {
+        let mut users = BTreeMap::new();
+        users.insert(
+            "bob".to_string(),
+            User {
+                password_hash: password::hash("pw").unwrap(),
+                admin: false,
+            },
+        );
+        let auth = Arc::new(Auth::new(users, SessionStore::in_memory().unwrap(), 3600).unwrap());
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        assert!(matches!(
+            auth.login("bob", "bad", Some(ip)).await,
+            Err(LoginError::BadCredentials)
+        ));
+        assert!(matches!(
+            auth.login("nobody", "pw", Some(ip)).await,
+            Err(LoginError::BadCredentials)
+        ));
+        let id = auth.login("bob", "pw", Some(ip)).await.unwrap();
+        assert!(!id.is_admin);
+        let again = auth.identify(&id.session_id).unwrap();
+        assert_eq!(again.username, "bob");
+        assert!(auth.identify("forged").is_none());
+        auth.logout(&id.session_id).unwrap();
+        assert!(auth.identify(&id.session_id).is_none());
+        // Three failures lock the address out, even for the right password.
+        for _ in 0..3 {
+            let _ = auth.login("bob", "bad", Some(ip)).await;
+        }
+        assert!(matches!(
+            auth.login("bob", "pw", Some(ip)).await,
+            Err(LoginError::LockedOut(_))
+        ));
+    }
+}

@@ -1,0 +1,267 @@
+//! A small process-wide metrics registry, rendered as Prometheus text by `GET /metrics`.
+//!
+//! Hand-written rather than the `prometheus-client` crate: a handful of counters
+//! and one histogram keyed by (category, state) or (plugin, function, outcome)
+//! need a few dozen lines, no extra dependency, and label values here are
+//! plugin/category names only (never params, never secrets).
+//!
+//! Anyone may call the recording functions: the plugin host calls
+//! [`plugin_call`], the server records [`task_finished`] from the queue's
+//! event stream (so the queue need not), the API records [`task_submitted`].
+//! The `stevedore_tasks{category,state}` gauge is computed at scrape time from
+//! the store by the API, and passed to [`render`].
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::{Mutex, OnceLock};
+
+/// Upper bounds (seconds) of the task run-time histogram buckets.
+pub const RUN_TIME_BUCKETS: [f64; 12] = [
+    0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 60.0, 300.0, 1800.0,
+];
+
+#[derive(Default)]
+struct Histogram {
+    buckets: [u64; RUN_TIME_BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+impl Histogram {
+    fn observe(&mut self, v: f64) {
+        for (i, le) in RUN_TIME_BUCKETS.iter().enumerate() {
+            if v <= *le {
+                self.buckets[i] += 1;
+            }
+        }
+        self.count += 1;
+        self.sum += v;
+    }
+}
+
+#[derive(Default)]
+struct Registry {
+    submitted: BTreeMap<String, u64>,
+    finished: BTreeMap<(String, String), u64>,
+    run_time: BTreeMap<String, Histogram>,
+    plugin_calls: BTreeMap<(String, String, &'static str), u64>,
+    plugin_call_seconds: BTreeMap<(String, String), f64>,
+    http_responses: BTreeMap<u16, u64>,
+    login_failures: u64,
+}
+
+fn registry() -> &'static Mutex<Registry> {
+    static R: OnceLock<Mutex<Registry>> = OnceLock::new();
+    R.get_or_init(Default::default)
+}
+
+fn with<T>(f: impl FnOnce(&mut Registry) -> T) -> T {
+    let mut r = registry().lock().unwrap_or_else(|p| p.into_inner());
+    f(&mut r)
+}
+
+/// A task was accepted by `POST background/{category}`.
+pub fn task_submitted(category: &str) {
+    with(|r| *r.submitted.entry(category.to_string()).or_default() += 1);
+}
+
+/// A task ended in `state` (`completed` or `error`) after running `seconds`.
+pub fn task_finished(category: &str, state: &str, seconds: f64) {
+    with(|r| {
+        *r.finished
+            .entry((category.to_string(), state.to_string()))
+            .or_default() += 1;
+        r.run_time
+            .entry(category.to_string())
+            .or_default()
+            .observe(seconds.max(0.0));
+    });
+}
+
+/// The plugin host called `function` (`describe`, `validate`, `run`) of `plugin`.
+pub fn plugin_call(plugin: &str, function: &str, ok: bool) {
+    with(|r| {
+        *r.plugin_calls
+            .entry((
+                plugin.to_string(),
+                function.to_string(),
+                if ok { "ok" } else { "error" },
+            ))
+            .or_default() += 1
+    });
+}
+
+/// Like [`plugin_call`], with the call's wall time.
+pub fn plugin_call_timed(plugin: &str, function: &str, ok: bool, seconds: f64) {
+    plugin_call(plugin, function, ok);
+    with(|r| {
+        *r.plugin_call_seconds
+            .entry((plugin.to_string(), function.to_string()))
+            .or_default() += seconds.max(0.0)
+    });
+}
+
+/// The API answered with `status`.
+pub fn http_response(status: u16) {
+    with(|r| *r.http_responses.entry(status).or_default() += 1);
+}
+
+/// A login was refused.
+pub fn login_failed() {
+    with(|r| r.login_failures += 1);
+}
+
+/// Escape a label value per the Prometheus text format.
+fn esc(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Render everything in the Prometheus text format (version 0.0.4).
+/// `tasks` is the current number of stored tasks per (category, state).
+pub fn render(tasks: &BTreeMap<(String, String), u64>) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "# HELP stevedore_tasks Stored tasks by category and state."
+    );
+    let _ = writeln!(o, "# TYPE stevedore_tasks gauge");
+    for ((c, s), n) in tasks {
+        let _ = writeln!(
+            o,
+            "stevedore_tasks{{category=\"{}\",state=\"{}\"}} {n}",
+            esc(c),
+            esc(s)
+        );
+    }
+    with(|r| {
+        let _ = writeln!(
+            o,
+            "# HELP stevedore_tasks_submitted_total Tasks accepted, by category."
+        );
+        let _ = writeln!(o, "# TYPE stevedore_tasks_submitted_total counter");
+        for (c, n) in &r.submitted {
+            let _ = writeln!(
+                o,
+                "stevedore_tasks_submitted_total{{category=\"{}\"}} {n}",
+                esc(c)
+            );
+        }
+        let _ = writeln!(
+            o,
+            "# HELP stevedore_tasks_finished_total Tasks ended, by category and final state."
+        );
+        let _ = writeln!(o, "# TYPE stevedore_tasks_finished_total counter");
+        for ((c, s), n) in &r.finished {
+            let _ = writeln!(
+                o,
+                "stevedore_tasks_finished_total{{category=\"{}\",state=\"{}\"}} {n}",
+                esc(c),
+                esc(s)
+            );
+        }
+        let _ = writeln!(
+            o,
+            "# HELP stevedore_task_run_seconds Task run time (start to end), by category."
+        );
+        let _ = writeln!(o, "# TYPE stevedore_task_run_seconds histogram");
+        for (c, h) in &r.run_time {
+            let c = esc(c);
+            for (i, le) in RUN_TIME_BUCKETS.iter().enumerate() {
+                let _ = writeln!(
+                    o,
+                    "stevedore_task_run_seconds_bucket{{category=\"{c}\",le=\"{le}\"}} {}",
+                    h.buckets[i]
+                );
+            }
+            let _ = writeln!(
+                o,
+                "stevedore_task_run_seconds_bucket{{category=\"{c}\",le=\"+Inf\"}} {}",
+                h.count
+            );
+            let _ = writeln!(
+                o,
+                "stevedore_task_run_seconds_sum{{category=\"{c}\"}} {}",
+                h.sum
+            );
+            let _ = writeln!(
+                o,
+                "stevedore_task_run_seconds_count{{category=\"{c}\"}} {}",
+                h.count
+            );
+        }
+        let _ = writeln!(o, "# HELP stevedore_plugin_calls_total Calls into plugins, by plugin, function and outcome.");
+        let _ = writeln!(o, "# TYPE stevedore_plugin_calls_total counter");
+        for ((p, f, ok), n) in &r.plugin_calls {
+            let _ = writeln!(
+                o,
+                "stevedore_plugin_calls_total{{plugin=\"{}\",function=\"{}\",outcome=\"{ok}\"}} {n}",
+                esc(p),
+                esc(f)
+            );
+        }
+        let _ = writeln!(
+            o,
+            "# HELP stevedore_plugin_call_seconds_total Wall time spent in plugin calls."
+        );
+        let _ = writeln!(o, "# TYPE stevedore_plugin_call_seconds_total counter");
+        for ((p, f), s) in &r.plugin_call_seconds {
+            let _ = writeln!(
+                o,
+                "stevedore_plugin_call_seconds_total{{plugin=\"{}\",function=\"{}\"}} {s}",
+                esc(p),
+                esc(f)
+            );
+        }
+        let _ = writeln!(
+            o,
+            "# HELP stevedore_http_responses_total API responses by status code."
+        );
+        let _ = writeln!(o, "# TYPE stevedore_http_responses_total counter");
+        for (s, n) in &r.http_responses {
+            let _ = writeln!(o, "stevedore_http_responses_total{{code=\"{s}\"}} {n}");
+        }
+        let _ = writeln!(o, "# HELP stevedore_login_failures_total Refused logins.");
+        let _ = writeln!(o, "# TYPE stevedore_login_failures_total counter");
+        let _ = writeln!(o, "stevedore_login_failures_total {}", r.login_failures);
+    });
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_recorded_values() {
+        task_submitted("m_test");
+        task_finished("m_test", "completed", 0.02);
+        task_finished("m_test", "error", 2.0);
+        plugin_call("m_test", "run", true);
+        plugin_call_timed("m_test", "validate", false, 0.5);
+        let mut tasks = BTreeMap::new();
+        tasks.insert(("m_test".to_string(), "waiting".to_string()), 3);
+        let text = render(&tasks);
+        assert!(text.contains("stevedore_tasks{category=\"m_test\",state=\"waiting\"} 3"));
+        assert!(text.contains("stevedore_tasks_submitted_total{category=\"m_test\"} 1"));
+        assert!(text
+            .contains("stevedore_tasks_finished_total{category=\"m_test\",state=\"completed\"} 1"));
+        assert!(
+            text.contains("stevedore_task_run_seconds_bucket{category=\"m_test\",le=\"0.05\"} 1")
+        );
+        assert!(text.contains("stevedore_task_run_seconds_bucket{category=\"m_test\",le=\"5\"} 2"));
+        assert!(text.contains("stevedore_task_run_seconds_count{category=\"m_test\"} 2"));
+        assert!(text.contains(
+            "stevedore_plugin_calls_total{plugin=\"m_test\",function=\"validate\",outcome=\"error\"} 1"
+        ));
+        assert!(text.contains(
+            "stevedore_plugin_call_seconds_total{plugin=\"m_test\",function=\"validate\"} 0.5"
+        ));
+    }
+
+    #[test]
+    fn escapes_label_values() {
+        assert_eq!(esc("a\"b\\c\n"), "a\\\"b\\\\c\\n");
+    }
+}
