@@ -1,15 +1,54 @@
 //! Tasks: model, state machine, durable store and scheduler.
 //!
-//! [`Queue`] is the facade the API uses. OWNER: queue helper (fill in the `todo!()`s).
+//! [`Queue`] is the facade the API uses; [`Queue::start`] opens it over a
+//! [`TaskStore`] (by default [`SqliteStore`]) and an [`Executor`] (the plugin
+//! host). OWNER: queue helper.
+//!
+//! How a task moves, and what is durable when:
+//! - `submit` validates, masks secrets, and returns once the task is stored
+//!   (`waiting`); then it is announced and a worker is woken.
+//! - one dispatcher claims waiting tasks (FIFO by id, within the total of
+//!   workers and the per-category limits) in the store: they are `running` on
+//!   disk before they are announced or started, so a task never runs twice.
+//! - progress reports update the task in memory and are announced at once;
+//!   they are written to the store lazily (coalesced, every
+//!   [`PROGRESS_FLUSH_INTERVAL`]).
+//! - the end of a run is written before it is announced.
+//! - on start, tasks left `running` by a previous process end as `error` /
+//!   [`ResultCode::Interrupted`]; `waiting` ones run.
 
+mod engine;
 pub mod executor;
+pub mod mask;
 pub mod model;
+pub mod secret;
+pub mod sqlite;
+pub mod store;
+pub mod testkit;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
-pub use executor::{CategoryInfo, Executor, LogLevel, Outcome, Reporter, TaskContext, ValidationError};
+pub use executor::{
+    CategoryInfo, Executor, LogLevel, Outcome, Reporter, TaskContext, ValidationError,
+};
 pub use model::{ResultCode, Task, TaskEvent, TaskState};
+pub use sqlite::SqliteStore;
+pub use store::TaskStore;
+
+/// How often coalesced progress of running tasks is written to the store.
+pub const PROGRESS_FLUSH_INTERVAL: Duration = Duration::from_millis(500);
+/// How long deleting a running task waits for its run to end after cancelling it.
+pub const CANCEL_GRACE: Duration = Duration::from_secs(30);
+/// How long [`Queue::shutdown`] waits for cancelled runs to end.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// The `detail_state` of a task that was running when the server stopped.
+pub const INTERRUPTED_DETAIL: &str = "interrupted: the server stopped while the task ran";
+/// Capacity of the event channel; slower subscribers see `Lagged`.
+pub const EVENT_CAPACITY: usize = 4096;
 
 /// Who is asking: users see their own tasks, admins see all.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,8 +75,19 @@ pub enum DeleteSelector {
 pub struct QueueConfig {
     /// Tasks running at once, all categories together.
     pub workers: usize,
-    /// Optional per-category limits on tasks running at once.
+    /// Optional per-category limits on tasks running at once (a limit of 0
+    /// holds the category's tasks waiting).
     pub per_category: HashMap<String, usize>,
+}
+
+impl Default for QueueConfig {
+    /// 8 workers, no per-category limits.
+    fn default() -> Self {
+        Self {
+            workers: 8,
+            per_category: HashMap::new(),
+        }
+    }
 }
 
 /// Why a queue operation was refused. The API maps each to a status.
@@ -65,33 +115,66 @@ pub enum QueueError {
 
 /// The task queue: submit, list, delete, watch.
 pub struct Queue {
-    _private: (),
+    inner: Arc<engine::Inner>,
 }
 
 impl Queue {
+    /// Open the queue: settle tasks a previous process left `running` (they end
+    /// as `error` / [`ResultCode::Interrupted`]), then start the dispatcher and
+    /// the workers, which run the `waiting` tasks first. Needs a tokio runtime.
+    pub async fn start(
+        store: Arc<dyn TaskStore>,
+        executor: Arc<dyn Executor>,
+        config: QueueConfig,
+    ) -> anyhow::Result<Arc<Queue>> {
+        let inner = engine::Inner::start(store, executor, config).await?;
+        Ok(Arc::new(Queue { inner }))
+    }
+
     /// Submit a task: validate through the executor, mask secrets, store, wake a worker.
-    pub async fn submit(&self, _user: &str, _category: &str, _params: &serde_json::Value) -> Result<Task, QueueError> {
-        todo!()
+    pub async fn submit(
+        &self,
+        user: &str,
+        category: &str,
+        params: &serde_json::Value,
+    ) -> Result<Task, QueueError> {
+        self.inner.submit(user, category, params).await
     }
     /// Tasks visible to `viewer`, ordered by id, optionally of one category.
-    pub async fn list(&self, _viewer: &Viewer, _category: Option<&str>) -> Result<Vec<Task>, QueueError> {
-        todo!()
+    pub async fn list(
+        &self,
+        viewer: &Viewer,
+        category: Option<&str>,
+    ) -> Result<Vec<Task>, QueueError> {
+        self.inner.list(viewer, category).await
+    }
+    /// One task visible to `viewer` (as `list` shows it), else `NotFound`.
+    pub async fn get(&self, viewer: &Viewer, id: i64) -> Result<Task, QueueError> {
+        self.inner.get_visible(viewer, id).await
     }
     /// Delete per the rules of the API contract; returns the deleted ids.
-    pub async fn delete(&self, _viewer: &Viewer, _selector: DeleteSelector) -> Result<Vec<i64>, QueueError> {
-        todo!()
+    pub async fn delete(
+        &self,
+        viewer: &Viewer,
+        selector: DeleteSelector,
+    ) -> Result<Vec<i64>, QueueError> {
+        self.inner.delete(viewer, selector).await
     }
     /// Every task change from now on.
     pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<TaskEvent> {
-        todo!()
+        self.inner.events.subscribe()
     }
     /// The categories that can be submitted.
     pub fn categories(&self) -> Vec<CategoryInfo> {
-        todo!()
+        self.inner.executor.categories()
     }
     /// Stop taking work, cancel running tasks, flush the store.
+    ///
+    /// Runs cancelled here end as `error` / [`ResultCode::Interrupted`] (unless
+    /// they completed anyway); waiting tasks stay waiting for the next start.
+    /// Later submissions fail. Idempotent.
     pub async fn shutdown(&self) {
-        todo!()
+        self.inner.shutdown().await
     }
 }
 

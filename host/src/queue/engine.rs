@@ -1,0 +1,583 @@
+//! The scheduler behind [`super::Queue`]: one dispatcher that claims waiting
+//! tasks from the store, one tokio task per run, live state of running tasks
+//! in memory, and a flusher that writes coalesced progress.
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use futures::FutureExt;
+use tokio::sync::{broadcast, watch, Notify};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::executor::{Executor, LogLevel, Outcome, Reporter, TaskContext, ValidationError};
+use super::mask::mask_secrets;
+use super::model::{ResultCode, Task, TaskEvent, TaskState};
+use super::store::{ClaimRequest, Claimed, Finish, NewTask, Owner, ProgressUpdate, TaskStore};
+use super::{
+    DeleteSelector, QueueConfig, QueueError, Viewer, CANCEL_GRACE, EVENT_CAPACITY,
+    INTERRUPTED_DETAIL, PROGRESS_FLUSH_INTERVAL, SHUTDOWN_GRACE,
+};
+
+pub(super) fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Why a run's token was cancelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CancelReason {
+    Deleted,
+    Shutdown,
+}
+
+/// A running task, in memory.
+struct Live {
+    task: Mutex<Task>,
+    cancel: CancellationToken,
+    reason: Mutex<Option<CancelReason>>,
+    /// Progress changed since the last flush.
+    dirty: AtomicBool,
+    /// Becomes true once the end of the run is stored and announced.
+    done: watch::Sender<bool>,
+}
+
+#[derive(Default)]
+struct Counts {
+    total: usize,
+    per_category: HashMap<String, usize>,
+}
+
+pub(super) struct Inner {
+    store: Arc<dyn TaskStore>,
+    pub(super) executor: Arc<dyn Executor>,
+    config: QueueConfig,
+    pub(super) events: broadcast::Sender<TaskEvent>,
+    wake: Notify,
+    counts: Mutex<Counts>,
+    live: Mutex<HashMap<i64, Arc<Live>>>,
+    closing: AtomicBool,
+    stop: CancellationToken,
+    background: Mutex<Vec<JoinHandle<()>>>,
+    shutdown_done: tokio::sync::Mutex<bool>,
+}
+
+impl Inner {
+    pub(super) async fn start(
+        store: Arc<dyn TaskStore>,
+        executor: Arc<dyn Executor>,
+        mut config: QueueConfig,
+    ) -> anyhow::Result<Arc<Inner>> {
+        config.workers = config.workers.max(1);
+        let interrupted = store
+            .interrupt_running(ResultCode::Interrupted.code(), INTERRUPTED_DETAIL, now())
+            .await?;
+        for id in &interrupted {
+            tracing::warn!(task_id = id, "{INTERRUPTED_DETAIL}");
+        }
+        let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        let inner = Arc::new(Inner {
+            store,
+            executor,
+            config,
+            events,
+            wake: Notify::new(),
+            counts: Mutex::new(Counts::default()),
+            live: Mutex::new(HashMap::new()),
+            closing: AtomicBool::new(false),
+            stop: CancellationToken::new(),
+            background: Mutex::new(Vec::new()),
+            shutdown_done: tokio::sync::Mutex::new(false),
+        });
+        let dispatcher = tokio::spawn(dispatch_loop(inner.clone()));
+        let flusher = tokio::spawn(flush_loop(inner.clone()));
+        inner
+            .background
+            .lock()
+            .unwrap()
+            .extend([dispatcher, flusher]);
+        inner.wake.notify_one();
+        tracing::info!(
+            workers = inner.config.workers,
+            interrupted = interrupted.len(),
+            "task queue started"
+        );
+        Ok(inner)
+    }
+
+    fn announce(&self, task: Task) {
+        // No subscriber is fine.
+        let _ = self.events.send(TaskEvent { task });
+    }
+
+    pub(super) async fn submit(
+        &self,
+        user: &str,
+        category: &str,
+        params: &serde_json::Value,
+    ) -> Result<Task, QueueError> {
+        if self.closing.load(Ordering::Acquire) {
+            return Err(QueueError::Store(anyhow::anyhow!(
+                "the queue is shutting down"
+            )));
+        }
+        let info = self
+            .executor
+            .category(category)
+            .ok_or_else(|| QueueError::UnknownCategory(category.to_string()))?;
+        let full = serde_json::to_string(params).map_err(|e| QueueError::Invalid(e.to_string()))?;
+        match self.executor.validate(category, &full).await {
+            Ok(()) => {}
+            Err(ValidationError::Invalid(m)) => return Err(QueueError::Invalid(m)),
+            Err(ValidationError::Plugin(m)) => return Err(QueueError::Plugin(m)),
+        }
+        let (shown, masked) = mask_secrets(params, &info.secret_fields);
+        let shown = if masked {
+            serde_json::to_string(&shown).map_err(anyhow::Error::from)?
+        } else {
+            full.clone()
+        };
+        let task = self
+            .store
+            .insert(NewTask {
+                category: info.name.clone(),
+                user: user.to_string(),
+                deletable: info.deletable,
+                shown_params: shown,
+                full_params: masked.then_some(full),
+                init: now(),
+            })
+            .await?;
+        tracing::info!(task_id = task.id, category = %task.category, user = %task.user, "task submitted");
+        self.announce(task.clone());
+        self.wake.notify_one();
+        Ok(task)
+    }
+
+    /// Show the in-memory progress of running tasks over what the store has.
+    fn overlay(&self, tasks: &mut [Task]) {
+        let live = self.live.lock().unwrap();
+        if live.is_empty() {
+            return;
+        }
+        for t in tasks.iter_mut().filter(|t| t.state == TaskState::Running) {
+            if let Some(l) = live.get(&t.id) {
+                let lt = l.task.lock().unwrap();
+                if lt.state == TaskState::Running {
+                    t.progress = lt.progress;
+                    t.detail_state.clone_from(&lt.detail_state);
+                }
+            }
+        }
+    }
+
+    pub(super) async fn list(
+        &self,
+        viewer: &Viewer,
+        category: Option<&str>,
+    ) -> Result<Vec<Task>, QueueError> {
+        let owner = if viewer.is_admin {
+            Owner::Anyone
+        } else {
+            Owner::User(&viewer.user)
+        };
+        let mut tasks = self.store.list(owner, category).await?;
+        self.overlay(&mut tasks);
+        Ok(tasks)
+    }
+
+    pub(super) async fn get_visible(&self, viewer: &Viewer, id: i64) -> Result<Task, QueueError> {
+        match self.store.get(id).await? {
+            Some(t) if viewer.is_admin || t.user == viewer.user => {
+                let mut one = [t];
+                self.overlay(&mut one);
+                let [t] = one;
+                Ok(t)
+            }
+            _ => Err(QueueError::NotFound(id)),
+        }
+    }
+
+    pub(super) async fn delete(
+        &self,
+        viewer: &Viewer,
+        selector: DeleteSelector,
+    ) -> Result<Vec<i64>, QueueError> {
+        let owner = if viewer.is_admin {
+            Owner::Anyone
+        } else {
+            Owner::User(&viewer.user)
+        };
+        match selector {
+            DeleteSelector::AllFinished => Ok(self.store.delete_finished(owner, None).await?),
+            DeleteSelector::Category(c) => {
+                let ids = self.store.delete_finished(owner, Some(&c)).await?;
+                if ids.is_empty() && self.executor.category(&c).is_none() {
+                    return Err(QueueError::UnknownCategory(c));
+                }
+                Ok(ids)
+            }
+            DeleteSelector::Id(id) => self.delete_one(viewer, id).await,
+        }
+    }
+
+    async fn delete_one(&self, viewer: &Viewer, id: i64) -> Result<Vec<i64>, QueueError> {
+        const FINISHED: &[TaskState] = &[TaskState::Completed, TaskState::Error];
+        // The state may change under us (claimed, ended); re-read and retry a few times.
+        for _ in 0..5 {
+            let task = self.get_visible(viewer, id).await?;
+            match task.state {
+                TaskState::Waiting => {
+                    if self.store.delete_if(id, &[TaskState::Waiting]).await? {
+                        tracing::info!(task_id = id, "waiting task cancelled and deleted");
+                        self.announce(Task {
+                            state: TaskState::Error,
+                            result: ResultCode::Cancelled.code(),
+                            detail_state: "cancelled".into(),
+                            end: Some(now()),
+                            ..task
+                        });
+                        return Ok(vec![id]);
+                    }
+                }
+                TaskState::Running => {
+                    if !task.deletable {
+                        return Err(QueueError::Conflict(format!(
+                            "task {id} is running and its category `{}` does not allow deleting a running task",
+                            task.category
+                        )));
+                    }
+                    let live = self.live.lock().unwrap().get(&id).cloned();
+                    if let Some(live) = live {
+                        *live.reason.lock().unwrap() = Some(CancelReason::Deleted);
+                        live.cancel.cancel();
+                        tracing::info!(task_id = id, "cancelling running task for deletion");
+                        let mut done = live.done.subscribe();
+                        let ended = tokio::time::timeout(CANCEL_GRACE, done.wait_for(|d| *d)).await;
+                        if ended.is_err() {
+                            return Err(QueueError::Conflict(format!(
+                                "task {id} was cancelled but has not stopped yet; try again"
+                            )));
+                        }
+                    }
+                    // Without a live run here, the run is ending right now (its end is
+                    // stored before it leaves `live`) or belongs to another host.
+                    if self.store.delete_if(id, FINISHED).await? {
+                        return Ok(vec![id]);
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                TaskState::Completed | TaskState::Error => {
+                    if self.store.delete_if(id, FINISHED).await? {
+                        return Ok(vec![id]);
+                    }
+                }
+            }
+        }
+        Err(QueueError::Conflict(format!(
+            "task {id} is changing state; try again"
+        )))
+    }
+
+    /// Claim what the free slots allow and start it. Returns how many started.
+    async fn dispatch_once(self: &Arc<Self>) -> anyhow::Result<usize> {
+        let req = {
+            let counts = self.counts.lock().unwrap();
+            let free = self.config.workers.saturating_sub(counts.total);
+            if free == 0 {
+                return Ok(0);
+            }
+            let categories: Vec<(String, Option<usize>)> = self
+                .executor
+                .categories()
+                .into_iter()
+                .filter_map(|c| {
+                    let left = self.config.per_category.get(&c.name).map(|limit| {
+                        limit.saturating_sub(counts.per_category.get(&c.name).copied().unwrap_or(0))
+                    });
+                    (left != Some(0)).then_some((c.name, left))
+                })
+                .collect();
+            if categories.is_empty() {
+                return Ok(0);
+            }
+            ClaimRequest {
+                max: free,
+                categories,
+                now: now(),
+            }
+        };
+        let claimed = self.store.claim(req).await?;
+        let n = claimed.len();
+        for c in claimed {
+            self.launch(c);
+        }
+        Ok(n)
+    }
+
+    fn launch(self: &Arc<Self>, claimed: Claimed) {
+        let Claimed { task, full_params } = claimed;
+        let id = task.id;
+        {
+            let mut counts = self.counts.lock().unwrap();
+            counts.total += 1;
+            *counts
+                .per_category
+                .entry(task.category.clone())
+                .or_default() += 1;
+        }
+        let live = Arc::new(Live {
+            task: Mutex::new(task.clone()),
+            cancel: CancellationToken::new(),
+            reason: Mutex::new(None),
+            dirty: AtomicBool::new(false),
+            done: watch::channel(false).0,
+        });
+        self.live.lock().unwrap().insert(id, live.clone());
+        let span = tracing::info_span!("task", task_id = id, category = %task.category);
+        self.announce(task);
+        let inner = self.clone();
+        tokio::spawn(async move { inner.run(live, full_params).await }.instrument(span));
+    }
+
+    async fn run(self: Arc<Self>, live: Arc<Live>, full_params: String) {
+        let (id, category, user) = {
+            let t = live.task.lock().unwrap();
+            (t.id, t.category.clone(), t.user.clone())
+        };
+        tracing::info!("task started");
+        let ctx = TaskContext {
+            id,
+            category: category.clone(),
+            user,
+            params: full_params,
+            cancel: live.cancel.clone(),
+            reporter: Arc::new(TaskReporter {
+                id,
+                category: category.clone(),
+                live: live.clone(),
+                events: self.events.clone(),
+            }),
+        };
+        let outcome = match AssertUnwindSafe(self.executor.run(ctx))
+            .catch_unwind()
+            .await
+        {
+            Ok(o) => o,
+            Err(_) => Outcome::Failed {
+                code: ResultCode::PluginError,
+                message: "the executor panicked".into(),
+            },
+        };
+        let reason = *live.reason.lock().unwrap();
+        let progress = live.task.lock().unwrap().progress;
+        let (state, result, detail, progress) = match outcome {
+            Outcome::Completed(detail) => (
+                TaskState::Completed,
+                0,
+                detail.unwrap_or_else(|| "completed".into()),
+                100,
+            ),
+            Outcome::Failed { code, message } => match reason {
+                Some(CancelReason::Deleted) => (
+                    TaskState::Error,
+                    ResultCode::Cancelled.code(),
+                    message,
+                    progress,
+                ),
+                Some(CancelReason::Shutdown) => (
+                    TaskState::Error,
+                    ResultCode::Interrupted.code(),
+                    INTERRUPTED_DETAIL.to_string(),
+                    progress,
+                ),
+                None => (TaskState::Error, code.code(), message, progress),
+            },
+        };
+        let end = now();
+        let fin = Finish {
+            id,
+            state,
+            result,
+            detail: detail.clone(),
+            progress,
+            end,
+        };
+        match self.store.finish(fin).await {
+            Ok(true) => {
+                let snapshot = {
+                    let mut t = live.task.lock().unwrap();
+                    t.state = state;
+                    t.result = result;
+                    t.detail_state = detail;
+                    t.progress = progress;
+                    t.end = Some(end);
+                    t.clone()
+                };
+                if state == TaskState::Completed {
+                    tracing::info!("task completed");
+                } else {
+                    tracing::warn!(result, detail = %snapshot.detail_state, "task failed");
+                }
+                self.announce(snapshot);
+            }
+            Ok(false) => {
+                tracing::warn!("task end not recorded: it is no longer running in the store")
+            }
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "recording the end of the task failed")
+            }
+        }
+        self.live.lock().unwrap().remove(&id);
+        {
+            let mut counts = self.counts.lock().unwrap();
+            counts.total -= 1;
+            if let Some(n) = counts.per_category.get_mut(&category) {
+                *n -= 1;
+            }
+        }
+        live.done.send_replace(true);
+        self.wake.notify_one();
+    }
+
+    async fn flush_progress(&self) {
+        let updates: Vec<ProgressUpdate> = {
+            let live = self.live.lock().unwrap();
+            live.values()
+                .filter(|l| l.dirty.swap(false, Ordering::AcqRel))
+                .map(|l| {
+                    let t = l.task.lock().unwrap();
+                    ProgressUpdate {
+                        id: t.id,
+                        progress: t.progress,
+                        detail: t.detail_state.clone(),
+                    }
+                })
+                .collect()
+        };
+        if let Err(e) = self.store.save_progress(updates).await {
+            tracing::warn!(error = %format!("{e:#}"), "saving task progress failed");
+        }
+    }
+
+    pub(super) async fn shutdown(&self) {
+        let mut done = self.shutdown_done.lock().await;
+        if *done {
+            return;
+        }
+        self.closing.store(true, Ordering::Release);
+        self.stop.cancel();
+        // The dispatcher ends after its current pass: nothing starts after this.
+        let handles: Vec<_> = self.background.lock().unwrap().drain(..).collect();
+        for h in handles {
+            let _ = h.await;
+        }
+        let running: Vec<Arc<Live>> = self.live.lock().unwrap().values().cloned().collect();
+        for l in &running {
+            *l.reason.lock().unwrap() = Some(CancelReason::Shutdown);
+            l.cancel.cancel();
+        }
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+        for l in &running {
+            let mut rx = l.done.subscribe();
+            if tokio::time::timeout_at(deadline, rx.wait_for(|d| *d))
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    task_id = l.task.lock().unwrap().id,
+                    "task did not stop in time; it will be marked interrupted on the next start"
+                );
+            }
+        }
+        self.flush_progress().await;
+        if let Err(e) = self.store.close().await {
+            tracing::error!(error = %format!("{e:#}"), "closing the task store failed");
+        }
+        tracing::info!("task queue stopped");
+        *done = true;
+    }
+}
+
+async fn dispatch_loop(inner: Arc<Inner>) {
+    loop {
+        if inner.stop.is_cancelled() {
+            break;
+        }
+        if let Err(e) = inner.dispatch_once().await {
+            tracing::error!(error = %format!("{e:#}"), "claiming tasks failed");
+            tokio::select! {
+                _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
+                _ = inner.stop.cancelled() => break,
+            }
+            continue;
+        }
+        tokio::select! {
+            _ = inner.wake.notified() => {}
+            _ = inner.stop.cancelled() => break,
+        }
+    }
+}
+
+async fn flush_loop(inner: Arc<Inner>) {
+    let mut tick = tokio::time::interval(PROGRESS_FLUSH_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => inner.flush_progress().await,
+            _ = inner.stop.cancelled() => break,
+        }
+    }
+}
+
+/// The [`Reporter`] handed to the executor for one run.
+struct TaskReporter {
+    id: i64,
+    category: String,
+    live: Arc<Live>,
+    events: broadcast::Sender<TaskEvent>,
+}
+
+impl Reporter for TaskReporter {
+    fn progress(&self, percent: i32, detail: &str) {
+        let snapshot = {
+            let mut t = self.live.task.lock().unwrap();
+            if t.state != TaskState::Running {
+                return;
+            }
+            let p = percent.min(100);
+            t.progress = if p < 0 {
+                -1
+            } else if t.progress >= 0 {
+                // Never backwards within a run, unless reset to unknown first.
+                t.progress.max(p)
+            } else {
+                p
+            };
+            if t.detail_state != detail {
+                t.detail_state = detail.to_string();
+            }
+            t.clone()
+        };
+        self.live.dirty.store(true, Ordering::Release);
+        let _ = self.events.send(TaskEvent { task: snapshot });
+    }
+
+    fn log(&self, level: LogLevel, message: &str) {
+        // Explicit fields as well as the span: the plugin host may call this
+        // from a thread outside the task's span.
+        let (id, category) = (self.id, self.category.as_str());
+        match level {
+            LogLevel::Debug => tracing::debug!(task_id = id, category, "{message}"),
+            LogLevel::Info => tracing::info!(task_id = id, category, "{message}"),
+            LogLevel::Warn => tracing::warn!(task_id = id, category, "{message}"),
+            LogLevel::Error => tracing::error!(task_id = id, category, "{message}"),
+        }
+    }
+}

@@ -1,0 +1,866 @@
+//! The embedded SQLite store: one database file (`<data>/stevedore.db`) in WAL
+//! mode with `synchronous = FULL`, so a write that returned survives a power
+//! cut, not only a crash of the process.
+//!
+//! All writes go through one writer thread that applies every write pending at
+//! the time in one transaction (group commit): one fsync covers a whole batch,
+//! so throughput grows with load instead of being capped by the disk's fsync
+//! rate. Each write runs in its own savepoint, so one failing write does not
+//! undo the others of its batch. Reads use separate connections from a small
+//! pool and never wait for the writer (WAL readers see the last commit).
+//!
+//! Full params (secrets included) live in their own table, `task_secrets`,
+//! sealed with the key in `<data>/secret.key` (see [`SecretBox`]), and only
+//! while the task may still run: they are dropped when it ends.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use anyhow::{anyhow, bail, Context};
+use async_trait::async_trait;
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use tokio::sync::oneshot;
+
+use super::model::{Task, TaskState};
+use super::secret::SecretBox;
+use super::store::{ClaimRequest, Claimed, Finish, NewTask, Owner, ProgressUpdate, TaskStore};
+
+/// Schema migrations, applied in order; `PRAGMA user_version` is the number applied.
+/// Append new ones; never edit a released one.
+const MIGRATIONS: &[&str] = &[
+    // 1: tasks and their sealed full params.
+    r#"
+    CREATE TABLE tasks (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        category     TEXT    NOT NULL,
+        state        TEXT    NOT NULL CHECK (state IN ('waiting', 'running', 'completed', 'error')),
+        detail_state TEXT    NOT NULL DEFAULT '',
+        progress     INTEGER NOT NULL DEFAULT 0,
+        result       INTEGER NOT NULL DEFAULT 0,
+        deletable    INTEGER NOT NULL,
+        username     TEXT    NOT NULL,
+        params       TEXT    NOT NULL,
+        init         INTEGER NOT NULL,
+        started      INTEGER,
+        ended        INTEGER
+    );
+    CREATE INDEX tasks_waiting ON tasks (id) WHERE state = 'waiting';
+    CREATE INDEX tasks_running ON tasks (id) WHERE state = 'running';
+    CREATE INDEX tasks_user ON tasks (username, id);
+    CREATE TABLE task_secrets (
+        task_id INTEGER PRIMARY KEY REFERENCES tasks (id) ON DELETE CASCADE,
+        sealed  BLOB    NOT NULL
+    );
+    "#,
+];
+
+const COLUMNS: &str = "id, category, state, detail_state, progress, result, deletable, username, params, init, started, ended";
+
+/// Name of the database file in the data folder.
+pub const DB_FILE: &str = "stevedore.db";
+/// Name of the key file in the data folder.
+pub const KEY_FILE: &str = "secret.key";
+
+/// Most writes applied in one transaction.
+const MAX_BATCH: usize = 4096;
+/// Idle reader connections kept open.
+const MAX_IDLE_READERS: usize = 8;
+
+type Reply<T> = oneshot::Sender<anyhow::Result<T>>;
+
+enum Op {
+    Insert(NewTask, Reply<Task>),
+    Claim(ClaimRequest, Reply<Vec<Claimed>>),
+    Progress(Vec<ProgressUpdate>, Reply<()>),
+    Finish(Finish, Reply<bool>),
+    Interrupt {
+        result: i32,
+        detail: String,
+        now: i64,
+        reply: Reply<Vec<i64>>,
+    },
+    DeleteIf {
+        id: i64,
+        states: Vec<TaskState>,
+        reply: Reply<bool>,
+    },
+    DeleteFinished {
+        user: Option<String>,
+        category: Option<String>,
+        reply: Reply<Vec<i64>>,
+    },
+    Close(Reply<()>),
+}
+
+/// The embedded SQLite [`TaskStore`].
+pub struct SqliteStore {
+    path: PathBuf,
+    tx: Mutex<Option<mpsc::Sender<Op>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    readers: Arc<Mutex<Vec<Connection>>>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl SqliteStore {
+    /// Open (creating if needed) the database at `path`, usually
+    /// `<data>/stevedore.db`, applying pending migrations. The key that seals
+    /// full params is `secret.key` beside it, created (0600) on first start.
+    pub fn open(path: impl AsRef<Path>) -> anyhow::Result<Arc<Self>> {
+        let path = path.as_ref().to_path_buf();
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let secrets = SecretBox::load_or_create(&dir.join(KEY_FILE))?;
+        Self::open_with(path, secrets)
+    }
+
+    /// Open the database in `data_dir` (`<data_dir>/stevedore.db`).
+    pub fn open_in(data_dir: impl AsRef<Path>) -> anyhow::Result<Arc<Self>> {
+        Self::open(data_dir.as_ref().join(DB_FILE))
+    }
+
+    /// Open with an explicit key instead of the key file.
+    pub fn open_with(path: PathBuf, secrets: SecretBox) -> anyhow::Result<Arc<Self>> {
+        let mut conn =
+            Connection::open(&path).with_context(|| format!("opening {}", path.display()))?;
+        let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            bail!("{}: cannot switch to WAL mode (got {mode})", path.display());
+        }
+        conn.execute_batch(
+            "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
+        )?;
+        migrate(&mut conn).with_context(|| format!("migrating {}", path.display()))?;
+
+        let (tx, rx) = mpsc::channel();
+        let writer = std::thread::Builder::new()
+            .name("stevedore-db-writer".into())
+            .spawn(move || writer_loop(conn, secrets, rx))
+            .context("starting the database writer thread")?;
+        Ok(Arc::new(Self {
+            path,
+            tx: Mutex::new(Some(tx)),
+            writer: Mutex::new(Some(writer)),
+            readers: Arc::new(Mutex::new(Vec::new())),
+        }))
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The schema version this build migrates to.
+    pub fn schema_version() -> usize {
+        MIGRATIONS.len()
+    }
+
+    async fn write<T>(&self, make: impl FnOnce(Reply<T>) -> Op) -> anyhow::Result<T> {
+        let (reply, rx) = oneshot::channel();
+        {
+            let tx = self.tx.lock().unwrap();
+            let tx = tx
+                .as_ref()
+                .ok_or_else(|| anyhow!("the task store is closed"))?;
+            tx.send(make(reply))
+                .map_err(|_| anyhow!("the task store is closed"))?;
+        }
+        rx.await
+            .map_err(|_| anyhow!("the database writer stopped"))?
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> anyhow::Result<T> + Send + 'static,
+    ) -> anyhow::Result<T> {
+        let readers = self.readers.clone();
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = readers.lock().unwrap().pop();
+            let conn = match conn {
+                Some(c) => c,
+                None => {
+                    let c = Connection::open(&path)?;
+                    c.execute_batch("PRAGMA query_only = ON; PRAGMA busy_timeout = 10000;")?;
+                    c
+                }
+            };
+            let out = f(&conn);
+            let mut pool = readers.lock().unwrap();
+            if pool.len() < MAX_IDLE_READERS {
+                pool.push(conn);
+            }
+            out
+        })
+        .await
+        .map_err(|e| anyhow!("reader task failed: {e}"))?
+    }
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        // Dropping the sender lets the writer finish what it has and exit.
+        self.tx.lock().unwrap().take();
+    }
+}
+
+fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
+    let current: usize =
+        conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
+    if current > MIGRATIONS.len() {
+        bail!(
+            "the database has schema version {current}, newer than this build knows ({})",
+            MIGRATIONS.len()
+        );
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)
+            .with_context(|| format!("migration {}", i + 1))?;
+        tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))?;
+        tx.commit()?;
+        tracing::info!(version = i + 1, "applied database migration");
+    }
+    Ok(())
+}
+
+fn parse_state(s: &str) -> rusqlite::Result<TaskState> {
+    Ok(match s {
+        "waiting" => TaskState::Waiting,
+        "running" => TaskState::Running,
+        "completed" => TaskState::Completed,
+        "error" => TaskState::Error,
+        other => {
+            return Err(rusqlite::Error::FromSqlConversionFailure(
+                2,
+                rusqlite::types::Type::Text,
+                format!("unknown task state `{other}`").into(),
+            ))
+        }
+    })
+}
+
+fn row_to_task(r: &Row<'_>) -> rusqlite::Result<Task> {
+    Ok(Task {
+        id: r.get(0)?,
+        category: r.get(1)?,
+        state: parse_state(r.get_ref(2)?.as_str()?)?,
+        detail_state: r.get(3)?,
+        progress: r.get(4)?,
+        result: r.get(5)?,
+        deletable: r.get(6)?,
+        user: r.get(7)?,
+        params: r.get(8)?,
+        init: r.get(9)?,
+        start: r.get(10)?,
+        end: r.get(11)?,
+    })
+}
+
+fn states_json(states: &[TaskState]) -> String {
+    serde_json::to_string(&states.iter().map(|s| s.as_str()).collect::<Vec<_>>()).unwrap()
+}
+
+/// The writer thread: take every pending write, apply them in one transaction, reply.
+fn writer_loop(mut conn: Connection, secrets: SecretBox, rx: mpsc::Receiver<Op>) {
+    let mut batch: Vec<Op> = Vec::new();
+    loop {
+        match rx.recv() {
+            Ok(op) => batch.push(op),
+            Err(_) => break,
+        }
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        let closing = apply_batch(&mut conn, &secrets, &mut batch);
+        if closing {
+            break;
+        }
+    }
+    // Fold the WAL into the database on the way out; harmless if it fails.
+    let _ = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
+}
+
+/// A reply waiting for the commit of its batch.
+enum Pending {
+    Task(Reply<Task>, anyhow::Result<Task>),
+    Claimed(Reply<Vec<Claimed>>, anyhow::Result<Vec<Claimed>>),
+    Unit(Reply<()>, anyhow::Result<()>),
+    Bool(Reply<bool>, anyhow::Result<bool>),
+    Ids(Reply<Vec<i64>>, anyhow::Result<Vec<i64>>),
+}
+
+impl Pending {
+    fn send(self, commit: &Result<(), String>) {
+        fn pick<T>(r: anyhow::Result<T>, commit: &Result<(), String>) -> anyhow::Result<T> {
+            match commit {
+                Ok(()) => r,
+                Err(e) => Err(anyhow!("commit failed: {e}")),
+            }
+        }
+        // A dropped receiver (caller gone) is not an error here.
+        match self {
+            Pending::Task(tx, r) => drop(tx.send(pick(r, commit))),
+            Pending::Claimed(tx, r) => drop(tx.send(pick(r, commit))),
+            Pending::Unit(tx, r) => drop(tx.send(pick(r, commit))),
+            Pending::Bool(tx, r) => drop(tx.send(pick(r, commit))),
+            Pending::Ids(tx, r) => drop(tx.send(pick(r, commit))),
+        }
+    }
+}
+
+/// Apply `batch` in one transaction; returns whether a close was requested.
+fn apply_batch(conn: &mut Connection, secrets: &SecretBox, batch: &mut Vec<Op>) -> bool {
+    let mut pending = Vec::with_capacity(batch.len());
+    let mut closing = false;
+    let begin = conn
+        .execute_batch("BEGIN IMMEDIATE")
+        .map_err(|e| e.to_string());
+    for op in batch.drain(..) {
+        if let Err(e) = &begin {
+            let err = || anyhow!("cannot begin a transaction: {e}");
+            match op {
+                Op::Insert(_, r) => drop(r.send(Err(err()))),
+                Op::Claim(_, r) => drop(r.send(Err(err()))),
+                Op::Progress(_, r) => drop(r.send(Err(err()))),
+                Op::Finish(_, r) => drop(r.send(Err(err()))),
+                Op::Interrupt { reply, .. } => drop(reply.send(Err(err()))),
+                Op::DeleteIf { reply, .. } => drop(reply.send(Err(err()))),
+                Op::DeleteFinished { reply, .. } => drop(reply.send(Err(err()))),
+                Op::Close(r) => {
+                    closing = true;
+                    pending.push(Pending::Unit(r, Ok(())));
+                }
+            }
+            continue;
+        }
+        match op {
+            Op::Insert(t, r) => {
+                pending.push(Pending::Task(r, savepoint(conn, |c| insert(c, secrets, t))))
+            }
+            Op::Claim(req, r) => pending.push(Pending::Claimed(
+                r,
+                savepoint(conn, |c| claim(c, secrets, req)),
+            )),
+            Op::Progress(u, r) => {
+                pending.push(Pending::Unit(r, savepoint(conn, |c| save_progress(c, &u))))
+            }
+            Op::Finish(f, r) => pending.push(Pending::Bool(r, savepoint(conn, |c| finish(c, &f)))),
+            Op::Interrupt {
+                result,
+                detail,
+                now,
+                reply,
+            } => pending.push(Pending::Ids(
+                reply,
+                savepoint(conn, |c| interrupt_running(c, result, &detail, now)),
+            )),
+            Op::DeleteIf { id, states, reply } => pending.push(Pending::Bool(
+                reply,
+                savepoint(conn, |c| delete_if(c, id, &states)),
+            )),
+            Op::DeleteFinished {
+                user,
+                category,
+                reply,
+            } => pending.push(Pending::Ids(
+                reply,
+                savepoint(conn, |c| {
+                    delete_finished(c, user.as_deref(), category.as_deref())
+                }),
+            )),
+            Op::Close(r) => {
+                closing = true;
+                pending.push(Pending::Unit(r, Ok(())));
+            }
+        }
+    }
+    let commit = match begin {
+        Ok(()) => conn.execute_batch("COMMIT").map_err(|e| {
+            let _ = conn.execute_batch("ROLLBACK");
+            e.to_string()
+        }),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = &commit {
+        tracing::error!(error = %e, "task store commit failed");
+    }
+    for p in pending {
+        p.send(&commit);
+    }
+    closing
+}
+
+fn savepoint<T>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    conn.execute_batch("SAVEPOINT op")?;
+    match f(conn) {
+        Ok(v) => {
+            conn.execute_batch("RELEASE op")?;
+            Ok(v)
+        }
+        Err(e) => {
+            conn.execute_batch("ROLLBACK TO op; RELEASE op")?;
+            Err(e)
+        }
+    }
+}
+
+fn insert(conn: &Connection, secrets: &SecretBox, t: NewTask) -> anyhow::Result<Task> {
+    let mut st = conn.prepare_cached(
+        "INSERT INTO tasks (category, state, detail_state, progress, result, deletable, username, params, init)
+         VALUES (?1, 'waiting', '', 0, 0, ?2, ?3, ?4, ?5)",
+    )?;
+    st.execute(params![
+        t.category,
+        t.deletable,
+        t.user,
+        t.shown_params,
+        t.init
+    ])?;
+    let id = conn.last_insert_rowid();
+    if let Some(full) = &t.full_params {
+        let sealed = secrets.seal(id, full.as_bytes())?;
+        conn.prepare_cached("INSERT INTO task_secrets (task_id, sealed) VALUES (?1, ?2)")?
+            .execute(params![id, sealed])?;
+    }
+    Ok(Task {
+        id,
+        category: t.category,
+        state: TaskState::Waiting,
+        detail_state: String::new(),
+        progress: 0,
+        result: 0,
+        deletable: t.deletable,
+        user: t.user,
+        params: t.shown_params,
+        init: t.init,
+        start: None,
+        end: None,
+    })
+}
+
+fn claim(
+    conn: &Connection,
+    secrets: &SecretBox,
+    mut req: ClaimRequest,
+) -> anyhow::Result<Vec<Claimed>> {
+    let mut out = Vec::new();
+    let sql = format!(
+        "UPDATE tasks SET state = 'running', started = ?1, progress = 0, detail_state = ''
+          WHERE id = (SELECT id FROM tasks
+                       WHERE state = 'waiting' AND category IN (SELECT value FROM json_each(?2))
+                       ORDER BY id LIMIT 1)
+         RETURNING {COLUMNS}"
+    );
+    let mut st = conn.prepare_cached(&sql)?;
+    let mut secret_st =
+        conn.prepare_cached("SELECT sealed FROM task_secrets WHERE task_id = ?1")?;
+    while out.len() < req.max {
+        req.categories.retain(|(_, left)| *left != Some(0));
+        if req.categories.is_empty() {
+            break;
+        }
+        let cats = serde_json::to_string(
+            &req.categories
+                .iter()
+                .map(|(c, _)| c.as_str())
+                .collect::<Vec<_>>(),
+        )?;
+        let Some(task) = st
+            .query_row(params![req.now, cats], row_to_task)
+            .optional()?
+        else {
+            break;
+        };
+        if let Some((_, Some(left))) = req.categories.iter_mut().find(|(c, _)| *c == task.category)
+        {
+            *left -= 1;
+        }
+        let sealed: Option<Vec<u8>> = secret_st.query_row([task.id], |r| r.get(0)).optional()?;
+        let full_params = match sealed {
+            Some(s) => String::from_utf8(secrets.open(task.id, &s)?)?,
+            None => task.params.clone(),
+        };
+        out.push(Claimed { task, full_params });
+    }
+    Ok(out)
+}
+
+fn save_progress(conn: &Connection, updates: &[ProgressUpdate]) -> anyhow::Result<()> {
+    let mut st = conn.prepare_cached(
+        "UPDATE tasks SET progress = ?2, detail_state = ?3 WHERE id = ?1 AND state = 'running'",
+    )?;
+    for u in updates {
+        st.execute(params![u.id, u.progress, u.detail])?;
+    }
+    Ok(())
+}
+
+fn finish(conn: &Connection, f: &Finish) -> anyhow::Result<bool> {
+    let n = conn
+        .prepare_cached(
+            "UPDATE tasks SET state = ?2, result = ?3, detail_state = ?4, progress = ?5, ended = ?6
+              WHERE id = ?1 AND state = 'running'",
+        )?
+        .execute(params![
+            f.id,
+            f.state.as_str(),
+            f.result,
+            f.detail,
+            f.progress,
+            f.end
+        ])?;
+    conn.prepare_cached("DELETE FROM task_secrets WHERE task_id = ?1")?
+        .execute([f.id])?;
+    Ok(n == 1)
+}
+
+fn interrupt_running(
+    conn: &Connection,
+    result: i32,
+    detail: &str,
+    now: i64,
+) -> anyhow::Result<Vec<i64>> {
+    let mut st = conn.prepare_cached(
+        "UPDATE tasks SET state = 'error', result = ?1, detail_state = ?2, ended = ?3
+          WHERE state = 'running' RETURNING id",
+    )?;
+    let mut ids = st
+        .query_map(params![result, detail, now], |r| r.get::<_, i64>(0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    ids.sort_unstable();
+    let mut del = conn.prepare_cached("DELETE FROM task_secrets WHERE task_id = ?1")?;
+    for id in &ids {
+        del.execute([id])?;
+    }
+    Ok(ids)
+}
+
+fn delete_if(conn: &Connection, id: i64, states: &[TaskState]) -> anyhow::Result<bool> {
+    let n = conn
+        .prepare_cached(
+            "DELETE FROM tasks WHERE id = ?1 AND state IN (SELECT value FROM json_each(?2))",
+        )?
+        .execute(params![id, states_json(states)])?;
+    Ok(n == 1)
+}
+
+fn delete_finished(
+    conn: &Connection,
+    user: Option<&str>,
+    category: Option<&str>,
+) -> anyhow::Result<Vec<i64>> {
+    let mut st = conn.prepare_cached(
+        "DELETE FROM tasks WHERE state IN ('completed', 'error')
+            AND (?1 IS NULL OR username = ?1) AND (?2 IS NULL OR category = ?2)
+         RETURNING id",
+    )?;
+    let mut ids = st
+        .query_map(params![user, category], |r| r.get::<_, i64>(0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    ids.sort_unstable();
+    Ok(ids)
+}
+
+fn list(
+    conn: &Connection,
+    user: Option<&str>,
+    category: Option<&str>,
+) -> anyhow::Result<Vec<Task>> {
+    // One statement per filter shape, so each can use its index.
+    let rows = match (user, category) {
+        (None, None) => {
+            let mut st =
+                conn.prepare_cached(&format!("SELECT {COLUMNS} FROM tasks ORDER BY id"))?;
+            let rows = st
+                .query_map([], row_to_task)?
+                .collect::<Result<Vec<_>, _>>()?;
+            rows
+        }
+        (Some(u), None) => {
+            let mut st = conn.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM tasks WHERE username = ?1 ORDER BY id"
+            ))?;
+            let rows = st
+                .query_map([u], row_to_task)?
+                .collect::<Result<Vec<_>, _>>()?;
+            rows
+        }
+        (None, Some(c)) => {
+            let mut st = conn.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM tasks WHERE category = ?1 ORDER BY id"
+            ))?;
+            let rows = st
+                .query_map([c], row_to_task)?
+                .collect::<Result<Vec<_>, _>>()?;
+            rows
+        }
+        (Some(u), Some(c)) => {
+            let mut st = conn.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM tasks WHERE username = ?1 AND category = ?2 ORDER BY id"
+            ))?;
+            let rows = st
+                .query_map([u, c], row_to_task)?
+                .collect::<Result<Vec<_>, _>>()?;
+            rows
+        }
+    };
+    Ok(rows)
+}
+
+#[async_trait]
+impl TaskStore for SqliteStore {
+    async fn insert(&self, task: NewTask) -> anyhow::Result<Task> {
+        self.write(|r| Op::Insert(task, r)).await
+    }
+
+    async fn claim(&self, req: ClaimRequest) -> anyhow::Result<Vec<Claimed>> {
+        if req.max == 0 || req.categories.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.write(|r| Op::Claim(req, r)).await
+    }
+
+    async fn save_progress(&self, updates: Vec<ProgressUpdate>) -> anyhow::Result<()> {
+        if updates.is_empty() {
+            return Ok(());
+        }
+        self.write(|r| Op::Progress(updates, r)).await
+    }
+
+    async fn finish(&self, finish: Finish) -> anyhow::Result<bool> {
+        self.write(|r| Op::Finish(finish, r)).await
+    }
+
+    async fn interrupt_running(
+        &self,
+        result: i32,
+        detail: &str,
+        now: i64,
+    ) -> anyhow::Result<Vec<i64>> {
+        let detail = detail.to_string();
+        self.write(|reply| Op::Interrupt {
+            result,
+            detail,
+            now,
+            reply,
+        })
+        .await
+    }
+
+    async fn delete_if(&self, id: i64, states: &[TaskState]) -> anyhow::Result<bool> {
+        let states = states.to_vec();
+        self.write(|reply| Op::DeleteIf { id, states, reply }).await
+    }
+
+    async fn delete_finished(
+        &self,
+        owner: Owner<'_>,
+        category: Option<&str>,
+    ) -> anyhow::Result<Vec<i64>> {
+        let user = match owner {
+            Owner::Anyone => None,
+            Owner::User(u) => Some(u.to_string()),
+        };
+        let category = category.map(str::to_string);
+        self.write(|reply| Op::DeleteFinished {
+            user,
+            category,
+            reply,
+        })
+        .await
+    }
+
+    async fn get(&self, id: i64) -> anyhow::Result<Option<Task>> {
+        self.read(move |c| {
+            let sql = format!("SELECT {COLUMNS} FROM tasks WHERE id = ?1");
+            Ok(c.prepare_cached(&sql)?
+                .query_row([id], row_to_task)
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn list(&self, owner: Owner<'_>, category: Option<&str>) -> anyhow::Result<Vec<Task>> {
+        let user = match owner {
+            Owner::Anyone => None,
+            Owner::User(u) => Some(u.to_string()),
+        };
+        let category = category.map(str::to_string);
+        self.read(move |c| list(c, user.as_deref(), category.as_deref()))
+            .await
+    }
+
+    async fn close(&self) -> anyhow::Result<()> {
+        let tx = self.tx.lock().unwrap().take();
+        if let Some(tx) = tx {
+            let (reply, rx) = oneshot::channel();
+            if tx.send(Op::Close(reply)).is_ok() {
+                let _ = rx.await;
+            }
+        }
+        let handle = self.writer.lock().unwrap().take();
+        if let Some(h) = handle {
+            tokio::task::spawn_blocking(move || h.join())
+                .await
+                .map_err(|e| anyhow!("joining the writer: {e}"))?
+                .map_err(|_| anyhow!("the database writer panicked"))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new_task(cat: &str, user: &str, full: Option<&str>) -> NewTask {
+        NewTask {
+            category: cat.into(),
+            user: user.into(),
+            deletable: false,
+            shown_params: r#"{"password":"******"}"#.into(),
+            full_params: full.map(str::to_string),
+            init: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn claim_is_fifo_within_allowances_and_secrets_are_sealed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open_in(dir.path()).unwrap();
+        let a1 = store
+            .insert(new_task("a", "u", Some(r#"{"password":"hunter2"}"#)))
+            .await
+            .unwrap();
+        let a2 = store.insert(new_task("a", "u", None)).await.unwrap();
+        let b1 = store.insert(new_task("b", "v", None)).await.unwrap();
+        let c1 = store.insert(new_task("c", "v", None)).await.unwrap();
+        assert!(a1.id < a2.id && a2.id < b1.id && b1.id < c1.id);
+
+        // One of `a` at most, `b` unbounded, `c` not at all.
+        let got = store
+            .claim(ClaimRequest {
+                max: 10,
+                categories: vec![("a".into(), Some(1)), ("b".into(), None)],
+                now: 5,
+            })
+            .await
+            .unwrap();
+        let ids: Vec<i64> = got.iter().map(|c| c.task.id).collect();
+        assert_eq!(ids, vec![a1.id, b1.id]);
+        assert_eq!(got[0].full_params, r#"{"password":"hunter2"}"#);
+        assert_eq!(got[0].task.params, r#"{"password":"******"}"#);
+        assert_eq!(got[0].task.state, TaskState::Running);
+        assert_eq!(got[0].task.start, Some(5));
+
+        // The secret is not in the database file in clear.
+        store.close().await.unwrap();
+        let bytes = std::fs::read(dir.path().join(DB_FILE)).unwrap();
+        assert!(!bytes.windows(7).any(|w| w == b"hunter2"));
+
+        // Reopen: a2 is next; finishing drops the sealed params.
+        let store = SqliteStore::open_in(dir.path()).unwrap();
+        assert_eq!(SqliteStore::schema_version(), 1);
+        let got = store
+            .claim(ClaimRequest {
+                max: 1,
+                categories: vec![("a".into(), None)],
+                now: 6,
+            })
+            .await
+            .unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].task.id, a2.id);
+        let done = Finish {
+            id: a1.id,
+            state: TaskState::Completed,
+            result: 0,
+            detail: "ok".into(),
+            progress: 100,
+            end: 7,
+        };
+        assert!(store.finish(done.clone()).await.unwrap());
+        assert!(
+            !store.finish(done).await.unwrap(),
+            "a finished task is not finished twice"
+        );
+        let t = store.get(a1.id).await.unwrap().unwrap();
+        assert_eq!(
+            (t.state, t.progress, t.end),
+            (TaskState::Completed, 100, Some(7))
+        );
+        let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
+        let n: i64 = conn
+            .query_row("SELECT count(*) FROM task_secrets", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 0);
+
+        // Filters.
+        assert_eq!(store.list(Owner::User("v"), None).await.unwrap().len(), 2);
+        assert_eq!(store.list(Owner::Anyone, Some("a")).await.unwrap().len(), 2);
+        assert_eq!(
+            store.list(Owner::User("v"), Some("c")).await.unwrap()[0].id,
+            c1.id
+        );
+        assert_eq!(
+            store.delete_finished(Owner::User("v"), None).await.unwrap(),
+            Vec::<i64>::new()
+        );
+        assert_eq!(
+            store.delete_finished(Owner::User("u"), None).await.unwrap(),
+            vec![a1.id]
+        );
+        assert!(!store.delete_if(c1.id, &[TaskState::Running]).await.unwrap());
+        assert!(store.delete_if(c1.id, &[TaskState::Waiting]).await.unwrap());
+
+        // Recovery takes the running ones only.
+        let ids = store.interrupt_running(4, "interrupted", 9).await.unwrap();
+        assert_eq!(ids, vec![a2.id, b1.id]);
+
+        // Ids are never reused after deletes.
+        let max = store
+            .list(Owner::Anyone, None)
+            .await
+            .unwrap()
+            .iter()
+            .map(|t| t.id)
+            .max()
+            .unwrap();
+        let n = store.insert(new_task("a", "u", None)).await.unwrap();
+        assert!(n.id > c1.id && n.id > max);
+        store.close().await.unwrap();
+        assert!(
+            store.insert(new_task("a", "u", None)).await.is_err(),
+            "closed store refuses writes"
+        );
+    }
+
+    #[test]
+    fn refuses_a_newer_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(DB_FILE);
+        let c = Connection::open(&path).unwrap();
+        c.execute_batch("PRAGMA user_version = 99").unwrap();
+        drop(c);
+        let err = SqliteStore::open(&path).unwrap_err();
+        assert!(format!("{err:#}").contains("newer"), "{err:#}");
+    }
+}

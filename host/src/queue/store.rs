@@ -1,0 +1,151 @@
+//! The durable store of tasks, behind a trait so that several back ends fit:
+//! the embedded SQLite store ([`super::SqliteStore`]) by default, and a
+//! PostgreSQL store for several hosts sharing one queue.
+//!
+//! Every method that changes a task is durable when it returns. State
+//! transitions are guarded by the state they leave (`WHERE state = 'running'`
+//! and so on), so a late writer never resurrects a task that recovery or a
+//! deletion already settled.
+//!
+//! [`TaskStore::claim`] is the one operation several hosts race on; in SQL it
+//! is, per claimed task, one statement run in the same transaction:
+//!
+//! ```sql
+//! UPDATE tasks SET state = 'running', start = $now, progress = 0
+//!  WHERE id = (SELECT id FROM tasks
+//!               WHERE state = 'waiting' AND category = ANY($categories)
+//!               ORDER BY id LIMIT 1
+//!               FOR UPDATE SKIP LOCKED)      -- PostgreSQL; SQLite has one writer
+//! RETURNING *;
+//! ```
+
+use async_trait::async_trait;
+
+use super::model::{Task, TaskState};
+
+/// A task to insert; the store assigns the id.
+#[derive(Debug, Clone)]
+pub struct NewTask {
+    /// Category name.
+    pub category: String,
+    /// Who submitted it.
+    pub user: String,
+    /// Whether it may be deleted while running.
+    pub deletable: bool,
+    /// The params as shown, secrets masked.
+    pub shown_params: String,
+    /// The full params when they differ from the shown ones (something was
+    /// masked). Stored apart from the task row, encrypted.
+    pub full_params: Option<String>,
+    /// Submit time, epoch seconds.
+    pub init: i64,
+}
+
+/// Which waiting tasks a [`TaskStore::claim`] may take.
+#[derive(Debug, Clone)]
+pub struct ClaimRequest {
+    /// At most this many tasks, all categories together.
+    pub max: usize,
+    /// The categories that may be claimed, each with how many of its tasks may
+    /// still be claimed (`None`: bounded only by `max`). Waiting tasks of other
+    /// categories stay waiting.
+    pub categories: Vec<(String, Option<usize>)>,
+    /// Start time to record, epoch seconds.
+    pub now: i64,
+}
+
+/// A task moved from `waiting` to `running`, with what is needed to run it.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    /// The task, state `running`.
+    pub task: Task,
+    /// The full params, secrets included (decrypted). Never log it.
+    pub full_params: String,
+}
+
+/// The end of a run, to record.
+#[derive(Debug, Clone)]
+pub struct Finish {
+    /// Task id.
+    pub id: i64,
+    /// `completed` or `error`.
+    pub state: TaskState,
+    /// Result code (0 on success).
+    pub result: i32,
+    /// Final `detail_state`.
+    pub detail: String,
+    /// Final `progress`.
+    pub progress: i32,
+    /// End time, epoch seconds.
+    pub end: i64,
+}
+
+/// A coalesced progress report of a running task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProgressUpdate {
+    /// Task id.
+    pub id: i64,
+    /// -1 or 0..=100.
+    pub progress: i32,
+    /// `detail_state`.
+    pub detail: String,
+}
+
+/// Whose tasks a query covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner<'a> {
+    /// Every user's tasks (an admin).
+    Anyone,
+    /// Only this user's tasks.
+    User(&'a str),
+}
+
+/// Durable storage of tasks. Implementations must be safe to share between
+/// threads; methods that change data return only once the change is durable.
+#[async_trait]
+pub trait TaskStore: Send + Sync {
+    /// Insert a waiting task; returns it with its new id (unique, increasing, never reused).
+    async fn insert(&self, task: NewTask) -> anyhow::Result<Task>;
+
+    /// Atomically move up to `req.max` waiting tasks, oldest first (FIFO by id)
+    /// within the per-category allowances, to `running` and return them.
+    /// A task is claimed by one caller only, even across hosts.
+    async fn claim(&self, req: ClaimRequest) -> anyhow::Result<Vec<Claimed>>;
+
+    /// Record progress of running tasks (rows no longer `running` are left alone).
+    async fn save_progress(&self, updates: Vec<ProgressUpdate>) -> anyhow::Result<()>;
+
+    /// Record the end of a run, only if the task is still `running`; drops its
+    /// stored full params. Returns whether the task was updated.
+    async fn finish(&self, finish: Finish) -> anyhow::Result<bool>;
+
+    /// Restart recovery: every task left `running` (by this host) becomes
+    /// `error` with `result`, `detail` and `end = now`. Returns their ids.
+    async fn interrupt_running(
+        &self,
+        result: i32,
+        detail: &str,
+        now: i64,
+    ) -> anyhow::Result<Vec<i64>>;
+
+    /// Delete task `id` only if it is in one of `states`. Returns whether it was deleted.
+    async fn delete_if(&self, id: i64, states: &[TaskState]) -> anyhow::Result<bool>;
+
+    /// Delete the finished (`completed`/`error`) tasks of `owner`, of `category` if
+    /// given. Returns the deleted ids in increasing order.
+    async fn delete_finished(
+        &self,
+        owner: Owner<'_>,
+        category: Option<&str>,
+    ) -> anyhow::Result<Vec<i64>>;
+
+    /// One task.
+    async fn get(&self, id: i64) -> anyhow::Result<Option<Task>>;
+
+    /// The tasks of `owner`, of `category` if given, ordered by id.
+    async fn list(&self, owner: Owner<'_>, category: Option<&str>) -> anyhow::Result<Vec<Task>>;
+
+    /// Wait until every accepted write is durable and stop accepting writes.
+    /// Later writes fail. Idempotent.
+    async fn close(&self) -> anyhow::Result<()>;
+}

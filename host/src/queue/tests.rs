@@ -1,0 +1,807 @@
+//! Queue tests, with a plain-Rust test double of the plugin host.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::json;
+use tokio::sync::{broadcast, Semaphore};
+
+use super::store::{Owner, TaskStore};
+use super::*;
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+/// Categories:
+/// - `quick`: reports 10, 50, 30, -1, 20 then completes; not deletable;
+///   `validate` refuses `{"bad": ..}` (Invalid) and `{"crash": ..}` (Plugin);
+/// - `gate`: reports 40 "working", then waits for a gate permit (completes) or
+///   its cancel token (fails with Cancelled); deletable;
+/// - `stuck`: like `gate` but not deletable;
+/// - `fail`: fails at once with PluginError "boom";
+/// - `secret`: completes at once; `token` and `api_key` are secret fields.
+struct TestExec {
+    gate: Arc<Semaphore>,
+    /// (task id, params it was given), in start order.
+    started: Mutex<Vec<(i64, String)>>,
+}
+
+impl Default for TestExec {
+    fn default() -> Self {
+        Self {
+            gate: Arc::new(Semaphore::new(0)),
+            started: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+fn info(name: &str) -> Option<CategoryInfo> {
+    let (deletable, secret_fields) = match name {
+        "quick" | "stuck" | "fail" => (false, vec![]),
+        "gate" => (true, vec![]),
+        "secret" => (false, vec!["token".to_string(), "api_key".to_string()]),
+        _ => return None,
+    };
+    Some(CategoryInfo {
+        name: name.to_string(),
+        deletable,
+        secret_fields,
+    })
+}
+
+#[async_trait]
+impl Executor for TestExec {
+    fn categories(&self) -> Vec<CategoryInfo> {
+        ["fail", "gate", "quick", "secret", "stuck"]
+            .iter()
+            .filter_map(|n| info(n))
+            .collect()
+    }
+    fn category(&self, name: &str) -> Option<CategoryInfo> {
+        info(name)
+    }
+    async fn validate(&self, category: &str, params: &str) -> Result<(), ValidationError> {
+        let v: serde_json::Value = serde_json::from_str(params).unwrap();
+        if category == "quick" && v.get("bad").is_some() {
+            return Err(ValidationError::Invalid("bad: must not be set".into()));
+        }
+        if v.get("crash").is_some() {
+            return Err(ValidationError::Plugin("plugin trapped".into()));
+        }
+        Ok(())
+    }
+    async fn run(&self, ctx: TaskContext) -> Outcome {
+        self.started
+            .lock()
+            .unwrap()
+            .push((ctx.id, ctx.params.clone()));
+        tracing::info!("executor-marker inside run");
+        ctx.reporter.log(LogLevel::Info, "reporter-marker");
+        match ctx.category.as_str() {
+            "quick" => {
+                for p in [10, 50, 30, -1, 20] {
+                    ctx.reporter.progress(p, &format!("step {p}"));
+                }
+                Outcome::Completed(Some("all good".into()))
+            }
+            "gate" | "stuck" => {
+                ctx.reporter.progress(40, "working");
+                tokio::select! {
+                    p = self.gate.acquire() => { p.unwrap().forget(); Outcome::Completed(None) }
+                    _ = ctx.cancel.cancelled() => Outcome::Failed { code: ResultCode::Cancelled, message: "cancelled".into() },
+                }
+            }
+            "fail" => Outcome::Failed {
+                code: ResultCode::PluginError,
+                message: "boom".into(),
+            },
+            _ => Outcome::Completed(None),
+        }
+    }
+}
+
+impl TestExec {
+    fn started_ids(&self) -> Vec<i64> {
+        self.started
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(id, _)| *id)
+            .collect()
+    }
+}
+
+fn admin() -> Viewer {
+    Viewer {
+        user: "admin".into(),
+        is_admin: true,
+    }
+}
+fn user(name: &str) -> Viewer {
+    Viewer {
+        user: name.into(),
+        is_admin: false,
+    }
+}
+fn config(workers: usize, limits: &[(&str, usize)]) -> QueueConfig {
+    QueueConfig {
+        workers,
+        per_category: limits
+            .iter()
+            .map(|(c, n)| (c.to_string(), *n))
+            .collect::<HashMap<_, _>>(),
+    }
+}
+
+async fn start(
+    dir: &std::path::Path,
+    exec: Arc<TestExec>,
+    cfg: QueueConfig,
+) -> (Arc<Queue>, Arc<SqliteStore>) {
+    let store = SqliteStore::open_in(dir).unwrap();
+    let q = Queue::start(store.clone(), exec, cfg).await.unwrap();
+    (q, store)
+}
+
+/// Next event matching `pred`, or panic at the deadline.
+async fn next_event(rx: &mut broadcast::Receiver<TaskEvent>, pred: impl Fn(&Task) -> bool) -> Task {
+    tokio::time::timeout(DEADLINE, async {
+        loop {
+            let ev = rx.recv().await.expect("event channel");
+            if pred(&ev.task) {
+                return ev.task;
+            }
+        }
+    })
+    .await
+    .expect("timed out waiting for an event")
+}
+
+/// Poll `list` until `pred` holds for the task `id`, or panic at the deadline.
+async fn wait_task(q: &Queue, id: i64, pred: impl Fn(&Task) -> bool) -> Task {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let t = q.get(&admin(), id).await.unwrap();
+        if pred(&t) {
+            return t;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting on task {id}: {t:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn states_in_order_and_progress_never_goes_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let exec = Arc::new(TestExec::default());
+    let (q, _) = start(dir.path(), exec.clone(), config(2, &[])).await;
+    let mut rx = q.subscribe();
+    let t = q
+        .submit("alice", "quick", &json!({"name": "x"}))
+        .await
+        .unwrap();
+    assert_eq!(
+        (t.state, t.progress, t.result, t.start, t.end),
+        (TaskState::Waiting, 0, 0, None, None)
+    );
+    assert_eq!(t.params, r#"{"name":"x"}"#);
+
+    let mut seen = Vec::new();
+    loop {
+        let e = next_event(&mut rx, |e| e.id == t.id).await;
+        let end = e.state.is_finished();
+        seen.push(e);
+        if end {
+            break;
+        }
+    }
+    let states: Vec<TaskState> = seen.iter().map(|e| e.state).collect();
+    assert_eq!(states.first(), Some(&TaskState::Waiting));
+    assert_eq!(states[1], TaskState::Running);
+    assert!(states[1..states.len() - 1]
+        .iter()
+        .all(|s| *s == TaskState::Running));
+    assert_eq!(states.last(), Some(&TaskState::Completed));
+    let progress: Vec<i32> = seen[2..seen.len() - 1].iter().map(|e| e.progress).collect();
+    assert_eq!(
+        progress,
+        vec![10, 50, 50, -1, 20],
+        "30 after 50 is ignored; -1 resets"
+    );
+    assert_eq!(seen[4].detail_state, "step 30");
+
+    let done = q.get(&admin(), t.id).await.unwrap();
+    assert_eq!(done.state, TaskState::Completed);
+    assert_eq!((done.progress, done.result), (100, 0));
+    assert_eq!(done.detail_state, "all good");
+    assert!(
+        done.start.is_some()
+            && done.end.is_some()
+            && done.end >= done.start
+            && done.start >= Some(done.init)
+    );
+
+    // A failing task: error with the plugin's code and message.
+    let f = q.submit("alice", "fail", &json!({})).await.unwrap();
+    let f = wait_task(&q, f.id, |t| t.state.is_finished()).await;
+    assert_eq!(
+        (f.state, f.result, f.detail_state.as_str()),
+        (TaskState::Error, 1, "boom")
+    );
+    q.shutdown().await;
+}
+
+#[tokio::test]
+async fn submit_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let (q, _) = start(dir.path(), Arc::new(TestExec::default()), config(1, &[])).await;
+    assert!(
+        matches!(q.submit("a", "nope", &json!({})).await, Err(QueueError::UnknownCategory(c)) if c == "nope")
+    );
+    match q.submit("a", "quick", &json!({"bad": 1})).await {
+        Err(QueueError::Invalid(m)) => assert_eq!(m, "bad: must not be set"),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        q.submit("a", "quick", &json!({"crash": 1})).await,
+        Err(QueueError::Plugin(_))
+    ));
+    assert!(
+        q.list(&admin(), None).await.unwrap().is_empty(),
+        "refused tasks are not stored"
+    );
+    let names: Vec<String> = q.categories().into_iter().map(|c| c.name).collect();
+    assert_eq!(names, ["fail", "gate", "quick", "secret", "stuck"]);
+    q.shutdown().await;
+    assert!(
+        q.submit("a", "quick", &json!({})).await.is_err(),
+        "no submissions after shutdown"
+    );
+    q.shutdown().await; // idempotent
+}
+
+#[tokio::test]
+async fn per_category_limit_total_workers_and_fifo() {
+    let dir = tempfile::tempdir().unwrap();
+    let exec = Arc::new(TestExec::default());
+    let (q, _) = start(dir.path(), exec.clone(), config(3, &[("gate", 1)])).await;
+    let mut rx = q.subscribe();
+    let mut gates = Vec::new();
+    for _ in 0..4 {
+        gates.push(q.submit("u", "gate", &json!({})).await.unwrap().id);
+    }
+    // Other categories still run beside the limited one.
+    let quick = q.submit("u", "quick", &json!({})).await.unwrap().id;
+    wait_task(&q, quick, |t| t.state == TaskState::Completed).await;
+    wait_task(&q, gates[0], |t| t.state == TaskState::Running).await;
+
+    // Release the gates one at a time; they must start in id order, one at a time.
+    let mut running = std::collections::HashSet::new();
+    let mut max_running = 0;
+    let mut order = Vec::new();
+    let mut completed = 0;
+    while completed < gates.len() {
+        exec.gate.add_permits(1);
+        loop {
+            let e = next_event(&mut rx, |e| {
+                e.category == "gate"
+                    && ((e.state == TaskState::Running && e.progress == 0)
+                        || e.state == TaskState::Completed)
+            })
+            .await;
+            if e.state == TaskState::Running {
+                assert!(running.insert(e.id), "task {} started twice", e.id);
+                max_running = max_running.max(running.len());
+                order.push(e.id);
+            } else {
+                assert!(running.remove(&e.id));
+                completed += 1;
+                break;
+            }
+        }
+        let listed = q.list(&admin(), Some("gate")).await.unwrap();
+        assert!(
+            listed
+                .iter()
+                .filter(|t| t.state == TaskState::Running)
+                .count()
+                <= 1
+        );
+    }
+    assert_eq!(max_running, 1, "per-category limit");
+    assert_eq!(order, gates, "FIFO by id");
+
+    // Total of workers: 3 workers, 4 stuck tasks.
+    let stuck: Vec<i64> = {
+        let mut v = Vec::new();
+        for _ in 0..4 {
+            v.push(q.submit("u", "stuck", &json!({})).await.unwrap().id);
+        }
+        v
+    };
+    for id in &stuck[..3] {
+        wait_task(&q, *id, |t| t.state == TaskState::Running).await;
+    }
+    assert_eq!(
+        q.get(&admin(), stuck[3]).await.unwrap().state,
+        TaskState::Waiting
+    );
+    exec.gate.add_permits(1);
+    wait_task(&q, stuck[3], |t| t.state == TaskState::Running).await;
+    let finished = q
+        .list(&admin(), Some("stuck"))
+        .await
+        .unwrap()
+        .iter()
+        .filter(|t| t.state.is_finished())
+        .count();
+    assert_eq!(finished, 1);
+    exec.gate.add_permits(3);
+    for id in &stuck {
+        wait_task(&q, *id, |t| t.state == TaskState::Completed).await;
+    }
+    q.shutdown().await;
+}
+
+#[tokio::test]
+async fn delete_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let exec = Arc::new(TestExec::default());
+    let (q, store) = start(dir.path(), exec.clone(), config(2, &[])).await;
+    let mut rx = q.subscribe();
+
+    // Running, not deletable: 409, and it keeps running.
+    let stuck = q.submit("u", "stuck", &json!({})).await.unwrap().id;
+    wait_task(&q, stuck, |t| t.state == TaskState::Running).await;
+    assert!(matches!(
+        q.delete(&admin(), DeleteSelector::Id(stuck)).await,
+        Err(QueueError::Conflict(_))
+    ));
+    assert_eq!(
+        q.get(&admin(), stuck).await.unwrap().state,
+        TaskState::Running
+    );
+
+    // Running, deletable: cancelled, then removed.
+    let gate = q.submit("u", "gate", &json!({})).await.unwrap().id;
+    wait_task(&q, gate, |t| {
+        t.state == TaskState::Running && t.progress == 40
+    })
+    .await;
+    assert_eq!(
+        q.delete(&user("u"), DeleteSelector::Id(gate))
+            .await
+            .unwrap(),
+        vec![gate]
+    );
+    let end = next_event(&mut rx, |t| t.id == gate && t.state.is_finished()).await;
+    assert_eq!(
+        (end.state, end.result),
+        (TaskState::Error, ResultCode::Cancelled.code())
+    );
+    assert!(matches!(
+        q.get(&admin(), gate).await,
+        Err(QueueError::NotFound(_))
+    ));
+
+    // Waiting (both workers busy): cancelled and removed, never run.
+    let gate2 = q.submit("u", "gate", &json!({})).await.unwrap().id;
+    wait_task(&q, gate2, |t| t.state == TaskState::Running).await;
+    let waiting = q.submit("u", "quick", &json!({})).await.unwrap().id;
+    assert_eq!(
+        q.get(&admin(), waiting).await.unwrap().state,
+        TaskState::Waiting
+    );
+    assert_eq!(
+        q.delete(&user("u"), DeleteSelector::Id(waiting))
+            .await
+            .unwrap(),
+        vec![waiting]
+    );
+    let ev = next_event(&mut rx, |t| {
+        t.id == waiting && t.state != TaskState::Waiting
+    })
+    .await;
+    assert_eq!(
+        (ev.state, ev.result),
+        (TaskState::Error, ResultCode::Cancelled.code())
+    );
+    assert!(store.get(waiting).await.unwrap().is_none());
+    assert!(matches!(
+        q.delete(&user("u"), DeleteSelector::Id(waiting)).await,
+        Err(QueueError::NotFound(_))
+    ));
+
+    // Let the two running ones finish, then bulk deletes take finished tasks only.
+    exec.gate.add_permits(2);
+    wait_task(&q, stuck, |t| t.state == TaskState::Completed).await;
+    wait_task(&q, gate2, |t| t.state == TaskState::Completed).await;
+    let f1 = q.submit("u", "fail", &json!({})).await.unwrap().id;
+    let f2 = q.submit("u", "fail", &json!({})).await.unwrap().id;
+    let q1 = q.submit("u", "quick", &json!({})).await.unwrap().id;
+    for id in [f1, f2, q1] {
+        wait_task(&q, id, |t| t.state.is_finished()).await;
+    }
+    let held = q.submit("u", "stuck", &json!({})).await.unwrap().id;
+    wait_task(&q, held, |t| t.state == TaskState::Running).await;
+
+    assert_eq!(
+        q.delete(&user("u"), DeleteSelector::Category("fail".into()))
+            .await
+            .unwrap(),
+        vec![f1, f2]
+    );
+    assert_eq!(
+        q.delete(&user("u"), DeleteSelector::Category("fail".into()))
+            .await
+            .unwrap(),
+        Vec::<i64>::new()
+    );
+    assert!(matches!(
+        q.delete(&user("u"), DeleteSelector::Category("nope".into()))
+            .await,
+        Err(QueueError::UnknownCategory(_))
+    ));
+    let mut all = q
+        .delete(&user("u"), DeleteSelector::AllFinished)
+        .await
+        .unwrap();
+    all.sort();
+    assert_eq!(all, vec![stuck, gate2, q1]);
+    let left: Vec<i64> = q
+        .list(&admin(), None)
+        .await
+        .unwrap()
+        .iter()
+        .map(|t| t.id)
+        .collect();
+    assert_eq!(
+        left,
+        vec![held],
+        "the running task is not touched by bulk deletes"
+    );
+    assert!(!exec.started_ids().contains(&waiting));
+    exec.gate.add_permits(1);
+    q.shutdown().await;
+}
+
+#[tokio::test]
+async fn users_see_and_delete_only_their_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let (q, _) = start(dir.path(), Arc::new(TestExec::default()), config(2, &[])).await;
+    let a = q.submit("alice", "fail", &json!({})).await.unwrap().id;
+    let b = q.submit("bob", "fail", &json!({})).await.unwrap().id;
+    let b2 = q.submit("bob", "quick", &json!({})).await.unwrap().id;
+    for id in [a, b, b2] {
+        wait_task(&q, id, |t| t.state.is_finished()).await;
+    }
+    let ids = |v: Vec<Task>| v.into_iter().map(|t| t.id).collect::<Vec<_>>();
+    assert_eq!(ids(q.list(&user("alice"), None).await.unwrap()), vec![a]);
+    assert_eq!(ids(q.list(&user("bob"), None).await.unwrap()), vec![b, b2]);
+    assert_eq!(
+        ids(q.list(&user("bob"), Some("quick")).await.unwrap()),
+        vec![b2]
+    );
+    assert_eq!(ids(q.list(&admin(), None).await.unwrap()), vec![a, b, b2]);
+    assert!(matches!(q.get(&user("alice"), b).await, Err(QueueError::NotFound(id)) if id == b));
+    assert!(
+        matches!(q.delete(&user("alice"), DeleteSelector::Id(b)).await, Err(QueueError::NotFound(id)) if id == b)
+    );
+    assert!(matches!(
+        q.delete(&user("alice"), DeleteSelector::Id(9999)).await,
+        Err(QueueError::NotFound(_))
+    ));
+    assert_eq!(
+        q.delete(&user("alice"), DeleteSelector::AllFinished)
+            .await
+            .unwrap(),
+        vec![a]
+    );
+    assert_eq!(
+        q.delete(&user("alice"), DeleteSelector::Category("fail".into()))
+            .await
+            .unwrap(),
+        Vec::<i64>::new()
+    );
+    assert_eq!(
+        ids(q.list(&user("bob"), None).await.unwrap()),
+        vec![b, b2],
+        "bob's tasks untouched"
+    );
+    assert_eq!(
+        q.delete(&admin(), DeleteSelector::Id(b)).await.unwrap(),
+        vec![b]
+    );
+    assert_eq!(
+        q.delete(&admin(), DeleteSelector::AllFinished)
+            .await
+            .unwrap(),
+        vec![b2]
+    );
+    q.shutdown().await;
+}
+
+#[tokio::test]
+async fn secrets_masked_everywhere_and_full_params_reach_the_executor() {
+    let dir = tempfile::tempdir().unwrap();
+    let exec = Arc::new(TestExec::default());
+    let (q, _) = start(dir.path(), exec.clone(), config(1, &[])).await;
+    let params = json!({
+        "username": "me",
+        "password": "p-top",
+        "auth": {"token": "t-nested", "Api_Key": "k-case"},
+        "list": [{"password": "p-in-array"}, [{"token": "t-deep"}]],
+        "note": "password"
+    });
+    let t = q.submit("u", "secret", &params).await.unwrap();
+    let shown: serde_json::Value = serde_json::from_str(&t.params).unwrap();
+    assert_eq!(
+        shown,
+        json!({
+            "username": "me",
+            "password": "******",
+            "auth": {"token": "******", "Api_Key": "******"},
+            "list": [{"password": "******"}, [{"token": "******"}]],
+            "note": "password"
+        })
+    );
+    wait_task(&q, t.id, |t| t.state == TaskState::Completed).await;
+    let listed = q.list(&admin(), None).await.unwrap();
+    let text = serde_json::to_string(&listed).unwrap();
+    for s in ["p-top", "t-nested", "k-case", "p-in-array", "t-deep"] {
+        assert!(!text.contains(s), "{s} shown in {text}");
+    }
+    let given: serde_json::Value =
+        serde_json::from_str(&exec.started.lock().unwrap()[0].1).unwrap();
+    assert_eq!(given, params, "the executor gets the full params");
+    q.shutdown().await;
+    let db = std::fs::read(dir.path().join("stevedore.db")).unwrap();
+    assert!(!db.windows(5).any(|w| w == b"p-top"));
+}
+
+#[tokio::test]
+async fn progress_is_persisted_lazily() {
+    let dir = tempfile::tempdir().unwrap();
+    let exec = Arc::new(TestExec::default());
+    let (q, store) = start(dir.path(), exec.clone(), config(1, &[])).await;
+    let id = q.submit("u", "gate", &json!({})).await.unwrap().id;
+    // In memory at once...
+    wait_task(&q, id, |t| t.progress == 40 && t.detail_state == "working").await;
+    // ...and in the store after a flush.
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let t = store.get(id).await.unwrap().unwrap();
+        if t.progress == 40 && t.detail_state == "working" {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "progress never stored: {t:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    exec.gate.add_permits(1);
+    let t = wait_task(&q, id, |t| t.state.is_finished()).await;
+    assert_eq!((t.progress, t.state), (100, TaskState::Completed));
+    q.shutdown().await;
+}
+
+#[tokio::test]
+async fn many_tasks_run_once_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let exec = Arc::new(TestExec::default());
+    let (q, _) = start(dir.path(), exec.clone(), config(3, &[("quick", 2)])).await;
+    let mut rx = q.subscribe();
+    let mut handles = Vec::new();
+    for i in 0..8 {
+        let q = q.clone();
+        handles.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for j in 0..25 {
+                let cat = if (i + j) % 2 == 0 { "quick" } else { "secret" };
+                ids.push(
+                    q.submit(&format!("u{i}"), cat, &json!({"password": "x"}))
+                        .await
+                        .unwrap()
+                        .id,
+                );
+            }
+            ids
+        }));
+    }
+    let mut ids = Vec::new();
+    for h in handles {
+        ids.extend(h.await.unwrap());
+    }
+    let mut done = std::collections::HashSet::new();
+    while done.len() < ids.len() {
+        let t = next_event(&mut rx, |t| t.state.is_finished()).await;
+        assert!(done.insert(t.id), "task {} finished twice", t.id);
+    }
+    let mut started = exec.started_ids();
+    started.sort();
+    ids.sort();
+    assert_eq!(started, ids, "every task ran exactly once");
+    q.shutdown().await;
+}
+
+/// Restart recovery: the process dies (its runtime is dropped) while a task
+/// runs and others wait; on the next start the running one is interrupted and
+/// the waiting ones run, with their full params, once.
+#[test]
+fn restart_recovery_after_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret_params = json!({"image": "a", "password": "s3cret", "auth": [{"token": "tok"}]});
+
+    let exec1 = Arc::new(TestExec::default());
+    let rt1 = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (running, waiting_secret, waiting_quick) = rt1.block_on(async {
+        let (q, _) = start(dir.path(), exec1.clone(), config(1, &[])).await;
+        let r = q.submit("u", "gate", &json!({})).await.unwrap().id;
+        wait_task(&q, r, |t| t.state == TaskState::Running && t.progress == 40).await;
+        let s = q.submit("u", "secret", &secret_params).await.unwrap().id;
+        let w = q.submit("u", "quick", &json!({})).await.unwrap().id;
+        (r, s, w)
+    });
+    // Crash: every task of the process stops where it is, nothing is flushed.
+    rt1.shutdown_background();
+    assert_eq!(exec1.started_ids(), vec![running]);
+
+    let exec2 = Arc::new(TestExec::default());
+    let rt2 = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt2.block_on(async {
+        let mut tries = 0;
+        let (q, _) = loop {
+            // The dead process's writer thread may still hold the database for a moment.
+            match SqliteStore::open_in(dir.path()) {
+                Ok(store) => {
+                    break (
+                        Queue::start(store.clone(), exec2.clone(), config(2, &[]))
+                            .await
+                            .unwrap(),
+                        store,
+                    )
+                }
+                Err(e) if tries < 50 => {
+                    tries += 1;
+                    eprintln!("retrying open: {e:#}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("{e:#}"),
+            }
+        };
+        let r = q.get(&admin(), running).await.unwrap();
+        assert_eq!(
+            (r.state, r.result),
+            (TaskState::Error, ResultCode::Interrupted.code())
+        );
+        assert_eq!(r.detail_state, INTERRUPTED_DETAIL);
+        assert!(r.end.is_some());
+        for id in [waiting_secret, waiting_quick] {
+            wait_task(&q, id, |t| t.state == TaskState::Completed).await;
+        }
+        let all = q.list(&admin(), None).await.unwrap();
+        assert_eq!(
+            all.iter().map(|t| t.id).collect::<Vec<_>>(),
+            vec![running, waiting_secret, waiting_quick]
+        );
+        let mut started = exec2.started_ids();
+        started.sort();
+        assert_eq!(
+            started,
+            vec![waiting_secret, waiting_quick],
+            "nothing runs twice"
+        );
+        let given = exec2
+            .started
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(id, _)| *id == waiting_secret)
+            .unwrap()
+            .1
+            .clone();
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&given).unwrap(),
+            secret_params
+        );
+        let shown = &all[1].params;
+        assert!(
+            !shown.contains("s3cret") && !shown.contains("tok\""),
+            "{shown}"
+        );
+        q.shutdown().await;
+    });
+}
+
+/// A clean shutdown: the running task ends interrupted, the waiting one waits
+/// for the next start.
+#[tokio::test]
+async fn shutdown_interrupts_running_and_keeps_waiting() {
+    let dir = tempfile::tempdir().unwrap();
+    let exec = Arc::new(TestExec::default());
+    let (q, _) = start(dir.path(), exec.clone(), config(1, &[])).await;
+    let r = q.submit("u", "stuck", &json!({})).await.unwrap().id;
+    wait_task(&q, r, |t| t.state == TaskState::Running).await;
+    let w = q
+        .submit("u", "secret", &json!({"password": "pw"}))
+        .await
+        .unwrap()
+        .id;
+    q.shutdown().await;
+    drop(q);
+
+    let exec2 = Arc::new(TestExec::default());
+    let (q, store) = start(dir.path(), exec2.clone(), config(1, &[])).await;
+    let t = store.get(r).await.unwrap().unwrap();
+    assert_eq!(
+        (t.state, t.result, t.detail_state.as_str()),
+        (TaskState::Error, 4, INTERRUPTED_DETAIL)
+    );
+    wait_task(&q, w, |t| t.state == TaskState::Completed).await;
+    assert_eq!(
+        exec2.started.lock().unwrap().clone(),
+        vec![(w, r#"{"password":"pw"}"#.to_string())]
+    );
+    assert_eq!(store.list(Owner::Anyone, None).await.unwrap().len(), 2);
+    q.shutdown().await;
+}
+
+/// Every tracing event of a run carries the task id.
+#[test]
+fn task_logs_carry_the_task_id() {
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buf = Buf::default();
+    let writer = buf.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::DEBUG)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let id = rt.block_on(async {
+        let (q, _) = start(dir.path(), Arc::new(TestExec::default()), config(1, &[])).await;
+        let id = q.submit("u", "quick", &json!({})).await.unwrap().id;
+        wait_task(&q, id, |t| t.state.is_finished()).await;
+        q.shutdown().await;
+        id
+    });
+    let out = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<&str> = out
+        .lines()
+        .filter(|l| {
+            l.contains("marker") || l.contains("task started") || l.contains("task completed")
+        })
+        .collect();
+    assert_eq!(lines.len(), 4, "{out}");
+    for l in lines {
+        assert!(l.contains(&format!("task_id={id}")), "no task id in: {l}");
+    }
+}
