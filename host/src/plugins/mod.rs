@@ -3,6 +3,17 @@
 //!
 //! [`PluginHost`] implements [`crate::queue::Executor`].
 
+pub mod bindings;
+pub mod capabilities;
+pub mod cli;
+pub mod engine;
+pub mod grants;
+pub mod host;
+pub mod state;
+pub mod wasi_log;
+
+pub use host::{CallError, LoadedPlugin, PluginHost};
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -22,4 +33,3 @@ pub struct PluginConfig {
     /// `credentials`). Categories not listed get the built-in defaults.
     pub grants: BTreeMap<String, Vec<String>>,
 }
-pub mod cli;

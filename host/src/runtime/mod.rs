@@ -1,1 +1,190 @@
 //! Container runtimes, reached by plugins only through WIT capabilities.
+//!
+//! [`Runtime`] is the one backend trait the plugin host calls; the Docker
+//! engine (bollard), LXC and the [`simulated`] runtime implement it. Host
+//! calls are async and take a [`CallContext`] so that long operations report
+//! progress to their task and stop when it is cancelled.
+
+pub mod simulated;
+pub mod storage;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tokio_util::sync::CancellationToken;
+
+pub use crate::plugins::bindings::{
+    ContainerSpec, Credential, ImageInfo, PullRequest, RuntimeKind, WitError as Error,
+};
+use crate::queue::Reporter;
+
+/// Who a host call works for.
+#[derive(Clone)]
+pub struct CallContext {
+    /// Task id, or 0 outside a task (e.g. `stevedore plugin test`).
+    pub task_id: i64,
+    /// The submitting user (credentials are remembered per user).
+    pub user: String,
+    /// Fires when the task is cancelled; long calls stop and clean up.
+    pub cancel: CancellationToken,
+    /// Progress of long calls (pull, push, save) goes here.
+    pub reporter: Arc<dyn Reporter>,
+}
+
+/// Result of a runtime operation.
+pub type RtResult<T> = Result<T, Error>;
+
+fn unsupported<T>(what: &str) -> RtResult<T> {
+    Err(Error::Other(format!(
+        "{what} is not supported by this runtime"
+    )))
+}
+
+/// A backend for the `images`, `containers` and `credentials` capabilities.
+/// Every method has a default that refuses, so a backend implements what it supports.
+#[async_trait]
+#[allow(unused_variables)]
+pub trait Runtime: Send + Sync {
+    /// Pull an image, reporting progress.
+    async fn image_pull(&self, cx: &CallContext, req: PullRequest) -> RtResult<ImageInfo> {
+        unsupported("images.pull")
+    }
+    /// Inspect an image.
+    async fn image_inspect(
+        &self,
+        cx: &CallContext,
+        kind: RuntimeKind,
+        reference: String,
+    ) -> RtResult<ImageInfo> {
+        unsupported("images.inspect")
+    }
+    /// List images.
+    async fn image_list(&self, cx: &CallContext, kind: RuntimeKind) -> RtResult<Vec<ImageInfo>> {
+        unsupported("images.list")
+    }
+    /// Remove an image; returns what was removed.
+    async fn image_remove(
+        &self,
+        cx: &CallContext,
+        kind: RuntimeKind,
+        reference: String,
+        force: bool,
+    ) -> RtResult<Vec<String>> {
+        unsupported("images.remove")
+    }
+    /// Tag an image.
+    async fn image_tag(
+        &self,
+        cx: &CallContext,
+        source: String,
+        repository: String,
+        tag: String,
+    ) -> RtResult<()> {
+        unsupported("images.tag")
+    }
+    /// Push an image, reporting progress.
+    async fn image_push(
+        &self,
+        cx: &CallContext,
+        repository: String,
+        tag: String,
+        registry: String,
+        credential: Option<Credential>,
+    ) -> RtResult<()> {
+        unsupported("images.push")
+    }
+    /// Save images to a file under the share root.
+    async fn image_save(
+        &self,
+        cx: &CallContext,
+        references: Vec<String>,
+        path: String,
+        gzip: bool,
+        overwrite: bool,
+    ) -> RtResult<u64> {
+        unsupported("images.save-to-path")
+    }
+    /// Create a container.
+    async fn container_create(&self, cx: &CallContext, spec: ContainerSpec) -> RtResult<String> {
+        unsupported("containers.create")
+    }
+    /// Start a container.
+    async fn container_start(
+        &self,
+        cx: &CallContext,
+        kind: RuntimeKind,
+        container: String,
+    ) -> RtResult<()> {
+        unsupported("containers.start")
+    }
+    /// Stop a container.
+    async fn container_stop(
+        &self,
+        cx: &CallContext,
+        kind: RuntimeKind,
+        container: String,
+        timeout_secs: u32,
+    ) -> RtResult<()> {
+        unsupported("containers.stop")
+    }
+    /// Remove a container.
+    async fn container_remove(
+        &self,
+        cx: &CallContext,
+        kind: RuntimeKind,
+        container: String,
+        force: bool,
+    ) -> RtResult<()> {
+        unsupported("containers.remove")
+    }
+    /// Inspect a container (JSON text).
+    async fn container_inspect(
+        &self,
+        cx: &CallContext,
+        kind: RuntimeKind,
+        container: String,
+    ) -> RtResult<String> {
+        unsupported("containers.inspect")
+    }
+    /// Export a container to a file under the share root.
+    async fn container_export(
+        &self,
+        cx: &CallContext,
+        kind: RuntimeKind,
+        container: String,
+        path: String,
+        gzip: bool,
+        overwrite: bool,
+    ) -> RtResult<u64> {
+        unsupported("containers.export-to-path")
+    }
+    /// The configuration recorded in an export archive.
+    async fn archive_config(&self, cx: &CallContext, path: String) -> RtResult<Option<String>> {
+        unsupported("containers.read-archive-config")
+    }
+    /// Import an archive's files as an image.
+    async fn image_import(
+        &self,
+        cx: &CallContext,
+        kind: RuntimeKind,
+        path: String,
+        repository: String,
+        tag: String,
+    ) -> RtResult<String> {
+        unsupported("containers.import-image-from-path")
+    }
+    /// Credentials remembered or configured for a registry.
+    async fn credential_lookup(&self, cx: &CallContext, registry: String) -> Option<Credential> {
+        None
+    }
+    /// Remember credentials for the calling user.
+    async fn credential_remember(&self, cx: &CallContext, credential: Credential) -> RtResult<()> {
+        unsupported("credentials.remember")
+    }
+}
+
+/// A runtime that refuses everything: what a plugin sees where no engine is configured.
+pub struct Unavailable;
+
+#[async_trait]
+impl Runtime for Unavailable {}

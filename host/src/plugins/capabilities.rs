@@ -1,0 +1,298 @@
+//! The WIT capability interfaces, implemented for [`PluginState`] by
+//! delegating to the [`Runtime`] backend. Host calls are timed (and not
+//! charged to the plugin's CPU budget), stop when the task is cancelled, and
+//! are refused outside a task run (in `describe` and `validate`).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::bindings::stevedore::plugin::{containers, credentials, images, task, types};
+use super::bindings::{
+    ContainerSpec, Credential, ImageInfo, Level, PullRequest, RuntimeKind, WitError,
+};
+use super::state::{CancelledTrap, PluginState};
+use crate::queue::LogLevel;
+use crate::runtime::{CallContext, Runtime};
+
+type HostResult<T> = wasmtime::Result<Result<T, WitError>>;
+
+impl PluginState {
+    fn call_context(&self, what: &str) -> Result<(Arc<dyn Runtime>, CallContext), WitError> {
+        let task = self.task.as_ref().ok_or_else(|| {
+            WitError::Denied(format!("{what} may only be called while a task runs"))
+        })?;
+        let cx = CallContext {
+            task_id: task.id,
+            user: task.user.clone(),
+            cancel: task.cancel.clone(),
+            reporter: task.reporter.clone(),
+        };
+        Ok((self.runtime.clone(), cx))
+    }
+
+    /// Run one runtime call for the guest: time it outside the CPU budget,
+    /// stop it when the task is cancelled (dropping the future closes the
+    /// engine connection, which cancels the engine's work), and trap the
+    /// guest after a cancellation so it cannot carry on.
+    async fn runtime_call<T, F, Fut>(&mut self, what: &'static str, call: F) -> HostResult<T>
+    where
+        F: FnOnce(Arc<dyn Runtime>, CallContext) -> Fut,
+        Fut: Future<Output = Result<T, WitError>> + Send,
+    {
+        let (runtime, cx) = match self.call_context(what) {
+            Ok(v) => v,
+            Err(e) => return Ok(Err(e)),
+        };
+        let cancel = cx.cancel.clone();
+        let started = Instant::now();
+        let result = tokio::select! {
+            r = call(runtime, cx) => r,
+            _ = cancel.cancelled() => Err(WitError::Cancelled),
+        };
+        self.budget.credit(started);
+        crate::metrics::plugin_call(&self.plugin, what, result.is_ok());
+        if cancel.is_cancelled() {
+            return Err(wasmtime::Error::new(CancelledTrap));
+        }
+        Ok(result)
+    }
+}
+
+impl types::Host for PluginState {}
+
+impl task::Host for PluginState {
+    async fn id(&mut self) -> wasmtime::Result<u64> {
+        Ok(self.task.as_ref().map_or(0, |t| t.id as u64))
+    }
+
+    async fn user(&mut self) -> wasmtime::Result<String> {
+        Ok(self
+            .task
+            .as_ref()
+            .map(|t| t.user.clone())
+            .unwrap_or_default())
+    }
+
+    async fn params(&mut self) -> wasmtime::Result<String> {
+        Ok(self
+            .task
+            .as_ref()
+            .map(|t| t.params.clone())
+            .unwrap_or_default())
+    }
+
+    async fn progress(&mut self, percent: i8, detail: String) -> wasmtime::Result<()> {
+        if let Some(t) = &self.task {
+            let percent = if percent < 0 {
+                -1
+            } else {
+                i32::from(percent).min(100)
+            };
+            t.reporter.progress(percent, &detail);
+        }
+        Ok(())
+    }
+
+    async fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
+        let level = match level {
+            Level::Debug => LogLevel::Debug,
+            Level::Info => LogLevel::Info,
+            Level::Warn => LogLevel::Warn,
+            Level::Error => LogLevel::Error,
+        };
+        match &self.task {
+            Some(t) => t.reporter.log(level, &message),
+            None => tracing::info!(plugin = %self.plugin, "{message}"),
+        }
+        Ok(())
+    }
+
+    async fn sleep(&mut self, millis: u32) -> wasmtime::Result<bool> {
+        let Some(cancel) = self.task.as_ref().map(|t| t.cancel.clone()) else {
+            return Ok(false);
+        };
+        let started = Instant::now();
+        let cancelled = tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(u64::from(millis))) => false,
+            _ = cancel.cancelled() => true,
+        };
+        self.budget.credit(started);
+        Ok(cancelled)
+    }
+
+    async fn cancelled(&mut self) -> wasmtime::Result<bool> {
+        Ok(self.task.as_ref().is_some_and(|t| t.cancel.is_cancelled()))
+    }
+}
+
+impl images::Host for PluginState {
+    async fn pull(&mut self, request: PullRequest) -> HostResult<ImageInfo> {
+        self.runtime_call("images.pull", |rt, cx| async move {
+            rt.image_pull(&cx, request).await
+        })
+        .await
+    }
+
+    async fn inspect(&mut self, runtime: RuntimeKind, reference: String) -> HostResult<ImageInfo> {
+        self.runtime_call("images.inspect", |rt, cx| async move {
+            rt.image_inspect(&cx, runtime, reference).await
+        })
+        .await
+    }
+
+    async fn list(&mut self, runtime: RuntimeKind) -> HostResult<Vec<ImageInfo>> {
+        self.runtime_call("images.list", |rt, cx| async move {
+            rt.image_list(&cx, runtime).await
+        })
+        .await
+    }
+
+    async fn remove(
+        &mut self,
+        runtime: RuntimeKind,
+        reference: String,
+        force: bool,
+    ) -> HostResult<Vec<String>> {
+        self.runtime_call("images.remove", |rt, cx| async move {
+            rt.image_remove(&cx, runtime, reference, force).await
+        })
+        .await
+    }
+
+    async fn tag(&mut self, source: String, repository: String, tag: String) -> HostResult<()> {
+        self.runtime_call("images.tag", |rt, cx| async move {
+            rt.image_tag(&cx, source, repository, tag).await
+        })
+        .await
+    }
+
+    async fn push(
+        &mut self,
+        repository: String,
+        tag: String,
+        registry: String,
+        credential: Option<Credential>,
+    ) -> HostResult<()> {
+        self.runtime_call("images.push", |rt, cx| async move {
+            rt.image_push(&cx, repository, tag, registry, credential)
+                .await
+        })
+        .await
+    }
+
+    async fn save_to_path(
+        &mut self,
+        references: Vec<String>,
+        path: String,
+        gzip: bool,
+        overwrite: bool,
+    ) -> HostResult<u64> {
+        self.runtime_call("images.save-to-path", |rt, cx| async move {
+            rt.image_save(&cx, references, path, gzip, overwrite).await
+        })
+        .await
+    }
+}
+
+impl containers::Host for PluginState {
+    async fn create(&mut self, spec: ContainerSpec) -> HostResult<String> {
+        self.runtime_call("containers.create", |rt, cx| async move {
+            rt.container_create(&cx, spec).await
+        })
+        .await
+    }
+
+    async fn start(&mut self, runtime: RuntimeKind, container: String) -> HostResult<()> {
+        self.runtime_call("containers.start", |rt, cx| async move {
+            rt.container_start(&cx, runtime, container).await
+        })
+        .await
+    }
+
+    async fn stop(
+        &mut self,
+        runtime: RuntimeKind,
+        container: String,
+        timeout_secs: u32,
+    ) -> HostResult<()> {
+        self.runtime_call("containers.stop", |rt, cx| async move {
+            rt.container_stop(&cx, runtime, container, timeout_secs)
+                .await
+        })
+        .await
+    }
+
+    async fn remove(
+        &mut self,
+        runtime: RuntimeKind,
+        container: String,
+        force: bool,
+    ) -> HostResult<()> {
+        self.runtime_call("containers.remove", |rt, cx| async move {
+            rt.container_remove(&cx, runtime, container, force).await
+        })
+        .await
+    }
+
+    async fn inspect(&mut self, runtime: RuntimeKind, container: String) -> HostResult<String> {
+        self.runtime_call("containers.inspect", |rt, cx| async move {
+            rt.container_inspect(&cx, runtime, container).await
+        })
+        .await
+    }
+
+    async fn export_to_path(
+        &mut self,
+        runtime: RuntimeKind,
+        container: String,
+        path: String,
+        gzip: bool,
+        overwrite: bool,
+    ) -> HostResult<u64> {
+        self.runtime_call("containers.export-to-path", |rt, cx| async move {
+            rt.container_export(&cx, runtime, container, path, gzip, overwrite)
+                .await
+        })
+        .await
+    }
+
+    async fn read_archive_config(&mut self, path: String) -> HostResult<Option<String>> {
+        self.runtime_call("containers.read-archive-config", |rt, cx| async move {
+            rt.archive_config(&cx, path).await
+        })
+        .await
+    }
+
+    async fn import_image_from_path(
+        &mut self,
+        runtime: RuntimeKind,
+        path: String,
+        repository: String,
+        tag: String,
+    ) -> HostResult<String> {
+        self.runtime_call("containers.import-image-from-path", |rt, cx| async move {
+            rt.image_import(&cx, runtime, path, repository, tag).await
+        })
+        .await
+    }
+}
+
+impl credentials::Host for PluginState {
+    async fn lookup(&mut self, registry: String) -> wasmtime::Result<Option<Credential>> {
+        Ok(self
+            .runtime_call("credentials.lookup", |rt, cx| async move {
+                Ok(rt.credential_lookup(&cx, registry).await)
+            })
+            .await?
+            .ok()
+            .flatten())
+    }
+
+    async fn remember(&mut self, credential: Credential) -> HostResult<()> {
+        self.runtime_call("credentials.remember", |rt, cx| async move {
+            rt.credential_remember(&cx, credential).await
+        })
+        .await
+    }
+}

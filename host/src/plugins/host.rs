@@ -1,0 +1,417 @@
+//! [`PluginHost`]: loads every component in the plugins folder, checks it
+//! against the world and its grants, and runs `validate` and `run` calls in
+//! fresh sandboxed instances.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use async_trait::async_trait;
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Engine, Store, UpdateDeadline};
+
+use super::bindings::stevedore::plugin::{containers, credentials, images, task, types};
+use super::bindings::{interface_name, Category, CategoryPre, Description, WitError};
+use super::engine::{load_component, new_engine, start_ticker};
+use super::grants::{Granter, CAPABILITIES};
+use super::state::{BudgetExceeded, CancelledTrap, MemoryExceeded, PluginState};
+use super::PluginConfig;
+use crate::queue::{
+    self, CategoryInfo, Executor, Outcome, ResultCode, TaskContext, ValidationError,
+};
+use crate::runtime::Runtime;
+
+/// The export every category component must have.
+pub const EXECUTOR_EXPORT: &str = "stevedore:plugin/executor@0.1.0";
+
+/// A plugin that passed every load-time check.
+pub struct LoadedPlugin {
+    /// The file it came from.
+    pub file: PathBuf,
+    /// What `describe` answered.
+    pub description: Description,
+    /// The component's imports, by full name.
+    pub imports: Vec<String>,
+    pre: CategoryPre<PluginState>,
+}
+
+/// Why a call into a plugin failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CallError {
+    /// The plugin returned a typed error.
+    #[error("{0}")]
+    Plugin(WitError),
+    /// The sandbox stopped the plugin (budget, memory) or it trapped;
+    /// the message names the plugin.
+    #[error("{message}")]
+    Sandbox {
+        /// What happened, naming the plugin.
+        message: String,
+        /// Budget or memory limit (as opposed to a trap).
+        limit: bool,
+    },
+    /// The task was cancelled while the plugin ran.
+    #[error("cancelled")]
+    Cancelled,
+}
+
+/// Loads category plugins and runs them in sandboxes.
+pub struct PluginHost {
+    engine: Engine,
+    runtime: Arc<dyn Runtime>,
+    plugins: BTreeMap<String, Arc<LoadedPlugin>>,
+    cpu_budget: Duration,
+    memory_limit: u64,
+}
+
+impl PluginHost {
+    /// Load every `*.wasm` in `config.dir`. Any plugin that fails a check
+    /// (not a component of the world, an ungranted import, a category
+    /// claimed twice) is a start-up error naming the file and the reason.
+    pub async fn load(
+        config: &PluginConfig,
+        runtime: Arc<dyn Runtime>,
+    ) -> anyhow::Result<PluginHost> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&config.dir)
+            .with_context(|| format!("plugins folder {}", config.dir.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "wasm"))
+            .collect();
+        files.sort();
+        let mut host = PluginHost::empty(config, runtime)?;
+        let mut errors = Vec::new();
+        for file in files {
+            if let Err(e) = host.add_file(config, &file).await {
+                errors.push(format!("{e:#}"));
+            }
+        }
+        if !errors.is_empty() {
+            anyhow::bail!("{}", errors.join("\n"));
+        }
+        Ok(host)
+    }
+
+    /// A host with no plugins yet (see [`PluginHost::add_file`]).
+    pub fn empty(config: &PluginConfig, runtime: Arc<dyn Runtime>) -> anyhow::Result<PluginHost> {
+        let engine = new_engine(config.memory_limit)?;
+        start_ticker(&engine);
+        Ok(PluginHost {
+            engine,
+            runtime,
+            plugins: BTreeMap::new(),
+            cpu_budget: config.cpu_budget,
+            memory_limit: config.memory_limit,
+        })
+    }
+
+    /// Load one component file and register its category.
+    pub async fn add_file(
+        &mut self,
+        config: &PluginConfig,
+        file: &Path,
+    ) -> anyhow::Result<Arc<LoadedPlugin>> {
+        let shown = file.display().to_string();
+        let granter = Granter::new(&config.grants).map_err(anyhow::Error::msg)?;
+        let bytes = std::fs::read(file).with_context(|| format!("plugin {shown}"))?;
+        let component = load_component(&self.engine, &config.cache_dir, &bytes)
+            .map_err(|e| anyhow::anyhow!("plugin {shown}: not a loadable component: {e:#}"))?;
+        let (imports, has_executor) = self.inspect(&component);
+        if !has_executor {
+            anyhow::bail!("plugin {shown}: does not export `{EXECUTOR_EXPORT}`; build it against the `category` world of wit/");
+        }
+        // Describe with everything linked: capability calls are refused
+        // outside a task run anyway. Then check imports against the grants
+        // of the category it claims, and link only those.
+        let everything: BTreeSet<String> = CAPABILITIES.iter().map(|s| s.to_string()).collect();
+        let pre = self
+            .pre(&component, &everything)
+            .map_err(|e| anyhow::anyhow!("plugin {shown}: {e:#}"))?;
+        let description = self
+            .describe(&pre, &shown)
+            .await
+            .map_err(|e| anyhow::anyhow!("plugin {shown}: describe failed: {e}"))?;
+        let name = description.name.clone();
+        if let Some(existing) = self.plugins.get(&name) {
+            anyhow::bail!(
+                "plugins {} and {shown} both claim category `{name}`; remove one",
+                existing.file.display()
+            );
+        }
+        for import in &imports {
+            granter
+                .allows(&name, import)
+                .map_err(|e| anyhow::anyhow!("plugin {shown} (category `{name}`): {e}"))?;
+        }
+        let pre = self
+            .pre(&component, &granter.granted(&name))
+            .map_err(|e| anyhow::anyhow!("plugin {shown}: {e:#}"))?;
+        let plugin = Arc::new(LoadedPlugin {
+            file: file.to_path_buf(),
+            description,
+            imports,
+            pre,
+        });
+        tracing::info!(category = %name, file = %shown, "plugin loaded");
+        self.plugins.insert(name, plugin.clone());
+        Ok(plugin)
+    }
+
+    /// Imports by full name, and whether the executor export is there.
+    fn inspect(&self, component: &Component) -> (Vec<String>, bool) {
+        let ty = component.component_type();
+        let imports = ty
+            .imports(&self.engine)
+            .map(|(name, _)| name.to_string())
+            .collect();
+        let has_executor = ty
+            .exports(&self.engine)
+            .any(|(name, _)| name == EXECUTOR_EXPORT);
+        (imports, has_executor)
+    }
+
+    fn pre(
+        &self,
+        component: &Component,
+        granted: &BTreeSet<String>,
+    ) -> anyhow::Result<CategoryPre<PluginState>> {
+        let mut linker: Linker<PluginState> = Linker::new(&self.engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        types::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |s| s)?;
+        if granted.contains("task") {
+            task::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |s| s)?;
+        }
+        if granted.contains("images") {
+            images::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |s| s)?;
+        }
+        if granted.contains("containers") {
+            containers::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |s| s)?;
+        }
+        if granted.contains("credentials") {
+            credentials::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |s| s)?;
+        }
+        let pre = linker.instantiate_pre(component)?;
+        Ok(CategoryPre::new(pre)?)
+    }
+
+    fn store(&self, plugin: &str, task: Option<TaskContext>) -> Store<PluginState> {
+        let state = PluginState::new(
+            plugin.into(),
+            task,
+            self.runtime.clone(),
+            self.cpu_budget,
+            self.memory_limit,
+        );
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limits);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|ctx| {
+            let s = ctx.data();
+            if s.task.as_ref().is_some_and(|t| t.cancel.is_cancelled()) {
+                return Err(wasmtime::Error::new(CancelledTrap));
+            }
+            if s.budget.used() > s.budget.limit {
+                return Err(wasmtime::Error::new(BudgetExceeded {
+                    budget: s.budget.limit,
+                }));
+            }
+            Ok(UpdateDeadline::Yield(1))
+        });
+        store
+    }
+
+    async fn instantiate(
+        &self,
+        pre: &CategoryPre<PluginState>,
+        store: &mut Store<PluginState>,
+    ) -> wasmtime::Result<Category> {
+        pre.instantiate_async(&mut *store).await
+    }
+
+    async fn describe(
+        &self,
+        pre: &CategoryPre<PluginState>,
+        shown: &str,
+    ) -> Result<Description, CallError> {
+        let mut store = self.store(shown, None);
+        let result = async {
+            let instance = self.instantiate(pre, &mut store).await?;
+            instance
+                .stevedore_plugin_executor()
+                .call_describe(&mut store)
+                .await
+        }
+        .await;
+        result.map_err(|e| sandbox_error(shown, e))
+    }
+
+    /// The loaded plugins, by category.
+    pub fn plugins(&self) -> impl Iterator<Item = &Arc<LoadedPlugin>> {
+        self.plugins.values()
+    }
+
+    /// One plugin by category.
+    pub fn plugin(&self, category: &str) -> Option<&Arc<LoadedPlugin>> {
+        self.plugins.get(category)
+    }
+
+    /// Call `validate(params)` of `category` in a fresh instance.
+    pub async fn call_validate(&self, category: &str, params: &str) -> Result<(), CallError> {
+        let plugin = self.plugins.get(category).ok_or_else(|| {
+            CallError::Plugin(WitError::NotFound(format!("category `{category}`")))
+        })?;
+        let mut store = self.store(category, None);
+        let result = async {
+            let instance = self.instantiate(&plugin.pre, &mut store).await?;
+            instance
+                .stevedore_plugin_executor()
+                .call_validate(&mut store, params)
+                .await
+        }
+        .await;
+        crate::metrics::plugin_call(category, "validate", matches!(result, Ok(Ok(()))));
+        match result {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(CallError::Plugin(e)),
+            Err(e) => Err(sandbox_error(category, e)),
+        }
+    }
+
+    /// Call `run()` of the task's category in a fresh instance.
+    pub async fn call_run(&self, ctx: TaskContext) -> Result<Option<String>, CallError> {
+        let category = ctx.category.clone();
+        let plugin = self.plugins.get(&category).ok_or_else(|| {
+            CallError::Plugin(WitError::NotFound(format!("category `{category}`")))
+        })?;
+        let cancel = ctx.cancel.clone();
+        let mut store = self.store(&category, Some(ctx));
+        let result = async {
+            let instance = self.instantiate(&plugin.pre, &mut store).await?;
+            instance
+                .stevedore_plugin_executor()
+                .call_run(&mut store)
+                .await
+        }
+        .await;
+        crate::metrics::plugin_call(&category, "run", matches!(result, Ok(Ok(_))));
+        match result {
+            Ok(Ok(detail)) => Ok(detail),
+            Ok(Err(WitError::Cancelled)) => Err(CallError::Cancelled),
+            Ok(Err(e)) if cancel.is_cancelled() => {
+                tracing::debug!("plugin returned {e:?} after cancellation");
+                Err(CallError::Cancelled)
+            }
+            Ok(Err(e)) => Err(CallError::Plugin(e)),
+            Err(e) => Err(sandbox_error(&category, e)),
+        }
+    }
+}
+
+/// Turn a trap into an error that names the plugin and says what happened.
+fn sandbox_error(plugin: &str, e: wasmtime::Error) -> CallError {
+    if e.downcast_ref::<CancelledTrap>().is_some() {
+        return CallError::Cancelled;
+    }
+    if let Some(b) = e.downcast_ref::<BudgetExceeded>() {
+        return CallError::Sandbox {
+            message: format!("plugin `{plugin}` {b}"),
+            limit: true,
+        };
+    }
+    if let Some(m) = e.downcast_ref::<MemoryExceeded>() {
+        return CallError::Sandbox {
+            message: format!("plugin `{plugin}` {m}"),
+            limit: true,
+        };
+    }
+    let reason = match e.downcast_ref::<wasmtime::Trap>() {
+        Some(trap) => trap.to_string(),
+        None => format!("{e:#}"),
+    };
+    CallError::Sandbox {
+        message: format!("plugin `{plugin}` trapped: {reason}"),
+        limit: false,
+    }
+}
+
+#[async_trait]
+impl Executor for PluginHost {
+    fn categories(&self) -> Vec<CategoryInfo> {
+        self.plugins
+            .values()
+            .map(|p| info(&p.description))
+            .collect()
+    }
+
+    fn category(&self, name: &str) -> Option<CategoryInfo> {
+        self.plugins.get(name).map(|p| info(&p.description))
+    }
+
+    async fn validate(&self, category: &str, params: &str) -> Result<(), ValidationError> {
+        match self.call_validate(category, params).await {
+            Ok(()) => Ok(()),
+            Err(CallError::Plugin(WitError::InvalidParams(m))) => Err(ValidationError::Invalid(m)),
+            Err(CallError::Plugin(e)) => Err(ValidationError::Invalid(e.to_string())),
+            Err(e) => Err(ValidationError::Plugin(e.to_string())),
+        }
+    }
+
+    async fn run(&self, ctx: TaskContext) -> Outcome {
+        match self.call_run(ctx).await {
+            Ok(detail) => Outcome::Completed(detail),
+            Err(CallError::Cancelled) => Outcome::Failed {
+                code: ResultCode::Cancelled,
+                message: "cancelled".into(),
+            },
+            Err(CallError::Plugin(WitError::InvalidParams(m))) => Outcome::Failed {
+                code: ResultCode::InvalidParams,
+                message: m,
+            },
+            Err(CallError::Plugin(e)) => Outcome::Failed {
+                code: ResultCode::PluginError,
+                message: e.to_string(),
+            },
+            Err(CallError::Sandbox {
+                message,
+                limit: true,
+            }) => Outcome::Failed {
+                code: ResultCode::LimitExceeded,
+                message,
+            },
+            Err(CallError::Sandbox {
+                message,
+                limit: false,
+            }) => Outcome::Failed {
+                code: ResultCode::PluginError,
+                message,
+            },
+        }
+    }
+}
+
+fn info(d: &Description) -> CategoryInfo {
+    CategoryInfo {
+        name: d.name.clone(),
+        deletable: d.deletable,
+        secret_fields: d.secret_fields.clone(),
+    }
+}
+
+/// The short capability names among `imports` (`task`, `images`, ...).
+pub fn capability_imports(imports: &[String]) -> Vec<String> {
+    imports
+        .iter()
+        .filter_map(|i| {
+            CAPABILITIES
+                .iter()
+                .find(|c| *i == interface_name(c))
+                .map(|c| c.to_string())
+        })
+        .collect()
+}
+
+#[allow(dead_code)]
+fn _assert_executor(h: PluginHost) -> Arc<dyn queue::Executor> {
+    Arc::new(h)
+}

@@ -1,0 +1,160 @@
+//! What a plugin's `Store` holds for one call: WASI context, memory cap,
+//! CPU-budget accounting, and the task (if any) the call works for.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wasmtime::component::ResourceTable;
+use wasmtime::ResourceLimiter;
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use super::wasi_log::LogPipe;
+use crate::queue::{LogLevel, TaskContext};
+use crate::runtime::Runtime;
+
+/// A call stopped because the plugin used more guest CPU time than allowed.
+#[derive(Debug, thiserror::Error)]
+#[error("exceeded its CPU budget of {} ms", budget.as_millis())]
+pub struct BudgetExceeded {
+    /// The budget.
+    pub budget: Duration,
+}
+
+/// A call stopped because the plugin asked for more memory than allowed.
+#[derive(Debug, thiserror::Error)]
+#[error("exceeded its memory limit of {} MiB (asked for {} MiB)", limit >> 20, desired >> 20)]
+pub struct MemoryExceeded {
+    /// The cap in bytes.
+    pub limit: u64,
+    /// What the plugin asked for.
+    pub desired: u64,
+}
+
+/// A call stopped because its task was cancelled.
+#[derive(Debug, thiserror::Error)]
+#[error("cancelled")]
+pub struct CancelledTrap;
+
+/// Guest CPU time accounting: wall time of the call minus time spent in
+/// host calls (a Docker pull is not the plugin's CPU).
+#[derive(Debug)]
+pub struct Budget {
+    /// Allowed guest time per call.
+    pub limit: Duration,
+    started: Instant,
+    in_host: Duration,
+}
+
+impl Budget {
+    /// Start counting now.
+    pub fn new(limit: Duration) -> Budget {
+        Budget {
+            limit,
+            started: Instant::now(),
+            in_host: Duration::ZERO,
+        }
+    }
+    /// Guest time used so far.
+    pub fn used(&self) -> Duration {
+        self.started.elapsed().saturating_sub(self.in_host)
+    }
+    /// Time spent in a host call, not charged to the guest.
+    pub fn credit(&mut self, since: Instant) {
+        self.in_host += since.elapsed();
+    }
+    /// Restart counting (the store is reused for a second call).
+    pub fn reset(&mut self) {
+        self.started = Instant::now();
+        self.in_host = Duration::ZERO;
+    }
+}
+
+/// Linear-memory and table cap for one instance.
+#[derive(Debug)]
+pub struct MemoryCap {
+    limit: u64,
+}
+
+impl ResourceLimiter for MemoryCap {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired as u64 > self.limit {
+            return Err(wasmtime::Error::new(MemoryExceeded {
+                limit: self.limit,
+                desired: desired as u64,
+            }));
+        }
+        Ok(true)
+    }
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}
+
+/// The data of a plugin's `Store`.
+pub struct PluginState {
+    /// Plugin name (category), for messages.
+    pub plugin: Arc<str>,
+    /// The task this call works for; `None` in `describe` and `validate`,
+    /// where capability calls are refused.
+    pub task: Option<TaskContext>,
+    /// The backend behind the capabilities.
+    pub runtime: Arc<dyn Runtime>,
+    /// CPU accounting.
+    pub budget: Budget,
+    /// Memory cap.
+    pub limits: MemoryCap,
+    wasi: WasiCtx,
+    table: ResourceTable,
+}
+
+impl PluginState {
+    /// State for one call of `plugin`, deny-by-default WASI whose output goes
+    /// to the task log (or the server log without a task).
+    pub fn new(
+        plugin: Arc<str>,
+        task: Option<TaskContext>,
+        runtime: Arc<dyn Runtime>,
+        cpu: Duration,
+        memory: u64,
+    ) -> PluginState {
+        let reporter = task.as_ref().map(|t| t.reporter.clone());
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.stdout(LogPipe::new(
+            plugin.clone(),
+            reporter.clone(),
+            LogLevel::Info,
+        ))
+        .stderr(LogPipe::new(plugin.clone(), reporter, LogLevel::Warn))
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false);
+        PluginState {
+            plugin,
+            task,
+            runtime,
+            budget: Budget::new(cpu),
+            limits: MemoryCap { limit: memory },
+            wasi: wasi.build(),
+            table: ResourceTable::new(),
+        }
+    }
+}
+
+impl WasiView for PluginState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}

@@ -1,0 +1,327 @@
+//! A simulated runtime for plugin authors and plugin unit tests: it records
+//! every call and answers from a script, with no Docker at hand.
+//!
+//! A script is a JSON object from call name to answer. An answer is
+//! `{"ok": value}` or `{"err": {"NotFound": "message"}}` (the WIT `error`
+//! cases in PascalCase), or a list of answers used in order (the last one
+//! repeats). `"progress": [[percent, "detail"], ...]` inside an answer is
+//! reported to the task before the call returns. Unscripted calls succeed
+//! with a plausible value.
+//!
+//! ```json
+//! {
+//!   "images.remove": [{"ok": ["sha256:1"]}, {"err": {"NotFound": "no such image: b:latest"}}],
+//!   "images.pull": {"ok": {"id": "sha256:2", "tags": ["busybox:latest"], "size": 1, "created": 0},
+//!                    "progress": [[50, "downloading"], [100, "pulled"]]}
+//! }
+//! ```
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::{
+    CallContext, ContainerSpec, Credential, Error, ImageInfo, PullRequest, RtResult, Runtime,
+    RuntimeKind,
+};
+
+/// One recorded host call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Call {
+    /// `interface.function`, e.g. `images.pull`.
+    pub call: String,
+    /// The arguments, as JSON.
+    pub args: Value,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct Answer {
+    #[serde(default)]
+    ok: Option<Value>,
+    #[serde(default)]
+    err: Option<Error>,
+    #[serde(default)]
+    progress: Vec<(i32, String)>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum Scripted {
+    One(Answer),
+    Many(Vec<Answer>),
+}
+
+/// The simulated runtime.
+#[derive(Default)]
+pub struct Simulator {
+    script: Mutex<HashMap<String, (Vec<Answer>, usize)>>,
+    calls: Mutex<Vec<Call>>,
+}
+
+impl Simulator {
+    /// A simulator answering from `script` (see the module docs).
+    pub fn from_script(script: &str) -> anyhow::Result<Simulator> {
+        let parsed: HashMap<String, Scripted> =
+            serde_json::from_str(script).map_err(|e| anyhow::anyhow!("simulator script: {e}"))?;
+        let script = parsed
+            .into_iter()
+            .map(|(k, v)| {
+                let answers = match v {
+                    Scripted::One(a) => vec![a],
+                    Scripted::Many(list) => list,
+                };
+                (k, (answers, 0))
+            })
+            .collect();
+        Ok(Simulator {
+            script: Mutex::new(script),
+            calls: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The calls made so far, in order.
+    pub fn calls(&self) -> Vec<Call> {
+        self.calls.lock().unwrap().clone()
+    }
+
+    fn answer<T: DeserializeOwned>(
+        &self,
+        cx: &CallContext,
+        call: &str,
+        args: Value,
+        default: impl FnOnce() -> T,
+    ) -> RtResult<T> {
+        self.calls.lock().unwrap().push(Call {
+            call: call.to_string(),
+            args,
+        });
+        let scripted = {
+            let mut script = self.script.lock().unwrap();
+            script.get_mut(call).and_then(|(answers, next)| {
+                let answer = answers
+                    .get((*next).min(answers.len().saturating_sub(1)))
+                    .cloned();
+                *next += 1;
+                answer
+            })
+        };
+        let Some(answer) = scripted else {
+            return Ok(default());
+        };
+        for (percent, detail) in &answer.progress {
+            cx.reporter.progress(*percent, detail);
+        }
+        if let Some(err) = answer.err {
+            return Err(err);
+        }
+        match answer.ok {
+            None | Some(Value::Null) => Ok(default()),
+            Some(v) => serde_json::from_value(v).map_err(|e| {
+                Error::Other(format!(
+                    "simulator script: answer to {call} does not fit: {e}"
+                ))
+            }),
+        }
+    }
+}
+
+fn image(reference: &str) -> ImageInfo {
+    ImageInfo {
+        id: "sha256:0000000000000000000000000000000000000000000000000000000000000000".into(),
+        tags: vec![reference.to_string()],
+        size: 0,
+        created: 0,
+    }
+}
+
+#[async_trait]
+impl Runtime for Simulator {
+    async fn image_pull(&self, cx: &CallContext, req: PullRequest) -> RtResult<ImageInfo> {
+        let reference = format!("{}:{}", req.image, req.tag);
+        // Credentials are recorded only as present or not: never their values.
+        let args = json!({"runtime": req.runtime, "image": req.image, "tag": req.tag, "source": req.source, "credential": req.credential.is_some()});
+        self.answer(cx, "images.pull", args, || image(&reference))
+    }
+    async fn image_inspect(
+        &self,
+        cx: &CallContext,
+        kind: RuntimeKind,
+        reference: String,
+    ) -> RtResult<ImageInfo> {
+        self.answer(
+            cx,
+            "images.inspect",
+            json!({"runtime": kind, "reference": reference}),
+            || image(&reference),
+        )
+    }
+    async fn image_list(&self, cx: &CallContext, kind: RuntimeKind) -> RtResult<Vec<ImageInfo>> {
+        self.answer(cx, "images.list", json!({"runtime": kind}), Vec::new)
+    }
+    async fn image_remove(
+        &self,
+        cx: &CallContext,
+        kind: RuntimeKind,
+        reference: String,
+        force: bool,
+    ) -> RtResult<Vec<String>> {
+        self.answer(
+            cx,
+            "images.remove",
+            json!({"runtime": kind, "reference": reference, "force": force}),
+            || vec![reference.clone()],
+        )
+    }
+    async fn image_tag(
+        &self,
+        cx: &CallContext,
+        source: String,
+        repository: String,
+        tag: String,
+    ) -> RtResult<()> {
+        self.answer(
+            cx,
+            "images.tag",
+            json!({"source": source, "repository": repository, "tag": tag}),
+            || (),
+        )
+    }
+    async fn image_push(
+        &self,
+        cx: &CallContext,
+        repository: String,
+        tag: String,
+        registry: String,
+        credential: Option<Credential>,
+    ) -> RtResult<()> {
+        let args = json!({"repository": repository, "tag": tag, "registry": registry, "credential": credential.is_some()});
+        self.answer(cx, "images.push", args, || ())
+    }
+    async fn image_save(
+        &self,
+        cx: &CallContext,
+        references: Vec<String>,
+        path: String,
+        gzip: bool,
+        overwrite: bool,
+    ) -> RtResult<u64> {
+        let args =
+            json!({"references": references, "path": path, "gzip": gzip, "overwrite": overwrite});
+        self.answer(cx, "images.save-to-path", args, || 0)
+    }
+    async fn container_create(&self, cx: &CallContext, spec: ContainerSpec) -> RtResult<String> {
+        let args = serde_json::to_value(&spec).unwrap_or(Value::Null);
+        self.answer(cx, "containers.create", args, || {
+            format!("simulated-{}", spec.name)
+        })
+    }
+    async fn container_start(
+        &self,
+        cx: &CallContext,
+        kind: RuntimeKind,
+        container: String,
+    ) -> RtResult<()> {
+        self.answer(
+            cx,
+            "containers.start",
+            json!({"runtime": kind, "container": container}),
+            || (),
+        )
+    }
+    async fn container_stop(
+        &self,
+        cx: &CallContext,
+        kind: RuntimeKind,
+        container: String,
+        timeout_secs: u32,
+    ) -> RtResult<()> {
+        self.answer(
+            cx,
+            "containers.stop",
+            json!({"runtime": kind, "container": container, "timeout_secs": timeout_secs}),
+            || (),
+        )
+    }
+    async fn container_remove(
+        &self,
+        cx: &CallContext,
+        kind: RuntimeKind,
+        container: String,
+        force: bool,
+    ) -> RtResult<()> {
+        self.answer(
+            cx,
+            "containers.remove",
+            json!({"runtime": kind, "container": container, "force": force}),
+            || (),
+        )
+    }
+    async fn container_inspect(
+        &self,
+        cx: &CallContext,
+        kind: RuntimeKind,
+        container: String,
+    ) -> RtResult<String> {
+        self.answer(
+            cx,
+            "containers.inspect",
+            json!({"runtime": kind, "container": container}),
+            || "{}".to_string(),
+        )
+    }
+    async fn container_export(
+        &self,
+        cx: &CallContext,
+        kind: RuntimeKind,
+        container: String,
+        path: String,
+        gzip: bool,
+        overwrite: bool,
+    ) -> RtResult<u64> {
+        let args = json!({"runtime": kind, "container": container, "path": path, "gzip": gzip, "overwrite": overwrite});
+        self.answer(cx, "containers.export-to-path", args, || 0)
+    }
+    async fn archive_config(&self, cx: &CallContext, path: String) -> RtResult<Option<String>> {
+        self.answer(
+            cx,
+            "containers.read-archive-config",
+            json!({"path": path}),
+            || None,
+        )
+    }
+    async fn image_import(
+        &self,
+        cx: &CallContext,
+        kind: RuntimeKind,
+        path: String,
+        repository: String,
+        tag: String,
+    ) -> RtResult<String> {
+        let args = json!({"runtime": kind, "path": path, "repository": repository, "tag": tag});
+        self.answer(cx, "containers.import-image-from-path", args, || {
+            "sha256:imported".to_string()
+        })
+    }
+    async fn credential_lookup(&self, cx: &CallContext, registry: String) -> Option<Credential> {
+        self.answer(
+            cx,
+            "credentials.lookup",
+            json!({"registry": registry}),
+            || None,
+        )
+        .ok()
+        .flatten()
+    }
+    async fn credential_remember(&self, cx: &CallContext, credential: Credential) -> RtResult<()> {
+        self.answer(
+            cx,
+            "credentials.remember",
+            json!({"registry": credential.registry, "username": credential.username}),
+            || (),
+        )
+    }
+}
