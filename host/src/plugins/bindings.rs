@@ -21,6 +21,33 @@ pub use stevedore::plugin::containers::{BindMount, ContainerSpec, PortBinding};
 pub use stevedore::plugin::images::{ImageInfo, PullRequest, Source};
 pub use stevedore::plugin::types::{Credential, Error as WitError, Level, RuntimeKind};
 
+impl WitError {
+    /// The error for a user: the message alone where it says everything
+    /// (`invalid-params`, `runtime`, `other`), else prefixed with its kind.
+    pub fn message(&self) -> String {
+        match self {
+            WitError::InvalidParams(m) | WitError::Runtime(m) | WitError::Other(m) => m.clone(),
+            WitError::NotFound(m) => format!("not found: {m}"),
+            WitError::Conflict(m) => format!("conflict: {m}"),
+            WitError::Denied(m) => format!("denied: {m}"),
+            WitError::Cancelled => "cancelled".to_string(),
+        }
+    }
+
+    /// The WIT case name, e.g. `not-found`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            WitError::InvalidParams(_) => "invalid-params",
+            WitError::NotFound(_) => "not-found",
+            WitError::Conflict(_) => "conflict",
+            WitError::Denied(_) => "denied",
+            WitError::Runtime(_) => "runtime",
+            WitError::Cancelled => "cancelled",
+            WitError::Other(_) => "other",
+        }
+    }
+}
+
 /// The fully qualified name of an interface of the package, as it appears
 /// among a component's imports.
 pub fn interface_name(short: &str) -> String {

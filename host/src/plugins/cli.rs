@@ -1,13 +1,142 @@
-//! `stevedore plugin check|test`, for plugin authors.
+//! `stevedore plugin check|test`, for plugin authors: does my component fit
+//! the world, and what does it do against a simulated runtime?
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
-/// `stevedore plugin check FILE`.
-pub async fn check(_file: &Path) -> anyhow::Result<()> {
-    anyhow::bail!("not yet")
+use anyhow::Context as _;
+use tokio_util::sync::CancellationToken;
+
+use super::grants::Granter;
+use super::host::{capability_imports, CallError, PluginHost};
+use super::PluginConfig;
+use crate::queue::{LogLevel, Reporter, TaskContext};
+use crate::runtime::simulated::Simulator;
+use crate::runtime::Runtime;
+
+fn config_for(file: &Path) -> PluginConfig {
+    let cache_dir = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir)
+        .join("stevedore/compiled");
+    PluginConfig {
+        dir: file.parent().map(Path::to_path_buf).unwrap_or_default(),
+        cache_dir,
+        cpu_budget: Duration::from_secs(5),
+        memory_limit: 256 << 20,
+        grants: Default::default(),
+    }
 }
 
-/// `stevedore plugin test FILE --params JSON [--script FILE]`.
-pub async fn test(_file: &Path, _params: &str, _script: Option<&Path>) -> anyhow::Result<()> {
-    anyhow::bail!("not yet")
+/// `stevedore plugin check FILE`.
+pub async fn check(file: &Path) -> anyhow::Result<()> {
+    let config = config_for(file);
+    let mut host = PluginHost::empty(&config, Arc::new(crate::runtime::Unavailable))?;
+    let plugin = host.add_file(&config, &Granter::permissive(), file).await?;
+    let d = &plugin.description;
+    println!("{}: fits stevedore:plugin/category@0.1.0", file.display());
+    println!("  category:     {}", d.name);
+    println!("  summary:      {}", d.summary);
+    println!("  deletable:    {}", d.deletable);
+    println!("  capabilities: {} (declared)", d.capabilities.join(", "));
+    println!("  imports:      {}", plugin.imports.join(", "));
+    let defaults = Granter::default();
+    let refused: Vec<String> = plugin
+        .imports
+        .iter()
+        .filter_map(|i| defaults.allows(&d.name, i).err().map(|e| e.to_string()))
+        .collect();
+    let granted: Vec<String> = defaults.granted(&d.name).into_iter().collect();
+    if refused.is_empty() {
+        println!(
+            "  grants:       loads with the default grants ({})",
+            granted.join(", ")
+        );
+    } else {
+        println!(
+            "  grants:       needs more than the default grants ({}):",
+            granted.join(", ")
+        );
+        for r in refused {
+            println!("                - {r}");
+        }
+        println!(
+            "                grant it with `[plugins.grants] {} = [{}]`",
+            d.name,
+            quoted(&capability_imports(&plugin.imports))
+        );
+    }
+    Ok(())
+}
+
+fn quoted(list: &[String]) -> String {
+    list.iter()
+        .map(|s| format!("\"{s}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Prints a task's progress and log lines as they come.
+struct PrintReporter;
+
+impl Reporter for PrintReporter {
+    fn progress(&self, percent: i32, detail: &str) {
+        println!("progress {percent:>4}%  {detail}");
+    }
+    fn log(&self, level: LogLevel, message: &str) {
+        println!("log {level:?}  {message}");
+    }
+}
+
+/// `stevedore plugin test FILE --params JSON [--script FILE]`: validate, then
+/// run against the simulator, printing progress, log lines, the host calls
+/// made and the result. Fails when validation or the run fails.
+pub async fn test(file: &Path, params: &str, script: Option<&Path>) -> anyhow::Result<()> {
+    let script = match script {
+        Some(path) => {
+            std::fs::read_to_string(path).with_context(|| format!("script {}", path.display()))?
+        }
+        None => "{}".to_string(),
+    };
+    let simulator = Arc::new(Simulator::from_script(&script)?);
+    let config = config_for(file);
+    let runtime: Arc<dyn Runtime> = simulator.clone();
+    let mut host = PluginHost::empty(&config, runtime)?;
+    let plugin = host.add_file(&config, &Granter::permissive(), file).await?;
+    let category = plugin.description.name.clone();
+    match host.call_validate(&category, params).await {
+        Ok(()) => println!("validate: ok"),
+        Err(e) => anyhow::bail!("validate: {}", describe_error(&e)),
+    }
+    let ctx = TaskContext {
+        id: 1,
+        category,
+        user: "tester".into(),
+        params: params.to_string(),
+        cancel: CancellationToken::new(),
+        reporter: Arc::new(PrintReporter),
+    };
+    let result = host.call_run(ctx).await;
+    for call in simulator.calls() {
+        println!("call {} {}", call.call, call.args);
+    }
+    match result {
+        Ok(detail) => {
+            println!(
+                "result: completed{}",
+                detail.map(|d| format!(" ({d})")).unwrap_or_default()
+            );
+            Ok(())
+        }
+        Err(e) => anyhow::bail!("result: error: {}", describe_error(&e)),
+    }
+}
+
+fn describe_error(e: &CallError) -> String {
+    match e {
+        CallError::Plugin(w) => format!("{}: {}", w.kind(), w.message()),
+        other => other.to_string(),
+    }
 }

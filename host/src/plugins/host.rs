@@ -41,7 +41,7 @@ pub struct LoadedPlugin {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum CallError {
     /// The plugin returned a typed error.
-    #[error("{0}")]
+    #[error("{}", .0.message())]
     Plugin(WitError),
     /// The sandbox stopped the plugin (budget, memory) or it trapped;
     /// the message names the plugin.
@@ -80,10 +80,11 @@ impl PluginHost {
             .filter(|p| p.extension().is_some_and(|x| x == "wasm"))
             .collect();
         files.sort();
+        let granter = Granter::new(&config.grants).map_err(anyhow::Error::msg)?;
         let mut host = PluginHost::empty(config, runtime)?;
         let mut errors = Vec::new();
         for file in files {
-            if let Err(e) = host.add_file(config, &file).await {
+            if let Err(e) = host.add_file(config, &granter, &file).await {
                 errors.push(format!("{e:#}"));
             }
         }
@@ -110,10 +111,10 @@ impl PluginHost {
     pub async fn add_file(
         &mut self,
         config: &PluginConfig,
+        granter: &Granter,
         file: &Path,
     ) -> anyhow::Result<Arc<LoadedPlugin>> {
         let shown = file.display().to_string();
-        let granter = Granter::new(&config.grants).map_err(anyhow::Error::msg)?;
         let bytes = std::fs::read(file).with_context(|| format!("plugin {shown}"))?;
         let component = load_component(&self.engine, &config.cache_dir, &bytes)
             .map_err(|e| anyhow::anyhow!("plugin {shown}: not a loadable component: {e:#}"))?;
@@ -352,7 +353,7 @@ impl Executor for PluginHost {
         match self.call_validate(category, params).await {
             Ok(()) => Ok(()),
             Err(CallError::Plugin(WitError::InvalidParams(m))) => Err(ValidationError::Invalid(m)),
-            Err(CallError::Plugin(e)) => Err(ValidationError::Invalid(e.to_string())),
+            Err(CallError::Plugin(e)) => Err(ValidationError::Invalid(e.message())),
             Err(e) => Err(ValidationError::Plugin(e.to_string())),
         }
     }
@@ -370,7 +371,7 @@ impl Executor for PluginHost {
             },
             Err(CallError::Plugin(e)) => Outcome::Failed {
                 code: ResultCode::PluginError,
-                message: e.to_string(),
+                message: e.message(),
             },
             Err(CallError::Sandbox {
                 message,

@@ -22,7 +22,7 @@ pub struct BudgetExceeded {
 
 /// A call stopped because the plugin asked for more memory than allowed.
 #[derive(Debug, thiserror::Error)]
-#[error("exceeded its memory limit of {} MiB (asked for {} MiB)", limit >> 20, desired >> 20)]
+#[error("exceeded its memory limit of {} MiB (asked for {} MiB)", limit >> 20, desired.div_ceil(1 << 20))]
 pub struct MemoryExceeded {
     /// The cap in bytes.
     pub limit: u64,
