@@ -1,1 +1,275 @@
-fn main() {}
+//! `cargo xtask`: the build, test and run tasks of Stevedore.
+//!
+//! - `build-plugins`: every plugin crate under `plugins/` into a component in
+//!   `target/plugins/` (test-only ones in `target/test-plugins/`).
+//! - `test`: install what is missing, build the plugins, start the test
+//!   services, run every test, stop the services.
+//! - `run`: install what is missing, find or start a Docker engine, build the
+//!   plugins and serve.
+//! - `bench`: build the plugins, start the test services, `cargo bench`.
+//! - `services start|stop|status|env`: the test services by hand.
+//! - `stop-engine`: stop the engine `run` started.
+
+mod install;
+mod plugins;
+mod services;
+mod util;
+
+use anyhow::{bail, Result};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Instant;
+use util::{check_interrupted, interrupted, repo_root, run, run_ok, Endpoint};
+
+const USAGE: &str = "usage: cargo xtask <command>
+
+  build-plugins                  build plugins/ into target/plugins/*.wasm
+  test [ARGS] [-- TEST-ARGS]     build plugins, start test services, run all tests
+  run [-- SERVE-ARGS]            start an engine if needed, build plugins, serve
+  bench [ARGS] [-- BENCH-ARGS]   build plugins, start test services, cargo bench
+  services start|stop|status|env the test services by hand
+  stop-engine                    stop the Docker engine `run` started
+  install                        install every Debian package the tasks use";
+
+fn main() {
+    util::install_signal_handlers();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Err(e) = dispatch(&args) {
+        eprintln!("error: {e:#}");
+        std::process::exit(if interrupted() { 130 } else { 1 });
+    }
+}
+
+fn dispatch(args: &[String]) -> Result<()> {
+    let rest = args.get(1..).unwrap_or_default();
+    match args.first().map(String::as_str) {
+        Some("build-plugins") => plugins::build(),
+        Some("test") => test(rest),
+        Some("run") => serve(rest),
+        Some("bench") => bench(rest),
+        Some("services") => services::command(rest),
+        Some("stop-engine") => run_engine().stop(),
+        Some("install") => {
+            install::ensure(install::WASM_BUILD)?;
+            install::ensure(install::WASI_LIBC)?;
+            install::ensure(install::DOCKER)?;
+            install::ensure(install::SERVICES)
+        }
+        Some("help" | "-h" | "--help") => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        _ => bail!("{USAGE}"),
+    }
+}
+
+fn cargo(root: &std::path::Path) -> Command {
+    let mut cmd = Command::new("cargo");
+    cmd.current_dir(root);
+    cmd
+}
+
+/// Whether cargo arguments already pick packages.
+fn picks_packages(args: &[String]) -> bool {
+    args.iter()
+        .take_while(|a| *a != "--")
+        .any(|a| a.starts_with("-p") || a.starts_with("--package"))
+}
+
+/// `cargo xtask test`.
+fn test(extra: &[String]) -> Result<()> {
+    let started = Instant::now();
+    let root = repo_root();
+    plugins::build()?;
+
+    let mut failed: Vec<&str> = Vec::new();
+    eprintln!("==> plugin unit tests (native)");
+    if !plugins::native_tests(&[])? {
+        failed.push("plugin unit tests (cargo test --manifest-path plugins/Cargo.toml)");
+    }
+    check_interrupted()?;
+
+    let workspace: &[&str] = if picks_packages(extra) {
+        &[]
+    } else {
+        &["--workspace"]
+    };
+    // Compile first, so a compile error costs no service start.
+    let (before, _) = split_dashdash(extra);
+    let compiled = run(cargo(&root)
+        .args(["test", "--release", "--no-run"])
+        .args(workspace)
+        .args(before))?;
+    check_interrupted()?;
+    if !compiled.success() {
+        failed.push("building the tests (cargo test --release --workspace --no-run)");
+    } else {
+        let lease = services::Lease::acquire()?;
+        eprintln!("==> tests");
+        let status = run(cargo(&root)
+            .args(["test", "--release"])
+            .args(workspace)
+            .args(extra)
+            .envs(services::test_env()))?;
+        drop(lease);
+        check_interrupted()?;
+        if !status.success() {
+            failed.push("tests (cargo test --release --workspace)");
+        }
+    }
+    if !failed.is_empty() {
+        bail!(
+            "failed after {:.0?}:\n  {}",
+            started.elapsed(),
+            failed.join("\n  ")
+        );
+    }
+    eprintln!("==> all tests passed in {:.0?}", started.elapsed());
+    Ok(())
+}
+
+fn split_dashdash(args: &[String]) -> (&[String], &[String]) {
+    match args.iter().position(|a| a == "--") {
+        Some(i) => (&args[..i], &args[i..]),
+        None => (args, &[]),
+    }
+}
+
+/// `cargo xtask bench`.
+fn bench(extra: &[String]) -> Result<()> {
+    let root = repo_root();
+    plugins::build()?;
+    let packages: &[&str] = if picks_packages(extra) {
+        &[]
+    } else {
+        &["-p", "stevedore"]
+    };
+    let lease = services::Lease::acquire()?;
+    let result = run_ok(
+        cargo(&root)
+            .arg("bench")
+            .args(packages)
+            .args(extra)
+            .envs(services::test_env()),
+    );
+    drop(lease);
+    result
+}
+
+/// The persistent engine of `cargo xtask run`, when the machine has none.
+fn run_engine() -> services::Engine {
+    // Beside the server's default data folder (`.stevedore/`), not in it.
+    let state = repo_root().join(".stevedore/dockerd");
+    services::Engine {
+        socket: PathBuf::from("/run/stevedore/docker.sock"),
+        data_root: state.join("data"),
+        exec_root: PathBuf::from("/run/stevedore/exec"),
+        pidfile: state.join("dockerd.pid"),
+        log: state.join("dockerd.log"),
+        config: state.join("daemon.json"),
+        bridge: None,
+        extra_args: Vec::new(),
+        wipe: false,
+    }
+}
+
+/// A Docker engine that answers: `DOCKER_HOST`, the system one, or ours.
+fn find_or_start_engine() -> Result<String> {
+    if let Ok(host) = std::env::var("DOCKER_HOST") {
+        match Endpoint::from_docker_host(&host) {
+            Some(e) if util::docker_answers(&e) => return Ok(host),
+            _ => eprintln!("warning: no Docker engine answers at DOCKER_HOST={host}"),
+        }
+    }
+    let system = "unix:///var/run/docker.sock";
+    if util::docker_answers(&Endpoint::from_docker_host(system).expect("unix address")) {
+        return Ok(system.to_string());
+    }
+    let engine = run_engine();
+    if !engine.running() {
+        if !util::is_root() {
+            bail!("no Docker engine answers, and starting one needs root");
+        }
+        std::fs::create_dir_all(&engine.data_root)?;
+        eprintln!(
+            "==> starting a Docker engine (data in {}; stop it with `cargo xtask stop-engine`)",
+            engine.data_root.display()
+        );
+        engine.start()?;
+    }
+    Ok(engine.docker_host())
+}
+
+/// `cargo xtask run`.
+fn serve(extra: &[String]) -> Result<()> {
+    let root = repo_root();
+    let docker_host = find_or_start_engine()?;
+    eprintln!("==> Docker engine: {docker_host}");
+    plugins::build()?;
+    let args = match extra.first().map(String::as_str) {
+        Some("--") => &extra[1..],
+        _ => extra,
+    };
+    let mut cmd = cargo(&root);
+    cmd.args(["run", "--release", "-p", "stevedore", "--", "serve"])
+        .args(args)
+        .env("DOCKER_HOST", &docker_host);
+    if std::env::var_os("STEVEDORE_PLUGINS_DIR").is_none() {
+        cmd.env("STEVEDORE_PLUGINS_DIR", root.join("target/plugins"));
+    }
+    let status = run(&mut cmd)?;
+    if interrupted() {
+        return Ok(());
+    }
+    if !status.success() {
+        bail!("the server exited ({})", util::status_text(status));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    /// Standard base64, to check the test password's property.
+    fn base64(data: &[u8]) -> String {
+        const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut out = String::new();
+        for chunk in data.chunks(3) {
+            let b = [
+                chunk[0],
+                *chunk.get(1).unwrap_or(&0),
+                *chunk.get(2).unwrap_or(&0),
+            ];
+            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+            for i in 0..=chunk.len() {
+                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn auth_password_needs_url_safe_base64() {
+        let pw = crate::services::AUTH_PASSWORD;
+        // Whatever comes before the password, at every alignment.
+        for prefix in ["", "x", "xy"] {
+            for json in [
+                format!(
+                    r#"{prefix}{{"username":"stevedore","password":"{pw}","serveraddress":"127.0.0.1:5001"}}"#
+                ),
+                format!(r#"{prefix}{{"password":"{pw}"}}"#),
+            ] {
+                let b = base64(json.as_bytes());
+                assert!(b.contains('+') && b.contains('/'), "{json} -> {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn package_selection() {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert!(super::picks_packages(&s(&["-p", "stevedore-e2e"])));
+        assert!(super::picks_packages(&s(&["--package=x"])));
+        assert!(!super::picks_packages(&s(&["--", "-p"])));
+        assert!(!super::picks_packages(&s(&["plugin"])));
+    }
+}

@@ -1,0 +1,64 @@
+//! Installing the Debian packages the build and the test services need.
+
+use crate::util::{is_root, output, run_ok};
+use anyhow::{bail, Result};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Packages for the Debian route of the wasm build (DESIGN.md).
+pub const WASM_BUILD: &[&str] = &["rustc-web", "cargo-web", "rust-web-src"];
+/// Extra package for plugins that target `wasm32-wasip1` on the Debian route.
+pub const WASI_LIBC: &[&str] = &["wasi-libc"];
+/// A wasm linker when no rustup `rust-lld` is present.
+pub const LLD: &[&str] = &["lld-22"];
+/// A Docker engine (and its CLI, used to seed the registry).
+pub const DOCKER: &[&str] = &["docker.io", "iproute2", "iptables"];
+/// The rest of the test services.
+pub const SERVICES: &[&str] = &["docker-registry", "busybox-static", "apache2-utils"];
+
+static UPDATED: AtomicBool = AtomicBool::new(false);
+
+/// Whether a Debian package is installed.
+pub fn installed(package: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${db:Status-Abbrev}", package])
+        .output()
+        .map(|o| o.status.success() && o.stdout.starts_with(b"ii"))
+        .unwrap_or(false)
+}
+
+/// Install whichever of `packages` are missing (as root, with apt-get).
+pub fn ensure(packages: &[&str]) -> Result<()> {
+    let missing: Vec<&str> = packages.iter().copied().filter(|p| !installed(p)).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !is_root() {
+        bail!(
+            "missing Debian packages: {}; install them as root: apt-get install -y {}",
+            missing.join(" "),
+            missing.join(" ")
+        );
+    }
+    if output(Command::new("apt-get").arg("--version")).is_err() {
+        bail!(
+            "missing packages {} and no apt-get on this machine",
+            missing.join(" ")
+        );
+    }
+    eprintln!("==> installing {}", missing.join(" "));
+    if !UPDATED.swap(true, Ordering::SeqCst) {
+        run_ok(
+            Command::new("apt-get")
+                .args(["-q", "update"])
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )?;
+    }
+    run_ok(
+        Command::new("apt-get")
+            .args(["-q", "install", "-y", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )?;
+    Ok(())
+}

@@ -1,0 +1,653 @@
+//! Test services on loopback: a Docker engine on a private socket, an open
+//! registry (also the engine's mirror, seeded with a busybox image) and a
+//! registry with htpasswd auth.
+//!
+//! State lives in `target/services/`, sockets in `/run/stevedore-test/`.
+//! Several xtask runs may share the services: each holds a lease
+//! (`target/services/leases/<pid>`), and the last one to finish stops them.
+
+use crate::install;
+use crate::util::{
+    self, alive, check_interrupted, cmdline, docker_answers, http_get, interrupted, output,
+    pids_matching, repo_root, tail, terminate, unmount_below, Endpoint,
+};
+use anyhow::{bail, Context, Result};
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const RUN_DIR: &str = "/run/stevedore-test";
+pub const REGISTRY: &str = "127.0.0.1:5000";
+pub const AUTH_REGISTRY: &str = "127.0.0.1:5001";
+pub const AUTH_USER: &str = "stevedore";
+/// Five `~` in a row put `+` (and five `?` put `/`) into the standard
+/// base64 of any text that contains the password verbatim, whatever the
+/// alignment, so the X-Registry-Auth header needs the URL-safe alphabet.
+pub const AUTH_PASSWORD: &str = "stevedore-~~~~~-?????";
+/// A bridge of its own, so the test engine never shares `docker0` with
+/// another engine on the machine.
+const BRIDGE: &str = "stvtest0";
+const BRIDGE_CIDR: &str = "172.30.213.1/24";
+
+fn state_dir() -> PathBuf {
+    repo_root().join("target/services")
+}
+
+/// The environment the tests get.
+pub fn test_env() -> Vec<(String, String)> {
+    [
+        ("DOCKER_HOST", format!("unix://{RUN_DIR}/docker.sock")),
+        ("STEVEDORE_TEST_REGISTRY", REGISTRY.to_string()),
+        ("STEVEDORE_TEST_AUTH_REGISTRY", AUTH_REGISTRY.to_string()),
+        ("STEVEDORE_TEST_AUTH_USER", AUTH_USER.to_string()),
+        ("STEVEDORE_TEST_AUTH_PASSWORD", AUTH_PASSWORD.to_string()),
+        ("STEVEDORE_TEST_SERVICES", "1".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+// ---- a Docker engine -------------------------------------------------------
+
+/// One dockerd with private socket, data and exec roots.
+pub struct Engine {
+    pub socket: PathBuf,
+    pub data_root: PathBuf,
+    pub exec_root: PathBuf,
+    pub pidfile: PathBuf,
+    pub log: PathBuf,
+    pub config: PathBuf,
+    /// Own bridge (created here), or None for the default docker0.
+    pub bridge: Option<(&'static str, &'static str)>,
+    pub extra_args: Vec<String>,
+    /// Start from an empty data root.
+    pub wipe: bool,
+}
+
+impl Engine {
+    pub fn endpoint(&self) -> Endpoint {
+        Endpoint::Unix(self.socket.clone())
+    }
+
+    pub fn docker_host(&self) -> String {
+        format!("unix://{}", self.socket.display())
+    }
+
+    /// The pid of our running dockerd, if any.
+    fn pid(&self) -> Option<u32> {
+        let pid: u32 = fs::read_to_string(&self.pidfile)
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        let sock = self.socket.to_string_lossy();
+        (alive(pid) && cmdline(pid).is_some_and(|c| c.contains("dockerd") && c.contains(&*sock)))
+            .then_some(pid)
+    }
+
+    pub fn running(&self) -> bool {
+        self.pid().is_some() && docker_answers(&self.endpoint())
+    }
+
+    /// Start the engine unless it already runs; returns whether it started it.
+    pub fn start(&self) -> Result<bool> {
+        if self.running() {
+            return Ok(false);
+        }
+        install::ensure(install::DOCKER)?;
+        // Leftovers of an engine that did not stop cleanly.
+        self.stop()?;
+        if self.wipe && self.data_root.exists() {
+            fs::remove_dir_all(&self.data_root)
+                .with_context(|| format!("cannot clear {}", self.data_root.display()))?;
+        }
+        for d in [&self.data_root, &self.exec_root] {
+            fs::create_dir_all(d)?;
+        }
+        if let Some(parent) = self.socket.parent() {
+            fs::create_dir_all(parent)?;
+        }
+        if !self.config.exists() {
+            // Our own (empty) daemon.json, so /etc/docker/daemon.json cannot
+            // conflict with the flags below.
+            fs::write(&self.config, "{}\n")?;
+        }
+        if let Some((bridge, cidr)) = self.bridge {
+            ensure_bridge(bridge, cidr)?;
+        }
+        let started = Instant::now();
+        match self.spawn(&[]) {
+            Ok(()) => {}
+            Err(e) if tail(&self.log, 40).contains("iptables") => {
+                eprintln!(
+                    "warning: dockerd failed with iptables ({e:#}); retrying with --iptables=false"
+                );
+                self.stop()?;
+                self.spawn(&["--iptables=false", "--ip-masq=false"])?;
+            }
+            Err(e) => return Err(e),
+        }
+        eprintln!(
+            "==> dockerd ready at {} in {:.2?}",
+            self.docker_host(),
+            started.elapsed()
+        );
+        Ok(true)
+    }
+
+    fn spawn(&self, more: &[&str]) -> Result<()> {
+        let log = File::create(&self.log)?;
+        let mut cmd = Command::new("dockerd");
+        cmd.arg("--host")
+            .arg(self.docker_host())
+            .arg("--data-root")
+            .arg(&self.data_root)
+            .arg("--exec-root")
+            .arg(&self.exec_root)
+            .arg("--pidfile")
+            .arg(&self.pidfile)
+            .arg("--config-file")
+            .arg(&self.config)
+            .args(["--shutdown-timeout", "2"])
+            .args(&self.extra_args)
+            .args(more);
+        if let Some((bridge, _)) = self.bridge {
+            cmd.args(["--bridge", bridge]);
+        }
+        let mut child = spawn_daemon(&mut cmd, log)?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if docker_answers(&self.endpoint()) {
+                return Ok(());
+            }
+            if let Some(status) = child.try_wait()? {
+                bail!(
+                    "dockerd exited ({}) before answering; the end of {}:\n{}",
+                    util::status_text(status),
+                    self.log.display(),
+                    tail(&self.log, 20)
+                );
+            }
+            if interrupted() || Instant::now() > deadline {
+                let _ = terminate(child.id(), Duration::from_secs(10));
+                check_interrupted()?;
+                bail!(
+                    "dockerd did not answer within 60 s; the end of {}:\n{}",
+                    self.log.display(),
+                    tail(&self.log, 20)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stop the engine (if it runs) and clean up after it.
+    pub fn stop(&self) -> Result<()> {
+        let exec = self.exec_root.to_string_lossy().into_owned();
+        if let Some(pid) = self.pid() {
+            let started = Instant::now();
+            // dockerd stops its containers (2 s each at most) and containerd.
+            if !terminate(pid, Duration::from_secs(40)) {
+                bail!("dockerd (pid {pid}) does not exit");
+            }
+            eprintln!("==> dockerd stopped in {:.2?}", started.elapsed());
+        }
+        // After a kill: containerd and shims that still use our exec root.
+        for pid in pids_matching(&exec) {
+            if cmdline(pid).is_some_and(|c| c.contains("containerd")) {
+                terminate(pid, Duration::from_secs(5));
+            }
+        }
+        unmount_below(&[&self.data_root, &self.exec_root]);
+        let _ = fs::remove_file(&self.socket);
+        let _ = fs::remove_file(&self.pidfile);
+        if let Some((bridge, _)) = self.bridge {
+            if bridge_exists(bridge) {
+                let _ = output(Command::new("ip").args(["link", "del", bridge]));
+            }
+        }
+        Ok(())
+    }
+
+    /// The `docker` CLI against this engine, with a private client config.
+    fn docker(&self) -> Command {
+        let mut cmd = Command::new("docker");
+        cmd.arg("--config")
+            .arg(state_dir().join("docker-cli"))
+            .arg("-H")
+            .arg(self.docker_host());
+        cmd
+    }
+}
+
+fn bridge_exists(name: &str) -> bool {
+    Path::new("/sys/class/net").join(name).exists()
+}
+
+fn ensure_bridge(name: &str, cidr: &str) -> Result<()> {
+    if bridge_exists(name) {
+        return Ok(());
+    }
+    output(Command::new("ip").args(["link", "add", "name", name, "type", "bridge"]))?;
+    output(Command::new("ip").args(["addr", "add", cidr, "dev", name]))?;
+    output(Command::new("ip").args(["link", "set", name, "up"]))?;
+    Ok(())
+}
+
+/// Spawn a long-running service: own process group (a Ctrl-C in the terminal
+/// reaches the xtask, which stops it in order), output to `log`.
+fn spawn_daemon(cmd: &mut Command, log: File) -> Result<std::process::Child> {
+    use std::os::unix::process::CommandExt;
+    let what = util::describe(cmd);
+    cmd.stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .with_context(|| format!("cannot start `{what}`"))
+}
+
+/// The test engine.
+pub fn test_engine() -> Engine {
+    let state = state_dir().join("docker");
+    let mut extra = Vec::new();
+    for r in [REGISTRY, AUTH_REGISTRY] {
+        extra.push("--insecure-registry".to_string());
+        extra.push(r.to_string());
+    }
+    extra.push("--registry-mirror".to_string());
+    extra.push(format!("http://{REGISTRY}"));
+    Engine {
+        socket: PathBuf::from(RUN_DIR).join("docker.sock"),
+        data_root: state.join("data"),
+        exec_root: PathBuf::from(RUN_DIR).join("exec"),
+        pidfile: state.join("dockerd.pid"),
+        log: state.join("dockerd.log"),
+        config: state.join("daemon.json"),
+        bridge: Some((BRIDGE, BRIDGE_CIDR)),
+        extra_args: extra,
+        wipe: true,
+    }
+}
+
+// ---- registries ------------------------------------------------------------
+
+struct Registry {
+    name: &'static str,
+    addr: &'static str,
+    auth: bool,
+}
+
+const REGISTRIES: [Registry; 2] = [
+    Registry {
+        name: "registry",
+        addr: REGISTRY,
+        auth: false,
+    },
+    Registry {
+        name: "auth-registry",
+        addr: AUTH_REGISTRY,
+        auth: true,
+    },
+];
+
+impl Registry {
+    fn dir(&self) -> PathBuf {
+        state_dir().join(self.name)
+    }
+
+    fn config(&self) -> PathBuf {
+        self.dir().join("config.yml")
+    }
+
+    fn pidfile(&self) -> PathBuf {
+        self.dir().join("registry.pid")
+    }
+
+    fn log(&self) -> PathBuf {
+        self.dir().join("registry.log")
+    }
+
+    fn pid(&self) -> Option<u32> {
+        let pid: u32 = fs::read_to_string(self.pidfile())
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        let config = self.config().to_string_lossy().into_owned();
+        (alive(pid) && cmdline(pid).is_some_and(|c| c.contains("registry") && c.contains(&config)))
+            .then_some(pid)
+    }
+
+    fn answers(&self) -> bool {
+        let want = if self.auth { 401 } else { 200 };
+        matches!(http_get(&Endpoint::Tcp(self.addr.into()), "/v2/", &[]), Ok((s, _)) if s == want)
+    }
+
+    fn start(&self) -> Result<()> {
+        if self.pid().is_some() && self.answers() {
+            return Ok(());
+        }
+        self.stop();
+        let dir = self.dir();
+        fs::create_dir_all(dir.join("data"))?;
+        let mut config = format!(
+            "version: 0.1\n\
+             log:\n  level: info\n  accesslog:\n    disabled: true\n\
+             storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
+             http:\n  addr: {}\n  secret: stevedore-test-{}\n",
+            dir.join("data").display(),
+            self.addr,
+            self.name
+        );
+        if self.auth {
+            let line = output(Command::new("htpasswd").args(["-Bbn", AUTH_USER, AUTH_PASSWORD]))?;
+            let htpasswd = dir.join("htpasswd");
+            fs::write(&htpasswd, line.trim().to_string() + "\n")?;
+            config.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: stevedore-test\n    path: {}\n",
+                htpasswd.display()
+            ));
+        }
+        fs::write(self.config(), config)?;
+        let log = File::create(self.log())?;
+        let mut child = spawn_daemon(
+            Command::new("docker-registry")
+                .arg("serve")
+                .arg(self.config()),
+            log,
+        )?;
+        fs::write(self.pidfile(), child.id().to_string())?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if self.answers() {
+                return Ok(());
+            }
+            if let Some(status) = child.try_wait()? {
+                bail!(
+                    "the {} on {} exited ({}); the end of {}:\n{}",
+                    self.name,
+                    self.addr,
+                    util::status_text(status),
+                    self.log().display(),
+                    tail(&self.log(), 10)
+                );
+            }
+            if interrupted() || Instant::now() > deadline {
+                self.stop();
+                check_interrupted()?;
+                bail!(
+                    "the {} on {} did not answer within 30 s (is the port taken?)",
+                    self.name,
+                    self.addr
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn stop(&self) {
+        if let Some(pid) = self.pid() {
+            terminate(pid, Duration::from_secs(10));
+        }
+        let _ = fs::remove_file(self.pidfile());
+    }
+}
+
+/// Whether the open registry holds `library/busybox:latest`.
+fn busybox_seeded() -> bool {
+    matches!(
+        http_get(
+            &Endpoint::Tcp(REGISTRY.into()),
+            "/v2/library/busybox/manifests/latest",
+            &["Accept: application/vnd.docker.distribution.manifest.v2+json"],
+        ),
+        Ok((200, _))
+    )
+}
+
+/// A busybox image from `busybox-static`, pushed as
+/// `127.0.0.1:5000/library/busybox:latest`, so that `busybox:latest` pulls
+/// through the engine's mirror.
+fn seed_busybox(engine: &Engine) -> Result<()> {
+    if busybox_seeded() {
+        return Ok(());
+    }
+    let started = Instant::now();
+    let rootfs = state_dir().join("busybox-rootfs");
+    if rootfs.exists() {
+        fs::remove_dir_all(&rootfs)?;
+    }
+    for d in ["bin", "etc", "root", "tmp", "var/www", "proc", "sys", "dev"] {
+        fs::create_dir_all(rootfs.join(d))?;
+    }
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(rootfs.join("tmp"), fs::Permissions::from_mode(0o1777))?;
+    }
+    fs::copy("/bin/busybox", rootfs.join("bin/busybox")).context("copying /bin/busybox")?;
+    let applets = output(Command::new("/bin/busybox").arg("--list"))?;
+    for applet in applets.lines().map(str::trim) {
+        if !applet.is_empty() && applet != "busybox" && !applet.contains('/') {
+            std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet))?;
+        }
+    }
+    fs::write(
+        rootfs.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
+    )?;
+    fs::write(rootfs.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n")?;
+
+    let image = format!("{REGISTRY}/library/busybox:latest");
+    let mut tar = Command::new("tar")
+        .arg("-C")
+        .arg(&rootfs)
+        .args(["--numeric-owner", "-c", "."])
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("cannot run tar")?;
+    let imported = engine
+        .docker()
+        .args(["import", "--change", "CMD [\"sh\"]", "-", &image])
+        .stdin(tar.stdout.take().expect("piped"))
+        .output()?;
+    let tar_status = tar.wait()?;
+    if !imported.status.success() || !tar_status.success() {
+        bail!(
+            "docker import of the busybox rootfs failed: {}",
+            String::from_utf8_lossy(&imported.stderr)
+        );
+    }
+    output(engine.docker().args(["push", &image]))?;
+    output(engine.docker().args(["rmi", &image]))?;
+    if !busybox_seeded() {
+        bail!("pushed {image}, but the registry does not serve it");
+    }
+    eprintln!("==> seeded {image} in {:.2?}", started.elapsed());
+    Ok(())
+}
+
+// ---- leases and the whole set ----------------------------------------------
+
+fn lock() -> Result<File> {
+    fs::create_dir_all(state_dir())?;
+    let f = File::create(state_dir().join("lock"))?;
+    f.lock().context("locking target/services/lock")?;
+    Ok(f)
+}
+
+fn leases_dir() -> PathBuf {
+    state_dir().join("leases")
+}
+
+/// Live leases other than `except`; drops the ones of dead processes.
+fn other_leases(except: Option<&str>) -> Vec<String> {
+    let mut live = Vec::new();
+    for entry in fs::read_dir(leases_dir()).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if Some(name.as_str()) == except {
+            continue;
+        }
+        let dead = name.parse::<u32>().is_ok_and(|pid| !alive(pid));
+        if dead {
+            let _ = fs::remove_file(entry.path());
+        } else {
+            live.push(name);
+        }
+    }
+    live
+}
+
+fn start_all() -> Result<()> {
+    if !util::is_root() {
+        bail!("the test services (dockerd) need root");
+    }
+    install::ensure(install::DOCKER)?;
+    install::ensure(install::SERVICES)?;
+    fs::create_dir_all(RUN_DIR)?;
+    let engine = test_engine();
+    let started = Instant::now();
+    for r in &REGISTRIES {
+        r.start()?;
+    }
+    engine.start()?;
+    seed_busybox(&engine)?;
+    eprintln!("==> test services up in {:.2?}", started.elapsed());
+    Ok(())
+}
+
+fn stop_all() -> Result<()> {
+    let engine_result = test_engine().stop();
+    for r in &REGISTRIES {
+        r.stop();
+    }
+    engine_result
+}
+
+/// Test services held for as long as this value lives.
+pub struct Lease {
+    name: String,
+}
+
+impl Lease {
+    /// Start the services (or join running ones) under a lease named after
+    /// this process.
+    pub fn acquire() -> Result<Lease> {
+        Self::acquire_named(std::process::id().to_string())
+    }
+
+    fn acquire_named(name: String) -> Result<Lease> {
+        let lock = lock()?;
+        fs::create_dir_all(leases_dir())?;
+        fs::write(leases_dir().join(&name), "")?;
+        let lease = Lease { name };
+        let started = start_all();
+        drop(lock);
+        // On error `lease` is dropped (after the lock is released), which
+        // stops what was started unless someone else uses it.
+        started.map(|()| lease)
+    }
+
+    /// Release without stopping (for `services start`).
+    fn keep(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let Ok(_lock) = lock() else { return };
+        let _ = fs::remove_file(leases_dir().join(&self.name));
+        let others = other_leases(None);
+        if others.is_empty() {
+            if let Err(e) = stop_all() {
+                eprintln!("warning: stopping the test services: {e:#}");
+            }
+        } else {
+            eprintln!(
+                "==> leaving the test services running for: {}",
+                others.join(", ")
+            );
+        }
+    }
+}
+
+/// `cargo xtask services start|stop|status|env`.
+pub fn command(args: &[String]) -> Result<()> {
+    match args.first().map(String::as_str) {
+        Some("start") => {
+            Lease::acquire_named("manual".to_string())?.keep();
+            print_env();
+            eprintln!("(stop them with `cargo xtask services stop`)");
+            Ok(())
+        }
+        Some("stop") => {
+            let _lock = lock()?;
+            let others = other_leases(Some("manual"));
+            if !others.is_empty() {
+                eprintln!(
+                    "warning: stopping services still leased by: {}",
+                    others.join(", ")
+                );
+            }
+            let _ = fs::remove_dir_all(leases_dir());
+            stop_all()?;
+            eprintln!("==> test services stopped");
+            Ok(())
+        }
+        Some("status") => {
+            status();
+            Ok(())
+        }
+        Some("env") => {
+            print_env();
+            Ok(())
+        }
+        _ => bail!("usage: cargo xtask services start|stop|status|env"),
+    }
+}
+
+fn print_env() {
+    for (k, v) in test_env() {
+        println!("export {k}='{v}'");
+    }
+}
+
+fn status() {
+    let engine = test_engine();
+    let up = |b: bool| if b { "running" } else { "stopped" };
+    println!(
+        "dockerd        {:8} {} (log {})",
+        up(engine.running()),
+        engine.docker_host(),
+        engine.log.display()
+    );
+    for r in &REGISTRIES {
+        println!(
+            "{:14} {:8} http://{} (log {})",
+            r.name,
+            up(r.pid().is_some() && r.answers()),
+            r.addr,
+            r.log().display()
+        );
+    }
+    println!(
+        "busybox seed   {}",
+        if busybox_seeded() {
+            "present"
+        } else {
+            "absent"
+        }
+    );
+    let leases = other_leases(None);
+    println!(
+        "leases         {}",
+        if leases.is_empty() {
+            "none".to_string()
+        } else {
+            leases.join(", ")
+        }
+    );
+}
