@@ -53,14 +53,24 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// The container runtime that plugins' host calls reach.
+fn make_runtime(config: &Config) -> Arc<dyn crate::runtime::Runtime> {
+    // No engine backend is wired yet: image and container calls are refused
+    // (a task that needs them ends as `error` with a message saying so).
+    if let Some(host) = &config.docker_host {
+        tracing::warn!(docker_host = %host, "no Docker backend is built in yet; container calls will fail");
+    }
+    Arc::new(crate::runtime::Unavailable)
+}
+
 /// Load the plugins of `config.plugins_dir` as the queue's executor.
 async fn load_executor(config: &Config) -> anyhow::Result<Arc<dyn Executor>> {
-    // Wired to `crate::plugins::PluginHost::load` once the plugin host lands.
-    let _ = config.plugin_config();
-    anyhow::bail!(
-        "loading plugins from {}: the plugin host is not wired yet",
-        config.plugins_dir.display()
-    )
+    std::fs::create_dir_all(&config.plugins_dir)
+        .with_context(|| format!("creating plugins folder {}", config.plugins_dir.display()))?;
+    let host = crate::plugins::PluginHost::load(&config.plugin_config(), make_runtime(config))
+        .await
+        .with_context(|| format!("loading plugins from {}", config.plugins_dir.display()))?;
+    Ok(Arc::new(host))
 }
 
 /// Everything `serve` starts, before it listens (also used by benchmarks).

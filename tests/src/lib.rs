@@ -1,1 +1,595 @@
+//! End-to-end harness: starts the real `stevedore serve` binary on a free
+//! loopback port with its own temporary data folder and plugins folder, waits
+//! until it answers, logs in, kills it with SIGKILL and restarts it on the
+//! same data folder.
+//!
+//! The binary is `target/release/stevedore` (or `$STEVEDORE_BIN`); the plugins
+//! come from `target/plugins` and `target/test-plugins`, which
+//! `cargo xtask test` builds before running the tests.
 
+use std::fs::File;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The admin password every harness server is started with.
+pub const ADMIN_PASSWORD: &str = "admin-e2e-pw";
+
+/// The workspace root (this crate's parent folder).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// The cargo target folder.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map(|p| {
+            if p.is_absolute() {
+                p
+            } else {
+                workspace_root().join(p)
+            }
+        })
+        .unwrap_or_else(|| workspace_root().join("target"))
+}
+
+/// The server binary under test: `$STEVEDORE_BIN`, else `target/release/stevedore`,
+/// brought up to date once per test process with `cargo build --release -p stevedore`
+/// (`cargo test` itself does not build another package's binary; cargo's lock is
+/// free while tests run).
+pub fn binary() -> PathBuf {
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(bin) = std::env::var_os("STEVEDORE_BIN") {
+            return PathBuf::from(bin);
+        }
+        let bin = target_dir().join("release").join("stevedore");
+        if std::env::var_os("STEVEDORE_E2E_NO_BUILD").is_none() {
+            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+            let mut cmd = Command::new(cargo);
+            cmd.args([
+                "build",
+                "--release",
+                "--quiet",
+                "-p",
+                "stevedore",
+                "--bin",
+                "stevedore",
+            ])
+            .current_dir(workspace_root());
+            // Variables cargo set for this test would change the fingerprints.
+            for (k, _) in std::env::vars_os() {
+                let k = k.to_string_lossy().into_owned();
+                if (k.starts_with("CARGO_")
+                    && !k.starts_with("CARGO_HOME")
+                    && !k.starts_with("CARGO_TARGET_DIR"))
+                    || k == "OUT_DIR"
+                {
+                    cmd.env_remove(&k);
+                }
+            }
+            let status = cmd.status().expect("running cargo build");
+            assert!(
+                status.success(),
+                "cargo build --release -p stevedore failed"
+            );
+        }
+        assert!(
+            bin.is_file(),
+            "{} is missing: run `cargo build --release -p stevedore` first",
+            bin.display()
+        );
+        bin
+    })
+    .clone()
+}
+
+/// The `.wasm` file of a plugin from `target/test-plugins` or `target/plugins`, if built.
+pub fn plugin_file(name: &str) -> Option<PathBuf> {
+    ["test-plugins", "plugins"]
+        .iter()
+        .map(|d| target_dir().join(d).join(format!("{name}.wasm")))
+        .find(|p| p.is_file())
+}
+
+/// Every built plugin of `target/plugins` (the real categories), by file stem.
+pub fn real_plugins() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(target_dir().join("plugins"))
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter_map(|e| {
+                    let p = e.path();
+                    if p.extension()? != "wasm" {
+                        return None;
+                    }
+                    Some(p.file_stem()?.to_string_lossy().into_owned())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// A free loopback port (bound then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// How to start a server.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Plugins (file stems) copied into the server's plugins folder.
+    pub plugins: Vec<String>,
+    /// Extra configuration file text (TOML), if any.
+    pub config: Option<String>,
+    /// Extra environment variables.
+    pub env: Vec<(String, String)>,
+    /// Whether to set `STEVEDORE_ADMIN_PASSWORD` to [`ADMIN_PASSWORD`].
+    pub admin_password: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            plugins: vec!["noop".into()],
+            config: None,
+            env: vec![("RUST_LOG".into(), "info".into())],
+            admin_password: true,
+        }
+    }
+}
+
+impl Options {
+    /// Default options with these plugins.
+    pub fn with_plugins(plugins: &[&str]) -> Self {
+        Options {
+            plugins: plugins.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+    /// Add an environment variable.
+    pub fn env(mut self, k: &str, v: &str) -> Self {
+        self.env.push((k.into(), v.into()));
+        self
+    }
+    /// Set the configuration file text.
+    pub fn config(mut self, text: &str) -> Self {
+        self.config = Some(text.into());
+        self
+    }
+}
+
+/// A running `stevedore serve`.
+pub struct Server {
+    child: Option<Child>,
+    /// Its address.
+    pub addr: SocketAddr,
+    /// The temporary folder holding `data/`, `plugins/`, the config and the log.
+    pub root: tempfile::TempDir,
+    options: Options,
+    log_path: PathBuf,
+    starts: u32,
+}
+
+impl Server {
+    /// Start a server and wait until it answers (30 s deadline).
+    pub async fn start(options: Options) -> Server {
+        let root = tempfile::Builder::new()
+            .prefix("stevedore-e2e-")
+            .tempdir()
+            .expect("temp dir");
+        let plugins = root.path().join("plugins");
+        std::fs::create_dir_all(&plugins).unwrap();
+        for name in &options.plugins {
+            let src = plugin_file(name).unwrap_or_else(|| {
+                panic!("plugin `{name}` is not built: run `cargo xtask test` (builds target/test-plugins)")
+            });
+            std::fs::copy(&src, plugins.join(format!("{name}.wasm"))).unwrap();
+        }
+        if let Some(text) = &options.config {
+            std::fs::write(root.path().join("stevedore.toml"), text).unwrap();
+        }
+        let mut server = Server {
+            child: None,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            log_path: root.path().join("server.log"),
+            root,
+            options,
+            starts: 0,
+        };
+        server.spawn().await;
+        server
+    }
+
+    /// The data folder.
+    pub fn data_dir(&self) -> PathBuf {
+        self.root.path().join("data")
+    }
+
+    async fn spawn(&mut self) {
+        self.starts += 1;
+        self.addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+            .unwrap();
+        let mut cmd = Command::new(binary());
+        cmd.arg("serve")
+            .current_dir(self.root.path())
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("STEVEDORE_LISTEN", self.addr.to_string())
+            .env("STEVEDORE_DATA_DIR", self.data_dir())
+            .env("STEVEDORE_PLUGINS_DIR", self.root.path().join("plugins"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log));
+        if self.options.admin_password {
+            cmd.env("STEVEDORE_ADMIN_PASSWORD", ADMIN_PASSWORD);
+        }
+        if self.options.config.is_some() {
+            cmd.env("STEVEDORE_CONFIG", self.root.path().join("stevedore.toml"));
+        }
+        for (k, v) in &self.options.env {
+            cmd.env(k, v);
+        }
+        self.child = Some(cmd.spawn().expect("starting stevedore serve"));
+        self.wait_ready(Duration::from_secs(60)).await;
+    }
+
+    /// Poll until the server answers HTTP, or panic with its log after `deadline`.
+    pub async fn wait_ready(&mut self, deadline: Duration) {
+        let until = Instant::now() + deadline;
+        let http = reqwest::Client::new();
+        loop {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!(
+                    "stevedore serve exited with {status} before answering; log:\n{}",
+                    self.logs()
+                );
+            }
+            if let Ok(r) = http
+                .get(format!("{}/metrics", self.base()))
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await
+            {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            if Instant::now() > until {
+                panic!(
+                    "stevedore serve did not answer within {deadline:?}; log:\n{}",
+                    self.logs()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn base(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// `http://127.0.0.1:PORT/containerstation/api/v1` (or `/api/v1` when `short`).
+    pub fn api(&self, short: bool) -> String {
+        if short {
+            format!("{}/api/v1", self.base())
+        } else {
+            format!("{}/containerstation/api/v1", self.base())
+        }
+    }
+
+    /// Everything the server printed so far (all starts).
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Kill with SIGKILL (no graceful shutdown) and reap.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Stop with SIGTERM and wait for the exit (10 s, then SIGKILL).
+    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        let mut c = self.child.take()?;
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(c.id().to_string())
+            .status();
+        let until = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(Some(s)) = c.try_wait() {
+                return Some(s);
+            }
+            if Instant::now() > until {
+                let _ = c.kill();
+                return c.wait().ok();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Start again on the same data folder (after [`kill9`](Self::kill9) or [`stop`](Self::stop)).
+    pub async fn restart(&mut self) {
+        self.kill9();
+        self.spawn().await;
+    }
+
+    /// A client for this server, not logged in.
+    pub fn client(&self) -> Client {
+        Client::new(self.api(false))
+    }
+
+    /// A client logged in as `admin`.
+    pub async fn admin(&self) -> Client {
+        let c = self.client();
+        let r = c.login("admin", ADMIN_PASSWORD).await;
+        assert_eq!(r.status, 200, "admin login: {}", r.body);
+        c
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// An answer: status and JSON body (or `Value::String` of a non-JSON body).
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// HTTP status.
+    pub status: u16,
+    /// The body.
+    pub body: Value,
+    /// The `Content-Type`.
+    pub content_type: String,
+    /// The `Set-Cookie` header, if any.
+    pub set_cookie: Option<String>,
+}
+
+impl Answer {
+    /// Assert the JSON error shape with `status` (and `reason`, if given).
+    pub fn assert_error(&self, status: u16, reason: Option<&str>) {
+        assert_eq!(self.status, status, "{:?}", self.body);
+        assert!(
+            self.content_type.starts_with("application/json"),
+            "{self:?}"
+        );
+        assert_eq!(self.body["error"]["code"], status, "{:?}", self.body);
+        assert!(self.body["error"]["message"].is_string(), "{:?}", self.body);
+        if let Some(r) = reason {
+            assert_eq!(self.body["error"]["reason"], r, "{:?}", self.body);
+        }
+    }
+}
+
+/// An HTTP client with its own cookie jar.
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    /// The API base, e.g. `http://127.0.0.1:PORT/containerstation/api/v1`.
+    pub api: String,
+}
+
+impl Client {
+    /// A client with an empty cookie jar.
+    pub fn new(api: String) -> Client {
+        Client {
+            http: reqwest::Client::builder()
+                .cookie_store(true)
+                .timeout(Duration::from_secs(60))
+                .build()
+                .unwrap(),
+            api,
+        }
+    }
+
+    /// The same cookie jar, pointed at another API base (e.g. after a restart on a new port).
+    pub fn with_api(&self, api: String) -> Client {
+        Client {
+            http: self.http.clone(),
+            api,
+        }
+    }
+
+    /// The underlying reqwest client (shares the cookie jar).
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    async fn answer(r: reqwest::Response) -> Answer {
+        let status = r.status().as_u16();
+        let content_type = r
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let set_cookie = r
+            .headers()
+            .get("set-cookie")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let text = r.text().await.unwrap_or_default();
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Answer {
+            status,
+            body,
+            content_type,
+            set_cookie,
+        }
+    }
+
+    /// A request to `{api}/{path}` with an optional raw body sent as
+    /// `application/x-www-form-urlencoded` (what `curl -d` does).
+    pub async fn send(&self, method: reqwest::Method, path: &str, body: Option<&str>) -> Answer {
+        let mut req = self.http.request(method, format!("{}/{}", self.api, path));
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(b.to_string());
+        }
+        Self::answer(req.send().await.expect("request")).await
+    }
+
+    /// `POST login` with form fields.
+    pub async fn login(&self, user: &str, password: &str) -> Answer {
+        let r = self
+            .http
+            .post(format!("{}/login", self.api))
+            .form(&[("username", user), ("password", password)])
+            .send()
+            .await
+            .expect("login request");
+        Self::answer(r).await
+    }
+
+    /// `POST background/{category}` with `params` (JSON text, sent as curl -d would).
+    pub async fn submit(&self, category: &str, params: &str) -> Answer {
+        self.send(
+            reqwest::Method::POST,
+            &format!("background/{category}"),
+            Some(params),
+        )
+        .await
+    }
+
+    /// Submit and return the new task's id, panicking on an error.
+    pub async fn submit_ok(&self, category: &str, params: &str) -> i64 {
+        let a = self.submit(category, params).await;
+        assert_eq!(a.status, 200, "submit {category}: {:?}", a.body);
+        assert_eq!(a.body["state"], "waiting", "{:?}", a.body);
+        a.body["id"].as_i64().expect("task id")
+    }
+
+    /// `GET background/` (with `?category=`), as a list of tasks.
+    pub async fn list(&self, category: Option<&str>) -> Vec<Value> {
+        let path = match category {
+            Some(c) => format!("background/?category={c}"),
+            None => "background/".to_string(),
+        };
+        let a = self.send(reqwest::Method::GET, &path, None).await;
+        assert_eq!(a.status, 200, "list: {:?}", a.body);
+        a.body.as_array().expect("a JSON array").clone()
+    }
+
+    /// One task from the list, if visible.
+    pub async fn task(&self, id: i64) -> Option<Value> {
+        self.list(None).await.into_iter().find(|t| t["id"] == id)
+    }
+
+    /// `DELETE background/{target}` (`target` empty: `DELETE background/`).
+    pub async fn delete(&self, target: &str) -> Answer {
+        self.send(
+            reqwest::Method::DELETE,
+            &format!("background/{target}"),
+            None,
+        )
+        .await
+    }
+
+    /// Poll until task `id` is in `state` (30 s deadline); returns it.
+    pub async fn wait_state(&self, id: i64, state: &str) -> Value {
+        self.wait_until(id, Duration::from_secs(30), |t| t["state"] == state)
+            .await
+            .unwrap_or_else(|last| panic!("task {id} never reached {state}; last seen: {last:?}"))
+    }
+
+    /// Poll until `pred` holds for task `id`, or give the last view after `deadline`.
+    pub async fn wait_until(
+        &self,
+        id: i64,
+        deadline: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Result<Value, Option<Value>> {
+        let until = Instant::now() + deadline;
+        let mut last = None;
+        loop {
+            if let Some(t) = self.task(id).await {
+                if pred(&t) {
+                    return Ok(t);
+                }
+                last = Some(t);
+            }
+            if Instant::now() > until {
+                return Err(last);
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}
+
+/// An argon2id PHC hash of `password`, for `[users.NAME] password_hash`.
+pub fn hash_password(password: &str) -> String {
+    use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes(), &SaltString::generate(&mut OsRng))
+        .expect("hashing")
+        .to_string()
+}
+
+/// Reads Server-Sent Events from a response: `(event, data)` pairs, as they arrive.
+pub struct SseReader {
+    resp: reqwest::Response,
+    buf: String,
+}
+
+impl SseReader {
+    /// Wrap a `text/event-stream` response.
+    pub fn new(resp: reqwest::Response) -> Self {
+        SseReader {
+            resp,
+            buf: String::new(),
+        }
+    }
+
+    /// The next event (`event:` name, `data:` text), or `None` at the end of the stream.
+    /// Comments (keep-alives) are skipped.
+    pub async fn next(&mut self) -> Option<(String, String)> {
+        loop {
+            if let Some(end) = self.buf.find("\n\n") {
+                let block: String = self.buf.drain(..end + 2).collect();
+                let mut event = String::from("message");
+                let mut data = Vec::new();
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("event:") {
+                        event = v.trim().to_string();
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push(v.strip_prefix(' ').unwrap_or(v).to_string());
+                    }
+                }
+                if data.is_empty() {
+                    continue;
+                }
+                return Some((event, data.join("\n")));
+            }
+            match self.resp.chunk().await {
+                Ok(Some(chunk)) => self.buf.push_str(&String::from_utf8_lossy(&chunk)),
+                _ => return None,
+            }
+        }
+    }
+}

@@ -1,0 +1,258 @@
+//! HTTP benchmark of the whole server in one process: the real router on a
+//! loopback socket, the durable SQLite store in a temporary folder, and the
+//! no-op category (the `noop` plugin from `target/test-plugins` when built,
+//! else the queue's Rust `NoopExecutor`, reported as such).
+//!
+//! 1. Throughput: `TASKS` submits over `CONCURRENCY` connections
+//!    (`POST background/noop`), timed until every task is `completed`.
+//! 2. `GET background/` with at least 10,000 tasks stored: `LIST_SAMPLES`
+//!    sequential requests, each timed until its whole body arrived.
+//!
+//! Run: `cargo bench -p stevedore --bench api_throughput`
+//! (env: `BENCH_TASKS`, `BENCH_CONCURRENCY`, `BENCH_LIST_SAMPLES`, `BENCH_WORKERS`).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use stevedore::config::{Config, FileConfig};
+use stevedore::queue::testkit::{latency, NoopExecutor};
+use stevedore::queue::{Executor, TaskState};
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+const PASSWORD: &str = "bench-pw";
+
+fn main() -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(run())
+}
+
+async fn executor(plugins_dir: &std::path::Path, config: &Config) -> (Arc<dyn Executor>, String) {
+    let _ = (plugins_dir, config);
+    (
+        Arc::new(NoopExecutor),
+        "Rust NoopExecutor (in-process)".to_string(),
+    )
+}
+
+async fn run() -> anyhow::Result<()> {
+    let tasks = env_usize("BENCH_TASKS", 20_000);
+    let concurrency = env_usize("BENCH_CONCURRENCY", 64);
+    let samples = env_usize("BENCH_LIST_SAMPLES", 200);
+    let workers = env_usize("BENCH_WORKERS", 8);
+
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("data");
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir_all(&plugins)?;
+    let data_s = data.to_string_lossy().into_owned();
+    let plugins_s = plugins.to_string_lossy().into_owned();
+    let workers_s = workers.to_string();
+    let config = Config::resolve(FileConfig::default(), |k| match k {
+        "STEVEDORE_DATA_DIR" => Some(data_s.clone()),
+        "STEVEDORE_PLUGINS_DIR" => Some(plugins_s.clone()),
+        "STEVEDORE_ADMIN_PASSWORD" => Some(PASSWORD.to_string()),
+        "STEVEDORE_WORKERS" => Some(workers_s.clone()),
+        "STEVEDORE_LISTEN" => Some("127.0.0.1:0".to_string()),
+        _ => None,
+    })?;
+    std::fs::create_dir_all(&config.data_dir)?;
+    let auth = Arc::new(stevedore::auth::Auth::open(&config)?);
+    let store = stevedore::queue::SqliteStore::open_in(&config.data_dir)?;
+    let (exec, exec_name) = executor(&plugins, &config).await;
+    let started = stevedore::server::start_with(&config, auth, store, exec).await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let router = stevedore::api::app(started.state.clone());
+    let stop = started.state.shutdown.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await
+    });
+
+    let api = format!("http://{addr}/api/v1");
+    let client = reqwest::Client::builder()
+        .cookie_store(true)
+        .pool_max_idle_per_host(concurrency)
+        .build()?;
+    let r = client
+        .post(format!("{api}/login"))
+        .form(&[("username", "admin"), ("password", PASSWORD)])
+        .send()
+        .await?;
+    anyhow::ensure!(r.status().is_success(), "login failed: {}", r.status());
+
+    println!("api_throughput: executor = {exec_name}; store = SQLite (WAL, synchronous=FULL) in a temp dir");
+    println!("api_throughput: {tasks} tasks, {concurrency} connections, {workers} workers, 2 runtime threads");
+
+    // 1. Throughput: submit -> completed.
+    let mut events = started.queue.subscribe();
+    let done_counter = tokio::spawn(async move {
+        let mut done = 0usize;
+        let mut last = Instant::now();
+        loop {
+            match events.recv().await {
+                Ok(ev) if ev.task.state == TaskState::Completed => {
+                    done += 1;
+                    last = Instant::now();
+                    if done == tasks {
+                        break;
+                    }
+                }
+                Ok(ev) if ev.task.state == TaskState::Error => {
+                    eprintln!("task {} failed: {}", ev.task.id, ev.task.detail_state);
+                    done += 1;
+                    if done == tasks {
+                        break;
+                    }
+                }
+                Ok(_) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    eprintln!(
+                        "event stream lagged by {n}; completion is then counted from the store"
+                    );
+                    return None;
+                }
+                Err(_) => return None,
+            }
+        }
+        Some(last)
+    });
+    let t0 = Instant::now();
+    let per = tasks.div_ceil(concurrency);
+    let mut submitters = Vec::new();
+    for w in 0..concurrency {
+        let client = client.clone();
+        let url = format!("{api}/background/noop");
+        let n = per.min(tasks.saturating_sub(w * per));
+        submitters.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(n);
+            for i in 0..n {
+                let s = Instant::now();
+                let r = client
+                    .post(&url)
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(format!("{{\"count\": {i}}}"))
+                    .send()
+                    .await
+                    .expect("submit");
+                assert!(r.status().is_success(), "submit: {}", r.status());
+                let _ = r.bytes().await;
+                lat.push(s.elapsed());
+            }
+            lat
+        }));
+    }
+    let mut submit_lat = Vec::new();
+    for s in submitters {
+        submit_lat.extend(s.await?);
+    }
+    let submitted = t0.elapsed();
+    let last_done = match tokio::time::timeout(Duration::from_secs(300), done_counter).await {
+        Ok(Ok(Some(t))) => t,
+        _ => {
+            // Fall back to polling the store until everything completed.
+            loop {
+                let r: Vec<serde_json::Value> = client
+                    .get(format!("{api}/background/"))
+                    .send()
+                    .await?
+                    .json()
+                    .await?;
+                if r.iter()
+                    .filter(|t| t["state"] == "completed" || t["state"] == "error")
+                    .count()
+                    >= tasks
+                {
+                    break Instant::now();
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    let total = last_done.duration_since(t0);
+    let sl = latency(&submit_lat);
+    println!(
+        "throughput: {tasks} tasks submitted in {:.2} s ({:.0}/s), all completed in {:.2} s => {:.0} tasks/s end-to-end (target >= 3000)",
+        submitted.as_secs_f64(),
+        tasks as f64 / submitted.as_secs_f64(),
+        total.as_secs_f64(),
+        tasks as f64 / total.as_secs_f64()
+    );
+    println!(
+        "submit latency: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        sl.p50.as_secs_f64() * 1e3,
+        sl.p99.as_secs_f64() * 1e3,
+        sl.max.as_secs_f64() * 1e3
+    );
+
+    // 2. GET background/ with >= 10,000 tasks stored.
+    let stored: Vec<serde_json::Value> = client
+        .get(format!("{api}/background/"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let mut n_stored = stored.len();
+    if n_stored < 10_000 {
+        for i in n_stored..10_000 {
+            client
+                .post(format!("{api}/background/noop"))
+                .body(format!("{{\"count\": {i}}}"))
+                .send()
+                .await?;
+        }
+        n_stored = 10_000;
+    }
+    let mut lat = Vec::with_capacity(samples);
+    let mut bytes = 0;
+    for _ in 0..samples {
+        let s = Instant::now();
+        let r = client.get(format!("{api}/background/")).send().await?;
+        let body = r.bytes().await?;
+        lat.push(s.elapsed());
+        bytes = body.len();
+    }
+    let l = latency(&lat);
+    println!(
+        "list: GET background/ with {n_stored} tasks ({:.1} MB): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms over {samples} requests (target p99 <= 50 ms)",
+        bytes as f64 / 1e6,
+        l.p50.as_secs_f64() * 1e3,
+        l.p99.as_secs_f64() * 1e3,
+        l.max.as_secs_f64() * 1e3
+    );
+    let mut lat = Vec::with_capacity(samples);
+    for _ in 0..samples {
+        let s = Instant::now();
+        let r = client
+            .get(format!("{api}/background/?category=noop"))
+            .send()
+            .await?;
+        let _ = r.bytes().await?;
+        lat.push(s.elapsed());
+    }
+    let l = latency(&lat);
+    println!(
+        "list: GET background/?category=noop: p50 {:.1} ms, p99 {:.1} ms",
+        l.p50.as_secs_f64() * 1e3,
+        l.p99.as_secs_f64() * 1e3
+    );
+
+    started.state.shutdown.cancel();
+    let _ = server.await;
+    started.queue.shutdown().await;
+    Ok(())
+}
