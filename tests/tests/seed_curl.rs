@@ -1,0 +1,193 @@
+//! The seed page's curl commands, run verbatim with the `curl` binary against
+//! the real server: login with `-c cookies.txt`, then `-b cookies.txt -d '...'`.
+//!
+//! The commands are taken at run time from `tests/seed/background-tasks.rst`,
+//! a byte-for-byte copy of Container Station's page (checked against
+//! `../shared/seed/` when that folder is beside the repository). Every
+//! `$ curl ...` of a `sourcecode:: bash` block runs through `bash -c` with
+//! `QIP`, `QPORT` and `QPASSWORD` set, as the page's own `exec` block does.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+use stevedore_e2e::{real_plugins, workspace_root, Options, Server, ADMIN_PASSWORD};
+
+const SEED: &str = include_str!("../seed/background-tasks.rst");
+
+/// The login command of the page's `exec` block.
+fn login_command() -> String {
+    let start = SEED
+        .find("curl -sq -XPOST -c cookies.txt")
+        .expect("login command in the seed");
+    let rest = &SEED[start..];
+    rest[..rest.find('\'').expect("end of the login command")].to_string()
+}
+
+/// Every `$ curl ...` command of the `sourcecode:: bash` blocks, in page order,
+/// with shell continuation (backslash-newline, multi-line quotes) followed.
+fn seed_commands(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut in_bash = false;
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        let t = line.trim();
+        if t.starts_with(".. ") {
+            in_bash = t == ".. sourcecode:: bash";
+            continue;
+        }
+        if !in_bash {
+            continue;
+        }
+        let Some(cmd) = t.strip_prefix("$ ") else {
+            continue;
+        };
+        let mut text = cmd.to_string();
+        let (mut single, mut double) = (false, false);
+        let mut scan = |s: &str, single: &mut bool, double: &mut bool| {
+            for c in s.chars() {
+                match c {
+                    '\'' if !*double => *single = !*single,
+                    '"' if !*single => *double = !*double,
+                    _ => {}
+                }
+            }
+        };
+        scan(cmd, &mut single, &mut double);
+        while single || double || text.ends_with('\\') {
+            let Some(next) = lines.next() else { break };
+            text.push('\n');
+            text.push_str(next);
+            scan(next, &mut single, &mut double);
+        }
+        out.push(text);
+    }
+    out
+}
+
+fn run_curl(dir: &Path, server: &Server, cmd: &str) -> Value {
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(cmd)
+        .current_dir(dir)
+        .env("QIP", "127.0.0.1")
+        .env("QPORT", server.addr.port().to_string())
+        .env("QPASSWORD", ADMIN_PASSWORD)
+        .output()
+        .expect("running bash (and curl: apt-get install curl)");
+    assert!(
+        out.status.success(),
+        "`{cmd}` exited with {}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let body = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(&body)
+        .unwrap_or_else(|e| panic!("`{cmd}` did not answer JSON ({e}): {body}"))
+}
+
+#[test]
+fn the_seed_copy_is_verbatim() {
+    let original = workspace_root().join("../shared/seed/background-tasks.rst");
+    match std::fs::read_to_string(&original) {
+        Ok(text) => assert_eq!(
+            text,
+            SEED,
+            "tests/seed/background-tasks.rst differs from {}",
+            original.display()
+        ),
+        Err(_) => eprintln!(
+            "{} not found; using the copy in tests/seed",
+            original.display()
+        ),
+    }
+    let cmds = seed_commands(SEED);
+    assert_eq!(cmds.len(), 12, "{cmds:#?}");
+    assert!(cmds.iter().all(|c| c.starts_with("curl -sq ")));
+}
+
+#[tokio::test]
+async fn seed_curl_commands_run_verbatim() {
+    assert!(
+        Command::new("curl").arg("--version").output().is_ok(),
+        "the `curl` binary is needed: apt-get install curl"
+    );
+    // Every real category that is built, plus `noop`.
+    let mut plugins = real_plugins();
+    plugins.push("noop".into());
+    let server = Server::start(Options {
+        plugins: plugins.clone(),
+        ..Options::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+
+    let login = run_curl(dir.path(), &server, &login_command());
+    assert!(login.get("error").is_none(), "{login}");
+    assert_eq!(login["username"], "admin");
+    assert!(dir.path().join("cookies.txt").is_file());
+
+    let mut submitted = 0;
+    let mut deleted_all = false;
+    for cmd in seed_commands(SEED) {
+        let answer = run_curl(dir.path(), &server, &cmd);
+        let url = cmd
+            .split_whitespace()
+            .last()
+            .unwrap()
+            .trim_matches('"')
+            .to_string();
+        if let Some(category) = url
+            .split("/background/")
+            .nth(1)
+            .filter(|c| !c.is_empty() && !c.starts_with('?'))
+        {
+            assert!(cmd.contains("-XPOST -b cookies.txt"), "{cmd}");
+            if plugins.iter().any(|p| p == category) {
+                // A loaded category: the new task, or a 400 naming a field the plugin refused.
+                if answer.get("error").is_none() {
+                    assert_eq!(answer["category"], category, "{answer}");
+                    assert_eq!(answer["state"], "waiting", "{answer}");
+                    assert_eq!(answer["user"], "admin");
+                    let params: Value =
+                        serde_json::from_str(answer["params"].as_str().unwrap()).unwrap();
+                    assert!(params.is_object() || params.is_array());
+                    if let Some(pw) = params.get("password") {
+                        assert_eq!(pw, "******", "{answer}");
+                    }
+                    submitted += 1;
+                } else {
+                    assert_eq!(answer["error"]["code"], 400, "`{cmd}`: {answer}");
+                }
+            } else {
+                assert_eq!(answer["error"]["code"], 404, "`{cmd}`: {answer}");
+                assert_eq!(answer["error"]["reason"], "unknown_category", "{answer}");
+            }
+        } else if cmd.contains("-XGET") && url.contains("?category=image_remove") {
+            let list = answer.as_array().unwrap_or_else(|| panic!("{answer}"));
+            assert!(
+                list.iter().all(|t| t["category"] == "image_remove"),
+                "{answer}"
+            );
+            if plugins.iter().any(|p| p == "image_remove") {
+                assert!(
+                    !list.is_empty(),
+                    "the image_remove task is listed: {answer}"
+                );
+            }
+        } else if cmd.contains("-XGET") {
+            let list = answer.as_array().unwrap_or_else(|| panic!("{answer}"));
+            assert_eq!(list.len(), submitted, "{answer}");
+        } else if cmd.contains("-XDELETE") {
+            assert!(answer.is_array(), "{answer}");
+            deleted_all = true;
+        } else {
+            panic!("unexpected seed command: {cmd}");
+        }
+    }
+    assert!(deleted_all);
+    assert!(
+        plugins.iter().all(|p| p == "noop") || submitted > 0,
+        "at least one seed category ran: {plugins:?}"
+    );
+}
