@@ -12,12 +12,15 @@
 //! (env: `BENCH_TASKS`, `BENCH_CONCURRENCY`, `BENCH_LIST_SAMPLES`, `BENCH_WORKERS`).
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use stevedore::config::{Config, FileConfig};
+use stevedore::plugins::PluginHost;
 use stevedore::queue::testkit::{latency, NoopExecutor};
 use stevedore::queue::{Executor, TaskState};
+use stevedore::runtime::Unavailable;
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -37,7 +40,23 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn executor(plugins_dir: &std::path::Path, config: &Config) -> (Arc<dyn Executor>, String) {
-    let _ = (plugins_dir, config);
+    let noop = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-plugins/noop.wasm");
+    if noop.is_file() && std::env::var_os("BENCH_RUST_NOOP").is_none() {
+        std::fs::copy(&noop, plugins_dir.join("noop.wasm")).expect("copying noop.wasm");
+        match PluginHost::load(&config.plugin_config(), Arc::new(Unavailable)).await {
+            Ok(host) => {
+                return (
+                    Arc::new(host),
+                    "the `noop` wasm plugin (PluginHost)".to_string(),
+                )
+            }
+            Err(e) => {
+                eprintln!("loading the noop plugin failed ({e:#}); using the Rust NoopExecutor")
+            }
+        }
+    } else {
+        eprintln!("target/test-plugins/noop.wasm not built (cargo xtask build-plugins); using the Rust NoopExecutor");
+    }
     (
         Arc::new(NoopExecutor),
         "Rust NoopExecutor (in-process)".to_string(),
