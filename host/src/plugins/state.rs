@@ -113,13 +113,14 @@ pub struct PluginState {
     pub budget: Budget,
     /// Memory cap.
     pub limits: MemoryCap,
-    wasi: WasiCtx,
+    /// Built on first use: most plugins never touch WASI, and building a
+    /// context (with its random seed) costs more than instantiating.
+    wasi: Option<WasiCtx>,
     table: ResourceTable,
 }
 
 impl PluginState {
-    /// State for one call of `plugin`, deny-by-default WASI whose output goes
-    /// to the task log (or the server log without a task).
+    /// State for one call of `plugin`.
     pub fn new(
         plugin: Arc<str>,
         task: Option<TaskContext>,
@@ -127,33 +128,42 @@ impl PluginState {
         cpu: Duration,
         memory: u64,
     ) -> PluginState {
-        let reporter = task.as_ref().map(|t| t.reporter.clone());
-        let mut wasi = WasiCtxBuilder::new();
-        wasi.stdout(LogPipe::new(
-            plugin.clone(),
-            reporter.clone(),
-            LogLevel::Info,
-        ))
-        .stderr(LogPipe::new(plugin.clone(), reporter, LogLevel::Warn))
-        .allow_tcp(false)
-        .allow_udp(false)
-        .allow_ip_name_lookup(false);
         PluginState {
             plugin,
             task,
             runtime,
             budget: Budget::new(cpu),
             limits: MemoryCap { limit: memory },
-            wasi: wasi.build(),
+            wasi: None,
             table: ResourceTable::new(),
         }
     }
 }
 
+/// Deny-by-default WASI: no files, no environment, no network; stdout and
+/// stderr go to the task log (or the server log outside a task).
+fn wasi_ctx(plugin: &Arc<str>, task: Option<&TaskContext>) -> WasiCtx {
+    let reporter = task.map(|t| t.reporter.clone());
+    let mut wasi = WasiCtxBuilder::new();
+    wasi.stdout(LogPipe::new(
+        plugin.clone(),
+        reporter.clone(),
+        LogLevel::Info,
+    ))
+    .stderr(LogPipe::new(plugin.clone(), reporter, LogLevel::Warn))
+    .allow_tcp(false)
+    .allow_udp(false)
+    .allow_ip_name_lookup(false);
+    wasi.build()
+}
+
 impl WasiView for PluginState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
+        let ctx = self
+            .wasi
+            .get_or_insert_with(|| wasi_ctx(&self.plugin, self.task.as_ref()));
         WasiCtxView {
-            ctx: &mut self.wasi,
+            ctx,
             table: &mut self.table,
         }
     }
