@@ -409,7 +409,26 @@ impl Inner {
             progress,
             end,
         };
-        match self.store.finish(fin).await {
+        // Hand the end to the store first (a store sends its write on the first
+        // poll), then free the slot: the next claim is queued behind this write,
+        // so the store never shows more running tasks than the limits allow,
+        // and the next task starts while this end is being committed (a worker
+        // limits runs, not pending writes).
+        let mut stored = self.store.finish(fin);
+        let first = futures::poll!(stored.as_mut());
+        {
+            let mut counts = self.counts.lock().unwrap();
+            counts.total -= 1;
+            if let Some(n) = counts.per_category.get_mut(&category) {
+                *n -= 1;
+            }
+        }
+        self.wake.notify_one();
+        let stored = match first {
+            std::task::Poll::Ready(r) => r,
+            std::task::Poll::Pending => stored.await,
+        };
+        match stored {
             Ok(true) => {
                 let snapshot = {
                     let mut t = live.task.lock().unwrap();
@@ -435,15 +454,7 @@ impl Inner {
             }
         }
         self.live.lock().unwrap().remove(&id);
-        {
-            let mut counts = self.counts.lock().unwrap();
-            counts.total -= 1;
-            if let Some(n) = counts.per_category.get_mut(&category) {
-                *n -= 1;
-            }
-        }
         live.done.send_replace(true);
-        self.wake.notify_one();
     }
 
     async fn flush_progress(&self) {

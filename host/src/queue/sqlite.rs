@@ -192,7 +192,12 @@ impl SqliteStore {
                 Some(c) => c,
                 None => {
                     let c = Connection::open(&path)?;
-                    c.execute_batch("PRAGMA query_only = ON; PRAGMA busy_timeout = 10000;")?;
+                    // Memory-mapped reads and a larger page cache keep a full
+                    // `list` of many tasks cheap even right after writes.
+                    c.execute_batch(
+                        "PRAGMA query_only = ON; PRAGMA busy_timeout = 10000;
+                         PRAGMA mmap_size = 268435456; PRAGMA cache_size = -32768;",
+                    )?;
                     c
                 }
             };

@@ -25,6 +25,8 @@ struct TestExec {
     gate: Arc<Semaphore>,
     /// (task id, params it was given), in start order.
     started: Mutex<Vec<(i64, String)>>,
+    /// Per category: runs executing now, and the most at once.
+    active: Mutex<HashMap<String, (usize, usize)>>,
 }
 
 impl Default for TestExec {
@@ -32,6 +34,7 @@ impl Default for TestExec {
         Self {
             gate: Arc::new(Semaphore::new(0)),
             started: Mutex::new(Vec::new()),
+            active: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -72,6 +75,21 @@ impl Executor for TestExec {
         Ok(())
     }
     async fn run(&self, ctx: TaskContext) -> Outcome {
+        {
+            let mut active = self.active.lock().unwrap();
+            let a = active.entry(ctx.category.clone()).or_default();
+            a.0 += 1;
+            a.1 = a.1.max(a.0);
+        }
+        let category = ctx.category.clone();
+        let outcome = self.run_inner(ctx).await;
+        self.active.lock().unwrap().get_mut(&category).unwrap().0 -= 1;
+        outcome
+    }
+}
+
+impl TestExec {
+    async fn run_inner(&self, ctx: TaskContext) -> Outcome {
         self.started
             .lock()
             .unwrap()
@@ -102,6 +120,9 @@ impl Executor for TestExec {
 }
 
 impl TestExec {
+    fn max_active(&self, category: &str) -> usize {
+        self.active.lock().unwrap().get(category).map_or(0, |a| a.1)
+    }
     fn started_ids(&self) -> Vec<i64> {
         self.started
             .lock()
@@ -281,7 +302,6 @@ async fn per_category_limit_total_workers_and_fifo() {
 
     // Release the gates one at a time; they must start in id order, one at a time.
     let mut running = std::collections::HashSet::new();
-    let mut max_running = 0;
     let mut order = Vec::new();
     let mut completed = 0;
     while completed < gates.len() {
@@ -295,7 +315,6 @@ async fn per_category_limit_total_workers_and_fifo() {
             .await;
             if e.state == TaskState::Running {
                 assert!(running.insert(e.id), "task {} started twice", e.id);
-                max_running = max_running.max(running.len());
                 order.push(e.id);
             } else {
                 assert!(running.remove(&e.id));
@@ -312,7 +331,7 @@ async fn per_category_limit_total_workers_and_fifo() {
                 <= 1
         );
     }
-    assert_eq!(max_running, 1, "per-category limit");
+    assert_eq!(exec.max_active("gate"), 1, "per-category limit");
     assert_eq!(order, gates, "FIFO by id");
 
     // Total of workers: 3 workers, 4 stuck tasks.
@@ -344,6 +363,7 @@ async fn per_category_limit_total_workers_and_fifo() {
     for id in &stuck {
         wait_task(&q, *id, |t| t.state == TaskState::Completed).await;
     }
+    assert_eq!(exec.max_active("stuck"), 3, "total of workers");
     q.shutdown().await;
 }
 
@@ -626,6 +646,16 @@ async fn many_tasks_run_once_each() {
     started.sort();
     ids.sort();
     assert_eq!(started, ids, "every task ran exactly once");
+    assert!(exec.max_active("quick") <= 2, "per-category limit");
+    let total: usize = exec
+        .active
+        .lock()
+        .unwrap()
+        .values()
+        .map(|a| a.1)
+        .max()
+        .unwrap();
+    assert!(total <= 3);
     q.shutdown().await;
 }
 
