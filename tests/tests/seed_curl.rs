@@ -44,7 +44,7 @@ fn seed_commands(text: &str) -> Vec<String> {
         };
         let mut text = cmd.to_string();
         let (mut single, mut double) = (false, false);
-        let mut scan = |s: &str, single: &mut bool, double: &mut bool| {
+        let scan = |s: &str, single: &mut bool, double: &mut bool| {
             for c in s.chars() {
                 match c {
                     '\'' if !*double => *single = !*single,

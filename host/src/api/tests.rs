@@ -380,7 +380,9 @@ async fn submit_list_delete_and_visibility() {
 async fn every_error_is_json() {
     let h = Harness::new().await;
     let c = h.login("alice").await;
-    let cases: Vec<(Method, &str, Option<&str>, String, StatusCode, &str)> = vec![
+    /// method, uri, cookie, body, expected status, expected reason.
+    type Case<'a> = (Method, &'a str, Option<&'a str>, String, StatusCode, &'a str);
+    let cases: Vec<Case> = vec![
         (
             Method::POST,
             "/api/v1/background/noop",
