@@ -239,7 +239,7 @@ async fn users_see_only_their_own_tasks() {
 
 #[tokio::test]
 async fn secrets_never_shown_logged_or_exported() {
-    let server = Server::start(Options::default().env("RUST_LOG", "debug")).await;
+    let server = Server::start(Options::default().env("RUST_LOG", "info,stevedore=trace,tower_http=trace")).await;
     let c = server.admin().await;
     const PW: &str = "Pa55-e2e-very-secret";
     const TOKEN: &str = "T0ken-e2e-very-secret";

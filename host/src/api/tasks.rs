@@ -102,7 +102,6 @@ pub async fn submit(
         .submit(&user.0.username, &category, &params)
         .await?;
     crate::metrics::task_submitted(&task.category);
-    tracing::debug!(task_id = task.id, category = %task.category, user = %task.user, "task submitted");
     Ok(Json(task))
 }
 
