@@ -217,7 +217,30 @@ impl Server {
         self.root.path().join("data")
     }
 
+    /// Start the process; retried on a new port if the chosen one was taken
+    /// meanwhile (another test may bind it between `free_port` and the start).
     async fn spawn(&mut self) {
+        for attempt in 1..=3 {
+            let log_len = std::fs::metadata(&self.log_path)
+                .map(|m| m.len())
+                .unwrap_or(0);
+            self.spawn_once();
+            match self.ready(Duration::from_secs(60), log_len as usize).await {
+                Ok(()) => return,
+                Err(why) => {
+                    let log = self.logs();
+                    let tail = log.get(log_len as usize..).unwrap_or("");
+                    if attempt < 3 && tail.contains("in use") {
+                        self.kill9();
+                        continue;
+                    }
+                    panic!("{why}; log:\n{log}");
+                }
+            }
+        }
+    }
+
+    fn spawn_once(&mut self) {
         self.starts += 1;
         self.addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let log = File::options()
@@ -246,39 +269,48 @@ impl Server {
             cmd.env(k, v);
         }
         self.child = Some(cmd.spawn().expect("starting stevedore serve"));
-        self.wait_ready(Duration::from_secs(60)).await;
     }
 
     /// Poll until the server answers HTTP, or panic with its log after `deadline`.
     pub async fn wait_ready(&mut self, deadline: Duration) {
+        if let Err(why) = self.ready(deadline, 0).await {
+            panic!("{why}; log:\n{}", self.logs());
+        }
+    }
+
+    /// Ready when this process logged that it listens on `self.addr` (so the
+    /// port is ours, not another test's server) and answers `GET /metrics`.
+    async fn ready(&mut self, deadline: Duration, log_from: usize) -> Result<(), String> {
         let until = Instant::now() + deadline;
         let http = reqwest::Client::new();
+        let listening = format!("listening on http://{}", self.addr);
         loop {
             if let Some(status) = self
                 .child
                 .as_mut()
                 .and_then(|c| c.try_wait().ok().flatten())
             {
-                panic!(
-                    "stevedore serve exited with {status} before answering; log:\n{}",
-                    self.logs()
-                );
+                return Err(format!(
+                    "stevedore serve exited with {status} before answering"
+                ));
             }
-            if let Ok(r) = http
-                .get(format!("{}/metrics", self.base()))
-                .timeout(Duration::from_secs(2))
-                .send()
-                .await
-            {
-                if r.status().is_success() {
-                    return;
+            let log = self.logs();
+            if log.get(log_from..).unwrap_or("").contains(&listening) {
+                if let Ok(r) = http
+                    .get(format!("{}/metrics", self.base()))
+                    .timeout(Duration::from_secs(2))
+                    .send()
+                    .await
+                {
+                    if r.status().is_success() {
+                        return Ok(());
+                    }
                 }
             }
             if Instant::now() > until {
-                panic!(
-                    "stevedore serve did not answer within {deadline:?}; log:\n{}",
-                    self.logs()
-                );
+                return Err(format!(
+                    "stevedore serve did not answer within {deadline:?}"
+                ));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
