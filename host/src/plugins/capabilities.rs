@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::bindings::stevedore::plugin::{containers, credentials, images, task, types};
 use super::bindings::{
-    ContainerSpec, Credential, ImageInfo, Level, PullRequest, RuntimeKind, WitError,
+    ContainerSpec, Credential, ImageInfo, Level, PullRequest, RuntimeKind, Source, WitError,
 };
 use super::state::{CancelledTrap, PluginState};
 use crate::queue::LogLevel;
@@ -127,6 +127,10 @@ impl task::Host for PluginState {
 }
 
 impl images::Host for PluginState {
+    async fn resolve(&mut self, source: Source) -> HostResult<String> {
+        Ok(self.runtime.resolve_source(&source))
+    }
+
     async fn pull(&mut self, request: PullRequest) -> HostResult<ImageInfo> {
         self.runtime_call("images.pull", |rt, cx| async move {
             rt.image_pull(&cx, request).await

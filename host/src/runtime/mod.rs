@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
 pub use crate::plugins::bindings::{
-    ContainerSpec, Credential, ImageInfo, PullRequest, RuntimeKind, WitError as Error,
+    ContainerSpec, Credential, ImageInfo, PullRequest, RuntimeKind, Source, WitError as Error,
 };
 use crate::queue::Reporter;
 
@@ -45,6 +45,19 @@ fn unsupported<T>(what: &str) -> RtResult<T> {
 #[async_trait]
 #[allow(unused_variables)]
 pub trait Runtime: Send + Sync {
+    /// The registry a source maps to (empty: Docker Hub). Configuration
+    /// only: no engine call, so it is allowed in `validate`.
+    fn resolve_source(&self, source: &Source) -> RtResult<String> {
+        match source {
+            Source::Dockerhub => Ok(String::new()),
+            Source::Qnap => Err(Error::InvalidParams(
+                "repository: no `qnap` registry is configured".into(),
+            )),
+            Source::Private(name) => Err(Error::InvalidParams(format!(
+                "registry_name: unknown registry `{name}`"
+            ))),
+        }
+    }
     /// Pull an image, reporting progress.
     async fn image_pull(&self, cx: &CallContext, req: PullRequest) -> RtResult<ImageInfo> {
         unsupported("images.pull")

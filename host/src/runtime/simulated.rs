@@ -26,7 +26,7 @@ use serde_json::{json, Value};
 
 use super::{
     CallContext, ContainerSpec, Credential, Error, ImageInfo, PullRequest, RtResult, Runtime,
-    RuntimeKind,
+    RuntimeKind, Source,
 };
 
 /// One recorded host call.
@@ -95,6 +95,18 @@ impl Simulator {
         args: Value,
         default: impl FnOnce() -> T,
     ) -> RtResult<T> {
+        self.record_and_answer(call, args, Some(cx), default)
+    }
+
+    /// Record the call; answer from the script (reporting its progress to
+    /// `cx`, if any) or with `default`.
+    fn record_and_answer<T: DeserializeOwned>(
+        &self,
+        call: &str,
+        args: Value,
+        cx: Option<&CallContext>,
+        default: impl FnOnce() -> T,
+    ) -> RtResult<T> {
         self.calls.lock().unwrap().push(Call {
             call: call.to_string(),
             args,
@@ -112,8 +124,10 @@ impl Simulator {
         let Some(answer) = scripted else {
             return Ok(default());
         };
-        for (percent, detail) in &answer.progress {
-            cx.reporter.progress(*percent, detail);
+        if let Some(cx) = cx {
+            for (percent, detail) in &answer.progress {
+                cx.reporter.progress(*percent, detail);
+            }
         }
         if let Some(err) = answer.err {
             return Err(err);
@@ -140,6 +154,17 @@ fn image(reference: &str) -> ImageInfo {
 
 #[async_trait]
 impl Runtime for Simulator {
+    fn resolve_source(&self, source: &Source) -> RtResult<String> {
+        // Any name resolves, to itself, unless the script says otherwise.
+        let args = json!({"source": source});
+        let fallback = match source {
+            Source::Dockerhub => String::new(),
+            Source::Qnap => "qnap".to_string(),
+            Source::Private(name) => name.clone(),
+        };
+        self.record_and_answer("images.resolve", args, None, move || fallback)
+    }
+
     async fn image_pull(&self, cx: &CallContext, req: PullRequest) -> RtResult<ImageInfo> {
         let reference = format!("{}:{}", req.image, req.tag);
         // Credentials are recorded only as present or not: never their values.
