@@ -12,6 +12,7 @@
 //! [http]
 //! max_body_bytes = 1048576
 //! session_ttl_secs = 86400
+//! secure_cookies = false     # true behind HTTPS: the session cookie gets `Secure`
 //!
 //! [users.alice]
 //! password_hash = "$argon2id$v=19$m=19456,t=2,p=1$..."
@@ -184,6 +185,9 @@ pub struct HttpSection {
     /// How long a session lasts without `login_refresh`, in seconds.
     #[serde(default = "default_session_ttl")]
     pub session_ttl_secs: u64,
+    /// Mark the session cookie `Secure` (serve behind HTTPS).
+    #[serde(default)]
+    pub secure_cookies: bool,
 }
 
 fn default_max_body() -> usize {
@@ -198,6 +202,7 @@ impl Default for HttpSection {
         HttpSection {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             session_ttl_secs: DEFAULT_SESSION_TTL_SECS,
+            secure_cookies: false,
         }
     }
 }
@@ -505,6 +510,7 @@ docker_host = "unix:///run/docker.sock"
 
 [http]
 max_body_bytes = 65536
+secure_cookies = true
 
 [users.alice]
 password_hash = "{HASH}"
@@ -557,6 +563,7 @@ create = ["task", "images", "containers"]
         assert_eq!(p.memory_limit, 32 * 1024 * 1024);
         assert_eq!(p.grants["create"], vec!["task", "images", "containers"]);
         assert_eq!(c.http.max_body_bytes, 65536);
+        assert!(c.http.secure_cookies);
         // Secrets stay out of Debug output.
         assert!(!format!("{c:?}").contains("s3cret"));
     }

@@ -110,6 +110,7 @@ pub async fn start_with(
         queue: queue.clone(),
         auth,
         max_body_bytes: config.http.max_body_bytes,
+        secure_cookies: config.http.secure_cookies,
         shutdown: CancellationToken::new(),
     };
     Ok(Started { state, queue })

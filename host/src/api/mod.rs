@@ -41,6 +41,8 @@ pub struct AppState {
     pub auth: Arc<Auth>,
     /// Largest accepted request body, in bytes.
     pub max_body_bytes: usize,
+    /// Mark the session cookie `Secure`.
+    pub secure_cookies: bool,
     /// Cancelled when the server shuts down (ends the SSE streams).
     pub shutdown: CancellationToken,
 }

@@ -85,9 +85,10 @@ impl LoginInfo {
     }
 }
 
-fn set_cookie(value: &str, max_age: i64) -> HeaderValue {
+fn set_cookie(value: &str, max_age: i64, secure: bool) -> HeaderValue {
+    let secure = if secure { "; Secure" } else { "" };
     HeaderValue::from_str(&format!(
-        "{COOKIE_NAME}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}"
+        "{COOKIE_NAME}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}"
     ))
     .unwrap_or_else(|_| HeaderValue::from_static("invalid=1"))
 }
@@ -140,7 +141,11 @@ pub async fn login(
     let mut resp = Json(LoginInfo::of(&identity)).into_response();
     resp.headers_mut().insert(
         header::SET_COOKIE,
-        set_cookie(&identity.session_id, state.auth.ttl_secs()),
+        set_cookie(
+            &identity.session_id,
+            state.auth.ttl_secs(),
+            state.secure_cookies,
+        ),
     );
     Ok(resp)
 }
@@ -157,7 +162,11 @@ pub async fn login_refresh(
     let mut resp = Json(LoginInfo::of(&user.0)).into_response();
     resp.headers_mut().insert(
         header::SET_COOKIE,
-        set_cookie(&user.0.session_id, state.auth.ttl_secs()),
+        set_cookie(
+            &user.0.session_id,
+            state.auth.ttl_secs(),
+            state.secure_cookies,
+        ),
     );
     Ok(resp)
 }
@@ -178,7 +187,7 @@ pub async fn logout(
     let mut resp =
         Json(serde_json::json!({ "logout": true, "username": username })).into_response();
     resp.headers_mut()
-        .insert(header::SET_COOKIE, set_cookie("", 0));
+        .insert(header::SET_COOKIE, set_cookie("", 0, state.secure_cookies));
     Ok(resp)
 }
 

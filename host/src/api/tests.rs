@@ -113,6 +113,7 @@ impl Harness {
             queue: queue.clone(),
             auth,
             max_body_bytes: 4096,
+            secure_cookies: false,
             shutdown: CancellationToken::new(),
         };
         Harness {
@@ -381,7 +382,14 @@ async fn every_error_is_json() {
     let h = Harness::new().await;
     let c = h.login("alice").await;
     /// method, uri, cookie, body, expected status, expected reason.
-    type Case<'a> = (Method, &'a str, Option<&'a str>, String, StatusCode, &'a str);
+    type Case<'a> = (
+        Method,
+        &'a str,
+        Option<&'a str>,
+        String,
+        StatusCode,
+        &'a str,
+    );
     let cases: Vec<Case> = vec![
         (
             Method::POST,
@@ -478,6 +486,14 @@ async fn every_error_is_json() {
             "".into(),
             StatusCode::NOT_FOUND,
             "unknown_task",
+        ),
+        (
+            Method::DELETE,
+            "/api/v1/background/nosuch",
+            Some(&c),
+            "".into(),
+            StatusCode::NOT_FOUND,
+            "unknown_category",
         ),
         (
             Method::POST,
