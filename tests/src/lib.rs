@@ -262,6 +262,10 @@ impl Server {
         if self.options.admin_password {
             cmd.env("STEVEDORE_ADMIN_PASSWORD", ADMIN_PASSWORD);
         }
+        // The test engine `cargo xtask test` starts, if any, for real categories.
+        if let Some(docker) = std::env::var_os("DOCKER_HOST") {
+            cmd.env("DOCKER_HOST", docker);
+        }
         if self.options.config.is_some() {
             cmd.env("STEVEDORE_CONFIG", self.root.path().join("stevedore.toml"));
         }
