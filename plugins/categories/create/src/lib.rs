@@ -1,0 +1,136 @@
+//! `create`: Container Station's `POST container` as a task. The body is
+//! described (and checked, and mapped to a `containers::ContainerSpec`) by
+//! [`create_spec`]; see its docs for the choices made where Container Station
+//! leaves room.
+//!
+//! Run: `images::inspect` the image; when it is not found, `images::pull` it
+//! from the `repository` (`dockerhub`, `qnap`, or `private` with
+//! `registry_name`); then `containers::create` and `containers::start`.
+//! Progress: the pull reports its own; `create` reports each step around it.
+
+pub use create_spec::{decode, plan, Body, CreateParams, Plan};
+use stevedore_sdk::images::{self, PullRequest, Source};
+use stevedore_sdk::{containers, task, Category, Error};
+
+/// The category.
+pub struct Create;
+
+/// Ask the host whether `source` names a configured registry, so that an
+/// unknown `registry_name` is a 400 at submit time.
+pub fn check_source(source: &Source) -> Result<(), Error> {
+    match source {
+        Source::Dockerhub => Ok(()),
+        other => images::resolve(other).map(|_| ()),
+    }
+}
+
+/// Make sure the image is there: inspect it, pull it when it is missing.
+pub fn ensure_image(plan: &Plan) -> Result<(), Error> {
+    let reference = plan.reference();
+    let runtime = plan.spec.runtime;
+    task::progress(0, &format!("looking for image {reference}"));
+    match images::inspect(runtime, &reference) {
+        Ok(_) => Ok(()),
+        Err(Error::NotFound(_)) => {
+            task::progress(0, &format!("pulling image {reference}"));
+            task::info(&format!("image {reference} is not present; pulling it"));
+            images::pull(&PullRequest {
+                runtime,
+                image: plan.image.clone(),
+                tag: plan.tag.clone(),
+                source: plan.source.clone(),
+                credential: None,
+            })
+            .map(|_| ())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Create the container of `plan` and start it; returns the final detail.
+pub fn create_and_start(plan: &Plan) -> Result<String, Error> {
+    let name = &plan.spec.name;
+    task::check_cancelled()?;
+    task::progress(90, &format!("creating container {name}"));
+    let id = containers::create(&plan.spec)?;
+    task::info(&format!("created container {name} ({id})"));
+    task::check_cancelled()?;
+    task::progress(95, &format!("starting container {name}"));
+    containers::start(plan.spec.runtime, &id).map_err(|e| match e {
+        Error::Runtime(m) => Error::Runtime(format!(
+            "container {name} was created but did not start: {m}"
+        )),
+        other => other,
+    })?;
+    task::progress(100, &format!("container {name} started"));
+    Ok(format!(
+        "created and started container {name} from {}",
+        plan.spec.image
+    ))
+}
+
+impl Category for Create {
+    const NAME: &'static str = "create";
+    const SUMMARY: &'static str =
+        "Create and start a container (Container Station's POST container), pulling its image first when missing";
+    const CAPABILITIES: &'static [&'static str] = &["images", "containers"];
+    type Params = Body;
+
+    fn validate(body: &Body) -> Result<(), Error> {
+        check_source(&plan(&decode(body)?)?.source)
+    }
+
+    fn run(body: Body) -> Result<Option<String>, Error> {
+        let plan = plan(&decode(&body)?)?;
+        ensure_image(&plan)?;
+        create_and_start(&plan).map(Some)
+    }
+}
+
+stevedore_sdk::category!(Create);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(json: &str) -> Result<Plan, Error> {
+        plan(&decode(&stevedore_sdk::decode::<Body>(json)?)?)
+    }
+
+    #[test]
+    fn accepts_the_seed_bodies() {
+        check(r#"{"type": "lxc", "repository": "qnap", "name": "ctest", "image": "ubuntu-trusty", "tag": "latest"}"#)
+            .unwrap();
+        let plan = check(
+            r#"{"type": "docker", "repository": "dockerhub", "name": "dtest", "image": "ubuntu", "tag": "latest",
+                "download": {"description": "I am description.", "location": "https://hub.docker.com/_/ubuntu/",
+                             "icon": "http://download.qnap.com/QPKG/images/QPKG/container/ubuntu_icon.png"}}"#,
+        )
+        .unwrap();
+        assert_eq!(plan.spec.image, "ubuntu:latest");
+    }
+
+    #[test]
+    fn refuses_bad_bodies_naming_the_field() {
+        match check(r#"{"name": "a", "image": "busybox"}"#) {
+            Err(Error::InvalidParams(m)) => {
+                assert_eq!(m, "name: must match ^[a-zA-Z0-9][a-zA-Z0-9_.-]{1,63}$")
+            }
+            other => panic!("{other:?}"),
+        }
+        match check("[]") {
+            Err(Error::InvalidParams(m)) => {
+                assert_eq!(m, "params: invalid type: sequence, expected a map")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn describes_itself() {
+        let d = stevedore_sdk::__describe::<Create>();
+        assert_eq!(d.name, "create");
+        assert!(!d.deletable);
+        assert_eq!(d.capabilities, ["task", "images", "containers"]);
+    }
+}
