@@ -64,10 +64,10 @@ async fn executor(plugins_dir: &std::path::Path, config: &Config) -> (Arc<dyn Ex
 }
 
 async fn run() -> anyhow::Result<()> {
-    let tasks = env_usize("BENCH_TASKS", 20_000);
+    let tasks = env_usize("BENCH_TASKS", 10_000);
     let concurrency = env_usize("BENCH_CONCURRENCY", 64);
     let samples = env_usize("BENCH_LIST_SAMPLES", 200);
-    let workers = env_usize("BENCH_WORKERS", 8);
+    let workers = env_usize("BENCH_WORKERS", 32);
 
     let dir = tempfile::tempdir()?;
     let data = dir.path().join("data");

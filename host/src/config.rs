@@ -28,7 +28,7 @@
 //! qnap = "corp"                               # a name from [registries]
 //!
 //! [queue]
-//! workers = 4
+//! workers = 8                 # default 8; tasks mostly wait on the engine
 //! [queue.limits]
 //! image_download = 2
 //!
@@ -142,7 +142,7 @@ pub struct QueueSection {
 }
 
 fn default_workers() -> usize {
-    4
+    8
 }
 
 impl Default for QueueSection {
@@ -490,7 +490,7 @@ mod tests {
         assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(c.data_dir, PathBuf::from(".stevedore"));
         assert_eq!(c.share_root, PathBuf::from(".stevedore/share"));
-        assert_eq!(c.queue.workers, 4);
+        assert_eq!(c.queue.workers, 8);
         assert_eq!(c.http.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
         assert!(c.users.is_empty());
         assert!(!c.has_admin());
