@@ -266,6 +266,50 @@ pub fn port(field: &str, value: &serde_json::Value, allow_zero: bool) -> Result<
     }
 }
 
+/// Params that must arrive as a JSON object: `T` decoded from a map only, so
+/// that a struct is never filled positionally from an array. An array or a
+/// scalar gives `params: invalid type: sequence, expected a JSON object`;
+/// errors inside keep naming their field.
+#[derive(Debug, Clone, Default)]
+pub struct Object<T>(pub T);
+
+impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for Object<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit<T>(std::marker::PhantomData<T>);
+        impl<'de, T: serde::Deserialize<'de>> serde::de::Visitor<'de> for Visit<T> {
+            type Value = T;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        d.deserialize_map(Visit(std::marker::PhantomData))
+            .map(Object)
+    }
+}
+
+/// A secret text (a password): its `Debug` is masked, and a value of the
+/// wrong type is refused without echoing it (serde's own message would).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("\"******\"")
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match serde_json::Value::deserialize(d)? {
+            serde_json::Value::String(s) => Ok(Secret(s)),
+            _ => Err(serde::de::Error::custom("invalid type: expected a string")),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -432,5 +476,32 @@ mod tests {
         assert!(port("p", &json!(-1), false).is_err());
         assert!(port("p", &json!("http"), false).is_err());
         assert!(port("p", &json!(null), false).is_err());
+    }
+
+    #[test]
+    fn objects_only_and_secrets_stay_secret() {
+        #[derive(Debug, serde::Deserialize)]
+        struct P {
+            #[allow(dead_code)]
+            a: Option<u8>,
+            #[serde(default)]
+            password: Option<Secret>,
+        }
+        let m = |json: &str| match crate::decode::<Object<P>>(json) {
+            Err(Error::InvalidParams(m)) => m,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            m("[1]"),
+            "params: invalid type: sequence, expected a JSON object"
+        );
+        assert!(m(r#"{"a": "x"}"#).starts_with("a: invalid type: string"));
+        let p = crate::decode::<Object<P>>(r#"{"a": 1, "password": "hunter2"}"#)
+            .unwrap()
+            .0;
+        assert_eq!(p.password, Some(Secret("hunter2".into())));
+        assert!(!format!("{p:?}").contains("hunter2"));
+        let err = m(r#"{"password": 123456789}"#);
+        assert_eq!(err, "password: invalid type: expected a string");
     }
 }

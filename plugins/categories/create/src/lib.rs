@@ -8,9 +8,9 @@
 //! `registry_name`); then `containers::create` and `containers::start`.
 //! Progress: the pull reports its own; `create` reports each step around it.
 
-pub use create_spec::{decode, plan, Body, CreateParams, Plan};
+pub use create_spec::{create_and_start, decode, plan, Body, CreateParams, Plan};
 use stevedore_sdk::images::{self, PullRequest, Source};
-use stevedore_sdk::{containers, task, Category, Error};
+use stevedore_sdk::{task, Category, Error};
 
 /// The category.
 pub struct Create;
@@ -45,28 +45,6 @@ pub fn ensure_image(plan: &Plan) -> Result<(), Error> {
         }
         Err(e) => Err(e),
     }
-}
-
-/// Create the container of `plan` and start it; returns the final detail.
-pub fn create_and_start(plan: &Plan) -> Result<String, Error> {
-    let name = &plan.spec.name;
-    task::check_cancelled()?;
-    task::progress(90, &format!("creating container {name}"));
-    let id = containers::create(&plan.spec)?;
-    task::info(&format!("created container {name} ({id})"));
-    task::check_cancelled()?;
-    task::progress(95, &format!("starting container {name}"));
-    containers::start(plan.spec.runtime, &id).map_err(|e| match e {
-        Error::Runtime(m) => Error::Runtime(format!(
-            "container {name} was created but did not start: {m}"
-        )),
-        other => other,
-    })?;
-    task::progress(100, &format!("container {name} started"));
-    Ok(format!(
-        "created and started container {name} from {}",
-        plan.spec.image
-    ))
 }
 
 impl Category for Create {

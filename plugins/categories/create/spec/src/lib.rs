@@ -3,7 +3,8 @@
 //! [`ContainerSpec`]. The `container_import` category uses the same shape
 //! (request fields over the settings an export archive recorded).
 //!
-//! Everything here is pure (no host calls), so native unit tests cover it.
+//! Everything here but [`create_and_start`] is pure (no host calls), so
+//! native unit tests cover it.
 //!
 //! Decisions where Container Station leaves room:
 //! - `type` defaults to `docker`, `tag` to `latest`, `repository` to `dockerhub`.
@@ -40,9 +41,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
+use stevedore_sdk::check::{self, Object};
 use stevedore_sdk::containers::{BindMount, ContainerSpec, PortBinding};
 use stevedore_sdk::images::Source;
-use stevedore_sdk::{check, Error, RuntimeKind};
+use stevedore_sdk::{containers, task, Error, RuntimeKind};
 
 /// The smallest memory limit Container Station allows.
 pub const MIN_MEMORY: u64 = 64 << 20;
@@ -70,7 +72,7 @@ pub struct CreateParams {
     pub registry_name: Option<String>,
     /// Image metadata from the catalog (informational).
     #[serde(default)]
-    pub download: Option<Download>,
+    pub download: Option<Object<Download>>,
     /// Restart the container when the engine restarts.
     #[serde(default)]
     pub autostart: Option<bool>,
@@ -100,13 +102,13 @@ pub struct CreateParams {
     pub labels: Option<BTreeMap<String, String>>,
     /// Network settings.
     #[serde(default)]
-    pub network: Option<Network>,
+    pub network: Option<Object<Network>>,
     /// Resource limits and devices.
     #[serde(default)]
-    pub resource: Option<Resource>,
+    pub resource: Option<Object<Resource>>,
     /// Volumes.
     #[serde(default)]
-    pub volume: Option<Volume>,
+    pub volume: Option<Object<Volume>>,
 }
 
 /// Catalog metadata of the image; not used to create the container.
@@ -157,7 +159,7 @@ pub struct Network {
 pub struct Resource {
     /// CPU and memory limits.
     #[serde(default)]
-    pub limit: Option<Limit>,
+    pub limit: Option<Object<Limit>>,
     /// Devices, `[["allow", "video4linux_(81)", "rw"]]`.
     #[serde(default)]
     pub device: Option<Vec<Value>>,
@@ -183,7 +185,7 @@ pub struct Limit {
 pub struct Volume {
     /// Share folders to mount: `{"/share/path": {"bind": "/in/container", "ro": false}}`.
     #[serde(default)]
-    pub host: Option<BTreeMap<String, HostBind>>,
+    pub host: Option<BTreeMap<String, Object<HostBind>>>,
     /// Containers whose volumes to mount (docker).
     #[serde(default)]
     pub container: Option<Vec<String>>,
@@ -647,7 +649,7 @@ pub fn plan(p: &CreateParams) -> Result<Plan, Error> {
         labels.push((k.clone(), v.clone()));
     }
 
-    let net = p.network.clone().unwrap_or_default();
+    let net = p.network.clone().unwrap_or_default().0;
     let mut dns = Vec::new();
     for (i, ip) in net.dns.iter().flatten().enumerate() {
         check::ip(&format!("network.dns[{i}]"), ip.trim())?;
@@ -686,8 +688,8 @@ pub fn plan(p: &CreateParams) -> Result<Plan, Error> {
         return Err(Error::invalid("network.join", "is not supported"));
     }
 
-    let res = p.resource.clone().unwrap_or_default();
-    let limit = res.limit.clone().unwrap_or_default();
+    let res = p.resource.clone().unwrap_or_default().0;
+    let limit = res.limit.clone().unwrap_or_default().0;
     let cpu_shares = limit_value(&limit.cpuweight)
         .map(|v| integer_in("resource.limit.cpuweight", v, 2..=1024))
         .transpose()?;
@@ -703,10 +705,11 @@ pub fn plan(p: &CreateParams) -> Result<Plan, Error> {
         .map(|(i, d)| device_rule(&format!("resource.device[{i}]"), d))
         .collect::<Result<Vec<_>, _>>()?;
 
-    let vol = p.volume.clone().unwrap_or_default();
+    let vol = p.volume.clone().unwrap_or_default().0;
     let mut mounted = BTreeSet::new();
     let mut binds = Vec::new();
     for (host_path, bind) in vol.host.iter().flatten() {
+        let bind = &bind.0;
         let field = format!("volume.host[{host_path:?}]");
         check::share_path(&field, host_path)?;
         let bind_field = format!("{field}.bind");
@@ -790,6 +793,29 @@ pub type Body = Map<String, Value>;
 /// (`network.dns[0]: invalid type: integer ...`).
 pub fn decode(body: &Body) -> Result<CreateParams, Error> {
     stevedore_sdk::decode(&Value::Object(body.clone()).to_string())
+}
+
+/// Create the container of `plan` and start it, reporting progress (90%,
+/// 95%, 100%); returns the final detail. This one calls the host.
+pub fn create_and_start(plan: &Plan) -> Result<String, Error> {
+    let name = &plan.spec.name;
+    task::check_cancelled()?;
+    task::progress(90, &format!("creating container {name}"));
+    let id = containers::create(&plan.spec)?;
+    task::info(&format!("created container {name} ({id})"));
+    task::check_cancelled()?;
+    task::progress(95, &format!("starting container {name}"));
+    containers::start(plan.spec.runtime, &id).map_err(|e| match e {
+        Error::Runtime(m) => Error::Runtime(format!(
+            "container {name} was created but did not start: {m}"
+        )),
+        other => other,
+    })?;
+    task::progress(100, &format!("container {name} started"));
+    Ok(format!(
+        "created and started container {name} from {}",
+        plan.spec.image
+    ))
 }
 
 /// Lay `over` onto `base`: objects merge key by key (recursively); any

@@ -546,3 +546,23 @@ fn merge_lays_objects_over_and_replaces_the_rest() {
     let map = without(base.as_object().unwrap().clone(), &["network", "missing"]);
     assert!(!map.contains_key("network") && map.contains_key("name"));
 }
+
+#[test]
+fn nested_objects_must_be_objects() {
+    for (body, field) in [
+        (json!({"network": []}), "network"),
+        (json!({"resource": [1]}), "resource"),
+        (json!({"resource": {"limit": [512]}}), "resource.limit"),
+        (json!({"volume": []}), "volume"),
+        (
+            json!({"volume": {"host": {"/P": ["/mnt", true]}}}),
+            "volume.host./P",
+        ),
+        (json!({"download": []}), "download"),
+    ] {
+        assert_eq!(
+            message(docker(body)),
+            format!("{field}: invalid type: sequence, expected a JSON object")
+        );
+    }
+}
