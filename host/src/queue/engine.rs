@@ -111,6 +111,10 @@ impl Inner {
         Ok(inner)
     }
 
+    pub(super) fn store(&self) -> &Arc<dyn TaskStore> {
+        &self.store
+    }
+
     fn announce(&self, task: Task) {
         // No subscriber is fine.
         let _ = self.events.send(TaskEvent { task });

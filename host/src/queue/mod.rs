@@ -152,6 +152,11 @@ impl Queue {
     pub async fn get(&self, viewer: &Viewer, id: i64) -> Result<Task, QueueError> {
         self.inner.get_visible(viewer, id).await
     }
+    /// How many tasks there are per category and state (all users), cheaper
+    /// than `list` for metrics. Sorted by category, then state.
+    pub async fn counts(&self) -> Result<Vec<(String, TaskState, u64)>, QueueError> {
+        Ok(self.inner.store().counts().await?)
+    }
     /// Delete per the rules of the API contract; returns the deleted ids.
     pub async fn delete(
         &self,

@@ -713,6 +713,19 @@ impl TaskStore for SqliteStore {
             .await
     }
 
+    async fn counts(&self) -> anyhow::Result<Vec<(String, TaskState, u64)>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT category, state, count(*) FROM tasks GROUP BY category, state ORDER BY category, state",
+            )?;
+            let rows = st.query_map([], |r| {
+                Ok((r.get::<_, String>(0)?, parse_state(r.get_ref(1)?.as_str()?)?, r.get::<_, i64>(2)? as u64))
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
     async fn close(&self) -> anyhow::Result<()> {
         let tx = self.tx.lock().unwrap().take();
         if let Some(tx) = tx {
@@ -817,6 +830,16 @@ mod tests {
             .query_row("SELECT count(*) FROM task_secrets", [], |r| r.get(0))
             .unwrap();
         assert_eq!(n, 0);
+
+        let counts = store.counts().await.unwrap();
+        assert!(
+            counts.contains(&("a".to_string(), TaskState::Completed, 1)),
+            "{counts:?}"
+        );
+        assert!(
+            counts.contains(&("a".to_string(), TaskState::Running, 1)),
+            "{counts:?}"
+        );
 
         // Filters.
         assert_eq!(store.list(Owner::User("v"), None).await.unwrap().len(), 2);

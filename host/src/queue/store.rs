@@ -145,6 +145,9 @@ pub trait TaskStore: Send + Sync {
     /// The tasks of `owner`, of `category` if given, ordered by id.
     async fn list(&self, owner: Owner<'_>, category: Option<&str>) -> anyhow::Result<Vec<Task>>;
 
+    /// How many tasks there are per (category, state), for metrics.
+    async fn counts(&self) -> anyhow::Result<Vec<(String, TaskState, u64)>>;
+
     /// Wait until every accepted write is durable and stop accepting writes.
     /// Later writes fail. Idempotent.
     async fn close(&self) -> anyhow::Result<()>;

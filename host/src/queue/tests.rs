@@ -790,8 +790,38 @@ async fn shutdown_interrupts_running_and_keeps_waiting() {
 }
 
 /// Every tracing event of a run carries the task id.
+///
+/// tracing caches per-callsite interest process-wide, and a callsite first hit
+/// by another test thread at the wrong moment can miss a thread-local
+/// subscriber; so the check runs in a child process of this test binary that
+/// runs this test alone.
 #[test]
 fn task_logs_carry_the_task_id() {
+    const CHILD: &str = "STEVEDORE_QUEUE_LOG_TEST_CHILD";
+    if std::env::var_os(CHILD).is_some() {
+        return task_logs_check();
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "queue::tests::task_logs_carry_the_task_id",
+            "--test-threads=1",
+            "--nocapture",
+        ])
+        .env(CHILD, "1")
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "child failed:\n{text}");
+    assert!(
+        text.contains("1 passed"),
+        "the child did not run the check:\n{text}"
+    );
+    assert!(text.contains("log check done"), "{text}");
+}
+
+fn task_logs_check() {
     #[derive(Clone, Default)]
     struct Buf(Arc<Mutex<Vec<u8>>>);
     impl std::io::Write for Buf {
@@ -834,4 +864,5 @@ fn task_logs_carry_the_task_id() {
     for l in lines {
         assert!(l.contains(&format!("task_id={id}")), "no task id in: {l}");
     }
+    println!("log check done");
 }
