@@ -66,6 +66,7 @@ fn seed_commands(text: &str) -> Vec<String> {
 }
 
 fn run_curl(dir: &Path, server: &Server, cmd: &str) -> Value {
+    let started = std::time::Instant::now();
     let out = Command::new("bash")
         .arg("-c")
         .arg(cmd)
@@ -82,6 +83,11 @@ fn run_curl(dir: &Path, server: &Server, cmd: &str) -> Value {
         String::from_utf8_lossy(&out.stderr)
     );
     let body = String::from_utf8_lossy(&out.stdout);
+    eprintln!(
+        "{:>6.0} ms  {}",
+        started.elapsed().as_secs_f64() * 1e3,
+        cmd.lines().last().unwrap_or("").trim()
+    );
     serde_json::from_str(&body)
         .unwrap_or_else(|e| panic!("`{cmd}` did not answer JSON ({e}): {body}"))
 }
