@@ -55,21 +55,50 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// The container runtime that plugins' host calls reach.
-fn make_runtime(config: &Config) -> Arc<dyn crate::runtime::Runtime> {
-    // No engine backend is wired yet: image and container calls are refused
-    // (a task that needs them ends as `error` with a message saying so).
-    if let Some(host) = &config.docker_host {
-        tracing::warn!(docker_host = %host, "no Docker backend is built in yet; container calls will fail");
+/// The container runtime that plugins' host calls reach: the Docker engine
+/// at `DOCKER_HOST` (connected lazily, so the server starts without one and
+/// a task needing it ends as `error` saying the engine is unreachable).
+fn make_runtime(config: &Config) -> anyhow::Result<Arc<dyn crate::runtime::Runtime>> {
+    use crate::runtime::docker::{DockerRuntime, DockerSettings, Registry};
+    let registries = config
+        .registries
+        .iter()
+        .map(|(name, r)| {
+            let registry = Registry {
+                url: r.url.clone(),
+                username: r.username.clone(),
+                password: r.password.as_ref().map(|p| p.expose().to_string()),
+            };
+            (name.clone(), registry)
+        })
+        .collect();
+    let settings = DockerSettings {
+        host: config.docker_host.clone(),
+        registries,
+        dockerhub: config.repositories.dockerhub.clone(),
+        qnap: config.repositories.qnap.clone(),
+        share_root: config.share_root.clone(),
+        data_dir: config.data_dir.clone(),
+    };
+    match DockerRuntime::new(settings) {
+        Ok(docker) => Ok(Arc::new(docker)),
+        Err(e) => {
+            // Serve anyway: categories that need no engine still work, and
+            // the others end as `error` saying why.
+            tracing::warn!(
+                "no container engine: {e:#}; image and container calls will fail \
+                 (set DOCKER_HOST to an engine's socket)"
+            );
+            Ok(Arc::new(crate::runtime::Unavailable))
+        }
     }
-    Arc::new(crate::runtime::Unavailable)
 }
 
 /// Load the plugins of `config.plugins_dir` as the queue's executor.
 async fn load_executor(config: &Config) -> anyhow::Result<Arc<dyn Executor>> {
     std::fs::create_dir_all(&config.plugins_dir)
         .with_context(|| format!("creating plugins folder {}", config.plugins_dir.display()))?;
-    let host = crate::plugins::PluginHost::load(&config.plugin_config(), make_runtime(config))
+    let host = crate::plugins::PluginHost::load(&config.plugin_config(), make_runtime(config)?)
         .await
         .with_context(|| format!("loading plugins from {}", config.plugins_dir.display()))?;
     Ok(Arc::new(host))

@@ -1,0 +1,804 @@
+//! The Docker Engine backend, on bollard (pinned: 0.21.1) for typed calls
+//! and on [`raw`] for the calls that carry registry credentials or stream a
+//! request body.
+//!
+//! Large data never enters wasm: saves, exports and imports stream between
+//! the engine and files under the share root.
+
+pub mod archive;
+pub mod auth;
+pub mod credentials;
+pub mod files;
+pub mod progress;
+pub mod raw;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use bollard::models::{
+    ContainerCreateBody, HostConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
+};
+use bollard::query_parameters::{
+    CreateContainerOptions, ListImagesOptions, RemoveContainerOptions, RemoveImageOptions,
+    StopContainerOptions, TagImageOptions,
+};
+use bollard::{ClientVersion, Docker};
+use bytes::Bytes;
+use futures::StreamExt;
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+use hyper::Method;
+
+use self::credentials::CredentialStore;
+use self::files::Output;
+use self::progress::{Message, Progress};
+use self::raw::{query, RawClient};
+use super::storage::ShareRoot;
+use super::{
+    CallContext, ContainerSpec, Credential, Error, ImageInfo, PullRequest, RtResult, Runtime,
+    RuntimeKind, Source,
+};
+
+/// A registry the configuration names.
+#[derive(Debug, Clone, Default)]
+pub struct Registry {
+    /// Address as configured (`https://host:port`, `host:port`).
+    pub url: String,
+    /// Login, if configured.
+    pub username: Option<String>,
+    /// Password, if configured.
+    pub password: Option<String>,
+}
+
+impl Registry {
+    /// The host (and port) part, as image references spell it.
+    pub fn host(&self) -> String {
+        host_of(&self.url)
+    }
+}
+
+fn host_of(url: &str) -> String {
+    let rest = url.split("://").nth(1).unwrap_or(url);
+    rest.trim_end_matches('/').to_string()
+}
+
+/// What the Docker backend needs from the configuration.
+#[derive(Debug, Clone, Default)]
+pub struct DockerSettings {
+    /// `DOCKER_HOST` (`unix:///path`); default `/var/run/docker.sock`.
+    pub host: Option<String>,
+    /// Named registries.
+    pub registries: BTreeMap<String, Registry>,
+    /// Registry name or URL standing for Docker Hub (a mirror).
+    pub dockerhub: Option<String>,
+    /// Registry name or URL for the `qnap` repository.
+    pub qnap: Option<String>,
+    /// Where user paths are confined.
+    pub share_root: PathBuf,
+    /// Where remembered credentials are kept.
+    pub data_dir: PathBuf,
+}
+
+/// The Docker Engine runtime.
+pub struct DockerRuntime {
+    api: Docker,
+    raw: RawClient,
+    share: ShareRoot,
+    settings: DockerSettings,
+    credentials: CredentialStore,
+}
+
+/// The Unix socket named by `DOCKER_HOST`.
+pub fn socket_path(host: Option<&str>) -> anyhow::Result<PathBuf> {
+    match host {
+        None | Some("") => Ok(PathBuf::from("/var/run/docker.sock")),
+        Some(h) => match h.strip_prefix("unix://") {
+            Some(path) => Ok(PathBuf::from(path)),
+            None => anyhow::bail!("DOCKER_HOST `{h}`: only unix:// sockets are supported"),
+        },
+    }
+}
+
+fn engine(e: bollard::errors::Error) -> Error {
+    match e {
+        bollard::errors::Error::DockerResponseServerError {
+            status_code,
+            message,
+        } => raw::engine_error(
+            hyper::StatusCode::from_u16(status_code)
+                .unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR),
+            message.as_bytes(),
+        ),
+        bollard::errors::Error::DockerStreamError { error } => Error::Runtime(error),
+        other => Error::Runtime(format!("Docker engine: {other}")),
+    }
+}
+
+fn lxc_unavailable<T>() -> RtResult<T> {
+    Err(Error::Other(
+        "the LXC runtime is not available on this server yet".into(),
+    ))
+}
+
+impl DockerRuntime {
+    /// Connect (lazily: the engine may start later) to the engine of `settings.host`.
+    pub fn new(settings: DockerSettings) -> anyhow::Result<DockerRuntime> {
+        let socket = socket_path(settings.host.as_deref())?;
+        let version = ClientVersion {
+            major_version: 1,
+            minor_version: 41,
+        };
+        let api = Docker::connect_with_unix(&socket.to_string_lossy(), 600, &version)?;
+        let share = ShareRoot::new(&settings.share_root)?;
+        let removed = share.remove_stale_temporaries();
+        if removed > 0 {
+            tracing::info!(removed, "removed partial outputs of interrupted tasks");
+        }
+        let credentials = CredentialStore::new(settings.data_dir.join("credentials.json"));
+        Ok(DockerRuntime {
+            api,
+            raw: RawClient::new(socket),
+            share,
+            settings,
+            credentials,
+        })
+    }
+
+    /// The configured registry named `name_or_url`, or one made from a URL.
+    fn registry(&self, name_or_url: &str) -> Registry {
+        self.settings
+            .registries
+            .get(name_or_url)
+            .cloned()
+            .unwrap_or(Registry {
+                url: name_or_url.to_string(),
+                ..Default::default()
+            })
+    }
+
+    /// Credentials for `registry_host`: given ones, else configured, else remembered by the user.
+    fn credential_for(
+        &self,
+        cx: &CallContext,
+        registry_host: &str,
+        given: Option<Credential>,
+    ) -> Option<Credential> {
+        given
+            .or_else(|| {
+                self.settings
+                    .registries
+                    .values()
+                    .find(|r| r.host() == registry_host)
+                    .and_then(|r| {
+                        Some(Credential {
+                            registry: registry_host.to_string(),
+                            username: r.username.clone()?,
+                            password: r.password.clone()?,
+                        })
+                    })
+            })
+            .or_else(|| self.credentials.lookup(&cx.user, registry_host))
+    }
+
+    async fn follow(&self, cx: &CallContext, what: &str, response: raw::Streaming) -> RtResult<()> {
+        let mut progress = Progress::default();
+        let messages = response.json_lines::<Message>();
+        futures::pin_mut!(messages);
+        while let Some(message) = messages.next().await {
+            let message = message?;
+            if let Some(error) = message.error() {
+                return Err(Error::Runtime(error));
+            }
+            if let Some((percent, detail)) = progress.update(what, &message) {
+                cx.reporter.progress(percent, &detail);
+            }
+        }
+        Ok(())
+    }
+
+    fn image_info(inspect: bollard::models::ImageInspect) -> ImageInfo {
+        ImageInfo {
+            id: inspect.id.unwrap_or_default(),
+            tags: inspect.repo_tags.unwrap_or_default(),
+            size: inspect.size.unwrap_or(0).max(0) as u64,
+            created: inspect
+                .created
+                .and_then(|c| c.parse::<chrono_like::Rfc3339>().ok())
+                .map(|t| t.0)
+                .unwrap_or(0),
+        }
+    }
+
+    fn spec_to_body(&self, spec: &ContainerSpec) -> RtResult<ContainerCreateBody> {
+        let mut binds = Vec::new();
+        for b in &spec.binds {
+            let host = self.share.resolve(&b.host_path).map_err(|e| match e {
+                Error::Denied(m) => Error::InvalidParams(format!("volume.host: {m}")),
+                other => other,
+            })?;
+            std::fs::create_dir_all(&host)
+                .map_err(|e| Error::Other(format!("volume.host `{}`: {e}", b.host_path)))?;
+            binds.push(format!(
+                "{}:{}{}",
+                host.display(),
+                b.container_path,
+                if b.read_only { ":ro" } else { "" }
+            ));
+        }
+        let mut port_bindings = std::collections::HashMap::new();
+        let mut exposed: Vec<String> = spec
+            .expose_ports
+            .iter()
+            .map(|p| format!("{p}/tcp"))
+            .collect();
+        for p in &spec.ports {
+            let key = format!("{}/{}", p.container_port, p.protocol);
+            exposed.push(key.clone());
+            port_bindings
+                .entry(key)
+                .or_insert_with(|| Some(Vec::new()))
+                .get_or_insert_with(Vec::new)
+                .push(PortBinding {
+                    host_ip: None,
+                    host_port: Some(p.host_port.to_string()),
+                });
+        }
+        exposed.sort();
+        exposed.dedup();
+        let host_config = HostConfig {
+            binds: Some(binds).filter(|b| !b.is_empty()),
+            port_bindings: Some(port_bindings).filter(|p| !p.is_empty()),
+            privileged: Some(spec.privileged),
+            cpu_shares: spec.cpu_shares.map(i64::from),
+            cpu_period: spec.cpu_time_ms.map(|_| 100_000),
+            cpu_quota: spec.cpu_time_ms.map(|ms| i64::from(ms) * 100),
+            memory: spec.memory_bytes.map(|m| m as i64),
+            device_cgroup_rules: Some(spec.device_rules.clone()).filter(|d| !d.is_empty()),
+            volumes_from: Some(spec.volumes_from.clone()).filter(|v| !v.is_empty()),
+            links: Some(
+                spec.links
+                    .iter()
+                    .map(|(name, alias)| format!("{name}:{alias}"))
+                    .collect::<Vec<_>>(),
+            )
+            .filter(|l| !l.is_empty()),
+            dns: Some(spec.dns.clone()).filter(|d| !d.is_empty()),
+            restart_policy: Some(RestartPolicy {
+                name: Some(if spec.autostart {
+                    RestartPolicyNameEnum::ALWAYS
+                } else {
+                    RestartPolicyNameEnum::NO
+                }),
+                maximum_retry_count: None,
+            }),
+            ..Default::default()
+        };
+        Ok(ContainerCreateBody {
+            image: Some(spec.image.clone()),
+            hostname: spec.hostname.clone(),
+            user: spec.user.clone(),
+            working_dir: spec.working_dir.clone(),
+            entrypoint: spec.entrypoint.clone(),
+            cmd: spec.command.clone(),
+            env: Some(spec.environment.clone()).filter(|e| !e.is_empty()),
+            exposed_ports: Some(exposed).filter(|e| !e.is_empty()),
+            volumes: Some(spec.new_volumes.clone()).filter(|v| !v.is_empty()),
+            labels: Some(spec.labels.iter().cloned().collect())
+                .filter(|l: &std::collections::HashMap<String, String>| !l.is_empty()),
+            host_config: Some(host_config),
+            ..Default::default()
+        })
+    }
+
+    /// Stream a file (skipping `skip` bytes of its decompressed content) as a request body.
+    fn file_body(path: &Path, skip: u64) -> RtResult<raw::Body> {
+        let path = path.to_path_buf();
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(16);
+        tokio::task::spawn_blocking(move || {
+            let result = (|| -> std::io::Result<()> {
+                let mut reader: Box<dyn std::io::Read + Send> = if skip > 0 {
+                    archive::open(&path)?
+                } else {
+                    Box::new(std::fs::File::open(&path)?)
+                };
+                std::io::copy(&mut (&mut reader).take(skip), &mut std::io::sink())?;
+                let mut buf = vec![0u8; 256 << 10];
+                loop {
+                    let n = reader.read(&mut buf)?;
+                    if n == 0 {
+                        return Ok(());
+                    }
+                    if tx
+                        .blocking_send(Ok(Frame::data(Bytes::copy_from_slice(&buf[..n]))))
+                        .is_err()
+                    {
+                        return Ok(());
+                    }
+                }
+            })();
+            if let Err(e) = result {
+                let _ = tx.blocking_send(Err(e));
+            }
+        });
+        let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
+        Ok(BodyExt::boxed(StreamBody::new(stream)))
+    }
+}
+
+use std::io::Read as _;
+
+/// Parse the engine's RFC 3339 timestamps to epoch seconds, without a date crate.
+mod chrono_like {
+    /// Epoch seconds.
+    pub struct Rfc3339(pub i64);
+
+    impl std::str::FromStr for Rfc3339 {
+        type Err = ();
+        fn from_str(s: &str) -> Result<Self, ()> {
+            let num =
+                |r: std::ops::Range<usize>| s.get(r).and_then(|x| x.parse::<i64>().ok()).ok_or(());
+            let (y, m, d, hh, mm, ss) = (
+                num(0..4)?,
+                num(5..7)?,
+                num(8..10)?,
+                num(11..13)?,
+                num(14..16)?,
+                num(17..19)?,
+            );
+            // Days from civil (Howard Hinnant's algorithm).
+            let y = if m <= 2 { y - 1 } else { y };
+            let era = y.div_euclid(400);
+            let yoe = y - era * 400;
+            let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+            let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+            let days = era * 146_097 + doe - 719_468;
+            Ok(Rfc3339(days * 86_400 + hh * 3600 + mm * 60 + ss))
+        }
+    }
+}
+
+#[async_trait]
+impl Runtime for DockerRuntime {
+    fn resolve_source(&self, source: &Source) -> RtResult<String> {
+        match source {
+            Source::Dockerhub => Ok(self
+                .settings
+                .dockerhub
+                .as_deref()
+                .map(|r| self.registry(r).host())
+                .unwrap_or_default()),
+            Source::Qnap => match &self.settings.qnap {
+                Some(r) => Ok(self.registry(r).host()),
+                None => Err(Error::InvalidParams(
+                    "repository: no `qnap` registry is configured".into(),
+                )),
+            },
+            Source::Private(name) => match self.settings.registries.get(name) {
+                Some(r) => Ok(r.host()),
+                None => {
+                    let known: Vec<&str> = self
+                        .settings
+                        .registries
+                        .keys()
+                        .map(String::as_str)
+                        .collect();
+                    Err(Error::InvalidParams(format!(
+                        "registry_name: unknown registry `{name}` (configured: {})",
+                        if known.is_empty() {
+                            "none".to_string()
+                        } else {
+                            known.join(", ")
+                        }
+                    )))
+                }
+            },
+        }
+    }
+
+    async fn image_pull(&self, cx: &CallContext, req: PullRequest) -> RtResult<ImageInfo> {
+        if req.runtime == RuntimeKind::Lxc {
+            return lxc_unavailable();
+        }
+        let registry = self.resolve_source(&req.source)?;
+        let from = if registry.is_empty() {
+            req.image.clone()
+        } else {
+            format!("{registry}/{}", req.image)
+        };
+        let tag = if req.tag.is_empty() {
+            "latest".to_string()
+        } else {
+            req.tag.clone()
+        };
+        let credential = self.credential_for(cx, &registry, req.credential);
+        let header = auth::registry_auth(credential.as_ref(), &registry);
+        let what = format!("{from}:{tag}");
+        cx.reporter.progress(0, &format!("pulling {what}"));
+        let path = format!(
+            "/images/create?fromImage={}&tag={}",
+            query(&from),
+            query(&tag)
+        );
+        let response = self
+            .raw
+            .send(
+                Method::POST,
+                &path,
+                &[("X-Registry-Auth", &header)],
+                raw::empty(),
+            )
+            .await?;
+        self.follow(cx, &what, response).await?;
+        // A mirror or private registry prefix is an implementation detail of
+        // Docker Hub pulls: name the image as the user asked for it too.
+        if matches!(req.source, Source::Dockerhub) && !registry.is_empty() {
+            self.image_tag(cx, what.clone(), req.image.clone(), tag.clone())
+                .await?;
+        }
+        let info = self
+            .image_inspect(cx, RuntimeKind::Docker, what.clone())
+            .await?;
+        cx.reporter.progress(100, &format!("pulled {what}"));
+        Ok(info)
+    }
+
+    async fn image_inspect(
+        &self,
+        _cx: &CallContext,
+        kind: RuntimeKind,
+        reference: String,
+    ) -> RtResult<ImageInfo> {
+        if kind == RuntimeKind::Lxc {
+            return lxc_unavailable();
+        }
+        let inspect = self.api.inspect_image(&reference).await.map_err(engine)?;
+        Ok(Self::image_info(inspect))
+    }
+
+    async fn image_list(&self, _cx: &CallContext, kind: RuntimeKind) -> RtResult<Vec<ImageInfo>> {
+        if kind == RuntimeKind::Lxc {
+            return lxc_unavailable();
+        }
+        let list = self
+            .api
+            .list_images(None::<ListImagesOptions>)
+            .await
+            .map_err(engine)?;
+        Ok(list
+            .into_iter()
+            .map(|i| ImageInfo {
+                id: i.id,
+                tags: i.repo_tags,
+                size: i.size.max(0) as u64,
+                created: i.created,
+            })
+            .collect())
+    }
+
+    async fn image_remove(
+        &self,
+        _cx: &CallContext,
+        kind: RuntimeKind,
+        reference: String,
+        force: bool,
+    ) -> RtResult<Vec<String>> {
+        if kind == RuntimeKind::Lxc {
+            return lxc_unavailable();
+        }
+        let options = RemoveImageOptions {
+            force,
+            noprune: false,
+            platforms: None,
+        };
+        let removed = self
+            .api
+            .remove_image(&reference, Some(options), None)
+            .await
+            .map_err(engine)?;
+        Ok(removed
+            .into_iter()
+            .flat_map(|r| r.untagged.into_iter().chain(r.deleted))
+            .collect())
+    }
+
+    async fn image_tag(
+        &self,
+        _cx: &CallContext,
+        source: String,
+        repository: String,
+        tag: String,
+    ) -> RtResult<()> {
+        let options = TagImageOptions {
+            repo: Some(repository),
+            tag: Some(tag),
+        };
+        self.api
+            .tag_image(&source, Some(options))
+            .await
+            .map_err(engine)
+    }
+
+    async fn image_push(
+        &self,
+        cx: &CallContext,
+        repository: String,
+        tag: String,
+        registry: String,
+        credential: Option<Credential>,
+    ) -> RtResult<()> {
+        let credential = self.credential_for(cx, &registry, credential);
+        let header = auth::registry_auth(credential.as_ref(), &registry);
+        let what = format!("{repository}:{tag}");
+        cx.reporter.progress(0, &format!("pushing {what}"));
+        let path = format!("/images/{}/push?tag={}", repository, query(&tag));
+        let response = self
+            .raw
+            .send(
+                Method::POST,
+                &path,
+                &[("X-Registry-Auth", &header)],
+                raw::empty(),
+            )
+            .await?;
+        self.follow(cx, &what, response).await?;
+        cx.reporter.progress(100, &format!("pushed {what}"));
+        Ok(())
+    }
+
+    async fn image_save(
+        &self,
+        cx: &CallContext,
+        references: Vec<String>,
+        path: String,
+        gzip: bool,
+        overwrite: bool,
+    ) -> RtResult<u64> {
+        let output = Output::prepare(&self.share, &path, cx.task_id, overwrite)?;
+        // Fail early with a clear message rather than a truncated tar.
+        for r in &references {
+            self.api.inspect_image(r).await.map_err(engine)?;
+        }
+        cx.reporter
+            .progress(-1, &format!("saving {} to {path}", references.join(", ")));
+        let names: Vec<&str> = references.iter().map(String::as_str).collect();
+        let stream = self.api.export_images(&names).map(|r| r.map_err(engine));
+        let size = output.write(Vec::new(), stream, gzip).await?;
+        output.commit()?;
+        cx.reporter
+            .progress(100, &format!("saved {} to {path}", references.join(", ")));
+        Ok(size)
+    }
+
+    async fn container_create(&self, _cx: &CallContext, spec: ContainerSpec) -> RtResult<String> {
+        if spec.runtime == RuntimeKind::Lxc {
+            return lxc_unavailable();
+        }
+        let body = self.spec_to_body(&spec)?;
+        let options = CreateContainerOptions {
+            name: Some(spec.name.clone()),
+            platform: String::new(),
+        };
+        let created = self
+            .api
+            .create_container(Some(options), body)
+            .await
+            .map_err(engine)?;
+        Ok(created.id)
+    }
+
+    async fn container_start(
+        &self,
+        _cx: &CallContext,
+        kind: RuntimeKind,
+        container: String,
+    ) -> RtResult<()> {
+        if kind == RuntimeKind::Lxc {
+            return lxc_unavailable();
+        }
+        self.api
+            .start_container(&container, None)
+            .await
+            .map_err(engine)
+    }
+
+    async fn container_stop(
+        &self,
+        _cx: &CallContext,
+        kind: RuntimeKind,
+        container: String,
+        timeout_secs: u32,
+    ) -> RtResult<()> {
+        if kind == RuntimeKind::Lxc {
+            return lxc_unavailable();
+        }
+        let options = StopContainerOptions {
+            signal: None,
+            t: Some(timeout_secs as i32),
+        };
+        self.api
+            .stop_container(&container, Some(options))
+            .await
+            .map_err(engine)
+    }
+
+    async fn container_remove(
+        &self,
+        _cx: &CallContext,
+        kind: RuntimeKind,
+        container: String,
+        force: bool,
+    ) -> RtResult<()> {
+        if kind == RuntimeKind::Lxc {
+            return lxc_unavailable();
+        }
+        let options = RemoveContainerOptions {
+            v: false,
+            force,
+            link: false,
+        };
+        self.api
+            .remove_container(&container, Some(options))
+            .await
+            .map_err(engine)
+    }
+
+    async fn container_inspect(
+        &self,
+        _cx: &CallContext,
+        kind: RuntimeKind,
+        container: String,
+    ) -> RtResult<String> {
+        if kind == RuntimeKind::Lxc {
+            return lxc_unavailable();
+        }
+        let inspect = self
+            .api
+            .inspect_container(&container, None)
+            .await
+            .map_err(engine)?;
+        serde_json::to_string(&inspect).map_err(|e| Error::Other(e.to_string()))
+    }
+
+    async fn container_export(
+        &self,
+        cx: &CallContext,
+        kind: RuntimeKind,
+        container: String,
+        path: String,
+        gzip: bool,
+        overwrite: bool,
+    ) -> RtResult<u64> {
+        if kind == RuntimeKind::Lxc {
+            return lxc_unavailable();
+        }
+        let output = Output::prepare(&self.share, &path, cx.task_id, overwrite)?;
+        let inspect = self
+            .api
+            .inspect_container(&container, None)
+            .await
+            .map_err(engine)?;
+        let config = archive::config_from_inspect(&inspect, self.share.root());
+        let entry = archive::tar_entry(
+            archive::CONFIG_ENTRY,
+            &serde_json::to_vec_pretty(&config).unwrap_or_default(),
+        );
+        cx.reporter
+            .progress(-1, &format!("exporting {container} to {path}"));
+        let stream = self
+            .api
+            .export_container(&container)
+            .map(|r| r.map_err(engine));
+        let size = output.write(entry, stream, gzip).await?;
+        output.commit()?;
+        cx.reporter
+            .progress(100, &format!("exported {container} to {path}"));
+        Ok(size)
+    }
+
+    async fn archive_config(&self, _cx: &CallContext, path: String) -> RtResult<Option<String>> {
+        let file = self.share.resolve(&path)?;
+        if !file.is_file() {
+            return Err(Error::NotFound(format!("path `{path}`: no such file")));
+        }
+        let kind = tokio::task::spawn_blocking(move || archive::inspect(&file))
+            .await
+            .map_err(|e| Error::Other(e.to_string()))??;
+        Ok(match kind {
+            archive::Kind::Rootfs {
+                config: Some(c), ..
+            } => Some(c.to_string()),
+            _ => None,
+        })
+    }
+
+    async fn image_import(
+        &self,
+        cx: &CallContext,
+        kind: RuntimeKind,
+        path: String,
+        repository: String,
+        tag: String,
+    ) -> RtResult<String> {
+        if kind == RuntimeKind::Lxc {
+            return lxc_unavailable();
+        }
+        let file = self.share.resolve(&path)?;
+        if !file.is_file() {
+            return Err(Error::NotFound(format!("path `{path}`: no such file")));
+        }
+        let probe = file.clone();
+        let archive_kind = tokio::task::spawn_blocking(move || archive::inspect(&probe))
+            .await
+            .map_err(|e| Error::Other(e.to_string()))??;
+        let target = format!("{repository}:{tag}");
+        cx.reporter
+            .progress(-1, &format!("importing {path} as {target}"));
+        match archive_kind {
+            archive::Kind::Saved => {
+                let response = self
+                    .raw
+                    .send(
+                        Method::POST,
+                        "/images/load?quiet=1",
+                        &[("Content-Type", "application/x-tar")],
+                        Self::file_body(&file, 0)?,
+                    )
+                    .await?;
+                let messages = response.json_lines::<serde_json::Value>();
+                futures::pin_mut!(messages);
+                let mut loaded = None;
+                while let Some(m) = messages.next().await {
+                    let m = m?;
+                    if let Some(e) = m
+                        .get("errorDetail")
+                        .and_then(|d| d.get("message"))
+                        .and_then(|s| s.as_str())
+                    {
+                        return Err(Error::Runtime(e.to_string()));
+                    }
+                    if let Some(s) = m.get("stream").and_then(|s| s.as_str()) {
+                        if let Some(name) = s
+                            .trim()
+                            .strip_prefix("Loaded image: ")
+                            .or_else(|| s.trim().strip_prefix("Loaded image ID: "))
+                        {
+                            loaded.get_or_insert_with(|| name.to_string());
+                        }
+                    }
+                }
+                let loaded = loaded.ok_or_else(|| {
+                    Error::Runtime("the engine loaded no image from the archive".into())
+                })?;
+                self.image_tag(cx, loaded, repository, tag).await?;
+            }
+            archive::Kind::Rootfs { skip, .. } => {
+                let path_q = format!(
+                    "/images/create?fromSrc=-&repo={}&tag={}",
+                    query(&repository),
+                    query(&tag)
+                );
+                let response = self
+                    .raw
+                    .send(
+                        Method::POST,
+                        &path_q,
+                        &[("Content-Type", "application/x-tar")],
+                        Self::file_body(&file, skip)?,
+                    )
+                    .await?;
+                self.follow(cx, &target, response).await?;
+            }
+        }
+        let info = self.image_inspect(cx, kind, target).await?;
+        Ok(info.id)
+    }
+
+    async fn credential_lookup(&self, cx: &CallContext, registry: String) -> Option<Credential> {
+        self.credential_for(cx, &registry, None)
+    }
+
+    async fn credential_remember(&self, cx: &CallContext, credential: Credential) -> RtResult<()> {
+        self.credentials.remember(&cx.user, &credential)
+    }
+}

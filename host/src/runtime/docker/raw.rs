@@ -1,0 +1,181 @@
+//! A minimal HTTP/1 client on the engine's Unix socket, for the calls bollard
+//! cannot make right: those carrying `X-Registry-Auth` (see [`super::auth`])
+//! and those streaming a request body from a file.
+
+use std::path::PathBuf;
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, BodyStream, Empty};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde::de::DeserializeOwned;
+use tokio::net::UnixStream;
+
+use crate::runtime::Error;
+
+/// Engine API version spoken (Docker Engine 20.10 and later).
+pub const API_VERSION: &str = "v1.41";
+
+/// A request body.
+pub type Body = BoxBody<Bytes, std::io::Error>;
+
+/// An empty request body.
+pub fn empty() -> Body {
+    Empty::new().map_err(|never| match never {}).boxed()
+}
+
+/// Talks HTTP to the engine over its Unix socket.
+#[derive(Debug, Clone)]
+pub struct RawClient {
+    socket: PathBuf,
+}
+
+/// Aborts the connection task when the response is dropped, so a dropped
+/// pull or push closes the socket and the engine stops the operation.
+struct ConnGuard(tokio::task::JoinHandle<()>);
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// A streaming response whose connection lives as long as it does.
+pub struct Streaming {
+    response: Response<hyper::body::Incoming>,
+    _conn: ConnGuard,
+}
+
+impl RawClient {
+    /// A client for the engine listening on `socket`.
+    pub fn new(socket: PathBuf) -> RawClient {
+        RawClient { socket }
+    }
+
+    /// Send one request; a non-2xx answer becomes an error with the engine's message.
+    pub async fn send(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        headers: &[(&str, &str)],
+        body: Body,
+    ) -> Result<Streaming, Error> {
+        let stream = UnixStream::connect(&self.socket).await.map_err(|e| {
+            Error::Runtime(format!(
+                "cannot reach the Docker engine at {}: {e}",
+                self.socket.display()
+            ))
+        })?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| Error::Runtime(format!("Docker engine handshake: {e}")))?;
+        let conn = ConnGuard(tokio::spawn(async move {
+            let _ = conn.await;
+        }));
+        let mut request = Request::builder()
+            .method(method)
+            .uri(format!("http://localhost/{API_VERSION}{path_and_query}"))
+            .header(hyper::header::HOST, "localhost");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request
+            .body(body)
+            .map_err(|e| Error::Other(format!("request: {e}")))?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| Error::Runtime(format!("Docker engine request failed: {e}")))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(Streaming {
+                response,
+                _conn: conn,
+            });
+        }
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        Err(engine_error(status, &body))
+    }
+}
+
+/// Map an engine error answer to a WIT error carrying the engine's message.
+pub fn engine_error(status: StatusCode, body: &[u8]) -> Error {
+    let message = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| {
+            v.get("message")
+                .and_then(|m| m.as_str())
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| String::from_utf8_lossy(body).trim().to_string());
+    match status {
+        StatusCode::NOT_FOUND => Error::NotFound(message),
+        StatusCode::CONFLICT => Error::Conflict(message),
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Error::Denied(message),
+        StatusCode::BAD_REQUEST => Error::InvalidParams(message),
+        _ => Error::Runtime(message),
+    }
+}
+
+impl Streaming {
+    /// The body as byte chunks.
+    pub fn bytes(self) -> impl Stream<Item = Result<Bytes, Error>> + Send {
+        let guard = self._conn;
+        BodyStream::new(self.response.into_body()).filter_map(move |frame| {
+            let _keep = &guard;
+            let item = match frame {
+                Ok(frame) => frame.into_data().ok().map(Ok),
+                Err(e) => Some(Err(Error::Runtime(format!("Docker engine stream: {e}")))),
+            };
+            std::future::ready(item)
+        })
+    }
+
+    /// The body as a stream of newline-separated JSON messages.
+    pub fn json_lines<T: DeserializeOwned + Send + 'static>(
+        self,
+    ) -> impl Stream<Item = Result<T, Error>> + Send {
+        let mut buffer = Vec::new();
+        self.bytes()
+            .map(move |chunk| {
+                let mut out = Vec::new();
+                match chunk {
+                    Err(e) => out.push(Err(e)),
+                    Ok(bytes) => {
+                        buffer.extend_from_slice(&bytes);
+                        while let Some(pos) = buffer.iter().position(|b| *b == b'\n') {
+                            let line: Vec<u8> = buffer.drain(..=pos).collect();
+                            if line.iter().all(u8::is_ascii_whitespace) {
+                                continue;
+                            }
+                            out.push(serde_json::from_slice(&line).map_err(|e| {
+                                Error::Runtime(format!("unexpected engine message: {e}"))
+                            }));
+                        }
+                    }
+                }
+                futures::stream::iter(out)
+            })
+            .flatten()
+    }
+}
+
+/// Percent-encode a query value.
+pub fn query(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
