@@ -28,10 +28,23 @@ pub fn non_empty(field: &str, value: &str) -> Result<(), Error> {
     }
 }
 
-/// A path relative to the share root: not absolute (a leading `/` is read
-/// as the share root itself, as Container Station does), no `..`, no NUL.
-/// The host checks again, following links.
+/// A file path relative to the share root, as the API takes it
+/// (`"test/c.tgz"`): not absolute, no `..`, no NUL. The host checks again,
+/// following links.
 pub fn share_path(field: &str, value: &str) -> Result<(), Error> {
+    if value.starts_with('/') {
+        return Err(Error::invalid(
+            field,
+            "must be relative to the share root, e.g. \"test/c.tgz\"",
+        ));
+    }
+    share_folder(field, value)
+}
+
+/// A host folder for a volume: under the share root, where a leading `/`
+/// names the share root itself (`"/web"` is `<share>/web`), as Container
+/// Station shows host paths; no `..`, no NUL.
+pub fn share_folder(field: &str, value: &str) -> Result<(), Error> {
     let rel = value.trim_start_matches('/');
     if rel.is_empty() {
         return Err(Error::invalid(
@@ -338,13 +351,19 @@ mod tests {
     #[test]
     fn share_paths_stay_relative() {
         assert!(share_path("path", "test/c.tgz").is_ok());
-        assert!(share_path("path", "/test/c.tgz").is_ok());
+        assert_eq!(
+            msg(share_path("path", "/etc/passwd")),
+            "path: must be relative to the share root, e.g. \"test/c.tgz\""
+        );
+        assert!(share_folder("volume.host", "/web").is_ok());
+        assert!(share_folder("volume.host", "/web/../..").is_err());
         assert_eq!(
             msg(share_path("path", "../etc/passwd")),
             "path: must not contain `..`"
         );
         assert!(share_path("path", "a/../../b").is_err());
         assert!(share_path("path", "/").is_err());
+        assert!(share_folder("path", "/").is_err());
         assert!(share_path("path", "").is_err());
     }
 

@@ -164,13 +164,13 @@ mod tests {
 
     #[test]
     fn name_alone_and_defaults() {
-        let e = check(r#"{"name": "web", "path": "/exports/web.tar", "force": true}"#).unwrap();
+        let e = check(r#"{"name": "web", "path": "exports/web.tar", "force": true}"#).unwrap();
         assert_eq!(
             e,
             Export {
                 runtime: RuntimeKind::Docker,
                 container: "web".into(),
-                path: "/exports/web.tar".into(),
+                path: "exports/web.tar".into(),
                 gzip: false,
                 overwrite: true
             }

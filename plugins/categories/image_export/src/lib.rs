@@ -142,12 +142,12 @@ mod tests {
 
     #[test]
     fn defaults() {
-        let e = check(r#"{"image": "busybox", "path": "/out/b.tar", "force": true}"#).unwrap();
+        let e = check(r#"{"image": "busybox", "path": "out/b.tar", "force": true}"#).unwrap();
         assert_eq!(
             e,
             Export {
                 reference: "busybox:latest".into(),
-                path: "/out/b.tar".into(),
+                path: "out/b.tar".into(),
                 gzip: false,
                 overwrite: true
             }
@@ -175,8 +175,8 @@ mod tests {
             "path: must not contain `..`"
         );
         assert_eq!(
-            message(r#"{"image": "busybox", "path": "/"}"#),
-            "path: must name a file under the share root"
+            message(r#"{"image": "busybox", "path": "/etc/a.tar"}"#),
+            "path: must be relative to the share root, e.g. \"test/c.tgz\""
         );
         assert!(
             message(r#"{"image": "busybox", "path": "a", "compress": "yes"}"#)

@@ -711,7 +711,7 @@ pub fn plan(p: &CreateParams) -> Result<Plan, Error> {
     for (host_path, bind) in vol.host.iter().flatten() {
         let bind = &bind.0;
         let field = format!("volume.host[{host_path:?}]");
-        check::share_path(&field, host_path)?;
+        check::share_folder(&field, host_path)?;
         let bind_field = format!("{field}.bind");
         let container_path =
             set(&bind.bind).ok_or_else(|| Error::invalid(&bind_field, "is required"))?;
