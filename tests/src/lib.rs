@@ -137,6 +137,8 @@ pub struct Options {
     pub env: Vec<(String, String)>,
     /// Whether to set `STEVEDORE_ADMIN_PASSWORD` to [`ADMIN_PASSWORD`].
     pub admin_password: bool,
+    /// `DOCKER_HOST` for the server; `None`: a socket that does not exist.
+    pub docker_host: Option<String>,
 }
 
 impl Default for Options {
@@ -146,6 +148,7 @@ impl Default for Options {
             config: None,
             env: vec![("RUST_LOG".into(), "info".into())],
             admin_password: true,
+            docker_host: None,
         }
     }
 }
@@ -161,6 +164,11 @@ impl Options {
     /// Add an environment variable.
     pub fn env(mut self, k: &str, v: &str) -> Self {
         self.env.push((k.into(), v.into()));
+        self
+    }
+    /// Use the engine at `$DOCKER_HOST` (the one `cargo xtask test` starts), if set.
+    pub fn test_engine(mut self) -> Self {
+        self.docker_host = std::env::var("DOCKER_HOST").ok();
         self
     }
     /// Set the configuration file text.
@@ -262,10 +270,15 @@ impl Server {
         if self.options.admin_password {
             cmd.env("STEVEDORE_ADMIN_PASSWORD", ADMIN_PASSWORD);
         }
-        // The test engine `cargo xtask test` starts, if any, for real categories.
-        if let Some(docker) = std::env::var_os("DOCKER_HOST") {
-            cmd.env("DOCKER_HOST", docker);
-        }
+        // No engine unless asked for: a socket that does not exist, so that
+        // a machine's own Docker is never touched by these tests.
+        let docker = self.options.docker_host.clone().unwrap_or_else(|| {
+            format!(
+                "unix://{}",
+                self.root.path().join("no-engine.sock").display()
+            )
+        });
+        cmd.env("DOCKER_HOST", docker);
         if self.options.config.is_some() {
             cmd.env("STEVEDORE_CONFIG", self.root.path().join("stevedore.toml"));
         }
