@@ -2,7 +2,7 @@
 //! (a tar), preceded by one extra entry, [`CONFIG_ENTRY`], holding the
 //! container's configuration so that an import can recreate it.
 //!
-//! The entry is JSON: `{"format": "stevedore-container/1", "name", "image",
+//! The entry is JSON: `{"version": 1, "format": "stevedore-container/1", "name", "image",
 //! "create": {<create params, as `POST background/create` takes them>},
 //! "inspect": {<the engine's inspect data>}}`.
 
@@ -176,7 +176,29 @@ pub fn config_from_inspect(inspect: &ContainerInspectResponse, share_root: &Path
         .is_some_and(|n| n.to_string() == "always" || n.to_string() == "unless-stopped");
     create.insert("autostart".into(), json!(autostart));
     let mut network = Map::new();
-    if let Some(h) = config.hostname.filter(|h| !h.is_empty()) {
+    let published: std::collections::BTreeSet<String> = host
+        .port_bindings
+        .clone()
+        .unwrap_or_default()
+        .into_keys()
+        .collect();
+    let expose: Vec<u16> = config
+        .exposed_ports
+        .clone()
+        .unwrap_or_default()
+        .iter()
+        .filter(|p| !published.contains(*p))
+        .filter_map(|p| p.split('/').next()?.parse().ok())
+        .collect();
+    if !expose.is_empty() {
+        network.insert("expose_port".into(), json!(expose));
+    }
+    // The engine names a container's host after its id unless told otherwise.
+    let id = inspect.id.clone().unwrap_or_default();
+    if let Some(h) = config
+        .hostname
+        .filter(|h| !h.is_empty() && !id.starts_with(h.as_str()))
+    {
         network.insert("hostname".into(), json!(h));
     }
     if let Some(dns) = host.dns.filter(|d| !d.is_empty()) {
@@ -236,7 +258,44 @@ pub fn config_from_inspect(inspect: &ContainerInspectResponse, share_root: &Path
     if !binds.is_empty() {
         create.insert("volume".into(), json!({"host": binds}));
     }
+    if let Some(labels) = config.labels.filter(|l| !l.is_empty()) {
+        create.insert("labels".into(), json!(labels));
+    }
+    let links: Map<String, Value> = host
+        .links
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|l| {
+            // The engine reports `/other:/this/alias`.
+            let (target, alias) = l.split_once(':')?;
+            Some((
+                target.trim_start_matches('/').to_string(),
+                json!(alias.rsplit('/').next().unwrap_or(alias)),
+            ))
+        })
+        .collect();
+    if !links.is_empty() {
+        create.insert("links".into(), Value::Object(links));
+    }
+    if let Some(devices) = host.device_cgroup_rules.filter(|d| !d.is_empty()) {
+        let resource = create.entry("resource").or_insert_with(|| json!({}));
+        resource["device"] = json!(devices);
+    }
+    let mut volume = Map::new();
+    if let Some(from) = host.volumes_from.filter(|v| !v.is_empty()) {
+        volume.insert("container".into(), json!(from));
+    }
+    if let Some(new) = config.volumes.filter(|v| !v.is_empty()) {
+        volume.insert("new".into(), json!(new));
+    }
+    if !volume.is_empty() {
+        let entry = create.entry("volume").or_insert_with(|| json!({}));
+        if let Value::Object(existing) = entry {
+            existing.extend(volume);
+        }
+    }
     json!({
+        "version": 1,
         "format": FORMAT,
         "name": name,
         "image": image,
