@@ -15,12 +15,14 @@ use stevedore_sdk::{task, Category, Error};
 /// The category.
 pub struct Create;
 
-/// Ask the host whether `source` names a configured registry, so that an
-/// unknown `registry_name` is a 400 at submit time.
+/// Ask the host whether a `private` source names a configured registry, so
+/// that an unknown `registry_name` is a 400 at submit time (DESIGN.md).
+/// `dockerhub` and `qnap` are not asked: the seed's own LXC example uses
+/// `qnap`, which must validate; a missing `qnap` registry fails the pull.
 pub fn check_source(source: &Source) -> Result<(), Error> {
     match source {
-        Source::Dockerhub => Ok(()),
-        other => images::resolve(other).map(|_| ()),
+        Source::Private(_) => images::resolve(source).map(|_| ()),
+        Source::Dockerhub | Source::Qnap => Ok(()),
     }
 }
 

@@ -101,9 +101,11 @@ impl Category for ImageDownload {
     fn validate(p: &Object<Params>) -> Result<(), Error> {
         let request = pull_request(&p.0)?;
         // An unknown registry name is a 400 now, not a failed task later.
+        // `qnap` is not asked (the seed's LXC bodies use it and must
+        // validate); a missing `qnap` registry fails the pull instead.
         match &request.source {
-            Source::Dockerhub => Ok(()),
-            other => images::resolve(other).map(|_| ()),
+            Source::Private(_) => images::resolve(&request.source).map(|_| ()),
+            Source::Dockerhub | Source::Qnap => Ok(()),
         }
     }
 
