@@ -235,11 +235,37 @@ async fn users_see_only_their_own_tasks() {
     assert_eq!(bob.delete("").await.body, serde_json::json!([]));
     // The admin deletes everyone's.
     assert_eq!(admin.delete("").await.body, serde_json::json!([a]));
+
+    // Events too: Bob's stream carries Bob's tasks only.
+    let resp = bob
+        .http()
+        .get(format!("{}/background/events", bob.api))
+        .send()
+        .await
+        .unwrap();
+    let mut events = SseReader::new(resp);
+    let hidden = alice.submit_ok("noop", "{}").await;
+    alice.wait_state(hidden, "completed").await;
+    let mine = bob.submit_ok("noop", "{}").await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, data) = tokio::time::timeout_at(deadline, events.next())
+            .await
+            .expect("bob's event in time")
+            .expect("stream open");
+        let t: Value = serde_json::from_str(&data).unwrap();
+        assert_eq!(t["user"], "bob", "bob saw {t}");
+        if t["id"] == mine && t["state"] == "completed" {
+            break;
+        }
+    }
 }
 
 #[tokio::test]
 async fn secrets_never_shown_logged_or_exported() {
-    let server = Server::start(Options::default().env("RUST_LOG", "info,stevedore=trace,tower_http=trace")).await;
+    let server =
+        Server::start(Options::default().env("RUST_LOG", "info,stevedore=trace,tower_http=trace"))
+            .await;
     let c = server.admin().await;
     const PW: &str = "Pa55-e2e-very-secret";
     const TOKEN: &str = "T0ken-e2e-very-secret";
@@ -569,4 +595,106 @@ async fn sigterm_stops_gracefully_with_an_sse_client_connected() {
     );
     assert!(started.elapsed() < Duration::from_secs(10));
     assert!(events.next().await.is_none(), "the stream ends");
+}
+
+#[tokio::test]
+async fn misbehaving_plugins_fail_their_task_not_the_server() {
+    let config = "[plugins]\ncpu_budget_ms = 300\nmemory_mb = 32\n";
+    let server = Server::start(
+        Options::with_plugins(&["noop", "trap", "spin", "memory_bomb"]).config(config),
+    )
+    .await;
+    let c = server.admin().await;
+    let trap = c.submit_ok("trap", "{}").await;
+    let spin = c.submit_ok("spin", "{}").await;
+    let bomb = c.submit_ok("memory_bomb", "{}").await;
+    // A trap is the plugin's own failure (1); budgets exceeded are 5.
+    for (id, code) in [(trap, 1), (spin, 5), (bomb, 5)] {
+        let t = c
+            .wait_until(id, Duration::from_secs(60), |t| t["state"] == "error")
+            .await
+            .unwrap_or_else(|last| panic!("task {id} did not fail: {last:?}"));
+        assert_eq!(t["result"], code, "{t}");
+        assert!(!t["detail_state"].as_str().unwrap().is_empty(), "{t}");
+    }
+    // A plugin that spins in validate: the submit is refused, as JSON, in bounded time.
+    let started = std::time::Instant::now();
+    let a = c.submit("spin", r#"{"in_validate": true}"#).await;
+    assert!(a.status == 503 || a.status == 400, "{:?}", a);
+    a.assert_error(a.status, None);
+    assert!(started.elapsed() < Duration::from_secs(10));
+    // The server still serves and runs tasks.
+    let ok = c.submit_ok("noop", "{}").await;
+    assert_eq!(c.wait_state(ok, "completed").await["result"], 0);
+    assert_eq!(
+        c.list(None).await.len(),
+        4,
+        "the refused submit stored nothing"
+    );
+}
+
+#[tokio::test]
+async fn an_ungranted_plugin_is_a_startup_error_naming_the_interface() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    std::fs::copy(
+        stevedore_e2e::plugin_file("ungranted").expect("ungranted.wasm built"),
+        plugins.join("ungranted.wasm"),
+    )
+    .unwrap();
+    let out = std::process::Command::new(stevedore_e2e::binary())
+        .arg("serve")
+        .env("STEVEDORE_DATA_DIR", dir.path().join("data"))
+        .env("STEVEDORE_PLUGINS_DIR", &plugins)
+        .env("STEVEDORE_ADMIN_PASSWORD", "x")
+        .env("DOCKER_HOST", "unix:///nonexistent.sock")
+        .env(
+            "STEVEDORE_LISTEN",
+            format!("127.0.0.1:{}", stevedore_e2e::free_port()),
+        )
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("ungranted") && err.contains("containers"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn per_category_limits_hold_tasks_waiting() {
+    let config = "[queue]\nworkers = 4\n[queue.limits]\nsleepy = 1\n";
+    let server = Server::start(Options::with_plugins(&["noop", "sleepy"]).config(config)).await;
+    let c = server.admin().await;
+    let first = c.submit_ok("sleepy", r#"{"seconds": 2}"#).await;
+    let second = c.submit_ok("sleepy", r#"{"seconds": 1}"#).await;
+    c.wait_state(first, "running").await;
+    // Other categories are not held back by the sleepy limit.
+    let n = c.submit_ok("noop", "{}").await;
+    c.wait_state(n, "completed").await;
+    let t = c.task(second).await.unwrap();
+    assert_eq!(t["state"], "waiting", "limit 1: {t}");
+    // Progress and detail of the running one are visible while it runs.
+    let running = c
+        .wait_until(first, Duration::from_secs(10), |t| {
+            t["progress"].as_i64().unwrap_or(0) > 0 && t["state"] == "running"
+        })
+        .await
+        .expect("progress while running");
+    assert!(
+        running["detail_state"]
+            .as_str()
+            .unwrap()
+            .contains("waiting"),
+        "{running}"
+    );
+    c.wait_state(first, "completed").await;
+    let s = c.wait_state(second, "completed").await;
+    let f = c.task(first).await.unwrap();
+    assert!(
+        s["start"].as_i64().unwrap() >= f["end"].as_i64().unwrap(),
+        "one at a time"
+    );
 }
