@@ -18,7 +18,16 @@ use crate::queue::{Executor, Queue, SqliteStore};
 pub async fn run() -> anyhow::Result<()> {
     init_tracing();
     let config = Config::load()?;
-    serve(config, shutdown_signal()).await
+    let signal = async {
+        shutdown_signal().await;
+        // A second signal while shutting down (tasks given their grace) exits at once.
+        tokio::spawn(async {
+            shutdown_signal().await;
+            eprintln!("stevedore: second signal, exiting now");
+            std::process::exit(130);
+        });
+    };
+    serve(config, signal).await
 }
 
 /// Logs to stderr; `RUST_LOG` filters (default `info`).
