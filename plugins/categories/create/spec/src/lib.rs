@@ -26,6 +26,10 @@
 //!   number), at least 64m. Empty strings, `null` and absent fields mean "unset".
 //! - `volume.host` keys are paths under the share root (`/Public` is the
 //!   share's `Public` folder); they reach the host without the leading `/`.
+//! - `volume.new` is a list of paths (or an object keyed by path, as the
+//!   engine's inspect shows volumes); a path that a `volume.host` folder is
+//!   bound to, or that is listed twice, gets no volume of its own. Two host
+//!   folders bound to one path are refused.
 //! - Docker-only fields (`privileged`, `entrypoint`, `command`, `user`,
 //!   `working_dir`, `environment`, `links`, `network.dns`,
 //!   `network.expose_port`, `volume.container`, `volume.new`) are refused
@@ -189,9 +193,10 @@ pub struct Volume {
     /// Containers whose volumes to mount (docker).
     #[serde(default)]
     pub container: Option<Vec<String>>,
-    /// New anonymous volumes, by path inside the container (docker).
+    /// New anonymous volumes, by path inside the container (docker): a list,
+    /// or an object whose keys are the paths (as the engine's inspect shows them).
     #[serde(default)]
-    pub new: Option<Vec<String>>,
+    pub new: Option<Value>,
 }
 
 /// One `volume.host` entry.
@@ -739,14 +744,36 @@ pub fn plan(p: &CreateParams) -> Result<Plan, Error> {
         volumes_from.push(c.clone());
     }
     docker_only("volume.container", !volumes_from.is_empty())?;
-    let mut new_volumes = Vec::new();
-    for (i, path) in vol.new.iter().flatten().enumerate() {
-        let field = format!("volume.new[{i}]");
-        check::container_path(&field, path)?;
-        if !mounted.insert(path.trim_end_matches('/').to_string()) {
-            return Err(Error::invalid(&field, format!("{path} is mounted twice")));
+    // (field, path); the path is None when the entry is not a string.
+    let new_paths: Vec<(String, Option<&str>)> = match &vol.new {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (format!("volume.new[{i}]"), v.as_str()))
+            .collect(),
+        Some(Value::Object(map)) => map
+            .keys()
+            .map(|k| (format!("volume.new.{k}"), Some(k.as_str())))
+            .collect(),
+        Some(_) => {
+            return Err(Error::invalid(
+                "volume.new",
+                "must be a list of paths inside the container",
+            ))
         }
-        new_volumes.push(path.clone());
+    };
+    let mut new_volumes = Vec::new();
+    for (field, path) in new_paths {
+        let path =
+            path.ok_or_else(|| Error::invalid(&field, "must be a path inside the container"))?;
+        check::container_path(&field, path)?;
+        // A path a host folder is bound to needs no volume of its own (an
+        // image's VOLUME that a bind covers is recorded this way), and a
+        // path listed twice is one volume.
+        if mounted.insert(path.trim_end_matches('/').to_string()) {
+            new_volumes.push(path.to_string());
+        }
     }
     docker_only("volume.new", !new_volumes.is_empty())?;
 

@@ -489,11 +489,28 @@ fn volume_fields_are_checked() {
         message(docker(json!({"volume": {"new": ["data"]}}))),
         "volume.new[0]: must be an absolute path inside the container"
     );
+    let p = plan_of(docker(
+        json!({"volume": {"host": {"/A": {"bind": "/data"}}, "new": ["/data/", "/cache", "/cache"]}}),
+    ))
+    .unwrap();
     assert_eq!(
-        message(docker(
-            json!({"volume": {"host": {"/A": {"bind": "/data"}}, "new": ["/data"]}})
-        )),
-        "volume.new[0]: /data is mounted twice"
+        p.spec.new_volumes,
+        ["/cache"],
+        "bound and repeated paths need no new volume"
+    );
+    let p = plan_of(docker(json!({"volume": {"new": {"/a": {}, "/b": {}}}}))).unwrap();
+    assert_eq!(p.spec.new_volumes, ["/a", "/b"]);
+    assert_eq!(
+        message(docker(json!({"volume": {"new": [1]}}))),
+        "volume.new[0]: must be a path inside the container"
+    );
+    assert_eq!(
+        message(docker(json!({"volume": {"new": "/data"}}))),
+        "volume.new: must be a list of paths inside the container"
+    );
+    assert_eq!(
+        message(docker(json!({"volume": {"new": {"data": {}}}}))),
+        "volume.new.data: must be an absolute path inside the container"
     );
 }
 
