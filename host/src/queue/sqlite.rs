@@ -131,7 +131,29 @@ impl SqliteStore {
     }
 
     /// Open with an explicit key instead of the key file.
+    ///
+    /// One process at a time: an exclusive lock on `<path>.lock`, held until
+    /// the store's writer has stopped, refuses a second server on the same
+    /// data (it would take the first one's running tasks for interrupted ones).
     pub fn open_with(path: PathBuf, secrets: SecretBox) -> anyhow::Result<Arc<Self>> {
+        let lock_path = PathBuf::from(format!("{}.lock", path.display()));
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .with_context(|| format!("opening {}", lock_path.display()))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => bail!(
+                "{} is in use by another stevedore process (lock {} is held)",
+                path.display(),
+                lock_path.display()
+            ),
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("locking {}", lock_path.display()))
+            }
+        }
         let mut conn =
             Connection::open(&path).with_context(|| format!("opening {}", path.display()))?;
         let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
@@ -146,7 +168,11 @@ impl SqliteStore {
         let (tx, rx) = mpsc::channel();
         let writer = std::thread::Builder::new()
             .name("stevedore-db-writer".into())
-            .spawn(move || writer_loop(conn, secrets, rx))
+            .spawn(move || {
+                writer_loop(conn, secrets, rx);
+                // The lock goes when the last write is done.
+                drop(lock);
+            })
             .context("starting the database writer thread")?;
         Ok(Arc::new(Self {
             path,
@@ -879,6 +905,20 @@ mod tests {
             store.insert(new_task("a", "u", None)).await.is_err(),
             "closed store refuses writes"
         );
+    }
+
+    #[tokio::test]
+    async fn one_process_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = SqliteStore::open_in(dir.path()).unwrap();
+        let err = SqliteStore::open_in(dir.path()).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("in use by another stevedore"),
+            "{err:#}"
+        );
+        first.close().await.unwrap();
+        let again = SqliteStore::open_in(dir.path()).unwrap();
+        again.close().await.unwrap();
     }
 
     #[test]
