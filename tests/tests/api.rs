@@ -229,7 +229,12 @@ async fn users_see_only_their_own_tasks() {
     assert_eq!(alice.list(None).await[0]["user"], "alice");
 
     // Bob can neither delete Alice's task by id nor through the bulk forms.
-    bob.delete(&a.to_string()).await.assert_error(404, None);
+    bob.delete(&a.to_string())
+        .await
+        .assert_error(403, Some("not_yours"));
+    bob.delete("999999")
+        .await
+        .assert_error(404, Some("unknown_task"));
     assert_eq!(bob.delete("noop").await.body, serde_json::json!([b]));
     assert_eq!(ids(alice.list(None).await), vec![a]);
     assert_eq!(bob.delete("").await.body, serde_json::json!([]));

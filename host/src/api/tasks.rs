@@ -6,6 +6,7 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::Json;
 use futures::{Stream, StreamExt};
@@ -15,7 +16,7 @@ use tokio_stream::wrappers::BroadcastStream;
 
 use super::session::CurrentUser;
 use super::{body_error, AppError, AppState};
-use crate::queue::{DeleteSelector, Task};
+use crate::queue::{DeleteSelector, QueueError, Task, Viewer};
 
 /// `?category=` of `GET background/` and `GET background/events`.
 #[derive(Debug, Default, Deserialize)]
@@ -136,8 +137,26 @@ pub async fn delete_one(
 ) -> Result<Json<Vec<i64>>, AppError> {
     let Path(target) = target.map_err(path_error)?;
     let selector = selector_of(&target)?;
-    let ids = state.queue.delete(&user.viewer(), selector).await?;
-    Ok(Json(ids))
+    let viewer = user.viewer();
+    match state.queue.delete(&viewer, selector).await {
+        Ok(ids) => Ok(Json(ids)),
+        // Another user's task: 403 (the contract's "not yours"), not 404.
+        Err(QueueError::NotFound(id)) if !viewer.is_admin => {
+            let admin = Viewer {
+                user: String::new(),
+                is_admin: true,
+            };
+            match state.queue.get(&admin, id).await {
+                Ok(_) => Err(AppError::new(
+                    StatusCode::FORBIDDEN,
+                    "not_yours",
+                    format!("task {id} belongs to another user"),
+                )),
+                Err(_) => Err(QueueError::NotFound(id).into()),
+            }
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Map a path segment to a [`DeleteSelector`].

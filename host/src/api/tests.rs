@@ -323,7 +323,7 @@ async fn submit_list_delete_and_visibility() {
             "",
         )
         .await;
-    assert_error(s, &b, StatusCode::NOT_FOUND, "unknown_task");
+    assert_error(s, &b, StatusCode::FORBIDDEN, "not_yours");
 
     // Cancel a running deletable task.
     h.wait_state(&bob, bob_id, "running").await;
