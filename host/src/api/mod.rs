@@ -5,6 +5,27 @@
 //! Every error, including axum's own rejections (unknown path, wrong method,
 //! body too large) and a panic in a handler, is answered as JSON by
 //! [`AppError`]'s shape.
+//!
+//! | method and path (after a prefix) | answer |
+//! |---|---|
+//! | `POST login` (form fields `username`, `password`; a JSON object also works) | `{"username","isAdmin","anonymous":false,"logintime"}` + cookie `stevedore_sid` (HttpOnly, SameSite=Lax) |
+//! | `GET login_refresh` | the same object; the session's expiry moves forward |
+//! | `PUT logout` | `{"logout":true,"username":...}`; the cookie is cleared (idempotent) |
+//! | `POST background/{category}` (JSON body whatever the Content-Type) | the new task, `waiting` |
+//! | `GET background/` (`?category=`) | the caller's tasks (an admin's: all), by id |
+//! | `DELETE background/` | ids of the caller's finished tasks, deleted |
+//! | `DELETE background/{id}` / `DELETE background/{category}` | ids deleted (a numeric segment is an id) |
+//! | `GET background/events` (`?category=`) | Server-Sent Events: `event: task`, `id: <task id>`, `data: <task JSON>` per change; `event: lagged` if the client fell behind |
+//! | `GET /metrics` (no session) | Prometheus text |
+//!
+//! Error `reason`s: `invalid_json`, `wrong_type` (body not an object/array),
+//! `invalid_params` (the plugin's `validate`; the message names the field),
+//! `missing_field`/`invalid_form` (login), `bad_credentials`, `not_logged_in`,
+//! `too_many_attempts` (429 with `Retry-After`), `not_yours` (403),
+//! `unknown_task`, `unknown_category`, `unknown_path` (404),
+//! `method_not_allowed` (405), `conflict` (409), `body_too_large` (413),
+//! `plugin_failed` (503: the plugin trapped or ran out of budget in `validate`),
+//! `internal` (500; details only in the log).
 
 pub mod error;
 pub mod session;
