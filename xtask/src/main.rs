@@ -26,7 +26,7 @@ const USAGE: &str = "usage: cargo xtask <command>
   build-plugins                  build plugins/ into target/plugins/*.wasm
   test [ARGS] [-- TEST-ARGS]     build plugins, start test services, run all tests
   run [-- SERVE-ARGS]            start an engine if needed, build plugins, serve
-  bench [ARGS] [-- BENCH-ARGS]   build plugins, start test services, cargo bench
+  bench [ARGS] [-- BENCH-ARGS]   build plugins, start test services, cargo bench (stevedore, stevedore-e2e)
   services start|stop|status|env the test services by hand
   stop-engine                    stop the Docker engine `run` started
   install                        install every Debian package the tasks use";
@@ -142,7 +142,8 @@ fn bench(extra: &[String]) -> Result<()> {
     let packages: &[&str] = if picks_packages(extra) {
         &[]
     } else {
-        &["-p", "stevedore"]
+        // The host's benches and the end-to-end ones against Docker.
+        &["-p", "stevedore", "-p", "stevedore-e2e"]
     };
     let lease = services::Lease::acquire()?;
     let result = run_ok(

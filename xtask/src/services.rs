@@ -2,9 +2,11 @@
 //! registry (also the engine's mirror, seeded with a busybox image) and a
 //! registry with htpasswd auth.
 //!
-//! State lives in `target/services/`, sockets in `/run/stevedore-test/`.
-//! Several xtask runs may share the services: each holds a lease
-//! (`target/services/leases/<pid>`), and the last one to finish stops them.
+//! Data and logs live in `target/services/` of the tree that started them;
+//! sockets, pidfiles, the lock and the leases in `/run/stevedore-test/`, since
+//! the ports and the socket are the machine's. Several xtask runs (from any
+//! clone) may share the services: each holds a lease
+//! (`/run/stevedore-test/leases/<pid>`), and the last one to finish stops them.
 
 use crate::install;
 use crate::util::{
@@ -75,16 +77,22 @@ impl Engine {
         format!("unix://{}", self.socket.display())
     }
 
-    /// The pid of our running dockerd, if any.
+    /// The pid of the dockerd serving our socket, if any: from the pidfile,
+    /// else (pidfile lost) the process whose command line names the socket.
     fn pid(&self) -> Option<u32> {
-        let pid: u32 = fs::read_to_string(&self.pidfile)
-            .ok()?
-            .trim()
-            .parse()
-            .ok()?;
-        let sock = self.socket.to_string_lossy();
-        (alive(pid) && cmdline(pid).is_some_and(|c| c.contains("dockerd") && c.contains(&*sock)))
-            .then_some(pid)
+        let host = format!("--host {}", self.docker_host());
+        let ours = |pid: u32| {
+            alive(pid)
+                && cmdline(pid).is_some_and(|c| {
+                    c.split(' ').next().is_some_and(|a| a.ends_with("dockerd")) && c.contains(&host)
+                })
+        };
+        let from_file = fs::read_to_string(&self.pidfile)
+            .ok()
+            .and_then(|s| s.trim().parse().ok());
+        from_file
+            .filter(|pid| ours(*pid))
+            .or_else(|| pids_matching(&host).into_iter().find(|pid| ours(*pid)))
     }
 
     pub fn running(&self) -> bool {
@@ -263,7 +271,7 @@ pub fn test_engine() -> Engine {
         socket: PathBuf::from(RUN_DIR).join("docker.sock"),
         data_root: state.join("data"),
         exec_root: PathBuf::from(RUN_DIR).join("exec"),
-        pidfile: state.join("dockerd.pid"),
+        pidfile: PathBuf::from(RUN_DIR).join("dockerd.pid"),
         log: state.join("dockerd.log"),
         config: state.join("daemon.json"),
         bridge: Some((BRIDGE, BRIDGE_CIDR)),
@@ -303,22 +311,28 @@ impl Registry {
     }
 
     fn pidfile(&self) -> PathBuf {
-        self.dir().join("registry.pid")
+        PathBuf::from(RUN_DIR).join(format!("{}.pid", self.name))
     }
 
     fn log(&self) -> PathBuf {
         self.dir().join("registry.log")
     }
 
+    /// The pid of the running registry: from the pidfile, else the process
+    /// serving a config of this name (from any clone).
     fn pid(&self) -> Option<u32> {
-        let pid: u32 = fs::read_to_string(self.pidfile())
-            .ok()?
-            .trim()
-            .parse()
-            .ok()?;
-        let config = self.config().to_string_lossy().into_owned();
-        (alive(pid) && cmdline(pid).is_some_and(|c| c.contains("registry") && c.contains(&config)))
-            .then_some(pid)
+        let config = format!("/{}/config.yml", self.name);
+        let ours = |pid: u32| {
+            alive(pid)
+                && cmdline(pid)
+                    .is_some_and(|c| c.contains("docker-registry serve") && c.ends_with(&config))
+        };
+        let from_file = fs::read_to_string(self.pidfile())
+            .ok()
+            .and_then(|s| s.trim().parse().ok());
+        from_file
+            .filter(|pid| ours(*pid))
+            .or_else(|| pids_matching(&config).into_iter().find(|pid| ours(*pid)))
     }
 
     fn answers(&self) -> bool {
@@ -472,14 +486,14 @@ fn seed_busybox(engine: &Engine) -> Result<()> {
 // ---- leases and the whole set ----------------------------------------------
 
 fn lock() -> Result<File> {
-    fs::create_dir_all(state_dir())?;
-    let f = File::create(state_dir().join("lock"))?;
-    f.lock().context("locking target/services/lock")?;
+    fs::create_dir_all(RUN_DIR)?;
+    let f = File::create(PathBuf::from(RUN_DIR).join("lock"))?;
+    f.lock().context("locking /run/stevedore-test/lock")?;
     Ok(f)
 }
 
 fn leases_dir() -> PathBuf {
-    state_dir().join("leases")
+    PathBuf::from(RUN_DIR).join("leases")
 }
 
 /// Live leases other than `except`; drops the ones of dead processes.
@@ -633,14 +647,14 @@ fn status() {
             r.log().display()
         );
     }
-    println!(
-        "busybox seed   {}",
-        if busybox_seeded() {
-            "present"
-        } else {
-            "absent"
-        }
-    );
+    let seed = if !REGISTRIES[0].answers() {
+        "unknown (registry stopped)"
+    } else if busybox_seeded() {
+        "present"
+    } else {
+        "absent"
+    };
+    println!("busybox seed   {seed}");
     let leases = other_leases(None);
     println!(
         "leases         {}",

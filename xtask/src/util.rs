@@ -175,6 +175,7 @@ pub fn alive(pid: u32) -> bool {
 
 pub fn cmdline(pid: u32) -> Option<String> {
     let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let raw = raw.strip_suffix(&[0]).unwrap_or(&raw);
     Some(
         raw.split(|b| *b == 0)
             .map(|a| String::from_utf8_lossy(a).into_owned())
