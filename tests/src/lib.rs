@@ -220,6 +220,11 @@ impl Server {
         server
     }
 
+    /// The server process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// The data folder.
     pub fn data_dir(&self) -> PathBuf {
         self.root.path().join("data")

@@ -64,11 +64,13 @@ impl Output {
             .map_err(|e| self.io_error(e))?;
         let (tx, rx) = std::sync::mpsc::sync_channel::<Bytes>(QUEUE);
         let writer = tokio::task::spawn_blocking(move || -> std::io::Result<u64> {
-            let buffered = std::io::BufWriter::with_capacity(1 << 20, file);
+            // Chunks arrive in large reads already: write them as they are,
+            // and buffer only the compressor's small output pieces.
             let mut sink: Box<dyn Write> = if gzip {
+                let buffered = std::io::BufWriter::with_capacity(1 << 20, file);
                 Box::new(GzEncoder::new(buffered, flate2::Compression::default()))
             } else {
-                Box::new(buffered)
+                Box::new(file)
             };
             sink.write_all(&prefix)?;
             for chunk in rx {

@@ -561,8 +561,20 @@ impl Runtime for DockerRuntime {
         }
         cx.reporter
             .progress(-1, &format!("saving {} to {path}", references.join(", ")));
-        let names: Vec<&str> = references.iter().map(String::as_str).collect();
-        let stream = self.api.export_images(&names).map(|r| r.map_err(engine));
+        let names: Vec<String> = references
+            .iter()
+            .map(|r| format!("names={}", query(r)))
+            .collect();
+        let response = self
+            .raw
+            .send(
+                Method::GET,
+                &format!("/images/get?{}", names.join("&")),
+                &[],
+                raw::empty(),
+            )
+            .await?;
+        let stream = response.bytes();
         let size = output.write(Vec::new(), stream, gzip).await?;
         output.commit()?;
         cx.reporter
@@ -685,10 +697,16 @@ impl Runtime for DockerRuntime {
         );
         cx.reporter
             .progress(-1, &format!("exporting {container} to {path}"));
-        let stream = self
-            .api
-            .export_container(&container)
-            .map(|r| r.map_err(engine));
+        let response = self
+            .raw
+            .send(
+                Method::GET,
+                &format!("/containers/{}/export", query(&container)),
+                &[],
+                raw::empty(),
+            )
+            .await?;
+        let stream = response.bytes();
         let size = output.write(entry, stream, gzip).await?;
         output.commit()?;
         cx.reporter

@@ -18,6 +18,9 @@ use crate::runtime::Error;
 /// Engine API version spoken (Docker Engine 20.10 and later).
 pub const API_VERSION: &str = "v1.41";
 
+/// Bytes read from the engine socket at a time.
+const READ_BUFFER: usize = 256 << 10;
+
 /// A request body.
 pub type Body = BoxBody<Bytes, std::io::Error>;
 
@@ -68,7 +71,10 @@ impl RawClient {
                 self.socket.display()
             ))
         })?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        // Large reads: a save or export moves hundreds of MiB through here.
+        let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
+            .read_buf_exact_size(Some(READ_BUFFER))
+            .handshake(TokioIo::new(stream))
             .await
             .map_err(|e| Error::Runtime(format!("Docker engine handshake: {e}")))?;
         let conn = ConnGuard(tokio::spawn(async move {

@@ -1,0 +1,182 @@
+//! Stevedore against the docker CLI on the same engine, in the same run
+//! (issue 4's benchmark). Run with `cargo xtask bench` (it starts the test
+//! engine and registry and builds the plugins), or with the services up:
+//! `cargo bench -p stevedore-e2e --bench docker_vs_cli`.
+//!
+//! Prints, as medians of `ROUNDS` alternating runs:
+//! - `image_export` of a 512 MiB image vs `docker save -o` (target ≤ 1.10);
+//! - compressed vs `docker save | gzip` (target ≤ 1.00);
+//! - `image_download` from the loopback registry vs `docker pull` (target ≤ 1.10);
+//! - the server's peak RSS over the whole run (target ≤ 64 MiB).
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use stevedore_e2e::{Client, Options, Server};
+
+const ROUNDS: usize = 3;
+const IMAGE: &str = "stevedore-bench:512";
+
+fn sh(script: &str) {
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "{script}");
+}
+
+fn timed(script: &str) -> Duration {
+    let started = Instant::now();
+    sh(script);
+    started.elapsed()
+}
+
+async fn task(c: &Client, category: &str, body: &str) -> Duration {
+    let started = Instant::now();
+    let id = c.submit_ok(category, body).await;
+    let t = c
+        .wait_until(id, Duration::from_secs(600), |t| {
+            t["state"] == "completed" || t["state"] == "error"
+        })
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    assert_eq!(t["state"], "completed", "{t}");
+    took
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// A 512 MiB image: 256 MiB of random bytes and 256 MiB of text, as real
+/// layers mix compressible and incompressible data.
+fn make_image(dir: &std::path::Path) {
+    let root = dir.join("rootfs");
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
+    sh(&format!(
+        "head -c 268435456 /dev/urandom > {}/random.bin",
+        root.display()
+    ));
+    sh(&format!("yes 'stevedore moves containers around, line after line of text' | head -c 268435456 > {}/text.txt", root.display()));
+    sh(&format!(
+        "tar -C {} -c . | docker import - {IMAGE}",
+        root.display()
+    ));
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+fn status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Samples the server's resident set every 10 ms while alive; returns the maximum seen.
+fn sample_rss(
+    pid: u32,
+) -> (
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+    std::thread::JoinHandle<u64>,
+) {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    let handle = std::thread::spawn(move || {
+        let mut peak = 0;
+        while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+            peak = peak.max(status_kib(pid, "VmRSS:"));
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        peak
+    });
+    (stop, handle)
+}
+
+#[tokio::main]
+async fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        println!("docker_vs_cli: bench");
+        return;
+    }
+    let registry = std::env::var("STEVEDORE_TEST_REGISTRY").expect("run with `cargo xtask bench`");
+    let work = tempfile::tempdir().unwrap();
+    make_image(work.path());
+    let config = format!("[registries.local]\nurl = \"http://{registry}\"\n");
+    let server = Server::start(
+        Options::with_plugins(&["image_export", "image_download"])
+            .test_engine()
+            .config(&config),
+    )
+    .await;
+    let c = server.admin().await;
+    let share = server.data_dir().join("share");
+    std::fs::create_dir_all(share.join("bench")).unwrap();
+    let out = share.join("bench");
+
+    let pid = server.pid().unwrap();
+    let idle = status_kib(pid, "VmRSS:");
+    let (stop, sampler) = sample_rss(pid);
+    let (mut ours, mut theirs, mut ours_gz, mut theirs_gz) = (vec![], vec![], vec![], vec![]);
+    for round in 0..ROUNDS {
+        theirs.push(timed(&format!(
+            "docker save -o {}/cli-{round}.tar {IMAGE}",
+            out.display()
+        )));
+        ours.push(
+            task(
+                &c,
+                "image_export",
+                &format!(
+                    r#"{{"image":"stevedore-bench","tag":"512","path":"bench/ours-{round}.tar"}}"#
+                ),
+            )
+            .await,
+        );
+        theirs_gz.push(timed(&format!(
+            "docker save {IMAGE} | gzip > {}/cli-{round}.tgz",
+            out.display()
+        )));
+        ours_gz.push(task(&c, "image_export", &format!(r#"{{"image":"stevedore-bench","tag":"512","path":"bench/ours-{round}.tgz","compress":true}}"#)).await);
+        sh(&format!("rm -f {}/*", out.display()));
+    }
+
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let export_peak = sampler.join().unwrap();
+
+    // Pulls start from an engine without the image's layers.
+    let remote = format!("{registry}/bench/big:1");
+    sh(&format!(
+        "docker tag {IMAGE} {remote} && docker push {remote} && docker rmi {remote} {IMAGE}"
+    ));
+    let (mut pull_ours, mut pull_theirs) = (vec![], vec![]);
+    for _ in 0..ROUNDS {
+        pull_theirs.push(timed(&format!("docker pull {remote}")));
+        sh(&format!("docker rmi {remote}"));
+        pull_ours.push(
+            task(&c, "image_download", r#"{"type":"docker","repository":"private","registry_name":"local","image":"bench/big","tag":"1"}"#).await,
+        );
+        sh(&format!("docker rmi {remote}"));
+    }
+    let lifetime_peak = status_kib(pid, "VmHWM:");
+
+    let ratio = |a: &[Duration], b: &[Duration]| {
+        median(a.to_vec()).as_secs_f64() / median(b.to_vec()).as_secs_f64()
+    };
+    println!("image_export 512 MiB:        stevedore {:>7.2?}  docker save -o       {:>7.2?}  ratio {:.3} (target <= 1.10)", median(ours.clone()), median(theirs.clone()), ratio(&ours, &theirs));
+    println!("image_export 512 MiB, gzip:  stevedore {:>7.2?}  docker save | gzip   {:>7.2?}  ratio {:.3} (target <= 1.00)", median(ours_gz.clone()), median(theirs_gz.clone()), ratio(&ours_gz, &theirs_gz));
+    println!("image_download 512 MiB:      stevedore {:>7.2?}  docker pull          {:>7.2?}  ratio {:.3} (target <= 1.10)", median(pull_ours.clone()), median(pull_theirs.clone()), ratio(&pull_ours, &pull_theirs));
+    println!(
+        "server RSS: {:.1} MiB idle, peak {:.1} MiB during the exports (target <= 64 MiB), {:.1} MiB peak over its life (start-up compiles plugins)",
+        idle as f64 / 1024.0,
+        export_peak as f64 / 1024.0,
+        lifetime_peak as f64 / 1024.0
+    );
+}
