@@ -4,7 +4,8 @@
 //! - `throughput`: tasks/s from `submit` to `completed` (as stored and
 //!   announced), 64 concurrent submitters. Target: ≥ 3000 tasks/s.
 //! - `list_10k`: `Queue::list` (admin, all tasks) with 10,000 tasks stored;
-//!   p99 over many samples, with and without JSON encoding. Target: ≤ 50 ms.
+//!   p99 over many samples, with and without JSON encoding, and while tasks
+//!   stream through the queue. Target: ≤ 50 ms.
 //!
 //! Run: `cargo bench -p stevedore --bench queue_throughput`
 //! (`STEVEDORE_BENCH_WORKERS=4,16,64` picks the worker totals measured;
@@ -50,23 +51,24 @@ async fn start(dir: &std::path::Path, workers: usize) -> Arc<Queue> {
 /// Submit `n` tasks from [`SUBMITTERS`] concurrent callers and wait until
 /// every one is completed. Returns the elapsed time.
 async fn submit_and_drain(q: &Arc<Queue>, n: usize) -> Duration {
+    submit_and_drain_as(q, n, "user").await
+}
+
+/// [`submit_and_drain`] with the submitters named `{prefix}0`, `{prefix}1`, ...
+async fn submit_and_drain_as(q: &Arc<Queue>, n: usize, prefix: &str) -> Duration {
     let mut rx = q.subscribe();
     let t0 = Instant::now();
     let mut handles = Vec::with_capacity(SUBMITTERS);
     for s in 0..SUBMITTERS {
         let q = q.clone();
+        let user = format!("{prefix}{s}");
         let count = n / SUBMITTERS + usize::from(s < n % SUBMITTERS);
         handles.push(tokio::spawn(async move {
             let mut ids = Vec::with_capacity(count);
             let params =
                 serde_json::json!({"image": "busybox", "tag": "latest", "token": "secret"});
             for _ in 0..count {
-                ids.push(
-                    q.submit(&format!("user{s}"), NOOP_CATEGORY, &params)
-                        .await
-                        .unwrap()
-                        .id,
-                );
+                ids.push(q.submit(&user, NOOP_CATEGORY, &params).await.unwrap().id);
             }
             ids
         }));
@@ -204,6 +206,48 @@ fn list_10k(c: &mut Criterion) {
         TASKS / SUBMITTERS,
         o.p50,
         o.p99
+    );
+
+    // The same while tasks stream through the queue (writes compete with reads).
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let (q, stop) = (q.clone(), stop.clone());
+        rt.spawn(async move {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                submit_and_drain_as(&q, 256, "load").await;
+                n += 256;
+                // Clients delete what is done: the table stays near its size.
+                for s in 0..SUBMITTERS {
+                    let v = Viewer {
+                        user: format!("load{s}"),
+                        is_admin: false,
+                    };
+                    q.delete(&v, stevedore::queue::DeleteSelector::AllFinished)
+                        .await
+                        .unwrap();
+                }
+            }
+            n
+        })
+    };
+    let mut loaded = Vec::with_capacity(SAMPLES / 2);
+    let t_load = Instant::now();
+    for _ in 0..SAMPLES / 2 {
+        let t0 = Instant::now();
+        let tasks = rt.block_on(q.list(&admin(), None)).unwrap();
+        loaded.push(t0.elapsed());
+        assert!(tasks.len() >= TASKS && tasks.len() <= TASKS + 256);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let streamed = rt.block_on(load).unwrap();
+    let l = latency(&loaded);
+    println!(
+        "SUMMARY list {TASKS}(+≤256) tasks while {:.0} tasks/s stream through (submitted, completed, deleted): p50 {:.2?} p99 {:.2?} max {:.2?}",
+        streamed as f64 / t_load.elapsed().as_secs_f64(),
+        l.p50,
+        l.p99,
+        l.max
     );
 
     let mut g = c.benchmark_group("queue_list");
