@@ -111,6 +111,11 @@ impl Inner {
         Ok(inner)
     }
 
+    /// Let the dispatcher and the flusher end (and with them their hold on `self`).
+    pub(super) fn stop_dispatching(&self) {
+        self.stop.cancel();
+    }
+
     pub(super) fn store(&self) -> &Arc<dyn TaskStore> {
         &self.store
     }

@@ -183,6 +183,14 @@ impl Queue {
     }
 }
 
+impl Drop for Queue {
+    /// Without [`Queue::shutdown`]: stop claiming new work (runs in progress
+    /// still end and are recorded), so the store closes once they are done.
+    fn drop(&mut self) {
+        self.inner.stop_dispatching();
+    }
+}
+
 #[allow(dead_code)]
 fn _assert_send_sync(q: Arc<Queue>) -> Arc<dyn Send + Sync> {
     q

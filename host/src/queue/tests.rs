@@ -866,3 +866,53 @@ fn task_logs_check() {
     }
     println!("log check done");
 }
+
+/// Dropping the queue without `shutdown`: runs in progress end and are
+/// recorded, nothing new is claimed, and the store is released for the next
+/// start, which runs what waited.
+#[tokio::test]
+async fn dropping_the_queue_mid_run_then_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let exec = Arc::new(TestExec::default());
+    let (q, store) = start(dir.path(), exec.clone(), config(1, &[])).await;
+    let mut rx = q.subscribe();
+    let r = q.submit("u", "gate", &json!({})).await.unwrap().id;
+    wait_task(&q, r, |t| t.state == TaskState::Running).await;
+    let w = q.submit("u", "quick", &json!({})).await.unwrap().id;
+    drop(q);
+    exec.gate.add_permits(1);
+    let end = next_event(&mut rx, |t| t.id == r && t.state.is_finished()).await;
+    assert_eq!(end.state, TaskState::Completed);
+    assert_eq!(
+        store.get(r).await.unwrap().unwrap().state,
+        TaskState::Completed
+    );
+    assert_eq!(
+        store.get(w).await.unwrap().unwrap().state,
+        TaskState::Waiting
+    );
+    drop(store);
+
+    // The old store closes once nothing holds it; then the next start runs `w`.
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let store = loop {
+        match SqliteStore::open_in(dir.path()) {
+            Ok(s) => break s,
+            Err(e) => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "store never released: {e:#}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    let exec2 = Arc::new(TestExec::default());
+    let q = Queue::start(store, exec2.clone(), config(1, &[]))
+        .await
+        .unwrap();
+    wait_task(&q, w, |t| t.state == TaskState::Completed).await;
+    assert_eq!(exec.started_ids(), vec![r]);
+    assert_eq!(exec2.started_ids(), vec![w]);
+    q.shutdown().await;
+}
