@@ -139,8 +139,14 @@ async fn json_errors(req: Request, next: Next) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let started = Instant::now();
-    let resp = next.run(req).await;
+    let mut resp = next.run(req).await;
     let status = resp.status();
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        // The rest of the body is not read: close the connection so that a
+        // client does not send its next request on it.
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     crate::metrics::http_response(status.as_u16());
     tracing::debug!(%method, %path, status = status.as_u16(), ms = started.elapsed().as_secs_f64() * 1000.0, "request");
     if !(status.is_client_error() || status.is_server_error()) {
