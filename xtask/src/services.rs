@@ -194,7 +194,14 @@ impl Engine {
     /// Stop the engine (if it runs) and clean up after it.
     pub fn stop(&self) -> Result<()> {
         let exec = self.exec_root.to_string_lossy().into_owned();
+        let mut data_roots = vec![self.data_root.clone()];
         if let Some(pid) = self.pid() {
+            // It may have been started from another clone, with its data there.
+            let args = cmdline(pid).unwrap_or_default();
+            let mut args = args.split(' ');
+            if args.any(|a| a == "--data-root") {
+                data_roots.extend(args.next().map(PathBuf::from));
+            }
             let started = Instant::now();
             // dockerd stops its containers (2 s each at most) and containerd.
             if !terminate(pid, Duration::from_secs(40)) {
@@ -208,7 +215,9 @@ impl Engine {
                 terminate(pid, Duration::from_secs(5));
             }
         }
-        unmount_below(&[&self.data_root, &self.exec_root]);
+        let mut roots: Vec<&Path> = data_roots.iter().map(PathBuf::as_path).collect();
+        roots.push(&self.exec_root);
+        unmount_below(&roots);
         let _ = fs::remove_file(&self.socket);
         let _ = fs::remove_file(&self.pidfile);
         if let Some((bridge, _)) = self.bridge {
