@@ -298,9 +298,7 @@ impl Config {
         let listen_text = env("STEVEDORE_LISTEN")
             .or(file.listen.clone())
             .unwrap_or_else(|| DEFAULT_LISTEN.to_string());
-        let listen: SocketAddr = listen_text.parse().with_context(|| {
-            format!("listen: `{listen_text}` is not an address like 127.0.0.1:8080")
-        })?;
+        let listen = parse_listen(&listen_text)?;
         let data_dir = env("STEVEDORE_DATA_DIR")
             .map(PathBuf::from)
             .or(file.data_dir.clone())
@@ -447,6 +445,19 @@ pub fn parse_file(text: &str) -> anyhow::Result<FileConfig> {
     // toml's error names the key and shows the line, e.g.
     // "unknown field `wokers`, expected `workers` or `limits`".
     toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", e.to_string().trim_end()))
+}
+
+/// `127.0.0.1:8080`, `[::1]:8080`, or a host name with a port (`localhost:8080`).
+fn parse_listen(text: &str) -> anyhow::Result<SocketAddr> {
+    use std::net::ToSocketAddrs;
+    if let Ok(addr) = text.parse() {
+        return Ok(addr);
+    }
+    let bad = || format!("listen: `{text}` is not an address like 127.0.0.1:8080");
+    text.to_socket_addrs()
+        .with_context(bad)?
+        .next()
+        .with_context(bad)
 }
 
 /// `target/plugins` when run from the repository (it exists), else `<data>/plugins`.
@@ -598,6 +609,13 @@ create = ["task", "images", "containers"]
         )
         .unwrap();
         assert_eq!(c.share_root, PathBuf::from("/s"));
+        let c = Config::resolve(
+            FileConfig::default(),
+            env_of(&[("STEVEDORE_LISTEN", "localhost:9")]),
+        )
+        .unwrap();
+        assert_eq!(c.listen.port(), 9);
+        assert!(c.listen.ip().is_loopback());
     }
 
     #[test]
@@ -632,6 +650,7 @@ create = ["task", "images", "containers"]
             assert!(e.contains(want), "{want} not in {e}");
         };
         check("listen = \"nowhere\"", "listen");
+        check("listen = \"127.0.0.1\"", "listen");
         check("[queue]\nworkers = 0", "queue.workers");
         check(
             "[queue.limits]\nimage_download = 0",
