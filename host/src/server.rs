@@ -98,7 +98,9 @@ fn make_runtime(config: &Config) -> anyhow::Result<Arc<dyn crate::runtime::Runti
                 "no container engine: {e:#}; image and container calls will fail \
                  (set DOCKER_HOST to an engine's socket)"
             );
-            Ok(Arc::new(crate::runtime::Unavailable))
+            Ok(Arc::new(crate::runtime::Unavailable {
+                reason: format!("{e:#}"),
+            }))
         }
     }
 }

@@ -33,7 +33,12 @@ fn config_for(file: &Path) -> PluginConfig {
 /// `stevedore plugin check FILE`.
 pub async fn check(file: &Path) -> anyhow::Result<()> {
     let config = config_for(file);
-    let mut host = PluginHost::empty(&config, Arc::new(crate::runtime::Unavailable))?;
+    let mut host = PluginHost::empty(
+        &config,
+        Arc::new(crate::runtime::Unavailable {
+            reason: "`plugin check` runs nothing".into(),
+        }),
+    )?;
     let plugin = host.add_file(&config, &Granter::permissive(), file).await?;
     let d = &plugin.description;
     println!("{}: fits stevedore:plugin/category@0.1.0", file.display());

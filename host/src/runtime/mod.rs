@@ -35,17 +35,15 @@ pub struct CallContext {
 /// Result of a runtime operation.
 pub type RtResult<T> = Result<T, Error>;
 
-fn unsupported<T>(what: &str) -> RtResult<T> {
-    Err(Error::Other(format!(
-        "{what} is not supported by this runtime"
-    )))
-}
-
 /// A backend for the `images`, `containers` and `credentials` capabilities.
 /// Every method has a default that refuses, so a backend implements what it supports.
 #[async_trait]
 #[allow(unused_variables)]
 pub trait Runtime: Send + Sync {
+    /// The answer of every call this backend does not implement.
+    fn unsupported(&self, what: &str) -> Error {
+        Error::Other(format!("{what} is not supported by this runtime"))
+    }
     /// The registry a source maps to (empty: Docker Hub). Configuration
     /// only: no engine call, so it is allowed in `validate`.
     fn resolve_source(&self, source: &Source) -> RtResult<String> {
@@ -61,7 +59,7 @@ pub trait Runtime: Send + Sync {
     }
     /// Pull an image, reporting progress.
     async fn image_pull(&self, cx: &CallContext, req: PullRequest) -> RtResult<ImageInfo> {
-        unsupported("images.pull")
+        Err(self.unsupported("images.pull"))
     }
     /// Inspect an image.
     async fn image_inspect(
@@ -70,11 +68,11 @@ pub trait Runtime: Send + Sync {
         kind: RuntimeKind,
         reference: String,
     ) -> RtResult<ImageInfo> {
-        unsupported("images.inspect")
+        Err(self.unsupported("images.inspect"))
     }
     /// List images.
     async fn image_list(&self, cx: &CallContext, kind: RuntimeKind) -> RtResult<Vec<ImageInfo>> {
-        unsupported("images.list")
+        Err(self.unsupported("images.list"))
     }
     /// Remove an image; returns what was removed.
     async fn image_remove(
@@ -84,7 +82,7 @@ pub trait Runtime: Send + Sync {
         reference: String,
         force: bool,
     ) -> RtResult<Vec<String>> {
-        unsupported("images.remove")
+        Err(self.unsupported("images.remove"))
     }
     /// Tag an image.
     async fn image_tag(
@@ -94,7 +92,7 @@ pub trait Runtime: Send + Sync {
         repository: String,
         tag: String,
     ) -> RtResult<()> {
-        unsupported("images.tag")
+        Err(self.unsupported("images.tag"))
     }
     /// Push an image, reporting progress.
     async fn image_push(
@@ -105,7 +103,7 @@ pub trait Runtime: Send + Sync {
         registry: String,
         credential: Option<Credential>,
     ) -> RtResult<()> {
-        unsupported("images.push")
+        Err(self.unsupported("images.push"))
     }
     /// Save images to a file under the share root.
     async fn image_save(
@@ -116,11 +114,11 @@ pub trait Runtime: Send + Sync {
         gzip: bool,
         overwrite: bool,
     ) -> RtResult<u64> {
-        unsupported("images.save-to-path")
+        Err(self.unsupported("images.save-to-path"))
     }
     /// Create a container.
     async fn container_create(&self, cx: &CallContext, spec: ContainerSpec) -> RtResult<String> {
-        unsupported("containers.create")
+        Err(self.unsupported("containers.create"))
     }
     /// Start a container.
     async fn container_start(
@@ -129,7 +127,7 @@ pub trait Runtime: Send + Sync {
         kind: RuntimeKind,
         container: String,
     ) -> RtResult<()> {
-        unsupported("containers.start")
+        Err(self.unsupported("containers.start"))
     }
     /// Stop a container.
     async fn container_stop(
@@ -139,7 +137,7 @@ pub trait Runtime: Send + Sync {
         container: String,
         timeout_secs: u32,
     ) -> RtResult<()> {
-        unsupported("containers.stop")
+        Err(self.unsupported("containers.stop"))
     }
     /// Remove a container.
     async fn container_remove(
@@ -149,7 +147,7 @@ pub trait Runtime: Send + Sync {
         container: String,
         force: bool,
     ) -> RtResult<()> {
-        unsupported("containers.remove")
+        Err(self.unsupported("containers.remove"))
     }
     /// Inspect a container (JSON text).
     async fn container_inspect(
@@ -158,7 +156,7 @@ pub trait Runtime: Send + Sync {
         kind: RuntimeKind,
         container: String,
     ) -> RtResult<String> {
-        unsupported("containers.inspect")
+        Err(self.unsupported("containers.inspect"))
     }
     /// Export a container to a file under the share root.
     async fn container_export(
@@ -170,11 +168,11 @@ pub trait Runtime: Send + Sync {
         gzip: bool,
         overwrite: bool,
     ) -> RtResult<u64> {
-        unsupported("containers.export-to-path")
+        Err(self.unsupported("containers.export-to-path"))
     }
     /// The configuration recorded in an export archive.
     async fn archive_config(&self, cx: &CallContext, path: String) -> RtResult<Option<String>> {
-        unsupported("containers.read-archive-config")
+        Err(self.unsupported("containers.read-archive-config"))
     }
     /// Import an archive's files as an image.
     async fn image_import(
@@ -185,7 +183,7 @@ pub trait Runtime: Send + Sync {
         repository: String,
         tag: String,
     ) -> RtResult<String> {
-        unsupported("containers.import-image-from-path")
+        Err(self.unsupported("containers.import-image-from-path"))
     }
     /// Credentials remembered or configured for a registry.
     async fn credential_lookup(&self, cx: &CallContext, registry: String) -> Option<Credential> {
@@ -193,12 +191,20 @@ pub trait Runtime: Send + Sync {
     }
     /// Remember credentials for the calling user.
     async fn credential_remember(&self, cx: &CallContext, credential: Credential) -> RtResult<()> {
-        unsupported("credentials.remember")
+        Err(self.unsupported("credentials.remember"))
     }
 }
 
-/// A runtime that refuses everything: what a plugin sees where no engine is configured.
-pub struct Unavailable;
+/// A runtime that refuses everything, saying why: what a plugin sees where
+/// no engine could be set up.
+pub struct Unavailable {
+    /// Why there is no engine, e.g. "DOCKER_HOST `tcp://x`: only unix:// sockets are supported".
+    pub reason: String,
+}
 
 #[async_trait]
-impl Runtime for Unavailable {}
+impl Runtime for Unavailable {
+    fn unsupported(&self, what: &str) -> Error {
+        Error::Runtime(format!("{what}: no container engine: {}", self.reason))
+    }
+}
