@@ -703,3 +703,51 @@ async fn per_category_limits_hold_tasks_waiting() {
         "one at a time"
     );
 }
+
+#[tokio::test]
+async fn curl_n_follows_the_event_stream() {
+    let server = Server::start(Options::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let base = server.api(false);
+    let login = std::process::Command::new("curl")
+        .args(["-sq", "-c", "cookies.txt", "-d"])
+        .arg(format!("username=admin&password={ADMIN_PASSWORD}"))
+        .arg(format!("{base}/login"))
+        .current_dir(dir.path())
+        .output()
+        .expect("curl");
+    assert!(login.status.success());
+    let mut follow = tokio::process::Command::new("curl")
+        .args(["-N", "-sq", "-b", "cookies.txt", "--max-time", "20"])
+        .arg(format!("{base}/background/events"))
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("curl -N");
+    let mut out = tokio::io::BufReader::new(follow.stdout.take().unwrap());
+    // Give curl time to connect before the task exists.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let c = server.admin().await;
+    let id = c.submit_ok("noop", "{}").await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut seen = String::new();
+    loop {
+        use tokio::io::AsyncBufReadExt;
+        let mut line = String::new();
+        let n = tokio::time::timeout_at(deadline, out.read_line(&mut line))
+            .await
+            .expect("events in time")
+            .unwrap();
+        assert!(n > 0, "stream ended early: {seen}");
+        seen.push_str(&line);
+        if line.starts_with("data:")
+            && line.contains(&format!("\"id\":{id}"))
+            && line.contains("\"completed\"")
+        {
+            break;
+        }
+    }
+    assert!(seen.contains("event: task"), "{seen}");
+    assert!(seen.contains(&format!("id: {id}")), "{seen}");
+}
