@@ -275,10 +275,28 @@ async fn secrets_never_shown_logged_or_exported() {
     const PW: &str = "Pa55-e2e-very-secret";
     const TOKEN: &str = "T0ken-e2e-very-secret";
     let body = format!(r#"{{"password": "{PW}", "token": "{TOKEN}", "count": 3}}"#);
+    let resp = c
+        .http()
+        .get(format!("{}/background/events", c.api))
+        .send()
+        .await
+        .unwrap();
+    let mut events = SseReader::new(resp);
     let a = c.submit("noop", &body).await;
     assert_eq!(a.status, 200);
     let id = a.body["id"].as_i64().unwrap();
     c.wait_state(id, "completed").await;
+    // The event stream shows the masked params too.
+    loop {
+        let (_, data) = tokio::time::timeout(Duration::from_secs(20), events.next())
+            .await
+            .expect("events")
+            .expect("stream open");
+        assert!(!data.contains(PW) && !data.contains(TOKEN), "{data}");
+        if data.contains("\"completed\"") {
+            break;
+        }
+    }
     // A failing task too (its error path logs).
     let f = c
         .submit_ok("noop", &format!(r#"{{"password": "{PW}", "fail": true}}"#))
