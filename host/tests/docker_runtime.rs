@@ -485,11 +485,6 @@ async fn create_maps_ports_env_limits_and_a_share_volume() {
     let name = format!("stevedore-create-{}", std::process::id());
     let port = 18000 + (std::process::id() % 1000) as u16;
     let spec = ContainerSpec {
-        runtime: RuntimeKind::Docker,
-        name: name.clone(),
-        image: "busybox:latest".into(),
-        privileged: false,
-        entrypoint: None,
         command: Some(vec![
             "httpd".into(),
             "-f".into(),
@@ -498,10 +493,8 @@ async fn create_maps_ports_env_limits_and_a_share_volume() {
             "-h".into(),
             "/www".into(),
         ]),
-        user: None,
         working_dir: Some("/www".into()),
         environment: vec!["GREETING=hello".into()],
-        links: vec![],
         dns: vec!["127.0.0.1".into()],
         expose_ports: vec![8080],
         hostname: Some("webbox".into()),
@@ -519,10 +512,10 @@ async fn create_maps_ports_env_limits_and_a_share_volume() {
             container_path: "/www".into(),
             read_only: true,
         }],
-        volumes_from: vec![],
         new_volumes: vec!["/scratch".into()],
         autostart: true,
         labels: vec![("io.stevedore.test".into(), "yes".into())],
+        ..base_spec(&name, "busybox:latest")
     };
     f.runtime.container_create(&cx, spec).await.unwrap();
     f.runtime
@@ -582,29 +575,11 @@ async fn export_then_import_keeps_files_and_settings() {
     f.runtime.image_pull(&cx, busybox()).await.unwrap();
     let name = format!("stevedore-export-{}", std::process::id());
     let spec = ContainerSpec {
-        runtime: RuntimeKind::Docker,
-        name: name.clone(),
-        image: "busybox:latest".into(),
-        privileged: false,
-        entrypoint: None,
         command: Some(vec!["sleep".into(), "3600".into()]),
-        user: None,
-        working_dir: None,
         environment: vec!["COLOUR=teal".into()],
-        links: vec![],
-        dns: vec![],
-        expose_ports: vec![],
-        hostname: None,
-        ports: vec![],
         cpu_shares: Some(256),
-        cpu_time_ms: None,
         memory_bytes: Some(96 << 20),
-        device_rules: vec![],
-        binds: vec![],
-        volumes_from: vec![],
-        new_volumes: vec![],
-        autostart: false,
-        labels: vec![],
+        ..base_spec(&name, "busybox:latest")
     };
     f.runtime.container_create(&cx, spec).await.unwrap();
     f.runtime
@@ -662,13 +637,8 @@ async fn export_then_import_keeps_files_and_settings() {
             .unwrap();
         let copy = format!("{name}-copy-{gzip}");
         let spec = ContainerSpec {
-            name: copy.clone(),
-            image: format!("{repo}:1"),
             command: Some(vec!["sleep".into(), "3600".into()]),
-            environment: vec![],
-            cpu_shares: None,
-            memory_bytes: None,
-            ..f_spec(&name)
+            ..base_spec(&copy, &format!("{repo}:1"))
         };
         f.runtime.container_create(&cx, spec).await.unwrap();
         f.runtime
@@ -697,11 +667,12 @@ async fn export_then_import_keeps_files_and_settings() {
         .unwrap();
 }
 
-fn f_spec(name: &str) -> ContainerSpec {
+/// A spec with every optional setting left to the image.
+fn base_spec(name: &str, image: &str) -> ContainerSpec {
     ContainerSpec {
         runtime: RuntimeKind::Docker,
         name: name.into(),
-        image: String::new(),
+        image: image.into(),
         privileged: false,
         entrypoint: None,
         command: None,

@@ -121,6 +121,15 @@ fn seed_registry_image(dir: &Path, mib: usize) -> String {
     repo
 }
 
+/// Wait until task `id` has ended (`completed` or `error`); returns it.
+async fn finished(c: &Client, id: i64, secs: u64) -> Value {
+    c.wait_until(id, Duration::from_secs(secs), |t| {
+        t["state"] == "completed" || t["state"] == "error"
+    })
+    .await
+    .unwrap_or_else(|last| panic!("task {id} did not end within {secs} s: {last:?}"))
+}
+
 fn ids(answer: &Value) -> Vec<i64> {
     answer
         .as_array()
@@ -200,12 +209,7 @@ async fn create_publishes_ports_sets_env_and_limits_and_mounts_a_share_folder() 
             "volume":{{"host":{{"/web":{{"bind":"/www","ro":true}}}}}}}}"#
     );
     let id = c.submit_ok("create", &body).await;
-    let t = c
-        .wait_until(id, Duration::from_secs(120), |t| {
-            t["state"] != "waiting" && t["state"] != "running"
-        })
-        .await
-        .unwrap();
+    let t = finished(&c, id, 120).await;
     assert_eq!(t["state"], "completed", "{t}");
     let inspect: Value = serde_json::from_str(&docker(&["inspect", &name])).unwrap();
     let inspect = &inspect[0];
@@ -257,12 +261,7 @@ async fn image_remove_removes_the_tag() {
             &format!(r#"[{{"type":"docker","image":"{repo}","tag":"x"}}]"#),
         )
         .await;
-    let t = c
-        .wait_until(id, Duration::from_secs(60), |t| {
-            t["state"] == "completed" || t["state"] == "error"
-        })
-        .await
-        .unwrap();
+    let t = finished(&c, id, 60).await;
     assert_eq!(t["state"], "completed", "{t}");
     assert!(!docker_ok(&["image", "inspect", &format!("{repo}:x")]));
     assert!(
@@ -284,12 +283,7 @@ async fn image_push_to_an_htpasswd_registry_right_and_wrong_password() {
         .to_string()
     };
     let good = c.submit_ok("image_push", &body(&password)).await;
-    let t = c
-        .wait_until(good, Duration::from_secs(60), |t| {
-            t["state"] == "completed" || t["state"] == "error"
-        })
-        .await
-        .unwrap();
+    let t = finished(&c, good, 60).await;
     assert_eq!(t["state"], "completed", "{t}");
     // The registry has it (asked with the same credentials).
     let tags: Value = reqwest::Client::new()
@@ -304,12 +298,7 @@ async fn image_push_to_an_htpasswd_registry_right_and_wrong_password() {
     assert_eq!(tags["tags"], serde_json::json!(["v1"]));
 
     let bad = c.submit_ok("image_push", &body("not-the-password")).await;
-    let t = c
-        .wait_until(bad, Duration::from_secs(60), |t| {
-            t["state"] == "completed" || t["state"] == "error"
-        })
-        .await
-        .unwrap();
+    let t = finished(&c, bad, 60).await;
     assert_eq!(t["state"], "error", "{t}");
     let detail = t["detail_state"].as_str().unwrap();
     assert!(
@@ -338,12 +327,7 @@ async fn image_export_plain_and_compressed_load_back() {
                 ),
             )
             .await;
-        let t = c
-            .wait_until(id, Duration::from_secs(60), |t| {
-                t["state"] == "completed" || t["state"] == "error"
-            })
-            .await
-            .unwrap();
+        let t = finished(&c, id, 60).await;
         assert_eq!(t["state"], "completed", "{t}");
         let file = share(&server).join(path);
         let head = std::fs::read(&file).unwrap();
@@ -367,12 +351,7 @@ async fn container_export_then_import_brings_back_files_and_settings() {
             "environment":["COLOUR=teal"],"resource":{{"limit":{{"memory":"96m","cpuweight":256}}}}}}"#
     );
     let id = c.submit_ok("create", &body).await;
-    let t = c
-        .wait_until(id, Duration::from_secs(120), |t| {
-            t["state"] == "completed" || t["state"] == "error"
-        })
-        .await
-        .unwrap();
+    let t = finished(&c, id, 120).await;
     assert_eq!(t["state"], "completed", "{t}");
     docker(&["exec", &name, "sh", "-c", "echo written-inside > /data.txt"]);
 
@@ -384,12 +363,7 @@ async fn container_export_then_import_brings_back_files_and_settings() {
             ),
         )
         .await;
-    let t = c
-        .wait_until(id, Duration::from_secs(120), |t| {
-            t["state"] == "completed" || t["state"] == "error"
-        })
-        .await
-        .unwrap();
+    let t = finished(&c, id, 120).await;
     assert_eq!(t["state"], "completed", "{t}");
 
     let copy = unique("copy");
@@ -399,12 +373,7 @@ async fn container_export_then_import_brings_back_files_and_settings() {
             &format!(r#"{{"type":"docker","name":"{copy}","path":"moves/{name}.tgz"}}"#),
         )
         .await;
-    let t = c
-        .wait_until(id, Duration::from_secs(120), |t| {
-            t["state"] == "completed" || t["state"] == "error"
-        })
-        .await
-        .unwrap();
+    let t = finished(&c, id, 120).await;
     assert_eq!(t["state"], "completed", "{t}");
     assert_eq!(
         docker(&["exec", &copy, "cat", "/data.txt"]).trim(),
@@ -436,12 +405,7 @@ async fn a_missing_image_ends_in_error_with_a_clear_detail() {
         unique("missing")
     );
     let id = c.submit_ok("create", &body).await;
-    let t = c
-        .wait_until(id, Duration::from_secs(60), |t| {
-            t["state"] == "completed" || t["state"] == "error"
-        })
-        .await
-        .unwrap();
+    let t = finished(&c, id, 60).await;
     assert_eq!(t["state"], "error", "{t}");
     let detail = t["detail_state"].as_str().unwrap();
     assert!(
@@ -495,12 +459,7 @@ async fn an_existing_file_is_not_overwritten_without_force() {
             r#"{"image":"busybox","tag":"latest","path":"keep/b.tar"}"#,
         )
         .await;
-    let t = c
-        .wait_until(id, Duration::from_secs(60), |t| {
-            t["state"] == "completed" || t["state"] == "error"
-        })
-        .await
-        .unwrap();
+    let t = finished(&c, id, 60).await;
     assert_eq!(t["state"], "error", "{t}");
     assert!(
         t["detail_state"].as_str().unwrap().contains("exists"),
@@ -516,13 +475,7 @@ async fn an_existing_file_is_not_overwritten_without_force() {
             r#"{"image":"busybox","tag":"latest","path":"keep/b.tar","force":true}"#,
         )
         .await;
-    assert_eq!(
-        c.wait_until(id, Duration::from_secs(60), |t| t["state"] == "completed"
-            || t["state"] == "error")
-            .await
-            .unwrap()["state"],
-        "completed"
-    );
+    assert_eq!(finished(&c, id, 60).await["state"], "completed");
     assert_ne!(
         std::fs::read_to_string(share(&server).join("keep/b.tar")).unwrap_or_default(),
         "precious"
@@ -638,12 +591,7 @@ async fn the_engine_stopping_mid_task_errors_the_task_and_the_server_still_answe
         .await
         .expect("it runs");
     engine.child.kill().unwrap();
-    let t = c
-        .wait_until(id, Duration::from_secs(60), |t| {
-            t["state"] == "completed" || t["state"] == "error"
-        })
-        .await
-        .unwrap();
+    let t = finished(&c, id, 60).await;
     assert_eq!(t["state"], "error", "{t}");
     assert!(!t["detail_state"].as_str().unwrap().is_empty());
     // Still serving: a new task is accepted and fails cleanly without an engine.
@@ -653,12 +601,7 @@ async fn the_engine_stopping_mid_task_errors_the_task_and_the_server_still_answe
             r#"{"type":"docker","repository":"dockerhub","image":"busybox","tag":"latest"}"#,
         )
         .await;
-    let t2 = c
-        .wait_until(id2, Duration::from_secs(60), |t| {
-            t["state"] == "completed" || t["state"] == "error"
-        })
-        .await
-        .unwrap();
+    let t2 = finished(&c, id2, 60).await;
     assert_eq!(t2["state"], "error");
     assert!(
         t2["detail_state"]
