@@ -38,6 +38,11 @@ struct Fixture {
 }
 
 fn fixture() -> Fixture {
+    fixture_with(None)
+}
+
+/// A fixture whose `dockerhub` repository maps to the named registry.
+fn fixture_with(dockerhub: Option<&str>) -> Fixture {
     let share = tempfile::tempdir().unwrap();
     let data = tempfile::tempdir().unwrap();
     let registries = [
@@ -61,7 +66,7 @@ fn fixture() -> Fixture {
     let settings = DockerSettings {
         host: Some(env("DOCKER_HOST")),
         registries,
-        dockerhub: None,
+        dockerhub: dockerhub.map(str::to_string),
         qnap: None,
         share_root: share.path().to_path_buf(),
         data_dir: data.path().to_path_buf(),
@@ -208,6 +213,20 @@ async fn pull_reports_progress_that_never_goes_back_and_ends_at_100() {
     assert!(
         seen.iter().any(|p| *p > 0 && *p < 100),
         "no intermediate progress: {seen:?}"
+    );
+}
+
+#[tokio::test]
+async fn dockerhub_mapped_to_a_mirror_pulls_official_images_under_library() {
+    let f = fixture_with(Some("local"));
+    let (cx, _) = cx();
+    let info = f.runtime.image_pull(&cx, busybox()).await.unwrap();
+    let mirror = format!("{}/library/busybox:latest", env("STEVEDORE_TEST_REGISTRY"));
+    assert!(info.tags.contains(&mirror), "{:?}", info.tags);
+    assert!(
+        info.tags.contains(&"busybox:latest".to_string()),
+        "named as asked: {:?}",
+        info.tags
     );
 }
 

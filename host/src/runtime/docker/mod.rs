@@ -401,10 +401,13 @@ impl Runtime for DockerRuntime {
             return lxc_unavailable();
         }
         let registry = self.resolve_source(&req.source)?;
-        let from = if registry.is_empty() {
-            req.image.clone()
-        } else {
-            format!("{registry}/{}", req.image)
+        let from = match (&req.source, registry.is_empty()) {
+            (_, true) => req.image.clone(),
+            // A Docker Hub mirror keeps official images under `library/`.
+            (Source::Dockerhub, false) if !req.image.contains('/') => {
+                format!("{registry}/library/{}", req.image)
+            }
+            (_, false) => format!("{registry}/{}", req.image),
         };
         let tag = if req.tag.is_empty() {
             "latest".to_string()
