@@ -43,7 +43,14 @@ async fn executor(plugins_dir: &std::path::Path, config: &Config) -> (Arc<dyn Ex
     let noop = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-plugins/noop.wasm");
     if noop.is_file() && std::env::var_os("BENCH_RUST_NOOP").is_none() {
         std::fs::copy(&noop, plugins_dir.join("noop.wasm")).expect("copying noop.wasm");
-        match PluginHost::load(&config.plugin_config(), Arc::new(Unavailable)).await {
+        match PluginHost::load(
+            &config.plugin_config(),
+            Arc::new(Unavailable {
+                reason: "benchmark: no engine".into(),
+            }),
+        )
+        .await
+        {
             Ok(host) => {
                 return (
                     Arc::new(host),
