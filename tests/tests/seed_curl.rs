@@ -217,7 +217,7 @@ async fn seed_curl_commands_run_verbatim() {
                     );
                     assert!(!detail.contains("qcspassword"), "{t}");
                 }
-                if category == "image_download" {
+                if category == "image_download" && std::env::var_os("DOCKER_HOST").is_some() {
                     // busybox comes through the engine's registry mirror.
                     assert_eq!(t["state"], "completed", "{t}");
                 }
