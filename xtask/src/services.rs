@@ -354,6 +354,14 @@ impl Registry {
             return Ok(());
         }
         self.stop();
+        let addr = self.addr.parse().expect("a socket address");
+        if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_ok() {
+            bail!(
+                "{} is taken by another process; the {} needs it",
+                self.addr,
+                self.name
+            );
+        }
         let dir = self.dir();
         fs::create_dir_all(dir.join("data"))?;
         let mut config = format!(
