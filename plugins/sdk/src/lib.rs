@@ -5,7 +5,7 @@
 //! `serde::Deserialize` type; type errors come back to the user as a 400
 //! naming the field (`tag: invalid type: integer, expected a string`).
 //!
-//! ```ignore
+//! ```
 //! use stevedore_sdk::{Category, Error, task};
 //!
 //! #[derive(serde::Deserialize)]
