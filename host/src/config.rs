@@ -42,7 +42,9 @@
 //!
 //! Environment overrides (they win over the file): `STEVEDORE_LISTEN`,
 //! `STEVEDORE_DATA_DIR`, `STEVEDORE_SHARE_ROOT`, `STEVEDORE_PLUGINS_DIR`,
-//! `STEVEDORE_ADMIN_PASSWORD`, `STEVEDORE_WORKERS`, `DOCKER_HOST`.
+//! `STEVEDORE_ADMIN_PASSWORD`, `STEVEDORE_WORKERS`, `STEVEDORE_CACHE_DIR`
+//! (compiled plugins; entries are keyed by content, so servers may share it),
+//! `DOCKER_HOST`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -311,10 +313,9 @@ impl Config {
             .map(PathBuf::from)
             .or(file.plugins.dir.clone())
             .unwrap_or_else(|| default_plugins_dir(&data_dir));
-        let plugins_cache_dir = file
-            .plugins
-            .cache_dir
-            .clone()
+        let plugins_cache_dir = env("STEVEDORE_CACHE_DIR")
+            .map(PathBuf::from)
+            .or(file.plugins.cache_dir.clone())
             .unwrap_or_else(|| data_dir.join("cache"));
         let docker_host = env("DOCKER_HOST").or(file.docker_host.clone());
         let admin_password = env("STEVEDORE_ADMIN_PASSWORD").map(Secret);

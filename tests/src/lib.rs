@@ -269,6 +269,12 @@ impl Server {
             .env("STEVEDORE_LISTEN", self.addr.to_string())
             .env("STEVEDORE_DATA_DIR", self.data_dir())
             .env("STEVEDORE_PLUGINS_DIR", self.root.path().join("plugins"))
+            // Compiled plugins are keyed by content: every test server shares
+            // one cache, so only the first start of a run compiles.
+            .env(
+                "STEVEDORE_CACHE_DIR",
+                target_dir().join("e2e-compiled-plugins"),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log));
