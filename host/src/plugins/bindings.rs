@@ -16,10 +16,10 @@ wasmtime::component::bindgen!({
     additional_derives: [serde::Serialize, serde::Deserialize, PartialEq],
 });
 
-pub use exports::stevedore::plugin::executor::Description;
-pub use stevedore::plugin::containers::{BindMount, ContainerSpec, PortBinding};
-pub use stevedore::plugin::images::{ImageInfo, PullRequest, Source};
-pub use stevedore::plugin::types::{Credential, Error as WitError, Level, RuntimeKind};
+pub use self::exports::stevedore::plugin::executor::Description;
+pub use self::stevedore::plugin::containers::{BindMount, ContainerSpec, PortBinding};
+pub use self::stevedore::plugin::images::{ImageInfo, PullRequest, Source};
+pub use self::stevedore::plugin::types::{Credential, Error as WitError, Level, RuntimeKind};
 
 impl WitError {
     /// The error for a user: the message alone where it says everything
