@@ -170,7 +170,7 @@ fn run_engine() -> services::Engine {
         config: state.join("daemon.json"),
         bridge: None,
         extra_args: Vec::new(),
-        wipe: false,
+        throwaway: false,
     }
 }
 

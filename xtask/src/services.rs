@@ -64,8 +64,9 @@ pub struct Engine {
     /// Own bridge (created here), or None for the default docker0.
     pub bridge: Option<(&'static str, &'static str)>,
     pub extra_args: Vec<String>,
-    /// Start from an empty data root.
-    pub wipe: bool,
+    /// Start from an empty data root, and kill the containers on stop
+    /// instead of waiting out their stop timeout (10 s for a `sleep`).
+    pub throwaway: bool,
 }
 
 impl Engine {
@@ -107,7 +108,7 @@ impl Engine {
         install::ensure(install::DOCKER)?;
         // Leftovers of an engine that did not stop cleanly.
         self.stop()?;
-        if self.wipe && self.data_root.exists() {
+        if self.throwaway && self.data_root.exists() {
             fs::remove_dir_all(&self.data_root)
                 .with_context(|| format!("cannot clear {}", self.data_root.display()))?;
         }
@@ -158,7 +159,6 @@ impl Engine {
             .arg(&self.pidfile)
             .arg("--config-file")
             .arg(&self.config)
-            .args(["--shutdown-timeout", "2"])
             .args(&self.extra_args)
             .args(more);
         if let Some((bridge, _)) = self.bridge {
@@ -203,7 +203,10 @@ impl Engine {
                 data_roots.extend(args.next().map(PathBuf::from));
             }
             let started = Instant::now();
-            // dockerd stops its containers (2 s each at most) and containerd.
+            if self.throwaway {
+                self.kill_containers();
+            }
+            // dockerd stops its containers and containerd.
             if !terminate(pid, Duration::from_secs(40)) {
                 bail!("dockerd (pid {pid}) does not exit");
             }
@@ -226,6 +229,16 @@ impl Engine {
             }
         }
         Ok(())
+    }
+
+    fn kill_containers(&self) {
+        let Ok(ids) = output(self.docker().args(["ps", "-q"])) else {
+            return;
+        };
+        let ids: Vec<&str> = ids.split_whitespace().collect();
+        if !ids.is_empty() {
+            let _ = output(self.docker().arg("kill").args(&ids));
+        }
     }
 
     /// The `docker` CLI against this engine, with a private client config.
@@ -274,6 +287,7 @@ pub fn test_engine() -> Engine {
         extra.push("--insecure-registry".to_string());
         extra.push(r.to_string());
     }
+    extra.extend(["--shutdown-timeout".to_string(), "2".to_string()]);
     extra.push("--registry-mirror".to_string());
     extra.push(format!("http://{REGISTRY}"));
     Engine {
@@ -285,7 +299,7 @@ pub fn test_engine() -> Engine {
         config: state.join("daemon.json"),
         bridge: Some((BRIDGE, BRIDGE_CIDR)),
         extra_args: extra,
-        wipe: true,
+        throwaway: true,
     }
 }
 

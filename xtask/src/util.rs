@@ -20,6 +20,10 @@ extern "C" fn on_signal(_signal: libc::c_int) {
 /// started before exiting. Child commands run in their own process group and
 /// get the signal forwarded by [`run`].
 pub fn install_signal_handlers() {
+    // SAFETY: restoring the default action; `| head` then ends us quietly.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let handler = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
     for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
         // SAFETY: the handler only stores to an atomic, which is signal-safe.
