@@ -46,7 +46,7 @@ pub enum ResultCode {
     Cancelled = 3,
     /// 4: the server stopped while the task ran.
     Interrupted = 4,
-    /// 5: the plugin exceeded its CPU or memory budget, or trapped.
+    /// 5: the plugin exceeded its CPU or memory budget (a trap is a plugin error, 1).
     LimitExceeded = 5,
 }
 
