@@ -28,13 +28,20 @@ fn sh(script: &str) {
     assert!(status.success(), "{script}");
 }
 
+/// Flush dirty pages first, so no run pays for the previous run's writeback.
+fn settle() {
+    sh("sync");
+}
+
 fn timed(script: &str) -> Duration {
+    settle();
     let started = Instant::now();
     sh(script);
     started.elapsed()
 }
 
 async fn task(c: &Client, category: &str, body: &str) -> Duration {
+    settle();
     let started = Instant::now();
     let id = c.submit_ok(category, body).await;
     let t = c
