@@ -181,6 +181,27 @@ impl DockerRuntime {
             .or_else(|| self.credentials.lookup(&cx.user, registry_host))
     }
 
+    /// POST `path` with our URL-safe `X-Registry-Auth` and follow the
+    /// progress stream to its end (pulls and pushes).
+    async fn with_registry_auth(
+        &self,
+        cx: &CallContext,
+        what: &str,
+        path: &str,
+        header: &str,
+    ) -> RtResult<()> {
+        let response = self
+            .raw
+            .send(
+                Method::POST,
+                path,
+                &[("X-Registry-Auth", header)],
+                raw::empty(),
+            )
+            .await?;
+        self.follow(cx, what, response).await
+    }
+
     async fn follow(&self, cx: &CallContext, what: &str, response: raw::Streaming) -> RtResult<()> {
         let mut progress = Progress::default();
         let messages = response.json_lines::<Message>();
@@ -423,16 +444,7 @@ impl Runtime for DockerRuntime {
             query(&from),
             query(&tag)
         );
-        let response = self
-            .raw
-            .send(
-                Method::POST,
-                &path,
-                &[("X-Registry-Auth", &header)],
-                raw::empty(),
-            )
-            .await?;
-        self.follow(cx, &what, response).await?;
+        self.with_registry_auth(cx, &what, &path, &header).await?;
         // A mirror or private registry prefix is an implementation detail of
         // Docker Hub pulls: name the image as the user asked for it too.
         if matches!(req.source, Source::Dockerhub) && !registry.is_empty() {
@@ -535,16 +547,7 @@ impl Runtime for DockerRuntime {
         let what = format!("{repository}:{tag}");
         cx.reporter.progress(0, &format!("pushing {what}"));
         let path = format!("/images/{}/push?tag={}", repository, query(&tag));
-        let response = self
-            .raw
-            .send(
-                Method::POST,
-                &path,
-                &[("X-Registry-Auth", &header)],
-                raw::empty(),
-            )
-            .await?;
-        self.follow(cx, &what, response).await?;
+        self.with_registry_auth(cx, &what, &path, &header).await?;
         cx.reporter.progress(100, &format!("pushed {what}"));
         Ok(())
     }
