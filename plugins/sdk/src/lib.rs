@@ -91,8 +91,6 @@ impl Error {
     }
 }
 
-
-
 /// The current task: params, progress, log, cancellation.
 pub mod task {
     pub use crate::bindings::stevedore::plugin::task::{cancelled, id, log, params, sleep, user};

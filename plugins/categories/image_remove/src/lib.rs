@@ -68,7 +68,12 @@ impl Category for ImageRemove {
                         check::image_part(&format!("[{i}].tag"), tag)?;
                     }
                 }
-                _ => return Err(Error::invalid(&format!("[{i}].image"), "give `image` (and `tag`) or `id`")),
+                _ => {
+                    return Err(Error::invalid(
+                        &format!("[{i}].image"),
+                        "give `image` (and `tag`) or `id`",
+                    ))
+                }
             }
         }
         Ok(())
@@ -114,16 +119,26 @@ mod tests {
     #[test]
     fn names_the_field_in_errors() {
         assert_eq!(message("[]"), "params: must list at least one image");
-        assert_eq!(message(r#"{"image":"x"}"#), "params: invalid type: map, expected a sequence");
-        assert_eq!(message(r#"[{"type":"rkt","image":"x"}]"#), "[0].type: must be \"docker\" or \"lxc\"");
-        assert_eq!(message(r#"[{"type":"docker"}]"#), "[0].image: give `image` (and `tag`) or `id`");
+        assert_eq!(
+            message(r#"{"image":"x"}"#),
+            "params: invalid type: map, expected a sequence"
+        );
+        assert_eq!(
+            message(r#"[{"type":"rkt","image":"x"}]"#),
+            "[0].type: must be \"docker\" or \"lxc\""
+        );
+        assert_eq!(
+            message(r#"[{"type":"docker"}]"#),
+            "[0].image: give `image` (and `tag`) or `id`"
+        );
         assert!(message(r#"[{"image":"a","tag":5}]"#).starts_with("[0].tag: invalid type: integer"));
         assert!(message(r#"[{"image":"a b"}]"#).starts_with("[0].image:"));
     }
 
     #[test]
     fn reference_prefers_id_and_defaults_tag() {
-        let e: Vec<Entry> = serde_json::from_str(r#"[{"image":"busybox"},{"id":"abc","image":"x"}]"#).unwrap();
+        let e: Vec<Entry> =
+            serde_json::from_str(r#"[{"image":"busybox"},{"id":"abc","image":"x"}]"#).unwrap();
         assert_eq!(e[0].reference(), "busybox:latest");
         assert_eq!(e[1].reference(), "abc");
     }

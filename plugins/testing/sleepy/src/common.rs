@@ -20,7 +20,10 @@ pub fn validate(p: &Params) -> Result<(), Error> {
 pub fn run(p: Params) -> Result<Option<String>, Error> {
     let steps = p.seconds * 10;
     for i in 0..steps {
-        task::progress((i * 100 / steps.max(1)) as i8, &format!("waiting, {i}/{steps}"));
+        task::progress(
+            (i * 100 / steps.max(1)) as i8,
+            &format!("waiting, {i}/{steps}"),
+        );
         if task::sleep(100) {
             return Err(Error::Cancelled);
         }

@@ -19,7 +19,9 @@ impl Category for WasiPrint {
         let file = std::fs::read("/etc/passwd").is_ok();
         let env = std::env::vars().count();
         let net = std::net::TcpStream::connect("127.0.0.1:1").is_ok();
-        Ok(Some(format!("file readable: {file}, env vars: {env}, network: {net}")))
+        Ok(Some(format!(
+            "file readable: {file}, env vars: {env}, network: {net}"
+        )))
     }
 }
 
