@@ -328,10 +328,7 @@ mod tests {
     use super::*;
 
     fn msg(r: Result<(), Error>) -> String {
-        match r {
-            Err(Error::InvalidParams(m)) => m,
-            other => panic!("expected invalid-params, got {other:?}"),
-        }
+        crate::expect_invalid("a check", r)
     }
 
     #[test]

@@ -84,6 +84,18 @@ pub fn decode<T: serde::de::DeserializeOwned>(json: &str) -> Result<T, Error> {
     })
 }
 
+/// For tests: the message of an `invalid-params` error; panics, naming
+/// `input`, on success or any other error.
+pub fn expect_invalid<T: std::fmt::Debug>(
+    input: impl std::fmt::Display,
+    result: Result<T, Error>,
+) -> String {
+    match result {
+        Err(Error::InvalidParams(m)) => m,
+        other => panic!("expected invalid-params for {input}, got {other:?}"),
+    }
+}
+
 impl Error {
     /// Bad input in `field`: `field: message`.
     pub fn invalid(field: &str, message: impl std::fmt::Display) -> Error {

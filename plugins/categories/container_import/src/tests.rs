@@ -6,10 +6,10 @@ fn body(v: Value) -> Body {
 }
 
 fn message(v: Value) -> String {
-    match stevedore_sdk::decode::<Body>(&v.to_string()).and_then(|b| import(&b)) {
-        Err(Error::InvalidParams(m)) => m,
-        other => panic!("expected invalid-params for {v}, got {other:?}"),
-    }
+    stevedore_sdk::expect_invalid(
+        &v,
+        stevedore_sdk::decode::<Body>(&v.to_string()).and_then(|b| import(&b)),
+    )
 }
 
 const SEED: &str = r#"{

@@ -120,10 +120,7 @@ mod tests {
     }
 
     fn message(json: &str) -> String {
-        match check(json) {
-            Err(Error::InvalidParams(m)) => m,
-            other => panic!("expected invalid-params for {json}, got {other:?}"),
-        }
+        stevedore_sdk::expect_invalid(&json, check(json))
     }
 
     #[test]

@@ -266,10 +266,7 @@ mod tests {
     }
 
     fn message(json: &str) -> String {
-        match check(json) {
-            Err(Error::InvalidParams(m)) => m,
-            other => panic!("expected invalid-params for {json}, got {other:?}"),
-        }
+        stevedore_sdk::expect_invalid(&json, check(json))
     }
 
     const SEED: &str = r#"{"type": "docker", "image": "busybox", "tag": "latest", "newImage": "mybusybox",

@@ -105,10 +105,7 @@ mod tests {
     }
 
     fn message(json: &str) -> String {
-        match validate(json) {
-            Err(Error::InvalidParams(m)) => m,
-            other => panic!("expected invalid-params for {json}, got {other:?}"),
-        }
+        stevedore_sdk::expect_invalid(&json, validate(json))
     }
 
     #[test]

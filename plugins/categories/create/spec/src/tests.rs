@@ -6,10 +6,7 @@ fn plan_of(v: Value) -> Result<Plan, Error> {
 }
 
 fn message(v: Value) -> String {
-    match plan_of(v.clone()) {
-        Err(Error::InvalidParams(m)) => m,
-        other => panic!("expected invalid-params for {v}, got {other:?}"),
-    }
+    stevedore_sdk::expect_invalid(&v, plan_of(v.clone()))
 }
 
 /// A valid docker body with `extra` laid over it.
