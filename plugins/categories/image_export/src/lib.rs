@@ -120,7 +120,7 @@ mod tests {
     }
 
     fn message(json: &str) -> String {
-        stevedore_sdk::expect_invalid(&json, check(json))
+        stevedore_sdk::expect_invalid(json, check(json))
     }
 
     #[test]

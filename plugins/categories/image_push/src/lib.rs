@@ -266,7 +266,7 @@ mod tests {
     }
 
     fn message(json: &str) -> String {
-        stevedore_sdk::expect_invalid(&json, check(json))
+        stevedore_sdk::expect_invalid(json, check(json))
     }
 
     const SEED: &str = r#"{"type": "docker", "image": "busybox", "tag": "latest", "newImage": "mybusybox",

@@ -105,7 +105,7 @@ mod tests {
     }
 
     fn message(json: &str) -> String {
-        stevedore_sdk::expect_invalid(&json, validate(json))
+        stevedore_sdk::expect_invalid(json, validate(json))
     }
 
     #[test]
