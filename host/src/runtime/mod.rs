@@ -35,6 +35,57 @@ pub struct CallContext {
 /// Result of a runtime operation.
 pub type RtResult<T> = Result<T, Error>;
 
+/// Whether a container runs, as `GET container` spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ContainerState {
+    /// Running (a paused or frozen container counts as running).
+    Running,
+    /// Anything else: created, exited, stopped.
+    Stopped,
+}
+
+/// One container as Container Station's `GET container` lists it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ContainerEntry {
+    /// The runtime's id (Docker: the full hex id; LXC: the name).
+    pub id: String,
+    /// Container name, without Docker's leading `/`.
+    pub name: String,
+    /// Image as `repository:tag` (LXC: the catalog image it came from, or `""`).
+    pub image: String,
+    /// Image id (`sha256:...`), or `""` when unknown.
+    #[serde(rename = "imageID")]
+    pub image_id: String,
+    /// `running` or `stopped`.
+    pub state: ContainerState,
+    /// `docker` or `lxc`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// Published TCP host ports.
+    #[serde(rename = "tcpPort")]
+    pub tcp_port: Vec<u16>,
+    /// Compose project label (`com.docker.compose.project`), or `""`.
+    pub project: String,
+    /// CPU usage in percent, where cheap to get.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<f64>,
+    /// Memory in use in bytes, where cheap to get.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory: Option<u64>,
+    /// The container's first IP address, where it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ipaddress: Option<String>,
+}
+
+/// The name `GET container` gives a runtime.
+pub fn kind_name(kind: RuntimeKind) -> &'static str {
+    match kind {
+        RuntimeKind::Docker => "docker",
+        RuntimeKind::Lxc => "lxc",
+    }
+}
+
 /// A backend for the `images`, `containers` and `credentials` capabilities.
 /// Every method has a default that refuses, so a backend implements what it supports.
 #[async_trait]
@@ -148,6 +199,61 @@ pub trait Runtime: Send + Sync {
         force: bool,
     ) -> RtResult<()> {
         Err(self.unsupported("containers.remove"))
+    }
+    /// Delete a container as Container Station's `DELETE container/...`
+    /// does: a running one is stopped first; its anonymous volumes go too
+    /// when `remove_volumes`. The default removes it by force and keeps volumes.
+    async fn container_delete(
+        &self,
+        cx: &CallContext,
+        kind: RuntimeKind,
+        container: String,
+        remove_volumes: bool,
+    ) -> RtResult<()> {
+        self.container_remove(cx, kind, container, true).await
+    }
+    /// Every container of the runtime `kind`, running or not.
+    async fn container_list(
+        &self,
+        cx: &CallContext,
+        kind: RuntimeKind,
+    ) -> RtResult<Vec<ContainerEntry>> {
+        Err(self.unsupported("containers.list"))
+    }
+    /// One container by id, unique id prefix (12+ hex characters) or name.
+    async fn container_entry(
+        &self,
+        cx: &CallContext,
+        kind: RuntimeKind,
+        container: String,
+    ) -> RtResult<ContainerEntry> {
+        let all = self.container_list(cx, kind).await?;
+        let by_name = all.iter().find(|c| c.name == container || c.id == container);
+        let by_prefix = || {
+            let mut m = all
+                .iter()
+                .filter(|c| container.len() >= 12 && c.id.starts_with(container.as_str()));
+            match (m.next(), m.next()) {
+                (Some(c), None) => Some(c),
+                _ => None,
+            }
+        };
+        by_name
+            .or_else(by_prefix)
+            .cloned()
+            .ok_or_else(|| Error::NotFound(format!("no such container: {container}")))
+    }
+    /// Restart a container: stop (killing it after `timeout_secs`), then start.
+    async fn container_restart(
+        &self,
+        cx: &CallContext,
+        kind: RuntimeKind,
+        container: String,
+        timeout_secs: u32,
+    ) -> RtResult<()> {
+        self.container_stop(cx, kind, container.clone(), timeout_secs)
+            .await?;
+        self.container_start(cx, kind, container).await
     }
     /// Inspect a container (JSON text).
     async fn container_inspect(
