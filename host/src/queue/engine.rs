@@ -16,7 +16,7 @@ use tracing::Instrument;
 
 use super::executor::{Executor, LogLevel, Outcome, Reporter, TaskContext, ValidationError};
 use super::mask::mask_secrets;
-use super::model::{ResultCode, Task, TaskEvent, TaskState};
+use super::model::{task_name, ResultCode, Task, TaskEvent, TaskState};
 use super::store::{ClaimRequest, Claimed, Finish, NewTask, Owner, ProgressUpdate, TaskStore};
 use super::{
     DeleteSelector, QueueConfig, QueueError, Viewer, CANCEL_GRACE, EVENT_CAPACITY,
@@ -158,6 +158,7 @@ impl Inner {
                 category: info.name.clone(),
                 user: user.to_string(),
                 deletable: info.deletable,
+                name: task_name(params),
                 shown_params: shown,
                 full_params: masked.then_some(full),
                 init: now(),
@@ -247,7 +248,7 @@ impl Inner {
                         tracing::info!(task_id = id, "waiting task cancelled and deleted");
                         self.announce(Task {
                             state: TaskState::Error,
-                            result: ResultCode::Cancelled.code(),
+                            result: Some(ResultCode::Cancelled.code()),
                             detail_state: "cancelled".into(),
                             end: Some(now()),
                             ..task
@@ -442,7 +443,7 @@ impl Inner {
                 let snapshot = {
                     let mut t = live.task.lock().unwrap();
                     t.state = state;
-                    t.result = result;
+                    t.result = Some(result);
                     t.detail_state = detail;
                     t.progress = progress;
                     t.end = Some(end);

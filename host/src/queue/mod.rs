@@ -35,7 +35,7 @@ use std::time::Duration;
 pub use executor::{
     CategoryInfo, Executor, LogLevel, Outcome, Reporter, TaskContext, ValidationError,
 };
-pub use model::{ResultCode, Task, TaskEvent, TaskState};
+pub use model::{task_name, JsonText, ResultCode, Task, TaskEvent, TaskState};
 pub use sqlite::SqliteStore;
 pub use store::TaskStore;
 
@@ -113,6 +113,11 @@ pub enum QueueError {
     Store(#[from] anyhow::Error),
 }
 
+/// Later names of categories: `(alias, category)`. Container Station's
+/// later documentation calls `image_download` `image_pull`; both are
+/// accepted, and the task carries the seed's name, `image_download`.
+pub const CATEGORY_ALIASES: &[(&str, &str)] = &[("image_pull", "image_download")];
+
 /// The task queue: submit, list, delete, watch.
 pub struct Queue {
     inner: Arc<engine::Inner>,
@@ -131,21 +136,36 @@ impl Queue {
         Ok(Arc::new(Queue { inner }))
     }
 
-    /// Submit a task: validate through the executor, mask secrets, store, wake a worker.
+    /// The category a name stands for: the name itself when a plugin
+    /// serves it, else the category it is an alias of ([`CATEGORY_ALIASES`]).
+    pub fn canonical<'a>(&self, category: &'a str) -> &'a str {
+        if self.inner.executor.category(category).is_some() {
+            return category;
+        }
+        CATEGORY_ALIASES
+            .iter()
+            .find(|(alias, _)| *alias == category)
+            .map_or(category, |(_, target)| target)
+    }
+    /// Submit a task: validate through the executor, mask secrets, store,
+    /// wake a worker. An alias submits to its category.
     pub async fn submit(
         &self,
         user: &str,
         category: &str,
         params: &serde_json::Value,
     ) -> Result<Task, QueueError> {
+        let category = self.canonical(category);
         self.inner.submit(user, category, params).await
     }
-    /// Tasks visible to `viewer`, ordered by id, optionally of one category.
+    /// Tasks visible to `viewer`, newest first, optionally of one category
+    /// (an alias lists its category).
     pub async fn list(
         &self,
         viewer: &Viewer,
         category: Option<&str>,
     ) -> Result<Vec<Task>, QueueError> {
+        let category = category.map(|c| self.canonical(c));
         self.inner.list(viewer, category).await
     }
     /// One task visible to `viewer` (as `list` shows it), else `NotFound`.
@@ -163,6 +183,10 @@ impl Queue {
         viewer: &Viewer,
         selector: DeleteSelector,
     ) -> Result<Vec<i64>, QueueError> {
+        let selector = match selector {
+            DeleteSelector::Category(c) => DeleteSelector::Category(self.canonical(&c).to_string()),
+            other => other,
+        };
         self.inner.delete(viewer, selector).await
     }
     /// Every task change from now on.

@@ -1,6 +1,7 @@
 //! The task object as the API shows it, and its state machine.
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 /// A task's state: `waiting → running → completed | error`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -57,7 +58,59 @@ impl ResultCode {
     }
 }
 
-/// A task as `GET background/` shows it.
+/// JSON text kept as it was stored and sent out as JSON, not as a string:
+/// a task's params are shown as the posted object (or array) without being
+/// parsed again on every `GET background/`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(transparent)]
+pub struct JsonText(Box<RawValue>);
+
+impl<'de> Deserialize<'de> for JsonText {
+    /// From any deserializer (also `serde_json::from_value`, which cannot
+    /// produce a `RawValue` directly).
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let value = serde_json::Value::deserialize(d)?;
+        serde_json::value::to_raw_value(&value)
+            .map(JsonText)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+impl JsonText {
+    /// Wrap JSON text; fails when it is not valid JSON.
+    pub fn new(text: String) -> Result<Self, serde_json::Error> {
+        RawValue::from_string(text).map(JsonText)
+    }
+    /// The JSON text.
+    pub fn get(&self) -> &str {
+        self.0.get()
+    }
+    /// The text parsed into a value.
+    pub fn to_value(&self) -> serde_json::Value {
+        serde_json::from_str(self.get()).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+impl PartialEq for JsonText {
+    fn eq(&self, other: &Self) -> bool {
+        self.get() == other.get()
+    }
+}
+
+impl Eq for JsonText {}
+
+impl rusqlite::types::FromSql for JsonText {
+    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        let text = value.as_str()?;
+        JsonText::new(text.to_string())
+            .map_err(|e| rusqlite::types::FromSqlError::Other(Box::new(e)))
+    }
+}
+
+/// A task as `GET background/` shows it. A waiting task has exactly the keys
+/// a real Container Station answered with (`category, deletable,
+/// detail_state, id, init, name, params, state, user`) plus our `progress`;
+/// `start`, `result` and `end` appear once they are set.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Task {
     /// Unique, increasing id.
@@ -70,21 +123,26 @@ pub struct Task {
     pub detail_state: String,
     /// -1 unknown, else 0..=100.
     pub progress: i32,
-    /// 0 success, else a [`ResultCode`].
-    pub result: i32,
+    /// 0 success, else a [`ResultCode`]; absent until the task has ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<i32>,
     /// Whether it may be deleted while running.
     pub deletable: bool,
     /// Who submitted it.
     pub user: String,
-    /// The request params as a JSON string, secrets masked as `"******"`.
-    pub params: String,
+    /// What the task is about (see [`task_name`]): a container, `image:tag`,
+    /// or an application name.
+    pub name: String,
+    /// The posted params as JSON (an object, or an array for
+    /// `image_remove`), secrets masked as `"******"`.
+    pub params: JsonText,
     /// Submit time, epoch seconds.
     pub init: i64,
     /// Start time, epoch seconds.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start: Option<i64>,
     /// End time, epoch seconds.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub end: Option<i64>,
 }
 
@@ -93,4 +151,107 @@ pub struct Task {
 pub struct TaskEvent {
     /// The task after the change.
     pub task: Task,
+}
+
+/// What a task is about, from its params, the way Container Station names
+/// tasks: the first entry of an array (`image_remove`), then the first of
+/// `name` (a container or application: `create`, `container_*`,
+/// `application*`), `image` with its `tag` (`image:tag`, tag `latest` when
+/// absent: `image_*`), `id`; else `""`. The same rule serves every
+/// category, so a new plugin's tasks are named without host changes.
+pub fn task_name(params: &serde_json::Value) -> String {
+    use serde_json::Value;
+    let entry = match params {
+        Value::Array(items) => items.first().unwrap_or(&Value::Null),
+        other => other,
+    };
+    let text = |key: &str| {
+        entry
+            .get(key)
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+    };
+    if let Some(name) = text("name") {
+        return name.to_string();
+    }
+    if let Some(image) = text("image") {
+        let tag = text("tag").unwrap_or("latest");
+        return format!("{image}:{tag}");
+    }
+    text("id").unwrap_or_default().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn names_follow_container_station() {
+        let cases = [
+            (
+                json!({"type": "docker", "name": "dtest", "image": "busybox"}),
+                "dtest",
+            ),
+            (json!({"image": "busybox", "tag": "1.36"}), "busybox:1.36"),
+            (json!({"image": "busybox"}), "busybox:latest"),
+            (json!({"image": "busybox", "tag": ""}), "busybox:latest"),
+            (json!([{"image": "a", "tag": "1"}, {"image": "b"}]), "a:1"),
+            (
+                json!([{"type": "docker", "id": "sha256:abc"}]),
+                "sha256:abc",
+            ),
+            (json!({"template": "joomla", "name": "joomla"}), "joomla"),
+            (json!({"name": 5, "id": "c1"}), "c1"),
+            (json!([]), ""),
+            (json!({}), ""),
+        ];
+        for (params, want) in cases {
+            assert_eq!(task_name(&params), want, "{params}");
+        }
+    }
+
+    #[test]
+    fn waiting_task_has_the_recorded_keys() {
+        let t = Task {
+            id: 1,
+            category: "image_download".into(),
+            state: TaskState::Waiting,
+            detail_state: String::new(),
+            progress: 0,
+            result: None,
+            deletable: false,
+            user: "admin".into(),
+            name: "busybox:latest".into(),
+            params: JsonText::new(r#"{"image":"busybox","password":"******"}"#.into()).unwrap(),
+            init: 7,
+            start: None,
+            end: None,
+        };
+        let v = serde_json::to_value(&t).unwrap();
+        let mut keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                "category",
+                "deletable",
+                "detail_state",
+                "id",
+                "init",
+                "name",
+                "params",
+                "progress",
+                "state",
+                "user"
+            ]
+        );
+        assert_eq!(
+            v["params"],
+            json!({"image": "busybox", "password": "******"})
+        );
+        let back: Task = serde_json::from_value(v).unwrap();
+        assert_eq!(back, t);
+    }
 }

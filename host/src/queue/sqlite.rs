@@ -23,7 +23,7 @@ use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use tokio::sync::oneshot;
 
-use super::model::{Task, TaskState};
+use super::model::{task_name, JsonText, Task, TaskState};
 use super::secret::SecretBox;
 use super::store::{ClaimRequest, Claimed, Finish, NewTask, Owner, ProgressUpdate, TaskStore};
 
@@ -54,9 +54,17 @@ const MIGRATIONS: &[&str] = &[
         sealed  BLOB    NOT NULL
     );
     "#,
+    // 2: what each task is about (`name`); filled for older rows by
+    // `backfill_names` in the same transaction.
+    r#"
+    ALTER TABLE tasks ADD COLUMN name TEXT NOT NULL DEFAULT '';
+    "#,
 ];
 
-const COLUMNS: &str = "id, category, state, detail_state, progress, result, deletable, username, params, init, started, ended";
+/// The migration after which older rows get their `name` from their params.
+const NAME_MIGRATION: usize = 2;
+
+const COLUMNS: &str = "id, category, state, detail_state, progress, result, deletable, username, params, init, started, ended, name";
 
 /// Name of the database file in the data folder.
 pub const DB_FILE: &str = "stevedore.db";
@@ -259,9 +267,26 @@ fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)
             .with_context(|| format!("migration {}", i + 1))?;
+        if i + 1 == NAME_MIGRATION {
+            backfill_names(&tx).context("naming the tasks stored before names")?;
+        }
         tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))?;
         tx.commit()?;
         tracing::info!(version = i + 1, "applied database migration");
+    }
+    Ok(())
+}
+
+/// Give every task stored before migration 2 its name, from its shown params.
+fn backfill_names(conn: &Connection) -> anyhow::Result<()> {
+    let rows: Vec<(i64, String)> = conn
+        .prepare("SELECT id, params FROM tasks")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut update = conn.prepare("UPDATE tasks SET name = ?2 WHERE id = ?1")?;
+    for (id, params) in rows {
+        let value: serde_json::Value = serde_json::from_str(&params).unwrap_or_default();
+        update.execute(params![id, task_name(&value)])?;
     }
     Ok(())
 }
@@ -283,19 +308,26 @@ fn parse_state(s: &str) -> rusqlite::Result<TaskState> {
 }
 
 fn row_to_task(r: &Row<'_>) -> rusqlite::Result<Task> {
+    let state = parse_state(r.get_ref(2)?.as_str()?)?;
     Ok(Task {
         id: r.get(0)?,
         category: r.get(1)?,
-        state: parse_state(r.get_ref(2)?.as_str()?)?,
+        state,
         detail_state: r.get(3)?,
         progress: r.get(4)?,
-        result: r.get(5)?,
+        // Container Station shows `result` once the task has ended.
+        result: if state.is_finished() {
+            Some(r.get(5)?)
+        } else {
+            None
+        },
         deletable: r.get(6)?,
         user: r.get(7)?,
         params: r.get(8)?,
         init: r.get(9)?,
         start: r.get(10)?,
         end: r.get(11)?,
+        name: r.get(12)?,
     })
 }
 
@@ -455,15 +487,16 @@ fn savepoint<T>(
 
 fn insert(conn: &Connection, secrets: &SecretBox, t: NewTask) -> anyhow::Result<Task> {
     let mut st = conn.prepare_cached(
-        "INSERT INTO tasks (category, state, detail_state, progress, result, deletable, username, params, init)
-         VALUES (?1, 'waiting', '', 0, 0, ?2, ?3, ?4, ?5)",
+        "INSERT INTO tasks (category, state, detail_state, progress, result, deletable, username, params, init, name)
+         VALUES (?1, 'waiting', '', 0, 0, ?2, ?3, ?4, ?5, ?6)",
     )?;
     st.execute(params![
         t.category,
         t.deletable,
         t.user,
         t.shown_params,
-        t.init
+        t.init,
+        t.name
     ])?;
     let id = conn.last_insert_rowid();
     if let Some(full) = &t.full_params {
@@ -477,10 +510,11 @@ fn insert(conn: &Connection, secrets: &SecretBox, t: NewTask) -> anyhow::Result<
         state: TaskState::Waiting,
         detail_state: String::new(),
         progress: 0,
-        result: 0,
+        result: None,
         deletable: t.deletable,
         user: t.user,
-        params: t.shown_params,
+        name: t.name,
+        params: JsonText::new(t.shown_params).context("the shown params are not JSON")?,
         init: t.init,
         start: None,
         end: None,
@@ -527,7 +561,7 @@ fn claim(
         let sealed: Option<Vec<u8>> = secret_st.query_row([task.id], |r| r.get(0)).optional()?;
         let full_params = match sealed {
             Some(s) => String::from_utf8(secrets.open(task.id, &s)?)?,
-            None => task.params.clone(),
+            None => task.params.get().to_string(),
         };
         out.push(Claimed { task, full_params });
     }
@@ -615,44 +649,30 @@ fn list(
     user: Option<&str>,
     category: Option<&str>,
 ) -> anyhow::Result<Vec<Task>> {
-    // One statement per filter shape, so each can use its index.
-    let rows = match (user, category) {
-        (None, None) => {
-            let mut st =
-                conn.prepare_cached(&format!("SELECT {COLUMNS} FROM tasks ORDER BY id"))?;
-            let rows = st
-                .query_map([], row_to_task)?
-                .collect::<Result<Vec<_>, _>>()?;
-            rows
-        }
-        (Some(u), None) => {
-            let mut st = conn.prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM tasks WHERE username = ?1 ORDER BY id"
-            ))?;
-            let rows = st
-                .query_map([u], row_to_task)?
-                .collect::<Result<Vec<_>, _>>()?;
-            rows
-        }
-        (None, Some(c)) => {
-            let mut st = conn.prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM tasks WHERE category = ?1 ORDER BY id"
-            ))?;
-            let rows = st
-                .query_map([c], row_to_task)?
-                .collect::<Result<Vec<_>, _>>()?;
-            rows
-        }
-        (Some(u), Some(c)) => {
-            let mut st = conn.prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM tasks WHERE username = ?1 AND category = ?2 ORDER BY id"
-            ))?;
-            let rows = st
-                .query_map([u, c], row_to_task)?
-                .collect::<Result<Vec<_>, _>>()?;
-            rows
-        }
+    // Newest first, as Container Station lists. The statement text depends
+    // on the filters given, so each shape is its own cached statement and
+    // can use its index (`tasks_user` for a user's tasks).
+    let mut filters = Vec::new();
+    let mut args: Vec<&str> = Vec::new();
+    if let Some(u) = user {
+        args.push(u);
+        filters.push(format!("username = ?{}", args.len()));
+    }
+    if let Some(c) = category {
+        args.push(c);
+        filters.push(format!("category = ?{}", args.len()));
+    }
+    let filter = if filters.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", filters.join(" AND "))
     };
+    let mut st = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM tasks {filter} ORDER BY id DESC"
+    ))?;
+    let rows = st
+        .query_map(rusqlite::params_from_iter(args), row_to_task)?
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(rows)
 }
 
@@ -775,11 +795,45 @@ impl TaskStore for SqliteStore {
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn tasks_stored_before_names_get_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(DB_FILE);
+        {
+            // A database as the previous release left it (schema 1).
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.execute_batch("PRAGMA user_version = 1").unwrap();
+            for params in [
+                r#"{"type":"docker","name":"dtest","image":"busybox"}"#,
+                r#"[{"image":"busybox","tag":"1.36"}]"#,
+            ] {
+                conn.execute(
+                    "INSERT INTO tasks (category, state, deletable, username, params, init)
+                     VALUES ('x', 'completed', 0, 'u', ?1, 1)",
+                    [params],
+                )
+                .unwrap();
+            }
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        let names: Vec<String> = store
+            .list(Owner::Anyone, None)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| t.name)
+            .collect();
+        assert_eq!(names, ["busybox:1.36", "dtest"]);
+        store.close().await.unwrap();
+    }
+
     fn new_task(cat: &str, user: &str, full: Option<&str>) -> NewTask {
         NewTask {
             category: cat.into(),
             user: user.into(),
             deletable: false,
+            name: String::new(),
             shown_params: r#"{"password":"******"}"#.into(),
             full_params: full.map(str::to_string),
             init: 1,
@@ -811,7 +865,7 @@ mod tests {
         let ids: Vec<i64> = got.iter().map(|c| c.task.id).collect();
         assert_eq!(ids, vec![a1.id, b1.id]);
         assert_eq!(got[0].full_params, r#"{"password":"hunter2"}"#);
-        assert_eq!(got[0].task.params, r#"{"password":"******"}"#);
+        assert_eq!(got[0].task.params.get(), r#"{"password":"******"}"#);
         assert_eq!(got[0].task.state, TaskState::Running);
         assert_eq!(got[0].task.start, Some(5));
 
@@ -822,7 +876,7 @@ mod tests {
 
         // Reopen: a2 is next; finishing drops the sealed params.
         let store = SqliteStore::open_in(dir.path()).unwrap();
-        assert_eq!(SqliteStore::schema_version(), 1);
+        assert_eq!(SqliteStore::schema_version(), 2);
         let got = store
             .claim(ClaimRequest {
                 max: 1,

@@ -32,7 +32,9 @@ pub struct NewTask {
     pub user: String,
     /// Whether it may be deleted while running.
     pub deletable: bool,
-    /// The params as shown, secrets masked.
+    /// What the task is about ([`super::task_name`]).
+    pub name: String,
+    /// The params as shown (JSON text), secrets masked.
     pub shown_params: String,
     /// The full params when they differ from the shown ones (something was
     /// masked). Stored apart from the task row, encrypted.
@@ -142,7 +144,7 @@ pub trait TaskStore: Send + Sync {
     /// One task.
     async fn get(&self, id: i64) -> anyhow::Result<Option<Task>>;
 
-    /// The tasks of `owner`, of `category` if given, ordered by id.
+    /// The tasks of `owner`, of `category` if given, newest (highest id) first.
     async fn list(&self, owner: Owner<'_>, category: Option<&str>) -> anyhow::Result<Vec<Task>>;
 
     /// How many tasks there are per (category, state), for metrics.

@@ -207,9 +207,10 @@ async fn states_in_order_and_progress_never_goes_back() {
         .unwrap();
     assert_eq!(
         (t.state, t.progress, t.result, t.start, t.end),
-        (TaskState::Waiting, 0, 0, None, None)
+        (TaskState::Waiting, 0, None, None, None)
     );
-    assert_eq!(t.params, r#"{"name":"x"}"#);
+    assert_eq!(t.params.get(), r#"{"name":"x"}"#);
+    assert_eq!(t.name, "x");
 
     let mut seen = Vec::new();
     loop {
@@ -237,7 +238,7 @@ async fn states_in_order_and_progress_never_goes_back() {
 
     let done = q.get(&admin(), t.id).await.unwrap();
     assert_eq!(done.state, TaskState::Completed);
-    assert_eq!((done.progress, done.result), (100, 0));
+    assert_eq!((done.progress, done.result), (100, Some(0)));
     assert_eq!(done.detail_state, "all good");
     assert!(
         done.start.is_some()
@@ -251,7 +252,7 @@ async fn states_in_order_and_progress_never_goes_back() {
     let f = wait_task(&q, f.id, |t| t.state.is_finished()).await;
     assert_eq!(
         (f.state, f.result, f.detail_state.as_str()),
-        (TaskState::Error, 1, "boom")
+        (TaskState::Error, Some(1), "boom")
     );
     q.shutdown().await;
 }
@@ -401,7 +402,7 @@ async fn delete_rules() {
     let end = next_event(&mut rx, |t| t.id == gate && t.state.is_finished()).await;
     assert_eq!(
         (end.state, end.result),
-        (TaskState::Error, ResultCode::Cancelled.code())
+        (TaskState::Error, Some(ResultCode::Cancelled.code()))
     );
     assert!(matches!(
         q.get(&admin(), gate).await,
@@ -428,7 +429,7 @@ async fn delete_rules() {
     .await;
     assert_eq!(
         (ev.state, ev.result),
-        (TaskState::Error, ResultCode::Cancelled.code())
+        (TaskState::Error, Some(ResultCode::Cancelled.code()))
     );
     assert!(store.get(waiting).await.unwrap().is_none());
     assert!(matches!(
@@ -501,12 +502,16 @@ async fn users_see_and_delete_only_their_own() {
     }
     let ids = |v: Vec<Task>| v.into_iter().map(|t| t.id).collect::<Vec<_>>();
     assert_eq!(ids(q.list(&user("alice"), None).await.unwrap()), vec![a]);
-    assert_eq!(ids(q.list(&user("bob"), None).await.unwrap()), vec![b, b2]);
+    assert_eq!(ids(q.list(&user("bob"), None).await.unwrap()), vec![b2, b]);
     assert_eq!(
         ids(q.list(&user("bob"), Some("quick")).await.unwrap()),
         vec![b2]
     );
-    assert_eq!(ids(q.list(&admin(), None).await.unwrap()), vec![a, b, b2]);
+    assert_eq!(
+        ids(q.list(&admin(), None).await.unwrap()),
+        vec![b2, b, a],
+        "newest first"
+    );
     assert!(matches!(q.get(&user("alice"), b).await, Err(QueueError::NotFound(id)) if id == b));
     assert!(
         matches!(q.delete(&user("alice"), DeleteSelector::Id(b)).await, Err(QueueError::NotFound(id)) if id == b)
@@ -529,7 +534,7 @@ async fn users_see_and_delete_only_their_own() {
     );
     assert_eq!(
         ids(q.list(&user("bob"), None).await.unwrap()),
-        vec![b, b2],
+        vec![b2, b],
         "bob's tasks untouched"
     );
     assert_eq!(
@@ -558,7 +563,7 @@ async fn secrets_masked_everywhere_and_full_params_reach_the_executor() {
         "note": "password"
     });
     let t = q.submit("u", "secret", &params).await.unwrap();
-    let shown: serde_json::Value = serde_json::from_str(&t.params).unwrap();
+    let shown = t.params.to_value();
     assert_eq!(
         shown,
         json!({
@@ -715,7 +720,7 @@ fn restart_recovery_after_a_crash() {
         let r = q.get(&admin(), running).await.unwrap();
         assert_eq!(
             (r.state, r.result),
-            (TaskState::Error, ResultCode::Interrupted.code())
+            (TaskState::Error, Some(ResultCode::Interrupted.code()))
         );
         assert_eq!(r.detail_state, INTERRUPTED_DETAIL);
         assert!(r.end.is_some());
@@ -725,7 +730,7 @@ fn restart_recovery_after_a_crash() {
         let all = q.list(&admin(), None).await.unwrap();
         assert_eq!(
             all.iter().map(|t| t.id).collect::<Vec<_>>(),
-            vec![running, waiting_secret, waiting_quick]
+            vec![waiting_quick, waiting_secret, running]
         );
         let mut started = exec2.started_ids();
         started.sort();
@@ -747,7 +752,8 @@ fn restart_recovery_after_a_crash() {
             serde_json::from_str::<serde_json::Value>(&given).unwrap(),
             secret_params
         );
-        let shown = &all[1].params;
+        let shown = all[1].params.get();
+        assert_eq!(all[1].id, waiting_secret);
         assert!(
             !shown.contains("s3cret") && !shown.contains("tok\""),
             "{shown}"
@@ -778,7 +784,7 @@ async fn shutdown_interrupts_running_and_keeps_waiting() {
     let t = store.get(r).await.unwrap().unwrap();
     assert_eq!(
         (t.state, t.result, t.detail_state.as_str()),
-        (TaskState::Error, 4, INTERRUPTED_DETAIL)
+        (TaskState::Error, Some(4), INTERRUPTED_DETAIL)
     );
     wait_task(&q, w, |t| t.state == TaskState::Completed).await;
     assert_eq!(
