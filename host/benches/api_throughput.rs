@@ -95,7 +95,16 @@ async fn run() -> anyhow::Result<()> {
     let auth = Arc::new(stevedore::auth::Auth::open(&config)?);
     let store = stevedore::queue::SqliteStore::open_in(&config.data_dir)?;
     let (exec, exec_name) = executor(&plugins, &config).await;
-    let started = stevedore::server::start_with(&config, auth, store, exec).await?;
+    let started = stevedore::server::start_with(
+        &config,
+        auth,
+        store,
+        exec,
+        Arc::new(stevedore::runtime::Unavailable {
+            reason: "the benchmark needs no engine".into(),
+        }),
+    )
+    .await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let router = stevedore::api::app(started.state.clone());

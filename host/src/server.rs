@@ -13,6 +13,7 @@ use crate::api::{self, AppState};
 use crate::auth::Auth;
 use crate::config::Config;
 use crate::queue::{Executor, Queue, SqliteStore};
+use crate::runtime::Runtime;
 
 /// Serve until interrupted (SIGINT or SIGTERM).
 pub async fn run() -> anyhow::Result<()> {
@@ -64,10 +65,11 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// The container runtime that plugins' host calls reach: the Docker engine
-/// at `DOCKER_HOST` (connected lazily, so the server starts without one and
-/// a task needing it ends as `error` saying the engine is unreachable).
-fn make_runtime(config: &Config) -> anyhow::Result<Arc<dyn crate::runtime::Runtime>> {
+/// The container runtime that plugins' host calls and the container routes
+/// reach: the Docker engine at `DOCKER_HOST` (connected lazily, so the
+/// server starts without one and a task needing it ends as `error` saying
+/// the engine is unreachable).
+pub fn make_runtime(config: &Config) -> anyhow::Result<Arc<dyn Runtime>> {
     use crate::runtime::docker::{DockerRuntime, DockerSettings, Registry};
     let registries = config
         .registries
@@ -106,10 +108,13 @@ fn make_runtime(config: &Config) -> anyhow::Result<Arc<dyn crate::runtime::Runti
 }
 
 /// Load the plugins of `config.plugins_dir` as the queue's executor.
-async fn load_executor(config: &Config) -> anyhow::Result<Arc<dyn Executor>> {
+async fn load_executor(
+    config: &Config,
+    runtime: Arc<dyn Runtime>,
+) -> anyhow::Result<Arc<dyn Executor>> {
     std::fs::create_dir_all(&config.plugins_dir)
         .with_context(|| format!("creating plugins folder {}", config.plugins_dir.display()))?;
-    let host = crate::plugins::PluginHost::load(&config.plugin_config(), make_runtime(config)?)
+    let host = crate::plugins::PluginHost::load(&config.plugin_config(), runtime)
         .await
         .with_context(|| format!("loading plugins from {}", config.plugins_dir.display()))?;
     Ok(Arc::new(host))
@@ -131,10 +136,11 @@ pub async fn start(config: &Config) -> anyhow::Result<Started> {
         .with_context(|| format!("creating share root {}", config.share_root.display()))?;
     let auth = Arc::new(Auth::open(config)?);
     let store = SqliteStore::open_in(&config.data_dir)?;
-    let executor = load_executor(config).await?;
+    let runtime = make_runtime(config)?;
+    let executor = load_executor(config, runtime.clone()).await?;
     let names: Vec<String> = executor.categories().into_iter().map(|c| c.name).collect();
     tracing::info!(categories = %names.join(","), dir = %config.plugins_dir.display(), "plugins loaded");
-    start_with(config, auth, store, executor).await
+    start_with(config, auth, store, executor, runtime).await
 }
 
 /// Start the queue over explicit parts.
@@ -143,11 +149,13 @@ pub async fn start_with(
     auth: Arc<Auth>,
     store: Arc<SqliteStore>,
     executor: Arc<dyn Executor>,
+    runtime: Arc<dyn Runtime>,
 ) -> anyhow::Result<Started> {
     let queue = Queue::start(store, executor, config.queue_config()).await?;
     spawn_observers(&queue, &auth);
     let state = AppState {
         queue: queue.clone(),
+        runtime,
         auth,
         max_body_bytes: config.http.max_body_bytes,
         secure_cookies: config.http.secure_cookies,

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
-use stevedore_e2e::{real_plugins, workspace_root, Options, Server, ADMIN_PASSWORD};
+use stevedore_e2e::{real_plugins, workspace_root, Client, Options, Server, ADMIN_PASSWORD};
 
 const SEED: &str = include_str!("../seed/background-tasks.rst");
 
@@ -65,6 +65,65 @@ fn seed_commands(text: &str) -> Vec<String> {
     out
 }
 
+/// The command sequences of the page's `runcode` blocks, in page order: the
+/// commands Container Station's documentation build ran against a real
+/// server. Lines are joined with spaces, as a `runcode` block runs them
+/// (its `-d` and the body that follows are on separate lines).
+fn runcode_blocks(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let lines: Vec<&str> = text.lines().collect();
+    let mut i = 0;
+    while i < lines.len() {
+        let line = lines[i];
+        i += 1;
+        if line.trim() != ".. runcode:: json" {
+            continue;
+        }
+        let indent = line.len() - line.trim_start().len();
+        let mut block = Vec::new();
+        while i < lines.len() {
+            let l = lines[i];
+            let blank = l.trim().is_empty();
+            if !blank && l.len() - l.trim_start().len() <= indent {
+                break;
+            }
+            if !blank {
+                block.push(l.trim());
+            }
+            i += 1;
+        }
+        out.push(block.join(" "));
+    }
+    out
+}
+
+/// A folder holding `python` (→ `python3`) when the machine has no
+/// `python`: the page pipes answers through `python -m json.tool`.
+fn python_path(dir: &Path) -> String {
+    let path = std::env::var("PATH").unwrap_or_default();
+    let has_python = Command::new("python")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if has_python {
+        return path;
+    }
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let python3 = Command::new("bash")
+        .args(["-c", "command -v python3"])
+        .output()
+        .expect("bash");
+    let python3 = String::from_utf8_lossy(&python3.stdout).trim().to_string();
+    assert!(
+        !python3.is_empty(),
+        "python3 is needed: apt-get install python3"
+    );
+    let _ = std::fs::remove_file(bin.join("python"));
+    std::os::unix::fs::symlink(python3, bin.join("python")).unwrap();
+    format!("{}:{path}", bin.display())
+}
+
 fn run_curl(dir: &Path, server: &Server, cmd: &str) -> Value {
     let started = std::time::Instant::now();
     let out = Command::new("bash")
@@ -74,6 +133,7 @@ fn run_curl(dir: &Path, server: &Server, cmd: &str) -> Value {
         .env("QIP", "127.0.0.1")
         .env("QPORT", server.addr.port().to_string())
         .env("QPASSWORD", ADMIN_PASSWORD)
+        .env("PATH", python_path(dir))
         .output()
         .expect("running bash (and curl: apt-get install curl)");
     assert!(
@@ -110,6 +170,87 @@ fn the_seed_copy_is_verbatim() {
     let cmds = seed_commands(SEED);
     assert_eq!(cmds.len(), 12, "{cmds:#?}");
     assert!(cmds.iter().all(|c| c.starts_with("curl -sq ")));
+    let blocks = runcode_blocks(SEED);
+    assert_eq!(blocks.len(), 7, "{blocks:#?}");
+    assert!(blocks[1].starts_with("id=`curl -sq -XGET"), "{}", blocks[1]);
+    assert!(
+        blocks[1].contains("-d '{ \"type\": \"docker\""),
+        "{}",
+        blocks[1]
+    );
+}
+
+/// The Docker id of `dtest`, through the route the page's cleanup uses.
+async fn dtest_id(admin: &Client) -> Option<String> {
+    let r = admin
+        .send(reqwest::Method::GET, "container/docker/getid/dtest", None)
+        .await;
+    if r.status == 200 {
+        assert!(r.content_type.starts_with("text/plain"), "{r:?}");
+        Some(r.body.as_str().expect("a bare id").to_string())
+    } else {
+        r.assert_error(404, Some("unknown_container"));
+        None
+    }
+}
+
+/// The page's `runcode` blocks (issue 7): cleanup, then create, for LXC and
+/// Docker, then download, remove, list and delete; verbatim with curl,
+/// twice in a row. Every block answers JSON that is not an error object,
+/// and each run's cleanup removes the `dtest` the run before created.
+/// (Called after the `sourcecode` commands, which create a `dtest` too:
+/// the two share the engine's container names, so they run in sequence.)
+async fn seed_runcode_blocks_run_twice(server: &Server, admin: &Client, dir: &Path) {
+    let engine = std::env::var_os("DOCKER_HOST").is_some();
+
+    let mut dtest_ids = Vec::new();
+    for round in 1..=2 {
+        for block in runcode_blocks(SEED) {
+            let answer = run_curl(dir, server, &block);
+            let is_error = answer.as_object().is_some_and(|o| o.contains_key("error"));
+            assert!(!is_error, "round {round}: `{block}` answered {answer}");
+            if !block.contains("/background/create") {
+                continue;
+            }
+            let id = answer["id"].as_i64().unwrap_or_else(|| panic!("{answer}"));
+            let t = admin
+                .wait_until(id, std::time::Duration::from_secs(120), |t| {
+                    t["state"] == "completed" || t["state"] == "error"
+                })
+                .await
+                .unwrap_or_else(|last| panic!("create task {id} did not finish: {last:?}"));
+            eprintln!(
+                "round {round}: create {}: {} ({})",
+                t["name"], t["state"], t["detail_state"]
+            );
+            if answer["params"]["type"] == "docker" && engine {
+                assert_eq!(t["name"], "dtest", "{t}");
+                assert_eq!(t["state"], "completed", "{t}");
+                dtest_ids.push(dtest_id(admin).await.expect("dtest exists after create"));
+            }
+        }
+    }
+    if engine {
+        assert_eq!(dtest_ids.len(), 2);
+        assert_ne!(dtest_ids[0], dtest_ids[1], "the second run recreated dtest");
+        admin
+            .send(
+                reqwest::Method::GET,
+                &format!("container/docker/{}", dtest_ids[0]),
+                None,
+            )
+            .await
+            .assert_error(404, Some("unknown_container"));
+        // Leave the shared engine as we found it.
+        let r = admin
+            .send(
+                reqwest::Method::DELETE,
+                &format!("container/docker/{}", dtest_ids[1]),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
 }
 
 #[tokio::test]
@@ -162,9 +303,11 @@ async fn seed_curl_commands_run_verbatim() {
                     assert_eq!(answer["category"], category, "{answer}");
                     assert_eq!(answer["state"], "waiting", "{answer}");
                     assert_eq!(answer["user"], "admin");
-                    let params: Value =
-                        serde_json::from_str(answer["params"].as_str().unwrap()).unwrap();
-                    assert!(params.is_object() || params.is_array());
+                    // The posted JSON itself, as the real server answered.
+                    let params = &answer["params"];
+                    assert!(params.is_object() || params.is_array(), "{answer}");
+                    assert!(answer["name"].is_string(), "{answer}");
+                    assert!(answer.get("result").is_none(), "{answer}");
                     if let Some(pw) = params.get("password") {
                         assert_eq!(pw, "******", "{answer}");
                     }
@@ -229,4 +372,7 @@ async fn seed_curl_commands_run_verbatim() {
         plugins.iter().all(|p| p == "noop") || submitted > 0,
         "at least one seed category ran: {plugins:?}"
     );
+    if plugins.iter().any(|p| p == "create") {
+        seed_runcode_blocks_run_twice(&server, &admin, dir.path()).await;
+    }
 }

@@ -13,8 +13,15 @@ pub const WASI_LIBC: &[&str] = &["wasi-libc"];
 pub const LLD: &[&str] = &["lld-22"];
 /// A Docker engine (and its CLI, used to seed the registry).
 pub const DOCKER: &[&str] = &["docker.io", "iproute2", "iptables"];
-/// The rest of the test services, and `curl` for the seed page's commands.
-pub const SERVICES: &[&str] = &["docker-registry", "busybox-static", "apache2-utils", "curl"];
+/// The rest of the test services, and `curl` and `python3` (its `json.tool`)
+/// for the seed page's commands.
+pub const SERVICES: &[&str] = &[
+    "docker-registry",
+    "busybox-static",
+    "apache2-utils",
+    "curl",
+    "python3",
+];
 
 static UPDATED: AtomicBool = AtomicBool::new(false);
 

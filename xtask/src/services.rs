@@ -441,21 +441,31 @@ impl Registry {
     }
 }
 
-/// Whether the open registry holds `library/busybox:latest`.
-fn busybox_seeded() -> bool {
+/// The images the open registry serves, all the same busybox rootfs:
+/// `busybox` for the tests, `ubuntu` for the seed page's Docker `create`
+/// example (it creates `dtest` from `ubuntu:latest`).
+const SEEDED_IMAGES: [&str; 2] = ["busybox", "ubuntu"];
+
+/// Whether the open registry holds `library/<name>:latest`.
+fn image_seeded(name: &str) -> bool {
     matches!(
         http_get(
             &Endpoint::Tcp(REGISTRY.into()),
-            "/v2/library/busybox/manifests/latest",
+            &format!("/v2/library/{name}/manifests/latest"),
             &["Accept: application/vnd.docker.distribution.manifest.v2+json"],
         ),
         Ok((200, _))
     )
 }
 
+/// Whether every image of [`SEEDED_IMAGES`] is served.
+fn busybox_seeded() -> bool {
+    SEEDED_IMAGES.iter().all(|name| image_seeded(name))
+}
+
 /// A busybox image from `busybox-static`, pushed as
-/// `127.0.0.1:5000/library/busybox:latest`, so that `busybox:latest` pulls
-/// through the engine's mirror.
+/// `127.0.0.1:5000/library/<name>:latest` for each of [`SEEDED_IMAGES`], so
+/// that `busybox:latest` pulls through the engine's mirror.
 fn seed_busybox(engine: &Engine) -> Result<()> {
     if busybox_seeded() {
         return Ok(());
@@ -505,12 +515,21 @@ fn seed_busybox(engine: &Engine) -> Result<()> {
             String::from_utf8_lossy(&imported.stderr)
         );
     }
-    output(engine.docker().args(["push", &image]))?;
+    for name in SEEDED_IMAGES {
+        let named = format!("{REGISTRY}/library/{name}:latest");
+        if named != image {
+            output(engine.docker().args(["tag", &image, &named]))?;
+        }
+        output(engine.docker().args(["push", &named]))?;
+        if named != image {
+            output(engine.docker().args(["rmi", &named]))?;
+        }
+    }
     output(engine.docker().args(["rmi", &image]))?;
     if !busybox_seeded() {
-        bail!("pushed {image}, but the registry does not serve it");
+        bail!("pushed {SEEDED_IMAGES:?}, but the registry does not serve them all");
     }
-    eprintln!("==> seeded {image} in {:.2?}", started.elapsed());
+    eprintln!("==> seeded {SEEDED_IMAGES:?} in {:.2?}", started.elapsed());
     Ok(())
 }
 

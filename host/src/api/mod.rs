@@ -12,21 +12,25 @@
 //! | `GET login_refresh` | the same object; the session's expiry moves forward |
 //! | `PUT logout` | `{"logout":true,"username":...}`; the cookie is cleared (idempotent) |
 //! | `POST background/{category}` (JSON body whatever the Content-Type) | the new task, `waiting` |
-//! | `GET background/` (`?category=`) | the caller's tasks (an admin's: all), by id |
+//! | `GET background/` (`?category=`) | the caller's tasks (an admin's: all), newest first |
 //! | `DELETE background/` | ids of the caller's finished tasks, deleted |
 //! | `DELETE background/{id}` / `DELETE background/{category}` | ids deleted (a numeric segment is an id) |
 //! | `GET background/events` (`?category=`) | Server-Sent Events: `event: task`, `id: <task id>`, `data: <task JSON>` per change; `event: lagged` if the client fell behind |
+//! | `container...` (see [`containers`]) | the synchronous container calls |
 //! | `GET /metrics` (no session) | Prometheus text |
 //!
 //! Error `reason`s: `invalid_json`, `wrong_type` (body not an object/array),
 //! `invalid_params` (the plugin's `validate`; the message names the field),
 //! `missing_field`/`invalid_form` (login), `bad_credentials`, `not_logged_in`,
 //! `too_many_attempts` (429 with `Retry-After`), `not_yours` (403),
-//! `unknown_task`, `unknown_category`, `unknown_path` (404),
+//! `unknown_task`, `unknown_category`, `unknown_container`, `unknown_path` (404),
+//! `runtime_error` (502: the engine refused or failed), `runtime_unavailable`
+//! (501: this server has no such runtime),
 //! `method_not_allowed` (405), `conflict` (409), `body_too_large` (413),
 //! `plugin_failed` (503: the plugin trapped or ran out of budget in `validate`),
 //! `internal` (500; details only in the log).
 
+pub mod containers;
 pub mod error;
 pub mod session;
 pub mod tasks;
@@ -49,15 +53,24 @@ pub use error::AppError;
 
 use crate::auth::Auth;
 use crate::queue::Queue;
+use crate::runtime::Runtime;
 
-/// The path prefixes every API route is served under.
-pub const PREFIXES: [&str; 2] = ["/containerstation/api/v1", "/api/v1"];
+/// The path prefixes every API route is served under: Container Station
+/// 1.x (the seed), 2.x and later, and our own short one.
+pub const PREFIXES: [&str; 3] = [
+    "/containerstation/api/v1",
+    "/container-station/api/v1",
+    "/api/v1",
+];
 
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
     /// The task engine.
     pub queue: Arc<Queue>,
+    /// The container runtimes, for the synchronous container routes (the
+    /// same object the plugins' host calls reach).
+    pub runtime: Arc<dyn Runtime>,
     /// Users and sessions.
     pub auth: Arc<Auth>,
     /// Largest accepted request body, in bytes.
@@ -87,6 +100,15 @@ fn api_routes() -> Router<AppState> {
             "/background/{target}",
             post(tasks::submit).delete(tasks::delete_one),
         )
+        .route("/container", get(containers::list))
+        .route("/container/", get(containers::list))
+        .route("/container/docker/getid/{name}", get(containers::get_id))
+        .route(
+            "/container/{type}/{id}",
+            get(containers::get).delete(containers::delete),
+        )
+        .route("/container/{type}/{id}/inspect", get(containers::inspect))
+        .route("/container/{type}/{id}/{action}", put(containers::action))
 }
 
 /// The whole application, testable without a socket (`tower::ServiceExt::oneshot`).

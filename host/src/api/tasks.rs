@@ -181,7 +181,9 @@ pub async fn events(
     query: Result<Query<CategoryQuery>, QueryRejection>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, AppError> {
     let Query(query) = query.map_err(query_error)?;
-    let category = query.category().map(str::to_string);
+    let category = query
+        .category()
+        .map(|c| state.queue.canonical(c).to_string());
     let viewer = user.viewer();
     let rx = state.queue.subscribe();
     let shutdown = state.shutdown.clone();

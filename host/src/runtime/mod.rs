@@ -35,6 +35,10 @@ pub struct CallContext {
 /// Result of a runtime operation.
 pub type RtResult<T> = Result<T, Error>;
 
+/// Seconds a container gets to stop before it is killed, where the caller
+/// gives no timeout (the container routes).
+pub const STOP_TIMEOUT_SECS: u32 = 10;
+
 /// Whether a container runs, as `GET container` spells it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -228,7 +232,9 @@ pub trait Runtime: Send + Sync {
         container: String,
     ) -> RtResult<ContainerEntry> {
         let all = self.container_list(cx, kind).await?;
-        let by_name = all.iter().find(|c| c.name == container || c.id == container);
+        let by_name = all
+            .iter()
+            .find(|c| c.name == container || c.id == container);
         let by_prefix = || {
             let mut m = all
                 .iter()

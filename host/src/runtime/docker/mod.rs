@@ -9,6 +9,7 @@ pub mod archive;
 pub mod auth;
 pub mod credentials;
 pub mod files;
+pub mod listing;
 pub mod progress;
 pub mod raw;
 
@@ -36,8 +37,8 @@ use self::progress::{Message, Progress};
 use self::raw::{query, RawClient};
 use super::storage::ShareRoot;
 use super::{
-    CallContext, ContainerSpec, Credential, Error, ImageInfo, PullRequest, RtResult, Runtime,
-    RuntimeKind, Source,
+    CallContext, ContainerEntry, ContainerSpec, Credential, Error, ImageInfo, PullRequest,
+    RtResult, Runtime, RuntimeKind, Source,
 };
 
 /// A registry the configuration names.
@@ -816,6 +817,30 @@ impl Runtime for DockerRuntime {
         }
         let info = self.image_inspect(cx, kind, target).await?;
         Ok(info.id)
+    }
+
+    async fn container_list(
+        &self,
+        _cx: &CallContext,
+        kind: RuntimeKind,
+    ) -> RtResult<Vec<ContainerEntry>> {
+        if kind == RuntimeKind::Lxc {
+            return lxc_unavailable();
+        }
+        listing::list(&self.api).await
+    }
+
+    async fn container_delete(
+        &self,
+        _cx: &CallContext,
+        kind: RuntimeKind,
+        container: String,
+        remove_volumes: bool,
+    ) -> RtResult<()> {
+        if kind == RuntimeKind::Lxc {
+            return lxc_unavailable();
+        }
+        listing::delete(&self.api, &container, remove_volumes).await
     }
 
     async fn credential_lookup(&self, cx: &CallContext, registry: String) -> Option<Credential> {

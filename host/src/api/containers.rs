@@ -1,0 +1,322 @@
+//! `container...`: the synchronous container calls that Container Station
+//! clients make around background tasks (the seed's examples stop and
+//! delete a container before they create it again). They are host routes,
+//! not plugins, and go through the same [`Runtime`] as the plugins do.
+//!
+//! | method and path (after a prefix) | answer |
+//! |---|---|
+//! | `GET container` | every container of every runtime: `[{id, name, image, imageID, state, type, tcpPort, project, ...}]` |
+//! | `GET container/docker/getid/{name}` | the bare id as `text/plain` (the shell pastes it into a URL) |
+//! | `GET container/{type}/{id}` | the container's entry |
+//! | `GET container/{type}/{id}/inspect` | the runtime's inspect JSON |
+//! | `PUT container/{type}/{id}/{start,stop,restart}` | the entry after the change |
+//! | `DELETE container/{type}/{id}` (`?remove_volumes=true`) | `{}`; a running container is stopped first |
+
+use std::sync::Arc;
+
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+
+use super::session::CurrentUser;
+use super::{AppError, AppState};
+use crate::queue::{LogLevel, Reporter};
+use crate::runtime::{
+    CallContext, ContainerEntry, Error as RtError, RuntimeKind, STOP_TIMEOUT_SECS,
+};
+
+/// Progress of a synchronous call has no task to go to: it is logged.
+struct LogReporter;
+
+impl Reporter for LogReporter {
+    fn progress(&self, percent: i32, detail: &str) {
+        tracing::debug!(percent, detail, "container call");
+    }
+    fn log(&self, level: LogLevel, message: &str) {
+        tracing::debug!(?level, message, "container call");
+    }
+}
+
+fn context(user: &CurrentUser) -> CallContext {
+    CallContext {
+        task_id: 0,
+        user: user.0.username.clone(),
+        cancel: CancellationToken::new(),
+        reporter: Arc::new(LogReporter),
+    }
+}
+
+/// A runtime error as an API error: the variant picks the status, the
+/// runtime's message is shown (it names the container, never a secret).
+pub fn runtime_error(e: RtError) -> AppError {
+    match e {
+        RtError::InvalidParams(m) => AppError::bad_request("invalid_params", m),
+        RtError::NotFound(m) => AppError::not_found("unknown_container", m),
+        RtError::Conflict(m) => AppError::new(StatusCode::CONFLICT, "conflict", m),
+        RtError::Denied(m) => AppError::new(StatusCode::FORBIDDEN, "denied", m),
+        RtError::Cancelled => AppError::new(StatusCode::CONFLICT, "cancelled", "cancelled"),
+        RtError::Runtime(m) => AppError::new(StatusCode::BAD_GATEWAY, "runtime_error", m),
+        RtError::Other(m) => AppError::new(StatusCode::NOT_IMPLEMENTED, "runtime_unavailable", m),
+    }
+}
+
+fn path_error(e: PathRejection) -> AppError {
+    AppError::bad_request("invalid_path", e.body_text())
+}
+
+/// The runtime a `{type}` segment names.
+pub fn runtime_kind(segment: &str) -> Result<RuntimeKind, AppError> {
+    match segment {
+        "docker" => Ok(RuntimeKind::Docker),
+        "lxc" => Ok(RuntimeKind::Lxc),
+        other => Err(AppError::bad_request(
+            "invalid_params",
+            format!(
+                "type: must be \"docker\" or \"lxc\", got `{}`",
+                short(other)
+            ),
+        )),
+    }
+}
+
+/// Check a container id or name from the path: what Docker and LXC accept
+/// as names, plus hex ids; nothing that could change an engine URL.
+pub fn check_container(id: &str) -> Result<(), AppError> {
+    let ok = !id.is_empty()
+        && id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+        && id.as_bytes()[0].is_ascii_alphanumeric();
+    if ok {
+        Ok(())
+    } else {
+        Err(AppError::bad_request(
+            "invalid_params",
+            format!(
+                "id: `{}` is not a container id or name (letters, digits, `_`, `.`, `-`)",
+                short(id)
+            ),
+        ))
+    }
+}
+
+fn short(s: &str) -> String {
+    s.chars().take(64).collect()
+}
+
+fn target(kind: &str, id: &str) -> Result<(RuntimeKind, String), AppError> {
+    let kind = runtime_kind(kind)?;
+    check_container(id)?;
+    Ok((kind, id.to_string()))
+}
+
+/// `GET container`: Docker's containers, then LXC's. A runtime that cannot
+/// be asked (no `lxc` on this host, no engine) is left out and logged, as
+/// long as another one answered.
+pub async fn list(
+    State(state): State<AppState>,
+    user: CurrentUser,
+) -> Result<Json<Vec<ContainerEntry>>, AppError> {
+    let cx = context(&user);
+    let mut all = Vec::new();
+    let mut first_error = None;
+    let mut answered = false;
+    for kind in [RuntimeKind::Docker, RuntimeKind::Lxc] {
+        match state.runtime.container_list(&cx, kind).await {
+            Ok(entries) => {
+                answered = true;
+                all.extend(entries);
+            }
+            Err(e) => {
+                tracing::debug!(runtime = crate::runtime::kind_name(kind), error = %e.message(), "listing containers");
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    match (answered, first_error) {
+        (false, Some(e)) => Err(runtime_error(e)),
+        _ => Ok(Json(all)),
+    }
+}
+
+/// `GET container/docker/getid/{name}`: the bare id, as plain text.
+pub async fn get_id(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    name: Result<Path<String>, PathRejection>,
+) -> Result<Response, AppError> {
+    let Path(name) = name.map_err(path_error)?;
+    check_container(&name)?;
+    let entry = state
+        .runtime
+        .container_entry(&context(&user), RuntimeKind::Docker, name)
+        .await
+        .map_err(runtime_error)?;
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        entry.id,
+    )
+        .into_response())
+}
+
+/// `GET container/{type}/{id}`: the container's entry.
+pub async fn get(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Result<Json<ContainerEntry>, AppError> {
+    let Path((kind, id)) = path.map_err(path_error)?;
+    let (kind, id) = target(&kind, &id)?;
+    let entry = state
+        .runtime
+        .container_entry(&context(&user), kind, id)
+        .await
+        .map_err(runtime_error)?;
+    Ok(Json(entry))
+}
+
+/// `GET container/{type}/{id}/inspect`: the runtime's own inspect JSON.
+pub async fn inspect(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Result<Response, AppError> {
+    let Path((kind, id)) = path.map_err(path_error)?;
+    let (kind, id) = target(&kind, &id)?;
+    let text = state
+        .runtime
+        .container_inspect(&context(&user), kind, id)
+        .await
+        .map_err(runtime_error)?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], text).into_response())
+}
+
+/// `PUT container/{type}/{id}/{start|stop|restart}`: the entry after the change.
+pub async fn action(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    path: Result<Path<(String, String, String)>, PathRejection>,
+) -> Result<Json<ContainerEntry>, AppError> {
+    let Path((kind, id, action)) = path.map_err(path_error)?;
+    let (kind, id) = target(&kind, &id)?;
+    let cx = context(&user);
+    let rt = &state.runtime;
+    // Resolve first, so an unknown container is a 404 whatever the action.
+    let entry = rt
+        .container_entry(&cx, kind, id)
+        .await
+        .map_err(runtime_error)?;
+    let id = entry.id;
+    let done = match action.as_str() {
+        "start" => rt.container_start(&cx, kind, id.clone()).await,
+        "stop" => {
+            rt.container_stop(&cx, kind, id.clone(), STOP_TIMEOUT_SECS)
+                .await
+        }
+        "restart" => {
+            rt.container_restart(&cx, kind, id.clone(), STOP_TIMEOUT_SECS)
+                .await
+        }
+        other => {
+            return Err(AppError::not_found(
+                "unknown_path",
+                format!(
+                    "unknown container action `{}`: start, stop or restart",
+                    short(other)
+                ),
+            ))
+        }
+    };
+    done.map_err(runtime_error)?;
+    tracing::info!(user = %user.0.username, container = %id, action = %action, "container call");
+    let entry = rt
+        .container_entry(&cx, kind, id)
+        .await
+        .map_err(runtime_error)?;
+    Ok(Json(entry))
+}
+
+/// `?remove_volumes=` of `DELETE container/{type}/{id}`.
+#[derive(Debug, Default, Deserialize)]
+pub struct DeleteQuery {
+    /// Also remove the container's anonymous volumes.
+    #[serde(default)]
+    pub remove_volumes: bool,
+}
+
+/// `DELETE container/{type}/{id}`: `{}`.
+pub async fn delete(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    path: Result<Path<(String, String)>, PathRejection>,
+    query: Result<Query<DeleteQuery>, QueryRejection>,
+) -> Result<Json<serde_json::Value>, AppError> {
+    let Path((kind, id)) = path.map_err(path_error)?;
+    let (kind, id) = target(&kind, &id)?;
+    let Query(query) = query.map_err(|e| AppError::bad_request("invalid_query", e.body_text()))?;
+    let cx = context(&user);
+    let entry = state
+        .runtime
+        .container_entry(&cx, kind, id)
+        .await
+        .map_err(runtime_error)?;
+    state
+        .runtime
+        .container_delete(&cx, kind, entry.id.clone(), query.remove_volumes)
+        .await
+        .map_err(runtime_error)?;
+    tracing::info!(user = %user.0.username, container = %entry.id, "container deleted");
+    Ok(Json(serde_json::json!({})))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn container_ids_are_names_or_hex() {
+        for ok in ["dtest", "ubuntu-trusty-1", "a_b.c", "0123456789ab"] {
+            assert!(check_container(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "-x",
+            ".hidden",
+            "a/b",
+            "a b",
+            "a%2fb",
+            "x?y",
+            &"a".repeat(129),
+        ] {
+            let e = check_container(bad).unwrap_err();
+            assert_eq!(e.status, 400, "{bad}");
+            assert!(e.message.starts_with("id: "), "{}", e.message);
+        }
+    }
+
+    #[test]
+    fn runtime_types() {
+        assert_eq!(runtime_kind("docker").unwrap(), RuntimeKind::Docker);
+        assert_eq!(runtime_kind("lxc").unwrap(), RuntimeKind::Lxc);
+        assert!(runtime_kind("kvm")
+            .unwrap_err()
+            .message
+            .starts_with("type: "));
+    }
+
+    #[test]
+    fn runtime_errors_map_to_statuses() {
+        assert_eq!(runtime_error(RtError::NotFound("x".into())).status, 404);
+        assert_eq!(runtime_error(RtError::Conflict("x".into())).status, 409);
+        assert_eq!(runtime_error(RtError::Runtime("x".into())).status, 502);
+        assert_eq!(
+            runtime_error(RtError::InvalidParams("x".into())).status,
+            400
+        );
+    }
+}
