@@ -238,7 +238,7 @@ async fn users_see_only_their_own_tasks() {
     assert_eq!(ids(alice.list(None).await), vec![a]);
     assert_eq!(ids(bob.list(None).await), vec![b]);
     assert_eq!(ids(bob.list(Some("noop")).await), vec![b]);
-    assert_eq!(ids(admin.list(None).await), vec![a, b]);
+    assert_eq!(ids(admin.list(None).await), vec![b, a], "newest first");
     assert_eq!(alice.list(None).await[0]["user"], "alice");
 
     // Bob can neither delete Alice's task by id nor through the bulk forms.
@@ -474,7 +474,8 @@ async fn restart_recovery_after_kill9() {
         .collect();
     let mut want = vec![running];
     want.extend(&waiting);
-    assert_eq!(ids, want);
+    want.reverse();
+    assert_eq!(ids, want, "newest first");
     assert_eq!(ids.iter().collect::<BTreeSet<_>>().len(), ids.len());
     // New ids keep increasing after the restart.
     let next = c.submit_ok("noop", "{}").await;
