@@ -103,6 +103,7 @@ async fn run() -> anyhow::Result<()> {
         Arc::new(stevedore::runtime::Unavailable {
             reason: "the benchmark needs no engine".into(),
         }),
+        Arc::new(stevedore::policy::Policies::open()),
     )
     .await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

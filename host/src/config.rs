@@ -17,6 +17,14 @@
 //! [users.alice]
 //! password_hash = "$argon2id$v=19$m=19456,t=2,p=1$..."
 //! admin = false
+//! [users.alice.policy]        # see `crate::policy` for every key
+//! privileged = true
+//!
+//! [policy.default]            # what non-admins may do
+//! categories = ["create", "image_download"]
+//! [policy.default.limits]
+//! memory = "1g"
+//! running_tasks = 2
 //!
 //! [registries.corp]
 //! url = "https://registry.corp.example:5000"
@@ -56,6 +64,7 @@ use anyhow::Context;
 use serde::Deserialize;
 
 use crate::plugins::PluginConfig;
+use crate::policy::{Policies, PolicyConfig, PolicySection};
 use crate::queue::QueueConfig;
 
 /// Default listen address.
@@ -98,6 +107,10 @@ pub struct UserConfig {
     /// Admins see and delete every user's tasks.
     #[serde(default)]
     pub admin: bool,
+    /// What this user may do, over `[policy.default]` (non-admins) or no
+    /// restriction (admins); see [`crate::policy`].
+    #[serde(default)]
+    pub policy: Option<PolicyConfig>,
 }
 
 /// A container registry that `repository = "private"` (with `registry_name`)
@@ -239,6 +252,9 @@ pub struct FileConfig {
     /// Plugins.
     #[serde(default)]
     pub plugins: PluginsSection,
+    /// User policies: `[policy.default]` for non-admins.
+    #[serde(default)]
+    pub policy: PolicySection,
 }
 
 /// The effective configuration: the file, then the environment, then defaults.
@@ -270,6 +286,8 @@ pub struct Config {
     pub queue: QueueSection,
     /// Plugin sandbox settings (budget, memory, grants).
     pub plugins: PluginsSection,
+    /// User policies.
+    pub policy: PolicySection,
 }
 
 impl Config {
@@ -339,6 +357,7 @@ impl Config {
             repositories: file.repositories,
             queue,
             plugins: file.plugins,
+            policy: file.policy,
         };
         config.check()?;
         Ok(config)
@@ -384,6 +403,9 @@ impl Config {
                 }
             }
         }
+        // Bad policy keys are start-up errors naming the key.
+        self.policies(self.users.iter().map(|(n, u)| (n.clone(), u.admin)))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         if self.plugins.cpu_budget_ms == Some(0) {
             anyhow::bail!("plugins.cpu_budget_ms: must be at least 1");
         }
@@ -402,6 +424,21 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The effective policy of each of `users` (name, admin): their own
+    /// `[users.NAME.policy]` over `[policy.default]` or over none.
+    pub fn policies(
+        &self,
+        users: impl IntoIterator<Item = (String, bool)>,
+    ) -> Result<Policies, String> {
+        Policies::new(
+            users.into_iter().map(|(name, admin)| {
+                let own = self.users.get(&name).and_then(|u| u.policy.clone());
+                (name, admin, own)
+            }),
+            self.policy.default.clone(),
+        )
     }
 
     /// Whether any configured user is an admin.
@@ -432,6 +469,8 @@ impl Config {
                 .iter()
                 .map(|(k, v)| (k.clone(), *v))
                 .collect::<HashMap<_, _>>(),
+            // Filled from the user policies by the server (`limits.running_tasks`).
+            per_user: HashMap::new(),
         }
     }
 

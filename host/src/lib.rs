@@ -11,6 +11,7 @@ pub mod auth;
 pub mod config;
 pub mod metrics;
 pub mod plugins;
+pub mod policy;
 pub mod queue;
 pub mod runtime;
 pub mod server;

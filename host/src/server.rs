@@ -12,7 +12,9 @@ use tokio_util::sync::CancellationToken;
 use crate::api::{self, AppState};
 use crate::auth::Auth;
 use crate::config::Config;
+use crate::policy::Policies;
 use crate::queue::{Executor, Queue, SqliteStore};
+use crate::runtime::guard::Guarded;
 use crate::runtime::Runtime;
 
 /// Serve until interrupted (SIGINT or SIGTERM).
@@ -136,11 +138,38 @@ pub async fn start(config: &Config) -> anyhow::Result<Started> {
         .with_context(|| format!("creating share root {}", config.share_root.display()))?;
     let auth = Arc::new(Auth::open(config)?);
     let store = SqliteStore::open_in(&config.data_dir)?;
-    let runtime = make_runtime(config)?;
+    let policies = Arc::new(
+        config
+            .policies(auth.users())
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+    );
+    let runtime = guarded(config, make_runtime(config)?, policies.clone());
     let executor = load_executor(config, runtime.clone()).await?;
     let names: Vec<String> = executor.categories().into_iter().map(|c| c.name).collect();
     tracing::info!(categories = %names.join(","), dir = %config.plugins_dir.display(), "plugins loaded");
-    start_with(config, auth, store, executor, runtime).await
+    start_with(config, auth, store, executor, runtime, policies).await
+}
+
+/// `runtime` behind the user policies: what plugins and container routes reach.
+pub fn guarded(
+    config: &Config,
+    runtime: Arc<dyn Runtime>,
+    policies: Arc<Policies>,
+) -> Arc<dyn Runtime> {
+    let registry_names = config
+        .registries
+        .iter()
+        .map(|(name, r)| {
+            let host = r.url.split("://").nth(1).unwrap_or(&r.url);
+            (host.trim_end_matches('/').to_string(), name.clone())
+        })
+        .collect();
+    Arc::new(Guarded::new(
+        runtime,
+        policies,
+        config.share_root.clone(),
+        registry_names,
+    ))
 }
 
 /// Start the queue over explicit parts.
@@ -150,12 +179,16 @@ pub async fn start_with(
     store: Arc<SqliteStore>,
     executor: Arc<dyn Executor>,
     runtime: Arc<dyn Runtime>,
+    policies: Arc<Policies>,
 ) -> anyhow::Result<Started> {
-    let queue = Queue::start(store, executor, config.queue_config()).await?;
+    let mut queue_config = config.queue_config();
+    queue_config.per_user = policies.running_caps().into_iter().collect();
+    let queue = Queue::start(store, executor, queue_config).await?;
     spawn_observers(&queue, &auth);
     let state = AppState {
         queue: queue.clone(),
         runtime,
+        policies,
         auth,
         max_body_bytes: config.http.max_body_bytes,
         secure_cookies: config.http.secure_cookies,

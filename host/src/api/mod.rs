@@ -11,6 +11,7 @@
 //! | `POST login` (form fields `username`, `password`; a JSON object also works) | `{"username","isAdmin","anonymous":false,"logintime"}` + cookie `stevedore_sid` (HttpOnly, SameSite=Lax) |
 //! | `GET login_refresh` | the same object; the session's expiry moves forward |
 //! | `PUT logout` | `{"logout":true,"username":...}`; the cookie is cleared (idempotent) |
+//! | `GET me` | the caller and their effective policy: `{"username","isAdmin","policy":{...}}` |
 //! | `POST background/{category}` (JSON body whatever the Content-Type) | the new task, `waiting` |
 //! | `GET background/` (`?category=`) | the caller's tasks (an admin's: all), newest first |
 //! | `DELETE background/` | ids of the caller's finished tasks, deleted |
@@ -71,6 +72,9 @@ pub struct AppState {
     /// The container runtimes, for the synchronous container routes (the
     /// same object the plugins' host calls reach).
     pub runtime: Arc<dyn Runtime>,
+    /// Every user's policy (the runtime enforces it too; the API refuses
+    /// early what it can see at submit time).
+    pub policies: Arc<crate::policy::Policies>,
     /// Users and sessions.
     pub auth: Arc<Auth>,
     /// Largest accepted request body, in bytes.
@@ -87,6 +91,7 @@ fn api_routes() -> Router<AppState> {
         .route("/login", post(session::login))
         .route("/login_refresh", get(session::login_refresh))
         .route("/logout", put(session::logout))
+        .route("/me", get(session::me))
         .route(
             "/background",
             get(tasks::list).delete(tasks::delete_finished),

@@ -171,6 +171,17 @@ pub async fn login_refresh(
     Ok(resp)
 }
 
+/// `GET me`: the caller and their effective policy, so that a dashboard can
+/// hide what they may not do.
+pub async fn me(State(state): State<AppState>, user: CurrentUser) -> Json<serde_json::Value> {
+    let policy = state.policies.of(&user.0.username);
+    Json(serde_json::json!({
+        "username": user.0.username,
+        "isAdmin": user.0.is_admin,
+        "policy": policy,
+    }))
+}
+
 /// `PUT logout`: ends the session (if any) and clears the cookie. Idempotent.
 pub async fn logout(
     State(state): State<AppState>,

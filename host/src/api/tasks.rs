@@ -98,12 +98,51 @@ pub async fn submit(
     check_category(&category)?;
     let body = body.map_err(body_error)?;
     let params = parse_params(&body)?;
+    admit(&state, &user, &category, &params)?;
     let task = state
         .queue
         .submit(&user.0.username, &category, &params)
         .await?;
     crate::metrics::task_submitted(&task.category);
     Ok(Json(task))
+}
+
+/// The policy checks that can be made at submit time, for an early 403
+/// naming the rule: the category, and the `privileged` and
+/// `resource.device` asks of container specs (`create`, `container_import`).
+/// The runtime guard checks every call again while the task runs.
+fn admit(
+    state: &AppState,
+    user: &CurrentUser,
+    category: &str,
+    params: &serde_json::Value,
+) -> Result<(), AppError> {
+    let policy = state.policies.of(&user.0.username);
+    let forbidden =
+        |r: crate::policy::Refused| AppError::new(StatusCode::FORBIDDEN, "denied", r.message);
+    policy
+        .allows_category(state.queue.canonical(category))
+        .map_err(forbidden)?;
+    if params
+        .get("privileged")
+        .and_then(serde_json::Value::as_bool)
+        == Some(true)
+    {
+        policy.allows_privileged(true).map_err(forbidden)?;
+    }
+    let devices = params
+        .pointer("/resource/device")
+        .and_then(serde_json::Value::as_array);
+    if let (Some(devices), true) = (devices, policy.devices.is_empty()) {
+        if !devices.is_empty() {
+            return Err(AppError::new(
+                StatusCode::FORBIDDEN,
+                "denied",
+                format!("devices are not allowed for user {}", policy.user),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// `GET background/` (optional `?category=`).

@@ -109,6 +109,7 @@ impl Containers {
             cpu: None,
             memory: None,
             ipaddress: None,
+            labels: Default::default(),
         });
         c
     }
@@ -191,6 +192,7 @@ impl Harness {
             QueueConfig {
                 workers: 4,
                 per_category: Default::default(),
+                per_user: Default::default(),
             },
         )
         .await
@@ -198,6 +200,7 @@ impl Harness {
         let state = AppState {
             queue: queue.clone(),
             runtime: Arc::new(Containers::with_one()),
+            policies: Arc::new(crate::policy::Policies::open()),
             auth,
             max_body_bytes: 4096,
             secure_cookies: false,

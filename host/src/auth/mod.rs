@@ -137,6 +137,14 @@ impl Auth {
         })
     }
 
+    /// Every user who may log in, with whether they are an admin.
+    pub fn users(&self) -> Vec<(String, bool)> {
+        self.users
+            .iter()
+            .map(|(name, u)| (name.clone(), u.admin))
+            .collect()
+    }
+
     /// Session lifetime in seconds.
     pub fn ttl_secs(&self) -> i64 {
         self.ttl_secs

@@ -52,6 +52,7 @@ struct Live {
 struct Counts {
     total: usize,
     per_category: HashMap<String, usize>,
+    per_user: HashMap<String, usize>,
 }
 
 pub(super) struct Inner {
@@ -317,9 +318,19 @@ impl Inner {
             if categories.is_empty() {
                 return Ok(0);
             }
+            let users = self
+                .config
+                .per_user
+                .iter()
+                .map(|(u, limit)| {
+                    let running = counts.per_user.get(u).copied().unwrap_or(0);
+                    (u.clone(), limit.saturating_sub(running))
+                })
+                .collect();
             ClaimRequest {
                 max: free,
                 categories,
+                users,
                 now: now(),
             }
         };
@@ -341,6 +352,7 @@ impl Inner {
                 .per_category
                 .entry(task.category.clone())
                 .or_default() += 1;
+            *counts.per_user.entry(task.user.clone()).or_default() += 1;
         }
         let live = Arc::new(Live {
             task: Mutex::new(task.clone()),
@@ -365,7 +377,7 @@ impl Inner {
         let ctx = TaskContext {
             id,
             category: category.clone(),
-            user,
+            user: user.clone(),
             params: full_params,
             cancel: live.cancel.clone(),
             reporter: Arc::new(TaskReporter {
@@ -431,6 +443,12 @@ impl Inner {
             counts.total -= 1;
             if let Some(n) = counts.per_category.get_mut(&category) {
                 *n -= 1;
+            }
+            if let Some(n) = counts.per_user.get_mut(&user) {
+                *n -= 1;
+                if *n == 0 {
+                    counts.per_user.remove(&user);
+                }
             }
         }
         self.wake.notify_one();

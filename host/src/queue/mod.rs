@@ -78,14 +78,18 @@ pub struct QueueConfig {
     /// Optional per-category limits on tasks running at once (a limit of 0
     /// holds the category's tasks waiting).
     pub per_category: HashMap<String, usize>,
+    /// Optional per-user limits on tasks running at once (a user policy's
+    /// `limits.running_tasks`); the user's other tasks wait.
+    pub per_user: HashMap<String, usize>,
 }
 
 impl Default for QueueConfig {
-    /// 8 workers, no per-category limits.
+    /// 8 workers, no per-category or per-user limits.
     fn default() -> Self {
         Self {
             workers: 8,
             per_category: HashMap::new(),
+            per_user: HashMap::new(),
         }
     }
 }

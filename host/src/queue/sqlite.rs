@@ -531,6 +531,7 @@ fn claim(
         "UPDATE tasks SET state = 'running', started = ?1, progress = 0, detail_state = ''
           WHERE id = (SELECT id FROM tasks
                        WHERE state = 'waiting' AND category IN (SELECT value FROM json_each(?2))
+                         AND username NOT IN (SELECT value FROM json_each(?3))
                        ORDER BY id LIMIT 1)
          RETURNING {COLUMNS}"
     );
@@ -548,8 +549,15 @@ fn claim(
                 .map(|(c, _)| c.as_str())
                 .collect::<Vec<_>>(),
         )?;
+        let full_users = serde_json::to_string(
+            &req.users
+                .iter()
+                .filter(|(_, left)| *left == 0)
+                .map(|(u, _)| u.as_str())
+                .collect::<Vec<_>>(),
+        )?;
         let Some(task) = st
-            .query_row(params![req.now, cats], row_to_task)
+            .query_row(params![req.now, cats, full_users], row_to_task)
             .optional()?
         else {
             break;
@@ -557,6 +565,9 @@ fn claim(
         if let Some((_, Some(left))) = req.categories.iter_mut().find(|(c, _)| *c == task.category)
         {
             *left -= 1;
+        }
+        if let Some((_, left)) = req.users.iter_mut().find(|(u, _)| *u == task.user) {
+            *left = left.saturating_sub(1);
         }
         let sealed: Option<Vec<u8>> = secret_st.query_row([task.id], |r| r.get(0)).optional()?;
         let full_params = match sealed {
@@ -856,6 +867,7 @@ mod tests {
         // One of `a` at most, `b` unbounded, `c` not at all.
         let got = store
             .claim(ClaimRequest {
+                users: Vec::new(),
                 max: 10,
                 categories: vec![("a".into(), Some(1)), ("b".into(), None)],
                 now: 5,
@@ -879,6 +891,7 @@ mod tests {
         assert_eq!(SqliteStore::schema_version(), 2);
         let got = store
             .claim(ClaimRequest {
+                users: Vec::new(),
                 max: 1,
                 categories: vec![("a".into(), None)],
                 now: 6,

@@ -52,6 +52,9 @@ pub struct ClaimRequest {
     /// still be claimed (`None`: bounded only by `max`). Waiting tasks of other
     /// categories stay waiting.
     pub categories: Vec<(String, Option<usize>)>,
+    /// Users with a limit, each with how many of their tasks may still be
+    /// claimed; other users are bounded only by `max`.
+    pub users: Vec<(String, usize)>,
     /// Start time to record, epoch seconds.
     pub now: i64,
 }

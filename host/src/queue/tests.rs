@@ -152,6 +152,7 @@ fn config(workers: usize, limits: &[(&str, usize)]) -> QueueConfig {
             .iter()
             .map(|(c, n)| (c.to_string(), *n))
             .collect::<HashMap<_, _>>(),
+        per_user: HashMap::new(),
     }
 }
 
@@ -365,6 +366,34 @@ async fn per_category_limit_total_workers_and_fifo() {
         wait_task(&q, *id, |t| t.state == TaskState::Completed).await;
     }
     assert_eq!(exec.max_active("stuck"), 3, "total of workers");
+    q.shutdown().await;
+}
+
+/// A user's running-task limit (a policy's `limits.running_tasks`): their
+/// other tasks wait, while other users' tasks run beside them.
+#[tokio::test]
+async fn per_user_limit_holds_the_users_other_tasks() {
+    let dir = tempfile::tempdir().unwrap();
+    let exec = Arc::new(TestExec::default());
+    let mut cfg = config(4, &[]);
+    cfg.per_user.insert("bob".into(), 1);
+    let (q, _) = start(dir.path(), exec.clone(), cfg).await;
+    let mut rx = q.subscribe();
+    let b1 = q.submit("bob", "gate", &json!({})).await.unwrap().id;
+    let b2 = q.submit("bob", "gate", &json!({})).await.unwrap().id;
+    let a1 = q.submit("alice", "gate", &json!({})).await.unwrap().id;
+    wait_task(&q, b1, |t| t.state == TaskState::Running).await;
+    wait_task(&q, a1, |t| t.state == TaskState::Running).await;
+    assert_eq!(q.get(&admin(), b2).await.unwrap().state, TaskState::Waiting);
+    exec.gate.add_permits(3);
+    next_event(&mut rx, |e| e.id == b2 && e.state == TaskState::Running).await;
+    assert!(
+        q.get(&admin(), b1).await.unwrap().state.is_finished(),
+        "bob's second task started only after his first ended"
+    );
+    for id in [b1, b2, a1] {
+        wait_task(&q, id, |t| t.state == TaskState::Completed).await;
+    }
     q.shutdown().await;
 }
 

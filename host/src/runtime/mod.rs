@@ -6,6 +6,7 @@
 //! progress to their task and stop when it is cancelled.
 
 pub mod docker;
+pub mod guard;
 pub mod simulated;
 pub mod storage;
 
@@ -80,6 +81,10 @@ pub struct ContainerEntry {
     /// The container's first IP address, where it has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ipaddress: Option<String>,
+    /// Its labels (Docker) or recorded labels (LXC); not shown, used for
+    /// ownership ([`crate::policy::OWNER_LABEL`]).
+    #[serde(skip)]
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 /// The name `GET container` gives a runtime.

@@ -45,10 +45,10 @@ fn entry_of(c: bollard::models::ContainerSummary) -> ContainerEntry {
         .collect();
     tcp_port.sort_unstable();
     tcp_port.dedup();
-    let project = c
-        .labels
-        .as_ref()
-        .and_then(|l| l.get(COMPOSE_PROJECT_LABEL))
+    let labels: std::collections::BTreeMap<String, String> =
+        c.labels.unwrap_or_default().into_iter().collect();
+    let project = labels
+        .get(COMPOSE_PROJECT_LABEL)
         .cloned()
         .unwrap_or_default();
     let ipaddress = c
@@ -74,6 +74,7 @@ fn entry_of(c: bollard::models::ContainerSummary) -> ContainerEntry {
         cpu: None,
         memory: None,
         ipaddress,
+        labels,
     }
 }
 

@@ -1,0 +1,396 @@
+//! [`Guarded`]: the runtime every plugin and container route reaches,
+//! enforcing the calling user's [`Policy`] on each call before it goes on
+//! to the real backends. The user comes from the [`CallContext`] (the
+//! task's submitter, or the session of a container route), never from the
+//! plugin, so a plugin cannot ask on someone else's behalf.
+//!
+//! - `containers.create`: privileged, devices, host folders (scoped to the
+//!   user's share folder), containers it links to or takes volumes from
+//!   (the user's own), memory and CPU caps; the container is labelled with
+//!   its owner ([`OWNER_LABEL`]), replacing any such label a plugin set.
+//! - every call naming a container: the user's own, unless the policy
+//!   reaches all containers; `list` shows only those.
+//! - every `path` (saves, exports, imports): inside the user's share folder.
+//! - pulls and pushes: allowed registries only.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use super::storage::ShareRoot;
+use super::{
+    CallContext, ContainerEntry, ContainerSpec, Credential, Error, ImageInfo, PullRequest,
+    RtResult, Runtime, RuntimeKind, Source,
+};
+use crate::policy::{Policies, Policy, Refused, OWNER_LABEL};
+
+/// A runtime that checks the caller's policy, then forwards.
+pub struct Guarded {
+    inner: Arc<dyn Runtime>,
+    policies: Arc<Policies>,
+    share_root: PathBuf,
+    /// Registry host (as image references spell it) → configured name.
+    registry_names: BTreeMap<String, String>,
+}
+
+fn denied(r: Refused) -> Error {
+    Error::Denied(r.message)
+}
+
+impl Guarded {
+    /// Guard `inner` with `policies`; paths are confined below
+    /// `share_root`; `registry_names` maps registry hosts to their names in
+    /// the configuration (for pushes, which name a registry by address).
+    pub fn new(
+        inner: Arc<dyn Runtime>,
+        policies: Arc<Policies>,
+        share_root: PathBuf,
+        registry_names: BTreeMap<String, String>,
+    ) -> Guarded {
+        Guarded {
+            inner,
+            policies,
+            share_root,
+            registry_names,
+        }
+    }
+
+    fn policy(&self, cx: &CallContext) -> Policy {
+        self.policies.of(&cx.user)
+    }
+
+    /// `path` moved into the user's share folder, checked there (no `..`,
+    /// no link out of the folder), as a path relative to the share root.
+    fn scoped(&self, policy: &Policy, path: &str) -> RtResult<String> {
+        if policy.share.is_empty() {
+            return Ok(path.to_string());
+        }
+        let folder = ShareRoot::new(&self.share_root.join(&policy.share)).map_err(|e| {
+            Error::Other(format!("creating the share folder of {}: {e}", policy.user))
+        })?;
+        folder.resolve(path)?;
+        Ok(policy.scope_path(path))
+    }
+
+    /// Refuse a container the user may not act on.
+    async fn check_owner(
+        &self,
+        cx: &CallContext,
+        policy: &Policy,
+        kind: RuntimeKind,
+        container: &str,
+    ) -> RtResult<()> {
+        if policy.containers == crate::policy::ContainerScope::All {
+            return Ok(());
+        }
+        let entry = self
+            .inner
+            .container_entry(cx, kind, container.to_string())
+            .await?;
+        policy
+            .allows_container(container, entry.labels.get(OWNER_LABEL).map(String::as_str))
+            .map_err(denied)
+    }
+
+    fn registry_name(&self, source: &Source) -> String {
+        match source {
+            Source::Dockerhub => "dockerhub".into(),
+            Source::Qnap => "qnap".into(),
+            Source::Private(name) => name.clone(),
+        }
+    }
+
+    fn check_push_registry(&self, policy: &Policy, registry: &str) -> RtResult<()> {
+        if registry.is_empty() {
+            return policy.allows_registry("dockerhub").map_err(denied);
+        }
+        let host = registry
+            .split("://")
+            .nth(1)
+            .unwrap_or(registry)
+            .trim_end_matches('/');
+        let name = self
+            .registry_names
+            .get(host)
+            .map(String::as_str)
+            .unwrap_or(host);
+        policy.allows_registry(name).map_err(denied)
+    }
+
+    /// The checks and rewrites of `containers.create`.
+    async fn admit(
+        &self,
+        cx: &CallContext,
+        policy: &Policy,
+        mut spec: ContainerSpec,
+    ) -> RtResult<ContainerSpec> {
+        policy.allows_privileged(spec.privileged).map_err(denied)?;
+        for rule in &spec.device_rules {
+            policy.allows_device(rule).map_err(denied)?;
+        }
+        for bind in &mut spec.binds {
+            bind.host_path = self.scoped(policy, &bind.host_path)?;
+        }
+        let others: Vec<String> = spec
+            .volumes_from
+            .iter()
+            .cloned()
+            .chain(spec.links.iter().map(|(c, _)| c.clone()))
+            .collect();
+        for other in others {
+            self.check_owner(cx, policy, spec.runtime, &other).await?;
+        }
+        policy
+            .cap_resources(
+                &mut spec.memory_bytes,
+                &mut spec.cpu_shares,
+                &mut spec.cpu_time_ms,
+            )
+            .map_err(denied)?;
+        spec.labels.retain(|(k, _)| k != OWNER_LABEL);
+        spec.labels.push((OWNER_LABEL.to_string(), cx.user.clone()));
+        Ok(spec)
+    }
+}
+
+#[async_trait]
+impl Runtime for Guarded {
+    fn unsupported(&self, what: &str) -> Error {
+        self.inner.unsupported(what)
+    }
+
+    fn resolve_source(&self, source: &Source) -> RtResult<String> {
+        self.inner.resolve_source(source)
+    }
+
+    async fn image_pull(&self, cx: &CallContext, req: PullRequest) -> RtResult<ImageInfo> {
+        let policy = self.policy(cx);
+        policy
+            .allows_registry(&self.registry_name(&req.source))
+            .map_err(denied)?;
+        self.inner.image_pull(cx, req).await
+    }
+
+    async fn image_inspect(
+        &self,
+        cx: &CallContext,
+        kind: RuntimeKind,
+        reference: String,
+    ) -> RtResult<ImageInfo> {
+        self.inner.image_inspect(cx, kind, reference).await
+    }
+
+    async fn image_list(&self, cx: &CallContext, kind: RuntimeKind) -> RtResult<Vec<ImageInfo>> {
+        self.inner.image_list(cx, kind).await
+    }
+
+    async fn image_remove(
+        &self,
+        cx: &CallContext,
+        kind: RuntimeKind,
+        reference: String,
+        force: bool,
+    ) -> RtResult<Vec<String>> {
+        self.inner.image_remove(cx, kind, reference, force).await
+    }
+
+    async fn image_tag(
+        &self,
+        cx: &CallContext,
+        source: String,
+        repository: String,
+        tag: String,
+    ) -> RtResult<()> {
+        self.inner.image_tag(cx, source, repository, tag).await
+    }
+
+    async fn image_push(
+        &self,
+        cx: &CallContext,
+        repository: String,
+        tag: String,
+        registry: String,
+        credential: Option<Credential>,
+    ) -> RtResult<()> {
+        self.check_push_registry(&self.policy(cx), &registry)?;
+        self.inner
+            .image_push(cx, repository, tag, registry, credential)
+            .await
+    }
+
+    async fn image_save(
+        &self,
+        cx: &CallContext,
+        references: Vec<String>,
+        path: String,
+        gzip: bool,
+        overwrite: bool,
+    ) -> RtResult<u64> {
+        let path = self.scoped(&self.policy(cx), &path)?;
+        self.inner
+            .image_save(cx, references, path, gzip, overwrite)
+            .await
+    }
+
+    async fn container_create(&self, cx: &CallContext, spec: ContainerSpec) -> RtResult<String> {
+        let policy = self.policy(cx);
+        let spec = self.admit(cx, &policy, spec).await?;
+        self.inner.container_create(cx, spec).await
+    }
+
+    async fn container_start(
+        &self,
+        cx: &CallContext,
+        kind: RuntimeKind,
+        container: String,
+    ) -> RtResult<()> {
+        self.check_owner(cx, &self.policy(cx), kind, &container)
+            .await?;
+        self.inner.container_start(cx, kind, container).await
+    }
+
+    async fn container_stop(
+        &self,
+        cx: &CallContext,
+        kind: RuntimeKind,
+        container: String,
+        timeout_secs: u32,
+    ) -> RtResult<()> {
+        self.check_owner(cx, &self.policy(cx), kind, &container)
+            .await?;
+        self.inner
+            .container_stop(cx, kind, container, timeout_secs)
+            .await
+    }
+
+    async fn container_restart(
+        &self,
+        cx: &CallContext,
+        kind: RuntimeKind,
+        container: String,
+        timeout_secs: u32,
+    ) -> RtResult<()> {
+        self.check_owner(cx, &self.policy(cx), kind, &container)
+            .await?;
+        self.inner
+            .container_restart(cx, kind, container, timeout_secs)
+            .await
+    }
+
+    async fn container_remove(
+        &self,
+        cx: &CallContext,
+        kind: RuntimeKind,
+        container: String,
+        force: bool,
+    ) -> RtResult<()> {
+        self.check_owner(cx, &self.policy(cx), kind, &container)
+            .await?;
+        self.inner
+            .container_remove(cx, kind, container, force)
+            .await
+    }
+
+    async fn container_delete(
+        &self,
+        cx: &CallContext,
+        kind: RuntimeKind,
+        container: String,
+        remove_volumes: bool,
+    ) -> RtResult<()> {
+        self.check_owner(cx, &self.policy(cx), kind, &container)
+            .await?;
+        self.inner
+            .container_delete(cx, kind, container, remove_volumes)
+            .await
+    }
+
+    async fn container_list(
+        &self,
+        cx: &CallContext,
+        kind: RuntimeKind,
+    ) -> RtResult<Vec<ContainerEntry>> {
+        let policy = self.policy(cx);
+        let mut all = self.inner.container_list(cx, kind).await?;
+        all.retain(|e| {
+            policy
+                .allows_container(&e.name, e.labels.get(OWNER_LABEL).map(String::as_str))
+                .is_ok()
+        });
+        Ok(all)
+    }
+
+    async fn container_entry(
+        &self,
+        cx: &CallContext,
+        kind: RuntimeKind,
+        container: String,
+    ) -> RtResult<ContainerEntry> {
+        let policy = self.policy(cx);
+        let entry = self.inner.container_entry(cx, kind, container).await?;
+        policy
+            .allows_container(
+                &entry.name,
+                entry.labels.get(OWNER_LABEL).map(String::as_str),
+            )
+            .map_err(denied)?;
+        Ok(entry)
+    }
+
+    async fn container_inspect(
+        &self,
+        cx: &CallContext,
+        kind: RuntimeKind,
+        container: String,
+    ) -> RtResult<String> {
+        self.check_owner(cx, &self.policy(cx), kind, &container)
+            .await?;
+        self.inner.container_inspect(cx, kind, container).await
+    }
+
+    async fn container_export(
+        &self,
+        cx: &CallContext,
+        kind: RuntimeKind,
+        container: String,
+        path: String,
+        gzip: bool,
+        overwrite: bool,
+    ) -> RtResult<u64> {
+        let policy = self.policy(cx);
+        self.check_owner(cx, &policy, kind, &container).await?;
+        let path = self.scoped(&policy, &path)?;
+        self.inner
+            .container_export(cx, kind, container, path, gzip, overwrite)
+            .await
+    }
+
+    async fn archive_config(&self, cx: &CallContext, path: String) -> RtResult<Option<String>> {
+        let path = self.scoped(&self.policy(cx), &path)?;
+        self.inner.archive_config(cx, path).await
+    }
+
+    async fn image_import(
+        &self,
+        cx: &CallContext,
+        kind: RuntimeKind,
+        path: String,
+        repository: String,
+        tag: String,
+    ) -> RtResult<String> {
+        let path = self.scoped(&self.policy(cx), &path)?;
+        self.inner
+            .image_import(cx, kind, path, repository, tag)
+            .await
+    }
+
+    async fn credential_lookup(&self, cx: &CallContext, registry: String) -> Option<Credential> {
+        self.inner.credential_lookup(cx, registry).await
+    }
+
+    async fn credential_remember(&self, cx: &CallContext, credential: Credential) -> RtResult<()> {
+        self.inner.credential_remember(cx, credential).await
+    }
+}
