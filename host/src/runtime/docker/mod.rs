@@ -2,6 +2,9 @@
 //! and on [`raw`] for the calls that carry registry credentials or stream a
 //! request body.
 //!
+//! LXC calls never reach this backend: [`super::router::Runtimes`] routes
+//! on the runtime kind above the backends.
+//!
 //! Large data never enters wasm: saves, exports and imports stream between
 //! the engine and files under the share root.
 
@@ -113,12 +116,6 @@ fn engine(e: bollard::errors::Error) -> Error {
         bollard::errors::Error::DockerStreamError { error } => Error::Runtime(error),
         other => Error::Runtime(format!("Docker engine: {other}")),
     }
-}
-
-fn lxc_unavailable<T>() -> RtResult<T> {
-    Err(Error::Other(
-        "the LXC runtime is not available on this server yet".into(),
-    ))
 }
 
 impl DockerRuntime {
@@ -418,9 +415,6 @@ impl Runtime for DockerRuntime {
     }
 
     async fn image_pull(&self, cx: &CallContext, req: PullRequest) -> RtResult<ImageInfo> {
-        if req.runtime == RuntimeKind::Lxc {
-            return lxc_unavailable();
-        }
         let registry = self.resolve_source(&req.source)?;
         let from = match (&req.source, registry.is_empty()) {
             (_, true) => req.image.clone(),
@@ -461,20 +455,14 @@ impl Runtime for DockerRuntime {
     async fn image_inspect(
         &self,
         _cx: &CallContext,
-        kind: RuntimeKind,
+        _kind: RuntimeKind,
         reference: String,
     ) -> RtResult<ImageInfo> {
-        if kind == RuntimeKind::Lxc {
-            return lxc_unavailable();
-        }
         let inspect = self.api.inspect_image(&reference).await.map_err(engine)?;
         Ok(Self::image_info(inspect))
     }
 
-    async fn image_list(&self, _cx: &CallContext, kind: RuntimeKind) -> RtResult<Vec<ImageInfo>> {
-        if kind == RuntimeKind::Lxc {
-            return lxc_unavailable();
-        }
+    async fn image_list(&self, _cx: &CallContext, _kind: RuntimeKind) -> RtResult<Vec<ImageInfo>> {
         let list = self
             .api
             .list_images(None::<ListImagesOptions>)
@@ -494,13 +482,10 @@ impl Runtime for DockerRuntime {
     async fn image_remove(
         &self,
         _cx: &CallContext,
-        kind: RuntimeKind,
+        _kind: RuntimeKind,
         reference: String,
         force: bool,
     ) -> RtResult<Vec<String>> {
-        if kind == RuntimeKind::Lxc {
-            return lxc_unavailable();
-        }
         let options = RemoveImageOptions {
             force,
             noprune: false,
@@ -589,9 +574,6 @@ impl Runtime for DockerRuntime {
     }
 
     async fn container_create(&self, _cx: &CallContext, spec: ContainerSpec) -> RtResult<String> {
-        if spec.runtime == RuntimeKind::Lxc {
-            return lxc_unavailable();
-        }
         let body = self.spec_to_body(&spec)?;
         let options = CreateContainerOptions {
             name: Some(spec.name.clone()),
@@ -608,12 +590,9 @@ impl Runtime for DockerRuntime {
     async fn container_start(
         &self,
         _cx: &CallContext,
-        kind: RuntimeKind,
+        _kind: RuntimeKind,
         container: String,
     ) -> RtResult<()> {
-        if kind == RuntimeKind::Lxc {
-            return lxc_unavailable();
-        }
         self.api
             .start_container(&container, None)
             .await
@@ -623,13 +602,10 @@ impl Runtime for DockerRuntime {
     async fn container_stop(
         &self,
         _cx: &CallContext,
-        kind: RuntimeKind,
+        _kind: RuntimeKind,
         container: String,
         timeout_secs: u32,
     ) -> RtResult<()> {
-        if kind == RuntimeKind::Lxc {
-            return lxc_unavailable();
-        }
         let options = StopContainerOptions {
             signal: None,
             t: Some(timeout_secs as i32),
@@ -643,13 +619,10 @@ impl Runtime for DockerRuntime {
     async fn container_remove(
         &self,
         _cx: &CallContext,
-        kind: RuntimeKind,
+        _kind: RuntimeKind,
         container: String,
         force: bool,
     ) -> RtResult<()> {
-        if kind == RuntimeKind::Lxc {
-            return lxc_unavailable();
-        }
         let options = RemoveContainerOptions {
             v: false,
             force,
@@ -664,12 +637,9 @@ impl Runtime for DockerRuntime {
     async fn container_inspect(
         &self,
         _cx: &CallContext,
-        kind: RuntimeKind,
+        _kind: RuntimeKind,
         container: String,
     ) -> RtResult<String> {
-        if kind == RuntimeKind::Lxc {
-            return lxc_unavailable();
-        }
         let inspect = self
             .api
             .inspect_container(&container, None)
@@ -681,15 +651,12 @@ impl Runtime for DockerRuntime {
     async fn container_export(
         &self,
         cx: &CallContext,
-        kind: RuntimeKind,
+        _kind: RuntimeKind,
         container: String,
         path: String,
         gzip: bool,
         overwrite: bool,
     ) -> RtResult<u64> {
-        if kind == RuntimeKind::Lxc {
-            return lxc_unavailable();
-        }
         let output = Output::prepare(&self.share, &path, cx.task_id, overwrite)?;
         let inspect = self
             .api
@@ -744,9 +711,6 @@ impl Runtime for DockerRuntime {
         repository: String,
         tag: String,
     ) -> RtResult<String> {
-        if kind == RuntimeKind::Lxc {
-            return lxc_unavailable();
-        }
         let file = self.share.resolve(&path)?;
         if !file.is_file() {
             return Err(Error::NotFound(format!("path `{path}`: no such file")));
