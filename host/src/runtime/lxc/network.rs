@@ -10,6 +10,8 @@
 //!   before init runs) and from a `dnsmasq` on the bridge that serves exactly
 //!   those reservations, because images whose init runs a DHCP client
 //!   (busybox's `udhcpc`, Ubuntu's ifupdown) flush a static address first.
+//!   An address still leased by dnsmasq (to a container that is gone) is
+//!   not handed out again until the lease expires (5 minutes).
 //! - `network.port` becomes DNAT rules in the `prerouting` and `output`
 //!   chains of our own table `ip stevedore_<bridge>`, each with the
 //!   container's MAC as comment so that they go with it; `postrouting`
@@ -214,7 +216,11 @@ impl Network {
             format!("--interface={}", self.bridge),
             "--bind-interfaces".into(),
             "--except-interface=lo".into(),
-            format!("--dhcp-range={},static,255.255.255.0", self.subnet.host(2)),
+            // Short leases: an address comes free soon after its container goes.
+            format!(
+                "--dhcp-range={},static,255.255.255.0,5m",
+                self.subnet.host(2)
+            ),
             format!("--dhcp-hostsdir={}", self.hosts_dir().display()),
             format!("--dhcp-leasefile={}", s.join("leases").display()),
             format!("--pid-file={}", s.join("dnsmasq.pid").display()),
@@ -229,7 +235,7 @@ impl Network {
         let dir = tempfile::tempdir().map_err(|e| Error::Runtime(format!("nft: {e}")))?;
         let file = dir.path().join("rules.nft");
         std::fs::write(&file, script).map_err(|e| io("writing", &file, e))?;
-        tools::run("nft", [OsArg(&file)]).await?;
+        tools::run("nft", [std::ffi::OsStr::new("-f"), file.as_os_str()]).await?;
         Ok(())
     }
 
@@ -290,6 +296,22 @@ impl Network {
             }
             if let Some(ip) = ip {
                 used.insert(ip);
+            }
+        }
+        // dnsmasq keeps a lease after its container is gone and will not
+        // hand that address to another MAC until it expires.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let leases = std::fs::read_to_string(self.state.join("leases")).unwrap_or_default();
+        for line in leases.lines() {
+            let mut f = line.split_whitespace();
+            if let (Some(expiry), Some(_mac), Some(ip)) = (f.next(), f.next(), f.next()) {
+                let live = expiry.parse::<u64>().ok().is_none_or(|e| e == 0 || e > now);
+                if let (true, Ok(ip)) = (live, ip.parse::<Ipv4Addr>()) {
+                    used.insert(ip);
+                }
             }
         }
         let ip = (2..=254u8)
@@ -370,15 +392,6 @@ impl Network {
             self.nft(script).await?;
         }
         Ok(())
-    }
-}
-
-/// A path as a tool argument.
-struct OsArg<'a>(&'a Path);
-
-impl AsRef<std::ffi::OsStr> for OsArg<'_> {
-    fn as_ref(&self) -> &std::ffi::OsStr {
-        self.0.as_os_str()
     }
 }
 

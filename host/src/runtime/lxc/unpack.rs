@@ -190,9 +190,12 @@ pub fn extract(archive: &Path, dir: &Path, layout: Layout) -> Result<u64, Error>
             written += 1;
             continue;
         }
-        let unpacked = entry
-            .unpack_in(&dest)
-            .map_err(|e| bad("path", format!("archive entry `{}`: {e}", raw.display())))?;
+        let unpacked = entry.unpack_in(&dest).map_err(|e| {
+            bad(
+                "path",
+                format!("archive entry `{}`: {}", raw.display(), chain(&e)),
+            )
+        })?;
         if !unpacked {
             return Err(bad(
                 "path",
