@@ -16,6 +16,9 @@ pub const DOCKER: &[&str] = &["docker.io", "iproute2", "iptables"];
 /// The rest of the test services, and `curl` for the seed page's commands.
 pub const SERVICES: &[&str] = &["docker-registry", "busybox-static", "apache2-utils", "curl"];
 
+/// LXC and what its network needs (the LXC tests and runtime).
+pub const LXC: &[&str] = &["lxc", "nftables", "dnsmasq-base", "xz-utils"];
+
 static UPDATED: AtomicBool = AtomicBool::new(false);
 
 /// Whether a Debian package is installed.
