@@ -293,6 +293,17 @@ impl Server {
         if self.options.config.is_some() {
             cmd.env("STEVEDORE_CONFIG", self.root.path().join("stevedore.toml"));
         }
+        // LXC containers of a test server live in its own folder, on the
+        // test bridge, never in the machine's /var/lib/lxc.
+        cmd.env("STEVEDORE_LXC_PATH", self.root.path().join("lxc"));
+        for (var, test_var) in [
+            ("STEVEDORE_LXC_BRIDGE", "STEVEDORE_TEST_LXC_BRIDGE"),
+            ("STEVEDORE_LXC_SUBNET", "STEVEDORE_TEST_LXC_SUBNET"),
+        ] {
+            if let Some(v) = std::env::var_os(test_var) {
+                cmd.env(var, v);
+            }
+        }
         for (k, v) in &self.options.env {
             cmd.env(k, v);
         }

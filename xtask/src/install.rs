@@ -23,6 +23,9 @@ pub const SERVICES: &[&str] = &[
     "python3",
 ];
 
+/// LXC and what its network needs (the LXC tests and runtime).
+pub const LXC: &[&str] = &["lxc", "nftables", "dnsmasq-base", "xz-utils"];
+
 static UPDATED: AtomicBool = AtomicBool::new(false);
 
 /// Whether a Debian package is installed.

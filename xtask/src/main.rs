@@ -10,6 +10,7 @@
 //! - `services start|stop|status|env`: the test services by hand.
 //! - `stop-engine`: stop the engine `run` started.
 
+mod catalog;
 mod install;
 mod plugins;
 mod services;
@@ -49,11 +50,13 @@ fn dispatch(args: &[String]) -> Result<()> {
         Some("bench") => bench(rest),
         Some("services") => services::command(rest),
         Some("stop-engine") => run_engine().stop(),
+        Some("catalog-server") => catalog::serve(rest),
         Some("install") => {
             install::ensure(install::WASM_BUILD)?;
             install::ensure(install::WASI_LIBC)?;
             install::ensure(install::DOCKER)?;
-            install::ensure(install::SERVICES)
+            install::ensure(install::SERVICES)?;
+            install::ensure(install::LXC)
         }
         Some("help" | "-h" | "--help") => {
             println!("{USAGE}");

@@ -1,6 +1,6 @@
 //! Test services on loopback: a Docker engine on a private socket, an open
-//! registry (also the engine's mirror, seeded with a busybox image) and a
-//! registry with htpasswd auth.
+//! registry (also the engine's mirror, seeded with a busybox image), a
+//! registry with htpasswd auth, and the LXC image catalog ([`crate::catalog`]).
 //!
 //! Data and logs live in `target/services/` of the tree that started them;
 //! sockets, pidfiles, the lock and the leases in `/run/stevedore-test/`, since
@@ -45,6 +45,15 @@ pub fn test_env() -> Vec<(String, String)> {
         ("STEVEDORE_TEST_AUTH_USER", AUTH_USER.to_string()),
         ("STEVEDORE_TEST_AUTH_PASSWORD", AUTH_PASSWORD.to_string()),
         ("STEVEDORE_TEST_SERVICES", "1".to_string()),
+        ("STEVEDORE_TEST_CATALOG", crate::catalog::url()),
+        (
+            "STEVEDORE_TEST_LXC_BRIDGE",
+            crate::catalog::LXC_BRIDGE.to_string(),
+        ),
+        (
+            "STEVEDORE_TEST_LXC_SUBNET",
+            crate::catalog::LXC_SUBNET.to_string(),
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
@@ -268,7 +277,7 @@ fn ensure_bridge(name: &str, cidr: &str) -> Result<()> {
 
 /// Spawn a long-running service: own process group (a Ctrl-C in the terminal
 /// reaches the xtask, which stops it in order), output to `log`.
-fn spawn_daemon(cmd: &mut Command, log: File) -> Result<std::process::Child> {
+pub fn spawn_daemon(cmd: &mut Command, log: File) -> Result<std::process::Child> {
     use std::os::unix::process::CommandExt;
     let what = util::describe(cmd);
     cmd.stdin(Stdio::null())
@@ -570,12 +579,14 @@ fn start_all() -> Result<()> {
     }
     install::ensure(install::DOCKER)?;
     install::ensure(install::SERVICES)?;
+    install::ensure(install::LXC)?;
     fs::create_dir_all(RUN_DIR)?;
     let engine = test_engine();
     let started = Instant::now();
     for r in &REGISTRIES {
         r.start()?;
     }
+    crate::catalog::start(&state_dir())?;
     engine.start()?;
     seed_busybox(&engine)?;
     eprintln!("==> test services up in {:.2?}", started.elapsed());
@@ -587,6 +598,7 @@ fn stop_all() -> Result<()> {
     for r in &REGISTRIES {
         r.stop();
     }
+    crate::catalog::stop();
     engine_result
 }
 
@@ -705,6 +717,11 @@ fn status() {
         "absent"
     };
     println!("busybox seed   {seed}");
+    println!(
+        "catalog        {:8} {}",
+        up(crate::catalog::running()),
+        crate::catalog::url()
+    );
     let leases = other_leases(None);
     println!(
         "leases         {}",
