@@ -394,3 +394,194 @@ impl Runtime for Guarded {
         self.inner.credential_remember(cx, credential).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::PolicyConfig;
+    use crate::queue::{LogLevel, Reporter};
+    use crate::runtime::simulated::Simulator;
+    use crate::runtime::BindMount;
+
+    struct Quiet;
+    impl Reporter for Quiet {
+        fn progress(&self, _: i32, _: &str) {}
+        fn log(&self, _: LogLevel, _: &str) {}
+    }
+
+    fn cx(user: &str) -> CallContext {
+        CallContext {
+            task_id: 1,
+            user: user.into(),
+            cancel: tokio_util::sync::CancellationToken::new(),
+            reporter: Arc::new(Quiet),
+        }
+    }
+
+    fn spec(name: &str) -> ContainerSpec {
+        ContainerSpec {
+            runtime: RuntimeKind::Docker,
+            name: name.into(),
+            image: "busybox:latest".into(),
+            privileged: false,
+            entrypoint: None,
+            command: None,
+            user: None,
+            working_dir: None,
+            environment: vec![],
+            links: vec![],
+            dns: vec![],
+            expose_ports: vec![],
+            hostname: None,
+            ports: vec![],
+            cpu_shares: None,
+            cpu_time_ms: None,
+            memory_bytes: None,
+            device_rules: vec![],
+            binds: vec![],
+            volumes_from: vec![],
+            new_volumes: vec![],
+            autostart: false,
+            labels: vec![(OWNER_LABEL.into(), "admin".into())],
+        }
+    }
+
+    /// A guard over the simulator, `admin` an admin and `bob` not, with
+    /// a 1 GiB memory cap for non-admins.
+    fn guarded(dir: &std::path::Path) -> (Guarded, Arc<Simulator>) {
+        let sim = Arc::new(Simulator::default());
+        let default = PolicyConfig {
+            limits: Some(crate::policy::LimitsConfig {
+                memory: Some("1g".into()),
+                ..Default::default()
+            }),
+            registries: Some(vec!["local".into()]),
+            ..Default::default()
+        };
+        let policies = Policies::new(
+            [("admin".into(), true, None), ("bob".into(), false, None)],
+            Some(default),
+        )
+        .unwrap();
+        let names = BTreeMap::from([("127.0.0.1:5000".to_string(), "local".to_string())]);
+        let g = Guarded::new(sim.clone(), Arc::new(policies), dir.to_path_buf(), names);
+        (g, sim)
+    }
+
+    fn calls(sim: &Simulator, name: &str) -> Vec<serde_json::Value> {
+        sim.calls()
+            .into_iter()
+            .filter(|c| c.call == name)
+            .map(|c| c.args)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn whichever_plugin_asks_the_users_policy_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let (g, sim) = guarded(dir.path());
+        let mut s = spec("p");
+        s.privileged = true;
+        let e = g.container_create(&cx("bob"), s.clone()).await.unwrap_err();
+        assert_eq!(
+            e,
+            Error::Denied("privileged containers are not allowed for user bob".into())
+        );
+        let mut d = spec("d");
+        d.device_rules = vec!["c 81:* rw".into()];
+        assert!(matches!(
+            g.container_create(&cx("bob"), d).await,
+            Err(Error::Denied(_))
+        ));
+        let mut m = spec("m");
+        m.memory_bytes = Some(2 << 30);
+        assert_eq!(
+            g.container_create(&cx("bob"), m).await.unwrap_err(),
+            Error::Denied("memory 2g is over the limit 1g for user bob".into())
+        );
+        assert!(
+            calls(&sim, "containers.create").is_empty(),
+            "nothing reached the runtime"
+        );
+
+        // Allowed: the owner label is the caller's, binds move into the
+        // caller's folder, the memory cap fills in.
+        let mut ok = spec("ok");
+        ok.binds = vec![BindMount {
+            host_path: "/data".into(),
+            container_path: "/data".into(),
+            read_only: false,
+        }];
+        g.container_create(&cx("bob"), ok).await.unwrap();
+        let made = &calls(&sim, "containers.create")[0];
+        assert_eq!(made["labels"], serde_json::json!([[OWNER_LABEL, "bob"]]));
+        assert_eq!(made["binds"][0]["host_path"], "bob/data");
+        assert_eq!(made["memory_bytes"], 1u64 << 30);
+
+        // The admin may do what bob may not.
+        g.container_create(&cx("admin"), s).await.unwrap();
+        assert_eq!(calls(&sim, "containers.create").len(), 2);
+    }
+
+    #[tokio::test]
+    async fn paths_stay_in_the_users_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let (g, sim) = guarded(dir.path());
+        g.image_save(
+            &cx("bob"),
+            vec!["a".into()],
+            "out/a.tar".into(),
+            false,
+            false,
+        )
+        .await
+        .unwrap();
+        g.image_save(
+            &cx("admin"),
+            vec!["a".into()],
+            "/out/a.tar".into(),
+            false,
+            false,
+        )
+        .await
+        .unwrap();
+        let paths: Vec<_> = calls(&sim, "images.save-to-path")
+            .iter()
+            .map(|a| a["path"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(paths, ["bob/out/a.tar", "/out/a.tar"]);
+
+        std::fs::create_dir_all(dir.path().join("alice")).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("alice"), dir.path().join("bob/alice")).unwrap();
+        for bad in ["../alice/x.tar", "alice/x.tar", "alice"] {
+            let e = g
+                .image_save(&cx("bob"), vec!["a".into()], bad.into(), false, false)
+                .await
+                .unwrap_err();
+            assert!(matches!(e, Error::Denied(_)), "{bad}: {e:?}");
+        }
+        assert_eq!(calls(&sim, "images.save-to-path").len(), 2);
+    }
+
+    #[tokio::test]
+    async fn registries_by_name_or_address() {
+        let dir = tempfile::tempdir().unwrap();
+        let (g, _) = guarded(dir.path());
+        let push = |user: &str, registry: &str| {
+            let g = &g;
+            let cx = cx(user);
+            let registry = registry.to_string();
+            async move {
+                g.image_push(&cx, "r".into(), "t".into(), registry, None)
+                    .await
+            }
+        };
+        assert!(push("bob", "127.0.0.1:5000").await.is_ok());
+        assert!(push("bob", "http://127.0.0.1:5000/").await.is_ok());
+        assert_eq!(
+            push("bob", "").await.unwrap_err(),
+            Error::Denied("registry dockerhub is not allowed for user bob".into())
+        );
+        assert!(push("admin", "").await.is_ok());
+    }
+}
