@@ -200,8 +200,9 @@ async fn dtest_id(admin: &Client) -> Option<String> {
 /// and each run's cleanup removes the `dtest` the run before created.
 /// (Called after the `sourcecode` commands, which create a `dtest` too:
 /// the two share the engine's container names, so they run in sequence.)
-async fn seed_runcode_blocks_run_twice(server: &Server, admin: &Client, dir: &Path) {
+async fn seed_runcode_blocks_run_twice(server: &Server, admin: &Client, dir: &Path, lxc: bool) {
     let engine = std::env::var_os("DOCKER_HOST").is_some();
+    let mut ctest_created = Vec::new();
 
     let mut dtest_ids = Vec::new();
     for round in 1..=2 {
@@ -223,12 +224,26 @@ async fn seed_runcode_blocks_run_twice(server: &Server, admin: &Client, dir: &Pa
                 "round {round}: create {}: {} ({})",
                 t["name"], t["state"], t["detail_state"]
             );
+            if answer["params"]["type"] == "lxc" && lxc {
+                assert_eq!(t["name"], "ctest", "{t}");
+                assert_eq!(t["state"], "completed", "{t}\n{}", server.logs());
+                let e = admin
+                    .send(reqwest::Method::GET, "container/lxc/ctest", None)
+                    .await;
+                assert_eq!(e.body["state"], "running", "{:?}", e.body);
+                ctest_created.push(round);
+            }
             if answer["params"]["type"] == "docker" && engine {
                 assert_eq!(t["name"], "dtest", "{t}");
                 assert_eq!(t["state"], "completed", "{t}");
                 dtest_ids.push(dtest_id(admin).await.expect("dtest exists after create"));
             }
         }
+    }
+    if lxc {
+        // The second round's cleanup stopped and deleted the first ctest,
+        // or its create would have found the name taken.
+        assert_eq!(ctest_created, [1, 2]);
     }
     if engine {
         assert_eq!(dtest_ids.len(), 2);
@@ -264,14 +279,29 @@ async fn seed_curl_commands_run_verbatim() {
     plugins.push("noop".into());
     // The engine and registries of `cargo xtask test`: the Docker examples
     // really run (issue 4), and those that need the internet fail clearly.
-    let server = Server::start(
-        Options {
-            plugins: plugins.clone(),
-            ..Options::default()
+    // With the test image repository and LXC (`cargo xtask test`), the
+    // page's LXC examples really run too, in an LXC path of this test's own.
+    let lxc_path = tempfile::Builder::new()
+        .prefix("stevedore-seed-lxc-")
+        .tempdir()
+        .unwrap();
+    let mut options = Options {
+        plugins: plugins.clone(),
+        ..Options::default()
+    }
+    .test_engine();
+    let lxc = std::env::var("STEVEDORE_TEST_CATALOG").is_ok();
+    if lxc {
+        for (var, from) in [
+            ("STEVEDORE_CATALOG", "STEVEDORE_TEST_CATALOG"),
+            ("STEVEDORE_LXC_BRIDGE", "STEVEDORE_TEST_LXC_BRIDGE"),
+            ("STEVEDORE_LXC_SUBNET", "STEVEDORE_TEST_LXC_SUBNET"),
+        ] {
+            options = options.env(var, &std::env::var(from).unwrap_or_default());
         }
-        .test_engine(),
-    )
-    .await;
+        options = options.env("STEVEDORE_LXC_PATH", &lxc_path.path().display().to_string());
+    }
+    let server = Server::start(options).await;
     let admin = server.admin().await;
     let mut tasks: Vec<(i64, String)> = Vec::new();
     let dir = tempfile::tempdir().unwrap();
@@ -373,6 +403,19 @@ async fn seed_curl_commands_run_verbatim() {
         "at least one seed category ran: {plugins:?}"
     );
     if plugins.iter().any(|p| p == "create") {
-        seed_runcode_blocks_run_twice(&server, &admin, dir.path()).await;
+        seed_runcode_blocks_run_twice(&server, &admin, dir.path(), lxc).await;
+    }
+    if lxc {
+        // The LXC container the page created, through the container routes.
+        let e = admin
+            .send(reqwest::Method::GET, "container/lxc/ctest", None)
+            .await;
+        assert_eq!(e.status, 200, "{:?}", e.body);
+        assert_eq!(e.body["type"], "lxc");
+        let r = admin
+            .send(reqwest::Method::DELETE, "container/lxc/ctest", None)
+            .await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        assert!(!lxc_path.path().join("ctest").exists(), "ctest destroyed");
     }
 }

@@ -33,6 +33,7 @@ const USAGE: &str = "usage: cargo xtask <command>
   install                        install every Debian package the tasks use";
 
 fn main() {
+    forget_cargo_run_env();
     util::install_signal_handlers();
     let args: Vec<String> = std::env::args().skip(1).collect();
     if let Err(e) = dispatch(&args) {
@@ -63,6 +64,28 @@ fn dispatch(args: &[String]) -> Result<()> {
             Ok(())
         }
         _ => bail!("{USAGE}"),
+    }
+}
+
+/// Drop the variables `cargo run` set for this program (the xtask's own
+/// `CARGO_MANIFEST_DIR`, `CARGO_PKG_NAME`, ...). Build scripts such as
+/// ring's rerun when those change, so passing them on to the inner `cargo
+/// test` made it and the test harness's `cargo build` of the server (which
+/// runs without them) rebuild ring, rustls and the server in turn, minutes
+/// per run. `CARGO` and `CARGO_HOME` stay.
+fn forget_cargo_run_env() {
+    let set_by_cargo_run: Vec<String> = std::env::vars_os()
+        .filter_map(|(k, _)| k.into_string().ok())
+        .filter(|k| {
+            k.starts_with("CARGO_PKG_")
+                || k.starts_with("CARGO_MANIFEST_")
+                || k.starts_with("CARGO_BIN_")
+                || k == "CARGO_CRATE_NAME"
+                || k == "CARGO_PRIMARY_PACKAGE"
+        })
+        .collect();
+    for k in set_by_cargo_run {
+        std::env::remove_var(k);
     }
 }
 
