@@ -305,6 +305,36 @@ async fn image_push_to_an_htpasswd_registry_right_and_wrong_password() {
         detail.contains("unauthorized") || detail.contains("authentication required"),
         "registry's message: {detail}"
     );
+    // rememberme: a later push needs no password, and it is nowhere in
+    // clear: not in the data folder (credentials are sealed), not in the log.
+    let mut remember: Value = serde_json::from_str(&body(&password)).unwrap();
+    remember["rememberme"] = Value::Bool(true);
+    remember["newTag"] = "v2".into();
+    let id = c.submit_ok("image_push", &remember.to_string()).await;
+    assert_eq!(finished(&c, id, 60).await["state"], "completed");
+    let again = serde_json::json!({"image": "busybox", "tag": "latest", "newImage": repo,
+        "newTag": "v3", "registry": registry});
+    let id = c.submit_ok("image_push", &again.to_string()).await;
+    let t = finished(&c, id, 60).await;
+    assert_eq!(t["state"], "completed", "remembered credentials used: {t}");
+    let mut files = vec![server.data_dir()];
+    let mut checked = 0;
+    while let Some(path) = files.pop() {
+        if path.is_dir() {
+            files.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+        } else if let Ok(bytes) = std::fs::read(&path) {
+            checked += 1;
+            assert!(
+                !bytes
+                    .windows(password.len())
+                    .any(|w| w == password.as_bytes()),
+                "the password is in clear in {}",
+                path.display()
+            );
+        }
+    }
+    assert!(checked > 3, "looked at the data folder's files");
+
     // The password is shown nowhere.
     let listed = serde_json::to_string(&c.list(None).await).unwrap();
     assert!(!listed.contains(&password) && !listed.contains("not-the-password"));

@@ -133,7 +133,7 @@ impl DockerRuntime {
         if removed > 0 {
             tracing::info!(removed, "removed partial outputs of interrupted tasks");
         }
-        let credentials = CredentialStore::new(settings.data_dir.join("credentials.json"));
+        let credentials = CredentialStore::open(&settings.data_dir)?;
         Ok(DockerRuntime {
             api,
             raw: RawClient::new(socket),
