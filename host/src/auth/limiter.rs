@@ -5,6 +5,11 @@
 //! 4 s, ... up to [`MAX_LOCKOUT`]). While locked out, a login attempt is
 //! refused with 429 without checking the password, so guessing is bounded to
 //! a few tries per lockout. A successful login clears the record.
+//!
+//! IPv6 clients are counted by their /64 (one host usually holds a whole
+//! /64, so counting single addresses would give it 2^64 fresh starts). When
+//! the table is full, expired records go first, then the oldest of those not
+//! locked out: never all of them, so flooding it cannot wipe a lockout in force.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -19,6 +24,20 @@ pub const WINDOW: Duration = Duration::from_secs(15 * 60);
 pub const MAX_LOCKOUT: Duration = Duration::from_secs(300);
 /// Records kept at most (older ones are pruned first).
 const MAX_RECORDS: usize = 10_000;
+
+/// The unit failures are counted by: an IPv4 address, or an IPv6 /64.
+fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let bits = u128::from(v6) & !((1u128 << 64) - 1);
+                IpAddr::V6(bits.into())
+            }
+        },
+    }
+}
 
 #[derive(Debug, Clone, Copy)]
 struct Record {
@@ -46,7 +65,7 @@ impl LoginLimiter {
 
     fn check_at(&self, ip: IpAddr, now: Instant) -> Result<(), Duration> {
         let records = self.records.lock().unwrap_or_else(|p| p.into_inner());
-        match records.get(&ip).and_then(|r| r.locked_until) {
+        match records.get(&client_key(ip)).and_then(|r| r.locked_until) {
             Some(until) if until > now => Err(until - now),
             _ => Ok(()),
         }
@@ -58,11 +77,23 @@ impl LoginLimiter {
     }
 
     fn failed_at(&self, ip: IpAddr, now: Instant) -> Option<Duration> {
+        let ip = client_key(ip);
         let mut records = self.records.lock().unwrap_or_else(|p| p.into_inner());
-        if records.len() >= MAX_RECORDS {
-            records.retain(|_, r| now.duration_since(r.last) < WINDOW);
+        if records.len() >= MAX_RECORDS && !records.contains_key(&ip) {
+            records.retain(|_, r| {
+                now.duration_since(r.last) < WINDOW || r.locked_until.is_some_and(|u| u > now)
+            });
             if records.len() >= MAX_RECORDS {
-                records.clear();
+                // Drop a tenth, not everything: addresses not locked out
+                // first, oldest first.
+                let mut by_age: Vec<(bool, Instant, IpAddr)> = records
+                    .iter()
+                    .map(|(k, r)| (r.locked_until.is_some_and(|u| u > now), r.last, *k))
+                    .collect();
+                by_age.sort_unstable();
+                for (_, _, k) in by_age.into_iter().take(MAX_RECORDS / 10) {
+                    records.remove(&k);
+                }
             }
         }
         let r = records.entry(ip).or_insert(Record {
@@ -90,13 +121,56 @@ impl LoginLimiter {
         self.records
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(&ip);
+            .remove(&client_key(ip));
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_table_keeps_a_lockout_in_force() {
+        let l = LoginLimiter::new();
+        let victim: IpAddr = "192.0.2.1".parse().unwrap();
+        let t0 = Instant::now();
+        // Fill the table with many addresses, then lock one out last.
+        for i in 0..MAX_RECORDS as u32 {
+            l.failed_at(IpAddr::V4((0x0a00_0000 + i).into()), t0);
+        }
+        let t1 = t0 + Duration::from_secs(1);
+        for _ in 0..FREE_FAILURES {
+            l.failed_at(victim, t1);
+        }
+        assert!(l.check_at(victim, t1).is_err());
+        // An attacker's fresh addresses, all newer, evict older records but
+        // not the lockout.
+        let t2 = t1 + Duration::from_millis(1);
+        for i in 0..3 * MAX_RECORDS as u32 {
+            l.failed_at(IpAddr::V4((0x0b00_0000 + i).into()), t2);
+        }
+        assert!(
+            l.check_at(victim, t2).is_err(),
+            "the lockout survived the flood"
+        );
+        assert!(l.records.lock().unwrap().len() <= MAX_RECORDS);
+    }
+
+    #[test]
+    fn ipv6_counts_by_slash_64() {
+        let l = LoginLimiter::new();
+        let t0 = Instant::now();
+        for i in 0..FREE_FAILURES {
+            let ip: IpAddr = format!("2001:db8:1:2::{:x}", i + 1).parse().unwrap();
+            l.failed_at(ip, t0);
+        }
+        let same_64: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let other_64: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert!(l.check_at(same_64, t0).is_err());
+        assert!(l.check_at(other_64, t0).is_ok());
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        assert_eq!(client_key(mapped), "192.0.2.7".parse::<IpAddr>().unwrap());
+    }
 
     #[test]
     fn lockout_doubles_and_expires() {
