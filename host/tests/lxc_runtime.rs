@@ -224,7 +224,8 @@ async fn lifecycle_list_restart_delete_and_rules_going_with_the_container() {
     let body = wait_for("httpd through the mapped port", || http_get(port)).await;
     assert!(body.contains("hello from stevedore lxc"));
     let bridge = env("STEVEDORE_TEST_LXC_BRIDGE");
-    assert!(nft_rules(&bridge).contains(&format!("dnat to {ip}:80")));
+    let rule = format!("tcp dport {port} dnat to {ip}:80");
+    assert!(nft_rules(&bridge).contains(&rule), "{}", nft_rules(&bridge));
 
     let inspect: serde_json::Value = serde_json::from_str(
         &f.runtime
@@ -271,10 +272,7 @@ async fn lifecycle_list_restart_delete_and_rules_going_with_the_container() {
         .await
         .unwrap();
     assert!(!f.lxc.path().join("life").exists());
-    assert!(
-        !nft_rules(&bridge).contains(&format!("dnat to {ip}:80")),
-        "rules go with it"
-    );
+    assert!(!nft_rules(&bridge).contains(&rule), "rules go with it");
     assert!(matches!(
         f.runtime.container_entry(&cx, LXC, "life".into()).await,
         Err(Error::NotFound(_))
