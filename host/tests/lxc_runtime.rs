@@ -236,6 +236,50 @@ async fn lifecycle_list_restart_delete_and_rules_going_with_the_container() {
     .unwrap();
     assert_eq!(inspect["State"]["Running"], true);
 
+    // An uncompressed export of the running container: settings first, then config and rootfs.
+    let size = f
+        .runtime
+        .container_export(&cx, LXC, "life".into(), "out/life.tar".into(), false, false)
+        .await
+        .unwrap();
+    let file = f.data.path().join("share/out/life.tar");
+    assert_eq!(std::fs::metadata(&file).unwrap().len(), size);
+    let recorded: serde_json::Value = serde_json::from_str(
+        &f.runtime
+            .archive_config(&cx, "out/life.tar".into())
+            .await
+            .unwrap()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(recorded["create"]["network"]["port"][0][0], port);
+    assert_eq!(recorded["create"]["type"], "lxc");
+    let listing = Command::new("tar").arg("-tf").arg(&file).output().unwrap();
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    assert!(
+        listing.lines().any(|l| l == "rootfs/bin/busybox"),
+        "{listing}"
+    );
+    assert!(listing.lines().any(|l| l == "config"), "{listing}");
+    match f
+        .runtime
+        .container_export(&cx, LXC, "life".into(), "out/life.tar".into(), false, false)
+        .await
+    {
+        Err(Error::Conflict(m)) => assert!(m.contains("force"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    let entry = f
+        .runtime
+        .container_entry(&cx, LXC, "life".into())
+        .await
+        .unwrap();
+    assert_eq!(
+        entry.state,
+        ContainerState::Running,
+        "thawed after the export"
+    );
+
     f.runtime
         .container_restart(&cx, LXC, "life".into(), 5)
         .await
