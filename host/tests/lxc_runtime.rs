@@ -412,3 +412,51 @@ async fn without_a_catalog_or_lxc_tools_the_errors_say_why() {
     // No LXC container here: the list is empty without running a tool.
     assert!(f.runtime.container_list(&cx, LXC).await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn autostart_containers_start_when_the_runtime_is_made_again() {
+    let f = fixture();
+    let (cx, _) = cx();
+    f.runtime.image_pull(&cx, pull("busybox")).await.unwrap();
+    let mut s = spec("auto", "busybox:latest");
+    s.autostart = true;
+    f.runtime.container_create(&cx, s).await.unwrap();
+    let mut s = spec("manual", "busybox:latest");
+    s.autostart = false;
+    f.runtime.container_create(&cx, s).await.unwrap();
+    let state = |name: &str| {
+        let out = Command::new("lxc-info")
+            .arg("-P")
+            .arg(f.lxc.path())
+            .args(["-n", name, "-s", "-H"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(state("auto"), "STOPPED");
+    // What a restarted server does: build the runtime again over the same folders.
+    let again = fixture_again(&f);
+    wait_for("the autostart container running", || {
+        (state("auto") == "RUNNING").then_some(())
+    })
+    .await;
+    assert_eq!(state("manual"), "STOPPED");
+    drop(again);
+}
+
+/// The runtime `make_runtime` builds over `f`'s folders, as after a server restart.
+fn fixture_again(f: &Fixture) -> Arc<dyn Runtime> {
+    let vars = [
+        ("STEVEDORE_DATA_DIR", f.data.path().display().to_string()),
+        ("STEVEDORE_LXC_PATH", f.lxc.path().display().to_string()),
+        ("STEVEDORE_LXC_BRIDGE", env("STEVEDORE_TEST_LXC_BRIDGE")),
+        ("STEVEDORE_LXC_SUBNET", env("STEVEDORE_TEST_LXC_SUBNET")),
+        ("STEVEDORE_CATALOG", env("STEVEDORE_TEST_CATALOG")),
+        ("DOCKER_HOST", "unix:///nonexistent/docker.sock".to_string()),
+    ];
+    let config = stevedore::config::Config::load_with(|k| {
+        vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())
+    })
+    .unwrap();
+    stevedore::server::make_runtime(&config).unwrap()
+}
