@@ -224,7 +224,8 @@ async fn lifecycle_list_restart_delete_and_rules_going_with_the_container() {
     let body = wait_for("httpd through the mapped port", || http_get(port)).await;
     assert!(body.contains("hello from stevedore lxc"));
     let bridge = env("STEVEDORE_TEST_LXC_BRIDGE");
-    assert!(nft_rules(&bridge).contains(&format!("dnat to {ip}:80")));
+    let rule = format!("tcp dport {port} dnat to {ip}:80");
+    assert!(nft_rules(&bridge).contains(&rule), "{}", nft_rules(&bridge));
 
     let inspect: serde_json::Value = serde_json::from_str(
         &f.runtime
@@ -234,6 +235,50 @@ async fn lifecycle_list_restart_delete_and_rules_going_with_the_container() {
     )
     .unwrap();
     assert_eq!(inspect["State"]["Running"], true);
+
+    // An uncompressed export of the running container: settings first, then config and rootfs.
+    let size = f
+        .runtime
+        .container_export(&cx, LXC, "life".into(), "out/life.tar".into(), false, false)
+        .await
+        .unwrap();
+    let file = f.data.path().join("share/out/life.tar");
+    assert_eq!(std::fs::metadata(&file).unwrap().len(), size);
+    let recorded: serde_json::Value = serde_json::from_str(
+        &f.runtime
+            .archive_config(&cx, "out/life.tar".into())
+            .await
+            .unwrap()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(recorded["create"]["network"]["port"][0][0], port);
+    assert_eq!(recorded["create"]["type"], "lxc");
+    let listing = Command::new("tar").arg("-tf").arg(&file).output().unwrap();
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    assert!(
+        listing.lines().any(|l| l == "rootfs/bin/busybox"),
+        "{listing}"
+    );
+    assert!(listing.lines().any(|l| l == "config"), "{listing}");
+    match f
+        .runtime
+        .container_export(&cx, LXC, "life".into(), "out/life.tar".into(), false, false)
+        .await
+    {
+        Err(Error::Conflict(m)) => assert!(m.contains("force"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    let entry = f
+        .runtime
+        .container_entry(&cx, LXC, "life".into())
+        .await
+        .unwrap();
+    assert_eq!(
+        entry.state,
+        ContainerState::Running,
+        "thawed after the export"
+    );
 
     f.runtime
         .container_restart(&cx, LXC, "life".into(), 5)
@@ -271,10 +316,7 @@ async fn lifecycle_list_restart_delete_and_rules_going_with_the_container() {
         .await
         .unwrap();
     assert!(!f.lxc.path().join("life").exists());
-    assert!(
-        !nft_rules(&bridge).contains(&format!("dnat to {ip}:80")),
-        "rules go with it"
-    );
+    assert!(!nft_rules(&bridge).contains(&rule), "rules go with it");
     assert!(matches!(
         f.runtime.container_entry(&cx, LXC, "life".into()).await,
         Err(Error::NotFound(_))
@@ -369,4 +411,52 @@ async fn without_a_catalog_or_lxc_tools_the_errors_say_why() {
         .is_err());
     // No LXC container here: the list is empty without running a tool.
     assert!(f.runtime.container_list(&cx, LXC).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn autostart_containers_start_when_the_runtime_is_made_again() {
+    let f = fixture();
+    let (cx, _) = cx();
+    f.runtime.image_pull(&cx, pull("busybox")).await.unwrap();
+    let mut s = spec("auto", "busybox:latest");
+    s.autostart = true;
+    f.runtime.container_create(&cx, s).await.unwrap();
+    let mut s = spec("manual", "busybox:latest");
+    s.autostart = false;
+    f.runtime.container_create(&cx, s).await.unwrap();
+    let state = |name: &str| {
+        let out = Command::new("lxc-info")
+            .arg("-P")
+            .arg(f.lxc.path())
+            .args(["-n", name, "-s", "-H"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(state("auto"), "STOPPED");
+    // What a restarted server does: build the runtime again over the same folders.
+    let again = fixture_again(&f);
+    wait_for("the autostart container running", || {
+        (state("auto") == "RUNNING").then_some(())
+    })
+    .await;
+    assert_eq!(state("manual"), "STOPPED");
+    drop(again);
+}
+
+/// The runtime `make_runtime` builds over `f`'s folders, as after a server restart.
+fn fixture_again(f: &Fixture) -> Arc<dyn Runtime> {
+    let vars = [
+        ("STEVEDORE_DATA_DIR", f.data.path().display().to_string()),
+        ("STEVEDORE_LXC_PATH", f.lxc.path().display().to_string()),
+        ("STEVEDORE_LXC_BRIDGE", env("STEVEDORE_TEST_LXC_BRIDGE")),
+        ("STEVEDORE_LXC_SUBNET", env("STEVEDORE_TEST_LXC_SUBNET")),
+        ("STEVEDORE_CATALOG", env("STEVEDORE_TEST_CATALOG")),
+        ("DOCKER_HOST", "unix:///nonexistent/docker.sock".to_string()),
+    ];
+    let config = stevedore::config::Config::load_with(|k| {
+        vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())
+    })
+    .unwrap();
+    stevedore::server::make_runtime(&config).unwrap()
 }

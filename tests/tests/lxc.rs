@@ -366,7 +366,7 @@ async fn a_published_port_reaches_httpd_in_the_container() {
     lxc.complete(
         "create",
         &json!({"type": "lxc", "repository": "qnap", "name": "web", "image": "busybox",
-                "network": {"port": [[port, 80, "tcp"]], "hostname": "web"},
+                "network": {"port": [[port, 80, "tcp"]], "hostname": "web", "dns": ["10.0.0.2"]},
                 "autostart": true}),
     )
     .await;
@@ -386,6 +386,10 @@ async fn a_published_port_reaches_httpd_in_the_container() {
     );
     let config = std::fs::read_to_string(lxc.path().join("web/config")).unwrap();
     assert!(config.contains("lxc.start.auto = 1\n"), "{config}");
+    assert_eq!(
+        lxc.lxc("attach", "web", &["--", "/bin/cat", "/etc/resolv.conf"]),
+        "nameserver 10.0.0.2"
+    );
     // A second container may not take the same host port.
     let id = lxc
         .client

@@ -34,8 +34,11 @@ const USAGE: &str = "usage: cargo xtask <command>
 
 fn main() {
     forget_cargo_run_env();
-    util::install_signal_handlers();
     let args: Vec<String> = std::env::args().skip(1).collect();
+    // The catalog server is a daemon: SIGTERM stops it, as by default.
+    if args.first().map(String::as_str) != Some("catalog-server") {
+        util::install_signal_handlers();
+    }
     if let Err(e) = dispatch(&args) {
         eprintln!("error: {e:#}");
         std::process::exit(if interrupted() { 130 } else { 1 });
@@ -168,7 +171,7 @@ fn bench(extra: &[String]) -> Result<()> {
     let packages: &[&str] = if picks_packages(extra) {
         &[]
     } else {
-        // The host's benches and the end-to-end ones against Docker.
+        // The host's benches and the end-to-end ones against Docker and LXC.
         &["-p", "stevedore", "-p", "stevedore-e2e"]
     };
     let lease = services::Lease::acquire()?;

@@ -114,6 +114,11 @@ impl Output {
         Ok(size)
     }
 
+    /// The temporary file, for writers that fill it themselves (then [`Output::commit`]).
+    pub fn temp_path(&self) -> &std::path::Path {
+        &self.temp
+    }
+
     /// Move the finished file to its name.
     pub fn commit(mut self) -> Result<(), Error> {
         std::fs::rename(&self.temp, &self.target).map_err(|e| self.io_error(e))?;

@@ -312,6 +312,12 @@ pub fn create_settings(spec: &ContainerSpec, ports: &[Port]) -> Value {
     if let Some(h) = &spec.hostname {
         network.insert("hostname".into(), json!(h));
     }
+    if !spec.dns.is_empty() {
+        network.insert("dns".into(), json!(spec.dns));
+    }
+    if !spec.expose_ports.is_empty() {
+        network.insert("expose_port".into(), json!(spec.expose_ports));
+    }
     if !ports.is_empty() {
         let list: Vec<Value> = ports
             .iter()
@@ -364,6 +370,38 @@ pub fn create_settings(spec: &ContainerSpec, ports: &[Port]) -> Value {
         create.insert("labels".into(), Value::Object(labels));
     }
     Value::Object(create)
+}
+
+/// Write `nameserver` lines for `dns` to `rootfs/etc/resolv.conf` (a link
+/// there is replaced; a `etc` that leads out of the rootfs is refused).
+pub fn write_resolv_conf(rootfs: &Path, dns: &[String]) -> Result<(), Error> {
+    let mut text = String::new();
+    for (i, server) in dns.iter().enumerate() {
+        if server.parse::<std::net::IpAddr>().is_err() {
+            return Err(Error::InvalidParams(format!(
+                "network.dns[{i}]: `{server}` is not an IP address"
+            )));
+        }
+        let _ = writeln!(text, "nameserver {server}");
+    }
+    if text.is_empty() {
+        return Ok(());
+    }
+    let fail = |e: std::io::Error| Error::Runtime(format!("writing /etc/resolv.conf: {e}"));
+    let root = rootfs.canonicalize().map_err(fail)?;
+    let etc = rootfs.join("etc");
+    std::fs::create_dir_all(&etc).map_err(fail)?;
+    let real = etc.canonicalize().map_err(fail)?;
+    if !real.starts_with(&root) {
+        return Err(Error::Runtime(
+            "the image's /etc leads out of its root filesystem".into(),
+        ));
+    }
+    let file = real.join("resolv.conf");
+    if std::fs::symlink_metadata(&file).is_ok() {
+        std::fs::remove_file(&file).map_err(fail)?;
+    }
+    std::fs::write(&file, text).map_err(fail)
 }
 
 /// The halt signal for the init in `rootfs`: busybox's init halts on SIGUSR1
@@ -455,6 +493,15 @@ mod tests {
             halt_signal: Some("SIGUSR1"),
         };
         let text = config_text(&s, &cx).unwrap();
+        let rootfs = dir.path().join("rootfs");
+        std::fs::create_dir_all(rootfs.join("etc")).unwrap();
+        std::os::unix::fs::symlink("/etc/hostname", rootfs.join("etc/resolv.conf")).unwrap();
+        write_resolv_conf(&rootfs, &["10.0.0.2".into()]).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(rootfs.join("etc/resolv.conf")).unwrap(),
+            "nameserver 10.0.0.2\n"
+        );
+        assert!(write_resolv_conf(&rootfs, &["x".into()]).is_err());
         for want in [
             "lxc.uts.name = CustomHostName\n",
             "lxc.rootfs.path = dir:/var/lib/lxc/web/rootfs\n",

@@ -3,11 +3,12 @@
 //! `container_import` reads back, as the Docker export records them), the
 //! container's LXC `config` and its `rootfs/`.
 //!
-//! The files are archived by GNU `tar --numeric-owner --xattrs --acls`,
-//! streamed through the server (never buffered whole) into a temporary file
-//! that is renamed at the end: owners, modes, symbolic and hard links,
-//! device nodes and extended attributes are kept exactly as GNU tar keeps
-//! them, at GNU tar's speed. A running container is frozen while its files
+//! The files are archived by GNU `tar --numeric-owner --xattrs --acls`
+//! into a temporary file that is renamed at the end: owners, modes,
+//! symbolic and hard links, device nodes and extended attributes are kept
+//! exactly as GNU tar keeps them, at GNU tar's speed. Uncompressed, tar
+//! writes straight into the file after the settings entry; compressed, its
+//! output streams through the server's parallel gzip (never buffered whole). A running container is frozen while its files
 //! are read, and thawed afterwards (also when the export fails or is
 //! cancelled).
 
@@ -67,6 +68,107 @@ fn tree_size(dir: &Path) -> u64 {
     total
 }
 
+/// Progress by bytes archived, against the rootfs size.
+struct Progress<'a> {
+    cx: &'a CallContext,
+    label: String,
+    total: u64,
+    last: i32,
+}
+
+impl Progress<'_> {
+    fn update(&mut self, sent: u64) {
+        let percent = (sent.min(self.total) * 99 / self.total) as i32;
+        if percent != self.last {
+            self.last = percent;
+            self.cx.reporter.progress(
+                percent,
+                &format!(
+                    "exporting {}: {} of ~{} MiB",
+                    self.label,
+                    sent >> 20,
+                    self.total >> 20
+                ),
+            );
+        }
+    }
+}
+
+/// Read up to 64 KiB of a child's stderr.
+fn collect(stderr: Option<tokio::process::ChildStderr>) -> tokio::task::JoinHandle<String> {
+    tokio::spawn(async move {
+        let mut text = String::new();
+        if let Some(mut stderr) = stderr {
+            let _ = (&mut stderr).take(64 << 10).read_to_string(&mut text).await;
+        }
+        text
+    })
+}
+
+type Archived = (std::process::ExitStatus, Result<u64, Error>, String);
+
+/// Uncompressed: tar writes straight into the output file, after the
+/// settings entry; the server only watches the file grow.
+async fn direct(
+    mut cmd: tokio::process::Command,
+    prefix: Vec<u8>,
+    output: &Output,
+    mut progress: Progress<'_>,
+) -> Result<Archived, Error> {
+    let io = |e: std::io::Error| Error::Runtime(format!("writing the export: {e}"));
+    let temp = output.temp_path().to_path_buf();
+    let mut file = std::fs::File::create(&temp).map_err(io)?;
+    std::io::Write::write_all(&mut file, &prefix).map_err(io)?;
+    let mut child = cmd
+        .stdout(Stdio::from(file))
+        .spawn()
+        .map_err(|e| Error::Runtime(format!("running tar: {e}")))?;
+    let errors = collect(child.stderr.take());
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
+    let status = loop {
+        tokio::select! {
+            status = child.wait() => break status.map_err(|e| Error::Runtime(format!("tar: {e}")))?,
+            _ = tick.tick() => {
+                if let Ok(meta) = std::fs::metadata(&temp) {
+                    progress.update(meta.len());
+                }
+            }
+        }
+    };
+    let written = std::fs::metadata(&temp).map(|m| m.len()).map_err(io);
+    Ok((status, written, errors.await.unwrap_or_default()))
+}
+
+/// Compressed: tar's output streams through the server's parallel gzip.
+async fn piped(
+    mut cmd: tokio::process::Command,
+    prefix: Vec<u8>,
+    output: &Output,
+    mut progress: Progress<'_>,
+) -> Result<Archived, Error> {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| Error::Runtime(format!("running tar: {e}")))?;
+    let stdout = child.stdout.take().expect("piped stdout");
+    let errors = collect(child.stderr.take());
+    let mut sent = 0u64;
+    let stream = tokio_util::io::ReaderStream::with_capacity(stdout, 1 << 20).map(
+        move |chunk: std::io::Result<Bytes>| {
+            let chunk = chunk.map_err(|e| Error::Runtime(format!("reading tar's output: {e}")))?;
+            sent += chunk.len() as u64;
+            progress.update(sent);
+            Ok(chunk)
+        },
+    );
+    let written = output.write(prefix, stream, true).await;
+    let status = child
+        .wait()
+        .await
+        .map_err(|e| Error::Runtime(format!("tar: {e}")))?;
+    Ok((status, written, errors.await.unwrap_or_default()))
+}
+
 /// Export the container `name` of `lxc_path` (running: `running`) into `output`.
 pub async fn export(
     cx: &CallContext,
@@ -92,6 +194,10 @@ pub async fn export(
         tools::lxc("freeze", lxc_path, name, &[]).await?;
         thaw.armed = true;
     }
+    let prefix = tar_entry(
+        CONFIG_ENTRY,
+        &serde_json::to_vec_pretty(settings).unwrap_or_default(),
+    );
     let mut cmd = tools::command("tar")?;
     cmd.arg("--numeric-owner")
         .arg("--xattrs")
@@ -101,47 +207,19 @@ pub async fn export(
         .arg("-C")
         .arg(&dir)
         .args(["-cf", "-", "config", "rootfs"])
-        .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| Error::Runtime(format!("running tar: {e}")))?;
-    let stdout = child.stdout.take().expect("piped stdout");
-    let mut stderr = child.stderr.take().expect("piped stderr");
-    let errors = tokio::spawn(async move {
-        let mut text = String::new();
-        let _ = (&mut stderr).take(64 << 10).read_to_string(&mut text).await;
-        text
-    });
-    let prefix = tar_entry(
-        CONFIG_ENTRY,
-        &serde_json::to_vec_pretty(settings).unwrap_or_default(),
-    );
-    let reporter = cx.reporter.clone();
-    let mut sent = 0u64;
-    let mut last = -1;
-    let label = name.to_string();
-    let stream = tokio_util::io::ReaderStream::with_capacity(stdout, 1 << 20).map(
-        move |chunk: std::io::Result<Bytes>| {
-            let chunk = chunk.map_err(|e| Error::Runtime(format!("reading tar's output: {e}")))?;
-            sent += chunk.len() as u64;
-            let percent = (sent.min(total) * 99 / total) as i32;
-            if percent != last {
-                last = percent;
-                reporter.progress(
-                    percent,
-                    &format!("exporting {label}: {} of ~{} MiB", sent >> 20, total >> 20),
-                );
-            }
-            Ok(chunk)
-        },
-    );
-    let written = output.write(prefix, stream, gzip).await;
-    let status = child
-        .wait()
-        .await
-        .map_err(|e| Error::Runtime(format!("tar: {e}")))?;
-    let stderr = errors.await.unwrap_or_default();
+    let progress = Progress {
+        cx,
+        label: name.to_string(),
+        total,
+        last: -1,
+    };
+    let (status, written, errors) = if gzip {
+        piped(cmd, prefix, &output, progress).await?
+    } else {
+        direct(cmd, prefix, &output, progress).await?
+    };
+    let stderr = errors;
     if running {
         thaw.armed = false;
         tools::lxc("unfreeze", lxc_path, name, &[]).await?;

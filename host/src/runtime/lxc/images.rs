@@ -449,4 +449,70 @@ mod tests {
         );
         assert!(check_archive(dir.path().join("cut.tgz")).await.is_err());
     }
+
+    struct Quiet;
+    impl crate::queue::Reporter for Quiet {
+        fn progress(&self, _percent: i32, _detail: &str) {}
+        fn log(&self, _level: crate::queue::LogLevel, _message: &str) {}
+    }
+
+    #[tokio::test]
+    async fn pulls_check_sha256_and_skip_unchanged_images() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path().join("repo");
+        std::fs::create_dir_all(&repo).unwrap();
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_path("hello").unwrap();
+        h.set_size(2);
+        h.set_cksum();
+        b.append(&h, &b"hi"[..]).unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&b.into_inner().unwrap()).unwrap();
+        let bytes = gz.finish().unwrap();
+        std::fs::write(repo.join("a.tgz"), &bytes).unwrap();
+        let good = hex::encode(Sha256::digest(&bytes));
+        let list = serde_json::json!([
+            {"name": "good", "type": "lxc", "location": "a.tgz", "sha256": good},
+            {"name": "bad", "type": "lxc", "location": "a.tgz", "sha256": "00"},
+        ]);
+        std::fs::write(repo.join("list.json"), list.to_string()).unwrap();
+        let catalog = Catalog::new(&repo.display().to_string()).unwrap();
+        let store = Store::new(&dir.path().join("store")).unwrap();
+        let cx = CallContext {
+            task_id: 3,
+            user: "t".into(),
+            cancel: Default::default(),
+            reporter: std::sync::Arc::new(Quiet),
+        };
+        let bad = catalog.find("lxc", "bad", "latest").await.unwrap();
+        match store.pull(&cx, &catalog, &bad, "bad:latest").await {
+            Err(Error::Runtime(m)) => assert!(m.contains("does not match"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(store.find("bad:latest").is_none());
+        let leftovers = std::fs::read_dir(store.dir("bad:latest")).unwrap().count();
+        assert_eq!(leftovers, 0, "nothing left of a refused download");
+
+        let entry = catalog.find("lxc", "good", "latest").await.unwrap();
+        let first = store
+            .pull(&cx, &catalog, &entry, "good:latest")
+            .await
+            .unwrap();
+        assert_eq!(first.id, format!("sha256:{good}"));
+        let file = store.file(&first);
+        let before = std::fs::metadata(&file).unwrap().modified().unwrap();
+        // The repository file goes: an unchanged entry is not fetched again.
+        std::fs::remove_file(repo.join("a.tgz")).unwrap();
+        let second = store
+            .pull(&cx, &catalog, &entry, "good:latest")
+            .await
+            .unwrap();
+        assert_eq!(second, first);
+        assert_eq!(
+            std::fs::metadata(&file).unwrap().modified().unwrap(),
+            before
+        );
+        assert_eq!(store.find(&good[..12]).unwrap().reference, "good:latest");
+    }
 }

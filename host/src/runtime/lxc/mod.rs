@@ -200,6 +200,7 @@ impl LxcRuntime {
             Error::InvalidParams(m) => Error::Runtime(format!("image {}: {m}", image.reference)),
             other => other,
         })?;
+        conf::write_resolv_conf(&dir.join("rootfs"), &spec.dns)?;
         let halt = conf::halt_signal(&dir.join("rootfs"));
         let text = conf::config_text(spec, &context(halt))?;
         std::fs::write(dir.join("config"), text)

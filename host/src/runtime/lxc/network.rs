@@ -343,10 +343,24 @@ impl Network {
             return Ok(());
         }
         let table = self.table();
-        let published = tools::run("nft", ["list", "chain", "ip", &table, "prerouting"]).await?;
+        // Rules of containers whose reservation is gone (a server killed, a
+        // container destroyed by hand) are stale: drop them, then check.
+        let rules = self.rules().await?;
+        let stale: Vec<&Rule> = rules
+            .iter()
+            .filter(|r| !self.hosts_dir().join(r.owner.replace(':', "")).exists())
+            .collect();
+        self.delete(&stale).await?;
         for (i, p) in ports.iter().enumerate() {
             let proto = if p.udp { "udp" } else { "tcp" };
-            if published.contains(&format!("{proto} dport {} ", p.host)) {
+            let taken = rules.iter().any(|r| {
+                r.owner != lease.mac
+                    && !stale
+                        .iter()
+                        .any(|s| s.handle == r.handle && s.chain == r.chain)
+                    && r.dport.as_ref() == Some(&(proto.to_string(), p.host))
+            });
+            if taken {
                 return Err(Error::Conflict(format!(
                     "network.port[{i}]: host port {} ({proto}) is already published by another container",
                     p.host
@@ -371,28 +385,70 @@ impl Network {
         let _lock = self.lock().await?;
         let _ = std::fs::remove_file(self.hosts_dir().join(lease.mac.replace(':', "")));
         self.reload_dnsmasq();
+        let rules = self.rules().await?;
+        let mine: Vec<&Rule> = rules.iter().filter(|r| r.owner == lease.mac).collect();
+        self.delete(&mine).await
+    }
+
+    /// Our DNAT rules, with the MAC of the container each is for.
+    async fn rules(&self) -> Result<Vec<Rule>, Error> {
         let table = self.table();
         let Ok(listing) = tools::run("nft", ["-j", "-a", "list", "table", "ip", &table]).await
         else {
-            return Ok(());
+            return Ok(Vec::new());
         };
         let json: serde_json::Value = serde_json::from_str(&listing).unwrap_or_default();
-        let mut script = String::new();
+        let mut out = Vec::new();
         for item in json["nftables"].as_array().into_iter().flatten() {
             let rule = &item["rule"];
-            if rule["comment"].as_str() == Some(lease.mac.as_str()) {
-                if let (Some(chain), Some(handle)) =
-                    (rule["chain"].as_str(), rule["handle"].as_u64())
-                {
-                    script.push_str(&format!("delete rule ip {table} {chain} handle {handle}\n"));
-                }
-            }
+            let (Some(chain), Some(handle), Some(owner)) = (
+                rule["chain"].as_str(),
+                rule["handle"].as_u64(),
+                rule["comment"].as_str(),
+            ) else {
+                continue;
+            };
+            let dport = rule["expr"].as_array().into_iter().flatten().find_map(|e| {
+                let m = e.get("match")?;
+                let payload = &m["left"]["payload"];
+                (payload["field"] == "dport").then_some(())?;
+                Some((
+                    payload["protocol"].as_str()?.to_string(),
+                    m["right"].as_u64()? as u16,
+                ))
+            });
+            out.push(Rule {
+                chain: chain.to_string(),
+                handle,
+                owner: owner.to_string(),
+                dport,
+            });
         }
-        if !script.is_empty() {
-            self.nft(script).await?;
-        }
-        Ok(())
+        Ok(out)
     }
+
+    async fn delete(&self, rules: &[&Rule]) -> Result<(), Error> {
+        let table = self.table();
+        let script: String = rules
+            .iter()
+            .map(|r| format!("delete rule ip {table} {} handle {}\n", r.chain, r.handle))
+            .collect();
+        if script.is_empty() {
+            return Ok(());
+        }
+        self.nft(script).await
+    }
+}
+
+/// One DNAT rule of ours.
+#[derive(Debug, Clone)]
+struct Rule {
+    chain: String,
+    handle: u64,
+    /// The comment: the MAC of the container it is for.
+    owner: String,
+    /// `(protocol, host port)`.
+    dport: Option<(String, u16)>,
 }
 
 #[cfg(test)]

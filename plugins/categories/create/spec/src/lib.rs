@@ -31,9 +31,11 @@
 //!   bound to, or that is listed twice, gets no volume of its own. Two host
 //!   folders bound to one path are refused.
 //! - Docker-only fields (`privileged`, `entrypoint`, `command`, `user`,
-//!   `working_dir`, `environment`, `links`, `network.dns`,
-//!   `network.expose_port`, `volume.container`, `volume.new`) are refused
-//!   for `lxc` when they ask for something, not silently dropped.
+//!   `working_dir`, `environment`, `links`, `volume.container`,
+//!   `volume.new`) are refused for `lxc` when they ask for something, not
+//!   silently dropped. `network.dns` and `network.expose_port` are taken for
+//!   both: LXC writes the servers to the container's `/etc/resolv.conf`, and
+//!   every port of an LXC container is reachable on its bridge anyway.
 //! - Network settings the runtime interface cannot express (`network.mode`
 //!   other than `nat`, `mac_addr`, `interface`, `join`) are refused when set.
 //! - `labels` (`{"key": "value"}`) is an extension beyond Container Station.
@@ -660,7 +662,6 @@ pub fn plan(p: &CreateParams) -> Result<Plan, Error> {
         check::ip(&format!("network.dns[{i}]"), ip.trim())?;
         dns.push(ip.trim().to_string());
     }
-    docker_only("network.dns", !dns.is_empty())?;
     let mut expose_ports = Vec::new();
     for (i, port) in net.expose_port.iter().flatten().enumerate() {
         expose_ports.push(check::port(
@@ -669,7 +670,6 @@ pub fn plan(p: &CreateParams) -> Result<Plan, Error> {
             false,
         )?);
     }
-    docker_only("network.expose_port", !expose_ports.is_empty())?;
     let hostname = set(&net.hostname);
     if let Some(h) = hostname {
         check::hostname("network.hostname", h)?;

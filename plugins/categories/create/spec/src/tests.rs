@@ -244,11 +244,6 @@ fn docker_only_fields_are_refused_for_lxc() {
         (json!({"working_dir": "/"}), "working_dir"),
         (json!({"environment": ["A=1"]}), "environment"),
         (json!({"links": {"db": "db"}}), "links"),
-        (json!({"network": {"dns": ["8.8.8.8"]}}), "network.dns"),
-        (
-            json!({"network": {"expose_port": [80]}}),
-            "network.expose_port",
-        ),
         (json!({"volume": {"container": ["db"]}}), "volume.container"),
         (json!({"volume": {"new": ["/data"]}}), "volume.new"),
     ] {
@@ -257,6 +252,13 @@ fn docker_only_fields_are_refused_for_lxc() {
             format!("{field}: only docker containers take this field")
         );
     }
+    // LXC takes DNS servers and exposed ports.
+    let p = plan_of(lxc(
+        json!({"network": {"dns": ["8.8.8.8"], "expose_port": [80]}}),
+    ))
+    .unwrap();
+    assert_eq!(p.spec.dns, ["8.8.8.8"]);
+    assert_eq!(p.spec.expose_ports, [80]);
     // Values that ask for nothing pass: a UI may send them for both types.
     plan_of(lxc(
         json!({"privileged": false, "command": "", "environment": [], "user": "",

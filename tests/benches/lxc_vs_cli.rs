@@ -1,0 +1,175 @@
+//! LXC `container_export` against GNU tar on the same container folder, in
+//! the same run (issue 8's benchmark). Run with `cargo xtask bench` (it
+//! starts the test services, the LXC image catalog among them), or with the
+//! services up: `cargo bench -p stevedore-e2e --bench lxc_vs_cli`.
+//!
+//! A container is made from the test catalog's busybox image and its rootfs
+//! grown to 1 GiB (512 MiB random, 512 MiB text); it is stopped, so neither
+//! side pays for a freeze. Prints, as medians of `ROUNDS` alternating runs
+//! (`STEVEDORE_BENCH_ROUNDS`, default 3):
+//! - `container_export` vs `tar --numeric-owner -cf` (target ≤ 1.05);
+//! - compressed vs `tar --numeric-owner -c | gzip` (target ≤ 0.8);
+//! - the server's peak RSS during the exports (target ≤ 64 MiB).
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use stevedore_e2e::{Client, Options, Server};
+
+fn sh(script: &str) {
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "{script}");
+}
+
+fn timed(script: &str) -> Duration {
+    sh("sync");
+    let started = Instant::now();
+    sh(script);
+    started.elapsed()
+}
+
+async fn task(c: &Client, category: &str, body: &str) -> Duration {
+    sh("sync");
+    let started = Instant::now();
+    let id = c.submit_ok(category, body).await;
+    let t = c
+        .wait_until(id, Duration::from_secs(900), |t| {
+            t["state"] == "completed" || t["state"] == "error"
+        })
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    assert_eq!(t["state"], "completed", "{t}");
+    took
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::main]
+async fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        println!("lxc_vs_cli: bench");
+        return;
+    }
+    let catalog = std::env::var("STEVEDORE_TEST_CATALOG").expect("run with `cargo xtask bench`");
+    let rounds: usize = std::env::var("STEVEDORE_BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(3);
+    let lxc = tempfile::Builder::new()
+        .prefix("stevedore-lxc-bench-")
+        .tempdir()
+        .unwrap();
+    let server = Server::start(
+        Options::with_plugins(&["create", "container_export"])
+            .env("STEVEDORE_CATALOG", &catalog)
+            .env("STEVEDORE_LXC_PATH", &lxc.path().display().to_string()),
+    )
+    .await;
+    let c = server.admin().await;
+    task(
+        &c,
+        "create",
+        r#"{"type":"lxc","repository":"qnap","name":"bench","image":"ubuntu-trusty"}"#,
+    )
+    .await;
+    let dir = lxc.path().join("bench");
+    let p = lxc.path().display().to_string();
+    sh(&format!("lxc-stop -P {p} -n bench -k"));
+    let fill = dir.join("rootfs/bench");
+    std::fs::create_dir_all(&fill).unwrap();
+    sh(&format!(
+        "head -c 536870912 /dev/urandom > {}/random.bin",
+        fill.display()
+    ));
+    sh(&format!(
+        "yes 'stevedore moves containers around, line after line of text' | head -c 536870912 > {}/text.txt",
+        fill.display()
+    ));
+    let out = server.data_dir().join("share/bench");
+    std::fs::create_dir_all(&out).unwrap();
+    let (d, o) = (dir.display(), out.display());
+
+    let pid = server.pid().unwrap();
+    let idle = status_kib(pid, "VmRSS:");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    let sampler = std::thread::spawn(move || {
+        let mut peak = 0;
+        while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+            peak = peak.max(status_kib(pid, "VmRSS:"));
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        peak
+    });
+    let (mut ours, mut theirs, mut ours_gz, mut theirs_gz) = (vec![], vec![], vec![], vec![]);
+    for round in 0..rounds {
+        theirs.push(timed(&format!(
+            "tar --numeric-owner -cf {o}/cli-{round}.tar -C {d} config rootfs"
+        )));
+        ours.push(
+            task(
+                &c,
+                "container_export",
+                &format!(r#"{{"type":"lxc","name":"bench","path":"bench/ours-{round}.tar"}}"#),
+            )
+            .await,
+        );
+        theirs_gz.push(timed(&format!(
+            "tar --numeric-owner -cf - -C {d} config rootfs | gzip > {o}/cli-{round}.tgz"
+        )));
+        ours_gz.push(
+            task(
+                &c,
+                "container_export",
+                &format!(
+                    r#"{{"type":"lxc","name":"bench","path":"bench/ours-{round}.tgz","compress":true}}"#
+                ),
+            )
+            .await,
+        );
+        sh(&format!("rm -f {o}/*"));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let peak = sampler.join().unwrap();
+    sh(&format!("lxc-destroy -P {p} -n bench"));
+
+    let ratio = |a: &[Duration], b: &[Duration]| {
+        median(a.to_vec()).as_secs_f64() / median(b.to_vec()).as_secs_f64()
+    };
+    println!(
+        "container_export 1 GiB:       stevedore {:>7.2?}  tar -cf        {:>7.2?}  ratio {:.3} (target <= 1.05)",
+        median(ours.clone()),
+        median(theirs.clone()),
+        ratio(&ours, &theirs)
+    );
+    println!(
+        "container_export 1 GiB, gzip: stevedore {:>7.2?}  tar -c | gzip  {:>7.2?}  ratio {:.3} (target <= 0.80)",
+        median(ours_gz.clone()),
+        median(theirs_gz.clone()),
+        ratio(&ours_gz, &theirs_gz)
+    );
+    println!(
+        "server RSS: {:.1} MiB idle, peak {:.1} MiB during the exports (target <= 64 MiB)",
+        idle as f64 / 1024.0,
+        peak as f64 / 1024.0
+    );
+}
