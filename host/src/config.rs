@@ -27,6 +27,14 @@
 //! dockerhub = "https://mirror.corp.example"   # a mirror for Docker Hub
 //! qnap = "corp"                               # a name from [registries]
 //!
+//! [catalog]                  # the `qnap` repository of LXC images and app templates
+//! url = "https://raw.githubusercontent.com/qnap-dev/container-apps/master"  # or a folder
+//!
+//! [lxc]
+//! path = "/var/lib/lxc"       # where LXC containers live
+//! bridge = "stvlxc0"          # the bridge the server manages for them
+//! subnet = "10.213.0.0/24"    # its /24; the bridge takes .1
+//!
 //! [queue]
 //! workers = 8                 # default 8; tasks mostly wait on the engine
 //! [queue.limits]
@@ -44,7 +52,8 @@
 //! `STEVEDORE_DATA_DIR`, `STEVEDORE_SHARE_ROOT`, `STEVEDORE_PLUGINS_DIR`,
 //! `STEVEDORE_ADMIN_PASSWORD`, `STEVEDORE_WORKERS`, `STEVEDORE_CACHE_DIR`
 //! (compiled plugins; entries are keyed by content, so servers may share it),
-//! `DOCKER_HOST`.
+//! `DOCKER_HOST`, `STEVEDORE_CATALOG`, `STEVEDORE_LXC_PATH`,
+//! `STEVEDORE_LXC_BRIDGE`, `STEVEDORE_LXC_SUBNET`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -129,6 +138,57 @@ pub struct RepositoriesConfig {
     /// A registry name from `[registries]` or a URL used for `qnap`.
     #[serde(default)]
     pub qnap: Option<String>,
+}
+
+/// `[catalog]`: the image and application repository (`qnap`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogSection {
+    /// `http(s)://` URL of the repository root (holding `list.json`), or a local folder.
+    #[serde(default)]
+    pub url: Option<String>,
+}
+
+/// Default folder of LXC containers.
+pub const DEFAULT_LXC_PATH: &str = "/var/lib/lxc";
+/// Default bridge of LXC containers.
+pub const DEFAULT_LXC_BRIDGE: &str = "stvlxc0";
+/// Default subnet of the LXC bridge.
+pub const DEFAULT_LXC_SUBNET: &str = "10.213.0.0/24";
+
+/// `[lxc]`: the LXC runtime.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LxcSection {
+    /// Folder of the containers (`lxc-* -P`).
+    #[serde(default = "default_lxc_path")]
+    pub path: PathBuf,
+    /// Name of the bridge the server creates for the containers.
+    #[serde(default = "default_lxc_bridge")]
+    pub bridge: String,
+    /// The bridge's IPv4 subnet, a `/24` (`10.213.0.0/24`).
+    #[serde(default = "default_lxc_subnet")]
+    pub subnet: String,
+}
+
+fn default_lxc_path() -> PathBuf {
+    PathBuf::from(DEFAULT_LXC_PATH)
+}
+fn default_lxc_bridge() -> String {
+    DEFAULT_LXC_BRIDGE.to_string()
+}
+fn default_lxc_subnet() -> String {
+    DEFAULT_LXC_SUBNET.to_string()
+}
+
+impl Default for LxcSection {
+    fn default() -> Self {
+        LxcSection {
+            path: default_lxc_path(),
+            bridge: default_lxc_bridge(),
+            subnet: default_lxc_subnet(),
+        }
+    }
 }
 
 /// `[queue]`: the scheduler.
@@ -233,6 +293,12 @@ pub struct FileConfig {
     /// `dockerhub` / `qnap` mappings.
     #[serde(default)]
     pub repositories: RepositoriesConfig,
+    /// The image and application repository.
+    #[serde(default)]
+    pub catalog: CatalogSection,
+    /// The LXC runtime.
+    #[serde(default)]
+    pub lxc: LxcSection,
     /// Scheduler.
     #[serde(default)]
     pub queue: QueueSection,
@@ -266,6 +332,10 @@ pub struct Config {
     pub registries: BTreeMap<String, RegistryConfig>,
     /// `dockerhub` / `qnap` mappings.
     pub repositories: RepositoriesConfig,
+    /// The image and application repository.
+    pub catalog: CatalogSection,
+    /// The LXC runtime.
+    pub lxc: LxcSection,
     /// Scheduler.
     pub queue: QueueSection,
     /// Plugin sandbox settings (budget, memory, grants).
@@ -325,6 +395,20 @@ impl Config {
                 .parse()
                 .with_context(|| format!("STEVEDORE_WORKERS: `{w}` is not a number"))?;
         }
+        let mut catalog = file.catalog.clone();
+        if let Some(url) = env("STEVEDORE_CATALOG") {
+            catalog.url = Some(url);
+        }
+        let mut lxc = file.lxc.clone();
+        if let Some(path) = env("STEVEDORE_LXC_PATH") {
+            lxc.path = PathBuf::from(path);
+        }
+        if let Some(bridge) = env("STEVEDORE_LXC_BRIDGE") {
+            lxc.bridge = bridge;
+        }
+        if let Some(subnet) = env("STEVEDORE_LXC_SUBNET") {
+            lxc.subnet = subnet;
+        }
         let config = Config {
             listen,
             data_dir,
@@ -337,6 +421,8 @@ impl Config {
             users: file.users,
             registries: file.registries,
             repositories: file.repositories,
+            catalog,
+            lxc,
             queue,
             plugins: file.plugins,
         };
@@ -384,6 +470,19 @@ impl Config {
                 }
             }
         }
+        let bridge = &self.lxc.bridge;
+        if bridge.is_empty()
+            || bridge.len() > 15
+            || !bridge
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
+        {
+            anyhow::bail!(
+                "lxc.bridge: `{bridge}` is not an interface name (1 to 15 letters, digits, `_`, `-`)"
+            );
+        }
+        crate::runtime::lxc::network::Subnet::parse(&self.lxc.subnet)
+            .map_err(|e| anyhow::anyhow!("lxc.subnet: {e}"))?;
         if self.plugins.cpu_budget_ms == Some(0) {
             anyhow::bail!("plugins.cpu_budget_ms: must be at least 1");
         }

@@ -66,10 +66,20 @@ pub async fn shutdown_signal() {
 }
 
 /// The container runtime that plugins' host calls and the container routes
-/// reach: the Docker engine at `DOCKER_HOST` (connected lazily, so the
-/// server starts without one and a task needing it ends as `error` saying
-/// the engine is unreachable).
-pub fn make_runtime(config: &Config) -> anyhow::Result<Arc<dyn Runtime>> {
+/// reach: Docker and LXC behind one [`crate::runtime::router::Runtimes`].
+///
+/// Docker is the engine at `DOCKER_HOST` (connected lazily, so the server
+/// starts without one and a task needing it ends as `error` saying the
+/// engine is unreachable). LXC runs no tool until a call needs one, so a
+/// host without `lxc` starts too. Build it once and share the `Arc`.
+pub fn make_runtime(config: &Config) -> anyhow::Result<Arc<dyn crate::runtime::Runtime>> {
+    Ok(Arc::new(crate::runtime::router::Runtimes {
+        docker: make_docker(config),
+        lxc: make_lxc(config),
+    }))
+}
+
+fn make_docker(config: &Config) -> Arc<dyn crate::runtime::Runtime> {
     use crate::runtime::docker::{DockerRuntime, DockerSettings, Registry};
     let registries = config
         .registries
@@ -92,7 +102,7 @@ pub fn make_runtime(config: &Config) -> anyhow::Result<Arc<dyn Runtime>> {
         data_dir: config.data_dir.clone(),
     };
     match DockerRuntime::new(settings) {
-        Ok(docker) => Ok(Arc::new(docker)),
+        Ok(docker) => Arc::new(docker),
         Err(e) => {
             // Serve anyway: categories that need no engine still work, and
             // the others end as `error` saying why.
@@ -100,9 +110,34 @@ pub fn make_runtime(config: &Config) -> anyhow::Result<Arc<dyn Runtime>> {
                 "no container engine: {e:#}; image and container calls will fail \
                  (set DOCKER_HOST to an engine's socket)"
             );
-            Ok(Arc::new(crate::runtime::Unavailable {
+            Arc::new(crate::runtime::Unavailable {
                 reason: format!("{e:#}"),
-            }))
+            })
+        }
+    }
+}
+
+fn make_lxc(config: &Config) -> Arc<dyn crate::runtime::Runtime> {
+    use crate::runtime::lxc::{network::Subnet, LxcRuntime, LxcSettings};
+    let made = Subnet::parse(&config.lxc.subnet)
+        .map_err(|e| anyhow::anyhow!("lxc.subnet: {e}"))
+        .and_then(|subnet| {
+            LxcRuntime::new(LxcSettings {
+                path: config.lxc.path.clone(),
+                bridge: config.lxc.bridge.clone(),
+                subnet,
+                catalog: config.catalog.url.clone(),
+                data_dir: config.data_dir.clone(),
+                share_root: config.share_root.clone(),
+            })
+        });
+    match made {
+        Ok(lxc) => Arc::new(lxc),
+        Err(e) => {
+            tracing::warn!("no LXC runtime: {e:#}; LXC calls will fail");
+            Arc::new(crate::runtime::Unavailable {
+                reason: format!("LXC: {e:#}"),
+            })
         }
     }
 }

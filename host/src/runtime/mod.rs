@@ -5,7 +5,11 @@
 //! calls are async and take a [`CallContext`] so that long operations report
 //! progress to their task and stop when it is cancelled.
 
+pub mod catalog;
 pub mod docker;
+pub mod lxc;
+pub mod pgzip;
+pub mod router;
 pub mod simulated;
 pub mod storage;
 
@@ -15,7 +19,8 @@ use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
 pub use crate::plugins::bindings::{
-    ContainerSpec, Credential, ImageInfo, PullRequest, RuntimeKind, Source, WitError as Error,
+    BindMount, ContainerSpec, Credential, ImageInfo, PortBinding, PullRequest, RuntimeKind, Source,
+    WitError as Error,
 };
 use crate::queue::Reporter;
 

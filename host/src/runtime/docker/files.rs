@@ -1,14 +1,14 @@
 //! Output files under the share root: written to a temporary name by a
-//! blocking writer thread (gzip there when asked), renamed at the end. A
+//! blocking writer thread (gzip there when asked, on every core), renamed at the end. A
 //! failed or cancelled write leaves nothing behind.
 
 use std::io::Write;
 use std::path::PathBuf;
 
 use bytes::Bytes;
-use flate2::write::GzEncoder;
 use futures::{Stream, StreamExt};
 
+use crate::runtime::pgzip::ParGz;
 use crate::runtime::storage::ShareRoot;
 use crate::runtime::Error;
 
@@ -64,20 +64,25 @@ impl Output {
             .map_err(|e| self.io_error(e))?;
         let (tx, rx) = std::sync::mpsc::sync_channel::<Bytes>(QUEUE);
         let writer = tokio::task::spawn_blocking(move || -> std::io::Result<u64> {
-            // Chunks arrive in large reads already: write them as they are,
-            // and buffer only the compressor's small output pieces.
-            let mut sink: Box<dyn Write> = if gzip {
+            // Chunks arrive in large reads already: write them as they are;
+            // gzip runs on every core (crate::runtime::pgzip).
+            if gzip {
+                let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
                 let buffered = std::io::BufWriter::with_capacity(1 << 20, file);
-                Box::new(GzEncoder::new(buffered, flate2::Compression::default()))
+                let mut gz = ParGz::new(buffered, flate2::Compression::default(), threads)?;
+                gz.write_all(&prefix)?;
+                for chunk in rx {
+                    gz.write_all(&chunk)?;
+                }
+                gz.finish()?.flush()?;
             } else {
-                Box::new(file)
-            };
-            sink.write_all(&prefix)?;
-            for chunk in rx {
-                sink.write_all(&chunk)?;
+                let mut file = file;
+                file.write_all(&prefix)?;
+                for chunk in rx {
+                    file.write_all(&chunk)?;
+                }
+                file.flush()?;
             }
-            sink.flush()?;
-            drop(sink);
             Ok(0)
         });
         futures::pin_mut!(stream);

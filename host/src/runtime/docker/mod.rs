@@ -2,6 +2,9 @@
 //! and on [`raw`] for the calls that carry registry credentials or stream a
 //! request body.
 //!
+//! LXC calls never reach this backend: [`super::router::Runtimes`] routes
+//! on the runtime kind above the backends.
+//!
 //! Large data never enters wasm: saves, exports and imports stream between
 //! the engine and files under the share root.
 
@@ -114,12 +117,6 @@ fn engine(e: bollard::errors::Error) -> Error {
         bollard::errors::Error::DockerStreamError { error } => Error::Runtime(error),
         other => Error::Runtime(format!("Docker engine: {other}")),
     }
-}
-
-fn lxc_unavailable<T>() -> RtResult<T> {
-    Err(Error::Other(
-        "the LXC runtime is not available on this server yet".into(),
-    ))
 }
 
 impl DockerRuntime {
@@ -419,9 +416,6 @@ impl Runtime for DockerRuntime {
     }
 
     async fn image_pull(&self, cx: &CallContext, req: PullRequest) -> RtResult<ImageInfo> {
-        if req.runtime == RuntimeKind::Lxc {
-            return lxc_unavailable();
-        }
         let registry = self.resolve_source(&req.source)?;
         let from = match (&req.source, registry.is_empty()) {
             (_, true) => req.image.clone(),
@@ -462,20 +456,14 @@ impl Runtime for DockerRuntime {
     async fn image_inspect(
         &self,
         _cx: &CallContext,
-        kind: RuntimeKind,
+        _kind: RuntimeKind,
         reference: String,
     ) -> RtResult<ImageInfo> {
-        if kind == RuntimeKind::Lxc {
-            return lxc_unavailable();
-        }
         let inspect = self.api.inspect_image(&reference).await.map_err(engine)?;
         Ok(Self::image_info(inspect))
     }
 
-    async fn image_list(&self, _cx: &CallContext, kind: RuntimeKind) -> RtResult<Vec<ImageInfo>> {
-        if kind == RuntimeKind::Lxc {
-            return lxc_unavailable();
-        }
+    async fn image_list(&self, _cx: &CallContext, _kind: RuntimeKind) -> RtResult<Vec<ImageInfo>> {
         let list = self
             .api
             .list_images(None::<ListImagesOptions>)
@@ -495,13 +483,10 @@ impl Runtime for DockerRuntime {
     async fn image_remove(
         &self,
         _cx: &CallContext,
-        kind: RuntimeKind,
+        _kind: RuntimeKind,
         reference: String,
         force: bool,
     ) -> RtResult<Vec<String>> {
-        if kind == RuntimeKind::Lxc {
-            return lxc_unavailable();
-        }
         let options = RemoveImageOptions {
             force,
             noprune: false,
@@ -590,9 +575,6 @@ impl Runtime for DockerRuntime {
     }
 
     async fn container_create(&self, _cx: &CallContext, spec: ContainerSpec) -> RtResult<String> {
-        if spec.runtime == RuntimeKind::Lxc {
-            return lxc_unavailable();
-        }
         let body = self.spec_to_body(&spec)?;
         let options = CreateContainerOptions {
             name: Some(spec.name.clone()),
@@ -609,12 +591,9 @@ impl Runtime for DockerRuntime {
     async fn container_start(
         &self,
         _cx: &CallContext,
-        kind: RuntimeKind,
+        _kind: RuntimeKind,
         container: String,
     ) -> RtResult<()> {
-        if kind == RuntimeKind::Lxc {
-            return lxc_unavailable();
-        }
         self.api
             .start_container(&container, None)
             .await
@@ -624,13 +603,10 @@ impl Runtime for DockerRuntime {
     async fn container_stop(
         &self,
         _cx: &CallContext,
-        kind: RuntimeKind,
+        _kind: RuntimeKind,
         container: String,
         timeout_secs: u32,
     ) -> RtResult<()> {
-        if kind == RuntimeKind::Lxc {
-            return lxc_unavailable();
-        }
         let options = StopContainerOptions {
             signal: None,
             t: Some(timeout_secs as i32),
@@ -644,13 +620,10 @@ impl Runtime for DockerRuntime {
     async fn container_remove(
         &self,
         _cx: &CallContext,
-        kind: RuntimeKind,
+        _kind: RuntimeKind,
         container: String,
         force: bool,
     ) -> RtResult<()> {
-        if kind == RuntimeKind::Lxc {
-            return lxc_unavailable();
-        }
         let options = RemoveContainerOptions {
             v: false,
             force,
@@ -665,12 +638,9 @@ impl Runtime for DockerRuntime {
     async fn container_inspect(
         &self,
         _cx: &CallContext,
-        kind: RuntimeKind,
+        _kind: RuntimeKind,
         container: String,
     ) -> RtResult<String> {
-        if kind == RuntimeKind::Lxc {
-            return lxc_unavailable();
-        }
         let inspect = self
             .api
             .inspect_container(&container, None)
@@ -682,15 +652,12 @@ impl Runtime for DockerRuntime {
     async fn container_export(
         &self,
         cx: &CallContext,
-        kind: RuntimeKind,
+        _kind: RuntimeKind,
         container: String,
         path: String,
         gzip: bool,
         overwrite: bool,
     ) -> RtResult<u64> {
-        if kind == RuntimeKind::Lxc {
-            return lxc_unavailable();
-        }
         let output = Output::prepare(&self.share, &path, cx.task_id, overwrite)?;
         let inspect = self
             .api
@@ -745,9 +712,6 @@ impl Runtime for DockerRuntime {
         repository: String,
         tag: String,
     ) -> RtResult<String> {
-        if kind == RuntimeKind::Lxc {
-            return lxc_unavailable();
-        }
         let file = self.share.resolve(&path)?;
         if !file.is_file() {
             return Err(Error::NotFound(format!("path `{path}`: no such file")));
@@ -822,24 +786,18 @@ impl Runtime for DockerRuntime {
     async fn container_list(
         &self,
         _cx: &CallContext,
-        kind: RuntimeKind,
+        _kind: RuntimeKind,
     ) -> RtResult<Vec<ContainerEntry>> {
-        if kind == RuntimeKind::Lxc {
-            return lxc_unavailable();
-        }
         listing::list(&self.api).await
     }
 
     async fn container_delete(
         &self,
         _cx: &CallContext,
-        kind: RuntimeKind,
+        _kind: RuntimeKind,
         container: String,
         remove_volumes: bool,
     ) -> RtResult<()> {
-        if kind == RuntimeKind::Lxc {
-            return lxc_unavailable();
-        }
         listing::delete(&self.api, &container, remove_volumes).await
     }
 

@@ -1,0 +1,471 @@
+//! The image and application repository ("qnap"): a folder or an
+//! `http(s)://` root in the layout of QNAP's `container-apps` repository,
+//! named by `STEVEDORE_CATALOG` (config `[catalog] url`).
+//!
+//! `list.json` at the root is a JSON array of entries (`name`, `version`,
+//! `type` = `lxc` | `docker` | `app`, `arch`, `location`, ...). Unknown keys
+//! are ignored, entries for another CPU architecture are skipped, and a
+//! relative `location` is resolved against the root. The LXC runtime takes
+//! its images from the `lxc` entries; the applications feature reads `app`
+//! templates from the same [`Catalog`].
+//!
+//! HTTP goes through `reqwest` (rustls, no system OpenSSL needed): it was
+//! already the workspace's HTTP client for the end-to-end tests, it streams
+//! bodies, follows redirects (GitHub's raw files redirect) and speaks TLS,
+//! which bare `hyper` (used for the Docker socket) would leave to us.
+
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
+use serde_json::Value;
+
+/// Why the catalog could not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    /// No `[catalog] url` / `STEVEDORE_CATALOG`.
+    #[error("no image repository is configured (set STEVEDORE_CATALOG or [catalog] url)")]
+    Unconfigured,
+    /// The configured URL is not usable.
+    #[error("catalog URL `{url}`: {reason}")]
+    BadUrl {
+        /// The URL as configured or found.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// An HTTP request failed.
+    #[error("fetching {url}: {source}")]
+    Fetch {
+        /// The URL.
+        url: String,
+        /// The client's error.
+        source: reqwest::Error,
+    },
+    /// An HTTP request answered with an error status.
+    #[error("fetching {url}: HTTP {status}")]
+    Status {
+        /// The URL.
+        url: String,
+        /// The status code.
+        status: u16,
+    },
+    /// A local file could not be read.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// `list.json` is not a JSON array of objects.
+    #[error("{what}: {reason}")]
+    Parse {
+        /// Where the list came from.
+        what: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// No entry of that type, name and version.
+    #[error("image repository has no {kind} image `{name}:{tag}` for {arch}")]
+    NotFound {
+        /// `lxc`, `docker` or `app`.
+        kind: String,
+        /// Entry name.
+        name: String,
+        /// Version asked for (`latest`: any, preferring `latest`).
+        tag: String,
+        /// This host's architecture.
+        arch: String,
+    },
+}
+
+/// One `list.json` entry (the keys we use; others are ignored).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// `name`.
+    pub name: String,
+    /// `version` (a number in the file becomes its text).
+    pub version: Option<String>,
+    /// `type`: `lxc`, `docker` or `app`.
+    pub kind: String,
+    /// `arch`, when given.
+    pub arch: Option<String>,
+    /// `location`, resolved against the repository root.
+    pub location: Option<Location>,
+    /// `sha256` of the file at `location`, when the entry gives one.
+    pub sha256: Option<String>,
+    /// `description`.
+    pub description: Option<String>,
+    /// The entry as written, for callers that need more keys.
+    pub raw: Value,
+}
+
+/// Where an entry's file is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// Fetched over HTTP(S).
+    Url(reqwest::Url),
+    /// A local file.
+    File(PathBuf),
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::Url(u) => write!(f, "{u}"),
+            Location::File(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// A file being fetched: its length when known, and its bytes.
+pub struct Download {
+    /// `Content-Length` (or the file size).
+    pub length: Option<u64>,
+    /// The bytes.
+    pub stream: BoxStream<'static, Result<Bytes, CatalogError>>,
+}
+
+#[derive(Debug, Clone)]
+enum Root {
+    Url(reqwest::Url),
+    Folder(PathBuf),
+}
+
+/// A configured repository.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    root: Root,
+    client: reqwest::Client,
+}
+
+/// This host's architecture as `list.json` spells it.
+pub fn host_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "arm" => "armhf",
+        "x86" => "i386",
+        other => other,
+    }
+}
+
+fn text(v: Option<&Value>) -> Option<String> {
+    match v? {
+        Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+impl Catalog {
+    /// The repository at `url`: `http://` / `https://`, or a local folder
+    /// (a plain path or `file://`).
+    pub fn new(url: &str) -> Result<Catalog, CatalogError> {
+        let bad = |reason: &str| CatalogError::BadUrl {
+            url: url.to_string(),
+            reason: reason.to_string(),
+        };
+        let root = if url.starts_with("http://") || url.starts_with("https://") {
+            let mut parsed = reqwest::Url::parse(url).map_err(|e| bad(&e.to_string()))?;
+            if !parsed.path().ends_with('/') {
+                let path = format!("{}/", parsed.path());
+                parsed.set_path(&path);
+            }
+            Root::Url(parsed)
+        } else if let Some(path) = url.strip_prefix("file://") {
+            Root::Folder(PathBuf::from(path))
+        } else if url.contains("://") {
+            return Err(bad("only http://, https:// or a local folder"));
+        } else {
+            Root::Folder(PathBuf::from(url))
+        };
+        let client = reqwest::Client::builder()
+            .user_agent(concat!("stevedore/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(std::time::Duration::from_secs(30))
+            .build()
+            .map_err(|e| CatalogError::Fetch {
+                url: url.to_string(),
+                source: e,
+            })?;
+        Ok(Catalog { root, client })
+    }
+
+    fn resolve(&self, location: &str) -> Result<Location, CatalogError> {
+        if location.starts_with("http://") || location.starts_with("https://") {
+            return reqwest::Url::parse(location)
+                .map(Location::Url)
+                .map_err(|e| CatalogError::BadUrl {
+                    url: location.into(),
+                    reason: e.to_string(),
+                });
+        }
+        match &self.root {
+            Root::Url(base) => {
+                base.join(location)
+                    .map(Location::Url)
+                    .map_err(|e| CatalogError::BadUrl {
+                        url: location.into(),
+                        reason: e.to_string(),
+                    })
+            }
+            Root::Folder(dir) => Ok(Location::File(dir.join(location))),
+        }
+    }
+
+    /// Parse `list.json` text (entries of other architectures skipped).
+    pub fn parse(&self, what: &str, bytes: &[u8]) -> Result<Vec<Entry>, CatalogError> {
+        let parse = |reason: String| CatalogError::Parse {
+            what: what.to_string(),
+            reason,
+        };
+        let list: Value = serde_json::from_slice(bytes).map_err(|e| parse(e.to_string()))?;
+        let Value::Array(items) = list else {
+            return Err(parse("must be a JSON array of entries".into()));
+        };
+        let arch = host_arch();
+        let mut out = Vec::new();
+        for item in items {
+            let Value::Object(map) = &item else { continue };
+            let (Some(name), Some(kind)) = (text(map.get("name")), text(map.get("type"))) else {
+                continue;
+            };
+            let entry_arch = text(map.get("arch"));
+            if entry_arch.as_deref().is_some_and(|a| a != arch) {
+                continue;
+            }
+            let location = text(map.get("location"))
+                .map(|l| self.resolve(&l))
+                .transpose()?;
+            out.push(Entry {
+                name,
+                version: text(map.get("version")),
+                kind,
+                arch: entry_arch,
+                location,
+                sha256: text(map.get("sha256")).map(|s| s.to_ascii_lowercase()),
+                description: text(map.get("description")),
+                raw: item.clone(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// The entries of `list.json`, for this host's architecture.
+    pub async fn entries(&self) -> Result<Vec<Entry>, CatalogError> {
+        let location = self.resolve("list.json")?;
+        let what = location.to_string();
+        let bytes = match &location {
+            Location::File(path) => {
+                tokio::fs::read(path)
+                    .await
+                    .map_err(|e| CatalogError::Read {
+                        path: path.clone(),
+                        source: e,
+                    })?
+            }
+            Location::Url(url) => {
+                let response = self.get(url).await?;
+                response
+                    .bytes()
+                    .await
+                    .map_err(|e| CatalogError::Fetch {
+                        url: url.to_string(),
+                        source: e,
+                    })?
+                    .to_vec()
+            }
+        };
+        self.parse(&what, &bytes)
+    }
+
+    /// The entry of type `kind` named `name` at version `tag`; `latest` (or
+    /// empty) takes the entry whose version is `latest`, else the last one listed.
+    pub async fn find(&self, kind: &str, name: &str, tag: &str) -> Result<Entry, CatalogError> {
+        let entries = self.entries().await?;
+        pick(&entries, kind, name, tag)
+            .cloned()
+            .ok_or_else(|| CatalogError::NotFound {
+                kind: kind.into(),
+                name: name.into(),
+                tag: tag.into(),
+                arch: host_arch().into(),
+            })
+    }
+
+    async fn get(&self, url: &reqwest::Url) -> Result<reqwest::Response, CatalogError> {
+        let response =
+            self.client
+                .get(url.clone())
+                .send()
+                .await
+                .map_err(|e| CatalogError::Fetch {
+                    url: url.to_string(),
+                    source: e,
+                })?;
+        if !response.status().is_success() {
+            return Err(CatalogError::Status {
+                url: url.to_string(),
+                status: response.status().as_u16(),
+            });
+        }
+        Ok(response)
+    }
+
+    /// Start fetching the file at `location`.
+    pub async fn open(&self, location: &Location) -> Result<Download, CatalogError> {
+        match location {
+            Location::Url(url) => {
+                let response = self.get(url).await?;
+                let length = response.content_length();
+                let shown = url.to_string();
+                let stream = response
+                    .bytes_stream()
+                    .map_err(move |e| CatalogError::Fetch {
+                        url: shown.clone(),
+                        source: e,
+                    })
+                    .boxed();
+                Ok(Download { length, stream })
+            }
+            Location::File(path) => {
+                let read = |e| CatalogError::Read {
+                    path: path.clone(),
+                    source: e,
+                };
+                let file = tokio::fs::File::open(path).await.map_err(read)?;
+                let length = file.metadata().await.map_err(read)?.len();
+                let shown = path.clone();
+                let stream = tokio_util::io::ReaderStream::with_capacity(file, 256 << 10)
+                    .map_err(move |e| CatalogError::Read {
+                        path: shown.clone(),
+                        source: e,
+                    })
+                    .boxed();
+                Ok(Download {
+                    length: Some(length),
+                    stream,
+                })
+            }
+        }
+    }
+
+    /// The repository root, for messages.
+    pub fn root(&self) -> String {
+        match &self.root {
+            Root::Url(u) => u.to_string(),
+            Root::Folder(p) => p.display().to_string(),
+        }
+    }
+
+    /// A local root folder, if the catalog is one (templates read files beside `list.json`).
+    pub fn folder(&self) -> Option<&Path> {
+        match &self.root {
+            Root::Folder(p) => Some(p),
+            Root::Url(_) => None,
+        }
+    }
+}
+
+/// The entry `find` picks from a list.
+pub fn pick<'a>(entries: &'a [Entry], kind: &str, name: &str, tag: &str) -> Option<&'a Entry> {
+    let mut named = entries.iter().filter(|e| e.kind == kind && e.name == name);
+    if tag.is_empty() || tag == "latest" {
+        let all: Vec<&Entry> = named.collect();
+        all.iter()
+            .find(|e| e.version.as_deref() == Some("latest"))
+            .or(all.last())
+            .copied()
+    } else {
+        named.find(|e| e.version.as_deref() == Some(tag))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIST: &str = r#"[
+      {"name": "ubuntu-trusty", "displayName": "Ubuntu", "version": "14.04", "type": "lxc",
+       "repository": "qnap", "arch": "amd64", "location": "images/trusty.tar.gz",
+       "icon": "x.png", "description": "d", "inspect": {}, "kernelVersion": "3"},
+      {"name": "ubuntu-trusty", "version": "14.04", "type": "lxc", "arch": "armhf",
+       "location": "images/trusty-arm.tar.gz"},
+      {"name": "busybox", "version": 1, "type": "lxc", "location": "http://other.example/b.tar.xz",
+       "sha256": "ABC"},
+      {"name": "gitlab", "type": "app", "location": "template/gitlab"},
+      "junk", {"type": "lxc"}
+    ]"#;
+
+    #[test]
+    fn parses_skips_other_arches_and_resolves_locations() {
+        let c = Catalog::new("http://127.0.0.1:9/repo").unwrap();
+        let entries = c.parse("list.json", LIST.as_bytes()).unwrap();
+        if host_arch() == "amd64" {
+            assert_eq!(entries.len(), 3);
+            let trusty = pick(&entries, "lxc", "ubuntu-trusty", "latest").unwrap();
+            assert_eq!(
+                trusty.location.as_ref().unwrap().to_string(),
+                "http://127.0.0.1:9/repo/images/trusty.tar.gz"
+            );
+            assert_eq!(trusty.version.as_deref(), Some("14.04"));
+            assert!(pick(&entries, "lxc", "ubuntu-trusty", "14.04").is_some());
+            assert!(pick(&entries, "lxc", "ubuntu-trusty", "16.04").is_none());
+        }
+        let b = pick(&entries, "lxc", "busybox", "1").unwrap();
+        assert_eq!(
+            b.location.as_ref().unwrap().to_string(),
+            "http://other.example/b.tar.xz"
+        );
+        assert_eq!(b.sha256.as_deref(), Some("abc"));
+        assert!(pick(&entries, "lxc", "gitlab", "latest").is_none());
+    }
+
+    #[test]
+    fn folders_resolve_to_files_and_bad_lists_are_named() {
+        let c = Catalog::new("/srv/repo").unwrap();
+        let entries = c
+            .parse(
+                "list.json",
+                br#"[{"name":"a","type":"lxc","location":"a.tgz"}]"#,
+            )
+            .unwrap();
+        assert_eq!(
+            entries[0].location,
+            Some(Location::File(PathBuf::from("/srv/repo/a.tgz")))
+        );
+        match c.parse("list.json", b"{}") {
+            Err(e @ CatalogError::Parse { .. }) => {
+                assert!(e.to_string().starts_with("list.json: "), "{e}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            Catalog::new("ftp://x"),
+            Err(CatalogError::BadUrl { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_local_folder_is_read_and_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("list.json"),
+            br#"[{"name":"a","type":"lxc","version":"latest","location":"a.tgz"}]"#,
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("a.tgz"), b"12345").unwrap();
+        let c = Catalog::new(&dir.path().display().to_string()).unwrap();
+        let e = c.find("lxc", "a", "latest").await.unwrap();
+        let d = c.open(e.location.as_ref().unwrap()).await.unwrap();
+        assert_eq!(d.length, Some(5));
+        let bytes: Vec<Bytes> = d.stream.try_collect().await.unwrap();
+        assert_eq!(bytes.concat(), b"12345");
+        assert!(matches!(
+            c.find("lxc", "b", "latest").await,
+            Err(CatalogError::NotFound { .. })
+        ));
+    }
+}

@@ -1,0 +1,538 @@
+//! What a container is made of on disk: its LXC `config` (written from a
+//! [`ContainerSpec`]) and our record beside it, `stevedore.json`
+//! ([`Record`]: image, address, ports and the create-shaped settings that an
+//! export carries).
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+
+use super::network::{Lease, Network, Port};
+use crate::runtime::storage::ShareRoot;
+use crate::runtime::{ContainerSpec, Error};
+
+/// Name of our record beside the LXC config.
+pub const RECORD: &str = "stevedore.json";
+
+/// Which cgroup hierarchy holds the controllers on this host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cgroups {
+    /// Controllers mounted one per folder under `/sys/fs/cgroup` (v1, or "hybrid"): `lxc.cgroup.*`.
+    V1,
+    /// The unified hierarchy only: `lxc.cgroup2.*`.
+    V2,
+}
+
+impl Cgroups {
+    /// Look at `/sys/fs/cgroup`: a v1 `memory` controller folder means v1
+    /// keys, a unified root (`cgroup.controllers`) without it means v2.
+    pub fn detect() -> Cgroups {
+        Self::detect_in(Path::new("/sys/fs/cgroup"))
+    }
+
+    /// [`Cgroups::detect`] on another root (for tests).
+    pub fn detect_in(root: &Path) -> Cgroups {
+        if root.join("memory/memory.limit_in_bytes").exists() {
+            Cgroups::V1
+        } else if root.join("cgroup.controllers").exists() {
+            Cgroups::V2
+        } else {
+            Cgroups::V1
+        }
+    }
+}
+
+/// What we record about a container of ours.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Record {
+    /// The image it came from, `name:tag`.
+    pub image: String,
+    /// That image's id.
+    pub image_id: String,
+    /// Its place on the bridge.
+    pub lease: Option<Lease>,
+    /// Published ports.
+    #[serde(default)]
+    pub ports: Vec<Port>,
+    /// Creation time, epoch seconds.
+    #[serde(default)]
+    pub created: i64,
+    /// The settings as `POST background/create` takes them (what an export records).
+    #[serde(default)]
+    pub create: Value,
+}
+
+impl Record {
+    /// Read `<dir>/stevedore.json`; `None` for a container that is not ours.
+    pub fn read(dir: &Path) -> Option<Record> {
+        let text = std::fs::read(dir.join(RECORD)).ok()?;
+        serde_json::from_slice(&text).ok()
+    }
+
+    /// Write it (temporary name, then rename).
+    pub fn write(&self, dir: &Path) -> Result<(), Error> {
+        let temp = dir.join(format!(".{RECORD}.tmp"));
+        let text = serde_json::to_vec_pretty(self).map_err(|e| Error::Other(e.to_string()))?;
+        std::fs::write(&temp, text)
+            .and_then(|_| std::fs::rename(&temp, dir.join(RECORD)))
+            .map_err(|e| Error::Runtime(format!("writing {}: {e}", dir.join(RECORD).display())))
+    }
+}
+
+/// `cpu.weight` (v2, 1..=10000) for `cpu.shares` (v1, 2..=262144), as runc converts it.
+pub fn shares_to_weight(shares: u32) -> u32 {
+    1 + ((shares.clamp(2, 262_144) - 2) * 9999) / 262_142
+}
+
+/// An fstab field: spaces, tabs, newlines and backslashes as octal escapes.
+fn fstab_escape(text: &str) -> String {
+    let mut out = String::new();
+    for c in text.chars() {
+        match c {
+            ' ' | '\t' | '\n' | '\\' => {
+                let _ = write!(out, "\\{:03o}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A container path from the spec, checked: absolute, no `..`, no control characters.
+fn container_path(field: &str, path: &str) -> Result<String, Error> {
+    let bad = |why: &str| Error::InvalidParams(format!("{field}: `{path}` {why}"));
+    if !path.starts_with('/') {
+        return Err(bad("must be an absolute path in the container"));
+    }
+    if path.chars().any(char::is_control) {
+        return Err(bad("must not contain control characters"));
+    }
+    let parts: Vec<&str> = path
+        .split('/')
+        .filter(|p| !p.is_empty() && *p != ".")
+        .collect();
+    if parts.contains(&"..") {
+        return Err(bad("must not contain `..`"));
+    }
+    if parts.is_empty() {
+        return Err(bad("must not be the container's root"));
+    }
+    Ok(parts.join("/"))
+}
+
+/// A device cgroup rule from the spec (`c 81:* rw`), checked.
+fn device_rule(rule: &str) -> Result<String, Error> {
+    let bad = || {
+        Error::InvalidParams(format!(
+            "resource.device: `{rule}` is not a device rule like \"c 81:* rw\""
+        ))
+    };
+    let parts: Vec<&str> = rule.split_whitespace().collect();
+    let [kind, numbers, access] = parts[..] else {
+        return Err(bad());
+    };
+    let number = |n: &str| n == "*" || (!n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+    let ok = matches!(kind, "a" | "b" | "c")
+        && numbers
+            .split_once(':')
+            .is_some_and(|(a, b)| number(a) && number(b))
+        && !access.is_empty()
+        && access.bytes().all(|b| matches!(b, b'r' | b'w' | b'm'));
+    if ok {
+        Ok(format!("{kind} {numbers} {access}"))
+    } else {
+        Err(bad())
+    }
+}
+
+/// Everything the config needs besides the spec.
+pub struct Context<'a> {
+    /// The container's folder (`<lxc path>/<name>`).
+    pub dir: &'a Path,
+    /// Cgroup keys to use.
+    pub cgroups: Cgroups,
+    /// The bridge.
+    pub network: &'a Network,
+    /// The container's address.
+    pub lease: &'a Lease,
+    /// Where `binds` are confined.
+    pub share: &'a ShareRoot,
+    /// `lxc.signal.halt` for the image's init (busybox halts on SIGUSR1).
+    pub halt_signal: Option<&'a str>,
+}
+
+/// The LXC config text for `spec`. Bind folders are created under the share root.
+pub fn config_text(spec: &ContainerSpec, cx: &Context<'_>) -> Result<String, Error> {
+    let mut c = String::from("# Written by stevedore from the container's create settings.\n");
+    let mut line = |k: &str, v: &str| {
+        let _ = writeln!(c, "{k} = {v}");
+    };
+    if Path::new("/usr/share/lxc/config/common.conf").exists() {
+        line("lxc.include", "/usr/share/lxc/config/common.conf");
+    }
+    line("lxc.arch", std::env::consts::ARCH);
+    line(
+        "lxc.rootfs.path",
+        &format!("dir:{}", cx.dir.join("rootfs").display()),
+    );
+    let hostname = spec.hostname.as_deref().unwrap_or(spec.name.as_str());
+    let host_ok = !hostname.is_empty()
+        && hostname.len() <= 253
+        && hostname
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
+    if !host_ok {
+        return Err(Error::InvalidParams(format!(
+            "network.hostname: `{}` is not a host name",
+            hostname.escape_debug()
+        )));
+    }
+    line("lxc.uts.name", hostname);
+    if !Path::new("/sys/kernel/security/apparmor").exists() {
+        line("lxc.apparmor.profile", "unconfined");
+    }
+    line("lxc.autodev", "1");
+    if let Some(signal) = cx.halt_signal {
+        line("lxc.signal.halt", signal);
+    }
+    line("lxc.net.0.type", "veth");
+    line("lxc.net.0.link", &cx.network.bridge);
+    line("lxc.net.0.flags", "up");
+    line("lxc.net.0.name", "eth0");
+    line("lxc.net.0.hwaddr", &cx.lease.mac);
+    line("lxc.net.0.ipv4.address", &format!("{}/24", cx.lease.ip));
+    line(
+        "lxc.net.0.ipv4.gateway",
+        &cx.network.subnet.gateway().to_string(),
+    );
+    line("lxc.start.auto", if spec.autostart { "1" } else { "0" });
+    let (prefix, v2) = match cx.cgroups {
+        Cgroups::V1 => ("lxc.cgroup", false),
+        Cgroups::V2 => ("lxc.cgroup2", true),
+    };
+    if let Some(bytes) = spec.memory_bytes {
+        let key = if v2 {
+            "memory.max"
+        } else {
+            "memory.limit_in_bytes"
+        };
+        line(&format!("{prefix}.{key}"), &bytes.to_string());
+    }
+    if let Some(shares) = spec.cpu_shares {
+        if v2 {
+            line(
+                &format!("{prefix}.cpu.weight"),
+                &shares_to_weight(shares).to_string(),
+            );
+        } else {
+            line(&format!("{prefix}.cpu.shares"), &shares.to_string());
+        }
+    }
+    if let Some(ms) = spec.cpu_time_ms {
+        let quota = u64::from(ms) * 100;
+        if v2 {
+            line(&format!("{prefix}.cpu.max"), &format!("{quota} 100000"));
+        } else {
+            line(&format!("{prefix}.cpu.cfs_period_us"), "100000");
+            line(&format!("{prefix}.cpu.cfs_quota_us"), &quota.to_string());
+        }
+    }
+    for rule in &spec.device_rules {
+        line(&format!("{prefix}.devices.allow"), &device_rule(rule)?);
+    }
+    for (i, b) in spec.binds.iter().enumerate() {
+        let field = format!("volume.host[{i}]");
+        let host = cx.share.resolve(&b.host_path).map_err(|e| match e {
+            Error::Denied(m) => Error::InvalidParams(format!("volume.host: {m}")),
+            other => other,
+        })?;
+        std::fs::create_dir_all(&host)
+            .map_err(|e| Error::Other(format!("volume.host `{}`: {e}", b.host_path)))?;
+        let inside = container_path(&format!("{field}.bind"), &b.container_path)?;
+        let options = if b.read_only {
+            "bind,create=dir,ro"
+        } else {
+            "bind,create=dir"
+        };
+        line(
+            "lxc.mount.entry",
+            &format!(
+                "{} {} none {options} 0 0",
+                fstab_escape(&host.to_string_lossy()),
+                fstab_escape(&inside)
+            ),
+        );
+    }
+    Ok(c)
+}
+
+/// The published ports of `spec`; host port 0 takes a free one.
+pub fn ports(spec: &ContainerSpec) -> Result<Vec<Port>, Error> {
+    spec.ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let udp = match p.protocol.as_str() {
+                "" | "tcp" => false,
+                "udp" => true,
+                other => {
+                    return Err(Error::InvalidParams(format!(
+                        "network.port[{i}]: protocol `{other}` must be tcp or udp"
+                    )))
+                }
+            };
+            let host = match p.host_port {
+                0 => std::net::TcpListener::bind("0.0.0.0:0")
+                    .and_then(|l| l.local_addr())
+                    .map(|a| a.port())
+                    .map_err(|e| Error::Runtime(format!("network.port[{i}]: no free port: {e}")))?,
+                h => h,
+            };
+            Ok(Port {
+                host,
+                container: p.container_port,
+                udp,
+            })
+        })
+        .collect()
+}
+
+/// The create-shaped settings of `spec`, as `container_import` reads them back.
+pub fn create_settings(spec: &ContainerSpec, ports: &[Port]) -> Value {
+    let (image, tag) = crate::runtime::docker::archive::split_reference(&spec.image);
+    let mut create = Map::new();
+    create.insert("type".into(), json!("lxc"));
+    create.insert("name".into(), json!(spec.name));
+    create.insert("image".into(), json!(image));
+    create.insert("tag".into(), json!(tag));
+    create.insert("autostart".into(), json!(spec.autostart));
+    let mut network = Map::new();
+    if let Some(h) = &spec.hostname {
+        network.insert("hostname".into(), json!(h));
+    }
+    if !ports.is_empty() {
+        let list: Vec<Value> = ports
+            .iter()
+            .map(|p| json!([p.host, p.container, if p.udp { "udp" } else { "tcp" }]))
+            .collect();
+        network.insert("port".into(), json!(list));
+    }
+    if !network.is_empty() {
+        create.insert("network".into(), Value::Object(network));
+    }
+    let mut limit = Map::new();
+    if let Some(w) = spec.cpu_shares {
+        limit.insert("cpuweight".into(), json!(w));
+    }
+    if let Some(ms) = spec.cpu_time_ms {
+        limit.insert("cputime".into(), json!(ms));
+    }
+    if let Some(m) = spec.memory_bytes {
+        limit.insert("memory".into(), json!(m));
+    }
+    let mut resource = Map::new();
+    if !limit.is_empty() {
+        resource.insert("limit".into(), Value::Object(limit));
+    }
+    if !spec.device_rules.is_empty() {
+        resource.insert("device".into(), json!(spec.device_rules));
+    }
+    if !resource.is_empty() {
+        create.insert("resource".into(), Value::Object(resource));
+    }
+    let binds: Map<String, Value> = spec
+        .binds
+        .iter()
+        .map(|b| {
+            (
+                format!("/{}", b.host_path.trim_start_matches('/')),
+                json!({"bind": b.container_path, "ro": b.read_only}),
+            )
+        })
+        .collect();
+    if !binds.is_empty() {
+        create.insert("volume".into(), json!({ "host": binds }));
+    }
+    if !spec.labels.is_empty() {
+        let labels: Map<String, Value> = spec
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), json!(v)))
+            .collect();
+        create.insert("labels".into(), Value::Object(labels));
+    }
+    Value::Object(create)
+}
+
+/// The halt signal for the init in `rootfs`: busybox's init halts on SIGUSR1
+/// (it ignores LXC's default SIGPWR, so a stop would wait for its timeout).
+pub fn halt_signal(rootfs: &Path) -> Option<&'static str> {
+    let init = rootfs.join("sbin/init");
+    let target = std::fs::read_link(&init).ok()?;
+    let name = target.file_name()?.to_string_lossy().into_owned();
+    (name == "busybox").then_some("SIGUSR1")
+}
+
+/// The container's folder under the LXC path, for a checked name.
+pub fn container_dir(lxc_path: &Path, name: &str) -> Result<PathBuf, Error> {
+    let ok = name.len() >= 2
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+        && name.as_bytes()[0].is_ascii_alphanumeric();
+    if !ok {
+        return Err(Error::InvalidParams(format!(
+            "name: `{name}` must match ^[a-zA-Z0-9][a-zA-Z0-9_.-]{{1,63}}$"
+        )));
+    }
+    Ok(lxc_path.join(name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::lxc::network::Subnet;
+    use crate::runtime::{BindMount, RuntimeKind};
+
+    pub(crate) fn spec(name: &str) -> ContainerSpec {
+        ContainerSpec {
+            runtime: RuntimeKind::Lxc,
+            name: name.into(),
+            image: "busybox:latest".into(),
+            privileged: false,
+            entrypoint: None,
+            command: None,
+            user: None,
+            working_dir: None,
+            environment: vec![],
+            links: vec![],
+            dns: vec![],
+            expose_ports: vec![],
+            hostname: None,
+            ports: vec![],
+            cpu_shares: None,
+            cpu_time_ms: None,
+            memory_bytes: None,
+            device_rules: vec![],
+            binds: vec![],
+            volumes_from: vec![],
+            new_volumes: vec![],
+            autostart: false,
+            labels: vec![],
+        }
+    }
+
+    #[test]
+    fn config_has_limits_devices_binds_and_network() {
+        let dir = tempfile::tempdir().unwrap();
+        let share = ShareRoot::new(&dir.path().join("share")).unwrap();
+        let network = Network::new("stvtest9", Subnet::parse("10.9.0.0/24").unwrap());
+        let lease = Lease {
+            mac: "02:53:00:00:00:01".into(),
+            ip: "10.9.0.7".parse().unwrap(),
+        };
+        let mut s = spec("web");
+        s.hostname = Some("CustomHostName".into());
+        s.memory_bytes = Some(768 << 20);
+        s.cpu_shares = Some(512);
+        s.cpu_time_ms = Some(512);
+        s.device_rules = vec!["c 81:* rw".into()];
+        s.autostart = true;
+        s.binds = vec![BindMount {
+            host_path: "Public/my data".into(),
+            container_path: "/srv/data".into(),
+            read_only: true,
+        }];
+        let cx = Context {
+            dir: Path::new("/var/lib/lxc/web"),
+            cgroups: Cgroups::V1,
+            network: &network,
+            lease: &lease,
+            share: &share,
+            halt_signal: Some("SIGUSR1"),
+        };
+        let text = config_text(&s, &cx).unwrap();
+        for want in [
+            "lxc.uts.name = CustomHostName\n",
+            "lxc.rootfs.path = dir:/var/lib/lxc/web/rootfs\n",
+            "lxc.cgroup.memory.limit_in_bytes = 805306368\n",
+            "lxc.cgroup.cpu.shares = 512\n",
+            "lxc.cgroup.cpu.cfs_quota_us = 51200\n",
+            "lxc.cgroup.devices.allow = c 81:* rw\n",
+            "lxc.start.auto = 1\n",
+            "lxc.net.0.link = stvtest9\n",
+            "lxc.net.0.ipv4.address = 10.9.0.7/24\n",
+            "lxc.net.0.ipv4.gateway = 10.9.0.1\n",
+            "lxc.signal.halt = SIGUSR1\n",
+            "srv/data none bind,create=dir,ro 0 0\n",
+            "/share/Public/my\\040data ",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in\n{text}");
+        }
+        assert!(share.root().join("Public/my data").is_dir());
+        let v2 = config_text(
+            &s,
+            &Context {
+                cgroups: Cgroups::V2,
+                ..cx
+            },
+        )
+        .unwrap();
+        assert!(v2.contains("lxc.cgroup2.memory.max = 805306368\n"), "{v2}");
+        assert!(v2.contains("lxc.cgroup2.cpu.max = 51200 100000\n"), "{v2}");
+        assert!(v2.contains("lxc.cgroup2.cpu.weight = 20\n"), "{v2}");
+    }
+
+    #[test]
+    fn bad_spec_values_name_the_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let share = ShareRoot::new(&dir.path().join("share")).unwrap();
+        let network = Network::new("stvtest9", Subnet::parse("10.9.0.0/24").unwrap());
+        let lease = Lease {
+            mac: "02:53:00:00:00:01".into(),
+            ip: "10.9.0.7".parse().unwrap(),
+        };
+        let cx = Context {
+            dir: Path::new("/x"),
+            cgroups: Cgroups::V1,
+            network: &network,
+            lease: &lease,
+            share: &share,
+            halt_signal: None,
+        };
+        let mut s = spec("web");
+        s.device_rules = vec!["c 81:* rw\nlxc.hook.pre-start = /bin/evil".into()];
+        assert!(
+            matches!(config_text(&s, &cx), Err(Error::InvalidParams(m)) if m.starts_with("resource.device"))
+        );
+        let mut s = spec("web");
+        s.binds = vec![BindMount {
+            host_path: "../etc".into(),
+            container_path: "/x".into(),
+            read_only: false,
+        }];
+        assert!(
+            matches!(config_text(&s, &cx), Err(Error::InvalidParams(m)) if m.starts_with("volume.host"))
+        );
+        let mut s = spec("web");
+        s.binds = vec![BindMount {
+            host_path: "a".into(),
+            container_path: "/../../etc".into(),
+            read_only: false,
+        }];
+        assert!(
+            matches!(config_text(&s, &cx), Err(Error::InvalidParams(m)) if m.starts_with("volume.host[0].bind"))
+        );
+        let mut s = spec("web");
+        s.hostname = Some("a\nlxc.hook.pre-start = /bin/evil".into());
+        assert!(
+            matches!(config_text(&s, &cx), Err(Error::InvalidParams(m)) if m.starts_with("network.hostname"))
+        );
+        assert!(container_dir(Path::new("/l"), "../x").is_err());
+        assert_eq!(shares_to_weight(1024), 39);
+        assert!(Cgroups::detect_in(dir.path()) == Cgroups::V1);
+    }
+}

@@ -1,0 +1,452 @@
+//! The LXC image store: one folder per image under `<data>/lxc/images/`,
+//! holding the rootfs tarball as downloaded (or imported) and
+//! `image.json` ([`ImageRecord`]). Images are named `name:tag` as the
+//! catalog and the API name them; their id is the sha256 of the tarball.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::unpack::Compression;
+use crate::runtime::catalog::{Catalog, CatalogError, Entry};
+use crate::runtime::{CallContext, Error, ImageInfo};
+
+/// What the store records about an image.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ImageRecord {
+    /// `name:tag`.
+    pub reference: String,
+    /// `sha256:<hex>` of the tarball.
+    pub id: String,
+    /// Tarball size in bytes.
+    pub size: u64,
+    /// When it was stored, epoch seconds.
+    pub created: i64,
+    /// The tarball's file name in the image's folder.
+    pub file: String,
+    /// Where it was downloaded from (catalog images), to tell an unchanged image.
+    #[serde(default)]
+    pub location: Option<String>,
+    /// The catalog entry's version.
+    #[serde(default)]
+    pub version: Option<String>,
+}
+
+impl ImageRecord {
+    /// As the `images` interface answers.
+    pub fn info(&self) -> ImageInfo {
+        ImageInfo {
+            id: self.id.clone(),
+            tags: vec![self.reference.clone()],
+            size: self.size,
+            created: self.created,
+        }
+    }
+}
+
+/// The store.
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+}
+
+/// `name:tag` with `latest` when no tag is given.
+pub fn reference(name: &str, tag: &str) -> String {
+    let tag = if tag.is_empty() { "latest" } else { tag };
+    format!("{name}:{tag}")
+}
+
+/// A folder name for a reference: safe characters kept, others `%XX`.
+fn key(reference: &str) -> String {
+    let mut out = String::new();
+    for b in reference.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn io_err(what: &str, path: &Path, e: std::io::Error) -> Error {
+    Error::Runtime(format!("{what} {}: {e}", path.display()))
+}
+
+/// A file being written; removed when dropped before [`Partial::keep`].
+struct Partial {
+    path: PathBuf,
+    kept: bool,
+}
+
+impl Partial {
+    fn keep(mut self) {
+        self.kept = true;
+    }
+}
+
+impl Drop for Partial {
+    fn drop(&mut self) {
+        if !self.kept {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+impl Store {
+    /// The store at `root` (created if missing); partial downloads of an
+    /// interrupted server are removed.
+    pub fn new(root: &Path) -> std::io::Result<Store> {
+        std::fs::create_dir_all(root)?;
+        for dir in std::fs::read_dir(root)?.flatten() {
+            for file in std::fs::read_dir(dir.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                if file.file_name().to_string_lossy().starts_with(".partial-") {
+                    let _ = std::fs::remove_file(file.path());
+                }
+            }
+        }
+        Ok(Store {
+            root: root.to_path_buf(),
+        })
+    }
+
+    fn dir(&self, reference: &str) -> PathBuf {
+        self.root.join(key(reference))
+    }
+
+    /// Every image.
+    pub fn list(&self) -> Vec<ImageRecord> {
+        let mut out: Vec<ImageRecord> = std::fs::read_dir(&self.root)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|d| {
+                let text = std::fs::read(d.path().join("image.json")).ok()?;
+                serde_json::from_slice(&text).ok()
+            })
+            .collect();
+        out.sort_by(|a, b| a.reference.cmp(&b.reference));
+        out
+    }
+
+    /// The image named by `name:tag` (`name` alone: `:latest`) or by id (`sha256:...`, or a 12+ hex prefix).
+    pub fn find(&self, name_or_id: &str) -> Option<ImageRecord> {
+        let hex = name_or_id.strip_prefix("sha256:").unwrap_or(name_or_id);
+        let by_id = hex.len() >= 12 && hex.bytes().all(|b| b.is_ascii_hexdigit());
+        let reference = if name_or_id.contains(':') {
+            name_or_id.to_string()
+        } else {
+            reference(name_or_id, "latest")
+        };
+        self.list().into_iter().find(|r| {
+            r.reference == reference
+                || (by_id && r.id.trim_start_matches("sha256:").starts_with(hex))
+        })
+    }
+
+    /// The tarball of an image.
+    pub fn file(&self, record: &ImageRecord) -> PathBuf {
+        self.dir(&record.reference).join(&record.file)
+    }
+
+    /// Remove an image; returns what was removed (its reference and id).
+    pub fn remove(&self, record: &ImageRecord) -> Result<Vec<String>, Error> {
+        let dir = self.dir(&record.reference);
+        std::fs::remove_dir_all(&dir).map_err(|e| io_err("removing", &dir, e))?;
+        Ok(vec![record.reference.clone(), record.id.clone()])
+    }
+
+    fn commit(
+        &self,
+        reference: &str,
+        partial: Partial,
+        compression: Compression,
+        (digest, size): (String, u64),
+        (location, version): (Option<String>, Option<String>),
+    ) -> Result<ImageRecord, Error> {
+        let dir = self.dir(reference);
+        let file = format!("rootfs.{}", compression.extension());
+        // Old files of the image go; the new one takes their place.
+        for old in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let name = old.file_name().to_string_lossy().into_owned();
+            if name.starts_with("rootfs.") && name != file {
+                let _ = std::fs::remove_file(old.path());
+            }
+        }
+        std::fs::rename(&partial.path, dir.join(&file))
+            .map_err(|e| io_err("storing", &dir.join(&file), e))?;
+        partial.keep();
+        let record = ImageRecord {
+            reference: reference.to_string(),
+            id: format!("sha256:{digest}"),
+            size,
+            created: now(),
+            file,
+            location,
+            version,
+        };
+        let temp = dir.join(".image.json.tmp");
+        std::fs::write(
+            &temp,
+            serde_json::to_vec_pretty(&record).unwrap_or_default(),
+        )
+        .and_then(|_| std::fs::rename(&temp, dir.join("image.json")))
+        .map_err(|e| io_err("writing", &dir.join("image.json"), e))?;
+        Ok(record)
+    }
+
+    fn partial(&self, reference: &str, task_id: i64) -> Result<Partial, Error> {
+        let dir = self.dir(reference);
+        std::fs::create_dir_all(&dir).map_err(|e| io_err("creating", &dir, e))?;
+        Ok(Partial {
+            path: dir.join(format!(".partial-{task_id}-{}", std::process::id())),
+            kept: false,
+        })
+    }
+
+    /// Download the catalog entry `entry` as `reference`, unless the store
+    /// already holds that very file (same location, and same sha256 when the
+    /// entry gives one).
+    pub async fn pull(
+        &self,
+        cx: &CallContext,
+        catalog: &Catalog,
+        entry: &Entry,
+        reference: &str,
+    ) -> Result<ImageRecord, Error> {
+        let location = entry.location.as_ref().ok_or_else(|| {
+            Error::Runtime(format!(
+                "image repository entry `{}` has no location",
+                entry.name
+            ))
+        })?;
+        let shown = location.to_string();
+        if let Some(have) = self.find(reference) {
+            let same_file = entry
+                .sha256
+                .as_deref()
+                .is_none_or(|want| have.id == format!("sha256:{want}"));
+            if have.location.as_deref() == Some(shown.as_str())
+                && same_file
+                && self.file(&have).is_file()
+            {
+                cx.reporter
+                    .progress(100, &format!("image {reference} is up to date"));
+                return Ok(have);
+            }
+        }
+        cx.reporter
+            .progress(0, &format!("downloading {reference} from {shown}"));
+        let download = catalog.open(location).await.map_err(catalog_error)?;
+        let partial = self.partial(reference, cx.task_id)?;
+        let file = std::fs::File::create(&partial.path)
+            .map_err(|e| io_err("creating", &partial.path, e))?;
+        let (tx, rx) = std::sync::mpsc::sync_channel::<bytes::Bytes>(32);
+        let writer = tokio::task::spawn_blocking(move || -> std::io::Result<(String, u64)> {
+            let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+            let mut hash = Sha256::new();
+            let mut size = 0u64;
+            for chunk in rx {
+                hash.update(&chunk);
+                out.write_all(&chunk)?;
+                size += chunk.len() as u64;
+            }
+            out.flush()?;
+            out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+            Ok((hex::encode(hash.finalize()), size))
+        });
+        let mut stream = download.stream;
+        let mut received = 0u64;
+        let mut last = -1;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(catalog_error)?;
+            received += chunk.len() as u64;
+            if let Some(total) = download.length.filter(|t| *t > 0) {
+                let percent = (received.min(total) * 100 / total) as i32;
+                if percent != last {
+                    last = percent;
+                    cx.reporter.progress(
+                        percent.min(99),
+                        &format!(
+                            "downloading {reference}: {} of {} MiB",
+                            received >> 20,
+                            total >> 20
+                        ),
+                    );
+                }
+            }
+            if tx.send(chunk).is_err() {
+                break;
+            }
+        }
+        drop(tx);
+        let (digest, size) = writer
+            .await
+            .map_err(|e| Error::Other(e.to_string()))?
+            .map_err(|e| io_err("writing", &partial.path, e))?;
+        if let Some(total) = download.length {
+            if size != total {
+                return Err(Error::Runtime(format!(
+                    "download of {shown} ended after {size} of {total} bytes"
+                )));
+            }
+        }
+        if let Some(want) = &entry.sha256 {
+            if *want != digest {
+                return Err(Error::Runtime(format!(
+                    "download of {shown}: sha256 {digest} does not match the repository's {want}"
+                )));
+            }
+        }
+        cx.reporter.progress(99, &format!("checking {reference}"));
+        let compression = check_archive(partial.path.clone()).await?;
+        let record = self.commit(
+            reference,
+            partial,
+            compression,
+            (digest, size),
+            (Some(shown), entry.version.clone()),
+        )?;
+        cx.reporter
+            .progress(100, &format!("downloaded {reference}"));
+        Ok(record)
+    }
+
+    /// Store the archive `source` (a file under the share root) as `reference`.
+    pub async fn import(
+        &self,
+        cx: &CallContext,
+        source: &Path,
+        reference: &str,
+    ) -> Result<ImageRecord, Error> {
+        let compression = check_archive(source.to_path_buf()).await?;
+        let partial = self.partial(reference, cx.task_id)?;
+        let (from, to) = (source.to_path_buf(), partial.path.clone());
+        let (digest, size) =
+            tokio::task::spawn_blocking(move || -> std::io::Result<(String, u64)> {
+                let mut input = std::fs::File::open(&from)?;
+                let mut out = std::fs::File::create(&to)?;
+                let mut hash = Sha256::new();
+                let mut buf = vec![0u8; 1 << 20];
+                let mut size = 0u64;
+                loop {
+                    let n = std::io::Read::read(&mut input, &mut buf)?;
+                    if n == 0 {
+                        break;
+                    }
+                    hash.update(&buf[..n]);
+                    out.write_all(&buf[..n])?;
+                    size += n as u64;
+                }
+                out.sync_all()?;
+                Ok((hex::encode(hash.finalize()), size))
+            })
+            .await
+            .map_err(|e| Error::Other(e.to_string()))?
+            .map_err(|e| io_err("importing", source, e))?;
+        self.commit(
+            reference,
+            partial,
+            compression,
+            (digest, size),
+            (None, None),
+        )
+    }
+}
+
+fn catalog_error(e: CatalogError) -> Error {
+    match e {
+        CatalogError::NotFound { .. } => Error::NotFound(e.to_string()),
+        CatalogError::Unconfigured => Error::InvalidParams(format!("repository: {e}")),
+        other => Error::Runtime(other.to_string()),
+    }
+}
+
+/// The catalog's error as the runtime's.
+pub fn from_catalog(e: CatalogError) -> Error {
+    catalog_error(e)
+}
+
+/// Read the whole archive through its decompressor and tar reader: a
+/// truncated gzip or xz stream, or a file that is no tar, is an error.
+async fn check_archive(path: PathBuf) -> Result<Compression, Error> {
+    tokio::task::spawn_blocking(move || -> Result<Compression, Error> {
+        let mut magic = [0u8; 6];
+        let n = {
+            let mut f = std::fs::File::open(&path).map_err(|e| io_err("reading", &path, e))?;
+            std::io::Read::read(&mut f, &mut magic).map_err(|e| io_err("reading", &path, e))?
+        };
+        let compression = Compression::sniff(&magic[..n]);
+        let reader = super::unpack::open(&path).map_err(|e| io_err("reading", &path, e))?;
+        let mut tar = tar::Archive::new(reader);
+        let mut files = 0u64;
+        let bad = |e: std::io::Error| {
+            Error::Runtime(format!(
+                "{} is not a complete rootfs tarball (gzip, xz or tar): {e}",
+                path.display()
+            ))
+        };
+        for entry in tar.entries().map_err(bad)? {
+            let mut entry = entry.map_err(bad)?;
+            std::io::copy(&mut entry, &mut std::io::sink()).map_err(bad)?;
+            files += 1;
+        }
+        // The decoder must also have reached its end (tar stops at the end marker).
+        let mut rest = tar.into_inner();
+        std::io::copy(&mut rest, &mut std::io::sink()).map_err(bad)?;
+        if files == 0 {
+            return Err(bad(std::io::Error::other("no files in it")));
+        }
+        Ok(compression)
+    })
+    .await
+    .map_err(|e| Error::Other(e.to_string()))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_and_keys() {
+        assert_eq!(reference("ubuntu-trusty", ""), "ubuntu-trusty:latest");
+        assert_eq!(key("a/b:latest"), "a%2Fb%3Alatest");
+    }
+
+    #[tokio::test]
+    async fn truncated_archives_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut b = tar::Builder::new(Vec::new());
+        let data = vec![7u8; 200_000];
+        let mut h = tar::Header::new_gnu();
+        h.set_path("big").unwrap();
+        h.set_size(data.len() as u64);
+        h.set_cksum();
+        b.append(&h, &data[..]).unwrap();
+        let tar = b.into_inner().unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&tar).unwrap();
+        let gz = gz.finish().unwrap();
+        std::fs::write(dir.path().join("ok.tgz"), &gz).unwrap();
+        std::fs::write(dir.path().join("cut.tgz"), &gz[..gz.len() - 20]).unwrap();
+        assert_eq!(
+            check_archive(dir.path().join("ok.tgz")).await.unwrap(),
+            Compression::Gzip
+        );
+        assert!(check_archive(dir.path().join("cut.tgz")).await.is_err());
+    }
+}

@@ -1,0 +1,600 @@
+//! The LXC backend: containers under `STEVEDORE_LXC_PATH` (config
+//! `[lxc] path`, default `/var/lib/lxc`), images from the catalog
+//! ([`super::catalog`]) in a store under the data folder.
+//!
+//! It drives Debian's `lxc` 5.0 command-line tools (`lxc-start`,
+//! `lxc-stop`, `lxc-info`, `lxc-freeze`, `lxc-destroy`, ...) rather than
+//! linking liblxc: liblxc's API is C only (its Rust bindings are
+//! unmaintained), it forks and changes process-wide state (signal
+//! handlers, namespaces) inside the caller, which does not mix with a
+//! multi-threaded tokio server; and the tools are what operators use, so
+//! what the server does can be repeated and inspected by hand. A host
+//! without `lxc` still serves Docker; each LXC call there fails naming the
+//! missing tool.
+//!
+//! - [`images`]: the image store (pull from the catalog, import, list, remove).
+//! - [`unpack`]: safe extraction of rootfs tarballs (gzip, xz; flat or LXC layout).
+//! - [`conf`]: the LXC `config` written from a create spec, and our record beside it.
+//! - [`network`]: the bridge, addresses and published ports (nftables).
+//! - [`export`]: container exports.
+//! - [`tools`]: running the tools.
+
+pub mod conf;
+pub mod export;
+pub mod images;
+pub mod network;
+pub mod tools;
+pub mod unpack;
+
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use serde_json::json;
+
+use self::conf::{Cgroups, Record};
+use self::images::Store;
+use self::network::{Network, Subnet};
+use super::catalog::Catalog;
+use super::docker::archive::FORMAT;
+use super::docker::files::Output;
+use super::storage::ShareRoot;
+use super::{
+    CallContext, ContainerEntry, ContainerSpec, ContainerState, Error, ImageInfo, PullRequest,
+    RtResult, Runtime, RuntimeKind, Source,
+};
+
+/// What the LXC backend needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct LxcSettings {
+    /// Folder of the containers (`lxc-* -P`).
+    pub path: PathBuf,
+    /// The bridge the server manages.
+    pub bridge: String,
+    /// Its subnet.
+    pub subnet: Subnet,
+    /// The image repository (`[catalog] url`), if configured.
+    pub catalog: Option<String>,
+    /// The data folder (the image store goes to `<data>/lxc/images`).
+    pub data_dir: PathBuf,
+    /// Where user paths are confined.
+    pub share_root: PathBuf,
+}
+
+/// The LXC runtime.
+pub struct LxcRuntime {
+    path: PathBuf,
+    store: Store,
+    catalog: Option<Catalog>,
+    network: Network,
+    share: ShareRoot,
+    cgroups: Cgroups,
+    /// Creates take a name under this lock, so two cannot take the same one.
+    creating: tokio::sync::Mutex<()>,
+}
+
+fn io_err(what: &str, path: &Path, e: std::io::Error) -> Error {
+    Error::Runtime(format!("{what} {}: {e}", path.display()))
+}
+
+/// An LXC state as `lxc-info -s -H` prints it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Running,
+    Frozen,
+    Stopped,
+}
+
+impl LxcRuntime {
+    /// Set up the store and settings (no tool is run: a host without LXC still starts).
+    pub fn new(settings: LxcSettings) -> anyhow::Result<LxcRuntime> {
+        let store = Store::new(&settings.data_dir.join("lxc/images"))?;
+        let catalog = settings.catalog.as_deref().map(Catalog::new).transpose()?;
+        let share = ShareRoot::new(&settings.share_root)?;
+        let runtime = LxcRuntime {
+            path: settings.path.clone(),
+            store,
+            catalog,
+            network: Network::new(&settings.bridge, settings.subnet),
+            share,
+            cgroups: Cgroups::detect(),
+            creating: tokio::sync::Mutex::new(()),
+        };
+        runtime.autostart();
+        Ok(runtime)
+    }
+
+    /// Start the containers marked `lxc.start.auto = 1`, as a restarted engine would.
+    fn autostart(&self) {
+        let wanted = self.names().into_iter().any(|n| {
+            std::fs::read_to_string(self.path.join(&n).join("config"))
+                .is_ok_and(|c| c.lines().any(|l| l.replace(' ', "") == "lxc.start.auto=1"))
+        });
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if !wanted || tools::which("lxc-autostart").is_none() {
+            return;
+        }
+        let (network, path) = (self.network.clone(), self.path.clone());
+        handle.spawn(async move {
+            if let Err(e) = network.ensure().await {
+                tracing::warn!("LXC autostart: network: {e:?}");
+            }
+            let path = path.to_string_lossy().into_owned();
+            if let Err(e) = tools::run("lxc-autostart", ["-P", path.as_str()]).await {
+                tracing::warn!("LXC autostart: {e}");
+            }
+        });
+    }
+
+    /// The names of the containers in the LXC path (folders with a `config`).
+    fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(&self.path)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.path().join("config").is_file())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// The folder of an existing container.
+    fn existing(&self, name: &str) -> RtResult<PathBuf> {
+        let dir = conf::container_dir(&self.path, name)
+            .map_err(|_| Error::NotFound(format!("no such container: {name}")))?;
+        if dir.join("config").is_file() {
+            Ok(dir)
+        } else {
+            Err(Error::NotFound(format!("no such container: {name}")))
+        }
+    }
+
+    async fn state(&self, name: &str) -> RtResult<State> {
+        let out = tools::lxc("info", &self.path, name, &["-s", "-H"]).await?;
+        Ok(match out.trim() {
+            "RUNNING" | "STARTING" | "STOPPING" => State::Running,
+            "FROZEN" | "FREEZING" | "THAWED" => State::Frozen,
+            _ => State::Stopped,
+        })
+    }
+
+    fn catalog(&self) -> RtResult<&Catalog> {
+        self.catalog.as_ref().ok_or_else(|| {
+            Error::InvalidParams(
+                "repository: no `qnap` image repository is configured (set STEVEDORE_CATALOG or [catalog] url)"
+                    .into(),
+            )
+        })
+    }
+
+    /// Create the container's files, config and record; on error the caller removes `dir`.
+    async fn build(
+        &self,
+        spec: &ContainerSpec,
+        dir: &Path,
+        lease: &network::Lease,
+        image: &images::ImageRecord,
+        ports: &[network::Port],
+    ) -> RtResult<()> {
+        let context = |halt_signal| conf::Context {
+            dir,
+            cgroups: self.cgroups,
+            network: &self.network,
+            lease,
+            share: &self.share,
+            halt_signal,
+        };
+        // Check the settings before the slow part.
+        conf::config_text(spec, &context(None))?;
+        let archive = self.store.file(image);
+        let target = dir.to_path_buf();
+        tokio::task::spawn_blocking(move || {
+            let layout = unpack::layout(&archive)?;
+            unpack::extract(&archive, &target, layout)
+        })
+        .await
+        .map_err(|e| Error::Other(e.to_string()))?
+        .map_err(|e| match e {
+            Error::InvalidParams(m) => Error::Runtime(format!("image {}: {m}", image.reference)),
+            other => other,
+        })?;
+        let halt = conf::halt_signal(&dir.join("rootfs"));
+        let text = conf::config_text(spec, &context(halt))?;
+        std::fs::write(dir.join("config"), text)
+            .map_err(|e| io_err("writing", &dir.join("config"), e))?;
+        let record = Record {
+            image: image.reference.clone(),
+            image_id: image.id.clone(),
+            lease: Some(lease.clone()),
+            ports: ports.to_vec(),
+            created: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0),
+            create: conf::create_settings(spec, ports),
+        };
+        record.write(dir)?;
+        self.network.publish(lease, ports).await
+    }
+
+    async fn entry(&self, name: &str) -> RtResult<ContainerEntry> {
+        let dir = self.existing(name)?;
+        let state = self.state(name).await?;
+        let record = Record::read(&dir).unwrap_or_default();
+        Ok(ContainerEntry {
+            id: name.to_string(),
+            name: name.to_string(),
+            image: record.image.clone(),
+            image_id: record.image_id.clone(),
+            state: match state {
+                State::Stopped => ContainerState::Stopped,
+                State::Running | State::Frozen => ContainerState::Running,
+            },
+            kind: "lxc",
+            tcp_port: record
+                .ports
+                .iter()
+                .filter(|p| !p.udp)
+                .map(|p| p.host)
+                .collect(),
+            project: String::new(),
+            cpu: None,
+            memory: None,
+            ipaddress: record.lease.as_ref().map(|l| l.ip.to_string()),
+        })
+    }
+
+    async fn remove(&self, name: &str, force: bool) -> RtResult<()> {
+        let dir = self.existing(name)?;
+        match self.state(name).await? {
+            State::Stopped => {}
+            _ if !force => {
+                return Err(Error::Conflict(format!(
+                    "container {name} is running; stop it first"
+                )))
+            }
+            State::Frozen => {
+                tools::lxc("unfreeze", &self.path, name, &[]).await?;
+                tools::lxc("stop", &self.path, name, &["-k"]).await?;
+            }
+            State::Running => {
+                tools::lxc("stop", &self.path, name, &["-k"]).await?;
+            }
+        }
+        let record = Record::read(&dir);
+        tools::lxc("destroy", &self.path, name, &[]).await?;
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(|e| io_err("removing", &dir, e))?;
+        }
+        if let Some(lease) = record.and_then(|r| r.lease) {
+            self.network.release(&lease).await?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Runtime for LxcRuntime {
+    fn unsupported(&self, what: &str) -> Error {
+        Error::Other(format!("{what} is not supported for LXC containers"))
+    }
+
+    async fn image_pull(&self, cx: &CallContext, req: PullRequest) -> RtResult<ImageInfo> {
+        if !matches!(req.source, Source::Qnap) {
+            return Err(Error::InvalidParams(
+                "repository: LXC images come from the `qnap` repository".into(),
+            ));
+        }
+        let catalog = self.catalog()?;
+        let tag = if req.tag.is_empty() {
+            "latest"
+        } else {
+            &req.tag
+        };
+        let entry = catalog
+            .find("lxc", &req.image, tag)
+            .await
+            .map_err(images::from_catalog)?;
+        let reference = images::reference(&req.image, tag);
+        let record = self.store.pull(cx, catalog, &entry, &reference).await?;
+        Ok(record.info())
+    }
+
+    async fn image_inspect(
+        &self,
+        _cx: &CallContext,
+        _kind: RuntimeKind,
+        reference: String,
+    ) -> RtResult<ImageInfo> {
+        self.store
+            .find(&reference)
+            .map(|r| r.info())
+            .ok_or_else(|| Error::NotFound(format!("no such image: {reference}")))
+    }
+
+    async fn image_list(&self, _cx: &CallContext, _kind: RuntimeKind) -> RtResult<Vec<ImageInfo>> {
+        Ok(self.store.list().iter().map(|r| r.info()).collect())
+    }
+
+    async fn image_remove(
+        &self,
+        _cx: &CallContext,
+        _kind: RuntimeKind,
+        reference: String,
+        force: bool,
+    ) -> RtResult<Vec<String>> {
+        let record = self
+            .store
+            .find(&reference)
+            .ok_or_else(|| Error::NotFound(format!("no such image: {reference}")))?;
+        if !force {
+            let users: Vec<String> = self
+                .names()
+                .into_iter()
+                .filter(|n| {
+                    Record::read(&self.path.join(n)).is_some_and(|r| r.image_id == record.id)
+                })
+                .collect();
+            if !users.is_empty() {
+                return Err(Error::Conflict(format!(
+                    "image {reference} is used by container {}",
+                    users.join(", ")
+                )));
+            }
+        }
+        self.store.remove(&record)
+    }
+
+    async fn container_create(&self, _cx: &CallContext, spec: ContainerSpec) -> RtResult<String> {
+        let dir = conf::container_dir(&self.path, &spec.name)?;
+        let image = self
+            .store
+            .find(&spec.image)
+            .ok_or_else(|| Error::NotFound(format!("no such image: {}", spec.image)))?;
+        if tools::which("lxc-start").is_none() {
+            return Err(tools::ToolError::Missing {
+                tool: "lxc-start".into(),
+                hint: "Debian: apt-get install lxc",
+            }
+            .into());
+        }
+        let ports = conf::ports(&spec)?;
+        {
+            // The name is taken by creating the folder.
+            let _creating = self.creating.lock().await;
+            if dir.exists() {
+                return Err(Error::Conflict(format!(
+                    "name: container {} already exists",
+                    spec.name
+                )));
+            }
+            std::fs::create_dir_all(dir.join("rootfs")).map_err(|e| io_err("creating", &dir, e))?;
+        }
+        let lease = match self.network.allocate(&dir).await {
+            Ok(lease) => lease,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(e);
+            }
+        };
+        match self.build(&spec, &dir, &lease, &image, &ports).await {
+            Ok(()) => Ok(spec.name.clone()),
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                let _ = self.network.release(&lease).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn container_start(
+        &self,
+        _cx: &CallContext,
+        _kind: RuntimeKind,
+        container: String,
+    ) -> RtResult<()> {
+        let dir = self.existing(&container)?;
+        match self.state(&container).await? {
+            State::Running => return Ok(()),
+            State::Frozen => {
+                tools::lxc("unfreeze", &self.path, &container, &[]).await?;
+                return Ok(());
+            }
+            State::Stopped => {}
+        }
+        self.network.ensure().await?;
+        let log = dir.join("start.log");
+        let _ = std::fs::remove_file(&log);
+        let log_arg = format!("--logfile={}", log.display());
+        let started = tools::lxc(
+            "start",
+            &self.path,
+            &container,
+            &["-d", &log_arg, "--logpriority=ERROR"],
+        )
+        .await;
+        let running = self.state(&container).await.ok() == Some(State::Running);
+        if started.is_err() || !running {
+            let detail = std::fs::read_to_string(&log).unwrap_or_default();
+            let tail: Vec<&str> = detail.lines().rev().take(5).collect();
+            let why = match started {
+                Err(e) => e.to_string(),
+                Ok(_) => "it stopped right after starting".into(),
+            };
+            return Err(Error::Runtime(format!(
+                "container {container} did not start: {why}; {}",
+                tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+            )));
+        }
+        Ok(())
+    }
+
+    async fn container_stop(
+        &self,
+        _cx: &CallContext,
+        _kind: RuntimeKind,
+        container: String,
+        timeout_secs: u32,
+    ) -> RtResult<()> {
+        self.existing(&container)?;
+        match self.state(&container).await? {
+            State::Stopped => return Ok(()),
+            State::Frozen => {
+                tools::lxc("unfreeze", &self.path, &container, &[]).await?;
+            }
+            State::Running => {}
+        }
+        let timeout = timeout_secs.to_string();
+        tools::lxc("stop", &self.path, &container, &["-t", &timeout]).await?;
+        Ok(())
+    }
+
+    async fn container_remove(
+        &self,
+        _cx: &CallContext,
+        _kind: RuntimeKind,
+        container: String,
+        force: bool,
+    ) -> RtResult<()> {
+        self.remove(&container, force).await
+    }
+
+    async fn container_delete(
+        &self,
+        _cx: &CallContext,
+        _kind: RuntimeKind,
+        container: String,
+        _remove_volumes: bool,
+    ) -> RtResult<()> {
+        self.remove(&container, true).await
+    }
+
+    async fn container_list(
+        &self,
+        _cx: &CallContext,
+        _kind: RuntimeKind,
+    ) -> RtResult<Vec<ContainerEntry>> {
+        let mut out = Vec::new();
+        for name in self.names() {
+            match self.entry(&name).await {
+                Ok(e) => out.push(e),
+                Err(Error::NotFound(_)) => {} // removed meanwhile
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    async fn container_entry(
+        &self,
+        _cx: &CallContext,
+        _kind: RuntimeKind,
+        container: String,
+    ) -> RtResult<ContainerEntry> {
+        self.entry(&container).await
+    }
+
+    async fn container_inspect(
+        &self,
+        _cx: &CallContext,
+        _kind: RuntimeKind,
+        container: String,
+    ) -> RtResult<String> {
+        let dir = self.existing(&container)?;
+        let entry = self.entry(&container).await?;
+        let record = Record::read(&dir).unwrap_or_default();
+        let config = std::fs::read_to_string(dir.join("config")).unwrap_or_default();
+        let pid = tools::lxc("info", &self.path, &container, &["-p", "-H"])
+            .await
+            .ok()
+            .and_then(|p| p.trim().parse::<u32>().ok());
+        Ok(json!({
+            "Id": container,
+            "Name": container,
+            "Type": "lxc",
+            "State": {
+                "Status": if entry.state == ContainerState::Running { "running" } else { "stopped" },
+                "Running": entry.state == ContainerState::Running,
+                "Pid": pid,
+            },
+            "Image": record.image,
+            "ImageID": record.image_id,
+            "Created": record.created,
+            "NetworkSettings": {
+                "IPAddress": entry.ipaddress,
+                "MacAddress": record.lease.as_ref().map(|l| l.mac.clone()),
+                "Ports": record.ports,
+            },
+            "Settings": record.create,
+            "Path": dir,
+            "Config": config,
+        })
+        .to_string())
+    }
+
+    async fn container_export(
+        &self,
+        cx: &CallContext,
+        _kind: RuntimeKind,
+        container: String,
+        path: String,
+        gzip: bool,
+        overwrite: bool,
+    ) -> RtResult<u64> {
+        let dir = self.existing(&container)?;
+        let output = Output::prepare(&self.share, &path, cx.task_id, overwrite)?;
+        let running = self.state(&container).await? == State::Running;
+        let record = Record::read(&dir).unwrap_or_default();
+        let mut create = match record.create {
+            serde_json::Value::Object(m) => m,
+            _ => serde_json::Map::from_iter([("type".to_string(), json!("lxc"))]),
+        };
+        create.insert("name".into(), json!(container));
+        let settings = json!({
+            "version": 1,
+            "format": FORMAT,
+            "name": container,
+            "image": record.image,
+            "create": create,
+        });
+        cx.reporter
+            .progress(0, &format!("exporting {container} to {path}"));
+        let size =
+            export::export(cx, &self.path, &container, running, &settings, output, gzip).await?;
+        cx.reporter
+            .progress(100, &format!("exported {container} to {path}"));
+        Ok(size)
+    }
+
+    async fn archive_config(&self, _cx: &CallContext, path: String) -> RtResult<Option<String>> {
+        let file = self.share.resolve(&path)?;
+        if !file.is_file() {
+            return Err(Error::NotFound(format!("path `{path}`: no such file")));
+        }
+        let config = tokio::task::spawn_blocking(move || unpack::recorded_config(&file))
+            .await
+            .map_err(|e| Error::Other(e.to_string()))??;
+        Ok(config.map(|c| c.to_string()))
+    }
+
+    async fn image_import(
+        &self,
+        cx: &CallContext,
+        _kind: RuntimeKind,
+        path: String,
+        repository: String,
+        tag: String,
+    ) -> RtResult<String> {
+        let file = self.share.resolve(&path)?;
+        if !file.is_file() {
+            return Err(Error::NotFound(format!("path `{path}`: no such file")));
+        }
+        let reference = images::reference(&repository, &tag);
+        cx.reporter
+            .progress(-1, &format!("importing {path} as {reference}"));
+        let record = self.store.import(cx, &file, &reference).await?;
+        Ok(record.id)
+    }
+}

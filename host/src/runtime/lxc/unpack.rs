@@ -1,0 +1,456 @@
+//! Reading rootfs archives: gzip, xz or plain tar, with the files at the top
+//! level or in LXC's layout (`rootfs/` beside a `config`), and extracting
+//! them safely.
+//!
+//! Extraction goes through the `tar` crate's `unpack_in`, which refuses
+//! entries that would land outside the destination: `..` components,
+//! symbolic links planted earlier in the same archive, hard links to files
+//! outside. An entry it skips (`..`) fails the whole extraction rather than
+//! being dropped silently. Absolute names are taken relative to the root,
+//! as GNU tar does. Device nodes and FIFOs (which the crate would write as
+//! plain files) are made with `mknod` under the same confinement.
+
+use std::io::{BufReader, Read};
+use std::path::{Component, Path, PathBuf};
+
+use crate::runtime::docker::archive::CONFIG_ENTRY;
+use crate::runtime::Error;
+
+/// How an archive is compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    /// A plain tar.
+    None,
+    /// gzip.
+    Gzip,
+    /// xz.
+    Xz,
+}
+
+impl Compression {
+    /// From the first bytes of a file.
+    pub fn sniff(magic: &[u8]) -> Compression {
+        if magic.starts_with(&[0x1f, 0x8b]) {
+            Compression::Gzip
+        } else if magic.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
+            Compression::Xz
+        } else {
+            Compression::None
+        }
+    }
+
+    /// The file name extension for it.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Compression::None => "tar",
+            Compression::Gzip => "tar.gz",
+            Compression::Xz => "tar.xz",
+        }
+    }
+}
+
+/// Open `path` decompressed.
+pub fn open(path: &Path) -> std::io::Result<Box<dyn Read + Send>> {
+    let mut file = std::fs::File::open(path)?;
+    let mut magic = [0u8; 6];
+    let n = read_up_to(&mut file, &mut magic)?;
+    let file = BufReader::with_capacity(1 << 20, std::fs::File::open(path)?);
+    Ok(match Compression::sniff(&magic[..n]) {
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(file)),
+        Compression::Xz => Box::new(xz2::read::XzDecoder::new_multi_decoder(file)),
+        Compression::None => Box::new(file),
+    })
+}
+
+fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
+/// Where the root filesystem is inside an archive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// Files at the top level.
+    Flat,
+    /// LXC's layout: `rootfs/...` (plus `config`, ignored).
+    Lxc,
+}
+
+/// An entry name without `./` and leading `/`.
+fn clean(path: &Path) -> PathBuf {
+    path.components()
+        .filter(|c| matches!(c, Component::Normal(_) | Component::ParentDir))
+        .collect()
+}
+
+/// An error with its sources (the tar crate puts the cause in `source`).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        next = cause.source();
+    }
+    text
+}
+
+fn bad(path_field: &str, e: impl std::fmt::Display) -> Error {
+    Error::InvalidParams(format!("{path_field}: {e}"))
+}
+
+/// Look at the first entries to tell the layout (stops at the first file of the rootfs).
+pub fn layout(archive: &Path) -> Result<Layout, Error> {
+    let reader = open(archive).map_err(|e| bad("path", format!("cannot read archive: {e}")))?;
+    let mut tar = tar::Archive::new(reader);
+    let entries = tar
+        .entries()
+        .map_err(|e| bad("path", format!("not a tar archive: {e}")))?;
+    let mut seen = 0;
+    for entry in entries {
+        let entry = entry.map_err(|e| bad("path", format!("not a tar archive: {e}")))?;
+        seen += 1;
+        let name = clean(&entry.path().map_err(|e| bad("path", e))?);
+        let first = name
+            .components()
+            .next()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned());
+        match first.as_deref() {
+            None => continue,
+            Some(".stevedore") => continue,
+            Some("config") if name.components().count() == 1 => continue,
+            Some("rootfs") => return Ok(Layout::Lxc),
+            Some(_) => return Ok(Layout::Flat),
+        }
+    }
+    if seen == 0 {
+        return Err(bad("path", "the archive holds no files"));
+    }
+    Ok(Layout::Flat)
+}
+
+/// Extract `archive` into the container folder `dir` (its root filesystem
+/// goes to `dir/rootfs`, which must exist and be empty). Returns the number
+/// of entries written.
+pub fn extract(archive: &Path, dir: &Path, layout: Layout) -> Result<u64, Error> {
+    let rootfs = dir.join("rootfs");
+    let (dest, strip_rootfs) = match layout {
+        Layout::Flat => (rootfs.clone(), false),
+        Layout::Lxc => (dir.to_path_buf(), true),
+    };
+    let reader = open(archive).map_err(|e| bad("path", format!("cannot read archive: {e}")))?;
+    let mut tar = tar::Archive::new(reader);
+    tar.set_preserve_permissions(true);
+    tar.set_preserve_ownerships(true);
+    tar.set_preserve_mtime(true);
+    tar.set_unpack_xattrs(true);
+    tar.set_overwrite(true);
+    let entries = tar
+        .entries()
+        .map_err(|e| bad("path", format!("not a tar archive: {e}")))?;
+    let mut written = 0;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| bad("path", format!("corrupt archive: {e}")))?;
+        let raw = entry.path().map_err(|e| bad("path", e))?.into_owned();
+        let name = clean(&raw);
+        if name.components().any(|c| c == Component::ParentDir) {
+            return Err(bad(
+                "path",
+                format!(
+                    "archive entry `{}` leaves the root with `..`",
+                    raw.display()
+                ),
+            ));
+        }
+        let first = name.components().next();
+        let Some(first) = first else { continue };
+        if first.as_os_str() == ".stevedore" {
+            continue;
+        }
+        if strip_rootfs {
+            if first.as_os_str() != "rootfs" {
+                continue; // `config` and anything else beside the rootfs
+            }
+            if name.components().count() == 1 {
+                if !entry.header().entry_type().is_dir() {
+                    return Err(bad("path", "archive entry `rootfs` is not a folder"));
+                }
+                continue;
+            }
+        }
+        let kind = entry.header().entry_type();
+        if kind.is_character_special() || kind.is_block_special() || kind.is_fifo() {
+            special(&entry, &dest, &name)?;
+            written += 1;
+            continue;
+        }
+        let unpacked = entry
+            .unpack_in(&dest)
+            .map_err(|e| bad("path", format!("archive entry `{}`: {e}", raw.display())))?;
+        if !unpacked {
+            return Err(bad(
+                "path",
+                format!("archive entry `{}` leaves the root", raw.display()),
+            ));
+        }
+        written += 1;
+    }
+    Ok(written)
+}
+
+/// Make a device node or FIFO at `dest/name`, confined to `dest`.
+fn special<R: Read>(entry: &tar::Entry<'_, R>, dest: &Path, name: &Path) -> Result<(), Error> {
+    let shown = name.display().to_string();
+    let (Some(parent), Some(file)) = (name.parent(), name.file_name()) else {
+        return Ok(());
+    };
+    let root = dest
+        .canonicalize()
+        .map_err(|e| Error::Runtime(format!("{}: {e}", dest.display())))?;
+    let parent = dest.join(parent);
+    let real = parent.canonicalize().map_err(|e| {
+        bad(
+            "path",
+            format!("archive entry `{shown}`: its folder is missing ({e})"),
+        )
+    })?;
+    if !real.starts_with(&root) {
+        return Err(bad(
+            "path",
+            format!("archive entry `{shown}` leaves the root through a link"),
+        ));
+    }
+    let target = real.join(file);
+    let header = entry.header();
+    let kind = header.entry_type();
+    let mode = header.mode().unwrap_or(0o600) & 0o7777;
+    let type_bits = if kind.is_character_special() {
+        libc::S_IFCHR
+    } else if kind.is_block_special() {
+        libc::S_IFBLK
+    } else {
+        libc::S_IFIFO
+    };
+    let major = header.device_major().ok().flatten().unwrap_or(0);
+    let minor = header.device_minor().ok().flatten().unwrap_or(0);
+    let _ = std::fs::remove_file(&target);
+    let c_path = std::ffi::CString::new(target.as_os_str().as_encoded_bytes())
+        .map_err(|_| bad("path", format!("archive entry `{shown}`: bad name")))?;
+    // SAFETY: plain system calls on a NUL-terminated path we own.
+    let rc = unsafe {
+        libc::mknod(
+            c_path.as_ptr(),
+            type_bits | mode as libc::mode_t,
+            libc::makedev(major, minor),
+        )
+    };
+    if rc != 0 {
+        let e = std::io::Error::last_os_error();
+        tracing::warn!("archive entry `{shown}`: mknod: {e}; left out");
+        return Ok(());
+    }
+    if let (Ok(uid), Ok(gid)) = (header.uid(), header.gid()) {
+        // SAFETY: as above; lchown does not follow a link (there is none: we just made the node).
+        unsafe { libc::lchown(c_path.as_ptr(), uid as libc::uid_t, gid as libc::gid_t) };
+    }
+    Ok(())
+}
+
+/// The recorded settings of an export archive (its first entry), if any.
+pub fn recorded_config(archive: &Path) -> Result<Option<serde_json::Value>, Error> {
+    let reader = open(archive).map_err(|e| bad("path", format!("cannot read archive: {e}")))?;
+    let mut tar = tar::Archive::new(reader);
+    let mut entries = tar
+        .entries()
+        .map_err(|e| bad("path", format!("not a tar archive: {e}")))?;
+    let Some(first) = entries.next() else {
+        return Err(bad("path", "not a tar archive (no entries)"));
+    };
+    let mut first = first.map_err(|e| bad("path", format!("not a tar archive: {e}")))?;
+    let name = clean(&first.path().map_err(|e| bad("path", e))?);
+    if name != Path::new(CONFIG_ENTRY) {
+        return Ok(None);
+    }
+    if first.size() > 16 << 20 {
+        return Err(bad("path", format!("{CONFIG_ENTRY} is too large")));
+    }
+    let mut text = Vec::new();
+    first
+        .read_to_end(&mut text)
+        .map_err(|e| bad("path", format!("reading {CONFIG_ENTRY}: {e}")))?;
+    serde_json::from_slice(&text)
+        .map(Some)
+        .map_err(|e| bad("path", format!("bad {CONFIG_ENTRY}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn header(name: &str, kind: tar::EntryType, size: u64) -> tar::Header {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_size(size);
+        h.set_mode(if kind == tar::EntryType::Directory {
+            0o755
+        } else {
+            0o644
+        });
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1_700_000_000);
+        // Raw bytes: `set_path` itself refuses `..`, and hostile archives don't ask.
+        let bytes = name.as_bytes();
+        h.as_old_mut().name[..bytes.len()].copy_from_slice(bytes);
+        h.set_cksum();
+        h
+    }
+
+    fn archive(entries: &[(&str, tar::EntryType, &str)]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, kind, data) in entries {
+            let mut h = header(name, *kind, 0);
+            if *kind == tar::EntryType::Symlink || *kind == tar::EntryType::Link {
+                h.set_link_name(data).unwrap();
+                h.set_cksum();
+                b.append(&h, std::io::empty()).unwrap();
+            } else {
+                h.set_size(data.len() as u64);
+                h.set_cksum();
+                b.append(&h, data.as_bytes()).unwrap();
+            }
+        }
+        b.into_inner().unwrap()
+    }
+
+    fn setup(bytes: &[u8]) -> (tempfile::TempDir, PathBuf, PathBuf) {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("a.tar");
+        std::fs::write(&file, bytes).unwrap();
+        let dir = tmp.path().join("c");
+        std::fs::create_dir_all(dir.join("rootfs")).unwrap();
+        (tmp, file, dir)
+    }
+
+    use tar::EntryType::{Directory as D, Link as H, Regular as F, Symlink as S};
+
+    #[test]
+    fn flat_and_lxc_layouts_land_in_rootfs() {
+        let (_t, file, dir) = setup(&archive(&[
+            ("./", D, ""),
+            ("./etc/", D, ""),
+            ("./etc/hostname", F, "x\n"),
+            ("./bin/", D, ""),
+            ("./bin/busybox", F, "elf"),
+            ("./bin/sh", H, "./bin/busybox"),
+        ]));
+        assert_eq!(layout(&file).unwrap(), Layout::Flat);
+        extract(&file, &dir, Layout::Flat).unwrap();
+        assert_eq!(
+            std::fs::read(dir.join("rootfs/etc/hostname")).unwrap(),
+            b"x\n"
+        );
+        assert_eq!(std::fs::read(dir.join("rootfs/bin/sh")).unwrap(), b"elf");
+
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&archive(&[
+            (CONFIG_ENTRY, F, "{}"),
+            ("config", F, "lxc.hook.pre-start = /bin/evil\n"),
+            ("rootfs/", D, ""),
+            ("rootfs/etc/", D, ""),
+            ("rootfs/etc/hostname", F, "y\n"),
+            ("rootfs/etc/h2", H, "rootfs/etc/hostname"),
+        ]))
+        .unwrap();
+        let (_t, file, dir) = setup(&gz.finish().unwrap());
+        assert_eq!(layout(&file).unwrap(), Layout::Lxc);
+        extract(&file, &dir, Layout::Lxc).unwrap();
+        assert_eq!(std::fs::read(dir.join("rootfs/etc/h2")).unwrap(), b"y\n");
+        assert!(
+            !dir.join("config").exists(),
+            "the archive's config is not taken"
+        );
+        assert_eq!(recorded_config(&file).unwrap(), Some(serde_json::json!({})));
+    }
+
+    #[test]
+    fn xz_archives_are_read() {
+        let mut xz = xz2::write::XzEncoder::new(Vec::new(), 1);
+        xz.write_all(&archive(&[("hello", F, "hi")])).unwrap();
+        let (_t, file, dir) = setup(&xz.finish().unwrap());
+        extract(&file, &dir, layout(&file).unwrap()).unwrap();
+        assert_eq!(std::fs::read(dir.join("rootfs/hello")).unwrap(), b"hi");
+        assert_eq!(recorded_config(&file).unwrap(), None);
+    }
+
+    fn refused(entries: &[(&str, tar::EntryType, &str)], layout: Layout) {
+        let (tmp, file, dir) = setup(&archive(entries));
+        let outside = tmp.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        match extract(&file, &dir, layout) {
+            Err(Error::InvalidParams(m)) => {
+                eprintln!("refused: {m}");
+                assert!(m.starts_with("path: "), "{m}")
+            }
+            other => panic!("{entries:?}: {other:?}"),
+        }
+        assert_eq!(
+            std::fs::read_dir(&outside).unwrap().count(),
+            0,
+            "{entries:?} wrote outside"
+        );
+        assert!(!tmp.path().join("evil").exists());
+    }
+
+    #[test]
+    fn hostile_archives_are_refused_and_write_nothing_outside() {
+        // `..` in the name.
+        refused(&[("../evil", F, "x")], Layout::Flat);
+        refused(&[("a/../../evil", F, "x")], Layout::Flat);
+        refused(&[("rootfs/../../evil", F, "x")], Layout::Lxc);
+        // A link planted earlier, then a file through it.
+        refused(
+            &[("link", S, "../../outside"), ("link/evil", F, "x")],
+            Layout::Flat,
+        );
+        refused(
+            &[("link", S, "/tmp"), ("link/stevedore-evil", F, "x")],
+            Layout::Flat,
+        );
+        refused(
+            &[
+                ("rootfs/", D, ""),
+                ("rootfs/l", S, "../../outside"),
+                ("rootfs/l/evil", F, "x"),
+            ],
+            Layout::Lxc,
+        );
+        // A hard link to a file outside.
+        refused(&[("passwd", H, "/etc/passwd")], Layout::Flat);
+        refused(&[("passwd", H, "../../outside/x")], Layout::Flat);
+        // `rootfs` itself as a link in the LXC layout.
+        refused(&[("rootfs", S, "/")], Layout::Lxc);
+        assert!(!Path::new("/tmp/stevedore-evil").exists());
+    }
+
+    #[test]
+    fn absolute_names_stay_inside() {
+        let (_t, file, dir) = setup(&archive(&[("/abs-evil", F, "x")]));
+        extract(&file, &dir, Layout::Flat).unwrap();
+        assert!(dir.join("rootfs/abs-evil").exists());
+        assert!(!Path::new("/abs-evil").exists());
+    }
+
+    #[test]
+    fn garbage_is_a_clear_error() {
+        let (_t, file, _dir) = setup(b"not a tar at all, not at all");
+        assert!(matches!(layout(&file), Err(Error::InvalidParams(m)) if m.starts_with("path: ")));
+    }
+}

@@ -1,0 +1,285 @@
+//! Routing on [`RuntimeKind`] once, above the backends: [`Runtimes`] holds
+//! one backend per kind and forwards each call to the one its kind names, so
+//! that no backend has to refuse the other's kind itself.
+//!
+//! Calls that carry no kind are Docker's (`tag`, `push`, `save`,
+//! credentials). [`Runtime::archive_config`] reads a file under the share
+//! root that either backend may have written, so it asks Docker first and
+//! LXC when Docker cannot answer (no engine configured, or an xz archive).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use super::{
+    CallContext, ContainerEntry, ContainerSpec, Credential, ImageInfo, PullRequest, RtResult,
+    Runtime, RuntimeKind, Source,
+};
+
+/// The runtime the plugin host and the container routes share: Docker and
+/// LXC behind one [`Runtime`].
+pub struct Runtimes {
+    /// The Docker backend (or [`super::Unavailable`] saying why there is none).
+    pub docker: Arc<dyn Runtime>,
+    /// The LXC backend (or [`super::Unavailable`] saying why there is none).
+    pub lxc: Arc<dyn Runtime>,
+}
+
+impl Runtimes {
+    /// The backend for `kind`.
+    pub fn of(&self, kind: RuntimeKind) -> &dyn Runtime {
+        match kind {
+            RuntimeKind::Docker => self.docker.as_ref(),
+            RuntimeKind::Lxc => self.lxc.as_ref(),
+        }
+    }
+}
+
+#[async_trait]
+impl Runtime for Runtimes {
+    fn resolve_source(&self, source: &Source) -> RtResult<String> {
+        self.docker.resolve_source(source)
+    }
+    async fn image_pull(&self, cx: &CallContext, req: PullRequest) -> RtResult<ImageInfo> {
+        self.of(req.runtime).image_pull(cx, req).await
+    }
+    async fn image_inspect(
+        &self,
+        cx: &CallContext,
+        kind: RuntimeKind,
+        reference: String,
+    ) -> RtResult<ImageInfo> {
+        self.of(kind).image_inspect(cx, kind, reference).await
+    }
+    async fn image_list(&self, cx: &CallContext, kind: RuntimeKind) -> RtResult<Vec<ImageInfo>> {
+        self.of(kind).image_list(cx, kind).await
+    }
+    async fn image_remove(
+        &self,
+        cx: &CallContext,
+        kind: RuntimeKind,
+        reference: String,
+        force: bool,
+    ) -> RtResult<Vec<String>> {
+        self.of(kind).image_remove(cx, kind, reference, force).await
+    }
+    async fn image_tag(
+        &self,
+        cx: &CallContext,
+        source: String,
+        repository: String,
+        tag: String,
+    ) -> RtResult<()> {
+        self.docker.image_tag(cx, source, repository, tag).await
+    }
+    async fn image_push(
+        &self,
+        cx: &CallContext,
+        repository: String,
+        tag: String,
+        registry: String,
+        credential: Option<Credential>,
+    ) -> RtResult<()> {
+        self.docker
+            .image_push(cx, repository, tag, registry, credential)
+            .await
+    }
+    async fn image_save(
+        &self,
+        cx: &CallContext,
+        references: Vec<String>,
+        path: String,
+        gzip: bool,
+        overwrite: bool,
+    ) -> RtResult<u64> {
+        self.docker
+            .image_save(cx, references, path, gzip, overwrite)
+            .await
+    }
+    async fn container_create(&self, cx: &CallContext, spec: ContainerSpec) -> RtResult<String> {
+        self.of(spec.runtime).container_create(cx, spec).await
+    }
+    async fn container_start(
+        &self,
+        cx: &CallContext,
+        kind: RuntimeKind,
+        container: String,
+    ) -> RtResult<()> {
+        self.of(kind).container_start(cx, kind, container).await
+    }
+    async fn container_stop(
+        &self,
+        cx: &CallContext,
+        kind: RuntimeKind,
+        container: String,
+        timeout_secs: u32,
+    ) -> RtResult<()> {
+        self.of(kind)
+            .container_stop(cx, kind, container, timeout_secs)
+            .await
+    }
+    async fn container_remove(
+        &self,
+        cx: &CallContext,
+        kind: RuntimeKind,
+        container: String,
+        force: bool,
+    ) -> RtResult<()> {
+        self.of(kind)
+            .container_remove(cx, kind, container, force)
+            .await
+    }
+    async fn container_delete(
+        &self,
+        cx: &CallContext,
+        kind: RuntimeKind,
+        container: String,
+        remove_volumes: bool,
+    ) -> RtResult<()> {
+        self.of(kind)
+            .container_delete(cx, kind, container, remove_volumes)
+            .await
+    }
+    async fn container_list(
+        &self,
+        cx: &CallContext,
+        kind: RuntimeKind,
+    ) -> RtResult<Vec<ContainerEntry>> {
+        self.of(kind).container_list(cx, kind).await
+    }
+    async fn container_entry(
+        &self,
+        cx: &CallContext,
+        kind: RuntimeKind,
+        container: String,
+    ) -> RtResult<ContainerEntry> {
+        self.of(kind).container_entry(cx, kind, container).await
+    }
+    async fn container_restart(
+        &self,
+        cx: &CallContext,
+        kind: RuntimeKind,
+        container: String,
+        timeout_secs: u32,
+    ) -> RtResult<()> {
+        self.of(kind)
+            .container_restart(cx, kind, container, timeout_secs)
+            .await
+    }
+    async fn container_inspect(
+        &self,
+        cx: &CallContext,
+        kind: RuntimeKind,
+        container: String,
+    ) -> RtResult<String> {
+        self.of(kind).container_inspect(cx, kind, container).await
+    }
+    async fn container_export(
+        &self,
+        cx: &CallContext,
+        kind: RuntimeKind,
+        container: String,
+        path: String,
+        gzip: bool,
+        overwrite: bool,
+    ) -> RtResult<u64> {
+        self.of(kind)
+            .container_export(cx, kind, container, path, gzip, overwrite)
+            .await
+    }
+    async fn archive_config(&self, cx: &CallContext, path: String) -> RtResult<Option<String>> {
+        match self.docker.archive_config(cx, path.clone()).await {
+            Ok(answer) => Ok(answer),
+            // No engine, or an archive only LXC reads (xz): LXC reads the same format.
+            Err(docker) => self.lxc.archive_config(cx, path).await.map_err(|_| docker),
+        }
+    }
+    async fn image_import(
+        &self,
+        cx: &CallContext,
+        kind: RuntimeKind,
+        path: String,
+        repository: String,
+        tag: String,
+    ) -> RtResult<String> {
+        self.of(kind)
+            .image_import(cx, kind, path, repository, tag)
+            .await
+    }
+    async fn credential_lookup(&self, cx: &CallContext, registry: String) -> Option<Credential> {
+        self.docker.credential_lookup(cx, registry).await
+    }
+    async fn credential_remember(&self, cx: &CallContext, credential: Credential) -> RtResult<()> {
+        self.docker.credential_remember(cx, credential).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::{Error, Unavailable};
+
+    struct Named(&'static str);
+
+    #[async_trait]
+    impl Runtime for Named {
+        async fn container_start(
+            &self,
+            _cx: &CallContext,
+            _kind: RuntimeKind,
+            _container: String,
+        ) -> RtResult<()> {
+            Err(Error::Other(self.0.into()))
+        }
+        async fn archive_config(
+            &self,
+            _cx: &CallContext,
+            _path: String,
+        ) -> RtResult<Option<String>> {
+            Ok(Some(self.0.into()))
+        }
+    }
+
+    struct Quiet;
+    impl crate::queue::Reporter for Quiet {
+        fn progress(&self, _percent: i32, _detail: &str) {}
+        fn log(&self, _level: crate::queue::LogLevel, _message: &str) {}
+    }
+
+    fn cx() -> CallContext {
+        CallContext {
+            task_id: 0,
+            user: "t".into(),
+            cancel: Default::default(),
+            reporter: Arc::new(Quiet),
+        }
+    }
+
+    #[tokio::test]
+    async fn each_kind_goes_to_its_backend() {
+        let r = Runtimes {
+            docker: Arc::new(Named("docker")),
+            lxc: Arc::new(Named("lxc")),
+        };
+        for (kind, want) in [(RuntimeKind::Docker, "docker"), (RuntimeKind::Lxc, "lxc")] {
+            match r.container_start(&cx(), kind, "c".into()).await {
+                Err(Error::Other(m)) => assert_eq!(m, want),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn archive_config_falls_back_to_lxc_without_an_engine() {
+        let r = Runtimes {
+            docker: Arc::new(Unavailable {
+                reason: "none".into(),
+            }),
+            lxc: Arc::new(Named("lxc")),
+        };
+        assert_eq!(
+            r.archive_config(&cx(), "a.tar".into()).await.unwrap(),
+            Some("lxc".into())
+        );
+    }
+}

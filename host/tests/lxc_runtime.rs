@@ -1,0 +1,365 @@
+//! The LXC backend through the runtime the server builds
+//! (`stevedore::server::make_runtime`, the router over Docker and LXC),
+//! against Debian's `lxc` tools and the test catalog of `cargo xtask test`
+//! (STEVEDORE_TEST_CATALOG, STEVEDORE_TEST_LXC_BRIDGE, STEVEDORE_TEST_LXC_SUBNET).
+
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use stevedore::plugins::bindings::PortBinding;
+use stevedore::queue::{LogLevel, Reporter};
+use stevedore::runtime::{
+    CallContext, ContainerSpec, ContainerState, Error, PullRequest, Runtime, RuntimeKind, Source,
+};
+use tokio_util::sync::CancellationToken;
+
+const LXC: RuntimeKind = RuntimeKind::Lxc;
+
+fn env(name: &str) -> String {
+    std::env::var(name)
+        .unwrap_or_else(|_| panic!("{name} is not set: run the tests with `cargo xtask test`"))
+}
+
+#[derive(Default)]
+struct Recorder(Mutex<Vec<(i32, String)>>);
+
+impl Reporter for Recorder {
+    fn progress(&self, percent: i32, detail: &str) {
+        self.0.lock().unwrap().push((percent, detail.to_string()));
+    }
+    fn log(&self, _: LogLevel, _: &str) {}
+}
+
+struct Fixture {
+    runtime: Arc<dyn Runtime>,
+    data: tempfile::TempDir,
+    lxc: tempfile::TempDir,
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        for entry in std::fs::read_dir(self.lxc.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            for args in [vec!["lxc-stop", "-k"], vec!["lxc-destroy"]] {
+                let _ = Command::new(args[0])
+                    .arg("-P")
+                    .arg(self.lxc.path())
+                    .args(["-n", &name])
+                    .args(&args[1..])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+            }
+        }
+    }
+}
+
+fn fixture_with(catalog: Option<String>) -> Fixture {
+    let data = tempfile::tempdir().unwrap();
+    let lxc = tempfile::tempdir().unwrap();
+    let vars = [
+        ("STEVEDORE_DATA_DIR", data.path().display().to_string()),
+        ("STEVEDORE_LXC_PATH", lxc.path().display().to_string()),
+        ("STEVEDORE_LXC_BRIDGE", env("STEVEDORE_TEST_LXC_BRIDGE")),
+        ("STEVEDORE_LXC_SUBNET", env("STEVEDORE_TEST_LXC_SUBNET")),
+        ("DOCKER_HOST", "unix:///nonexistent/docker.sock".to_string()),
+    ];
+    let config = stevedore::config::Config::load_with(|k| {
+        if k == "STEVEDORE_CATALOG" {
+            return catalog.clone();
+        }
+        vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())
+    })
+    .unwrap();
+    let runtime = stevedore::server::make_runtime(&config).unwrap();
+    Fixture { runtime, data, lxc }
+}
+
+fn fixture() -> Fixture {
+    fixture_with(Some(env("STEVEDORE_TEST_CATALOG")))
+}
+
+fn cx() -> (CallContext, Arc<Recorder>) {
+    let recorder = Arc::new(Recorder::default());
+    let cx = CallContext {
+        task_id: 1,
+        user: "t".into(),
+        cancel: CancellationToken::new(),
+        reporter: recorder.clone(),
+    };
+    (cx, recorder)
+}
+
+fn spec(name: &str, image: &str) -> ContainerSpec {
+    ContainerSpec {
+        runtime: LXC,
+        name: name.into(),
+        image: image.into(),
+        privileged: false,
+        entrypoint: None,
+        command: None,
+        user: None,
+        working_dir: None,
+        environment: vec![],
+        links: vec![],
+        dns: vec![],
+        expose_ports: vec![],
+        hostname: None,
+        ports: vec![],
+        cpu_shares: None,
+        cpu_time_ms: None,
+        memory_bytes: None,
+        device_rules: vec![],
+        binds: vec![],
+        volumes_from: vec![],
+        new_volumes: vec![],
+        autostart: false,
+        labels: vec![],
+    }
+}
+
+fn pull(image: &str) -> PullRequest {
+    PullRequest {
+        runtime: LXC,
+        image: image.into(),
+        tag: "latest".into(),
+        source: Source::Qnap,
+        credential: None,
+    }
+}
+
+fn nft_rules(bridge: &str) -> String {
+    let out = Command::new("nft")
+        .args(["list", "table", "ip", &format!("stevedore_{bridge}")])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+async fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < until, "{what}: not within 30 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn http_get(port: u16) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(
+        &([127, 0, 0, 1], port).into(),
+        Duration::from_millis(500),
+    )
+    .ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    s.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    body.contains("200 OK").then_some(body)
+}
+
+#[tokio::test]
+async fn lifecycle_list_restart_delete_and_rules_going_with_the_container() {
+    let f = fixture();
+    let (cx, progress) = cx();
+    let info = f
+        .runtime
+        .image_pull(&cx, pull("ubuntu-trusty"))
+        .await
+        .unwrap();
+    assert_eq!(info.tags, ["ubuntu-trusty:latest"]);
+    assert!(info.id.starts_with("sha256:"));
+    let percents: Vec<i32> = progress.0.lock().unwrap().iter().map(|p| p.0).collect();
+    assert!(
+        percents.contains(&100) && percents.iter().any(|p| (1..100).contains(p)),
+        "{percents:?}"
+    );
+    let listed = f.runtime.image_list(&cx, LXC).await.unwrap();
+    assert_eq!(listed.len(), 1);
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut s = spec("life", "ubuntu-trusty:latest");
+    s.ports = vec![PortBinding {
+        host_port: port,
+        container_port: 80,
+        protocol: "tcp".into(),
+    }];
+    assert_eq!(
+        f.runtime.container_create(&cx, s.clone()).await.unwrap(),
+        "life"
+    );
+    match f.runtime.container_create(&cx, s).await {
+        Err(Error::Conflict(m)) => assert!(m.contains("already exists"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    let entry = f
+        .runtime
+        .container_entry(&cx, LXC, "life".into())
+        .await
+        .unwrap();
+    assert_eq!(entry.state, ContainerState::Stopped);
+    assert_eq!(entry.image, "ubuntu-trusty:latest");
+    assert_eq!(entry.tcp_port, [port]);
+    assert_eq!(entry.kind, "lxc");
+    f.runtime
+        .container_start(&cx, LXC, "life".into())
+        .await
+        .unwrap();
+    let list = f.runtime.container_list(&cx, LXC).await.unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].state, ContainerState::Running);
+    let ip = list[0].ipaddress.clone().unwrap();
+    let body = wait_for("httpd through the mapped port", || http_get(port)).await;
+    assert!(body.contains("hello from stevedore lxc"));
+    let bridge = env("STEVEDORE_TEST_LXC_BRIDGE");
+    assert!(nft_rules(&bridge).contains(&format!("dnat to {ip}:80")));
+
+    let inspect: serde_json::Value = serde_json::from_str(
+        &f.runtime
+            .container_inspect(&cx, LXC, "life".into())
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(inspect["State"]["Running"], true);
+
+    f.runtime
+        .container_restart(&cx, LXC, "life".into(), 5)
+        .await
+        .unwrap();
+    let entry = f
+        .runtime
+        .container_entry(&cx, LXC, "life".into())
+        .await
+        .unwrap();
+    assert_eq!(entry.state, ContainerState::Running);
+    assert_eq!(
+        entry.ipaddress.as_deref(),
+        Some(ip.as_str()),
+        "the address is kept"
+    );
+    wait_for("httpd after the restart", || http_get(port)).await;
+
+    // The image is in use.
+    assert!(matches!(
+        f.runtime
+            .image_remove(&cx, LXC, "ubuntu-trusty".into(), false)
+            .await,
+        Err(Error::Conflict(_))
+    ));
+    // A running container is removed only by force; delete stops it first.
+    assert!(matches!(
+        f.runtime
+            .container_remove(&cx, LXC, "life".into(), false)
+            .await,
+        Err(Error::Conflict(_))
+    ));
+    f.runtime
+        .container_delete(&cx, LXC, "life".into(), true)
+        .await
+        .unwrap();
+    assert!(!f.lxc.path().join("life").exists());
+    assert!(
+        !nft_rules(&bridge).contains(&format!("dnat to {ip}:80")),
+        "rules go with it"
+    );
+    assert!(matches!(
+        f.runtime.container_entry(&cx, LXC, "life".into()).await,
+        Err(Error::NotFound(_))
+    ));
+    let removed = f
+        .runtime
+        .image_remove(&cx, LXC, "ubuntu-trusty".into(), false)
+        .await
+        .unwrap();
+    assert_eq!(removed[0], "ubuntu-trusty:latest");
+    assert!(f.runtime.image_list(&cx, LXC).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_hostile_import_creates_nothing_and_writes_nothing_outside() {
+    let f = fixture();
+    let (cx, _) = cx();
+    let share = f.data.path().join("share");
+    std::fs::create_dir_all(&share).unwrap();
+    let outside = f.data.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    // A symlink to a folder outside, then a file through it.
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Symlink);
+    h.set_path("escape").unwrap();
+    h.set_link_name(&outside).unwrap();
+    h.set_size(0);
+    h.set_cksum();
+    b.append(&h, std::io::empty()).unwrap();
+    let mut h = tar::Header::new_gnu();
+    h.set_path("escape/planted").unwrap();
+    h.set_size(1);
+    h.set_mode(0o644);
+    h.set_cksum();
+    b.append(&h, &b"x"[..]).unwrap();
+    std::fs::write(share.join("evil.tar"), b.into_inner().unwrap()).unwrap();
+    assert_eq!(
+        f.runtime
+            .archive_config(&cx, "evil.tar".into())
+            .await
+            .unwrap(),
+        None
+    );
+    f.runtime
+        .image_import(&cx, LXC, "evil.tar".into(), "evil".into(), "latest".into())
+        .await
+        .unwrap();
+    match f
+        .runtime
+        .container_create(&cx, spec("evil", "evil:latest"))
+        .await
+    {
+        Err(e) => assert!(format!("{e:?}").contains("escape/planted"), "{e:?}"),
+        Ok(id) => panic!("created {id}"),
+    }
+    assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
+    assert!(!f.lxc.path().join("evil").exists());
+    // Paths out of the share root are refused before any work.
+    assert!(matches!(
+        f.runtime
+            .image_import(&cx, LXC, "../x.tar".into(), "x".into(), "latest".into())
+            .await,
+        Err(Error::Denied(_))
+    ));
+}
+
+#[tokio::test]
+async fn without_a_catalog_or_lxc_tools_the_errors_say_why() {
+    let f = fixture_with(None);
+    let (cx, _) = cx();
+    match f.runtime.image_pull(&cx, pull("ubuntu-trusty")).await {
+        Err(Error::InvalidParams(m)) => assert!(m.contains("STEVEDORE_CATALOG"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    match f.runtime.image_inspect(&cx, LXC, "nope".into()).await {
+        Err(Error::NotFound(m)) => assert_eq!(m, "no such image: nope"),
+        other => panic!("{other:?}"),
+    }
+    // Docker calls still reach Docker (here: no engine).
+    assert!(f
+        .runtime
+        .image_list(&cx, RuntimeKind::Docker)
+        .await
+        .is_err());
+    // No LXC container here: the list is empty without running a tool.
+    assert!(f.runtime.container_list(&cx, LXC).await.unwrap().is_empty());
+}
