@@ -29,6 +29,7 @@
 //!
 //! [catalog]                  # the `qnap` repository of LXC images and app templates
 //! url = "https://raw.githubusercontent.com/qnap-dev/container-apps/master"  # or a folder
+//! trusted = false            # allow app templates to bind host paths outside share_root
 //!
 //! [lxc]
 //! path = "/var/lib/lxc"       # where LXC containers live
@@ -147,6 +148,11 @@ pub struct CatalogSection {
     /// `http(s)://` URL of the repository root (holding `list.json`), or a local folder.
     #[serde(default)]
     pub url: Option<String>,
+    /// Trust the repository's application templates with absolute host
+    /// paths outside the share root in their bind mounts (default false:
+    /// refused).
+    #[serde(default)]
+    pub trusted: bool,
 }
 
 /// Default folder of LXC containers.
