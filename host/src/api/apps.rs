@@ -125,8 +125,8 @@ pub async fn list(
 ) -> Result<Json<BTreeMap<String, Value>>, AppError> {
     let records = state.runtime.app_records().await.map_err(runtime_error)?;
     let mut out = BTreeMap::new();
-    for (name, text) in records {
-        let record = record_of(&name, &text)?;
+    for (name, raw) in records {
+        let record = record_of(&name, &raw)?;
         out.insert(
             name,
             json!({

@@ -270,7 +270,14 @@ impl AppStore {
                     .ok()
                     .map(|rel| self.share.resolve(&rel.to_string_lossy()));
                 match inside {
-                    Some(Ok(full)) => Ok(MountSource::HostPath(full.display().to_string())),
+                    Some(Ok(full)) => {
+                        // As Compose does for a short-syntax bind: make the folder.
+                        if !full.exists() {
+                            std::fs::create_dir_all(&full)
+                                .map_err(io(format!("volumes: `{abs}`")))?;
+                        }
+                        Ok(MountSource::HostPath(full.display().to_string()))
+                    }
                     _ => Err(Error::Denied(format!(
                         "volumes: host path `{abs}` is outside the share root (set [catalog] trusted = true to allow it)"
                     ))),
