@@ -495,7 +495,8 @@ impl Config {
         if self.plugins.memory_mb == Some(0) {
             anyhow::bail!("plugins.memory_mb: must be at least 1");
         }
-        const INTERFACES: [&str; 4] = ["task", "images", "containers", "credentials"];
+        // One list of grantable interfaces: the granter's.
+        const INTERFACES: &[&str] = crate::plugins::grants::CAPABILITIES;
         for (cat, list) in &self.plugins.grants {
             for i in list {
                 if !INTERFACES.contains(&i.as_str()) {

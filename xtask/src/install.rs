@@ -23,6 +23,9 @@ pub const SERVICES: &[&str] = &[
     "python3",
 ];
 
+/// What the benchmarks compare against: Compose 1.29 (`apps_vs_compose`).
+pub const BENCH: &[&str] = &["docker-compose"];
+
 static UPDATED: AtomicBool = AtomicBool::new(false);
 
 /// Whether a Debian package is installed.

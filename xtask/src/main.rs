@@ -53,7 +53,8 @@ fn dispatch(args: &[String]) -> Result<()> {
             install::ensure(install::WASM_BUILD)?;
             install::ensure(install::WASI_LIBC)?;
             install::ensure(install::DOCKER)?;
-            install::ensure(install::SERVICES)
+            install::ensure(install::SERVICES)?;
+            install::ensure(install::BENCH)
         }
         Some("help" | "-h" | "--help") => {
             println!("{USAGE}");
@@ -138,6 +139,7 @@ fn split_dashdash(args: &[String]) -> (&[String], &[String]) {
 /// `cargo xtask bench`.
 fn bench(extra: &[String]) -> Result<()> {
     let root = repo_root();
+    install::ensure(install::BENCH)?;
     plugins::build()?;
     let packages: &[&str] = if picks_packages(extra) {
         &[]

@@ -12,7 +12,6 @@ use std::collections::BTreeMap;
 
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -217,14 +216,10 @@ pub async fn delete(
         )
     })?;
     let rt = state.runtime.as_ref();
+    // An application still `creating` may be deleted too: its install task
+    // (if it still runs) then fails at its next write and removes what it
+    // made, and one interrupted by a restart leaves no other way out.
     let record = load(rt, &name).await?;
-    if text_is(&record, "state", "creating") {
-        return Err(AppError::new(
-            StatusCode::CONFLICT,
-            "conflict",
-            format!("application `{name}` is being installed; delete its task to cancel it"),
-        ));
-    }
     let cx = context(&user);
     let project = text(&record, "project");
     for c in containers_of(rt, &cx, &record).await?.iter().rev() {
