@@ -178,3 +178,52 @@ async fn answers_are_checked_against_the_wizard_at_submit_time() {
         calls(&sim)
     );
 }
+
+#[tokio::test]
+async fn an_upgrade_that_changes_the_service_set_is_refused_untouched() {
+    let record = json!({"name": "shop", "project": "shop", "template": "t", "version": "3",
+        "binding": {"http_port": 9000}, "state": "installed", "autostart": false});
+    let installed = "version: \"2\"\nservices:\n  web:\n    image: busybox:1\n  db:\n    image: busybox:latest\n";
+    let v4 = "web:\n  image: busybox:2\n  ports: [\"8080:80\"]\n  links: [db]\ndb:\n  image: busybox:latest\ncache:\n  image: busybox:latest\n";
+    let script = json!({
+        "app-store.record": {"ok": record.to_string()},
+        "app-store.read-file": {"ok": installed},
+        "repository.get": {"ok": {"name": "t", "version": "4", "files": ["docker-compose.yml", "wizard/install.json"]}},
+        "repository.read-file": [{"ok": v4}, {"ok": INSTALL_JSON}, {"ok": v4}, {"ok": INSTALL_JSON}, {"ok": v4}, {"ok": INSTALL_JSON}],
+    });
+    let (_d, host, sim) = host(script).await;
+    match run(
+        &host,
+        "application_upgrade",
+        json!({"template": "t", "name": "shop"}),
+    )
+    .await
+    {
+        Outcome::Failed { message, .. } => {
+            assert!(message.contains("added: [\"cache\"]"), "{message}");
+            assert!(message.contains("left as it was"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // Nothing was pulled, stopped, removed or created.
+    assert!(
+        calls(&sim)
+            .iter()
+            .all(|(n, _)| n.starts_with("repository.") || n.starts_with("app-store.")),
+        "{:?}",
+        calls(&sim)
+    );
+    let a = host
+        .validate(
+            "application_upgrade",
+            &json!({"template": "other", "name": "shop"}).to_string(),
+        )
+        .await;
+    match a {
+        Err(ValidationError::Invalid(m)) => assert!(
+            m.starts_with("template: application `shop` was installed from template `t`"),
+            "{m}"
+        ),
+        other => panic!("{other:?}"),
+    }
+}
