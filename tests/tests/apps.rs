@@ -394,16 +394,21 @@ fn push_busybox(repo: &str, tag: &str) -> String {
 }
 
 fn set_notes(catalog: &Path, version: &str, web_image: &str) {
+    set_image(catalog, version, "web", web_image)
+}
+
+/// Give `service` of template `notes` the image `image`, at version `version`.
+fn set_image(catalog: &Path, version: &str, service: &str, image: &str) {
     let compose = catalog.join("template/notes/docker-compose.yml");
     let text = std::fs::read_to_string(&compose).unwrap();
     let mut out = String::new();
     let mut in_web = false;
     for line in text.lines() {
         if line.starts_with("  ") && !line.starts_with("   ") {
-            in_web = line.trim() == "web:";
+            in_web = line.trim() == format!("{service}:");
         }
         if in_web && line.trim_start().starts_with("image:") {
-            out.push_str(&format!("    image: {web_image}\n"));
+            out.push_str(&format!("    image: {image}\n"));
         } else {
             out.push_str(line);
             out.push('\n');
@@ -497,6 +502,35 @@ async fn v3_template_installs_with_a_named_volume_and_upgrades_one_service() {
     assert_eq!(http_get(port, "/").await, "noted\n");
     assert_eq!(inspect(&web)["Config"]["Image"], v2.as_str());
     assert_eq!(get(&c, &format!("apps/{name}")).await["version"], "2");
+
+    // Upgrade the writer instead: its anonymous volume comes along, web stays.
+    set_image(catalog.path(), "4", "web", &v2);
+    set_image(catalog.path(), "4", "writer", &v1);
+    docker(&["exec", &writer, "sh", "-c", "echo kept > /scratch/mark"]);
+    let web_id = inspect(&web)["Id"].as_str().unwrap().to_string();
+    let id = c
+        .submit_ok(
+            "application_upgrade",
+            &format!(r#"{{"template": "notes", "name": "{name}"}}"#),
+        )
+        .await;
+    let task = finished(&c, id, 120).await;
+    assert_eq!(task["state"], "completed", "{task}");
+    assert!(
+        task["detail_state"]
+            .as_str()
+            .unwrap()
+            .ends_with("recreated: writer"),
+        "{task}"
+    );
+    assert_eq!(
+        inspect(&web)["Id"].as_str().unwrap(),
+        web_id,
+        "web untouched"
+    );
+    assert_ne!(inspect(&writer)["Id"].as_str().unwrap(), writer_id);
+    assert_eq!(docker(&["exec", &writer, "cat", "/scratch/mark"]), "kept");
+    assert_eq!(http_get(port, "/").await, "noted\n");
 
     remove_app(&c, &name).await;
     assert!(project_objects("volume", &name).is_empty());
