@@ -37,6 +37,7 @@
 //!
 //! [catalog]                  # the `qnap` repository of LXC images and app templates
 //! url = "https://raw.githubusercontent.com/qnap-dev/container-apps/master"  # or a folder
+//! trusted = false            # allow app templates to bind host paths outside share_root
 //!
 //! [lxc]
 //! path = "/var/lib/lxc"       # where LXC containers live
@@ -160,6 +161,11 @@ pub struct CatalogSection {
     /// `http(s)://` URL of the repository root (holding `list.json`), or a local folder.
     #[serde(default)]
     pub url: Option<String>,
+    /// Trust the repository's application templates with absolute host
+    /// paths outside the share root in their bind mounts (default false:
+    /// refused).
+    #[serde(default)]
+    pub trusted: bool,
 }
 
 /// Default folder of LXC containers.
@@ -511,7 +517,8 @@ impl Config {
         if self.plugins.memory_mb == Some(0) {
             anyhow::bail!("plugins.memory_mb: must be at least 1");
         }
-        const INTERFACES: [&str; 4] = ["task", "images", "containers", "credentials"];
+        // One list of grantable interfaces: the granter's.
+        const INTERFACES: &[&str] = crate::plugins::grants::CAPABILITIES;
         for (cat, list) in &self.plugins.grants {
             for i in list {
                 if !INTERFACES.contains(&i.as_str()) {

@@ -78,7 +78,32 @@ pub fn make_runtime(config: &Config) -> anyhow::Result<Arc<dyn crate::runtime::R
     Ok(Arc::new(crate::runtime::router::Runtimes {
         docker: make_docker(config),
         lxc: make_lxc(config),
+        apps: make_apps(config),
     }))
+}
+
+fn make_apps(config: &Config) -> Option<Arc<crate::runtime::apps::AppStore>> {
+    use crate::runtime::apps::AppStore;
+    use crate::runtime::catalog::Catalog;
+    let catalog = match config.catalog.url.as_deref().map(Catalog::new).transpose() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!("catalog: {e}; application templates are unavailable");
+            None
+        }
+    };
+    match AppStore::new(
+        &config.data_dir,
+        catalog,
+        &config.share_root,
+        config.catalog.trusted,
+    ) {
+        Ok(store) => Some(Arc::new(store)),
+        Err(e) => {
+            tracing::warn!("application store in {}: {e}", config.data_dir.display());
+            None
+        }
+    }
 }
 
 fn make_docker(config: &Config) -> Arc<dyn crate::runtime::Runtime> {

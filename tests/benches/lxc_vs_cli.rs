@@ -167,6 +167,19 @@ async fn main() {
         median(theirs_gz.clone()),
         ratio(&ours_gz, &theirs_gz)
     );
+    let spread = |v: &[Duration]| {
+        let secs: Vec<f64> = v.iter().map(Duration::as_secs_f64).collect();
+        let lo = secs.iter().cloned().fold(f64::INFINITY, f64::min);
+        let hi = secs.iter().cloned().fold(0.0, f64::max);
+        format!("{lo:.2}-{hi:.2} s")
+    };
+    println!(
+        "spread over {rounds} rounds: stevedore {} / tar {}; gzip: stevedore {} / tar|gzip {}",
+        spread(&ours),
+        spread(&theirs),
+        spread(&ours_gz),
+        spread(&theirs_gz)
+    );
     println!(
         "server RSS: {:.1} MiB idle, peak {:.1} MiB during the exports (target <= 64 MiB)",
         idle as f64 / 1024.0,

@@ -25,6 +25,8 @@ pub const SERVICES: &[&str] = &[
 
 /// LXC and what its network needs (the LXC tests and runtime).
 pub const LXC: &[&str] = &["lxc", "nftables", "dnsmasq-base", "xz-utils"];
+/// What the benchmarks compare against: Compose 1.29 (`apps_vs_compose`).
+pub const BENCH: &[&str] = &["docker-compose"];
 
 static UPDATED: AtomicBool = AtomicBool::new(false);
 

@@ -60,7 +60,8 @@ fn dispatch(args: &[String]) -> Result<()> {
             install::ensure(install::WASI_LIBC)?;
             install::ensure(install::DOCKER)?;
             install::ensure(install::SERVICES)?;
-            install::ensure(install::LXC)
+            install::ensure(install::LXC)?;
+            install::ensure(install::BENCH)
         }
         Some("help" | "-h" | "--help") => {
             println!("{USAGE}");
@@ -167,6 +168,7 @@ fn split_dashdash(args: &[String]) -> (&[String], &[String]) {
 /// `cargo xtask bench`.
 fn bench(extra: &[String]) -> Result<()> {
     let root = repo_root();
+    install::ensure(install::BENCH)?;
     plugins::build()?;
     let packages: &[&str] = if picks_packages(extra) {
         &[]

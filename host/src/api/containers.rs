@@ -41,7 +41,7 @@ impl Reporter for LogReporter {
     }
 }
 
-fn context(user: &CurrentUser) -> CallContext {
+pub(crate) fn context(user: &CurrentUser) -> CallContext {
     CallContext {
         task_id: 0,
         user: user.0.username.clone(),
@@ -64,7 +64,7 @@ pub fn runtime_error(e: RtError) -> AppError {
     }
 }
 
-fn path_error(e: PathRejection) -> AppError {
+pub(crate) fn path_error(e: PathRejection) -> AppError {
     AppError::bad_request("invalid_path", e.body_text())
 }
 

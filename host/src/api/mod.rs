@@ -18,19 +18,21 @@
 //! | `DELETE background/{id}` / `DELETE background/{category}` | ids deleted (a numeric segment is an id) |
 //! | `GET background/events` (`?category=`) | Server-Sent Events: `event: task`, `id: <task id>`, `data: <task JSON>` per change; `event: lagged` if the client fell behind |
 //! | `container...` (see [`containers`]) | the synchronous container calls |
+//! | `apps...` (see [`apps`]) | installed applications: list, one, start/stop/restart, delete |
 //! | `GET /metrics` (no session) | Prometheus text |
 //!
 //! Error `reason`s: `invalid_json`, `wrong_type` (body not an object/array),
 //! `invalid_params` (the plugin's `validate`; the message names the field),
 //! `missing_field`/`invalid_form` (login), `bad_credentials`, `not_logged_in`,
 //! `too_many_attempts` (429 with `Retry-After`), `not_yours` (403),
-//! `unknown_task`, `unknown_category`, `unknown_container`, `unknown_path` (404),
+//! `unknown_task`, `unknown_category`, `unknown_container`, `unknown_app`, `unknown_path` (404),
 //! `runtime_error` (502: the engine refused or failed), `runtime_unavailable`
 //! (501: this server has no such runtime),
 //! `method_not_allowed` (405), `conflict` (409), `body_too_large` (413),
 //! `plugin_failed` (503: the plugin trapped or ran out of budget in `validate`),
 //! `internal` (500; details only in the log).
 
+pub mod apps;
 pub mod containers;
 pub mod error;
 pub mod session;
@@ -114,6 +116,10 @@ fn api_routes() -> Router<AppState> {
         )
         .route("/container/{type}/{id}/inspect", get(containers::inspect))
         .route("/container/{type}/{id}/{action}", put(containers::action))
+        .route("/apps", get(apps::list))
+        .route("/apps/", get(apps::list))
+        .route("/apps/{name}", get(apps::get).delete(apps::delete))
+        .route("/apps/{name}/{action}", put(apps::action))
 }
 
 /// The whole application, testable without a socket (`tower::ServiceExt::oneshot`).

@@ -17,9 +17,15 @@ wasmtime::component::bindgen!({
 });
 
 pub use self::exports::stevedore::plugin::executor::Description;
-pub use self::stevedore::plugin::containers::{BindMount, ContainerSpec, PortBinding};
+pub use self::stevedore::plugin::containers::{
+    BindMount, ContainerExtra, ContainerSpec, ContainerSummary, Mount, MountSource,
+    NetworkAttachment, PortBinding,
+};
 pub use self::stevedore::plugin::images::{ImageInfo, PullRequest, Source};
+pub use self::stevedore::plugin::networks::NetworkInfo;
+pub use self::stevedore::plugin::repository::Template;
 pub use self::stevedore::plugin::types::{Credential, Error as WitError, Level, RuntimeKind};
+pub use self::stevedore::plugin::volumes::VolumeInfo;
 
 impl WitError {
     /// The error for a user: the message alone where it says everything

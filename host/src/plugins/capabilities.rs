@@ -7,11 +7,14 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::bindings::stevedore::plugin::{containers, credentials, images, task, types};
-use super::bindings::{
-    ContainerSpec, Credential, ImageInfo, Level, PullRequest, RuntimeKind, Source, WitError,
+use super::bindings::stevedore::plugin::{
+    app_store, containers, credentials, images, networks, repository, task, types, volumes,
 };
-use super::state::{CancelledTrap, PluginState};
+use super::bindings::{
+    ContainerExtra, ContainerSpec, ContainerSummary, Credential, ImageInfo, Level, NetworkInfo,
+    PullRequest, RuntimeKind, Source, Template, VolumeInfo, WitError,
+};
+use super::state::{CancelledTrap, Created, PluginState};
 use crate::queue::LogLevel;
 use crate::runtime::{CallContext, Runtime};
 
@@ -201,8 +204,35 @@ impl images::Host for PluginState {
 
 impl containers::Host for PluginState {
     async fn create(&mut self, spec: ContainerSpec) -> HostResult<String> {
-        self.runtime_call("containers.create", |rt, cx| async move {
-            rt.container_create(&cx, spec).await
+        let id = self
+            .runtime_call("containers.create", |rt, cx| async move {
+                rt.container_create(&cx, spec).await
+            })
+            .await?;
+        Ok(self.remember(id, |id| Created::Container(id.clone())))
+    }
+
+    async fn create_with(
+        &mut self,
+        spec: ContainerSpec,
+        extra: ContainerExtra,
+    ) -> HostResult<String> {
+        let id = self
+            .runtime_call("containers.create-with", |rt, cx| async move {
+                rt.container_create_with(&cx, spec, extra).await
+            })
+            .await?;
+        Ok(self.remember(id, |id| Created::Container(id.clone())))
+    }
+
+    async fn list_labelled(
+        &mut self,
+        runtime: RuntimeKind,
+        key: String,
+        value: String,
+    ) -> HostResult<Vec<ContainerSummary>> {
+        self.runtime_call("containers.list-labelled", |rt, cx| async move {
+            rt.container_list_labelled(&cx, runtime, key, value).await
         })
         .await
     }
@@ -296,6 +326,142 @@ impl credentials::Host for PluginState {
     async fn remember(&mut self, credential: Credential) -> HostResult<()> {
         self.runtime_call("credentials.remember", |rt, cx| async move {
             rt.credential_remember(&cx, credential).await
+        })
+        .await
+    }
+}
+
+impl PluginState {
+    /// Note what a successful call created, for [`PluginState::created`].
+    fn remember<T>(
+        &mut self,
+        result: Result<T, WitError>,
+        what: impl FnOnce(&T) -> Created,
+    ) -> Result<T, WitError> {
+        if let Ok(v) = &result {
+            self.created.push(what(v));
+        }
+        result
+    }
+}
+
+impl networks::Host for PluginState {
+    async fn create(&mut self, name: String, labels: Vec<(String, String)>) -> HostResult<String> {
+        let created = Created::Network(name.clone());
+        let id = self
+            .runtime_call("networks.create", |rt, cx| async move {
+                rt.network_create(&cx, name, labels).await
+            })
+            .await?;
+        Ok(self.remember(id, |_| created))
+    }
+
+    async fn remove(&mut self, name: String) -> HostResult<()> {
+        self.runtime_call("networks.remove", |rt, cx| async move {
+            rt.network_remove(&cx, name).await
+        })
+        .await
+    }
+
+    async fn list(&mut self, key: String, value: String) -> HostResult<Vec<NetworkInfo>> {
+        self.runtime_call("networks.list", |rt, cx| async move {
+            rt.network_list(&cx, key, value).await
+        })
+        .await
+    }
+}
+
+impl volumes::Host for PluginState {
+    async fn create(&mut self, name: String, labels: Vec<(String, String)>) -> HostResult<()> {
+        let created = Created::Volume(name.clone());
+        let done = self
+            .runtime_call("volumes.create", |rt, cx| async move {
+                rt.volume_create(&cx, name, labels).await
+            })
+            .await?;
+        Ok(self.remember(done, |_| created))
+    }
+
+    async fn remove(&mut self, name: String) -> HostResult<()> {
+        self.runtime_call("volumes.remove", |rt, cx| async move {
+            rt.volume_remove(&cx, name).await
+        })
+        .await
+    }
+
+    async fn list(&mut self, key: String, value: String) -> HostResult<Vec<VolumeInfo>> {
+        self.runtime_call("volumes.list", |rt, cx| async move {
+            rt.volume_list(&cx, key, value).await
+        })
+        .await
+    }
+}
+
+// The repository and the store's lookups are configuration reads, like
+// `images.resolve`: allowed in `validate`, so they go to the runtime
+// directly rather than through `runtime_call` (which needs a task).
+impl repository::Host for PluginState {
+    async fn list(&mut self) -> HostResult<Vec<Template>> {
+        Ok(self.runtime.template_list().await)
+    }
+
+    async fn get(&mut self, name: String) -> HostResult<Template> {
+        Ok(self.runtime.template_get(name).await)
+    }
+
+    async fn read_file(&mut self, name: String, path: String) -> HostResult<String> {
+        Ok(self.runtime.template_read(name, path).await)
+    }
+}
+
+impl app_store::Host for PluginState {
+    async fn record(&mut self, name: String) -> HostResult<Option<String>> {
+        Ok(self.runtime.app_record(name).await)
+    }
+
+    async fn records(&mut self) -> HostResult<Vec<(String, String)>> {
+        Ok(self.runtime.app_records().await)
+    }
+
+    async fn folder(&mut self, name: String) -> HostResult<String> {
+        Ok(self.runtime.app_folder(name).await)
+    }
+
+    async fn install_template(
+        &mut self,
+        name: String,
+        template: String,
+        replace: bool,
+    ) -> HostResult<()> {
+        let created = (!replace).then(|| Created::AppFolder(name.clone()));
+        let done = self
+            .runtime_call("app-store.install-template", |rt, cx| async move {
+                rt.app_install_template(&cx, name, template, replace).await
+            })
+            .await?;
+        if let (Ok(()), Some(created)) = (&done, created) {
+            self.created.push(created);
+        }
+        Ok(done)
+    }
+
+    async fn read_file(&mut self, name: String, path: String) -> HostResult<String> {
+        self.runtime_call("app-store.read-file", |rt, cx| async move {
+            rt.app_read_file(&cx, name, path).await
+        })
+        .await
+    }
+
+    async fn write_file(&mut self, name: String, path: String, content: String) -> HostResult<()> {
+        self.runtime_call("app-store.write-file", |rt, cx| async move {
+            rt.app_write_file(&cx, name, path, content).await
+        })
+        .await
+    }
+
+    async fn remove(&mut self, name: String) -> HostResult<()> {
+        self.runtime_call("app-store.remove", |rt, cx| async move {
+            rt.app_remove(&cx, name).await
         })
         .await
     }

@@ -4,16 +4,35 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 /// The capability interfaces an operator can grant.
-pub const CAPABILITIES: &[&str] = &["task", "images", "containers", "credentials"];
+pub const CAPABILITIES: &[&str] = &[
+    "task",
+    "images",
+    "containers",
+    "credentials",
+    "networks",
+    "volumes",
+    "repository",
+    "app-store",
+];
 
 /// What the built-in categories need; unknown categories get `task` only.
 pub fn default_grants(category: &str) -> &'static [&'static str] {
     match category {
         "image_download" | "image_remove" | "image_export" => &["task", "images"],
         "image_push" => &["task", "images", "credentials"],
-        "create" | "application" | "application_upgrade" | "container_import" => {
-            &["task", "images", "containers", "credentials"]
-        }
+        "create" | "container_import" => &["task", "images", "containers", "credentials"],
+        // Only the application categories lay out networks and volumes and
+        // read the repository and the application store.
+        "application" | "application_upgrade" => &[
+            "task",
+            "images",
+            "containers",
+            "credentials",
+            "networks",
+            "volumes",
+            "repository",
+            "app-store",
+        ],
         "container_export" => &["task", "containers"],
         _ => &["task"],
     }
@@ -196,6 +215,12 @@ mod tests {
             g.allows("x", "acme:evil/net@1.0.0"),
             Err(GrantError::Unknown { .. })
         ));
+        assert!(g
+            .allows("create", "stevedore:plugin/networks@0.1.0")
+            .is_err());
+        assert!(g
+            .allows("application", "stevedore:plugin/networks@0.1.0")
+            .is_ok());
         assert!(matches!(
             g.allows("x", "stevedore:plugin/network@0.1.0"),
             Err(GrantError::Unknown { .. })
@@ -209,7 +234,7 @@ mod tests {
             .collect();
         assert_eq!(
             Granter::new(&map).unwrap_err(),
-            "plugins.grants.x: unknown capability `network` (known: task, images, containers, credentials)"
+            "plugins.grants.x: unknown capability `network` (known: task, images, containers, credentials, networks, volumes, repository, app-store)"
         );
     }
 }

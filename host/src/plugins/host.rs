@@ -12,11 +12,13 @@ use async_trait::async_trait;
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Engine, Store, UpdateDeadline};
 
-use super::bindings::stevedore::plugin::{containers, credentials, images, task, types};
+use super::bindings::stevedore::plugin::{
+    app_store, containers, credentials, images, networks, repository, task, types, volumes,
+};
 use super::bindings::{interface_name, Category, CategoryPre, Description, WitError};
 use super::engine::{load_component, new_engine, start_ticker};
 use super::grants::{Granter, CAPABILITIES};
-use super::state::{BudgetExceeded, CancelledTrap, MemoryExceeded, PluginState};
+use super::state::{BudgetExceeded, CancelledTrap, Created, MemoryExceeded, PluginState};
 use super::PluginConfig;
 use crate::queue::{
     self, CategoryInfo, Executor, Outcome, ResultCode, TaskContext, ValidationError,
@@ -193,6 +195,18 @@ impl PluginHost {
         if granted.contains("credentials") {
             credentials::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |s| s)?;
         }
+        if granted.contains("networks") {
+            networks::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |s| s)?;
+        }
+        if granted.contains("volumes") {
+            volumes::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |s| s)?;
+        }
+        if granted.contains("repository") {
+            repository::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |s| s)?;
+        }
+        if granted.contains("app-store") {
+            app_store::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |s| s)?;
+        }
         let pre = linker.instantiate_pre(component)?;
         Ok(CategoryPre::new(pre)?)
     }
@@ -287,6 +301,12 @@ impl PluginHost {
             CallError::Plugin(WitError::NotFound(format!("category `{category}`")))
         })?;
         let cancel = ctx.cancel.clone();
+        let cleanup = crate::runtime::CallContext {
+            task_id: ctx.id,
+            user: ctx.user.clone(),
+            cancel: tokio_util::sync::CancellationToken::new(),
+            reporter: ctx.reporter.clone(),
+        };
         let mut store = self.store(&category, Some(ctx));
         let result = async {
             let instance = self.instantiate(&plugin.pre, &mut store).await?;
@@ -297,6 +317,10 @@ impl PluginHost {
         }
         .await;
         crate::metrics::plugin_call(&category, "run", matches!(result, Ok(Ok(_))));
+        if cancel.is_cancelled() {
+            let created = std::mem::take(&mut store.data_mut().created);
+            undo(self.runtime.as_ref(), &cleanup, created).await;
+        }
         match result {
             Ok(Ok(detail)) => Ok(detail),
             Ok(Err(WitError::Cancelled)) => Err(CallError::Cancelled),
@@ -306,6 +330,35 @@ impl PluginHost {
             }
             Ok(Err(e)) => Err(CallError::Plugin(e)),
             Err(e) => Err(sandbox_error(&category, e)),
+        }
+    }
+}
+
+/// Remove, newest first, what a cancelled run created: a cancelled guest is
+/// stopped at its next host call or epoch tick and cannot clean up itself.
+/// Failures are logged; the task ends as cancelled either way.
+async fn undo(
+    runtime: &dyn crate::runtime::Runtime,
+    cx: &crate::runtime::CallContext,
+    created: Vec<Created>,
+) {
+    use crate::runtime::RuntimeKind;
+    for item in created.into_iter().rev() {
+        let result = match &item {
+            Created::Container(id) => {
+                runtime
+                    .container_delete(cx, RuntimeKind::Docker, id.clone(), true)
+                    .await
+            }
+            Created::Network(name) => runtime.network_remove(cx, name.clone()).await,
+            Created::Volume(name) => runtime.volume_remove(cx, name.clone()).await,
+            Created::AppFolder(name) => runtime.app_remove(cx, name.clone()).await,
+        };
+        match result {
+            Ok(()) => tracing::info!(task = cx.task_id, ?item, "removed after cancellation"),
+            Err(e) => {
+                tracing::warn!(task = cx.task_id, ?item, error = %e.message(), "could not remove after cancellation")
+            }
         }
     }
 }

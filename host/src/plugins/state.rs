@@ -100,6 +100,19 @@ impl ResourceLimiter for MemoryCap {
     }
 }
 
+/// Something a task run created through a capability call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Created {
+    /// A container, by id.
+    Container(String),
+    /// A network, by name.
+    Network(String),
+    /// A named volume.
+    Volume(String),
+    /// An application folder, by application name.
+    AppFolder(String),
+}
+
 /// The data of a plugin's `Store`.
 pub struct PluginState {
     /// Plugin name (category), for messages.
@@ -113,6 +126,10 @@ pub struct PluginState {
     pub budget: Budget,
     /// Memory cap.
     pub limits: MemoryCap,
+    /// What this run created (containers, networks, volumes, application
+    /// folders), newest last: undone by the host when the task is cancelled,
+    /// since a cancelled guest is stopped and cannot clean up itself.
+    pub created: Vec<Created>,
     /// Built on first use: most plugins never touch WASI, and building a
     /// context (with its random seed) costs more than instantiating.
     wasi: Option<WasiCtx>,
@@ -134,6 +151,7 @@ impl PluginState {
             runtime,
             budget: Budget::new(cpu),
             limits: MemoryCap { limit: memory },
+            created: Vec::new(),
             wasi: None,
             table: ResourceTable::new(),
         }

@@ -28,8 +28,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-/// The label that records which user a container was created for.
+/// The label that records which user a container (network, volume) was
+/// created for.
 pub const OWNER_LABEL: &str = "io.stevedore.owner";
+
+/// The file in an application's folder that records who installed it.
+pub const APP_OWNER_FILE: &str = ".stevedore-owner";
 
 /// The policy keys of the configuration file, every one optional: a key
 /// left out keeps the value of the layer below (defaults, then

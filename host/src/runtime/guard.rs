@@ -12,6 +12,12 @@
 //!   reaches all containers; `list` shows only those.
 //! - every `path` (saves, exports, imports): inside the user's share folder.
 //! - pulls and pushes: allowed registries only.
+//! - applications: `create-with` gets the `create` checks, and its host
+//!   folders must be in the user's share folder; networks and volumes are
+//!   labelled with their owner and only the owner may join, mount or remove
+//!   them; an application's folder records its owner ([`APP_OWNER_FILE`],
+//!   written by the host, never by a plugin), and only the owner may change
+//!   or remove it.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -21,10 +27,11 @@ use async_trait::async_trait;
 
 use super::storage::ShareRoot;
 use super::{
-    CallContext, ContainerEntry, ContainerSpec, Credential, Error, ImageInfo, PullRequest,
-    RtResult, Runtime, RuntimeKind, Source,
+    CallContext, ContainerEntry, ContainerExtra, ContainerSpec, ContainerSummary, Credential,
+    Error, ImageInfo, MountSource, NetworkInfo, PullRequest, RtResult, Runtime, RuntimeKind,
+    Source, Template, VolumeInfo,
 };
-use crate::policy::{Policies, Policy, Refused, OWNER_LABEL};
+use crate::policy::{ContainerScope, Policies, Policy, Refused, APP_OWNER_FILE, OWNER_LABEL};
 
 /// A runtime that checks the caller's policy, then forwards.
 pub struct Guarded {
@@ -117,6 +124,81 @@ impl Guarded {
             .map(String::as_str)
             .unwrap_or(host);
         policy.allows_registry(name).map_err(denied)
+    }
+
+    fn all_containers(policy: &Policy) -> bool {
+        policy.containers == ContainerScope::All
+    }
+
+    /// Refuse a network or volume that exists and is someone else's.
+    fn check_labelled(
+        policy: &Policy,
+        what: &str,
+        name: &str,
+        found: Option<&[(String, String)]>,
+    ) -> RtResult<()> {
+        let Some(labels) = found else { return Ok(()) };
+        let owner = labels
+            .iter()
+            .find(|(k, _)| k == OWNER_LABEL)
+            .map(|(_, v)| v.as_str());
+        if Self::all_containers(policy) || owner == Some(policy.user.as_str()) {
+            Ok(())
+        } else {
+            Err(Error::Denied(format!(
+                "{what} {name} was not created by user {}",
+                policy.user
+            )))
+        }
+    }
+
+    async fn check_network(&self, cx: &CallContext, policy: &Policy, name: &str) -> RtResult<()> {
+        if Self::all_containers(policy) {
+            return Ok(());
+        }
+        let all = self
+            .inner
+            .network_list(cx, String::new(), String::new())
+            .await?;
+        let found = all.iter().find(|n| n.name == name || n.id == name);
+        Self::check_labelled(policy, "network", name, found.map(|n| n.labels.as_slice()))
+    }
+
+    async fn check_volume(&self, cx: &CallContext, policy: &Policy, name: &str) -> RtResult<()> {
+        if Self::all_containers(policy) {
+            return Ok(());
+        }
+        let all = self
+            .inner
+            .volume_list(cx, String::new(), String::new())
+            .await?;
+        let found = all.iter().find(|v| v.name == name);
+        Self::check_labelled(policy, "volume", name, found.map(|v| v.labels.as_slice()))
+    }
+
+    /// Who installed application `name` (none: no such app, or one from
+    /// before owners were recorded).
+    async fn app_owner(&self, cx: &CallContext, name: &str) -> Option<String> {
+        self.inner
+            .app_read_file(cx, name.to_string(), APP_OWNER_FILE.to_string())
+            .await
+            .ok()
+            .map(|s| s.trim().to_string())
+    }
+
+    async fn check_app(&self, cx: &CallContext, policy: &Policy, name: &str) -> RtResult<()> {
+        if Self::all_containers(policy) {
+            return Ok(());
+        }
+        match self.app_owner(cx, name).await {
+            Some(owner) if owner == policy.user => Ok(()),
+            // A new application: nobody owns it yet.
+            None if self.inner.app_record(name.to_string()).await?.is_none() => Ok(()),
+            _ => Err(Error::Denied(format!(
+                "application {name} was not installed by user {}",
+                policy.user
+            ))),
+        }
     }
 
     /// The checks and rewrites of `containers.create`.
@@ -384,6 +466,194 @@ impl Runtime for Guarded {
         self.inner
             .image_import(cx, kind, path, repository, tag)
             .await
+    }
+
+    async fn container_create_with(
+        &self,
+        cx: &CallContext,
+        spec: ContainerSpec,
+        extra: ContainerExtra,
+    ) -> RtResult<String> {
+        let policy = self.policy(cx);
+        let spec = self.admit(cx, &policy, spec).await?;
+        for net in &extra.networks {
+            self.check_network(cx, &policy, &net.network).await?;
+        }
+        for mount in &extra.mounts {
+            match &mount.source {
+                MountSource::Volume(name) => self.check_volume(cx, &policy, name).await?,
+                MountSource::HostPath(path) if !policy.share.is_empty() => {
+                    let folder = self.share_root.join(&policy.share);
+                    let inside = std::path::Path::new(path)
+                        .canonicalize()
+                        .ok()
+                        .zip(folder.canonicalize().ok())
+                        .is_some_and(|(p, f)| p.starts_with(f));
+                    if !inside {
+                        return Err(Error::Denied(format!(
+                            "host folder `{path}` is outside the share folder of user {}",
+                            policy.user
+                        )));
+                    }
+                }
+                _ => {}
+            }
+        }
+        if !extra.app.is_empty() {
+            self.check_app(cx, &policy, &extra.app).await?;
+        }
+        self.inner.container_create_with(cx, spec, extra).await
+    }
+
+    async fn container_list_labelled(
+        &self,
+        cx: &CallContext,
+        kind: RuntimeKind,
+        key: String,
+        value: String,
+    ) -> RtResult<Vec<ContainerSummary>> {
+        let policy = self.policy(cx);
+        let mut all = self
+            .inner
+            .container_list_labelled(cx, kind, key, value)
+            .await?;
+        all.retain(|c| {
+            let owner = c
+                .labels
+                .iter()
+                .find(|(k, _)| k == OWNER_LABEL)
+                .map(|(_, v)| v.as_str());
+            policy.allows_container(&c.name, owner).is_ok()
+        });
+        Ok(all)
+    }
+
+    async fn network_create(
+        &self,
+        cx: &CallContext,
+        name: String,
+        mut labels: Vec<(String, String)>,
+    ) -> RtResult<String> {
+        labels.retain(|(k, _)| k != OWNER_LABEL);
+        labels.push((OWNER_LABEL.to_string(), cx.user.clone()));
+        self.inner.network_create(cx, name, labels).await
+    }
+
+    async fn network_remove(&self, cx: &CallContext, name: String) -> RtResult<()> {
+        self.check_network(cx, &self.policy(cx), &name).await?;
+        self.inner.network_remove(cx, name).await
+    }
+
+    async fn network_list(
+        &self,
+        cx: &CallContext,
+        key: String,
+        value: String,
+    ) -> RtResult<Vec<NetworkInfo>> {
+        self.inner.network_list(cx, key, value).await
+    }
+
+    async fn volume_create(
+        &self,
+        cx: &CallContext,
+        name: String,
+        mut labels: Vec<(String, String)>,
+    ) -> RtResult<()> {
+        self.check_volume(cx, &self.policy(cx), &name).await?;
+        labels.retain(|(k, _)| k != OWNER_LABEL);
+        labels.push((OWNER_LABEL.to_string(), cx.user.clone()));
+        self.inner.volume_create(cx, name, labels).await
+    }
+
+    async fn volume_remove(&self, cx: &CallContext, name: String) -> RtResult<()> {
+        self.check_volume(cx, &self.policy(cx), &name).await?;
+        self.inner.volume_remove(cx, name).await
+    }
+
+    async fn volume_list(
+        &self,
+        cx: &CallContext,
+        key: String,
+        value: String,
+    ) -> RtResult<Vec<VolumeInfo>> {
+        self.inner.volume_list(cx, key, value).await
+    }
+
+    async fn template_list(&self) -> RtResult<Vec<Template>> {
+        self.inner.template_list().await
+    }
+
+    async fn template_get(&self, name: String) -> RtResult<Template> {
+        self.inner.template_get(name).await
+    }
+
+    async fn template_read(&self, name: String, path: String) -> RtResult<String> {
+        self.inner.template_read(name, path).await
+    }
+
+    async fn app_record(&self, name: String) -> RtResult<Option<String>> {
+        self.inner.app_record(name).await
+    }
+
+    async fn app_records(&self) -> RtResult<Vec<(String, String)>> {
+        self.inner.app_records().await
+    }
+
+    async fn app_folder(&self, name: String) -> RtResult<String> {
+        self.inner.app_folder(name).await
+    }
+
+    async fn app_install_template(
+        &self,
+        cx: &CallContext,
+        name: String,
+        template: String,
+        replace: bool,
+    ) -> RtResult<()> {
+        let policy = self.policy(cx);
+        self.check_app(cx, &policy, &name).await?;
+        let owner = match self.app_owner(cx, &name).await {
+            Some(o) => o,
+            None => cx.user.clone(),
+        };
+        self.inner
+            .app_install_template(cx, name.clone(), template, replace)
+            .await?;
+        // Written by the host after the template's files, so no template
+        // and no plugin decides who owns the application.
+        self.inner
+            .app_write_file(cx, name, APP_OWNER_FILE.to_string(), owner)
+            .await
+    }
+
+    async fn app_read_file(
+        &self,
+        cx: &CallContext,
+        name: String,
+        path: String,
+    ) -> RtResult<String> {
+        self.inner.app_read_file(cx, name, path).await
+    }
+
+    async fn app_write_file(
+        &self,
+        cx: &CallContext,
+        name: String,
+        path: String,
+        content: String,
+    ) -> RtResult<()> {
+        if path.trim_start_matches("./") == APP_OWNER_FILE {
+            return Err(Error::Denied(format!(
+                "`{APP_OWNER_FILE}` is written by the host only"
+            )));
+        }
+        self.check_app(cx, &self.policy(cx), &name).await?;
+        self.inner.app_write_file(cx, name, path, content).await
+    }
+
+    async fn app_remove(&self, cx: &CallContext, name: String) -> RtResult<()> {
+        self.check_app(cx, &self.policy(cx), &name).await?;
+        self.inner.app_remove(cx, name).await
     }
 
     async fn credential_lookup(&self, cx: &CallContext, registry: String) -> Option<Credential> {

@@ -5,6 +5,7 @@
 //! calls are async and take a [`CallContext`] so that long operations report
 //! progress to their task and stop when it is cancelled.
 
+pub mod apps;
 pub mod catalog;
 pub mod docker;
 pub mod guard;
@@ -20,8 +21,9 @@ use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
 pub use crate::plugins::bindings::{
-    BindMount, ContainerSpec, Credential, ImageInfo, PortBinding, PullRequest, RuntimeKind, Source,
-    WitError as Error,
+    BindMount, ContainerExtra, ContainerSpec, ContainerSummary, Credential, ImageInfo, Mount,
+    MountSource, NetworkAttachment, NetworkInfo, PortBinding, PullRequest, RuntimeKind, Source,
+    Template, VolumeInfo, WitError as Error,
 };
 use crate::queue::Reporter;
 
@@ -306,6 +308,128 @@ pub trait Runtime: Send + Sync {
         tag: String,
     ) -> RtResult<String> {
         Err(self.unsupported("containers.import-image-from-path"))
+    }
+    /// Create a container with the networks, mounts and restart policy of
+    /// `extra` (the `containers.create-with` call of the application categories).
+    async fn container_create_with(
+        &self,
+        cx: &CallContext,
+        spec: ContainerSpec,
+        extra: ContainerExtra,
+    ) -> RtResult<String> {
+        Err(self.unsupported("containers.create-with"))
+    }
+    /// Every container of `kind` whose label `key` is `value`.
+    async fn container_list_labelled(
+        &self,
+        cx: &CallContext,
+        kind: RuntimeKind,
+        key: String,
+        value: String,
+    ) -> RtResult<Vec<ContainerSummary>> {
+        Err(self.unsupported("containers.list-labelled"))
+    }
+    /// Create a network; returns its id.
+    async fn network_create(
+        &self,
+        cx: &CallContext,
+        name: String,
+        labels: Vec<(String, String)>,
+    ) -> RtResult<String> {
+        Err(self.unsupported("networks.create"))
+    }
+    /// Remove a network.
+    async fn network_remove(&self, cx: &CallContext, name: String) -> RtResult<()> {
+        Err(self.unsupported("networks.remove"))
+    }
+    /// The networks whose label `key` is `value`.
+    async fn network_list(
+        &self,
+        cx: &CallContext,
+        key: String,
+        value: String,
+    ) -> RtResult<Vec<NetworkInfo>> {
+        Err(self.unsupported("networks.list"))
+    }
+    /// Create a named volume.
+    async fn volume_create(
+        &self,
+        cx: &CallContext,
+        name: String,
+        labels: Vec<(String, String)>,
+    ) -> RtResult<()> {
+        Err(self.unsupported("volumes.create"))
+    }
+    /// Remove a named volume.
+    async fn volume_remove(&self, cx: &CallContext, name: String) -> RtResult<()> {
+        Err(self.unsupported("volumes.remove"))
+    }
+    /// The volumes whose label `key` is `value`.
+    async fn volume_list(
+        &self,
+        cx: &CallContext,
+        key: String,
+        value: String,
+    ) -> RtResult<Vec<VolumeInfo>> {
+        Err(self.unsupported("volumes.list"))
+    }
+    /// The repository's application templates. A configuration lookup:
+    /// allowed in `validate`, so it takes no [`CallContext`].
+    async fn template_list(&self) -> RtResult<Vec<Template>> {
+        Err(self.unsupported("repository.list"))
+    }
+    /// One application template by name (a lookup, allowed in `validate`).
+    async fn template_get(&self, name: String) -> RtResult<Template> {
+        Err(self.unsupported("repository.get"))
+    }
+    /// A text file of a template (a lookup, allowed in `validate`).
+    async fn template_read(&self, name: String, path: String) -> RtResult<String> {
+        Err(self.unsupported("repository.read-file"))
+    }
+    /// The record (JSON) of an installed application (a lookup, allowed in `validate`).
+    async fn app_record(&self, name: String) -> RtResult<Option<String>> {
+        Err(self.unsupported("app-store.record"))
+    }
+    /// Every installed application's `(name, record JSON)` (a lookup, allowed in `validate`).
+    async fn app_records(&self) -> RtResult<Vec<(String, String)>> {
+        Err(self.unsupported("app-store.records"))
+    }
+    /// The folder of an application, as the host sees it.
+    async fn app_folder(&self, name: String) -> RtResult<String> {
+        Err(self.unsupported("app-store.folder"))
+    }
+    /// Copy a template's files into an application's folder.
+    async fn app_install_template(
+        &self,
+        cx: &CallContext,
+        name: String,
+        template: String,
+        replace: bool,
+    ) -> RtResult<()> {
+        Err(self.unsupported("app-store.install-template"))
+    }
+    /// A text file of an application's folder.
+    async fn app_read_file(
+        &self,
+        cx: &CallContext,
+        name: String,
+        path: String,
+    ) -> RtResult<String> {
+        Err(self.unsupported("app-store.read-file"))
+    }
+    /// Write a text file of an application's folder.
+    async fn app_write_file(
+        &self,
+        cx: &CallContext,
+        name: String,
+        path: String,
+        content: String,
+    ) -> RtResult<()> {
+        Err(self.unsupported("app-store.write-file"))
+    }
+    /// Remove an application's folder.
+    async fn app_remove(&self, cx: &CallContext, name: String) -> RtResult<()> {
+        Err(self.unsupported("app-store.remove"))
     }
     /// Credentials remembered or configured for a registry.
     async fn credential_lookup(&self, cx: &CallContext, registry: String) -> Option<Credential> {

@@ -11,9 +11,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use super::apps::AppStore;
 use super::{
-    CallContext, ContainerEntry, ContainerSpec, Credential, ImageInfo, PullRequest, RtResult,
-    Runtime, RuntimeKind, Source,
+    CallContext, ContainerEntry, ContainerExtra, ContainerSpec, ContainerSummary, Credential,
+    Error, ImageInfo, NetworkInfo, PullRequest, RtResult, Runtime, RuntimeKind, Source, Template,
+    VolumeInfo,
 };
 
 /// The runtime the plugin host and the container routes share: Docker and
@@ -23,6 +25,9 @@ pub struct Runtimes {
     pub docker: Arc<dyn Runtime>,
     /// The LXC backend (or [`super::Unavailable`] saying why there is none).
     pub lxc: Arc<dyn Runtime>,
+    /// Application templates and installed applications (none: those calls
+    /// fail saying so). Networks and volumes are Docker's.
+    pub apps: Option<Arc<AppStore>>,
 }
 
 impl Runtimes {
@@ -32,6 +37,13 @@ impl Runtimes {
             RuntimeKind::Docker => self.docker.as_ref(),
             RuntimeKind::Lxc => self.lxc.as_ref(),
         }
+    }
+
+    /// The application store, or why there is none.
+    fn apps(&self) -> RtResult<&AppStore> {
+        self.apps
+            .as_deref()
+            .ok_or_else(|| Error::Other("this server has no application store".into()))
     }
 }
 
@@ -206,6 +218,124 @@ impl Runtime for Runtimes {
             .image_import(cx, kind, path, repository, tag)
             .await
     }
+    /// Mount sources are resolved here, once, for every backend: an
+    /// application's relative paths inside its folder, host paths under the
+    /// share root unless the repository is trusted. The backend then gets
+    /// only volumes and checked absolute host paths.
+    async fn container_create_with(
+        &self,
+        cx: &CallContext,
+        spec: ContainerSpec,
+        mut extra: ContainerExtra,
+    ) -> RtResult<String> {
+        let apps = self.apps()?;
+        for mount in &mut extra.mounts {
+            let source =
+                std::mem::replace(&mut mount.source, super::MountSource::Volume(String::new()));
+            mount.source = apps.resolve_mount(&extra.app, source)?;
+        }
+        self.of(spec.runtime)
+            .container_create_with(cx, spec, extra)
+            .await
+    }
+    async fn container_list_labelled(
+        &self,
+        cx: &CallContext,
+        kind: RuntimeKind,
+        key: String,
+        value: String,
+    ) -> RtResult<Vec<ContainerSummary>> {
+        self.of(kind)
+            .container_list_labelled(cx, kind, key, value)
+            .await
+    }
+    async fn network_create(
+        &self,
+        cx: &CallContext,
+        name: String,
+        labels: Vec<(String, String)>,
+    ) -> RtResult<String> {
+        self.docker.network_create(cx, name, labels).await
+    }
+    async fn network_remove(&self, cx: &CallContext, name: String) -> RtResult<()> {
+        self.docker.network_remove(cx, name).await
+    }
+    async fn network_list(
+        &self,
+        cx: &CallContext,
+        key: String,
+        value: String,
+    ) -> RtResult<Vec<NetworkInfo>> {
+        self.docker.network_list(cx, key, value).await
+    }
+    async fn volume_create(
+        &self,
+        cx: &CallContext,
+        name: String,
+        labels: Vec<(String, String)>,
+    ) -> RtResult<()> {
+        self.docker.volume_create(cx, name, labels).await
+    }
+    async fn volume_remove(&self, cx: &CallContext, name: String) -> RtResult<()> {
+        self.docker.volume_remove(cx, name).await
+    }
+    async fn volume_list(
+        &self,
+        cx: &CallContext,
+        key: String,
+        value: String,
+    ) -> RtResult<Vec<VolumeInfo>> {
+        self.docker.volume_list(cx, key, value).await
+    }
+    async fn template_list(&self) -> RtResult<Vec<Template>> {
+        self.apps()?.template_list().await
+    }
+    async fn template_get(&self, name: String) -> RtResult<Template> {
+        self.apps()?.template_get(name).await
+    }
+    async fn template_read(&self, name: String, path: String) -> RtResult<String> {
+        self.apps()?.template_read(name, path).await
+    }
+    async fn app_record(&self, name: String) -> RtResult<Option<String>> {
+        self.apps()?.app_record(name).await
+    }
+    async fn app_records(&self) -> RtResult<Vec<(String, String)>> {
+        self.apps()?.app_records().await
+    }
+    async fn app_folder(&self, name: String) -> RtResult<String> {
+        self.apps()?.app_folder(name).await
+    }
+    async fn app_install_template(
+        &self,
+        cx: &CallContext,
+        name: String,
+        template: String,
+        replace: bool,
+    ) -> RtResult<()> {
+        self.apps()?
+            .app_install_template(cx, name, template, replace)
+            .await
+    }
+    async fn app_read_file(
+        &self,
+        cx: &CallContext,
+        name: String,
+        path: String,
+    ) -> RtResult<String> {
+        self.apps()?.app_read_file(cx, name, path).await
+    }
+    async fn app_write_file(
+        &self,
+        cx: &CallContext,
+        name: String,
+        path: String,
+        content: String,
+    ) -> RtResult<()> {
+        self.apps()?.app_write_file(cx, name, path, content).await
+    }
+    async fn app_remove(&self, cx: &CallContext, name: String) -> RtResult<()> {
+        self.apps()?.app_remove(cx, name).await
+    }
     async fn credential_lookup(&self, cx: &CallContext, registry: String) -> Option<Credential> {
         self.docker.credential_lookup(cx, registry).await
     }
@@ -260,6 +390,7 @@ mod tests {
         let r = Runtimes {
             docker: Arc::new(Named("docker")),
             lxc: Arc::new(Named("lxc")),
+            apps: None,
         };
         for (kind, want) in [(RuntimeKind::Docker, "docker"), (RuntimeKind::Lxc, "lxc")] {
             match r.container_start(&cx(), kind, "c".into()).await {
@@ -276,6 +407,7 @@ mod tests {
                 reason: "none".into(),
             }),
             lxc: Arc::new(Named("lxc")),
+            apps: None,
         };
         assert_eq!(
             r.archive_config(&cx(), "a.tar".into()).await.unwrap(),

@@ -25,9 +25,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::{
-    CallContext, ContainerSpec, Credential, Error, ImageInfo, PullRequest, RtResult, Runtime,
-    RuntimeKind, Source,
+    CallContext, ContainerExtra, ContainerSpec, ContainerSummary, Credential, Error, ImageInfo,
+    NetworkInfo, PullRequest, RtResult, Runtime, RuntimeKind, Source, Template, VolumeInfo,
 };
+
+/// The compose file an unscripted `repository.read-file` answers with.
+pub const DEFAULT_COMPOSE: &str =
+    "version: \"3\"\nservices:\n  web:\n    image: busybox:latest\n    command: httpd -f -p 80\n";
 
 /// One recorded host call.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -330,6 +334,131 @@ impl Runtime for Simulator {
         self.answer(cx, "containers.import-image-from-path", args, || {
             "sha256:imported".to_string()
         })
+    }
+    async fn container_create_with(
+        &self,
+        cx: &CallContext,
+        spec: ContainerSpec,
+        extra: ContainerExtra,
+    ) -> RtResult<String> {
+        let args = json!({"spec": spec, "extra": extra});
+        self.answer(cx, "containers.create-with", args, || {
+            format!("simulated-{}", spec.name)
+        })
+    }
+    async fn container_list_labelled(
+        &self,
+        cx: &CallContext,
+        kind: RuntimeKind,
+        key: String,
+        value: String,
+    ) -> RtResult<Vec<ContainerSummary>> {
+        let args = json!({"runtime": kind, "key": key, "value": value});
+        self.answer(cx, "containers.list-labelled", args, Vec::new)
+    }
+    async fn network_create(
+        &self,
+        cx: &CallContext,
+        name: String,
+        labels: Vec<(String, String)>,
+    ) -> RtResult<String> {
+        let args = json!({"name": name, "labels": labels});
+        self.answer(cx, "networks.create", args, || format!("simulated-{name}"))
+    }
+    async fn network_remove(&self, cx: &CallContext, name: String) -> RtResult<()> {
+        self.answer(cx, "networks.remove", json!({"name": name}), || ())
+    }
+    async fn network_list(
+        &self,
+        cx: &CallContext,
+        key: String,
+        value: String,
+    ) -> RtResult<Vec<NetworkInfo>> {
+        let args = json!({"key": key, "value": value});
+        self.answer(cx, "networks.list", args, Vec::new)
+    }
+    async fn volume_create(
+        &self,
+        cx: &CallContext,
+        name: String,
+        labels: Vec<(String, String)>,
+    ) -> RtResult<()> {
+        let args = json!({"name": name, "labels": labels});
+        self.answer(cx, "volumes.create", args, || ())
+    }
+    async fn volume_remove(&self, cx: &CallContext, name: String) -> RtResult<()> {
+        self.answer(cx, "volumes.remove", json!({"name": name}), || ())
+    }
+    async fn volume_list(
+        &self,
+        cx: &CallContext,
+        key: String,
+        value: String,
+    ) -> RtResult<Vec<VolumeInfo>> {
+        let args = json!({"key": key, "value": value});
+        self.answer(cx, "volumes.list", args, Vec::new)
+    }
+    async fn template_list(&self) -> RtResult<Vec<Template>> {
+        self.record_and_answer("repository.list", json!({}), None, Vec::new)
+    }
+    async fn template_get(&self, name: String) -> RtResult<Template> {
+        let args = json!({"name": name});
+        self.record_and_answer("repository.get", args, None, || Template {
+            name: name.clone(),
+            version: "1".into(),
+            files: vec!["docker-compose.yml".into()],
+        })
+    }
+    async fn template_read(&self, name: String, path: String) -> RtResult<String> {
+        let args = json!({"name": name, "path": path});
+        let fallback = if path == "docker-compose.yml" {
+            DEFAULT_COMPOSE.to_string()
+        } else {
+            "{}".to_string()
+        };
+        self.record_and_answer("repository.read-file", args, None, || fallback)
+    }
+    async fn app_record(&self, name: String) -> RtResult<Option<String>> {
+        self.record_and_answer("app-store.record", json!({"name": name}), None, || None)
+    }
+    async fn app_records(&self) -> RtResult<Vec<(String, String)>> {
+        self.record_and_answer("app-store.records", json!({}), None, Vec::new)
+    }
+    async fn app_folder(&self, name: String) -> RtResult<String> {
+        let fallback = format!("/simulated/apps/{name}");
+        self.record_and_answer("app-store.folder", json!({"name": name}), None, || fallback)
+    }
+    async fn app_install_template(
+        &self,
+        cx: &CallContext,
+        name: String,
+        template: String,
+        replace: bool,
+    ) -> RtResult<()> {
+        let args = json!({"name": name, "template": template, "replace": replace});
+        self.answer(cx, "app-store.install-template", args, || ())
+    }
+    async fn app_read_file(
+        &self,
+        cx: &CallContext,
+        name: String,
+        path: String,
+    ) -> RtResult<String> {
+        let args = json!({"name": name, "path": path});
+        self.answer(cx, "app-store.read-file", args, String::new)
+    }
+    async fn app_write_file(
+        &self,
+        cx: &CallContext,
+        name: String,
+        path: String,
+        content: String,
+    ) -> RtResult<()> {
+        let args = json!({"name": name, "path": path, "bytes": content.len()});
+        self.answer(cx, "app-store.write-file", args, || ())
+    }
+    async fn app_remove(&self, cx: &CallContext, name: String) -> RtResult<()> {
+        self.answer(cx, "app-store.remove", json!({"name": name}), || ())
     }
     async fn credential_lookup(&self, cx: &CallContext, registry: String) -> Option<Credential> {
         self.answer(

@@ -46,6 +46,7 @@ pub use bindings::stevedore::plugin::containers;
 pub use bindings::stevedore::plugin::credentials;
 pub use bindings::stevedore::plugin::images;
 pub use bindings::stevedore::plugin::types::{Credential, Error, Level, RuntimeKind};
+pub use bindings::stevedore::plugin::{app_store, networks, repository, volumes};
 
 /// A task category. Implement it and export it with [`category!`].
 pub trait Category {
@@ -55,7 +56,9 @@ pub trait Category {
     const SUMMARY: &'static str;
     /// Whether a running task may be deleted (it is cancelled first).
     const DELETABLE: bool = false;
-    /// Interfaces the plugin uses besides `task` (`images`, `containers`, `credentials`).
+    /// Interfaces the plugin uses besides `task` (`images`, `containers`,
+    /// `credentials`, and for applications `networks`, `volumes`,
+    /// `repository`, `app-store`).
     const CAPABILITIES: &'static [&'static str] = &[];
     /// Params fields whose values are secret (`password` always is).
     const SECRET_FIELDS: &'static [&'static str] = &[];

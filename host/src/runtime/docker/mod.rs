@@ -10,6 +10,7 @@
 
 pub mod archive;
 pub mod auth;
+pub mod compose;
 pub mod credentials;
 pub mod files;
 pub mod listing;
@@ -40,8 +41,8 @@ use self::progress::{Message, Progress};
 use self::raw::{query, RawClient};
 use super::storage::ShareRoot;
 use super::{
-    CallContext, ContainerEntry, ContainerSpec, Credential, Error, ImageInfo, PullRequest,
-    RtResult, Runtime, RuntimeKind, Source,
+    CallContext, ContainerEntry, ContainerExtra, ContainerSpec, ContainerSummary, Credential,
+    Error, ImageInfo, NetworkInfo, PullRequest, RtResult, Runtime, RuntimeKind, Source, VolumeInfo,
 };
 
 /// A registry the configuration names.
@@ -586,6 +587,71 @@ impl Runtime for DockerRuntime {
             .await
             .map_err(engine)?;
         Ok(created.id)
+    }
+
+    async fn container_create_with(
+        &self,
+        _cx: &CallContext,
+        spec: ContainerSpec,
+        extra: ContainerExtra,
+    ) -> RtResult<String> {
+        let mut body = self.spec_to_body(&spec)?;
+        compose::apply_extra(&mut body, &extra)?;
+        compose::create_with(&self.api, spec.name.clone(), body, &extra).await
+    }
+
+    async fn container_list_labelled(
+        &self,
+        _cx: &CallContext,
+        _kind: RuntimeKind,
+        key: String,
+        value: String,
+    ) -> RtResult<Vec<ContainerSummary>> {
+        compose::containers_labelled(&self.api, &key, &value).await
+    }
+
+    async fn network_create(
+        &self,
+        _cx: &CallContext,
+        name: String,
+        labels: Vec<(String, String)>,
+    ) -> RtResult<String> {
+        compose::network_create(&self.api, name, labels).await
+    }
+
+    async fn network_remove(&self, _cx: &CallContext, name: String) -> RtResult<()> {
+        compose::network_remove(&self.api, &name).await
+    }
+
+    async fn network_list(
+        &self,
+        _cx: &CallContext,
+        key: String,
+        value: String,
+    ) -> RtResult<Vec<NetworkInfo>> {
+        compose::network_list(&self.api, &key, &value).await
+    }
+
+    async fn volume_create(
+        &self,
+        _cx: &CallContext,
+        name: String,
+        labels: Vec<(String, String)>,
+    ) -> RtResult<()> {
+        compose::volume_create(&self.api, name, labels).await
+    }
+
+    async fn volume_remove(&self, _cx: &CallContext, name: String) -> RtResult<()> {
+        compose::volume_remove(&self.api, &name).await
+    }
+
+    async fn volume_list(
+        &self,
+        _cx: &CallContext,
+        key: String,
+        value: String,
+    ) -> RtResult<Vec<VolumeInfo>> {
+        compose::volume_list(&self.api, &key, &value).await
     }
 
     async fn container_start(

@@ -90,6 +90,7 @@ fn clean(path: &Path) -> PathBuf {
 }
 
 /// An error with its sources (the tar crate puts the cause in `source`).
+#[allow(dead_code)] // used by the LXC branch's later commits; unused in its first one
 fn chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut next = e.source();

@@ -1,0 +1,553 @@
+//! Installed applications and the templates they come from: the host side
+//! of the `repository` and `app-store` capabilities.
+//!
+//! Templates are the `type: "app"` entries of the `qnap` repository's
+//! `list.json` ([`Catalog`]); each is the folder `template/<name>/` (or the
+//! entry's `location`). Every installed application has a folder
+//! `<data>/apps/<name>/`: a copy of its template's files, the rendered
+//! `docker-compose.yml`, and its record [`RECORD_FILE`] (JSON written by the
+//! application plugins). Relative bind mounts of the compose file resolve
+//! inside that folder; absolute host paths must lie under the share root
+//! unless the operator trusts the repository (`[catalog] trusted = true`).
+
+use std::path::{Component, Path, PathBuf};
+
+use async_trait::async_trait;
+use futures::TryStreamExt;
+
+use super::catalog::{Catalog, Location};
+use super::storage::ShareRoot;
+use super::{CallContext, Error, MountSource, RtResult, Runtime, Template};
+
+/// The record of an application, inside its folder.
+pub const RECORD_FILE: &str = ".stevedore-app.json";
+
+/// Files a template served over HTTP may have (a folder can't be listed there).
+const KNOWN_FILES: &[&str] = &[
+    "docker-compose.yml",
+    "wizard/install.json",
+    "wizard/stage/install.json",
+];
+
+/// The application store and template repository.
+pub struct AppStore {
+    dir: PathBuf,
+    catalog: Option<Catalog>,
+    share: ShareRoot,
+    trusted: bool,
+}
+
+/// Whether `name` is a valid application name (Container Station's rule).
+pub fn valid_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    (2..=64).contains(&b.len())
+        && b[0].is_ascii_alphanumeric()
+        && b[1..]
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+}
+
+/// `path` as a clean relative path (no `..`, not absolute, not empty).
+fn relative(what: &str, path: &str) -> RtResult<PathBuf> {
+    let mut clean = PathBuf::new();
+    for part in Path::new(path).components() {
+        match part {
+            Component::Normal(p) => clean.push(p),
+            Component::CurDir => {}
+            _ => {
+                return Err(Error::Denied(format!(
+                    "{what} `{path}`: must be relative and stay inside"
+                )))
+            }
+        }
+    }
+    if clean.as_os_str().is_empty() {
+        return Err(Error::Denied(format!("{what} `{path}`: names no file")));
+    }
+    Ok(clean)
+}
+
+fn io(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> Error {
+    move |e| match e.kind() {
+        std::io::ErrorKind::NotFound => Error::NotFound(format!("{what}")),
+        _ => Error::Other(format!("{what}: {e}")),
+    }
+}
+
+/// Every regular file under `dir`, relative, `/`-separated, sorted. Links are skipped.
+fn files_under(dir: &Path) -> Vec<String> {
+    fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            let path = entry.path();
+            if kind.is_dir() {
+                walk(base, &path, out);
+            } else if kind.is_file() {
+                if let Ok(rel) = path.strip_prefix(base) {
+                    out.push(rel.to_string_lossy().replace('\\', "/"));
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+impl AppStore {
+    /// The store in `data_dir/apps`, templates from `catalog` (none: every
+    /// template lookup fails saying no repository is configured).
+    pub fn new(
+        data_dir: &Path,
+        catalog: Option<Catalog>,
+        share_root: &Path,
+        trusted: bool,
+    ) -> std::io::Result<AppStore> {
+        let dir = data_dir.join("apps");
+        std::fs::create_dir_all(&dir)?;
+        Ok(AppStore {
+            dir: dir.canonicalize()?,
+            catalog,
+            share: ShareRoot::new(share_root)?,
+            trusted,
+        })
+    }
+
+    fn catalog(&self) -> RtResult<&Catalog> {
+        self.catalog.as_ref().ok_or_else(|| {
+            Error::Other(
+                "no application repository is configured (set STEVEDORE_CATALOG or [catalog] url)"
+                    .into(),
+            )
+        })
+    }
+
+    /// The folder of application `name` (which must be a valid name).
+    pub fn folder_of(&self, name: &str) -> RtResult<PathBuf> {
+        if !valid_name(name) {
+            return Err(Error::InvalidParams(format!(
+                "name: must match ^[a-zA-Z0-9][a-zA-Z0-9_.-]{{1,63}}$ (got `{name}`)"
+            )));
+        }
+        Ok(self.dir.join(name))
+    }
+
+    /// The template entry `name` and where its folder is.
+    async fn locate(&self, name: &str) -> RtResult<(Template, Location)> {
+        let catalog = self.catalog()?;
+        let entry = catalog
+            .find("app", name, "latest")
+            .await
+            .map_err(|e| match e {
+                super::catalog::CatalogError::NotFound { .. } => {
+                    Error::NotFound(format!("template `{name}` is not in the repository"))
+                }
+                other => Error::Other(other.to_string()),
+            })?;
+        let location = match entry.location.clone() {
+            Some(l) => l,
+            None => match catalog.folder() {
+                Some(root) => Location::File(root.join("template").join(name)),
+                None => Location::Url(
+                    reqwest::Url::parse(&catalog.root())
+                        .and_then(|u| u.join(&format!("template/{name}/")))
+                        .map_err(|e| Error::Other(format!("template `{name}`: {e}")))?,
+                ),
+            },
+        };
+        let files = match &location {
+            Location::File(dir) => files_under(dir),
+            Location::Url(_) => {
+                let mut found = Vec::new();
+                for f in KNOWN_FILES {
+                    if self.fetch(&location, f).await.is_ok() {
+                        found.push(f.to_string());
+                    }
+                }
+                found
+            }
+        };
+        if !files.iter().any(|f| f == "docker-compose.yml") {
+            return Err(Error::NotFound(format!(
+                "template `{name}` has no docker-compose.yml"
+            )));
+        }
+        let template = Template {
+            name: entry.name.clone(),
+            version: entry.version.clone().unwrap_or_default(),
+            files,
+        };
+        Ok((template, location))
+    }
+
+    async fn fetch(&self, folder: &Location, path: &str) -> RtResult<Vec<u8>> {
+        let rel = relative("path", path)?;
+        match folder {
+            Location::File(dir) => {
+                let full = dir.join(&rel);
+                let meta = std::fs::symlink_metadata(&full).map_err(io(format!("file {path}")))?;
+                if !meta.is_file() {
+                    return Err(Error::Denied(format!("{path}: not a regular file")));
+                }
+                std::fs::read(&full).map_err(io(format!("file {path}")))
+            }
+            Location::Url(base) => {
+                let mut base = base.clone();
+                if !base.path().ends_with('/') {
+                    let p = format!("{}/", base.path());
+                    base.set_path(&p);
+                }
+                let url = base
+                    .join(&rel.to_string_lossy())
+                    .map_err(|e| Error::Other(format!("{path}: {e}")))?;
+                let download =
+                    self.catalog()?
+                        .open(&Location::Url(url))
+                        .await
+                        .map_err(|e| match e {
+                            super::catalog::CatalogError::Status { status: 404, .. } => {
+                                Error::NotFound(format!("file {path}"))
+                            }
+                            other => Error::Other(other.to_string()),
+                        })?;
+                let chunks: Vec<bytes::Bytes> = download
+                    .stream
+                    .try_collect()
+                    .await
+                    .map_err(|e| Error::Other(e.to_string()))?;
+                Ok(chunks.concat())
+            }
+        }
+    }
+
+    /// Where a mount source of application `app` is on the host: an
+    /// `app-path` inside the application's folder (created when missing), a
+    /// `host-path` under the share root unless the repository is trusted.
+    /// Volumes are returned unchanged.
+    pub fn resolve_mount(&self, app: &str, source: MountSource) -> RtResult<MountSource> {
+        match source {
+            MountSource::Volume(v) => Ok(MountSource::Volume(v)),
+            MountSource::AppPath(rel) => {
+                if app.is_empty() {
+                    return Err(Error::InvalidParams(format!(
+                        "volumes: `{rel}` is relative but no application was named"
+                    )));
+                }
+                let folder = self.folder_of(app)?;
+                let trimmed = rel.trim_end_matches('/');
+                if trimmed.is_empty() || trimmed == "." {
+                    return Ok(MountSource::HostPath(folder.display().to_string()));
+                }
+                let root = ShareRoot::new(&folder).map_err(io(format!("application {app}")))?;
+                let full = root.resolve(trimmed).map_err(|_| {
+                    Error::Denied(format!(
+                        "volumes: `{rel}` leaves the folder of application {app}"
+                    ))
+                })?;
+                if !full.exists() {
+                    std::fs::create_dir_all(&full).map_err(io(format!("volumes: `{rel}`")))?;
+                }
+                Ok(MountSource::HostPath(full.display().to_string()))
+            }
+            MountSource::HostPath(abs) => {
+                let path = Path::new(&abs);
+                if !path.is_absolute() {
+                    return Err(Error::InvalidParams(format!(
+                        "volumes: `{abs}` must be absolute"
+                    )));
+                }
+                if self.trusted {
+                    return Ok(MountSource::HostPath(abs));
+                }
+                let inside = path
+                    .strip_prefix(self.share.root())
+                    .ok()
+                    .map(|rel| self.share.resolve(&rel.to_string_lossy()));
+                match inside {
+                    Some(Ok(full)) => {
+                        // As Compose does for a short-syntax bind: make the folder.
+                        if !full.exists() {
+                            std::fs::create_dir_all(&full)
+                                .map_err(io(format!("volumes: `{abs}`")))?;
+                        }
+                        Ok(MountSource::HostPath(full.display().to_string()))
+                    }
+                    _ => Err(Error::Denied(format!(
+                        "volumes: host path `{abs}` is outside the share root (set [catalog] trusted = true to allow it)"
+                    ))),
+                }
+            }
+        }
+    }
+}
+
+/// A record with the host's times: `created` kept from the stored record
+/// (or now), `updated` now, in epoch seconds.
+fn stamp(existing: &Path, content: &str) -> RtResult<String> {
+    let mut record: serde_json::Map<String, serde_json::Value> = serde_json::from_str(content)
+        .map_err(|e| Error::InvalidParams(format!("record: must be a JSON object: {e}")))?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let created = std::fs::read_to_string(existing)
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v.get("created").and_then(|c| c.as_i64()))
+        .unwrap_or(now);
+    record.insert("created".into(), created.into());
+    record.insert("updated".into(), now.into());
+    serde_json::to_string_pretty(&record).map_err(|e| Error::Other(e.to_string()))
+}
+
+fn copy_file(from: &Path, to: &Path) -> RtResult<()> {
+    if let Some(parent) = to.parent() {
+        std::fs::create_dir_all(parent).map_err(io(parent.display()))?;
+    }
+    std::fs::copy(from, to).map_err(io(from.display()))?;
+    Ok(())
+}
+
+fn write_atomically(path: &Path, content: &[u8]) -> RtResult<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(io(parent.display()))?;
+    }
+    let temp = ShareRoot::temp_for(path, std::process::id() as i64);
+    std::fs::write(&temp, content).map_err(io(temp.display()))?;
+    std::fs::rename(&temp, path).map_err(io(path.display()))
+}
+
+#[async_trait]
+impl Runtime for AppStore {
+    async fn template_list(&self) -> RtResult<Vec<Template>> {
+        let entries = self
+            .catalog()?
+            .entries()
+            .await
+            .map_err(|e| Error::Other(e.to_string()))?;
+        let mut out = Vec::new();
+        for entry in entries.iter().filter(|e| e.kind == "app") {
+            if let Ok((t, _)) = self.locate(&entry.name).await {
+                out.push(t);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn template_get(&self, name: String) -> RtResult<Template> {
+        Ok(self.locate(&name).await?.0)
+    }
+
+    async fn template_read(&self, name: String, path: String) -> RtResult<String> {
+        let (_, location) = self.locate(&name).await?;
+        let bytes = self.fetch(&location, &path).await?;
+        String::from_utf8(bytes)
+            .map_err(|_| Error::Other(format!("template {name}: {path} is not UTF-8 text")))
+    }
+
+    async fn app_record(&self, name: String) -> RtResult<Option<String>> {
+        let file = self.folder_of(&name)?.join(RECORD_FILE);
+        match std::fs::read_to_string(&file) {
+            Ok(text) => Ok(Some(text)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::Other(format!("application {name}: {e}"))),
+        }
+    }
+
+    async fn app_records(&self) -> RtResult<Vec<(String, String)>> {
+        let mut out = Vec::new();
+        let entries = std::fs::read_dir(&self.dir).map_err(io(self.dir.display()))?;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !valid_name(&name) {
+                continue;
+            }
+            if let Ok(text) = std::fs::read_to_string(entry.path().join(RECORD_FILE)) {
+                out.push((name, text));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    async fn app_folder(&self, name: String) -> RtResult<String> {
+        Ok(self.folder_of(&name)?.display().to_string())
+    }
+
+    async fn app_install_template(
+        &self,
+        _cx: &CallContext,
+        name: String,
+        template: String,
+        replace: bool,
+    ) -> RtResult<()> {
+        let folder = self.folder_of(&name)?;
+        let (t, location) = self.locate(&template).await?;
+        if !replace {
+            // create_dir (not _all) is the atomic claim of the name.
+            std::fs::create_dir(&folder).map_err(|e| match e.kind() {
+                std::io::ErrorKind::AlreadyExists => {
+                    Error::Conflict(format!("application {name} already exists"))
+                }
+                _ => Error::Other(format!("application {name}: {e}")),
+            })?;
+        }
+        for file in &t.files {
+            let target = folder.join(relative("file", file)?);
+            match &location {
+                Location::File(dir) => copy_file(&dir.join(file), &target)?,
+                Location::Url(_) => write_atomically(&target, &self.fetch(&location, file).await?)?,
+            }
+        }
+        Ok(())
+    }
+
+    async fn app_read_file(
+        &self,
+        _cx: &CallContext,
+        name: String,
+        path: String,
+    ) -> RtResult<String> {
+        let full = self.folder_of(&name)?.join(relative("path", &path)?);
+        std::fs::read_to_string(&full).map_err(io(format!("application {name}: {path}")))
+    }
+
+    async fn app_write_file(
+        &self,
+        _cx: &CallContext,
+        name: String,
+        path: String,
+        content: String,
+    ) -> RtResult<()> {
+        let folder = self.folder_of(&name)?;
+        if !folder.is_dir() {
+            return Err(Error::NotFound(format!("application {name}")));
+        }
+        let target = folder.join(relative("path", &path)?);
+        if path == RECORD_FILE {
+            let stamped = stamp(&target, &content)?;
+            return write_atomically(&target, stamped.as_bytes());
+        }
+        write_atomically(&target, content.as_bytes())
+    }
+
+    async fn app_remove(&self, _cx: &CallContext, name: String) -> RtResult<()> {
+        let folder = self.folder_of(&name)?;
+        match std::fs::remove_dir_all(&folder) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::Other(format!("application {name}: {e}"))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(trusted: bool) -> (tempfile::TempDir, AppStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let cat = dir.path().join("cat");
+        std::fs::create_dir_all(cat.join("template/web/conf")).unwrap();
+        std::fs::write(
+            cat.join("list.json"),
+            r#"[{"name": "web", "type": "app", "version": "2"}]"#,
+        )
+        .unwrap();
+        std::fs::write(cat.join("template/web/docker-compose.yml"), "web: {}\n").unwrap();
+        std::fs::write(cat.join("template/web/conf/a.conf"), "x").unwrap();
+        let catalog = Catalog::new(&cat.display().to_string()).unwrap();
+        let s = AppStore::new(
+            &dir.path().join("data"),
+            Some(catalog),
+            &dir.path().join("share"),
+            trusted,
+        )
+        .unwrap();
+        (dir, s)
+    }
+
+    #[tokio::test]
+    async fn templates_are_found_read_and_copied() {
+        let (_d, s) = store(false);
+        let t = s.template_get("web".into()).await.unwrap();
+        assert_eq!(t.version, "2");
+        assert_eq!(t.files, ["conf/a.conf", "docker-compose.yml"]);
+        assert!(matches!(
+            s.template_get("nope".into()).await,
+            Err(Error::NotFound(_))
+        ));
+        assert!(matches!(
+            s.template_read("web".into(), "../list.json".into()).await,
+            Err(Error::Denied(_))
+        ));
+        struct Quiet;
+        impl crate::queue::Reporter for Quiet {
+            fn progress(&self, _percent: i32, _detail: &str) {}
+            fn log(&self, _level: crate::queue::LogLevel, _message: &str) {}
+        }
+        let cx = CallContext {
+            task_id: 0,
+            user: "t".into(),
+            cancel: Default::default(),
+            reporter: std::sync::Arc::new(Quiet),
+        };
+        s.app_install_template(&cx, "app1".into(), "web".into(), false)
+            .await
+            .unwrap();
+        assert!(matches!(
+            s.app_install_template(&cx, "app1".into(), "web".into(), false)
+                .await,
+            Err(Error::Conflict(_))
+        ));
+        assert_eq!(
+            s.app_read_file(&cx, "app1".into(), "conf/a.conf".into())
+                .await
+                .unwrap(),
+            "x"
+        );
+        s.app_write_file(&cx, "app1".into(), RECORD_FILE.into(), "{}".into())
+            .await
+            .unwrap();
+        let records = s.app_records().await.unwrap();
+        assert_eq!(records.len(), 1);
+        let record: serde_json::Value = serde_json::from_str(&records[0].1).unwrap();
+        assert!(record["created"].as_i64().unwrap() > 0);
+        s.app_remove(&cx, "app1".into()).await.unwrap();
+        assert_eq!(s.app_record("app1".into()).await.unwrap(), None);
+    }
+
+    #[test]
+    fn mounts_stay_inside_unless_trusted() {
+        let (d, s) = store(false);
+        assert!(matches!(
+            s.resolve_mount("app1", MountSource::AppPath("../x".into())),
+            Err(Error::Denied(_))
+        ));
+        let MountSource::HostPath(p) = s
+            .resolve_mount("app1", MountSource::AppPath("./data".into()))
+            .unwrap()
+        else {
+            panic!()
+        };
+        assert!(p.ends_with("apps/app1/data"), "{p}");
+        assert!(matches!(
+            s.resolve_mount("app1", MountSource::HostPath("/etc".into())),
+            Err(Error::Denied(_))
+        ));
+        let inside = format!("{}/media", s.share.root().display());
+        assert!(s
+            .resolve_mount("app1", MountSource::HostPath(inside))
+            .is_ok());
+        drop((d, s));
+        let (_d, trusting) = store(true);
+        assert!(trusting
+            .resolve_mount("app1", MountSource::HostPath("/etc".into()))
+            .is_ok());
+    }
+}
