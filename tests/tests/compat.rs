@@ -3,11 +3,9 @@
 //! container calls, against the real server, plugins and test engine.
 //! Fixtures and checks use the `docker` CLI against the same engine.
 
-use std::process::{Command, Stdio};
-
 use reqwest::Method;
 use serde_json::{json, Value};
-use stevedore_e2e::{Client, Options, Server, ADMIN_PASSWORD};
+use stevedore_e2e::{docker, docker_ok, unique, Client, Options, Server, ADMIN_PASSWORD};
 
 const CATEGORIES: &[&str] = &[
     "image_download",
@@ -25,42 +23,6 @@ const PREFIXES: [&str; 3] = [
     "/container-station/api/v1",
     "/api/v1",
 ];
-
-/// Run the docker CLI against the test engine; returns stdout, panics on failure.
-fn docker(args: &[&str]) -> String {
-    let out = Command::new("docker")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("docker CLI");
-    assert!(
-        out.status.success(),
-        "docker {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-fn docker_ok(args: &[&str]) -> bool {
-    Command::new("docker")
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap()
-        .success()
-}
-
-fn unique(what: &str) -> String {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static N: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "{what}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    )
-}
 
 async fn server() -> (Server, Client) {
     let server = Server::start(Options::with_plugins(CATEGORIES).test_engine()).await;

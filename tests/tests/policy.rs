@@ -5,47 +5,16 @@
 //! requests work. Checks use the `docker` CLI against the same engine.
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::{json, Value};
-use stevedore_e2e::{hash_password, Client, Options, Server};
+use stevedore_e2e::{docker, docker_ok, hash_password, unique, Client, Options, Server};
 
 const PLUGINS: &[&str] = &["create", "image_export", "image_download", "privileged"];
 
-fn docker(args: &[&str]) -> String {
-    let out = Command::new("docker")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("docker CLI");
-    assert!(
-        out.status.success(),
-        "docker {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
 fn exists(container: &str) -> bool {
-    Command::new("docker")
-        .args(["inspect", container])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap()
-        .success()
-}
-
-fn unique(what: &str) -> String {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static N: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "{what}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    )
+    docker_ok(&["inspect", container])
 }
 
 struct Setup {
