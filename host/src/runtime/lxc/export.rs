@@ -72,13 +72,18 @@ fn tree_size(dir: &Path) -> u64 {
 struct Progress<'a> {
     cx: &'a CallContext,
     label: String,
-    total: u64,
+    /// The rootfs size, once the walk that runs beside tar has it (0 before).
+    total: std::sync::Arc<std::sync::atomic::AtomicU64>,
     last: i32,
 }
 
 impl Progress<'_> {
     fn update(&mut self, sent: u64) {
-        let percent = (sent.min(self.total) * 99 / self.total) as i32;
+        let total = self.total.load(std::sync::atomic::Ordering::Relaxed);
+        if total == 0 {
+            return;
+        }
+        let percent = (sent.min(total) * 99 / total) as i32;
         if percent != self.last {
             self.last = percent;
             self.cx.reporter.progress(
@@ -87,7 +92,7 @@ impl Progress<'_> {
                     "exporting {}: {} of ~{} MiB",
                     self.label,
                     sent >> 20,
-                    self.total >> 20
+                    total >> 20
                 ),
             );
         }
@@ -181,10 +186,18 @@ pub async fn export(
 ) -> Result<u64, Error> {
     let dir = lxc_path.join(name);
     let rootfs = dir.join("rootfs");
-    let total = tokio::task::spawn_blocking(move || tree_size(&rootfs))
-        .await
-        .unwrap_or(0)
-        .max(1);
+    // The size for the progress total is taken beside tar, not before it:
+    // a walk of a large rootfs would otherwise delay the export itself.
+    let total = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    {
+        let total = total.clone();
+        tokio::task::spawn_blocking(move || {
+            total.store(
+                tree_size(&rootfs).max(1),
+                std::sync::atomic::Ordering::Relaxed,
+            )
+        });
+    }
     let mut thaw = Thaw {
         path: lxc_path.to_path_buf(),
         name: name.to_string(),
