@@ -97,9 +97,15 @@ fn runcode_blocks(text: &str) -> Vec<String> {
     out
 }
 
-/// A folder holding `python` (→ `python3`) when the machine has no
-/// `python`: the page pipes answers through `python -m json.tool`.
+/// `PATH` with a folder holding `python` (→ `python3`) when the machine
+/// has no `python`: the page pipes answers through `python -m json.tool`.
+/// Worked out once per test process.
 fn python_path(dir: &Path) -> String {
+    static PATH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| python_path_in(dir)).clone()
+}
+
+fn python_path_in(dir: &Path) -> String {
     let path = std::env::var("PATH").unwrap_or_default();
     let has_python = Command::new("python")
         .arg("--version")

@@ -16,7 +16,8 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::containers::{context, path_error, runtime_error};
+use super::containers::{context, runtime_error};
+use super::path_error;
 use super::session::CurrentUser;
 use super::{AppError, AppState};
 use crate::policy::APP_OWNER_FILE;

@@ -23,7 +23,7 @@ use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
 use super::session::CurrentUser;
-use super::{AppError, AppState};
+use super::{path_error, query_error, AppError, AppState};
 use crate::queue::{LogLevel, Reporter};
 use crate::runtime::{
     CallContext, ContainerEntry, Error as RtError, RuntimeKind, STOP_TIMEOUT_SECS,
@@ -62,10 +62,6 @@ pub fn runtime_error(e: RtError) -> AppError {
         RtError::Runtime(m) => AppError::new(StatusCode::BAD_GATEWAY, "runtime_error", m),
         RtError::Other(m) => AppError::new(StatusCode::NOT_IMPLEMENTED, "runtime_unavailable", m),
     }
-}
-
-pub(crate) fn path_error(e: PathRejection) -> AppError {
-    AppError::bad_request("invalid_path", e.body_text())
 }
 
 /// The runtime a `{type}` segment names.
@@ -258,7 +254,7 @@ pub async fn delete(
 ) -> Result<Json<serde_json::Value>, AppError> {
     let Path((kind, id)) = path.map_err(path_error)?;
     let (kind, id) = target(&kind, &id)?;
-    let Query(query) = query.map_err(|e| AppError::bad_request("invalid_query", e.body_text()))?;
+    let Query(query) = query.map_err(query_error)?;
     let cx = context(&user);
     let entry = state
         .runtime

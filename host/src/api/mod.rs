@@ -43,7 +43,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::{Body, Bytes};
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
@@ -154,6 +154,16 @@ async fn wrong_method() -> AppError {
 
 fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     AppError::internal("a request handler panicked").into_response()
+}
+
+/// A path segment that does not parse (e.g. invalid percent-encoding): 400.
+pub fn path_error(e: PathRejection) -> AppError {
+    AppError::bad_request("invalid_path", e.body_text())
+}
+
+/// A query string that does not parse: 400.
+pub fn query_error(e: QueryRejection) -> AppError {
+    AppError::bad_request("invalid_query", e.body_text())
 }
 
 /// Map a body-reading failure to an error: 413 past the limit, else 400.

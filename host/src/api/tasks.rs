@@ -15,7 +15,7 @@ use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::wrappers::BroadcastStream;
 
 use super::session::CurrentUser;
-use super::{body_error, AppError, AppState};
+use super::{body_error, path_error, query_error, AppError, AppState};
 use crate::queue::{DeleteSelector, QueueError, Task, Viewer};
 
 /// `?category=` of `GET background/` and `GET background/events`.
@@ -29,14 +29,6 @@ impl CategoryQuery {
     fn category(&self) -> Option<&str> {
         self.category.as_deref().filter(|c| !c.is_empty())
     }
-}
-
-fn path_error(e: PathRejection) -> AppError {
-    AppError::bad_request("invalid_path", e.body_text())
-}
-
-fn query_error(e: QueryRejection) -> AppError {
-    AppError::bad_request("invalid_query", e.body_text())
 }
 
 /// Parse a task body: JSON whatever the Content-Type says; an object or an array.
@@ -130,17 +122,16 @@ fn admit(
     {
         policy.allows_privileged(true).map_err(forbidden)?;
     }
-    let devices = params
+    let asks_devices = params
         .pointer("/resource/device")
-        .and_then(serde_json::Value::as_array);
-    if let (Some(devices), true) = (devices, policy.devices.is_empty()) {
-        if !devices.is_empty() {
-            return Err(AppError::new(
-                StatusCode::FORBIDDEN,
-                "denied",
-                format!("devices are not allowed for user {}", policy.user),
-            ));
-        }
+        .and_then(serde_json::Value::as_array)
+        .is_some_and(|d| !d.is_empty());
+    if asks_devices && policy.devices.is_empty() {
+        return Err(AppError::new(
+            StatusCode::FORBIDDEN,
+            "denied",
+            format!("devices are not allowed for user {}", policy.user),
+        ));
     }
     Ok(())
 }

@@ -42,6 +42,14 @@ pub struct Guarded {
     registry_names: BTreeMap<String, String>,
 }
 
+/// The owner label among `(key, value)` labels (summaries, networks, volumes).
+fn owner_in(labels: &[(String, String)]) -> Option<&str> {
+    labels
+        .iter()
+        .find(|(k, _)| k == OWNER_LABEL)
+        .map(|(_, v)| v.as_str())
+}
+
 fn denied(r: Refused) -> Error {
     Error::Denied(r.message)
 }
@@ -97,7 +105,7 @@ impl Guarded {
             .container_entry(cx, kind, container.to_string())
             .await?;
         policy
-            .allows_container(container, entry.labels.get(OWNER_LABEL).map(String::as_str))
+            .allows_container(container, entry.owner())
             .map_err(denied)
     }
 
@@ -138,10 +146,7 @@ impl Guarded {
         found: Option<&[(String, String)]>,
     ) -> RtResult<()> {
         let Some(labels) = found else { return Ok(()) };
-        let owner = labels
-            .iter()
-            .find(|(k, _)| k == OWNER_LABEL)
-            .map(|(_, v)| v.as_str());
+        let owner = owner_in(labels);
         if Self::all_containers(policy) || owner == Some(policy.user.as_str()) {
             Ok(())
         } else {
@@ -396,11 +401,7 @@ impl Runtime for Guarded {
     ) -> RtResult<Vec<ContainerEntry>> {
         let policy = self.policy(cx);
         let mut all = self.inner.container_list(cx, kind).await?;
-        all.retain(|e| {
-            policy
-                .allows_container(&e.name, e.labels.get(OWNER_LABEL).map(String::as_str))
-                .is_ok()
-        });
+        all.retain(|e| policy.allows_container(&e.name, e.owner()).is_ok());
         Ok(all)
     }
 
@@ -413,10 +414,7 @@ impl Runtime for Guarded {
         let policy = self.policy(cx);
         let entry = self.inner.container_entry(cx, kind, container).await?;
         policy
-            .allows_container(
-                &entry.name,
-                entry.labels.get(OWNER_LABEL).map(String::as_str),
-            )
+            .allows_container(&entry.name, entry.owner())
             .map_err(denied)?;
         Ok(entry)
     }
@@ -518,12 +516,9 @@ impl Runtime for Guarded {
             .container_list_labelled(cx, kind, key, value)
             .await?;
         all.retain(|c| {
-            let owner = c
-                .labels
-                .iter()
-                .find(|(k, _)| k == OWNER_LABEL)
-                .map(|(_, v)| v.as_str());
-            policy.allows_container(&c.name, owner).is_ok()
+            policy
+                .allows_container(&c.name, owner_in(&c.labels))
+                .is_ok()
         });
         Ok(all)
     }

@@ -94,6 +94,15 @@ pub struct ContainerEntry {
     pub labels: std::collections::BTreeMap<String, String>,
 }
 
+impl ContainerEntry {
+    /// The user it was created for ([`crate::policy::OWNER_LABEL`]), if recorded.
+    pub fn owner(&self) -> Option<&str> {
+        self.labels
+            .get(crate::policy::OWNER_LABEL)
+            .map(String::as_str)
+    }
+}
+
 /// The name `GET container` gives a runtime.
 pub fn kind_name(kind: RuntimeKind) -> &'static str {
     match kind {
