@@ -16,7 +16,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use stevedore::config::{Config, FileConfig};
+use stevedore::config::Config;
 use stevedore::plugins::PluginHost;
 use stevedore::queue::testkit::{latency, NoopExecutor};
 use stevedore::queue::{Executor, TaskState};
@@ -83,7 +83,7 @@ async fn run() -> anyhow::Result<()> {
     let data_s = data.to_string_lossy().into_owned();
     let plugins_s = plugins.to_string_lossy().into_owned();
     let workers_s = workers.to_string();
-    let config = Config::resolve(FileConfig::default(), |k| match k {
+    let config = Config::resolve(Config::default(), |k| match k {
         "STEVEDORE_DATA_DIR" => Some(data_s.clone()),
         "STEVEDORE_PLUGINS_DIR" => Some(plugins_s.clone()),
         "STEVEDORE_ADMIN_PASSWORD" => Some(PASSWORD.to_string()),

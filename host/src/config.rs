@@ -60,7 +60,7 @@
 //! Environment overrides (they win over the file): `STEVEDORE_LISTEN`,
 //! `STEVEDORE_DATA_DIR`, `STEVEDORE_SHARE_ROOT`, `STEVEDORE_PLUGINS_DIR`,
 //! `STEVEDORE_ADMIN_PASSWORD`, `STEVEDORE_WORKERS`, `STEVEDORE_CACHE_DIR`
-//! (compiled plugins; entries are keyed by content, so servers may share it),
+//! (compiled plugins; see `crate::plugins::cache` for when an entry is trusted),
 //! `DOCKER_HOST`, `STEVEDORE_CATALOG`, `STEVEDORE_LXC_PATH`,
 //! `STEVEDORE_LXC_BRIDGE`, `STEVEDORE_LXC_SUBNET`.
 
@@ -136,9 +136,12 @@ pub struct RegistryConfig {
     /// Login password.
     #[serde(default)]
     pub password: Option<Secret>,
-    /// Allow plain HTTP / unverified TLS.
+    /// Refused with an explanation: whether the engine may talk plain HTTP
+    /// (or unverified TLS) to a registry is the Docker engine's own setting
+    /// (`insecure-registries` in `daemon.json`), which no API request can
+    /// change. Accepting the key would promise what the server cannot do.
     #[serde(default)]
-    pub insecure: bool,
+    pub insecure: Option<bool>,
 }
 
 /// Where the `dockerhub` and `qnap` repositories of the API point.
@@ -236,24 +239,44 @@ impl Default for QueueSection {
 }
 
 /// `[plugins]`: loading and sandboxing.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PluginsSection {
-    /// Folder scanned for `*.wasm` components.
+    /// Folder scanned for `*.wasm` components. Absent: found beside the
+    /// binary (see [`default_plugins_dir`]), whatever the working directory.
     #[serde(default)]
-    pub dir: Option<PathBuf>,
-    /// Folder for compiled-code cache entries (default `<data>/cache`).
+    pub dir: PathBuf,
+    /// Folder for compiled-code cache entries. Absent: `<data_dir>/cache`.
     #[serde(default)]
-    pub cache_dir: Option<PathBuf>,
+    pub cache_dir: PathBuf,
     /// Guest CPU time per call, in milliseconds.
-    #[serde(default)]
-    pub cpu_budget_ms: Option<u64>,
+    #[serde(default = "default_cpu_budget_ms")]
+    pub cpu_budget_ms: u64,
     /// Linear-memory cap per plugin instance, in MiB.
-    #[serde(default)]
-    pub memory_mb: Option<u64>,
+    #[serde(default = "default_memory_mb")]
+    pub memory_mb: u64,
     /// Interfaces granted per category.
     #[serde(default)]
     pub grants: BTreeMap<String, Vec<String>>,
+}
+
+fn default_cpu_budget_ms() -> u64 {
+    DEFAULT_CPU_BUDGET_MS
+}
+fn default_memory_mb() -> u64 {
+    DEFAULT_MEMORY_MB
+}
+
+impl Default for PluginsSection {
+    fn default() -> Self {
+        PluginsSection {
+            dir: PathBuf::new(),
+            cache_dir: PathBuf::new(),
+            cpu_budget_ms: DEFAULT_CPU_BUDGET_MS,
+            memory_mb: DEFAULT_MEMORY_MB,
+            grants: BTreeMap::new(),
+        }
+    }
 }
 
 /// `[http]`: limits of the REST API.
@@ -288,18 +311,30 @@ impl Default for HttpSection {
     }
 }
 
-/// The configuration file as written.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+/// The configuration: one struct, read from the file (every key optional,
+/// unknown keys refused), then overridden by the environment
+/// ([`Config::apply_env`]), then completed ([`Config::fill_defaults`]) where a
+/// default depends on another setting. There is no second copy of the fields.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct FileConfig {
-    /// Listen address.
-    pub listen: Option<String>,
-    /// Data folder (store, sessions, generated admin hash).
-    pub data_dir: Option<PathBuf>,
+pub struct Config {
+    /// Listen address (`127.0.0.1:8080`, `[::1]:8080`, `localhost:8080`).
+    #[serde(default = "default_listen", deserialize_with = "listen_from_toml")]
+    pub listen: SocketAddr,
+    /// Data folder (store, sessions, generated admin hash, cache).
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
     /// Root of the paths that tasks read and write (`path` params).
-    pub share_root: Option<PathBuf>,
+    /// Absent: `<data_dir>/share`.
+    #[serde(default)]
+    pub share_root: PathBuf,
     /// Docker endpoint, as `DOCKER_HOST`.
+    #[serde(default)]
     pub docker_host: Option<String>,
+    /// Password for a generated `admin`: only from `STEVEDORE_ADMIN_PASSWORD`,
+    /// never from the file.
+    #[serde(skip)]
+    pub admin_password: Option<Secret>,
     /// REST API limits.
     #[serde(default)]
     pub http: HttpSection,
@@ -321,7 +356,7 @@ pub struct FileConfig {
     /// Scheduler.
     #[serde(default)]
     pub queue: QueueSection,
-    /// Plugins.
+    /// Plugins: folder, cache, sandbox settings, grants.
     #[serde(default)]
     pub plugins: PluginsSection,
     /// User policies: `[policy.default]` for non-admins.
@@ -329,41 +364,22 @@ pub struct FileConfig {
     pub policy: PolicySection,
 }
 
-/// The effective configuration: the file, then the environment, then defaults.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Config {
-    /// Listen address.
-    pub listen: SocketAddr,
-    /// Data folder.
-    pub data_dir: PathBuf,
-    /// Share root for `path` params.
-    pub share_root: PathBuf,
-    /// Plugins folder.
-    pub plugins_dir: PathBuf,
-    /// Plugin compiled-code cache folder.
-    pub plugins_cache_dir: PathBuf,
-    /// Docker endpoint (`DOCKER_HOST`), if set.
-    pub docker_host: Option<String>,
-    /// Password for a generated `admin` (from `STEVEDORE_ADMIN_PASSWORD`).
-    pub admin_password: Option<Secret>,
-    /// REST API limits.
-    pub http: HttpSection,
-    /// Users by name.
-    pub users: BTreeMap<String, UserConfig>,
-    /// Registries by name.
-    pub registries: BTreeMap<String, RegistryConfig>,
-    /// `dockerhub` / `qnap` mappings.
-    pub repositories: RepositoriesConfig,
-    /// The image and application repository.
-    pub catalog: CatalogSection,
-    /// The LXC runtime.
-    pub lxc: LxcSection,
-    /// Scheduler.
-    pub queue: QueueSection,
-    /// Plugin sandbox settings (budget, memory, grants).
-    pub plugins: PluginsSection,
-    /// User policies.
-    pub policy: PolicySection,
+fn default_listen() -> SocketAddr {
+    DEFAULT_LISTEN.parse().expect("a socket address")
+}
+fn default_data_dir() -> PathBuf {
+    PathBuf::from(DEFAULT_DATA_DIR)
+}
+
+fn listen_from_toml<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_listen(&text).map_err(serde::de::Error::custom)
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        parse_file("").expect("an empty file is a valid configuration")
+    }
 }
 
 impl Config {
@@ -380,79 +396,77 @@ impl Config {
                     .with_context(|| format!("reading config file {path}"))?;
                 parse_file(&text).with_context(|| format!("config file {path}"))?
             }
-            None => FileConfig::default(),
+            None => Config::default(),
         };
         Self::resolve(file, env)
     }
 
-    /// Apply environment overrides and defaults to a parsed file.
+    /// The file's settings, then the environment's, then the defaults that
+    /// depend on other settings; checked.
     pub fn resolve(
-        file: FileConfig,
+        mut config: Config,
         env: impl Fn(&str) -> Option<String>,
     ) -> anyhow::Result<Config> {
-        let env = |k: &str| env(k).filter(|v| !v.is_empty());
-        let listen_text = env("STEVEDORE_LISTEN")
-            .or(file.listen.clone())
-            .unwrap_or_else(|| DEFAULT_LISTEN.to_string());
-        let listen = parse_listen(&listen_text)?;
-        let data_dir = env("STEVEDORE_DATA_DIR")
-            .map(PathBuf::from)
-            .or(file.data_dir.clone())
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
-        let share_root = env("STEVEDORE_SHARE_ROOT")
-            .map(PathBuf::from)
-            .or(file.share_root.clone())
-            .unwrap_or_else(|| data_dir.join("share"));
-        let plugins_dir = env("STEVEDORE_PLUGINS_DIR")
-            .map(PathBuf::from)
-            .or(file.plugins.dir.clone())
-            .unwrap_or_else(|| default_plugins_dir(&data_dir));
-        let plugins_cache_dir = env("STEVEDORE_CACHE_DIR")
-            .map(PathBuf::from)
-            .or(file.plugins.cache_dir.clone())
-            .unwrap_or_else(|| data_dir.join("cache"));
-        let docker_host = env("DOCKER_HOST").or(file.docker_host.clone());
-        let admin_password = env("STEVEDORE_ADMIN_PASSWORD").map(Secret);
-        let mut queue = file.queue.clone();
+        config.apply_env(|k| env(k).filter(|v| !v.is_empty()))?;
+        config.fill_defaults(std::env::current_exe().ok().as_deref());
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Environment overrides: each variable replaces one setting.
+    fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
+        let path = |k: &str| env(k).map(PathBuf::from);
+        if let Some(l) = env("STEVEDORE_LISTEN") {
+            self.listen = parse_listen(&l)?;
+        }
+        if let Some(p) = path("STEVEDORE_DATA_DIR") {
+            self.data_dir = p;
+        }
+        if let Some(p) = path("STEVEDORE_SHARE_ROOT") {
+            self.share_root = p;
+        }
+        if let Some(p) = path("STEVEDORE_PLUGINS_DIR") {
+            self.plugins.dir = p;
+        }
+        if let Some(p) = path("STEVEDORE_CACHE_DIR") {
+            self.plugins.cache_dir = p;
+        }
+        if let Some(h) = env("DOCKER_HOST") {
+            self.docker_host = Some(h);
+        }
+        self.admin_password = env("STEVEDORE_ADMIN_PASSWORD").map(Secret);
         if let Some(w) = env("STEVEDORE_WORKERS") {
-            queue.workers = w
+            self.queue.workers = w
                 .parse()
                 .with_context(|| format!("STEVEDORE_WORKERS: `{w}` is not a number"))?;
         }
-        let mut catalog = file.catalog.clone();
         if let Some(url) = env("STEVEDORE_CATALOG") {
-            catalog.url = Some(url);
+            self.catalog.url = Some(url);
         }
-        let mut lxc = file.lxc.clone();
-        if let Some(path) = env("STEVEDORE_LXC_PATH") {
-            lxc.path = PathBuf::from(path);
+        if let Some(p) = path("STEVEDORE_LXC_PATH") {
+            self.lxc.path = p;
         }
         if let Some(bridge) = env("STEVEDORE_LXC_BRIDGE") {
-            lxc.bridge = bridge;
+            self.lxc.bridge = bridge;
         }
         if let Some(subnet) = env("STEVEDORE_LXC_SUBNET") {
-            lxc.subnet = subnet;
+            self.lxc.subnet = subnet;
         }
-        let config = Config {
-            listen,
-            data_dir,
-            share_root,
-            plugins_dir,
-            plugins_cache_dir,
-            docker_host,
-            admin_password,
-            http: file.http,
-            users: file.users,
-            registries: file.registries,
-            repositories: file.repositories,
-            catalog,
-            lxc,
-            queue,
-            plugins: file.plugins,
-            policy: file.policy,
-        };
-        config.check()?;
-        Ok(config)
+        Ok(())
+    }
+
+    /// Defaults that depend on other settings (the data folder, where the
+    /// binary `exe` is installed).
+    fn fill_defaults(&mut self, exe: Option<&Path>) {
+        if self.share_root.as_os_str().is_empty() {
+            self.share_root = self.data_dir.join("share");
+        }
+        if self.plugins.cache_dir.as_os_str().is_empty() {
+            self.plugins.cache_dir = self.data_dir.join("cache");
+        }
+        if self.plugins.dir.as_os_str().is_empty() {
+            self.plugins.dir = default_plugins_dir(exe, &self.data_dir);
+        }
     }
 
     /// Checks that span keys: names that must exist, numbers that must be positive.
@@ -480,6 +494,16 @@ impl Config {
             if argon2::password_hash::PasswordHash::new(&user.password_hash).is_err() {
                 anyhow::bail!(
                     "users.{name}.password_hash: not a PHC hash string like `$argon2id$v=19$...`"
+                );
+            }
+        }
+        for (name, registry) in &self.registries {
+            if registry.insecure.is_some() {
+                anyhow::bail!(
+                    "registries.{name}.insecure: plain-HTTP registries are the Docker engine's \
+                     setting: list `{}` in `insecure-registries` of its daemon.json and remove \
+                     this key",
+                    registry.url
                 );
             }
         }
@@ -511,10 +535,10 @@ impl Config {
         }
         crate::runtime::lxc::network::Subnet::parse(&self.lxc.subnet)
             .map_err(|e| anyhow::anyhow!("lxc.subnet: {e}"))?;
-        if self.plugins.cpu_budget_ms == Some(0) {
+        if self.plugins.cpu_budget_ms == 0 {
             anyhow::bail!("plugins.cpu_budget_ms: must be at least 1");
         }
-        if self.plugins.memory_mb == Some(0) {
+        if self.plugins.memory_mb == 0 {
             anyhow::bail!("plugins.memory_mb: must be at least 1");
         }
         // One list of grantable interfaces: the granter's.
@@ -555,12 +579,10 @@ impl Config {
     /// The plugin host's settings.
     pub fn plugin_config(&self) -> PluginConfig {
         PluginConfig {
-            dir: self.plugins_dir.clone(),
-            cache_dir: self.plugins_cache_dir.clone(),
-            cpu_budget: Duration::from_millis(
-                self.plugins.cpu_budget_ms.unwrap_or(DEFAULT_CPU_BUDGET_MS),
-            ),
-            memory_limit: self.plugins.memory_mb.unwrap_or(DEFAULT_MEMORY_MB) * 1024 * 1024,
+            dir: self.plugins.dir.clone(),
+            cache_dir: self.plugins.cache_dir.clone(),
+            cpu_budget: Duration::from_millis(self.plugins.cpu_budget_ms),
+            memory_limit: self.plugins.memory_mb * 1024 * 1024,
             grants: self.plugins.grants.clone(),
         }
     }
@@ -587,7 +609,7 @@ impl Config {
 }
 
 /// Parse the TOML text of a configuration file.
-pub fn parse_file(text: &str) -> anyhow::Result<FileConfig> {
+pub fn parse_file(text: &str) -> anyhow::Result<Config> {
     // toml's error names the key and shows the line, e.g.
     // "unknown field `wokers`, expected `workers` or `limits`".
     toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", e.to_string().trim_end()))
@@ -606,14 +628,21 @@ fn parse_listen(text: &str) -> anyhow::Result<SocketAddr> {
         .with_context(bad)
 }
 
-/// `target/plugins` when run from the repository (it exists), else `<data>/plugins`.
-fn default_plugins_dir(data_dir: &Path) -> PathBuf {
-    let repo = PathBuf::from("target/plugins");
-    if repo.is_dir() {
-        repo
-    } else {
-        data_dir.join("plugins")
+/// Where the plugins are when no setting names a folder, found from the
+/// binary `exe` so that the working directory never matters:
+/// - installed: `<prefix>/bin/stevedore` → `<prefix>/lib/stevedore/plugins`;
+/// - built in this repository: `target/release/stevedore` → `target/plugins`;
+/// - otherwise `<data_dir>/plugins`.
+pub fn default_plugins_dir(exe: Option<&Path>, data_dir: &Path) -> PathBuf {
+    let prefix = exe.and_then(Path::parent).and_then(Path::parent);
+    if let Some(prefix) = prefix {
+        for candidate in [prefix.join("lib/stevedore/plugins"), prefix.join("plugins")] {
+            if candidate.is_dir() {
+                return candidate;
+            }
+        }
     }
+    data_dir.join("plugins")
 }
 
 /// A user name: 1 to 64 of `[A-Za-z0-9_.-]`.
@@ -643,7 +672,7 @@ mod tests {
 
     #[test]
     fn defaults_without_file_or_env() {
-        let c = Config::resolve(FileConfig::default(), env_of(&[])).unwrap();
+        let c = Config::resolve(Config::default(), env_of(&[])).unwrap();
         assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(c.data_dir, PathBuf::from(".stevedore"));
         assert_eq!(c.share_root, PathBuf::from(".stevedore/share"));
@@ -745,18 +774,15 @@ create = ["task", "images", "containers"]
         assert_eq!(c.data_dir, PathBuf::from("/d"));
         assert_eq!(c.share_root, PathBuf::from("/d/share"));
         assert_eq!(c.sessions_path(), PathBuf::from("/d/sessions.db"));
-        assert_eq!(c.plugins_dir, PathBuf::from("/p"));
+        assert_eq!(c.plugins.dir, PathBuf::from("/p"));
         assert_eq!(c.admin_password.as_ref().unwrap().expose(), "pw");
         assert_eq!(c.queue.workers, 3);
         assert_eq!(c.docker_host.as_deref(), Some("tcp://127.0.0.1:2375"));
-        let c = Config::resolve(
-            FileConfig::default(),
-            env_of(&[("STEVEDORE_SHARE_ROOT", "/s")]),
-        )
-        .unwrap();
+        let c =
+            Config::resolve(Config::default(), env_of(&[("STEVEDORE_SHARE_ROOT", "/s")])).unwrap();
         assert_eq!(c.share_root, PathBuf::from("/s"));
         let c = Config::resolve(
-            FileConfig::default(),
+            Config::default(),
             env_of(&[("STEVEDORE_LISTEN", "localhost:9")]),
         )
         .unwrap();
@@ -813,9 +839,55 @@ create = ["task", "images", "containers"]
             "plugins.grants.create",
         );
         check("[queue]\nworkers = \"many\"", "workers");
-        let e = Config::resolve(FileConfig::default(), env_of(&[("STEVEDORE_WORKERS", "x")]))
-            .unwrap_err();
+        let e =
+            Config::resolve(Config::default(), env_of(&[("STEVEDORE_WORKERS", "x")])).unwrap_err();
         assert!(e.to_string().contains("STEVEDORE_WORKERS"));
+    }
+
+    #[test]
+    fn the_plugins_folder_is_found_from_the_binary_not_the_working_directory() {
+        let root = tempfile::tempdir().unwrap();
+        let data = root.path().join("data");
+        // Installed: <prefix>/bin/stevedore and <prefix>/lib/stevedore/plugins.
+        let prefix = root.path().join("usr");
+        std::fs::create_dir_all(prefix.join("bin")).unwrap();
+        let exe = prefix.join("bin/stevedore");
+        assert_eq!(default_plugins_dir(Some(&exe), &data), data.join("plugins"));
+        std::fs::create_dir_all(prefix.join("lib/stevedore/plugins")).unwrap();
+        assert_eq!(
+            default_plugins_dir(Some(&exe), &data),
+            prefix.join("lib/stevedore/plugins")
+        );
+        // A build of the repository: target/release/stevedore and target/plugins.
+        let target = root.path().join("target");
+        std::fs::create_dir_all(target.join("release")).unwrap();
+        std::fs::create_dir_all(target.join("plugins")).unwrap();
+        let exe = target.join("release/stevedore");
+        assert_eq!(
+            default_plugins_dir(Some(&exe), &data),
+            target.join("plugins")
+        );
+        assert_eq!(default_plugins_dir(None, &data), data.join("plugins"));
+        // A setting wins; an absent one is filled from the binary.
+        let mut c = Config::default();
+        c.fill_defaults(Some(&exe));
+        assert_eq!(c.plugins.dir, target.join("plugins"));
+        let mut c = parse_file("[plugins]\ndir = \"/p\"\n").unwrap();
+        c.fill_defaults(Some(&exe));
+        assert_eq!(c.plugins.dir, PathBuf::from("/p"));
+    }
+
+    #[test]
+    fn an_insecure_registry_is_refused_with_the_engine_setting_named() {
+        let e = parse_file("[registries.lab]\nurl = \"10.0.0.5:5000\"\ninsecure = true\n")
+            .and_then(|f| Config::resolve(f, env_of(&[])))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("registries.lab.insecure"), "{e}");
+        assert!(
+            e.contains("insecure-registries") && e.contains("10.0.0.5:5000"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -6,14 +6,17 @@
 //! plugin/category names only (never params, never secrets).
 //!
 //! Anyone may call the recording functions: the plugin host calls
-//! [`plugin_call`], the server records [`task_finished`] from the queue's
-//! event stream (so the queue need not), the API records [`task_submitted`].
-//! The `stevedore_tasks{category,state}` gauge is computed at scrape time from
-//! the store by the API, and passed to [`render`].
+//! [`plugin_call_timed`], the queue records [`task_finished`] with a run time
+//! from a monotonic clock, the API records [`task_submitted`].
+//! The store-derived gauges (`stevedore_tasks{category,state}`, the queue
+//! depth and the oldest waiting task's age) are computed at scrape time from
+//! one grouped count in the store, and passed to [`render`] as a [`Stored`].
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
+
+use parking_lot::Mutex;
 
 /// Upper bounds (seconds) of the task run-time histogram buckets.
 pub const RUN_TIME_BUCKETS: [f64; 12] = [
@@ -56,7 +59,7 @@ fn registry() -> &'static Mutex<Registry> {
 }
 
 fn with<T>(f: impl FnOnce(&mut Registry) -> T) -> T {
-    let mut r = registry().lock().unwrap_or_else(|p| p.into_inner());
+    let mut r = registry().lock();
     f(&mut r)
 }
 
@@ -118,9 +121,18 @@ fn esc(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// What the store holds at scrape time.
+#[derive(Debug, Default)]
+pub struct Stored {
+    /// Tasks per (category, state).
+    pub tasks: BTreeMap<(String, String), u64>,
+    /// Per category, seconds since the oldest waiting task was submitted.
+    pub oldest_waiting_age: BTreeMap<String, f64>,
+}
+
 /// Render everything in the Prometheus text format (version 0.0.4).
-/// `tasks` is the current number of stored tasks per (category, state).
-pub fn render(tasks: &BTreeMap<(String, String), u64>) -> String {
+pub fn render(stored: &Stored) -> String {
+    let tasks = &stored.tasks;
     let mut o = String::new();
     let _ = writeln!(
         o,
@@ -133,6 +145,28 @@ pub fn render(tasks: &BTreeMap<(String, String), u64>) -> String {
             "stevedore_tasks{{category=\"{}\",state=\"{}\"}} {n}",
             esc(c),
             esc(s)
+        );
+    }
+    let _ = writeln!(
+        o,
+        "# HELP stevedore_queue_depth Tasks waiting for a worker, by category."
+    );
+    let _ = writeln!(o, "# TYPE stevedore_queue_depth gauge");
+    for ((c, s), n) in tasks {
+        if s == "waiting" {
+            let _ = writeln!(o, "stevedore_queue_depth{{category=\"{}\"}} {n}", esc(c));
+        }
+    }
+    let _ = writeln!(
+        o,
+        "# HELP stevedore_queue_oldest_waiting_seconds Age of the task waiting longest, by category (absent: none waits)."
+    );
+    let _ = writeln!(o, "# TYPE stevedore_queue_oldest_waiting_seconds gauge");
+    for (c, age) in &stored.oldest_waiting_age {
+        let _ = writeln!(
+            o,
+            "stevedore_queue_oldest_waiting_seconds{{category=\"{}\"}} {age}",
+            esc(c)
         );
     }
     with(|r| {
@@ -240,10 +274,19 @@ mod tests {
         task_finished("m_test", "error", 2.0);
         plugin_call("m_test", "run", true);
         plugin_call_timed("m_test", "validate", false, 0.5);
-        let mut tasks = BTreeMap::new();
-        tasks.insert(("m_test".to_string(), "waiting".to_string()), 3);
-        let text = render(&tasks);
+        let mut stored = Stored::default();
+        stored
+            .tasks
+            .insert(("m_test".to_string(), "waiting".to_string()), 3);
+        stored
+            .tasks
+            .insert(("m_test".to_string(), "running".to_string()), 1);
+        stored.oldest_waiting_age.insert("m_test".to_string(), 42.0);
+        let text = render(&stored);
         assert!(text.contains("stevedore_tasks{category=\"m_test\",state=\"waiting\"} 3"));
+        assert!(text.contains("stevedore_queue_depth{category=\"m_test\"} 3\n"));
+        assert!(!text.contains("stevedore_queue_depth{category=\"m_test\"} 1"));
+        assert!(text.contains("stevedore_queue_oldest_waiting_seconds{category=\"m_test\"} 42"));
         assert!(text.contains("stevedore_tasks_submitted_total{category=\"m_test\"} 1"));
         assert!(text
             .contains("stevedore_tasks_finished_total{category=\"m_test\",state=\"completed\"} 1"));

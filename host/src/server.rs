@@ -169,16 +169,16 @@ fn make_lxc(config: &Config) -> Arc<dyn crate::runtime::Runtime> {
     }
 }
 
-/// Load the plugins of `config.plugins_dir` as the queue's executor.
+/// Load the plugins of `config.plugins.dir` as the queue's executor.
 async fn load_executor(
     config: &Config,
     runtime: Arc<dyn Runtime>,
 ) -> anyhow::Result<Arc<dyn Executor>> {
-    std::fs::create_dir_all(&config.plugins_dir)
-        .with_context(|| format!("creating plugins folder {}", config.plugins_dir.display()))?;
+    std::fs::create_dir_all(&config.plugins.dir)
+        .with_context(|| format!("creating plugins folder {}", config.plugins.dir.display()))?;
     let host = crate::plugins::PluginHost::load(&config.plugin_config(), runtime)
         .await
-        .with_context(|| format!("loading plugins from {}", config.plugins_dir.display()))?;
+        .with_context(|| format!("loading plugins from {}", config.plugins.dir.display()))?;
     Ok(Arc::new(host))
 }
 
@@ -206,7 +206,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Started> {
     let runtime = guarded(config, make_runtime(config)?, policies.clone());
     let executor = load_executor(config, runtime.clone()).await?;
     let names: Vec<String> = executor.categories().into_iter().map(|c| c.name).collect();
-    tracing::info!(categories = %names.join(","), dir = %config.plugins_dir.display(), "plugins loaded");
+    tracing::info!(categories = %names.join(","), dir = %config.plugins.dir.display(), "plugins loaded");
     start_with(config, auth, store, executor, runtime, policies).await
 }
 
@@ -244,7 +244,7 @@ pub async fn start_with(
     let mut queue_config = config.queue_config();
     queue_config.per_user = policies.running_caps().into_iter().collect();
     let queue = Queue::start(store, executor, queue_config).await?;
-    spawn_observers(&queue, &auth);
+    spawn_observers(&auth);
     let state = AppState {
         queue: queue.clone(),
         runtime,
@@ -257,29 +257,8 @@ pub async fn start_with(
     Ok(Started { state, queue })
 }
 
-/// Record finished tasks in the metrics, and purge expired sessions hourly.
-fn spawn_observers(queue: &Arc<Queue>, auth: &Arc<Auth>) {
-    let mut rx = queue.subscribe();
-    tokio::spawn(async move {
-        loop {
-            match rx.recv().await {
-                Ok(ev) => {
-                    let t = ev.task;
-                    if t.state.is_finished() {
-                        let secs = match (t.start, t.end) {
-                            (Some(s), Some(e)) => (e - s).max(0) as f64,
-                            _ => 0.0,
-                        };
-                        crate::metrics::task_finished(&t.category, t.state.as_str(), secs);
-                    }
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                    tracing::debug!(missed = n, "metrics observer lagged");
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
-            }
-        }
-    });
+/// Purge expired sessions hourly.
+fn spawn_observers(auth: &Arc<Auth>) {
     let auth = Arc::downgrade(auth);
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(3600));

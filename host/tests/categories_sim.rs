@@ -4,7 +4,9 @@
 //! host calls it should, in order, with the arguments it should.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -113,16 +115,10 @@ struct Recorder {
 
 impl Reporter for Recorder {
     fn progress(&self, percent: i32, detail: &str) {
-        self.progress
-            .lock()
-            .unwrap()
-            .push((percent, detail.to_string()));
+        self.progress.lock().push((percent, detail.to_string()));
     }
     fn log(&self, level: LogLevel, message: &str) {
-        self.lines
-            .lock()
-            .unwrap()
-            .push((level, message.to_string()));
+        self.lines.lock().push((level, message.to_string()));
     }
 }
 
@@ -324,7 +320,7 @@ async fn create_uses_a_present_image() {
         calls[2].1,
         json!({"runtime": "Docker", "container": "simulated-dtest"})
     );
-    let progress = rec.progress.lock().unwrap().clone();
+    let progress = rec.progress.lock().clone();
     assert_eq!(
         progress.last().unwrap(),
         &(100, "container dtest started".to_string())
@@ -384,7 +380,7 @@ async fn create_pulls_a_missing_image_and_maps_every_field() {
         })
     );
     assert_eq!(calls[3].1["container"], "c0ffee");
-    let progress = rec.progress.lock().unwrap().clone();
+    let progress = rec.progress.lock().clone();
     assert!(
         progress.contains(&(40, "downloading".to_string())),
         "{progress:?}"
@@ -452,7 +448,6 @@ async fn image_download_pulls_from_the_repository() {
     assert!(rec
         .progress
         .lock()
-        .unwrap()
         .contains(&(30, "downloading".to_string())));
     let (_, _) = run(&host, "image_download", seed::CREATE_LXC).await;
     assert_eq!(
@@ -486,11 +481,7 @@ async fn image_push_tags_pushes_and_remembers_without_leaking_the_password() {
             ),
         ]
     );
-    let lines = format!(
-        "{:?}{:?}",
-        rec.lines.lock().unwrap(),
-        rec.progress.lock().unwrap()
-    );
+    let lines = format!("{:?}{:?}", rec.lines.lock(), rec.progress.lock());
     assert!(!lines.contains("qcspassword"), "{lines}");
 }
 

@@ -1,7 +1,9 @@
 //! The Docker backend against the real engine and registries that
 //! `cargo xtask test` starts (DOCKER_HOST, STEVEDORE_TEST_*).
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use bollard::exec::{CreateExecOptions, StartExecResults};
@@ -25,7 +27,7 @@ struct Recorder(Mutex<Vec<(i32, String)>>);
 
 impl Reporter for Recorder {
     fn progress(&self, percent: i32, detail: &str) {
-        self.0.lock().unwrap().push((percent, detail.to_string()));
+        self.0.lock().push((percent, detail.to_string()));
     }
     fn log(&self, _: LogLevel, _: &str) {}
 }
@@ -188,7 +190,7 @@ async fn pull_reports_progress_that_never_goes_back_and_ends_at_100() {
         )
         .await
         .unwrap();
-    rec.0.lock().unwrap().clear();
+    rec.0.lock().clear();
 
     let request = PullRequest {
         image: name.clone(),
@@ -203,7 +205,7 @@ async fn pull_reports_progress_that_never_goes_back_and_ends_at_100() {
         "{:?}",
         info.tags
     );
-    let seen: Vec<i32> = rec.0.lock().unwrap().iter().map(|(p, _)| *p).collect();
+    let seen: Vec<i32> = rec.0.lock().iter().map(|(p, _)| *p).collect();
     assert!(
         seen.windows(2).all(|w| w[0] <= w[1]),
         "progress went back: {seen:?}"
@@ -455,7 +457,7 @@ async fn a_save_dropped_midway_leaves_no_file() {
         .await
         .unwrap();
     std::fs::remove_file(f.share.path().join("huge.tar")).unwrap();
-    rec.0.lock().unwrap().clear();
+    rec.0.lock().clear();
     let mut save = Box::pin(f.runtime.image_save(
         &cx,
         vec!["stevedore-huge:1".into()],

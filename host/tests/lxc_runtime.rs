@@ -4,7 +4,9 @@
 //! (STEVEDORE_TEST_CATALOG, STEVEDORE_TEST_LXC_BRIDGE, STEVEDORE_TEST_LXC_SUBNET).
 
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use stevedore::plugins::bindings::PortBinding;
@@ -26,7 +28,7 @@ struct Recorder(Mutex<Vec<(i32, String)>>);
 
 impl Reporter for Recorder {
     fn progress(&self, percent: i32, detail: &str) {
-        self.0.lock().unwrap().push((percent, detail.to_string()));
+        self.0.lock().push((percent, detail.to_string()));
     }
     fn log(&self, _: LogLevel, _: &str) {}
 }
@@ -177,7 +179,7 @@ async fn lifecycle_list_restart_delete_and_rules_going_with_the_container() {
         .unwrap();
     assert_eq!(info.tags, ["ubuntu-trusty:latest"]);
     assert!(info.id.starts_with("sha256:"));
-    let percents: Vec<i32> = progress.0.lock().unwrap().iter().map(|p| p.0).collect();
+    let percents: Vec<i32> = progress.0.lock().iter().map(|p| p.0).collect();
     assert!(
         percents.contains(&100) && percents.iter().any(|p| (1..100).contains(p)),
         "{percents:?}"

@@ -4,7 +4,9 @@
 //! naming the plugin while the host keeps serving other calls.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use stevedore::plugins::grants::Granter;
@@ -78,16 +80,10 @@ struct Recorder {
 
 impl Reporter for Recorder {
     fn progress(&self, percent: i32, detail: &str) {
-        self.progress
-            .lock()
-            .unwrap()
-            .push((percent, detail.to_string()));
+        self.progress.lock().push((percent, detail.to_string()));
     }
     fn log(&self, level: LogLevel, message: &str) {
-        self.lines
-            .lock()
-            .unwrap()
-            .push((level, message.to_string()));
+        self.lines.lock().push((level, message.to_string()));
     }
 }
 
@@ -107,7 +103,7 @@ fn task(category: &str, params: &str) -> (TaskContext, Arc<Recorder>) {
 async fn still_serving(host: &PluginHost) {
     let (ctx, rec) = task(NOOP, "{}");
     assert_eq!(host.run(ctx).await, Outcome::Completed(None));
-    assert_eq!(rec.progress.lock().unwrap().last().unwrap().0, 100);
+    assert_eq!(rec.progress.lock().last().unwrap().0, 100);
 }
 
 #[tokio::test]
@@ -150,7 +146,14 @@ async fn endless_loop_in_validate_is_a_plugin_error_not_a_hang() {
 
 #[tokio::test]
 async fn memory_bomb_ends_at_its_cap() {
-    let (_d, host) = host(&[MEMORY_BOMB, NOOP]).await;
+    // The CPU budget is wall time between epoch ticks: on a loaded machine
+    // 300 ms can pass before the bomb has touched 64 MiB. This test is
+    // about memory, so give it a budget it cannot hit first.
+    let (_d, mut config) = folder(&[MEMORY_BOMB, NOOP]);
+    config.cpu_budget = Duration::from_secs(30);
+    let host = PluginHost::load(&config, Arc::new(Simulator::default()))
+        .await
+        .unwrap();
     let (ctx, _) = task(MEMORY_BOMB, "{}");
     match host.run(ctx).await {
         Outcome::Failed {
@@ -221,7 +224,7 @@ async fn wasi_print_lands_in_the_task_log_and_wasi_denies_by_default() {
             "file readable: false, env vars: 0, network: false".into()
         ))
     );
-    let lines = rec.lines.lock().unwrap().clone();
+    let lines = rec.lines.lock().clone();
     assert!(
         lines.contains(&(LogLevel::Info, "hello from wasi stdout".into())),
         "{lines:?}"
@@ -243,7 +246,7 @@ async fn cancelling_a_waiting_plugin_returns_promptly() {
     });
     // Wait until the plugin is inside its run (it reports before each wait).
     let deadline = Instant::now() + Duration::from_secs(5);
-    while rec.progress.lock().unwrap().is_empty() {
+    while rec.progress.lock().is_empty() {
         assert!(Instant::now() < deadline, "sleepy never started");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -359,10 +362,19 @@ async fn run_drives_the_runtime_and_reports_progress() {
         .map(|c| c.args["reference"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(calls, ["a:latest", "b:latest"]);
-    assert_eq!(
-        rec.progress.lock().unwrap()[0],
-        (0, "removing a:latest".to_string())
+    assert_eq!(rec.progress.lock()[0], (0, "removing a:latest".to_string()));
+    // The call's wall time is fed to the metrics.
+    let text = stevedore::metrics::render(&Default::default());
+    let key = format!(
+        "stevedore_plugin_call_seconds_total{{plugin=\"{IMAGE_REMOVE}\",function=\"run\"}} "
     );
+    let seconds: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix(key.as_str()))
+        .unwrap_or_else(|| panic!("{key} not in {text}"))
+        .parse()
+        .unwrap();
+    assert!(seconds > 0.0, "{seconds}");
 }
 
 #[tokio::test]

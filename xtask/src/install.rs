@@ -74,3 +74,30 @@ pub fn ensure(packages: &[&str]) -> Result<()> {
     )?;
     Ok(())
 }
+
+/// Make sure the rustup components (`rustfmt`, `clippy`) are installed:
+/// rustup's `minimal` profile leaves them out.
+pub fn ensure_rust_components(components: &[&str]) -> Result<()> {
+    let missing: Vec<&str> = components
+        .iter()
+        .copied()
+        .filter(|c| {
+            let tool = if *c == "rustfmt" { "fmt" } else { *c };
+            !Command::new("cargo")
+                .args([tool, "--version"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    eprintln!("==> rustup component add {}", missing.join(" "));
+    run_ok(
+        Command::new("rustup")
+            .args(["component", "add"])
+            .args(&missing),
+    )
+}

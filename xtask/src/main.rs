@@ -7,6 +7,8 @@
 //! - `run`: install what is missing, find or start a Docker engine, build the
 //!   plugins and serve.
 //! - `bench`: build the plugins, start the test services, `cargo bench`.
+//! - `lint`: `cargo fmt --check` and `cargo clippy -D warnings` over both
+//!   workspaces (also the first step of `test`).
 //! - `services start|stop|status|env`: the test services by hand.
 //! - `stop-engine`: stop the engine `run` started.
 
@@ -28,6 +30,7 @@ const USAGE: &str = "usage: cargo xtask <command>
   test [ARGS] [-- TEST-ARGS]     build plugins, start test services, run all tests
   run [-- SERVE-ARGS]            start an engine if needed, build plugins, serve
   bench [ARGS] [-- BENCH-ARGS]   build plugins, start test services, cargo bench (stevedore, stevedore-e2e)
+  lint                           cargo fmt --check and cargo clippy -D warnings, both workspaces
   services start|stop|status|env the test services by hand
   stop-engine                    stop the Docker engine `run` started
   install                        install every Debian package the tasks use";
@@ -52,6 +55,10 @@ fn dispatch(args: &[String]) -> Result<()> {
         Some("test") => test(rest),
         Some("run") => serve(rest),
         Some("bench") => bench(rest),
+        Some("lint") => match lint()?.as_slice() {
+            [] => Ok(()),
+            failed => bail!("lint failed: {}", failed.join(", ")),
+        },
         Some("services") => services::command(rest),
         Some("stop-engine") => run_engine().stop(),
         Some("catalog-server") => catalog::serve(rest),
@@ -106,6 +113,54 @@ fn picks_packages(args: &[String]) -> bool {
         .any(|a| a.starts_with("-p") || a.starts_with("--package"))
 }
 
+/// `cargo fmt --check` and `cargo clippy --all-targets -D warnings` over the
+/// root workspace and the plugins workspace (lints are declared once per
+/// workspace, in `[workspace.lints]`). Returns what failed.
+fn lint() -> Result<Vec<&'static str>> {
+    let root = repo_root();
+    install::ensure_rust_components(&["rustfmt", "clippy"])?;
+    let plugins = root.join("plugins/Cargo.toml");
+    let native = root.join("target/plugins-native");
+    let mut failed = Vec::new();
+    eprintln!("==> lint: cargo fmt --check, cargo clippy -D warnings (both workspaces)");
+    if !run(cargo(&root).args(["fmt", "--all", "--check"]))?.success() {
+        failed.push("cargo fmt --all --check");
+    }
+    if !run(cargo(&root)
+        .args(["fmt", "--all", "--check", "--manifest-path"])
+        .arg(&plugins))?
+    .success()
+    {
+        failed.push("cargo fmt --all --check (plugins)");
+    }
+    // `--release`: the build scripts and proc macros of the release build
+    // that the tests use are reused.
+    if !run(cargo(&root).args([
+        "clippy",
+        "--release",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?
+    .success()
+    {
+        failed.push("cargo clippy --release --workspace --all-targets -- -D warnings");
+    }
+    if !run(cargo(&root)
+        .args(["clippy", "--workspace", "--all-targets", "--manifest-path"])
+        .arg(&plugins)
+        .arg("--target-dir")
+        .arg(&native)
+        .args(["--", "-D", "warnings"]))?
+    .success()
+    {
+        failed.push("cargo clippy (plugins) -- -D warnings");
+    }
+    Ok(failed)
+}
+
 /// `cargo xtask test`.
 fn test(extra: &[String]) -> Result<()> {
     let started = Instant::now();
@@ -113,6 +168,10 @@ fn test(extra: &[String]) -> Result<()> {
     plugins::build()?;
 
     let mut failed: Vec<&str> = Vec::new();
+    if !picks_packages(extra) {
+        failed.extend(lint()?);
+        check_interrupted()?;
+    }
     eprintln!("==> plugin unit tests (native)");
     if !plugins::native_tests(&[])? {
         failed.push("plugin unit tests (cargo test --manifest-path plugins/Cargo.toml)");

@@ -38,7 +38,6 @@ pub mod error;
 pub mod session;
 pub mod tasks;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -225,24 +224,31 @@ async fn json_errors(req: Request, next: Next) -> Response {
 
 /// `GET /metrics`: Prometheus text.
 async fn metrics(State(state): State<AppState>) -> Response {
-    let mut counts: BTreeMap<(String, String), u64> = BTreeMap::new();
+    let mut stored = crate::metrics::Stored::default();
     for c in state.queue.categories() {
         for s in ["waiting", "running", "completed", "error"] {
-            counts.insert((c.name.clone(), s.to_string()), 0);
+            stored.tasks.insert((c.name.clone(), s.to_string()), 0);
         }
     }
     // One grouped count in the store, not a scan of every task.
     match state.queue.counts().await {
         Ok(rows) => {
-            for (category, task_state, n) in rows {
-                *counts
-                    .entry((category, task_state.as_str().to_string()))
-                    .or_default() += n;
+            let now = crate::queue::model::now();
+            for row in rows {
+                if row.state == crate::queue::TaskState::Waiting {
+                    stored
+                        .oldest_waiting_age
+                        .insert(row.category.clone(), (now - row.oldest_init).max(0) as f64);
+                }
+                *stored
+                    .tasks
+                    .entry((row.category, row.state.as_str().to_string()))
+                    .or_default() += row.count;
             }
         }
         Err(e) => tracing::warn!("metrics: counting tasks: {e}"),
     }
-    let mut resp = Response::new(Body::from(crate::metrics::render(&counts)));
+    let mut resp = Response::new(Body::from(crate::metrics::render(&stored)));
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),

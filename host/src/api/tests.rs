@@ -24,7 +24,8 @@ use crate::runtime::{
 };
 
 /// `noop` completes at once (`count` must be an integer); `sleepy` waits until
-/// cancelled (deletable); `locked` waits 1 s and may not be deleted.
+/// cancelled (deletable); `locked` waits 1 s and may not be deleted; `timed`
+/// waits 1 s (for the run-time metrics only).
 struct TestExecutor;
 
 impl TestExecutor {
@@ -39,6 +40,7 @@ impl TestExecutor {
             c("locked", false),
             c("noop", true),
             c("sleepy", true),
+            c("timed", true),
         ]
     }
 }
@@ -91,13 +93,13 @@ impl Executor for TestExecutor {
 /// real-engine behaviour is tested end to end in `tests/tests/api.rs`.)
 #[derive(Default)]
 struct Containers {
-    entries: std::sync::Mutex<Vec<ContainerEntry>>,
+    entries: parking_lot::Mutex<Vec<ContainerEntry>>,
 }
 
 impl Containers {
     fn with_one() -> Containers {
         let c = Containers::default();
-        c.entries.lock().unwrap().push(ContainerEntry {
+        c.entries.lock().push(ContainerEntry {
             id: "0123456789abcdef0123".into(),
             name: "dtest".into(),
             image: "busybox:latest".into(),
@@ -114,7 +116,7 @@ impl Containers {
         c
     }
     fn set(&self, id: &str, state: ContainerState) -> RtResult<()> {
-        let mut all = self.entries.lock().unwrap();
+        let mut all = self.entries.lock();
         let e = all
             .iter_mut()
             .find(|e| e.id == id)
@@ -132,7 +134,7 @@ impl Runtime for Containers {
         kind: RuntimeKind,
     ) -> RtResult<Vec<ContainerEntry>> {
         match kind {
-            RuntimeKind::Docker => Ok(self.entries.lock().unwrap().clone()),
+            RuntimeKind::Docker => Ok(self.entries.lock().clone()),
             RuntimeKind::Lxc => Err(self.unsupported("containers.list")),
         }
     }
@@ -160,7 +162,7 @@ impl Runtime for Containers {
         id: String,
         _remove_volumes: bool,
     ) -> RtResult<()> {
-        self.entries.lock().unwrap().retain(|e| e.id != id);
+        self.entries.lock().retain(|e| e.id != id);
         Ok(())
     }
 }
@@ -630,7 +632,41 @@ async fn metrics_are_prometheus_text_without_secrets() {
         "{text}"
     );
     assert!(text.contains("# TYPE stevedore_task_run_seconds histogram"));
+    assert!(text.contains("stevedore_queue_depth{category=\"noop\"} 0"));
     assert!(!text.contains("pw-in-metrics"));
+    h.queue.shutdown().await;
+}
+
+/// The run-time histogram measures with a monotonic clock: a 1 s task lands
+/// above the 1 s bucket with a fractional sum (epoch seconds gave 1 or 2).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_time_metrics_have_sub_second_resolution() {
+    let h = Harness::new().await;
+    let c = h.login("alice").await;
+    let (_, t, _) = h
+        .call(Method::POST, "/api/v1/background/timed", Some(&c), "{}")
+        .await;
+    h.wait_state(&c, t["id"].as_i64().unwrap(), "completed")
+        .await;
+    let (_, text, _) = h.call(Method::GET, "/metrics", None, "").await;
+    let text = text.as_str().unwrap();
+    let value = |key: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .unwrap_or_else(|| panic!("{key} not in {text}"))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let bucket = |le: &str| {
+        value(&format!(
+            "stevedore_task_run_seconds_bucket{{category=\"timed\",le=\"{le}\"}}"
+        ))
+    };
+    assert_eq!(bucket("1"), 0.0, "{text}");
+    assert_eq!(bucket("5"), 1.0, "{text}");
+    let sum = value("stevedore_task_run_seconds_sum{category=\"timed\"}");
+    assert!(sum > 1.0 && sum < 1.5 && sum.fract() != 0.0, "{sum}");
     h.queue.shutdown().await;
 }
 

@@ -11,9 +11,9 @@
 //! the table is full, expired records go first, then the oldest of those not
 //! locked out: never all of them, so flooding it cannot wipe a lockout in force.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Failures allowed before lockouts start.
@@ -64,7 +64,7 @@ impl LoginLimiter {
     }
 
     fn check_at(&self, ip: IpAddr, now: Instant) -> Result<(), Duration> {
-        let records = self.records.lock().unwrap_or_else(|p| p.into_inner());
+        let records = self.records.lock();
         match records.get(&client_key(ip)).and_then(|r| r.locked_until) {
             Some(until) if until > now => Err(until - now),
             _ => Ok(()),
@@ -78,7 +78,7 @@ impl LoginLimiter {
 
     fn failed_at(&self, ip: IpAddr, now: Instant) -> Option<Duration> {
         let ip = client_key(ip);
-        let mut records = self.records.lock().unwrap_or_else(|p| p.into_inner());
+        let mut records = self.records.lock();
         if records.len() >= MAX_RECORDS && !records.contains_key(&ip) {
             records.retain(|_, r| {
                 now.duration_since(r.last) < WINDOW || r.locked_until.is_some_and(|u| u > now)
@@ -118,10 +118,7 @@ impl LoginLimiter {
 
     /// Forget `ip`'s failures after a successful login.
     pub fn succeeded(&self, ip: IpAddr) {
-        self.records
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&client_key(ip));
+        self.records.lock().remove(&client_key(ip));
     }
 }
 
@@ -153,7 +150,7 @@ mod tests {
             l.check_at(victim, t2).is_err(),
             "the lockout survived the flood"
         );
-        assert!(l.records.lock().unwrap().len() <= MAX_RECORDS);
+        assert!(l.records.lock().len() <= MAX_RECORDS);
     }
 
     #[test]

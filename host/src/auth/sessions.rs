@@ -4,9 +4,9 @@
 //! Only the SHA-256 of a session id is stored, so a copy of the file does
 //! not give anyone a usable cookie.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Mutex;
 
 use anyhow::Context;
 use rand::RngCore;
@@ -96,27 +96,18 @@ impl SessionStore {
         let key = key_of(id);
         self.conn
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
             .execute(
                 "INSERT OR REPLACE INTO sessions (key, username, login_time, expires) VALUES (?1, ?2, ?3, ?4)",
                 params![key, session.username, session.login_time, session.expires],
             )?;
-        self.cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key, session.clone());
+        self.cache.lock().insert(key, session.clone());
         Ok(())
     }
 
     /// The live session for `id` at `now`, if any (an expired one is removed).
     pub fn get(&self, id: &str, now: i64) -> Option<Session> {
         let key = key_of(id);
-        let found = self
-            .cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
-            .cloned()?;
+        let found = self.cache.lock().get(&key).cloned()?;
         if found.expires <= now {
             let _ = self.remove(id);
             return None;
@@ -127,47 +118,31 @@ impl SessionStore {
     /// Move the expiry of `id` to `expires`.
     pub fn extend(&self, id: &str, expires: i64) -> anyhow::Result<()> {
         let key = key_of(id);
-        if let Some(s) = self
-            .cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get_mut(&key)
-        {
+        if let Some(s) = self.cache.lock().get_mut(&key) {
             s.expires = expires;
         }
-        self.conn
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .execute(
-                "UPDATE sessions SET expires = ?2 WHERE key = ?1",
-                params![key, expires],
-            )?;
+        self.conn.lock().execute(
+            "UPDATE sessions SET expires = ?2 WHERE key = ?1",
+            params![key, expires],
+        )?;
         Ok(())
     }
 
     /// Forget `id`.
     pub fn remove(&self, id: &str) -> anyhow::Result<()> {
         let key = key_of(id);
-        self.cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&key);
+        self.cache.lock().remove(&key);
         self.conn
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
             .execute("DELETE FROM sessions WHERE key = ?1", params![key])?;
         Ok(())
     }
 
     /// Drop every session that expired by `now`.
     pub fn purge(&self, now: i64) -> anyhow::Result<()> {
-        self.cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|_, s| s.expires > now);
+        self.cache.lock().retain(|_, s| s.expires > now);
         self.conn
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
             .execute("DELETE FROM sessions WHERE expires <= ?1", params![now])?;
         Ok(())
     }

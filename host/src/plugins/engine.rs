@@ -1,13 +1,8 @@
-//! The one wasmtime `Engine`: pooling allocator, epoch interruption driven
-//! by a ticker thread, and a cache of compiled components on disk.
+//! The one wasmtime `Engine`: pooling allocator, and epoch interruption
+//! driven by a ticker thread. Its compiled code is cached by [`super::cache`].
 
-use std::hash::{Hash, Hasher};
-use std::path::Path;
 use std::time::Duration;
 
-use anyhow::Context as _;
-use sha2::{Digest, Sha256};
-use wasmtime::component::Component;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 /// How often the epoch advances; a runaway guest is stopped within one tick
@@ -64,51 +59,4 @@ pub fn start_ticker(engine: &Engine) {
             }
         })
         .expect("spawn the epoch ticker thread");
-}
-
-/// Compile `bytes`, or load the compiled code cached under `cache_dir` by a
-/// key of the component's hash and the engine's compatibility hash.
-pub fn load_component(
-    engine: &Engine,
-    cache_dir: &Path,
-    bytes: &[u8],
-) -> anyhow::Result<Component> {
-    let mut compat = std::collections::hash_map::DefaultHasher::new();
-    engine.precompile_compatibility_hash().hash(&mut compat);
-    let key = format!(
-        "{}-{:016x}",
-        hex::encode(Sha256::digest(bytes)),
-        compat.finish()
-    );
-    let path = cache_dir.join(format!("{key}.cwasm"));
-    if path.exists() {
-        // SAFETY: the cache folder is ours (created 0700 by us) and entries
-        // are named by the hash of their source and of the engine's settings.
-        match unsafe { Component::deserialize_file(engine, &path) } {
-            Ok(component) => return Ok(component),
-            Err(e) => tracing::warn!("discarding cache entry {}: {e}", path.display()),
-        }
-    }
-    let component = Component::new(engine, bytes)?;
-    if let Err(e) = store_cache_entry(cache_dir, &path, &component) {
-        tracing::warn!(
-            "could not cache compiled plugin at {}: {e:#}",
-            path.display()
-        );
-    }
-    Ok(component)
-}
-
-fn store_cache_entry(cache_dir: &Path, path: &Path, component: &Component) -> anyhow::Result<()> {
-    std::fs::create_dir_all(cache_dir)
-        .with_context(|| format!("create {}", cache_dir.display()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(cache_dir, std::fs::Permissions::from_mode(0o700))?;
-    }
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, component.serialize()?)?;
-    std::fs::rename(&tmp, path)?;
-    Ok(())
 }

@@ -16,7 +16,8 @@ use super::bindings::stevedore::plugin::{
     app_store, containers, credentials, images, networks, repository, task, types, volumes,
 };
 use super::bindings::{interface_name, Category, CategoryPre, Description, WitError};
-use super::engine::{load_component, new_engine, start_ticker};
+use super::cache::load_component;
+use super::engine::{new_engine, start_ticker};
 use super::grants::{Granter, CAPABILITIES};
 use super::state::{BudgetExceeded, CancelledTrap, Created, MemoryExceeded, PluginState};
 use super::PluginConfig;
@@ -278,6 +279,7 @@ impl PluginHost {
             CallError::Plugin(WitError::NotFound(format!("category `{category}`")))
         })?;
         let mut store = self.store(category, None);
+        let started = std::time::Instant::now();
         let result = async {
             let instance = self.instantiate(&plugin.pre, &mut store).await?;
             instance
@@ -286,7 +288,12 @@ impl PluginHost {
                 .await
         }
         .await;
-        crate::metrics::plugin_call(category, "validate", matches!(result, Ok(Ok(()))));
+        crate::metrics::plugin_call_timed(
+            category,
+            "validate",
+            matches!(result, Ok(Ok(()))),
+            started.elapsed().as_secs_f64(),
+        );
         match result {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(CallError::Plugin(e)),
@@ -308,6 +315,7 @@ impl PluginHost {
             reporter: ctx.reporter.clone(),
         };
         let mut store = self.store(&category, Some(ctx));
+        let started = std::time::Instant::now();
         let result = async {
             let instance = self.instantiate(&plugin.pre, &mut store).await?;
             instance
@@ -316,7 +324,12 @@ impl PluginHost {
                 .await
         }
         .await;
-        crate::metrics::plugin_call(&category, "run", matches!(result, Ok(Ok(_))));
+        crate::metrics::plugin_call_timed(
+            &category,
+            "run",
+            matches!(result, Ok(Ok(_))),
+            started.elapsed().as_secs_f64(),
+        );
         if cancel.is_cancelled() {
             let created = std::mem::take(&mut store.data_mut().created);
             undo(self.runtime.as_ref(), &cleanup, created).await;

@@ -4,6 +4,7 @@
 //! [`PluginHost`] implements [`crate::queue::Executor`].
 
 pub mod bindings;
+pub mod cache;
 pub mod capabilities;
 pub mod cli;
 pub mod engine;

@@ -5,8 +5,9 @@
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use futures::FutureExt;
 use tokio::sync::{broadcast, watch, Notify};
@@ -23,12 +24,7 @@ use super::{
     INTERRUPTED_DETAIL, PROGRESS_FLUSH_INTERVAL, SHUTDOWN_GRACE,
 };
 
-pub(super) fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
+pub(super) use super::model::now;
 
 /// Why a run's token was cancelled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,11 +94,7 @@ impl Inner {
         });
         let dispatcher = tokio::spawn(dispatch_loop(inner.clone()));
         let flusher = tokio::spawn(flush_loop(inner.clone()));
-        inner
-            .background
-            .lock()
-            .unwrap()
-            .extend([dispatcher, flusher]);
+        inner.background.lock().extend([dispatcher, flusher]);
         inner.wake.notify_one();
         tracing::info!(
             workers = inner.config.workers,
@@ -173,13 +165,13 @@ impl Inner {
 
     /// Show the in-memory progress of running tasks over what the store has.
     fn overlay(&self, tasks: &mut [Task]) {
-        let live = self.live.lock().unwrap();
+        let live = self.live.lock();
         if live.is_empty() {
             return;
         }
         for t in tasks.iter_mut().filter(|t| t.state == TaskState::Running) {
             if let Some(l) = live.get(&t.id) {
-                let lt = l.task.lock().unwrap();
+                let lt = l.task.lock();
                 if lt.state == TaskState::Running {
                     t.progress = lt.progress;
                     t.detail_state.clone_from(&lt.detail_state);
@@ -264,9 +256,9 @@ impl Inner {
                             task.category
                         )));
                     }
-                    let live = self.live.lock().unwrap().get(&id).cloned();
+                    let live = self.live.lock().get(&id).cloned();
                     if let Some(live) = live {
-                        *live.reason.lock().unwrap() = Some(CancelReason::Deleted);
+                        *live.reason.lock() = Some(CancelReason::Deleted);
                         live.cancel.cancel();
                         tracing::info!(task_id = id, "cancelling running task for deletion");
                         let mut done = live.done.subscribe();
@@ -299,7 +291,7 @@ impl Inner {
     /// Claim what the free slots allow and start it. Returns how many started.
     async fn dispatch_once(self: &Arc<Self>) -> anyhow::Result<usize> {
         let req = {
-            let counts = self.counts.lock().unwrap();
+            let counts = self.counts.lock();
             let free = self.config.workers.saturating_sub(counts.total);
             if free == 0 {
                 return Ok(0);
@@ -346,7 +338,7 @@ impl Inner {
         let Claimed { task, full_params } = claimed;
         let id = task.id;
         {
-            let mut counts = self.counts.lock().unwrap();
+            let mut counts = self.counts.lock();
             counts.total += 1;
             *counts
                 .per_category
@@ -361,7 +353,7 @@ impl Inner {
             dirty: AtomicBool::new(false),
             done: watch::channel(false).0,
         });
-        self.live.lock().unwrap().insert(id, live.clone());
+        self.live.lock().insert(id, live.clone());
         let span = tracing::info_span!("task", task_id = id, category = %task.category);
         self.announce(task);
         let inner = self.clone();
@@ -370,10 +362,13 @@ impl Inner {
 
     async fn run(self: Arc<Self>, live: Arc<Live>, full_params: String) {
         let (id, category, user) = {
-            let t = live.task.lock().unwrap();
+            let t = live.task.lock();
             (t.id, t.category.clone(), t.user.clone())
         };
         tracing::info!("task started");
+        // Run time for the metrics, from a monotonic clock (the stored
+        // `start`/`end` are epoch seconds, too coarse and not monotonic).
+        let started = std::time::Instant::now();
         let ctx = TaskContext {
             id,
             category: category.clone(),
@@ -397,8 +392,8 @@ impl Inner {
                 message: "the executor panicked".into(),
             },
         };
-        let reason = *live.reason.lock().unwrap();
-        let progress = live.task.lock().unwrap().progress;
+        let reason = *live.reason.lock();
+        let progress = live.task.lock().progress;
         let (state, result, detail, progress) = match outcome {
             Outcome::Completed(detail) => (
                 TaskState::Completed,
@@ -439,7 +434,7 @@ impl Inner {
         let mut stored = self.store.finish(fin);
         let first = futures::poll!(stored.as_mut());
         {
-            let mut counts = self.counts.lock().unwrap();
+            let mut counts = self.counts.lock();
             counts.total -= 1;
             if let Some(n) = counts.per_category.get_mut(&category) {
                 *n -= 1;
@@ -458,8 +453,13 @@ impl Inner {
         };
         match stored {
             Ok(true) => {
+                crate::metrics::task_finished(
+                    &category,
+                    state.as_str(),
+                    started.elapsed().as_secs_f64(),
+                );
                 let snapshot = {
-                    let mut t = live.task.lock().unwrap();
+                    let mut t = live.task.lock();
                     t.state = state;
                     t.result = Some(result);
                     t.detail_state = detail;
@@ -481,17 +481,17 @@ impl Inner {
                 tracing::error!(error = %format!("{e:#}"), "recording the end of the task failed")
             }
         }
-        self.live.lock().unwrap().remove(&id);
+        self.live.lock().remove(&id);
         live.done.send_replace(true);
     }
 
     async fn flush_progress(&self) {
         let updates: Vec<ProgressUpdate> = {
-            let live = self.live.lock().unwrap();
+            let live = self.live.lock();
             live.values()
                 .filter(|l| l.dirty.swap(false, Ordering::AcqRel))
                 .map(|l| {
-                    let t = l.task.lock().unwrap();
+                    let t = l.task.lock();
                     ProgressUpdate {
                         id: t.id,
                         progress: t.progress,
@@ -513,13 +513,13 @@ impl Inner {
         self.closing.store(true, Ordering::Release);
         self.stop.cancel();
         // The dispatcher ends after its current pass: nothing starts after this.
-        let handles: Vec<_> = self.background.lock().unwrap().drain(..).collect();
+        let handles: Vec<_> = self.background.lock().drain(..).collect();
         for h in handles {
             let _ = h.await;
         }
-        let running: Vec<Arc<Live>> = self.live.lock().unwrap().values().cloned().collect();
+        let running: Vec<Arc<Live>> = self.live.lock().values().cloned().collect();
         for l in &running {
-            *l.reason.lock().unwrap() = Some(CancelReason::Shutdown);
+            *l.reason.lock() = Some(CancelReason::Shutdown);
             l.cancel.cancel();
         }
         let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
@@ -530,7 +530,7 @@ impl Inner {
                 .is_err()
             {
                 tracing::warn!(
-                    task_id = l.task.lock().unwrap().id,
+                    task_id = l.task.lock().id,
                     "task did not stop in time; it will be marked interrupted on the next start"
                 );
             }
@@ -586,7 +586,7 @@ struct TaskReporter {
 impl Reporter for TaskReporter {
     fn progress(&self, percent: i32, detail: &str) {
         let snapshot = {
-            let mut t = self.live.task.lock().unwrap();
+            let mut t = self.live.task.lock();
             if t.state != TaskState::Running {
                 return;
             }

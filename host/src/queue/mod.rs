@@ -37,7 +37,7 @@ pub use executor::{
 };
 pub use model::{task_name, JsonText, ResultCode, Task, TaskEvent, TaskState};
 pub use sqlite::SqliteStore;
-pub use store::TaskStore;
+pub use store::{StateCount, TaskStore};
 
 /// How often coalesced progress of running tasks is written to the store.
 pub const PROGRESS_FLUSH_INTERVAL: Duration = Duration::from_millis(500);
@@ -178,7 +178,7 @@ impl Queue {
     }
     /// How many tasks there are per category and state (all users), cheaper
     /// than `list` for metrics. Sorted by category, then state.
-    pub async fn counts(&self) -> Result<Vec<(String, TaskState, u64)>, QueueError> {
+    pub async fn counts(&self) -> Result<Vec<StateCount>, QueueError> {
         Ok(self.inner.store().counts().await?)
     }
     /// Delete per the rules of the API contract; returns the deleted ids.

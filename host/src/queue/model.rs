@@ -182,6 +182,15 @@ pub fn task_name(params: &serde_json::Value) -> String {
     text("id").unwrap_or_default().to_string()
 }
 
+/// Now, in whole seconds since the Unix epoch: the unit of the stored
+/// `init`/`start`/`end` timestamps (never used to measure a duration).
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

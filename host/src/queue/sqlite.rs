@@ -15,7 +15,9 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::thread::JoinHandle;
 
 use anyhow::{anyhow, bail, Context};
@@ -25,7 +27,9 @@ use tokio::sync::oneshot;
 
 use super::model::{task_name, JsonText, Task, TaskState};
 use super::secret::SecretBox;
-use super::store::{ClaimRequest, Claimed, Finish, NewTask, Owner, ProgressUpdate, TaskStore};
+use super::store::{
+    ClaimRequest, Claimed, Finish, NewTask, Owner, ProgressUpdate, StateCount, TaskStore,
+};
 
 /// Schema migrations, applied in order; `PRAGMA user_version` is the number applied.
 /// Append new ones; never edit a released one.
@@ -203,7 +207,7 @@ impl SqliteStore {
     async fn write<T>(&self, make: impl FnOnce(Reply<T>) -> Op) -> anyhow::Result<T> {
         let (reply, rx) = oneshot::channel();
         {
-            let tx = self.tx.lock().unwrap();
+            let tx = self.tx.lock();
             let tx = tx
                 .as_ref()
                 .ok_or_else(|| anyhow!("the task store is closed"))?;
@@ -221,7 +225,7 @@ impl SqliteStore {
         let readers = self.readers.clone();
         let path = self.path.clone();
         tokio::task::spawn_blocking(move || {
-            let conn = readers.lock().unwrap().pop();
+            let conn = readers.lock().pop();
             let conn = match conn {
                 Some(c) => c,
                 None => {
@@ -236,7 +240,7 @@ impl SqliteStore {
                 }
             };
             let out = f(&conn);
-            let mut pool = readers.lock().unwrap();
+            let mut pool = readers.lock();
             if pool.len() < MAX_IDLE_READERS {
                 pool.push(conn);
             }
@@ -250,7 +254,7 @@ impl SqliteStore {
 impl Drop for SqliteStore {
     fn drop(&mut self) {
         // Dropping the sender lets the writer finish what it has and exit.
-        self.tx.lock().unwrap().take();
+        self.tx.lock().take();
     }
 }
 
@@ -770,13 +774,18 @@ impl TaskStore for SqliteStore {
             .await
     }
 
-    async fn counts(&self) -> anyhow::Result<Vec<(String, TaskState, u64)>> {
+    async fn counts(&self) -> anyhow::Result<Vec<StateCount>> {
         self.read(|c| {
             let mut st = c.prepare_cached(
-                "SELECT category, state, count(*) FROM tasks GROUP BY category, state ORDER BY category, state",
+                "SELECT category, state, count(*), min(init) FROM tasks GROUP BY category, state ORDER BY category, state",
             )?;
             let rows = st.query_map([], |r| {
-                Ok((r.get::<_, String>(0)?, parse_state(r.get_ref(1)?.as_str()?)?, r.get::<_, i64>(2)? as u64))
+                Ok(StateCount {
+                    category: r.get(0)?,
+                    state: parse_state(r.get_ref(1)?.as_str()?)?,
+                    count: r.get::<_, i64>(2)? as u64,
+                    oldest_init: r.get(3)?,
+                })
             })?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
@@ -784,14 +793,14 @@ impl TaskStore for SqliteStore {
     }
 
     async fn close(&self) -> anyhow::Result<()> {
-        let tx = self.tx.lock().unwrap().take();
+        let tx = self.tx.lock().take();
         if let Some(tx) = tx {
             let (reply, rx) = oneshot::channel();
             if tx.send(Op::Close(reply)).is_ok() {
                 let _ = rx.await;
             }
         }
-        let handle = self.writer.lock().unwrap().take();
+        let handle = self.writer.lock().take();
         if let Some(h) = handle {
             tokio::task::spawn_blocking(move || h.join())
                 .await
@@ -926,11 +935,23 @@ mod tests {
 
         let counts = store.counts().await.unwrap();
         assert!(
-            counts.contains(&("a".to_string(), TaskState::Completed, 1)),
+            counts
+                .iter()
+                .any(|c| c.category == "a" && c.state == TaskState::Completed && c.count == 1),
             "{counts:?}"
         );
         assert!(
-            counts.contains(&("a".to_string(), TaskState::Running, 1)),
+            counts
+                .iter()
+                .any(|c| c.category == "a" && c.state == TaskState::Running && c.count == 1),
+            "{counts:?}"
+        );
+        // `c` still waits: the oldest waiting submit time is its `init`.
+        assert!(
+            counts.iter().any(|c| c.category == "c"
+                && c.state == TaskState::Waiting
+                && c.count == 1
+                && c.oldest_init == c1.init),
             "{counts:?}"
         );
 

@@ -150,10 +150,25 @@ pub trait TaskStore: Send + Sync {
     /// The tasks of `owner`, of `category` if given, newest (highest id) first.
     async fn list(&self, owner: Owner<'_>, category: Option<&str>) -> anyhow::Result<Vec<Task>>;
 
-    /// How many tasks there are per (category, state), for metrics.
-    async fn counts(&self) -> anyhow::Result<Vec<(String, TaskState, u64)>>;
+    /// How many tasks there are per (category, state), with the oldest
+    /// `init` of each group, for metrics. Sorted by category, then state.
+    async fn counts(&self) -> anyhow::Result<Vec<StateCount>>;
 
     /// Wait until every accepted write is durable and stop accepting writes.
     /// Later writes fail. Idempotent.
     async fn close(&self) -> anyhow::Result<()>;
+}
+
+/// The tasks of one (category, state), for metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateCount {
+    /// The category.
+    pub category: String,
+    /// The state.
+    pub state: TaskState,
+    /// How many tasks.
+    pub count: u64,
+    /// The earliest `init` (epoch seconds) among them: for `waiting`, when
+    /// the task waiting longest was submitted.
+    pub oldest_init: i64,
 }

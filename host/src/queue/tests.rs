@@ -1,7 +1,9 @@
 //! Queue tests, with a plain-Rust test double of the plugin host.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -76,24 +78,21 @@ impl Executor for TestExec {
     }
     async fn run(&self, ctx: TaskContext) -> Outcome {
         {
-            let mut active = self.active.lock().unwrap();
+            let mut active = self.active.lock();
             let a = active.entry(ctx.category.clone()).or_default();
             a.0 += 1;
             a.1 = a.1.max(a.0);
         }
         let category = ctx.category.clone();
         let outcome = self.run_inner(ctx).await;
-        self.active.lock().unwrap().get_mut(&category).unwrap().0 -= 1;
+        self.active.lock().get_mut(&category).unwrap().0 -= 1;
         outcome
     }
 }
 
 impl TestExec {
     async fn run_inner(&self, ctx: TaskContext) -> Outcome {
-        self.started
-            .lock()
-            .unwrap()
-            .push((ctx.id, ctx.params.clone()));
+        self.started.lock().push((ctx.id, ctx.params.clone()));
         tracing::info!("executor-marker inside run");
         ctx.reporter.log(LogLevel::Info, "reporter-marker");
         match ctx.category.as_str() {
@@ -121,15 +120,10 @@ impl TestExec {
 
 impl TestExec {
     fn max_active(&self, category: &str) -> usize {
-        self.active.lock().unwrap().get(category).map_or(0, |a| a.1)
+        self.active.lock().get(category).map_or(0, |a| a.1)
     }
     fn started_ids(&self) -> Vec<i64> {
-        self.started
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(id, _)| *id)
-            .collect()
+        self.started.lock().iter().map(|(id, _)| *id).collect()
     }
 }
 
@@ -609,8 +603,7 @@ async fn secrets_masked_everywhere_and_full_params_reach_the_executor() {
     for s in ["p-top", "t-nested", "k-case", "p-in-array", "t-deep"] {
         assert!(!text.contains(s), "{s} shown in {text}");
     }
-    let given: serde_json::Value =
-        serde_json::from_str(&exec.started.lock().unwrap()[0].1).unwrap();
+    let given: serde_json::Value = serde_json::from_str(&exec.started.lock()[0].1).unwrap();
     assert_eq!(given, params, "the executor gets the full params");
     q.shutdown().await;
     let db = std::fs::read(dir.path().join("stevedore.db")).unwrap();
@@ -681,14 +674,7 @@ async fn many_tasks_run_once_each() {
     ids.sort();
     assert_eq!(started, ids, "every task ran exactly once");
     assert!(exec.max_active("quick") <= 2, "per-category limit");
-    let total: usize = exec
-        .active
-        .lock()
-        .unwrap()
-        .values()
-        .map(|a| a.1)
-        .max()
-        .unwrap();
+    let total: usize = exec.active.lock().values().map(|a| a.1).max().unwrap();
     assert!(total <= 3);
     q.shutdown().await;
 }
@@ -771,7 +757,6 @@ fn restart_recovery_after_a_crash() {
         let given = exec2
             .started
             .lock()
-            .unwrap()
             .iter()
             .find(|(id, _)| *id == waiting_secret)
             .unwrap()
@@ -817,7 +802,7 @@ async fn shutdown_interrupts_running_and_keeps_waiting() {
     );
     wait_task(&q, w, |t| t.state == TaskState::Completed).await;
     assert_eq!(
-        exec2.started.lock().unwrap().clone(),
+        exec2.started.lock().clone(),
         vec![(w, r#"{"password":"pw"}"#.to_string())]
     );
     assert_eq!(store.list(Owner::Anyone, None).await.unwrap().len(), 2);
@@ -861,7 +846,7 @@ fn task_logs_check() {
     struct Buf(Arc<Mutex<Vec<u8>>>);
     impl std::io::Write for Buf {
         fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
+            self.0.lock().extend_from_slice(b);
             Ok(b.len())
         }
         fn flush(&mut self) -> std::io::Result<()> {
@@ -888,7 +873,7 @@ fn task_logs_check() {
         q.shutdown().await;
         id
     });
-    let out = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    let out = String::from_utf8(buf.0.lock().clone()).unwrap();
     let lines: Vec<&str> = out
         .lines()
         .filter(|l| {

@@ -64,15 +64,15 @@ impl<W: Write> ParGz<W> {
         out.write_all(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255])?;
         let threads = threads.max(1);
         let (jobs_tx, jobs_rx) = mpsc::sync_channel::<Job>(threads * 2);
-        let jobs_rx = std::sync::Arc::new(std::sync::Mutex::new(jobs_rx));
+        let jobs_rx = std::sync::Arc::new(parking_lot::Mutex::new(jobs_rx));
         let (done_tx, done_rx) = mpsc::channel::<Done>();
         let workers = (0..threads)
             .map(|_| {
                 let jobs = jobs_rx.clone();
                 let done = done_tx.clone();
                 std::thread::spawn(move || loop {
-                    let job = jobs.lock().map(|rx| rx.recv());
-                    let Ok(Ok((seq, data))) = job else { return };
+                    let job = jobs.lock().recv();
+                    let Ok((seq, data)) = job else { return };
                     if done.send((seq, deflate_block(level, &data))).is_err() {
                         return;
                     }

@@ -16,8 +16,8 @@
 //! }
 //! ```
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::Mutex;
 
 use async_trait::async_trait;
 use serde::de::DeserializeOwned;
@@ -89,7 +89,7 @@ impl Simulator {
 
     /// The calls made so far, in order.
     pub fn calls(&self) -> Vec<Call> {
-        self.calls.lock().unwrap().clone()
+        self.calls.lock().clone()
     }
 
     fn answer<T: DeserializeOwned>(
@@ -111,12 +111,12 @@ impl Simulator {
         cx: Option<&CallContext>,
         default: impl FnOnce() -> T,
     ) -> RtResult<T> {
-        self.calls.lock().unwrap().push(Call {
+        self.calls.lock().push(Call {
             call: call.to_string(),
             args,
         });
         let scripted = {
-            let mut script = self.script.lock().unwrap();
+            let mut script = self.script.lock();
             script.get_mut(call).and_then(|(answers, next)| {
                 let answer = answers
                     .get((*next).min(answers.len().saturating_sub(1)))

@@ -4,9 +4,9 @@
 //! `credentials.sealed` (mode 0600), so no password is in clear on disk. A
 //! `credentials.json` of an earlier release is sealed and removed on start.
 
+use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
@@ -108,7 +108,7 @@ impl CredentialStore {
 
     /// What `user` remembered for `registry`.
     pub fn lookup(&self, user: &str, registry: &str) -> Option<Credential> {
-        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let _guard = self.lock.lock();
         let all = self.read();
         let saved = all.get(user)?.get(registry)?;
         Some(Credential {
@@ -120,7 +120,7 @@ impl CredentialStore {
 
     /// Remember `credential` for `user`.
     pub fn remember(&self, user: &str, credential: &Credential) -> Result<(), Error> {
-        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let _guard = self.lock.lock();
         let mut all = self.read();
         all.entry(user.to_string()).or_default().insert(
             credential.registry.clone(),

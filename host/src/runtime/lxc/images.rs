@@ -72,12 +72,7 @@ fn key(reference: &str) -> String {
     out
 }
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
+use crate::queue::model::now;
 
 fn io_err(what: &str, path: &Path, e: std::io::Error) -> Error {
     Error::Runtime(format!("{what} {}: {e}", path.display()))
