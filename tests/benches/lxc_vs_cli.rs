@@ -6,7 +6,8 @@
 //! A container is made from the test catalog's busybox image and its rootfs
 //! grown to 1 GiB (512 MiB random, 512 MiB text); it is stopped, so neither
 //! side pays for a freeze. Prints, as medians of `ROUNDS` alternating runs
-//! (`STEVEDORE_BENCH_ROUNDS`, default 3):
+//! (`STEVEDORE_BENCH_ROUNDS`, default 3; each round alternates
+//! which side goes first):
 //! - `container_export` vs `tar --numeric-owner -cf` (target ≤ 1.05);
 //! - compressed vs `tar --numeric-owner -c | gzip` (target ≤ 0.8);
 //! - the server's peak RSS during the exports (target ≤ 64 MiB).
@@ -94,6 +95,26 @@ async fn main() {
     let dir = lxc.path().join("bench");
     let p = lxc.path().display().to_string();
     sh(&format!("lxc-stop -P {p} -n bench -k"));
+    // The fixed cost of a task (HTTP, queue, sandbox, `lxc-info`, the
+    // rename), from exports of the bare busybox container.
+    let small = server.data_dir().join("share/small");
+    std::fs::create_dir_all(&small).unwrap();
+    let (mut fixed, mut fixed_tar) = (vec![], vec![]);
+    for round in 0..5 {
+        fixed_tar.push(timed(&format!(
+            "tar --numeric-owner -cf {}/cli-{round}.tar -C {} config rootfs",
+            small.display(),
+            dir.display()
+        )));
+        fixed.push(
+            task(
+                &c,
+                "container_export",
+                &format!(r#"{{"type":"lxc","name":"bench","path":"small/ours-{round}.tar"}}"#),
+            )
+            .await,
+        );
+    }
     let fill = dir.join("rootfs/bench");
     std::fs::create_dir_all(&fill).unwrap();
     sh(&format!(
@@ -122,31 +143,40 @@ async fn main() {
     });
     let (mut ours, mut theirs, mut ours_gz, mut theirs_gz) = (vec![], vec![], vec![], vec![]);
     for round in 0..rounds {
-        theirs.push(timed(&format!(
-            "tar --numeric-owner -cf {o}/cli-{round}.tar -C {d} config rootfs"
-        )));
-        ours.push(
-            task(
-                &c,
-                "container_export",
-                &format!(r#"{{"type":"lxc","name":"bench","path":"bench/ours-{round}.tar"}}"#),
-            )
-            .await,
-        );
-        theirs_gz.push(timed(&format!(
-            "tar --numeric-owner -cf - -C {d} config rootfs | gzip > {o}/cli-{round}.tgz"
-        )));
-        ours_gz.push(
-            task(
-                &c,
-                "container_export",
-                &format!(
-                    r#"{{"type":"lxc","name":"bench","path":"bench/ours-{round}.tgz","compress":true}}"#
-                ),
-            )
-            .await,
-        );
-        sh(&format!("rm -f {o}/*"));
+        // Alternate who goes first, so that neither side always inherits the
+        // other's writeback or freed blocks.
+        for side in [round % 2, 1 - round % 2] {
+            if side == 0 {
+                theirs.push(timed(&format!(
+                    "tar --numeric-owner -cf {o}/cli-{round}.tar -C {d} config rootfs"
+                )));
+                theirs_gz.push(timed(&format!(
+                    "tar --numeric-owner -cf - -C {d} config rootfs | gzip > {o}/cli-{round}.tgz"
+                )));
+            } else {
+                ours.push(
+                    task(
+                        &c,
+                        "container_export",
+                        &format!(
+                            r#"{{"type":"lxc","name":"bench","path":"bench/ours-{round}.tar"}}"#
+                        ),
+                    )
+                    .await,
+                );
+                ours_gz.push(
+                    task(
+                        &c,
+                        "container_export",
+                        &format!(
+                            r#"{{"type":"lxc","name":"bench","path":"bench/ours-{round}.tgz","compress":true}}"#
+                        ),
+                    )
+                    .await,
+                );
+            }
+            sh(&format!("rm -f {o}/*"));
+        }
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let peak = sampler.join().unwrap();
@@ -179,6 +209,11 @@ async fn main() {
         spread(&theirs),
         spread(&ours_gz),
         spread(&theirs_gz)
+    );
+    println!(
+        "bare busybox container (fixed cost): stevedore {:.1?}  tar -cf {:.1?}",
+        median(fixed),
+        median(fixed_tar)
     );
     println!(
         "server RSS: {:.1} MiB idle, peak {:.1} MiB during the exports (target <= 64 MiB)",
