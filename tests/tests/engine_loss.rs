@@ -68,9 +68,65 @@ struct Timing {
     detail: String,
 }
 
+/// When a task counts as busy with the engine, so that the kill lands in
+/// the middle of its work.
+#[derive(Debug, Clone, Copy)]
+enum Busy {
+    /// The engine's progress stream has moved past 0% (pulls and pushes:
+    /// the bytes flow between the engine and the registry).
+    Progress,
+    /// The engine call has begun (progress -1) and the server has moved
+    /// [`STREAMED`] bytes since (saves, exports, imports: the bytes flow
+    /// between the engine and the server).
+    Streaming,
+}
+
+/// Bytes through the server that count as "streaming".
+const STREAMED: u64 = 32 << 20;
+
+/// Bytes the process `pid` read and wrote so far (`/proc/PID/io`).
+fn io_bytes(pid: u32) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| l.split_once(": "))
+        .filter(|(k, _)| *k == "rchar" || *k == "wchar")
+        .filter_map(|(_, v)| v.trim().parse::<u64>().ok())
+        .sum()
+}
+
+/// Files under `dir` named as unfinished outputs.
+fn partial_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(p) = todo.pop() {
+        if p.is_dir() {
+            todo.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+        } else if p
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with(".stevedore-partial-"))
+        {
+            out.push(p);
+        }
+    }
+    out
+}
+
 /// Whether a task has ended.
 fn ended(t: &Value) -> bool {
     t["state"] == "completed" || t["state"] == "error"
+}
+
+/// One category to lose the engine under.
+struct Case {
+    category: &'static str,
+    /// When the kill lands.
+    when: Busy,
+    /// The task that loses its engine.
+    body: Value,
+    /// The task that must complete once the engine is back.
+    again: Value,
+    /// The file it writes (relative to the share root), if any.
+    output: Option<&'static str>,
 }
 
 /// Submit `body`, kill the engine once the task is busy with it, check that
@@ -80,19 +136,39 @@ async fn lose_engine_mid_task(
     engine: &mut PrivateEngine,
     server: &Server,
     c: &Client,
-    category: &'static str,
-    body: Value,
-    again: Value,
+    case: Case,
 ) -> Timing {
+    let Case {
+        category,
+        when,
+        body,
+        again,
+        output,
+    } = case;
+    let share = server.data_dir().join("share");
     let id = c.submit_ok(category, &body.to_string()).await;
-    // Busy: running and past its first progress report (the engine call is
-    // under way).
-    let busy = c
+    let progress = |t: &Value| t["progress"].as_i64().unwrap_or(0);
+    let mut busy = c
         .wait_until(id, Duration::from_secs(120), |t| {
-            ended(t) || (t["state"] == "running" && t["progress"].as_i64().unwrap_or(0) != 0)
+            ended(t)
+                || (t["state"] == "running"
+                    && match when {
+                        Busy::Progress => progress(t) > 0,
+                        Busy::Streaming => progress(t) == -1,
+                    })
         })
         .await
         .unwrap_or_else(|last| panic!("{category}: task {id} never got busy: {last:?}"));
+    if matches!(when, Busy::Streaming) && !ended(&busy) {
+        let pid = server.pid().expect("the server runs");
+        let from = io_bytes(pid);
+        let until = Instant::now() + Duration::from_secs(60);
+        while io_bytes(pid) < from + STREAMED {
+            assert!(Instant::now() < until, "{category}: no bytes flow");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        busy = c.task(id).await.expect("listed");
+    }
     assert_eq!(
         busy["state"], "running",
         "{category} ended before the engine was killed (make the payload larger): {busy}"
@@ -117,6 +193,12 @@ async fn lose_engine_mid_task(
         .expect("metrics answer");
     assert_eq!(metrics.status(), 200);
     assert!(c.list(None).await.iter().any(|t| t["id"] == id));
+    // A failed export leaves neither its file nor a partial one.
+    if let Some(path) = output {
+        assert!(!share.join(path).exists(), "{category} left {path}");
+    }
+    let partial = partial_files(&share);
+    assert!(partial.is_empty(), "{category} left {partial:?}");
 
     engine.start_again();
     let id = c.submit_ok(category, &again.to_string()).await;
@@ -128,6 +210,9 @@ async fn lose_engine_mid_task(
         t["state"], "completed",
         "{category} with the engine back: {t}"
     );
+    if let Some(path) = output {
+        assert!(share.join(path).is_file(), "{category} wrote {path}");
+    }
     Timing {
         category,
         failed_after,
@@ -180,71 +265,65 @@ async fn a_lost_engine_fails_each_long_task_within_5_s_and_tasks_succeed_once_it
     options.docker_host = Some(engine.host());
     let server = Server::start(options).await;
     let c = server.admin().await;
-    let share = server.data_dir().join("share");
-    let mut timings = Vec::new();
-
     let pull = json!({"type": "docker", "repository": "private", "registry_name": "local",
         "image": remote, "tag": "1"});
-    timings.push(
-        lose_engine_mid_task(
-            &mut engine,
-            &server,
-            &c,
-            "image_download",
-            pull.clone(),
-            pull,
-        )
-        .await,
-    );
-
     let pushed = format!("stevedore/{}", unique("loss-push"));
     let push = |tag: &str| {
         json!({"image": local, "tag": "1", "newImage": pushed, "newTag": tag,
             "registry": registry})
     };
-    timings.push(
-        lose_engine_mid_task(&mut engine, &server, &c, "image_push", push("1"), push("2")).await,
-    );
-
     let save = json!({"type": "docker", "image": local, "tag": "1",
         "path": "loss/image.tar.gz", "compress": true});
-    timings.push(
-        lose_engine_mid_task(&mut engine, &server, &c, "image_export", save.clone(), save).await,
-    );
-    assert!(share.join("loss/image.tar.gz").is_file());
-
     let export = json!({"type": "docker", "name": container,
         "path": "loss/container.tar.gz", "compress": true});
-    timings.push(
-        lose_engine_mid_task(
-            &mut engine,
-            &server,
-            &c,
-            "container_export",
-            export.clone(),
-            export,
-        )
-        .await,
-    );
-    assert!(share.join("loss/container.tar.gz").is_file());
-
     let import =
         |name: &str| json!({"type": "docker", "name": name, "path": "loss/container.tar.gz"});
-    timings.push(
-        lose_engine_mid_task(
-            &mut engine,
-            &server,
-            &c,
-            "container_import",
-            import(&unique("loss-i")),
-            import(&unique("loss-i")),
-        )
-        .await,
-    );
+    // In this order: the import reads what the export wrote.
+    let cases = [
+        Case {
+            category: "image_download",
+            when: Busy::Progress,
+            body: pull.clone(),
+            again: pull,
+            output: None,
+        },
+        Case {
+            category: "image_push",
+            when: Busy::Progress,
+            body: push("1"),
+            again: push("2"),
+            output: None,
+        },
+        Case {
+            category: "image_export",
+            when: Busy::Streaming,
+            body: save.clone(),
+            again: save,
+            output: Some("loss/image.tar.gz"),
+        },
+        Case {
+            category: "container_export",
+            when: Busy::Streaming,
+            body: export.clone(),
+            again: export,
+            output: Some("loss/container.tar.gz"),
+        },
+        Case {
+            category: "container_import",
+            when: Busy::Streaming,
+            body: import(&unique("loss-i")),
+            again: import(&unique("loss-i")),
+            output: None,
+        },
+    ];
+    let mut timings = Vec::new();
+    for case in cases {
+        timings.push(lose_engine_mid_task(&mut engine, &server, &c, case).await);
+    }
 
     for t in &timings {
         println!(
-            "engine loss: {:16} failed {:>6.0} ms after dockerd was killed (at {}%): {}",
+            "engine loss: {:16} failed {:>6.0} ms after dockerd was killed (progress {}): {}",
             t.category,
             t.failed_after.as_secs_f64() * 1000.0,
             t.progress_at_kill,
