@@ -78,7 +78,7 @@ const PACE: Duration = Duration::from_millis(40);
 /// The body of the `n`th submit: mostly instant tasks, some that run for a
 /// second so that a kill finds tasks running as well as waiting.
 fn body(n: u64) -> (&'static str, String) {
-    if n % 16 == 0 {
+    if n.is_multiple_of(16) {
         ("sleepy", r#"{"seconds": 1}"#.to_string())
     } else {
         ("noop", format!(r#"{{"count": {}}}"#, n % 1000))
@@ -210,7 +210,7 @@ pub async fn storm(backend: StoreBackend) -> StormReport {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
 
-    let ledger = ledger.lock().unwrap();
+    let ledger = std::mem::take(&mut *ledger.lock().unwrap());
     // Ids are never reused: no two accepted submits got the same id, and
     // the list holds each id once.
     let accepted: BTreeSet<i64> = ledger.accepted.iter().copied().collect();

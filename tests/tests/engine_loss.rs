@@ -1,5 +1,5 @@
 //! Engine loss (issue 10): dockerd is killed (SIGKILL) in the middle of each
-//! long Docker category. The task must end in `error` within 5 s of the
+//! long Docker category (those that pull, push, save, export or import). The task must end in `error` within 5 s of the
 //! engine going away, the server must go on answering, and once the engine
 //! is back the same task succeeds.
 //!
@@ -119,6 +119,8 @@ fn ended(t: &Value) -> bool {
 /// One category to lose the engine under.
 struct Case {
     category: &'static str,
+    /// `docker` commands run against the engine first.
+    prepare: Vec<Vec<String>>,
     /// When the kill lands.
     when: Busy,
     /// The task that loses its engine.
@@ -140,12 +142,16 @@ async fn lose_engine_mid_task(
 ) -> Timing {
     let Case {
         category,
+        prepare,
         when,
         body,
         again,
         output,
     } = case;
     let share = server.data_dir().join("share");
+    for args in &prepare {
+        engine.docker(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    }
     let id = c.submit_ok(category, &body.to_string()).await;
     let progress = |t: &Value| t["progress"].as_i64().unwrap_or(0);
     let mut busy = c
@@ -254,6 +260,7 @@ async fn a_lost_engine_fails_each_long_task_within_5_s_and_tasks_succeed_once_it
 
     let mut options = Options::with_plugins(&[
         "image_download",
+        "create",
         "image_push",
         "image_export",
         "container_export",
@@ -278,13 +285,30 @@ async fn a_lost_engine_fails_each_long_task_within_5_s_and_tasks_succeed_once_it
         "path": "loss/container.tar.gz", "compress": true});
     let import =
         |name: &str| json!({"type": "docker", "name": name, "path": "loss/container.tar.gz"});
-    // In this order: the import reads what the export wrote.
+    let create = |name: &str| {
+        // `dockerhub`: the engine's mirror is the open registry. (`private`
+        // pulls `registry/image:tag` but creates from `image:tag`, which
+        // fails with or without an engine loss: reported, not fixed here.)
+        json!({"type": "docker", "name": name, "repository": "dockerhub",
+            "image": remote, "tag": "1", "command": ["sh", "-c", "exit 0"]})
+    };
+    // In this order: create pulls again what the download pulled once it
+    // is removed; the import reads what the export wrote.
     let cases = [
         Case {
             category: "image_download",
             when: Busy::Progress,
             body: pull.clone(),
             again: pull,
+            output: None,
+            prepare: Vec::new(),
+        },
+        Case {
+            category: "create",
+            prepare: vec![vec!["rmi".into(), remote_ref.clone()]],
+            when: Busy::Progress,
+            body: create(&unique("loss-create")),
+            again: create(&unique("loss-create")),
             output: None,
         },
         Case {
@@ -293,6 +317,7 @@ async fn a_lost_engine_fails_each_long_task_within_5_s_and_tasks_succeed_once_it
             body: push("1"),
             again: push("2"),
             output: None,
+            prepare: Vec::new(),
         },
         Case {
             category: "image_export",
@@ -300,6 +325,7 @@ async fn a_lost_engine_fails_each_long_task_within_5_s_and_tasks_succeed_once_it
             body: save.clone(),
             again: save,
             output: Some("loss/image.tar.gz"),
+            prepare: Vec::new(),
         },
         Case {
             category: "container_export",
@@ -307,6 +333,7 @@ async fn a_lost_engine_fails_each_long_task_within_5_s_and_tasks_succeed_once_it
             body: export.clone(),
             again: export,
             output: Some("loss/container.tar.gz"),
+            prepare: Vec::new(),
         },
         Case {
             category: "container_import",
@@ -314,6 +341,7 @@ async fn a_lost_engine_fails_each_long_task_within_5_s_and_tasks_succeed_once_it
             body: import(&unique("loss-i")),
             again: import(&unique("loss-i")),
             output: None,
+            prepare: Vec::new(),
         },
     ];
     let mut timings = Vec::new();
