@@ -8,6 +8,7 @@
 //! data_dir = "/var/lib/stevedore"
 //! share_root = "/share"
 //! docker_host = "unix:///run/docker.sock"
+//! docker_stall_secs = 120     # a pull, push, save, export or import with no byte moving this long fails
 //!
 //! [http]
 //! max_body_bytes = 1048576
@@ -61,7 +62,7 @@
 //! `STEVEDORE_DATA_DIR`, `STEVEDORE_SHARE_ROOT`, `STEVEDORE_PLUGINS_DIR`,
 //! `STEVEDORE_ADMIN_PASSWORD`, `STEVEDORE_WORKERS`, `STEVEDORE_CACHE_DIR`
 //! (compiled plugins; entries are keyed by content, so servers may share it),
-//! `DOCKER_HOST`, `STEVEDORE_CATALOG`, `STEVEDORE_LXC_PATH`,
+//! `DOCKER_HOST`, `STEVEDORE_DOCKER_STALL_SECS`, `STEVEDORE_CATALOG`, `STEVEDORE_LXC_PATH`,
 //! `STEVEDORE_LXC_BRIDGE`, `STEVEDORE_LXC_SUBNET`.
 
 use std::collections::{BTreeMap, HashMap};
@@ -300,6 +301,8 @@ pub struct FileConfig {
     pub share_root: Option<PathBuf>,
     /// Docker endpoint, as `DOCKER_HOST`.
     pub docker_host: Option<String>,
+    /// Seconds an engine call may go without a byte moving.
+    pub docker_stall_secs: Option<u64>,
     /// REST API limits.
     #[serde(default)]
     pub http: HttpSection,
@@ -344,6 +347,9 @@ pub struct Config {
     pub plugins_cache_dir: PathBuf,
     /// Docker endpoint (`DOCKER_HOST`), if set.
     pub docker_host: Option<String>,
+    /// Seconds an engine call may go without a byte moving
+    /// (`STEVEDORE_DOCKER_STALL_SECS`); `None`: the runtime's default.
+    pub docker_stall_secs: Option<u64>,
     /// Password for a generated `admin` (from `STEVEDORE_ADMIN_PASSWORD`).
     pub admin_password: Option<Secret>,
     /// REST API limits.
@@ -412,6 +418,12 @@ impl Config {
             .or(file.plugins.cache_dir.clone())
             .unwrap_or_else(|| data_dir.join("cache"));
         let docker_host = env("DOCKER_HOST").or(file.docker_host.clone());
+        let docker_stall_secs = match env("STEVEDORE_DOCKER_STALL_SECS") {
+            Some(s) => Some(s.parse::<u64>().ok().filter(|n| *n > 0).with_context(|| {
+                format!("STEVEDORE_DOCKER_STALL_SECS: `{s}` is not a positive number")
+            })?),
+            None => file.docker_stall_secs,
+        };
         let admin_password = env("STEVEDORE_ADMIN_PASSWORD").map(Secret);
         let mut queue = file.queue.clone();
         if let Some(w) = env("STEVEDORE_WORKERS") {
@@ -440,6 +452,7 @@ impl Config {
             plugins_dir,
             plugins_cache_dir,
             docker_host,
+            docker_stall_secs,
             admin_password,
             http: file.http,
             users: file.users,

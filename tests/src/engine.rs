@@ -140,6 +140,27 @@ impl PrivateEngine {
             .collect()
     }
 
+    /// Stop dockerd without killing it (SIGSTOP): its socket stays open and
+    /// takes connections, but nothing answers.
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Let a [`freeze`](Self::freeze)d dockerd go on (SIGCONT).
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, which: &str) {
+        let pid = self.child.as_ref().expect("dockerd runs").id();
+        let ok = Command::new("kill")
+            .arg(which)
+            .arg(pid.to_string())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill {which} {pid}");
+    }
+
     /// Start dockerd again on the same folders, after [`kill`](Self::kill).
     pub fn start_again(&mut self) {
         self.kill();

@@ -3,6 +3,10 @@
 //! engine going away, the server must go on answering, and once the engine
 //! is back the same task succeeds.
 //!
+//! An engine that is frozen (SIGSTOP) instead keeps its socket open and
+//! answers nothing: the task must fail once nothing has moved for the
+//! configured stall limit (`STEVEDORE_DOCKER_STALL_SECS`).
+//!
 //! The engine is a private dockerd ([`PrivateEngine`]), never the shared
 //! test engine; it pulls from and pushes to the shared open registry.
 
@@ -358,4 +362,80 @@ async fn a_lost_engine_fails_each_long_task_within_5_s_and_tasks_succeed_once_it
             t.detail
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_engine_fails_the_task_once_nothing_moves_for_the_stall_limit() {
+    const STALL: Duration = Duration::from_secs(2);
+    let registry = env("STEVEDORE_TEST_REGISTRY");
+    let fixtures = tempfile::tempdir().unwrap();
+    let remote = format!("stevedore/{}", unique("frozen-pull"));
+    let remote_ref = format!("{registry}/{remote}:1");
+    let tar = rootfs_tar(fixtures.path(), 128, 0x51_7cc1_b727_220a);
+    docker(&["import", &tar, &remote_ref]);
+    docker(&["push", &remote_ref]);
+    docker(&["rmi", &remote_ref]);
+
+    let engine = PrivateEngine::start();
+    let mut options = Options::with_plugins(&["image_download"])
+        .env("STEVEDORE_DOCKER_STALL_SECS", &STALL.as_secs().to_string())
+        .config(&format!(
+            "[registries.local]\nurl = \"http://{registry}\"\n"
+        ));
+    options.docker_host = Some(engine.host());
+    let server = Server::start(options).await;
+    let c = server.admin().await;
+    let pull = json!({"type": "docker", "repository": "private", "registry_name": "local",
+        "image": remote, "tag": "1"})
+    .to_string();
+
+    let id = c.submit_ok("image_download", &pull).await;
+    let busy = c
+        .wait_until(id, Duration::from_secs(120), |t| {
+            ended(t) || (t["state"] == "running" && t["progress"].as_i64().unwrap_or(0) > 0)
+        })
+        .await
+        .expect("the pull gets under way");
+    assert_eq!(busy["state"], "running", "ended before the freeze: {busy}");
+    engine.freeze();
+    let frozen = Instant::now();
+    let t = c
+        .wait_until(id, STALL + WITHIN + Duration::from_secs(30), ended)
+        .await
+        .expect("the task ends");
+    let failed_after = frozen.elapsed();
+    engine.thaw();
+    let detail = t["detail_state"].clone();
+    assert_eq!(t["state"], "error", "{t}");
+    assert!(
+        t["detail_state"]
+            .as_str()
+            .is_some_and(|d| d.contains("stopped answering")),
+        "{t}"
+    );
+    assert!(
+        failed_after <= STALL + WITHIN,
+        "the task ended {failed_after:?} after the engine froze (stall limit {STALL:?})"
+    );
+    // The server answered throughout, and the thawed engine serves again.
+    assert_eq!(
+        reqwest::get(format!("{}/metrics", server.base()))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let id = c.submit_ok("image_download", &pull).await;
+    let t = c
+        .wait_until(id, Duration::from_secs(120), ended)
+        .await
+        .expect("the pull ends");
+    assert_eq!(t["state"], "completed", "{t}");
+    println!(
+        "engine frozen: image_download failed {:.0} ms after dockerd was stopped (stall limit {} s, progress {}): {}",
+        failed_after.as_secs_f64() * 1000.0,
+        STALL.as_secs(),
+        busy["progress"],
+        detail
+    );
 }
