@@ -739,6 +739,24 @@ create = ["task", "images", "containers"]
     }
 
     #[test]
+    fn the_docker_stall_limit_comes_from_the_file_or_the_environment() {
+        let file = parse_file("docker_stall_secs = 30\n").unwrap();
+        let c = Config::resolve(file.clone(), env_of(&[])).unwrap();
+        assert_eq!(c.docker_stall_secs, Some(30));
+        let c = Config::resolve(file, env_of(&[("STEVEDORE_DOCKER_STALL_SECS", "2")])).unwrap();
+        assert_eq!(c.docker_stall_secs, Some(2));
+        let c = Config::resolve(FileConfig::default(), env_of(&[])).unwrap();
+        assert_eq!(c.docker_stall_secs, None, "the runtime's default");
+        for bad in [
+            env_of(&[("STEVEDORE_DOCKER_STALL_SECS", "0")]),
+            env_of(&[("STEVEDORE_DOCKER_STALL_SECS", "soon")]),
+        ] {
+            let e = Config::resolve(FileConfig::default(), bad).unwrap_err();
+            assert!(e.to_string().contains("STEVEDORE_DOCKER_STALL_SECS"), "{e}");
+        }
+    }
+
+    #[test]
     fn env_overrides_win() {
         let file =
             parse_file("listen = \"127.0.0.1:1\"\n[plugins]\ndir = \"/from-file\"\n").unwrap();
