@@ -8,6 +8,7 @@
 //! data_dir = "/var/lib/stevedore"
 //! share_root = "/share"
 //! docker_host = "unix:///run/docker.sock"
+//! docker_stall_secs = 120     # a pull, push, save, export or import with no byte moving this long fails
 //!
 //! [http]
 //! max_body_bytes = 1048576
@@ -61,7 +62,7 @@
 //! `STEVEDORE_DATA_DIR`, `STEVEDORE_SHARE_ROOT`, `STEVEDORE_PLUGINS_DIR`,
 //! `STEVEDORE_ADMIN_PASSWORD`, `STEVEDORE_WORKERS`, `STEVEDORE_CACHE_DIR`
 //! (compiled plugins; see `crate::plugins::cache` for when an entry is trusted),
-//! `DOCKER_HOST`, `STEVEDORE_CATALOG`, `STEVEDORE_LXC_PATH`,
+//! `DOCKER_HOST`, `STEVEDORE_DOCKER_STALL_SECS`, `STEVEDORE_CATALOG`, `STEVEDORE_LXC_PATH`,
 //! `STEVEDORE_LXC_BRIDGE`, `STEVEDORE_LXC_SUBNET`.
 
 use std::collections::{BTreeMap, HashMap};
@@ -331,6 +332,10 @@ pub struct Config {
     /// Docker endpoint, as `DOCKER_HOST`.
     #[serde(default)]
     pub docker_host: Option<String>,
+    /// Seconds an engine call may go without a byte moving
+    /// (`STEVEDORE_DOCKER_STALL_SECS`); absent: the runtime's default.
+    #[serde(default)]
+    pub docker_stall_secs: Option<u64>,
     /// Password for a generated `admin`: only from `STEVEDORE_ADMIN_PASSWORD`,
     /// never from the file.
     #[serde(skip)]
@@ -434,6 +439,12 @@ impl Config {
         if let Some(h) = env("DOCKER_HOST") {
             self.docker_host = Some(h);
         }
+        if let Some(s) = env("STEVEDORE_DOCKER_STALL_SECS") {
+            self.docker_stall_secs =
+                Some(s.parse::<u64>().ok().filter(|n| *n > 0).with_context(|| {
+                    format!("STEVEDORE_DOCKER_STALL_SECS: `{s}` is not a positive number")
+                })?);
+        }
         self.admin_password = env("STEVEDORE_ADMIN_PASSWORD").map(Secret);
         if let Some(w) = env("STEVEDORE_WORKERS") {
             self.queue.workers = w
@@ -471,6 +482,9 @@ impl Config {
 
     /// Checks that span keys: names that must exist, numbers that must be positive.
     fn check(&self) -> anyhow::Result<()> {
+        if self.docker_stall_secs == Some(0) {
+            anyhow::bail!("docker_stall_secs: must be at least 1");
+        }
         if self.queue.workers == 0 {
             anyhow::bail!("queue.workers: must be at least 1");
         }
@@ -752,6 +766,28 @@ create = ["task", "images", "containers"]
         assert!(c.http.secure_cookies);
         // Secrets stay out of Debug output.
         assert!(!format!("{c:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn the_docker_stall_limit_comes_from_the_file_or_the_environment() {
+        let file = parse_file("docker_stall_secs = 30\n").unwrap();
+        let c = Config::resolve(file.clone(), env_of(&[])).unwrap();
+        assert_eq!(c.docker_stall_secs, Some(30));
+        let c = Config::resolve(file, env_of(&[("STEVEDORE_DOCKER_STALL_SECS", "2")])).unwrap();
+        assert_eq!(c.docker_stall_secs, Some(2));
+        let c = Config::resolve(Config::default(), env_of(&[])).unwrap();
+        assert_eq!(c.docker_stall_secs, None, "the runtime's default");
+        for bad in [
+            env_of(&[("STEVEDORE_DOCKER_STALL_SECS", "0")]),
+            env_of(&[("STEVEDORE_DOCKER_STALL_SECS", "soon")]),
+        ] {
+            let e = Config::resolve(Config::default(), bad).unwrap_err();
+            assert!(e.to_string().contains("STEVEDORE_DOCKER_STALL_SECS"), "{e}");
+        }
+        let e = parse_file("docker_stall_secs = 0\n")
+            .and_then(|f| Config::resolve(f, env_of(&[])))
+            .unwrap_err();
+        assert!(e.to_string().contains("docker_stall_secs"), "{e}");
     }
 
     #[test]

@@ -127,6 +127,7 @@ fn make_docker(config: &Config) -> Arc<dyn crate::runtime::Runtime> {
         qnap: config.repositories.qnap.clone(),
         share_root: config.share_root.clone(),
         data_dir: config.data_dir.clone(),
+        stall: config.docker_stall_secs.map(std::time::Duration::from_secs),
     };
     match DockerRuntime::new(settings) {
         Ok(docker) => Arc::new(docker),

@@ -72,6 +72,7 @@ fn fixture_with(dockerhub: Option<&str>) -> Fixture {
         qnap: None,
         share_root: share.path().to_path_buf(),
         data_dir: data.path().to_path_buf(),
+        stall: None,
     };
     let socket = env("DOCKER_HOST").trim_start_matches("unix://").to_string();
     let api = bollard::Docker::connect_with_unix(

@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod engine;
+
 /// The admin password every harness server is started with.
 pub const ADMIN_PASSWORD: &str = "admin-e2e-pw";
 

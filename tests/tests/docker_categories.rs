@@ -8,6 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use stevedore_e2e::engine::PrivateEngine;
 use stevedore_e2e::{Client, Options, Server, SseReader};
 
 const CATEGORIES: &[&str] = &[
@@ -540,70 +541,6 @@ async fn deleting_a_running_download_cancels_it_and_leaves_no_tag() {
     }
 }
 
-/// A private engine of our own, so it can be killed mid-task without
-/// disturbing the other tests.
-struct PrivateEngine {
-    child: std::process::Child,
-    dir: tempfile::TempDir,
-}
-
-impl PrivateEngine {
-    fn start() -> PrivateEngine {
-        let dir = tempfile::Builder::new()
-            .prefix("stv-eng")
-            .tempdir_in("/run")
-            .unwrap();
-        let sock = dir.path().join("d.sock");
-        let child = Command::new("dockerd")
-            .arg("--host")
-            .arg(format!("unix://{}", sock.display()))
-            .arg("--data-root")
-            .arg(dir.path().join("data"))
-            .arg("--exec-root")
-            .arg(dir.path().join("exec"))
-            .arg("--pidfile")
-            .arg(dir.path().join("pid"))
-            .args(["--bridge=none", "--iptables=false", "--ip-masq=false"])
-            .arg("--insecure-registry")
-            .arg(env("STEVEDORE_TEST_REGISTRY"))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("log")).unwrap())
-            .spawn()
-            .expect("dockerd");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !Command::new("docker")
-            .args(["-H", &format!("unix://{}", sock.display()), "version"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .unwrap()
-            .success()
-        {
-            assert!(Instant::now() < deadline, "private dockerd did not start");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        PrivateEngine { child, dir }
-    }
-
-    fn host(&self) -> String {
-        format!("unix://{}", self.dir.path().join("d.sock").display())
-    }
-}
-
-impl Drop for PrivateEngine {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = Command::new("sh")
-            .arg("-c")
-            .arg(format!(
-                "grep -o '{}[^ ]*' /proc/mounts | sort -r | xargs -r umount -l",
-                self.dir.path().display()
-            ))
-            .status();
-    }
-}
-
 #[tokio::test]
 async fn the_engine_stopping_mid_task_errors_the_task_and_the_server_still_answers() {
     let fixtures = tempfile::tempdir().unwrap();
@@ -620,7 +557,7 @@ async fn the_engine_stopping_mid_task_errors_the_task_and_the_server_still_answe
     c.wait_until(id, Duration::from_secs(60), |t| t["state"] == "running")
         .await
         .expect("it runs");
-    engine.child.kill().unwrap();
+    engine.kill();
     let t = finished(&c, id, 60).await;
     assert_eq!(t["state"], "error", "{t}");
     assert!(!t["detail_state"].as_str().unwrap().is_empty());

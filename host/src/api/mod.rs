@@ -21,6 +21,10 @@
 //! | `apps...` (see [`apps`]) | installed applications: list, one, start/stop/restart, delete |
 //! | `GET /metrics` (no session) | Prometheus text |
 //!
+//! [`routes`] is the table the router is built from: each route says who
+//! may call it (`login`, `logout` and `/metrics` are public, and why), and
+//! every other one answers 401 without a session before its handler runs.
+//!
 //! Error `reason`s: `invalid_json`, `wrong_type` (body not an object/array),
 //! `invalid_params` (the plugin's `validate`; the message names the field),
 //! `missing_field`/`invalid_form` (login), `bad_credentials`, `not_logged_in`,
@@ -35,6 +39,7 @@
 pub mod apps;
 pub mod containers;
 pub mod error;
+pub mod routes;
 pub mod session;
 pub mod tasks;
 
@@ -47,7 +52,6 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
 use axum::Router;
 use tokio_util::sync::CancellationToken;
 
@@ -86,49 +90,11 @@ pub struct AppState {
     pub shutdown: CancellationToken,
 }
 
-/// The API's routes (relative to a prefix).
-fn api_routes() -> Router<AppState> {
-    Router::new()
-        .route("/login", post(session::login))
-        .route("/login_refresh", get(session::login_refresh))
-        .route("/logout", put(session::logout))
-        .route("/me", get(session::me))
-        .route(
-            "/background",
-            get(tasks::list).delete(tasks::delete_finished),
-        )
-        .route(
-            "/background/",
-            get(tasks::list).delete(tasks::delete_finished),
-        )
-        .route("/background/events", get(tasks::events))
-        .route(
-            "/background/{target}",
-            post(tasks::submit).delete(tasks::delete_one),
-        )
-        .route("/container", get(containers::list))
-        .route("/container/", get(containers::list))
-        .route("/container/docker/getid/{name}", get(containers::get_id))
-        .route(
-            "/container/{type}/{id}",
-            get(containers::get).delete(containers::delete),
-        )
-        .route("/container/{type}/{id}/inspect", get(containers::inspect))
-        .route("/container/{type}/{id}/{action}", put(containers::action))
-        .route("/apps", get(apps::list))
-        .route("/apps/", get(apps::list))
-        .route("/apps/{name}", get(apps::get).delete(apps::delete))
-        .route("/apps/{name}/{action}", put(apps::action))
-}
-
 /// The whole application, testable without a socket (`tower::ServiceExt::oneshot`).
+/// Its routes are [`routes::list`].
 pub fn app(state: AppState) -> Router {
-    let mut router = Router::new().route("/metrics", get(metrics));
-    for prefix in PREFIXES {
-        router = router.nest(prefix, api_routes());
-    }
     let limit = state.max_body_bytes;
-    router
+    routes::router(&state)
         .fallback(unknown_path)
         .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(limit))
@@ -256,5 +222,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
     resp
 }
 
+#[cfg(test)]
+mod access_tests;
 #[cfg(test)]
 mod tests;

@@ -167,14 +167,14 @@ impl Runtime for Containers {
     }
 }
 
-struct Harness {
+pub(super) struct Harness {
     router: Router,
     _dir: tempfile::TempDir,
     queue: Arc<Queue>,
 }
 
 impl Harness {
-    async fn new() -> Harness {
+    pub(super) async fn new() -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let mut users = BTreeMap::new();
         for (name, admin) in [("admin", true), ("alice", false), ("bob", false)] {
@@ -215,7 +215,7 @@ impl Harness {
         }
     }
 
-    async fn call(
+    pub(super) async fn call(
         &self,
         method: Method,
         uri: &str,
@@ -252,7 +252,7 @@ impl Harness {
         (status, value, set_cookie)
     }
 
-    async fn login(&self, user: &str) -> String {
+    pub(super) async fn login(&self, user: &str) -> String {
         let (status, body, cookie) = self
             .call(
                 Method::POST,

@@ -83,6 +83,9 @@ pub struct DockerSettings {
     pub share_root: PathBuf,
     /// Where remembered credentials are kept.
     pub data_dir: PathBuf,
+    /// How long a pull, push, save, export or import may go without a
+    /// byte moving before it fails; `None`: [`raw::DEFAULT_STALL`].
+    pub stall: Option<std::time::Duration>,
 }
 
 /// The Docker Engine runtime.
@@ -137,7 +140,7 @@ impl DockerRuntime {
         let credentials = CredentialStore::open(&settings.data_dir)?;
         Ok(DockerRuntime {
             api,
-            raw: RawClient::new(socket),
+            raw: RawClient::new(socket, settings.stall.unwrap_or(raw::DEFAULT_STALL)),
             share,
             settings,
             credentials,

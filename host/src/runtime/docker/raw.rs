@@ -1,8 +1,18 @@
 //! A minimal HTTP/1 client on the engine's Unix socket, for the calls bollard
 //! cannot make right: those carrying `X-Registry-Auth` (see [`super::auth`])
 //! and those streaming a request body from a file.
+//!
+//! An engine that dies closes its socket, and the call fails at once. One
+//! that stops answering without closing it (frozen, or wedged) is caught by
+//! a stall limit: when no byte has moved either way (request body sent or
+//! answer received) for that long, the call fails, and the connection is
+//! closed. Every long call goes through here: pulls, pushes, saves,
+//! exports, imports.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
@@ -29,10 +39,60 @@ pub fn empty() -> Body {
     Empty::new().map_err(|never| match never {}).boxed()
 }
 
+/// How long a call may go without a byte moving before it fails, unless
+/// configured (`STEVEDORE_DOCKER_STALL_SECS`): long enough for an engine
+/// that works silently (loading a large image it was sent).
+pub const DEFAULT_STALL: Duration = Duration::from_secs(120);
+
 /// Talks HTTP to the engine over its Unix socket.
 #[derive(Debug, Clone)]
 pub struct RawClient {
     socket: PathBuf,
+    stall: Duration,
+}
+
+/// When a byte last moved on one call's connection.
+struct Activity {
+    since: Instant,
+    /// Milliseconds after `since`.
+    last: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Arc<Activity> {
+        Arc::new(Activity {
+            since: Instant::now(),
+            last: AtomicU64::new(0),
+        })
+    }
+
+    fn touch(&self) {
+        let now = self.since.elapsed().as_millis() as u64;
+        self.last.fetch_max(now, Ordering::Relaxed);
+    }
+
+    fn idle(&self) -> Duration {
+        let last = Duration::from_millis(self.last.load(Ordering::Relaxed));
+        self.since.elapsed().saturating_sub(last)
+    }
+
+    /// Resolves once nothing has moved for `limit`.
+    async fn stalled(&self, limit: Duration) {
+        loop {
+            let idle = self.idle();
+            if idle >= limit {
+                return;
+            }
+            tokio::time::sleep(limit - idle).await;
+        }
+    }
+}
+
+fn stall_error(limit: Duration) -> Error {
+    Error::Runtime(format!(
+        "the Docker engine stopped answering: nothing moved for {} s",
+        limit.as_secs_f64()
+    ))
 }
 
 /// Aborts the connection task when the response is dropped, so a dropped
@@ -49,12 +109,15 @@ impl Drop for ConnGuard {
 pub struct Streaming {
     response: Response<hyper::body::Incoming>,
     _conn: ConnGuard,
+    activity: Arc<Activity>,
+    stall: Duration,
 }
 
 impl RawClient {
-    /// A client for the engine listening on `socket`.
-    pub fn new(socket: PathBuf) -> RawClient {
-        RawClient { socket }
+    /// A client for the engine listening on `socket`; a call fails once
+    /// nothing has moved on its connection for `stall`.
+    pub fn new(socket: PathBuf, stall: Duration) -> RawClient {
+        RawClient { socket, stall }
     }
 
     /// Send one request; a non-2xx answer becomes an error with the engine's message.
@@ -87,18 +150,33 @@ impl RawClient {
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
+        // Every frame of the body handed to the connection counts as
+        // movement (the connection takes the next only once this one is
+        // written, so a frozen engine stops the frames too).
+        let activity = Activity::new();
+        let sent = activity.clone();
+        let body = body
+            .map_frame(move |frame| {
+                sent.touch();
+                frame
+            })
+            .boxed();
         let request = request
             .body(body)
             .map_err(|e| Error::Other(format!("request: {e}")))?;
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|e| Error::Runtime(format!("Docker engine request failed: {e}")))?;
+        let response = tokio::select! {
+            r = sender.send_request(request) => r
+                .map_err(|e| Error::Runtime(format!("Docker engine request failed: {e}")))?,
+            () = activity.stalled(self.stall) => return Err(stall_error(self.stall)),
+        };
+        activity.touch();
         let status = response.status();
         if status.is_success() {
             return Ok(Streaming {
                 response,
                 _conn: conn,
+                activity,
+                stall: self.stall,
             });
         }
         let body = response
@@ -131,17 +209,45 @@ pub fn engine_error(status: StatusCode, body: &[u8]) -> Error {
 }
 
 impl Streaming {
-    /// The body as byte chunks.
+    /// The body as byte chunks; an error, then the end, once nothing has
+    /// come for the stall limit.
     pub fn bytes(self) -> impl Stream<Item = Result<Bytes, Error>> + Send {
-        let guard = self._conn;
-        BodyStream::new(self.response.into_body()).filter_map(move |frame| {
-            let _keep = &guard;
-            let item = match frame {
-                Ok(frame) => frame.into_data().ok().map(Ok),
-                Err(e) => Some(Err(Error::Runtime(format!("Docker engine stream: {e}")))),
-            };
-            std::future::ready(item)
-        })
+        let Streaming {
+            response,
+            _conn: guard,
+            activity,
+            stall,
+        } = self;
+        let frames = BodyStream::new(response.into_body());
+        futures::stream::unfold(
+            Some((Box::pin(frames), guard, activity)),
+            move |state| async move {
+                let (mut frames, guard, activity) = state?;
+                loop {
+                    let frame = tokio::select! {
+                        f = frames.next() => f,
+                        () = activity.stalled(stall) => {
+                            // Closing the connection (the guard) stops the engine's side too.
+                            drop(guard);
+                            return Some((Err(stall_error(stall)), None));
+                        }
+                    };
+                    activity.touch();
+                    match frame {
+                        None => return None,
+                        Some(Ok(frame)) => {
+                            if let Ok(data) = frame.into_data() {
+                                return Some((Ok(data), Some((frames, guard, activity))));
+                            }
+                        }
+                        Some(Err(e)) => {
+                            let e = Error::Runtime(format!("Docker engine stream: {e}"));
+                            return Some((Err(e), None));
+                        }
+                    }
+                }
+            },
+        )
     }
 
     /// The body as a stream of newline-separated JSON messages.

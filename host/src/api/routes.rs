@@ -1,0 +1,196 @@
+//! The route table: every method and path the server answers, who may call
+//! it, and its handler. [`super::app`] builds the router by walking this
+//! table, and [`list`] gives the same table without handlers, so that a test
+//! can try every route and a new route cannot be served without saying who
+//! may call it.
+//!
+//! A [`Access::Session`] route is wrapped in [`require_session`] here, before
+//! any handler or extractor runs: without a live session it answers 401 JSON
+//! (`not_logged_in`) whatever its path parameters or body.
+
+use axum::extract::{Request, State};
+use axum::handler::Handler;
+use axum::http::Method;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{on, MethodFilter, MethodRouter};
+use axum::Router;
+
+use super::session::CurrentUser;
+use super::{apps, containers, session, tasks, AppState, PREFIXES};
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone; the text says why that is safe.
+    Public(&'static str),
+    /// Only a caller with a live session.
+    Session,
+}
+
+/// Where a route's path lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    /// Under each of [`PREFIXES`].
+    Api,
+    /// At the root, as written.
+    Root,
+}
+
+/// One method on one path, as served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiRoute {
+    /// The method.
+    pub method: Method,
+    /// The full path, with axum's `{param}` placeholders
+    /// (e.g. `/api/v1/background/{target}`).
+    pub path: String,
+    /// Who may call it.
+    pub access: Access,
+}
+
+struct Entry {
+    method: Method,
+    path: &'static str,
+    scope: Scope,
+    access: Access,
+    handler: MethodRouter<AppState>,
+}
+
+fn entry<H, T>(method: Method, path: &'static str, access: Access, handler: H) -> Entry
+where
+    H: Handler<T, AppState>,
+    T: 'static,
+{
+    let filter = MethodFilter::try_from(method.clone())
+        .unwrap_or_else(|_| panic!("{method} is not a routable method"));
+    Entry {
+        method,
+        path,
+        scope: Scope::Api,
+        access,
+        handler: on(filter, handler),
+    }
+}
+
+const LOGIN: Access = Access::Public("logging in is how a caller gets a session");
+const LOGOUT: Access = Access::Public(
+    "idempotent: it ends the session named by the cookie, if any, and clears the cookie; \
+     without one there is nothing to end and it reveals nothing",
+);
+const METRICS: Access = Access::Public(
+    "Prometheus scrapes without a cookie; it holds counts by category and state, \
+     no task, user, parameter or secret",
+);
+
+/// Every route, with its handler.
+fn table() -> Vec<Entry> {
+    use Access::Session as S;
+    let (get, post, put, delete) = (Method::GET, Method::POST, Method::PUT, Method::DELETE);
+    let mut all = vec![
+        entry(post.clone(), "/login", LOGIN, session::login),
+        entry(get.clone(), "/login_refresh", S, session::login_refresh),
+        entry(put.clone(), "/logout", LOGOUT, session::logout),
+        entry(get.clone(), "/me", S, session::me),
+    ];
+    for path in ["/background", "/background/"] {
+        all.push(entry(get.clone(), path, S, tasks::list));
+        all.push(entry(delete.clone(), path, S, tasks::delete_finished));
+    }
+    all.extend([
+        entry(get.clone(), "/background/events", S, tasks::events),
+        entry(post, "/background/{target}", S, tasks::submit),
+        entry(delete.clone(), "/background/{target}", S, tasks::delete_one),
+        entry(get.clone(), "/container", S, containers::list),
+        entry(get.clone(), "/container/", S, containers::list),
+        entry(
+            get.clone(),
+            "/container/docker/getid/{name}",
+            S,
+            containers::get_id,
+        ),
+        entry(get.clone(), "/container/{type}/{id}", S, containers::get),
+        entry(
+            delete.clone(),
+            "/container/{type}/{id}",
+            S,
+            containers::delete,
+        ),
+        entry(
+            get.clone(),
+            "/container/{type}/{id}/inspect",
+            S,
+            containers::inspect,
+        ),
+        entry(
+            put.clone(),
+            "/container/{type}/{id}/{action}",
+            S,
+            containers::action,
+        ),
+        entry(get.clone(), "/apps", S, apps::list),
+        entry(get.clone(), "/apps/", S, apps::list),
+        entry(get.clone(), "/apps/{name}", S, apps::get),
+        entry(delete, "/apps/{name}", S, apps::delete),
+        entry(put, "/apps/{name}/{action}", S, apps::action),
+    ]);
+    all.push(Entry {
+        scope: Scope::Root,
+        ..entry(get, "/metrics", METRICS, super::metrics)
+    });
+    all
+}
+
+/// Every route the server answers, each prefix spelled out.
+pub fn list() -> Vec<ApiRoute> {
+    let mut out = Vec::new();
+    for e in table() {
+        let paths: Vec<String> = match e.scope {
+            Scope::Api => PREFIXES.iter().map(|p| format!("{p}{}", e.path)).collect(),
+            Scope::Root => vec![e.path.to_string()],
+        };
+        for path in paths {
+            out.push(ApiRoute {
+                method: e.method.clone(),
+                path,
+                access: e.access,
+            });
+        }
+    }
+    out
+}
+
+/// The router of the whole table (handlers still need the state).
+pub(super) fn router(state: &AppState) -> Router<AppState> {
+    let mut api = Router::new();
+    let mut root = Router::new();
+    for e in table() {
+        let handler = match e.access {
+            Access::Public(_) => e.handler,
+            Access::Session => e.handler.route_layer(middleware::from_fn_with_state(
+                state.clone(),
+                require_session,
+            )),
+        };
+        // Routes on one path with different methods merge.
+        match e.scope {
+            Scope::Api => api = api.route(e.path, handler),
+            Scope::Root => root = root.route(e.path, handler),
+        }
+    }
+    for prefix in PREFIXES {
+        root = root.nest(prefix, api.clone());
+    }
+    root
+}
+
+/// Refuse a request without a live session (401 JSON) before its handler
+/// and extractors run.
+async fn require_session(
+    State(_): State<AppState>,
+    _user: CurrentUser,
+    request: Request,
+    next: Next,
+) -> Response {
+    next.run(request).await
+}
