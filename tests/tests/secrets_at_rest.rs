@@ -69,7 +69,7 @@ async fn a_remembered_registry_password_is_nowhere_in_clear() {
     let mut server = Server::start(
         Options::with_plugins(&["image_push"])
             .test_engine()
-            // The most talkative log the server has.
+            // Every level of the server's own log, and the HTTP client's.
             .env("RUST_LOG", "trace,wasmtime=info,cranelift=info,hyper=debug")
             .config(&format!("[registries.secure]\nurl = \"{registry}\"\n")),
     )

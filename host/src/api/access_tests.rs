@@ -94,7 +94,7 @@ async fn every_route_but_the_public_ones_needs_a_session() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_table_is_what_the_router_serves() {
+async fn methods_the_table_does_not_list_are_refused() {
     let h = Harness::new().await;
     let listed: BTreeSet<(Method, String)> = routes::list()
         .into_iter()
