@@ -127,6 +127,7 @@ fn make_docker(config: &Config) -> Arc<dyn crate::runtime::Runtime> {
         qnap: config.repositories.qnap.clone(),
         share_root: config.share_root.clone(),
         data_dir: config.data_dir.clone(),
+        max_expanded_bytes: config.archives.max_expanded_bytes,
     };
     match DockerRuntime::new(settings) {
         Ok(docker) => Arc::new(docker),
@@ -156,6 +157,7 @@ fn make_lxc(config: &Config) -> Arc<dyn crate::runtime::Runtime> {
                 catalog: config.catalog.url.clone(),
                 data_dir: config.data_dir.clone(),
                 share_root: config.share_root.clone(),
+                max_expanded_bytes: config.archives.max_expanded_bytes,
             })
         });
     match made {
