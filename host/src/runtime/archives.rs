@@ -70,6 +70,12 @@ pub enum ArchiveError {
         /// What the reader said.
         reason: String,
     },
+    /// The first header is not a tar header.
+    #[error("not a tar archive (plain, gzip or xz), or one cut short: {reason}")]
+    NotTar {
+        /// What the reader said.
+        reason: String,
+    },
     /// No entry at all.
     #[error("not a tar archive (it holds no entries)")]
     Empty,
@@ -346,7 +352,12 @@ pub fn scan(
     {
         let entries = tar.entries().map_err(|e| ArchiveError::from_io(&e))?;
         for entry in entries {
-            let mut entry = entry.map_err(|e| ArchiveError::from_io(&e))?;
+            let mut entry = entry.map_err(|e| match ArchiveError::from_io(&e) {
+                ArchiveError::Corrupt { reason } if checker.entries == 0 => {
+                    ArchiveError::NotTar { reason }
+                }
+                other => other,
+            })?;
             let name = checker.check(&entry)?;
             if name == Path::new("manifest.json") || name == Path::new("index.json") {
                 summary.saved = true;
