@@ -45,6 +45,9 @@
 //! bridge = "stvlxc0"          # the bridge the server manages for them
 //! subnet = "10.213.0.0/24"    # its /24; the bridge takes .1
 //!
+//! [archives]
+//! max_expanded_bytes = 68719476736  # cap on an imported archive's expanded size (64 GiB)
+//!
 //! [queue]
 //! workers = 8                 # default 8; tasks mostly wait on the engine
 //! [queue.limits]
@@ -63,7 +66,7 @@
 //! `STEVEDORE_ADMIN_PASSWORD`, `STEVEDORE_WORKERS`, `STEVEDORE_CACHE_DIR`
 //! (compiled plugins; see `crate::plugins::cache` for when an entry is trusted),
 //! `DOCKER_HOST`, `STEVEDORE_DOCKER_STALL_SECS`, `STEVEDORE_CATALOG`, `STEVEDORE_LXC_PATH`,
-//! `STEVEDORE_LXC_BRIDGE`, `STEVEDORE_LXC_SUBNET`.
+//! `STEVEDORE_LXC_BRIDGE`, `STEVEDORE_LXC_SUBNET`, `STEVEDORE_MAX_EXPANDED_BYTES`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -192,6 +195,28 @@ pub struct LxcSection {
     /// The bridge's IPv4 subnet, a `/24` (`10.213.0.0/24`).
     #[serde(default = "default_lxc_subnet")]
     pub subnet: String,
+}
+
+/// `[archives]`: limits on the archives the server reads (imports, LXC images).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArchivesSection {
+    /// Cap on an archive's expanded (decompressed) size, in bytes: past it
+    /// the task ends in error, so a decompression bomb stops early.
+    #[serde(default = "default_max_expanded_bytes")]
+    pub max_expanded_bytes: u64,
+}
+
+impl Default for ArchivesSection {
+    fn default() -> Self {
+        ArchivesSection {
+            max_expanded_bytes: default_max_expanded_bytes(),
+        }
+    }
+}
+
+fn default_max_expanded_bytes() -> u64 {
+    crate::runtime::archives::DEFAULT_MAX_EXPANDED_BYTES
 }
 
 fn default_lxc_path() -> PathBuf {
@@ -358,6 +383,12 @@ pub struct Config {
     /// The LXC runtime.
     #[serde(default)]
     pub lxc: LxcSection,
+    /// Archive limits.
+    #[serde(default)]
+    pub archives: ArchivesSection,
+    /// Archive limits.
+    #[serde(default)]
+    pub archives: ArchivesSection,
     /// Scheduler.
     #[serde(default)]
     pub queue: QueueSection,
@@ -463,6 +494,11 @@ impl Config {
         if let Some(subnet) = env("STEVEDORE_LXC_SUBNET") {
             self.lxc.subnet = subnet;
         }
+        if let Some(cap) = env("STEVEDORE_MAX_EXPANDED_BYTES") {
+            self.archives.max_expanded_bytes = cap.parse().with_context(|| {
+                format!("STEVEDORE_MAX_EXPANDED_BYTES: `{cap}` is not a number of bytes")
+            })?;
+        }
         Ok(())
     }
 
@@ -495,6 +531,9 @@ impl Config {
         }
         if self.http.max_body_bytes < 1024 {
             anyhow::bail!("http.max_body_bytes: must be at least 1024");
+        }
+        if self.archives.max_expanded_bytes == 0 {
+            anyhow::bail!("archives.max_expanded_bytes: must be at least 1");
         }
         if self.http.session_ttl_secs == 0 {
             anyhow::bail!("http.session_ttl_secs: must be at least 1");

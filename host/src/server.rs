@@ -128,6 +128,7 @@ fn make_docker(config: &Config) -> Arc<dyn crate::runtime::Runtime> {
         share_root: config.share_root.clone(),
         data_dir: config.data_dir.clone(),
         stall: config.docker_stall_secs.map(std::time::Duration::from_secs),
+        max_expanded_bytes: config.archives.max_expanded_bytes,
     };
     match DockerRuntime::new(settings) {
         Ok(docker) => Arc::new(docker),
@@ -157,6 +158,7 @@ fn make_lxc(config: &Config) -> Arc<dyn crate::runtime::Runtime> {
                 catalog: config.catalog.url.clone(),
                 data_dir: config.data_dir.clone(),
                 share_root: config.share_root.clone(),
+                max_expanded_bytes: config.archives.max_expanded_bytes,
             })
         });
     match made {

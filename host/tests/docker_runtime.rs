@@ -73,6 +73,7 @@ fn fixture_with(dockerhub: Option<&str>) -> Fixture {
         share_root: share.path().to_path_buf(),
         data_dir: data.path().to_path_buf(),
         stall: None,
+        max_expanded_bytes: stevedore::runtime::archives::DEFAULT_MAX_EXPANDED_BYTES,
     };
     let socket = env("DOCKER_HOST").trim_start_matches("unix://").to_string();
     let api = bollard::Docker::connect_with_unix(

@@ -6,6 +6,8 @@
 //! progress to their task and stop when it is cancelled.
 
 pub mod apps;
+pub mod archives;
+pub mod beneath;
 pub mod catalog;
 pub mod docker;
 pub mod guard;

@@ -43,10 +43,11 @@ pub fn share_path(field: &str, value: &str) -> Result<(), Error> {
 
 /// A host folder for a volume: under the share root, where a leading `/`
 /// names the share root itself (`"/web"` is `<share>/web`), as Container
-/// Station shows host paths; no `..`, no NUL.
+/// Station shows host paths; no `..`, no NUL, at most [`MAX_PATH_BYTES`]
+/// with no name over [`MAX_NAME_BYTES`].
 pub fn share_folder(field: &str, value: &str) -> Result<(), Error> {
     let rel = value.trim_start_matches('/');
-    if rel.is_empty() {
+    if rel.split('/').all(|part| part.is_empty() || part == ".") {
         return Err(Error::invalid(
             field,
             "must name a file under the share root",
@@ -58,8 +59,25 @@ pub fn share_folder(field: &str, value: &str) -> Result<(), Error> {
     if rel.split('/').any(|part| part == "..") {
         return Err(Error::invalid(field, "must not contain `..`"));
     }
+    if value.len() > MAX_PATH_BYTES {
+        return Err(Error::invalid(
+            field,
+            format!("must be at most {MAX_PATH_BYTES} bytes long"),
+        ));
+    }
+    if rel.split('/').any(|part| part.len() > MAX_NAME_BYTES) {
+        return Err(Error::invalid(
+            field,
+            format!("must not hold a name longer than {MAX_NAME_BYTES} bytes"),
+        ));
+    }
     Ok(())
 }
+
+/// Longest share path accepted, in bytes (as the host's limit).
+pub const MAX_PATH_BYTES: usize = 4000;
+/// Longest single name in a share path, in bytes (Linux's `NAME_MAX`).
+pub const MAX_NAME_BYTES: usize = 255;
 
 /// An image reference part (repository or tag) without spaces or control characters.
 pub fn image_part(field: &str, value: &str) -> Result<(), Error> {
@@ -362,6 +380,11 @@ mod tests {
         assert!(share_path("path", "/").is_err());
         assert!(share_folder("path", "/").is_err());
         assert!(share_path("path", "").is_err());
+        assert!(share_path("path", "./.").is_err());
+        assert!(share_path("path", "a\0b").is_err());
+        assert!(share_path("path", &"a".repeat(256)).is_err());
+        assert!(share_path("path", &"a".repeat(255)).is_ok());
+        assert!(share_path("path", &"a/".repeat(2001)).is_err());
     }
 
     #[test]

@@ -6,79 +6,40 @@
 //! "create": {<create params, as `POST background/create` takes them>},
 //! "inspect": {<the engine's inspect data>}}`.
 
-use std::io::Read;
 use std::path::Path;
 
 use bollard::models::ContainerInspectResponse;
 use serde_json::{json, Map, Value};
 
-use crate::runtime::Error;
+use crate::runtime::{archives, Error};
 
 /// Name of the configuration entry, first in the archive.
 pub const CONFIG_ENTRY: &str = ".stevedore/container.json";
 /// Value of the entry's `format` field.
 pub const FORMAT: &str = "stevedore-container/1";
-const BLOCK: usize = 512;
 
-/// A tar header + padded data for one regular file.
+/// A tar header + padded data for one regular file (ustar, mode 0644).
 pub fn tar_entry(name: &str, data: &[u8]) -> Vec<u8> {
-    let mut header = [0u8; BLOCK];
-    header[..name.len()].copy_from_slice(name.as_bytes());
-    header[100..107].copy_from_slice(b"0000644");
-    header[108..115].copy_from_slice(b"0000000");
-    header[116..123].copy_from_slice(b"0000000");
-    header[124..135].copy_from_slice(format!("{:011o}", data.len()).as_bytes());
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    header[136..147].copy_from_slice(format!("{now:011o}").as_bytes());
-    header[156] = b'0';
-    header[257..263].copy_from_slice(b"ustar\0");
-    header[263..265].copy_from_slice(b"00");
-    header[148..156].copy_from_slice(b"        ");
-    let sum: u32 = header.iter().map(|b| u32::from(*b)).sum();
-    header[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
-    let mut out = header.to_vec();
+    let mut header = tar::Header::new_ustar();
+    header.set_mode(0o644);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_mtime(now);
+    header.set_size(data.len() as u64);
+    header.set_entry_type(tar::EntryType::Regular);
+    header
+        .set_path(name)
+        .expect("the configuration entry's name fits a ustar header");
+    header.set_cksum();
+    // No end marker: more entries (the engine's export) follow.
+    let mut out = header.as_bytes().to_vec();
     out.extend_from_slice(data);
-    out.resize(out.len().div_ceil(BLOCK) * BLOCK, 0);
+    out.resize(out.len().div_ceil(512) * 512, 0);
     out
-}
-
-/// Name and size of the tar header in `block`, or `None` at the end marker.
-pub fn parse_header(block: &[u8]) -> Option<(String, u64)> {
-    if block.len() < BLOCK || block.iter().all(|b| *b == 0) {
-        return None;
-    }
-    let field = |range: std::ops::Range<usize>| {
-        let raw = &block[range];
-        let end = raw.iter().position(|b| *b == 0).unwrap_or(raw.len());
-        String::from_utf8_lossy(&raw[..end]).into_owned()
-    };
-    let mut name = field(0..100);
-    if &block[257..262] == b"ustar" {
-        let prefix = field(345..500);
-        if !prefix.is_empty() {
-            name = format!("{prefix}/{name}");
-        }
-    }
-    let size =
-        u64::from_str_radix(field(124..136).trim().trim_matches(char::from(0)), 8).unwrap_or(0);
-    Some((name, size))
-}
-
-/// Open an archive for reading, through gzip when it is compressed.
-pub fn open(path: &Path) -> std::io::Result<Box<dyn Read + Send>> {
-    let mut file = std::fs::File::open(path)?;
-    let mut magic = [0u8; 2];
-    let n = file.read(&mut magic)?;
-    let file = std::fs::File::open(path)?;
-    let reader = std::io::BufReader::with_capacity(1 << 20, file);
-    Ok(if n == 2 && magic == [0x1f, 0x8b] {
-        Box::new(flate2::read::GzDecoder::new(reader))
-    } else {
-        Box::new(reader)
-    })
 }
 
 /// What an archive holds.
@@ -90,51 +51,25 @@ pub enum Kind {
     Rootfs {
         /// The configuration entry's JSON, if present.
         config: Option<Value>,
-        /// Bytes of the configuration entry (header + padded data) to skip.
+        /// Bytes of the decompressed stream before the next entry, to skip.
         skip: u64,
     },
 }
 
-/// Look through an archive's headers.
-pub fn inspect(path: &Path) -> Result<Kind, Error> {
-    let io = |e: std::io::Error| Error::InvalidParams(format!("path: cannot read archive: {e}"));
-    let mut reader = open(path).map_err(io)?;
-    let mut block = [0u8; BLOCK];
-    let mut first = true;
-    let mut config = None;
-    let mut skip = 0;
-    loop {
-        if let Err(e) = reader.read_exact(&mut block) {
-            if first {
-                return Err(Error::InvalidParams(format!(
-                    "path: not a tar archive ({e})"
-                )));
-            }
-            break;
+/// Read the whole archive through the host's archive rules
+/// ([`crate::runtime::archives`]) and say what it holds. Every refusal is
+/// `invalid-params` on the field `path`.
+pub fn inspect(file: std::fs::File, max_expanded: u64) -> Result<Kind, Error> {
+    let summary = archives::scan(file, max_expanded, CONFIG_ENTRY)
+        .map_err(|e| Error::InvalidParams(format!("path: {e}")))?;
+    Ok(if summary.saved {
+        Kind::Saved
+    } else {
+        Kind::Rootfs {
+            config: summary.config,
+            skip: summary.config_skip,
         }
-        let Some((name, size)) = parse_header(&block) else {
-            break;
-        };
-        let name = name.trim_start_matches("./").to_string();
-        let padded = size.div_ceil(BLOCK as u64) * BLOCK as u64;
-        if name == "manifest.json" || name == "index.json" {
-            return Ok(Kind::Saved);
-        }
-        if first && name == CONFIG_ENTRY {
-            let mut data = vec![0u8; padded as usize];
-            reader.read_exact(&mut data).map_err(io)?;
-            data.truncate(size as usize);
-            config = Some(
-                serde_json::from_slice(&data)
-                    .map_err(|e| Error::InvalidParams(format!("path: bad {CONFIG_ENTRY}: {e}")))?,
-            );
-            skip = BLOCK as u64 + padded;
-        } else {
-            std::io::copy(&mut (&mut reader).take(padded), &mut std::io::sink()).map_err(io)?;
-        }
-        first = false;
-    }
-    Ok(Kind::Rootfs { config, skip })
+    })
 }
 
 /// The configuration entry for a container, from its inspect data.
@@ -316,15 +251,25 @@ pub fn split_reference(reference: &str) -> (String, String) {
 mod tests {
     use super::*;
 
+    const CAP: u64 = archives::DEFAULT_MAX_EXPANDED_BYTES;
+
+    fn open(path: &Path) -> std::fs::File {
+        std::fs::File::open(path).unwrap()
+    }
+
     #[test]
-    fn entry_round_trips_through_the_header_parser() {
+    fn entry_is_read_back_by_the_tar_crate() {
         let entry = tar_entry(CONFIG_ENTRY, b"{\"a\":1}");
         assert_eq!(entry.len(), 1024);
-        assert_eq!(
-            parse_header(&entry[..512]),
-            Some((CONFIG_ENTRY.to_string(), 7))
-        );
-        assert_eq!(parse_header(&[0u8; 512]), None);
+        let mut with_end = entry.clone();
+        with_end.extend([0u8; 1024]);
+        let mut ar = tar::Archive::new(&with_end[..]);
+        let mut entries = ar.entries().unwrap();
+        let mut first = entries.next().unwrap().unwrap();
+        assert_eq!(first.path().unwrap(), Path::new(CONFIG_ENTRY));
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut first, &mut text).unwrap();
+        assert_eq!(text, "{\"a\":1}");
     }
 
     #[test]
@@ -334,7 +279,7 @@ mod tests {
         rootfs.extend(tar_entry("etc/hostname", b"x\n"));
         rootfs.extend([0u8; 1024]);
         std::fs::write(dir.path().join("c.tar"), &rootfs).unwrap();
-        match inspect(&dir.path().join("c.tar")).unwrap() {
+        match inspect(open(&dir.path().join("c.tar")), CAP).unwrap() {
             Kind::Rootfs {
                 config: Some(c),
                 skip,
@@ -350,10 +295,13 @@ mod tests {
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         std::io::Write::write_all(&mut gz, &saved).unwrap();
         std::fs::write(dir.path().join("s.tgz"), gz.finish().unwrap()).unwrap();
-        assert_eq!(inspect(&dir.path().join("s.tgz")).unwrap(), Kind::Saved);
+        assert_eq!(
+            inspect(open(&dir.path().join("s.tgz")), CAP).unwrap(),
+            Kind::Saved
+        );
         std::fs::write(dir.path().join("junk"), b"").unwrap();
         assert!(matches!(
-            inspect(&dir.path().join("junk")),
+            inspect(open(&dir.path().join("junk")), CAP),
             Err(Error::InvalidParams(_))
         ));
     }

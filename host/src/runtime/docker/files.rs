@@ -1,15 +1,22 @@
 //! Output files under the share root: written to a temporary name by a
 //! blocking writer thread (gzip there when asked, on every core), renamed at the end. A
 //! failed or cancelled write leaves nothing behind.
+//!
+//! The temporary is created (`O_CREAT | O_EXCL | O_NOFOLLOW`) in the target's
+//! folder through a descriptor opened beneath the share root, and renamed
+//! within that same folder: a link planted while the task runs cannot send
+//! the bytes elsewhere.
 
+use std::ffi::OsString;
 use std::io::Write;
-use std::path::PathBuf;
+use std::os::fd::{AsFd, OwnedFd};
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 
+use crate::runtime::beneath;
 use crate::runtime::pgzip::ParGz;
-use crate::runtime::storage::ShareRoot;
+use crate::runtime::storage::{ShareRoot, TEMP_MARKER};
 use crate::runtime::Error;
 
 /// Chunks in flight between the engine stream and the writer thread.
@@ -17,8 +24,9 @@ const QUEUE: usize = 32;
 
 /// An output being written; dropped without [`Output::commit`], it removes its temporary.
 pub struct Output {
-    temp: PathBuf,
-    target: PathBuf,
+    dir: OwnedFd,
+    temp: OsString,
+    name: OsString,
     user_path: String,
     committed: bool,
 }
@@ -32,22 +40,41 @@ impl Output {
         task_id: i64,
         overwrite: bool,
     ) -> Result<Output, Error> {
-        let target = share.resolve(user_path)?;
-        if target.exists() && !overwrite {
-            return Err(Error::Conflict(format!(
-                "path `{user_path}` exists; set `force` to overwrite it"
-            )));
+        let place = share.parent(user_path)?;
+        let io = |e: std::io::Error| Error::Other(format!("path `{user_path}`: {e}"));
+        match beneath::kind(place.dir.as_fd(), &place.name).map_err(io)? {
+            Some(libc::S_IFDIR) => {
+                return Err(Error::Conflict(format!("path `{user_path}` is a folder")));
+            }
+            Some(_) if !overwrite => {
+                return Err(Error::Conflict(format!(
+                    "path `{user_path}` exists; set `force` to overwrite it"
+                )));
+            }
+            _ => {}
         }
-        if target.is_dir() {
-            return Err(Error::Conflict(format!("path `{user_path}` is a folder")));
-        }
-        let temp = ShareRoot::temp_for(&target, task_id);
+        let mut temp = OsString::from(format!("{TEMP_MARKER}{task_id}-"));
+        temp.push(&place.name);
         Ok(Output {
+            dir: place.dir,
             temp,
-            target,
+            name: place.name,
             user_path: user_path.to_string(),
             committed: false,
         })
+    }
+
+    /// Create (or truncate) the temporary file, in the target's folder,
+    /// without following a link.
+    pub fn create_temp(&self) -> Result<std::fs::File, Error> {
+        let fd = beneath::open(
+            self.dir.as_fd(),
+            std::path::Path::new(&self.temp),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_NOFOLLOW,
+            0o644,
+        )
+        .map_err(|e| self.io_error(e))?;
+        Ok(std::fs::File::from(fd))
     }
 
     /// Write `prefix` then every chunk of `stream`, gzip-compressed when
@@ -56,12 +83,8 @@ impl Output {
     where
         S: Stream<Item = Result<Bytes, Error>> + Send,
     {
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&self.temp)
-            .map_err(|e| self.io_error(e))?;
+        let file = self.create_temp()?;
+        let probe = file.try_clone().map_err(|e| self.io_error(e))?;
         let (tx, rx) = std::sync::mpsc::sync_channel::<Bytes>(QUEUE);
         let writer = tokio::task::spawn_blocking(move || -> std::io::Result<u64> {
             // Chunks arrive in large reads already: write them as they are;
@@ -108,20 +131,13 @@ impl Output {
             return Err(e);
         }
         written.map_err(|e| self.io_error(e))?;
-        let size = std::fs::metadata(&self.temp)
-            .map_err(|e| self.io_error(e))?
-            .len();
+        let size = probe.metadata().map_err(|e| self.io_error(e))?.len();
         Ok(size)
     }
 
-    /// The temporary file, for writers that fill it themselves (then [`Output::commit`]).
-    pub fn temp_path(&self) -> &std::path::Path {
-        &self.temp
-    }
-
-    /// Move the finished file to its name.
+    /// Move the finished file to its name (within its folder).
     pub fn commit(mut self) -> Result<(), Error> {
-        std::fs::rename(&self.temp, &self.target).map_err(|e| self.io_error(e))?;
+        beneath::rename(self.dir.as_fd(), &self.temp, &self.name).map_err(|e| self.io_error(e))?;
         self.committed = true;
         Ok(())
     }
@@ -134,7 +150,7 @@ impl Output {
 impl Drop for Output {
     fn drop(&mut self) {
         if !self.committed {
-            let _ = std::fs::remove_file(&self.temp);
+            let _ = beneath::unlink(self.dir.as_fd(), &self.temp);
         }
     }
 }

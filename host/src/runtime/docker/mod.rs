@@ -18,7 +18,7 @@ pub mod progress;
 pub mod raw;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use async_trait::async_trait;
 use bollard::models::{
@@ -39,6 +39,7 @@ use self::credentials::CredentialStore;
 use self::files::Output;
 use self::progress::{Message, Progress};
 use self::raw::{query, RawClient};
+use super::archives;
 use super::storage::ShareRoot;
 use super::{
     CallContext, ContainerEntry, ContainerExtra, ContainerSpec, ContainerSummary, Credential,
@@ -86,6 +87,8 @@ pub struct DockerSettings {
     /// How long a pull, push, save, export or import may go without a
     /// byte moving before it fails; `None`: [`raw::DEFAULT_STALL`].
     pub stall: Option<std::time::Duration>,
+    /// Cap on an imported archive's expanded size, in bytes.
+    pub max_expanded_bytes: u64,
 }
 
 /// The Docker Engine runtime.
@@ -315,15 +318,18 @@ impl DockerRuntime {
     }
 
     /// Stream a file (skipping `skip` bytes of its decompressed content) as a request body.
-    fn file_body(path: &Path, skip: u64) -> RtResult<raw::Body> {
-        let path = path.to_path_buf();
+    /// Stream `file` from its start to the engine; with `skip`, decompressed
+    /// and without its first `skip` bytes (at most `max_expanded` in all).
+    fn file_body(file: std::fs::File, skip: u64, max_expanded: u64) -> RtResult<raw::Body> {
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(16);
         tokio::task::spawn_blocking(move || {
             let result = (|| -> std::io::Result<()> {
+                let mut file = file;
+                std::io::Seek::rewind(&mut file)?;
                 let mut reader: Box<dyn std::io::Read + Send> = if skip > 0 {
-                    archive::open(&path)?
+                    Box::new(archives::open(file, max_expanded)?.1)
                 } else {
-                    Box::new(std::fs::File::open(&path)?)
+                    Box::new(file)
                 };
                 std::io::copy(&mut (&mut reader).take(skip), &mut std::io::sink())?;
                 let mut buf = vec![0u8; 256 << 10];
@@ -758,11 +764,9 @@ impl Runtime for DockerRuntime {
     }
 
     async fn archive_config(&self, _cx: &CallContext, path: String) -> RtResult<Option<String>> {
-        let file = self.share.resolve(&path)?;
-        if !file.is_file() {
-            return Err(Error::NotFound(format!("path `{path}`: no such file")));
-        }
-        let kind = tokio::task::spawn_blocking(move || archive::inspect(&file))
+        let (file, _) = self.share.open_file(&path)?;
+        let cap = self.settings.max_expanded_bytes;
+        let kind = tokio::task::spawn_blocking(move || archive::inspect(file, cap))
             .await
             .map_err(|e| Error::Other(e.to_string()))??;
         Ok(match kind {
@@ -781,12 +785,13 @@ impl Runtime for DockerRuntime {
         repository: String,
         tag: String,
     ) -> RtResult<String> {
-        let file = self.share.resolve(&path)?;
-        if !file.is_file() {
-            return Err(Error::NotFound(format!("path `{path}`: no such file")));
-        }
-        let probe = file.clone();
-        let archive_kind = tokio::task::spawn_blocking(move || archive::inspect(&probe))
+        // One open file for the check and the upload: what was checked is what is sent.
+        let (file, _) = self.share.open_file(&path)?;
+        let probe = file
+            .try_clone()
+            .map_err(|e| Error::Other(format!("path `{path}`: {e}")))?;
+        let cap = self.settings.max_expanded_bytes;
+        let archive_kind = tokio::task::spawn_blocking(move || archive::inspect(probe, cap))
             .await
             .map_err(|e| Error::Other(e.to_string()))??;
         let target = format!("{repository}:{tag}");
@@ -800,7 +805,7 @@ impl Runtime for DockerRuntime {
                         Method::POST,
                         "/images/load?quiet=1",
                         &[("Content-Type", "application/x-tar")],
-                        Self::file_body(&file, 0)?,
+                        Self::file_body(file, 0, self.settings.max_expanded_bytes)?,
                     )
                     .await?;
                 let messages = response.json_lines::<serde_json::Value>();
@@ -842,7 +847,7 @@ impl Runtime for DockerRuntime {
                         Method::POST,
                         &path_q,
                         &[("Content-Type", "application/x-tar")],
-                        Self::file_body(&file, skip)?,
+                        Self::file_body(file, skip, self.settings.max_expanded_bytes)?,
                     )
                     .await?;
                 self.follow(cx, &target, response).await?;

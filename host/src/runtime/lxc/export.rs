@@ -121,9 +121,9 @@ async fn direct(
     mut progress: Progress<'_>,
 ) -> Result<Archived, Error> {
     let io = |e: std::io::Error| Error::Runtime(format!("writing the export: {e}"));
-    let temp = output.temp_path().to_path_buf();
-    let mut file = std::fs::File::create(&temp).map_err(io)?;
+    let mut file = output.create_temp()?;
     std::io::Write::write_all(&mut file, &prefix).map_err(io)?;
+    let probe = file.try_clone().map_err(io)?;
     let mut child = cmd
         .stdout(Stdio::from(file))
         .spawn()
@@ -134,13 +134,13 @@ async fn direct(
         tokio::select! {
             status = child.wait() => break status.map_err(|e| Error::Runtime(format!("tar: {e}")))?,
             _ = tick.tick() => {
-                if let Ok(meta) = std::fs::metadata(&temp) {
+                if let Ok(meta) = probe.metadata() {
                     progress.update(meta.len());
                 }
             }
         }
     };
-    let written = std::fs::metadata(&temp).map(|m| m.len()).map_err(io);
+    let written = probe.metadata().map(|m| m.len()).map_err(io);
     Ok((status, written, errors.await.unwrap_or_default()))
 }
 

@@ -10,7 +10,7 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::unpack::Compression;
+use crate::runtime::archives::{self, Compression};
 use crate::runtime::catalog::{Catalog, CatalogError, Entry};
 use crate::runtime::{CallContext, Error, ImageInfo};
 
@@ -51,6 +51,7 @@ impl ImageRecord {
 #[derive(Debug, Clone)]
 pub struct Store {
     root: PathBuf,
+    max_expanded: u64,
 }
 
 /// `name:tag` with `latest` when no tag is given.
@@ -116,7 +117,19 @@ impl Store {
         }
         Ok(Store {
             root: root.to_path_buf(),
+            max_expanded: archives::DEFAULT_MAX_EXPANDED_BYTES,
         })
+    }
+
+    /// The same store with another cap on an archive's expanded size.
+    pub fn with_max_expanded(mut self, bytes: u64) -> Store {
+        self.max_expanded = bytes;
+        self
+    }
+
+    /// The cap on an archive's expanded size, in bytes.
+    pub fn max_expanded(&self) -> u64 {
+        self.max_expanded
     }
 
     fn dir(&self, reference: &str) -> PathBuf {
@@ -308,7 +321,11 @@ impl Store {
             }
         }
         cx.reporter.progress(99, &format!("checking {reference}"));
-        let compression = check_archive(partial.path.clone()).await?;
+        let downloaded =
+            std::fs::File::open(&partial.path).map_err(|e| io_err("reading", &partial.path, e))?;
+        let compression = check_archive(downloaded, self.max_expanded)
+            .await
+            .map_err(|e| Error::Runtime(format!("{shown}: {e}")))?;
         let record = self.commit(
             reference,
             partial,
@@ -321,19 +338,27 @@ impl Store {
         Ok(record)
     }
 
-    /// Store the archive `source` (a file under the share root) as `reference`.
+    /// Store the archive `source` (a file opened under the share root, shown
+    /// as `shown`) as `reference`, after reading it all through the archive rules.
     pub async fn import(
         &self,
         cx: &CallContext,
-        source: &Path,
+        source: std::fs::File,
+        shown: &str,
         reference: &str,
     ) -> Result<ImageRecord, Error> {
-        let compression = check_archive(source.to_path_buf()).await?;
+        let probe = source
+            .try_clone()
+            .map_err(|e| io_err("reading", Path::new(shown), e))?;
+        let compression = check_archive(probe, self.max_expanded)
+            .await
+            .map_err(|e| Error::InvalidParams(format!("path: {e}")))?;
         let partial = self.partial(reference, cx.task_id)?;
-        let (from, to) = (source.to_path_buf(), partial.path.clone());
+        let to = partial.path.clone();
         let (digest, size) =
             tokio::task::spawn_blocking(move || -> std::io::Result<(String, u64)> {
-                let mut input = std::fs::File::open(&from)?;
+                let mut input = source;
+                std::io::Seek::rewind(&mut input)?;
                 let mut out = std::fs::File::create(&to)?;
                 let mut hash = Sha256::new();
                 let mut buf = vec![0u8; 1 << 20];
@@ -352,7 +377,7 @@ impl Store {
             })
             .await
             .map_err(|e| Error::Other(e.to_string()))?
-            .map_err(|e| io_err("importing", source, e))?;
+            .map_err(|e| io_err("importing", Path::new(shown), e))?;
         self.commit(
             reference,
             partial,
@@ -376,40 +401,27 @@ pub fn from_catalog(e: CatalogError) -> Error {
     catalog_error(e)
 }
 
-/// Read the whole archive through its decompressor and tar reader: a
-/// truncated gzip or xz stream, or a file that is no tar, is an error.
-async fn check_archive(path: PathBuf) -> Result<Compression, Error> {
-    tokio::task::spawn_blocking(move || -> Result<Compression, Error> {
-        let mut magic = [0u8; 6];
-        let n = {
-            let mut f = std::fs::File::open(&path).map_err(|e| io_err("reading", &path, e))?;
-            std::io::Read::read(&mut f, &mut magic).map_err(|e| io_err("reading", &path, e))?
-        };
-        let compression = Compression::sniff(&magic[..n]);
-        let reader = super::unpack::open(&path).map_err(|e| io_err("reading", &path, e))?;
-        let mut tar = tar::Archive::new(reader);
-        let mut files = 0u64;
-        let bad = |e: std::io::Error| {
-            Error::Runtime(format!(
-                "{} is not a complete rootfs tarball (gzip, xz or tar): {e}",
-                path.display()
-            ))
-        };
-        for entry in tar.entries().map_err(bad)? {
-            let mut entry = entry.map_err(bad)?;
-            std::io::copy(&mut entry, &mut std::io::sink()).map_err(bad)?;
-            files += 1;
-        }
-        // The decoder must also have reached its end (tar stops at the end marker).
-        let mut rest = tar.into_inner();
-        std::io::copy(&mut rest, &mut std::io::sink()).map_err(bad)?;
-        if files == 0 {
-            return Err(bad(std::io::Error::other("no files in it")));
-        }
-        Ok(compression)
+/// Read the whole archive through the host's archive rules
+/// ([`archives::scan`]): a truncated gzip or xz stream, a file that is no
+/// tar, a hostile entry or one past the size cap is an error.
+async fn check_archive(
+    file: std::fs::File,
+    max_expanded: u64,
+) -> Result<Compression, archives::ArchiveError> {
+    tokio::task::spawn_blocking(move || {
+        archives::scan(
+            file,
+            max_expanded,
+            crate::runtime::docker::archive::CONFIG_ENTRY,
+        )
+        .map(|s| s.compression)
     })
     .await
-    .map_err(|e| Error::Other(e.to_string()))?
+    .unwrap_or_else(|e| {
+        Err(archives::ArchiveError::Read {
+            source: std::io::Error::other(e.to_string()),
+        })
+    })
 }
 
 #[cfg(test)]
@@ -438,11 +450,13 @@ mod tests {
         let gz = gz.finish().unwrap();
         std::fs::write(dir.path().join("ok.tgz"), &gz).unwrap();
         std::fs::write(dir.path().join("cut.tgz"), &gz[..gz.len() - 20]).unwrap();
+        let open = |name: &str| std::fs::File::open(dir.path().join(name)).unwrap();
+        let cap = archives::DEFAULT_MAX_EXPANDED_BYTES;
         assert_eq!(
-            check_archive(dir.path().join("ok.tgz")).await.unwrap(),
+            check_archive(open("ok.tgz"), cap).await.unwrap(),
             Compression::Gzip
         );
-        assert!(check_archive(dir.path().join("cut.tgz")).await.is_err());
+        assert!(check_archive(open("cut.tgz"), cap).await.is_err());
     }
 
     struct Quiet;

@@ -58,6 +58,8 @@ pub struct LxcSettings {
     pub data_dir: PathBuf,
     /// Where user paths are confined.
     pub share_root: PathBuf,
+    /// Cap on an archive's expanded size (imports and images), in bytes.
+    pub max_expanded_bytes: u64,
 }
 
 /// The LXC runtime.
@@ -87,7 +89,8 @@ enum State {
 impl LxcRuntime {
     /// Set up the store and settings (no tool is run: a host without LXC still starts).
     pub fn new(settings: LxcSettings) -> anyhow::Result<LxcRuntime> {
-        let store = Store::new(&settings.data_dir.join("lxc/images"))?;
+        let store = Store::new(&settings.data_dir.join("lxc/images"))?
+            .with_max_expanded(settings.max_expanded_bytes);
         let catalog = settings.catalog.as_deref().map(Catalog::new).transpose()?;
         let share = ShareRoot::new(&settings.share_root)?;
         let runtime = LxcRuntime {
@@ -190,9 +193,10 @@ impl LxcRuntime {
         conf::config_text(spec, &context(None))?;
         let archive = self.store.file(image);
         let target = dir.to_path_buf();
+        let cap = self.store.max_expanded();
         tokio::task::spawn_blocking(move || {
             let layout = unpack::layout(&archive)?;
-            unpack::extract(&archive, &target, layout)
+            unpack::extract(&archive, &target, layout, cap)
         })
         .await
         .map_err(|e| Error::Other(e.to_string()))?
@@ -582,11 +586,8 @@ impl Runtime for LxcRuntime {
     }
 
     async fn archive_config(&self, _cx: &CallContext, path: String) -> RtResult<Option<String>> {
-        let file = self.share.resolve(&path)?;
-        if !file.is_file() {
-            return Err(Error::NotFound(format!("path `{path}`: no such file")));
-        }
-        let config = tokio::task::spawn_blocking(move || unpack::recorded_config(&file))
+        let (file, _) = self.share.open_file(&path)?;
+        let config = tokio::task::spawn_blocking(move || unpack::recorded_config(file))
             .await
             .map_err(|e| Error::Other(e.to_string()))??;
         Ok(config.map(|c| c.to_string()))
@@ -600,14 +601,11 @@ impl Runtime for LxcRuntime {
         repository: String,
         tag: String,
     ) -> RtResult<String> {
-        let file = self.share.resolve(&path)?;
-        if !file.is_file() {
-            return Err(Error::NotFound(format!("path `{path}`: no such file")));
-        }
+        let (file, _) = self.share.open_file(&path)?;
         let reference = images::reference(&repository, &tag);
         cx.reporter
             .progress(-1, &format!("importing {path} as {reference}"));
-        let record = self.store.import(cx, &file, &reference).await?;
+        let record = self.store.import(cx, file, &path, &reference).await?;
         Ok(record.id)
     }
 }

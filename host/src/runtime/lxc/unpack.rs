@@ -2,75 +2,33 @@
 //! level or in LXC's layout (`rootfs/` beside a `config`), and extracting
 //! them safely.
 //!
-//! Extraction goes through the `tar` crate's `unpack_in`, which refuses
-//! entries that would land outside the destination: `..` components,
-//! symbolic links planted earlier in the same archive, hard links to files
-//! outside. An entry it skips (`..`) fails the whole extraction rather than
-//! being dropped silently. Absolute names are taken relative to the root,
-//! as GNU tar does. Device nodes and FIFOs (which the crate would write as
-//! plain files) are made with `mknod` under the same confinement.
+//! Every entry is first checked by [`archives::Checker`] (no `..`, no
+//! absolute name, nothing through a link the archive made, the expanded
+//! size under its cap), then extracted by the `tar` crate's `unpack_in`,
+//! which also refuses entries that would land outside the destination. Any
+//! refusal fails the whole extraction rather than dropping an entry
+//! silently. Device nodes and FIFOs (which the crate would write as plain
+//! files) are made with `mknod` under the same confinement.
 
-use std::io::{BufReader, Read};
-use std::path::{Component, Path, PathBuf};
+use std::io::Read;
+use std::path::Path;
 
+pub use crate::runtime::archives::Compression;
+use crate::runtime::archives::{self, ArchiveError, Checker};
 use crate::runtime::docker::archive::CONFIG_ENTRY;
 use crate::runtime::Error;
 
-/// How an archive is compressed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compression {
-    /// A plain tar.
-    None,
-    /// gzip.
-    Gzip,
-    /// xz.
-    Xz,
+/// Open `path` decompressed (capped at `cap` expanded bytes).
+fn open(path: &Path, cap: u64) -> Result<archives::Stream, Error> {
+    let file =
+        std::fs::File::open(path).map_err(|e| bad("path", format!("cannot read archive: {e}")))?;
+    archives::open(file, cap)
+        .map(|(_, stream)| stream)
+        .map_err(|e| bad("path", format!("cannot read archive: {e}")))
 }
 
-impl Compression {
-    /// From the first bytes of a file.
-    pub fn sniff(magic: &[u8]) -> Compression {
-        if magic.starts_with(&[0x1f, 0x8b]) {
-            Compression::Gzip
-        } else if magic.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
-            Compression::Xz
-        } else {
-            Compression::None
-        }
-    }
-
-    /// The file name extension for it.
-    pub fn extension(self) -> &'static str {
-        match self {
-            Compression::None => "tar",
-            Compression::Gzip => "tar.gz",
-            Compression::Xz => "tar.xz",
-        }
-    }
-}
-
-/// Open `path` decompressed.
-pub fn open(path: &Path) -> std::io::Result<Box<dyn Read + Send>> {
-    let mut file = std::fs::File::open(path)?;
-    let mut magic = [0u8; 6];
-    let n = read_up_to(&mut file, &mut magic)?;
-    let file = BufReader::with_capacity(1 << 20, std::fs::File::open(path)?);
-    Ok(match Compression::sniff(&magic[..n]) {
-        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(file)),
-        Compression::Xz => Box::new(xz2::read::XzDecoder::new_multi_decoder(file)),
-        Compression::None => Box::new(file),
-    })
-}
-
-fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..])? {
-            0 => break,
-            k => n += k,
-        }
-    }
-    Ok(n)
+fn refused(e: ArchiveError) -> Error {
+    bad("path", e)
 }
 
 /// Where the root filesystem is inside an archive.
@@ -82,15 +40,7 @@ pub enum Layout {
     Lxc,
 }
 
-/// An entry name without `./` and leading `/`.
-fn clean(path: &Path) -> PathBuf {
-    path.components()
-        .filter(|c| matches!(c, Component::Normal(_) | Component::ParentDir))
-        .collect()
-}
-
 /// An error with its sources (the tar crate puts the cause in `source`).
-#[allow(dead_code)] // used by the LXC branch's later commits; unused in its first one
 fn chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut next = e.source();
@@ -108,8 +58,9 @@ fn bad(path_field: &str, e: impl std::fmt::Display) -> Error {
 
 /// Look at the first entries to tell the layout (stops at the first file of the rootfs).
 pub fn layout(archive: &Path) -> Result<Layout, Error> {
-    let reader = open(archive).map_err(|e| bad("path", format!("cannot read archive: {e}")))?;
+    let reader = open(archive, archives::DEFAULT_MAX_EXPANDED_BYTES)?;
     let mut tar = tar::Archive::new(reader);
+    let mut checker = Checker::new(archives::DEFAULT_MAX_EXPANDED_BYTES);
     let entries = tar
         .entries()
         .map_err(|e| bad("path", format!("not a tar archive: {e}")))?;
@@ -117,7 +68,7 @@ pub fn layout(archive: &Path) -> Result<Layout, Error> {
     for entry in entries {
         let entry = entry.map_err(|e| bad("path", format!("not a tar archive: {e}")))?;
         seen += 1;
-        let name = clean(&entry.path().map_err(|e| bad("path", e))?);
+        let name = checker.check(&entry).map_err(refused)?;
         let first = name
             .components()
             .next()
@@ -137,16 +88,22 @@ pub fn layout(archive: &Path) -> Result<Layout, Error> {
 }
 
 /// Extract `archive` into the container folder `dir` (its root filesystem
-/// goes to `dir/rootfs`, which must exist and be empty). Returns the number
-/// of entries written.
-pub fn extract(archive: &Path, dir: &Path, layout: Layout) -> Result<u64, Error> {
+/// goes to `dir/rootfs`, which must exist and be empty), expanding at most
+/// `max_expanded` bytes. Returns the number of entries written.
+pub fn extract(
+    archive: &Path,
+    dir: &Path,
+    layout: Layout,
+    max_expanded: u64,
+) -> Result<u64, Error> {
     let rootfs = dir.join("rootfs");
     let (dest, strip_rootfs) = match layout {
         Layout::Flat => (rootfs.clone(), false),
         Layout::Lxc => (dir.to_path_buf(), true),
     };
-    let reader = open(archive).map_err(|e| bad("path", format!("cannot read archive: {e}")))?;
+    let reader = open(archive, max_expanded)?;
     let mut tar = tar::Archive::new(reader);
+    let mut checker = Checker::new(max_expanded);
     tar.set_preserve_permissions(true);
     tar.set_preserve_ownerships(true);
     tar.set_preserve_mtime(true);
@@ -157,18 +114,9 @@ pub fn extract(archive: &Path, dir: &Path, layout: Layout) -> Result<u64, Error>
         .map_err(|e| bad("path", format!("not a tar archive: {e}")))?;
     let mut written = 0;
     for entry in entries {
-        let mut entry = entry.map_err(|e| bad("path", format!("corrupt archive: {e}")))?;
+        let mut entry = entry.map_err(|e| refused(ArchiveError::from_io(&e)))?;
         let raw = entry.path().map_err(|e| bad("path", e))?.into_owned();
-        let name = clean(&raw);
-        if name.components().any(|c| c == Component::ParentDir) {
-            return Err(bad(
-                "path",
-                format!(
-                    "archive entry `{}` leaves the root with `..`",
-                    raw.display()
-                ),
-            ));
-        }
+        let name = checker.check(&entry).map_err(refused)?;
         let first = name.components().next();
         let Some(first) = first else { continue };
         if first.as_os_str() == ".stevedore" {
@@ -191,12 +139,15 @@ pub fn extract(archive: &Path, dir: &Path, layout: Layout) -> Result<u64, Error>
             written += 1;
             continue;
         }
-        let unpacked = entry.unpack_in(&dest).map_err(|e| {
-            bad(
-                "path",
-                format!("archive entry `{}`: {}", raw.display(), chain(&e)),
-            )
-        })?;
+        let unpacked = entry
+            .unpack_in(&dest)
+            .map_err(|e| match ArchiveError::from_io(&e) {
+                too_large @ ArchiveError::TooLarge { .. } => refused(too_large),
+                _ => bad(
+                    "path",
+                    format!("archive entry `{}`: {}", raw.display(), chain(&e)),
+                ),
+            })?;
         if !unpacked {
             return Err(bad(
                 "path",
@@ -267,8 +218,9 @@ fn special<R: Read>(entry: &tar::Entry<'_, R>, dest: &Path, name: &Path) -> Resu
 }
 
 /// The recorded settings of an export archive (its first entry), if any.
-pub fn recorded_config(archive: &Path) -> Result<Option<serde_json::Value>, Error> {
-    let reader = open(archive).map_err(|e| bad("path", format!("cannot read archive: {e}")))?;
+pub fn recorded_config(archive: std::fs::File) -> Result<Option<serde_json::Value>, Error> {
+    let (_, reader) = archives::open(archive, archives::DEFAULT_MAX_EXPANDED_BYTES)
+        .map_err(|e| bad("path", format!("cannot read archive: {e}")))?;
     let mut tar = tar::Archive::new(reader);
     let mut entries = tar
         .entries()
@@ -277,7 +229,9 @@ pub fn recorded_config(archive: &Path) -> Result<Option<serde_json::Value>, Erro
         return Err(bad("path", "not a tar archive (no entries)"));
     };
     let mut first = first.map_err(|e| bad("path", format!("not a tar archive: {e}")))?;
-    let name = clean(&first.path().map_err(|e| bad("path", e))?);
+    let name = Checker::new(archives::DEFAULT_MAX_EXPANDED_BYTES)
+        .check(&first)
+        .map_err(refused)?;
     if name != Path::new(CONFIG_ENTRY) {
         return Ok(None);
     }
@@ -297,6 +251,10 @@ pub fn recorded_config(archive: &Path) -> Result<Option<serde_json::Value>, Erro
 mod tests {
     use super::*;
     use std::io::Write;
+
+    use std::path::PathBuf;
+
+    const CAP: u64 = archives::DEFAULT_MAX_EXPANDED_BYTES;
 
     fn header(name: &str, kind: tar::EntryType, size: u64) -> tar::Header {
         let mut h = tar::Header::new_gnu();
@@ -356,7 +314,7 @@ mod tests {
             ("./bin/sh", H, "./bin/busybox"),
         ]));
         assert_eq!(layout(&file).unwrap(), Layout::Flat);
-        extract(&file, &dir, Layout::Flat).unwrap();
+        extract(&file, &dir, Layout::Flat, CAP).unwrap();
         assert_eq!(
             std::fs::read(dir.join("rootfs/etc/hostname")).unwrap(),
             b"x\n"
@@ -375,13 +333,16 @@ mod tests {
         .unwrap();
         let (_t, file, dir) = setup(&gz.finish().unwrap());
         assert_eq!(layout(&file).unwrap(), Layout::Lxc);
-        extract(&file, &dir, Layout::Lxc).unwrap();
+        extract(&file, &dir, Layout::Lxc, CAP).unwrap();
         assert_eq!(std::fs::read(dir.join("rootfs/etc/h2")).unwrap(), b"y\n");
         assert!(
             !dir.join("config").exists(),
             "the archive's config is not taken"
         );
-        assert_eq!(recorded_config(&file).unwrap(), Some(serde_json::json!({})));
+        assert_eq!(
+            recorded_config(std::fs::File::open(&file).unwrap()).unwrap(),
+            Some(serde_json::json!({}))
+        );
     }
 
     #[test]
@@ -389,16 +350,19 @@ mod tests {
         let mut xz = xz2::write::XzEncoder::new(Vec::new(), 1);
         xz.write_all(&archive(&[("hello", F, "hi")])).unwrap();
         let (_t, file, dir) = setup(&xz.finish().unwrap());
-        extract(&file, &dir, layout(&file).unwrap()).unwrap();
+        extract(&file, &dir, layout(&file).unwrap(), CAP).unwrap();
         assert_eq!(std::fs::read(dir.join("rootfs/hello")).unwrap(), b"hi");
-        assert_eq!(recorded_config(&file).unwrap(), None);
+        assert_eq!(
+            recorded_config(std::fs::File::open(&file).unwrap()).unwrap(),
+            None
+        );
     }
 
     fn refused(entries: &[(&str, tar::EntryType, &str)], layout: Layout) {
         let (tmp, file, dir) = setup(&archive(entries));
         let outside = tmp.path().join("outside");
         std::fs::create_dir(&outside).unwrap();
-        match extract(&file, &dir, layout) {
+        match extract(&file, &dir, layout, CAP) {
             Err(Error::InvalidParams(m)) => {
                 eprintln!("refused: {m}");
                 assert!(m.starts_with("path: "), "{m}")
@@ -445,10 +409,8 @@ mod tests {
     }
 
     #[test]
-    fn absolute_names_stay_inside() {
-        let (_t, file, dir) = setup(&archive(&[("/abs-evil", F, "x")]));
-        extract(&file, &dir, Layout::Flat).unwrap();
-        assert!(dir.join("rootfs/abs-evil").exists());
+    fn absolute_names_are_refused() {
+        refused(&[("/abs-evil", F, "x")], Layout::Flat);
         assert!(!Path::new("/abs-evil").exists());
     }
 
