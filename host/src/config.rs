@@ -386,9 +386,6 @@ pub struct Config {
     /// Archive limits.
     #[serde(default)]
     pub archives: ArchivesSection,
-    /// Archive limits.
-    #[serde(default)]
-    pub archives: ArchivesSection,
     /// Scheduler.
     #[serde(default)]
     pub queue: QueueSection,

@@ -12,7 +12,7 @@
 use std::io::Write;
 
 use proptest::prelude::*;
-use stevedore::config::{parse_file, Config, FileConfig};
+use stevedore::config::{parse_file, Config};
 use stevedore::runtime::archives::{self, Checker};
 use stevedore::runtime::lxc::unpack;
 
@@ -269,7 +269,7 @@ proptest! {
         env in proptest::collection::vec(
             (proptest::sample::select(ENV_KEYS), any::<String>()), 0..3),
     ) {
-        let file = parse_file(&text).unwrap_or_else(|_| FileConfig::default());
+        let file = parse_file(&text).unwrap_or_else(|_| Config::default());
         let lookup = |k: &str| env.iter().find(|(key, _)| *key == k).map(|(_, v)| v.clone());
         if let Ok(c) = Config::resolve(file, lookup) {
             prop_assert!(c.queue.workers >= 1);
