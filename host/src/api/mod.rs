@@ -19,7 +19,9 @@
 //! | `GET background/events` (`?category=`) | Server-Sent Events: `event: task`, `id: <task id>`, `data: <task JSON>` per change; `event: lagged` if the client fell behind |
 //! | `container...` (see [`containers`]) | the synchronous container calls |
 //! | `apps...` (see [`apps`]) | installed applications: list, one, start/stop/restart, delete |
+//! | `GET openapi.json` (no session) | the OpenAPI 3.1 document (see [`openapi`]) |
 //! | `GET /metrics` (no session) | Prometheus text |
+//! | `GET /` (no session) | the dashboard (see [`crate::dashboard`]) |
 //!
 //! Error `reason`s: `invalid_json`, `wrong_type` (body not an object/array),
 //! `invalid_params` (the plugin's `validate`; the message names the field),
@@ -35,6 +37,7 @@
 pub mod apps;
 pub mod containers;
 pub mod error;
+pub mod openapi;
 pub mod session;
 pub mod tasks;
 
@@ -94,6 +97,7 @@ fn api_routes() -> Router<AppState> {
         .route("/login_refresh", get(session::login_refresh))
         .route("/logout", put(session::logout))
         .route("/me", get(session::me))
+        .route("/openapi.json", get(openapi::serve))
         .route(
             "/background",
             get(tasks::list).delete(tasks::delete_finished),
@@ -124,7 +128,9 @@ fn api_routes() -> Router<AppState> {
 
 /// The whole application, testable without a socket (`tower::ServiceExt::oneshot`).
 pub fn app(state: AppState) -> Router {
-    let mut router = Router::new().route("/metrics", get(metrics));
+    let mut router = Router::new()
+        .route("/metrics", get(metrics))
+        .merge(crate::dashboard::routes());
     for prefix in PREFIXES {
         router = router.nest(prefix, api_routes());
     }
@@ -224,6 +230,10 @@ async fn json_errors(req: Request, next: Next) -> Response {
 }
 
 /// `GET /metrics`: Prometheus text.
+#[utoipa::path(get, path = "/metrics", tag = "metrics",
+    summary = "Prometheus metrics: tasks by category and state, HTTP answers, plugin calls",
+    security(()),
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
 async fn metrics(State(state): State<AppState>) -> Response {
     let mut counts: BTreeMap<(String, String), u64> = BTreeMap::new();
     for c in state.queue.categories() {
