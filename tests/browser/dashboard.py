@@ -121,14 +121,16 @@ def main():
         second = submitted_id(page)
         wait_bar(page, second, "b.value > 0")
         page.locator("#submit-category").select_option("image_download")
-        expect(page.get_by_label("image (required)")).to_be_visible()
+        expect(page.get_by_label("image", exact=True)).to_be_visible()
         page.screenshot(path=os.path.join(SHOTS, "dashboard.png"), full_page=True)
 
         step("filter by category")
         page.locator("#filter-category").select_option("noop")
         expect(page.locator("li.task")).to_have_count(0)
         page.locator("#filter-category").select_option("sleepy")
-        expect(page.locator("li.task")).to_have_count(2)
+        expect(page.locator(f'li[data-task-id="{first}"]')).to_be_visible()
+        expect(page.locator(f'li[data-task-id="{second}"]')).to_be_visible()
+        expect(page.locator("li.task .cat").filter(has_not_text="sleepy")).to_have_count(0)
         page.locator("#filter-category").select_option("")
 
         step("cancel the running (deletable) task; delete the finished one")

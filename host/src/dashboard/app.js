@@ -386,6 +386,11 @@ function progressBar(task) {
   return bar;
 }
 
+function percent(task) {
+  if (task.state === "completed") return "100%";
+  return task.progress >= 0 ? `${task.progress}%` : "";
+}
+
 function taskRow(task) {
   const finished = task.state === "completed" || task.state === "error";
   const cancellable = task.state === "waiting" || (task.state === "running" && task.deletable);
@@ -404,7 +409,8 @@ function taskRow(task) {
       el("span", { class: "cat", text: task.category }), " ",
       el("span", { text: task.name || "" }), " ",
       el("span", { class: `state state-${task.state}`, text: task.state })),
-    el("span", { class: "bar-cell" }, progressBar(task)),
+    el("span", { class: "bar-cell" }, progressBar(task),
+      el("span", { class: "pct", "aria-hidden": "true", text: percent(task) })),
     el("span", { class: "actions" }, action),
     el("span", { class: "detail", text: task.detail_state || (task.progress >= 0 && !finished ? `${task.progress}%` : "") }));
 }
