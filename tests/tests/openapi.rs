@@ -89,10 +89,13 @@ async fn schemathesis_finds_no_server_error() {
         .expect("a session cookie")
         .to_string();
     let doc = format!("{}/api/v1/openapi.json", server.base());
+    let config = stevedore_e2e::workspace_root().join("tests/schemathesis.toml");
     let (ok, out) = run_python(
         &[
             "-m",
             "schemathesis.cli",
+            "--config-file",
+            config.to_str().unwrap(),
             "run",
             &doc,
             "--url",
