@@ -1,14 +1,18 @@
 //! Stevedore: a background-task server for containers.
 //!
 //! The crate is laid out as its architecture:
-//! - [`api`]: HTTP routes, login and sessions, JSON errors;
+//! - [`api`]: HTTP routes, login and sessions, JSON errors, the OpenAPI document;
+//! - [`dashboard`]: the web app served at `/`;
+//! - [`cli`]: the terminal client (`stevedore task ...`, `stevedore user ...`);
 //! - [`queue`]: the task model, state machine, store and scheduler;
 //! - [`plugins`]: the wasmtime engine that loads category plugins and runs them sandboxed;
 //! - [`runtime`]: the container runtimes plugins reach through WIT capabilities.
 
 pub mod api;
 pub mod auth;
+pub mod cli;
 pub mod config;
+pub mod dashboard;
 pub mod metrics;
 pub mod plugins;
 pub mod policy;

@@ -1,4 +1,5 @@
-//! The `stevedore` command: `serve`, and `plugin check|test` for plugin authors.
+//! The `stevedore` command: `serve`; `task ...` and `user ...` (the terminal
+//! client, see `stevedore::cli`); and `plugin check|test` for plugin authors.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,6 +18,21 @@ struct Cli {
 enum Command {
     /// Serve the REST API (configuration: STEVEDORE_CONFIG and STEVEDORE_* variables).
     Serve,
+    /// Submit, list, watch and delete tasks on a running server.
+    Task {
+        #[command(flatten)]
+        login: LoginArgs,
+        #[command(subcommand)]
+        command: TaskCommand,
+    },
+    /// Add users and set their passwords in the configuration file.
+    User {
+        /// The configuration file the server reads (`STEVEDORE_CONFIG`).
+        #[arg(long, env = "STEVEDORE_CONFIG")]
+        config: PathBuf,
+        #[command(subcommand)]
+        command: UserCommand,
+    },
     /// Tools for plugin authors.
     Plugin {
         #[command(subcommand)]
@@ -24,9 +40,80 @@ enum Command {
     },
 }
 
+/// The server and who logs in to it.
+#[derive(clap::Args)]
+struct LoginArgs {
+    /// The server's root URL.
+    #[arg(
+        long,
+        env = "STEVEDORE_URL",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
+    url: String,
+    /// User name.
+    #[arg(long, env = "STEVEDORE_USER", default_value = "admin", global = true)]
+    user: String,
+    /// Password.
+    #[arg(
+        long,
+        env = "STEVEDORE_PASSWORD",
+        hide_env_values = true,
+        global = true
+    )]
+    password: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum TaskCommand {
+    /// Submit a task; print it, or with --wait follow it to its end.
+    Submit {
+        /// The category, e.g. `image_download`.
+        category: String,
+        /// Its params, JSON text.
+        json: String,
+        /// Draw a progress bar until the task ends; exit non-zero if it ends in error.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// List tasks, newest first.
+    List {
+        /// Only tasks of this category.
+        #[arg(long)]
+        category: Option<String>,
+    },
+    /// Draw a task's progress bar until it ends; exit non-zero if it ends in error.
+    Watch {
+        /// The task id.
+        id: i64,
+    },
+    /// Delete one task by id, the finished tasks of a category, or (no argument) every finished task.
+    Delete {
+        /// A task id or a category.
+        target: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add a user; the password is prompted (or read from stdin).
+    Add {
+        /// User name.
+        name: String,
+        /// Make the user an admin.
+        #[arg(long)]
+        admin: bool,
+    },
+    /// Set a user's password; prompted (or read from stdin).
+    Passwd {
+        /// User name.
+        name: String,
+    },
+}
+
 #[derive(Subcommand)]
 enum PluginCommand {
-    /// Check that a component fits the `category` world; print its category, deletable flag and imports.
+    /// Check that a component fits the `category` world; print its category, deletable flag, imports and params schema.
     Check {
         /// The component (`.wasm`).
         file: PathBuf,
@@ -57,6 +144,43 @@ fn tune_allocator() {
     }
 }
 
+async fn task(login: LoginArgs, command: TaskCommand) -> anyhow::Result<()> {
+    use stevedore::cli::tasks;
+    let login = stevedore::cli::client::Login {
+        url: login.url,
+        user: login.user,
+        password: login.password.ok_or_else(|| {
+            anyhow::anyhow!("no password: set STEVEDORE_PASSWORD or pass --password")
+        })?,
+    };
+    match command {
+        TaskCommand::Submit {
+            category,
+            json,
+            wait,
+        } => tasks::submit(&login, &category, &json, wait).await,
+        TaskCommand::List { category } => tasks::list(&login, category.as_deref()).await,
+        TaskCommand::Watch { id } => tasks::watch(&login, id).await,
+        TaskCommand::Delete { target } => tasks::delete(&login, target.as_deref()).await,
+    }
+}
+
+fn user(config: &std::path::Path, command: UserCommand) -> anyhow::Result<()> {
+    use stevedore::cli::users;
+    let (name, admin, add) = match command {
+        UserCommand::Add { name, admin } => (name, Some(admin), true),
+        UserCommand::Passwd { name } => (name, None, false),
+    };
+    let password = users::read_password(&name)?;
+    users::set(config, &name, admin, add, &password)?;
+    println!(
+        "{} user {name} in {}; restart the server to apply",
+        if add { "added" } else { "updated" },
+        config.display()
+    );
+    Ok(())
+}
+
 fn main() -> ExitCode {
     tune_allocator();
     tokio::runtime::Builder::new_multi_thread()
@@ -70,6 +194,8 @@ async fn run() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve => stevedore::server::run().await,
+        Command::Task { login, command } => task(login, command).await,
+        Command::User { config, command } => user(&config, command),
         Command::Plugin { command } => match command {
             PluginCommand::Check { file } => stevedore::plugins::cli::check(&file).await,
             PluginCommand::Test {

@@ -36,12 +36,17 @@ fn check_prints_category_deletable_flag_and_imports() {
     let (ok, out, err) = stevedore(&["plugin", "check", file.to_str().unwrap()]);
     assert!(ok, "{err}");
     assert!(
-        out.contains("fits stevedore:plugin/category@0.1.0"),
+        out.contains("fits stevedore:plugin/category@0.2.0"),
         "{out}"
     );
     assert!(out.contains("category:     image_remove"), "{out}");
     assert!(out.contains("deletable:    false"), "{out}");
-    assert!(out.contains("stevedore:plugin/images@0.1.0"), "{out}");
+    assert!(out.contains("stevedore:plugin/images@0.2.0"), "{out}");
+    assert!(out.contains("params schema:"), "{out}");
+    assert!(
+        out.contains("\"items\""),
+        "image_remove takes an array: {out}"
+    );
     assert!(out.contains("loads with the default grants"), "{out}");
 }
 
@@ -132,5 +137,37 @@ fn test_reports_invalid_params_naming_the_field() {
     assert!(
         err.contains(r#"validate: invalid-params: [0].type: must be "docker" or "lxc""#),
         "{err}"
+    );
+}
+
+#[test]
+fn check_accepts_a_component_of_wit_0_1_0() {
+    let file = component("test-plugins", "v0_1_0");
+    let (ok, out, err) = stevedore(&["plugin", "check", file.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("fits stevedore:plugin/category@0.1.0"),
+        "{out}"
+    );
+    assert!(out.contains("an older world"), "{out}");
+    assert!(out.contains("stevedore:plugin/task@0.1.0"), "{out}");
+    assert!(out.contains("params schema: none"), "{out}");
+}
+
+#[test]
+fn test_runs_a_component_of_wit_0_1_0() {
+    let file = component("test-plugins", "v0_1_0");
+    let (ok, out, err) = stevedore(&[
+        "plugin",
+        "test",
+        file.to_str().unwrap(),
+        "--params",
+        r#"{"steps": 2}"#,
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("progress   50%  step 1 of 2"), "{out}");
+    assert!(
+        out.contains("result: completed (ran 2 steps on 0.1.0)"),
+        "{out}"
     );
 }

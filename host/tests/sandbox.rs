@@ -199,7 +199,7 @@ async fn ungranted_import_is_refused_at_load_naming_the_interface() {
     let msg = format!("{err:#}");
     assert!(msg.contains("ungranted.wasm"), "{msg}");
     assert!(
-        msg.contains("imports `stevedore:plugin/containers@0.1.0`, which is not granted to category `ungranted`"),
+        msg.contains("imports `stevedore:plugin/containers@0.2.0`, which is not granted to category `ungranted`"),
         "{msg}"
     );
     // Granting it in configuration makes it load.

@@ -704,3 +704,40 @@ impl SseReader {
         }
     }
 }
+
+/// The Python of the test tools' venv (`target/pytools`, built by
+/// `cargo xtask pytools`, which `cargo xtask test` runs): Playwright,
+/// schemathesis, openapi-spec-validator. Panics, saying how to build it,
+/// when it is missing: these tests are never skipped.
+pub fn pytools_python() -> PathBuf {
+    let python = target_dir().join("pytools/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run `cargo xtask pytools` (or `cargo xtask test`)",
+        python.display()
+    );
+    python
+}
+
+/// Run a Python tool of the venv with a deadline; returns whether it
+/// succeeded and what it printed (stdout and stderr). Its output is echoed,
+/// so a failing test shows it.
+pub async fn run_python(args: &[&str], env: &[(&str, &str)], deadline: Duration) -> (bool, String) {
+    let mut cmd = tokio::process::Command::new(pytools_python());
+    cmd.args(args)
+        .envs(env.iter().copied())
+        .env("PYTHONUNBUFFERED", "1")
+        .kill_on_drop(true)
+        .stdin(Stdio::null());
+    let out = tokio::time::timeout(deadline, cmd.output())
+        .await
+        .unwrap_or_else(|_| panic!("python {args:?} ran past {deadline:?}"))
+        .expect("start python");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("{text}");
+    (out.status.success(), text)
+}

@@ -11,10 +11,12 @@
 //!   workspaces (also the first step of `test`).
 //! - `services start|stop|status|env`: the test services by hand.
 //! - `stop-engine`: stop the engine `run` started.
+//! - `pytools`: the Python tools of the browser and OpenAPI tests.
 
 mod catalog;
 mod install;
 mod plugins;
+mod pytools;
 mod services;
 mod util;
 
@@ -32,6 +34,7 @@ const USAGE: &str = "usage: cargo xtask <command>
   bench [ARGS] [-- BENCH-ARGS]   build plugins, start test services, cargo bench (stevedore, stevedore-e2e)
   lint                           cargo fmt --check and cargo clippy -D warnings, both workspaces
   services start|stop|status|env the test services by hand
+  pytools                        the Python test tools (Playwright, schemathesis) in target/pytools
   stop-engine                    stop the Docker engine `run` started
   install                        install every Debian package the tasks use";
 
@@ -62,12 +65,14 @@ fn dispatch(args: &[String]) -> Result<()> {
         Some("services") => services::command(rest),
         Some("stop-engine") => run_engine().stop(),
         Some("catalog-server") => catalog::serve(rest),
+        Some("pytools") => pytools::ensure().map(|dir| println!("{}", dir.display())),
         Some("install") => {
             install::ensure(install::WASM_BUILD)?;
             install::ensure(install::WASI_LIBC)?;
             install::ensure(install::DOCKER)?;
             install::ensure(install::SERVICES)?;
             install::ensure(install::LXC)?;
+            install::ensure(pytools::DEBIAN)?;
             install::ensure(install::BENCH)
         }
         Some("help" | "-h" | "--help") => {
@@ -166,6 +171,8 @@ fn test(extra: &[String]) -> Result<()> {
     let started = Instant::now();
     let root = repo_root();
     plugins::build()?;
+    // The browser and API-fuzzing tests drive these.
+    pytools::ensure()?;
 
     let mut failed: Vec<&str> = Vec::new();
     if !picks_packages(extra) {

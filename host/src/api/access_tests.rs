@@ -80,9 +80,17 @@ async fn every_route_but_the_public_ones_needs_a_session() {
     // The public routes are exactly these; a new one must be added here on purpose.
     let mut want: BTreeSet<String> = super::PREFIXES
         .iter()
-        .flat_map(|p| [format!("POST {p}/login"), format!("PUT {p}/logout")])
+        .flat_map(|p| {
+            [
+                format!("POST {p}/login"),
+                format!("PUT {p}/logout"),
+                format!("GET {p}/openapi.json"),
+            ]
+        })
         .collect();
-    want.insert("GET /metrics".into());
+    for root in ["/metrics", "/", "/dashboard/app.js", "/dashboard/app.css"] {
+        want.insert(format!("GET {root}"));
+    }
     assert_eq!(public, want);
     // A route table that forgot the prefixes would be much shorter.
     assert!(checked >= 3 * 20, "{checked} session routes");

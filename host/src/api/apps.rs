@@ -148,6 +148,17 @@ async fn check_reach(state: &AppState, cx: &CallContext, name: &str) -> Result<(
 }
 
 /// `GET apps`: every application the caller's policy reaches, by name.
+#[utoipa::path(get, path = "/apps", tag = "applications",
+    summary = "Every application the caller may see, by name",
+    responses(
+        (status = 200, description = "By name: `container`, `creating`, `yml`, `template`, `version`", body = Object),
+        (status = 400, description = "A path segment or query is not valid", body = super::error::ErrorBody),
+        (status = 401, description = "Not logged in", body = super::error::ErrorBody),
+        (status = 403, description = "Not the caller's (policy `containers`)", body = super::error::ErrorBody),
+        (status = 404, description = "No such container or application", body = super::error::ErrorBody),
+        (status = 501, description = "This server has no such runtime", body = super::error::ErrorBody),
+        (status = 502, description = "The engine refused or failed", body = super::error::ErrorBody),
+    ))]
 pub async fn list(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -179,6 +190,18 @@ fn text_is(record: &Map<String, Value>, key: &str, want: &str) -> bool {
 }
 
 /// `GET apps/{name}`: the record and the state of each container.
+#[utoipa::path(get, path = "/apps/{name}", tag = "applications",
+    summary = "An application's record and the state of each of its containers",
+    params(("name" = String, Path, description = "Application name")),
+    responses(
+        (status = 200, description = "The record and `containers`", body = Object),
+        (status = 400, description = "A path segment or query is not valid", body = super::error::ErrorBody),
+        (status = 401, description = "Not logged in", body = super::error::ErrorBody),
+        (status = 403, description = "Not the caller's (policy `containers`)", body = super::error::ErrorBody),
+        (status = 404, description = "No such container or application", body = super::error::ErrorBody),
+        (status = 501, description = "This server has no such runtime", body = super::error::ErrorBody),
+        (status = 502, description = "The engine refused or failed", body = super::error::ErrorBody),
+    ))]
 pub async fn get(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -194,6 +217,18 @@ pub async fn get(
 }
 
 /// `PUT apps/{name}/{start|stop|restart}`: the application after the change.
+#[utoipa::path(put, path = "/apps/{name}/{action}", tag = "applications",
+    summary = "Start, stop or restart an application",
+    params(("name" = String, Path, description = "Application name"), ("action" = String, Path, description = "`start`, `stop` or `restart`")),
+    responses(
+        (status = 200, description = "The application after the change", body = Object),
+        (status = 400, description = "A path segment or query is not valid", body = super::error::ErrorBody),
+        (status = 401, description = "Not logged in", body = super::error::ErrorBody),
+        (status = 403, description = "Not the caller's (policy `containers`)", body = super::error::ErrorBody),
+        (status = 404, description = "No such container or application", body = super::error::ErrorBody),
+        (status = 501, description = "This server has no such runtime", body = super::error::ErrorBody),
+        (status = 502, description = "The engine refused or failed", body = super::error::ErrorBody),
+    ))]
 pub async fn action(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -230,7 +265,8 @@ pub async fn action(
 }
 
 /// `?remove_volumes=` of `DELETE apps/{name}`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DeleteQuery {
     /// Also remove the application's volumes (named and anonymous).
     #[serde(default)]
@@ -238,6 +274,18 @@ pub struct DeleteQuery {
 }
 
 /// `DELETE apps/{name}`: `{}`.
+#[utoipa::path(delete, path = "/apps/{name}", tag = "applications",
+    summary = "Remove an application: containers, networks, folder",
+    params(("name" = String, Path, description = "Application name"), DeleteQuery),
+    responses(
+        (status = 200, description = "An empty object", body = Object),
+        (status = 400, description = "A path segment or query is not valid", body = super::error::ErrorBody),
+        (status = 401, description = "Not logged in", body = super::error::ErrorBody),
+        (status = 403, description = "Not the caller's (policy `containers`)", body = super::error::ErrorBody),
+        (status = 404, description = "No such container or application", body = super::error::ErrorBody),
+        (status = 501, description = "This server has no such runtime", body = super::error::ErrorBody),
+        (status = 502, description = "The engine refused or failed", body = super::error::ErrorBody),
+    ))]
 pub async fn delete(
     State(state): State<AppState>,
     user: CurrentUser,

@@ -114,6 +114,17 @@ fn target(kind: &str, id: &str) -> Result<(RuntimeKind, String), AppError> {
 /// `GET container`: Docker's containers, then LXC's. A runtime that cannot
 /// be asked (no `lxc` on this host, no engine) is left out and logged, as
 /// long as another one answered.
+#[utoipa::path(get, path = "/container", tag = "containers",
+    summary = "Every container the caller may see: Docker's, then LXC's",
+    responses(
+        (status = 200, description = "The containers", body = Vec<ContainerEntry>),
+        (status = 400, description = "A path segment or query is not valid", body = super::error::ErrorBody),
+        (status = 401, description = "Not logged in", body = super::error::ErrorBody),
+        (status = 403, description = "Not the caller's (policy `containers`)", body = super::error::ErrorBody),
+        (status = 404, description = "No such container or application", body = super::error::ErrorBody),
+        (status = 501, description = "This server has no such runtime", body = super::error::ErrorBody),
+        (status = 502, description = "The engine refused or failed", body = super::error::ErrorBody),
+    ))]
 pub async fn list(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -141,6 +152,18 @@ pub async fn list(
 }
 
 /// `GET container/docker/getid/{name}`: the bare id, as plain text.
+#[utoipa::path(get, path = "/container/docker/getid/{name}", tag = "containers",
+    summary = "The bare id of a Docker container, as plain text",
+    params(("name" = String, Path, description = "Container name")),
+    responses(
+        (status = 200, description = "The id", content_type = "text/plain", body = String),
+        (status = 400, description = "A path segment or query is not valid", body = super::error::ErrorBody),
+        (status = 401, description = "Not logged in", body = super::error::ErrorBody),
+        (status = 403, description = "Not the caller's (policy `containers`)", body = super::error::ErrorBody),
+        (status = 404, description = "No such container or application", body = super::error::ErrorBody),
+        (status = 501, description = "This server has no such runtime", body = super::error::ErrorBody),
+        (status = 502, description = "The engine refused or failed", body = super::error::ErrorBody),
+    ))]
 pub async fn get_id(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -161,6 +184,18 @@ pub async fn get_id(
 }
 
 /// `GET container/{type}/{id}`: the container's entry.
+#[utoipa::path(get, path = "/container/{type}/{id}", tag = "containers",
+    summary = "One container's entry",
+    params(("type" = String, Path, description = "`docker` or `lxc`"), ("id" = String, Path, description = "Container id, 12+ character id prefix, or name")),
+    responses(
+        (status = 200, description = "The entry", body = ContainerEntry),
+        (status = 400, description = "A path segment or query is not valid", body = super::error::ErrorBody),
+        (status = 401, description = "Not logged in", body = super::error::ErrorBody),
+        (status = 403, description = "Not the caller's (policy `containers`)", body = super::error::ErrorBody),
+        (status = 404, description = "No such container or application", body = super::error::ErrorBody),
+        (status = 501, description = "This server has no such runtime", body = super::error::ErrorBody),
+        (status = 502, description = "The engine refused or failed", body = super::error::ErrorBody),
+    ))]
 pub async fn get(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -177,6 +212,18 @@ pub async fn get(
 }
 
 /// `GET container/{type}/{id}/inspect`: the runtime's own inspect JSON.
+#[utoipa::path(get, path = "/container/{type}/{id}/inspect", tag = "containers",
+    summary = "The runtime's own inspect JSON",
+    params(("type" = String, Path, description = "`docker` or `lxc`"), ("id" = String, Path, description = "Container id, 12+ character id prefix, or name")),
+    responses(
+        (status = 200, description = "The inspect data", body = Object),
+        (status = 400, description = "A path segment or query is not valid", body = super::error::ErrorBody),
+        (status = 401, description = "Not logged in", body = super::error::ErrorBody),
+        (status = 403, description = "Not the caller's (policy `containers`)", body = super::error::ErrorBody),
+        (status = 404, description = "No such container or application", body = super::error::ErrorBody),
+        (status = 501, description = "This server has no such runtime", body = super::error::ErrorBody),
+        (status = 502, description = "The engine refused or failed", body = super::error::ErrorBody),
+    ))]
 pub async fn inspect(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -193,6 +240,18 @@ pub async fn inspect(
 }
 
 /// `PUT container/{type}/{id}/{start|stop|restart}`: the entry after the change.
+#[utoipa::path(put, path = "/container/{type}/{id}/{action}", tag = "containers",
+    summary = "Start, stop or restart a container",
+    params(("type" = String, Path, description = "`docker` or `lxc`"), ("id" = String, Path, description = "Container id, 12+ character id prefix, or name"), ("action" = String, Path, description = "`start`, `stop` or `restart`")),
+    responses(
+        (status = 200, description = "The entry after the change", body = ContainerEntry),
+        (status = 400, description = "A path segment or query is not valid", body = super::error::ErrorBody),
+        (status = 401, description = "Not logged in", body = super::error::ErrorBody),
+        (status = 403, description = "Not the caller's (policy `containers`)", body = super::error::ErrorBody),
+        (status = 404, description = "No such container or application", body = super::error::ErrorBody),
+        (status = 501, description = "This server has no such runtime", body = super::error::ErrorBody),
+        (status = 502, description = "The engine refused or failed", body = super::error::ErrorBody),
+    ))]
 pub async fn action(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -238,7 +297,8 @@ pub async fn action(
 }
 
 /// `?remove_volumes=` of `DELETE container/{type}/{id}`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DeleteQuery {
     /// Also remove the container's anonymous volumes.
     #[serde(default)]
@@ -246,6 +306,18 @@ pub struct DeleteQuery {
 }
 
 /// `DELETE container/{type}/{id}`: `{}`.
+#[utoipa::path(delete, path = "/container/{type}/{id}", tag = "containers",
+    summary = "Remove a container (stopped first when running)",
+    params(("type" = String, Path, description = "`docker` or `lxc`"), ("id" = String, Path, description = "Container id, 12+ character id prefix, or name"), DeleteQuery),
+    responses(
+        (status = 200, description = "An empty object", body = Object),
+        (status = 400, description = "A path segment or query is not valid", body = super::error::ErrorBody),
+        (status = 401, description = "Not logged in", body = super::error::ErrorBody),
+        (status = 403, description = "Not the caller's (policy `containers`)", body = super::error::ErrorBody),
+        (status = 404, description = "No such container or application", body = super::error::ErrorBody),
+        (status = 501, description = "This server has no such runtime", body = super::error::ErrorBody),
+        (status = 502, description = "The engine refused or failed", body = super::error::ErrorBody),
+    ))]
 pub async fn delete(
     State(state): State<AppState>,
     user: CurrentUser,

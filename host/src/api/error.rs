@@ -8,6 +8,24 @@ use axum::response::{IntoResponse, Response};
 use crate::auth::LoginError;
 use crate::queue::QueueError;
 
+/// Every error's body, as Container Station shapes it.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorDetail,
+}
+
+/// The inside of [`ErrorBody`].
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// The HTTP status.
+    pub code: u16,
+    /// For people; a bad field is named first (`name: must match ...`).
+    pub message: String,
+    /// Machine-readable, e.g. `invalid_params`, `not_logged_in`.
+    pub reason: String,
+}
+
 /// An API error: a status, a machine-readable reason and a message for people.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppError {
@@ -63,11 +81,11 @@ impl AppError {
 
     /// The JSON body.
     pub fn body(&self) -> serde_json::Value {
-        serde_json::json!({
-            "error": {
-                "code": self.status.as_u16(),
-                "message": self.message,
-                "reason": self.reason,
+        serde_json::json!(ErrorBody {
+            error: ErrorDetail {
+                code: self.status.as_u16(),
+                message: self.message.clone(),
+                reason: self.reason.to_string(),
             }
         })
     }

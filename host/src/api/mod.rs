@@ -19,7 +19,9 @@
 //! | `GET background/events` (`?category=`) | Server-Sent Events: `event: task`, `id: <task id>`, `data: <task JSON>` per change; `event: lagged` if the client fell behind |
 //! | `container...` (see [`containers`]) | the synchronous container calls |
 //! | `apps...` (see [`apps`]) | installed applications: list, one, start/stop/restart, delete |
+//! | `GET openapi.json` (no session) | the OpenAPI 3.1 document (see [`openapi`]) |
 //! | `GET /metrics` (no session) | Prometheus text |
+//! | `GET /` (no session) | the dashboard (see [`crate::dashboard`]) |
 //!
 //! [`routes`] is the table the router is built from: each route says who
 //! may call it (`login`, `logout` and `/metrics` are public, and why), and
@@ -39,6 +41,7 @@
 pub mod apps;
 pub mod containers;
 pub mod error;
+pub mod openapi;
 pub mod routes;
 pub mod session;
 pub mod tasks;
@@ -189,6 +192,10 @@ async fn json_errors(req: Request, next: Next) -> Response {
 }
 
 /// `GET /metrics`: Prometheus text.
+#[utoipa::path(get, path = "/metrics", tag = "metrics",
+    summary = "Prometheus metrics: tasks by category and state, HTTP answers, plugin calls",
+    security(()),
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
 async fn metrics(State(state): State<AppState>) -> Response {
     let mut stored = crate::metrics::Stored::default();
     for c in state.queue.categories() {

@@ -17,7 +17,8 @@ use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::Router;
 
 use super::session::CurrentUser;
-use super::{apps, containers, session, tasks, AppState, PREFIXES};
+use super::{apps, containers, openapi, session, tasks, AppState, PREFIXES};
+use crate::dashboard;
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +79,13 @@ const LOGOUT: Access = Access::Public(
     "idempotent: it ends the session named by the cookie, if any, and clears the cookie; \
      without one there is nothing to end and it reveals nothing",
 );
+const OPENAPI: Access = Access::Public(
+    "the API's own description, the same for every caller; tools read it before they log in",
+);
+const DASHBOARD: Access = Access::Public(
+    "the dashboard's static page, script and style, embedded in the binary; \
+     it holds no data and logs in through the API",
+);
 const METRICS: Access = Access::Public(
     "Prometheus scrapes without a cookie; it holds counts by category and state, \
      no task, user, parameter or secret",
@@ -92,6 +100,7 @@ fn table() -> Vec<Entry> {
         entry(get.clone(), "/login_refresh", S, session::login_refresh),
         entry(put.clone(), "/logout", LOGOUT, session::logout),
         entry(get.clone(), "/me", S, session::me),
+        entry(get.clone(), "/openapi.json", OPENAPI, openapi::serve),
     ];
     for path in ["/background", "/background/"] {
         all.push(entry(get.clone(), path, S, tasks::list));
@@ -136,8 +145,27 @@ fn table() -> Vec<Entry> {
     ]);
     all.push(Entry {
         scope: Scope::Root,
-        ..entry(get, "/metrics", METRICS, super::metrics)
+        ..entry(get.clone(), "/metrics", METRICS, super::metrics)
     });
+    let root = |e: Entry| Entry {
+        scope: Scope::Root,
+        ..e
+    };
+    all.extend([
+        root(entry(get.clone(), "/", DASHBOARD, dashboard::index)),
+        root(entry(
+            get.clone(),
+            "/dashboard/app.js",
+            DASHBOARD,
+            dashboard::script,
+        )),
+        root(entry(
+            get,
+            "/dashboard/app.css",
+            DASHBOARD,
+            dashboard::style,
+        )),
+    ]);
     all
 }
 

@@ -61,7 +61,7 @@ impl FromRequestParts<AppState> for CurrentUser {
 }
 
 /// What login and `login_refresh` answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct LoginInfo {
     /// User name.
     pub username: String,
@@ -128,6 +128,20 @@ fn login_fields(body: &[u8]) -> Result<(String, String), AppError> {
 }
 
 /// `POST login`.
+#[utoipa::path(post, path = "/login", tag = "session",
+    summary = "Log in",
+    description = "Form fields `username` and `password` (Container Station 1.x), or the same as a JSON object (2.x; `curl -d` sends it with the form content type). Sets the session cookie `stevedore_sid` (HttpOnly).",
+    request_body(content(
+        (super::openapi::LoginRequest = "application/x-www-form-urlencoded"),
+        (super::openapi::LoginRequest = "application/json"),
+    )),
+    security(()),
+    responses(
+        (status = 200, description = "Logged in; the session cookie is set", body = LoginInfo),
+        (status = 400, description = "A field is missing or not a string", body = super::error::ErrorBody),
+        (status = 401, description = "Wrong user name or password", body = super::error::ErrorBody),
+        (status = 429, description = "Too many failed attempts; see `Retry-After`", body = super::error::ErrorBody),
+    ))]
 pub async fn login(
     State(state): State<AppState>,
     connect: Option<Extension<ConnectInfo<SocketAddr>>>,
@@ -151,6 +165,12 @@ pub async fn login(
 }
 
 /// `GET login_refresh`: the login object of the current session, whose expiry moves forward.
+#[utoipa::path(get, path = "/login_refresh", tag = "session",
+    summary = "The current session's login object; its expiry moves forward",
+    responses(
+        (status = 200, description = "The session's login object", body = LoginInfo),
+        (status = 401, description = "Not logged in", body = super::error::ErrorBody),
+    ))]
 pub async fn login_refresh(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -173,6 +193,12 @@ pub async fn login_refresh(
 
 /// `GET me`: the caller and their effective policy, so that a dashboard can
 /// hide what they may not do.
+#[utoipa::path(get, path = "/me", tag = "session",
+    summary = "The caller and their effective policy",
+    responses(
+        (status = 200, description = "The caller", body = super::openapi::Me),
+        (status = 401, description = "Not logged in", body = super::error::ErrorBody),
+    ))]
 pub async fn me(State(state): State<AppState>, user: CurrentUser) -> Json<serde_json::Value> {
     let policy = state.policies.of(&user.0.username);
     Json(serde_json::json!({
@@ -183,6 +209,12 @@ pub async fn me(State(state): State<AppState>, user: CurrentUser) -> Json<serde_
 }
 
 /// `PUT logout`: ends the session (if any) and clears the cookie. Idempotent.
+#[utoipa::path(put, path = "/logout", tag = "session",
+    summary = "End the session (idempotent)",
+    security((), ("session" = [])),
+    responses(
+        (status = 200, description = "Logged out; the cookie is cleared", body = super::openapi::Logout),
+    ))]
 pub async fn logout(
     State(state): State<AppState>,
     headers: HeaderMap,

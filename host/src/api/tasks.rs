@@ -19,7 +19,8 @@ use super::{body_error, path_error, query_error, AppError, AppState};
 use crate::queue::{DeleteSelector, QueueError, Task, Viewer};
 
 /// `?category=` of `GET background/` and `GET background/events`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct CategoryQuery {
     /// Only tasks of this category (empty means all).
     pub category: Option<String>,
@@ -80,6 +81,20 @@ fn check_category(category: &str) -> Result<(), AppError> {
 }
 
 /// `POST background/{category}`.
+#[utoipa::path(post, path = "/background/{target}", tag = "tasks",
+    summary = "Submit a task of any category",
+    description = "The category's params as JSON, whatever the Content-Type says. Each loaded category also has an operation of its own, with its params' schema.",
+    params(("target" = String, Path, description = "The category")),
+    request_body(content = serde_json::Value, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The new task, `waiting`", body = Task),
+        (status = 400, description = "Bad params; the message names the field", body = super::error::ErrorBody),
+        (status = 401, description = "Not logged in", body = super::error::ErrorBody),
+        (status = 403, description = "The caller's policy refuses it", body = super::error::ErrorBody),
+        (status = 404, description = "Unknown category", body = super::error::ErrorBody),
+        (status = 413, description = "Body too large", body = super::error::ErrorBody),
+        (status = 503, description = "The plugin failed while validating", body = super::error::ErrorBody),
+    ))]
 pub async fn submit(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -137,6 +152,14 @@ fn admit(
 }
 
 /// `GET background/` (optional `?category=`).
+#[utoipa::path(get, path = "/background/", tag = "tasks",
+    summary = "The caller's tasks (an admin's: everyone's), newest first",
+    params(CategoryQuery),
+    responses(
+        (status = 200, description = "Tasks, newest first", body = Vec<Task>),
+        (status = 400, description = "The query does not parse", body = super::error::ErrorBody),
+        (status = 401, description = "Not logged in", body = super::error::ErrorBody),
+    ))]
 pub async fn list(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -148,6 +171,12 @@ pub async fn list(
 }
 
 /// `DELETE background/`: every finished task the caller may see.
+#[utoipa::path(delete, path = "/background/", tag = "tasks",
+    summary = "Delete every finished task the caller may see",
+    responses(
+        (status = 200, description = "The ids deleted", body = Vec<i64>),
+        (status = 401, description = "Not logged in", body = super::error::ErrorBody),
+    ))]
 pub async fn delete_finished(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -160,6 +189,17 @@ pub async fn delete_finished(
 }
 
 /// `DELETE background/{id_or_category}`: a numeric segment is a task id, anything else a category.
+#[utoipa::path(delete, path = "/background/{target}", tag = "tasks",
+    summary = "Delete one task by id, or the finished tasks of a category",
+    description = "A numeric segment is a task id, anything else a category. A waiting task is cancelled; a running one only if `deletable` (else 409).",
+    params(("target" = String, Path, description = "A task id, or a category name")),
+    responses(
+        (status = 200, description = "The ids deleted", body = Vec<i64>),
+        (status = 401, description = "Not logged in", body = super::error::ErrorBody),
+        (status = 403, description = "Another user's task", body = super::error::ErrorBody),
+        (status = 404, description = "No such task", body = super::error::ErrorBody),
+        (status = 409, description = "The task runs and is not deletable", body = super::error::ErrorBody),
+    ))]
 pub async fn delete_one(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -205,6 +245,14 @@ pub fn selector_of(segment: &str) -> Result<DeleteSelector, AppError> {
 /// `GET background/events`: Server-Sent Events, one `task` event (the task
 /// object as JSON, `id:` the task id) per change of a task the caller may
 /// see, optionally of one category. Ends when the server shuts down.
+#[utoipa::path(get, path = "/background/events", tag = "tasks",
+    summary = "Server-Sent Events: one `task` event per change of a task the caller may see",
+    description = "`event: task`, `id:` the task id, `data:` the task object as JSON; `event: lagged` (`{\"missed\": n}`) when the client fell behind. The stream stays open.",
+    params(CategoryQuery),
+    responses(
+        (status = 200, description = "The event stream", content_type = "text/event-stream", body = String),
+        (status = 401, description = "Not logged in", body = super::error::ErrorBody),
+    ))]
 pub async fn events(
     State(state): State<AppState>,
     user: CurrentUser,

@@ -554,8 +554,9 @@ async fn every_error_is_json() {
             "unknown_path",
         ),
         (
+            // `/` is the dashboard; anything else outside the API is unknown.
             Method::GET,
-            "/",
+            "/nowhere",
             None,
             "".into(),
             StatusCode::NOT_FOUND,

@@ -8,8 +8,10 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
 
+use super::bindings::WIT_VERSION;
 use super::grants::Granter;
 use super::host::{capability_imports, CallError, PluginHost};
+use super::versions::WorldVersion;
 use super::PluginConfig;
 use crate::queue::{LogLevel, Reporter, TaskContext};
 use crate::runtime::simulated::Simulator;
@@ -41,7 +43,14 @@ pub async fn check(file: &Path) -> anyhow::Result<()> {
     )?;
     let plugin = host.add_file(&config, &Granter::permissive(), file).await?;
     let d = &plugin.description;
-    println!("{}: fits stevedore:plugin/category@0.1.0", file.display());
+    println!(
+        "{}: fits stevedore:plugin/category@{}",
+        file.display(),
+        plugin.version.number()
+    );
+    if plugin.version != WorldVersion::Current {
+        println!("  (an older world: this host loads it, without a params schema; rebuild against wit/ {WIT_VERSION} to describe its params)");
+    }
     println!("  category:     {}", d.name);
     println!("  summary:      {}", d.summary);
     println!("  deletable:    {}", d.deletable);
@@ -73,7 +82,26 @@ pub async fn check(file: &Path) -> anyhow::Result<()> {
             quoted(&capability_imports(&plugin.imports))
         );
     }
+    match &d.params_schema {
+        Some(schema) => println!("  params schema:\n{}", indent(&pretty(schema), 4)),
+        None => println!("  params schema: none (the plugin does not describe its params)"),
+    }
     Ok(())
+}
+
+/// `text` re-indented as JSON when it is JSON, else as it is.
+fn pretty(text: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(text)
+        .ok()
+        .and_then(|v| serde_json::to_string_pretty(&v).ok())
+        .unwrap_or_else(|| text.to_string())
+}
+
+fn indent(text: &str, by: usize) -> String {
+    text.lines()
+        .map(|l| format!("{:by$}{l}", ""))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn quoted(list: &[String]) -> String {

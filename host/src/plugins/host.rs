@@ -15,19 +15,17 @@ use wasmtime::{Engine, Store, UpdateDeadline};
 use super::bindings::stevedore::plugin::{
     app_store, containers, credentials, images, networks, repository, task, types, volumes,
 };
-use super::bindings::{interface_name, Category, CategoryPre, Description, WitError};
+use super::bindings::{interface_name, Description, WitError};
 use super::cache::load_component;
 use super::engine::{new_engine, start_ticker};
 use super::grants::{Granter, CAPABILITIES};
 use super::state::{BudgetExceeded, CancelledTrap, Created, MemoryExceeded, PluginState};
+use super::versions::{upgrade_imports, Shape, VersionedPre, WorldVersion};
 use super::PluginConfig;
 use crate::queue::{
-    self, CategoryInfo, Executor, Outcome, ResultCode, TaskContext, ValidationError,
+    self, CategoryDoc, CategoryInfo, Executor, Outcome, ResultCode, TaskContext, ValidationError,
 };
 use crate::runtime::Runtime;
-
-/// The export every category component must have.
-pub const EXECUTOR_EXPORT: &str = "stevedore:plugin/executor@0.1.0";
 
 /// A plugin that passed every load-time check.
 pub struct LoadedPlugin {
@@ -35,9 +33,11 @@ pub struct LoadedPlugin {
     pub file: PathBuf,
     /// What `describe` answered.
     pub description: Description,
-    /// The component's imports, by full name.
+    /// The component's imports, by full name, as in the file.
     pub imports: Vec<String>,
-    pre: CategoryPre<PluginState>,
+    /// The version of the `category` world it was built against.
+    pub version: WorldVersion,
+    pre: VersionedPre,
 }
 
 /// Why a call into a plugin failed.
@@ -119,19 +119,28 @@ impl PluginHost {
         file: &Path,
     ) -> anyhow::Result<Arc<LoadedPlugin>> {
         let shown = file.display().to_string();
-        let bytes = std::fs::read(file).with_context(|| format!("plugin {shown}"))?;
+        let mut bytes = std::fs::read(file).with_context(|| format!("plugin {shown}"))?;
+        let shape = Shape::read(&bytes)
+            .map_err(|e| anyhow::anyhow!("plugin {shown}: not a loadable component: {e:#}"))?;
+        let Some(version) = shape.version() else {
+            anyhow::bail!(
+                "plugin {shown}: does not export `{}`; build it against the `category` world of wit/",
+                WorldVersion::Current.executor_export()
+            );
+        };
+        if version == WorldVersion::V0_1_0 {
+            bytes = upgrade_imports(&bytes)
+                .map_err(|e| anyhow::anyhow!("plugin {shown}: not a loadable component: {e:#}"))?;
+        }
         let component = load_component(&self.engine, &config.cache_dir, &bytes)
             .map_err(|e| anyhow::anyhow!("plugin {shown}: not a loadable component: {e:#}"))?;
-        let (imports, has_executor) = self.inspect(&component);
-        if !has_executor {
-            anyhow::bail!("plugin {shown}: does not export `{EXECUTOR_EXPORT}`; build it against the `category` world of wit/");
-        }
+        let imports = shape.imports;
         // Describe with everything linked: capability calls are refused
         // outside a task run anyway. Then check imports against the grants
         // of the category it claims, and link only those.
         let everything: BTreeSet<String> = CAPABILITIES.iter().map(|s| s.to_string()).collect();
         let pre = self
-            .pre(&component, &everything)
+            .pre(&component, version, &everything)
             .map_err(|e| anyhow::anyhow!("plugin {shown}: {e:#}"))?;
         let description = self
             .describe(&pre, &shown)
@@ -150,12 +159,13 @@ impl PluginHost {
                 .map_err(|e| anyhow::anyhow!("plugin {shown} (category `{name}`): {e}"))?;
         }
         let pre = self
-            .pre(&component, &granter.granted(&name))
+            .pre(&component, version, &granter.granted(&name))
             .map_err(|e| anyhow::anyhow!("plugin {shown}: {e:#}"))?;
         let plugin = Arc::new(LoadedPlugin {
             file: file.to_path_buf(),
             description,
             imports,
+            version,
             pre,
         });
         tracing::info!(category = %name, file = %shown, "plugin loaded");
@@ -163,24 +173,12 @@ impl PluginHost {
         Ok(plugin)
     }
 
-    /// Imports by full name, and whether the executor export is there.
-    fn inspect(&self, component: &Component) -> (Vec<String>, bool) {
-        let ty = component.component_type();
-        let imports = ty
-            .imports(&self.engine)
-            .map(|(name, _)| name.to_string())
-            .collect();
-        let has_executor = ty
-            .exports(&self.engine)
-            .any(|(name, _)| name == EXECUTOR_EXPORT);
-        (imports, has_executor)
-    }
-
     fn pre(
         &self,
         component: &Component,
+        version: WorldVersion,
         granted: &BTreeSet<String>,
-    ) -> anyhow::Result<CategoryPre<PluginState>> {
+    ) -> anyhow::Result<VersionedPre> {
         let mut linker: Linker<PluginState> = Linker::new(&self.engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         types::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |s| s)?;
@@ -209,7 +207,7 @@ impl PluginHost {
             app_store::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |s| s)?;
         }
         let pre = linker.instantiate_pre(component)?;
-        Ok(CategoryPre::new(pre)?)
+        VersionedPre::new(version, pre)
     }
 
     fn store(&self, plugin: &str, task: Option<TaskContext>) -> Store<PluginState> {
@@ -238,28 +236,9 @@ impl PluginHost {
         store
     }
 
-    async fn instantiate(
-        &self,
-        pre: &CategoryPre<PluginState>,
-        store: &mut Store<PluginState>,
-    ) -> wasmtime::Result<Category> {
-        pre.instantiate_async(&mut *store).await
-    }
-
-    async fn describe(
-        &self,
-        pre: &CategoryPre<PluginState>,
-        shown: &str,
-    ) -> Result<Description, CallError> {
+    async fn describe(&self, pre: &VersionedPre, shown: &str) -> Result<Description, CallError> {
         let mut store = self.store(shown, None);
-        let result = async {
-            let instance = self.instantiate(pre, &mut store).await?;
-            instance
-                .stevedore_plugin_executor()
-                .call_describe(&mut store)
-                .await
-        }
-        .await;
+        let result = pre.describe(&mut store).await;
         result.map_err(|e| sandbox_error(shown, e))
     }
 
@@ -280,14 +259,7 @@ impl PluginHost {
         })?;
         let mut store = self.store(category, None);
         let started = std::time::Instant::now();
-        let result = async {
-            let instance = self.instantiate(&plugin.pre, &mut store).await?;
-            instance
-                .stevedore_plugin_executor()
-                .call_validate(&mut store, params)
-                .await
-        }
-        .await;
+        let result = plugin.pre.validate(&mut store, params).await;
         crate::metrics::plugin_call_timed(
             category,
             "validate",
@@ -316,14 +288,7 @@ impl PluginHost {
         };
         let mut store = self.store(&category, Some(ctx));
         let started = std::time::Instant::now();
-        let result = async {
-            let instance = self.instantiate(&plugin.pre, &mut store).await?;
-            instance
-                .stevedore_plugin_executor()
-                .call_run(&mut store)
-                .await
-        }
-        .await;
+        let result = plugin.pre.run(&mut store).await;
         crate::metrics::plugin_call_timed(
             &category,
             "run",
@@ -426,6 +391,18 @@ impl Executor for PluginHost {
         self.plugins.get(name).map(|p| info(&p.description))
     }
 
+    fn category_docs(&self) -> Vec<CategoryDoc> {
+        self.plugins
+            .values()
+            .map(|p| CategoryDoc {
+                name: p.description.name.clone(),
+                summary: p.description.summary.clone(),
+                deletable: p.description.deletable,
+                params_schema: p.description.params_schema.clone(),
+            })
+            .collect()
+    }
+
     async fn validate(&self, category: &str, params: &str) -> Result<(), ValidationError> {
         match self.call_validate(category, params).await {
             Ok(()) => Ok(()),
@@ -481,9 +458,10 @@ pub fn capability_imports(imports: &[String]) -> Vec<String> {
     imports
         .iter()
         .filter_map(|i| {
+            let unversioned = i.split('@').next().unwrap_or(i);
             CAPABILITIES
                 .iter()
-                .find(|c| *i == interface_name(c))
+                .find(|c| interface_name(c).starts_with(&format!("{unversioned}@")))
                 .map(|c| c.to_string())
         })
         .collect()

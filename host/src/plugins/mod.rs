@@ -11,6 +11,7 @@ pub mod engine;
 pub mod grants;
 pub mod host;
 pub mod state;
+pub mod versions;
 pub mod wasi_log;
 
 pub use host::{CallError, LoadedPlugin, PluginHost};

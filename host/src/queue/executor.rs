@@ -70,6 +70,20 @@ pub struct CategoryInfo {
     pub secret_fields: Vec<String>,
 }
 
+/// What the API documents of a category: its OpenAPI operation and the
+/// dashboard's submit form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CategoryDoc {
+    /// Category name.
+    pub name: String,
+    /// One line saying what it does (empty when unknown).
+    pub summary: String,
+    /// Whether a running task may be deleted (cancelled).
+    pub deletable: bool,
+    /// The JSON Schema of its params (JSON text), when the plugin gives one.
+    pub params_schema: Option<String>,
+}
+
 /// Why submitted params were refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ValidationError {
@@ -89,6 +103,19 @@ pub trait Executor: Send + Sync {
     fn categories(&self) -> Vec<CategoryInfo>;
     /// Look up one category.
     fn category(&self, name: &str) -> Option<CategoryInfo>;
+    /// What the API documents of each category, sorted by name; by
+    /// default the names alone, without a summary or a params schema.
+    fn category_docs(&self) -> Vec<CategoryDoc> {
+        self.categories()
+            .into_iter()
+            .map(|c| CategoryDoc {
+                name: c.name,
+                summary: String::new(),
+                deletable: c.deletable,
+                params_schema: None,
+            })
+            .collect()
+    }
     /// Check params synchronously at submit time.
     async fn validate(&self, category: &str, params: &str) -> Result<(), ValidationError>;
     /// Run a task to its end. Must return promptly after `ctx.cancel` fires.

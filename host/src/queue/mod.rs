@@ -33,7 +33,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use executor::{
-    CategoryInfo, Executor, LogLevel, Outcome, Reporter, TaskContext, ValidationError,
+    CategoryDoc, CategoryInfo, Executor, LogLevel, Outcome, Reporter, TaskContext, ValidationError,
 };
 pub use model::{task_name, JsonText, ResultCode, Task, TaskEvent, TaskState};
 pub use sqlite::SqliteStore;
@@ -200,6 +200,10 @@ impl Queue {
     /// The categories that can be submitted.
     pub fn categories(&self) -> Vec<CategoryInfo> {
         self.inner.executor.categories()
+    }
+    /// What the API documents of each category (OpenAPI, the dashboard).
+    pub fn category_docs(&self) -> Vec<CategoryDoc> {
+        self.inner.executor.category_docs()
     }
     /// Stop taking work, cancel running tasks, flush the store.
     ///

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 /// A task's state: `waiting → running → completed | error`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum TaskState {
     /// Stored, not yet picked by a worker.
@@ -111,7 +111,7 @@ impl rusqlite::types::FromSql for JsonText {
 /// a real Container Station answered with (`category, deletable,
 /// detail_state, id, init, name, params, state, user`) plus our `progress`;
 /// `start`, `result` and `end` appear once they are set.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Task {
     /// Unique, increasing id.
     pub id: i64,
@@ -135,6 +135,7 @@ pub struct Task {
     pub name: String,
     /// The posted params as JSON (an object, or an array for
     /// `image_remove`), secrets masked as `"******"`.
+    #[schema(value_type = serde_json::Value)]
     pub params: JsonText,
     /// Submit time, epoch seconds.
     pub init: i64,

@@ -50,7 +50,7 @@ pub type RtResult<T> = Result<T, Error>;
 pub const STOP_TIMEOUT_SECS: u32 = 10;
 
 /// Whether a container runs, as `GET container` spells it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ContainerState {
     /// Running (a paused or frozen container counts as running).
@@ -60,7 +60,7 @@ pub enum ContainerState {
 }
 
 /// One container as Container Station's `GET container` lists it.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct ContainerEntry {
     /// The runtime's id (Docker: the full hex id; LXC: the name).
     pub id: String,

@@ -126,7 +126,7 @@ pub fn prepare(
 }
 
 /// The `application` params.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 pub struct InstallParams {
     /// Template name in the repository.
     pub template: String,
@@ -407,7 +407,7 @@ fn install_into(p: &InstallParams, loaded: &Loaded, undo: &mut Undo) -> Result<S
 }
 
 /// The `application_upgrade` params.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 pub struct UpgradeParams {
     /// Template name; must be the one the application was installed from.
     pub template: String,

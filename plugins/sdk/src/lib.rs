@@ -4,12 +4,18 @@
 //! `stevedore_sdk::category!(MyCategory);`. Params arrive as your own
 //! `serde::Deserialize` type; type errors come back to the user as a 400
 //! naming the field (`tag: invalid type: integer, expected a string`).
+//! Deriving `schemars::JsonSchema` beside it gives the host the params'
+//! JSON Schema (`describe()`), from which the server's OpenAPI document and
+//! the dashboard's form are made; `///` comments become its descriptions.
 //!
 //! ```
 //! use stevedore_sdk::{Category, Error, task};
 //!
-//! #[derive(serde::Deserialize)]
-//! struct Params { name: String }
+//! #[derive(serde::Deserialize, schemars::JsonSchema)]
+//! struct Params {
+//!     /// Who to greet.
+//!     name: String,
+//! }
 //!
 //! struct Hello;
 //! impl Category for Hello {
@@ -28,6 +34,11 @@
 //! ```
 
 pub mod check;
+mod schema;
+
+pub use schema::{schema_json, AnyParams};
+/// The JSON Schema derive and types, re-exported for hand-written schemas.
+pub use schemars;
 
 /// Bindings generated from `wit/` (the `category` world).
 #[allow(missing_docs, clippy::all)]
@@ -62,8 +73,15 @@ pub trait Category {
     const CAPABILITIES: &'static [&'static str] = &[];
     /// Params fields whose values are secret (`password` always is).
     const SECRET_FIELDS: &'static [&'static str] = &[];
-    /// The params, decoded from the submitted JSON.
-    type Params: serde::de::DeserializeOwned;
+    /// The params, decoded from the submitted JSON; their JSON Schema is
+    /// what `describe()` reports.
+    type Params: serde::de::DeserializeOwned + schemars::JsonSchema;
+    /// The params' JSON Schema as `describe()` reports it: by default the
+    /// schema of [`Category::Params`]. Override it when `Params` is looser
+    /// than what the category accepts (a raw JSON object checked by hand).
+    fn params_schema() -> String {
+        schema_json::<Self::Params>()
+    }
     /// Check decoded params; runs at submit time and must not touch the runtime.
     fn validate(params: &Self::Params) -> Result<(), Error>;
     /// Run the task.
@@ -141,6 +159,7 @@ pub fn __describe<C: Category>() -> Description {
         capabilities,
         summary: C::SUMMARY.to_string(),
         secret_fields: C::SECRET_FIELDS.iter().map(|c| c.to_string()).collect(),
+        params_schema: Some(C::params_schema()),
     }
 }
 

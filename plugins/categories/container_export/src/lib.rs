@@ -15,7 +15,7 @@ use stevedore_sdk::check::{self, Object};
 use stevedore_sdk::{containers, task, Category, Error, RuntimeKind};
 
 /// The params.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Params {
     /// `docker` (default) or `lxc`.

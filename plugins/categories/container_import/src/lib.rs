@@ -133,6 +133,23 @@ pub fn split_reference(reference: &str) -> (&str, Option<&str>) {
     }
 }
 
+/// The documented shape of a request: `create`'s fields, plus `path` (the
+/// archive), with `name` and `path` required.
+pub fn params_schema() -> String {
+    let text = stevedore_sdk::schema_json::<create_spec::CreateParams>();
+    let Ok(mut schema) = serde_json::from_str::<Value>(&text) else {
+        return text;
+    };
+    schema["title"] = Value::from("ImportParams");
+    schema["properties"]["path"] = serde_json::json!({
+        "type": "string",
+        "description": "The archive to import (a container export, or a plain rootfs tar, gzip allowed), relative to the share root."
+    });
+    schema["properties"]["name"]["description"] = Value::from("Name of the new container.");
+    schema["required"] = serde_json::json!(["name", "path"]);
+    schema.to_string()
+}
+
 /// Check the request's own fields and its create fields.
 pub fn import(body: &Body) -> Result<Import, Error> {
     let runtime = check::runtime("type", text(body, "type")?.unwrap_or("docker"))?;
@@ -239,6 +256,12 @@ impl Category for ContainerImport {
         "Import an exported container's files as an image and recreate the container with its recorded settings";
     const CAPABILITIES: &'static [&'static str] = &["containers"];
     type Params = Body;
+
+    /// The body is read as a raw object; its documented shape is the
+    /// create fields plus `path`.
+    fn params_schema() -> String {
+        params_schema()
+    }
 
     fn validate(body: &Body) -> Result<(), Error> {
         import(body).map(|_| ())

@@ -209,3 +209,13 @@ fn describes_itself() {
     assert!(!d.deletable);
     assert_eq!(d.capabilities, ["task", "containers"]);
 }
+
+#[test]
+fn params_schema_is_the_create_fields_plus_path() {
+    let schema: Value = serde_json::from_str(&params_schema()).unwrap();
+    assert_eq!(schema["type"], "object");
+    assert_eq!(schema["required"], json!(["name", "path"]));
+    assert_eq!(schema["properties"]["path"]["type"], "string");
+    assert!(schema["properties"]["network"].is_object(), "{schema}");
+    assert!(schema["properties"]["volume"].is_object(), "{schema}");
+}

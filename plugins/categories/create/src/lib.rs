@@ -56,6 +56,12 @@ impl Category for Create {
     const CAPABILITIES: &'static [&'static str] = &["images", "containers"];
     type Params = Body;
 
+    /// The body is read as a raw object (to keep the fields it does not
+    /// know for the error message); its documented shape is `CreateParams`.
+    fn params_schema() -> String {
+        stevedore_sdk::schema_json::<CreateParams>()
+    }
+
     fn validate(body: &Body) -> Result<(), Error> {
         check_source(&plan(&decode(body)?)?.source)
     }

@@ -14,7 +14,7 @@ use stevedore_sdk::images::{self, PullRequest, Source};
 use stevedore_sdk::{task, Category, Error, RuntimeKind};
 
 /// The params.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 pub struct Params {
     /// `docker` (default) or `lxc`.
     #[serde(rename = "type", default)]
@@ -37,7 +37,7 @@ pub struct Params {
 }
 
 /// Catalog metadata of the image.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 pub struct Download {
     /// Description of the image.
     #[serde(default)]

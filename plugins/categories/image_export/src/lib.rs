@@ -12,7 +12,7 @@ use stevedore_sdk::check::{self, Object};
 use stevedore_sdk::{images, task, Category, Error};
 
 /// The params.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Params {
     /// `docker` only.

@@ -27,7 +27,7 @@ use stevedore_sdk::check::{self, Object, Secret};
 use stevedore_sdk::{credentials, images, task, Category, Credential, Error, Level};
 
 /// The params.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Params {
     /// `docker` only.

@@ -5,7 +5,7 @@ use serde::Deserialize;
 use stevedore_sdk::{check, images, task, Category, Error, RuntimeKind};
 
 /// One image to remove.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Entry {
     /// `docker` (default) or `lxc`.

@@ -5,7 +5,7 @@ use serde::Deserialize;
 use stevedore_sdk::{task, Category, Error};
 
 /// Params.
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct Params {
     /// Any integer; exists so tests can send a wrong type.
     #[serde(default)]

@@ -8,7 +8,7 @@ use stevedore_sdk::containers::{self, ContainerSpec};
 use stevedore_sdk::{Category, Error, RuntimeKind};
 
 /// What to create.
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct Params {
     /// Container name.
     name: String,

@@ -3,7 +3,7 @@ use serde::Deserialize;
 use stevedore_sdk::{task, Error};
 
 /// Params.
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Params {
     /// How long to wait, in seconds (at most 3600).

@@ -5,7 +5,7 @@ use serde::Deserialize;
 use stevedore_sdk::{Category, Error};
 
 /// Params.
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct Params {
     /// Loop in validate too.
     #[serde(default)]

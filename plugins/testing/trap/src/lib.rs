@@ -8,11 +8,11 @@ pub struct Trap;
 impl Category for Trap {
     const NAME: &'static str = "trap";
     const SUMMARY: &'static str = "Panic";
-    type Params = serde::de::IgnoredAny;
-    fn validate(_: &serde::de::IgnoredAny) -> Result<(), Error> {
+    type Params = stevedore_sdk::AnyParams;
+    fn validate(_: &stevedore_sdk::AnyParams) -> Result<(), Error> {
         Ok(())
     }
-    fn run(_: serde::de::IgnoredAny) -> Result<Option<String>, Error> {
+    fn run(_: stevedore_sdk::AnyParams) -> Result<Option<String>, Error> {
         let v: Vec<u32> = std::hint::black_box(Vec::new());
         Ok(Some(format!("{}", v[3])))
     }

@@ -10,11 +10,11 @@ impl Category for Ungranted {
     const NAME: &'static str = "ungranted";
     const SUMMARY: &'static str = "Use a capability it was not granted";
     const CAPABILITIES: &'static [&'static str] = &["containers"];
-    type Params = serde::de::IgnoredAny;
-    fn validate(_: &serde::de::IgnoredAny) -> Result<(), Error> {
+    type Params = stevedore_sdk::AnyParams;
+    fn validate(_: &stevedore_sdk::AnyParams) -> Result<(), Error> {
         Ok(())
     }
-    fn run(_: serde::de::IgnoredAny) -> Result<Option<String>, Error> {
+    fn run(_: stevedore_sdk::AnyParams) -> Result<Option<String>, Error> {
         containers::start(RuntimeKind::Docker, "anything")?;
         Ok(None)
     }

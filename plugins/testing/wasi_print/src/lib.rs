@@ -9,11 +9,11 @@ pub struct WasiPrint;
 impl Category for WasiPrint {
     const NAME: &'static str = "wasi_print";
     const SUMMARY: &'static str = "Print through WASI";
-    type Params = serde::de::IgnoredAny;
-    fn validate(_: &serde::de::IgnoredAny) -> Result<(), Error> {
+    type Params = stevedore_sdk::AnyParams;
+    fn validate(_: &stevedore_sdk::AnyParams) -> Result<(), Error> {
         Ok(())
     }
-    fn run(_: serde::de::IgnoredAny) -> Result<Option<String>, Error> {
+    fn run(_: stevedore_sdk::AnyParams) -> Result<Option<String>, Error> {
         println!("hello from wasi stdout");
         eprintln!("hello from wasi stderr");
         let file = std::fs::read("/etc/passwd").is_ok();

@@ -56,7 +56,7 @@ use stevedore_sdk::{containers, task, Error, RuntimeKind};
 pub const MIN_MEMORY: u64 = 64 << 20;
 
 /// The `create` params.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 pub struct CreateParams {
     /// `docker` (default) or `lxc`.
     #[serde(rename = "type", default)]
@@ -118,7 +118,7 @@ pub struct CreateParams {
 }
 
 /// Catalog metadata of the image; not used to create the container.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 pub struct Download {
     /// Description of the image.
     #[serde(default)]
@@ -132,7 +132,7 @@ pub struct Download {
 }
 
 /// `network`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 pub struct Network {
     /// DNS servers (docker).
     #[serde(default)]
@@ -161,7 +161,7 @@ pub struct Network {
 }
 
 /// `resource`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 pub struct Resource {
     /// CPU and memory limits.
     #[serde(default)]
@@ -172,7 +172,7 @@ pub struct Resource {
 }
 
 /// `resource.limit`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Limit {
     /// Relative CPU weight, 2..=1024.
@@ -187,7 +187,7 @@ pub struct Limit {
 }
 
 /// `volume`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 pub struct Volume {
     /// Share folders to mount: `{"/share/path": {"bind": "/in/container", "ro": false}}`.
     #[serde(default)]
@@ -202,7 +202,7 @@ pub struct Volume {
 }
 
 /// One `volume.host` entry.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HostBind {
     /// Path inside the container.
