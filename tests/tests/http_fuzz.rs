@@ -225,6 +225,9 @@ fn body(rng: &mut StdRng) -> Vec<u8> {
     }
 }
 
+/// Method, URL, and the answer (status, content type, text) or the transport error.
+type Outcome = (String, String, Result<(u16, String, String), String>);
+
 const METHODS: &[&str] = &[
     "GET", "GET", "POST", "POST", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "TRACE",
     "FUZZ",
@@ -292,44 +295,43 @@ async fn thousands_of_random_requests_get_no_5xx_and_no_dropped_connection() {
         })
         .collect();
     let started = Instant::now();
-    let results: Vec<(String, String, Result<(u16, String, String), String>)> =
-        futures::stream::iter(requests)
-            .map(|(url, method, ct, body, with_session)| {
-                let client = if with_session {
-                    session.http().clone()
-                } else {
-                    anonymous.clone()
-                };
-                async move {
-                    let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-                    let mut req = client.request(m, &url).body(body);
-                    if !ct.is_empty() {
-                        req = req.header("content-type", ct);
-                    }
-                    let answer = async {
-                        let r = req.send().await.map_err(|e| format!("{e:?}"))?;
-                        let status = r.status().as_u16();
-                        let ct = r
-                            .headers()
-                            .get("content-type")
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or("")
-                            .to_string();
-                        // Server-Sent Events never end: read only the head.
-                        let text = if ct.starts_with("text/event-stream") {
-                            String::new()
-                        } else {
-                            r.text().await.map_err(|e| format!("body: {e:?}"))?
-                        };
-                        Ok((status, ct, text))
-                    }
-                    .await;
-                    (method, url, answer)
+    let results: Vec<Outcome> = futures::stream::iter(requests)
+        .map(|(url, method, ct, body, with_session)| {
+            let client = if with_session {
+                session.http().clone()
+            } else {
+                anonymous.clone()
+            };
+            async move {
+                let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+                let mut req = client.request(m, &url).body(body);
+                if !ct.is_empty() {
+                    req = req.header("content-type", ct);
                 }
-            })
-            .buffer_unordered(IN_FLIGHT)
-            .collect()
-            .await;
+                let answer = async {
+                    let r = req.send().await.map_err(|e| format!("{e:?}"))?;
+                    let status = r.status().as_u16();
+                    let ct = r
+                        .headers()
+                        .get("content-type")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_string();
+                    // Server-Sent Events never end: read only the head.
+                    let text = if ct.starts_with("text/event-stream") {
+                        String::new()
+                    } else {
+                        r.text().await.map_err(|e| format!("body: {e:?}"))?
+                    };
+                    Ok((status, ct, text))
+                }
+                .await;
+                (method, url, answer)
+            }
+        })
+        .buffer_unordered(IN_FLIGHT)
+        .collect()
+        .await;
     let elapsed = started.elapsed();
     let mut by_status = std::collections::BTreeMap::<u16, usize>::new();
     let mut failures = Vec::new();
