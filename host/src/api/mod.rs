@@ -39,6 +39,7 @@
 //! `internal` (500; details only in the log).
 
 pub mod apps;
+mod body_read;
 pub mod containers;
 pub mod error;
 pub mod openapi;
@@ -101,6 +102,7 @@ pub fn app(state: AppState) -> Router {
         .fallback(unknown_path)
         .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn_with_state(limit, body_read::whole_body))
         .layer(middleware::from_fn(json_errors))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             panic_response,
@@ -150,11 +152,14 @@ async fn json_errors(req: Request, next: Next) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let started = Instant::now();
+    let (parts, body) = req.into_parts();
+    let (body, read) = body_read::Tracked::new(body);
+    let req = Request::from_parts(parts, Body::new(body));
     let mut resp = next.run(req).await;
     let status = resp.status();
-    if status == StatusCode::PAYLOAD_TOO_LARGE {
-        // The rest of the body is not read: close the connection so that a
-        // client does not send its next request on it.
+    if status == StatusCode::PAYLOAD_TOO_LARGE || !read.load(std::sync::atomic::Ordering::Relaxed) {
+        // The rest of the body is unread: the server closes the connection
+        // after this answer, so say so (see `body_read`).
         resp.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
