@@ -89,11 +89,14 @@ async fn run() -> anyhow::Result<()> {
         "STEVEDORE_ADMIN_PASSWORD" => Some(PASSWORD.to_string()),
         "STEVEDORE_WORKERS" => Some(workers_s.clone()),
         "STEVEDORE_LISTEN" => Some("127.0.0.1:0".to_string()),
+        // A PostgreSQL store when given one.
+        "STEVEDORE_DATABASE_URL" | "STEVEDORE_NODE" => std::env::var(k).ok(),
         _ => None,
     })?;
     std::fs::create_dir_all(&config.data_dir)?;
-    let auth = Arc::new(stevedore::auth::Auth::open(&config)?);
-    let store = stevedore::queue::SqliteStore::open_in(&config.data_dir)?;
+    let stevedore::server::Stores {
+        auth, tasks: store, ..
+    } = stevedore::server::open_stores(&config).await?;
     let (exec, exec_name) = executor(&plugins, &config).await;
     let started = stevedore::server::start_with(
         &config,

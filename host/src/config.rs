@@ -62,7 +62,9 @@
 //! `STEVEDORE_ADMIN_PASSWORD`, `STEVEDORE_WORKERS`, `STEVEDORE_CACHE_DIR`
 //! (compiled plugins; entries are keyed by content, so servers may share it),
 //! `DOCKER_HOST`, `STEVEDORE_CATALOG`, `STEVEDORE_LXC_PATH`,
-//! `STEVEDORE_LXC_BRIDGE`, `STEVEDORE_LXC_SUBNET`.
+//! `STEVEDORE_LXC_BRIDGE`, `STEVEDORE_LXC_SUBNET`; `[database]` and its
+//! `STEVEDORE_DATABASE_URL`, `STEVEDORE_NODE`, `STEVEDORE_LEASE_SECS` are in
+//! [`crate::pg::config`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -73,6 +75,7 @@ use std::time::Duration;
 use anyhow::Context;
 use serde::Deserialize;
 
+use crate::pg::config::DatabaseSection;
 use crate::plugins::PluginConfig;
 use crate::policy::{Policies, PolicyConfig, PolicySection};
 use crate::queue::QueueConfig;
@@ -327,6 +330,9 @@ pub struct FileConfig {
     /// User policies: `[policy.default]` for non-admins.
     #[serde(default)]
     pub policy: PolicySection,
+    /// The shared PostgreSQL store, the node name and its lease ([`crate::pg::config`]).
+    #[serde(default)]
+    pub database: DatabaseSection,
 }
 
 /// The effective configuration: the file, then the environment, then defaults.
@@ -364,6 +370,8 @@ pub struct Config {
     pub plugins: PluginsSection,
     /// User policies.
     pub policy: PolicySection,
+    /// The store, node name and lease.
+    pub database: DatabaseSection,
 }
 
 impl Config {
@@ -450,6 +458,7 @@ impl Config {
             queue,
             plugins: file.plugins,
             policy: file.policy,
+            database: file.database.resolve(env)?,
         };
         config.check()?;
         Ok(config)
@@ -577,6 +586,7 @@ impl Config {
                 .collect::<HashMap<_, _>>(),
             // Filled from the user policies by the server (`limits.running_tasks`).
             per_user: HashMap::new(),
+            lease: self.database.lease(),
         }
     }
 

@@ -10,6 +10,7 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod metrics;
+pub mod pg;
 pub mod plugins;
 pub mod policy;
 pub mod queue;

@@ -13,6 +13,7 @@
 mod catalog;
 mod install;
 mod plugins;
+mod postgres;
 mod services;
 mod util;
 
