@@ -1,5 +1,6 @@
 //! HTTP benchmark of the whole server in one process: the real router on a
-//! loopback socket, the durable SQLite store in a temporary folder, and the
+//! loopback socket, the durable SQLite store in a temporary folder (or the
+//! PostgreSQL one named by `STEVEDORE_DATABASE_URL`), and the
 //! no-op category (the `noop` plugin from `target/test-plugins` when built,
 //! else the queue's Rust `NoopExecutor`, reported as such).
 //!
@@ -134,7 +135,11 @@ async fn run() -> anyhow::Result<()> {
         .await?;
     anyhow::ensure!(r.status().is_success(), "login failed: {}", r.status());
 
-    println!("api_throughput: executor = {exec_name}; store = SQLite (WAL, synchronous=FULL) in a temp dir");
+    let store_name = match std::env::var("STEVEDORE_DATABASE_URL") {
+        Ok(_) => "PostgreSQL (STEVEDORE_DATABASE_URL)",
+        Err(_) => "SQLite (WAL, synchronous=FULL) in a temp dir",
+    };
+    println!("api_throughput: executor = {exec_name}; store = {store_name}");
     println!("api_throughput: {tasks} tasks, {concurrency} connections, {workers} workers, 2 runtime threads");
 
     // 1. Throughput: submit -> completed.

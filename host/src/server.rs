@@ -12,8 +12,8 @@ use tokio_util::sync::CancellationToken;
 use crate::api::{self, AppState};
 use crate::auth::Auth;
 use crate::config::Config;
-use crate::policy::Policies;
 use crate::pg::Database;
+use crate::policy::Policies;
 use crate::queue::{Executor, PgStore, Queue, SqliteStore, TaskStore};
 use crate::runtime::guard::Guarded;
 use crate::runtime::Runtime;
@@ -221,10 +221,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Started> {
         Some(db) => {
             let key = config.data_dir.join(crate::queue::sqlite::KEY_FILE);
             let secrets = db.shared_secrets(&key).await?;
-            Some(crate::runtime::docker::credentials::CredentialStore::shared(
-                db.clone(),
-                secrets,
-            ))
+            Some(crate::runtime::docker::credentials::CredentialStore::shared(db.clone(), secrets))
         }
         None => None,
     };

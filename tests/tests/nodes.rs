@@ -97,7 +97,9 @@ fn collect(mut sse: SseReader) -> Arc<Mutex<Vec<Value>>> {
     tokio::spawn(async move {
         while let Some((event, data)) = sse.next().await {
             if event == "task" {
-                out.lock().unwrap().push(serde_json::from_str(&data).unwrap());
+                out.lock()
+                    .unwrap()
+                    .push(serde_json::from_str(&data).unwrap());
             }
         }
     });
@@ -164,13 +166,23 @@ async fn two_nodes_share_logins_lists_events_and_cancels() {
     let refreshed = cb.send(Method::GET, "login_refresh", None).await;
     assert_eq!(refreshed.status, 200, "{:?}", refreshed.body);
     assert_eq!(refreshed.body["username"], "admin");
-    assert_eq!(b.client().send(Method::GET, "background/", None).await.status, 401);
+    assert_eq!(
+        b.client()
+            .send(Method::GET, "background/", None)
+            .await
+            .status,
+        401
+    );
 
     let on_b = collect(events(&cb).await);
 
     // Sent to A for B: B runs it.
     let sent = ca
-        .send(Method::POST, &format!("background/noop?node={nb}"), Some(r#"{"count": 1}"#))
+        .send(
+            Method::POST,
+            &format!("background/noop?node={nb}"),
+            Some(r#"{"count": 1}"#),
+        )
         .await;
     assert_eq!(sent.status, 200, "{:?}", sent.body);
     assert_eq!(sent.body["node"], nb.as_str());
@@ -183,27 +195,47 @@ async fn two_nodes_share_logins_lists_events_and_cancels() {
 
     // An unknown node is refused, naming the field.
     let refused = ca
-        .send(Method::POST, "background/noop?node=no-such-node", Some("{}"))
+        .send(
+            Method::POST,
+            "background/noop?node=no-such-node",
+            Some("{}"),
+        )
         .await;
     refused.assert_error(400, Some("unknown_node"));
-    assert!(refused.body["error"]["message"].as_str().unwrap().starts_with("node:"));
+    assert!(refused.body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("node:"));
 
     // A's own task shows on B's stream, up to its end.
     let for_a = ca.submit_ok("noop", r#"{"count": 1}"#).await;
-    until("B streams A's task to its end", Duration::from_secs(20), || {
-        on_b.lock()
-            .unwrap()
-            .iter()
-            .any(|t| t["id"] == for_a && t["state"] == "completed" && t["node"] == na.as_str())
-    })
+    until(
+        "B streams A's task to its end",
+        Duration::from_secs(20),
+        || {
+            on_b.lock()
+                .unwrap()
+                .iter()
+                .any(|t| t["id"] == for_a && t["state"] == "completed" && t["node"] == na.as_str())
+        },
+    )
     .await;
 
     // Both nodes list the same tasks; `?node=` filters.
-    let ids = |ts: Vec<Value>| ts.iter().map(|t| t["id"].as_i64().unwrap()).collect::<Vec<_>>();
+    let ids = |ts: Vec<Value>| {
+        ts.iter()
+            .map(|t| t["id"].as_i64().unwrap())
+            .collect::<Vec<_>>()
+    };
     assert_eq!(ids(ca.list(None).await), ids(cb.list(None).await));
     assert_eq!(ids(ca.list(None).await), vec![for_a, for_b]);
-    let only_a = ca.send(Method::GET, &format!("background/?node={na}"), None).await;
-    assert_eq!(ids(serde_json::from_value(only_a.body).unwrap()), vec![for_a]);
+    let only_a = ca
+        .send(Method::GET, &format!("background/?node={na}"), None)
+        .await;
+    assert_eq!(
+        ids(serde_json::from_value(only_a.body).unwrap()),
+        vec![for_a]
+    );
 
     // A cancel sent to A stops a download running on B, and B cleans up.
     let repo = seed_image(256);
@@ -211,7 +243,11 @@ async fn two_nodes_share_logins_lists_events_and_cancels() {
         r#"{{"type":"docker","repository":"private","registry_name":"local","image":"{repo}","tag":"1"}}"#
     );
     let pull = ca
-        .send(Method::POST, &format!("background/image_download?node={nb}"), Some(&body))
+        .send(
+            Method::POST,
+            &format!("background/image_download?node={nb}"),
+            Some(&body),
+        )
         .await;
     assert_eq!(pull.status, 200, "{:?}", pull.body);
     let id = pull.body["id"].as_i64().unwrap();
@@ -223,13 +259,17 @@ async fn two_nodes_share_logins_lists_events_and_cancels() {
     assert_eq!(answer.body, serde_json::json!([id]));
     assert!(cb.task(id).await.is_none(), "the task is gone on B too");
     assert!(
-        b.logs().contains("cancelling running task for a deletion on another node"),
+        b.logs()
+            .contains("cancelling running task for a deletion on another node"),
         "B cancelled it"
     );
     let reference = format!("{}/{repo}:1", env("STEVEDORE_TEST_REGISTRY"));
     let quiet = Instant::now() + Duration::from_secs(3);
     while Instant::now() < quiet {
-        assert!(!docker_ok(&["image", "inspect", &reference]), "a cancelled pull left {reference}");
+        assert!(
+            !docker_ok(&["image", "inspect", &reference]),
+            "a cancelled pull left {reference}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -239,7 +279,12 @@ async fn a_killed_node_is_taken_for_dead_and_its_restart_runs_its_waiting_tasks(
     const LEASE: u64 = 3;
     let cluster = Cluster::new();
     let (na, nb) = (unique("a"), unique("b"));
-    let mut a = Server::start(cluster.node(&na, LEASE as u32).env("STEVEDORE_WORKERS", "2")).await;
+    let mut a = Server::start(
+        cluster
+            .node(&na, LEASE as u32)
+            .env("STEVEDORE_WORKERS", "2"),
+    )
+    .await;
     let b = Server::start(cluster.node(&nb, LEASE as u32)).await;
     let ca = a.admin().await;
     let cb = ca.with_api(b.api(false));
@@ -266,7 +311,11 @@ async fn a_killed_node_is_taken_for_dead_and_its_restart_runs_its_waiting_tasks(
             .wait_until(*id, Duration::from_secs(4 * LEASE + 10), ended)
             .await
             .expect("B settles A's runs");
-        assert_eq!((t["state"].as_str(), t["result"].as_i64()), (Some("error"), Some(4)), "{t}");
+        assert_eq!(
+            (t["state"].as_str(), t["result"].as_i64()),
+            (Some("error"), Some(4)),
+            "{t}"
+        );
     }
     let took = killed.elapsed();
     // Silent past the lease, noticed at B's next check (every third of it).
@@ -275,11 +324,19 @@ async fn a_killed_node_is_taken_for_dead_and_its_restart_runs_its_waiting_tasks(
         "interrupted after {took:?} with a lease of {LEASE} s"
     );
     for id in &waiting {
-        assert_eq!(cb.task(*id).await.unwrap()["state"], "waiting", "A's waiting tasks wait for A");
+        assert_eq!(
+            cb.task(*id).await.unwrap()["state"],
+            "waiting",
+            "A's waiting tasks wait for A"
+        );
     }
-    cb.send(Method::POST, &format!("background/noop?node={na}"), Some("{}"))
-        .await
-        .assert_error(400, Some("unknown_node"));
+    cb.send(
+        Method::POST,
+        &format!("background/noop?node={na}"),
+        Some("{}"),
+    )
+    .await
+    .assert_error(400, Some("unknown_node"));
 
     // A comes back and runs its waiting tasks; nothing ends twice.
     a.restart().await;

@@ -75,12 +75,14 @@ pub fn start() -> Result<bool> {
         run_ok(Command::new("chown").args(["postgres:postgres"]).arg(d))?;
     }
     let started = Instant::now();
-    output(
-        as_postgres("initdb")
-            .arg("-D")
-            .arg(&data)
-            .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"]),
-    )
+    output(as_postgres("initdb").arg("-D").arg(&data).args([
+        "-U",
+        "postgres",
+        "--auth=trust",
+        "-E",
+        "UTF8",
+        "--no-sync",
+    ]))
     .context("initdb")?;
     let options = format!(
         "-c listen_addresses=127.0.0.1 -p {PORT} -k {} -c max_connections=400 -c shared_buffers=128MB",

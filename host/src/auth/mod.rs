@@ -217,11 +217,7 @@ impl Auth {
         let session = self.sessions.get(session_id, now).await?;
         let user = self.users.get(&session.username)?;
         if session.expires - now < self.ttl_secs - self.ttl_secs / 10 {
-            if let Err(e) = self
-                .sessions
-                .extend(session_id, now + self.ttl_secs)
-                .await
-            {
+            if let Err(e) = self.sessions.extend(session_id, now + self.ttl_secs).await {
                 tracing::warn!("extending a session: {e:#}");
             }
         }

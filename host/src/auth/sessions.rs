@@ -274,7 +274,11 @@ mod tests {
         assert_eq!(store.get(&id, 250).await.unwrap().expires, 300);
         assert_eq!(store.get(&id, 300).await, None);
         let store = SessionStore::open(&path, 150).unwrap();
-        assert_eq!(store.get(&id, 150).await, None, "an expired session was removed");
+        assert_eq!(
+            store.get(&id, 150).await,
+            None,
+            "an expired session was removed"
+        );
         // The file holds no raw id.
         drop(store);
         let bytes = std::fs::read(&path).unwrap();

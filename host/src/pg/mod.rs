@@ -49,7 +49,9 @@ pub struct Database {
 
 impl std::fmt::Debug for Database {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Database").field("node", &self.node).finish()
+        f.debug_struct("Database")
+            .field("node", &self.node)
+            .finish()
     }
 }
 
@@ -122,8 +124,8 @@ impl Database {
     /// on one node opens on another. Returns the box for that key.
     pub async fn shared_secrets(&self, key_file: &std::path::Path) -> anyhow::Result<SecretBox> {
         let secrets = SecretBox::load_or_create(key_file)?;
-        let key = std::fs::read(key_file)
-            .with_context(|| format!("reading {}", key_file.display()))?;
+        let key =
+            std::fs::read(key_file).with_context(|| format!("reading {}", key_file.display()))?;
         if key.len() != KEY_LEN {
             bail!("{}: expected {KEY_LEN} bytes", key_file.display());
         }

@@ -133,7 +133,10 @@ impl Inner {
             Some(live) => {
                 *live.reason.lock().unwrap() = Some(CancelReason::Deleted);
                 live.cancel.cancel();
-                tracing::info!(task_id = id, "cancelling running task for a deletion on another node");
+                tracing::info!(
+                    task_id = id,
+                    "cancelling running task for a deletion on another node"
+                );
                 true
             }
             None => false,
@@ -169,7 +172,9 @@ impl Inner {
             Some(n) if Some(n) == self.store.node() => None,
             Some(n) => {
                 if !self.store.node_alive(n, self.config.lease).await? {
-                    return Err(QueueError::UnknownNode { node: n.to_string() });
+                    return Err(QueueError::UnknownNode {
+                        node: n.to_string(),
+                    });
                 }
                 Some(n)
             }

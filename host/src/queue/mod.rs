@@ -18,10 +18,10 @@
 //!   [`ResultCode::Interrupted`]; `waiting` ones run.
 
 mod engine;
-mod nodes;
 pub mod executor;
 pub mod mask;
 pub mod model;
+mod nodes;
 pub mod postgres;
 pub mod secret;
 pub mod sqlite;

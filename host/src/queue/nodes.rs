@@ -77,7 +77,9 @@ async fn relay(inner: &Inner, ids: &[i64]) {
                 inner.announce(task)
             }
             Ok(None) => {}
-            Err(e) => tracing::warn!(task_id = id, error = %format!("{e:#}"), "reading a changed task"),
+            Err(e) => {
+                tracing::warn!(task_id = id, error = %format!("{e:#}"), "reading a changed task")
+            }
         }
     }
 }
@@ -97,7 +99,12 @@ pub(super) async fn liveness_loop(inner: Arc<Inner>) {
         }
         match inner
             .store()
-            .reap_silent_nodes(lease, ResultCode::Interrupted.code(), NODE_LOST_DETAIL, now())
+            .reap_silent_nodes(
+                lease,
+                ResultCode::Interrupted.code(),
+                NODE_LOST_DETAIL,
+                now(),
+            )
             .await
         {
             Ok(ids) => {

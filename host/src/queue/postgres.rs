@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
 use async_trait::async_trait;
-use tokio::sync::broadcast;
 use deadpool_postgres::Transaction;
+use tokio::sync::broadcast;
 use tokio_postgres::Row;
 
 use super::model::{JsonText, Task, TaskState};
@@ -297,11 +297,8 @@ impl TaskStore for PgStore {
             .collect();
         ids.sort_unstable();
         if !ids.is_empty() {
-            tx.execute(
-                "DELETE FROM task_secrets WHERE task_id = ANY($1)",
-                &[&ids],
-            )
-            .await?;
+            tx.execute("DELETE FROM task_secrets WHERE task_id = ANY($1)", &[&ids])
+                .await?;
             notify(&tx, &self.changed(ids.clone())).await?;
         }
         tx.commit().await?;
@@ -463,7 +460,13 @@ impl TaskStore for PgStore {
                         (SELECT name FROM nodes
                           WHERE heartbeat <= now() - make_interval(secs => $4) AND name <> $5)
                  RETURNING id",
-                &[&result, &detail, &now, &lease.as_secs_f64(), &self.db.node()],
+                &[
+                    &result,
+                    &detail,
+                    &now,
+                    &lease.as_secs_f64(),
+                    &self.db.node(),
+                ],
             )
             .await?
             .iter()
@@ -471,11 +474,8 @@ impl TaskStore for PgStore {
             .collect();
         ids.sort_unstable();
         if !ids.is_empty() {
-            tx.execute(
-                "DELETE FROM task_secrets WHERE task_id = ANY($1)",
-                &[&ids],
-            )
-            .await?;
+            tx.execute("DELETE FROM task_secrets WHERE task_id = ANY($1)", &[&ids])
+                .await?;
             notify(&tx, &self.changed(ids.clone())).await?;
         }
         tx.commit().await?;

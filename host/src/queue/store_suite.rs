@@ -32,8 +32,7 @@ struct Under {
 async fn sqlite() -> Under {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn TaskStore> =
-        SqliteStore::open_with(dir.path().join("stevedore.db"), SecretBox::from_key(&KEY))
-            .unwrap();
+        SqliteStore::open_with(dir.path().join("stevedore.db"), SecretBox::from_key(&KEY)).unwrap();
     Under {
         twin: store.clone(),
         store,
@@ -150,9 +149,18 @@ async fn lifecycle(u: Under) {
     assert!(s.get(999_999).await.unwrap().is_none());
 
     let counts = s.counts().await.unwrap();
-    assert!(counts.contains(&("a".to_string(), TaskState::Completed, 1)), "{counts:?}");
-    assert!(counts.contains(&("b".to_string(), TaskState::Running, 1)), "{counts:?}");
-    assert!(counts.contains(&("c".to_string(), TaskState::Waiting, 1)), "{counts:?}");
+    assert!(
+        counts.contains(&("a".to_string(), TaskState::Completed, 1)),
+        "{counts:?}"
+    );
+    assert!(
+        counts.contains(&("b".to_string(), TaskState::Running, 1)),
+        "{counts:?}"
+    );
+    assert!(
+        counts.contains(&("c".to_string(), TaskState::Waiting, 1)),
+        "{counts:?}"
+    );
 
     // Filters; newest first.
     let all: Vec<i64> = s
@@ -165,14 +173,19 @@ async fn lifecycle(u: Under) {
     assert_eq!(all, vec![c1.id, b1.id, a2.id, a1.id]);
     assert_eq!(s.list(Owner::User("v"), None).await.unwrap().len(), 2);
     assert_eq!(s.list(Owner::Anyone, Some("a")).await.unwrap().len(), 2);
-    assert_eq!(s.list(Owner::User("v"), Some("c")).await.unwrap()[0].id, c1.id);
+    assert_eq!(
+        s.list(Owner::User("v"), Some("c")).await.unwrap()[0].id,
+        c1.id
+    );
 
     assert_eq!(
         s.delete_finished(Owner::User("v"), None).await.unwrap(),
         Vec::<i64>::new()
     );
     assert_eq!(
-        s.delete_finished(Owner::User("u"), Some("a")).await.unwrap(),
+        s.delete_finished(Owner::User("u"), Some("a"))
+            .await
+            .unwrap(),
         vec![a1.id]
     );
     assert!(!s.delete_if(c1.id, &[TaskState::Running]).await.unwrap());
@@ -182,8 +195,14 @@ async fn lifecycle(u: Under) {
     let ids = s.interrupt_running(4, "interrupted", 9).await.unwrap();
     assert_eq!(ids, vec![b1.id]);
     let t = s.get(b1.id).await.unwrap().unwrap();
-    assert_eq!((t.state, t.result, t.end), (TaskState::Error, Some(4), Some(9)));
-    assert_eq!(s.get(a2.id).await.unwrap().unwrap().state, TaskState::Waiting);
+    assert_eq!(
+        (t.state, t.result, t.end),
+        (TaskState::Error, Some(4), Some(9))
+    );
+    assert_eq!(
+        s.get(a2.id).await.unwrap().unwrap().state,
+        TaskState::Waiting
+    );
 
     // Ids are never reused after deletes.
     let n = s.insert(new_task("a", "u", None)).await.unwrap();
@@ -214,7 +233,10 @@ async fn per_user_allowance(u: Under) {
     assert_eq!(got, vec![x1.id, y1.id]);
     req.users = vec![("x".into(), 0)];
     assert!(s.claim(req).await.unwrap().is_empty());
-    assert_eq!(s.get(x2.id).await.unwrap().unwrap().state, TaskState::Waiting);
+    assert_eq!(
+        s.get(x2.id).await.unwrap().unwrap().state,
+        TaskState::Waiting
+    );
 }
 
 /// Claimers racing (on two handles) take every task exactly once.
@@ -225,7 +247,11 @@ async fn concurrent_claims_take_each_task_once(u: Under) {
     }
     let mut claimers = Vec::new();
     for i in 0..4 {
-        let s = if i % 2 == 0 { u.store.clone() } else { u.twin.clone() };
+        let s = if i % 2 == 0 {
+            u.store.clone()
+        } else {
+            u.twin.clone()
+        };
         claimers.push(tokio::spawn(async move {
             let mut mine = Vec::new();
             loop {
@@ -323,7 +349,10 @@ async fn a_node_claims_only_its_own_tasks_and_is_woken_for_them() {
     let got = b.claim(claim_req(10, &[("x", None)], 1)).await.unwrap();
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].task.id, for_b.id);
-    assert_eq!(got[0].full_params, r#"{"token":"t0k"}"#, "sealed on a, opened on b");
+    assert_eq!(
+        got[0].full_params, r#"{"token":"t0k"}"#,
+        "sealed on a, opened on b"
+    );
     // The claim is announced to the other nodes.
     let mut a_hears = a.notices().unwrap();
     b.finish(Finish {
@@ -345,7 +374,10 @@ async fn a_node_claims_only_its_own_tasks_and_is_woken_for_them() {
         }
     );
     // Recovery on restart touches only the node's own runs.
-    assert_eq!(a.interrupt_running(4, "x", 3).await.unwrap(), vec![for_a.id]);
+    assert_eq!(
+        a.interrupt_running(4, "x", 3).await.unwrap(),
+        vec![for_a.id]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -364,7 +396,10 @@ async fn a_silent_nodes_runs_are_interrupted_and_its_waiting_tasks_wait() {
     assert!(a.node_alive("b", lease).await.unwrap());
     assert!(!a.node_alive("nobody", lease).await.unwrap());
     assert!(
-        a.reap_silent_nodes(lease, 4, "lost", 5).await.unwrap().is_empty(),
+        a.reap_silent_nodes(lease, 4, "lost", 5)
+            .await
+            .unwrap()
+            .is_empty(),
         "b is alive"
     );
     // b falls silent (its heartbeat is an hour old).
@@ -384,8 +419,14 @@ async fn a_silent_nodes_runs_are_interrupted_and_its_waiting_tasks_wait() {
         vec![run.id]
     );
     let t = a.get(run.id).await.unwrap().unwrap();
-    assert_eq!((t.state, t.result, t.detail_state.as_str()), (TaskState::Error, Some(4), "lost"));
-    assert_eq!(a.get(wait.id).await.unwrap().unwrap().state, TaskState::Waiting);
+    assert_eq!(
+        (t.state, t.result, t.detail_state.as_str()),
+        (TaskState::Error, Some(4), "lost")
+    );
+    assert_eq!(
+        a.get(wait.id).await.unwrap().unwrap().state,
+        TaskState::Waiting
+    );
     // b comes back: alive again, and its waiting task is its own to claim.
     b.heartbeat().await.unwrap();
     assert!(a.node_alive("b", lease).await.unwrap());
@@ -430,7 +471,10 @@ async fn migrations_are_versioned_and_a_newer_schema_is_refused() {
     let _again = Database::connect(&url, "b").await.unwrap();
     let c = db.client().await.unwrap();
     let versions: Vec<i32> = c
-        .query("SELECT version FROM schema_migrations ORDER BY version", &[])
+        .query(
+            "SELECT version FROM schema_migrations ORDER BY version",
+            &[],
+        )
         .await
         .unwrap()
         .iter()
@@ -451,20 +495,26 @@ async fn every_node_needs_the_same_sealing_key() {
     let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let a = Database::connect(&url, "a").await.unwrap();
     let b = Database::connect(&url, "b").await.unwrap();
-    a.shared_secrets(&d1.path().join("secret.key")).await.unwrap();
+    a.shared_secrets(&d1.path().join("secret.key"))
+        .await
+        .unwrap();
     let err = b
         .shared_secrets(&d2.path().join("secret.key"))
         .await
         .unwrap_err();
     assert!(format!("{err:#}").contains("copy `secret.key`"), "{err:#}");
     std::fs::copy(d1.path().join("secret.key"), d2.path().join("secret.key")).unwrap();
-    b.shared_secrets(&d2.path().join("secret.key")).await.unwrap();
+    b.shared_secrets(&d2.path().join("secret.key"))
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_are_shared_between_nodes() {
     use crate::auth::{Session, SessionStore};
-    let url = crate::pg::testing::fresh_database("sessions").await.unwrap();
+    let url = crate::pg::testing::fresh_database("sessions")
+        .await
+        .unwrap();
     let a = SessionStore::postgres(Database::connect(&url, "a").await.unwrap());
     let b = SessionStore::postgres(Database::connect(&url, "b").await.unwrap());
     let id = crate::auth::sessions::new_id();

@@ -171,17 +171,17 @@ impl DockerRuntime {
         given: Option<Credential>,
     ) -> Option<Credential> {
         let found = given.or_else(|| {
-                self.settings
-                    .registries
-                    .values()
-                    .find(|r| r.host() == registry_host)
-                    .and_then(|r| {
-                        Some(Credential {
-                            registry: registry_host.to_string(),
-                            username: r.username.clone()?,
-                            password: r.password.clone()?,
-                        })
+            self.settings
+                .registries
+                .values()
+                .find(|r| r.host() == registry_host)
+                .and_then(|r| {
+                    Some(Credential {
+                        registry: registry_host.to_string(),
+                        username: r.username.clone()?,
+                        password: r.password.clone()?,
                     })
+                })
         });
         match found {
             Some(c) => Some(c),
