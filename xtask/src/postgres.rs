@@ -30,8 +30,20 @@ pub fn url() -> String {
     format!("postgres://postgres@127.0.0.1:{PORT}/{DATABASE}")
 }
 
+/// `target/services/postgres`, or, when the `postgres` user cannot reach
+/// the tree (a clone under a private home), `/var/tmp/stevedore-test-postgres`.
 fn state_dir() -> PathBuf {
-    repo_root().join("target/services/postgres")
+    let services = repo_root().join("target/services");
+    let reachable = Command::new("runuser")
+        .args(["-u", "postgres", "--", "test", "-x"])
+        .arg(&services)
+        .status()
+        .is_ok_and(|s| s.success());
+    if reachable {
+        services.join("postgres")
+    } else {
+        PathBuf::from("/var/tmp/stevedore-test-postgres")
+    }
 }
 
 fn socket_dir() -> PathBuf {
@@ -63,6 +75,7 @@ pub fn start() -> Result<bool> {
         return Ok(false);
     }
     install::ensure(PACKAGES)?;
+    fs::create_dir_all(repo_root().join("target/services"))?;
     let state = state_dir();
     let data = state.join("data");
     let log = state.join("postgres.log");
