@@ -1,5 +1,6 @@
 //! HTTP benchmark of the whole server in one process: the real router on a
-//! loopback socket, the durable SQLite store in a temporary folder, and the
+//! loopback socket, the durable SQLite store in a temporary folder (or the
+//! PostgreSQL one named by `STEVEDORE_DATABASE_URL`), and the
 //! no-op category (the `noop` plugin from `target/test-plugins` when built,
 //! else the queue's Rust `NoopExecutor`, reported as such).
 //!
@@ -89,11 +90,14 @@ async fn run() -> anyhow::Result<()> {
         "STEVEDORE_ADMIN_PASSWORD" => Some(PASSWORD.to_string()),
         "STEVEDORE_WORKERS" => Some(workers_s.clone()),
         "STEVEDORE_LISTEN" => Some("127.0.0.1:0".to_string()),
+        // A PostgreSQL store when given one.
+        "STEVEDORE_DATABASE_URL" | "STEVEDORE_NODE" => std::env::var(k).ok(),
         _ => None,
     })?;
     std::fs::create_dir_all(&config.data_dir)?;
-    let auth = Arc::new(stevedore::auth::Auth::open(&config)?);
-    let store = stevedore::queue::SqliteStore::open_in(&config.data_dir)?;
+    let stevedore::server::Stores {
+        auth, tasks: store, ..
+    } = stevedore::server::open_stores(&config).await?;
     let (exec, exec_name) = executor(&plugins, &config).await;
     let started = stevedore::server::start_with(
         &config,
@@ -131,7 +135,11 @@ async fn run() -> anyhow::Result<()> {
         .await?;
     anyhow::ensure!(r.status().is_success(), "login failed: {}", r.status());
 
-    println!("api_throughput: executor = {exec_name}; store = SQLite (WAL, synchronous=FULL) in a temp dir");
+    let store_name = match std::env::var("STEVEDORE_DATABASE_URL") {
+        Ok(_) => "PostgreSQL (STEVEDORE_DATABASE_URL)",
+        Err(_) => "SQLite (WAL, synchronous=FULL) in a temp dir",
+    };
+    println!("api_throughput: executor = {exec_name}; store = {store_name}");
     println!("api_throughput: {tasks} tasks, {concurrency} connections, {workers} workers, 2 runtime threads");
 
     // 1. Throughput: submit -> completed.

@@ -66,7 +66,9 @@
 //! `STEVEDORE_ADMIN_PASSWORD`, `STEVEDORE_WORKERS`, `STEVEDORE_CACHE_DIR`
 //! (compiled plugins; see `crate::plugins::cache` for when an entry is trusted),
 //! `DOCKER_HOST`, `STEVEDORE_DOCKER_STALL_SECS`, `STEVEDORE_CATALOG`, `STEVEDORE_LXC_PATH`,
-//! `STEVEDORE_LXC_BRIDGE`, `STEVEDORE_LXC_SUBNET`, `STEVEDORE_MAX_EXPANDED_BYTES`.
+//! `STEVEDORE_LXC_BRIDGE`, `STEVEDORE_LXC_SUBNET`, `STEVEDORE_MAX_EXPANDED_BYTES`;
+//! `[database]` and its `STEVEDORE_DATABASE_URL`, `STEVEDORE_NODE`,
+//! `STEVEDORE_LEASE_SECS` are in [`crate::pg::config`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -77,6 +79,7 @@ use std::time::Duration;
 use anyhow::Context;
 use serde::Deserialize;
 
+use crate::pg::config::DatabaseSection;
 use crate::plugins::PluginConfig;
 use crate::policy::{Policies, PolicyConfig, PolicySection};
 use crate::queue::QueueConfig;
@@ -395,6 +398,9 @@ pub struct Config {
     /// User policies: `[policy.default]` for non-admins.
     #[serde(default)]
     pub policy: PolicySection,
+    /// The shared PostgreSQL store, the node name and its lease ([`crate::pg::config`]).
+    #[serde(default)]
+    pub database: DatabaseSection,
 }
 
 fn default_listen() -> SocketAddr {
@@ -491,6 +497,7 @@ impl Config {
         if let Some(subnet) = env("STEVEDORE_LXC_SUBNET") {
             self.lxc.subnet = subnet;
         }
+        self.database = std::mem::take(&mut self.database).resolve(&env)?;
         if let Some(cap) = env("STEVEDORE_MAX_EXPANDED_BYTES") {
             self.archives.max_expanded_bytes = cap.parse().with_context(|| {
                 format!("STEVEDORE_MAX_EXPANDED_BYTES: `{cap}` is not a number of bytes")
@@ -649,6 +656,7 @@ impl Config {
                 .collect::<HashMap<_, _>>(),
             // Filled from the user policies by the server (`limits.running_tasks`).
             per_user: HashMap::new(),
+            lease: self.database.lease(),
         }
     }
 

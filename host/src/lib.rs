@@ -14,6 +14,7 @@ pub mod cli;
 pub mod config;
 pub mod dashboard;
 pub mod metrics;
+pub mod pg;
 pub mod plugins;
 pub mod policy;
 pub mod queue;

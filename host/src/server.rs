@@ -12,8 +12,9 @@ use tokio_util::sync::CancellationToken;
 use crate::api::{self, AppState};
 use crate::auth::Auth;
 use crate::config::Config;
+use crate::pg::Database;
 use crate::policy::Policies;
-use crate::queue::{Executor, Queue, SqliteStore};
+use crate::queue::{Executor, PgStore, Queue, SqliteStore, TaskStore};
 use crate::runtime::guard::Guarded;
 use crate::runtime::Runtime;
 
@@ -75,8 +76,17 @@ pub async fn shutdown_signal() {
 /// engine is unreachable). LXC runs no tool until a call needs one, so a
 /// host without `lxc` starts too. Build it once and share the `Arc`.
 pub fn make_runtime(config: &Config) -> anyhow::Result<Arc<dyn crate::runtime::Runtime>> {
+    make_runtime_with(config, None)
+}
+
+/// [`make_runtime`] with remembered registry credentials kept in
+/// `credentials` (the shared database's) instead of the data folder.
+pub fn make_runtime_with(
+    config: &Config,
+    credentials: Option<crate::runtime::docker::credentials::CredentialStore>,
+) -> anyhow::Result<Arc<dyn crate::runtime::Runtime>> {
     Ok(Arc::new(crate::runtime::router::Runtimes {
-        docker: make_docker(config),
+        docker: make_docker(config, credentials),
         lxc: make_lxc(config),
         apps: make_apps(config),
     }))
@@ -106,7 +116,10 @@ fn make_apps(config: &Config) -> Option<Arc<crate::runtime::apps::AppStore>> {
     }
 }
 
-fn make_docker(config: &Config) -> Arc<dyn crate::runtime::Runtime> {
+fn make_docker(
+    config: &Config,
+    credentials: Option<crate::runtime::docker::credentials::CredentialStore>,
+) -> Arc<dyn crate::runtime::Runtime> {
     use crate::runtime::docker::{DockerRuntime, DockerSettings, Registry};
     let registries = config
         .registries
@@ -131,7 +144,10 @@ fn make_docker(config: &Config) -> Arc<dyn crate::runtime::Runtime> {
         max_expanded_bytes: config.archives.max_expanded_bytes,
     };
     match DockerRuntime::new(settings) {
-        Ok(docker) => Arc::new(docker),
+        Ok(docker) => match credentials {
+            Some(c) => Arc::new(docker.with_credentials(c)),
+            None => Arc::new(docker),
+        },
         Err(e) => {
             // Serve anyway: categories that need no engine still work, and
             // the others end as `error` saying why.
@@ -199,18 +215,73 @@ pub async fn start(config: &Config) -> anyhow::Result<Started> {
         .with_context(|| format!("creating data folder {}", config.data_dir.display()))?;
     std::fs::create_dir_all(&config.share_root)
         .with_context(|| format!("creating share root {}", config.share_root.display()))?;
-    let auth = Arc::new(Auth::open(config)?);
-    let store = SqliteStore::open_in(&config.data_dir)?;
+    let Stores {
+        auth,
+        tasks: store,
+        database,
+    } = open_stores(config).await?;
+    let credentials = match &database {
+        Some(db) => {
+            let key = config.data_dir.join(crate::queue::sqlite::KEY_FILE);
+            let secrets = db.shared_secrets(&key).await?;
+            Some(crate::runtime::docker::credentials::CredentialStore::shared(db.clone(), secrets))
+        }
+        None => None,
+    };
     let policies = Arc::new(
         config
             .policies(auth.users())
             .map_err(|e| anyhow::anyhow!("{e}"))?,
     );
-    let runtime = guarded(config, make_runtime(config)?, policies.clone());
+    let runtime = guarded(
+        config,
+        make_runtime_with(config, credentials)?,
+        policies.clone(),
+    );
     let executor = load_executor(config, runtime.clone()).await?;
     let names: Vec<String> = executor.categories().into_iter().map(|c| c.name).collect();
     tracing::info!(categories = %names.join(","), dir = %config.plugins.dir.display(), "plugins loaded");
     start_with(config, auth, store, executor, runtime, policies).await
+}
+
+/// The stores of users, sessions and tasks.
+pub struct Stores {
+    /// Users and sessions.
+    pub auth: Arc<Auth>,
+    /// Tasks.
+    pub tasks: Arc<dyn TaskStore>,
+    /// The shared database, when there is one.
+    pub database: Option<Arc<Database>>,
+}
+
+/// Open the stores: in the data folder (SQLite), or, with `[database] url`,
+/// in the PostgreSQL database shared with other nodes, as node
+/// `[database] node` (default the host name).
+pub async fn open_stores(config: &Config) -> anyhow::Result<Stores> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data folder {}", config.data_dir.display()))?;
+    match config.database.url() {
+        None => Ok(Stores {
+            auth: Arc::new(Auth::open(config, None).await?),
+            tasks: SqliteStore::open_in(&config.data_dir)?,
+            database: None,
+        }),
+        Some(url) => {
+            let node = config.database.node_name();
+            let db = Database::connect(url, &node)
+                .await
+                .context("opening the shared database")?;
+            let key = config.data_dir.join(crate::queue::sqlite::KEY_FILE);
+            let secrets = db.shared_secrets(&key).await?;
+            let tasks = PgStore::open(db.clone(), secrets).await?;
+            tracing::info!(node = %node, "tasks, sessions and credentials in the shared database");
+            Ok(Stores {
+                auth: Arc::new(Auth::open(config, Some(db.clone())).await?),
+                tasks,
+                database: Some(db),
+            })
+        }
+    }
 }
 
 /// `runtime` behind the user policies: what plugins and container routes reach.
@@ -239,7 +310,7 @@ pub fn guarded(
 pub async fn start_with(
     config: &Config,
     auth: Arc<Auth>,
-    store: Arc<SqliteStore>,
+    store: Arc<dyn TaskStore>,
     executor: Arc<dyn Executor>,
     runtime: Arc<dyn Runtime>,
     policies: Arc<Policies>,
@@ -268,7 +339,7 @@ fn spawn_observers(auth: &Arc<Auth>) {
         loop {
             tick.tick().await;
             match auth.upgrade() {
-                Some(a) => a.purge_expired(),
+                Some(a) => a.purge_expired().await,
                 None => break,
             }
         }

@@ -141,6 +141,9 @@ pub struct Options {
     pub admin_password: bool,
     /// `DOCKER_HOST` for the server; `None`: a socket that does not exist.
     pub docker_host: Option<String>,
+    /// Files written into the data folder before the first start (e.g. the
+    /// `secret.key` that every node of a shared database must have).
+    pub data_files: Vec<(String, Vec<u8>)>,
 }
 
 impl Default for Options {
@@ -151,6 +154,7 @@ impl Default for Options {
             env: vec![("RUST_LOG".into(), "info".into())],
             admin_password: true,
             docker_host: None,
+            data_files: Vec::new(),
         }
     }
 }
@@ -209,6 +213,13 @@ impl Server {
         }
         if let Some(text) = &options.config {
             std::fs::write(root.path().join("stevedore.toml"), text).unwrap();
+        }
+        if !options.data_files.is_empty() {
+            let data = root.path().join("data");
+            std::fs::create_dir_all(&data).unwrap();
+            for (name, bytes) in &options.data_files {
+                std::fs::write(data.join(name), bytes).unwrap();
+            }
         }
         let mut server = Server {
             child: None,

@@ -16,6 +16,7 @@
 mod catalog;
 mod install;
 mod plugins;
+mod postgres;
 mod pytools;
 mod services;
 mod util;

@@ -1,6 +1,7 @@
 //! Test services on loopback: a Docker engine on a private socket, an open
 //! registry (also the engine's mirror, seeded with a busybox image), a
-//! registry with htpasswd auth, and the LXC image catalog ([`crate::catalog`]).
+//! registry with htpasswd auth, the LXC image catalog ([`crate::catalog`])
+//! and PostgreSQL ([`crate::postgres`]).
 //!
 //! Data and logs live in `target/services/` of the tree that started them;
 //! sockets, pidfiles, the lock and the leases in `/run/stevedore-test/`, since
@@ -45,6 +46,7 @@ pub fn test_env() -> Vec<(String, String)> {
         ("STEVEDORE_TEST_AUTH_USER", AUTH_USER.to_string()),
         ("STEVEDORE_TEST_AUTH_PASSWORD", AUTH_PASSWORD.to_string()),
         ("STEVEDORE_TEST_SERVICES", "1".to_string()),
+        ("STEVEDORE_TEST_DATABASE_URL", crate::postgres::url()),
         ("STEVEDORE_TEST_CATALOG", crate::catalog::url()),
         (
             "STEVEDORE_TEST_LXC_BRIDGE",
@@ -587,6 +589,7 @@ fn start_all() -> Result<()> {
         r.start()?;
     }
     crate::catalog::start(&state_dir())?;
+    crate::postgres::start()?;
     engine.start()?;
     seed_busybox(&engine)?;
     eprintln!("==> test services up in {:.2?}", started.elapsed());
@@ -599,6 +602,7 @@ fn stop_all() -> Result<()> {
         r.stop();
     }
     crate::catalog::stop();
+    crate::postgres::stop();
     engine_result
 }
 
@@ -717,6 +721,7 @@ fn status() {
         "absent"
     };
     println!("busybox seed   {seed}");
+    println!("{}", crate::postgres::status_line());
     println!(
         "catalog        {:8} {}",
         up(crate::catalog::running()),

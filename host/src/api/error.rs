@@ -126,6 +126,9 @@ impl From<QueueError> for AppError {
                 AppError::not_found("unknown_category", format!("unknown category `{c}`"))
             }
             QueueError::Invalid(m) => AppError::bad_request("invalid_params", m),
+            e @ QueueError::UnknownNode { .. } => {
+                AppError::bad_request("unknown_node", e.to_string())
+            }
             QueueError::NotFound(id) => {
                 AppError::not_found("unknown_task", format!("task {id} not found"))
             }

@@ -55,6 +55,7 @@ impl FromRequestParts<AppState> for CurrentUser {
         state
             .auth
             .identify(&id)
+            .await
             .map(CurrentUser)
             .ok_or_else(AppError::unauthorized)
     }
@@ -178,6 +179,7 @@ pub async fn login_refresh(
     state
         .auth
         .refresh(&user.0.session_id)
+        .await
         .map_err(AppError::internal)?;
     let mut resp = Json(LoginInfo::of(&user.0)).into_response();
     resp.headers_mut().insert(
@@ -221,8 +223,8 @@ pub async fn logout(
 ) -> Result<Response, AppError> {
     let mut username = None;
     if let Some(id) = session_cookie(&headers) {
-        username = state.auth.identify(&id).map(|i| i.username);
-        state.auth.logout(&id).map_err(AppError::internal)?;
+        username = state.auth.identify(&id).await.map(|i| i.username);
+        state.auth.logout(&id).await.map_err(AppError::internal)?;
     }
     if let Some(u) = &username {
         tracing::info!(user = %u, "logout");

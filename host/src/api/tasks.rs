@@ -18,18 +18,38 @@ use super::session::CurrentUser;
 use super::{body_error, path_error, query_error, AppError, AppState};
 use crate::queue::{DeleteSelector, QueueError, Task, Viewer};
 
-/// `?category=` of `GET background/` and `GET background/events`.
+/// `?category=` and `?node=` of `GET background/` and `GET background/events`.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct CategoryQuery {
     /// Only tasks of this category (empty means all).
     pub category: Option<String>,
+    /// Only tasks of this node (empty means all), when several nodes share the store.
+    pub node: Option<String>,
 }
 
 impl CategoryQuery {
     fn category(&self) -> Option<&str> {
         self.category.as_deref().filter(|c| !c.is_empty())
     }
+    fn node(&self) -> Option<&str> {
+        self.node.as_deref().filter(|n| !n.is_empty())
+    }
+}
+
+/// Whether `task` runs on `node` (a task of a store of one node runs on it).
+fn on_node(task: &Task, node: Option<&str>, queue: &crate::queue::Queue) -> bool {
+    match node {
+        None => true,
+        Some(n) => task.node.as_deref().or(queue.node()).is_none_or(|t| t == n),
+    }
+}
+
+/// `?node=` of `POST background/{category}`.
+#[derive(Debug, Default, Deserialize)]
+pub struct SubmitQuery {
+    /// The node to run the task (default: the node that accepts it).
+    pub node: Option<String>,
 }
 
 /// Parse a task body: JSON whatever the Content-Type says; an object or an array.
@@ -99,16 +119,19 @@ pub async fn submit(
     State(state): State<AppState>,
     user: CurrentUser,
     category: Result<Path<String>, PathRejection>,
+    query: Result<Query<SubmitQuery>, QueryRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Task>, AppError> {
     let Path(category) = category.map_err(path_error)?;
     check_category(&category)?;
+    let Query(query) = query.map_err(query_error)?;
     let body = body.map_err(body_error)?;
     let params = parse_params(&body)?;
     admit(&state, &user, &category, &params)?;
+    let node = query.node.as_deref().filter(|n| !n.is_empty());
     let task = state
         .queue
-        .submit(&user.0.username, &category, &params)
+        .submit_to(&user.0.username, &category, &params, node)
         .await?;
     crate::metrics::task_submitted(&task.category);
     Ok(Json(task))
@@ -166,7 +189,8 @@ pub async fn list(
     query: Result<Query<CategoryQuery>, QueryRejection>,
 ) -> Result<Json<Vec<Task>>, AppError> {
     let Query(query) = query.map_err(query_error)?;
-    let tasks = state.queue.list(&user.viewer(), query.category()).await?;
+    let mut tasks = state.queue.list(&user.viewer(), query.category()).await?;
+    tasks.retain(|t| on_node(t, query.node(), &state.queue));
     Ok(Json(tasks))
 }
 
@@ -263,6 +287,8 @@ pub async fn events(
         .category()
         .map(|c| state.queue.canonical(c).to_string());
     let viewer = user.viewer();
+    let node = query.node().map(str::to_string);
+    let queue = state.queue.clone();
     let rx = state.queue.subscribe();
     let shutdown = state.shutdown.clone();
     let stream = BroadcastStream::new(rx)
@@ -271,7 +297,8 @@ pub async fn events(
                 Ok(ev) => {
                     let t = &ev.task;
                     let visible = viewer.is_admin || t.user == viewer.user;
-                    let wanted = category.as_deref().is_none_or(|c| c == t.category);
+                    let wanted = category.as_deref().is_none_or(|c| c == t.category)
+                        && on_node(t, node.as_deref(), &queue);
                     if visible && wanted {
                         Event::default()
                             .event("task")

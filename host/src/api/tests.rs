@@ -195,6 +195,7 @@ impl Harness {
                 workers: 4,
                 per_category: Default::default(),
                 per_user: Default::default(),
+                lease: crate::queue::DEFAULT_LEASE,
             },
         )
         .await

@@ -12,11 +12,13 @@ pub mod sessions;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 
 use crate::config::Config;
+use crate::pg::Database;
 pub use limiter::LoginLimiter;
 pub use sessions::{Session, SessionStore};
 
@@ -82,8 +84,10 @@ pub fn now_secs() -> i64 {
 
 impl Auth {
     /// Users from `config` (plus the generated admin when none is configured),
-    /// sessions from `<data>/sessions.db`.
-    pub fn open(config: &Config) -> anyhow::Result<Auth> {
+    /// sessions from `<data>/sessions.db`; or, with a shared database `db`,
+    /// the generated admin's hash and the sessions from it, so that every
+    /// node has the same admin and accepts every node's sessions.
+    pub async fn open(config: &Config, db: Option<Arc<Database>>) -> anyhow::Result<Auth> {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating data folder {}", config.data_dir.display()))?;
         let mut users: BTreeMap<String, User> = config
@@ -105,10 +109,11 @@ impl Auth {
                     "no admin configured and user `admin` is not one: nobody sees all tasks"
                 );
             } else {
-                let hash = generated_admin_hash(
-                    &config.data_dir,
-                    config.admin_password.as_ref().map(|s| s.expose()),
-                )?;
+                let env_password = config.admin_password.as_ref().map(|s| s.expose());
+                let hash = match &db {
+                    Some(db) => shared_admin_hash(db, env_password).await?,
+                    None => generated_admin_hash(&config.data_dir, env_password)?,
+                };
                 users.insert(
                     ADMIN_USER.to_string(),
                     User {
@@ -118,7 +123,10 @@ impl Auth {
                 );
             }
         }
-        let sessions = SessionStore::open(&config.sessions_path(), now_secs())?;
+        let sessions = match db {
+            Some(db) => SessionStore::postgres(db),
+            None => SessionStore::open(&config.sessions_path(), now_secs())?,
+        };
         Self::new(users, sessions, config.http.session_ttl_secs)
     }
 
@@ -193,7 +201,7 @@ impl Auth {
             login_time: now,
             expires: now + self.ttl_secs,
         };
-        self.sessions.insert(&id, &session)?;
+        self.sessions.insert(&id, &session).await?;
         Ok(Identity {
             username: username.to_string(),
             is_admin: user.admin,
@@ -204,12 +212,12 @@ impl Auth {
 
     /// The identity behind a session id, if the session is live and its user still exists.
     /// Pushes the expiry forward when a tenth of the lifetime has passed.
-    pub fn identify(&self, session_id: &str) -> Option<Identity> {
+    pub async fn identify(&self, session_id: &str) -> Option<Identity> {
         let now = now_secs();
-        let session = self.sessions.get(session_id, now)?;
+        let session = self.sessions.get(session_id, now).await?;
         let user = self.users.get(&session.username)?;
         if session.expires - now < self.ttl_secs - self.ttl_secs / 10 {
-            if let Err(e) = self.sessions.extend(session_id, now + self.ttl_secs) {
+            if let Err(e) = self.sessions.extend(session_id, now + self.ttl_secs).await {
                 tracing::warn!("extending a session: {e:#}");
             }
         }
@@ -222,18 +230,20 @@ impl Auth {
     }
 
     /// Extend a session to a full lifetime from now (`login_refresh`).
-    pub fn refresh(&self, session_id: &str) -> anyhow::Result<()> {
-        self.sessions.extend(session_id, now_secs() + self.ttl_secs)
+    pub async fn refresh(&self, session_id: &str) -> anyhow::Result<()> {
+        self.sessions
+            .extend(session_id, now_secs() + self.ttl_secs)
+            .await
     }
 
     /// End a session.
-    pub fn logout(&self, session_id: &str) -> anyhow::Result<()> {
-        self.sessions.remove(session_id)
+    pub async fn logout(&self, session_id: &str) -> anyhow::Result<()> {
+        self.sessions.remove(session_id).await
     }
 
     /// Drop expired sessions.
-    pub fn purge_expired(&self) {
-        if let Err(e) = self.sessions.purge(now_secs()) {
+    pub async fn purge_expired(&self) {
+        if let Err(e) = self.sessions.purge(now_secs()).await {
             tracing::warn!("purging sessions: {e:#}");
         }
     }
@@ -270,6 +280,32 @@ fn generated_admin_hash(data_dir: &Path, env_password: Option<&str>) -> anyhow::
     Ok(hash)
 }
 
+/// The generated admin's hash shared by every node of a database (setting
+/// `admin_hash`), by the rules of [`generated_admin_hash`].
+async fn shared_admin_hash(db: &Database, env_password: Option<&str>) -> anyhow::Result<String> {
+    const KEY: &str = "admin_hash";
+    let stored = db.setting(KEY).await?;
+    let (hash, generated) = match (stored, env_password) {
+        (Some(h), Some(pw)) if password::verify(pw, &h) => return Ok(h),
+        (Some(h), None) => return Ok(h),
+        (_, Some(pw)) => (password::hash(pw)?, None),
+        (None, None) => {
+            let pw = password::generate();
+            (password::hash(&pw)?, Some(pw))
+        }
+    };
+    db.set_setting(KEY, &hash).await?;
+    if let Some(pw) = generated {
+        eprintln!(
+            "stevedore: created user `admin` with password: {pw}\n\
+             stevedore: (shown once; only its hash is kept, in the shared database)"
+        );
+    } else {
+        tracing::info!("user `admin` set from STEVEDORE_ADMIN_PASSWORD");
+    }
+    Ok(hash)
+}
+
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
     {
@@ -292,7 +328,6 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
     #[test]
     fn admin_hash_is_generated_once_and_env_wins() {
@@ -330,11 +365,11 @@ mod tests {
         ));
         let id = auth.login("bob", "pw", Some(ip)).await.unwrap();
         assert!(!id.is_admin);
-        let again = auth.identify(&id.session_id).unwrap();
+        let again = auth.identify(&id.session_id).await.unwrap();
         assert_eq!(again.username, "bob");
-        assert!(auth.identify("forged").is_none());
-        auth.logout(&id.session_id).unwrap();
-        assert!(auth.identify(&id.session_id).is_none());
+        assert!(auth.identify("forged").await.is_none());
+        auth.logout(&id.session_id).await.unwrap();
+        assert!(auth.identify(&id.session_id).await.is_none());
         // Three failures lock the address out, even for the right password.
         for _ in 0..3 {
             let _ = auth.login("bob", "bad", Some(ip)).await;

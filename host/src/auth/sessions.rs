@@ -1,18 +1,24 @@
-//! Login sessions: kept in memory for fast lookups, written through to a
-//! small SQLite file (`<data>/sessions.db`) so they survive a restart.
+//! Login sessions, written through to a small SQLite file
+//! (`<data>/sessions.db`) so they survive a restart and looked up in memory;
+//! or, with several nodes, kept in the shared PostgreSQL database (table
+//! `sessions`) and looked up there, so a session made on one node works on
+//! every node and a logout anywhere ends it everywhere.
 //!
-//! Only the SHA-256 of a session id is stored, so a copy of the file does
-//! not give anyone a usable cookie.
+//! Only the SHA-256 of a session id is stored, so a copy of the file (or of
+//! the table) does not give anyone a usable cookie.
 
-use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use anyhow::Context;
 use rand::RngCore;
 use rusqlite::{params, Connection};
 use sha2::{Digest, Sha256};
 
+use crate::pg::Database;
 /// One logged-in session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
@@ -24,10 +30,20 @@ pub struct Session {
     pub expires: i64,
 }
 
+/// Where the sessions are kept.
+enum Backend {
+    /// One node: an SQLite file, mirrored in memory.
+    Sqlite {
+        conn: Mutex<Connection>,
+        cache: Mutex<HashMap<String, Session>>,
+    },
+    /// Several nodes: the shared database, asked on every lookup.
+    Postgres(Arc<Database>),
+}
+
 /// The session table.
 pub struct SessionStore {
-    conn: Mutex<Connection>,
-    cache: Mutex<HashMap<String, Session>>,
+    backend: Backend,
 }
 
 fn key_of(id: &str) -> String {
@@ -41,6 +57,10 @@ pub fn new_id() -> String {
     hex::encode(bytes)
 }
 
+fn lock<T>(m: &Mutex<T>) -> parking_lot::MutexGuard<'_, T> {
+    m.lock()
+}
+
 impl SessionStore {
     /// Open (or create) the file and load the sessions that have not expired.
     pub fn open(path: &Path, now: i64) -> anyhow::Result<SessionStore> {
@@ -51,6 +71,13 @@ impl SessionStore {
     /// A store that lives in memory only (tests).
     pub fn in_memory() -> anyhow::Result<SessionStore> {
         Self::init(Connection::open_in_memory()?, 0)
+    }
+
+    /// The sessions of the shared database (its migrations made the table).
+    pub fn postgres(db: Arc<Database>) -> SessionStore {
+        SessionStore {
+            backend: Backend::Postgres(db),
+        }
     }
 
     fn init(conn: Connection, now: i64) -> anyhow::Result<SessionStore> {
@@ -86,64 +113,138 @@ impl SessionStore {
             }
         }
         Ok(SessionStore {
-            conn: Mutex::new(conn),
-            cache: Mutex::new(cache),
+            backend: Backend::Sqlite {
+                conn: Mutex::new(conn),
+                cache: Mutex::new(cache),
+            },
         })
     }
 
     /// Store a new session under `id`.
-    pub fn insert(&self, id: &str, session: &Session) -> anyhow::Result<()> {
+    pub async fn insert(&self, id: &str, session: &Session) -> anyhow::Result<()> {
         let key = key_of(id);
-        self.conn
-            .lock()
-            .execute(
-                "INSERT OR REPLACE INTO sessions (key, username, login_time, expires) VALUES (?1, ?2, ?3, ?4)",
-                params![key, session.username, session.login_time, session.expires],
-            )?;
-        self.cache.lock().insert(key, session.clone());
+        match &self.backend {
+            Backend::Sqlite { conn, cache } => {
+                lock(conn).execute(
+                    "INSERT OR REPLACE INTO sessions (key, username, login_time, expires) VALUES (?1, ?2, ?3, ?4)",
+                    params![key, session.username, session.login_time, session.expires],
+                )?;
+                lock(cache).insert(key, session.clone());
+            }
+            Backend::Postgres(db) => {
+                db.client()
+                    .await?
+                    .execute(
+                        "INSERT INTO sessions (key, username, login_time, expires) VALUES ($1, $2, $3, $4)
+                         ON CONFLICT (key) DO UPDATE SET username = excluded.username,
+                             login_time = excluded.login_time, expires = excluded.expires",
+                        &[&key, &session.username, &session.login_time, &session.expires],
+                    )
+                    .await?;
+            }
+        }
         Ok(())
     }
 
     /// The live session for `id` at `now`, if any (an expired one is removed).
-    pub fn get(&self, id: &str, now: i64) -> Option<Session> {
+    /// A store that cannot be read answers `None` (logged).
+    pub async fn get(&self, id: &str, now: i64) -> Option<Session> {
         let key = key_of(id);
-        let found = self.cache.lock().get(&key).cloned()?;
+        let found = match &self.backend {
+            Backend::Sqlite { cache, .. } => lock(cache).get(&key).cloned()?,
+            Backend::Postgres(db) => {
+                let row = async {
+                    db.client()
+                        .await?
+                        .query_opt(
+                            "SELECT username, login_time, expires FROM sessions WHERE key = $1",
+                            &[&key],
+                        )
+                        .await
+                        .map_err(anyhow::Error::from)
+                }
+                .await;
+                match row {
+                    Ok(row) => {
+                        let r = row?;
+                        Session {
+                            username: r.get(0),
+                            login_time: r.get(1),
+                            expires: r.get(2),
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %format!("{e:#}"), "reading a session");
+                        return None;
+                    }
+                }
+            }
+        };
         if found.expires <= now {
-            let _ = self.remove(id);
+            let _ = self.remove(id).await;
             return None;
         }
         Some(found)
     }
 
     /// Move the expiry of `id` to `expires`.
-    pub fn extend(&self, id: &str, expires: i64) -> anyhow::Result<()> {
+    pub async fn extend(&self, id: &str, expires: i64) -> anyhow::Result<()> {
         let key = key_of(id);
-        if let Some(s) = self.cache.lock().get_mut(&key) {
-            s.expires = expires;
+        match &self.backend {
+            Backend::Sqlite { conn, cache } => {
+                if let Some(s) = lock(cache).get_mut(&key) {
+                    s.expires = expires;
+                }
+                lock(conn).execute(
+                    "UPDATE sessions SET expires = ?2 WHERE key = ?1",
+                    params![key, expires],
+                )?;
+            }
+            Backend::Postgres(db) => {
+                db.client()
+                    .await?
+                    .execute(
+                        "UPDATE sessions SET expires = $2 WHERE key = $1",
+                        &[&key, &expires],
+                    )
+                    .await?;
+            }
         }
-        self.conn.lock().execute(
-            "UPDATE sessions SET expires = ?2 WHERE key = ?1",
-            params![key, expires],
-        )?;
         Ok(())
     }
 
     /// Forget `id`.
-    pub fn remove(&self, id: &str) -> anyhow::Result<()> {
+    pub async fn remove(&self, id: &str) -> anyhow::Result<()> {
         let key = key_of(id);
-        self.cache.lock().remove(&key);
-        self.conn
-            .lock()
-            .execute("DELETE FROM sessions WHERE key = ?1", params![key])?;
+        match &self.backend {
+            Backend::Sqlite { conn, cache } => {
+                lock(cache).remove(&key);
+                lock(conn).execute("DELETE FROM sessions WHERE key = ?1", params![key])?;
+            }
+            Backend::Postgres(db) => {
+                db.client()
+                    .await?
+                    .execute("DELETE FROM sessions WHERE key = $1", &[&key])
+                    .await?;
+            }
+        }
         Ok(())
     }
 
     /// Drop every session that expired by `now`.
-    pub fn purge(&self, now: i64) -> anyhow::Result<()> {
-        self.cache.lock().retain(|_, s| s.expires > now);
-        self.conn
-            .lock()
-            .execute("DELETE FROM sessions WHERE expires <= ?1", params![now])?;
+    pub async fn purge(&self, now: i64) -> anyhow::Result<()> {
+        match &self.backend {
+            Backend::Sqlite { conn, cache } => {
+                lock(cache).retain(|_, s| s.expires > now);
+                lock(conn).execute("DELETE FROM sessions WHERE expires <= ?1", params![now])?;
+            }
+            Backend::Postgres(db) => {
+                db.client()
+                    .await?
+                    .execute("DELETE FROM sessions WHERE expires <= $1", &[&now])
+                    .await?;
+            }
+        }
         Ok(())
     }
 }
@@ -152,8 +253,8 @@ impl SessionStore {
 mod tests {
     use super::*;
 
-    #[test]
-    fn sessions_survive_reopen_and_expire() {
+    #[tokio::test]
+    async fn sessions_survive_reopen_and_expire() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sessions.db");
         let id = new_id();
@@ -165,17 +266,21 @@ mod tests {
         };
         {
             let store = SessionStore::open(&path, 100).unwrap();
-            store.insert(&id, &s).unwrap();
-            assert_eq!(store.get(&id, 150), Some(s.clone()));
-            assert_eq!(store.get("other", 150), None);
+            store.insert(&id, &s).await.unwrap();
+            assert_eq!(store.get(&id, 150).await, Some(s.clone()));
+            assert_eq!(store.get("other", 150).await, None);
         }
         let store = SessionStore::open(&path, 150).unwrap();
-        assert_eq!(store.get(&id, 150), Some(s.clone()));
-        store.extend(&id, 300).unwrap();
-        assert_eq!(store.get(&id, 250).unwrap().expires, 300);
-        assert_eq!(store.get(&id, 300), None);
+        assert_eq!(store.get(&id, 150).await, Some(s.clone()));
+        store.extend(&id, 300).await.unwrap();
+        assert_eq!(store.get(&id, 250).await.unwrap().expires, 300);
+        assert_eq!(store.get(&id, 300).await, None);
         let store = SessionStore::open(&path, 150).unwrap();
-        assert_eq!(store.get(&id, 150), None, "an expired session was removed");
+        assert_eq!(
+            store.get(&id, 150).await,
+            None,
+            "an expired session was removed"
+        );
         // The file holds no raw id.
         drop(store);
         let bytes = std::fs::read(&path).unwrap();

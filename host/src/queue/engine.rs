@@ -24,7 +24,7 @@ use super::{
     INTERRUPTED_DETAIL, PROGRESS_FLUSH_INTERVAL, SHUTDOWN_GRACE,
 };
 
-pub(super) use super::model::now;
+pub(crate) use super::model::now;
 
 /// Why a run's token was cancelled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,13 +54,15 @@ struct Counts {
 pub(super) struct Inner {
     store: Arc<dyn TaskStore>,
     pub(super) executor: Arc<dyn Executor>,
-    config: QueueConfig,
+    pub(super) config: QueueConfig,
     pub(super) events: broadcast::Sender<TaskEvent>,
-    wake: Notify,
+    pub(super) wake: Notify,
     counts: Mutex<Counts>,
     live: Mutex<HashMap<i64, Arc<Live>>>,
+    /// Other nodes' tasks as last relayed to the event stream ([`super::nodes`]).
+    pub(super) relayed: Mutex<HashMap<i64, Task>>,
     closing: AtomicBool,
-    stop: CancellationToken,
+    pub(super) stop: CancellationToken,
     background: Mutex<Vec<JoinHandle<()>>>,
     shutdown_done: tokio::sync::Mutex<bool>,
 }
@@ -87,6 +89,7 @@ impl Inner {
             wake: Notify::new(),
             counts: Mutex::new(Counts::default()),
             live: Mutex::new(HashMap::new()),
+            relayed: Mutex::new(HashMap::new()),
             closing: AtomicBool::new(false),
             stop: CancellationToken::new(),
             background: Mutex::new(Vec::new()),
@@ -95,6 +98,11 @@ impl Inner {
         let dispatcher = tokio::spawn(dispatch_loop(inner.clone()));
         let flusher = tokio::spawn(flush_loop(inner.clone()));
         inner.background.lock().extend([dispatcher, flusher]);
+        if let Some(notices) = inner.store.notices() {
+            let listener = tokio::spawn(super::nodes::notice_loop(inner.clone(), notices));
+            let liveness = tokio::spawn(super::nodes::liveness_loop(inner.clone()));
+            inner.background.lock().extend([listener, liveness]);
+        }
         inner.wake.notify_one();
         tracing::info!(
             workers = inner.config.workers,
@@ -105,6 +113,24 @@ impl Inner {
     }
 
     /// Let the dispatcher and the flusher end (and with them their hold on `self`).
+    /// Cancel this node's run of task `id`, as a deletion does (a `DELETE`
+    /// sent to another node). Returns whether it runs here.
+    pub(super) fn cancel_local(&self, id: i64) -> bool {
+        let live = self.live.lock().get(&id).cloned();
+        match live {
+            Some(live) => {
+                *live.reason.lock() = Some(CancelReason::Deleted);
+                live.cancel.cancel();
+                tracing::info!(
+                    task_id = id,
+                    "cancelling running task for a deletion on another node"
+                );
+                true
+            }
+            None => false,
+        }
+    }
+
     pub(super) fn stop_dispatching(&self) {
         self.stop.cancel();
     }
@@ -113,7 +139,7 @@ impl Inner {
         &self.store
     }
 
-    fn announce(&self, task: Task) {
+    pub(super) fn announce(&self, task: Task) {
         // No subscriber is fine.
         let _ = self.events.send(TaskEvent { task });
     }
@@ -123,12 +149,25 @@ impl Inner {
         user: &str,
         category: &str,
         params: &serde_json::Value,
+        node: Option<&str>,
     ) -> Result<Task, QueueError> {
         if self.closing.load(Ordering::Acquire) {
             return Err(QueueError::Store(anyhow::anyhow!(
                 "the queue is shutting down"
             )));
         }
+        let node = match node {
+            Some(n) if Some(n) == self.store.node() => None,
+            Some(n) => {
+                if !self.store.node_alive(n, self.config.lease).await? {
+                    return Err(QueueError::UnknownNode {
+                        node: n.to_string(),
+                    });
+                }
+                Some(n)
+            }
+            None => None,
+        };
         let info = self
             .executor
             .category(category)
@@ -155,6 +194,7 @@ impl Inner {
                 shown_params: shown,
                 full_params: masked.then_some(full),
                 init: now(),
+                node: node.map(str::to_string),
             })
             .await?;
         tracing::info!(task_id = task.id, category = %task.category, user = %task.user, "task submitted");
@@ -257,6 +297,10 @@ impl Inner {
                         )));
                     }
                     let live = self.live.lock().get(&id).cloned();
+                    let remote = task
+                        .node
+                        .as_deref()
+                        .filter(|n| Some(*n) != self.store.node());
                     if let Some(live) = live {
                         *live.reason.lock() = Some(CancelReason::Deleted);
                         live.cancel.cancel();
@@ -266,6 +310,12 @@ impl Inner {
                         if ended.is_err() {
                             return Err(QueueError::Conflict(format!(
                                 "task {id} was cancelled but has not stopped yet; try again"
+                            )));
+                        }
+                    } else if let Some(node) = remote {
+                        if !super::nodes::cancel_remote(self, node, id).await? {
+                            return Err(QueueError::Conflict(format!(
+                                "task {id} was cancelled on node `{node}` but has not stopped yet; try again"
                             )));
                         }
                     }

@@ -21,9 +21,13 @@ mod engine;
 pub mod executor;
 pub mod mask;
 pub mod model;
+mod nodes;
+pub mod postgres;
 pub mod secret;
 pub mod sqlite;
 pub mod store;
+#[cfg(test)]
+mod store_suite;
 pub mod testkit;
 #[cfg(test)]
 mod tests;
@@ -36,6 +40,7 @@ pub use executor::{
     CategoryDoc, CategoryInfo, Executor, LogLevel, Outcome, Reporter, TaskContext, ValidationError,
 };
 pub use model::{task_name, JsonText, ResultCode, Task, TaskEvent, TaskState};
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 pub use store::{StateCount, TaskStore};
 
@@ -79,17 +84,26 @@ pub struct QueueConfig {
     /// holds the category's tasks waiting).
     pub per_category: HashMap<String, usize>,
     /// Optional per-user limits on tasks running at once (a user policy's
-    /// `limits.running_tasks`); the user's other tasks wait.
+    /// `limits.running_tasks`); the user's other tasks wait. With several
+    /// nodes the limit holds on each node (a node counts its own runs).
     pub per_user: HashMap<String, usize>,
+    /// With several nodes: how long a node may stay silent before the
+    /// others take it for dead (its running tasks end as interrupted, and
+    /// `?node=` refuses it). Nodes heartbeat every third of it.
+    pub lease: Duration,
 }
 
+/// The default [`QueueConfig::lease`].
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+
 impl Default for QueueConfig {
-    /// 8 workers, no per-category or per-user limits.
+    /// 8 workers, no per-category or per-user limits, the default lease.
     fn default() -> Self {
         Self {
             workers: 8,
             per_category: HashMap::new(),
             per_user: HashMap::new(),
+            lease: DEFAULT_LEASE,
         }
     }
 }
@@ -103,6 +117,12 @@ pub enum QueueError {
     /// 400: params refused by the category's `validate`; the message names the field.
     #[error("{0}")]
     Invalid(String),
+    /// 400: `?node=` names a node that is unknown or has been silent past the lease.
+    #[error("node: no live node `{node}`")]
+    UnknownNode {
+        /// The node asked for.
+        node: String,
+    },
     /// 404: no such task (or not visible to the viewer).
     #[error("task {0} not found")]
     NotFound(i64),
@@ -159,8 +179,23 @@ impl Queue {
         category: &str,
         params: &serde_json::Value,
     ) -> Result<Task, QueueError> {
+        self.submit_to(user, category, params, None).await
+    }
+    /// [`Queue::submit`] for node `node` (`None`: this node), which must be
+    /// alive ([`QueueError::UnknownNode`] otherwise); its node claims it.
+    pub async fn submit_to(
+        &self,
+        user: &str,
+        category: &str,
+        params: &serde_json::Value,
+        node: Option<&str>,
+    ) -> Result<Task, QueueError> {
         let category = self.canonical(category);
-        self.inner.submit(user, category, params).await
+        self.inner.submit(user, category, params, node).await
+    }
+    /// This node's name when several nodes share the store.
+    pub fn node(&self) -> Option<&str> {
+        self.inner.store().node()
     }
     /// Tasks visible to `viewer`, newest first, optionally of one category
     /// (an alias lists its category).

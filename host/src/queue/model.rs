@@ -145,6 +145,10 @@ pub struct Task {
     /// End time, epoch seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub end: Option<i64>,
+    /// The node that runs it, when several nodes share a PostgreSQL store
+    /// (absent with the embedded SQLite store: there is one node).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// A change of a task, for `GET background/events`.
@@ -238,6 +242,7 @@ mod tests {
             init: 7,
             start: None,
             end: None,
+            node: None,
         };
         let v = serde_json::to_value(&t).unwrap();
         let mut keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();

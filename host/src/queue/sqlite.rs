@@ -18,6 +18,10 @@
 //! ran 10-25% slower beside it). Reads use separate connections from a small
 //! pool and never wait for the writer (WAL readers see the last commit).
 //!
+//! One node: the file is locked to one process, so a task's node
+//! ([`NewTask::node`]) is not stored and every waiting task is this
+//! process's to claim.
+//!
 //! Full params (secrets included) live in their own table, `task_secrets`,
 //! sealed with the key in `<data>/secret.key` (see [`SecretBox`]), and only
 //! while the task may still run: they are dropped when it ends.
@@ -341,6 +345,7 @@ fn row_to_task(r: &Row<'_>) -> rusqlite::Result<Task> {
         start: r.get(10)?,
         end: r.get(11)?,
         name: r.get(12)?,
+        node: None,
     })
 }
 
@@ -576,6 +581,7 @@ fn insert(conn: &Connection, secrets: &SecretBox, t: NewTask) -> anyhow::Result<
         init: t.init,
         start: None,
         end: None,
+        node: None,
     })
 }
 
@@ -944,6 +950,7 @@ mod tests {
             shown_params: r#"{"password":"******"}"#.into(),
             full_params: full.map(str::to_string),
             init: 1,
+            node: None,
         }
     }
 

@@ -19,9 +19,13 @@
 //! RETURNING *;
 //! ```
 
+use std::time::Duration;
+
 use async_trait::async_trait;
+use tokio::sync::broadcast;
 
 use super::model::{Task, TaskState};
+pub use crate::pg::Notice;
 
 /// A task to insert; the store assigns the id.
 #[derive(Debug, Clone)]
@@ -41,6 +45,9 @@ pub struct NewTask {
     pub full_params: Option<String>,
     /// Submit time, epoch seconds.
     pub init: i64,
+    /// The node that is to run it; `None`: the store's own node. A store of
+    /// one node ([`TaskStore::node`] is `None`) ignores it.
+    pub node: Option<String>,
 }
 
 /// Which waiting tasks a [`TaskStore::claim`] may take.
@@ -112,9 +119,10 @@ pub trait TaskStore: Send + Sync {
     /// Insert a waiting task; returns it with its new id (unique, increasing, never reused).
     async fn insert(&self, task: NewTask) -> anyhow::Result<Task>;
 
-    /// Atomically move up to `req.max` waiting tasks, oldest first (FIFO by id)
-    /// within the per-category allowances, to `running` and return them.
-    /// A task is claimed by one caller only, even across hosts.
+    /// Atomically move up to `req.max` waiting tasks of this node, oldest
+    /// first (FIFO by id) within the per-category and per-user allowances, to
+    /// `running` and return them. A task is claimed by one caller only, even
+    /// across nodes.
     async fn claim(&self, req: ClaimRequest) -> anyhow::Result<Vec<Claimed>>;
 
     /// Record progress of running tasks (rows no longer `running` are left alone).
@@ -124,7 +132,7 @@ pub trait TaskStore: Send + Sync {
     /// stored full params. Returns whether the task was updated.
     async fn finish(&self, finish: Finish) -> anyhow::Result<bool>;
 
-    /// Restart recovery: every task left `running` (by this host) becomes
+    /// Restart recovery: every task left `running` (by this node) becomes
     /// `error` with `result`, `detail` and `end = now`. Returns their ids.
     async fn interrupt_running(
         &self,
@@ -157,6 +165,47 @@ pub trait TaskStore: Send + Sync {
     /// Wait until every accepted write is durable and stop accepting writes.
     /// Later writes fail. Idempotent.
     async fn close(&self) -> anyhow::Result<()>;
+
+    // ---- several nodes (the defaults are those of a store of one node) ----
+
+    /// This node's name when several nodes share the store; `None` for a
+    /// store of one node (tasks then carry no node).
+    fn node(&self) -> Option<&str> {
+        None
+    }
+
+    /// Other nodes' changes, as they are committed; `None` for one node.
+    fn notices(&self) -> Option<broadcast::Receiver<Notice>> {
+        None
+    }
+
+    /// Record that this node is alive (now).
+    async fn heartbeat(&self) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    /// Whether `node` exists and has been heard from within `lease`.
+    async fn node_alive(&self, node: &str, _lease: Duration) -> anyhow::Result<bool> {
+        Ok(self.node().is_none_or(|me| me == node))
+    }
+
+    /// Every node silent for longer than `lease`: end its `running` tasks as
+    /// `error` with `result`, `detail` and `end = now` (its waiting ones wait
+    /// for it to return). Returns their ids.
+    async fn reap_silent_nodes(
+        &self,
+        _lease: Duration,
+        _result: i32,
+        _detail: &str,
+        _now: i64,
+    ) -> anyhow::Result<Vec<i64>> {
+        Ok(Vec::new())
+    }
+
+    /// Ask `node` to cancel its running task `id`.
+    async fn request_cancel(&self, _node: &str, _id: i64) -> anyhow::Result<()> {
+        Ok(())
+    }
 }
 
 /// The tasks of one (category, state), for metrics.

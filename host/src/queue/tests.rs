@@ -147,6 +147,7 @@ fn config(workers: usize, limits: &[(&str, usize)]) -> QueueConfig {
             .map(|(c, n)| (c.to_string(), *n))
             .collect::<HashMap<_, _>>(),
         per_user: HashMap::new(),
+        lease: DEFAULT_LEASE,
     }
 }
 

@@ -3,10 +3,18 @@
 //! folder's key (`secret.key`, as task secrets are), in
 //! `credentials.sealed` (mode 0600), so no password is in clear on disk. A
 //! `credentials.json` of an earlier release is sealed and removed on start.
+//!
+//! With several nodes they live in the shared database instead (table
+//! `credentials`, one sealed row per user and registry, under the key every
+//! node shares), so what a user remembered on one node serves on all.
 
-use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use crate::pg::Database;
 
 use serde::{Deserialize, Serialize};
 
@@ -34,9 +42,32 @@ pub struct CredentialStore {
     path: PathBuf,
     secrets: SecretBox,
     lock: Mutex<()>,
+    /// Set: the rows of the shared database, not the file.
+    shared: Option<Arc<Database>>,
+}
+
+/// One sealed row of the shared table: who and where are sealed with the
+/// secret, so a row moved to another user or registry does not open.
+#[derive(Serialize, Deserialize)]
+struct SharedRow {
+    user: String,
+    registry: String,
+    username: String,
+    password: String,
 }
 
 impl CredentialStore {
+    /// The credentials in the shared database, sealed with `secrets` (the
+    /// key every node of the database shares).
+    pub fn shared(db: Arc<Database>, secrets: SecretBox) -> CredentialStore {
+        CredentialStore {
+            path: PathBuf::new(),
+            secrets,
+            lock: Mutex::new(()),
+            shared: Some(db),
+        }
+    }
+
     /// The credentials kept in `data_dir`, sealed with its `secret.key`
     /// (created if missing); an earlier clear-text file is sealed and removed.
     pub fn open(data_dir: &Path) -> anyhow::Result<CredentialStore> {
@@ -46,6 +77,7 @@ impl CredentialStore {
             path: data_dir.join(SEALED_FILE),
             secrets,
             lock: Mutex::new(()),
+            shared: None,
         };
         let legacy = data_dir.join(LEGACY_FILE);
         if let Ok(bytes) = std::fs::read(&legacy) {
@@ -107,7 +139,16 @@ impl CredentialStore {
     }
 
     /// What `user` remembered for `registry`.
-    pub fn lookup(&self, user: &str, registry: &str) -> Option<Credential> {
+    pub async fn lookup(&self, user: &str, registry: &str) -> Option<Credential> {
+        if let Some(db) = &self.shared {
+            return match self.lookup_shared(db, user, registry).await {
+                Ok(found) => found,
+                Err(e) => {
+                    tracing::warn!("remembered credentials unreadable, ignored: {e:#}");
+                    None
+                }
+            };
+        }
         let _guard = self.lock.lock();
         let all = self.read();
         let saved = all.get(user)?.get(registry)?;
@@ -118,8 +159,56 @@ impl CredentialStore {
         })
     }
 
+    async fn lookup_shared(
+        &self,
+        db: &Database,
+        user: &str,
+        registry: &str,
+    ) -> anyhow::Result<Option<Credential>> {
+        let row = db
+            .client()
+            .await?
+            .query_opt(
+                "SELECT sealed FROM credentials WHERE username = $1 AND registry = $2",
+                &[&user, &registry],
+            )
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let sealed: Vec<u8> = row.get(0);
+        let saved: SharedRow = serde_json::from_slice(&self.secrets.open(SEAL_ID, &sealed)?)?;
+        if saved.user != user || saved.registry != registry {
+            anyhow::bail!("a sealed row of another user or registry");
+        }
+        Ok(Some(Credential {
+            registry: registry.to_string(),
+            username: saved.username,
+            password: saved.password,
+        }))
+    }
+
     /// Remember `credential` for `user`.
-    pub fn remember(&self, user: &str, credential: &Credential) -> Result<(), Error> {
+    pub async fn remember(&self, user: &str, credential: &Credential) -> Result<(), Error> {
+        if let Some(db) = &self.shared {
+            let fail = |e: anyhow::Error| Error::Other(format!("cannot store credentials: {e:#}"));
+            let row = SharedRow {
+                user: user.to_string(),
+                registry: credential.registry.clone(),
+                username: credential.username.clone(),
+                password: credential.password.clone(),
+            };
+            let plain = serde_json::to_vec(&row).unwrap_or_default();
+            let sealed = self.secrets.seal(SEAL_ID, &plain).map_err(fail)?;
+            let client = db.client().await.map_err(fail)?;
+            client
+                .execute(
+                    "INSERT INTO credentials (username, registry, sealed) VALUES ($1, $2, $3)
+                     ON CONFLICT (username, registry) DO UPDATE SET sealed = excluded.sealed",
+                    &[&user, &credential.registry, &sealed],
+                )
+                .await
+                .map_err(|e| fail(e.into()))?;
+            return Ok(());
+        }
         let _guard = self.lock.lock();
         let mut all = self.read();
         all.entry(user.to_string()).or_default().insert(
@@ -139,8 +228,8 @@ mod tests {
 
     use super::*;
 
-    #[test]
-    fn remembered_per_user_and_private_to_the_server() {
+    #[tokio::test]
+    async fn remembered_per_user_and_private_to_the_server() {
         let dir = tempfile::tempdir().unwrap();
         let store = CredentialStore::open(dir.path()).unwrap();
         let c = Credential {
@@ -148,9 +237,9 @@ mod tests {
             username: "u".into(),
             password: "p+/=".into(),
         };
-        store.remember("alice", &c).unwrap();
-        assert_eq!(store.lookup("alice", "r:5000"), Some(c));
-        assert_eq!(store.lookup("bob", "r:5000"), None);
+        store.remember("alice", &c).await.unwrap();
+        assert_eq!(store.lookup("alice", "r:5000").await, Some(c));
+        assert_eq!(store.lookup("bob", "r:5000").await, None);
         let mode = std::fs::metadata(dir.path().join(SEALED_FILE))
             .unwrap()
             .permissions()
@@ -162,11 +251,14 @@ mod tests {
             assert!(!bytes.windows(4).any(|w| w == b"p+/="));
         }
         let again = CredentialStore::open(dir.path()).unwrap();
-        assert_eq!(again.lookup("alice", "r:5000").unwrap().password, "p+/=");
+        assert_eq!(
+            again.lookup("alice", "r:5000").await.unwrap().password,
+            "p+/="
+        );
     }
 
-    #[test]
-    fn an_earlier_clear_text_file_is_sealed_and_removed() {
+    #[tokio::test]
+    async fn an_earlier_clear_text_file_is_sealed_and_removed() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
             dir.path().join(LEGACY_FILE),
@@ -175,8 +267,44 @@ mod tests {
         .unwrap();
         let store = CredentialStore::open(dir.path()).unwrap();
         assert!(!dir.path().join(LEGACY_FILE).exists());
-        assert_eq!(store.lookup("bob", "r:5000").unwrap().password, "clear-pw");
+        assert_eq!(
+            store.lookup("bob", "r:5000").await.unwrap().password,
+            "clear-pw"
+        );
         let sealed = std::fs::read(dir.path().join(SEALED_FILE)).unwrap();
         assert!(!sealed.windows(8).any(|w| w == b"clear-pw"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn shared_between_nodes_and_sealed_in_the_database() {
+        let url = crate::pg::testing::fresh_database("creds").await.unwrap();
+        let key = [3u8; 32];
+        let a = CredentialStore::shared(
+            Database::connect(&url, "a").await.unwrap(),
+            SecretBox::from_key(&key),
+        );
+        let b_db = Database::connect(&url, "b").await.unwrap();
+        let b = CredentialStore::shared(b_db.clone(), SecretBox::from_key(&key));
+        let c = Credential {
+            registry: "r:5000".into(),
+            username: "u".into(),
+            password: "p+/=".into(),
+        };
+        a.remember("alice", &c).await.unwrap();
+        assert_eq!(b.lookup("alice", "r:5000").await, Some(c.clone()));
+        assert_eq!(b.lookup("bob", "r:5000").await, None);
+        let client = b_db.client().await.unwrap();
+        let sealed: Vec<u8> = client
+            .query_one("SELECT sealed FROM credentials", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert!(!sealed.windows(4).any(|w| w == b"p+/="));
+        // A row moved to another user does not open.
+        client
+            .execute("UPDATE credentials SET username = 'mallory'", &[])
+            .await
+            .unwrap();
+        assert_eq!(b.lookup("mallory", "r:5000").await, None);
     }
 }

@@ -162,28 +162,37 @@ impl DockerRuntime {
             })
     }
 
+    /// Keep remembered credentials in `store` instead of the data folder
+    /// (the shared database of several nodes).
+    pub fn with_credentials(mut self, store: CredentialStore) -> Self {
+        self.credentials = store;
+        self
+    }
+
     /// Credentials for `registry_host`: given ones, else configured, else remembered by the user.
-    fn credential_for(
+    async fn credential_for(
         &self,
         cx: &CallContext,
         registry_host: &str,
         given: Option<Credential>,
     ) -> Option<Credential> {
-        given
-            .or_else(|| {
-                self.settings
-                    .registries
-                    .values()
-                    .find(|r| r.host() == registry_host)
-                    .and_then(|r| {
-                        Some(Credential {
-                            registry: registry_host.to_string(),
-                            username: r.username.clone()?,
-                            password: r.password.clone()?,
-                        })
+        let found = given.or_else(|| {
+            self.settings
+                .registries
+                .values()
+                .find(|r| r.host() == registry_host)
+                .and_then(|r| {
+                    Some(Credential {
+                        registry: registry_host.to_string(),
+                        username: r.username.clone()?,
+                        password: r.password.clone()?,
                     })
-            })
-            .or_else(|| self.credentials.lookup(&cx.user, registry_host))
+                })
+        });
+        match found {
+            Some(c) => Some(c),
+            None => self.credentials.lookup(&cx.user, registry_host).await,
+        }
     }
 
     /// POST `path` with our URL-safe `X-Registry-Auth` and follow the
@@ -440,7 +449,7 @@ impl Runtime for DockerRuntime {
         } else {
             req.tag.clone()
         };
-        let credential = self.credential_for(cx, &registry, req.credential);
+        let credential = self.credential_for(cx, &registry, req.credential).await;
         let header = auth::registry_auth(credential.as_ref(), &registry);
         let what = format!("{from}:{tag}");
         cx.reporter.progress(0, &format!("pulling {what}"));
@@ -538,7 +547,7 @@ impl Runtime for DockerRuntime {
         registry: String,
         credential: Option<Credential>,
     ) -> RtResult<()> {
-        let credential = self.credential_for(cx, &registry, credential);
+        let credential = self.credential_for(cx, &registry, credential).await;
         let header = auth::registry_auth(credential.as_ref(), &registry);
         let what = format!("{repository}:{tag}");
         cx.reporter.progress(0, &format!("pushing {what}"));
@@ -876,10 +885,10 @@ impl Runtime for DockerRuntime {
     }
 
     async fn credential_lookup(&self, cx: &CallContext, registry: String) -> Option<Credential> {
-        self.credential_for(cx, &registry, None)
+        self.credential_for(cx, &registry, None).await
     }
 
     async fn credential_remember(&self, cx: &CallContext, credential: Credential) -> RtResult<()> {
-        self.credentials.remember(&cx.user, &credential)
+        self.credentials.remember(&cx.user, &credential).await
     }
 }

@@ -1,0 +1,119 @@
+//! Versioned schema migrations of the PostgreSQL database, as for SQLite:
+//! applied in order, each in its own transaction, recorded in
+//! `schema_migrations`. Append new ones; never edit a released one.
+
+use anyhow::{bail, Context};
+
+/// The migrations; the version of each is its position from 1.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: tasks (ids from an identity: unique across nodes, never reused),
+    // their sealed full params, nodes and their heartbeats, sessions,
+    // remembered credentials and shared settings.
+    r#"
+    CREATE TABLE tasks (
+        id           BIGINT  GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        node         TEXT    NOT NULL,
+        category     TEXT    NOT NULL,
+        state        TEXT    NOT NULL CHECK (state IN ('waiting', 'running', 'completed', 'error')),
+        detail_state TEXT    NOT NULL DEFAULT '',
+        progress     INTEGER NOT NULL DEFAULT 0,
+        result       INTEGER NOT NULL DEFAULT 0,
+        deletable    BOOLEAN NOT NULL,
+        username     TEXT    NOT NULL,
+        name         TEXT    NOT NULL DEFAULT '',
+        params       TEXT    NOT NULL,
+        init         BIGINT  NOT NULL,
+        started      BIGINT,
+        ended        BIGINT
+    );
+    CREATE INDEX tasks_waiting ON tasks (node, id) WHERE state = 'waiting';
+    CREATE INDEX tasks_running ON tasks (node, id) WHERE state = 'running';
+    CREATE INDEX tasks_user ON tasks (username, id);
+    CREATE TABLE task_secrets (
+        task_id BIGINT PRIMARY KEY REFERENCES tasks (id) ON DELETE CASCADE,
+        sealed  BYTEA  NOT NULL
+    );
+    CREATE TABLE nodes (
+        name      TEXT        PRIMARY KEY,
+        started   TIMESTAMPTZ NOT NULL DEFAULT now(),
+        heartbeat TIMESTAMPTZ NOT NULL DEFAULT now()
+    );
+    CREATE TABLE sessions (
+        key        TEXT   PRIMARY KEY,
+        username   TEXT   NOT NULL,
+        login_time BIGINT NOT NULL,
+        expires    BIGINT NOT NULL
+    );
+    CREATE TABLE credentials (
+        username TEXT  NOT NULL,
+        registry TEXT  NOT NULL,
+        sealed   BYTEA NOT NULL,
+        PRIMARY KEY (username, registry)
+    );
+    CREATE TABLE settings (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    "#,
+];
+
+/// The schema version this build migrates to.
+pub fn schema_version() -> usize {
+    MIGRATIONS.len()
+}
+
+/// Any 64-bit number of our own: the advisory lock that lets one node at a
+/// time migrate.
+const MIGRATION_LOCK: i64 = 0x5374_6576_6564_6f72; // "Stevedor"
+
+/// Apply the pending migrations.
+pub(super) async fn migrate(client: &mut tokio_postgres::Client) -> anyhow::Result<()> {
+    client
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                 version INTEGER PRIMARY KEY,
+                 applied TIMESTAMPTZ NOT NULL DEFAULT now()
+             )",
+        )
+        .await
+        .or_else(|e| {
+            // Two nodes creating it at once: the loser sees a unique violation.
+            if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        })
+        .context("creating schema_migrations")?;
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    let current: i32 = tx
+        .query_one(
+            "SELECT coalesce(max(version), 0) FROM schema_migrations",
+            &[],
+        )
+        .await?
+        .get(0);
+    let current = current as usize;
+    if current > MIGRATIONS.len() {
+        bail!(
+            "the database has schema version {current}, newer than this build knows ({})",
+            MIGRATIONS.len()
+        );
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+        let version = (i + 1) as i32;
+        tx.batch_execute(sql)
+            .await
+            .with_context(|| format!("migration {version}"))?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version) VALUES ($1)",
+            &[&version],
+        )
+        .await?;
+        tracing::info!(version, "applied database migration");
+    }
+    tx.commit().await?;
+    Ok(())
+}

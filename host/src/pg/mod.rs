@@ -1,0 +1,180 @@
+//! One PostgreSQL database shared by several Stevedore nodes: a connection
+//! pool, versioned schema migrations, the sealing key's check, and the
+//! `LISTEN` connection that turns other nodes' `NOTIFY`s into [`Notice`]s.
+//!
+//! Selected by `STEVEDORE_DATABASE_URL=postgres://...` (config `[database]
+//! url`). The stores built on it: [`crate::queue::postgres::PgStore`] (tasks),
+//! the PostgreSQL back ends of [`crate::auth::SessionStore`] and of the
+//! remembered registry credentials.
+//!
+//! Driver: `tokio-postgres` with a `deadpool-postgres` pool. It is async
+//! without a runtime of its own, needs no database at build time (unlike
+//! `sqlx`'s checked macros), compiles far less code, and exposes `LISTEN`
+//! notifications directly from the connection.
+
+pub mod config;
+mod listen;
+mod migrations;
+pub mod testing;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use sha2::{Digest, Sha256};
+use tokio::sync::broadcast;
+use tokio_postgres::NoTls;
+
+pub use listen::{Notice, CHANNEL};
+pub use migrations::{schema_version, MIGRATIONS};
+
+use crate::queue::secret::{SecretBox, KEY_LEN};
+
+/// Most connections a node keeps open.
+const POOL_SIZE: usize = 16;
+
+/// Whether a database URL names PostgreSQL (`postgres://` or `postgresql://`).
+pub fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+/// A node's handle on the shared database.
+pub struct Database {
+    pool: Pool,
+    node: String,
+    notices: broadcast::Sender<Notice>,
+    listener: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Database")
+            .field("node", &self.node)
+            .finish()
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        self.listener.abort();
+    }
+}
+
+impl Database {
+    /// Connect as node `node`, apply pending migrations (one node at a time,
+    /// under an advisory lock) and start listening for notifications.
+    pub async fn connect(url: &str, node: &str) -> anyhow::Result<Arc<Database>> {
+        let config: tokio_postgres::Config = url
+            .parse()
+            .with_context(|| "database url: not a valid PostgreSQL URL".to_string())?;
+        let manager = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .wait_timeout(Some(Duration::from_secs(30)))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .build()
+            .context("building the database pool")?;
+        {
+            let mut client = pool.get().await.context("connecting to the database")?;
+            migrations::migrate(&mut client).await?;
+        }
+        let (notices, _) = broadcast::channel(crate::queue::EVENT_CAPACITY);
+        let ready = tokio::sync::oneshot::channel();
+        let listener = tokio::spawn(listen::run(config, notices.clone(), ready.0));
+        // The first LISTEN is in place before anyone submits through us.
+        ready
+            .1
+            .await
+            .map_err(|_| anyhow::anyhow!("the database listener stopped"))??;
+        Ok(Arc::new(Database {
+            pool,
+            node: node.to_string(),
+            notices,
+            listener,
+        }))
+    }
+
+    /// This node's name.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// A pooled connection.
+    pub async fn client(&self) -> anyhow::Result<deadpool_postgres::Object> {
+        self.pool
+            .get()
+            .await
+            .context("getting a database connection")
+    }
+
+    /// Notifications from every node (this one's included) from now on.
+    pub fn notices(&self) -> broadcast::Receiver<Notice> {
+        self.notices.subscribe()
+    }
+
+    /// Check that the sealing key in `key_file` is the one every other node
+    /// uses (the first node to start records its SHA-256), so a task sealed
+    /// on one node opens on another. Returns the box for that key.
+    pub async fn shared_secrets(&self, key_file: &std::path::Path) -> anyhow::Result<SecretBox> {
+        let secrets = SecretBox::load_or_create(key_file)?;
+        let key =
+            std::fs::read(key_file).with_context(|| format!("reading {}", key_file.display()))?;
+        if key.len() != KEY_LEN {
+            bail!("{}: expected {KEY_LEN} bytes", key_file.display());
+        }
+        let fingerprint = hex::encode(Sha256::digest(&key));
+        let client = self.client().await?;
+        client
+            .execute(
+                "INSERT INTO settings (key, value) VALUES ('secret_key_sha256', $1)
+                 ON CONFLICT (key) DO NOTHING",
+                &[&fingerprint],
+            )
+            .await?;
+        let stored: String = client
+            .query_one(
+                "SELECT value FROM settings WHERE key = 'secret_key_sha256'",
+                &[],
+            )
+            .await?
+            .get(0);
+        if stored != fingerprint {
+            bail!(
+                "{} is not the sealing key the other nodes of this database use; \
+                 copy `secret.key` from a node's data folder to this one",
+                key_file.display()
+            );
+        }
+        Ok(secrets)
+    }
+
+    /// A setting shared by every node.
+    pub async fn setting(&self, key: &str) -> anyhow::Result<Option<String>> {
+        let row = self
+            .client()
+            .await?
+            .query_opt("SELECT value FROM settings WHERE key = $1", &[&key])
+            .await?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    /// Store a setting shared by every node.
+    pub async fn set_setting(&self, key: &str, value: &str) -> anyhow::Result<()> {
+        self.client()
+            .await?
+            .execute(
+                "INSERT INTO settings (key, value) VALUES ($1, $2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                &[&key, &value],
+            )
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,499 @@
+//! The PostgreSQL [`TaskStore`]: several nodes share one queue.
+//!
+//! Each write is one transaction on a pooled connection (PostgreSQL groups
+//! concurrent commits itself). A node claims only its own tasks, with
+//! `FOR UPDATE SKIP LOCKED`, so claims never wait on each other. Every
+//! change is announced with `NOTIFY` in the same transaction (delivered on
+//! commit): a submit wakes the owning node, and every node's event stream
+//! sees every node's changes. Full params are sealed as with SQLite; every
+//! node must use the same key ([`Database::shared_secrets`]).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use async_trait::async_trait;
+use deadpool_postgres::Transaction;
+use tokio::sync::broadcast;
+use tokio_postgres::Row;
+
+use super::model::{JsonText, Task, TaskState};
+use super::secret::SecretBox;
+use super::store::{
+    ClaimRequest, Claimed, Finish, NewTask, Notice, Owner, ProgressUpdate, StateCount, TaskStore,
+};
+use crate::pg::{Database, CHANNEL};
+
+const COLUMNS: &str = "id, category, state, detail_state, progress, result, deletable, username, params, init, started, ended, name, node";
+
+/// The PostgreSQL [`TaskStore`] of one node.
+pub struct PgStore {
+    db: Arc<Database>,
+    secrets: SecretBox,
+    closed: AtomicBool,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore")
+            .field("node", &self.db.node())
+            .finish()
+    }
+}
+
+impl PgStore {
+    /// The task store of node `db.node()`, sealing full params with `secrets`.
+    /// Records the node as alive.
+    pub async fn open(db: Arc<Database>, secrets: SecretBox) -> anyhow::Result<Arc<PgStore>> {
+        let store = Arc::new(PgStore {
+            db,
+            secrets,
+            closed: AtomicBool::new(false),
+        });
+        store.heartbeat().await?;
+        Ok(store)
+    }
+
+    /// The shared database.
+    pub fn database(&self) -> &Arc<Database> {
+        &self.db
+    }
+
+    fn check_open(&self) -> anyhow::Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            bail!("the task store is closed");
+        }
+        Ok(())
+    }
+
+    fn changed(&self, ids: Vec<i64>) -> Notice {
+        Notice::Changed {
+            ids,
+            origin: self.db.node().to_string(),
+        }
+    }
+}
+
+async fn notify(c: &Transaction<'_>, notice: &Notice) -> anyhow::Result<()> {
+    c.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &notice.payload()])
+        .await?;
+    Ok(())
+}
+
+fn parse_state(s: &str) -> anyhow::Result<TaskState> {
+    Ok(match s {
+        "waiting" => TaskState::Waiting,
+        "running" => TaskState::Running,
+        "completed" => TaskState::Completed,
+        "error" => TaskState::Error,
+        other => bail!("unknown task state `{other}`"),
+    })
+}
+
+fn row_to_task(r: &Row) -> anyhow::Result<Task> {
+    let state = parse_state(r.get(2))?;
+    let result: i32 = r.get(5);
+    Ok(Task {
+        id: r.get(0),
+        category: r.get(1),
+        state,
+        detail_state: r.get(3),
+        progress: r.get(4),
+        // Container Station shows `result` once the task has ended.
+        result: state.is_finished().then_some(result),
+        deletable: r.get(6),
+        user: r.get(7),
+        params: JsonText::new(r.get(8)).context("stored params are not JSON")?,
+        init: r.get(9),
+        start: r.get(10),
+        end: r.get(11),
+        name: r.get(12),
+        node: Some(r.get(13)),
+    })
+}
+
+fn state_names(states: &[TaskState]) -> Vec<&'static str> {
+    states.iter().map(|s| s.as_str()).collect()
+}
+
+#[async_trait]
+impl TaskStore for PgStore {
+    async fn insert(&self, t: NewTask) -> anyhow::Result<Task> {
+        self.check_open()?;
+        let node = t.node.clone().unwrap_or_else(|| self.db.node().to_string());
+        let mut client = self.db.client().await?;
+        let tx = client.transaction().await?;
+        let row = tx
+            .query_one(
+                &format!(
+                    "INSERT INTO tasks (node, category, state, deletable, username, params, init, name)
+                     VALUES ($1, $2, 'waiting', $3, $4, $5, $6, $7) RETURNING {COLUMNS}"
+                ),
+                &[
+                    &node,
+                    &t.category,
+                    &t.deletable,
+                    &t.user,
+                    &t.shown_params,
+                    &t.init,
+                    &t.name,
+                ],
+            )
+            .await?;
+        let task = row_to_task(&row)?;
+        if let Some(full) = &t.full_params {
+            let sealed = self.secrets.seal(task.id, full.as_bytes())?;
+            tx.execute(
+                "INSERT INTO task_secrets (task_id, sealed) VALUES ($1, $2)",
+                &[&task.id, &sealed],
+            )
+            .await?;
+        }
+        notify(
+            &tx,
+            &Notice::Submitted {
+                node,
+                id: task.id,
+                origin: self.db.node().to_string(),
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(task)
+    }
+
+    async fn claim(&self, mut req: ClaimRequest) -> anyhow::Result<Vec<Claimed>> {
+        self.check_open()?;
+        if req.max == 0 || req.categories.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut client = self.db.client().await?;
+        let tx = client.transaction().await?;
+        let claim = tx
+            .prepare(&format!(
+                "UPDATE tasks SET state = 'running', started = $1, progress = 0, detail_state = ''
+                  WHERE id = (SELECT id FROM tasks
+                               WHERE state = 'waiting' AND node = $2 AND category = ANY($3)
+                                 AND NOT (username = ANY($4))
+                               ORDER BY id LIMIT 1
+                               FOR UPDATE SKIP LOCKED)
+                 RETURNING {COLUMNS}"
+            ))
+            .await?;
+        let sealed_of = tx
+            .prepare("SELECT sealed FROM task_secrets WHERE task_id = $1")
+            .await?;
+        let mut out = Vec::new();
+        while out.len() < req.max {
+            req.categories.retain(|(_, left)| *left != Some(0));
+            if req.categories.is_empty() {
+                break;
+            }
+            let cats: Vec<&str> = req.categories.iter().map(|(c, _)| c.as_str()).collect();
+            let full_users: Vec<&str> = req
+                .users
+                .iter()
+                .filter(|(_, left)| *left == 0)
+                .map(|(u, _)| u.as_str())
+                .collect();
+            let Some(row) = tx
+                .query_opt(&claim, &[&req.now, &self.db.node(), &cats, &full_users])
+                .await?
+            else {
+                break;
+            };
+            let task = row_to_task(&row)?;
+            if let Some((_, Some(left))) =
+                req.categories.iter_mut().find(|(c, _)| *c == task.category)
+            {
+                *left -= 1;
+            }
+            if let Some((_, left)) = req.users.iter_mut().find(|(u, _)| *u == task.user) {
+                *left = left.saturating_sub(1);
+            }
+            let sealed: Option<Vec<u8>> = tx
+                .query_opt(&sealed_of, &[&task.id])
+                .await?
+                .map(|r| r.get(0));
+            let full_params = match sealed {
+                Some(s) => String::from_utf8(self.secrets.open(task.id, &s)?)?,
+                None => task.params.get().to_string(),
+            };
+            out.push(Claimed { task, full_params });
+        }
+        if !out.is_empty() {
+            notify(&tx, &self.changed(out.iter().map(|c| c.task.id).collect())).await?;
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn save_progress(&self, updates: Vec<ProgressUpdate>) -> anyhow::Result<()> {
+        self.check_open()?;
+        if updates.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<i64> = updates.iter().map(|u| u.id).collect();
+        let progress: Vec<i32> = updates.iter().map(|u| u.progress).collect();
+        let details: Vec<&str> = updates.iter().map(|u| u.detail.as_str()).collect();
+        let mut client = self.db.client().await?;
+        let tx = client.transaction().await?;
+        let rows = tx
+            .query(
+                "UPDATE tasks SET progress = u.progress, detail_state = u.detail
+                   FROM unnest($1::bigint[], $2::int[], $3::text[]) AS u(id, progress, detail)
+                  WHERE tasks.id = u.id AND tasks.state = 'running'
+                 RETURNING tasks.id",
+                &[&ids, &progress, &details],
+            )
+            .await?;
+        let changed: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+        if !changed.is_empty() {
+            notify(&tx, &self.changed(changed)).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn finish(&self, f: Finish) -> anyhow::Result<bool> {
+        self.check_open()?;
+        let mut client = self.db.client().await?;
+        let tx = client.transaction().await?;
+        let n = tx
+            .execute(
+                "UPDATE tasks SET state = $2, result = $3, detail_state = $4, progress = $5, ended = $6
+                  WHERE id = $1 AND state = 'running'",
+                &[&f.id, &f.state.as_str(), &f.result, &f.detail, &f.progress, &f.end],
+            )
+            .await?;
+        tx.execute("DELETE FROM task_secrets WHERE task_id = $1", &[&f.id])
+            .await?;
+        if n == 1 {
+            notify(&tx, &self.changed(vec![f.id])).await?;
+        }
+        tx.commit().await?;
+        Ok(n == 1)
+    }
+
+    async fn interrupt_running(
+        &self,
+        result: i32,
+        detail: &str,
+        now: i64,
+    ) -> anyhow::Result<Vec<i64>> {
+        self.check_open()?;
+        let mut client = self.db.client().await?;
+        let tx = client.transaction().await?;
+        let mut ids: Vec<i64> = tx
+            .query(
+                "UPDATE tasks SET state = 'error', result = $1, detail_state = $2, ended = $3
+                  WHERE state = 'running' AND node = $4 RETURNING id",
+                &[&result, &detail, &now, &self.db.node()],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        ids.sort_unstable();
+        if !ids.is_empty() {
+            tx.execute("DELETE FROM task_secrets WHERE task_id = ANY($1)", &[&ids])
+                .await?;
+            notify(&tx, &self.changed(ids.clone())).await?;
+        }
+        tx.commit().await?;
+        Ok(ids)
+    }
+
+    async fn delete_if(&self, id: i64, states: &[TaskState]) -> anyhow::Result<bool> {
+        self.check_open()?;
+        let mut client = self.db.client().await?;
+        let tx = client.transaction().await?;
+        let n = tx
+            .execute(
+                "DELETE FROM tasks WHERE id = $1 AND state = ANY($2)",
+                &[&id, &state_names(states)],
+            )
+            .await?;
+        if n == 1 {
+            notify(&tx, &self.changed(vec![id])).await?;
+        }
+        tx.commit().await?;
+        Ok(n == 1)
+    }
+
+    async fn delete_finished(
+        &self,
+        owner: Owner<'_>,
+        category: Option<&str>,
+    ) -> anyhow::Result<Vec<i64>> {
+        self.check_open()?;
+        let user = match owner {
+            Owner::Anyone => None,
+            Owner::User(u) => Some(u),
+        };
+        let mut client = self.db.client().await?;
+        let tx = client.transaction().await?;
+        let mut ids: Vec<i64> = tx
+            .query(
+                "DELETE FROM tasks WHERE state IN ('completed', 'error')
+                    AND ($1::text IS NULL OR username = $1) AND ($2::text IS NULL OR category = $2)
+                 RETURNING id",
+                &[&user, &category],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        ids.sort_unstable();
+        if !ids.is_empty() {
+            notify(&tx, &self.changed(ids.clone())).await?;
+        }
+        tx.commit().await?;
+        Ok(ids)
+    }
+
+    async fn get(&self, id: i64) -> anyhow::Result<Option<Task>> {
+        let client = self.db.client().await?;
+        let row = client
+            .query_opt(
+                &format!("SELECT {COLUMNS} FROM tasks WHERE id = $1"),
+                &[&id],
+            )
+            .await?;
+        row.as_ref().map(row_to_task).transpose()
+    }
+
+    async fn list(&self, owner: Owner<'_>, category: Option<&str>) -> anyhow::Result<Vec<Task>> {
+        let user = match owner {
+            Owner::Anyone => None,
+            Owner::User(u) => Some(u),
+        };
+        let client = self.db.client().await?;
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT {COLUMNS} FROM tasks
+                      WHERE ($1::text IS NULL OR username = $1) AND ($2::text IS NULL OR category = $2)
+                      ORDER BY id DESC"
+                ),
+                &[&user, &category],
+            )
+            .await?;
+        rows.iter().map(row_to_task).collect()
+    }
+
+    async fn counts(&self) -> anyhow::Result<Vec<StateCount>> {
+        let client = self.db.client().await?;
+        let rows = client
+            .query(
+                "SELECT category, state, count(*), min(init) FROM tasks GROUP BY category, state ORDER BY category, state",
+                &[],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(StateCount {
+                    category: r.get(0),
+                    state: parse_state(r.get(1))?,
+                    count: r.get::<_, i64>(2) as u64,
+                    oldest_init: r.get(3),
+                })
+            })
+            .collect()
+    }
+
+    async fn close(&self) -> anyhow::Result<()> {
+        // Every write commits before it returns: nothing is pending.
+        self.closed.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    fn node(&self) -> Option<&str> {
+        Some(self.db.node())
+    }
+
+    fn notices(&self) -> Option<broadcast::Receiver<Notice>> {
+        Some(self.db.notices())
+    }
+
+    async fn heartbeat(&self) -> anyhow::Result<()> {
+        self.db
+            .client()
+            .await?
+            .execute(
+                "INSERT INTO nodes (name) VALUES ($1)
+                 ON CONFLICT (name) DO UPDATE SET heartbeat = now()",
+                &[&self.db.node()],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn node_alive(&self, node: &str, lease: Duration) -> anyhow::Result<bool> {
+        let row = self
+            .db
+            .client()
+            .await?
+            .query_opt(
+                "SELECT 1 FROM nodes WHERE name = $1
+                    AND heartbeat > now() - make_interval(secs => $2)",
+                &[&node, &lease.as_secs_f64()],
+            )
+            .await?;
+        Ok(row.is_some())
+    }
+
+    async fn reap_silent_nodes(
+        &self,
+        lease: Duration,
+        result: i32,
+        detail: &str,
+        now: i64,
+    ) -> anyhow::Result<Vec<i64>> {
+        self.check_open()?;
+        let mut client = self.db.client().await?;
+        let tx = client.transaction().await?;
+        let mut ids: Vec<i64> = tx
+            .query(
+                "UPDATE tasks SET state = 'error', result = $1, detail_state = $2, ended = $3
+                  WHERE state = 'running' AND node IN
+                        (SELECT name FROM nodes
+                          WHERE heartbeat <= now() - make_interval(secs => $4) AND name <> $5)
+                 RETURNING id",
+                &[
+                    &result,
+                    &detail,
+                    &now,
+                    &lease.as_secs_f64(),
+                    &self.db.node(),
+                ],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        ids.sort_unstable();
+        if !ids.is_empty() {
+            tx.execute("DELETE FROM task_secrets WHERE task_id = ANY($1)", &[&ids])
+                .await?;
+            notify(&tx, &self.changed(ids.clone())).await?;
+        }
+        tx.commit().await?;
+        Ok(ids)
+    }
+
+    async fn request_cancel(&self, node: &str, id: i64) -> anyhow::Result<()> {
+        let notice = Notice::Cancel {
+            node: node.to_string(),
+            id,
+        };
+        self.db
+            .client()
+            .await?
+            .execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &notice.payload()])
+            .await
+            .map_err(|e| anyhow!("asking node `{node}` to cancel task {id}: {e}"))?;
+        Ok(())
+    }
+}

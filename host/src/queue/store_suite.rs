@@ -1,0 +1,540 @@
+//! One suite of [`TaskStore`] tests, run against both back ends: the
+//! embedded SQLite store and the PostgreSQL store (on a fresh database of
+//! the test PostgreSQL, see [`crate::pg::testing`]). Then what only the
+//! shared store does: nodes, notifications, liveness, shared sessions.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tempfile::TempDir;
+
+use super::postgres::PgStore;
+use super::secret::SecretBox;
+use super::sqlite::SqliteStore;
+use super::store::{ClaimRequest, Finish, NewTask, Notice, Owner, ProgressUpdate, TaskStore};
+use super::TaskState;
+use crate::pg::Database;
+
+const DEADLINE: Duration = Duration::from_secs(20);
+const KEY: [u8; 32] = [7; 32];
+
+/// A store under test with what keeps it alive.
+struct Under {
+    store: Arc<dyn TaskStore>,
+    /// Another handle on the same data for concurrent claims: for
+    /// PostgreSQL another connection set of the same node; for SQLite
+    /// (one process per file) the same store.
+    twin: Arc<dyn TaskStore>,
+    _dir: TempDir,
+}
+
+async fn sqlite() -> Under {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn TaskStore> =
+        SqliteStore::open_with(dir.path().join("stevedore.db"), SecretBox::from_key(&KEY)).unwrap();
+    Under {
+        twin: store.clone(),
+        store,
+        _dir: dir,
+    }
+}
+
+async fn pg_node(url: &str, node: &str) -> Arc<PgStore> {
+    let db = Database::connect(url, node).await.unwrap();
+    PgStore::open(db, SecretBox::from_key(&KEY)).await.unwrap()
+}
+
+async fn postgres() -> Under {
+    let url = crate::pg::testing::fresh_database("suite").await.unwrap();
+    Under {
+        store: pg_node(&url, "a").await,
+        twin: pg_node(&url, "a").await,
+        _dir: tempfile::tempdir().unwrap(),
+    }
+}
+
+fn new_task(cat: &str, user: &str, full: Option<&str>) -> NewTask {
+    NewTask {
+        category: cat.into(),
+        user: user.into(),
+        deletable: false,
+        name: format!("{cat}-task"),
+        shown_params: r#"{"password":"******"}"#.into(),
+        full_params: full.map(str::to_string),
+        init: 1,
+        node: None,
+    }
+}
+
+fn claim_req(max: usize, categories: &[(&str, Option<usize>)], now: i64) -> ClaimRequest {
+    ClaimRequest {
+        max,
+        categories: categories
+            .iter()
+            .map(|(c, n)| (c.to_string(), *n))
+            .collect(),
+        users: Vec::new(),
+        now,
+    }
+}
+
+/// Insert, claim (FIFO within the allowances, secrets opened), progress,
+/// finish once, list, count, delete, recover; ids never reused.
+async fn lifecycle(u: Under) {
+    let s = &u.store;
+    let a1 = s
+        .insert(new_task("a", "u", Some(r#"{"password":"hunter2"}"#)))
+        .await
+        .unwrap();
+    let a2 = s.insert(new_task("a", "u", None)).await.unwrap();
+    let b1 = s.insert(new_task("b", "v", None)).await.unwrap();
+    let c1 = s.insert(new_task("c", "v", None)).await.unwrap();
+    assert!(a1.id < a2.id && a2.id < b1.id && b1.id < c1.id);
+    assert_eq!(a1.state, TaskState::Waiting);
+    assert_eq!(a1.name, "a-task");
+    assert_eq!(a1.result, None);
+
+    // One of `a` at most, `b` unbounded, `c` not at all.
+    let got = s
+        .claim(claim_req(10, &[("a", Some(1)), ("b", None)], 5))
+        .await
+        .unwrap();
+    let ids: Vec<i64> = got.iter().map(|c| c.task.id).collect();
+    assert_eq!(ids, vec![a1.id, b1.id]);
+    assert_eq!(got[0].full_params, r#"{"password":"hunter2"}"#);
+    assert_eq!(got[0].task.params.get(), r#"{"password":"******"}"#);
+    assert_eq!(got[0].task.state, TaskState::Running);
+    assert_eq!(got[0].task.start, Some(5));
+    assert_eq!(got[1].full_params, got[1].task.params.get());
+
+    // Progress lands on running tasks only.
+    s.save_progress(vec![
+        ProgressUpdate {
+            id: a1.id,
+            progress: 40,
+            detail: "working".into(),
+        },
+        ProgressUpdate {
+            id: c1.id,
+            progress: 90,
+            detail: "not running".into(),
+        },
+    ])
+    .await
+    .unwrap();
+    let t = s.get(a1.id).await.unwrap().unwrap();
+    assert_eq!((t.progress, t.detail_state.as_str()), (40, "working"));
+    let t = s.get(c1.id).await.unwrap().unwrap();
+    assert_eq!((t.progress, t.state), (0, TaskState::Waiting));
+
+    let done = Finish {
+        id: a1.id,
+        state: TaskState::Completed,
+        result: 0,
+        detail: "ok".into(),
+        progress: 100,
+        end: 7,
+    };
+    assert!(s.finish(done.clone()).await.unwrap());
+    assert!(
+        !s.finish(done).await.unwrap(),
+        "a finished task is not finished twice"
+    );
+    let t = s.get(a1.id).await.unwrap().unwrap();
+    assert_eq!(
+        (t.state, t.progress, t.end, t.result),
+        (TaskState::Completed, 100, Some(7), Some(0))
+    );
+    assert!(s.get(999_999).await.unwrap().is_none());
+
+    let counts = s.counts().await.unwrap();
+    assert!(
+        counts
+            .iter()
+            .any(|c| c.category == "a" && c.state == TaskState::Completed && c.count == 1),
+        "{counts:?}"
+    );
+    assert!(
+        counts
+            .iter()
+            .any(|c| c.category == "b" && c.state == TaskState::Running && c.count == 1),
+        "{counts:?}"
+    );
+    assert!(
+        counts
+            .iter()
+            .any(|c| c.category == "c" && c.state == TaskState::Waiting && c.count == 1),
+        "{counts:?}"
+    );
+
+    // Filters; newest first.
+    let all: Vec<i64> = s
+        .list(Owner::Anyone, None)
+        .await
+        .unwrap()
+        .iter()
+        .map(|t| t.id)
+        .collect();
+    assert_eq!(all, vec![c1.id, b1.id, a2.id, a1.id]);
+    assert_eq!(s.list(Owner::User("v"), None).await.unwrap().len(), 2);
+    assert_eq!(s.list(Owner::Anyone, Some("a")).await.unwrap().len(), 2);
+    assert_eq!(
+        s.list(Owner::User("v"), Some("c")).await.unwrap()[0].id,
+        c1.id
+    );
+
+    assert_eq!(
+        s.delete_finished(Owner::User("v"), None).await.unwrap(),
+        Vec::<i64>::new()
+    );
+    assert_eq!(
+        s.delete_finished(Owner::User("u"), Some("a"))
+            .await
+            .unwrap(),
+        vec![a1.id]
+    );
+    assert!(!s.delete_if(c1.id, &[TaskState::Running]).await.unwrap());
+    assert!(s.delete_if(c1.id, &[TaskState::Waiting]).await.unwrap());
+
+    // Recovery takes the running ones only: b1 (a2 is still waiting).
+    let ids = s.interrupt_running(4, "interrupted", 9).await.unwrap();
+    assert_eq!(ids, vec![b1.id]);
+    let t = s.get(b1.id).await.unwrap().unwrap();
+    assert_eq!(
+        (t.state, t.result, t.end),
+        (TaskState::Error, Some(4), Some(9))
+    );
+    assert_eq!(
+        s.get(a2.id).await.unwrap().unwrap().state,
+        TaskState::Waiting
+    );
+
+    // Ids are never reused after deletes.
+    let n = s.insert(new_task("a", "u", None)).await.unwrap();
+    assert!(n.id > c1.id);
+
+    s.close().await.unwrap();
+    assert!(
+        s.insert(new_task("a", "u", None)).await.is_err(),
+        "a closed store refuses writes"
+    );
+}
+
+/// A user with no allowance left keeps their tasks waiting; others go on.
+async fn per_user_allowance(u: Under) {
+    let s = &u.store;
+    let x1 = s.insert(new_task("a", "x", None)).await.unwrap();
+    let x2 = s.insert(new_task("a", "x", None)).await.unwrap();
+    let y1 = s.insert(new_task("a", "y", None)).await.unwrap();
+    let mut req = claim_req(10, &[("a", None)], 1);
+    req.users = vec![("x".into(), 1)];
+    let got: Vec<i64> = s
+        .claim(req.clone())
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| c.task.id)
+        .collect();
+    assert_eq!(got, vec![x1.id, y1.id]);
+    req.users = vec![("x".into(), 0)];
+    assert!(s.claim(req).await.unwrap().is_empty());
+    assert_eq!(
+        s.get(x2.id).await.unwrap().unwrap().state,
+        TaskState::Waiting
+    );
+}
+
+/// Claimers racing (on two handles) take every task exactly once.
+async fn concurrent_claims_take_each_task_once(u: Under) {
+    const N: usize = 120;
+    for _ in 0..N {
+        u.store.insert(new_task("a", "u", None)).await.unwrap();
+    }
+    let mut claimers = Vec::new();
+    for i in 0..4 {
+        let s = if i % 2 == 0 {
+            u.store.clone()
+        } else {
+            u.twin.clone()
+        };
+        claimers.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let got = s.claim(claim_req(7, &[("a", None)], 1)).await.unwrap();
+                if got.is_empty() {
+                    break mine;
+                }
+                mine.extend(got.into_iter().map(|c| c.task.id));
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for c in claimers {
+        all.extend(c.await.unwrap());
+    }
+    let unique: HashSet<i64> = all.iter().copied().collect();
+    assert_eq!(all.len(), N, "claimed {} for {N} tasks", all.len());
+    assert_eq!(unique.len(), N, "a task was claimed twice");
+}
+
+/// `suite!(name)`: the test `name` against SQLite and against PostgreSQL.
+macro_rules! suite {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite_backend {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::sqlite().await).await
+                }
+            )*
+        }
+        mod postgres_backend {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::postgres().await).await
+                }
+            )*
+        }
+    };
+}
+
+suite!(
+    lifecycle,
+    per_user_allowance,
+    concurrent_claims_take_each_task_once
+);
+
+// ---- what only the shared store does ---------------------------------------
+
+async fn next_notice(
+    rx: &mut tokio::sync::broadcast::Receiver<Notice>,
+    pred: impl Fn(&Notice) -> bool,
+) -> Notice {
+    tokio::time::timeout(DEADLINE, async {
+        loop {
+            let n = rx.recv().await.unwrap();
+            if pred(&n) {
+                return n;
+            }
+        }
+    })
+    .await
+    .expect("the notification came within the deadline")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_claims_only_its_own_tasks_and_is_woken_for_them() {
+    let url = crate::pg::testing::fresh_database("nodes").await.unwrap();
+    let a = pg_node(&url, "a").await;
+    let b = pg_node(&url, "b").await;
+    let mut b_hears = b.notices().unwrap();
+    let for_b = a
+        .insert(NewTask {
+            node: Some("b".into()),
+            ..new_task("x", "u", Some(r#"{"token":"t0k"}"#))
+        })
+        .await
+        .unwrap();
+    let for_a = a.insert(new_task("x", "u", None)).await.unwrap();
+    assert_eq!(for_b.node.as_deref(), Some("b"));
+    assert_eq!(for_a.node.as_deref(), Some("a"));
+    let heard = next_notice(&mut b_hears, |n| matches!(n, Notice::Submitted { .. })).await;
+    assert_eq!(
+        heard,
+        Notice::Submitted {
+            node: "b".into(),
+            id: for_b.id,
+            origin: "a".into()
+        }
+    );
+    let got = a.claim(claim_req(10, &[("x", None)], 1)).await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].task.id, for_a.id);
+    let got = b.claim(claim_req(10, &[("x", None)], 1)).await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].task.id, for_b.id);
+    assert_eq!(
+        got[0].full_params, r#"{"token":"t0k"}"#,
+        "sealed on a, opened on b"
+    );
+    // The claim is announced to the other nodes.
+    let mut a_hears = a.notices().unwrap();
+    b.finish(Finish {
+        id: for_b.id,
+        state: TaskState::Completed,
+        result: 0,
+        detail: "done".into(),
+        progress: 100,
+        end: 2,
+    })
+    .await
+    .unwrap();
+    let heard = next_notice(&mut a_hears, |n| matches!(n, Notice::Changed { .. })).await;
+    assert_eq!(
+        heard,
+        Notice::Changed {
+            ids: vec![for_b.id],
+            origin: "b".into()
+        }
+    );
+    // Recovery on restart touches only the node's own runs.
+    assert_eq!(
+        a.interrupt_running(4, "x", 3).await.unwrap(),
+        vec![for_a.id]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_nodes_runs_are_interrupted_and_its_waiting_tasks_wait() {
+    let url = crate::pg::testing::fresh_database("lease").await.unwrap();
+    let a = pg_node(&url, "a").await;
+    let b = pg_node(&url, "b").await;
+    let to_b = |n| NewTask {
+        node: Some("b".into()),
+        ..new_task("x", "u", n)
+    };
+    let run = a.insert(to_b(None)).await.unwrap();
+    b.claim(claim_req(1, &[("x", None)], 1)).await.unwrap();
+    let wait = a.insert(to_b(None)).await.unwrap();
+    let lease = Duration::from_secs(30);
+    assert!(a.node_alive("b", lease).await.unwrap());
+    assert!(!a.node_alive("nobody", lease).await.unwrap());
+    assert!(
+        a.reap_silent_nodes(lease, 4, "lost", 5)
+            .await
+            .unwrap()
+            .is_empty(),
+        "b is alive"
+    );
+    // b falls silent (its heartbeat is an hour old).
+    a.database()
+        .client()
+        .await
+        .unwrap()
+        .execute(
+            "UPDATE nodes SET heartbeat = now() - interval '1 hour' WHERE name = 'b'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(!a.node_alive("b", lease).await.unwrap());
+    assert_eq!(
+        a.reap_silent_nodes(lease, 4, "lost", 5).await.unwrap(),
+        vec![run.id]
+    );
+    let t = a.get(run.id).await.unwrap().unwrap();
+    assert_eq!(
+        (t.state, t.result, t.detail_state.as_str()),
+        (TaskState::Error, Some(4), "lost")
+    );
+    assert_eq!(
+        a.get(wait.id).await.unwrap().unwrap().state,
+        TaskState::Waiting
+    );
+    // b comes back: alive again, and its waiting task is its own to claim.
+    b.heartbeat().await.unwrap();
+    assert!(a.node_alive("b", lease).await.unwrap());
+    let got = b.claim(claim_req(5, &[("x", None)], 6)).await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].task.id, wait.id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ids_are_unique_across_nodes_and_cancel_requests_reach_the_node() {
+    let url = crate::pg::testing::fresh_database("ids").await.unwrap();
+    let a = pg_node(&url, "a").await;
+    let b = pg_node(&url, "b").await;
+    let mut b_hears = b.notices().unwrap();
+    let mut inserts = Vec::new();
+    for i in 0..40 {
+        let s = if i % 2 == 0 { a.clone() } else { b.clone() };
+        inserts.push(tokio::spawn(async move {
+            s.insert(new_task("x", "u", None)).await.unwrap().id
+        }));
+    }
+    let mut ids = HashSet::new();
+    for i in inserts {
+        assert!(ids.insert(i.await.unwrap()), "an id was given twice");
+    }
+    a.request_cancel("b", 17).await.unwrap();
+    let heard = next_notice(&mut b_hears, |n| matches!(n, Notice::Cancel { .. })).await;
+    assert_eq!(
+        heard,
+        Notice::Cancel {
+            node: "b".into(),
+            id: 17
+        }
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrations_are_versioned_and_a_newer_schema_is_refused() {
+    let url = crate::pg::testing::fresh_database("migrate").await.unwrap();
+    let db = Database::connect(&url, "a").await.unwrap();
+    // A second node migrates nothing more.
+    let _again = Database::connect(&url, "b").await.unwrap();
+    let c = db.client().await.unwrap();
+    let versions: Vec<i32> = c
+        .query(
+            "SELECT version FROM schema_migrations ORDER BY version",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let want: Vec<i32> = (1..=crate::pg::schema_version() as i32).collect();
+    assert_eq!(versions, want);
+    c.execute("INSERT INTO schema_migrations (version) VALUES (99)", &[])
+        .await
+        .unwrap();
+    let err = Database::connect(&url, "c").await.unwrap_err();
+    assert!(format!("{err:#}").contains("newer"), "{err:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_node_needs_the_same_sealing_key() {
+    let url = crate::pg::testing::fresh_database("keys").await.unwrap();
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = Database::connect(&url, "a").await.unwrap();
+    let b = Database::connect(&url, "b").await.unwrap();
+    a.shared_secrets(&d1.path().join("secret.key"))
+        .await
+        .unwrap();
+    let err = b
+        .shared_secrets(&d2.path().join("secret.key"))
+        .await
+        .unwrap_err();
+    assert!(format!("{err:#}").contains("copy `secret.key`"), "{err:#}");
+    std::fs::copy(d1.path().join("secret.key"), d2.path().join("secret.key")).unwrap();
+    b.shared_secrets(&d2.path().join("secret.key"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_are_shared_between_nodes() {
+    use crate::auth::{Session, SessionStore};
+    let url = crate::pg::testing::fresh_database("sessions")
+        .await
+        .unwrap();
+    let a = SessionStore::postgres(Database::connect(&url, "a").await.unwrap());
+    let b = SessionStore::postgres(Database::connect(&url, "b").await.unwrap());
+    let id = crate::auth::sessions::new_id();
+    let s = Session {
+        username: "alice".into(),
+        login_time: 100,
+        expires: 200,
+    };
+    a.insert(&id, &s).await.unwrap();
+    assert_eq!(b.get(&id, 150).await, Some(s.clone()));
+    b.extend(&id, 300).await.unwrap();
+    assert_eq!(a.get(&id, 250).await.unwrap().expires, 300);
+    b.remove(&id).await.unwrap();
+    assert_eq!(a.get(&id, 150).await, None, "a logout on b ends it on a");
+    a.insert(&id, &s).await.unwrap();
+    assert_eq!(b.get(&id, 200).await, None, "expired");
+}
