@@ -752,3 +752,24 @@ pub async fn run_python(args: &[&str], env: &[(&str, &str)], deadline: Duration)
     println!("{text}");
     (out.status.success(), text)
 }
+
+/// A new, empty database on the test PostgreSQL (`STEVEDORE_TEST_DATABASE_URL`,
+/// started by the test services), named after `prefix`; returns its URL.
+pub fn fresh_database(prefix: &str) -> String {
+    let base = std::env::var("STEVEDORE_TEST_DATABASE_URL").unwrap_or_else(|_| {
+        panic!("STEVEDORE_TEST_DATABASE_URL is not set: run the tests with `cargo xtask test`")
+    });
+    let name = unique(prefix).replace('-', "_");
+    let out = Command::new("psql")
+        .arg(&base)
+        .args(["-q", "-c", &format!("CREATE DATABASE {name}")])
+        .output()
+        .expect("psql");
+    assert!(
+        out.status.success(),
+        "creating {name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (server, _) = base.rsplit_once('/').expect("postgres://.../db");
+    format!("{server}/{name}")
+}

@@ -5,10 +5,9 @@
 //! running one was marked interrupted, result 4), and no id was handed out
 //! twice.
 //!
-//! The storm is written once, over a [`StoreBackend`]: the SQLite store (the
-//! default) runs here; a second backend (PostgreSQL, selected by
-//! `STEVEDORE_DATABASE_URL`) is one more `#[tokio::test]` calling
-//! [`storm`] with its own variant.
+//! The storm is written once, over a [`StoreBackend`], and run against both
+//! stores: SQLite (the default) and PostgreSQL (the test services' server,
+//! selected by `STEVEDORE_DATABASE_URL`, one fresh database per run).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,7 +29,6 @@ const INTERRUPTED: i64 = 4;
 
 /// Which task store the server under test uses.
 #[derive(Debug, Clone)]
-#[allow(dead_code)] // `Postgres` is built by the PostgreSQL store's test.
 pub enum StoreBackend {
     /// The embedded SQLite store in the server's data folder (the default).
     Sqlite,
@@ -283,6 +281,19 @@ async fn crash_storm_sqlite() {
     let report = storm(StoreBackend::Sqlite).await;
     println!(
         "crash storm (sqlite): kills survived {}, tasks checked {} ({} interrupted), \
+         submits accepted {}, unanswered {}",
+        report.kills, report.tasks, report.interrupted, report.accepted, report.unanswered
+    );
+    assert!(report.kills >= 5);
+    assert!(report.interrupted > 0, "no kill found a task running");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn crash_storm_postgres() {
+    let url = stevedore_e2e::fresh_database("storm");
+    let report = storm(StoreBackend::Postgres { url }).await;
+    println!(
+        "crash storm (postgres): kills survived {}, tasks checked {} ({} interrupted), \
          submits accepted {}, unanswered {}",
         report.kills, report.tasks, report.interrupted, report.accepted, report.unanswered
     );

@@ -23,24 +23,6 @@ fn env(name: &str) -> String {
         .unwrap_or_else(|_| panic!("{name} is not set: run the tests with `cargo xtask test`"))
 }
 
-/// A new database on the test PostgreSQL; returns its URL.
-fn fresh_database() -> String {
-    let base = env("STEVEDORE_TEST_DATABASE_URL");
-    let name = unique("nodes").replace('-', "_");
-    let out = Command::new("psql")
-        .arg(&base)
-        .args(["-q", "-c", &format!("CREATE DATABASE {name}")])
-        .output()
-        .expect("psql");
-    assert!(
-        out.status.success(),
-        "creating {name}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let (server, _) = base.rsplit_once('/').expect("postgres://.../db");
-    format!("{server}/{name}")
-}
-
 /// 32 random bytes: the sealing key every node of a database shares.
 fn shared_key() -> Vec<u8> {
     let mut key = vec![0u8; 32];
@@ -60,7 +42,7 @@ struct Cluster {
 impl Cluster {
     fn new() -> Cluster {
         Cluster {
-            db: fresh_database(),
+            db: stevedore_e2e::fresh_database("nodes"),
             key: shared_key(),
         }
     }
