@@ -773,3 +773,47 @@ pub fn fresh_database(prefix: &str) -> String {
     let (server, _) = base.rsplit_once('/').expect("postgres://.../db");
     format!("{server}/{name}")
 }
+
+/// Push an image of busybox plus `mib` MiB of incompressible noise to the
+/// open test registry as `<registry>/stevedore/<unique prefix>:<tag>` for
+/// each of `tags`; returns the repository (`stevedore/...`).
+pub fn push_noise_image(prefix: &str, mib: usize, tags: &[&str]) -> String {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let repo = format!("stevedore/{}", unique(prefix));
+    let root = dir.path().join("rootfs");
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
+    for link in ["sh", "cat", "sleep", "ls"] {
+        std::os::unix::fs::symlink("busybox", root.join("bin").join(link)).unwrap();
+    }
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let noise: Vec<u8> = (0..mib << 20)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed as u8
+        })
+        .collect();
+    std::fs::write(root.join("blob"), noise).unwrap();
+    let tar = dir.path().join("rootfs.tar");
+    let ok = Command::new("tar")
+        .arg("-C")
+        .arg(&root)
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .expect("tar")
+        .success();
+    assert!(ok, "tar");
+    let registry = std::env::var("STEVEDORE_TEST_REGISTRY")
+        .expect("STEVEDORE_TEST_REGISTRY: run the tests with `cargo xtask test`");
+    for tag in tags {
+        let name = format!("{registry}/{repo}:{tag}");
+        docker(&["import", tar.to_str().unwrap(), &name]);
+        docker(&["push", &name]);
+        docker(&["rmi", &name]);
+    }
+    repo
+}

@@ -6,10 +6,9 @@
 //! add|passwd` writing a hash the server then accepts.
 
 use std::io::Write;
-use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use stevedore_e2e::{binary, docker, unique, Options, Server, ADMIN_PASSWORD};
+use stevedore_e2e::{binary, docker, Options, Server, ADMIN_PASSWORD};
 
 fn env(name: &str) -> String {
     std::env::var(name)
@@ -41,44 +40,6 @@ fn stevedore(server: &Server, args: &[&str], stdin: &str) -> (Output, String, St
     (out, stdout, stderr)
 }
 
-/// Push an image of busybox plus `mib` MiB of noise to the open test
-/// registry as `stevedore/<unique>:1` and `:2`; returns the repository.
-fn seed_image(dir: &Path, mib: usize) -> String {
-    let repo = format!("stevedore/{}", unique("cli"));
-    let root = dir.join("rootfs");
-    std::fs::create_dir_all(root.join("bin")).unwrap();
-    std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
-    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-    let noise: Vec<u8> = (0..mib << 20)
-        .map(|_| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed as u8
-        })
-        .collect();
-    std::fs::write(root.join("noise"), noise).unwrap();
-    let tar = dir.join("rootfs.tar");
-    let ok = Command::new("tar")
-        .arg("-C")
-        .arg(&root)
-        .arg("-cf")
-        .arg(&tar)
-        .arg(".")
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "tar");
-    let registry = env("STEVEDORE_TEST_REGISTRY");
-    for tag in ["1", "2"] {
-        let name = format!("{registry}/{repo}:{tag}");
-        docker(&["import", tar.to_str().unwrap(), &name]);
-        docker(&["push", &name]);
-        docker(&["rmi", &name]);
-    }
-    repo
-}
-
 /// Percentages of the `task N running  P%` lines the client printed.
 fn percents(stderr: &str) -> Vec<i64> {
     stderr
@@ -93,8 +54,7 @@ fn percents(stderr: &str) -> Vec<i64> {
 
 #[tokio::test]
 async fn wait_and_watch_follow_real_pulls_to_their_end() {
-    let fixtures = tempfile::tempdir().unwrap();
-    let repo = seed_image(fixtures.path(), 32);
+    let repo = stevedore_e2e::push_noise_image("cli", 32, &["1", "2"]);
     let config = format!(
         "[registries.local]\nurl = \"http://{}\"\n",
         env("STEVEDORE_TEST_REGISTRY")

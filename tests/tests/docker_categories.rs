@@ -3,7 +3,7 @@
 //! `cargo xtask test` starts. Fixtures and checks use the `docker` CLI
 //! against the same engine.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -85,43 +85,6 @@ fn unique(what: &str) -> String {
     )
 }
 
-/// Put an image of busybox plus `mib` MiB of incompressible data into the
-/// open registry as `<registry>/<repo>:1`; returns `repo`.
-fn seed_registry_image(dir: &Path, mib: usize) -> String {
-    let repo = format!("stevedore/{}", unique("img"));
-    let root = dir.join("rootfs");
-    std::fs::create_dir_all(root.join("bin")).unwrap();
-    std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
-    for link in ["sh", "cat", "sleep", "ls"] {
-        let _ = std::os::unix::fs::symlink("busybox", root.join("bin").join(link));
-    }
-    let mut seed = 0x2545_f491_4f6c_dd1du64;
-    let data: Vec<u8> = (0..mib << 20)
-        .map(|_| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed as u8
-        })
-        .collect();
-    std::fs::write(root.join("blob"), data).unwrap();
-    let tar = dir.join("rootfs.tar");
-    assert!(Command::new("tar")
-        .arg("-C")
-        .arg(&root)
-        .arg("-cf")
-        .arg(&tar)
-        .arg(".")
-        .status()
-        .unwrap()
-        .success());
-    let name = format!("{}/{repo}:1", env("STEVEDORE_TEST_REGISTRY"));
-    docker(&["import", tar.to_str().unwrap(), &name]);
-    docker(&["push", &name]);
-    docker(&["rmi", &name]);
-    repo
-}
-
 /// Wait until task `id` has ended (`completed` or `error`); returns it.
 async fn finished(c: &Client, id: i64, secs: u64) -> Value {
     c.wait_until(id, Duration::from_secs(secs), |t| {
@@ -142,8 +105,7 @@ fn ids(answer: &Value) -> Vec<i64> {
 
 #[tokio::test]
 async fn image_download_streams_progress_that_goes_up() {
-    let fixtures = tempfile::tempdir().unwrap();
-    let repo = seed_registry_image(fixtures.path(), 48);
+    let repo = stevedore_e2e::push_noise_image("img", 48, &["1"]);
     let (_server, c) = server().await;
     let resp = c
         .http()
@@ -515,8 +477,7 @@ async fn an_existing_file_is_not_overwritten_without_force() {
 
 #[tokio::test]
 async fn deleting_a_running_download_cancels_it_and_leaves_no_tag() {
-    let fixtures = tempfile::tempdir().unwrap();
-    let repo = seed_registry_image(fixtures.path(), 384);
+    let repo = stevedore_e2e::push_noise_image("img", 384, &["1"]);
     let (_server, c) = server().await;
     let reference = format!("{}/{repo}:1", env("STEVEDORE_TEST_REGISTRY"));
     let body = format!(
@@ -543,8 +504,7 @@ async fn deleting_a_running_download_cancels_it_and_leaves_no_tag() {
 
 #[tokio::test]
 async fn the_engine_stopping_mid_task_errors_the_task_and_the_server_still_answers() {
-    let fixtures = tempfile::tempdir().unwrap();
-    let repo = seed_registry_image(fixtures.path(), 384);
+    let repo = stevedore_e2e::push_noise_image("img", 384, &["1"]);
     let mut engine = PrivateEngine::start();
     let mut options = Options::with_plugins(CATEGORIES).config(&config());
     options.docker_host = Some(engine.host());

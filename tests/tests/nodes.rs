@@ -8,7 +8,6 @@
 //! engine and registry: run with `cargo xtask test`.
 
 use std::collections::HashMap;
-use std::process::Command;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -16,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde_json::Value;
-use stevedore_e2e::{docker, docker_ok, unique, Client, Options, Server, SseReader};
+use stevedore_e2e::{docker_ok, unique, Client, Options, Server, SseReader};
 
 fn env(name: &str) -> String {
     std::env::var(name)
@@ -98,41 +97,6 @@ async fn until(what: &str, deadline: Duration, mut check: impl FnMut() -> bool) 
 
 fn ended(t: &Value) -> bool {
     t["state"] == "completed" || t["state"] == "error"
-}
-
-/// An image of busybox plus `mib` MiB of incompressible data in the open
-/// registry; returns its repository.
-fn seed_image(mib: usize) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    let repo = format!("stevedore/{}", unique("nodes-img"));
-    let root = dir.path().join("rootfs");
-    std::fs::create_dir_all(root.join("bin")).unwrap();
-    std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
-    let mut seed = 0x2545_f491_4f6c_dd1du64;
-    let data: Vec<u8> = (0..mib << 20)
-        .map(|_| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed as u8
-        })
-        .collect();
-    std::fs::write(root.join("blob"), data).unwrap();
-    let tar = dir.path().join("rootfs.tar");
-    assert!(Command::new("tar")
-        .arg("-C")
-        .arg(&root)
-        .arg("-cf")
-        .arg(&tar)
-        .arg(".")
-        .status()
-        .unwrap()
-        .success());
-    let name = format!("{}/{repo}:1", env("STEVEDORE_TEST_REGISTRY"));
-    docker(&["import", tar.to_str().unwrap(), &name]);
-    docker(&["push", &name]);
-    docker(&["rmi", &name]);
-    repo
 }
 
 #[tokio::test]
@@ -219,7 +183,7 @@ async fn two_nodes_share_logins_lists_events_and_cancels() {
     );
 
     // A cancel sent to A stops a download running on B, and B cleans up.
-    let repo = seed_image(256);
+    let repo = stevedore_e2e::push_noise_image("nodes-img", 256, &["1"]);
     let body = format!(
         r#"{{"type":"docker","repository":"private","registry_name":"local","image":"{repo}","tag":"1"}}"#
     );
