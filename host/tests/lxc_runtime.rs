@@ -370,18 +370,21 @@ async fn a_hostile_import_creates_nothing_and_writes_nothing_outside() {
             .unwrap(),
         None
     );
-    f.runtime
-        .image_import(&cx, LXC, "evil.tar".into(), "evil".into(), "latest".into())
-        .await
-        .unwrap();
+    // The whole archive is checked before it is stored: the import is
+    // refused naming the entry, so no image exists to create from.
     match f
         .runtime
-        .container_create(&cx, spec("evil", "evil:latest"))
+        .image_import(&cx, LXC, "evil.tar".into(), "evil".into(), "latest".into())
         .await
     {
         Err(e) => assert!(format!("{e:?}").contains("escape/planted"), "{e:?}"),
-        Ok(id) => panic!("created {id}"),
+        Ok(id) => panic!("imported {id}"),
     }
+    assert!(f
+        .runtime
+        .container_create(&cx, spec("evil", "evil:latest"))
+        .await
+        .is_err());
     assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
     assert!(!f.lxc.path().join("evil").exists());
     // Paths out of the share root are refused before any work.
