@@ -14,6 +14,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use stevedore_e2e::bench::median;
 use stevedore_e2e::{workspace_root, Client, Options, Server};
 
 const ROUNDS: usize = 7;
@@ -28,11 +29,6 @@ fn sh(script: &str) {
         .status()
         .unwrap();
     assert!(status.success(), "{script}");
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
 }
 
 fn spread(v: &[Duration]) -> String {

@@ -9,56 +9,18 @@
 //! - `image_download` from the loopback registry vs `docker pull` (target ≤ 1.10);
 //! - the server's peak RSS over the whole run (target ≤ 64 MiB).
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use stevedore_e2e::bench::{median, sh, status_kib, timed};
 use stevedore_e2e::{Client, Options, Server};
+
+/// A task's wall time, submit to `completed`.
+async fn task(c: &Client, category: &str, body: &str) -> Duration {
+    stevedore_e2e::bench::task(c, category, body, Duration::from_secs(600)).await
+}
 
 const ROUNDS: usize = 3;
 const IMAGE: &str = "stevedore-bench:512";
-
-fn sh(script: &str) {
-    let status = Command::new("sh")
-        .arg("-c")
-        .arg(script)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success(), "{script}");
-}
-
-/// Flush dirty pages first, so no run pays for the previous run's writeback.
-fn settle() {
-    sh("sync");
-}
-
-fn timed(script: &str) -> Duration {
-    settle();
-    let started = Instant::now();
-    sh(script);
-    started.elapsed()
-}
-
-async fn task(c: &Client, category: &str, body: &str) -> Duration {
-    settle();
-    let started = Instant::now();
-    let id = c.submit_ok(category, body).await;
-    let t = c
-        .wait_until(id, Duration::from_secs(600), |t| {
-            t["state"] == "completed" || t["state"] == "error"
-        })
-        .await
-        .unwrap();
-    let took = started.elapsed();
-    assert_eq!(t["state"], "completed", "{t}");
-    took
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
 
 /// A 512 MiB image: 256 MiB of random bytes and 256 MiB of text, as real
 /// layers mix compressible and incompressible data.
@@ -76,15 +38,6 @@ fn make_image(dir: &std::path::Path) {
         root.display()
     ));
     std::fs::remove_dir_all(&root).unwrap();
-}
-
-fn status_kib(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
 }
 
 /// Samples the server's resident set every 10 ms while alive; returns the maximum seen.

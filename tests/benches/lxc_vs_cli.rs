@@ -12,56 +12,14 @@
 //! - compressed vs `tar --numeric-owner -c | gzip` (target ≤ 0.8);
 //! - the server's peak RSS during the exports (target ≤ 64 MiB).
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use stevedore_e2e::bench::{median, sh, status_kib, timed};
 use stevedore_e2e::{Client, Options, Server};
 
-fn sh(script: &str) {
-    let status = Command::new("sh")
-        .arg("-c")
-        .arg(script)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success(), "{script}");
-}
-
-fn timed(script: &str) -> Duration {
-    sh("sync");
-    let started = Instant::now();
-    sh(script);
-    started.elapsed()
-}
-
+/// A task's wall time, submit to `completed`.
 async fn task(c: &Client, category: &str, body: &str) -> Duration {
-    sh("sync");
-    let started = Instant::now();
-    let id = c.submit_ok(category, body).await;
-    let t = c
-        .wait_until(id, Duration::from_secs(900), |t| {
-            t["state"] == "completed" || t["state"] == "error"
-        })
-        .await
-        .unwrap();
-    let took = started.elapsed();
-    assert_eq!(t["state"], "completed", "{t}");
-    took
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
-fn status_kib(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
+    stevedore_e2e::bench::task(c, category, body, Duration::from_secs(900)).await
 }
 
 #[tokio::main]

@@ -1,0 +1,61 @@
+//! What the benchmarks in `tests/benches/` share: running a shell line,
+//! timing it or a task the same way, medians, and the server's memory.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::Client;
+
+/// Run `script` with `sh -c` (stdout discarded); panics when it fails.
+pub fn sh(script: &str) {
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "{script}");
+}
+
+/// Wall time of `script`, after a `sync` so no run pays for the previous
+/// run's writeback.
+pub fn timed(script: &str) -> Duration {
+    sh("sync");
+    let started = Instant::now();
+    sh(script);
+    started.elapsed()
+}
+
+/// Wall time of a task from submit to `completed` (after a `sync`, as
+/// [`timed`]); panics when it ends in error or outlives `deadline`.
+pub async fn task(c: &Client, category: &str, body: &str, deadline: Duration) -> Duration {
+    sh("sync");
+    let started = Instant::now();
+    let id = c.submit_ok(category, body).await;
+    let t = c
+        .wait_until(id, deadline, |t| {
+            t["state"] == "completed" || t["state"] == "error"
+        })
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    assert_eq!(t["state"], "completed", "{t}");
+    took
+}
+
+/// The median of `v` (the upper one of an even count).
+pub fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// A `kB` field of `/proc/PID/status` (`VmRSS:`, `VmHWM:`), in KiB; 0 if unreadable.
+pub fn status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
