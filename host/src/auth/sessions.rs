@@ -154,12 +154,14 @@ impl SessionStore {
             Backend::Sqlite { cache, .. } => lock(cache).get(&key).cloned()?,
             Backend::Postgres(db) => {
                 let row = async {
-                    db.client()
-                        .await?
-                        .query_opt(
+                    let client = db.client().await?;
+                    let statement = client
+                        .prepare_cached(
                             "SELECT username, login_time, expires FROM sessions WHERE key = $1",
-                            &[&key],
                         )
+                        .await?;
+                    client
+                        .query_opt(&statement, &[&key])
                         .await
                         .map_err(anyhow::Error::from)
                 }

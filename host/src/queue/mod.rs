@@ -22,6 +22,7 @@ pub mod executor;
 pub mod mask;
 pub mod model;
 mod nodes;
+mod pg_batch;
 pub mod postgres;
 pub mod secret;
 pub mod sqlite;

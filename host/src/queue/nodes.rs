@@ -24,12 +24,12 @@ pub(super) async fn notice_loop(inner: Arc<Inner>, mut notices: broadcast::Recei
             _ = inner.stop.cancelled() => break,
         };
         match notice {
-            Ok(Notice::Submitted { node, id, origin }) => {
+            Ok(Notice::Submitted { node, ids, origin }) => {
                 if node == me {
                     inner.wake.notify_one();
                 }
                 if origin != me {
-                    relay(&inner, &[id]).await;
+                    relay(&inner, &ids).await;
                 }
             }
             Ok(Notice::Changed { ids, origin }) => {
@@ -61,26 +61,25 @@ async fn relay(inner: &Inner, ids: &[i64]) {
     if inner.events.receiver_count() == 0 {
         return;
     }
-    for id in ids {
-        match inner.store().get(*id).await {
-            Ok(Some(task)) => {
-                {
-                    let mut last = inner.relayed.lock();
-                    if last.get(id) == Some(&task) {
-                        continue;
-                    }
-                    if last.len() >= RELAYED_MEMORY {
-                        last.clear();
-                    }
-                    last.insert(*id, task.clone());
-                }
-                inner.announce(task)
-            }
-            Ok(None) => {}
-            Err(e) => {
-                tracing::warn!(task_id = id, error = %format!("{e:#}"), "reading a changed task")
-            }
+    let tasks = match inner.store().get_many(ids).await {
+        Ok(tasks) => tasks,
+        Err(e) => {
+            tracing::warn!(tasks = ids.len(), error = %format!("{e:#}"), "reading changed tasks");
+            return;
         }
+    };
+    for task in tasks {
+        {
+            let mut last = inner.relayed.lock();
+            if last.get(&task.id) == Some(&task) {
+                continue;
+            }
+            if last.len() >= RELAYED_MEMORY {
+                last.clear();
+            }
+            last.insert(task.id, task.clone());
+        }
+        inner.announce(task)
     }
 }
 

@@ -1,7 +1,8 @@
 //! The PostgreSQL [`TaskStore`]: several nodes share one queue.
 //!
-//! Each write is one transaction on a pooled connection (PostgreSQL groups
-//! concurrent commits itself). A node claims only its own tasks, with
+//! Submits, claims and ends of runs are grouped: everything pending commits
+//! in one transaction ([`super::pg_batch`]); other writes are one transaction each
+//! on a pooled connection. A node claims only its own tasks, with
 //! `FOR UPDATE SKIP LOCKED`, so claims never wait on each other. Every
 //! change is announced with `NOTIFY` in the same transaction (delivered on
 //! commit): a submit wakes the owning node, and every node's event stream
@@ -16,21 +17,25 @@ use anyhow::{anyhow, bail, Context};
 use async_trait::async_trait;
 use deadpool_postgres::Transaction;
 use tokio::sync::broadcast;
+use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
 use super::model::{JsonText, Task, TaskState};
+use super::pg_batch::Batcher;
 use super::secret::SecretBox;
 use super::store::{
     ClaimRequest, Claimed, Finish, NewTask, Notice, Owner, ProgressUpdate, StateCount, TaskStore,
 };
 use crate::pg::{Database, CHANNEL};
 
-const COLUMNS: &str = "id, category, state, detail_state, progress, result, deletable, username, params, init, started, ended, name, node";
+pub(super) const COLUMNS: &str = "id, category, state, detail_state, progress, result, deletable, username, params, init, started, ended, name, node";
+/// How many columns [`COLUMNS`] names.
+const COLUMN_COUNT: usize = 14;
 
 /// The PostgreSQL [`TaskStore`] of one node.
 pub struct PgStore {
     db: Arc<Database>,
-    secrets: SecretBox,
+    batch: Batcher,
     closed: AtomicBool,
 }
 
@@ -47,8 +52,8 @@ impl PgStore {
     /// Records the node as alive.
     pub async fn open(db: Arc<Database>, secrets: SecretBox) -> anyhow::Result<Arc<PgStore>> {
         let store = Arc::new(PgStore {
+            batch: Batcher::start(db.clone(), Arc::new(secrets)),
             db,
-            secrets,
             closed: AtomicBool::new(false),
         });
         store.heartbeat().await?;
@@ -75,9 +80,38 @@ impl PgStore {
     }
 }
 
-async fn notify(c: &Transaction<'_>, notice: &Notice) -> anyhow::Result<()> {
-    c.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &notice.payload()])
+/// Run `sql` through the connection's statement cache: one round trip,
+/// where an unprepared statement takes two.
+pub(super) async fn cached_query(
+    c: &Transaction<'_>,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> anyhow::Result<Vec<Row>> {
+    let statement = c.prepare_cached(sql).await?;
+    Ok(c.query(&statement, params).await?)
+}
+
+/// [`cached_query`] for a statement whose rows are not wanted; returns how
+/// many rows it changed.
+pub(super) async fn cached_execute(
+    c: &Transaction<'_>,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> anyhow::Result<u64> {
+    let statement = c.prepare_cached(sql).await?;
+    Ok(c.execute(&statement, params).await?)
+}
+
+/// Send `notice` when `c` commits (as several notices when it names many tasks).
+pub(super) async fn notify(c: &Transaction<'_>, notice: Notice) -> anyhow::Result<()> {
+    for notice in notice.split() {
+        cached_execute(
+            c,
+            "SELECT pg_notify($1, $2)",
+            &[&CHANNEL, &notice.payload()],
+        )
         .await?;
+    }
     Ok(())
 }
 
@@ -91,7 +125,7 @@ fn parse_state(s: &str) -> anyhow::Result<TaskState> {
     })
 }
 
-fn row_to_task(r: &Row) -> anyhow::Result<Task> {
+pub(super) fn row_to_task(r: &Row) -> anyhow::Result<Task> {
     let state = parse_state(r.get(2))?;
     let result: i32 = r.get(5);
     Ok(Task {
@@ -117,93 +151,107 @@ fn state_names(states: &[TaskState]) -> Vec<&'static str> {
     states.iter().map(|s| s.as_str()).collect()
 }
 
-#[async_trait]
-impl TaskStore for PgStore {
-    async fn insert(&self, t: NewTask) -> anyhow::Result<Task> {
-        self.check_open()?;
-        let node = t.node.clone().unwrap_or_else(|| self.db.node().to_string());
-        let mut client = self.db.client().await?;
-        let tx = client.transaction().await?;
-        let row = tx
-            .query_one(
-                &format!(
-                    "INSERT INTO tasks (node, category, state, deletable, username, params, init, name)
-                     VALUES ($1, $2, 'waiting', $3, $4, $5, $6, $7) RETURNING {COLUMNS}"
-                ),
-                &[
-                    &node,
-                    &t.category,
-                    &t.deletable,
-                    &t.user,
-                    &t.shown_params,
-                    &t.init,
-                    &t.name,
-                ],
-            )
-            .await?;
-        let task = row_to_task(&row)?;
-        if let Some(full) = &t.full_params {
-            let sealed = self.secrets.seal(task.id, full.as_bytes())?;
-            tx.execute(
-                "INSERT INTO task_secrets (task_id, sealed) VALUES ($1, $2)",
-                &[&task.id, &sealed],
-            )
-            .await?;
-        }
-        notify(
-            &tx,
-            &Notice::Submitted {
-                node,
-                id: task.id,
-                origin: self.db.node().to_string(),
-            },
+/// One submit in a transaction of its own (a failed batch's retry).
+pub(super) async fn insert_one(
+    db: &Database,
+    secrets: &SecretBox,
+    t: NewTask,
+) -> anyhow::Result<Task> {
+    let node = t.node.clone().unwrap_or_else(|| db.node().to_string());
+    let mut client = db.client().await?;
+    let tx = client.transaction().await?;
+    let row = tx
+        .query_one(
+            &format!(
+                "INSERT INTO tasks (node, category, state, deletable, username, params, init, name)
+                 VALUES ($1, $2, 'waiting', $3, $4, $5, $6, $7) RETURNING {COLUMNS}"
+            ),
+            &[
+                &node,
+                &t.category,
+                &t.deletable,
+                &t.user,
+                &t.shown_params,
+                &t.init,
+                &t.name,
+            ],
         )
         .await?;
-        tx.commit().await?;
-        Ok(task)
+    let task = row_to_task(&row)?;
+    if let Some(full) = &t.full_params {
+        let sealed = secrets.seal(task.id, full.as_bytes())?;
+        tx.execute(
+            "INSERT INTO task_secrets (task_id, sealed) VALUES ($1, $2)",
+            &[&task.id, &sealed],
+        )
+        .await?;
     }
+    let origin = db.node().to_string();
+    let ids = vec![task.id];
+    notify(&tx, Notice::Submitted { node, ids, origin }).await?;
+    tx.commit().await?;
+    Ok(task)
+}
 
-    async fn claim(&self, mut req: ClaimRequest) -> anyhow::Result<Vec<Claimed>> {
-        self.check_open()?;
-        if req.max == 0 || req.categories.is_empty() {
-            return Ok(Vec::new());
+/// Claim (see [`TaskStore::claim`]) inside transaction `tx`, announcing
+/// the claimed tasks when it commits.
+pub(super) async fn claim_in(
+    tx: &Transaction<'_>,
+    db: &Database,
+    secrets: &SecretBox,
+    mut req: ClaimRequest,
+) -> anyhow::Result<Vec<Claimed>> {
+    if req.max == 0 || req.categories.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Up to `$5` tasks per statement, their sealed params joined in.
+    let claim = tx
+        .prepare_cached(&format!(
+            "WITH claimed AS (
+                 UPDATE tasks SET state = 'running', started = $1, progress = 0, detail_state = ''
+                  WHERE id IN (SELECT id FROM tasks
+                                WHERE state = 'waiting' AND node = $2 AND category = ANY($3)
+                                  AND NOT (username = ANY($4))
+                                ORDER BY id LIMIT $5
+                                FOR UPDATE SKIP LOCKED)
+                 RETURNING {COLUMNS})
+             SELECT claimed.*, s.sealed FROM claimed
+               LEFT JOIN task_secrets s ON s.task_id = claimed.id
+              ORDER BY claimed.id"
+        ))
+        .await?;
+    let mut out = Vec::new();
+    while out.len() < req.max {
+        req.categories.retain(|(_, left)| *left != Some(0));
+        if req.categories.is_empty() {
+            break;
         }
-        let mut client = self.db.client().await?;
-        let tx = client.transaction().await?;
-        let claim = tx
-            .prepare(&format!(
-                "UPDATE tasks SET state = 'running', started = $1, progress = 0, detail_state = ''
-                  WHERE id = (SELECT id FROM tasks
-                               WHERE state = 'waiting' AND node = $2 AND category = ANY($3)
-                                 AND NOT (username = ANY($4))
-                               ORDER BY id LIMIT 1
-                               FOR UPDATE SKIP LOCKED)
-                 RETURNING {COLUMNS}"
-            ))
+        // As many as no allowance can be overrun by, whichever
+        // categories and users the claimed tasks turn out to have.
+        let step = req
+            .categories
+            .iter()
+            .filter_map(|(_, left)| *left)
+            .chain(req.users.iter().map(|(_, left)| *left).filter(|l| *l > 0))
+            .fold(req.max - out.len(), usize::min);
+        let cats: Vec<&str> = req.categories.iter().map(|(c, _)| c.as_str()).collect();
+        let full_users: Vec<&str> = req
+            .users
+            .iter()
+            .filter(|(_, left)| *left == 0)
+            .map(|(u, _)| u.as_str())
+            .collect();
+        let rows = tx
+            .query(
+                &claim,
+                &[&req.now, &db.node(), &cats, &full_users, &(step as i64)],
+            )
             .await?;
-        let sealed_of = tx
-            .prepare("SELECT sealed FROM task_secrets WHERE task_id = $1")
-            .await?;
-        let mut out = Vec::new();
-        while out.len() < req.max {
-            req.categories.retain(|(_, left)| *left != Some(0));
-            if req.categories.is_empty() {
-                break;
-            }
-            let cats: Vec<&str> = req.categories.iter().map(|(c, _)| c.as_str()).collect();
-            let full_users: Vec<&str> = req
-                .users
-                .iter()
-                .filter(|(_, left)| *left == 0)
-                .map(|(u, _)| u.as_str())
-                .collect();
-            let Some(row) = tx
-                .query_opt(&claim, &[&req.now, &self.db.node(), &cats, &full_users])
-                .await?
-            else {
-                break;
-            };
-            let task = row_to_task(&row)?;
+        if rows.is_empty() {
+            break;
+        }
+        for row in &rows {
+            let task = row_to_task(row)?;
             if let Some((_, Some(left))) =
                 req.categories.iter_mut().find(|(c, _)| *c == task.category)
             {
@@ -212,21 +260,85 @@ impl TaskStore for PgStore {
             if let Some((_, left)) = req.users.iter_mut().find(|(u, _)| *u == task.user) {
                 *left = left.saturating_sub(1);
             }
-            let sealed: Option<Vec<u8>> = tx
-                .query_opt(&sealed_of, &[&task.id])
-                .await?
-                .map(|r| r.get(0));
+            let sealed: Option<Vec<u8>> = row.get(COLUMN_COUNT);
             let full_params = match sealed {
-                Some(s) => String::from_utf8(self.secrets.open(task.id, &s)?)?,
+                Some(s) => String::from_utf8(secrets.open(task.id, &s)?)?,
                 None => task.params.get().to_string(),
             };
             out.push(Claimed { task, full_params });
         }
-        if !out.is_empty() {
-            notify(&tx, &self.changed(out.iter().map(|c| c.task.id).collect())).await?;
+        if rows.len() < step {
+            break;
         }
-        tx.commit().await?;
-        Ok(out)
+    }
+    if !out.is_empty() {
+        let ids = out.iter().map(|c| c.task.id).collect();
+        let origin = db.node().to_string();
+        notify(tx, Notice::Changed { ids, origin }).await?;
+    }
+    Ok(out)
+}
+
+/// A claim in a transaction of its own (a failed batch's retry).
+pub(super) async fn claim_one(
+    db: &Database,
+    secrets: &SecretBox,
+    req: ClaimRequest,
+) -> anyhow::Result<Vec<Claimed>> {
+    let mut client = db.client().await?;
+    let tx = client.transaction().await?;
+    let out = claim_in(&tx, db, secrets, req).await?;
+    tx.commit().await?;
+    Ok(out)
+}
+
+/// One end of a run in a transaction of its own (a failed batch's retry).
+pub(super) async fn finish_one(db: &Database, f: &Finish) -> anyhow::Result<bool> {
+    let mut client = db.client().await?;
+    let tx = client.transaction().await?;
+    let n = tx
+        .execute(
+            "UPDATE tasks SET state = $2, result = $3, detail_state = $4, progress = $5, ended = $6
+              WHERE id = $1 AND state = 'running'",
+            &[
+                &f.id,
+                &f.state.as_str(),
+                &f.result,
+                &f.detail,
+                &f.progress,
+                &f.end,
+            ],
+        )
+        .await?;
+    tx.execute("DELETE FROM task_secrets WHERE task_id = $1", &[&f.id])
+        .await?;
+    if n == 1 {
+        notify(
+            &tx,
+            Notice::Changed {
+                ids: vec![f.id],
+                origin: db.node().to_string(),
+            },
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(n == 1)
+}
+
+#[async_trait]
+impl TaskStore for PgStore {
+    async fn insert(&self, t: NewTask) -> anyhow::Result<Task> {
+        self.check_open()?;
+        self.batch.insert(t).await
+    }
+
+    async fn claim(&self, req: ClaimRequest) -> anyhow::Result<Vec<Claimed>> {
+        self.check_open()?;
+        if req.max == 0 || req.categories.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.batch.claim(req).await
     }
 
     async fn save_progress(&self, updates: Vec<ProgressUpdate>) -> anyhow::Result<()> {
@@ -250,7 +362,7 @@ impl TaskStore for PgStore {
             .await?;
         let changed: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
         if !changed.is_empty() {
-            notify(&tx, &self.changed(changed)).await?;
+            notify(&tx, self.changed(changed)).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -258,22 +370,7 @@ impl TaskStore for PgStore {
 
     async fn finish(&self, f: Finish) -> anyhow::Result<bool> {
         self.check_open()?;
-        let mut client = self.db.client().await?;
-        let tx = client.transaction().await?;
-        let n = tx
-            .execute(
-                "UPDATE tasks SET state = $2, result = $3, detail_state = $4, progress = $5, ended = $6
-                  WHERE id = $1 AND state = 'running'",
-                &[&f.id, &f.state.as_str(), &f.result, &f.detail, &f.progress, &f.end],
-            )
-            .await?;
-        tx.execute("DELETE FROM task_secrets WHERE task_id = $1", &[&f.id])
-            .await?;
-        if n == 1 {
-            notify(&tx, &self.changed(vec![f.id])).await?;
-        }
-        tx.commit().await?;
-        Ok(n == 1)
+        self.batch.finish(f).await
     }
 
     async fn interrupt_running(
@@ -299,7 +396,7 @@ impl TaskStore for PgStore {
         if !ids.is_empty() {
             tx.execute("DELETE FROM task_secrets WHERE task_id = ANY($1)", &[&ids])
                 .await?;
-            notify(&tx, &self.changed(ids.clone())).await?;
+            notify(&tx, self.changed(ids.clone())).await?;
         }
         tx.commit().await?;
         Ok(ids)
@@ -316,7 +413,7 @@ impl TaskStore for PgStore {
             )
             .await?;
         if n == 1 {
-            notify(&tx, &self.changed(vec![id])).await?;
+            notify(&tx, self.changed(vec![id])).await?;
         }
         tx.commit().await?;
         Ok(n == 1)
@@ -347,7 +444,7 @@ impl TaskStore for PgStore {
             .collect();
         ids.sort_unstable();
         if !ids.is_empty() {
-            notify(&tx, &self.changed(ids.clone())).await?;
+            notify(&tx, self.changed(ids.clone())).await?;
         }
         tx.commit().await?;
         Ok(ids)
@@ -355,13 +452,22 @@ impl TaskStore for PgStore {
 
     async fn get(&self, id: i64) -> anyhow::Result<Option<Task>> {
         let client = self.db.client().await?;
-        let row = client
-            .query_opt(
-                &format!("SELECT {COLUMNS} FROM tasks WHERE id = $1"),
-                &[&id],
-            )
+        let statement = client
+            .prepare_cached(&format!("SELECT {COLUMNS} FROM tasks WHERE id = $1"))
             .await?;
+        let row = client.query_opt(&statement, &[&id]).await?;
         row.as_ref().map(row_to_task).transpose()
+    }
+
+    async fn get_many(&self, ids: &[i64]) -> anyhow::Result<Vec<Task>> {
+        let client = self.db.client().await?;
+        let statement = client
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM tasks WHERE id = ANY($1) ORDER BY id"
+            ))
+            .await?;
+        let rows = client.query(&statement, &[&ids]).await?;
+        rows.iter().map(row_to_task).collect()
     }
 
     async fn list(&self, owner: Owner<'_>, category: Option<&str>) -> anyhow::Result<Vec<Task>> {
@@ -404,9 +510,9 @@ impl TaskStore for PgStore {
     }
 
     async fn close(&self) -> anyhow::Result<()> {
-        // Every write commits before it returns: nothing is pending.
         self.closed.store(true, Ordering::Release);
-        Ok(())
+        // Writes already queued for a batch still commit.
+        self.batch.flush().await
     }
 
     fn node(&self) -> Option<&str> {
@@ -477,7 +583,7 @@ impl TaskStore for PgStore {
         if !ids.is_empty() {
             tx.execute("DELETE FROM task_secrets WHERE task_id = ANY($1)", &[&ids])
                 .await?;
-            notify(&tx, &self.changed(ids.clone())).await?;
+            notify(&tx, self.changed(ids.clone())).await?;
         }
         tx.commit().await?;
         Ok(ids)

@@ -155,6 +155,16 @@ pub trait TaskStore: Send + Sync {
     /// One task.
     async fn get(&self, id: i64) -> anyhow::Result<Option<Task>>;
 
+    /// The tasks among `ids` that exist, in increasing id order.
+    async fn get_many(&self, ids: &[i64]) -> anyhow::Result<Vec<Task>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            out.extend(self.get(*id).await?);
+        }
+        out.sort_by_key(|t| t.id);
+        Ok(out)
+    }
+
     /// The tasks of `owner`, of `category` if given, newest (highest id) first.
     async fn list(&self, owner: Owner<'_>, category: Option<&str>) -> anyhow::Result<Vec<Task>>;
 

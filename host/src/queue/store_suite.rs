@@ -278,6 +278,106 @@ async fn concurrent_claims_take_each_task_once(u: Under) {
     assert_eq!(unique.len(), N, "a task was claimed twice");
 }
 
+/// Thousands of writes at once (what a busy server sends a store that
+/// groups them into shared transactions): each gets its own answer, a
+/// finish of a task that is not running says so inside a batch of good
+/// ones, and a deletion of them all is announced in full (on PostgreSQL
+/// across several notices, each under the payload limit).
+async fn concurrent_writes_each_get_their_answer(u: Under) {
+    const N: usize = 2_000;
+    let inserts: Vec<_> = (0..N)
+        .map(|i| {
+            let s = u.store.clone();
+            tokio::spawn(async move {
+                let secret = format!(r#"{{"password":"pw-{i}"}}"#);
+                let t = s
+                    .insert(new_task("a", "u", (i % 2 == 0).then_some(&*secret)))
+                    .await
+                    .unwrap();
+                (t.id, (i % 2 == 0).then_some(secret))
+            })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    let mut secrets = std::collections::HashMap::new();
+    for h in inserts {
+        let (id, secret) = h.await.unwrap();
+        ids.push(id);
+        if let Some(secret) = secret {
+            secrets.insert(id, secret);
+        }
+    }
+    let unique: HashSet<i64> = ids.iter().copied().collect();
+    assert_eq!(unique.len(), N, "every insert got its own id");
+
+    let claimed = u
+        .store
+        .claim(claim_req(N + 10, &[("a", None)], 2))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), N);
+    assert!(
+        claimed.windows(2).all(|w| w[0].task.id < w[1].task.id),
+        "oldest first"
+    );
+    for c in &claimed {
+        let want = secrets
+            .get(&c.task.id)
+            .cloned()
+            .unwrap_or_else(|| c.task.params.get().to_string());
+        assert_eq!(c.full_params, want, "task {}", c.task.id);
+    }
+    let waiting = u.store.insert(new_task("a", "u", None)).await.unwrap();
+
+    let finishes: Vec<_> = claimed
+        .iter()
+        .map(|c| c.task.id)
+        .chain([waiting.id])
+        .map(|id| {
+            let s = u.store.clone();
+            tokio::spawn(async move {
+                let f = Finish {
+                    id,
+                    state: TaskState::Completed,
+                    result: 0,
+                    detail: "done".into(),
+                    progress: 100,
+                    end: 3,
+                };
+                (id, s.finish(f).await.unwrap())
+            })
+        })
+        .collect();
+    for h in finishes {
+        let (id, ended) = h.await.unwrap();
+        assert_eq!(ended, id != waiting.id, "finish of task {id}");
+    }
+    assert_eq!(
+        u.store.get(waiting.id).await.unwrap().unwrap().state,
+        TaskState::Waiting,
+        "a finish never ends a waiting task"
+    );
+
+    let mut notices = u.store.notices();
+    let mut deleted = u.store.delete_finished(Owner::Anyone, None).await.unwrap();
+    deleted.sort_unstable();
+    let mut want: Vec<i64> = claimed.iter().map(|c| c.task.id).collect();
+    want.sort_unstable();
+    assert_eq!(deleted, want);
+    if let Some(rx) = notices.as_mut() {
+        let mut announced = HashSet::new();
+        while announced.len() < N {
+            let notice = tokio::time::timeout(DEADLINE, rx.recv())
+                .await
+                .expect("the deletion is announced in full")
+                .unwrap();
+            if let Notice::Changed { ids, .. } = notice {
+                announced.extend(ids.into_iter().filter(|id| unique.contains(id)));
+            }
+        }
+    }
+}
+
 /// `suite!(name)`: the test `name` against SQLite and against PostgreSQL.
 macro_rules! suite {
     ($($name:ident),* $(,)?) => {
@@ -303,7 +403,8 @@ macro_rules! suite {
 suite!(
     lifecycle,
     per_user_allowance,
-    concurrent_claims_take_each_task_once
+    concurrent_claims_take_each_task_once,
+    concurrent_writes_each_get_their_answer
 );
 
 // ---- what only the shared store does ---------------------------------------
@@ -345,7 +446,7 @@ async fn a_node_claims_only_its_own_tasks_and_is_woken_for_them() {
         heard,
         Notice::Submitted {
             node: "b".into(),
-            id: for_b.id,
+            ids: vec![for_b.id],
             origin: "a".into()
         }
     );
