@@ -1,0 +1,162 @@
+//! What the HTTP benchmarks share: the no-op executor and a server started
+//! in this process on a loopback port.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use stevedore::config::Config;
+use stevedore::plugins::PluginHost;
+use stevedore::queue::testkit::NoopExecutor;
+use stevedore::queue::{Executor, Queue};
+use stevedore::runtime::Unavailable;
+
+/// The admin password of every benchmark server.
+pub const PASSWORD: &str = "bench-pw";
+
+/// A `usize` from the environment, or `default`.
+pub fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The `noop` wasm plugin from `target/test-plugins` when built (unless
+/// `BENCH_RUST_NOOP` is set), else the queue's Rust `NoopExecutor`; with a
+/// name to report.
+pub async fn executor(plugins_dir: &Path, config: &Config) -> (Arc<dyn Executor>, String) {
+    let noop = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-plugins/noop.wasm");
+    if noop.is_file() && std::env::var_os("BENCH_RUST_NOOP").is_none() {
+        std::fs::copy(&noop, plugins_dir.join("noop.wasm")).expect("copying noop.wasm");
+        match PluginHost::load(
+            &config.plugin_config(),
+            Arc::new(Unavailable {
+                reason: "benchmark: no engine".into(),
+            }),
+        )
+        .await
+        {
+            Ok(host) => {
+                return (
+                    Arc::new(host),
+                    "the `noop` wasm plugin (PluginHost)".to_string(),
+                )
+            }
+            Err(e) => {
+                eprintln!("loading the noop plugin failed ({e:#}); using the Rust NoopExecutor")
+            }
+        }
+    } else {
+        eprintln!("target/test-plugins/noop.wasm not built (cargo xtask build-plugins); using the Rust NoopExecutor");
+    }
+    (
+        Arc::new(NoopExecutor),
+        "Rust NoopExecutor (in-process)".to_string(),
+    )
+}
+
+/// A server running in this process.
+pub struct Server {
+    /// `http://127.0.0.1:PORT/api/v1`.
+    pub api: String,
+    /// Its queue (events, shutdown).
+    pub queue: Arc<Queue>,
+    /// Its data folder.
+    pub data: PathBuf,
+    /// What runs the tasks.
+    pub executor: String,
+    shutdown: tokio_util::sync::CancellationToken,
+    serve: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Server {
+    /// Start a server with its data and plugins in `dir`, `workers`
+    /// workers, and these settings (`STEVEDORE_*` name, value) on top.
+    pub async fn start(
+        dir: &Path,
+        workers: usize,
+        settings: &[(&str, String)],
+    ) -> anyhow::Result<Server> {
+        let data = dir.join("data");
+        let plugins = dir.join("plugins");
+        std::fs::create_dir_all(&plugins)?;
+        std::fs::create_dir_all(&data)?;
+        let mut env: Vec<(String, String)> = vec![
+            ("STEVEDORE_DATA_DIR".into(), data.to_string_lossy().into()),
+            (
+                "STEVEDORE_PLUGINS_DIR".into(),
+                plugins.to_string_lossy().into(),
+            ),
+            ("STEVEDORE_ADMIN_PASSWORD".into(), PASSWORD.into()),
+            ("STEVEDORE_WORKERS".into(), workers.to_string()),
+            ("STEVEDORE_LISTEN".into(), "127.0.0.1:0".into()),
+        ];
+        env.extend(settings.iter().map(|(k, v)| (k.to_string(), v.clone())));
+        let config = Config::resolve(Config::default(), |k| {
+            env.iter()
+                .rev()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.clone())
+        })?;
+        let stevedore::server::Stores {
+            auth, tasks: store, ..
+        } = stevedore::server::open_stores(&config).await?;
+        let (exec, exec_name) = executor(&plugins, &config).await;
+        let started = stevedore::server::start_with(
+            &config,
+            auth,
+            store,
+            exec,
+            Arc::new(Unavailable {
+                reason: "the benchmark needs no engine".into(),
+            }),
+            Arc::new(stevedore::policy::Policies::open()),
+        )
+        .await?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let router = stevedore::api::app(started.state.clone());
+        let shutdown = started.state.shutdown.clone();
+        let stop = shutdown.clone();
+        let serve = tokio::spawn(async move {
+            axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await
+        });
+        Ok(Server {
+            api: format!("http://{addr}/api/v1"),
+            queue: started.queue,
+            data,
+            executor: exec_name,
+            shutdown,
+            serve,
+        })
+    }
+
+    /// A client logged in as the admin (the cookie works on every node of
+    /// a shared database).
+    pub async fn login(&self, connections: usize) -> anyhow::Result<reqwest::Client> {
+        let client = reqwest::Client::builder()
+            .cookie_store(true)
+            .pool_max_idle_per_host(connections)
+            .build()?;
+        let r = client
+            .post(format!("{}/login", self.api))
+            .form(&[("username", "admin"), ("password", PASSWORD)])
+            .send()
+            .await?;
+        anyhow::ensure!(r.status().is_success(), "login failed: {}", r.status());
+        Ok(client)
+    }
+
+    /// Stop serving and stop the queue.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = self.serve.await;
+        self.queue.shutdown().await;
+    }
+}
