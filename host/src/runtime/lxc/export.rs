@@ -24,6 +24,13 @@ use crate::runtime::docker::archive::{tar_entry, CONFIG_ENTRY};
 use crate::runtime::docker::files::Output;
 use crate::runtime::{CallContext, Error};
 
+/// GNU tar's record size, in 512-byte blocks: 128 KiB. Its default (20,
+/// 10 KiB records) costs a read and a write system call per 10 KiB, which
+/// made a 1 GiB export measurably slower than the copy itself; the price is
+/// at most 128 KiB of zeros padding the end of the archive, which every tar
+/// reader skips.
+const TAR_BLOCKING_FACTOR: u32 = 256;
+
 /// Thaws a frozen container when dropped, unless disarmed.
 struct Thaw {
     path: PathBuf,
@@ -217,6 +224,7 @@ pub async fn export(
         .arg("--xattrs-include=*")
         .arg("--acls")
         .arg("--warning=no-file-ignored")
+        .arg(format!("--blocking-factor={TAR_BLOCKING_FACTOR}"))
         .arg("-C")
         .arg(&dir)
         .args(["-cf", "-", "config", "rootfs"])
