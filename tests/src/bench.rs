@@ -4,7 +4,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::Client;
+use crate::{Client, SseReader};
 
 /// Run `script` with `sh -c` (stdout discarded); panics when it fails.
 pub fn sh(script: &str) {
@@ -28,19 +28,40 @@ pub fn timed(script: &str) -> Duration {
 }
 
 /// Wall time of a task from submit to `completed` (after a `sync`, as
-/// [`timed`]); panics when it ends in error or outlives `deadline`.
+/// [`timed`]); panics when it ends in error or outlives `deadline`. The end
+/// is read from the event stream, opened before the submit, so the time
+/// holds no polling interval.
 pub async fn task(c: &Client, category: &str, body: &str, deadline: Duration) -> Duration {
     sh("sync");
-    let started = Instant::now();
-    let id = c.submit_ok(category, body).await;
-    let t = c
-        .wait_until(id, deadline, |t| {
-            t["state"] == "completed" || t["state"] == "error"
-        })
+    let resp = c
+        .http()
+        .get(format!("{}/background/events", c.api))
+        // The stream stays open as long as the task may run.
+        .timeout(deadline + Duration::from_secs(10))
+        .send()
         .await
         .unwrap();
+    assert_eq!(resp.status(), 200, "background/events");
+    let mut events = SseReader::new(resp);
+    let started = Instant::now();
+    let id = c.submit_ok(category, body).await;
+    let end = tokio::time::timeout(deadline, async {
+        while let Some((event, data)) = events.next().await {
+            if event != "task" {
+                assert_ne!(event, "lagged", "the event stream lagged: {data}");
+                continue;
+            }
+            let t: serde_json::Value = serde_json::from_str(&data).unwrap();
+            if t["id"] == id && (t["state"] == "completed" || t["state"] == "error") {
+                return t;
+            }
+        }
+        panic!("the event stream ended before task {id} did");
+    })
+    .await
+    .unwrap_or_else(|_| panic!("task {id} did not end within {deadline:?}"));
     let took = started.elapsed();
-    assert_eq!(t["state"], "completed", "{t}");
+    assert_eq!(end["state"], "completed", "{end}");
     took
 }
 
