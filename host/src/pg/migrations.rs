@@ -55,6 +55,13 @@ pub const MIGRATIONS: &[&str] = &[
         value TEXT NOT NULL
     );
     "#,
+    // 2: costs that stay flat as tasks pile up: a page of one category
+    // (`list_page`), and the finished tasks by end (retention). Only
+    // finished tasks have an `ended`, so submits do not touch the second.
+    r#"
+    CREATE INDEX tasks_category ON tasks (category, id);
+    CREATE INDEX tasks_ended ON tasks (ended) WHERE ended IS NOT NULL;
+    "#,
 ];
 
 /// The schema version this build migrates to.
