@@ -196,6 +196,7 @@ impl Harness {
                 per_category: Default::default(),
                 per_user: Default::default(),
                 lease: crate::queue::DEFAULT_LEASE,
+                retention: Some(crate::queue::DEFAULT_RETENTION),
             },
         )
         .await
