@@ -550,8 +550,8 @@ impl TaskStore for PgStore {
 /// The statement of [`TaskStore::list_page`] and its filter values: `$1`
 /// before, `$2` limit, then one parameter per filter given (user, category,
 /// node, in that order). The text depends on the filters given, so each
-/// shape gets a plan that reads its index (`tasks_pkey`, `tasks_user`,
-/// `tasks_category`) in id order and stops after `limit` rows.
+/// shape gets its own plan: `tasks_user` for a user's tasks, else
+/// `tasks_pkey` backwards, both in id order, stopping after `limit` rows.
 fn page_sql(filter: TaskFilter<'_>) -> (String, Vec<&str>) {
     let user = match filter.owner {
         Owner::Anyone => None,

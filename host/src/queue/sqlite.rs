@@ -613,15 +613,7 @@ fn claim(
     mut req: ClaimRequest,
 ) -> anyhow::Result<Vec<Claimed>> {
     let mut out = Vec::new();
-    let sql = format!(
-        "UPDATE tasks SET state = 'running', started = ?1, progress = 0, detail_state = ''
-          WHERE id = (SELECT id FROM tasks
-                       WHERE state = 'waiting' AND category IN (SELECT value FROM json_each(?2))
-                         AND username NOT IN (SELECT value FROM json_each(?3))
-                       ORDER BY id LIMIT 1)
-         RETURNING {COLUMNS}"
-    );
-    let mut st = conn.prepare_cached(&sql)?;
+    let mut st = conn.prepare_cached(&claim_sql())?;
     let mut secret_st =
         conn.prepare_cached("SELECT sealed FROM task_secrets WHERE task_id = ?1")?;
     while out.len() < req.max {
@@ -663,6 +655,22 @@ fn claim(
         out.push(Claimed { task, full_params });
     }
     Ok(out)
+}
+
+/// The claim of one task: the oldest waiting one of the given categories.
+/// It must read `tasks_waiting` (in id order, stopping at the first match):
+/// `+category` keeps the planner off `tasks_category`, which would read
+/// every task of the category, finished ones included, and sort them, so a
+/// claim would cost more with every task stored.
+fn claim_sql() -> String {
+    format!(
+        "UPDATE tasks SET state = 'running', started = ?1, progress = 0, detail_state = ''
+          WHERE id = (SELECT id FROM tasks
+                       WHERE state = 'waiting' AND +category IN (SELECT value FROM json_each(?2))
+                         AND username NOT IN (SELECT value FROM json_each(?3))
+                       ORDER BY id LIMIT 1)
+         RETURNING {COLUMNS}"
+    )
 }
 
 fn save_progress(conn: &Connection, updates: &[ProgressUpdate]) -> anyhow::Result<()> {
@@ -928,8 +936,10 @@ impl TaskStore for SqliteStore {
 
     async fn counts(&self) -> anyhow::Result<Vec<StateCount>> {
         self.read(|c| {
+            // A plain scan: through `tasks_category` (category order) it
+            // would look every row up (40% slower at 100,000 tasks).
             let mut st = c.prepare_cached(
-                "SELECT category, state, count(*), min(init) FROM tasks GROUP BY category, state ORDER BY category, state",
+                "SELECT category, state, count(*), min(init) FROM tasks NOT INDEXED GROUP BY category, state ORDER BY category, state",
             )?;
             let rows = st.query_map([], |r| {
                 Ok(StateCount {
@@ -1245,6 +1255,18 @@ mod tests {
             ],
         );
         assert!(p.contains("USING INDEX tasks_ended (ended<?)"), "{p}");
+        assert!(!p.contains("TEMP B-TREE"), "{p}");
+        // The claim keeps to the waiting tasks whatever else is indexed.
+        let text = |v: &str| rusqlite::types::Value::Text(v.into());
+        let p = plan(
+            &claim_sql(),
+            vec![
+                rusqlite::types::Value::Integer(1),
+                text(r#"["a","b"]"#),
+                text("[]"),
+            ],
+        );
+        assert!(p.contains("USING INDEX tasks_waiting"), "{p}");
         assert!(!p.contains("TEMP B-TREE"), "{p}");
     }
 
