@@ -124,8 +124,9 @@ pub struct TaskFilter<'a> {
     pub node: Option<&'a str>,
 }
 
-/// One page of a listing, newest first: keyset paging by id, so every task
-/// is in exactly one page however the tasks change between pages.
+/// One page of a listing, newest first: keyset paging by id, so no task is
+/// in two pages and none that stays is skipped, however the tasks change
+/// between pages (newer ones appear only in a read from the newest again).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Page {
     /// Only tasks with an id below this (`None`: from the newest).
@@ -181,8 +182,9 @@ pub trait TaskStore: Send + Sync {
     async fn list(&self, owner: Owner<'_>, category: Option<&str>) -> anyhow::Result<Vec<Task>>;
 
     /// A page of the tasks `filter` selects, newest (highest id) first. Reads
-    /// an index, so its cost grows with `page.limit`, not with the number of
-    /// tasks stored. The next page is `before` the last id of this one.
+    /// an index in id order and stops after `page.limit` rows, so a page
+    /// costs about the same however many tasks are stored. The next page is
+    /// `before` the last id of this one.
     async fn list_page(&self, filter: TaskFilter<'_>, page: Page) -> anyhow::Result<Vec<Task>>;
 
     /// Retention: delete up to `max` finished (`completed`/`error`) tasks
