@@ -526,11 +526,14 @@ impl TaskStore for PgStore {
         let tx = client.transaction().await?;
         // SKIP LOCKED: nodes sweeping at the same time take different rows
         // instead of waiting on each other (or on a `DELETE` in progress).
+        // `= ANY(ARRAY(...))`, not `IN (...)`: the batch's ids are looked up
+        // by primary key; with `IN` the planner hash-joined them against a
+        // scan of the whole table (11 ms of 20 at 100,000 tasks).
         let mut ids: Vec<i64> = tx
             .query(
-                "DELETE FROM tasks WHERE id IN
-                    (SELECT id FROM tasks WHERE ended < $1 AND state IN ('completed', 'error')
-                      ORDER BY ended LIMIT $2 FOR UPDATE SKIP LOCKED)
+                "DELETE FROM tasks WHERE id = ANY(ARRAY(
+                    SELECT id FROM tasks WHERE ended < $1 AND state IN ('completed', 'error')
+                     ORDER BY ended LIMIT $2 FOR UPDATE SKIP LOCKED))
                  RETURNING id",
                 &[&ended_before, &max],
             )

@@ -1255,6 +1255,8 @@ mod tests {
             ],
         );
         assert!(p.contains("USING INDEX tasks_ended (ended<?)"), "{p}");
+        assert!(p.contains("USING INTEGER PRIMARY KEY (rowid=?)"), "{p}");
+        assert!(!p.contains("SCAN"), "{p}");
         assert!(!p.contains("TEMP B-TREE"), "{p}");
         // The claim keeps to the waiting tasks whatever else is indexed.
         let text = |v: &str| rusqlite::types::Value::Text(v.into());
