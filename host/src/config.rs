@@ -50,6 +50,7 @@
 //!
 //! [queue]
 //! workers = 8                 # default 8; tasks mostly wait on the engine
+//! retention_days = 30         # finished tasks are deleted this long after their end; 0 keeps them
 //! [queue.limits]
 //! image_download = 2
 //!
@@ -63,7 +64,8 @@
 //!
 //! Environment overrides (they win over the file): `STEVEDORE_LISTEN`,
 //! `STEVEDORE_DATA_DIR`, `STEVEDORE_SHARE_ROOT`, `STEVEDORE_PLUGINS_DIR`,
-//! `STEVEDORE_ADMIN_PASSWORD`, `STEVEDORE_WORKERS`, `STEVEDORE_CACHE_DIR`
+//! `STEVEDORE_ADMIN_PASSWORD`, `STEVEDORE_WORKERS`, `STEVEDORE_RETENTION_DAYS`,
+//! `STEVEDORE_CACHE_DIR`
 //! (compiled plugins; see `crate::plugins::cache` for when an entry is trusted),
 //! `DOCKER_HOST`, `STEVEDORE_DOCKER_STALL_SECS`, `STEVEDORE_CATALOG`, `STEVEDORE_LXC_PATH`,
 //! `STEVEDORE_LXC_BRIDGE`, `STEVEDORE_LXC_SUBNET`, `STEVEDORE_MAX_EXPANDED_BYTES`;
@@ -252,10 +254,17 @@ pub struct QueueSection {
     /// Per-category limits on tasks running at once.
     #[serde(default)]
     pub limits: BTreeMap<String, usize>,
+    /// Days a finished (`completed`/`error`) task is kept after its end
+    /// before it is deleted; 0 keeps finished tasks forever.
+    #[serde(default = "default_retention_days")]
+    pub retention_days: u64,
 }
 
 fn default_workers() -> usize {
     8
+}
+fn default_retention_days() -> u64 {
+    crate::queue::DEFAULT_RETENTION.as_secs() / (24 * 3600)
 }
 
 impl Default for QueueSection {
@@ -263,6 +272,7 @@ impl Default for QueueSection {
         QueueSection {
             workers: default_workers(),
             limits: BTreeMap::new(),
+            retention_days: default_retention_days(),
         }
     }
 }
@@ -485,6 +495,11 @@ impl Config {
                 .parse()
                 .with_context(|| format!("STEVEDORE_WORKERS: `{w}` is not a number"))?;
         }
+        if let Some(d) = env("STEVEDORE_RETENTION_DAYS") {
+            self.queue.retention_days = d.parse().with_context(|| {
+                format!("STEVEDORE_RETENTION_DAYS: `{d}` is not a number of days (0 keeps finished tasks)")
+            })?;
+        }
         if let Some(url) = env("STEVEDORE_CATALOG") {
             self.catalog.url = Some(url);
         }
@@ -657,6 +672,8 @@ impl Config {
             // Filled from the user policies by the server (`limits.running_tasks`).
             per_user: HashMap::new(),
             lease: self.database.lease(),
+            retention: (self.queue.retention_days > 0)
+                .then(|| Duration::from_secs(self.queue.retention_days.saturating_mul(24 * 3600))),
         }
     }
 
@@ -868,6 +885,29 @@ create = ["task", "images", "containers"]
         .unwrap();
         assert_eq!(c.listen.port(), 9);
         assert!(c.listen.ip().is_loopback());
+    }
+
+    #[test]
+    fn retention_is_days_from_the_file_or_the_environment_and_zero_keeps_forever() {
+        let day = Duration::from_secs(24 * 3600);
+        let c = Config::resolve(Config::default(), env_of(&[])).unwrap();
+        assert_eq!(c.queue.retention_days, 30);
+        assert_eq!(c.queue_config().retention, Some(30 * day));
+        let file = parse_file("[queue]\nretention_days = 7\n").unwrap();
+        let c = Config::resolve(file.clone(), env_of(&[])).unwrap();
+        assert_eq!(c.queue_config().retention, Some(7 * day));
+        let c = Config::resolve(file, env_of(&[("STEVEDORE_RETENTION_DAYS", "0")])).unwrap();
+        assert_eq!(c.queue_config().retention, None, "0 keeps finished tasks");
+        let e = Config::resolve(
+            Config::default(),
+            env_of(&[("STEVEDORE_RETENTION_DAYS", "-1")]),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("STEVEDORE_RETENTION_DAYS"), "{e}");
+        let e = parse_file("[queue]\nretention_days = \"long\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("retention_days"), "{e}");
     }
 
     #[test]

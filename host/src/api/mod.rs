@@ -13,7 +13,7 @@
 //! | `PUT logout` | `{"logout":true,"username":...}`; the cookie is cleared (idempotent) |
 //! | `GET me` | the caller and their effective policy: `{"username","isAdmin","policy":{...}}` |
 //! | `POST background/{category}` (JSON body whatever the Content-Type) | the new task, `waiting` |
-//! | `GET background/` (`?category=`) | the caller's tasks (an admin's: all), newest first |
+//! | `GET background/` (`?category=`, `?node=`) | the caller's tasks (an admin's: all), newest first, streamed; `?limit=N` (1 to 1000) one page, `?before=ID` only older tasks |
 //! | `DELETE background/` | ids of the caller's finished tasks, deleted |
 //! | `DELETE background/{id}` / `DELETE background/{category}` | ids deleted (a numeric segment is an id) |
 //! | `GET background/events` (`?category=`) | Server-Sent Events: `event: task`, `id: <task id>`, `data: <task JSON>` per change; `event: lagged` if the client fell behind |

@@ -323,6 +323,40 @@ mod tests {
     }
 
     #[test]
+    fn the_task_list_documents_its_page_parameters() {
+        let d = document(&[]);
+        let params = d["paths"]["/api/v1/background/"]["get"]["parameters"]
+            .as_array()
+            .unwrap()
+            .clone();
+        let param = |name: &str| {
+            params
+                .iter()
+                .find(|p| p["name"] == name)
+                .unwrap_or_else(|| panic!("{name} missing: {params:?}"))
+                .clone()
+        };
+        for name in ["category", "node", "limit", "before"] {
+            let p = param(name);
+            assert_eq!(p["in"], "query", "{p}");
+            assert_ne!(p["required"], true, "{p}");
+            assert!(
+                p["description"].as_str().is_some_and(|d| !d.is_empty()),
+                "{p}"
+            );
+        }
+        let limit = &param("limit")["schema"];
+        assert!(limit["type"].to_string().contains("integer"), "{limit}");
+        assert_eq!(
+            (limit["minimum"].as_u64(), limit["maximum"].as_u64()),
+            (Some(1), Some(1000))
+        );
+        let before = &param("before")["schema"];
+        assert!(before["type"].to_string().contains("integer"), "{before}");
+        assert_eq!(before["minimum"].as_u64(), Some(1), "{before}");
+    }
+
+    #[test]
     fn each_category_gets_its_plugins_schema() {
         let schema = r##"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"object",
             "properties":{"a":{"$ref":"#/$defs/A"}},"$defs":{"A":{"type":"string"}}}"##;

@@ -3,11 +3,14 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::body::Bytes;
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures::{Stream, StreamExt};
 use serde::Deserialize;
@@ -16,9 +19,9 @@ use tokio_stream::wrappers::BroadcastStream;
 
 use super::session::CurrentUser;
 use super::{body_error, path_error, query_error, AppError, AppState};
-use crate::queue::{DeleteSelector, QueueError, Task, Viewer};
+use crate::queue::{DeleteSelector, Page, Queue, QueueError, Task, Viewer};
 
-/// `?category=` and `?node=` of `GET background/` and `GET background/events`.
+/// `?category=` and `?node=` of `GET background/events`.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct CategoryQuery {
@@ -34,6 +37,71 @@ impl CategoryQuery {
     }
     fn node(&self) -> Option<&str> {
         self.node.as_deref().filter(|n| !n.is_empty())
+    }
+}
+
+/// Most tasks one page of `GET background/` holds (`?limit=`).
+pub const MAX_PAGE: usize = 1000;
+/// Tasks read from the store at a time while streaming a whole listing.
+const STREAM_PAGE: usize = 1000;
+
+/// The query of `GET background/`: the filters, and the page.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Only tasks of this category (empty means all).
+    pub category: Option<String>,
+    /// Only tasks of this node (empty means all), when several nodes share the store.
+    pub node: Option<String>,
+    /// One page of at most this many tasks (1 to 1000). Absent: every task.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
+    pub limit: Option<String>,
+    /// Only tasks with an id below this one: the next page is `before` the
+    /// last id of the previous one.
+    #[param(value_type = Option<i64>, minimum = 1)]
+    pub before: Option<String>,
+}
+
+impl ListQuery {
+    fn category(&self) -> Option<&str> {
+        self.category.as_deref().filter(|c| !c.is_empty())
+    }
+    fn node(&self) -> Option<&str> {
+        self.node.as_deref().filter(|n| !n.is_empty())
+    }
+    /// `?limit=`: 1 to [`MAX_PAGE`]; absent or empty: no page (every task).
+    fn limit(&self) -> Result<Option<usize>, AppError> {
+        match self.limit.as_deref().filter(|l| !l.is_empty()) {
+            None => Ok(None),
+            Some(l) => l
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=MAX_PAGE).contains(n))
+                .map(Some)
+                .ok_or_else(|| {
+                    AppError::bad_request(
+                        "invalid_query",
+                        format!("limit: must be a whole number from 1 to {MAX_PAGE}, got `{l}`"),
+                    )
+                }),
+        }
+    }
+    /// `?before=`: a task id (1 or more); absent or empty: from the newest.
+    fn before(&self) -> Result<Option<i64>, AppError> {
+        match self.before.as_deref().filter(|b| !b.is_empty()) {
+            None => Ok(None),
+            Some(b) => b
+                .parse::<i64>()
+                .ok()
+                .filter(|n| *n >= 1)
+                .map(Some)
+                .ok_or_else(|| {
+                    AppError::bad_request(
+                        "invalid_query",
+                        format!("before: must be a task id (a whole number from 1), got `{b}`"),
+                    )
+                }),
+        }
     }
 }
 
@@ -174,24 +242,129 @@ fn admit(
     Ok(())
 }
 
-/// `GET background/` (optional `?category=`).
+/// `GET background/` (`?category=`, `?node=`, `?limit=`, `?before=`).
 #[utoipa::path(get, path = "/background/", tag = "tasks",
     summary = "The caller's tasks (an admin's: everyone's), newest first",
-    params(CategoryQuery),
+    description = "Every task by default, streamed. `?limit=N` answers one page of at most N tasks, `?before=ID` only tasks older than task ID; the next page is `before` the last id of a page, and an empty page is the end.",
+    params(ListQuery),
     responses(
         (status = 200, description = "Tasks, newest first", body = Vec<Task>),
-        (status = 400, description = "The query does not parse", body = super::error::ErrorBody),
+        (status = 400, description = "The query does not parse, or `limit` or `before` is out of range; the message names the field", body = super::error::ErrorBody),
         (status = 401, description = "Not logged in", body = super::error::ErrorBody),
     ))]
 pub async fn list(
     State(state): State<AppState>,
     user: CurrentUser,
-    query: Result<Query<CategoryQuery>, QueryRejection>,
-) -> Result<Json<Vec<Task>>, AppError> {
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Response, AppError> {
     let Query(query) = query.map_err(query_error)?;
-    let mut tasks = state.queue.list(&user.viewer(), query.category()).await?;
-    tasks.retain(|t| on_node(t, query.node(), &state.queue));
-    Ok(Json(tasks))
+    let (limit, before) = (query.limit()?, query.before()?);
+    let viewer = user.viewer();
+    let (category, node) = (query.category(), query.node());
+    if let Some(limit) = limit {
+        let page = Page { before, limit };
+        let tasks = state.queue.list_page(&viewer, category, node, page).await?;
+        return Ok(Json(tasks).into_response());
+    }
+    // Every task, streamed a page at a time: memory holds one page, not
+    // the whole list and then its JSON. The first page is read before the
+    // answer starts, so a failing store is still a JSON error.
+    let page = Page {
+        before,
+        limit: STREAM_PAGE,
+    };
+    let first = state.queue.list_page(&viewer, category, node, page).await?;
+    let listing = Listing {
+        queue: state.queue.clone(),
+        viewer,
+        category: category.map(str::to_string),
+        node: node.map(str::to_string),
+        next: Next::Page(first),
+        started: false,
+    };
+    let body = Body::from_stream(futures::stream::unfold(listing, Listing::chunk));
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response())
+}
+
+/// A whole listing on its way out: the JSON array `Json(Vec<Task>)` would
+/// write, one chunk per page read.
+struct Listing {
+    queue: Arc<Queue>,
+    viewer: Viewer,
+    category: Option<String>,
+    node: Option<String>,
+    next: Next,
+    /// Whether `[` and a task went out already (the next one needs a `,`).
+    started: bool,
+}
+
+enum Next {
+    /// A page read, to write.
+    Page(Vec<Task>),
+    /// Read the page before this id.
+    Before(i64),
+    /// The array is closed.
+    End,
+}
+
+impl Listing {
+    /// The next chunk of the body, and the listing after it.
+    async fn chunk(mut self) -> Option<(Result<Bytes, std::io::Error>, Listing)> {
+        let page = match std::mem::replace(&mut self.next, Next::End) {
+            Next::Page(page) => page,
+            Next::Before(id) => {
+                let page = Page {
+                    before: Some(id),
+                    limit: STREAM_PAGE,
+                };
+                match self
+                    .queue
+                    .list_page(
+                        &self.viewer,
+                        self.category.as_deref(),
+                        self.node.as_deref(),
+                        page,
+                    )
+                    .await
+                {
+                    Ok(page) => page,
+                    Err(e) => {
+                        // The status is sent: cut the body short, so the
+                        // client sees an error and not a shorter list.
+                        tracing::error!(error = %e, "listing tasks failed mid-answer");
+                        return Some((Err(std::io::Error::other(e.to_string())), self));
+                    }
+                }
+            }
+            Next::End => return None,
+        };
+        let mut buf = Vec::with_capacity(page.len() * 320 + 2);
+        if !self.started {
+            buf.push(b'[');
+        }
+        for task in &page {
+            if self.started {
+                buf.push(b',');
+            }
+            self.started = true;
+            if let Err(e) = serde_json::to_writer(&mut buf, task) {
+                return Some((Err(std::io::Error::other(e)), self));
+            }
+        }
+        match page.last() {
+            Some(last) if page.len() == STREAM_PAGE => self.next = Next::Before(last.id),
+            // The last page (short, or empty after a full one): close the array.
+            _ => buf.push(b']'),
+        }
+        Some((Ok(Bytes::from(buf)), self))
+    }
 }
 
 /// `DELETE background/`: every finished task the caller may see.

@@ -171,6 +171,7 @@ pub(super) struct Harness {
     router: Router,
     _dir: tempfile::TempDir,
     queue: Arc<Queue>,
+    store: Arc<SqliteStore>,
 }
 
 impl Harness {
@@ -189,13 +190,14 @@ impl Harness {
         let auth = Arc::new(Auth::new(users, SessionStore::in_memory().unwrap(), 3600).unwrap());
         let store = SqliteStore::open_in(dir.path()).unwrap();
         let queue = Queue::start(
-            store,
+            store.clone(),
             Arc::new(TestExecutor),
             QueueConfig {
                 workers: 4,
                 per_category: Default::default(),
                 per_user: Default::default(),
                 lease: crate::queue::DEFAULT_LEASE,
+                retention: Some(crate::queue::DEFAULT_RETENTION),
             },
         )
         .await
@@ -213,6 +215,7 @@ impl Harness {
             router: app(state),
             _dir: dir,
             queue,
+            store,
         }
     }
 
@@ -859,5 +862,247 @@ async fn container_routes() {
         )
         .await;
     assert_error(s, &b, StatusCode::NOT_FOUND, "unknown_container");
+    h.queue.shutdown().await;
+}
+
+/// `n` waiting tasks of `user` in a category no executor serves (they stay
+/// as they are), stored at once; their ids, increasing.
+async fn park(h: &Harness, user: &str, n: usize) -> Vec<i64> {
+    use crate::queue::store::{NewTask, TaskStore};
+    let tasks = (0..n).map(|i| {
+        h.store.insert(NewTask {
+            category: "parked".into(),
+            user: user.into(),
+            deletable: true,
+            name: format!("p{i}"),
+            shown_params: format!(r#"{{"n":{i},"password":"******"}}"#),
+            full_params: None,
+            init: 1_700_000_000 + i as i64,
+            node: None,
+        })
+    });
+    let mut ids: Vec<i64> = futures::future::join_all(tasks)
+        .await
+        .into_iter()
+        .map(|t| t.unwrap().id)
+        .collect();
+    ids.sort_unstable();
+    ids
+}
+
+/// `GET uri` as `cookie`: the status and the raw body.
+async fn get_raw(h: &Harness, uri: &str, cookie: &str) -> (StatusCode, String, Vec<u8>) {
+    let req = Request::builder()
+        .uri(uri)
+        .header(header::COOKIE, cookie)
+        .body(Body::empty())
+        .unwrap();
+    let resp = h.router.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let ctype = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    let bytes = axum::body::to_bytes(resp.into_body(), 64 << 20)
+        .await
+        .unwrap();
+    (status, ctype, bytes.to_vec())
+}
+
+/// Every id of `GET background/?{query}` read in pages of `limit`.
+async fn paged_ids(h: &Harness, cookie: &str, query: &str, limit: usize) -> Vec<i64> {
+    let mut out = Vec::new();
+    let mut before = String::new();
+    loop {
+        let uri = format!("/api/v1/background/?limit={limit}{before}{query}");
+        let (s, page, _) = h.call(Method::GET, &uri, Some(cookie), "").await;
+        assert_eq!(s, StatusCode::OK, "{uri}: {page}");
+        let page: Vec<i64> = page
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["id"].as_i64().unwrap())
+            .collect();
+        assert!(page.len() <= limit, "{uri}: {} tasks", page.len());
+        match page.last() {
+            Some(last) => before = format!("&before={last}"),
+            None => break out,
+        }
+        out.extend(page);
+    }
+}
+
+/// The whole list (no `limit`) is streamed a page of the store at a time,
+/// and is byte for byte the JSON array the store's listing serialises to,
+/// across page boundaries (1,000 tasks per read) and on either side of one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_whole_list_streams_the_same_json() {
+    use crate::queue::store::{Owner, TaskStore};
+    let h = Harness::new().await;
+    let admin = h.login("admin").await;
+    let alice = h.login("alice").await;
+    let (s, ctype, body) = get_raw(&h, "/api/v1/background/", &admin).await;
+    assert_eq!(
+        (s, ctype.as_str(), body.as_slice()),
+        (StatusCode::OK, "application/json", &b"[]"[..])
+    );
+    park(&h, "alice", 1999).await;
+    park(&h, "bob", 1).await;
+    for total in [2000, 2001] {
+        let (s, ctype, body) = get_raw(&h, "/api/v1/background/", &admin).await;
+        assert_eq!((s, ctype.as_str()), (StatusCode::OK, "application/json"));
+        let want = serde_json::to_vec(&h.store.list(Owner::Anyone, None).await.unwrap()).unwrap();
+        assert_eq!(body.len(), want.len(), "{total} tasks");
+        assert!(
+            body == want,
+            "{total} tasks: the body differs from the listing's JSON"
+        );
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v.as_array().unwrap().len(), total);
+        park(&h, "alice", 1).await;
+    }
+    // A user's whole list, and `before` without `limit`: the older ones, all.
+    let (_, _, body) = get_raw(&h, "/api/v1/background/", &alice).await;
+    let want =
+        serde_json::to_vec(&h.store.list(Owner::User("alice"), None).await.unwrap()).unwrap();
+    assert!(body == want, "alice's list");
+    let (_, list, _) = h
+        .call(
+            Method::GET,
+            "/api/v1/background/?before=1001",
+            Some(&admin),
+            "",
+        )
+        .await;
+    let got: Vec<i64> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(got, (1..=1000).rev().collect::<Vec<i64>>());
+    h.queue.shutdown().await;
+}
+
+/// `?limit=N&before=ID`: pages cover every task exactly once, newest
+/// first, with the other filters; past the end is `[]`; bad values are
+/// 400s naming the field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_of_the_task_list() {
+    let h = Harness::new().await;
+    let admin = h.login("admin").await;
+    let alice = h.login("alice").await;
+    let mine = park(&h, "alice", 23).await;
+    let bobs = park(&h, "bob", 4).await;
+    let (_, t, _) = h
+        .call(Method::POST, "/api/v1/background/noop", Some(&alice), "{}")
+        .await;
+    let noop = t["id"].as_i64().unwrap();
+    h.wait_state(&alice, noop, "completed").await;
+    let all = |v: Value| -> Vec<i64> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["id"].as_i64().unwrap())
+            .collect()
+    };
+    let (_, everything, _) = h
+        .call(Method::GET, "/api/v1/background/", Some(&admin), "")
+        .await;
+    let everything = all(everything);
+    assert_eq!(everything.len(), 28);
+    for limit in [1, 5, 27, 28, 1000] {
+        assert_eq!(
+            paged_ids(&h, &admin, "", limit).await,
+            everything,
+            "limit {limit}"
+        );
+    }
+    // A non-admin pages through their own tasks only; with a category too.
+    let (_, hers, _) = h
+        .call(Method::GET, "/api/v1/background/", Some(&alice), "")
+        .await;
+    let hers = all(hers);
+    assert_eq!(hers.len(), 24);
+    assert_eq!(paged_ids(&h, &alice, "", 4).await, hers);
+    let parked_hers: Vec<i64> = mine.iter().rev().copied().collect();
+    assert_eq!(
+        paged_ids(&h, &alice, "&category=parked", 10).await,
+        parked_hers
+    );
+    assert_eq!(
+        paged_ids(&h, &alice, "&category=noop", 10).await,
+        vec![noop]
+    );
+    assert_eq!(
+        paged_ids(&h, &admin, "&category=parked&node=", 3)
+            .await
+            .len(),
+        27
+    );
+    // One store of one node: `?node=` keeps every task, as before.
+    assert_eq!(
+        paged_ids(&h, &admin, "&node=elsewhere", 100).await,
+        everything
+    );
+    // One page, exactly.
+    let (s, page, _) = h
+        .call(
+            Method::GET,
+            &format!("/api/v1/background/?limit=2&before={}", bobs[2]),
+            Some(&admin),
+            "",
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(all(page.clone()), vec![bobs[1], bobs[0]]);
+    assert_eq!(page[0]["user"], "bob");
+    assert_eq!(page[0]["params"], json!({"n": 1, "password": "******"}));
+    // Past the end, and before the first id there is.
+    let oldest = *everything.last().unwrap();
+    for before in [oldest.to_string(), "1".into()] {
+        let (s, page, _) = h
+            .call(
+                Method::GET,
+                &format!("/api/v1/background/?limit=10&before={before}"),
+                Some(&admin),
+                "",
+            )
+            .await;
+        assert_eq!((s, page), (StatusCode::OK, json!([])), "before={before}");
+    }
+    // Bad values: 400 JSON errors naming the field.
+    for (query, field) in [
+        ("limit=0", "limit"),
+        ("limit=1001", "limit"),
+        ("limit=-1", "limit"),
+        ("limit=ten", "limit"),
+        ("limit=99999999999999999999999", "limit"),
+        ("before=0", "before"),
+        ("before=-5", "before"),
+        ("before=x", "before"),
+        ("limit=10&before=1.5", "before"),
+        ("before=99999999999999999999999", "before"),
+    ] {
+        let uri = format!("/api/v1/background/?{query}");
+        let (s, b, _) = h.call(Method::GET, &uri, Some(&alice), "").await;
+        assert_error(s, &b, StatusCode::BAD_REQUEST, "invalid_query");
+        let message = b["error"]["message"].as_str().unwrap();
+        assert!(
+            message.starts_with(&format!("{field}: ")),
+            "{query}: {message}"
+        );
+    }
+    // Empty values mean absent, as for `?category=`.
+    let (s, list, _) = h
+        .call(
+            Method::GET,
+            "/api/v1/background/?limit=&before=",
+            Some(&admin),
+            "",
+        )
+        .await;
+    assert_eq!((s, all(list)), (StatusCode::OK, everything));
     h.queue.shutdown().await;
 }

@@ -26,7 +26,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::broadcast;
 use tokio_postgres::NoTls;
 
-pub use listen::{Notice, CHANNEL};
+pub use listen::{Notice, CHANNEL, MAX_NOTICE_IDS};
 pub use migrations::{schema_version, MIGRATIONS};
 
 use crate::queue::secret::{SecretBox, KEY_LEN};

@@ -18,10 +18,13 @@ use tracing::Instrument;
 use super::executor::{Executor, LogLevel, Outcome, Reporter, TaskContext, ValidationError};
 use super::mask::mask_secrets;
 use super::model::{task_name, ResultCode, Task, TaskEvent, TaskState};
-use super::store::{ClaimRequest, Claimed, Finish, NewTask, Owner, ProgressUpdate, TaskStore};
+use super::store::{
+    ClaimRequest, Claimed, Finish, NewTask, Owner, Page, ProgressUpdate, TaskFilter, TaskStore,
+};
 use super::{
     DeleteSelector, QueueConfig, QueueError, Viewer, CANCEL_GRACE, EVENT_CAPACITY,
-    INTERRUPTED_DETAIL, PROGRESS_FLUSH_INTERVAL, SHUTDOWN_GRACE,
+    INTERRUPTED_DETAIL, PROGRESS_FLUSH_INTERVAL, RETENTION_BATCH, RETENTION_INTERVAL,
+    SHUTDOWN_GRACE,
 };
 
 pub(crate) use super::model::now;
@@ -98,6 +101,10 @@ impl Inner {
         let dispatcher = tokio::spawn(dispatch_loop(inner.clone()));
         let flusher = tokio::spawn(flush_loop(inner.clone()));
         inner.background.lock().extend([dispatcher, flusher]);
+        if let Some(keep) = inner.config.retention {
+            let sweeper = tokio::spawn(retention_loop(inner.clone(), keep));
+            inner.background.lock().push(sweeper);
+        }
         if let Some(notices) = inner.store.notices() {
             let listener = tokio::spawn(super::nodes::notice_loop(inner.clone(), notices));
             let liveness = tokio::spawn(super::nodes::liveness_loop(inner.clone()));
@@ -233,6 +240,54 @@ impl Inner {
         let mut tasks = self.store.list(owner, category).await?;
         self.overlay(&mut tasks);
         Ok(tasks)
+    }
+
+    pub(super) async fn list_page(
+        &self,
+        viewer: &Viewer,
+        category: Option<&str>,
+        node: Option<&str>,
+        page: Page,
+    ) -> Result<Vec<Task>, QueueError> {
+        let owner = if viewer.is_admin {
+            Owner::Anyone
+        } else {
+            Owner::User(&viewer.user)
+        };
+        let filter = TaskFilter {
+            owner,
+            category,
+            node,
+        };
+        let mut tasks = self.store.list_page(filter, page).await?;
+        self.overlay(&mut tasks);
+        Ok(tasks)
+    }
+
+    /// Delete the finished tasks that ended before `ended_before`, one
+    /// batch of [`RETENTION_BATCH`] per transaction, yielding between
+    /// batches so other writes go first. Stops early when the queue stops.
+    pub(super) async fn expire_finished(&self, ended_before: i64) -> anyhow::Result<usize> {
+        let mut deleted = 0;
+        while !self.stop.is_cancelled() {
+            let ids = self
+                .store
+                .delete_ended_before(ended_before, RETENTION_BATCH)
+                .await?;
+            deleted += ids.len();
+            if ids.len() < RETENTION_BATCH {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        if deleted > 0 {
+            tracing::info!(
+                deleted,
+                ended_before,
+                "deleted finished tasks past retention"
+            );
+        }
+        Ok(deleted)
     }
 
     pub(super) async fn get_visible(&self, viewer: &Viewer, id: i64) -> Result<Task, QueueError> {
@@ -610,6 +665,23 @@ async fn dispatch_loop(inner: Arc<Inner>) {
         tokio::select! {
             _ = inner.wake.notified() => {}
             _ = inner.stop.cancelled() => break,
+        }
+    }
+}
+
+/// Delete finished tasks `keep` after their end: at start, then every
+/// [`RETENTION_INTERVAL`].
+async fn retention_loop(inner: Arc<Inner>, keep: std::time::Duration) {
+    let mut tick = tokio::time::interval(RETENTION_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = inner.stop.cancelled() => break,
+        }
+        let keep = i64::try_from(keep.as_secs()).unwrap_or(i64::MAX);
+        if let Err(e) = inner.expire_finished(now().saturating_sub(keep)).await {
+            tracing::warn!(error = %format!("{e:#}"), "deleting finished tasks past retention failed");
         }
     }
 }

@@ -16,6 +16,10 @@
 //! - the end of a run is written before it is announced.
 //! - on start, tasks left `running` by a previous process end as `error` /
 //!   [`ResultCode::Interrupted`]; `waiting` ones run.
+//! - finished tasks are deleted [`QueueConfig::retention`] after their end,
+//!   by a sweep every [`RETENTION_INTERVAL`] in batches of
+//!   [`RETENTION_BATCH`] (each one short transaction), so the store does not
+//!   grow without bound and its writer is never held long.
 
 mod engine;
 pub mod executor;
@@ -43,7 +47,7 @@ pub use executor::{
 pub use model::{task_name, JsonText, ResultCode, Task, TaskEvent, TaskState};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
-pub use store::{StateCount, TaskStore};
+pub use store::{Page, StateCount, TaskFilter, TaskStore};
 
 /// How often coalesced progress of running tasks is written to the store.
 pub const PROGRESS_FLUSH_INTERVAL: Duration = Duration::from_millis(500);
@@ -53,6 +57,12 @@ pub const CANCEL_GRACE: Duration = Duration::from_secs(30);
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// The `detail_state` of a task that was running when the server stopped.
 pub const INTERRUPTED_DETAIL: &str = "interrupted: the server stopped while the task ran";
+/// How long finished tasks are kept by default ([`QueueConfig::retention`]): 30 days.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
+/// How often the retention sweep runs (the first time at start).
+pub const RETENTION_INTERVAL: Duration = Duration::from_secs(600);
+/// Most finished tasks one retention transaction deletes.
+pub const RETENTION_BATCH: usize = 500;
 /// Capacity of the event channel; slower subscribers see `Lagged`.
 pub const EVENT_CAPACITY: usize = 4096;
 
@@ -92,19 +102,25 @@ pub struct QueueConfig {
     /// others take it for dead (its running tasks end as interrupted, and
     /// `?node=` refuses it). Nodes heartbeat every third of it.
     pub lease: Duration,
+    /// How long a finished (`completed`/`error`) task is kept after its end
+    /// before it is deleted; `None`: forever. With several nodes every node
+    /// sweeps, harmlessly (they skip the rows another is deleting).
+    pub retention: Option<Duration>,
 }
 
 /// The default [`QueueConfig::lease`].
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 
 impl Default for QueueConfig {
-    /// 8 workers, no per-category or per-user limits, the default lease.
+    /// 8 workers, no per-category or per-user limits, the default lease and
+    /// retention.
     fn default() -> Self {
         Self {
             workers: 8,
             per_category: HashMap::new(),
             per_user: HashMap::new(),
             lease: DEFAULT_LEASE,
+            retention: Some(DEFAULT_RETENTION),
         }
     }
 }
@@ -207,6 +223,26 @@ impl Queue {
     ) -> Result<Vec<Task>, QueueError> {
         let category = category.map(|c| self.canonical(c));
         self.inner.list(viewer, category).await
+    }
+    /// One page of the tasks visible to `viewer`, newest first, optionally
+    /// of one category (an alias lists its category) and of one node; the
+    /// next page is `before` the last id of this one. Its cost grows with
+    /// `page.limit`, not with the number of tasks stored.
+    pub async fn list_page(
+        &self,
+        viewer: &Viewer,
+        category: Option<&str>,
+        node: Option<&str>,
+        page: Page,
+    ) -> Result<Vec<Task>, QueueError> {
+        let category = category.map(|c| self.canonical(c));
+        self.inner.list_page(viewer, category, node, page).await
+    }
+    /// Delete the finished tasks that ended before `ended_before` (epoch
+    /// seconds), in batches of [`RETENTION_BATCH`]: what the retention
+    /// sweep does. Returns how many were deleted.
+    pub async fn expire_finished(&self, ended_before: i64) -> Result<usize, QueueError> {
+        Ok(self.inner.expire_finished(ended_before).await?)
     }
     /// One task visible to `viewer` (as `list` shows it), else `NotFound`.
     pub async fn get(&self, viewer: &Viewer, id: i64) -> Result<Task, QueueError> {

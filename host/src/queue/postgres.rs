@@ -24,7 +24,8 @@ use super::model::{JsonText, Task, TaskState};
 use super::pg_batch::Batcher;
 use super::secret::SecretBox;
 use super::store::{
-    ClaimRequest, Claimed, Finish, NewTask, Notice, Owner, ProgressUpdate, StateCount, TaskStore,
+    ClaimRequest, Claimed, Finish, NewTask, Notice, Owner, Page, ProgressUpdate, StateCount,
+    TaskFilter, TaskStore,
 };
 use crate::pg::{Database, CHANNEL};
 
@@ -602,4 +603,86 @@ impl TaskStore for PgStore {
             .map_err(|e| anyhow!("asking node `{node}` to cancel task {id}: {e}"))?;
         Ok(())
     }
+
+    // ---- flat costs as tasks pile up: pages and retention ----
+
+    async fn list_page(&self, filter: TaskFilter<'_>, page: Page) -> anyhow::Result<Vec<Task>> {
+        let (sql, values) = page_sql(filter);
+        let before = page.before.unwrap_or(i64::MAX);
+        let limit = i64::try_from(page.limit).unwrap_or(i64::MAX);
+        let mut args: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&before, &limit];
+        args.extend(
+            values
+                .iter()
+                .map(|v| v as &(dyn tokio_postgres::types::ToSql + Sync)),
+        );
+        let client = self.db.client().await?;
+        let st = client.prepare_cached(&sql).await?;
+        let rows = client.query(&st, &args).await?;
+        rows.iter().map(row_to_task).collect()
+    }
+
+    async fn delete_ended_before(&self, ended_before: i64, max: usize) -> anyhow::Result<Vec<i64>> {
+        self.check_open()?;
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let max = i64::try_from(max).unwrap_or(i64::MAX);
+        let mut client = self.db.client().await?;
+        let tx = client.transaction().await?;
+        // SKIP LOCKED: nodes sweeping at the same time take different rows
+        // instead of waiting on each other (or on a `DELETE` in progress).
+        // `= ANY(ARRAY(...))`, not `IN (...)`: the batch's ids are looked up
+        // by primary key; with `IN` the planner hash-joined them against a
+        // scan of the whole table (11 ms of 20 at 100,000 tasks).
+        let mut ids: Vec<i64> = tx
+            .query(
+                "DELETE FROM tasks WHERE id = ANY(ARRAY(
+                    SELECT id FROM tasks WHERE ended < $1 AND state IN ('completed', 'error')
+                     ORDER BY ended LIMIT $2 FOR UPDATE SKIP LOCKED))
+                 RETURNING id",
+                &[&ended_before, &max],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        ids.sort_unstable();
+        if !ids.is_empty() {
+            notify(&tx, self.changed(ids.clone())).await?;
+        }
+        tx.commit().await?;
+        Ok(ids)
+    }
+}
+
+/// The statement of [`TaskStore::list_page`] and its filter values: `$1`
+/// before, `$2` limit, then one parameter per filter given (user, category,
+/// node, in that order). The text depends on the filters given, so each
+/// shape gets its own plan: `tasks_user` for a user's tasks, else
+/// `tasks_pkey` backwards, both in id order, stopping after `limit` rows.
+fn page_sql(filter: TaskFilter<'_>) -> (String, Vec<&str>) {
+    let user = match filter.owner {
+        Owner::Anyone => None,
+        Owner::User(u) => Some(u),
+    };
+    let mut filters = vec!["id < $1".to_string()];
+    let mut values = Vec::new();
+    for (column, value) in [
+        ("username", user),
+        ("category", filter.category),
+        ("node", filter.node),
+    ] {
+        if let Some(v) = value {
+            values.push(v);
+            filters.push(format!("{column} = ${}", values.len() + 2));
+        }
+    }
+    (
+        format!(
+            "SELECT {COLUMNS} FROM tasks WHERE {} ORDER BY id DESC LIMIT $2",
+            filters.join(" AND ")
+        ),
+        values,
+    )
 }

@@ -112,6 +112,29 @@ pub enum Owner<'a> {
     User(&'a str),
 }
 
+/// Which tasks a listing covers: every filter of `GET background/`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskFilter<'a> {
+    /// Whose tasks.
+    pub owner: Owner<'a>,
+    /// Only this category's tasks, if given.
+    pub category: Option<&'a str>,
+    /// Only the tasks of this node, if given. A store of one node
+    /// ([`TaskStore::node`] is `None`) runs every task itself and ignores it.
+    pub node: Option<&'a str>,
+}
+
+/// One page of a listing, newest first: keyset paging by id, so no task is
+/// in two pages and none that stays is skipped, however the tasks change
+/// between pages (newer ones appear only in a read from the newest again).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page {
+    /// Only tasks with an id below this (`None`: from the newest).
+    pub before: Option<i64>,
+    /// At most this many tasks.
+    pub limit: usize,
+}
+
 /// Durable storage of tasks. Implementations must be safe to share between
 /// threads; methods that change data return only once the change is durable.
 #[async_trait]
@@ -167,6 +190,20 @@ pub trait TaskStore: Send + Sync {
 
     /// The tasks of `owner`, of `category` if given, newest (highest id) first.
     async fn list(&self, owner: Owner<'_>, category: Option<&str>) -> anyhow::Result<Vec<Task>>;
+
+    /// A page of the tasks `filter` selects, newest (highest id) first. Reads
+    /// an index in id order and stops after `page.limit` rows, so a page
+    /// costs about the same however many tasks are stored. The next page is
+    /// `before` the last id of this one.
+    async fn list_page(&self, filter: TaskFilter<'_>, page: Page) -> anyhow::Result<Vec<Task>>;
+
+    /// Retention: delete up to `max` finished (`completed`/`error`) tasks
+    /// whose `end` is before `ended_before` (epoch seconds), oldest end
+    /// first, in one short transaction, and announce them as
+    /// [`TaskStore::delete_finished`] does. `waiting` and `running` tasks are
+    /// never touched. Returns the deleted ids in increasing order; fewer
+    /// than `max` means none is left. Several nodes may run it at once.
+    async fn delete_ended_before(&self, ended_before: i64, max: usize) -> anyhow::Result<Vec<i64>>;
 
     /// How many tasks there are per (category, state), with the oldest
     /// `init` of each group, for metrics. Sorted by category, then state.

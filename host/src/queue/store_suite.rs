@@ -12,7 +12,9 @@ use tempfile::TempDir;
 use super::postgres::PgStore;
 use super::secret::SecretBox;
 use super::sqlite::SqliteStore;
-use super::store::{ClaimRequest, Finish, NewTask, Notice, Owner, ProgressUpdate, TaskStore};
+use super::store::{
+    ClaimRequest, Finish, NewTask, Notice, Owner, Page, ProgressUpdate, TaskFilter, TaskStore,
+};
 use super::TaskState;
 use crate::pg::Database;
 
@@ -378,6 +380,281 @@ async fn concurrent_writes_each_get_their_answer(u: Under) {
     }
 }
 
+/// Insert `tasks` concurrently (the store groups them); returns their ids, increasing.
+async fn insert_all(s: &Arc<dyn TaskStore>, tasks: Vec<NewTask>) -> Vec<i64> {
+    let mut ids: Vec<i64> = futures::future::join_all(tasks.into_iter().map(|t| {
+        let s = s.clone();
+        async move { s.insert(t).await.unwrap().id }
+    }))
+    .await;
+    ids.sort_unstable();
+    ids
+}
+
+/// Claim every waiting task of `category` and end each as `state` at `end`.
+async fn run_all(s: &Arc<dyn TaskStore>, category: &str, state: TaskState, end: i64) -> Vec<i64> {
+    let mut ids = Vec::new();
+    loop {
+        let got = s
+            .claim(claim_req(4096, &[(category, None)], 1))
+            .await
+            .unwrap();
+        if got.is_empty() {
+            break;
+        }
+        ids.extend(got.iter().map(|c| c.task.id));
+    }
+    futures::future::join_all(ids.iter().map(|&id| {
+        let s = s.clone();
+        async move {
+            let done = Finish {
+                id,
+                state,
+                result: i32::from(state == TaskState::Error),
+                detail: String::new(),
+                progress: 100,
+                end,
+            };
+            assert!(s.finish(done).await.unwrap());
+        }
+    }))
+    .await;
+    ids.sort_unstable();
+    ids
+}
+
+/// Every id of the listing of `filter`, read in pages of `limit` from the
+/// newest; checks each page is at most `limit`, newest first.
+async fn paged(s: &Arc<dyn TaskStore>, filter: TaskFilter<'_>, limit: usize) -> Vec<i64> {
+    let mut out: Vec<i64> = Vec::new();
+    let mut before = None;
+    loop {
+        let page = s.list_page(filter, Page { before, limit }).await.unwrap();
+        assert!(page.len() <= limit, "{} > {limit}", page.len());
+        let ids: Vec<i64> = page.iter().map(|t| t.id).collect();
+        assert!(ids.windows(2).all(|w| w[0] > w[1]), "newest first: {ids:?}");
+        if let (Some(prev), Some(first)) = (out.last(), ids.first()) {
+            assert!(first < prev, "a page starts below the last one");
+        }
+        out.extend(&ids);
+        match page.last() {
+            Some(last) => before = Some(last.id),
+            None => break out,
+        }
+    }
+}
+
+/// Pages (`before` the last id, at most `limit`) cover every task exactly
+/// once, newest first, with every filter; `before` past the end is empty.
+async fn pages_cover_every_task_once(u: Under) {
+    let s = &u.store;
+    let tasks = (0..53)
+        .map(|i| {
+            let cat = if i % 3 == 0 { "b" } else { "a" };
+            let user = if i % 2 == 0 { "u" } else { "v" };
+            new_task(cat, user, None)
+        })
+        .collect();
+    let ids = insert_all(s, tasks).await;
+    // Some of them finished: a page is a page whatever the states.
+    run_all(s, "b", TaskState::Completed, 3).await;
+    let anyone = TaskFilter {
+        owner: Owner::Anyone,
+        category: None,
+        node: None,
+    };
+    let all: Vec<i64> = s
+        .list(Owner::Anyone, None)
+        .await
+        .unwrap()
+        .iter()
+        .map(|t| t.id)
+        .collect();
+    assert_eq!(all, ids.iter().rev().copied().collect::<Vec<_>>());
+    for limit in [1, 7, 53, 54, 1000] {
+        assert_eq!(paged(s, anyone, limit).await, all, "limit {limit}");
+    }
+    // Filters, alone and together, give the listing's pages.
+    for (owner, category) in [
+        (Owner::User("v"), None),
+        (Owner::Anyone, Some("b")),
+        (Owner::User("u"), Some("a")),
+        (Owner::User("nobody"), None),
+    ] {
+        let want: Vec<i64> = s
+            .list(owner, category)
+            .await
+            .unwrap()
+            .iter()
+            .map(|t| t.id)
+            .collect();
+        let filter = TaskFilter {
+            owner,
+            category,
+            node: None,
+        };
+        assert_eq!(paged(s, filter, 5).await, want, "{owner:?} {category:?}");
+    }
+    // A page is the same tasks as the listing shows, not only the same ids.
+    let page = s
+        .list_page(
+            anyone,
+            Page {
+                before: Some(ids[10]),
+                limit: 3,
+            },
+        )
+        .await
+        .unwrap();
+    let listed = s.list(Owner::Anyone, None).await.unwrap();
+    let at = listed.iter().position(|t| t.id == ids[9]).unwrap();
+    assert_eq!(page, listed[at..at + 3]);
+    // Past the end, and at the very start.
+    let oldest = ids[0];
+    for before in [Some(oldest), Some(1), Some(i64::MIN)] {
+        let p = s
+            .list_page(anyone, Page { before, limit: 10 })
+            .await
+            .unwrap();
+        assert!(p.is_empty(), "before {before:?}: {p:?}");
+    }
+    let above = s
+        .list_page(
+            anyone,
+            Page {
+                before: Some(i64::MAX),
+                limit: 2,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(above.iter().map(|t| t.id).collect::<Vec<_>>(), all[..2]);
+    assert!(s
+        .list_page(
+            anyone,
+            Page {
+                before: None,
+                limit: 0
+            }
+        )
+        .await
+        .unwrap()
+        .is_empty());
+    // The node filter: this node has every task; another node none (a
+    // store of one node runs every task itself and ignores the filter).
+    if let Some(me) = s.node() {
+        let mine = TaskFilter {
+            node: Some(me),
+            ..anyone
+        };
+        assert_eq!(paged(s, mine, 20).await, all);
+        let other = TaskFilter {
+            node: Some("elsewhere"),
+            ..anyone
+        };
+        assert!(paged(s, other, 20).await.is_empty());
+    } else {
+        let any_node = TaskFilter {
+            node: Some("elsewhere"),
+            ..anyone
+        };
+        assert_eq!(paged(s, any_node, 20).await, all);
+    }
+}
+
+/// Retention deletes finished tasks that ended before the cut, in batches
+/// of at most `max`, oldest end first; never a waiting or running task,
+/// nor one that ended after the cut. Each batch is announced.
+async fn retention_deletes_only_old_finished_tasks_in_batches(u: Under) {
+    let s = &u.store;
+    let old_done = {
+        insert_all(s, (0..700).map(|_| new_task("old", "u", None)).collect()).await;
+        run_all(s, "old", TaskState::Completed, 100).await
+    };
+    let old_failed = {
+        insert_all(s, (0..405).map(|_| new_task("bad", "v", None)).collect()).await;
+        run_all(s, "bad", TaskState::Error, 50).await
+    };
+    let recent = {
+        insert_all(s, (0..3).map(|_| new_task("new", "u", None)).collect()).await;
+        run_all(s, "new", TaskState::Completed, 5000).await
+    };
+    // Old in every sense but state: waiting and running are kept.
+    let waiting = insert_all(s, (0..2).map(|_| new_task("wait", "u", None)).collect()).await;
+    let running = insert_all(s, vec![new_task("run", "u", None)]).await;
+    let claimed = s.claim(claim_req(1, &[("run", None)], 1)).await.unwrap();
+    assert_eq!(claimed[0].task.id, running[0]);
+    assert!(s.delete_ended_before(1000, 0).await.unwrap().is_empty());
+
+    let mut heard = s.notices();
+    let mut batches: Vec<Vec<i64>> = Vec::new();
+    loop {
+        let ids = s.delete_ended_before(1000, 500).await.unwrap();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "increasing");
+        // Announced as any deletion is (to the other nodes), in notices of
+        // at most `MAX_NOTICE_IDS` ids.
+        if let (Some(rx), false) = (heard.as_mut(), ids.is_empty()) {
+            let mut announced = Vec::new();
+            while announced.len() < ids.len() {
+                let n = next_notice(
+                    rx,
+                    |n| matches!(n, Notice::Changed { ids: got, .. } if ids.contains(&got[0])),
+                )
+                .await;
+                let Notice::Changed { ids: got, origin } = n else {
+                    unreachable!()
+                };
+                assert_eq!(origin, "a");
+                assert!(got.len() <= crate::pg::MAX_NOTICE_IDS);
+                announced.extend(got);
+            }
+            assert_eq!(announced, ids);
+        }
+        let last = ids.len() < 500;
+        batches.push(ids);
+        if last {
+            break;
+        }
+    }
+    let sizes: Vec<usize> = batches.iter().map(Vec::len).collect();
+    assert_eq!(sizes, vec![500, 500, 105], "batches of at most 500");
+    // Oldest end first: the errors (end 50) went in the first batch.
+    assert!(old_failed.iter().all(|id| batches[0].contains(id)));
+    let mut deleted = batches.concat();
+    deleted.sort_unstable();
+    let mut want: Vec<i64> = old_done.iter().chain(&old_failed).copied().collect();
+    want.sort_unstable();
+    assert_eq!(deleted, want);
+    let mut left: Vec<i64> = s
+        .list(Owner::Anyone, None)
+        .await
+        .unwrap()
+        .iter()
+        .map(|t| t.id)
+        .collect();
+    left.sort_unstable();
+    let mut kept: Vec<i64> = recent
+        .iter()
+        .chain(&waiting)
+        .chain(&running)
+        .copied()
+        .collect();
+    kept.sort_unstable();
+    assert_eq!(left, kept);
+    assert!(s.delete_ended_before(1000, 500).await.unwrap().is_empty());
+    // A later cut takes the recent ones too, still not waiting or running.
+    assert_eq!(s.delete_ended_before(i64::MAX, 500).await.unwrap(), recent);
+    assert_eq!(
+        s.counts()
+            .await
+            .unwrap()
+            .iter()
+            .map(|c| c.count)
+            .sum::<u64>(),
+        3
+    );
+}
+
 /// `suite!(name)`: the test `name` against SQLite and against PostgreSQL.
 macro_rules! suite {
     ($($name:ident),* $(,)?) => {
@@ -404,7 +681,9 @@ suite!(
     lifecycle,
     per_user_allowance,
     concurrent_claims_take_each_task_once,
-    concurrent_writes_each_get_their_answer
+    concurrent_writes_each_get_their_answer,
+    pages_cover_every_task_once,
+    retention_deletes_only_old_finished_tasks_in_batches
 );
 
 // ---- what only the shared store does ---------------------------------------

@@ -148,6 +148,7 @@ fn config(workers: usize, limits: &[(&str, usize)]) -> QueueConfig {
             .collect::<HashMap<_, _>>(),
         per_user: HashMap::new(),
         lease: DEFAULT_LEASE,
+        retention: None,
     }
 }
 
@@ -935,5 +936,87 @@ async fn dropping_the_queue_mid_run_then_reopening() {
     wait_task(&q, w, |t| t.state == TaskState::Completed).await;
     assert_eq!(exec.started_ids(), vec![r]);
     assert_eq!(exec2.started_ids(), vec![w]);
+    q.shutdown().await;
+}
+
+/// The retention sweep runs at start: finished tasks past the retention go,
+/// a batch at a time; recent ones and waiting ones stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finished_tasks_past_retention_are_deleted() {
+    use super::store::{ClaimRequest, Finish, NewTask};
+    let ids = |v: Vec<Task>| v.into_iter().map(|t| t.id).collect::<Vec<_>>();
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open_in(dir.path()).unwrap();
+    let day = 24 * 3600;
+    let now = model::now();
+    let new = |category: &str| NewTask {
+        category: category.into(),
+        user: "u".into(),
+        deletable: false,
+        name: String::new(),
+        shown_params: "{}".into(),
+        full_params: None,
+        init: now - 50 * day,
+        node: None,
+    };
+    // 1,100 tasks that ended 40 days ago (more than two batches), two that
+    // ended now, and one waiting for a category nobody serves.
+    let n_old = 2 * RETENTION_BATCH + 100;
+    let inserted =
+        futures::future::join_all((0..n_old + 2).map(|_| store.insert(new("quick")))).await;
+    assert!(inserted.iter().all(Result::is_ok));
+    let parked = store.insert(new("parked")).await.unwrap();
+    let claimed = store
+        .claim(ClaimRequest {
+            max: n_old + 2,
+            categories: vec![("quick".into(), None)],
+            users: Vec::new(),
+            now: now - 45 * day,
+        })
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), n_old + 2);
+    let ends = futures::future::join_all(claimed.iter().enumerate().map(|(i, c)| {
+        store.finish(Finish {
+            id: c.task.id,
+            state: if i % 2 == 0 {
+                TaskState::Completed
+            } else {
+                TaskState::Error
+            },
+            result: 0,
+            detail: String::new(),
+            progress: 100,
+            end: if i < n_old { now - 40 * day } else { now },
+        })
+    }))
+    .await;
+    assert!(ends.into_iter().all(|r| r.unwrap()));
+    let recent: Vec<i64> = claimed[n_old..].iter().map(|c| c.task.id).collect();
+
+    let cfg = QueueConfig {
+        retention: Some(Duration::from_secs(30 * day as u64)),
+        ..config(1, &[])
+    };
+    let q = Queue::start(store.clone(), Arc::new(TestExec::default()), cfg)
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let left = loop {
+        let left = ids(q.list(&admin(), None).await.unwrap());
+        if left.len() == 3 {
+            break left;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} tasks left",
+            left.len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(left, vec![parked.id, recent[1], recent[0]]);
+    // A sweep by hand with a later cut takes the recent ones, never the waiting one.
+    assert_eq!(q.expire_finished(now + 1).await.unwrap(), 2);
+    assert_eq!(ids(q.list(&admin(), None).await.unwrap()), vec![parked.id]);
     q.shutdown().await;
 }
