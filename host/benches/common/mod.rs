@@ -1,5 +1,6 @@
 //! What the HTTP benchmarks share: the no-op executor and a server started
 //! in this process on a loopback port.
+#![allow(dead_code, reason = "each bench uses a part of it")]
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,262 @@
+//! No-op tasks end to end, driven from outside the server's process by
+//! `wrk` (Debian's package) with a Lua script, against the default
+//! configuration (8 workers) and the durable store (SQLite, WAL,
+//! `synchronous = FULL`), as issue 13 measures it:
+//!
+//! 1. Saturation: `wrk` submits `POST background/noop` on `BENCH_CONNECTIONS`
+//!    connections (default 64) for `BENCH_SECONDS` (default 10); the figure
+//!    is the tasks submitted divided by the time from the first submit to
+//!    the last `completed`.
+//! 2. Latency at a steady ~1,000 tasks/s (11 connections, each submitting
+//!    every 10 ms): from a task's `waiting` event (stored) to its `running`
+//!    event (claimed), as the server sees them, median and p99.
+//!
+//! Run: `cargo xtask bench` (installs wrk), or
+//! `cargo bench -p stevedore --bench wrk_throughput` with wrk installed.
+
+mod common;
+
+use std::collections::HashMap;
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use common::{env_usize, Server};
+use parking_lot::Mutex;
+use stevedore::queue::testkit::latency;
+use stevedore::queue::TaskState;
+use tokio::sync::Notify;
+
+fn main() -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(run())
+}
+
+/// What the server's event stream tells of the tasks.
+#[derive(Default)]
+struct Seen {
+    /// When each task was announced `waiting`, then `running`.
+    stored: HashMap<i64, Instant>,
+    started: HashMap<i64, Duration>,
+    last_end: Option<Instant>,
+}
+
+async fn run() -> anyhow::Result<()> {
+    let Some(wrk) = which("wrk") else {
+        bail!("wrk is not installed: `apt-get install wrk` (cargo xtask bench installs it)");
+    };
+    let connections = env_usize("BENCH_CONNECTIONS", 64);
+    let seconds = env_usize("BENCH_SECONDS", 10);
+    let workers = env_usize("BENCH_WORKERS", 8);
+    let dir = tempfile::tempdir()?;
+    let server = Server::start(dir.path(), workers, &[]).await?;
+    let cookie = login_cookie(&server).await?;
+    println!(
+        "wrk_throughput: executor = {}; SQLite (WAL, synchronous=FULL); {workers} workers; \
+         wrk from {}",
+        server.executor,
+        wrk.display()
+    );
+
+    let finished = Arc::new(AtomicUsize::new(0));
+    let changed = Arc::new(Notify::new());
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let watcher = {
+        let mut events = server.queue.subscribe();
+        let (finished, changed, seen) = (finished.clone(), changed.clone(), seen.clone());
+        tokio::spawn(async move {
+            loop {
+                match events.recv().await {
+                    Ok(ev) => {
+                        let now = Instant::now();
+                        let mut s = seen.lock();
+                        match ev.task.state {
+                            TaskState::Waiting => {
+                                s.stored.insert(ev.task.id, now);
+                            }
+                            TaskState::Running => {
+                                if let Some(at) = s.stored.get(&ev.task.id) {
+                                    let took = now - *at;
+                                    s.started.entry(ev.task.id).or_insert(took);
+                                }
+                            }
+                            TaskState::Completed | TaskState::Error => {
+                                s.last_end = Some(now);
+                                finished.fetch_add(1, Ordering::AcqRel);
+                                changed.notify_one();
+                            }
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        eprintln!("the event stream lagged by {n}: figures are off");
+                    }
+                    Err(_) => return,
+                }
+            }
+        })
+    };
+
+    // 1. Saturation.
+    let script = dir.path().join("submit.lua");
+    std::fs::write(&script, lua(&cookie, None))?;
+    let t0 = Instant::now();
+    let summary = wrk_run(
+        &wrk,
+        &script,
+        connections,
+        seconds,
+        &format!("{}/background/noop", server.api),
+    )
+    .await?;
+    let submitted = summary.ok;
+    let done = wait_for(&finished, &changed, submitted, Duration::from_secs(300)).await?;
+    let last = seen.lock().last_end.unwrap_or_else(Instant::now);
+    let total = last.duration_since(t0);
+    anyhow::ensure!(done >= submitted, "{done} of {submitted} tasks ended");
+    println!(
+        "saturation: wrk -c{connections} -d{seconds}s: {} submits answered 200 ({} other), \
+         {:.0} submits/s; all completed in {:.2} s => {:.0} tasks/s end to end (target >= 15000)",
+        summary.ok,
+        summary.failed,
+        summary.ok as f64 / summary.seconds,
+        total.as_secs_f64(),
+        submitted as f64 / total.as_secs_f64()
+    );
+
+    // 2. Submit -> start at a steady 1,000 tasks/s.
+    *seen.lock() = Seen::default();
+    finished.store(0, Ordering::Release);
+    std::fs::write(&script, lua(&cookie, Some(10)))?;
+    let summary = wrk_run(
+        &wrk,
+        &script,
+        11,
+        seconds,
+        &format!("{}/background/noop", server.api),
+    )
+    .await?;
+    wait_for(&finished, &changed, summary.ok, Duration::from_secs(300)).await?;
+    let waits: Vec<Duration> = seen.lock().started.values().copied().collect();
+    let l = latency(&waits);
+    println!(
+        "steady {:.0} tasks/s: stored -> started p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms over {} tasks \
+         (target p50 <= 2 ms, p99 <= 10 ms)",
+        summary.ok as f64 / summary.seconds,
+        l.p50.as_secs_f64() * 1e3,
+        l.p99.as_secs_f64() * 1e3,
+        l.max.as_secs_f64() * 1e3,
+        l.samples
+    );
+    watcher.abort();
+    server.stop().await;
+    Ok(())
+}
+
+fn which(tool: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|d| std::path::Path::new(d).join(tool))
+        .find(|p| p.is_file())
+}
+
+/// The session cookie (`name=value`) of an admin login.
+async fn login_cookie(server: &Server) -> anyhow::Result<String> {
+    let r = reqwest::Client::new()
+        .post(format!("{}/login", server.api))
+        .form(&[("username", "admin"), ("password", common::PASSWORD)])
+        .send()
+        .await?;
+    anyhow::ensure!(r.status().is_success(), "login failed: {}", r.status());
+    let set = r
+        .headers()
+        .get(reqwest::header::SET_COOKIE)
+        .context("login set no cookie")?
+        .to_str()?;
+    Ok(set.split(';').next().unwrap_or_default().to_string())
+}
+
+/// The wrk script: submit a no-op task per request (every `delay_ms` per
+/// connection when given), and print the counts wrk keeps at the end.
+fn lua(cookie: &str, delay_ms: Option<u32>) -> String {
+    let delay = delay_ms
+        .map(|ms| format!("function delay() return {ms} end\n"))
+        .unwrap_or_default();
+    format!(
+        r#"wrk.method = "POST"
+wrk.body = '{{"count": 1}}'
+wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
+wrk.headers["Cookie"] = "{cookie}"
+{delay}
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("STEVEDORE %d %d %d\n", summary.requests,
+    e.connect + e.read + e.write + e.status + e.timeout, summary.duration))
+end
+"#
+    )
+}
+
+/// What wrk reports.
+struct Summary {
+    ok: usize,
+    failed: usize,
+    seconds: f64,
+}
+
+async fn wrk_run(
+    wrk: &std::path::Path,
+    script: &std::path::Path,
+    connections: usize,
+    seconds: usize,
+    url: &str,
+) -> anyhow::Result<Summary> {
+    let mut cmd = Command::new(wrk);
+    cmd.args(["-t1", &format!("-c{connections}"), &format!("-d{seconds}s")])
+        .arg("-s")
+        .arg(script)
+        .arg(url);
+    let out = tokio::task::spawn_blocking(move || cmd.output()).await??;
+    let text = String::from_utf8_lossy(&out.stdout);
+    anyhow::ensure!(out.status.success(), "wrk failed: {text}");
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("STEVEDORE "))
+        .with_context(|| format!("wrk printed no summary: {text}"))?;
+    let n: Vec<u64> = line
+        .split_whitespace()
+        .map(str::parse)
+        .collect::<Result<_, _>>()?;
+    let (requests, failed, micros) = (n[0] as usize, n[1] as usize, n[2]);
+    Ok(Summary {
+        ok: requests.saturating_sub(failed),
+        failed,
+        seconds: micros as f64 / 1e6,
+    })
+}
+
+/// Wait until `want` tasks ended; returns how many did.
+async fn wait_for(
+    finished: &AtomicUsize,
+    changed: &Notify,
+    want: usize,
+    deadline: Duration,
+) -> anyhow::Result<usize> {
+    let end = Instant::now() + deadline;
+    loop {
+        let done = finished.load(Ordering::Acquire);
+        if done >= want {
+            return Ok(done);
+        }
+        anyhow::ensure!(
+            Instant::now() < end,
+            "only {done} of {want} tasks ended in time"
+        );
+        let _ = tokio::time::timeout(Duration::from_millis(200), changed.notified()).await;
+    }
+}
