@@ -12,63 +12,16 @@
 //! Run: `cargo bench -p stevedore --bench api_throughput`
 //! (env: `BENCH_TASKS`, `BENCH_CONCURRENCY`, `BENCH_LIST_SAMPLES`, `BENCH_WORKERS`).
 
-use std::net::SocketAddr;
-use std::path::Path;
-use std::sync::Arc;
+mod common;
+
 use std::time::{Duration, Instant};
 
-use stevedore::config::Config;
-use stevedore::plugins::PluginHost;
-use stevedore::queue::testkit::{latency, NoopExecutor};
-use stevedore::queue::{Executor, TaskState};
-use stevedore::runtime::Unavailable;
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-const PASSWORD: &str = "bench-pw";
+use common::{env_usize, Server};
+use stevedore::queue::testkit::latency;
+use stevedore::queue::TaskState;
 
 fn main() -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    rt.block_on(run())
-}
-
-async fn executor(plugins_dir: &std::path::Path, config: &Config) -> (Arc<dyn Executor>, String) {
-    let noop = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-plugins/noop.wasm");
-    if noop.is_file() && std::env::var_os("BENCH_RUST_NOOP").is_none() {
-        std::fs::copy(&noop, plugins_dir.join("noop.wasm")).expect("copying noop.wasm");
-        match PluginHost::load(
-            &config.plugin_config(),
-            Arc::new(Unavailable {
-                reason: "benchmark: no engine".into(),
-            }),
-        )
-        .await
-        {
-            Ok(host) => {
-                return (
-                    Arc::new(host),
-                    "the `noop` wasm plugin (PluginHost)".to_string(),
-                )
-            }
-            Err(e) => {
-                eprintln!("loading the noop plugin failed ({e:#}); using the Rust NoopExecutor")
-            }
-        }
-    } else {
-        eprintln!("target/test-plugins/noop.wasm not built (cargo xtask build-plugins); using the Rust NoopExecutor");
-    }
-    (
-        Arc::new(NoopExecutor),
-        "Rust NoopExecutor (in-process)".to_string(),
-    )
+    common::block_on(run())
 }
 
 async fn run() -> anyhow::Result<()> {
@@ -78,62 +31,15 @@ async fn run() -> anyhow::Result<()> {
     let workers = env_usize("BENCH_WORKERS", 32);
 
     let dir = tempfile::tempdir()?;
-    let data = dir.path().join("data");
-    let plugins = dir.path().join("plugins");
-    std::fs::create_dir_all(&plugins)?;
-    let data_s = data.to_string_lossy().into_owned();
-    let plugins_s = plugins.to_string_lossy().into_owned();
-    let workers_s = workers.to_string();
-    let config = Config::resolve(Config::default(), |k| match k {
-        "STEVEDORE_DATA_DIR" => Some(data_s.clone()),
-        "STEVEDORE_PLUGINS_DIR" => Some(plugins_s.clone()),
-        "STEVEDORE_ADMIN_PASSWORD" => Some(PASSWORD.to_string()),
-        "STEVEDORE_WORKERS" => Some(workers_s.clone()),
-        "STEVEDORE_LISTEN" => Some("127.0.0.1:0".to_string()),
-        // A PostgreSQL store when given one.
-        "STEVEDORE_DATABASE_URL" | "STEVEDORE_NODE" => std::env::var(k).ok(),
-        _ => None,
-    })?;
-    std::fs::create_dir_all(&config.data_dir)?;
-    let stevedore::server::Stores {
-        auth, tasks: store, ..
-    } = stevedore::server::open_stores(&config).await?;
-    let (exec, exec_name) = executor(&plugins, &config).await;
-    let started = stevedore::server::start_with(
-        &config,
-        auth,
-        store,
-        exec,
-        Arc::new(stevedore::runtime::Unavailable {
-            reason: "the benchmark needs no engine".into(),
-        }),
-        Arc::new(stevedore::policy::Policies::open()),
-    )
-    .await?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let router = stevedore::api::app(started.state.clone());
-    let stop = started.state.shutdown.clone();
-    let server = tokio::spawn(async move {
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move { stop.cancelled().await })
-        .await
-    });
-
-    let api = format!("http://{addr}/api/v1");
-    let client = reqwest::Client::builder()
-        .cookie_store(true)
-        .pool_max_idle_per_host(concurrency)
-        .build()?;
-    let r = client
-        .post(format!("{api}/login"))
-        .form(&[("username", "admin"), ("password", PASSWORD)])
-        .send()
-        .await?;
-    anyhow::ensure!(r.status().is_success(), "login failed: {}", r.status());
+    // A PostgreSQL store when given one.
+    let settings: Vec<(&str, String)> = ["STEVEDORE_DATABASE_URL", "STEVEDORE_NODE"]
+        .into_iter()
+        .filter_map(|k| std::env::var(k).ok().map(|v| (k, v)))
+        .collect();
+    let server = Server::start(dir.path(), workers, &settings).await?;
+    let exec_name = server.executor.clone();
+    let api = server.api.clone();
+    let client = server.login(concurrency).await?;
 
     let store_name = match std::env::var("STEVEDORE_DATABASE_URL") {
         Ok(_) => "PostgreSQL (STEVEDORE_DATABASE_URL)",
@@ -143,7 +49,7 @@ async fn run() -> anyhow::Result<()> {
     println!("api_throughput: {tasks} tasks, {concurrency} connections, {workers} workers, 2 runtime threads");
 
     // 1. Throughput: submit -> completed.
-    let mut events = started.queue.subscribe();
+    let mut events = server.queue.subscribe();
     let done_counter = tokio::spawn(async move {
         let mut done = 0usize;
         let mut last = Instant::now();
@@ -295,8 +201,6 @@ async fn run() -> anyhow::Result<()> {
         l.p99.as_secs_f64() * 1e3
     );
 
-    started.state.shutdown.cancel();
-    let _ = server.await;
-    started.queue.shutdown().await;
+    server.stop().await;
     Ok(())
 }

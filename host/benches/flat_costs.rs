@@ -27,21 +27,19 @@
 //! (env: `BENCH_STORED`, `BENCH_ROUNDS`, `BENCH_TASKS`, `BENCH_CONCURRENCY`,
 //! `BENCH_PAGES`, `BENCH_WORKERS`).
 
+mod common;
+
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::{env_usize, Server};
 use futures::StreamExt;
 use rand::Rng;
-use stevedore::config::Config;
-use stevedore::plugins::PluginHost;
 use stevedore::queue::store::{ClaimRequest, Finish, NewTask, TaskStore};
-use stevedore::queue::testkit::{latency, NoopExecutor};
-use stevedore::queue::{Executor, Queue, TaskState};
-use stevedore::runtime::Unavailable;
+use stevedore::queue::testkit::latency;
+use stevedore::queue::TaskState;
 
 /// The system allocator, counting the bytes in use and their peak.
 struct Counting;
@@ -84,47 +82,23 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOC: Counting = Counting;
 
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-const PASSWORD: &str = "bench-pw";
-
 fn main() -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    rt.block_on(run())
+    common::block_on(run())
 }
 
-/// One server: its queue, its API root and a logged-in client.
-struct Server {
+/// One server, named, with a logged-in client.
+struct Named {
     name: &'static str,
-    queue: Arc<Queue>,
-    state: stevedore::api::AppState,
-    api: String,
+    server: Server,
     client: reqwest::Client,
-    serving: tokio::task::JoinHandle<std::io::Result<()>>,
     _dir: tempfile::TempDir,
 }
 
-async fn executor(plugins_dir: &Path, config: &Config) -> (Arc<dyn Executor>, String) {
-    let noop = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-plugins/noop.wasm");
-    if noop.is_file() && std::env::var_os("BENCH_RUST_NOOP").is_none() {
-        std::fs::copy(&noop, plugins_dir.join("noop.wasm")).expect("copying noop.wasm");
-        let engine = Arc::new(Unavailable {
-            reason: "benchmark: no engine".into(),
-        });
-        match PluginHost::load(&config.plugin_config(), engine).await {
-            Ok(host) => return (Arc::new(host), "the `noop` wasm plugin".to_string()),
-            Err(e) => eprintln!("loading the noop plugin failed ({e:#}); using NoopExecutor"),
-        }
+impl std::ops::Deref for Named {
+    type Target = Server;
+    fn deref(&self) -> &Server {
+        &self.server
     }
-    (Arc::new(NoopExecutor), "Rust NoopExecutor".to_string())
 }
 
 /// Store `n` finished no-op tasks (ended now, so retention keeps them).
@@ -174,86 +148,34 @@ async fn fill(store: &Arc<dyn TaskStore>, n: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn start(name: &'static str, stored: usize, workers: usize) -> anyhow::Result<Server> {
+async fn start(name: &'static str, stored: usize, workers: usize) -> anyhow::Result<Named> {
     let dir = tempfile::tempdir()?;
-    let data = dir.path().join("data");
-    let plugins = dir.path().join("plugins");
-    std::fs::create_dir_all(&plugins)?;
-    let (data_s, plugins_s) = (
-        data.to_string_lossy().into_owned(),
-        plugins.to_string_lossy().into_owned(),
-    );
-    let workers_s = workers.to_string();
-    let config = Config::resolve(Config::default(), |k| match k {
-        "STEVEDORE_DATA_DIR" => Some(data_s.clone()),
-        "STEVEDORE_PLUGINS_DIR" => Some(plugins_s.clone()),
-        "STEVEDORE_ADMIN_PASSWORD" => Some(PASSWORD.to_string()),
-        "STEVEDORE_WORKERS" => Some(workers_s.clone()),
-        "STEVEDORE_LISTEN" => Some("127.0.0.1:0".to_string()),
-        _ => None,
-    })?;
-    std::fs::create_dir_all(&config.data_dir)?;
-    let stevedore::server::Stores {
-        auth, tasks: store, ..
-    } = stevedore::server::open_stores(&config).await?;
+    let prepared = common::prepare(dir.path(), workers, &[]).await?;
     if stored > 0 {
         let t = Instant::now();
-        fill(&store, stored).await?;
+        fill(prepared.tasks(), stored).await?;
         println!(
             "{name}: stored {stored} finished tasks in {:.1} s",
             t.elapsed().as_secs_f64()
         );
     }
-    let (exec, exec_name) = executor(&plugins, &config).await;
-    println!("{name}: executor = {exec_name}; SQLite (WAL, synchronous=FULL); {workers} workers");
-    let started = stevedore::server::start_with(
-        &config,
-        auth,
-        store,
-        exec,
-        Arc::new(Unavailable {
-            reason: "the benchmark needs no engine".into(),
-        }),
-        Arc::new(stevedore::policy::Policies::open()),
-    )
-    .await?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let router = stevedore::api::app(started.state.clone());
-    let stop = started.state.shutdown.clone();
-    let serving = tokio::spawn(async move {
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move { stop.cancelled().await })
-        .await
-    });
-    let api = format!("http://{addr}/api/v1");
-    let client = reqwest::Client::builder()
-        .cookie_store(true)
-        .pool_max_idle_per_host(256)
-        .build()?;
-    let r = client
-        .post(format!("{api}/login"))
-        .form(&[("username", "admin"), ("password", PASSWORD)])
-        .send()
-        .await?;
-    anyhow::ensure!(r.status().is_success(), "login failed: {}", r.status());
-    Ok(Server {
+    let server = prepared.serve().await?;
+    println!(
+        "{name}: executor = {}; SQLite (WAL, synchronous=FULL); {workers} workers",
+        server.executor
+    );
+    let client = server.login(256).await?;
+    Ok(Named {
         name,
-        queue: started.queue.clone(),
-        state: started.state.clone(),
-        api,
+        server,
         client,
-        serving,
         _dir: dir,
     })
 }
 
 /// Submit `tasks` no-op tasks over `concurrency` connections; tasks/s from
 /// the first submit until the last one completed.
-async fn round(s: &Server, tasks: usize, concurrency: usize) -> anyhow::Result<f64> {
+async fn round(s: &Named, tasks: usize, concurrency: usize) -> anyhow::Result<f64> {
     let mut events = s.queue.subscribe();
     let done = tokio::spawn(async move {
         let mut done = 0;
@@ -395,10 +317,9 @@ async fn run() -> anyhow::Result<()> {
     );
 
     for s in [empty, full] {
-        s.state.shutdown.cancel();
-        let _ = s.serving.await;
-        s.queue.shutdown().await;
-        println!("{}: stopped", s.name);
+        let name = s.name;
+        s.server.stop().await;
+        println!("{name}: stopped");
     }
     Ok(())
 }

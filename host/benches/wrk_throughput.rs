@@ -30,11 +30,7 @@ use stevedore::queue::TaskState;
 use tokio::sync::Notify;
 
 fn main() -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    rt.block_on(run())
+    common::block_on(run())
 }
 
 /// What the server's event stream tells of the tasks.

@@ -6,11 +6,14 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use stevedore::api::AppState;
 use stevedore::config::Config;
 use stevedore::plugins::PluginHost;
+use stevedore::queue::store::TaskStore;
 use stevedore::queue::testkit::NoopExecutor;
 use stevedore::queue::{Executor, Queue};
 use stevedore::runtime::Unavailable;
+use stevedore::server::Stores;
 
 /// The admin password of every benchmark server.
 pub const PASSWORD: &str = "bench-pw";
@@ -63,51 +66,82 @@ pub struct Server {
     pub api: String,
     /// Its queue (events, shutdown).
     pub queue: Arc<Queue>,
+    /// The router's state.
+    pub state: AppState,
     /// Its data folder.
     pub data: PathBuf,
     /// What runs the tasks.
     pub executor: String,
-    shutdown: tokio_util::sync::CancellationToken,
     serve: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
-impl Server {
-    /// Start a server with its data and plugins in `dir`, `workers`
-    /// workers, and these settings (`STEVEDORE_*` name, value) on top.
-    pub async fn start(
-        dir: &Path,
-        workers: usize,
-        settings: &[(&str, String)],
-    ) -> anyhow::Result<Server> {
-        let data = dir.join("data");
-        let plugins = dir.join("plugins");
-        std::fs::create_dir_all(&plugins)?;
-        std::fs::create_dir_all(&data)?;
-        let mut env: Vec<(String, String)> = vec![
-            ("STEVEDORE_DATA_DIR".into(), data.to_string_lossy().into()),
-            (
-                "STEVEDORE_PLUGINS_DIR".into(),
-                plugins.to_string_lossy().into(),
-            ),
-            ("STEVEDORE_ADMIN_PASSWORD".into(), PASSWORD.into()),
-            ("STEVEDORE_WORKERS".into(), workers.to_string()),
-            ("STEVEDORE_LISTEN".into(), "127.0.0.1:0".into()),
-        ];
-        env.extend(settings.iter().map(|(k, v)| (k.to_string(), v.clone())));
-        let config = Config::resolve(Config::default(), |k| {
-            env.iter()
-                .rev()
-                .find(|(n, _)| n == k)
-                .map(|(_, v)| v.clone())
-        })?;
-        let stevedore::server::Stores {
-            auth, tasks: store, ..
-        } = stevedore::server::open_stores(&config).await?;
+/// A server's configuration and open stores, before it starts (to fill the
+/// store first).
+pub struct Prepared {
+    config: Config,
+    stores: Stores,
+    plugins: PathBuf,
+    data: PathBuf,
+}
+
+/// Configure a server with its data and plugins in `dir`, `workers`
+/// workers, and these settings (`STEVEDORE_*` name, value) on top; open its
+/// stores.
+pub async fn prepare(
+    dir: &Path,
+    workers: usize,
+    settings: &[(&str, String)],
+) -> anyhow::Result<Prepared> {
+    let data = dir.join("data");
+    let plugins = dir.join("plugins");
+    std::fs::create_dir_all(&plugins)?;
+    std::fs::create_dir_all(&data)?;
+    let mut env: Vec<(String, String)> = vec![
+        ("STEVEDORE_DATA_DIR".into(), data.to_string_lossy().into()),
+        (
+            "STEVEDORE_PLUGINS_DIR".into(),
+            plugins.to_string_lossy().into(),
+        ),
+        ("STEVEDORE_ADMIN_PASSWORD".into(), PASSWORD.into()),
+        ("STEVEDORE_WORKERS".into(), workers.to_string()),
+        ("STEVEDORE_LISTEN".into(), "127.0.0.1:0".into()),
+    ];
+    env.extend(settings.iter().map(|(k, v)| (k.to_string(), v.clone())));
+    let config = Config::resolve(Config::default(), |k| {
+        env.iter()
+            .rev()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+    })?;
+    let stores = stevedore::server::open_stores(&config).await?;
+    Ok(Prepared {
+        config,
+        stores,
+        plugins,
+        data,
+    })
+}
+
+impl Prepared {
+    /// The task store, to fill before the server starts.
+    pub fn tasks(&self) -> &Arc<dyn TaskStore> {
+        &self.stores.tasks
+    }
+
+    /// Load the no-op executor, start the queue and serve the API on a
+    /// loopback port.
+    pub async fn serve(self) -> anyhow::Result<Server> {
+        let Prepared {
+            config,
+            stores,
+            plugins,
+            data,
+        } = self;
         let (exec, exec_name) = executor(&plugins, &config).await;
         let started = stevedore::server::start_with(
             &config,
-            auth,
-            store,
+            stores.auth,
+            stores.tasks,
             exec,
             Arc::new(Unavailable {
                 reason: "the benchmark needs no engine".into(),
@@ -118,8 +152,7 @@ impl Server {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let router = stevedore::api::app(started.state.clone());
-        let shutdown = started.state.shutdown.clone();
-        let stop = shutdown.clone();
+        let stop = started.state.shutdown.clone();
         let serve = tokio::spawn(async move {
             axum::serve(
                 listener,
@@ -131,11 +164,22 @@ impl Server {
         Ok(Server {
             api: format!("http://{addr}/api/v1"),
             queue: started.queue,
+            state: started.state,
             data,
             executor: exec_name,
-            shutdown,
             serve,
         })
+    }
+}
+
+impl Server {
+    /// [`prepare`], then [`Prepared::serve`].
+    pub async fn start(
+        dir: &Path,
+        workers: usize,
+        settings: &[(&str, String)],
+    ) -> anyhow::Result<Server> {
+        prepare(dir, workers, settings).await?.serve().await
     }
 
     /// A client logged in as the admin (the cookie works on every node of
@@ -156,8 +200,20 @@ impl Server {
 
     /// Stop serving and stop the queue.
     pub async fn stop(self) {
-        self.shutdown.cancel();
+        self.state.shutdown.cancel();
         let _ = self.serve.await;
         self.queue.shutdown().await;
     }
+}
+
+/// Run `bench` on a tokio runtime of two threads, as the server has on
+/// this machine.
+pub fn block_on<F: std::future::Future<Output = anyhow::Result<()>>>(
+    bench: F,
+) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?
+        .block_on(bench)
 }
