@@ -1,5 +1,7 @@
 //! Plugin host figures (issue: foundation):
 //! - instantiate + `validate` of a real plugin (`image_remove`), target median ≤ 50 µs;
+//! - the same of the `noop` test plugin (close to a pooled instance's cost), and a whole
+//!   no-op task's plugin work (`validate` + `run`), issue 13's ≤ 5 µs and ≤ 20 µs;
 //! - start-up with every built plugin loaded on a warm compile cache, target ≤ 500 ms;
 //! - the same start-up on a cold cache, for comparison (what the cache saves).
 //!
@@ -12,7 +14,9 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use stevedore::plugins::{PluginConfig, PluginHost};
+use stevedore::queue::executor::{LogLevel, Reporter, TaskContext};
 use stevedore::runtime::simulated::Simulator;
+use tokio_util::sync::CancellationToken;
 
 fn target() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target")
@@ -48,6 +52,14 @@ fn plugins_folder(dir: &std::path::Path) -> PluginConfig {
     }
 }
 
+/// A reporter that drops what it is told.
+struct Silent;
+
+impl Reporter for Silent {
+    fn progress(&self, _percent: i32, _detail: &str) {}
+    fn log(&self, _level: LogLevel, _message: &str) {}
+}
+
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -65,6 +77,33 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             rt.block_on(host.call_validate("image_remove", params))
                 .unwrap()
+        })
+    });
+
+    // The smallest plugin: its `validate` does next to nothing, so this is
+    // close to the cost of a pooled instance (issue 13: <= 5 us).
+    c.bench_function("instantiate+validate noop", |b| {
+        b.iter(|| rt.block_on(host.call_validate("noop", "{}")).unwrap())
+    });
+
+    // A whole no-op task's plugin work: `validate` at submit, then `run` in
+    // a fresh instance (issue 13: <= 20 us).
+    let reporter: Arc<dyn Reporter> = Arc::new(Silent);
+    c.bench_function("noop task: validate + run", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                host.call_validate("noop", "{}").await.unwrap();
+                host.call_run(TaskContext {
+                    id: 1,
+                    category: "noop".into(),
+                    user: "admin".into(),
+                    params: "{}".into(),
+                    cancel: CancellationToken::new(),
+                    reporter: reporter.clone(),
+                })
+                .await
+                .unwrap()
+            })
         })
     });
 

@@ -3,7 +3,7 @@
 //! engine and registry and builds the plugins), or with the services up:
 //! `cargo bench -p stevedore-e2e --bench docker_vs_cli`.
 //!
-//! Prints, as medians of `ROUNDS` alternating runs:
+//! Prints, as medians of `STEVEDORE_BENCH_ROUNDS` (default 5) alternating runs:
 //! - `image_export` of a 512 MiB image vs `docker save -o` (target ≤ 1.10);
 //! - compressed vs `docker save | gzip` (target ≤ 1.00);
 //! - `image_download` from the loopback registry vs `docker pull` (target ≤ 1.10);
@@ -19,7 +19,6 @@ async fn task(c: &Client, category: &str, body: &str) -> Duration {
     stevedore_e2e::bench::task(c, category, body, Duration::from_secs(600)).await
 }
 
-const ROUNDS: usize = 3;
 const IMAGE: &str = "stevedore-bench:512";
 
 /// A 512 MiB image: 256 MiB of random bytes and 256 MiB of text, as real
@@ -67,6 +66,7 @@ async fn main() {
         return;
     }
     let registry = std::env::var("STEVEDORE_TEST_REGISTRY").expect("run with `cargo xtask bench`");
+    let rounds = stevedore_e2e::bench::rounds();
     let work = tempfile::tempdir().unwrap();
     make_image(work.path());
     let config = format!("[registries.local]\nurl = \"http://{registry}\"\n");
@@ -85,7 +85,7 @@ async fn main() {
     let idle = status_kib(pid, "VmRSS:");
     let (stop, sampler) = sample_rss(pid);
     let (mut ours, mut theirs, mut ours_gz, mut theirs_gz) = (vec![], vec![], vec![], vec![]);
-    for round in 0..ROUNDS {
+    for round in 0..rounds {
         theirs.push(timed(&format!(
             "docker save -o {}/cli-{round}.tar {IMAGE}",
             out.display()
@@ -117,7 +117,7 @@ async fn main() {
         "docker tag {IMAGE} {remote} && docker push {remote} && docker rmi {remote} {IMAGE}"
     ));
     let (mut pull_ours, mut pull_theirs) = (vec![], vec![]);
-    for _ in 0..ROUNDS {
+    for _ in 0..rounds {
         pull_theirs.push(timed(&format!("docker pull {remote}")));
         sh(&format!("docker rmi {remote}"));
         pull_ours.push(

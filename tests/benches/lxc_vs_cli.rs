@@ -6,7 +6,7 @@
 //! A container is made from the test catalog's busybox image and its rootfs
 //! grown to 1 GiB (512 MiB random, 512 MiB text); it is stopped, so neither
 //! side pays for a freeze. Prints, as medians of `ROUNDS` alternating runs
-//! (`STEVEDORE_BENCH_ROUNDS`, default 3; each round alternates
+//! (`STEVEDORE_BENCH_ROUNDS`, default 5; each round alternates
 //! which side goes first):
 //! - `container_export` vs `tar --numeric-owner -cf` (target ≤ 1.05);
 //! - compressed vs `tar --numeric-owner -c | gzip` (target ≤ 0.8);
@@ -29,10 +29,7 @@ async fn main() {
         return;
     }
     let catalog = std::env::var("STEVEDORE_TEST_CATALOG").expect("run with `cargo xtask bench`");
-    let rounds: usize = std::env::var("STEVEDORE_BENCH_ROUNDS")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(3);
+    let rounds = stevedore_e2e::bench::rounds();
     let lxc = tempfile::Builder::new()
         .prefix("stevedore-lxc-bench-")
         .tempdir()

@@ -65,6 +65,16 @@ pub async fn task(c: &Client, category: &str, body: &str, deadline: Duration) ->
     took
 }
 
+/// How many rounds a benchmark runs: `STEVEDORE_BENCH_ROUNDS`, default 5
+/// (timings here swing by up to 25% between runs: medians of at least 5).
+pub fn rounds() -> usize {
+    std::env::var("STEVEDORE_BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .filter(|r| *r > 0)
+        .unwrap_or(5)
+}
+
 /// The median of `v` (the upper one of an even count).
 pub fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
