@@ -74,11 +74,13 @@ impl PgStore {
     }
 
     /// Run `sql`, which returns the ids of the tasks it changed, in a
-    /// transaction that announces them; the ids in increasing order.
+    /// transaction that announces them (and drops their sealed params when
+    /// `ended`: they can no longer run); the ids in increasing order.
     async fn changing(
         &self,
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
+        ended: bool,
     ) -> anyhow::Result<Vec<i64>> {
         let mut client = self.db.client().await?;
         let tx = client.transaction().await?;
@@ -90,6 +92,10 @@ impl PgStore {
             .collect();
         ids.sort_unstable();
         if !ids.is_empty() {
+            if ended {
+                tx.execute("DELETE FROM task_secrets WHERE task_id = ANY($1)", &[&ids])
+                    .await?;
+            }
             notify(&tx, self.changed(ids.clone())).await?;
         }
         tx.commit().await?;
@@ -404,26 +410,13 @@ impl TaskStore for PgStore {
         now: i64,
     ) -> anyhow::Result<Vec<i64>> {
         self.check_open()?;
-        let mut client = self.db.client().await?;
-        let tx = client.transaction().await?;
-        let mut ids: Vec<i64> = tx
-            .query(
-                "UPDATE tasks SET state = 'error', result = $1, detail_state = $2, ended = $3
-                  WHERE state = 'running' AND node = $4 RETURNING id",
-                &[&result, &detail, &now, &self.db.node()],
-            )
-            .await?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        ids.sort_unstable();
-        if !ids.is_empty() {
-            tx.execute("DELETE FROM task_secrets WHERE task_id = ANY($1)", &[&ids])
-                .await?;
-            notify(&tx, self.changed(ids.clone())).await?;
-        }
-        tx.commit().await?;
-        Ok(ids)
+        self.changing(
+            "UPDATE tasks SET state = 'error', result = $1, detail_state = $2, ended = $3
+              WHERE state = 'running' AND node = $4 RETURNING id",
+            &[&result, &detail, &now, &self.db.node()],
+            true,
+        )
+        .await
     }
 
     async fn delete_if(&self, id: i64, states: &[TaskState]) -> anyhow::Result<bool> {
@@ -458,6 +451,7 @@ impl TaskStore for PgStore {
                 AND ($1::text IS NULL OR username = $1) AND ($2::text IS NULL OR category = $2)
              RETURNING id",
             &[&user, &category],
+            false,
         )
         .await
     }
@@ -570,35 +564,22 @@ impl TaskStore for PgStore {
         now: i64,
     ) -> anyhow::Result<Vec<i64>> {
         self.check_open()?;
-        let mut client = self.db.client().await?;
-        let tx = client.transaction().await?;
-        let mut ids: Vec<i64> = tx
-            .query(
-                "UPDATE tasks SET state = 'error', result = $1, detail_state = $2, ended = $3
+        self.changing(
+            "UPDATE tasks SET state = 'error', result = $1, detail_state = $2, ended = $3
                   WHERE state = 'running' AND node IN
                         (SELECT name FROM nodes
                           WHERE heartbeat <= now() - make_interval(secs => $4) AND name <> $5)
                  RETURNING id",
-                &[
-                    &result,
-                    &detail,
-                    &now,
-                    &lease.as_secs_f64(),
-                    &self.db.node(),
-                ],
-            )
-            .await?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        ids.sort_unstable();
-        if !ids.is_empty() {
-            tx.execute("DELETE FROM task_secrets WHERE task_id = ANY($1)", &[&ids])
-                .await?;
-            notify(&tx, self.changed(ids.clone())).await?;
-        }
-        tx.commit().await?;
-        Ok(ids)
+            &[
+                &result,
+                &detail,
+                &now,
+                &lease.as_secs_f64(),
+                &self.db.node(),
+            ],
+            true,
+        )
+        .await
     }
 
     async fn request_cancel(&self, node: &str, id: i64) -> anyhow::Result<()> {
@@ -650,6 +631,7 @@ impl TaskStore for PgStore {
                  ORDER BY ended LIMIT $2 FOR UPDATE SKIP LOCKED))
              RETURNING id",
             &[&ended_before, &max],
+            false,
         )
         .await
     }
