@@ -20,3 +20,5 @@ pub mod policy;
 pub mod queue;
 pub mod runtime;
 pub mod server;
+#[doc(hidden)]
+pub mod test_report;

@@ -21,6 +21,38 @@ pub mod engine;
 /// The admin password every harness server is started with.
 pub const ADMIN_PASSWORD: &str = "admin-e2e-pw";
 
+/// The variable naming the file where tests append the counts they report
+/// (`cargo xtask test` sets it and prints the file after the run, since the
+/// test harness hides what a passing test printed). The host crate's tests
+/// use the same variable (`stevedore::test_report`).
+pub const REPORT_ENV: &str = "STEVEDORE_TEST_REPORT";
+
+/// Print `line` and append it to the report file, if one is named (one
+/// `O_APPEND` write per line: tests running at once do not interleave).
+pub fn report(line: &str) {
+    use std::io::Write as _;
+    println!("{line}");
+    let Some(path) = std::env::var_os(REPORT_ENV) else {
+        return;
+    };
+    let appended = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .and_then(|mut f| f.write_all(format!("{line}\n").as_bytes()));
+    if let Err(e) = appended {
+        eprintln!("cannot append to {}: {e}", path.to_string_lossy());
+    }
+}
+
+/// `format!` the arguments and [`report`] the line.
+#[macro_export]
+macro_rules! report {
+    ($($arg:tt)*) => {
+        $crate::report(&format!($($arg)*))
+    };
+}
+
 /// The workspace root (this crate's parent folder).
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -279,10 +279,14 @@ pub async fn storm(backend: StoreBackend) -> StormReport {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn crash_storm_sqlite() {
     let report = storm(StoreBackend::Sqlite).await;
-    println!(
+    stevedore_e2e::report!(
         "crash storm (sqlite): kills survived {}, tasks checked {} ({} interrupted), \
          submits accepted {}, unanswered {}",
-        report.kills, report.tasks, report.interrupted, report.accepted, report.unanswered
+        report.kills,
+        report.tasks,
+        report.interrupted,
+        report.accepted,
+        report.unanswered
     );
     assert!(report.kills >= 5);
     assert!(report.interrupted > 0, "no kill found a task running");
@@ -292,10 +296,14 @@ async fn crash_storm_sqlite() {
 async fn crash_storm_postgres() {
     let url = stevedore_e2e::fresh_database("storm");
     let report = storm(StoreBackend::Postgres { url }).await;
-    println!(
+    stevedore_e2e::report!(
         "crash storm (postgres): kills survived {}, tasks checked {} ({} interrupted), \
          submits accepted {}, unanswered {}",
-        report.kills, report.tasks, report.interrupted, report.accepted, report.unanswered
+        report.kills,
+        report.tasks,
+        report.interrupted,
+        report.accepted,
+        report.unanswered
     );
     assert!(report.kills >= 5);
     assert!(report.interrupted > 0, "no kill found a task running");

@@ -354,7 +354,7 @@ async fn a_lost_engine_fails_each_long_task_within_5_s_and_tasks_succeed_once_it
     }
 
     for t in &timings {
-        println!(
+        stevedore_e2e::report!(
             "engine loss: {:16} failed {:>6.0} ms after dockerd was killed (progress {}): {}",
             t.category,
             t.failed_after.as_secs_f64() * 1000.0,
@@ -431,7 +431,7 @@ async fn a_frozen_engine_fails_the_task_once_nothing_moves_for_the_stall_limit()
         .await
         .expect("the pull ends");
     assert_eq!(t["state"], "completed", "{t}");
-    println!(
+    stevedore_e2e::report!(
         "engine frozen: image_download failed {:.0} ms after dockerd was stopped (stall limit {} s, progress {}): {}",
         failed_after.as_secs_f64() * 1000.0,
         STALL.as_secs(),

@@ -220,7 +220,7 @@ async fn hostile_paths_are_refused_and_nothing_leaves_the_share_root() {
     s.assert_outside_untouched();
     assert!(!share.join("planted/dir").is_dir() || share.join("planted/dir").is_symlink());
     docker(&["rm", "-f", &container]);
-    println!(
+    stevedore_e2e::report!(
         "hostile paths: {refused} refused at submit (400), {failed} tasks ended in error, \
          over {} category bodies; nothing outside the share root changed",
         bases.len()
@@ -387,7 +387,7 @@ async fn hostile_archives_end_container_import_in_error_for_docker_and_lxc() {
     }
     s.assert_outside_untouched();
     assert!(!Path::new("/tmp/stevedore-evil").exists());
-    println!(
+    stevedore_e2e::report!(
         "hostile archives tried: {tried} ({} kinds x 2 runtimes), each ended in error, \
          nothing written outside",
         archives.len()

@@ -354,7 +354,7 @@ async fn thousands_of_random_requests_get_no_5xx_and_no_dropped_connection() {
             }
         }
     }
-    println!(
+    stevedore_e2e::report!(
         "http fuzz: {} requests in {elapsed:.1?}, answers by status: {by_status:?}",
         results.len()
     );

@@ -22,7 +22,7 @@ mod services;
 mod util;
 
 use anyhow::{bail, Result};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 use util::{check_interrupted, interrupted, repo_root, run, run_ok, Endpoint};
@@ -203,12 +203,17 @@ fn test(extra: &[String]) -> Result<()> {
     } else {
         let lease = services::Lease::acquire()?;
         eprintln!("==> tests");
+        let report = root.join("target/test-artifacts/counts.txt");
+        std::fs::create_dir_all(report.parent().expect("a folder"))?;
+        let _ = std::fs::remove_file(&report);
         let status = run(cargo(&root)
             .args(["test", "--release"])
             .args(workspace)
             .args(extra)
-            .envs(services::test_env()))?;
+            .envs(services::test_env())
+            .env(REPORT_ENV, &report))?;
         drop(lease);
+        print_report(&report);
         check_interrupted()?;
         if !status.success() {
             failed.push("tests (cargo test --release --workspace)");
@@ -223,6 +228,25 @@ fn test(extra: &[String]) -> Result<()> {
     }
     eprintln!("==> all tests passed in {:.0?}", started.elapsed());
     Ok(())
+}
+
+/// Where tests append the counts they report (routes checked, requests
+/// fuzzed, kills survived): `stevedore::test_report` and the e2e harness's
+/// `report` read this variable.
+const REPORT_ENV: &str = "STEVEDORE_TEST_REPORT";
+
+/// Print what the tests counted: the test harness hides a passing test's
+/// output, and these figures are what the hardening tests show.
+fn print_report(report: &Path) {
+    let Ok(text) = std::fs::read_to_string(report) else {
+        return;
+    };
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.sort_unstable();
+    eprintln!("==> what the tests counted ({}):", report.display());
+    for line in lines {
+        eprintln!("    {line}");
+    }
 }
 
 fn split_dashdash(args: &[String]) -> (&[String], &[String]) {
