@@ -71,25 +71,66 @@ fn bench(c: &mut Criterion) {
     let host = rt
         .block_on(PluginHost::load(&config, Arc::new(Simulator::default())))
         .unwrap();
-    let params = r#"[{"type":"docker","image":"busybox","tag":"latest"},{"type":"docker","id":"sha256:0123"}]"#;
+    // Each iteration validates params never seen before: remembered
+    // acceptances skip the sandbox (measured apart, last).
+    let mut n = 0u64;
+    let mut fresh = move || {
+        n += 1;
+        n
+    };
 
     c.bench_function("instantiate+validate image_remove", |b| {
         b.iter(|| {
-            rt.block_on(host.call_validate("image_remove", params))
+            let params = format!(
+                r#"[{{"type":"docker","image":"busybox","tag":"t{}"}},{{"type":"docker","id":"sha256:0123"}}]"#,
+                fresh()
+            );
+            rt.block_on(host.call_validate("image_remove", &params))
                 .unwrap()
         })
     });
 
-    // The smallest plugin: its `validate` does next to nothing, so this is
-    // close to the cost of a pooled instance (issue 13: <= 5 us).
+    // A pooled instance of the smallest plugin, created and dropped with no
+    // call (issue 13: <= 5 us).
+    c.bench_function("instantiate noop", |b| {
+        b.iter(|| rt.block_on(host.instantiate_only("noop")).unwrap())
+    });
+
+    // Its `validate` does next to nothing, so this is close to the cost of
+    // a pooled instance and one call.
     c.bench_function("instantiate+validate noop", |b| {
-        b.iter(|| rt.block_on(host.call_validate("noop", "{}")).unwrap())
+        b.iter(|| {
+            let params = format!(r#"{{"count":{}}}"#, fresh() % 4_000_000_000);
+            rt.block_on(host.call_validate("noop", &params)).unwrap()
+        })
     });
 
     // A whole no-op task's plugin work: `validate` at submit, then `run` in
     // a fresh instance (issue 13: <= 20 us).
     let reporter: Arc<dyn Reporter> = Arc::new(Silent);
     c.bench_function("noop task: validate + run", |b| {
+        b.iter(|| {
+            let params = format!(r#"{{"count":{}}}"#, fresh() % 4_000_000_000);
+            rt.block_on(async {
+                host.call_validate("noop", &params).await.unwrap();
+                host.call_run(TaskContext {
+                    id: 1,
+                    category: "noop".into(),
+                    user: "admin".into(),
+                    params,
+                    cancel: CancellationToken::new(),
+                    reporter: reporter.clone(),
+                })
+                .await
+                .unwrap()
+            })
+        })
+    });
+
+    // The same task when its params were accepted before (a script that
+    // submits one body over and over): `validate` is remembered.
+    rt.block_on(host.call_validate("noop", "{}")).unwrap();
+    c.bench_function("noop task: remembered validate + run", |b| {
         b.iter(|| {
             rt.block_on(async {
                 host.call_validate("noop", "{}").await.unwrap();

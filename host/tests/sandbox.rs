@@ -398,3 +398,42 @@ async fn permissive_granter_loads_what_the_defaults_refuse() {
         "{err:#}"
     );
 }
+
+/// Params a pure `validate` accepted are not validated again; refusals are,
+/// and a plugin that may read changing state (WASI here; `repository` and
+/// `app-store` likewise) is validated every time.
+#[tokio::test]
+async fn accepted_params_of_a_pure_validate_are_remembered() {
+    let (_dir, host) = host(&[NOOP, WASI_PRINT]).await;
+    assert!(host.plugin(NOOP).unwrap().pure_validate);
+    assert!(!host.plugin(WASI_PRINT).unwrap().pure_validate);
+
+    for _ in 0..3 {
+        host.call_validate(NOOP, r#"{"count":1}"#).await.unwrap();
+    }
+    assert_eq!(
+        host.validate_instances(),
+        1,
+        "one instance for three submits"
+    );
+    host.call_validate(NOOP, r#"{"count":2}"#).await.unwrap();
+    assert_eq!(host.validate_instances(), 2, "other params are validated");
+
+    for _ in 0..2 {
+        let refused = host.validate(NOOP, r#"{"count":"x"}"#).await;
+        assert!(
+            matches!(&refused, Err(ValidationError::Invalid(m)) if m.contains("count")),
+            "{refused:?}"
+        );
+    }
+    assert_eq!(host.validate_instances(), 4, "refusals are not remembered");
+
+    for _ in 0..2 {
+        host.call_validate(WASI_PRINT, "{}").await.unwrap();
+    }
+    assert_eq!(
+        host.validate_instances(),
+        6,
+        "an impure validate runs each time"
+    );
+}

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ use async_trait::async_trait;
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Engine, Store, UpdateDeadline};
 
+use super::accepted::{self, Accepted};
 use super::bindings::stevedore::plugin::{
     app_store, containers, credentials, images, networks, repository, task, types, volumes,
 };
@@ -37,6 +39,9 @@ pub struct LoadedPlugin {
     pub imports: Vec<String>,
     /// The version of the `category` world it was built against.
     pub version: WorldVersion,
+    /// Its `validate` reads nothing but the params, so an acceptance can be
+    /// remembered ([`accepted::validate_is_pure`]).
+    pub pure_validate: bool,
     pre: VersionedPre,
 }
 
@@ -67,6 +72,8 @@ pub struct PluginHost {
     plugins: BTreeMap<String, Arc<LoadedPlugin>>,
     cpu_budget: Duration,
     memory_limit: u64,
+    accepted: Accepted,
+    validate_instances: AtomicU64,
 }
 
 impl PluginHost {
@@ -108,6 +115,8 @@ impl PluginHost {
             plugins: BTreeMap::new(),
             cpu_budget: config.cpu_budget,
             memory_limit: config.memory_limit,
+            accepted: Accepted::default(),
+            validate_instances: AtomicU64::new(0),
         })
     }
 
@@ -164,6 +173,7 @@ impl PluginHost {
         let plugin = Arc::new(LoadedPlugin {
             file: file.to_path_buf(),
             description,
+            pure_validate: accepted::validate_is_pure(&imports),
             imports,
             version,
             pre,
@@ -242,6 +252,27 @@ impl PluginHost {
         result.map_err(|e| sandbox_error(shown, e))
     }
 
+    /// Create a fresh sandbox instance of `category` and drop it, calling
+    /// nothing: what every call pays before the plugin's code runs (the
+    /// plugins bench measures it).
+    pub async fn instantiate_only(&self, category: &str) -> Result<(), CallError> {
+        let plugin = self.plugins.get(category).ok_or_else(|| {
+            CallError::Plugin(WitError::NotFound(format!("category `{category}`")))
+        })?;
+        let mut store = self.store(category, None);
+        plugin
+            .pre
+            .instantiate(&mut store)
+            .await
+            .map_err(|e| sandbox_error(category, e))
+    }
+
+    /// How many instances ran `validate` so far (remembered acceptances
+    /// need none).
+    pub fn validate_instances(&self) -> u64 {
+        self.validate_instances.load(Ordering::Relaxed)
+    }
+
     /// The loaded plugins, by category.
     pub fn plugins(&self) -> impl Iterator<Item = &Arc<LoadedPlugin>> {
         self.plugins.values()
@@ -252,11 +283,19 @@ impl PluginHost {
         self.plugins.get(category)
     }
 
-    /// Call `validate(params)` of `category` in a fresh instance.
+    /// Call `validate(params)` of `category` in a fresh instance, unless the
+    /// plugin's `validate` is pure and already accepted these params.
     pub async fn call_validate(&self, category: &str, params: &str) -> Result<(), CallError> {
         let plugin = self.plugins.get(category).ok_or_else(|| {
             CallError::Plugin(WitError::NotFound(format!("category `{category}`")))
         })?;
+        let key = plugin
+            .pure_validate
+            .then(|| accepted::key(category, params));
+        if key.is_some_and(|k| self.accepted.contains(&k)) {
+            return Ok(());
+        }
+        self.validate_instances.fetch_add(1, Ordering::Relaxed);
         let mut store = self.store(category, None);
         let started = std::time::Instant::now();
         let result = plugin.pre.validate(&mut store, params).await;
@@ -267,7 +306,12 @@ impl PluginHost {
             started.elapsed().as_secs_f64(),
         );
         match result {
-            Ok(Ok(())) => Ok(()),
+            Ok(Ok(())) => {
+                if let Some(k) = key {
+                    self.accepted.insert(k);
+                }
+                Ok(())
+            }
             Ok(Err(e)) => Err(CallError::Plugin(e)),
             Err(e) => Err(sandbox_error(category, e)),
         }

@@ -3,6 +3,7 @@
 //!
 //! [`PluginHost`] implements [`crate::queue::Executor`].
 
+pub mod accepted;
 pub mod bindings;
 pub mod cache;
 pub mod capabilities;

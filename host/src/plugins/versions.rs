@@ -205,6 +205,14 @@ impl VersionedPre {
         }
     }
 
+    /// Instantiate only, calling nothing.
+    pub async fn instantiate(&self, store: &mut Store<PluginState>) -> wasmtime::Result<()> {
+        match self {
+            VersionedPre::Current(pre) => pre.instantiate_async(&mut *store).await.map(drop),
+            VersionedPre::V0_1_0(pre) => pre.instantiate_async(&mut *store).await.map(drop),
+        }
+    }
+
     /// Instantiate and call `validate(params)`.
     pub async fn validate(
         &self,
