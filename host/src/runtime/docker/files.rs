@@ -19,8 +19,11 @@ use crate::runtime::pgzip::ParGz;
 use crate::runtime::storage::{ShareRoot, TEMP_MARKER};
 use crate::runtime::Error;
 
-/// Chunks in flight between the engine stream and the writer thread.
-const QUEUE: usize = 32;
+/// Chunks in flight between the engine stream and the writer thread: the
+/// engine's reads are up to 256 KiB, so at most 2 MiB wait for a slow disk
+/// or the compressor (which keeps its own blocks in flight). 32 held up to
+/// 8 MiB, a third of the server's resident set, for no speed.
+const QUEUE: usize = 8;
 
 /// An output being written; dropped without [`Output::commit`], it removes its temporary.
 pub struct Output {
@@ -90,9 +93,10 @@ impl Output {
             // Chunks arrive in large reads already: write them as they are;
             // gzip runs on every core (crate::runtime::pgzip).
             if gzip {
+                // No buffer in front of the file: the compressor writes whole
+                // compressed blocks (hundreds of KiB) at once.
                 let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-                let buffered = std::io::BufWriter::with_capacity(1 << 20, file);
-                let mut gz = ParGz::new(buffered, flate2::Compression::default(), threads)?;
+                let mut gz = ParGz::new(file, flate2::Compression::default(), threads)?;
                 gz.write_all(&prefix)?;
                 for chunk in rx {
                     gz.write_all(&chunk)?;
