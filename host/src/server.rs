@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{self, AppState};
+use crate::api::{self, AppState, Services};
 use crate::auth::Auth;
 use crate::config::Config;
 use crate::pg::Database;
@@ -319,7 +319,7 @@ pub async fn start_with(
     queue_config.per_user = policies.running_caps().into_iter().collect();
     let queue = Queue::start(store, executor, queue_config).await?;
     spawn_observers(&auth);
-    let state = AppState {
+    let state = AppState::new(Services {
         queue: queue.clone(),
         runtime,
         policies,
@@ -327,7 +327,7 @@ pub async fn start_with(
         max_body_bytes: config.http.max_body_bytes,
         secure_cookies: config.http.secure_cookies,
         shutdown: CancellationToken::new(),
-    };
+    });
     Ok(Started { state, queue })
 }
 

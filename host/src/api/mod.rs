@@ -73,9 +73,28 @@ pub const PREFIXES: [&str; 3] = [
     "/api/v1",
 ];
 
-/// What every handler can reach.
+/// What every handler can reach: one shared [`Services`], so the clone
+/// each request takes is one reference count (the fields' own clones,
+/// the cancellation token's lock among them, are not paid per request).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Services>);
+
+impl AppState {
+    /// Share `services` with every handler.
+    pub fn new(services: Services) -> AppState {
+        AppState(Arc::new(services))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+/// The services behind [`AppState`].
+pub struct Services {
     /// The task engine.
     pub queue: Arc<Queue>,
     /// The container runtimes, for the synchronous container routes (the

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
-use super::{app, AppState};
+use super::{app, AppState, Services};
 use crate::auth::{password, Auth, SessionStore, User};
 use crate::queue::{
     CategoryInfo, Executor, Outcome, Queue, QueueConfig, ResultCode, SqliteStore, TaskContext,
@@ -202,7 +202,7 @@ impl Harness {
         )
         .await
         .unwrap();
-        let state = AppState {
+        let state = AppState::new(Services {
             queue: queue.clone(),
             runtime: Arc::new(Containers::with_one()),
             policies: Arc::new(crate::policy::Policies::open()),
@@ -210,7 +210,7 @@ impl Harness {
             max_body_bytes: 4096,
             secure_cookies: false,
             shutdown: CancellationToken::new(),
-        };
+        });
         Harness {
             router: app(state),
             _dir: dir,
