@@ -202,6 +202,10 @@ impl SqliteStore {
             "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
         )?;
         migrate(&mut conn).with_context(|| format!("migrating {}", path.display()))?;
+        // Every statement the writer runs stays prepared (rusqlite keeps 16
+        // by default; the writer has more than that, so some were parsed
+        // again and again).
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
 
         let (tx, rx) = mpsc::channel();
         let writer = std::thread::Builder::new()
@@ -467,7 +471,7 @@ fn apply_batch(
     // that cannot begin: no durable write ever commits without its fsync.
     let begin = Durability::of(batch)
         .apply(conn, durability)
-        .and_then(|()| conn.execute_batch("BEGIN IMMEDIATE"))
+        .and_then(|()| run_cached(conn, "BEGIN IMMEDIATE"))
         .map_err(|e| e.to_string());
     for op in batch.drain(..) {
         if let Err(e) = &begin {
@@ -538,7 +542,7 @@ fn apply_batch(
         }
     }
     let commit = match begin {
-        Ok(()) => conn.execute_batch("COMMIT").map_err(|e| {
+        Ok(()) => run_cached(conn, "COMMIT").map_err(|e| {
             let _ = conn.execute_batch("ROLLBACK");
             e.to_string()
         }),
@@ -553,14 +557,24 @@ fn apply_batch(
     closing
 }
 
+/// Prepared statements kept per connection.
+const STATEMENT_CACHE: usize = 64;
+
+/// Run one statement without parameters from the statement cache: the
+/// transaction and savepoint statements run several times per batch, and
+/// `execute_batch` would parse them every time.
+fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(drop)
+}
+
 fn savepoint<T>(
     conn: &Connection,
     f: impl FnOnce(&Connection) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
-    conn.execute_batch("SAVEPOINT op")?;
+    run_cached(conn, "SAVEPOINT op")?;
     match f(conn) {
         Ok(v) => {
-            conn.execute_batch("RELEASE op")?;
+            run_cached(conn, "RELEASE op")?;
             Ok(v)
         }
         Err(e) => {
