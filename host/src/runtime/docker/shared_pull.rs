@@ -88,13 +88,25 @@ struct Runs {
 }
 
 impl Runs {
+    /// `key`'s run, if it is still run `generation`.
+    fn get_mut(&mut self, key: &PullKey, generation: u64) -> Option<&mut Run> {
+        self.by_key
+            .get_mut(key)
+            .filter(|run| run.generation == generation)
+    }
+
     /// Remove `key`'s run if it is still run `generation`.
     fn remove(&mut self, key: &PullKey, generation: u64) -> Option<Run> {
-        match self.by_key.get(key) {
-            Some(run) if run.generation == generation => self.by_key.remove(key),
-            _ => None,
-        }
+        self.get_mut(key, generation)?;
+        self.by_key.remove(key)
     }
+}
+
+/// One run in the table, as its waiters and its driver name it.
+struct RunRef {
+    runs: Arc<Mutex<Runs>>,
+    key: PullKey,
+    generation: u64,
 }
 
 /// The pulls in flight of one engine.
@@ -118,11 +130,11 @@ impl SharedPulls {
         Fut: Future<Output = RtResult<()>> + Send + 'static,
     {
         let (generation, mut state) = self.join_or_start(&key, start);
-        let _waiter = Waiter {
+        let _waiter = Waiter(RunRef {
             runs: self.runs.clone(),
             key,
             generation,
-        };
+        });
         let mut forwarded = None;
         loop {
             let snapshot = state.borrow_and_update().clone();
@@ -166,11 +178,11 @@ impl SharedPulls {
         let (tx, rx) = watch::channel(Snapshot::default());
         let tx = Arc::new(tx);
         let work = start(PullProgress(tx.clone()));
-        let ended = Ended {
+        let ended = Ended(RunRef {
             runs: self.runs.clone(),
             key: key.clone(),
             generation,
-        };
+        });
         // Spawned under the lock: the driver's `Ended` takes the lock, so
         // even a driver that ends at once finds its entry inserted below.
         let driver = tokio::spawn(async move {
@@ -198,23 +210,14 @@ impl SharedPulls {
     }
 }
 
-/// Held by one caller of [`SharedPulls::pull`]; the last one to go aborts
-/// the driver.
-struct Waiter {
-    runs: Arc<Mutex<Runs>>,
-    key: PullKey,
-    generation: u64,
-}
-
-impl Drop for Waiter {
-    fn drop(&mut self) {
+impl RunRef {
+    /// One waiter fewer; the last one aborts the driver (dropping its
+    /// engine connection) and removes the run.
+    fn leave(&self) {
         let mut runs = self.runs.lock();
-        let Some(run) = runs.by_key.get_mut(&self.key) else {
+        let Some(run) = runs.get_mut(&self.key, self.generation) else {
             return;
         };
-        if run.generation != self.generation {
-            return;
-        }
         run.waiters -= 1;
         if run.waiters == 0 {
             if let Some(run) = runs.remove(&self.key, self.generation) {
@@ -222,19 +225,30 @@ impl Drop for Waiter {
             }
         }
     }
+
+    /// Remove the run, which has ended.
+    fn end(&self) {
+        self.runs.lock().remove(&self.key, self.generation);
+    }
 }
 
-/// Held by a driver: removes its entry however it ends (done, aborted, or
-/// panicked), so no later pull joins a dead one.
-struct Ended {
-    runs: Arc<Mutex<Runs>>,
-    key: PullKey,
-    generation: u64,
+/// Held by one caller of [`SharedPulls::pull`]; the last one to go aborts
+/// the driver.
+struct Waiter(RunRef);
+
+impl Drop for Waiter {
+    fn drop(&mut self) {
+        self.0.leave();
+    }
 }
+
+/// Held by a driver: removes its run however it ends (done, aborted, or
+/// panicked), so no later pull joins a dead one.
+struct Ended(RunRef);
 
 impl Drop for Ended {
     fn drop(&mut self) {
-        self.runs.lock().remove(&self.key, self.generation);
+        self.0.end();
     }
 }
 
@@ -353,90 +367,96 @@ mod tests {
         panic!("a joining caller started a second pull")
     }
 
-    #[tokio::test]
-    async fn two_callers_share_one_run_and_both_see_its_progress_and_result() {
+    /// Run a pull of `key` on its own task, as a task's call would.
+    fn spawn_pull<F>(
+        pulls: &Arc<SharedPulls>,
+        key: PullKey,
+        cx: &CallContext,
+        start: F,
+    ) -> tokio::task::JoinHandle<RtResult<()>>
+    where
+        F: FnOnce(PullProgress) -> futures::future::BoxFuture<'static, RtResult<()>>
+            + Send
+            + 'static,
+    {
+        let (pulls, cx) = (pulls.clone(), cx.clone());
+        tokio::spawn(async move { pulls.pull(key, &cx, start).await })
+    }
+
+    /// Caller `a` started a pull of [`key`], caller `b` joined it, and each
+    /// was given its 10 %; `finish` ends the pull's work.
+    struct TwoCallers {
+        pulls: Arc<SharedPulls>,
+        engine: Engine,
+        finish: oneshot::Sender<RtResult<()>>,
+        a: Caller,
+        first: tokio::task::JoinHandle<RtResult<()>>,
+        second: tokio::task::JoinHandle<RtResult<()>>,
+    }
+
+    async fn two_callers() -> TwoCallers {
         let pulls = Arc::new(SharedPulls::default());
         let engine = Engine::new();
         let (finish, finished) = oneshot::channel();
         let (mut a, mut b) = (caller(), caller());
-        let first = tokio::spawn({
-            let (pulls, cx, start) = (pulls.clone(), a.cx.clone(), engine.pull(finished));
-            async move { pulls.pull(key(), &cx, start).await }
-        });
+        let first = spawn_pull(&pulls, key(), &a.cx, engine.pull(finished));
         a.saw(10).await;
         // The joiner is given the current figure at once, not the next one.
-        let second = tokio::spawn({
-            let (pulls, cx) = (pulls.clone(), b.cx.clone());
-            async move { pulls.pull(key(), &cx, never).await }
-        });
+        let second = spawn_pull(&pulls, key(), &b.cx, never);
         b.saw(10).await;
-        finish
-            .send(Err(Error::Runtime("manifest unknown".into())))
-            .unwrap();
-        let expected = Err(Error::Runtime("manifest unknown".into()));
-        assert_eq!(within(first).await.unwrap(), expected);
-        assert_eq!(within(second).await.unwrap(), expected);
-        assert_eq!(engine.starts(), 1);
-        assert_eq!(pulls.in_flight(), 0);
+        TwoCallers {
+            pulls,
+            engine,
+            finish,
+            a,
+            first,
+            second,
+        }
+    }
+
+    #[tokio::test]
+    async fn two_callers_share_one_run_and_both_see_its_progress_and_result() {
+        let t = two_callers().await;
+        let failed = Err(Error::Runtime("manifest unknown".into()));
+        t.finish.send(failed.clone()).unwrap();
+        assert_eq!(within(t.first).await.unwrap(), failed);
+        assert_eq!(within(t.second).await.unwrap(), failed);
+        assert_eq!(t.engine.starts(), 1);
+        assert_eq!(t.pulls.in_flight(), 0);
     }
 
     #[tokio::test]
     async fn a_cancelled_caller_leaves_the_pull_running_for_the_other() {
-        let pulls = Arc::new(SharedPulls::default());
-        let engine = Engine::new();
-        let (finish, finished) = oneshot::channel();
-        let (mut a, mut b) = (caller(), caller());
-        let first = tokio::spawn({
-            let (pulls, cx, start) = (pulls.clone(), a.cx.clone(), engine.pull(finished));
-            async move { pulls.pull(key(), &cx, start).await }
-        });
-        a.saw(10).await;
-        let second = tokio::spawn({
-            let (pulls, cx) = (pulls.clone(), b.cx.clone());
-            async move { pulls.pull(key(), &cx, never).await }
-        });
-        b.saw(10).await;
+        let t = two_callers().await;
         // The first caller, the one that started the driver, goes.
-        a.cx.cancel.cancel();
-        assert_eq!(within(first).await.unwrap(), Err(Error::Cancelled));
-        assert_eq!(pulls.in_flight(), 1, "the pull goes on");
-        finish.send(Ok(())).unwrap();
-        assert_eq!(within(second).await.unwrap(), Ok(()));
-        assert_eq!(engine.starts(), 1);
+        t.a.cx.cancel.cancel();
+        assert_eq!(within(t.first).await.unwrap(), Err(Error::Cancelled));
+        assert_eq!(t.pulls.in_flight(), 1, "the pull goes on");
+        t.finish.send(Ok(())).unwrap();
+        assert_eq!(within(t.second).await.unwrap(), Ok(()));
+        assert_eq!(t.engine.starts(), 1);
     }
 
     #[tokio::test]
     async fn when_every_caller_is_gone_the_driver_is_aborted() {
-        let pulls = Arc::new(SharedPulls::default());
-        let engine = Engine::new();
-        let (_finish, finished) = oneshot::channel();
-        let (mut a, mut b) = (caller(), caller());
-        let first = tokio::spawn({
-            let (pulls, cx, start) = (pulls.clone(), a.cx.clone(), engine.pull(finished));
-            async move { pulls.pull(key(), &cx, start).await }
-        });
-        a.saw(10).await;
+        let t = two_callers().await;
+        let dropped = t.engine.dropped.notified();
+        t.a.cx.cancel.cancel();
+        assert_eq!(within(t.first).await.unwrap(), Err(Error::Cancelled));
         // The second caller's future is dropped rather than cancelled, as
         // `runtime_call` drops it.
-        let second = tokio::spawn({
-            let (pulls, cx) = (pulls.clone(), b.cx.clone());
-            async move { pulls.pull(key(), &cx, never).await }
-        });
-        b.saw(10).await;
-        let dropped = engine.dropped.notified();
-        a.cx.cancel.cancel();
-        assert_eq!(within(first).await.unwrap(), Err(Error::Cancelled));
-        second.abort();
-        assert!(within(second).await.unwrap_err().is_cancelled());
+        t.second.abort();
+        assert!(within(t.second).await.unwrap_err().is_cancelled());
         within(dropped).await;
-        assert_eq!(pulls.in_flight(), 0);
+        assert_eq!(t.pulls.in_flight(), 0);
         // The next pull of the same image starts a new run.
         let (finish, finished) = oneshot::channel();
         finish.send(Ok(())).unwrap();
         let c = caller();
-        let again = within(pulls.pull(key(), &c.cx, engine.pull(finished))).await;
+        let again = within(t.pulls.pull(key(), &c.cx, t.engine.pull(finished))).await;
         assert_eq!(again, Ok(()));
-        assert_eq!(engine.starts(), 2);
+        assert_eq!(t.engine.starts(), 2);
+        drop(t.finish);
     }
 
     #[tokio::test]
@@ -471,10 +491,7 @@ mod tests {
             let (finish, finished) = oneshot::channel();
             finishes.push(finish);
             let mut c = caller();
-            let start = engine.pull(finished);
-            let pulls = pulls.clone();
-            let cx = c.cx.clone();
-            callers.push(tokio::spawn(async move { pulls.pull(k, &cx, start).await }));
+            callers.push(spawn_pull(&pulls, k, &c.cx, engine.pull(finished)));
             c.saw(10).await;
         }
         assert_eq!(engine.starts(), 3);
