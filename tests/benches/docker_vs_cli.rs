@@ -164,7 +164,7 @@ async fn main() {
     println!("image_export 512 MiB:        stevedore {:>7.2?}  docker save -o       {:>7.2?}  ratio {:.3} (target <= 1.10)", median(ours.clone()), median(theirs.clone()), ratio(&ours, &theirs));
     println!("image_export 512 MiB, gzip:  stevedore {:>7.2?}  docker save | gzip   {:>7.2?}  ratio {:.3} (target <= 1.00)", median(ours_gz.clone()), median(theirs_gz.clone()), ratio(&ours_gz, &theirs_gz));
     println!("image_download 512 MiB:      stevedore {:>7.2?}  docker pull          {:>7.2?}  ratio {:.3} (target <= 1.10)", median(pull_ours.clone()), median(pull_theirs.clone()), ratio(&pull_ours, &pull_theirs));
-    println!("image_download 64 MiB x{SHARED}:   at once {:>7.2?}  one alone            {:>7.2?}  ratio {:.3} (target about 1)", median(pull_n.clone()), median(pull_one.clone()), ratio(&pull_n, &pull_one));
+    println!("image_download 64 MiB x{SHARED}:    at once {:>7.2?}  one alone            {:>7.2?}  ratio {:.3} (target about 1)", median(pull_n.clone()), median(pull_one.clone()), ratio(&pull_n, &pull_one));
     println!(
         "server RSS: {:.1} MiB idle, peak {:.1} MiB during the exports (target <= 64 MiB), {:.1} MiB peak over its life (start-up compiles plugins)",
         idle as f64 / 1024.0,

@@ -83,23 +83,61 @@ async fn relay(client: TcpStream, upstream: String, rate: Arc<AtomicU64>) {
     tokio::join!(requests, answers);
 }
 
-/// A server with `image_download` whose registry `slow` is `proxy`.
-async fn server(proxy: &Throttle) -> (Server, Client) {
-    let config = format!("[registries.slow]\nurl = \"http://{}\"\n", proxy.addr);
-    let server = Server::start(
-        Options::with_plugins(&["image_download"])
-            .test_engine()
-            .config(&config),
-    )
-    .await;
-    let client = server.admin().await;
-    (server, client)
+/// A fresh 64 MiB image in the test registry, a server pulling it through
+/// a [`Throttle`] at 2 MiB/s (the pull lasts until the test opens it up),
+/// and the time the test began, to read the engine's events from.
+struct Fixture {
+    proxy: Throttle,
+    _server: Server,
+    c: Client,
+    /// The repository, as tasks name it.
+    repo: String,
+    /// The image as the engine names it once pulled.
+    reference: String,
+    since: SystemTime,
 }
 
-fn download(repo: &str) -> String {
-    format!(
-        r#"{{"type":"docker","repository":"private","registry_name":"slow","image":"{repo}","tag":"1"}}"#
-    )
+impl Fixture {
+    async fn start() -> Fixture {
+        let repo = push_noise_image("shared", 64, &["1"]);
+        let proxy = Throttle::start(registry(), 2 << 20).await;
+        let config = format!("[registries.slow]\nurl = \"http://{}\"\n", proxy.addr);
+        let server = Server::start(
+            Options::with_plugins(&["image_download"])
+                .test_engine()
+                .config(&config),
+        )
+        .await;
+        let c = server.admin().await;
+        Fixture {
+            reference: format!("{}/{repo}:1", proxy.addr),
+            proxy,
+            _server: server,
+            c,
+            repo,
+            since: SystemTime::now(),
+        }
+    }
+
+    /// Submit a download of the image; returns the task id.
+    async fn download(&self) -> i64 {
+        let body = format!(
+            r#"{{"type":"docker","repository":"private","registry_name":"slow","image":"{}","tag":"1"}}"#,
+            self.repo
+        );
+        self.c.submit_ok("image_download", &body).await
+    }
+
+    /// The image is on the engine, which pulled it once since the start;
+    /// then it is removed.
+    fn assert_pulled_once(&self) {
+        let reference = &self.reference;
+        assert!(docker_ok(&["image", "inspect", reference]));
+        // The engine logs its `pull` before it ends the answer stream.
+        let logged = pulls_logged(reference, self.since, SystemTime::now());
+        docker(&["rmi", reference]);
+        assert_eq!(logged, 1, "the engine pulled {reference} {logged} times");
+    }
 }
 
 /// Wait until task `id` runs and shows a progress above 0.
@@ -150,41 +188,30 @@ fn pulls_logged(reference: &str, since: SystemTime, until: SystemTime) -> usize 
 
 #[tokio::test]
 async fn two_downloads_of_one_image_share_one_engine_pull_and_both_show_its_progress() {
-    let repo = push_noise_image("shared", 64, &["1"]);
-    // 64 MiB at 2 MiB/s: the pull lasts until the proxy is opened.
-    let proxy = Throttle::start(registry(), 2 << 20).await;
-    let (_server, c) = server(&proxy).await;
-    let reference = format!("{}/{repo}:1", proxy.addr);
-    let since = SystemTime::now();
-    let a = c.submit_ok("image_download", &download(&repo)).await;
-    let b = c.submit_ok("image_download", &download(&repo)).await;
-    pulling(&c, a).await;
-    pulling(&c, b).await;
-    proxy.open();
+    let f = Fixture::start().await;
+    let c = &f.c;
+    let a = f.download().await;
+    let b = f.download().await;
+    pulling(c, a).await;
+    pulling(c, b).await;
+    f.proxy.open();
     for id in [a, b] {
-        let t = ended(&c, id).await;
+        let t = ended(c, id).await;
         assert_eq!(t["state"], "completed", "{t}");
         assert_eq!(t["progress"], 100, "{t}");
     }
-    assert!(docker_ok(&["image", "inspect", &reference]));
-    // The engine logs its `pull` before it ends the answer stream.
-    let logged = pulls_logged(&reference, since, SystemTime::now());
-    docker(&["rmi", &reference]);
-    assert_eq!(logged, 1, "the engine pulled {reference} {logged} times");
+    f.assert_pulled_once();
 }
 
 #[tokio::test]
 async fn cancelling_one_of_two_downloads_of_one_image_leaves_the_other_pulling() {
-    let repo = push_noise_image("shared", 64, &["1"]);
-    let proxy = Throttle::start(registry(), 2 << 20).await;
-    let (_server, c) = server(&proxy).await;
-    let reference = format!("{}/{repo}:1", proxy.addr);
-    let since = SystemTime::now();
+    let f = Fixture::start().await;
+    let c = &f.c;
     // A starts the engine pull, B joins it; cancelling A must not stop it.
-    let a = c.submit_ok("image_download", &download(&repo)).await;
-    pulling(&c, a).await;
-    let b = c.submit_ok("image_download", &download(&repo)).await;
-    let before = pulling(&c, b).await["progress"].as_i64().unwrap_or(0);
+    let a = f.download().await;
+    pulling(c, a).await;
+    let b = f.download().await;
+    let before = pulling(c, b).await["progress"].as_i64().unwrap_or(0);
     let answer = c.delete(&a.to_string()).await;
     assert_eq!(answer.status, 200, "{:?}", answer.body);
     assert_eq!(answer.body, serde_json::json!([a]), "A is cancelled");
@@ -197,11 +224,8 @@ async fn cancelling_one_of_two_downloads_of_one_image_leaves_the_other_pulling()
         .await
         .unwrap_or_else(|last| panic!("B's pull stalled after A was cancelled: {last:?}"));
     assert_eq!(moved["state"], "running", "{moved}");
-    proxy.open();
-    let t = ended(&c, b).await;
+    f.proxy.open();
+    let t = ended(c, b).await;
     assert_eq!(t["state"], "completed", "{t}");
-    assert!(docker_ok(&["image", "inspect", &reference]));
-    let logged = pulls_logged(&reference, since, SystemTime::now());
-    docker(&["rmi", &reference]);
-    assert_eq!(logged, 1, "the engine pulled {reference} {logged} times");
+    f.assert_pulled_once();
 }
