@@ -7,11 +7,13 @@
 //! - `image_export` of a 512 MiB image vs `docker save -o` (target ≤ 1.10);
 //! - compressed vs `docker save | gzip` (target ≤ 1.00);
 //! - `image_download` from the loopback registry vs `docker pull` (target ≤ 1.10);
+//! - 4 identical `image_download` tasks at once vs one, each of a fresh
+//!   64 MiB image: they share one engine pull (issue 13, target about 1×);
 //! - the server's peak RSS over the whole run (target ≤ 64 MiB).
 
 use std::time::Duration;
 
-use stevedore_e2e::bench::{median, sh, status_kib, timed};
+use stevedore_e2e::bench::{median, sh, status_kib, tasks, timed};
 use stevedore_e2e::{Client, Options, Server};
 
 /// A task's wall time, submit to `completed`.
@@ -125,6 +127,35 @@ async fn main() {
         );
         sh(&format!("docker rmi {remote}"));
     }
+
+    // N identical pulls at once share one engine pull: they should cost
+    // about one. Each measurement pulls an image the engine has never seen.
+    const SHARED: usize = 4;
+    let download = |repo: &str| {
+        format!(
+            r#"{{"type":"docker","repository":"private","registry_name":"local","image":"{repo}","tag":"1"}}"#
+        )
+    };
+    let (mut pull_one, mut pull_n) = (vec![], vec![]);
+    for _ in 0..rounds {
+        let one = stevedore_e2e::push_noise_image("bench-pull", 64, &["1"]);
+        let body = download(&one);
+        pull_one.push(tasks(&c, "image_download", &[&body], Duration::from_secs(600)).await);
+        let many = stevedore_e2e::push_noise_image("bench-pull", 64, &["1"]);
+        let body = download(&many);
+        pull_n.push(
+            tasks(
+                &c,
+                "image_download",
+                &[body.as_str(); SHARED],
+                Duration::from_secs(600),
+            )
+            .await,
+        );
+        sh(&format!(
+            "docker rmi {registry}/{one}:1 {registry}/{many}:1"
+        ));
+    }
     let lifetime_peak = status_kib(pid, "VmHWM:");
 
     let ratio = |a: &[Duration], b: &[Duration]| {
@@ -133,6 +164,7 @@ async fn main() {
     println!("image_export 512 MiB:        stevedore {:>7.2?}  docker save -o       {:>7.2?}  ratio {:.3} (target <= 1.10)", median(ours.clone()), median(theirs.clone()), ratio(&ours, &theirs));
     println!("image_export 512 MiB, gzip:  stevedore {:>7.2?}  docker save | gzip   {:>7.2?}  ratio {:.3} (target <= 1.00)", median(ours_gz.clone()), median(theirs_gz.clone()), ratio(&ours_gz, &theirs_gz));
     println!("image_download 512 MiB:      stevedore {:>7.2?}  docker pull          {:>7.2?}  ratio {:.3} (target <= 1.10)", median(pull_ours.clone()), median(pull_theirs.clone()), ratio(&pull_ours, &pull_theirs));
+    println!("image_download 64 MiB x{SHARED}:    at once {:>7.2?}  one alone            {:>7.2?}  ratio {:.3} (target about 1)", median(pull_n.clone()), median(pull_one.clone()), ratio(&pull_n, &pull_one));
     println!(
         "server RSS: {:.1} MiB idle, peak {:.1} MiB during the exports (target <= 64 MiB), {:.1} MiB peak over its life (start-up compiles plugins)",
         idle as f64 / 1024.0,

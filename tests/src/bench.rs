@@ -32,11 +32,17 @@ pub fn timed(script: &str) -> Duration {
 /// is read from the event stream, opened before the submit, so the time
 /// holds no polling interval.
 pub async fn task(c: &Client, category: &str, body: &str, deadline: Duration) -> Duration {
+    tasks(c, category, &[body], deadline).await
+}
+
+/// Wall time of tasks submitted back to back, from the first submit until
+/// the last of them is `completed`; as [`task`] otherwise.
+pub async fn tasks(c: &Client, category: &str, bodies: &[&str], deadline: Duration) -> Duration {
     sh("sync");
     let resp = c
         .http()
         .get(format!("{}/background/events", c.api))
-        // The stream stays open as long as the task may run.
+        // The stream stays open as long as the tasks may run.
         .timeout(deadline + Duration::from_secs(10))
         .send()
         .await
@@ -44,25 +50,32 @@ pub async fn task(c: &Client, category: &str, body: &str, deadline: Duration) ->
     assert_eq!(resp.status(), 200, "background/events");
     let mut events = SseReader::new(resp);
     let started = Instant::now();
-    let id = c.submit_ok(category, body).await;
-    let end = tokio::time::timeout(deadline, async {
-        while let Some((event, data)) = events.next().await {
+    let mut running = Vec::new();
+    for body in bodies {
+        running.push(c.submit_ok(category, body).await);
+    }
+    tokio::time::timeout(deadline, async {
+        while !running.is_empty() {
+            let Some((event, data)) = events.next().await else {
+                panic!("the event stream ended before tasks {running:?} did");
+            };
             if event != "task" {
                 assert_ne!(event, "lagged", "the event stream lagged: {data}");
                 continue;
             }
             let t: serde_json::Value = serde_json::from_str(&data).unwrap();
-            if t["id"] == id && (t["state"] == "completed" || t["state"] == "error") {
-                return t;
+            let Some(id) = t["id"].as_i64().filter(|id| running.contains(id)) else {
+                continue;
+            };
+            if t["state"] == "completed" || t["state"] == "error" {
+                assert_eq!(t["state"], "completed", "{t}");
+                running.retain(|r| *r != id);
             }
         }
-        panic!("the event stream ended before task {id} did");
     })
     .await
-    .unwrap_or_else(|_| panic!("task {id} did not end within {deadline:?}"));
-    let took = started.elapsed();
-    assert_eq!(end["state"], "completed", "{end}");
-    took
+    .unwrap_or_else(|_| panic!("tasks did not end within {deadline:?}"));
+    started.elapsed()
 }
 
 /// How many rounds a benchmark runs: `STEVEDORE_BENCH_ROUNDS`, default 5

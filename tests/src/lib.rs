@@ -809,7 +809,9 @@ pub fn fresh_database(prefix: &str) -> String {
 
 /// Push an image of busybox plus `mib` MiB of incompressible noise to the
 /// open test registry as `<registry>/stevedore/<unique prefix>:<tag>` for
-/// each of `tags`; returns the repository (`stevedore/...`).
+/// each of `tags`; returns the repository (`stevedore/...`). The noise is
+/// seeded by the unique name, so no two images share their layer: a pull
+/// never finds it already on the engine.
 pub fn push_noise_image(prefix: &str, mib: usize, tags: &[&str]) -> String {
     let dir = tempfile::tempdir().expect("a temporary folder");
     let repo = format!("stevedore/{}", unique(prefix));
@@ -819,7 +821,10 @@ pub fn push_noise_image(prefix: &str, mib: usize, tags: &[&str]) -> String {
     for link in ["sh", "cat", "sleep", "ls"] {
         std::os::unix::fs::symlink("busybox", root.join("bin").join(link)).unwrap();
     }
-    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    // FNV-1a of the name; xorshift needs a non-zero seed.
+    let mut seed = repo.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    }) | 1;
     let noise: Vec<u8> = (0..mib << 20)
         .map(|_| {
             seed ^= seed << 13;

@@ -16,6 +16,7 @@ pub mod files;
 pub mod listing;
 pub mod progress;
 pub mod raw;
+pub mod shared_pull;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -37,8 +38,8 @@ use hyper::Method;
 
 use self::credentials::CredentialStore;
 use self::files::Output;
-use self::progress::{Message, Progress};
 use self::raw::{query, RawClient};
+use self::shared_pull::{PullKey, SharedPulls};
 use super::archives;
 use super::storage::ShareRoot;
 use super::{
@@ -98,6 +99,8 @@ pub struct DockerRuntime {
     share: ShareRoot,
     settings: DockerSettings,
     credentials: CredentialStore,
+    /// Pulls in flight, shared by the tasks asking for the same image.
+    pulls: SharedPulls,
 }
 
 /// The Unix socket named by `DOCKER_HOST`.
@@ -147,6 +150,7 @@ impl DockerRuntime {
             share,
             settings,
             credentials,
+            pulls: SharedPulls::default(),
         })
     }
 
@@ -213,23 +217,7 @@ impl DockerRuntime {
                 raw::empty(),
             )
             .await?;
-        self.follow(cx, what, response).await
-    }
-
-    async fn follow(&self, cx: &CallContext, what: &str, response: raw::Streaming) -> RtResult<()> {
-        let mut progress = Progress::default();
-        let messages = response.json_lines::<Message>();
-        futures::pin_mut!(messages);
-        while let Some(message) = messages.next().await {
-            let message = message?;
-            if let Some(error) = message.error() {
-                return Err(Error::Runtime(error));
-            }
-            if let Some((percent, detail)) = progress.update(what, &message) {
-                cx.reporter.progress(percent, &detail);
-            }
-        }
-        Ok(())
+        progress::follow(what, response, |p, d| cx.reporter.progress(p, d)).await
     }
 
     fn image_info(inspect: bollard::models::ImageInspect) -> ImageInfo {
@@ -458,7 +446,18 @@ impl Runtime for DockerRuntime {
             query(&from),
             query(&tag)
         );
-        self.with_registry_auth(cx, &what, &path, &header).await?;
+        // Tasks pulling the same image with the same credentials at the
+        // same time share one engine pull.
+        let key = PullKey::new(&from, &tag, &header);
+        let raw = self.raw.clone();
+        let driver_what = what.clone();
+        self.pulls
+            .pull(key, cx, move |progress| async move {
+                let auth = [("X-Registry-Auth", header.as_str())];
+                let response = raw.send(Method::POST, &path, &auth, raw::empty()).await?;
+                progress::follow(&driver_what, response, |p, d| progress.report(p, d)).await
+            })
+            .await?;
         // A mirror or private registry prefix is an implementation detail of
         // Docker Hub pulls: name the image as the user asked for it too.
         if matches!(req.source, Source::Dockerhub) && !registry.is_empty() {
@@ -859,7 +858,7 @@ impl Runtime for DockerRuntime {
                         Self::file_body(file, skip, self.settings.max_expanded_bytes)?,
                     )
                     .await?;
-                self.follow(cx, &target, response).await?;
+                progress::follow(&target, response, |p, d| cx.reporter.progress(p, d)).await?;
             }
         }
         let info = self.image_inspect(cx, kind, target).await?;

@@ -4,7 +4,34 @@
 
 use std::collections::HashMap;
 
+use futures::StreamExt;
 use serde::Deserialize;
+
+use super::raw::Streaming;
+use crate::runtime::{Error, RtResult};
+
+/// Follow the progress stream of `response` (about `what`) to its end,
+/// giving `report` each new `(percent, detail)`; the first error message in
+/// the stream fails the call.
+pub async fn follow(
+    what: &str,
+    response: Streaming,
+    mut report: impl FnMut(i32, &str),
+) -> RtResult<()> {
+    let mut progress = Progress::default();
+    let messages = response.json_lines::<Message>();
+    futures::pin_mut!(messages);
+    while let Some(message) = messages.next().await {
+        let message = message?;
+        if let Some(error) = message.error() {
+            return Err(Error::Runtime(error));
+        }
+        if let Some((percent, detail)) = progress.update(what, &message) {
+            report(percent, &detail);
+        }
+    }
+    Ok(())
+}
 
 /// One message of the engine's progress stream.
 #[derive(Debug, Default, Deserialize)]
