@@ -20,5 +20,3 @@ pub mod policy;
 pub mod queue;
 pub mod runtime;
 pub mod server;
-#[doc(hidden)]
-pub mod test_report;

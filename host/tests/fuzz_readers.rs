@@ -283,7 +283,7 @@ fn the_sample_settings_parse() {
     let file = parse_file(SAMPLE_CONFIG).unwrap();
     let c = Config::resolve(file, |_| None).unwrap();
     assert_eq!(c.archives.max_expanded_bytes, 1 << 20);
-    stevedore::test_count!(
+    stevedore_e2e::report!(
         "reader fuzz: {CASES} cases each for the archive scan, LXC extraction, entry names and the settings reader"
     );
 }

@@ -394,7 +394,7 @@ async fn no_input_traps_a_plugin_and_accepted_values_are_valid() {
         );
         total += CASES;
     }
-    stevedore::test_count!(
+    stevedore_e2e::report!(
         "validate fuzz: {total} cases over every plugin, none trapped or passed an invalid value"
     );
 }

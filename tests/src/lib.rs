@@ -24,7 +24,7 @@ pub const ADMIN_PASSWORD: &str = "admin-e2e-pw";
 /// The variable naming the file where tests append the counts they report
 /// (`cargo xtask test` sets it and prints the file after the run, since the
 /// test harness hides what a passing test printed). The host crate's tests
-/// use the same variable (`stevedore::test_report`).
+/// report through this crate too.
 pub const REPORT_ENV: &str = "STEVEDORE_TEST_REPORT";
 
 /// Print `line` and append it to the report file, if one is named (one

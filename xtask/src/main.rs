@@ -231,8 +231,8 @@ fn test(extra: &[String]) -> Result<()> {
 }
 
 /// Where tests append the counts they report (routes checked, requests
-/// fuzzed, kills survived): `stevedore::test_report` and the e2e harness's
-/// `report` read this variable.
+/// fuzzed, kills survived): the e2e harness's `report` reads this variable
+/// (the host crate's tests use it too).
 const REPORT_ENV: &str = "STEVEDORE_TEST_REPORT";
 
 /// Print what the tests counted: the test harness hides a passing test's

@@ -94,7 +94,7 @@ async fn every_route_but_the_public_ones_needs_a_session() {
     assert_eq!(public, want);
     // A route table that forgot the prefixes would be much shorter.
     assert!(checked >= 3 * 20, "{checked} session routes");
-    crate::test_count!(
+    stevedore_e2e::report!(
         "access: {} routes checked ({checked} need a session, 401 JSON without one; public: {})",
         all.len(),
         public.into_iter().collect::<Vec<_>>().join(", ")

@@ -19,7 +19,10 @@ pub const CAPACITY: usize = 4096;
 /// Capability interfaces whose calls `validate` cannot make or that read
 /// only the server's fixed configuration (`images.resolve`). `repository`
 /// and `app-store` may be read from `validate` and change while the server
-/// runs; WASI (clocks, random) is not listed either.
+/// runs; WASI (clocks, random) is not listed either. Deliberately a list
+/// of its own rather than `grants::CAPABILITIES` minus the lookups: a
+/// capability added later must be judged before acceptances of the plugins
+/// importing it are remembered.
 const PURE_IMPORTS: &[&str] = &[
     "types",
     "task",
