@@ -51,10 +51,12 @@ fn deflate_block(level: Compression, data: &[u8]) -> io::Result<(Vec<u8>, crc32f
         let status = z
             .compress_vec(&data[consumed..], &mut out, FlushCompress::Sync)
             .map_err(io::Error::other)?;
-        // Done when all input is in and the flush left room to spare (so it completed).
+        // Done when all input is in and the flush completed: it left room to
+        // spare, or it had nothing more to write (`BufError` with room in the
+        // output: an earlier call finished the flush, and every further call
+        // would answer the same, forever).
         if z.total_in() as usize == data.len()
-            && out.capacity() - out.len() >= 1024
-            && status != Status::BufError
+            && (out.capacity() - out.len() >= 1024 || status == Status::BufError)
         {
             return Ok((out, crc));
         }
@@ -204,6 +206,45 @@ impl<W: Write> Write for ParGz<W> {
 mod tests {
     use super::*;
     use std::io::Read;
+
+    /// Blocks that compress to about half their size, in fine steps: some
+    /// end their flush with less than 1 KiB of room in the output (first
+    /// sized for half the input), where the block loop once spun forever.
+    /// Each block runs on a thread with a deadline, so a hang fails the test.
+    #[test]
+    fn blocks_whose_output_nearly_fills_the_buffer_end() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let random: Vec<u8> = (0..BLOCK)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                seed as u8
+            })
+            .collect();
+        // `k` random bytes, then zeros: the output is about `k` bytes.
+        for k in (BLOCK / 2 - (8 << 10)..BLOCK / 2 + (2 << 10)).step_by(128) {
+            let mut data = random[..k].to_vec();
+            data.resize(BLOCK, 0);
+            let data = std::sync::Arc::new(data);
+            let input = data.clone();
+            let (tx, rx) = mpsc::channel();
+            std::thread::spawn(move || {
+                let _ = tx.send(deflate_block(Compression::default(), &input));
+            });
+            let (mut out, _) = rx
+                .recv_timeout(std::time::Duration::from_secs(20))
+                .unwrap_or_else(|_| panic!("the block with {k} random bytes never ended"))
+                .unwrap();
+            // An empty final block (the block itself ends on a sync flush).
+            out.extend_from_slice(&[0x03, 0x00]);
+            let mut back = Vec::new();
+            flate2::read::DeflateDecoder::new(&out[..])
+                .read_to_end(&mut back)
+                .unwrap();
+            assert!(back[..] == data[..], "round trip with {k} random bytes");
+        }
+    }
 
     #[test]
     fn output_is_one_gzip_member_any_reader_takes() {
