@@ -388,6 +388,12 @@ impl Registry {
             );
         }
         let dir = self.dir();
+        // Start empty, as the engine and PostgreSQL do: what tests and
+        // benchmarks pushed (gigabytes of benchmark images) goes, and the
+        // images the tests need are seeded again below.
+        if dir.join("data").exists() {
+            fs::remove_dir_all(dir.join("data"))?;
+        }
         fs::create_dir_all(dir.join("data"))?;
         let mut config = format!(
             "version: 0.1\n\
