@@ -117,15 +117,7 @@ fn busybox() -> PullRequest {
 /// A rootfs tar: busybox plus `mib` MiB of incompressible data.
 fn rootfs_tar(mib: usize, marker: &str) -> Vec<u8> {
     let mut tar = tar_entry("bin/busybox", &std::fs::read("/bin/busybox").unwrap());
-    let mut seed = 0x9e37_79b9_7f4a_7c15u64 ^ marker.len() as u64;
-    let data: Vec<u8> = (0..mib << 20)
-        .map(|_| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed as u8
-        })
-        .collect();
+    let data = stevedore_e2e::noise(mib << 20, 0x9e37_79b9_7f4a_7c15 ^ marker.len() as u64);
     tar.extend(tar_entry("data/blob", &data));
     tar.extend(tar_entry("data/marker", marker.as_bytes()));
     tar.extend([0u8; 1024]);

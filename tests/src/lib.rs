@@ -807,6 +807,20 @@ pub fn fresh_database(prefix: &str) -> String {
     format!("{server}/{name}")
 }
 
+/// `len` incompressible bytes from xorshift64 seeded with `seed` (the same
+/// bytes for the same seed; xorshift needs a non-zero one: 0 becomes 1).
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | u64::from(seed == 0);
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
 /// Push an image of busybox plus `mib` MiB of incompressible noise to the
 /// open test registry as `<registry>/stevedore/<unique prefix>:<tag>` for
 /// each of `tags`; returns the repository (`stevedore/...`). The noise is
@@ -821,19 +835,11 @@ pub fn push_noise_image(prefix: &str, mib: usize, tags: &[&str]) -> String {
     for link in ["sh", "cat", "sleep", "ls"] {
         std::os::unix::fs::symlink("busybox", root.join("bin").join(link)).unwrap();
     }
-    // FNV-1a of the name; xorshift needs a non-zero seed.
-    let mut seed = repo.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+    // FNV-1a of the name, so no two images share the layer.
+    let seed = repo.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    }) | 1;
-    let noise: Vec<u8> = (0..mib << 20)
-        .map(|_| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed as u8
-        })
-        .collect();
-    std::fs::write(root.join("blob"), noise).unwrap();
+    });
+    std::fs::write(root.join("blob"), noise(mib << 20, seed | 1)).unwrap();
     let tar = dir.path().join("rootfs.tar");
     let ok = Command::new("tar")
         .arg("-C")

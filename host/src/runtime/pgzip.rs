@@ -213,15 +213,7 @@ mod tests {
     /// Each block runs on a thread with a deadline, so a hang fails the test.
     #[test]
     fn blocks_whose_output_nearly_fills_the_buffer_end() {
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let random: Vec<u8> = (0..BLOCK)
-            .map(|_| {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                seed as u8
-            })
-            .collect();
+        let random = stevedore_e2e::noise(BLOCK, 0x9e37_79b9_7f4a_7c15);
         // `k` random bytes, then zeros: the output is about `k` bytes.
         for k in (BLOCK / 2 - (8 << 10)..BLOCK / 2 + (2 << 10)).step_by(128) {
             let mut data = random[..k].to_vec();
