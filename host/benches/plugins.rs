@@ -119,6 +119,7 @@ fn bench(c: &mut Criterion) {
                     user: "admin".into(),
                     params,
                     cancel: CancellationToken::new(),
+                    durable: stevedore::queue::store::Durable::ready(),
                     reporter: reporter.clone(),
                 })
                 .await
@@ -140,6 +141,7 @@ fn bench(c: &mut Criterion) {
                     user: "admin".into(),
                     params: "{}".into(),
                     cancel: CancellationToken::new(),
+                    durable: stevedore::queue::store::Durable::ready(),
                     reporter: reporter.clone(),
                 })
                 .await

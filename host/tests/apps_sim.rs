@@ -54,6 +54,7 @@ async fn run(host: &PluginHost, category: &str, params: Value) -> Outcome {
         user: "tester".into(),
         params: params.to_string(),
         cancel: CancellationToken::new(),
+        durable: stevedore::queue::store::Durable::ready(),
         reporter: Arc::new(Quiet),
     })
     .await

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use stevedore::plugins::{PluginConfig, PluginHost};
+use stevedore::queue::store::Durable;
 use stevedore::queue::{
     Executor, LogLevel, Outcome, Reporter, ResultCode, TaskContext, ValidationError,
 };
@@ -130,6 +131,7 @@ async fn run(host: &PluginHost, category: &str, params: &str) -> (Outcome, Arc<R
         user: "tester".into(),
         params: params.to_string(),
         cancel: CancellationToken::new(),
+        durable: stevedore::queue::store::Durable::ready(),
         reporter: recorder.clone(),
     };
     (host.run(ctx).await, recorder)
@@ -711,4 +713,68 @@ async fn container_import_refuses_bad_recorded_settings_before_importing() {
         "{outcome:?}"
     );
     assert_eq!(names(&sim), ["containers.read-archive-config"]);
+}
+
+/// A run starts while its claim is being committed (the queue's early
+/// claims); the plugin host holds every runtime call until the claim is
+/// durable, and makes none when it is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runtime_calls_wait_until_the_claim_is_durable() {
+    let script = json!({
+        "images.pull": {"ok": {"id": "sha256:0123456789abcdef", "tags": ["busybox:latest"], "size": 1, "created": 0}}
+    });
+    for commits in [true, false] {
+        let (_d, host, sim) = host(script.clone()).await;
+        let host = Arc::new(host);
+        let recorder = Arc::new(Recorder::default());
+        let (committer, durable) = Durable::pending();
+        let ctx = TaskContext {
+            id: 7,
+            category: "image_download".into(),
+            user: "tester".into(),
+            params: seed::IMAGE_DOWNLOAD.into(),
+            cancel: CancellationToken::new(),
+            durable,
+            reporter: recorder.clone(),
+        };
+        let run = tokio::spawn({
+            let host = host.clone();
+            async move { host.run(ctx).await }
+        });
+        // The plugin reached its pull (it reports "pulling" just before) ...
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !recorder
+            .progress
+            .lock()
+            .iter()
+            .any(|(_, d)| d.starts_with("pulling"))
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the plugin never got to its pull"
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        // ... and waits there, however long the commit takes.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!run.is_finished());
+        assert!(names(&sim).is_empty(), "{:?}", names(&sim));
+        if commits {
+            committer.settle(&Ok(()));
+            let outcome = run.await.unwrap();
+            assert_eq!(
+                outcome,
+                Outcome::Completed(Some("pulled busybox:latest (0123456789ab)".into()))
+            );
+            assert_eq!(names(&sim), ["images.pull"]);
+        } else {
+            committer.settle(&Err("disk full".into()));
+            let outcome = run.await.unwrap();
+            let Outcome::Failed { message, .. } = outcome else {
+                panic!("a run whose claim was lost completed: {outcome:?}")
+            };
+            assert!(message.contains("claim was not stored"), "{message}");
+            assert!(names(&sim).is_empty(), "{:?}", names(&sim));
+        }
+    }
 }

@@ -95,6 +95,7 @@ fn task(category: &str, params: &str) -> (TaskContext, Arc<Recorder>) {
         user: "tester".into(),
         params: params.to_string(),
         cancel: CancellationToken::new(),
+        durable: stevedore::queue::store::Durable::ready(),
         reporter: recorder.clone(),
     };
     (ctx, recorder)

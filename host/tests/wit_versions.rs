@@ -73,6 +73,7 @@ fn task(category: &str, params: &str) -> (TaskContext, Arc<Progress>) {
         user: "tester".into(),
         params: params.into(),
         cancel: CancellationToken::new(),
+        durable: stevedore::queue::store::Durable::ready(),
         reporter: progress.clone(),
     };
     (ctx, progress)

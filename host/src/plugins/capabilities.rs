@@ -15,13 +15,17 @@ use super::bindings::{
     PullRequest, RuntimeKind, Source, Template, VolumeInfo, WitError,
 };
 use super::state::{CancelledTrap, Created, PluginState};
+use crate::queue::store::Durable;
 use crate::queue::LogLevel;
 use crate::runtime::{CallContext, Runtime};
 
 type HostResult<T> = wasmtime::Result<Result<T, WitError>>;
 
 impl PluginState {
-    fn call_context(&self, what: &str) -> Result<(Arc<dyn Runtime>, CallContext), WitError> {
+    fn call_context(
+        &self,
+        what: &str,
+    ) -> Result<(Arc<dyn Runtime>, CallContext, Durable), WitError> {
         let task = self.task.as_ref().ok_or_else(|| {
             WitError::Denied(format!("{what} may only be called while a task runs"))
         })?;
@@ -31,10 +35,11 @@ impl PluginState {
             cancel: task.cancel.clone(),
             reporter: task.reporter.clone(),
         };
-        Ok((self.runtime.clone(), cx))
+        Ok((self.runtime.clone(), cx, task.durable.clone()))
     }
 
-    /// Run one runtime call for the guest: time it outside the CPU budget,
+    /// Run one runtime call for the guest, once the task's claim is durable
+    /// (no effect of a run whose claim could still be lost): time it outside the CPU budget,
     /// stop it when the task is cancelled (dropping the future closes the
     /// engine connection, which cancels the engine's work), and trap the
     /// guest after a cancellation so it cannot carry on.
@@ -43,12 +48,18 @@ impl PluginState {
         F: FnOnce(Arc<dyn Runtime>, CallContext) -> Fut,
         Fut: Future<Output = Result<T, WitError>> + Send,
     {
-        let (runtime, cx) = match self.call_context(what) {
+        let (runtime, cx, durable) = match self.call_context(what) {
             Ok(v) => v,
             Err(e) => return Ok(Err(e)),
         };
-        let cancel = cx.cancel.clone();
         let started = Instant::now();
+        if let Err(e) = durable.wait().await {
+            // The run is forgotten and its task runs again: stop here.
+            return Err(wasmtime::Error::msg(format!(
+                "the task's claim was not stored ({e}); the run stops before {what}"
+            )));
+        }
+        let cancel = cx.cancel.clone();
         let result = tokio::select! {
             r = call(runtime, cx) => r,
             _ = cancel.cancelled() => Err(WitError::Cancelled),

@@ -149,6 +149,7 @@ pub async fn test(file: &Path, params: &str, script: Option<&Path>) -> anyhow::R
         user: "tester".into(),
         params: params.to_string(),
         cancel: CancellationToken::new(),
+        durable: crate::queue::store::Durable::ready(),
         reporter: Arc::new(PrintReporter),
     };
     let result = host.call_run(ctx).await;

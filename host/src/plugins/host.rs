@@ -456,6 +456,13 @@ impl Executor for PluginHost {
         }
     }
 
+    /// Every runtime call awaits the claim first (`runtime_call`); the
+    /// rest of a run (WASI without files or sockets, logs, progress, the
+    /// repository's reads) changes nothing outside it.
+    fn holds_effects_until_durable(&self) -> bool {
+        true
+    }
+
     async fn run(&self, ctx: TaskContext) -> Outcome {
         match self.call_run(ctx).await {
             Ok(detail) => Outcome::Completed(detail),

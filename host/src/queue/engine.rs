@@ -19,7 +19,8 @@ use super::executor::{Executor, LogLevel, Outcome, Reporter, TaskContext, Valida
 use super::mask::mask_secrets;
 use super::model::{task_name, ResultCode, Task, TaskEvent, TaskState};
 use super::store::{
-    ClaimRequest, Claimed, Finish, NewTask, Owner, Page, ProgressUpdate, TaskFilter, TaskStore,
+    ClaimPlan, ClaimRequest, Claimed, Durable, Finish, NewTask, OnStored, Owner, Page,
+    ProgressUpdate, TaskFilter, TaskStore,
 };
 use super::{
     DeleteSelector, QueueConfig, QueueError, Viewer, CANCEL_GRACE, EVENT_CAPACITY,
@@ -43,6 +44,8 @@ struct Live {
     reason: Mutex<Option<CancelReason>>,
     /// Progress changed since the last flush.
     dirty: AtomicBool,
+    /// Its claim is durable and `running` was announced: events may follow.
+    started: AtomicBool,
     /// Becomes true once the end of the run is stored and announced.
     done: watch::Sender<bool>,
 }
@@ -191,21 +194,29 @@ impl Inner {
         } else {
             full.clone()
         };
+        // Announced by the store as soon as it is durable: before any
+        // announcement of its run (see `OnStored`).
+        let events = self.events.clone();
+        let on_stored: OnStored = Box::new(move |task: &Task| {
+            let _ = events.send(TaskEvent { task: task.clone() });
+        });
         let task = self
             .store
-            .insert(NewTask {
-                category: info.name.clone(),
-                user: user.to_string(),
-                deletable: info.deletable,
-                name: task_name(params),
-                shown_params: shown,
-                full_params: masked.then_some(full),
-                init: now(),
-                node: node.map(str::to_string),
-            })
+            .insert_then(
+                NewTask {
+                    category: info.name.clone(),
+                    user: user.to_string(),
+                    deletable: info.deletable,
+                    name: task_name(params),
+                    shown_params: shown,
+                    full_params: masked.then_some(full),
+                    init: now(),
+                    node: node.map(str::to_string),
+                },
+                on_stored,
+            )
             .await?;
         tracing::info!(task_id = task.id, category = %task.category, user = %task.user, "task submitted");
-        self.announce(task.clone());
         self.wake.notify_one();
         Ok(task)
     }
@@ -393,45 +404,59 @@ impl Inner {
         )))
     }
 
+    /// What the free slots allow to claim now, or `None` for nothing.
+    fn claim_request(&self, now: i64) -> Option<ClaimRequest> {
+        let counts = self.counts.lock();
+        let free = self.config.workers.saturating_sub(counts.total);
+        if free == 0 {
+            return None;
+        }
+        let categories: Vec<(String, Option<usize>)> = self
+            .executor
+            .categories()
+            .into_iter()
+            .filter_map(|c| {
+                let left = self.config.per_category.get(&c.name).map(|limit| {
+                    limit.saturating_sub(counts.per_category.get(&c.name).copied().unwrap_or(0))
+                });
+                (left != Some(0)).then_some((c.name, left))
+            })
+            .collect();
+        if categories.is_empty() {
+            return None;
+        }
+        let users = self
+            .config
+            .per_user
+            .iter()
+            .map(|(u, limit)| {
+                let running = counts.per_user.get(u).copied().unwrap_or(0);
+                (u.clone(), limit.saturating_sub(running))
+            })
+            .collect();
+        Some(ClaimRequest {
+            max: free,
+            categories,
+            users,
+            now,
+        })
+    }
+
     /// Claim what the free slots allow and start it. Returns how many started.
+    ///
+    /// The claim is sized when the store runs it (runs that ended while it
+    /// queued behind other writes have freed their slots by then), and the
+    /// claimed tasks start before it is durable: each run holds its effects
+    /// and its `running` announcement until then (see [`super::durable`]).
+    /// One claim at a time: a claim's tasks are counted (in `launch`)
+    /// before the next claim is sized.
     async fn dispatch_once(self: &Arc<Self>) -> anyhow::Result<usize> {
-        let req = {
-            let counts = self.counts.lock();
-            let free = self.config.workers.saturating_sub(counts.total);
-            if free == 0 {
-                return Ok(0);
-            }
-            let categories: Vec<(String, Option<usize>)> = self
-                .executor
-                .categories()
-                .into_iter()
-                .filter_map(|c| {
-                    let left = self.config.per_category.get(&c.name).map(|limit| {
-                        limit.saturating_sub(counts.per_category.get(&c.name).copied().unwrap_or(0))
-                    });
-                    (left != Some(0)).then_some((c.name, left))
-                })
-                .collect();
-            if categories.is_empty() {
-                return Ok(0);
-            }
-            let users = self
-                .config
-                .per_user
-                .iter()
-                .map(|(u, limit)| {
-                    let running = counts.per_user.get(u).copied().unwrap_or(0);
-                    (u.clone(), limit.saturating_sub(running))
-                })
-                .collect();
-            ClaimRequest {
-                max: free,
-                categories,
-                users,
-                now: now(),
-            }
-        };
-        let claimed = self.store.claim(req).await?;
+        if self.counts.lock().total >= self.config.workers {
+            return Ok(0);
+        }
+        let me = self.clone();
+        let plan: ClaimPlan = Box::new(move |now| me.claim_request(now));
+        let claimed = self.store.claim_early(plan).await?;
         let n = claimed.len();
         for c in claimed {
             self.launch(c);
@@ -440,7 +465,11 @@ impl Inner {
     }
 
     fn launch(self: &Arc<Self>, claimed: Claimed) {
-        let Claimed { task, full_params } = claimed;
+        let Claimed {
+            task,
+            full_params,
+            durable,
+        } = claimed;
         let id = task.id;
         {
             let mut counts = self.counts.lock();
@@ -456,21 +485,46 @@ impl Inner {
             cancel: CancellationToken::new(),
             reason: Mutex::new(None),
             dirty: AtomicBool::new(false),
+            started: AtomicBool::new(false),
             done: watch::channel(false).0,
         });
         self.live.lock().insert(id, live.clone());
         let span = tracing::info_span!("task", task_id = id, category = %task.category);
-        self.announce(task);
         let inner = self.clone();
-        tokio::spawn(async move { inner.run(live, full_params).await }.instrument(span));
+        tokio::spawn(async move { inner.run(live, full_params, durable).await }.instrument(span));
     }
 
-    async fn run(self: Arc<Self>, live: Arc<Live>, full_params: String) {
+    /// Give back the slot of a run of `category` by `user`.
+    fn release_slot(&self, category: &str, user: &str) {
+        let mut counts = self.counts.lock();
+        counts.total -= 1;
+        if let Some(n) = counts.per_category.get_mut(category) {
+            *n -= 1;
+        }
+        if let Some(n) = counts.per_user.get_mut(user) {
+            *n -= 1;
+            if *n == 0 {
+                counts.per_user.remove(user);
+            }
+        }
+    }
+
+    /// Announce the run as started once its claim is durable; the error
+    /// when the claim was rolled back instead.
+    async fn announce_start(&self, live: &Live, durable: &Durable) -> Result<(), String> {
+        durable.wait().await?;
+        tracing::info!("task started");
+        let snapshot = live.task.lock().clone();
+        live.started.store(true, Ordering::Release);
+        self.announce(snapshot);
+        Ok(())
+    }
+
+    async fn run(self: Arc<Self>, live: Arc<Live>, full_params: String, durable: Durable) {
         let (id, category, user) = {
             let t = live.task.lock();
             (t.id, t.category.clone(), t.user.clone())
         };
-        tracing::info!("task started");
         // Run time for the metrics, from a monotonic clock (the stored
         // `start`/`end` are epoch seconds, too coarse and not monotonic).
         let started = std::time::Instant::now();
@@ -479,6 +533,7 @@ impl Inner {
             category: category.clone(),
             user: user.clone(),
             params: full_params,
+            durable: durable.clone(),
             cancel: live.cancel.clone(),
             reporter: Arc::new(TaskReporter {
                 id,
@@ -487,15 +542,41 @@ impl Inner {
                 events: self.events.clone(),
             }),
         };
-        let outcome = match AssertUnwindSafe(self.executor.run(ctx))
-            .catch_unwind()
-            .await
-        {
-            Ok(o) => o,
-            Err(_) => Outcome::Failed {
-                code: ResultCode::PluginError,
-                message: "the executor panicked".into(),
-            },
+        let run = async {
+            match AssertUnwindSafe(self.executor.run(ctx))
+                .catch_unwind()
+                .await
+            {
+                Ok(o) => o,
+                Err(_) => Outcome::Failed {
+                    code: ResultCode::PluginError,
+                    message: "the executor panicked".into(),
+                },
+            }
+        };
+        // An executor that holds its effects until the claim is durable
+        // runs meanwhile (what it reports before is in the announcement);
+        // any other starts once the run is announced.
+        let announce = self.announce_start(&live, &durable);
+        tokio::pin!(announce);
+        let mut announced: Option<Result<(), String>> = None;
+        let outcome = if self.executor.holds_effects_until_durable() {
+            tokio::pin!(run);
+            loop {
+                tokio::select! {
+                    biased;
+                    r = &mut announce, if announced.is_none() => announced = Some(r),
+                    outcome = &mut run => break outcome,
+                }
+            }
+        } else {
+            if let Err(error) = (&mut announce).await {
+                self.release_slot(&category, &user);
+                self.forget_run(&live, &error);
+                return;
+            }
+            announced = Some(Ok(()));
+            run.await
         };
         let reason = *live.reason.lock();
         let progress = live.task.lock().progress;
@@ -535,27 +616,26 @@ impl Inner {
         // poll), then free the slot: the next claim is queued behind this write,
         // so the store never shows more running tasks than the limits allow,
         // and the next task starts while this end is being committed (a worker
-        // limits runs, not pending writes).
+        // limits runs, not pending writes). The end may be written before
+        // the claim is durable: it is written after it, so when the claim
+        // is rolled back the end changes nothing.
         let mut stored = self.store.finish(fin);
         let first = futures::poll!(stored.as_mut());
-        {
-            let mut counts = self.counts.lock();
-            counts.total -= 1;
-            if let Some(n) = counts.per_category.get_mut(&category) {
-                *n -= 1;
-            }
-            if let Some(n) = counts.per_user.get_mut(&user) {
-                *n -= 1;
-                if *n == 0 {
-                    counts.per_user.remove(&user);
-                }
-            }
-        }
+        self.release_slot(&category, &user);
         self.wake.notify_one();
+        // The end is announced after the start, so once the claim is durable.
+        let claim = match announced {
+            Some(claim) => claim,
+            None => announce.await,
+        };
         let stored = match first {
             std::task::Poll::Ready(r) => r,
             std::task::Poll::Pending => stored.await,
         };
+        if let Err(error) = claim {
+            self.forget_run(&live, &error);
+            return;
+        }
         match stored {
             Ok(true) => {
                 crate::metrics::task_finished(
@@ -588,6 +668,17 @@ impl Inner {
         }
         self.live.lock().remove(&id);
         live.done.send_replace(true);
+    }
+
+    /// A run whose claim was rolled back (its slot already given back): its
+    /// task is `waiting` again (an end it wrote changed nothing), and the
+    /// run, which did nothing outside, is forgotten, never announced.
+    fn forget_run(&self, live: &Live, error: &str) {
+        tracing::warn!(%error, "the claim of the task was not stored; it waits to run again");
+        let id = live.task.lock().id;
+        self.live.lock().remove(&id);
+        live.done.send_replace(true);
+        self.wake.notify_one();
     }
 
     async fn flush_progress(&self) {
@@ -727,7 +818,10 @@ impl Reporter for TaskReporter {
             t.clone()
         };
         self.live.dirty.store(true, Ordering::Release);
-        let _ = self.events.send(TaskEvent { task: snapshot });
+        // Before its claim is durable, the run is not announced yet.
+        if self.live.started.load(Ordering::Acquire) {
+            let _ = self.events.send(TaskEvent { task: snapshot });
+        }
     }
 
     fn log(&self, level: LogLevel, message: &str) {

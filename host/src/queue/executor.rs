@@ -39,6 +39,11 @@ pub struct TaskContext {
     pub user: String,
     /// The full params JSON text, secrets included. Never log it.
     pub params: String,
+    /// When the task's claim is on disk. An executor that says it
+    /// [holds its effects](Executor::holds_effects_until_durable) awaits it
+    /// before changing anything outside the run; the others are started
+    /// only once it is.
+    pub durable: crate::queue::store::Durable,
     /// Cancelled when the task is deleted while running or the server shuts down.
     pub cancel: CancellationToken,
     /// Progress and log sink.
@@ -120,4 +125,12 @@ pub trait Executor: Send + Sync {
     async fn validate(&self, category: &str, params: &str) -> Result<(), ValidationError>;
     /// Run a task to its end. Must return promptly after `ctx.cancel` fires.
     async fn run(&self, ctx: TaskContext) -> Outcome;
+    /// Whether [`Executor::run`] awaits [`TaskContext::durable`] before its
+    /// first effect outside the run (a container, a file, a pull), so that
+    /// the queue may start it while the claim commits. A run whose claim is
+    /// then lost must have changed nothing: its task runs again. By default
+    /// `false`: the run starts once the claim is durable.
+    fn holds_effects_until_durable(&self) -> bool {
+        false
+    }
 }

@@ -21,6 +21,7 @@
 //!   [`RETENTION_BATCH`] (each one short transaction), so the store does not
 //!   grow without bound and its writer is never held long.
 
+mod durable;
 mod engine;
 pub mod executor;
 pub mod mask;
@@ -36,6 +37,7 @@ mod store_suite;
 pub mod testkit;
 #[cfg(test)]
 mod tests;
+mod wal_sync;
 
 use std::collections::HashMap;
 use std::sync::Arc;

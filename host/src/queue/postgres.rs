@@ -24,8 +24,8 @@ use super::model::{JsonText, Task, TaskState};
 use super::pg_batch::Batcher;
 use super::secret::SecretBox;
 use super::store::{
-    ClaimRequest, Claimed, Finish, NewTask, Notice, Owner, Page, ProgressUpdate, StateCount,
-    TaskFilter, TaskStore,
+    ClaimRequest, Claimed, Durable, Finish, NewTask, Notice, Owner, Page, ProgressUpdate,
+    StateCount, TaskFilter, TaskStore,
 };
 use crate::pg::{Database, CHANNEL};
 
@@ -295,7 +295,11 @@ pub(super) async fn claim_in(
                 Some(s) => String::from_utf8(secrets.open(task.id, &s)?)?,
                 None => task.params.get().to_string(),
             };
-            out.push(Claimed { task, full_params });
+            out.push(Claimed {
+                task,
+                full_params,
+                durable: Durable::ready(),
+            });
         }
         if rows.len() < step {
             break;

@@ -1,22 +1,28 @@
 //! The embedded SQLite store: one database file (`<data>/stevedore.db`) in WAL
-//! mode with `synchronous = FULL`, so a write that returned survives a power
-//! cut, not only a crash of the process.
+//! mode, where a write that returned survives a power cut, not only a crash
+//! of the process.
 //!
 //! All writes go through one writer thread that applies every write pending at
-//! the time in one transaction (group commit): one fsync covers a whole batch,
-//! so throughput grows with load instead of being capped by the disk's fsync
-//! rate. Each write runs in its own savepoint, so one failing write does not
-//! undo the others of its batch.
+//! the time in one transaction (group commit), so throughput grows with load
+//! instead of being capped by the disk's fsync rate. Each write runs in its
+//! own savepoint, so one failing write does not undo the others of its batch.
 //!
-//! One exception to `FULL`: a batch holding nothing but progress updates
-//! commits with `synchronous = NORMAL` (no fsync of its own; see
-//! [`Durability`]). Progress is advisory, and a WAL is append-only: the next
-//! `FULL` commit (any submit, claim, end or delete) fsyncs those frames with
-//! its own, so nothing that returned as durable ever depends on them. What
-//! it saves: an fsync twice a second per busy server, each of which makes
-//! ext4 commit its journal and stall a concurrent large write (an export
-//! ran 10-25% slower beside it). Reads use separate connections from a small
-//! pool and never wait for the writer (WAL readers see the last commit).
+//! The fsync is not the writer's: it commits with `synchronous = NORMAL` and
+//! hands the replies to a syncer thread, which answers them once one
+//! `fdatasync` of the log covers their commit (see [`super::wal_sync`] for
+//! why this is as durable as `FULL`). The writer goes on with the next
+//! batches meanwhile. Batches holding nothing but progress updates need no
+//! fsync of their own: progress is advisory, and the next durable batch's
+//! fsync covers their frames too (an fsync twice a second per busy server
+//! made ext4 commit its journal and stall a concurrent large export by
+//! 10-25%). Reads use separate connections from a small pool and never wait
+//! for the writer, only (after they ran) for the fsync of what they saw.
+//!
+//! Claims from the scheduler ([`TaskStore::claim_early`]) are answered as
+//! soon as their statements ran, before their batch is durable: the claimed
+//! tasks start during the fsync, and their runs hold every effect until
+//! then ([`super::durable`]). Each run then waits for one fsync on its path
+//! instead of two (its claim's, then its end's).
 //!
 //! One node: the file is locked to one process, so a task's node
 //! ([`NewTask::node`]) is not stored and every waiting task is this
@@ -38,12 +44,14 @@ use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use tokio::sync::oneshot;
 
-use super::model::{task_name, JsonText, Task, TaskState};
+use super::durable::{Committer, Durable};
+use super::model::{now, task_name, JsonText, Task, TaskState};
 use super::secret::SecretBox;
 use super::store::{
-    ClaimRequest, Claimed, Finish, NewTask, Owner, Page, ProgressUpdate, StateCount, TaskFilter,
-    TaskStore,
+    ClaimPlan, ClaimRequest, Claimed, Finish, NewTask, OnStored, Owner, Page, ProgressUpdate,
+    StateCount, TaskFilter, TaskStore,
 };
+use super::wal_sync::{self, Batch, Marks, Settle};
 
 /// Schema migrations, applied in order; `PRAGMA user_version` is the number applied.
 /// Append new ones; never edit a released one.
@@ -104,8 +112,10 @@ const MAX_IDLE_READERS: usize = 8;
 type Reply<T> = oneshot::Sender<anyhow::Result<T>>;
 
 enum Op {
-    Insert(NewTask, Reply<Task>),
+    Insert(NewTask, Option<OnStored>, Reply<Task>),
     Claim(ClaimRequest, Reply<Vec<Claimed>>),
+    /// Answered before the commit ([`TaskStore::claim_early`]).
+    ClaimEarly(ClaimPlan, Reply<Vec<Claimed>>),
     Progress(Vec<ProgressUpdate>, Reply<()>),
     Finish(Finish, Reply<bool>),
     Interrupt {
@@ -138,6 +148,38 @@ pub struct SqliteStore {
     tx: Mutex<Option<mpsc::Sender<Op>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     readers: Arc<Mutex<Vec<Connection>>>,
+    /// How far the log is durable: reads wait for what they saw.
+    marks: Arc<Marks>,
+    /// Tests only: a failpoint before the commit of early claims.
+    #[cfg_attr(not(test), allow(dead_code, reason = "set by tests only"))]
+    hold: HoldSlot,
+}
+
+/// Tests hold here the commit of every batch with an early claim, to see
+/// what runs before it and to make it fail ([`SqliteStore::hold_early_claims`]).
+#[derive(Clone, Default)]
+struct HoldSlot(Arc<Mutex<Option<Hold>>>);
+
+struct Hold {
+    /// Told when a batch is held (its claims answered, its commit not yet run).
+    held: mpsc::Sender<()>,
+    /// Then waits here: `true` commits, `false` fails the commit (rolled back).
+    release: mpsc::Receiver<bool>,
+}
+
+impl HoldSlot {
+    /// Whether the held batch may commit (`true` without a hold).
+    fn wait(&self) -> bool {
+        let slot = self.0.lock();
+        let Some(hold) = slot.as_ref() else {
+            return true;
+        };
+        // A test that went away releases everything.
+        if hold.held.send(()).is_err() {
+            return true;
+        }
+        hold.release.recv().unwrap_or(true)
+    }
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -207,11 +249,30 @@ impl SqliteStore {
         // again and again).
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
 
+        // Commits write the log without an fsync of their own; the syncer
+        // makes them durable before they are answered (see `wal_sync`).
+        conn.execute_batch("PRAGMA synchronous = NORMAL")?;
+        let marks = Marks::new();
+        let (syncer, sync_thread) = wal_sync::start(
+            PathBuf::from(format!("{}-wal", path.display())),
+            marks.clone(),
+        )
+        .context("starting the database sync thread")?;
         let (tx, rx) = mpsc::channel();
+        let hold = HoldSlot::default();
+        let writer_hold = hold.clone();
+        let writer_marks = marks.clone();
         let writer = std::thread::Builder::new()
             .name("stevedore-db-writer".into())
             .spawn(move || {
-                writer_loop(conn, secrets, rx);
+                writer_loop(
+                    conn,
+                    secrets,
+                    rx,
+                    &writer_hold,
+                    &writer_marks,
+                    (syncer, sync_thread),
+                );
                 // The lock goes when the last write is done.
                 drop(lock);
             })
@@ -221,7 +282,24 @@ impl SqliteStore {
             tx: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(writer)),
             readers: Arc::new(Mutex::new(Vec::new())),
+            hold,
+            marks,
         }))
+    }
+
+    /// Tests: hold the commit of every batch with an early claim. Each held
+    /// batch (claims answered, commit not yet run) sends on the first
+    /// channel, then waits on the second: `true` commits, `false` fails the
+    /// commit as a full disk would. Dropping the sender releases them all.
+    #[cfg(test)]
+    pub(crate) fn hold_early_claims(&self) -> (mpsc::Receiver<()>, mpsc::Sender<bool>) {
+        let (held_tx, held_rx) = mpsc::channel();
+        let (release_tx, release_rx) = mpsc::channel();
+        *self.hold.0.lock() = Some(Hold {
+            held: held_tx,
+            release: release_rx,
+        });
+        (held_rx, release_tx)
     }
 
     /// The database file.
@@ -254,31 +332,42 @@ impl SqliteStore {
     ) -> anyhow::Result<T> {
         let readers = self.readers.clone();
         let path = self.path.clone();
-        tokio::task::spawn_blocking(move || {
-            let conn = readers.lock().pop();
-            let conn = match conn {
+        let marks = self.marks.clone();
+        let (out, seen) = tokio::task::spawn_blocking(move || {
+            let conn = match readers.lock().pop() {
                 Some(c) => c,
-                None => {
-                    let c = Connection::open(&path)?;
-                    // Memory-mapped reads and a larger page cache keep a full
-                    // `list` of many tasks cheap even right after writes.
-                    c.execute_batch(
-                        "PRAGMA query_only = ON; PRAGMA busy_timeout = 10000;
-                         PRAGMA mmap_size = 268435456; PRAGMA cache_size = -32768;",
-                    )?;
-                    c
-                }
+                None => match open_reader(&path) {
+                    Ok(c) => c,
+                    Err(e) => return (Err(e), 0),
+                },
             };
             let out = f(&conn);
+            // The read is over: it saw no commit after this one.
+            let seen = marks.seen_by_read();
             let mut pool = readers.lock();
             if pool.len() < MAX_IDLE_READERS {
                 pool.push(conn);
             }
-            out
+            (out, seen)
         })
         .await
-        .map_err(|e| anyhow!("reader task failed: {e}"))?
+        .map_err(|e| anyhow!("reader task failed: {e}"))?;
+        // Show nothing that a power cut could still take back.
+        self.marks.wait_durable(seen).await;
+        out
     }
+}
+
+/// A new connection for reads.
+fn open_reader(path: &Path) -> anyhow::Result<Connection> {
+    let c = Connection::open(path)?;
+    // Memory-mapped reads and a larger page cache keep a full `list` of
+    // many tasks cheap even right after writes.
+    c.execute_batch(
+        "PRAGMA query_only = ON; PRAGMA busy_timeout = 10000;
+         PRAGMA mmap_size = 268435456; PRAGMA cache_size = -32768;",
+    )?;
+    Ok(c)
 }
 
 impl Drop for SqliteStore {
@@ -370,45 +459,24 @@ fn states_json(states: &[TaskState]) -> String {
     serde_json::to_string(&states.iter().map(|s| s.as_str()).collect::<Vec<_>>()).unwrap()
 }
 
-/// How a batch's commit reaches the disk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Durability {
-    /// fsync at commit (`synchronous = FULL`): the default, for every write
-    /// a caller relies on.
-    Full,
-    /// No fsync of its own (`synchronous = NORMAL`): only for batches of
-    /// progress updates, made durable by the next `Full` commit.
-    Advisory,
+/// Whether `batch` needs the log on disk before its replies: all but
+/// batches of progress updates, which are advisory and made durable by
+/// the next batch that does.
+fn needs_sync(batch: &[Op]) -> bool {
+    !batch.iter().all(|op| matches!(op, Op::Progress(..)))
 }
 
-impl Durability {
-    /// What `batch` needs.
-    fn of(batch: &[Op]) -> Durability {
-        if batch.iter().all(|op| matches!(op, Op::Progress(..))) {
-            Durability::Advisory
-        } else {
-            Durability::Full
-        }
-    }
-
-    /// Switch the connection to `self` (outside a transaction) if `current` differs.
-    fn apply(self, conn: &Connection, current: &mut Durability) -> rusqlite::Result<()> {
-        if *current != self {
-            // Until the switch succeeds, assume the stricter of the two.
-            *current = Durability::Full;
-            conn.execute_batch(match self {
-                Durability::Full => "PRAGMA synchronous = FULL",
-                Durability::Advisory => "PRAGMA synchronous = NORMAL",
-            })?;
-            *current = self;
-        }
-        Ok(())
-    }
-}
-
-/// The writer thread: take every pending write, apply them in one transaction, reply.
-fn writer_loop(mut conn: Connection, secrets: SecretBox, rx: mpsc::Receiver<Op>) {
-    let mut durability = Durability::Full;
+/// The writer thread: take every pending write, apply them in one
+/// transaction, commit it (without an fsync) and hand the replies to the
+/// syncer ([`super::wal_sync`]), which sends them once the log is on disk.
+fn writer_loop(
+    mut conn: Connection,
+    secrets: SecretBox,
+    rx: mpsc::Receiver<Op>,
+    hold: &HoldSlot,
+    marks: &Arc<Marks>,
+    (syncer, sync_thread): (mpsc::Sender<Batch<Pending>>, JoinHandle<()>),
+) {
     let mut batch: Vec<Op> = Vec::new();
     loop {
         match rx.recv() {
@@ -421,26 +489,35 @@ fn writer_loop(mut conn: Connection, secrets: SecretBox, rx: mpsc::Receiver<Op>)
                 Err(_) => break,
             }
         }
-        let closing = apply_batch(&mut conn, &secrets, &mut batch, &mut durability);
+        let (closing, committed) = apply_batch(&mut conn, &secrets, &mut batch, hold, marks);
+        // The syncer outlives this loop; a send fails only if it panicked,
+        // and then the replies are dropped (their callers see the writer gone).
+        let _ = syncer.send(committed);
         if closing {
             break;
         }
     }
+    // Every reply is sent before the log is folded into the database (and
+    // before the caller lets the lock go).
+    drop(syncer);
+    let _ = sync_thread.join();
     // Fold the WAL into the database on the way out; harmless if it fails.
     let _ = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
 }
 
-/// A reply waiting for the commit of its batch.
+/// A reply waiting for its batch to be durable.
 enum Pending {
-    Task(Reply<Task>, anyhow::Result<Task>),
+    Task(Reply<Task>, anyhow::Result<Task>, Option<OnStored>),
     Claimed(Reply<Vec<Claimed>>, anyhow::Result<Vec<Claimed>>),
     Unit(Reply<()>, anyhow::Result<()>),
     Bool(Reply<bool>, anyhow::Result<bool>),
     Ids(Reply<Vec<i64>>, anyhow::Result<Vec<i64>>),
+    /// The claims of the batch answered early ([`TaskStore::claim_early`]).
+    Claims(Committer),
 }
 
-impl Pending {
-    fn send(self, commit: &Result<(), String>) {
+impl Settle for Pending {
+    fn settle(self, commit: &Result<(), String>) {
         fn pick<T>(r: anyhow::Result<T>, commit: &Result<(), String>) -> anyhow::Result<T> {
             match commit {
                 Ok(()) => r,
@@ -449,57 +526,98 @@ impl Pending {
         }
         // A dropped receiver (caller gone) is not an error here.
         match self {
-            Pending::Task(tx, r) => drop(tx.send(pick(r, commit))),
+            Pending::Task(tx, r, on_stored) => {
+                let r = pick(r, commit);
+                if let (Ok(task), Some(f)) = (&r, on_stored) {
+                    f(task);
+                }
+                drop(tx.send(r))
+            }
             Pending::Claimed(tx, r) => drop(tx.send(pick(r, commit))),
             Pending::Unit(tx, r) => drop(tx.send(pick(r, commit))),
             Pending::Bool(tx, r) => drop(tx.send(pick(r, commit))),
             Pending::Ids(tx, r) => drop(tx.send(pick(r, commit))),
+            Pending::Claims(committer) => committer.settle(commit),
         }
     }
 }
 
-/// Apply `batch` in one transaction; returns whether a close was requested.
+/// Refuse `op` with `err` (the batch could not begin).
+fn refuse(op: Op, err: impl Fn() -> anyhow::Error, pending: &mut Vec<Pending>) -> bool {
+    match op {
+        Op::Insert(_, _, r) => drop(r.send(Err(err()))),
+        Op::Claim(_, r) => drop(r.send(Err(err()))),
+        Op::ClaimEarly(_, r) => drop(r.send(Err(err()))),
+        Op::Progress(_, r) => drop(r.send(Err(err()))),
+        Op::Finish(_, r) => drop(r.send(Err(err()))),
+        Op::Interrupt { reply, .. } => drop(reply.send(Err(err()))),
+        Op::DeleteIf { reply, .. } => drop(reply.send(Err(err()))),
+        Op::DeleteFinished { reply, .. } => drop(reply.send(Err(err()))),
+        Op::DeleteEnded { reply, .. } => drop(reply.send(Err(err()))),
+        Op::Close(r) => {
+            pending.push(Pending::Unit(r, Ok(())));
+            return true;
+        }
+    }
+    false
+}
+
+/// Apply `batch` in one transaction and commit it; returns whether a close
+/// was requested, and the batch for the syncer.
 fn apply_batch(
     conn: &mut Connection,
     secrets: &SecretBox,
     batch: &mut Vec<Op>,
-    durability: &mut Durability,
-) -> bool {
+    hold: &HoldSlot,
+    marks: &Marks,
+) -> (bool, Batch<Pending>) {
     let mut pending = Vec::with_capacity(batch.len());
     let mut closing = false;
-    // A batch whose durability cannot be set is refused whole, like one
-    // that cannot begin: no durable write ever commits without its fsync.
-    let begin = Durability::of(batch)
-        .apply(conn, durability)
-        .and_then(|()| run_cached(conn, "BEGIN IMMEDIATE"))
-        .map_err(|e| e.to_string());
+    let needs_sync = needs_sync(batch);
+    // Told the end of this batch's commit, for the claims answered early.
+    let mut committed: Option<(Committer, Durable)> = None;
+    // After a failed fsync nothing more is written: the log's state is unknown.
+    let begin = match marks.failure() {
+        Some(failure) => Err(failure),
+        None => run_cached(conn, "BEGIN IMMEDIATE").map_err(|e| e.to_string()),
+    };
     for op in batch.drain(..) {
         if let Err(e) = &begin {
-            let err = || anyhow!("cannot begin a transaction: {e}");
-            match op {
-                Op::Insert(_, r) => drop(r.send(Err(err()))),
-                Op::Claim(_, r) => drop(r.send(Err(err()))),
-                Op::Progress(_, r) => drop(r.send(Err(err()))),
-                Op::Finish(_, r) => drop(r.send(Err(err()))),
-                Op::Interrupt { reply, .. } => drop(reply.send(Err(err()))),
-                Op::DeleteIf { reply, .. } => drop(reply.send(Err(err()))),
-                Op::DeleteFinished { reply, .. } => drop(reply.send(Err(err()))),
-                Op::DeleteEnded { reply, .. } => drop(reply.send(Err(err()))),
-                Op::Close(r) => {
-                    closing = true;
-                    pending.push(Pending::Unit(r, Ok(())));
-                }
-            }
+            closing |= refuse(
+                op,
+                || anyhow!("cannot begin a transaction: {e}"),
+                &mut pending,
+            );
             continue;
         }
         match op {
-            Op::Insert(t, r) => {
-                pending.push(Pending::Task(r, savepoint(conn, |c| insert(c, secrets, t))))
-            }
+            Op::Insert(t, on_stored, r) => pending.push(Pending::Task(
+                r,
+                savepoint(conn, |c| insert(c, secrets, t)),
+                on_stored,
+            )),
             Op::Claim(req, r) => pending.push(Pending::Claimed(
                 r,
-                savepoint(conn, |c| claim(c, secrets, req)),
+                savepoint(conn, |c| claim(c, secrets, req, &Durable::ready())),
             )),
+            Op::ClaimEarly(plan, r) => {
+                let claimed = match plan(now()) {
+                    Some(req) => {
+                        let earlier = committed.take();
+                        let took_before = earlier.is_some();
+                        let (committer, durable) = earlier.unwrap_or_else(Durable::pending);
+                        let claimed = savepoint(conn, |c| claim(c, secrets, req, &durable));
+                        // Kept once some claim of the batch took a task.
+                        if took_before || claimed.as_ref().is_ok_and(|v| !v.is_empty()) {
+                            committed = Some((committer, durable));
+                        }
+                        claimed
+                    }
+                    None => Ok(Vec::new()),
+                };
+                // Answered now: the runs start while this batch commits.
+                drop(r.send(claimed));
+            }
             Op::Progress(u, r) => {
                 pending.push(Pending::Unit(r, savepoint(conn, |c| save_progress(c, &u))))
             }
@@ -541,7 +659,14 @@ fn apply_batch(
             }
         }
     }
+    let fail_on_purpose = begin.is_ok() && committed.is_some() && !hold.wait();
+    // Numbered right before the commit: a reader that sees it sees the number.
+    let seq = marks.next();
     let commit = match begin {
+        Ok(()) if fail_on_purpose => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err("commit failed on purpose (a test's failpoint)".to_string())
+        }
         Ok(()) => run_cached(conn, "COMMIT").map_err(|e| {
             let _ = conn.execute_batch("ROLLBACK");
             e.to_string()
@@ -551,10 +676,18 @@ fn apply_batch(
     if let Err(e) = &commit {
         tracing::error!(error = %e, "task store commit failed");
     }
-    for p in pending {
-        p.send(&commit);
+    if let Some((committer, _)) = committed {
+        pending.push(Pending::Claims(committer));
     }
-    closing
+    (
+        closing,
+        Batch {
+            seq,
+            needs_sync,
+            commit,
+            replies: pending,
+        },
+    )
 }
 
 /// Prepared statements kept per connection.
@@ -625,6 +758,7 @@ fn claim(
     conn: &Connection,
     secrets: &SecretBox,
     mut req: ClaimRequest,
+    durable: &Durable,
 ) -> anyhow::Result<Vec<Claimed>> {
     let mut out = Vec::new();
     let mut st = conn.prepare_cached(&claim_sql())?;
@@ -666,7 +800,11 @@ fn claim(
             Some(s) => String::from_utf8(secrets.open(task.id, &s)?)?,
             None => task.params.get().to_string(),
         };
-        out.push(Claimed { task, full_params });
+        out.push(Claimed {
+            task,
+            full_params,
+            durable: durable.clone(),
+        });
     }
     Ok(out)
 }
@@ -843,7 +981,11 @@ fn list(
 #[async_trait]
 impl TaskStore for SqliteStore {
     async fn insert(&self, task: NewTask) -> anyhow::Result<Task> {
-        self.write(|r| Op::Insert(task, r)).await
+        self.write(|r| Op::Insert(task, None, r)).await
+    }
+
+    async fn insert_then(&self, task: NewTask, on_stored: OnStored) -> anyhow::Result<Task> {
+        self.write(|r| Op::Insert(task, Some(on_stored), r)).await
     }
 
     async fn claim(&self, req: ClaimRequest) -> anyhow::Result<Vec<Claimed>> {
@@ -851,6 +993,10 @@ impl TaskStore for SqliteStore {
             return Ok(Vec::new());
         }
         self.write(|r| Op::Claim(req, r)).await
+    }
+
+    async fn claim_early(&self, plan: ClaimPlan) -> anyhow::Result<Vec<Claimed>> {
+        self.write(|r| Op::ClaimEarly(plan, r)).await
     }
 
     async fn save_progress(&self, updates: Vec<ProgressUpdate>) -> anyhow::Result<()> {
@@ -1005,23 +1151,8 @@ mod tests {
             },
             oneshot::channel().0,
         );
-        assert_eq!(
-            Durability::of(&[progress(), progress()]),
-            Durability::Advisory
-        );
-        assert_eq!(Durability::of(&[progress(), finish]), Durability::Full);
-        // The switch really sets the pragma (2 = FULL, 1 = NORMAL), and back.
-        let conn = Connection::open_in_memory().unwrap();
-        let level = || -> i64 {
-            conn.query_row("PRAGMA synchronous", [], |r| r.get(0))
-                .unwrap()
-        };
-        conn.execute_batch("PRAGMA synchronous = FULL").unwrap();
-        let mut current = Durability::Full;
-        Durability::Advisory.apply(&conn, &mut current).unwrap();
-        assert_eq!((current, level()), (Durability::Advisory, 1));
-        Durability::Full.apply(&conn, &mut current).unwrap();
-        assert_eq!((current, level()), (Durability::Full, 2));
+        assert!(!needs_sync(&[progress(), progress()]));
+        assert!(needs_sync(&[progress(), finish]));
     }
 
     #[tokio::test]

@@ -2,7 +2,8 @@
 //! the embedded SQLite store ([`super::SqliteStore`]) by default, and a
 //! PostgreSQL store for several hosts sharing one queue.
 //!
-//! Every method that changes a task is durable when it returns. State
+//! Every method that changes a task is durable when it returns, but
+//! [`TaskStore::claim_early`], whose answer says when it is. State
 //! transitions are guarded by the state they leave (`WHERE state = 'running'`
 //! and so on), so a late writer never resurrects a task that recovery or a
 //! deletion already settled.
@@ -24,6 +25,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::broadcast;
 
+pub use super::durable::{Committer, Durable};
 use super::model::{Task, TaskState};
 pub use crate::pg::Notice;
 
@@ -73,7 +75,20 @@ pub struct Claimed {
     pub task: Task,
     /// The full params, secrets included (decrypted). Never log it.
     pub full_params: String,
+    /// When the claim is on disk: at once from [`TaskStore::claim`], maybe
+    /// later from [`TaskStore::claim_early`].
+    pub durable: Durable,
 }
+
+/// Told a task once its insert is durable, before the insert answers and
+/// before any claim of the task is durable: the queue announces `waiting`
+/// here, so that no `running` of the task is ever announced before it.
+pub type OnStored = Box<dyn FnOnce(&Task) + Send>;
+
+/// Sizes a claim when the store runs it (not when it is asked for), so that
+/// the slots freed by runs that ended in the meantime are filled by the
+/// same claim; `None` when nothing may be claimed.
+pub type ClaimPlan = Box<dyn FnOnce(i64) -> Option<ClaimRequest> + Send>;
 
 /// The end of a run, to record.
 #[derive(Debug, Clone)]
@@ -142,11 +157,34 @@ pub trait TaskStore: Send + Sync {
     /// Insert a waiting task; returns it with its new id (unique, increasing, never reused).
     async fn insert(&self, task: NewTask) -> anyhow::Result<Task>;
 
+    /// [`TaskStore::insert`], calling `on_stored` with the task once it is
+    /// durable and before any claim of it is ([`OnStored`]). By default
+    /// after `insert` returns: right for a store whose claims are durable
+    /// when they return.
+    async fn insert_then(&self, task: NewTask, on_stored: OnStored) -> anyhow::Result<Task> {
+        let t = self.insert(task).await?;
+        on_stored(&t);
+        Ok(t)
+    }
+
     /// Atomically move up to `req.max` waiting tasks of this node, oldest
     /// first (FIFO by id) within the per-category and per-user allowances, to
     /// `running` and return them. A task is claimed by one caller only, even
     /// across nodes.
     async fn claim(&self, req: ClaimRequest) -> anyhow::Result<Vec<Claimed>>;
+
+    /// Claim as [`TaskStore::claim`] does, with two differences that save a
+    /// commit per run: `plan` is called (with the start time to record) when
+    /// the claim runs, and the answer may come before the claim is durable,
+    /// each task's [`Claimed::durable`] telling when it is. Whoever starts
+    /// a claimed task must hold its effects until then. By default: `claim`,
+    /// durable on return.
+    async fn claim_early(&self, plan: ClaimPlan) -> anyhow::Result<Vec<Claimed>> {
+        match plan(super::model::now()) {
+            Some(req) => self.claim(req).await,
+            None => Ok(Vec::new()),
+        }
+    }
 
     /// Record progress of running tasks (rows no longer `running` are left alone).
     async fn save_progress(&self, updates: Vec<ProgressUpdate>) -> anyhow::Result<()>;

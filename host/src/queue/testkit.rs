@@ -37,6 +37,10 @@ impl Executor for NoopExecutor {
     async fn validate(&self, _category: &str, _params: &str) -> Result<(), ValidationError> {
         Ok(())
     }
+    /// Its runs change nothing outside: they may start before the claim is durable.
+    fn holds_effects_until_durable(&self) -> bool {
+        true
+    }
     async fn run(&self, ctx: TaskContext) -> Outcome {
         ctx.reporter.progress(100, "done");
         Outcome::Completed(None)

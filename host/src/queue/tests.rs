@@ -29,6 +29,8 @@ struct TestExec {
     started: Mutex<Vec<(i64, String)>>,
     /// Per category: runs executing now, and the most at once.
     active: Mutex<HashMap<String, (usize, usize)>>,
+    /// What [`Executor::holds_effects_until_durable`] answers.
+    holds: bool,
 }
 
 impl Default for TestExec {
@@ -37,6 +39,7 @@ impl Default for TestExec {
             gate: Arc::new(Semaphore::new(0)),
             started: Mutex::new(Vec::new()),
             active: Mutex::new(HashMap::new()),
+            holds: false,
         }
     }
 }
@@ -75,6 +78,9 @@ impl Executor for TestExec {
             return Err(ValidationError::Plugin("plugin trapped".into()));
         }
         Ok(())
+    }
+    fn holds_effects_until_durable(&self) -> bool {
+        self.holds
     }
     async fn run(&self, ctx: TaskContext) -> Outcome {
         {
@@ -1018,5 +1024,161 @@ async fn finished_tasks_past_retention_are_deleted() {
     // A sweep by hand with a later cut takes the recent ones, never the waiting one.
     assert_eq!(q.expire_finished(now + 1).await.unwrap(), 2);
     assert_eq!(ids(q.list(&admin(), None).await.unwrap()), vec![parked.id]);
+    q.shutdown().await;
+}
+
+/// Append to `states` those announced for task `id` that `rx` holds now
+/// (a repeated state once).
+fn announced(rx: &mut broadcast::Receiver<TaskEvent>, id: i64, states: &mut Vec<TaskState>) {
+    while let Ok(ev) = rx.try_recv() {
+        if ev.task.id == id && states.last() != Some(&ev.task.state) {
+            states.push(ev.task.state);
+        }
+    }
+}
+
+/// Append to `states` what is announced for task `id` until it ends.
+async fn announced_until_end(
+    rx: &mut broadcast::Receiver<TaskEvent>,
+    id: i64,
+    states: &mut Vec<TaskState>,
+) {
+    loop {
+        let t = next_event(rx, |t| t.id == id).await;
+        if states.last() != Some(&t.state) {
+            states.push(t.state);
+        }
+        if t.state.is_finished() {
+            return;
+        }
+    }
+}
+
+/// Wait (on a blocking thread) for the store to hold a claim's commit.
+async fn held(rx: std::sync::mpsc::Receiver<()>) -> std::sync::mpsc::Receiver<()> {
+    tokio::task::spawn_blocking(move || {
+        rx.recv_timeout(DEADLINE)
+            .expect("no claim reached its commit in time");
+        rx
+    })
+    .await
+    .unwrap()
+}
+
+/// Poll until `f` holds, or panic at the deadline.
+async fn until(what: &str, f: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while !f() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// Submit a `quick` task without waiting for the answer: its insert may
+/// share the batch (and the held commit) of the claim that takes it.
+fn submit_quick(q: &Arc<Queue>) -> tokio::task::JoinHandle<Task> {
+    let q = q.clone();
+    tokio::spawn(async move { q.submit("admin", "quick", &json!({})).await.unwrap() })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_starts_while_its_claim_commits_and_is_announced_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let exec = Arc::new(TestExec {
+        holds: true,
+        ..TestExec::default()
+    });
+    let (q, store) = start(dir.path(), exec.clone(), config(4, &[])).await;
+    let (held_rx, release) = store.hold_early_claims();
+    let mut rx = q.subscribe();
+    let submitted = submit_quick(&q);
+    let held_rx = held(held_rx).await;
+    // The claim is answered and its commit held: the run goes on, but
+    // nobody hears of it and the store does not say `running`.
+    until("the run starts before its claim is durable", || {
+        exec.started_ids().len() == 1
+    })
+    .await;
+    let id = exec.started_ids()[0];
+    let mut states = Vec::new();
+    announced(&mut rx, id, &mut states);
+    assert!(!states.contains(&TaskState::Running), "{states:?}");
+    assert_ne!(
+        store.get(id).await.unwrap().map(|t| t.state),
+        Some(TaskState::Running)
+    );
+    release.send(true).unwrap();
+    assert_eq!(submitted.await.unwrap().id, id);
+    announced_until_end(&mut rx, id, &mut states).await;
+    let done = wait_task(&q, id, |t| t.state == TaskState::Completed).await;
+    assert_eq!(done.detail_state, "all good");
+    assert_eq!(
+        states,
+        vec![TaskState::Waiting, TaskState::Running, TaskState::Completed]
+    );
+    drop(held_rx);
+    q.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_executor_that_does_not_hold_its_effects_starts_after_the_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let exec = Arc::new(TestExec::default());
+    let (q, store) = start(dir.path(), exec.clone(), config(4, &[])).await;
+    let (held_rx, release) = store.hold_early_claims();
+    let submitted = submit_quick(&q);
+    let held_rx = held(held_rx).await;
+    // The claim was answered before the hold; give the run every chance
+    // to start (it must not).
+    for _ in 0..50 {
+        tokio::task::yield_now().await;
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(exec.started_ids().is_empty(), "started before the commit");
+    release.send(true).unwrap();
+    let t = submitted.await.unwrap();
+    wait_task(&q, t.id, |t| t.state == TaskState::Completed).await;
+    assert_eq!(exec.started_ids(), vec![t.id]);
+    drop(held_rx);
+    q.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_that_fails_to_commit_leaves_the_task_waiting_and_it_runs_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let exec = Arc::new(TestExec {
+        holds: true,
+        ..TestExec::default()
+    });
+    let (q, store) = start(dir.path(), exec.clone(), config(1, &[])).await;
+    // The one slot is taken, so the task below is stored (not claimed)
+    // before the failpoint is set; the failed commit is the claim's alone.
+    let gate = q.submit("admin", "gate", &json!({})).await.unwrap();
+    wait_task(&q, gate.id, |t| t.state == TaskState::Running).await;
+    let t = q.submit("admin", "quick", &json!({})).await.unwrap();
+    let mut rx = q.subscribe();
+    let (held_rx, release) = store.hold_early_claims();
+    exec.gate.add_permits(1);
+    let runs = || exec.started_ids().iter().filter(|i| **i == t.id).count();
+    let held_rx = held(held_rx).await;
+    until("the first run", || runs() == 1).await;
+    // The disk fails the claim's commit: the run is forgotten, its end
+    // changes nothing, the slot is given back, and the task claimed again.
+    release.send(false).unwrap();
+    let held_rx = held(held_rx).await;
+    until("the second run", || runs() == 2).await;
+    assert_eq!(
+        store.get(t.id).await.unwrap().unwrap().state,
+        TaskState::Waiting
+    );
+    release.send(true).unwrap();
+    let done = wait_task(&q, t.id, |t| t.state == TaskState::Completed).await;
+    assert_eq!(done.result, Some(0));
+    assert_eq!(runs(), 2);
+    // One start and one end announced: the lost run was never shown.
+    let mut states = Vec::new();
+    announced_until_end(&mut rx, t.id, &mut states).await;
+    assert_eq!(states, vec![TaskState::Running, TaskState::Completed]);
+    drop(held_rx);
     q.shutdown().await;
 }
