@@ -69,6 +69,7 @@ impl Durable {
     }
 
     /// Whether the claim is known to be durable now, without waiting.
+    #[cfg(test)]
     pub fn is_durable(&self) -> bool {
         self.0
             .as_ref()

@@ -575,7 +575,8 @@ fn apply_batch(
     let mut closing = false;
     let needs_sync = needs_sync(batch);
     // Told the end of this batch's commit, for the claims answered early.
-    let mut committed: Option<(Committer, Durable)> = None;
+    let mut early: Option<(Committer, Durable)> = None;
+    let mut claimed_early = false;
     // After a failed fsync nothing more is written: the log's state is unknown.
     let begin = match marks.failure() {
         Some(failure) => Err(failure),
@@ -603,14 +604,9 @@ fn apply_batch(
             Op::ClaimEarly(plan, r) => {
                 let claimed = match plan(now()) {
                     Some(req) => {
-                        let earlier = committed.take();
-                        let took_before = earlier.is_some();
-                        let (committer, durable) = earlier.unwrap_or_else(Durable::pending);
-                        let claimed = savepoint(conn, |c| claim(c, secrets, req, &durable));
-                        // Kept once some claim of the batch took a task.
-                        if took_before || claimed.as_ref().is_ok_and(|v| !v.is_empty()) {
-                            committed = Some((committer, durable));
-                        }
+                        let durable = &early.get_or_insert_with(Durable::pending).1;
+                        let claimed = savepoint(conn, |c| claim(c, secrets, req, durable));
+                        claimed_early |= claimed.as_ref().is_ok_and(|v| !v.is_empty());
                         claimed
                     }
                     None => Ok(Vec::new()),
@@ -659,7 +655,7 @@ fn apply_batch(
             }
         }
     }
-    let fail_on_purpose = begin.is_ok() && committed.is_some() && !hold.wait();
+    let fail_on_purpose = begin.is_ok() && claimed_early && !hold.wait();
     // Numbered right before the commit: a reader that sees it sees the number.
     let seq = marks.next();
     let commit = match begin {
@@ -676,7 +672,7 @@ fn apply_batch(
     if let Err(e) = &commit {
         tracing::error!(error = %e, "task store commit failed");
     }
-    if let Some((committer, _)) = committed {
+    if let Some((committer, _)) = early {
         pending.push(Pending::Claims(committer));
     }
     (
