@@ -251,30 +251,18 @@ pub(super) async fn claim_in(
         ))
         .await?;
     let mut out = Vec::new();
-    while out.len() < req.max {
-        req.categories.retain(|(_, left)| *left != Some(0));
-        if req.categories.is_empty() {
-            break;
-        }
-        // As many as no allowance can be overrun by, whichever
-        // categories and users the claimed tasks turn out to have.
-        let step = req
-            .categories
-            .iter()
-            .filter_map(|(_, left)| *left)
-            .chain(req.users.iter().map(|(_, left)| *left).filter(|l| *l > 0))
-            .fold(req.max - out.len(), usize::min);
-        let cats: Vec<&str> = req.categories.iter().map(|(c, _)| c.as_str()).collect();
-        let full_users: Vec<&str> = req
-            .users
-            .iter()
-            .filter(|(_, left)| *left == 0)
-            .map(|(u, _)| u.as_str())
-            .collect();
+    while out.len() < req.max && req.prune() {
+        let step = req.step(out.len());
         let rows = tx
             .query(
                 &claim,
-                &[&req.now, &db.node(), &cats, &full_users, &(step as i64)],
+                &[
+                    &req.now,
+                    &db.node(),
+                    &req.category_names(),
+                    &req.full_users(),
+                    &(step as i64),
+                ],
             )
             .await?;
         if rows.is_empty() {
@@ -282,14 +270,7 @@ pub(super) async fn claim_in(
         }
         for row in &rows {
             let task = row_to_task(row)?;
-            if let Some((_, Some(left))) =
-                req.categories.iter_mut().find(|(c, _)| *c == task.category)
-            {
-                *left -= 1;
-            }
-            if let Some((_, left)) = req.users.iter_mut().find(|(u, _)| *u == task.user) {
-                *left = left.saturating_sub(1);
-            }
+            req.take(&task);
             let sealed: Option<Vec<u8>> = row.get(COLUMN_COUNT);
             let full_params = match sealed {
                 Some(s) => String::from_utf8(secrets.open(task.id, &s)?)?,

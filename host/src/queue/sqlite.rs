@@ -30,7 +30,8 @@
 //!
 //! Full params (secrets included) live in their own table, `task_secrets`,
 //! sealed with the key in `<data>/secret.key` (see [`SecretBox`]), and only
-//! while the task may still run: they are dropped when it ends.
+//! while the task waits: the claim that starts it takes them out (a task
+//! that was claimed never runs again).
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -592,11 +593,15 @@ fn apply_batch(
             continue;
         }
         match op {
-            Op::Insert(t, on_stored, r) => pending.push(Pending::Task(
-                r,
-                savepoint(conn, |c| insert(c, secrets, t)),
-                on_stored,
-            )),
+            Op::Insert(t, on_stored, r) => {
+                // One statement is undone by SQLite itself if it fails.
+                let stored = if t.full_params.is_some() {
+                    savepoint(conn, |c| insert(c, secrets, t))
+                } else {
+                    insert(conn, secrets, t)
+                };
+                pending.push(Pending::Task(r, stored, on_stored))
+            }
             Op::Claim(req, r) => pending.push(Pending::Claimed(
                 r,
                 savepoint(conn, |c| claim(c, secrets, req, &Durable::ready())),
@@ -617,7 +622,8 @@ fn apply_batch(
             Op::Progress(u, r) => {
                 pending.push(Pending::Unit(r, savepoint(conn, |c| save_progress(c, &u))))
             }
-            Op::Finish(f, r) => pending.push(Pending::Bool(r, savepoint(conn, |c| finish(c, &f)))),
+            // One statement: no savepoint needed.
+            Op::Finish(f, r) => pending.push(Pending::Bool(r, finish(conn, &f))),
             Op::Interrupt {
                 result,
                 detail,
@@ -713,7 +719,10 @@ fn savepoint<T>(
     }
 }
 
+/// Store `t`: one statement, two when it has sealed params (run those in a
+/// savepoint). Nothing can fail after the first statement but the second.
 fn insert(conn: &Connection, secrets: &SecretBox, t: NewTask) -> anyhow::Result<Task> {
+    let params = JsonText::new(t.shown_params).context("the shown params are not JSON")?;
     let mut st = conn.prepare_cached(
         "INSERT INTO tasks (category, state, detail_state, progress, result, deletable, username, params, init, name)
          VALUES (?1, 'waiting', '', 0, 0, ?2, ?3, ?4, ?5, ?6)",
@@ -722,7 +731,7 @@ fn insert(conn: &Connection, secrets: &SecretBox, t: NewTask) -> anyhow::Result<
         t.category,
         t.deletable,
         t.user,
-        t.shown_params,
+        params.get(),
         t.init,
         t.name
     ])?;
@@ -742,7 +751,7 @@ fn insert(conn: &Connection, secrets: &SecretBox, t: NewTask) -> anyhow::Result<
         deletable: t.deletable,
         user: t.user,
         name: t.name,
-        params: JsonText::new(t.shown_params).context("the shown params are not JSON")?,
+        params,
         init: t.init,
         start: None,
         end: None,
@@ -758,65 +767,54 @@ fn claim(
 ) -> anyhow::Result<Vec<Claimed>> {
     let mut out = Vec::new();
     let mut st = conn.prepare_cached(&claim_sql())?;
+    // A run has its params in memory from now on, and a run that is
+    // interrupted never runs again: the sealed copy goes with the claim (and
+    // comes back with it if the claim is rolled back).
     let mut secret_st =
-        conn.prepare_cached("SELECT sealed FROM task_secrets WHERE task_id = ?1")?;
-    while out.len() < req.max {
-        req.categories.retain(|(_, left)| *left != Some(0));
-        if req.categories.is_empty() {
+        conn.prepare_cached("DELETE FROM task_secrets WHERE task_id = ?1 RETURNING sealed")?;
+    while out.len() < req.max && req.prune() {
+        let step = req.step(out.len());
+        let cats = serde_json::to_string(&req.category_names())?;
+        let full_users = serde_json::to_string(&req.full_users())?;
+        let mut tasks = st
+            .query_map(params![req.now, cats, full_users, step], row_to_task)?
+            .collect::<rusqlite::Result<Vec<Task>>>()?;
+        // RETURNING gives the rows in no promised order.
+        tasks.sort_unstable_by_key(|t| t.id);
+        let got = tasks.len();
+        for task in tasks {
+            req.take(&task);
+            let sealed: Option<Vec<u8>> =
+                secret_st.query_row([task.id], |r| r.get(0)).optional()?;
+            let full_params = match sealed {
+                Some(s) => String::from_utf8(secrets.open(task.id, &s)?)?,
+                None => task.params.get().to_string(),
+            };
+            out.push(Claimed {
+                task,
+                full_params,
+                durable: durable.clone(),
+            });
+        }
+        if got < step {
             break;
         }
-        let cats = serde_json::to_string(
-            &req.categories
-                .iter()
-                .map(|(c, _)| c.as_str())
-                .collect::<Vec<_>>(),
-        )?;
-        let full_users = serde_json::to_string(
-            &req.users
-                .iter()
-                .filter(|(_, left)| *left == 0)
-                .map(|(u, _)| u.as_str())
-                .collect::<Vec<_>>(),
-        )?;
-        let Some(task) = st
-            .query_row(params![req.now, cats, full_users], row_to_task)
-            .optional()?
-        else {
-            break;
-        };
-        if let Some((_, Some(left))) = req.categories.iter_mut().find(|(c, _)| *c == task.category)
-        {
-            *left -= 1;
-        }
-        if let Some((_, left)) = req.users.iter_mut().find(|(u, _)| *u == task.user) {
-            *left = left.saturating_sub(1);
-        }
-        let sealed: Option<Vec<u8>> = secret_st.query_row([task.id], |r| r.get(0)).optional()?;
-        let full_params = match sealed {
-            Some(s) => String::from_utf8(secrets.open(task.id, &s)?)?,
-            None => task.params.get().to_string(),
-        };
-        out.push(Claimed {
-            task,
-            full_params,
-            durable: durable.clone(),
-        });
     }
     Ok(out)
 }
 
-/// The claim of one task: the oldest waiting one of the given categories.
-/// It must read `tasks_waiting` (in id order, stopping at the first match):
-/// `+category` keeps the planner off `tasks_category`, which would read
-/// every task of the category, finished ones included, and sort them, so a
-/// claim would cost more with every task stored.
+/// The claim of up to `?4` tasks: the oldest waiting ones of the given
+/// categories. It must read `tasks_waiting` (in id order, stopping at the
+/// `?4`th match): `+category` keeps the planner off `tasks_category`, which
+/// would read every task of the category, finished ones included, and sort
+/// them, so a claim would cost more with every task stored.
 fn claim_sql() -> String {
     format!(
         "UPDATE tasks SET state = 'running', started = ?1, progress = 0, detail_state = ''
-          WHERE id = (SELECT id FROM tasks
-                       WHERE state = 'waiting' AND +category IN (SELECT value FROM json_each(?2))
-                         AND username NOT IN (SELECT value FROM json_each(?3))
-                       ORDER BY id LIMIT 1)
+          WHERE id IN (SELECT id FROM tasks
+                        WHERE state = 'waiting' AND +category IN (SELECT value FROM json_each(?2))
+                          AND username NOT IN (SELECT value FROM json_each(?3))
+                        ORDER BY id LIMIT ?4)
          RETURNING {COLUMNS}"
     )
 }
@@ -845,8 +843,6 @@ fn finish(conn: &Connection, f: &Finish) -> anyhow::Result<bool> {
             f.progress,
             f.end
         ])?;
-    conn.prepare_cached("DELETE FROM task_secrets WHERE task_id = ?1")?
-        .execute([f.id])?;
     Ok(n == 1)
 }
 
@@ -1232,7 +1228,7 @@ mod tests {
         let bytes = std::fs::read(dir.path().join(DB_FILE)).unwrap();
         assert!(!bytes.windows(7).any(|w| w == b"hunter2"));
 
-        // Reopen: a2 is next; finishing drops the sealed params.
+        // Reopen: a2 is next; the claim took the sealed params out.
         let store = SqliteStore::open_in(dir.path()).unwrap();
         assert_eq!(SqliteStore::schema_version(), 3);
         let got = store
@@ -1407,6 +1403,7 @@ mod tests {
                 rusqlite::types::Value::Integer(1),
                 text(r#"["a","b"]"#),
                 text("[]"),
+                rusqlite::types::Value::Integer(8),
             ],
         );
         assert!(p.contains("USING INDEX tasks_waiting"), "{p}");

@@ -9,14 +9,15 @@
 //! deletion already settled.
 //!
 //! [`TaskStore::claim`] is the one operation several hosts race on; in SQL it
-//! is, per claimed task, one statement run in the same transaction:
+//! is one statement per [`ClaimRequest::step`] (all the tasks at once unless
+//! an allowance is smaller), run in the same transaction:
 //!
 //! ```sql
 //! UPDATE tasks SET state = 'running', start = $now, progress = 0
-//!  WHERE id = (SELECT id FROM tasks
-//!               WHERE state = 'waiting' AND category = ANY($categories)
-//!               ORDER BY id LIMIT 1
-//!               FOR UPDATE SKIP LOCKED)      -- PostgreSQL; SQLite has one writer
+//!  WHERE id IN (SELECT id FROM tasks
+//!                WHERE state = 'waiting' AND category = ANY($categories)
+//!                ORDER BY id LIMIT $step
+//!                FOR UPDATE SKIP LOCKED)     -- PostgreSQL; SQLite has one writer
 //! RETURNING *;
 //! ```
 
@@ -66,6 +67,54 @@ pub struct ClaimRequest {
     pub users: Vec<(String, usize)>,
     /// Start time to record, epoch seconds.
     pub now: i64,
+}
+
+impl ClaimRequest {
+    /// Forget the categories with nothing left; `false` when none is left
+    /// (nothing more may be claimed).
+    pub fn prune(&mut self) -> bool {
+        self.categories.retain(|(_, left)| *left != Some(0));
+        !self.categories.is_empty()
+    }
+
+    /// How many tasks the next statement may claim, `taken` being claimed
+    /// already: as many as no allowance can be overrun by, whichever
+    /// categories and users the claimed tasks turn out to have.
+    pub fn step(&self, taken: usize) -> usize {
+        self.categories
+            .iter()
+            .filter_map(|(_, left)| *left)
+            .chain(self.users.iter().map(|(_, left)| *left).filter(|l| *l > 0))
+            .fold(self.max.saturating_sub(taken), usize::min)
+    }
+
+    /// The categories that may be claimed.
+    pub fn category_names(&self) -> Vec<&str> {
+        self.categories.iter().map(|(c, _)| c.as_str()).collect()
+    }
+
+    /// The users whose allowance is used up: none of their tasks may be claimed.
+    pub fn full_users(&self) -> Vec<&str> {
+        self.users
+            .iter()
+            .filter(|(_, left)| *left == 0)
+            .map(|(u, _)| u.as_str())
+            .collect()
+    }
+
+    /// Count `task` against its category's and its user's allowances.
+    pub fn take(&mut self, task: &Task) {
+        if let Some((_, Some(left))) = self
+            .categories
+            .iter_mut()
+            .find(|(c, _)| *c == task.category)
+        {
+            *left = left.saturating_sub(1);
+        }
+        if let Some((_, left)) = self.users.iter_mut().find(|(u, _)| *u == task.user) {
+            *left = left.saturating_sub(1);
+        }
+    }
 }
 
 /// A task moved from `waiting` to `running`, with what is needed to run it.
