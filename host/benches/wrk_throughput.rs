@@ -29,6 +29,10 @@ use stevedore::queue::testkit::latency;
 use stevedore::queue::TaskState;
 use tokio::sync::Notify;
 
+/// The server's allocator (see [`stevedore::Allocator`]).
+#[global_allocator]
+static GLOBAL: stevedore::Allocator = stevedore::Allocator;
+
 fn main() -> anyhow::Result<()> {
     common::block_on(run())
 }
@@ -100,6 +104,7 @@ async fn run() -> anyhow::Result<()> {
     // 1. Saturation.
     let script = dir.path().join("submit.lua");
     std::fs::write(&script, lua(&cookie, None))?;
+    let cpu0 = cpu_time();
     let t0 = Instant::now();
     let summary = wrk_run(
         &wrk,
@@ -112,6 +117,7 @@ async fn run() -> anyhow::Result<()> {
     let submitted = summary.ok;
     let done = wait_for(&finished, &changed, submitted, Duration::from_secs(300)).await?;
     let last = seen.lock().last_end.unwrap_or_else(Instant::now);
+    let cpu = cpu_time() - cpu0;
     let total = last.duration_since(t0);
     anyhow::ensure!(done >= submitted, "{done} of {submitted} tasks ended");
     println!(
@@ -122,6 +128,13 @@ async fn run() -> anyhow::Result<()> {
         summary.ok as f64 / summary.seconds,
         total.as_secs_f64(),
         submitted as f64 / total.as_secs_f64()
+    );
+    // Less swayed by the machine's neighbours than the rate: what each task
+    // cost the server process (every thread; wrk apart), in CPU time.
+    println!(
+        "saturation: server CPU {:.2} s => {:.0} us of CPU per task",
+        cpu.as_secs_f64(),
+        cpu.as_secs_f64() * 1e6 / submitted as f64
     );
 
     // 2. Submit -> start at a steady 1,000 tasks/s.
@@ -151,6 +164,18 @@ async fn run() -> anyhow::Result<()> {
     watcher.abort();
     server.stop().await;
     Ok(())
+}
+
+/// User + system CPU time of this process (all its threads) so far.
+fn cpu_time() -> Duration {
+    // SAFETY: getrusage only writes the struct it is given.
+    let usage = unsafe {
+        let mut usage = std::mem::zeroed::<libc::rusage>();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
 fn which(tool: &str) -> Option<std::path::PathBuf> {

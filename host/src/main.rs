@@ -181,6 +181,10 @@ fn user(config: &std::path::Path, command: UserCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The server's allocator (see [`stevedore::Allocator`]).
+#[global_allocator]
+static GLOBAL: stevedore::Allocator = stevedore::Allocator;
+
 fn main() -> ExitCode {
     tune_allocator();
     tokio::runtime::Builder::new_multi_thread()
