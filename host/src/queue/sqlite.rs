@@ -1222,6 +1222,14 @@ mod tests {
         assert_eq!(got[0].task.params.get(), r#"{"password":"******"}"#);
         assert_eq!(got[0].task.state, TaskState::Running);
         assert_eq!(got[0].task.start, Some(5));
+        // The claim took the sealed params out: the run has them.
+        let sealed_rows = || -> i64 {
+            Connection::open(dir.path().join(DB_FILE))
+                .unwrap()
+                .query_row("SELECT count(*) FROM task_secrets", [], |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!(sealed_rows(), 0);
 
         // The secret is not in the database file in clear.
         store.close().await.unwrap();
@@ -1260,11 +1268,6 @@ mod tests {
             (t.state, t.progress, t.end),
             (TaskState::Completed, 100, Some(7))
         );
-        let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
-        let n: i64 = conn
-            .query_row("SELECT count(*) FROM task_secrets", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(n, 0);
 
         let counts = store.counts().await.unwrap();
         assert!(

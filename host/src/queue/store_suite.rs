@@ -247,6 +247,54 @@ async fn per_user_allowance(u: Under) {
     );
 }
 
+/// A claim takes several tasks per statement (as many as no allowance can
+/// be overrun by): it must take exactly what claiming the oldest allowed
+/// task one at a time would, in id order, each with its own full params.
+async fn a_claim_takes_what_one_at_a_time_would(u: Under) {
+    let s = &u.store;
+    let (cats, users) = (["a", "b", "c"], ["x", "y", "z"]);
+    let mut tasks = Vec::new();
+    for i in 0..60usize {
+        let (cat, user) = (cats[i * 7 % 3], users[(i * 5 + i / 7) % 3]);
+        let secret = (i % 4 == 0).then(|| format!(r#"{{"password":"s{i}"}}"#));
+        let t = s
+            .insert(new_task(cat, user, secret.as_deref()))
+            .await
+            .unwrap();
+        tasks.push((t.id, cat, user, secret));
+    }
+    // `c` is not claimable, `a` has 6 left, `b` any; `x` 9 left, `y` none.
+    let mut req = claim_req(25, &[("a", Some(6)), ("b", None)], 3);
+    req.users = vec![("x".into(), 9), ("y".into(), 0)];
+    let (mut a_left, mut x_left, mut want) = (6, 9, Vec::new());
+    for (id, cat, user, secret) in &tasks {
+        let allowed = match (*cat, *user) {
+            ("c", _) | (_, "y") => false,
+            ("a", _) if a_left == 0 => false,
+            (_, "x") if x_left == 0 => false,
+            _ => want.len() < 25,
+        };
+        if allowed {
+            a_left -= usize::from(*cat == "a");
+            x_left -= usize::from(*user == "x");
+            want.push((*id, secret.clone()));
+        }
+    }
+    let got = s.claim(req).await.unwrap();
+    let got: Vec<(i64, Option<String>)> = got
+        .iter()
+        .map(|c| {
+            assert_eq!(c.task.state, TaskState::Running);
+            let shown = c.task.params.get();
+            (
+                c.task.id,
+                (c.full_params != shown).then(|| c.full_params.clone()),
+            )
+        })
+        .collect();
+    assert_eq!(got, want);
+}
+
 /// Claimers racing (on two handles) take every task exactly once.
 async fn concurrent_claims_take_each_task_once(u: Under) {
     const N: usize = 120;
@@ -680,6 +728,7 @@ macro_rules! suite {
 suite!(
     lifecycle,
     per_user_allowance,
+    a_claim_takes_what_one_at_a_time_would,
     concurrent_claims_take_each_task_once,
     concurrent_writes_each_get_their_answer,
     pages_cover_every_task_once,
