@@ -64,6 +64,7 @@ fn lock<T>(m: &Mutex<T>) -> parking_lot::MutexGuard<'_, T> {
 impl SessionStore {
     /// Open (or create) the file and load the sessions that have not expired.
     pub fn open(path: &Path, now: i64) -> anyhow::Result<SessionStore> {
+        crate::queue::sqlite_alloc::install();
         let conn = Connection::open(path).with_context(|| format!("opening {}", path.display()))?;
         Self::init(conn, now)
     }

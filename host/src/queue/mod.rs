@@ -31,6 +31,7 @@ mod pg_batch;
 pub mod postgres;
 pub mod secret;
 pub mod sqlite;
+pub mod sqlite_alloc;
 pub mod store;
 #[cfg(test)]
 mod store_suite;

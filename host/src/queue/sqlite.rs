@@ -235,6 +235,7 @@ impl SqliteStore {
                 return Err(e).with_context(|| format!("locking {}", lock_path.display()))
             }
         }
+        super::sqlite_alloc::install();
         let mut conn =
             Connection::open(&path).with_context(|| format!("opening {}", path.display()))?;
         let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
