@@ -20,10 +20,6 @@ use common::{env_usize, Server};
 use stevedore::queue::testkit::latency;
 use stevedore::queue::TaskState;
 
-/// The server's allocator (see [`stevedore::Allocator`]).
-#[global_allocator]
-static GLOBAL: stevedore::Allocator = stevedore::Allocator;
-
 fn main() -> anyhow::Result<()> {
     common::block_on(run())
 }

@@ -44,10 +44,6 @@ impl Setup {
     }
 }
 
-/// The server's allocator (see [`stevedore::Allocator`]).
-#[global_allocator]
-static GLOBAL: stevedore::Allocator = stevedore::Allocator;
-
 fn main() -> anyhow::Result<()> {
     common::block_on(run())
 }

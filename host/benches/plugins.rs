@@ -170,8 +170,4 @@ fn bench(c: &mut Criterion) {
 }
 
 criterion_group!(benches, bench);
-/// The server's allocator (see [`stevedore::Allocator`]).
-#[global_allocator]
-static GLOBAL: stevedore::Allocator = stevedore::Allocator;
-
 criterion_main!(benches);

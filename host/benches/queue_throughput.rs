@@ -260,8 +260,4 @@ fn list_10k(c: &mut Criterion) {
 }
 
 criterion_group!(benches, throughput, list_10k);
-/// The server's allocator (see [`stevedore::Allocator`]).
-#[global_allocator]
-static GLOBAL: stevedore::Allocator = stevedore::Allocator;
-
 criterion_main!(benches);

@@ -29,10 +29,6 @@ use stevedore::queue::testkit::latency;
 use stevedore::queue::TaskState;
 use tokio::sync::Notify;
 
-/// The server's allocator (see [`stevedore::Allocator`]).
-#[global_allocator]
-static GLOBAL: stevedore::Allocator = stevedore::Allocator;
-
 fn main() -> anyhow::Result<()> {
     common::block_on(run())
 }

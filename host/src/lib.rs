@@ -20,12 +20,3 @@ pub mod policy;
 pub mod queue;
 pub mod runtime;
 pub mod server;
-
-/// The allocator the server binary and its benches install
-/// (`#[global_allocator] static GLOBAL: stevedore::Allocator = stevedore::Allocator;`):
-/// mimalloc's thread-local free lists. With glibc's malloc a tenth of the
-/// request threads' time went to `malloc`/`free` (`perf` on
-/// `cargo bench --bench wrk_throughput`), and the server's CPU per task fell
-/// by about 8% with this one. Each binary says it for itself, so that a bench
-/// can wrap it to count bytes.
-pub use mimalloc::MiMalloc as Allocator;

@@ -5,7 +5,9 @@
 //! Under `perf` on `cargo bench --bench wrk_throughput`, glibc's allocator
 //! (`malloc`, `malloc_consolidate`, `unlink_chunk`) and that mutex were a
 //! fifth of the store's writer thread. The server reads no SQLite memory
-//! statistics, and mimalloc is its allocator already ([`crate::Allocator`]).
+//! statistics. SQLite's memory is bounded (a page cache per connection), so
+//! mimalloc keeping freed pages a while costs little here; for the whole
+//! server it did not pay (see `tune_allocator` in `main.rs`).
 //!
 //! SQLite takes this configuration only before it is first initialised, so
 //! [`install`] runs before the stores open their first connection; when
@@ -17,6 +19,9 @@ use std::sync::Once;
 
 use libmimalloc_sys as mi;
 use rusqlite::ffi;
+
+/// `mi_option_arena_eager_commit` (mimalloc.h).
+const ARENA_EAGER_COMMIT: mi::mi_option_t = 4;
 
 unsafe extern "C" fn malloc(n: c_int) -> *mut c_void {
     // SAFETY: any size may be asked of mi_malloc; SQLite never asks < 0.
@@ -55,6 +60,10 @@ unsafe extern "C" fn shutdown(_: *mut c_void) {}
 pub fn install() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
+        // Commit mimalloc's arenas as they are used, not when reserved: the
+        // resident set then tracks what SQLite holds.
+        // SAFETY: setting an option is allowed at any time.
+        unsafe { mi::mi_option_set(ARENA_EAGER_COMMIT, 0) };
         let methods = ffi::sqlite3_mem_methods {
             xMalloc: Some(malloc),
             xFree: Some(free),
