@@ -272,15 +272,12 @@ pub(super) async fn claim_in(
             let task = row_to_task(row)?;
             req.take(&task);
             let sealed: Option<Vec<u8>> = row.get(COLUMN_COUNT);
-            let full_params = match sealed {
-                Some(s) => String::from_utf8(secrets.open(task.id, &s)?)?,
-                None => task.params.get().to_string(),
-            };
-            out.push(Claimed {
+            out.push(Claimed::open(
                 task,
-                full_params,
-                durable: Durable::ready(),
-            });
+                sealed.as_deref(),
+                secrets,
+                Durable::ready(),
+            )?);
         }
         if rows.len() < step {
             break;

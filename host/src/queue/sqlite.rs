@@ -787,15 +787,12 @@ fn claim(
             req.take(&task);
             let sealed: Option<Vec<u8>> =
                 secret_st.query_row([task.id], |r| r.get(0)).optional()?;
-            let full_params = match sealed {
-                Some(s) => String::from_utf8(secrets.open(task.id, &s)?)?,
-                None => task.params.get().to_string(),
-            };
-            out.push(Claimed {
+            out.push(Claimed::open(
                 task,
-                full_params,
-                durable: durable.clone(),
-            });
+                sealed.as_deref(),
+                secrets,
+                durable.clone(),
+            )?);
         }
         if got < step {
             break;
