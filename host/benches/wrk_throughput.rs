@@ -1,7 +1,7 @@
 //! No-op tasks end to end, driven from outside the server's process by
 //! `wrk` (Debian's package) with a Lua script, against the default
-//! configuration (8 workers) and the durable store (SQLite, WAL,
-//! `synchronous = FULL`), as issue 13 measures it:
+//! configuration (8 workers) and the durable store (SQLite, WAL, every
+//! answer after the fsync of its commit), as issue 13 measures it:
 //!
 //! 1. Saturation: `wrk` submits `POST background/noop` on `BENCH_CONNECTIONS`
 //!    connections (default 64) for `BENCH_SECONDS` (default 10); the figure
@@ -53,7 +53,7 @@ async fn run() -> anyhow::Result<()> {
     let server = Server::start(dir.path(), workers, &[]).await?;
     let cookie = login_cookie(&server).await?;
     println!(
-        "wrk_throughput: executor = {}; SQLite (WAL, synchronous=FULL); {workers} workers; \
+        "wrk_throughput: executor = {}; SQLite (WAL, fsync before every answer); {workers} workers; \
          wrk from {}",
         server.executor,
         wrk.display()

@@ -39,10 +39,10 @@ impl PluginState {
     }
 
     /// Run one runtime call for the guest, once the task's claim is durable
-    /// (no effect of a run whose claim could still be lost): time it outside the CPU budget,
-    /// stop it when the task is cancelled (dropping the future closes the
-    /// engine connection, which cancels the engine's work), and trap the
-    /// guest after a cancellation so it cannot carry on.
+    /// (no effect of a run whose claim could still be lost): time it outside
+    /// the CPU budget, stop it when the task is cancelled (dropping the future
+    /// closes the engine connection, which cancels the engine's work), and
+    /// trap the guest after a cancellation so it cannot carry on.
     async fn runtime_call<T, F, Fut>(&mut self, what: &'static str, call: F) -> HostResult<T>
     where
         F: FnOnce(Arc<dyn Runtime>, CallContext) -> Fut,

@@ -4,8 +4,9 @@
 //!
 //! All writes go through one writer thread that applies every write pending at
 //! the time in one transaction (group commit), so throughput grows with load
-//! instead of being capped by the disk's fsync rate. Each write runs in its
-//! own savepoint, so one failing write does not undo the others of its batch.
+//! instead of being capped by the disk's fsync rate. One failing write does
+//! not undo the others of its batch: a write of several statements runs in
+//! its own savepoint, and SQLite undoes a failed single statement itself.
 //!
 //! The fsync is not the writer's: it commits with `synchronous = NORMAL` and
 //! hands the replies to a syncer thread, which answers them once one
@@ -1234,7 +1235,7 @@ mod tests {
         let bytes = std::fs::read(dir.path().join(DB_FILE)).unwrap();
         assert!(!bytes.windows(7).any(|w| w == b"hunter2"));
 
-        // Reopen: a2 is next; the claim took the sealed params out.
+        // Reopen: a2 is next.
         let store = SqliteStore::open_in(dir.path()).unwrap();
         assert_eq!(SqliteStore::schema_version(), 3);
         let got = store

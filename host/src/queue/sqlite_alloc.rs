@@ -76,14 +76,19 @@ pub fn install() {
         };
         // SAFETY: sqlite3_config copies the struct; it refuses (MISUSE)
         // once SQLite is initialised, changing nothing then.
-        let rc = unsafe {
-            ffi::sqlite3_config(ffi::SQLITE_CONFIG_MEMSTATUS, 0 as c_int)
-                | ffi::sqlite3_config(
-                    ffi::SQLITE_CONFIG_MALLOC,
-                    &methods as *const ffi::sqlite3_mem_methods,
-                )
+        let statistics_off =
+            unsafe { ffi::sqlite3_config(ffi::SQLITE_CONFIG_MEMSTATUS, 0 as c_int) };
+        // SAFETY: as above.
+        let allocator = unsafe {
+            ffi::sqlite3_config(
+                ffi::SQLITE_CONFIG_MALLOC,
+                &methods as *const ffi::sqlite3_mem_methods,
+            )
         };
-        if rc != ffi::SQLITE_OK {
+        if let Some(rc) = [statistics_off, allocator]
+            .into_iter()
+            .find(|rc| *rc != ffi::SQLITE_OK)
+        {
             tracing::debug!(
                 rc,
                 "SQLite was initialised already: it keeps its own allocator"

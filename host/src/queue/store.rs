@@ -69,27 +69,6 @@ pub struct ClaimRequest {
     pub now: i64,
 }
 
-impl Claimed {
-    /// `task`, just claimed, with its full params: `sealed` opened when the
-    /// store had some (something was masked), else the shown params.
-    pub fn open(
-        task: Task,
-        sealed: Option<&[u8]>,
-        secrets: &super::secret::SecretBox,
-        durable: Durable,
-    ) -> anyhow::Result<Claimed> {
-        let full_params = match sealed {
-            Some(s) => String::from_utf8(secrets.open(task.id, s)?)?,
-            None => task.params.get().to_string(),
-        };
-        Ok(Claimed {
-            task,
-            full_params,
-            durable,
-        })
-    }
-}
-
 impl ClaimRequest {
     /// Forget the categories with nothing left; `false` when none is left
     /// (nothing more may be claimed).
@@ -148,6 +127,27 @@ pub struct Claimed {
     /// When the claim is on disk: at once from [`TaskStore::claim`], maybe
     /// later from [`TaskStore::claim_early`].
     pub durable: Durable,
+}
+
+impl Claimed {
+    /// `task`, just claimed, with its full params: `sealed` opened when the
+    /// store had some (something was masked), else the shown params.
+    pub fn open(
+        task: Task,
+        sealed: Option<&[u8]>,
+        secrets: &super::secret::SecretBox,
+        durable: Durable,
+    ) -> anyhow::Result<Claimed> {
+        let full_params = match sealed {
+            Some(s) => String::from_utf8(secrets.open(task.id, s)?)?,
+            None => task.params.get().to_string(),
+        };
+        Ok(Claimed {
+            task,
+            full_params,
+            durable,
+        })
+    }
 }
 
 /// Told a task once its insert is durable, before the insert answers and

@@ -125,6 +125,13 @@ impl TestExec {
 }
 
 impl TestExec {
+    /// One that declares it holds its effects until the claim is durable.
+    fn holding() -> Arc<TestExec> {
+        Arc::new(TestExec {
+            holds: true,
+            ..TestExec::default()
+        })
+    }
     fn max_active(&self, category: &str) -> usize {
         self.active.lock().get(category).map_or(0, |a| a.1)
     }
@@ -1084,10 +1091,7 @@ fn submit_quick(q: &Arc<Queue>) -> tokio::task::JoinHandle<Task> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_starts_while_its_claim_commits_and_is_announced_after() {
     let dir = tempfile::tempdir().unwrap();
-    let exec = Arc::new(TestExec {
-        holds: true,
-        ..TestExec::default()
-    });
+    let exec = TestExec::holding();
     let (q, store) = start(dir.path(), exec.clone(), config(4, &[])).await;
     let (held_rx, release) = store.hold_early_claims();
     let mut rx = q.subscribe();
@@ -1146,10 +1150,7 @@ async fn an_executor_that_does_not_hold_its_effects_starts_after_the_commit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_claim_that_fails_to_commit_leaves_the_task_waiting_and_it_runs_again() {
     let dir = tempfile::tempdir().unwrap();
-    let exec = Arc::new(TestExec {
-        holds: true,
-        ..TestExec::default()
-    });
+    let exec = TestExec::holding();
     let (q, store) = start(dir.path(), exec.clone(), config(1, &[])).await;
     // The one slot is taken, so the task below is stored (not claimed)
     // before the failpoint is set; the failed commit is the claim's alone.
