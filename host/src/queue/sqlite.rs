@@ -94,6 +94,47 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX tasks_category ON tasks (category, id);
     CREATE INDEX tasks_ended ON tasks (ended) WHERE ended IS NOT NULL;
     "#,
+    // 4: the same table, with the state check written as comparisons.
+    // SQLite evaluates a CHECK of `state IN (four values)` by building a
+    // temporary b-tree of the four values on every INSERT and every UPDATE
+    // of a task (an IN list of more than two constants is looked up in an
+    // index built on the spot): that was a quarter of each write's cost.
+    // A CHECK cannot be altered in place, so the table is rebuilt (SQLite's
+    // documented procedure; foreign keys are off while migrations run, so
+    // dropping the old table keeps every sealed param). The id sequence
+    // keeps its high-water mark: an id given once is never given again.
+    r#"
+    CREATE TABLE tasks_v4 (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        category     TEXT    NOT NULL,
+        state        TEXT    NOT NULL CHECK (state = 'waiting' OR state = 'running'
+                                             OR state = 'completed' OR state = 'error'),
+        detail_state TEXT    NOT NULL DEFAULT '',
+        progress     INTEGER NOT NULL DEFAULT 0,
+        result       INTEGER NOT NULL DEFAULT 0,
+        deletable    INTEGER NOT NULL,
+        username     TEXT    NOT NULL,
+        params       TEXT    NOT NULL,
+        init         INTEGER NOT NULL,
+        started      INTEGER,
+        ended        INTEGER,
+        name         TEXT    NOT NULL DEFAULT ''
+    );
+    INSERT INTO tasks_v4 (id, category, state, detail_state, progress, result, deletable,
+                          username, params, init, started, ended, name)
+         SELECT id, category, state, detail_state, progress, result, deletable,
+                username, params, init, started, ended, name
+           FROM tasks;
+    DELETE FROM sqlite_sequence WHERE name = 'tasks_v4';
+    INSERT INTO sqlite_sequence (name, seq) SELECT 'tasks_v4', seq FROM sqlite_sequence WHERE name = 'tasks';
+    DROP TABLE tasks;
+    ALTER TABLE tasks_v4 RENAME TO tasks;
+    CREATE INDEX tasks_waiting ON tasks (id) WHERE state = 'waiting';
+    CREATE INDEX tasks_running ON tasks (id) WHERE state = 'running';
+    CREATE INDEX tasks_user ON tasks (username, id);
+    CREATE INDEX tasks_category ON tasks (category, id);
+    CREATE INDEX tasks_ended ON tasks (ended) WHERE ended IS NOT NULL;
+    "#,
 ];
 
 /// The migration after which older rows get their `name` from their params.
@@ -243,10 +284,15 @@ impl SqliteStore {
         if !mode.eq_ignore_ascii_case("wal") {
             bail!("{}: cannot switch to WAL mode (got {mode})", path.display());
         }
+        // Foreign keys are enforced from after the migrations on (SQLite as
+        // built here enforces them by default): a migration that rebuilds a
+        // table drops the old one, which would cascade to the rows that
+        // refer to it.
         conn.execute_batch(
-            "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
+            "PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = OFF;",
         )?;
         migrate(&mut conn).with_context(|| format!("migrating {}", path.display()))?;
+        conn.execute_batch("PRAGMA foreign_keys = ON")?;
         // Every statement the writer runs stays prepared (rusqlite keeps 16
         // by default; the writer has more than that, so some were parsed
         // again and again).
@@ -395,6 +441,14 @@ fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
             .with_context(|| format!("migration {}", i + 1))?;
         if i + 1 == NAME_MIGRATION {
             backfill_names(&tx).context("naming the tasks stored before names")?;
+        }
+        let broken = tx
+            .prepare("PRAGMA foreign_key_check")?
+            .query([])?
+            .next()?
+            .is_some();
+        if broken {
+            bail!("migration {} left rows that refer to no task", i + 1);
         }
         tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))?;
         tx.commit()?;
@@ -721,14 +775,20 @@ fn savepoint<T>(
     }
 }
 
+/// Store a new task.
+const INSERT_SQL: &str = "INSERT INTO tasks (category, state, detail_state, progress, result, deletable, username, params, init, name)
+     VALUES (?1, 'waiting', '', 0, 0, ?2, ?3, ?4, ?5, ?6)";
+
+/// End a running task.
+const FINISH_SQL: &str =
+    "UPDATE tasks SET state = ?2, result = ?3, detail_state = ?4, progress = ?5, ended = ?6
+     WHERE id = ?1 AND state = 'running'";
+
 /// Store `t`: one statement, two when it has sealed params (run those in a
 /// savepoint). Nothing can fail after the first statement but the second.
 fn insert(conn: &Connection, secrets: &SecretBox, t: NewTask) -> anyhow::Result<Task> {
     let params = JsonText::new(t.shown_params).context("the shown params are not JSON")?;
-    let mut st = conn.prepare_cached(
-        "INSERT INTO tasks (category, state, detail_state, progress, result, deletable, username, params, init, name)
-         VALUES (?1, 'waiting', '', 0, 0, ?2, ?3, ?4, ?5, ?6)",
-    )?;
+    let mut st = conn.prepare_cached(INSERT_SQL)?;
     st.execute(params![
         t.category,
         t.deletable,
@@ -829,19 +889,14 @@ fn save_progress(conn: &Connection, updates: &[ProgressUpdate]) -> anyhow::Resul
 }
 
 fn finish(conn: &Connection, f: &Finish) -> anyhow::Result<bool> {
-    let n = conn
-        .prepare_cached(
-            "UPDATE tasks SET state = ?2, result = ?3, detail_state = ?4, progress = ?5, ended = ?6
-              WHERE id = ?1 AND state = 'running'",
-        )?
-        .execute(params![
-            f.id,
-            f.state.as_str(),
-            f.result,
-            f.detail,
-            f.progress,
-            f.end
-        ])?;
+    let n = conn.prepare_cached(FINISH_SQL)?.execute(params![
+        f.id,
+        f.state.as_str(),
+        f.result,
+        f.detail,
+        f.progress,
+        f.end
+    ])?;
     Ok(n == 1)
 }
 
@@ -1179,6 +1234,114 @@ mod tests {
         store.close().await.unwrap();
     }
 
+    /// A database as release 3 left it, rebuilt by migration 4: every row
+    /// and sealed param kept, ids never given twice, the state still checked.
+    #[tokio::test]
+    async fn the_state_check_rebuild_keeps_rows_secrets_and_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(DB_FILE);
+        {
+            let conn = Connection::open(&path).unwrap();
+            for sql in &MIGRATIONS[..3] {
+                conn.execute_batch(sql).unwrap();
+            }
+            conn.execute_batch("PRAGMA user_version = 3").unwrap();
+            for (state, name) in [("completed", "one"), ("waiting", "two"), ("error", "three")] {
+                conn.execute(
+                    "INSERT INTO tasks (category, state, deletable, username, params, init, name, ended)
+                     VALUES ('x', ?1, 1, 'u', '{}', 1, ?2, 9)",
+                    [state, name],
+                )
+                .unwrap();
+            }
+            conn.execute(
+                "INSERT INTO task_secrets (task_id, sealed) VALUES (2, x'00112233')",
+                [],
+            )
+            .unwrap();
+            // The newest task was deleted: its id must not come back.
+            conn.execute("DELETE FROM tasks WHERE id = 3", []).unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        let listed: Vec<(i64, TaskState, String)> = store
+            .list(Owner::Anyone, None)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| (t.id, t.state, t.name))
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                (2, TaskState::Waiting, "two".to_string()),
+                (1, TaskState::Completed, "one".to_string())
+            ]
+        );
+        let next = store.insert(new_task("x", "u", None)).await.unwrap();
+        assert_eq!(next.id, 4, "an id given before is given again");
+        store.close().await.unwrap();
+
+        let conn = Connection::open(&path).unwrap();
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version as usize, MIGRATIONS.len());
+        let sealed: Vec<u8> = conn
+            .query_row(
+                "SELECT sealed FROM task_secrets WHERE task_id = 2",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(sealed, [0x00, 0x11, 0x22, 0x33]);
+        let bad = conn.execute("UPDATE tasks SET state = 'lost' WHERE id = 1", []);
+        assert!(format!("{bad:?}").contains("CHECK"), "{bad:?}");
+        let indexes: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'tasks'
+                   AND name LIKE 'tasks_%'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(indexes, 5);
+        // Foreign keys hold again after the migrations: a sealed param of
+        // a deleted task goes with it.
+        conn.execute_batch("PRAGMA foreign_keys = ON; DELETE FROM tasks WHERE id = 2")
+            .unwrap();
+        let left: i64 = conn
+            .query_row("SELECT count(*) FROM task_secrets", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(left, 0);
+    }
+
+    /// A task's writes (store, claim, finish) build no temporary b-tree of
+    /// their own: SQLite builds one for a CHECK of `IN (more than two
+    /// values)` on every execution, which cost a quarter of each write.
+    #[test]
+    fn task_writes_build_no_temporary_tables() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(SqliteStore::open_in(dir.path()).unwrap());
+        let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
+        let ephemeral = |sql: &str| -> usize {
+            // EXPLAIN runs nothing: its parameters may stay unbound.
+            let mut st = conn.prepare(&format!("EXPLAIN {sql}")).unwrap();
+            let mut rows = st.raw_query();
+            let mut n = 0;
+            while let Some(row) = rows.next().unwrap() {
+                n += usize::from(row.get::<_, String>(1).unwrap() == "OpenEphemeral");
+            }
+            n
+        };
+        assert_eq!(ephemeral(INSERT_SQL), 0);
+        assert_eq!(ephemeral(FINISH_SQL), 0);
+        assert_eq!(ephemeral("UPDATE tasks SET progress = 1 WHERE id = 1"), 0);
+        // The claim builds its own (the subquery, its two `json_each` lists,
+        // RETURNING: once per statement, whatever the number of tasks
+        // claimed); the check adds none (it added a sixth).
+        assert_eq!(ephemeral(&claim_sql()), 5);
+    }
+
     fn new_task(cat: &str, user: &str, full: Option<&str>) -> NewTask {
         NewTask {
             category: cat.into(),
@@ -1237,7 +1400,7 @@ mod tests {
 
         // Reopen: a2 is next.
         let store = SqliteStore::open_in(dir.path()).unwrap();
-        assert_eq!(SqliteStore::schema_version(), 3);
+        assert_eq!(SqliteStore::schema_version(), 4);
         let got = store
             .claim(ClaimRequest {
                 users: Vec::new(),
