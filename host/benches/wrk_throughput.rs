@@ -101,6 +101,7 @@ async fn run() -> anyhow::Result<()> {
     let script = dir.path().join("submit.lua");
     std::fs::write(&script, lua(&cookie, None))?;
     let cpu0 = cpu_time();
+    let threads0 = thread_cpu();
     let t0 = Instant::now();
     let summary = wrk_run(
         &wrk,
@@ -114,6 +115,7 @@ async fn run() -> anyhow::Result<()> {
     let done = wait_for(&finished, &changed, submitted, Duration::from_secs(300)).await?;
     let last = seen.lock().last_end.unwrap_or_else(Instant::now);
     let cpu = cpu_time() - cpu0;
+    let threads = thread_cpu();
     let total = last.duration_since(t0);
     anyhow::ensure!(done >= submitted, "{done} of {submitted} tasks ended");
     println!(
@@ -132,6 +134,23 @@ async fn run() -> anyhow::Result<()> {
         cpu.as_secs_f64(),
         cpu.as_secs_f64() * 1e6 / submitted as f64
     );
+    // Where it went, by thread name (the writer's share moves little with
+    // the machine's load: it tells store changes apart).
+    let per_task = |d: Duration| d.as_secs_f64() * 1e6 / submitted as f64;
+    let mut parts: Vec<(String, f64)> = threads
+        .iter()
+        .map(|(name, t)| {
+            let before = threads0.get(name).copied().unwrap_or_default();
+            (name.clone(), per_task(t.saturating_sub(before)))
+        })
+        .filter(|(_, us)| *us >= 0.5)
+        .collect();
+    parts.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let parts: Vec<String> = parts
+        .iter()
+        .map(|(name, us)| format!("{name} {us:.0}"))
+        .collect();
+    println!("saturation: us of CPU per task by thread: {}", parts.join(", "));
 
     // 2. Submit -> start at a steady 1,000 tasks/s.
     *seen.lock() = Seen::default();
@@ -172,6 +191,31 @@ fn cpu_time() -> Duration {
     };
     let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
     tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// CPU time of this process's live threads so far, summed by thread name
+/// (`/proc/self/task/*/schedstat`, nanoseconds on CPU).
+fn thread_cpu() -> HashMap<String, Duration> {
+    let mut out: HashMap<String, Duration> = HashMap::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return out;
+    };
+    for task in tasks.flatten() {
+        let dir = task.path();
+        let (Ok(name), Ok(stat)) = (
+            std::fs::read_to_string(dir.join("comm")),
+            std::fs::read_to_string(dir.join("schedstat")),
+        ) else {
+            continue;
+        };
+        let ns: u64 = stat
+            .split_whitespace()
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        *out.entry(name.trim().to_string()).or_default() += Duration::from_nanos(ns);
+    }
+    out
 }
 
 fn which(tool: &str) -> Option<std::path::PathBuf> {
