@@ -190,6 +190,8 @@ pub struct SqliteStore {
     path: PathBuf,
     tx: Mutex<Option<mpsc::Sender<Op>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    /// The writer thread, unparked after each write is sent.
+    writer_thread: std::thread::Thread,
     readers: Arc<Mutex<Vec<Connection>>>,
     /// How far the log is durable: reads wait for what they saw.
     marks: Arc<Marks>,
@@ -329,6 +331,7 @@ impl SqliteStore {
         Ok(Arc::new(Self {
             path,
             tx: Mutex::new(Some(tx)),
+            writer_thread: writer.thread().clone(),
             writer: Mutex::new(Some(writer)),
             readers: Arc::new(Mutex::new(Vec::new())),
             hold,
@@ -371,6 +374,9 @@ impl SqliteStore {
             tx.send(make(reply))
                 .map_err(|_| anyhow!("the task store is closed"))?;
         }
+        // The writer may be parked holding a transaction open (see
+        // `writer_loop`): it applies this write now.
+        self.writer_thread.unpark();
         rx.await
             .map_err(|_| anyhow!("the database writer stopped"))?
     }
@@ -516,16 +522,17 @@ fn states_json(states: &[TaskState]) -> String {
     serde_json::to_string(&states.iter().map(|s| s.as_str()).collect::<Vec<_>>()).unwrap()
 }
 
-/// Whether `batch` needs the log on disk before its replies: all but
-/// batches of progress updates, which are advisory and made durable by
-/// the next batch that does.
-fn needs_sync(batch: &[Op]) -> bool {
-    !batch.iter().all(|op| matches!(op, Op::Progress(..)))
+/// Whether `op` needs the log on disk before its reply: all but progress
+/// updates, which are advisory and made durable by the next commit that
+/// does (a transaction of progress only is answered without an fsync).
+fn needs_sync(op: &Op) -> bool {
+    !matches!(op, Op::Progress(..))
 }
 
-/// The writer thread: take every pending write, apply them in one
-/// transaction, commit it (without an fsync) and hand the replies to the
-/// syncer ([`super::wal_sync`]), which sends them once the log is on disk.
+/// The writer thread: apply every write as it arrives in one open
+/// transaction, commit it (without an fsync) once the syncer
+/// ([`super::wal_sync`]) is idle, or the transaction is full, and hand the
+/// replies to the syncer, which sends them once the log is on disk.
 fn writer_loop(
     mut conn: Connection,
     secrets: SecretBox,
@@ -534,19 +541,37 @@ fn writer_loop(
     marks: &Arc<Marks>,
     (syncer, sync_thread): (mpsc::Sender<Batch<Pending>>, JoinHandle<()>),
 ) {
-    let mut batch: Vec<Op> = Vec::new();
-    loop {
-        match rx.recv() {
-            Ok(op) => batch.push(op),
-            Err(_) => break,
-        }
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(op) => batch.push(op),
-                Err(_) => break,
+    marks.set_writer(std::thread::current());
+    let mut senders_gone = false;
+    while !senders_gone {
+        let Ok(first) = rx.recv() else { break };
+        let mut txn = Txn::begin(&conn, marks);
+        txn.apply(&conn, &secrets, first);
+        let mut applied = 1;
+        loop {
+            while applied < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(op) => {
+                        txn.apply(&conn, &secrets, op);
+                        applied += 1;
+                    }
+                    Err(mpsc::TryRecvError::Empty) => break,
+                    Err(mpsc::TryRecvError::Disconnected) => {
+                        senders_gone = true;
+                        break;
+                    }
+                }
             }
+            if applied >= MAX_BATCH || txn.closing || senders_gone || marks.syncer_idle() {
+                break;
+            }
+            // Woken by the next write (its sender unparks this thread) or
+            // by the syncer going idle; a wake-up that came before this
+            // park makes it return at once.
+            std::thread::park();
         }
-        let (closing, committed) = apply_batch(&mut conn, &secrets, &mut batch, hold, marks);
+        let (closing, committed) = txn.commit(&mut conn, hold, marks);
+        marks.handed();
         // The syncer outlives this loop; a send fails only if it panicked,
         // and then the replies are dropped (their callers see the writer gone).
         let _ = syncer.send(committed);
@@ -619,34 +644,44 @@ fn refuse(op: Op, err: impl Fn() -> anyhow::Error, pending: &mut Vec<Pending>) -
     false
 }
 
-/// Apply `batch` in one transaction and commit it; returns whether a close
-/// was requested, and the batch for the syncer.
-fn apply_batch(
-    conn: &mut Connection,
-    secrets: &SecretBox,
-    batch: &mut Vec<Op>,
-    hold: &HoldSlot,
-    marks: &Marks,
-) -> (bool, Batch<Pending>) {
-    let mut pending = Vec::with_capacity(batch.len());
-    let mut closing = false;
-    let needs_sync = needs_sync(batch);
-    // Told the end of this batch's commit, for the claims answered early.
-    let mut early: Option<(Committer, Durable)> = None;
-    let mut claimed_early = false;
-    // After a failed fsync nothing more is written: the log's state is unknown.
-    let begin = match marks.failure() {
-        Some(failure) => Err(failure),
-        None => run_cached(conn, "BEGIN IMMEDIATE").map_err(|e| e.to_string()),
-    };
-    for op in batch.drain(..) {
-        if let Err(e) = &begin {
-            closing |= refuse(
-                op,
-                || anyhow!("cannot begin a transaction: {e}"),
-                &mut pending,
-            );
-            continue;
+/// One open write transaction of the writer: the writes applied so far and
+/// their replies, waiting for the commit.
+struct Txn {
+    /// How `BEGIN` ended; after a failure every write is refused.
+    begin: Result<(), String>,
+    pending: Vec<Pending>,
+    closing: bool,
+    needs_sync: bool,
+    /// Told the end of this transaction's commit, for the claims answered early.
+    early: Option<(Committer, Durable)>,
+    claimed_early: bool,
+}
+
+impl Txn {
+    fn begin(conn: &Connection, marks: &Marks) -> Txn {
+        // After a failed fsync nothing more is written: the log's state is unknown.
+        let begin = match marks.failure() {
+            Some(failure) => Err(failure),
+            None => run_cached(conn, "BEGIN IMMEDIATE").map_err(|e| e.to_string()),
+        };
+        Txn {
+            begin,
+            pending: Vec::new(),
+            closing: false,
+            needs_sync: false,
+            early: None,
+            claimed_early: false,
+        }
+    }
+
+    /// Apply one write; its reply waits for the commit (early claims are
+    /// answered at once).
+    fn apply(&mut self, conn: &Connection, secrets: &SecretBox, op: Op) {
+        self.needs_sync |= needs_sync(&op);
+        let pending = &mut self.pending;
+        if let Err(e) = &self.begin {
+            self.closing |= refuse(op, || anyhow!("cannot begin a transaction: {e}"), pending);
+            return;
         }
         match op {
             Op::Insert(t, on_stored, r) => {
@@ -665,9 +700,9 @@ fn apply_batch(
             Op::ClaimEarly(plan, r) => {
                 let claimed = match plan(now()) {
                     Some(req) => {
-                        let durable = &early.get_or_insert_with(Durable::pending).1;
+                        let durable = &self.early.get_or_insert_with(Durable::pending).1;
                         let claimed = savepoint(conn, |c| claim(c, secrets, req, durable));
-                        claimed_early |= claimed.as_ref().is_ok_and(|v| !v.is_empty());
+                        self.claimed_early |= claimed.as_ref().is_ok_and(|v| !v.is_empty());
                         claimed
                     }
                     None => Ok(Vec::new()),
@@ -712,40 +747,58 @@ fn apply_batch(
                 savepoint(conn, |c| delete_ended_before(c, ended_before, max)),
             )),
             Op::Close(r) => {
-                closing = true;
+                self.closing = true;
                 pending.push(Pending::Unit(r, Ok(())));
             }
         }
     }
-    let fail_on_purpose = begin.is_ok() && claimed_early && !hold.wait();
-    // Numbered right before the commit: a reader that sees it sees the number.
-    let seq = marks.next();
-    let commit = match begin {
-        Ok(()) if fail_on_purpose => {
-            let _ = conn.execute_batch("ROLLBACK");
-            Err("commit failed on purpose (a test's failpoint)".to_string())
-        }
-        Ok(()) => run_cached(conn, "COMMIT").map_err(|e| {
-            let _ = conn.execute_batch("ROLLBACK");
-            e.to_string()
-        }),
-        Err(e) => Err(e),
-    };
-    if let Err(e) = &commit {
-        tracing::error!(error = %e, "task store commit failed");
-    }
-    if let Some((committer, _)) = early {
-        pending.push(Pending::Claims(committer));
-    }
-    (
-        closing,
-        Batch {
-            seq,
+
+    /// Commit (or, after a failed `BEGIN`, settle the refusals); returns
+    /// whether a close was requested, and the batch for the syncer.
+    fn commit(
+        self,
+        conn: &mut Connection,
+        hold: &HoldSlot,
+        marks: &Marks,
+    ) -> (bool, Batch<Pending>) {
+        let Txn {
+            begin,
+            mut pending,
+            closing,
             needs_sync,
-            commit,
-            replies: pending,
-        },
-    )
+            early,
+            claimed_early,
+        } = self;
+        let fail_on_purpose = begin.is_ok() && claimed_early && !hold.wait();
+        // Numbered right before the commit: a reader that sees it sees the number.
+        let seq = marks.next();
+        let commit = match begin {
+            Ok(()) if fail_on_purpose => {
+                let _ = conn.execute_batch("ROLLBACK");
+                Err("commit failed on purpose (a test's failpoint)".to_string())
+            }
+            Ok(()) => run_cached(conn, "COMMIT").map_err(|e| {
+                let _ = conn.execute_batch("ROLLBACK");
+                e.to_string()
+            }),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = &commit {
+            tracing::error!(error = %e, "task store commit failed");
+        }
+        if let Some((committer, _)) = early {
+            pending.push(Pending::Claims(committer));
+        }
+        (
+            closing,
+            Batch {
+                seq,
+                needs_sync,
+                commit,
+                replies: pending,
+            },
+        )
+    }
 }
 
 /// Prepared statements kept per connection.
@@ -1184,7 +1237,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_batches_of_progress_commit_without_their_own_fsync() {
+    fn a_transaction_of_progress_only_commits_without_its_own_fsync() {
         let progress = || Op::Progress(Vec::new(), oneshot::channel().0);
         let finish = Op::Finish(
             Finish {
@@ -1197,8 +1250,18 @@ mod tests {
             },
             oneshot::channel().0,
         );
-        assert!(!needs_sync(&[progress(), progress()]));
-        assert!(needs_sync(&[progress(), finish]));
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        let (marks, secrets) = (Marks::new(), SecretBox::from_key(&[7; 32]));
+        let mut txn = Txn::begin(&conn, &marks);
+        txn.apply(&conn, &secrets, progress());
+        txn.apply(&conn, &secrets, progress());
+        assert!(!txn.needs_sync);
+        txn.apply(&conn, &secrets, finish);
+        assert!(txn.needs_sync);
+        let (closing, batch) = txn.commit(&mut conn, &HoldSlot::default(), &marks);
+        assert!(!closing && batch.needs_sync && batch.commit.is_ok());
+        assert_eq!(batch.replies.len(), 3);
     }
 
     #[tokio::test]

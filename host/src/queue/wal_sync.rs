@@ -22,14 +22,23 @@
 //! commit it could have seen is durable ([`Marks::wait_durable`]): a
 //! task shown `completed` stays completed after a power cut.
 //!
+//! Commits wait for the syncer: while an fsync runs, the writer applies
+//! what arrives in one open transaction and commits it when the syncer is
+//! free again ([`Marks::syncer_idle`]), so one commit (and its log frames:
+//! every page it changed, written once) carries what arrived during one
+//! fsync. Committing each batch at once wrote the same pages to the log
+//! about twice per fsync under load. Nothing waits longer for it: what
+//! arrives during an fsync cannot be durable before the next fsync anyway,
+//! and claims are answered before their commit ([`super::store::TaskStore::claim_early`]).
+//!
 //! A failed fsync leaves the log's state unknown (the kernel may have
 //! dropped the pages); the store then refuses every later write, as
 //! PostgreSQL does, and says to restart.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc};
-use std::thread::JoinHandle;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, OnceLock};
+use std::thread::{JoinHandle, Thread};
 
 use parking_lot::Mutex;
 use tokio::sync::watch;
@@ -62,6 +71,10 @@ pub(super) struct Marks {
     durable: watch::Sender<u64>,
     /// Set for good by a failed fsync.
     failed: Mutex<Option<String>>,
+    /// Batches handed to the syncer and not yet settled.
+    in_flight: AtomicUsize,
+    /// The writer, woken when the syncer has settled what it was handed.
+    writer: OnceLock<Thread>,
 }
 
 impl Marks {
@@ -70,7 +83,34 @@ impl Marks {
             started: AtomicU64::new(0),
             durable: watch::channel(0).0,
             failed: Mutex::new(None),
+            in_flight: AtomicUsize::new(0),
+            writer: OnceLock::new(),
         })
+    }
+
+    /// The writer thread, to be unparked whenever the syncer goes idle.
+    pub fn set_writer(&self, writer: Thread) {
+        let _ = self.writer.set(writer);
+    }
+
+    /// The writer, before it hands a committed batch to the syncer.
+    pub fn handed(&self) {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Whether the syncer has settled every batch handed to it: the writer
+    /// commits then (or when its transaction is full), not before.
+    pub fn syncer_idle(&self) -> bool {
+        self.in_flight.load(Ordering::SeqCst) == 0
+    }
+
+    /// The syncer, after settling `n` batches: wake the writer, which may
+    /// be holding a transaction for this moment.
+    fn settled(&self, n: usize) {
+        self.in_flight.fetch_sub(n, Ordering::SeqCst);
+        if let Some(writer) = self.writer.get() {
+            writer.unpark();
+        }
     }
 
     /// The writer, before a `COMMIT`: its batch's number. Taken before, so
@@ -134,6 +174,7 @@ fn run<P: Settle>(wal: &std::path::Path, marks: &Marks, rx: &mpsc::Receiver<Batc
         } else {
             Ok(())
         };
+        let count = batches.len();
         let last = batches.last().map_or(0, |b| b.seq);
         marks.durable.send_replace(last);
         for b in batches {
@@ -146,6 +187,7 @@ fn run<P: Settle>(wal: &std::path::Path, marks: &Marks, rx: &mpsc::Receiver<Batc
                 reply.settle(&result);
             }
         }
+        marks.settled(count);
     }
 }
 
