@@ -653,8 +653,17 @@ async fn run_time_metrics_have_sub_second_resolution() {
         .await;
     h.wait_state(&c, t["id"].as_i64().unwrap(), "completed")
         .await;
-    let (_, text, _) = h.call(Method::GET, "/metrics", None, "").await;
-    let text = text.as_str().unwrap();
+    // The run is counted once its end is stored, which readers may see a
+    // moment before the run's task records it: poll, with a deadline.
+    let mut text = String::new();
+    for _ in 0..200 {
+        let (_, got, _) = h.call(Method::GET, "/metrics", None, "").await;
+        text = got.as_str().unwrap().to_string();
+        if text.contains("stevedore_task_run_seconds_count{category=\"timed\"}") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let value = |key: &str| -> f64 {
         text.lines()
             .find_map(|l| l.strip_prefix(key))
