@@ -150,7 +150,10 @@ async fn run() -> anyhow::Result<()> {
         .iter()
         .map(|(name, us)| format!("{name} {us:.0}"))
         .collect();
-    println!("saturation: us of CPU per task by thread: {}", parts.join(", "));
+    println!(
+        "saturation: us of CPU per task by thread: {}",
+        parts.join(", ")
+    );
 
     // 2. Submit -> start at a steady 1,000 tasks/s.
     *seen.lock() = Seen::default();
