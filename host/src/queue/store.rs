@@ -102,6 +102,17 @@ impl ClaimRequest {
             .collect()
     }
 
+    /// Whether a waiting task of `category` by `user` may be claimed now:
+    /// its category is claimable with some allowance left, and its user's
+    /// allowance (if limited) is not used up.
+    pub fn admits(&self, category: &str, user: &str) -> bool {
+        let category_left = self
+            .categories
+            .iter()
+            .any(|(c, left)| c == category && *left != Some(0));
+        category_left && !self.users.iter().any(|(u, left)| u == user && *left == 0)
+    }
+
     /// Count `task` against its category's and its user's allowances.
     pub fn take(&mut self, task: &Task) {
         if let Some((_, Some(left))) = self
