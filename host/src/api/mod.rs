@@ -168,8 +168,10 @@ pub fn body_error(e: BytesRejection) -> AppError {
 /// Count responses, log each request (never its body), and turn any error
 /// response that is not already JSON into the JSON error shape.
 async fn json_errors(req: Request, next: Next) -> Response {
-    let method = req.method().clone();
-    let path = req.uri().path().to_string();
+    // Kept for the debug log only (a copy of the path is an allocation
+    // per request).
+    let logged = tracing::enabled!(tracing::Level::DEBUG)
+        .then(|| (req.method().clone(), req.uri().path().to_string()));
     let started = Instant::now();
     let (parts, body) = req.into_parts();
     let (body, read) = body_read::Tracked::new(body);
@@ -183,7 +185,9 @@ async fn json_errors(req: Request, next: Next) -> Response {
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     crate::metrics::http_response(status.as_u16());
-    tracing::debug!(%method, %path, status = status.as_u16(), ms = started.elapsed().as_secs_f64() * 1000.0, "request");
+    if let Some((method, path)) = logged {
+        tracing::debug!(%method, %path, status = status.as_u16(), ms = started.elapsed().as_secs_f64() * 1000.0, "request");
+    }
     if !(status.is_client_error() || status.is_server_error()) {
         return resp;
     }

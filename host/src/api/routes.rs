@@ -216,9 +216,11 @@ pub(super) fn router(state: &AppState) -> Router<AppState> {
 /// and extractors run.
 async fn require_session(
     State(_): State<AppState>,
-    _user: CurrentUser,
-    request: Request,
+    user: CurrentUser,
+    mut request: Request,
     next: Next,
 ) -> Response {
+    // The handler's own `CurrentUser` takes this one.
+    request.extensions_mut().insert(user);
     next.run(request).await
 }

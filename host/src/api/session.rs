@@ -51,6 +51,11 @@ impl FromRequestParts<AppState> for CurrentUser {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
+        // Checked already by `require_session` for this request (only the
+        // server sets extensions): one session lookup per request, not two.
+        if let Some(user) = parts.extensions.remove::<CurrentUser>() {
+            return Ok(user);
+        }
         let id = session_cookie(&parts.headers).ok_or_else(AppError::unauthorized)?;
         state
             .auth
