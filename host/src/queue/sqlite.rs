@@ -2,17 +2,18 @@
 //! mode, where a write that returned survives a power cut, not only a crash
 //! of the process.
 //!
-//! All writes go through one writer thread that applies every write pending at
-//! the time in one transaction (group commit), so throughput grows with load
-//! instead of being capped by the disk's fsync rate. One failing write does
+//! All writes go through one writer thread that applies every write as it
+//! arrives in one open transaction and commits it when the previous commit
+//! is durable (group commit), so throughput grows with load instead of being
+//! capped by the disk's fsync rate. One failing write does
 //! not undo the others of its batch: a write of several statements runs in
 //! its own savepoint, and SQLite undoes a failed single statement itself.
 //!
 //! The fsync is not the writer's: it commits with `synchronous = NORMAL` and
 //! hands the replies to a syncer thread, which answers them once one
 //! `fdatasync` of the log covers their commit (see [`super::wal_sync`] for
-//! why this is as durable as `FULL`). The writer goes on with the next
-//! batches meanwhile. Batches holding nothing but progress updates need no
+//! why this is as durable as `FULL`). The writer applies the next writes
+//! meanwhile, and commits them once the syncer is idle. Batches holding nothing but progress updates need no
 //! fsync of their own: progress is advisory, and the next durable batch's
 //! fsync covers their frames too (an fsync twice a second per busy server
 //! made ext4 commit its journal and stall a concurrent large export by
