@@ -121,8 +121,7 @@ pub fn app(state: AppState) -> Router {
         .fallback(unknown_path)
         .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(limit))
-        .layer(middleware::from_fn_with_state(limit, body_read::whole_body))
-        .layer(middleware::from_fn(json_errors))
+        .layer(middleware::from_fn_with_state(limit, envelope))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             panic_response,
         ))
@@ -165,20 +164,24 @@ pub fn body_error(e: BytesRejection) -> AppError {
     }
 }
 
-/// Count responses, log each request (never its body), and turn any error
-/// response that is not already JSON into the JSON error shape.
-async fn json_errors(req: Request, next: Next) -> Response {
+/// Around every request, in one layer (each `from_fn` layer costs a boxed
+/// future and a clone of the router per request): read the body whole
+/// before the handler ([`body_read`]), count the answer, log the request
+/// (never its body), and turn any error answer that is not already JSON
+/// into the JSON error shape.
+async fn envelope(State(limit): State<usize>, req: Request, next: Next) -> Response {
     // Kept for the debug log only (a copy of the path is an allocation
     // per request).
     let logged = tracing::enabled!(tracing::Level::DEBUG)
         .then(|| (req.method().clone(), req.uri().path().to_string()));
     let started = Instant::now();
     let (parts, body) = req.into_parts();
-    let (body, read) = body_read::Tracked::new(body);
-    let req = Request::from_parts(parts, Body::new(body));
-    let mut resp = next.run(req).await;
+    let (mut resp, unread) = match body_read::whole(body, limit).await {
+        Ok(body) => (next.run(Request::from_parts(parts, body)).await, false),
+        Err(refused) => (refused.into_response(), true),
+    };
     let status = resp.status();
-    if status == StatusCode::PAYLOAD_TOO_LARGE || !read.load(std::sync::atomic::Ordering::Relaxed) {
+    if unread || status == StatusCode::PAYLOAD_TOO_LARGE {
         // The rest of the body is unread: the server closes the connection
         // after this answer, so say so (see `body_read`).
         resp.headers_mut()

@@ -1115,3 +1115,72 @@ async fn pages_of_the_task_list() {
     assert_eq!((s, all(list)), (StatusCode::OK, everything));
     h.queue.shutdown().await;
 }
+
+/// A body in several frames is read whole (the handler sees all of it);
+/// one over the limit, or one that breaks off, is refused with a JSON
+/// error that says the connection closes (its rest is unread); an answer
+/// after a whole body does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_are_read_whole_and_unread_ones_close_the_connection() {
+    let h = Harness::new().await;
+    let c = h.login("alice").await;
+    let send = |chunks: Vec<Result<&'static str, std::io::Error>>| {
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri("/api/v1/background/noop")
+            .header(header::COOKIE, &c)
+            .body(Body::from_stream(futures::stream::iter(chunks)))
+            .unwrap();
+        h.router.clone().oneshot(req)
+    };
+    let closes = |resp: &axum::response::Response| {
+        resp.headers()
+            .get(header::CONNECTION)
+            .is_some_and(|v| v == "close")
+    };
+    let json = |resp: axum::response::Response| async move {
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        serde_json::from_slice::<Value>(&bytes).unwrap()
+    };
+
+    let resp = send(vec![Ok(r#"{"cou"#), Ok(r#"nt": 4"#), Ok("2}")])
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(!closes(&resp));
+    let task = json(resp).await;
+    assert_eq!(task["params"]["count"], 42, "{task}");
+
+    // The harness's limit is 4096 bytes.
+    let big: &'static str =
+        Box::leak(format!(r#"{{"a":"{}"}}"#, "x".repeat(3000)).into_boxed_str());
+    let resp = send(vec![Ok(big), Ok(big)]).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(closes(&resp));
+    let body = json(resp).await;
+    assert_error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        &body,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+    );
+
+    let resp = send(vec![
+        Ok(r#"{"count""#),
+        Err(std::io::Error::other("peer went away")),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert!(closes(&resp));
+    let body = json(resp).await;
+    assert_error(
+        StatusCode::BAD_REQUEST,
+        &body,
+        StatusCode::BAD_REQUEST,
+        "invalid_body",
+    );
+    h.queue.shutdown().await;
+}
