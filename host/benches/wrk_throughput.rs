@@ -30,6 +30,16 @@ use stevedore::queue::TaskState;
 use tokio::sync::Notify;
 
 fn main() -> anyhow::Result<()> {
+    // `BENCH_LOG=1`: log at `info` as the server binary does (one line per
+    // task start and end), into /dev/null instead of stderr.
+    if std::env::var_os("BENCH_LOG").is_some() {
+        let sink = Arc::new(std::fs::File::create("/dev/null")?);
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+            .with_ansi(false)
+            .with_writer(sink)
+            .init();
+    }
     common::block_on(run())
 }
 
@@ -54,9 +64,14 @@ async fn run() -> anyhow::Result<()> {
     let cookie = login_cookie(&server).await?;
     println!(
         "wrk_throughput: executor = {}; SQLite (WAL, fsync before every answer); {workers} workers; \
-         wrk from {}",
+         wrk from {}; logs {}",
         server.executor,
-        wrk.display()
+        wrk.display(),
+        if std::env::var_os("BENCH_LOG").is_some() {
+            "at info to /dev/null (BENCH_LOG)"
+        } else {
+            "off (BENCH_LOG=1 logs as the server does)"
+        }
     );
 
     let finished = Arc::new(AtomicUsize::new(0));
