@@ -5,16 +5,16 @@
 //! All writes go through one writer thread that applies every write as it
 //! arrives in one open transaction and commits it when the previous commit
 //! is durable (group commit), so throughput grows with load instead of being
-//! capped by the disk's fsync rate. One failing write does
-//! not undo the others of its batch: a write of several statements runs in
-//! its own savepoint, and SQLite undoes a failed single statement itself.
+//! capped by the disk's fsync rate. One failing write does not undo the
+//! others of its batch: a write of several statements runs in its own
+//! savepoint, and SQLite undoes a failed single statement itself.
 //!
 //! The fsync is not the writer's: it commits with `synchronous = NORMAL` and
 //! hands the replies to a syncer thread, which answers them once one
 //! `fdatasync` of the log covers their commit (see [`super::wal_sync`] for
 //! why this is as durable as `FULL`). The writer applies the next writes
-//! meanwhile, and commits them once the syncer is idle. Batches holding nothing but progress updates need no
-//! fsync of their own: progress is advisory, and the next durable batch's
+//! meanwhile, and commits them once the syncer is idle. Batches holding
+//! nothing but progress updates need no fsync of their own: progress is advisory, and the next durable batch's
 //! fsync covers their frames too (an fsync twice a second per busy server
 //! made ext4 commit its journal and stall a concurrent large export by
 //! 10-25%). Reads use separate connections from a small pool and never wait
@@ -141,7 +141,14 @@ const MIGRATIONS: &[&str] = &[
 /// The migration after which older rows get their `name` from their params.
 const NAME_MIGRATION: usize = 2;
 
-const COLUMNS: &str = "id, category, state, detail_state, progress, result, deletable, username, params, init, started, ended, name";
+/// The columns `row_to_task` reads, in its order (a macro, so that
+/// statements built at compile time can include them).
+macro_rules! columns {
+    () => {
+        "id, category, state, detail_state, progress, result, deletable, username, params, init, started, ended, name"
+    };
+}
+const COLUMNS: &str = columns!();
 
 /// Name of the database file in the data folder.
 pub const DB_FILE: &str = "stevedore.db";
@@ -191,8 +198,6 @@ pub struct SqliteStore {
     path: PathBuf,
     tx: Mutex<Option<mpsc::Sender<Op>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
-    /// The writer thread, unparked after each write is sent.
-    writer_thread: std::thread::Thread,
     readers: Arc<Mutex<Vec<Connection>>>,
     /// How far the log is durable: reads wait for what they saw.
     marks: Arc<Marks>,
@@ -329,10 +334,10 @@ impl SqliteStore {
                 drop(lock);
             })
             .context("starting the database writer thread")?;
+        marks.set_writer(writer.thread().clone());
         Ok(Arc::new(Self {
             path,
             tx: Mutex::new(Some(tx)),
-            writer_thread: writer.thread().clone(),
             writer: Mutex::new(Some(writer)),
             readers: Arc::new(Mutex::new(Vec::new())),
             hold,
@@ -377,7 +382,7 @@ impl SqliteStore {
         }
         // The writer may be parked holding a transaction open (see
         // `writer_loop`): it applies this write now.
-        self.writer_thread.unpark();
+        self.marks.wake_writer();
         rx.await
             .map_err(|_| anyhow!("the database writer stopped"))?
     }
@@ -542,7 +547,6 @@ fn writer_loop(
     marks: &Arc<Marks>,
     (syncer, sync_thread): (mpsc::Sender<Batch<Pending>>, JoinHandle<()>),
 ) {
-    marks.set_writer(std::thread::current());
     let mut senders_gone = false;
     while !senders_gone {
         let Ok(first) = rx.recv() else { break };
@@ -940,8 +944,11 @@ fn claim(
 /// The waiting tasks, oldest first. It must read `tasks_waiting` in id
 /// order (the claim stops reading once it has what it may take): no other
 /// index, no sort, so a claim does not cost more with every task stored.
-const WAITING_SQL: &str = "SELECT id, category, state, detail_state, progress, result, deletable, username, params, init, started, ended, name
-       FROM tasks WHERE state = 'waiting' ORDER BY id";
+const WAITING_SQL: &str = concat!(
+    "SELECT ",
+    columns!(),
+    "\n       FROM tasks WHERE state = 'waiting' ORDER BY id"
+);
 
 /// Positions of `category` and `username` in [`WAITING_SQL`] (as in [`COLUMNS`]).
 const CATEGORY_COLUMN: usize = 1;

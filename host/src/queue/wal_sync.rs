@@ -88,9 +88,17 @@ impl Marks {
         })
     }
 
-    /// The writer thread, to be unparked whenever the syncer goes idle.
+    /// The writer thread, to be unparked whenever the syncer goes idle
+    /// and whenever a write is sent to it.
     pub fn set_writer(&self, writer: Thread) {
         let _ = self.writer.set(writer);
+    }
+
+    /// Wake the writer, which may be parked holding a transaction open.
+    pub fn wake_writer(&self) {
+        if let Some(writer) = self.writer.get() {
+            writer.unpark();
+        }
     }
 
     /// The writer, before it hands a committed batch to the syncer.
@@ -108,9 +116,7 @@ impl Marks {
     /// be holding a transaction for this moment.
     fn settled(&self, n: usize) {
         self.in_flight.fetch_sub(n, Ordering::SeqCst);
-        if let Some(writer) = self.writer.get() {
-            writer.unpark();
-        }
+        self.wake_writer();
     }
 
     /// The writer, before a `COMMIT`: its batch's number. Taken before, so
