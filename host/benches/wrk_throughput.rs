@@ -187,12 +187,14 @@ async fn run() -> anyhow::Result<()> {
     let l = latency(&waits);
     println!(
         "steady {:.0} tasks/s: stored -> started p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms over {} tasks \
-         (target p50 <= 2 ms, p99 <= 10 ms)",
+         (target p50 <= 2 ms, p99 <= 10 ms); submit answered (durable) p50 {:.2} ms, p99 {:.2} ms",
         summary.ok as f64 / summary.seconds,
         l.p50.as_secs_f64() * 1e3,
         l.p99.as_secs_f64() * 1e3,
         l.max.as_secs_f64() * 1e3,
-        l.samples
+        l.samples,
+        summary.answer_p50.as_secs_f64() * 1e3,
+        summary.answer_p99.as_secs_f64() * 1e3,
     );
     watcher.abort();
     server.stop().await;
@@ -274,8 +276,9 @@ wrk.headers["Cookie"] = "{cookie}"
 {delay}
 function done(summary, latency, requests)
   local e = summary.errors
-  io.write(string.format("STEVEDORE %d %d %d\n", summary.requests,
-    e.connect + e.read + e.write + e.status + e.timeout, summary.duration))
+  io.write(string.format("STEVEDORE %d %d %d %d %d\n", summary.requests,
+    e.connect + e.read + e.write + e.status + e.timeout, summary.duration,
+    latency:percentile(50), latency:percentile(99)))
 end
 "#
     )
@@ -286,6 +289,9 @@ struct Summary {
     ok: usize,
     failed: usize,
     seconds: f64,
+    /// How long wrk waited for an answer (durable submit), median and p99.
+    answer_p50: Duration,
+    answer_p99: Duration,
 }
 
 async fn wrk_run(
@@ -316,6 +322,8 @@ async fn wrk_run(
         ok: requests.saturating_sub(failed),
         failed,
         seconds: micros as f64 / 1e6,
+        answer_p50: Duration::from_micros(n[3]),
+        answer_p99: Duration::from_micros(n[4]),
     })
 }
 
