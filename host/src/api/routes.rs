@@ -4,17 +4,21 @@
 //! can try every route and a new route cannot be served without saying who
 //! may call it.
 //!
-//! A [`Access::Session`] route is wrapped in [`require_session`] here, before
+//! A [`Access::Session`] route is wrapped in [`RequireSessionLayer`] here, before
 //! any handler or extractor runs: without a live session it answers 401 JSON
 //! (`not_logged_in`) whatever its path parameters or body.
 
-use axum::extract::{Request, State};
+use std::convert::Infallible;
+use std::task::{Context, Poll};
+
+use axum::extract::{FromRequestParts, Request};
 use axum::handler::Handler;
 use axum::http::Method;
-use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::Router;
+use futures::future::BoxFuture;
+use tower::{Layer, Service};
 
 use super::session::CurrentUser;
 use super::{apps, containers, openapi, session, tasks, AppState, PREFIXES};
@@ -188,39 +192,83 @@ pub fn list() -> Vec<ApiRoute> {
     out
 }
 
-/// The router of the whole table (handlers still need the state).
+/// The router of the whole table (handlers still need the state). Each API
+/// route is registered under each prefix on one flat router: a nested router
+/// per prefix cost a second route lookup, a prefix strip and a clone of the
+/// nested service on every request.
 pub(super) fn router(state: &AppState) -> Router<AppState> {
-    let mut api = Router::new();
     let mut root = Router::new();
     for e in table() {
         let handler = match e.access {
             Access::Public(_) => e.handler,
-            Access::Session => e.handler.route_layer(middleware::from_fn_with_state(
-                state.clone(),
-                require_session,
-            )),
+            Access::Session => e.handler.route_layer(RequireSessionLayer(state.clone())),
         };
         // Routes on one path with different methods merge.
         match e.scope {
-            Scope::Api => api = api.route(e.path, handler),
+            Scope::Api => {
+                for prefix in PREFIXES {
+                    root = root.route(&format!("{prefix}{}", e.path), handler.clone());
+                }
+            }
             Scope::Root => root = root.route(e.path, handler),
         }
-    }
-    for prefix in PREFIXES {
-        root = root.nest(prefix, api.clone());
     }
     root
 }
 
-/// Refuse a request without a live session (401 JSON) before its handler
-/// and extractors run.
-async fn require_session(
-    State(_): State<AppState>,
-    user: CurrentUser,
-    mut request: Request,
-    next: Next,
-) -> Response {
-    // The handler's own `CurrentUser` takes this one.
-    request.extensions_mut().insert(user);
-    next.run(request).await
+/// Refuses a request without a live session (401 JSON) before its handler
+/// and extractors run, and hands the caller's identity to the handler's
+/// [`CurrentUser`] through the request's extensions (one session lookup per
+/// request). A plain tower layer rather than `middleware::from_fn`, which
+/// boxes a future and clones the route's service on every request.
+#[derive(Clone)]
+struct RequireSessionLayer(AppState);
+
+impl<S> Layer<S> for RequireSessionLayer {
+    type Service = RequireSession<S>;
+    fn layer(&self, inner: S) -> RequireSession<S> {
+        RequireSession {
+            state: self.0.clone(),
+            inner,
+        }
+    }
+}
+
+/// The service of [`RequireSessionLayer`].
+#[derive(Clone)]
+struct RequireSession<S> {
+    state: AppState,
+    inner: S,
+}
+
+impl<S> Service<Request> for RequireSession<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Response, Infallible>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        // The service that was made ready is the one to call (tower's rule);
+        // a clone takes its place.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let state = self.state.clone();
+        Box::pin(async move {
+            let (mut parts, body) = request.into_parts();
+            match CurrentUser::from_request_parts(&mut parts, &state).await {
+                Ok(user) => {
+                    parts.extensions.insert(user);
+                    inner.call(Request::from_parts(parts, body)).await
+                }
+                Err(refused) => Ok(refused.into_response()),
+            }
+        })
+    }
 }

@@ -51,7 +51,7 @@ impl FromRequestParts<AppState> for CurrentUser {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        // Checked already by `require_session` for this request (only the
+        // Checked already by `RequireSession` for this request (only the
         // server sets extensions): one session lookup per request, not two.
         if let Some(user) = parts.extensions.remove::<CurrentUser>() {
             return Ok(user);
