@@ -35,7 +35,8 @@ enum Backend {
     /// One node: an SQLite file, mirrored in memory.
     Sqlite {
         conn: Mutex<Connection>,
-        cache: Mutex<HashMap<String, Session>>,
+        /// By the SHA-256 of the session id (its hex is the table's key).
+        cache: Mutex<HashMap<Digest32, Session>>,
     },
     /// Several nodes: the shared database, asked on every lookup.
     Postgres(Arc<Database>),
@@ -46,8 +47,16 @@ pub struct SessionStore {
     backend: Backend,
 }
 
+/// The SHA-256 of a session id.
+type Digest32 = [u8; 32];
+
+fn digest_of(id: &str) -> Digest32 {
+    Sha256::digest(id.as_bytes()).into()
+}
+
+/// The stored key of a session id: the hex of its SHA-256.
 fn key_of(id: &str) -> String {
-    hex::encode(Sha256::digest(id.as_bytes()))
+    hex::encode(digest_of(id))
 }
 
 /// A new random session id: 256 bits, hex.
@@ -110,7 +119,15 @@ impl SessionStore {
             })?;
             for row in rows {
                 let (k, s) = row?;
-                cache.insert(k, s);
+                let mut digest = Digest32::default();
+                match hex::decode_to_slice(&k, &mut digest) {
+                    Ok(()) => {
+                        cache.insert(digest, s);
+                    }
+                    Err(_) => {
+                        tracing::warn!("a stored session key is not a SHA-256; it is ignored")
+                    }
+                }
             }
         }
         Ok(SessionStore {
@@ -130,7 +147,7 @@ impl SessionStore {
                     "INSERT OR REPLACE INTO sessions (key, username, login_time, expires) VALUES (?1, ?2, ?3, ?4)",
                     params![key, session.username, session.login_time, session.expires],
                 )?;
-                lock(cache).insert(key, session.clone());
+                lock(cache).insert(digest_of(id), session.clone());
             }
             Backend::Postgres(db) => {
                 db.client()
@@ -150,10 +167,11 @@ impl SessionStore {
     /// The live session for `id` at `now`, if any (an expired one is removed).
     /// A store that cannot be read answers `None` (logged).
     pub async fn get(&self, id: &str, now: i64) -> Option<Session> {
-        let key = key_of(id);
         let found = match &self.backend {
-            Backend::Sqlite { cache, .. } => lock(cache).get(&key).cloned()?,
+            // Every request asks: no hex, no allocation for the key.
+            Backend::Sqlite { cache, .. } => lock(cache).get(&digest_of(id)).cloned()?,
             Backend::Postgres(db) => {
+                let key = key_of(id);
                 let row = async {
                     let client = db.client().await?;
                     let statement = client
@@ -195,7 +213,7 @@ impl SessionStore {
         let key = key_of(id);
         match &self.backend {
             Backend::Sqlite { conn, cache } => {
-                if let Some(s) = lock(cache).get_mut(&key) {
+                if let Some(s) = lock(cache).get_mut(&digest_of(id)) {
                     s.expires = expires;
                 }
                 lock(conn).execute(
@@ -221,7 +239,7 @@ impl SessionStore {
         let key = key_of(id);
         match &self.backend {
             Backend::Sqlite { conn, cache } => {
-                lock(cache).remove(&key);
+                lock(cache).remove(&digest_of(id));
                 lock(conn).execute("DELETE FROM sessions WHERE key = ?1", params![key])?;
             }
             Backend::Postgres(db) => {
