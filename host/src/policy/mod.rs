@@ -24,6 +24,7 @@
 //!
 //! Admins are unrestricted unless `[users.NAME.policy]` says otherwise.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
@@ -453,17 +454,20 @@ impl Policies {
 
     /// The policy of `user`. A user the configuration does not know (an
     /// empty `Policies`, or a task of a user removed since) is restricted
-    /// by the default policy, except with [`Policies::open`].
-    pub fn of(&self, user: &str) -> Policy {
+    /// by the default policy, except with [`Policies::open`]. Borrowed for
+    /// a configured user (asked on every submit and runtime call).
+    pub fn of(&self, user: &str) -> Cow<'_, Policy> {
         if let Some(p) = self.by_user.get(user) {
-            return p.clone();
+            return Cow::Borrowed(p);
         }
         if self.by_user.is_empty() {
-            return Policy::unrestricted(user);
+            return Cow::Owned(Policy::unrestricted(user));
         }
-        Policy::restricted(user)
-            .overlay(&self.default)
-            .unwrap_or_else(|_| Policy::restricted(user))
+        Cow::Owned(
+            Policy::restricted(user)
+                .overlay(&self.default)
+                .unwrap_or_else(|_| Policy::restricted(user)),
+        )
     }
 
     /// Users with a cap on running tasks, and the cap.

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::executor::{Executor, LogLevel, Outcome, Reporter, TaskContext, ValidationError};
-use super::mask::mask_secrets;
+use super::mask::{has_secrets, mask_secrets};
 use super::model::{task_name, ResultCode, Task, TaskEvent, TaskState};
 use super::store::{
     ClaimPlan, ClaimRequest, Claimed, Durable, Finish, NewTask, OnStored, Owner, Page,
@@ -188,11 +188,14 @@ impl Inner {
             Err(ValidationError::Invalid(m)) => return Err(QueueError::Invalid(m)),
             Err(ValidationError::Plugin(m)) => return Err(QueueError::Plugin(m)),
         }
-        let (shown, masked) = mask_secrets(params, &info.secret_fields);
-        let shown = if masked {
-            serde_json::to_string(&shown).map_err(anyhow::Error::from)?
+        // Params with secrets are stored twice: masked for showing, and
+        // whole, sealed, for the run. Most have none: one text, no copy.
+        let (shown, full) = if has_secrets(params, &info.secret_fields) {
+            let (masked, _) = mask_secrets(params, &info.secret_fields);
+            let shown = serde_json::to_string(&masked).map_err(anyhow::Error::from)?;
+            (shown, Some(full))
         } else {
-            full.clone()
+            (full, None)
         };
         // Announced by the store as soon as it is durable: before any
         // announcement of its run (see `OnStored`).
@@ -209,7 +212,7 @@ impl Inner {
                     deletable: info.deletable,
                     name: task_name(params),
                     shown_params: shown,
-                    full_params: masked.then_some(full),
+                    full_params: full,
                     init: now(),
                     node: node.map(str::to_string),
                 },

@@ -20,6 +20,22 @@ pub fn mask_secrets(params: &Value, secret_fields: &[String]) -> (Value, bool) {
     (out, masked)
 }
 
+/// Whether `params` hold a secret [`mask_secrets`] would mask: most do
+/// not, and then no copy is needed.
+pub fn has_secrets(params: &Value, secret_fields: &[String]) -> bool {
+    match params {
+        Value::Object(map) => map.iter().any(|(k, v)| {
+            if is_secret(k, secret_fields) {
+                !v.is_null()
+            } else {
+                has_secrets(v, secret_fields)
+            }
+        }),
+        Value::Array(items) => items.iter().any(|v| has_secrets(v, secret_fields)),
+        _ => false,
+    }
+}
+
 fn mask_in_place(v: &mut Value, secret_fields: &[String]) -> bool {
     let mut any = false;
     match v {
@@ -83,5 +99,27 @@ mod tests {
         let (m, any) = mask_secrets(&p, &[]);
         assert!(!any);
         assert_eq!(m, p);
+    }
+
+    /// `has_secrets` answers what `mask_secrets` would: the submit path
+    /// stores params unmasked (and unsealed) when it says no.
+    #[test]
+    fn has_secrets_agrees_with_masking() {
+        let token = ["token".to_string()];
+        for p in [
+            json!({"image": "a"}),
+            json!({"password": "x"}),
+            json!({"password": null}),
+            json!({"auth": {"Token": "t"}}),
+            json!([{"name": "a"}, [{"token": "deep"}]]),
+            json!([{"name": "a"}, [{"token": null}]]),
+            json!("password"),
+            json!({"token": {"password": 1}}),
+        ] {
+            for fields in [&token[..], &[]] {
+                let (_, masked) = mask_secrets(&p, fields);
+                assert_eq!(has_secrets(&p, fields), masked, "{p} with {fields:?}");
+            }
+        }
     }
 }

@@ -72,7 +72,7 @@ impl Guarded {
         }
     }
 
-    fn policy(&self, cx: &CallContext) -> Policy {
+    fn policy(&self, cx: &CallContext) -> std::borrow::Cow<'_, Policy> {
         self.policies.of(&cx.user)
     }
 
