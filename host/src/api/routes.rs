@@ -219,8 +219,9 @@ pub(super) fn router(state: &AppState) -> Router<AppState> {
 /// Refuses a request without a live session (401 JSON) before its handler
 /// and extractors run, and hands the caller's identity to the handler's
 /// [`CurrentUser`] through the request's extensions (one session lookup per
-/// request). A plain tower layer rather than `middleware::from_fn`, which
-/// boxes a future and clones the route's service on every request.
+/// request). A plain tower layer: `middleware::from_fn` also boxes its
+/// future, but besides wraps the route's service in a boxed clone (`Next`)
+/// and runs its extractors through their generic machinery on every request.
 #[derive(Clone)]
 struct RequireSessionLayer(AppState);
 

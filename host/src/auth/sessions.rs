@@ -140,14 +140,15 @@ impl SessionStore {
 
     /// Store a new session under `id`.
     pub async fn insert(&self, id: &str, session: &Session) -> anyhow::Result<()> {
-        let key = key_of(id);
+        let digest = digest_of(id);
+        let key = hex::encode(digest);
         match &self.backend {
             Backend::Sqlite { conn, cache } => {
                 lock(conn).execute(
                     "INSERT OR REPLACE INTO sessions (key, username, login_time, expires) VALUES (?1, ?2, ?3, ?4)",
                     params![key, session.username, session.login_time, session.expires],
                 )?;
-                lock(cache).insert(digest_of(id), session.clone());
+                lock(cache).insert(digest, session.clone());
             }
             Backend::Postgres(db) => {
                 db.client()
@@ -210,10 +211,11 @@ impl SessionStore {
 
     /// Move the expiry of `id` to `expires`.
     pub async fn extend(&self, id: &str, expires: i64) -> anyhow::Result<()> {
-        let key = key_of(id);
+        let digest = digest_of(id);
+        let key = hex::encode(digest);
         match &self.backend {
             Backend::Sqlite { conn, cache } => {
-                if let Some(s) = lock(cache).get_mut(&digest_of(id)) {
+                if let Some(s) = lock(cache).get_mut(&digest) {
                     s.expires = expires;
                 }
                 lock(conn).execute(
@@ -236,10 +238,11 @@ impl SessionStore {
 
     /// Forget `id`.
     pub async fn remove(&self, id: &str) -> anyhow::Result<()> {
-        let key = key_of(id);
+        let digest = digest_of(id);
+        let key = hex::encode(digest);
         match &self.backend {
             Backend::Sqlite { conn, cache } => {
-                lock(cache).remove(&digest_of(id));
+                lock(cache).remove(&digest);
                 lock(conn).execute("DELETE FROM sessions WHERE key = ?1", params![key])?;
             }
             Backend::Postgres(db) => {
