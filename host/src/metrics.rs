@@ -42,15 +42,30 @@ impl Histogram {
     }
 }
 
+/// Values by a label (category, plugin, function), in label order.
+type ByLabel<V> = BTreeMap<String, V>;
+
 #[derive(Default)]
 struct Registry {
-    submitted: BTreeMap<String, u64>,
-    finished: BTreeMap<(String, String), u64>,
-    run_time: BTreeMap<String, Histogram>,
-    plugin_calls: BTreeMap<(String, String, &'static str), u64>,
-    plugin_call_seconds: BTreeMap<(String, String), f64>,
+    submitted: ByLabel<u64>,
+    /// By category, then final state.
+    finished: ByLabel<ByLabel<u64>>,
+    run_time: ByLabel<Histogram>,
+    /// By plugin, then function, then outcome.
+    plugin_calls: ByLabel<ByLabel<BTreeMap<&'static str, u64>>>,
+    /// By plugin, then function.
+    plugin_call_seconds: ByLabel<ByLabel<f64>>,
     http_responses: BTreeMap<u16, u64>,
     login_failures: u64,
+}
+
+/// The value of `label` in `map`, created at its default the first time.
+/// A label is copied only then: recording a task allocates nothing.
+fn slot<'m, V: Default>(map: &'m mut ByLabel<V>, label: &str) -> &'m mut V {
+    if !map.contains_key(label) {
+        map.insert(label.to_owned(), V::default());
+    }
+    map.get_mut(label).expect("inserted above")
 }
 
 fn registry() -> &'static Mutex<Registry> {
@@ -65,42 +80,34 @@ fn with<T>(f: impl FnOnce(&mut Registry) -> T) -> T {
 
 /// A task was accepted by `POST background/{category}`.
 pub fn task_submitted(category: &str) {
-    with(|r| *r.submitted.entry(category.to_string()).or_default() += 1);
+    with(|r| *slot(&mut r.submitted, category) += 1);
 }
 
 /// A task ended in `state` (`completed` or `error`) after running `seconds`.
 pub fn task_finished(category: &str, state: &str, seconds: f64) {
     with(|r| {
-        *r.finished
-            .entry((category.to_string(), state.to_string()))
-            .or_default() += 1;
-        r.run_time
-            .entry(category.to_string())
-            .or_default()
-            .observe(seconds.max(0.0));
+        *slot(slot(&mut r.finished, category), state) += 1;
+        slot(&mut r.run_time, category).observe(seconds.max(0.0));
     });
 }
 
 /// The plugin host called `function` (`describe`, `validate`, `run`) of `plugin`.
 pub fn plugin_call(plugin: &str, function: &str, ok: bool) {
-    with(|r| {
-        *r.plugin_calls
-            .entry((
-                plugin.to_string(),
-                function.to_string(),
-                if ok { "ok" } else { "error" },
-            ))
-            .or_default() += 1
-    });
+    with(|r| count_call(r, plugin, function, ok));
+}
+
+fn count_call(r: &mut Registry, plugin: &str, function: &str, ok: bool) {
+    let outcome = if ok { "ok" } else { "error" };
+    *slot(slot(&mut r.plugin_calls, plugin), function)
+        .entry(outcome)
+        .or_default() += 1;
 }
 
 /// Like [`plugin_call`], with the call's wall time.
 pub fn plugin_call_timed(plugin: &str, function: &str, ok: bool, seconds: f64) {
-    plugin_call(plugin, function, ok);
     with(|r| {
-        *r.plugin_call_seconds
-            .entry((plugin.to_string(), function.to_string()))
-            .or_default() += seconds.max(0.0)
+        count_call(r, plugin, function, ok);
+        *slot(slot(&mut r.plugin_call_seconds, plugin), function) += seconds.max(0.0);
     });
 }
 
@@ -112,6 +119,15 @@ pub fn http_response(status: u16) {
 /// A login was refused.
 pub fn login_failed() {
     with(|r| r.login_failures += 1);
+}
+
+/// The entries of a map of maps by both labels, in label order.
+fn flatten<V>(map: &ByLabel<ByLabel<V>>) -> impl Iterator<Item = ((&str, &str), &V)> {
+    map.iter().flat_map(|(a, inner)| {
+        inner
+            .iter()
+            .map(move |(b, v)| ((a.as_str(), b.as_str()), v))
+    })
 }
 
 /// Escape a label value per the Prometheus text format.
@@ -187,7 +203,7 @@ pub fn render(stored: &Stored) -> String {
             "# HELP stevedore_tasks_finished_total Tasks ended, by category and final state."
         );
         let _ = writeln!(o, "# TYPE stevedore_tasks_finished_total counter");
-        for ((c, s), n) in &r.finished {
+        for ((c, s), n) in flatten(&r.finished) {
             let _ = writeln!(
                 o,
                 "stevedore_tasks_finished_total{{category=\"{}\",state=\"{}\"}} {n}",
@@ -227,20 +243,22 @@ pub fn render(stored: &Stored) -> String {
         }
         let _ = writeln!(o, "# HELP stevedore_plugin_calls_total Calls into plugins, by plugin, function and outcome.");
         let _ = writeln!(o, "# TYPE stevedore_plugin_calls_total counter");
-        for ((p, f, ok), n) in &r.plugin_calls {
-            let _ = writeln!(
+        for ((p, f), by_outcome) in flatten(&r.plugin_calls) {
+            for (ok, n) in by_outcome {
+                let _ = writeln!(
                 o,
                 "stevedore_plugin_calls_total{{plugin=\"{}\",function=\"{}\",outcome=\"{ok}\"}} {n}",
                 esc(p),
                 esc(f)
             );
+            }
         }
         let _ = writeln!(
             o,
             "# HELP stevedore_plugin_call_seconds_total Wall time spent in plugin calls."
         );
         let _ = writeln!(o, "# TYPE stevedore_plugin_call_seconds_total counter");
-        for ((p, f), s) in &r.plugin_call_seconds {
+        for ((p, f), s) in flatten(&r.plugin_call_seconds) {
             let _ = writeln!(
                 o,
                 "stevedore_plugin_call_seconds_total{{plugin=\"{}\",function=\"{}\"}} {s}",
