@@ -115,17 +115,25 @@ pub struct Services {
 
 /// The whole application, testable without a socket (`tower::ServiceExt::oneshot`).
 /// Its routes are [`routes::list`].
+///
+/// The layers around every request wrap the routed router once, as one
+/// service. `Router::layer` would wrap each route on its own, and every
+/// request would then clone each route's stack of boxed services (about
+/// twenty allocations a request).
 pub fn app(state: AppState) -> Router {
     let limit = state.max_body_bytes;
-    routes::router(&state)
+    let routed = routes::router(&state)
         .fallback(unknown_path)
         .method_not_allowed_fallback(wrong_method)
-        .layer(DefaultBodyLimit::max(limit))
-        .layer(middleware::from_fn_with_state(limit, envelope))
+        .with_state(state);
+    let around = tower::ServiceBuilder::new()
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             panic_response,
         ))
-        .with_state(state)
+        .layer(middleware::from_fn_with_state(limit, envelope))
+        .layer(DefaultBodyLimit::max(limit))
+        .service(routed);
+    Router::new().fallback_service(around)
 }
 
 async fn unknown_path() -> AppError {
