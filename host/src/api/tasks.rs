@@ -468,7 +468,7 @@ pub async fn events(
         .filter_map(move |item| {
             let out = match item {
                 Ok(ev) => {
-                    let t = &ev.task;
+                    let t: &Task = &ev.task;
                     let visible = viewer.is_admin || t.user == viewer.user;
                     let wanted = category.as_deref().is_none_or(|c| c == t.category)
                         && on_node(t, node.as_deref(), &queue);

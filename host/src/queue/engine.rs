@@ -2,7 +2,7 @@
 //! tasks from the store, one tokio task per run, live state of running tasks
 //! in memory, and a flusher that writes coalesced progress.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -15,7 +15,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::executor::{Executor, LogLevel, Outcome, Reporter, TaskContext, ValidationError};
+use super::executor::{
+    CategoryInfo, Executor, LogLevel, Outcome, Reporter, TaskContext, ValidationError,
+};
 use super::mask::{has_secrets, mask_secrets};
 use super::model::{task_name, ResultCode, Task, TaskEvent, TaskState};
 use super::store::{
@@ -60,6 +62,10 @@ struct Counts {
 pub(super) struct Inner {
     store: Arc<dyn TaskStore>,
     pub(super) executor: Arc<dyn Executor>,
+    /// The executor's categories by name, read once at start: plugins are
+    /// loaded before the queue starts and never change while it runs, and
+    /// every submit and claim looks here without copying them.
+    categories: BTreeMap<String, CategoryInfo>,
     pub(super) config: QueueConfig,
     pub(super) events: broadcast::Sender<TaskEvent>,
     pub(super) wake: Notify,
@@ -87,9 +93,15 @@ impl Inner {
             tracing::warn!(task_id = id, "{INTERRUPTED_DETAIL}");
         }
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        let categories = executor
+            .categories()
+            .into_iter()
+            .map(|c| (c.name.clone(), c))
+            .collect();
         let inner = Arc::new(Inner {
             store,
             executor,
+            categories,
             config,
             events,
             wake: Notify::new(),
@@ -141,6 +153,16 @@ impl Inner {
         }
     }
 
+    /// One category, as the executor described it at start.
+    pub(super) fn category(&self, name: &str) -> Option<&CategoryInfo> {
+        self.categories.get(name)
+    }
+
+    /// Every category, sorted by name.
+    pub(super) fn categories(&self) -> impl Iterator<Item = &CategoryInfo> {
+        self.categories.values()
+    }
+
     pub(super) fn stop_dispatching(&self) {
         self.stop.cancel();
     }
@@ -149,9 +171,15 @@ impl Inner {
         &self.store
     }
 
+    /// Whether anyone listens to the events (a snapshot to announce is a
+    /// copy of the task: none is made for nobody).
+    fn listened(&self) -> bool {
+        self.events.receiver_count() > 0
+    }
+
     pub(super) fn announce(&self, task: Task) {
         // No subscriber is fine.
-        let _ = self.events.send(TaskEvent { task });
+        let _ = self.events.send(TaskEvent::new(task));
     }
 
     pub(super) async fn submit(
@@ -179,7 +207,6 @@ impl Inner {
             None => None,
         };
         let info = self
-            .executor
             .category(category)
             .ok_or_else(|| QueueError::UnknownCategory(category.to_string()))?;
         let full = serde_json::to_string(params).map_err(|e| QueueError::Invalid(e.to_string()))?;
@@ -201,7 +228,10 @@ impl Inner {
         // announcement of its run (see `OnStored`).
         let events = self.events.clone();
         let on_stored: OnStored = Box::new(move |task: &Task| {
-            let _ = events.send(TaskEvent { task: task.clone() });
+            // A copy only for someone listening.
+            if events.receiver_count() > 0 {
+                let _ = events.send(TaskEvent::new(task.clone()));
+            }
         });
         let task = self
             .store
@@ -330,7 +360,7 @@ impl Inner {
             DeleteSelector::AllFinished => Ok(self.store.delete_finished(owner, None).await?),
             DeleteSelector::Category(c) => {
                 let ids = self.store.delete_finished(owner, Some(&c)).await?;
-                if ids.is_empty() && self.executor.category(&c).is_none() {
+                if ids.is_empty() && self.category(&c).is_none() {
                     return Err(QueueError::UnknownCategory(c));
                 }
                 Ok(ids)
@@ -415,14 +445,13 @@ impl Inner {
             return None;
         }
         let categories: Vec<(String, Option<usize>)> = self
-            .executor
-            .categories()
-            .into_iter()
-            .filter_map(|c| {
-                let left = self.config.per_category.get(&c.name).map(|limit| {
-                    limit.saturating_sub(counts.per_category.get(&c.name).copied().unwrap_or(0))
+            .categories
+            .keys()
+            .filter_map(|name| {
+                let left = self.config.per_category.get(name).map(|limit| {
+                    limit.saturating_sub(counts.per_category.get(name).copied().unwrap_or(0))
                 });
-                (left != Some(0)).then_some((c.name, left))
+                (left != Some(0)).then(|| (name.clone(), left))
             })
             .collect();
         if categories.is_empty() {
@@ -517,9 +546,11 @@ impl Inner {
     async fn announce_start(&self, live: &Live, durable: &Durable) -> Result<(), String> {
         durable.wait().await?;
         tracing::info!("task started");
-        let snapshot = live.task.lock().clone();
         live.started.store(true, Ordering::Release);
-        self.announce(snapshot);
+        if self.listened() {
+            let snapshot = live.task.lock().clone();
+            self.announce(snapshot);
+        }
         Ok(())
     }
 
@@ -646,6 +677,11 @@ impl Inner {
                     state.as_str(),
                     started.elapsed().as_secs_f64(),
                 );
+                if state == TaskState::Completed {
+                    tracing::info!("task completed");
+                } else {
+                    tracing::warn!(result, %detail, "task failed");
+                }
                 let snapshot = {
                     let mut t = live.task.lock();
                     t.state = state;
@@ -653,14 +689,11 @@ impl Inner {
                     t.detail_state = detail;
                     t.progress = progress;
                     t.end = Some(end);
-                    t.clone()
+                    self.listened().then(|| t.clone())
                 };
-                if state == TaskState::Completed {
-                    tracing::info!("task completed");
-                } else {
-                    tracing::warn!(result, detail = %snapshot.detail_state, "task failed");
+                if let Some(snapshot) = snapshot {
+                    self.announce(snapshot);
                 }
-                self.announce(snapshot);
             }
             Ok(false) => {
                 tracing::warn!("task end not recorded: it is no longer running in the store")
@@ -801,6 +834,10 @@ struct TaskReporter {
 
 impl Reporter for TaskReporter {
     fn progress(&self, percent: i32, detail: &str) {
+        // Before its claim is durable, the run is not announced yet; with
+        // nobody listening, nothing is copied to announce.
+        let announce =
+            self.live.started.load(Ordering::Acquire) && self.events.receiver_count() > 0;
         let snapshot = {
             let mut t = self.live.task.lock();
             if t.state != TaskState::Running {
@@ -818,12 +855,11 @@ impl Reporter for TaskReporter {
             if t.detail_state != detail {
                 t.detail_state = detail.to_string();
             }
-            t.clone()
+            announce.then(|| t.clone())
         };
         self.live.dirty.store(true, Ordering::Release);
-        // Before its claim is durable, the run is not announced yet.
-        if self.live.started.load(Ordering::Acquire) {
-            let _ = self.events.send(TaskEvent { task: snapshot });
+        if let Some(snapshot) = snapshot {
+            let _ = self.events.send(TaskEvent::new(snapshot));
         }
     }
 

@@ -183,7 +183,7 @@ impl Queue {
     /// The category a name stands for: the name itself when a plugin
     /// serves it, else the category it is an alias of ([`CATEGORY_ALIASES`]).
     pub fn canonical<'a>(&self, category: &'a str) -> &'a str {
-        if self.inner.executor.category(category).is_some() {
+        if self.inner.category(category).is_some() {
             return category;
         }
         CATEGORY_ALIASES
@@ -274,7 +274,7 @@ impl Queue {
     }
     /// The categories that can be submitted.
     pub fn categories(&self) -> Vec<CategoryInfo> {
-        self.inner.executor.categories()
+        self.inner.categories().cloned().collect()
     }
     /// What the API documents of each category (OpenAPI, the dashboard).
     pub fn category_docs(&self) -> Vec<CategoryDoc> {

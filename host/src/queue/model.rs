@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+use std::sync::Arc;
 
 /// A task's state: `waiting → running → completed | error`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
@@ -152,10 +153,22 @@ pub struct Task {
 }
 
 /// A change of a task, for `GET background/events`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+///
+/// The task is shared: every subscriber (each open event stream) gets the
+/// same snapshot, not a copy of its strings and params.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskEvent {
     /// The task after the change.
-    pub task: Task,
+    pub task: Arc<Task>,
+}
+
+impl TaskEvent {
+    /// The event of `task` as it is now.
+    pub fn new(task: Task) -> TaskEvent {
+        TaskEvent {
+            task: Arc::new(task),
+        }
+    }
 }
 
 /// What a task is about, from its params, the way Container Station names

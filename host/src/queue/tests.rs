@@ -181,7 +181,7 @@ async fn next_event(rx: &mut broadcast::Receiver<TaskEvent>, pred: impl Fn(&Task
         loop {
             let ev = rx.recv().await.expect("event channel");
             if pred(&ev.task) {
-                return ev.task;
+                return Arc::unwrap_or_clone(ev.task);
             }
         }
     })
