@@ -88,7 +88,11 @@ impl Output {
     {
         let file = self.create_temp()?;
         let probe = file.try_clone().map_err(|e| self.io_error(e))?;
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Bytes>(QUEUE);
+        // The task waits (`send().await`) when the writer is behind; a
+        // blocking send would hold one of the runtime's threads, and with
+        // it every request and task that thread serves, for as long as the
+        // compressor lags.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(QUEUE);
         let writer = tokio::task::spawn_blocking(move || -> std::io::Result<u64> {
             // Chunks arrive in large reads already: write them as they are;
             // gzip runs on every core (crate::runtime::pgzip).
@@ -98,14 +102,14 @@ impl Output {
                 let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
                 let mut gz = ParGz::new(file, flate2::Compression::default(), threads)?;
                 gz.write_all(&prefix)?;
-                for chunk in rx {
+                while let Some(chunk) = rx.blocking_recv() {
                     gz.write_all(&chunk)?;
                 }
                 gz.finish()?.flush()?;
             } else {
                 let mut file = file;
                 file.write_all(&prefix)?;
-                for chunk in rx {
+                while let Some(chunk) = rx.blocking_recv() {
                     file.write_all(&chunk)?;
                 }
                 file.flush()?;
@@ -117,7 +121,7 @@ impl Output {
         while let Some(chunk) = stream.next().await {
             match chunk {
                 Ok(bytes) => {
-                    if tx.send(bytes).is_err() {
+                    if tx.send(bytes).await.is_err() {
                         break; // the writer failed; its error is reported below
                     }
                 }

@@ -263,12 +263,14 @@ impl Store {
         let partial = self.partial(reference, cx.task_id)?;
         let file = std::fs::File::create(&partial.path)
             .map_err(|e| io_err("creating", &partial.path, e))?;
-        let (tx, rx) = std::sync::mpsc::sync_channel::<bytes::Bytes>(32);
+        // Awaited when the disk is behind: a blocking send would hold a
+        // runtime thread (and everything it serves) meanwhile.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(32);
         let writer = tokio::task::spawn_blocking(move || -> std::io::Result<(String, u64)> {
             let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
             let mut hash = Sha256::new();
             let mut size = 0u64;
-            for chunk in rx {
+            while let Some(chunk) = rx.blocking_recv() {
                 hash.update(&chunk);
                 out.write_all(&chunk)?;
                 size += chunk.len() as u64;
@@ -297,7 +299,7 @@ impl Store {
                     );
                 }
             }
-            if tx.send(chunk).is_err() {
+            if tx.send(chunk).await.is_err() {
                 break;
             }
         }
