@@ -41,6 +41,7 @@
 pub mod apps;
 mod body_read;
 pub mod containers;
+mod envelope;
 pub mod error;
 pub mod openapi;
 pub mod routes;
@@ -48,13 +49,11 @@ pub mod session;
 pub mod tasks;
 
 use std::sync::Arc;
-use std::time::Instant;
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderValue, StatusCode};
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use tokio_util::sync::CancellationToken;
@@ -130,7 +129,7 @@ pub fn app(state: AppState) -> Router {
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             panic_response,
         ))
-        .layer(middleware::from_fn_with_state(limit, envelope))
+        .layer(envelope::EnvelopeLayer { limit })
         .layer(DefaultBodyLimit::max(limit))
         .service(routed);
     Router::new().fallback_service(around)
@@ -170,64 +169,6 @@ pub fn body_error(e: BytesRejection) -> AppError {
     } else {
         AppError::bad_request("invalid_body", "could not read the request body")
     }
-}
-
-/// Around every request, in one layer (each `from_fn` layer costs a boxed
-/// future and a clone of the router per request): read the body whole
-/// before the handler ([`body_read`]), count the answer, log the request
-/// (never its body), and turn any error answer that is not already JSON
-/// into the JSON error shape.
-async fn envelope(State(limit): State<usize>, req: Request, next: Next) -> Response {
-    // Kept for the debug log only (a copy of the path is an allocation
-    // per request).
-    let logged = tracing::enabled!(tracing::Level::DEBUG)
-        .then(|| (req.method().clone(), req.uri().path().to_string()));
-    let started = Instant::now();
-    let (parts, body) = req.into_parts();
-    let (mut resp, unread) = match body_read::whole(body, limit).await {
-        Ok(body) => (next.run(Request::from_parts(parts, body)).await, false),
-        Err(refused) => (refused.into_response(), true),
-    };
-    let status = resp.status();
-    if unread || status == StatusCode::PAYLOAD_TOO_LARGE {
-        // The rest of the body is unread: the server closes the connection
-        // after this answer, so say so (see `body_read`).
-        resp.headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    }
-    crate::metrics::http_response(status.as_u16());
-    if let Some((method, path)) = logged {
-        tracing::debug!(%method, %path, status = status.as_u16(), ms = started.elapsed().as_secs_f64() * 1000.0, "request");
-    }
-    if !(status.is_client_error() || status.is_server_error()) {
-        return resp;
-    }
-    let is_json = resp
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    if is_json {
-        return resp;
-    }
-    let (parts, body) = resp.into_parts();
-    let text = axum::body::to_bytes(body, 4096)
-        .await
-        .unwrap_or_else(|_| Bytes::new());
-    let text = String::from_utf8_lossy(&text).trim().to_string();
-    let message = if text.is_empty() || text.len() > 300 || text.contains('<') {
-        status.canonical_reason().unwrap_or("error").to_string()
-    } else {
-        text
-    };
-    let err = AppError::new(status, error::reason_for(status), message);
-    let mut out = err.into_response();
-    for (k, v) in parts.headers.iter() {
-        if k != header::CONTENT_TYPE && k != header::CONTENT_LENGTH {
-            out.headers_mut().insert(k.clone(), v.clone());
-        }
-    }
-    out
 }
 
 /// `GET /metrics`: Prometheus text.

@@ -1,0 +1,127 @@
+//! What happens around every request, in one plain tower layer: read the
+//! body whole before the handler ([`super::body_read`]), count the answer,
+//! log the request (never its body), and turn any error answer that is not
+//! already JSON into the JSON error shape.
+//!
+//! A `Layer`/`Service` pair rather than `middleware::from_fn`: that one
+//! boxes the routed service again for its `Next` and runs its extractors
+//! through their generic machinery on every request.
+
+use std::convert::Infallible;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::Request;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use futures::future::BoxFuture;
+use tower::{Layer, Service};
+
+use super::{body_read, error, AppError};
+
+/// Wraps a service in [`Envelope`]; `limit` is the largest body read.
+#[derive(Clone, Copy)]
+pub(super) struct EnvelopeLayer {
+    /// Largest accepted request body, in bytes.
+    pub limit: usize,
+}
+
+impl<S> Layer<S> for EnvelopeLayer {
+    type Service = Envelope<S>;
+    fn layer(&self, inner: S) -> Envelope<S> {
+        Envelope {
+            limit: self.limit,
+            inner,
+        }
+    }
+}
+
+/// The service of [`EnvelopeLayer`].
+#[derive(Clone)]
+pub(super) struct Envelope<S> {
+    limit: usize,
+    inner: S,
+}
+
+impl<S> Service<Request> for Envelope<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Response, Infallible>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        // The service that was made ready is the one to call (tower's rule);
+        // a clone takes its place.
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        let limit = self.limit;
+        Box::pin(async move { Ok(envelope(limit, request, inner).await) })
+    }
+}
+
+async fn envelope<S>(limit: usize, req: Request, mut inner: S) -> Response
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+{
+    // Kept for the debug log only (a copy of the path is an allocation
+    // per request).
+    let logged = tracing::enabled!(tracing::Level::DEBUG)
+        .then(|| (req.method().clone(), req.uri().path().to_string()));
+    let started = Instant::now();
+    let (parts, body) = req.into_parts();
+    let (mut resp, unread) = match body_read::whole(body, limit).await {
+        Ok(body) => {
+            let Ok(resp) = inner.call(Request::from_parts(parts, body)).await;
+            (resp, false)
+        }
+        Err(refused) => (refused.into_response(), true),
+    };
+    let status = resp.status();
+    if unread || status == StatusCode::PAYLOAD_TOO_LARGE {
+        // The rest of the body is unread: the server closes the connection
+        // after this answer, so say so (see `body_read`).
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    crate::metrics::http_response(status.as_u16());
+    if let Some((method, path)) = logged {
+        tracing::debug!(%method, %path, status = status.as_u16(), ms = started.elapsed().as_secs_f64() * 1000.0, "request");
+    }
+    if !(status.is_client_error() || status.is_server_error()) {
+        return resp;
+    }
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if is_json {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, 4096)
+        .await
+        .unwrap_or_else(|_| Bytes::new());
+    let text = String::from_utf8_lossy(&text).trim().to_string();
+    let message = if text.is_empty() || text.len() > 300 || text.contains('<') {
+        status.canonical_reason().unwrap_or("error").to_string()
+    } else {
+        text
+    };
+    let err = AppError::new(status, error::reason_for(status), message);
+    let mut out = err.into_response();
+    for (k, v) in parts.headers.iter() {
+        if k != header::CONTENT_TYPE && k != header::CONTENT_LENGTH {
+            out.headers_mut().insert(k.clone(), v.clone());
+        }
+    }
+    out
+}
