@@ -512,8 +512,9 @@ impl Inner {
                 .or_default() += 1;
             *counts.per_user.entry(task.user.clone()).or_default() += 1;
         }
+        let span = tracing::info_span!("task", task_id = id, category = %task.category);
         let live = Arc::new(Live {
-            task: Mutex::new(task.clone()),
+            task: Mutex::new(task),
             cancel: CancellationToken::new(),
             reason: Mutex::new(None),
             dirty: AtomicBool::new(false),
@@ -521,7 +522,6 @@ impl Inner {
             done: watch::channel(false).0,
         });
         self.live.lock().insert(id, live.clone());
-        let span = tracing::info_span!("task", task_id = id, category = %task.category);
         let inner = self.clone();
         tokio::spawn(async move { inner.run(live, full_params, durable).await }.instrument(span));
     }
