@@ -30,6 +30,8 @@ use stevedore::queue::TaskState;
 use tokio::sync::Notify;
 
 fn main() -> anyhow::Result<()> {
+    // The allocator as the server binary sets it (before any thread).
+    stevedore::server::tune_allocator();
     // `BENCH_LOG=1`: log at `info` as the server binary does (one line per
     // task start and end), into /dev/null instead of stderr.
     if std::env::var_os("BENCH_LOG").is_some() {

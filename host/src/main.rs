@@ -131,25 +131,6 @@ enum PluginCommand {
     },
 }
 
-/// Keep the resident set small on a long-running server: large transient
-/// buffers (argon2's 19 MiB per password check, the compiler's arenas at a
-/// cold start) are mapped and returned to the system when freed, instead of
-/// staying in glibc's heap, and threads share two arenas instead of one each.
-///
-/// mimalloc as the global allocator was tried (stop 19): 9% less CPU per
-/// no-op task in `wrk_throughput`, but the server held 105-130 MiB after a
-/// cold start and a few logins instead of 70 (freed compiler arenas and
-/// argon2 buffers kept for reuse), and returning them at once cost a quarter
-/// more CPU per task. SQLite alone runs on it (`queue::sqlite_alloc`).
-fn tune_allocator() {
-    // SAFETY: mallopt only changes allocator parameters; called before any
-    // other thread exists.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
-        libc::mallopt(libc::M_ARENA_MAX, 2);
-    }
-}
-
 async fn task(login: LoginArgs, command: TaskCommand) -> anyhow::Result<()> {
     use stevedore::cli::tasks;
     let login = stevedore::cli::client::Login {
@@ -188,7 +169,7 @@ fn user(config: &std::path::Path, command: UserCommand) -> anyhow::Result<()> {
 }
 
 fn main() -> ExitCode {
-    tune_allocator();
+    stevedore::server::tune_allocator();
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
