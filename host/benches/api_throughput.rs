@@ -55,14 +55,14 @@ async fn run() -> anyhow::Result<()> {
         let mut last = Instant::now();
         loop {
             match events.recv().await {
-                Ok(ev) if ev.task.state == TaskState::Completed => {
+                Ok(ev) if !ev.deleted && ev.task.state == TaskState::Completed => {
                     done += 1;
                     last = Instant::now();
                     if done == tasks {
                         break;
                     }
                 }
-                Ok(ev) if ev.task.state == TaskState::Error => {
+                Ok(ev) if !ev.deleted && ev.task.state == TaskState::Error => {
                     eprintln!("task {} failed: {}", ev.task.id, ev.task.detail_state);
                     done += 1;
                     if done == tasks {

@@ -181,7 +181,7 @@ async fn round(s: &Named, tasks: usize, concurrency: usize) -> anyhow::Result<f6
         let mut done = 0;
         while done < tasks {
             match events.recv().await {
-                Ok(ev) if ev.task.state.is_finished() => done += 1,
+                Ok(ev) if !ev.deleted && ev.task.state.is_finished() => done += 1,
                 Ok(_) => {}
                 Err(e) => return Err(anyhow::anyhow!("event stream: {e}")),
             }

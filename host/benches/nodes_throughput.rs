@@ -139,7 +139,9 @@ async fn one_round(
             let mut done = HashSet::new();
             loop {
                 match events.recv().await {
-                    Ok(ev) if ev.task.node == node && ev.task.state.is_finished() => {
+                    Ok(ev)
+                        if !ev.deleted && ev.task.node == node && ev.task.state.is_finished() =>
+                    {
                         if ev.task.state == TaskState::Error {
                             eprintln!("task {} failed: {}", ev.task.id, ev.task.detail_state);
                         }

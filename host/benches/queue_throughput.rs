@@ -93,7 +93,7 @@ async fn submit_and_drain_as(q: &Arc<Queue>, n: usize, prefix: &str) -> Duration
                 }
             }
             ev = rx.recv() => match ev {
-                Ok(ev) if ev.task.state == TaskState::Completed => {
+                Ok(ev) if !ev.deleted && ev.task.state == TaskState::Completed => {
                     if !pending.remove(&ev.task.id) {
                         done.insert(ev.task.id);
                     }

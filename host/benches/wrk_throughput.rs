@@ -85,6 +85,7 @@ async fn run() -> anyhow::Result<()> {
         tokio::spawn(async move {
             loop {
                 match events.recv().await {
+                    Ok(ev) if ev.deleted => {}
                     Ok(ev) => {
                         let now = Instant::now();
                         let mut s = seen.lock();

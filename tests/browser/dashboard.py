@@ -153,6 +153,15 @@ def main():
         assert overflow <= 0, f"the page is {overflow}px wider than a phone's screen"
         page.screenshot(path=os.path.join(SHOTS, "dashboard-phone.png"), full_page=True)
 
+        step("a task deleted by another client leaves the list without a reload")
+        third_row = page.locator(f'li[data-task-id="{third}"]')
+        expect(third_row).to_have_attribute("data-state", "completed", timeout=20_000)
+        # The context's own cookie, from outside the page: only the event
+        # stream can tell the page.
+        gone = page.request.delete(f"{URL}/api/v1/background/{third}")
+        assert gone.ok, f"DELETE answered {gone.status}: {gone.text()}"
+        expect(third_row).to_have_count(0)
+
         step("log out: back to the form")
         page.get_by_role("button", name="Log out").click()
         expect(page.get_by_role("heading", name="Log in")).to_be_visible()

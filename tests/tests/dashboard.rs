@@ -3,7 +3,8 @@
 //! live server: it logs in through the form with the keyboard, sees a
 //! field error where the server names it, submits a task, watches its
 //! progress bar move and the task complete without a reload, filters,
-//! cancels and deletes, checks the page on a phone's width, and fails on
+//! cancels and deletes, sees a task deleted by another client leave the
+//! list, checks the page on a phone's width, and fails on
 //! any console error. The screenshots are kept under
 //! `target/test-artifacts/`.
 

@@ -19,7 +19,7 @@ use tokio_stream::wrappers::BroadcastStream;
 
 use super::session::CurrentUser;
 use super::{body_error, path_error, query_error, AppError, AppState};
-use crate::queue::{DeleteSelector, Page, Queue, QueueError, Task, Viewer};
+use crate::queue::{DeleteSelector, Page, Queue, QueueError, Task, TaskEvent, Viewer};
 
 /// `?category=` and `?node=` of `GET background/events`.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
@@ -472,15 +472,7 @@ pub async fn events(
                     let visible = viewer.is_admin || t.user == viewer.user;
                     let wanted = category.as_deref().is_none_or(|c| c == t.category)
                         && on_node(t, node.as_deref(), &queue);
-                    if visible && wanted {
-                        Event::default()
-                            .event("task")
-                            .id(t.id.to_string())
-                            .json_data(t)
-                            .ok()
-                    } else {
-                        None
-                    }
+                    (visible && wanted).then(|| sse_event(&ev)).flatten()
                 }
                 Err(BroadcastStreamRecvError::Lagged(n)) => Some(
                     Event::default()
@@ -492,6 +484,21 @@ pub async fn events(
         })
         .take_until(async move { shutdown.cancelled().await });
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+/// One event of `GET background/events`: `task` with the task as it is
+/// now, or `deleted` with its id (and category) once it is gone.
+fn sse_event(ev: &TaskEvent) -> Option<Event> {
+    let t: &Task = &ev.task;
+    let event = Event::default().id(t.id.to_string());
+    if ev.deleted {
+        event
+            .event("deleted")
+            .json_data(serde_json::json!({ "id": t.id, "category": t.category }))
+            .ok()
+    } else {
+        event.event("task").json_data(t).ok()
+    }
 }
 
 #[cfg(test)]

@@ -1184,3 +1184,118 @@ async fn bodies_are_read_whole_and_unread_ones_close_the_connection() {
     );
     h.queue.shutdown().await;
 }
+
+/// Reads `GET background/events` as it streams: whole events, each as
+/// (event name, data).
+struct EventStream {
+    body: axum::body::BodyDataStream,
+    buffered: String,
+}
+
+impl EventStream {
+    async fn open(h: &Harness, cookie: &str) -> EventStream {
+        let req = Request::builder()
+            .uri("/api/v1/background/events")
+            .header(header::COOKIE, cookie)
+            .body(Body::empty())
+            .unwrap();
+        let resp = h.router.clone().oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        EventStream {
+            body: resp.into_body().into_data_stream(),
+            buffered: String::new(),
+        }
+    }
+
+    /// The next event, within a deadline.
+    async fn next(&mut self) -> (String, Value) {
+        use futures::StreamExt;
+        loop {
+            if let Some(end) = self.buffered.find("\n\n") {
+                let block: String = self.buffered.drain(..end + 2).collect();
+                let field = |name: &str| {
+                    block
+                        .lines()
+                        .find_map(|l| l.strip_prefix(name))
+                        .map(str::to_string)
+                };
+                let (Some(event), Some(data)) = (field("event: "), field("data: ")) else {
+                    continue; // a keep-alive comment
+                };
+                return (event, serde_json::from_str(&data).unwrap());
+            }
+            let chunk = tokio::time::timeout(Duration::from_secs(10), self.body.next())
+                .await
+                .expect("an event in time")
+                .expect("the stream stays open")
+                .unwrap();
+            self.buffered.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+    }
+
+    /// Skip to the next `deleted` event.
+    async fn next_deleted(&mut self) -> Value {
+        loop {
+            let (event, data) = self.next().await;
+            if event == "deleted" {
+                return data;
+            }
+        }
+    }
+}
+
+/// Deleting a task, one by id or all finished at once, is an event too:
+/// a live list learns that the task is gone. Others' deletions stay
+/// unseen, as their tasks do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletions_are_events_for_the_owner_and_admins() {
+    let h = Harness::new().await;
+    let (alice, bob, admin) = (
+        h.login("alice").await,
+        h.login("bob").await,
+        h.login("admin").await,
+    );
+    let mut bobs = EventStream::open(&h, &bob).await;
+    let mut admins = EventStream::open(&h, &admin).await;
+    let submit = |cookie: String| {
+        let h = &h;
+        async move {
+            let (status, t, _) = h
+                .call(
+                    Method::POST,
+                    "/api/v1/background/noop",
+                    Some(&cookie),
+                    r#"{"count": 1}"#,
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK, "{t}");
+            t["id"].as_i64().unwrap()
+        }
+    };
+    let hers = submit(alice.clone()).await;
+    let his = submit(bob.clone()).await;
+    h.wait_state(&alice, hers, "completed").await;
+    h.wait_state(&bob, his, "completed").await;
+
+    // Alice deletes hers by id: the admin sees it go, Bob does not.
+    let (status, ids, _) = h
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/background/{hers}"),
+            Some(&alice),
+            "",
+        )
+        .await;
+    assert_eq!((status, ids), (StatusCode::OK, json!([hers])));
+    assert_eq!(
+        admins.next_deleted().await,
+        json!({"id": hers, "category": "noop"})
+    );
+    // Bob deletes all his finished tasks: his stream's first deletion is his.
+    let (status, ids, _) = h
+        .call(Method::DELETE, "/api/v1/background/", Some(&bob), "")
+        .await;
+    assert_eq!((status, ids), (StatusCode::OK, json!([his])));
+    assert_eq!(bobs.next_deleted().await["id"], his);
+    assert_eq!(admins.next_deleted().await["id"], his);
+}

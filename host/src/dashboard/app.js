@@ -332,6 +332,12 @@ function listen() {
       $("tasks-status").textContent = `Task ${task.id} (${task.category}) ${task.state}.`;
     }
   });
+  // A task deleted anywhere (another tab, a script, retention) leaves the list.
+  events.addEventListener("deleted", (m) => {
+    const { id } = JSON.parse(m.data);
+    state.deleted.add(id);
+    if (state.tasks.delete(id)) renderTasks();
+  });
   events.addEventListener("lagged", () => loadTasks());
   // After a dropped connection the browser reconnects by itself; reload the
   // list then, since events may have been missed.

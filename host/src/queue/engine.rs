@@ -177,9 +177,20 @@ impl Inner {
         self.events.receiver_count() > 0
     }
 
+    /// Announce that `gone` were deleted; returns their ids, in order.
+    fn announce_deleted(&self, gone: Vec<Task>) -> Vec<i64> {
+        let ids = gone.iter().map(|t| t.id).collect();
+        if self.listened() {
+            for task in gone {
+                let _ = self.events.send(TaskEvent::deleted(task));
+            }
+        }
+        ids
+    }
+
     pub(super) fn announce(&self, task: Task) {
         // No subscriber is fine.
-        let _ = self.events.send(TaskEvent::new(task));
+        let _ = self.events.send(TaskEvent::changed(task));
     }
 
     pub(super) async fn submit(
@@ -230,7 +241,7 @@ impl Inner {
         let on_stored: OnStored = Box::new(move |task: &Task| {
             // A copy only for someone listening.
             if events.receiver_count() > 0 {
-                let _ = events.send(TaskEvent::new(task.clone()));
+                let _ = events.send(TaskEvent::changed(task.clone()));
             }
         });
         let task = self
@@ -314,12 +325,14 @@ impl Inner {
     pub(super) async fn expire_finished(&self, ended_before: i64) -> anyhow::Result<usize> {
         let mut deleted = 0;
         while !self.stop.is_cancelled() {
-            let ids = self
+            let gone = self
                 .store
                 .delete_ended_before(ended_before, RETENTION_BATCH)
                 .await?;
-            deleted += ids.len();
-            if ids.len() < RETENTION_BATCH {
+            let n = gone.len();
+            deleted += n;
+            self.announce_deleted(gone);
+            if n < RETENTION_BATCH {
                 break;
             }
             tokio::task::yield_now().await;
@@ -357,13 +370,15 @@ impl Inner {
             Owner::User(&viewer.user)
         };
         match selector {
-            DeleteSelector::AllFinished => Ok(self.store.delete_finished(owner, None).await?),
+            DeleteSelector::AllFinished => {
+                Ok(self.announce_deleted(self.store.delete_finished(owner, None).await?))
+            }
             DeleteSelector::Category(c) => {
-                let ids = self.store.delete_finished(owner, Some(&c)).await?;
-                if ids.is_empty() && self.category(&c).is_none() {
+                let gone = self.store.delete_finished(owner, Some(&c)).await?;
+                if gone.is_empty() && self.category(&c).is_none() {
                     return Err(QueueError::UnknownCategory(c));
                 }
-                Ok(ids)
+                Ok(self.announce_deleted(gone))
             }
             DeleteSelector::Id(id) => self.delete_one(viewer, id).await,
         }
@@ -378,14 +393,17 @@ impl Inner {
                 TaskState::Waiting => {
                     if self.store.delete_if(id, &[TaskState::Waiting]).await? {
                         tracing::info!(task_id = id, "waiting task cancelled and deleted");
-                        self.announce(Task {
+                        let cancelled = Task {
                             state: TaskState::Error,
                             result: Some(ResultCode::Cancelled.code()),
                             detail_state: "cancelled".into(),
                             end: Some(now()),
                             ..task
-                        });
-                        return Ok(vec![id]);
+                        };
+                        if self.listened() {
+                            self.announce(cancelled.clone());
+                        }
+                        return Ok(self.announce_deleted(vec![cancelled]));
                     }
                 }
                 TaskState::Running => {
@@ -421,13 +439,13 @@ impl Inner {
                     // Without a live run here, the run is ending right now (its end is
                     // stored before it leaves `live`) or belongs to another host.
                     if self.store.delete_if(id, FINISHED).await? {
-                        return Ok(vec![id]);
+                        return Ok(self.announce_deleted(vec![task]));
                     }
                     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
                 }
                 TaskState::Completed | TaskState::Error => {
                     if self.store.delete_if(id, FINISHED).await? {
-                        return Ok(vec![id]);
+                        return Ok(self.announce_deleted(vec![task]));
                     }
                 }
             }
@@ -859,7 +877,7 @@ impl Reporter for TaskReporter {
         };
         self.live.dirty.store(true, Ordering::Release);
         if let Some(snapshot) = snapshot {
-            let _ = self.events.send(TaskEvent::new(snapshot));
+            let _ = self.events.send(TaskEvent::changed(snapshot));
         }
     }
 

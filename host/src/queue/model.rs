@@ -158,15 +158,27 @@ pub struct Task {
 /// same snapshot, not a copy of its strings and params.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskEvent {
-    /// The task after the change.
+    /// The task after the change; when [`TaskEvent::deleted`], as it was
+    /// when it was deleted.
     pub task: Arc<Task>,
+    /// The task was deleted: it is in no list any more.
+    pub deleted: bool,
 }
 
 impl TaskEvent {
-    /// The event of `task` as it is now.
-    pub fn new(task: Task) -> TaskEvent {
+    /// `task` changed; this is it now.
+    pub fn changed(task: Task) -> TaskEvent {
         TaskEvent {
             task: Arc::new(task),
+            deleted: false,
+        }
+    }
+
+    /// `task` was deleted.
+    pub fn deleted(task: Task) -> TaskEvent {
+        TaskEvent {
+            task: Arc::new(task),
+            deleted: true,
         }
     }
 }

@@ -253,12 +253,12 @@ enum Op {
     DeleteFinished {
         user: Option<String>,
         category: Option<String>,
-        reply: Reply<Vec<i64>>,
+        reply: Reply<Vec<Task>>,
     },
     DeleteEnded {
         ended_before: i64,
         max: usize,
-        reply: Reply<Vec<i64>>,
+        reply: Reply<Vec<Task>>,
     },
     Close(Reply<()>),
 }
@@ -672,6 +672,7 @@ enum Pending {
     Unit(Reply<()>, anyhow::Result<()>),
     Bool(Reply<bool>, anyhow::Result<bool>),
     Ids(Reply<Vec<i64>>, anyhow::Result<Vec<i64>>),
+    Tasks(Reply<Vec<Task>>, anyhow::Result<Vec<Task>>),
     /// The claims of the batch answered early ([`TaskStore::claim_early`]).
     Claims(Committer),
 }
@@ -697,6 +698,7 @@ impl Settle for Pending {
             Pending::Unit(tx, r) => drop(tx.send(pick(r, commit))),
             Pending::Bool(tx, r) => drop(tx.send(pick(r, commit))),
             Pending::Ids(tx, r) => drop(tx.send(pick(r, commit))),
+            Pending::Tasks(tx, r) => drop(tx.send(pick(r, commit))),
             Pending::Claims(committer) => committer.settle(commit),
         }
     }
@@ -813,7 +815,7 @@ impl Txn {
                 user,
                 category,
                 reply,
-            } => pending.push(Pending::Ids(
+            } => pending.push(Pending::Tasks(
                 reply,
                 savepoint(conn, |c| {
                     ids.keep(c)?;
@@ -824,7 +826,7 @@ impl Txn {
                 ended_before,
                 max,
                 reply,
-            } => pending.push(Pending::Ids(
+            } => pending.push(Pending::Tasks(
                 reply,
                 savepoint(conn, |c| {
                     ids.keep(c)?;
@@ -1103,18 +1105,21 @@ fn delete_finished(
     conn: &Connection,
     user: Option<&str>,
     category: Option<&str>,
-) -> anyhow::Result<Vec<i64>> {
-    let mut st = conn.prepare_cached(
-        "DELETE FROM tasks WHERE state IN ('completed', 'error')
-            AND (?1 IS NULL OR username = ?1) AND (?2 IS NULL OR category = ?2)
-         RETURNING id",
-    )?;
-    let mut ids = st
-        .query_map(params![user, category], |r| r.get::<_, i64>(0))?
+) -> anyhow::Result<Vec<Task>> {
+    let mut st = conn.prepare_cached(DELETE_FINISHED_SQL)?;
+    let mut gone = st
+        .query_map(params![user, category], row_to_task)?
         .collect::<Result<Vec<_>, _>>()?;
-    ids.sort_unstable();
-    Ok(ids)
+    gone.sort_unstable_by_key(|t| t.id);
+    Ok(gone)
 }
+
+const DELETE_FINISHED_SQL: &str = concat!(
+    "DELETE FROM tasks WHERE state IN ('completed', 'error')
+        AND (?1 IS NULL OR username = ?1) AND (?2 IS NULL OR category = ?2)
+     RETURNING ",
+    columns!()
+);
 
 /// Retention: one batch of at most `max` finished tasks ended before
 /// `ended_before`, oldest end first (the `tasks_ended` index, no sort).
@@ -1122,19 +1127,22 @@ fn delete_ended_before(
     conn: &Connection,
     ended_before: i64,
     max: usize,
-) -> anyhow::Result<Vec<i64>> {
+) -> anyhow::Result<Vec<Task>> {
     let mut st = conn.prepare_cached(DELETE_ENDED_SQL)?;
-    let mut ids = st
-        .query_map(params![ended_before, max as i64], |r| r.get::<_, i64>(0))?
+    let mut gone = st
+        .query_map(params![ended_before, max as i64], row_to_task)?
         .collect::<Result<Vec<_>, _>>()?;
-    ids.sort_unstable();
-    Ok(ids)
+    gone.sort_unstable_by_key(|t| t.id);
+    Ok(gone)
 }
 
-const DELETE_ENDED_SQL: &str = "DELETE FROM tasks WHERE id IN
+const DELETE_ENDED_SQL: &str = concat!(
+    "DELETE FROM tasks WHERE id IN
     (SELECT id FROM tasks WHERE ended < ?1 AND state IN ('completed', 'error')
       ORDER BY ended LIMIT ?2)
- RETURNING id";
+ RETURNING ",
+    columns!()
+);
 
 /// The statement of a listing and its arguments: newest first, as Container
 /// Station lists. The text depends on the filters given, so each shape is
@@ -1250,7 +1258,7 @@ impl TaskStore for SqliteStore {
         &self,
         owner: Owner<'_>,
         category: Option<&str>,
-    ) -> anyhow::Result<Vec<i64>> {
+    ) -> anyhow::Result<Vec<Task>> {
         let user = match owner {
             Owner::Anyone => None,
             Owner::User(u) => Some(u.to_string()),
@@ -1295,7 +1303,11 @@ impl TaskStore for SqliteStore {
             .await
     }
 
-    async fn delete_ended_before(&self, ended_before: i64, max: usize) -> anyhow::Result<Vec<i64>> {
+    async fn delete_ended_before(
+        &self,
+        ended_before: i64,
+        max: usize,
+    ) -> anyhow::Result<Vec<Task>> {
         if max == 0 {
             return Ok(Vec::new());
         }
@@ -1669,14 +1681,13 @@ mod tests {
             store.list(Owner::User("v"), Some("c")).await.unwrap()[0].id,
             c1.id
         );
-        assert_eq!(
-            store.delete_finished(Owner::User("v"), None).await.unwrap(),
-            Vec::<i64>::new()
-        );
-        assert_eq!(
-            store.delete_finished(Owner::User("u"), None).await.unwrap(),
-            vec![a1.id]
-        );
+        assert!(store
+            .delete_finished(Owner::User("v"), None)
+            .await
+            .unwrap()
+            .is_empty());
+        let gone = store.delete_finished(Owner::User("u"), None).await.unwrap();
+        assert_eq!(gone.iter().map(|t| t.id).collect::<Vec<_>>(), [a1.id]);
         assert!(!store.delete_if(c1.id, &[TaskState::Running]).await.unwrap());
         assert!(store.delete_if(c1.id, &[TaskState::Waiting]).await.unwrap());
 

@@ -287,12 +287,13 @@ pub trait TaskStore: Send + Sync {
     async fn delete_if(&self, id: i64, states: &[TaskState]) -> anyhow::Result<bool>;
 
     /// Delete the finished (`completed`/`error`) tasks of `owner`, of `category` if
-    /// given. Returns the deleted ids in increasing order.
+    /// given. Returns the deleted tasks as they were, in increasing id order
+    /// (the queue announces them, to their owners only).
     async fn delete_finished(
         &self,
         owner: Owner<'_>,
         category: Option<&str>,
-    ) -> anyhow::Result<Vec<i64>>;
+    ) -> anyhow::Result<Vec<Task>>;
 
     /// One task.
     async fn get(&self, id: i64) -> anyhow::Result<Option<Task>>;
@@ -320,9 +321,11 @@ pub trait TaskStore: Send + Sync {
     /// whose `end` is before `ended_before` (epoch seconds), oldest end
     /// first, in one short transaction, and announce them as
     /// [`TaskStore::delete_finished`] does. `waiting` and `running` tasks are
-    /// never touched. Returns the deleted ids in increasing order; fewer
-    /// than `max` means none is left. Several nodes may run it at once.
-    async fn delete_ended_before(&self, ended_before: i64, max: usize) -> anyhow::Result<Vec<i64>>;
+    /// never touched. Returns the deleted tasks as they were, in increasing
+    /// id order; fewer than `max` means none is left. Several nodes may run
+    /// it at once.
+    async fn delete_ended_before(&self, ended_before: i64, max: usize)
+        -> anyhow::Result<Vec<Task>>;
 
     /// How many tasks there are per (category, state), with the oldest
     /// `init` of each group, for metrics. Sorted by category, then state.

@@ -187,15 +187,20 @@ async fn lifecycle(u: Under) {
     );
 
     assert_eq!(
-        s.delete_finished(Owner::User("v"), None).await.unwrap(),
+        ids_of(s.delete_finished(Owner::User("v"), None).await.unwrap()),
         Vec::<i64>::new()
     );
+    let gone = s
+        .delete_finished(Owner::User("u"), Some("a"))
+        .await
+        .unwrap();
+    assert_eq!(ids_of(gone.clone()), vec![a1.id]);
+    // As it was: the queue announces it to its owner with it.
     assert_eq!(
-        s.delete_finished(Owner::User("u"), Some("a"))
-            .await
-            .unwrap(),
-        vec![a1.id]
+        (gone[0].user.as_str(), gone[0].category.as_str()),
+        ("u", "a")
     );
+    assert!(gone[0].state.is_finished());
     assert!(!s.delete_if(c1.id, &[TaskState::Running]).await.unwrap());
     assert!(s.delete_if(c1.id, &[TaskState::Waiting]).await.unwrap());
 
@@ -409,7 +414,7 @@ async fn concurrent_writes_each_get_their_answer(u: Under) {
     );
 
     let mut notices = u.store.notices();
-    let mut deleted = u.store.delete_finished(Owner::Anyone, None).await.unwrap();
+    let mut deleted = ids_of(u.store.delete_finished(Owner::Anyone, None).await.unwrap());
     deleted.sort_unstable();
     let mut want: Vec<i64> = claimed.iter().map(|c| c.task.id).collect();
     want.sort_unstable();
@@ -637,7 +642,7 @@ async fn retention_deletes_only_old_finished_tasks_in_batches(u: Under) {
     let mut heard = s.notices();
     let mut batches: Vec<Vec<i64>> = Vec::new();
     loop {
-        let ids = s.delete_ended_before(1000, 500).await.unwrap();
+        let ids = ids_of(s.delete_ended_before(1000, 500).await.unwrap());
         assert!(ids.windows(2).all(|w| w[0] < w[1]), "increasing");
         // Announced as any deletion is (to the other nodes), in notices of
         // at most `MAX_NOTICE_IDS` ids.
@@ -691,7 +696,10 @@ async fn retention_deletes_only_old_finished_tasks_in_batches(u: Under) {
     assert_eq!(left, kept);
     assert!(s.delete_ended_before(1000, 500).await.unwrap().is_empty());
     // A later cut takes the recent ones too, still not waiting or running.
-    assert_eq!(s.delete_ended_before(i64::MAX, 500).await.unwrap(), recent);
+    assert_eq!(
+        ids_of(s.delete_ended_before(i64::MAX, 500).await.unwrap()),
+        recent
+    );
     assert_eq!(
         s.counts()
             .await
@@ -966,4 +974,9 @@ async fn sessions_are_shared_between_nodes() {
     assert_eq!(a.get(&id, 150).await, None, "a logout on b ends it on a");
     a.insert(&id, &s).await.unwrap();
     assert_eq!(b.get(&id, 200).await, None, "expired");
+}
+
+/// The ids of `tasks`, in their order.
+fn ids_of(tasks: Vec<super::Task>) -> Vec<i64> {
+    tasks.into_iter().map(|t| t.id).collect()
 }
