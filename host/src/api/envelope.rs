@@ -1,69 +1,35 @@
-//! What happens around every request, in one plain tower layer: read the
-//! body whole before the handler ([`super::body_read`]), count the answer,
-//! log the request (never its body), and turn any error answer that is not
-//! already JSON into the JSON error shape.
-//!
-//! A `Layer`/`Service` pair rather than `middleware::from_fn`: that one
-//! boxes the routed service again for its `Next` and runs its extractors
-//! through their generic machinery on every request.
+//! What happens around every request, in one layer: read the body whole
+//! before the handler ([`super::body_read`]), count the answer, log the
+//! request (never its body), and turn any error answer that is not already
+//! JSON into the JSON error shape. An [`Around`] rather than
+//! `middleware::from_fn` (see [`super::around`]).
 
 use std::convert::Infallible;
-use std::task::{Context, Poll};
 use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::Request;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use futures::future::BoxFuture;
-use tower::{Layer, Service};
+use tower::Service;
 
+use super::around::Around;
 use super::{body_read, error, AppError};
 
-/// Wraps a service in [`Envelope`]; `limit` is the largest body read.
+/// What happens around every request; `limit` is the largest body read.
 #[derive(Clone, Copy)]
-pub(super) struct EnvelopeLayer {
+pub(super) struct Envelope {
     /// Largest accepted request body, in bytes.
     pub limit: usize,
 }
 
-impl<S> Layer<S> for EnvelopeLayer {
-    type Service = Envelope<S>;
-    fn layer(&self, inner: S) -> Envelope<S> {
-        Envelope {
-            limit: self.limit,
-            inner,
-        }
-    }
-}
-
-/// The service of [`EnvelopeLayer`].
-#[derive(Clone)]
-pub(super) struct Envelope<S> {
-    limit: usize,
-    inner: S,
-}
-
-impl<S> Service<Request> for Envelope<S>
-where
-    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-{
-    type Response = Response;
-    type Error = Infallible;
-    type Future = BoxFuture<'static, Result<Response, Infallible>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request) -> Self::Future {
-        // The service that was made ready is the one to call (tower's rule);
-        // a clone takes its place.
-        let clone = self.inner.clone();
-        let inner = std::mem::replace(&mut self.inner, clone);
-        let limit = self.limit;
-        Box::pin(async move { Ok(envelope(limit, request, inner).await) })
+impl Around for Envelope {
+    async fn around<S>(self, request: Request, inner: S) -> Response
+    where
+        S: Service<Request, Response = Response, Error = Infallible> + Send + 'static,
+        S::Future: Send,
+    {
+        envelope(self.limit, request, inner).await
     }
 }
 

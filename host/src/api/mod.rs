@@ -39,6 +39,7 @@
 //! `internal` (500; details only in the log).
 
 pub mod apps;
+mod around;
 mod body_read;
 pub mod containers;
 mod envelope;
@@ -129,7 +130,7 @@ pub fn app(state: AppState) -> Router {
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             panic_response,
         ))
-        .layer(envelope::EnvelopeLayer { limit })
+        .layer(around::AroundLayer(envelope::Envelope { limit }))
         .layer(DefaultBodyLimit::max(limit))
         .service(routed);
     Router::new().fallback_service(around)

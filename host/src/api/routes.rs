@@ -4,12 +4,11 @@
 //! can try every route and a new route cannot be served without saying who
 //! may call it.
 //!
-//! A [`Access::Session`] route is wrapped in [`RequireSessionLayer`] here, before
+//! A [`Access::Session`] route is wrapped in [`RequireSession`] here, before
 //! any handler or extractor runs: without a live session it answers 401 JSON
 //! (`not_logged_in`) whatever its path parameters or body.
 
 use std::convert::Infallible;
-use std::task::{Context, Poll};
 
 use axum::extract::{FromRequestParts, Request};
 use axum::handler::Handler;
@@ -17,9 +16,9 @@ use axum::http::Method;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::Router;
-use futures::future::BoxFuture;
-use tower::{Layer, Service};
+use tower::Service;
 
+use super::around::{Around, AroundLayer};
 use super::session::CurrentUser;
 use super::{apps, containers, openapi, session, tasks, AppState, PREFIXES};
 use crate::dashboard;
@@ -201,7 +200,9 @@ pub(super) fn router(state: &AppState) -> Router<AppState> {
     for e in table() {
         let handler = match e.access {
             Access::Public(_) => e.handler,
-            Access::Session => e.handler.route_layer(RequireSessionLayer(state.clone())),
+            Access::Session => e
+                .handler
+                .route_layer(AroundLayer(RequireSession(state.clone()))),
         };
         // Routes on one path with different methods merge.
         match e.scope {
@@ -219,57 +220,24 @@ pub(super) fn router(state: &AppState) -> Router<AppState> {
 /// Refuses a request without a live session (401 JSON) before its handler
 /// and extractors run, and hands the caller's identity to the handler's
 /// [`CurrentUser`] through the request's extensions (one session lookup per
-/// request). A plain tower layer: `middleware::from_fn` also boxes its
-/// future, but besides wraps the route's service in a boxed clone (`Next`)
-/// and runs its extractors through their generic machinery on every request.
+/// request).
 #[derive(Clone)]
-struct RequireSessionLayer(AppState);
+struct RequireSession(AppState);
 
-impl<S> Layer<S> for RequireSessionLayer {
-    type Service = RequireSession<S>;
-    fn layer(&self, inner: S) -> RequireSession<S> {
-        RequireSession {
-            state: self.0.clone(),
-            inner,
-        }
-    }
-}
-
-/// The service of [`RequireSessionLayer`].
-#[derive(Clone)]
-struct RequireSession<S> {
-    state: AppState,
-    inner: S,
-}
-
-impl<S> Service<Request> for RequireSession<S>
-where
-    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-{
-    type Response = Response;
-    type Error = Infallible;
-    type Future = BoxFuture<'static, Result<Response, Infallible>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request) -> Self::Future {
-        // The service that was made ready is the one to call (tower's rule);
-        // a clone takes its place.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let state = self.state.clone();
-        Box::pin(async move {
-            let (mut parts, body) = request.into_parts();
-            match CurrentUser::from_request_parts(&mut parts, &state).await {
-                Ok(user) => {
-                    parts.extensions.insert(user);
-                    inner.call(Request::from_parts(parts, body)).await
-                }
-                Err(refused) => Ok(refused.into_response()),
+impl Around for RequireSession {
+    async fn around<S>(self, request: Request, mut inner: S) -> Response
+    where
+        S: Service<Request, Response = Response, Error = Infallible> + Send + 'static,
+        S::Future: Send,
+    {
+        let (mut parts, body) = request.into_parts();
+        match CurrentUser::from_request_parts(&mut parts, &self.0).await {
+            Ok(user) => {
+                parts.extensions.insert(user);
+                let Ok(answer) = inner.call(Request::from_parts(parts, body)).await;
+                answer
             }
-        })
+            Err(refused) => refused.into_response(),
+        }
     }
 }
