@@ -56,6 +56,56 @@ use super::store::{
 };
 use super::wal_sync::{self, Batch, Marks, Settle};
 
+/// The columns of `tasks` after `id`, as migrations 4 and 5 rebuild it
+/// (macros, so that each migration stays one constant text).
+macro_rules! task_columns {
+    () => {
+        r#"
+        category     TEXT    NOT NULL,
+        state        TEXT    NOT NULL CHECK (state = 'waiting' OR state = 'running'
+                                             OR state = 'completed' OR state = 'error'),
+        detail_state TEXT    NOT NULL DEFAULT '',
+        progress     INTEGER NOT NULL DEFAULT 0,
+        result       INTEGER NOT NULL DEFAULT 0,
+        deletable    INTEGER NOT NULL,
+        username     TEXT    NOT NULL,
+        params       TEXT    NOT NULL,
+        init         INTEGER NOT NULL,
+        started      INTEGER,
+        ended        INTEGER,
+        name         TEXT    NOT NULL DEFAULT ''
+    );"#
+    };
+}
+
+/// Copy every row of `tasks` into the rebuilt table.
+macro_rules! copy_tasks_into {
+    ($table:literal) => {
+        concat!(
+            "\n    INSERT INTO ",
+            $table,
+            r#" (id, category, state, detail_state, progress, result, deletable,
+                          username, params, init, started, ended, name)
+         SELECT id, category, state, detail_state, progress, result, deletable,
+                username, params, init, started, ended, name
+           FROM tasks;"#
+        )
+    };
+}
+
+/// The indexes of `tasks`, made again after a rebuild.
+macro_rules! task_indexes {
+    () => {
+        r#"
+    CREATE INDEX tasks_waiting ON tasks (id) WHERE state = 'waiting';
+    CREATE INDEX tasks_running ON tasks (id) WHERE state = 'running';
+    CREATE INDEX tasks_user ON tasks (username, id);
+    CREATE INDEX tasks_category ON tasks (category, id);
+    CREATE INDEX tasks_ended ON tasks (ended) WHERE ended IS NOT NULL;
+    "#
+    };
+}
+
 /// Schema migrations, applied in order; `PRAGMA user_version` is the number applied.
 /// Append new ones; never edit a released one.
 const MIGRATIONS: &[&str] = &[
@@ -104,66 +154,32 @@ const MIGRATIONS: &[&str] = &[
     // documented procedure; foreign keys are off while migrations run, so
     // dropping the old table keeps every sealed param). The id sequence
     // keeps its high-water mark: an id given once is never given again.
-    r#"
+    concat!(
+        r#"
     CREATE TABLE tasks_v4 (
-        id           INTEGER PRIMARY KEY AUTOINCREMENT,
-        category     TEXT    NOT NULL,
-        state        TEXT    NOT NULL CHECK (state = 'waiting' OR state = 'running'
-                                             OR state = 'completed' OR state = 'error'),
-        detail_state TEXT    NOT NULL DEFAULT '',
-        progress     INTEGER NOT NULL DEFAULT 0,
-        result       INTEGER NOT NULL DEFAULT 0,
-        deletable    INTEGER NOT NULL,
-        username     TEXT    NOT NULL,
-        params       TEXT    NOT NULL,
-        init         INTEGER NOT NULL,
-        started      INTEGER,
-        ended        INTEGER,
-        name         TEXT    NOT NULL DEFAULT ''
-    );
-    INSERT INTO tasks_v4 (id, category, state, detail_state, progress, result, deletable,
-                          username, params, init, started, ended, name)
-         SELECT id, category, state, detail_state, progress, result, deletable,
-                username, params, init, started, ended, name
-           FROM tasks;
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,"#,
+        task_columns!(),
+        copy_tasks_into!("tasks_v4"),
+        r#"
     DELETE FROM sqlite_sequence WHERE name = 'tasks_v4';
     INSERT INTO sqlite_sequence (name, seq) SELECT 'tasks_v4', seq FROM sqlite_sequence WHERE name = 'tasks';
     DROP TABLE tasks;
-    ALTER TABLE tasks_v4 RENAME TO tasks;
-    CREATE INDEX tasks_waiting ON tasks (id) WHERE state = 'waiting';
-    CREATE INDEX tasks_running ON tasks (id) WHERE state = 'running';
-    CREATE INDEX tasks_user ON tasks (username, id);
-    CREATE INDEX tasks_category ON tasks (category, id);
-    CREATE INDEX tasks_ended ON tasks (ended) WHERE ended IS NOT NULL;
-    "#,
+    ALTER TABLE tasks_v4 RENAME TO tasks;"#,
+        task_indexes!()
+    ),
     // 5: ids given by the writer instead of AUTOINCREMENT, which updated
     // `sqlite_sequence` on every insert (about 4,400 instructions, a fifth
     // of an insert). Ids still are never given twice: the highest id given
     // is kept in `task_ids` before any delete (the only way the highest row
     // can go), and the writer starts after the higher of it and the
     // highest row. The table is rebuilt as for migration 4.
-    r#"
+    concat!(
+        r#"
     CREATE TABLE tasks_v5 (
-        id           INTEGER PRIMARY KEY,
-        category     TEXT    NOT NULL,
-        state        TEXT    NOT NULL CHECK (state = 'waiting' OR state = 'running'
-                                             OR state = 'completed' OR state = 'error'),
-        detail_state TEXT    NOT NULL DEFAULT '',
-        progress     INTEGER NOT NULL DEFAULT 0,
-        result       INTEGER NOT NULL DEFAULT 0,
-        deletable    INTEGER NOT NULL,
-        username     TEXT    NOT NULL,
-        params       TEXT    NOT NULL,
-        init         INTEGER NOT NULL,
-        started      INTEGER,
-        ended        INTEGER,
-        name         TEXT    NOT NULL DEFAULT ''
-    );
-    INSERT INTO tasks_v5 (id, category, state, detail_state, progress, result, deletable,
-                          username, params, init, started, ended, name)
-         SELECT id, category, state, detail_state, progress, result, deletable,
-                username, params, init, started, ended, name
-           FROM tasks;
+        id           INTEGER PRIMARY KEY,"#,
+        task_columns!(),
+        copy_tasks_into!("tasks_v5"),
+        r#"
     CREATE TABLE task_ids (
         one   INTEGER PRIMARY KEY CHECK (one = 1),
         given INTEGER NOT NULL
@@ -172,13 +188,9 @@ const MIGRATIONS: &[&str] = &[
          SELECT 1, max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'tasks'), 0),
                        coalesce((SELECT max(id) FROM tasks), 0));
     DROP TABLE tasks;
-    ALTER TABLE tasks_v5 RENAME TO tasks;
-    CREATE INDEX tasks_waiting ON tasks (id) WHERE state = 'waiting';
-    CREATE INDEX tasks_running ON tasks (id) WHERE state = 'running';
-    CREATE INDEX tasks_user ON tasks (username, id);
-    CREATE INDEX tasks_category ON tasks (category, id);
-    CREATE INDEX tasks_ended ON tasks (ended) WHERE ended IS NOT NULL;
-    "#,
+    ALTER TABLE tasks_v5 RENAME TO tasks;"#,
+        task_indexes!()
+    ),
 ];
 
 /// The ids the writer gives: increasing, never the same twice, even after
