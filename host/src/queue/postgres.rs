@@ -73,15 +73,10 @@ impl PgStore {
         Ok(())
     }
 
-    /// Run `sql`, which returns the ids of the tasks it changed, in a
-    /// transaction that announces them (and drops their sealed params when
-    /// `ended`: they can no longer run); the ids in increasing order.
-    async fn changing(
-        &self,
-        sql: &str,
-        params: &[&(dyn ToSql + Sync)],
-        ended: bool,
-    ) -> anyhow::Result<Vec<i64>> {
+    /// Run `sql`, which ends tasks and returns their ids, in a transaction
+    /// that announces them and drops their sealed params (they can no longer
+    /// run); the ids in increasing order.
+    async fn ending(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> anyhow::Result<Vec<i64>> {
         let mut client = self.db.client().await?;
         let tx = client.transaction().await?;
         let mut ids: Vec<i64> = tx
@@ -92,10 +87,8 @@ impl PgStore {
             .collect();
         ids.sort_unstable();
         if !ids.is_empty() {
-            if ended {
-                tx.execute("DELETE FROM task_secrets WHERE task_id = ANY($1)", &[&ids])
-                    .await?;
-            }
+            tx.execute("DELETE FROM task_secrets WHERE task_id = ANY($1)", &[&ids])
+                .await?;
             notify(&tx, self.changed(ids.clone())).await?;
         }
         tx.commit().await?;
@@ -415,11 +408,10 @@ impl TaskStore for PgStore {
         now: i64,
     ) -> anyhow::Result<Vec<i64>> {
         self.check_open()?;
-        self.changing(
+        self.ending(
             "UPDATE tasks SET state = 'error', result = $1, detail_state = $2, ended = $3
               WHERE state = 'running' AND node = $4 RETURNING id",
             &[&result, &detail, &now, &self.db.node()],
-            true,
         )
         .await
     }
@@ -570,7 +562,7 @@ impl TaskStore for PgStore {
         now: i64,
     ) -> anyhow::Result<Vec<i64>> {
         self.check_open()?;
-        self.changing(
+        self.ending(
             "UPDATE tasks SET state = 'error', result = $1, detail_state = $2, ended = $3
                   WHERE state = 'running' AND node IN
                         (SELECT name FROM nodes
@@ -583,7 +575,6 @@ impl TaskStore for PgStore {
                 &lease.as_secs_f64(),
                 &self.db.node(),
             ],
-            true,
         )
         .await
     }
