@@ -42,6 +42,8 @@ pub struct LoadedPlugin {
     /// Its `validate` reads nothing but the params, so an acceptance can be
     /// remembered ([`accepted::validate_is_pure`]).
     pub pure_validate: bool,
+    /// Its category name, shared by every store of it (no copy per call).
+    name: Arc<str>,
     pre: VersionedPre,
 }
 
@@ -176,6 +178,7 @@ impl PluginHost {
             pure_validate: accepted::validate_is_pure(&imports),
             imports,
             version,
+            name: Arc::from(name.as_str()),
             pre,
         });
         tracing::info!(category = %name, file = %shown, "plugin loaded");
@@ -220,9 +223,9 @@ impl PluginHost {
         VersionedPre::new(version, pre)
     }
 
-    fn store(&self, plugin: &str, task: Option<TaskContext>) -> Store<PluginState> {
+    fn store(&self, plugin: Arc<str>, task: Option<TaskContext>) -> Store<PluginState> {
         let state = PluginState::new(
-            plugin.into(),
+            plugin,
             task,
             self.runtime.clone(),
             self.cpu_budget,
@@ -247,7 +250,7 @@ impl PluginHost {
     }
 
     async fn describe(&self, pre: &VersionedPre, shown: &str) -> Result<Description, CallError> {
-        let mut store = self.store(shown, None);
+        let mut store = self.store(shown.into(), None);
         let result = pre.describe(&mut store).await;
         result.map_err(|e| sandbox_error(shown, e))
     }
@@ -259,7 +262,7 @@ impl PluginHost {
         let plugin = self.plugins.get(category).ok_or_else(|| {
             CallError::Plugin(WitError::NotFound(format!("category `{category}`")))
         })?;
-        let mut store = self.store(category, None);
+        let mut store = self.store(plugin.name.clone(), None);
         plugin
             .pre
             .instantiate(&mut store)
@@ -296,7 +299,7 @@ impl PluginHost {
             return Ok(());
         }
         self.validate_instances.fetch_add(1, Ordering::Relaxed);
-        let mut store = self.store(category, None);
+        let mut store = self.store(plugin.name.clone(), None);
         let started = std::time::Instant::now();
         let result = plugin.pre.validate(&mut store, params).await;
         crate::metrics::plugin_call_timed(
@@ -330,7 +333,7 @@ impl PluginHost {
             cancel: tokio_util::sync::CancellationToken::new(),
             reporter: ctx.reporter.clone(),
         };
-        let mut store = self.store(&category, Some(ctx));
+        let mut store = self.store(plugin.name.clone(), Some(ctx));
         let started = std::time::Instant::now();
         let result = plugin.pre.run(&mut store).await;
         crate::metrics::plugin_call_timed(

@@ -12,7 +12,7 @@
 use anyhow::Context as _;
 use wasm_encoder::reencode::{ReencodeComponent, RoundtripReencoder};
 use wasmparser::{Chunk, Parser, Payload};
-use wasmtime::component::InstancePre;
+use wasmtime::component::{ComponentExportIndex, InstancePre, TypedFunc};
 use wasmtime::Store;
 
 use super::bindings::{v0_1_0, CategoryPre, Description, WitError, WIT_VERSION};
@@ -161,33 +161,75 @@ pub fn upgrade_imports(bytes: &[u8]) -> anyhow::Result<Vec<u8>> {
 }
 
 /// A plugin ready to instantiate, bound with the bindings of its version.
-pub enum VersionedPre {
+///
+/// `describe` goes through the generated bindings, which look up and
+/// type-check every export of the `executor` interface (so a component
+/// whose exports do not match fails at load, where `describe` runs first).
+/// `validate` and `run` look up only the one function they call, from an
+/// index found once here: loading every export on every call cost a tenth
+/// of an instance's set-up.
+pub struct VersionedPre {
+    bound: Bound,
+    validate: ComponentExportIndex,
+    run: ComponentExportIndex,
+}
+
+/// The generated bindings of one world version.
+enum Bound {
     /// Built against the current WIT.
     Current(CategoryPre<PluginState>),
     /// Built against 0.1.0.
     V0_1_0(v0_1_0::CategoryPre<PluginState>),
 }
 
+/// `validate: func(params: string) -> result<_, error>` (same in every version).
+type ValidateFn<'a> = TypedFunc<(&'a str,), (Result<(), WitError>,)>;
+/// `run: func() -> result<option<string>, error>` (same in every version).
+type RunFn = TypedFunc<(), (Result<Option<String>, WitError>,)>;
+
 impl VersionedPre {
     /// Bind `pre` with the bindings of `version`.
     pub fn new(version: WorldVersion, pre: InstancePre<PluginState>) -> anyhow::Result<Self> {
-        Ok(match version {
-            WorldVersion::Current => VersionedPre::Current(CategoryPre::new(pre)?),
-            WorldVersion::V0_1_0 => VersionedPre::V0_1_0(v0_1_0::CategoryPre::new(pre)?),
+        let component = pre.component();
+        let interface = version.executor_export();
+        let executor = component
+            .get_export_index(None, &interface)
+            .with_context(|| format!("no exported instance named `{interface}`"))?;
+        let function = |name: &str| {
+            component
+                .get_export_index(Some(&executor), name)
+                .with_context(|| format!("`{interface}` does not export `{name}`"))
+        };
+        let (validate, run) = (function("validate")?, function("run")?);
+        let bound = match version {
+            WorldVersion::Current => Bound::Current(CategoryPre::new(pre)?),
+            WorldVersion::V0_1_0 => Bound::V0_1_0(v0_1_0::CategoryPre::new(pre)?),
+        };
+        Ok(VersionedPre {
+            bound,
+            validate,
+            run,
         })
+    }
+
+    fn instance_pre(&self) -> &InstancePre<PluginState> {
+        match &self.bound {
+            Bound::Current(pre) => pre.instance_pre(),
+            Bound::V0_1_0(pre) => pre.instance_pre(),
+        }
     }
 
     /// Instantiate and call `describe`; a 0.1.0 answer has no params schema.
     pub async fn describe(&self, store: &mut Store<PluginState>) -> wasmtime::Result<Description> {
-        match self {
-            VersionedPre::Current(pre) => {
+        match &self.bound {
+            Bound::Current(pre) => {
                 let instance = pre.instantiate_async(&mut *store).await?;
                 instance
                     .stevedore_plugin_executor()
                     .call_describe(&mut *store)
                     .await
             }
-            VersionedPre::V0_1_0(pre) => {
+            Bound::V0_1_0(pre) => {
                 let instance = pre.instantiate_async(&mut *store).await?;
                 let old = instance
                     .stevedore_plugin_executor()
@@ -207,10 +249,8 @@ impl VersionedPre {
 
     /// Instantiate only, calling nothing.
     pub async fn instantiate(&self, store: &mut Store<PluginState>) -> wasmtime::Result<()> {
-        match self {
-            VersionedPre::Current(pre) => pre.instantiate_async(&mut *store).await.map(drop),
-            VersionedPre::V0_1_0(pre) => pre.instantiate_async(&mut *store).await.map(drop),
-        }
+        self.instance_pre().instantiate_async(&mut *store).await?;
+        Ok(())
     }
 
     /// Instantiate and call `validate(params)`.
@@ -219,22 +259,10 @@ impl VersionedPre {
         store: &mut Store<PluginState>,
         params: &str,
     ) -> wasmtime::Result<Result<(), WitError>> {
-        match self {
-            VersionedPre::Current(pre) => {
-                let instance = pre.instantiate_async(&mut *store).await?;
-                instance
-                    .stevedore_plugin_executor()
-                    .call_validate(&mut *store, params)
-                    .await
-            }
-            VersionedPre::V0_1_0(pre) => {
-                let instance = pre.instantiate_async(&mut *store).await?;
-                instance
-                    .stevedore_plugin_executor()
-                    .call_validate(&mut *store, params)
-                    .await
-            }
-        }
+        let instance = self.instance_pre().instantiate_async(&mut *store).await?;
+        let validate: ValidateFn<'_> = instance.get_typed_func(&mut *store, self.validate)?;
+        let (result,) = validate.call_async(&mut *store, (params,)).await?;
+        Ok(result)
     }
 
     /// Instantiate and call `run()`.
@@ -242,22 +270,10 @@ impl VersionedPre {
         &self,
         store: &mut Store<PluginState>,
     ) -> wasmtime::Result<Result<Option<String>, WitError>> {
-        match self {
-            VersionedPre::Current(pre) => {
-                let instance = pre.instantiate_async(&mut *store).await?;
-                instance
-                    .stevedore_plugin_executor()
-                    .call_run(&mut *store)
-                    .await
-            }
-            VersionedPre::V0_1_0(pre) => {
-                let instance = pre.instantiate_async(&mut *store).await?;
-                instance
-                    .stevedore_plugin_executor()
-                    .call_run(&mut *store)
-                    .await
-            }
-        }
+        let instance = self.instance_pre().instantiate_async(&mut *store).await?;
+        let run: RunFn = instance.get_typed_func(&mut *store, self.run)?;
+        let (result,) = run.call_async(&mut *store, ()).await?;
+        Ok(result)
     }
 }
 
