@@ -45,7 +45,10 @@ fn plugins_folder(dir: &std::path::Path) -> PluginConfig {
     }
     PluginConfig {
         dir: plugins,
-        cache_dir: dir.join("cache"),
+        // `PLUGINS_BENCH_CACHE=<dir>` keeps compiled plugins between runs
+        // (to profile the calls under valgrind without compiling there).
+        cache_dir: std::env::var_os("PLUGINS_BENCH_CACHE")
+            .map_or_else(|| dir.join("cache"), PathBuf::from),
         cpu_budget: Duration::from_secs(5),
         memory_limit: 256 << 20,
         grants: Default::default(),
