@@ -135,7 +135,7 @@ async fn run() -> anyhow::Result<()> {
     )
     .await?;
     let submitted = summary.ok;
-    let done = wait_for(
+    let (done, asked_store) = wait_for(
         &server.queue,
         &finished,
         &changed,
@@ -143,7 +143,11 @@ async fn run() -> anyhow::Result<()> {
         Duration::from_secs(300),
     )
     .await?;
-    let last = seen.lock().last_end.unwrap_or_else(Instant::now);
+    // When ends were missed, the last one seen may not be the last one:
+    // count to when the store was seen empty (late, never early).
+    let last = asked_store
+        .or(seen.lock().last_end)
+        .unwrap_or_else(Instant::now);
     let cpu = cpu_time() - cpu0;
     let threads = thread_cpu();
     let total = last.duration_since(t0);
@@ -352,20 +356,21 @@ async fn wrk_run(
     })
 }
 
-/// Wait until `want` tasks ended; returns how many did.
+/// Wait until `want` tasks ended; returns how many did, and when the store
+/// was asked and held none unfinished if the event stream missed some ends.
 async fn wait_for(
     queue: &stevedore::queue::Queue,
     finished: &AtomicUsize,
     changed: &Notify,
     want: usize,
     deadline: Duration,
-) -> anyhow::Result<usize> {
+) -> anyhow::Result<(usize, Option<Instant>)> {
     let end = Instant::now() + deadline;
     let mut last = (finished.load(Ordering::Acquire), Instant::now());
     loop {
         let done = finished.load(Ordering::Acquire);
         if done >= want {
-            return Ok(done);
+            return Ok((done, None));
         }
         // No end seen for a second: if the event stream lagged, the ends it
         // dropped are in the store; and if tasks are stuck, say which.
@@ -381,9 +386,9 @@ async fn wait_for(
             if unfinished == 0 {
                 eprintln!(
                     "{done} of {want} ends seen on the event stream, none left in the store: \
-                     the end time is off by up to a second"
+                     the end is counted from now (up to a second late)"
                 );
-                return Ok(want);
+                return Ok((want, Some(Instant::now())));
             }
             anyhow::ensure!(
                 Instant::now() < end,
