@@ -48,12 +48,12 @@ fn main() -> anyhow::Result<()> {
 /// What the server's event stream tells of the tasks.
 #[derive(Default)]
 struct Seen {
+    /// Record `stored` and `started` (the steady phase only: under
+    /// saturation the bookkeeping of 100,000s of tasks would be charged to
+    /// the server's CPU).
+    timing: bool,
     /// When each task was announced `waiting`, then `running`.
     stored: HashMap<i64, Instant>,
-    /// Record when each task was stored and started (the steady phase
-    /// only: under saturation the bookkeeping of 100,000s of tasks would
-    /// be charged to the server's CPU).
-    timing: bool,
     started: HashMap<i64, Duration>,
     last_end: Option<Instant>,
 }

@@ -169,10 +169,11 @@ const MIGRATIONS: &[&str] = &[
     ),
     // 5: ids given by the writer instead of AUTOINCREMENT, which updated
     // `sqlite_sequence` on every insert (about 2,700 of an insert's 22,000
-    // instructions, and one more page in every commit). Ids still are never given twice: the highest id given
-    // is kept in `task_ids` before any delete (the only way the highest row
-    // can go), and the writer starts after the higher of it and the
-    // highest row. The table is rebuilt as for migration 4.
+    // instructions, and one more page in every commit). Ids still are never
+    // given twice: the highest id given is kept in `task_ids` before any
+    // delete (the only way the highest row can go), and the writer starts
+    // after the higher of it and the highest row. The table is rebuilt as
+    // for migration 4.
     concat!(
         r#"
     CREATE TABLE tasks_v5 (
