@@ -134,6 +134,12 @@ async fn run() -> anyhow::Result<()> {
         &format!("{}/background/noop", server.api),
     )
     .await?;
+    // Where wrk stopped: the rest of the run drains what was queued.
+    let (wrk_end, ended_by_then, cpu_by_then) = (
+        Instant::now(),
+        finished.load(Ordering::Acquire),
+        cpu_time() - cpu0,
+    );
     let submitted = summary.ok;
     let (done, asked_store) = wait_for(
         &server.queue,
@@ -187,6 +193,19 @@ async fn run() -> anyhow::Result<()> {
     println!(
         "saturation: us of CPU per task by thread: {}",
         parts.join(", ")
+    );
+    // Whether the tasks kept up with the submits, and whether the drain
+    // after wrk stopped used the two cores (CPU-bound) or waited.
+    let drain = last.saturating_duration_since(wrk_end).as_secs_f64();
+    let during = wrk_end.duration_since(t0).as_secs_f64();
+    println!(
+        "saturation: while wrk ran {:.0} ends/s using {:.2} cores; after, {} queued tasks \
+         drained at {:.0}/s using {:.2} cores",
+        ended_by_then as f64 / during,
+        cpu_by_then.as_secs_f64() / during,
+        submitted.saturating_sub(ended_by_then),
+        submitted.saturating_sub(ended_by_then) as f64 / drain.max(1e-3),
+        (cpu - cpu_by_then).as_secs_f64() / drain.max(1e-3),
     );
 
     // 2. Submit -> start at a steady 1,000 tasks/s.
