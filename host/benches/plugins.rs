@@ -3,7 +3,11 @@
 //! - the same of the `noop` test plugin (close to a pooled instance's cost), and a whole
 //!   no-op task's plugin work (`validate` + `run`), issue 13's ≤ 5 µs and ≤ 20 µs;
 //! - start-up with every built plugin loaded on a warm compile cache, target ≤ 500 ms;
-//! - the same start-up on a cold cache, for comparison (what the cache saves).
+//! - the same start-up on a cold cache, for comparison (what the cache saves);
+//! - baselines for the pooled instance, in the same run: the `noop` component
+//!   instantiated by bare wasmtime on the same engine (no host state, no
+//!   capabilities, its imports trapping), and one core module with the same
+//!   memory and table (the shape wasmtime's own "about 4 µs" is measured on).
 //!
 //! Run with `cargo xtask bench` (or `cargo bench -p stevedore --bench plugins`
 //! after `cargo xtask build-plugins`).
@@ -99,6 +103,8 @@ fn bench(c: &mut Criterion) {
         b.iter(|| rt.block_on(host.instantiate_only("noop")).unwrap())
     });
 
+    baselines(c, &rt);
+
     // Its `validate` does next to nothing, so this is close to the cost of
     // a pooled instance and one call.
     c.bench_function("instantiate+validate noop", |b| {
@@ -170,6 +176,108 @@ fn bench(c: &mut Criterion) {
         })
     });
     group.finish();
+}
+
+/// What wasmtime itself needs for the pooled instance above, on an engine
+/// configured as the host's: the floor under "instantiate noop".
+fn baselines(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
+    use wasmtime::{component, Linker, Module, Store};
+
+    let engine = stevedore::plugins::engine::new_engine(256 << 20).unwrap();
+    let noop = component::Component::from_file(&engine, target().join("test-plugins/noop.wasm"))
+        .expect("run `cargo xtask build-plugins` first");
+    let mut linker = component::Linker::<()>::new(&engine);
+    linker.define_unknown_imports_as_traps(&noop).unwrap();
+    let pre = linker.instantiate_pre(&noop).unwrap();
+    c.bench_function("baseline: bare wasmtime, instantiate noop", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let mut store = Store::new(&engine, ());
+                store.set_epoch_deadline(1);
+                pre.instantiate_async(&mut store).await.unwrap();
+            })
+        })
+    });
+
+    // A component of a plugin that passes strings holds three core modules
+    // (its code, and wit-component's shim and fix-up for the imports that
+    // need its memory); this is one of them alone.
+    let module = Module::new(&engine, core_module()).unwrap();
+    let mut linker = Linker::<()>::new(&engine);
+    linker.define_unknown_imports_as_traps(&module).unwrap();
+    let pre = linker.instantiate_pre(&module).unwrap();
+    c.bench_function("baseline: bare wasmtime, one core module", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let mut store = Store::new(&engine, ());
+                store.set_epoch_deadline(1);
+                pre.instantiate_async(&mut store).await.unwrap();
+            })
+        })
+    });
+}
+
+/// A core module shaped as the `noop` plugin's code: 17 pages of memory
+/// with a data segment, a 77-entry function table, one exported function.
+fn core_module() -> Vec<u8> {
+    use wasm_encoder::{
+        CodeSection, ConstExpr, DataSection, ElementSection, Elements, ExportKind, ExportSection,
+        Function, FunctionSection, Instruction, MemorySection, MemoryType, Module, RefType,
+        TableSection, TableType, TypeSection, ValType,
+    };
+
+    let mut types = TypeSection::new();
+    types.ty().function([ValType::I32], [ValType::I32]);
+    let mut functions = FunctionSection::new();
+    functions.function(0);
+    let mut tables = TableSection::new();
+    tables.table(TableType {
+        element_type: RefType::FUNCREF,
+        table64: false,
+        minimum: 77,
+        maximum: Some(77),
+        shared: false,
+    });
+    let mut memories = MemorySection::new();
+    memories.memory(MemoryType {
+        minimum: 17,
+        maximum: None,
+        memory64: false,
+        shared: false,
+        page_size_log2: None,
+    });
+    let mut exports = ExportSection::new();
+    exports.export("run", ExportKind::Func, 0);
+    exports.export("memory", ExportKind::Memory, 0);
+    let mut elements = ElementSection::new();
+    elements.active(
+        Some(0),
+        &ConstExpr::i32_const(1),
+        Elements::Functions([0].as_slice().into()),
+    );
+    let mut body = Function::new([]);
+    body.instruction(&Instruction::LocalGet(0));
+    body.instruction(&Instruction::End);
+    let mut code = CodeSection::new();
+    code.function(&body);
+    let mut data = DataSection::new();
+    data.active(
+        0,
+        &ConstExpr::i32_const(1 << 20),
+        *b"static data of the plugin",
+    );
+
+    let mut module = Module::new();
+    module
+        .section(&types)
+        .section(&functions)
+        .section(&tables)
+        .section(&memories)
+        .section(&exports)
+        .section(&elements)
+        .section(&code)
+        .section(&data);
+    module.finish()
 }
 
 criterion_group!(benches, bench);
