@@ -250,22 +250,7 @@ pub(super) async fn claim_in(
     if req.max == 0 || req.categories.is_empty() {
         return Ok(Vec::new());
     }
-    // Up to `$5` tasks per statement, their sealed params joined in.
-    let claim = tx
-        .prepare_cached(&format!(
-            "WITH claimed AS (
-                 UPDATE tasks SET state = 'running', started = $1, progress = 0, detail_state = ''
-                  WHERE id IN (SELECT id FROM tasks
-                                WHERE state = 'waiting' AND node = $2 AND category = ANY($3)
-                                  AND NOT (username = ANY($4))
-                                ORDER BY id LIMIT $5
-                                FOR UPDATE SKIP LOCKED)
-                 RETURNING {COLUMNS})
-             SELECT claimed.*, s.sealed FROM claimed
-               LEFT JOIN task_secrets s ON s.task_id = claimed.id
-              ORDER BY claimed.id"
-        ))
-        .await?;
+    let claim = tx.prepare_cached(&claim_sql()).await?;
     let mut out = Vec::new();
     while out.len() < req.max && req.prune() {
         let step = req.step(out.len());
@@ -305,6 +290,25 @@ pub(super) async fn claim_in(
         notify(tx, Notice::Changed { ids, origin }).await?;
     }
     Ok(out)
+}
+
+/// The claim of up to `$5` waiting tasks of this node (`$2`) in the
+/// categories `$3`, none of the users `$4`, at time `$1`; their sealed
+/// params joined in.
+fn claim_sql() -> String {
+    format!(
+        "WITH claimed AS (
+             UPDATE tasks SET state = 'running', started = $1, progress = 0, detail_state = ''
+              WHERE id IN (SELECT id FROM tasks
+                            WHERE state = 'waiting' AND node = $2 AND category = ANY($3)
+                              AND NOT (username = ANY($4))
+                            ORDER BY id LIMIT $5
+                            FOR UPDATE SKIP LOCKED)
+             RETURNING {COLUMNS})
+         SELECT claimed.*, s.sealed FROM claimed
+           LEFT JOIN task_secrets s ON s.task_id = claimed.id
+          ORDER BY claimed.id"
+    )
 }
 
 /// A claim in a transaction of its own (a failed batch's retry).
@@ -668,4 +672,93 @@ fn page_sql(filter: TaskFilter<'_>) -> (String, Vec<&str>) {
         ),
         values,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The plan PostgreSQL picks for `sql` with `args`, as text.
+    async fn plan(
+        client: &tokio_postgres::Client,
+        sql: &str,
+        args: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> String {
+        let rows = client
+            .query(&format!("EXPLAIN (COSTS OFF) {sql}"), args)
+            .await
+            .unwrap();
+        let lines: Vec<String> = rows.iter().map(|r| r.get::<_, String>(0)).collect();
+        lines.join("\n")
+    }
+
+    /// On a loaded, analysed table (100,000 finished tasks, a category of
+    /// 100 among them, and waiting tasks): a page of one category reads
+    /// `tasks_category`, and the claim reads no more than the waiting
+    /// tasks, with few of them waiting and with a long backlog.
+    #[tokio::test]
+    async fn pages_and_claims_read_indexes() {
+        let url = crate::pg::testing::fresh_database("plans").await.unwrap();
+        let db = Database::connect(&url, "a").await.unwrap();
+        let client = db.client().await.unwrap();
+        let load = |state: &str, from: i64, count: i64| {
+            format!(
+                "INSERT INTO tasks (node, category, state, deletable, username, params, init)
+                 SELECT 'a', CASE WHEN g % 1000 = 0 THEN 'rare' ELSE 'cat' || (g % 7) END,
+                        '{state}', true, 'u' || (g % 5), '{{}}', g
+                   FROM generate_series({from}, {}) g;
+                 ANALYZE tasks;",
+                from + count - 1
+            )
+        };
+        client
+            .batch_execute(&load("completed", 1, 100_000))
+            .await
+            .unwrap();
+        client
+            .batch_execute(&load("waiting", 100_001, 500))
+            .await
+            .unwrap();
+
+        let (page, values) = page_sql(TaskFilter {
+            owner: Owner::Anyone,
+            category: Some("rare"),
+            node: None,
+        });
+        assert_eq!(values, ["rare"]);
+        let p = plan(&client, &page, &[&i64::MAX, &100i64, &"rare"]).await;
+        assert!(p.contains("tasks_category"), "{page}\n{p}");
+        assert!(!p.contains("Seq Scan on tasks"), "{page}\n{p}");
+
+        let claim = claim_sql();
+        let none: Vec<String> = Vec::new();
+        let common = vec!["cat1".to_string(), "cat2".to_string()];
+        let rare = vec!["rare".to_string()];
+        let p = plan(&client, &claim, &[&1i64, &"a", &common, &none, &8i64]).await;
+        assert!(
+            p.contains("tasks_waiting"),
+            "few waiting, common categories:\n{p}"
+        );
+        assert!(
+            !p.contains("Seq Scan on tasks"),
+            "few waiting, common categories:\n{p}"
+        );
+        let p = plan(&client, &claim, &[&1i64, &"a", &rare, &none, &8i64]).await;
+        assert!(
+            !p.contains("Seq Scan on tasks"),
+            "few waiting, a rare category:\n{p}"
+        );
+
+        client
+            .batch_execute(&load("waiting", 200_001, 100_000))
+            .await
+            .unwrap();
+        for categories in [&common, &rare] {
+            let p = plan(&client, &claim, &[&1i64, &"a", categories, &none, &8i64]).await;
+            assert!(
+                !p.contains("Seq Scan on tasks"),
+                "a backlog, {categories:?}:\n{p}"
+            );
+        }
+    }
 }
