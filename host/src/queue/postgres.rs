@@ -295,15 +295,21 @@ pub(super) async fn claim_in(
 /// The claim of up to `$5` waiting tasks of this node (`$2`) in the
 /// categories `$3`, none of the users `$4`, at time `$1`; their sealed
 /// params joined in.
+///
+/// The ids are picked into an array first (`= ANY(ARRAY(...))`, not `IN
+/// (...)`): the plan PostgreSQL caches for a prepared statement knows
+/// nothing of `$5`, and for an `IN` it guessed a tenth of the table and
+/// joined it by reading every task (26-40 ms with 200,000 stored, against
+/// 1 ms by id).
 fn claim_sql() -> String {
     format!(
         "WITH claimed AS (
              UPDATE tasks SET state = 'running', started = $1, progress = 0, detail_state = ''
-              WHERE id IN (SELECT id FROM tasks
-                            WHERE state = 'waiting' AND node = $2 AND category = ANY($3)
-                              AND NOT (username = ANY($4))
-                            ORDER BY id LIMIT $5
-                            FOR UPDATE SKIP LOCKED)
+              WHERE id = ANY(ARRAY(SELECT id FROM tasks
+                                    WHERE state = 'waiting' AND node = $2 AND category = ANY($3)
+                                      AND NOT (username = ANY($4))
+                                    ORDER BY id LIMIT $5
+                                    FOR UPDATE SKIP LOCKED))
              RETURNING {COLUMNS})
          SELECT claimed.*, s.sealed FROM claimed
            LEFT JOIN task_secrets s ON s.task_id = claimed.id
@@ -760,5 +766,26 @@ mod tests {
                 "a backlog, {categories:?}:\n{p}"
             );
         }
+        // The plan PostgreSQL may cache for the prepared claim knows no
+        // parameter (not even the LIMIT): it still reads the claimed rows by
+        // id, not every task to join them.
+        client
+            .batch_execute(&format!(
+                "SET plan_cache_mode = force_generic_plan;
+                 PREPARE claim (bigint, text, text[], text[], bigint) AS {claim}"
+            ))
+            .await
+            .unwrap();
+        let p = plan(
+            &client,
+            "EXECUTE claim (1, 'a', ARRAY['cat1', 'cat2'], ARRAY[]::text[], 8)",
+            &[],
+        )
+        .await;
+        assert!(p.contains("node = $2"), "not a generic plan:\n{p}");
+        assert!(
+            !p.contains("Seq Scan on tasks"),
+            "a backlog, generic plan:\n{p}"
+        );
     }
 }
