@@ -181,7 +181,7 @@ fn bench(c: &mut Criterion) {
 /// What wasmtime itself needs for the pooled instance above, on an engine
 /// configured as the host's: the floor under "instantiate noop".
 fn baselines(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
-    use wasmtime::{component, Linker, Module, Store};
+    use wasmtime::{component, Linker, Module};
 
     let engine = stevedore::plugins::engine::new_engine(256 << 20).unwrap();
     let noop = component::Component::from_file(&engine, target().join("test-plugins/noop.wasm"))
@@ -189,14 +189,8 @@ fn baselines(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
     let mut linker = component::Linker::<()>::new(&engine);
     linker.define_unknown_imports_as_traps(&noop).unwrap();
     let pre = linker.instantiate_pre(&noop).unwrap();
-    c.bench_function("baseline: bare wasmtime, instantiate noop", |b| {
-        b.iter(|| {
-            rt.block_on(async {
-                let mut store = Store::new(&engine, ());
-                store.set_epoch_deadline(1);
-                pre.instantiate_async(&mut store).await.unwrap();
-            })
-        })
+    bare(c, rt, &engine, "instantiate noop", async |store| {
+        pre.instantiate_async(store).await.unwrap();
     });
 
     // A component of a plugin that passes strings holds three core modules
@@ -206,12 +200,25 @@ fn baselines(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
     let mut linker = Linker::<()>::new(&engine);
     linker.define_unknown_imports_as_traps(&module).unwrap();
     let pre = linker.instantiate_pre(&module).unwrap();
-    c.bench_function("baseline: bare wasmtime, one core module", |b| {
+    bare(c, rt, &engine, "one core module", async |store| {
+        pre.instantiate_async(store).await.unwrap();
+    });
+}
+
+/// Time `instantiate` in a fresh store with no host state, dropped after.
+fn bare(
+    c: &mut Criterion,
+    rt: &tokio::runtime::Runtime,
+    engine: &wasmtime::Engine,
+    name: &str,
+    instantiate: impl AsyncFn(&mut wasmtime::Store<()>),
+) {
+    c.bench_function(&format!("baseline: bare wasmtime, {name}"), |b| {
         b.iter(|| {
             rt.block_on(async {
-                let mut store = Store::new(&engine, ());
+                let mut store = wasmtime::Store::new(engine, ());
                 store.set_epoch_deadline(1);
-                pre.instantiate_async(&mut store).await.unwrap();
+                instantiate(&mut store).await;
             })
         })
     });
