@@ -198,13 +198,13 @@ async fn run() -> anyhow::Result<()> {
     // after wrk stopped used the two cores (CPU-bound) or waited.
     let drain = last.saturating_duration_since(wrk_end).as_secs_f64();
     let during = wrk_end.duration_since(t0).as_secs_f64();
+    let queued = submitted.saturating_sub(ended_by_then);
     println!(
-        "saturation: while wrk ran {:.0} ends/s using {:.2} cores; after, {} queued tasks \
+        "saturation: while wrk ran {:.0} ends/s using {:.2} cores; after, {queued} queued tasks \
          drained at {:.0}/s using {:.2} cores",
         ended_by_then as f64 / during,
         cpu_by_then.as_secs_f64() / during,
-        submitted.saturating_sub(ended_by_then),
-        submitted.saturating_sub(ended_by_then) as f64 / drain.max(1e-3),
+        queued as f64 / drain.max(1e-3),
         (cpu - cpu_by_then).as_secs_f64() / drain.max(1e-3),
     );
 

@@ -65,7 +65,7 @@ pub const MIGRATIONS: &[&str] = &[
     "#,
     // 3: a page of one category (`list_page`) reads that category's tasks
     // newest first; without it, a rare category's page read every task
-    // (8.7 ms with 100,000 stored, growing with them). PostgreSQL weighs it
+    // (p99 16 ms with 100,000 stored, growing with them). PostgreSQL weighs it
     // against `tasks_waiting` with the table's statistics: the claim stays
     // on the waiting tasks where few wait, and may use it for a rare
     // category in a long backlog, where it is the shorter read.

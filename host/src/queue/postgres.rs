@@ -700,8 +700,9 @@ mod tests {
 
     /// On a loaded, analysed table (100,000 finished tasks, a category of
     /// 100 among them, and waiting tasks): a page of one category reads
-    /// `tasks_category`, and the claim reads no more than the waiting
-    /// tasks, with few of them waiting and with a long backlog.
+    /// `tasks_category`, and the claim never scans the table, with few
+    /// tasks waiting, with a long backlog, and in the generic plan
+    /// PostgreSQL may cache for it.
     #[tokio::test]
     async fn pages_and_claims_read_indexes() {
         let url = crate::pg::testing::fresh_database("plans").await.unwrap();
