@@ -462,3 +462,77 @@ async fn network_joined_by_id_prefix_is_checked() {
         refused.unwrap()
     );
 }
+
+/// The id the LXC image store records for `reference`, if any.
+fn lxc_image_id(server: &Server, reference: &str) -> Option<String> {
+    let key: String = reference
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_') {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    let file = server
+        .data_dir()
+        .join("lxc/images")
+        .join(key)
+        .join("image.json");
+    let record: Value = serde_json::from_slice(&std::fs::read(file).ok()?).ok()?;
+    record["id"].as_str().map(String::from)
+}
+
+#[tokio::test]
+async fn lxc_import_cannot_replace_anothers_image() {
+    let lxc_path = tempfile::Builder::new()
+        .prefix("stevedore-lxc-")
+        .tempdir()
+        .unwrap();
+    let config = format!(
+        "[users.bob]\npassword_hash = \"{}\"\n",
+        hash_password("bob-pw")
+    );
+    let server = Server::start(
+        Options::with_plugins(&["image_download", "container_import"])
+            .config(&config)
+            .env("STEVEDORE_CATALOG", &env("STEVEDORE_TEST_CATALOG"))
+            .env("STEVEDORE_LXC_PATH", &lxc_path.path().display().to_string())
+            .env("STEVEDORE_LXC_BRIDGE", &env("STEVEDORE_TEST_LXC_BRIDGE"))
+            .env("STEVEDORE_LXC_SUBNET", &env("STEVEDORE_TEST_LXC_SUBNET")),
+    )
+    .await;
+    let admin = server.admin().await;
+    let bob = server.client();
+    assert_eq!(bob.login("bob", "bob-pw").await.status, 200);
+    let pull = json!({"type": "lxc", "repository": "qnap", "image": "busybox"});
+    let id = admin.submit_ok("image_download", &pull.to_string()).await;
+    let t = ended(&admin, id).await;
+    assert_eq!(t["state"], "completed", "{t}");
+    let before = lxc_image_id(&server, "busybox:latest").expect("the admin's busybox:latest");
+    rootfs_tar(&bobs_folder(&server).join("evil.tar"), "bob's files");
+    let name = unique("boblxc");
+    let params = json!({"type": "lxc", "name": name, "path": "evil.tar",
+        "image": "busybox", "tag": "latest"});
+    let refused = refusal(&bob, "container_import", &params.to_string()).await;
+    let after = lxc_image_id(&server, "busybox:latest");
+    let _ = Command::new("lxc-destroy")
+        .arg("-P")
+        .arg(lxc_path.path())
+        .args(["-n", &name, "-f"])
+        .output();
+    assert_eq!(
+        after.as_deref(),
+        Some(before.as_str()),
+        "busybox:latest moved"
+    );
+    assert!(
+        refused.is_some(),
+        "bob's LXC import over busybox:latest completed"
+    );
+    stevedore_e2e::report!(
+        "attacks_names: LXC import over another's image name refused ({}); its id unchanged",
+        refused.unwrap()
+    );
+}
