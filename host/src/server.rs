@@ -298,12 +298,12 @@ pub fn guarded(
             (host.trim_end_matches('/').to_string(), name.clone())
         })
         .collect();
-    Arc::new(Guarded::new(
-        runtime,
-        policies,
-        config.share_root.clone(),
-        registry_names,
-    ))
+    Arc::new(
+        Guarded::new(runtime, policies, config.share_root.clone(), registry_names)
+            .with_image_owners(crate::runtime::image_owners::ImageOwners::open(
+                &config.data_dir,
+            )),
+    )
 }
 
 /// Start the queue over explicit parts.

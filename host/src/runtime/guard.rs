@@ -11,7 +11,12 @@
 //! - every call naming a container: the user's own, unless the policy
 //!   reaches all containers; `list` shows only those.
 //! - every `path` (saves, exports, imports): inside the user's share folder.
-//! - pulls and pushes: allowed registries only.
+//! - pulls and pushes: allowed registries only, the registry read from the
+//!   final reference as the engine reads it ([`images`]).
+//! - image names: a non-admin gives new content (import, load, tag) only to
+//!   a name that is new or that the host recorded as theirs, and uses no
+//!   image another user made or pulled with credentials
+//!   ([`crate::runtime::image_owners`]).
 //! - applications: `create-with` gets the `create` checks, and its host
 //!   folders must be in the user's share folder; networks and volumes are
 //!   labelled with their owner and only the owner may join, mount or remove
@@ -25,6 +30,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use super::image_owners::ImageOwners;
 use super::storage::ShareRoot;
 use super::{
     CallContext, ContainerEntry, ContainerExtra, ContainerSpec, ContainerSummary, Credential,
@@ -33,6 +39,8 @@ use super::{
 };
 use crate::policy::{ContainerScope, Policies, Policy, Refused, APP_OWNER_FILE, OWNER_LABEL};
 
+mod images;
+
 /// A runtime that checks the caller's policy, then forwards.
 pub struct Guarded {
     inner: Arc<dyn Runtime>,
@@ -40,6 +48,8 @@ pub struct Guarded {
     share_root: PathBuf,
     /// Registry host (as image references spell it) → configured name.
     registry_names: BTreeMap<String, String>,
+    /// Who set which image name.
+    owners: Arc<ImageOwners>,
 }
 
 /// The owner label among `(key, value)` labels (summaries, networks, volumes).
@@ -69,7 +79,15 @@ impl Guarded {
             policies,
             share_root,
             registry_names,
+            owners: Arc::new(ImageOwners::in_memory()),
         }
+    }
+
+    /// Keep the records of who set which image name in `owners` (the
+    /// server's: [`ImageOwners::open`] in the data folder).
+    pub fn with_image_owners(mut self, owners: ImageOwners) -> Guarded {
+        self.owners = Arc::new(owners);
+        self
     }
 
     fn policy(&self, cx: &CallContext) -> std::borrow::Cow<'_, Policy> {
@@ -117,23 +135,6 @@ impl Guarded {
         }
     }
 
-    fn check_push_registry(&self, policy: &Policy, registry: &str) -> RtResult<()> {
-        if registry.is_empty() {
-            return policy.allows_registry("dockerhub").map_err(denied);
-        }
-        let host = registry
-            .split("://")
-            .nth(1)
-            .unwrap_or(registry)
-            .trim_end_matches('/');
-        let name = self
-            .registry_names
-            .get(host)
-            .map(String::as_str)
-            .unwrap_or(host);
-        policy.allows_registry(name).map_err(denied)
-    }
-
     fn all_containers(policy: &Policy) -> bool {
         policy.containers == ContainerScope::All
     }
@@ -161,12 +162,33 @@ impl Guarded {
         if Self::all_containers(policy) {
             return Ok(());
         }
+        // `container:<name or id prefix>` shares that container's network.
+        if let Some(container) = name.strip_prefix("container:") {
+            return self
+                .check_owner(cx, policy, RuntimeKind::Docker, container)
+                .await;
+        }
         let all = self
             .inner
             .network_list(cx, String::new(), String::new())
             .await?;
-        let found = all.iter().find(|n| n.name == name || n.id == name);
-        Self::check_labelled(policy, "network", name, found.map(|n| n.labels.as_slice()))
+        // What the engine joins: the network with this id, else this name,
+        // else those whose id starts with it.
+        let exact: Vec<&NetworkInfo> = all
+            .iter()
+            .filter(|n| n.id == name)
+            .chain(all.iter().filter(|n| n.name == name).take(1))
+            .take(1)
+            .collect();
+        let found = if exact.is_empty() {
+            all.iter().filter(|n| n.id.starts_with(name)).collect()
+        } else {
+            exact
+        };
+        for n in found {
+            Self::check_labelled(policy, "network", name, Some(n.labels.as_slice()))?;
+        }
+        Ok(())
     }
 
     async fn check_volume(&self, cx: &CallContext, policy: &Policy, name: &str) -> RtResult<()> {
@@ -254,10 +276,21 @@ impl Runtime for Guarded {
 
     async fn image_pull(&self, cx: &CallContext, req: PullRequest) -> RtResult<ImageInfo> {
         let policy = self.policy(cx);
-        policy
-            .allows_registry(&self.registry_name(&req.source))
-            .map_err(denied)?;
-        self.inner.image_pull(cx, req).await
+        let Some(target) = self.check_pull(&policy, &req)? else {
+            return self.inner.image_pull(cx, req).await;
+        };
+        let with_credentials = req.credential.is_some()
+            || self
+                .inner
+                .credential_lookup(cx, target.credential_host.clone())
+                .await
+                .is_some();
+        let info = self.inner.image_pull(cx, req).await?;
+        for name in &target.names {
+            self.owners
+                .pulled(name, &info.id, &cx.user, with_credentials);
+        }
+        Ok(info)
     }
 
     async fn image_inspect(
@@ -280,6 +313,9 @@ impl Runtime for Guarded {
         reference: String,
         force: bool,
     ) -> RtResult<Vec<String>> {
+        if !Self::all_containers(&self.policy(cx)) {
+            self.check_use(cx, kind, &reference).await?;
+        }
         self.inner.image_remove(cx, kind, reference, force).await
     }
 
@@ -290,7 +326,24 @@ impl Runtime for Guarded {
         repository: String,
         tag: String,
     ) -> RtResult<()> {
-        self.inner.image_tag(cx, source, repository, tag).await
+        let policy = self.policy(cx);
+        if !Self::all_containers(&policy) {
+            self.check_use(cx, RuntimeKind::Docker, &source).await?;
+        }
+        let target = self
+            .check_replace(
+                cx,
+                &policy,
+                RuntimeKind::Docker,
+                "newImage",
+                &format!("{repository}:{tag}"),
+            )
+            .await?;
+        self.inner.image_tag(cx, source, repository, tag).await?;
+        if !Self::all_containers(&policy) {
+            self.record_made(cx, &target).await;
+        }
+        Ok(())
     }
 
     async fn image_push(
@@ -301,7 +354,12 @@ impl Runtime for Guarded {
         registry: String,
         credential: Option<Credential>,
     ) -> RtResult<()> {
-        self.check_push_registry(&self.policy(cx), &registry)?;
+        let policy = self.policy(cx);
+        self.check_push(&policy, &repository, &tag, &registry)?;
+        if !Self::all_containers(&policy) {
+            self.check_use(cx, RuntimeKind::Docker, &format!("{repository}:{tag}"))
+                .await?;
+        }
         self.inner
             .image_push(cx, repository, tag, registry, credential)
             .await
@@ -315,7 +373,13 @@ impl Runtime for Guarded {
         gzip: bool,
         overwrite: bool,
     ) -> RtResult<u64> {
-        let path = self.scoped(&self.policy(cx), &path)?;
+        let policy = self.policy(cx);
+        let path = self.scoped(&policy, &path)?;
+        if !Self::all_containers(&policy) {
+            for r in &references {
+                self.check_use(cx, RuntimeKind::Docker, r).await?;
+            }
+        }
         self.inner
             .image_save(cx, references, path, gzip, overwrite)
             .await
@@ -324,6 +388,7 @@ impl Runtime for Guarded {
     async fn container_create(&self, cx: &CallContext, spec: ContainerSpec) -> RtResult<String> {
         let policy = self.policy(cx);
         let spec = self.admit(cx, &policy, spec).await?;
+        self.check_use(cx, spec.runtime, &spec.image).await?;
         self.inner.container_create(cx, spec).await
     }
 
@@ -460,10 +525,24 @@ impl Runtime for Guarded {
         repository: String,
         tag: String,
     ) -> RtResult<String> {
-        let path = self.scoped(&self.policy(cx), &path)?;
-        self.inner
+        let policy = self.policy(cx);
+        let path = self.scoped(&policy, &path)?;
+        let reference = match kind {
+            RuntimeKind::Docker => format!("{repository}:{tag}"),
+            RuntimeKind::Lxc => super::lxc::images::reference(&repository, &tag),
+        };
+        let target = self
+            .check_replace(cx, &policy, kind, "image", &reference)
+            .await?;
+        let id = self
+            .inner
             .image_import(cx, kind, path, repository, tag)
-            .await
+            .await?;
+        // An admin's names stay public: only a non-admin's are recorded.
+        if !Self::all_containers(&policy) {
+            self.owners.set_local(&target, &id, &cx.user);
+        }
+        Ok(id)
     }
 
     async fn container_create_with(
@@ -474,6 +553,7 @@ impl Runtime for Guarded {
     ) -> RtResult<String> {
         let policy = self.policy(cx);
         let spec = self.admit(cx, &policy, spec).await?;
+        self.check_use(cx, spec.runtime, &spec.image).await?;
         for net in &extra.networks {
             self.check_network(cx, &policy, &net.network).await?;
         }
@@ -652,6 +732,11 @@ impl Runtime for Guarded {
     }
 
     async fn credential_lookup(&self, cx: &CallContext, registry: String) -> Option<Credential> {
+        // Credentials reach a plugin only for a registry the user may use.
+        let name = self.domain_name(&super::reference::registry_domain(&registry));
+        if self.policy(cx).allows_registry(&name).is_err() {
+            return None;
+        }
         self.inner.credential_lookup(cx, registry).await
     }
 
@@ -832,21 +917,66 @@ mod tests {
     async fn registries_by_name_or_address() {
         let dir = tempfile::tempdir().unwrap();
         let (g, _) = guarded(dir.path());
-        let push = |user: &str, registry: &str| {
+        let push = |user: &str, repository: &str, registry: &str| {
             let g = &g;
             let cx = cx(user);
-            let registry = registry.to_string();
+            let (repository, registry) = (repository.to_string(), registry.to_string());
             async move {
-                g.image_push(&cx, "r".into(), "t".into(), registry, None)
+                g.image_push(&cx, repository, "t".into(), registry, None)
                     .await
             }
         };
-        assert!(push("bob", "127.0.0.1:5000").await.is_ok());
-        assert!(push("bob", "http://127.0.0.1:5000/").await.is_ok());
+        assert!(push("bob", "127.0.0.1:5000/r", "127.0.0.1:5000")
+            .await
+            .is_ok());
+        assert!(push("bob", "127.0.0.1:5000/r", "http://127.0.0.1:5000/")
+            .await
+            .is_ok());
         assert_eq!(
-            push("bob", "").await.unwrap_err(),
+            push("bob", "r", "").await.unwrap_err(),
             Error::Denied("registry dockerhub is not allowed for user bob".into())
         );
-        assert!(push("admin", "").await.is_ok());
+        assert!(push("admin", "r", "").await.is_ok());
+        // The registry contacted is the repository's, whatever `registry` says.
+        assert_eq!(
+            push("bob", "127.0.0.1:5900/r", "").await.unwrap_err(),
+            Error::Denied(
+                "127.0.0.1:5900/r would be pushed to the registry 127.0.0.1:5900, not to `Docker Hub`"
+                    .into()
+            )
+        );
+        assert!(matches!(
+            push("admin", "127.0.0.1:5900/r", "127.0.0.1:5000").await,
+            Err(Error::Denied(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn pulls_are_checked_against_the_registry_in_the_image_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let (g, sim) = guarded(dir.path());
+        let pull = |image: &str| PullRequest {
+            runtime: RuntimeKind::Docker,
+            image: image.into(),
+            tag: "latest".into(),
+            source: Source::Dockerhub,
+            credential: None,
+        };
+        // bob may use `local` (127.0.0.1:5000) only.
+        assert!(g
+            .image_pull(&cx("bob"), pull("127.0.0.1:5000/library/busybox"))
+            .await
+            .is_ok());
+        assert_eq!(
+            g.image_pull(&cx("bob"), pull("127.0.0.1:5900/library/busybox"))
+                .await
+                .unwrap_err(),
+            Error::Denied("registry 127.0.0.1:5900 is not allowed for user bob".into())
+        );
+        assert!(matches!(
+            g.image_pull(&cx("bob"), pull("busybox")).await,
+            Err(Error::Denied(_))
+        ));
+        assert_eq!(calls(&sim, "images.pull").len(), 1);
     }
 }

@@ -14,6 +14,7 @@ pub mod compose;
 pub mod credentials;
 pub mod files;
 pub mod listing;
+pub mod load;
 pub mod progress;
 pub mod raw;
 pub mod shared_pull;
@@ -41,6 +42,7 @@ use self::files::Output;
 use self::raw::{query, RawClient};
 use self::shared_pull::{PullKey, SharedPulls};
 use super::archives;
+use super::reference;
 use super::storage::ShareRoot;
 use super::{
     CallContext, ContainerEntry, ContainerExtra, ContainerSpec, ContainerSummary, Credential,
@@ -424,21 +426,28 @@ impl Runtime for DockerRuntime {
 
     async fn image_pull(&self, cx: &CallContext, req: PullRequest) -> RtResult<ImageInfo> {
         let registry = self.resolve_source(&req.source)?;
-        let from = match (&req.source, registry.is_empty()) {
-            (_, true) => req.image.clone(),
-            // A Docker Hub mirror keeps official images under `library/`.
-            (Source::Dockerhub, false) if !req.image.contains('/') => {
-                format!("{registry}/library/{}", req.image)
-            }
-            (_, false) => format!("{registry}/{}", req.image),
-        };
+        // A Docker Hub mirror keeps official images under `library/`.
+        let from = reference::pull_source(
+            matches!(req.source, Source::Dockerhub),
+            &registry,
+            &req.image,
+        );
         let tag = if req.tag.is_empty() {
             "latest".to_string()
         } else {
             req.tag.clone()
         };
-        let credential = self.credential_for(cx, &registry, req.credential).await;
-        let header = auth::registry_auth(credential.as_ref(), &registry);
+        // Credentials go to the registry the engine contacts: the domain of
+        // the reference it pulls, whatever the source said.
+        let contacted = reference::Reference::parse(&format!("{from}:{tag}"))
+            .map_err(|e| Error::InvalidParams(format!("image: {e}")))?;
+        let host = if contacted.domain == reference::DOCKER_HUB {
+            String::new()
+        } else {
+            contacted.domain
+        };
+        let credential = self.credential_for(cx, &host, req.credential).await;
+        let header = auth::registry_auth(credential.as_ref(), &host);
         let what = format!("{from}:{tag}");
         cx.reporter.progress(0, &format!("pulling {what}"));
         let path = format!(
@@ -813,7 +822,7 @@ impl Runtime for DockerRuntime {
                         Method::POST,
                         "/images/load?quiet=1",
                         &[("Content-Type", "application/x-tar")],
-                        Self::file_body(file, 0, self.settings.max_expanded_bytes)?,
+                        load::unnamed_body(file, self.settings.max_expanded_bytes)?,
                     )
                     .await?;
                 let messages = response.json_lines::<serde_json::Value>();
