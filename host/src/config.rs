@@ -12,7 +12,11 @@
 //!
 //! [http]
 //! max_body_bytes = 1048576
-//! session_ttl_secs = 86400
+//! session_ttl_secs = 86400   # a session unused this long ends
+//! session_max_secs = 604800  # a session ends this long after its login, however used
+//! header_read_timeout_secs = 10  # a request's headers must arrive within this
+//! body_read_timeout_secs = 30    # a request's body must arrive whole within this
+//! streams_per_user = 16      # event streams a user may hold open at once
 //! secure_cookies = false     # true behind HTTPS: the session cookie gets `Secure`
 //!
 //! [users.alice]
@@ -94,6 +98,12 @@ pub const DEFAULT_DATA_DIR: &str = ".stevedore";
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 /// Default session lifetime (24 h).
 pub const DEFAULT_SESSION_TTL_SECS: u64 = 24 * 3600;
+/// Default absolute session lifetime (7 days), however often it is used.
+pub const DEFAULT_SESSION_MAX_SECS: u64 = 7 * 24 * 3600;
+/// Default time a client has to send a request's headers.
+pub const DEFAULT_HEADER_READ_TIMEOUT_SECS: u64 = 10;
+/// Default time a client has to send a request's body whole.
+pub const DEFAULT_BODY_READ_TIMEOUT_SECS: u64 = 30;
 /// Default guest CPU time per plugin call.
 pub const DEFAULT_CPU_BUDGET_MS: u64 = 10_000;
 /// Default linear-memory cap per plugin instance.
@@ -331,6 +341,33 @@ pub struct HttpSection {
     /// Mark the session cookie `Secure` (serve behind HTTPS).
     #[serde(default)]
     pub secure_cookies: bool,
+    /// How long a session lasts after its login, however often it is used, in seconds.
+    #[serde(default = "default_session_max")]
+    pub session_max_secs: u64,
+    /// How long a client may take to send a request's headers, in seconds
+    /// (then the connection is closed).
+    #[serde(default = "default_header_read_timeout")]
+    pub header_read_timeout_secs: u64,
+    /// How long a client may take to send a request's body whole, in
+    /// seconds (then 408, and the connection is closed).
+    #[serde(default = "default_body_read_timeout")]
+    pub body_read_timeout_secs: u64,
+    /// Event streams (`GET background/events`) a user may hold open at once.
+    #[serde(default = "default_streams_per_user")]
+    pub streams_per_user: usize,
+}
+
+fn default_session_max() -> u64 {
+    DEFAULT_SESSION_MAX_SECS
+}
+fn default_header_read_timeout() -> u64 {
+    DEFAULT_HEADER_READ_TIMEOUT_SECS
+}
+fn default_body_read_timeout() -> u64 {
+    DEFAULT_BODY_READ_TIMEOUT_SECS
+}
+fn default_streams_per_user() -> usize {
+    crate::api::streams::DEFAULT_STREAMS_PER_USER
 }
 
 fn default_max_body() -> usize {
@@ -346,6 +383,10 @@ impl Default for HttpSection {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             session_ttl_secs: DEFAULT_SESSION_TTL_SECS,
             secure_cookies: false,
+            session_max_secs: DEFAULT_SESSION_MAX_SECS,
+            header_read_timeout_secs: DEFAULT_HEADER_READ_TIMEOUT_SECS,
+            body_read_timeout_secs: DEFAULT_BODY_READ_TIMEOUT_SECS,
+            streams_per_user: crate::api::streams::DEFAULT_STREAMS_PER_USER,
         }
     }
 }
@@ -554,14 +595,23 @@ impl Config {
         if self.archives.max_expanded_bytes == 0 {
             anyhow::bail!("archives.max_expanded_bytes: must be at least 1");
         }
-        if self.http.session_ttl_secs == 0 {
-            anyhow::bail!("http.session_ttl_secs: must be at least 1");
+        for (key, value) in [
+            ("session_ttl_secs", self.http.session_ttl_secs),
+            ("session_max_secs", self.http.session_max_secs),
+            (
+                "header_read_timeout_secs",
+                self.http.header_read_timeout_secs,
+            ),
+            ("body_read_timeout_secs", self.http.body_read_timeout_secs),
+            ("streams_per_user", self.http.streams_per_user as u64),
+        ] {
+            if value == 0 {
+                anyhow::bail!("http.{key}: must be at least 1");
+            }
         }
         for (name, user) in &self.users {
-            if !valid_user_name(name) {
-                anyhow::bail!(
-                    "users.{name}: a user name is 1 to 64 letters, digits, `_`, `.` or `-`"
-                );
+            if let Err(why) = check_user_name(name) {
+                anyhow::bail!("users.{name:?}: {why}");
             }
             if argon2::password_hash::PasswordHash::new(&user.password_hash).is_err() {
                 anyhow::bail!(
@@ -720,13 +770,28 @@ pub fn default_plugins_dir(exe: Option<&Path>, data_dir: &Path) -> PathBuf {
     data_dir.join("plugins")
 }
 
-/// A user name: 1 to 64 of `[A-Za-z0-9_.-]`.
+/// A user name: 1 to 64 of `[A-Za-z0-9_.-]`, and not `.` or `..` (a user
+/// name is a folder name under the share root and the data folder).
 pub fn valid_user_name(name: &str) -> bool {
-    !name.is_empty()
+    check_user_name(name).is_ok()
+}
+
+/// [`valid_user_name`], with the sentence that says why not.
+pub fn check_user_name(name: &str) -> Result<(), String> {
+    let chars_ok = !name.is_empty()
         && name.len() <= 64
         && name
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    if !chars_ok {
+        return Err("a user name is 1 to 64 letters, digits, `_`, `.` or `-`".to_string());
+    }
+    if name == "." || name == ".." {
+        return Err(format!(
+            "`{name}` is not a user name: it names a folder's own or parent folder"
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -959,6 +1024,22 @@ create = ["task", "images", "containers"]
             "plugins.grants.create",
         );
         check("[queue]\nworkers = \"many\"", "workers");
+        for key in [
+            "session_max_secs",
+            "header_read_timeout_secs",
+            "body_read_timeout_secs",
+            "streams_per_user",
+        ] {
+            check(&format!("[http]\n{key} = 0"), &format!("http.{key}"));
+        }
+        for name in [".", ".."] {
+            let text = format!("[users.\"{name}\"]\npassword_hash = \"{HASH}\"");
+            check(&text, "is not a user name");
+        }
+        check(
+            &format!("[users.\"a/b\"]\npassword_hash = \"{HASH}\""),
+            "a user name is",
+        );
         let e =
             Config::resolve(Config::default(), env_of(&[("STEVEDORE_WORKERS", "x")])).unwrap_err();
         assert!(e.to_string().contains("STEVEDORE_WORKERS"));

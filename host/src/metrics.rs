@@ -57,6 +57,7 @@ struct Registry {
     plugin_call_seconds: ByLabel<ByLabel<f64>>,
     http_responses: BTreeMap<u16, u64>,
     login_failures: u64,
+    password_checks: u64,
 }
 
 /// The value of `label` in `map`, created at its default the first time.
@@ -119,6 +120,11 @@ pub fn http_response(status: u16) {
 /// A login was refused.
 pub fn login_failed() {
     with(|r| r.login_failures += 1);
+}
+
+/// A password was checked (argon2 ran), whatever the outcome.
+pub fn password_checked() {
+    with(|r| r.password_checks += 1);
 }
 
 /// The entries of a map of maps by both labels, in label order.
@@ -277,6 +283,12 @@ pub fn render(stored: &Stored) -> String {
         let _ = writeln!(o, "# HELP stevedore_login_failures_total Refused logins.");
         let _ = writeln!(o, "# TYPE stevedore_login_failures_total counter");
         let _ = writeln!(o, "stevedore_login_failures_total {}", r.login_failures);
+        let _ = writeln!(
+            o,
+            "# HELP stevedore_password_checks_total Passwords checked (argon2 runs)."
+        );
+        let _ = writeln!(o, "# TYPE stevedore_password_checks_total counter");
+        let _ = writeln!(o, "stevedore_password_checks_total {}", r.password_checks);
     });
     o
 }

@@ -325,6 +325,9 @@ pub async fn start_with(
         policies,
         auth,
         max_body_bytes: config.http.max_body_bytes,
+        body_timeout: Duration::from_secs(config.http.body_read_timeout_secs),
+        streams: api::streams::Streams::new(config.http.streams_per_user),
+        submitting: api::waiting::Submitting::default(),
         secure_cookies: config.http.secure_cookies,
         shutdown: CancellationToken::new(),
     });
@@ -367,15 +370,89 @@ pub async fn serve(
             stop.cancel();
         }
     };
-    let result = axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(graceful)
-    .await;
+    tokio::spawn(graceful);
+    let header_timeout = Duration::from_secs(config.http.header_read_timeout_secs);
+    serve_http(listener, router, header_timeout, stop).await;
     started.queue.shutdown().await;
     tracing::info!("stopped");
-    result.context("serving HTTP")
+    Ok(())
+}
+
+/// Serve `router` on every connection `listener` accepts until `stop` is
+/// cancelled, then let each connection end the request it is answering
+/// and wait for them all.
+///
+/// A client must send a request's headers within `header_timeout` or its
+/// connection is closed (the body has its own limit: `api::envelope`), so
+/// connections that never finish a request do not pile up. Each request
+/// carries the client's address (`ConnectInfo`), for the login limiter.
+async fn serve_http(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    header_timeout: Duration,
+    stop: CancellationToken,
+) {
+    use axum::extract::connect_info::ConnectInfo;
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto::Builder;
+    use hyper_util::service::TowerToHyperService;
+
+    // HTTP/1 only, served as such from the first byte: telling HTTP/1
+    // from HTTP/2 first (and upgrades) would wait for the client's first
+    // bytes without any time limit.
+    let mut builder = Builder::new(TokioExecutor::new()).http1_only();
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    let builder = Arc::new(builder);
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            _ = stop.cancelled() => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, remote) = match accepted {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of descriptors, most likely: back off a moment
+                // instead of spinning on the error.
+                tracing::warn!("accepting a connection: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let service = tower::ServiceExt::map_request(
+            router.clone(),
+            move |mut request: axum::http::Request<hyper::body::Incoming>| {
+                request
+                    .extensions_mut()
+                    .insert(ConnectInfo::<SocketAddr>(remote));
+                request
+            },
+        );
+        let builder = builder.clone();
+        let stop = stop.clone();
+        connections.spawn(async move {
+            let conn =
+                builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+            tokio::pin!(conn);
+            tokio::select! {
+                result = conn.as_mut() => {
+                    if let Err(e) = result {
+                        tracing::debug!(%remote, "connection ended: {e}");
+                    }
+                    return;
+                }
+                _ = stop.cancelled() => {}
+            }
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        });
+    }
+    while connections.join_next().await.is_some() {}
 }
 
 /// Keep the resident set small on a long-running server: large transient

@@ -51,7 +51,7 @@ async fn login_bad_password_missing_cookie_refresh_logout() {
     assert!(ok.body["logintime"].is_string(), "{:?}", ok.body);
     let cookie = ok.set_cookie.unwrap();
     assert!(cookie.contains("HttpOnly"), "{cookie}");
-    assert!(cookie.contains("SameSite=Lax"), "{cookie}");
+    assert!(cookie.contains("SameSite=Strict"), "{cookie}");
     let id = cookie.split(';').next().unwrap().split('=').nth(1).unwrap();
     assert_eq!(id.len(), 64, "256-bit session id in hex: {cookie}");
 

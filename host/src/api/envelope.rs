@@ -1,11 +1,12 @@
-//! What happens around every request, in one layer: read the body whole
-//! before the handler ([`super::body_read`]), count the answer, log the
+//! What happens around every request, in one layer: refuse cross-site
+//! state changes ([`super::origin`]), read the body whole before the
+//! handler ([`super::body_read`]) within a time limit, count the answer, log the
 //! request (never its body), and turn any error answer that is not already
 //! JSON into the JSON error shape. An [`Around`] rather than
 //! `middleware::from_fn` (see [`super::around`]).
 
 use std::convert::Infallible;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::Request;
@@ -14,13 +15,15 @@ use axum::response::{IntoResponse, Response};
 use tower::Service;
 
 use super::around::Around;
-use super::{body_read, error, AppError};
+use super::{body_read, error, origin, AppError};
 
 /// What happens around every request; `limit` is the largest body read.
 #[derive(Clone, Copy)]
 pub(super) struct Envelope {
     /// Largest accepted request body, in bytes.
     pub limit: usize,
+    /// How long a request body may take to arrive whole.
+    pub body_timeout: Duration,
 }
 
 impl Around for Envelope {
@@ -29,11 +32,37 @@ impl Around for Envelope {
         S: Service<Request, Response = Response, Error = Infallible> + Send + 'static,
         S::Future: Send,
     {
-        envelope(self.limit, request, inner).await
+        envelope(self, request, inner).await
     }
 }
 
-async fn envelope<S>(limit: usize, req: Request, mut inner: S) -> Response
+/// The body of `req`, read whole within the envelope's limits; the error
+/// answer otherwise (the body left unread).
+async fn read_body(
+    envelope: Envelope,
+    parts: &axum::http::request::Parts,
+    body: axum::body::Body,
+) -> Result<axum::body::Body, AppError> {
+    origin::check(&parts.method, &parts.headers)?;
+    match tokio::time::timeout(
+        envelope.body_timeout,
+        body_read::whole(body, envelope.limit),
+    )
+    .await
+    {
+        Ok(read) => read,
+        Err(_) => Err(AppError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            format!(
+                "the request body did not arrive within {} s",
+                envelope.body_timeout.as_secs()
+            ),
+        )),
+    }
+}
+
+async fn envelope<S>(envelope: Envelope, req: Request, mut inner: S) -> Response
 where
     S: Service<Request, Response = Response, Error = Infallible>,
 {
@@ -43,7 +72,7 @@ where
         .then(|| (req.method().clone(), req.uri().path().to_string()));
     let started = Instant::now();
     let (parts, body) = req.into_parts();
-    let (mut resp, unread) = match body_read::whole(body, limit).await {
+    let (mut resp, unread) = match read_body(envelope, &parts, body).await {
         Ok(body) => {
             let Ok(resp) = inner.call(Request::from_parts(parts, body)).await;
             (resp, false)

@@ -157,6 +157,12 @@ impl From<LoginError> for AppError {
                 err.retry_after = Some(wait.as_secs().max(1));
                 err
             }
+            LoginError::Busy => {
+                let mut err =
+                    AppError::new(StatusCode::TOO_MANY_REQUESTS, "login_busy", e.to_string());
+                err.retry_after = Some(1);
+                err
+            }
             LoginError::Store(e) => AppError::internal(format!("session store: {e:#}")),
         }
     }

@@ -8,7 +8,7 @@
 //!
 //! | method and path (after a prefix) | answer |
 //! |---|---|
-//! | `POST login` (form fields `username`, `password`; a JSON object also works) | `{"username","isAdmin","anonymous":false,"logintime"}` + cookie `stevedore_sid` (HttpOnly, SameSite=Lax) |
+//! | `POST login` (form fields `username`, `password`; a JSON object also works) | `{"username","isAdmin","anonymous":false,"logintime"}` + cookie `stevedore_sid` (HttpOnly, SameSite=Strict) |
 //! | `GET login_refresh` | the same object; the session's expiry moves forward |
 //! | `PUT logout` | `{"logout":true,"username":...}`; the cookie is cleared (idempotent) |
 //! | `GET me` | the caller and their effective policy: `{"username","isAdmin","policy":{...}}` |
@@ -27,7 +27,13 @@
 //! may call it (`login`, `logout` and `/metrics` are public, and why), and
 //! every other one answers 401 without a session before its handler runs.
 //!
-//! Error `reason`s: `invalid_json`, `wrong_type` (body not an object/array),
+//! A `POST`, `PUT`, `DELETE` or `PATCH` sent by a page of another origin
+//! (its `Origin`, or `Sec-Fetch-Site: cross-site|same-site`) is refused
+//! with 403 `cross_site` before anything else (see [`origin`]).
+//!
+//! Error `reason`s: `cross_site` (403), `login_busy` (429: every password
+//! check is in use), `too_many_waiting` and `too_many_streams` (429: a
+//! per-user cap), `body_timeout` (408), `invalid_json`, `wrong_type` (body not an object/array),
 //! `invalid_params` (the plugin's `validate`; the message names the field),
 //! `missing_field`/`invalid_form` (login), `bad_credentials`, `not_logged_in`,
 //! `too_many_attempts` (429 with `Retry-After`), `not_yours` (403),
@@ -45,9 +51,12 @@ pub mod containers;
 mod envelope;
 pub mod error;
 pub mod openapi;
+mod origin;
 pub mod routes;
 pub mod session;
+pub mod streams;
 pub mod tasks;
+pub mod waiting;
 
 use std::sync::Arc;
 
@@ -107,6 +116,13 @@ pub struct Services {
     pub auth: Arc<Auth>,
     /// Largest accepted request body, in bytes.
     pub max_body_bytes: usize,
+    /// How long a request body may take to arrive whole (then 408, and
+    /// the connection closes).
+    pub body_timeout: std::time::Duration,
+    /// The event streams open per user, and their cap.
+    pub streams: streams::Streams,
+    /// Submits under way per user, for the cap of waiting tasks.
+    pub submitting: waiting::Submitting,
     /// Mark the session cookie `Secure`.
     pub secure_cookies: bool,
     /// Cancelled when the server shuts down (ends the SSE streams).
@@ -121,7 +137,11 @@ pub struct Services {
 /// request would then clone each route's stack of boxed services (about
 /// twenty allocations a request).
 pub fn app(state: AppState) -> Router {
-    let limit = state.max_body_bytes;
+    let envelope = envelope::Envelope {
+        limit: state.max_body_bytes,
+        body_timeout: state.body_timeout,
+    };
+    let limit = envelope.limit;
     let routed = routes::router(&state)
         .fallback(unknown_path)
         .method_not_allowed_fallback(wrong_method)
@@ -130,7 +150,7 @@ pub fn app(state: AppState) -> Router {
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             panic_response,
         ))
-        .layer(around::AroundLayer(envelope::Envelope { limit }))
+        .layer(around::AroundLayer(envelope))
         .layer(DefaultBodyLimit::max(limit))
         .service(routed);
     Router::new().fallback_service(around)

@@ -94,7 +94,7 @@ impl LoginInfo {
 fn set_cookie(value: &str, max_age: i64, secure: bool) -> HeaderValue {
     let secure = if secure { "; Secure" } else { "" };
     HeaderValue::from_str(&format!(
-        "{COOKIE_NAME}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}"
+        "{COOKIE_NAME}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"
     ))
     .unwrap_or_else(|_| HeaderValue::from_static("invalid=1"))
 }
@@ -136,7 +136,7 @@ fn login_fields(body: &[u8]) -> Result<(String, String), AppError> {
 /// `POST login`.
 #[utoipa::path(post, path = "/login", tag = "session",
     summary = "Log in",
-    description = "Form fields `username` and `password` (Container Station 1.x), or the same as a JSON object (2.x; `curl -d` sends it with the form content type). Sets the session cookie `stevedore_sid` (HttpOnly).",
+    description = "Form fields `username` and `password` (Container Station 1.x), or the same as a JSON object (2.x; `curl -d` sends it with the form content type). Sets the session cookie `stevedore_sid` (HttpOnly, SameSite=Strict).",
     request_body(content(
         (super::openapi::LoginRequest = "application/x-www-form-urlencoded"),
         (super::openapi::LoginRequest = "application/json"),
@@ -146,7 +146,7 @@ fn login_fields(body: &[u8]) -> Result<(String, String), AppError> {
         (status = 200, description = "Logged in; the session cookie is set", body = LoginInfo),
         (status = 400, description = "A field is missing or not a string", body = super::error::ErrorBody),
         (status = 401, description = "Wrong user name or password", body = super::error::ErrorBody),
-        (status = 429, description = "Too many failed attempts; see `Retry-After`", body = super::error::ErrorBody),
+        (status = 429, description = "Too many failed attempts (`too_many_attempts`), or every password check is busy (`login_busy`); see `Retry-After`", body = super::error::ErrorBody),
     ))]
 pub async fn login(
     State(state): State<AppState>,
@@ -163,7 +163,7 @@ pub async fn login(
         header::SET_COOKIE,
         set_cookie(
             &identity.session_id,
-            state.auth.ttl_secs(),
+            state.auth.cookie_max_age(&identity),
             state.secure_cookies,
         ),
     );
@@ -191,7 +191,7 @@ pub async fn login_refresh(
         header::SET_COOKIE,
         set_cookie(
             &user.0.session_id,
-            state.auth.ttl_secs(),
+            state.auth.cookie_max_age(&user.0),
             state.secure_cookies,
         ),
     );
@@ -230,6 +230,7 @@ pub async fn logout(
     if let Some(id) = session_cookie(&headers) {
         username = state.auth.identify(&id).await.map(|i| i.username);
         state.auth.logout(&id).await.map_err(AppError::internal)?;
+        state.streams.end_session(&id);
     }
     if let Some(u) = &username {
         tracing::info!(user = %u, "logout");

@@ -181,6 +181,7 @@ fn check_category(category: &str) -> Result<(), AppError> {
         (status = 403, description = "The caller's policy refuses it", body = super::error::ErrorBody),
         (status = 404, description = "Unknown category", body = super::error::ErrorBody),
         (status = 413, description = "Body too large", body = super::error::ErrorBody),
+        (status = 429, description = "The user has the most tasks waiting that their policy allows (`too_many_waiting`, `limits.waiting_tasks`); nothing was stored", body = super::error::ErrorBody),
         (status = 503, description = "The plugin failed while validating", body = super::error::ErrorBody),
     ))]
 pub async fn submit(
@@ -196,6 +197,17 @@ pub async fn submit(
     let body = body.map_err(body_error)?;
     let params = parse_params(&body)?;
     admit(&state, &user, &category, &params)?;
+    let cap = state.policies.of(&user.0.username).waiting_tasks;
+    // Counted as under way until the task is stored (or refused).
+    let _admitted = match cap {
+        Some(cap) => Some(
+            state
+                .submitting
+                .admit(&state.queue, &user.0.username, cap)
+                .await?,
+        ),
+        None => None,
+    };
     let node = query.node.as_deref().filter(|n| !n.is_empty());
     let task = state
         .queue
@@ -441,14 +453,16 @@ pub fn selector_of(segment: &str) -> Result<DeleteSelector, AppError> {
 
 /// `GET background/events`: Server-Sent Events, one `task` event (the task
 /// object as JSON, `id:` the task id) per change of a task the caller may
-/// see, optionally of one category. Ends when the server shuts down.
+/// see, optionally of one category. Ends when the server shuts down or the
+/// session ends; at most [`super::streams::Streams`]' cap per user.
 #[utoipa::path(get, path = "/background/events", tag = "tasks",
     summary = "Server-Sent Events: one `task` event per change of a task the caller may see",
-    description = "`event: task`, `id:` the task id, `data:` the task object as JSON; `event: lagged` (`{\"missed\": n}`) when the client fell behind. The stream stays open.",
+    description = "`event: task`, `id:` the task id, `data:` the task object as JSON; `event: lagged` (`{\"missed\": n}`) when the client fell behind. The stream stays open until the session ends.",
     params(CategoryQuery),
     responses(
         (status = 200, description = "The event stream", content_type = "text/event-stream", body = String),
         (status = 401, description = "Not logged in", body = super::error::ErrorBody),
+        (status = 429, description = "The user has the most event streams open already (`too_many_streams`)", body = super::error::ErrorBody),
     ))]
 pub async fn events(
     State(state): State<AppState>,
@@ -462,8 +476,9 @@ pub async fn events(
     let viewer = user.viewer();
     let node = query.node().map(str::to_string);
     let queue = state.queue.clone();
+    let slot = state.streams.open(&user.0.username, &user.0.session_id)?;
+    let ended = stream_end(&state, user.0.session_id.clone(), slot);
     let rx = state.queue.subscribe();
-    let shutdown = state.shutdown.clone();
     let stream = BroadcastStream::new(rx)
         .filter_map(move |item| {
             let out = match item {
@@ -482,8 +497,39 @@ pub async fn events(
             };
             std::future::ready(out.map(Ok))
         })
-        .take_until(async move { shutdown.cancelled().await });
+        .take_until(ended);
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+/// How often an open event stream checks that its session still lives
+/// (it may have expired, or logged out on another node).
+const SESSION_RECHECK: Duration = Duration::from_secs(15);
+
+/// Resolves when an event stream must end: the server shuts down, its
+/// session logs out here, or its session is found ended at a recheck. It
+/// holds the stream's `slot` until then (or until the stream is dropped).
+fn stream_end(
+    state: &AppState,
+    session: String,
+    slot: super::streams::StreamSlot,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let shutdown = state.shutdown.clone();
+    let auth = state.auth.clone();
+    async move {
+        let mut recheck = tokio::time::interval(SESSION_RECHECK);
+        recheck.tick().await;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = slot.ended().cancelled() => break,
+                _ = recheck.tick() => {
+                    if !auth.is_live(&session).await {
+                        break;
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// One event of `GET background/events`: `task` with the task as it is

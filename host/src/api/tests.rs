@@ -208,6 +208,11 @@ impl Harness {
             policies: Arc::new(crate::policy::Policies::open()),
             auth,
             max_body_bytes: 4096,
+            body_timeout: std::time::Duration::from_secs(30),
+            streams: crate::api::streams::Streams::new(
+                crate::api::streams::DEFAULT_STREAMS_PER_USER,
+            ),
+            submitting: Default::default(),
             secure_cookies: false,
             shutdown: CancellationToken::new(),
         });
@@ -268,7 +273,7 @@ impl Harness {
         assert_eq!(status, StatusCode::OK, "{body}");
         let cookie = cookie.unwrap();
         assert!(
-            cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
+            cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
             "{cookie}"
         );
         cookie.split(';').next().unwrap().to_string()

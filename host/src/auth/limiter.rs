@@ -6,6 +6,11 @@
 //! refused with 429 without checking the password, so guessing is bounded to
 //! a few tries per lockout. A successful login clears the record.
 //!
+//! An attempt is counted as a failure when it is let through
+//! ([`LoginLimiter::reserve`]), before its password is checked, and the
+//! count is cleared if it succeeds: so attempts made at the same moment
+//! cannot all pass the check before any of them is recorded.
+//!
 //! IPv6 clients are counted by their /64 (one host usually holds a whole
 //! /64, so counting single addresses would give it 2^64 fresh starts). When
 //! the table is full, expired records go first, then the oldest of those not
@@ -71,54 +76,73 @@ impl LoginLimiter {
         }
     }
 
-    /// Record a failed login from `ip`; returns the lockout that follows, if any.
-    pub fn failed(&self, ip: IpAddr) -> Option<Duration> {
-        self.failed_at(ip, Instant::now())
+    /// Let one login attempt from `ip` through, counted as a failure until
+    /// [`succeeded`](Self::succeeded) clears it: `Err(wait)` if `ip` is
+    /// locked out now; else the lockout that starts with this attempt, if any.
+    pub fn reserve(&self, ip: IpAddr) -> Result<Option<Duration>, Duration> {
+        self.reserve_at(ip, Instant::now())
     }
 
-    fn failed_at(&self, ip: IpAddr, now: Instant) -> Option<Duration> {
-        let ip = client_key(ip);
+    fn reserve_at(&self, ip: IpAddr, now: Instant) -> Result<Option<Duration>, Duration> {
         let mut records = self.records.lock();
-        if records.len() >= MAX_RECORDS && !records.contains_key(&ip) {
-            records.retain(|_, r| {
-                now.duration_since(r.last) < WINDOW || r.locked_until.is_some_and(|u| u > now)
-            });
-            if records.len() >= MAX_RECORDS {
-                // Drop a tenth, not everything: addresses not locked out
-                // first, oldest first.
-                let mut by_age: Vec<(bool, Instant, IpAddr)> = records
-                    .iter()
-                    .map(|(k, r)| (r.locked_until.is_some_and(|u| u > now), r.last, *k))
-                    .collect();
-                by_age.sort_unstable();
-                for (_, _, k) in by_age.into_iter().take(MAX_RECORDS / 10) {
-                    records.remove(&k);
-                }
-            }
+        match records.get(&client_key(ip)).and_then(|r| r.locked_until) {
+            Some(until) if until > now => Err(until - now),
+            _ => Ok(record_failure(&mut records, ip, now)),
         }
-        let r = records.entry(ip).or_insert(Record {
-            failures: 0,
-            last: now,
-            locked_until: None,
-        });
-        if now.duration_since(r.last) >= WINDOW {
-            r.failures = 0;
-        }
-        r.failures += 1;
-        r.last = now;
-        if r.failures >= FREE_FAILURES {
-            let exp = (r.failures - FREE_FAILURES).min(16);
-            let lock = Duration::from_secs(1u64 << exp).min(MAX_LOCKOUT);
-            r.locked_until = Some(now + lock);
-            Some(lock)
-        } else {
-            None
-        }
+    }
+
+    #[cfg(test)]
+    fn failed_at(&self, ip: IpAddr, now: Instant) -> Option<Duration> {
+        record_failure(&mut self.records.lock(), ip, now)
     }
 
     /// Forget `ip`'s failures after a successful login.
     pub fn succeeded(&self, ip: IpAddr) {
         self.records.lock().remove(&client_key(ip));
+    }
+}
+
+/// Count a failure of `ip` in `records`; returns the lockout that follows, if any.
+fn record_failure(
+    records: &mut HashMap<IpAddr, Record>,
+    ip: IpAddr,
+    now: Instant,
+) -> Option<Duration> {
+    let ip = client_key(ip);
+    if records.len() >= MAX_RECORDS && !records.contains_key(&ip) {
+        records.retain(|_, r| {
+            now.duration_since(r.last) < WINDOW || r.locked_until.is_some_and(|u| u > now)
+        });
+        if records.len() >= MAX_RECORDS {
+            // Drop a tenth, not everything: addresses not locked out
+            // first, oldest first.
+            let mut by_age: Vec<(bool, Instant, IpAddr)> = records
+                .iter()
+                .map(|(k, r)| (r.locked_until.is_some_and(|u| u > now), r.last, *k))
+                .collect();
+            by_age.sort_unstable();
+            for (_, _, k) in by_age.into_iter().take(MAX_RECORDS / 10) {
+                records.remove(&k);
+            }
+        }
+    }
+    let r = records.entry(ip).or_insert(Record {
+        failures: 0,
+        last: now,
+        locked_until: None,
+    });
+    if now.duration_since(r.last) >= WINDOW {
+        r.failures = 0;
+    }
+    r.failures += 1;
+    r.last = now;
+    if r.failures >= FREE_FAILURES {
+        let exp = (r.failures - FREE_FAILURES).min(16);
+        let lock = Duration::from_secs(1u64 << exp).min(MAX_LOCKOUT);
+        r.locked_until = Some(now + lock);
+        Some(lock)
+    } else {
+        None
     }
 }
 
@@ -195,5 +219,21 @@ mod tests {
         assert_eq!(l.failed_at(ip, t2), None);
         l.succeeded(ip);
         assert!(l.check_at(ip, t2).is_ok());
+    }
+
+    #[test]
+    fn reservations_count_before_the_check() {
+        let l = LoginLimiter::new();
+        let ip: IpAddr = "192.0.2.9".parse().unwrap();
+        let t0 = Instant::now();
+        // Attempts at the same moment: only the free ones pass.
+        let passed = (0..50).filter(|_| l.reserve_at(ip, t0).is_ok()).count();
+        assert_eq!(passed, FREE_FAILURES as usize);
+        // A success clears what its own reservation counted.
+        let other: IpAddr = "192.0.2.10".parse().unwrap();
+        assert_eq!(l.reserve_at(other, t0), Ok(None));
+        l.succeeded(other);
+        assert_eq!(l.reserve_at(other, t0), Ok(None));
+        assert_eq!(l.reserve_at(other, t0), Ok(None));
     }
 }

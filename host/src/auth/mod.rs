@@ -4,6 +4,13 @@
 //! When no admin is configured, `admin` is created on the first start with the
 //! password from `STEVEDORE_ADMIN_PASSWORD`, or a generated one printed once;
 //! only its hash is kept, in `<data>/admin.hash`.
+//!
+//! Password checks (argon2, 19 MiB and tens of milliseconds each) run on
+//! blocking threads, at most one per core at once: a login that
+//! finds them all busy is refused ([`LoginError::Busy`], 429) rather than
+//! queued. A session lasts [`Auth::ttl_secs`] past its last use, at most
+//! its absolute lifetime after the login, and only while the user's
+//! password hash is the one it was made under.
 
 pub mod limiter;
 pub mod password;
@@ -16,6 +23,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
 
 use crate::config::Config;
 use crate::pg::Database;
@@ -60,6 +69,9 @@ pub enum LoginError {
     /// Too many failures from this address; retry after the duration.
     #[error("too many failed logins; retry in {} s", .0.as_secs().max(1))]
     LockedOut(Duration),
+    /// Every password check is in use; retry in a second.
+    #[error("the server is busy checking other logins; retry in 1 s")]
+    Busy,
     /// Storing the session failed.
     #[error("session store: {0}")]
     Store(#[from] anyhow::Error),
@@ -71,7 +83,21 @@ pub struct Auth {
     sessions: SessionStore,
     limiter: LoginLimiter,
     ttl_secs: i64,
+    max_secs: i64,
+    checks: Arc<Semaphore>,
     dummy_hash: String,
+}
+
+/// The fingerprint of a password hash that a session records
+/// ([`Session::stamp`]): 64 bits of its SHA-256, in hex. It tells hashes
+/// apart and reveals nothing a stolen session file could use.
+pub fn hash_stamp(phc: &str) -> String {
+    hex::encode(&Sha256::digest(phc.as_bytes())[..8])
+}
+
+/// Password checks at once: one per core.
+fn default_check_slots() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
 /// Now, epoch seconds.
@@ -127,10 +153,13 @@ impl Auth {
             Some(db) => SessionStore::postgres(db),
             None => SessionStore::open(&config.sessions_path(), now_secs())?,
         };
-        Self::new(users, sessions, config.http.session_ttl_secs)
+        Ok(Self::new(users, sessions, config.http.session_ttl_secs)?
+            .with_max_lifetime(config.http.session_max_secs))
     }
 
-    /// Build from explicit parts (tests).
+    /// Build from explicit parts (tests): sessions idle out after
+    /// `ttl_secs`, and end [`crate::config::DEFAULT_SESSION_MAX_SECS`]
+    /// after their login.
     pub fn new(
         users: BTreeMap<String, User>,
         sessions: SessionStore,
@@ -140,9 +169,23 @@ impl Auth {
             users,
             sessions,
             limiter: LoginLimiter::new(),
-            ttl_secs: ttl_secs.min(i64::MAX as u64 / 2) as i64,
+            ttl_secs: clamp_secs(ttl_secs),
+            max_secs: clamp_secs(crate::config::DEFAULT_SESSION_MAX_SECS),
+            checks: Arc::new(Semaphore::new(default_check_slots())),
             dummy_hash: password::hash("not a real password")?,
         })
+    }
+
+    /// The same, with sessions ending `secs` after their login whatever their use.
+    pub fn with_max_lifetime(mut self, secs: u64) -> Auth {
+        self.max_secs = clamp_secs(secs);
+        self
+    }
+
+    /// The same, with at most `slots` password checks at once.
+    pub fn with_password_checks(mut self, slots: usize) -> Auth {
+        self.checks = Arc::new(Semaphore::new(slots.max(1)));
+        self
     }
 
     /// Every user who may log in, with whether they are an admin.
@@ -158,17 +201,34 @@ impl Auth {
         self.ttl_secs
     }
 
+    /// What a session cookie's `Max-Age` should be for `identity` now: the
+    /// idle lifetime, or less when the absolute lifetime ends sooner.
+    pub fn cookie_max_age(&self, identity: &Identity) -> i64 {
+        let left = identity.login_time + self.max_secs - now_secs();
+        self.ttl_secs.min(left.max(0))
+    }
+
     /// Check a user name and password from `ip`; on success open a session
-    /// and return its identity. Runs argon2 on a blocking thread.
+    /// and return its identity. Runs argon2 on a blocking thread, when one
+    /// of the password checks is free ([`LoginError::Busy`] otherwise) and
+    /// the limiter lets `ip` try ([`LoginError::LockedOut`] otherwise).
     pub async fn login(
         self: &std::sync::Arc<Self>,
         username: &str,
         password: &str,
         ip: Option<IpAddr>,
     ) -> Result<Identity, LoginError> {
-        if let Some(ip) = ip {
-            self.limiter.check(ip).map_err(LoginError::LockedOut)?;
-        }
+        let permit = self
+            .checks
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| LoginError::Busy)?;
+        // Counted as a failure now, before the check: parallel attempts
+        // cannot all pass the limiter before one of them is recorded.
+        let lockout = match ip {
+            Some(ip) => self.limiter.reserve(ip).map_err(LoginError::LockedOut)?,
+            None => None,
+        };
         let user = self.users.get(username).cloned();
         let hash = user
             .as_ref()
@@ -176,17 +236,19 @@ impl Auth {
             .unwrap_or_else(|| self.dummy_hash.clone());
         let pw = password.to_string();
         // Verify even for an unknown user, so timing does not tell users apart.
-        let ok = tokio::task::spawn_blocking(move || password::verify(&pw, &hash))
-            .await
-            .unwrap_or(false);
+        let ok = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            crate::metrics::password_checked();
+            password::verify(&pw, &hash)
+        })
+        .await
+        .unwrap_or(false);
         let user = match (ok, user) {
             (true, Some(u)) => u,
             _ => {
                 crate::metrics::login_failed();
-                if let Some(ip) = ip {
-                    if let Some(lock) = self.limiter.failed(ip) {
-                        tracing::warn!(%ip, lockout_secs = lock.as_secs(), "repeated failed logins; client locked out");
-                    }
+                if let (Some(ip), Some(lock)) = (ip, lockout) {
+                    tracing::warn!(%ip, lockout_secs = lock.as_secs(), "repeated failed logins; client locked out");
                 }
                 return Err(LoginError::BadCredentials);
             }
@@ -200,6 +262,7 @@ impl Auth {
             username: username.to_string(),
             login_time: now,
             expires: now + self.ttl_secs,
+            stamp: hash_stamp(&user.password_hash),
         };
         self.sessions.insert(&id, &session).await?;
         Ok(Identity {
@@ -210,12 +273,36 @@ impl Auth {
         })
     }
 
+    /// The session `session_id` and its user, if the session is live: not
+    /// idle past its expiry, within its absolute lifetime, and made under
+    /// the user's current password hash. A session that is none of these
+    /// any more is removed.
+    async fn live(&self, session_id: &str, now: i64) -> Option<(Session, &User)> {
+        let session = self.sessions.get(session_id, now).await?;
+        let user = self.users.get(&session.username);
+        let valid = user.is_some_and(|u| {
+            now - session.login_time < self.max_secs
+                && session.stamp == hash_stamp(&u.password_hash)
+        });
+        if !valid {
+            if let Err(e) = self.sessions.remove(session_id).await {
+                tracing::warn!("removing an ended session: {e:#}");
+            }
+            return None;
+        }
+        Some((session, user?))
+    }
+
+    /// Whether `session_id` names a live session (its expiry does not move).
+    pub async fn is_live(&self, session_id: &str) -> bool {
+        self.live(session_id, now_secs()).await.is_some()
+    }
+
     /// The identity behind a session id, if the session is live and its user still exists.
     /// Pushes the expiry forward when a tenth of the lifetime has passed.
     pub async fn identify(&self, session_id: &str) -> Option<Identity> {
         let now = now_secs();
-        let session = self.sessions.get(session_id, now).await?;
-        let user = self.users.get(&session.username)?;
+        let (session, user) = self.live(session_id, now).await?;
         if session.expires - now < self.ttl_secs - self.ttl_secs / 10 {
             if let Err(e) = self.sessions.extend(session_id, now + self.ttl_secs).await {
                 tracing::warn!("extending a session: {e:#}");
@@ -266,7 +353,8 @@ fn generated_admin_hash(data_dir: &Path, env_password: Option<&str>) -> anyhow::
             (password::hash(&pw)?, Some(pw))
         }
     };
-    write_private(&path, &hash).with_context(|| format!("writing {}", path.display()))?;
+    write_private(&path, format!("{hash}\n").as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
     if let Some(pw) = generated {
         // Printed once, on the console only (not through the log).
         eprintln!(
@@ -306,20 +394,32 @@ async fn shared_admin_hash(db: &Database, env_password: Option<&str>) -> anyhow:
     Ok(hash)
 }
 
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
+/// Seconds as an `i64` that can be added to a time without overflow.
+fn clamp_secs(secs: u64) -> i64 {
+    secs.min(i64::MAX as u64 / 4) as i64
+}
+
+/// Write `bytes` to `path` (through a temporary file beside it and a rename), in a file
+/// created readable by its owner only before a byte is written: a file
+/// holding a hash or a key is never readable by others, not even for a
+/// moment. A leftover temporary file is replaced, whatever its mode was.
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    match std::fs::remove_file(&tmp) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
     {
         use std::io::Write;
         let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create(true).truncate(true);
+        opts.write(true).create_new(true);
         #[cfg(unix)]
         {
             use std::os::unix::fs::OpenOptionsExt;
             opts.mode(0o600);
         }
         let mut f = opts.open(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        f.write_all(b"\n")?;
+        f.write_all(bytes)?;
         f.sync_all()?;
     }
     std::fs::rename(&tmp, path)
@@ -378,5 +478,62 @@ mod tests {
             auth.login("bob", "pw", Some(ip)).await,
             Err(LoginError::LockedOut(_))
         ));
+    }
+
+    fn bob_with(hash: &str) -> BTreeMap<String, User> {
+        BTreeMap::from([(
+            "bob".to_string(),
+            User {
+                password_hash: hash.to_string(),
+                admin: false,
+            },
+        )])
+    }
+
+    #[tokio::test]
+    async fn a_full_set_of_password_checks_turns_logins_away() {
+        let users = bob_with(&password::hash("pw").unwrap());
+        let auth = Arc::new(
+            Auth::new(users, SessionStore::in_memory().unwrap(), 3600)
+                .unwrap()
+                .with_password_checks(1),
+        );
+        let (first, second) =
+            tokio::join!(auth.login("bob", "pw", None), auth.login("bob", "pw", None));
+        assert!(first.is_ok());
+        assert!(matches!(second, Err(LoginError::Busy)));
+        assert!(auth.login("bob", "pw", None).await.is_ok(), "free again");
+    }
+
+    #[tokio::test]
+    async fn sessions_end_with_a_new_password_or_their_lifetime() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sessions.db");
+        let old = password::hash("old").unwrap();
+        let open = |hash: &str| {
+            Arc::new(
+                Auth::new(
+                    bob_with(hash),
+                    SessionStore::open(&path, now_secs()).unwrap(),
+                    3600,
+                )
+                .unwrap(),
+            )
+        };
+        let id = open(&old).login("bob", "old", None).await.unwrap();
+        assert!(open(&old).identify(&id.session_id).await.is_some());
+        let new = password::hash("new").unwrap();
+        assert!(open(&new).identify(&id.session_id).await.is_none());
+        assert!(
+            open(&old).identify(&id.session_id).await.is_none(),
+            "removed for good"
+        );
+        let auth = Arc::new(
+            Auth::new(bob_with(&old), SessionStore::in_memory().unwrap(), 3600)
+                .unwrap()
+                .with_max_lifetime(0),
+        );
+        let id = auth.login("bob", "old", None).await.unwrap();
+        assert!(auth.identify(&id.session_id).await.is_none());
     }
 }

@@ -28,6 +28,10 @@ pub struct Session {
     pub login_time: i64,
     /// Expiry, epoch seconds.
     pub expires: i64,
+    /// A fingerprint of the user's password hash when the session was made
+    /// ([`super::hash_stamp`]): a session made under another hash (the
+    /// password changed since) is refused.
+    pub stamp: String,
 }
 
 /// Where the sessions are kept.
@@ -102,11 +106,18 @@ impl SessionStore {
                 expires INTEGER NOT NULL
             );",
         )?;
+        // Sessions made before stamps existed have none, and are refused.
+        let has_stamp = conn
+            .prepare("SELECT 1 FROM pragma_table_info('sessions') WHERE name = 'stamp'")?
+            .exists([])?;
+        if !has_stamp {
+            conn.execute_batch("ALTER TABLE sessions ADD COLUMN stamp TEXT NOT NULL DEFAULT '';")?;
+        }
         conn.execute("DELETE FROM sessions WHERE expires <= ?1", params![now])?;
         let mut cache = HashMap::new();
         {
             let mut stmt =
-                conn.prepare("SELECT key, username, login_time, expires FROM sessions")?;
+                conn.prepare("SELECT key, username, login_time, expires, stamp FROM sessions")?;
             let rows = stmt.query_map([], |r| {
                 Ok((
                     r.get::<_, String>(0)?,
@@ -114,6 +125,7 @@ impl SessionStore {
                         username: r.get(1)?,
                         login_time: r.get(2)?,
                         expires: r.get(3)?,
+                        stamp: r.get(4)?,
                     },
                 ))
             })?;
@@ -145,8 +157,8 @@ impl SessionStore {
         match &self.backend {
             Backend::Sqlite { conn, cache } => {
                 lock(conn).execute(
-                    "INSERT OR REPLACE INTO sessions (key, username, login_time, expires) VALUES (?1, ?2, ?3, ?4)",
-                    params![key, session.username, session.login_time, session.expires],
+                    "INSERT OR REPLACE INTO sessions (key, username, login_time, expires, stamp) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![key, session.username, session.login_time, session.expires, session.stamp],
                 )?;
                 lock(cache).insert(digest, session.clone());
             }
@@ -154,10 +166,11 @@ impl SessionStore {
                 db.client()
                     .await?
                     .execute(
-                        "INSERT INTO sessions (key, username, login_time, expires) VALUES ($1, $2, $3, $4)
+                        "INSERT INTO sessions (key, username, login_time, expires, stamp) VALUES ($1, $2, $3, $4, $5)
                          ON CONFLICT (key) DO UPDATE SET username = excluded.username,
-                             login_time = excluded.login_time, expires = excluded.expires",
-                        &[&key, &session.username, &session.login_time, &session.expires],
+                             login_time = excluded.login_time, expires = excluded.expires,
+                             stamp = excluded.stamp",
+                        &[&key, &session.username, &session.login_time, &session.expires, &session.stamp],
                     )
                     .await?;
             }
@@ -177,7 +190,7 @@ impl SessionStore {
                     let client = db.client().await?;
                     let statement = client
                         .prepare_cached(
-                            "SELECT username, login_time, expires FROM sessions WHERE key = $1",
+                            "SELECT username, login_time, expires, stamp FROM sessions WHERE key = $1",
                         )
                         .await?;
                     client
@@ -193,6 +206,7 @@ impl SessionStore {
                             username: r.get(0),
                             login_time: r.get(1),
                             expires: r.get(2),
+                            stamp: r.get(3),
                         }
                     }
                     Err(e) => {
@@ -287,6 +301,7 @@ mod tests {
             username: "alice".into(),
             login_time: 100,
             expires: 200,
+            stamp: "s1".into(),
         };
         {
             let store = SessionStore::open(&path, 100).unwrap();

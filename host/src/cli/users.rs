@@ -9,17 +9,9 @@ use std::path::Path;
 use anyhow::{bail, Context as _};
 use toml_edit::{value, DocumentMut, Item, Table};
 
-/// A user name the server accepts (see `config.rs`).
+/// A user name the server accepts ([`crate::config::check_user_name`]).
 fn check_name(name: &str) -> anyhow::Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
-    if !ok {
-        bail!("NAME: a user name is 1 to 64 letters, digits, `_`, `.` or `-`");
-    }
-    Ok(())
+    crate::config::check_user_name(name).map_err(|why| anyhow::anyhow!("NAME: {why}"))
 }
 
 /// The new password: prompted twice on a terminal, else stdin's first line.
@@ -94,17 +86,11 @@ pub fn set(
 }
 
 /// Write through a temporary file and a rename, readable by the owner only
-/// (the file holds password hashes).
+/// (the file holds password hashes): the file is created 0600, before a
+/// byte is written, so it is never readable by others.
 fn write(path: &Path, text: &str) -> anyhow::Result<()> {
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
-    }
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+    crate::auth::write_private(path, text.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 #[cfg(test)]
@@ -141,5 +127,12 @@ mod tests {
             .to_string()
             .contains("no user eve"));
         assert!(set(&file, "a b", None, true, "x").is_err());
+        for name in [".", "..", "a/b", "", "a\0b"] {
+            let e = set(&file, name, None, true, "x").unwrap_err().to_string();
+            assert!(e.contains("user name"), "{name:?}: {e}");
+        }
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
     }
 }

@@ -74,6 +74,12 @@ pub const MIGRATIONS: &[&str] = &[
     r#"
     CREATE INDEX tasks_category ON tasks (category, id);
     "#,
+    // 4: the fingerprint of the password hash a session was made under, so
+    // that a password change ends the sessions made before it (those made
+    // before this migration have none, and are refused).
+    r#"
+    ALTER TABLE sessions ADD COLUMN stamp TEXT NOT NULL DEFAULT '';
+    "#,
 ];
 
 /// The schema version this build migrates to.

@@ -17,6 +17,7 @@
 //! cpu_weight = 512                  # 2..=1024
 //! cpu_time = 500                    # ms of CPU per 1000 ms
 //! running_tasks = 2                 # the user's tasks running at once
+//! waiting_tasks = 1000              # the user's tasks waiting at once (default 1000 for non-admins)
 //!
 //! [users.bob.policy]                # bob's own keys win over [policy.default]
 //! privileged = true
@@ -85,6 +86,10 @@ pub struct LimitsConfig {
     /// The user's tasks running at the same time; more wait.
     #[serde(default)]
     pub running_tasks: Option<usize>,
+    /// The user's tasks waiting at the same time; a submit past it is
+    /// refused (429).
+    #[serde(default)]
+    pub waiting_tasks: Option<usize>,
 }
 
 /// Which containers a user's container calls reach.
@@ -133,7 +138,12 @@ pub struct Policy {
     pub cpu_time: Option<u32>,
     /// The user's tasks running at once.
     pub running_tasks: Option<usize>,
+    /// The user's tasks waiting at once; `None`: no cap.
+    pub waiting_tasks: Option<usize>,
 }
+
+/// The default `limits.waiting_tasks` of a non-admin.
+pub const DEFAULT_WAITING_TASKS: usize = 1000;
 
 /// Why a policy refused; the text names the rule and the user, e.g.
 /// `privileged containers are not allowed for user bob`.
@@ -164,6 +174,7 @@ impl Policy {
             cpu_weight: None,
             cpu_time: None,
             running_tasks: None,
+            waiting_tasks: None,
         }
     }
 
@@ -176,6 +187,7 @@ impl Policy {
             devices: Vec::new(),
             share: user.to_string(),
             containers: ContainerScope::Own,
+            waiting_tasks: Some(DEFAULT_WAITING_TASKS),
             ..Policy::unrestricted(user)
         }
     }
@@ -224,6 +236,12 @@ impl Policy {
                     return Err("limits.running_tasks: must be at least 1".into());
                 }
                 self.running_tasks = Some(n);
+            }
+            if let Some(n) = l.waiting_tasks {
+                if n == 0 {
+                    return Err("limits.waiting_tasks: must be at least 1".into());
+                }
+                self.waiting_tasks = Some(n);
             }
         }
         Ok(self)

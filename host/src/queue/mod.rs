@@ -256,6 +256,10 @@ impl Queue {
     pub async fn counts(&self) -> Result<Vec<StateCount>, QueueError> {
         Ok(self.inner.store().counts().await?)
     }
+    /// How many of `user`'s tasks are waiting, on every node.
+    pub async fn waiting_of(&self, user: &str) -> Result<usize, QueueError> {
+        Ok(self.inner.store().waiting_of(user).await?)
+    }
     /// Delete per the rules of the API contract; returns the deleted ids.
     pub async fn delete(
         &self,

@@ -503,6 +503,17 @@ impl TaskStore for PgStore {
         rows.iter().map(row_to_task).collect()
     }
 
+    async fn waiting_of(&self, user: &str) -> anyhow::Result<usize> {
+        let client = self.db.client().await?;
+        let row = client
+            .query_one(
+                "SELECT count(*) FROM tasks WHERE username = $1 AND state = 'waiting'",
+                &[&user],
+            )
+            .await?;
+        Ok(row.get::<_, i64>(0) as usize)
+    }
+
     async fn counts(&self) -> anyhow::Result<Vec<StateCount>> {
         let client = self.db.client().await?;
         let rows = client

@@ -1334,6 +1334,17 @@ impl TaskStore for SqliteStore {
         .await
     }
 
+    async fn waiting_of(&self, user: &str) -> anyhow::Result<usize> {
+        let user = user.to_string();
+        self.read(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT count(*) FROM tasks WHERE username = ?1 AND state = 'waiting'",
+            )?;
+            Ok(st.query_row([&user], |r| r.get::<_, i64>(0))? as usize)
+        })
+        .await
+    }
+
     async fn counts(&self) -> anyhow::Result<Vec<StateCount>> {
         self.read(|c| {
             // A plain scan: through `tasks_category` (category order) it

@@ -311,6 +311,16 @@ pub trait TaskStore: Send + Sync {
     /// The tasks of `owner`, of `category` if given, newest (highest id) first.
     async fn list(&self, owner: Owner<'_>, category: Option<&str>) -> anyhow::Result<Vec<Task>>;
 
+    /// How many of `user`'s tasks are waiting (the per-user cap of waiting
+    /// tasks asks at every submit of a capped user).
+    async fn waiting_of(&self, user: &str) -> anyhow::Result<usize> {
+        let tasks = self.list(Owner::User(user), None).await?;
+        Ok(tasks
+            .iter()
+            .filter(|t| t.state == TaskState::Waiting)
+            .count())
+    }
+
     /// A page of the tasks `filter` selects, newest (highest id) first. Reads
     /// an index in id order and stops after `page.limit` rows, so a page
     /// costs about the same however many tasks are stored. The next page is

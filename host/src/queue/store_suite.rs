@@ -965,6 +965,7 @@ async fn sessions_are_shared_between_nodes() {
         username: "alice".into(),
         login_time: 100,
         expires: 200,
+        stamp: "s1".into(),
     };
     a.insert(&id, &s).await.unwrap();
     assert_eq!(b.get(&id, 150).await, Some(s.clone()));
