@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::storage::ShareRoot;
+use super::storage::{confined, ShareRoot};
 use super::{
     CallContext, ContainerEntry, ContainerExtra, ContainerSpec, ContainerSummary, Credential,
     Error, ImageInfo, MountSource, NetworkInfo, PullRequest, RtResult, Runtime, RuntimeKind,
@@ -315,16 +315,19 @@ impl Runtime for Guarded {
         gzip: bool,
         overwrite: bool,
     ) -> RtResult<u64> {
-        let path = self.scoped(&self.policy(cx), &path)?;
-        self.inner
-            .image_save(cx, references, path, gzip, overwrite)
-            .await
+        let policy = self.policy(cx);
+        let path = self.scoped(&policy, &path)?;
+        confined(
+            &policy.share,
+            self.inner.image_save(cx, references, path, gzip, overwrite),
+        )
+        .await
     }
 
     async fn container_create(&self, cx: &CallContext, spec: ContainerSpec) -> RtResult<String> {
         let policy = self.policy(cx);
         let spec = self.admit(cx, &policy, spec).await?;
-        self.inner.container_create(cx, spec).await
+        confined(&policy.share, self.inner.container_create(cx, spec)).await
     }
 
     async fn container_start(
@@ -442,14 +445,18 @@ impl Runtime for Guarded {
         let policy = self.policy(cx);
         self.check_owner(cx, &policy, kind, &container).await?;
         let path = self.scoped(&policy, &path)?;
-        self.inner
-            .container_export(cx, kind, container, path, gzip, overwrite)
-            .await
+        confined(
+            &policy.share,
+            self.inner
+                .container_export(cx, kind, container, path, gzip, overwrite),
+        )
+        .await
     }
 
     async fn archive_config(&self, cx: &CallContext, path: String) -> RtResult<Option<String>> {
-        let path = self.scoped(&self.policy(cx), &path)?;
-        self.inner.archive_config(cx, path).await
+        let policy = self.policy(cx);
+        let path = self.scoped(&policy, &path)?;
+        confined(&policy.share, self.inner.archive_config(cx, path)).await
     }
 
     async fn image_import(
@@ -460,10 +467,13 @@ impl Runtime for Guarded {
         repository: String,
         tag: String,
     ) -> RtResult<String> {
-        let path = self.scoped(&self.policy(cx), &path)?;
-        self.inner
-            .image_import(cx, kind, path, repository, tag)
-            .await
+        let policy = self.policy(cx);
+        let path = self.scoped(&policy, &path)?;
+        confined(
+            &policy.share,
+            self.inner.image_import(cx, kind, path, repository, tag),
+        )
+        .await
     }
 
     async fn container_create_with(
@@ -500,7 +510,11 @@ impl Runtime for Guarded {
         if !extra.app.is_empty() {
             self.check_app(cx, &policy, &extra.app).await?;
         }
-        self.inner.container_create_with(cx, spec, extra).await
+        confined(
+            &policy.share,
+            self.inner.container_create_with(cx, spec, extra),
+        )
+        .await
     }
 
     async fn container_list_labelled(

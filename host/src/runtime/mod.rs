@@ -13,6 +13,7 @@ pub mod docker;
 pub mod guard;
 pub mod lxc;
 pub mod pgzip;
+pub mod pins;
 pub mod router;
 pub mod simulated;
 pub mod storage;
