@@ -380,7 +380,8 @@ async fn app_bind_swapped_for_link_after_install() {
     std::fs::write(host.path().join(MARKER), b"host secret").unwrap();
     let folder = server.data_dir().join("apps").join(&name);
     let web = format!("{name}_web_1");
-    let seen = |c: &str| running(c) && docker_ok(&["exec", c, "test", "-e", &format!("/www/{MARKER}")]);
+    let seen =
+        |c: &str| running(c) && docker_ok(&["exec", c, "test", "-e", &format!("/www/{MARKER}")]);
     assert!(!seen(&web));
     std::fs::rename(folder.join("www"), folder.join("www.old")).unwrap();
     symlink(host.path(), folder.join("www")).unwrap();
@@ -441,7 +442,10 @@ async fn app_folder_links_do_not_redirect_host_writes() {
     );
     remove_app(&bob, &name).await;
     assert_eq!(victim_now, "untouched", "the host file was overwritten");
-    assert!(planted.is_empty(), "written into the host folder: {planted:?}");
+    assert!(
+        planted.is_empty(),
+        "written into the host folder: {planted:?}"
+    );
 }
 
 /// `lxc-<verb> -P <path> -n <name> args...`; whether it succeeded.
@@ -505,17 +509,18 @@ async fn lxc_bind_source_swapped_for_link_after_create() {
     let route = |action: &str| {
         let (bob, name, action) = (bob.clone(), name.clone(), action.to_string());
         async move {
-            bob.send(
-                Method::PUT,
-                &format!("container/lxc/{name}/{action}"),
-                None,
-            )
-            .await
-            .status
+            bob.send(Method::PUT, &format!("container/lxc/{name}/{action}"), None)
+                .await
+                .status
         }
     };
     let seen = |name: &str| {
-        lxc_ok(&lxc_path, "attach", name, &["--", "test", "-e", &format!("/data/{MARKER}")])
+        lxc_ok(
+            &lxc_path,
+            "attach",
+            name,
+            &["--", "test", "-e", &format!("/data/{MARKER}")],
+        )
     };
     assert_eq!(route("stop").await, 200);
     std::fs::rename(bob_folder.join("p/t"), bob_folder.join("p/t.old")).unwrap();
@@ -525,7 +530,12 @@ async fn lxc_bind_source_swapped_for_link_after_create() {
     lxc_ok(&lxc_path, "stop", &name, &["-k"]);
     let started = lxc_ok(&lxc_path, "start", &name, &["-d"]);
     let after_engine = seen(&name);
-    let bobs = lxc_ok(&lxc_path, "attach", &name, &["--", "test", "-e", "/data/bobs"]);
+    let bobs = lxc_ok(
+        &lxc_path,
+        "attach",
+        &name,
+        &["--", "test", "-e", "/data/bobs"],
+    );
     report!(
         "attacks_binds: LXC bind swapped for a link: route start answered {status}, marker \
          seen after it: {after_route}; lxc-start by hand started: {started}, marker seen: \
@@ -534,5 +544,8 @@ async fn lxc_bind_source_swapped_for_link_after_create() {
     cleanup(&name);
     assert!(!after_route, "the route start showed the host folder");
     assert!(!after_engine, "lxc-start showed the host folder");
-    assert!(status == 403 || status == 400, "a start through a link is refused, got {status}");
+    assert!(
+        status == 403 || status == 400,
+        "a start through a link is refused, got {status}"
+    );
 }

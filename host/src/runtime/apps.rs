@@ -122,7 +122,8 @@ impl AppStore {
             catalog,
             share: ShareRoot::new(share_root)?,
             trusted,
-            pins: Pins::new(data_dir)?,
+            // Application containers are Docker's.
+            pins: Pins::new(data_dir, "docker")?,
         })
     }
 

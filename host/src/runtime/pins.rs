@@ -8,7 +8,7 @@
 //! share folder, or an application's folder) by descriptor, refusing every
 //! link on the way ([`beneath::open_no_links`]), and that exact folder is
 //! bind-mounted onto a staging folder no user can write:
-//! `<data>/binds/<token>/<n>`. The engine is given the staging folder.
+//! `<data>/binds/<engine>/<token>/<n>`. The engine is given the staging folder.
 //!
 //! - A later swap of the user's path changes nothing the engine sees: the
 //!   staging mount holds the folder's inode, across engine restarts and
@@ -145,9 +145,11 @@ impl Source {
 }
 
 impl Pins {
-    /// Pins kept in `<data_dir>/binds` (created, mode 0700).
-    pub fn new(data_dir: &Path) -> std::io::Result<Pins> {
-        let root = data_dir.join("binds");
+    /// Pins of one engine's containers (`docker`, `lxc`), kept in
+    /// `<data_dir>/binds/<engine>` (created, mode 0700). Each engine sweeps
+    /// its own folder, against its own containers.
+    pub fn new(data_dir: &Path, engine: &str) -> std::io::Result<Pins> {
+        let root = data_dir.join("binds").join(engine);
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
@@ -365,7 +367,7 @@ mod tests {
 
     fn setup() -> (tempfile::TempDir, Pins, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
-        let pins = Pins::new(&dir.path().join("data")).unwrap();
+        let pins = Pins::new(&dir.path().join("data"), "docker").unwrap();
         let user = dir.path().join("share/bob");
         std::fs::create_dir_all(user.join("p/t")).unwrap();
         std::fs::write(user.join("p/t/mine"), b"bob").unwrap();

@@ -147,7 +147,7 @@ impl DockerRuntime {
             tracing::info!(removed, "removed partial outputs of interrupted tasks");
         }
         let credentials = CredentialStore::open(&settings.data_dir)?;
-        let pins = Pins::new(&settings.data_dir)?;
+        let pins = Pins::new(&settings.data_dir, "docker")?;
         let runtime = DockerRuntime {
             api,
             raw: RawClient::new(socket, settings.stall.unwrap_or(raw::DEFAULT_STALL)),

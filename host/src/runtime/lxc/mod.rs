@@ -103,7 +103,7 @@ impl LxcRuntime {
             network: Network::new(&settings.bridge, settings.subnet),
             share,
             cgroups: Cgroups::detect(),
-            pins: Pins::new(&settings.data_dir)?,
+            pins: Pins::new(&settings.data_dir, "lxc")?,
             creating: tokio::sync::Mutex::new(()),
         };
         runtime.sweep_pins();
