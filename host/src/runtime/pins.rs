@@ -121,7 +121,8 @@ impl Source {
         let refused = |e: std::io::Error| {
             if beneath::escaped(&e) {
                 Error::Denied(format!(
-                    "volume `{}`: is or passes through a symbolic link",
+                    "volume `{}`: is or passes through a symbolic link, refused: \
+                     one that leaves the share root or its folder would reach the host",
                     shown()
                 ))
             } else {
