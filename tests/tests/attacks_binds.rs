@@ -94,6 +94,22 @@ impl Drop for Setup {
         for c in &self.made {
             let _ = docker_ok(&["rm", "-f", c]);
         }
+        unpin(&self.server.data_dir());
+    }
+}
+
+/// Detach the staging mounts a server left under its data folder: its
+/// containers are removed with the `docker` CLI here, not through the
+/// server, so their pins would outlive the test.
+fn unpin(data_dir: &Path) {
+    let binds = data_dir.join("binds");
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    for point in text.lines().filter_map(|l| l.split(' ').nth(4)) {
+        if Path::new(point).starts_with(&binds) {
+            let c = std::ffi::CString::new(point).unwrap();
+            // SAFETY: a NUL-terminated path.
+            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+        }
     }
 }
 
@@ -400,6 +416,7 @@ async fn app_bind_swapped_for_link_after_install() {
         r.status
     );
     remove_app(&bob, &name).await;
+    unpin(&server.data_dir());
     assert!(!after_route, "the app restart showed the host folder");
     assert!(!after_engine, "the engine's start showed the host folder");
 }
@@ -441,6 +458,7 @@ async fn app_folder_links_do_not_redirect_host_writes() {
         planted.len()
     );
     remove_app(&bob, &name).await;
+    unpin(&server.data_dir());
     assert_eq!(victim_now, "untouched", "the host file was overwritten");
     assert!(
         planted.is_empty(),
@@ -542,6 +560,7 @@ async fn lxc_bind_source_swapped_for_link_after_create() {
          {after_engine}, bob's file seen: {bobs}"
     );
     cleanup(&name);
+    unpin(&server.data_dir());
     assert!(!after_route, "the route start showed the host folder");
     assert!(!after_engine, "lxc-start showed the host folder");
     assert!(
