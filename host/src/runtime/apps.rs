@@ -10,12 +10,16 @@
 //! inside that folder; absolute host paths must lie under the share root
 //! unless the operator trusts the repository (`[catalog] trusted = true`).
 
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 
 use async_trait::async_trait;
 use futures::TryStreamExt;
 
+use super::beneath;
 use super::catalog::{Catalog, Location};
+use super::pins::{self, Pins};
 use super::storage::ShareRoot;
 use super::{CallContext, Error, MountSource, RtResult, Runtime, Template};
 
@@ -35,6 +39,8 @@ pub struct AppStore {
     catalog: Option<Catalog>,
     share: ShareRoot,
     trusted: bool,
+    /// Mount sources pinned for the engine.
+    pins: Pins,
 }
 
 /// Whether `name` is a valid application name (Container Station's rule).
@@ -116,6 +122,8 @@ impl AppStore {
             catalog,
             share: ShareRoot::new(share_root)?,
             trusted,
+            // Application containers are Docker's.
+            pins: Pins::new(data_dir, "docker")?,
         })
     }
 
@@ -228,11 +236,12 @@ impl AppStore {
 
     /// Where a mount source of application `app` is on the host: an
     /// `app-path` inside the application's folder (created when missing), a
-    /// `host-path` under the share root unless the repository is trusted.
-    /// Volumes are returned unchanged.
+    /// `host-path` under the share root unless the repository is trusted;
+    /// either pinned ([`super::pins`]): the engine gets its staging folder.
+    /// Volumes (and a trusted repository's host paths) are returned unchanged.
     pub fn resolve_mount(&self, app: &str, source: MountSource) -> RtResult<MountSource> {
-        match source {
-            MountSource::Volume(v) => Ok(MountSource::Volume(v)),
+        let pinned = match source {
+            MountSource::Volume(v) => return Ok(MountSource::Volume(v)),
             MountSource::AppPath(rel) => {
                 if app.is_empty() {
                     return Err(Error::InvalidParams(format!(
@@ -241,19 +250,16 @@ impl AppStore {
                 }
                 let folder = self.folder_of(app)?;
                 let trimmed = rel.trim_end_matches('/');
-                if trimmed.is_empty() || trimmed == "." {
-                    return Ok(MountSource::HostPath(folder.display().to_string()));
-                }
-                let root = ShareRoot::new(&folder).map_err(io(format!("application {app}")))?;
-                let full = root.resolve(trimmed).map_err(|_| {
-                    Error::Denied(format!(
-                        "volumes: `{rel}` leaves the folder of application {app}"
-                    ))
-                })?;
-                if !full.exists() {
-                    std::fs::create_dir_all(&full).map_err(io(format!("volumes: `{rel}`")))?;
-                }
-                Ok(MountSource::HostPath(full.display().to_string()))
+                let path = if trimmed.is_empty() || trimmed == "." {
+                    PathBuf::new()
+                } else {
+                    relative("volumes", trimmed).map_err(|_| {
+                        Error::Denied(format!(
+                            "volumes: `{rel}` leaves the folder of application {app}"
+                        ))
+                    })?
+                };
+                pins::Source { folder, path }
             }
             MountSource::HostPath(abs) => {
                 let path = Path::new(&abs);
@@ -268,36 +274,39 @@ impl AppStore {
                 let inside = path
                     .strip_prefix(self.share.root())
                     .ok()
-                    .map(|rel| self.share.resolve(&rel.to_string_lossy()));
+                    .map(|rel| self.share.pin_source(&rel.to_string_lossy()));
                 match inside {
-                    Some(Ok(full)) => {
-                        // As Compose does for a short-syntax bind: make the folder.
-                        if !full.exists() {
-                            std::fs::create_dir_all(&full)
-                                .map_err(io(format!("volumes: `{abs}`")))?;
-                        }
-                        Ok(MountSource::HostPath(full.display().to_string()))
-                    }
-                    _ => Err(Error::Denied(format!(
+                    Some(Ok(source)) => source,
+                    _ => return Err(Error::Denied(format!(
                         "volumes: host path `{abs}` is outside the share root (set [catalog] trusted = true to allow it)"
                     ))),
                 }
             }
-        }
+        };
+        let staged = self.pins.pin(&[pinned])?;
+        Ok(MountSource::HostPath(staged[0].display().to_string()))
+    }
+
+    /// Release the pins among `mounts` (their create failed).
+    pub fn release_mounts(&self, mounts: &[super::Mount]) {
+        self.pins
+            .release(mounts.iter().filter_map(|m| match &m.source {
+                MountSource::HostPath(p) => Some(p.as_str()),
+                _ => None,
+            }));
     }
 }
 
-/// A record with the host's times: `created` kept from the stored record
-/// (or now), `updated` now, in epoch seconds.
-fn stamp(existing: &Path, content: &str) -> RtResult<String> {
+/// A record with the host's times: `created` kept from the `existing`
+/// record (or now), `updated` now, in epoch seconds.
+fn stamp(existing: Option<&[u8]>, content: &str) -> RtResult<String> {
     let mut record: serde_json::Map<String, serde_json::Value> = serde_json::from_str(content)
         .map_err(|e| Error::InvalidParams(format!("record: must be a JSON object: {e}")))?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
-    let created = std::fs::read_to_string(existing)
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+    let created = existing
+        .and_then(|t| serde_json::from_slice::<serde_json::Value>(t).ok())
         .and_then(|v| v.get("created").and_then(|c| c.as_i64()))
         .unwrap_or(now);
     record.insert("created".into(), created.into());
@@ -305,21 +314,51 @@ fn stamp(existing: &Path, content: &str) -> RtResult<String> {
     serde_json::to_string_pretty(&record).map_err(|e| Error::Other(e.to_string()))
 }
 
-fn copy_file(from: &Path, to: &Path) -> RtResult<()> {
-    if let Some(parent) = to.parent() {
-        std::fs::create_dir_all(parent).map_err(io(parent.display()))?;
+/// The error for a file of an application's folder: a link on the way is
+/// refused (`Denied`), a missing file is `NotFound`.
+fn in_app(name: &str, path: &str) -> impl FnOnce(std::io::Error) -> Error {
+    let (name, path) = (name.to_string(), path.to_string());
+    move |e| {
+        if beneath::escaped(&e) {
+            Error::Denied(format!(
+                "application {name}: `{path}` is or passes through a symbolic link"
+            ))
+        } else if e.kind() == std::io::ErrorKind::NotFound {
+            Error::NotFound(format!("application {name}: {path}"))
+        } else {
+            Error::Other(format!("application {name}: {path}: {e}"))
+        }
     }
-    std::fs::copy(from, to).map_err(io(from.display()))?;
-    Ok(())
 }
 
-fn write_atomically(path: &Path, content: &[u8]) -> RtResult<()> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(io(parent.display()))?;
+impl AppStore {
+    /// The folder of application `name`, opened without following a link.
+    /// Its files may be changed by the application's containers (which may
+    /// mount it), so every file in it is reached beneath this descriptor,
+    /// no link followed ([`beneath`]).
+    fn open_folder(&self, name: &str) -> RtResult<OwnedFd> {
+        let folder = self.folder_of(name)?;
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&folder)
+            .map(OwnedFd::from)
+            .map_err(in_app(name, "."))
     }
-    let temp = ShareRoot::temp_for(path, std::process::id() as i64);
-    std::fs::write(&temp, content).map_err(io(temp.display()))?;
-    std::fs::rename(&temp, path).map_err(io(path.display()))
+
+    /// The file `path` of application `name`.
+    fn read_in(&self, name: &str, path: &str) -> RtResult<Vec<u8>> {
+        let folder = self.open_folder(name)?;
+        let rel = relative("path", path)?;
+        beneath::read(folder.as_fd(), &rel).map_err(in_app(name, path))
+    }
+
+    /// Replace the file `path` of application `name` with `content`.
+    fn write_in(&self, name: &str, path: &str, content: &[u8]) -> RtResult<()> {
+        let folder = self.open_folder(name)?;
+        let rel = relative("path", path)?;
+        beneath::write_replace(folder.as_fd(), &rel, content, 0o644).map_err(in_app(name, path))
+    }
 }
 
 #[async_trait]
@@ -351,11 +390,10 @@ impl Runtime for AppStore {
     }
 
     async fn app_record(&self, name: String) -> RtResult<Option<String>> {
-        let file = self.folder_of(&name)?.join(RECORD_FILE);
-        match std::fs::read_to_string(&file) {
-            Ok(text) => Ok(Some(text)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::Other(format!("application {name}: {e}"))),
+        match self.read_in(&name, RECORD_FILE) {
+            Ok(text) => Ok(Some(String::from_utf8_lossy(&text).into_owned())),
+            Err(Error::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
         }
     }
 
@@ -367,8 +405,8 @@ impl Runtime for AppStore {
             if !valid_name(&name) {
                 continue;
             }
-            if let Ok(text) = std::fs::read_to_string(entry.path().join(RECORD_FILE)) {
-                out.push((name, text));
+            if let Ok(text) = self.read_in(&name, RECORD_FILE) {
+                out.push((name, String::from_utf8_lossy(&text).into_owned()));
             }
         }
         out.sort();
@@ -398,11 +436,8 @@ impl Runtime for AppStore {
             })?;
         }
         for file in &t.files {
-            let target = folder.join(relative("file", file)?);
-            match &location {
-                Location::File(dir) => copy_file(&dir.join(file), &target)?,
-                Location::Url(_) => write_atomically(&target, &self.fetch(&location, file).await?)?,
-            }
+            let content = self.fetch(&location, file).await?;
+            self.write_in(&name, file, &content)?;
         }
         Ok(())
     }
@@ -413,8 +448,9 @@ impl Runtime for AppStore {
         name: String,
         path: String,
     ) -> RtResult<String> {
-        let full = self.folder_of(&name)?.join(relative("path", &path)?);
-        std::fs::read_to_string(&full).map_err(io(format!("application {name}: {path}")))
+        let bytes = self.read_in(&name, &path)?;
+        String::from_utf8(bytes)
+            .map_err(|_| Error::Other(format!("application {name}: {path} is not UTF-8 text")))
     }
 
     async fn app_write_file(
@@ -424,16 +460,14 @@ impl Runtime for AppStore {
         path: String,
         content: String,
     ) -> RtResult<()> {
-        let folder = self.folder_of(&name)?;
-        if !folder.is_dir() {
-            return Err(Error::NotFound(format!("application {name}")));
-        }
-        let target = folder.join(relative("path", &path)?);
+        self.open_folder(&name)
+            .map_err(|_| Error::NotFound(format!("application {name}")))?;
         if path == RECORD_FILE {
-            let stamped = stamp(&target, &content)?;
-            return write_atomically(&target, stamped.as_bytes());
+            let existing = self.read_in(&name, RECORD_FILE).ok();
+            let stamped = stamp(existing.as_deref(), &content)?;
+            return self.write_in(&name, &path, stamped.as_bytes());
         }
-        write_atomically(&target, content.as_bytes())
+        self.write_in(&name, &path, content.as_bytes())
     }
 
     async fn app_remove(&self, _cx: &CallContext, name: String) -> RtResult<()> {
@@ -525,6 +559,7 @@ mod tests {
     #[test]
     fn mounts_stay_inside_unless_trusted() {
         let (d, s) = store(false);
+        std::fs::create_dir_all(s.folder_of("app1").unwrap()).unwrap();
         assert!(matches!(
             s.resolve_mount("app1", MountSource::AppPath("../x".into())),
             Err(Error::Denied(_))
@@ -535,15 +570,24 @@ mod tests {
         else {
             panic!()
         };
-        assert!(p.ends_with("apps/app1/data"), "{p}");
+        assert!(p.contains("/binds/"), "{p}");
+        assert_eq!(
+            s.pins.original(&p).unwrap(),
+            s.folder_of("app1").unwrap().join("data")
+        );
+        assert!(s.folder_of("app1").unwrap().join("data").is_dir());
         assert!(matches!(
             s.resolve_mount("app1", MountSource::HostPath("/etc".into())),
             Err(Error::Denied(_))
         ));
         let inside = format!("{}/media", s.share.root().display());
-        assert!(s
+        let MountSource::HostPath(media) = s
             .resolve_mount("app1", MountSource::HostPath(inside))
-            .is_ok());
+            .unwrap()
+        else {
+            panic!()
+        };
+        s.pins.release([p.as_str(), media.as_str()]);
         drop((d, s));
         let (_d, trusting) = store(true);
         assert!(trusting

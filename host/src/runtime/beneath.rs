@@ -21,9 +21,31 @@ static NO_OPENAT2: AtomicBool = AtomicBool::new(false);
 /// `open(2)` `flags` and `mode`. `O_CLOEXEC` is always added. A path that
 /// would leave `dir` fails with `EXDEV` (or `ELOOP` in the fallback).
 pub fn open(dir: BorrowedFd<'_>, rel: &Path, flags: i32, mode: u32) -> io::Result<OwnedFd> {
+    open_resolving(dir, rel, flags, mode, 0)
+}
+
+/// [`open`], refusing (`ELOOP`) every symbolic link on the way, even one
+/// that stays inside: what bind sources are opened with, so the folder an
+/// engine mounts is the one the path names.
+pub fn open_no_links(
+    dir: BorrowedFd<'_>,
+    rel: &Path,
+    flags: i32,
+    mode: u32,
+) -> io::Result<OwnedFd> {
+    open_resolving(dir, rel, flags, mode, libc::RESOLVE_NO_SYMLINKS)
+}
+
+fn open_resolving(
+    dir: BorrowedFd<'_>,
+    rel: &Path,
+    flags: i32,
+    mode: u32,
+    resolve: u64,
+) -> io::Result<OwnedFd> {
     let flags = flags | libc::O_CLOEXEC;
     if !NO_OPENAT2.load(Ordering::Relaxed) {
-        match openat2(dir, rel, flags, mode) {
+        match openat2(dir, rel, flags, mode, resolve) {
             Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
                 NO_OPENAT2.store(true, Ordering::Relaxed);
             }
@@ -38,7 +60,13 @@ fn c_path(p: &Path) -> io::Result<CString> {
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))
 }
 
-fn openat2(dir: BorrowedFd<'_>, rel: &Path, flags: i32, mode: u32) -> io::Result<OwnedFd> {
+fn openat2(
+    dir: BorrowedFd<'_>,
+    rel: &Path,
+    flags: i32,
+    mode: u32,
+    resolve: u64,
+) -> io::Result<OwnedFd> {
     let path = c_path(rel)?;
     // SAFETY: `open_how` is plain integers; all zero is its "nothing set" value.
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
@@ -46,7 +74,7 @@ fn openat2(dir: BorrowedFd<'_>, rel: &Path, flags: i32, mode: u32) -> io::Result
     if flags & (libc::O_CREAT | libc::O_TMPFILE) != 0 {
         how.mode = u64::from(mode);
     }
-    how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS;
+    how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS | resolve;
     loop {
         // SAFETY: `how` and `path` live across the call; the kernel reads
         // `size_of::<open_how>()` bytes of `how` and the NUL-terminated path.
@@ -198,6 +226,75 @@ pub fn kind(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<Option<libc::mode_t
     Ok(Some(st.st_mode & libc::S_IFMT))
 }
 
+/// Open (creating missing ones, mode 0755) the folder `rel` beneath `dir`,
+/// no link followed. Returns an `O_PATH` descriptor.
+pub fn make_dirs(dir: BorrowedFd<'_>, rel: &Path) -> io::Result<OwnedFd> {
+    let mut at = open_no_links(dir, Path::new("."), libc::O_PATH | libc::O_DIRECTORY, 0)?;
+    for part in rel.components() {
+        let Component::Normal(name) = part else {
+            return Err(io::Error::from_raw_os_error(libc::EXDEV));
+        };
+        use std::os::fd::AsFd;
+        mkdir(at.as_fd(), name, 0o755)?;
+        at = open_no_links(
+            at.as_fd(),
+            Path::new(name),
+            libc::O_PATH | libc::O_DIRECTORY,
+            0,
+        )?;
+    }
+    Ok(at)
+}
+
+/// The content of the file `rel` beneath `dir`, no link followed.
+pub fn read(dir: BorrowedFd<'_>, rel: &Path) -> io::Result<Vec<u8>> {
+    let fd = open_no_links(dir, rel, libc::O_RDONLY | libc::O_NOFOLLOW, 0)?;
+    let mut file = std::fs::File::from(fd);
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    let mut out = Vec::new();
+    std::io::Read::read_to_end(&mut file, &mut out)?;
+    Ok(out)
+}
+
+/// Replace the file `rel` beneath `dir` with `content`: missing folders are
+/// made, no link is followed, and the bytes go to a new temporary of a
+/// random name (`O_CREAT | O_EXCL | O_NOFOLLOW`) renamed into place, so a
+/// link or file planted under any name cannot receive them.
+pub fn write_replace(dir: BorrowedFd<'_>, rel: &Path, content: &[u8], mode: u32) -> io::Result<()> {
+    use std::os::fd::AsFd;
+    let name = rel
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
+    let parent = make_dirs(dir, rel.parent().unwrap_or(Path::new("")))?;
+    let mut temp = std::ffi::OsString::from(format!(
+        "{}{}-",
+        super::storage::TEMP_MARKER,
+        hex::encode(rand::random::<[u8; 8]>())
+    ));
+    temp.push(name);
+    let fd = open_no_links(
+        parent.as_fd(),
+        Path::new(&temp),
+        libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW,
+        mode,
+    )?;
+    let written = (|| {
+        let mut file = std::fs::File::from(fd);
+        std::io::Write::write_all(&mut file, content)?;
+        file.sync_all()?;
+        rename(parent.as_fd(), &temp, name)
+    })();
+    if written.is_err() {
+        let _ = unlink(parent.as_fd(), &temp);
+    }
+    written
+}
+
 /// Whether the error says the path left the folder.
 pub fn escaped(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EXDEV) | Some(libc::ELOOP))
@@ -217,7 +314,7 @@ mod tests {
 
     fn both(dir: BorrowedFd<'_>, rel: &str) -> [io::Result<OwnedFd>; 2] {
         [
-            openat2(dir, Path::new(rel), libc::O_RDONLY | libc::O_CLOEXEC, 0),
+            openat2(dir, Path::new(rel), libc::O_RDONLY | libc::O_CLOEXEC, 0, 0),
             open_walk(dir, Path::new(rel), libc::O_RDONLY | libc::O_CLOEXEC, 0),
         ]
     }
@@ -248,7 +345,7 @@ mod tests {
             assert!(r.is_ok());
         }
         assert!(
-            real_path(&openat2(fd.as_fd(), Path::new("in/ok"), libc::O_PATH, 0).unwrap())
+            real_path(&openat2(fd.as_fd(), Path::new("in/ok"), libc::O_PATH, 0, 0).unwrap())
                 .unwrap()
                 .ends_with("root/in/ok")
         );

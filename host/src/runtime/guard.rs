@@ -31,7 +31,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::image_owners::ImageOwners;
-use super::storage::ShareRoot;
+use super::storage::{confined, ShareRoot};
 use super::{
     CallContext, ContainerEntry, ContainerExtra, ContainerSpec, ContainerSummary, Credential,
     Error, ImageInfo, MountSource, NetworkInfo, PullRequest, RtResult, Runtime, RuntimeKind,
@@ -380,16 +380,18 @@ impl Runtime for Guarded {
                 self.check_use(cx, RuntimeKind::Docker, r).await?;
             }
         }
-        self.inner
-            .image_save(cx, references, path, gzip, overwrite)
-            .await
+        confined(
+            &policy.share,
+            self.inner.image_save(cx, references, path, gzip, overwrite),
+        )
+        .await
     }
 
     async fn container_create(&self, cx: &CallContext, spec: ContainerSpec) -> RtResult<String> {
         let policy = self.policy(cx);
         let spec = self.admit(cx, &policy, spec).await?;
         self.check_use(cx, spec.runtime, &spec.image).await?;
-        self.inner.container_create(cx, spec).await
+        confined(&policy.share, self.inner.container_create(cx, spec)).await
     }
 
     async fn container_start(
@@ -507,14 +509,18 @@ impl Runtime for Guarded {
         let policy = self.policy(cx);
         self.check_owner(cx, &policy, kind, &container).await?;
         let path = self.scoped(&policy, &path)?;
-        self.inner
-            .container_export(cx, kind, container, path, gzip, overwrite)
-            .await
+        confined(
+            &policy.share,
+            self.inner
+                .container_export(cx, kind, container, path, gzip, overwrite),
+        )
+        .await
     }
 
     async fn archive_config(&self, cx: &CallContext, path: String) -> RtResult<Option<String>> {
-        let path = self.scoped(&self.policy(cx), &path)?;
-        self.inner.archive_config(cx, path).await
+        let policy = self.policy(cx);
+        let path = self.scoped(&policy, &path)?;
+        confined(&policy.share, self.inner.archive_config(cx, path)).await
     }
 
     async fn image_import(
@@ -534,10 +540,11 @@ impl Runtime for Guarded {
         let target = self
             .check_replace(cx, &policy, kind, "image", &reference)
             .await?;
-        let id = self
-            .inner
-            .image_import(cx, kind, path, repository, tag)
-            .await?;
+        let id = confined(
+            &policy.share,
+            self.inner.image_import(cx, kind, path, repository, tag),
+        )
+        .await?;
         // An admin's names stay public: only a non-admin's are recorded.
         if !Self::all_containers(&policy) {
             self.owners.set_local(&target, &id, &cx.user);
@@ -580,7 +587,11 @@ impl Runtime for Guarded {
         if !extra.app.is_empty() {
             self.check_app(cx, &policy, &extra.app).await?;
         }
-        self.inner.container_create_with(cx, spec, extra).await
+        confined(
+            &policy.share,
+            self.inner.container_create_with(cx, spec, extra),
+        )
+        .await
     }
 
     async fn container_list_labelled(

@@ -14,6 +14,7 @@ pub mod guard;
 pub mod image_owners;
 pub mod lxc;
 pub mod pgzip;
+pub mod pins;
 pub mod reference;
 pub mod router;
 pub mod simulated;

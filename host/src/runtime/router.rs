@@ -220,8 +220,8 @@ impl Runtime for Runtimes {
     }
     /// Mount sources are resolved here, once, for every backend: an
     /// application's relative paths inside its folder, host paths under the
-    /// share root unless the repository is trusted. The backend then gets
-    /// only volumes and checked absolute host paths.
+    /// share root unless the repository is trusted, both pinned. The backend
+    /// then gets only volumes, staging folders and trusted host paths.
     async fn container_create_with(
         &self,
         cx: &CallContext,
@@ -229,14 +229,27 @@ impl Runtime for Runtimes {
         mut extra: ContainerExtra,
     ) -> RtResult<String> {
         let apps = self.apps()?;
+        let mut resolved = Vec::new();
         for mount in &mut extra.mounts {
             let source =
                 std::mem::replace(&mut mount.source, super::MountSource::Volume(String::new()));
-            mount.source = apps.resolve_mount(&extra.app, source)?;
+            match apps.resolve_mount(&extra.app, source) {
+                Ok(s) => mount.source = s,
+                Err(e) => {
+                    apps.release_mounts(&resolved);
+                    return Err(e);
+                }
+            }
+            resolved.push(mount.clone());
         }
-        self.of(spec.runtime)
+        let created = self
+            .of(spec.runtime)
             .container_create_with(cx, spec, extra)
-            .await
+            .await;
+        if created.is_err() {
+            apps.release_mounts(&resolved);
+        }
+        created
     }
     async fn container_list_labelled(
         &self,

@@ -7,7 +7,9 @@
 //! the end ([`ShareRoot::temp_for`]); temporaries left by a crash are removed
 //! at start-up ([`ShareRoot::remove_stale_temporaries`]).
 
+use std::borrow::Cow;
 use std::ffi::OsString;
+use std::future::Future;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
@@ -21,6 +23,27 @@ pub const TEMP_MARKER: &str = ".stevedore-partial-";
 pub const MAX_PATH_BYTES: usize = 4000;
 /// Longest single name in a `path`, in bytes (Linux's `NAME_MAX`).
 pub const MAX_NAME_BYTES: usize = 255;
+
+tokio::task_local! {
+    /// The user's folder (relative to the share root) the current call's
+    /// paths are confined to; set by the policy guard around each call.
+    static CONFINED: String;
+}
+
+/// Run `call` with every user path it resolves through a [`ShareRoot`]
+/// confined beneath `folder` (relative to the share root; `""`: the whole
+/// root). The guard checks a path beneath the user's folder; this makes the
+/// backend resolve it beneath the same folder, from a descriptor, so a link
+/// swapped in between the check and the use cannot lead to another user's
+/// folder. Calls nested in `call` (on the same task) see the same folder.
+pub async fn confined<F: Future>(folder: &str, call: F) -> F::Output {
+    CONFINED.scope(folder.to_string(), call).await
+}
+
+/// The folder the current call is confined to (`""`: none, the whole root).
+pub fn confinement() -> String {
+    CONFINED.try_with(Clone::clone).unwrap_or_default()
+}
 
 /// The folder user paths are confined to. Every lookup beneath it goes
 /// through the kernel ([`beneath`]), from a descriptor of the root opened
@@ -124,6 +147,37 @@ impl ShareRoot {
         }
     }
 
+    /// The root the current call's paths resolve beneath, and `user_path`
+    /// relative to it: the share root itself, or the user's folder of
+    /// [`confinement`] opened beneath it (a path outside that folder is
+    /// refused).
+    fn effective(&self, user_path: &str) -> Result<(Cow<'_, ShareRoot>, String), Error> {
+        let folder = confinement();
+        if folder.is_empty() {
+            return Ok((Cow::Borrowed(self), user_path.to_string()));
+        }
+        let rel = Self::relative(user_path)?;
+        let inner = rel.strip_prefix(&folder).map_err(|_| {
+            Error::Denied(format!(
+                "path `{}`: is outside the folder `{folder}`",
+                shown(user_path)
+            ))
+        })?;
+        let dir = beneath::open(
+            self.dir.as_fd(),
+            Path::new(&folder),
+            libc::O_PATH | libc::O_DIRECTORY,
+            0,
+        )
+        .map_err(|e| Self::io_error(user_path, e))?;
+        let root = beneath::real_path(&dir).map_err(|e| Self::io_error(user_path, e))?;
+        let sub = ShareRoot {
+            root,
+            dir: Arc::new(dir),
+        };
+        Ok((Cow::Owned(sub), inner.to_string_lossy().into_owned()))
+    }
+
     /// Open (creating when missing) the folder `rel` beneath the root.
     fn folder_fd(&self, user_path: &str, rel: &Path) -> Result<OwnedFd, Error> {
         let flags = libc::O_PATH | libc::O_DIRECTORY;
@@ -152,7 +206,13 @@ impl ShareRoot {
     /// The folder of `user_path` (created when missing, beneath the root)
     /// and its last name, for creating the file there.
     pub fn parent(&self, user_path: &str) -> Result<Beneath, Error> {
-        let rel = Self::relative(user_path)?;
+        let (root, path) = self.effective(user_path)?;
+        root.parent_here(user_path, &path)
+    }
+
+    /// [`ShareRoot::parent`] of `path` beneath this root, `user_path` in messages.
+    fn parent_here(&self, user_path: &str, path: &str) -> Result<Beneath, Error> {
+        let rel = Self::relative(path)?;
         let name = rel
             .file_name()
             .map(|n| n.to_os_string())
@@ -183,7 +243,17 @@ impl ShareRoot {
     /// Open the existing file `user_path` for reading, beneath the root.
     /// Returns the file and its real path.
     pub fn open_file(&self, user_path: &str) -> Result<(std::fs::File, PathBuf), Error> {
-        let rel = Self::relative(user_path)?;
+        let (root, path) = self.effective(user_path)?;
+        root.open_file_here(user_path, &path)
+    }
+
+    /// [`ShareRoot::open_file`] of `path` beneath this root.
+    fn open_file_here(
+        &self,
+        user_path: &str,
+        path: &str,
+    ) -> Result<(std::fs::File, PathBuf), Error> {
+        let rel = Self::relative(path)?;
         let fd = beneath::open(self.dir.as_fd(), &rel, libc::O_RDONLY, 0)
             .map_err(|e| Self::io_error(user_path, e))?;
         let file = std::fs::File::from(fd);
@@ -200,6 +270,23 @@ impl ShareRoot {
         ))
         .map_err(|e| Self::io_error(user_path, e))?;
         Ok((file, real))
+    }
+
+    /// `user_path` as a bind source to pin ([`super::pins`]): the folder it
+    /// may not leave (the user's folder of [`confinement`], or the root) and
+    /// the path beneath it. The folder is opened beneath the root here; the
+    /// path is opened when pinned, no link followed.
+    pub fn pin_source(&self, user_path: &str) -> Result<super::pins::Source, Error> {
+        let (root, path) = self.effective(user_path)?;
+        let path = if path.trim_matches('/').is_empty() {
+            PathBuf::new()
+        } else {
+            Self::relative(&path)?
+        };
+        Ok(super::pins::Source {
+            folder: root.root.clone(),
+            path,
+        })
     }
 
     /// The absolute path for `user_path`, refused with `Denied` when it

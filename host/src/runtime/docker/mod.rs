@@ -42,6 +42,7 @@ use self::files::Output;
 use self::raw::{query, RawClient};
 use self::shared_pull::{PullKey, SharedPulls};
 use super::archives;
+use super::pins::Pins;
 use super::reference;
 use super::storage::ShareRoot;
 use super::{
@@ -103,6 +104,8 @@ pub struct DockerRuntime {
     credentials: CredentialStore,
     /// Pulls in flight, shared by the tasks asking for the same image.
     pulls: SharedPulls,
+    /// Bind sources pinned for the engine.
+    pins: Pins,
 }
 
 /// The Unix socket named by `DOCKER_HOST`.
@@ -146,14 +149,85 @@ impl DockerRuntime {
             tracing::info!(removed, "removed partial outputs of interrupted tasks");
         }
         let credentials = CredentialStore::open(&settings.data_dir)?;
-        Ok(DockerRuntime {
+        let pins = Pins::new(&settings.data_dir, "docker")?;
+        let runtime = DockerRuntime {
             api,
             raw: RawClient::new(socket, settings.stall.unwrap_or(raw::DEFAULT_STALL)),
             share,
             settings,
             credentials,
             pulls: SharedPulls::default(),
-        })
+            pins,
+        };
+        runtime.sweep_pins();
+        Ok(runtime)
+    }
+
+    /// In the background: release the pins of containers that no longer
+    /// exist, re-make those whose mount is gone (after a host restart).
+    fn sweep_pins(&self) {
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (api, pins) = (self.api.clone(), self.pins.clone());
+        handle.spawn(async move {
+            let since = std::time::SystemTime::now();
+            let options = bollard::query_parameters::ListContainersOptions {
+                all: true,
+                ..Default::default()
+            };
+            let Ok(listed) = api.list_containers(Some(options)).await else {
+                return;
+            };
+            let sources: Vec<String> = listed
+                .iter()
+                .flat_map(|c| c.mounts.iter().flatten())
+                .filter_map(|m| m.source.clone())
+                .collect();
+            let in_use = pins.tokens(sources.iter().map(String::as_str));
+            let released = pins.sweep(&in_use, since);
+            if released > 0 {
+                tracing::info!(
+                    released,
+                    "released the pinned volumes of removed containers"
+                );
+            }
+        });
+    }
+
+    /// The bind sources of a container (its `Binds` and bind `Mounts`).
+    async fn bind_sources(&self, container: &str) -> RtResult<Vec<String>> {
+        let inspect = self
+            .api
+            .inspect_container(container, None)
+            .await
+            .map_err(engine)?;
+        let host = inspect.host_config.unwrap_or_default();
+        let binds = host
+            .binds
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|b| b.split(':').next().map(str::to_string));
+        let mounts = host
+            .mounts
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|m| m.typ == Some(bollard::models::MountType::BIND))
+            .filter_map(|m| m.source);
+        Ok(binds.chain(mounts).collect())
+    }
+
+    /// Create the container of `body`; its pins are released when the engine refuses it.
+    async fn create_pinned(
+        &self,
+        staged: &[String],
+        create: impl std::future::Future<Output = RtResult<String>>,
+    ) -> RtResult<String> {
+        let created = create.await;
+        if created.is_err() {
+            self.pins.release(staged.iter().map(String::as_str));
+        }
+        created
     }
 
     /// The configured registry named `name_or_url`, or one made from a URL.
@@ -235,22 +309,43 @@ impl DockerRuntime {
         }
     }
 
-    fn spec_to_body(&self, spec: &ContainerSpec) -> RtResult<ContainerCreateBody> {
-        let mut binds = Vec::new();
-        for b in &spec.binds {
-            let host = self.share.resolve(&b.host_path).map_err(|e| match e {
-                Error::Denied(m) => Error::InvalidParams(format!("volume.host: {m}")),
+    /// Pin the bind sources of `spec` ([`Pins`]): the staging folders to give the engine.
+    fn pin_binds(&self, spec: &ContainerSpec) -> RtResult<Vec<String>> {
+        let sources = spec
+            .binds
+            .iter()
+            .map(|b| self.share.pin_source(&b.host_path))
+            .collect::<RtResult<Vec<_>>>()
+            .map_err(|e| match e {
+                Error::InvalidParams(m) => Error::InvalidParams(format!("volume.host: {m}")),
                 other => other,
             })?;
-            std::fs::create_dir_all(&host)
-                .map_err(|e| Error::Other(format!("volume.host `{}`: {e}", b.host_path)))?;
-            binds.push(format!(
-                "{}:{}{}",
-                host.display(),
-                b.container_path,
-                if b.read_only { ":ro" } else { "" }
-            ));
-        }
+        Ok(self
+            .pins
+            .pin(&sources)?
+            .into_iter()
+            .map(|p| p.display().to_string())
+            .collect())
+    }
+
+    /// The create body of `spec`, its binds given as the `staged` folders.
+    fn spec_to_body(
+        &self,
+        spec: &ContainerSpec,
+        staged: &[String],
+    ) -> RtResult<ContainerCreateBody> {
+        let binds: Vec<String> = spec
+            .binds
+            .iter()
+            .zip(staged)
+            .map(|(b, host)| {
+                format!(
+                    "{host}:{}{}",
+                    b.container_path,
+                    if b.read_only { ":ro" } else { "" }
+                )
+            })
+            .collect();
         let mut port_bindings = std::collections::HashMap::new();
         let mut exposed: Vec<String> = spec
             .expose_ports
@@ -602,17 +697,21 @@ impl Runtime for DockerRuntime {
     }
 
     async fn container_create(&self, _cx: &CallContext, spec: ContainerSpec) -> RtResult<String> {
-        let body = self.spec_to_body(&spec)?;
+        let staged = self.pin_binds(&spec)?;
+        let body = self.spec_to_body(&spec, &staged)?;
         let options = CreateContainerOptions {
             name: Some(spec.name.clone()),
             platform: String::new(),
         };
-        let created = self
-            .api
-            .create_container(Some(options), body)
-            .await
-            .map_err(engine)?;
-        Ok(created.id)
+        let create = async {
+            let created = self
+                .api
+                .create_container(Some(options), body)
+                .await
+                .map_err(engine)?;
+            Ok(created.id)
+        };
+        self.create_pinned(&staged, create).await
     }
 
     async fn container_create_with(
@@ -621,9 +720,13 @@ impl Runtime for DockerRuntime {
         spec: ContainerSpec,
         extra: ContainerExtra,
     ) -> RtResult<String> {
-        let mut body = self.spec_to_body(&spec)?;
-        compose::apply_extra(&mut body, &extra)?;
-        compose::create_with(&self.api, spec.name.clone(), body, &extra).await
+        let staged = self.pin_binds(&spec)?;
+        let create = async {
+            let mut body = self.spec_to_body(&spec, &staged)?;
+            compose::apply_extra(&mut body, &extra)?;
+            compose::create_with(&self.api, spec.name.clone(), body, &extra).await
+        };
+        self.create_pinned(&staged, create).await
     }
 
     async fn container_list_labelled(
@@ -686,6 +789,11 @@ impl Runtime for DockerRuntime {
         _kind: RuntimeKind,
         container: String,
     ) -> RtResult<()> {
+        // The engine binds staging folders; re-pin them from the user's
+        // folder now, so what it mounts is what the path names today
+        // (a link there is refused).
+        let sources = self.bind_sources(&container).await?;
+        self.pins.refresh(sources.iter().map(String::as_str))?;
         self.api
             .start_container(&container, None)
             .await
@@ -721,10 +829,13 @@ impl Runtime for DockerRuntime {
             force,
             link: false,
         };
+        let sources = self.bind_sources(&container).await.unwrap_or_default();
         self.api
             .remove_container(&container, Some(options))
             .await
-            .map_err(engine)
+            .map_err(engine)?;
+        self.pins.release(sources.iter().map(String::as_str));
+        Ok(())
     }
 
     async fn container_inspect(
@@ -751,11 +862,19 @@ impl Runtime for DockerRuntime {
         overwrite: bool,
     ) -> RtResult<u64> {
         let output = Output::prepare(&self.share, &path, cx.task_id, overwrite)?;
-        let inspect = self
+        let mut inspect = self
             .api
             .inspect_container(&container, None)
             .await
             .map_err(engine)?;
+        // The export records the user's folders, not their staging folders.
+        let binds = inspect.host_config.as_mut().and_then(|h| h.binds.as_mut());
+        for bind in binds.into_iter().flatten() {
+            let (source, rest) = bind.split_once(':').unwrap_or((bind.as_str(), ""));
+            if let Some(original) = self.pins.original(source) {
+                *bind = format!("{}:{rest}", original.display());
+            }
+        }
         let config = archive::config_from_inspect(&inspect, self.share.root());
         let entry = archive::tar_entry(
             archive::CONFIG_ENTRY,
@@ -889,7 +1008,10 @@ impl Runtime for DockerRuntime {
         container: String,
         remove_volumes: bool,
     ) -> RtResult<()> {
-        listing::delete(&self.api, &container, remove_volumes).await
+        let sources = self.bind_sources(&container).await.unwrap_or_default();
+        listing::delete(&self.api, &container, remove_volumes).await?;
+        self.pins.release(sources.iter().map(String::as_str));
+        Ok(())
     }
 
     async fn credential_lookup(&self, cx: &CallContext, registry: String) -> Option<Credential> {

@@ -10,7 +10,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use super::network::{Lease, Network, Port};
-use crate::runtime::storage::ShareRoot;
 use crate::runtime::{ContainerSpec, Error};
 
 /// Name of our record beside the LXC config.
@@ -100,6 +99,18 @@ fn fstab_escape(text: &str) -> String {
     out
 }
 
+/// The host folders of a config's `lxc.mount.entry` lines (unescaped).
+pub fn mount_sources(config: &str) -> Vec<String> {
+    config
+        .lines()
+        .filter_map(|l| {
+            let (key, value) = l.split_once('=')?;
+            (key.trim() == "lxc.mount.entry").then(|| value.split_whitespace().next())?
+        })
+        .map(crate::runtime::pins::unescape_octal)
+        .collect()
+}
+
 /// A container path from the spec, checked: absolute, no `..`, no control characters.
 fn container_path(field: &str, path: &str) -> Result<String, Error> {
     let bad = |why: &str| Error::InvalidParams(format!("{field}: `{path}` {why}"));
@@ -157,13 +168,14 @@ pub struct Context<'a> {
     pub network: &'a Network,
     /// The container's address.
     pub lease: &'a Lease,
-    /// Where `binds` are confined.
-    pub share: &'a ShareRoot,
+    /// The host folder of each of the spec's `binds`, in order: their
+    /// pinned staging folders ([`crate::runtime::pins`]).
+    pub binds: &'a [PathBuf],
     /// `lxc.signal.halt` for the image's init (busybox halts on SIGUSR1).
     pub halt_signal: Option<&'a str>,
 }
 
-/// The LXC config text for `spec`. Bind folders are created under the share root.
+/// The LXC config text for `spec`; bind sources are `cx.binds`.
 pub fn config_text(spec: &ContainerSpec, cx: &Context<'_>) -> Result<String, Error> {
     let mut c = String::from("# Written by stevedore from the container's create settings.\n");
     let mut line = |k: &str, v: &str| {
@@ -242,14 +254,13 @@ pub fn config_text(spec: &ContainerSpec, cx: &Context<'_>) -> Result<String, Err
     for rule in &spec.device_rules {
         line(&format!("{prefix}.devices.allow"), &device_rule(rule)?);
     }
-    for (i, b) in spec.binds.iter().enumerate() {
+    if cx.binds.len() != spec.binds.len() {
+        return Err(Error::Other(
+            "volume.host: not every bind source was pinned".into(),
+        ));
+    }
+    for (i, (b, host)) in spec.binds.iter().zip(cx.binds).enumerate() {
         let field = format!("volume.host[{i}]");
-        let host = cx.share.resolve(&b.host_path).map_err(|e| match e {
-            Error::Denied(m) => Error::InvalidParams(format!("volume.host: {m}")),
-            other => other,
-        })?;
-        std::fs::create_dir_all(&host)
-            .map_err(|e| Error::Other(format!("volume.host `{}`: {e}", b.host_path)))?;
         let inside = container_path(&format!("{field}.bind"), &b.container_path)?;
         let options = if b.read_only {
             "bind,create=dir,ro"
@@ -466,7 +477,7 @@ mod tests {
     #[test]
     fn config_has_limits_devices_binds_and_network() {
         let dir = tempfile::tempdir().unwrap();
-        let share = ShareRoot::new(&dir.path().join("share")).unwrap();
+        let staged = [PathBuf::from("/data/binds/0a/my data")];
         let network = Network::new("stvtest9", Subnet::parse("10.9.0.0/24").unwrap());
         let lease = Lease {
             mac: "02:53:00:00:00:01".into(),
@@ -489,7 +500,7 @@ mod tests {
             cgroups: Cgroups::V1,
             network: &network,
             lease: &lease,
-            share: &share,
+            binds: &staged,
             halt_signal: Some("SIGUSR1"),
         };
         let text = config_text(&s, &cx).unwrap();
@@ -515,11 +526,11 @@ mod tests {
             "lxc.net.0.ipv4.gateway = 10.9.0.1\n",
             "lxc.signal.halt = SIGUSR1\n",
             "srv/data none bind,create=dir,ro 0 0\n",
-            "/share/Public/my\\040data ",
+            "/data/binds/0a/my\\040data ",
         ] {
             assert!(text.contains(want), "missing {want:?} in\n{text}");
         }
-        assert!(share.root().join("Public/my data").is_dir());
+        assert_eq!(mount_sources(&text), ["/data/binds/0a/my data"]);
         let v2 = config_text(
             &s,
             &Context {
@@ -536,7 +547,7 @@ mod tests {
     #[test]
     fn bad_spec_values_name_the_field() {
         let dir = tempfile::tempdir().unwrap();
-        let share = ShareRoot::new(&dir.path().join("share")).unwrap();
+        let staged = [PathBuf::from("/data/binds/0a/0")];
         let network = Network::new("stvtest9", Subnet::parse("10.9.0.0/24").unwrap());
         let lease = Lease {
             mac: "02:53:00:00:00:01".into(),
@@ -547,7 +558,7 @@ mod tests {
             cgroups: Cgroups::V1,
             network: &network,
             lease: &lease,
-            share: &share,
+            binds: &[],
             halt_signal: None,
         };
         let mut s = spec("web");
@@ -555,15 +566,10 @@ mod tests {
         assert!(
             matches!(config_text(&s, &cx), Err(Error::InvalidParams(m)) if m.starts_with("resource.device"))
         );
-        let mut s = spec("web");
-        s.binds = vec![BindMount {
-            host_path: "../etc".into(),
-            container_path: "/x".into(),
-            read_only: false,
-        }];
-        assert!(
-            matches!(config_text(&s, &cx), Err(Error::InvalidParams(m)) if m.starts_with("volume.host"))
-        );
+        let cx = Context {
+            binds: &staged,
+            ..cx
+        };
         let mut s = spec("web");
         s.binds = vec![BindMount {
             host_path: "a".into(),

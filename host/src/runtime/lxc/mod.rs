@@ -37,6 +37,7 @@ use self::network::{Network, Subnet};
 use super::catalog::Catalog;
 use super::docker::archive::FORMAT;
 use super::docker::files::Output;
+use super::pins::Pins;
 use super::storage::ShareRoot;
 use super::{
     CallContext, ContainerEntry, ContainerSpec, ContainerState, Error, ImageInfo, PullRequest,
@@ -70,6 +71,8 @@ pub struct LxcRuntime {
     network: Network,
     share: ShareRoot,
     cgroups: Cgroups,
+    /// Bind sources pinned for `lxc.mount.entry`.
+    pins: Pins,
     /// Creates take a name under this lock, so two cannot take the same one.
     creating: tokio::sync::Mutex<()>,
 }
@@ -100,8 +103,10 @@ impl LxcRuntime {
             network: Network::new(&settings.bridge, settings.subnet),
             share,
             cgroups: Cgroups::detect(),
+            pins: Pins::new(&settings.data_dir, "lxc")?,
             creating: tokio::sync::Mutex::new(()),
         };
+        runtime.sweep_pins();
         runtime.autostart();
         Ok(runtime)
     }
@@ -128,6 +133,26 @@ impl LxcRuntime {
                 tracing::warn!("LXC autostart: {e}");
             }
         });
+    }
+
+    /// The host folders of a container's `lxc.mount.entry` lines.
+    fn mount_sources(&self, name: &str) -> Vec<String> {
+        std::fs::read_to_string(self.path.join(name).join("config"))
+            .map(|c| conf::mount_sources(&c))
+            .unwrap_or_default()
+    }
+
+    /// Release the pins of containers that no longer exist; re-make those
+    /// whose mount is gone (after a host restart), before autostart.
+    fn sweep_pins(&self) {
+        let since = std::time::SystemTime::now();
+        let sources: Vec<String> = self
+            .names()
+            .iter()
+            .flat_map(|n| self.mount_sources(n))
+            .collect();
+        let in_use = self.pins.tokens(sources.iter().map(String::as_str));
+        self.pins.sweep(&in_use, since);
     }
 
     /// The names of the containers in the LXC path (folders with a `config`).
@@ -181,12 +206,42 @@ impl LxcRuntime {
         image: &images::ImageRecord,
         ports: &[network::Port],
     ) -> RtResult<()> {
+        let sources = spec
+            .binds
+            .iter()
+            .map(|b| self.share.pin_source(&b.host_path))
+            .collect::<RtResult<Vec<_>>>()
+            .map_err(|e| match e {
+                Error::InvalidParams(m) => Error::InvalidParams(format!("volume.host: {m}")),
+                other => other,
+            })?;
+        let staged = self.pins.pin(&sources)?;
+        let built = self
+            .build_pinned(spec, dir, lease, image, ports, &staged)
+            .await;
+        if built.is_err() {
+            let staged: Vec<String> = staged.iter().map(|p| p.display().to_string()).collect();
+            self.pins.release(staged.iter().map(String::as_str));
+        }
+        built
+    }
+
+    /// [`LxcRuntime::build`] with the bind sources pinned at `staged`.
+    async fn build_pinned(
+        &self,
+        spec: &ContainerSpec,
+        dir: &Path,
+        lease: &network::Lease,
+        image: &images::ImageRecord,
+        ports: &[network::Port],
+        staged: &[PathBuf],
+    ) -> RtResult<()> {
         let context = |halt_signal| conf::Context {
             dir,
             cgroups: self.cgroups,
             network: &self.network,
             lease,
-            share: &self.share,
+            binds: staged,
             halt_signal,
         };
         // Check the settings before the slow part.
@@ -281,7 +336,9 @@ impl LxcRuntime {
             }
         }
         let record = Record::read(&dir);
+        let sources = self.mount_sources(name);
         tools::lxc("destroy", &self.path, name, &[]).await?;
+        self.pins.release(sources.iter().map(String::as_str));
         if dir.exists() {
             std::fs::remove_dir_all(&dir).map_err(|e| io_err("removing", &dir, e))?;
         }
@@ -421,6 +478,10 @@ impl Runtime for LxcRuntime {
             }
             State::Stopped => {}
         }
+        // `lxc.mount.entry` names staging folders; re-pin them from the
+        // user's folder now (a link there is refused).
+        let sources = self.mount_sources(&container);
+        self.pins.refresh(sources.iter().map(String::as_str))?;
         self.network.ensure().await?;
         let log = dir.join("start.log");
         let _ = std::fs::remove_file(&log);
