@@ -298,12 +298,10 @@ pub fn guarded(
             (host.trim_end_matches('/').to_string(), name.clone())
         })
         .collect();
-    Arc::new(Guarded::new(
-        runtime,
-        policies,
-        config.share_root.clone(),
-        registry_names,
-    ))
+    Arc::new(
+        Guarded::new(runtime, policies, config.share_root.clone(), registry_names)
+            .reserving_ports([config.listen.port()]),
+    )
 }
 
 /// Start the queue over explicit parts.
