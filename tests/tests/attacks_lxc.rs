@@ -266,7 +266,10 @@ async fn lxc_port_cannot_take_server_port() {
     let s = Bob::start().await;
     let port = s.server.addr.port();
     let why = s
-        .refused("grab-api", json!({"network": {"port": [[port, 80, "tcp"]]}}))
+        .refused(
+            "grab-api",
+            json!({"network": {"port": [[port, 80, "tcp"]]}}),
+        )
         .await;
     assert!(why.contains("network.port"), "{why}");
     assert!(!s.path().join("grab-api").exists(), "nothing created");
@@ -332,7 +335,11 @@ async fn lxc_container_is_unprivileged() {
     let (_, gid_outside, _) = uid_map(&pid, "gid_map");
     assert_ne!(gid_outside, 0);
     // A file root makes inside belongs to the mapped id on the host.
-    s.lxc("attach", "plain", &["--", "/bin/sh", "-c", "echo x > /root/made"]);
+    s.lxc(
+        "attach",
+        "plain",
+        &["--", "/bin/sh", "-c", "echo x > /root/made"],
+    );
     let meta = std::fs::metadata(s.path().join("plain/rootfs/root/made")).unwrap();
     assert_eq!(u64::from(meta.uid()), outside);
     assert_eq!(u64::from(meta.gid()), gid_outside);
@@ -380,7 +387,11 @@ async fn route_localnet_scoped() {
     .await;
     assert!(body.contains("200 OK"), "{body}");
     // ... with route_localnet on the bridge only.
-    assert_eq!(sysctl("all"), "0", "route_localnet opened on every interface");
+    assert_eq!(
+        sysctl("all"),
+        "0",
+        "route_localnet opened on every interface"
+    );
     assert_eq!(sysctl(&br), "1", "route_localnet of {br}");
     // The bridge's FORWARD accepts come after Docker's chains (isolation first).
     let ours = forward_rules(|l| l.contains(&format!(" {br} ")) && l.ends_with("-j ACCEPT"));
@@ -392,7 +403,10 @@ async fn route_localnet_scoped() {
             "FORWARD accepts of {br} (at {ours:?}) ahead of Docker's jumps (at {docker:?})"
         );
     }
-    let deleted = s.bob.send(reqwest::Method::DELETE, "container/lxc/web", None).await;
+    let deleted = s
+        .bob
+        .send(reqwest::Method::DELETE, "container/lxc/web", None)
+        .await;
     assert_eq!(deleted.status, 200, "{:?}", deleted.body);
     report!(
         "attacks_lxc: route_localnet all=0 {br}=1 with a published port; FORWARD rules at {ours:?}, Docker's at {docker:?}"
@@ -447,7 +461,8 @@ async fn hostile_image() -> Vec<u8> {
     cap[4..8].copy_from_slice(&(1u32 << 21).to_le_bytes());
     out.append_pax_extensions([("SCHILY.xattr.security.capability", &cap[..])])
         .unwrap();
-    out.append(&file("bin/capped", 0o755), &b"#!/x"[..]).unwrap();
+    out.append(&file("bin/capped", 0o755), &b"#!/x"[..])
+        .unwrap();
     let node = |name: &str, kind: tar::EntryType, major: u32, minor: u32| {
         let mut h = tar::Header::new_gnu();
         h.set_path(name).unwrap();
@@ -510,7 +525,11 @@ async fn rootfs_drops_setuid_and_devices() {
     use std::os::unix::fs::MetadataExt;
     let catalog = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(catalog.path().join("images")).unwrap();
-    std::fs::write(catalog.path().join("images/evil.tar.gz"), hostile_image().await).unwrap();
+    std::fs::write(
+        catalog.path().join("images/evil.tar.gz"),
+        hostile_image().await,
+    )
+    .unwrap();
     std::fs::write(
         catalog.path().join("list.json"),
         json!([{"name": "evil", "version": "latest", "type": "lxc",
@@ -541,7 +560,10 @@ async fn rootfs_drops_setuid_and_devices() {
     };
     let nodes = device_nodes(&rootfs);
     let unsafe_nodes: Vec<_> = nodes.iter().filter(|(_, r, b)| !safe(*r, *b)).collect();
-    assert!(unsafe_nodes.is_empty(), "device nodes made: {unsafe_nodes:?}");
+    assert!(
+        unsafe_nodes.is_empty(),
+        "device nodes made: {unsafe_nodes:?}"
+    );
     report!(
         "attacks_lxc: hostile image: {} safe device node(s) kept, setuid files safe, xattrs on bin/capped: [{attrs}]",
         nodes.len()
