@@ -223,7 +223,12 @@ fn ask(port: u16) -> Option<String> {
 /// A host service on 127.0.0.1 answering `marker` to every connection, on
 /// a free port (a thread of its own: the test's checks block).
 fn host_service(marker: &'static str) -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    host_service_on([127, 0, 0, 1].into(), marker)
+}
+
+/// [`host_service`] on address `ip`.
+fn host_service_on(ip: std::net::Ipv4Addr, marker: &'static str) -> u16 {
+    let listener = std::net::TcpListener::bind((ip, 0)).unwrap();
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {
         use std::io::{Read, Write};
@@ -297,6 +302,60 @@ async fn lxc_port_below_1024_refused() {
     assert!(why.contains("bob"), "{why}");
     assert!(!s.path().join("low").exists(), "nothing created");
     report!("attacks_lxc: host port {port} refused to bob: {why}");
+}
+
+#[tokio::test]
+async fn lxc_container_cannot_reach_host_loopback() {
+    let s = Bob::start().await;
+    let gateway = gateway();
+    let hidden = host_service("loopback-only-marker");
+    s.created("probe", "busybox", json!({})).await;
+    // The bridge address is up once the server set the bridge up.
+    let open = host_service_on(gateway, "gateway-marker");
+    // The image's DHCP client flushes the address first: wait for its route.
+    let via = format!("default via {gateway}");
+    eventually("the container's route", Duration::from_secs(30), || {
+        s.lxc("attach", "probe", &["--", "/bin/ip", "route"])
+            .contains(&via)
+            .then_some(())
+    })
+    .await;
+    // Root in the container points 127.0.0.1 at the host (its own
+    // loopback routes removed) and takes answers from 127.0.0.1.
+    let script = format!(
+        "sysctl -qw net.ipv4.conf.all.route_localnet=1 net.ipv4.conf.eth0.route_localnet=1 \
+           net.ipv4.conf.all.accept_local=1 net.ipv4.conf.eth0.accept_local=1; \
+         ip route del local 127.0.0.1 dev lo table local; \
+         ip route del local 127.0.0.0/8 dev lo table local; \
+         ip route add 127.0.0.1/32 via {gateway} dev eth0; \
+         echo x | nc -w 3 127.0.0.1 {hidden}; echo; echo x | nc -w 3 {gateway} {open}"
+    );
+    let out = Command::new("lxc-attach")
+        .arg("-P")
+        .arg(s.path())
+        .args(["-n", "probe", "--", "/bin/sh", "-c", &script])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let errors = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("gateway-marker"),
+        "the host's bridge address answers: {text} {errors}"
+    );
+    assert!(
+        !text.contains("loopback-only-marker"),
+        "the container reached the host's 127.0.0.1:{hidden}"
+    );
+    report!("attacks_lxc: a container addressing the host's 127.0.0.1:{hidden} got nothing; its gateway {gateway} answers");
+}
+
+/// The bridge's address: `.1` of the test subnet.
+fn gateway() -> std::net::Ipv4Addr {
+    let subnet = env("STEVEDORE_TEST_LXC_SUBNET");
+    let base: std::net::Ipv4Addr = subnet.split('/').next().unwrap().parse().unwrap();
+    let [a, b, c, _] = base.octets();
+    std::net::Ipv4Addr::new(a, b, c, 1)
 }
 
 /// The first line of `/proc/<pid>/uid_map` as `(inside, outside, count)`.
