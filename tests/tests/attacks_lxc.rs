@@ -515,7 +515,7 @@ async fn hostile_image() -> Vec<u8> {
     out.append(&file("bin/sgid-root", 0o2755), &b"#!/x"[..])
         .unwrap();
     // cap_sys_admin+ep, as `setcap` writes it (VFS_CAP_REVISION_2).
-    let mut cap = vec![0u8; 20];
+    let mut cap = [0u8; 20];
     cap[0..4].copy_from_slice(&0x0200_0001u32.to_le_bytes());
     cap[4..8].copy_from_slice(&(1u32 << 21).to_le_bytes());
     out.append_pax_extensions([("SCHILY.xattr.security.capability", &cap[..])])
