@@ -302,7 +302,8 @@ pub fn guarded(
         Guarded::new(runtime, policies, config.share_root.clone(), registry_names)
             .with_image_owners(crate::runtime::image_owners::ImageOwners::open(
                 &config.data_dir,
-            )),
+            ))
+            .reserving_ports([config.listen.port()]),
     )
 }
 

@@ -116,7 +116,9 @@ proptest! {
         let dir = tmp.path().join("c");
         std::fs::create_dir_all(dir.join("rootfs")).unwrap();
         if let Ok(layout) = unpack::layout(&file) {
-            let _ = unpack::extract(&file, &dir, layout, 1 << 20);
+            // Owners shifted as for an unprivileged container.
+            let idmap = stevedore::runtime::lxc::idmap::IdMap { uid: 131_072, gid: 131_072 };
+            let _ = unpack::extract(&file, &dir, layout, 1 << 20, Some(idmap));
         }
         let mut names: Vec<_> = std::fs::read_dir(tmp.path())
             .unwrap()

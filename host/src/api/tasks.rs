@@ -219,7 +219,8 @@ pub async fn submit(
 
 /// The policy checks that can be made at submit time, for an early 403
 /// naming the rule: the category, and the `privileged` and
-/// `resource.device` asks of container specs (`create`, `container_import`).
+/// `resource.device` asks of container specs (`create`, `container_import`),
+/// and the host ports of `network.port`.
 /// The runtime guard checks every call again while the task runs.
 fn admit(
     state: &AppState,
@@ -250,6 +251,16 @@ fn admit(
             "denied",
             format!("devices are not allowed for user {}", policy.user),
         ));
+    }
+    // `network.port`: `[[host, container, protocol], ...]`.
+    let ports = params
+        .pointer("/network/port")
+        .and_then(serde_json::Value::as_array);
+    for (i, entry) in ports.into_iter().flatten().enumerate() {
+        let host = entry.get(0).and_then(serde_json::Value::as_u64);
+        if let Some(port) = host.and_then(|p| u16::try_from(p).ok()) {
+            policy.allows_host_port(i, port).map_err(forbidden)?;
+        }
     }
     Ok(())
 }

@@ -12,6 +12,7 @@
 //! share = "{user}"                  # the user's folder under the share root
 //! registries = ["local", "dockerhub"]
 //! containers = "own"                # or "all": which containers the routes show and act on
+//! ports = "1024-65535"              # host ports a container may publish ("" or "*": any)
 //! [policy.default.limits]
 //! memory = "1g"                     # per container: caps and default
 //! cpu_weight = 512                  # 2..=1024
@@ -67,6 +68,10 @@ pub struct PolicyConfig {
     /// Caps.
     #[serde(default)]
     pub limits: Option<LimitsConfig>,
+    /// Host ports a container may publish: `"1024-65535"`, `"8000"`, or
+    /// `"*"` (or `""`) for any.
+    #[serde(default)]
+    pub ports: Option<String>,
 }
 
 /// `limits` of a policy, as written.
@@ -140,10 +145,16 @@ pub struct Policy {
     pub running_tasks: Option<usize>,
     /// The user's tasks waiting at once; `None`: no cap.
     pub waiting_tasks: Option<usize>,
+    /// Host ports the user may publish, inclusive; `None`: any.
+    pub ports: Option<(u16, u16)>,
 }
 
 /// The default `limits.waiting_tasks` of a non-admin.
 pub const DEFAULT_WAITING_TASKS: usize = 1000;
+
+/// The host ports a non-admin may publish by default: none of the
+/// privileged ones below 1024 (ssh, http, the NAS's own services).
+pub const DEFAULT_PORTS: (u16, u16) = (1024, 65535);
 
 /// Why a policy refused; the text names the rule and the user, e.g.
 /// `privileged containers are not allowed for user bob`.
@@ -175,6 +186,7 @@ impl Policy {
             cpu_time: None,
             running_tasks: None,
             waiting_tasks: None,
+            ports: None,
         }
     }
 
@@ -188,6 +200,7 @@ impl Policy {
             share: user.to_string(),
             containers: ContainerScope::Own,
             waiting_tasks: Some(DEFAULT_WAITING_TASKS),
+            ports: Some(DEFAULT_PORTS),
             ..Policy::unrestricted(user)
         }
     }
@@ -214,6 +227,9 @@ impl Policy {
         }
         if let Some(c) = layer.containers {
             self.containers = c;
+        }
+        if let Some(p) = &layer.ports {
+            self.ports = parse_port_range(p).map_err(|e| format!("ports: {e}"))?;
         }
         if let Some(l) = &layer.limits {
             if let Some(m) = &l.memory {
@@ -293,6 +309,20 @@ impl Policy {
                 "registry {name} is not allowed for user {}",
                 self.user
             ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// May the user publish host port `port` (entry `index` of `network.port`)?
+    /// Port 0 (the engine picks a free one) is always allowed.
+    pub fn allows_host_port(&self, index: usize, port: u16) -> Result<(), Refused> {
+        match self.ports {
+            Some((low, high)) if port != 0 && !(low..=high).contains(&port) => {
+                Err(refused(format!(
+                    "network.port[{index}]: host port {port} is outside {low}-{high}, the ports allowed for user {}",
+                    self.user
+                )))
+            }
             _ => Ok(()),
         }
     }
@@ -416,6 +446,22 @@ fn device_of_rule(rule: &str) -> Option<(char, u32)> {
     Some((kind, major.parse().ok()?))
 }
 
+/// `"1024-65535"` or `"8080"` as an inclusive range; `"*"` or `""`: any port.
+fn parse_port_range(text: &str) -> Result<Option<(u16, u16)>, String> {
+    let t = text.trim();
+    if t.is_empty() || t == "*" {
+        return Ok(None);
+    }
+    let bad = || format!("`{text}` is not a port range like \"1024-65535\"");
+    let (low, high) = t.split_once('-').unwrap_or((t, t));
+    let low: u16 = low.trim().parse().map_err(|_| bad())?;
+    let high: u16 = high.trim().parse().map_err(|_| bad())?;
+    if low == 0 || low > high {
+        return Err(bad());
+    }
+    Ok(Some((low, high)))
+}
+
 /// The share folder a policy names, `{user}` replaced; no `..`, no absolute path.
 fn share_folder(template: &str, user: &str) -> Result<String, String> {
     let folder = template.replace("{user}", user);
@@ -521,6 +567,39 @@ mod tests {
         assert!(p.allows_container("x", Some("bob")).is_ok());
         assert!(p.allows_category("image_push").is_ok());
         assert!(p.allows_registry("anything").is_ok());
+    }
+
+    #[test]
+    fn published_ports_stay_in_the_range() {
+        let p = bob();
+        assert!(p.allows_host_port(0, 8080).is_ok());
+        assert!(p.allows_host_port(0, 0).is_ok(), "0: the engine picks");
+        assert_eq!(
+            p.allows_host_port(1, 80).unwrap_err().message,
+            "network.port[1]: host port 80 is outside 1024-65535, the ports allowed for user bob"
+        );
+        assert!(Policy::unrestricted("root").allows_host_port(0, 22).is_ok());
+        let layer = |ports: &str| PolicyConfig {
+            ports: Some(ports.into()),
+            ..Default::default()
+        };
+        let narrow = bob().overlay(&layer("8000-8099")).unwrap();
+        assert!(narrow.allows_host_port(0, 8000).is_ok());
+        assert!(narrow.allows_host_port(0, 8100).is_err());
+        assert!(bob()
+            .overlay(&layer("*"))
+            .unwrap()
+            .allows_host_port(0, 22)
+            .is_ok());
+        for bad in ["80-", "x", "9000-8000", "0-10", "70000"] {
+            assert!(
+                bob()
+                    .overlay(&layer(bad))
+                    .unwrap_err()
+                    .starts_with("ports:"),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

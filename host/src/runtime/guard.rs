@@ -7,7 +7,9 @@
 //! - `containers.create`: privileged, devices, host folders (scoped to the
 //!   user's share folder), containers it links to or takes volumes from
 //!   (the user's own), memory and CPU caps; the container is labelled with
-//!   its owner ([`OWNER_LABEL`]), replacing any such label a plugin set.
+//!   its owner ([`OWNER_LABEL`]), replacing any such label a plugin set;
+//!   published host ports in the policy's range, and never the server's own
+//!   listen port (for anyone: it would take the API away).
 //! - every call naming a container: the user's own, unless the policy
 //!   reaches all containers; `list` shows only those.
 //! - every `path` (saves, exports, imports): inside the user's share folder.
@@ -50,6 +52,8 @@ pub struct Guarded {
     registry_names: BTreeMap<String, String>,
     /// Who set which image name.
     owners: Arc<ImageOwners>,
+    /// Host ports no container may publish (the server's own).
+    reserved_ports: Vec<u16>,
 }
 
 /// The owner label among `(key, value)` labels (summaries, networks, volumes).
@@ -80,6 +84,7 @@ impl Guarded {
             share_root,
             registry_names,
             owners: Arc::new(ImageOwners::in_memory()),
+            reserved_ports: Vec::new(),
         }
     }
 
@@ -88,6 +93,28 @@ impl Guarded {
     pub fn with_image_owners(mut self, owners: ImageOwners) -> Guarded {
         self.owners = Arc::new(owners);
         self
+    }
+
+    /// Refuse containers that publish any of `ports` on the host (the
+    /// server's own listen port).
+    pub fn reserving_ports(mut self, ports: impl IntoIterator<Item = u16>) -> Guarded {
+        self.reserved_ports
+            .extend(ports.into_iter().filter(|p| *p != 0));
+        self
+    }
+
+    /// Published host ports: in the policy's range, none of the reserved ones.
+    fn check_ports(&self, policy: &Policy, spec: &ContainerSpec) -> RtResult<()> {
+        for (i, p) in spec.ports.iter().enumerate() {
+            policy.allows_host_port(i, p.host_port).map_err(denied)?;
+            if self.reserved_ports.contains(&p.host_port) {
+                return Err(Error::Denied(format!(
+                    "network.port[{i}]: host port {} is the server's own port",
+                    p.host_port
+                )));
+            }
+        }
+        Ok(())
     }
 
     fn policy(&self, cx: &CallContext) -> std::borrow::Cow<'_, Policy> {
@@ -236,6 +263,7 @@ impl Guarded {
         mut spec: ContainerSpec,
     ) -> RtResult<ContainerSpec> {
         policy.allows_privileged(spec.privileged).map_err(denied)?;
+        self.check_ports(policy, &spec)?;
         for rule in &spec.device_rules {
             policy.allows_device(rule).map_err(denied)?;
         }
@@ -881,6 +909,45 @@ mod tests {
 
         // The admin may do what bob may not.
         g.container_create(&cx("admin"), s).await.unwrap();
+        assert_eq!(calls(&sim, "containers.create").len(), 2);
+    }
+
+    #[tokio::test]
+    async fn published_ports_obey_the_policy_and_spare_the_servers_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let (g, sim) = guarded(dir.path());
+        let g = g.reserving_ports([8080]);
+        let with_port = |name: &str, port: u16| {
+            let mut s = spec(name);
+            s.ports = vec![crate::runtime::PortBinding {
+                host_port: port,
+                container_port: 80,
+                protocol: "tcp".into(),
+            }];
+            s
+        };
+        let e = g
+            .container_create(&cx("bob"), with_port("low", 80))
+            .await
+            .unwrap_err();
+        assert!(matches!(&e, Error::Denied(m) if m.starts_with("network.port[0]: host port 80")));
+        for user in ["bob", "admin"] {
+            let e = g
+                .container_create(&cx(user), with_port("api", 8080))
+                .await
+                .unwrap_err();
+            assert_eq!(
+                e,
+                Error::Denied("network.port[0]: host port 8080 is the server's own port".into())
+            );
+        }
+        assert!(calls(&sim, "containers.create").is_empty());
+        g.container_create(&cx("bob"), with_port("ok", 18080))
+            .await
+            .unwrap();
+        g.container_create(&cx("admin"), with_port("ok2", 80))
+            .await
+            .unwrap();
         assert_eq!(calls(&sim, "containers.create").len(), 2);
     }
 

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
+use super::idmap::IdMap;
 use super::network::{Lease, Network, Port};
 use crate::runtime::{ContainerSpec, Error};
 
@@ -173,11 +174,17 @@ pub struct Context<'a> {
     pub binds: &'a [PathBuf],
     /// `lxc.signal.halt` for the image's init (busybox halts on SIGUSR1).
     pub halt_signal: Option<&'a str>,
+    /// The ids of an unprivileged container; `None`: root inside is the host's root.
+    pub idmap: Option<IdMap>,
 }
 
 /// The LXC config text for `spec`; bind sources are `cx.binds`.
 pub fn config_text(spec: &ContainerSpec, cx: &Context<'_>) -> Result<String, Error> {
     let mut c = String::from("# Written by stevedore from the container's create settings.\n");
+    // LXC's default profile applies where the kernel has AppArmor; never `unconfined`.
+    if !Path::new("/sys/kernel/security/apparmor").exists() {
+        c.push_str("# This kernel has no AppArmor: no profile applies.\n");
+    }
     let mut line = |k: &str, v: &str| {
         let _ = writeln!(c, "{k} = {v}");
     };
@@ -202,8 +209,10 @@ pub fn config_text(spec: &ContainerSpec, cx: &Context<'_>) -> Result<String, Err
         )));
     }
     line("lxc.uts.name", hostname);
-    if !Path::new("/sys/kernel/security/apparmor").exists() {
-        line("lxc.apparmor.profile", "unconfined");
+    if let Some(map) = cx.idmap {
+        for ids in map.config_lines() {
+            line("lxc.idmap", &ids);
+        }
     }
     line("lxc.autodev", "1");
     if let Some(signal) = cx.halt_signal {
@@ -384,8 +393,9 @@ pub fn create_settings(spec: &ContainerSpec, ports: &[Port]) -> Value {
 }
 
 /// Write `nameserver` lines for `dns` to `rootfs/etc/resolv.conf` (a link
-/// there is replaced; a `etc` that leads out of the rootfs is refused).
-pub fn write_resolv_conf(rootfs: &Path, dns: &[String]) -> Result<(), Error> {
+/// there is replaced; a `etc` that leads out of the rootfs is refused),
+/// owned by the container's root under `idmap`.
+pub fn write_resolv_conf(rootfs: &Path, dns: &[String], idmap: Option<IdMap>) -> Result<(), Error> {
     let mut text = String::new();
     for (i, server) in dns.iter().enumerate() {
         if server.parse::<std::net::IpAddr>().is_err() {
@@ -412,7 +422,12 @@ pub fn write_resolv_conf(rootfs: &Path, dns: &[String]) -> Result<(), Error> {
     if std::fs::symlink_metadata(&file).is_ok() {
         std::fs::remove_file(&file).map_err(fail)?;
     }
-    std::fs::write(&file, text).map_err(fail)
+    std::fs::write(&file, text).map_err(fail)?;
+    if let Some(map) = idmap {
+        let (uid, gid) = map.shift(0, 0);
+        std::os::unix::fs::lchown(&file, Some(uid), Some(gid)).map_err(fail)?;
+    }
+    Ok(())
 }
 
 /// The halt signal for the init in `rootfs`: busybox's init halts on SIGUSR1
@@ -502,17 +517,21 @@ mod tests {
             lease: &lease,
             binds: &staged,
             halt_signal: Some("SIGUSR1"),
+            idmap: Some(IdMap {
+                uid: 131_072,
+                gid: 131_072,
+            }),
         };
         let text = config_text(&s, &cx).unwrap();
         let rootfs = dir.path().join("rootfs");
         std::fs::create_dir_all(rootfs.join("etc")).unwrap();
         std::os::unix::fs::symlink("/etc/hostname", rootfs.join("etc/resolv.conf")).unwrap();
-        write_resolv_conf(&rootfs, &["10.0.0.2".into()]).unwrap();
+        write_resolv_conf(&rootfs, &["10.0.0.2".into()], None).unwrap();
         assert_eq!(
             std::fs::read_to_string(rootfs.join("etc/resolv.conf")).unwrap(),
             "nameserver 10.0.0.2\n"
         );
-        assert!(write_resolv_conf(&rootfs, &["x".into()]).is_err());
+        assert!(write_resolv_conf(&rootfs, &["x".into()], None).is_err());
         for want in [
             "lxc.uts.name = CustomHostName\n",
             "lxc.rootfs.path = dir:/var/lib/lxc/web/rootfs\n",
@@ -525,12 +544,15 @@ mod tests {
             "lxc.net.0.ipv4.address = 10.9.0.7/24\n",
             "lxc.net.0.ipv4.gateway = 10.9.0.1\n",
             "lxc.signal.halt = SIGUSR1\n",
+            "lxc.idmap = u 0 131072 65536\n",
+            "lxc.idmap = g 0 131072 65536\n",
             "srv/data none bind,create=dir,ro 0 0\n",
             "/data/binds/0a/my\\040data ",
         ] {
             assert!(text.contains(want), "missing {want:?} in\n{text}");
         }
         assert_eq!(mount_sources(&text), ["/data/binds/0a/my data"]);
+        assert!(!text.contains("unconfined"), "{text}");
         let v2 = config_text(
             &s,
             &Context {
@@ -560,6 +582,7 @@ mod tests {
             lease: &lease,
             binds: &[],
             halt_signal: None,
+            idmap: None,
         };
         let mut s = spec("web");
         s.device_rules = vec!["c 81:* rw\nlxc.hook.pre-start = /bin/evil".into()];

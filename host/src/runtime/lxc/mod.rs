@@ -15,12 +15,19 @@
 //! - [`images`]: the image store (pull from the catalog, import, list, remove).
 //! - [`unpack`]: safe extraction of rootfs tarballs (gzip, xz; flat or LXC layout).
 //! - [`conf`]: the LXC `config` written from a create spec, and our record beside it.
+//! - [`idmap`]: the host ids of unprivileged containers.
+//!
+//! A container is unprivileged unless its spec says `privileged` (which the
+//! policy allows admins only): root inside is an unprivileged host id
+//! ([`idmap`]), its image's owners are shifted to match, and its config
+//! never says `unconfined`.
 //! - [`network`]: the bridge, addresses and published ports (nftables).
 //! - [`export`]: container exports.
 //! - [`tools`]: running the tools.
 
 pub mod conf;
 pub mod export;
+pub mod idmap;
 pub mod images;
 pub mod network;
 pub mod tools;
@@ -32,6 +39,7 @@ use async_trait::async_trait;
 use serde_json::json;
 
 use self::conf::{Cgroups, Record};
+use self::idmap::IdMap;
 use self::images::Store;
 use self::network::{Network, Subnet};
 use super::catalog::Catalog;
@@ -75,6 +83,8 @@ pub struct LxcRuntime {
     pins: Pins,
     /// Creates take a name under this lock, so two cannot take the same one.
     creating: tokio::sync::Mutex<()>,
+    /// The host ids of unprivileged containers, once looked up.
+    idmap: parking_lot::Mutex<Option<IdMap>>,
 }
 
 fn io_err(what: &str, path: &Path, e: std::io::Error) -> Error {
@@ -105,6 +115,7 @@ impl LxcRuntime {
             cgroups: Cgroups::detect(),
             pins: Pins::new(&settings.data_dir, "lxc")?,
             creating: tokio::sync::Mutex::new(()),
+            idmap: parking_lot::Mutex::new(None),
         };
         runtime.sweep_pins();
         runtime.autostart();
@@ -197,9 +208,22 @@ impl LxcRuntime {
         })
     }
 
+    /// The ids of an unprivileged container (root's subordinate range, set up once).
+    async fn idmap(&self) -> RtResult<IdMap> {
+        if let Some(map) = *self.idmap.lock() {
+            return Ok(map);
+        }
+        let map = tokio::task::spawn_blocking(idmap::host_range)
+            .await
+            .map_err(|e| Error::Other(e.to_string()))??;
+        *self.idmap.lock() = Some(map);
+        Ok(map)
+    }
+
     /// Create the container's files, config and record; on error the caller removes `dir`.
     async fn build(
         &self,
+        cx: &CallContext,
         spec: &ContainerSpec,
         dir: &Path,
         lease: &network::Lease,
@@ -217,7 +241,7 @@ impl LxcRuntime {
             })?;
         let staged = self.pins.pin(&sources)?;
         let built = self
-            .build_pinned(spec, dir, lease, image, ports, &staged)
+            .build_pinned(cx, spec, dir, lease, image, ports, &staged)
             .await;
         if built.is_err() {
             let staged: Vec<String> = staged.iter().map(|p| p.display().to_string()).collect();
@@ -229,6 +253,7 @@ impl LxcRuntime {
     /// [`LxcRuntime::build`] with the bind sources pinned at `staged`.
     async fn build_pinned(
         &self,
+        cx: &CallContext,
         spec: &ContainerSpec,
         dir: &Path,
         lease: &network::Lease,
@@ -236,6 +261,11 @@ impl LxcRuntime {
         ports: &[network::Port],
         staged: &[PathBuf],
     ) -> RtResult<()> {
+        let idmap = if spec.privileged {
+            None
+        } else {
+            Some(self.idmap().await?)
+        };
         let context = |halt_signal| conf::Context {
             dir,
             cgroups: self.cgroups,
@@ -243,15 +273,16 @@ impl LxcRuntime {
             lease,
             binds: staged,
             halt_signal,
+            idmap,
         };
         // Check the settings before the slow part.
         conf::config_text(spec, &context(None))?;
         let archive = self.store.file(image);
         let target = dir.to_path_buf();
         let cap = self.store.max_expanded();
-        tokio::task::spawn_blocking(move || {
+        let extracted = tokio::task::spawn_blocking(move || {
             let layout = unpack::layout(&archive)?;
-            unpack::extract(&archive, &target, layout, cap)
+            unpack::extract(&archive, &target, layout, cap, idmap)
         })
         .await
         .map_err(|e| Error::Other(e.to_string()))?
@@ -259,7 +290,17 @@ impl LxcRuntime {
             Error::InvalidParams(m) => Error::Runtime(format!("image {}: {m}", image.reference)),
             other => other,
         })?;
-        conf::write_resolv_conf(&dir.join("rootfs"), &spec.dns)?;
+        if !extracted.skipped.is_empty() {
+            cx.reporter.log(
+                crate::queue::LogLevel::Warn,
+                &format!(
+                    "image {}: device nodes left out: {}",
+                    image.reference,
+                    extracted.skipped.join(", ")
+                ),
+            );
+        }
+        conf::write_resolv_conf(&dir.join("rootfs"), &spec.dns, idmap)?;
         let halt = conf::halt_signal(&dir.join("rootfs"));
         let text = conf::config_text(spec, &context(halt))?;
         std::fs::write(dir.join("config"), text)
@@ -421,7 +462,7 @@ impl Runtime for LxcRuntime {
         self.store.remove(&record)
     }
 
-    async fn container_create(&self, _cx: &CallContext, spec: ContainerSpec) -> RtResult<String> {
+    async fn container_create(&self, cx: &CallContext, spec: ContainerSpec) -> RtResult<String> {
         let dir = conf::container_dir(&self.path, &spec.name)?;
         let image = self
             .store
@@ -435,6 +476,8 @@ impl Runtime for LxcRuntime {
             .into());
         }
         let ports = conf::ports(&spec)?;
+        // Checked again when the rules are written; here before the slow part.
+        network::check_free(&ports)?;
         {
             // The name is taken by creating the folder.
             let _creating = self.creating.lock().await;
@@ -453,7 +496,7 @@ impl Runtime for LxcRuntime {
                 return Err(e);
             }
         };
-        match self.build(&spec, &dir, &lease, &image, &ports).await {
+        match self.build(cx, &spec, &dir, &lease, &image, &ports).await {
             Ok(()) => Ok(spec.name.clone()),
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&dir);

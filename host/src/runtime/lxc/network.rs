@@ -16,10 +16,22 @@
 //!   chains of our own table `ip stevedore_<bridge>`, each with the
 //!   container's MAC as comment so that they go with it; `postrouting`
 //!   masquerades the bridge's traffic that leaves the host and connections
-//!   from `127.0.0.1` (with `net.ipv4.conf.all.route_localnet=1`, which DNAT
-//!   from loopback needs). Docker's engine sets the `FORWARD` policy to
-//!   `DROP`, so the bridge gets `ACCEPT` rules in `FORWARD` when `iptables`
-//!   is present.
+//!   from `127.0.0.1`. DNAT from loopback needs `route_localnet` on the
+//!   interface the packets leave by and come back on, which is the bridge:
+//!   `net.ipv4.conf.<bridge>.route_localnet=1`, never `all`. That setting
+//!   would also let a container address the host's `127.0.0.1` services
+//!   directly, so the `guard` chain (hook `prerouting`, priority `raw`,
+//!   before any NAT) drops packets that arrive on the bridge for
+//!   `127.0.0.0/8`; replies to DNATed connections still carry the bridge
+//!   address there and pass.
+//! - Published host ports must be free on the host ([`check_free`]: a host
+//!   service keeps its port).
+//! - Docker's engine sets the `FORWARD` policy to `DROP`, so the bridge gets
+//!   `ACCEPT` rules in `FORWARD` when `iptables` is present: appended after
+//!   Docker's jumps (`DOCKER-USER`, `DOCKER-FORWARD`, the isolation
+//!   chains), so that Docker's isolation decides first about traffic to its
+//!   containers. (An accept in a table of our own would not do: a packet
+//!   must pass every base chain of the hook, and `FORWARD`'s policy drops.)
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -169,22 +181,40 @@ impl Network {
         tools::run("ip", ["link", "set", br, "up"]).await?;
         self.ensure_dnsmasq().await?;
         self.ensure_nft().await?;
-        if tools::which("iptables").is_some() {
-            for dir in ["-i", "-o"] {
-                let rule = ["FORWARD", dir, br, "-j", "ACCEPT"];
-                if tools::run("iptables", ["-C"].iter().chain(&rule))
-                    .await
-                    .is_err()
-                {
-                    // Only traffic routed through the host needs it; the host itself reaches the bridge.
-                    if let Err(e) = tools::run("iptables", ["-I"].iter().chain(&rule)).await {
-                        tracing::warn!("LXC bridge {br}: no FORWARD rule: {e}");
-                    }
-                }
+        self.ensure_forward().await;
+        let sysctl = format!("/proc/sys/net/ipv4/conf/{br}/route_localnet");
+        std::fs::write(&sysctl, "1").map_err(|e| io("writing", Path::new(&sysctl), e))?;
+        Ok(())
+    }
+
+    /// The bridge's `FORWARD` accepts, after Docker's jumps: added when
+    /// missing, moved to the end when found ahead of one of Docker's.
+    async fn ensure_forward(&self) {
+        if tools::which("iptables").is_none() {
+            return;
+        }
+        let br = self.bridge.as_str();
+        let Ok(listing) = tools::run("iptables", ["-S", "FORWARD"]).await else {
+            return;
+        };
+        let lines: Vec<&str> = listing.lines().collect();
+        let last_docker = lines.iter().rposition(|l| l.contains(" -j DOCKER"));
+        for dir in ["-i", "-o"] {
+            let spec = format!("-A FORWARD {dir} {br} -j ACCEPT");
+            let at: Vec<usize> = (0..lines.len()).filter(|i| lines[*i] == spec).collect();
+            let placed = !at.is_empty() && at.iter().all(|i| last_docker.is_none_or(|d| *i > d));
+            if placed {
+                continue;
+            }
+            let rule = ["FORWARD", dir, br, "-j", "ACCEPT"];
+            for _ in &at {
+                let _ = tools::run("iptables", ["-D"].iter().chain(&rule)).await;
+            }
+            // Only traffic routed through the host needs it; the host itself reaches the bridge.
+            if let Err(e) = tools::run("iptables", ["-A"].iter().chain(&rule)).await {
+                tracing::warn!("LXC bridge {br}: no FORWARD rule: {e}");
             }
         }
-        let _ = std::fs::write("/proc/sys/net/ipv4/conf/all/route_localnet", "1");
-        Ok(())
     }
 
     fn dnsmasq_pid(&self) -> Option<i32> {
@@ -241,25 +271,38 @@ impl Network {
 
     async fn ensure_nft(&self) -> Result<(), Error> {
         let table = self.table();
+        let br = &self.bridge;
         if tools::run("nft", ["list", "table", "ip", &table])
             .await
-            .is_ok()
+            .is_err()
         {
-            return Ok(());
+            let subnet = self.subnet;
+            self.nft(format!(
+                "table ip {table} {{\n\
+                 \x20 chain prerouting {{ type nat hook prerouting priority dstnat; policy accept; }}\n\
+                 \x20 chain output {{ type nat hook output priority -100; policy accept; }}\n\
+                 \x20 chain postrouting {{ type nat hook postrouting priority srcnat; policy accept;\n\
+                 \x20   oifname \"{br}\" ip saddr 127.0.0.0/8 masquerade\n\
+                 \x20   ip saddr {subnet} oifname != \"{br}\" masquerade\n\
+                 \x20 }}\n\
+                 }}\n"
+            ))
+            .await?;
         }
-        let br = &self.bridge;
-        let subnet = self.subnet;
-        self.nft(format!(
-            "table ip {table} {{\n\
-             \x20 chain prerouting {{ type nat hook prerouting priority dstnat; policy accept; }}\n\
-             \x20 chain output {{ type nat hook output priority -100; policy accept; }}\n\
-             \x20 chain postrouting {{ type nat hook postrouting priority srcnat; policy accept;\n\
-             \x20   oifname \"{br}\" ip saddr 127.0.0.0/8 masquerade\n\
-             \x20   ip saddr {subnet} oifname != \"{br}\" masquerade\n\
-             \x20 }}\n\
-             }}\n"
-        ))
-        .await
+        if tools::run("nft", ["list", "chain", "ip", &table, "guard"])
+            .await
+            .is_err()
+        {
+            self.nft(format!(
+                "table ip {table} {{\n\
+                 \x20 chain guard {{ type filter hook prerouting priority raw; policy accept;\n\
+                 \x20   iifname \"{br}\" ip daddr 127.0.0.0/8 drop\n\
+                 \x20 }}\n\
+                 }}\n"
+            ))
+            .await?;
+        }
+        Ok(())
     }
 
     /// Reserve an address for the container whose folder is `owner`.
@@ -367,6 +410,7 @@ impl Network {
                 )));
             }
         }
+        check_free(ports)?;
         let mut script = String::new();
         for p in ports {
             let proto = if p.udp { "udp" } else { "tcp" };
@@ -440,6 +484,33 @@ impl Network {
     }
 }
 
+/// Whether a host socket holds `port`: binding it on every IPv4 address
+/// fails while anything listens on it, on any address (the DNAT rules
+/// catch every local address, so any listener would lose its traffic).
+fn in_use(port: &Port) -> bool {
+    let addr = std::net::SocketAddr::from(([0, 0, 0, 0], port.host));
+    if port.udp {
+        std::net::UdpSocket::bind(addr).is_err()
+    } else {
+        std::net::TcpListener::bind(addr).is_err()
+    }
+}
+
+/// Refuse host ports that a host service holds: publishing one would take
+/// its connections over.
+pub fn check_free(ports: &[Port]) -> Result<(), Error> {
+    for (i, p) in ports.iter().enumerate() {
+        if in_use(p) {
+            let proto = if p.udp { "udp" } else { "tcp" };
+            return Err(Error::Conflict(format!(
+                "network.port[{i}]: host port {} ({proto}) is in use on the host",
+                p.host
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// One DNAT rule of ours.
 #[derive(Debug, Clone)]
 struct Rule {
@@ -454,6 +525,24 @@ struct Rule {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ports_held_on_the_host_are_refused() {
+        let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = held.local_addr().unwrap().port();
+        let tcp = Port {
+            host: port,
+            container: 80,
+            udp: false,
+        };
+        let e = check_free(&[tcp]).unwrap_err();
+        assert!(
+            matches!(&e, Error::Conflict(m) if m.starts_with("network.port[0]: host port")),
+            "{e:?}"
+        );
+        drop(held);
+        assert!(check_free(&[tcp]).is_ok());
+    }
 
     #[test]
     fn subnets_parse() {

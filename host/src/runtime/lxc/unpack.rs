@@ -7,12 +7,26 @@
 //! size under its cap), then extracted by the `tar` crate's `unpack_in`,
 //! which also refuses entries that would land outside the destination. Any
 //! refusal fails the whole extraction rather than dropping an entry
-//! silently. Device nodes and FIFOs (which the crate would write as plain
-//! files) are made with `mknod` under the same confinement.
+//! silently. FIFOs and the safe character devices ([`SAFE_DEVICES`]: null,
+//! zero, full, random, urandom, tty, console, ptmx), which the crate would
+//! write as plain files, are made with `mknod` under the same confinement;
+//! any other device node is left out and named in [`Extracted::skipped`].
+//!
+//! What the host gets from an image is never more than an unprivileged
+//! user's:
+//! - for an unprivileged container ([`IdMap`]) every owner is shifted into
+//!   its range, so a setuid-root file of the image is setuid to the
+//!   container's root, an unprivileged id on the host; for a privileged one
+//!   the setuid and setgid bits are dropped;
+//! - extended attributes are kept in the `user.` namespace only:
+//!   `security.capability` (file capabilities, which the host honours),
+//!   `security.selinux`, `trusted.*` and ACLs (whose ids would not be
+//!   shifted) are left out.
 
 use std::io::Read;
 use std::path::Path;
 
+use super::idmap::IdMap;
 pub use crate::runtime::archives::Compression;
 use crate::runtime::archives::{self, ArchiveError, Checker};
 use crate::runtime::docker::archive::CONFIG_ENTRY;
@@ -87,15 +101,39 @@ pub fn layout(archive: &Path) -> Result<Layout, Error> {
     Ok(Layout::Flat)
 }
 
+/// The character devices an image may carry, as `(major, minor)`: null,
+/// zero, full, random, urandom, tty, console, ptmx.
+pub const SAFE_DEVICES: [(u32, u32); 8] = [
+    (1, 3),
+    (1, 5),
+    (1, 7),
+    (1, 8),
+    (1, 9),
+    (5, 0),
+    (5, 1),
+    (5, 2),
+];
+
+/// What an extraction wrote.
+#[derive(Debug, Default)]
+pub struct Extracted {
+    /// Entries written.
+    pub written: u64,
+    /// Device nodes left out (not in [`SAFE_DEVICES`]), by name.
+    pub skipped: Vec<String>,
+}
+
 /// Extract `archive` into the container folder `dir` (its root filesystem
 /// goes to `dir/rootfs`, which must exist and be empty), expanding at most
-/// `max_expanded` bytes. Returns the number of entries written.
+/// `max_expanded` bytes, owners shifted by `idmap` (an unprivileged
+/// container) or kept with the setuid and setgid bits dropped (`None`).
 pub fn extract(
     archive: &Path,
     dir: &Path,
     layout: Layout,
     max_expanded: u64,
-) -> Result<u64, Error> {
+    idmap: Option<IdMap>,
+) -> Result<Extracted, Error> {
     let rootfs = dir.join("rootfs");
     let (dest, strip_rootfs) = match layout {
         Layout::Flat => (rootfs.clone(), false),
@@ -105,14 +143,19 @@ pub fn extract(
     let mut tar = tar::Archive::new(reader);
     let mut checker = Checker::new(max_expanded);
     tar.set_preserve_permissions(true);
-    tar.set_preserve_ownerships(true);
+    // Owners, modes and attributes are set by `settle`, after each entry.
+    tar.set_preserve_ownerships(false);
     tar.set_preserve_mtime(true);
-    tar.set_unpack_xattrs(true);
+    tar.set_unpack_xattrs(false);
     tar.set_overwrite(true);
     let entries = tar
         .entries()
         .map_err(|e| bad("path", format!("not a tar archive: {e}")))?;
-    let mut written = 0;
+    let mut done = Extracted::default();
+    if let Some(map) = idmap {
+        let (uid, gid) = map.shift(0, 0);
+        chown(&rootfs, uid, gid)?;
+    }
     for entry in entries {
         let mut entry = entry.map_err(|e| refused(ArchiveError::from_io(&e)))?;
         let raw = entry.path().map_err(|e| bad("path", e))?.into_owned();
@@ -135,8 +178,11 @@ pub fn extract(
         }
         let kind = entry.header().entry_type();
         if kind.is_character_special() || kind.is_block_special() || kind.is_fifo() {
-            special(&entry, &dest, &name)?;
-            written += 1;
+            if special(&entry, &dest, &name, idmap)? {
+                done.written += 1;
+            } else {
+                done.skipped.push(raw.display().to_string());
+            }
             continue;
         }
         let unpacked = entry
@@ -154,17 +200,105 @@ pub fn extract(
                 format!("archive entry `{}` leaves the root", raw.display()),
             ));
         }
-        written += 1;
+        if !kind.is_hard_link() {
+            settle(&mut entry, &dest.join(&name), idmap)?;
+        }
+        done.written += 1;
     }
-    Ok(written)
+    Ok(done)
 }
 
-/// Make a device node or FIFO at `dest/name`, confined to `dest`.
-fn special<R: Read>(entry: &tar::Entry<'_, R>, dest: &Path, name: &Path) -> Result<(), Error> {
-    let shown = name.display().to_string();
-    let (Some(parent), Some(file)) = (name.parent(), name.file_name()) else {
+fn c_path(path: &Path) -> Result<std::ffi::CString, Error> {
+    std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|_| bad("path", format!("bad name `{}`", path.display())))
+}
+
+/// `lchown`: the owner of `path` itself, never of what a link leads to.
+fn chown(path: &Path, uid: u32, gid: u32) -> Result<(), Error> {
+    std::os::unix::fs::lchown(path, Some(uid), Some(gid))
+        .map_err(|e| Error::Runtime(format!("chown {}: {e}", path.display())))
+}
+
+/// The owner, mode and extended attributes of an entry just written at
+/// `target`: owners shifted by `idmap` (or kept), setuid and setgid only
+/// under an idmap, `user.` attributes only.
+fn settle<R: Read>(
+    entry: &mut tar::Entry<'_, R>,
+    target: &Path,
+    idmap: Option<IdMap>,
+) -> Result<(), Error> {
+    let header = entry.header();
+    let (uid, gid) = (header.uid().unwrap_or(0), header.gid().unwrap_or(0));
+    let (uid, gid) = match idmap {
+        Some(map) => map.shift(uid, gid),
+        None => (
+            u32::try_from(uid).unwrap_or(u32::MAX - 1),
+            u32::try_from(gid).unwrap_or(u32::MAX - 1),
+        ),
+    };
+    let mut mode = header.mode().unwrap_or(0o644) & 0o7777;
+    if idmap.is_none() {
+        mode &= !0o6000;
+    }
+    let link = header.entry_type().is_symlink();
+    // chown drops the setuid and setgid bits: the mode comes after it.
+    chown(target, uid, gid)?;
+    if !link {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(target, std::fs::Permissions::from_mode(mode))
+            .map_err(|e| Error::Runtime(format!("chmod {}: {e}", target.display())))?;
+    }
+    let Ok(Some(pax)) = entry.pax_extensions() else {
         return Ok(());
     };
+    let c = c_path(target)?;
+    for ext in pax.flatten() {
+        let Some(name) = ext.key().ok().and_then(|k| k.strip_prefix("SCHILY.xattr.")) else {
+            continue;
+        };
+        if !name.starts_with("user.") {
+            continue;
+        }
+        let Ok(c_name) = std::ffi::CString::new(name) else {
+            continue;
+        };
+        let value = ext.value_bytes();
+        // SAFETY: NUL-terminated name and path, a value slice of its own length.
+        unsafe {
+            libc::lsetxattr(
+                c.as_ptr(),
+                c_name.as_ptr(),
+                value.as_ptr().cast(),
+                value.len(),
+                0,
+            )
+        };
+    }
+    Ok(())
+}
+
+/// Make a FIFO or a safe device node at `dest/name`, confined to `dest`;
+/// `false` for a device node left out.
+fn special<R: Read>(
+    entry: &tar::Entry<'_, R>,
+    dest: &Path,
+    name: &Path,
+    idmap: Option<IdMap>,
+) -> Result<bool, Error> {
+    let shown = name.display().to_string();
+    let (Some(parent), Some(file)) = (name.parent(), name.file_name()) else {
+        return Ok(true);
+    };
+    let header = entry.header();
+    let kind = header.entry_type();
+    let major = header.device_major().ok().flatten().unwrap_or(0);
+    let minor = header.device_minor().ok().flatten().unwrap_or(0);
+    let safe =
+        kind.is_fifo() || (kind.is_character_special() && SAFE_DEVICES.contains(&(major, minor)));
+    if !safe {
+        tracing::warn!("archive entry `{shown}`: device {major}:{minor} left out");
+        return Ok(false);
+    }
     let root = dest
         .canonicalize()
         .map_err(|e| Error::Runtime(format!("{}: {e}", dest.display())))?;
@@ -182,22 +316,15 @@ fn special<R: Read>(entry: &tar::Entry<'_, R>, dest: &Path, name: &Path) -> Resu
         ));
     }
     let target = real.join(file);
-    let header = entry.header();
-    let kind = header.entry_type();
-    let mode = header.mode().unwrap_or(0o600) & 0o7777;
+    let mode = header.mode().unwrap_or(0o600) & 0o777;
     let type_bits = if kind.is_character_special() {
         libc::S_IFCHR
-    } else if kind.is_block_special() {
-        libc::S_IFBLK
     } else {
         libc::S_IFIFO
     };
-    let major = header.device_major().ok().flatten().unwrap_or(0);
-    let minor = header.device_minor().ok().flatten().unwrap_or(0);
     let _ = std::fs::remove_file(&target);
-    let c_path = std::ffi::CString::new(target.as_os_str().as_encoded_bytes())
-        .map_err(|_| bad("path", format!("archive entry `{shown}`: bad name")))?;
-    // SAFETY: plain system calls on a NUL-terminated path we own.
+    let c_path = c_path(&target)?;
+    // SAFETY: a plain system call on a NUL-terminated path we own.
     let rc = unsafe {
         libc::mknod(
             c_path.as_ptr(),
@@ -208,13 +335,15 @@ fn special<R: Read>(entry: &tar::Entry<'_, R>, dest: &Path, name: &Path) -> Resu
     if rc != 0 {
         let e = std::io::Error::last_os_error();
         tracing::warn!("archive entry `{shown}`: mknod: {e}; left out");
-        return Ok(());
+        return Ok(false);
     }
-    if let (Ok(uid), Ok(gid)) = (header.uid(), header.gid()) {
-        // SAFETY: as above; lchown does not follow a link (there is none: we just made the node).
-        unsafe { libc::lchown(c_path.as_ptr(), uid as libc::uid_t, gid as libc::gid_t) };
-    }
-    Ok(())
+    let (uid, gid) = (header.uid().unwrap_or(0), header.gid().unwrap_or(0));
+    let (uid, gid) = match idmap {
+        Some(map) => map.shift(uid, gid),
+        None => (uid as u32, gid as u32),
+    };
+    chown(&target, uid, gid)?;
+    Ok(true)
 }
 
 /// The recorded settings of an export archive (its first entry), if any.
@@ -314,7 +443,7 @@ mod tests {
             ("./bin/sh", H, "./bin/busybox"),
         ]));
         assert_eq!(layout(&file).unwrap(), Layout::Flat);
-        extract(&file, &dir, Layout::Flat, CAP).unwrap();
+        extract(&file, &dir, Layout::Flat, CAP, None).unwrap();
         assert_eq!(
             std::fs::read(dir.join("rootfs/etc/hostname")).unwrap(),
             b"x\n"
@@ -333,7 +462,7 @@ mod tests {
         .unwrap();
         let (_t, file, dir) = setup(&gz.finish().unwrap());
         assert_eq!(layout(&file).unwrap(), Layout::Lxc);
-        extract(&file, &dir, Layout::Lxc, CAP).unwrap();
+        extract(&file, &dir, Layout::Lxc, CAP, None).unwrap();
         assert_eq!(std::fs::read(dir.join("rootfs/etc/h2")).unwrap(), b"y\n");
         assert!(
             !dir.join("config").exists(),
@@ -345,12 +474,84 @@ mod tests {
         );
     }
 
+    /// An archive with a setuid-root file, a `security.capability` and a
+    /// `user.` attribute, a block device, `/dev/mem` and `/dev/null`.
+    fn hostile() -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut suid = header("suid", F, 2);
+        suid.set_mode(0o4755);
+        suid.set_cksum();
+        b.append(&suid, &b"#!"[..]).unwrap();
+        b.append_pax_extensions([
+            ("SCHILY.xattr.security.capability", &[1u8, 0, 0, 2][..]),
+            ("SCHILY.xattr.user.note", &b"kept"[..]),
+        ])
+        .unwrap();
+        b.append(&header("capped", F, 0), std::io::empty()).unwrap();
+        for (name, kind, major, minor) in [
+            ("sda", tar::EntryType::Block, 8, 0),
+            ("mem", tar::EntryType::Char, 1, 1),
+            ("null", tar::EntryType::Char, 1, 3),
+        ] {
+            let mut h = header(name, kind, 0);
+            h.set_device_major(major).unwrap();
+            h.set_device_minor(minor).unwrap();
+            h.set_cksum();
+            b.append(&h, std::io::empty()).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    fn xattr_names(path: &Path) -> String {
+        let c = c_path(path).unwrap();
+        let mut buf = vec![0u8; 4096];
+        // SAFETY: a buffer of its own length, a NUL-terminated path.
+        let n = unsafe { libc::llistxattr(c.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        String::from_utf8_lossy(&buf[..n.max(0) as usize]).replace('\0', " ")
+    }
+
+    #[test]
+    fn images_give_the_host_no_setuid_root_device_or_capability() {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        let root = unsafe { libc::geteuid() } == 0;
+        let (_t, file, dir) = setup(&hostile());
+        let done = extract(&file, &dir, Layout::Flat, CAP, None).unwrap();
+        let rootfs = dir.join("rootfs");
+        assert_eq!(done.skipped, ["sda", "mem"]);
+        assert!(!rootfs.join("sda").exists() && !rootfs.join("mem").exists());
+        let meta = std::fs::metadata(rootfs.join("suid")).unwrap();
+        assert_eq!(meta.mode() & 0o7777, 0o755, "setuid dropped");
+        let names = xattr_names(&rootfs.join("capped"));
+        assert!(!names.contains("security."), "{names}");
+        if root {
+            assert!(std::fs::symlink_metadata(rootfs.join("null"))
+                .unwrap()
+                .file_type()
+                .is_char_device());
+            let (_t, file, dir) = setup(&hostile());
+            let map = IdMap {
+                uid: 131_072,
+                gid: 196_608,
+            };
+            extract(&file, &dir, Layout::Flat, CAP, Some(map)).unwrap();
+            let rootfs = dir.join("rootfs");
+            let meta = std::fs::metadata(rootfs.join("suid")).unwrap();
+            assert_eq!(
+                (meta.uid(), meta.gid(), meta.mode() & 0o7777),
+                (131_072, 196_608, 0o4755),
+                "setuid to the container's root, an unprivileged host id"
+            );
+            let top = std::fs::metadata(&rootfs).unwrap();
+            assert_eq!((top.uid(), top.gid()), (131_072, 196_608));
+        }
+    }
+
     #[test]
     fn xz_archives_are_read() {
         let mut xz = xz2::write::XzEncoder::new(Vec::new(), 1);
         xz.write_all(&archive(&[("hello", F, "hi")])).unwrap();
         let (_t, file, dir) = setup(&xz.finish().unwrap());
-        extract(&file, &dir, layout(&file).unwrap(), CAP).unwrap();
+        extract(&file, &dir, layout(&file).unwrap(), CAP, None).unwrap();
         assert_eq!(std::fs::read(dir.join("rootfs/hello")).unwrap(), b"hi");
         assert_eq!(
             recorded_config(std::fs::File::open(&file).unwrap()).unwrap(),
@@ -362,7 +563,7 @@ mod tests {
         let (tmp, file, dir) = setup(&archive(entries));
         let outside = tmp.path().join("outside");
         std::fs::create_dir(&outside).unwrap();
-        match extract(&file, &dir, layout, CAP) {
+        match extract(&file, &dir, layout, CAP, None) {
             Err(Error::InvalidParams(m)) => {
                 eprintln!("refused: {m}");
                 assert!(m.starts_with("path: "), "{m}")
