@@ -289,6 +289,20 @@ impl PluginHost {
     /// Call `validate(params)` of `category` in a fresh instance, unless the
     /// plugin's `validate` is pure and already accepted these params.
     pub async fn call_validate(&self, category: &str, params: &str) -> Result<(), CallError> {
+        self.validate_as("", category, params).await.map(|_| ())
+    }
+
+    /// [`PluginHost::call_validate`] for params `user` submits; answers the
+    /// JSON Pointers of the values the plugin marked secret. An acceptance
+    /// is remembered only when nothing was marked, so a remembered one
+    /// needs no marks.
+    pub async fn validate_as(
+        &self,
+        user: &str,
+        category: &str,
+        params: &str,
+    ) -> Result<Vec<String>, CallError> {
+        let _ = user;
         let plugin = self.plugins.get(category).ok_or_else(|| {
             CallError::Plugin(WitError::NotFound(format!("category `{category}`")))
         })?;
@@ -296,7 +310,7 @@ impl PluginHost {
             .pure_validate
             .then(|| accepted::key(category, params));
         if key.is_some_and(|k| self.accepted.contains(&k)) {
-            return Ok(());
+            return Ok(Vec::new());
         }
         self.validate_instances.fetch_add(1, Ordering::Relaxed);
         let mut store = self.store(plugin.name.clone(), None);
@@ -310,10 +324,11 @@ impl PluginHost {
         );
         match result {
             Ok(Ok(())) => {
-                if let Some(k) = key {
+                let marks = std::mem::take(&mut store.data_mut().secret_marks);
+                if let Some(k) = key.filter(|_| marks.is_empty()) {
                     self.accepted.insert(k);
                 }
-                Ok(())
+                Ok(marks)
             }
             Ok(Err(e)) => Err(CallError::Plugin(e)),
             Err(e) => Err(sandbox_error(category, e)),
@@ -451,8 +466,17 @@ impl Executor for PluginHost {
     }
 
     async fn validate(&self, category: &str, params: &str) -> Result<(), ValidationError> {
-        match self.call_validate(category, params).await {
-            Ok(()) => Ok(()),
+        self.validate_for("", category, params).await.map(|_| ())
+    }
+
+    async fn validate_for(
+        &self,
+        user: &str,
+        category: &str,
+        params: &str,
+    ) -> Result<Vec<String>, ValidationError> {
+        match self.validate_as(user, category, params).await {
+            Ok(marks) => Ok(marks),
             Err(CallError::Plugin(WitError::InvalidParams(m))) => Err(ValidationError::Invalid(m)),
             Err(CallError::Plugin(e)) => Err(ValidationError::Invalid(e.message())),
             Err(e) => Err(ValidationError::Plugin(e.to_string())),

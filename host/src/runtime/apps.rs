@@ -15,6 +15,7 @@ use std::path::{Component, Path, PathBuf};
 use async_trait::async_trait;
 use futures::TryStreamExt;
 
+use super::app_secrets;
 use super::catalog::{Catalog, Location};
 use super::storage::ShareRoot;
 use super::{CallContext, Error, MountSource, RtResult, Runtime, Template};
@@ -35,6 +36,8 @@ pub struct AppStore {
     catalog: Option<Catalog>,
     share: ShareRoot,
     trusted: bool,
+    /// Seals the secret wizard answers of the records ([`app_secrets`]).
+    secrets: crate::queue::secret::SecretBox,
 }
 
 /// Whether `name` is a valid application name (Container Station's rule).
@@ -111,11 +114,15 @@ impl AppStore {
     ) -> std::io::Result<AppStore> {
         let dir = data_dir.join("apps");
         std::fs::create_dir_all(&dir)?;
+        let key = data_dir.join(crate::queue::sqlite::KEY_FILE);
+        let secrets = crate::queue::secret::SecretBox::load_or_create(&key)
+            .map_err(|e| std::io::Error::other(format!("{e:#}")))?;
         Ok(AppStore {
             dir: dir.canonicalize()?,
             catalog,
             share: ShareRoot::new(share_root)?,
             trusted,
+            secrets,
         })
     }
 
@@ -353,7 +360,7 @@ impl Runtime for AppStore {
     async fn app_record(&self, name: String) -> RtResult<Option<String>> {
         let file = self.folder_of(&name)?.join(RECORD_FILE);
         match std::fs::read_to_string(&file) {
-            Ok(text) => Ok(Some(text)),
+            Ok(text) => Ok(Some(app_secrets::shown(&text))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(Error::Other(format!("application {name}: {e}"))),
         }
@@ -368,7 +375,7 @@ impl Runtime for AppStore {
                 continue;
             }
             if let Ok(text) = std::fs::read_to_string(entry.path().join(RECORD_FILE)) {
-                out.push((name, text));
+                out.push((name, app_secrets::shown(&text)));
             }
         }
         out.sort();
@@ -413,8 +420,14 @@ impl Runtime for AppStore {
         name: String,
         path: String,
     ) -> RtResult<String> {
-        let full = self.folder_of(&name)?.join(relative("path", &path)?);
-        std::fs::read_to_string(&full).map_err(io(format!("application {name}: {path}")))
+        let rel = relative("path", &path)?;
+        let full = self.folder_of(&name)?.join(&rel);
+        let text =
+            std::fs::read_to_string(&full).map_err(io(format!("application {name}: {path}")))?;
+        if rel == Path::new(RECORD_FILE) {
+            return app_secrets::open(&self.secrets, &name, &text);
+        }
+        Ok(text)
     }
 
     async fn app_write_file(
@@ -428,10 +441,13 @@ impl Runtime for AppStore {
         if !folder.is_dir() {
             return Err(Error::NotFound(format!("application {name}")));
         }
-        let target = folder.join(relative("path", &path)?);
-        if path == RECORD_FILE {
+        let rel = relative("path", &path)?;
+        let target = folder.join(&rel);
+        if rel == Path::new(RECORD_FILE) {
             let stamped = stamp(&target, &content)?;
-            return write_atomically(&target, stamped.as_bytes());
+            let stored = std::fs::read_to_string(&target).ok();
+            let sealed = app_secrets::seal(&self.secrets, &name, &stamped, stored.as_deref())?;
+            return write_atomically(&target, sealed.as_bytes());
         }
         write_atomically(&target, content.as_bytes())
     }
