@@ -13,7 +13,6 @@
 use std::path::{Component, Path, PathBuf};
 
 use async_trait::async_trait;
-use futures::TryStreamExt;
 
 use super::app_secrets;
 use super::catalog::{Catalog, Location};
@@ -213,9 +212,9 @@ impl AppStore {
                 let url = base
                     .join(&rel.to_string_lossy())
                     .map_err(|e| Error::Other(format!("{path}: {e}")))?;
-                let download =
+                let bytes =
                     self.catalog()?
-                        .open(&Location::Url(url))
+                        .read(&Location::Url(url))
                         .await
                         .map_err(|e| match e {
                             super::catalog::CatalogError::Status { status: 404, .. } => {
@@ -223,12 +222,7 @@ impl AppStore {
                             }
                             other => Error::Other(other.to_string()),
                         })?;
-                let chunks: Vec<bytes::Bytes> = download
-                    .stream
-                    .try_collect()
-                    .await
-                    .map_err(|e| Error::Other(e.to_string()))?;
-                Ok(chunks.concat())
+                Ok(bytes.to_vec())
             }
         }
     }
