@@ -20,6 +20,7 @@ use super::bindings::stevedore::plugin::{
 use super::bindings::{interface_name, Description, WitError};
 use super::cache::load_component;
 use super::engine::{new_engine, start_ticker};
+use super::fair::{InstanceGate, PoolUsage};
 use super::grants::{Granter, CAPABILITIES};
 use super::state::{BudgetExceeded, CancelledTrap, Created, MemoryExceeded, PluginState};
 use super::versions::{upgrade_imports, Shape, VersionedPre, WorldVersion};
@@ -76,6 +77,7 @@ pub struct PluginHost {
     memory_limit: u64,
     accepted: Accepted,
     validate_instances: AtomicU64,
+    gate: InstanceGate,
 }
 
 impl PluginHost {
@@ -119,6 +121,7 @@ impl PluginHost {
             memory_limit: config.memory_limit,
             accepted: Accepted::default(),
             validate_instances: AtomicU64::new(0),
+            gate: InstanceGate::default(),
         })
     }
 
@@ -262,12 +265,18 @@ impl PluginHost {
         let plugin = self.plugins.get(category).ok_or_else(|| {
             CallError::Plugin(WitError::NotFound(format!("category `{category}`")))
         })?;
+        let _permit = self.gate.acquire("").await;
         let mut store = self.store(plugin.name.clone(), None);
         plugin
             .pre
             .instantiate(&mut store)
             .await
             .map_err(|e| sandbox_error(category, e))
+    }
+
+    /// How the sandbox instance pool is used now.
+    pub fn pool_usage(&self) -> PoolUsage {
+        self.gate.usage()
     }
 
     /// How many instances ran `validate` so far (remembered acceptances
@@ -302,7 +311,6 @@ impl PluginHost {
         category: &str,
         params: &str,
     ) -> Result<Vec<String>, CallError> {
-        let _ = user;
         let plugin = self.plugins.get(category).ok_or_else(|| {
             CallError::Plugin(WitError::NotFound(format!("category `{category}`")))
         })?;
@@ -312,6 +320,8 @@ impl PluginHost {
         if key.is_some_and(|k| self.accepted.contains(&k)) {
             return Ok(Vec::new());
         }
+        // Declared before the store: given back after the instance is.
+        let _permit = self.gate.acquire(user).await;
         self.validate_instances.fetch_add(1, Ordering::Relaxed);
         let mut store = self.store(plugin.name.clone(), None);
         let started = std::time::Instant::now();
@@ -347,6 +357,11 @@ impl PluginHost {
             user: ctx.user.clone(),
             cancel: tokio_util::sync::CancellationToken::new(),
             reporter: ctx.reporter.clone(),
+        };
+        // Declared before the store: given back after the instance is.
+        let _permit = tokio::select! {
+            permit = self.gate.acquire(&ctx.user) => permit,
+            _ = cancel.cancelled() => return Err(CallError::Cancelled),
         };
         let mut store = self.store(plugin.name.clone(), Some(ctx));
         let started = std::time::Instant::now();
