@@ -138,6 +138,11 @@ impl task::Host for PluginState {
     async fn cancelled(&mut self) -> wasmtime::Result<bool> {
         Ok(self.task.as_ref().is_some_and(|t| t.cancel.is_cancelled()))
     }
+
+    async fn mark_secret(&mut self, pointer: String) -> wasmtime::Result<()> {
+        self.record_secret_mark(pointer);
+        Ok(())
+    }
 }
 
 impl images::Host for PluginState {

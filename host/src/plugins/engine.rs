@@ -10,7 +10,7 @@ use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAlloc
 pub const TICK: Duration = Duration::from_millis(10);
 
 /// Instances that can be alive at once (tasks running plus validations).
-const POOL_INSTANCES: u32 = 256;
+pub const POOL_INSTANCES: u32 = 256;
 
 /// Bytes of each pooled memory, table and stack kept resident between uses.
 const KEEP_RESIDENT: usize = 64 << 10;

@@ -20,6 +20,7 @@ use super::bindings::stevedore::plugin::{
 use super::bindings::{interface_name, Description, WitError};
 use super::cache::load_component;
 use super::engine::{new_engine, start_ticker};
+use super::fair::{InstanceGate, PoolUsage};
 use super::grants::{Granter, CAPABILITIES};
 use super::state::{BudgetExceeded, CancelledTrap, Created, MemoryExceeded, PluginState};
 use super::versions::{upgrade_imports, Shape, VersionedPre, WorldVersion};
@@ -76,6 +77,7 @@ pub struct PluginHost {
     memory_limit: u64,
     accepted: Accepted,
     validate_instances: AtomicU64,
+    gate: InstanceGate,
 }
 
 impl PluginHost {
@@ -119,6 +121,7 @@ impl PluginHost {
             memory_limit: config.memory_limit,
             accepted: Accepted::default(),
             validate_instances: AtomicU64::new(0),
+            gate: InstanceGate::default(),
         })
     }
 
@@ -262,12 +265,18 @@ impl PluginHost {
         let plugin = self.plugins.get(category).ok_or_else(|| {
             CallError::Plugin(WitError::NotFound(format!("category `{category}`")))
         })?;
+        let _permit = self.gate.acquire("").await;
         let mut store = self.store(plugin.name.clone(), None);
         plugin
             .pre
             .instantiate(&mut store)
             .await
             .map_err(|e| sandbox_error(category, e))
+    }
+
+    /// How the sandbox instance pool is used now.
+    pub fn pool_usage(&self) -> PoolUsage {
+        self.gate.usage()
     }
 
     /// How many instances ran `validate` so far (remembered acceptances
@@ -289,6 +298,19 @@ impl PluginHost {
     /// Call `validate(params)` of `category` in a fresh instance, unless the
     /// plugin's `validate` is pure and already accepted these params.
     pub async fn call_validate(&self, category: &str, params: &str) -> Result<(), CallError> {
+        self.validate_as("", category, params).await.map(|_| ())
+    }
+
+    /// [`PluginHost::call_validate`] for params `user` submits; answers the
+    /// JSON Pointers of the values the plugin marked secret. An acceptance
+    /// is remembered only when nothing was marked, so a remembered one
+    /// needs no marks.
+    pub async fn validate_as(
+        &self,
+        user: &str,
+        category: &str,
+        params: &str,
+    ) -> Result<Vec<String>, CallError> {
         let plugin = self.plugins.get(category).ok_or_else(|| {
             CallError::Plugin(WitError::NotFound(format!("category `{category}`")))
         })?;
@@ -296,8 +318,10 @@ impl PluginHost {
             .pure_validate
             .then(|| accepted::key(category, params));
         if key.is_some_and(|k| self.accepted.contains(&k)) {
-            return Ok(());
+            return Ok(Vec::new());
         }
+        // Declared before the store: given back after the instance is.
+        let _permit = self.gate.acquire(user).await;
         self.validate_instances.fetch_add(1, Ordering::Relaxed);
         let mut store = self.store(plugin.name.clone(), None);
         let started = std::time::Instant::now();
@@ -310,10 +334,11 @@ impl PluginHost {
         );
         match result {
             Ok(Ok(())) => {
-                if let Some(k) = key {
+                let marks = std::mem::take(&mut store.data_mut().secret_marks);
+                if let Some(k) = key.filter(|_| marks.is_empty()) {
                     self.accepted.insert(k);
                 }
-                Ok(())
+                Ok(marks)
             }
             Ok(Err(e)) => Err(CallError::Plugin(e)),
             Err(e) => Err(sandbox_error(category, e)),
@@ -332,6 +357,11 @@ impl PluginHost {
             user: ctx.user.clone(),
             cancel: tokio_util::sync::CancellationToken::new(),
             reporter: ctx.reporter.clone(),
+        };
+        // Declared before the store: given back after the instance is.
+        let _permit = tokio::select! {
+            permit = self.gate.acquire(&ctx.user) => permit,
+            _ = cancel.cancelled() => return Err(CallError::Cancelled),
         };
         let mut store = self.store(plugin.name.clone(), Some(ctx));
         let started = std::time::Instant::now();
@@ -451,8 +481,17 @@ impl Executor for PluginHost {
     }
 
     async fn validate(&self, category: &str, params: &str) -> Result<(), ValidationError> {
-        match self.call_validate(category, params).await {
-            Ok(()) => Ok(()),
+        self.validate_for("", category, params).await.map(|_| ())
+    }
+
+    async fn validate_for(
+        &self,
+        user: &str,
+        category: &str,
+        params: &str,
+    ) -> Result<Vec<String>, ValidationError> {
+        match self.validate_as(user, category, params).await {
+            Ok(marks) => Ok(marks),
             Err(CallError::Plugin(WitError::InvalidParams(m))) => Err(ValidationError::Invalid(m)),
             Err(CallError::Plugin(e)) => Err(ValidationError::Invalid(e.message())),
             Err(e) => Err(ValidationError::Plugin(e.to_string())),

@@ -9,6 +9,7 @@ pub mod cache;
 pub mod capabilities;
 pub mod cli;
 pub mod engine;
+pub mod fair;
 pub mod grants;
 pub mod host;
 pub mod state;

@@ -130,6 +130,8 @@ pub struct PluginState {
     /// folders), newest last: undone by the host when the task is cancelled,
     /// since a cancelled guest is stopped and cannot clean up itself.
     pub created: Vec<Created>,
+    /// JSON Pointers of params values `validate` marked secret.
+    pub secret_marks: Vec<String>,
     /// Built on first use: most plugins never touch WASI, and building a
     /// context (with its random seed) costs more than instantiating.
     wasi: Option<WasiCtx>,
@@ -152,8 +154,30 @@ impl PluginState {
             budget: Budget::new(cpu),
             limits: MemoryCap { limit: memory },
             created: Vec::new(),
+            secret_marks: Vec::new(),
             wasi: None,
             table: ResourceTable::new(),
+        }
+    }
+}
+
+/// The most values a `validate` may mark secret, and the longest pointer:
+/// marks are kept per submit, so a plugin cannot make one grow without end.
+const MAX_SECRET_MARKS: usize = 1024;
+const MAX_POINTER_LEN: usize = 1024;
+
+impl PluginState {
+    /// Record that the params value at `pointer` is secret (in `validate`;
+    /// ignored while a task runs, whose params are stored by then). A
+    /// pointer that is not a JSON Pointer (`""` is the whole params, which
+    /// is never masked) or beyond the bounds is ignored.
+    pub fn record_secret_mark(&mut self, pointer: String) {
+        if self.task.is_none()
+            && pointer.starts_with('/')
+            && pointer.len() <= MAX_POINTER_LEN
+            && self.secret_marks.len() < MAX_SECRET_MARKS
+        {
+            self.secret_marks.push(pointer);
         }
     }
 }

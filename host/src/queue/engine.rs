@@ -18,7 +18,7 @@ use tracing::Instrument;
 use super::executor::{
     CategoryInfo, Executor, LogLevel, Outcome, Reporter, TaskContext, ValidationError,
 };
-use super::mask::{has_secrets, mask_secrets};
+use super::mask::{has_secrets, marks_anything, mask_pointers, mask_secrets};
 use super::model::{task_name, ResultCode, Task, TaskEvent, TaskState};
 use super::store::{
     ClaimPlan, ClaimRequest, Claimed, Durable, Finish, NewTask, OnStored, Owner, Page,
@@ -221,15 +221,17 @@ impl Inner {
             .category(category)
             .ok_or_else(|| QueueError::UnknownCategory(category.to_string()))?;
         let full = serde_json::to_string(params).map_err(|e| QueueError::Invalid(e.to_string()))?;
-        match self.executor.validate(category, &full).await {
-            Ok(()) => {}
+        let marked = match self.executor.validate_for(user, category, &full).await {
+            Ok(marked) => marked,
             Err(ValidationError::Invalid(m)) => return Err(QueueError::Invalid(m)),
             Err(ValidationError::Plugin(m)) => return Err(QueueError::Plugin(m)),
-        }
+        };
         // Params with secrets are stored twice: masked for showing, and
         // whole, sealed, for the run. Most have none: one text, no copy.
-        let (shown, full) = if has_secrets(params, &info.secret_fields) {
-            let (masked, _) = mask_secrets(params, &info.secret_fields);
+        let secret = has_secrets(params, &info.secret_fields) || marks_anything(params, &marked);
+        let (shown, full) = if secret {
+            let (mut masked, _) = mask_secrets(params, &info.secret_fields);
+            mask_pointers(&mut masked, &marked);
             let shown = serde_json::to_string(&masked).map_err(anyhow::Error::from)?;
             (shown, Some(full))
         } else {

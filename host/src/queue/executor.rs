@@ -123,6 +123,19 @@ pub trait Executor: Send + Sync {
     }
     /// Check params synchronously at submit time.
     async fn validate(&self, category: &str, params: &str) -> Result<(), ValidationError>;
+    /// Check params that `user` submits, as [`Executor::validate`] does,
+    /// and say which of their values are secret beyond the category's
+    /// fields (JSON Pointers, e.g. `/binding/admin_password`). By default:
+    /// `validate`, nothing marked.
+    async fn validate_for(
+        &self,
+        user: &str,
+        category: &str,
+        params: &str,
+    ) -> Result<Vec<String>, ValidationError> {
+        let _ = user;
+        self.validate(category, params).await.map(|()| Vec::new())
+    }
     /// Run a task to its end. Must return promptly after `ctx.cancel` fires.
     async fn run(&self, ctx: TaskContext) -> Outcome;
     /// Whether [`Executor::run`] awaits [`TaskContext::durable`] before its

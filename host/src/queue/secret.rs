@@ -96,22 +96,8 @@ impl SecretBox {
 
     /// Encrypt `plain` for task `id`: nonce followed by ciphertext and tag.
     pub fn seal(&self, id: i64, plain: &[u8]) -> anyhow::Result<Vec<u8>> {
-        let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
-        let aad = id.to_le_bytes();
-        let ct = self
-            .cipher
-            .encrypt(
-                &nonce,
-                Payload {
-                    msg: plain,
-                    aad: &aad,
-                },
-            )
-            .map_err(|_| anyhow::anyhow!("sealing params of task {id}"))?;
-        let mut out = Vec::with_capacity(NONCE_LEN + ct.len());
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(&ct);
-        Ok(out)
+        self.seal_bound(&id.to_le_bytes(), plain)
+            .map_err(|_| anyhow::anyhow!("sealing params of task {id}"))
     }
 
     /// Decrypt what [`SecretBox::seal`] produced for task `id`.
@@ -119,11 +105,33 @@ impl SecretBox {
         if sealed.len() < NONCE_LEN {
             bail!("sealed params of task {id} are truncated");
         }
-        let (nonce, ct) = sealed.split_at(NONCE_LEN);
-        let aad = id.to_le_bytes();
-        self.cipher
-            .decrypt(XNonce::from_slice(nonce), Payload { msg: ct, aad: &aad })
+        self.open_bound(&id.to_le_bytes(), sealed)
             .map_err(|_| anyhow::anyhow!("params of task {id} do not decrypt (wrong secret.key?)"))
+    }
+
+    /// Encrypt `plain` bound to `aad` (what the value belongs to, so that
+    /// it opens nowhere else): nonce followed by ciphertext and tag.
+    pub fn seal_bound(&self, aad: &[u8], plain: &[u8]) -> anyhow::Result<Vec<u8>> {
+        let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
+        let ct = self
+            .cipher
+            .encrypt(&nonce, Payload { msg: plain, aad })
+            .map_err(|_| anyhow::anyhow!("sealing failed"))?;
+        let mut out = Vec::with_capacity(NONCE_LEN + ct.len());
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&ct);
+        Ok(out)
+    }
+
+    /// Decrypt what [`SecretBox::seal_bound`] produced for the same `aad`.
+    pub fn open_bound(&self, aad: &[u8], sealed: &[u8]) -> anyhow::Result<Vec<u8>> {
+        if sealed.len() < NONCE_LEN {
+            bail!("sealed value is truncated");
+        }
+        let (nonce, ct) = sealed.split_at(NONCE_LEN);
+        self.cipher
+            .decrypt(XNonce::from_slice(nonce), Payload { msg: ct, aad })
+            .map_err(|_| anyhow::anyhow!("sealed value does not decrypt (wrong secret.key?)"))
     }
 }
 

@@ -15,8 +15,8 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 
 use async_trait::async_trait;
-use futures::TryStreamExt;
 
+use super::app_secrets;
 use super::beneath;
 use super::catalog::{Catalog, Location};
 use super::pins::{self, Pins};
@@ -41,6 +41,8 @@ pub struct AppStore {
     trusted: bool,
     /// Mount sources pinned for the engine.
     pins: Pins,
+    /// Seals the secret wizard answers of the records ([`app_secrets`]).
+    secrets: crate::queue::secret::SecretBox,
 }
 
 /// Whether `name` is a valid application name (Container Station's rule).
@@ -117,6 +119,9 @@ impl AppStore {
     ) -> std::io::Result<AppStore> {
         let dir = data_dir.join("apps");
         std::fs::create_dir_all(&dir)?;
+        let key = data_dir.join(crate::queue::sqlite::KEY_FILE);
+        let secrets = crate::queue::secret::SecretBox::load_or_create(&key)
+            .map_err(|e| std::io::Error::other(format!("{e:#}")))?;
         Ok(AppStore {
             dir: dir.canonicalize()?,
             catalog,
@@ -124,6 +129,7 @@ impl AppStore {
             trusted,
             // Application containers are Docker's.
             pins: Pins::new(data_dir, "docker")?,
+            secrets,
         })
     }
 
@@ -214,9 +220,9 @@ impl AppStore {
                 let url = base
                     .join(&rel.to_string_lossy())
                     .map_err(|e| Error::Other(format!("{path}: {e}")))?;
-                let download =
+                let bytes =
                     self.catalog()?
-                        .open(&Location::Url(url))
+                        .read(&Location::Url(url))
                         .await
                         .map_err(|e| match e {
                             super::catalog::CatalogError::Status { status: 404, .. } => {
@@ -224,12 +230,7 @@ impl AppStore {
                             }
                             other => Error::Other(other.to_string()),
                         })?;
-                let chunks: Vec<bytes::Bytes> = download
-                    .stream
-                    .try_collect()
-                    .await
-                    .map_err(|e| Error::Other(e.to_string()))?;
-                Ok(chunks.concat())
+                Ok(bytes.to_vec())
             }
         }
     }
@@ -391,7 +392,7 @@ impl Runtime for AppStore {
 
     async fn app_record(&self, name: String) -> RtResult<Option<String>> {
         match self.read_in(&name, RECORD_FILE) {
-            Ok(text) => Ok(Some(String::from_utf8_lossy(&text).into_owned())),
+            Ok(text) => Ok(Some(app_secrets::shown(&String::from_utf8_lossy(&text)))),
             Err(Error::NotFound(_)) => Ok(None),
             Err(e) => Err(e),
         }
@@ -406,7 +407,7 @@ impl Runtime for AppStore {
                 continue;
             }
             if let Ok(text) = self.read_in(&name, RECORD_FILE) {
-                out.push((name, String::from_utf8_lossy(&text).into_owned()));
+                out.push((name, app_secrets::shown(&String::from_utf8_lossy(&text))));
             }
         }
         out.sort();
@@ -449,8 +450,12 @@ impl Runtime for AppStore {
         path: String,
     ) -> RtResult<String> {
         let bytes = self.read_in(&name, &path)?;
-        String::from_utf8(bytes)
-            .map_err(|_| Error::Other(format!("application {name}: {path} is not UTF-8 text")))
+        let text = String::from_utf8(bytes)
+            .map_err(|_| Error::Other(format!("application {name}: {path} is not UTF-8 text")))?;
+        if relative("path", &path)? == Path::new(RECORD_FILE) {
+            return app_secrets::open(&self.secrets, &name, &text);
+        }
+        Ok(text)
     }
 
     async fn app_write_file(
@@ -462,10 +467,12 @@ impl Runtime for AppStore {
     ) -> RtResult<()> {
         self.open_folder(&name)
             .map_err(|_| Error::NotFound(format!("application {name}")))?;
-        if path == RECORD_FILE {
+        if relative("path", &path)? == Path::new(RECORD_FILE) {
             let existing = self.read_in(&name, RECORD_FILE).ok();
             let stamped = stamp(existing.as_deref(), &content)?;
-            return self.write_in(&name, &path, stamped.as_bytes());
+            let stored = existing.map(|b| String::from_utf8_lossy(&b).into_owned());
+            let sealed = app_secrets::seal(&self.secrets, &name, &stamped, stored.as_deref())?;
+            return self.write_in(&name, RECORD_FILE, sealed.as_bytes());
         }
         self.write_in(&name, &path, content.as_bytes())
     }

@@ -9,12 +9,24 @@
 //! its images from the `lxc` entries; the applications feature reads `app`
 //! templates from the same [`Catalog`].
 //!
+//! Over HTTP, `list.json` and the templates' files are kept for
+//! [`CACHE_TTL`] ([`Catalog::read`]): every `application` submit reads its
+//! template, and a flood of submits must not become a flood of fetches.
+//! Concurrent reads of one file wait for one fetch; a missing file (404) is
+//! remembered too; the cache is bounded in entries and bytes, and a file
+//! larger than [`CACHE_FILE_MAX`] is refused. Image downloads
+//! ([`Catalog::open`]) are streamed, never kept. A local folder is read
+//! afresh each time (a file read costs nothing to anyone else).
+//!
 //! HTTP goes through `reqwest` (rustls, no system OpenSSL needed): it was
 //! already the workspace's HTTP client for the end-to-end tests, it streams
 //! bodies, follows redirects (GitHub's raw files redirect) and speaks TLS,
 //! which bare `hyper` (used for the Docker socket) would leave to us.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::stream::BoxStream;
@@ -58,6 +70,12 @@ pub enum CatalogError {
         path: PathBuf,
         /// The I/O error.
         source: std::io::Error,
+    },
+    /// A file to keep is larger than [`CACHE_FILE_MAX`].
+    #[error("fetching {url}: larger than {max} bytes", max = CACHE_FILE_MAX)]
+    TooLarge {
+        /// The URL.
+        url: String,
     },
     /// `list.json` is not a JSON array of objects.
     #[error("{what}: {reason}")]
@@ -134,11 +152,84 @@ enum Root {
     Folder(PathBuf),
 }
 
+/// How long a file fetched over HTTP is reused.
+pub const CACHE_TTL: Duration = Duration::from_secs(10);
+/// The largest file [`Catalog::read`] fetches.
+pub const CACHE_FILE_MAX: usize = 4 << 20;
+/// The most files kept.
+const CACHE_ENTRIES: usize = 256;
+/// The most bytes kept, all files together.
+const CACHE_BYTES: usize = 32 << 20;
+
+/// One file's fetch: done once, by whoever reads it first.
+#[derive(Default)]
+struct Slot {
+    fetched: tokio::sync::OnceCell<Fetched>,
+}
+
+/// A fetched file: its bytes, or `None` when the server answered 404.
+struct Fetched {
+    at: Instant,
+    body: Option<Bytes>,
+}
+
+impl Slot {
+    /// Fetched and still fresh, or being fetched.
+    fn usable(&self) -> bool {
+        self.fetched
+            .get()
+            .is_none_or(|f| f.at.elapsed() < CACHE_TTL)
+    }
+
+    fn bytes(&self) -> usize {
+        self.fetched
+            .get()
+            .and_then(|f| f.body.as_ref())
+            .map_or(0, Bytes::len)
+    }
+}
+
+/// Files fetched over HTTP, by URL.
+#[derive(Default)]
+struct Cache {
+    slots: parking_lot::Mutex<HashMap<String, Arc<Slot>>>,
+    fetches: std::sync::atomic::AtomicU64,
+}
+
+impl Cache {
+    /// The slot of `url`: the fresh one, or a new one (dropping stale ones
+    /// first, and everything when the cache is over its bounds).
+    fn slot(&self, url: &str) -> Arc<Slot> {
+        let mut slots = self.slots.lock();
+        if let Some(slot) = slots.get(url).filter(|s| s.usable()) {
+            return slot.clone();
+        }
+        let total: usize = slots.values().map(|s| s.bytes()).sum();
+        if slots.len() >= CACHE_ENTRIES || total >= CACHE_BYTES {
+            slots.retain(|_, s| s.usable());
+            let total: usize = slots.values().map(|s| s.bytes()).sum();
+            if slots.len() >= CACHE_ENTRIES || total >= CACHE_BYTES {
+                slots.clear();
+            }
+        }
+        let slot = Arc::new(Slot::default());
+        slots.insert(url.to_string(), slot.clone());
+        slot
+    }
+}
+
 /// A configured repository.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Catalog {
     root: Root,
     client: reqwest::Client,
+    cache: Arc<Cache>,
+}
+
+impl std::fmt::Debug for Catalog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Catalog").field("root", &self.root).finish()
+    }
 }
 
 /// This host's architecture as `list.json` spells it.
@@ -190,7 +281,11 @@ impl Catalog {
                 url: url.to_string(),
                 source: e,
             })?;
-        Ok(Catalog { root, client })
+        Ok(Catalog {
+            root,
+            client,
+            cache: Arc::default(),
+        })
     }
 
     fn resolve(&self, location: &str) -> Result<Location, CatalogError> {
@@ -257,27 +352,7 @@ impl Catalog {
     pub async fn entries(&self) -> Result<Vec<Entry>, CatalogError> {
         let location = self.resolve("list.json")?;
         let what = location.to_string();
-        let bytes = match &location {
-            Location::File(path) => {
-                tokio::fs::read(path)
-                    .await
-                    .map_err(|e| CatalogError::Read {
-                        path: path.clone(),
-                        source: e,
-                    })?
-            }
-            Location::Url(url) => {
-                let response = self.get(url).await?;
-                response
-                    .bytes()
-                    .await
-                    .map_err(|e| CatalogError::Fetch {
-                        url: url.to_string(),
-                        source: e,
-                    })?
-                    .to_vec()
-            }
-        };
+        let bytes = self.read(&location).await?;
         self.parse(&what, &bytes)
     }
 
@@ -312,6 +387,83 @@ impl Catalog {
             });
         }
         Ok(response)
+    }
+
+    /// The whole file at `location`: over HTTP, a copy kept for
+    /// [`CACHE_TTL`] when there is one (a 404 included), else one fetch
+    /// shared by every concurrent reader; a local file is read afresh.
+    pub async fn read(&self, location: &Location) -> Result<Bytes, CatalogError> {
+        let url = match location {
+            Location::File(path) => {
+                return tokio::fs::read(path).await.map(Bytes::from).map_err(|e| {
+                    CatalogError::Read {
+                        path: path.clone(),
+                        source: e,
+                    }
+                })
+            }
+            Location::Url(url) => url,
+        };
+        let slot = self.cache.slot(url.as_str());
+        let fetched = slot
+            .fetched
+            .get_or_try_init(|| async {
+                self.cache
+                    .fetches
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let body = match self.get(url).await {
+                    Ok(response) => Some(self.body(url, response).await?),
+                    Err(CatalogError::Status { status: 404, .. }) => None,
+                    Err(e) => return Err(e),
+                };
+                Ok(Fetched {
+                    at: Instant::now(),
+                    body,
+                })
+            })
+            .await?;
+        fetched.body.clone().ok_or_else(|| CatalogError::Status {
+            url: url.to_string(),
+            status: 404,
+        })
+    }
+
+    /// How many HTTP fetches [`Catalog::read`] made (the rest were served
+    /// from its copies).
+    pub fn fetches(&self) -> u64 {
+        self.cache
+            .fetches
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The body of `response`, refused beyond [`CACHE_FILE_MAX`] bytes.
+    async fn body(
+        &self,
+        url: &reqwest::Url,
+        response: reqwest::Response,
+    ) -> Result<Bytes, CatalogError> {
+        let too_large = || CatalogError::TooLarge {
+            url: url.to_string(),
+        };
+        if response
+            .content_length()
+            .is_some_and(|n| n > CACHE_FILE_MAX as u64)
+        {
+            return Err(too_large());
+        }
+        let mut body = Vec::new();
+        let mut stream = response.bytes_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| CatalogError::Fetch {
+                url: url.to_string(),
+                source: e,
+            })?;
+            if body.len() + chunk.len() > CACHE_FILE_MAX {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Bytes::from(body))
     }
 
     /// Start fetching the file at `location`.
@@ -467,5 +619,85 @@ mod tests {
             c.find("lxc", "b", "latest").await,
             Err(CatalogError::NotFound { .. })
         ));
+    }
+
+    /// A server answering `list.json` (and `big`, over the size bound),
+    /// 404 otherwise, counting the requests.
+    async fn counting_server() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        let count = Arc::new(AtomicUsize::new(0));
+        let counted = count.clone();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let counted = counted.clone();
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match sock.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    let line = String::from_utf8_lossy(&head).to_string();
+                    let (status, body) = if line.starts_with("GET /list.json ") {
+                        ("200 OK", br#"[{"name":"a","type":"app"}]"#.to_vec())
+                    } else if line.starts_with("GET /big ") {
+                        ("200 OK", vec![b'x'; CACHE_FILE_MAX + 1])
+                    } else {
+                        ("404 Not Found", b"no".to_vec())
+                    };
+                    let head = format!(
+                        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = sock.write_all(head.as_bytes()).await;
+                    let _ = sock.write_all(&body).await;
+                });
+            }
+        });
+        (url, count)
+    }
+
+    #[tokio::test]
+    async fn http_reads_are_kept_and_shared_by_concurrent_readers() {
+        use std::sync::atomic::Ordering;
+        let (url, requests) = counting_server().await;
+        let c = Catalog::new(&url).unwrap();
+        let reads = (0..50).map(|_| c.entries());
+        for entries in futures::future::join_all(reads).await {
+            assert_eq!(entries.unwrap().len(), 1);
+        }
+        let missing = c.resolve("template/a/wizard/install.json").unwrap();
+        for _ in 0..5 {
+            assert!(matches!(
+                c.read(&missing).await,
+                Err(CatalogError::Status { status: 404, .. })
+            ));
+        }
+        assert_eq!(requests.load(Ordering::SeqCst), 2, "one fetch per file");
+        assert_eq!(c.fetches(), 2);
+        // A clone shares the copies.
+        assert!(c.clone().entries().await.is_ok());
+        assert_eq!(requests.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn an_oversized_file_is_refused_and_the_cache_stays_bounded() {
+        let (url, _requests) = counting_server().await;
+        let c = Catalog::new(&url).unwrap();
+        let big = c.resolve("big").unwrap();
+        assert!(matches!(
+            c.read(&big).await,
+            Err(CatalogError::TooLarge { .. })
+        ));
+        for i in 0..(CACHE_ENTRIES + 10) {
+            let _ = c.read(&c.resolve(&format!("f{i}")).unwrap()).await;
+        }
+        assert!(c.cache.slots.lock().len() <= CACHE_ENTRIES);
     }
 }

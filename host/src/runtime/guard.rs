@@ -746,6 +746,8 @@ impl Runtime for Guarded {
         name: String,
         path: String,
     ) -> RtResult<String> {
+        // The record read this way holds the secret answers in clear.
+        self.check_app(cx, &self.policy(cx), &name).await?;
         self.inner.app_read_file(cx, name, path).await
     }
 

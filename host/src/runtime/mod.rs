@@ -5,6 +5,7 @@
 //! calls are async and take a [`CallContext`] so that long operations report
 //! progress to their task and stop when it is cancelled.
 
+pub mod app_secrets;
 pub mod apps;
 pub mod archives;
 pub mod beneath;

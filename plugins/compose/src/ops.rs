@@ -26,8 +26,14 @@ pub struct Record {
     pub template: String,
     /// Template version installed.
     pub version: String,
-    /// The wizard's answers, kept for upgrades.
+    /// The wizard's answers, kept for upgrades. The host keeps secret ones
+    /// sealed: [`load_record`] shows them as `"******"`, [`load_full_record`]
+    /// (the owner's task) has them.
     pub binding: Map<String, Json>,
+    /// The answers the template's wizard says are secret (`password`
+    /// fields): the host seals them, besides those named like secrets.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<String>,
     /// Reverse-proxy path, if any.
     #[serde(default)]
     pub virtual_path: Option<String>,
@@ -104,6 +110,17 @@ pub fn load_record(name: &str) -> Result<Option<Record>, Error> {
     }
 }
 
+/// What the host shows instead of a secret answer.
+pub const MASK: &str = "******";
+
+/// The record of application `name` with its secret answers, as the host
+/// gives it to a task of the application's owner.
+pub fn load_full_record(name: &str) -> Result<Record, Error> {
+    let text = app_store::read_file(name, RECORD_FILE)?;
+    serde_json::from_str(&text)
+        .map_err(|e| Error::Other(format!("application {name}: record: {e}")))
+}
+
 /// Render and plan `loaded` with `answers` for application `app`.
 pub fn prepare(
     loaded: &Loaded,
@@ -172,6 +189,11 @@ pub fn validate_install(p: &InstallParams) -> Result<Loaded, Error> {
         .wizard
         .check(&p.binding)
         .map_err(|(field, m)| Error::invalid(&field, m))?;
+    for name in loaded.wizard.secret_fields() {
+        if p.binding.contains_key(&name) {
+            task::mark_secret(&task::pointer("/binding", &name));
+        }
+    }
     for (name, text) in app_store::records()? {
         if name == p.name || plan::project_name(&name) == plan::project_name(&p.name) {
             return Err(Error::invalid(
@@ -366,6 +388,7 @@ fn install_into(p: &InstallParams, loaded: &Loaded, undo: &mut Undo) -> Result<S
         template: p.template.clone(),
         version: loaded.template.version.clone(),
         binding: p.binding.clone(),
+        secrets: loaded.wizard.secret_fields(),
         virtual_path: p.virtual_path.clone(),
         port: p.port,
         autostart: p.autostart,
@@ -475,7 +498,15 @@ fn anonymous_volumes(container: &str, covered: &BTreeSet<String>) -> Vec<Mount> 
 /// containers back and say what failed.
 pub fn upgrade(p: &UpgradeParams) -> Result<String, Error> {
     let mut record = validate_upgrade(p)?;
+    if record.binding.values().any(|v| v.as_str() == Some(MASK)) {
+        record = load_full_record(&p.name)?;
+    }
     let loaded = load_template(&p.template)?;
+    for name in loaded.wizard.secret_fields() {
+        if !record.secrets.contains(&name) {
+            record.secrets.push(name);
+        }
+    }
     task::progress(
         0,
         &format!("rendering {} {}", p.template, loaded.template.version),

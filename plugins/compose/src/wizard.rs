@@ -10,7 +10,8 @@ use serde_json::{Map, Value};
 /// One wizard field.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 pub struct Field {
-    /// `integer`, `string`, `boolean` (also `number`); absent: any scalar.
+    /// `integer`, `string`, `password` (a string kept secret), `boolean`
+    /// (also `number`); absent: any scalar.
     #[serde(rename = "type", default)]
     pub kind: Option<String>,
     /// Shown to the user.
@@ -91,6 +92,15 @@ impl Wizard {
         })
     }
 
+    /// The fields of type `password`: their answers are secret.
+    pub fn secret_fields(&self) -> Vec<String> {
+        self.fields
+            .iter()
+            .filter(|(_, f)| f.is_secret())
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
     /// Check `answers` (the task's `binding`): every key is a field, every
     /// value fits its field, and required fields without a default are
     /// answered. Errors name the field: `binding.http_port: ...`.
@@ -121,7 +131,21 @@ impl Wizard {
     }
 }
 
+impl Field {
+    /// Whether the field's answer is secret (type `password`).
+    pub fn is_secret(&self) -> bool {
+        self.kind.as_deref() == Some("password")
+    }
+}
+
 fn check_value(field: &Field, value: &Value) -> Result<(), String> {
+    if field.is_secret() {
+        // The answer is never echoed: it is not shown anywhere else either.
+        return match value {
+            Value::String(_) => Ok(()),
+            _ => Err("must be a string".into()),
+        };
+    }
     let number = match field.kind.as_deref() {
         Some("integer") => {
             let n = match value {
@@ -207,6 +231,21 @@ mod tests {
         assert_eq!(w.paths["http_port"].len(), 2);
         let empty = Wizard::parse(r#"{"app": {}, "wizard": [], "env": {}}"#).unwrap();
         assert!(empty.fields.is_empty() && empty.paths.is_empty());
+    }
+
+    #[test]
+    fn password_fields_are_secret_strings_never_echoed() {
+        let w = Wizard::parse(
+            r#"{"wizard": [{"schema": {"pw": {"type": "password", "required": true},
+                "port": {"type": "integer"}}}]}"#,
+        )
+        .unwrap();
+        assert_eq!(w.secret_fields(), ["pw"]);
+        assert!(w.check(&answers(json!({"pw": "s3cr3t"}))).is_ok());
+        assert_eq!(
+            w.check(&answers(json!({"pw": 12345}))).unwrap_err(),
+            ("binding.pw".into(), "must be a string".into())
+        );
     }
 
     #[test]

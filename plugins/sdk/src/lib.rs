@@ -129,6 +129,20 @@ pub mod task {
     pub use crate::bindings::stevedore::plugin::task::{cancelled, id, log, params, sleep, user};
     use crate::Level;
 
+    /// From `validate`: mark the params value at `pointer` (a JSON Pointer,
+    /// e.g. `/binding/admin_password`) secret, so the host shows it as
+    /// `"******"` and keeps it only sealed. Fields named in
+    /// [`crate::Category::SECRET_FIELDS`] need no mark.
+    pub fn mark_secret(pointer: &str) {
+        crate::bindings::stevedore::plugin::task::mark_secret(pointer)
+    }
+
+    /// The JSON Pointer of `key` in the object at `parent` (a pointer
+    /// itself, `""` for the params): `~` and `/` escaped as RFC 6901 says.
+    pub fn pointer(parent: &str, key: &str) -> String {
+        format!("{parent}/{}", key.replace('~', "~0").replace('/', "~1"))
+    }
+
     /// Report progress (`percent` -1 for unknown, else 0..=100) with a detail line.
     pub fn progress(percent: i8, detail: &str) {
         crate::bindings::stevedore::plugin::task::progress(percent, detail)
