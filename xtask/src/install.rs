@@ -13,14 +13,16 @@ pub const WASI_LIBC: &[&str] = &["wasi-libc"];
 pub const LLD: &[&str] = &["lld-22"];
 /// A Docker engine (and its CLI, used to seed the registry).
 pub const DOCKER: &[&str] = &["docker.io", "iproute2", "iptables"];
-/// The rest of the test services, and `curl` and `python3` (its `json.tool`)
-/// for the seed page's commands.
+/// The rest of the test services, `curl` and `python3` (its `json.tool`)
+/// for the seed page's commands, and `strace` (a test watches the modes the
+/// CLI creates files with).
 pub const SERVICES: &[&str] = &[
     "docker-registry",
     "busybox-static",
     "apache2-utils",
     "curl",
     "python3",
+    "strace",
 ];
 
 /// LXC and what its network needs (the LXC tests and runtime).
