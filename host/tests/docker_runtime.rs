@@ -555,7 +555,25 @@ async fn create_maps_ports_env_limits_and_a_share_volume() {
         host["PortBindings"]["80/tcp"][0]["HostPort"],
         port.to_string()
     );
-    assert!(host["Binds"][0].as_str().unwrap().ends_with("/web:/www:ro"));
+    // The engine binds a staging folder pinned to the share's `web`, never
+    // the user's path itself: the same directory, under another name.
+    let bind = host["Binds"][0].as_str().unwrap();
+    let source = bind
+        .strip_suffix(":/www:ro")
+        .expect("a read-only bind at /www");
+    assert!(
+        !source.starts_with(&*f.share.path().to_string_lossy()),
+        "{bind}"
+    );
+    let same_dir = |p: &std::path::Path| {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(p).unwrap();
+        (m.dev(), m.ino())
+    };
+    assert_eq!(
+        same_dir(std::path::Path::new(source)),
+        same_dir(&f.share.path().join("web"))
+    );
     assert_eq!(inspect["Config"]["Hostname"], "webbox");
     assert!(inspect["Config"]["Env"]
         .as_array()

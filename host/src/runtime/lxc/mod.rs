@@ -99,6 +99,17 @@ enum State {
     Stopped,
 }
 
+/// What one create builds from: the spec, the container's folder, its
+/// address, its image and its published ports.
+#[derive(Clone, Copy)]
+struct Parts<'a> {
+    spec: &'a ContainerSpec,
+    dir: &'a Path,
+    lease: &'a network::Lease,
+    image: &'a images::ImageRecord,
+    ports: &'a [network::Port],
+}
+
 impl LxcRuntime {
     /// Set up the store and settings (no tool is run: a host without LXC still starts).
     pub fn new(settings: LxcSettings) -> anyhow::Result<LxcRuntime> {
@@ -221,15 +232,8 @@ impl LxcRuntime {
     }
 
     /// Create the container's files, config and record; on error the caller removes `dir`.
-    async fn build(
-        &self,
-        cx: &CallContext,
-        spec: &ContainerSpec,
-        dir: &Path,
-        lease: &network::Lease,
-        image: &images::ImageRecord,
-        ports: &[network::Port],
-    ) -> RtResult<()> {
+    async fn build(&self, cx: &CallContext, parts: Parts<'_>) -> RtResult<()> {
+        let spec = parts.spec;
         let sources = spec
             .binds
             .iter()
@@ -240,9 +244,7 @@ impl LxcRuntime {
                 other => other,
             })?;
         let staged = self.pins.pin(&sources)?;
-        let built = self
-            .build_pinned(cx, spec, dir, lease, image, ports, &staged)
-            .await;
+        let built = self.build_pinned(cx, parts, &staged).await;
         if built.is_err() {
             let staged: Vec<String> = staged.iter().map(|p| p.display().to_string()).collect();
             self.pins.release(staged.iter().map(String::as_str));
@@ -254,13 +256,16 @@ impl LxcRuntime {
     async fn build_pinned(
         &self,
         cx: &CallContext,
-        spec: &ContainerSpec,
-        dir: &Path,
-        lease: &network::Lease,
-        image: &images::ImageRecord,
-        ports: &[network::Port],
+        parts: Parts<'_>,
         staged: &[PathBuf],
     ) -> RtResult<()> {
+        let Parts {
+            spec,
+            dir,
+            lease,
+            image,
+            ports,
+        } = parts;
         let idmap = if spec.privileged {
             None
         } else {
@@ -496,7 +501,14 @@ impl Runtime for LxcRuntime {
                 return Err(e);
             }
         };
-        match self.build(cx, &spec, &dir, &lease, &image, &ports).await {
+        let parts = Parts {
+            spec: &spec,
+            dir: &dir,
+            lease: &lease,
+            image: &image,
+            ports: &ports,
+        };
+        match self.build(cx, parts).await {
             Ok(()) => Ok(spec.name.clone()),
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&dir);
