@@ -518,6 +518,9 @@ impl Client {
             http: reqwest::Client::builder()
                 .cookie_store(true)
                 .timeout(Duration::from_secs(60))
+                // The server closes a connection idle for its header read
+                // timeout (10 s); reusing one it is closing races that close.
+                .pool_idle_timeout(Duration::from_secs(5))
                 .build()
                 .unwrap(),
             api,

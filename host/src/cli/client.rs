@@ -28,6 +28,9 @@ impl Client {
     pub async fn login(login: &Login) -> anyhow::Result<Client> {
         let http = reqwest::Client::builder()
             .cookie_store(true)
+            // The server closes a connection idle for its header read
+            // timeout (10 s); reusing one it is closing races that close.
+            .pool_idle_timeout(std::time::Duration::from_secs(5))
             .build()
             .context("HTTP client")?;
         let api = format!("{}/api/v1", login.url.trim_end_matches('/'));

@@ -48,6 +48,8 @@ pub struct Source {
 #[derive(Debug, Clone)]
 pub struct Pins {
     root: PathBuf,
+    /// The mode of the root and of each token's folder.
+    mode: u32,
 }
 
 fn io(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> Error {
@@ -150,14 +152,23 @@ impl Pins {
     /// `<data_dir>/binds/<engine>` (created, mode 0700). Each engine sweeps
     /// its own folder, against its own containers.
     pub fn new(data_dir: &Path, engine: &str) -> std::io::Result<Pins> {
-        let root = data_dir.join("binds").join(engine);
+        Self::with_mode(&data_dir.join("binds").join(engine), 0o700)
+    }
+
+    /// Pins kept in `root`, whose folders (the staging tokens included) are
+    /// created with `mode`: 0711 where an unprivileged container's mapped
+    /// root must walk down to its staging folder, as LXC does when it
+    /// mounts the entries inside the container's user namespace. Search
+    /// without read: the random token names are not listed.
+    pub fn with_mode(root: &Path, mode: u32) -> std::io::Result<Pins> {
         std::fs::DirBuilder::new()
             .recursive(true)
-            .mode(0o700)
-            .create(&root)?;
-        std::fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+            .mode(mode)
+            .create(root)?;
+        std::fs::set_permissions(root, std::os::unix::fs::PermissionsExt::from_mode(mode))?;
         Ok(Pins {
             root: root.canonicalize()?,
+            mode,
         })
     }
 
@@ -176,7 +187,7 @@ impl Pins {
         let token = hex::encode(rand::random::<[u8; 16]>());
         let dir = self.root.join(&token);
         std::fs::DirBuilder::new()
-            .mode(0o700)
+            .mode(self.mode)
             .create(&dir)
             .map_err(io(dir.display()))?;
         let made = (|| {

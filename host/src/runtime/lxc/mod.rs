@@ -111,6 +111,21 @@ struct Parts<'a> {
 }
 
 impl LxcRuntime {
+    /// The staging folders of bind sources, beside the containers in the
+    /// LXC path: LXC mounts an unprivileged container's entries inside its
+    /// user namespace, so its mapped root must be able to walk down to them
+    /// (search, not read, for others on the LXC path and the pins' folders,
+    /// as LXC asks of the path of every unprivileged container).
+    fn pins(path: &Path) -> std::io::Result<Pins> {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::create_dir_all(path)?;
+        let mode = std::fs::metadata(path)?.permissions().mode();
+        if mode & 0o001 == 0 {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode | 0o001))?;
+        }
+        Pins::with_mode(&path.join(".stevedore-binds"), 0o711)
+    }
+
     /// Set up the store and settings (no tool is run: a host without LXC still starts).
     pub fn new(settings: LxcSettings) -> anyhow::Result<LxcRuntime> {
         let store = Store::new(&settings.data_dir.join("lxc/images"))?
@@ -124,7 +139,7 @@ impl LxcRuntime {
             network: Network::new(&settings.bridge, settings.subnet),
             share,
             cgroups: Cgroups::detect(),
-            pins: Pins::new(&settings.data_dir, "lxc")?,
+            pins: Self::pins(&settings.path)?,
             creating: tokio::sync::Mutex::new(()),
             idmap: parking_lot::Mutex::new(None),
         };
