@@ -864,3 +864,35 @@ pub fn push_noise_image(prefix: &str, mib: usize, tags: &[&str]) -> String {
     }
     repo
 }
+
+/// Copy the folder `from` into `to`, recursively (fixture catalogs).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// `lxc-<verb> -P <path> -n <name> args...`, its stdout trimmed (panics on failure).
+pub fn lxc(path: &Path, verb: &str, name: &str, args: &[&str]) -> String {
+    let out = Command::new(format!("lxc-{verb}"))
+        .arg("-P")
+        .arg(path)
+        .args(["-n", name])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("the lxc tools (apt-get install lxc)");
+    assert!(
+        out.status.success(),
+        "lxc-{verb} {name} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}

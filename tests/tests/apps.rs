@@ -10,26 +10,13 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use stevedore_e2e::{free_port, workspace_root, Client, Options, Server};
+use stevedore_e2e::{copy_dir, free_port, workspace_root, Client, Options, Server};
 
 const PLUGINS: &[&str] = &["application", "application_upgrade"];
 
 fn env(name: &str) -> String {
     std::env::var(name)
         .unwrap_or_else(|_| panic!("{name} is not set: run the tests with `cargo xtask test`"))
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
 }
 
 /// A server whose repository is a fresh copy of the fixture catalog.

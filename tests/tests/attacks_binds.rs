@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde_json::{json, Value};
-use stevedore_e2e::{docker, docker_ok, hash_password, report, unique, Client, Options, Server};
+use stevedore_e2e::{
+    copy_dir, docker, docker_ok, hash_password, report, unique, Client, Options, Server,
+};
 
 const PLUGINS: &[&str] = &["create", "image_export", "container_export"];
 
@@ -357,19 +359,6 @@ async fn app_setup() -> (Server, Client, tempfile::TempDir, String) {
     let t = ended(&bob, id).await;
     assert_eq!(t["state"], "completed", "{t}");
     (server, bob, catalog, name)
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
 }
 
 /// Remove bob's application (containers and folder) at the end.

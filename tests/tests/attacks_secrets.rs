@@ -17,7 +17,7 @@ use base64::Engine;
 use reqwest::Method;
 use serde_json::{json, Value};
 use stevedore_e2e::{
-    docker, hash_password, unique, workspace_root, Client, Options, Server, SseReader,
+    copy_dir, docker, hash_password, unique, workspace_root, Client, Options, Server, SseReader,
 };
 
 const APP_PLUGINS: &[&str] = &["application", "application_upgrade"];
@@ -34,19 +34,6 @@ async fn bob(server: &Server) -> Client {
     let c = server.client();
     assert_eq!(c.login("bob", "bob-pw").await.status, 200);
     c
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
 }
 
 /// A fresh copy of the fixture template repository.

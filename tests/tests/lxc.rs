@@ -64,22 +64,9 @@ impl Lxc {
         self.server.data_dir().join("share")
     }
 
-    /// `lxc-<verb> -P <path> -n <name> args...`, stdout (panics on failure).
+    /// `lxc-<verb>` on this server's LXC path ([`stevedore_e2e::lxc`]).
     fn lxc(&self, verb: &str, name: &str, args: &[&str]) -> String {
-        let out = Command::new(format!("lxc-{verb}"))
-            .arg("-P")
-            .arg(self.path())
-            .args(["-n", name])
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("the lxc tools (apt-get install lxc)");
-        assert!(
-            out.status.success(),
-            "lxc-{verb} {name} {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
+        stevedore_e2e::lxc(self.path(), verb, name, args)
     }
 
     fn state(&self, name: &str) -> String {
