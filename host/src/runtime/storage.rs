@@ -289,6 +289,22 @@ impl ShareRoot {
         })
     }
 
+    /// The sources of a container's `binds`, in order ([`Self::pin_source`]);
+    /// a bad one is refused naming `volume.host`.
+    pub fn pin_sources(
+        &self,
+        binds: &[super::BindMount],
+    ) -> Result<Vec<super::pins::Source>, Error> {
+        binds
+            .iter()
+            .map(|b| self.pin_source(&b.host_path))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| match e {
+                Error::InvalidParams(m) => Error::InvalidParams(format!("volume.host: {m}")),
+                other => other,
+            })
+    }
+
     /// The absolute path for `user_path`, refused with `Denied` when it
     /// escapes the root. Missing parent folders are created; the folder
     /// part comes back with its links resolved.

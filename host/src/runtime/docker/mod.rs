@@ -311,15 +311,7 @@ impl DockerRuntime {
 
     /// Pin the bind sources of `spec` ([`Pins`]): the staging folders to give the engine.
     fn pin_binds(&self, spec: &ContainerSpec) -> RtResult<Vec<String>> {
-        let sources = spec
-            .binds
-            .iter()
-            .map(|b| self.share.pin_source(&b.host_path))
-            .collect::<RtResult<Vec<_>>>()
-            .map_err(|e| match e {
-                Error::InvalidParams(m) => Error::InvalidParams(format!("volume.host: {m}")),
-                other => other,
-            })?;
+        let sources = self.share.pin_sources(&spec.binds)?;
         Ok(self
             .pins
             .pin(&sources)?

@@ -249,15 +249,7 @@ impl LxcRuntime {
     /// Create the container's files, config and record; on error the caller removes `dir`.
     async fn build(&self, cx: &CallContext, parts: Parts<'_>) -> RtResult<()> {
         let spec = parts.spec;
-        let sources = spec
-            .binds
-            .iter()
-            .map(|b| self.share.pin_source(&b.host_path))
-            .collect::<RtResult<Vec<_>>>()
-            .map_err(|e| match e {
-                Error::InvalidParams(m) => Error::InvalidParams(format!("volume.host: {m}")),
-                other => other,
-            })?;
+        let sources = self.share.pin_sources(&spec.binds)?;
         let staged = self.pins.pin(&sources)?;
         let built = self.build_pinned(cx, parts, &staged).await;
         if built.is_err() {
