@@ -119,7 +119,8 @@ async fn get(c: &Client, path: &str) -> Value {
     a.body
 }
 
-async fn remove_app(c: &Client, name: &str) {
+/// `DELETE apps/{name}`; returns its answer (the containers removed).
+async fn remove_app(c: &Client, name: &str) -> Value {
     let a = c
         .send(
             reqwest::Method::DELETE,
@@ -128,6 +129,7 @@ async fn remove_app(c: &Client, name: &str) {
         )
         .await;
     assert_eq!(a.status, 200, "DELETE apps/{name}: {:?}", a.body);
+    a.body
 }
 
 fn inspect(container: &str) -> Value {
@@ -220,7 +222,9 @@ async fn v1_template_with_links_and_bindings_installs_answers_and_is_listed() {
     assert_eq!(entry["version"], "1.0");
     let one = get(&c, &format!("apps/{name}")).await;
     assert_eq!(one["binding"]["greeting"], "bonjour");
-    assert_eq!(one["httpPort"], port);
+    // As recorded: `httpPort` is a string, and the app came from a wizard.
+    assert_eq!(one["httpPort"], port.to_string().as_str());
+    assert_eq!(one["createFrom"], "wizard");
     assert_eq!(one["virtual_path"], format!("/{name}").as_str());
     assert!(one["created"].as_i64().unwrap() > 0);
     assert_eq!(one["containers"][1]["state"], "running");
@@ -271,19 +275,30 @@ async fn v1_template_with_links_and_bindings_installs_answers_and_is_listed() {
         a.body
     );
 
-    // Stop and start through the API.
-    let stopped = c
-        .send(reqwest::Method::PUT, &format!("apps/{name}/stop"), None)
-        .await;
-    assert_eq!(stopped.status, 200, "{:?}", stopped.body);
-    assert_eq!(stopped.body["containers"][0]["state"], "stopped");
-    let started = c
-        .send(reqwest::Method::PUT, &format!("apps/{name}/start"), None)
-        .await;
-    assert_eq!(started.body["containers"][1]["state"], "running");
+    // Stop, start, restart and kill through the API: each answers what it
+    // acted on as Container Station's recorded answers do (containers in
+    // the order acted on; `start` the services).
+    let act = |verb: &'static str| {
+        let c = c.clone();
+        let path = format!("apps/{name}/{verb}");
+        async move {
+            let a = c.send(reqwest::Method::PUT, &path, None).await;
+            assert_eq!(a.status, 200, "PUT {path}: {:?}", a.body);
+            a.body
+        }
+    };
+    let running = |c: &str| inspect(c)["State"]["Running"] == true;
+    assert_eq!(act("stop").await, serde_json::json!([web, db]));
+    assert!(!running(&web) && !running(&db));
+    assert_eq!(act("start").await, serde_json::json!(["db", "web"]));
+    assert!(running(&web) && running(&db));
     assert_eq!(http_get(port, "/").await, "weblinks web says hi\n");
+    assert_eq!(act("restart").await, serde_json::json!([db, web]));
+    assert_eq!(http_get(port, "/").await, "weblinks web says hi\n");
+    assert_eq!(act("kill").await, serde_json::json!([web, db]));
+    assert!(!running(&web) && !running(&db));
 
-    remove_app(&c, &name).await;
+    assert_eq!(remove_app(&c, &name).await, serde_json::json!([web, db]));
     assert!(project_objects("container", &name).is_empty());
     assert!(project_objects("network", &name).is_empty());
     assert!(!folder.exists());

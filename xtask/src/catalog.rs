@@ -1,9 +1,13 @@
-//! The test image repository ("qnap" catalog) for the LXC tests: a busybox
+//! The test image and application repository ("qnap" catalog): a busybox
 //! rootfs tarball (from `busybox-static`, as the Docker test image is made)
 //! plus `list.json` naming it under the names the seed page uses
-//! (`ubuntu-trusty`), served over loopback HTTP by a tiny server of ours
-//! (`xtask catalog-server DIR ADDR`, std only). Files under `/slow/` are
-//! sent at 512 KiB/s, so that a test can cancel a download midway.
+//! (`ubuntu-trusty`), and the application templates of
+//! `tests/fixtures/catalog` (their `app` entries in `list.json`, shaped as
+//! QNAP's: web-page `location`s, `displayName`, `icon`, entries for other
+//! architectures; their folders under `template/`), served over loopback
+//! HTTP by a tiny server of ours (`xtask catalog-server DIR ADDR`, std
+//! only). Files under `/slow/` are sent at 512 KiB/s, so that a test can
+//! cancel a download midway.
 //!
 //! The tests get the root URL as `STEVEDORE_TEST_CATALOG`.
 
@@ -43,10 +47,80 @@ deconfig) /bin/ip addr flush dev \"$interface\" ;;\n\
 bound|renew) /bin/ip addr flush dev \"$interface\"; /bin/ip addr add \"$ip/${mask:-24}\" dev \"$interface\"\n\
   [ -n \"$router\" ] && /bin/ip route add default via \"$router\" ;;\nesac\nexit 0\n";
 
+/// The `lxc` entries of `list.json`: the images [`build_images`] makes.
+fn lxc_entries() -> Vec<serde_json::Value> {
+    let other_arch = if std::env::consts::ARCH == "x86_64" {
+        "armhf"
+    } else {
+        "amd64"
+    };
+    serde_json::json!([
+        {"name": "ubuntu-trusty", "displayName": "Ubuntu 14.04 (busybox stand-in)",
+         "version": "14.04", "type": "lxc", "repository": "qnap", "arch": host_arch(),
+         "location": "images/busybox-rootfs.tar.gz", "icon": "", "description": "test image",
+         "inspect": {}, "kernelVersion": "3.10"},
+        {"name": "ubuntu-trusty", "version": "14.04", "type": "lxc", "arch": other_arch,
+         "location": "images/does-not-exist.tar.gz"},
+        {"name": "busybox", "version": "latest", "type": "lxc", "arch": host_arch(),
+         "location": "images/busybox-lxc.tar.xz"},
+        {"name": "slow", "version": "latest", "type": "lxc",
+         "location": "slow/images/big.tar.gz"},
+    ])
+    .as_array()
+    .cloned()
+    .unwrap_or_default()
+}
+
 fn build(dir: &Path) -> Result<()> {
-    if dir.join("list.json").exists() {
-        return Ok(());
+    if !dir.join("images").is_dir() {
+        build_images(dir)?;
     }
+    refresh_apps(dir)
+}
+
+fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    fs::create_dir_all(to)?;
+    for entry in fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_tree(&entry.path(), &target)?;
+        } else {
+            fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}
+
+/// The application templates of `tests/fixtures/catalog`, and `list.json`
+/// with their entries after the images': rewritten on every start, so the
+/// served repository follows the fixture (each file replaced by a rename).
+fn refresh_apps(dir: &Path) -> Result<()> {
+    let fixture = crate::util::repo_root().join("tests/fixtures/catalog");
+    let text = fs::read_to_string(fixture.join("list.json")).context("the fixture list.json")?;
+    let fixture_list: Vec<serde_json::Value> = serde_json::from_str(&text)?;
+    let mut list = lxc_entries();
+    list.extend(fixture_list.into_iter().filter(|e| e["type"] == "app"));
+    let fresh = dir.join(format!("template.{}", std::process::id()));
+    if fresh.exists() {
+        fs::remove_dir_all(&fresh)?;
+    }
+    copy_tree(&fixture.join("template"), &fresh)?;
+    let old = dir.join(format!("template.old.{}", std::process::id()));
+    if dir.join("template").exists() {
+        fs::rename(dir.join("template"), &old)?;
+    }
+    fs::rename(&fresh, dir.join("template"))?;
+    if old.exists() {
+        fs::remove_dir_all(&old)?;
+    }
+    let tmp = dir.join(format!("list.json.{}", std::process::id()));
+    fs::write(&tmp, serde_json::to_vec_pretty(&list)?)?;
+    fs::rename(&tmp, dir.join("list.json"))?;
+    Ok(())
+}
+
+fn build_images(dir: &Path) -> Result<()> {
     let started = Instant::now();
     let work = dir.with_extension("work");
     if work.exists() {
@@ -136,24 +210,6 @@ fn build(dir: &Path) -> Result<()> {
             .arg("."),
     )?;
     fs::remove_dir_all(&filler)?;
-    let other_arch = if std::env::consts::ARCH == "x86_64" {
-        "armhf"
-    } else {
-        "amd64"
-    };
-    let list = serde_json::json!([
-        {"name": "ubuntu-trusty", "displayName": "Ubuntu 14.04 (busybox stand-in)",
-         "version": "14.04", "type": "lxc", "repository": "qnap", "arch": host_arch(),
-         "location": "images/busybox-rootfs.tar.gz", "icon": "", "description": "test image",
-         "inspect": {}, "kernelVersion": "3.10"},
-        {"name": "ubuntu-trusty", "version": "14.04", "type": "lxc", "arch": other_arch,
-         "location": "images/does-not-exist.tar.gz"},
-        {"name": "busybox", "version": "latest", "type": "lxc", "arch": host_arch(),
-         "location": "images/busybox-lxc.tar.xz"},
-        {"name": "slow", "version": "latest", "type": "lxc",
-         "location": "slow/images/big.tar.gz"},
-    ]);
-    fs::write(work.join("list.json"), serde_json::to_vec_pretty(&list)?)?;
     fs::remove_dir_all(&rootfs)?;
     if dir.exists() {
         fs::remove_dir_all(dir)?;

@@ -1,6 +1,7 @@
 //! Test services on loopback: a Docker engine on a private socket, an open
 //! registry (also the engine's mirror, seeded with a busybox image), a
-//! registry with htpasswd auth, the LXC image catalog ([`crate::catalog`])
+//! registry with htpasswd auth, the LXC image catalog ([`crate::catalog`]),
+//! stand-ins for the application templates' images ([`STAND_INS`])
 //! and PostgreSQL ([`crate::postgres`]).
 //!
 //! Data and logs live in `target/services/` of the tree that started them;
@@ -550,6 +551,101 @@ fn seed_busybox(engine: &Engine) -> Result<()> {
     Ok(())
 }
 
+/// Stand-ins for the images of the application templates shaped as QNAP's
+/// (`tests/fixtures/catalog/template/{gitlab,joomla,wordpress}`), as the
+/// engine names them on Docker Hub: with no internet, `docker pull` of any
+/// of them is served by the mirror. Each is the seeded busybox layer (no
+/// layer of its own) whose entrypoint serves its own name over HTTP on port
+/// 80 until stopped, whatever command the template gives.
+pub const STAND_INS: [&str; 7] = [
+    "sameersbn/gitlab:11.4.0",
+    "sameersbn/redis:latest",
+    "sameersbn/postgresql:9.6-2",
+    "joomla:3.8",
+    "mysql:5.7",
+    "wordpress:4.9.8",
+    "mariadb:10.2",
+];
+
+/// The entrypoint of a stand-in: serve `$STAND_IN` at `/` with busybox
+/// httpd; the template's command arrives as arguments and is ignored.
+const STAND_IN_SCRIPT: &str = "trap 'exit 0' TERM; mkdir -p /tmp/www; \
+echo \"$STAND_IN\" > /tmp/www/index.html; httpd -f -p 80 -h /tmp/www & wait";
+
+/// `repository:tag` of a Docker Hub reference as the registry stores it
+/// (official images under `library/`).
+fn hub_path(reference: &str) -> (String, String) {
+    let (repo, tag) = reference.rsplit_once(':').unwrap_or((reference, "latest"));
+    let repo = if repo.contains('/') {
+        repo.to_string()
+    } else {
+        format!("library/{repo}")
+    };
+    (repo, tag.to_string())
+}
+
+fn stand_ins_seeded() -> bool {
+    STAND_INS.iter().all(|reference| {
+        let (repo, tag) = hub_path(reference);
+        matches!(
+            http_get(
+                &Endpoint::Tcp(REGISTRY.into()),
+                &format!("/v2/{repo}/manifests/{tag}"),
+                &["Accept: application/vnd.docker.distribution.manifest.v2+json"],
+            ),
+            Ok((200, _))
+        )
+    })
+}
+
+/// Push each of [`STAND_INS`]: a commit of an unchanged busybox container
+/// with the stand-in's entrypoint and `STAND_IN` set, so every blob but a
+/// small config is the busybox layer already in the registry.
+fn seed_stand_ins(engine: &Engine) -> Result<()> {
+    if stand_ins_seeded() {
+        return Ok(());
+    }
+    let started = Instant::now();
+    let base = format!("{REGISTRY}/library/busybox:latest");
+    output(engine.docker().args(["pull", &base]))?;
+    let entrypoint = serde_json::to_string(&["/bin/sh", "-c", STAND_IN_SCRIPT, "stand-in"])?;
+    for (i, reference) in STAND_INS.iter().enumerate() {
+        let (repo, tag) = hub_path(reference);
+        let named = format!("{REGISTRY}/{repo}:{tag}");
+        let container = format!("stevedore-seed-{}-{i}", std::process::id());
+        output(
+            engine
+                .docker()
+                .args(["create", "--name", &container, &base]),
+        )?;
+        let committed = output(engine.docker().args([
+            "commit",
+            "--change",
+            &format!("ENTRYPOINT {entrypoint}"),
+            "--change",
+            &format!("ENV STAND_IN={reference}"),
+            "--change",
+            "EXPOSE 80",
+            &container,
+            &named,
+        ]));
+        let _ = output(engine.docker().args(["rm", "-f", &container]));
+        committed?;
+        output(engine.docker().args(["push", &named]))?;
+        output(engine.docker().args(["rmi", &named]))?;
+    }
+    let _ = output(engine.docker().args(["rmi", &base]));
+    if !stand_ins_seeded() {
+        bail!("pushed {STAND_INS:?}, but the registry does not serve them all");
+    }
+    eprintln!(
+        "==> seeded {} application stand-ins in {:.2?}",
+        STAND_INS.len(),
+        started.elapsed()
+    );
+    Ok(())
+}
+
 // ---- leases and the whole set ----------------------------------------------
 
 fn lock() -> Result<File> {
@@ -598,6 +694,7 @@ fn start_all() -> Result<()> {
     crate::postgres::start()?;
     engine.start()?;
     seed_busybox(&engine)?;
+    seed_stand_ins(&engine)?;
     eprintln!("==> test services up in {:.2?}", started.elapsed());
     Ok(())
 }

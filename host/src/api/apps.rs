@@ -4,9 +4,11 @@
 //! | method and path (after a prefix) | answer |
 //! |---|---|
 //! | `GET apps` | `{name: {"container": ["<project>_web_1", ...], "creating": bool, "yml": true, "template", "version"}}` |
-//! | `GET apps/{name}` | the record (`template`, `version`, `binding`, `virtual_path`, `httpPort`, `autostart`, times) and `containers`: `[{name, id, state}]` |
-//! | `PUT apps/{name}/{start,stop,restart}` | the application after the change (start in dependency order, stop in reverse) |
-//! | `DELETE apps/{name}` (`?remove_volumes=true`) | `{}`: containers, networks and the folder; named and anonymous volumes only when asked |
+//! | `GET apps/{name}` | the record (`template`, `version`, `binding`, `createFrom: "wizard"`, `virtual_path`, `httpPort` as a string, `autostart`, times) and `containers`: `[{name, id, state}]` |
+//! | `PUT apps/{name}/start` | the services started, as recorded: `["web"]` (dependency order) |
+//! | `PUT apps/{name}/{stop,restart,kill}` | the containers acted on, as recorded: `["joomla_web_1"]` (stop and kill in reverse dependency order) |
+//! | `DELETE apps/{name}` (`?remove_volumes=true`) | the containers removed, as recorded: `["joomla_web_1"]`; networks and the folder go too, named and anonymous volumes only when asked |
+//! | `GET template/{name}/wizard?lang=eng` | the template's wizard translated: `api_version`, `title`, `description`, `default`, `wizard: [{title, schema: {type, properties}, form}]` |
 
 use std::collections::BTreeMap;
 
@@ -21,11 +23,13 @@ use super::path_error;
 use super::session::CurrentUser;
 use super::{AppError, AppState};
 use crate::policy::APP_OWNER_FILE;
-use crate::runtime::apps::valid_name;
+use crate::runtime::apps::{valid_name, wizard};
 use crate::runtime::{CallContext, ContainerSummary, Runtime, RuntimeKind, STOP_TIMEOUT_SECS};
 
 /// The Compose project label on every container, network and volume of an app.
 const PROJECT_LABEL: &str = "com.docker.compose.project";
+/// The Compose service label of a container.
+const SERVICE_LABEL: &str = "com.docker.compose.service";
 
 fn record_of(name: &str, text: &str) -> Result<Map<String, Value>, AppError> {
     serde_json::from_str(text).map_err(|e| {
@@ -103,8 +107,21 @@ async fn describe(
     mut record: Map<String, Value>,
 ) -> Result<Value, AppError> {
     let containers = containers_of(rt, cx, &record).await?;
-    let port = record.get("port").cloned().unwrap_or(Value::Null);
-    record.insert("httpPort".into(), port);
+    // A string, as recorded: the port the install was given, else the first
+    // host port the application's compose file publishes, else "".
+    let port = match record.get("port").and_then(Value::as_u64) {
+        Some(p) => p.to_string(),
+        None => rt
+            .app_read_file(cx, name.to_string(), "docker-compose.yml".into())
+            .await
+            .ok()
+            .and_then(|text| wizard::first_host_port(&text))
+            .map(|p| p.to_string())
+            .unwrap_or_default(),
+    };
+    record.insert("httpPort".into(), port.into());
+    // Every application here comes from a template's wizard.
+    record.insert("createFrom".into(), "wizard".into());
     record.insert("name".into(), name.into());
     record.insert(
         "containers".into(),
@@ -216,12 +233,22 @@ pub async fn get(
     ))
 }
 
-/// `PUT apps/{name}/{start|stop|restart}`: the application after the change.
+/// The service a container runs (its Compose label), else its name.
+fn service_of(c: &ContainerSummary) -> String {
+    c.labels
+        .iter()
+        .find(|(k, _)| k == SERVICE_LABEL)
+        .map_or_else(|| c.name.clone(), |(_, v)| v.clone())
+}
+
+/// `PUT apps/{name}/{start|stop|restart|kill}`: what was acted on, as the
+/// recorded answers have it: the services started (`["web"]`), or the
+/// containers stopped, restarted or killed (`["joomla_web_1"]`).
 #[utoipa::path(put, path = "/apps/{name}/{action}", tag = "applications",
-    summary = "Start, stop or restart an application",
-    params(("name" = String, Path, description = "Application name"), ("action" = String, Path, description = "`start`, `stop` or `restart`")),
+    summary = "Start, stop, restart or kill (force stop) an application",
+    params(("name" = String, Path, description = "Application name"), ("action" = String, Path, description = "`start`, `stop`, `restart` or `kill`")),
     responses(
-        (status = 200, description = "The application after the change", body = Object),
+        (status = 200, description = "`start`: the services started; otherwise the containers acted on", body = [String]),
         (status = 400, description = "A path segment or query is not valid", body = super::error::ErrorBody),
         (status = 401, description = "Not logged in", body = super::error::ErrorBody),
         (status = 403, description = "Not the caller's (policy `containers`)", body = super::error::ErrorBody),
@@ -233,35 +260,59 @@ pub async fn action(
     State(state): State<AppState>,
     user: CurrentUser,
     path: Result<Path<(String, String)>, PathRejection>,
-) -> Result<Json<Value>, AppError> {
+) -> Result<Json<Vec<String>>, AppError> {
     let Path((name, action)) = path.map_err(path_error)?;
     let rt = state.runtime.as_ref();
     let record = load(rt, &name).await?;
-    if !matches!(action.as_str(), "start" | "stop" | "restart") {
+    if !matches!(action.as_str(), "start" | "stop" | "restart" | "kill") {
         return Err(AppError::not_found(
             "unknown_path",
-            "unknown application action: start, stop or restart",
+            "unknown application action: start, stop, restart or kill",
         ));
     }
     let cx = context(&user);
     check_reach(&state, &cx, &name).await?;
     let containers = containers_of(rt, &cx, &record).await?;
-    if matches!(action.as_str(), "stop" | "restart") {
-        for c in containers.iter().rev() {
-            rt.container_stop(&cx, RuntimeKind::Docker, c.id.clone(), STOP_TIMEOUT_SECS)
-                .await
-                .map_err(runtime_error)?;
+    let mut done = Vec::new();
+    match action.as_str() {
+        "stop" | "kill" => {
+            // Kill: no grace period, as a force stop.
+            let timeout = if action == "kill" {
+                0
+            } else {
+                STOP_TIMEOUT_SECS
+            };
+            for c in containers.iter().rev() {
+                rt.container_stop(&cx, RuntimeKind::Docker, c.id.clone(), timeout)
+                    .await
+                    .map_err(runtime_error)?;
+                done.push(c.name.clone());
+            }
         }
-    }
-    if matches!(action.as_str(), "start" | "restart") {
-        for c in &containers {
-            rt.container_start(&cx, RuntimeKind::Docker, c.id.clone())
-                .await
-                .map_err(runtime_error)?;
+        "restart" => {
+            for c in containers.iter().rev() {
+                rt.container_stop(&cx, RuntimeKind::Docker, c.id.clone(), STOP_TIMEOUT_SECS)
+                    .await
+                    .map_err(runtime_error)?;
+            }
+            for c in &containers {
+                rt.container_start(&cx, RuntimeKind::Docker, c.id.clone())
+                    .await
+                    .map_err(runtime_error)?;
+                done.push(c.name.clone());
+            }
+        }
+        _ => {
+            for c in &containers {
+                rt.container_start(&cx, RuntimeKind::Docker, c.id.clone())
+                    .await
+                    .map_err(runtime_error)?;
+                done.push(service_of(c));
+            }
         }
     }
     tracing::info!(user = %user.0.username, app = %name, %action, "application call");
-    Ok(Json(describe(rt, &cx, &name, record).await?))
+    Ok(Json(done))
 }
 
 /// `?remove_volumes=` of `DELETE apps/{name}`.
@@ -273,12 +324,12 @@ pub struct DeleteQuery {
     pub remove_volumes: bool,
 }
 
-/// `DELETE apps/{name}`: `{}`.
+/// `DELETE apps/{name}`: the containers removed, as recorded (`["joomla_web_1"]`).
 #[utoipa::path(delete, path = "/apps/{name}", tag = "applications",
     summary = "Remove an application: containers, networks, folder",
     params(("name" = String, Path, description = "Application name"), DeleteQuery),
     responses(
-        (status = 200, description = "An empty object", body = Object),
+        (status = 200, description = "The names of the containers removed", body = [String]),
         (status = 400, description = "A path segment or query is not valid", body = super::error::ErrorBody),
         (status = 401, description = "Not logged in", body = super::error::ErrorBody),
         (status = 403, description = "Not the caller's (policy `containers`)", body = super::error::ErrorBody),
@@ -291,7 +342,7 @@ pub async fn delete(
     user: CurrentUser,
     path: Result<Path<String>, PathRejection>,
     query: Result<Query<DeleteQuery>, QueryRejection>,
-) -> Result<Json<Value>, AppError> {
+) -> Result<Json<Vec<String>>, AppError> {
     let Path(name) = path.map_err(path_error)?;
     let Query(query) = query.map_err(|e| {
         AppError::bad_request(
@@ -307,10 +358,12 @@ pub async fn delete(
     let cx = context(&user);
     check_reach(&state, &cx, &name).await?;
     let project = text(&record, "project");
+    let mut removed = Vec::new();
     for c in containers_of(rt, &cx, &record).await?.iter().rev() {
         rt.container_delete(&cx, RuntimeKind::Docker, c.id.clone(), query.remove_volumes)
             .await
             .map_err(runtime_error)?;
+        removed.push(c.name.clone());
     }
     let networks = rt
         .network_list(&cx, PROJECT_LABEL.into(), project.clone())
@@ -334,5 +387,143 @@ pub async fn delete(
         .await
         .map_err(runtime_error)?;
     tracing::info!(user = %user.0.username, app = %name, remove_volumes = query.remove_volumes, "application deleted");
-    Ok(Json(json!({})))
+    Ok(Json(removed))
+}
+
+/// `?lang=` of `GET template/{name}/wizard`.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct WizardQuery {
+    /// Language of the strings, as QTS spells it (`eng`, `cht`, `ger`, ...);
+    /// `eng` when not given, and English for strings the language lacks.
+    #[serde(default)]
+    pub lang: Option<String>,
+}
+
+/// A template file as text, `None` when the template has no such file.
+async fn template_file(
+    rt: &dyn Runtime,
+    app: &str,
+    path: &str,
+) -> Result<Option<String>, AppError> {
+    match rt.template_read(app.to_string(), path.to_string()).await {
+        Ok(text) => Ok(Some(text)),
+        Err(crate::runtime::Error::NotFound(_)) => Ok(None),
+        Err(e) => Err(template_error(app, e)),
+    }
+}
+
+fn template_error(app: &str, e: crate::runtime::Error) -> AppError {
+    match e {
+        crate::runtime::Error::NotFound(m) => AppError::not_found("unknown_template", m),
+        // No repository (or no store) on this server: it has no templates.
+        crate::runtime::Error::Other(m)
+            if m.contains("is configured") || m.contains("no application store") =>
+        {
+            AppError::not_found("unknown_template", m)
+        }
+        crate::runtime::Error::Other(m) | crate::runtime::Error::Runtime(m) => AppError::new(
+            axum::http::StatusCode::BAD_GATEWAY,
+            "repository_error",
+            format!("template {app}: {m}"),
+        ),
+        other => runtime_error(other),
+    }
+}
+
+/// A template's JSON file, parsed; unreadable JSON is the repository's fault.
+fn parse_json(app: &str, path: &str, text: &str) -> Result<Value, AppError> {
+    serde_json::from_str(text).map_err(|e| {
+        AppError::new(
+            axum::http::StatusCode::BAD_GATEWAY,
+            "repository_error",
+            format!("template {app}: {path}: {e}"),
+        )
+    })
+}
+
+/// `GET template/{name}/wizard?lang=`: the template's wizard, translated.
+#[utoipa::path(get, path = "/template/{name}/wizard", tag = "applications",
+    summary = "A template's wizard, its strings in the language asked for",
+    params(("name" = String, Path, description = "Template (application) name"), WizardQuery),
+    responses(
+        (status = 200, description = "`api_version`, `title`, `description`, `default` (each bound field's value in the template), `wizard`: `[{title, schema: {type: object, properties}, form}]`", body = Object),
+        (status = 400, description = "A path segment or query is not valid", body = super::error::ErrorBody),
+        (status = 401, description = "Not logged in", body = super::error::ErrorBody),
+        (status = 404, description = "No such template (or no repository configured)", body = super::error::ErrorBody),
+        (status = 502, description = "The repository could not be read, or holds a broken file", body = super::error::ErrorBody),
+    ))]
+pub async fn template_wizard(
+    State(state): State<AppState>,
+    _user: CurrentUser,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<WizardQuery>, QueryRejection>,
+) -> Result<Json<Value>, AppError> {
+    let Path(app) = path.map_err(path_error)?;
+    let Query(query) = query
+        .map_err(|e| AppError::bad_request("invalid_params", format!("lang: {}", e.body_text())))?;
+    if !valid_name(&app) {
+        return Err(AppError::bad_request(
+            "invalid_params",
+            "application: must match ^[a-zA-Z0-9][a-zA-Z0-9_.-]{1,63}$",
+        ));
+    }
+    let lang = query.lang.unwrap_or_else(|| "eng".into());
+    if !wizard::valid_lang(&lang) {
+        return Err(AppError::bad_request(
+            "invalid_params",
+            "lang: must be a language code such as eng, cht or ger",
+        ));
+    }
+    let rt = state.runtime.as_ref();
+    let template = rt
+        .template_get(app.clone())
+        .await
+        .map_err(|e| template_error(&app, e))?;
+    let has = |f: &str| template.files.iter().any(|t| t == f);
+    let mut install = json!({});
+    for file in wizard::FILES {
+        // A folder lists its files; over HTTP only the known ones are probed.
+        if has(file) {
+            if let Some(text) = template_file(rt, &app, file).await? {
+                install = parse_json(&app, file, &text)?;
+                break;
+            }
+        }
+    }
+    // English first, the language asked for over it.
+    let mut strings = Map::new();
+    let mut langs = vec!["eng"];
+    if lang != "eng" {
+        langs.push(&lang);
+    }
+    for l in langs {
+        let file = format!("wizard/i18n/{l}.json");
+        if let Some(text) = template_file(rt, &app, &file).await? {
+            if let Value::Object(map) = parse_json(&app, &file, &text)? {
+                strings.extend(map);
+            }
+        }
+    }
+    let mut description = String::new();
+    for file in [
+        format!("wizard/description/{lang}.md"),
+        "wizard/description/eng.md".into(),
+        "description.md".into(),
+    ] {
+        if let Some(text) = template_file(rt, &app, &file).await? {
+            description = text;
+            break;
+        }
+    }
+    let compose = template_file(rt, &app, "docker-compose.yml")
+        .await?
+        .unwrap_or_default();
+    Ok(Json(wizard::answer(
+        &template.name,
+        install,
+        &strings,
+        &description,
+        &compose,
+    )))
 }

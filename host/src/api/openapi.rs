@@ -102,6 +102,7 @@ impl Modify for SessionCookie {
         apps::get,
         apps::action,
         apps::delete,
+        apps::template_wizard,
         serve,
         super::metrics,
     ),

@@ -145,6 +145,12 @@ fn table() -> Vec<Entry> {
         entry(get.clone(), "/apps/{name}", S, apps::get),
         entry(delete, "/apps/{name}", S, apps::delete),
         entry(put, "/apps/{name}/{action}", S, apps::action),
+        entry(
+            get.clone(),
+            "/template/{name}/wizard",
+            S,
+            apps::template_wizard,
+        ),
     ]);
     all.push(Entry {
         scope: Scope::Root,

@@ -2,8 +2,8 @@
 //! of the `repository` and `app-store` capabilities.
 //!
 //! Templates are the `type: "app"` entries of the `qnap` repository's
-//! `list.json` ([`Catalog`]); each is the folder `template/<name>/` (or the
-//! entry's `location`). Every installed application has a folder
+//! `list.json` ([`Catalog`]); each is the folder `template/<name>/` beside
+//! `list.json`, whatever the entry's `location` (a web page). Every installed application has a folder
 //! `<data>/apps/<name>/`: a copy of its template's files, the rendered
 //! `docker-compose.yml`, and its record [`RECORD_FILE`] (JSON written by the
 //! application plugins). Relative bind mounts of the compose file resolve
@@ -29,8 +29,8 @@ pub const RECORD_FILE: &str = ".stevedore-app.json";
 /// Files a template served over HTTP may have (a folder can't be listed there).
 const KNOWN_FILES: &[&str] = &[
     "docker-compose.yml",
-    "wizard/install.json",
     "wizard/stage/install.json",
+    "wizard/install.json",
 ];
 
 /// The application store and template repository.
@@ -164,17 +164,12 @@ impl AppStore {
                 }
                 other => Error::Other(other.to_string()),
             })?;
-        let location = match entry.location.clone() {
-            Some(l) => l,
-            None => match catalog.folder() {
-                Some(root) => Location::File(root.join("template").join(name)),
-                None => Location::Url(
-                    reqwest::Url::parse(&catalog.root())
-                        .and_then(|u| u.join(&format!("template/{name}/")))
-                        .map_err(|e| Error::Other(format!("template `{name}`: {e}")))?,
-                ),
-            },
-        };
+        // Always `template/<name>/` beside list.json: an app entry's
+        // `location` is its web page (QNAP's point at Docker Hub), never the
+        // template, so it is not read here.
+        let location = catalog
+            .template_folder(&entry.name)
+            .map_err(|e| Error::Other(format!("template `{name}`: {e}")))?;
         let files = match &location {
             Location::File(dir) => files_under(dir),
             Location::Url(_) => {
@@ -487,6 +482,241 @@ impl Runtime for AppStore {
     }
 }
 
+/// The wizard of a template as `GET template/{name}/wizard` answers it, and
+/// what the application routes read from a rendered compose file.
+pub mod wizard {
+    use serde_json::{json, Map, Value};
+    use serde_norway::Value as Yaml;
+
+    /// Where a template's wizard may be, the one that wins first: the 2.0
+    /// format, then `wizard/install.json` (on QNAP's `master` branch an
+    /// older format with no `schema`, read as no fields).
+    pub const FILES: [&str; 2] = ["wizard/stage/install.json", "wizard/install.json"];
+
+    /// Whether `lang` is a language code as QTS spells them (`eng`, `cht`, ...).
+    pub fn valid_lang(lang: &str) -> bool {
+        (2..=8).contains(&lang.len()) && lang.bytes().all(|b| b.is_ascii_lowercase())
+    }
+
+    /// Every `{{KEY}}` in the strings of `value` replaced by `strings[KEY]`;
+    /// a key the strings lack is left as written.
+    pub fn translate(value: &mut Value, strings: &Map<String, Value>) {
+        match value {
+            Value::String(s) => {
+                let mut out = String::with_capacity(s.len());
+                let mut rest = s.as_str();
+                while let Some(start) = rest.find("{{") {
+                    let Some(len) = rest[start + 2..].find("}}") else {
+                        break;
+                    };
+                    let key = rest[start + 2..start + 2 + len].trim();
+                    out.push_str(&rest[..start]);
+                    match strings.get(key).and_then(Value::as_str) {
+                        Some(text) => out.push_str(text),
+                        None => out.push_str(&rest[start..start + 4 + len]),
+                    }
+                    rest = &rest[start + 4 + len..];
+                }
+                out.push_str(rest);
+                *s = out;
+            }
+            Value::Array(items) => items.iter_mut().for_each(|v| translate(v, strings)),
+            Value::Object(map) => map.values_mut().for_each(|v| translate(v, strings)),
+            _ => {}
+        }
+    }
+
+    /// One step of a binding path (`gitlab.ports[0]`, `web.environment.PORT`).
+    enum Step<'a> {
+        Key(&'a str),
+        Index(usize),
+    }
+
+    fn steps(path: &str) -> Option<Vec<Step<'_>>> {
+        let mut out = Vec::new();
+        for part in path.split('.') {
+            let (key, mut rest) = part.split_at(part.find('[').unwrap_or(part.len()));
+            if !key.is_empty() {
+                out.push(Step::Key(key));
+            }
+            while let Some(inner) = rest.strip_prefix('[') {
+                let end = inner.find(']')?;
+                out.push(Step::Index(inner[..end].parse().ok()?));
+                rest = &inner[end + 1..];
+            }
+            if !rest.is_empty() {
+                return None;
+            }
+        }
+        (!out.is_empty()).then_some(out)
+    }
+
+    fn scalar(v: &Yaml) -> Option<String> {
+        match v {
+            Yaml::String(s) => Some(s.clone()),
+            Yaml::Number(n) => Some(n.to_string()),
+            Yaml::Bool(b) => Some(b.to_string()),
+            _ => None,
+        }
+    }
+
+    /// What an answer at a list entry replaces: the host side of a port
+    /// `H:C` / `IP:H:C`, the source of a volume `S:D:mode`, the `V` of `K=V`.
+    fn entry_value(entry: &str) -> Option<String> {
+        if let Some((k, v)) = entry.split_once('=') {
+            if !k.contains(':') {
+                return Some(v.to_string());
+            }
+        }
+        let parts: Vec<&str> = entry.split(':').collect();
+        match parts.as_slice() {
+            [h, _] => Some(h.to_string()),
+            [s, _, m] if matches!(*m, "ro" | "rw" | "z" | "Z") => Some(s.to_string()),
+            [_, h, _] => Some(h.to_string()),
+            _ => None,
+        }
+    }
+
+    /// The template's value at binding `path` of a compose document, as
+    /// text: what the field's answer would replace.
+    pub fn value_at(doc: &Yaml, path: &str) -> Option<String> {
+        let steps = steps(path)?;
+        let (last, parents) = steps.split_last()?;
+        let mut node = doc;
+        for step in parents {
+            node = match step {
+                Step::Key(k) => node.as_mapping()?.get(*k)?,
+                Step::Index(i) => node.as_sequence()?.get(*i)?,
+            };
+        }
+        match (last, node) {
+            (Step::Key(k), Yaml::Mapping(m)) => scalar(m.get(*k)?),
+            (Step::Key(k), Yaml::Sequence(list)) => {
+                let prefix = format!("{k}=");
+                list.iter()
+                    .filter_map(Yaml::as_str)
+                    .find_map(|e| e.strip_prefix(&prefix).map(str::to_string))
+            }
+            (Step::Index(i), Yaml::Sequence(list)) => entry_value(&scalar(list.get(*i)?)?),
+            _ => None,
+        }
+    }
+
+    /// `text` as the JSON value of a field of type `kind`.
+    fn typed(text: &str, kind: Option<&str>) -> Value {
+        match kind {
+            Some("integer") => text.trim().parse::<i64>().map_or(text.into(), Value::from),
+            Some("number") => text.trim().parse::<f64>().map_or(text.into(), Value::from),
+            Some("boolean") => text.trim().parse::<bool>().map_or(text.into(), Value::from),
+            _ => text.into(),
+        }
+    }
+
+    /// The services of a compose document, v1 (at the top) or not.
+    fn services(doc: &Yaml) -> Option<&serde_norway::Mapping> {
+        let top = doc.as_mapping()?;
+        match top.get("services") {
+            Some(s) => s.as_mapping(),
+            None => Some(top),
+        }
+    }
+
+    /// The first published host port of a compose file, services in file order.
+    pub fn first_host_port(compose: &str) -> Option<u16> {
+        let doc: Yaml = serde_norway::from_str(compose).ok()?;
+        services(&doc)?.values().find_map(|service| {
+            service
+                .get("ports")?
+                .as_sequence()?
+                .iter()
+                .filter_map(scalar)
+                .find_map(|p| {
+                    let parts: Vec<&str> = p.split(':').collect();
+                    let host = match parts.as_slice() {
+                        [h, _] | [_, h, _] => *h,
+                        _ => return None,
+                    };
+                    host.parse::<u16>().ok()
+                })
+        })
+    }
+
+    /// The translated wizard: `install` (the 2.0 `install.json`) with its
+    /// `{{KEY}}` strings from `strings`, each page's `schema` as a JSON
+    /// schema object (`{"type": "object", "properties": ...}`), `default`
+    /// holding each bound field's value in the template's `compose` text (or
+    /// the field's own `default`), `description` the template's text, and no
+    /// `binding`. An `install.json` of the older format (pages with no
+    /// `schema`) shows no pages: the install accepts no answers for it.
+    pub fn answer(
+        template: &str,
+        mut install: Value,
+        strings: &Map<String, Value>,
+        description: &str,
+        compose: &str,
+    ) -> Value {
+        translate(&mut install, strings);
+        let mut install = match install {
+            Value::Object(map) => map,
+            _ => Map::new(),
+        };
+        let doc: Option<Yaml> = serde_norway::from_str(compose).ok();
+        let binding = install.remove("binding");
+        let paths = binding
+            .as_ref()
+            .and_then(|b| b.get("data"))
+            .and_then(Value::as_object);
+        let mut defaults = Map::new();
+        let mut pages = Vec::new();
+        let raw_pages = match install.remove("wizard") {
+            Some(Value::Array(p)) => p,
+            _ => Vec::new(),
+        };
+        for mut page in raw_pages {
+            let Some(Value::Object(schema)) = page.get_mut("schema").map(Value::take) else {
+                // The older format: no schema, no fields.
+                continue;
+            };
+            let properties = match schema.get("properties") {
+                Some(Value::Object(p)) if schema.get("type").is_some() => p.clone(),
+                _ => schema.clone(),
+            };
+            for (field, spec) in &properties {
+                let kind = spec.get("type").and_then(Value::as_str);
+                let own = spec.get("default").cloned();
+                let bound = paths
+                    .and_then(|p| p.get(field))
+                    .and_then(Value::as_array)
+                    .and_then(|list| list.first())
+                    .and_then(Value::as_str)
+                    .zip(doc.as_ref())
+                    .and_then(|(path, doc)| value_at(doc, path))
+                    .map(|text| typed(&text, kind));
+                // A secret field proposes nothing, not even the template's value.
+                if kind == Some("password") {
+                    continue;
+                }
+                if let Some(v) = own.or(bound) {
+                    defaults.insert(field.clone(), v);
+                }
+            }
+            page["schema"] = json!({"type": "object", "properties": properties});
+            pages.push(page);
+        }
+        install.entry("api_version").or_insert_with(|| "v1".into());
+        install
+            .entry("title")
+            .or_insert_with(|| template.to_string().into());
+        install.insert("description".into(), description.into());
+        install.insert("default".into(), Value::Object(defaults));
+        install.insert("wizard".into(), Value::Array(pages));
+        // The older format's other keys (`app`, `env`) mean nothing here.
+        install.remove("app");
+        install.remove("env");
+        Value::Object(install)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -561,6 +791,57 @@ mod tests {
         assert!(record["created"].as_i64().unwrap() > 0);
         s.app_remove(&cx, "app1".into()).await.unwrap();
         assert_eq!(s.app_record("app1".into()).await.unwrap(), None);
+    }
+
+    #[test]
+    fn the_wizard_is_translated_shaped_and_defaulted_as_recorded() {
+        use serde_json::json;
+        let install = json!({"api_version": "v1", "title": "{{NAME}}",
+            "wizard": [{"title": "{{CONF}}", "schema": {
+                "http_port": {"type": "integer", "title": "HTTP Port",
+                              "description": "{{PORT_DESC}}", "required": true, "maximum": 65535},
+                "ssh_port": {"type": "integer", "title": "SSH Port", "required": true}},
+              "form": ["*"]}],
+            "binding": {"type": "yaml", "file": "docker-compose.yml",
+              "data": {"http_port": ["git.ports[0]", "git.environment.GIT_PORT"],
+                       "ssh_port": ["git.environment.GIT_SSH_PORT", "git.ports[1]"]}}});
+        let strings = json!({"NAME": "Git", "CONF": "Configure", "PORT_DESC": "The port."});
+        let compose = "db:\n  image: pg\ngit:\n  image: git:1\n  ports:\n    - \"12080:80\"\n    - 127.0.0.1:12022:22\n  environment:\n    - GIT_PORT=12080\n    - GIT_SSH_PORT=12022\n";
+        let got = wizard::answer(
+            "git",
+            install,
+            strings.as_object().unwrap(),
+            "## About\n",
+            compose,
+        );
+        assert_eq!(
+            got,
+            json!({"api_version": "v1", "title": "Git", "description": "## About\n",
+                "default": {"http_port": 12080, "ssh_port": 12022},
+                "wizard": [{"title": "Configure", "form": ["*"], "schema": {"type": "object",
+                  "properties": {
+                    "http_port": {"type": "integer", "title": "HTTP Port",
+                      "description": "The port.", "required": true, "maximum": 65535},
+                    "ssh_port": {"type": "integer", "title": "SSH Port", "required": true}}}}]})
+        );
+        // The older format alone: no pages, nothing to answer.
+        let old = json!({"app": {}, "wizard": [{"step_title": "{{'X' | translate}}", "items": []}], "env": {}});
+        let got = wizard::answer("j", old, &serde_json::Map::new(), "", "web: {}\n");
+        assert_eq!(
+            got,
+            json!({"api_version": "v1", "title": "j", "description": "", "default": {}, "wizard": []})
+        );
+        let mut v = json!(["{{A}} and {{ B }} and {{C}}", "{{unclosed"]);
+        wizard::translate(&mut v, json!({"A": "1", "B": "2"}).as_object().unwrap());
+        assert_eq!(v, json!(["1 and 2 and {{C}}", "{{unclosed"]));
+        assert_eq!(wizard::first_host_port(compose), Some(12080));
+        assert_eq!(
+            wizard::first_host_port("version: '3'\nservices:\n  a:\n    ports: ['80']\n  b:\n    ports: ['0.0.0.0:8081:80']\n"),
+            Some(8081)
+        );
+        assert!(
+            wizard::valid_lang("eng") && !wizard::valid_lang("../x") && !wizard::valid_lang("ENG")
+        );
     }
 
     #[test]

@@ -7,7 +7,10 @@
 //! are ignored, entries for another CPU architecture are skipped, and a
 //! relative `location` is resolved against the root. The LXC runtime takes
 //! its images from the `lxc` entries; the applications feature reads `app`
-//! templates from the same [`Catalog`].
+//! templates from the same [`Catalog`]: always the folder `template/<name>/`
+//! beside `list.json` ([`Catalog::template_folder`]), for a URL root and a
+//! folder alike. An `app` entry's `location` is its web page (QNAP's point
+//! at Docker Hub) and is kept as such, never read as the template.
 //!
 //! Over HTTP, `list.json` and the templates' files are kept for
 //! [`CACHE_TTL`] ([`Catalog::read`]): every `application` submit reads its
@@ -110,7 +113,9 @@ pub struct Entry {
     pub kind: String,
     /// `arch`, when given.
     pub arch: Option<String>,
-    /// `location`, resolved against the repository root.
+    /// `location`, resolved against the repository root: the file of an
+    /// `lxc` entry; the web page of an `app` entry (its template is
+    /// [`Catalog::template_folder`]).
     pub location: Option<Location>,
     /// `sha256` of the file at `location`, when the entry gives one.
     pub sha256: Option<String>,
@@ -504,6 +509,33 @@ impl Catalog {
         }
     }
 
+    /// The folder of application template `name`: `template/<name>/`
+    /// beside `list.json` (a URL ending in `/` for a URL root). A name that
+    /// could leave `template/` is refused.
+    pub fn template_folder(&self, name: &str) -> Result<Location, CatalogError> {
+        let plain = !name.is_empty()
+            && !name.starts_with('.')
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+        if !plain {
+            return Err(CatalogError::BadUrl {
+                url: name.to_string(),
+                reason: "a template name is letters, digits, `_`, `.` and `-`".into(),
+            });
+        }
+        match &self.root {
+            Root::Folder(dir) => Ok(Location::File(dir.join("template").join(name))),
+            Root::Url(base) => base
+                .join(&format!("template/{name}/"))
+                .map(Location::Url)
+                .map_err(|e| CatalogError::BadUrl {
+                    url: name.to_string(),
+                    reason: e.to_string(),
+                }),
+        }
+    }
+
     /// The repository root, for messages.
     pub fn root(&self) -> String {
         match &self.root {
@@ -573,6 +605,35 @@ mod tests {
         );
         assert_eq!(b.sha256.as_deref(), Some("abc"));
         assert!(pick(&entries, "lxc", "gitlab", "latest").is_none());
+    }
+
+    #[test]
+    fn templates_are_beside_list_json_whatever_the_location() {
+        // QNAP's own entry: `location` is the Docker Hub page.
+        let list = br#"[{"name": "gitlab", "displayName": "GitLab", "type": "app",
+            "repository": "dockerhub", "arch": "amd64", "version": "11.4.0",
+            "icon": "https://example.invalid/app_gitlab.png",
+            "location": "https://hub.docker.com/r/sameersbn/gitlab"}]"#;
+        let c = Catalog::new("http://127.0.0.1:9/repo").unwrap();
+        if host_arch() == "amd64" {
+            let entries = c.parse("list.json", list).unwrap();
+            assert_eq!(
+                entries[0].location.as_ref().unwrap().to_string(),
+                "https://hub.docker.com/r/sameersbn/gitlab"
+            );
+        }
+        assert_eq!(
+            c.template_folder("gitlab").unwrap().to_string(),
+            "http://127.0.0.1:9/repo/template/gitlab/"
+        );
+        let f = Catalog::new("/srv/repo").unwrap();
+        assert_eq!(
+            f.template_folder("gitlab").unwrap(),
+            Location::File(PathBuf::from("/srv/repo/template/gitlab"))
+        );
+        for bad in ["", "..", "../x", "a/b", ".hidden", "a?b"] {
+            assert!(c.template_folder(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

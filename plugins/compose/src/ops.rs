@@ -68,9 +68,16 @@ pub struct Loaded {
     pub template: Template,
     /// `docker-compose.yml` as written.
     pub compose: String,
-    /// `wizard/install.json` (or `wizard/stage/install.json`), if any.
+    /// The wizard ([`WIZARD_FILES`]: the 2.0 format wins), if any.
     pub wizard: Wizard,
 }
+
+/// Where a template's wizard may be, the one that wins first: the 2.0
+/// format (`wizard/stage/install.json`), then `wizard/install.json`, which
+/// on QNAP's `master` branch may be an older format (`app`,
+/// `wizard[].items[].subitems[]`) whose pages hold no `schema`: read alone,
+/// it is a wizard with no fields.
+pub const WIZARD_FILES: [&str; 2] = ["wizard/stage/install.json", "wizard/install.json"];
 
 /// Read template `name`; a missing one is `template: ...` (invalid params).
 pub fn load_template(name: &str) -> Result<Loaded, Error> {
@@ -85,7 +92,7 @@ pub fn load_template(name: &str) -> Result<Loaded, Error> {
         other => other,
     })?;
     let compose = repository::read_file(name, COMPOSE_FILE)?;
-    let wizard_file = ["wizard/install.json", "wizard/stage/install.json"]
+    let wizard_file = WIZARD_FILES
         .into_iter()
         .find(|f| template.files.iter().any(|t| t == f));
     let wizard = match wizard_file {

@@ -234,6 +234,19 @@ mod tests {
     }
 
     #[test]
+    fn the_older_master_format_reads_as_no_fields() {
+        // `wizard/install.json` as QNAP's master branch may hold it beside
+        // the 2.0 file: pages of `items`, no `schema`, no `binding`.
+        let old = r#"{"app": {"type": "web", "entry": {"port": "app.web.ports.80"}},
+            "wizard": [{"step_title": "{{'SETTINGS' | translate}}",
+              "items": [{"type": "textfield", "desc": "",
+                "subitems": [{"key": "app.web.ports['80']", "desc": "", "validator": {}}]}]}],
+            "env": {"web": {"environment": {"PORT": "app.web.ports.80"}}}}"#;
+        let w = Wizard::parse(old).unwrap();
+        assert!(w.fields.is_empty() && w.paths.is_empty());
+    }
+
+    #[test]
     fn password_fields_are_secret_strings_never_echoed() {
         let w = Wizard::parse(
             r#"{"wizard": [{"schema": {"pw": {"type": "password", "required": true},
