@@ -58,6 +58,9 @@
 //! [queue.limits]
 //! image_download = 2
 //!
+//! [proxy]                    # serves each application's `virtual_path` (see `crate::proxy`)
+//! listen = "0.0.0.0:8081"     # absent (the default): no proxy
+//!
 //! [plugins]
 //! dir = "/usr/lib/stevedore/plugins"
 //! cpu_budget_ms = 10000
@@ -72,7 +75,8 @@
 //! `STEVEDORE_CACHE_DIR`
 //! (compiled plugins; see `crate::plugins::cache` for when an entry is trusted),
 //! `DOCKER_HOST`, `STEVEDORE_DOCKER_STALL_SECS`, `STEVEDORE_CATALOG`, `STEVEDORE_LXC_PATH`,
-//! `STEVEDORE_LXC_BRIDGE`, `STEVEDORE_LXC_SUBNET`, `STEVEDORE_MAX_EXPANDED_BYTES`;
+//! `STEVEDORE_LXC_BRIDGE`, `STEVEDORE_LXC_SUBNET`, `STEVEDORE_MAX_EXPANDED_BYTES`,
+//! `STEVEDORE_PROXY_LISTEN`;
 //! `[database]` and its `STEVEDORE_DATABASE_URL`, `STEVEDORE_NODE`,
 //! `STEVEDORE_LEASE_SECS` are in [`crate::pg::config`].
 
@@ -328,6 +332,16 @@ impl Default for PluginsSection {
     }
 }
 
+/// `[proxy]`: the reverse proxy that serves applications' `virtual_path`
+/// ([`crate::proxy`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxySection {
+    /// Address of the proxy's own listener; absent: no proxy.
+    #[serde(default, deserialize_with = "optional_listen_from_toml")]
+    pub listen: Option<SocketAddr>,
+}
+
 /// `[http]`: limits of the REST API.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -422,6 +436,9 @@ pub struct Config {
     /// REST API limits.
     #[serde(default)]
     pub http: HttpSection,
+    /// The applications' reverse proxy.
+    #[serde(default)]
+    pub proxy: ProxySection,
     /// Users by name.
     #[serde(default)]
     pub users: BTreeMap<String, UserConfig>,
@@ -466,6 +483,12 @@ fn listen_from_toml<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SocketAddr
     parse_listen(&text).map_err(serde::de::Error::custom)
 }
 
+fn optional_listen_from_toml<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<SocketAddr>, D::Error> {
+    listen_from_toml(d).map(Some)
+}
+
 impl Default for Config {
     fn default() -> Self {
         parse_file("").expect("an empty file is a valid configuration")
@@ -508,6 +531,10 @@ impl Config {
         let path = |k: &str| env(k).map(PathBuf::from);
         if let Some(l) = env("STEVEDORE_LISTEN") {
             self.listen = parse_listen(&l)?;
+        }
+        if let Some(l) = env("STEVEDORE_PROXY_LISTEN") {
+            self.proxy.listen =
+                Some(parse_listen(&l).map_err(|e| anyhow::anyhow!("STEVEDORE_PROXY_LISTEN: {e}"))?);
         }
         if let Some(p) = path("STEVEDORE_DATA_DIR") {
             self.data_dir = p;
@@ -580,6 +607,14 @@ impl Config {
     fn check(&self) -> anyhow::Result<()> {
         if self.docker_stall_secs == Some(0) {
             anyhow::bail!("docker_stall_secs: must be at least 1");
+        }
+        if let Some(proxy) = self.proxy.listen {
+            if proxy.port() != 0
+                && proxy.port() == self.listen.port()
+                && proxy.ip() == self.listen.ip()
+            {
+                anyhow::bail!("proxy.listen: `{proxy}` is the API's own address (listen)");
+            }
         }
         if self.queue.workers == 0 {
             anyhow::bail!("queue.workers: must be at least 1");
@@ -950,6 +985,33 @@ create = ["task", "images", "containers"]
         .unwrap();
         assert_eq!(c.listen.port(), 9);
         assert!(c.listen.ip().is_loopback());
+    }
+
+    #[test]
+    fn the_proxy_is_off_by_default_and_listens_where_the_file_or_the_environment_says() {
+        let c = Config::resolve(Config::default(), env_of(&[])).unwrap();
+        assert_eq!(c.proxy.listen, None);
+        let file = parse_file("[proxy]\nlisten = \"127.0.0.1:8081\"\n").unwrap();
+        let c = Config::resolve(file.clone(), env_of(&[])).unwrap();
+        assert_eq!(c.proxy.listen.unwrap().port(), 8081);
+        let c = Config::resolve(
+            file,
+            env_of(&[("STEVEDORE_PROXY_LISTEN", "127.0.0.1:9091")]),
+        )
+        .unwrap();
+        assert_eq!(c.proxy.listen.unwrap().port(), 9091);
+        let e = Config::resolve(
+            Config::default(),
+            env_of(&[("STEVEDORE_PROXY_LISTEN", "nowhere")]),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("STEVEDORE_PROXY_LISTEN"), "{e}");
+        let e = parse_file("[proxy]\nlisten = \"127.0.0.1:8080\"\n")
+            .and_then(|f| Config::resolve(f, env_of(&[])))
+            .unwrap_err();
+        assert!(e.to_string().contains("proxy.listen"), "{e}");
+        let e = parse_file("[proxy]\nport = 1\n").unwrap_err().to_string();
+        assert!(e.contains("port"), "{e}");
     }
 
     #[test]

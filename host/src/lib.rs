@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod pg;
 pub mod plugins;
 pub mod policy;
+pub mod proxy;
 pub mod queue;
 pub mod runtime;
 pub mod server;

@@ -303,7 +303,9 @@ pub fn guarded(
             .with_image_owners(crate::runtime::image_owners::ImageOwners::open(
                 &config.data_dir,
             ))
-            .reserving_ports([config.listen.port()]),
+            .reserving_ports(
+                std::iter::once(config.listen.port()).chain(config.proxy.listen.map(|a| a.port())),
+            ),
     )
 }
 
@@ -373,10 +375,52 @@ pub async fn serve(
     };
     tokio::spawn(graceful);
     let header_timeout = Duration::from_secs(config.http.header_read_timeout_secs);
+    let proxy = start_proxy(&config, &started.state, stop.clone()).await?;
     serve_http(listener, router, header_timeout, stop).await;
+    if let Some(proxy) = proxy {
+        let _ = proxy.await;
+    }
     started.queue.shutdown().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Start the applications' reverse proxy ([`crate::proxy`]) on
+/// `[proxy] listen`, if set, until `stop` is cancelled.
+async fn start_proxy(
+    config: &Config,
+    state: &AppState,
+    stop: CancellationToken,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+    let Some(addr) = config.proxy.listen else {
+        return Ok(None);
+    };
+    // Its own view of the application store: it only reads records.
+    let apps = crate::runtime::apps::AppStore::new(
+        &config.data_dir,
+        None,
+        &config.share_root,
+        config.catalog.trusted,
+    )
+    .with_context(|| format!("application store in {}", config.data_dir.display()))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("proxy: listening on {addr}"))?;
+    tracing::info!("proxy listening on http://{}", listener.local_addr()?);
+    let proxy = Arc::new(crate::proxy::Proxy::new(
+        state.runtime.clone(),
+        Arc::new(apps),
+        config.docker_host.as_deref(),
+        config.http.max_body_bytes,
+        stop.clone(),
+    ));
+    let header_timeout = Duration::from_secs(config.http.header_read_timeout_secs);
+    Ok(Some(tokio::spawn(crate::proxy::serve(
+        listener,
+        proxy,
+        header_timeout,
+        stop,
+    ))))
 }
 
 /// Serve `router` on every connection `listener` accepts until `stop` is

@@ -260,6 +260,7 @@ const ENV_KEYS: &[&str] = &[
     "STEVEDORE_LXC_SUBNET",
     "STEVEDORE_MAX_EXPANDED_BYTES",
     "STEVEDORE_CATALOG",
+    "STEVEDORE_PROXY_LISTEN",
 ];
 
 proptest! {

@@ -32,6 +32,7 @@ const USAGE: &str = "usage: cargo xtask <command>
   build-plugins                  build plugins/ into target/plugins/*.wasm
   test [ARGS] [-- TEST-ARGS]     build plugins, start test services, run all tests
   run [-- SERVE-ARGS]            start an engine if needed, build plugins, serve
+                                 (API on 127.0.0.1:8080, applications' proxy on 127.0.0.1:8081)
   bench [ARGS] [-- BENCH-ARGS]   build plugins, start test services, cargo bench (stevedore, stevedore-e2e)
   lint                           cargo fmt --check and cargo clippy -D warnings, both workspaces
   services start|stop|status|env the test services by hand
@@ -323,6 +324,9 @@ fn find_or_start_engine() -> Result<String> {
     Ok(engine.docker_host())
 }
 
+/// Where `cargo xtask run` serves the applications' `virtual_path`s.
+const RUN_PROXY_LISTEN: &str = "127.0.0.1:8081";
+
 /// `cargo xtask run`.
 fn serve(extra: &[String]) -> Result<()> {
     let root = repo_root();
@@ -339,6 +343,11 @@ fn serve(extra: &[String]) -> Result<()> {
         .env("DOCKER_HOST", &docker_host);
     if std::env::var_os("STEVEDORE_PLUGINS_DIR").is_none() {
         cmd.env("STEVEDORE_PLUGINS_DIR", root.join("target/plugins"));
+    }
+    // The applications' reverse proxy (`[proxy] listen`), off in a plain
+    // `stevedore serve`, on here; STEVEDORE_PROXY_LISTEN moves it.
+    if std::env::var_os("STEVEDORE_PROXY_LISTEN").is_none() {
+        cmd.env("STEVEDORE_PROXY_LISTEN", RUN_PROXY_LISTEN);
     }
     let status = run(&mut cmd)?;
     if interrupted() {

@@ -1,0 +1,191 @@
+//! The applications' reverse proxy: `http://<proxy>/<virtual_path>/...`
+//! goes to the application's HTTP port, as Container Station's web server
+//! did for `virtual_path`.
+//!
+//! - It listens on its own address (`[proxy] listen`,
+//!   `STEVEDORE_PROXY_LISTEN`; off by default), plain HTTP/1, with the
+//!   API's header read time limit and body size limit.
+//! - Each request reads the application records afresh ([`routes`]), so
+//!   an application installed, moved to another path or deleted changes
+//!   the routes at once, with no cache to go stale. `/<virtual_path>`
+//!   alone is redirected to `/<virtual_path>/`; the application gets the
+//!   path after the prefix, and `X-Forwarded-Prefix` names the prefix.
+//! - It forwards only to the host port a running container of the
+//!   application publishes ([`upstream`]), found through the policy guard
+//!   as the application's owner.
+//! - Bodies stream both ways; a `101 Switching Protocols` (WebSocket)
+//!   becomes a tunnel ([`forward`]).
+//! - Stevedore's session cookie is never passed on, nor may an answer set
+//!   it ([`headers`]).
+//! - An unknown path is a 404 JSON error (`unknown_path`), an application
+//!   that is stopped or does not answer a 502 (`app_down`), shaped as the
+//!   API's errors.
+//!
+//! The client side is hyper-util's pooled client and hyper's upgrades,
+//! already this server's HTTP stack (axum serves the API on them): no
+//! second HTTP implementation, and `hyper-reverse-proxy` is still on hyper
+//! 0.14.
+
+pub mod forward;
+pub mod headers;
+pub mod routes;
+pub mod upstream;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio_util::sync::CancellationToken;
+
+use crate::runtime::apps::AppStore;
+use crate::runtime::Runtime;
+use routes::Match;
+use upstream::Upstreams;
+
+/// How long connecting to an application may take before it is "down".
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The proxy's state, shared by its connections.
+pub struct Proxy {
+    upstreams: Upstreams,
+    client: forward::Upstream,
+    /// Largest request body passed on, in bytes (the API's `max_body_bytes`).
+    body_limit: usize,
+    /// Cancelled when the server stops: open tunnels end.
+    stop: CancellationToken,
+}
+
+impl Proxy {
+    /// A proxy to the applications of `apps`, whose containers are looked
+    /// up in `runtime` (the guarded one); `docker_host` is the engine's
+    /// endpoint (where published ports are, for a remote engine).
+    pub fn new(
+        runtime: Arc<dyn Runtime>,
+        apps: Arc<AppStore>,
+        docker_host: Option<&str>,
+        body_limit: usize,
+        stop: CancellationToken,
+    ) -> Proxy {
+        let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        connector.set_nodelay(true);
+        let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(connector);
+        Proxy {
+            upstreams: Upstreams {
+                runtime,
+                apps,
+                unspecified: upstream::engine_host(docker_host),
+            },
+            client,
+            body_limit,
+            stop,
+        }
+    }
+
+    /// Answer one request from `remote`.
+    pub async fn handle(&self, req: Request<Incoming>, remote: SocketAddr) -> Response<Body> {
+        let records = match self.upstreams.apps.app_records().await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!("proxy: reading the application records: {e}");
+                return forward::down("the application records cannot be read");
+            }
+        };
+        let table = routes::routes(&records);
+        let path = req.uri().path().to_string();
+        match routes::find(&table, &path) {
+            None => forward::error(
+                StatusCode::NOT_FOUND,
+                "unknown_path",
+                format!("no application is served at `{path}`"),
+            ),
+            Some(Match::Bare(route)) => {
+                let query = req
+                    .uri()
+                    .query()
+                    .map(|q| format!("?{q}"))
+                    .unwrap_or_default();
+                let to = format!("{}/{query}", route.prefix);
+                let mut resp = Response::new(Body::empty());
+                *resp.status_mut() = StatusCode::PERMANENT_REDIRECT;
+                if let Ok(v) = HeaderValue::from_str(&to) {
+                    resp.headers_mut().insert(header::LOCATION, v);
+                }
+                resp
+            }
+            Some(Match::Forward { route, rest }) => match self.upstreams.resolve(route).await {
+                Ok(authority) => forward::forward(self, req, route, rest, &authority, remote).await,
+                Err(why) => forward::down(why),
+            },
+        }
+    }
+}
+
+/// Serve `proxy` on every connection `listener` accepts until `stop` is
+/// cancelled, then let each connection end the request it is answering.
+/// A client must send a request's headers within `header_timeout`, as on
+/// the API's listener.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    proxy: Arc<Proxy>,
+    header_timeout: Duration,
+    stop: CancellationToken,
+) {
+    use hyper_util::server::conn::auto::Builder;
+
+    let mut builder = Builder::new(TokioExecutor::new()).http1_only();
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    let builder = Arc::new(builder);
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            _ = stop.cancelled() => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, remote) = match accepted {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of descriptors, most likely: back off a moment.
+                tracing::warn!("proxy: accepting a connection: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let proxy = proxy.clone();
+        let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+            let proxy = proxy.clone();
+            async move { Ok::<_, std::convert::Infallible>(proxy.handle(req, remote).await) }
+        });
+        let builder = builder.clone();
+        let stop = stop.clone();
+        connections.spawn(async move {
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                result = conn.as_mut() => {
+                    if let Err(e) = result {
+                        tracing::debug!(%remote, "proxy: connection ended: {e}");
+                    }
+                    return;
+                }
+                _ = stop.cancelled() => {}
+            }
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        });
+    }
+    while connections.join_next().await.is_some() {}
+}
