@@ -739,7 +739,6 @@ async fn image_pull_is_image_download() {
     assert_eq!(s, StatusCode::OK, "{t}");
     // The task keeps the name it was submitted as (the 2023 recording).
     assert_eq!(t["category"], "image_pull");
-    assert_eq!(t["deletable"], false);
     assert_eq!(t["name"], "busybox:1.36");
     let id = t["id"].as_i64().unwrap();
     h.wait_state(&c, id, "completed").await;
