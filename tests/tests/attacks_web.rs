@@ -50,7 +50,7 @@ async fn metric(server: &Server, name: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// The session cookie (`stevedore_sid=...`) of a successful login.
+/// The session cookie (`CS_SESS_ID=...`) of a successful login.
 async fn login_cookie(server: &Server, user: &str, password: &str) -> String {
     let r = reqwest::Client::new()
         .post(format!("{}/login", server.api(false)))

@@ -5,10 +5,11 @@
 //!
 //! | method and path (after a prefix) | answer |
 //! |---|---|
-//! | `GET container` | every container of every runtime: `[{id, name, image, imageID, state, type, tcpPort, project, ...}]` |
+//! | `GET container` | every container of every runtime, sorted by name: `[{id, name, image, imageID, state, type, tcpPort, project, projectPath, networkMode, externalIP, ipaddress, cpu, memory, rx, tx}]` (LXC entries have no `imageID`, `project`, `projectPath`, `networkMode`, `externalIP`; stopped ones no `ipaddress`, `cpu`, `memory`, `rx`, `tx`) |
 //! | `GET container/docker/getid/{name}` | the bare id as `text/plain` (the shell pastes it into a URL) |
 //! | `GET container/{type}/{id}` | the container's entry |
 //! | `GET container/{type}/{id}/inspect` | the runtime's inspect JSON |
+//! | `GET container/{type}/{id}/logs` (`?tail=N`, default 100) | `{"logs": "...", "tail": N}`: Docker's stdout and stderr, LXC's console log |
 //! | `PUT container/{type}/{id}/{start,stop,restart}` | the entry after the change |
 //! | `DELETE container/{type}/{id}` (`?remove_volumes=true`) | `{}`; a running container is stopped first |
 
@@ -26,7 +27,8 @@ use super::session::CurrentUser;
 use super::{path_error, query_error, AppError, AppState};
 use crate::queue::{LogLevel, Reporter};
 use crate::runtime::{
-    CallContext, ContainerEntry, Error as RtError, RuntimeKind, STOP_TIMEOUT_SECS,
+    CallContext, ContainerEntry, ContainerState, Error as RtError, RtResult, RuntimeKind,
+    STOP_TIMEOUT_SECS,
 };
 
 /// Progress of a synchronous call has no task to go to: it is logged.
@@ -111,11 +113,50 @@ fn target(kind: &str, id: &str) -> Result<(RuntimeKind, String), AppError> {
     Ok((kind, id.to_string()))
 }
 
-/// `GET container`: Docker's containers, then LXC's. A runtime that cannot
-/// be asked (no `lxc` on this host, no engine) is left out and logged, as
-/// long as another one answered.
+/// The entries of `kind` with one resource sample of each running one.
+async fn listed(
+    state: &AppState,
+    cx: &CallContext,
+    kind: RuntimeKind,
+) -> RtResult<Vec<ContainerEntry>> {
+    let mut entries = state.runtime.container_list(cx, kind).await?;
+    with_usage(state, cx, kind, &mut entries).await;
+    Ok(entries)
+}
+
+/// Fill in the usage of the running ones of `entries` (of runtime `kind`)
+/// from one concurrent sample; a sample that failed shows zeros.
+async fn with_usage(
+    state: &AppState,
+    cx: &CallContext,
+    kind: RuntimeKind,
+    entries: &mut [ContainerEntry],
+) {
+    let running: Vec<String> = entries
+        .iter()
+        .filter(|e| e.state == ContainerState::Running)
+        .map(|e| e.id.clone())
+        .collect();
+    if running.is_empty() {
+        return;
+    }
+    let usage = match state.runtime.container_usage(cx, kind, running).await {
+        Ok(u) => u,
+        Err(e) => {
+            tracing::debug!(runtime = crate::runtime::kind_name(kind), error = %e.message(), "sampling containers");
+            Default::default()
+        }
+    };
+    for e in entries.iter_mut() {
+        e.set_usage(usage.get(&e.id).copied());
+    }
+}
+
+/// `GET container`: every container of Docker and LXC (asked at once),
+/// sorted by name. A runtime that cannot be asked (no `lxc` on this host,
+/// no engine) is left out and logged, as long as another one answered.
 #[utoipa::path(get, path = "/container", tag = "containers",
-    summary = "Every container the caller may see: Docker's, then LXC's",
+    summary = "Every container the caller may see, sorted by name",
     responses(
         (status = 200, description = "The containers", body = Vec<ContainerEntry>),
         (status = 400, description = "A path segment or query is not valid", body = super::error::ErrorBody),
@@ -130,11 +171,15 @@ pub async fn list(
     user: CurrentUser,
 ) -> Result<Json<Vec<ContainerEntry>>, AppError> {
     let cx = context(&user);
+    let (docker, lxc) = tokio::join!(
+        listed(&state, &cx, RuntimeKind::Docker),
+        listed(&state, &cx, RuntimeKind::Lxc)
+    );
     let mut all = Vec::new();
     let mut first_error = None;
     let mut answered = false;
-    for kind in [RuntimeKind::Docker, RuntimeKind::Lxc] {
-        match state.runtime.container_list(&cx, kind).await {
+    for (kind, answer) in [(RuntimeKind::Docker, docker), (RuntimeKind::Lxc, lxc)] {
+        match answer {
             Ok(entries) => {
                 answered = true;
                 all.extend(entries);
@@ -147,7 +192,10 @@ pub async fn list(
     }
     match (answered, first_error) {
         (false, Some(e)) => Err(runtime_error(e)),
-        _ => Ok(Json(all)),
+        _ => {
+            all.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.kind.cmp(b.kind)));
+            Ok(Json(all))
+        }
     }
 }
 
@@ -203,11 +251,15 @@ pub async fn get(
 ) -> Result<Json<ContainerEntry>, AppError> {
     let Path((kind, id)) = path.map_err(path_error)?;
     let (kind, id) = target(&kind, &id)?;
+    let cx = context(&user);
     let entry = state
         .runtime
-        .container_entry(&context(&user), kind, id)
+        .container_entry(&cx, kind, id)
         .await
         .map_err(runtime_error)?;
+    let mut entries = [entry];
+    with_usage(&state, &cx, kind, &mut entries).await;
+    let [entry] = entries;
     Ok(Json(entry))
 }
 
@@ -293,7 +345,81 @@ pub async fn action(
         .container_entry(&cx, kind, id)
         .await
         .map_err(runtime_error)?;
+    let mut entries = [entry];
+    with_usage(&state, &cx, kind, &mut entries).await;
+    let [entry] = entries;
     Ok(Json(entry))
+}
+
+/// Lines `GET container/{type}/{id}/logs` answers when `tail` is not given
+/// (as Container Station does).
+pub const DEFAULT_TAIL: u32 = 100;
+/// The most lines one `logs` call answers.
+pub const MAX_TAIL: u32 = 10_000;
+
+/// `?tail=` of `GET container/{type}/{id}/logs`.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct LogsQuery {
+    /// How many of the last lines to answer: 0 to 10000, default 100.
+    pub tail: Option<String>,
+}
+
+/// The `tail` of a logs query: a whole number of lines up to [`MAX_TAIL`].
+pub fn parse_tail(tail: Option<&str>) -> Result<u32, AppError> {
+    let Some(text) = tail else {
+        return Ok(DEFAULT_TAIL);
+    };
+    match text.trim().parse::<u32>() {
+        Ok(n) if n <= MAX_TAIL => Ok(n),
+        _ => Err(AppError::bad_request(
+            "invalid_params",
+            format!(
+                "tail: must be a whole number of lines from 0 to {MAX_TAIL}, got `{}`",
+                short(text)
+            ),
+        )),
+    }
+}
+
+/// What `GET container/{type}/{id}/logs` answers.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Logs {
+    /// The last lines, as the container wrote them.
+    pub logs: String,
+    /// How many lines were asked for.
+    pub tail: u32,
+}
+
+/// `GET container/{type}/{id}/logs`: the container's last output lines.
+#[utoipa::path(get, path = "/container/{type}/{id}/logs", tag = "containers",
+    summary = "The last lines a container wrote (Docker: stdout and stderr; LXC: its console log)",
+    params(("type" = String, Path, description = "`docker` or `lxc`"), ("id" = String, Path, description = "Container id, 12+ character id prefix, or name"), LogsQuery),
+    responses(
+        (status = 200, description = "The lines", body = Logs),
+        (status = 400, description = "A path segment or query is not valid (`tail`)", body = super::error::ErrorBody),
+        (status = 401, description = "Not logged in", body = super::error::ErrorBody),
+        (status = 403, description = "Not the caller's (policy `containers`)", body = super::error::ErrorBody),
+        (status = 404, description = "No such container or application", body = super::error::ErrorBody),
+        (status = 501, description = "This server has no such runtime", body = super::error::ErrorBody),
+        (status = 502, description = "The engine refused or failed", body = super::error::ErrorBody),
+    ))]
+pub async fn logs(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    path: Result<Path<(String, String)>, PathRejection>,
+    query: Result<Query<LogsQuery>, QueryRejection>,
+) -> Result<Json<Logs>, AppError> {
+    let Path((kind, id)) = path.map_err(path_error)?;
+    let (kind, id) = target(&kind, &id)?;
+    let Query(query) = query.map_err(query_error)?;
+    let tail = parse_tail(query.tail.as_deref())?;
+    let logs = state
+        .runtime
+        .container_logs(&context(&user), kind, id, tail)
+        .await
+        .map_err(runtime_error)?;
+    Ok(Json(Logs { logs, tail }))
 }
 
 /// `?remove_volumes=` of `DELETE container/{type}/{id}`.
@@ -364,6 +490,18 @@ mod tests {
             let e = check_container(bad).unwrap_err();
             assert_eq!(e.status, 400, "{bad}");
             assert!(e.message.starts_with("id: "), "{}", e.message);
+        }
+    }
+
+    #[test]
+    fn tail_is_a_bounded_count() {
+        assert_eq!(parse_tail(None).unwrap(), DEFAULT_TAIL);
+        assert_eq!(parse_tail(Some("5")).unwrap(), 5);
+        assert_eq!(parse_tail(Some("0")).unwrap(), 0);
+        for bad in ["-1", "x", "10001", "1.5", ""] {
+            let e = parse_tail(Some(bad)).unwrap_err();
+            assert_eq!(e.status, 400, "{bad}");
+            assert!(e.message.starts_with("tail: "), "{}", e.message);
         }
     }
 

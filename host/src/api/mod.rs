@@ -8,9 +8,9 @@
 //!
 //! | method and path (after a prefix) | answer |
 //! |---|---|
-//! | `POST login` (form fields `username`, `password`; a JSON object also works) | `{"username","isAdmin","anonymous":false,"logintime"}` + cookie `stevedore_sid` (HttpOnly, SameSite=Strict) |
+//! | `POST login` (form fields `username`, `password`; a JSON object also works) | `{"username","isAdmin","anonymous":false,"logintime"}` + cookie `CS_SESS_ID` (HttpOnly, SameSite=Strict); `logintime` in the server's local time |
 //! | `GET login_refresh` | the same object; the session's expiry moves forward |
-//! | `PUT logout` | `{"logout":true,"username":...}`; the cookie is cleared (idempotent) |
+//! | `PUT logout` | `{"username":...}` (`null` without a session); the cookie is cleared (idempotent) |
 //! | `GET me` | the caller and their effective policy: `{"username","isAdmin","policy":{...}}` |
 //! | `POST background/{category}` (JSON body whatever the Content-Type) | the new task, `waiting` |
 //! | `GET background/` (`?category=`, `?node=`) | the caller's tasks (an admin's: all), newest first, streamed; `?limit=N` (1 to 1000) one page, `?before=ID` only older tasks |
@@ -18,6 +18,7 @@
 //! | `DELETE background/{id}` / `DELETE background/{category}` | ids deleted (a numeric segment is an id) |
 //! | `GET background/events` (`?category=`) | Server-Sent Events: `event: task`, `id: <task id>`, `data: <task JSON>` per change; `event: lagged` if the client fell behind |
 //! | `container...` (see [`containers`]) | the synchronous container calls |
+//! | `GET system` / `GET system/resource` (see [`system`]) | the host and its engines; the host's CPU and memory use |
 //! | `apps...` (see [`apps`]) | installed applications: list, one, start/stop/restart, delete |
 //! | `GET openapi.json` (no session) | the OpenAPI 3.1 document (see [`openapi`]) |
 //! | `GET /metrics` (no session) | Prometheus text |
@@ -55,6 +56,7 @@ mod origin;
 pub mod routes;
 pub mod session;
 pub mod streams;
+pub mod system;
 pub mod tasks;
 pub mod waiting;
 

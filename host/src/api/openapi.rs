@@ -13,7 +13,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::error::{ErrorBody, ErrorDetail};
 use super::session::LoginInfo;
-use super::{apps, containers, session, tasks, AppState};
+use super::{apps, containers, session, system, tasks, AppState};
 use crate::queue::{CategoryDoc, Task, TaskState};
 use crate::runtime::{ContainerEntry, ContainerState};
 
@@ -53,8 +53,6 @@ pub struct Me {
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub struct Logout {
-    /// Always true.
-    logout: bool,
     /// Whose session ended, if there was one.
     username: Option<String>,
 }
@@ -98,6 +96,9 @@ impl Modify for SessionCookie {
         containers::inspect,
         containers::action,
         containers::delete,
+        containers::logs,
+        system::info,
+        system::resource,
         apps::list,
         apps::get,
         apps::action,
@@ -108,7 +109,7 @@ impl Modify for SessionCookie {
     ),
     components(schemas(
         ErrorBody, ErrorDetail, Task, TaskState, LoginInfo, LoginRequest, Me, Logout,
-        ContainerEntry, ContainerState,
+        ContainerEntry, ContainerState, containers::Logs,
     )),
     modifiers(&SessionCookie),
     security(("session" = [])),
@@ -118,6 +119,7 @@ impl Modify for SessionCookie {
         (name = "categories", description = "One operation per loaded category: submit a task of it (the params schema comes from the category's plugin)"),
         (name = "containers", description = "Synchronous container calls"),
         (name = "applications", description = "Installed applications"),
+        (name = "system", description = "The host and its engines"),
         (name = "metrics", description = "Prometheus metrics"),
     ),
 )]

@@ -20,7 +20,7 @@ use tower::Service;
 
 use super::around::{Around, AroundLayer};
 use super::session::CurrentUser;
-use super::{apps, containers, openapi, session, tasks, AppState, PREFIXES};
+use super::{apps, containers, openapi, session, system, tasks, AppState, PREFIXES};
 use crate::dashboard;
 
 /// Who may call a route.
@@ -151,6 +151,16 @@ fn table() -> Vec<Entry> {
             S,
             apps::template_wizard,
         ),
+    ]);
+    all.extend([
+        entry(
+            get.clone(),
+            "/container/{type}/{id}/logs",
+            S,
+            containers::logs,
+        ),
+        entry(get.clone(), "/system", S, system::info),
+        entry(get.clone(), "/system/resource", S, system::resource),
     ]);
     all.push(Entry {
         scope: Scope::Root,

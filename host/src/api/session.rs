@@ -76,7 +76,8 @@ pub struct LoginInfo {
     pub is_admin: bool,
     /// Always false: every session is a named user.
     pub anonymous: bool,
-    /// Login time, `YYYY-MM-DD HH:MM:SS` UTC.
+    /// Login time, `YYYY-MM-DD HH:MM:SS` in the server's local time (as
+    /// Container Station answers it).
     pub logintime: String,
 }
 
@@ -86,7 +87,7 @@ impl LoginInfo {
             username: id.username.clone(),
             is_admin: id.is_admin,
             anonymous: false,
-            logintime: format_utc(id.login_time),
+            logintime: format_local(id.login_time),
         }
     }
 }
@@ -136,7 +137,7 @@ fn login_fields(body: &[u8]) -> Result<(String, String), AppError> {
 /// `POST login`.
 #[utoipa::path(post, path = "/login", tag = "session",
     summary = "Log in",
-    description = "Form fields `username` and `password` (Container Station 1.x), or the same as a JSON object (2.x; `curl -d` sends it with the form content type). Sets the session cookie `stevedore_sid` (HttpOnly, SameSite=Strict).",
+    description = "Form fields `username` and `password` (Container Station 1.x), or the same as a JSON object (2.x; `curl -d` sends it with the form content type). Sets the session cookie `CS_SESS_ID` (HttpOnly, SameSite=Strict). `logintime` is in the server's local time.",
     request_body(content(
         (super::openapi::LoginRequest = "application/x-www-form-urlencoded"),
         (super::openapi::LoginRequest = "application/json"),
@@ -235,11 +236,34 @@ pub async fn logout(
     if let Some(u) = &username {
         tracing::info!(user = %u, "logout");
     }
-    let mut resp =
-        Json(serde_json::json!({ "logout": true, "username": username })).into_response();
+    let mut resp = Json(serde_json::json!({ "username": username })).into_response();
     resp.headers_mut()
         .insert(header::SET_COOKIE, set_cookie("", 0, state.secure_cookies));
     Ok(resp)
+}
+
+/// Epoch seconds as `YYYY-MM-DD HH:MM:SS` in the server's local time zone
+/// (`TZ`, else `/etc/localtime`), through the C library's `localtime_r`,
+/// which reads the system's zone database; UTC if it fails.
+pub fn format_local(secs: i64) -> String {
+    let t = secs as libc::time_t;
+    // SAFETY: `localtime_r` writes only the `tm` it is given and reads `t`.
+    let tm = unsafe {
+        let mut tm: libc::tm = std::mem::zeroed();
+        if libc::localtime_r(&t, &mut tm).is_null() {
+            return format_utc(secs);
+        }
+        tm
+    };
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+        tm.tm_year as i64 + 1900,
+        tm.tm_mon + 1,
+        tm.tm_mday,
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec
+    )
 }
 
 /// Epoch seconds as `YYYY-MM-DD HH:MM:SS` (UTC).
@@ -273,6 +297,11 @@ mod tests {
         assert_eq!(format_utc(0), "1970-01-01 00:00:00");
         assert_eq!(format_utc(951_782_400), "2000-02-29 00:00:00");
         assert_eq!(format_utc(1_795_000_000), "2026-11-18 11:06:40");
+        // The local form has the same shape (the zone is the host's).
+        let local = format_local(1_795_000_000);
+        assert_eq!(local.len(), 19, "{local}");
+        assert_eq!(&local[4..5], "-");
+        assert_eq!(&local[13..14], ":");
     }
 
     #[test]
@@ -302,7 +331,7 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(
             header::COOKIE,
-            HeaderValue::from_static("a=b; stevedore_sid=abc123; c=d"),
+            HeaderValue::from_static("a=b; CS_SESS_ID=abc123; c=d"),
         );
         assert_eq!(session_cookie(&h).as_deref(), Some("abc123"));
         h.insert(header::COOKIE, HeaderValue::from_static("a=b"));

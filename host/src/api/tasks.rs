@@ -195,7 +195,8 @@ pub async fn submit(
     check_category(&category)?;
     let Query(query) = query.map_err(query_error)?;
     let body = body.map_err(body_error)?;
-    let params = parse_params(&body)?;
+    let mut params = parse_params(&body)?;
+    add_defaults(state.queue.canonical(&category), &mut params);
     admit(&state, &user, &category, &params)?;
     let cap = state.policies.of(&user.0.username).waiting_tasks;
     // Counted as under way until the task is stored (or refused).
@@ -215,6 +216,19 @@ pub async fn submit(
         .await?;
     crate::metrics::task_submitted(&task.category);
     Ok(Json(task))
+}
+
+/// The params keys Container Station adds to a submitted task when they
+/// are missing, as its recorded answers show them: `"binding": {}` for
+/// `application`.
+pub fn add_defaults(category: &str, params: &mut serde_json::Value) {
+    if category == "application" {
+        if let Some(object) = params.as_object_mut() {
+            object
+                .entry("binding")
+                .or_insert_with(|| serde_json::json!({}));
+        }
+    }
 }
 
 /// The policy checks that can be made at submit time, for an early 403
@@ -481,9 +495,8 @@ pub async fn events(
     query: Result<Query<CategoryQuery>, QueryRejection>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, AppError> {
     let Query(query) = query.map_err(query_error)?;
-    let category = query
-        .category()
-        .map(|c| state.queue.canonical(c).to_string());
+    // An alias and its category are one filter.
+    let category = query.category().map(|c| state.queue.names_of(c));
     let viewer = user.viewer();
     let node = query.node().map(str::to_string);
     let queue = state.queue.clone();
@@ -496,7 +509,9 @@ pub async fn events(
                 Ok(ev) => {
                     let t: &Task = &ev.task;
                     let visible = viewer.is_admin || t.user == viewer.user;
-                    let wanted = category.as_deref().is_none_or(|c| c == t.category)
+                    let wanted = category
+                        .as_ref()
+                        .is_none_or(|names| names.contains(&t.category))
                         && on_node(t, node.as_deref(), &queue);
                     (visible && wanted).then(|| sse_event(&ev)).flatten()
                 }
@@ -570,6 +585,19 @@ mod tests {
         assert_eq!(parse_params(b"{nope").unwrap_err().reason, "invalid_json");
         assert_eq!(parse_params(b"42").unwrap_err().reason, "wrong_type");
         assert_eq!(parse_params(b"\"s\"").unwrap_err().reason, "wrong_type");
+    }
+
+    #[test]
+    fn application_params_get_an_empty_binding() {
+        let mut p = serde_json::json!({"template": "joomla", "name": "joomla"});
+        add_defaults("application", &mut p);
+        assert_eq!(p["binding"], serde_json::json!({}));
+        let mut given = serde_json::json!({"template": "t", "binding": {"a": 1}});
+        add_defaults("application", &mut given);
+        assert_eq!(given["binding"], serde_json::json!({"a": 1}));
+        let mut other = serde_json::json!({"image": "busybox"});
+        add_defaults("create", &mut other);
+        assert!(other.get("binding").is_none());
     }
 
     #[test]

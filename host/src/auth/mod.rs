@@ -31,8 +31,9 @@ use crate::pg::Database;
 pub use limiter::LoginLimiter;
 pub use sessions::{Session, SessionStore};
 
-/// Name of the session cookie.
-pub const COOKIE_NAME: &str = "stevedore_sid";
+/// Name of the session cookie: Container Station's own, which clients
+/// look for after a login.
+pub const COOKIE_NAME: &str = "CS_SESS_ID";
 /// User name of the generated administrator.
 pub const ADMIN_USER: &str = "admin";
 /// File (in the data folder) holding the generated administrator's hash.

@@ -153,9 +153,23 @@ impl Inner {
         }
     }
 
-    /// One category, as the executor described it at start.
+    /// One category, as the executor described it at start; an alias no
+    /// plugin serves is its category ([`super::CATEGORY_ALIASES`]).
     pub(super) fn category(&self, name: &str) -> Option<&CategoryInfo> {
+        self.categories
+            .get(name)
+            .or_else(|| self.categories.get(super::alias_target(name)))
+    }
+
+    /// One category a plugin serves under exactly this name.
+    pub(super) fn category_served(&self, name: &str) -> Option<&CategoryInfo> {
         self.categories.get(name)
+    }
+
+    /// The name a category's runs are counted and run under: the served
+    /// category of an alias, any other name as it is.
+    fn run_name<'a>(&'a self, name: &'a str) -> &'a str {
+        self.category(name).map_or(name, |c| c.name.as_str())
     }
 
     /// Every category, sorted by name.
@@ -221,7 +235,7 @@ impl Inner {
             .category(category)
             .ok_or_else(|| QueueError::UnknownCategory(category.to_string()))?;
         let full = serde_json::to_string(params).map_err(|e| QueueError::Invalid(e.to_string()))?;
-        let marked = match self.executor.validate_for(user, category, &full).await {
+        let marked = match self.executor.validate_for(user, &info.name, &full).await {
             Ok(marked) => marked,
             Err(ValidationError::Invalid(m)) => return Err(QueueError::Invalid(m)),
             Err(ValidationError::Plugin(m)) => return Err(QueueError::Plugin(m)),
@@ -250,7 +264,8 @@ impl Inner {
             .store
             .insert_then(
                 NewTask {
-                    category: info.name.clone(),
+                    // The name it was submitted as: an alias stays an alias.
+                    category: category.to_string(),
                     user: user.to_string(),
                     deletable: info.deletable,
                     name: task_name(params),
@@ -474,6 +489,21 @@ impl Inner {
                 (left != Some(0)).then(|| (name.clone(), left))
             })
             .collect();
+        // Tasks submitted under an alias wait under its name; they share
+        // their category's allowance (`ClaimRequest::take` counts both).
+        let mut categories = categories;
+        for (alias, target) in super::CATEGORY_ALIASES {
+            if self.categories.contains_key(*alias) {
+                continue;
+            }
+            let left = categories
+                .iter()
+                .find(|(c, _)| c == target)
+                .map(|(_, left)| *left);
+            if let Some(left) = left {
+                categories.push((alias.to_string(), left));
+            }
+        }
         if categories.is_empty() {
             return None;
         }
@@ -528,7 +558,7 @@ impl Inner {
             counts.total += 1;
             *counts
                 .per_category
-                .entry(task.category.clone())
+                .entry(self.run_name(&task.category).to_string())
                 .or_default() += 1;
             *counts.per_user.entry(task.user.clone()).or_default() += 1;
         }
@@ -548,6 +578,7 @@ impl Inner {
 
     /// Give back the slot of a run of `category` by `user`.
     fn release_slot(&self, category: &str, user: &str) {
+        let category = self.run_name(category);
         let mut counts = self.counts.lock();
         counts.total -= 1;
         if let Some(n) = counts.per_category.get_mut(category) {
@@ -577,7 +608,8 @@ impl Inner {
     async fn run(self: Arc<Self>, live: Arc<Live>, full_params: String, durable: Durable) {
         let (id, category, user) = {
             let t = live.task.lock();
-            (t.id, t.category.clone(), t.user.clone())
+            // A task submitted under an alias runs as its category.
+            (t.id, self.run_name(&t.category).to_string(), t.user.clone())
         };
         // Run time for the metrics, from a monotonic clock (the stored
         // `start`/`end` are epoch seconds, too coarse and not monotonic).

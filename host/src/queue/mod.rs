@@ -159,8 +159,20 @@ pub enum QueueError {
 
 /// Later names of categories: `(alias, category)`. Container Station's
 /// later documentation calls `image_download` `image_pull`; both are
-/// accepted, and the task carries the seed's name, `image_download`.
+/// accepted and run by the same plugin. A task keeps the name it was
+/// submitted as (the 2023 recording answers `"category": "image_pull"`);
+/// filters and deletions by category treat both names as one.
 pub const CATEGORY_ALIASES: &[(&str, &str)] = &[("image_pull", "image_download")];
+
+/// The category an alias stands for ([`CATEGORY_ALIASES`]); any other
+/// name as it is. Where a plugin serves the alias itself, the queue never
+/// asks (see [`Queue::canonical`]).
+pub fn alias_target(category: &str) -> &str {
+    CATEGORY_ALIASES
+        .iter()
+        .find(|(alias, _)| *alias == category)
+        .map_or(category, |(_, target)| target)
+}
 
 /// The task queue: submit, list, delete, watch.
 pub struct Queue {
@@ -183,16 +195,29 @@ impl Queue {
     /// The category a name stands for: the name itself when a plugin
     /// serves it, else the category it is an alias of ([`CATEGORY_ALIASES`]).
     pub fn canonical<'a>(&self, category: &'a str) -> &'a str {
-        if self.inner.category(category).is_some() {
+        if self.inner.category_served(category).is_some() {
             return category;
         }
-        CATEGORY_ALIASES
-            .iter()
-            .find(|(alias, _)| *alias == category)
-            .map_or(category, |(_, target)| target)
+        alias_target(category)
+    }
+    /// Every name a category filter `category` stands for: its category and
+    /// that category's aliases no plugin serves, the given name first.
+    pub fn names_of(&self, category: &str) -> Vec<String> {
+        let target = self.canonical(category);
+        let mut names = vec![category.to_string()];
+        if target != category {
+            names.push(target.to_string());
+        }
+        for (alias, of) in CATEGORY_ALIASES {
+            if *of == target && self.inner.category_served(alias).is_none() && *alias != category {
+                names.push(alias.to_string());
+            }
+        }
+        names
     }
     /// Submit a task: validate through the executor, mask secrets, store,
-    /// wake a worker. An alias submits to its category.
+    /// wake a worker. An alias is run by its category's plugin; the task
+    /// keeps the alias as its category.
     pub async fn submit(
         &self,
         user: &str,
@@ -210,7 +235,6 @@ impl Queue {
         params: &serde_json::Value,
         node: Option<&str>,
     ) -> Result<Task, QueueError> {
-        let category = self.canonical(category);
         self.inner.submit(user, category, params, node).await
     }
     /// This node's name when several nodes share the store.
@@ -224,8 +248,15 @@ impl Queue {
         viewer: &Viewer,
         category: Option<&str>,
     ) -> Result<Vec<Task>, QueueError> {
-        let category = category.map(|c| self.canonical(c));
-        self.inner.list(viewer, category).await
+        let Some(category) = category else {
+            return self.inner.list(viewer, None).await;
+        };
+        let mut all = Vec::new();
+        for name in self.names_of(category) {
+            all.extend(self.inner.list(viewer, Some(&name)).await?);
+        }
+        all.sort_by(|a, b| b.id.cmp(&a.id));
+        Ok(all)
     }
     /// One page of the tasks visible to `viewer`, newest first, optionally
     /// of one category (an alias lists its category) and of one node; the
@@ -238,8 +269,22 @@ impl Queue {
         node: Option<&str>,
         page: Page,
     ) -> Result<Vec<Task>, QueueError> {
-        let category = category.map(|c| self.canonical(c));
-        self.inner.list_page(viewer, category, node, page).await
+        let Some(category) = category else {
+            return self.inner.list_page(viewer, None, node, page).await;
+        };
+        // Each name's page holds the newest `limit` of its tasks below
+        // `before`: the newest `limit` of their union are among them.
+        let mut all = Vec::new();
+        for name in self.names_of(category) {
+            all.extend(
+                self.inner
+                    .list_page(viewer, Some(&name), node, page)
+                    .await?,
+            );
+        }
+        all.sort_by(|a, b| b.id.cmp(&a.id));
+        all.truncate(page.limit);
+        Ok(all)
     }
     /// Delete the finished tasks that ended before `ended_before` (epoch
     /// seconds), in batches of [`RETENTION_BATCH`]: what the retention
@@ -266,11 +311,30 @@ impl Queue {
         viewer: &Viewer,
         selector: DeleteSelector,
     ) -> Result<Vec<i64>, QueueError> {
-        let selector = match selector {
-            DeleteSelector::Category(c) => DeleteSelector::Category(self.canonical(&c).to_string()),
-            other => other,
+        let DeleteSelector::Category(c) = selector else {
+            return self.inner.delete(viewer, selector).await;
         };
-        self.inner.delete(viewer, selector).await
+        let names = self.names_of(&c);
+        let mut deleted = Vec::new();
+        let mut known = false;
+        for name in names {
+            match self
+                .inner
+                .delete(viewer, DeleteSelector::Category(name))
+                .await
+            {
+                Ok(ids) => {
+                    known = true;
+                    deleted.extend(ids);
+                }
+                Err(QueueError::UnknownCategory(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if !known {
+            return Err(QueueError::UnknownCategory(c));
+        }
+        Ok(deleted)
     }
     /// Every task change from now on.
     pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<TaskEvent> {

@@ -113,14 +113,18 @@ impl ClaimRequest {
         category_left && !self.users.iter().any(|(u, left)| u == user && *left == 0)
     }
 
-    /// Count `task` against its category's and its user's allowances.
+    /// Count `task` against its category's and its user's allowances (an
+    /// alias and its category share one: both entries are counted).
     pub fn take(&mut self, task: &Task) {
-        if let Some((_, Some(left))) = self
+        let group = super::alias_target(&task.category);
+        for (_, left) in self
             .categories
             .iter_mut()
-            .find(|(c, _)| *c == task.category)
+            .filter(|(c, _)| *c == task.category || super::alias_target(c) == group)
         {
-            *left = left.saturating_sub(1);
+            if let Some(left) = left {
+                *left = left.saturating_sub(1);
+            }
         }
         if let Some((_, left)) = self.users.iter_mut().find(|(u, _)| *u == task.user) {
             *left = left.saturating_sub(1);

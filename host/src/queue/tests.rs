@@ -22,7 +22,8 @@ const DEADLINE: Duration = Duration::from_secs(20);
 ///   its cancel token (fails with Cancelled); deletable;
 /// - `stuck`: like `gate` but not deletable;
 /// - `fail`: fails at once with PluginError "boom";
-/// - `secret`: completes at once; `token` and `api_key` are secret fields.
+/// - `secret`: completes at once; `token` and `api_key` are secret fields;
+/// - `image_download`: like `gate` (its alias `image_pull` runs it).
 struct TestExec {
     gate: Arc<Semaphore>,
     /// (task id, params it was given), in start order.
@@ -47,7 +48,7 @@ impl Default for TestExec {
 fn info(name: &str) -> Option<CategoryInfo> {
     let (deletable, secret_fields) = match name {
         "quick" | "stuck" | "fail" => (false, vec![]),
-        "gate" => (true, vec![]),
+        "gate" | "image_download" => (true, vec![]),
         "secret" => (false, vec!["token".to_string(), "api_key".to_string()]),
         _ => return None,
     };
@@ -61,7 +62,7 @@ fn info(name: &str) -> Option<CategoryInfo> {
 #[async_trait]
 impl Executor for TestExec {
     fn categories(&self) -> Vec<CategoryInfo> {
-        ["fail", "gate", "quick", "secret", "stuck"]
+        ["fail", "gate", "image_download", "quick", "secret", "stuck"]
             .iter()
             .filter_map(|n| info(n))
             .collect()
@@ -108,7 +109,7 @@ impl TestExec {
                 }
                 Outcome::Completed(Some("all good".into()))
             }
-            "gate" | "stuck" => {
+            "gate" | "stuck" | "image_download" => {
                 ctx.reporter.progress(40, "working");
                 tokio::select! {
                     p = self.gate.acquire() => { p.unwrap().forget(); Outcome::Completed(None) }
@@ -287,7 +288,10 @@ async fn submit_errors() {
         "refused tasks are not stored"
     );
     let names: Vec<String> = q.categories().into_iter().map(|c| c.name).collect();
-    assert_eq!(names, ["fail", "gate", "quick", "secret", "stuck"]);
+    assert_eq!(
+        names,
+        ["fail", "gate", "image_download", "quick", "secret", "stuck"]
+    );
     q.shutdown().await;
     assert!(
         q.submit("a", "quick", &json!({})).await.is_err(),
@@ -375,6 +379,83 @@ async fn per_category_limit_total_workers_and_fifo() {
         wait_task(&q, *id, |t| t.state == TaskState::Completed).await;
     }
     assert_eq!(exec.max_active("stuck"), 3, "total of workers");
+    q.shutdown().await;
+}
+
+/// A task submitted under an alias (`image_pull`) keeps that name, runs as
+/// its category, shares its category's limit, and either name filters and
+/// deletes both.
+#[tokio::test]
+async fn an_alias_keeps_its_name_runs_as_its_category_and_shares_its_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let exec = Arc::new(TestExec::default());
+    let (q, _) = start(
+        dir.path(),
+        exec.clone(),
+        config(4, &[("image_download", 1)]),
+    )
+    .await;
+    let pulled = q.submit("u", "image_pull", &json!({})).await.unwrap();
+    assert_eq!(pulled.category, "image_pull", "the submitted name is kept");
+    assert!(pulled.deletable, "the category's own facts");
+    let downloaded = q.submit("u", "image_download", &json!({})).await.unwrap();
+    // The executor runs `image_download` for it, one at a time across both names.
+    wait_task(&q, pulled.id, |t| t.state == TaskState::Running).await;
+    assert_eq!(
+        q.get(&admin(), downloaded.id).await.unwrap().state,
+        TaskState::Waiting,
+        "one limit for both names"
+    );
+    exec.gate.add_permits(1);
+    wait_task(&q, downloaded.id, |t| t.state == TaskState::Running).await;
+    exec.gate.add_permits(1);
+    wait_task(&q, downloaded.id, |t| t.state == TaskState::Completed).await;
+    assert_eq!(exec.max_active("image_download"), 1);
+    assert_eq!(
+        exec.max_active("image_pull"),
+        0,
+        "never run under the alias"
+    );
+    let done = q.get(&admin(), pulled.id).await.unwrap();
+    assert_eq!(
+        (done.category.as_str(), done.state),
+        ("image_pull", TaskState::Completed)
+    );
+    // Either name filters both, newest first, and pages across both.
+    for name in ["image_pull", "image_download"] {
+        let ids: Vec<i64> = q
+            .list(&admin(), Some(name))
+            .await
+            .unwrap()
+            .iter()
+            .map(|t| t.id)
+            .collect();
+        assert_eq!(ids, [downloaded.id, pulled.id], "{name}");
+        let page = q
+            .list_page(
+                &admin(),
+                Some(name),
+                None,
+                Page {
+                    before: None,
+                    limit: 1,
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            page.iter().map(|t| t.id).collect::<Vec<_>>(),
+            [downloaded.id]
+        );
+    }
+    // And either name deletes both.
+    let mut gone = q
+        .delete(&admin(), DeleteSelector::Category("image_pull".into()))
+        .await
+        .unwrap();
+    gone.sort_unstable();
+    assert_eq!(gone, [pulled.id, downloaded.id]);
+    assert!(q.list(&admin(), None).await.unwrap().is_empty());
     q.shutdown().await;
 }
 

@@ -514,6 +514,57 @@ impl Runtime for Guarded {
         Ok(entry)
     }
 
+    /// Only the containers the caller may see are sampled: a caller who may
+    /// not see all of them has `containers` checked against one listing.
+    async fn container_usage(
+        &self,
+        cx: &CallContext,
+        kind: RuntimeKind,
+        containers: Vec<String>,
+    ) -> RtResult<std::collections::HashMap<String, super::Usage>> {
+        let policy = self.policy(cx);
+        let containers = if Self::all_containers(&policy) {
+            containers
+        } else {
+            let visible: std::collections::HashSet<String> = self
+                .inner
+                .container_list(cx, kind)
+                .await?
+                .into_iter()
+                .filter(|e| policy.allows_container(&e.name, e.owner()).is_ok())
+                .flat_map(|e| [e.id, e.name])
+                .collect();
+            containers
+                .into_iter()
+                .filter(|c| visible.contains(c))
+                .collect()
+        };
+        self.inner.container_usage(cx, kind, containers).await
+    }
+
+    /// A container's logs are read like its entry: only the caller's own,
+    /// unless their policy lets them see all.
+    async fn container_logs(
+        &self,
+        cx: &CallContext,
+        kind: RuntimeKind,
+        container: String,
+        tail: u32,
+    ) -> RtResult<String> {
+        let policy = self.policy(cx);
+        let entry = self.inner.container_entry(cx, kind, container).await?;
+        policy
+            .allows_container(&entry.name, entry.owner())
+            .map_err(denied)?;
+        // The resolved id: the name checked is the container read.
+        self.inner.container_logs(cx, kind, entry.id, tail).await
+    }
+
+    /// Configuration, not a container: anyone logged in may know it.
+    async fn engine_version(&self, cx: &CallContext, kind: RuntimeKind) -> RtResult<String> {
+        self.inner.engine_version(cx, kind).await
+    }
+
     async fn container_inspect(
         &self,
         cx: &CallContext,

@@ -20,6 +20,7 @@ pub mod reference;
 pub mod router;
 pub mod simulated;
 pub mod storage;
+pub mod usage;
 
 use std::sync::Arc;
 
@@ -63,7 +64,11 @@ pub enum ContainerState {
     Stopped,
 }
 
-/// One container as Container Station's `GET container` lists it.
+/// One container as Container Station's `GET container` lists it. The keys
+/// a runtime has no value for are left out, as the recorded answers do: an
+/// LXC entry has no `imageID`, `project`, `projectPath`, `networkMode` or
+/// `externalIP`; a stopped container has no `ipaddress`, `cpu`, `memory`,
+/// `rx` or `tx`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct ContainerEntry {
     /// The runtime's id (Docker: the full hex id; LXC: the name).
@@ -72,9 +77,9 @@ pub struct ContainerEntry {
     pub name: String,
     /// Image as `repository:tag` (LXC: the catalog image it came from, or `""`).
     pub image: String,
-    /// Image id (`sha256:...`), or `""` when unknown.
-    #[serde(rename = "imageID")]
-    pub image_id: String,
+    /// Image id (`sha256:...`), or `""` when unknown (Docker only).
+    #[serde(rename = "imageID", skip_serializing_if = "Option::is_none")]
+    pub image_id: Option<String>,
     /// `running` or `stopped`.
     pub state: ContainerState,
     /// `docker` or `lxc`.
@@ -83,21 +88,69 @@ pub struct ContainerEntry {
     /// Published TCP host ports.
     #[serde(rename = "tcpPort")]
     pub tcp_port: Vec<u16>,
-    /// Compose project label (`com.docker.compose.project`), or `""`.
-    pub project: String,
-    /// CPU usage in percent, where cheap to get.
+    /// Compose project label (`com.docker.compose.project`), or `""` (Docker only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    /// The compose project's folder (`com.docker.compose.project.working_dir`),
+    /// or `""` (Docker only).
+    #[serde(rename = "projectPath", skip_serializing_if = "Option::is_none")]
+    pub project_path: Option<String>,
+    /// The engine's network mode (`host`, `none`, a network's name), `""`
+    /// for the engine's default bridge (Docker only).
+    #[serde(rename = "networkMode", skip_serializing_if = "Option::is_none")]
+    pub network_mode: Option<String>,
+    /// The address on a network of the host's LAN (a macvlan or ipvlan
+    /// network), or `""` (Docker only).
+    #[serde(rename = "externalIP", skip_serializing_if = "Option::is_none")]
+    pub external_ip: Option<String>,
+    /// CPU usage in percent of one core's time since the previous sample
+    /// (running containers only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cpu: Option<f64>,
-    /// Memory in use in bytes, where cheap to get.
+    /// Memory in use in bytes (running containers only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub memory: Option<u64>,
-    /// The container's first IP address, where it has one.
+    /// Bytes received per second since the previous sample (running containers only).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub ipaddress: Option<String>,
+    pub rx: Option<u64>,
+    /// Bytes sent per second since the previous sample (running containers only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tx: Option<u64>,
+    /// The container's IP addresses (running containers only; may be empty).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ipaddress: Option<Vec<String>>,
     /// Its labels (Docker) or recorded labels (LXC); not shown, used for
     /// ownership ([`crate::policy::OWNER_LABEL`]).
     #[serde(skip)]
     pub labels: std::collections::BTreeMap<String, String>,
+}
+
+/// Resource use of one running container, from one sample.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Usage {
+    /// CPU in percent of one core since the previous sample (0 on the first).
+    pub cpu: f64,
+    /// Memory in use, in bytes.
+    pub memory: u64,
+    /// Bytes received per second since the previous sample (0 on the first).
+    pub rx: u64,
+    /// Bytes sent per second since the previous sample (0 on the first).
+    pub tx: u64,
+}
+
+impl ContainerEntry {
+    /// Show `usage` (zeros where the sample had none) if the container runs.
+    pub fn set_usage(&mut self, usage: Option<Usage>) {
+        if self.state != ContainerState::Running {
+            return;
+        }
+        let u = usage.unwrap_or_default();
+        self.cpu = Some(u.cpu);
+        self.memory = Some(u.memory);
+        self.rx = Some(u.rx);
+        self.tx = Some(u.tx);
+        self.ipaddress.get_or_insert_with(Vec::new);
+    }
 }
 
 impl ContainerEntry {
@@ -275,6 +328,32 @@ pub trait Runtime: Send + Sync {
             .or_else(by_prefix)
             .cloned()
             .ok_or_else(|| Error::NotFound(format!("no such container: {container}")))
+    }
+    /// One resource sample of each running container of `containers`
+    /// (ids or names), taken concurrently; a container that could not be
+    /// sampled is left out. The default samples nothing.
+    async fn container_usage(
+        &self,
+        cx: &CallContext,
+        kind: RuntimeKind,
+        containers: Vec<String>,
+    ) -> RtResult<std::collections::HashMap<String, Usage>> {
+        Ok(std::collections::HashMap::new())
+    }
+    /// The last `tail` lines of a container's output (Docker: stdout and
+    /// stderr from the engine; LXC: the console log).
+    async fn container_logs(
+        &self,
+        cx: &CallContext,
+        kind: RuntimeKind,
+        container: String,
+        tail: u32,
+    ) -> RtResult<String> {
+        Err(self.unsupported("containers.logs"))
+    }
+    /// The version of the engine or tools behind `kind`.
+    async fn engine_version(&self, cx: &CallContext, kind: RuntimeKind) -> RtResult<String> {
+        Err(self.unsupported("engine.version"))
     }
     /// Restart a container: stop (killing it after `timeout_secs`), then start.
     async fn container_restart(

@@ -167,6 +167,28 @@ impl Runtime for Runtimes {
     ) -> RtResult<ContainerEntry> {
         self.of(kind).container_entry(cx, kind, container).await
     }
+    async fn container_usage(
+        &self,
+        cx: &CallContext,
+        kind: RuntimeKind,
+        containers: Vec<String>,
+    ) -> RtResult<std::collections::HashMap<String, super::Usage>> {
+        self.of(kind).container_usage(cx, kind, containers).await
+    }
+    async fn container_logs(
+        &self,
+        cx: &CallContext,
+        kind: RuntimeKind,
+        container: String,
+        tail: u32,
+    ) -> RtResult<String> {
+        self.of(kind)
+            .container_logs(cx, kind, container, tail)
+            .await
+    }
+    async fn engine_version(&self, cx: &CallContext, kind: RuntimeKind) -> RtResult<String> {
+        self.of(kind).engine_version(cx, kind).await
+    }
     async fn container_restart(
         &self,
         cx: &CallContext,

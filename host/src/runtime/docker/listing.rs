@@ -1,13 +1,30 @@
 //! Docker containers as Container Station's `GET container` lists them.
 
-use bollard::query_parameters::{ListContainersOptions, RemoveContainerOptions};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use bollard::query_parameters::{
+    ListContainersOptions, ListNetworksOptions, LogsOptions, RemoveContainerOptions, StatsOptions,
+};
 use bollard::Docker;
+use futures::StreamExt;
 
 use super::engine;
-use crate::runtime::{ContainerEntry, ContainerState, RtResult};
+use crate::runtime::usage::{Counters, Sampler};
+use crate::runtime::{ContainerEntry, ContainerState, Error, RtResult, Usage};
 
 /// The label Docker Compose puts the project name in.
 pub const COMPOSE_PROJECT_LABEL: &str = "com.docker.compose.project";
+/// The label Docker Compose puts the project's folder in.
+pub const COMPOSE_WORKING_DIR_LABEL: &str = "com.docker.compose.project.working_dir";
+
+/// How many stats requests run at once: enough that 50 running containers
+/// are sampled in a few rounds, few enough not to swamp the engine.
+const STATS_CONCURRENCY: usize = 32;
+/// How long one container's sample may take before it is left out.
+const STATS_TIMEOUT: Duration = Duration::from_secs(5);
+/// The most log text one `logs` call gathers (the tail's last bytes are kept).
+pub const MAX_LOG_BYTES: usize = 4 << 20;
 
 /// Every container of the engine, running or not, as entries.
 pub async fn list(api: &Docker) -> RtResult<Vec<ContainerEntry>> {
@@ -15,12 +32,24 @@ pub async fn list(api: &Docker) -> RtResult<Vec<ContainerEntry>> {
         all: true,
         ..Default::default()
     };
-    let summaries = api.list_containers(Some(options)).await.map_err(engine)?;
-    Ok(summaries.into_iter().map(entry_of).collect())
+    let (summaries, networks) = tokio::join!(
+        api.list_containers(Some(options)),
+        api.list_networks(None::<ListNetworksOptions>)
+    );
+    let summaries = summaries.map_err(engine)?;
+    // Networks on the host's LAN give the external address; a failed
+    // listing only leaves `externalIP` empty.
+    let lan: HashSet<String> = networks
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|n| matches!(n.driver.as_deref(), Some("macvlan" | "ipvlan")))
+        .filter_map(|n| n.name)
+        .collect();
+    Ok(summaries.into_iter().map(|c| entry_of(c, &lan)).collect())
 }
 
-/// One summary as an entry.
-fn entry_of(c: bollard::models::ContainerSummary) -> ContainerEntry {
+/// One summary as an entry; `lan` names the networks on the host's LAN.
+fn entry_of(c: bollard::models::ContainerSummary, lan: &HashSet<String>) -> ContainerEntry {
     use bollard::models::ContainerSummaryStateEnum as S;
     let name = c
         .names
@@ -45,37 +74,164 @@ fn entry_of(c: bollard::models::ContainerSummary) -> ContainerEntry {
         .collect();
     tcp_port.sort_unstable();
     tcp_port.dedup();
-    let labels: std::collections::BTreeMap<String, String> =
-        c.labels.unwrap_or_default().into_iter().collect();
-    let project = labels
-        .get(COMPOSE_PROJECT_LABEL)
-        .cloned()
-        .unwrap_or_default();
-    let ipaddress = c
+    let labels: BTreeMap<String, String> = c.labels.unwrap_or_default().into_iter().collect();
+    let label = |key: &str| labels.get(key).cloned().unwrap_or_default();
+    let (project, project_path) = (
+        label(COMPOSE_PROJECT_LABEL),
+        label(COMPOSE_WORKING_DIR_LABEL),
+    );
+    // Addresses in network-name order, as `docker inspect` lists them.
+    let mut ips: Vec<(String, String)> = c
         .network_settings
         .and_then(|n| n.networks)
-        .and_then(|nets| {
-            let mut ips: Vec<(String, String)> = nets
-                .into_iter()
-                .filter_map(|(net, e)| e.ip_address.filter(|ip| !ip.is_empty()).map(|ip| (net, ip)))
-                .collect();
-            ips.sort();
-            ips.into_iter().next().map(|(_, ip)| ip)
-        });
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(net, e)| e.ip_address.filter(|ip| !ip.is_empty()).map(|ip| (net, ip)))
+        .collect();
+    ips.sort();
+    let external_ip = ips
+        .iter()
+        .find(|(net, _)| lan.contains(net))
+        .map(|(_, ip)| ip.clone())
+        .unwrap_or_default();
+    // `""` for the engine's default bridge, as recorded; else the mode
+    // (`host`, `none`, `container:<id>`) or the network's name.
+    let network_mode = match c.host_config.and_then(|h| h.network_mode) {
+        Some(m) if m != "default" && m != "bridge" => m,
+        _ => String::new(),
+    };
+    let running = state == ContainerState::Running;
     ContainerEntry {
         id: c.id.unwrap_or_default(),
         name,
         image: image_name(c.image.as_deref().unwrap_or_default()),
-        image_id: c.image_id.unwrap_or_default(),
+        image_id: Some(c.image_id.unwrap_or_default()),
         state,
         kind: "docker",
         tcp_port,
-        project,
+        project: Some(project),
+        project_path: Some(project_path),
+        network_mode: Some(network_mode),
+        external_ip: Some(external_ip),
         cpu: None,
         memory: None,
-        ipaddress,
+        rx: None,
+        tx: None,
+        ipaddress: running.then(|| ips.into_iter().map(|(_, ip)| ip).collect()),
         labels,
     }
+}
+
+/// One stats sample of each of `ids`, concurrently (at most
+/// [`STATS_CONCURRENCY`] at once): Docker's one-shot stats, which answer
+/// at once with the counters (no two-cycle wait); `sampler` turns them
+/// into rates against the previous listing. A container that stopped or
+/// did not answer in [`STATS_TIMEOUT`] is left out.
+pub async fn usage(api: &Docker, sampler: &Sampler, ids: Vec<String>) -> HashMap<String, Usage> {
+    futures::stream::iter(ids)
+        .map(|id| async move {
+            let options = StatsOptions {
+                stream: false,
+                one_shot: true,
+            };
+            let mut stream = api.stats(&id, Some(options));
+            let sample = tokio::time::timeout(STATS_TIMEOUT, stream.next()).await;
+            match sample {
+                Ok(Some(Ok(stats))) => {
+                    let counters = counters(&stats);
+                    Some((id.clone(), sampler.usage(&id, Instant::now(), counters)))
+                }
+                Ok(Some(Err(e))) => {
+                    tracing::debug!(container = %id, error = %e, "stats");
+                    None
+                }
+                _ => {
+                    tracing::debug!(container = %id, "stats: no sample in time");
+                    None
+                }
+            }
+        })
+        .buffer_unordered(STATS_CONCURRENCY)
+        .filter_map(std::future::ready)
+        .collect()
+        .await
+}
+
+/// The counters of one stats answer. Memory is what `docker stats` shows:
+/// the usage less the inactive page cache.
+fn counters(stats: &bollard::models::ContainerStatsResponse) -> Counters {
+    let cpu_ns = stats
+        .cpu_stats
+        .as_ref()
+        .and_then(|c| c.cpu_usage.as_ref())
+        .and_then(|u| u.total_usage)
+        .unwrap_or(0);
+    let memory = stats
+        .memory_stats
+        .as_ref()
+        .map(|m| {
+            let usage = m.usage.unwrap_or(0);
+            let inactive = m
+                .stats
+                .as_ref()
+                .and_then(|s| {
+                    s.get("inactive_file")
+                        .or_else(|| s.get("total_inactive_file"))
+                        .copied()
+                })
+                .unwrap_or(0);
+            usage.saturating_sub(inactive)
+        })
+        .unwrap_or(0);
+    let (rx, tx) = stats
+        .networks
+        .as_ref()
+        .map(|nets| {
+            nets.values().fold((0u64, 0u64), |(rx, tx), n| {
+                (
+                    rx.saturating_add(n.rx_bytes.unwrap_or(0)),
+                    tx.saturating_add(n.tx_bytes.unwrap_or(0)),
+                )
+            })
+        })
+        .unwrap_or((0, 0));
+    Counters {
+        cpu_ns,
+        memory,
+        rx,
+        tx,
+    }
+}
+
+/// The last `tail` lines a container wrote to stdout and stderr, as the
+/// engine interleaved them; at most [`MAX_LOG_BYTES`] (the newest kept).
+pub async fn logs(api: &Docker, container: &str, tail: u32) -> RtResult<String> {
+    let options = LogsOptions {
+        stdout: true,
+        stderr: true,
+        tail: tail.to_string(),
+        ..Default::default()
+    };
+    let mut stream = api.logs(container, Some(options));
+    let mut out: Vec<u8> = Vec::new();
+    while let Some(item) = stream.next().await {
+        let item = item.map_err(engine)?;
+        out.extend_from_slice(item.as_ref());
+        if out.len() > 2 * MAX_LOG_BYTES {
+            out.drain(..out.len() - MAX_LOG_BYTES);
+        }
+    }
+    if out.len() > MAX_LOG_BYTES {
+        out.drain(..out.len() - MAX_LOG_BYTES);
+    }
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// The engine's version (`docker version`'s server version).
+pub async fn version(api: &Docker) -> RtResult<String> {
+    let v = api.version().await.map_err(engine)?;
+    v.version
+        .ok_or_else(|| Error::Runtime("the engine did not say its version".into()))
 }
 
 /// `repository:tag` as Container Station shows it: a reference without a

@@ -106,6 +106,8 @@ pub struct DockerRuntime {
     pulls: SharedPulls,
     /// Bind sources pinned for the engine.
     pins: Pins,
+    /// The previous stats reading of each container, for rates.
+    sampler: crate::runtime::usage::Sampler,
 }
 
 /// The Unix socket named by `DOCKER_HOST`.
@@ -158,6 +160,7 @@ impl DockerRuntime {
             credentials,
             pulls: SharedPulls::default(),
             pins,
+            sampler: Default::default(),
         };
         runtime.sweep_pins();
         Ok(runtime)
@@ -991,6 +994,29 @@ impl Runtime for DockerRuntime {
         _kind: RuntimeKind,
     ) -> RtResult<Vec<ContainerEntry>> {
         listing::list(&self.api).await
+    }
+
+    async fn container_usage(
+        &self,
+        _cx: &CallContext,
+        _kind: RuntimeKind,
+        containers: Vec<String>,
+    ) -> RtResult<std::collections::HashMap<String, crate::runtime::Usage>> {
+        Ok(listing::usage(&self.api, &self.sampler, containers).await)
+    }
+
+    async fn container_logs(
+        &self,
+        _cx: &CallContext,
+        _kind: RuntimeKind,
+        container: String,
+        tail: u32,
+    ) -> RtResult<String> {
+        listing::logs(&self.api, &container, tail).await
+    }
+
+    async fn engine_version(&self, _cx: &CallContext, _kind: RuntimeKind) -> RtResult<String> {
+        listing::version(&self.api).await
     }
 
     async fn container_delete(

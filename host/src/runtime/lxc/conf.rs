@@ -178,6 +178,11 @@ pub struct Context<'a> {
     pub idmap: Option<IdMap>,
 }
 
+/// The config key of the console log.
+pub const CONSOLE_LOGFILE_KEY: &str = "lxc.console.logfile";
+/// The console log's file name in the container's folder.
+pub const CONSOLE_LOG: &str = "console.log";
+
 /// The LXC config text for `spec`; bind sources are `cx.binds`.
 pub fn config_text(spec: &ContainerSpec, cx: &Context<'_>) -> Result<String, Error> {
     let mut c = String::from("# Written by stevedore from the container's create settings.\n");
@@ -215,6 +220,12 @@ pub fn config_text(spec: &ContainerSpec, cx: &Context<'_>) -> Result<String, Err
         }
     }
     line("lxc.autodev", "1");
+    // The console's output, for `GET container/lxc/{id}/logs`: in the
+    // container's folder, outside its rootfs.
+    line(
+        CONSOLE_LOGFILE_KEY,
+        &cx.dir.join(CONSOLE_LOG).display().to_string(),
+    );
     if let Some(signal) = cx.halt_signal {
         line("lxc.signal.halt", signal);
     }
@@ -544,6 +555,7 @@ mod tests {
             "lxc.net.0.ipv4.address = 10.9.0.7/24\n",
             "lxc.net.0.ipv4.gateway = 10.9.0.1\n",
             "lxc.signal.halt = SIGUSR1\n",
+            "lxc.console.logfile = /var/lib/lxc/web/console.log\n",
             "lxc.idmap = u 0 131072 65536\n",
             "lxc.idmap = g 0 131072 65536\n",
             "srv/data none bind,create=dir,ro 0 0\n",

@@ -30,6 +30,7 @@ pub mod export;
 pub mod idmap;
 pub mod images;
 pub mod network;
+mod stats;
 pub mod tools;
 pub mod unpack;
 
@@ -85,6 +86,8 @@ pub struct LxcRuntime {
     creating: tokio::sync::Mutex<()>,
     /// The host ids of unprivileged containers, once looked up.
     idmap: parking_lot::Mutex<Option<IdMap>>,
+    /// The previous counters of each container, for rates.
+    sampler: crate::runtime::usage::Sampler,
 }
 
 fn io_err(what: &str, path: &Path, e: std::io::Error) -> Error {
@@ -142,6 +145,7 @@ impl LxcRuntime {
             pins: Self::pins(&settings.path)?,
             creating: tokio::sync::Mutex::new(()),
             idmap: parking_lot::Mutex::new(None),
+            sampler: Default::default(),
         };
         runtime.sweep_pins();
         runtime.autostart();
@@ -336,15 +340,21 @@ impl LxcRuntime {
         let dir = self.existing(name)?;
         let state = self.state(name).await?;
         let record = Record::read(&dir).unwrap_or_default();
+        let state = match state {
+            State::Stopped => ContainerState::Stopped,
+            State::Running | State::Frozen => ContainerState::Running,
+        };
         Ok(ContainerEntry {
             id: name.to_string(),
             name: name.to_string(),
             image: record.image.clone(),
-            image_id: record.image_id.clone(),
-            state: match state {
-                State::Stopped => ContainerState::Stopped,
-                State::Running | State::Frozen => ContainerState::Running,
-            },
+            // The recorded LXC entries have none of these keys.
+            image_id: None,
+            project: None,
+            project_path: None,
+            network_mode: None,
+            external_ip: None,
+            state,
             kind: "lxc",
             tcp_port: record
                 .ports
@@ -352,10 +362,18 @@ impl LxcRuntime {
                 .filter(|p| !p.udp)
                 .map(|p| p.host)
                 .collect(),
-            project: String::new(),
             cpu: None,
             memory: None,
-            ipaddress: record.lease.as_ref().map(|l| l.ip.to_string()),
+            rx: None,
+            tx: None,
+            ipaddress: (state == ContainerState::Running).then(|| {
+                record
+                    .lease
+                    .as_ref()
+                    .map(|l| l.ip.to_string())
+                    .into_iter()
+                    .collect()
+            }),
             // Recorded at create time, as Docker keeps them (the owner label
             // of the user policies among them).
             labels: record
@@ -548,13 +566,23 @@ impl Runtime for LxcRuntime {
         let log = dir.join("start.log");
         let _ = std::fs::remove_file(&log);
         let log_arg = format!("--logfile={}", log.display());
-        let started = tools::lxc(
-            "start",
-            &self.path,
-            &container,
-            &["-d", &log_arg, "--logpriority=ERROR"],
-        )
-        .await;
+        let mut args = vec!["-d".to_string(), log_arg, "--logpriority=ERROR".to_string()];
+        // Containers created before the console log was configured get it
+        // for this run, in their folder.
+        let config = std::fs::read_to_string(dir.join("config")).unwrap_or_default();
+        if !config
+            .lines()
+            .any(|l| l.trim_start().starts_with(conf::CONSOLE_LOGFILE_KEY))
+        {
+            args.push("-s".into());
+            args.push(format!(
+                "{}={}",
+                conf::CONSOLE_LOGFILE_KEY,
+                dir.join(conf::CONSOLE_LOG).display()
+            ));
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let started = tools::lxc("start", &self.path, &container, &args).await;
         let running = self.state(&container).await.ok() == Some(State::Running);
         if started.is_err() || !running {
             let detail = std::fs::read_to_string(&log).unwrap_or_default();
@@ -636,6 +664,52 @@ impl Runtime for LxcRuntime {
         self.entry(&container).await
     }
 
+    async fn container_usage(
+        &self,
+        _cx: &CallContext,
+        _kind: RuntimeKind,
+        containers: Vec<String>,
+    ) -> RtResult<std::collections::HashMap<String, crate::runtime::Usage>> {
+        use futures::StreamExt;
+        let sampled = futures::stream::iter(containers)
+            .map(|name| async move {
+                self.existing(&name).ok()?;
+                let out = tools::lxc("info", &self.path, &name, &["-S", "-H"])
+                    .await
+                    .map_err(|e| tracing::debug!(container = %name, error = %e, "lxc-info -S"))
+                    .ok()?;
+                let counters = stats::parse_info(&out);
+                let usage = self
+                    .sampler
+                    .usage(&name, std::time::Instant::now(), counters);
+                Some((name, usage))
+            })
+            .buffer_unordered(stats::CONCURRENCY)
+            .filter_map(std::future::ready)
+            .collect()
+            .await;
+        Ok(sampled)
+    }
+
+    async fn container_logs(
+        &self,
+        _cx: &CallContext,
+        _kind: RuntimeKind,
+        container: String,
+        tail: u32,
+    ) -> RtResult<String> {
+        let dir = self.existing(&container)?;
+        let path = dir.join(conf::CONSOLE_LOG);
+        tokio::task::spawn_blocking(move || stats::tail_file(&path, tail))
+            .await
+            .map_err(|e| Error::Other(e.to_string()))?
+    }
+
+    async fn engine_version(&self, _cx: &CallContext, _kind: RuntimeKind) -> RtResult<String> {
+        let out = tools::run("lxc-info", ["--version"]).await?;
+        Ok(out.trim().to_string())
+    }
+
     async fn container_inspect(
         &self,
         _cx: &CallContext,
@@ -663,7 +737,7 @@ impl Runtime for LxcRuntime {
             "ImageID": record.image_id,
             "Created": record.created,
             "NetworkSettings": {
-                "IPAddress": entry.ipaddress,
+                "IPAddress": record.lease.as_ref().map(|l| l.ip.to_string()),
                 "MacAddress": record.lease.as_ref().map(|l| l.mac.clone()),
                 "Ports": record.ports,
             },
