@@ -47,6 +47,7 @@
 pub mod apps;
 mod around;
 mod body_read;
+pub mod container_create;
 pub mod containers;
 mod envelope;
 pub mod error;

@@ -98,6 +98,7 @@ impl Modify for SessionCookie {
         containers::inspect,
         containers::action,
         containers::delete,
+        super::container_create::create,
         apps::list,
         apps::get,
         apps::action,

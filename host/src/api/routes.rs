@@ -20,7 +20,7 @@ use tower::Service;
 
 use super::around::{Around, AroundLayer};
 use super::session::CurrentUser;
-use super::{apps, containers, openapi, session, tasks, AppState, PREFIXES};
+use super::{apps, container_create, containers, openapi, session, tasks, AppState, PREFIXES};
 use crate::dashboard;
 
 /// Who may call a route.
@@ -146,6 +146,12 @@ fn table() -> Vec<Entry> {
         entry(delete, "/apps/{name}", S, apps::delete),
         entry(put, "/apps/{name}/{action}", S, apps::action),
     ]);
+    all.push(entry(
+        Method::POST,
+        "/container",
+        S,
+        container_create::create,
+    ));
     all.push(Entry {
         scope: Scope::Root,
         ..entry(get.clone(), "/metrics", METRICS, super::metrics)
