@@ -362,6 +362,13 @@ async fn create_pulls_a_missing_image_and_maps_every_field() {
         ]
     );
     let calls = calls(&sim);
+    // The registry's image is looked for and created from under the
+    // registry's name (`corp` resolves to itself here), as the engine
+    // names it once pulled: `web:1` would be "No such image".
+    assert_eq!(
+        calls[0].1,
+        json!({"runtime": "Docker", "reference": "corp/web:1"})
+    );
     assert_eq!(
         calls[1].1,
         json!({"runtime": "Docker", "image": "web", "tag": "1", "source": {"Private": "corp"}, "credential": false})
@@ -369,7 +376,7 @@ async fn create_pulls_a_missing_image_and_maps_every_field() {
     assert_eq!(
         calls[2].1,
         json!({
-            "runtime": "Docker", "name": "web", "image": "web:1", "privileged": false,
+            "runtime": "Docker", "name": "web", "image": "corp/web:1", "privileged": false,
             "entrypoint": ["/bin/sh", "-c"], "command": ["httpd -f -p 80"], "user": "www", "working_dir": "/srv",
             "environment": ["A=1"], "links": [["db", "database"]], "dns": ["10.0.0.2"], "expose_ports": [9000],
             "hostname": "web",
@@ -388,9 +395,62 @@ async fn create_pulls_a_missing_image_and_maps_every_field() {
         "{progress:?}"
     );
     assert!(
-        progress.contains(&(0, "pulling image web:1".to_string())),
+        progress.contains(&(0, "pulling image corp/web:1".to_string())),
         "{progress:?}"
     );
+}
+
+#[tokio::test]
+async fn the_simulator_refuses_a_container_from_an_image_it_lacks() {
+    // The engine said `web:1` is missing and the pull brought
+    // `corp/web:1`: creating from `web:1` is the engine's "No such image",
+    // whatever the script says about `containers.create`.
+    let sim = Simulator::from_script(
+        &json!({"images.inspect": {"err": {"NotFound": "no such image: web:1"}},
+                "containers.create": {"ok": "c0ffee"}})
+        .to_string(),
+    )
+    .unwrap();
+    let cx = stevedore::runtime::CallContext {
+        task_id: 1,
+        user: "tester".into(),
+        cancel: CancellationToken::new(),
+        reporter: Arc::new(Recorder::default()),
+    };
+    use stevedore::runtime::Runtime;
+    assert!(sim
+        .image_inspect(&cx, stevedore::runtime::RuntimeKind::Docker, "web:1".into())
+        .await
+        .is_err());
+    let pulled = sim
+        .image_pull(
+            &cx,
+            stevedore::runtime::PullRequest {
+                runtime: stevedore::runtime::RuntimeKind::Docker,
+                image: "web".into(),
+                tag: "1".into(),
+                source: stevedore::runtime::Source::Private("corp".into()),
+                credential: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(pulled.tags, ["corp/web:1"]);
+    let mut spec: stevedore::runtime::ContainerSpec = serde_json::from_value(json!({
+        "runtime": "Docker", "name": "web", "image": "web:1", "privileged": false,
+        "entrypoint": null, "command": null, "user": null, "working_dir": null,
+        "environment": [], "links": [], "dns": [], "expose_ports": [], "hostname": null,
+        "ports": [], "cpu_shares": null, "cpu_time_ms": null, "memory_bytes": null,
+        "device_rules": [], "binds": [], "volumes_from": [], "new_volumes": [],
+        "autostart": false, "labels": []
+    }))
+    .unwrap();
+    match sim.container_create(&cx, spec.clone()).await {
+        Err(stevedore::runtime::Error::NotFound(m)) => assert_eq!(m, "No such image: web:1"),
+        other => panic!("{other:?}"),
+    }
+    spec.image = "corp/web:1".into();
+    assert_eq!(sim.container_create(&cx, spec).await.unwrap(), "c0ffee");
 }
 
 #[tokio::test]

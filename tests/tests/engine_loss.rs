@@ -290,10 +290,8 @@ async fn a_lost_engine_fails_each_long_task_within_5_s_and_tasks_succeed_once_it
     let import =
         |name: &str| json!({"type": "docker", "name": name, "path": "loss/container.tar.gz"});
     let create = |name: &str| {
-        // `dockerhub`: the engine's mirror is the open registry. (`private`
-        // pulls `registry/image:tag` but creates from `image:tag`, which
-        // fails with or without an engine loss: reported, not fixed here.)
-        json!({"type": "docker", "name": name, "repository": "dockerhub",
+        // `private`: pulled as, and created from, `registry/image:tag`.
+        json!({"type": "docker", "name": name, "repository": "private", "registry_name": "local",
             "image": remote, "tag": "1", "command": ["sh", "-c", "exit 0"]})
     };
     // In this order: create pulls again what the download pulled once it

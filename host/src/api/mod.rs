@@ -19,6 +19,7 @@
 //! | `GET background/events` (`?category=`) | Server-Sent Events: `event: task`, `id: <task id>`, `data: <task JSON>` per change; `event: lagged` if the client fell behind |
 //! | `container...` (see [`containers`]) | the synchronous container calls |
 //! | `GET system` / `GET system/resource` (see [`system`]) | the host and its engines; the host's CPU and memory use |
+//! | `GET system/port/{protocol}/{port}` (see [`ports`]) | `{"used": bool}`: whether a host port is taken |
 //! | `apps...` (see [`apps`]) | installed applications: list, one, start/stop/restart, delete |
 //! | `GET openapi.json` (no session) | the OpenAPI 3.1 document (see [`openapi`]) |
 //! | `GET /metrics` (no session) | Prometheus text |
@@ -48,10 +49,12 @@
 pub mod apps;
 mod around;
 mod body_read;
+pub mod container_create;
 pub mod containers;
 mod envelope;
 pub mod error;
 pub mod openapi;
+mod ports;
 mod origin;
 pub mod routes;
 pub mod session;

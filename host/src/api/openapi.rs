@@ -99,6 +99,8 @@ impl Modify for SessionCookie {
         containers::logs,
         system::info,
         system::resource,
+        super::ports::port,
+        super::container_create::create,
         apps::list,
         apps::get,
         apps::action,

@@ -20,7 +20,9 @@ use tower::Service;
 
 use super::around::{Around, AroundLayer};
 use super::session::CurrentUser;
-use super::{apps, containers, openapi, session, system, tasks, AppState, PREFIXES};
+use super::{
+    apps, container_create, containers, openapi, ports, session, system, tasks, AppState, PREFIXES,
+};
 use crate::dashboard;
 
 /// Who may call a route.
@@ -161,7 +163,19 @@ fn table() -> Vec<Entry> {
         ),
         entry(get.clone(), "/system", S, system::info),
         entry(get.clone(), "/system/resource", S, system::resource),
+        entry(
+            get.clone(),
+            "/system/port/{protocol}/{port}",
+            S,
+            ports::port,
+        ),
     ]);
+    all.push(entry(
+        Method::POST,
+        "/container",
+        S,
+        container_create::create,
+    ));
     all.push(Entry {
         scope: Scope::Root,
         ..entry(get.clone(), "/metrics", METRICS, super::metrics)

@@ -49,7 +49,7 @@ pub const WIT_VERSION: &str = "0.2.0";
 pub use self::exports::stevedore::plugin::executor::Description;
 pub use self::stevedore::plugin::containers::{
     BindMount, ContainerExtra, ContainerSpec, ContainerSummary, Mount, MountSource,
-    NetworkAttachment, PortBinding,
+    NetworkAttachment, NetworkChoice, NetworkMode, PortBinding,
 };
 pub use self::stevedore::plugin::images::{ImageInfo, PullRequest, Source};
 pub use self::stevedore::plugin::networks::NetworkInfo;

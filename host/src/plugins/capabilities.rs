@@ -11,8 +11,8 @@ use super::bindings::stevedore::plugin::{
     app_store, containers, credentials, images, networks, repository, task, types, volumes,
 };
 use super::bindings::{
-    ContainerExtra, ContainerSpec, ContainerSummary, Credential, ImageInfo, Level, NetworkInfo,
-    PullRequest, RuntimeKind, Source, Template, VolumeInfo, WitError,
+    ContainerExtra, ContainerSpec, ContainerSummary, Credential, ImageInfo, Level, NetworkChoice,
+    NetworkInfo, PullRequest, RuntimeKind, Source, Template, VolumeInfo, WitError,
 };
 use super::state::{CancelledTrap, Created, PluginState};
 use crate::queue::store::Durable;
@@ -236,6 +236,19 @@ impl containers::Host for PluginState {
         let id = self
             .runtime_call("containers.create-with", |rt, cx| async move {
                 rt.container_create_with(&cx, spec, extra).await
+            })
+            .await?;
+        Ok(self.remember(id, |id| Created::Container(id.clone())))
+    }
+
+    async fn create_on_network(
+        &mut self,
+        spec: ContainerSpec,
+        network: NetworkChoice,
+    ) -> HostResult<String> {
+        let id = self
+            .runtime_call("containers.create-on-network", |rt, cx| async move {
+                rt.container_create_on_network(&cx, spec, network).await
             })
             .await?;
         Ok(self.remember(id, |id| Created::Container(id.clone())))

@@ -19,6 +19,12 @@
 //!   a name that is new or that the host recorded as theirs, and uses no
 //!   image another user made or pulled with credentials
 //!   ([`crate::runtime::image_owners`]).
+//! - `create-on-network` gets the `create` checks; joining another
+//!   container's network is acting on that container (the user's own);
+//!   a host interface (a macvlan network on the host's LAN, made by the
+//!   host) only for a policy that reaches all containers or allows
+//!   privileged ones: such a container is on the LAN with every port,
+//!   outside the NAT and the policy's published-port range.
 //! - applications: `create-with` gets the `create` checks, and its host
 //!   folders must be in the user's share folder; networks and volumes are
 //!   labelled with their owner and only the owner may join, mount or remove
@@ -36,8 +42,8 @@ use super::image_owners::ImageOwners;
 use super::storage::{confined, ShareRoot};
 use super::{
     CallContext, ContainerEntry, ContainerExtra, ContainerSpec, ContainerSummary, Credential,
-    Error, ImageInfo, MountSource, NetworkInfo, PullRequest, RtResult, Runtime, RuntimeKind,
-    Source, Template, VolumeInfo,
+    Error, ImageInfo, MountSource, NetworkChoice, NetworkInfo, NetworkMode, PullRequest, RtResult,
+    Runtime, RuntimeKind, Source, Template, VolumeInfo,
 };
 use crate::policy::{ContainerScope, Policies, Policy, Refused, APP_OWNER_FILE, OWNER_LABEL};
 
@@ -669,6 +675,43 @@ impl Runtime for Guarded {
         confined(
             &policy.share,
             self.inner.container_create_with(cx, spec, extra),
+        )
+        .await
+    }
+
+    async fn container_create_on_network(
+        &self,
+        cx: &CallContext,
+        spec: ContainerSpec,
+        network: NetworkChoice,
+    ) -> RtResult<String> {
+        let policy = self.policy(cx);
+        let spec = self.admit(cx, &policy, spec).await?;
+        self.check_use(cx, spec.runtime, &spec.image).await?;
+        match &network.mode {
+            NetworkMode::Nat => {}
+            NetworkMode::Join(other) => self
+                .check_owner(cx, &policy, spec.runtime, other)
+                .await
+                .map_err(|e| match e {
+                    Error::Denied(m) | Error::NotFound(m) => {
+                        Error::InvalidParams(format!("network.join: {m}"))
+                    }
+                    other => other,
+                })?,
+            NetworkMode::HostInterface(_) => {
+                if !Self::all_containers(&policy) && !policy.privileged {
+                    return Err(Error::Denied(format!(
+                        "network.interface: containers on a host interface are not allowed for user {} \
+                         (they are on the host's network with every port, outside the NAT and the allowed port range)",
+                        policy.user
+                    )));
+                }
+            }
+        }
+        confined(
+            &policy.share,
+            self.inner.container_create_on_network(cx, spec, network),
         )
         .await
     }

@@ -29,8 +29,8 @@ use tokio_util::sync::CancellationToken;
 
 pub use crate::plugins::bindings::{
     BindMount, ContainerExtra, ContainerSpec, ContainerSummary, Credential, ImageInfo, Mount,
-    MountSource, NetworkAttachment, NetworkInfo, PortBinding, PullRequest, RuntimeKind, Source,
-    Template, VolumeInfo, WitError as Error,
+    MountSource, NetworkAttachment, NetworkChoice, NetworkInfo, NetworkMode, PortBinding,
+    PullRequest, RuntimeKind, Source, Template, VolumeInfo, WitError as Error,
 };
 use crate::queue::Reporter;
 
@@ -412,6 +412,16 @@ pub trait Runtime: Send + Sync {
         extra: ContainerExtra,
     ) -> RtResult<String> {
         Err(self.unsupported("containers.create-with"))
+    }
+    /// Create a container on the network `network` names (the
+    /// `containers.create-on-network` call of `create`).
+    async fn container_create_on_network(
+        &self,
+        cx: &CallContext,
+        spec: ContainerSpec,
+        network: NetworkChoice,
+    ) -> RtResult<String> {
+        Err(self.unsupported("containers.create-on-network"))
     }
     /// Every container of `kind` whose label `key` is `value`.
     async fn container_list_labelled(

@@ -14,8 +14,8 @@ use async_trait::async_trait;
 use super::apps::AppStore;
 use super::{
     CallContext, ContainerEntry, ContainerExtra, ContainerSpec, ContainerSummary, Credential,
-    Error, ImageInfo, NetworkInfo, PullRequest, RtResult, Runtime, RuntimeKind, Source, Template,
-    VolumeInfo,
+    Error, ImageInfo, NetworkChoice, NetworkInfo, PullRequest, RtResult, Runtime, RuntimeKind,
+    Source, Template, VolumeInfo,
 };
 
 /// The runtime the plugin host and the container routes share: Docker and
@@ -272,6 +272,16 @@ impl Runtime for Runtimes {
             apps.release_mounts(&resolved);
         }
         created
+    }
+    async fn container_create_on_network(
+        &self,
+        cx: &CallContext,
+        spec: ContainerSpec,
+        network: NetworkChoice,
+    ) -> RtResult<String> {
+        self.of(spec.runtime)
+            .container_create_on_network(cx, spec, network)
+            .await
     }
     async fn container_list_labelled(
         &self,

@@ -8,6 +8,14 @@
 //! reported to the task before the call returns. Unscripted calls succeed
 //! with a plausible value.
 //!
+//! Images are tracked as an engine tracks them: a reference that
+//! `images.inspect` answered as not found is missing until a pull brings
+//! it, and a pull names the image as the Docker backend does (`image:tag`
+//! from Docker Hub; `<registry>/<image>:<tag>` from the `qnap` or a
+//! `private` registry, the registry as `images.resolve` answers). Creating
+//! a container from a missing reference fails with the engine's `No such
+//! image`, whatever the script says about `containers.create`.
+//!
 //! ```json
 //! {
 //!   "images.remove": [{"ok": ["sha256:1"]}, {"err": {"NotFound": "no such image: b:latest"}}],
@@ -17,7 +25,7 @@
 //! ```
 
 use parking_lot::Mutex;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 use serde::de::DeserializeOwned;
@@ -26,7 +34,8 @@ use serde_json::{json, Value};
 
 use super::{
     CallContext, ContainerExtra, ContainerSpec, ContainerSummary, Credential, Error, ImageInfo,
-    NetworkInfo, PullRequest, RtResult, Runtime, RuntimeKind, Source, Template, VolumeInfo,
+    NetworkChoice, NetworkInfo, PullRequest, RtResult, Runtime, RuntimeKind, Source, Template,
+    VolumeInfo,
 };
 
 /// The compose file an unscripted `repository.read-file` answers with.
@@ -64,6 +73,8 @@ enum Scripted {
 pub struct Simulator {
     script: Mutex<HashMap<String, (Vec<Answer>, usize)>>,
     calls: Mutex<Vec<Call>>,
+    /// References known to be absent (inspected as not found, not pulled since).
+    missing: Mutex<HashSet<String>>,
 }
 
 impl Simulator {
@@ -84,12 +95,61 @@ impl Simulator {
         Ok(Simulator {
             script: Mutex::new(script),
             calls: Mutex::new(Vec::new()),
+            missing: Mutex::new(HashSet::new()),
         })
     }
 
     /// The calls made so far, in order.
     pub fn calls(&self) -> Vec<Call> {
         self.calls.lock().clone()
+    }
+
+    /// The registry `source` resolves to, as `images.resolve` would answer
+    /// now (the script's next answer, else the default), without recording
+    /// or consuming a call.
+    fn registry_of(&self, source: &Source) -> String {
+        let scripted = self
+            .script
+            .lock()
+            .get("images.resolve")
+            .and_then(|(a, next)| {
+                a.get((*next).min(a.len().saturating_sub(1)))
+                    .and_then(|a| a.ok.as_ref())
+                    .and_then(|v| v.as_str().map(str::to_string))
+            });
+        scripted.unwrap_or_else(|| match source {
+            Source::Dockerhub => String::new(),
+            Source::Qnap => "qnap".to_string(),
+            Source::Private(name) => name.clone(),
+        })
+    }
+
+    /// The reference a pull of `req` gives the image, as the engine names it.
+    fn pulled_reference(&self, req: &PullRequest) -> String {
+        let tag = if req.tag.is_empty() {
+            "latest"
+        } else {
+            &req.tag
+        };
+        let registry = match req.source {
+            Source::Dockerhub => String::new(),
+            _ if req.runtime != RuntimeKind::Docker => String::new(),
+            _ => self.registry_of(&req.source),
+        };
+        if registry.is_empty() {
+            format!("{}:{tag}", req.image)
+        } else {
+            format!("{registry}/{}:{tag}", req.image)
+        }
+    }
+
+    /// Refuse to create from an image the engine does not have.
+    fn check_image(&self, image: &str) -> RtResult<()> {
+        if self.missing.lock().contains(image) {
+            Err(Error::NotFound(format!("No such image: {image}")))
+        } else {
+            Ok(())
+        }
     }
 
     fn answer<T: DeserializeOwned>(
@@ -170,10 +230,12 @@ impl Runtime for Simulator {
     }
 
     async fn image_pull(&self, cx: &CallContext, req: PullRequest) -> RtResult<ImageInfo> {
-        let reference = format!("{}:{}", req.image, req.tag);
+        let reference = self.pulled_reference(&req);
         // Credentials are recorded only as present or not: never their values.
         let args = json!({"runtime": req.runtime, "image": req.image, "tag": req.tag, "source": req.source, "credential": req.credential.is_some()});
-        self.answer(cx, "images.pull", args, || image(&reference))
+        let pulled = self.answer(cx, "images.pull", args, || image(&reference))?;
+        self.missing.lock().remove(&reference);
+        Ok(pulled)
     }
     async fn image_inspect(
         &self,
@@ -181,12 +243,16 @@ impl Runtime for Simulator {
         kind: RuntimeKind,
         reference: String,
     ) -> RtResult<ImageInfo> {
-        self.answer(
+        let found = self.answer(
             cx,
             "images.inspect",
             json!({"runtime": kind, "reference": reference}),
             || image(&reference),
-        )
+        );
+        if let Err(Error::NotFound(_)) = found {
+            self.missing.lock().insert(reference);
+        }
+        found
     }
     async fn image_list(&self, cx: &CallContext, kind: RuntimeKind) -> RtResult<Vec<ImageInfo>> {
         self.answer(cx, "images.list", json!({"runtime": kind}), Vec::new)
@@ -244,9 +310,11 @@ impl Runtime for Simulator {
     }
     async fn container_create(&self, cx: &CallContext, spec: ContainerSpec) -> RtResult<String> {
         let args = serde_json::to_value(&spec).unwrap_or(Value::Null);
-        self.answer(cx, "containers.create", args, || {
+        let created = self.answer(cx, "containers.create", args, || {
             format!("simulated-{}", spec.name)
-        })
+        });
+        self.check_image(&spec.image)?;
+        created
     }
     async fn container_start(
         &self,
@@ -342,9 +410,24 @@ impl Runtime for Simulator {
         extra: ContainerExtra,
     ) -> RtResult<String> {
         let args = json!({"spec": spec, "extra": extra});
-        self.answer(cx, "containers.create-with", args, || {
+        let created = self.answer(cx, "containers.create-with", args, || {
             format!("simulated-{}", spec.name)
-        })
+        });
+        self.check_image(&spec.image)?;
+        created
+    }
+    async fn container_create_on_network(
+        &self,
+        cx: &CallContext,
+        spec: ContainerSpec,
+        network: NetworkChoice,
+    ) -> RtResult<String> {
+        let args = json!({"spec": spec, "network": network});
+        let created = self.answer(cx, "containers.create-on-network", args, || {
+            format!("simulated-{}", spec.name)
+        });
+        self.check_image(&spec.image)?;
+        created
     }
     async fn container_list_labelled(
         &self,

@@ -15,6 +15,7 @@ pub mod credentials;
 pub mod files;
 pub mod listing;
 pub mod load;
+pub mod network;
 pub mod progress;
 pub mod raw;
 pub mod shared_pull;
@@ -47,7 +48,8 @@ use super::reference;
 use super::storage::ShareRoot;
 use super::{
     CallContext, ContainerEntry, ContainerExtra, ContainerSpec, ContainerSummary, Credential,
-    Error, ImageInfo, NetworkInfo, PullRequest, RtResult, Runtime, RuntimeKind, Source, VolumeInfo,
+    Error, ImageInfo, NetworkChoice, NetworkInfo, PullRequest, RtResult, Runtime, RuntimeKind,
+    Source, VolumeInfo,
 };
 
 /// A registry the configuration names.
@@ -720,6 +722,21 @@ impl Runtime for DockerRuntime {
             let mut body = self.spec_to_body(&spec, &staged)?;
             compose::apply_extra(&mut body, &extra)?;
             compose::create_with(&self.api, spec.name.clone(), body, &extra).await
+        };
+        self.create_pinned(&staged, create).await
+    }
+
+    async fn container_create_on_network(
+        &self,
+        _cx: &CallContext,
+        spec: ContainerSpec,
+        choice: NetworkChoice,
+    ) -> RtResult<String> {
+        let staged = self.pin_binds(&spec)?;
+        let create = async {
+            let mut body = self.spec_to_body(&spec, &staged)?;
+            network::apply(&self.api, &mut body, &choice).await?;
+            network::create(&self.raw, &spec.name, &body, choice.mac_address.as_deref()).await
         };
         self.create_pinned(&staged, create).await
     }

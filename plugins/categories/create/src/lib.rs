@@ -3,14 +3,16 @@
 //! [`create_spec`]; see its docs for the choices made where Container Station
 //! leaves room.
 //!
-//! Run: `images::inspect` the image; when it is not found, `images::pull` it
-//! from the `repository` (`dockerhub`, `qnap`, or `private` with
-//! `registry_name`); then `containers::create` and `containers::start`.
+//! Run: name the image as the `repository` has it ([`locate`]: a `qnap` or
+//! `private` Docker image is `<registry>/<image>:<tag>`), `images::inspect`
+//! it; when it is not found, `images::pull` it from the `repository`
+//! (`dockerhub`, `qnap`, or `private` with `registry_name`); then
+//! `containers::create` from that same reference and `containers::start`.
 //! Progress: the pull reports its own; `create` reports each step around it.
 
 pub use create_spec::{create_and_start, decode, plan, Body, CreateParams, Plan};
 use stevedore_sdk::images::{self, PullRequest, Source};
-use stevedore_sdk::{task, Category, Error};
+use stevedore_sdk::{task, Category, Error, RuntimeKind};
 
 /// The category.
 pub struct Create;
@@ -26,9 +28,25 @@ pub fn check_source(source: &Source) -> Result<(), Error> {
     }
 }
 
-/// Make sure the image is there: inspect it, pull it when it is missing.
+/// Point the plan's container at the image its `repository` names: the
+/// reference the engine gives the image when it pulls it from there
+/// ([`Plan::source_reference`]), with the registry the host resolves.
+pub fn locate(plan: &mut Plan) -> Result<(), Error> {
+    // LXC images and Docker Hub's keep the name asked for: no registry to ask.
+    let registry = match plan.source {
+        Source::Qnap | Source::Private(_) if plan.spec.runtime == RuntimeKind::Docker => {
+            images::resolve(&plan.source)?
+        }
+        _ => String::new(),
+    };
+    plan.spec.image = plan.source_reference(&registry);
+    Ok(())
+}
+
+/// Make sure the plan's image (`spec.image`, see [`locate`]) is there:
+/// inspect it, pull it when it is missing.
 pub fn ensure_image(plan: &Plan) -> Result<(), Error> {
-    let reference = plan.reference();
+    let reference = plan.spec.image.clone();
     let runtime = plan.spec.runtime;
     task::progress(0, &format!("looking for image {reference}"));
     match images::inspect(runtime, &reference) {
@@ -67,7 +85,8 @@ impl Category for Create {
     }
 
     fn run(body: Body) -> Result<Option<String>, Error> {
-        let plan = plan(&decode(&body)?)?;
+        let mut plan = plan(&decode(&body)?)?;
+        locate(&mut plan)?;
         ensure_image(&plan)?;
         create_and_start(&plan).map(Some)
     }

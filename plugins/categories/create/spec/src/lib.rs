@@ -36,8 +36,27 @@
 //!   silently dropped. `network.dns` and `network.expose_port` are taken for
 //!   both: LXC writes the servers to the container's `/etc/resolv.conf`, and
 //!   every port of an LXC container is reachable on its bridge anyway.
-//! - Network settings the runtime interface cannot express (`network.mode`
-//!   other than `nat`, `mac_addr`, `interface`, `join`) are refused when set.
+//! - `network.mode` is `nat` (the engine's default bridge, the default) or
+//!   `bridge`: the container is on the host's network through a host
+//!   interface, as a macvlan network on it that the host makes once per
+//!   interface. The interface is `network.interface`, or
+//!   `network.bridge.interface.bridge` as Container Station's own example
+//!   sends it (both given must agree); an interface alone implies `bridge`.
+//!   `network.bridge.mode` `dhcp` (the default) lets the engine assign the
+//!   address on that network; `static` is refused, as is a
+//!   `bridge.interface.name` other than `eth0` (the engine names the
+//!   container's interface). Whether the interface exists is checked on
+//!   the host when the task runs.
+//! - `network.mac_addr` sets the MAC address of the container's interface
+//!   (a unicast address; written lowercase with `:`).
+//! - `network.join`: `true`/`false` as Container Station documents it
+//!   ("join the existing interface bridge": the interface's network is
+//!   always joined when it exists); a container name shares that
+//!   container's network namespace, as Docker's `--network container:`.
+//!   Joining excludes the settings the joined network decides:
+//!   `network.mode` `bridge`, `interface`, `mac_addr`, `hostname`, `port`,
+//!   `dns`, `expose_port` and `links`.
+//! - These network settings are for Docker; `host` mode is refused.
 //! - `labels` (`{"key": "value"}`) is an extension beyond Container Station.
 //! - Unknown top-level fields are ignored (Container Station's clients send
 //!   more than it documents); `resource.limit` and `volume.host` entries
@@ -48,7 +67,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use stevedore_sdk::check::{self, Object};
-use stevedore_sdk::containers::{BindMount, ContainerSpec, PortBinding};
+use stevedore_sdk::containers::{
+    BindMount, ContainerSpec, NetworkChoice, NetworkMode, PortBinding,
+};
 use stevedore_sdk::images::Source;
 use stevedore_sdk::{containers, task, Error, RuntimeKind};
 
@@ -146,18 +167,44 @@ pub struct Network {
     /// Published ports, `[[host, container, "tcp"|"udp"]]`.
     #[serde(default)]
     pub port: Option<Vec<Value>>,
-    /// Network mode; only `nat` (the engine's default network) is supported.
+    /// `nat` (the engine's default network) or `bridge` (a host interface).
     #[serde(default)]
     pub mode: Option<String>,
-    /// MAC address; not supported.
+    /// The `bridge` mode's settings.
+    #[serde(default)]
+    pub bridge: Option<Object<Bridge>>,
+    /// MAC address of the container's interface.
     #[serde(default)]
     pub mac_addr: Option<String>,
-    /// Ethernet interface; not supported.
+    /// Host interface for `bridge` mode.
     #[serde(default)]
     pub interface: Option<String>,
-    /// Join an existing bridge; not supported.
+    /// `true`/`false` (join the interface's existing network), or the name
+    /// of a container whose network namespace to share.
     #[serde(default)]
-    pub join: Option<bool>,
+    pub join: Option<Value>,
+}
+
+/// `network.bridge`.
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
+pub struct Bridge {
+    /// `dhcp` (the default: the address is assigned on the network).
+    #[serde(default)]
+    pub mode: Option<String>,
+    /// The host interface and the container's interface name.
+    #[serde(default)]
+    pub interface: Option<Object<BridgeInterface>>,
+}
+
+/// `network.bridge.interface`.
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
+pub struct BridgeInterface {
+    /// The host interface (or bridge) to attach to.
+    #[serde(default)]
+    pub bridge: Option<String>,
+    /// The container's interface name; `eth0`.
+    #[serde(default)]
+    pub name: Option<String>,
 }
 
 /// `resource`.
@@ -211,6 +258,27 @@ pub struct HostBind {
     /// Mount read-only.
     #[serde(default)]
     pub ro: Option<bool>,
+    /// Mount read-write (what some clients send instead of `ro`); `ro` and
+    /// `rw` given together must agree.
+    #[serde(default)]
+    pub rw: Option<bool>,
+}
+
+impl HostBind {
+    /// Whether the entry asks for a read-only mount (`false` when neither
+    /// `ro` nor `rw` is given); `field` names the entry for the error when
+    /// `ro` and `rw` disagree.
+    pub fn read_only(&self, field: &str) -> Result<bool, Error> {
+        match (self.ro, self.rw) {
+            (Some(ro), Some(rw)) if ro == rw => Err(Error::invalid(
+                &format!("{field}.rw"),
+                format!("rw: {rw} conflicts with ro: {ro}"),
+            )),
+            (Some(ro), _) => Ok(ro),
+            (None, Some(rw)) => Ok(!rw),
+            (None, None) => Ok(false),
+        }
+    }
 }
 
 /// What `create` does, once the params are checked.
@@ -224,12 +292,33 @@ pub struct Plan {
     pub source: Source,
     /// The container to create.
     pub spec: ContainerSpec,
+    /// Its network, when it is not the engine's default bridge or has a
+    /// MAC address: then `containers::create-on-network` creates it.
+    pub network: Option<NetworkChoice>,
 }
 
 impl Plan {
     /// `image:tag`.
     pub fn reference(&self) -> String {
         format!("{}:{}", self.image, self.tag)
+    }
+
+    /// The reference the runtime names the image by once pulled from
+    /// `source`, whose registry is `registry` (as `images::resolve`
+    /// answers): a Docker image from the `qnap` or a `private` registry is
+    /// `<registry>/<image>:<tag>`, as the engine pulled it, so the
+    /// container is made from the registry's image and never from a local
+    /// image that merely shares its short name. Docker Hub images (the
+    /// host names a mirror's pull as asked) and LXC images are `image:tag`.
+    pub fn source_reference(&self, registry: &str) -> String {
+        let from_registry = !matches!(self.source, Source::Dockerhub)
+            && self.spec.runtime == RuntimeKind::Docker
+            && !registry.is_empty();
+        if from_registry {
+            format!("{registry}/{}", self.reference())
+        } else {
+            self.reference()
+        }
     }
 }
 
@@ -675,22 +764,29 @@ pub fn plan(p: &CreateParams) -> Result<Plan, Error> {
         check::hostname("network.hostname", h)?;
     }
     let ports = ports(net.port.as_deref().unwrap_or_default())?;
-    if let Some(mode) = set(&net.mode) {
-        if mode != "nat" {
+    let network = network_choice(&net)?;
+    let asks_network = network.is_some();
+    docker_only("network", asks_network)?;
+    if matches!(
+        network,
+        Some(NetworkChoice {
+            mode: NetworkMode::Join(_),
+            ..
+        })
+    ) {
+        let decided = [
+            ("network.hostname", hostname.is_some()),
+            ("network.port", !ports.is_empty()),
+            ("network.dns", !dns.is_empty()),
+            ("network.expose_port", !expose_ports.is_empty()),
+            ("links", !links.is_empty()),
+        ];
+        if let Some((field, _)) = decided.iter().find(|(_, set)| *set) {
             return Err(Error::invalid(
-                "network.mode",
-                "only \"nat\" (the engine's default network) is supported",
+                field,
+                "cannot be set with network.join: the joined container's network decides it",
             ));
         }
-    }
-    if set(&net.mac_addr).is_some() {
-        return Err(Error::invalid("network.mac_addr", "is not supported"));
-    }
-    if set(&net.interface).is_some() {
-        return Err(Error::invalid("network.interface", "is not supported"));
-    }
-    if net.join == Some(true) {
-        return Err(Error::invalid("network.join", "is not supported"));
     }
 
     let res = p.resource.clone().unwrap_or_default().0;
@@ -730,7 +826,7 @@ pub fn plan(p: &CreateParams) -> Result<Plan, Error> {
         binds.push(BindMount {
             host_path: host_path.trim_start_matches('/').to_string(),
             container_path: container_path.to_string(),
-            read_only: bind.ro.unwrap_or(false),
+            read_only: bind.read_only(&field)?,
         });
     }
     let mut volumes_from = Vec::new();
@@ -807,7 +903,165 @@ pub fn plan(p: &CreateParams) -> Result<Plan, Error> {
         tag: tag.to_string(),
         source,
         spec,
+        network,
     })
+}
+
+/// A host interface name as the kernel and the engine's network names
+/// take it: 1 to 15 letters, digits, `_`, `.` or `-`, not `.` or `..`.
+pub fn interface_name(field: &str, value: &str) -> Result<String, Error> {
+    let ok = (1..=15).contains(&value.len())
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+        && value != "."
+        && value != "..";
+    if ok {
+        Ok(value.to_string())
+    } else {
+        Err(Error::invalid(
+            field,
+            "must be a host interface name (1 to 15 letters, digits, `_`, `.` or `-`)",
+        ))
+    }
+}
+
+/// A MAC address, `02:42:AC:11:00:02` or with `-`, as a lowercase
+/// unicast address with `:`.
+pub fn mac_address(field: &str, value: &str) -> Result<String, Error> {
+    let parts: Vec<&str> = value.split([':', '-']).collect();
+    let octets: Option<Vec<u8>> = (parts.len() == 6)
+        .then(|| {
+            parts
+                .iter()
+                .map(|p| {
+                    (p.len() == 2)
+                        .then(|| u8::from_str_radix(p, 16).ok())
+                        .flatten()
+                })
+                .collect()
+        })
+        .flatten();
+    let Some(octets) = octets else {
+        return Err(Error::invalid(
+            field,
+            "must be a MAC address such as \"02:42:ac:11:00:02\"",
+        ));
+    };
+    if octets[0] & 1 == 1 {
+        return Err(Error::invalid(
+            field,
+            "must be a unicast address (the first octet even)",
+        ));
+    }
+    Ok(octets
+        .iter()
+        .map(|o| format!("{o:02x}"))
+        .collect::<Vec<_>>()
+        .join(":"))
+}
+
+/// The network settings as a [`NetworkChoice`]; `None` for the engine's
+/// default bridge without a MAC address (a plain `containers::create`).
+pub fn network_choice(net: &Network) -> Result<Option<NetworkChoice>, Error> {
+    let mode = set(&net.mode);
+    match mode {
+        None | Some("nat") | Some("bridge") => {}
+        Some(_) => {
+            return Err(Error::invalid(
+                "network.mode",
+                "must be \"nat\" (the engine's default network) or \"bridge\" (a host interface)",
+            ))
+        }
+    }
+    let bridge = net.bridge.clone().unwrap_or_default().0;
+    match set(&bridge.mode) {
+        None | Some("dhcp") => {}
+        Some("static") => return Err(Error::invalid(
+            "network.bridge.mode",
+            "only \"dhcp\" is supported: the engine assigns the address on the interface's network",
+        )),
+        Some(_) => return Err(Error::invalid("network.bridge.mode", "must be \"dhcp\"")),
+    }
+    let bridge_if = bridge.interface.clone().unwrap_or_default().0;
+    if let Some(name) = set(&bridge_if.name) {
+        if name != "eth0" {
+            return Err(Error::invalid(
+                "network.bridge.interface.name",
+                "must be \"eth0\": the engine names the container's interface",
+            ));
+        }
+    }
+    let interface = set(&net.interface)
+        .map(|i| interface_name("network.interface", i.trim()))
+        .transpose()?;
+    let bridged = set(&bridge_if.bridge)
+        .map(|i| interface_name("network.bridge.interface.bridge", i.trim()))
+        .transpose()?;
+    let interface = match (interface, bridged) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(Error::invalid(
+                "network.bridge.interface.bridge",
+                format!("`{b}` differs from network.interface `{a}`"),
+            ))
+        }
+        (a, b) => a.or(b),
+    };
+    let join = match &net.join {
+        None | Some(Value::Null) | Some(Value::Bool(_)) => None,
+        Some(Value::String(s)) if s.trim().is_empty() => None,
+        Some(Value::String(s)) => {
+            check::name("network.join", s.trim())?;
+            Some(s.trim().to_string())
+        }
+        Some(_) => {
+            return Err(Error::invalid(
+                "network.join",
+                "must be true, false or the name of a container whose network to share",
+            ))
+        }
+    };
+    let mac = set(&net.mac_addr)
+        .map(|m| mac_address("network.mac_addr", m.trim()))
+        .transpose()?;
+    let mode = match (mode, interface, join) {
+        (_, Some(_), Some(_)) | (Some("bridge"), None, Some(_)) => {
+            return Err(Error::invalid(
+                "network.join",
+                "cannot be a container with network.mode \"bridge\" or network.interface",
+            ))
+        }
+        (Some("nat"), Some(_), None) => {
+            return Err(Error::invalid(
+                "network.interface",
+                "needs network.mode \"bridge\" (\"nat\" is the engine's default network)",
+            ))
+        }
+        (Some("bridge"), None, None) => {
+            return Err(Error::invalid(
+                "network.interface",
+                "is required with network.mode \"bridge\"",
+            ))
+        }
+        (_, Some(i), None) => NetworkMode::HostInterface(i),
+        (_, None, Some(c)) => {
+            if mac.is_some() {
+                return Err(Error::invalid(
+                    "network.mac_addr",
+                    "cannot be set with network.join: the joined container's network decides it",
+                ));
+            }
+            NetworkMode::Join(c)
+        }
+        (_, None, None) => NetworkMode::Nat,
+    };
+    if matches!(mode, NetworkMode::Nat) && mac.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(NetworkChoice {
+        mode,
+        mac_address: mac,
+    }))
 }
 
 /// A params body as it arrives: a JSON object (an array or a scalar is
@@ -828,7 +1082,10 @@ pub fn create_and_start(plan: &Plan) -> Result<String, Error> {
     let name = &plan.spec.name;
     task::check_cancelled()?;
     task::progress(90, &format!("creating container {name}"));
-    let id = containers::create(&plan.spec)?;
+    let id = match &plan.network {
+        None => containers::create(&plan.spec)?,
+        Some(network) => containers::create_on_network(&plan.spec, network)?,
+    };
     task::info(&format!("created container {name} ({id})"));
     task::check_cancelled()?;
     task::progress(95, &format!("starting container {name}"));

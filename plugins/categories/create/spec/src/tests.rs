@@ -321,26 +321,91 @@ fn network_fields_are_checked() {
     .unwrap();
     assert_eq!(
         message(docker(json!({"network": {"mode": "host"}}))),
-        "network.mode: only \"nat\" (the engine's default network) is supported"
+        "network.mode: must be \"nat\" (the engine's default network) or \"bridge\" (a host interface)"
     );
-    assert_eq!(
-        message(docker(
-            json!({"network": {"mac_addr": "02:42:ac:11:00:02"}})
-        )),
-        "network.mac_addr: is not supported"
-    );
-    assert_eq!(
-        message(docker(json!({"network": {"interface": "eth0"}}))),
-        "network.interface: is not supported"
-    );
-    assert_eq!(
-        message(docker(json!({"network": {"join": true}}))),
-        "network.join: is not supported"
-    );
-    plan_of(docker(
+    let p = plan_of(docker(
         json!({"network": {"mode": "", "mac_addr": "", "interface": "", "join": false}}),
     ))
     .unwrap();
+    assert!(p.network.is_none(), "the default bridge: a plain create");
+}
+
+#[test]
+fn network_modes_map_to_a_choice() {
+    let choice = |net: Value| plan_of(docker(json!({ "network": net }))).unwrap().network;
+    // A MAC address on the default bridge, normalised.
+    let c = choice(json!({"mode": "nat", "mac_addr": "02-42-AC-11-00-99"})).unwrap();
+    assert!(matches!(c.mode, NetworkMode::Nat));
+    assert_eq!(c.mac_address.as_deref(), Some("02:42:ac:11:00:99"));
+    // Container Station's own `bridge` example, and `interface` alone.
+    let c = choice(json!({"mode": "bridge", "bridge": {"mode": "dhcp",
+        "interface": {"bridge": "br0", "name": "eth0"}}, "join": true}))
+    .unwrap();
+    assert!(matches!(c.mode, NetworkMode::HostInterface(ref i) if i == "br0"));
+    let c = choice(json!({"interface": "eth1", "mac_addr": "02:00:00:00:00:01"})).unwrap();
+    assert!(matches!(c.mode, NetworkMode::HostInterface(ref i) if i == "eth1"));
+    assert_eq!(c.mac_address.as_deref(), Some("02:00:00:00:00:01"));
+    // Another container's network.
+    let c = choice(json!({"join": "db"})).unwrap();
+    assert!(matches!(c.mode, NetworkMode::Join(ref n) if n == "db"));
+    assert!(c.mac_address.is_none());
+}
+
+#[test]
+fn network_settings_we_cannot_honour_are_refused_naming_the_field() {
+    let net = |n: Value| message(docker(json!({ "network": n })));
+    assert_eq!(
+        net(json!({"mode": "bridge"})),
+        "network.interface: is required with network.mode \"bridge\""
+    );
+    assert_eq!(
+        net(json!({"mode": "nat", "interface": "eth0"})),
+        "network.interface: needs network.mode \"bridge\" (\"nat\" is the engine's default network)"
+    );
+    assert_eq!(
+        net(json!({"interface": "eth0", "bridge": {"interface": {"bridge": "br0"}}})),
+        "network.bridge.interface.bridge: `br0` differs from network.interface `eth0`"
+    );
+    assert_eq!(
+        net(json!({"interface": "../../etc"})),
+        "network.interface: must be a host interface name (1 to 15 letters, digits, `_`, `.` or `-`)"
+    );
+    assert_eq!(
+        net(json!({"mode": "bridge", "interface": "eth0", "bridge": {"mode": "static"}})),
+        "network.bridge.mode: only \"dhcp\" is supported: the engine assigns the address on the interface's network"
+    );
+    assert_eq!(
+        net(json!({"interface": "eth0", "bridge": {"interface": {"name": "eth1"}}})),
+        "network.bridge.interface.name: must be \"eth0\": the engine names the container's interface"
+    );
+    assert_eq!(
+        net(json!({"mac_addr": "02:42:ac:11:00"})),
+        "network.mac_addr: must be a MAC address such as \"02:42:ac:11:00:02\""
+    );
+    assert_eq!(
+        net(json!({"mac_addr": "01:00:5e:00:00:01"})),
+        "network.mac_addr: must be a unicast address (the first octet even)"
+    );
+    assert_eq!(
+        net(json!({"join": "db", "interface": "eth0"})),
+        "network.join: cannot be a container with network.mode \"bridge\" or network.interface"
+    );
+    assert_eq!(
+        net(json!({"join": "db", "mac_addr": "02:00:00:00:00:01"})),
+        "network.mac_addr: cannot be set with network.join: the joined container's network decides it"
+    );
+    assert_eq!(
+        net(json!({"join": "db", "port": [[8080, 80]]})),
+        "network.port: cannot be set with network.join: the joined container's network decides it"
+    );
+    assert_eq!(
+        net(json!({"join": 3})),
+        "network.join: must be true, false or the name of a container whose network to share"
+    );
+    assert_eq!(
+        message(lxc(json!({"network": {"mac_addr": "02:00:00:00:00:01"}}))),
+        "network: only docker containers take this field"
+    );
 }
 
 #[test]
@@ -476,6 +541,24 @@ fn volume_fields_are_checked() {
     assert!(host(json!({"/Public": {"bind": "/mnt", "readonly": true}}))
         .contains("unknown field `readonly`"));
     assert!(host(json!({"/Public": {"bind": "/mnt", "ro": "yes"}})).contains("invalid type"));
+    // `rw`, as public clients send it, and `ro` with it when they agree.
+    let read_only = |entry: Value| {
+        plan_of(docker(json!({"volume": {"host": {"/Public": entry}}})))
+            .unwrap()
+            .spec
+            .binds[0]
+            .read_only
+    };
+    assert!(!read_only(json!({"bind": "/mnt", "rw": true})));
+    assert!(read_only(json!({"bind": "/mnt", "rw": false})));
+    assert!(read_only(json!({"bind": "/mnt", "ro": true, "rw": false})));
+    assert!(!read_only(json!({"bind": "/mnt", "ro": false, "rw": true})));
+    assert!(!read_only(json!({"bind": "/mnt"})));
+    assert_eq!(
+        host(json!({"/Public": {"bind": "/mnt", "ro": true, "rw": true}})),
+        "volume.host[\"/Public\"].rw: rw: true conflicts with ro: true"
+    );
+    assert!(host(json!({"/Public": {"bind": "/mnt", "rw": "yes"}})).contains("invalid type"));
     assert_eq!(
         host(json!({"/A": {"bind": "/mnt"}, "/B": {"bind": "/mnt/"}})),
         "volume.host[\"/B\"].bind: /mnt/ is mounted twice"
