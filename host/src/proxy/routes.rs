@@ -61,7 +61,7 @@ pub fn routes(records: &[(String, String)]) -> Vec<Route> {
             })
         })
         .collect();
-    out.sort_by(|a, b| b.prefix.len().cmp(&a.prefix.len()));
+    out.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
     out
 }
 
