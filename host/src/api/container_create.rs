@@ -50,7 +50,7 @@ pub const TASK_HEADER: &str = "x-stevedore-task";
         (status = 409, description = "The name is taken, or the task was cancelled", body = super::error::ErrorBody),
         (status = 429, description = "The user has the most tasks waiting that their policy allows", body = super::error::ErrorBody),
         (status = 502, description = "The engine refused or failed", body = super::error::ErrorBody),
-        (status = 503, description = "The server stopped before the task ended", body = super::error::ErrorBody),
+        (status = 503, description = "The server stopped before the task ended, or the plugin hit its CPU or memory limit", body = super::error::ErrorBody),
     ))]
 pub async fn create(
     State(state): State<AppState>,
@@ -168,7 +168,9 @@ pub fn failure(task: &Task) -> AppError {
     } else if code == ResultCode::Interrupted.code() {
         (StatusCode::SERVICE_UNAVAILABLE, "interrupted")
     } else if code == ResultCode::LimitExceeded.code() {
-        (StatusCode::INTERNAL_SERVER_ERROR, "limit_exceeded")
+        // The plugin ran out of the CPU or memory the host lends it: the
+        // server could not do it now, which is not a fault of the request.
+        (StatusCode::SERVICE_UNAVAILABLE, "limit_exceeded")
     } else if message.starts_with("not found: ") {
         (StatusCode::NOT_FOUND, "not_found")
     } else if message.starts_with("denied: ") {
