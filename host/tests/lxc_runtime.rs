@@ -222,7 +222,9 @@ async fn lifecycle_list_restart_delete_and_rules_going_with_the_container() {
     let list = f.runtime.container_list(&cx, LXC).await.unwrap();
     assert_eq!(list.len(), 1);
     assert_eq!(list[0].state, ContainerState::Running);
-    let ip = list[0].ipaddress.clone().unwrap();
+    let ips = list[0].ipaddress.clone().unwrap();
+    assert_eq!(ips.len(), 1, "one address on the bridge: {ips:?}");
+    let ip = ips[0].clone();
     let body = wait_for("httpd through the mapped port", || http_get(port)).await;
     assert!(body.contains("hello from stevedore lxc"));
     let bridge = env("STEVEDORE_TEST_LXC_BRIDGE");
@@ -294,7 +296,7 @@ async fn lifecycle_list_restart_delete_and_rules_going_with_the_container() {
     assert_eq!(entry.state, ContainerState::Running);
     assert_eq!(
         entry.ipaddress.as_deref(),
-        Some(ip.as_str()),
+        Some(std::slice::from_ref(&ip)),
         "the address is kept"
     );
     wait_for("httpd after the restart", || http_get(port)).await;

@@ -20,9 +20,7 @@ use std::time::{Duration, Instant};
 use reqwest::header::{CONTENT_TYPE, COOKIE, SET_COOKIE};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use stevedore_e2e::{
-    copy_dir, docker, unique, workspace_root, Options, Server, ADMIN_PASSWORD,
-};
+use stevedore_e2e::{copy_dir, docker, unique, workspace_root, Options, Server, ADMIN_PASSWORD};
 
 /// The session cookie a real Container Station sets.
 const SESSION_COOKIE: &str = "CS_SESS_ID";
@@ -368,14 +366,22 @@ async fn popster_deploys_reads_logs_and_logs_out() {
         assert_eq!(r.status, 200, "{}", r.body);
         assert_eq!(integer(&r.body, "tail"), 1000);
         let logs = string(&r.body, "logs");
-        if logs.contains("popster-out") && logs.contains("popster-err") && logs.contains("photo.jpg") {
+        if logs.contains("popster-out")
+            && logs.contains("popster-err")
+            && logs.contains("photo.jpg")
+        {
             break logs;
         }
-        assert!(Instant::now() < until, "both streams never reached the logs: {logs}");
+        assert!(
+            Instant::now() < until,
+            "both streams never reached the logs: {logs}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert!(!logs.contains("error"), "{logs}");
-    assert!(share(&server).join("Pictures/Para Organizar/sorted").exists());
+    assert!(share(&server)
+        .join("Pictures/Para Organizar/sorted")
+        .exists());
 
     // logout(): PUT /logout, answer read as JSON.
     let r = reply(call(Method::PUT, "/logout").send().await.unwrap()).await;
@@ -421,7 +427,11 @@ async fn go_containerstation_decodes_every_answer() {
         .unwrap();
     let call = |m: Method, path: &str| jar.request(m, format!("{base}{path}"));
     let ok = |r: &Reply, what: &str| {
-        assert_eq!(r.status, 200, "{what}: Go's client refuses any other status: {}", r.body);
+        assert_eq!(
+            r.status, 200,
+            "{what}: Go's client refuses any other status: {}",
+            r.body
+        );
         assert!(r.json, "{what}: JSON");
     };
 
@@ -477,7 +487,9 @@ async fn go_containerstation_decodes_every_answer() {
     // ResourceUsage: cpu_usage a string, memory_usage of integers.
     let r = reply(call(Method::GET, "/system/resource").send().await.unwrap()).await;
     ok(&r, "system/resource");
-    let cpu: f64 = string(&r.body, "cpu_usage").parse().expect("a number in a string");
+    let cpu: f64 = string(&r.body, "cpu_usage")
+        .parse()
+        .expect("a number in a string");
     assert!((0.0..=100.0 * 1024.0).contains(&cpu), "{}", r.body);
     let m = &r.body["memory_usage"];
     for key in [
@@ -496,16 +508,41 @@ async fn go_containerstation_decodes_every_answer() {
     // NetworkPort: `{"used": bool}`; the server's own port is in use, a port
     // nobody listens on is not.
     let own = server.addr.port();
-    let r = reply(call(Method::GET, &format!("/system/port/tcp/{own}")).send().await.unwrap()).await;
+    let r = reply(
+        call(Method::GET, &format!("/system/port/tcp/{own}"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     ok(&r, "system/port");
     assert!(boolean(&r.body, "used"), "{}", r.body);
     let free = stevedore_e2e::free_port();
-    let r = reply(call(Method::GET, &format!("/system/port/tcp/{free}")).send().await.unwrap()).await;
+    let r = reply(
+        call(Method::GET, &format!("/system/port/tcp/{free}"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     ok(&r, "system/port");
     assert!(!boolean(&r.body, "used"), "{}", r.body);
-    let r = reply(call(Method::GET, "/system/port/sctp/80").send().await.unwrap()).await;
+    let r = reply(
+        call(Method::GET, "/system/port/sctp/80")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(r.status, 400, "{}", r.body);
-    assert!(r.body["error"]["message"].as_str().unwrap_or("").contains("protocol"), "{}", r.body);
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("protocol"),
+        "{}",
+        r.body
+    );
 
     // ListContainers: []*Container.
     let r = reply(call(Method::GET, "/container").send().await.unwrap()).await;
@@ -535,24 +572,60 @@ async fn go_containerstation_decodes_every_answer() {
     let id = string(entry, "id");
 
     // GetContainer, StopContainer, StartContainer, RestartContainer: *Container.
-    let r = reply(call(Method::GET, &format!("/container/docker/{id}")).send().await.unwrap()).await;
+    let r = reply(
+        call(Method::GET, &format!("/container/docker/{id}"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     ok(&r, "GetContainer");
     assert_docker_entry(&r.body, true);
-    let r = reply(call(Method::PUT, &format!("/container/docker/{id}/stop")).send().await.unwrap()).await;
+    let r = reply(
+        call(Method::PUT, &format!("/container/docker/{id}/stop"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     ok(&r, "StopContainer");
     assert_docker_entry(&r.body, false);
     assert_eq!(r.body["state"], "stopped");
-    let r = reply(call(Method::PUT, &format!("/container/docker/{id}/start")).send().await.unwrap()).await;
+    let r = reply(
+        call(Method::PUT, &format!("/container/docker/{id}/start"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     ok(&r, "StartContainer");
     assert_eq!(r.body["state"], "running");
-    let r = reply(call(Method::PUT, &format!("/container/docker/{id}/restart")).send().await.unwrap()).await;
+    let r = reply(
+        call(Method::PUT, &format!("/container/docker/{id}/restart"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     ok(&r, "RestartContainer");
     assert_eq!(r.body["state"], "running");
 
     // RemoveContainer decodes the answer into a Container: an object.
-    let r = reply(call(Method::PUT, &format!("/container/docker/{id}/stop")).send().await.unwrap()).await;
+    let r = reply(
+        call(Method::PUT, &format!("/container/docker/{id}/stop"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     ok(&r, "StopContainer");
-    let r = reply(call(Method::DELETE, &format!("/container/docker/{id}")).send().await.unwrap()).await;
+    let r = reply(
+        call(Method::DELETE, &format!("/container/docker/{id}"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     ok(&r, "RemoveContainer");
     assert!(r.body.is_object(), "{}", r.body);
 
@@ -590,7 +663,12 @@ async fn mcp_fetch(
 async fn mcp_login(http: &reqwest::Client, base: &str) -> String {
     let body = json!({"username": "admin", "password": ADMIN_PASSWORD});
     let r = mcp_fetch(http, base, "", Method::POST, "/login", Some(body)).await;
-    assert!(r.status.is_success(), "Login failed ({}): {}", r.status, r.body);
+    assert!(
+        r.status.is_success(),
+        "Login failed ({}): {}",
+        r.status,
+        r.body
+    );
     assert_eq!(
         r.cookies.len(),
         1,
@@ -601,7 +679,13 @@ async fn mcp_login(http: &reqwest::Client, base: &str) -> String {
 }
 
 /// `request<T>()` of the MCP client: an ok status and a JSON body.
-async fn mcp_request(http: &reqwest::Client, base: &str, cookie: &str, m: Method, path: &str) -> Value {
+async fn mcp_request(
+    http: &reqwest::Client,
+    base: &str,
+    cookie: &str,
+    m: Method,
+    path: &str,
+) -> Value {
     let r = mcp_fetch(http, base, cookie, m, path, None).await;
     assert!(
         r.status.is_success(),
@@ -637,7 +721,10 @@ async fn mcp_client_drives_containers_and_apps() {
     assert_eq!(a.status, 200, "{:?}", a.body);
     let app = unique("mcpapp");
     let task = admin
-        .submit_ok("application", &json!({"template": "trio", "name": app}).to_string())
+        .submit_ok(
+            "application",
+            &json!({"template": "trio", "name": app}).to_string(),
+        )
         .await;
     let t = admin
         .wait_until(task, Duration::from_secs(120), |t| {
@@ -673,7 +760,10 @@ async fn mcp_client_drives_containers_and_apps() {
         if string(&v, "logs").contains("mcp-was-here") {
             break;
         }
-        assert!(Instant::now() < until, "the output never reached the logs: {v}");
+        assert!(
+            Instant::now() < until,
+            "the output never reached the logs: {v}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // start/stop/restart: bodiless PUTs with a JSON content type.
@@ -714,7 +804,11 @@ async fn mcp_client_drives_containers_and_apps() {
     let path = format!("/container/docker/{id}");
     mcp_request(&http, &base, &cookie, Method::DELETE, &path).await;
     let a = admin
-        .send(Method::DELETE, &format!("apps/{app}?remove_volumes=true"), None)
+        .send(
+            Method::DELETE,
+            &format!("apps/{app}?remove_volumes=true"),
+            None,
+        )
         .await;
     assert_eq!(a.status, 200, "{:?}", a.body);
     remove_container(&name);
@@ -755,7 +849,8 @@ async fn g1zm0e_builds_a_container_from_its_config() {
         assert_eq!(r.status, 200, "{what}: {}", r.body);
         let keys = r.body.as_object();
         assert!(
-            keys.map(|o| !o.contains_key("error")).unwrap_or(r.body.is_array()),
+            keys.map(|o| !o.contains_key("error"))
+                .unwrap_or(r.body.is_array()),
             "{what}: 'error' in response.json().keys(): {}",
             r.body
         );
@@ -820,15 +915,33 @@ async fn g1zm0e_builds_a_container_from_its_config() {
 
     // get_container(c_name): `/container/{name}`, a path the API does not
     // have: the client reads `'error'` from a JSON answer, not an HTML page.
-    let r = reply(call(Method::GET, &format!("/container/{name}")).send().await.unwrap()).await;
+    let r = reply(
+        call(Method::GET, &format!("/container/{name}"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_ne!(r.status, 200);
     assert!(r.content_type.starts_with("application/json"), "{}", r.body);
     assert!(r.body.get("error").is_some(), "{}", r.body);
 
     // stop_container(id), delete_container(id): JSON objects without 'error'.
-    let r = reply(call(Method::PUT, &format!("/container/docker/{id}/stop")).send().await.unwrap()).await;
+    let r = reply(
+        call(Method::PUT, &format!("/container/docker/{id}/stop"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     fine(&r, "stop_container");
-    let r = reply(call(Method::DELETE, &format!("/container/docker/{id}")).send().await.unwrap()).await;
+    let r = reply(
+        call(Method::DELETE, &format!("/container/docker/{id}"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     fine(&r, "delete_container");
     assert!(r.body.is_object(), "{}", r.body);
     let r = reply(call(Method::GET, "/container").send().await.unwrap()).await;

@@ -101,10 +101,16 @@ mod tests {
         assert!(!udp("tcp").unwrap());
         assert!(udp("udp").unwrap());
         let e = udp("sctp").unwrap_err();
-        assert!(e.body()["error"]["message"].as_str().unwrap().starts_with("protocol:"));
+        assert!(e.body()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("protocol:"));
         for bad in ["0", "65536", "-1", "http", ""] {
             let e = port_number(bad).unwrap_err();
-            assert!(e.body()["error"]["message"].as_str().unwrap().starts_with("port:"));
+            assert!(e.body()["error"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("port:"));
         }
         assert_eq!(port_number("8080").unwrap(), 8080);
     }
