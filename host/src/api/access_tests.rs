@@ -21,6 +21,8 @@ fn concrete(path: &str) -> String {
             "{id}" => "dtest",
             "{name}" => "dtest",
             "{action}" => "start",
+            "{protocol}" => "tcp",
+            "{port}" => "8080",
             s if s.starts_with('{') => panic!("no sample value for {s} in {path}"),
             s => s,
         })

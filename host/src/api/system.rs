@@ -11,7 +11,6 @@
 //! not answer shows `""` and is not listed in `features`).
 
 use std::collections::HashSet;
-use std::sync::{Mutex, PoisonError};
 
 use axum::extract::State;
 use axum::Json;
@@ -89,10 +88,7 @@ pub async fn resource(_user: CurrentUser) -> Json<Value> {
     let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
     let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
     let cpu = cpu_ticks(&stat).map_or(0.0, |now| {
-        let previous = LAST_TICKS
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .replace(now);
+        let previous = LAST_TICKS.lock().replace(now);
         busy_percent(previous.unwrap_or_default(), now)
     });
     Json(json!({
@@ -102,7 +98,7 @@ pub async fn resource(_user: CurrentUser) -> Json<Value> {
 }
 
 /// The host's CPU ticks at the previous `system/resource` call.
-static LAST_TICKS: Mutex<Option<Ticks>> = Mutex::new(None);
+static LAST_TICKS: parking_lot::Mutex<Option<Ticks>> = parking_lot::Mutex::new(None);
 
 /// Total and busy (not idle, not waiting on I/O) CPU ticks of the host.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]

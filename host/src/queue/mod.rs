@@ -255,7 +255,7 @@ impl Queue {
         for name in self.names_of(category) {
             all.extend(self.inner.list(viewer, Some(&name)).await?);
         }
-        all.sort_by(|a, b| b.id.cmp(&a.id));
+        all.sort_by_key(|t| std::cmp::Reverse(t.id));
         Ok(all)
     }
     /// One page of the tasks visible to `viewer`, newest first, optionally
@@ -282,7 +282,7 @@ impl Queue {
                     .await?,
             );
         }
-        all.sort_by(|a, b| b.id.cmp(&a.id));
+        all.sort_by_key(|t| std::cmp::Reverse(t.id));
         all.truncate(page.limit);
         Ok(all)
     }

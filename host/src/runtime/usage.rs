@@ -62,8 +62,8 @@ pub fn rates(previous: Option<(Instant, Counters)>, at: Instant, now: Counters) 
     if secs <= 0.0 {
         return usage;
     }
-    let per_sec = |a: u64, b: u64| (b.checked_sub(a).unwrap_or(0) as f64 / secs).round() as u64;
-    usage.cpu = now.cpu_ns.checked_sub(before.cpu_ns).unwrap_or(0) as f64 / (secs * 1e9) * 100.0;
+    let per_sec = |a: u64, b: u64| (b.saturating_sub(a) as f64 / secs).round() as u64;
+    usage.cpu = now.cpu_ns.saturating_sub(before.cpu_ns) as f64 / (secs * 1e9) * 100.0;
     usage.rx = per_sec(before.rx, now.rx);
     usage.tx = per_sec(before.tx, now.tx);
     usage
