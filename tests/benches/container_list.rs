@@ -4,8 +4,10 @@
 //! services up: `cargo bench -p stevedore-e2e --bench container_list`.
 //!
 //! Prints the median, minimum and maximum of `STEVEDORE_BENCH_ROUNDS`
-//! (default 5) listings, after one listing that is not counted (it seeds
-//! the rates), and `docker ps -a` on the same engine for comparison.
+//! (default 5) listings, after a first listing that is timed on its own
+//! (it subscribes to every container's stats and waits for their first
+//! samples), alternating with what a user would run instead for the same
+//! figures, `docker stats --no-stream`, and with `docker ps -a` (no stats).
 
 use std::time::{Duration, Instant};
 
@@ -82,13 +84,21 @@ async fn main() {
         );
         took
     };
-    list().await;
+    let first = list().await;
+    println!("GET container, {CONTAINERS} running, first listing (subscribes, waits for the first samples): {first:?}");
     let mut ours = Vec::new();
+    let mut stats = Vec::new();
     let mut cli = Vec::new();
     for _ in 0..rounds {
         ours.push(list().await);
+        stats.push(timed("docker stats --no-stream > /dev/null"));
         cli.push(timed("docker ps -a -q > /dev/null"));
     }
+    let (stats_lo, stats_hi) = spread(&stats);
+    println!(
+        "docker stats --no-stream (the same figures), same engine: median {:?} (min {stats_lo:?}, max {stats_hi:?})",
+        median(stats)
+    );
     let (lo, hi) = spread(&ours);
     let (cli_lo, cli_hi) = spread(&cli);
     println!(

@@ -1,16 +1,16 @@
 //! Docker containers as Container Station's `GET container` lists them.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::time::{Duration, Instant};
 
 use bollard::query_parameters::{
-    ListContainersOptions, ListNetworksOptions, LogsOptions, RemoveContainerOptions, StatsOptions,
+    ListContainersOptions, ListNetworksOptions, LogsOptions, RemoveContainerOptions,
 };
 use bollard::Docker;
 use futures::StreamExt;
 
 use super::engine;
-use crate::runtime::usage::{Counters, Sampler};
+use super::live_stats::LiveStats;
+use crate::runtime::usage::Counters;
 use crate::runtime::{ContainerEntry, ContainerState, Error, RtResult, Usage};
 
 /// The label Docker Compose puts the project name in.
@@ -18,11 +18,6 @@ pub const COMPOSE_PROJECT_LABEL: &str = "com.docker.compose.project";
 /// The label Docker Compose puts the project's folder in.
 pub const COMPOSE_WORKING_DIR_LABEL: &str = "com.docker.compose.project.working_dir";
 
-/// How many stats requests run at once: enough that 50 running containers
-/// are sampled in a few rounds, few enough not to swamp the engine.
-const STATS_CONCURRENCY: usize = 32;
-/// How long one container's sample may take before it is left out.
-const STATS_TIMEOUT: Duration = Duration::from_secs(5);
 /// The most log text one `logs` call gathers (the tail's last bytes are kept).
 pub const MAX_LOG_BYTES: usize = 4 << 20;
 
@@ -122,39 +117,11 @@ fn entry_of(c: bollard::models::ContainerSummary, lan: &HashSet<String>) -> Cont
     }
 }
 
-/// One stats sample of each of `ids`, concurrently (at most
-/// [`STATS_CONCURRENCY`] at once): Docker's one-shot stats, which answer
-/// at once with the counters (no two-cycle wait); `sampler` turns them
-/// into rates against the previous listing. A container that stopped or
-/// did not answer in [`STATS_TIMEOUT`] is left out.
-pub async fn usage(api: &Docker, sampler: &Sampler, ids: Vec<String>) -> HashMap<String, Usage> {
-    futures::stream::iter(ids)
-        .map(|id| async move {
-            let options = StatsOptions {
-                stream: false,
-                one_shot: true,
-            };
-            let mut stream = api.stats(&id, Some(options));
-            let sample = tokio::time::timeout(STATS_TIMEOUT, stream.next()).await;
-            match sample {
-                Ok(Some(Ok(stats))) => {
-                    let counters = counters(&stats);
-                    Some((id.clone(), sampler.usage(&id, Instant::now(), counters)))
-                }
-                Ok(Some(Err(e))) => {
-                    tracing::debug!(container = %id, error = %e, "stats");
-                    None
-                }
-                _ => {
-                    tracing::debug!(container = %id, "stats: no sample in time");
-                    None
-                }
-            }
-        })
-        .buffer_unordered(STATS_CONCURRENCY)
-        .filter_map(std::future::ready)
-        .collect()
-        .await
+/// The usage of each of `ids` (running containers), from their live
+/// samples (see [`super::live_stats`]). A container with no sample in
+/// time is left out.
+pub async fn usage(api: &Docker, live: &LiveStats, ids: Vec<String>) -> HashMap<String, Usage> {
+    live.usage(api, ids, counters).await
 }
 
 /// The counters of one stats answer. Memory is what `docker stats` shows:

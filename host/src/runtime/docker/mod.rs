@@ -14,6 +14,7 @@ pub mod compose;
 pub mod credentials;
 pub mod files;
 pub mod listing;
+pub mod live_stats;
 pub mod load;
 pub mod network;
 pub mod progress;
@@ -108,8 +109,8 @@ pub struct DockerRuntime {
     pulls: SharedPulls,
     /// Bind sources pinned for the engine.
     pins: Pins,
-    /// The previous stats reading of each container, for rates.
-    sampler: crate::runtime::usage::Sampler,
+    /// Running containers' stats, followed while they are listed.
+    live: live_stats::LiveStats,
 }
 
 /// The Unix socket named by `DOCKER_HOST`.
@@ -162,7 +163,7 @@ impl DockerRuntime {
             credentials,
             pulls: SharedPulls::default(),
             pins,
-            sampler: Default::default(),
+            live: Default::default(),
         };
         runtime.sweep_pins();
         Ok(runtime)
@@ -1019,7 +1020,7 @@ impl Runtime for DockerRuntime {
         _kind: RuntimeKind,
         containers: Vec<String>,
     ) -> RtResult<std::collections::HashMap<String, crate::runtime::Usage>> {
-        Ok(listing::usage(&self.api, &self.sampler, containers).await)
+        Ok(listing::usage(&self.api, &self.live, containers).await)
     }
 
     async fn container_logs(
