@@ -93,6 +93,11 @@ async fn reply(r: reqwest::Response) -> Reply {
     }
 }
 
+/// Send a request and read its reply.
+async fn send(req: reqwest::RequestBuilder) -> Reply {
+    reply(req.send().await.unwrap()).await
+}
+
 /// `name=value` of the session cookie among `Set-Cookie` headers.
 fn session_pair(cookies: &[String]) -> String {
     let set = cookies
@@ -238,12 +243,9 @@ async fn popster_deploys_reads_logs_and_logs_out() {
     let call = |m: Method, path: &str| session.request(m, format!("{base}{path}"));
 
     // login(): POST /login with json=dict(username, password).
-    let r = reply(
+    let r = send(
         call(Method::POST, "/login")
-            .json(&json!({"username": "admin", "password": ADMIN_PASSWORD}))
-            .send()
-            .await
-            .unwrap(),
+            .json(&json!({"username": "admin", "password": ADMIN_PASSWORD})),
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.body);
@@ -251,12 +253,12 @@ async fn popster_deploys_reads_logs_and_logs_out() {
     session_pair(&r.cookies);
 
     // A stored session is refreshed first; "error" in the answer means stale.
-    let r = reply(call(Method::GET, "/login_refresh").send().await.unwrap()).await;
+    let r = send(call(Method::GET, "/login_refresh")).await;
     assert!(r.body.get("error").is_none(), "{}", r.body);
     assert_eq!(r.body["username"], "admin");
 
     // system(): the JSON answer, whole.
-    let r = reply(call(Method::GET, "/system").send().await.unwrap()).await;
+    let r = send(call(Method::GET, "/system")).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(r.body.is_object(), "{}", r.body);
 
@@ -280,7 +282,7 @@ async fn popster_deploys_reads_logs_and_logs_out() {
 
     for round in 0..2 {
         // existing = {k["name"]: k for k in GET /container}
-        let r = reply(call(Method::GET, "/container").send().await.unwrap()).await;
+        let r = send(call(Method::GET, "/container")).await;
         assert_eq!(r.status, 200, "{}", r.body);
         let existing = r.body.as_array().expect("an array").clone();
         for k in &existing {
@@ -292,24 +294,12 @@ async fn popster_deploys_reads_logs_and_logs_out() {
             assert_eq!(round, 1);
             if old["state"] == "running" {
                 let id = string(old, "id");
-                let r = reply(
-                    call(Method::PUT, &format!("/container/docker/{id}/stop"))
-                        .send()
-                        .await
-                        .unwrap(),
-                )
-                .await;
+                let r = send(call(Method::PUT, &format!("/container/docker/{id}/stop"))).await;
                 assert_eq!(r.status, 200, "{}", r.body);
                 assert!(r.json, "stop answers JSON");
             }
             let id = string(old, "id");
-            let r = reply(
-                call(Method::DELETE, &format!("/container/docker/{id}"))
-                    .send()
-                    .await
-                    .unwrap(),
-            )
-            .await;
+            let r = send(call(Method::DELETE, &format!("/container/docker/{id}"))).await;
             assert_eq!(r.status, 200, "{}", r.body);
             assert!(r.json, "delete answers JSON");
         } else {
@@ -320,25 +310,12 @@ async fn popster_deploys_reads_logs_and_logs_out() {
         let autostart = round == 1;
         let info = json!({"type": "docker", "name": name, "image": "busybox", "tag": "latest",
                           "volume": volumes, "autostart": autostart, "command": command});
-        let r = reply(
-            call(Method::POST, "/container")
-                .json(&info)
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+        let r = send(call(Method::POST, "/container").json(&info)).await;
         assert_eq!(r.status, 200, "POST container: {}", r.body);
         let id = string(&r.body, "id");
         assert!(docker(&["inspect", "-f", "{{.Id}}", &name]).starts_with(&id));
         if !autostart {
-            let r = reply(
-                call(Method::PUT, &format!("/container/docker/{id}/stop"))
-                    .send()
-                    .await
-                    .unwrap(),
-            )
-            .await;
+            let r = send(call(Method::PUT, &format!("/container/docker/{id}/stop"))).await;
             assert_eq!(r.status, 200, "{}", r.body);
         }
     }
@@ -357,12 +334,12 @@ async fn popster_deploys_reads_logs_and_logs_out() {
     }
 
     // logs.py: GET /container, then logs?tail=1000 of that id, read ["logs"].
-    let r = reply(call(Method::GET, "/container").send().await.unwrap()).await;
+    let r = send(call(Method::GET, "/container")).await;
     let id = string(entry_named(&r.body, &name), "id");
     let path = format!("/container/docker/{id}/logs?tail=1000");
     let until = Instant::now() + Duration::from_secs(30);
     let logs = loop {
-        let r = reply(call(Method::GET, &path).send().await.unwrap()).await;
+        let r = send(call(Method::GET, &path)).await;
         assert_eq!(r.status, 200, "{}", r.body);
         assert_eq!(integer(&r.body, "tail"), 1000);
         let logs = string(&r.body, "logs");
@@ -384,11 +361,11 @@ async fn popster_deploys_reads_logs_and_logs_out() {
         .exists());
 
     // logout(): PUT /logout, answer read as JSON.
-    let r = reply(call(Method::PUT, "/logout").send().await.unwrap()).await;
+    let r = send(call(Method::PUT, "/logout")).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.body, json!({"username": "admin"}));
     // The pickled session is now stale: login() sees "error" and logs in anew.
-    let r = reply(call(Method::GET, "/login_refresh").send().await.unwrap()).await;
+    let r = send(call(Method::GET, "/login_refresh")).await;
     assert!(r.body.get("error").is_some(), "{}", r.body);
     remove_container(&name);
 }
@@ -436,12 +413,8 @@ async fn go_containerstation_decodes_every_answer() {
     };
 
     // Login: form fields, Content-Type application/x-www-form-urlencoded.
-    let r = reply(
-        call(Method::POST, "/login")
-            .form(&[("username", "admin"), ("password", ADMIN_PASSWORD)])
-            .send()
-            .await
-            .unwrap(),
+    let r = send(
+        call(Method::POST, "/login").form(&[("username", "admin"), ("password", ADMIN_PASSWORD)]),
     )
     .await;
     ok(&r, "login");
@@ -452,12 +425,12 @@ async fn go_containerstation_decodes_every_answer() {
         assert_logintime(v);
     };
     login_response(&r.body);
-    let r = reply(call(Method::GET, "/login_refresh").send().await.unwrap()).await;
+    let r = send(call(Method::GET, "/login_refresh")).await;
     ok(&r, "login_refresh");
     login_response(&r.body);
 
     // SystemInformation.
-    let r = reply(call(Method::GET, "/system").send().await.unwrap()).await;
+    let r = send(call(Method::GET, "/system")).await;
     ok(&r, "system");
     let s = &r.body;
     assert!(integer(s, "cpuCore") >= 1);
@@ -485,7 +458,7 @@ async fn go_containerstation_decodes_every_answer() {
     assert!(!string(version, "qpkg").is_empty(), "{s}");
 
     // ResourceUsage: cpu_usage a string, memory_usage of integers.
-    let r = reply(call(Method::GET, "/system/resource").send().await.unwrap()).await;
+    let r = send(call(Method::GET, "/system/resource")).await;
     ok(&r, "system/resource");
     let cpu: f64 = string(&r.body, "cpu_usage")
         .parse()
@@ -508,32 +481,14 @@ async fn go_containerstation_decodes_every_answer() {
     // NetworkPort: `{"used": bool}`; the server's own port is in use, a port
     // nobody listens on is not.
     let own = server.addr.port();
-    let r = reply(
-        call(Method::GET, &format!("/system/port/tcp/{own}"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let r = send(call(Method::GET, &format!("/system/port/tcp/{own}"))).await;
     ok(&r, "system/port");
     assert!(boolean(&r.body, "used"), "{}", r.body);
     let free = stevedore_e2e::free_port();
-    let r = reply(
-        call(Method::GET, &format!("/system/port/tcp/{free}"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let r = send(call(Method::GET, &format!("/system/port/tcp/{free}"))).await;
     ok(&r, "system/port");
     assert!(!boolean(&r.body, "used"), "{}", r.body);
-    let r = reply(
-        call(Method::GET, "/system/port/sctp/80")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let r = send(call(Method::GET, "/system/port/sctp/80")).await;
     assert_eq!(r.status, 400, "{}", r.body);
     assert!(
         r.body["error"]["message"]
@@ -545,7 +500,7 @@ async fn go_containerstation_decodes_every_answer() {
     );
 
     // ListContainers: []*Container.
-    let r = reply(call(Method::GET, "/container").send().await.unwrap()).await;
+    let r = send(call(Method::GET, "/container")).await;
     ok(&r, "container");
     let list = r.body.as_array().expect("an array");
     for e in list {
@@ -572,65 +527,33 @@ async fn go_containerstation_decodes_every_answer() {
     let id = string(entry, "id");
 
     // GetContainer, StopContainer, StartContainer, RestartContainer: *Container.
-    let r = reply(
-        call(Method::GET, &format!("/container/docker/{id}"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let r = send(call(Method::GET, &format!("/container/docker/{id}"))).await;
     ok(&r, "GetContainer");
     assert_docker_entry(&r.body, true);
-    let r = reply(
-        call(Method::PUT, &format!("/container/docker/{id}/stop"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let r = send(call(Method::PUT, &format!("/container/docker/{id}/stop"))).await;
     ok(&r, "StopContainer");
     assert_docker_entry(&r.body, false);
     assert_eq!(r.body["state"], "stopped");
-    let r = reply(
-        call(Method::PUT, &format!("/container/docker/{id}/start"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let r = send(call(Method::PUT, &format!("/container/docker/{id}/start"))).await;
     ok(&r, "StartContainer");
     assert_eq!(r.body["state"], "running");
-    let r = reply(
-        call(Method::PUT, &format!("/container/docker/{id}/restart"))
-            .send()
-            .await
-            .unwrap(),
-    )
+    let r = send(call(
+        Method::PUT,
+        &format!("/container/docker/{id}/restart"),
+    ))
     .await;
     ok(&r, "RestartContainer");
     assert_eq!(r.body["state"], "running");
 
     // RemoveContainer decodes the answer into a Container: an object.
-    let r = reply(
-        call(Method::PUT, &format!("/container/docker/{id}/stop"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let r = send(call(Method::PUT, &format!("/container/docker/{id}/stop"))).await;
     ok(&r, "StopContainer");
-    let r = reply(
-        call(Method::DELETE, &format!("/container/docker/{id}"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let r = send(call(Method::DELETE, &format!("/container/docker/{id}"))).await;
     ok(&r, "RemoveContainer");
     assert!(r.body.is_object(), "{}", r.body);
 
     // Logout: LogoutResponse.
-    let r = reply(call(Method::PUT, "/logout").send().await.unwrap()).await;
+    let r = send(call(Method::PUT, "/logout")).await;
     ok(&r, "logout");
     assert_eq!(string(&r.body, "username"), "admin");
     remove_container(&name);
@@ -656,7 +579,7 @@ async fn mcp_fetch(
     if let Some(b) = body {
         req = req.body(b.to_string());
     }
-    reply(req.send().await.unwrap()).await
+    send(req).await
 }
 
 /// `login()` of the MCP client; the cookie its jar keeps.
@@ -830,12 +753,9 @@ async fn g1zm0e_builds_a_container_from_its_config() {
     let http = http();
 
     // ctstation_login(): data=json.dumps({...}), no Content-Type header.
-    let r = reply(
+    let r = send(
         http.post(format!("{base}/login"))
-            .body(json!({"username": "admin", "password": ADMIN_PASSWORD}).to_string())
-            .send()
-            .await
-            .unwrap(),
+            .body(json!({"username": "admin", "password": ADMIN_PASSWORD}).to_string()),
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.body);
@@ -873,18 +793,11 @@ async fn g1zm0e_builds_a_container_from_its_config() {
         "resource": {"limit": {"cputime": 256, "cpuweight": 256, "memory": "1024m"}},
         "network": {}
     });
-    let r = reply(
-        call(Method::POST, "/container")
-            .body(config.to_string())
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let r = send(call(Method::POST, "/container").body(config.to_string())).await;
     fine(&r, "build_container");
 
     // list_container_names(): [x['name'] for x in GET /container].
-    let r = reply(call(Method::GET, "/container").send().await.unwrap()).await;
+    let r = send(call(Method::GET, "/container")).await;
     fine(&r, "list_containers");
     let entry = entry_named(&r.body, &name).clone();
     let id = string(&entry, "id");
@@ -903,48 +816,28 @@ async fn g1zm0e_builds_a_container_from_its_config() {
     );
 
     // inspect_container(c_name): by name, as the client passes it.
-    let r = reply(
-        call(Method::GET, &format!("/container/docker/{name}/inspect"))
-            .send()
-            .await
-            .unwrap(),
-    )
+    let r = send(call(
+        Method::GET,
+        &format!("/container/docker/{name}/inspect"),
+    ))
     .await;
     fine(&r, "inspect_container");
     assert!(string(&r.body, "Id").starts_with(&id), "{}", r.body);
 
     // get_container(c_name): `/container/{name}`, a path the API does not
     // have: the client reads `'error'` from a JSON answer, not an HTML page.
-    let r = reply(
-        call(Method::GET, &format!("/container/{name}"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let r = send(call(Method::GET, &format!("/container/{name}"))).await;
     assert_ne!(r.status, 200);
     assert!(r.content_type.starts_with("application/json"), "{}", r.body);
     assert!(r.body.get("error").is_some(), "{}", r.body);
 
     // stop_container(id), delete_container(id): JSON objects without 'error'.
-    let r = reply(
-        call(Method::PUT, &format!("/container/docker/{id}/stop"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let r = send(call(Method::PUT, &format!("/container/docker/{id}/stop"))).await;
     fine(&r, "stop_container");
-    let r = reply(
-        call(Method::DELETE, &format!("/container/docker/{id}"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let r = send(call(Method::DELETE, &format!("/container/docker/{id}"))).await;
     fine(&r, "delete_container");
     assert!(r.body.is_object(), "{}", r.body);
-    let r = reply(call(Method::GET, "/container").send().await.unwrap()).await;
+    let r = send(call(Method::GET, "/container")).await;
     assert!(
         r.body
             .as_array()
