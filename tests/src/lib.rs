@@ -879,6 +879,44 @@ pub fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// A variable `cargo xtask test` sets; panics naming it when it is not set.
+pub fn env(name: &str) -> String {
+    std::env::var(name)
+        .unwrap_or_else(|_| panic!("{name} is not set: run the tests with `cargo xtask test`"))
+}
+
+/// The configuration naming the two test registries: `local` (open) and
+/// `secure` (htpasswd).
+pub fn registries_config() -> String {
+    format!(
+        "[registries.local]\nurl = \"http://{}\"\n\n[registries.secure]\nurl = \"{}\"\n",
+        env("STEVEDORE_TEST_REGISTRY"),
+        env("STEVEDORE_TEST_AUTH_REGISTRY")
+    )
+}
+
+/// Stop and destroy LXC container `name` under `path`, ignoring failures
+/// (a test's clean-up).
+pub fn lxc_destroy(path: &Path, name: &str) {
+    for args in [&["lxc-stop", "-k"][..], &["lxc-destroy"][..]] {
+        let _ = Command::new(args[0])
+            .arg("-P")
+            .arg(path)
+            .args(["-n", name])
+            .args(&args[1..])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// Stop and destroy every LXC container under `path`, ignoring failures.
+pub fn lxc_destroy_all(path: &Path) {
+    for entry in std::fs::read_dir(path).into_iter().flatten().flatten() {
+        lxc_destroy(path, &entry.file_name().to_string_lossy());
+    }
+}
+
 /// `lxc-<verb> -P <path> -n <name> args...`, its stdout trimmed (panics on failure).
 pub fn lxc(path: &Path, verb: &str, name: &str, args: &[&str]) -> String {
     let out = Command::new(format!("lxc-{verb}"))

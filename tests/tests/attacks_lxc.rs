@@ -133,16 +133,7 @@ impl Drop for Bob {
                 .ok()
                 .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
                 .and_then(|r| r["lease"]["mac"].as_str().map(str::to_string));
-            for args in [vec!["lxc-stop", "-k"], vec!["lxc-destroy"]] {
-                let _ = Command::new(args[0])
-                    .arg("-P")
-                    .arg(self.path.path())
-                    .args(["-n", &name])
-                    .args(&args[1..])
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status();
-            }
+            stevedore_e2e::lxc_destroy(self.path.path(), &name);
             if let Some(mac) = mac {
                 forget(&mac);
             }

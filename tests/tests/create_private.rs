@@ -7,26 +7,13 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use stevedore_e2e::{docker, docker_ok, unique, Client, Options, Server};
-
-fn env(name: &str) -> String {
-    std::env::var(name)
-        .unwrap_or_else(|_| panic!("{name} is not set: run the tests with `cargo xtask test`"))
-}
-
-fn config() -> String {
-    format!(
-        "[registries.local]\nurl = \"http://{}\"\n\n[registries.secure]\nurl = \"{}\"\n",
-        env("STEVEDORE_TEST_REGISTRY"),
-        env("STEVEDORE_TEST_AUTH_REGISTRY")
-    )
-}
+use stevedore_e2e::{docker, docker_ok, env, registries_config, unique, Client, Options, Server};
 
 async fn server(plugins: &[&str]) -> (Server, Client) {
     let server = Server::start(
         Options::with_plugins(plugins)
             .test_engine()
-            .config(&config()),
+            .config(&registries_config()),
     )
     .await;
     let client = server.admin().await;

@@ -6,7 +6,7 @@
 //! Checks look at the containers with the `lxc-*` tools and `/sys/fs/cgroup`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -94,23 +94,7 @@ impl Lxc {
 
 impl Drop for Lxc {
     fn drop(&mut self) {
-        for entry in std::fs::read_dir(self.path.path())
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            for args in [vec!["lxc-stop", "-k"], vec!["lxc-destroy"]] {
-                let _ = Command::new(args[0])
-                    .arg("-P")
-                    .arg(self.path.path())
-                    .args(["-n", &name])
-                    .args(&args[1..])
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status();
-            }
-        }
+        stevedore_e2e::lxc_destroy_all(self.path.path());
     }
 }
 

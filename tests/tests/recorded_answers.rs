@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde_json::{json, Value};
-use stevedore_e2e::{docker, hash_password, unique, Client, Options, Server, ADMIN_PASSWORD};
+use stevedore_e2e::{docker, env, hash_password, unique, Client, Options, Server, ADMIN_PASSWORD};
 
 /// A JSON type as the recordings show it.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -459,30 +459,9 @@ struct Lxc {
     path: tempfile::TempDir,
 }
 
-fn env(name: &str) -> String {
-    std::env::var(name)
-        .unwrap_or_else(|_| panic!("{name} is not set: run the tests with `cargo xtask test`"))
-}
-
 impl Drop for Lxc {
     fn drop(&mut self) {
-        for entry in std::fs::read_dir(self.path.path())
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            for args in [vec!["lxc-stop", "-k"], vec!["lxc-destroy"]] {
-                let _ = Command::new(args[0])
-                    .arg("-P")
-                    .arg(self.path.path())
-                    .args(["-n", &name])
-                    .args(&args[1..])
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status();
-            }
-        }
+        stevedore_e2e::lxc_destroy_all(self.path.path());
     }
 }
 
