@@ -1,6 +1,6 @@
 //! One suite of [`TaskStore`] tests, run against both back ends: the
 //! embedded SQLite store and the PostgreSQL store (on a fresh database of
-//! the test PostgreSQL, see [`crate::pg::testing`]). Then what only the
+//! the test PostgreSQL, see [`crate::store::postgres::testing`]). Then what only the
 //! shared store does: nodes, notifications, liveness, shared sessions.
 
 use std::collections::HashSet;
@@ -658,7 +658,7 @@ async fn retention_deletes_only_old_finished_tasks_in_batches(u: Under) {
                     unreachable!()
                 };
                 assert_eq!(origin, "a");
-                assert!(got.len() <= crate::pg::MAX_NOTICE_IDS);
+                assert!(got.len() <= crate::store::notice::MAX_NOTICE_IDS);
                 announced.extend(got);
             }
             assert_eq!(announced, ids);
@@ -958,8 +958,8 @@ async fn sessions_are_shared_between_nodes() {
     let url = crate::pg::testing::fresh_database("sessions")
         .await
         .unwrap();
-    let a = SessionStore::postgres(Database::connect(&url, "a").await.unwrap());
-    let b = SessionStore::postgres(Database::connect(&url, "b").await.unwrap());
+    let a = SessionStore::new(Database::connect(&url, "a").await.unwrap().sessions());
+    let b = SessionStore::new(Database::connect(&url, "b").await.unwrap().sessions());
     let id = crate::auth::sessions::new_id();
     let s = Session {
         username: "alice".into(),

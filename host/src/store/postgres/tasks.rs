@@ -1,7 +1,7 @@
 //! The PostgreSQL [`TaskStore`]: several nodes share one queue.
 //!
 //! Submits, claims and ends of runs are grouped: everything pending commits
-//! in one transaction ([`super::pg_batch`]); other writes are one transaction each
+//! in one transaction ([`super::batch`]); other writes are one transaction each
 //! on a pooled connection. A node claims only its own tasks, with
 //! `FOR UPDATE SKIP LOCKED`, so claims never wait on each other. Every
 //! change is announced with `NOTIFY` in the same transaction (delivered on
@@ -20,14 +20,14 @@ use tokio::sync::broadcast;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
-use super::model::{JsonText, Task, TaskState};
-use super::pg_batch::Batcher;
-use super::secret::SecretBox;
-use super::store::{
+use crate::store::tasks::model::{JsonText, Task, TaskState};
+use super::batch::Batcher;
+use crate::store::secret::SecretBox;
+use crate::store::tasks::{
     ClaimRequest, Claimed, Durable, Finish, NewTask, Notice, Owner, Page, ProgressUpdate,
     StateCount, TaskFilter, TaskStore,
 };
-use crate::pg::{Database, CHANNEL};
+use super::{Database, CHANNEL};
 
 pub(super) const COLUMNS: &str = "id, category, state, detail_state, progress, result, deletable, username, params, init, started, ended, name, node";
 /// How many columns [`COLUMNS`] names.
@@ -716,7 +716,7 @@ mod tests {
     /// PostgreSQL may cache for it.
     #[tokio::test]
     async fn pages_and_claims_read_indexes() {
-        let url = crate::pg::testing::fresh_database("plans").await.unwrap();
+        let url = super::super::testing::fresh_database("plans").await.unwrap();
         let db = Database::connect(&url, "a").await.unwrap();
         let client = db.client().await.unwrap();
         let load = |state: &str, from: i64, count: i64| {

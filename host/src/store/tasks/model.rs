@@ -221,6 +221,23 @@ pub fn now() -> i64 {
         .unwrap_or(0)
 }
 
+/// Later names of categories: `(alias, category)`. Container Station's
+/// later documentation calls `image_download` `image_pull`; both are
+/// accepted and run by the same plugin. A task keeps the name it was
+/// submitted as (the 2023 recording answers `"category": "image_pull"`);
+/// filters and deletions by category treat both names as one.
+pub const CATEGORY_ALIASES: &[(&str, &str)] = &[("image_pull", "image_download")];
+
+/// The category an alias stands for ([`CATEGORY_ALIASES`]); any other
+/// name as it is. Where a plugin serves the alias itself, the queue never
+/// asks (see `Queue::canonical`).
+pub fn alias_target(category: &str) -> &str {
+    CATEGORY_ALIASES
+        .iter()
+        .find(|(alias, _)| *alias == category)
+        .map_or(category, |(_, target)| target)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

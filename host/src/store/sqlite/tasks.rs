@@ -23,7 +23,7 @@
 //! Claims from the scheduler ([`TaskStore::claim_early`]) are answered as
 //! soon as their statements ran, before their batch is durable: the claimed
 //! tasks start during the fsync, and their runs hold every effect until
-//! then ([`super::durable`]). Each run then waits for one fsync on its path
+//! then ([`crate::store::durable`]). Each run then waits for one fsync on its path
 //! instead of two (its claim's, then its end's).
 //!
 //! One node: the file is locked to one process, so a task's node
@@ -47,10 +47,10 @@ use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use tokio::sync::oneshot;
 
-use super::durable::{Committer, Durable};
-use super::model::{now, task_name, JsonText, Task, TaskState};
-use super::secret::SecretBox;
-use super::store::{
+use crate::store::durable::{Committer, Durable};
+use crate::store::tasks::model::{now, task_name, JsonText, Task, TaskState};
+use crate::store::secret::{SecretBox, KEY_FILE};
+use crate::store::tasks::{
     ClaimPlan, ClaimRequest, Claimed, Finish, NewTask, OnStored, Owner, Page, ProgressUpdate,
     StateCount, TaskFilter, TaskStore,
 };
@@ -235,8 +235,6 @@ const COLUMNS: &str = columns!();
 
 /// Name of the database file in the data folder.
 pub const DB_FILE: &str = "stevedore.db";
-/// Name of the key file in the data folder.
-pub const KEY_FILE: &str = "secret.key";
 
 /// Most writes applied in one transaction.
 const MAX_BATCH: usize = 4096;
@@ -368,7 +366,7 @@ impl SqliteStore {
                 return Err(e).with_context(|| format!("locking {}", lock_path.display()))
             }
         }
-        super::sqlite_alloc::install();
+        super::alloc::install();
         let mut conn =
             Connection::open(&path).with_context(|| format!("opening {}", path.display()))?;
         let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
