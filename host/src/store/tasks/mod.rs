@@ -27,6 +27,7 @@ use async_trait::async_trait;
 use tokio::sync::broadcast;
 
 pub mod model;
+pub mod row;
 
 pub use self::model::{Task, TaskState};
 pub use crate::store::durable::{Committer, Durable};
