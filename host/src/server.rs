@@ -224,7 +224,9 @@ pub async fn start(config: &Config) -> anyhow::Result<Started> {
         Some(db) => {
             let key = config.data_dir.join(crate::store::secret::KEY_FILE);
             let secrets = db.shared_secrets(&key).await?;
-            Some(crate::runtime::docker::credentials::CredentialStore::new(db.credentials(secrets)))
+            Some(crate::runtime::docker::credentials::CredentialStore::new(
+                db.credentials(secrets),
+            ))
         }
         None => None,
     };

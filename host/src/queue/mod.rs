@@ -42,13 +42,15 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use crate::store::postgres::config::DEFAULT_LEASE;
+pub use crate::store::postgres::PgStore;
+pub use crate::store::sqlite::SqliteStore;
 pub use executor::{
     CategoryDoc, CategoryInfo, Executor, LogLevel, Outcome, Reporter, TaskContext, ValidationError,
 };
-pub use model::{alias_target, task_name, CATEGORY_ALIASES, JsonText, ResultCode, Task, TaskEvent, TaskState};
-pub use crate::store::postgres::PgStore;
-pub use crate::store::postgres::config::DEFAULT_LEASE;
-pub use crate::store::sqlite::SqliteStore;
+pub use model::{
+    alias_target, task_name, JsonText, ResultCode, Task, TaskEvent, TaskState, CATEGORY_ALIASES,
+};
 pub use store::{Page, StateCount, TaskFilter, TaskStore};
 
 /// How often coalesced progress of running tasks is written to the store.

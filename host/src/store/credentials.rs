@@ -2,6 +2,7 @@
 //! registry, sealed at rest with the data folder's key (`secret.key`, as
 //! task secrets are), so no password is in clear on disk or in a table.
 
+use anyhow::Result;
 use async_trait::async_trait;
 
 /// Associated data of sealed credentials (task ids, the other users of the
@@ -31,8 +32,7 @@ impl std::fmt::Debug for RegistryLogin {
 #[async_trait]
 pub trait Credentials: Send + Sync {
     /// What `user` remembered for `registry`.
-    async fn lookup(&self, user: &str, registry: &str) -> anyhow::Result<Option<RegistryLogin>>;
+    async fn lookup(&self, user: &str, registry: &str) -> Result<Option<RegistryLogin>>;
     /// Remember `login` for `user` at `registry`, replacing what was there.
-    async fn remember(&self, user: &str, registry: &str, login: &RegistryLogin)
-        -> anyhow::Result<()>;
+    async fn remember(&self, user: &str, registry: &str, login: &RegistryLogin) -> Result<()>;
 }

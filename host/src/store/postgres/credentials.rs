@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use anyhow::Result;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
@@ -37,7 +38,7 @@ impl PgCredentials {
 
 #[async_trait]
 impl Credentials for PgCredentials {
-    async fn lookup(&self, user: &str, registry: &str) -> anyhow::Result<Option<RegistryLogin>> {
+    async fn lookup(&self, user: &str, registry: &str) -> Result<Option<RegistryLogin>> {
         let row = self
             .db
             .client()
@@ -59,12 +60,7 @@ impl Credentials for PgCredentials {
         }))
     }
 
-    async fn remember(
-        &self,
-        user: &str,
-        registry: &str,
-        login: &RegistryLogin,
-    ) -> anyhow::Result<()> {
+    async fn remember(&self, user: &str, registry: &str, login: &RegistryLogin) -> Result<()> {
         let row = SharedRow {
             user: user.to_string(),
             registry: registry.to_string(),
@@ -83,5 +79,44 @@ impl Credentials for PgCredentials {
             )
             .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn shared_between_nodes_and_sealed_in_the_database() {
+        let url = super::super::testing::fresh_database("creds")
+            .await
+            .unwrap();
+        let key = [3u8; 32];
+        let a = PgCredentials::new(
+            Database::connect(&url, "a").await.unwrap(),
+            SecretBox::from_key(&key),
+        );
+        let b_db = Database::connect(&url, "b").await.unwrap();
+        let b = PgCredentials::new(b_db.clone(), SecretBox::from_key(&key));
+        let login = RegistryLogin {
+            username: "u".into(),
+            password: "p+/=".into(),
+        };
+        a.remember("alice", "r:5000", &login).await.unwrap();
+        assert_eq!(b.lookup("alice", "r:5000").await.unwrap(), Some(login));
+        assert_eq!(b.lookup("bob", "r:5000").await.unwrap(), None);
+        let client = b_db.client().await.unwrap();
+        let sealed: Vec<u8> = client
+            .query_one("SELECT sealed FROM credentials", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert!(!sealed.windows(4).any(|w| w == b"p+/="));
+        // A row moved to another user does not open.
+        client
+            .execute("UPDATE credentials SET username = 'mallory'", &[])
+            .await
+            .unwrap();
+        assert!(b.lookup("mallory", "r:5000").await.is_err());
     }
 }

@@ -31,9 +31,9 @@ use tokio_postgres::NoTls;
 
 pub use credentials::PgCredentials;
 pub use listen::CHANNEL;
+pub use migrations::{schema_version, MIGRATIONS};
 pub use sessions::PgSessions;
 pub use tasks::PgStore;
-pub use migrations::{schema_version, MIGRATIONS};
 
 use crate::store::credentials::Credentials;
 use crate::store::secret::{SecretBox, KEY_LEN};

@@ -41,7 +41,9 @@ impl Sessions for PgSessions {
     async fn get(&self, key: &SessionKey) -> anyhow::Result<Option<Session>> {
         let client = self.db.client().await?;
         let statement = client
-            .prepare_cached("SELECT username, login_time, expires, stamp FROM sessions WHERE key = $1")
+            .prepare_cached(
+                "SELECT username, login_time, expires, stamp FROM sessions WHERE key = $1",
+            )
             .await?;
         let row = client.query_opt(&statement, &[&hex::encode(key)]).await?;
         Ok(row.map(|r| Session {

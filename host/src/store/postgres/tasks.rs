@@ -20,15 +20,15 @@ use tokio::sync::broadcast;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
-use crate::store::tasks::model::{JsonText, Task, TaskState};
 use super::batch::Batcher;
+use super::{Database, CHANNEL};
 use crate::store::secret::SecretBox;
+use crate::store::tasks::model::{JsonText, Task, TaskState};
 use crate::store::tasks::row::{row_columns, task_from_row, TaskRow, COLUMN_COUNT};
 use crate::store::tasks::{
     ClaimRequest, Claimed, Durable, Finish, NewTask, Notice, Owner, Page, ProgressUpdate,
     StateCount, TaskFilter, TaskStore,
 };
-use super::{Database, CHANNEL};
 
 /// The columns a task of several nodes is read from: the shared ones, then
 /// its node.
@@ -724,7 +724,9 @@ mod tests {
     /// PostgreSQL may cache for it.
     #[tokio::test]
     async fn pages_and_claims_read_indexes() {
-        let url = super::super::testing::fresh_database("plans").await.unwrap();
+        let url = super::super::testing::fresh_database("plans")
+            .await
+            .unwrap();
         let db = Database::connect(&url, "a").await.unwrap();
         let client = db.client().await.unwrap();
         let load = |state: &str, from: i64, count: i64| {

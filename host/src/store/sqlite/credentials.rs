@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
+use anyhow::{Context, Result};
 use async_trait::async_trait;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -100,21 +100,19 @@ impl FileCredentials {
 
 #[async_trait]
 impl Credentials for FileCredentials {
-    async fn lookup(&self, user: &str, registry: &str) -> anyhow::Result<Option<RegistryLogin>> {
+    async fn lookup(&self, user: &str, registry: &str) -> Result<Option<RegistryLogin>> {
         let _guard = self.lock.lock();
         let all = self.read();
-        Ok(all.get(user).and_then(|regs| regs.get(registry)).map(|saved| RegistryLogin {
-            username: saved.username.clone(),
-            password: saved.password.clone(),
-        }))
+        Ok(all
+            .get(user)
+            .and_then(|regs| regs.get(registry))
+            .map(|saved| RegistryLogin {
+                username: saved.username.clone(),
+                password: saved.password.clone(),
+            }))
     }
 
-    async fn remember(
-        &self,
-        user: &str,
-        registry: &str,
-        login: &RegistryLogin,
-    ) -> anyhow::Result<()> {
+    async fn remember(&self, user: &str, registry: &str, login: &RegistryLogin) -> Result<()> {
         let _guard = self.lock.lock();
         let mut all = self.read();
         all.entry(user.to_string()).or_default().insert(
@@ -145,7 +143,10 @@ mod tests {
     async fn sealed_in_a_private_file_that_a_new_store_reads_back() {
         let dir = tempfile::tempdir().unwrap();
         let store = FileCredentials::open(dir.path()).unwrap();
-        store.remember("alice", "r:5000", &login("p+/=")).await.unwrap();
+        store
+            .remember("alice", "r:5000", &login("p+/="))
+            .await
+            .unwrap();
         let mode = std::fs::metadata(dir.path().join(SEALED_FILE))
             .unwrap()
             .permissions()
@@ -174,7 +175,12 @@ mod tests {
         let store = FileCredentials::open(dir.path()).unwrap();
         assert!(!dir.path().join(LEGACY_FILE).exists());
         assert_eq!(
-            store.lookup("bob", "r:5000").await.unwrap().unwrap().password,
+            store
+                .lookup("bob", "r:5000")
+                .await
+                .unwrap()
+                .unwrap()
+                .password,
             "clear-pw"
         );
         let sealed = std::fs::read(dir.path().join(SEALED_FILE)).unwrap();
