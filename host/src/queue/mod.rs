@@ -1,4 +1,5 @@
-//! Tasks: model, state machine, durable store and scheduler.
+//! Tasks: state machine and scheduler, over the storage layer's
+//! [`TaskStore`] ([`crate::store`], which also holds the task model).
 //!
 //! [`Queue`] is the facade the API uses; [`Queue::start`] opens it over a
 //! [`TaskStore`] (by default [`SqliteStore`]) and an [`Executor`] (the plugin
@@ -31,10 +32,11 @@ pub mod testkit;
 #[cfg(test)]
 mod tests;
 
-pub use crate::store::postgres::tasks as postgres;
+// The storage layer's task modules under the paths the queue's users name
+// them by (`queue::model`, `queue::store`); `secret` and `sqlite` for the
+// runtime's sealed files until it names `crate::store::secret` itself.
 pub use crate::store::secret;
 pub use crate::store::sqlite;
-pub use crate::store::sqlite::alloc as sqlite_alloc;
 pub use crate::store::tasks as store;
 pub use crate::store::tasks::model;
 
