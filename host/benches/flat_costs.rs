@@ -37,9 +37,9 @@ use std::time::{Duration, Instant};
 use common::{env_usize, Server};
 use futures::StreamExt;
 use rand::Rng;
-use stevedore::queue::store::{ClaimRequest, Finish, NewTask, TaskStore};
 use stevedore::queue::testkit::latency;
 use stevedore::queue::TaskState;
+use stevedore::store::tasks::{ClaimRequest, Finish, NewTask, TaskStore};
 
 /// The system allocator, counting the bytes in use and their peak.
 struct Counting;
@@ -103,7 +103,7 @@ impl std::ops::Deref for Named {
 
 /// Store `n` finished no-op tasks (ended now, so retention keeps them).
 async fn fill(store: &Arc<dyn TaskStore>, n: usize) -> anyhow::Result<()> {
-    let now = stevedore::queue::model::now();
+    let now = stevedore::store::tasks::model::now();
     let mut left = n;
     while left > 0 {
         let chunk = left.min(4096);

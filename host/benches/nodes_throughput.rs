@@ -96,7 +96,7 @@ async fn one_round(
     match setup {
         Setup::Sqlite => servers.push((Server::start(dir.path(), workers, &[]).await?, None)),
         Setup::PgOneNode | Setup::PgTwoNodes => {
-            let url = stevedore::pg::testing::fresh_database("bench_nodes").await?;
+            let url = stevedore::store::postgres::testing::fresh_database("bench_nodes").await?;
             let nodes: &[&str] = if setup == Setup::PgOneNode {
                 &["a"]
             } else {
@@ -109,8 +109,8 @@ async fn one_round(
                     let first: &Server = first;
                     std::fs::create_dir_all(home.join("data"))?;
                     std::fs::copy(
-                        first.data.join(stevedore::queue::sqlite::KEY_FILE),
-                        home.join("data").join(stevedore::queue::sqlite::KEY_FILE),
+                        first.data.join(stevedore::store::secret::KEY_FILE),
+                        home.join("data").join(stevedore::store::secret::KEY_FILE),
                     )?;
                 }
                 let settings = [

@@ -128,7 +128,7 @@ fn bench(c: &mut Criterion) {
                     user: "admin".into(),
                     params,
                     cancel: CancellationToken::new(),
-                    durable: stevedore::queue::store::Durable::ready(),
+                    durable: stevedore::store::durable::Durable::ready(),
                     reporter: reporter.clone(),
                 })
                 .await
@@ -150,7 +150,7 @@ fn bench(c: &mut Criterion) {
                     user: "admin".into(),
                     params: "{}".into(),
                     cancel: CancellationToken::new(),
-                    durable: stevedore::queue::store::Durable::ready(),
+                    durable: stevedore::store::durable::Durable::ready(),
                     reporter: reporter.clone(),
                 })
                 .await

@@ -4,7 +4,8 @@
 //! - [`api`]: HTTP routes, login and sessions, JSON errors, the OpenAPI document;
 //! - [`dashboard`]: the web app served at `/`;
 //! - [`cli`]: the terminal client (`stevedore task ...`, `stevedore user ...`);
-//! - [`queue`]: the task model, state machine, store and scheduler;
+//! - [`queue`]: the task state machine and scheduler;
+//! - [`store`]: durable tasks, sessions and credentials, one driver per database;
 //! - [`plugins`]: the wasmtime engine that loads category plugins and runs them sandboxed;
 //! - [`runtime`]: the container runtimes plugins reach through WIT capabilities.
 
@@ -14,10 +15,14 @@ pub mod cli;
 pub mod config;
 pub mod dashboard;
 pub mod metrics;
-pub mod pg;
 pub mod plugins;
 pub mod policy;
 pub mod proxy;
 pub mod queue;
 pub mod runtime;
 pub mod server;
+pub mod store;
+
+/// The PostgreSQL driver of [`store`] (the `[database]` section is
+/// [`pg::config::DatabaseSection`]).
+pub use store::postgres as pg;

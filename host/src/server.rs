@@ -222,9 +222,11 @@ pub async fn start(config: &Config) -> anyhow::Result<Started> {
     } = open_stores(config).await?;
     let credentials = match &database {
         Some(db) => {
-            let key = config.data_dir.join(crate::queue::sqlite::KEY_FILE);
+            let key = config.data_dir.join(crate::store::secret::KEY_FILE);
             let secrets = db.shared_secrets(&key).await?;
-            Some(crate::runtime::docker::credentials::CredentialStore::shared(db.clone(), secrets))
+            Some(crate::runtime::docker::credentials::CredentialStore::new(
+                db.credentials(secrets),
+            ))
         }
         None => None,
     };
@@ -271,7 +273,7 @@ pub async fn open_stores(config: &Config) -> anyhow::Result<Stores> {
             let db = Database::connect(url, &node)
                 .await
                 .context("opening the shared database")?;
-            let key = config.data_dir.join(crate::queue::sqlite::KEY_FILE);
+            let key = config.data_dir.join(crate::store::secret::KEY_FILE);
             let secrets = db.shared_secrets(&key).await?;
             let tasks = PgStore::open(db.clone(), secrets).await?;
             tracing::info!(node = %node, "tasks, sessions and credentials in the shared database");
@@ -509,7 +511,7 @@ async fn serve_http(
 /// no-op task in `wrk_throughput`, but the server held 105-130 MiB after a
 /// cold start and a few logins instead of 70 (freed compiler arenas and
 /// argon2 buffers kept for reuse), and returning them at once cost a quarter
-/// more CPU per task. SQLite alone runs on it (`queue::sqlite_alloc`).
+/// more CPU per task. SQLite alone runs on it (`store::sqlite::alloc`).
 ///
 /// Call it first thing in `main`, before any other thread exists (the
 /// binary and the benches that stand for it do).

@@ -9,11 +9,11 @@ use std::sync::Arc;
 use stevedore::api::AppState;
 use stevedore::config::Config;
 use stevedore::plugins::PluginHost;
-use stevedore::queue::store::TaskStore;
 use stevedore::queue::testkit::NoopExecutor;
 use stevedore::queue::{Executor, Queue};
 use stevedore::runtime::Unavailable;
 use stevedore::server::Stores;
+use stevedore::store::TaskStore;
 
 /// The admin password of every benchmark server.
 pub const PASSWORD: &str = "bench-pw";

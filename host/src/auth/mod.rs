@@ -27,7 +27,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
 use crate::config::Config;
-use crate::pg::Database;
+use crate::store::Database;
 pub use limiter::LoginLimiter;
 pub use sessions::{Session, SessionStore};
 
@@ -151,7 +151,7 @@ impl Auth {
             }
         }
         let sessions = match db {
-            Some(db) => SessionStore::postgres(db),
+            Some(db) => SessionStore::new(db.sessions()),
             None => SessionStore::open(&config.sessions_path(), now_secs())?,
         };
         Ok(Self::new(users, sessions, config.http.session_ttl_secs)?

@@ -529,7 +529,7 @@ impl Inner {
     /// The claim is sized when the store runs it (runs that ended while it
     /// queued behind other writes have freed their slots by then), and the
     /// claimed tasks start before it is durable: each run holds its effects
-    /// and its `running` announcement until then (see [`super::durable`]).
+    /// and its `running` announcement until then (see [`crate::store::durable`]).
     /// One claim at a time: a claim's tasks are counted (in `launch`)
     /// before the next claim is sized.
     async fn dispatch_once(self: &Arc<Self>) -> anyhow::Result<usize> {

@@ -1,8 +1,9 @@
-//! Tasks: model, state machine, durable store and scheduler.
+//! Tasks: state machine and scheduler, over the storage layer's
+//! [`TaskStore`] ([`crate::store`], which also holds the task model).
 //!
 //! [`Queue`] is the facade the API uses; [`Queue::start`] opens it over a
 //! [`TaskStore`] (by default [`SqliteStore`]) and an [`Executor`] (the plugin
-//! host). OWNER: queue helper.
+//! host).
 //!
 //! How a task moves, and what is durable when:
 //! - `submit` validates, masks secrets, and returns once the task is stored
@@ -21,35 +22,37 @@
 //!   [`RETENTION_BATCH`] (each one short transaction), so the store does not
 //!   grow without bound and its writer is never held long.
 
-mod durable;
 mod engine;
 pub mod executor;
 pub mod mask;
-pub mod model;
 mod nodes;
-mod pg_batch;
-pub mod postgres;
-pub mod secret;
-pub mod sqlite;
-pub mod sqlite_alloc;
-pub mod store;
 #[cfg(test)]
 mod store_suite;
 pub mod testkit;
 #[cfg(test)]
 mod tests;
-mod wal_sync;
+
+// The storage layer's task modules under the paths the queue's users name
+// them by (`queue::model`, `queue::store`); `secret` and `sqlite` for the
+// runtime's sealed files until it names `crate::store::secret` itself.
+pub use crate::store::secret;
+pub use crate::store::sqlite;
+pub use crate::store::tasks as store;
+pub use crate::store::tasks::model;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use crate::store::postgres::config::DEFAULT_LEASE;
+pub use crate::store::postgres::PgStore;
+pub use crate::store::sqlite::SqliteStore;
 pub use executor::{
     CategoryDoc, CategoryInfo, Executor, LogLevel, Outcome, Reporter, TaskContext, ValidationError,
 };
-pub use model::{task_name, JsonText, ResultCode, Task, TaskEvent, TaskState};
-pub use postgres::PgStore;
-pub use sqlite::SqliteStore;
+pub use model::{
+    alias_target, task_name, JsonText, ResultCode, Task, TaskEvent, TaskState, CATEGORY_ALIASES,
+};
 pub use store::{Page, StateCount, TaskFilter, TaskStore};
 
 /// How often coalesced progress of running tasks is written to the store.
@@ -111,9 +114,6 @@ pub struct QueueConfig {
     pub retention: Option<Duration>,
 }
 
-/// The default [`QueueConfig::lease`].
-pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
-
 impl Default for QueueConfig {
     /// 8 workers, no per-category or per-user limits, the default lease and
     /// retention.
@@ -155,23 +155,6 @@ pub enum QueueError {
     /// 500: the store failed. Logged, not shown.
     #[error("store: {0}")]
     Store(#[from] anyhow::Error),
-}
-
-/// Later names of categories: `(alias, category)`. Container Station's
-/// later documentation calls `image_download` `image_pull`; both are
-/// accepted and run by the same plugin. A task keeps the name it was
-/// submitted as (the 2023 recording answers `"category": "image_pull"`);
-/// filters and deletions by category treat both names as one.
-pub const CATEGORY_ALIASES: &[(&str, &str)] = &[("image_pull", "image_download")];
-
-/// The category an alias stands for ([`CATEGORY_ALIASES`]); any other
-/// name as it is. Where a plugin serves the alias itself, the queue never
-/// asks (see [`Queue::canonical`]).
-pub fn alias_target(category: &str) -> &str {
-    CATEGORY_ALIASES
-        .iter()
-        .find(|(alias, _)| *alias == category)
-        .map_or(category, |(_, target)| target)
 }
 
 /// The task queue: submit, list, delete, watch.

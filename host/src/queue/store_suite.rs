@@ -1,6 +1,7 @@
-//! One suite of [`TaskStore`] tests, run against both back ends: the
-//! embedded SQLite store and the PostgreSQL store (on a fresh database of
-//! the test PostgreSQL, see [`crate::pg::testing`]). Then what only the
+//! One suite of storage tests, run against every driver: tasks
+//! ([`TaskStore`]), sessions and remembered credentials, in the embedded
+//! SQLite store and in the PostgreSQL store (on a fresh database of
+//! the test PostgreSQL, see [`crate::store::postgres::testing`]). Then what only the
 //! shared store does: nodes, notifications, liveness, shared sessions.
 
 use std::collections::HashSet;
@@ -9,14 +10,16 @@ use std::time::Duration;
 
 use tempfile::TempDir;
 
-use super::postgres::PgStore;
-use super::secret::SecretBox;
-use super::sqlite::SqliteStore;
-use super::store::{
+use crate::store::credentials::{Credentials, RegistryLogin};
+use crate::store::postgres::PgStore;
+use crate::store::secret::SecretBox;
+use crate::store::sessions::{Session, Sessions};
+use crate::store::sqlite::SqliteStore;
+use crate::store::tasks::model::TaskState;
+use crate::store::tasks::{
     ClaimRequest, Finish, NewTask, Notice, Owner, Page, ProgressUpdate, TaskFilter, TaskStore,
 };
-use super::TaskState;
-use crate::pg::Database;
+use crate::store::Database;
 
 const DEADLINE: Duration = Duration::from_secs(20);
 const KEY: [u8; 32] = [7; 32];
@@ -48,7 +51,9 @@ async fn pg_node(url: &str, node: &str) -> Arc<PgStore> {
 }
 
 async fn postgres() -> Under {
-    let url = crate::pg::testing::fresh_database("suite").await.unwrap();
+    let url = crate::store::postgres::testing::fresh_database("suite")
+        .await
+        .unwrap();
     Under {
         store: pg_node(&url, "a").await,
         twin: pg_node(&url, "a").await,
@@ -658,7 +663,7 @@ async fn retention_deletes_only_old_finished_tasks_in_batches(u: Under) {
                     unreachable!()
                 };
                 assert_eq!(origin, "a");
-                assert!(got.len() <= crate::pg::MAX_NOTICE_IDS);
+                assert!(got.len() <= crate::store::notice::MAX_NOTICE_IDS);
                 announced.extend(got);
             }
             assert_eq!(announced, ids);
@@ -711,22 +716,18 @@ async fn retention_deletes_only_old_finished_tasks_in_batches(u: Under) {
     );
 }
 
-/// `suite!(name)`: the test `name` against SQLite and against PostgreSQL.
+/// `suite!([module: driver, ...] [name, ...])`: each test `name` against
+/// each driver, as `module::name`.
 macro_rules! suite {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite_backend {
+    ([$($module:ident: $driver:ident),* $(,)?] $names:tt) => {
+        $( suite!(@one $module $driver $names); )*
+    };
+    (@one $module:ident $driver:ident [$($name:ident),* $(,)?]) => {
+        mod $module {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    super::$name(super::sqlite().await).await
-                }
-            )*
-        }
-        mod postgres_backend {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::postgres().await).await
+                    super::$name(super::$driver().await).await
                 }
             )*
         }
@@ -734,13 +735,115 @@ macro_rules! suite {
 }
 
 suite!(
-    lifecycle,
-    per_user_allowance,
-    a_claim_takes_what_one_at_a_time_would,
-    concurrent_claims_take_each_task_once,
-    concurrent_writes_each_get_their_answer,
-    pages_cover_every_task_once,
-    retention_deletes_only_old_finished_tasks_in_batches
+    [sqlite_backend: sqlite, postgres_backend: postgres]
+    [
+        lifecycle,
+        per_user_allowance,
+        a_claim_takes_what_one_at_a_time_would,
+        concurrent_claims_take_each_task_once,
+        concurrent_writes_each_get_their_answer,
+        pages_cover_every_task_once,
+        retention_deletes_only_old_finished_tasks_in_batches,
+    ]
+);
+
+// ---- sessions and remembered credentials, every driver -----------------------
+
+/// The session and credential stores of one driver, with what keeps them alive.
+struct Records {
+    sessions: Arc<dyn Sessions>,
+    credentials: Arc<dyn Credentials>,
+    _dir: TempDir,
+}
+
+async fn sqlite_records() -> Records {
+    let dir = tempfile::tempdir().unwrap();
+    Records {
+        sessions: crate::store::sessions_in_file(&dir.path().join("sessions.db"), 0).unwrap(),
+        credentials: crate::store::credentials_in_folder(dir.path()).unwrap(),
+        _dir: dir,
+    }
+}
+
+async fn postgres_records() -> Records {
+    let url = crate::store::postgres::testing::fresh_database("records")
+        .await
+        .unwrap();
+    let db = Database::connect(&url, "a").await.unwrap();
+    Records {
+        sessions: db.sessions(),
+        credentials: db.credentials(SecretBox::from_key(&KEY)),
+        _dir: tempfile::tempdir().unwrap(),
+    }
+}
+
+fn session(user: &str, expires: i64) -> Session {
+    Session {
+        username: user.into(),
+        login_time: 100,
+        expires,
+        stamp: format!("stamp-{user}"),
+    }
+}
+
+async fn sessions_are_stored_replaced_extended_and_purged(r: Records) {
+    let s = &r.sessions;
+    let (k1, k2) = ([1u8; 32], [2u8; 32]);
+    assert_eq!(s.get(&k1).await.unwrap(), None);
+    s.insert(&k1, &session("alice", 200)).await.unwrap();
+    s.insert(&k2, &session("bob", 400)).await.unwrap();
+    assert_eq!(s.get(&k1).await.unwrap(), Some(session("alice", 200)));
+    // The same key again replaces the session.
+    s.insert(&k1, &session("carol", 300)).await.unwrap();
+    assert_eq!(s.get(&k1).await.unwrap(), Some(session("carol", 300)));
+    s.extend(&k1, 350).await.unwrap();
+    assert_eq!(s.get(&k1).await.unwrap().unwrap().expires, 350);
+    // A purge drops only what expired by then.
+    s.purge(350).await.unwrap();
+    assert_eq!(s.get(&k1).await.unwrap(), None);
+    assert_eq!(s.get(&k2).await.unwrap(), Some(session("bob", 400)));
+    s.remove(&k2).await.unwrap();
+    assert_eq!(s.get(&k2).await.unwrap(), None);
+}
+
+async fn credentials_are_kept_per_user_and_registry(r: Records) {
+    let c = &r.credentials;
+    let login = |u: &str, p: &str| RegistryLogin {
+        username: u.into(),
+        password: p.into(),
+    };
+    assert_eq!(c.lookup("alice", "r:5000").await.unwrap(), None);
+    c.remember("alice", "r:5000", &login("u", "p+/="))
+        .await
+        .unwrap();
+    c.remember("alice", "r:5001", &login("v", "q"))
+        .await
+        .unwrap();
+    assert_eq!(
+        c.lookup("alice", "r:5000").await.unwrap(),
+        Some(login("u", "p+/="))
+    );
+    assert_eq!(c.lookup("bob", "r:5000").await.unwrap(), None);
+    // Remembering again replaces; the other registry keeps its login.
+    c.remember("alice", "r:5000", &login("w", "z"))
+        .await
+        .unwrap();
+    assert_eq!(
+        c.lookup("alice", "r:5000").await.unwrap(),
+        Some(login("w", "z"))
+    );
+    assert_eq!(
+        c.lookup("alice", "r:5001").await.unwrap(),
+        Some(login("v", "q"))
+    );
+}
+
+suite!(
+    [sqlite_records_backend: sqlite_records, postgres_records_backend: postgres_records]
+    [
+        sessions_are_stored_replaced_extended_and_purged,
+        credentials_are_kept_per_user_and_registry,
+    ]
 );
 
 // ---- what only the shared store does ---------------------------------------
@@ -763,7 +866,9 @@ async fn next_notice(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_claims_only_its_own_tasks_and_is_woken_for_them() {
-    let url = crate::pg::testing::fresh_database("nodes").await.unwrap();
+    let url = crate::store::postgres::testing::fresh_database("nodes")
+        .await
+        .unwrap();
     let a = pg_node(&url, "a").await;
     let b = pg_node(&url, "b").await;
     let mut b_hears = b.notices().unwrap();
@@ -825,7 +930,9 @@ async fn a_node_claims_only_its_own_tasks_and_is_woken_for_them() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_nodes_runs_are_interrupted_and_its_waiting_tasks_wait() {
-    let url = crate::pg::testing::fresh_database("lease").await.unwrap();
+    let url = crate::store::postgres::testing::fresh_database("lease")
+        .await
+        .unwrap();
     let a = pg_node(&url, "a").await;
     let b = pg_node(&url, "b").await;
     let to_b = |n| NewTask {
@@ -880,7 +987,9 @@ async fn a_silent_nodes_runs_are_interrupted_and_its_waiting_tasks_wait() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ids_are_unique_across_nodes_and_cancel_requests_reach_the_node() {
-    let url = crate::pg::testing::fresh_database("ids").await.unwrap();
+    let url = crate::store::postgres::testing::fresh_database("ids")
+        .await
+        .unwrap();
     let a = pg_node(&url, "a").await;
     let b = pg_node(&url, "b").await;
     let mut b_hears = b.notices().unwrap();
@@ -908,7 +1017,9 @@ async fn ids_are_unique_across_nodes_and_cancel_requests_reach_the_node() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrations_are_versioned_and_a_newer_schema_is_refused() {
-    let url = crate::pg::testing::fresh_database("migrate").await.unwrap();
+    let url = crate::store::postgres::testing::fresh_database("migrate")
+        .await
+        .unwrap();
     let db = Database::connect(&url, "a").await.unwrap();
     // A second node migrates nothing more.
     let _again = Database::connect(&url, "b").await.unwrap();
@@ -934,7 +1045,9 @@ async fn migrations_are_versioned_and_a_newer_schema_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_node_needs_the_same_sealing_key() {
-    let url = crate::pg::testing::fresh_database("keys").await.unwrap();
+    let url = crate::store::postgres::testing::fresh_database("keys")
+        .await
+        .unwrap();
     let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let a = Database::connect(&url, "a").await.unwrap();
     let b = Database::connect(&url, "b").await.unwrap();
@@ -954,12 +1067,12 @@ async fn every_node_needs_the_same_sealing_key() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_are_shared_between_nodes() {
-    use crate::auth::{Session, SessionStore};
-    let url = crate::pg::testing::fresh_database("sessions")
+    use crate::auth::SessionStore;
+    let url = crate::store::postgres::testing::fresh_database("sessions")
         .await
         .unwrap();
-    let a = SessionStore::postgres(Database::connect(&url, "a").await.unwrap());
-    let b = SessionStore::postgres(Database::connect(&url, "b").await.unwrap());
+    let a = SessionStore::new(Database::connect(&url, "a").await.unwrap().sessions());
+    let b = SessionStore::new(Database::connect(&url, "b").await.unwrap().sessions());
     let id = crate::auth::sessions::new_id();
     let s = Session {
         username: "alice".into(),
@@ -978,6 +1091,6 @@ async fn sessions_are_shared_between_nodes() {
 }
 
 /// The ids of `tasks`, in their order.
-fn ids_of(tasks: Vec<super::Task>) -> Vec<i64> {
+fn ids_of(tasks: Vec<crate::store::tasks::Task>) -> Vec<i64> {
     tasks.into_iter().map(|t| t.id).collect()
 }

@@ -14,6 +14,8 @@ use anyhow::{bail, Context};
 use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 
+/// Name of the key file in the data folder.
+pub const KEY_FILE: &str = "secret.key";
 /// Length of the key file, in bytes.
 pub const KEY_LEN: usize = 32;
 const NONCE_LEN: usize = 24;

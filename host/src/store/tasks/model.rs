@@ -18,6 +18,32 @@ pub enum TaskState {
     Error,
 }
 
+/// A stored state that is none of [`TaskState`]'s names.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown task state `{0}`")]
+pub struct UnknownState(pub String);
+
+impl std::str::FromStr for TaskState {
+    type Err = UnknownState;
+    /// The state [`TaskState::as_str`] spells `s`.
+    fn from_str(s: &str) -> Result<Self, UnknownState> {
+        Ok(match s {
+            "waiting" => TaskState::Waiting,
+            "running" => TaskState::Running,
+            "completed" => TaskState::Completed,
+            "error" => TaskState::Error,
+            other => return Err(UnknownState(other.to_string())),
+        })
+    }
+}
+
+impl std::fmt::Display for TaskState {
+    /// [`TaskState::as_str`].
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl TaskState {
     /// Whether the task has ended.
     pub fn is_finished(self) -> bool {
@@ -221,9 +247,42 @@ pub fn now() -> i64 {
         .unwrap_or(0)
 }
 
+/// Later names of categories: `(alias, category)`. Container Station's
+/// later documentation calls `image_download` `image_pull`; both are
+/// accepted and run by the same plugin. A task keeps the name it was
+/// submitted as (the 2023 recording answers `"category": "image_pull"`);
+/// filters and deletions by category treat both names as one.
+pub const CATEGORY_ALIASES: &[(&str, &str)] = &[("image_pull", "image_download")];
+
+/// The category an alias stands for ([`CATEGORY_ALIASES`]); any other
+/// name as it is. Where a plugin serves the alias itself, the queue never
+/// asks (see `Queue::canonical`).
+pub fn alias_target(category: &str) -> &str {
+    CATEGORY_ALIASES
+        .iter()
+        .find(|(alias, _)| *alias == category)
+        .map_or(category, |(_, target)| target)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_state_reads_back_from_its_name() {
+        for state in [
+            TaskState::Waiting,
+            TaskState::Running,
+            TaskState::Completed,
+            TaskState::Error,
+        ] {
+            assert_eq!(state.to_string().parse::<TaskState>(), Ok(state));
+        }
+        assert_eq!(
+            "paused".parse::<TaskState>(),
+            Err(UnknownState("paused".into()))
+        );
+    }
     use serde_json::json;
 
     #[test]

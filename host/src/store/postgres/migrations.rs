@@ -69,7 +69,7 @@ pub const MIGRATIONS: &[&str] = &[
     // against `tasks_waiting` with the table's statistics: the claim stays
     // on the waiting tasks where few wait, and may use it for a rare
     // category in a long backlog, where it is the shorter read.
-    // `queue::postgres::tests::pages_and_claims_read_indexes` checks both
+    // `store::postgres::tasks::tests::pages_and_claims_read_indexes` checks both
     // plans on a loaded database.
     r#"
     CREATE INDEX tasks_category ON tasks (category, id);

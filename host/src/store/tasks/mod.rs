@@ -1,5 +1,5 @@
 //! The durable store of tasks, behind a trait so that several back ends fit:
-//! the embedded SQLite store ([`super::SqliteStore`]) by default, and a
+//! the embedded SQLite store ([`crate::store::sqlite::SqliteStore`]) by default, and a
 //! PostgreSQL store for several hosts sharing one queue.
 //!
 //! Every method that changes a task is durable when it returns, but
@@ -26,9 +26,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::broadcast;
 
-pub use super::durable::{Committer, Durable};
-use super::model::{Task, TaskState};
-pub use crate::pg::Notice;
+pub mod model;
+pub mod row;
+
+pub use self::model::{Task, TaskState};
+pub use crate::store::durable::{Committer, Durable};
+pub use crate::store::Notice;
 
 /// A task to insert; the store assigns the id.
 #[derive(Debug, Clone)]
@@ -39,7 +42,7 @@ pub struct NewTask {
     pub user: String,
     /// Whether it may be deleted while running.
     pub deletable: bool,
-    /// What the task is about ([`super::task_name`]).
+    /// What the task is about ([`model::task_name`]).
     pub name: String,
     /// The params as shown (JSON text), secrets masked.
     pub shown_params: String,
@@ -116,11 +119,11 @@ impl ClaimRequest {
     /// Count `task` against its category's and its user's allowances (an
     /// alias and its category share one: both entries are counted).
     pub fn take(&mut self, task: &Task) {
-        let group = super::alias_target(&task.category);
+        let group = model::alias_target(&task.category);
         for (_, left) in self
             .categories
             .iter_mut()
-            .filter(|(c, _)| *c == task.category || super::alias_target(c) == group)
+            .filter(|(c, _)| *c == task.category || model::alias_target(c) == group)
         {
             if let Some(left) = left {
                 *left = left.saturating_sub(1);
@@ -150,7 +153,7 @@ impl Claimed {
     pub fn open(
         task: Task,
         sealed: Option<&[u8]>,
-        secrets: &super::secret::SecretBox,
+        secrets: &crate::store::secret::SecretBox,
         durable: Durable,
     ) -> anyhow::Result<Claimed> {
         let full_params = match sealed {
@@ -265,7 +268,7 @@ pub trait TaskStore: Send + Sync {
     /// a claimed task must hold its effects until then. By default: `claim`,
     /// durable on return.
     async fn claim_early(&self, plan: ClaimPlan) -> anyhow::Result<Vec<Claimed>> {
-        match plan(super::model::now()) {
+        match plan(model::now()) {
             Some(req) => self.claim(req).await,
             None => Ok(Vec::new()),
         }

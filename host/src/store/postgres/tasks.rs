@@ -1,7 +1,7 @@
 //! The PostgreSQL [`TaskStore`]: several nodes share one queue.
 //!
 //! Submits, claims and ends of runs are grouped: everything pending commits
-//! in one transaction ([`super::pg_batch`]); other writes are one transaction each
+//! in one transaction ([`super::batch`]); other writes are one transaction each
 //! on a pooled connection. A node claims only its own tasks, with
 //! `FOR UPDATE SKIP LOCKED`, so claims never wait on each other. Every
 //! change is announced with `NOTIFY` in the same transaction (delivered on
@@ -20,18 +20,21 @@ use tokio::sync::broadcast;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
-use super::model::{JsonText, Task, TaskState};
-use super::pg_batch::Batcher;
-use super::secret::SecretBox;
-use super::store::{
+use super::batch::Batcher;
+use super::{Database, CHANNEL};
+use crate::store::secret::SecretBox;
+use crate::store::tasks::model::{JsonText, Task, TaskState};
+use crate::store::tasks::row::{row_columns, task_from_row, TaskRow, COLUMN_COUNT};
+use crate::store::tasks::{
     ClaimRequest, Claimed, Durable, Finish, NewTask, Notice, Owner, Page, ProgressUpdate,
     StateCount, TaskFilter, TaskStore,
 };
-use crate::pg::{Database, CHANNEL};
 
-pub(super) const COLUMNS: &str = "id, category, state, detail_state, progress, result, deletable, username, params, init, started, ended, name, node";
-/// How many columns [`COLUMNS`] names.
-const COLUMN_COUNT: usize = 14;
+/// The columns a task of several nodes is read from: the shared ones, then
+/// its node.
+pub(super) const COLUMNS: &str = concat!(row_columns!(), ", node");
+/// The position of the column after [`COLUMNS`].
+const AFTER_COLUMNS: usize = COLUMN_COUNT + 1;
 
 /// The PostgreSQL [`TaskStore`] of one node.
 pub struct PgStore {
@@ -161,36 +164,41 @@ pub(super) async fn notify(c: &Transaction<'_>, notice: Notice) -> anyhow::Resul
     Ok(())
 }
 
-fn parse_state(s: &str) -> anyhow::Result<TaskState> {
-    Ok(match s {
-        "waiting" => TaskState::Waiting,
-        "running" => TaskState::Running,
-        "completed" => TaskState::Completed,
-        "error" => TaskState::Error,
-        other => bail!("unknown task state `{other}`"),
-    })
+/// A task row of PostgreSQL, read as [`crate::store::tasks::row`] maps it,
+/// with the task's node after the shared columns.
+struct PgRow<'a>(&'a Row);
+
+impl TaskRow for PgRow<'_> {
+    type Error = anyhow::Error;
+    fn int(&self, i: usize) -> anyhow::Result<i64> {
+        Ok(self.0.try_get(i)?)
+    }
+    fn int32(&self, i: usize) -> anyhow::Result<i32> {
+        Ok(self.0.try_get(i)?)
+    }
+    fn maybe_int(&self, i: usize) -> anyhow::Result<Option<i64>> {
+        Ok(self.0.try_get(i)?)
+    }
+    fn flag(&self, i: usize) -> anyhow::Result<bool> {
+        Ok(self.0.try_get(i)?)
+    }
+    fn text(&self, i: usize) -> anyhow::Result<String> {
+        Ok(self.0.try_get(i)?)
+    }
+    fn json(&self, i: usize) -> anyhow::Result<JsonText> {
+        JsonText::new(self.0.try_get(i)?).context("stored params are not JSON")
+    }
+    fn state(&self, i: usize) -> anyhow::Result<TaskState> {
+        Ok(self.0.try_get::<_, &str>(i)?.parse()?)
+    }
+    fn node(&self) -> anyhow::Result<Option<String>> {
+        Ok(Some(self.0.try_get(COLUMN_COUNT)?))
+    }
 }
 
+/// The task a row of [`COLUMNS`] holds.
 pub(super) fn row_to_task(r: &Row) -> anyhow::Result<Task> {
-    let state = parse_state(r.get(2))?;
-    let result: i32 = r.get(5);
-    Ok(Task {
-        id: r.get(0),
-        category: r.get(1),
-        state,
-        detail_state: r.get(3),
-        progress: r.get(4),
-        // Container Station shows `result` once the task has ended.
-        result: state.is_finished().then_some(result),
-        deletable: r.get(6),
-        user: r.get(7),
-        params: JsonText::new(r.get(8)).context("stored params are not JSON")?,
-        init: r.get(9),
-        start: r.get(10),
-        end: r.get(11),
-        name: r.get(12),
-        node: Some(r.get(13)),
-    })
+    task_from_row(&PgRow(r))
 }
 
 fn state_names(states: &[TaskState]) -> Vec<&'static str> {
@@ -272,7 +280,7 @@ pub(super) async fn claim_in(
         for row in &rows {
             let task = row_to_task(row)?;
             req.take(&task);
-            let sealed: Option<Vec<u8>> = row.get(COLUMN_COUNT);
+            let sealed: Option<Vec<u8>> = row.get(AFTER_COLUMNS);
             out.push(Claimed::open(
                 task,
                 sealed.as_deref(),
@@ -526,7 +534,7 @@ impl TaskStore for PgStore {
             .map(|r| {
                 Ok(StateCount {
                     category: r.get(0),
-                    state: parse_state(r.get(1))?,
+                    state: r.get::<_, &str>(1).parse()?,
                     count: r.get::<_, i64>(2) as u64,
                     oldest_init: r.get(3),
                 })
@@ -716,7 +724,9 @@ mod tests {
     /// PostgreSQL may cache for it.
     #[tokio::test]
     async fn pages_and_claims_read_indexes() {
-        let url = crate::pg::testing::fresh_database("plans").await.unwrap();
+        let url = super::super::testing::fresh_database("plans")
+            .await
+            .unwrap();
         let db = Database::connect(&url, "a").await.unwrap();
         let client = db.client().await.unwrap();
         let load = |state: &str, from: i64, count: i64| {

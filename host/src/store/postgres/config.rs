@@ -18,6 +18,10 @@ use serde::Deserialize;
 
 use crate::config::Secret;
 
+/// How long a node may stay silent before the others take it for dead,
+/// unless `[database] lease_secs` says otherwise.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+
 /// The `[database]` section as written.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -75,7 +79,7 @@ impl DatabaseSection {
     pub fn lease(&self) -> Duration {
         self.lease_secs
             .map(Duration::from_secs)
-            .unwrap_or(crate::queue::DEFAULT_LEASE)
+            .unwrap_or(DEFAULT_LEASE)
     }
 }
 

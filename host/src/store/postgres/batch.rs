@@ -18,14 +18,14 @@ use std::sync::Arc;
 use anyhow::Context;
 use tokio::sync::{mpsc, oneshot};
 
-use super::model::Task;
-use super::postgres::{
+use super::tasks::{
     cached_execute, cached_query, claim_in, claim_one, finish_one, insert_one, notify, row_to_task,
     COLUMNS,
 };
-use super::secret::SecretBox;
-use super::store::{ClaimRequest, Claimed, Finish, NewTask, Notice};
-use crate::pg::Database;
+use super::Database;
+use crate::store::secret::SecretBox;
+use crate::store::tasks::model::Task;
+use crate::store::tasks::{ClaimRequest, Claimed, Finish, NewTask, Notice};
 
 /// Most writes applied in one transaction.
 const MAX_BATCH: usize = 1024;
@@ -65,17 +65,17 @@ impl Batcher {
             .map_err(|_| anyhow::anyhow!("the database writer stopped"))?
     }
 
-    /// Store a waiting task (see [`super::TaskStore::insert`]).
+    /// Store a waiting task (see [`crate::store::TaskStore::insert`]).
     pub(super) async fn insert(&self, task: NewTask) -> anyhow::Result<Task> {
         self.call(|r| Op::Insert(task, r)).await
     }
 
-    /// Record the end of a run (see [`super::TaskStore::finish`]).
+    /// Record the end of a run (see [`crate::store::TaskStore::finish`]).
     pub(super) async fn finish(&self, finish: Finish) -> anyhow::Result<bool> {
         self.call(|r| Op::Finish(finish, r)).await
     }
 
-    /// Claim waiting tasks (see [`super::TaskStore::claim`]), after the
+    /// Claim waiting tasks (see [`crate::store::TaskStore::claim`]), after the
     /// submits and ends of the same batch: a task can be submitted and
     /// claimed in one commit.
     pub(super) async fn claim(&self, req: ClaimRequest) -> anyhow::Result<Vec<Claimed>> {

@@ -29,7 +29,7 @@
 //! fsync. Committing each batch at once wrote the same pages to the log
 //! about twice per fsync under load. Nothing waits longer for it: what
 //! arrives during an fsync cannot be durable before the next fsync anyway,
-//! and claims are answered before their commit ([`super::store::TaskStore::claim_early`]).
+//! and claims are answered before their commit ([`crate::store::TaskStore::claim_early`]).
 //!
 //! A failed fsync leaves the log's state unknown (the kernel may have
 //! dropped the pages); the store then refuses every later write, as

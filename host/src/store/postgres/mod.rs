@@ -3,18 +3,21 @@
 //! `LISTEN` connection that turns other nodes' `NOTIFY`s into [`Notice`]s.
 //!
 //! Selected by `STEVEDORE_DATABASE_URL=postgres://...` (config `[database]
-//! url`). The stores built on it: [`crate::queue::postgres::PgStore`] (tasks),
-//! the PostgreSQL back ends of [`crate::auth::SessionStore`] and of the
-//! remembered registry credentials.
+//! url`). The stores built on it: [`PgStore`] (tasks), [`PgSessions`] and
+//! [`PgCredentials`].
 //!
 //! Driver: `tokio-postgres` with a `deadpool-postgres` pool. It is async
 //! without a runtime of its own, needs no database at build time (unlike
 //! `sqlx`'s checked macros), compiles far less code, and exposes `LISTEN`
 //! notifications directly from the connection.
 
+mod batch;
 pub mod config;
+pub mod credentials;
 mod listen;
 mod migrations;
+pub mod sessions;
+pub mod tasks;
 pub mod testing;
 
 use std::sync::Arc;
@@ -26,13 +29,21 @@ use sha2::{Digest, Sha256};
 use tokio::sync::broadcast;
 use tokio_postgres::NoTls;
 
-pub use listen::{Notice, CHANNEL, MAX_NOTICE_IDS};
+pub use credentials::PgCredentials;
+pub use listen::CHANNEL;
 pub use migrations::{schema_version, MIGRATIONS};
+pub use sessions::PgSessions;
+pub use tasks::PgStore;
 
-use crate::queue::secret::{SecretBox, KEY_LEN};
+use crate::store::credentials::Credentials;
+use crate::store::secret::{SecretBox, KEY_LEN};
+use crate::store::sessions::Sessions;
+use crate::store::Notice;
 
 /// Most connections a node keeps open.
 const POOL_SIZE: usize = 16;
+/// Capacity of the notice channel; slower subscribers see `Lagged`.
+const NOTICE_CAPACITY: usize = 4096;
 
 /// Whether a database URL names PostgreSQL (`postgres://` or `postgresql://`).
 pub fn is_postgres_url(url: &str) -> bool {
@@ -85,7 +96,7 @@ impl Database {
             let mut client = pool.get().await.context("connecting to the database")?;
             migrations::migrate(&mut client).await?;
         }
-        let (notices, _) = broadcast::channel(crate::queue::EVENT_CAPACITY);
+        let (notices, _) = broadcast::channel(NOTICE_CAPACITY);
         let ready = tokio::sync::oneshot::channel();
         let listener = tokio::spawn(listen::run(config, notices.clone(), ready.0));
         // The first LISTEN is in place before anyone submits through us.
@@ -99,6 +110,17 @@ impl Database {
             notices,
             listener,
         }))
+    }
+
+    /// The sessions of this database.
+    pub fn sessions(self: &Arc<Self>) -> Arc<dyn Sessions> {
+        Arc::new(PgSessions::new(self.clone()))
+    }
+
+    /// The remembered credentials of this database, sealed with `secrets`
+    /// (from [`Database::shared_secrets`]).
+    pub fn credentials(self: &Arc<Self>, secrets: SecretBox) -> Arc<dyn Credentials> {
+        Arc::new(PgCredentials::new(self.clone(), secrets))
     }
 
     /// This node's name.
