@@ -20,4 +20,7 @@ pub mod policy;
 pub mod proxy;
 pub mod queue;
 pub mod runtime;
+pub mod secret;
 pub mod server;
+pub mod setting;
+pub mod user_name;

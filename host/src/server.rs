@@ -262,7 +262,7 @@ pub async fn open_stores(config: &Config) -> anyhow::Result<Stores> {
         .with_context(|| format!("creating data folder {}", config.data_dir.display()))?;
     match config.database.url() {
         None => Ok(Stores {
-            auth: Arc::new(Auth::open(config, None).await?),
+            auth: Arc::new(Auth::open(&config.auth_config(), None).await?),
             tasks: SqliteStore::open_in(&config.data_dir)?,
             database: None,
         }),
@@ -276,7 +276,7 @@ pub async fn open_stores(config: &Config) -> anyhow::Result<Stores> {
             let tasks = PgStore::open(db.clone(), secrets).await?;
             tracing::info!(node = %node, "tasks, sessions and credentials in the shared database");
             Ok(Stores {
-                auth: Arc::new(Auth::open(config, Some(db.clone())).await?),
+                auth: Arc::new(Auth::open(&config.auth_config(), Some(db.clone())).await?),
                 tasks,
                 database: Some(db),
             })

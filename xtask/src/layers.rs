@@ -16,8 +16,9 @@ use anyhow::{bail, Context, Result};
 ///
 /// Why this order:
 /// - leaves first: the generated WIT bindings (`wit`), the counters
-///   (`metrics`), the `Secret` string and the user-name rule, which every
-///   module may use and which use nothing;
+///   (`metrics`), the `Secret` string, the user-name rule and the parts of
+///   every config section (`setting`), which every module may use and which
+///   use nothing;
 /// - storage (`store` and its `pg` driver) below every user of storage;
 /// - `policy` is pure rules over a request; the runtime's guard and the API
 ///   apply it;
@@ -38,7 +39,7 @@ use anyhow::{bail, Context, Result};
 /// A module missing from this table is an error, so a new one gets its
 /// place written here.
 pub const LAYERS: &[&[&str]] = &[
-    &["wit", "metrics", "secret", "user_name"],
+    &["wit", "metrics", "secret", "setting", "user_name"],
     &["store", "pg"],
     &["policy"],
     &["queue"],
@@ -69,9 +70,6 @@ pub const ALLOWED: &[(&str, &str)] = &[
     // The runtime speaks the WIT bindings' types, which live in `plugins`
     // until they move to the leaf module `wit`.
     ("runtime/mod.rs", "plugins"),
-    // Sections of the configuration still defined in `config.rs`.
-    ("pg/config.rs", "config"),
-    ("auth/mod.rs", "config"),
 ];
 
 /// One use of a module from a module that may not use it.

@@ -8,6 +8,7 @@ pub mod bindings;
 pub mod cache;
 pub mod capabilities;
 pub mod cli;
+pub mod config;
 pub mod engine;
 pub mod fair;
 pub mod grants;
