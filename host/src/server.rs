@@ -505,11 +505,12 @@ async fn serve_http(
 /// cold start) are mapped and returned to the system when freed, instead of
 /// staying in glibc's heap, and threads share two arenas instead of one each.
 ///
-/// mimalloc as the global allocator was tried (stop 19): 9% less CPU per
-/// no-op task in `wrk_throughput`, but the server held 105-130 MiB after a
-/// cold start and a few logins instead of 70 (freed compiler arenas and
-/// argon2 buffers kept for reuse), and returning them at once cost a quarter
-/// more CPU per task. SQLite alone runs on it (`queue::sqlite_alloc`).
+/// glibc's allocator, tuned, rather than mimalloc as the global allocator:
+/// measured, mimalloc spends 9% less CPU per no-op task in `wrk_throughput`
+/// but holds 105-130 MiB after a cold start and a few logins instead of 70
+/// (it keeps freed compiler arenas and argon2 buffers for reuse), and
+/// returning them at once costs a quarter more CPU per task. SQLite alone
+/// runs on mimalloc (`queue::sqlite_alloc`).
 ///
 /// Call it first thing in `main`, before any other thread exists (the
 /// binary and the benches that stand for it do).

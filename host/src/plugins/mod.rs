@@ -1,5 +1,5 @@
 //! The wasm plugin host: one wasmtime `Engine`, the loader, sandbox limits and
-//! capability grants. OWNER: plugin-host developer (lead).
+//! capability grants.
 //!
 //! [`PluginHost`] implements [`crate::queue::Executor`].
 
