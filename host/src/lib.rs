@@ -20,8 +20,11 @@ pub mod policy;
 pub mod proxy;
 pub mod queue;
 pub mod runtime;
+pub mod secret;
 pub mod server;
+pub mod setting;
 pub mod store;
+pub mod user_name;
 
 /// The PostgreSQL driver of [`store`] (the `[database]` section is
 /// [`pg::config::DatabaseSection`]).

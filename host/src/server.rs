@@ -264,7 +264,7 @@ pub async fn open_stores(config: &Config) -> anyhow::Result<Stores> {
         .with_context(|| format!("creating data folder {}", config.data_dir.display()))?;
     match config.database.url() {
         None => Ok(Stores {
-            auth: Arc::new(Auth::open(config, None).await?),
+            auth: Arc::new(Auth::open(&config.auth_config(), None).await?),
             tasks: SqliteStore::open_in(&config.data_dir)?,
             database: None,
         }),
@@ -278,7 +278,7 @@ pub async fn open_stores(config: &Config) -> anyhow::Result<Stores> {
             let tasks = PgStore::open(db.clone(), secrets).await?;
             tracing::info!(node = %node, "tasks, sessions and credentials in the shared database");
             Ok(Stores {
-                auth: Arc::new(Auth::open(config, Some(db.clone())).await?),
+                auth: Arc::new(Auth::open(&config.auth_config(), Some(db.clone())).await?),
                 tasks,
                 database: Some(db),
             })
@@ -507,11 +507,12 @@ async fn serve_http(
 /// cold start) are mapped and returned to the system when freed, instead of
 /// staying in glibc's heap, and threads share two arenas instead of one each.
 ///
-/// mimalloc as the global allocator was tried (stop 19): 9% less CPU per
-/// no-op task in `wrk_throughput`, but the server held 105-130 MiB after a
-/// cold start and a few logins instead of 70 (freed compiler arenas and
-/// argon2 buffers kept for reuse), and returning them at once cost a quarter
-/// more CPU per task. SQLite alone runs on it (`store::sqlite::alloc`).
+/// glibc's allocator, tuned, rather than mimalloc as the global allocator:
+/// measured, mimalloc spends 9% less CPU per no-op task in `wrk_throughput`
+/// but holds 105-130 MiB after a cold start and a few logins instead of 70
+/// (it keeps freed compiler arenas and argon2 buffers for reuse), and
+/// returning them at once costs a quarter more CPU per task. SQLite alone
+/// runs on mimalloc (`store::sqlite::alloc`).
 ///
 /// Call it first thing in `main`, before any other thread exists (the
 /// binary and the benches that stand for it do).

@@ -252,16 +252,13 @@ fn damaged_config() -> impl Strategy<Value = String> {
         })
 }
 
-const ENV_KEYS: &[&str] = &[
-    "STEVEDORE_LISTEN",
-    "STEVEDORE_DATA_DIR",
-    "STEVEDORE_SHARE_ROOT",
-    "STEVEDORE_WORKERS",
-    "STEVEDORE_LXC_SUBNET",
-    "STEVEDORE_MAX_EXPANDED_BYTES",
-    "STEVEDORE_CATALOG",
-    "STEVEDORE_PROXY_LISTEN",
-];
+/// Every variable the settings reader takes, from its own table.
+fn env_keys() -> Vec<&'static str> {
+    stevedore::config::variables()
+        .into_iter()
+        .map(|v| v.name)
+        .collect()
+}
 
 proptest! {
     #![proptest_config(config())]
@@ -270,7 +267,7 @@ proptest! {
     fn the_settings_reader_never_panics(
         text in prop_oneof![3 => damaged_config(), 1 => any::<String>()],
         env in proptest::collection::vec(
-            (proptest::sample::select(ENV_KEYS), any::<String>()), 0..3),
+            (proptest::sample::select(env_keys()), any::<String>()), 0..3),
     ) {
         let file = parse_file(&text).unwrap_or_else(|_| Config::default());
         let lookup = |k: &str| env.iter().find(|(key, _)| *key == k).map(|(_, v)| v.clone());

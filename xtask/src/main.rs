@@ -8,13 +8,15 @@
 //!   plugins and serve.
 //! - `bench`: build the plugins, start the test services, `cargo bench`.
 //! - `lint`: `cargo fmt --check` and `cargo clippy -D warnings` over both
-//!   workspaces (also the first step of `test`).
+//!   workspaces, and the module layers of `host/src` (see `layers.rs`); also
+//!   the first step of `test`.
 //! - `services start|stop|status|env`: the test services by hand.
 //! - `stop-engine`: stop the engine `run` started.
 //! - `pytools`: the Python tools of the browser and OpenAPI tests.
 
 mod catalog;
 mod install;
+mod layers;
 mod plugins;
 mod postgres;
 mod pytools;
@@ -34,7 +36,8 @@ const USAGE: &str = "usage: cargo xtask <command>
   run [-- SERVE-ARGS]            start an engine if needed, build plugins, serve
                                  (API on 127.0.0.1:8080, applications' proxy on 127.0.0.1:8081)
   bench [ARGS] [-- BENCH-ARGS]   build plugins, start test services, cargo bench (stevedore, stevedore-e2e)
-  lint                           cargo fmt --check and cargo clippy -D warnings, both workspaces
+  lint                           module layers of host/src, cargo fmt --check and
+                                 cargo clippy -D warnings, both workspaces
   services start|stop|status|env the test services by hand
   pytools                        the Python test tools (Playwright, schemathesis) in target/pytools
   stop-engine                    stop the Docker engine `run` started
@@ -120,15 +123,24 @@ fn picks_packages(args: &[String]) -> bool {
         .any(|a| a.starts_with("-p") || a.starts_with("--package"))
 }
 
-/// `cargo fmt --check` and `cargo clippy --all-targets -D warnings` over the
-/// root workspace and the plugins workspace (lints are declared once per
+/// The module layers of `host/src` ([`layers::LAYERS`]), then `cargo fmt
+/// --check` and `cargo clippy --all-targets -D warnings` over the root
+/// workspace and the plugins workspace (lints are declared once per
 /// workspace, in `[workspace.lints]`). Returns what failed.
 fn lint() -> Result<Vec<&'static str>> {
     let root = repo_root();
+    let mut failed = Vec::new();
+    eprintln!("==> lint: module layers of host/src");
+    let problems = layers::check(&root)?;
+    for p in &problems {
+        eprintln!("{p}");
+    }
+    if !problems.is_empty() {
+        failed.push("module layers (xtask/src/layers.rs)");
+    }
     install::ensure_rust_components(&["rustfmt", "clippy"])?;
     let plugins = root.join("plugins/Cargo.toml");
     let native = root.join("target/plugins-native");
-    let mut failed = Vec::new();
     eprintln!("==> lint: cargo fmt --check, cargo clippy -D warnings (both workspaces)");
     if !run(cargo(&root).args(["fmt", "--all", "--check"]))?.success() {
         failed.push("cargo fmt --all --check");

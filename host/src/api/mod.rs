@@ -49,6 +49,7 @@
 pub mod apps;
 mod around;
 mod body_read;
+pub mod config;
 pub mod container_create;
 pub mod containers;
 mod envelope;

@@ -12,6 +12,7 @@
 //! its absolute lifetime after the login, and only while the user's
 //! password hash is the one it was made under.
 
+pub mod config;
 pub mod limiter;
 pub mod password;
 pub mod sessions;
@@ -26,7 +27,7 @@ use anyhow::Context;
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
-use crate::config::Config;
+use self::config::AuthConfig;
 use crate::store::Database;
 pub use limiter::LoginLimiter;
 pub use sessions::{Session, SessionStore};
@@ -114,7 +115,7 @@ impl Auth {
     /// sessions from `<data>/sessions.db`; or, with a shared database `db`,
     /// the generated admin's hash and the sessions from it, so that every
     /// node has the same admin and accepts every node's sessions.
-    pub async fn open(config: &Config, db: Option<Arc<Database>>) -> anyhow::Result<Auth> {
+    pub async fn open(config: &AuthConfig, db: Option<Arc<Database>>) -> anyhow::Result<Auth> {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating data folder {}", config.data_dir.display()))?;
         let mut users: BTreeMap<String, User> = config
@@ -154,12 +155,12 @@ impl Auth {
             Some(db) => SessionStore::new(db.sessions()),
             None => SessionStore::open(&config.sessions_path(), now_secs())?,
         };
-        Ok(Self::new(users, sessions, config.http.session_ttl_secs)?
-            .with_max_lifetime(config.http.session_max_secs))
+        Ok(Self::new(users, sessions, config.session_ttl_secs)?
+            .with_max_lifetime(config.session_max_secs))
     }
 
     /// Build from explicit parts (tests): sessions idle out after
-    /// `ttl_secs`, and end [`crate::config::DEFAULT_SESSION_MAX_SECS`]
+    /// `ttl_secs`, and end [`config::DEFAULT_SESSION_MAX_SECS`]
     /// after their login.
     pub fn new(
         users: BTreeMap<String, User>,
@@ -171,7 +172,7 @@ impl Auth {
             sessions,
             limiter: LoginLimiter::new(),
             ttl_secs: clamp_secs(ttl_secs),
-            max_secs: clamp_secs(crate::config::DEFAULT_SESSION_MAX_SECS),
+            max_secs: clamp_secs(config::DEFAULT_SESSION_MAX_SECS),
             checks: Arc::new(Semaphore::new(default_check_slots())),
             dummy_hash: password::hash("not a real password")?,
         })

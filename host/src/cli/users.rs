@@ -9,9 +9,9 @@ use std::path::Path;
 use anyhow::{bail, Context as _};
 use toml_edit::{value, DocumentMut, Item, Table};
 
-/// A user name the server accepts ([`crate::config::check_user_name`]).
+/// A user name the server accepts ([`crate::user_name::check_user_name`]).
 fn check_name(name: &str) -> anyhow::Result<()> {
-    crate::config::check_user_name(name).map_err(|why| anyhow::anyhow!("NAME: {why}"))
+    crate::user_name::check_user_name(name).map_err(|why| anyhow::anyhow!("NAME: {why}"))
 }
 
 /// The new password: prompted twice on a terminal, else stdin's first line.

@@ -1,5 +1,5 @@
 //! The wasm plugin host: one wasmtime `Engine`, the loader, sandbox limits and
-//! capability grants. OWNER: plugin-host developer (lead).
+//! capability grants.
 //!
 //! [`PluginHost`] implements [`crate::queue::Executor`].
 
@@ -8,6 +8,7 @@ pub mod bindings;
 pub mod cache;
 pub mod capabilities;
 pub mod cli;
+pub mod config;
 pub mod engine;
 pub mod fair;
 pub mod grants;

@@ -26,6 +26,7 @@
 //! second HTTP implementation, and `hyper-reverse-proxy` is still on hyper
 //! 0.14.
 
+pub mod config;
 pub mod forward;
 pub mod headers;
 pub mod routes;

@@ -22,6 +22,7 @@
 //!   [`RETENTION_BATCH`] (each one short transaction), so the store does not
 //!   grow without bound and its writer is never held long.
 
+pub mod config;
 mod engine;
 pub mod executor;
 pub mod mask;

@@ -10,6 +10,7 @@ pub mod apps;
 pub mod archives;
 pub mod beneath;
 pub mod catalog;
+pub mod config;
 pub mod docker;
 pub mod guard;
 pub mod image_owners;

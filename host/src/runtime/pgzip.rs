@@ -209,8 +209,9 @@ mod tests {
 
     /// Blocks that compress to about half their size, in fine steps: some
     /// end their flush with less than 1 KiB of room in the output (first
-    /// sized for half the input), where the block loop once spun forever.
-    /// Each block runs on a thread with a deadline, so a hang fails the test.
+    /// sized for half the input), where a block loop that waits for more
+    /// room than the flush leaves would spin forever. Each block runs on a
+    /// thread with a deadline, so a hang fails the test.
     #[test]
     fn blocks_whose_output_nearly_fills_the_buffer_end() {
         let random = stevedore_e2e::noise(BLOCK, 0x9e37_79b9_7f4a_7c15);

@@ -11,6 +11,7 @@
 pub mod archive;
 pub mod auth;
 pub mod compose;
+pub mod config;
 pub mod credentials;
 pub mod files;
 pub mod listing;

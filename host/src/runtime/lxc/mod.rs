@@ -26,6 +26,7 @@
 //! - [`tools`]: running the tools.
 
 pub mod conf;
+pub mod config;
 pub mod export;
 pub mod idmap;
 pub mod images;

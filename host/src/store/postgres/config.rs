@@ -13,10 +13,12 @@
 
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use serde::Deserialize;
 
-use crate::config::Secret;
+use crate::secret::Secret;
+use crate::setting::{apply_env, env_vars, parse_number, EnvVar};
+use crate::user_name::valid_user_name;
 
 /// How long a node may stay silent before the others take it for dead,
 /// unless `[database] lease_secs` says otherwise.
@@ -34,28 +36,24 @@ pub struct DatabaseSection {
     pub lease_secs: Option<u64>,
 }
 
+/// The environment variables of `[database]`.
+pub const VARS: &[EnvVar<DatabaseSection>] = env_vars! {
+    "STEVEDORE_DATABASE_URL", "database.url" => |s, v| s.url = Some(Secret(v.to_string()));
+    "STEVEDORE_NODE", "database.node" => |s, v| s.node = Some(v.to_string());
+    "STEVEDORE_LEASE_SECS", "database.lease_secs" => |s, v| s.lease_secs = Some(parse_number(v, "a number")?);
+};
+
 impl DatabaseSection {
     /// Apply the environment overrides and check the values.
     pub fn resolve(mut self, env: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
-        if let Some(url) = env("STEVEDORE_DATABASE_URL") {
-            self.url = Some(Secret(url));
-        }
-        if let Some(node) = env("STEVEDORE_NODE") {
-            self.node = Some(node);
-        }
-        if let Some(secs) = env("STEVEDORE_LEASE_SECS") {
-            self.lease_secs = Some(
-                secs.parse()
-                    .with_context(|| format!("STEVEDORE_LEASE_SECS: `{secs}` is not a number"))?,
-            );
-        }
+        apply_env(VARS, &mut self, &env)?;
         if let Some(url) = &self.url {
             if !super::is_postgres_url(url.expose()) {
                 bail!("database.url: must start with postgres:// or postgresql://");
             }
         }
         if let Some(node) = &self.node {
-            if !crate::config::valid_user_name(node) {
+            if !valid_user_name(node) {
                 bail!("database.node: must be 1 to 64 letters, digits, `_`, `.` or `-`");
             }
         }
