@@ -1,7 +1,7 @@
 //! The PostgreSQL [`TaskStore`]: several nodes share one queue.
 //!
 //! Submits, claims and ends of runs are grouped: everything pending commits
-//! in one transaction ([`super::batch`]); other writes are one transaction each
+//! in one transaction (`batch.rs`); other writes are one transaction each
 //! on a pooled connection. A node claims only its own tasks, with
 //! `FOR UPDATE SKIP LOCKED`, so claims never wait on each other. Every
 //! change is announced with `NOTIFY` in the same transaction (delivered on

@@ -11,7 +11,7 @@
 //!
 //! The fsync is not the writer's: it commits with `synchronous = NORMAL` and
 //! hands the replies to a syncer thread, which answers them once one
-//! `fdatasync` of the log covers their commit (see [`super::wal_sync`] for
+//! `fdatasync` of the log covers their commit (see `wal_sync.rs` for
 //! why this is as durable as `FULL`). The writer applies the next writes
 //! meanwhile, and commits them once the syncer is idle. Batches holding
 //! nothing but progress updates need no fsync of their own: progress is advisory, and the next durable batch's
