@@ -63,72 +63,75 @@ pub const CONFIG_VAR: &str = "STEVEDORE_CONFIG";
 /// completed where a default depends on another setting ([`Config::resolve`]).
 /// There is no second copy of the fields.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Listen address (`127.0.0.1:8080`, `[::1]:8080`, `localhost:8080`).
-    #[serde(default = "default_listen", deserialize_with = "listen_from_toml")]
+    #[serde(deserialize_with = "listen_from_toml")]
     pub listen: SocketAddr,
     /// Data folder (store, sessions, generated admin hash, cache).
-    #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
     /// Root of the paths that tasks read and write (`path` params).
     /// Absent: `<data_dir>/share`.
-    #[serde(default)]
     pub share_root: PathBuf,
     /// Docker endpoint, as `DOCKER_HOST`.
-    #[serde(default)]
     pub docker_host: Option<String>,
     /// Seconds an engine call may go without a byte moving
     /// (`STEVEDORE_DOCKER_STALL_SECS`); absent: the runtime's default.
-    #[serde(default)]
     pub docker_stall_secs: Option<u64>,
     /// Password for a generated `admin`: only from `STEVEDORE_ADMIN_PASSWORD`,
     /// never from the file.
     #[serde(skip)]
     pub admin_password: Option<Secret>,
     /// REST API limits.
-    #[serde(default)]
     pub http: HttpSection,
     /// The applications' reverse proxy.
-    #[serde(default)]
     pub proxy: ProxySection,
     /// Users by name.
-    #[serde(default)]
     pub users: BTreeMap<String, UserConfig>,
     /// Registries by name.
-    #[serde(default)]
     pub registries: BTreeMap<String, RegistryConfig>,
     /// `dockerhub` / `qnap` mappings.
-    #[serde(default)]
     pub repositories: RepositoriesConfig,
     /// The image and application repository.
-    #[serde(default)]
     pub catalog: CatalogSection,
     /// The LXC runtime.
-    #[serde(default)]
     pub lxc: LxcSection,
     /// Archive limits.
-    #[serde(default)]
     pub archives: ArchivesSection,
     /// Scheduler.
-    #[serde(default)]
     pub queue: QueueSection,
     /// Plugins: folder, cache, sandbox settings, grants.
-    #[serde(default)]
     pub plugins: PluginsSection,
     /// User policies: `[policy.default]` for non-admins.
-    #[serde(default)]
     pub policy: PolicySection,
     /// The shared PostgreSQL store, the node name and its lease ([`crate::pg::config`]).
-    #[serde(default)]
     pub database: DatabaseSection,
 }
 
-fn default_listen() -> SocketAddr {
-    DEFAULT_LISTEN.parse().expect("a socket address")
-}
-fn default_data_dir() -> PathBuf {
-    PathBuf::from(DEFAULT_DATA_DIR)
+impl Default for Config {
+    /// Every key absent: what an empty file means.
+    fn default() -> Self {
+        Config {
+            listen: DEFAULT_LISTEN.parse().expect("a socket address"),
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            share_root: PathBuf::new(),
+            docker_host: None,
+            docker_stall_secs: None,
+            admin_password: None,
+            http: HttpSection::default(),
+            proxy: ProxySection::default(),
+            users: BTreeMap::new(),
+            registries: BTreeMap::new(),
+            repositories: RepositoriesConfig::default(),
+            catalog: CatalogSection::default(),
+            lxc: LxcSection::default(),
+            archives: ArchivesSection::default(),
+            queue: QueueSection::default(),
+            plugins: PluginsSection::default(),
+            policy: PolicySection::default(),
+            database: DatabaseSection::default(),
+        }
+    }
 }
 
 /// The environment variables of the top-level keys.
@@ -177,12 +180,6 @@ pub fn variables() -> Vec<Variable> {
     .chain(of(crate::proxy::config::VARS))
     .chain(of(crate::pg::config::VARS))
     .collect()
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        parse_file("").expect("an empty file is a valid configuration")
-    }
 }
 
 impl Config {
@@ -335,6 +332,11 @@ mod tests {
                 .find(|(n, _)| *n == k)
                 .map(|(_, v)| v.to_string())
         }
+    }
+
+    #[test]
+    fn an_empty_file_is_the_default() {
+        assert_eq!(parse_file("").unwrap(), Config::default());
     }
 
     #[test]

@@ -18,15 +18,13 @@ use crate::setting::{env_vars, parse_number, EnvVar};
 
 /// `[catalog]`: the image and application repository (`qnap`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct CatalogSection {
     /// `http(s)://` URL of the repository root (holding `list.json`), or a local folder.
-    #[serde(default)]
     pub url: Option<String>,
     /// Trust the repository's application templates with absolute host
     /// paths outside the share root in their bind mounts (default false:
     /// refused).
-    #[serde(default)]
     pub trusted: bool,
 }
 

@@ -29,16 +29,13 @@ pub struct RegistryConfig {
     /// Registry address, e.g. `https://registry.example:5000` or `127.0.0.1:5000`.
     pub url: String,
     /// Login user name, if the registry needs one.
-    #[serde(default)]
     pub username: Option<String>,
     /// Login password.
-    #[serde(default)]
     pub password: Option<Secret>,
     /// Refused with an explanation: whether the engine may talk plain HTTP
     /// (or unverified TLS) to a registry is the Docker engine's own setting
     /// (`insecure-registries` in `daemon.json`), which no API request can
     /// change. Accepting the key would promise what the server cannot do.
-    #[serde(default)]
     pub insecure: Option<bool>,
 }
 
@@ -48,10 +45,8 @@ pub struct RegistryConfig {
 pub struct RepositoriesConfig {
     /// A registry name from `[registries]` or a URL used for `dockerhub`
     /// (a mirror); absent: Docker Hub itself.
-    #[serde(default)]
     pub dockerhub: Option<String>,
     /// A registry name from `[registries]` or a URL used for `qnap`.
-    #[serde(default)]
     pub qnap: Option<String>,
 }
 
