@@ -27,7 +27,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
-pub use crate::plugins::bindings::{
+pub use crate::wit::{
     BindMount, ContainerExtra, ContainerSpec, ContainerSummary, Credential, ImageInfo, Mount,
     MountSource, NetworkAttachment, NetworkChoice, NetworkInfo, NetworkMode, PortBinding,
     PullRequest, RuntimeKind, Source, Template, VolumeInfo, WitError as Error,
