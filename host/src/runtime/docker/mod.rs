@@ -48,9 +48,9 @@ use super::pins::Pins;
 use super::reference;
 use super::storage::ShareRoot;
 use super::{
-    CallContext, ContainerEntry, ContainerExtra, ContainerSpec, ContainerSummary, Credential,
-    Error, ImageInfo, NetworkChoice, NetworkInfo, PullRequest, RtResult, Runtime, RuntimeKind,
-    Source, VolumeInfo,
+    CallContext, ContainerEntry, ContainerExtra, ContainerRef, ContainerSpec, ContainerSummary,
+    Containers, Credential, Credentials, Error, ImageInfo, Images, NetworkChoice, NetworkInfo,
+    Networks, PullRequest, RtResult, RuntimeKind, Source, VolumeInfo, Volumes,
 };
 
 /// A registry the configuration names.
@@ -480,7 +480,7 @@ mod chrono_like {
 }
 
 #[async_trait]
-impl Runtime for DockerRuntime {
+impl Images for DockerRuntime {
     fn resolve_source(&self, source: &Source) -> RtResult<String> {
         match source {
             Source::Dockerhub => Ok(self
@@ -693,7 +693,10 @@ impl Runtime for DockerRuntime {
             .progress(100, &format!("saved {} to {path}", references.join(", ")));
         Ok(size)
     }
+}
 
+#[async_trait]
+impl Containers for DockerRuntime {
     async fn container_create(&self, _cx: &CallContext, spec: ContainerSpec) -> RtResult<String> {
         let staged = self.pin_binds(&spec)?;
         let body = self.spec_to_body(&spec, &staged)?;
@@ -752,63 +755,15 @@ impl Runtime for DockerRuntime {
         compose::containers_labelled(&self.api, &key, &value).await
     }
 
-    async fn network_create(
-        &self,
-        _cx: &CallContext,
-        name: String,
-        labels: Vec<(String, String)>,
-    ) -> RtResult<String> {
-        compose::network_create(&self.api, name, labels).await
-    }
-
-    async fn network_remove(&self, _cx: &CallContext, name: String) -> RtResult<()> {
-        compose::network_remove(&self.api, &name).await
-    }
-
-    async fn network_list(
-        &self,
-        _cx: &CallContext,
-        key: String,
-        value: String,
-    ) -> RtResult<Vec<NetworkInfo>> {
-        compose::network_list(&self.api, &key, &value).await
-    }
-
-    async fn volume_create(
-        &self,
-        _cx: &CallContext,
-        name: String,
-        labels: Vec<(String, String)>,
-    ) -> RtResult<()> {
-        compose::volume_create(&self.api, name, labels).await
-    }
-
-    async fn volume_remove(&self, _cx: &CallContext, name: String) -> RtResult<()> {
-        compose::volume_remove(&self.api, &name).await
-    }
-
-    async fn volume_list(
-        &self,
-        _cx: &CallContext,
-        key: String,
-        value: String,
-    ) -> RtResult<Vec<VolumeInfo>> {
-        compose::volume_list(&self.api, &key, &value).await
-    }
-
-    async fn container_start(
-        &self,
-        _cx: &CallContext,
-        _kind: RuntimeKind,
-        container: String,
-    ) -> RtResult<()> {
+    async fn container_start(&self, _cx: &CallContext, c: &ContainerRef) -> RtResult<()> {
+        let container = &c.id;
         // The engine binds staging folders; re-pin them from the user's
         // folder now, so what it mounts is what the path names today
         // (a link there is refused).
-        let sources = self.bind_sources(&container).await?;
+        let sources = self.bind_sources(container).await?;
         self.pins.refresh(sources.iter().map(String::as_str))?;
         self.api
-            .start_container(&container, None)
+            .start_container(container, None)
             .await
             .map_err(engine)
     }
@@ -816,16 +771,16 @@ impl Runtime for DockerRuntime {
     async fn container_stop(
         &self,
         _cx: &CallContext,
-        _kind: RuntimeKind,
-        container: String,
+        c: &ContainerRef,
         timeout_secs: u32,
     ) -> RtResult<()> {
+        let container = &c.id;
         let options = StopContainerOptions {
             signal: None,
             t: Some(timeout_secs as i32),
         };
         self.api
-            .stop_container(&container, Some(options))
+            .stop_container(container, Some(options))
             .await
             .map_err(engine)
     }
@@ -833,33 +788,29 @@ impl Runtime for DockerRuntime {
     async fn container_remove(
         &self,
         _cx: &CallContext,
-        _kind: RuntimeKind,
-        container: String,
+        c: &ContainerRef,
         force: bool,
     ) -> RtResult<()> {
+        let container = &c.id;
         let options = RemoveContainerOptions {
             v: false,
             force,
             link: false,
         };
-        let sources = self.bind_sources(&container).await.unwrap_or_default();
+        let sources = self.bind_sources(container).await.unwrap_or_default();
         self.api
-            .remove_container(&container, Some(options))
+            .remove_container(container, Some(options))
             .await
             .map_err(engine)?;
         self.pins.release(sources.iter().map(String::as_str));
         Ok(())
     }
 
-    async fn container_inspect(
-        &self,
-        _cx: &CallContext,
-        _kind: RuntimeKind,
-        container: String,
-    ) -> RtResult<String> {
+    async fn container_inspect(&self, _cx: &CallContext, c: &ContainerRef) -> RtResult<String> {
+        let container = &c.id;
         let inspect = self
             .api
-            .inspect_container(&container, None)
+            .inspect_container(container, None)
             .await
             .map_err(engine)?;
         serde_json::to_string(&inspect).map_err(|e| Error::Other(e.to_string()))
@@ -868,16 +819,16 @@ impl Runtime for DockerRuntime {
     async fn container_export(
         &self,
         cx: &CallContext,
-        _kind: RuntimeKind,
-        container: String,
+        c: &ContainerRef,
         path: String,
         gzip: bool,
         overwrite: bool,
     ) -> RtResult<u64> {
+        let container = &c.id;
         let output = Output::prepare(&self.share, &path, cx.task_id, overwrite)?;
         let mut inspect = self
             .api
-            .inspect_container(&container, None)
+            .inspect_container(container, None)
             .await
             .map_err(engine)?;
         // The export records the user's folders, not their staging folders.
@@ -899,7 +850,7 @@ impl Runtime for DockerRuntime {
             .raw
             .send(
                 Method::GET,
-                &format!("/containers/{}/export", query(&container)),
+                &format!("/containers/{}/export", query(container)),
                 &[],
                 raw::empty(),
             )
@@ -1026,11 +977,11 @@ impl Runtime for DockerRuntime {
     async fn container_logs(
         &self,
         _cx: &CallContext,
-        _kind: RuntimeKind,
-        container: String,
+        c: &ContainerRef,
         tail: u32,
     ) -> RtResult<String> {
-        listing::logs(&self.api, &container, tail).await
+        let container = &c.id;
+        listing::logs(&self.api, container, tail).await
     }
 
     async fn engine_version(&self, _cx: &CallContext, _kind: RuntimeKind) -> RtResult<String> {
@@ -1040,16 +991,69 @@ impl Runtime for DockerRuntime {
     async fn container_delete(
         &self,
         _cx: &CallContext,
-        _kind: RuntimeKind,
-        container: String,
+        c: &ContainerRef,
         remove_volumes: bool,
     ) -> RtResult<()> {
-        let sources = self.bind_sources(&container).await.unwrap_or_default();
-        listing::delete(&self.api, &container, remove_volumes).await?;
+        let container = &c.id;
+        let sources = self.bind_sources(container).await.unwrap_or_default();
+        listing::delete(&self.api, container, remove_volumes).await?;
         self.pins.release(sources.iter().map(String::as_str));
         Ok(())
     }
+}
 
+#[async_trait]
+impl Networks for DockerRuntime {
+    async fn network_create(
+        &self,
+        _cx: &CallContext,
+        name: String,
+        labels: Vec<(String, String)>,
+    ) -> RtResult<String> {
+        compose::network_create(&self.api, name, labels).await
+    }
+
+    async fn network_remove(&self, _cx: &CallContext, name: String) -> RtResult<()> {
+        compose::network_remove(&self.api, &name).await
+    }
+
+    async fn network_list(
+        &self,
+        _cx: &CallContext,
+        key: String,
+        value: String,
+    ) -> RtResult<Vec<NetworkInfo>> {
+        compose::network_list(&self.api, &key, &value).await
+    }
+}
+
+#[async_trait]
+impl Volumes for DockerRuntime {
+    async fn volume_create(
+        &self,
+        _cx: &CallContext,
+        name: String,
+        labels: Vec<(String, String)>,
+    ) -> RtResult<()> {
+        compose::volume_create(&self.api, name, labels).await
+    }
+
+    async fn volume_remove(&self, _cx: &CallContext, name: String) -> RtResult<()> {
+        compose::volume_remove(&self.api, &name).await
+    }
+
+    async fn volume_list(
+        &self,
+        _cx: &CallContext,
+        key: String,
+        value: String,
+    ) -> RtResult<Vec<VolumeInfo>> {
+        compose::volume_list(&self.api, &key, &value).await
+    }
+}
+
+#[async_trait]
+impl Credentials for DockerRuntime {
     async fn credential_lookup(&self, cx: &CallContext, registry: String) -> Option<Credential> {
         self.credential_for(cx, &registry, None).await
     }

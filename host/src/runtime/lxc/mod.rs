@@ -49,8 +49,8 @@ use super::docker::files::Output;
 use super::pins::Pins;
 use super::storage::ShareRoot;
 use super::{
-    CallContext, ContainerEntry, ContainerSpec, ContainerState, Error, ImageInfo, PullRequest,
-    RtResult, Runtime, RuntimeKind, Source,
+    CallContext, ContainerEntry, ContainerRef, ContainerSpec, ContainerState, Containers, Error,
+    ImageInfo, Images, PullRequest, RtResult, RuntimeKind, Source,
 };
 
 /// What the LXC backend needs from the configuration.
@@ -421,7 +421,7 @@ impl LxcRuntime {
 }
 
 #[async_trait]
-impl Runtime for LxcRuntime {
+impl Images for LxcRuntime {
     fn unsupported(&self, what: &str) -> Error {
         Error::Other(format!("{what} is not supported for LXC containers"))
     }
@@ -491,6 +491,13 @@ impl Runtime for LxcRuntime {
         }
         self.store.remove(&record)
     }
+}
+
+#[async_trait]
+impl Containers for LxcRuntime {
+    fn unsupported(&self, what: &str) -> Error {
+        Error::Other(format!("{what} is not supported for LXC containers"))
+    }
 
     async fn container_create(&self, cx: &CallContext, spec: ContainerSpec) -> RtResult<String> {
         let dir = conf::container_dir(&self.path, &spec.name)?;
@@ -543,24 +550,20 @@ impl Runtime for LxcRuntime {
         }
     }
 
-    async fn container_start(
-        &self,
-        _cx: &CallContext,
-        _kind: RuntimeKind,
-        container: String,
-    ) -> RtResult<()> {
-        let dir = self.existing(&container)?;
-        match self.state(&container).await? {
+    async fn container_start(&self, _cx: &CallContext, c: &ContainerRef) -> RtResult<()> {
+        let container = &c.id;
+        let dir = self.existing(container)?;
+        match self.state(container).await? {
             State::Running => return Ok(()),
             State::Frozen => {
-                tools::lxc("unfreeze", &self.path, &container, &[]).await?;
+                tools::lxc("unfreeze", &self.path, container, &[]).await?;
                 return Ok(());
             }
             State::Stopped => {}
         }
         // `lxc.mount.entry` names staging folders; re-pin them from the
         // user's folder now (a link there is refused).
-        let sources = self.mount_sources(&container);
+        let sources = self.mount_sources(container);
         self.pins.refresh(sources.iter().map(String::as_str))?;
         self.network.ensure().await?;
         let log = dir.join("start.log");
@@ -582,8 +585,8 @@ impl Runtime for LxcRuntime {
             ));
         }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let started = tools::lxc("start", &self.path, &container, &args).await;
-        let running = self.state(&container).await.ok() == Some(State::Running);
+        let started = tools::lxc("start", &self.path, container, &args).await;
+        let running = self.state(container).await.ok() == Some(State::Running);
         if started.is_err() || !running {
             let detail = std::fs::read_to_string(&log).unwrap_or_default();
             let tail: Vec<&str> = detail.lines().rev().take(5).collect();
@@ -602,41 +605,41 @@ impl Runtime for LxcRuntime {
     async fn container_stop(
         &self,
         _cx: &CallContext,
-        _kind: RuntimeKind,
-        container: String,
+        c: &ContainerRef,
         timeout_secs: u32,
     ) -> RtResult<()> {
-        self.existing(&container)?;
-        match self.state(&container).await? {
+        let container = &c.id;
+        self.existing(container)?;
+        match self.state(container).await? {
             State::Stopped => return Ok(()),
             State::Frozen => {
-                tools::lxc("unfreeze", &self.path, &container, &[]).await?;
+                tools::lxc("unfreeze", &self.path, container, &[]).await?;
             }
             State::Running => {}
         }
         let timeout = timeout_secs.to_string();
-        tools::lxc("stop", &self.path, &container, &["-t", &timeout]).await?;
+        tools::lxc("stop", &self.path, container, &["-t", &timeout]).await?;
         Ok(())
     }
 
     async fn container_remove(
         &self,
         _cx: &CallContext,
-        _kind: RuntimeKind,
-        container: String,
+        c: &ContainerRef,
         force: bool,
     ) -> RtResult<()> {
-        self.remove(&container, force).await
+        let container = &c.id;
+        self.remove(container, force).await
     }
 
     async fn container_delete(
         &self,
         _cx: &CallContext,
-        _kind: RuntimeKind,
-        container: String,
+        c: &ContainerRef,
         _remove_volumes: bool,
     ) -> RtResult<()> {
-        self.remove(&container, true).await
+        let container = &c.id;
+        self.remove(container, true).await
     }
 
     async fn container_list(
@@ -658,10 +661,10 @@ impl Runtime for LxcRuntime {
     async fn container_entry(
         &self,
         _cx: &CallContext,
-        _kind: RuntimeKind,
-        container: String,
+        c: &ContainerRef,
     ) -> RtResult<ContainerEntry> {
-        self.entry(&container).await
+        let container = &c.id;
+        self.entry(container).await
     }
 
     async fn container_usage(
@@ -694,11 +697,11 @@ impl Runtime for LxcRuntime {
     async fn container_logs(
         &self,
         _cx: &CallContext,
-        _kind: RuntimeKind,
-        container: String,
+        c: &ContainerRef,
         tail: u32,
     ) -> RtResult<String> {
-        let dir = self.existing(&container)?;
+        let container = &c.id;
+        let dir = self.existing(container)?;
         let path = dir.join(conf::CONSOLE_LOG);
         tokio::task::spawn_blocking(move || stats::tail_file(&path, tail))
             .await
@@ -710,17 +713,13 @@ impl Runtime for LxcRuntime {
         Ok(out.trim().to_string())
     }
 
-    async fn container_inspect(
-        &self,
-        _cx: &CallContext,
-        _kind: RuntimeKind,
-        container: String,
-    ) -> RtResult<String> {
-        let dir = self.existing(&container)?;
-        let entry = self.entry(&container).await?;
+    async fn container_inspect(&self, _cx: &CallContext, c: &ContainerRef) -> RtResult<String> {
+        let container = &c.id;
+        let dir = self.existing(container)?;
+        let entry = self.entry(container).await?;
         let record = Record::read(&dir).unwrap_or_default();
         let config = std::fs::read_to_string(dir.join("config")).unwrap_or_default();
-        let pid = tools::lxc("info", &self.path, &container, &["-p", "-H"])
+        let pid = tools::lxc("info", &self.path, container, &["-p", "-H"])
             .await
             .ok()
             .and_then(|p| p.trim().parse::<u32>().ok());
@@ -751,15 +750,15 @@ impl Runtime for LxcRuntime {
     async fn container_export(
         &self,
         cx: &CallContext,
-        _kind: RuntimeKind,
-        container: String,
+        c: &ContainerRef,
         path: String,
         gzip: bool,
         overwrite: bool,
     ) -> RtResult<u64> {
-        let dir = self.existing(&container)?;
+        let container = &c.id;
+        let dir = self.existing(container)?;
         let output = Output::prepare(&self.share, &path, cx.task_id, overwrite)?;
-        let running = self.state(&container).await? == State::Running;
+        let running = self.state(container).await? == State::Running;
         let record = Record::read(&dir).unwrap_or_default();
         let mut create = match record.create {
             serde_json::Value::Object(m) => m,
@@ -776,7 +775,7 @@ impl Runtime for LxcRuntime {
         cx.reporter
             .progress(0, &format!("exporting {container} to {path}"));
         let size =
-            export::export(cx, &self.path, &container, running, &settings, output, gzip).await?;
+            export::export(cx, &self.path, container, running, &settings, output, gzip).await?;
         cx.reporter
             .progress(100, &format!("exported {container} to {path}"));
         Ok(size)
