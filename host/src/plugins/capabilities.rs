@@ -319,6 +319,19 @@ impl containers::Host for PluginState {
         .await
     }
 
+    async fn logs(
+        &mut self,
+        runtime: RuntimeKind,
+        container: String,
+        tail: u32,
+    ) -> HostResult<String> {
+        self.runtime_call(container_calls::LOGS, |rt, cx| async move {
+            let c = ContainerRef::new(runtime, container);
+            rt.containers.container_logs(&cx, &c, tail).await
+        })
+        .await
+    }
+
     async fn export_to_path(
         &mut self,
         runtime: RuntimeKind,

@@ -363,6 +363,15 @@ impl Containers for Simulator {
             || "{}".to_string(),
         )
     }
+    async fn container_logs(
+        &self,
+        cx: &CallContext,
+        c: &ContainerRef,
+        tail: u32,
+    ) -> RtResult<String> {
+        let args = json!({"runtime": c.kind, "container": c.id, "tail": tail});
+        self.answer(cx, containers::LOGS, args, String::new)
+    }
     async fn container_export(
         &self,
         cx: &CallContext,
