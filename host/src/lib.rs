@@ -25,6 +25,7 @@ pub mod server;
 pub mod setting;
 pub mod store;
 pub mod user_name;
+pub mod wit;
 
 /// The PostgreSQL driver of [`store`] (the `[database]` section is
 /// [`pg::config::DatabaseSection`]).

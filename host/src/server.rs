@@ -16,7 +16,7 @@ use crate::pg::Database;
 use crate::policy::Policies;
 use crate::queue::{Executor, PgStore, Queue, SqliteStore, TaskStore};
 use crate::runtime::guard::Guarded;
-use crate::runtime::Runtime;
+use crate::runtime::Backends;
 
 /// Serve until interrupted (SIGINT or SIGTERM).
 pub async fn run() -> anyhow::Result<()> {
@@ -68,14 +68,15 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// The container runtime that plugins' host calls and the container routes
-/// reach: Docker and LXC behind one [`crate::runtime::router::Runtimes`].
+/// The backends that plugins' host calls and the container routes reach:
+/// Docker and LXC routed by [`crate::runtime::router::Runtimes`], Docker's
+/// networks, volumes and credentials, the application store's templates and folders.
 ///
 /// Docker is the engine at `DOCKER_HOST` (connected lazily, so the server
 /// starts without one and a task needing it ends as `error` saying the
 /// engine is unreachable). LXC runs no tool until a call needs one, so a
 /// host without `lxc` starts too. Build it once and share the `Arc`.
-pub fn make_runtime(config: &Config) -> anyhow::Result<Arc<dyn crate::runtime::Runtime>> {
+pub fn make_runtime(config: &Config) -> anyhow::Result<Backends> {
     make_runtime_with(config, None)
 }
 
@@ -84,12 +85,13 @@ pub fn make_runtime(config: &Config) -> anyhow::Result<Arc<dyn crate::runtime::R
 pub fn make_runtime_with(
     config: &Config,
     credentials: Option<crate::runtime::docker::credentials::CredentialStore>,
-) -> anyhow::Result<Arc<dyn crate::runtime::Runtime>> {
-    Ok(Arc::new(crate::runtime::router::Runtimes {
-        docker: make_docker(config, credentials),
-        lxc: make_lxc(config),
-        apps: make_apps(config),
-    }))
+) -> anyhow::Result<Backends> {
+    use crate::runtime::router::Runtimes;
+    let (lxc, apps) = (make_lxc(config), make_apps(config));
+    Ok(match make_docker(config, credentials) {
+        Ok(docker) => Runtimes::backends(docker, lxc, apps),
+        Err(none) => Runtimes::backends(none, lxc, apps),
+    })
 }
 
 fn make_apps(config: &Config) -> Option<Arc<crate::runtime::apps::AppStore>> {
@@ -116,10 +118,11 @@ fn make_apps(config: &Config) -> Option<Arc<crate::runtime::apps::AppStore>> {
     }
 }
 
+/// The Docker backend, or why there is none.
 fn make_docker(
     config: &Config,
     credentials: Option<crate::runtime::docker::credentials::CredentialStore>,
-) -> Arc<dyn crate::runtime::Runtime> {
+) -> Result<Arc<crate::runtime::docker::DockerRuntime>, Arc<crate::runtime::Unavailable>> {
     use crate::runtime::docker::{DockerRuntime, DockerSettings, Registry};
     let registries = config
         .registries
@@ -144,10 +147,10 @@ fn make_docker(
         max_expanded_bytes: config.archives.max_expanded_bytes,
     };
     match DockerRuntime::new(settings) {
-        Ok(docker) => match credentials {
-            Some(c) => Arc::new(docker.with_credentials(c)),
-            None => Arc::new(docker),
-        },
+        Ok(docker) => Ok(Arc::new(match credentials {
+            Some(c) => docker.with_credentials(c),
+            None => docker,
+        })),
         Err(e) => {
             // Serve anyway: categories that need no engine still work, and
             // the others end as `error` saying why.
@@ -155,14 +158,14 @@ fn make_docker(
                 "no container engine: {e:#}; image and container calls will fail \
                  (set DOCKER_HOST to an engine's socket)"
             );
-            Arc::new(crate::runtime::Unavailable {
+            Err(Arc::new(crate::runtime::Unavailable {
                 reason: format!("{e:#}"),
-            })
+            }))
         }
     }
 }
 
-fn make_lxc(config: &Config) -> Arc<dyn crate::runtime::Runtime> {
+fn make_lxc(config: &Config) -> Arc<dyn crate::runtime::Engine> {
     use crate::runtime::lxc::{network::Subnet, LxcRuntime, LxcSettings};
     let made = Subnet::parse(&config.lxc.subnet)
         .map_err(|e| anyhow::anyhow!("lxc.subnet: {e}"))
@@ -189,10 +192,7 @@ fn make_lxc(config: &Config) -> Arc<dyn crate::runtime::Runtime> {
 }
 
 /// Load the plugins of `config.plugins.dir` as the queue's executor.
-async fn load_executor(
-    config: &Config,
-    runtime: Arc<dyn Runtime>,
-) -> anyhow::Result<Arc<dyn Executor>> {
+async fn load_executor(config: &Config, runtime: Backends) -> anyhow::Result<Arc<dyn Executor>> {
     std::fs::create_dir_all(&config.plugins.dir)
         .with_context(|| format!("creating plugins folder {}", config.plugins.dir.display()))?;
     let host = crate::plugins::PluginHost::load(&config.plugin_config(), runtime)
@@ -287,11 +287,7 @@ pub async fn open_stores(config: &Config) -> anyhow::Result<Stores> {
 }
 
 /// `runtime` behind the user policies: what plugins and container routes reach.
-pub fn guarded(
-    config: &Config,
-    runtime: Arc<dyn Runtime>,
-    policies: Arc<Policies>,
-) -> Arc<dyn Runtime> {
+pub fn guarded(config: &Config, runtime: Backends, policies: Arc<Policies>) -> Backends {
     let registry_names = config
         .registries
         .iter()
@@ -300,15 +296,14 @@ pub fn guarded(
             (host.trim_end_matches('/').to_string(), name.clone())
         })
         .collect();
-    Arc::new(
-        Guarded::new(runtime, policies, config.share_root.clone(), registry_names)
-            .with_image_owners(crate::runtime::image_owners::ImageOwners::open(
-                &config.data_dir,
-            ))
-            .reserving_ports(
-                std::iter::once(config.listen.port()).chain(config.proxy.listen.map(|a| a.port())),
-            ),
-    )
+    Guarded::new(runtime, policies, config.share_root.clone(), registry_names)
+        .with_image_owners(crate::runtime::image_owners::ImageOwners::open(
+            &config.data_dir,
+        ))
+        .reserving_ports(
+            std::iter::once(config.listen.port()).chain(config.proxy.listen.map(|a| a.port())),
+        )
+        .backends()
 }
 
 /// Start the queue over explicit parts.
@@ -317,7 +312,7 @@ pub async fn start_with(
     auth: Arc<Auth>,
     store: Arc<dyn TaskStore>,
     executor: Arc<dyn Executor>,
-    runtime: Arc<dyn Runtime>,
+    runtime: Backends,
     policies: Arc<Policies>,
 ) -> anyhow::Result<Started> {
     let mut queue_config = config.queue_config();

@@ -417,7 +417,7 @@ async fn the_simulator_refuses_a_container_from_an_image_it_lacks() {
         cancel: CancellationToken::new(),
         reporter: Arc::new(Recorder::default()),
     };
-    use stevedore::runtime::Runtime;
+    use stevedore::runtime::{Containers, Images};
     assert!(sim
         .image_inspect(&cx, stevedore::runtime::RuntimeKind::Docker, "web:1".into())
         .await

@@ -13,7 +13,8 @@ use stevedore::queue::{LogLevel, Reporter};
 use stevedore::runtime::docker::archive::tar_entry;
 use stevedore::runtime::docker::{DockerRuntime, DockerSettings, Registry};
 use stevedore::runtime::{
-    CallContext, ContainerSpec, Credential, Error, PullRequest, Runtime, RuntimeKind, Source,
+    CallContext, ContainerRef, ContainerSpec, Containers, Credential, Error, Images, PullRequest,
+    RuntimeKind, Source,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -534,12 +535,12 @@ async fn create_maps_ports_env_limits_and_a_share_volume() {
     };
     f.runtime.container_create(&cx, spec).await.unwrap();
     f.runtime
-        .container_start(&cx, RuntimeKind::Docker, name.clone())
+        .container_start(&cx, &ContainerRef::new(RuntimeKind::Docker, name.clone()))
         .await
         .unwrap();
     let inspect: serde_json::Value = serde_json::from_str(
         &f.runtime
-            .container_inspect(&cx, RuntimeKind::Docker, name.clone())
+            .container_inspect(&cx, &ContainerRef::new(RuntimeKind::Docker, name.clone()))
             .await
             .unwrap(),
     )
@@ -596,7 +597,7 @@ async fn create_maps_ports_env_limits_and_a_share_volume() {
         "hello"
     );
     f.runtime
-        .container_remove(&cx, RuntimeKind::Docker, name, true)
+        .container_remove(&cx, &ContainerRef::new(RuntimeKind::Docker, name), true)
         .await
         .unwrap();
 }
@@ -616,7 +617,7 @@ async fn export_then_import_keeps_files_and_settings() {
     };
     f.runtime.container_create(&cx, spec).await.unwrap();
     f.runtime
-        .container_start(&cx, RuntimeKind::Docker, name.clone())
+        .container_start(&cx, &ContainerRef::new(RuntimeKind::Docker, name.clone()))
         .await
         .unwrap();
     exec(
@@ -629,8 +630,7 @@ async fn export_then_import_keeps_files_and_settings() {
         f.runtime
             .container_export(
                 &cx,
-                RuntimeKind::Docker,
-                name.clone(),
+                &ContainerRef::new(RuntimeKind::Docker, name.clone()),
                 path.into(),
                 gzip,
                 false,
@@ -675,7 +675,7 @@ async fn export_then_import_keeps_files_and_settings() {
         };
         f.runtime.container_create(&cx, spec).await.unwrap();
         f.runtime
-            .container_start(&cx, RuntimeKind::Docker, copy.clone())
+            .container_start(&cx, &ContainerRef::new(RuntimeKind::Docker, copy.clone()))
             .await
             .unwrap();
         assert_eq!(
@@ -688,12 +688,12 @@ async fn export_then_import_keeps_files_and_settings() {
             "config entry must not land in the rootfs: {root}"
         );
         f.runtime
-            .container_remove(&cx, RuntimeKind::Docker, copy, true)
+            .container_remove(&cx, &ContainerRef::new(RuntimeKind::Docker, copy), true)
             .await
             .unwrap();
     }
     f.runtime
-        .container_remove(&cx, RuntimeKind::Docker, name, true)
+        .container_remove(&cx, &ContainerRef::new(RuntimeKind::Docker, name), true)
         .await
         .unwrap();
 }

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use stevedore::plugins::bindings::PortBinding;
 use stevedore::queue::{LogLevel, Reporter};
 use stevedore::runtime::{
-    CallContext, ContainerSpec, ContainerState, Error, PullRequest, Runtime, RuntimeKind, Source,
+    Backends, CallContext, ContainerRef, ContainerSpec, ContainerState, Error, PullRequest,
+    RuntimeKind, Source,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -34,7 +35,7 @@ impl Reporter for Recorder {
 }
 
 struct Fixture {
-    runtime: Arc<dyn Runtime>,
+    runtime: Backends,
     data: tempfile::TempDir,
     lxc: tempfile::TempDir,
 }
@@ -174,6 +175,7 @@ async fn lifecycle_list_restart_delete_and_rules_going_with_the_container() {
     let (cx, progress) = cx();
     let info = f
         .runtime
+        .images
         .image_pull(&cx, pull("ubuntu-trusty"))
         .await
         .unwrap();
@@ -184,7 +186,7 @@ async fn lifecycle_list_restart_delete_and_rules_going_with_the_container() {
         percents.contains(&100) && percents.iter().any(|p| (1..100).contains(p)),
         "{percents:?}"
     );
-    let listed = f.runtime.image_list(&cx, LXC).await.unwrap();
+    let listed = f.runtime.images.image_list(&cx, LXC).await.unwrap();
     assert_eq!(listed.len(), 1);
 
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -199,16 +201,21 @@ async fn lifecycle_list_restart_delete_and_rules_going_with_the_container() {
         protocol: "tcp".into(),
     }];
     assert_eq!(
-        f.runtime.container_create(&cx, s.clone()).await.unwrap(),
+        f.runtime
+            .containers
+            .container_create(&cx, s.clone())
+            .await
+            .unwrap(),
         "life"
     );
-    match f.runtime.container_create(&cx, s).await {
+    match f.runtime.containers.container_create(&cx, s).await {
         Err(Error::Conflict(m)) => assert!(m.contains("already exists"), "{m}"),
         other => panic!("{other:?}"),
     }
     let entry = f
         .runtime
-        .container_entry(&cx, LXC, "life".into())
+        .containers
+        .container_entry(&cx, &ContainerRef::new(LXC, "life"))
         .await
         .unwrap();
     assert_eq!(entry.state, ContainerState::Stopped);
@@ -216,10 +223,11 @@ async fn lifecycle_list_restart_delete_and_rules_going_with_the_container() {
     assert_eq!(entry.tcp_port, [port]);
     assert_eq!(entry.kind, "lxc");
     f.runtime
-        .container_start(&cx, LXC, "life".into())
+        .containers
+        .container_start(&cx, &ContainerRef::new(LXC, "life"))
         .await
         .unwrap();
-    let list = f.runtime.container_list(&cx, LXC).await.unwrap();
+    let list = f.runtime.containers.container_list(&cx, LXC).await.unwrap();
     assert_eq!(list.len(), 1);
     assert_eq!(list[0].state, ContainerState::Running);
     let ips = list[0].ipaddress.clone().unwrap();
@@ -233,7 +241,8 @@ async fn lifecycle_list_restart_delete_and_rules_going_with_the_container() {
 
     let inspect: serde_json::Value = serde_json::from_str(
         &f.runtime
-            .container_inspect(&cx, LXC, "life".into())
+            .containers
+            .container_inspect(&cx, &ContainerRef::new(LXC, "life"))
             .await
             .unwrap(),
     )
@@ -243,13 +252,21 @@ async fn lifecycle_list_restart_delete_and_rules_going_with_the_container() {
     // An uncompressed export of the running container: settings first, then config and rootfs.
     let size = f
         .runtime
-        .container_export(&cx, LXC, "life".into(), "out/life.tar".into(), false, false)
+        .containers
+        .container_export(
+            &cx,
+            &ContainerRef::new(LXC, "life"),
+            "out/life.tar".into(),
+            false,
+            false,
+        )
         .await
         .unwrap();
     let file = f.data.path().join("share/out/life.tar");
     assert_eq!(std::fs::metadata(&file).unwrap().len(), size);
     let recorded: serde_json::Value = serde_json::from_str(
         &f.runtime
+            .containers
             .archive_config(&cx, "out/life.tar".into())
             .await
             .unwrap()
@@ -267,7 +284,14 @@ async fn lifecycle_list_restart_delete_and_rules_going_with_the_container() {
     assert!(listing.lines().any(|l| l == "config"), "{listing}");
     match f
         .runtime
-        .container_export(&cx, LXC, "life".into(), "out/life.tar".into(), false, false)
+        .containers
+        .container_export(
+            &cx,
+            &ContainerRef::new(LXC, "life"),
+            "out/life.tar".into(),
+            false,
+            false,
+        )
         .await
     {
         Err(Error::Conflict(m)) => assert!(m.contains("force"), "{m}"),
@@ -275,7 +299,8 @@ async fn lifecycle_list_restart_delete_and_rules_going_with_the_container() {
     }
     let entry = f
         .runtime
-        .container_entry(&cx, LXC, "life".into())
+        .containers
+        .container_entry(&cx, &ContainerRef::new(LXC, "life"))
         .await
         .unwrap();
     assert_eq!(
@@ -285,12 +310,14 @@ async fn lifecycle_list_restart_delete_and_rules_going_with_the_container() {
     );
 
     f.runtime
-        .container_restart(&cx, LXC, "life".into(), 5)
+        .containers
+        .container_restart(&cx, &ContainerRef::new(LXC, "life"), 5)
         .await
         .unwrap();
     let entry = f
         .runtime
-        .container_entry(&cx, LXC, "life".into())
+        .containers
+        .container_entry(&cx, &ContainerRef::new(LXC, "life"))
         .await
         .unwrap();
     assert_eq!(entry.state, ContainerState::Running);
@@ -304,6 +331,7 @@ async fn lifecycle_list_restart_delete_and_rules_going_with_the_container() {
     // The image is in use.
     assert!(matches!(
         f.runtime
+            .images
             .image_remove(&cx, LXC, "ubuntu-trusty".into(), false)
             .await,
         Err(Error::Conflict(_))
@@ -311,27 +339,39 @@ async fn lifecycle_list_restart_delete_and_rules_going_with_the_container() {
     // A running container is removed only by force; delete stops it first.
     assert!(matches!(
         f.runtime
-            .container_remove(&cx, LXC, "life".into(), false)
+            .containers
+            .container_remove(&cx, &ContainerRef::new(LXC, "life"), false)
             .await,
         Err(Error::Conflict(_))
     ));
     f.runtime
-        .container_delete(&cx, LXC, "life".into(), true)
+        .containers
+        .container_delete(&cx, &ContainerRef::new(LXC, "life"), true)
         .await
         .unwrap();
     assert!(!f.lxc.path().join("life").exists());
     assert!(!nft_rules(&bridge).contains(&rule), "rules go with it");
     assert!(matches!(
-        f.runtime.container_entry(&cx, LXC, "life".into()).await,
+        f.runtime
+            .containers
+            .container_entry(&cx, &ContainerRef::new(LXC, "life"))
+            .await,
         Err(Error::NotFound(_))
     ));
     let removed = f
         .runtime
+        .images
         .image_remove(&cx, LXC, "ubuntu-trusty".into(), false)
         .await
         .unwrap();
     assert_eq!(removed[0], "ubuntu-trusty:latest");
-    assert!(f.runtime.image_list(&cx, LXC).await.unwrap().is_empty());
+    assert!(f
+        .runtime
+        .images
+        .image_list(&cx, LXC)
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 #[tokio::test]
@@ -367,6 +407,7 @@ async fn a_hostile_import_creates_nothing_and_writes_nothing_outside() {
     std::fs::write(share.join("evil.tar"), b.into_inner().unwrap()).unwrap();
     assert_eq!(
         f.runtime
+            .containers
             .archive_config(&cx, "evil.tar".into())
             .await
             .unwrap(),
@@ -376,6 +417,7 @@ async fn a_hostile_import_creates_nothing_and_writes_nothing_outside() {
     // refused naming the entry, so no image exists to create from.
     match f
         .runtime
+        .containers
         .image_import(&cx, LXC, "evil.tar".into(), "evil".into(), "latest".into())
         .await
     {
@@ -384,6 +426,7 @@ async fn a_hostile_import_creates_nothing_and_writes_nothing_outside() {
     }
     assert!(f
         .runtime
+        .containers
         .container_create(&cx, spec("evil", "evil:latest"))
         .await
         .is_err());
@@ -392,6 +435,7 @@ async fn a_hostile_import_creates_nothing_and_writes_nothing_outside() {
     // Paths out of the share root are refused before any work.
     assert!(matches!(
         f.runtime
+            .containers
             .image_import(&cx, LXC, "../x.tar".into(), "x".into(), "latest".into())
             .await,
         Err(Error::Denied(_))
@@ -402,35 +446,56 @@ async fn a_hostile_import_creates_nothing_and_writes_nothing_outside() {
 async fn without_a_catalog_or_lxc_tools_the_errors_say_why() {
     let f = fixture_with(None);
     let (cx, _) = cx();
-    match f.runtime.image_pull(&cx, pull("ubuntu-trusty")).await {
+    match f
+        .runtime
+        .images
+        .image_pull(&cx, pull("ubuntu-trusty"))
+        .await
+    {
         Err(Error::InvalidParams(m)) => assert!(m.contains("STEVEDORE_CATALOG"), "{m}"),
         other => panic!("{other:?}"),
     }
-    match f.runtime.image_inspect(&cx, LXC, "nope".into()).await {
+    match f
+        .runtime
+        .images
+        .image_inspect(&cx, LXC, "nope".into())
+        .await
+    {
         Err(Error::NotFound(m)) => assert_eq!(m, "no such image: nope"),
         other => panic!("{other:?}"),
     }
     // Docker calls still reach Docker (here: no engine).
     assert!(f
         .runtime
+        .images
         .image_list(&cx, RuntimeKind::Docker)
         .await
         .is_err());
     // No LXC container here: the list is empty without running a tool.
-    assert!(f.runtime.container_list(&cx, LXC).await.unwrap().is_empty());
+    assert!(f
+        .runtime
+        .containers
+        .container_list(&cx, LXC)
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 #[tokio::test]
 async fn autostart_containers_start_when_the_runtime_is_made_again() {
     let f = fixture();
     let (cx, _) = cx();
-    f.runtime.image_pull(&cx, pull("busybox")).await.unwrap();
+    f.runtime
+        .images
+        .image_pull(&cx, pull("busybox"))
+        .await
+        .unwrap();
     let mut s = spec("auto", "busybox:latest");
     s.autostart = true;
-    f.runtime.container_create(&cx, s).await.unwrap();
+    f.runtime.containers.container_create(&cx, s).await.unwrap();
     let mut s = spec("manual", "busybox:latest");
     s.autostart = false;
-    f.runtime.container_create(&cx, s).await.unwrap();
+    f.runtime.containers.container_create(&cx, s).await.unwrap();
     let state = |name: &str| {
         let out = Command::new("lxc-info")
             .arg("-P")
@@ -452,7 +517,7 @@ async fn autostart_containers_start_when_the_runtime_is_made_again() {
 }
 
 /// The runtime `make_runtime` builds over `f`'s folders, as after a server restart.
-fn fixture_again(f: &Fixture) -> Arc<dyn Runtime> {
+fn fixture_again(f: &Fixture) -> Backends {
     let vars = [
         ("STEVEDORE_DATA_DIR", f.data.path().display().to_string()),
         ("STEVEDORE_LXC_PATH", f.lxc.path().display().to_string()),

@@ -11,7 +11,7 @@ use stevedore::config::Config;
 use stevedore::plugins::PluginHost;
 use stevedore::queue::testkit::NoopExecutor;
 use stevedore::queue::{Executor, Queue};
-use stevedore::runtime::Unavailable;
+use stevedore::runtime::Backends;
 use stevedore::server::Stores;
 use stevedore::store::TaskStore;
 
@@ -35,9 +35,7 @@ pub async fn executor(plugins_dir: &Path, config: &Config) -> (Arc<dyn Executor>
         std::fs::copy(&noop, plugins_dir.join("noop.wasm")).expect("copying noop.wasm");
         match PluginHost::load(
             &config.plugin_config(),
-            Arc::new(Unavailable {
-                reason: "benchmark: no engine".into(),
-            }),
+            Backends::unavailable("benchmark: no engine"),
         )
         .await
         {
@@ -143,9 +141,7 @@ impl Prepared {
             stores.auth,
             stores.tasks,
             exec,
-            Arc::new(Unavailable {
-                reason: "the benchmark needs no engine".into(),
-            }),
+            Backends::unavailable("the benchmark needs no engine"),
             Arc::new(stevedore::policy::Policies::open()),
         )
         .await?;

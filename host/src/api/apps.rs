@@ -24,7 +24,9 @@ use super::session::CurrentUser;
 use super::{AppError, AppState};
 use crate::policy::APP_OWNER_FILE;
 use crate::runtime::apps::{valid_name, wizard};
-use crate::runtime::{CallContext, ContainerSummary, Runtime, RuntimeKind, STOP_TIMEOUT_SECS};
+use crate::runtime::{
+    Backends, CallContext, ContainerRef, ContainerSummary, RuntimeKind, STOP_TIMEOUT_SECS,
+};
 
 /// The Compose project label on every container, network and volume of an app.
 const PROJECT_LABEL: &str = "com.docker.compose.project";
@@ -49,9 +51,10 @@ fn check_name(name: &str) -> Result<(), AppError> {
     }
 }
 
-async fn load(rt: &dyn Runtime, name: &str) -> Result<Map<String, Value>, AppError> {
+async fn load(rt: &Backends, name: &str) -> Result<Map<String, Value>, AppError> {
     check_name(name)?;
     let text = rt
+        .apps
         .app_record(name.to_string())
         .await
         .map_err(runtime_error)?
@@ -81,12 +84,13 @@ fn list_of(record: &Map<String, Value>, key: &str) -> Vec<String> {
 
 /// The app's containers, in the record's start order (unknown ones last).
 async fn containers_of(
-    rt: &dyn Runtime,
+    rt: &Backends,
     cx: &CallContext,
     record: &Map<String, Value>,
 ) -> Result<Vec<ContainerSummary>, AppError> {
     let project = text(record, "project");
     let mut found = rt
+        .containers
         .container_list_labelled(cx, RuntimeKind::Docker, PROJECT_LABEL.into(), project)
         .await
         .map_err(runtime_error)?;
@@ -101,7 +105,7 @@ async fn containers_of(
 }
 
 async fn describe(
-    rt: &dyn Runtime,
+    rt: &Backends,
     cx: &CallContext,
     name: &str,
     mut record: Map<String, Value>,
@@ -112,6 +116,7 @@ async fn describe(
     let port = match record.get("port").and_then(Value::as_u64) {
         Some(p) => p.to_string(),
         None => rt
+            .apps
             .app_read_file(cx, name.to_string(), "docker-compose.yml".into())
             .await
             .ok()
@@ -146,6 +151,7 @@ async fn reaches(state: &AppState, cx: &CallContext, name: &str) -> bool {
     }
     state
         .runtime
+        .apps
         .app_read_file(cx, name.to_string(), APP_OWNER_FILE.to_string())
         .await
         .is_ok_and(|owner| owner.trim() == cx.user)
@@ -180,7 +186,12 @@ pub async fn list(
     State(state): State<AppState>,
     user: CurrentUser,
 ) -> Result<Json<BTreeMap<String, Value>>, AppError> {
-    let records = state.runtime.app_records().await.map_err(runtime_error)?;
+    let records = state
+        .runtime
+        .apps
+        .app_records()
+        .await
+        .map_err(runtime_error)?;
     let cx = context(&user);
     let mut out = BTreeMap::new();
     for (name, raw) in records {
@@ -225,12 +236,10 @@ pub async fn get(
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, AppError> {
     let Path(name) = path.map_err(path_error)?;
-    let record = load(state.runtime.as_ref(), &name).await?;
+    let record = load(&state.runtime, &name).await?;
     let cx = context(&user);
     check_reach(&state, &cx, &name).await?;
-    Ok(Json(
-        describe(state.runtime.as_ref(), &cx, &name, record).await?,
-    ))
+    Ok(Json(describe(&state.runtime, &cx, &name, record).await?))
 }
 
 /// The service a container runs (its Compose label), else its name.
@@ -262,7 +271,7 @@ pub async fn action(
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Json<Vec<String>>, AppError> {
     let Path((name, action)) = path.map_err(path_error)?;
-    let rt = state.runtime.as_ref();
+    let rt = &state.runtime;
     let record = load(rt, &name).await?;
     if !matches!(action.as_str(), "start" | "stop" | "restart" | "kill") {
         return Err(AppError::not_found(
@@ -283,7 +292,12 @@ pub async fn action(
                 STOP_TIMEOUT_SECS
             };
             for c in containers.iter().rev() {
-                rt.container_stop(&cx, RuntimeKind::Docker, c.id.clone(), timeout)
+                rt.containers
+                    .container_stop(
+                        &cx,
+                        &ContainerRef::new(RuntimeKind::Docker, c.id.clone()),
+                        timeout,
+                    )
                     .await
                     .map_err(runtime_error)?;
                 done.push(c.name.clone());
@@ -291,12 +305,18 @@ pub async fn action(
         }
         "restart" => {
             for c in containers.iter().rev() {
-                rt.container_stop(&cx, RuntimeKind::Docker, c.id.clone(), STOP_TIMEOUT_SECS)
+                rt.containers
+                    .container_stop(
+                        &cx,
+                        &ContainerRef::new(RuntimeKind::Docker, c.id.clone()),
+                        STOP_TIMEOUT_SECS,
+                    )
                     .await
                     .map_err(runtime_error)?;
             }
             for c in &containers {
-                rt.container_start(&cx, RuntimeKind::Docker, c.id.clone())
+                rt.containers
+                    .container_start(&cx, &ContainerRef::new(RuntimeKind::Docker, c.id.clone()))
                     .await
                     .map_err(runtime_error)?;
                 done.push(c.name.clone());
@@ -304,7 +324,8 @@ pub async fn action(
         }
         _ => {
             for c in &containers {
-                rt.container_start(&cx, RuntimeKind::Docker, c.id.clone())
+                rt.containers
+                    .container_start(&cx, &ContainerRef::new(RuntimeKind::Docker, c.id.clone()))
                     .await
                     .map_err(runtime_error)?;
                 done.push(service_of(c));
@@ -350,7 +371,7 @@ pub async fn delete(
             format!("remove_volumes: {}", e.body_text()),
         )
     })?;
-    let rt = state.runtime.as_ref();
+    let rt = &state.runtime;
     // An application still `creating` may be deleted too: its install task
     // (if it still runs) then fails at its next write and removes what it
     // made, and one interrupted by a restart leaves no other way out.
@@ -360,30 +381,42 @@ pub async fn delete(
     let project = text(&record, "project");
     let mut removed = Vec::new();
     for c in containers_of(rt, &cx, &record).await?.iter().rev() {
-        rt.container_delete(&cx, RuntimeKind::Docker, c.id.clone(), query.remove_volumes)
+        rt.containers
+            .container_delete(
+                &cx,
+                &ContainerRef::new(RuntimeKind::Docker, c.id.clone()),
+                query.remove_volumes,
+            )
             .await
             .map_err(runtime_error)?;
         removed.push(c.name.clone());
     }
     let networks = rt
+        .networks
         .network_list(&cx, PROJECT_LABEL.into(), project.clone())
         .await
         .map_err(runtime_error)?;
     for n in networks {
-        rt.network_remove(&cx, n.name)
+        rt.networks
+            .network_remove(&cx, n.name)
             .await
             .map_err(runtime_error)?;
     }
     if query.remove_volumes {
         let volumes = rt
+            .volumes
             .volume_list(&cx, PROJECT_LABEL.into(), project)
             .await
             .map_err(runtime_error)?;
         for v in volumes {
-            rt.volume_remove(&cx, v.name).await.map_err(runtime_error)?;
+            rt.volumes
+                .volume_remove(&cx, v.name)
+                .await
+                .map_err(runtime_error)?;
         }
     }
-    rt.app_remove(&cx, name.clone())
+    rt.apps
+        .app_remove(&cx, name.clone())
         .await
         .map_err(runtime_error)?;
     tracing::info!(user = %user.0.username, app = %name, remove_volumes = query.remove_volumes, "application deleted");
@@ -401,12 +434,12 @@ pub struct WizardQuery {
 }
 
 /// A template file as text, `None` when the template has no such file.
-async fn template_file(
-    rt: &dyn Runtime,
-    app: &str,
-    path: &str,
-) -> Result<Option<String>, AppError> {
-    match rt.template_read(app.to_string(), path.to_string()).await {
+async fn template_file(rt: &Backends, app: &str, path: &str) -> Result<Option<String>, AppError> {
+    match rt
+        .templates
+        .template_read(app.to_string(), path.to_string())
+        .await
+    {
         Ok(text) => Ok(Some(text)),
         Err(crate::runtime::Error::NotFound(_)) => Ok(None),
         Err(e) => Err(template_error(app, e)),
@@ -475,8 +508,9 @@ pub async fn template_wizard(
             "lang: must be a language code such as eng, cht or ger",
         ));
     }
-    let rt = state.runtime.as_ref();
+    let rt = &state.runtime;
     let template = rt
+        .templates
         .template_get(app.clone())
         .await
         .map_err(|e| template_error(&app, e))?;

@@ -31,7 +31,7 @@ use super::session::CurrentUser;
 use super::tasks::{self, SubmitQuery};
 use super::{AppError, AppState};
 use crate::queue::{ResultCode, Task, TaskState};
-use crate::runtime::{kind_name, ContainerState, RuntimeKind};
+use crate::runtime::{kind_name, ContainerRef, ContainerState, RuntimeKind};
 
 /// The header naming the task that did the create.
 pub const TASK_HEADER: &str = "x-stevedore-task";
@@ -109,7 +109,8 @@ pub async fn create(
     let (kind, name) = target(&ended);
     let entry = state
         .runtime
-        .container_entry(&context(&user), kind, name)
+        .containers
+        .container_entry(&context(&user), &ContainerRef::new(kind, name))
         .await
         .map_err(runtime_error)?;
     let answer = match kind {

@@ -1,7 +1,7 @@
 //! `container...`: the synchronous container calls that Container Station
 //! clients make around background tasks (the seed's examples stop and
 //! delete a container before they create it again). They are host routes,
-//! not plugins, and go through the same [`Runtime`] as the plugins do.
+//! not plugins, and go through the same [`crate::runtime::Backends`] as the plugins do.
 //!
 //! | method and path (after a prefix) | answer |
 //! |---|---|
@@ -27,8 +27,8 @@ use super::session::CurrentUser;
 use super::{path_error, query_error, AppError, AppState};
 use crate::queue::{LogLevel, Reporter};
 use crate::runtime::{
-    CallContext, ContainerEntry, ContainerState, Error as RtError, RtResult, RuntimeKind,
-    STOP_TIMEOUT_SECS,
+    CallContext, ContainerEntry, ContainerRef, ContainerState, Error as RtError, RtResult,
+    RuntimeKind, STOP_TIMEOUT_SECS,
 };
 
 /// Progress of a synchronous call has no task to go to: it is logged.
@@ -119,7 +119,7 @@ async fn listed(
     cx: &CallContext,
     kind: RuntimeKind,
 ) -> RtResult<Vec<ContainerEntry>> {
-    let mut entries = state.runtime.container_list(cx, kind).await?;
+    let mut entries = state.runtime.containers.container_list(cx, kind).await?;
     with_usage(state, cx, kind, &mut entries).await;
     Ok(entries)
 }
@@ -140,7 +140,12 @@ async fn with_usage(
     if running.is_empty() {
         return;
     }
-    let usage = match state.runtime.container_usage(cx, kind, running).await {
+    let usage = match state
+        .runtime
+        .containers
+        .container_usage(cx, kind, running)
+        .await
+    {
         Ok(u) => u,
         Err(e) => {
             tracing::debug!(runtime = crate::runtime::kind_name(kind), error = %e.message(), "sampling containers");
@@ -221,7 +226,11 @@ pub async fn get_id(
     check_container(&name)?;
     let entry = state
         .runtime
-        .container_entry(&context(&user), RuntimeKind::Docker, name)
+        .containers
+        .container_entry(
+            &context(&user),
+            &ContainerRef::new(RuntimeKind::Docker, name),
+        )
         .await
         .map_err(runtime_error)?;
     Ok((
@@ -254,7 +263,8 @@ pub async fn get(
     let cx = context(&user);
     let entry = state
         .runtime
-        .container_entry(&cx, kind, id)
+        .containers
+        .container_entry(&cx, &ContainerRef::new(kind, id))
         .await
         .map_err(runtime_error)?;
     let mut entries = [entry];
@@ -285,7 +295,8 @@ pub async fn inspect(
     let (kind, id) = target(&kind, &id)?;
     let text = state
         .runtime
-        .container_inspect(&context(&user), kind, id)
+        .containers
+        .container_inspect(&context(&user), &ContainerRef::new(kind, id))
         .await
         .map_err(runtime_error)?;
     Ok(([(header::CONTENT_TYPE, "application/json")], text).into_response())
@@ -315,18 +326,25 @@ pub async fn action(
     let rt = &state.runtime;
     // Resolve first, so an unknown container is a 404 whatever the action.
     let entry = rt
-        .container_entry(&cx, kind, id)
+        .containers
+        .container_entry(&cx, &ContainerRef::new(kind, id))
         .await
         .map_err(runtime_error)?;
     let id = entry.id;
     let done = match action.as_str() {
-        "start" => rt.container_start(&cx, kind, id.clone()).await,
+        "start" => {
+            rt.containers
+                .container_start(&cx, &ContainerRef::new(kind, id.clone()))
+                .await
+        }
         "stop" => {
-            rt.container_stop(&cx, kind, id.clone(), STOP_TIMEOUT_SECS)
+            rt.containers
+                .container_stop(&cx, &ContainerRef::new(kind, id.clone()), STOP_TIMEOUT_SECS)
                 .await
         }
         "restart" => {
-            rt.container_restart(&cx, kind, id.clone(), STOP_TIMEOUT_SECS)
+            rt.containers
+                .container_restart(&cx, &ContainerRef::new(kind, id.clone()), STOP_TIMEOUT_SECS)
                 .await
         }
         other => {
@@ -342,7 +360,8 @@ pub async fn action(
     done.map_err(runtime_error)?;
     tracing::info!(user = %user.0.username, container = %id, action = %action, "container call");
     let entry = rt
-        .container_entry(&cx, kind, id)
+        .containers
+        .container_entry(&cx, &ContainerRef::new(kind, id))
         .await
         .map_err(runtime_error)?;
     let mut entries = [entry];
@@ -416,7 +435,8 @@ pub async fn logs(
     let tail = parse_tail(query.tail.as_deref())?;
     let logs = state
         .runtime
-        .container_logs(&context(&user), kind, id, tail)
+        .containers
+        .container_logs(&context(&user), &ContainerRef::new(kind, id), tail)
         .await
         .map_err(runtime_error)?;
     Ok(Json(Logs { logs, tail }))
@@ -456,12 +476,18 @@ pub async fn delete(
     let cx = context(&user);
     let entry = state
         .runtime
-        .container_entry(&cx, kind, id)
+        .containers
+        .container_entry(&cx, &ContainerRef::new(kind, id))
         .await
         .map_err(runtime_error)?;
     state
         .runtime
-        .container_delete(&cx, kind, entry.id.clone(), query.remove_volumes)
+        .containers
+        .container_delete(
+            &cx,
+            &ContainerRef::new(kind, entry.id.clone()),
+            query.remove_volumes,
+        )
         .await
         .map_err(runtime_error)?;
     tracing::info!(user = %user.0.username, container = %entry.id, "container deleted");

@@ -78,7 +78,7 @@ pub use error::AppError;
 
 use crate::auth::Auth;
 use crate::queue::Queue;
-use crate::runtime::Runtime;
+use crate::runtime::Backends;
 
 /// The path prefixes every API route is served under: Container Station
 /// 1.x (the seed), 2.x and later, and our own short one.
@@ -114,7 +114,7 @@ pub struct Services {
     pub queue: Arc<Queue>,
     /// The container runtimes, for the synchronous container routes (the
     /// same object the plugins' host calls reach).
-    pub runtime: Arc<dyn Runtime>,
+    pub runtime: Backends,
     /// Every user's policy (the runtime enforces it too; the API refuses
     /// early what it can see at submit time).
     pub policies: Arc<crate::policy::Policies>,

@@ -81,7 +81,7 @@ pub async fn port(
     if !udp {
         let cx = context(&user);
         for kind in [RuntimeKind::Docker, RuntimeKind::Lxc] {
-            let Ok(entries) = state.runtime.container_list(&cx, kind).await else {
+            let Ok(entries) = state.runtime.containers.container_list(&cx, kind).await else {
                 continue;
             };
             if entries.iter().any(|e| e.tcp_port.contains(&port)) {

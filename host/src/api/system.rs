@@ -31,8 +31,14 @@ use crate::runtime::RuntimeKind;
 pub async fn info(State(state): State<AppState>, user: CurrentUser) -> Json<Value> {
     let cx = context(&user);
     let (docker, lxc) = tokio::join!(
-        state.runtime.engine_version(&cx, RuntimeKind::Docker),
-        state.runtime.engine_version(&cx, RuntimeKind::Lxc)
+        state
+            .runtime
+            .containers
+            .engine_version(&cx, RuntimeKind::Docker),
+        state
+            .runtime
+            .containers
+            .engine_version(&cx, RuntimeKind::Lxc)
     );
     let mut features = Vec::new();
     if docker.is_ok() {

@@ -20,7 +20,8 @@ use crate::queue::{
     ValidationError,
 };
 use crate::runtime::{
-    CallContext, ContainerEntry, ContainerState, Error as RtError, RtResult, Runtime, RuntimeKind,
+    AppFolders, Backends, CallContext, ContainerEntry, ContainerRef, ContainerState, Containers,
+    Credentials, Error as RtError, Images, Networks, RtResult, RuntimeKind, Templates, Volumes,
 };
 
 /// `noop` completes at once (`count` must be an integer); `sleepy` waits until
@@ -92,13 +93,13 @@ impl Executor for TestExecutor {
 /// containers whose state the start/stop/delete calls change. (The routes'
 /// real-engine behaviour is tested end to end in `tests/tests/api.rs`.)
 #[derive(Default)]
-struct Containers {
+struct FixedContainers {
     entries: parking_lot::Mutex<Vec<ContainerEntry>>,
 }
 
-impl Containers {
-    fn with_one() -> Containers {
-        let c = Containers::default();
+impl FixedContainers {
+    fn with_one() -> FixedContainers {
+        let c = FixedContainers::default();
         c.entries.lock().push(ContainerEntry {
             id: "0123456789abcdef0123".into(),
             name: "dtest".into(),
@@ -131,8 +132,15 @@ impl Containers {
     }
 }
 
+impl Images for FixedContainers {}
+impl Networks for FixedContainers {}
+impl Volumes for FixedContainers {}
+impl Templates for FixedContainers {}
+impl AppFolders for FixedContainers {}
+impl Credentials for FixedContainers {}
+
 #[async_trait]
-impl Runtime for Containers {
+impl Containers for FixedContainers {
     async fn container_list(
         &self,
         _cx: &CallContext,
@@ -140,34 +148,30 @@ impl Runtime for Containers {
     ) -> RtResult<Vec<ContainerEntry>> {
         match kind {
             RuntimeKind::Docker => Ok(self.entries.lock().clone()),
-            RuntimeKind::Lxc => Err(self.unsupported("containers.list")),
+            RuntimeKind::Lxc => Err(Containers::unsupported(
+                self,
+                crate::runtime::traits::containers::LIST,
+            )),
         }
     }
-    async fn container_start(
-        &self,
-        _cx: &CallContext,
-        _kind: RuntimeKind,
-        id: String,
-    ) -> RtResult<()> {
-        self.set(&id, ContainerState::Running)
+    async fn container_start(&self, _cx: &CallContext, c: &ContainerRef) -> RtResult<()> {
+        self.set(&c.id, ContainerState::Running)
     }
     async fn container_stop(
         &self,
         _cx: &CallContext,
-        _kind: RuntimeKind,
-        id: String,
+        c: &ContainerRef,
         _timeout: u32,
     ) -> RtResult<()> {
-        self.set(&id, ContainerState::Stopped)
+        self.set(&c.id, ContainerState::Stopped)
     }
     async fn container_delete(
         &self,
         _cx: &CallContext,
-        _kind: RuntimeKind,
-        id: String,
+        c: &ContainerRef,
         _remove_volumes: bool,
     ) -> RtResult<()> {
-        self.entries.lock().retain(|e| e.id != id);
+        self.entries.lock().retain(|e| e.id != c.id);
         Ok(())
     }
 }
@@ -209,7 +213,7 @@ impl Harness {
         .unwrap();
         let state = AppState::new(Services {
             queue: queue.clone(),
-            runtime: Arc::new(Containers::with_one()),
+            runtime: Backends::all(Arc::new(FixedContainers::with_one())),
             policies: Arc::new(crate::policy::Policies::open()),
             auth,
             max_body_bytes: 4096,

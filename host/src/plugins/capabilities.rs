@@ -1,10 +1,9 @@
 //! The WIT capability interfaces, implemented for [`PluginState`] by
-//! delegating to the [`Runtime`] backend. Host calls are timed (and not
+//! delegating to the [`Backends`], one small trait per interface. Host calls are timed (and not
 //! charged to the plugin's CPU budget), stop when the task is cancelled, and
 //! are refused outside a task run (in `describe` and `validate`).
 
 use std::future::Future;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::bindings::stevedore::plugin::{
@@ -17,15 +16,16 @@ use super::bindings::{
 use super::state::{CancelledTrap, Created, PluginState};
 use crate::queue::store::Durable;
 use crate::queue::LogLevel;
-use crate::runtime::{CallContext, Runtime};
+use crate::runtime::traits::{
+    app_folders, containers as container_calls, credentials as credential_calls,
+    images as image_calls, networks as network_calls, volumes as volume_calls,
+};
+use crate::runtime::{Backends, CallContext, ContainerRef};
 
 type HostResult<T> = wasmtime::Result<Result<T, WitError>>;
 
 impl PluginState {
-    fn call_context(
-        &self,
-        what: &str,
-    ) -> Result<(Arc<dyn Runtime>, CallContext, Durable), WitError> {
+    fn call_context(&self, what: &str) -> Result<(Backends, CallContext, Durable), WitError> {
         let task = self.task.as_ref().ok_or_else(|| {
             WitError::Denied(format!("{what} may only be called while a task runs"))
         })?;
@@ -45,7 +45,7 @@ impl PluginState {
     /// trap the guest after a cancellation so it cannot carry on.
     async fn runtime_call<T, F, Fut>(&mut self, what: &'static str, call: F) -> HostResult<T>
     where
-        F: FnOnce(Arc<dyn Runtime>, CallContext) -> Fut,
+        F: FnOnce(Backends, CallContext) -> Fut,
         Fut: Future<Output = Result<T, WitError>> + Send,
     {
         let (runtime, cx, durable) = match self.call_context(what) {
@@ -147,26 +147,26 @@ impl task::Host for PluginState {
 
 impl images::Host for PluginState {
     async fn resolve(&mut self, source: Source) -> HostResult<String> {
-        Ok(self.runtime.resolve_source(&source))
+        Ok(self.runtime.images.resolve_source(&source))
     }
 
     async fn pull(&mut self, request: PullRequest) -> HostResult<ImageInfo> {
-        self.runtime_call("images.pull", |rt, cx| async move {
-            rt.image_pull(&cx, request).await
+        self.runtime_call(image_calls::PULL, |rt, cx| async move {
+            rt.images.image_pull(&cx, request).await
         })
         .await
     }
 
     async fn inspect(&mut self, runtime: RuntimeKind, reference: String) -> HostResult<ImageInfo> {
-        self.runtime_call("images.inspect", |rt, cx| async move {
-            rt.image_inspect(&cx, runtime, reference).await
+        self.runtime_call(image_calls::INSPECT, |rt, cx| async move {
+            rt.images.image_inspect(&cx, runtime, reference).await
         })
         .await
     }
 
     async fn list(&mut self, runtime: RuntimeKind) -> HostResult<Vec<ImageInfo>> {
-        self.runtime_call("images.list", |rt, cx| async move {
-            rt.image_list(&cx, runtime).await
+        self.runtime_call(image_calls::LIST, |rt, cx| async move {
+            rt.images.image_list(&cx, runtime).await
         })
         .await
     }
@@ -177,15 +177,15 @@ impl images::Host for PluginState {
         reference: String,
         force: bool,
     ) -> HostResult<Vec<String>> {
-        self.runtime_call("images.remove", |rt, cx| async move {
-            rt.image_remove(&cx, runtime, reference, force).await
+        self.runtime_call(image_calls::REMOVE, |rt, cx| async move {
+            rt.images.image_remove(&cx, runtime, reference, force).await
         })
         .await
     }
 
     async fn tag(&mut self, source: String, repository: String, tag: String) -> HostResult<()> {
-        self.runtime_call("images.tag", |rt, cx| async move {
-            rt.image_tag(&cx, source, repository, tag).await
+        self.runtime_call(image_calls::TAG, |rt, cx| async move {
+            rt.images.image_tag(&cx, source, repository, tag).await
         })
         .await
     }
@@ -197,8 +197,9 @@ impl images::Host for PluginState {
         registry: String,
         credential: Option<Credential>,
     ) -> HostResult<()> {
-        self.runtime_call("images.push", |rt, cx| async move {
-            rt.image_push(&cx, repository, tag, registry, credential)
+        self.runtime_call(image_calls::PUSH, |rt, cx| async move {
+            rt.images
+                .image_push(&cx, repository, tag, registry, credential)
                 .await
         })
         .await
@@ -211,8 +212,10 @@ impl images::Host for PluginState {
         gzip: bool,
         overwrite: bool,
     ) -> HostResult<u64> {
-        self.runtime_call("images.save-to-path", |rt, cx| async move {
-            rt.image_save(&cx, references, path, gzip, overwrite).await
+        self.runtime_call(image_calls::SAVE_TO_PATH, |rt, cx| async move {
+            rt.images
+                .image_save(&cx, references, path, gzip, overwrite)
+                .await
         })
         .await
     }
@@ -221,8 +224,8 @@ impl images::Host for PluginState {
 impl containers::Host for PluginState {
     async fn create(&mut self, spec: ContainerSpec) -> HostResult<String> {
         let id = self
-            .runtime_call("containers.create", |rt, cx| async move {
-                rt.container_create(&cx, spec).await
+            .runtime_call(container_calls::CREATE, |rt, cx| async move {
+                rt.containers.container_create(&cx, spec).await
             })
             .await?;
         Ok(self.remember(id, |id| Created::Container(id.clone())))
@@ -234,8 +237,8 @@ impl containers::Host for PluginState {
         extra: ContainerExtra,
     ) -> HostResult<String> {
         let id = self
-            .runtime_call("containers.create-with", |rt, cx| async move {
-                rt.container_create_with(&cx, spec, extra).await
+            .runtime_call(container_calls::CREATE_WITH, |rt, cx| async move {
+                rt.containers.container_create_with(&cx, spec, extra).await
             })
             .await?;
         Ok(self.remember(id, |id| Created::Container(id.clone())))
@@ -247,8 +250,10 @@ impl containers::Host for PluginState {
         network: NetworkChoice,
     ) -> HostResult<String> {
         let id = self
-            .runtime_call("containers.create-on-network", |rt, cx| async move {
-                rt.container_create_on_network(&cx, spec, network).await
+            .runtime_call(container_calls::CREATE_ON_NETWORK, |rt, cx| async move {
+                rt.containers
+                    .container_create_on_network(&cx, spec, network)
+                    .await
             })
             .await?;
         Ok(self.remember(id, |id| Created::Container(id.clone())))
@@ -260,15 +265,19 @@ impl containers::Host for PluginState {
         key: String,
         value: String,
     ) -> HostResult<Vec<ContainerSummary>> {
-        self.runtime_call("containers.list-labelled", |rt, cx| async move {
-            rt.container_list_labelled(&cx, runtime, key, value).await
+        self.runtime_call(container_calls::LIST_LABELLED, |rt, cx| async move {
+            rt.containers
+                .container_list_labelled(&cx, runtime, key, value)
+                .await
         })
         .await
     }
 
     async fn start(&mut self, runtime: RuntimeKind, container: String) -> HostResult<()> {
-        self.runtime_call("containers.start", |rt, cx| async move {
-            rt.container_start(&cx, runtime, container).await
+        self.runtime_call(container_calls::START, |rt, cx| async move {
+            rt.containers
+                .container_start(&cx, &ContainerRef::new(runtime, container))
+                .await
         })
         .await
     }
@@ -279,8 +288,9 @@ impl containers::Host for PluginState {
         container: String,
         timeout_secs: u32,
     ) -> HostResult<()> {
-        self.runtime_call("containers.stop", |rt, cx| async move {
-            rt.container_stop(&cx, runtime, container, timeout_secs)
+        self.runtime_call(container_calls::STOP, |rt, cx| async move {
+            rt.containers
+                .container_stop(&cx, &ContainerRef::new(runtime, container), timeout_secs)
                 .await
         })
         .await
@@ -292,15 +302,32 @@ impl containers::Host for PluginState {
         container: String,
         force: bool,
     ) -> HostResult<()> {
-        self.runtime_call("containers.remove", |rt, cx| async move {
-            rt.container_remove(&cx, runtime, container, force).await
+        self.runtime_call(container_calls::REMOVE, |rt, cx| async move {
+            rt.containers
+                .container_remove(&cx, &ContainerRef::new(runtime, container), force)
+                .await
         })
         .await
     }
 
     async fn inspect(&mut self, runtime: RuntimeKind, container: String) -> HostResult<String> {
-        self.runtime_call("containers.inspect", |rt, cx| async move {
-            rt.container_inspect(&cx, runtime, container).await
+        self.runtime_call(container_calls::INSPECT, |rt, cx| async move {
+            rt.containers
+                .container_inspect(&cx, &ContainerRef::new(runtime, container))
+                .await
+        })
+        .await
+    }
+
+    async fn logs(
+        &mut self,
+        runtime: RuntimeKind,
+        container: String,
+        tail: u32,
+    ) -> HostResult<String> {
+        self.runtime_call(container_calls::LOGS, |rt, cx| async move {
+            let c = ContainerRef::new(runtime, container);
+            rt.containers.container_logs(&cx, &c, tail).await
         })
         .await
     }
@@ -313,16 +340,23 @@ impl containers::Host for PluginState {
         gzip: bool,
         overwrite: bool,
     ) -> HostResult<u64> {
-        self.runtime_call("containers.export-to-path", |rt, cx| async move {
-            rt.container_export(&cx, runtime, container, path, gzip, overwrite)
+        self.runtime_call(container_calls::EXPORT_TO_PATH, |rt, cx| async move {
+            rt.containers
+                .container_export(
+                    &cx,
+                    &ContainerRef::new(runtime, container),
+                    path,
+                    gzip,
+                    overwrite,
+                )
                 .await
         })
         .await
     }
 
     async fn read_archive_config(&mut self, path: String) -> HostResult<Option<String>> {
-        self.runtime_call("containers.read-archive-config", |rt, cx| async move {
-            rt.archive_config(&cx, path).await
+        self.runtime_call(container_calls::READ_ARCHIVE_CONFIG, |rt, cx| async move {
+            rt.containers.archive_config(&cx, path).await
         })
         .await
     }
@@ -334,9 +368,14 @@ impl containers::Host for PluginState {
         repository: String,
         tag: String,
     ) -> HostResult<String> {
-        self.runtime_call("containers.import-image-from-path", |rt, cx| async move {
-            rt.image_import(&cx, runtime, path, repository, tag).await
-        })
+        self.runtime_call(
+            container_calls::IMPORT_IMAGE_FROM_PATH,
+            |rt, cx| async move {
+                rt.containers
+                    .image_import(&cx, runtime, path, repository, tag)
+                    .await
+            },
+        )
         .await
     }
 }
@@ -344,8 +383,8 @@ impl containers::Host for PluginState {
 impl credentials::Host for PluginState {
     async fn lookup(&mut self, registry: String) -> wasmtime::Result<Option<Credential>> {
         Ok(self
-            .runtime_call("credentials.lookup", |rt, cx| async move {
-                Ok(rt.credential_lookup(&cx, registry).await)
+            .runtime_call(credential_calls::LOOKUP, |rt, cx| async move {
+                Ok(rt.credentials.credential_lookup(&cx, registry).await)
             })
             .await?
             .ok()
@@ -353,8 +392,8 @@ impl credentials::Host for PluginState {
     }
 
     async fn remember(&mut self, credential: Credential) -> HostResult<()> {
-        self.runtime_call("credentials.remember", |rt, cx| async move {
-            rt.credential_remember(&cx, credential).await
+        self.runtime_call(credential_calls::REMEMBER, |rt, cx| async move {
+            rt.credentials.credential_remember(&cx, credential).await
         })
         .await
     }
@@ -378,23 +417,23 @@ impl networks::Host for PluginState {
     async fn create(&mut self, name: String, labels: Vec<(String, String)>) -> HostResult<String> {
         let created = Created::Network(name.clone());
         let id = self
-            .runtime_call("networks.create", |rt, cx| async move {
-                rt.network_create(&cx, name, labels).await
+            .runtime_call(network_calls::CREATE, |rt, cx| async move {
+                rt.networks.network_create(&cx, name, labels).await
             })
             .await?;
         Ok(self.remember(id, |_| created))
     }
 
     async fn remove(&mut self, name: String) -> HostResult<()> {
-        self.runtime_call("networks.remove", |rt, cx| async move {
-            rt.network_remove(&cx, name).await
+        self.runtime_call(network_calls::REMOVE, |rt, cx| async move {
+            rt.networks.network_remove(&cx, name).await
         })
         .await
     }
 
     async fn list(&mut self, key: String, value: String) -> HostResult<Vec<NetworkInfo>> {
-        self.runtime_call("networks.list", |rt, cx| async move {
-            rt.network_list(&cx, key, value).await
+        self.runtime_call(network_calls::LIST, |rt, cx| async move {
+            rt.networks.network_list(&cx, key, value).await
         })
         .await
     }
@@ -404,23 +443,23 @@ impl volumes::Host for PluginState {
     async fn create(&mut self, name: String, labels: Vec<(String, String)>) -> HostResult<()> {
         let created = Created::Volume(name.clone());
         let done = self
-            .runtime_call("volumes.create", |rt, cx| async move {
-                rt.volume_create(&cx, name, labels).await
+            .runtime_call(volume_calls::CREATE, |rt, cx| async move {
+                rt.volumes.volume_create(&cx, name, labels).await
             })
             .await?;
         Ok(self.remember(done, |_| created))
     }
 
     async fn remove(&mut self, name: String) -> HostResult<()> {
-        self.runtime_call("volumes.remove", |rt, cx| async move {
-            rt.volume_remove(&cx, name).await
+        self.runtime_call(volume_calls::REMOVE, |rt, cx| async move {
+            rt.volumes.volume_remove(&cx, name).await
         })
         .await
     }
 
     async fn list(&mut self, key: String, value: String) -> HostResult<Vec<VolumeInfo>> {
-        self.runtime_call("volumes.list", |rt, cx| async move {
-            rt.volume_list(&cx, key, value).await
+        self.runtime_call(volume_calls::LIST, |rt, cx| async move {
+            rt.volumes.volume_list(&cx, key, value).await
         })
         .await
     }
@@ -431,29 +470,29 @@ impl volumes::Host for PluginState {
 // directly rather than through `runtime_call` (which needs a task).
 impl repository::Host for PluginState {
     async fn list(&mut self) -> HostResult<Vec<Template>> {
-        Ok(self.runtime.template_list().await)
+        Ok(self.runtime.templates.template_list().await)
     }
 
     async fn get(&mut self, name: String) -> HostResult<Template> {
-        Ok(self.runtime.template_get(name).await)
+        Ok(self.runtime.templates.template_get(name).await)
     }
 
     async fn read_file(&mut self, name: String, path: String) -> HostResult<String> {
-        Ok(self.runtime.template_read(name, path).await)
+        Ok(self.runtime.templates.template_read(name, path).await)
     }
 }
 
 impl app_store::Host for PluginState {
     async fn record(&mut self, name: String) -> HostResult<Option<String>> {
-        Ok(self.runtime.app_record(name).await)
+        Ok(self.runtime.apps.app_record(name).await)
     }
 
     async fn records(&mut self) -> HostResult<Vec<(String, String)>> {
-        Ok(self.runtime.app_records().await)
+        Ok(self.runtime.apps.app_records().await)
     }
 
     async fn folder(&mut self, name: String) -> HostResult<String> {
-        Ok(self.runtime.app_folder(name).await)
+        Ok(self.runtime.apps.app_folder(name).await)
     }
 
     async fn install_template(
@@ -464,8 +503,10 @@ impl app_store::Host for PluginState {
     ) -> HostResult<()> {
         let created = (!replace).then(|| Created::AppFolder(name.clone()));
         let done = self
-            .runtime_call("app-store.install-template", |rt, cx| async move {
-                rt.app_install_template(&cx, name, template, replace).await
+            .runtime_call(app_folders::INSTALL_TEMPLATE, |rt, cx| async move {
+                rt.apps
+                    .app_install_template(&cx, name, template, replace)
+                    .await
             })
             .await?;
         if let (Ok(()), Some(created)) = (&done, created) {
@@ -475,22 +516,22 @@ impl app_store::Host for PluginState {
     }
 
     async fn read_file(&mut self, name: String, path: String) -> HostResult<String> {
-        self.runtime_call("app-store.read-file", |rt, cx| async move {
-            rt.app_read_file(&cx, name, path).await
+        self.runtime_call(app_folders::READ_FILE, |rt, cx| async move {
+            rt.apps.app_read_file(&cx, name, path).await
         })
         .await
     }
 
     async fn write_file(&mut self, name: String, path: String, content: String) -> HostResult<()> {
-        self.runtime_call("app-store.write-file", |rt, cx| async move {
-            rt.app_write_file(&cx, name, path, content).await
+        self.runtime_call(app_folders::WRITE_FILE, |rt, cx| async move {
+            rt.apps.app_write_file(&cx, name, path, content).await
         })
         .await
     }
 
     async fn remove(&mut self, name: String) -> HostResult<()> {
-        self.runtime_call("app-store.remove", |rt, cx| async move {
-            rt.app_remove(&cx, name).await
+        self.runtime_call(app_folders::REMOVE, |rt, cx| async move {
+            rt.apps.app_remove(&cx, name).await
         })
         .await
     }

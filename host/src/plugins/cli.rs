@@ -15,7 +15,7 @@ use super::versions::WorldVersion;
 use super::PluginConfig;
 use crate::queue::{LogLevel, Reporter, TaskContext};
 use crate::runtime::simulated::Simulator;
-use crate::runtime::Runtime;
+use crate::runtime::Backends;
 
 fn config_for(file: &Path) -> PluginConfig {
     let cache_dir = std::env::var_os("XDG_CACHE_HOME")
@@ -37,9 +37,7 @@ pub async fn check(file: &Path) -> anyhow::Result<()> {
     let config = config_for(file);
     let mut host = PluginHost::empty(
         &config,
-        Arc::new(crate::runtime::Unavailable {
-            reason: "`plugin check` runs nothing".into(),
-        }),
+        Backends::unavailable("`plugin check` runs nothing"),
     )?;
     let plugin = host.add_file(&config, &Granter::permissive(), file).await?;
     let d = &plugin.description;
@@ -135,7 +133,7 @@ pub async fn test(file: &Path, params: &str, script: Option<&Path>) -> anyhow::R
     };
     let simulator = Arc::new(Simulator::from_script(&script)?);
     let config = config_for(file);
-    let runtime: Arc<dyn Runtime> = simulator.clone();
+    let runtime = Backends::all(simulator.clone());
     let mut host = PluginHost::empty(&config, runtime)?;
     let plugin = host.add_file(&config, &Granter::permissive(), file).await?;
     let category = plugin.description.name.clone();

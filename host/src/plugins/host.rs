@@ -28,7 +28,7 @@ use super::PluginConfig;
 use crate::queue::{
     self, CategoryDoc, CategoryInfo, Executor, Outcome, ResultCode, TaskContext, ValidationError,
 };
-use crate::runtime::Runtime;
+use crate::runtime::{Backends, ContainerRef};
 
 /// A plugin that passed every load-time check.
 pub struct LoadedPlugin {
@@ -71,7 +71,7 @@ pub enum CallError {
 /// Loads category plugins and runs them in sandboxes.
 pub struct PluginHost {
     engine: Engine,
-    runtime: Arc<dyn Runtime>,
+    runtime: Backends,
     plugins: BTreeMap<String, Arc<LoadedPlugin>>,
     cpu_budget: Duration,
     memory_limit: u64,
@@ -86,7 +86,7 @@ impl PluginHost {
     /// claimed twice) is a start-up error naming the file and the reason.
     pub async fn load(
         config: &PluginConfig,
-        runtime: Arc<dyn Runtime>,
+        runtime: impl Into<Backends>,
     ) -> anyhow::Result<PluginHost> {
         let mut files: Vec<PathBuf> = std::fs::read_dir(&config.dir)
             .with_context(|| format!("plugins folder {}", config.dir.display()))?
@@ -110,7 +110,11 @@ impl PluginHost {
     }
 
     /// A host with no plugins yet (see [`PluginHost::add_file`]).
-    pub fn empty(config: &PluginConfig, runtime: Arc<dyn Runtime>) -> anyhow::Result<PluginHost> {
+    pub fn empty(
+        config: &PluginConfig,
+        runtime: impl Into<Backends>,
+    ) -> anyhow::Result<PluginHost> {
+        let runtime = runtime.into();
         let engine = new_engine(config.memory_limit)?;
         start_ticker(&engine);
         Ok(PluginHost {
@@ -374,7 +378,7 @@ impl PluginHost {
         );
         if cancel.is_cancelled() {
             let created = std::mem::take(&mut store.data_mut().created);
-            undo(self.runtime.as_ref(), &cleanup, created).await;
+            undo(&self.runtime, &cleanup, created).await;
         }
         match result {
             Ok(Ok(detail)) => Ok(detail),
@@ -392,22 +396,23 @@ impl PluginHost {
 /// Remove, newest first, what a cancelled run created: a cancelled guest is
 /// stopped at its next host call or epoch tick and cannot clean up itself.
 /// Failures are logged; the task ends as cancelled either way.
-async fn undo(
-    runtime: &dyn crate::runtime::Runtime,
-    cx: &crate::runtime::CallContext,
-    created: Vec<Created>,
-) {
+async fn undo(runtime: &Backends, cx: &crate::runtime::CallContext, created: Vec<Created>) {
     use crate::runtime::RuntimeKind;
     for item in created.into_iter().rev() {
         let result = match &item {
             Created::Container(id) => {
                 runtime
-                    .container_delete(cx, RuntimeKind::Docker, id.clone(), true)
+                    .containers
+                    .container_delete(
+                        cx,
+                        &ContainerRef::new(RuntimeKind::Docker, id.clone()),
+                        true,
+                    )
                     .await
             }
-            Created::Network(name) => runtime.network_remove(cx, name.clone()).await,
-            Created::Volume(name) => runtime.volume_remove(cx, name.clone()).await,
-            Created::AppFolder(name) => runtime.app_remove(cx, name.clone()).await,
+            Created::Network(name) => runtime.networks.network_remove(cx, name.clone()).await,
+            Created::Volume(name) => runtime.volumes.volume_remove(cx, name.clone()).await,
+            Created::AppFolder(name) => runtime.apps.app_remove(cx, name.clone()).await,
         };
         match result {
             Ok(()) => tracing::info!(task = cx.task_id, ?item, "removed after cancellation"),

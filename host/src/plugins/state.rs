@@ -10,7 +10,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::wasi_log::LogPipe;
 use crate::queue::{LogLevel, TaskContext};
-use crate::runtime::Runtime;
+use crate::runtime::Backends;
 
 /// A call stopped because the plugin used more guest CPU time than allowed.
 #[derive(Debug, thiserror::Error)]
@@ -121,7 +121,7 @@ pub struct PluginState {
     /// where capability calls are refused.
     pub task: Option<TaskContext>,
     /// The backend behind the capabilities.
-    pub runtime: Arc<dyn Runtime>,
+    pub runtime: Backends,
     /// CPU accounting.
     pub budget: Budget,
     /// Memory cap.
@@ -143,7 +143,7 @@ impl PluginState {
     pub fn new(
         plugin: Arc<str>,
         task: Option<TaskContext>,
-        runtime: Arc<dyn Runtime>,
+        runtime: Backends,
         cpu: Duration,
         memory: u64,
     ) -> PluginState {

@@ -44,7 +44,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio_util::sync::CancellationToken;
 
 use crate::runtime::apps::AppStore;
-use crate::runtime::Runtime;
+use crate::runtime::{AppFolders, Backends};
 use routes::Match;
 use upstream::Upstreams;
 
@@ -66,7 +66,7 @@ impl Proxy {
     /// up in `runtime` (the guarded one); `docker_host` is the engine's
     /// endpoint (where published ports are, for a remote engine).
     pub fn new(
-        runtime: Arc<dyn Runtime>,
+        runtime: Backends,
         apps: Arc<AppStore>,
         docker_host: Option<&str>,
         body_limit: usize,

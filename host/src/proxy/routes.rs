@@ -32,7 +32,7 @@ pub enum Match<'a> {
 }
 
 /// The routes of `records` (`(name, record JSON)`, as
-/// [`crate::runtime::Runtime::app_records`] gives them): those with a
+/// [`crate::runtime::AppFolders::app_records`] gives them): those with a
 /// `virtual_path`, longest prefix first.
 pub fn routes(records: &[(String, String)]) -> Vec<Route> {
     let mut out: Vec<Route> = records

@@ -23,7 +23,7 @@ use super::routes::Route;
 use crate::policy::{APP_OWNER_FILE, OWNER_LABEL};
 use crate::runtime::apps::AppStore;
 use crate::runtime::docker::listing::COMPOSE_PROJECT_LABEL;
-use crate::runtime::{CallContext, Runtime, RuntimeKind};
+use crate::runtime::{AppFolders, Backends, CallContext, ContainerRef, RuntimeKind};
 
 /// Host calls of the proxy report nothing: they are lookups.
 struct Quiet;
@@ -89,7 +89,7 @@ pub type Down = String;
 /// owner: the proxy reaches only what the application's owner may.
 pub struct Upstreams {
     /// The guarded runtime (the one the API and the plugins reach).
-    pub runtime: Arc<dyn Runtime>,
+    pub runtime: Backends,
     /// The application store, for the owner of an application.
     pub apps: Arc<AppStore>,
     /// Where bindings to every address are reached ([`engine_host`]).
@@ -121,6 +121,7 @@ impl Upstreams {
         };
         let containers = self
             .runtime
+            .containers
             .container_list_labelled(
                 &cx,
                 RuntimeKind::Docker,
@@ -141,7 +142,8 @@ impl Upstreams {
             running += 1;
             let Ok(text) = self
                 .runtime
-                .container_inspect(&cx, RuntimeKind::Docker, c.id.clone())
+                .containers
+                .container_inspect(&cx, &ContainerRef::new(RuntimeKind::Docker, c.id.clone()))
                 .await
             else {
                 continue;

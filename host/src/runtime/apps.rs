@@ -21,7 +21,7 @@ use super::beneath;
 use super::catalog::{Catalog, Location};
 use super::pins::{self, Pins};
 use super::storage::ShareRoot;
-use super::{CallContext, Error, MountSource, RtResult, Runtime, Template};
+use super::{AppFolders, CallContext, Error, MountSource, RtResult, Template, Templates};
 
 /// The record of an application, inside its folder.
 pub const RECORD_FILE: &str = ".stevedore-app.json";
@@ -358,7 +358,7 @@ impl AppStore {
 }
 
 #[async_trait]
-impl Runtime for AppStore {
+impl Templates for AppStore {
     async fn template_list(&self) -> RtResult<Vec<Template>> {
         let entries = self
             .catalog()?
@@ -384,7 +384,10 @@ impl Runtime for AppStore {
         String::from_utf8(bytes)
             .map_err(|_| Error::Other(format!("template {name}: {path} is not UTF-8 text")))
     }
+}
 
+#[async_trait]
+impl AppFolders for AppStore {
     async fn app_record(&self, name: String) -> RtResult<Option<String>> {
         match self.read_in(&name, RECORD_FILE) {
             Ok(text) => Ok(Some(app_secrets::shown(&String::from_utf8_lossy(&text)))),

@@ -41,17 +41,20 @@ use async_trait::async_trait;
 use super::image_owners::ImageOwners;
 use super::storage::{confined, ShareRoot};
 use super::{
-    CallContext, ContainerEntry, ContainerExtra, ContainerSpec, ContainerSummary, Credential,
-    Error, ImageInfo, MountSource, NetworkChoice, NetworkInfo, NetworkMode, PullRequest, RtResult,
-    Runtime, RuntimeKind, Source, Template, VolumeInfo,
+    AppFolders, Backends, CallContext, ContainerEntry, ContainerExtra, ContainerRef, ContainerSpec,
+    ContainerSummary, Containers, Credential, Credentials, Error, ImageInfo, Images, MountSource,
+    NetworkChoice, NetworkInfo, NetworkMode, Networks, PullRequest, RtResult, RuntimeKind, Source,
+    VolumeInfo, Volumes,
 };
 use crate::policy::{ContainerScope, Policies, Policy, Refused, APP_OWNER_FILE, OWNER_LABEL};
 
 mod images;
 
-/// A runtime that checks the caller's policy, then forwards.
+/// The backends behind a check of the caller's policy: it wraps the
+/// interfaces where policy applies and forwards to `inner`. Templates are
+/// configuration and pass unwrapped ([`Guarded::backends`]).
 pub struct Guarded {
-    inner: Arc<dyn Runtime>,
+    inner: Backends,
     policies: Arc<Policies>,
     share_root: PathBuf,
     /// Registry host (as image references spell it) → configured name.
@@ -79,7 +82,7 @@ impl Guarded {
     /// `share_root`; `registry_names` maps registry hosts to their names in
     /// the configuration (for pushes, which name a registry by address).
     pub fn new(
-        inner: Arc<dyn Runtime>,
+        inner: Backends,
         policies: Arc<Policies>,
         share_root: PathBuf,
         registry_names: BTreeMap<String, String>,
@@ -91,6 +94,22 @@ impl Guarded {
             registry_names,
             owners: Arc::new(ImageOwners::in_memory()),
             reserved_ports: Vec::new(),
+        }
+    }
+
+    /// The guarded backends: every interface but the templates goes
+    /// through this guard.
+    pub fn backends(self) -> Backends {
+        let templates = self.inner.templates.clone();
+        let guarded = Arc::new(self);
+        Backends {
+            images: guarded.clone(),
+            containers: guarded.clone(),
+            networks: guarded.clone(),
+            volumes: guarded.clone(),
+            templates,
+            apps: guarded.clone(),
+            credentials: guarded,
         }
     }
 
@@ -153,7 +172,8 @@ impl Guarded {
         }
         let entry = self
             .inner
-            .container_entry(cx, kind, container.to_string())
+            .containers
+            .container_entry(cx, &ContainerRef::new(kind, container))
             .await?;
         policy
             .allows_container(container, entry.owner())
@@ -203,6 +223,7 @@ impl Guarded {
         }
         let all = self
             .inner
+            .networks
             .network_list(cx, String::new(), String::new())
             .await?;
         // What the engine joins: the network with this id, else this name,
@@ -230,6 +251,7 @@ impl Guarded {
         }
         let all = self
             .inner
+            .volumes
             .volume_list(cx, String::new(), String::new())
             .await?;
         let found = all.iter().find(|v| v.name == name);
@@ -240,6 +262,7 @@ impl Guarded {
     /// before owners were recorded).
     async fn app_owner(&self, cx: &CallContext, name: &str) -> Option<String> {
         self.inner
+            .apps
             .app_read_file(cx, name.to_string(), APP_OWNER_FILE.to_string())
             .await
             .ok()
@@ -253,7 +276,15 @@ impl Guarded {
         match self.app_owner(cx, name).await {
             Some(owner) if owner == policy.user => Ok(()),
             // A new application: nobody owns it yet.
-            None if self.inner.app_record(name.to_string()).await?.is_none() => Ok(()),
+            None if self
+                .inner
+                .apps
+                .app_record(name.to_string())
+                .await?
+                .is_none() =>
+            {
+                Ok(())
+            }
             _ => Err(Error::Denied(format!(
                 "application {name} was not installed by user {}",
                 policy.user
@@ -299,27 +330,24 @@ impl Guarded {
 }
 
 #[async_trait]
-impl Runtime for Guarded {
-    fn unsupported(&self, what: &str) -> Error {
-        self.inner.unsupported(what)
-    }
-
+impl Images for Guarded {
     fn resolve_source(&self, source: &Source) -> RtResult<String> {
-        self.inner.resolve_source(source)
+        self.inner.images.resolve_source(source)
     }
 
     async fn image_pull(&self, cx: &CallContext, req: PullRequest) -> RtResult<ImageInfo> {
         let policy = self.policy(cx);
         let Some(target) = self.check_pull(&policy, &req)? else {
-            return self.inner.image_pull(cx, req).await;
+            return self.inner.images.image_pull(cx, req).await;
         };
         let with_credentials = req.credential.is_some()
             || self
                 .inner
+                .credentials
                 .credential_lookup(cx, target.credential_host.clone())
                 .await
                 .is_some();
-        let info = self.inner.image_pull(cx, req).await?;
+        let info = self.inner.images.image_pull(cx, req).await?;
         for name in &target.names {
             self.owners
                 .pulled(name, &info.id, &cx.user, with_credentials);
@@ -333,11 +361,11 @@ impl Runtime for Guarded {
         kind: RuntimeKind,
         reference: String,
     ) -> RtResult<ImageInfo> {
-        self.inner.image_inspect(cx, kind, reference).await
+        self.inner.images.image_inspect(cx, kind, reference).await
     }
 
     async fn image_list(&self, cx: &CallContext, kind: RuntimeKind) -> RtResult<Vec<ImageInfo>> {
-        self.inner.image_list(cx, kind).await
+        self.inner.images.image_list(cx, kind).await
     }
 
     async fn image_remove(
@@ -350,7 +378,10 @@ impl Runtime for Guarded {
         if !Self::all_containers(&self.policy(cx)) {
             self.check_use(cx, kind, &reference).await?;
         }
-        self.inner.image_remove(cx, kind, reference, force).await
+        self.inner
+            .images
+            .image_remove(cx, kind, reference, force)
+            .await
     }
 
     async fn image_tag(
@@ -373,7 +404,10 @@ impl Runtime for Guarded {
                 &format!("{repository}:{tag}"),
             )
             .await?;
-        self.inner.image_tag(cx, source, repository, tag).await?;
+        self.inner
+            .images
+            .image_tag(cx, source, repository, tag)
+            .await?;
         if !Self::all_containers(&policy) {
             self.record_made(cx, &target).await;
         }
@@ -395,6 +429,7 @@ impl Runtime for Guarded {
                 .await?;
         }
         self.inner
+            .images
             .image_push(cx, repository, tag, registry, credential)
             .await
     }
@@ -416,82 +451,83 @@ impl Runtime for Guarded {
         }
         confined(
             &policy.share,
-            self.inner.image_save(cx, references, path, gzip, overwrite),
+            self.inner
+                .images
+                .image_save(cx, references, path, gzip, overwrite),
         )
         .await
     }
+}
 
+#[async_trait]
+impl Containers for Guarded {
     async fn container_create(&self, cx: &CallContext, spec: ContainerSpec) -> RtResult<String> {
         let policy = self.policy(cx);
         let spec = self.admit(cx, &policy, spec).await?;
         self.check_use(cx, spec.runtime, &spec.image).await?;
-        confined(&policy.share, self.inner.container_create(cx, spec)).await
+        confined(
+            &policy.share,
+            self.inner.containers.container_create(cx, spec),
+        )
+        .await
     }
 
-    async fn container_start(
-        &self,
-        cx: &CallContext,
-        kind: RuntimeKind,
-        container: String,
-    ) -> RtResult<()> {
-        self.check_owner(cx, &self.policy(cx), kind, &container)
+    async fn container_start(&self, cx: &CallContext, c: &ContainerRef) -> RtResult<()> {
+        self.check_owner(cx, &self.policy(cx), c.kind, &c.id)
             .await?;
-        self.inner.container_start(cx, kind, container).await
+        self.inner.containers.container_start(cx, c).await
     }
 
     async fn container_stop(
         &self,
         cx: &CallContext,
-        kind: RuntimeKind,
-        container: String,
+        c: &ContainerRef,
         timeout_secs: u32,
     ) -> RtResult<()> {
-        self.check_owner(cx, &self.policy(cx), kind, &container)
+        self.check_owner(cx, &self.policy(cx), c.kind, &c.id)
             .await?;
         self.inner
-            .container_stop(cx, kind, container, timeout_secs)
+            .containers
+            .container_stop(cx, c, timeout_secs)
             .await
     }
 
     async fn container_restart(
         &self,
         cx: &CallContext,
-        kind: RuntimeKind,
-        container: String,
+        c: &ContainerRef,
         timeout_secs: u32,
     ) -> RtResult<()> {
-        self.check_owner(cx, &self.policy(cx), kind, &container)
+        self.check_owner(cx, &self.policy(cx), c.kind, &c.id)
             .await?;
         self.inner
-            .container_restart(cx, kind, container, timeout_secs)
+            .containers
+            .container_restart(cx, c, timeout_secs)
             .await
     }
 
     async fn container_remove(
         &self,
         cx: &CallContext,
-        kind: RuntimeKind,
-        container: String,
+        c: &ContainerRef,
         force: bool,
     ) -> RtResult<()> {
-        self.check_owner(cx, &self.policy(cx), kind, &container)
+        self.check_owner(cx, &self.policy(cx), c.kind, &c.id)
             .await?;
-        self.inner
-            .container_remove(cx, kind, container, force)
-            .await
+        self.inner.containers.container_remove(cx, c, force).await
     }
 
     async fn container_delete(
         &self,
         cx: &CallContext,
-        kind: RuntimeKind,
-        container: String,
+        c: &ContainerRef,
         remove_volumes: bool,
     ) -> RtResult<()> {
-        self.check_owner(cx, &self.policy(cx), kind, &container)
+        self.check_owner(cx, &self.policy(cx), c.kind, &c.id)
             .await?;
         self.inner
-            .container_delete(cx, kind, container, remove_volumes)
+            .containers
+            .container_delete(cx, c, remove_volumes)
             .await
     }
 
@@ -501,7 +537,7 @@ impl Runtime for Guarded {
         kind: RuntimeKind,
     ) -> RtResult<Vec<ContainerEntry>> {
         let policy = self.policy(cx);
-        let mut all = self.inner.container_list(cx, kind).await?;
+        let mut all = self.inner.containers.container_list(cx, kind).await?;
         all.retain(|e| policy.allows_container(&e.name, e.owner()).is_ok());
         Ok(all)
     }
@@ -509,11 +545,10 @@ impl Runtime for Guarded {
     async fn container_entry(
         &self,
         cx: &CallContext,
-        kind: RuntimeKind,
-        container: String,
+        c: &ContainerRef,
     ) -> RtResult<ContainerEntry> {
         let policy = self.policy(cx);
-        let entry = self.inner.container_entry(cx, kind, container).await?;
+        let entry = self.inner.containers.container_entry(cx, c).await?;
         policy
             .allows_container(&entry.name, entry.owner())
             .map_err(denied)?;
@@ -534,6 +569,7 @@ impl Runtime for Guarded {
         } else {
             let visible: std::collections::HashSet<String> = self
                 .inner
+                .containers
                 .container_list(cx, kind)
                 .await?
                 .into_iter()
@@ -545,7 +581,10 @@ impl Runtime for Guarded {
                 .filter(|c| visible.contains(c))
                 .collect()
         };
-        self.inner.container_usage(cx, kind, containers).await
+        self.inner
+            .containers
+            .container_usage(cx, kind, containers)
+            .await
     }
 
     /// A container's logs are read like its entry: only the caller's own,
@@ -553,51 +592,48 @@ impl Runtime for Guarded {
     async fn container_logs(
         &self,
         cx: &CallContext,
-        kind: RuntimeKind,
-        container: String,
+        c: &ContainerRef,
         tail: u32,
     ) -> RtResult<String> {
         let policy = self.policy(cx);
-        let entry = self.inner.container_entry(cx, kind, container).await?;
+        let entry = self.inner.containers.container_entry(cx, c).await?;
         policy
             .allows_container(&entry.name, entry.owner())
             .map_err(denied)?;
         // The resolved id: the name checked is the container read.
-        self.inner.container_logs(cx, kind, entry.id, tail).await
+        self.inner
+            .containers
+            .container_logs(cx, &ContainerRef::new(c.kind, entry.id), tail)
+            .await
     }
 
     /// Configuration, not a container: anyone logged in may know it.
     async fn engine_version(&self, cx: &CallContext, kind: RuntimeKind) -> RtResult<String> {
-        self.inner.engine_version(cx, kind).await
+        self.inner.containers.engine_version(cx, kind).await
     }
 
-    async fn container_inspect(
-        &self,
-        cx: &CallContext,
-        kind: RuntimeKind,
-        container: String,
-    ) -> RtResult<String> {
-        self.check_owner(cx, &self.policy(cx), kind, &container)
+    async fn container_inspect(&self, cx: &CallContext, c: &ContainerRef) -> RtResult<String> {
+        self.check_owner(cx, &self.policy(cx), c.kind, &c.id)
             .await?;
-        self.inner.container_inspect(cx, kind, container).await
+        self.inner.containers.container_inspect(cx, c).await
     }
 
     async fn container_export(
         &self,
         cx: &CallContext,
-        kind: RuntimeKind,
-        container: String,
+        c: &ContainerRef,
         path: String,
         gzip: bool,
         overwrite: bool,
     ) -> RtResult<u64> {
         let policy = self.policy(cx);
-        self.check_owner(cx, &policy, kind, &container).await?;
+        self.check_owner(cx, &policy, c.kind, &c.id).await?;
         let path = self.scoped(&policy, &path)?;
         confined(
             &policy.share,
             self.inner
-                .container_export(cx, kind, container, path, gzip, overwrite),
+                .containers
+                .container_export(cx, c, path, gzip, overwrite),
         )
         .await
     }
@@ -605,7 +641,11 @@ impl Runtime for Guarded {
     async fn archive_config(&self, cx: &CallContext, path: String) -> RtResult<Option<String>> {
         let policy = self.policy(cx);
         let path = self.scoped(&policy, &path)?;
-        confined(&policy.share, self.inner.archive_config(cx, path)).await
+        confined(
+            &policy.share,
+            self.inner.containers.archive_config(cx, path),
+        )
+        .await
     }
 
     async fn image_import(
@@ -627,7 +667,9 @@ impl Runtime for Guarded {
             .await?;
         let id = confined(
             &policy.share,
-            self.inner.image_import(cx, kind, path, repository, tag),
+            self.inner
+                .containers
+                .image_import(cx, kind, path, repository, tag),
         )
         .await?;
         // An admin's names stay public: only a non-admin's are recorded.
@@ -674,7 +716,7 @@ impl Runtime for Guarded {
         }
         confined(
             &policy.share,
-            self.inner.container_create_with(cx, spec, extra),
+            self.inner.containers.container_create_with(cx, spec, extra),
         )
         .await
     }
@@ -711,7 +753,9 @@ impl Runtime for Guarded {
         }
         confined(
             &policy.share,
-            self.inner.container_create_on_network(cx, spec, network),
+            self.inner
+                .containers
+                .container_create_on_network(cx, spec, network),
         )
         .await
     }
@@ -726,6 +770,7 @@ impl Runtime for Guarded {
         let policy = self.policy(cx);
         let mut all = self
             .inner
+            .containers
             .container_list_labelled(cx, kind, key, value)
             .await?;
         all.retain(|c| {
@@ -735,7 +780,10 @@ impl Runtime for Guarded {
         });
         Ok(all)
     }
+}
 
+#[async_trait]
+impl Networks for Guarded {
     async fn network_create(
         &self,
         cx: &CallContext,
@@ -744,12 +792,12 @@ impl Runtime for Guarded {
     ) -> RtResult<String> {
         labels.retain(|(k, _)| k != OWNER_LABEL);
         labels.push((OWNER_LABEL.to_string(), cx.user.clone()));
-        self.inner.network_create(cx, name, labels).await
+        self.inner.networks.network_create(cx, name, labels).await
     }
 
     async fn network_remove(&self, cx: &CallContext, name: String) -> RtResult<()> {
         self.check_network(cx, &self.policy(cx), &name).await?;
-        self.inner.network_remove(cx, name).await
+        self.inner.networks.network_remove(cx, name).await
     }
 
     async fn network_list(
@@ -758,9 +806,12 @@ impl Runtime for Guarded {
         key: String,
         value: String,
     ) -> RtResult<Vec<NetworkInfo>> {
-        self.inner.network_list(cx, key, value).await
+        self.inner.networks.network_list(cx, key, value).await
     }
+}
 
+#[async_trait]
+impl Volumes for Guarded {
     async fn volume_create(
         &self,
         cx: &CallContext,
@@ -770,12 +821,12 @@ impl Runtime for Guarded {
         self.check_volume(cx, &self.policy(cx), &name).await?;
         labels.retain(|(k, _)| k != OWNER_LABEL);
         labels.push((OWNER_LABEL.to_string(), cx.user.clone()));
-        self.inner.volume_create(cx, name, labels).await
+        self.inner.volumes.volume_create(cx, name, labels).await
     }
 
     async fn volume_remove(&self, cx: &CallContext, name: String) -> RtResult<()> {
         self.check_volume(cx, &self.policy(cx), &name).await?;
-        self.inner.volume_remove(cx, name).await
+        self.inner.volumes.volume_remove(cx, name).await
     }
 
     async fn volume_list(
@@ -784,31 +835,22 @@ impl Runtime for Guarded {
         key: String,
         value: String,
     ) -> RtResult<Vec<VolumeInfo>> {
-        self.inner.volume_list(cx, key, value).await
+        self.inner.volumes.volume_list(cx, key, value).await
     }
+}
 
-    async fn template_list(&self) -> RtResult<Vec<Template>> {
-        self.inner.template_list().await
-    }
-
-    async fn template_get(&self, name: String) -> RtResult<Template> {
-        self.inner.template_get(name).await
-    }
-
-    async fn template_read(&self, name: String, path: String) -> RtResult<String> {
-        self.inner.template_read(name, path).await
-    }
-
+#[async_trait]
+impl AppFolders for Guarded {
     async fn app_record(&self, name: String) -> RtResult<Option<String>> {
-        self.inner.app_record(name).await
+        self.inner.apps.app_record(name).await
     }
 
     async fn app_records(&self) -> RtResult<Vec<(String, String)>> {
-        self.inner.app_records().await
+        self.inner.apps.app_records().await
     }
 
     async fn app_folder(&self, name: String) -> RtResult<String> {
-        self.inner.app_folder(name).await
+        self.inner.apps.app_folder(name).await
     }
 
     async fn app_install_template(
@@ -825,11 +867,13 @@ impl Runtime for Guarded {
             None => cx.user.clone(),
         };
         self.inner
+            .apps
             .app_install_template(cx, name.clone(), template, replace)
             .await?;
         // Written by the host after the template's files, so no template
         // and no plugin decides who owns the application.
         self.inner
+            .apps
             .app_write_file(cx, name, APP_OWNER_FILE.to_string(), owner)
             .await
     }
@@ -842,7 +886,7 @@ impl Runtime for Guarded {
     ) -> RtResult<String> {
         // The record read this way holds the secret answers in clear.
         self.check_app(cx, &self.policy(cx), &name).await?;
-        self.inner.app_read_file(cx, name, path).await
+        self.inner.apps.app_read_file(cx, name, path).await
     }
 
     async fn app_write_file(
@@ -858,25 +902,34 @@ impl Runtime for Guarded {
             )));
         }
         self.check_app(cx, &self.policy(cx), &name).await?;
-        self.inner.app_write_file(cx, name, path, content).await
+        self.inner
+            .apps
+            .app_write_file(cx, name, path, content)
+            .await
     }
 
     async fn app_remove(&self, cx: &CallContext, name: String) -> RtResult<()> {
         self.check_app(cx, &self.policy(cx), &name).await?;
-        self.inner.app_remove(cx, name).await
+        self.inner.apps.app_remove(cx, name).await
     }
+}
 
+#[async_trait]
+impl Credentials for Guarded {
     async fn credential_lookup(&self, cx: &CallContext, registry: String) -> Option<Credential> {
         // Credentials reach a plugin only for a registry the user may use.
         let name = self.domain_name(&super::reference::registry_domain(&registry));
         if self.policy(cx).allows_registry(&name).is_err() {
             return None;
         }
-        self.inner.credential_lookup(cx, registry).await
+        self.inner.credentials.credential_lookup(cx, registry).await
     }
 
     async fn credential_remember(&self, cx: &CallContext, credential: Credential) -> RtResult<()> {
-        self.inner.credential_remember(cx, credential).await
+        self.inner
+            .credentials
+            .credential_remember(cx, credential)
+            .await
     }
 }
 
@@ -949,7 +1002,12 @@ mod tests {
         )
         .unwrap();
         let names = BTreeMap::from([("127.0.0.1:5000".to_string(), "local".to_string())]);
-        let g = Guarded::new(sim.clone(), Arc::new(policies), dir.to_path_buf(), names);
+        let g = Guarded::new(
+            Backends::all(sim.clone()),
+            Arc::new(policies),
+            dir.to_path_buf(),
+            names,
+        );
         (g, sim)
     }
 

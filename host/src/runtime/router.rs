@@ -1,11 +1,13 @@
 //! Routing on [`RuntimeKind`] once, above the backends: [`Runtimes`] holds
-//! one backend per kind and forwards each call to the one its kind names, so
-//! that no backend has to refuse the other's kind itself.
+//! one [`Engine`] per kind and forwards each `images` and `containers` call
+//! to the one its kind names, so that no backend has to refuse the other's
+//! kind itself. The other interfaces carry no kind: [`Runtimes::backends`]
+//! hands them to their one backend directly.
 //!
-//! Calls that carry no kind are Docker's (`tag`, `push`, `save`,
-//! credentials). [`Runtime::archive_config`] reads a file under the share
-//! root that either backend may have written, so it asks Docker first and
-//! LXC when Docker cannot answer (no engine configured, or an xz archive).
+//! Image calls that carry no kind are Docker's (`tag`, `push`, `save`).
+//! [`Containers::archive_config`] reads a file under the share root that
+//! either backend may have written, so it asks Docker first and LXC when
+//! Docker cannot answer (no engine configured, or an xz archive).
 
 use std::sync::Arc;
 
@@ -13,26 +15,58 @@ use async_trait::async_trait;
 
 use super::apps::AppStore;
 use super::{
-    CallContext, ContainerEntry, ContainerExtra, ContainerSpec, ContainerSummary, Credential,
-    Error, ImageInfo, NetworkChoice, NetworkInfo, PullRequest, RtResult, Runtime, RuntimeKind,
-    Source, Template, VolumeInfo,
+    AppFolders, Backends, CallContext, ContainerEntry, ContainerExtra, ContainerRef, ContainerSpec,
+    ContainerSummary, Containers, Credential, Credentials, Engine, Error, ImageInfo, Images,
+    NetworkChoice, Networks, NoAppStore, PullRequest, RtResult, RuntimeKind, Source, Templates,
+    Volumes,
 };
 
-/// The runtime the plugin host and the container routes share: Docker and
-/// LXC behind one [`Runtime`].
+/// The images and containers of Docker and LXC behind one [`Images`] and
+/// one [`Containers`].
 pub struct Runtimes {
     /// The Docker backend (or [`super::Unavailable`] saying why there is none).
-    pub docker: Arc<dyn Runtime>,
+    pub docker: Arc<dyn Engine>,
     /// The LXC backend (or [`super::Unavailable`] saying why there is none).
-    pub lxc: Arc<dyn Runtime>,
-    /// Application templates and installed applications (none: those calls
-    /// fail saying so). Networks and volumes are Docker's.
+    pub lxc: Arc<dyn Engine>,
+    /// Application folders, where `containers.create-with` resolves mounts
+    /// (none: that call fails saying so).
     pub apps: Option<Arc<AppStore>>,
 }
 
 impl Runtimes {
+    /// The backends the plugin host and the container routes share: images
+    /// and containers routed by kind, Docker's networks, volumes and
+    /// credentials, and the application store's templates and folders.
+    pub fn backends<D>(
+        docker: Arc<D>,
+        lxc: Arc<dyn Engine>,
+        apps: Option<Arc<AppStore>>,
+    ) -> Backends
+    where
+        D: Engine + Networks + Volumes + Credentials + 'static,
+    {
+        let routed = Arc::new(Runtimes {
+            docker: docker.clone(),
+            lxc,
+            apps: apps.clone(),
+        });
+        let (templates, folders): (Arc<dyn Templates>, Arc<dyn AppFolders>) = match apps {
+            Some(a) => (a.clone(), a),
+            None => (Arc::new(NoAppStore), Arc::new(NoAppStore)),
+        };
+        Backends {
+            images: routed.clone(),
+            containers: routed,
+            networks: docker.clone(),
+            volumes: docker.clone(),
+            templates,
+            apps: folders,
+            credentials: docker,
+        }
+    }
+
     /// The backend for `kind`.
-    pub fn of(&self, kind: RuntimeKind) -> &dyn Runtime {
+    pub fn of(&self, kind: RuntimeKind) -> &dyn Engine {
         match kind {
             RuntimeKind::Docker => self.docker.as_ref(),
             RuntimeKind::Lxc => self.lxc.as_ref(),
@@ -48,7 +82,7 @@ impl Runtimes {
 }
 
 #[async_trait]
-impl Runtime for Runtimes {
+impl Images for Runtimes {
     fn resolve_source(&self, source: &Source) -> RtResult<String> {
         self.docker.resolve_source(source)
     }
@@ -108,48 +142,48 @@ impl Runtime for Runtimes {
             .image_save(cx, references, path, gzip, overwrite)
             .await
     }
+}
+
+#[async_trait]
+impl Containers for Runtimes {
     async fn container_create(&self, cx: &CallContext, spec: ContainerSpec) -> RtResult<String> {
         self.of(spec.runtime).container_create(cx, spec).await
     }
-    async fn container_start(
-        &self,
-        cx: &CallContext,
-        kind: RuntimeKind,
-        container: String,
-    ) -> RtResult<()> {
-        self.of(kind).container_start(cx, kind, container).await
+    async fn container_start(&self, cx: &CallContext, c: &ContainerRef) -> RtResult<()> {
+        self.of(c.kind).container_start(cx, c).await
     }
     async fn container_stop(
         &self,
         cx: &CallContext,
-        kind: RuntimeKind,
-        container: String,
+        c: &ContainerRef,
         timeout_secs: u32,
     ) -> RtResult<()> {
-        self.of(kind)
-            .container_stop(cx, kind, container, timeout_secs)
-            .await
+        self.of(c.kind).container_stop(cx, c, timeout_secs).await
+    }
+    async fn container_restart(
+        &self,
+        cx: &CallContext,
+        c: &ContainerRef,
+        timeout_secs: u32,
+    ) -> RtResult<()> {
+        self.of(c.kind).container_restart(cx, c, timeout_secs).await
     }
     async fn container_remove(
         &self,
         cx: &CallContext,
-        kind: RuntimeKind,
-        container: String,
+        c: &ContainerRef,
         force: bool,
     ) -> RtResult<()> {
-        self.of(kind)
-            .container_remove(cx, kind, container, force)
-            .await
+        self.of(c.kind).container_remove(cx, c, force).await
     }
     async fn container_delete(
         &self,
         cx: &CallContext,
-        kind: RuntimeKind,
-        container: String,
+        c: &ContainerRef,
         remove_volumes: bool,
     ) -> RtResult<()> {
-        self.of(kind)
-            .container_delete(cx, kind, container, remove_volumes)
+        self.of(c.kind)
+            .container_delete(cx, c, remove_volumes)
             .await
     }
     async fn container_list(
@@ -162,10 +196,9 @@ impl Runtime for Runtimes {
     async fn container_entry(
         &self,
         cx: &CallContext,
-        kind: RuntimeKind,
-        container: String,
+        c: &ContainerRef,
     ) -> RtResult<ContainerEntry> {
-        self.of(kind).container_entry(cx, kind, container).await
+        self.of(c.kind).container_entry(cx, c).await
     }
     async fn container_usage(
         &self,
@@ -178,47 +211,27 @@ impl Runtime for Runtimes {
     async fn container_logs(
         &self,
         cx: &CallContext,
-        kind: RuntimeKind,
-        container: String,
+        c: &ContainerRef,
         tail: u32,
     ) -> RtResult<String> {
-        self.of(kind)
-            .container_logs(cx, kind, container, tail)
-            .await
+        self.of(c.kind).container_logs(cx, c, tail).await
     }
     async fn engine_version(&self, cx: &CallContext, kind: RuntimeKind) -> RtResult<String> {
         self.of(kind).engine_version(cx, kind).await
     }
-    async fn container_restart(
-        &self,
-        cx: &CallContext,
-        kind: RuntimeKind,
-        container: String,
-        timeout_secs: u32,
-    ) -> RtResult<()> {
-        self.of(kind)
-            .container_restart(cx, kind, container, timeout_secs)
-            .await
-    }
-    async fn container_inspect(
-        &self,
-        cx: &CallContext,
-        kind: RuntimeKind,
-        container: String,
-    ) -> RtResult<String> {
-        self.of(kind).container_inspect(cx, kind, container).await
+    async fn container_inspect(&self, cx: &CallContext, c: &ContainerRef) -> RtResult<String> {
+        self.of(c.kind).container_inspect(cx, c).await
     }
     async fn container_export(
         &self,
         cx: &CallContext,
-        kind: RuntimeKind,
-        container: String,
+        c: &ContainerRef,
         path: String,
         gzip: bool,
         overwrite: bool,
     ) -> RtResult<u64> {
-        self.of(kind)
-            .container_export(cx, kind, container, path, gzip, overwrite)
+        self.of(c.kind)
+            .container_export(cx, c, path, gzip, overwrite)
             .await
     }
     async fn archive_config(&self, cx: &CallContext, path: String) -> RtResult<Option<String>> {
@@ -294,99 +307,6 @@ impl Runtime for Runtimes {
             .container_list_labelled(cx, kind, key, value)
             .await
     }
-    async fn network_create(
-        &self,
-        cx: &CallContext,
-        name: String,
-        labels: Vec<(String, String)>,
-    ) -> RtResult<String> {
-        self.docker.network_create(cx, name, labels).await
-    }
-    async fn network_remove(&self, cx: &CallContext, name: String) -> RtResult<()> {
-        self.docker.network_remove(cx, name).await
-    }
-    async fn network_list(
-        &self,
-        cx: &CallContext,
-        key: String,
-        value: String,
-    ) -> RtResult<Vec<NetworkInfo>> {
-        self.docker.network_list(cx, key, value).await
-    }
-    async fn volume_create(
-        &self,
-        cx: &CallContext,
-        name: String,
-        labels: Vec<(String, String)>,
-    ) -> RtResult<()> {
-        self.docker.volume_create(cx, name, labels).await
-    }
-    async fn volume_remove(&self, cx: &CallContext, name: String) -> RtResult<()> {
-        self.docker.volume_remove(cx, name).await
-    }
-    async fn volume_list(
-        &self,
-        cx: &CallContext,
-        key: String,
-        value: String,
-    ) -> RtResult<Vec<VolumeInfo>> {
-        self.docker.volume_list(cx, key, value).await
-    }
-    async fn template_list(&self) -> RtResult<Vec<Template>> {
-        self.apps()?.template_list().await
-    }
-    async fn template_get(&self, name: String) -> RtResult<Template> {
-        self.apps()?.template_get(name).await
-    }
-    async fn template_read(&self, name: String, path: String) -> RtResult<String> {
-        self.apps()?.template_read(name, path).await
-    }
-    async fn app_record(&self, name: String) -> RtResult<Option<String>> {
-        self.apps()?.app_record(name).await
-    }
-    async fn app_records(&self) -> RtResult<Vec<(String, String)>> {
-        self.apps()?.app_records().await
-    }
-    async fn app_folder(&self, name: String) -> RtResult<String> {
-        self.apps()?.app_folder(name).await
-    }
-    async fn app_install_template(
-        &self,
-        cx: &CallContext,
-        name: String,
-        template: String,
-        replace: bool,
-    ) -> RtResult<()> {
-        self.apps()?
-            .app_install_template(cx, name, template, replace)
-            .await
-    }
-    async fn app_read_file(
-        &self,
-        cx: &CallContext,
-        name: String,
-        path: String,
-    ) -> RtResult<String> {
-        self.apps()?.app_read_file(cx, name, path).await
-    }
-    async fn app_write_file(
-        &self,
-        cx: &CallContext,
-        name: String,
-        path: String,
-        content: String,
-    ) -> RtResult<()> {
-        self.apps()?.app_write_file(cx, name, path, content).await
-    }
-    async fn app_remove(&self, cx: &CallContext, name: String) -> RtResult<()> {
-        self.apps()?.app_remove(cx, name).await
-    }
-    async fn credential_lookup(&self, cx: &CallContext, registry: String) -> Option<Credential> {
-        self.docker.credential_lookup(cx, registry).await
-    }
-    async fn credential_remember(&self, cx: &CallContext, credential: Credential) -> RtResult<()> {
-        self.docker.credential_remember(cx, credential).await
-    }
 }
 
 #[cfg(test)]
@@ -396,14 +316,11 @@ mod tests {
 
     struct Named(&'static str);
 
+    impl Images for Named {}
+
     #[async_trait]
-    impl Runtime for Named {
-        async fn container_start(
-            &self,
-            _cx: &CallContext,
-            _kind: RuntimeKind,
-            _container: String,
-        ) -> RtResult<()> {
+    impl Containers for Named {
+        async fn container_start(&self, _cx: &CallContext, _c: &ContainerRef) -> RtResult<()> {
             Err(Error::Other(self.0.into()))
         }
         async fn archive_config(
@@ -438,7 +355,10 @@ mod tests {
             apps: None,
         };
         for (kind, want) in [(RuntimeKind::Docker, "docker"), (RuntimeKind::Lxc, "lxc")] {
-            match r.container_start(&cx(), kind, "c".into()).await {
+            match r
+                .container_start(&cx(), &ContainerRef::new(kind, "c"))
+                .await
+            {
                 Err(Error::Other(m)) => assert_eq!(m, want),
                 other => panic!("{other:?}"),
             }

@@ -32,10 +32,11 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use super::traits::{app_folders, containers, credentials, images, networks, templates, volumes};
 use super::{
-    CallContext, ContainerExtra, ContainerSpec, ContainerSummary, Credential, Error, ImageInfo,
-    NetworkChoice, NetworkInfo, PullRequest, RtResult, Runtime, RuntimeKind, Source, Template,
-    VolumeInfo,
+    AppFolders, CallContext, ContainerExtra, ContainerRef, ContainerSpec, ContainerSummary,
+    Containers, Credential, Credentials, Error, ImageInfo, Images, NetworkChoice, NetworkInfo,
+    Networks, PullRequest, RtResult, RuntimeKind, Source, Template, Templates, VolumeInfo, Volumes,
 };
 
 /// The compose file an unscripted `repository.read-file` answers with.
@@ -111,7 +112,7 @@ impl Simulator {
         let scripted = self
             .script
             .lock()
-            .get("images.resolve")
+            .get(images::RESOLVE)
             .and_then(|(a, next)| {
                 a.get((*next).min(a.len().saturating_sub(1)))
                     .and_then(|a| a.ok.as_ref())
@@ -217,7 +218,7 @@ fn image(reference: &str) -> ImageInfo {
 }
 
 #[async_trait]
-impl Runtime for Simulator {
+impl Images for Simulator {
     fn resolve_source(&self, source: &Source) -> RtResult<String> {
         // Any name resolves, to itself, unless the script says otherwise.
         let args = json!({"source": source});
@@ -226,14 +227,14 @@ impl Runtime for Simulator {
             Source::Qnap => "qnap".to_string(),
             Source::Private(name) => name.clone(),
         };
-        self.record_and_answer("images.resolve", args, None, move || fallback)
+        self.record_and_answer(images::RESOLVE, args, None, move || fallback)
     }
 
     async fn image_pull(&self, cx: &CallContext, req: PullRequest) -> RtResult<ImageInfo> {
         let reference = self.pulled_reference(&req);
         // Credentials are recorded only as present or not: never their values.
         let args = json!({"runtime": req.runtime, "image": req.image, "tag": req.tag, "source": req.source, "credential": req.credential.is_some()});
-        let pulled = self.answer(cx, "images.pull", args, || image(&reference))?;
+        let pulled = self.answer(cx, images::PULL, args, || image(&reference))?;
         self.missing.lock().remove(&reference);
         Ok(pulled)
     }
@@ -245,7 +246,7 @@ impl Runtime for Simulator {
     ) -> RtResult<ImageInfo> {
         let found = self.answer(
             cx,
-            "images.inspect",
+            images::INSPECT,
             json!({"runtime": kind, "reference": reference}),
             || image(&reference),
         );
@@ -255,7 +256,7 @@ impl Runtime for Simulator {
         found
     }
     async fn image_list(&self, cx: &CallContext, kind: RuntimeKind) -> RtResult<Vec<ImageInfo>> {
-        self.answer(cx, "images.list", json!({"runtime": kind}), Vec::new)
+        self.answer(cx, images::LIST, json!({"runtime": kind}), Vec::new)
     }
     async fn image_remove(
         &self,
@@ -266,7 +267,7 @@ impl Runtime for Simulator {
     ) -> RtResult<Vec<String>> {
         self.answer(
             cx,
-            "images.remove",
+            images::REMOVE,
             json!({"runtime": kind, "reference": reference, "force": force}),
             || vec![reference.clone()],
         )
@@ -280,7 +281,7 @@ impl Runtime for Simulator {
     ) -> RtResult<()> {
         self.answer(
             cx,
-            "images.tag",
+            images::TAG,
             json!({"source": source, "repository": repository, "tag": tag}),
             || (),
         )
@@ -294,7 +295,7 @@ impl Runtime for Simulator {
         credential: Option<Credential>,
     ) -> RtResult<()> {
         let args = json!({"repository": repository, "tag": tag, "registry": registry, "credential": credential.is_some()});
-        self.answer(cx, "images.push", args, || ())
+        self.answer(cx, images::PUSH, args, || ())
     }
     async fn image_save(
         &self,
@@ -306,86 +307,86 @@ impl Runtime for Simulator {
     ) -> RtResult<u64> {
         let args =
             json!({"references": references, "path": path, "gzip": gzip, "overwrite": overwrite});
-        self.answer(cx, "images.save-to-path", args, || 0)
+        self.answer(cx, images::SAVE_TO_PATH, args, || 0)
     }
+}
+
+#[async_trait]
+impl Containers for Simulator {
     async fn container_create(&self, cx: &CallContext, spec: ContainerSpec) -> RtResult<String> {
         let args = serde_json::to_value(&spec).unwrap_or(Value::Null);
-        let created = self.answer(cx, "containers.create", args, || {
+        let created = self.answer(cx, containers::CREATE, args, || {
             format!("simulated-{}", spec.name)
         });
         self.check_image(&spec.image)?;
         created
     }
-    async fn container_start(
-        &self,
-        cx: &CallContext,
-        kind: RuntimeKind,
-        container: String,
-    ) -> RtResult<()> {
+    async fn container_start(&self, cx: &CallContext, c: &ContainerRef) -> RtResult<()> {
         self.answer(
             cx,
-            "containers.start",
-            json!({"runtime": kind, "container": container}),
+            containers::START,
+            json!({"runtime": c.kind, "container": c.id}),
             || (),
         )
     }
     async fn container_stop(
         &self,
         cx: &CallContext,
-        kind: RuntimeKind,
-        container: String,
+        c: &ContainerRef,
         timeout_secs: u32,
     ) -> RtResult<()> {
         self.answer(
             cx,
-            "containers.stop",
-            json!({"runtime": kind, "container": container, "timeout_secs": timeout_secs}),
+            containers::STOP,
+            json!({"runtime": c.kind, "container": c.id, "timeout_secs": timeout_secs}),
             || (),
         )
     }
     async fn container_remove(
         &self,
         cx: &CallContext,
-        kind: RuntimeKind,
-        container: String,
+        c: &ContainerRef,
         force: bool,
     ) -> RtResult<()> {
         self.answer(
             cx,
-            "containers.remove",
-            json!({"runtime": kind, "container": container, "force": force}),
+            containers::REMOVE,
+            json!({"runtime": c.kind, "container": c.id, "force": force}),
             || (),
         )
     }
-    async fn container_inspect(
-        &self,
-        cx: &CallContext,
-        kind: RuntimeKind,
-        container: String,
-    ) -> RtResult<String> {
+    async fn container_inspect(&self, cx: &CallContext, c: &ContainerRef) -> RtResult<String> {
         self.answer(
             cx,
-            "containers.inspect",
-            json!({"runtime": kind, "container": container}),
+            containers::INSPECT,
+            json!({"runtime": c.kind, "container": c.id}),
             || "{}".to_string(),
         )
+    }
+    async fn container_logs(
+        &self,
+        cx: &CallContext,
+        c: &ContainerRef,
+        tail: u32,
+    ) -> RtResult<String> {
+        let args = json!({"runtime": c.kind, "container": c.id, "tail": tail});
+        self.answer(cx, containers::LOGS, args, String::new)
     }
     async fn container_export(
         &self,
         cx: &CallContext,
-        kind: RuntimeKind,
-        container: String,
+        c: &ContainerRef,
         path: String,
         gzip: bool,
         overwrite: bool,
     ) -> RtResult<u64> {
-        let args = json!({"runtime": kind, "container": container, "path": path, "gzip": gzip, "overwrite": overwrite});
-        self.answer(cx, "containers.export-to-path", args, || 0)
+        let args = json!({"runtime": c.kind, "container": c.id, "path": path, "gzip": gzip, "overwrite": overwrite});
+        self.answer(cx, containers::EXPORT_TO_PATH, args, || 0)
     }
     async fn archive_config(&self, cx: &CallContext, path: String) -> RtResult<Option<String>> {
         self.answer(
             cx,
-            "containers.read-archive-config",
+            containers::READ_ARCHIVE_CONFIG,
             json!({"path": path}),
             || None,
         )
@@ -399,7 +400,7 @@ impl Runtime for Simulator {
         tag: String,
     ) -> RtResult<String> {
         let args = json!({"runtime": kind, "path": path, "repository": repository, "tag": tag});
-        self.answer(cx, "containers.import-image-from-path", args, || {
+        self.answer(cx, containers::IMPORT_IMAGE_FROM_PATH, args, || {
             "sha256:imported".to_string()
         })
     }
@@ -410,7 +411,7 @@ impl Runtime for Simulator {
         extra: ContainerExtra,
     ) -> RtResult<String> {
         let args = json!({"spec": spec, "extra": extra});
-        let created = self.answer(cx, "containers.create-with", args, || {
+        let created = self.answer(cx, containers::CREATE_WITH, args, || {
             format!("simulated-{}", spec.name)
         });
         self.check_image(&spec.image)?;
@@ -423,7 +424,7 @@ impl Runtime for Simulator {
         network: NetworkChoice,
     ) -> RtResult<String> {
         let args = json!({"spec": spec, "network": network});
-        let created = self.answer(cx, "containers.create-on-network", args, || {
+        let created = self.answer(cx, containers::CREATE_ON_NETWORK, args, || {
             format!("simulated-{}", spec.name)
         });
         self.check_image(&spec.image)?;
@@ -437,8 +438,12 @@ impl Runtime for Simulator {
         value: String,
     ) -> RtResult<Vec<ContainerSummary>> {
         let args = json!({"runtime": kind, "key": key, "value": value});
-        self.answer(cx, "containers.list-labelled", args, Vec::new)
+        self.answer(cx, containers::LIST_LABELLED, args, Vec::new)
     }
+}
+
+#[async_trait]
+impl Networks for Simulator {
     async fn network_create(
         &self,
         cx: &CallContext,
@@ -446,10 +451,10 @@ impl Runtime for Simulator {
         labels: Vec<(String, String)>,
     ) -> RtResult<String> {
         let args = json!({"name": name, "labels": labels});
-        self.answer(cx, "networks.create", args, || format!("simulated-{name}"))
+        self.answer(cx, networks::CREATE, args, || format!("simulated-{name}"))
     }
     async fn network_remove(&self, cx: &CallContext, name: String) -> RtResult<()> {
-        self.answer(cx, "networks.remove", json!({"name": name}), || ())
+        self.answer(cx, networks::REMOVE, json!({"name": name}), || ())
     }
     async fn network_list(
         &self,
@@ -458,8 +463,12 @@ impl Runtime for Simulator {
         value: String,
     ) -> RtResult<Vec<NetworkInfo>> {
         let args = json!({"key": key, "value": value});
-        self.answer(cx, "networks.list", args, Vec::new)
+        self.answer(cx, networks::LIST, args, Vec::new)
     }
+}
+
+#[async_trait]
+impl Volumes for Simulator {
     async fn volume_create(
         &self,
         cx: &CallContext,
@@ -467,10 +476,10 @@ impl Runtime for Simulator {
         labels: Vec<(String, String)>,
     ) -> RtResult<()> {
         let args = json!({"name": name, "labels": labels});
-        self.answer(cx, "volumes.create", args, || ())
+        self.answer(cx, volumes::CREATE, args, || ())
     }
     async fn volume_remove(&self, cx: &CallContext, name: String) -> RtResult<()> {
-        self.answer(cx, "volumes.remove", json!({"name": name}), || ())
+        self.answer(cx, volumes::REMOVE, json!({"name": name}), || ())
     }
     async fn volume_list(
         &self,
@@ -479,14 +488,18 @@ impl Runtime for Simulator {
         value: String,
     ) -> RtResult<Vec<VolumeInfo>> {
         let args = json!({"key": key, "value": value});
-        self.answer(cx, "volumes.list", args, Vec::new)
+        self.answer(cx, volumes::LIST, args, Vec::new)
     }
+}
+
+#[async_trait]
+impl Templates for Simulator {
     async fn template_list(&self) -> RtResult<Vec<Template>> {
-        self.record_and_answer("repository.list", json!({}), None, Vec::new)
+        self.record_and_answer(templates::LIST, json!({}), None, Vec::new)
     }
     async fn template_get(&self, name: String) -> RtResult<Template> {
         let args = json!({"name": name});
-        self.record_and_answer("repository.get", args, None, || Template {
+        self.record_and_answer(templates::GET, args, None, || Template {
             name: name.clone(),
             version: "1".into(),
             files: vec!["docker-compose.yml".into()],
@@ -499,17 +512,23 @@ impl Runtime for Simulator {
         } else {
             "{}".to_string()
         };
-        self.record_and_answer("repository.read-file", args, None, || fallback)
+        self.record_and_answer(templates::READ_FILE, args, None, || fallback)
     }
+}
+
+#[async_trait]
+impl AppFolders for Simulator {
     async fn app_record(&self, name: String) -> RtResult<Option<String>> {
-        self.record_and_answer("app-store.record", json!({"name": name}), None, || None)
+        self.record_and_answer(app_folders::RECORD, json!({"name": name}), None, || None)
     }
     async fn app_records(&self) -> RtResult<Vec<(String, String)>> {
-        self.record_and_answer("app-store.records", json!({}), None, Vec::new)
+        self.record_and_answer(app_folders::RECORDS, json!({}), None, Vec::new)
     }
     async fn app_folder(&self, name: String) -> RtResult<String> {
         let fallback = format!("/simulated/apps/{name}");
-        self.record_and_answer("app-store.folder", json!({"name": name}), None, || fallback)
+        self.record_and_answer(app_folders::FOLDER, json!({"name": name}), None, || {
+            fallback
+        })
     }
     async fn app_install_template(
         &self,
@@ -519,7 +538,7 @@ impl Runtime for Simulator {
         replace: bool,
     ) -> RtResult<()> {
         let args = json!({"name": name, "template": template, "replace": replace});
-        self.answer(cx, "app-store.install-template", args, || ())
+        self.answer(cx, app_folders::INSTALL_TEMPLATE, args, || ())
     }
     async fn app_read_file(
         &self,
@@ -528,7 +547,7 @@ impl Runtime for Simulator {
         path: String,
     ) -> RtResult<String> {
         let args = json!({"name": name, "path": path});
-        self.answer(cx, "app-store.read-file", args, String::new)
+        self.answer(cx, app_folders::READ_FILE, args, String::new)
     }
     async fn app_write_file(
         &self,
@@ -538,15 +557,19 @@ impl Runtime for Simulator {
         content: String,
     ) -> RtResult<()> {
         let args = json!({"name": name, "path": path, "bytes": content.len()});
-        self.answer(cx, "app-store.write-file", args, || ())
+        self.answer(cx, app_folders::WRITE_FILE, args, || ())
     }
     async fn app_remove(&self, cx: &CallContext, name: String) -> RtResult<()> {
-        self.answer(cx, "app-store.remove", json!({"name": name}), || ())
+        self.answer(cx, app_folders::REMOVE, json!({"name": name}), || ())
     }
+}
+
+#[async_trait]
+impl Credentials for Simulator {
     async fn credential_lookup(&self, cx: &CallContext, registry: String) -> Option<Credential> {
         self.answer(
             cx,
-            "credentials.lookup",
+            credentials::LOOKUP,
             json!({"registry": registry}),
             || None,
         )
@@ -556,7 +579,7 @@ impl Runtime for Simulator {
     async fn credential_remember(&self, cx: &CallContext, credential: Credential) -> RtResult<()> {
         self.answer(
             cx,
-            "credentials.remember",
+            credentials::REMEMBER,
             json!({"registry": credential.registry, "username": credential.username}),
             || (),
         )

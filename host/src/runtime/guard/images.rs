@@ -65,7 +65,7 @@ impl Guarded {
                 .map_err(denied)?;
             return Ok(None);
         }
-        let registry = self.inner.resolve_source(&req.source)?;
+        let registry = self.inner.images.resolve_source(&req.source)?;
         let dockerhub = matches!(req.source, Source::Dockerhub);
         let tag = if req.tag.is_empty() {
             "latest"
@@ -147,6 +147,7 @@ impl Guarded {
         }
         let found = self
             .inner
+            .images
             .image_inspect(cx, kind, reference.to_string())
             .await;
         match found {
@@ -166,6 +167,7 @@ impl Guarded {
     pub(super) async fn record_made(&self, cx: &CallContext, canonical: &str) {
         match self
             .inner
+            .images
             .image_inspect(cx, RuntimeKind::Docker, canonical.to_string())
             .await
         {
@@ -188,6 +190,7 @@ impl Guarded {
         }
         let Ok(info) = self
             .inner
+            .images
             .image_inspect(cx, kind, reference.to_string())
             .await
         else {

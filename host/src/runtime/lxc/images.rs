@@ -6,13 +6,18 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use async_trait::async_trait;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::conf::Record;
+use super::LxcRuntime;
 use crate::runtime::archives::{self, Compression};
 use crate::runtime::catalog::{Catalog, CatalogError, Entry};
-use crate::runtime::{CallContext, Error, ImageInfo};
+use crate::runtime::{
+    CallContext, Error, ImageInfo, Images, PullRequest, RtResult, RuntimeKind, Source,
+};
 
 /// What the store records about an image.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -424,6 +429,79 @@ async fn check_archive(
             source: std::io::Error::other(e.to_string()),
         })
     })
+}
+
+#[async_trait]
+impl Images for LxcRuntime {
+    fn unsupported(&self, what: &str) -> Error {
+        Error::Other(format!("{what} is not supported for LXC containers"))
+    }
+
+    async fn image_pull(&self, cx: &CallContext, req: PullRequest) -> RtResult<ImageInfo> {
+        if !matches!(req.source, Source::Qnap) {
+            return Err(Error::InvalidParams(
+                "repository: LXC images come from the `qnap` repository".into(),
+            ));
+        }
+        let catalog = self.catalog()?;
+        let tag = if req.tag.is_empty() {
+            "latest"
+        } else {
+            &req.tag
+        };
+        let entry = catalog
+            .find("lxc", &req.image, tag)
+            .await
+            .map_err(from_catalog)?;
+        let reference = reference(&req.image, tag);
+        let record = self.store.pull(cx, catalog, &entry, &reference).await?;
+        Ok(record.info())
+    }
+
+    async fn image_inspect(
+        &self,
+        _cx: &CallContext,
+        _kind: RuntimeKind,
+        reference: String,
+    ) -> RtResult<ImageInfo> {
+        self.store
+            .find(&reference)
+            .map(|r| r.info())
+            .ok_or_else(|| Error::NotFound(format!("no such image: {reference}")))
+    }
+
+    async fn image_list(&self, _cx: &CallContext, _kind: RuntimeKind) -> RtResult<Vec<ImageInfo>> {
+        Ok(self.store.list().iter().map(|r| r.info()).collect())
+    }
+
+    async fn image_remove(
+        &self,
+        _cx: &CallContext,
+        _kind: RuntimeKind,
+        reference: String,
+        force: bool,
+    ) -> RtResult<Vec<String>> {
+        let record = self
+            .store
+            .find(&reference)
+            .ok_or_else(|| Error::NotFound(format!("no such image: {reference}")))?;
+        if !force {
+            let users: Vec<String> = self
+                .names()
+                .into_iter()
+                .filter(|n| {
+                    Record::read(&self.path.join(n)).is_some_and(|r| r.image_id == record.id)
+                })
+                .collect();
+            if !users.is_empty() {
+                return Err(Error::Conflict(format!(
+                    "image {reference} is used by container {}",
+                    users.join(", ")
+                )));
+            }
+        }
+        self.store.remove(&record)
+    }
 }
 
 #[cfg(test)]

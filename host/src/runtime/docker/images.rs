@@ -1,0 +1,231 @@
+//! The `images` interface on the engine: pull, inspect, list, remove, tag,
+//! push and save.
+
+use async_trait::async_trait;
+use bollard::query_parameters::{ListImagesOptions, RemoveImageOptions, TagImageOptions};
+use hyper::Method;
+
+use super::files::Output;
+use super::raw::query;
+use super::shared_pull::PullKey;
+use super::{auth, engine, progress, raw, DockerRuntime};
+use crate::runtime::reference;
+use crate::runtime::{
+    CallContext, Credential, Error, ImageInfo, Images, PullRequest, RtResult, RuntimeKind, Source,
+};
+
+#[async_trait]
+impl Images for DockerRuntime {
+    fn resolve_source(&self, source: &Source) -> RtResult<String> {
+        match source {
+            Source::Dockerhub => Ok(self
+                .settings
+                .dockerhub
+                .as_deref()
+                .map(|r| self.registry(r).host())
+                .unwrap_or_default()),
+            Source::Qnap => match &self.settings.qnap {
+                Some(r) => Ok(self.registry(r).host()),
+                None => Err(Error::InvalidParams(
+                    "repository: no `qnap` registry is configured".into(),
+                )),
+            },
+            Source::Private(name) => match self.settings.registries.get(name) {
+                Some(r) => Ok(r.host()),
+                None => {
+                    let known: Vec<&str> = self
+                        .settings
+                        .registries
+                        .keys()
+                        .map(String::as_str)
+                        .collect();
+                    Err(Error::InvalidParams(format!(
+                        "registry_name: unknown registry `{name}` (configured: {})",
+                        if known.is_empty() {
+                            "none".to_string()
+                        } else {
+                            known.join(", ")
+                        }
+                    )))
+                }
+            },
+        }
+    }
+
+    async fn image_pull(&self, cx: &CallContext, req: PullRequest) -> RtResult<ImageInfo> {
+        let registry = self.resolve_source(&req.source)?;
+        // A Docker Hub mirror keeps official images under `library/`.
+        let from = reference::pull_source(
+            matches!(req.source, Source::Dockerhub),
+            &registry,
+            &req.image,
+        );
+        let tag = if req.tag.is_empty() {
+            "latest".to_string()
+        } else {
+            req.tag.clone()
+        };
+        // Credentials go to the registry the engine contacts: the domain of
+        // the reference it pulls, whatever the source said.
+        let contacted = reference::Reference::parse(&format!("{from}:{tag}"))
+            .map_err(|e| Error::InvalidParams(format!("image: {e}")))?;
+        let host = if contacted.domain == reference::DOCKER_HUB {
+            String::new()
+        } else {
+            contacted.domain
+        };
+        let credential = self.credential_for(cx, &host, req.credential).await;
+        let header = auth::registry_auth(credential.as_ref(), &host);
+        let what = format!("{from}:{tag}");
+        cx.reporter.progress(0, &format!("pulling {what}"));
+        let path = format!(
+            "/images/create?fromImage={}&tag={}",
+            query(&from),
+            query(&tag)
+        );
+        // Tasks pulling the same image with the same credentials at the
+        // same time share one engine pull.
+        let key = PullKey::new(&from, &tag, &header);
+        let raw = self.raw.clone();
+        let driver_what = what.clone();
+        self.pulls
+            .pull(key, cx, move |progress| async move {
+                let auth = [("X-Registry-Auth", header.as_str())];
+                let response = raw.send(Method::POST, &path, &auth, raw::empty()).await?;
+                progress::follow(&driver_what, response, |p, d| progress.report(p, d)).await
+            })
+            .await?;
+        // A mirror or private registry prefix is an implementation detail of
+        // Docker Hub pulls: name the image as the user asked for it too.
+        if matches!(req.source, Source::Dockerhub) && !registry.is_empty() {
+            self.image_tag(cx, what.clone(), req.image.clone(), tag.clone())
+                .await?;
+        }
+        let info = self
+            .image_inspect(cx, RuntimeKind::Docker, what.clone())
+            .await?;
+        cx.reporter.progress(100, &format!("pulled {what}"));
+        Ok(info)
+    }
+
+    async fn image_inspect(
+        &self,
+        _cx: &CallContext,
+        _kind: RuntimeKind,
+        reference: String,
+    ) -> RtResult<ImageInfo> {
+        let inspect = self.api.inspect_image(&reference).await.map_err(engine)?;
+        Ok(Self::image_info(inspect))
+    }
+
+    async fn image_list(&self, _cx: &CallContext, _kind: RuntimeKind) -> RtResult<Vec<ImageInfo>> {
+        let list = self
+            .api
+            .list_images(None::<ListImagesOptions>)
+            .await
+            .map_err(engine)?;
+        Ok(list
+            .into_iter()
+            .map(|i| ImageInfo {
+                id: i.id,
+                tags: i.repo_tags,
+                size: i.size.max(0) as u64,
+                created: i.created,
+            })
+            .collect())
+    }
+
+    async fn image_remove(
+        &self,
+        _cx: &CallContext,
+        _kind: RuntimeKind,
+        reference: String,
+        force: bool,
+    ) -> RtResult<Vec<String>> {
+        let options = RemoveImageOptions {
+            force,
+            noprune: false,
+            platforms: None,
+        };
+        let removed = self
+            .api
+            .remove_image(&reference, Some(options), None)
+            .await
+            .map_err(engine)?;
+        Ok(removed
+            .into_iter()
+            .flat_map(|r| r.untagged.into_iter().chain(r.deleted))
+            .collect())
+    }
+
+    async fn image_tag(
+        &self,
+        _cx: &CallContext,
+        source: String,
+        repository: String,
+        tag: String,
+    ) -> RtResult<()> {
+        let options = TagImageOptions {
+            repo: Some(repository),
+            tag: Some(tag),
+        };
+        self.api
+            .tag_image(&source, Some(options))
+            .await
+            .map_err(engine)
+    }
+
+    async fn image_push(
+        &self,
+        cx: &CallContext,
+        repository: String,
+        tag: String,
+        registry: String,
+        credential: Option<Credential>,
+    ) -> RtResult<()> {
+        let credential = self.credential_for(cx, &registry, credential).await;
+        let header = auth::registry_auth(credential.as_ref(), &registry);
+        let what = format!("{repository}:{tag}");
+        cx.reporter.progress(0, &format!("pushing {what}"));
+        let path = format!("/images/{}/push?tag={}", repository, query(&tag));
+        self.with_registry_auth(cx, &what, &path, &header).await?;
+        cx.reporter.progress(100, &format!("pushed {what}"));
+        Ok(())
+    }
+
+    async fn image_save(
+        &self,
+        cx: &CallContext,
+        references: Vec<String>,
+        path: String,
+        gzip: bool,
+        overwrite: bool,
+    ) -> RtResult<u64> {
+        let output = Output::prepare(&self.share, &path, cx.task_id, overwrite)?;
+        // Fail early with a clear message rather than a truncated tar.
+        for r in &references {
+            self.api.inspect_image(r).await.map_err(engine)?;
+        }
+        cx.reporter
+            .progress(-1, &format!("saving {} to {path}", references.join(", ")));
+        let names: Vec<String> = references
+            .iter()
+            .map(|r| format!("names={}", query(r)))
+            .collect();
+        let response = self
+            .raw
+            .send(
+                Method::GET,
+                &format!("/images/get?{}", names.join("&")),
+                &[],
+                raw::empty(),
+            )
+            .await?;
+        let stream = response.bytes();
+        let size = output.write(Vec::new(), stream, gzip).await?;
+        output.commit()?;
+        cx.reporter
+            .progress(100, &format!("saved {} to {path}", references.join(", ")));
+        Ok(size)
+    }
+}

@@ -1,0 +1,35 @@
+//! The `repository` interface: the catalog's application templates.
+//! Configuration lookups, allowed in `validate`: they take no [`crate::runtime::CallContext`].
+
+use async_trait::async_trait;
+
+use crate::runtime::{Error, RtResult, Template};
+
+/// `repository.list`.
+pub const LIST: &str = "repository.list";
+/// `repository.get`.
+pub const GET: &str = "repository.get";
+/// `repository.read-file`.
+pub const READ_FILE: &str = "repository.read-file";
+
+/// A backend for the `repository` interface.
+#[async_trait]
+#[allow(unused_variables)]
+pub trait Templates: Send + Sync {
+    /// The answer of a call this backend does not serve.
+    fn unsupported(&self, what: &str) -> Error {
+        Error::Other(format!("{what} is not supported by this runtime"))
+    }
+    /// The repository's application templates.
+    async fn template_list(&self) -> RtResult<Vec<Template>> {
+        Err(self.unsupported(LIST))
+    }
+    /// One application template by name.
+    async fn template_get(&self, name: String) -> RtResult<Template> {
+        Err(self.unsupported(GET))
+    }
+    /// A text file of a template.
+    async fn template_read(&self, name: String, path: String) -> RtResult<String> {
+        Err(self.unsupported(READ_FILE))
+    }
+}
