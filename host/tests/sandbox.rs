@@ -25,6 +25,7 @@ mod programs {
     pub const MEMORY_BOMB: &str = "memory_bomb";
     pub const TRAP: &str = "trap";
     pub const UNGRANTED: &str = "ungranted";
+    pub const UNDECLARED: &str = "undeclared";
     pub const WASI_PRINT: &str = "wasi_print";
     pub const IMAGE_REMOVE: &str = "image_remove";
 }
@@ -203,6 +204,10 @@ async fn ungranted_import_is_refused_at_load_naming_the_interface() {
         msg.contains("imports `stevedore:plugin/containers@0.2.0`, which is not granted to category `ungranted`"),
         "{msg}"
     );
+    assert!(
+        msg.contains(r#"allow it with `[plugins.grants] ungranted = ["task", "containers"]`"#),
+        "the refusal names the configuration line: {msg}"
+    );
     // Granting it in configuration makes it load.
     let mut config = config;
     config
@@ -212,6 +217,36 @@ async fn ungranted_import_is_refused_at_load_naming_the_interface() {
         .await
         .unwrap();
     assert!(host.plugin(UNGRANTED).is_some());
+}
+
+#[tokio::test]
+async fn an_undeclared_import_is_refused_at_load_whatever_the_operator_allows() {
+    let (_d, mut config) = folder(&[UNDECLARED]);
+    config
+        .grants
+        .insert(UNDECLARED.into(), vec!["task".into(), "images".into()]);
+    let err = PluginHost::load(&config, Arc::new(Simulator::default()))
+        .await
+        .err()
+        .expect("must refuse");
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains("undeclared.wasm")
+            && msg.contains("imports `stevedore:plugin/images@0.2.0` but does not declare `images` in its capabilities (declared: task)"),
+        "{msg}"
+    );
+    // `plugin check` and `plugin test` allow everything, yet not what the
+    // plugin does not declare.
+    let mut permissive = PluginHost::empty(&config, Arc::new(Simulator::default())).unwrap();
+    let err = permissive
+        .add_file(&config, &Granter::permissive(), &component(UNDECLARED))
+        .await
+        .err()
+        .expect("must refuse");
+    assert!(
+        format!("{err:#}").contains("does not declare `images`"),
+        "{err:#}"
+    );
 }
 
 #[tokio::test]
