@@ -65,6 +65,15 @@ fn folder(names: &[&str]) -> (tempfile::TempDir, PluginConfig) {
     (dir, config)
 }
 
+/// The start-up error of loading `config`'s folder, which must fail.
+async fn load_error(config: &PluginConfig) -> String {
+    let err = PluginHost::load(config, Arc::new(Simulator::default()))
+        .await
+        .err()
+        .expect("must refuse");
+    format!("{err:#}")
+}
+
 async fn host(names: &[&str]) -> (tempfile::TempDir, PluginHost) {
     let (dir, config) = folder(names);
     let host = PluginHost::load(&config, Arc::new(Simulator::default()))
@@ -194,11 +203,7 @@ async fn trap_becomes_an_error_naming_the_plugin() {
 #[tokio::test]
 async fn ungranted_import_is_refused_at_load_naming_the_interface() {
     let (_d, config) = folder(&[UNGRANTED, NOOP]);
-    let err = PluginHost::load(&config, Arc::new(Simulator::default()))
-        .await
-        .err()
-        .expect("must refuse");
-    let msg = format!("{err:#}");
+    let msg = load_error(&config).await;
     assert!(msg.contains("ungranted.wasm"), "{msg}");
     assert!(
         msg.contains("imports `stevedore:plugin/containers@0.2.0`, which is not granted to category `ungranted`"),
@@ -225,11 +230,7 @@ async fn an_undeclared_import_is_refused_at_load_whatever_the_operator_allows() 
     config
         .grants
         .insert(UNDECLARED.into(), vec!["task".into(), "images".into()]);
-    let err = PluginHost::load(&config, Arc::new(Simulator::default()))
-        .await
-        .err()
-        .expect("must refuse");
-    let msg = format!("{err:#}");
+    let msg = load_error(&config).await;
     assert!(
         msg.contains("undeclared.wasm")
             && msg.contains("imports `stevedore:plugin/images@0.2.0` but does not declare `images` in its capabilities (declared: task)"),
@@ -306,11 +307,7 @@ async fn cancelling_a_waiting_plugin_returns_promptly() {
 async fn two_plugins_claiming_one_category_name_both_files() {
     let (_d, config) = folder(&[NOOP]);
     std::fs::copy(component(NOOP), config.dir.join("noop-copy.wasm")).unwrap();
-    let err = PluginHost::load(&config, Arc::new(Simulator::default()))
-        .await
-        .err()
-        .expect("must refuse");
-    let msg = format!("{err:#}");
+    let msg = load_error(&config).await;
     assert!(
         msg.contains("noop.wasm")
             && msg.contains("noop-copy.wasm")

@@ -16,17 +16,9 @@ pub fn default_grants(category: &str) -> &'static [&'static str] {
         "image_push" => &["task", "images", "credentials"],
         "create" | "container_import" => &["task", "images", "containers", "credentials"],
         // Only the application categories lay out networks and volumes and
-        // read the repository and the application store.
-        "application" | "application_upgrade" => &[
-            "task",
-            "images",
-            "containers",
-            "credentials",
-            "networks",
-            "volumes",
-            "repository",
-            "app-store",
-        ],
+        // read the repository and the application store: they need every
+        // capability.
+        "application" | "application_upgrade" => CAPABILITIES,
         "container_export" => &["task", "containers"],
         _ => &["task"],
     }
