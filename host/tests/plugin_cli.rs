@@ -63,6 +63,17 @@ fn check_says_which_grant_is_missing() {
 }
 
 #[test]
+fn check_refuses_an_import_the_plugin_does_not_declare() {
+    let file = component("test-plugins", "undeclared");
+    let (ok, _, err) = stevedore(&["plugin", "check", file.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(
+        err.contains("imports `stevedore:plugin/images@0.2.0` but does not declare `images`"),
+        "{err}"
+    );
+}
+
+#[test]
 fn check_refuses_a_file_that_is_not_a_component() {
     let dir = tempfile::tempdir().unwrap();
     let junk = dir.path().join("junk.wasm");

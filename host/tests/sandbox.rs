@@ -25,6 +25,7 @@ mod programs {
     pub const MEMORY_BOMB: &str = "memory_bomb";
     pub const TRAP: &str = "trap";
     pub const UNGRANTED: &str = "ungranted";
+    pub const UNDECLARED: &str = "undeclared";
     pub const WASI_PRINT: &str = "wasi_print";
     pub const IMAGE_REMOVE: &str = "image_remove";
 }
@@ -62,6 +63,15 @@ fn folder(names: &[&str]) -> (tempfile::TempDir, PluginConfig) {
         grants: Default::default(),
     };
     (dir, config)
+}
+
+/// The start-up error of loading `config`'s folder, which must fail.
+async fn load_error(config: &PluginConfig) -> String {
+    let err = PluginHost::load(config, Arc::new(Simulator::default()))
+        .await
+        .err()
+        .expect("must refuse");
+    format!("{err:#}")
 }
 
 async fn host(names: &[&str]) -> (tempfile::TempDir, PluginHost) {
@@ -193,15 +203,15 @@ async fn trap_becomes_an_error_naming_the_plugin() {
 #[tokio::test]
 async fn ungranted_import_is_refused_at_load_naming_the_interface() {
     let (_d, config) = folder(&[UNGRANTED, NOOP]);
-    let err = PluginHost::load(&config, Arc::new(Simulator::default()))
-        .await
-        .err()
-        .expect("must refuse");
-    let msg = format!("{err:#}");
+    let msg = load_error(&config).await;
     assert!(msg.contains("ungranted.wasm"), "{msg}");
     assert!(
         msg.contains("imports `stevedore:plugin/containers@0.2.0`, which is not granted to category `ungranted`"),
         "{msg}"
+    );
+    assert!(
+        msg.contains(r#"allow it with `[plugins.grants] ungranted = ["task", "containers"]`"#),
+        "the refusal names the configuration line: {msg}"
     );
     // Granting it in configuration makes it load.
     let mut config = config;
@@ -212,6 +222,32 @@ async fn ungranted_import_is_refused_at_load_naming_the_interface() {
         .await
         .unwrap();
     assert!(host.plugin(UNGRANTED).is_some());
+}
+
+#[tokio::test]
+async fn an_undeclared_import_is_refused_at_load_whatever_the_operator_allows() {
+    let (_d, mut config) = folder(&[UNDECLARED]);
+    config
+        .grants
+        .insert(UNDECLARED.into(), vec!["task".into(), "images".into()]);
+    let msg = load_error(&config).await;
+    assert!(
+        msg.contains("undeclared.wasm")
+            && msg.contains("imports `stevedore:plugin/images@0.2.0` but does not declare `images` in its capabilities (declared: task)"),
+        "{msg}"
+    );
+    // `plugin check` and `plugin test` allow everything, yet not what the
+    // plugin does not declare.
+    let mut permissive = PluginHost::empty(&config, Arc::new(Simulator::default())).unwrap();
+    let err = permissive
+        .add_file(&config, &Granter::permissive(), &component(UNDECLARED))
+        .await
+        .err()
+        .expect("must refuse");
+    assert!(
+        format!("{err:#}").contains("does not declare `images`"),
+        "{err:#}"
+    );
 }
 
 #[tokio::test]
@@ -271,11 +307,7 @@ async fn cancelling_a_waiting_plugin_returns_promptly() {
 async fn two_plugins_claiming_one_category_name_both_files() {
     let (_d, config) = folder(&[NOOP]);
     std::fs::copy(component(NOOP), config.dir.join("noop-copy.wasm")).unwrap();
-    let err = PluginHost::load(&config, Arc::new(Simulator::default()))
-        .await
-        .err()
-        .expect("must refuse");
-    let msg = format!("{err:#}");
+    let msg = load_error(&config).await;
     assert!(
         msg.contains("noop.wasm")
             && msg.contains("noop-copy.wasm")

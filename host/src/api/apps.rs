@@ -17,6 +17,12 @@ use axum::extract::{Path, Query, State};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
+use stevedore_contract::files::APP_COMPOSE;
+// The Compose project label is on every container, network and volume of an
+// app; the service label on each container.
+use stevedore_contract::labels::{
+    COMPOSE_PROJECT as PROJECT_LABEL, COMPOSE_SERVICE as SERVICE_LABEL,
+};
 
 use super::containers::{context, runtime_error};
 use super::path_error;
@@ -27,11 +33,6 @@ use crate::runtime::apps::{valid_name, wizard};
 use crate::runtime::{
     Backends, CallContext, ContainerRef, ContainerSummary, RuntimeKind, STOP_TIMEOUT_SECS,
 };
-
-/// The Compose project label on every container, network and volume of an app.
-const PROJECT_LABEL: &str = "com.docker.compose.project";
-/// The Compose service label of a container.
-const SERVICE_LABEL: &str = "com.docker.compose.service";
 
 fn record_of(name: &str, text: &str) -> Result<Map<String, Value>, AppError> {
     serde_json::from_str(text).map_err(|e| {
@@ -117,7 +118,7 @@ async fn describe(
         Some(p) => p.to_string(),
         None => rt
             .apps
-            .app_read_file(cx, name.to_string(), "docker-compose.yml".into())
+            .app_read_file(cx, name.to_string(), APP_COMPOSE.into())
             .await
             .ok()
             .and_then(|text| wizard::first_host_port(&text))

@@ -234,7 +234,8 @@ pub fn add_defaults(category: &str, params: &mut serde_json::Value) {
 /// The policy checks that can be made at submit time, for an early 403
 /// naming the rule: the category, and the `privileged` and
 /// `resource.device` asks of container specs (`create`, `container_import`),
-/// and the host ports of `network.port`.
+/// and the host ports of `network.port`, read where the create body
+/// ([`stevedore_contract::create`]) has them.
 /// The runtime guard checks every call again while the task runs.
 fn admit(
     state: &AppState,
@@ -242,6 +243,7 @@ fn admit(
     category: &str,
     params: &serde_json::Value,
 ) -> Result<(), AppError> {
+    use stevedore_contract::create::pointers;
     let policy = state.policies.of(&user.0.username);
     let forbidden =
         |r: crate::policy::Refused| AppError::new(StatusCode::FORBIDDEN, "denied", r.message);
@@ -249,14 +251,14 @@ fn admit(
         .allows_category(state.queue.canonical(category))
         .map_err(forbidden)?;
     if params
-        .get("privileged")
+        .pointer(pointers::PRIVILEGED)
         .and_then(serde_json::Value::as_bool)
         == Some(true)
     {
         policy.allows_privileged(true).map_err(forbidden)?;
     }
     let asks_devices = params
-        .pointer("/resource/device")
+        .pointer(pointers::DEVICES)
         .and_then(serde_json::Value::as_array)
         .is_some_and(|d| !d.is_empty());
     if asks_devices && policy.devices.is_empty() {
@@ -268,7 +270,7 @@ fn admit(
     }
     // `network.port`: `[[host, container, protocol], ...]`.
     let ports = params
-        .pointer("/network/port")
+        .pointer(pointers::PORTS)
         .and_then(serde_json::Value::as_array);
     for (i, entry) in ports.into_iter().flatten().enumerate() {
         let host = entry.get(0).and_then(serde_json::Value::as_u64);

@@ -12,6 +12,7 @@ use std::collections::{HashSet, VecDeque};
 
 use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
+use stevedore_contract::capabilities;
 
 /// How many accepted bodies are remembered across all categories.
 pub const CAPACITY: usize = 4096;
@@ -38,11 +39,7 @@ const PURE_IMPORTS: &[&str] = &[
 /// same params every time.
 pub fn validate_is_pure(imports: &[String]) -> bool {
     imports.iter().all(|import| {
-        let Some(rest) = import.strip_prefix("stevedore:plugin/") else {
-            return false;
-        };
-        let name = rest.split('@').next().unwrap_or(rest);
-        PURE_IMPORTS.contains(&name)
+        capabilities::interface_of(import).is_some_and(|name| PURE_IMPORTS.contains(&name))
     })
 }
 

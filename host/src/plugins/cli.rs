@@ -58,9 +58,12 @@ pub async fn check(file: &Path) -> anyhow::Result<()> {
     let refused: Vec<String> = plugin
         .imports
         .iter()
-        .filter_map(|i| defaults.allows(&d.name, i).err().map(|e| e.to_string()))
+        .filter_map(|i| {
+            let refused = defaults.allows(&d.name, &d.capabilities, i).err();
+            refused.map(|e| e.to_string())
+        })
         .collect();
-    let granted: Vec<String> = defaults.granted(&d.name).into_iter().collect();
+    let granted: Vec<String> = defaults.allowed(&d.name).into_iter().collect();
     if refused.is_empty() {
         println!(
             "  grants:       loads with the default grants ({})",

@@ -154,8 +154,9 @@ impl PluginHost {
             .map_err(|e| anyhow::anyhow!("plugin {shown}: not a loadable component: {e:#}"))?;
         let imports = shape.imports;
         // Describe with everything linked: capability calls are refused
-        // outside a task run anyway. Then check imports against the grants
-        // of the category it claims, and link only those.
+        // outside a task run anyway. Then check imports against what the
+        // plugin declares and the operator allows its category, and link
+        // only that.
         let everything: BTreeSet<String> = CAPABILITIES.iter().map(|s| s.to_string()).collect();
         let pre = self
             .pre(&component, version, &everything)
@@ -171,13 +172,11 @@ impl PluginHost {
                 existing.file.display()
             );
         }
-        for import in &imports {
-            granter
-                .allows(&name, import)
-                .map_err(|e| anyhow::anyhow!("plugin {shown} (category `{name}`): {e}"))?;
-        }
+        let granted = granter
+            .grant(&name, &description.capabilities, &imports)
+            .map_err(|e| anyhow::anyhow!("plugin {shown} (category `{name}`): {e}"))?;
         let pre = self
-            .pre(&component, version, &granter.granted(&name))
+            .pre(&component, version, &granted)
             .map_err(|e| anyhow::anyhow!("plugin {shown}: {e:#}"))?;
         let plugin = Arc::new(LoadedPlugin {
             file: file.to_path_buf(),

@@ -33,10 +33,10 @@ use serde::{Deserialize, Serialize};
 
 /// The label that records which user a container (network, volume) was
 /// created for.
-pub const OWNER_LABEL: &str = "io.stevedore.owner";
+pub use stevedore_contract::labels::OWNER as OWNER_LABEL;
 
 /// The file in an application's folder that records who installed it.
-pub const APP_OWNER_FILE: &str = ".stevedore-owner";
+pub use stevedore_contract::files::APP_OWNER as APP_OWNER_FILE;
 
 /// The policy keys of the configuration file, every one optional: a key
 /// left out keeps the value of the layer below (defaults, then

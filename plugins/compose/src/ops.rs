@@ -56,10 +56,10 @@ pub struct Record {
     pub created: Option<i64>,
 }
 
-/// The record's file name in the application folder.
-pub const RECORD_FILE: &str = ".stevedore-app.json";
 /// The rendered compose file in the application folder.
-pub const COMPOSE_FILE: &str = "docker-compose.yml";
+pub use stevedore_sdk::contract::files::APP_COMPOSE as COMPOSE_FILE;
+/// The record's file name in the application folder.
+pub use stevedore_sdk::contract::files::APP_RECORD as RECORD_FILE;
 
 /// A template read from the repository.
 #[derive(Debug, Clone)]

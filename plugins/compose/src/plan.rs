@@ -13,18 +13,19 @@ use sha2::{Digest, Sha256};
 use stevedore_sdk::containers::{
     ContainerExtra, ContainerSpec, Mount, MountSource, NetworkAttachment, PortBinding,
 };
+use stevedore_sdk::contract::{files, labels};
 use stevedore_sdk::RuntimeKind;
 
 /// The Compose file semantics followed (docker-compose 1.29), written to
 /// `com.docker.compose.version` so that `docker-compose` itself recognises
 /// the containers.
 pub const COMPOSE_VERSION: &str = "1.29.2";
-/// Label: the project.
-pub const PROJECT: &str = "com.docker.compose.project";
-/// Label: the service.
-pub const SERVICE: &str = "com.docker.compose.service";
 /// Label: the config hash.
-pub const CONFIG_HASH: &str = "com.docker.compose.config-hash";
+pub use stevedore_sdk::contract::labels::COMPOSE_CONFIG_HASH as CONFIG_HASH;
+/// Label: the project.
+pub use stevedore_sdk::contract::labels::COMPOSE_PROJECT as PROJECT;
+/// Label: the service.
+pub use stevedore_sdk::contract::labels::COMPOSE_SERVICE as SERVICE;
 
 /// A network or volume of the project.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -522,22 +523,19 @@ pub fn plan(doc: &Value, cx: &Context) -> Result<Project, String> {
             (PROJECT.to_string(), project.clone()),
             (SERVICE.to_string(), name.clone()),
             (
-                "com.docker.compose.container-number".to_string(),
+                labels::COMPOSE_CONTAINER_NUMBER.to_string(),
                 "1".to_string(),
             ),
-            ("com.docker.compose.oneoff".to_string(), "False".to_string()),
+            (labels::COMPOSE_ONEOFF.to_string(), "False".to_string()),
             (CONFIG_HASH.to_string(), hash.clone()),
             (
-                "com.docker.compose.version".to_string(),
+                labels::COMPOSE_VERSION.to_string(),
                 COMPOSE_VERSION.to_string(),
             ),
+            (labels::COMPOSE_WORKING_DIR.to_string(), cx.folder.clone()),
             (
-                "com.docker.compose.project.working_dir".to_string(),
-                cx.folder.clone(),
-            ),
-            (
-                "com.docker.compose.project.config_files".to_string(),
-                format!("{}/docker-compose.yml", cx.folder),
+                labels::COMPOSE_CONFIG_FILES.to_string(),
+                format!("{}/{}", cx.folder, files::APP_COMPOSE),
             ),
         ]);
         let restart_policy = match &s.restart {
@@ -601,8 +599,8 @@ pub fn plan(doc: &Value, cx: &Context) -> Result<Project, String> {
 pub fn network_labels(project: &str, key: &str) -> Vec<(String, String)> {
     vec![
         (PROJECT.into(), project.into()),
-        ("com.docker.compose.network".into(), key.into()),
-        ("com.docker.compose.version".into(), COMPOSE_VERSION.into()),
+        (labels::COMPOSE_NETWORK.into(), key.into()),
+        (labels::COMPOSE_VERSION.into(), COMPOSE_VERSION.into()),
     ]
 }
 
@@ -610,8 +608,8 @@ pub fn network_labels(project: &str, key: &str) -> Vec<(String, String)> {
 pub fn volume_labels(project: &str, key: &str) -> Vec<(String, String)> {
     vec![
         (PROJECT.into(), project.into()),
-        ("com.docker.compose.volume".into(), key.into()),
-        ("com.docker.compose.version".into(), COMPOSE_VERSION.into()),
+        (labels::COMPOSE_VOLUME.into(), key.into()),
+        (labels::COMPOSE_VERSION.into(), COMPOSE_VERSION.into()),
     ]
 }
 

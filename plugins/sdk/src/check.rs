@@ -301,40 +301,7 @@ pub fn port(field: &str, value: &serde_json::Value, allow_zero: bool) -> Result<
 /// that a struct is never filled positionally from an array. An array or a
 /// scalar gives `params: invalid type: sequence, expected a JSON object`;
 /// errors inside keep naming their field.
-#[derive(Debug, Clone, Default)]
-pub struct Object<T>(pub T);
-
-impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for Object<T> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Visit<T>(std::marker::PhantomData<T>);
-        impl<'de, T: serde::Deserialize<'de>> serde::de::Visitor<'de> for Visit<T> {
-            type Value = T;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
-                T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
-            }
-        }
-        d.deserialize_map(Visit(std::marker::PhantomData))
-            .map(Object)
-    }
-}
-
-impl<T: schemars::JsonSchema> schemars::JsonSchema for Object<T> {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        T::schema_name()
-    }
-    fn schema_id() -> std::borrow::Cow<'static, str> {
-        T::schema_id()
-    }
-    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        T::json_schema(generator)
-    }
-    fn inline_schema() -> bool {
-        T::inline_schema()
-    }
-}
+pub use stevedore_contract::Object;
 
 /// A secret text (a password): its `Debug` is masked, and a value of the
 /// wrong type is refused without echoing it (serde's own message would).

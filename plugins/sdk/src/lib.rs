@@ -39,6 +39,9 @@ mod schema;
 pub use schema::{schema_json, AnyParams};
 /// The JSON Schema derive and types, re-exported for hand-written schemas.
 pub use schemars;
+/// Names the host spells too: labels (`contract::labels::OWNER`), files of
+/// an application's folder, and the capability interfaces.
+pub use stevedore_contract as contract;
 
 /// Bindings generated from `wit/` (the `category` world).
 #[allow(missing_docs, clippy::all)]
@@ -69,7 +72,9 @@ pub trait Category {
     const DELETABLE: bool = false;
     /// Interfaces the plugin uses besides `task` (`images`, `containers`,
     /// `credentials`, and for applications `networks`, `volumes`,
-    /// `repository`, `app-store`).
+    /// `repository`, `app-store`; [`contract::capabilities::ALL`]). The
+    /// host grants a plugin at most what it declares here: importing an
+    /// interface not listed is refused at load.
     const CAPABILITIES: &'static [&'static str] = &[];
     /// Params fields whose values are secret (`password` always is).
     const SECRET_FIELDS: &'static [&'static str] = &[];
@@ -165,7 +170,7 @@ pub mod task {
 
 #[doc(hidden)]
 pub fn __describe<C: Category>() -> Description {
-    let mut capabilities = vec!["task".to_string()];
+    let mut capabilities = vec![contract::capabilities::TASK.to_string()];
     capabilities.extend(C::CAPABILITIES.iter().map(|c| c.to_string()));
     Description {
         name: C::NAME.to_string(),

@@ -3,13 +3,17 @@
 //! container's configuration so that an import can recreate it.
 //!
 //! The entry is JSON: `{"version": 1, "format": "stevedore-container/1", "name", "image",
-//! "create": {<create params, as `POST background/create` takes them>},
+//! "create": {<create params, as `POST background/create` takes them: [`CreateParams`]>},
 //! "inspect": {<the engine's inspect data>}}`.
 
 use std::path::Path;
 
+use std::collections::BTreeMap;
+
 use bollard::models::ContainerInspectResponse;
 use serde_json::{json, Map, Value};
+use stevedore_contract::create::{CreateParams, HostBind, Limit, Network, Resource, Volume};
+use stevedore_contract::Object;
 
 use crate::runtime::{archives, Error};
 
@@ -84,61 +88,50 @@ pub fn config_from_inspect(inspect: &ContainerInspectResponse, share_root: &Path
         .to_string();
     let image = config.image.clone().unwrap_or_default();
     let (repo, tag) = split_reference(&image);
-    let mut create = Map::new();
-    create.insert("type".into(), json!("docker"));
-    create.insert("name".into(), json!(name));
-    create.insert("image".into(), json!(repo));
-    create.insert("tag".into(), json!(tag));
-    if let Some(ep) = config.entrypoint.filter(|v| !v.is_empty()) {
-        create.insert("entrypoint".into(), json!(ep));
-    }
-    if let Some(cmd) = config.cmd.filter(|v| !v.is_empty()) {
-        create.insert("command".into(), json!(cmd));
-    }
-    if let Some(user) = config.user.filter(|v| !v.is_empty()) {
-        create.insert("user".into(), json!(user));
-    }
-    if let Some(wd) = config.working_dir.filter(|v| !v.is_empty()) {
-        create.insert("working_dir".into(), json!(wd));
-    }
-    if let Some(env) = config.env {
-        create.insert("environment".into(), json!(env));
-    }
-    create.insert("privileged".into(), json!(host.privileged.unwrap_or(false)));
     let autostart = host
         .restart_policy
         .and_then(|p| p.name)
         .is_some_and(|n| n.to_string() == "always" || n.to_string() == "unless-stopped");
-    create.insert("autostart".into(), json!(autostart));
-    let mut network = Map::new();
+    let mut create = CreateParams {
+        kind: Some("docker".into()),
+        name: Some(name.clone()),
+        image: Some(repo),
+        tag: Some(tag),
+        entrypoint: config
+            .entrypoint
+            .filter(|v| !v.is_empty())
+            .map(|v| json!(v)),
+        command: config.cmd.filter(|v| !v.is_empty()).map(|v| json!(v)),
+        user: config.user.filter(|v| !v.is_empty()),
+        working_dir: config.working_dir.filter(|v| !v.is_empty()),
+        environment: config.env.map(|v| json!(v)),
+        privileged: Some(host.privileged.unwrap_or(false)),
+        autostart: Some(autostart),
+        ..Default::default()
+    };
+    let mut network = Network::default();
     let published: std::collections::BTreeSet<String> = host
         .port_bindings
         .clone()
         .unwrap_or_default()
         .into_keys()
         .collect();
-    let expose: Vec<u16> = config
+    let expose: Vec<Value> = config
         .exposed_ports
         .clone()
         .unwrap_or_default()
         .iter()
         .filter(|p| !published.contains(*p))
-        .filter_map(|p| p.split('/').next()?.parse().ok())
+        .filter_map(|p| p.split('/').next()?.parse::<u16>().ok())
+        .map(|p| json!(p))
         .collect();
-    if !expose.is_empty() {
-        network.insert("expose_port".into(), json!(expose));
-    }
+    network.expose_port = Some(expose).filter(|e| !e.is_empty());
     // The engine names a container's host after its id unless told otherwise.
     let id = inspect.id.clone().unwrap_or_default();
-    if let Some(h) = config
+    network.hostname = config
         .hostname
-        .filter(|h| !h.is_empty() && !id.starts_with(h.as_str()))
-    {
-        network.insert("hostname".into(), json!(h));
-    }
-    if let Some(dns) = host.dns.filter(|d| !d.is_empty()) {
-        network.insert("dns".into(), json!(dns));
-    }
+        .filter(|h| !h.is_empty() && !id.starts_with(h.as_str()));
+    network.dns = host.dns.filter(|d| !d.is_empty());
     let mut ports = Vec::new();
     for (key, bindings) in host.port_bindings.unwrap_or_default() {
         let (container_port, proto) = key.split_once('/').unwrap_or((&key, "tcp"));
@@ -151,29 +144,35 @@ pub fn config_from_inspect(inspect: &ContainerInspectResponse, share_root: &Path
             }
         }
     }
-    if !ports.is_empty() {
-        network.insert("port".into(), json!(ports));
+    network.port = Some(ports).filter(|p| !p.is_empty());
+    if network != Network::default() {
+        create.network = Some(Object(network));
     }
-    if !network.is_empty() {
-        create.insert("network".into(), Value::Object(network));
-    }
-    let mut limit = Map::new();
+    let mut limit = Limit::default();
     if let Some(shares) = host.cpu_shares.filter(|s| *s > 0) {
-        limit.insert("cpuweight".into(), json!(shares));
+        limit.cpuweight = Some(json!(shares));
     }
     if let (Some(quota), Some(period)) = (
         host.cpu_quota.filter(|q| *q > 0),
         host.cpu_period.filter(|p| *p > 0),
     ) {
-        limit.insert("cputime".into(), json!(quota * 1000 / period));
+        limit.cputime = Some(json!(quota * 1000 / period));
     }
     if let Some(memory) = host.memory.filter(|m| *m > 0) {
-        limit.insert("memory".into(), json!(format!("{}m", memory >> 20)));
+        limit.memory = Some(json!(format!("{}m", memory >> 20)));
     }
-    if !limit.is_empty() {
-        create.insert("resource".into(), json!({"limit": limit}));
+    let mut resource = Resource::default();
+    if limit != Limit::default() {
+        resource.limit = Some(Object(limit));
     }
-    let mut binds = Map::new();
+    resource.device = host
+        .device_cgroup_rules
+        .filter(|d| !d.is_empty())
+        .map(|d| d.into_iter().map(Value::String).collect());
+    if resource != Resource::default() {
+        create.resource = Some(Object(resource));
+    }
+    let mut binds = BTreeMap::new();
     for bind in host.binds.unwrap_or_default() {
         let mut parts = bind.splitn(3, ':');
         let (Some(src), Some(dst)) = (parts.next(), parts.next()) else {
@@ -184,18 +183,26 @@ pub fn config_from_inspect(inspect: &ContainerInspectResponse, share_root: &Path
             .is_some_and(|o| o.split(',').any(|x| x == "ro"));
         // Only share-root folders travel with the container, as share paths.
         if let Ok(rel) = Path::new(src).strip_prefix(share_root) {
-            binds.insert(
-                format!("/{}", rel.display()),
-                json!({"bind": dst, "ro": ro}),
-            );
+            let entry = HostBind {
+                bind: Some(dst.to_string()),
+                ro: Some(ro),
+                rw: None,
+            };
+            binds.insert(format!("/{}", rel.display()), Object(entry));
         }
     }
-    if !binds.is_empty() {
-        create.insert("volume".into(), json!({"host": binds}));
+    let volume = Volume {
+        host: Some(binds).filter(|b| !b.is_empty()),
+        container: host.volumes_from.filter(|v| !v.is_empty()),
+        new: config.volumes.filter(|v| !v.is_empty()).map(|v| json!(v)),
+    };
+    if volume != Volume::default() {
+        create.volume = Some(Object(volume));
     }
-    if let Some(labels) = config.labels.filter(|l| !l.is_empty()) {
-        create.insert("labels".into(), json!(labels));
-    }
+    create.labels = config
+        .labels
+        .filter(|l| !l.is_empty())
+        .map(|l| l.into_iter().collect());
     let links: Map<String, Value> = host
         .links
         .unwrap_or_default()
@@ -210,24 +217,7 @@ pub fn config_from_inspect(inspect: &ContainerInspectResponse, share_root: &Path
         })
         .collect();
     if !links.is_empty() {
-        create.insert("links".into(), Value::Object(links));
-    }
-    if let Some(devices) = host.device_cgroup_rules.filter(|d| !d.is_empty()) {
-        let resource = create.entry("resource").or_insert_with(|| json!({}));
-        resource["device"] = json!(devices);
-    }
-    let mut volume = Map::new();
-    if let Some(from) = host.volumes_from.filter(|v| !v.is_empty()) {
-        volume.insert("container".into(), json!(from));
-    }
-    if let Some(new) = config.volumes.filter(|v| !v.is_empty()) {
-        volume.insert("new".into(), json!(new));
-    }
-    if !volume.is_empty() {
-        let entry = create.entry("volume").or_insert_with(|| json!({}));
-        if let Value::Object(existing) = entry {
-            existing.extend(volume);
-        }
+        create.links = Some(Value::Object(links));
     }
     json!({
         "version": 1,

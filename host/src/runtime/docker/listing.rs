@@ -14,9 +14,9 @@ use crate::runtime::usage::Counters;
 use crate::runtime::{ContainerEntry, ContainerState, Error, RtResult, Usage};
 
 /// The label Docker Compose puts the project name in.
-pub const COMPOSE_PROJECT_LABEL: &str = "com.docker.compose.project";
+pub use stevedore_contract::labels::COMPOSE_PROJECT as COMPOSE_PROJECT_LABEL;
 /// The label Docker Compose puts the project's folder in.
-pub const COMPOSE_WORKING_DIR_LABEL: &str = "com.docker.compose.project.working_dir";
+pub use stevedore_contract::labels::COMPOSE_WORKING_DIR as COMPOSE_WORKING_DIR_LABEL;
 
 /// The most log text one `logs` call gathers (the tail's last bytes are kept).
 pub const MAX_LOG_BYTES: usize = 4 << 20;

@@ -3,11 +3,13 @@
 //! ([`Record`]: image, address, ports and the create-shaped settings that an
 //! export carries).
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
+use stevedore_contract::{create as body, Object};
 
 use super::idmap::IdMap;
 use super::network::{Lease, Network, Port};
@@ -333,74 +335,62 @@ pub fn ports(spec: &ContainerSpec) -> Result<Vec<Port>, Error> {
 /// The create-shaped settings of `spec`, as `container_import` reads them back.
 pub fn create_settings(spec: &ContainerSpec, ports: &[Port]) -> Value {
     let (image, tag) = crate::runtime::docker::archive::split_reference(&spec.image);
-    let mut create = Map::new();
-    create.insert("type".into(), json!("lxc"));
-    create.insert("name".into(), json!(spec.name));
-    create.insert("image".into(), json!(image));
-    create.insert("tag".into(), json!(tag));
-    create.insert("autostart".into(), json!(spec.autostart));
-    let mut network = Map::new();
-    if let Some(h) = &spec.hostname {
-        network.insert("hostname".into(), json!(h));
-    }
-    if !spec.dns.is_empty() {
-        network.insert("dns".into(), json!(spec.dns));
-    }
-    if !spec.expose_ports.is_empty() {
-        network.insert("expose_port".into(), json!(spec.expose_ports));
-    }
-    if !ports.is_empty() {
-        let list: Vec<Value> = ports
-            .iter()
-            .map(|p| json!([p.host, p.container, if p.udp { "udp" } else { "tcp" }]))
-            .collect();
-        network.insert("port".into(), json!(list));
-    }
-    if !network.is_empty() {
-        create.insert("network".into(), Value::Object(network));
-    }
-    let mut limit = Map::new();
-    if let Some(w) = spec.cpu_shares {
-        limit.insert("cpuweight".into(), json!(w));
-    }
-    if let Some(ms) = spec.cpu_time_ms {
-        limit.insert("cputime".into(), json!(ms));
-    }
-    if let Some(m) = spec.memory_bytes {
-        limit.insert("memory".into(), json!(m));
-    }
-    let mut resource = Map::new();
-    if !limit.is_empty() {
-        resource.insert("limit".into(), Value::Object(limit));
-    }
-    if !spec.device_rules.is_empty() {
-        resource.insert("device".into(), json!(spec.device_rules));
-    }
-    if !resource.is_empty() {
-        create.insert("resource".into(), Value::Object(resource));
-    }
-    let binds: Map<String, Value> = spec
+    let ports: Vec<Value> = ports
+        .iter()
+        .map(|p| json!([p.host, p.container, if p.udp { "udp" } else { "tcp" }]))
+        .collect();
+    let network = body::Network {
+        hostname: spec.hostname.clone(),
+        dns: Some(spec.dns.clone()).filter(|d| !d.is_empty()),
+        expose_port: Some(spec.expose_ports.iter().map(|p| json!(p)).collect())
+            .filter(|e: &Vec<Value>| !e.is_empty()),
+        port: Some(ports).filter(|p| !p.is_empty()),
+        ..Default::default()
+    };
+    let limit = body::Limit {
+        cpuweight: spec.cpu_shares.map(|w| json!(w)),
+        cputime: spec.cpu_time_ms.map(|ms| json!(ms)),
+        memory: spec.memory_bytes.map(|m| json!(m)),
+    };
+    let resource = body::Resource {
+        limit: Some(Object(limit)).filter(|l| l.0 != body::Limit::default()),
+        device: Some(spec.device_rules.iter().map(|r| json!(r)).collect())
+            .filter(|d: &Vec<Value>| !d.is_empty()),
+    };
+    let binds: BTreeMap<String, Object<body::HostBind>> = spec
         .binds
         .iter()
         .map(|b| {
+            let entry = body::HostBind {
+                bind: Some(b.container_path.clone()),
+                ro: Some(b.read_only),
+                rw: None,
+            };
             (
                 format!("/{}", b.host_path.trim_start_matches('/')),
-                json!({"bind": b.container_path, "ro": b.read_only}),
+                Object(entry),
             )
         })
         .collect();
-    if !binds.is_empty() {
-        create.insert("volume".into(), json!({ "host": binds }));
-    }
-    if !spec.labels.is_empty() {
-        let labels: Map<String, Value> = spec
-            .labels
-            .iter()
-            .map(|(k, v)| (k.clone(), json!(v)))
-            .collect();
-        create.insert("labels".into(), Value::Object(labels));
-    }
-    Value::Object(create)
+    let create = body::CreateParams {
+        kind: Some("lxc".into()),
+        name: Some(spec.name.clone()),
+        image: Some(image),
+        tag: Some(tag),
+        autostart: Some(spec.autostart),
+        network: Some(Object(network)).filter(|n| n.0 != body::Network::default()),
+        resource: Some(Object(resource)).filter(|r| r.0 != body::Resource::default()),
+        volume: Some(binds).filter(|b| !b.is_empty()).map(|host| {
+            Object(body::Volume {
+                host: Some(host),
+                ..Default::default()
+            })
+        }),
+        labels: Some(spec.labels.iter().cloned().collect())
+            .filter(|l: &BTreeMap<String, String>| !l.is_empty()),
+        ..Default::default()
+    };
+    json!(create)
 }
 
 /// Write `nameserver` lines for `dns` to `rootfs/etc/resolv.conf` (a link

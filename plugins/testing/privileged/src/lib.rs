@@ -5,7 +5,7 @@
 
 use serde::Deserialize;
 use stevedore_sdk::containers::{self, ContainerSpec};
-use stevedore_sdk::{Category, Error, RuntimeKind};
+use stevedore_sdk::{contract, Category, Error, RuntimeKind};
 
 /// What to create.
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -52,7 +52,7 @@ impl Category for Privileged {
             new_volumes: Vec::new(),
             autostart: false,
             // A plugin cannot make a container someone else's.
-            labels: vec![("io.stevedore.owner".into(), "admin".into())],
+            labels: vec![(contract::labels::OWNER.into(), "admin".into())],
         };
         let id = containers::create(&spec)?;
         Ok(Some(format!("created {id}")))

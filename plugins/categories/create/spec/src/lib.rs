@@ -62,11 +62,10 @@
 //!   more than it documents); `resource.limit` and `volume.host` entries
 //!   refuse unknown fields, which are typos there.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
-use serde::Deserialize;
 use serde_json::{Map, Value};
-use stevedore_sdk::check::{self, Object};
+use stevedore_sdk::check;
 use stevedore_sdk::containers::{
     BindMount, ContainerSpec, NetworkChoice, NetworkMode, PortBinding,
 };
@@ -76,208 +75,22 @@ use stevedore_sdk::{containers, task, Error, RuntimeKind};
 /// The smallest memory limit Container Station allows.
 pub const MIN_MEMORY: u64 = 64 << 20;
 
-/// The `create` params.
-#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
-pub struct CreateParams {
-    /// `docker` (default) or `lxc`.
-    #[serde(rename = "type", default)]
-    pub kind: Option<String>,
-    /// Container name.
-    #[serde(default)]
-    pub name: Option<String>,
-    /// Image repository.
-    #[serde(default)]
-    pub image: Option<String>,
-    /// Image tag; `latest` when absent.
-    #[serde(default)]
-    pub tag: Option<String>,
-    /// `dockerhub` (default), `qnap` or `private`.
-    #[serde(default)]
-    pub repository: Option<String>,
-    /// The configured registry for `repository: private`.
-    #[serde(default)]
-    pub registry_name: Option<String>,
-    /// Image metadata from the catalog (informational).
-    #[serde(default)]
-    pub download: Option<Object<Download>>,
-    /// Restart the container when the engine restarts.
-    #[serde(default)]
-    pub autostart: Option<bool>,
-    /// Run privileged (docker).
-    #[serde(default)]
-    pub privileged: Option<bool>,
-    /// Entrypoint override: a string (split like a shell) or a list (docker).
-    #[serde(default)]
-    pub entrypoint: Option<Value>,
-    /// Command override: a string (split like a shell) or a list (docker).
-    #[serde(default)]
-    pub command: Option<Value>,
-    /// User name or uid[:gid] (docker).
-    #[serde(default)]
-    pub user: Option<String>,
-    /// Working directory (docker).
-    #[serde(default)]
-    pub working_dir: Option<String>,
-    /// `["K=V"]` or `{"K": "V"}` (docker).
-    #[serde(default)]
-    pub environment: Option<Value>,
-    /// `{"container": "alias"}` (docker).
-    #[serde(default)]
-    pub links: Option<Value>,
-    /// Labels to set (an extension).
-    #[serde(default)]
-    pub labels: Option<BTreeMap<String, String>>,
-    /// Network settings.
-    #[serde(default)]
-    pub network: Option<Object<Network>>,
-    /// Resource limits and devices.
-    #[serde(default)]
-    pub resource: Option<Object<Resource>>,
-    /// Volumes.
-    #[serde(default)]
-    pub volume: Option<Object<Volume>>,
-}
+pub use stevedore_sdk::contract::create::{
+    Bridge, BridgeInterface, CreateParams, Download, HostBind, Limit, Network, Resource, Volume,
+};
 
-/// Catalog metadata of the image; not used to create the container.
-#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
-pub struct Download {
-    /// Description of the image.
-    #[serde(default)]
-    pub description: Option<String>,
-    /// URL of the image's page.
-    #[serde(default)]
-    pub location: Option<String>,
-    /// Icon URL.
-    #[serde(default)]
-    pub icon: Option<String>,
-}
-
-/// `network`.
-#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
-pub struct Network {
-    /// DNS servers (docker).
-    #[serde(default)]
-    pub dns: Option<Vec<String>>,
-    /// Ports exposed without publishing (docker).
-    #[serde(default)]
-    pub expose_port: Option<Vec<Value>>,
-    /// Host name.
-    #[serde(default)]
-    pub hostname: Option<String>,
-    /// Published ports, `[[host, container, "tcp"|"udp"]]`.
-    #[serde(default)]
-    pub port: Option<Vec<Value>>,
-    /// `nat` (the engine's default network) or `bridge` (a host interface).
-    #[serde(default)]
-    pub mode: Option<String>,
-    /// The `bridge` mode's settings.
-    #[serde(default)]
-    pub bridge: Option<Object<Bridge>>,
-    /// MAC address of the container's interface.
-    #[serde(default)]
-    pub mac_addr: Option<String>,
-    /// Host interface for `bridge` mode.
-    #[serde(default)]
-    pub interface: Option<String>,
-    /// `true`/`false` (join the interface's existing network), or the name
-    /// of a container whose network namespace to share.
-    #[serde(default)]
-    pub join: Option<Value>,
-}
-
-/// `network.bridge`.
-#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
-pub struct Bridge {
-    /// `dhcp` (the default: the address is assigned on the network).
-    #[serde(default)]
-    pub mode: Option<String>,
-    /// The host interface and the container's interface name.
-    #[serde(default)]
-    pub interface: Option<Object<BridgeInterface>>,
-}
-
-/// `network.bridge.interface`.
-#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
-pub struct BridgeInterface {
-    /// The host interface (or bridge) to attach to.
-    #[serde(default)]
-    pub bridge: Option<String>,
-    /// The container's interface name; `eth0`.
-    #[serde(default)]
-    pub name: Option<String>,
-}
-
-/// `resource`.
-#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
-pub struct Resource {
-    /// CPU and memory limits.
-    #[serde(default)]
-    pub limit: Option<Object<Limit>>,
-    /// Devices, `[["allow", "video4linux_(81)", "rw"]]`.
-    #[serde(default)]
-    pub device: Option<Vec<Value>>,
-}
-
-/// `resource.limit`.
-#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Limit {
-    /// Relative CPU weight, 2..=1024.
-    #[serde(default)]
-    pub cpuweight: Option<Value>,
-    /// Milliseconds of CPU per 1000 ms, 10..=999.
-    #[serde(default)]
-    pub cputime: Option<Value>,
-    /// Memory limit, `"768m"`, at least 64m.
-    #[serde(default)]
-    pub memory: Option<Value>,
-}
-
-/// `volume`.
-#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
-pub struct Volume {
-    /// Share folders to mount: `{"/share/path": {"bind": "/in/container", "ro": false}}`.
-    #[serde(default)]
-    pub host: Option<BTreeMap<String, Object<HostBind>>>,
-    /// Containers whose volumes to mount (docker).
-    #[serde(default)]
-    pub container: Option<Vec<String>>,
-    /// New anonymous volumes, by path inside the container (docker): a list,
-    /// or an object whose keys are the paths (as the engine's inspect shows them).
-    #[serde(default)]
-    pub new: Option<Value>,
-}
-
-/// One `volume.host` entry.
-#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct HostBind {
-    /// Path inside the container.
-    #[serde(default)]
-    pub bind: Option<String>,
-    /// Mount read-only.
-    #[serde(default)]
-    pub ro: Option<bool>,
-    /// Mount read-write (what some clients send instead of `ro`); `ro` and
-    /// `rw` given together must agree.
-    #[serde(default)]
-    pub rw: Option<bool>,
-}
-
-impl HostBind {
-    /// Whether the entry asks for a read-only mount (`false` when neither
-    /// `ro` nor `rw` is given); `field` names the entry for the error when
-    /// `ro` and `rw` disagree.
-    pub fn read_only(&self, field: &str) -> Result<bool, Error> {
-        match (self.ro, self.rw) {
-            (Some(ro), Some(rw)) if ro == rw => Err(Error::invalid(
-                &format!("{field}.rw"),
-                format!("rw: {rw} conflicts with ro: {ro}"),
-            )),
-            (Some(ro), _) => Ok(ro),
-            (None, Some(rw)) => Ok(!rw),
-            (None, None) => Ok(false),
-        }
+/// Whether a `volume.host` entry asks for a read-only mount (`false` when
+/// neither `ro` nor `rw` is given); `field` names the entry for the error
+/// when `ro` and `rw` disagree.
+pub fn read_only(bind: &HostBind, field: &str) -> Result<bool, Error> {
+    match (bind.ro, bind.rw) {
+        (Some(ro), Some(rw)) if ro == rw => Err(Error::invalid(
+            &format!("{field}.rw"),
+            format!("rw: {rw} conflicts with ro: {ro}"),
+        )),
+        (Some(ro), _) => Ok(ro),
+        (None, Some(rw)) => Ok(!rw),
+        (None, None) => Ok(false),
     }
 }
 
@@ -826,7 +639,7 @@ pub fn plan(p: &CreateParams) -> Result<Plan, Error> {
         binds.push(BindMount {
             host_path: host_path.trim_start_matches('/').to_string(),
             container_path: container_path.to_string(),
-            read_only: bind.read_only(&field)?,
+            read_only: read_only(bind, &field)?,
         });
     }
     let mut volumes_from = Vec::new();
