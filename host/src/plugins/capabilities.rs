@@ -223,12 +223,15 @@ impl images::Host for PluginState {
 
 impl containers::Host for PluginState {
     async fn create(&mut self, spec: ContainerSpec) -> HostResult<String> {
+        let kind = spec.runtime;
         let id = self
             .runtime_call(container_calls::CREATE, |rt, cx| async move {
                 rt.containers.container_create(&cx, spec).await
             })
             .await?;
-        Ok(self.remember(id, |id| Created::Container(id.clone())))
+        Ok(self.remember(id, |id| {
+            Created::Container(ContainerRef::new(kind, id.clone()))
+        }))
     }
 
     async fn create_with(
@@ -236,12 +239,15 @@ impl containers::Host for PluginState {
         spec: ContainerSpec,
         extra: ContainerExtra,
     ) -> HostResult<String> {
+        let kind = spec.runtime;
         let id = self
             .runtime_call(container_calls::CREATE_WITH, |rt, cx| async move {
                 rt.containers.container_create_with(&cx, spec, extra).await
             })
             .await?;
-        Ok(self.remember(id, |id| Created::Container(id.clone())))
+        Ok(self.remember(id, |id| {
+            Created::Container(ContainerRef::new(kind, id.clone()))
+        }))
     }
 
     async fn create_on_network(
@@ -249,6 +255,7 @@ impl containers::Host for PluginState {
         spec: ContainerSpec,
         network: NetworkChoice,
     ) -> HostResult<String> {
+        let kind = spec.runtime;
         let id = self
             .runtime_call(container_calls::CREATE_ON_NETWORK, |rt, cx| async move {
                 rt.containers
@@ -256,7 +263,9 @@ impl containers::Host for PluginState {
                     .await
             })
             .await?;
-        Ok(self.remember(id, |id| Created::Container(id.clone())))
+        Ok(self.remember(id, |id| {
+            Created::Container(ContainerRef::new(kind, id.clone()))
+        }))
     }
 
     async fn list_labelled(

@@ -28,7 +28,7 @@ use super::PluginConfig;
 use crate::queue::{
     self, CategoryDoc, CategoryInfo, Executor, Outcome, ResultCode, TaskContext, ValidationError,
 };
-use crate::runtime::{Backends, ContainerRef};
+use crate::runtime::Backends;
 
 /// A plugin that passed every load-time check.
 pub struct LoadedPlugin {
@@ -396,19 +396,9 @@ impl PluginHost {
 /// stopped at its next host call or epoch tick and cannot clean up itself.
 /// Failures are logged; the task ends as cancelled either way.
 async fn undo(runtime: &Backends, cx: &crate::runtime::CallContext, created: Vec<Created>) {
-    use crate::runtime::RuntimeKind;
     for item in created.into_iter().rev() {
         let result = match &item {
-            Created::Container(id) => {
-                runtime
-                    .containers
-                    .container_delete(
-                        cx,
-                        &ContainerRef::new(RuntimeKind::Docker, id.clone()),
-                        true,
-                    )
-                    .await
-            }
+            Created::Container(c) => runtime.containers.container_delete(cx, c, true).await,
             Created::Network(name) => runtime.networks.network_remove(cx, name.clone()).await,
             Created::Volume(name) => runtime.volumes.volume_remove(cx, name.clone()).await,
             Created::AppFolder(name) => runtime.apps.app_remove(cx, name.clone()).await,

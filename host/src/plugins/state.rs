@@ -10,7 +10,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::wasi_log::LogPipe;
 use crate::queue::{LogLevel, TaskContext};
-use crate::runtime::Backends;
+use crate::runtime::{Backends, ContainerRef};
 
 /// A call stopped because the plugin used more guest CPU time than allowed.
 #[derive(Debug, thiserror::Error)]
@@ -103,8 +103,8 @@ impl ResourceLimiter for MemoryCap {
 /// Something a task run created through a capability call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Created {
-    /// A container, by id.
-    Container(String),
+    /// A container, with the runtime it was created in.
+    Container(ContainerRef),
     /// A network, by name.
     Network(String),
     /// A named volume.
