@@ -95,7 +95,8 @@ pub enum ValidationError {
     /// Bad input: the message names the field (`name: must match ...`). HTTP 400.
     #[error("{0}")]
     Invalid(String),
-    /// The plugin failed while validating (trap, budget). HTTP 500-free: reported as 400 with the plugin named? No: 503.
+    /// The plugin failed while validating (trap, budget): the server, not
+    /// the input, is at fault, so it answers 503 and names the plugin.
     #[error("{0}")]
     Plugin(String),
 }
