@@ -34,10 +34,7 @@ pub mod testkit;
 mod tests;
 
 // The storage layer's task modules under the paths the queue's users name
-// them by (`queue::model`, `queue::store`); `secret` and `sqlite` for the
-// runtime's sealed files until it names `crate::store::secret` itself.
-pub use crate::store::secret;
-pub use crate::store::sqlite;
+// them by (`queue::model`, `queue::store`).
 pub use crate::store::tasks as store;
 pub use crate::store::tasks::model;
 

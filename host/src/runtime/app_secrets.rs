@@ -20,7 +20,7 @@ use serde_json::{Map, Value};
 
 use super::{Error, RtResult};
 use crate::queue::mask::{is_secret_name, MASK};
-use crate::queue::secret::SecretBox;
+use crate::store::secret::SecretBox;
 
 /// The record key listing the answers the plugin says are secret.
 const SECRETS: &str = "secrets";
@@ -155,7 +155,7 @@ pub fn open(secrets: &SecretBox, app: &str, text: &str) -> RtResult<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::queue::secret::KEY_LEN;
+    use crate::store::secret::KEY_LEN;
     use serde_json::json;
 
     fn record(binding: Value, secrets: &[&str]) -> String {

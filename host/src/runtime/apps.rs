@@ -42,7 +42,7 @@ pub struct AppStore {
     /// Mount sources pinned for the engine.
     pins: Pins,
     /// Seals the secret wizard answers of the records ([`app_secrets`]).
-    secrets: crate::queue::secret::SecretBox,
+    secrets: crate::store::secret::SecretBox,
 }
 
 /// Whether `name` is a valid application name (Container Station's rule).
@@ -119,8 +119,8 @@ impl AppStore {
     ) -> std::io::Result<AppStore> {
         let dir = data_dir.join("apps");
         std::fs::create_dir_all(&dir)?;
-        let key = data_dir.join(crate::queue::sqlite::KEY_FILE);
-        let secrets = crate::queue::secret::SecretBox::load_or_create(&key)
+        let key = data_dir.join(crate::store::secret::KEY_FILE);
+        let secrets = crate::store::secret::SecretBox::load_or_create(&key)
             .map_err(|e| std::io::Error::other(format!("{e:#}")))?;
         Ok(AppStore {
             dir: dir.canonicalize()?,
