@@ -536,3 +536,40 @@ async fn lxc_import_cannot_replace_anothers_image() {
         refused.unwrap()
     );
 }
+
+#[tokio::test]
+async fn container_logs_reach_only_the_owners_plugin() {
+    let (_server, bob, alice) = setup_with(
+        &["logs_probe"],
+        "",
+        "[plugins.grants]\nlogs_probe = [\"task\", \"containers\"]",
+    )
+    .await;
+    // Runs to its end in the foreground, so its log is complete when `docker run` returns.
+    let name = unique("alicelog");
+    docker(&[
+        "run",
+        "--name",
+        &name,
+        "--label",
+        "io.stevedore.owner=alice",
+        "busybox:latest",
+        "sh",
+        "-c",
+        "echo first; echo alice-only-line",
+    ]);
+    let probe = |tail: u32| json!({"type": "docker", "container": name, "tail": tail}).to_string();
+
+    let id = alice.submit_ok("logs_probe", &probe(1)).await;
+    let t = ended(&alice, id).await;
+    assert_eq!(t["state"], "completed", "{t}");
+    assert_eq!(t["detail_state"], "log: alice-only-line", "the last line only: {t}");
+
+    let refused = refusal(&bob, "logs_probe", &probe(10))
+        .await
+        .expect("bob's plugin read alice's container log");
+    assert!(!refused.contains("alice-only-line"), "{refused}");
+    assert!(refused.contains("denied"), "{refused}");
+    docker(&["rm", "-f", &name]);
+    stevedore_e2e::report!("attacks_names: containers.logs lent to alice's plugin, refused to bob's: {refused}");
+}
