@@ -25,7 +25,7 @@ pub const SAVE_TO_PATH: &str = "images.save-to-path";
 
 /// An image as a call names it: the runtime it lives in (what the router
 /// routes on) and its reference (what the backend reads).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct ImageRef {
     /// The runtime the image belongs to.
     pub kind: RuntimeKind,
