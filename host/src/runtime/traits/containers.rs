@@ -127,7 +127,7 @@ pub struct ExportContainer {
 pub struct ImportImage {
     /// The runtime the image is made in.
     pub kind: RuntimeKind,
-    /// The archive, relative to the share root.
+    /// The archive's path under the share root.
     pub path: String,
     /// The new image's repository.
     pub repository: String,

@@ -79,7 +79,7 @@ pub struct PushImage {
 /// The file a save or an export writes, under the share root.
 #[derive(Debug, Clone)]
 pub struct ArchiveFile {
-    /// Its path, relative to the share root.
+    /// Its path under the share root.
     pub path: String,
     /// Compress it with gzip.
     pub gzip: bool,
