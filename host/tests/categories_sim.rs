@@ -417,9 +417,12 @@ async fn the_simulator_refuses_a_container_from_an_image_it_lacks() {
         cancel: CancellationToken::new(),
         reporter: Arc::new(Recorder::default()),
     };
-    use stevedore::runtime::{Containers, Images};
+    use stevedore::runtime::{Containers, ImageRef, Images};
     assert!(sim
-        .image_inspect(&cx, stevedore::runtime::RuntimeKind::Docker, "web:1".into())
+        .image_inspect(
+            &cx,
+            ImageRef::new(stevedore::runtime::RuntimeKind::Docker, "web:1")
+        )
         .await
         .is_err());
     let pulled = sim

@@ -10,11 +10,12 @@ use bollard::exec::{CreateExecOptions, StartExecResults};
 use futures::StreamExt;
 use stevedore::plugins::bindings::{BindMount, PortBinding};
 use stevedore::queue::{LogLevel, Reporter};
-use stevedore::runtime::docker::archive::tar_entry;
+use stevedore::runtime::archives::tar_entry;
 use stevedore::runtime::docker::{DockerRuntime, DockerSettings, Registry};
 use stevedore::runtime::{
-    CallContext, ContainerRef, ContainerSpec, Containers, Credential, Error, Images, PullRequest,
-    RuntimeKind, Source,
+    ArchiveFile, CallContext, ContainerRef, ContainerSpec, Containers, Credential, Error,
+    ExportContainer, ImageRef, Images, ImportImage, PullRequest, PushImage, RemoveContainer,
+    RemoveImage, RuntimeKind, SaveImages, Source, TagImage,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -159,29 +160,37 @@ async fn pull_reports_progress_that_never_goes_back_and_ends_at_100() {
     f.runtime
         .image_import(
             &cx,
-            RuntimeKind::Docker,
-            "big.tar".into(),
-            format!("{}/{name}", env("STEVEDORE_TEST_REGISTRY")),
-            "1".into(),
+            ImportImage {
+                kind: RuntimeKind::Docker,
+                path: "big.tar".into(),
+                repository: format!("{}/{name}", env("STEVEDORE_TEST_REGISTRY")),
+                tag: "1".into(),
+            },
         )
         .await
         .unwrap();
     f.runtime
         .image_push(
             &cx,
-            format!("{}/{name}", env("STEVEDORE_TEST_REGISTRY")),
-            "1".into(),
-            env("STEVEDORE_TEST_REGISTRY"),
-            None,
+            PushImage {
+                repository: format!("{}/{name}", env("STEVEDORE_TEST_REGISTRY")),
+                tag: "1".into(),
+                registry: env("STEVEDORE_TEST_REGISTRY"),
+                credential: None,
+            },
         )
         .await
         .unwrap();
     f.runtime
         .image_remove(
             &cx,
-            RuntimeKind::Docker,
-            format!("{}/{name}:1", env("STEVEDORE_TEST_REGISTRY")),
-            true,
+            RemoveImage {
+                image: ImageRef::new(
+                    RuntimeKind::Docker,
+                    format!("{}/{name}:1", env("STEVEDORE_TEST_REGISTRY")),
+                ),
+                force: true,
+            },
         )
         .await
         .unwrap();
@@ -268,7 +277,14 @@ async fn push_to_an_htpasswd_registry_with_a_password_that_breaks_standard_base6
     let registry = env("STEVEDORE_TEST_AUTH_REGISTRY");
     let repo = format!("{registry}/stevedore/busybox");
     f.runtime
-        .image_tag(&cx, "busybox:latest".into(), repo.clone(), "auth".into())
+        .image_tag(
+            &cx,
+            TagImage {
+                source: "busybox:latest".into(),
+                repository: repo.clone(),
+                tag: "auth".into(),
+            },
+        )
         .await
         .unwrap();
     let right = Credential {
@@ -279,10 +295,12 @@ async fn push_to_an_htpasswd_registry_with_a_password_that_breaks_standard_base6
     f.runtime
         .image_push(
             &cx,
-            repo.clone(),
-            "auth".into(),
-            registry.clone(),
-            Some(right.clone()),
+            PushImage {
+                repository: repo.clone(),
+                tag: "auth".into(),
+                registry: registry.clone(),
+                credential: Some(right.clone()),
+            },
         )
         .await
         .unwrap();
@@ -295,10 +313,12 @@ async fn push_to_an_htpasswd_registry_with_a_password_that_breaks_standard_base6
         .runtime
         .image_push(
             &cx,
-            repo.clone(),
-            "auth".into(),
-            registry.clone(),
-            Some(wrong),
+            PushImage {
+                repository: repo.clone(),
+                tag: "auth".into(),
+                registry: registry.clone(),
+                credential: Some(wrong),
+            },
         )
         .await
     {
@@ -310,7 +330,15 @@ async fn push_to_an_htpasswd_registry_with_a_password_that_breaks_standard_base6
     }
     assert!(
         f.runtime
-            .image_push(&cx, repo, "auth".into(), registry, None)
+            .image_push(
+                &cx,
+                PushImage {
+                    repository: repo,
+                    tag: "auth".into(),
+                    registry,
+                    credential: None
+                }
+            )
             .await
             .is_err(),
         "anonymous push must be refused"
@@ -326,10 +354,14 @@ async fn save_plain_and_gzip_then_load_back() {
         .runtime
         .image_save(
             &cx,
-            vec!["busybox:latest".into()],
-            "out/b.tar".into(),
-            false,
-            false,
+            SaveImages {
+                references: vec!["busybox:latest".into()],
+                file: ArchiveFile {
+                    path: "out/b.tar".into(),
+                    gzip: false,
+                    overwrite: false,
+                },
+            },
         )
         .await
         .unwrap();
@@ -337,10 +369,14 @@ async fn save_plain_and_gzip_then_load_back() {
         .runtime
         .image_save(
             &cx,
-            vec!["busybox:latest".into()],
-            "/out/b.tar.gz".into(),
-            true,
-            false,
+            SaveImages {
+                references: vec!["busybox:latest".into()],
+                file: ArchiveFile {
+                    path: "/out/b.tar.gz".into(),
+                    gzip: true,
+                    overwrite: false,
+                },
+            },
         )
         .await
         .unwrap();
@@ -365,16 +401,18 @@ async fn save_plain_and_gzip_then_load_back() {
             .runtime
             .image_import(
                 &cx,
-                RuntimeKind::Docker,
-                file.into(),
-                "stevedore-loaded".into(),
-                "x".into(),
+                ImportImage {
+                    kind: RuntimeKind::Docker,
+                    path: file.into(),
+                    repository: "stevedore-loaded".into(),
+                    tag: "x".into(),
+                },
             )
             .await
             .unwrap();
         let original = f
             .runtime
-            .image_inspect(&cx, RuntimeKind::Docker, "busybox:latest".into())
+            .image_inspect(&cx, ImageRef::new(RuntimeKind::Docker, "busybox:latest"))
             .await
             .unwrap();
         assert_eq!(id, original.id, "{file}");
@@ -391,10 +429,14 @@ async fn existing_file_is_kept_without_overwrite() {
         .runtime
         .image_save(
             &cx,
-            vec!["busybox:latest".into()],
-            "keep.tar".into(),
-            false,
-            false,
+            SaveImages {
+                references: vec!["busybox:latest".into()],
+                file: ArchiveFile {
+                    path: "keep.tar".into(),
+                    gzip: false,
+                    overwrite: false,
+                },
+            },
         )
         .await
         .unwrap_err();
@@ -409,10 +451,14 @@ async fn existing_file_is_kept_without_overwrite() {
     f.runtime
         .image_save(
             &cx,
-            vec!["busybox:latest".into()],
-            "keep.tar".into(),
-            false,
-            true,
+            SaveImages {
+                references: vec!["busybox:latest".into()],
+                file: ArchiveFile {
+                    path: "keep.tar".into(),
+                    gzip: false,
+                    overwrite: true,
+                },
+            },
         )
         .await
         .unwrap();
@@ -429,7 +475,17 @@ async fn paths_out_of_the_share_root_are_denied() {
     for bad in ["../x.tar", "a/../../x.tar"] {
         let err = f
             .runtime
-            .image_save(&cx, vec!["busybox:latest".into()], bad.into(), false, false)
+            .image_save(
+                &cx,
+                SaveImages {
+                    references: vec!["busybox:latest".into()],
+                    file: ArchiveFile {
+                        path: bad.into(),
+                        gzip: false,
+                        overwrite: false,
+                    },
+                },
+            )
             .await
             .unwrap_err();
         assert!(matches!(err, Error::Denied(_)), "{bad}: {err:?}");
@@ -444,10 +500,12 @@ async fn a_save_dropped_midway_leaves_no_file() {
     f.runtime
         .image_import(
             &cx,
-            RuntimeKind::Docker,
-            "huge.tar".into(),
-            "stevedore-huge".into(),
-            "1".into(),
+            ImportImage {
+                kind: RuntimeKind::Docker,
+                path: "huge.tar".into(),
+                repository: "stevedore-huge".into(),
+                tag: "1".into(),
+            },
         )
         .await
         .unwrap();
@@ -455,10 +513,14 @@ async fn a_save_dropped_midway_leaves_no_file() {
     rec.0.lock().clear();
     let mut save = Box::pin(f.runtime.image_save(
         &cx,
-        vec!["stevedore-huge:1".into()],
-        "out/huge.tar.gz".into(),
-        true,
-        false,
+        SaveImages {
+            references: vec!["stevedore-huge:1".into()],
+            file: ArchiveFile {
+                path: "out/huge.tar.gz".into(),
+                gzip: true,
+                overwrite: false,
+            },
+        },
     ));
     // Drop the save once it has started writing (as a cancelled task does).
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -597,7 +659,13 @@ async fn create_maps_ports_env_limits_and_a_share_volume() {
         "hello"
     );
     f.runtime
-        .container_remove(&cx, &ContainerRef::new(RuntimeKind::Docker, name), true)
+        .container_remove(
+            &cx,
+            RemoveContainer {
+                container: ContainerRef::new(RuntimeKind::Docker, name),
+                force: true,
+            },
+        )
         .await
         .unwrap();
 }
@@ -630,10 +698,14 @@ async fn export_then_import_keeps_files_and_settings() {
         f.runtime
             .container_export(
                 &cx,
-                &ContainerRef::new(RuntimeKind::Docker, name.clone()),
-                path.into(),
-                gzip,
-                false,
+                ExportContainer {
+                    container: ContainerRef::new(RuntimeKind::Docker, name.clone()),
+                    file: ArchiveFile {
+                        path: path.into(),
+                        gzip,
+                        overwrite: false,
+                    },
+                },
             )
             .await
             .unwrap();
@@ -661,10 +733,12 @@ async fn export_then_import_keeps_files_and_settings() {
         f.runtime
             .image_import(
                 &cx,
-                RuntimeKind::Docker,
-                path.into(),
-                repo.clone(),
-                "1".into(),
+                ImportImage {
+                    kind: RuntimeKind::Docker,
+                    path: path.into(),
+                    repository: repo.clone(),
+                    tag: "1".into(),
+                },
             )
             .await
             .unwrap();
@@ -688,12 +762,24 @@ async fn export_then_import_keeps_files_and_settings() {
             "config entry must not land in the rootfs: {root}"
         );
         f.runtime
-            .container_remove(&cx, &ContainerRef::new(RuntimeKind::Docker, copy), true)
+            .container_remove(
+                &cx,
+                RemoveContainer {
+                    container: ContainerRef::new(RuntimeKind::Docker, copy),
+                    force: true,
+                },
+            )
             .await
             .unwrap();
     }
     f.runtime
-        .container_remove(&cx, &ContainerRef::new(RuntimeKind::Docker, name), true)
+        .container_remove(
+            &cx,
+            RemoveContainer {
+                container: ContainerRef::new(RuntimeKind::Docker, name),
+                force: true,
+            },
+        )
         .await
         .unwrap();
 }

@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 use stevedore::plugins::bindings::PortBinding;
 use stevedore::queue::{LogLevel, Reporter};
 use stevedore::runtime::{
-    Backends, CallContext, ContainerRef, ContainerSpec, ContainerState, Error, PullRequest,
-    RuntimeKind, Source,
+    ArchiveFile, Backends, CallContext, ContainerRef, ContainerSpec, ContainerState,
+    DeleteContainer, Error, ExportContainer, ImageRef, ImportImage, PullRequest, RemoveContainer,
+    RemoveImage, RuntimeKind, Source, StopContainer,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -255,10 +256,14 @@ async fn lifecycle_list_restart_delete_and_rules_going_with_the_container() {
         .containers
         .container_export(
             &cx,
-            &ContainerRef::new(LXC, "life"),
-            "out/life.tar".into(),
-            false,
-            false,
+            ExportContainer {
+                container: ContainerRef::new(LXC, "life"),
+                file: ArchiveFile {
+                    path: "out/life.tar".into(),
+                    gzip: false,
+                    overwrite: false,
+                },
+            },
         )
         .await
         .unwrap();
@@ -287,10 +292,14 @@ async fn lifecycle_list_restart_delete_and_rules_going_with_the_container() {
         .containers
         .container_export(
             &cx,
-            &ContainerRef::new(LXC, "life"),
-            "out/life.tar".into(),
-            false,
-            false,
+            ExportContainer {
+                container: ContainerRef::new(LXC, "life"),
+                file: ArchiveFile {
+                    path: "out/life.tar".into(),
+                    gzip: false,
+                    overwrite: false,
+                },
+            },
         )
         .await
     {
@@ -311,7 +320,7 @@ async fn lifecycle_list_restart_delete_and_rules_going_with_the_container() {
 
     f.runtime
         .containers
-        .container_restart(&cx, &ContainerRef::new(LXC, "life"), 5)
+        .container_restart(&cx, StopContainer::new(ContainerRef::new(LXC, "life"), 5))
         .await
         .unwrap();
     let entry = f
@@ -332,7 +341,13 @@ async fn lifecycle_list_restart_delete_and_rules_going_with_the_container() {
     assert!(matches!(
         f.runtime
             .images
-            .image_remove(&cx, LXC, "ubuntu-trusty".into(), false)
+            .image_remove(
+                &cx,
+                RemoveImage {
+                    image: ImageRef::new(LXC, "ubuntu-trusty"),
+                    force: false
+                }
+            )
             .await,
         Err(Error::Conflict(_))
     ));
@@ -340,13 +355,25 @@ async fn lifecycle_list_restart_delete_and_rules_going_with_the_container() {
     assert!(matches!(
         f.runtime
             .containers
-            .container_remove(&cx, &ContainerRef::new(LXC, "life"), false)
+            .container_remove(
+                &cx,
+                RemoveContainer {
+                    container: ContainerRef::new(LXC, "life"),
+                    force: false
+                }
+            )
             .await,
         Err(Error::Conflict(_))
     ));
     f.runtime
         .containers
-        .container_delete(&cx, &ContainerRef::new(LXC, "life"), true)
+        .container_delete(
+            &cx,
+            DeleteContainer {
+                container: ContainerRef::new(LXC, "life"),
+                remove_volumes: true,
+            },
+        )
         .await
         .unwrap();
     assert!(!f.lxc.path().join("life").exists());
@@ -361,7 +388,13 @@ async fn lifecycle_list_restart_delete_and_rules_going_with_the_container() {
     let removed = f
         .runtime
         .images
-        .image_remove(&cx, LXC, "ubuntu-trusty".into(), false)
+        .image_remove(
+            &cx,
+            RemoveImage {
+                image: ImageRef::new(LXC, "ubuntu-trusty"),
+                force: false,
+            },
+        )
         .await
         .unwrap();
     assert_eq!(removed[0], "ubuntu-trusty:latest");
@@ -418,7 +451,15 @@ async fn a_hostile_import_creates_nothing_and_writes_nothing_outside() {
     match f
         .runtime
         .containers
-        .image_import(&cx, LXC, "evil.tar".into(), "evil".into(), "latest".into())
+        .image_import(
+            &cx,
+            ImportImage {
+                kind: LXC,
+                path: "evil.tar".into(),
+                repository: "evil".into(),
+                tag: "latest".into(),
+            },
+        )
         .await
     {
         Err(e) => assert!(format!("{e:?}").contains("escape/planted"), "{e:?}"),
@@ -436,7 +477,15 @@ async fn a_hostile_import_creates_nothing_and_writes_nothing_outside() {
     assert!(matches!(
         f.runtime
             .containers
-            .image_import(&cx, LXC, "../x.tar".into(), "x".into(), "latest".into())
+            .image_import(
+                &cx,
+                ImportImage {
+                    kind: LXC,
+                    path: "../x.tar".into(),
+                    repository: "x".into(),
+                    tag: "latest".into()
+                }
+            )
             .await,
         Err(Error::Denied(_))
     ));
@@ -458,7 +507,7 @@ async fn without_a_catalog_or_lxc_tools_the_errors_say_why() {
     match f
         .runtime
         .images
-        .image_inspect(&cx, LXC, "nope".into())
+        .image_inspect(&cx, ImageRef::new(LXC, "nope"))
         .await
     {
         Err(Error::NotFound(m)) => assert_eq!(m, "no such image: nope"),

@@ -31,7 +31,8 @@ use super::{AppError, AppState};
 use crate::policy::APP_OWNER_FILE;
 use crate::runtime::apps::{valid_name, wizard};
 use crate::runtime::{
-    Backends, CallContext, ContainerRef, ContainerSummary, RuntimeKind, STOP_TIMEOUT_SECS,
+    Backends, CallContext, ContainerRef, ContainerSummary, DeleteContainer, LabelQuery,
+    RuntimeKind, StopContainer, STOP_TIMEOUT_SECS,
 };
 
 fn record_of(name: &str, text: &str) -> Result<Map<String, Value>, AppError> {
@@ -92,7 +93,7 @@ async fn containers_of(
     let project = text(record, "project");
     let mut found = rt
         .containers
-        .container_list_labelled(cx, RuntimeKind::Docker, PROJECT_LABEL.into(), project)
+        .container_list_labelled(cx, LabelQuery::docker(PROJECT_LABEL, project))
         .await
         .map_err(runtime_error)?;
     let order = list_of(record, "containers");
@@ -293,12 +294,10 @@ pub async fn action(
                 STOP_TIMEOUT_SECS
             };
             for c in containers.iter().rev() {
+                let container = ContainerRef::new(RuntimeKind::Docker, c.id.clone());
+                let req = StopContainer::new(container, timeout);
                 rt.containers
-                    .container_stop(
-                        &cx,
-                        &ContainerRef::new(RuntimeKind::Docker, c.id.clone()),
-                        timeout,
-                    )
+                    .container_stop(&cx, req)
                     .await
                     .map_err(runtime_error)?;
                 done.push(c.name.clone());
@@ -306,12 +305,10 @@ pub async fn action(
         }
         "restart" => {
             for c in containers.iter().rev() {
+                let container = ContainerRef::new(RuntimeKind::Docker, c.id.clone());
+                let req = StopContainer::new(container, STOP_TIMEOUT_SECS);
                 rt.containers
-                    .container_stop(
-                        &cx,
-                        &ContainerRef::new(RuntimeKind::Docker, c.id.clone()),
-                        STOP_TIMEOUT_SECS,
-                    )
+                    .container_stop(&cx, req)
                     .await
                     .map_err(runtime_error)?;
             }
@@ -382,12 +379,12 @@ pub async fn delete(
     let project = text(&record, "project");
     let mut removed = Vec::new();
     for c in containers_of(rt, &cx, &record).await?.iter().rev() {
+        let req = DeleteContainer {
+            container: ContainerRef::new(RuntimeKind::Docker, c.id.clone()),
+            remove_volumes: query.remove_volumes,
+        };
         rt.containers
-            .container_delete(
-                &cx,
-                &ContainerRef::new(RuntimeKind::Docker, c.id.clone()),
-                query.remove_volumes,
-            )
+            .container_delete(&cx, req)
             .await
             .map_err(runtime_error)?;
         removed.push(c.name.clone());

@@ -27,8 +27,8 @@ use super::session::CurrentUser;
 use super::{path_error, query_error, AppError, AppState};
 use crate::queue::{LogLevel, Reporter};
 use crate::runtime::{
-    CallContext, ContainerEntry, ContainerRef, ContainerState, Error as RtError, RtResult,
-    RuntimeKind, STOP_TIMEOUT_SECS,
+    CallContext, ContainerEntry, ContainerLogs, ContainerRef, ContainerState, DeleteContainer,
+    Error as RtError, RtResult, RuntimeKind, StopContainer, UsageQuery, STOP_TIMEOUT_SECS,
 };
 
 /// Progress of a synchronous call has no task to go to: it is logged.
@@ -143,7 +143,13 @@ async fn with_usage(
     let usage = match state
         .runtime
         .containers
-        .container_usage(cx, kind, running)
+        .container_usage(
+            cx,
+            UsageQuery {
+                kind,
+                containers: running,
+            },
+        )
         .await
     {
         Ok(u) => u,
@@ -339,12 +345,18 @@ pub async fn action(
         }
         "stop" => {
             rt.containers
-                .container_stop(&cx, &ContainerRef::new(kind, id.clone()), STOP_TIMEOUT_SECS)
+                .container_stop(
+                    &cx,
+                    StopContainer::new(ContainerRef::new(kind, id.clone()), STOP_TIMEOUT_SECS),
+                )
                 .await
         }
         "restart" => {
             rt.containers
-                .container_restart(&cx, &ContainerRef::new(kind, id.clone()), STOP_TIMEOUT_SECS)
+                .container_restart(
+                    &cx,
+                    StopContainer::new(ContainerRef::new(kind, id.clone()), STOP_TIMEOUT_SECS),
+                )
                 .await
         }
         other => {
@@ -436,7 +448,13 @@ pub async fn logs(
     let logs = state
         .runtime
         .containers
-        .container_logs(&context(&user), &ContainerRef::new(kind, id), tail)
+        .container_logs(
+            &context(&user),
+            ContainerLogs {
+                container: ContainerRef::new(kind, id),
+                tail,
+            },
+        )
         .await
         .map_err(runtime_error)?;
     Ok(Json(Logs { logs, tail }))
@@ -485,8 +503,10 @@ pub async fn delete(
         .containers
         .container_delete(
             &cx,
-            &ContainerRef::new(kind, entry.id.clone()),
-            query.remove_volumes,
+            DeleteContainer {
+                container: ContainerRef::new(kind, entry.id.clone()),
+                remove_volumes: query.remove_volumes,
+            },
         )
         .await
         .map_err(runtime_error)?;

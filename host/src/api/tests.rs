@@ -21,7 +21,8 @@ use crate::queue::{
 };
 use crate::runtime::{
     AppFolders, Backends, CallContext, ContainerEntry, ContainerRef, ContainerState, Containers,
-    Credentials, Error as RtError, Images, Networks, RtResult, RuntimeKind, Templates, Volumes,
+    Credentials, DeleteContainer, Error as RtError, Images, Networks, RtResult, RuntimeKind,
+    StopContainer, Templates, Volumes,
 };
 
 /// `noop` completes at once (`count` must be an integer); `sleepy` waits until
@@ -157,21 +158,11 @@ impl Containers for FixedContainers {
     async fn container_start(&self, _cx: &CallContext, c: &ContainerRef) -> RtResult<()> {
         self.set(&c.id, ContainerState::Running)
     }
-    async fn container_stop(
-        &self,
-        _cx: &CallContext,
-        c: &ContainerRef,
-        _timeout: u32,
-    ) -> RtResult<()> {
-        self.set(&c.id, ContainerState::Stopped)
+    async fn container_stop(&self, _cx: &CallContext, req: StopContainer) -> RtResult<()> {
+        self.set(&req.container.id, ContainerState::Stopped)
     }
-    async fn container_delete(
-        &self,
-        _cx: &CallContext,
-        c: &ContainerRef,
-        _remove_volumes: bool,
-    ) -> RtResult<()> {
-        self.entries.lock().retain(|e| e.id != c.id);
+    async fn container_delete(&self, _cx: &CallContext, req: DeleteContainer) -> RtResult<()> {
+        self.entries.lock().retain(|e| e.id != req.container.id);
         Ok(())
     }
 }

@@ -20,9 +20,26 @@ use crate::runtime::traits::{
     app_folders, containers as container_calls, credentials as credential_calls,
     images as image_calls, networks as network_calls, volumes as volume_calls,
 };
-use crate::runtime::{Backends, CallContext, ContainerRef};
+use crate::runtime::{
+    ArchiveFile, Backends, CallContext, ContainerLogs, ContainerRef, CreateOnNetwork, CreateWith,
+    ExportContainer, ImageRef, ImportImage, LabelQuery, PushImage, RemoveContainer, RemoveImage,
+    SaveImages, StopContainer, TagImage,
+};
 
 type HostResult<T> = wasmtime::Result<Result<T, WitError>>;
+
+/// `host_call!(self, NAME, backend.call(request))`: the guest's call `NAME`,
+/// run as `rt.backend.call(&cx, request)` through [`PluginState::runtime_call`].
+macro_rules! host_call {
+    ($state:expr, $what:expr, $backend:ident.$call:ident($req:expr)) => {
+        $state
+            .runtime_call(
+                $what,
+                |rt, cx| async move { rt.$backend.$call(&cx, $req).await },
+            )
+            .await
+    };
+}
 
 impl PluginState {
     fn call_context(&self, what: &str) -> Result<(Backends, CallContext, Durable), WitError> {
@@ -151,24 +168,16 @@ impl images::Host for PluginState {
     }
 
     async fn pull(&mut self, request: PullRequest) -> HostResult<ImageInfo> {
-        self.runtime_call(image_calls::PULL, |rt, cx| async move {
-            rt.images.image_pull(&cx, request).await
-        })
-        .await
+        host_call!(self, image_calls::PULL, images.image_pull(request))
     }
 
     async fn inspect(&mut self, runtime: RuntimeKind, reference: String) -> HostResult<ImageInfo> {
-        self.runtime_call(image_calls::INSPECT, |rt, cx| async move {
-            rt.images.image_inspect(&cx, runtime, reference).await
-        })
-        .await
+        let image = ImageRef::new(runtime, reference);
+        host_call!(self, image_calls::INSPECT, images.image_inspect(image))
     }
 
     async fn list(&mut self, runtime: RuntimeKind) -> HostResult<Vec<ImageInfo>> {
-        self.runtime_call(image_calls::LIST, |rt, cx| async move {
-            rt.images.image_list(&cx, runtime).await
-        })
-        .await
+        host_call!(self, image_calls::LIST, images.image_list(runtime))
     }
 
     async fn remove(
@@ -177,17 +186,18 @@ impl images::Host for PluginState {
         reference: String,
         force: bool,
     ) -> HostResult<Vec<String>> {
-        self.runtime_call(image_calls::REMOVE, |rt, cx| async move {
-            rt.images.image_remove(&cx, runtime, reference, force).await
-        })
-        .await
+        let image = ImageRef::new(runtime, reference);
+        let req = RemoveImage { image, force };
+        host_call!(self, image_calls::REMOVE, images.image_remove(req))
     }
 
     async fn tag(&mut self, source: String, repository: String, tag: String) -> HostResult<()> {
-        self.runtime_call(image_calls::TAG, |rt, cx| async move {
-            rt.images.image_tag(&cx, source, repository, tag).await
-        })
-        .await
+        let req = TagImage {
+            source,
+            repository,
+            tag,
+        };
+        host_call!(self, image_calls::TAG, images.image_tag(req))
     }
 
     async fn push(
@@ -197,12 +207,13 @@ impl images::Host for PluginState {
         registry: String,
         credential: Option<Credential>,
     ) -> HostResult<()> {
-        self.runtime_call(image_calls::PUSH, |rt, cx| async move {
-            rt.images
-                .image_push(&cx, repository, tag, registry, credential)
-                .await
-        })
-        .await
+        let req = PushImage {
+            repository,
+            tag,
+            registry,
+            credential,
+        };
+        host_call!(self, image_calls::PUSH, images.image_push(req))
     }
 
     async fn save_to_path(
@@ -212,26 +223,25 @@ impl images::Host for PluginState {
         gzip: bool,
         overwrite: bool,
     ) -> HostResult<u64> {
-        self.runtime_call(image_calls::SAVE_TO_PATH, |rt, cx| async move {
-            rt.images
-                .image_save(&cx, references, path, gzip, overwrite)
-                .await
-        })
-        .await
+        let file = ArchiveFile {
+            path,
+            gzip,
+            overwrite,
+        };
+        let req = SaveImages { references, file };
+        host_call!(self, image_calls::SAVE_TO_PATH, images.image_save(req))
     }
 }
 
 impl containers::Host for PluginState {
     async fn create(&mut self, spec: ContainerSpec) -> HostResult<String> {
         let kind = spec.runtime;
-        let id = self
-            .runtime_call(container_calls::CREATE, |rt, cx| async move {
-                rt.containers.container_create(&cx, spec).await
-            })
-            .await?;
-        Ok(self.remember(id, |id| {
-            Created::Container(ContainerRef::new(kind, id.clone()))
-        }))
+        let id = host_call!(
+            self,
+            container_calls::CREATE,
+            containers.container_create(spec)
+        )?;
+        Ok(self.remember_container(kind, id))
     }
 
     async fn create_with(
@@ -240,14 +250,13 @@ impl containers::Host for PluginState {
         extra: ContainerExtra,
     ) -> HostResult<String> {
         let kind = spec.runtime;
-        let id = self
-            .runtime_call(container_calls::CREATE_WITH, |rt, cx| async move {
-                rt.containers.container_create_with(&cx, spec, extra).await
-            })
-            .await?;
-        Ok(self.remember(id, |id| {
-            Created::Container(ContainerRef::new(kind, id.clone()))
-        }))
+        let req = CreateWith { spec, extra };
+        let id = host_call!(
+            self,
+            container_calls::CREATE_WITH,
+            containers.container_create_with(req)
+        )?;
+        Ok(self.remember_container(kind, id))
     }
 
     async fn create_on_network(
@@ -256,16 +265,13 @@ impl containers::Host for PluginState {
         network: NetworkChoice,
     ) -> HostResult<String> {
         let kind = spec.runtime;
-        let id = self
-            .runtime_call(container_calls::CREATE_ON_NETWORK, |rt, cx| async move {
-                rt.containers
-                    .container_create_on_network(&cx, spec, network)
-                    .await
-            })
-            .await?;
-        Ok(self.remember(id, |id| {
-            Created::Container(ContainerRef::new(kind, id.clone()))
-        }))
+        let req = CreateOnNetwork { spec, network };
+        let id = host_call!(
+            self,
+            container_calls::CREATE_ON_NETWORK,
+            containers.container_create_on_network(req)
+        )?;
+        Ok(self.remember_container(kind, id))
     }
 
     async fn list_labelled(
@@ -274,21 +280,21 @@ impl containers::Host for PluginState {
         key: String,
         value: String,
     ) -> HostResult<Vec<ContainerSummary>> {
-        self.runtime_call(container_calls::LIST_LABELLED, |rt, cx| async move {
-            rt.containers
-                .container_list_labelled(&cx, runtime, key, value)
-                .await
-        })
-        .await
+        let req = LabelQuery {
+            kind: runtime,
+            key,
+            value,
+        };
+        host_call!(
+            self,
+            container_calls::LIST_LABELLED,
+            containers.container_list_labelled(req)
+        )
     }
 
     async fn start(&mut self, runtime: RuntimeKind, container: String) -> HostResult<()> {
-        self.runtime_call(container_calls::START, |rt, cx| async move {
-            rt.containers
-                .container_start(&cx, &ContainerRef::new(runtime, container))
-                .await
-        })
-        .await
+        let c = ContainerRef::new(runtime, container);
+        host_call!(self, container_calls::START, containers.container_start(&c))
     }
 
     async fn stop(
@@ -297,12 +303,8 @@ impl containers::Host for PluginState {
         container: String,
         timeout_secs: u32,
     ) -> HostResult<()> {
-        self.runtime_call(container_calls::STOP, |rt, cx| async move {
-            rt.containers
-                .container_stop(&cx, &ContainerRef::new(runtime, container), timeout_secs)
-                .await
-        })
-        .await
+        let req = StopContainer::new(ContainerRef::new(runtime, container), timeout_secs);
+        host_call!(self, container_calls::STOP, containers.container_stop(req))
     }
 
     async fn remove(
@@ -311,21 +313,22 @@ impl containers::Host for PluginState {
         container: String,
         force: bool,
     ) -> HostResult<()> {
-        self.runtime_call(container_calls::REMOVE, |rt, cx| async move {
-            rt.containers
-                .container_remove(&cx, &ContainerRef::new(runtime, container), force)
-                .await
-        })
-        .await
+        let container = ContainerRef::new(runtime, container);
+        let req = RemoveContainer { container, force };
+        host_call!(
+            self,
+            container_calls::REMOVE,
+            containers.container_remove(req)
+        )
     }
 
     async fn inspect(&mut self, runtime: RuntimeKind, container: String) -> HostResult<String> {
-        self.runtime_call(container_calls::INSPECT, |rt, cx| async move {
-            rt.containers
-                .container_inspect(&cx, &ContainerRef::new(runtime, container))
-                .await
-        })
-        .await
+        let c = ContainerRef::new(runtime, container);
+        host_call!(
+            self,
+            container_calls::INSPECT,
+            containers.container_inspect(&c)
+        )
     }
 
     async fn logs(
@@ -334,11 +337,12 @@ impl containers::Host for PluginState {
         container: String,
         tail: u32,
     ) -> HostResult<String> {
-        self.runtime_call(container_calls::LOGS, |rt, cx| async move {
-            let c = ContainerRef::new(runtime, container);
-            rt.containers.container_logs(&cx, &c, tail).await
-        })
-        .await
+        let container = ContainerRef::new(runtime, container);
+        host_call!(
+            self,
+            container_calls::LOGS,
+            containers.container_logs(ContainerLogs { container, tail })
+        )
     }
 
     async fn export_to_path(
@@ -349,25 +353,26 @@ impl containers::Host for PluginState {
         gzip: bool,
         overwrite: bool,
     ) -> HostResult<u64> {
-        self.runtime_call(container_calls::EXPORT_TO_PATH, |rt, cx| async move {
-            rt.containers
-                .container_export(
-                    &cx,
-                    &ContainerRef::new(runtime, container),
-                    path,
-                    gzip,
-                    overwrite,
-                )
-                .await
-        })
-        .await
+        let container = ContainerRef::new(runtime, container);
+        let file = ArchiveFile {
+            path,
+            gzip,
+            overwrite,
+        };
+        let req = ExportContainer { container, file };
+        host_call!(
+            self,
+            container_calls::EXPORT_TO_PATH,
+            containers.container_export(req)
+        )
     }
 
     async fn read_archive_config(&mut self, path: String) -> HostResult<Option<String>> {
-        self.runtime_call(container_calls::READ_ARCHIVE_CONFIG, |rt, cx| async move {
-            rt.containers.archive_config(&cx, path).await
-        })
-        .await
+        host_call!(
+            self,
+            container_calls::READ_ARCHIVE_CONFIG,
+            containers.archive_config(path)
+        )
     }
 
     async fn import_image_from_path(
@@ -377,15 +382,17 @@ impl containers::Host for PluginState {
         repository: String,
         tag: String,
     ) -> HostResult<String> {
-        self.runtime_call(
+        let req = ImportImage {
+            kind: runtime,
+            path,
+            repository,
+            tag,
+        };
+        host_call!(
+            self,
             container_calls::IMPORT_IMAGE_FROM_PATH,
-            |rt, cx| async move {
-                rt.containers
-                    .image_import(&cx, runtime, path, repository, tag)
-                    .await
-            },
+            containers.image_import(req)
         )
-        .await
     }
 }
 
@@ -409,6 +416,17 @@ impl credentials::Host for PluginState {
 }
 
 impl PluginState {
+    /// Note the container of `kind` a successful create call made.
+    fn remember_container(
+        &mut self,
+        kind: RuntimeKind,
+        id: Result<String, WitError>,
+    ) -> Result<String, WitError> {
+        self.remember(id, |id| {
+            Created::Container(ContainerRef::new(kind, id.clone()))
+        })
+    }
+
     /// Note what a successful call created, for [`PluginState::created`].
     fn remember<T>(
         &mut self,

@@ -28,7 +28,7 @@ use super::PluginConfig;
 use crate::queue::{
     self, CategoryDoc, CategoryInfo, Executor, Outcome, ResultCode, TaskContext, ValidationError,
 };
-use crate::runtime::Backends;
+use crate::runtime::{Backends, DeleteContainer};
 
 /// A plugin that passed every load-time check.
 pub struct LoadedPlugin {
@@ -398,7 +398,13 @@ impl PluginHost {
 async fn undo(runtime: &Backends, cx: &crate::runtime::CallContext, created: Vec<Created>) {
     for item in created.into_iter().rev() {
         let result = match &item {
-            Created::Container(c) => runtime.containers.container_delete(cx, c, true).await,
+            Created::Container(c) => {
+                let req = DeleteContainer {
+                    container: c.clone(),
+                    remove_volumes: true,
+                };
+                runtime.containers.container_delete(cx, req).await
+            }
             Created::Network(name) => runtime.networks.network_remove(cx, name.clone()).await,
             Created::Volume(name) => runtime.volumes.volume_remove(cx, name.clone()).await,
             Created::AppFolder(name) => runtime.apps.app_remove(cx, name.clone()).await,

@@ -23,7 +23,7 @@ use super::routes::Route;
 use crate::policy::{APP_OWNER_FILE, OWNER_LABEL};
 use crate::runtime::apps::AppStore;
 use crate::runtime::docker::listing::COMPOSE_PROJECT_LABEL;
-use crate::runtime::{AppFolders, Backends, CallContext, ContainerRef, RuntimeKind};
+use crate::runtime::{AppFolders, Backends, CallContext, ContainerRef, LabelQuery, RuntimeKind};
 
 /// Host calls of the proxy report nothing: they are lookups.
 struct Quiet;
@@ -124,9 +124,7 @@ impl Upstreams {
             .containers
             .container_list_labelled(
                 &cx,
-                RuntimeKind::Docker,
-                COMPOSE_PROJECT_LABEL.to_string(),
-                route.project.clone(),
+                LabelQuery::docker(COMPOSE_PROJECT_LABEL, route.project.clone()),
             )
             .await
             .map_err(|e| format!("application {app}: the engine did not answer: {e}"))?;

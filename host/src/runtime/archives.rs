@@ -412,10 +412,59 @@ pub fn scan(
     Ok(summary)
 }
 
+// The container export format, written by both runtimes: the container's
+// files after one configuration entry.
+
+/// Name of the configuration entry, first in the archive.
+pub const CONFIG_ENTRY: &str = ".stevedore/container.json";
+/// Value of the entry's `format` field.
+pub const FORMAT: &str = "stevedore-container/1";
+
+/// A tar header + padded data for one regular file (ustar, mode 0644).
+pub fn tar_entry(name: &str, data: &[u8]) -> Vec<u8> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let mut header = tar::Header::new_ustar();
+    header.set_mode(0o644);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_mtime(now);
+    header.set_size(data.len() as u64);
+    header.set_entry_type(tar::EntryType::Regular);
+    header
+        .set_path(name)
+        .expect("the configuration entry's name fits a ustar header");
+    header.set_cksum();
+    // No end marker: more entries (the engine's export) follow.
+    let mut out = header.as_bytes().to_vec();
+    out.extend_from_slice(data);
+    out.resize(out.len().div_ceil(512) * 512, 0);
+    out
+}
+
+/// `repo:tag` → (`repo`, `tag`), with `latest` when no tag is given.
+pub fn split_reference(reference: &str) -> (String, String) {
+    match reference.rsplit_once(':') {
+        Some((repo, tag)) if !tag.contains('/') => (repo.to_string(), tag.to_string()),
+        _ => (reference.to_string(), "latest".to_string()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::io::Write;
+
+    /// An archive of one one-byte file `name`, behind a PAX header setting
+    /// `key` to `value`.
+    fn pax(key: &str, value: &[u8], name: &str) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        b.append_pax_extensions([(key, value)]).unwrap();
+        b.append(&header(name, F, 1), &b"z"[..]).unwrap();
+        b.into_inner().unwrap()
+    }
 
     /// A header for `name` written as raw bytes (`set_path` refuses `..`).
     fn header(name: &str, kind: tar::EntryType, size: u64) -> tar::Header {
@@ -440,6 +489,20 @@ mod tests {
         h.as_old_mut().linkname[..target.len()].copy_from_slice(target.as_bytes());
         h.set_cksum();
         out.extend_from_slice(h.as_bytes());
+    }
+
+    /// A finished archive of `entries`: regular files (`F`) with their
+    /// data, links with their targets.
+    fn tar_of(entries: &[(&str, tar::EntryType, &str)]) -> Vec<u8> {
+        let mut t = Vec::new();
+        for &(name, kind, data_or_target) in entries {
+            if kind == tar::EntryType::Regular {
+                entry(&mut t, name, kind, data_or_target.as_bytes());
+            } else {
+                link(&mut t, name, kind, data_or_target);
+            }
+        }
+        end(t)
     }
 
     fn end(mut out: Vec<u8>) -> Vec<u8> {
@@ -499,44 +562,25 @@ mod tests {
 
     #[test]
     fn hostile_entries_are_refused() {
-        let mut t = Vec::new();
-        entry(&mut t, "a/../../evil", F, b"x");
-        assert!(matches!(refused(&end(t), CAP), ArchiveError::DotDot { .. }));
-        let mut t = Vec::new();
-        entry(&mut t, "/etc/evil", F, b"x");
-        assert!(matches!(
-            refused(&end(t), CAP),
-            ArchiveError::Absolute { .. }
-        ));
-        let mut t = Vec::new();
-        link(&mut t, "l", S, "/etc");
-        entry(&mut t, "l/evil", F, b"x");
-        assert!(matches!(
-            refused(&end(t), CAP),
-            ArchiveError::ThroughLink { .. }
-        ));
-        let mut t = Vec::new();
-        link(&mut t, "l", S, "../..");
-        link(&mut t, "passwd", H, "l/etc/passwd");
-        assert!(matches!(
-            refused(&end(t), CAP),
-            ArchiveError::ThroughLink { .. }
-        ));
-        let mut t = Vec::new();
-        link(&mut t, "passwd", H, "../../etc/passwd");
-        assert!(matches!(refused(&end(t), CAP), ArchiveError::DotDot { .. }));
-        let mut t = Vec::new();
-        link(&mut t, "passwd", H, "/etc/passwd");
-        assert!(matches!(refused(&end(t), CAP), ArchiveError::DotDot { .. }));
-        // A PAX header that renames a harmless entry to `..`.
-        let mut b = tar::Builder::new(Vec::new());
-        b.append_pax_extensions([("path", &b"../pax-evil"[..])])
-            .unwrap();
-        b.append(&header("harmless", F, 1), &b"z"[..]).unwrap();
-        assert!(matches!(
-            refused(&b.into_inner().unwrap(), CAP),
-            ArchiveError::DotDot { .. }
-        ));
+        let dot_dot = [
+            tar_of(&[("a/../../evil", F, "x")]),
+            tar_of(&[("passwd", H, "../../etc/passwd")]),
+            tar_of(&[("passwd", H, "/etc/passwd")]),
+            // A PAX header that renames a harmless entry to `..`.
+            pax("path", b"../pax-evil", "harmless"),
+        ];
+        for t in dot_dot {
+            assert!(matches!(refused(&t, CAP), ArchiveError::DotDot { .. }));
+        }
+        let t = tar_of(&[("/etc/evil", F, "x")]);
+        assert!(matches!(refused(&t, CAP), ArchiveError::Absolute { .. }));
+        let through_link = [
+            tar_of(&[("l", S, "/etc"), ("l/evil", F, "x")]),
+            tar_of(&[("l", S, "../.."), ("passwd", H, "l/etc/passwd")]),
+        ];
+        for t in through_link {
+            assert!(matches!(refused(&t, CAP), ArchiveError::ThroughLink { .. }));
+        }
     }
 
     #[test]
@@ -559,14 +603,8 @@ mod tests {
         let t = end(header("huge", F, u64::MAX >> 1).as_bytes().to_vec());
         assert!(matches!(refused(&t, CAP), ArchiveError::TooLarge { .. }));
         // A PAX `size` of 9 GiB over a small entry.
-        let mut b = tar::Builder::new(Vec::new());
-        b.append_pax_extensions([("size", &b"9663676416"[..])])
-            .unwrap();
-        b.append(&header("pax-big", F, 1), &b"z"[..]).unwrap();
-        assert!(matches!(
-            refused(&b.into_inner().unwrap(), CAP),
-            ArchiveError::Corrupt { .. }
-        ));
+        let t = pax("size", b"9663676416", "pax-big");
+        assert!(matches!(refused(&t, CAP), ArchiveError::Corrupt { .. }));
     }
 
     #[test]

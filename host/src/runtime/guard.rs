@@ -41,10 +41,12 @@ use async_trait::async_trait;
 use super::image_owners::ImageOwners;
 use super::storage::{confined, ShareRoot};
 use super::{
-    AppFolders, Backends, CallContext, ContainerEntry, ContainerExtra, ContainerRef, ContainerSpec,
-    ContainerSummary, Containers, Credential, Credentials, Error, ImageInfo, Images, MountSource,
-    NetworkChoice, NetworkInfo, NetworkMode, Networks, PullRequest, RtResult, RuntimeKind, Source,
-    VolumeInfo, Volumes,
+    AppFolders, Backends, CallContext, ContainerEntry, ContainerLogs, ContainerRef, ContainerSpec,
+    ContainerSummary, Containers, CreateOnNetwork, CreateWith, Credential, Credentials,
+    DeleteContainer, Error, ExportContainer, ImageInfo, ImageRef, Images, ImportImage, LabelQuery,
+    MountSource, NetworkInfo, NetworkMode, Networks, PullRequest, PushImage, RemoveContainer,
+    RemoveImage, RtResult, RuntimeKind, SaveImages, Source, StopContainer, TagImage, UsageQuery,
+    Usages, VolumeInfo, Volumes,
 };
 use crate::policy::{ContainerScope, Policies, Policy, Refused, APP_OWNER_FILE, OWNER_LABEL};
 
@@ -178,6 +180,11 @@ impl Guarded {
         policy
             .allows_container(container, entry.owner())
             .map_err(denied)
+    }
+
+    /// Refuse a container the calling user may not act on.
+    async fn check_owned(&self, cx: &CallContext, c: &ContainerRef) -> RtResult<()> {
+        self.check_owner(cx, &self.policy(cx), c.kind, &c.id).await
     }
 
     fn registry_name(&self, source: &Source) -> String {
@@ -355,45 +362,26 @@ impl Images for Guarded {
         Ok(info)
     }
 
-    async fn image_inspect(
-        &self,
-        cx: &CallContext,
-        kind: RuntimeKind,
-        reference: String,
-    ) -> RtResult<ImageInfo> {
-        self.inner.images.image_inspect(cx, kind, reference).await
+    async fn image_inspect(&self, cx: &CallContext, image: ImageRef) -> RtResult<ImageInfo> {
+        self.inner.images.image_inspect(cx, image).await
     }
 
     async fn image_list(&self, cx: &CallContext, kind: RuntimeKind) -> RtResult<Vec<ImageInfo>> {
         self.inner.images.image_list(cx, kind).await
     }
 
-    async fn image_remove(
-        &self,
-        cx: &CallContext,
-        kind: RuntimeKind,
-        reference: String,
-        force: bool,
-    ) -> RtResult<Vec<String>> {
+    async fn image_remove(&self, cx: &CallContext, req: RemoveImage) -> RtResult<Vec<String>> {
         if !Self::all_containers(&self.policy(cx)) {
-            self.check_use(cx, kind, &reference).await?;
+            self.check_use(cx, req.image.kind, &req.image.reference)
+                .await?;
         }
-        self.inner
-            .images
-            .image_remove(cx, kind, reference, force)
-            .await
+        self.inner.images.image_remove(cx, req).await
     }
 
-    async fn image_tag(
-        &self,
-        cx: &CallContext,
-        source: String,
-        repository: String,
-        tag: String,
-    ) -> RtResult<()> {
+    async fn image_tag(&self, cx: &CallContext, req: TagImage) -> RtResult<()> {
         let policy = self.policy(cx);
         if !Self::all_containers(&policy) {
-            self.check_use(cx, RuntimeKind::Docker, &source).await?;
+            self.check_use(cx, RuntimeKind::Docker, &req.source).await?;
         }
         let target = self
             .check_replace(
@@ -401,61 +389,35 @@ impl Images for Guarded {
                 &policy,
                 RuntimeKind::Docker,
                 "newImage",
-                &format!("{repository}:{tag}"),
+                &format!("{}:{}", req.repository, req.tag),
             )
             .await?;
-        self.inner
-            .images
-            .image_tag(cx, source, repository, tag)
-            .await?;
+        self.inner.images.image_tag(cx, req).await?;
         if !Self::all_containers(&policy) {
             self.record_made(cx, &target).await;
         }
         Ok(())
     }
 
-    async fn image_push(
-        &self,
-        cx: &CallContext,
-        repository: String,
-        tag: String,
-        registry: String,
-        credential: Option<Credential>,
-    ) -> RtResult<()> {
+    async fn image_push(&self, cx: &CallContext, req: PushImage) -> RtResult<()> {
         let policy = self.policy(cx);
-        self.check_push(&policy, &repository, &tag, &registry)?;
+        self.check_push(&policy, &req.repository, &req.tag, &req.registry)?;
         if !Self::all_containers(&policy) {
-            self.check_use(cx, RuntimeKind::Docker, &format!("{repository}:{tag}"))
-                .await?;
+            let pushed = format!("{}:{}", req.repository, req.tag);
+            self.check_use(cx, RuntimeKind::Docker, &pushed).await?;
         }
-        self.inner
-            .images
-            .image_push(cx, repository, tag, registry, credential)
-            .await
+        self.inner.images.image_push(cx, req).await
     }
 
-    async fn image_save(
-        &self,
-        cx: &CallContext,
-        references: Vec<String>,
-        path: String,
-        gzip: bool,
-        overwrite: bool,
-    ) -> RtResult<u64> {
+    async fn image_save(&self, cx: &CallContext, mut req: SaveImages) -> RtResult<u64> {
         let policy = self.policy(cx);
-        let path = self.scoped(&policy, &path)?;
+        req.file.path = self.scoped(&policy, &req.file.path)?;
         if !Self::all_containers(&policy) {
-            for r in &references {
+            for r in &req.references {
                 self.check_use(cx, RuntimeKind::Docker, r).await?;
             }
         }
-        confined(
-            &policy.share,
-            self.inner
-                .images
-                .image_save(cx, references, path, gzip, overwrite),
-        )
-        .await
+        confined(&policy.share, self.inner.images.image_save(cx, req)).await
     }
 }
 
@@ -473,62 +435,28 @@ impl Containers for Guarded {
     }
 
     async fn container_start(&self, cx: &CallContext, c: &ContainerRef) -> RtResult<()> {
-        self.check_owner(cx, &self.policy(cx), c.kind, &c.id)
-            .await?;
+        self.check_owned(cx, c).await?;
         self.inner.containers.container_start(cx, c).await
     }
 
-    async fn container_stop(
-        &self,
-        cx: &CallContext,
-        c: &ContainerRef,
-        timeout_secs: u32,
-    ) -> RtResult<()> {
-        self.check_owner(cx, &self.policy(cx), c.kind, &c.id)
-            .await?;
-        self.inner
-            .containers
-            .container_stop(cx, c, timeout_secs)
-            .await
+    async fn container_stop(&self, cx: &CallContext, req: StopContainer) -> RtResult<()> {
+        self.check_owned(cx, &req.container).await?;
+        self.inner.containers.container_stop(cx, req).await
     }
 
-    async fn container_restart(
-        &self,
-        cx: &CallContext,
-        c: &ContainerRef,
-        timeout_secs: u32,
-    ) -> RtResult<()> {
-        self.check_owner(cx, &self.policy(cx), c.kind, &c.id)
-            .await?;
-        self.inner
-            .containers
-            .container_restart(cx, c, timeout_secs)
-            .await
+    async fn container_restart(&self, cx: &CallContext, req: StopContainer) -> RtResult<()> {
+        self.check_owned(cx, &req.container).await?;
+        self.inner.containers.container_restart(cx, req).await
     }
 
-    async fn container_remove(
-        &self,
-        cx: &CallContext,
-        c: &ContainerRef,
-        force: bool,
-    ) -> RtResult<()> {
-        self.check_owner(cx, &self.policy(cx), c.kind, &c.id)
-            .await?;
-        self.inner.containers.container_remove(cx, c, force).await
+    async fn container_remove(&self, cx: &CallContext, req: RemoveContainer) -> RtResult<()> {
+        self.check_owned(cx, &req.container).await?;
+        self.inner.containers.container_remove(cx, req).await
     }
 
-    async fn container_delete(
-        &self,
-        cx: &CallContext,
-        c: &ContainerRef,
-        remove_volumes: bool,
-    ) -> RtResult<()> {
-        self.check_owner(cx, &self.policy(cx), c.kind, &c.id)
-            .await?;
-        self.inner
-            .containers
-            .container_delete(cx, c, remove_volumes)
-            .await
+    async fn container_delete(&self, cx: &CallContext, req: DeleteContainer) -> RtResult<()> {
+        self.check_owned(cx, &req.container).await?;
+        self.inner.containers.container_delete(cx, req).await
     }
 
     async fn container_list(
@@ -557,54 +485,38 @@ impl Containers for Guarded {
 
     /// Only the containers the caller may see are sampled: a caller who may
     /// not see all of them has `containers` checked against one listing.
-    async fn container_usage(
-        &self,
-        cx: &CallContext,
-        kind: RuntimeKind,
-        containers: Vec<String>,
-    ) -> RtResult<std::collections::HashMap<String, super::Usage>> {
+    async fn container_usage(&self, cx: &CallContext, mut req: UsageQuery) -> RtResult<Usages> {
         let policy = self.policy(cx);
-        let containers = if Self::all_containers(&policy) {
-            containers
-        } else {
+        if !Self::all_containers(&policy) {
             let visible: std::collections::HashSet<String> = self
                 .inner
                 .containers
-                .container_list(cx, kind)
+                .container_list(cx, req.kind)
                 .await?
                 .into_iter()
                 .filter(|e| policy.allows_container(&e.name, e.owner()).is_ok())
                 .flat_map(|e| [e.id, e.name])
                 .collect();
-            containers
-                .into_iter()
-                .filter(|c| visible.contains(c))
-                .collect()
-        };
-        self.inner
-            .containers
-            .container_usage(cx, kind, containers)
-            .await
+            req.containers.retain(|c| visible.contains(c));
+        }
+        self.inner.containers.container_usage(cx, req).await
     }
 
     /// A container's logs are read like its entry: only the caller's own,
     /// unless their policy lets them see all.
-    async fn container_logs(
-        &self,
-        cx: &CallContext,
-        c: &ContainerRef,
-        tail: u32,
-    ) -> RtResult<String> {
+    async fn container_logs(&self, cx: &CallContext, mut req: ContainerLogs) -> RtResult<String> {
         let policy = self.policy(cx);
-        let entry = self.inner.containers.container_entry(cx, c).await?;
+        let entry = self
+            .inner
+            .containers
+            .container_entry(cx, &req.container)
+            .await?;
         policy
             .allows_container(&entry.name, entry.owner())
             .map_err(denied)?;
         // The resolved id: the name checked is the container read.
-        self.inner
-            .containers
-            .container_logs(cx, &ContainerRef::new(c.kind, entry.id), tail)
-            .await
+        req.container.id = entry.id;
+        self.inner.containers.container_logs(cx, req).await
     }
 
     /// Configuration, not a container: anyone logged in may know it.
@@ -613,27 +525,18 @@ impl Containers for Guarded {
     }
 
     async fn container_inspect(&self, cx: &CallContext, c: &ContainerRef) -> RtResult<String> {
-        self.check_owner(cx, &self.policy(cx), c.kind, &c.id)
-            .await?;
+        self.check_owned(cx, c).await?;
         self.inner.containers.container_inspect(cx, c).await
     }
 
-    async fn container_export(
-        &self,
-        cx: &CallContext,
-        c: &ContainerRef,
-        path: String,
-        gzip: bool,
-        overwrite: bool,
-    ) -> RtResult<u64> {
+    async fn container_export(&self, cx: &CallContext, mut req: ExportContainer) -> RtResult<u64> {
         let policy = self.policy(cx);
+        let c = &req.container;
         self.check_owner(cx, &policy, c.kind, &c.id).await?;
-        let path = self.scoped(&policy, &path)?;
+        req.file.path = self.scoped(&policy, &req.file.path)?;
         confined(
             &policy.share,
-            self.inner
-                .containers
-                .container_export(cx, c, path, gzip, overwrite),
+            self.inner.containers.container_export(cx, req),
         )
         .await
     }
@@ -648,30 +551,17 @@ impl Containers for Guarded {
         .await
     }
 
-    async fn image_import(
-        &self,
-        cx: &CallContext,
-        kind: RuntimeKind,
-        path: String,
-        repository: String,
-        tag: String,
-    ) -> RtResult<String> {
+    async fn image_import(&self, cx: &CallContext, mut req: ImportImage) -> RtResult<String> {
         let policy = self.policy(cx);
-        let path = self.scoped(&policy, &path)?;
-        let reference = match kind {
-            RuntimeKind::Docker => format!("{repository}:{tag}"),
-            RuntimeKind::Lxc => super::lxc::images::reference(&repository, &tag),
+        req.path = self.scoped(&policy, &req.path)?;
+        let reference = match req.kind {
+            RuntimeKind::Docker => format!("{}:{}", req.repository, req.tag),
+            RuntimeKind::Lxc => super::lxc::images::reference(&req.repository, &req.tag),
         };
         let target = self
-            .check_replace(cx, &policy, kind, "image", &reference)
+            .check_replace(cx, &policy, req.kind, "image", &reference)
             .await?;
-        let id = confined(
-            &policy.share,
-            self.inner
-                .containers
-                .image_import(cx, kind, path, repository, tag),
-        )
-        .await?;
+        let id = confined(&policy.share, self.inner.containers.image_import(cx, req)).await?;
         // An admin's names stay public: only a non-admin's are recorded.
         if !Self::all_containers(&policy) {
             self.owners.set_local(&target, &id, &cx.user);
@@ -682,12 +572,13 @@ impl Containers for Guarded {
     async fn container_create_with(
         &self,
         cx: &CallContext,
-        spec: ContainerSpec,
-        extra: ContainerExtra,
+        mut req: CreateWith,
     ) -> RtResult<String> {
         let policy = self.policy(cx);
-        let spec = self.admit(cx, &policy, spec).await?;
-        self.check_use(cx, spec.runtime, &spec.image).await?;
+        req.spec = self.admit(cx, &policy, req.spec).await?;
+        self.check_use(cx, req.spec.runtime, &req.spec.image)
+            .await?;
+        let extra = &req.extra;
         for net in &extra.networks {
             self.check_network(cx, &policy, &net.network).await?;
         }
@@ -716,7 +607,7 @@ impl Containers for Guarded {
         }
         confined(
             &policy.share,
-            self.inner.containers.container_create_with(cx, spec, extra),
+            self.inner.containers.container_create_with(cx, req),
         )
         .await
     }
@@ -724,13 +615,13 @@ impl Containers for Guarded {
     async fn container_create_on_network(
         &self,
         cx: &CallContext,
-        spec: ContainerSpec,
-        network: NetworkChoice,
+        mut req: CreateOnNetwork,
     ) -> RtResult<String> {
         let policy = self.policy(cx);
-        let spec = self.admit(cx, &policy, spec).await?;
+        req.spec = self.admit(cx, &policy, req.spec).await?;
+        let spec = &req.spec;
         self.check_use(cx, spec.runtime, &spec.image).await?;
-        match &network.mode {
+        match &req.network.mode {
             NetworkMode::Nat => {}
             NetworkMode::Join(other) => self
                 .check_owner(cx, &policy, spec.runtime, other)
@@ -751,27 +642,20 @@ impl Containers for Guarded {
                 }
             }
         }
-        confined(
-            &policy.share,
-            self.inner
-                .containers
-                .container_create_on_network(cx, spec, network),
-        )
-        .await
+        let create = self.inner.containers.container_create_on_network(cx, req);
+        confined(&policy.share, create).await
     }
 
     async fn container_list_labelled(
         &self,
         cx: &CallContext,
-        kind: RuntimeKind,
-        key: String,
-        value: String,
+        req: LabelQuery,
     ) -> RtResult<Vec<ContainerSummary>> {
         let policy = self.policy(cx);
         let mut all = self
             .inner
             .containers
-            .container_list_labelled(cx, kind, key, value)
+            .container_list_labelled(cx, req)
             .await?;
         all.retain(|c| {
             policy
@@ -938,8 +822,8 @@ mod tests {
     use super::*;
     use crate::policy::PolicyConfig;
     use crate::queue::{LogLevel, Reporter};
-    use crate::runtime::simulated::Simulator;
-    use crate::runtime::BindMount;
+    use crate::runtime::simulated::{test_spec, Simulator};
+    use crate::runtime::{ArchiveFile, BindMount};
 
     struct Quiet;
     impl Reporter for Quiet {
@@ -958,29 +842,8 @@ mod tests {
 
     fn spec(name: &str) -> ContainerSpec {
         ContainerSpec {
-            runtime: RuntimeKind::Docker,
-            name: name.into(),
-            image: "busybox:latest".into(),
-            privileged: false,
-            entrypoint: None,
-            command: None,
-            user: None,
-            working_dir: None,
-            environment: vec![],
-            links: vec![],
-            dns: vec![],
-            expose_ports: vec![],
-            hostname: None,
-            ports: vec![],
-            cpu_shares: None,
-            cpu_time_ms: None,
-            memory_bytes: None,
-            device_rules: vec![],
-            binds: vec![],
-            volumes_from: vec![],
-            new_volumes: vec![],
-            autostart: false,
             labels: vec![(OWNER_LABEL.into(), "admin".into())],
+            ..test_spec(RuntimeKind::Docker, name)
         }
     }
 
@@ -1105,28 +968,25 @@ mod tests {
         assert_eq!(calls(&sim, "containers.create").len(), 2);
     }
 
+    /// Save the image `a` to `path`, neither compressed nor overwriting.
+    fn save_a(path: &str) -> SaveImages {
+        let file = ArchiveFile {
+            path: path.into(),
+            gzip: false,
+            overwrite: false,
+        };
+        let references = vec!["a".into()];
+        SaveImages { references, file }
+    }
+
     #[tokio::test]
     async fn paths_stay_in_the_users_folder() {
         let dir = tempfile::tempdir().unwrap();
         let (g, sim) = guarded(dir.path());
-        g.image_save(
-            &cx("bob"),
-            vec!["a".into()],
-            "out/a.tar".into(),
-            false,
-            false,
-        )
-        .await
-        .unwrap();
-        g.image_save(
-            &cx("admin"),
-            vec!["a".into()],
-            "/out/a.tar".into(),
-            false,
-            false,
-        )
-        .await
-        .unwrap();
+        g.image_save(&cx("bob"), save_a("out/a.tar")).await.unwrap();
+        g.image_save(&cx("admin"), save_a("/out/a.tar"))
+            .await
+            .unwrap();
         let paths: Vec<_> = calls(&sim, "images.save-to-path")
             .iter()
             .map(|a| a["path"].as_str().unwrap().to_string())
@@ -1136,10 +996,7 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("alice")).unwrap();
         std::os::unix::fs::symlink(dir.path().join("alice"), dir.path().join("bob/alice")).unwrap();
         for bad in ["../alice/x.tar", "alice/x.tar", "alice"] {
-            let e = g
-                .image_save(&cx("bob"), vec!["a".into()], bad.into(), false, false)
-                .await
-                .unwrap_err();
+            let e = g.image_save(&cx("bob"), save_a(bad)).await.unwrap_err();
             assert!(matches!(e, Error::Denied(_)), "{bad}: {e:?}");
         }
         assert_eq!(calls(&sim, "images.save-to-path").len(), 2);
@@ -1154,8 +1011,13 @@ mod tests {
             let cx = cx(user);
             let (repository, registry) = (repository.to_string(), registry.to_string());
             async move {
-                g.image_push(&cx, repository, "t".into(), registry, None)
-                    .await
+                let req = PushImage {
+                    repository,
+                    tag: "t".into(),
+                    registry,
+                    credential: None,
+                };
+                g.image_push(&cx, req).await
             }
         };
         assert!(push("bob", "127.0.0.1:5000/r", "127.0.0.1:5000")

@@ -18,6 +18,7 @@ pub mod docker;
 pub mod guard;
 pub mod image_owners;
 pub mod lxc;
+pub mod output;
 pub mod pgzip;
 pub mod pins;
 pub mod reference;
@@ -42,6 +43,12 @@ pub use traits::{
     AppFolders, Backends, ContainerRef, Containers, Credentials, Engine, Images, Networks,
     NoAppStore, Templates, Unavailable, Volumes,
 };
+
+pub use traits::containers::{
+    ContainerLogs, CreateOnNetwork, CreateWith, DeleteContainer, ExportContainer, ImportImage,
+    LabelQuery, RemoveContainer, StopContainer, UsageQuery, Usages,
+};
+pub use traits::images::{ArchiveFile, ImageRef, PushImage, RemoveImage, SaveImages, TagImage};
 
 /// Who a host call works for.
 #[derive(Clone)]

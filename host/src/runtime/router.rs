@@ -15,10 +15,11 @@ use async_trait::async_trait;
 
 use super::apps::AppStore;
 use super::{
-    AppFolders, Backends, CallContext, ContainerEntry, ContainerExtra, ContainerRef, ContainerSpec,
-    ContainerSummary, Containers, Credential, Credentials, Engine, Error, ImageInfo, Images,
-    NetworkChoice, Networks, NoAppStore, PullRequest, RtResult, RuntimeKind, Source, Templates,
-    Volumes,
+    AppFolders, Backends, CallContext, ContainerEntry, ContainerLogs, ContainerRef, ContainerSpec,
+    ContainerSummary, Containers, CreateOnNetwork, CreateWith, Credentials, DeleteContainer,
+    Engine, Error, ExportContainer, ImageInfo, ImageRef, Images, ImportImage, LabelQuery, Networks,
+    NoAppStore, PullRequest, PushImage, RemoveContainer, RemoveImage, RtResult, RuntimeKind,
+    SaveImages, Source, StopContainer, TagImage, Templates, UsageQuery, Usages, Volumes,
 };
 
 /// The images and containers of Docker and LXC behind one [`Images`] and
@@ -81,158 +82,58 @@ impl Runtimes {
     }
 }
 
-#[async_trait]
-impl Images for Runtimes {
+/// An impl of an interface for [`Runtimes`]. Each line of the list is a
+/// call the router only forwards: `call(arg: Type) -> Output => backend;`
+/// hands `arg` on to `self.<backend>`, where `of(kind)` is the backend of
+/// that kind and `docker` Docker's. The calls that do more follow the list
+/// as ordinary methods.
+macro_rules! routed {
+    (impl $interface:ident {
+        $($call:ident($arg:ident: $ty:ty) -> $out:ty => $to:ident $(($($kind:tt)+))?;)*
+    } $($methods:tt)*) => {
+        #[async_trait]
+        impl $interface for Runtimes {
+            $(async fn $call(&self, cx: &CallContext, $arg: $ty) -> RtResult<$out> {
+                self.$to $(($($kind)+))?.$call(cx, $arg).await
+            })*
+            $($methods)*
+        }
+    };
+}
+
+routed! {
+    impl Images {
+        image_pull(req: PullRequest) -> ImageInfo => of(req.runtime);
+        image_inspect(image: ImageRef) -> ImageInfo => of(image.kind);
+        image_list(kind: RuntimeKind) -> Vec<ImageInfo> => of(kind);
+        image_remove(req: RemoveImage) -> Vec<String> => of(req.image.kind);
+        image_tag(req: TagImage) -> () => docker;
+        image_push(req: PushImage) -> () => docker;
+        image_save(req: SaveImages) -> u64 => docker;
+    }
     fn resolve_source(&self, source: &Source) -> RtResult<String> {
         self.docker.resolve_source(source)
     }
-    async fn image_pull(&self, cx: &CallContext, req: PullRequest) -> RtResult<ImageInfo> {
-        self.of(req.runtime).image_pull(cx, req).await
-    }
-    async fn image_inspect(
-        &self,
-        cx: &CallContext,
-        kind: RuntimeKind,
-        reference: String,
-    ) -> RtResult<ImageInfo> {
-        self.of(kind).image_inspect(cx, kind, reference).await
-    }
-    async fn image_list(&self, cx: &CallContext, kind: RuntimeKind) -> RtResult<Vec<ImageInfo>> {
-        self.of(kind).image_list(cx, kind).await
-    }
-    async fn image_remove(
-        &self,
-        cx: &CallContext,
-        kind: RuntimeKind,
-        reference: String,
-        force: bool,
-    ) -> RtResult<Vec<String>> {
-        self.of(kind).image_remove(cx, kind, reference, force).await
-    }
-    async fn image_tag(
-        &self,
-        cx: &CallContext,
-        source: String,
-        repository: String,
-        tag: String,
-    ) -> RtResult<()> {
-        self.docker.image_tag(cx, source, repository, tag).await
-    }
-    async fn image_push(
-        &self,
-        cx: &CallContext,
-        repository: String,
-        tag: String,
-        registry: String,
-        credential: Option<Credential>,
-    ) -> RtResult<()> {
-        self.docker
-            .image_push(cx, repository, tag, registry, credential)
-            .await
-    }
-    async fn image_save(
-        &self,
-        cx: &CallContext,
-        references: Vec<String>,
-        path: String,
-        gzip: bool,
-        overwrite: bool,
-    ) -> RtResult<u64> {
-        self.docker
-            .image_save(cx, references, path, gzip, overwrite)
-            .await
-    }
 }
 
-#[async_trait]
-impl Containers for Runtimes {
-    async fn container_create(&self, cx: &CallContext, spec: ContainerSpec) -> RtResult<String> {
-        self.of(spec.runtime).container_create(cx, spec).await
-    }
-    async fn container_start(&self, cx: &CallContext, c: &ContainerRef) -> RtResult<()> {
-        self.of(c.kind).container_start(cx, c).await
-    }
-    async fn container_stop(
-        &self,
-        cx: &CallContext,
-        c: &ContainerRef,
-        timeout_secs: u32,
-    ) -> RtResult<()> {
-        self.of(c.kind).container_stop(cx, c, timeout_secs).await
-    }
-    async fn container_restart(
-        &self,
-        cx: &CallContext,
-        c: &ContainerRef,
-        timeout_secs: u32,
-    ) -> RtResult<()> {
-        self.of(c.kind).container_restart(cx, c, timeout_secs).await
-    }
-    async fn container_remove(
-        &self,
-        cx: &CallContext,
-        c: &ContainerRef,
-        force: bool,
-    ) -> RtResult<()> {
-        self.of(c.kind).container_remove(cx, c, force).await
-    }
-    async fn container_delete(
-        &self,
-        cx: &CallContext,
-        c: &ContainerRef,
-        remove_volumes: bool,
-    ) -> RtResult<()> {
-        self.of(c.kind)
-            .container_delete(cx, c, remove_volumes)
-            .await
-    }
-    async fn container_list(
-        &self,
-        cx: &CallContext,
-        kind: RuntimeKind,
-    ) -> RtResult<Vec<ContainerEntry>> {
-        self.of(kind).container_list(cx, kind).await
-    }
-    async fn container_entry(
-        &self,
-        cx: &CallContext,
-        c: &ContainerRef,
-    ) -> RtResult<ContainerEntry> {
-        self.of(c.kind).container_entry(cx, c).await
-    }
-    async fn container_usage(
-        &self,
-        cx: &CallContext,
-        kind: RuntimeKind,
-        containers: Vec<String>,
-    ) -> RtResult<std::collections::HashMap<String, super::Usage>> {
-        self.of(kind).container_usage(cx, kind, containers).await
-    }
-    async fn container_logs(
-        &self,
-        cx: &CallContext,
-        c: &ContainerRef,
-        tail: u32,
-    ) -> RtResult<String> {
-        self.of(c.kind).container_logs(cx, c, tail).await
-    }
-    async fn engine_version(&self, cx: &CallContext, kind: RuntimeKind) -> RtResult<String> {
-        self.of(kind).engine_version(cx, kind).await
-    }
-    async fn container_inspect(&self, cx: &CallContext, c: &ContainerRef) -> RtResult<String> {
-        self.of(c.kind).container_inspect(cx, c).await
-    }
-    async fn container_export(
-        &self,
-        cx: &CallContext,
-        c: &ContainerRef,
-        path: String,
-        gzip: bool,
-        overwrite: bool,
-    ) -> RtResult<u64> {
-        self.of(c.kind)
-            .container_export(cx, c, path, gzip, overwrite)
-            .await
+routed! {
+    impl Containers {
+        container_create(spec: ContainerSpec) -> String => of(spec.runtime);
+        container_create_on_network(req: CreateOnNetwork) -> String => of(req.spec.runtime);
+        container_start(c: &ContainerRef) -> () => of(c.kind);
+        container_stop(req: StopContainer) -> () => of(req.container.kind);
+        container_restart(req: StopContainer) -> () => of(req.container.kind);
+        container_remove(req: RemoveContainer) -> () => of(req.container.kind);
+        container_delete(req: DeleteContainer) -> () => of(req.container.kind);
+        container_list(kind: RuntimeKind) -> Vec<ContainerEntry> => of(kind);
+        container_list_labelled(req: LabelQuery) -> Vec<ContainerSummary> => of(req.kind);
+        container_entry(c: &ContainerRef) -> ContainerEntry => of(c.kind);
+        container_usage(req: UsageQuery) -> Usages => of(req.kind);
+        container_logs(req: ContainerLogs) -> String => of(req.container.kind);
+        container_inspect(c: &ContainerRef) -> String => of(c.kind);
+        container_export(req: ExportContainer) -> u64 => of(req.container.kind);
+        image_import(req: ImportImage) -> String => of(req.kind);
+        engine_version(kind: RuntimeKind) -> String => of(kind);
     }
     async fn archive_config(&self, cx: &CallContext, path: String) -> RtResult<Option<String>> {
         match self.docker.archive_config(cx, path.clone()).await {
@@ -241,18 +142,6 @@ impl Containers for Runtimes {
             Err(docker) => self.lxc.archive_config(cx, path).await.map_err(|_| docker),
         }
     }
-    async fn image_import(
-        &self,
-        cx: &CallContext,
-        kind: RuntimeKind,
-        path: String,
-        repository: String,
-        tag: String,
-    ) -> RtResult<String> {
-        self.of(kind)
-            .image_import(cx, kind, path, repository, tag)
-            .await
-    }
     /// Mount sources are resolved here, once, for every backend: an
     /// application's relative paths inside its folder, host paths under the
     /// share root unless the repository is trusted, both pinned. The backend
@@ -260,10 +149,10 @@ impl Containers for Runtimes {
     async fn container_create_with(
         &self,
         cx: &CallContext,
-        spec: ContainerSpec,
-        mut extra: ContainerExtra,
+        mut req: CreateWith,
     ) -> RtResult<String> {
         let apps = self.apps()?;
+        let extra = &mut req.extra;
         let mut resolved = Vec::new();
         for mount in &mut extra.mounts {
             let source =
@@ -277,35 +166,11 @@ impl Containers for Runtimes {
             }
             resolved.push(mount.clone());
         }
-        let created = self
-            .of(spec.runtime)
-            .container_create_with(cx, spec, extra)
-            .await;
+        let created = self.of(req.spec.runtime).container_create_with(cx, req).await;
         if created.is_err() {
             apps.release_mounts(&resolved);
         }
         created
-    }
-    async fn container_create_on_network(
-        &self,
-        cx: &CallContext,
-        spec: ContainerSpec,
-        network: NetworkChoice,
-    ) -> RtResult<String> {
-        self.of(spec.runtime)
-            .container_create_on_network(cx, spec, network)
-            .await
-    }
-    async fn container_list_labelled(
-        &self,
-        cx: &CallContext,
-        kind: RuntimeKind,
-        key: String,
-        value: String,
-    ) -> RtResult<Vec<ContainerSummary>> {
-        self.of(kind)
-            .container_list_labelled(cx, kind, key, value)
-            .await
     }
 }
 

@@ -34,14 +34,47 @@ use serde_json::{json, Value};
 
 use super::traits::{app_folders, containers, credentials, images, networks, templates, volumes};
 use super::{
-    AppFolders, CallContext, ContainerExtra, ContainerRef, ContainerSpec, ContainerSummary,
-    Containers, Credential, Credentials, Error, ImageInfo, Images, NetworkChoice, NetworkInfo,
-    Networks, PullRequest, RtResult, RuntimeKind, Source, Template, Templates, VolumeInfo, Volumes,
+    AppFolders, CallContext, ContainerLogs, ContainerRef, ContainerSpec, ContainerSummary,
+    Containers, CreateOnNetwork, CreateWith, Credential, Credentials, Error, ExportContainer,
+    ImageInfo, ImageRef, Images, ImportImage, LabelQuery, NetworkInfo, Networks, PullRequest,
+    PushImage, RemoveContainer, RemoveImage, RtResult, RuntimeKind, SaveImages, Source,
+    StopContainer, TagImage, Template, Templates, VolumeInfo, Volumes,
 };
 
 /// The compose file an unscripted `repository.read-file` answers with.
 pub const DEFAULT_COMPOSE: &str =
     "version: \"3\"\nservices:\n  web:\n    image: busybox:latest\n    command: httpd -f -p 80\n";
+
+/// A container spec with nothing set but its runtime, its name and the
+/// image `busybox:latest`: where unit tests start from.
+#[cfg(test)]
+pub(crate) fn test_spec(runtime: RuntimeKind, name: &str) -> ContainerSpec {
+    ContainerSpec {
+        runtime,
+        name: name.into(),
+        image: "busybox:latest".into(),
+        privileged: false,
+        entrypoint: None,
+        command: None,
+        user: None,
+        working_dir: None,
+        environment: vec![],
+        links: vec![],
+        dns: vec![],
+        expose_ports: vec![],
+        hostname: None,
+        ports: vec![],
+        cpu_shares: None,
+        cpu_time_ms: None,
+        memory_bytes: None,
+        device_rules: vec![],
+        binds: vec![],
+        volumes_from: vec![],
+        new_volumes: vec![],
+        autostart: false,
+        labels: vec![],
+    }
+}
 
 /// One recorded host call.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -153,6 +186,20 @@ impl Simulator {
         }
     }
 
+    /// A create call: recorded and answered (by default `simulated-<name>`),
+    /// then refused if `spec` names an image the engine does not have.
+    fn create(
+        &self,
+        cx: &CallContext,
+        call: &str,
+        args: Value,
+        spec: &ContainerSpec,
+    ) -> RtResult<String> {
+        let created = self.answer(cx, call, args, || format!("simulated-{}", spec.name));
+        self.check_image(&spec.image)?;
+        created
+    }
+
     fn answer<T: DeserializeOwned>(
         &self,
         cx: &CallContext,
@@ -238,12 +285,8 @@ impl Images for Simulator {
         self.missing.lock().remove(&reference);
         Ok(pulled)
     }
-    async fn image_inspect(
-        &self,
-        cx: &CallContext,
-        kind: RuntimeKind,
-        reference: String,
-    ) -> RtResult<ImageInfo> {
+    async fn image_inspect(&self, cx: &CallContext, req: ImageRef) -> RtResult<ImageInfo> {
+        let ImageRef { kind, reference } = req;
         let found = self.answer(
             cx,
             images::INSPECT,
@@ -258,55 +301,22 @@ impl Images for Simulator {
     async fn image_list(&self, cx: &CallContext, kind: RuntimeKind) -> RtResult<Vec<ImageInfo>> {
         self.answer(cx, images::LIST, json!({"runtime": kind}), Vec::new)
     }
-    async fn image_remove(
-        &self,
-        cx: &CallContext,
-        kind: RuntimeKind,
-        reference: String,
-        force: bool,
-    ) -> RtResult<Vec<String>> {
-        self.answer(
-            cx,
-            images::REMOVE,
-            json!({"runtime": kind, "reference": reference, "force": force}),
-            || vec![reference.clone()],
-        )
+    async fn image_remove(&self, cx: &CallContext, req: RemoveImage) -> RtResult<Vec<String>> {
+        let ImageRef { kind, reference } = req.image;
+        let args = json!({"runtime": kind, "reference": reference, "force": req.force});
+        self.answer(cx, images::REMOVE, args, || vec![reference.clone()])
     }
-    async fn image_tag(
-        &self,
-        cx: &CallContext,
-        source: String,
-        repository: String,
-        tag: String,
-    ) -> RtResult<()> {
-        self.answer(
-            cx,
-            images::TAG,
-            json!({"source": source, "repository": repository, "tag": tag}),
-            || (),
-        )
+    async fn image_tag(&self, cx: &CallContext, req: TagImage) -> RtResult<()> {
+        let args = json!({"source": req.source, "repository": req.repository, "tag": req.tag});
+        self.answer(cx, images::TAG, args, || ())
     }
-    async fn image_push(
-        &self,
-        cx: &CallContext,
-        repository: String,
-        tag: String,
-        registry: String,
-        credential: Option<Credential>,
-    ) -> RtResult<()> {
-        let args = json!({"repository": repository, "tag": tag, "registry": registry, "credential": credential.is_some()});
+    async fn image_push(&self, cx: &CallContext, req: PushImage) -> RtResult<()> {
+        let args = json!({"repository": req.repository, "tag": req.tag, "registry": req.registry, "credential": req.credential.is_some()});
         self.answer(cx, images::PUSH, args, || ())
     }
-    async fn image_save(
-        &self,
-        cx: &CallContext,
-        references: Vec<String>,
-        path: String,
-        gzip: bool,
-        overwrite: bool,
-    ) -> RtResult<u64> {
-        let args =
-            json!({"references": references, "path": path, "gzip": gzip, "overwrite": overwrite});
+    async fn image_save(&self, cx: &CallContext, req: SaveImages) -> RtResult<u64> {
+        let file = req.file;
+        let args = json!({"references": req.references, "path": file.path, "gzip": file.gzip, "overwrite": file.overwrite});
         self.answer(cx, images::SAVE_TO_PATH, args, || 0)
     }
 }
@@ -315,11 +325,7 @@ impl Images for Simulator {
 impl Containers for Simulator {
     async fn container_create(&self, cx: &CallContext, spec: ContainerSpec) -> RtResult<String> {
         let args = serde_json::to_value(&spec).unwrap_or(Value::Null);
-        let created = self.answer(cx, containers::CREATE, args, || {
-            format!("simulated-{}", spec.name)
-        });
-        self.check_image(&spec.image)?;
-        created
+        self.create(cx, containers::CREATE, args, &spec)
     }
     async fn container_start(&self, cx: &CallContext, c: &ContainerRef) -> RtResult<()> {
         self.answer(
@@ -329,31 +335,15 @@ impl Containers for Simulator {
             || (),
         )
     }
-    async fn container_stop(
-        &self,
-        cx: &CallContext,
-        c: &ContainerRef,
-        timeout_secs: u32,
-    ) -> RtResult<()> {
-        self.answer(
-            cx,
-            containers::STOP,
-            json!({"runtime": c.kind, "container": c.id, "timeout_secs": timeout_secs}),
-            || (),
-        )
+    async fn container_stop(&self, cx: &CallContext, req: StopContainer) -> RtResult<()> {
+        let c = req.container;
+        let args = json!({"runtime": c.kind, "container": c.id, "timeout_secs": req.timeout_secs});
+        self.answer(cx, containers::STOP, args, || ())
     }
-    async fn container_remove(
-        &self,
-        cx: &CallContext,
-        c: &ContainerRef,
-        force: bool,
-    ) -> RtResult<()> {
-        self.answer(
-            cx,
-            containers::REMOVE,
-            json!({"runtime": c.kind, "container": c.id, "force": force}),
-            || (),
-        )
+    async fn container_remove(&self, cx: &CallContext, req: RemoveContainer) -> RtResult<()> {
+        let c = req.container;
+        let args = json!({"runtime": c.kind, "container": c.id, "force": req.force});
+        self.answer(cx, containers::REMOVE, args, || ())
     }
     async fn container_inspect(&self, cx: &CallContext, c: &ContainerRef) -> RtResult<String> {
         self.answer(
@@ -363,24 +353,14 @@ impl Containers for Simulator {
             || "{}".to_string(),
         )
     }
-    async fn container_logs(
-        &self,
-        cx: &CallContext,
-        c: &ContainerRef,
-        tail: u32,
-    ) -> RtResult<String> {
-        let args = json!({"runtime": c.kind, "container": c.id, "tail": tail});
+    async fn container_logs(&self, cx: &CallContext, req: ContainerLogs) -> RtResult<String> {
+        let c = req.container;
+        let args = json!({"runtime": c.kind, "container": c.id, "tail": req.tail});
         self.answer(cx, containers::LOGS, args, String::new)
     }
-    async fn container_export(
-        &self,
-        cx: &CallContext,
-        c: &ContainerRef,
-        path: String,
-        gzip: bool,
-        overwrite: bool,
-    ) -> RtResult<u64> {
-        let args = json!({"runtime": c.kind, "container": c.id, "path": path, "gzip": gzip, "overwrite": overwrite});
+    async fn container_export(&self, cx: &CallContext, req: ExportContainer) -> RtResult<u64> {
+        let (c, file) = (req.container, req.file);
+        let args = json!({"runtime": c.kind, "container": c.id, "path": file.path, "gzip": file.gzip, "overwrite": file.overwrite});
         self.answer(cx, containers::EXPORT_TO_PATH, args, || 0)
     }
     async fn archive_config(&self, cx: &CallContext, path: String) -> RtResult<Option<String>> {
@@ -391,53 +371,30 @@ impl Containers for Simulator {
             || None,
         )
     }
-    async fn image_import(
-        &self,
-        cx: &CallContext,
-        kind: RuntimeKind,
-        path: String,
-        repository: String,
-        tag: String,
-    ) -> RtResult<String> {
-        let args = json!({"runtime": kind, "path": path, "repository": repository, "tag": tag});
+    async fn image_import(&self, cx: &CallContext, req: ImportImage) -> RtResult<String> {
+        let args = json!({"runtime": req.kind, "path": req.path, "repository": req.repository, "tag": req.tag});
         self.answer(cx, containers::IMPORT_IMAGE_FROM_PATH, args, || {
             "sha256:imported".to_string()
         })
     }
-    async fn container_create_with(
-        &self,
-        cx: &CallContext,
-        spec: ContainerSpec,
-        extra: ContainerExtra,
-    ) -> RtResult<String> {
-        let args = json!({"spec": spec, "extra": extra});
-        let created = self.answer(cx, containers::CREATE_WITH, args, || {
-            format!("simulated-{}", spec.name)
-        });
-        self.check_image(&spec.image)?;
-        created
+    async fn container_create_with(&self, cx: &CallContext, req: CreateWith) -> RtResult<String> {
+        let args = json!({"spec": req.spec, "extra": req.extra});
+        self.create(cx, containers::CREATE_WITH, args, &req.spec)
     }
     async fn container_create_on_network(
         &self,
         cx: &CallContext,
-        spec: ContainerSpec,
-        network: NetworkChoice,
+        req: CreateOnNetwork,
     ) -> RtResult<String> {
-        let args = json!({"spec": spec, "network": network});
-        let created = self.answer(cx, containers::CREATE_ON_NETWORK, args, || {
-            format!("simulated-{}", spec.name)
-        });
-        self.check_image(&spec.image)?;
-        created
+        let args = json!({"spec": req.spec, "network": req.network});
+        self.create(cx, containers::CREATE_ON_NETWORK, args, &req.spec)
     }
     async fn container_list_labelled(
         &self,
         cx: &CallContext,
-        kind: RuntimeKind,
-        key: String,
-        value: String,
+        req: LabelQuery,
     ) -> RtResult<Vec<ContainerSummary>> {
-        let args = json!({"runtime": kind, "key": key, "value": value});
+        let args = json!({"runtime": req.kind, "key": req.key, "value": req.value});
         self.answer(cx, containers::LIST_LABELLED, args, Vec::new)
     }
 }

@@ -438,7 +438,7 @@ mod tests {
             );
             assert!(
                 matches!(
-                    crate::runtime::docker::files::Output::prepare(&share, bad, 1, true),
+                    crate::runtime::output::Output::prepare(&share, bad, 1, true),
                     Err(Error::Denied(_))
                 ),
                 "output {bad:?}"
@@ -463,7 +463,7 @@ mod tests {
 
     #[tokio::test]
     async fn outputs_are_created_beneath_and_renamed_in_place() {
-        use crate::runtime::docker::files::Output;
+        use crate::runtime::output::Output;
         let (_d, share) = root();
         let out = Output::prepare(&share, "/exp/a.tar", 9, false).unwrap();
         let stream = futures::stream::iter([Ok(bytes::Bytes::from_static(b"data"))]);

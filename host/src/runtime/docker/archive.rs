@@ -15,36 +15,8 @@ use serde_json::{json, Map, Value};
 use stevedore_contract::create::{CreateParams, HostBind, Limit, Network, Resource, Volume};
 use stevedore_contract::Object;
 
-use crate::runtime::{archives, Error};
-
-/// Name of the configuration entry, first in the archive.
-pub const CONFIG_ENTRY: &str = ".stevedore/container.json";
-/// Value of the entry's `format` field.
-pub const FORMAT: &str = "stevedore-container/1";
-
-/// A tar header + padded data for one regular file (ustar, mode 0644).
-pub fn tar_entry(name: &str, data: &[u8]) -> Vec<u8> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let mut header = tar::Header::new_ustar();
-    header.set_mode(0o644);
-    header.set_uid(0);
-    header.set_gid(0);
-    header.set_mtime(now);
-    header.set_size(data.len() as u64);
-    header.set_entry_type(tar::EntryType::Regular);
-    header
-        .set_path(name)
-        .expect("the configuration entry's name fits a ustar header");
-    header.set_cksum();
-    // No end marker: more entries (the engine's export) follow.
-    let mut out = header.as_bytes().to_vec();
-    out.extend_from_slice(data);
-    out.resize(out.len().div_ceil(512) * 512, 0);
-    out
-}
+use crate::runtime::archives::{self, split_reference, CONFIG_ENTRY, FORMAT};
+use crate::runtime::Error;
 
 /// What an archive holds.
 #[derive(Debug, Clone, PartialEq)]
@@ -229,17 +201,10 @@ pub fn config_from_inspect(inspect: &ContainerInspectResponse, share_root: &Path
     })
 }
 
-/// `repo:tag` → (`repo`, `tag`), with `latest` when no tag is given.
-pub fn split_reference(reference: &str) -> (String, String) {
-    match reference.rsplit_once(':') {
-        Some((repo, tag)) if !tag.contains('/') => (repo.to_string(), tag.to_string()),
-        _ => (reference.to_string(), "latest".to_string()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::archives::tar_entry;
 
     const CAP: u64 = archives::DEFAULT_MAX_EXPANDED_BYTES;
 

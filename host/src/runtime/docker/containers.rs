@@ -8,12 +8,15 @@ use bollard::query_parameters::{
 use futures::StreamExt;
 use hyper::Method;
 
-use super::files::Output;
 use super::raw::query;
 use super::{archive, compose, engine, listing, load, network, progress, raw, DockerRuntime};
+use crate::runtime::archives;
+use crate::runtime::output::Output;
 use crate::runtime::{
-    CallContext, ContainerEntry, ContainerExtra, ContainerRef, ContainerSpec, ContainerSummary,
-    Containers, Error, Images, NetworkChoice, RtResult, RuntimeKind,
+    CallContext, ContainerEntry, ContainerLogs, ContainerRef, ContainerSpec, ContainerSummary,
+    Containers, CreateOnNetwork, CreateWith, DeleteContainer, Error, ExportContainer, ImageRef,
+    Images, ImportImage, LabelQuery, RemoveContainer, RtResult, RuntimeKind, StopContainer,
+    TagImage, UsageQuery, Usages,
 };
 
 #[async_trait]
@@ -36,12 +39,8 @@ impl Containers for DockerRuntime {
         self.create_pinned(&staged, create).await
     }
 
-    async fn container_create_with(
-        &self,
-        _cx: &CallContext,
-        spec: ContainerSpec,
-        extra: ContainerExtra,
-    ) -> RtResult<String> {
+    async fn container_create_with(&self, _cx: &CallContext, req: CreateWith) -> RtResult<String> {
+        let CreateWith { spec, extra } = req;
         let staged = self.pin_binds(&spec)?;
         let create = async {
             let mut body = self.spec_to_body(&spec, &staged)?;
@@ -54,9 +53,9 @@ impl Containers for DockerRuntime {
     async fn container_create_on_network(
         &self,
         _cx: &CallContext,
-        spec: ContainerSpec,
-        choice: NetworkChoice,
+        req: CreateOnNetwork,
     ) -> RtResult<String> {
+        let (spec, choice) = (req.spec, req.network);
         let staged = self.pin_binds(&spec)?;
         let create = async {
             let mut body = self.spec_to_body(&spec, &staged)?;
@@ -69,11 +68,9 @@ impl Containers for DockerRuntime {
     async fn container_list_labelled(
         &self,
         _cx: &CallContext,
-        _kind: RuntimeKind,
-        key: String,
-        value: String,
+        req: LabelQuery,
     ) -> RtResult<Vec<ContainerSummary>> {
-        compose::containers_labelled(&self.api, &key, &value).await
+        compose::containers_labelled(&self.api, &req.key, &req.value).await
     }
 
     async fn container_start(&self, _cx: &CallContext, c: &ContainerRef) -> RtResult<()> {
@@ -89,33 +86,22 @@ impl Containers for DockerRuntime {
             .map_err(engine)
     }
 
-    async fn container_stop(
-        &self,
-        _cx: &CallContext,
-        c: &ContainerRef,
-        timeout_secs: u32,
-    ) -> RtResult<()> {
-        let container = &c.id;
+    async fn container_stop(&self, _cx: &CallContext, req: StopContainer) -> RtResult<()> {
         let options = StopContainerOptions {
             signal: None,
-            t: Some(timeout_secs as i32),
+            t: Some(req.timeout_secs as i32),
         };
         self.api
-            .stop_container(container, Some(options))
+            .stop_container(&req.container.id, Some(options))
             .await
             .map_err(engine)
     }
 
-    async fn container_remove(
-        &self,
-        _cx: &CallContext,
-        c: &ContainerRef,
-        force: bool,
-    ) -> RtResult<()> {
-        let container = &c.id;
+    async fn container_remove(&self, _cx: &CallContext, req: RemoveContainer) -> RtResult<()> {
+        let container = &req.container.id;
         let options = RemoveContainerOptions {
             v: false,
-            force,
+            force: req.force,
             link: false,
         };
         let sources = self.bind_sources(container).await.unwrap_or_default();
@@ -137,16 +123,10 @@ impl Containers for DockerRuntime {
         serde_json::to_string(&inspect).map_err(|e| Error::Other(e.to_string()))
     }
 
-    async fn container_export(
-        &self,
-        cx: &CallContext,
-        c: &ContainerRef,
-        path: String,
-        gzip: bool,
-        overwrite: bool,
-    ) -> RtResult<u64> {
-        let container = &c.id;
-        let output = Output::prepare(&self.share, &path, cx.task_id, overwrite)?;
+    async fn container_export(&self, cx: &CallContext, req: ExportContainer) -> RtResult<u64> {
+        let (container, file) = (&req.container.id, &req.file);
+        let path = &file.path;
+        let output = Output::prepare(&self.share, path, cx.task_id, file.overwrite)?;
         let mut inspect = self
             .api
             .inspect_container(container, None)
@@ -161,8 +141,8 @@ impl Containers for DockerRuntime {
             }
         }
         let config = archive::config_from_inspect(&inspect, self.share.root());
-        let entry = archive::tar_entry(
-            archive::CONFIG_ENTRY,
+        let entry = archives::tar_entry(
+            archives::CONFIG_ENTRY,
             &serde_json::to_vec_pretty(&config).unwrap_or_default(),
         );
         cx.reporter
@@ -177,7 +157,7 @@ impl Containers for DockerRuntime {
             )
             .await?;
         let stream = response.bytes();
-        let size = output.write(entry, stream, gzip).await?;
+        let size = output.write(entry, stream, file.gzip).await?;
         output.commit()?;
         cx.reporter
             .progress(100, &format!("exported {container} to {path}"));
@@ -198,14 +178,13 @@ impl Containers for DockerRuntime {
         })
     }
 
-    async fn image_import(
-        &self,
-        cx: &CallContext,
-        kind: RuntimeKind,
-        path: String,
-        repository: String,
-        tag: String,
-    ) -> RtResult<String> {
+    async fn image_import(&self, cx: &CallContext, req: ImportImage) -> RtResult<String> {
+        let ImportImage {
+            kind,
+            path,
+            repository,
+            tag,
+        } = req;
         // One open file for the check and the upload: what was checked is what is sent.
         let (file, _) = self.share.open_file(&path)?;
         let probe = file
@@ -254,7 +233,12 @@ impl Containers for DockerRuntime {
                 let loaded = loaded.ok_or_else(|| {
                     Error::Runtime("the engine loaded no image from the archive".into())
                 })?;
-                self.image_tag(cx, loaded, repository, tag).await?;
+                let named = TagImage {
+                    source: loaded,
+                    repository,
+                    tag,
+                };
+                self.image_tag(cx, named).await?;
             }
             archive::Kind::Rootfs { skip, .. } => {
                 let path_q = format!(
@@ -274,7 +258,7 @@ impl Containers for DockerRuntime {
                 progress::follow(&target, response, |p, d| cx.reporter.progress(p, d)).await?;
             }
         }
-        let info = self.image_inspect(cx, kind, target).await?;
+        let info = self.image_inspect(cx, ImageRef::new(kind, target)).await?;
         Ok(info.id)
     }
 
@@ -286,38 +270,22 @@ impl Containers for DockerRuntime {
         listing::list(&self.api).await
     }
 
-    async fn container_usage(
-        &self,
-        _cx: &CallContext,
-        _kind: RuntimeKind,
-        containers: Vec<String>,
-    ) -> RtResult<std::collections::HashMap<String, crate::runtime::Usage>> {
-        Ok(listing::usage(&self.api, &self.live, containers).await)
+    async fn container_usage(&self, _cx: &CallContext, req: UsageQuery) -> RtResult<Usages> {
+        Ok(listing::usage(&self.api, &self.live, req.containers).await)
     }
 
-    async fn container_logs(
-        &self,
-        _cx: &CallContext,
-        c: &ContainerRef,
-        tail: u32,
-    ) -> RtResult<String> {
-        let container = &c.id;
-        listing::logs(&self.api, container, tail).await
+    async fn container_logs(&self, _cx: &CallContext, req: ContainerLogs) -> RtResult<String> {
+        listing::logs(&self.api, &req.container.id, req.tail).await
     }
 
     async fn engine_version(&self, _cx: &CallContext, _kind: RuntimeKind) -> RtResult<String> {
         listing::version(&self.api).await
     }
 
-    async fn container_delete(
-        &self,
-        _cx: &CallContext,
-        c: &ContainerRef,
-        remove_volumes: bool,
-    ) -> RtResult<()> {
-        let container = &c.id;
+    async fn container_delete(&self, _cx: &CallContext, req: DeleteContainer) -> RtResult<()> {
+        let container = &req.container.id;
         let sources = self.bind_sources(container).await.unwrap_or_default();
-        listing::delete(&self.api, container, remove_volumes).await?;
+        listing::delete(&self.api, container, req.remove_volumes).await?;
         self.pins.release(sources.iter().map(String::as_str));
         Ok(())
     }

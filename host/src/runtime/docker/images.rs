@@ -5,13 +5,14 @@ use async_trait::async_trait;
 use bollard::query_parameters::{ListImagesOptions, RemoveImageOptions, TagImageOptions};
 use hyper::Method;
 
-use super::files::Output;
 use super::raw::query;
 use super::shared_pull::PullKey;
 use super::{auth, engine, progress, raw, DockerRuntime};
+use crate::runtime::output::Output;
 use crate::runtime::reference;
 use crate::runtime::{
-    CallContext, Credential, Error, ImageInfo, Images, PullRequest, RtResult, RuntimeKind, Source,
+    CallContext, Error, ImageInfo, ImageRef, Images, PullRequest, PushImage, RemoveImage, RtResult,
+    RuntimeKind, SaveImages, Source, TagImage,
 };
 
 #[async_trait]
@@ -98,23 +99,26 @@ impl Images for DockerRuntime {
         // A mirror or private registry prefix is an implementation detail of
         // Docker Hub pulls: name the image as the user asked for it too.
         if matches!(req.source, Source::Dockerhub) && !registry.is_empty() {
-            self.image_tag(cx, what.clone(), req.image.clone(), tag.clone())
-                .await?;
+            let asked = TagImage {
+                source: what.clone(),
+                repository: req.image.clone(),
+                tag: tag.clone(),
+            };
+            self.image_tag(cx, asked).await?;
         }
         let info = self
-            .image_inspect(cx, RuntimeKind::Docker, what.clone())
+            .image_inspect(cx, ImageRef::new(RuntimeKind::Docker, &what))
             .await?;
         cx.reporter.progress(100, &format!("pulled {what}"));
         Ok(info)
     }
 
-    async fn image_inspect(
-        &self,
-        _cx: &CallContext,
-        _kind: RuntimeKind,
-        reference: String,
-    ) -> RtResult<ImageInfo> {
-        let inspect = self.api.inspect_image(&reference).await.map_err(engine)?;
+    async fn image_inspect(&self, _cx: &CallContext, image: ImageRef) -> RtResult<ImageInfo> {
+        let inspect = self
+            .api
+            .inspect_image(&image.reference)
+            .await
+            .map_err(engine)?;
         Ok(Self::image_info(inspect))
     }
 
@@ -135,21 +139,15 @@ impl Images for DockerRuntime {
             .collect())
     }
 
-    async fn image_remove(
-        &self,
-        _cx: &CallContext,
-        _kind: RuntimeKind,
-        reference: String,
-        force: bool,
-    ) -> RtResult<Vec<String>> {
+    async fn image_remove(&self, _cx: &CallContext, req: RemoveImage) -> RtResult<Vec<String>> {
         let options = RemoveImageOptions {
-            force,
+            force: req.force,
             noprune: false,
             platforms: None,
         };
         let removed = self
             .api
-            .remove_image(&reference, Some(options), None)
+            .remove_image(&req.image.reference, Some(options), None)
             .await
             .map_err(engine)?;
         Ok(removed
@@ -158,31 +156,24 @@ impl Images for DockerRuntime {
             .collect())
     }
 
-    async fn image_tag(
-        &self,
-        _cx: &CallContext,
-        source: String,
-        repository: String,
-        tag: String,
-    ) -> RtResult<()> {
+    async fn image_tag(&self, _cx: &CallContext, req: TagImage) -> RtResult<()> {
         let options = TagImageOptions {
-            repo: Some(repository),
-            tag: Some(tag),
+            repo: Some(req.repository),
+            tag: Some(req.tag),
         };
         self.api
-            .tag_image(&source, Some(options))
+            .tag_image(&req.source, Some(options))
             .await
             .map_err(engine)
     }
 
-    async fn image_push(
-        &self,
-        cx: &CallContext,
-        repository: String,
-        tag: String,
-        registry: String,
-        credential: Option<Credential>,
-    ) -> RtResult<()> {
+    async fn image_push(&self, cx: &CallContext, req: PushImage) -> RtResult<()> {
+        let PushImage {
+            repository,
+            tag,
+            registry,
+            credential,
+        } = req;
         let credential = self.credential_for(cx, &registry, credential).await;
         let header = auth::registry_auth(credential.as_ref(), &registry);
         let what = format!("{repository}:{tag}");
@@ -193,15 +184,10 @@ impl Images for DockerRuntime {
         Ok(())
     }
 
-    async fn image_save(
-        &self,
-        cx: &CallContext,
-        references: Vec<String>,
-        path: String,
-        gzip: bool,
-        overwrite: bool,
-    ) -> RtResult<u64> {
-        let output = Output::prepare(&self.share, &path, cx.task_id, overwrite)?;
+    async fn image_save(&self, cx: &CallContext, req: SaveImages) -> RtResult<u64> {
+        let SaveImages { references, file } = req;
+        let path = &file.path;
+        let output = Output::prepare(&self.share, path, cx.task_id, file.overwrite)?;
         // Fail early with a clear message rather than a truncated tar.
         for r in &references {
             self.api.inspect_image(r).await.map_err(engine)?;
@@ -222,7 +208,7 @@ impl Images for DockerRuntime {
             )
             .await?;
         let stream = response.bytes();
-        let size = output.write(Vec::new(), stream, gzip).await?;
+        let size = output.write(Vec::new(), stream, file.gzip).await?;
         output.commit()?;
         cx.reporter
             .progress(100, &format!("saved {} to {path}", references.join(", ")));

@@ -14,7 +14,6 @@ pub mod compose;
 pub mod config;
 mod containers;
 pub mod credentials;
-pub mod files;
 mod images;
 pub mod listing;
 pub mod live_stats;

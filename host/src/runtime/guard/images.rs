@@ -8,7 +8,7 @@
 use super::{denied, Guarded};
 use crate::policy::Policy;
 use crate::runtime::reference::{pull_source, registry_domain, Reference, DOCKER_HUB};
-use crate::runtime::{CallContext, Error, PullRequest, RtResult, RuntimeKind, Source};
+use crate::runtime::{CallContext, Error, ImageRef, PullRequest, RtResult, RuntimeKind, Source};
 
 /// What a Docker pull will name, once checked.
 pub(super) struct PullTarget {
@@ -148,7 +148,7 @@ impl Guarded {
         let found = self
             .inner
             .images
-            .image_inspect(cx, kind, reference.to_string())
+            .image_inspect(cx, ImageRef::new(kind, reference))
             .await;
         match found {
             Err(Error::NotFound(_)) => Ok(canonical),
@@ -168,7 +168,7 @@ impl Guarded {
         match self
             .inner
             .images
-            .image_inspect(cx, RuntimeKind::Docker, canonical.to_string())
+            .image_inspect(cx, ImageRef::new(RuntimeKind::Docker, canonical))
             .await
         {
             Ok(info) => self.owners.set_local(canonical, &info.id, &cx.user),
@@ -191,7 +191,7 @@ impl Guarded {
         let Ok(info) = self
             .inner
             .images
-            .image_inspect(cx, kind, reference.to_string())
+            .image_inspect(cx, ImageRef::new(kind, reference))
             .await
         else {
             return Ok(());

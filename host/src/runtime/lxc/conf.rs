@@ -334,7 +334,7 @@ pub fn ports(spec: &ContainerSpec) -> Result<Vec<Port>, Error> {
 
 /// The create-shaped settings of `spec`, as `container_import` reads them back.
 pub fn create_settings(spec: &ContainerSpec, ports: &[Port]) -> Value {
-    let (image, tag) = crate::runtime::docker::archive::split_reference(&spec.image);
+    let (image, tag) = crate::runtime::archives::split_reference(&spec.image);
     let ports: Vec<Value> = ports
         .iter()
         .map(|p| json!([p.host, p.container, if p.udp { "udp" } else { "tcp" }]))
@@ -460,33 +460,34 @@ pub fn container_dir(lxc_path: &Path, name: &str) -> Result<PathBuf, Error> {
 mod tests {
     use super::*;
     use crate::runtime::lxc::network::Subnet;
+    use crate::runtime::simulated::test_spec;
     use crate::runtime::{BindMount, RuntimeKind};
 
     pub(crate) fn spec(name: &str) -> ContainerSpec {
-        ContainerSpec {
-            runtime: RuntimeKind::Lxc,
-            name: name.into(),
-            image: "busybox:latest".into(),
-            privileged: false,
-            entrypoint: None,
-            command: None,
-            user: None,
-            working_dir: None,
-            environment: vec![],
-            links: vec![],
-            dns: vec![],
-            expose_ports: vec![],
-            hostname: None,
-            ports: vec![],
-            cpu_shares: None,
-            cpu_time_ms: None,
-            memory_bytes: None,
-            device_rules: vec![],
-            binds: vec![],
-            volumes_from: vec![],
-            new_volumes: vec![],
-            autostart: false,
-            labels: vec![],
+        test_spec(RuntimeKind::Lxc, name)
+    }
+
+    /// The bridge and the address the configuration tests give a container.
+    fn bridge() -> (Network, Lease) {
+        let network = Network::new("stvtest9", Subnet::parse("10.9.0.0/24").unwrap());
+        let lease = Lease {
+            mac: "02:53:00:00:00:01".into(),
+            ip: "10.9.0.7".parse().unwrap(),
+        };
+        (network, lease)
+    }
+
+    /// A context on `network` and `lease` with no binds, the default halt
+    /// signal and no id map.
+    fn context<'a>(network: &'a Network, lease: &'a Lease) -> Context<'a> {
+        Context {
+            dir: Path::new("/x"),
+            cgroups: Cgroups::V1,
+            network,
+            lease,
+            binds: &[],
+            halt_signal: None,
+            idmap: None,
         }
     }
 
@@ -494,11 +495,7 @@ mod tests {
     fn config_has_limits_devices_binds_and_network() {
         let dir = tempfile::tempdir().unwrap();
         let staged = [PathBuf::from("/data/binds/0a/my data")];
-        let network = Network::new("stvtest9", Subnet::parse("10.9.0.0/24").unwrap());
-        let lease = Lease {
-            mac: "02:53:00:00:00:01".into(),
-            ip: "10.9.0.7".parse().unwrap(),
-        };
+        let (network, lease) = bridge();
         let mut s = spec("web");
         s.hostname = Some("CustomHostName".into());
         s.memory_bytes = Some(768 << 20);
@@ -513,15 +510,13 @@ mod tests {
         }];
         let cx = Context {
             dir: Path::new("/var/lib/lxc/web"),
-            cgroups: Cgroups::V1,
-            network: &network,
-            lease: &lease,
             binds: &staged,
             halt_signal: Some("SIGUSR1"),
             idmap: Some(IdMap {
                 uid: 131_072,
                 gid: 131_072,
             }),
+            ..context(&network, &lease)
         };
         let text = config_text(&s, &cx).unwrap();
         let rootfs = dir.path().join("rootfs");
@@ -572,20 +567,8 @@ mod tests {
     fn bad_spec_values_name_the_field() {
         let dir = tempfile::tempdir().unwrap();
         let staged = [PathBuf::from("/data/binds/0a/0")];
-        let network = Network::new("stvtest9", Subnet::parse("10.9.0.0/24").unwrap());
-        let lease = Lease {
-            mac: "02:53:00:00:00:01".into(),
-            ip: "10.9.0.7".parse().unwrap(),
-        };
-        let cx = Context {
-            dir: Path::new("/x"),
-            cgroups: Cgroups::V1,
-            network: &network,
-            lease: &lease,
-            binds: &[],
-            halt_signal: None,
-            idmap: None,
-        };
+        let (network, lease) = bridge();
+        let cx = context(&network, &lease);
         let mut s = spec("web");
         s.device_rules = vec!["c 81:* rw\nlxc.hook.pre-start = /bin/evil".into()];
         assert!(

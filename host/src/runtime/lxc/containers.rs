@@ -8,11 +8,12 @@ use super::conf::Record;
 use super::{
     conf, export, images, io_err, network, stats, tools, unpack, LxcRuntime, Parts, State,
 };
-use crate::runtime::docker::archive::FORMAT;
-use crate::runtime::docker::files::Output;
+use crate::runtime::archives::FORMAT;
+use crate::runtime::output::Output;
 use crate::runtime::{
-    CallContext, ContainerEntry, ContainerRef, ContainerSpec, ContainerState, Containers, Error,
-    RtResult, RuntimeKind,
+    CallContext, ContainerEntry, ContainerLogs, ContainerRef, ContainerSpec, ContainerState,
+    Containers, DeleteContainer, Error, ExportContainer, ImportImage, RemoveContainer, RtResult,
+    RuntimeKind, StopContainer, UsageQuery, Usages,
 };
 
 #[async_trait]
@@ -23,10 +24,7 @@ impl Containers for LxcRuntime {
 
     async fn container_create(&self, cx: &CallContext, spec: ContainerSpec) -> RtResult<String> {
         let dir = conf::container_dir(&self.path, &spec.name)?;
-        let image = self
-            .store
-            .find(&spec.image)
-            .ok_or_else(|| Error::NotFound(format!("no such image: {}", spec.image)))?;
+        let image = self.find_image(&spec.image)?;
         if tools::which("lxc-start").is_none() {
             return Err(tools::ToolError::Missing {
                 tool: "lxc-start".into(),
@@ -124,13 +122,8 @@ impl Containers for LxcRuntime {
         Ok(())
     }
 
-    async fn container_stop(
-        &self,
-        _cx: &CallContext,
-        c: &ContainerRef,
-        timeout_secs: u32,
-    ) -> RtResult<()> {
-        let container = &c.id;
+    async fn container_stop(&self, _cx: &CallContext, req: StopContainer) -> RtResult<()> {
+        let container = &req.container.id;
         self.existing(container)?;
         match self.state(container).await? {
             State::Stopped => return Ok(()),
@@ -139,29 +132,18 @@ impl Containers for LxcRuntime {
             }
             State::Running => {}
         }
-        let timeout = timeout_secs.to_string();
+        let timeout = req.timeout_secs.to_string();
         tools::lxc("stop", &self.path, container, &["-t", &timeout]).await?;
         Ok(())
     }
 
-    async fn container_remove(
-        &self,
-        _cx: &CallContext,
-        c: &ContainerRef,
-        force: bool,
-    ) -> RtResult<()> {
-        let container = &c.id;
-        self.remove(container, force).await
+    async fn container_remove(&self, _cx: &CallContext, req: RemoveContainer) -> RtResult<()> {
+        self.remove(&req.container.id, req.force).await
     }
 
-    async fn container_delete(
-        &self,
-        _cx: &CallContext,
-        c: &ContainerRef,
-        _remove_volumes: bool,
-    ) -> RtResult<()> {
-        let container = &c.id;
-        self.remove(container, true).await
+    /// LXC containers have no anonymous volumes: a delete is a forced remove.
+    async fn container_delete(&self, _cx: &CallContext, req: DeleteContainer) -> RtResult<()> {
+        self.remove(&req.container.id, true).await
     }
 
     async fn container_list(
@@ -189,14 +171,9 @@ impl Containers for LxcRuntime {
         self.entry(container).await
     }
 
-    async fn container_usage(
-        &self,
-        _cx: &CallContext,
-        _kind: RuntimeKind,
-        containers: Vec<String>,
-    ) -> RtResult<std::collections::HashMap<String, crate::runtime::Usage>> {
+    async fn container_usage(&self, _cx: &CallContext, req: UsageQuery) -> RtResult<Usages> {
         use futures::StreamExt;
-        let sampled = futures::stream::iter(containers)
+        let sampled = futures::stream::iter(req.containers)
             .map(|name| async move {
                 self.existing(&name).ok()?;
                 let out = tools::lxc("info", &self.path, &name, &["-S", "-H"])
@@ -216,14 +193,8 @@ impl Containers for LxcRuntime {
         Ok(sampled)
     }
 
-    async fn container_logs(
-        &self,
-        _cx: &CallContext,
-        c: &ContainerRef,
-        tail: u32,
-    ) -> RtResult<String> {
-        let container = &c.id;
-        let dir = self.existing(container)?;
+    async fn container_logs(&self, _cx: &CallContext, req: ContainerLogs) -> RtResult<String> {
+        let (dir, tail) = (self.existing(&req.container.id)?, req.tail);
         let path = dir.join(conf::CONSOLE_LOG);
         tokio::task::spawn_blocking(move || stats::tail_file(&path, tail))
             .await
@@ -269,17 +240,10 @@ impl Containers for LxcRuntime {
         .to_string())
     }
 
-    async fn container_export(
-        &self,
-        cx: &CallContext,
-        c: &ContainerRef,
-        path: String,
-        gzip: bool,
-        overwrite: bool,
-    ) -> RtResult<u64> {
-        let container = &c.id;
-        let dir = self.existing(container)?;
-        let output = Output::prepare(&self.share, &path, cx.task_id, overwrite)?;
+    async fn container_export(&self, cx: &CallContext, req: ExportContainer) -> RtResult<u64> {
+        let (container, file) = (&req.container.id, &req.file);
+        let (dir, path) = (self.existing(container)?, &file.path);
+        let output = Output::prepare(&self.share, path, cx.task_id, file.overwrite)?;
         let running = self.state(container).await? == State::Running;
         let record = Record::read(&dir).unwrap_or_default();
         let mut create = match record.create {
@@ -296,8 +260,10 @@ impl Containers for LxcRuntime {
         });
         cx.reporter
             .progress(0, &format!("exporting {container} to {path}"));
-        let size =
-            export::export(cx, &self.path, container, running, &settings, output, gzip).await?;
+        let size = export::export(
+            cx, &self.path, container, running, &settings, output, file.gzip,
+        )
+        .await?;
         cx.reporter
             .progress(100, &format!("exported {container} to {path}"));
         Ok(size)
@@ -311,16 +277,10 @@ impl Containers for LxcRuntime {
         Ok(config.map(|c| c.to_string()))
     }
 
-    async fn image_import(
-        &self,
-        cx: &CallContext,
-        _kind: RuntimeKind,
-        path: String,
-        repository: String,
-        tag: String,
-    ) -> RtResult<String> {
+    async fn image_import(&self, cx: &CallContext, req: ImportImage) -> RtResult<String> {
+        let path = req.path;
         let (file, _) = self.share.open_file(&path)?;
-        let reference = images::reference(&repository, &tag);
+        let reference = images::reference(&req.repository, &req.tag);
         cx.reporter
             .progress(-1, &format!("importing {path} as {reference}"));
         let record = self.store.import(cx, file, &path, &reference).await?;

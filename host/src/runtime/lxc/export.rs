@@ -20,8 +20,8 @@ use futures::StreamExt;
 use tokio::io::AsyncReadExt;
 
 use super::tools;
-use crate::runtime::docker::archive::{tar_entry, CONFIG_ENTRY};
-use crate::runtime::docker::files::Output;
+use crate::runtime::archives::{tar_entry, CONFIG_ENTRY};
+use crate::runtime::output::Output;
 use crate::runtime::{CallContext, Error};
 
 /// GNU tar's record size, in 512-byte blocks: 128 KiB. Its default (20,
@@ -119,66 +119,72 @@ fn collect(stderr: Option<tokio::process::ChildStderr>) -> tokio::task::JoinHand
 
 type Archived = (std::process::ExitStatus, Result<u64, Error>, String);
 
-/// Uncompressed: tar writes straight into the output file, after the
-/// settings entry; the server only watches the file grow.
-async fn direct(
-    mut cmd: tokio::process::Command,
+/// One run of tar into an output, after the settings entry.
+struct TarRun<'a> {
+    /// tar, writing the archive to its stdout.
+    cmd: tokio::process::Command,
+    /// What the output holds before tar's archive (the settings entry).
     prefix: Vec<u8>,
-    output: &Output,
-    mut progress: Progress<'_>,
-) -> Result<Archived, Error> {
-    let io = |e: std::io::Error| Error::Runtime(format!("writing the export: {e}"));
-    let mut file = output.create_temp()?;
-    std::io::Write::write_all(&mut file, &prefix).map_err(io)?;
-    let probe = file.try_clone().map_err(io)?;
-    let mut child = cmd
-        .stdout(Stdio::from(file))
-        .spawn()
-        .map_err(|e| Error::Runtime(format!("running tar: {e}")))?;
-    let errors = collect(child.stderr.take());
-    let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
-    let status = loop {
-        tokio::select! {
-            status = child.wait() => break status.map_err(|e| Error::Runtime(format!("tar: {e}")))?,
-            _ = tick.tick() => {
-                if let Ok(meta) = probe.metadata() {
-                    progress.update(meta.len());
-                }
-            }
-        }
-    };
-    let written = probe.metadata().map(|m| m.len()).map_err(io);
-    Ok((status, written, errors.await.unwrap_or_default()))
+    output: &'a Output,
+    progress: Progress<'a>,
 }
 
-/// Compressed: tar's output streams through the server's parallel gzip.
-async fn piped(
-    mut cmd: tokio::process::Command,
-    prefix: Vec<u8>,
-    output: &Output,
-    mut progress: Progress<'_>,
-) -> Result<Archived, Error> {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .spawn()
-        .map_err(|e| Error::Runtime(format!("running tar: {e}")))?;
-    let stdout = child.stdout.take().expect("piped stdout");
-    let errors = collect(child.stderr.take());
-    let mut sent = 0u64;
-    let stream = tokio_util::io::ReaderStream::with_capacity(stdout, 1 << 20).map(
-        move |chunk: std::io::Result<Bytes>| {
-            let chunk = chunk.map_err(|e| Error::Runtime(format!("reading tar's output: {e}")))?;
-            sent += chunk.len() as u64;
-            progress.update(sent);
-            Ok(chunk)
-        },
-    );
-    let written = output.write(prefix, stream, true).await;
-    let status = child
-        .wait()
-        .await
-        .map_err(|e| Error::Runtime(format!("tar: {e}")))?;
-    Ok((status, written, errors.await.unwrap_or_default()))
+impl TarRun<'_> {
+    /// Uncompressed: tar writes straight into the output file, after the
+    /// settings entry; the server only watches the file grow.
+    async fn direct(mut self) -> Result<Archived, Error> {
+        let io = |e: std::io::Error| Error::Runtime(format!("writing the export: {e}"));
+        let mut file = self.output.create_temp()?;
+        std::io::Write::write_all(&mut file, &self.prefix).map_err(io)?;
+        let probe = file.try_clone().map_err(io)?;
+        let mut child = self
+            .cmd
+            .stdout(Stdio::from(file))
+            .spawn()
+            .map_err(|e| Error::Runtime(format!("running tar: {e}")))?;
+        let errors = collect(child.stderr.take());
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
+        let status = loop {
+            tokio::select! {
+                status = child.wait() => break status.map_err(|e| Error::Runtime(format!("tar: {e}")))?,
+                _ = tick.tick() => {
+                    if let Ok(meta) = probe.metadata() {
+                        self.progress.update(meta.len());
+                    }
+                }
+            }
+        };
+        let written = probe.metadata().map(|m| m.len()).map_err(io);
+        Ok((status, written, errors.await.unwrap_or_default()))
+    }
+
+    /// Compressed: tar's output streams through the server's parallel gzip.
+    async fn piped(mut self) -> Result<Archived, Error> {
+        let mut child = self
+            .cmd
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|e| Error::Runtime(format!("running tar: {e}")))?;
+        let stdout = child.stdout.take().expect("piped stdout");
+        let errors = collect(child.stderr.take());
+        let mut progress = self.progress;
+        let mut sent = 0u64;
+        let stream = tokio_util::io::ReaderStream::with_capacity(stdout, 1 << 20).map(
+            move |chunk: std::io::Result<Bytes>| {
+                let chunk =
+                    chunk.map_err(|e| Error::Runtime(format!("reading tar's output: {e}")))?;
+                sent += chunk.len() as u64;
+                progress.update(sent);
+                Ok(chunk)
+            },
+        );
+        let written = self.output.write(self.prefix, stream, true).await;
+        let status = child
+            .wait()
+            .await
+            .map_err(|e| Error::Runtime(format!("tar: {e}")))?;
+        Ok((status, written, errors.await.unwrap_or_default()))
+    }
 }
 
 /// Export the container `name` of `lxc_path` (running: `running`) into `output`.
@@ -235,10 +241,16 @@ pub async fn export(
         total,
         last: -1,
     };
+    let run = TarRun {
+        cmd,
+        prefix,
+        output: &output,
+        progress,
+    };
     let (status, written, errors) = if gzip {
-        piped(cmd, prefix, &output, progress).await?
+        run.piped().await?
     } else {
-        direct(cmd, prefix, &output, progress).await?
+        run.direct().await?
     };
     let stderr = errors;
     if running {

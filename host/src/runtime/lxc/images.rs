@@ -12,11 +12,12 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::conf::Record;
-use super::LxcRuntime;
+use super::{io_err, unix_now, LxcRuntime};
 use crate::runtime::archives::{self, Compression};
 use crate::runtime::catalog::{Catalog, CatalogError, Entry};
 use crate::runtime::{
-    CallContext, Error, ImageInfo, Images, PullRequest, RtResult, RuntimeKind, Source,
+    CallContext, Error, ImageInfo, ImageRef, Images, PullRequest, RemoveImage, RtResult,
+    RuntimeKind, Source,
 };
 
 /// What the store records about an image.
@@ -76,12 +77,6 @@ fn key(reference: &str) -> String {
         }
     }
     out
-}
-
-use crate::queue::model::now;
-
-fn io_err(what: &str, path: &Path, e: std::io::Error) -> Error {
-    Error::Runtime(format!("{what} {}: {e}", path.display()))
 }
 
 /// A file being written; removed when dropped before [`Partial::keep`].
@@ -207,7 +202,7 @@ impl Store {
             reference: reference.to_string(),
             id: format!("sha256:{digest}"),
             size,
-            created: now(),
+            created: unix_now(),
             file,
             location,
             version,
@@ -416,12 +411,7 @@ async fn check_archive(
     max_expanded: u64,
 ) -> Result<Compression, archives::ArchiveError> {
     tokio::task::spawn_blocking(move || {
-        archives::scan(
-            file,
-            max_expanded,
-            crate::runtime::docker::archive::CONFIG_ENTRY,
-        )
-        .map(|s| s.compression)
+        archives::scan(file, max_expanded, archives::CONFIG_ENTRY).map(|s| s.compression)
     })
     .await
     .unwrap_or_else(|e| {
@@ -429,6 +419,15 @@ async fn check_archive(
             source: std::io::Error::other(e.to_string()),
         })
     })
+}
+
+impl LxcRuntime {
+    /// The image a reference or id names, or `no such image`.
+    pub(super) fn find_image(&self, reference: &str) -> RtResult<ImageRecord> {
+        self.store
+            .find(reference)
+            .ok_or_else(|| Error::NotFound(format!("no such image: {reference}")))
+    }
 }
 
 #[async_trait]
@@ -458,34 +457,18 @@ impl Images for LxcRuntime {
         Ok(record.info())
     }
 
-    async fn image_inspect(
-        &self,
-        _cx: &CallContext,
-        _kind: RuntimeKind,
-        reference: String,
-    ) -> RtResult<ImageInfo> {
-        self.store
-            .find(&reference)
-            .map(|r| r.info())
-            .ok_or_else(|| Error::NotFound(format!("no such image: {reference}")))
+    async fn image_inspect(&self, _cx: &CallContext, image: ImageRef) -> RtResult<ImageInfo> {
+        Ok(self.find_image(&image.reference)?.info())
     }
 
     async fn image_list(&self, _cx: &CallContext, _kind: RuntimeKind) -> RtResult<Vec<ImageInfo>> {
         Ok(self.store.list().iter().map(|r| r.info()).collect())
     }
 
-    async fn image_remove(
-        &self,
-        _cx: &CallContext,
-        _kind: RuntimeKind,
-        reference: String,
-        force: bool,
-    ) -> RtResult<Vec<String>> {
-        let record = self
-            .store
-            .find(&reference)
-            .ok_or_else(|| Error::NotFound(format!("no such image: {reference}")))?;
-        if !force {
+    async fn image_remove(&self, _cx: &CallContext, req: RemoveImage) -> RtResult<Vec<String>> {
+        let reference = &req.image.reference;
+        let record = self.find_image(reference)?;
+        if !req.force {
             let users: Vec<String> = self
                 .names()
                 .into_iter()

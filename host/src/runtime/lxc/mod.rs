@@ -84,6 +84,15 @@ pub struct LxcRuntime {
     sampler: crate::runtime::usage::Sampler,
 }
 
+/// Seconds since the Unix epoch (0 on a clock set before it): when an
+/// image or a container was made, as their records keep it.
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
 fn io_err(what: &str, path: &Path, e: std::io::Error) -> Error {
     Error::Runtime(format!("{what} {}: {e}", path.display()))
 }
@@ -320,10 +329,7 @@ impl LxcRuntime {
             image_id: image.id.clone(),
             lease: Some(lease.clone()),
             ports: ports.to_vec(),
-            created: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs() as i64)
-                .unwrap_or(0),
+            created: unix_now(),
             create: conf::create_settings(spec, ports),
         };
         record.write(dir)?;

@@ -28,8 +28,8 @@ use std::path::Path;
 
 use super::idmap::IdMap;
 pub use crate::runtime::archives::Compression;
+use crate::runtime::archives::CONFIG_ENTRY;
 use crate::runtime::archives::{self, ArchiveError, Checker};
-use crate::runtime::docker::archive::CONFIG_ENTRY;
 use crate::runtime::Error;
 
 /// Open `path` decompressed (capped at `cap` expanded bytes).

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 
+use super::images::ArchiveFile;
 use super::ContainerRef;
 use crate::runtime::{
     CallContext, ContainerEntry, ContainerExtra, ContainerSpec, ContainerSummary, Error,
@@ -40,6 +41,132 @@ pub const LIST: &str = "containers.list";
 /// The engine's version (no WIT call).
 pub const ENGINE_VERSION: &str = "engine.version";
 
+/// One resource sample per container, by the id or name it was asked by.
+pub type Usages = HashMap<String, Usage>;
+
+/// `containers.create-with`: a container with the networks, mounts and
+/// restart policy of an application category.
+#[derive(Debug, Clone)]
+pub struct CreateWith {
+    /// The container (its `runtime` is what the router routes on).
+    pub spec: ContainerSpec,
+    /// Its networks, mounts and restart policy.
+    pub extra: ContainerExtra,
+}
+
+/// `containers.create-on-network`: a container on the network `network` names.
+#[derive(Debug, Clone)]
+pub struct CreateOnNetwork {
+    /// The container (its `runtime` is what the router routes on).
+    pub spec: ContainerSpec,
+    /// The network it is created on.
+    pub network: NetworkChoice,
+}
+
+/// `containers.stop`, and a restart: a container stopped, killed when it
+/// has not stopped after `timeout_secs`.
+#[derive(Debug, Clone)]
+pub struct StopContainer {
+    /// The container stopped.
+    pub container: ContainerRef,
+    /// How long it has to stop before it is killed.
+    pub timeout_secs: u32,
+}
+
+impl StopContainer {
+    /// Stop `container`, killing it after `timeout_secs`.
+    pub fn new(container: ContainerRef, timeout_secs: u32) -> StopContainer {
+        StopContainer {
+            container,
+            timeout_secs,
+        }
+    }
+}
+
+/// `containers.remove`: a container, removed even while running when `force`.
+#[derive(Debug, Clone)]
+pub struct RemoveContainer {
+    /// The container removed.
+    pub container: ContainerRef,
+    /// Remove it even while it runs.
+    pub force: bool,
+}
+
+/// Container Station's `DELETE container/...`: a container, stopped first
+/// when running, with its anonymous volumes when `remove_volumes`.
+#[derive(Debug, Clone)]
+pub struct DeleteContainer {
+    /// The container deleted.
+    pub container: ContainerRef,
+    /// Remove its anonymous volumes too.
+    pub remove_volumes: bool,
+}
+
+/// `containers.logs`: the last `tail` lines of a container's output.
+#[derive(Debug, Clone)]
+pub struct ContainerLogs {
+    /// The container read.
+    pub container: ContainerRef,
+    /// How many lines, from the end.
+    pub tail: u32,
+}
+
+/// `containers.export-to-path`: a container's files and configuration, in
+/// one archive under the share root.
+#[derive(Debug, Clone)]
+pub struct ExportContainer {
+    /// The container exported.
+    pub container: ContainerRef,
+    /// Where the archive goes.
+    pub file: ArchiveFile,
+}
+
+/// `containers.import-image-from-path`: an export or a saved image, made
+/// the image `repository:tag` of runtime `kind`.
+#[derive(Debug, Clone)]
+pub struct ImportImage {
+    /// The runtime the image is made in.
+    pub kind: RuntimeKind,
+    /// The archive's path under the share root.
+    pub path: String,
+    /// The new image's repository.
+    pub repository: String,
+    /// The new image's tag.
+    pub tag: String,
+}
+
+/// `containers.list-labelled`: the containers of `kind` whose label `key`
+/// is `value`.
+#[derive(Debug, Clone)]
+pub struct LabelQuery {
+    /// The runtime listed.
+    pub kind: RuntimeKind,
+    /// The label's key.
+    pub key: String,
+    /// The value it must have.
+    pub value: String,
+}
+
+impl LabelQuery {
+    /// The Docker containers whose label `key` is `value`.
+    pub fn docker(key: impl Into<String>, value: impl Into<String>) -> LabelQuery {
+        LabelQuery {
+            kind: RuntimeKind::Docker,
+            key: key.into(),
+            value: value.into(),
+        }
+    }
+}
+
+/// A resource sample of some containers of `kind`.
+#[derive(Debug, Clone)]
+pub struct UsageQuery {
+    /// The runtime sampled.
+    pub kind: RuntimeKind,
+    /// The containers, by id or name.
+    pub containers: Vec<String>,
+}
+
 /// A backend for the `containers` interface (and the container routes).
 /// Calls that name a container take a [`ContainerRef`]: the router has
 /// routed on its `kind`, the backend reads its `id`.
@@ -56,12 +183,7 @@ pub trait Containers: Send + Sync {
     }
     /// Create a container with the networks, mounts and restart policy of
     /// `extra` (the `containers.create-with` call of the application categories).
-    async fn container_create_with(
-        &self,
-        cx: &CallContext,
-        spec: ContainerSpec,
-        extra: ContainerExtra,
-    ) -> RtResult<String> {
+    async fn container_create_with(&self, cx: &CallContext, req: CreateWith) -> RtResult<String> {
         Err(self.unsupported(CREATE_WITH))
     }
     /// Create a container on the network `network` names (the
@@ -69,8 +191,7 @@ pub trait Containers: Send + Sync {
     async fn container_create_on_network(
         &self,
         cx: &CallContext,
-        spec: ContainerSpec,
-        network: NetworkChoice,
+        req: CreateOnNetwork,
     ) -> RtResult<String> {
         Err(self.unsupported(CREATE_ON_NETWORK))
     }
@@ -79,43 +200,25 @@ pub trait Containers: Send + Sync {
         Err(self.unsupported(START))
     }
     /// Stop a container.
-    async fn container_stop(
-        &self,
-        cx: &CallContext,
-        c: &ContainerRef,
-        timeout_secs: u32,
-    ) -> RtResult<()> {
+    async fn container_stop(&self, cx: &CallContext, req: StopContainer) -> RtResult<()> {
         Err(self.unsupported(STOP))
     }
     /// Restart a container: stop (killing it after `timeout_secs`), then start.
-    async fn container_restart(
-        &self,
-        cx: &CallContext,
-        c: &ContainerRef,
-        timeout_secs: u32,
-    ) -> RtResult<()> {
-        self.container_stop(cx, c, timeout_secs).await?;
-        self.container_start(cx, c).await
+    async fn container_restart(&self, cx: &CallContext, req: StopContainer) -> RtResult<()> {
+        self.container_stop(cx, req.clone()).await?;
+        self.container_start(cx, &req.container).await
     }
     /// Remove a container.
-    async fn container_remove(
-        &self,
-        cx: &CallContext,
-        c: &ContainerRef,
-        force: bool,
-    ) -> RtResult<()> {
+    async fn container_remove(&self, cx: &CallContext, req: RemoveContainer) -> RtResult<()> {
         Err(self.unsupported(REMOVE))
     }
     /// Delete a container as Container Station's `DELETE container/...`
     /// does: a running one is stopped first; its anonymous volumes go too
     /// when `remove_volumes`. The default removes it by force and keeps volumes.
-    async fn container_delete(
-        &self,
-        cx: &CallContext,
-        c: &ContainerRef,
-        remove_volumes: bool,
-    ) -> RtResult<()> {
-        self.container_remove(cx, c, true).await
+    async fn container_delete(&self, cx: &CallContext, req: DeleteContainer) -> RtResult<()> {
+        let (container, force) = (req.container, true);
+        self.container_remove(cx, RemoveContainer { container, force })
+            .await
     }
     /// Every container of the runtime `kind`, running or not.
     async fn container_list(
@@ -152,31 +255,19 @@ pub trait Containers: Send + Sync {
     async fn container_list_labelled(
         &self,
         cx: &CallContext,
-        kind: RuntimeKind,
-        key: String,
-        value: String,
+        req: LabelQuery,
     ) -> RtResult<Vec<ContainerSummary>> {
         Err(self.unsupported(LIST_LABELLED))
     }
     /// One resource sample of each running container of `containers`
     /// (ids or names), taken concurrently; a container that could not be
     /// sampled is left out. The default samples nothing.
-    async fn container_usage(
-        &self,
-        cx: &CallContext,
-        kind: RuntimeKind,
-        containers: Vec<String>,
-    ) -> RtResult<HashMap<String, Usage>> {
+    async fn container_usage(&self, cx: &CallContext, req: UsageQuery) -> RtResult<Usages> {
         Ok(HashMap::new())
     }
     /// The last `tail` lines of a container's output (Docker: stdout and
     /// stderr from the engine; LXC: the console log).
-    async fn container_logs(
-        &self,
-        cx: &CallContext,
-        c: &ContainerRef,
-        tail: u32,
-    ) -> RtResult<String> {
+    async fn container_logs(&self, cx: &CallContext, req: ContainerLogs) -> RtResult<String> {
         Err(self.unsupported(LOGS))
     }
     /// Inspect a container (JSON text).
@@ -184,14 +275,7 @@ pub trait Containers: Send + Sync {
         Err(self.unsupported(INSPECT))
     }
     /// Export a container to a file under the share root.
-    async fn container_export(
-        &self,
-        cx: &CallContext,
-        c: &ContainerRef,
-        path: String,
-        gzip: bool,
-        overwrite: bool,
-    ) -> RtResult<u64> {
+    async fn container_export(&self, cx: &CallContext, req: ExportContainer) -> RtResult<u64> {
         Err(self.unsupported(EXPORT_TO_PATH))
     }
     /// The configuration recorded in an export archive.
@@ -199,14 +283,7 @@ pub trait Containers: Send + Sync {
         Err(self.unsupported(READ_ARCHIVE_CONFIG))
     }
     /// Import an archive's files as an image.
-    async fn image_import(
-        &self,
-        cx: &CallContext,
-        kind: RuntimeKind,
-        path: String,
-        repository: String,
-        tag: String,
-    ) -> RtResult<String> {
+    async fn image_import(&self, cx: &CallContext, req: ImportImage) -> RtResult<String> {
         Err(self.unsupported(IMPORT_IMAGE_FROM_PATH))
     }
     /// The version of the engine or tools behind `kind`.

@@ -23,6 +23,79 @@ pub const PUSH: &str = "images.push";
 /// `images.save-to-path`.
 pub const SAVE_TO_PATH: &str = "images.save-to-path";
 
+/// An image as a call names it: the runtime it lives in (what the router
+/// routes on) and its reference (what the backend reads).
+#[derive(Debug, Clone)]
+pub struct ImageRef {
+    /// The runtime the image belongs to.
+    pub kind: RuntimeKind,
+    /// Its reference (`name:tag`) or id.
+    pub reference: String,
+}
+
+impl ImageRef {
+    /// The image `reference` of runtime `kind`.
+    pub fn new(kind: RuntimeKind, reference: impl Into<String>) -> ImageRef {
+        ImageRef {
+            kind,
+            reference: reference.into(),
+        }
+    }
+}
+
+/// `images.remove`: an image, and whether to remove it even while in use.
+#[derive(Debug, Clone)]
+pub struct RemoveImage {
+    /// The image to remove.
+    pub image: ImageRef,
+    /// Remove it even while in use.
+    pub force: bool,
+}
+
+/// `images.tag` (Docker's): name the image `source` `repository:tag` too.
+#[derive(Debug, Clone)]
+pub struct TagImage {
+    /// The image tagged: a reference or an id.
+    pub source: String,
+    /// The new name's repository.
+    pub repository: String,
+    /// The new name's tag.
+    pub tag: String,
+}
+
+/// `images.push` (Docker's): send `repository:tag` to `registry`.
+#[derive(Debug, Clone)]
+pub struct PushImage {
+    /// The repository pushed.
+    pub repository: String,
+    /// The tag pushed.
+    pub tag: String,
+    /// The registry whose credentials the push uses (empty: Docker Hub).
+    pub registry: String,
+    /// The credentials to use; none: the ones remembered for `registry`.
+    pub credential: Option<Credential>,
+}
+
+/// The file a save or an export writes, under the share root.
+#[derive(Debug, Clone)]
+pub struct ArchiveFile {
+    /// Its path under the share root.
+    pub path: String,
+    /// Compress it with gzip.
+    pub gzip: bool,
+    /// Replace a file already there (otherwise such a file is an error).
+    pub overwrite: bool,
+}
+
+/// `images.save-to-path` (Docker's): the images `references`, in one archive.
+#[derive(Debug, Clone)]
+pub struct SaveImages {
+    /// The images saved.
+    pub references: Vec<String>,
+    /// Where the archive goes.
+    pub file: ArchiveFile,
+}
+
 /// A backend for the `images` interface. Tagging, pushing and saving are
 /// Docker's; their defaults refuse.
 #[async_trait]
@@ -50,12 +123,7 @@ pub trait Images: Send + Sync {
         Err(self.unsupported(PULL))
     }
     /// Inspect an image.
-    async fn image_inspect(
-        &self,
-        cx: &CallContext,
-        kind: RuntimeKind,
-        reference: String,
-    ) -> RtResult<ImageInfo> {
+    async fn image_inspect(&self, cx: &CallContext, image: ImageRef) -> RtResult<ImageInfo> {
         Err(self.unsupported(INSPECT))
     }
     /// List images.
@@ -63,45 +131,19 @@ pub trait Images: Send + Sync {
         Err(self.unsupported(LIST))
     }
     /// Remove an image; returns what was removed.
-    async fn image_remove(
-        &self,
-        cx: &CallContext,
-        kind: RuntimeKind,
-        reference: String,
-        force: bool,
-    ) -> RtResult<Vec<String>> {
+    async fn image_remove(&self, cx: &CallContext, req: RemoveImage) -> RtResult<Vec<String>> {
         Err(self.unsupported(REMOVE))
     }
     /// Tag an image.
-    async fn image_tag(
-        &self,
-        cx: &CallContext,
-        source: String,
-        repository: String,
-        tag: String,
-    ) -> RtResult<()> {
+    async fn image_tag(&self, cx: &CallContext, req: TagImage) -> RtResult<()> {
         Err(self.unsupported(TAG))
     }
     /// Push an image, reporting progress.
-    async fn image_push(
-        &self,
-        cx: &CallContext,
-        repository: String,
-        tag: String,
-        registry: String,
-        credential: Option<Credential>,
-    ) -> RtResult<()> {
+    async fn image_push(&self, cx: &CallContext, req: PushImage) -> RtResult<()> {
         Err(self.unsupported(PUSH))
     }
     /// Save images to a file under the share root.
-    async fn image_save(
-        &self,
-        cx: &CallContext,
-        references: Vec<String>,
-        path: String,
-        gzip: bool,
-        overwrite: bool,
-    ) -> RtResult<u64> {
+    async fn image_save(&self, cx: &CallContext, req: SaveImages) -> RtResult<u64> {
         Err(self.unsupported(SAVE_TO_PATH))
     }
 }
