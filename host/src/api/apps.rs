@@ -118,7 +118,7 @@ async fn describe(
         Some(p) => p.to_string(),
         None => rt
             .apps
-            .app_read_file(cx, name.to_string(), APP_COMPOSE.into())
+            .app_read_file(cx, crate::runtime::AppFile::new(name, APP_COMPOSE))
             .await
             .ok()
             .and_then(|text| wizard::first_host_port(&text))
@@ -153,7 +153,7 @@ async fn reaches(state: &AppState, cx: &CallContext, name: &str) -> bool {
     state
         .runtime
         .apps
-        .app_read_file(cx, name.to_string(), APP_OWNER_FILE.to_string())
+        .app_read_file(cx, crate::runtime::AppFile::new(name, APP_OWNER_FILE))
         .await
         .is_ok_and(|owner| owner.trim() == cx.user)
 }
@@ -394,7 +394,10 @@ pub async fn delete(
     }
     let networks = rt
         .networks
-        .network_list(&cx, PROJECT_LABEL.into(), project.clone())
+        .network_list(
+            &cx,
+            crate::runtime::Label::new(PROJECT_LABEL, project.clone()),
+        )
         .await
         .map_err(runtime_error)?;
     for n in networks {
@@ -406,7 +409,7 @@ pub async fn delete(
     if query.remove_volumes {
         let volumes = rt
             .volumes
-            .volume_list(&cx, PROJECT_LABEL.into(), project)
+            .volume_list(&cx, crate::runtime::Label::new(PROJECT_LABEL, project))
             .await
             .map_err(runtime_error)?;
         for v in volumes {

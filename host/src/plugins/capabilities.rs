@@ -20,7 +20,9 @@ use crate::runtime::traits::{
     app_folders, containers as container_calls, credentials as credential_calls,
     images as image_calls, networks as network_calls, volumes as volume_calls,
 };
-use crate::runtime::{Backends, CallContext, ContainerRef};
+use crate::runtime::{
+    AppFile, Backends, CallContext, ContainerRef, InstallTemplate, Label, Labelled,
+};
 
 type HostResult<T> = wasmtime::Result<Result<T, WitError>>;
 
@@ -422,57 +424,50 @@ impl PluginState {
     }
 }
 
-impl networks::Host for PluginState {
-    async fn create(&mut self, name: String, labels: Vec<(String, String)>) -> HostResult<String> {
-        let created = Created::Network(name.clone());
-        let id = self
-            .runtime_call(network_calls::CREATE, |rt, cx| async move {
-                rt.networks.network_create(&cx, name, labels).await
-            })
-            .await?;
-        Ok(self.remember(id, |_| created))
-    }
+/// The glue of `networks` and `volumes`, two interfaces of one shape:
+/// create (noted for [`PluginState::created`]), remove, and list by label,
+/// each on its own backend, under its own call names.
+macro_rules! labelled_host {
+    ($interface:ident($calls:ident, $created:ident):
+     $create:ident -> $id:ty, $remove:ident, $list:ident -> $info:ty) => {
+        impl $interface::Host for PluginState {
+            async fn create(
+                &mut self,
+                name: String,
+                labels: Vec<(String, String)>,
+            ) -> HostResult<$id> {
+                let created = Created::$created(name.clone());
+                let req = Labelled { name, labels };
+                let done = self
+                    .runtime_call($calls::CREATE, |rt, cx| async move {
+                        rt.$interface.$create(&cx, req).await
+                    })
+                    .await?;
+                Ok(self.remember(done, |_| created))
+            }
 
-    async fn remove(&mut self, name: String) -> HostResult<()> {
-        self.runtime_call(network_calls::REMOVE, |rt, cx| async move {
-            rt.networks.network_remove(&cx, name).await
-        })
-        .await
-    }
+            async fn remove(&mut self, name: String) -> HostResult<()> {
+                self.runtime_call($calls::REMOVE, |rt, cx| async move {
+                    rt.$interface.$remove(&cx, name).await
+                })
+                .await
+            }
 
-    async fn list(&mut self, key: String, value: String) -> HostResult<Vec<NetworkInfo>> {
-        self.runtime_call(network_calls::LIST, |rt, cx| async move {
-            rt.networks.network_list(&cx, key, value).await
-        })
-        .await
-    }
+            async fn list(&mut self, key: String, value: String) -> HostResult<Vec<$info>> {
+                let label = Label { key, value };
+                self.runtime_call($calls::LIST, |rt, cx| async move {
+                    rt.$interface.$list(&cx, label).await
+                })
+                .await
+            }
+        }
+    };
 }
 
-impl volumes::Host for PluginState {
-    async fn create(&mut self, name: String, labels: Vec<(String, String)>) -> HostResult<()> {
-        let created = Created::Volume(name.clone());
-        let done = self
-            .runtime_call(volume_calls::CREATE, |rt, cx| async move {
-                rt.volumes.volume_create(&cx, name, labels).await
-            })
-            .await?;
-        Ok(self.remember(done, |_| created))
-    }
-
-    async fn remove(&mut self, name: String) -> HostResult<()> {
-        self.runtime_call(volume_calls::REMOVE, |rt, cx| async move {
-            rt.volumes.volume_remove(&cx, name).await
-        })
-        .await
-    }
-
-    async fn list(&mut self, key: String, value: String) -> HostResult<Vec<VolumeInfo>> {
-        self.runtime_call(volume_calls::LIST, |rt, cx| async move {
-            rt.volumes.volume_list(&cx, key, value).await
-        })
-        .await
-    }
-}
+labelled_host!(networks(network_calls, Network):
+    network_create -> String, network_remove, network_list -> NetworkInfo);
+labelled_host!(volumes(volume_calls, Volume):
+    volume_create -> (), volume_remove, volume_list -> VolumeInfo);
 
 // The repository and the store's lookups are configuration reads, like
 // `images.resolve`: allowed in `validate`, so they go to the runtime
@@ -511,11 +506,14 @@ impl app_store::Host for PluginState {
         replace: bool,
     ) -> HostResult<()> {
         let created = (!replace).then(|| Created::AppFolder(name.clone()));
+        let req = InstallTemplate {
+            app: name,
+            template,
+            replace,
+        };
         let done = self
             .runtime_call(app_folders::INSTALL_TEMPLATE, |rt, cx| async move {
-                rt.apps
-                    .app_install_template(&cx, name, template, replace)
-                    .await
+                rt.apps.app_install_template(&cx, req).await
             })
             .await?;
         if let (Ok(()), Some(created)) = (&done, created) {
@@ -526,14 +524,15 @@ impl app_store::Host for PluginState {
 
     async fn read_file(&mut self, name: String, path: String) -> HostResult<String> {
         self.runtime_call(app_folders::READ_FILE, |rt, cx| async move {
-            rt.apps.app_read_file(&cx, name, path).await
+            rt.apps.app_read_file(&cx, AppFile::new(name, path)).await
         })
         .await
     }
 
     async fn write_file(&mut self, name: String, path: String, content: String) -> HostResult<()> {
         self.runtime_call(app_folders::WRITE_FILE, |rt, cx| async move {
-            rt.apps.app_write_file(&cx, name, path, content).await
+            let file = AppFile::new(name, path);
+            rt.apps.app_write_file(&cx, file, content).await
         })
         .await
     }

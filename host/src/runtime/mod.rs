@@ -39,8 +39,8 @@ pub use crate::wit::{
 };
 
 pub use traits::{
-    AppFolders, Backends, ContainerRef, Containers, Credentials, Engine, Images, Networks,
-    NoAppStore, Templates, Unavailable, Volumes,
+    AppFile, AppFolders, Backend, Backends, ContainerRef, Containers, Credentials, Engine, Images,
+    InstallTemplate, Label, Labelled, Networks, NoAppStore, Templates, Unavailable, Volumes,
 };
 
 /// Who a host call works for.

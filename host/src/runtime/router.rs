@@ -81,6 +81,8 @@ impl Runtimes {
     }
 }
 
+impl super::Backend for Runtimes {}
+
 #[async_trait]
 impl Images for Runtimes {
     fn resolve_source(&self, source: &Source) -> RtResult<String> {
@@ -316,6 +318,7 @@ mod tests {
 
     struct Named(&'static str);
 
+    impl crate::runtime::Backend for Named {}
     impl Images for Named {}
 
     #[async_trait]
