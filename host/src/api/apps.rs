@@ -454,12 +454,14 @@ fn template_error(app: &str, e: crate::runtime::Error) -> AppError {
     match e {
         crate::runtime::Error::NotFound(m) => AppError::not_found("unknown_template", m),
         // No repository (or no store) on this server: it has no templates.
-        crate::runtime::Error::Other(m)
+        crate::runtime::Error::Other(m) | crate::runtime::Error::Unsupported(m)
             if m.contains("is configured") || m.contains("no application store") =>
         {
             AppError::not_found("unknown_template", m)
         }
-        crate::runtime::Error::Other(m) | crate::runtime::Error::Runtime(m) => AppError::new(
+        crate::runtime::Error::Other(m)
+        | crate::runtime::Error::Unsupported(m)
+        | crate::runtime::Error::Runtime(m) => AppError::new(
             axum::http::StatusCode::BAD_GATEWAY,
             "repository_error",
             format!("template {app}: {m}"),

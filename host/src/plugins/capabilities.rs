@@ -21,10 +21,15 @@ use crate::runtime::traits::{
     images as image_calls, networks as network_calls, volumes as volume_calls,
 };
 use crate::runtime::{
-    AppFile, Backends, CallContext, ContainerRef, InstallTemplate, Label, Labelled,
+    AppFile, Backends, CallContext, ContainerRef, Error, InstallTemplate, Label, Labelled, RtResult,
 };
 
 type HostResult<T> = wasmtime::Result<Result<T, WitError>>;
+
+/// A runtime answer as the guest receives it (an unsupported call as `other`).
+fn wit<T>(result: RtResult<T>) -> HostResult<T> {
+    Ok(result.map_err(WitError::from))
+}
 
 impl PluginState {
     fn call_context(&self, what: &str) -> Result<(Backends, CallContext, Durable), WitError> {
@@ -48,7 +53,7 @@ impl PluginState {
     async fn runtime_call<T, F, Fut>(&mut self, what: &'static str, call: F) -> HostResult<T>
     where
         F: FnOnce(Backends, CallContext) -> Fut,
-        Fut: Future<Output = Result<T, WitError>> + Send,
+        Fut: Future<Output = RtResult<T>> + Send,
     {
         let (runtime, cx, durable) = match self.call_context(what) {
             Ok(v) => v,
@@ -64,14 +69,14 @@ impl PluginState {
         let cancel = cx.cancel.clone();
         let result = tokio::select! {
             r = call(runtime, cx) => r,
-            _ = cancel.cancelled() => Err(WitError::Cancelled),
+            _ = cancel.cancelled() => Err(Error::Cancelled),
         };
         self.budget.credit(started);
         crate::metrics::plugin_call(&self.plugin, what, result.is_ok());
         if cancel.is_cancelled() {
             return Err(wasmtime::Error::new(CancelledTrap));
         }
-        Ok(result)
+        wit(result)
     }
 }
 
@@ -149,7 +154,7 @@ impl task::Host for PluginState {
 
 impl images::Host for PluginState {
     async fn resolve(&mut self, source: Source) -> HostResult<String> {
-        Ok(self.runtime.images.resolve_source(&source))
+        wit(self.runtime.images.resolve_source(&source))
     }
 
     async fn pull(&mut self, request: PullRequest) -> HostResult<ImageInfo> {
@@ -474,29 +479,29 @@ labelled_host!(volumes(volume_calls, Volume):
 // directly rather than through `runtime_call` (which needs a task).
 impl repository::Host for PluginState {
     async fn list(&mut self) -> HostResult<Vec<Template>> {
-        Ok(self.runtime.templates.template_list().await)
+        wit(self.runtime.templates.template_list().await)
     }
 
     async fn get(&mut self, name: String) -> HostResult<Template> {
-        Ok(self.runtime.templates.template_get(name).await)
+        wit(self.runtime.templates.template_get(name).await)
     }
 
     async fn read_file(&mut self, name: String, path: String) -> HostResult<String> {
-        Ok(self.runtime.templates.template_read(name, path).await)
+        wit(self.runtime.templates.template_read(name, path).await)
     }
 }
 
 impl app_store::Host for PluginState {
     async fn record(&mut self, name: String) -> HostResult<Option<String>> {
-        Ok(self.runtime.apps.app_record(name).await)
+        wit(self.runtime.apps.app_record(name).await)
     }
 
     async fn records(&mut self) -> HostResult<Vec<(String, String)>> {
-        Ok(self.runtime.apps.app_records().await)
+        wit(self.runtime.apps.app_records().await)
     }
 
     async fn folder(&mut self, name: String) -> HostResult<String> {
-        Ok(self.runtime.apps.app_folder(name).await)
+        wit(self.runtime.apps.app_folder(name).await)
     }
 
     async fn install_template(

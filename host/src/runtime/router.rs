@@ -77,7 +77,7 @@ impl Runtimes {
     fn apps(&self) -> RtResult<&AppStore> {
         self.apps
             .as_deref()
-            .ok_or_else(|| Error::Other("this server has no application store".into()))
+            .ok_or_else(|| Error::Unsupported("this server has no application store".into()))
     }
 }
 

@@ -109,7 +109,7 @@ struct Parts<'a> {
 
 impl super::Backend for LxcRuntime {
     fn unsupported(&self, what: &str) -> Error {
-        Error::Other(format!("{what} is not supported for LXC containers"))
+        Error::Unsupported(format!("{what} is not supported for LXC containers"))
     }
 }
 

@@ -94,7 +94,7 @@ impl Label {
 pub trait Backend: Send + Sync {
     /// The answer of a call this backend does not serve.
     fn unsupported(&self, what: &str) -> Error {
-        Error::Other(format!("{what} is not supported by this runtime"))
+        Error::Unsupported(format!("{what} is not supported by this runtime"))
     }
 }
 
@@ -197,7 +197,7 @@ pub struct NoAppStore;
 
 impl Backend for NoAppStore {
     fn unsupported(&self, _what: &str) -> Error {
-        Error::Other("this server has no application store".into())
+        Error::Unsupported("this server has no application store".into())
     }
 }
 
