@@ -119,7 +119,7 @@ async fn describe(
         Some(p) => p.to_string(),
         None => rt
             .apps
-            .app_read_file(cx, name.to_string(), APP_COMPOSE.into())
+            .app_read_file(cx, crate::runtime::AppFile::new(name, APP_COMPOSE))
             .await
             .ok()
             .and_then(|text| wizard::first_host_port(&text))
@@ -154,7 +154,7 @@ async fn reaches(state: &AppState, cx: &CallContext, name: &str) -> bool {
     state
         .runtime
         .apps
-        .app_read_file(cx, name.to_string(), APP_OWNER_FILE.to_string())
+        .app_read_file(cx, crate::runtime::AppFile::new(name, APP_OWNER_FILE))
         .await
         .is_ok_and(|owner| owner.trim() == cx.user)
 }
@@ -391,7 +391,10 @@ pub async fn delete(
     }
     let networks = rt
         .networks
-        .network_list(&cx, PROJECT_LABEL.into(), project.clone())
+        .network_list(
+            &cx,
+            crate::runtime::Label::new(PROJECT_LABEL, project.clone()),
+        )
         .await
         .map_err(runtime_error)?;
     for n in networks {
@@ -403,7 +406,7 @@ pub async fn delete(
     if query.remove_volumes {
         let volumes = rt
             .volumes
-            .volume_list(&cx, PROJECT_LABEL.into(), project)
+            .volume_list(&cx, crate::runtime::Label::new(PROJECT_LABEL, project))
             .await
             .map_err(runtime_error)?;
         for v in volumes {
@@ -448,12 +451,14 @@ fn template_error(app: &str, e: crate::runtime::Error) -> AppError {
     match e {
         crate::runtime::Error::NotFound(m) => AppError::not_found("unknown_template", m),
         // No repository (or no store) on this server: it has no templates.
-        crate::runtime::Error::Other(m)
+        crate::runtime::Error::Other(m) | crate::runtime::Error::Unsupported(m)
             if m.contains("is configured") || m.contains("no application store") =>
         {
             AppError::not_found("unknown_template", m)
         }
-        crate::runtime::Error::Other(m) | crate::runtime::Error::Runtime(m) => AppError::new(
+        crate::runtime::Error::Other(m)
+        | crate::runtime::Error::Unsupported(m)
+        | crate::runtime::Error::Runtime(m) => AppError::new(
             axum::http::StatusCode::BAD_GATEWAY,
             "repository_error",
             format!("template {app}: {m}"),

@@ -53,7 +53,9 @@ pub(crate) fn context(user: &CurrentUser) -> CallContext {
 }
 
 /// A runtime error as an API error: the variant picks the status, the
-/// runtime's message is shown (it names the container, never a secret).
+/// runtime's message is shown (it names the container, never a secret),
+/// except for a failure of the host's own (`other`: a file it could not
+/// read or write), which is logged and answered 500.
 pub fn runtime_error(e: RtError) -> AppError {
     match e {
         RtError::InvalidParams(m) => AppError::bad_request("invalid_params", m),
@@ -62,7 +64,10 @@ pub fn runtime_error(e: RtError) -> AppError {
         RtError::Denied(m) => AppError::new(StatusCode::FORBIDDEN, "denied", m),
         RtError::Cancelled => AppError::new(StatusCode::CONFLICT, "cancelled", "cancelled"),
         RtError::Runtime(m) => AppError::new(StatusCode::BAD_GATEWAY, "runtime_error", m),
-        RtError::Other(m) => AppError::new(StatusCode::NOT_IMPLEMENTED, "runtime_unavailable", m),
+        RtError::Unsupported(m) => {
+            AppError::new(StatusCode::NOT_IMPLEMENTED, "runtime_unavailable", m)
+        }
+        RtError::Other(m) => AppError::internal(m),
     }
 }
 
@@ -517,6 +522,20 @@ pub async fn delete(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn an_unsupported_call_is_501_and_a_host_failure_500() {
+        use crate::runtime::{AppFolders, NoAppStore};
+        let unsupported = NoAppStore.app_records().await.unwrap_err();
+        let e = runtime_error(unsupported);
+        assert_eq!(e.status, StatusCode::NOT_IMPLEMENTED);
+        assert_eq!(e.reason, "runtime_unavailable");
+        assert_eq!(e.message, "this server has no application store");
+        let io = RtError::Other("path `a/b`: Permission denied (os error 13)".into());
+        let e = runtime_error(io);
+        assert_eq!(e.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(e.reason, "internal");
+    }
 
     #[test]
     fn container_ids_are_names_or_hex() {

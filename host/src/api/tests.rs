@@ -133,6 +133,7 @@ impl FixedContainers {
     }
 }
 
+impl crate::runtime::Backend for FixedContainers {}
 impl Images for FixedContainers {}
 impl Networks for FixedContainers {}
 impl Volumes for FixedContainers {}
@@ -149,7 +150,7 @@ impl Containers for FixedContainers {
     ) -> RtResult<Vec<ContainerEntry>> {
         match kind {
             RuntimeKind::Docker => Ok(self.entries.lock().clone()),
-            RuntimeKind::Lxc => Err(Containers::unsupported(
+            RuntimeKind::Lxc => Err(crate::runtime::Backend::unsupported(
                 self,
                 crate::runtime::traits::containers::LIST,
             )),

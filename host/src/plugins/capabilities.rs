@@ -21,9 +21,9 @@ use crate::runtime::traits::{
     images as image_calls, networks as network_calls, volumes as volume_calls,
 };
 use crate::runtime::{
-    ArchiveFile, Backends, CallContext, ContainerLogs, ContainerRef, CreateOnNetwork, CreateWith,
-    ExportContainer, ImageRef, ImportImage, LabelQuery, PushImage, RemoveContainer, RemoveImage,
-    SaveImages, StopContainer, TagImage,
+    AppFile, ArchiveFile, Backends, CallContext, ContainerLogs, ContainerRef, CreateOnNetwork,
+    CreateWith, Error, ExportContainer, ImageRef, ImportImage, InstallTemplate, Label, LabelQuery,
+    Labelled, PushImage, RemoveContainer, RemoveImage, RtResult, SaveImages, StopContainer, TagImage,
 };
 
 type HostResult<T> = wasmtime::Result<Result<T, WitError>>;
@@ -39,6 +39,11 @@ macro_rules! host_call {
             )
             .await
     };
+}
+
+/// A runtime answer as the guest receives it (an unsupported call as `other`).
+fn wit<T>(result: RtResult<T>) -> HostResult<T> {
+    Ok(result.map_err(WitError::from))
 }
 
 impl PluginState {
@@ -63,7 +68,7 @@ impl PluginState {
     async fn runtime_call<T, F, Fut>(&mut self, what: &'static str, call: F) -> HostResult<T>
     where
         F: FnOnce(Backends, CallContext) -> Fut,
-        Fut: Future<Output = Result<T, WitError>> + Send,
+        Fut: Future<Output = RtResult<T>> + Send,
     {
         let (runtime, cx, durable) = match self.call_context(what) {
             Ok(v) => v,
@@ -79,14 +84,14 @@ impl PluginState {
         let cancel = cx.cancel.clone();
         let result = tokio::select! {
             r = call(runtime, cx) => r,
-            _ = cancel.cancelled() => Err(WitError::Cancelled),
+            _ = cancel.cancelled() => Err(Error::Cancelled),
         };
         self.budget.credit(started);
         crate::metrics::plugin_call(&self.plugin, what, result.is_ok());
         if cancel.is_cancelled() {
             return Err(wasmtime::Error::new(CancelledTrap));
         }
-        Ok(result)
+        wit(result)
     }
 }
 
@@ -164,7 +169,7 @@ impl task::Host for PluginState {
 
 impl images::Host for PluginState {
     async fn resolve(&mut self, source: Source) -> HostResult<String> {
-        Ok(self.runtime.images.resolve_source(&source))
+        wit(self.runtime.images.resolve_source(&source))
     }
 
     async fn pull(&mut self, request: PullRequest) -> HostResult<ImageInfo> {
@@ -440,86 +445,79 @@ impl PluginState {
     }
 }
 
-impl networks::Host for PluginState {
-    async fn create(&mut self, name: String, labels: Vec<(String, String)>) -> HostResult<String> {
-        let created = Created::Network(name.clone());
-        let id = self
-            .runtime_call(network_calls::CREATE, |rt, cx| async move {
-                rt.networks.network_create(&cx, name, labels).await
-            })
-            .await?;
-        Ok(self.remember(id, |_| created))
-    }
+/// The glue of `networks` and `volumes`, two interfaces of one shape:
+/// create (noted for [`PluginState::created`]), remove, and list by label,
+/// each on its own backend, under its own call names.
+macro_rules! labelled_host {
+    ($interface:ident($calls:ident, $created:ident):
+     $create:ident -> $id:ty, $remove:ident, $list:ident -> $info:ty) => {
+        impl $interface::Host for PluginState {
+            async fn create(
+                &mut self,
+                name: String,
+                labels: Vec<(String, String)>,
+            ) -> HostResult<$id> {
+                let created = Created::$created(name.clone());
+                let req = Labelled { name, labels };
+                let done = self
+                    .runtime_call($calls::CREATE, |rt, cx| async move {
+                        rt.$interface.$create(&cx, req).await
+                    })
+                    .await?;
+                Ok(self.remember(done, |_| created))
+            }
 
-    async fn remove(&mut self, name: String) -> HostResult<()> {
-        self.runtime_call(network_calls::REMOVE, |rt, cx| async move {
-            rt.networks.network_remove(&cx, name).await
-        })
-        .await
-    }
+            async fn remove(&mut self, name: String) -> HostResult<()> {
+                self.runtime_call($calls::REMOVE, |rt, cx| async move {
+                    rt.$interface.$remove(&cx, name).await
+                })
+                .await
+            }
 
-    async fn list(&mut self, key: String, value: String) -> HostResult<Vec<NetworkInfo>> {
-        self.runtime_call(network_calls::LIST, |rt, cx| async move {
-            rt.networks.network_list(&cx, key, value).await
-        })
-        .await
-    }
+            async fn list(&mut self, key: String, value: String) -> HostResult<Vec<$info>> {
+                let label = Label { key, value };
+                self.runtime_call($calls::LIST, |rt, cx| async move {
+                    rt.$interface.$list(&cx, label).await
+                })
+                .await
+            }
+        }
+    };
 }
 
-impl volumes::Host for PluginState {
-    async fn create(&mut self, name: String, labels: Vec<(String, String)>) -> HostResult<()> {
-        let created = Created::Volume(name.clone());
-        let done = self
-            .runtime_call(volume_calls::CREATE, |rt, cx| async move {
-                rt.volumes.volume_create(&cx, name, labels).await
-            })
-            .await?;
-        Ok(self.remember(done, |_| created))
-    }
-
-    async fn remove(&mut self, name: String) -> HostResult<()> {
-        self.runtime_call(volume_calls::REMOVE, |rt, cx| async move {
-            rt.volumes.volume_remove(&cx, name).await
-        })
-        .await
-    }
-
-    async fn list(&mut self, key: String, value: String) -> HostResult<Vec<VolumeInfo>> {
-        self.runtime_call(volume_calls::LIST, |rt, cx| async move {
-            rt.volumes.volume_list(&cx, key, value).await
-        })
-        .await
-    }
-}
+labelled_host!(networks(network_calls, Network):
+    network_create -> String, network_remove, network_list -> NetworkInfo);
+labelled_host!(volumes(volume_calls, Volume):
+    volume_create -> (), volume_remove, volume_list -> VolumeInfo);
 
 // The repository and the store's lookups are configuration reads, like
 // `images.resolve`: allowed in `validate`, so they go to the runtime
 // directly rather than through `runtime_call` (which needs a task).
 impl repository::Host for PluginState {
     async fn list(&mut self) -> HostResult<Vec<Template>> {
-        Ok(self.runtime.templates.template_list().await)
+        wit(self.runtime.templates.template_list().await)
     }
 
     async fn get(&mut self, name: String) -> HostResult<Template> {
-        Ok(self.runtime.templates.template_get(name).await)
+        wit(self.runtime.templates.template_get(name).await)
     }
 
     async fn read_file(&mut self, name: String, path: String) -> HostResult<String> {
-        Ok(self.runtime.templates.template_read(name, path).await)
+        wit(self.runtime.templates.template_read(name, path).await)
     }
 }
 
 impl app_store::Host for PluginState {
     async fn record(&mut self, name: String) -> HostResult<Option<String>> {
-        Ok(self.runtime.apps.app_record(name).await)
+        wit(self.runtime.apps.app_record(name).await)
     }
 
     async fn records(&mut self) -> HostResult<Vec<(String, String)>> {
-        Ok(self.runtime.apps.app_records().await)
+        wit(self.runtime.apps.app_records().await)
     }
 
     async fn folder(&mut self, name: String) -> HostResult<String> {
-        Ok(self.runtime.apps.app_folder(name).await)
+        wit(self.runtime.apps.app_folder(name).await)
     }
 
     async fn install_template(
@@ -529,11 +527,14 @@ impl app_store::Host for PluginState {
         replace: bool,
     ) -> HostResult<()> {
         let created = (!replace).then(|| Created::AppFolder(name.clone()));
+        let req = InstallTemplate {
+            app: name,
+            template,
+            replace,
+        };
         let done = self
             .runtime_call(app_folders::INSTALL_TEMPLATE, |rt, cx| async move {
-                rt.apps
-                    .app_install_template(&cx, name, template, replace)
-                    .await
+                rt.apps.app_install_template(&cx, req).await
             })
             .await?;
         if let (Ok(()), Some(created)) = (&done, created) {
@@ -544,14 +545,15 @@ impl app_store::Host for PluginState {
 
     async fn read_file(&mut self, name: String, path: String) -> HostResult<String> {
         self.runtime_call(app_folders::READ_FILE, |rt, cx| async move {
-            rt.apps.app_read_file(&cx, name, path).await
+            rt.apps.app_read_file(&cx, AppFile::new(name, path)).await
         })
         .await
     }
 
     async fn write_file(&mut self, name: String, path: String, content: String) -> HostResult<()> {
         self.runtime_call(app_folders::WRITE_FILE, |rt, cx| async move {
-            rt.apps.app_write_file(&cx, name, path, content).await
+            let file = AppFile::new(name, path);
+            rt.apps.app_write_file(&cx, file, content).await
         })
         .await
     }

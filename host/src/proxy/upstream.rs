@@ -111,7 +111,10 @@ impl Upstreams {
         };
         let owner = self
             .apps
-            .app_read_file(&quiet, app.clone(), APP_OWNER_FILE.to_string())
+            .app_read_file(
+                &quiet,
+                crate::runtime::AppFile::new(app.clone(), APP_OWNER_FILE),
+            )
             .await
             .map(|o| o.trim().to_string())
             .map_err(|_| format!("application {app} has no recorded owner"))?;

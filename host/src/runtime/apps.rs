@@ -21,7 +21,10 @@ use super::beneath;
 use super::catalog::{Catalog, Location};
 use super::pins::{self, Pins};
 use super::storage::ShareRoot;
-use super::{AppFolders, CallContext, Error, MountSource, RtResult, Template, Templates};
+use super::{
+    AppFile, AppFolders, CallContext, Error, InstallTemplate, MountSource, RtResult, Template,
+    Templates,
+};
 
 /// The record of an application, inside its folder.
 pub const RECORD_FILE: &str = ".stevedore-app.json";
@@ -357,6 +360,8 @@ impl AppStore {
     }
 }
 
+impl super::Backend for AppStore {}
+
 #[async_trait]
 impl Templates for AppStore {
     async fn template_list(&self) -> RtResult<Vec<Template>> {
@@ -416,13 +421,12 @@ impl AppFolders for AppStore {
         Ok(self.folder_of(&name)?.display().to_string())
     }
 
-    async fn app_install_template(
-        &self,
-        _cx: &CallContext,
-        name: String,
-        template: String,
-        replace: bool,
-    ) -> RtResult<()> {
+    async fn app_install_template(&self, _cx: &CallContext, req: InstallTemplate) -> RtResult<()> {
+        let InstallTemplate {
+            app: name,
+            template,
+            replace,
+        } = req;
         let folder = self.folder_of(&name)?;
         let (t, location) = self.locate(&template).await?;
         if !replace {
@@ -441,12 +445,8 @@ impl AppFolders for AppStore {
         Ok(())
     }
 
-    async fn app_read_file(
-        &self,
-        _cx: &CallContext,
-        name: String,
-        path: String,
-    ) -> RtResult<String> {
+    async fn app_read_file(&self, _cx: &CallContext, file: AppFile) -> RtResult<String> {
+        let AppFile { app: name, path } = file;
         let bytes = self.read_in(&name, &path)?;
         let text = String::from_utf8(bytes)
             .map_err(|_| Error::Other(format!("application {name}: {path} is not UTF-8 text")))?;
@@ -456,13 +456,8 @@ impl AppFolders for AppStore {
         Ok(text)
     }
 
-    async fn app_write_file(
-        &self,
-        _cx: &CallContext,
-        name: String,
-        path: String,
-        content: String,
-    ) -> RtResult<()> {
+    async fn app_write_file(&self, _cx: &CallContext, file: AppFile, text: String) -> RtResult<()> {
+        let (AppFile { app: name, path }, content) = (file, text);
         self.open_folder(&name)
             .map_err(|_| Error::NotFound(format!("application {name}")))?;
         if relative("path", &path)? == Path::new(RECORD_FILE) {
@@ -771,21 +766,23 @@ mod tests {
             cancel: Default::default(),
             reporter: std::sync::Arc::new(Quiet),
         };
-        s.app_install_template(&cx, "app1".into(), "web".into(), false)
-            .await
-            .unwrap();
+        let install = InstallTemplate {
+            app: "app1".into(),
+            template: "web".into(),
+            replace: false,
+        };
+        s.app_install_template(&cx, install.clone()).await.unwrap();
         assert!(matches!(
-            s.app_install_template(&cx, "app1".into(), "web".into(), false)
-                .await,
+            s.app_install_template(&cx, install).await,
             Err(Error::Conflict(_))
         ));
         assert_eq!(
-            s.app_read_file(&cx, "app1".into(), "conf/a.conf".into())
+            s.app_read_file(&cx, AppFile::new("app1", "conf/a.conf"))
                 .await
                 .unwrap(),
             "x"
         );
-        s.app_write_file(&cx, "app1".into(), RECORD_FILE.into(), "{}".into())
+        s.app_write_file(&cx, AppFile::new("app1", RECORD_FILE), "{}".into())
             .await
             .unwrap();
         let records = s.app_records().await.unwrap();

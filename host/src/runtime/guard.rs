@@ -40,6 +40,7 @@ use async_trait::async_trait;
 
 use super::image_owners::ImageOwners;
 use super::storage::{confined, ShareRoot};
+use super::{AppFile, InstallTemplate, Label, Labelled};
 use super::{
     AppFolders, Backends, CallContext, ContainerEntry, ContainerLogs, ContainerRef, ContainerSpec,
     ContainerSummary, Containers, CreateOnNetwork, CreateWith, Credential, Credentials,
@@ -65,6 +66,14 @@ pub struct Guarded {
     owners: Arc<ImageOwners>,
     /// Host ports no container may publish (the server's own).
     reserved_ports: Vec<u16>,
+}
+
+/// `req` labelled as the caller's: the host sets the owner label, whatever
+/// the plugin put there.
+fn owned(cx: &CallContext, mut req: Labelled) -> Labelled {
+    req.labels.retain(|(k, _)| k != OWNER_LABEL);
+    req.labels.push((OWNER_LABEL.to_string(), cx.user.clone()));
+    req
 }
 
 /// The owner label among `(key, value)` labels (summaries, networks, volumes).
@@ -231,7 +240,7 @@ impl Guarded {
         let all = self
             .inner
             .networks
-            .network_list(cx, String::new(), String::new())
+            .network_list(cx, Label::default())
             .await?;
         // What the engine joins: the network with this id, else this name,
         // else those whose id starts with it.
@@ -256,11 +265,7 @@ impl Guarded {
         if Self::all_containers(policy) {
             return Ok(());
         }
-        let all = self
-            .inner
-            .volumes
-            .volume_list(cx, String::new(), String::new())
-            .await?;
+        let all = self.inner.volumes.volume_list(cx, Label::default()).await?;
         let found = all.iter().find(|v| v.name == name);
         Self::check_labelled(policy, "volume", name, found.map(|v| v.labels.as_slice()))
     }
@@ -270,7 +275,7 @@ impl Guarded {
     async fn app_owner(&self, cx: &CallContext, name: &str) -> Option<String> {
         self.inner
             .apps
-            .app_read_file(cx, name.to_string(), APP_OWNER_FILE.to_string())
+            .app_read_file(cx, AppFile::new(name, APP_OWNER_FILE))
             .await
             .ok()
             .map(|s| s.trim().to_string())
@@ -668,15 +673,8 @@ impl Containers for Guarded {
 
 #[async_trait]
 impl Networks for Guarded {
-    async fn network_create(
-        &self,
-        cx: &CallContext,
-        name: String,
-        mut labels: Vec<(String, String)>,
-    ) -> RtResult<String> {
-        labels.retain(|(k, _)| k != OWNER_LABEL);
-        labels.push((OWNER_LABEL.to_string(), cx.user.clone()));
-        self.inner.networks.network_create(cx, name, labels).await
+    async fn network_create(&self, cx: &CallContext, req: Labelled) -> RtResult<String> {
+        self.inner.networks.network_create(cx, owned(cx, req)).await
     }
 
     async fn network_remove(&self, cx: &CallContext, name: String) -> RtResult<()> {
@@ -684,28 +682,16 @@ impl Networks for Guarded {
         self.inner.networks.network_remove(cx, name).await
     }
 
-    async fn network_list(
-        &self,
-        cx: &CallContext,
-        key: String,
-        value: String,
-    ) -> RtResult<Vec<NetworkInfo>> {
-        self.inner.networks.network_list(cx, key, value).await
+    async fn network_list(&self, cx: &CallContext, label: Label) -> RtResult<Vec<NetworkInfo>> {
+        self.inner.networks.network_list(cx, label).await
     }
 }
 
 #[async_trait]
 impl Volumes for Guarded {
-    async fn volume_create(
-        &self,
-        cx: &CallContext,
-        name: String,
-        mut labels: Vec<(String, String)>,
-    ) -> RtResult<()> {
-        self.check_volume(cx, &self.policy(cx), &name).await?;
-        labels.retain(|(k, _)| k != OWNER_LABEL);
-        labels.push((OWNER_LABEL.to_string(), cx.user.clone()));
-        self.inner.volumes.volume_create(cx, name, labels).await
+    async fn volume_create(&self, cx: &CallContext, req: Labelled) -> RtResult<()> {
+        self.check_volume(cx, &self.policy(cx), &req.name).await?;
+        self.inner.volumes.volume_create(cx, owned(cx, req)).await
     }
 
     async fn volume_remove(&self, cx: &CallContext, name: String) -> RtResult<()> {
@@ -713,13 +699,8 @@ impl Volumes for Guarded {
         self.inner.volumes.volume_remove(cx, name).await
     }
 
-    async fn volume_list(
-        &self,
-        cx: &CallContext,
-        key: String,
-        value: String,
-    ) -> RtResult<Vec<VolumeInfo>> {
-        self.inner.volumes.volume_list(cx, key, value).await
+    async fn volume_list(&self, cx: &CallContext, label: Label) -> RtResult<Vec<VolumeInfo>> {
+        self.inner.volumes.volume_list(cx, label).await
     }
 }
 
@@ -737,59 +718,35 @@ impl AppFolders for Guarded {
         self.inner.apps.app_folder(name).await
     }
 
-    async fn app_install_template(
-        &self,
-        cx: &CallContext,
-        name: String,
-        template: String,
-        replace: bool,
-    ) -> RtResult<()> {
+    async fn app_install_template(&self, cx: &CallContext, req: InstallTemplate) -> RtResult<()> {
         let policy = self.policy(cx);
-        self.check_app(cx, &policy, &name).await?;
-        let owner = match self.app_owner(cx, &name).await {
+        self.check_app(cx, &policy, &req.app).await?;
+        let owner = match self.app_owner(cx, &req.app).await {
             Some(o) => o,
             None => cx.user.clone(),
         };
-        self.inner
-            .apps
-            .app_install_template(cx, name.clone(), template, replace)
-            .await?;
+        let name = req.app.clone();
+        self.inner.apps.app_install_template(cx, req).await?;
         // Written by the host after the template's files, so no template
         // and no plugin decides who owns the application.
-        self.inner
-            .apps
-            .app_write_file(cx, name, APP_OWNER_FILE.to_string(), owner)
-            .await
+        let file = AppFile::new(name, APP_OWNER_FILE);
+        self.inner.apps.app_write_file(cx, file, owner).await
     }
 
-    async fn app_read_file(
-        &self,
-        cx: &CallContext,
-        name: String,
-        path: String,
-    ) -> RtResult<String> {
+    async fn app_read_file(&self, cx: &CallContext, file: AppFile) -> RtResult<String> {
         // The record read this way holds the secret answers in clear.
-        self.check_app(cx, &self.policy(cx), &name).await?;
-        self.inner.apps.app_read_file(cx, name, path).await
+        self.check_app(cx, &self.policy(cx), &file.app).await?;
+        self.inner.apps.app_read_file(cx, file).await
     }
 
-    async fn app_write_file(
-        &self,
-        cx: &CallContext,
-        name: String,
-        path: String,
-        content: String,
-    ) -> RtResult<()> {
-        if path.trim_start_matches("./") == APP_OWNER_FILE {
+    async fn app_write_file(&self, cx: &CallContext, file: AppFile, text: String) -> RtResult<()> {
+        if file.path.trim_start_matches("./") == APP_OWNER_FILE {
             return Err(Error::Denied(format!(
                 "`{APP_OWNER_FILE}` is written by the host only"
             )));
         }
-        self.check_app(cx, &self.policy(cx), &name).await?;
-        self.inner
-            .apps
-            .app_write_file(cx, name, path, content)
-            .await
+        self.check_app(cx, &self.policy(cx), &file.app).await?;
+        self.inner.apps.app_write_file(cx, file, text).await
     }
 
     async fn app_remove(&self, cx: &CallContext, name: String) -> RtResult<()> {
@@ -797,6 +754,8 @@ impl AppFolders for Guarded {
         self.inner.apps.app_remove(cx, name).await
     }
 }
+
+impl super::Backend for Guarded {}
 
 #[async_trait]
 impl Credentials for Guarded {

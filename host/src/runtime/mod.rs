@@ -15,6 +15,7 @@ pub mod beneath;
 pub mod catalog;
 pub mod config;
 pub mod docker;
+pub mod error;
 pub mod guard;
 pub mod image_owners;
 pub mod lxc;
@@ -36,12 +37,13 @@ use crate::queue::Reporter;
 pub use crate::wit::{
     BindMount, ContainerExtra, ContainerSpec, ContainerSummary, Credential, ImageInfo, Mount,
     MountSource, NetworkAttachment, NetworkChoice, NetworkInfo, NetworkMode, PortBinding,
-    PullRequest, RuntimeKind, Source, Template, VolumeInfo, WitError as Error,
+    PullRequest, RuntimeKind, Source, Template, VolumeInfo,
 };
+pub use error::Error;
 
 pub use traits::{
-    AppFolders, Backends, ContainerRef, Containers, Credentials, Engine, Images, Networks,
-    NoAppStore, Templates, Unavailable, Volumes,
+    AppFile, AppFolders, Backend, Backends, ContainerRef, Containers, Credentials, Engine, Images,
+    InstallTemplate, Label, Labelled, Networks, NoAppStore, Templates, Unavailable, Volumes,
 };
 
 pub use traits::containers::{

@@ -78,9 +78,11 @@ impl Runtimes {
     fn apps(&self) -> RtResult<&AppStore> {
         self.apps
             .as_deref()
-            .ok_or_else(|| Error::Other("this server has no application store".into()))
+            .ok_or_else(|| Error::Unsupported("this server has no application store".into()))
     }
 }
+
+impl super::Backend for Runtimes {}
 
 /// An impl of an interface for [`Runtimes`]. Each line of the list is a
 /// call the router only forwards: `call(arg: Type) -> Output => backend;`
@@ -181,6 +183,7 @@ mod tests {
 
     struct Named(&'static str);
 
+    impl crate::runtime::Backend for Named {}
     impl Images for Named {}
 
     #[async_trait]

@@ -33,6 +33,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::traits::{app_folders, containers, credentials, images, networks, templates, volumes};
+use super::{AppFile, InstallTemplate, Label, Labelled};
 use super::{
     AppFolders, CallContext, ContainerLogs, ContainerRef, ContainerSpec, ContainerSummary,
     Containers, CreateOnNetwork, CreateWith, Credential, Credentials, Error, ExportContainer,
@@ -401,51 +402,28 @@ impl Containers for Simulator {
 
 #[async_trait]
 impl Networks for Simulator {
-    async fn network_create(
-        &self,
-        cx: &CallContext,
-        name: String,
-        labels: Vec<(String, String)>,
-    ) -> RtResult<String> {
-        let args = json!({"name": name, "labels": labels});
-        self.answer(cx, networks::CREATE, args, || format!("simulated-{name}"))
+    async fn network_create(&self, cx: &CallContext, req: Labelled) -> RtResult<String> {
+        let id = format!("simulated-{}", req.name);
+        self.answer(cx, networks::CREATE, json!(req), || id)
     }
     async fn network_remove(&self, cx: &CallContext, name: String) -> RtResult<()> {
         self.answer(cx, networks::REMOVE, json!({"name": name}), || ())
     }
-    async fn network_list(
-        &self,
-        cx: &CallContext,
-        key: String,
-        value: String,
-    ) -> RtResult<Vec<NetworkInfo>> {
-        let args = json!({"key": key, "value": value});
-        self.answer(cx, networks::LIST, args, Vec::new)
+    async fn network_list(&self, cx: &CallContext, label: Label) -> RtResult<Vec<NetworkInfo>> {
+        self.answer(cx, networks::LIST, json!(label), Vec::new)
     }
 }
 
 #[async_trait]
 impl Volumes for Simulator {
-    async fn volume_create(
-        &self,
-        cx: &CallContext,
-        name: String,
-        labels: Vec<(String, String)>,
-    ) -> RtResult<()> {
-        let args = json!({"name": name, "labels": labels});
-        self.answer(cx, volumes::CREATE, args, || ())
+    async fn volume_create(&self, cx: &CallContext, req: Labelled) -> RtResult<()> {
+        self.answer(cx, volumes::CREATE, json!(req), || ())
     }
     async fn volume_remove(&self, cx: &CallContext, name: String) -> RtResult<()> {
         self.answer(cx, volumes::REMOVE, json!({"name": name}), || ())
     }
-    async fn volume_list(
-        &self,
-        cx: &CallContext,
-        key: String,
-        value: String,
-    ) -> RtResult<Vec<VolumeInfo>> {
-        let args = json!({"key": key, "value": value});
-        self.answer(cx, volumes::LIST, args, Vec::new)
+    async fn volume_list(&self, cx: &CallContext, label: Label) -> RtResult<Vec<VolumeInfo>> {
+        self.answer(cx, volumes::LIST, json!(label), Vec::new)
     }
 }
 
@@ -487,39 +465,24 @@ impl AppFolders for Simulator {
             fallback
         })
     }
-    async fn app_install_template(
-        &self,
-        cx: &CallContext,
-        name: String,
-        template: String,
-        replace: bool,
-    ) -> RtResult<()> {
-        let args = json!({"name": name, "template": template, "replace": replace});
+    async fn app_install_template(&self, cx: &CallContext, req: InstallTemplate) -> RtResult<()> {
+        let args = json!({"name": req.app, "template": req.template, "replace": req.replace});
         self.answer(cx, app_folders::INSTALL_TEMPLATE, args, || ())
     }
-    async fn app_read_file(
-        &self,
-        cx: &CallContext,
-        name: String,
-        path: String,
-    ) -> RtResult<String> {
-        let args = json!({"name": name, "path": path});
+    async fn app_read_file(&self, cx: &CallContext, file: AppFile) -> RtResult<String> {
+        let args = json!({"name": file.app, "path": file.path});
         self.answer(cx, app_folders::READ_FILE, args, String::new)
     }
-    async fn app_write_file(
-        &self,
-        cx: &CallContext,
-        name: String,
-        path: String,
-        content: String,
-    ) -> RtResult<()> {
-        let args = json!({"name": name, "path": path, "bytes": content.len()});
+    async fn app_write_file(&self, cx: &CallContext, file: AppFile, text: String) -> RtResult<()> {
+        let args = json!({"name": file.app, "path": file.path, "bytes": text.len()});
         self.answer(cx, app_folders::WRITE_FILE, args, || ())
     }
     async fn app_remove(&self, cx: &CallContext, name: String) -> RtResult<()> {
         self.answer(cx, app_folders::REMOVE, json!({"name": name}), || ())
     }
 }
+
+impl super::Backend for Simulator {}
 
 #[async_trait]
 impl Credentials for Simulator {

@@ -1,118 +1,33 @@
 //! What applications need of the engine beyond Container Station's `create`:
-//! networks, named volumes, containers with several networks, typed mounts
-//! and a restart policy, and containers found by label.
+//! containers with several networks, typed mounts and a restart policy, and
+//! containers found by label. Their networks and named volumes are
+//! [`super::networks`]' and [`super::volumes`]'.
 
 use std::collections::HashMap;
 
 use bollard::models::{
     ContainerCreateBody, EndpointSettings, Mount as DockerMount, MountType, NetworkConnectRequest,
-    NetworkCreateRequest, NetworkingConfig, RestartPolicy, RestartPolicyNameEnum,
-    VolumeCreateRequest,
+    NetworkingConfig, RestartPolicy, RestartPolicyNameEnum,
 };
-use bollard::query_parameters::{
-    CreateContainerOptions, ListContainersOptions, ListNetworksOptions, ListVolumesOptions,
-    RemoveVolumeOptions,
-};
+use bollard::query_parameters::{CreateContainerOptions, ListContainersOptions};
 use bollard::Docker;
 
 use super::engine;
-use crate::runtime::{
-    ContainerExtra, ContainerSummary, Error, MountSource, NetworkInfo, RtResult, VolumeInfo,
-};
+use crate::runtime::{ContainerExtra, ContainerSummary, Error, MountSource, RtResult};
 
 /// The engine's filter for label `key` = `value`; an empty key: no filter.
-fn label_filter(key: &str, value: &str) -> HashMap<String, Vec<String>> {
+pub(super) fn label_filter(key: &str, value: &str) -> HashMap<String, Vec<String>> {
     if key.is_empty() {
         return HashMap::new();
     }
     HashMap::from([("label".to_string(), vec![format!("{key}={value}")])])
 }
 
-fn sorted(labels: Option<HashMap<String, String>>) -> Vec<(String, String)> {
+/// Labels as the interfaces list them: `(key, value)`, sorted.
+pub(super) fn sorted(labels: Option<HashMap<String, String>>) -> Vec<(String, String)> {
     let mut l: Vec<_> = labels.unwrap_or_default().into_iter().collect();
     l.sort();
     l
-}
-
-/// Create a bridge network with labels; returns its id.
-pub async fn network_create(
-    api: &Docker,
-    name: String,
-    labels: Vec<(String, String)>,
-) -> RtResult<String> {
-    let request = NetworkCreateRequest {
-        name,
-        driver: Some("bridge".into()),
-        labels: Some(labels.into_iter().collect()),
-        ..Default::default()
-    };
-    Ok(api.create_network(request).await.map_err(engine)?.id)
-}
-
-/// Remove a network.
-pub async fn network_remove(api: &Docker, name: &str) -> RtResult<()> {
-    api.remove_network(name).await.map_err(engine)
-}
-
-/// The networks whose label `key` is `value`.
-pub async fn network_list(api: &Docker, key: &str, value: &str) -> RtResult<Vec<NetworkInfo>> {
-    let options = ListNetworksOptions {
-        filters: Some(label_filter(key, value)),
-    };
-    let networks = api.list_networks(Some(options)).await.map_err(engine)?;
-    Ok(networks
-        .into_iter()
-        .map(|n| NetworkInfo {
-            id: n.id.unwrap_or_default(),
-            name: n.name.unwrap_or_default(),
-            labels: sorted(n.labels),
-        })
-        .collect())
-}
-
-/// Create a local volume with labels. The engine answers an existing name
-/// with success; that is a conflict here, so a run never adopts (and later
-/// removes) a volume it did not make.
-pub async fn volume_create(
-    api: &Docker,
-    name: String,
-    labels: Vec<(String, String)>,
-) -> RtResult<()> {
-    if api.inspect_volume(&name).await.is_ok() {
-        return Err(Error::Conflict(format!("volume {name} already exists")));
-    }
-    let request = VolumeCreateRequest {
-        name: Some(name),
-        driver: Some("local".into()),
-        labels: Some(labels.into_iter().collect()),
-        ..Default::default()
-    };
-    api.create_volume(request).await.map_err(engine)?;
-    Ok(())
-}
-
-/// Remove a volume.
-pub async fn volume_remove(api: &Docker, name: &str) -> RtResult<()> {
-    api.remove_volume(name, Some(RemoveVolumeOptions { force: false }))
-        .await
-        .map_err(engine)
-}
-
-/// The volumes whose label `key` is `value`.
-pub async fn volume_list(api: &Docker, key: &str, value: &str) -> RtResult<Vec<VolumeInfo>> {
-    let options = ListVolumesOptions {
-        filters: Some(label_filter(key, value)),
-    };
-    let listed = api.list_volumes(Some(options)).await.map_err(engine)?;
-    Ok(listed
-        .volumes
-        .unwrap_or_default()
-        .into_iter()
-        .map(|v| VolumeInfo {
-            name: v.name,
-            labels: sorted(Some(v.labels)),
-        })
-        .collect())
 }
 
 /// Every container whose label `key` is `value`.

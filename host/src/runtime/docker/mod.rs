@@ -472,6 +472,8 @@ mod chrono_like {
     }
 }
 
+impl super::Backend for DockerRuntime {}
+
 #[async_trait]
 impl Credentials for DockerRuntime {
     async fn credential_lookup(&self, cx: &CallContext, registry: String) -> Option<Credential> {

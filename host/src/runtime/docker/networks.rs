@@ -1,33 +1,48 @@
-//! The `networks` interface on the engine: the labelled networks of the
-//! application categories ([`super::compose`]). The networks a container is
-//! created on are [`super::network`]'s.
+//! The `networks` interface on the engine: the labelled bridge networks of
+//! the application categories. The networks a container is created on are
+//! [`super::network`]'s.
 
 use async_trait::async_trait;
+use bollard::models::NetworkCreateRequest;
+use bollard::query_parameters::ListNetworksOptions;
 
-use super::{compose, DockerRuntime};
-use crate::runtime::{CallContext, NetworkInfo, Networks, RtResult};
+use super::compose::{label_filter, sorted};
+use super::{engine, DockerRuntime};
+use crate::runtime::{CallContext, Label, Labelled, NetworkInfo, Networks, RtResult};
 
 #[async_trait]
 impl Networks for DockerRuntime {
-    async fn network_create(
-        &self,
-        _cx: &CallContext,
-        name: String,
-        labels: Vec<(String, String)>,
-    ) -> RtResult<String> {
-        compose::network_create(&self.api, name, labels).await
+    /// Create a bridge network with labels; returns its id.
+    async fn network_create(&self, _cx: &CallContext, req: Labelled) -> RtResult<String> {
+        let request = NetworkCreateRequest {
+            name: req.name,
+            driver: Some("bridge".into()),
+            labels: Some(req.labels.into_iter().collect()),
+            ..Default::default()
+        };
+        Ok(self.api.create_network(request).await.map_err(engine)?.id)
     }
 
     async fn network_remove(&self, _cx: &CallContext, name: String) -> RtResult<()> {
-        compose::network_remove(&self.api, &name).await
+        self.api.remove_network(&name).await.map_err(engine)
     }
 
-    async fn network_list(
-        &self,
-        _cx: &CallContext,
-        key: String,
-        value: String,
-    ) -> RtResult<Vec<NetworkInfo>> {
-        compose::network_list(&self.api, &key, &value).await
+    async fn network_list(&self, _cx: &CallContext, label: Label) -> RtResult<Vec<NetworkInfo>> {
+        let options = ListNetworksOptions {
+            filters: Some(label_filter(&label.key, &label.value)),
+        };
+        let networks = self
+            .api
+            .list_networks(Some(options))
+            .await
+            .map_err(engine)?;
+        Ok(networks
+            .into_iter()
+            .map(|n| NetworkInfo {
+                id: n.id.unwrap_or_default(),
+                name: n.name.unwrap_or_default(),
+                labels: sorted(n.labels),
+            })
+            .collect())
     }
 }

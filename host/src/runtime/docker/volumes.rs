@@ -1,32 +1,57 @@
-//! The `volumes` interface on the engine: the labelled named volumes of
-//! the application categories ([`super::compose`]).
+//! The `volumes` interface on the engine: the labelled local volumes of
+//! the application categories.
 
 use async_trait::async_trait;
+use bollard::models::VolumeCreateRequest;
+use bollard::query_parameters::{ListVolumesOptions, RemoveVolumeOptions};
 
-use super::{compose, DockerRuntime};
-use crate::runtime::{CallContext, RtResult, VolumeInfo, Volumes};
+use super::compose::{label_filter, sorted};
+use super::{engine, DockerRuntime};
+use crate::runtime::{CallContext, Error, Label, Labelled, RtResult, VolumeInfo, Volumes};
 
 #[async_trait]
 impl Volumes for DockerRuntime {
-    async fn volume_create(
-        &self,
-        _cx: &CallContext,
-        name: String,
-        labels: Vec<(String, String)>,
-    ) -> RtResult<()> {
-        compose::volume_create(&self.api, name, labels).await
+    /// Create a local volume with labels. The engine answers an existing
+    /// name with success; that is a conflict here, so a run never adopts
+    /// (and later removes) a volume it did not make.
+    async fn volume_create(&self, _cx: &CallContext, req: Labelled) -> RtResult<()> {
+        if self.api.inspect_volume(&req.name).await.is_ok() {
+            return Err(Error::Conflict(format!(
+                "volume {} already exists",
+                req.name
+            )));
+        }
+        let request = VolumeCreateRequest {
+            name: Some(req.name),
+            driver: Some("local".into()),
+            labels: Some(req.labels.into_iter().collect()),
+            ..Default::default()
+        };
+        self.api.create_volume(request).await.map_err(engine)?;
+        Ok(())
     }
 
     async fn volume_remove(&self, _cx: &CallContext, name: String) -> RtResult<()> {
-        compose::volume_remove(&self.api, &name).await
+        let options = RemoveVolumeOptions { force: false };
+        self.api
+            .remove_volume(&name, Some(options))
+            .await
+            .map_err(engine)
     }
 
-    async fn volume_list(
-        &self,
-        _cx: &CallContext,
-        key: String,
-        value: String,
-    ) -> RtResult<Vec<VolumeInfo>> {
-        compose::volume_list(&self.api, &key, &value).await
+    async fn volume_list(&self, _cx: &CallContext, label: Label) -> RtResult<Vec<VolumeInfo>> {
+        let options = ListVolumesOptions {
+            filters: Some(label_filter(&label.key, &label.value)),
+        };
+        let listed = self.api.list_volumes(Some(options)).await.map_err(engine)?;
+        Ok(listed
+            .volumes
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| VolumeInfo {
+                name: v.name,
+                labels: sorted(Some(v.labels)),
+            })
+            .collect())
     }
 }

@@ -18,10 +18,6 @@ use crate::runtime::{
 
 #[async_trait]
 impl Containers for LxcRuntime {
-    fn unsupported(&self, what: &str) -> Error {
-        Error::Other(format!("{what} is not supported for LXC containers"))
-    }
-
     async fn container_create(&self, cx: &CallContext, spec: ContainerSpec) -> RtResult<String> {
         let dir = conf::container_dir(&self.path, &spec.name)?;
         let image = self.find_image(&spec.image)?;

@@ -432,10 +432,6 @@ impl LxcRuntime {
 
 #[async_trait]
 impl Images for LxcRuntime {
-    fn unsupported(&self, what: &str) -> Error {
-        Error::Other(format!("{what} is not supported for LXC containers"))
-    }
-
     async fn image_pull(&self, cx: &CallContext, req: PullRequest) -> RtResult<ImageInfo> {
         if !matches!(req.source, Source::Qnap) {
             return Err(Error::InvalidParams(

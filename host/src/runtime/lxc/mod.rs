@@ -116,6 +116,12 @@ struct Parts<'a> {
     ports: &'a [network::Port],
 }
 
+impl super::Backend for LxcRuntime {
+    fn unsupported(&self, what: &str) -> Error {
+        Error::Unsupported(format!("{what} is not supported for LXC containers"))
+    }
+}
+
 impl LxcRuntime {
     /// The staging folders of bind sources, beside the containers in the
     /// LXC path: LXC mounts an unprivileged container's entries inside its

@@ -6,36 +6,21 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 
 use super::images::ArchiveFile;
-use super::ContainerRef;
+use super::{Backend, ContainerRef};
 use crate::runtime::{
     CallContext, ContainerEntry, ContainerExtra, ContainerSpec, ContainerSummary, Error,
     NetworkChoice, RtResult, RuntimeKind, Usage,
 };
 
-/// `containers.create`.
-pub const CREATE: &str = "containers.create";
-/// `containers.create-with`.
-pub const CREATE_WITH: &str = "containers.create-with";
-/// `containers.create-on-network`.
-pub const CREATE_ON_NETWORK: &str = "containers.create-on-network";
-/// `containers.list-labelled`.
-pub const LIST_LABELLED: &str = "containers.list-labelled";
-/// `containers.start`.
-pub const START: &str = "containers.start";
-/// `containers.stop`.
-pub const STOP: &str = "containers.stop";
-/// `containers.remove`.
-pub const REMOVE: &str = "containers.remove";
-/// `containers.inspect`.
-pub const INSPECT: &str = "containers.inspect";
-/// `containers.logs`.
-pub const LOGS: &str = "containers.logs";
-/// `containers.export-to-path`.
-pub const EXPORT_TO_PATH: &str = "containers.export-to-path";
-/// `containers.read-archive-config`.
-pub const READ_ARCHIVE_CONFIG: &str = "containers.read-archive-config";
-/// `containers.import-image-from-path`.
-pub const IMPORT_IMAGE_FROM_PATH: &str = "containers.import-image-from-path";
+calls! {
+    "containers":
+    CREATE = "create", CREATE_WITH = "create-with", CREATE_ON_NETWORK = "create-on-network",
+    LIST_LABELLED = "list-labelled", START = "start", STOP = "stop", REMOVE = "remove",
+    INSPECT = "inspect", LOGS = "logs", EXPORT_TO_PATH = "export-to-path",
+    READ_ARCHIVE_CONFIG = "read-archive-config",
+    IMPORT_IMAGE_FROM_PATH = "import-image-from-path",
+}
+
 /// The container routes' listing (no WIT call).
 pub const LIST: &str = "containers.list";
 /// The engine's version (no WIT call).
@@ -172,11 +157,7 @@ pub struct UsageQuery {
 /// routed on its `kind`, the backend reads its `id`.
 #[async_trait]
 #[allow(unused_variables)]
-pub trait Containers: Send + Sync {
-    /// The answer of a call this backend does not serve.
-    fn unsupported(&self, what: &str) -> Error {
-        Error::Other(format!("{what} is not supported by this runtime"))
-    }
+pub trait Containers: Backend {
     /// Create a container.
     async fn container_create(&self, cx: &CallContext, spec: ContainerSpec) -> RtResult<String> {
         Err(self.unsupported(CREATE))

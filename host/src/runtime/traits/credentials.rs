@@ -2,21 +2,15 @@
 
 use async_trait::async_trait;
 
-use crate::runtime::{CallContext, Credential, Error, RtResult};
+use super::Backend;
+use crate::runtime::{CallContext, Credential, RtResult};
 
-/// `credentials.lookup`.
-pub const LOOKUP: &str = "credentials.lookup";
-/// `credentials.remember`.
-pub const REMEMBER: &str = "credentials.remember";
+calls! { "credentials": LOOKUP = "lookup", REMEMBER = "remember" }
 
 /// A backend for the `credentials` interface.
 #[async_trait]
 #[allow(unused_variables)]
-pub trait Credentials: Send + Sync {
-    /// The answer of a call this backend does not serve.
-    fn unsupported(&self, what: &str) -> Error {
-        Error::Other(format!("{what} is not supported by this runtime"))
-    }
+pub trait Credentials: Backend {
     /// Credentials remembered or configured for a registry.
     async fn credential_lookup(&self, cx: &CallContext, registry: String) -> Option<Credential> {
         None

@@ -2,26 +2,16 @@
 
 use async_trait::async_trait;
 
+use super::Backend;
 use crate::runtime::{
     CallContext, Credential, Error, ImageInfo, PullRequest, RtResult, RuntimeKind, Source,
 };
 
-/// `images.resolve`.
-pub const RESOLVE: &str = "images.resolve";
-/// `images.pull`.
-pub const PULL: &str = "images.pull";
-/// `images.inspect`.
-pub const INSPECT: &str = "images.inspect";
-/// `images.list`.
-pub const LIST: &str = "images.list";
-/// `images.remove`.
-pub const REMOVE: &str = "images.remove";
-/// `images.tag`.
-pub const TAG: &str = "images.tag";
-/// `images.push`.
-pub const PUSH: &str = "images.push";
-/// `images.save-to-path`.
-pub const SAVE_TO_PATH: &str = "images.save-to-path";
+calls! {
+    "images":
+    RESOLVE = "resolve", PULL = "pull", INSPECT = "inspect", LIST = "list", REMOVE = "remove",
+    TAG = "tag", PUSH = "push", SAVE_TO_PATH = "save-to-path",
+}
 
 /// An image as a call names it: the runtime it lives in (what the router
 /// routes on) and its reference (what the backend reads).
@@ -100,11 +90,7 @@ pub struct SaveImages {
 /// Docker's; their defaults refuse.
 #[async_trait]
 #[allow(unused_variables)]
-pub trait Images: Send + Sync {
-    /// The answer of a call this backend does not serve.
-    fn unsupported(&self, what: &str) -> Error {
-        Error::Other(format!("{what} is not supported by this runtime"))
-    }
+pub trait Images: Backend {
     /// The registry a source maps to (empty: Docker Hub). Configuration
     /// only: no engine call, so it is allowed in `validate`.
     fn resolve_source(&self, source: &Source) -> RtResult<String> {

@@ -6,6 +6,19 @@
 //!
 //! Each file also names its calls once (`images::TAG` is `"images.tag"`):
 //! the capability glue, the simulated runtime and the refusals use those names.
+//! What a backend answers for a call it does not serve is [`Backend`]'s, one
+//! answer for every interface it implements.
+
+/// Names the calls of one interface once: `calls! { "images": TAG = "tag" }`
+/// is `pub const TAG: &str = "images.tag";`, documented with that name.
+macro_rules! calls {
+    ($interface:literal: $($name:ident = $call:literal),+ $(,)?) => {
+        $(
+            #[doc = concat!("`", $interface, ".", $call, "`.")]
+            pub const $name: &str = concat!($interface, ".", $call);
+        )+
+    };
+}
 
 pub mod app_folders;
 pub mod containers;
@@ -17,7 +30,7 @@ pub mod volumes;
 
 use std::sync::Arc;
 
-pub use app_folders::AppFolders;
+pub use app_folders::{AppFile, AppFolders, InstallTemplate};
 pub use containers::Containers;
 pub use credentials::Credentials;
 pub use images::Images;
@@ -44,6 +57,44 @@ impl ContainerRef {
             kind,
             id: id.into(),
         }
+    }
+}
+
+/// A network or volume to create (`networks.create`, `volumes.create`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Labelled {
+    /// Its name.
+    pub name: String,
+    /// Its labels, as `(key, value)`.
+    pub labels: Vec<(String, String)>,
+}
+
+/// The label a listing matches (`networks.list`, `volumes.list`): label
+/// `key` with value `value`. The default (an empty key) matches everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Label {
+    /// The label's key; empty: no filter.
+    pub key: String,
+    /// The value it must have.
+    pub value: String,
+}
+
+impl Label {
+    /// Label `key` with value `value`.
+    pub fn new(key: impl Into<String>, value: impl Into<String>) -> Label {
+        Label {
+            key: key.into(),
+            value: value.into(),
+        }
+    }
+}
+
+/// What every backend shares, whichever interfaces it serves: its answer
+/// to a call it does not serve (each interface's default for such a call).
+pub trait Backend: Send + Sync {
+    /// The answer of a call this backend does not serve.
+    fn unsupported(&self, what: &str) -> Error {
+        Error::Unsupported(format!("{what} is not supported by this runtime"))
     }
 }
 
@@ -129,53 +180,26 @@ pub struct Unavailable {
     pub reason: String,
 }
 
-impl Unavailable {
-    fn refuse(&self, what: &str) -> Error {
+impl Backend for Unavailable {
+    fn unsupported(&self, what: &str) -> Error {
         Error::Runtime(format!("{what}: no container engine: {}", self.reason))
     }
 }
 
-impl Images for Unavailable {
-    fn unsupported(&self, what: &str) -> Error {
-        self.refuse(what)
-    }
-}
-
-impl Containers for Unavailable {
-    fn unsupported(&self, what: &str) -> Error {
-        self.refuse(what)
-    }
-}
-
-impl Networks for Unavailable {
-    fn unsupported(&self, what: &str) -> Error {
-        self.refuse(what)
-    }
-}
-
-impl Volumes for Unavailable {
-    fn unsupported(&self, what: &str) -> Error {
-        self.refuse(what)
-    }
-}
-
-impl Credentials for Unavailable {
-    fn unsupported(&self, what: &str) -> Error {
-        self.refuse(what)
-    }
-}
+impl Images for Unavailable {}
+impl Containers for Unavailable {}
+impl Networks for Unavailable {}
+impl Volumes for Unavailable {}
+impl Credentials for Unavailable {}
 
 /// The application interfaces of a server without an application store.
 pub struct NoAppStore;
 
-impl Templates for NoAppStore {
+impl Backend for NoAppStore {
     fn unsupported(&self, _what: &str) -> Error {
-        Error::Other("this server has no application store".into())
+        Error::Unsupported("this server has no application store".into())
     }
 }
 
-impl AppFolders for NoAppStore {
-    fn unsupported(&self, _what: &str) -> Error {
-        Error::Other("this server has no application store".into())
-    }
-}
+impl Templates for NoAppStore {}
+impl AppFolders for NoAppStore {}

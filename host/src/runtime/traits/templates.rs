@@ -3,23 +3,15 @@
 
 use async_trait::async_trait;
 
-use crate::runtime::{Error, RtResult, Template};
+use super::Backend;
+use crate::runtime::{RtResult, Template};
 
-/// `repository.list`.
-pub const LIST: &str = "repository.list";
-/// `repository.get`.
-pub const GET: &str = "repository.get";
-/// `repository.read-file`.
-pub const READ_FILE: &str = "repository.read-file";
+calls! { "repository": LIST = "list", GET = "get", READ_FILE = "read-file" }
 
 /// A backend for the `repository` interface.
 #[async_trait]
 #[allow(unused_variables)]
-pub trait Templates: Send + Sync {
-    /// The answer of a call this backend does not serve.
-    fn unsupported(&self, what: &str) -> Error {
-        Error::Other(format!("{what} is not supported by this runtime"))
-    }
+pub trait Templates: Backend {
     /// The repository's application templates.
     async fn template_list(&self) -> RtResult<Vec<Template>> {
         Err(self.unsupported(LIST))
