@@ -8,7 +8,7 @@
 //!
 //! Drivers: [`sqlite`] (the data folder of one node) and [`postgres`] (one
 //! database shared by several nodes). Each implements every trait; the
-//! shared test suite (`queue::store_suite`) runs each of them.
+//! shared test suite (`suite`) runs each of them.
 //!
 //! The layer sits below the queue, authentication, the runtimes and the
 //! configuration: nothing here imports them. Their code reaches storage
@@ -22,6 +22,8 @@ pub mod postgres;
 pub mod secret;
 pub mod sessions;
 pub mod sqlite;
+#[cfg(test)]
+mod suite;
 pub mod tasks;
 
 pub use credentials::Credentials;
