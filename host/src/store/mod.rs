@@ -19,6 +19,7 @@ pub mod credentials;
 pub mod durable;
 pub mod notice;
 pub mod postgres;
+pub mod private;
 pub mod secret;
 pub mod sessions;
 pub mod sqlite;
