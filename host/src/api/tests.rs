@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use axum::body::Body;
-use axum::http::{header, Method, Request, StatusCode};
+use axum::http::{header, HeaderMap, Method, Request, StatusCode};
 use axum::Router;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
@@ -240,26 +240,32 @@ impl Harness {
             .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
             .body(Body::from(body.to_string()))
             .unwrap();
-        let resp = self.router.clone().oneshot(req).await.unwrap();
-        let status = resp.status();
-        let set_cookie = resp
-            .headers()
-            .get(header::SET_COOKIE)
-            .map(|v| v.to_str().unwrap().to_string());
-        let ctype = resp
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .map(|v| v.to_str().unwrap().to_string())
-            .unwrap_or_default();
-        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
-            .await
-            .unwrap();
+        let (status, headers, bytes) = self.exchange(req).await;
+        let set_cookie = text_header(&headers, header::SET_COOKIE);
+        let ctype = text_header(&headers, header::CONTENT_TYPE).unwrap_or_default();
         let value = if ctype.starts_with("application/json") {
             serde_json::from_slice(&bytes).unwrap()
         } else {
             Value::String(String::from_utf8_lossy(&bytes).into_owned())
         };
         (status, value, set_cookie)
+    }
+
+    /// Send `req` to the router: the status, the headers and the whole body.
+    async fn exchange(&self, req: Request<Body>) -> (StatusCode, HeaderMap, Vec<u8>) {
+        let (parts, body) = self.router.clone().oneshot(req).await.unwrap().into_parts();
+        let bytes = axum::body::to_bytes(body, 64 << 20).await.unwrap();
+        (parts.status, parts.headers, bytes.to_vec())
+    }
+
+    /// A harness with a session of each of `users`: their cookies, in order.
+    async fn with_sessions<const N: usize>(users: [&str; N]) -> (Harness, [String; N]) {
+        let h = Harness::new().await;
+        let mut cookies = Vec::new();
+        for user in users {
+            cookies.push(h.login(user).await);
+        }
+        (h, cookies.try_into().unwrap())
     }
 
     pub(super) async fn login(&self, user: &str) -> String {
@@ -294,7 +300,60 @@ impl Harness {
         }
         panic!("task {id} never reached {state}");
     }
+
+    /// Send `request`, written `METHOD URI` or `METHOD URI BODY`, as
+    /// `cookie`: the status and the answer.
+    async fn send(&self, request: &str, cookie: Option<&str>) -> (StatusCode, Value) {
+        let mut parts = request.splitn(3, ' ');
+        let method = Method::from_bytes(parts.next().unwrap().as_bytes()).unwrap();
+        let uri = parts.next().unwrap();
+        let (status, body, _) = self
+            .call(method, uri, cookie, parts.next().unwrap_or(""))
+            .await;
+        (status, body)
+    }
+
+    /// Send `request` (as [`Harness::send`]), which must succeed: the answer.
+    async fn ok(&self, request: &str, cookie: Option<&str>) -> Value {
+        let (status, body) = self.send(request, cookie).await;
+        assert_eq!(status, StatusCode::OK, "{request}: {body}");
+        body
+    }
+
+    /// Send `request` (as [`Harness::send`]), which must be refused with a
+    /// JSON error as `want` says ([`assert_error`]): the error.
+    async fn refused(&self, request: &str, cookie: Option<&str>, want: Refusal) -> Value {
+        let (status, body) = self.send(request, cookie).await;
+        assert!(body.is_object(), "{request}: not JSON: {body}");
+        assert_error(status, &body, StatusCode::from_u16(want.0).unwrap(), want.1);
+        body
+    }
 }
+
+/// The value of header `name`, as text.
+fn text_header(headers: &HeaderMap, name: header::HeaderName) -> Option<String> {
+    headers.get(name).map(|v| v.to_str().unwrap().to_string())
+}
+
+/// An error a test expects: its status and `error.reason`.
+type Refusal = (u16, &'static str);
+
+/// The errors of the API the tests expect, by reason.
+const BAD_CREDENTIALS: Refusal = (401, "bad_credentials");
+const NOT_LOGGED_IN: Refusal = (401, "not_logged_in");
+const NOT_YOURS: Refusal = (403, "not_yours");
+const CONFLICT: Refusal = (409, "conflict");
+const MISSING_FIELD: Refusal = (400, "missing_field");
+const INVALID_JSON: Refusal = (400, "invalid_json");
+const WRONG_TYPE: Refusal = (400, "wrong_type");
+const INVALID_PARAMS: Refusal = (400, "invalid_params");
+const INVALID_PATH: Refusal = (400, "invalid_path");
+const UNKNOWN_CATEGORY: Refusal = (404, "unknown_category");
+const UNKNOWN_TASK: Refusal = (404, "unknown_task");
+const UNKNOWN_CONTAINER: Refusal = (404, "unknown_container");
+const UNKNOWN_PATH: Refusal = (404, "unknown_path");
+const METHOD_NOT_ALLOWED: Refusal = (405, "method_not_allowed");
+const BODY_TOO_LARGE: Refusal = (413, "body_too_large");
 
 fn assert_error(status: StatusCode, body: &Value, want: StatusCode, reason: &str) {
     assert_eq!(status, want, "{body}");
@@ -303,30 +362,31 @@ fn assert_error(status: StatusCode, body: &Value, want: StatusCode, reason: &str
     assert!(body["error"]["message"].is_string(), "{body}");
 }
 
+/// The ids of a task list answer, in its order.
+fn ids(list: &Value) -> Vec<i64> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_i64().unwrap())
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_refresh_logout() {
     let h = Harness::new().await;
-    let (s, b, _) = h
-        .call(
-            Method::POST,
-            "/api/v1/login",
-            None,
-            "username=alice&password=wrong",
-        )
-        .await;
-    assert_error(s, &b, StatusCode::UNAUTHORIZED, "bad_credentials");
-    let (s, b, _) = h
-        .call(Method::POST, "/api/v1/login", None, "username=alice")
-        .await;
-    assert_error(s, &b, StatusCode::BAD_REQUEST, "missing_field");
-    let (s, b, _) = h.call(Method::GET, "/api/v1/login_refresh", None, "").await;
-    assert_error(s, &b, StatusCode::UNAUTHORIZED, "not_logged_in");
+    for (request, want) in [
+        (
+            "POST /api/v1/login username=alice&password=wrong",
+            BAD_CREDENTIALS,
+        ),
+        ("POST /api/v1/login username=alice", MISSING_FIELD),
+        ("GET /api/v1/login_refresh", NOT_LOGGED_IN),
+    ] {
+        h.refused(request, None, want).await;
+    }
 
     let cookie = h.login("alice").await;
-    let (s, b, _) = h
-        .call(Method::GET, "/api/v1/login_refresh", Some(&cookie), "")
-        .await;
-    assert_eq!(s, StatusCode::OK);
+    let b = h.ok("GET /api/v1/login_refresh", Some(&cookie)).await;
     assert_eq!(b["username"], "alice");
     assert_eq!(b["isAdmin"], false);
     assert_eq!(b["anonymous"], false);
@@ -336,43 +396,27 @@ async fn login_refresh_logout() {
         .await;
     assert_eq!(s, StatusCode::OK);
     assert!(set.unwrap().contains("Max-Age=0"));
-    let (s, b, _) = h
-        .call(Method::GET, "/api/v1/background/", Some(&cookie), "")
-        .await;
-    assert_error(s, &b, StatusCode::UNAUTHORIZED, "not_logged_in");
-    let (s, b, _) = h
-        .call(
-            Method::GET,
-            "/api/v1/background/",
-            Some("CS_SESS_ID=forged"),
-            "",
-        )
-        .await;
-    assert_error(s, &b, StatusCode::UNAUTHORIZED, "not_logged_in");
+    // The ended session's cookie, and a forged one.
+    for cookie in [cookie.as_str(), "CS_SESS_ID=forged"] {
+        h.refused("GET /api/v1/background/", Some(cookie), NOT_LOGGED_IN)
+            .await;
+    }
     let cookie = h.login("admin").await;
-    let (_, b, _) = h
-        .call(Method::GET, "/api/v1/login_refresh", Some(&cookie), "")
-        .await;
+    let b = h.ok("GET /api/v1/login_refresh", Some(&cookie)).await;
     assert_eq!(b["isAdmin"], true);
     h.queue.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn submit_list_delete_and_visibility() {
-    let h = Harness::new().await;
-    let alice = h.login("alice").await;
-    let bob = h.login("bob").await;
-    let admin = h.login("admin").await;
+    let (h, [alice, bob, admin]) = Harness::with_sessions(["alice", "bob", "admin"]).await;
 
-    let (s, t, _) = h
-        .call(
-            Method::POST,
-            "/containerstation/api/v1/background/noop",
+    let t = h
+        .ok(
+            r#"POST /containerstation/api/v1/background/noop {"password":"hunter2","token":"tok","count":1}"#,
             Some(&alice),
-            r#"{"password":"hunter2","token":"tok","count":1}"#,
         )
         .await;
-    assert_eq!(s, StatusCode::OK, "{t}");
     assert_eq!(t["state"], "waiting");
     assert_eq!(t["user"], "alice");
     assert_eq!(t["category"], "noop");
@@ -387,256 +431,90 @@ async fn submit_list_delete_and_visibility() {
     assert_eq!(done["result"], 0);
     assert!(done["start"].is_i64() && done["end"].is_i64());
 
-    let (_, t2, _) = h
-        .call(Method::POST, "/api/v1/background/sleepy", Some(&bob), "{}")
-        .await;
+    let t2 = h.ok("POST /api/v1/background/sleepy {}", Some(&bob)).await;
     let bob_id = t2["id"].as_i64().unwrap();
 
     // Visibility.
-    let (_, list, _) = h
-        .call(Method::GET, "/api/v1/background/", Some(&alice), "")
-        .await;
-    let ids: Vec<i64> = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["id"].as_i64().unwrap())
-        .collect();
-    assert_eq!(ids, vec![id]);
-    let (_, list, _) = h
-        .call(Method::GET, "/api/v1/background", Some(&admin), "")
-        .await;
-    let ids: Vec<i64> = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["id"].as_i64().unwrap())
-        .collect();
-    assert_eq!(ids, vec![bob_id, id], "newest first");
-    let (_, list, _) = h
-        .call(
-            Method::GET,
-            "/api/v1/background/?category=sleepy",
-            Some(&admin),
-            "",
-        )
-        .await;
+    let list = h.ok("GET /api/v1/background/", Some(&alice)).await;
+    assert_eq!(ids(&list), vec![id]);
+    let list = h.ok("GET /api/v1/background", Some(&admin)).await;
+    assert_eq!(ids(&list), vec![bob_id, id], "newest first");
+    let sleepy = "GET /api/v1/background/?category=sleepy";
+    let list = h.ok(sleepy, Some(&admin)).await;
     assert_eq!(list.as_array().unwrap().len(), 1);
     assert_eq!(list[0]["id"], bob_id);
-    let (s, b, _) = h
-        .call(
-            Method::DELETE,
-            &format!("/api/v1/background/{bob_id}"),
-            Some(&alice),
-            "",
-        )
-        .await;
-    assert_error(s, &b, StatusCode::FORBIDDEN, "not_yours");
+    let delete_bobs = format!("DELETE /api/v1/background/{bob_id}");
+    h.refused(&delete_bobs, Some(&alice), NOT_YOURS).await;
 
     // Cancel a running deletable task.
     h.wait_state(&bob, bob_id, "running").await;
-    let (s, b, _) = h
-        .call(
-            Method::DELETE,
-            &format!("/api/v1/background/{bob_id}"),
-            Some(&bob),
-            "",
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK, "{b}");
-    assert_eq!(b, json!([bob_id]));
+    assert_eq!(h.ok(&delete_bobs, Some(&bob)).await, json!([bob_id]));
 
     // A running task that is not deletable: 409.
-    let (_, t3, _) = h
-        .call(
-            Method::POST,
-            "/api/v1/background/locked",
-            Some(&alice),
-            "{}",
-        )
+    let t3 = h
+        .ok("POST /api/v1/background/locked {}", Some(&alice))
         .await;
     let locked = t3["id"].as_i64().unwrap();
     h.wait_state(&alice, locked, "running").await;
-    let (s, b, _) = h
-        .call(
-            Method::DELETE,
-            &format!("/api/v1/background/{locked}"),
-            Some(&alice),
-            "",
-        )
-        .await;
-    assert_error(s, &b, StatusCode::CONFLICT, "conflict");
+    let delete_locked = format!("DELETE /api/v1/background/{locked}");
+    h.refused(&delete_locked, Some(&alice), CONFLICT).await;
     // Delete by category removes finished ones only; then all finished.
-    let (s, b, _) = h
-        .call(Method::DELETE, "/api/v1/background/noop", Some(&alice), "")
-        .await;
-    assert_eq!(s, StatusCode::OK);
+    let b = h.ok("DELETE /api/v1/background/noop", Some(&alice)).await;
     assert_eq!(b, json!([id]));
     h.wait_state(&alice, locked, "completed").await;
-    let (s, b, _) = h
-        .call(Method::DELETE, "/api/v1/background/", Some(&alice), "")
-        .await;
-    assert_eq!(s, StatusCode::OK);
+    let b = h.ok("DELETE /api/v1/background/", Some(&alice)).await;
     assert_eq!(b, json!([locked]));
-    let (_, list, _) = h
-        .call(Method::GET, "/api/v1/background/", Some(&alice), "")
-        .await;
+    let list = h.ok("GET /api/v1/background/", Some(&alice)).await;
     assert_eq!(list, json!([]));
     h.queue.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_error_is_json() {
-    let h = Harness::new().await;
-    let c = h.login("alice").await;
-    /// method, uri, cookie, body, expected status, expected reason.
-    type Case<'a> = (
-        Method,
-        &'a str,
-        Option<&'a str>,
-        String,
-        StatusCode,
-        &'a str,
+    let (h, [c]) = Harness::with_sessions(["alice"]).await;
+    let too_large = format!(
+        "POST /api/v1/background/noop {{\"a\":\"{}\"}}",
+        "x".repeat(5000)
     );
-    let cases: Vec<Case> = vec![
+    let with_session = [
+        ("POST /api/v1/background/noop {not json", INVALID_JSON),
+        ("POST /api/v1/background/noop", INVALID_JSON),
+        ("POST /api/v1/background/noop 42", WRONG_TYPE),
         (
-            Method::POST,
-            "/api/v1/background/noop",
-            Some(&c),
-            "{not json".into(),
-            StatusCode::BAD_REQUEST,
-            "invalid_json",
+            r#"POST /api/v1/background/noop {"count":"x"}"#,
+            INVALID_PARAMS,
         ),
-        (
-            Method::POST,
-            "/api/v1/background/noop",
-            Some(&c),
-            "".into(),
-            StatusCode::BAD_REQUEST,
-            "invalid_json",
-        ),
-        (
-            Method::POST,
-            "/api/v1/background/noop",
-            Some(&c),
-            "42".into(),
-            StatusCode::BAD_REQUEST,
-            "wrong_type",
-        ),
-        (
-            Method::POST,
-            "/api/v1/background/noop",
-            Some(&c),
-            r#"{"count":"x"}"#.into(),
-            StatusCode::BAD_REQUEST,
-            "invalid_params",
-        ),
-        (
-            Method::POST,
-            "/api/v1/background/nosuch",
-            Some(&c),
-            "{}".into(),
-            StatusCode::NOT_FOUND,
-            "unknown_category",
-        ),
-        (
-            Method::POST,
-            "/api/v1/background/noop",
-            None,
-            "{}".into(),
-            StatusCode::UNAUTHORIZED,
-            "not_logged_in",
-        ),
-        (
-            Method::POST,
-            "/api/v1/background/noop",
-            Some(&c),
-            format!("{{\"a\":\"{}\"}}", "x".repeat(5000)),
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-        ),
-        (
-            Method::GET,
-            "/api/v1/nowhere",
-            Some(&c),
-            "".into(),
-            StatusCode::NOT_FOUND,
-            "unknown_path",
-        ),
-        (
-            // `/` is the dashboard; anything else outside the API is unknown.
-            Method::GET,
-            "/nowhere",
-            None,
-            "".into(),
-            StatusCode::NOT_FOUND,
-            "unknown_path",
-        ),
-        (
-            Method::PATCH,
-            "/api/v1/background/",
-            Some(&c),
-            "".into(),
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-        ),
-        (
-            Method::GET,
-            "/api/v1/login",
-            None,
-            "".into(),
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-        ),
-        (
-            Method::DELETE,
-            "/api/v1/background/12345",
-            Some(&c),
-            "".into(),
-            StatusCode::NOT_FOUND,
-            "unknown_task",
-        ),
-        (
-            Method::DELETE,
-            "/api/v1/background/nosuch",
-            Some(&c),
-            "".into(),
-            StatusCode::NOT_FOUND,
-            "unknown_category",
-        ),
-        (
-            Method::POST,
-            "/api/v1/background/%FF",
-            Some(&c),
-            "{}".into(),
-            StatusCode::BAD_REQUEST,
-            "invalid_path",
-        ),
+        ("POST /api/v1/background/nosuch {}", UNKNOWN_CATEGORY),
+        (too_large.as_str(), BODY_TOO_LARGE),
+        ("GET /api/v1/nowhere", UNKNOWN_PATH),
+        ("PATCH /api/v1/background/", METHOD_NOT_ALLOWED),
+        ("DELETE /api/v1/background/12345", UNKNOWN_TASK),
+        ("DELETE /api/v1/background/nosuch", UNKNOWN_CATEGORY),
+        ("POST /api/v1/background/%FF {}", INVALID_PATH),
     ];
-    for (method, uri, cookie, body, want, reason) in cases {
-        let (s, b, _) = h.call(method.clone(), uri, cookie, &body).await;
-        assert!(b.is_object(), "{method} {uri}: not JSON: {b}");
-        assert_error(s, &b, want, reason);
+    for (request, want) in with_session {
+        h.refused(request, Some(&c), want).await;
+    }
+    let without = [
+        ("POST /api/v1/background/noop {}", NOT_LOGGED_IN),
+        // `/` is the dashboard; anything else outside the API is unknown.
+        ("GET /nowhere", UNKNOWN_PATH),
+        ("GET /api/v1/login", METHOD_NOT_ALLOWED),
+    ];
+    for (request, want) in without {
+        h.refused(request, None, want).await;
     }
     h.queue.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_are_prometheus_text_without_secrets() {
-    let h = Harness::new().await;
-    let c = h.login("alice").await;
-    let (_, t, _) = h
-        .call(
-            Method::POST,
-            "/api/v1/background/noop",
-            Some(&c),
-            r#"{"password":"pw-in-metrics"}"#,
-        )
-        .await;
+    let (h, [c]) = Harness::with_sessions(["alice"]).await;
+    let submit = r#"POST /api/v1/background/noop {"password":"pw-in-metrics"}"#;
+    let t = h.ok(submit, Some(&c)).await;
     h.wait_state(&c, t["id"].as_i64().unwrap(), "completed")
         .await;
-    let (s, text, _) = h.call(Method::GET, "/metrics", None, "").await;
-    assert_eq!(s, StatusCode::OK);
+    let text = h.ok("GET /metrics", None).await;
     let text = text.as_str().unwrap();
     assert!(
         text.contains("stevedore_tasks{category=\"noop\",state=\"completed\"}"),
@@ -652,11 +530,8 @@ async fn metrics_are_prometheus_text_without_secrets() {
 /// above the 1 s bucket with a fractional sum (epoch seconds gave 1 or 2).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_time_metrics_have_sub_second_resolution() {
-    let h = Harness::new().await;
-    let c = h.login("alice").await;
-    let (_, t, _) = h
-        .call(Method::POST, "/api/v1/background/timed", Some(&c), "{}")
-        .await;
+    let (h, [c]) = Harness::with_sessions(["alice"]).await;
+    let t = h.ok("POST /api/v1/background/timed {}", Some(&c)).await;
     h.wait_state(&c, t["id"].as_i64().unwrap(), "completed")
         .await;
     // The run is counted once its end is stored, which readers may see a
@@ -705,15 +580,8 @@ async fn every_prefix_and_both_login_bodies() {
             assert_eq!(s, StatusCode::OK, "{prefix} {body}: {b}");
             assert_eq!(b["username"], "alice");
             let cookie = cookie.unwrap().split(';').next().unwrap().to_string();
-            let (s, list, _) = h
-                .call(
-                    Method::GET,
-                    &format!("{prefix}/background/"),
-                    Some(&cookie),
-                    "",
-                )
-                .await;
-            assert_eq!(s, StatusCode::OK, "{prefix}: {list}");
+            let list_tasks = format!("GET {prefix}/background/");
+            let list = h.ok(&list_tasks, Some(&cookie)).await;
             assert!(list.is_array());
         }
     }
@@ -722,42 +590,20 @@ async fn every_prefix_and_both_login_bodies() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn image_pull_is_image_download() {
-    let h = Harness::new().await;
-    let c = h.login("alice").await;
-    let (s, t, _) = h
-        .call(
-            Method::POST,
-            "/container-station/api/v1/background/image_pull",
-            Some(&c),
-            r#"{"image": "busybox", "tag": "1.36"}"#,
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK, "{t}");
+    let (h, [c]) = Harness::with_sessions(["alice"]).await;
+    let pull = r#"POST /container-station/api/v1/background/image_pull {"image": "busybox", "tag": "1.36"}"#;
+    let t = h.ok(pull, Some(&c)).await;
     // The task keeps the name it was submitted as (the 2023 recording).
     assert_eq!(t["category"], "image_pull");
     assert_eq!(t["name"], "busybox:1.36");
     let id = t["id"].as_i64().unwrap();
     h.wait_state(&c, id, "completed").await;
     for filter in ["image_pull", "image_download"] {
-        let (_, list, _) = h
-            .call(
-                Method::GET,
-                &format!("/api/v1/background/?category={filter}"),
-                Some(&c),
-                "",
-            )
-            .await;
+        let list_tasks = format!("GET /api/v1/background/?category={filter}");
+        let list = h.ok(&list_tasks, Some(&c)).await;
         assert_eq!(list.as_array().unwrap().len(), 1, "{filter}: {list}");
     }
-    let (s, b, _) = h
-        .call(
-            Method::DELETE,
-            "/api/v1/background/image_pull",
-            Some(&c),
-            "",
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK);
+    let b = h.ok("DELETE /api/v1/background/image_pull", Some(&c)).await;
     assert_eq!(b, json!([id]));
     h.queue.shutdown().await;
 }
@@ -765,14 +611,17 @@ async fn image_pull_is_image_download() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn container_routes() {
     let h = Harness::new().await;
-    let (s, b, _) = h.call(Method::GET, "/api/v1/container", None, "").await;
-    assert_error(s, &b, StatusCode::UNAUTHORIZED, "not_logged_in");
-    let c = h.login("alice").await;
-    let p = "/containerstation/api/v1";
-    let (s, list, _) = h
-        .call(Method::GET, &format!("{p}/container"), Some(&c), "")
+    h.refused("GET /api/v1/container", None, NOT_LOGGED_IN)
         .await;
-    assert_eq!(s, StatusCode::OK, "{list}");
+    let c = h.login("alice").await;
+    // `METHOD PATH` of a container route, under one of the prefixes.
+    let route = |request: &str| {
+        let (method, path) = request.split_once(' ').unwrap();
+        format!("{method} /containerstation/api/v1/container/{path}")
+    };
+    let list = h
+        .ok("GET /containerstation/api/v1/container", Some(&c))
+        .await;
     assert_eq!(list[0]["name"], "dtest");
     assert_eq!(list[0]["type"], "docker");
     assert_eq!(list[0]["imageID"], "sha256:1");
@@ -781,103 +630,33 @@ async fn container_routes() {
     assert_eq!(list[0]["state"], "running");
 
     // The bare id, as text, for the shell.
-    let (s, id, _) = h
-        .call(
-            Method::GET,
-            &format!("{p}/container/docker/getid/dtest"),
-            Some(&c),
-            "",
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK);
+    let id = h.ok(&route("GET docker/getid/dtest"), Some(&c)).await;
     assert_eq!(id, "0123456789abcdef0123");
-    let (s, b, _) = h
-        .call(
-            Method::GET,
-            &format!("{p}/container/docker/getid/nosuch"),
-            Some(&c),
-            "",
-        )
+    for (request, want) in [
+        ("GET docker/getid/nosuch", UNKNOWN_CONTAINER),
+        ("PUT docker/dtest/explode", UNKNOWN_PATH),
+        ("PUT kvm/dtest/stop", INVALID_PARAMS),
+    ] {
+        let b = h.refused(&route(request), Some(&c), want).await;
+        assert!(b.to_string().contains("error"));
+    }
+    let b = h
+        .refused(&route("GET docker/a%2Fb"), Some(&c), INVALID_PARAMS)
         .await;
-    assert_error(s, &b, StatusCode::NOT_FOUND, "unknown_container");
-    assert!(b.to_string().contains("error"));
-
-    let (s, e, _) = h
-        .call(
-            Method::PUT,
-            &format!("{p}/container/docker/0123456789abcdef0123/stop"),
-            Some(&c),
-            "",
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK, "{e}");
-    assert_eq!(e["state"], "stopped");
-    let (_, e, _) = h
-        .call(
-            Method::PUT,
-            &format!("{p}/container/docker/dtest/restart"),
-            Some(&c),
-            "",
-        )
-        .await;
-    assert_eq!(e["state"], "running");
-    let (s, b, _) = h
-        .call(
-            Method::PUT,
-            &format!("{p}/container/docker/dtest/explode"),
-            Some(&c),
-            "",
-        )
-        .await;
-    assert_error(s, &b, StatusCode::NOT_FOUND, "unknown_path");
-    let (s, b, _) = h
-        .call(
-            Method::PUT,
-            &format!("{p}/container/kvm/dtest/stop"),
-            Some(&c),
-            "",
-        )
-        .await;
-    assert_error(s, &b, StatusCode::BAD_REQUEST, "invalid_params");
-    let (s, b, _) = h
-        .call(
-            Method::GET,
-            &format!("{p}/container/docker/a%2Fb"),
-            Some(&c),
-            "",
-        )
-        .await;
-    assert_error(s, &b, StatusCode::BAD_REQUEST, "invalid_params");
     assert!(b["error"]["message"].as_str().unwrap().starts_with("id: "));
-    let (s, b, _) = h
-        .call(
-            Method::GET,
-            &format!("{p}/container/lxc/ctest"),
-            Some(&c),
-            "",
-        )
-        .await;
+
+    let stop = route("PUT docker/0123456789abcdef0123/stop");
+    assert_eq!(h.ok(&stop, Some(&c)).await["state"], "stopped");
+    let restart = route("PUT docker/dtest/restart");
+    let (_, e) = h.send(&restart, Some(&c)).await;
+    assert_eq!(e["state"], "running");
+    let (s, b) = h.send(&route("GET lxc/ctest"), Some(&c)).await;
     assert!(b["error"].is_object(), "{s} {b}");
 
-    let (s, b, _) = h
-        .call(
-            Method::DELETE,
-            &format!("{p}/container/docker/dtest?remove_volumes=true"),
-            Some(&c),
-            "",
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK);
-    assert_eq!(b, json!({}));
-    let (s, b, _) = h
-        .call(
-            Method::DELETE,
-            &format!("{p}/container/docker/dtest"),
-            Some(&c),
-            "",
-        )
-        .await;
-    assert_error(s, &b, StatusCode::NOT_FOUND, "unknown_container");
+    let delete = route("DELETE docker/dtest?remove_volumes=true");
+    assert_eq!(h.ok(&delete, Some(&c)).await, json!({}));
+    let delete_again = route("DELETE docker/dtest");
+    h.refused(&delete_again, Some(&c), UNKNOWN_CONTAINER).await;
     h.queue.shutdown().await;
 }
 
@@ -913,17 +692,9 @@ async fn get_raw(h: &Harness, uri: &str, cookie: &str) -> (StatusCode, String, V
         .header(header::COOKIE, cookie)
         .body(Body::empty())
         .unwrap();
-    let resp = h.router.clone().oneshot(req).await.unwrap();
-    let status = resp.status();
-    let ctype = resp
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .map(|v| v.to_str().unwrap().to_string())
-        .unwrap_or_default();
-    let bytes = axum::body::to_bytes(resp.into_body(), 64 << 20)
-        .await
-        .unwrap();
-    (status, ctype, bytes.to_vec())
+    let (status, headers, body) = h.exchange(req).await;
+    let ctype = text_header(&headers, header::CONTENT_TYPE).unwrap_or_default();
+    (status, ctype, body)
 }
 
 /// Every id of `GET background/?{query}` read in pages of `limit`.
@@ -931,15 +702,8 @@ async fn paged_ids(h: &Harness, cookie: &str, query: &str, limit: usize) -> Vec<
     let mut out = Vec::new();
     let mut before = String::new();
     loop {
-        let uri = format!("/api/v1/background/?limit={limit}{before}{query}");
-        let (s, page, _) = h.call(Method::GET, &uri, Some(cookie), "").await;
-        assert_eq!(s, StatusCode::OK, "{uri}: {page}");
-        let page: Vec<i64> = page
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| t["id"].as_i64().unwrap())
-            .collect();
+        let uri = format!("GET /api/v1/background/?limit={limit}{before}{query}");
+        let page = ids(&h.ok(&uri, Some(cookie)).await);
         assert!(page.len() <= limit, "{uri}: {} tasks", page.len());
         match page.last() {
             Some(last) => before = format!("&before={last}"),
@@ -955,9 +719,7 @@ async fn paged_ids(h: &Harness, cookie: &str, query: &str, limit: usize) -> Vec<
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_whole_list_streams_the_same_json() {
     use crate::queue::store::{Owner, TaskStore};
-    let h = Harness::new().await;
-    let admin = h.login("admin").await;
-    let alice = h.login("alice").await;
+    let (h, [admin, alice]) = Harness::with_sessions(["admin", "alice"]).await;
     let (s, ctype, body) = get_raw(&h, "/api/v1/background/", &admin).await;
     assert_eq!(
         (s, ctype.as_str(), body.as_slice()),
@@ -983,21 +745,10 @@ async fn the_whole_list_streams_the_same_json() {
     let want =
         serde_json::to_vec(&h.store.list(Owner::User("alice"), None).await.unwrap()).unwrap();
     assert!(body == want, "alice's list");
-    let (_, list, _) = h
-        .call(
-            Method::GET,
-            "/api/v1/background/?before=1001",
-            Some(&admin),
-            "",
-        )
+    let older = h
+        .ok("GET /api/v1/background/?before=1001", Some(&admin))
         .await;
-    let got: Vec<i64> = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["id"].as_i64().unwrap())
-        .collect();
-    assert_eq!(got, (1..=1000).rev().collect::<Vec<i64>>());
+    assert_eq!(ids(&older), (1..=1000).rev().collect::<Vec<i64>>());
     h.queue.shutdown().await;
 }
 
@@ -1006,27 +757,13 @@ async fn the_whole_list_streams_the_same_json() {
 /// 400s naming the field.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pages_of_the_task_list() {
-    let h = Harness::new().await;
-    let admin = h.login("admin").await;
-    let alice = h.login("alice").await;
+    let (h, [admin, alice]) = Harness::with_sessions(["admin", "alice"]).await;
     let mine = park(&h, "alice", 23).await;
     let bobs = park(&h, "bob", 4).await;
-    let (_, t, _) = h
-        .call(Method::POST, "/api/v1/background/noop", Some(&alice), "{}")
-        .await;
+    let t = h.ok("POST /api/v1/background/noop {}", Some(&alice)).await;
     let noop = t["id"].as_i64().unwrap();
     h.wait_state(&alice, noop, "completed").await;
-    let all = |v: Value| -> Vec<i64> {
-        v.as_array()
-            .unwrap()
-            .iter()
-            .map(|t| t["id"].as_i64().unwrap())
-            .collect()
-    };
-    let (_, everything, _) = h
-        .call(Method::GET, "/api/v1/background/", Some(&admin), "")
-        .await;
-    let everything = all(everything);
+    let everything = ids(&h.ok("GET /api/v1/background/", Some(&admin)).await);
     assert_eq!(everything.len(), 28);
     for limit in [1, 5, 27, 28, 1000] {
         assert_eq!(
@@ -1036,10 +773,7 @@ async fn pages_of_the_task_list() {
         );
     }
     // A non-admin pages through their own tasks only; with a category too.
-    let (_, hers, _) = h
-        .call(Method::GET, "/api/v1/background/", Some(&alice), "")
-        .await;
-    let hers = all(hers);
+    let hers = ids(&h.ok("GET /api/v1/background/", Some(&alice)).await);
     assert_eq!(hers.len(), 24);
     assert_eq!(paged_ids(&h, &alice, "", 4).await, hers);
     let parked_hers: Vec<i64> = mine.iter().rev().copied().collect();
@@ -1063,30 +797,20 @@ async fn pages_of_the_task_list() {
         everything
     );
     // One page, exactly.
-    let (s, page, _) = h
-        .call(
-            Method::GET,
-            &format!("/api/v1/background/?limit=2&before={}", bobs[2]),
-            Some(&admin),
-            "",
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK);
-    assert_eq!(all(page.clone()), vec![bobs[1], bobs[0]]);
+    let one_page = format!("GET /api/v1/background/?limit=2&before={}", bobs[2]);
+    let page = h.ok(&one_page, Some(&admin)).await;
+    assert_eq!(ids(&page), vec![bobs[1], bobs[0]]);
     assert_eq!(page[0]["user"], "bob");
     assert_eq!(page[0]["params"], json!({"n": 1, "password": "******"}));
     // Past the end, and before the first id there is.
     let oldest = *everything.last().unwrap();
     for before in [oldest.to_string(), "1".into()] {
-        let (s, page, _) = h
-            .call(
-                Method::GET,
-                &format!("/api/v1/background/?limit=10&before={before}"),
-                Some(&admin),
-                "",
-            )
-            .await;
-        assert_eq!((s, page), (StatusCode::OK, json!([])), "before={before}");
+        let past = format!("GET /api/v1/background/?limit=10&before={before}");
+        assert_eq!(
+            h.ok(&past, Some(&admin)).await,
+            json!([]),
+            "before={before}"
+        );
     }
     // Bad values: 400 JSON errors naming the field.
     for (query, field) in [
@@ -1101,9 +825,8 @@ async fn pages_of_the_task_list() {
         ("limit=10&before=1.5", "before"),
         ("before=99999999999999999999999", "before"),
     ] {
-        let uri = format!("/api/v1/background/?{query}");
-        let (s, b, _) = h.call(Method::GET, &uri, Some(&alice), "").await;
-        assert_error(s, &b, StatusCode::BAD_REQUEST, "invalid_query");
+        let uri = format!("GET /api/v1/background/?{query}");
+        let b = h.refused(&uri, Some(&alice), (400, "invalid_query")).await;
         let message = b["error"]["message"].as_str().unwrap();
         assert!(
             message.starts_with(&format!("{field}: ")),
@@ -1111,15 +834,10 @@ async fn pages_of_the_task_list() {
         );
     }
     // Empty values mean absent, as for `?category=`.
-    let (s, list, _) = h
-        .call(
-            Method::GET,
-            "/api/v1/background/?limit=&before=",
-            Some(&admin),
-            "",
-        )
+    let empty = h
+        .ok("GET /api/v1/background/?limit=&before=", Some(&admin))
         .await;
-    assert_eq!((s, all(list)), (StatusCode::OK, everything));
+    assert_eq!(ids(&empty), everything);
     h.queue.shutdown().await;
 }
 
@@ -1129,8 +847,7 @@ async fn pages_of_the_task_list() {
 /// after a whole body does not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bodies_are_read_whole_and_unread_ones_close_the_connection() {
-    let h = Harness::new().await;
-    let c = h.login("alice").await;
+    let (h, [c]) = Harness::with_sessions(["alice"]).await;
     let send = |chunks: Vec<Result<&'static str, std::io::Error>>| {
         let req = Request::builder()
             .method(Method::POST)
@@ -1160,35 +877,21 @@ async fn bodies_are_read_whole_and_unread_ones_close_the_connection() {
     let task = json(resp).await;
     assert_eq!(task["params"]["count"], 42, "{task}");
 
-    // The harness's limit is 4096 bytes.
+    // Over the harness's limit (4096 bytes), and broken off.
     let big: &'static str =
         Box::leak(format!(r#"{{"a":"{}"}}"#, "x".repeat(3000)).into_boxed_str());
-    let resp = send(vec![Ok(big), Ok(big)]).await.unwrap();
-    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
-    assert!(closes(&resp));
-    let body = json(resp).await;
-    assert_error(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        &body,
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "body_too_large",
-    );
-
-    let resp = send(vec![
-        Ok(r#"{"count""#),
-        Err(std::io::Error::other("peer went away")),
-    ])
-    .await
-    .unwrap();
-    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
-    assert!(closes(&resp));
-    let body = json(resp).await;
-    assert_error(
-        StatusCode::BAD_REQUEST,
-        &body,
-        StatusCode::BAD_REQUEST,
-        "invalid_body",
-    );
+    let broken = Err(std::io::Error::other("peer went away"));
+    for (chunks, want) in [
+        (vec![Ok(big), Ok(big)], BODY_TOO_LARGE),
+        (vec![Ok(r#"{"count""#), broken], (400, "invalid_body")),
+    ] {
+        let resp = send(chunks).await.unwrap();
+        let status = StatusCode::from_u16(want.0).unwrap();
+        assert_eq!(resp.status(), status);
+        assert!(closes(&resp));
+        let body = json(resp).await;
+        assert_error(status, &body, status, want.1);
+    }
     h.queue.shutdown().await;
 }
 
@@ -1256,26 +959,14 @@ impl EventStream {
 /// unseen, as their tasks do.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deletions_are_events_for_the_owner_and_admins() {
-    let h = Harness::new().await;
-    let (alice, bob, admin) = (
-        h.login("alice").await,
-        h.login("bob").await,
-        h.login("admin").await,
-    );
+    let (h, [alice, bob, admin]) = Harness::with_sessions(["alice", "bob", "admin"]).await;
     let mut bobs = EventStream::open(&h, &bob).await;
     let mut admins = EventStream::open(&h, &admin).await;
     let submit = |cookie: String| {
         let h = &h;
         async move {
-            let (status, t, _) = h
-                .call(
-                    Method::POST,
-                    "/api/v1/background/noop",
-                    Some(&cookie),
-                    r#"{"count": 1}"#,
-                )
-                .await;
-            assert_eq!(status, StatusCode::OK, "{t}");
+            let submit = r#"POST /api/v1/background/noop {"count": 1}"#;
+            let t = h.ok(submit, Some(&cookie)).await;
             t["id"].as_i64().unwrap()
         }
     };
@@ -1285,24 +976,15 @@ async fn deletions_are_events_for_the_owner_and_admins() {
     h.wait_state(&bob, his, "completed").await;
 
     // Alice deletes hers by id: the admin sees it go, Bob does not.
-    let (status, ids, _) = h
-        .call(
-            Method::DELETE,
-            &format!("/api/v1/background/{hers}"),
-            Some(&alice),
-            "",
-        )
-        .await;
-    assert_eq!((status, ids), (StatusCode::OK, json!([hers])));
+    let delete_hers = format!("DELETE /api/v1/background/{hers}");
+    assert_eq!(h.ok(&delete_hers, Some(&alice)).await, json!([hers]));
     assert_eq!(
         admins.next_deleted().await,
         json!({"id": hers, "category": "noop"})
     );
     // Bob deletes all his finished tasks: his stream's first deletion is his.
-    let (status, ids, _) = h
-        .call(Method::DELETE, "/api/v1/background/", Some(&bob), "")
-        .await;
-    assert_eq!((status, ids), (StatusCode::OK, json!([his])));
+    let deleted = h.ok("DELETE /api/v1/background/", Some(&bob)).await;
+    assert_eq!(deleted, json!([his]));
     assert_eq!(bobs.next_deleted().await["id"], his);
     assert_eq!(admins.next_deleted().await["id"], his);
 }

@@ -29,6 +29,8 @@ use tokio::sync::Semaphore;
 
 use self::config::AuthConfig;
 use crate::store::Database;
+
+pub use crate::store::private::write_private;
 pub use limiter::LoginLimiter;
 pub use sessions::{Session, SessionStore};
 
@@ -399,32 +401,6 @@ async fn shared_admin_hash(db: &Database, env_password: Option<&str>) -> anyhow:
 /// Seconds as an `i64` that can be added to a time without overflow.
 fn clamp_secs(secs: u64) -> i64 {
     secs.min(i64::MAX as u64 / 4) as i64
-}
-
-/// Write `bytes` to `path` (through a temporary file beside it and a rename), in a file
-/// created readable by its owner only before a byte is written: a file
-/// holding a hash or a key is never readable by others, not even for a
-/// moment. A leftover temporary file is replaced, whatever its mode was.
-pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    match std::fs::remove_file(&tmp) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-        _ => {}
-    }
-    {
-        use std::io::Write;
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
-        }
-        let mut f = opts.open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)
 }
 
 #[cfg(test)]

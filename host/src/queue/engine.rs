@@ -21,7 +21,7 @@ use super::executor::{
 use super::mask::{has_secrets, marks_anything, mask_pointers, mask_secrets};
 use super::model::{task_name, ResultCode, Task, TaskEvent, TaskState};
 use super::store::{
-    ClaimPlan, ClaimRequest, Claimed, Durable, Finish, NewTask, OnStored, Owner, Page,
+    ClaimPlan, ClaimRequest, Claimed, Durable, Finish, Interruption, NewTask, OnStored, Page,
     ProgressUpdate, TaskFilter, TaskStore,
 };
 use super::{
@@ -79,6 +79,15 @@ pub(super) struct Inner {
     shutdown_done: tokio::sync::Mutex<bool>,
 }
 
+/// A task to store: who submits it, its category and params, and the
+/// node that is to run it (`None`: this one).
+pub(super) struct Submission<'a> {
+    pub(super) user: &'a str,
+    pub(super) category: &'a str,
+    pub(super) params: &'a serde_json::Value,
+    pub(super) node: Option<&'a str>,
+}
+
 impl Inner {
     pub(super) async fn start(
         store: Arc<dyn TaskStore>,
@@ -87,7 +96,11 @@ impl Inner {
     ) -> anyhow::Result<Arc<Inner>> {
         config.workers = config.workers.max(1);
         let interrupted = store
-            .interrupt_running(ResultCode::Interrupted.code(), INTERRUPTED_DETAIL, now())
+            .interrupt_running(Interruption::new(
+                ResultCode::Interrupted.code(),
+                INTERRUPTED_DETAIL,
+                now(),
+            ))
             .await?;
         for id in &interrupted {
             tracing::warn!(task_id = id, "{INTERRUPTED_DETAIL}");
@@ -207,13 +220,13 @@ impl Inner {
         let _ = self.events.send(TaskEvent::changed(task));
     }
 
-    pub(super) async fn submit(
-        &self,
-        user: &str,
-        category: &str,
-        params: &serde_json::Value,
-        node: Option<&str>,
-    ) -> Result<Task, QueueError> {
+    pub(super) async fn submit(&self, submission: Submission<'_>) -> Result<Task, QueueError> {
+        let Submission {
+            user,
+            category,
+            params,
+            node,
+        } = submission;
         if self.closing.load(Ordering::Acquire) {
             return Err(QueueError::Store(anyhow::anyhow!(
                 "the queue is shutting down"
@@ -304,33 +317,16 @@ impl Inner {
         viewer: &Viewer,
         category: Option<&str>,
     ) -> Result<Vec<Task>, QueueError> {
-        let owner = if viewer.is_admin {
-            Owner::Anyone
-        } else {
-            Owner::User(&viewer.user)
-        };
-        let mut tasks = self.store.list(owner, category).await?;
+        let mut tasks = self.store.list(viewer.owner(), category).await?;
         self.overlay(&mut tasks);
         Ok(tasks)
     }
 
     pub(super) async fn list_page(
         &self,
-        viewer: &Viewer,
-        category: Option<&str>,
-        node: Option<&str>,
+        filter: TaskFilter<'_>,
         page: Page,
     ) -> Result<Vec<Task>, QueueError> {
-        let owner = if viewer.is_admin {
-            Owner::Anyone
-        } else {
-            Owner::User(&viewer.user)
-        };
-        let filter = TaskFilter {
-            owner,
-            category,
-            node,
-        };
         let mut tasks = self.store.list_page(filter, page).await?;
         self.overlay(&mut tasks);
         Ok(tasks)
@@ -381,11 +377,7 @@ impl Inner {
         viewer: &Viewer,
         selector: DeleteSelector,
     ) -> Result<Vec<i64>, QueueError> {
-        let owner = if viewer.is_admin {
-            Owner::Anyone
-        } else {
-            Owner::User(&viewer.user)
-        };
+        let owner = viewer.owner();
         match selector {
             DeleteSelector::AllFinished => {
                 Ok(self.announce_deleted(self.store.delete_finished(owner, None).await?))

@@ -27,8 +27,6 @@ mod engine;
 pub mod executor;
 pub mod mask;
 mod nodes;
-#[cfg(test)]
-mod store_suite;
 pub mod testkit;
 #[cfg(test)]
 mod tests;
@@ -77,6 +75,17 @@ pub struct Viewer {
     pub user: String,
     /// Admins see and delete every user's tasks.
     pub is_admin: bool,
+}
+
+impl Viewer {
+    /// Whose tasks the viewer sees: an admin every user's, a user their own.
+    fn owner(&self) -> store::Owner<'_> {
+        if self.is_admin {
+            store::Owner::Anyone
+        } else {
+            store::Owner::User(&self.user)
+        }
+    }
 }
 
 /// Which tasks a `DELETE background/...` names.
@@ -216,7 +225,13 @@ impl Queue {
         params: &serde_json::Value,
         node: Option<&str>,
     ) -> Result<Task, QueueError> {
-        self.inner.submit(user, category, params, node).await
+        let submission = engine::Submission {
+            user,
+            category,
+            params,
+            node,
+        };
+        self.inner.submit(submission).await
     }
     /// This node's name when several nodes share the store.
     pub fn node(&self) -> Option<&str> {
@@ -250,18 +265,23 @@ impl Queue {
         node: Option<&str>,
         page: Page,
     ) -> Result<Vec<Task>, QueueError> {
+        let filter = TaskFilter {
+            owner: viewer.owner(),
+            category: None,
+            node,
+        };
         let Some(category) = category else {
-            return self.inner.list_page(viewer, None, node, page).await;
+            return self.inner.list_page(filter, page).await;
         };
         // Each name's page holds the newest `limit` of its tasks below
         // `before`: the newest `limit` of their union are among them.
         let mut all = Vec::new();
         for name in self.names_of(category) {
-            all.extend(
-                self.inner
-                    .list_page(viewer, Some(&name), node, page)
-                    .await?,
-            );
+            let filter = TaskFilter {
+                category: Some(&name),
+                ..filter
+            };
+            all.extend(self.inner.list_page(filter, page).await?);
         }
         all.sort_by_key(|t| std::cmp::Reverse(t.id));
         all.truncate(page.limit);

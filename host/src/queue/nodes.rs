@@ -9,7 +9,7 @@ use tokio::sync::broadcast;
 
 use super::engine::{now, Inner};
 use super::model::{ResultCode, TaskState};
-use super::store::Notice;
+use super::store::{Interruption, Notice};
 use super::{QueueError, CANCEL_GRACE};
 
 /// The `detail_state` of a task whose node went silent while it ran.
@@ -100,9 +100,7 @@ pub(super) async fn liveness_loop(inner: Arc<Inner>) {
             .store()
             .reap_silent_nodes(
                 lease,
-                ResultCode::Interrupted.code(),
-                NODE_LOST_DETAIL,
-                now(),
+                Interruption::new(ResultCode::Interrupted.code(), NODE_LOST_DETAIL, now()),
             )
             .await
         {

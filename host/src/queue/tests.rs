@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::json;
+use tempfile::TempDir;
 use tokio::sync::{broadcast, Semaphore};
 
 use super::store::{Owner, TaskStore};
@@ -141,6 +142,35 @@ impl TestExec {
     }
 }
 
+/// The state task `id` is in, as the queue shows it.
+async fn state_of(q: &Queue, id: i64) -> TaskState {
+    q.get(&admin(), id).await.unwrap().state
+}
+
+/// The state task `id` is in, as the store holds it.
+async fn stored_state(store: &SqliteStore, id: i64) -> TaskState {
+    store.get(id).await.unwrap().unwrap().state
+}
+
+/// Delete what `selector` names, as `viewer`: the ids deleted.
+async fn delete(q: &Queue, viewer: &Viewer, selector: DeleteSelector) -> Vec<i64> {
+    q.delete(viewer, selector).await.unwrap()
+}
+
+/// The ids of `tasks`, in their order.
+fn ids(tasks: Vec<Task>) -> Vec<i64> {
+    tasks.into_iter().map(|t| t.id).collect()
+}
+
+/// A runtime of its own for one life of the queue (a crash drops it).
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 fn admin() -> Viewer {
     Viewer {
         user: "admin".into(),
@@ -176,6 +206,39 @@ async fn start(
     (q, store)
 }
 
+/// A queue under `cfg` over a new store in a temporary folder, run by a
+/// default [`TestExec`]: the folder (to keep while the test runs), the
+/// executor, the queue and its store.
+async fn fixture(cfg: QueueConfig) -> (TempDir, Arc<TestExec>, Arc<Queue>, Arc<SqliteStore>) {
+    fixture_with(Arc::new(TestExec::default()), cfg).await
+}
+
+/// [`fixture`], run by `exec`.
+async fn fixture_with(
+    exec: Arc<TestExec>,
+    cfg: QueueConfig,
+) -> (TempDir, Arc<TestExec>, Arc<Queue>, Arc<SqliteStore>) {
+    let dir = tempfile::tempdir().unwrap();
+    let (q, store) = start(dir.path(), exec.clone(), cfg).await;
+    (dir, exec, q, store)
+}
+
+/// Submit `n` tasks of `category` as `u`, one after another: their ids.
+async fn submit_n(q: &Queue, category: &str, n: usize) -> Vec<i64> {
+    let mut ids = Vec::new();
+    for _ in 0..n {
+        ids.push(q.submit("u", category, &json!({})).await.unwrap().id);
+    }
+    ids
+}
+
+/// Submit a task of `category` as `user` and wait until it runs: its id.
+async fn running(q: &Queue, user: &str, category: &str) -> i64 {
+    let id = q.submit(user, category, &json!({})).await.unwrap().id;
+    wait_task(q, id, |t| t.state == TaskState::Running).await;
+    id
+}
+
 /// Next event matching `pred`, or panic at the deadline.
 async fn next_event(rx: &mut broadcast::Receiver<TaskEvent>, pred: impl Fn(&Task) -> bool) -> Task {
     tokio::time::timeout(DEADLINE, async {
@@ -208,9 +271,7 @@ async fn wait_task(q: &Queue, id: i64, pred: impl Fn(&Task) -> bool) -> Task {
 
 #[tokio::test]
 async fn states_in_order_and_progress_never_goes_back() {
-    let dir = tempfile::tempdir().unwrap();
-    let exec = Arc::new(TestExec::default());
-    let (q, _) = start(dir.path(), exec.clone(), config(2, &[])).await;
+    let (_dir, _, q, _) = fixture(config(2, &[])).await;
     let mut rx = q.subscribe();
     let t = q
         .submit("alice", "quick", &json!({"name": "x"}))
@@ -270,8 +331,7 @@ async fn states_in_order_and_progress_never_goes_back() {
 
 #[tokio::test]
 async fn submit_errors() {
-    let dir = tempfile::tempdir().unwrap();
-    let (q, _) = start(dir.path(), Arc::new(TestExec::default()), config(1, &[])).await;
+    let (_dir, _, q, _) = fixture(config(1, &[])).await;
     assert!(
         matches!(q.submit("a", "nope", &json!({})).await, Err(QueueError::UnknownCategory(c)) if c == "nope")
     );
@@ -302,14 +362,9 @@ async fn submit_errors() {
 
 #[tokio::test]
 async fn per_category_limit_total_workers_and_fifo() {
-    let dir = tempfile::tempdir().unwrap();
-    let exec = Arc::new(TestExec::default());
-    let (q, _) = start(dir.path(), exec.clone(), config(3, &[("gate", 1)])).await;
+    let (_dir, exec, q, _) = fixture(config(3, &[("gate", 1)])).await;
     let mut rx = q.subscribe();
-    let mut gates = Vec::new();
-    for _ in 0..4 {
-        gates.push(q.submit("u", "gate", &json!({})).await.unwrap().id);
-    }
+    let gates = submit_n(&q, "gate", 4).await;
     // Other categories still run beside the limited one.
     let quick = q.submit("u", "quick", &json!({})).await.unwrap().id;
     wait_task(&q, quick, |t| t.state == TaskState::Completed).await;
@@ -350,20 +405,11 @@ async fn per_category_limit_total_workers_and_fifo() {
     assert_eq!(order, gates, "FIFO by id");
 
     // Total of workers: 3 workers, 4 stuck tasks.
-    let stuck: Vec<i64> = {
-        let mut v = Vec::new();
-        for _ in 0..4 {
-            v.push(q.submit("u", "stuck", &json!({})).await.unwrap().id);
-        }
-        v
-    };
+    let stuck = submit_n(&q, "stuck", 4).await;
     for id in &stuck[..3] {
         wait_task(&q, *id, |t| t.state == TaskState::Running).await;
     }
-    assert_eq!(
-        q.get(&admin(), stuck[3]).await.unwrap().state,
-        TaskState::Waiting
-    );
+    assert_eq!(state_of(&q, stuck[3]).await, TaskState::Waiting);
     exec.gate.add_permits(1);
     wait_task(&q, stuck[3], |t| t.state == TaskState::Running).await;
     let finished = q
@@ -387,14 +433,7 @@ async fn per_category_limit_total_workers_and_fifo() {
 /// deletes both.
 #[tokio::test]
 async fn an_alias_keeps_its_name_runs_as_its_category_and_shares_its_limit() {
-    let dir = tempfile::tempdir().unwrap();
-    let exec = Arc::new(TestExec::default());
-    let (q, _) = start(
-        dir.path(),
-        exec.clone(),
-        config(4, &[("image_download", 1)]),
-    )
-    .await;
+    let (_dir, exec, q, _) = fixture(config(4, &[("image_download", 1)])).await;
     let pulled = q.submit("u", "image_pull", &json!({})).await.unwrap();
     assert_eq!(pulled.category, "image_pull", "the submitted name is kept");
     assert!(pulled.deletable, "the category's own facts");
@@ -402,7 +441,7 @@ async fn an_alias_keeps_its_name_runs_as_its_category_and_shares_its_limit() {
     // The executor runs `image_download` for it, one at a time across both names.
     wait_task(&q, pulled.id, |t| t.state == TaskState::Running).await;
     assert_eq!(
-        q.get(&admin(), downloaded.id).await.unwrap().state,
+        state_of(&q, downloaded.id).await,
         TaskState::Waiting,
         "one limit for both names"
     );
@@ -423,14 +462,8 @@ async fn an_alias_keeps_its_name_runs_as_its_category_and_shares_its_limit() {
     );
     // Either name filters both, newest first, and pages across both.
     for name in ["image_pull", "image_download"] {
-        let ids: Vec<i64> = q
-            .list(&admin(), Some(name))
-            .await
-            .unwrap()
-            .iter()
-            .map(|t| t.id)
-            .collect();
-        assert_eq!(ids, [downloaded.id, pulled.id], "{name}");
+        let listed = ids(q.list(&admin(), Some(name)).await.unwrap());
+        assert_eq!(listed, [downloaded.id, pulled.id], "{name}");
         let page = q
             .list_page(
                 &admin(),
@@ -443,10 +476,7 @@ async fn an_alias_keeps_its_name_runs_as_its_category_and_shares_its_limit() {
             )
             .await
             .unwrap();
-        assert_eq!(
-            page.iter().map(|t| t.id).collect::<Vec<_>>(),
-            [downloaded.id]
-        );
+        assert_eq!(ids(page), [downloaded.id]);
     }
     // And either name deletes both.
     let mut gone = q
@@ -463,22 +493,20 @@ async fn an_alias_keeps_its_name_runs_as_its_category_and_shares_its_limit() {
 /// other tasks wait, while other users' tasks run beside them.
 #[tokio::test]
 async fn per_user_limit_holds_the_users_other_tasks() {
-    let dir = tempfile::tempdir().unwrap();
-    let exec = Arc::new(TestExec::default());
     let mut cfg = config(4, &[]);
     cfg.per_user.insert("bob".into(), 1);
-    let (q, _) = start(dir.path(), exec.clone(), cfg).await;
+    let (_dir, exec, q, _) = fixture(cfg).await;
     let mut rx = q.subscribe();
     let b1 = q.submit("bob", "gate", &json!({})).await.unwrap().id;
     let b2 = q.submit("bob", "gate", &json!({})).await.unwrap().id;
     let a1 = q.submit("alice", "gate", &json!({})).await.unwrap().id;
     wait_task(&q, b1, |t| t.state == TaskState::Running).await;
     wait_task(&q, a1, |t| t.state == TaskState::Running).await;
-    assert_eq!(q.get(&admin(), b2).await.unwrap().state, TaskState::Waiting);
+    assert_eq!(state_of(&q, b2).await, TaskState::Waiting);
     exec.gate.add_permits(3);
     next_event(&mut rx, |e| e.id == b2 && e.state == TaskState::Running).await;
     assert!(
-        q.get(&admin(), b1).await.unwrap().state.is_finished(),
+        state_of(&q, b1).await.is_finished(),
         "bob's second task started only after his first ended"
     );
     for id in [b1, b2, a1] {
@@ -489,22 +517,16 @@ async fn per_user_limit_holds_the_users_other_tasks() {
 
 #[tokio::test]
 async fn delete_rules() {
-    let dir = tempfile::tempdir().unwrap();
-    let exec = Arc::new(TestExec::default());
-    let (q, store) = start(dir.path(), exec.clone(), config(2, &[])).await;
+    let (_dir, exec, q, store) = fixture(config(2, &[])).await;
     let mut rx = q.subscribe();
 
     // Running, not deletable: 409, and it keeps running.
-    let stuck = q.submit("u", "stuck", &json!({})).await.unwrap().id;
-    wait_task(&q, stuck, |t| t.state == TaskState::Running).await;
+    let stuck = running(&q, "u", "stuck").await;
     assert!(matches!(
         q.delete(&admin(), DeleteSelector::Id(stuck)).await,
         Err(QueueError::Conflict(_))
     ));
-    assert_eq!(
-        q.get(&admin(), stuck).await.unwrap().state,
-        TaskState::Running
-    );
+    assert_eq!(state_of(&q, stuck).await, TaskState::Running);
 
     // Running, deletable: cancelled, then removed.
     let gate = q.submit("u", "gate", &json!({})).await.unwrap().id;
@@ -513,9 +535,7 @@ async fn delete_rules() {
     })
     .await;
     assert_eq!(
-        q.delete(&user("u"), DeleteSelector::Id(gate))
-            .await
-            .unwrap(),
+        delete(&q, &user("u"), DeleteSelector::Id(gate)).await,
         vec![gate]
     );
     let end = next_event(&mut rx, |t| t.id == gate && t.state.is_finished()).await;
@@ -529,17 +549,11 @@ async fn delete_rules() {
     ));
 
     // Waiting (both workers busy): cancelled and removed, never run.
-    let gate2 = q.submit("u", "gate", &json!({})).await.unwrap().id;
-    wait_task(&q, gate2, |t| t.state == TaskState::Running).await;
+    let gate2 = running(&q, "u", "gate").await;
     let waiting = q.submit("u", "quick", &json!({})).await.unwrap().id;
+    assert_eq!(state_of(&q, waiting).await, TaskState::Waiting);
     assert_eq!(
-        q.get(&admin(), waiting).await.unwrap().state,
-        TaskState::Waiting
-    );
-    assert_eq!(
-        q.delete(&user("u"), DeleteSelector::Id(waiting))
-            .await
-            .unwrap(),
+        delete(&q, &user("u"), DeleteSelector::Id(waiting)).await,
         vec![waiting]
     );
     let ev = next_event(&mut rx, |t| {
@@ -566,19 +580,14 @@ async fn delete_rules() {
     for id in [f1, f2, q1] {
         wait_task(&q, id, |t| t.state.is_finished()).await;
     }
-    let held = q.submit("u", "stuck", &json!({})).await.unwrap().id;
-    wait_task(&q, held, |t| t.state == TaskState::Running).await;
+    let held = running(&q, "u", "stuck").await;
 
     assert_eq!(
-        q.delete(&user("u"), DeleteSelector::Category("fail".into()))
-            .await
-            .unwrap(),
+        delete(&q, &user("u"), DeleteSelector::Category("fail".into())).await,
         vec![f1, f2]
     );
     assert_eq!(
-        q.delete(&user("u"), DeleteSelector::Category("fail".into()))
-            .await
-            .unwrap(),
+        delete(&q, &user("u"), DeleteSelector::Category("fail".into())).await,
         Vec::<i64>::new()
     );
     assert!(matches!(
@@ -592,13 +601,7 @@ async fn delete_rules() {
         .unwrap();
     all.sort();
     assert_eq!(all, vec![stuck, gate2, q1]);
-    let left: Vec<i64> = q
-        .list(&admin(), None)
-        .await
-        .unwrap()
-        .iter()
-        .map(|t| t.id)
-        .collect();
+    let left = ids(q.list(&admin(), None).await.unwrap());
     assert_eq!(
         left,
         vec![held],
@@ -611,15 +614,13 @@ async fn delete_rules() {
 
 #[tokio::test]
 async fn users_see_and_delete_only_their_own() {
-    let dir = tempfile::tempdir().unwrap();
-    let (q, _) = start(dir.path(), Arc::new(TestExec::default()), config(2, &[])).await;
+    let (_dir, _, q, _) = fixture(config(2, &[])).await;
     let a = q.submit("alice", "fail", &json!({})).await.unwrap().id;
     let b = q.submit("bob", "fail", &json!({})).await.unwrap().id;
     let b2 = q.submit("bob", "quick", &json!({})).await.unwrap().id;
     for id in [a, b, b2] {
         wait_task(&q, id, |t| t.state.is_finished()).await;
     }
-    let ids = |v: Vec<Task>| v.into_iter().map(|t| t.id).collect::<Vec<_>>();
     assert_eq!(ids(q.list(&user("alice"), None).await.unwrap()), vec![a]);
     assert_eq!(ids(q.list(&user("bob"), None).await.unwrap()), vec![b2, b]);
     assert_eq!(
@@ -640,15 +641,11 @@ async fn users_see_and_delete_only_their_own() {
         Err(QueueError::NotFound(_))
     ));
     assert_eq!(
-        q.delete(&user("alice"), DeleteSelector::AllFinished)
-            .await
-            .unwrap(),
+        delete(&q, &user("alice"), DeleteSelector::AllFinished).await,
         vec![a]
     );
     assert_eq!(
-        q.delete(&user("alice"), DeleteSelector::Category("fail".into()))
-            .await
-            .unwrap(),
+        delete(&q, &user("alice"), DeleteSelector::Category("fail".into())).await,
         Vec::<i64>::new()
     );
     assert_eq!(
@@ -656,14 +653,9 @@ async fn users_see_and_delete_only_their_own() {
         vec![b2, b],
         "bob's tasks untouched"
     );
+    assert_eq!(delete(&q, &admin(), DeleteSelector::Id(b)).await, vec![b]);
     assert_eq!(
-        q.delete(&admin(), DeleteSelector::Id(b)).await.unwrap(),
-        vec![b]
-    );
-    assert_eq!(
-        q.delete(&admin(), DeleteSelector::AllFinished)
-            .await
-            .unwrap(),
+        delete(&q, &admin(), DeleteSelector::AllFinished).await,
         vec![b2]
     );
     q.shutdown().await;
@@ -671,9 +663,7 @@ async fn users_see_and_delete_only_their_own() {
 
 #[tokio::test]
 async fn secrets_masked_everywhere_and_full_params_reach_the_executor() {
-    let dir = tempfile::tempdir().unwrap();
-    let exec = Arc::new(TestExec::default());
-    let (q, _) = start(dir.path(), exec.clone(), config(1, &[])).await;
+    let (dir, exec, q, _) = fixture(config(1, &[])).await;
     let params = json!({
         "username": "me",
         "password": "p-top",
@@ -708,9 +698,7 @@ async fn secrets_masked_everywhere_and_full_params_reach_the_executor() {
 
 #[tokio::test]
 async fn progress_is_persisted_lazily() {
-    let dir = tempfile::tempdir().unwrap();
-    let exec = Arc::new(TestExec::default());
-    let (q, store) = start(dir.path(), exec.clone(), config(1, &[])).await;
+    let (_dir, exec, q, store) = fixture(config(1, &[])).await;
     let id = q.submit("u", "gate", &json!({})).await.unwrap().id;
     // In memory at once...
     wait_task(&q, id, |t| t.progress == 40 && t.detail_state == "working").await;
@@ -735,9 +723,7 @@ async fn progress_is_persisted_lazily() {
 
 #[tokio::test]
 async fn many_tasks_run_once_each() {
-    let dir = tempfile::tempdir().unwrap();
-    let exec = Arc::new(TestExec::default());
-    let (q, _) = start(dir.path(), exec.clone(), config(3, &[("quick", 2)])).await;
+    let (_dir, exec, q, _) = fixture(config(3, &[("quick", 2)])).await;
     let mut rx = q.subscribe();
     let mut handles = Vec::new();
     for i in 0..8 {
@@ -784,11 +770,7 @@ fn restart_recovery_after_a_crash() {
     let secret_params = json!({"image": "a", "password": "s3cret", "auth": [{"token": "tok"}]});
 
     let exec1 = Arc::new(TestExec::default());
-    let rt1 = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt1 = runtime();
     let (running, waiting_secret, waiting_quick) = rt1.block_on(async {
         let (q, _) = start(dir.path(), exec1.clone(), config(1, &[])).await;
         let r = q.submit("u", "gate", &json!({})).await.unwrap().id;
@@ -802,11 +784,7 @@ fn restart_recovery_after_a_crash() {
     assert_eq!(exec1.started_ids(), vec![running]);
 
     let exec2 = Arc::new(TestExec::default());
-    let rt2 = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt2 = runtime();
     rt2.block_on(async {
         let mut tries = 0;
         let (q, _) = loop {
@@ -840,7 +818,7 @@ fn restart_recovery_after_a_crash() {
         }
         let all = q.list(&admin(), None).await.unwrap();
         assert_eq!(
-            all.iter().map(|t| t.id).collect::<Vec<_>>(),
+            ids(all.clone()),
             vec![waiting_quick, waiting_secret, running]
         );
         let mut started = exec2.started_ids();
@@ -876,11 +854,8 @@ fn restart_recovery_after_a_crash() {
 /// for the next start.
 #[tokio::test]
 async fn shutdown_interrupts_running_and_keeps_waiting() {
-    let dir = tempfile::tempdir().unwrap();
-    let exec = Arc::new(TestExec::default());
-    let (q, _) = start(dir.path(), exec.clone(), config(1, &[])).await;
-    let r = q.submit("u", "stuck", &json!({})).await.unwrap().id;
-    wait_task(&q, r, |t| t.state == TaskState::Running).await;
+    let (dir, _, q, _) = fixture(config(1, &[])).await;
+    let r = running(&q, "u", "stuck").await;
     let w = q
         .submit("u", "secret", &json!({"password": "pw"}))
         .await
@@ -988,25 +963,16 @@ fn task_logs_check() {
 /// start, which runs what waited.
 #[tokio::test]
 async fn dropping_the_queue_mid_run_then_reopening() {
-    let dir = tempfile::tempdir().unwrap();
-    let exec = Arc::new(TestExec::default());
-    let (q, store) = start(dir.path(), exec.clone(), config(1, &[])).await;
+    let (dir, exec, q, store) = fixture(config(1, &[])).await;
     let mut rx = q.subscribe();
-    let r = q.submit("u", "gate", &json!({})).await.unwrap().id;
-    wait_task(&q, r, |t| t.state == TaskState::Running).await;
+    let r = running(&q, "u", "gate").await;
     let w = q.submit("u", "quick", &json!({})).await.unwrap().id;
     drop(q);
     exec.gate.add_permits(1);
     let end = next_event(&mut rx, |t| t.id == r && t.state.is_finished()).await;
     assert_eq!(end.state, TaskState::Completed);
-    assert_eq!(
-        store.get(r).await.unwrap().unwrap().state,
-        TaskState::Completed
-    );
-    assert_eq!(
-        store.get(w).await.unwrap().unwrap().state,
-        TaskState::Waiting
-    );
+    assert_eq!(stored_state(&store, r).await, TaskState::Completed);
+    assert_eq!(stored_state(&store, w).await, TaskState::Waiting);
     drop(store);
 
     // The old store closes once nothing holds it; then the next start runs `w`.
@@ -1038,7 +1004,6 @@ async fn dropping_the_queue_mid_run_then_reopening() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn finished_tasks_past_retention_are_deleted() {
     use super::store::{ClaimRequest, Finish, NewTask};
-    let ids = |v: Vec<Task>| v.into_iter().map(|t| t.id).collect::<Vec<_>>();
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open_in(dir.path()).unwrap();
     let day = 24 * 3600;
@@ -1171,9 +1136,7 @@ fn submit_quick(q: &Arc<Queue>) -> tokio::task::JoinHandle<Task> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_starts_while_its_claim_commits_and_is_announced_after() {
-    let dir = tempfile::tempdir().unwrap();
-    let exec = TestExec::holding();
-    let (q, store) = start(dir.path(), exec.clone(), config(4, &[])).await;
+    let (_dir, exec, q, store) = fixture_with(TestExec::holding(), config(4, &[])).await;
     let (held_rx, release) = store.hold_early_claims();
     let mut rx = q.subscribe();
     let submitted = submit_quick(&q);
@@ -1207,9 +1170,7 @@ async fn a_run_starts_while_its_claim_commits_and_is_announced_after() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_executor_that_does_not_hold_its_effects_starts_after_the_commit() {
-    let dir = tempfile::tempdir().unwrap();
-    let exec = Arc::new(TestExec::default());
-    let (q, store) = start(dir.path(), exec.clone(), config(4, &[])).await;
+    let (_dir, exec, q, store) = fixture(config(4, &[])).await;
     let (held_rx, release) = store.hold_early_claims();
     let submitted = submit_quick(&q);
     let held_rx = held(held_rx).await;
@@ -1230,9 +1191,7 @@ async fn an_executor_that_does_not_hold_its_effects_starts_after_the_commit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_claim_that_fails_to_commit_leaves_the_task_waiting_and_it_runs_again() {
-    let dir = tempfile::tempdir().unwrap();
-    let exec = TestExec::holding();
-    let (q, store) = start(dir.path(), exec.clone(), config(1, &[])).await;
+    let (_dir, exec, q, store) = fixture_with(TestExec::holding(), config(1, &[])).await;
     // The one slot is taken, so the task below is stored (not claimed)
     // before the failpoint is set; the failed commit is the claim's alone.
     let gate = q.submit("admin", "gate", &json!({})).await.unwrap();
@@ -1249,10 +1208,7 @@ async fn a_claim_that_fails_to_commit_leaves_the_task_waiting_and_it_runs_again(
     release.send(false).unwrap();
     let held_rx = held(held_rx).await;
     until("the second run", || runs() == 2).await;
-    assert_eq!(
-        store.get(t.id).await.unwrap().unwrap().state,
-        TaskState::Waiting
-    );
+    assert_eq!(stored_state(&store, t.id).await, TaskState::Waiting);
     release.send(true).unwrap();
     let done = wait_task(&q, t.id, |t| t.state == TaskState::Completed).await;
     assert_eq!(done.result, Some(0));

@@ -8,7 +8,7 @@
 //!
 //! Drivers: [`sqlite`] (the data folder of one node) and [`postgres`] (one
 //! database shared by several nodes). Each implements every trait; the
-//! shared test suite (`queue::store_suite`) runs each of them.
+//! shared test suite (`suite`) runs each of them.
 //!
 //! The layer sits below the queue, authentication, the runtimes and the
 //! configuration: nothing here imports them. Their code reaches storage
@@ -19,9 +19,12 @@ pub mod credentials;
 pub mod durable;
 pub mod notice;
 pub mod postgres;
+pub mod private;
 pub mod secret;
 pub mod sessions;
 pub mod sqlite;
+#[cfg(test)]
+mod suite;
 pub mod tasks;
 
 pub use credentials::Credentials;

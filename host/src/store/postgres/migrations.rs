@@ -113,13 +113,11 @@ pub(super) async fn migrate(client: &mut tokio_postgres::Client) -> anyhow::Resu
     let tx = client.transaction().await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .await?;
-    let current: i32 = tx
-        .query_one(
-            "SELECT coalesce(max(version), 0) FROM schema_migrations",
-            &[],
-        )
-        .await?
-        .get(0);
+    let current: i32 = super::one_value(
+        &tx,
+        "SELECT coalesce(max(version), 0) FROM schema_migrations",
+    )
+    .await?;
     let current = current as usize;
     if current > MIGRATIONS.len() {
         bail!(

@@ -50,6 +50,15 @@ pub fn is_postgres_url(url: &str) -> bool {
     url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
 
+/// The value of the one column of the one row that `sql` (which takes no
+/// parameters) returns.
+async fn one_value<T: tokio_postgres::types::FromSqlOwned>(
+    client: &impl tokio_postgres::GenericClient,
+    sql: &str,
+) -> Result<T, tokio_postgres::Error> {
+    Ok(client.query_one(sql, &[]).await?.get(0))
+}
+
 /// A node's handle on the shared database.
 pub struct Database {
     pool: Pool,
@@ -160,13 +169,11 @@ impl Database {
                 &[&fingerprint],
             )
             .await?;
-        let stored: String = client
-            .query_one(
-                "SELECT value FROM settings WHERE key = 'secret_key_sha256'",
-                &[],
-            )
-            .await?
-            .get(0);
+        let stored: String = one_value(
+            &**client,
+            "SELECT value FROM settings WHERE key = 'secret_key_sha256'",
+        )
+        .await?;
         if stored != fingerprint {
             bail!(
                 "{} is not the sealing key the other nodes of this database use; \

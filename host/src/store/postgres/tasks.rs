@@ -26,8 +26,8 @@ use crate::store::secret::SecretBox;
 use crate::store::tasks::model::{JsonText, Task, TaskState};
 use crate::store::tasks::row::{row_columns, task_from_row, TaskRow, COLUMN_COUNT};
 use crate::store::tasks::{
-    ClaimRequest, Claimed, Durable, Finish, NewTask, Notice, Owner, Page, ProgressUpdate,
-    StateCount, TaskFilter, TaskStore,
+    ClaimRequest, Claimed, Durable, Finish, Interruption, NewTask, Notice, Owner, Page,
+    ProgressUpdate, StateCount, TaskFilter, TaskStore,
 };
 
 /// The columns a task of several nodes is read from: the shared ones, then
@@ -76,14 +76,27 @@ impl PgStore {
         Ok(())
     }
 
-    /// Run `sql`, which ends tasks and returns their ids, in a transaction
-    /// that announces them and drops their sealed params (they can no longer
-    /// run); the ids in increasing order.
-    async fn ending(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> anyhow::Result<Vec<i64>> {
+    /// End the `running` tasks that `condition` also selects as `end` says,
+    /// in a transaction that announces them and drops their sealed params
+    /// (they can no longer run); the ids in increasing order. `condition`
+    /// names its `params` from `$4` on.
+    async fn ending(
+        &self,
+        end: &Interruption,
+        condition: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> anyhow::Result<Vec<i64>> {
+        self.check_open()?;
+        let sql = format!(
+            "UPDATE tasks SET state = 'error', result = $1, detail_state = $2, ended = $3
+              WHERE state = 'running' AND {condition} RETURNING id"
+        );
+        let mut all: Vec<&(dyn ToSql + Sync)> = vec![&end.result, &end.detail, &end.now];
+        all.extend_from_slice(params);
         let mut client = self.db.client().await?;
         let tx = client.transaction().await?;
         let mut ids: Vec<i64> = tx
-            .query(sql, params)
+            .query(&sql, &all)
             .await?
             .iter()
             .map(|r| r.get(0))
@@ -419,19 +432,8 @@ impl TaskStore for PgStore {
         self.batch.finish(f).await
     }
 
-    async fn interrupt_running(
-        &self,
-        result: i32,
-        detail: &str,
-        now: i64,
-    ) -> anyhow::Result<Vec<i64>> {
-        self.check_open()?;
-        self.ending(
-            "UPDATE tasks SET state = 'error', result = $1, detail_state = $2, ended = $3
-              WHERE state = 'running' AND node = $4 RETURNING id",
-            &[&result, &detail, &now, &self.db.node()],
-        )
-        .await
+    async fn interrupt_running(&self, end: Interruption) -> anyhow::Result<Vec<i64>> {
+        self.ending(&end, "node = $4", &[&self.db.node()]).await
     }
 
     async fn delete_if(&self, id: i64, states: &[TaskState]) -> anyhow::Result<bool> {
@@ -586,24 +588,13 @@ impl TaskStore for PgStore {
     async fn reap_silent_nodes(
         &self,
         lease: Duration,
-        result: i32,
-        detail: &str,
-        now: i64,
+        end: Interruption,
     ) -> anyhow::Result<Vec<i64>> {
-        self.check_open()?;
         self.ending(
-            "UPDATE tasks SET state = 'error', result = $1, detail_state = $2, ended = $3
-                  WHERE state = 'running' AND node IN
-                        (SELECT name FROM nodes
-                          WHERE heartbeat <= now() - make_interval(secs => $4) AND name <> $5)
-                 RETURNING id",
-            &[
-                &result,
-                &detail,
-                &now,
-                &lease.as_secs_f64(),
-                &self.db.node(),
-            ],
+            &end,
+            "node IN (SELECT name FROM nodes
+                       WHERE heartbeat <= now() - make_interval(secs => $4) AND name <> $5)",
+            &[&lease.as_secs_f64(), &self.db.node()],
         )
         .await
     }

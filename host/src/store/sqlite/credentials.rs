@@ -82,18 +82,7 @@ impl FileCredentials {
             std::fs::create_dir_all(dir)?;
         }
         let tmp = self.path.with_extension("tmp");
-        {
-            use std::io::Write;
-            use std::os::unix::fs::OpenOptionsExt;
-            let mut file = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            file.write_all(&sealed)?;
-            file.sync_all()?;
-        }
+        crate::store::private::create_private(&tmp, &sealed)?;
         std::fs::rename(&tmp, &self.path).with_context(|| format!("renaming {}", tmp.display()))
     }
 }

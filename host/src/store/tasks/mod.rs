@@ -178,6 +178,29 @@ pub type OnStored = Box<dyn FnOnce(&Task) + Send>;
 /// same claim; `None` when nothing may be claimed.
 pub type ClaimPlan = Box<dyn FnOnce(i64) -> Option<ClaimRequest> + Send>;
 
+/// How runs nobody will finish end (restart recovery, a silent node): as
+/// `error` with `result` and `detail`, ended at `now`.
+#[derive(Debug, Clone)]
+pub struct Interruption {
+    /// Result code.
+    pub result: i32,
+    /// Final `detail_state`.
+    pub detail: String,
+    /// End time, epoch seconds.
+    pub now: i64,
+}
+
+impl Interruption {
+    /// Runs that end as `error` with `result` and `detail` at `now`.
+    pub fn new(result: i32, detail: &str, now: i64) -> Interruption {
+        Interruption {
+            result,
+            detail: detail.to_string(),
+            now,
+        }
+    }
+}
+
 /// The end of a run, to record.
 #[derive(Debug, Clone)]
 pub struct Finish {
@@ -281,14 +304,9 @@ pub trait TaskStore: Send + Sync {
     /// stored full params. Returns whether the task was updated.
     async fn finish(&self, finish: Finish) -> anyhow::Result<bool>;
 
-    /// Restart recovery: every task left `running` (by this node) becomes
-    /// `error` with `result`, `detail` and `end = now`. Returns their ids.
-    async fn interrupt_running(
-        &self,
-        result: i32,
-        detail: &str,
-        now: i64,
-    ) -> anyhow::Result<Vec<i64>>;
+    /// Restart recovery: every task left `running` (by this node) ends as
+    /// `end` says. Returns their ids.
+    async fn interrupt_running(&self, end: Interruption) -> anyhow::Result<Vec<i64>>;
 
     /// Delete task `id` only if it is in one of `states`. Returns whether it was deleted.
     async fn delete_if(&self, id: i64, states: &[TaskState]) -> anyhow::Result<bool>;
@@ -375,15 +393,12 @@ pub trait TaskStore: Send + Sync {
         Ok(self.node().is_none_or(|me| me == node))
     }
 
-    /// Every node silent for longer than `lease`: end its `running` tasks as
-    /// `error` with `result`, `detail` and `end = now` (its waiting ones wait
-    /// for it to return). Returns their ids.
+    /// Every node silent for longer than `lease`: its `running` tasks end as
+    /// `end` says (its waiting ones wait for it to return). Returns their ids.
     async fn reap_silent_nodes(
         &self,
         _lease: Duration,
-        _result: i32,
-        _detail: &str,
-        _now: i64,
+        _end: Interruption,
     ) -> anyhow::Result<Vec<i64>> {
         Ok(Vec::new())
     }

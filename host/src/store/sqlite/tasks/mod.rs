@@ -67,8 +67,8 @@ use crate::store::secret::{SecretBox, KEY_FILE};
 use crate::store::tasks::model::{Task, TaskState};
 use crate::store::tasks::row::COLUMNS;
 use crate::store::tasks::{
-    ClaimPlan, ClaimRequest, Claimed, Finish, NewTask, OnStored, Owner, Page, ProgressUpdate,
-    StateCount, TaskFilter, TaskStore,
+    ClaimPlan, ClaimRequest, Claimed, Finish, Interruption, NewTask, OnStored, Owner, Page,
+    ProgressUpdate, StateCount, TaskFilter, TaskStore,
 };
 
 /// Name of the database file in the data folder.
@@ -328,20 +328,8 @@ impl TaskStore for SqliteStore {
         self.apply(Write::Finish(finish)).await?.bool()
     }
 
-    async fn interrupt_running(
-        &self,
-        result: i32,
-        detail: &str,
-        now: i64,
-    ) -> anyhow::Result<Vec<i64>> {
-        let detail = detail.to_string();
-        self.apply(Write::Interrupt {
-            result,
-            detail,
-            now,
-        })
-        .await?
-        .ids()
+    async fn interrupt_running(&self, end: Interruption) -> anyhow::Result<Vec<i64>> {
+        self.apply(Write::Interrupt(end)).await?.ids()
     }
 
     async fn delete_if(&self, id: i64, states: &[TaskState]) -> anyhow::Result<bool> {

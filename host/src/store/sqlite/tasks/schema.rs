@@ -6,15 +6,12 @@ use rusqlite::{params, Connection};
 
 use crate::store::tasks::model::task_name;
 
-/// The columns of `tasks` after `id`, as migrations 4 and 5 rebuild it
-/// (macros, so that each migration stays one constant text).
-macro_rules! task_columns {
+/// The columns of `tasks` from `detail_state` to `ended`, the same in every
+/// version of the table (macros, so that each migration stays one constant
+/// text).
+macro_rules! run_columns {
     () => {
-        r#"
-        category     TEXT    NOT NULL,
-        state        TEXT    NOT NULL CHECK (state = 'waiting' OR state = 'running'
-                                             OR state = 'completed' OR state = 'error'),
-        detail_state TEXT    NOT NULL DEFAULT '',
+        r#"detail_state TEXT    NOT NULL DEFAULT '',
         progress     INTEGER NOT NULL DEFAULT 0,
         result       INTEGER NOT NULL DEFAULT 0,
         deletable    INTEGER NOT NULL,
@@ -22,9 +19,24 @@ macro_rules! task_columns {
         params       TEXT    NOT NULL,
         init         INTEGER NOT NULL,
         started      INTEGER,
-        ended        INTEGER,
+        ended        INTEGER"#
+    };
+}
+
+/// The columns of `tasks` after `id`, as migrations 4 and 5 rebuild it.
+macro_rules! task_columns {
+    () => {
+        concat!(
+            r#"
+        category     TEXT    NOT NULL,
+        state        TEXT    NOT NULL CHECK (state = 'waiting' OR state = 'running'
+                                             OR state = 'completed' OR state = 'error'),
+        "#,
+            run_columns!(),
+            r#",
         name         TEXT    NOT NULL DEFAULT ''
     );"#
+        )
     };
 }
 
@@ -60,20 +72,15 @@ macro_rules! task_indexes {
 /// Append new ones; never edit a released one.
 pub(super) const MIGRATIONS: &[&str] = &[
     // 1: tasks and their sealed full params.
-    r#"
+    concat!(
+        r#"
     CREATE TABLE tasks (
         id           INTEGER PRIMARY KEY AUTOINCREMENT,
         category     TEXT    NOT NULL,
         state        TEXT    NOT NULL CHECK (state IN ('waiting', 'running', 'completed', 'error')),
-        detail_state TEXT    NOT NULL DEFAULT '',
-        progress     INTEGER NOT NULL DEFAULT 0,
-        result       INTEGER NOT NULL DEFAULT 0,
-        deletable    INTEGER NOT NULL,
-        username     TEXT    NOT NULL,
-        params       TEXT    NOT NULL,
-        init         INTEGER NOT NULL,
-        started      INTEGER,
-        ended        INTEGER
+        "#,
+        run_columns!(),
+        r#"
     );
     CREATE INDEX tasks_waiting ON tasks (id) WHERE state = 'waiting';
     CREATE INDEX tasks_running ON tasks (id) WHERE state = 'running';
@@ -82,7 +89,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
         task_id INTEGER PRIMARY KEY REFERENCES tasks (id) ON DELETE CASCADE,
         sealed  BLOB    NOT NULL
     );
-    "#,
+    "#
+    ),
     // 2: what each task is about (`name`); filled for older rows by
     // `backfill_names` in the same transaction.
     r#"

@@ -9,7 +9,9 @@ use crate::store::durable::Durable;
 use crate::store::secret::SecretBox;
 use crate::store::tasks::model::{JsonText, Task, TaskState};
 use crate::store::tasks::row::{row_columns, task_from_row, TaskRow, COLUMNS};
-use crate::store::tasks::{ClaimRequest, Claimed, Finish, NewTask, Page, ProgressUpdate};
+use crate::store::tasks::{
+    ClaimRequest, Claimed, Finish, Interruption, NewTask, Page, ProgressUpdate,
+};
 
 /// A task row of SQLite, read as [`crate::store::tasks::row`] maps it.
 pub(super) struct SqliteRow<'a, 'r>(&'a Row<'r>);
@@ -213,18 +215,15 @@ pub(super) fn finish(conn: &Connection, f: &Finish) -> anyhow::Result<bool> {
     Ok(n == 1)
 }
 
-pub(super) fn interrupt_running(
-    conn: &Connection,
-    result: i32,
-    detail: &str,
-    now: i64,
-) -> anyhow::Result<Vec<i64>> {
+pub(super) fn interrupt_running(conn: &Connection, end: &Interruption) -> anyhow::Result<Vec<i64>> {
     let mut st = conn.prepare_cached(
         "UPDATE tasks SET state = 'error', result = ?1, detail_state = ?2, ended = ?3
           WHERE state = 'running' RETURNING id",
     )?;
     let mut ids = st
-        .query_map(params![result, detail, now], |r| r.get::<_, i64>(0))?
+        .query_map(params![end.result, end.detail, end.now], |r| {
+            r.get::<_, i64>(0)
+        })?
         .collect::<Result<Vec<_>, _>>()?;
     ids.sort_unstable();
     let mut del = conn.prepare_cached("DELETE FROM task_secrets WHERE task_id = ?1")?;

@@ -4,6 +4,7 @@ use super::sql::{
     WAITING_SQL,
 };
 use super::*;
+use crate::store::suite::{claim_req, new_task};
 
 #[tokio::test]
 async fn tasks_stored_before_names_get_one() {
@@ -175,21 +176,11 @@ fn task_writes_build_no_temporary_tables() {
     assert!(WAITING_SQL.starts_with(&format!("SELECT {COLUMNS}\n")));
 }
 
-fn new_task(cat: &str, user: &str, full: Option<&str>) -> NewTask {
-    NewTask {
-        category: cat.into(),
-        user: user.into(),
-        deletable: false,
-        name: String::new(),
-        shown_params: r#"{"password":"******"}"#.into(),
-        full_params: full.map(str::to_string),
-        init: 1,
-        node: None,
-    }
-}
-
+/// What only the file shows: a claim takes the sealed params out of the
+/// database (the run has them), the secret is never in the file in clear,
+/// and claims go on after a restart where they stopped.
 #[tokio::test]
-async fn claim_is_fifo_within_allowances_and_secrets_are_sealed() {
+async fn claimed_secrets_leave_the_file_and_claims_go_on_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open_in(dir.path()).unwrap();
     let a1 = store
@@ -197,26 +188,10 @@ async fn claim_is_fifo_within_allowances_and_secrets_are_sealed() {
         .await
         .unwrap();
     let a2 = store.insert(new_task("a", "u", None)).await.unwrap();
-    let b1 = store.insert(new_task("b", "v", None)).await.unwrap();
-    let c1 = store.insert(new_task("c", "v", None)).await.unwrap();
-    assert!(a1.id < a2.id && a2.id < b1.id && b1.id < c1.id);
-
-    // One of `a` at most, `b` unbounded, `c` not at all.
-    let got = store
-        .claim(ClaimRequest {
-            users: Vec::new(),
-            max: 10,
-            categories: vec![("a".into(), Some(1)), ("b".into(), None)],
-            now: 5,
-        })
-        .await
-        .unwrap();
-    let ids: Vec<i64> = got.iter().map(|c| c.task.id).collect();
-    assert_eq!(ids, vec![a1.id, b1.id]);
+    let got = store.claim(claim_req(1, &[("a", None)], 5)).await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].task.id, a1.id);
     assert_eq!(got[0].full_params, r#"{"password":"hunter2"}"#);
-    assert_eq!(got[0].task.params.get(), r#"{"password":"******"}"#);
-    assert_eq!(got[0].task.state, TaskState::Running);
-    assert_eq!(got[0].task.start, Some(5));
     // The claim took the sealed params out: the run has them.
     let sealed_rows = || -> i64 {
         Connection::open(dir.path().join(DB_FILE))
@@ -234,95 +209,10 @@ async fn claim_is_fifo_within_allowances_and_secrets_are_sealed() {
     // Reopen: a2 is next.
     let store = SqliteStore::open_in(dir.path()).unwrap();
     assert_eq!(SqliteStore::schema_version(), 5);
-    let got = store
-        .claim(ClaimRequest {
-            users: Vec::new(),
-            max: 1,
-            categories: vec![("a".into(), None)],
-            now: 6,
-        })
-        .await
-        .unwrap();
+    let got = store.claim(claim_req(1, &[("a", None)], 6)).await.unwrap();
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].task.id, a2.id);
-    let done = Finish {
-        id: a1.id,
-        state: TaskState::Completed,
-        result: 0,
-        detail: "ok".into(),
-        progress: 100,
-        end: 7,
-    };
-    assert!(store.finish(done.clone()).await.unwrap());
-    assert!(
-        !store.finish(done).await.unwrap(),
-        "a finished task is not finished twice"
-    );
-    let t = store.get(a1.id).await.unwrap().unwrap();
-    assert_eq!(
-        (t.state, t.progress, t.end),
-        (TaskState::Completed, 100, Some(7))
-    );
-
-    let counts = store.counts().await.unwrap();
-    assert!(
-        counts
-            .iter()
-            .any(|c| c.category == "a" && c.state == TaskState::Completed && c.count == 1),
-        "{counts:?}"
-    );
-    assert!(
-        counts
-            .iter()
-            .any(|c| c.category == "a" && c.state == TaskState::Running && c.count == 1),
-        "{counts:?}"
-    );
-    // `c` still waits: the oldest waiting submit time is its `init`.
-    assert!(
-        counts.iter().any(|c| c.category == "c"
-            && c.state == TaskState::Waiting
-            && c.count == 1
-            && c.oldest_init == c1.init),
-        "{counts:?}"
-    );
-
-    // Filters.
-    assert_eq!(store.list(Owner::User("v"), None).await.unwrap().len(), 2);
-    assert_eq!(store.list(Owner::Anyone, Some("a")).await.unwrap().len(), 2);
-    assert_eq!(
-        store.list(Owner::User("v"), Some("c")).await.unwrap()[0].id,
-        c1.id
-    );
-    assert!(store
-        .delete_finished(Owner::User("v"), None)
-        .await
-        .unwrap()
-        .is_empty());
-    let gone = store.delete_finished(Owner::User("u"), None).await.unwrap();
-    assert_eq!(gone.iter().map(|t| t.id).collect::<Vec<_>>(), [a1.id]);
-    assert!(!store.delete_if(c1.id, &[TaskState::Running]).await.unwrap());
-    assert!(store.delete_if(c1.id, &[TaskState::Waiting]).await.unwrap());
-
-    // Recovery takes the running ones only.
-    let ids = store.interrupt_running(4, "interrupted", 9).await.unwrap();
-    assert_eq!(ids, vec![a2.id, b1.id]);
-
-    // Ids are never reused after deletes.
-    let max = store
-        .list(Owner::Anyone, None)
-        .await
-        .unwrap()
-        .iter()
-        .map(|t| t.id)
-        .max()
-        .unwrap();
-    let n = store.insert(new_task("a", "u", None)).await.unwrap();
-    assert!(n.id > c1.id && n.id > max);
     store.close().await.unwrap();
-    assert!(
-        store.insert(new_task("a", "u", None)).await.is_err(),
-        "closed store refuses writes"
-    );
 }
 
 /// Every shape of a page, and a retention batch, reads an index in

@@ -21,7 +21,7 @@ use crate::store::secret::SecretBox;
 use crate::store::sqlite::wal_sync::{Batch, Marks, Settle};
 use crate::store::tasks::model::{now, Task, TaskState};
 use crate::store::tasks::{
-    ClaimPlan, ClaimRequest, Claimed, Finish, NewTask, OnStored, ProgressUpdate,
+    ClaimPlan, ClaimRequest, Claimed, Finish, Interruption, NewTask, OnStored, ProgressUpdate,
 };
 
 /// Most writes applied in one transaction.
@@ -52,11 +52,7 @@ pub(super) enum Write {
     /// Record the end of a run.
     Finish(Finish),
     /// End every running task as interrupted.
-    Interrupt {
-        result: i32,
-        detail: String,
-        now: i64,
-    },
+    Interrupt(Interruption),
     /// Delete a task in one of `states`.
     DeleteIf { id: i64, states: Vec<TaskState> },
     /// Delete finished tasks of a user (or anyone) and category.
@@ -341,11 +337,7 @@ fn run(
         }
         Write::Progress(u) => savepoint(conn, |c| save_progress(c, &u)).map(Done::Unit),
         Write::Finish(f) => finish(conn, &f).map(Done::Bool),
-        Write::Interrupt {
-            result,
-            detail,
-            now,
-        } => savepoint(conn, |c| interrupt_running(c, result, &detail, now)).map(Done::Ids),
+        Write::Interrupt(end) => savepoint(conn, |c| interrupt_running(c, &end)).map(Done::Ids),
         Write::DeleteIf { id, states } => savepoint(conn, |c| {
             ids.keep(c)?;
             delete_if(c, id, &states)

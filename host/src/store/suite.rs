@@ -3,6 +3,9 @@
 //! SQLite store and in the PostgreSQL store (on a fresh database of
 //! the test PostgreSQL, see [`crate::store::postgres::testing`]). Then what only the
 //! shared store does: nodes, notifications, liveness, shared sessions.
+//!
+//! Its fixtures ([`new_task`], [`claim_req`], [`ids_of`]) serve the
+//! drivers' own tests too.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -11,26 +14,30 @@ use std::time::Duration;
 use tempfile::TempDir;
 
 use crate::store::credentials::{Credentials, RegistryLogin};
+use crate::store::postgres::testing::fresh_database;
 use crate::store::postgres::PgStore;
 use crate::store::secret::SecretBox;
 use crate::store::sessions::{Session, Sessions};
 use crate::store::sqlite::SqliteStore;
 use crate::store::tasks::model::TaskState;
 use crate::store::tasks::{
-    ClaimRequest, Finish, NewTask, Notice, Owner, Page, ProgressUpdate, TaskFilter, TaskStore,
+    ClaimRequest, Claimed, Finish, Interruption, NewTask, Notice, Owner, Page, ProgressUpdate,
+    TaskFilter, TaskStore,
 };
 use crate::store::Database;
 
 const DEADLINE: Duration = Duration::from_secs(20);
 const KEY: [u8; 32] = [7; 32];
 
-/// A store under test with what keeps it alive.
+/// The stores of one driver under test, with what keeps them alive.
 struct Under {
     store: Arc<dyn TaskStore>,
     /// Another handle on the same data for concurrent claims: for
     /// PostgreSQL another connection set of the same node; for SQLite
     /// (one process per file) the same store.
     twin: Arc<dyn TaskStore>,
+    sessions: Arc<dyn Sessions>,
+    credentials: Arc<dyn Credentials>,
     _dir: TempDir,
 }
 
@@ -41,6 +48,8 @@ async fn sqlite() -> Under {
     Under {
         twin: store.clone(),
         store,
+        sessions: crate::store::sessions_in_file(&dir.path().join("sessions.db"), 0).unwrap(),
+        credentials: crate::store::credentials_in_folder(dir.path()).unwrap(),
         _dir: dir,
     }
 }
@@ -51,17 +60,26 @@ async fn pg_node(url: &str, node: &str) -> Arc<PgStore> {
 }
 
 async fn postgres() -> Under {
-    let url = crate::store::postgres::testing::fresh_database("suite")
-        .await
-        .unwrap();
+    let url = fresh_database("suite").await.unwrap();
+    let store = pg_node(&url, "a").await;
+    let db = store.database();
     Under {
-        store: pg_node(&url, "a").await,
+        sessions: db.sessions(),
+        credentials: db.credentials(SecretBox::from_key(&KEY)),
         twin: pg_node(&url, "a").await,
+        store,
         _dir: tempfile::tempdir().unwrap(),
     }
 }
 
-fn new_task(cat: &str, user: &str, full: Option<&str>) -> NewTask {
+/// Two nodes, `a` and `b`, of a fresh database named after `test`.
+async fn two_nodes(test: &str) -> (Arc<PgStore>, Arc<PgStore>) {
+    let url = fresh_database(test).await.unwrap();
+    (pg_node(&url, "a").await, pg_node(&url, "b").await)
+}
+
+/// A waiting task of `cat` by `user`, with sealed full params `full` if any.
+pub(super) fn new_task(cat: &str, user: &str, full: Option<&str>) -> NewTask {
     NewTask {
         category: cat.into(),
         user: user.into(),
@@ -74,7 +92,12 @@ fn new_task(cat: &str, user: &str, full: Option<&str>) -> NewTask {
     }
 }
 
-fn claim_req(max: usize, categories: &[(&str, Option<usize>)], now: i64) -> ClaimRequest {
+/// Claim at most `max` tasks of `categories` (each with its allowance) at `now`.
+pub(super) fn claim_req(
+    max: usize,
+    categories: &[(&str, Option<usize>)],
+    now: i64,
+) -> ClaimRequest {
     ClaimRequest {
         max,
         categories: categories
@@ -84,6 +107,23 @@ fn claim_req(max: usize, categories: &[(&str, Option<usize>)], now: i64) -> Clai
         users: Vec::new(),
         now,
     }
+}
+
+/// The end of run `id` as `state` at `end` (result 1 for an error).
+fn finish(id: i64, state: TaskState, end: i64) -> Finish {
+    Finish {
+        id,
+        state,
+        result: i32::from(state == TaskState::Error),
+        detail: "done".into(),
+        progress: 100,
+        end,
+    }
+}
+
+/// The ids of claimed tasks, in their order.
+fn claimed_ids(claimed: &[Claimed]) -> Vec<i64> {
+    claimed.iter().map(|c| c.task.id).collect()
 }
 
 /// Insert, claim (FIFO within the allowances, secrets opened), progress,
@@ -107,8 +147,7 @@ async fn lifecycle(u: Under) {
         .claim(claim_req(10, &[("a", Some(1)), ("b", None)], 5))
         .await
         .unwrap();
-    let ids: Vec<i64> = got.iter().map(|c| c.task.id).collect();
-    assert_eq!(ids, vec![a1.id, b1.id]);
+    assert_eq!(claimed_ids(&got), vec![a1.id, b1.id]);
     assert_eq!(got[0].full_params, r#"{"password":"hunter2"}"#);
     assert_eq!(got[0].task.params.get(), r#"{"password":"******"}"#);
     assert_eq!(got[0].task.state, TaskState::Running);
@@ -135,14 +174,7 @@ async fn lifecycle(u: Under) {
     let t = s.get(c1.id).await.unwrap().unwrap();
     assert_eq!((t.progress, t.state), (0, TaskState::Waiting));
 
-    let done = Finish {
-        id: a1.id,
-        state: TaskState::Completed,
-        result: 0,
-        detail: "ok".into(),
-        progress: 100,
-        end: 7,
-    };
+    let done = finish(a1.id, TaskState::Completed, 7);
     assert!(s.finish(done.clone()).await.unwrap());
     assert!(
         !s.finish(done).await.unwrap(),
@@ -155,34 +187,24 @@ async fn lifecycle(u: Under) {
     );
     assert!(s.get(999_999).await.unwrap().is_none());
 
+    // One task in each; the oldest waiting submit time is `c`'s `init`.
     let counts = s.counts().await.unwrap();
-    assert!(
-        counts
-            .iter()
-            .any(|c| c.category == "a" && c.state == TaskState::Completed && c.count == 1),
-        "{counts:?}"
-    );
-    assert!(
-        counts
-            .iter()
-            .any(|c| c.category == "b" && c.state == TaskState::Running && c.count == 1),
-        "{counts:?}"
-    );
-    assert!(
-        counts
-            .iter()
-            .any(|c| c.category == "c" && c.state == TaskState::Waiting && c.count == 1),
-        "{counts:?}"
-    );
+    for (category, state, oldest_init) in [
+        ("a", TaskState::Completed, a1.init),
+        ("b", TaskState::Running, b1.init),
+        ("c", TaskState::Waiting, c1.init),
+    ] {
+        assert!(
+            counts.iter().any(|c| c.category == category
+                && c.state == state
+                && c.count == 1
+                && c.oldest_init == oldest_init),
+            "{counts:?}"
+        );
+    }
 
     // Filters; newest first.
-    let all: Vec<i64> = s
-        .list(Owner::Anyone, None)
-        .await
-        .unwrap()
-        .iter()
-        .map(|t| t.id)
-        .collect();
+    let all = ids_of(s.list(Owner::Anyone, None).await.unwrap());
     assert_eq!(all, vec![c1.id, b1.id, a2.id, a1.id]);
     assert_eq!(s.list(Owner::User("v"), None).await.unwrap().len(), 2);
     assert_eq!(s.list(Owner::Anyone, Some("a")).await.unwrap().len(), 2);
@@ -210,7 +232,10 @@ async fn lifecycle(u: Under) {
     assert!(s.delete_if(c1.id, &[TaskState::Waiting]).await.unwrap());
 
     // Recovery takes the running ones only: b1 (a2 is still waiting).
-    let ids = s.interrupt_running(4, "interrupted", 9).await.unwrap();
+    let ids = s
+        .interrupt_running(Interruption::new(4, "interrupted", 9))
+        .await
+        .unwrap();
     assert_eq!(ids, vec![b1.id]);
     let t = s.get(b1.id).await.unwrap().unwrap();
     assert_eq!(
@@ -241,14 +266,8 @@ async fn per_user_allowance(u: Under) {
     let y1 = s.insert(new_task("a", "y", None)).await.unwrap();
     let mut req = claim_req(10, &[("a", None)], 1);
     req.users = vec![("x".into(), 1)];
-    let got: Vec<i64> = s
-        .claim(req.clone())
-        .await
-        .unwrap()
-        .iter()
-        .map(|c| c.task.id)
-        .collect();
-    assert_eq!(got, vec![x1.id, y1.id]);
+    let got = s.claim(req.clone()).await.unwrap();
+    assert_eq!(claimed_ids(&got), vec![x1.id, y1.id]);
     req.users = vec![("x".into(), 0)];
     assert!(s.claim(req).await.unwrap().is_empty());
     assert_eq!(
@@ -396,14 +415,7 @@ async fn concurrent_writes_each_get_their_answer(u: Under) {
         .map(|id| {
             let s = u.store.clone();
             tokio::spawn(async move {
-                let f = Finish {
-                    id,
-                    state: TaskState::Completed,
-                    result: 0,
-                    detail: "done".into(),
-                    progress: 100,
-                    end: 3,
-                };
+                let f = finish(id, TaskState::Completed, 3);
                 (id, s.finish(f).await.unwrap())
             })
         })
@@ -464,17 +476,7 @@ async fn run_all(s: &Arc<dyn TaskStore>, category: &str, state: TaskState, end: 
     }
     futures::future::join_all(ids.iter().map(|&id| {
         let s = s.clone();
-        async move {
-            let done = Finish {
-                id,
-                state,
-                result: i32::from(state == TaskState::Error),
-                detail: String::new(),
-                progress: 100,
-                end,
-            };
-            assert!(s.finish(done).await.unwrap());
-        }
+        async move { assert!(s.finish(finish(id, state, end)).await.unwrap()) }
     }))
     .await;
     ids.sort_unstable();
@@ -521,13 +523,7 @@ async fn pages_cover_every_task_once(u: Under) {
         category: None,
         node: None,
     };
-    let all: Vec<i64> = s
-        .list(Owner::Anyone, None)
-        .await
-        .unwrap()
-        .iter()
-        .map(|t| t.id)
-        .collect();
+    let all = ids_of(s.list(Owner::Anyone, None).await.unwrap());
     assert_eq!(all, ids.iter().rev().copied().collect::<Vec<_>>());
     for limit in [1, 7, 53, 54, 1000] {
         assert_eq!(paged(s, anyone, limit).await, all, "limit {limit}");
@@ -539,13 +535,7 @@ async fn pages_cover_every_task_once(u: Under) {
         (Owner::User("u"), Some("a")),
         (Owner::User("nobody"), None),
     ] {
-        let want: Vec<i64> = s
-            .list(owner, category)
-            .await
-            .unwrap()
-            .iter()
-            .map(|t| t.id)
-            .collect();
+        let want = ids_of(s.list(owner, category).await.unwrap());
         let filter = TaskFilter {
             owner,
             category,
@@ -683,13 +673,7 @@ async fn retention_deletes_only_old_finished_tasks_in_batches(u: Under) {
     let mut want: Vec<i64> = old_done.iter().chain(&old_failed).copied().collect();
     want.sort_unstable();
     assert_eq!(deleted, want);
-    let mut left: Vec<i64> = s
-        .list(Owner::Anyone, None)
-        .await
-        .unwrap()
-        .iter()
-        .map(|t| t.id)
-        .collect();
+    let mut left = ids_of(s.list(Owner::Anyone, None).await.unwrap());
     left.sort_unstable();
     let mut kept: Vec<i64> = recent
         .iter()
@@ -734,48 +718,7 @@ macro_rules! suite {
     };
 }
 
-suite!(
-    [sqlite_backend: sqlite, postgres_backend: postgres]
-    [
-        lifecycle,
-        per_user_allowance,
-        a_claim_takes_what_one_at_a_time_would,
-        concurrent_claims_take_each_task_once,
-        concurrent_writes_each_get_their_answer,
-        pages_cover_every_task_once,
-        retention_deletes_only_old_finished_tasks_in_batches,
-    ]
-);
-
 // ---- sessions and remembered credentials, every driver -----------------------
-
-/// The session and credential stores of one driver, with what keeps them alive.
-struct Records {
-    sessions: Arc<dyn Sessions>,
-    credentials: Arc<dyn Credentials>,
-    _dir: TempDir,
-}
-
-async fn sqlite_records() -> Records {
-    let dir = tempfile::tempdir().unwrap();
-    Records {
-        sessions: crate::store::sessions_in_file(&dir.path().join("sessions.db"), 0).unwrap(),
-        credentials: crate::store::credentials_in_folder(dir.path()).unwrap(),
-        _dir: dir,
-    }
-}
-
-async fn postgres_records() -> Records {
-    let url = crate::store::postgres::testing::fresh_database("records")
-        .await
-        .unwrap();
-    let db = Database::connect(&url, "a").await.unwrap();
-    Records {
-        sessions: db.sessions(),
-        credentials: db.credentials(SecretBox::from_key(&KEY)),
-        _dir: tempfile::tempdir().unwrap(),
-    }
-}
 
 fn session(user: &str, expires: i64) -> Session {
     Session {
@@ -786,8 +729,8 @@ fn session(user: &str, expires: i64) -> Session {
     }
 }
 
-async fn sessions_are_stored_replaced_extended_and_purged(r: Records) {
-    let s = &r.sessions;
+async fn sessions_are_stored_replaced_extended_and_purged(u: Under) {
+    let s = &u.sessions;
     let (k1, k2) = ([1u8; 32], [2u8; 32]);
     assert_eq!(s.get(&k1).await.unwrap(), None);
     s.insert(&k1, &session("alice", 200)).await.unwrap();
@@ -806,32 +749,25 @@ async fn sessions_are_stored_replaced_extended_and_purged(r: Records) {
     assert_eq!(s.get(&k2).await.unwrap(), None);
 }
 
-async fn credentials_are_kept_per_user_and_registry(r: Records) {
-    let c = &r.credentials;
+async fn credentials_are_kept_per_user_and_registry(u: Under) {
+    let c = &u.credentials;
     let login = |u: &str, p: &str| RegistryLogin {
         username: u.into(),
         password: p.into(),
     };
     assert_eq!(c.lookup("alice", "r:5000").await.unwrap(), None);
-    c.remember("alice", "r:5000", &login("u", "p+/="))
-        .await
-        .unwrap();
-    c.remember("alice", "r:5001", &login("v", "q"))
-        .await
-        .unwrap();
-    assert_eq!(
-        c.lookup("alice", "r:5000").await.unwrap(),
-        Some(login("u", "p+/="))
-    );
-    assert_eq!(c.lookup("bob", "r:5000").await.unwrap(), None);
-    // Remembering again replaces; the other registry keeps its login.
-    c.remember("alice", "r:5000", &login("w", "z"))
-        .await
-        .unwrap();
-    assert_eq!(
-        c.lookup("alice", "r:5000").await.unwrap(),
-        Some(login("w", "z"))
-    );
+    // A login is alice's alone; remembering again replaces it.
+    for (registry, user, password) in [
+        ("r:5000", "u", "p+/="),
+        ("r:5001", "v", "q"),
+        ("r:5000", "w", "z"),
+    ] {
+        let remembered = login(user, password);
+        c.remember("alice", registry, &remembered).await.unwrap();
+        assert_eq!(c.lookup("alice", registry).await.unwrap(), Some(remembered));
+        assert_eq!(c.lookup("bob", registry).await.unwrap(), None);
+    }
+    // The other registry keeps its login.
     assert_eq!(
         c.lookup("alice", "r:5001").await.unwrap(),
         Some(login("v", "q"))
@@ -839,8 +775,15 @@ async fn credentials_are_kept_per_user_and_registry(r: Records) {
 }
 
 suite!(
-    [sqlite_records_backend: sqlite_records, postgres_records_backend: postgres_records]
+    [sqlite_backend: sqlite, postgres_backend: postgres]
     [
+        lifecycle,
+        per_user_allowance,
+        a_claim_takes_what_one_at_a_time_would,
+        concurrent_claims_take_each_task_once,
+        concurrent_writes_each_get_their_answer,
+        pages_cover_every_task_once,
+        retention_deletes_only_old_finished_tasks_in_batches,
         sessions_are_stored_replaced_extended_and_purged,
         credentials_are_kept_per_user_and_registry,
     ]
@@ -866,11 +809,7 @@ async fn next_notice(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_claims_only_its_own_tasks_and_is_woken_for_them() {
-    let url = crate::store::postgres::testing::fresh_database("nodes")
-        .await
-        .unwrap();
-    let a = pg_node(&url, "a").await;
-    let b = pg_node(&url, "b").await;
+    let (a, b) = two_nodes("nodes").await;
     let mut b_hears = b.notices().unwrap();
     let for_b = a
         .insert(NewTask {
@@ -903,16 +842,9 @@ async fn a_node_claims_only_its_own_tasks_and_is_woken_for_them() {
     );
     // The claim is announced to the other nodes.
     let mut a_hears = a.notices().unwrap();
-    b.finish(Finish {
-        id: for_b.id,
-        state: TaskState::Completed,
-        result: 0,
-        detail: "done".into(),
-        progress: 100,
-        end: 2,
-    })
-    .await
-    .unwrap();
+    b.finish(finish(for_b.id, TaskState::Completed, 2))
+        .await
+        .unwrap();
     let heard = next_notice(&mut a_hears, |n| matches!(n, Notice::Changed { .. })).await;
     assert_eq!(
         heard,
@@ -923,18 +855,16 @@ async fn a_node_claims_only_its_own_tasks_and_is_woken_for_them() {
     );
     // Recovery on restart touches only the node's own runs.
     assert_eq!(
-        a.interrupt_running(4, "x", 3).await.unwrap(),
+        a.interrupt_running(Interruption::new(4, "x", 3))
+            .await
+            .unwrap(),
         vec![for_a.id]
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_nodes_runs_are_interrupted_and_its_waiting_tasks_wait() {
-    let url = crate::store::postgres::testing::fresh_database("lease")
-        .await
-        .unwrap();
-    let a = pg_node(&url, "a").await;
-    let b = pg_node(&url, "b").await;
+    let (a, b) = two_nodes("lease").await;
     let to_b = |n| NewTask {
         node: Some("b".into()),
         ..new_task("x", "u", n)
@@ -946,7 +876,7 @@ async fn a_silent_nodes_runs_are_interrupted_and_its_waiting_tasks_wait() {
     assert!(a.node_alive("b", lease).await.unwrap());
     assert!(!a.node_alive("nobody", lease).await.unwrap());
     assert!(
-        a.reap_silent_nodes(lease, 4, "lost", 5)
+        a.reap_silent_nodes(lease, Interruption::new(4, "lost", 5))
             .await
             .unwrap()
             .is_empty(),
@@ -965,7 +895,9 @@ async fn a_silent_nodes_runs_are_interrupted_and_its_waiting_tasks_wait() {
         .unwrap();
     assert!(!a.node_alive("b", lease).await.unwrap());
     assert_eq!(
-        a.reap_silent_nodes(lease, 4, "lost", 5).await.unwrap(),
+        a.reap_silent_nodes(lease, Interruption::new(4, "lost", 5))
+            .await
+            .unwrap(),
         vec![run.id]
     );
     let t = a.get(run.id).await.unwrap().unwrap();
@@ -987,11 +919,7 @@ async fn a_silent_nodes_runs_are_interrupted_and_its_waiting_tasks_wait() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ids_are_unique_across_nodes_and_cancel_requests_reach_the_node() {
-    let url = crate::store::postgres::testing::fresh_database("ids")
-        .await
-        .unwrap();
-    let a = pg_node(&url, "a").await;
-    let b = pg_node(&url, "b").await;
+    let (a, b) = two_nodes("ids").await;
     let mut b_hears = b.notices().unwrap();
     let mut inserts = Vec::new();
     for i in 0..40 {
@@ -1017,9 +945,7 @@ async fn ids_are_unique_across_nodes_and_cancel_requests_reach_the_node() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrations_are_versioned_and_a_newer_schema_is_refused() {
-    let url = crate::store::postgres::testing::fresh_database("migrate")
-        .await
-        .unwrap();
+    let url = fresh_database("migrate").await.unwrap();
     let db = Database::connect(&url, "a").await.unwrap();
     // A second node migrates nothing more.
     let _again = Database::connect(&url, "b").await.unwrap();
@@ -1034,7 +960,7 @@ async fn migrations_are_versioned_and_a_newer_schema_is_refused() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    let want: Vec<i32> = (1..=crate::pg::schema_version() as i32).collect();
+    let want: Vec<i32> = (1..=crate::store::postgres::schema_version() as i32).collect();
     assert_eq!(versions, want);
     c.execute("INSERT INTO schema_migrations (version) VALUES (99)", &[])
         .await
@@ -1045,9 +971,7 @@ async fn migrations_are_versioned_and_a_newer_schema_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_node_needs_the_same_sealing_key() {
-    let url = crate::store::postgres::testing::fresh_database("keys")
-        .await
-        .unwrap();
+    let url = fresh_database("keys").await.unwrap();
     let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let a = Database::connect(&url, "a").await.unwrap();
     let b = Database::connect(&url, "b").await.unwrap();
@@ -1065,32 +989,31 @@ async fn every_node_needs_the_same_sealing_key() {
         .unwrap();
 }
 
+/// What one node does to a session, the other sees: a login, its
+/// extension, a logout, a purge of the expired.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_are_shared_between_nodes() {
-    use crate::auth::SessionStore;
-    let url = crate::store::postgres::testing::fresh_database("sessions")
-        .await
-        .unwrap();
-    let a = SessionStore::new(Database::connect(&url, "a").await.unwrap().sessions());
-    let b = SessionStore::new(Database::connect(&url, "b").await.unwrap().sessions());
-    let id = crate::auth::sessions::new_id();
-    let s = Session {
-        username: "alice".into(),
-        login_time: 100,
-        expires: 200,
-        stamp: "s1".into(),
-    };
-    a.insert(&id, &s).await.unwrap();
-    assert_eq!(b.get(&id, 150).await, Some(s.clone()));
-    b.extend(&id, 300).await.unwrap();
-    assert_eq!(a.get(&id, 250).await.unwrap().expires, 300);
-    b.remove(&id).await.unwrap();
-    assert_eq!(a.get(&id, 150).await, None, "a logout on b ends it on a");
-    a.insert(&id, &s).await.unwrap();
-    assert_eq!(b.get(&id, 200).await, None, "expired");
+    let url = fresh_database("sessions").await.unwrap();
+    let a = Database::connect(&url, "a").await.unwrap().sessions();
+    let b = Database::connect(&url, "b").await.unwrap().sessions();
+    let key = [9u8; 32];
+    let s = session("alice", 200);
+    a.insert(&key, &s).await.unwrap();
+    assert_eq!(b.get(&key).await.unwrap(), Some(s.clone()));
+    b.extend(&key, 300).await.unwrap();
+    assert_eq!(a.get(&key).await.unwrap().unwrap().expires, 300);
+    b.remove(&key).await.unwrap();
+    assert_eq!(
+        a.get(&key).await.unwrap(),
+        None,
+        "a logout on b ends it on a"
+    );
+    a.insert(&key, &s).await.unwrap();
+    b.purge(200).await.unwrap();
+    assert_eq!(a.get(&key).await.unwrap(), None, "expired");
 }
 
 /// The ids of `tasks`, in their order.
-fn ids_of(tasks: Vec<crate::store::tasks::Task>) -> Vec<i64> {
+pub(super) fn ids_of(tasks: Vec<crate::store::tasks::Task>) -> Vec<i64> {
     tasks.into_iter().map(|t| t.id).collect()
 }
