@@ -54,6 +54,7 @@ pub mod container_create;
 pub mod containers;
 mod envelope;
 pub mod error;
+pub mod listen;
 pub mod openapi;
 mod origin;
 mod ports;
