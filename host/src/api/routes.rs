@@ -96,7 +96,8 @@ const METRICS: Access = Access::Public(
      no task, user, parameter or secret",
 );
 
-/// Every route, with its handler.
+/// Every route, with its handler, by area. A listing answers with and
+/// without its final `/`.
 fn table() -> Vec<Entry> {
     use Access::Session as S;
     use Method as M;
@@ -111,16 +112,16 @@ fn table() -> Vec<Entry> {
         all.push(entry(M::GET, path, S, tasks::list));
         all.push(entry(M::DELETE, path, S, tasks::delete_finished));
     }
-    let root = |e: Entry| Entry {
-        scope: Scope::Root,
-        ..e
-    };
     all.extend([
         entry(M::GET, "/background/events", S, tasks::events),
         entry(M::POST, "/background/{target}", S, tasks::submit),
         entry(M::DELETE, "/background/{target}", S, tasks::delete_one),
-        entry(M::GET, "/container", S, containers::list),
-        entry(M::GET, "/container/", S, containers::list),
+    ]);
+    for path in ["/container", "/container/"] {
+        all.push(entry(M::GET, path, S, containers::list));
+    }
+    all.extend([
+        entry(M::POST, "/container", S, container_create::create),
         entry(
             M::GET,
             "/container/docker/getid/{name}",
@@ -135,23 +136,33 @@ fn table() -> Vec<Entry> {
             S,
             containers::inspect,
         ),
+        entry(M::GET, "/container/{type}/{id}/logs", S, containers::logs),
         entry(
             M::PUT,
             "/container/{type}/{id}/{action}",
             S,
             containers::action,
         ),
-        entry(M::GET, "/apps", S, apps::list),
-        entry(M::GET, "/apps/", S, apps::list),
+    ]);
+    for path in ["/apps", "/apps/"] {
+        all.push(entry(M::GET, path, S, apps::list));
+    }
+    all.extend([
         entry(M::GET, "/apps/{name}", S, apps::get),
         entry(M::DELETE, "/apps/{name}", S, apps::delete),
         entry(M::PUT, "/apps/{name}/{action}", S, apps::action),
         entry(M::GET, "/template/{name}/wizard", S, apps::template_wizard),
-        entry(M::GET, "/container/{type}/{id}/logs", S, containers::logs),
+    ]);
+    all.extend([
         entry(M::GET, "/system", S, system::info),
         entry(M::GET, "/system/resource", S, system::resource),
         entry(M::GET, "/system/port/{protocol}/{port}", S, ports::port),
-        entry(M::POST, "/container", S, container_create::create),
+    ]);
+    let root = |e: Entry| Entry {
+        scope: Scope::Root,
+        ..e
+    };
+    all.extend([
         root(entry(M::GET, "/metrics", METRICS, super::metrics)),
         root(entry(M::GET, "/", DASHBOARD, dashboard::index)),
         root(entry(
