@@ -325,6 +325,13 @@ mod tests {
     const HASH: &str =
         "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHQ$RdescudvJCsgt3ub+b+dWRWJTmaaJObG";
 
+    /// Assert that `var=value` in the environment is refused, by name.
+    fn env_refused(var: &'static str, value: &'static str) {
+        let env = move |k: &str| (k == var).then(|| value.to_string());
+        let e = Config::resolve(Config::default(), env).unwrap_err();
+        assert!(e.to_string().contains(var), "{e}");
+    }
+
     fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
         move |k| {
             pairs
@@ -494,12 +501,7 @@ create = ["task", "images", "containers"]
         )
         .unwrap();
         assert_eq!(c.proxy.listen.unwrap().port(), 9091);
-        let e = Config::resolve(
-            Config::default(),
-            env_of(&[("STEVEDORE_PROXY_LISTEN", "nowhere")]),
-        )
-        .unwrap_err();
-        assert!(e.to_string().contains("STEVEDORE_PROXY_LISTEN"), "{e}");
+        env_refused("STEVEDORE_PROXY_LISTEN", "nowhere");
         let e = parse_file("[proxy]\nlisten = \"127.0.0.1:8080\"\n")
             .and_then(|f| Config::resolve(f, env_of(&[])))
             .unwrap_err();
@@ -519,12 +521,7 @@ create = ["task", "images", "containers"]
         assert_eq!(c.queue_config().retention, Some(7 * day));
         let c = Config::resolve(file, env_of(&[("STEVEDORE_RETENTION_DAYS", "0")])).unwrap();
         assert_eq!(c.queue_config().retention, None, "0 keeps finished tasks");
-        let e = Config::resolve(
-            Config::default(),
-            env_of(&[("STEVEDORE_RETENTION_DAYS", "-1")]),
-        )
-        .unwrap_err();
-        assert!(e.to_string().contains("STEVEDORE_RETENTION_DAYS"), "{e}");
+        env_refused("STEVEDORE_RETENTION_DAYS", "-1");
         let e = parse_file("[queue]\nretention_days = \"long\"\n")
             .unwrap_err()
             .to_string();
@@ -533,24 +530,17 @@ create = ["task", "images", "containers"]
 
     #[test]
     fn unknown_keys_are_named() {
-        let e = parse_file("[queue]\nwokers = 3\n").unwrap_err().to_string();
-        assert!(e.contains("wokers"), "{e}");
-        let e = parse_file("lisen = \"x\"\n").unwrap_err().to_string();
-        assert!(e.contains("lisen"), "{e}");
-        let e = parse_file(&format!(
-            "[users.a]\npassword_hash = \"{HASH}\"\nadmn = true\n"
-        ))
-        .unwrap_err()
-        .to_string();
-        assert!(e.contains("admn"), "{e}");
-        let e = parse_file("[plugins]\nmemory = 3\n")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("memory"), "{e}");
-        let e = parse_file("[registries.x]\nurl = \"u\"\ntoken = \"t\"\n")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("token"), "{e}");
+        let user = format!("[users.a]\npassword_hash = \"{HASH}\"\nadmn = true\n");
+        for (text, key) in [
+            ("[queue]\nwokers = 3\n", "wokers"),
+            ("lisen = \"x\"\n", "lisen"),
+            (&user, "admn"),
+            ("[plugins]\nmemory = 3\n", "memory"),
+            ("[registries.x]\nurl = \"u\"\ntoken = \"t\"\n", "token"),
+        ] {
+            let e = parse_file(text).unwrap_err().to_string();
+            assert!(e.contains(key), "{e}");
+        }
     }
 
     #[test]

@@ -152,145 +152,181 @@ pub struct Stored {
     pub oldest_waiting_age: BTreeMap<String, f64>,
 }
 
+/// The metric families [`render`] writes, in its order: name, type, help.
+const FAMILIES: &[(&str, &str, &str)] = &[
+    (
+        "stevedore_tasks",
+        "gauge",
+        "Stored tasks by category and state.",
+    ),
+    (
+        "stevedore_queue_depth",
+        "gauge",
+        "Tasks waiting for a worker, by category.",
+    ),
+    (
+        "stevedore_queue_oldest_waiting_seconds",
+        "gauge",
+        "Age of the task waiting longest, by category (absent: none waits).",
+    ),
+    (
+        "stevedore_tasks_submitted_total",
+        "counter",
+        "Tasks accepted, by category.",
+    ),
+    (
+        "stevedore_tasks_finished_total",
+        "counter",
+        "Tasks ended, by category and final state.",
+    ),
+    (
+        "stevedore_task_run_seconds",
+        "histogram",
+        "Task run time (start to end), by category.",
+    ),
+    (
+        "stevedore_plugin_calls_total",
+        "counter",
+        "Calls into plugins, by plugin, function and outcome.",
+    ),
+    (
+        "stevedore_plugin_call_seconds_total",
+        "counter",
+        "Wall time spent in plugin calls.",
+    ),
+    (
+        "stevedore_http_responses_total",
+        "counter",
+        "API responses by status code.",
+    ),
+    (
+        "stevedore_login_failures_total",
+        "counter",
+        "Refused logins.",
+    ),
+    (
+        "stevedore_password_checks_total",
+        "counter",
+        "Passwords checked (argon2 runs).",
+    ),
+];
+
+/// Write the `# HELP` and `# TYPE` lines of the family `name` of [`FAMILIES`].
+fn family(o: &mut String, name: &str) {
+    let (_, kind, help) = FAMILIES
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .expect("every family rendered is in FAMILIES");
+    let _ = writeln!(o, "# HELP {name} {help}");
+    let _ = writeln!(o, "# TYPE {name} {kind}");
+}
+
+/// Write one sample, `name{label="value",...} value`, its label values
+/// escaped (no braces without labels).
+fn sample(o: &mut String, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
+    o.push_str(name);
+    if !labels.is_empty() {
+        o.push('{');
+        for (i, (label, v)) in labels.iter().enumerate() {
+            if i > 0 {
+                o.push(',');
+            }
+            let _ = write!(o, "{label}=\"{}\"", esc(v));
+        }
+        o.push('}');
+    }
+    let _ = writeln!(o, " {value}");
+}
+
+/// Write the family `name` of [`FAMILIES`] with a sample per entry: the
+/// entry's label values, named by `labels`, and its value.
+fn samples<const N: usize, S: AsRef<str>, V: std::fmt::Display>(
+    o: &mut String,
+    name: &str,
+    labels: [&str; N],
+    entries: impl IntoIterator<Item = ([S; N], V)>,
+) {
+    family(o, name);
+    for (values, v) in entries {
+        let pairs: [(&str, &str); N] = std::array::from_fn(|i| (labels[i], values[i].as_ref()));
+        sample(o, name, &pairs, v);
+    }
+}
+
 /// Render everything in the Prometheus text format (version 0.0.4).
 pub fn render(stored: &Stored) -> String {
     let tasks = &stored.tasks;
-    let mut o = String::new();
-    let _ = writeln!(
+    let mut out = String::new();
+    let o = &mut out;
+    let by_state = tasks.iter().map(|((c, s), n)| ([c, s], n));
+    samples(o, "stevedore_tasks", ["category", "state"], by_state);
+    let waiting = tasks
+        .iter()
+        .filter(|((_, s), _)| s == "waiting")
+        .map(|((c, _), n)| ([c], n));
+    samples(o, "stevedore_queue_depth", ["category"], waiting);
+    let ages = stored.oldest_waiting_age.iter().map(|(c, age)| ([c], age));
+    samples(
         o,
-        "# HELP stevedore_tasks Stored tasks by category and state."
+        "stevedore_queue_oldest_waiting_seconds",
+        ["category"],
+        ages,
     );
-    let _ = writeln!(o, "# TYPE stevedore_tasks gauge");
-    for ((c, s), n) in tasks {
-        let _ = writeln!(
-            o,
-            "stevedore_tasks{{category=\"{}\",state=\"{}\"}} {n}",
-            esc(c),
-            esc(s)
-        );
-    }
-    let _ = writeln!(
-        o,
-        "# HELP stevedore_queue_depth Tasks waiting for a worker, by category."
-    );
-    let _ = writeln!(o, "# TYPE stevedore_queue_depth gauge");
-    for ((c, s), n) in tasks {
-        if s == "waiting" {
-            let _ = writeln!(o, "stevedore_queue_depth{{category=\"{}\"}} {n}", esc(c));
-        }
-    }
-    let _ = writeln!(
-        o,
-        "# HELP stevedore_queue_oldest_waiting_seconds Age of the task waiting longest, by category (absent: none waits)."
-    );
-    let _ = writeln!(o, "# TYPE stevedore_queue_oldest_waiting_seconds gauge");
-    for (c, age) in &stored.oldest_waiting_age {
-        let _ = writeln!(
-            o,
-            "stevedore_queue_oldest_waiting_seconds{{category=\"{}\"}} {age}",
-            esc(c)
-        );
-    }
     with(|r| {
-        let _ = writeln!(
+        let submitted = r.submitted.iter().map(|(c, n)| ([c], n));
+        samples(
             o,
-            "# HELP stevedore_tasks_submitted_total Tasks accepted, by category."
+            "stevedore_tasks_submitted_total",
+            ["category"],
+            submitted,
         );
-        let _ = writeln!(o, "# TYPE stevedore_tasks_submitted_total counter");
-        for (c, n) in &r.submitted {
-            let _ = writeln!(
-                o,
-                "stevedore_tasks_submitted_total{{category=\"{}\"}} {n}",
-                esc(c)
-            );
-        }
-        let _ = writeln!(
-            o,
-            "# HELP stevedore_tasks_finished_total Tasks ended, by category and final state."
-        );
-        let _ = writeln!(o, "# TYPE stevedore_tasks_finished_total counter");
-        for ((c, s), n) in flatten(&r.finished) {
-            let _ = writeln!(
-                o,
-                "stevedore_tasks_finished_total{{category=\"{}\",state=\"{}\"}} {n}",
-                esc(c),
-                esc(s)
-            );
-        }
-        let _ = writeln!(
-            o,
-            "# HELP stevedore_task_run_seconds Task run time (start to end), by category."
-        );
-        let _ = writeln!(o, "# TYPE stevedore_task_run_seconds histogram");
+        let finished = flatten(&r.finished).map(|((c, s), n)| ([c, s], n));
+        let labels = ["category", "state"];
+        samples(o, "stevedore_tasks_finished_total", labels, finished);
+        family(o, "stevedore_task_run_seconds");
         for (c, h) in &r.run_time {
-            let c = esc(c);
-            for (i, le) in RUN_TIME_BUCKETS.iter().enumerate() {
-                let _ = writeln!(
-                    o,
-                    "stevedore_task_run_seconds_bucket{{category=\"{c}\",le=\"{le}\"}} {}",
-                    h.buckets[i]
-                );
+            let c = c.as_str();
+            for (le, n) in RUN_TIME_BUCKETS.iter().zip(&h.buckets) {
+                let le = le.to_string();
+                let labels = [("category", c), ("le", &le)];
+                sample(o, "stevedore_task_run_seconds_bucket", &labels, n);
             }
-            let _ = writeln!(
+            let labels = [("category", c), ("le", "+Inf")];
+            sample(o, "stevedore_task_run_seconds_bucket", &labels, h.count);
+            sample(
                 o,
-                "stevedore_task_run_seconds_bucket{{category=\"{c}\",le=\"+Inf\"}} {}",
-                h.count
+                "stevedore_task_run_seconds_sum",
+                &[("category", c)],
+                h.sum,
             );
-            let _ = writeln!(
+            sample(
                 o,
-                "stevedore_task_run_seconds_sum{{category=\"{c}\"}} {}",
-                h.sum
-            );
-            let _ = writeln!(
-                o,
-                "stevedore_task_run_seconds_count{{category=\"{c}\"}} {}",
-                h.count
-            );
-        }
-        let _ = writeln!(o, "# HELP stevedore_plugin_calls_total Calls into plugins, by plugin, function and outcome.");
-        let _ = writeln!(o, "# TYPE stevedore_plugin_calls_total counter");
-        for ((p, f), by_outcome) in flatten(&r.plugin_calls) {
-            for (ok, n) in by_outcome {
-                let _ = writeln!(
-                o,
-                "stevedore_plugin_calls_total{{plugin=\"{}\",function=\"{}\",outcome=\"{ok}\"}} {n}",
-                esc(p),
-                esc(f)
-            );
-            }
-        }
-        let _ = writeln!(
-            o,
-            "# HELP stevedore_plugin_call_seconds_total Wall time spent in plugin calls."
-        );
-        let _ = writeln!(o, "# TYPE stevedore_plugin_call_seconds_total counter");
-        for ((p, f), s) in flatten(&r.plugin_call_seconds) {
-            let _ = writeln!(
-                o,
-                "stevedore_plugin_call_seconds_total{{plugin=\"{}\",function=\"{}\"}} {s}",
-                esc(p),
-                esc(f)
+                "stevedore_task_run_seconds_count",
+                &[("category", c)],
+                h.count,
             );
         }
-        let _ = writeln!(
-            o,
-            "# HELP stevedore_http_responses_total API responses by status code."
-        );
-        let _ = writeln!(o, "# TYPE stevedore_http_responses_total counter");
-        for (s, n) in &r.http_responses {
-            let _ = writeln!(o, "stevedore_http_responses_total{{code=\"{s}\"}} {n}");
-        }
-        let _ = writeln!(o, "# HELP stevedore_login_failures_total Refused logins.");
-        let _ = writeln!(o, "# TYPE stevedore_login_failures_total counter");
-        let _ = writeln!(o, "stevedore_login_failures_total {}", r.login_failures);
-        let _ = writeln!(
-            o,
-            "# HELP stevedore_password_checks_total Passwords checked (argon2 runs)."
-        );
-        let _ = writeln!(o, "# TYPE stevedore_password_checks_total counter");
-        let _ = writeln!(o, "stevedore_password_checks_total {}", r.password_checks);
+        let calls = flatten(&r.plugin_calls).flat_map(|((p, f), by_outcome)| {
+            by_outcome
+                .iter()
+                .map(move |(outcome, n)| ([p, f, *outcome], n))
+        });
+        let labels = ["plugin", "function", "outcome"];
+        samples(o, "stevedore_plugin_calls_total", labels, calls);
+        let seconds = flatten(&r.plugin_call_seconds).map(|((p, f), s)| ([p, f], s));
+        let labels = ["plugin", "function"];
+        samples(o, "stevedore_plugin_call_seconds_total", labels, seconds);
+        let codes = r
+            .http_responses
+            .iter()
+            .map(|(code, n)| ([code.to_string()], n));
+        samples(o, "stevedore_http_responses_total", ["code"], codes);
+        family(o, "stevedore_login_failures_total");
+        sample(o, "stevedore_login_failures_total", &[], r.login_failures);
+        family(o, "stevedore_password_checks_total");
+        sample(o, "stevedore_password_checks_total", &[], r.password_checks);
     });
-    o
+    out
 }
 
 #[cfg(test)]

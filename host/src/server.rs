@@ -435,38 +435,10 @@ async fn serve_http(
     stop: CancellationToken,
 ) {
     use axum::extract::connect_info::ConnectInfo;
-    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-    use hyper_util::server::conn::auto::Builder;
     use hyper_util::service::TowerToHyperService;
 
-    // HTTP/1 only, served as such from the first byte: telling HTTP/1
-    // from HTTP/2 first (and upgrades) would wait for the client's first
-    // bytes without any time limit.
-    let mut builder = Builder::new(TokioExecutor::new()).http1_only();
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(header_timeout);
-    let builder = Arc::new(builder);
-    let mut connections = tokio::task::JoinSet::new();
-    loop {
-        let accepted = tokio::select! {
-            _ = stop.cancelled() => break,
-            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
-            accepted = listener.accept() => accepted,
-        };
-        let (stream, remote) = match accepted {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                // Out of descriptors, most likely: back off a moment
-                // instead of spinning on the error.
-                tracing::warn!("accepting a connection: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        let service = tower::ServiceExt::map_request(
+    api::listen::serve(listener, header_timeout, stop, "", |remote| {
+        TowerToHyperService::new(tower::ServiceExt::map_request(
             router.clone(),
             move |mut request: axum::http::Request<hyper::body::Incoming>| {
                 request
@@ -474,27 +446,9 @@ async fn serve_http(
                     .insert(ConnectInfo::<SocketAddr>(remote));
                 request
             },
-        );
-        let builder = builder.clone();
-        let stop = stop.clone();
-        connections.spawn(async move {
-            let conn =
-                builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
-            tokio::pin!(conn);
-            tokio::select! {
-                result = conn.as_mut() => {
-                    if let Err(e) = result {
-                        tracing::debug!(%remote, "connection ended: {e}");
-                    }
-                    return;
-                }
-                _ = stop.cancelled() => {}
-            }
-            conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
-        });
-    }
-    while connections.join_next().await.is_some() {}
+        ))
+    })
+    .await
 }
 
 /// Keep the resident set small on a long-running server: large transient

@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::Json;
 use serde::Deserialize;
@@ -25,7 +25,7 @@ use stevedore_contract::labels::{
 };
 
 use super::containers::{context, runtime_error};
-use super::path_error;
+use super::extract::Api;
 use super::session::CurrentUser;
 use super::{AppError, AppState};
 use crate::policy::APP_OWNER_FILE;
@@ -177,12 +177,7 @@ async fn check_reach(state: &AppState, cx: &CallContext, name: &str) -> Result<(
     summary = "Every application the caller may see, by name",
     responses(
         (status = 200, description = "By name: `container`, `creating`, `yml`, `template`, `version`", body = Object),
-        (status = 400, description = "A path segment or query is not valid", body = super::error::ErrorBody),
-        (status = 401, description = "Not logged in", body = super::error::ErrorBody),
-        (status = 403, description = "Not the caller's (policy `containers`)", body = super::error::ErrorBody),
-        (status = 404, description = "No such container or application", body = super::error::ErrorBody),
-        (status = 501, description = "This server has no such runtime", body = super::error::ErrorBody),
-        (status = 502, description = "The engine refused or failed", body = super::error::ErrorBody),
+        super::error::RuntimeErrors,
     ))]
 pub async fn list(
     State(state): State<AppState>,
@@ -225,19 +220,13 @@ fn text_is(record: &Map<String, Value>, key: &str, want: &str) -> bool {
     params(("name" = String, Path, description = "Application name")),
     responses(
         (status = 200, description = "The record and `containers`", body = Object),
-        (status = 400, description = "A path segment or query is not valid", body = super::error::ErrorBody),
-        (status = 401, description = "Not logged in", body = super::error::ErrorBody),
-        (status = 403, description = "Not the caller's (policy `containers`)", body = super::error::ErrorBody),
-        (status = 404, description = "No such container or application", body = super::error::ErrorBody),
-        (status = 501, description = "This server has no such runtime", body = super::error::ErrorBody),
-        (status = 502, description = "The engine refused or failed", body = super::error::ErrorBody),
+        super::error::RuntimeErrors,
     ))]
 pub async fn get(
     State(state): State<AppState>,
     user: CurrentUser,
-    path: Result<Path<String>, PathRejection>,
+    Api(Path(name)): Api<Path<String>>,
 ) -> Result<Json<Value>, AppError> {
-    let Path(name) = path.map_err(path_error)?;
     let record = load(&state.runtime, &name).await?;
     let cx = context(&user);
     check_reach(&state, &cx, &name).await?;
@@ -260,19 +249,13 @@ fn service_of(c: &ContainerSummary) -> String {
     params(("name" = String, Path, description = "Application name"), ("action" = String, Path, description = "`start`, `stop`, `restart` or `kill`")),
     responses(
         (status = 200, description = "`start`: the services started; otherwise the containers acted on", body = [String]),
-        (status = 400, description = "A path segment or query is not valid", body = super::error::ErrorBody),
-        (status = 401, description = "Not logged in", body = super::error::ErrorBody),
-        (status = 403, description = "Not the caller's (policy `containers`)", body = super::error::ErrorBody),
-        (status = 404, description = "No such container or application", body = super::error::ErrorBody),
-        (status = 501, description = "This server has no such runtime", body = super::error::ErrorBody),
-        (status = 502, description = "The engine refused or failed", body = super::error::ErrorBody),
+        super::error::RuntimeErrors,
     ))]
 pub async fn action(
     State(state): State<AppState>,
     user: CurrentUser,
-    path: Result<Path<(String, String)>, PathRejection>,
+    Api(Path((name, action))): Api<Path<(String, String)>>,
 ) -> Result<Json<Vec<String>>, AppError> {
-    let Path((name, action)) = path.map_err(path_error)?;
     let rt = &state.runtime;
     let record = load(rt, &name).await?;
     if !matches!(action.as_str(), "start" | "stop" | "restart" | "kill") {
@@ -285,49 +268,37 @@ pub async fn action(
     check_reach(&state, &cx, &name).await?;
     let containers = containers_of(rt, &cx, &record).await?;
     let mut done = Vec::new();
-    match action.as_str() {
-        "stop" | "kill" => {
-            // Kill: no grace period, as a force stop.
-            let timeout = if action == "kill" {
-                0
+    // Stop (all but `start`), in reverse dependency order; kill: no grace
+    // period, as a force stop. A restart answers what it starts again.
+    let timeout = if action == "kill" {
+        0
+    } else {
+        STOP_TIMEOUT_SECS
+    };
+    if action != "start" {
+        for c in containers.iter().rev() {
+            let container = ContainerRef::new(RuntimeKind::Docker, c.id.clone());
+            rt.containers
+                .container_stop(&cx, StopContainer::new(container, timeout))
+                .await
+                .map_err(runtime_error)?;
+            if action != "restart" {
+                done.push(c.name.clone());
+            }
+        }
+    }
+    // Start (`start`, `restart`), in dependency order.
+    if action == "start" || action == "restart" {
+        for c in &containers {
+            rt.containers
+                .container_start(&cx, &ContainerRef::new(RuntimeKind::Docker, c.id.clone()))
+                .await
+                .map_err(runtime_error)?;
+            done.push(if action == "start" {
+                service_of(c)
             } else {
-                STOP_TIMEOUT_SECS
-            };
-            for c in containers.iter().rev() {
-                let container = ContainerRef::new(RuntimeKind::Docker, c.id.clone());
-                let req = StopContainer::new(container, timeout);
-                rt.containers
-                    .container_stop(&cx, req)
-                    .await
-                    .map_err(runtime_error)?;
-                done.push(c.name.clone());
-            }
-        }
-        "restart" => {
-            for c in containers.iter().rev() {
-                let container = ContainerRef::new(RuntimeKind::Docker, c.id.clone());
-                let req = StopContainer::new(container, STOP_TIMEOUT_SECS);
-                rt.containers
-                    .container_stop(&cx, req)
-                    .await
-                    .map_err(runtime_error)?;
-            }
-            for c in &containers {
-                rt.containers
-                    .container_start(&cx, &ContainerRef::new(RuntimeKind::Docker, c.id.clone()))
-                    .await
-                    .map_err(runtime_error)?;
-                done.push(c.name.clone());
-            }
-        }
-        _ => {
-            for c in &containers {
-                rt.containers
-                    .container_start(&cx, &ContainerRef::new(RuntimeKind::Docker, c.id.clone()))
-                    .await
-                    .map_err(runtime_error)?;
-                done.push(service_of(c));
-            }
+                c.name.clone()
+            });
         }
     }
     tracing::info!(user = %user.0.username, app = %name, %action, "application call");
@@ -349,20 +320,14 @@ pub struct DeleteQuery {
     params(("name" = String, Path, description = "Application name"), DeleteQuery),
     responses(
         (status = 200, description = "The names of the containers removed", body = [String]),
-        (status = 400, description = "A path segment or query is not valid", body = super::error::ErrorBody),
-        (status = 401, description = "Not logged in", body = super::error::ErrorBody),
-        (status = 403, description = "Not the caller's (policy `containers`)", body = super::error::ErrorBody),
-        (status = 404, description = "No such container or application", body = super::error::ErrorBody),
-        (status = 501, description = "This server has no such runtime", body = super::error::ErrorBody),
-        (status = 502, description = "The engine refused or failed", body = super::error::ErrorBody),
+        super::error::RuntimeErrors,
     ))]
 pub async fn delete(
     State(state): State<AppState>,
     user: CurrentUser,
-    path: Result<Path<String>, PathRejection>,
+    Api(Path(name)): Api<Path<String>>,
     query: Result<Query<DeleteQuery>, QueryRejection>,
 ) -> Result<Json<Vec<String>>, AppError> {
-    let Path(name) = path.map_err(path_error)?;
     let Query(query) = query.map_err(|e| {
         AppError::bad_request(
             "invalid_params",
@@ -492,10 +457,9 @@ fn parse_json(app: &str, path: &str, text: &str) -> Result<Value, AppError> {
 pub async fn template_wizard(
     State(state): State<AppState>,
     _user: CurrentUser,
-    path: Result<Path<String>, PathRejection>,
+    Api(Path(app)): Api<Path<String>>,
     query: Result<Query<WizardQuery>, QueryRejection>,
 ) -> Result<Json<Value>, AppError> {
-    let Path(app) = path.map_err(path_error)?;
     let Query(query) = query
         .map_err(|e| AppError::bad_request("invalid_params", format!("lang: {}", e.body_text())))?;
     if !valid_name(&app) {

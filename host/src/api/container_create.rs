@@ -26,12 +26,13 @@ use axum::Json;
 use serde_json::{json, Value};
 use tokio::sync::broadcast::error::RecvError;
 
-use super::containers::{context, runtime_error};
+use super::containers::{context, entry_of};
+use super::extract::Api;
 use super::session::CurrentUser;
 use super::tasks::{self, SubmitQuery};
 use super::{AppError, AppState};
 use crate::queue::{ResultCode, Task, TaskState};
-use crate::runtime::{kind_name, ContainerRef, ContainerState, RuntimeKind};
+use crate::runtime::{kind_name, ContainerState, RuntimeKind};
 
 /// The header naming the task that did the create.
 pub const TASK_HEADER: &str = "x-stevedore-task";
@@ -62,7 +63,7 @@ pub async fn create(
     let Json(task) = tasks::submit(
         State(state.clone()),
         user.clone(),
-        Ok(Path("create".to_string())),
+        Api(Path("create".to_string())),
         Ok(Query(SubmitQuery { node: None })),
         body,
     )
@@ -107,12 +108,7 @@ pub async fn create(
         return Ok(response);
     }
     let (kind, name) = target(&ended);
-    let entry = state
-        .runtime
-        .containers
-        .container_entry(&context(&user), &ContainerRef::new(kind, name))
-        .await
-        .map_err(runtime_error)?;
+    let entry = entry_of(&state, &context(&user), kind, name).await?;
     let answer = match kind {
         RuntimeKind::Docker => json!({"id": entry.id, "name": entry.name, "type": "docker"}),
         RuntimeKind::Lxc => json!({

@@ -15,16 +15,17 @@
 
 use std::sync::Arc;
 
-use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
+use super::extract::Api;
 use super::session::CurrentUser;
-use super::{path_error, query_error, AppError, AppState};
+use super::{AppError, AppState};
 use crate::queue::{LogLevel, Reporter};
 use crate::runtime::{
     CallContext, ContainerEntry, ContainerLogs, ContainerRef, ContainerState, DeleteContainer,
@@ -89,12 +90,7 @@ pub fn runtime_kind(segment: &str) -> Result<RuntimeKind, AppError> {
 /// Check a container id or name from the path: what Docker and LXC accept
 /// as names, plus hex ids; nothing that could change an engine URL.
 pub fn check_container(id: &str) -> Result<(), AppError> {
-    let ok = !id.is_empty()
-        && id.len() <= 128
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
-        && id.as_bytes()[0].is_ascii_alphanumeric();
+    let ok = crate::user_name::is_name(id, 128) && id.as_bytes()[0].is_ascii_alphanumeric();
     if ok {
         Ok(())
     } else {
@@ -116,6 +112,30 @@ fn target(kind: &str, id: &str) -> Result<(RuntimeKind, String), AppError> {
     let kind = runtime_kind(kind)?;
     check_container(id)?;
     Ok((kind, id.to_string()))
+}
+
+/// The `{type}/{id}` segments of a container's path, checked: as an
+/// extractor it answers 400 for a bad segment, and in `params(...)` it
+/// documents both segments.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct Target {
+    /// `docker` or `lxc`
+    #[param(rename = "type", value_type = String)]
+    pub kind: RuntimeKind,
+    /// Container id, 12+ character id prefix, or name
+    pub id: String,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Target {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AppError> {
+        let Api(Path((kind, id))) =
+            Api::<Path<(String, String)>>::from_request_parts(parts, state).await?;
+        let (kind, id) = target(&kind, &id)?;
+        Ok(Target { kind, id })
+    }
 }
 
 /// The entries of `kind` with one resource sample of each running one.
@@ -168,6 +188,35 @@ async fn with_usage(
     }
 }
 
+/// The entry of container `id` (an id, a 12+ character id prefix, or a
+/// name) of runtime `kind`.
+pub(crate) async fn entry_of(
+    state: &AppState,
+    cx: &CallContext,
+    kind: RuntimeKind,
+    id: String,
+) -> Result<ContainerEntry, AppError> {
+    state
+        .runtime
+        .containers
+        .container_entry(cx, &ContainerRef::new(kind, id))
+        .await
+        .map_err(runtime_error)
+}
+
+/// [`entry_of`], with a resource sample when the container runs.
+async fn sampled_entry_of(
+    state: &AppState,
+    cx: &CallContext,
+    kind: RuntimeKind,
+    id: String,
+) -> Result<ContainerEntry, AppError> {
+    let mut entries = [entry_of(state, cx, kind, id).await?];
+    with_usage(state, cx, kind, &mut entries).await;
+    let [entry] = entries;
+    Ok(entry)
+}
+
 /// `GET container`: every container of Docker and LXC (asked at once),
 /// sorted by name. A runtime that cannot be asked (no `lxc` on this host,
 /// no engine) is left out and logged, as long as another one answered.
@@ -175,12 +224,7 @@ async fn with_usage(
     summary = "Every container the caller may see, sorted by name",
     responses(
         (status = 200, description = "The containers", body = Vec<ContainerEntry>),
-        (status = 400, description = "A path segment or query is not valid", body = super::error::ErrorBody),
-        (status = 401, description = "Not logged in", body = super::error::ErrorBody),
-        (status = 403, description = "Not the caller's (policy `containers`)", body = super::error::ErrorBody),
-        (status = 404, description = "No such container or application", body = super::error::ErrorBody),
-        (status = 501, description = "This server has no such runtime", body = super::error::ErrorBody),
-        (status = 502, description = "The engine refused or failed", body = super::error::ErrorBody),
+        super::error::RuntimeErrors,
     ))]
 pub async fn list(
     State(state): State<AppState>,
@@ -221,29 +265,15 @@ pub async fn list(
     params(("name" = String, Path, description = "Container name")),
     responses(
         (status = 200, description = "The id", content_type = "text/plain", body = String),
-        (status = 400, description = "A path segment or query is not valid", body = super::error::ErrorBody),
-        (status = 401, description = "Not logged in", body = super::error::ErrorBody),
-        (status = 403, description = "Not the caller's (policy `containers`)", body = super::error::ErrorBody),
-        (status = 404, description = "No such container or application", body = super::error::ErrorBody),
-        (status = 501, description = "This server has no such runtime", body = super::error::ErrorBody),
-        (status = 502, description = "The engine refused or failed", body = super::error::ErrorBody),
+        super::error::RuntimeErrors,
     ))]
 pub async fn get_id(
     State(state): State<AppState>,
     user: CurrentUser,
-    name: Result<Path<String>, PathRejection>,
+    Api(Path(name)): Api<Path<String>>,
 ) -> Result<Response, AppError> {
-    let Path(name) = name.map_err(path_error)?;
     check_container(&name)?;
-    let entry = state
-        .runtime
-        .containers
-        .container_entry(
-            &context(&user),
-            &ContainerRef::new(RuntimeKind::Docker, name),
-        )
-        .await
-        .map_err(runtime_error)?;
+    let entry = entry_of(&state, &context(&user), RuntimeKind::Docker, name).await?;
     Ok((
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
         entry.id,
@@ -254,56 +284,33 @@ pub async fn get_id(
 /// `GET container/{type}/{id}`: the container's entry.
 #[utoipa::path(get, path = "/container/{type}/{id}", tag = "containers",
     summary = "One container's entry",
-    params(("type" = String, Path, description = "`docker` or `lxc`"), ("id" = String, Path, description = "Container id, 12+ character id prefix, or name")),
+    params(Target),
     responses(
         (status = 200, description = "The entry", body = ContainerEntry),
-        (status = 400, description = "A path segment or query is not valid", body = super::error::ErrorBody),
-        (status = 401, description = "Not logged in", body = super::error::ErrorBody),
-        (status = 403, description = "Not the caller's (policy `containers`)", body = super::error::ErrorBody),
-        (status = 404, description = "No such container or application", body = super::error::ErrorBody),
-        (status = 501, description = "This server has no such runtime", body = super::error::ErrorBody),
-        (status = 502, description = "The engine refused or failed", body = super::error::ErrorBody),
+        super::error::RuntimeErrors,
     ))]
 pub async fn get(
     State(state): State<AppState>,
     user: CurrentUser,
-    path: Result<Path<(String, String)>, PathRejection>,
+    Target { kind, id }: Target,
 ) -> Result<Json<ContainerEntry>, AppError> {
-    let Path((kind, id)) = path.map_err(path_error)?;
-    let (kind, id) = target(&kind, &id)?;
     let cx = context(&user);
-    let entry = state
-        .runtime
-        .containers
-        .container_entry(&cx, &ContainerRef::new(kind, id))
-        .await
-        .map_err(runtime_error)?;
-    let mut entries = [entry];
-    with_usage(&state, &cx, kind, &mut entries).await;
-    let [entry] = entries;
-    Ok(Json(entry))
+    Ok(Json(sampled_entry_of(&state, &cx, kind, id).await?))
 }
 
 /// `GET container/{type}/{id}/inspect`: the runtime's own inspect JSON.
 #[utoipa::path(get, path = "/container/{type}/{id}/inspect", tag = "containers",
     summary = "The runtime's own inspect JSON",
-    params(("type" = String, Path, description = "`docker` or `lxc`"), ("id" = String, Path, description = "Container id, 12+ character id prefix, or name")),
+    params(Target),
     responses(
         (status = 200, description = "The inspect data", body = Object),
-        (status = 400, description = "A path segment or query is not valid", body = super::error::ErrorBody),
-        (status = 401, description = "Not logged in", body = super::error::ErrorBody),
-        (status = 403, description = "Not the caller's (policy `containers`)", body = super::error::ErrorBody),
-        (status = 404, description = "No such container or application", body = super::error::ErrorBody),
-        (status = 501, description = "This server has no such runtime", body = super::error::ErrorBody),
-        (status = 502, description = "The engine refused or failed", body = super::error::ErrorBody),
+        super::error::RuntimeErrors,
     ))]
 pub async fn inspect(
     State(state): State<AppState>,
     user: CurrentUser,
-    path: Result<Path<(String, String)>, PathRejection>,
+    Target { kind, id }: Target,
 ) -> Result<Response, AppError> {
-    let Path((kind, id)) = path.map_err(path_error)?;
-    let (kind, id) = target(&kind, &id)?;
     let text = state
         .runtime
         .containers
@@ -316,31 +323,21 @@ pub async fn inspect(
 /// `PUT container/{type}/{id}/{start|stop|restart}`: the entry after the change.
 #[utoipa::path(put, path = "/container/{type}/{id}/{action}", tag = "containers",
     summary = "Start, stop or restart a container",
-    params(("type" = String, Path, description = "`docker` or `lxc`"), ("id" = String, Path, description = "Container id, 12+ character id prefix, or name"), ("action" = String, Path, description = "`start`, `stop` or `restart`")),
+    params(Target, ("action" = String, Path, description = "`start`, `stop` or `restart`")),
     responses(
         (status = 200, description = "The entry after the change", body = ContainerEntry),
-        (status = 400, description = "A path segment or query is not valid", body = super::error::ErrorBody),
-        (status = 401, description = "Not logged in", body = super::error::ErrorBody),
-        (status = 403, description = "Not the caller's (policy `containers`)", body = super::error::ErrorBody),
-        (status = 404, description = "No such container or application", body = super::error::ErrorBody),
-        (status = 501, description = "This server has no such runtime", body = super::error::ErrorBody),
-        (status = 502, description = "The engine refused or failed", body = super::error::ErrorBody),
+        super::error::RuntimeErrors,
     ))]
 pub async fn action(
     State(state): State<AppState>,
     user: CurrentUser,
-    path: Result<Path<(String, String, String)>, PathRejection>,
+    Api(Path((kind, id, action))): Api<Path<(String, String, String)>>,
 ) -> Result<Json<ContainerEntry>, AppError> {
-    let Path((kind, id, action)) = path.map_err(path_error)?;
     let (kind, id) = target(&kind, &id)?;
     let cx = context(&user);
     let rt = &state.runtime;
     // Resolve first, so an unknown container is a 404 whatever the action.
-    let entry = rt
-        .containers
-        .container_entry(&cx, &ContainerRef::new(kind, id))
-        .await
-        .map_err(runtime_error)?;
+    let entry = entry_of(&state, &cx, kind, id).await?;
     let id = entry.id;
     let done = match action.as_str() {
         "start" => {
@@ -376,15 +373,7 @@ pub async fn action(
     };
     done.map_err(runtime_error)?;
     tracing::info!(user = %user.0.username, container = %id, action = %action, "container call");
-    let entry = rt
-        .containers
-        .container_entry(&cx, &ContainerRef::new(kind, id))
-        .await
-        .map_err(runtime_error)?;
-    let mut entries = [entry];
-    with_usage(&state, &cx, kind, &mut entries).await;
-    let [entry] = entries;
-    Ok(Json(entry))
+    Ok(Json(sampled_entry_of(&state, &cx, kind, id).await?))
 }
 
 /// Lines `GET container/{type}/{id}/logs` answers when `tail` is not given
@@ -430,25 +419,19 @@ pub struct Logs {
 /// `GET container/{type}/{id}/logs`: the container's last output lines.
 #[utoipa::path(get, path = "/container/{type}/{id}/logs", tag = "containers",
     summary = "The last lines a container wrote (Docker: stdout and stderr; LXC: its console log)",
-    params(("type" = String, Path, description = "`docker` or `lxc`"), ("id" = String, Path, description = "Container id, 12+ character id prefix, or name"), LogsQuery),
+    params(Target, LogsQuery),
     responses(
         (status = 200, description = "The lines", body = Logs),
+        super::error::RuntimeErrors,
+        // Replaces the shared 400 in place, naming the query's one field.
         (status = 400, description = "A path segment or query is not valid (`tail`)", body = super::error::ErrorBody),
-        (status = 401, description = "Not logged in", body = super::error::ErrorBody),
-        (status = 403, description = "Not the caller's (policy `containers`)", body = super::error::ErrorBody),
-        (status = 404, description = "No such container or application", body = super::error::ErrorBody),
-        (status = 501, description = "This server has no such runtime", body = super::error::ErrorBody),
-        (status = 502, description = "The engine refused or failed", body = super::error::ErrorBody),
     ))]
 pub async fn logs(
     State(state): State<AppState>,
     user: CurrentUser,
-    path: Result<Path<(String, String)>, PathRejection>,
-    query: Result<Query<LogsQuery>, QueryRejection>,
+    Target { kind, id }: Target,
+    Api(Query(query)): Api<Query<LogsQuery>>,
 ) -> Result<Json<Logs>, AppError> {
-    let Path((kind, id)) = path.map_err(path_error)?;
-    let (kind, id) = target(&kind, &id)?;
-    let Query(query) = query.map_err(query_error)?;
     let tail = parse_tail(query.tail.as_deref())?;
     let logs = state
         .runtime
@@ -477,32 +460,19 @@ pub struct DeleteQuery {
 /// `DELETE container/{type}/{id}`: `{}`.
 #[utoipa::path(delete, path = "/container/{type}/{id}", tag = "containers",
     summary = "Remove a container (stopped first when running)",
-    params(("type" = String, Path, description = "`docker` or `lxc`"), ("id" = String, Path, description = "Container id, 12+ character id prefix, or name"), DeleteQuery),
+    params(Target, DeleteQuery),
     responses(
         (status = 200, description = "An empty object", body = Object),
-        (status = 400, description = "A path segment or query is not valid", body = super::error::ErrorBody),
-        (status = 401, description = "Not logged in", body = super::error::ErrorBody),
-        (status = 403, description = "Not the caller's (policy `containers`)", body = super::error::ErrorBody),
-        (status = 404, description = "No such container or application", body = super::error::ErrorBody),
-        (status = 501, description = "This server has no such runtime", body = super::error::ErrorBody),
-        (status = 502, description = "The engine refused or failed", body = super::error::ErrorBody),
+        super::error::RuntimeErrors,
     ))]
 pub async fn delete(
     State(state): State<AppState>,
     user: CurrentUser,
-    path: Result<Path<(String, String)>, PathRejection>,
-    query: Result<Query<DeleteQuery>, QueryRejection>,
+    Target { kind, id }: Target,
+    Api(Query(query)): Api<Query<DeleteQuery>>,
 ) -> Result<Json<serde_json::Value>, AppError> {
-    let Path((kind, id)) = path.map_err(path_error)?;
-    let (kind, id) = target(&kind, &id)?;
-    let Query(query) = query.map_err(query_error)?;
     let cx = context(&user);
-    let entry = state
-        .runtime
-        .containers
-        .container_entry(&cx, &ContainerRef::new(kind, id))
-        .await
-        .map_err(runtime_error)?;
+    let entry = entry_of(&state, &cx, kind, id).await?;
     state
         .runtime
         .containers

@@ -186,3 +186,38 @@ pub fn reason_for(status: StatusCode) -> &'static str {
         _ => "error",
     }
 }
+
+/// The error answers the container and application calls document beside
+/// their own success answer: a bad path or query, no session, the caller's
+/// policy refusing, no such container or application, no such runtime,
+/// the engine failing. Each is an [`ErrorBody`].
+pub struct RuntimeErrors;
+
+impl utoipa::IntoResponses for RuntimeErrors {
+    fn responses() -> std::collections::BTreeMap<
+        String,
+        utoipa::openapi::RefOr<utoipa::openapi::response::Response>,
+    > {
+        [
+            ("400", "A path segment or query is not valid"),
+            ("401", "Not logged in"),
+            ("403", "Not the caller's (policy `containers`)"),
+            ("404", "No such container or application"),
+            ("501", "This server has no such runtime"),
+            ("502", "The engine refused or failed"),
+        ]
+        .into_iter()
+        .map(|(status, description)| (status.to_string(), error_response(description).into()))
+        .collect()
+    }
+}
+
+/// A documented error answer: `description`, with an [`ErrorBody`] as JSON.
+fn error_response(description: &str) -> utoipa::openapi::response::Response {
+    use utoipa::openapi::{Content, Ref, ResponseBuilder};
+    let body = Ref::from_schema_name(<ErrorBody as utoipa::ToSchema>::name());
+    ResponseBuilder::new()
+        .description(description)
+        .content("application/json", Content::new(Some(body)))
+        .build()
+}

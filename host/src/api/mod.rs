@@ -54,6 +54,8 @@ pub mod container_create;
 pub mod containers;
 mod envelope;
 pub mod error;
+pub mod extract;
+pub mod listen;
 pub mod openapi;
 mod origin;
 mod ports;
@@ -176,6 +178,16 @@ async fn wrong_method() -> AppError {
 
 fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     AppError::internal("a request handler panicked").into_response()
+}
+
+/// A header map holding `pairs` in order, for tests.
+#[cfg(test)]
+pub(crate) fn header_map(pairs: &[(&'static str, &'static str)]) -> axum::http::HeaderMap {
+    let mut h = axum::http::HeaderMap::new();
+    for (k, v) in pairs {
+        h.append(*k, HeaderValue::from_static(v));
+    }
+    h
 }
 
 /// A path segment that does not parse (e.g. invalid percent-encoding): 400.

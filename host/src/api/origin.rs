@@ -108,15 +108,8 @@ fn host_port(authority: &str, default: u16) -> Option<(&str, u16)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::http::HeaderValue;
 
-    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(*k, HeaderValue::from_static(v));
-        }
-        h
-    }
+    use crate::api::header_map as headers;
 
     #[test]
     fn same_origin_needs_host_and_port() {

@@ -7,14 +7,14 @@
 //! address fails), or when a container the caller may see publishes it (an
 //! LXC container's DNAT rule holds no socket).
 
-use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::Json;
 use serde::Serialize;
 
 use super::containers::context;
+use super::extract::Api;
 use super::session::CurrentUser;
-use super::{path_error, AppError, AppState};
+use super::{AppError, AppState};
 use crate::runtime::RuntimeKind;
 
 /// The answer, as recorded.
@@ -69,9 +69,8 @@ fn held_on_host(port: u16, udp: bool) -> bool {
 pub async fn port(
     State(state): State<AppState>,
     user: CurrentUser,
-    path: Result<Path<(String, String)>, PathRejection>,
+    Api(Path((protocol, port))): Api<Path<(String, String)>>,
 ) -> Result<Json<PortUse>, AppError> {
-    let Path((protocol, port)) = path.map_err(path_error)?;
     let udp = udp(&protocol)?;
     let port = port_number(&port)?;
     let probe = tokio::task::spawn_blocking(move || held_on_host(port, udp));

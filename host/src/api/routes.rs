@@ -96,104 +96,83 @@ const METRICS: Access = Access::Public(
      no task, user, parameter or secret",
 );
 
-/// Every route, with its handler.
+/// Every route, with its handler, by area. A listing answers with and
+/// without its final `/`.
 fn table() -> Vec<Entry> {
     use Access::Session as S;
-    let (get, post, put, delete) = (Method::GET, Method::POST, Method::PUT, Method::DELETE);
+    use Method as M;
     let mut all = vec![
-        entry(post.clone(), "/login", LOGIN, session::login),
-        entry(get.clone(), "/login_refresh", S, session::login_refresh),
-        entry(put.clone(), "/logout", LOGOUT, session::logout),
-        entry(get.clone(), "/me", S, session::me),
-        entry(get.clone(), "/openapi.json", OPENAPI, openapi::serve),
+        entry(M::POST, "/login", LOGIN, session::login),
+        entry(M::GET, "/login_refresh", S, session::login_refresh),
+        entry(M::PUT, "/logout", LOGOUT, session::logout),
+        entry(M::GET, "/me", S, session::me),
+        entry(M::GET, "/openapi.json", OPENAPI, openapi::serve),
     ];
     for path in ["/background", "/background/"] {
-        all.push(entry(get.clone(), path, S, tasks::list));
-        all.push(entry(delete.clone(), path, S, tasks::delete_finished));
+        all.push(entry(M::GET, path, S, tasks::list));
+        all.push(entry(M::DELETE, path, S, tasks::delete_finished));
     }
     all.extend([
-        entry(get.clone(), "/background/events", S, tasks::events),
-        entry(post, "/background/{target}", S, tasks::submit),
-        entry(delete.clone(), "/background/{target}", S, tasks::delete_one),
-        entry(get.clone(), "/container", S, containers::list),
-        entry(get.clone(), "/container/", S, containers::list),
+        entry(M::GET, "/background/events", S, tasks::events),
+        entry(M::POST, "/background/{target}", S, tasks::submit),
+        entry(M::DELETE, "/background/{target}", S, tasks::delete_one),
+    ]);
+    for path in ["/container", "/container/"] {
+        all.push(entry(M::GET, path, S, containers::list));
+    }
+    all.extend([
+        entry(M::POST, "/container", S, container_create::create),
         entry(
-            get.clone(),
+            M::GET,
             "/container/docker/getid/{name}",
             S,
             containers::get_id,
         ),
-        entry(get.clone(), "/container/{type}/{id}", S, containers::get),
+        entry(M::GET, "/container/{type}/{id}", S, containers::get),
+        entry(M::DELETE, "/container/{type}/{id}", S, containers::delete),
         entry(
-            delete.clone(),
-            "/container/{type}/{id}",
-            S,
-            containers::delete,
-        ),
-        entry(
-            get.clone(),
+            M::GET,
             "/container/{type}/{id}/inspect",
             S,
             containers::inspect,
         ),
+        entry(M::GET, "/container/{type}/{id}/logs", S, containers::logs),
         entry(
-            put.clone(),
+            M::PUT,
             "/container/{type}/{id}/{action}",
             S,
             containers::action,
         ),
-        entry(get.clone(), "/apps", S, apps::list),
-        entry(get.clone(), "/apps/", S, apps::list),
-        entry(get.clone(), "/apps/{name}", S, apps::get),
-        entry(delete, "/apps/{name}", S, apps::delete),
-        entry(put, "/apps/{name}/{action}", S, apps::action),
-        entry(
-            get.clone(),
-            "/template/{name}/wizard",
-            S,
-            apps::template_wizard,
-        ),
+    ]);
+    for path in ["/apps", "/apps/"] {
+        all.push(entry(M::GET, path, S, apps::list));
+    }
+    all.extend([
+        entry(M::GET, "/apps/{name}", S, apps::get),
+        entry(M::DELETE, "/apps/{name}", S, apps::delete),
+        entry(M::PUT, "/apps/{name}/{action}", S, apps::action),
+        entry(M::GET, "/template/{name}/wizard", S, apps::template_wizard),
     ]);
     all.extend([
-        entry(
-            get.clone(),
-            "/container/{type}/{id}/logs",
-            S,
-            containers::logs,
-        ),
-        entry(get.clone(), "/system", S, system::info),
-        entry(get.clone(), "/system/resource", S, system::resource),
-        entry(
-            get.clone(),
-            "/system/port/{protocol}/{port}",
-            S,
-            ports::port,
-        ),
+        entry(M::GET, "/system", S, system::info),
+        entry(M::GET, "/system/resource", S, system::resource),
+        entry(M::GET, "/system/port/{protocol}/{port}", S, ports::port),
     ]);
-    all.push(entry(
-        Method::POST,
-        "/container",
-        S,
-        container_create::create,
-    ));
-    all.push(Entry {
-        scope: Scope::Root,
-        ..entry(get.clone(), "/metrics", METRICS, super::metrics)
-    });
     let root = |e: Entry| Entry {
         scope: Scope::Root,
         ..e
     };
     all.extend([
-        root(entry(get.clone(), "/", DASHBOARD, dashboard::index)),
+        root(entry(M::GET, "/metrics", METRICS, super::metrics)),
+        root(entry(M::GET, "/", DASHBOARD, dashboard::index)),
         root(entry(
-            get.clone(),
+            M::GET,
             "/dashboard/app.js",
             DASHBOARD,
             dashboard::script,
         )),
         root(entry(
-            get,
+            M::GET,
             "/dashboard/app.css",
             DASHBOARD,
             dashboard::style,

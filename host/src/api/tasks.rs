@@ -6,7 +6,7 @@ use std::time::Duration;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -17,8 +17,9 @@ use serde::Deserialize;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::wrappers::BroadcastStream;
 
+use super::extract::Api;
 use super::session::CurrentUser;
-use super::{body_error, path_error, query_error, AppError, AppState};
+use super::{body_error, query_error, AppError, AppState};
 use crate::queue::{DeleteSelector, Page, Queue, QueueError, Task, TaskEvent, Viewer};
 
 /// `?category=` and `?node=` of `GET background/events`.
@@ -31,13 +32,9 @@ pub struct CategoryQuery {
     pub node: Option<String>,
 }
 
-impl CategoryQuery {
-    fn category(&self) -> Option<&str> {
-        self.category.as_deref().filter(|c| !c.is_empty())
-    }
-    fn node(&self) -> Option<&str> {
-        self.node.as_deref().filter(|n| !n.is_empty())
-    }
+/// A filter of a query: absent and empty both mean "all".
+fn filter(value: &Option<String>) -> Option<&str> {
+    value.as_deref().filter(|v| !v.is_empty())
 }
 
 /// Most tasks one page of `GET background/` holds (`?limit=`).
@@ -63,12 +60,6 @@ pub struct ListQuery {
 }
 
 impl ListQuery {
-    fn category(&self) -> Option<&str> {
-        self.category.as_deref().filter(|c| !c.is_empty())
-    }
-    fn node(&self) -> Option<&str> {
-        self.node.as_deref().filter(|n| !n.is_empty())
-    }
     /// `?limit=`: 1 to [`MAX_PAGE`]; absent or empty: no page (every task).
     fn limit(&self) -> Result<Option<usize>, AppError> {
         match self.limit.as_deref().filter(|l| !l.is_empty()) {
@@ -153,12 +144,7 @@ pub fn parse_params(body: &[u8]) -> Result<serde_json::Value, AppError> {
 
 /// Check a category name from the path before it reaches the queue.
 fn check_category(category: &str) -> Result<(), AppError> {
-    let ok = !category.is_empty()
-        && category.len() <= 64
-        && category
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
-    if ok {
+    if crate::user_name::is_name(category, 64) {
         Ok(())
     } else {
         Err(AppError::not_found(
@@ -187,11 +173,10 @@ fn check_category(category: &str) -> Result<(), AppError> {
 pub async fn submit(
     State(state): State<AppState>,
     user: CurrentUser,
-    category: Result<Path<String>, PathRejection>,
+    Api(Path(category)): Api<Path<String>>,
     query: Result<Query<SubmitQuery>, QueryRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Task>, AppError> {
-    let Path(category) = category.map_err(path_error)?;
     check_category(&category)?;
     let Query(query) = query.map_err(query_error)?;
     let body = body.map_err(body_error)?;
@@ -294,12 +279,11 @@ fn admit(
 pub async fn list(
     State(state): State<AppState>,
     user: CurrentUser,
-    query: Result<Query<ListQuery>, QueryRejection>,
+    Api(Query(query)): Api<Query<ListQuery>>,
 ) -> Result<Response, AppError> {
-    let Query(query) = query.map_err(query_error)?;
     let (limit, before) = (query.limit()?, query.before()?);
     let viewer = user.viewer();
-    let (category, node) = (query.category(), query.node());
+    let (category, node) = (filter(&query.category), filter(&query.node));
     if let Some(limit) = limit {
         let page = Page { before, limit };
         let tasks = state.queue.list_page(&viewer, category, node, page).await?;
@@ -439,9 +423,8 @@ pub async fn delete_finished(
 pub async fn delete_one(
     State(state): State<AppState>,
     user: CurrentUser,
-    target: Result<Path<String>, PathRejection>,
+    Api(Path(target)): Api<Path<String>>,
 ) -> Result<Json<Vec<i64>>, AppError> {
-    let Path(target) = target.map_err(path_error)?;
     let selector = selector_of(&target)?;
     let viewer = user.viewer();
     match state.queue.delete(&viewer, selector).await {
@@ -494,13 +477,12 @@ pub fn selector_of(segment: &str) -> Result<DeleteSelector, AppError> {
 pub async fn events(
     State(state): State<AppState>,
     user: CurrentUser,
-    query: Result<Query<CategoryQuery>, QueryRejection>,
+    Api(Query(query)): Api<Query<CategoryQuery>>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, AppError> {
-    let Query(query) = query.map_err(query_error)?;
     // An alias and its category are one filter.
-    let category = query.category().map(|c| state.queue.names_of(c));
+    let category = filter(&query.category).map(|c| state.queue.names_of(c));
     let viewer = user.viewer();
-    let node = query.node().map(str::to_string);
+    let node = filter(&query.node).map(str::to_string);
     let queue = state.queue.clone();
     let slot = state.streams.open(&user.0.username, &user.0.session_id)?;
     let ended = stream_end(&state, user.0.session_id.clone(), slot);

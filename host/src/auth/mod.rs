@@ -348,27 +348,13 @@ fn generated_admin_hash(data_dir: &Path, env_password: Option<&str>) -> anyhow::
         .ok()
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty());
-    let (hash, generated) = match (stored, env_password) {
-        (Some(h), Some(pw)) if password::verify(pw, &h) => return Ok(h),
-        (Some(h), None) => return Ok(h),
-        (_, Some(pw)) => (password::hash(pw)?, None),
-        (None, None) => {
-            let pw = password::generate();
-            (password::hash(&pw)?, Some(pw))
-        }
+    let (hash, generated) = match AdminHash::decide(stored, env_password)? {
+        AdminHash::Kept(hash) => return Ok(hash),
+        AdminHash::New { hash, generated } => (hash, generated),
     };
     write_private(&path, format!("{hash}\n").as_bytes())
         .with_context(|| format!("writing {}", path.display()))?;
-    if let Some(pw) = generated {
-        // Printed once, on the console only (not through the log).
-        eprintln!(
-            "stevedore: created user `admin` with password: {pw}\n\
-             stevedore: (shown once; only its hash is kept in {})",
-            path.display()
-        );
-    } else {
-        tracing::info!("user `admin` set from STEVEDORE_ADMIN_PASSWORD");
-    }
+    announce_admin(generated, &format!(" in {}", path.display()));
     Ok(hash)
 }
 
@@ -377,25 +363,61 @@ fn generated_admin_hash(data_dir: &Path, env_password: Option<&str>) -> anyhow::
 async fn shared_admin_hash(db: &Database, env_password: Option<&str>) -> anyhow::Result<String> {
     const KEY: &str = "admin_hash";
     let stored = db.setting(KEY).await?;
-    let (hash, generated) = match (stored, env_password) {
-        (Some(h), Some(pw)) if password::verify(pw, &h) => return Ok(h),
-        (Some(h), None) => return Ok(h),
-        (_, Some(pw)) => (password::hash(pw)?, None),
-        (None, None) => {
-            let pw = password::generate();
-            (password::hash(&pw)?, Some(pw))
-        }
+    let (hash, generated) = match AdminHash::decide(stored, env_password)? {
+        AdminHash::Kept(hash) => return Ok(hash),
+        AdminHash::New { hash, generated } => (hash, generated),
     };
     db.set_setting(KEY, &hash).await?;
+    announce_admin(generated, ", in the shared database");
+    Ok(hash)
+}
+
+/// What becomes of the generated admin's hash at a start.
+enum AdminHash {
+    /// The stored hash stands.
+    Kept(String),
+    /// A new hash to store, and the password generated for it (`None`:
+    /// the hash is `STEVEDORE_ADMIN_PASSWORD`'s).
+    New {
+        hash: String,
+        generated: Option<String>,
+    },
+}
+
+impl AdminHash {
+    /// The stored hash stands unless `STEVEDORE_ADMIN_PASSWORD` is set and
+    /// differs; with neither, a password is generated.
+    fn decide(stored: Option<String>, env_password: Option<&str>) -> anyhow::Result<AdminHash> {
+        Ok(match (stored, env_password) {
+            (Some(h), Some(pw)) if password::verify(pw, &h) => AdminHash::Kept(h),
+            (Some(h), None) => AdminHash::Kept(h),
+            (_, Some(pw)) => AdminHash::New {
+                hash: password::hash(pw)?,
+                generated: None,
+            },
+            (None, None) => {
+                let pw = password::generate();
+                AdminHash::New {
+                    hash: password::hash(&pw)?,
+                    generated: Some(pw),
+                }
+            }
+        })
+    }
+}
+
+/// Say where a new admin hash came from. A generated password is printed
+/// once, on the console only (not through the log), saying where its hash
+/// is kept (`kept`: " in <file>", ", in the shared database").
+fn announce_admin(generated: Option<String>, kept: &str) {
     if let Some(pw) = generated {
         eprintln!(
             "stevedore: created user `admin` with password: {pw}\n\
-             stevedore: (shown once; only its hash is kept, in the shared database)"
+             stevedore: (shown once; only its hash is kept{kept})"
         );
     } else {
         tracing::info!("user `admin` set from STEVEDORE_ADMIN_PASSWORD");
     }
-    Ok(hash)
 }
 
 /// Seconds as an `i64` that can be added to a time without overflow.

@@ -23,7 +23,8 @@ use crate::runtime::traits::{
 use crate::runtime::{
     AppFile, ArchiveFile, Backends, CallContext, ContainerLogs, ContainerRef, CreateOnNetwork,
     CreateWith, Error, ExportContainer, ImageRef, ImportImage, InstallTemplate, Label, LabelQuery,
-    Labelled, PushImage, RemoveContainer, RemoveImage, RtResult, SaveImages, StopContainer, TagImage,
+    Labelled, PushImage, RemoveContainer, RemoveImage, RtResult, SaveImages, StopContainer,
+    TagImage,
 };
 
 type HostResult<T> = wasmtime::Result<Result<T, WitError>>;

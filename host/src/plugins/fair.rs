@@ -128,24 +128,30 @@ impl InstanceGate {
 mod tests {
     use super::*;
 
+    /// Spawn an acquire for `user`, and return once it waits (at most 5 s).
+    async fn acquire_waiting(
+        gate: &Arc<InstanceGate>,
+        user: &'static str,
+    ) -> tokio::task::JoinHandle<InstancePermit> {
+        let waiting = tokio::spawn({
+            let gate = gate.clone();
+            async move { gate.acquire(user).await }
+        });
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while gate.usage().waiting == 0 {
+            assert!(std::time::Instant::now() < deadline, "{user} never waited");
+            tokio::task::yield_now().await;
+        }
+        waiting
+    }
+
     #[tokio::test]
     async fn one_user_holds_at_most_a_share_and_others_still_get_one() {
         let gate = Arc::new(InstanceGate::new(8, 2));
         let a1 = gate.acquire("a").await;
         let _a2 = gate.acquire("a").await;
-        let third = tokio::spawn({
-            let gate = gate.clone();
-            async move { gate.acquire("a").await }
-        });
         // The third of a's waits; b gets one at once.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        while gate.usage().waiting == 0 {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "a's third never waited"
-            );
-            tokio::task::yield_now().await;
-        }
+        let third = acquire_waiting(&gate, "a").await;
         let _b = gate.acquire("b").await;
         assert_eq!(
             gate.usage(),
@@ -170,15 +176,7 @@ mod tests {
         let gate = Arc::new(InstanceGate::new(2, 2));
         let a = gate.acquire("a").await;
         let _b = gate.acquire("b").await;
-        let c = tokio::spawn({
-            let gate = gate.clone();
-            async move { gate.acquire("c").await }
-        });
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        while gate.usage().waiting == 0 {
-            assert!(std::time::Instant::now() < deadline, "c never waited");
-            tokio::task::yield_now().await;
-        }
+        let c = acquire_waiting(&gate, "c").await;
         drop(a);
         let _c = c.await.unwrap();
         assert_eq!(gate.usage().in_use, 2);

@@ -42,58 +42,45 @@ pub use stevedore_contract::files::APP_OWNER as APP_OWNER_FILE;
 /// left out keeps the value of the layer below (defaults, then
 /// `[policy.default]` for non-admins, then `[users.NAME.policy]`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct PolicyConfig {
     /// Categories the user may submit (absent: every loaded one).
-    #[serde(default)]
     pub categories: Option<Vec<String>>,
     /// Whether the user may create privileged containers.
-    #[serde(default)]
     pub privileged: Option<bool>,
     /// Device rules that may be passed through: `"c 81"` (type and major
     /// number, any minor) or `"*"` for every device.
-    #[serde(default)]
     pub devices: Option<Vec<String>>,
     /// The user's folder under the share root, for every `path` and volume
     /// host folder; `{user}` stands for the user name, `""` is the whole root.
-    #[serde(default)]
     pub share: Option<String>,
     /// Registry names (from `[registries]`, plus `dockerhub` and `qnap`)
     /// the user may pull from and push to (absent: all).
-    #[serde(default)]
     pub registries: Option<Vec<String>>,
     /// Which containers the container routes show and act on.
-    #[serde(default)]
     pub containers: Option<ContainerScope>,
     /// Caps.
-    #[serde(default)]
     pub limits: Option<LimitsConfig>,
     /// Host ports a container may publish: `"1024-65535"`, `"8000"`, or
     /// `"*"` (or `""`) for any.
-    #[serde(default)]
     pub ports: Option<String>,
 }
 
 /// `limits` of a policy, as written.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct LimitsConfig {
     /// Memory per container, e.g. `"768m"`, `"1g"`: the most a container
     /// may ask, and what it gets when it asks nothing.
-    #[serde(default)]
     pub memory: Option<String>,
     /// Highest relative CPU weight per container (2..=1024).
-    #[serde(default)]
     pub cpu_weight: Option<u32>,
     /// Most CPU time per container, ms per 1000 ms (10..=999).
-    #[serde(default)]
     pub cpu_time: Option<u32>,
     /// The user's tasks running at the same time; more wait.
-    #[serde(default)]
     pub running_tasks: Option<usize>,
     /// The user's tasks waiting at the same time; a submit past it is
     /// refused (429).
-    #[serde(default)]
     pub waiting_tasks: Option<usize>,
 }
 
@@ -109,10 +96,9 @@ pub enum ContainerScope {
 
 /// `[policy]` of the configuration file.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct PolicySection {
     /// What every non-admin gets, over the safe defaults.
-    #[serde(default)]
     pub default: Option<PolicyConfig>,
 }
 
@@ -263,15 +249,28 @@ impl Policy {
         Ok(self)
     }
 
-    /// May the user submit tasks of `category`?
-    pub fn allows_category(&self, category: &str) -> Result<(), Refused> {
-        match &self.categories {
-            Some(set) if !set.contains(category) => Err(refused(format!(
-                "category {category} is not allowed for user {}",
-                self.user
-            ))),
+    /// Refused: `what` (`category x`, `device ...`) is not allowed for the user.
+    fn not_allowed(&self, what: &str) -> Refused {
+        refused(format!("{what} is not allowed for user {}", self.user))
+    }
+
+    /// `Ok` when `allowed` (`None`: every one) holds `name`, else refused
+    /// naming it (`<kind> <name>`).
+    fn allows_in(
+        &self,
+        allowed: &Option<BTreeSet<String>>,
+        kind: &str,
+        name: &str,
+    ) -> Result<(), Refused> {
+        match allowed {
+            Some(set) if !set.contains(name) => Err(self.not_allowed(&format!("{kind} {name}"))),
             _ => Ok(()),
         }
+    }
+
+    /// May the user submit tasks of `category`?
+    pub fn allows_category(&self, category: &str) -> Result<(), Refused> {
+        self.allows_in(&self.categories, "category", category)
     }
 
     /// May the user create a privileged container?
@@ -294,23 +293,14 @@ impl Policy {
         if ok {
             Ok(())
         } else {
-            Err(refused(format!(
-                "device `{rule}` is not allowed for user {}",
-                self.user
-            )))
+            Err(self.not_allowed(&format!("device `{rule}`")))
         }
     }
 
     /// May the user use the registry named `name` (`dockerhub`, `qnap`, or a
     /// name from `[registries]`)?
     pub fn allows_registry(&self, name: &str) -> Result<(), Refused> {
-        match &self.registries {
-            Some(set) if !set.contains(name) => Err(refused(format!(
-                "registry {name} is not allowed for user {}",
-                self.user
-            ))),
-            _ => Ok(()),
-        }
+        self.allows_in(&self.registries, "registry", name)
     }
 
     /// May the user publish host port `port` (entry `index` of `network.port`)?

@@ -30,15 +30,21 @@ fn is_session_cookie(name: &str) -> bool {
     SESSION_COOKIES.contains(&name.trim())
 }
 
+/// The items of every `name` header, split at `separator` and trimmed
+/// (values that are not text are passed over).
+fn tokens(headers: &HeaderMap, name: HeaderName, separator: char) -> impl Iterator<Item = &str> {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(move |v| v.split(separator))
+        .map(str::trim)
+}
+
 /// Remove the session cookies from the `Cookie` header(s), keeping the
 /// others (joined into one header); no header is left when none remain.
 pub fn strip_session_cookies(headers: &mut HeaderMap) {
-    let kept: Vec<String> = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .map(str::trim)
+    let kept: Vec<String> = tokens(headers, header::COOKIE, ';')
         .filter(|pair| !pair.is_empty())
         .filter(|pair| !is_session_cookie(pair.split_once('=').map_or(*pair, |(k, _)| k)))
         .map(str::to_string)
@@ -77,24 +83,15 @@ pub fn strip_session_set_cookies(headers: &mut HeaderMap) {
 /// The protocol a request asks to switch to (`Upgrade`, with `upgrade`
 /// among the `Connection` tokens), e.g. `websocket`.
 pub fn upgrade_of(headers: &HeaderMap) -> Option<HeaderValue> {
-    let asks = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    let asks = tokens(headers, header::CONNECTION, ',').any(|t| t.eq_ignore_ascii_case("upgrade"));
     asks.then(|| headers.get(header::UPGRADE).cloned())
         .flatten()
 }
 
 /// Remove the hop-by-hop headers and those the `Connection` header names.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+    let named: Vec<HeaderName> = tokens(headers, header::CONNECTION, ',')
+        .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
         .collect();
     for name in named {
         headers.remove(name);
@@ -141,13 +138,7 @@ pub fn set_forwarded(headers: &mut HeaderMap, client: SocketAddr, prefix: &str) 
 mod tests {
     use super::*;
 
-    fn map(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(*k, HeaderValue::from_static(v));
-        }
-        h
-    }
+    use crate::api::header_map as map;
 
     #[test]
     fn session_cookies_go_and_the_others_stay() {

@@ -40,7 +40,7 @@ use axum::body::Body;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio_util::sync::CancellationToken;
 
 use crate::runtime::apps::AppStore;
@@ -140,53 +140,12 @@ pub async fn serve(
     header_timeout: Duration,
     stop: CancellationToken,
 ) {
-    use hyper_util::server::conn::auto::Builder;
-
-    let mut builder = Builder::new(TokioExecutor::new()).http1_only();
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(header_timeout);
-    let builder = Arc::new(builder);
-    let mut connections = tokio::task::JoinSet::new();
-    loop {
-        let accepted = tokio::select! {
-            _ = stop.cancelled() => break,
-            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
-            accepted = listener.accept() => accepted,
-        };
-        let (stream, remote) = match accepted {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                // Out of descriptors, most likely: back off a moment.
-                tracing::warn!("proxy: accepting a connection: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
+    crate::api::listen::serve(listener, header_timeout, stop, "proxy: ", |remote| {
         let proxy = proxy.clone();
-        let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+        hyper::service::service_fn(move |req: Request<Incoming>| {
             let proxy = proxy.clone();
             async move { Ok::<_, std::convert::Infallible>(proxy.handle(req, remote).await) }
-        });
-        let builder = builder.clone();
-        let stop = stop.clone();
-        connections.spawn(async move {
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-            tokio::pin!(conn);
-            tokio::select! {
-                result = conn.as_mut() => {
-                    if let Err(e) = result {
-                        tracing::debug!(%remote, "proxy: connection ended: {e}");
-                    }
-                    return;
-                }
-                _ = stop.cancelled() => {}
-            }
-            conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
-        });
-    }
-    while connections.join_next().await.is_some() {}
+        })
+    })
+    .await
 }

@@ -45,7 +45,7 @@ fn open_resolving(
 ) -> io::Result<OwnedFd> {
     let flags = flags | libc::O_CLOEXEC;
     if !NO_OPENAT2.load(Ordering::Relaxed) {
-        match openat2(dir, rel, flags, mode, resolve) {
+        match openat2(dir, rel, &open_how(flags, mode, resolve)) {
             Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
                 NO_OPENAT2.store(true, Ordering::Relaxed);
             }
@@ -60,14 +60,9 @@ fn c_path(p: &Path) -> io::Result<CString> {
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))
 }
 
-fn openat2(
-    dir: BorrowedFd<'_>,
-    rel: &Path,
-    flags: i32,
-    mode: u32,
-    resolve: u64,
-) -> io::Result<OwnedFd> {
-    let path = c_path(rel)?;
+/// What `openat2` is asked: `flags`, `mode` when creating, and the lookup
+/// kept beneath the folder, with no magic link, plus `resolve`.
+fn open_how(flags: i32, mode: u32, resolve: u64) -> libc::open_how {
     // SAFETY: `open_how` is plain integers; all zero is its "nothing set" value.
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
     how.flags = flags as u64;
@@ -75,6 +70,11 @@ fn openat2(
         how.mode = u64::from(mode);
     }
     how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS | resolve;
+    how
+}
+
+fn openat2(dir: BorrowedFd<'_>, rel: &Path, how: &libc::open_how) -> io::Result<OwnedFd> {
+    let path = c_path(rel)?;
     loop {
         // SAFETY: `how` and `path` live across the call; the kernel reads
         // `size_of::<open_how>()` bytes of `how` and the NUL-terminated path.
@@ -83,7 +83,7 @@ fn openat2(
                 libc::SYS_openat2,
                 dir.as_raw_fd(),
                 path.as_ptr(),
-                &how as *const libc::open_how,
+                how as *const libc::open_how,
                 std::mem::size_of::<libc::open_how>(),
             )
         };
@@ -314,7 +314,11 @@ mod tests {
 
     fn both(dir: BorrowedFd<'_>, rel: &str) -> [io::Result<OwnedFd>; 2] {
         [
-            openat2(dir, Path::new(rel), libc::O_RDONLY | libc::O_CLOEXEC, 0, 0),
+            openat2(
+                dir,
+                Path::new(rel),
+                &open_how(libc::O_RDONLY | libc::O_CLOEXEC, 0, 0),
+            ),
             open_walk(dir, Path::new(rel), libc::O_RDONLY | libc::O_CLOEXEC, 0),
         ]
     }
@@ -344,10 +348,15 @@ mod tests {
         for r in both(fd.as_fd(), "in/ok") {
             assert!(r.is_ok());
         }
-        assert!(
-            real_path(&openat2(fd.as_fd(), Path::new("in/ok"), libc::O_PATH, 0, 0).unwrap())
-                .unwrap()
-                .ends_with("root/in/ok")
-        );
+        assert!(real_path(
+            &openat2(
+                fd.as_fd(),
+                Path::new("in/ok"),
+                &open_how(libc::O_PATH, 0, 0)
+            )
+            .unwrap()
+        )
+        .unwrap()
+        .ends_with("root/in/ok"));
     }
 }

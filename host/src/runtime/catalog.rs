@@ -571,6 +571,11 @@ pub fn pick<'a>(entries: &'a [Entry], kind: &str, name: &str, tag: &str) -> Opti
 mod tests {
     use super::*;
 
+    /// The resolved location of `entry`, as text.
+    fn location(entry: &Entry) -> String {
+        entry.location.as_ref().unwrap().to_string()
+    }
+
     const LIST: &str = r#"[
       {"name": "ubuntu-trusty", "displayName": "Ubuntu", "version": "14.04", "type": "lxc",
        "repository": "qnap", "arch": "amd64", "location": "images/trusty.tar.gz",
@@ -591,7 +596,7 @@ mod tests {
             assert_eq!(entries.len(), 3);
             let trusty = pick(&entries, "lxc", "ubuntu-trusty", "latest").unwrap();
             assert_eq!(
-                trusty.location.as_ref().unwrap().to_string(),
+                location(trusty),
                 "http://127.0.0.1:9/repo/images/trusty.tar.gz"
             );
             assert_eq!(trusty.version.as_deref(), Some("14.04"));
@@ -599,10 +604,7 @@ mod tests {
             assert!(pick(&entries, "lxc", "ubuntu-trusty", "16.04").is_none());
         }
         let b = pick(&entries, "lxc", "busybox", "1").unwrap();
-        assert_eq!(
-            b.location.as_ref().unwrap().to_string(),
-            "http://other.example/b.tar.xz"
-        );
+        assert_eq!(location(b), "http://other.example/b.tar.xz");
         assert_eq!(b.sha256.as_deref(), Some("abc"));
         assert!(pick(&entries, "lxc", "gitlab", "latest").is_none());
     }
@@ -618,7 +620,7 @@ mod tests {
         if host_arch() == "amd64" {
             let entries = c.parse("list.json", list).unwrap();
             assert_eq!(
-                entries[0].location.as_ref().unwrap().to_string(),
+                location(&entries[0]),
                 "https://hub.docker.com/r/sameersbn/gitlab"
             );
         }

@@ -35,40 +35,37 @@ pub async fn follow(
 
 /// One message of the engine's progress stream.
 #[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 pub struct Message {
     /// e.g. `Downloading`, `Pull complete`.
-    #[serde(default)]
     pub status: Option<String>,
     /// Layer id the message is about.
-    #[serde(default)]
     pub id: Option<String>,
     /// Byte counts.
-    #[serde(default, rename = "progressDetail")]
+    #[serde(rename = "progressDetail")]
     pub progress_detail: Option<Detail>,
     /// Set when the operation failed.
-    #[serde(default, rename = "errorDetail")]
+    #[serde(rename = "errorDetail")]
     pub error_detail: Option<ErrorDetail>,
     /// Older form of the error.
-    #[serde(default)]
     pub error: Option<String>,
 }
 
 /// Byte counts of one layer.
 #[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 pub struct Detail {
     /// Bytes done.
-    #[serde(default)]
     pub current: Option<u64>,
     /// Bytes in all.
-    #[serde(default)]
     pub total: Option<u64>,
 }
 
 /// The engine's error inside the stream.
 #[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 pub struct ErrorDetail {
     /// The daemon's message.
-    #[serde(default)]
     pub message: Option<String>,
 }
 

@@ -119,72 +119,66 @@ fn collect(stderr: Option<tokio::process::ChildStderr>) -> tokio::task::JoinHand
 
 type Archived = (std::process::ExitStatus, Result<u64, Error>, String);
 
-/// One run of tar into an output, after the settings entry.
-struct TarRun<'a> {
-    /// tar, writing the archive to its stdout.
-    cmd: tokio::process::Command,
-    /// What the output holds before tar's archive (the settings entry).
+/// Run tar (`cmd`, writing the archive to its stdout) into `output`, after
+/// the settings entry `prefix`. Uncompressed, tar writes straight into the
+/// output file and the server only watches the file grow; compressed
+/// (`gzip`), tar's output streams through the server's parallel gzip.
+async fn archive(
+    mut cmd: tokio::process::Command,
     prefix: Vec<u8>,
-    output: &'a Output,
-    progress: Progress<'a>,
-}
-
-impl TarRun<'_> {
-    /// Uncompressed: tar writes straight into the output file, after the
-    /// settings entry; the server only watches the file grow.
-    async fn direct(mut self) -> Result<Archived, Error> {
-        let io = |e: std::io::Error| Error::Runtime(format!("writing the export: {e}"));
-        let mut file = self.output.create_temp()?;
-        std::io::Write::write_all(&mut file, &self.prefix).map_err(io)?;
+    output: &Output,
+    mut progress: Progress<'_>,
+    gzip: bool,
+) -> Result<Archived, Error> {
+    let io = |e: std::io::Error| Error::Runtime(format!("writing the export: {e}"));
+    // Uncompressed: the output file, holding the prefix already, and a
+    // handle on it to watch it grow.
+    let (stdout, probe) = if gzip {
+        (Stdio::piped(), None)
+    } else {
+        let mut file = output.create_temp()?;
+        std::io::Write::write_all(&mut file, &prefix).map_err(io)?;
         let probe = file.try_clone().map_err(io)?;
-        let mut child = self
-            .cmd
-            .stdout(Stdio::from(file))
-            .spawn()
-            .map_err(|e| Error::Runtime(format!("running tar: {e}")))?;
-        let errors = collect(child.stderr.take());
-        let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
-        let status = loop {
-            tokio::select! {
-                status = child.wait() => break status.map_err(|e| Error::Runtime(format!("tar: {e}")))?,
-                _ = tick.tick() => {
-                    if let Ok(meta) = probe.metadata() {
-                        self.progress.update(meta.len());
+        (Stdio::from(file), Some(probe))
+    };
+    let mut child = cmd
+        .stdout(stdout)
+        .spawn()
+        .map_err(|e| Error::Runtime(format!("running tar: {e}")))?;
+    let errors = collect(child.stderr.take());
+    let tar_failed = |e: std::io::Error| Error::Runtime(format!("tar: {e}"));
+    let (status, written) = match probe {
+        Some(probe) => {
+            let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
+            let status = loop {
+                tokio::select! {
+                    status = child.wait() => break status.map_err(tar_failed)?,
+                    _ = tick.tick() => {
+                        if let Ok(meta) = probe.metadata() {
+                            progress.update(meta.len());
+                        }
                     }
                 }
-            }
-        };
-        let written = probe.metadata().map(|m| m.len()).map_err(io);
-        Ok((status, written, errors.await.unwrap_or_default()))
-    }
-
-    /// Compressed: tar's output streams through the server's parallel gzip.
-    async fn piped(mut self) -> Result<Archived, Error> {
-        let mut child = self
-            .cmd
-            .stdout(Stdio::piped())
-            .spawn()
-            .map_err(|e| Error::Runtime(format!("running tar: {e}")))?;
-        let stdout = child.stdout.take().expect("piped stdout");
-        let errors = collect(child.stderr.take());
-        let mut progress = self.progress;
-        let mut sent = 0u64;
-        let stream = tokio_util::io::ReaderStream::with_capacity(stdout, 1 << 20).map(
-            move |chunk: std::io::Result<Bytes>| {
-                let chunk =
-                    chunk.map_err(|e| Error::Runtime(format!("reading tar's output: {e}")))?;
-                sent += chunk.len() as u64;
-                progress.update(sent);
-                Ok(chunk)
-            },
-        );
-        let written = self.output.write(self.prefix, stream, true).await;
-        let status = child
-            .wait()
-            .await
-            .map_err(|e| Error::Runtime(format!("tar: {e}")))?;
-        Ok((status, written, errors.await.unwrap_or_default()))
-    }
+            };
+            (status, probe.metadata().map(|m| m.len()).map_err(io))
+        }
+        None => {
+            let stdout = child.stdout.take().expect("piped stdout");
+            let mut sent = 0u64;
+            let stream = tokio_util::io::ReaderStream::with_capacity(stdout, 1 << 20).map(
+                move |chunk: std::io::Result<Bytes>| {
+                    let chunk =
+                        chunk.map_err(|e| Error::Runtime(format!("reading tar's output: {e}")))?;
+                    sent += chunk.len() as u64;
+                    progress.update(sent);
+                    Ok(chunk)
+                },
+            );
+            let written = output.write(prefix, stream, true).await;
+            (child.wait().await.map_err(tar_failed)?, written)
+        }
+    };
+    Ok((status, written, errors.await.unwrap_or_default()))
 }
 
 /// Export the container `name` of `lxc_path` (running: `running`) into `output`.
@@ -241,17 +235,7 @@ pub async fn export(
         total,
         last: -1,
     };
-    let run = TarRun {
-        cmd,
-        prefix,
-        output: &output,
-        progress,
-    };
-    let (status, written, errors) = if gzip {
-        run.piped().await?
-    } else {
-        run.direct().await?
-    };
+    let (status, written, errors) = archive(cmd, prefix, &output, progress, gzip).await?;
     let stderr = errors;
     if running {
         thaw.armed = false;
