@@ -56,8 +56,14 @@ fn check_says_which_grant_is_missing() {
     let (ok, out, _) = stevedore(&["plugin", "check", file.to_str().unwrap()]);
     assert!(ok);
     assert!(out.contains("needs more than the default grants"), "{out}");
+    assert_eq!(
+        out.matches(r#"[plugins.grants] ungranted = ["task", "containers"]"#)
+            .count(),
+        1,
+        "the config line, said once: {out}"
+    );
     assert!(
-        out.contains(r#"[plugins.grants] ungranted = ["task", "containers"]"#),
+        out.contains("imports `stevedore:plugin/containers@0.2.0`, which the defaults do not grant"),
         "{out}"
     );
 }

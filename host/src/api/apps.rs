@@ -29,7 +29,7 @@ use super::extract::Api;
 use super::session::CurrentUser;
 use super::{AppError, AppState};
 use crate::policy::APP_OWNER_FILE;
-use crate::runtime::apps::{valid_name, wizard};
+use crate::runtime::apps::{valid_name, wizard, TEMPLATE_COMPOSE};
 use crate::runtime::{
     Backends, CallContext, ContainerRef, ContainerSummary, DeleteContainer, LabelQuery,
     RuntimeKind, StopContainer, STOP_TIMEOUT_SECS,
@@ -517,7 +517,7 @@ pub async fn template_wizard(
             break;
         }
     }
-    let compose = template_file(rt, &app, "docker-compose.yml")
+    let compose = template_file(rt, &app, TEMPLATE_COMPOSE)
         .await?
         .unwrap_or_default();
     Ok(Json(wizard::answer(

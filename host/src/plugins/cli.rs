@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
 
 use super::bindings::WIT_VERSION;
-use super::grants::Granter;
+use super::grants::{GrantError, Granter};
 use super::host::{capability_imports, CallError, PluginHost};
 use super::versions::WorldVersion;
 use super::PluginConfig;
@@ -59,8 +59,16 @@ pub async fn check(file: &Path) -> anyhow::Result<()> {
         .imports
         .iter()
         .filter_map(|i| {
-            let refused = defaults.allows(&d.name, &d.capabilities, i).err();
-            refused.map(|e| e.to_string())
+            // The hint to grant it follows the list, once for every import.
+            defaults
+                .allows(&d.name, &d.capabilities, i)
+                .err()
+                .map(|e| match e {
+                    GrantError::NotGranted { interface, .. } => {
+                        format!("imports `{interface}`, which the defaults do not grant")
+                    }
+                    other => other.to_string(),
+                })
         })
         .collect();
     let granted: Vec<String> = defaults.allowed(&d.name).into_iter().collect();

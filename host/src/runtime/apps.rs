@@ -27,11 +27,14 @@ use super::{
 };
 
 /// The record of an application, inside its folder.
-pub const RECORD_FILE: &str = ".stevedore-app.json";
+pub use stevedore_contract::files::APP_RECORD as RECORD_FILE;
+
+/// A template's compose file (the `qnap` repository format).
+pub const TEMPLATE_COMPOSE: &str = "docker-compose.yml";
 
 /// Files a template served over HTTP may have (a folder can't be listed there).
 const KNOWN_FILES: &[&str] = &[
-    "docker-compose.yml",
+    TEMPLATE_COMPOSE,
     "wizard/stage/install.json",
     "wizard/install.json",
 ];
@@ -185,7 +188,7 @@ impl AppStore {
                 found
             }
         };
-        if !files.iter().any(|f| f == "docker-compose.yml") {
+        if !files.iter().any(|f| f == TEMPLATE_COMPOSE) {
             return Err(Error::NotFound(format!(
                 "template `{name}` has no docker-compose.yml"
             )));
