@@ -63,7 +63,9 @@ fn check_says_which_grant_is_missing() {
         "the config line, said once: {out}"
     );
     assert!(
-        out.contains("imports `stevedore:plugin/containers@0.2.0`, which the defaults do not grant"),
+        out.contains(
+            "imports `stevedore:plugin/containers@0.2.0`, which the defaults do not grant"
+        ),
         "{out}"
     );
 }

@@ -563,7 +563,10 @@ async fn container_logs_reach_only_the_owners_plugin() {
     let id = alice.submit_ok("logs_probe", &probe(1)).await;
     let t = ended(&alice, id).await;
     assert_eq!(t["state"], "completed", "{t}");
-    assert_eq!(t["detail_state"], "log: alice-only-line", "the last line only: {t}");
+    assert_eq!(
+        t["detail_state"], "log: alice-only-line",
+        "the last line only: {t}"
+    );
 
     let refused = refusal(&bob, "logs_probe", &probe(10))
         .await
@@ -571,5 +574,7 @@ async fn container_logs_reach_only_the_owners_plugin() {
     assert!(!refused.contains("alice-only-line"), "{refused}");
     assert!(refused.contains("denied"), "{refused}");
     docker(&["rm", "-f", &name]);
-    stevedore_e2e::report!("attacks_names: containers.logs lent to alice's plugin, refused to bob's: {refused}");
+    stevedore_e2e::report!(
+        "attacks_names: containers.logs lent to alice's plugin, refused to bob's: {refused}"
+    );
 }
