@@ -7,9 +7,11 @@
 //! - [`queue`]: the task state machine and scheduler;
 //! - [`store`]: durable tasks, sessions and credentials, one driver per database;
 //! - [`plugins`]: the wasmtime engine that loads category plugins and runs them sandboxed;
+//! - [`apps`]: installed applications (records, actions, removal) over the runtime;
 //! - [`runtime`]: the container runtimes plugins reach through WIT capabilities.
 
 pub mod api;
+pub mod apps;
 pub mod auth;
 pub mod cli;
 pub mod config;

@@ -24,6 +24,8 @@ use anyhow::{bail, Context, Result};
 ///   apply it;
 /// - `queue` (tasks, scheduler) below `runtime`: the runtime reports to a
 ///   task's `Reporter`, the queue never calls a runtime;
+/// - `apps` (the application service) is built on the runtime's traits and
+///   serves the routes and the plugin host's undo, so it sits between them;
 /// - `plugins` lend the runtime to guests as capabilities and run as the
 ///   queue's executor, so they sit above both;
 /// - `auth` (sessions, passwords) above storage and plugins, below the HTTP
@@ -44,6 +46,7 @@ pub const LAYERS: &[&[&str]] = &[
     &["policy"],
     &["queue"],
     &["runtime"],
+    &["apps"],
     &["plugins"],
     &["auth"],
     &["dashboard"],

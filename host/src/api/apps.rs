@@ -17,146 +17,42 @@ use axum::extract::{Path, Query, State};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
-use stevedore_contract::files::APP_COMPOSE;
-// The Compose project label is on every container, network and volume of an
-// app; the service label on each container.
-use stevedore_contract::labels::{
-    COMPOSE_PROJECT as PROJECT_LABEL, COMPOSE_SERVICE as SERVICE_LABEL,
-};
 
 use super::containers::{context, runtime_error};
 use super::extract::Api;
 use super::session::CurrentUser;
 use super::{AppError, AppState};
-use crate::policy::APP_OWNER_FILE;
+use crate::apps::{self, Action, AppsError};
 use crate::runtime::apps::{valid_name, wizard, TEMPLATE_COMPOSE};
-use crate::runtime::{
-    Backends, CallContext, ContainerRef, ContainerSummary, DeleteContainer, LabelQuery,
-    RuntimeKind, StopContainer, STOP_TIMEOUT_SECS,
-};
+use crate::runtime::{Backends, CallContext};
 
-fn record_of(name: &str, text: &str) -> Result<Map<String, Value>, AppError> {
-    serde_json::from_str(text).map_err(|e| {
-        tracing::warn!(app = name, "unreadable application record: {e}");
-        AppError::internal("an application record is unreadable")
-    })
-}
-
-fn check_name(name: &str) -> Result<(), AppError> {
-    if valid_name(name) {
-        Ok(())
-    } else {
-        Err(AppError::bad_request(
-            "invalid_params",
-            "name: must match ^[a-zA-Z0-9][a-zA-Z0-9_.-]{1,63}$",
-        ))
+/// An application service error as the routes answer it.
+impl From<AppsError> for AppError {
+    fn from(e: AppsError) -> AppError {
+        match e {
+            AppsError::InvalidName { .. } => AppError::bad_request("invalid_params", e.to_string()),
+            AppsError::Unknown { .. } => AppError::not_found("unknown_app", e.to_string()),
+            AppsError::Unreadable { name, reason } => {
+                tracing::warn!(
+                    app = name.as_str(),
+                    "unreadable application record: {reason}"
+                );
+                AppError::internal("an application record is unreadable")
+            }
+            AppsError::UnknownAction { .. } => AppError::not_found("unknown_path", e.to_string()),
+            AppsError::Runtime { source } => runtime_error(source),
+        }
     }
 }
 
-async fn load(rt: &Backends, name: &str) -> Result<Map<String, Value>, AppError> {
-    check_name(name)?;
-    let text = rt
-        .apps
-        .app_record(name.to_string())
-        .await
-        .map_err(runtime_error)?
-        .ok_or_else(|| AppError::not_found("unknown_app", format!("no application `{name}`")))?;
-    record_of(name, &text)
-}
-
-fn text(record: &Map<String, Value>, key: &str) -> String {
-    record
-        .get(key)
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string()
-}
-
-fn list_of(record: &Map<String, Value>, key: &str) -> Vec<String> {
-    record
-        .get(key)
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// The app's containers, in the record's start order (unknown ones last).
-async fn containers_of(
-    rt: &Backends,
-    cx: &CallContext,
-    record: &Map<String, Value>,
-) -> Result<Vec<ContainerSummary>, AppError> {
-    let project = text(record, "project");
-    let mut found = rt
-        .containers
-        .container_list_labelled(cx, LabelQuery::docker(PROJECT_LABEL, project))
-        .await
-        .map_err(runtime_error)?;
-    let order = list_of(record, "containers");
-    found.sort_by_key(|c| {
-        order
-            .iter()
-            .position(|n| *n == c.name)
-            .unwrap_or(usize::MAX)
-    });
-    Ok(found)
-}
-
-async fn describe(
-    rt: &Backends,
-    cx: &CallContext,
-    name: &str,
-    mut record: Map<String, Value>,
-) -> Result<Value, AppError> {
-    let containers = containers_of(rt, cx, &record).await?;
-    // A string, as recorded: the port the install was given, else the first
-    // host port the application's compose file publishes, else "".
-    let port = match record.get("port").and_then(Value::as_u64) {
-        Some(p) => p.to_string(),
-        None => rt
-            .apps
-            .app_read_file(cx, crate::runtime::AppFile::new(name, APP_COMPOSE))
-            .await
-            .ok()
-            .and_then(|text| wizard::first_host_port(&text))
-            .map(|p| p.to_string())
-            .unwrap_or_default(),
-    };
-    record.insert("httpPort".into(), port.into());
-    // Every application here comes from a template's wizard.
-    record.insert("createFrom".into(), "wizard".into());
-    record.insert("name".into(), name.into());
-    record.insert(
-        "containers".into(),
-        containers
-            .iter()
-            .map(|c| {
-                json!({"name": c.name, "id": c.id, "image": c.image,
-                       "state": if c.running { "running" } else { "stopped" }})
-            })
-            .collect(),
-    );
-    Ok(Value::Object(record))
-}
-
 /// Whether the caller's policy reaches application `name`: every one, or
-/// (a non-admin's default) those their own tasks installed, as the owner
-/// file the host wrote at install time says.
+/// (a non-admin's default) those their own tasks installed.
 async fn reaches(state: &AppState, cx: &CallContext, name: &str) -> bool {
     let policy = state.policies.of(&cx.user);
     if policy.containers == crate::policy::ContainerScope::All {
         return true;
     }
-    state
-        .runtime
-        .apps
-        .app_read_file(cx, crate::runtime::AppFile::new(name, APP_OWNER_FILE))
-        .await
-        .is_ok_and(|owner| owner.trim() == cx.user)
+    apps::owner(&state.runtime, cx, name).await.as_deref() == Some(cx.user.as_str())
 }
 
 /// 403 unless the caller's policy reaches application `name`.
@@ -183,35 +79,16 @@ pub async fn list(
     State(state): State<AppState>,
     user: CurrentUser,
 ) -> Result<Json<BTreeMap<String, Value>>, AppError> {
-    let records = state
-        .runtime
-        .apps
-        .app_records()
-        .await
-        .map_err(runtime_error)?;
+    let records = apps::records(&state.runtime).await?;
     let cx = context(&user);
     let mut out = BTreeMap::new();
-    for (name, raw) in records {
+    for (name, record) in records {
         if !reaches(&state, &cx, &name).await {
             continue;
         }
-        let record = record_of(&name, &raw)?;
-        out.insert(
-            name,
-            json!({
-                "container": list_of(&record, "containers"),
-                "creating": text_is(&record, "state", "creating"),
-                "yml": true,
-                "template": text(&record, "template"),
-                "version": text(&record, "version"),
-            }),
-        );
+        out.insert(name, record?.summary());
     }
     Ok(Json(out))
-}
-
-fn text_is(record: &Map<String, Value>, key: &str, want: &str) -> bool {
-    record.get(key).and_then(Value::as_str) == Some(want)
 }
 
 /// `GET apps/{name}`: the record and the state of each container.
@@ -227,18 +104,10 @@ pub async fn get(
     user: CurrentUser,
     Api(Path(name)): Api<Path<String>>,
 ) -> Result<Json<Value>, AppError> {
-    let record = load(&state.runtime, &name).await?;
+    let record = apps::load(&state.runtime, &name).await?;
     let cx = context(&user);
     check_reach(&state, &cx, &name).await?;
-    Ok(Json(describe(&state.runtime, &cx, &name, record).await?))
-}
-
-/// The service a container runs (its Compose label), else its name.
-fn service_of(c: &ContainerSummary) -> String {
-    c.labels
-        .iter()
-        .find(|(k, _)| k == SERVICE_LABEL)
-        .map_or_else(|| c.name.clone(), |(_, v)| v.clone())
+    Ok(Json(apps::describe(&state.runtime, &cx, record).await?))
 }
 
 /// `PUT apps/{name}/{start|stop|restart|kill}`: what was acted on, as the
@@ -256,51 +125,11 @@ pub async fn action(
     user: CurrentUser,
     Api(Path((name, action))): Api<Path<(String, String)>>,
 ) -> Result<Json<Vec<String>>, AppError> {
-    let rt = &state.runtime;
-    let record = load(rt, &name).await?;
-    if !matches!(action.as_str(), "start" | "stop" | "restart" | "kill") {
-        return Err(AppError::not_found(
-            "unknown_path",
-            "unknown application action: start, stop, restart or kill",
-        ));
-    }
+    let record = apps::load(&state.runtime, &name).await?;
+    let todo: Action = action.parse()?;
     let cx = context(&user);
     check_reach(&state, &cx, &name).await?;
-    let containers = containers_of(rt, &cx, &record).await?;
-    let mut done = Vec::new();
-    // Stop (all but `start`), in reverse dependency order; kill: no grace
-    // period, as a force stop. A restart answers what it starts again.
-    let timeout = if action == "kill" {
-        0
-    } else {
-        STOP_TIMEOUT_SECS
-    };
-    if action != "start" {
-        for c in containers.iter().rev() {
-            let container = ContainerRef::new(RuntimeKind::Docker, c.id.clone());
-            rt.containers
-                .container_stop(&cx, StopContainer::new(container, timeout))
-                .await
-                .map_err(runtime_error)?;
-            if action != "restart" {
-                done.push(c.name.clone());
-            }
-        }
-    }
-    // Start (`start`, `restart`), in dependency order.
-    if action == "start" || action == "restart" {
-        for c in &containers {
-            rt.containers
-                .container_start(&cx, &ContainerRef::new(RuntimeKind::Docker, c.id.clone()))
-                .await
-                .map_err(runtime_error)?;
-            done.push(if action == "start" {
-                service_of(c)
-            } else {
-                c.name.clone()
-            });
-        }
-    }
+    let done = apps::act(&state.runtime, &cx, &record, todo).await?;
     tracing::info!(user = %user.0.username, app = %name, %action, "application call");
     Ok(Json(done))
 }
@@ -334,57 +163,13 @@ pub async fn delete(
             format!("remove_volumes: {}", e.body_text()),
         )
     })?;
-    let rt = &state.runtime;
     // An application still `creating` may be deleted too: its install task
     // (if it still runs) then fails at its next write and removes what it
     // made, and one interrupted by a restart leaves no other way out.
-    let record = load(rt, &name).await?;
+    let record = apps::load(&state.runtime, &name).await?;
     let cx = context(&user);
     check_reach(&state, &cx, &name).await?;
-    let project = text(&record, "project");
-    let mut removed = Vec::new();
-    for c in containers_of(rt, &cx, &record).await?.iter().rev() {
-        let req = DeleteContainer {
-            container: ContainerRef::new(RuntimeKind::Docker, c.id.clone()),
-            remove_volumes: query.remove_volumes,
-        };
-        rt.containers
-            .container_delete(&cx, req)
-            .await
-            .map_err(runtime_error)?;
-        removed.push(c.name.clone());
-    }
-    let networks = rt
-        .networks
-        .network_list(
-            &cx,
-            crate::runtime::Label::new(PROJECT_LABEL, project.clone()),
-        )
-        .await
-        .map_err(runtime_error)?;
-    for n in networks {
-        rt.networks
-            .network_remove(&cx, n.name)
-            .await
-            .map_err(runtime_error)?;
-    }
-    if query.remove_volumes {
-        let volumes = rt
-            .volumes
-            .volume_list(&cx, crate::runtime::Label::new(PROJECT_LABEL, project))
-            .await
-            .map_err(runtime_error)?;
-        for v in volumes {
-            rt.volumes
-                .volume_remove(&cx, v.name)
-                .await
-                .map_err(runtime_error)?;
-        }
-    }
-    rt.apps
-        .app_remove(&cx, name.clone())
-        .await
-        .map_err(runtime_error)?;
+    let removed = apps::remove(&state.runtime, &cx, &record, query.remove_volumes).await?;
     tracing::info!(user = %user.0.username, app = %name, remove_volumes = query.remove_volumes, "application deleted");
     Ok(Json(removed))
 }

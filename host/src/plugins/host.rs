@@ -407,7 +407,7 @@ async fn undo(runtime: &Backends, cx: &crate::runtime::CallContext, created: Vec
             }
             Created::Network(name) => runtime.networks.network_remove(cx, name.clone()).await,
             Created::Volume(name) => runtime.volumes.volume_remove(cx, name.clone()).await,
-            Created::AppFolder(name) => runtime.apps.app_remove(cx, name.clone()).await,
+            Created::AppFolder(name) => crate::apps::remove_folder(runtime, cx, name.clone()).await,
         };
         match result {
             Ok(()) => tracing::info!(task = cx.task_id, ?item, "removed after cancellation"),
