@@ -33,6 +33,11 @@ struct Proxied {
 
 /// A server with the proxy on, its repository a copy of the fixture catalog.
 async fn server() -> Proxied {
+    server_with("").await
+}
+
+/// [`server`] with `config` as its configuration file.
+async fn server_with(config: &str) -> Proxied {
     let catalog = tempfile::tempdir().unwrap();
     copy_dir(
         &workspace_root().join("tests/fixtures/catalog"),
@@ -43,7 +48,8 @@ async fn server() -> Proxied {
         Options::with_plugins(&["application"])
             .test_engine()
             .env("STEVEDORE_CATALOG", &catalog.path().display().to_string())
-            .env("STEVEDORE_PROXY_LISTEN", &format!("127.0.0.1:{proxy_port}")),
+            .env("STEVEDORE_PROXY_LISTEN", &format!("127.0.0.1:{proxy_port}"))
+            .config(config),
     )
     .await;
     let api = server.admin().await;
@@ -361,4 +367,35 @@ async fn websocket_upgrades_pass_end_to_end_and_only_published_ports_are_reached
             .await;
         assert_eq!(gone.status, 200, "{:?}", gone.body);
     }
+}
+
+#[tokio::test]
+async fn a_connection_that_never_sends_a_byte_is_closed_by_the_proxy() {
+    let p = server_with("[http]\nheader_read_timeout_secs = 2\n").await;
+    let bound = Duration::from_secs(30);
+    let started = Instant::now();
+    let mut silent = TcpStream::connect(("127.0.0.1", p.proxy_port)).unwrap();
+    silent.set_read_timeout(Some(bound)).unwrap();
+    let mut buf = [0u8; 1024];
+    let closed = loop {
+        match silent.read(&mut buf) {
+            Ok(0) => break true,
+            Ok(_) => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                break false
+            }
+            Err(_) => break true,
+        }
+    };
+    let took = started.elapsed();
+    assert!(
+        closed && took < bound,
+        "the proxy kept a silent connection open for {took:?}"
+    );
+    stevedore_e2e::report!("proxy: a silent connection closed after {took:?} (header limit 2 s)");
 }

@@ -9,8 +9,7 @@ use std::time::Duration;
 
 use hyper::body::Incoming;
 use hyper::{Request, Response};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto::Builder;
+use hyper_util::rt::{TokioIo, TokioTimer};
 
 /// Serve every connection `listener` accepts with the service
 /// `service(remote)` builds for it, until `stop` is cancelled; then let
@@ -37,12 +36,12 @@ pub async fn serve<S, B>(
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    // HTTP/1 only, served as such from the first byte: telling HTTP/1
-    // from HTTP/2 first (and upgrades) would wait for the client's first
-    // bytes without any time limit.
-    let mut builder = Builder::new(TokioExecutor::new()).http1_only();
+    // HTTP/1 only, served as such from the first byte: hyper-util's
+    // `auto` builder would first read the client's opening bytes to tell
+    // HTTP/1 from HTTP/2, with no time limit, so a silent connection would
+    // stay open for good.
+    let mut builder = hyper::server::conn::http1::Builder::new();
     builder
-        .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout);
     let builder = Arc::new(builder);
@@ -68,7 +67,9 @@ pub async fn serve<S, B>(
         let builder = builder.clone();
         let stop = stop.clone();
         connections.spawn(async move {
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            let conn = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
             tokio::pin!(conn);
             tokio::select! {
                 result = conn.as_mut() => {
