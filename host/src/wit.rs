@@ -57,6 +57,39 @@ pub use self::stevedore::plugin::repository::Template;
 pub use self::stevedore::plugin::types::{Credential, Error as WitError, Level, RuntimeKind};
 pub use self::stevedore::plugin::volumes::VolumeInfo;
 
+impl ContainerSpec {
+    /// A container `name` of `image` in `runtime`, every optional setting
+    /// left to the image and the engine: no ports, mounts, limits, labels
+    /// or overrides, not privileged, not started at boot.
+    pub fn new(runtime: RuntimeKind, name: impl Into<String>, image: impl Into<String>) -> Self {
+        ContainerSpec {
+            runtime,
+            name: name.into(),
+            image: image.into(),
+            privileged: false,
+            entrypoint: None,
+            command: None,
+            user: None,
+            working_dir: None,
+            environment: vec![],
+            links: vec![],
+            dns: vec![],
+            expose_ports: vec![],
+            hostname: None,
+            ports: vec![],
+            cpu_shares: None,
+            cpu_time_ms: None,
+            memory_bytes: None,
+            device_rules: vec![],
+            binds: vec![],
+            volumes_from: vec![],
+            new_volumes: vec![],
+            autostart: false,
+            labels: vec![],
+        }
+    }
+}
+
 impl WitError {
     /// The error for a user: the message alone where it says everything
     /// (`invalid-params`, `runtime`, `other`), else prefixed with its kind.

@@ -786,29 +786,5 @@ async fn export_then_import_keeps_files_and_settings() {
 
 /// A spec with every optional setting left to the image.
 fn base_spec(name: &str, image: &str) -> ContainerSpec {
-    ContainerSpec {
-        runtime: RuntimeKind::Docker,
-        name: name.into(),
-        image: image.into(),
-        privileged: false,
-        entrypoint: None,
-        command: None,
-        user: None,
-        working_dir: None,
-        environment: vec![],
-        links: vec![],
-        dns: vec![],
-        expose_ports: vec![],
-        hostname: None,
-        ports: vec![],
-        cpu_shares: None,
-        cpu_time_ms: None,
-        memory_bytes: None,
-        device_rules: vec![],
-        binds: vec![],
-        volumes_from: vec![],
-        new_volumes: vec![],
-        autostart: false,
-        labels: vec![],
-    }
+    ContainerSpec::new(RuntimeKind::Docker, name, image)
 }

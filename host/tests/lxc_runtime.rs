@@ -100,31 +100,7 @@ fn cx() -> (CallContext, Arc<Recorder>) {
 }
 
 fn spec(name: &str, image: &str) -> ContainerSpec {
-    ContainerSpec {
-        runtime: LXC,
-        name: name.into(),
-        image: image.into(),
-        privileged: false,
-        entrypoint: None,
-        command: None,
-        user: None,
-        working_dir: None,
-        environment: vec![],
-        links: vec![],
-        dns: vec![],
-        expose_ports: vec![],
-        hostname: None,
-        ports: vec![],
-        cpu_shares: None,
-        cpu_time_ms: None,
-        memory_bytes: None,
-        device_rules: vec![],
-        binds: vec![],
-        volumes_from: vec![],
-        new_volumes: vec![],
-        autostart: false,
-        labels: vec![],
-    }
+    ContainerSpec::new(LXC, name, image)
 }
 
 fn pull(image: &str) -> PullRequest {

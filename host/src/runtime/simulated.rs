@@ -50,31 +50,7 @@ pub const DEFAULT_COMPOSE: &str =
 /// image `busybox:latest`: where unit tests start from.
 #[cfg(test)]
 pub(crate) fn test_spec(runtime: RuntimeKind, name: &str) -> ContainerSpec {
-    ContainerSpec {
-        runtime,
-        name: name.into(),
-        image: "busybox:latest".into(),
-        privileged: false,
-        entrypoint: None,
-        command: None,
-        user: None,
-        working_dir: None,
-        environment: vec![],
-        links: vec![],
-        dns: vec![],
-        expose_ports: vec![],
-        hostname: None,
-        ports: vec![],
-        cpu_shares: None,
-        cpu_time_ms: None,
-        memory_bytes: None,
-        device_rules: vec![],
-        binds: vec![],
-        volumes_from: vec![],
-        new_volumes: vec![],
-        autostart: false,
-        labels: vec![],
-    }
+    ContainerSpec::new(runtime, name, "busybox:latest")
 }
 
 /// One recorded host call.
