@@ -227,20 +227,18 @@ async fn lifecycle_list_restart_delete_and_rules_going_with_the_container() {
     assert_eq!(inspect["State"]["Running"], true);
 
     // An uncompressed export of the running container: settings first, then config and rootfs.
+    let export = || ExportContainer {
+        container: ContainerRef::new(LXC, "life"),
+        file: ArchiveFile {
+            path: "out/life.tar".into(),
+            gzip: false,
+            overwrite: false,
+        },
+    };
     let size = f
         .runtime
         .containers
-        .container_export(
-            &cx,
-            ExportContainer {
-                container: ContainerRef::new(LXC, "life"),
-                file: ArchiveFile {
-                    path: "out/life.tar".into(),
-                    gzip: false,
-                    overwrite: false,
-                },
-            },
-        )
+        .container_export(&cx, export())
         .await
         .unwrap();
     let file = f.data.path().join("share/out/life.tar");
@@ -263,22 +261,7 @@ async fn lifecycle_list_restart_delete_and_rules_going_with_the_container() {
         "{listing}"
     );
     assert!(listing.lines().any(|l| l == "config"), "{listing}");
-    match f
-        .runtime
-        .containers
-        .container_export(
-            &cx,
-            ExportContainer {
-                container: ContainerRef::new(LXC, "life"),
-                file: ArchiveFile {
-                    path: "out/life.tar".into(),
-                    gzip: false,
-                    overwrite: false,
-                },
-            },
-        )
-        .await
-    {
+    match f.runtime.containers.container_export(&cx, export()).await {
         Err(Error::Conflict(m)) => assert!(m.contains("force"), "{m}"),
         other => panic!("{other:?}"),
     }
