@@ -127,6 +127,10 @@ impl Modify for SessionCookie {
 )]
 struct ApiDoc;
 
+/// The documents of the areas that keep their annotations beside their
+/// handlers (each area's `#[derive(OpenApi)]`), merged into [`ApiDoc`].
+const AREAS: &[fn() -> utoipa::openapi::OpenApi] = &[];
+
 /// `GET openapi.json`: the document, with the categories loaded now.
 #[utoipa::path(get, path = "/openapi.json", tag = "session",
     summary = "This document",
@@ -139,7 +143,11 @@ pub async fn serve(State(state): State<AppState>) -> Json<Value> {
 /// The whole document: the annotated routes under [`PREFIX`] (`/metrics`
 /// stays at the root), plus one operation per category.
 pub fn document(categories: &[CategoryDoc]) -> Value {
-    let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_else(|_| json!({}));
+    let mut api = ApiDoc::openapi();
+    for area in AREAS {
+        api.merge(area());
+    }
+    let mut doc = serde_json::to_value(api).unwrap_or_else(|_| json!({}));
     let paths: Map<String, Value> = doc["paths"]
         .as_object()
         .cloned()

@@ -55,7 +55,8 @@ pub struct ApiRoute {
     pub access: Access,
 }
 
-struct Entry {
+/// One route of the table, with its handler.
+pub(super) struct Entry {
     method: Method,
     path: &'static str,
     scope: Scope,
@@ -63,7 +64,8 @@ struct Entry {
     handler: MethodRouter<AppState>,
 }
 
-fn entry<H, T>(method: Method, path: &'static str, access: Access, handler: H) -> Entry
+/// A route under every API prefix.
+pub(super) fn entry<H, T>(method: Method, path: &'static str, access: Access, handler: H) -> Entry
 where
     H: Handler<T, AppState>,
     T: 'static,
@@ -95,6 +97,9 @@ const METRICS: Access = Access::Public(
     "Prometheus scrapes without a cookie; it holds counts by category and state, \
      no task, user, parameter or secret",
 );
+
+/// The route lists of the areas that keep theirs beside their handlers.
+const AREAS: &[fn() -> Vec<Entry>] = &[];
 
 /// Every route, with its handler, by area. A listing answers with and
 /// without its final `/`.
@@ -158,6 +163,11 @@ fn table() -> Vec<Entry> {
         entry(M::GET, "/system/resource", S, system::resource),
         entry(M::GET, "/system/port/{protocol}/{port}", S, ports::port),
     ]);
+    // The areas of the API v1 beyond the background tasks, each in its own
+    // module with its own routes.
+    for area in AREAS {
+        all.extend(area());
+    }
     let root = |e: Entry| Entry {
         scope: Scope::Root,
         ..e
