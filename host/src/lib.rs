@@ -16,6 +16,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod dashboard;
+pub mod log_tail;
 pub mod metrics;
 pub mod plugins;
 pub mod policy;

@@ -39,10 +39,11 @@ pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     use std::io::IsTerminal;
+    use tracing_subscriber::fmt::writer::MakeWriterExt;
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
-        .with_writer(std::io::stderr)
+        .with_writer(std::io::stderr.and(crate::log_tail::TailWriter))
         .try_init();
 }
 
@@ -330,6 +331,9 @@ pub async fn start_with(
         submitting: api::waiting::Submitting::default(),
         secure_cookies: config.http.secure_cookies,
         shutdown: CancellationToken::new(),
+        share: crate::runtime::storage::ShareRoot::new(&config.share_root)
+            .with_context(|| format!("opening share root {}", config.share_root.display()))?,
+        config_text: api::report::config_text(&format!("{config:#?}")),
     });
     Ok(Started { state, queue })
 }

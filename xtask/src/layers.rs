@@ -16,7 +16,7 @@ use anyhow::{bail, Context, Result};
 ///
 /// Why this order:
 /// - leaves first: the generated WIT bindings (`wit`), the counters
-///   (`metrics`), the `Secret` string, the user-name rule and the parts of
+///   (`metrics`), the last log lines (`log_tail`), the `Secret` string, the user-name rule and the parts of
 ///   every config section (`setting`), which every module may use and which
 ///   use nothing;
 /// - storage (`store` and its `pg` driver) below every user of storage;
@@ -41,7 +41,14 @@ use anyhow::{bail, Context, Result};
 /// A module missing from this table is an error, so a new one gets its
 /// place written here.
 pub const LAYERS: &[&[&str]] = &[
-    &["wit", "metrics", "secret", "setting", "user_name"],
+    &[
+        "wit",
+        "log_tail",
+        "metrics",
+        "secret",
+        "setting",
+        "user_name",
+    ],
     &["store", "pg"],
     &["policy"],
     &["queue"],

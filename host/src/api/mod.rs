@@ -49,9 +49,11 @@
 pub mod apps;
 mod around;
 mod body_read;
+pub mod bridge;
 pub mod config;
 pub mod container_create;
 pub mod containers;
+pub mod documented;
 mod envelope;
 pub mod error;
 pub mod extract;
@@ -59,8 +61,10 @@ pub mod listen;
 pub mod openapi;
 mod origin;
 mod ports;
+pub mod report;
 pub mod routes;
 pub mod session;
+pub mod sharefolder;
 pub mod streams;
 pub mod system;
 pub mod tasks;
@@ -135,6 +139,10 @@ pub struct Services {
     pub secure_cookies: bool,
     /// Cancelled when the server shuts down (ends the SSE streams).
     pub shutdown: CancellationToken,
+    /// The share root, for listing a caller's share folder.
+    pub share: crate::runtime::storage::ShareRoot,
+    /// The configuration as the diagnosis report shows it (secrets hidden).
+    pub config_text: String,
 }
 
 /// The whole application, testable without a socket (`tower::ServiceExt::oneshot`).

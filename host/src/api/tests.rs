@@ -216,6 +216,8 @@ impl Harness {
             submitting: Default::default(),
             secure_cookies: false,
             shutdown: CancellationToken::new(),
+            share: crate::runtime::storage::ShareRoot::new(&dir.path().join("share")).unwrap(),
+            config_text: String::new(),
         });
         Harness {
             router: app(state),

@@ -16,6 +16,7 @@ pub mod catalog;
 pub mod config;
 pub mod docker;
 pub mod error;
+pub mod folders;
 pub mod guard;
 pub mod image_owners;
 pub mod lxc;

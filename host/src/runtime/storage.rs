@@ -98,6 +98,11 @@ impl ShareRoot {
         &self.root
     }
 
+    /// The descriptor of the root, every lookup's starting point.
+    pub(super) fn dir_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.dir.as_fd()
+    }
+
     /// `user_path` as a clean relative path: a leading `/` means the root;
     /// refused with `Denied` when empty, with NUL, `..`, or too long.
     pub fn relative(user_path: &str) -> Result<PathBuf, Error> {
