@@ -311,6 +311,15 @@ async fn networks_are_as_recorded_and_each_users_own() {
     assert_eq!(disconnected, json!({}));
     let n = ok(&a, Method::GET, &format!("networks/{net}"), None).await;
     assert_eq!(n["Containers"], json!({}), "{n}");
+    // Off it already: 409, not an engine failure.
+    call(
+        &a,
+        Method::POST,
+        &format!("networks/{net}/disconnect"),
+        Some(json!({"container": alices})),
+    )
+    .await
+    .assert_error(409, Some("conflict"));
     assert_eq!(
         ok(&a, Method::DELETE, &format!("networks/{net}"), None).await,
         json!({})
@@ -462,4 +471,13 @@ async fn bad_input_names_the_field() {
     )
     .await
     .assert_error(404, Some("unknown_container"));
+    // An admin may name any driver, but the engine must have it.
+    let r = call(
+        &admin,
+        Method::POST,
+        "networks",
+        Some(json!({"name": unique("nw-drv"), "driver": "nosuchdriver"})),
+    )
+    .await;
+    assert_names(&r, "driver: ");
 }

@@ -292,7 +292,7 @@ async fn a_prune_removes_the_callers_unused_volumes_only() {
 
 #[tokio::test]
 async fn bad_input_names_the_field() {
-    let (_server, _admin, (_alice, a), _) = server().await;
+    let (_server, admin, (_alice, a), _) = server().await;
     for (path, body, field) in [
         ("volumes", json!({}), "name: "),
         ("volumes", json!({"name": "x"}), "name: "),
@@ -330,6 +330,15 @@ async fn bad_input_names_the_field() {
     call(&a, Method::GET, "volumes/no-such-volume-here/inspect", None)
         .await
         .assert_error(404, Some("unknown_volume"));
+    // An admin may name any driver, but the engine must have it.
+    let r = call(
+        &admin,
+        Method::POST,
+        "volumes",
+        Some(json!({"name": unique("vol-drv"), "driver": "nosuchdriver"})),
+    )
+    .await;
+    assert_names(&r, "driver: ");
 
     // A non-admin binds no host folder through a volume's options.
     let name = unique("vol-bind");

@@ -554,6 +554,8 @@ pub async fn create(
             // The policy was checked above: a refusal now is the engine's
             // (e.g. a pool overlapping another network's).
             RtError::Denied(m) => AppError::new(StatusCode::CONFLICT, "conflict", m),
+            // The engine has no such driver.
+            RtError::NotFound(m) => invalid(format!("driver: {m}")),
             e => area_error(e, "unknown_network"),
         })?;
     Ok(Json(json!({

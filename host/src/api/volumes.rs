@@ -37,6 +37,7 @@ use super::session::CurrentUser;
 use super::{AppError, AppState};
 use crate::runtime::guard::networks::{acts_on, is_own, volume_refusal};
 use crate::runtime::traits::volumes::VolumeSpec;
+use crate::runtime::Error as RtError;
 
 /// The routes of this area.
 pub(super) fn routes() -> Vec<Entry> {
@@ -230,7 +231,12 @@ async fn created(
         .volumes
         .volume_create_spec(&context(user), spec)
         .await
-        .map_err(|e| area_error(e, "unknown_volume"))?;
+        .map_err(|e| match e {
+            // The engine has no such driver, or the driver refused its options.
+            RtError::NotFound(m) => invalid(format!("driver: {m}")),
+            RtError::InvalidParams(m) => invalid(format!("driver_opts: {m}")),
+            e => area_error(e, "unknown_volume"),
+        })?;
     Ok(Json(volume_answer(&volume)))
 }
 

@@ -4,8 +4,9 @@
 //! [`super::network`]'s.
 //!
 //! The engine (API 1.41) answers 403 for a network in use (active
-//! endpoints) and for a container already on a network: those are
-//! conflicts here, not refusals of the caller.
+//! endpoints) and for a container already on a network, and 500 for a
+//! container that is not on the network it leaves: those are conflicts
+//! here, not refusals of the caller nor failures of the engine.
 
 use std::collections::HashMap;
 
@@ -168,6 +169,9 @@ impl Networks for DockerRuntime {
             .disconnect_network(&req.network, request)
             .await
             .map_err(engine)
-            .map_err(state_conflict)
+            .map_err(|e| match e {
+                Error::Runtime(m) if m.contains("is not connected") => Error::Conflict(m),
+                e => state_conflict(e),
+            })
     }
 }
