@@ -23,6 +23,8 @@ fn concrete(path: &str) -> String {
             "{action}" => "start",
             "{protocol}" => "tcp",
             "{port}" => "8080",
+            "{network_id}" => "dtest",
+            "{volume_name}" => "dtest",
             s if s.starts_with('{') => panic!("no sample value for {s} in {path}"),
             s => s,
         })

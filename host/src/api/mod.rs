@@ -20,6 +20,8 @@
 //! | `container...` (see [`containers`]) | the synchronous container calls |
 //! | `GET system` / `GET system/resource` (see [`system`]) | the host and its engines; the host's CPU and memory use |
 //! | `GET system/port/{protocol}/{port}` (see [`ports`]) | `{"used": bool}`: whether a host port is taken |
+//! | `networks...` (see [`networks`]) | the engine's networks: list, inspect, create, remove, prune, connect, disconnect |
+//! | `volumes...` (see [`volumes`]) | the engine's volumes: list, inspect, create, remove, prune |
 //! | `apps...` (see [`apps`]) | installed applications: list, one, start/stop/restart, delete |
 //! | `GET openapi.json` (no session) | the OpenAPI 3.1 document (see [`openapi`]) |
 //! | `GET /metrics` (no session) | Prometheus text |
@@ -39,7 +41,7 @@
 //! `invalid_params` (the plugin's `validate`; the message names the field),
 //! `missing_field`/`invalid_form` (login), `bad_credentials`, `not_logged_in`,
 //! `too_many_attempts` (429 with `Retry-After`), `not_yours` (403),
-//! `unknown_task`, `unknown_category`, `unknown_container`, `unknown_app`, `unknown_path` (404),
+//! `unknown_task`, `unknown_category`, `unknown_container`, `unknown_app`, `unknown_network`, `unknown_volume`, `unknown_path` (404),
 //! `runtime_error` (502: the engine refused or failed), `runtime_unavailable`
 //! (501: this server has no such runtime),
 //! `method_not_allowed` (405), `conflict` (409), `body_too_large` (413),
@@ -58,6 +60,7 @@ mod envelope;
 pub mod error;
 pub mod extract;
 pub mod listen;
+pub mod networks;
 pub mod openapi;
 mod origin;
 mod ports;
@@ -68,6 +71,7 @@ pub mod sharefolder;
 pub mod streams;
 pub mod system;
 pub mod tasks;
+pub mod volumes;
 pub mod waiting;
 
 use std::sync::Arc;

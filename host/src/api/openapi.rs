@@ -131,8 +131,10 @@ struct ApiDoc;
 /// handlers (each area's `#[derive(OpenApi)]`), merged into [`ApiDoc`].
 const AREAS: &[fn() -> utoipa::openapi::OpenApi] = &[
     super::bridge::doc,
+    super::networks::doc,
     super::report::doc,
     super::sharefolder::doc,
+    super::volumes::doc,
 ];
 
 /// `GET openapi.json`: the document, with the categories loaded now.

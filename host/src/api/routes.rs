@@ -101,8 +101,10 @@ const METRICS: Access = Access::Public(
 /// The route lists of the areas that keep theirs beside their handlers.
 const AREAS: &[fn() -> Vec<Entry>] = &[
     super::bridge::routes,
+    super::networks::routes,
     super::report::routes,
     super::sharefolder::routes,
+    super::volumes::routes,
 ];
 
 /// Every route, with its handler, by area. A listing answers with and

@@ -40,6 +40,8 @@ use async_trait::async_trait;
 
 use super::image_owners::ImageOwners;
 use super::storage::{confined, ShareRoot};
+use super::traits::networks::{Attach, NetworkSpec};
+use super::traits::volumes::VolumeSpec;
 use super::{AppFile, InstallTemplate, Label, Labelled};
 use super::{
     AppFolders, Backends, CallContext, ContainerEntry, ContainerLogs, ContainerRef, ContainerSpec,
@@ -52,6 +54,7 @@ use super::{
 use crate::policy::{ContainerScope, Policies, Policy, Refused, APP_OWNER_FILE, OWNER_LABEL};
 
 mod images;
+pub mod networks;
 
 /// The backends behind a check of the caller's policy: it wraps the
 /// interfaces where policy applies and forwards to `inner`. Templates are
@@ -685,6 +688,80 @@ impl Networks for Guarded {
     async fn network_list(&self, cx: &CallContext, label: Label) -> RtResult<Vec<NetworkInfo>> {
         self.inner.networks.network_list(cx, label).await
     }
+
+    // The API's `networks` routes: a user sees and acts on what
+    // [`networks`] says.
+
+    async fn network_details(&self, cx: &CallContext) -> RtResult<Vec<serde_json::Value>> {
+        let policy = self.policy(cx);
+        let mut all = self.inner.networks.network_details(cx).await?;
+        all.retain(|n| networks::sees_network(&policy, n));
+        Ok(all)
+    }
+
+    async fn network_inspect(&self, cx: &CallContext, id: String) -> RtResult<serde_json::Value> {
+        let policy = self.policy(cx);
+        let network = self.inner.networks.network_inspect(cx, id.clone()).await?;
+        if networks::sees_network(&policy, &network) {
+            Ok(network)
+        } else {
+            Err(not_created_by(&policy, "network", &id))
+        }
+    }
+
+    async fn network_create_spec(
+        &self,
+        cx: &CallContext,
+        mut spec: NetworkSpec,
+    ) -> RtResult<serde_json::Value> {
+        let policy = self.policy(cx);
+        if let Some(refusal) = networks::network_refusal(&policy, &spec) {
+            return Err(Error::Denied(refusal));
+        }
+        let labels = std::mem::take(&mut spec.labels);
+        let name = spec.name.clone();
+        spec.labels = owned(cx, Labelled { name, labels }).labels;
+        self.inner.networks.network_create_spec(cx, spec).await
+    }
+
+    async fn network_connect(&self, cx: &CallContext, req: Attach) -> RtResult<()> {
+        self.check_attach(cx, &req).await?;
+        self.inner.networks.network_connect(cx, req).await
+    }
+
+    async fn network_disconnect(&self, cx: &CallContext, req: Attach) -> RtResult<()> {
+        self.check_attach(cx, &req).await?;
+        self.inner.networks.network_disconnect(cx, req).await
+    }
+}
+
+impl Guarded {
+    /// A container joins or leaves a network only when both are the
+    /// user's own (or the policy reaches all containers).
+    async fn check_attach(&self, cx: &CallContext, req: &Attach) -> RtResult<()> {
+        let policy = self.policy(cx);
+        if Self::all_containers(&policy) {
+            return Ok(());
+        }
+        let network = self
+            .inner
+            .networks
+            .network_inspect(cx, req.network.clone())
+            .await?;
+        if !networks::acts_on(&policy, &network) {
+            return Err(not_created_by(&policy, "network", &req.network));
+        }
+        self.check_owner(cx, &policy, RuntimeKind::Docker, &req.container)
+            .await
+    }
+}
+
+/// The refusal of another user's network or volume.
+fn not_created_by(policy: &Policy, what: &str, name: &str) -> Error {
+    Error::Denied(format!(
+        "{what} {name} was not created by user {}",
+        policy.user
+    ))
 }
 
 #[async_trait]
@@ -701,6 +778,40 @@ impl Volumes for Guarded {
 
     async fn volume_list(&self, cx: &CallContext, label: Label) -> RtResult<Vec<VolumeInfo>> {
         self.inner.volumes.volume_list(cx, label).await
+    }
+
+    // The API's `volumes` routes: a user sees what [`networks`] says.
+
+    async fn volume_details(&self, cx: &CallContext) -> RtResult<Vec<serde_json::Value>> {
+        let policy = self.policy(cx);
+        let mut all = self.inner.volumes.volume_details(cx).await?;
+        all.retain(|v| networks::sees_volume(&policy, v));
+        Ok(all)
+    }
+
+    async fn volume_inspect(&self, cx: &CallContext, name: String) -> RtResult<serde_json::Value> {
+        let policy = self.policy(cx);
+        let volume = self.inner.volumes.volume_inspect(cx, name.clone()).await?;
+        if networks::sees_volume(&policy, &volume) {
+            Ok(volume)
+        } else {
+            Err(not_created_by(&policy, "volume", &name))
+        }
+    }
+
+    async fn volume_create_spec(
+        &self,
+        cx: &CallContext,
+        mut spec: VolumeSpec,
+    ) -> RtResult<serde_json::Value> {
+        let policy = self.policy(cx);
+        if let Some(refusal) = networks::volume_refusal(&policy, &spec) {
+            return Err(Error::Denied(refusal));
+        }
+        let labels = std::mem::take(&mut spec.labels);
+        let name = spec.name.clone();
+        spec.labels = owned(cx, Labelled { name, labels }).labels;
+        self.inner.volumes.volume_create_spec(cx, spec).await
     }
 }
 

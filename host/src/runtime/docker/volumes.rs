@@ -1,5 +1,6 @@
 //! The `volumes` interface on the engine: the labelled local volumes of
-//! the application categories.
+//! the application categories, and the engine's volumes as the API's
+//! `volumes` routes show them.
 
 use async_trait::async_trait;
 use bollard::models::VolumeCreateRequest;
@@ -7,6 +8,7 @@ use bollard::query_parameters::{ListVolumesOptions, RemoveVolumeOptions};
 
 use super::compose::{label_filter, sorted};
 use super::{engine, DockerRuntime};
+use crate::runtime::traits::volumes::VolumeSpec;
 use crate::runtime::{CallContext, Error, Label, Labelled, RtResult, VolumeInfo, Volumes};
 
 #[async_trait]
@@ -54,4 +56,50 @@ impl Volumes for DockerRuntime {
             })
             .collect())
     }
+
+    async fn volume_details(&self, _cx: &CallContext) -> RtResult<Vec<serde_json::Value>> {
+        let listed = self
+            .api
+            .list_volumes(None::<ListVolumesOptions>)
+            .await
+            .map_err(engine)?;
+        listed
+            .volumes
+            .unwrap_or_default()
+            .into_iter()
+            .map(to_json)
+            .collect()
+    }
+
+    async fn volume_inspect(&self, _cx: &CallContext, name: String) -> RtResult<serde_json::Value> {
+        to_json(self.api.inspect_volume(&name).await.map_err(engine)?)
+    }
+
+    /// The engine answers an existing name with that volume: a conflict
+    /// here, so nobody takes over a volume by creating it again.
+    async fn volume_create_spec(
+        &self,
+        _cx: &CallContext,
+        spec: VolumeSpec,
+    ) -> RtResult<serde_json::Value> {
+        if self.api.inspect_volume(&spec.name).await.is_ok() {
+            return Err(Error::Conflict(format!(
+                "volume {} already exists",
+                spec.name
+            )));
+        }
+        let request = VolumeCreateRequest {
+            name: Some(spec.name),
+            driver: Some(spec.driver),
+            driver_opts: Some(spec.driver_opts.into_iter().collect()),
+            labels: Some(spec.labels.into_iter().collect()),
+            ..Default::default()
+        };
+        to_json(self.api.create_volume(request).await.map_err(engine)?)
+    }
+}
+
+/// An engine answer as JSON (bollard's models serialize to the engine's keys).
+fn to_json<T: serde::Serialize>(value: T) -> RtResult<serde_json::Value> {
+    serde_json::to_value(value).map_err(|e| Error::Runtime(format!("the engine's answer: {e}")))
 }

@@ -1,0 +1,358 @@
+//! `volumes...` (`volumes.rst`) on the real engine (`DOCKER_HOST`, the test
+//! engine): create, list, inspect, remove and prune, each answer with the
+//! recorded keys and JSON types; a volume a container mounts is 409; one
+//! user can neither see nor remove another's volumes; a user's prune
+//! leaves another's unused volumes alone; bad input is 400 naming the field.
+//!
+//! An admin's prune is left out: it removes every unused volume of the
+//! shared engine, other tests' too.
+
+use std::collections::BTreeSet;
+use std::process::{Command, Stdio};
+
+use reqwest::Method;
+use serde_json::{json, Value};
+use stevedore_e2e::{docker, docker_ok, hash_password, unique, Answer, Client, Options, Server};
+
+/// The owner label (`stevedore_contract::labels::OWNER`).
+const OWNER: &str = "io.stevedore.owner";
+
+/// The keys of a volume as recorded (`volumes.html`); `Labels` and
+/// `Options` are an object or `null`, the others strings.
+const VOLUME: [&str; 7] = [
+    "CreatedAt",
+    "Driver",
+    "Labels",
+    "Mountpoint",
+    "Name",
+    "Options",
+    "Scope",
+];
+
+fn assert_shape(what: &str, v: &Value) {
+    let have: BTreeSet<&str> = v
+        .as_object()
+        .unwrap_or_else(|| panic!("{what}: not an object: {v}"))
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        have,
+        BTreeSet::from(VOLUME),
+        "{what}: keys differ from the recording: {v}"
+    );
+    for key in VOLUME {
+        let ok = match key {
+            "Labels" | "Options" => v[key].is_object() || v[key].is_null(),
+            _ => v[key].is_string(),
+        };
+        assert!(ok, "{what}: `{key}` is not as recorded: {v}");
+    }
+}
+
+/// Removes the named Docker containers and volumes when dropped (also when
+/// a test fails).
+#[derive(Default)]
+struct Cleanup {
+    containers: Vec<String>,
+    volumes: Vec<String>,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let quiet = |args: &[&str]| {
+            let _ = Command::new("docker")
+                .args(args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        };
+        for c in &self.containers {
+            quiet(&["rm", "-f", "-v", c]);
+        }
+        for v in &self.volumes {
+            quiet(&["volume", "rm", v]);
+        }
+    }
+}
+
+/// A server on the test engine with two non-admin users; their names and clients.
+async fn server() -> (Server, Client, (String, Client), (String, Client)) {
+    let (alice, bob) = (unique("alice"), unique("bob"));
+    let config = format!(
+        "[users.{alice}]\npassword_hash = \"{}\"\n[users.{bob}]\npassword_hash = \"{}\"\n",
+        hash_password("alice-pw"),
+        hash_password("bob-pw")
+    );
+    let server = Server::start(Options::default().test_engine().config(&config)).await;
+    let admin = server.admin().await;
+    let a = server.client();
+    assert_eq!(a.login(&alice, "alice-pw").await.status, 200);
+    let b = server.client();
+    assert_eq!(b.login(&bob, "bob-pw").await.status, 200);
+    (server, admin, (alice, a), (bob, b))
+}
+
+async fn call(c: &Client, method: Method, path: &str, body: Option<Value>) -> Answer {
+    c.send(method, path, body.map(|b| b.to_string()).as_deref())
+        .await
+}
+
+async fn ok(c: &Client, method: Method, path: &str, body: Option<Value>) -> Value {
+    let a = call(c, method.clone(), path, body).await;
+    assert_eq!(a.status, 200, "{method} {path}: {:?}", a.body);
+    assert!(a.content_type.starts_with("application/json"), "{a:?}");
+    a.body
+}
+
+/// A 400 `invalid_params` whose message starts with `field`.
+fn assert_names(a: &Answer, field: &str) {
+    a.assert_error(400, Some("invalid_params"));
+    let m = a.body["error"]["message"].as_str().unwrap();
+    assert!(m.starts_with(field), "`{m}` should start with `{field}`");
+}
+
+fn names(list: &Value) -> BTreeSet<String> {
+    list.as_array()
+        .unwrap_or_else(|| panic!("not a list: {list}"))
+        .iter()
+        .map(|v| v["Name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn volumes_are_as_recorded_and_each_users_own() {
+    let (_server, admin, (alice, a), (_bob, b)) = server().await;
+    docker(&["pull", "-q", "busybox:latest"]);
+    let mut cleanup = Cleanup::default();
+    let (v1, v2) = (unique("vol-alice"), unique("vol-alice"));
+    cleanup.volumes.extend([v1.clone(), v2.clone()]);
+
+    // Create, both ways the page shows: the name in the body, or in the path.
+    let one = ok(&a, Method::POST, "volumes", Some(json!({"name": v1}))).await;
+    assert_shape("created volume", &one);
+    assert_eq!(
+        (one["Name"].as_str(), one["Driver"].as_str()),
+        (Some(&*v1), Some("local"))
+    );
+    assert_eq!(one["Labels"][OWNER], alice.as_str(), "{one}");
+    assert_eq!(one["Options"], Value::Null, "none asked: null, as recorded");
+    let two = ok(
+        &a,
+        Method::POST,
+        &format!("volumes/{v2}"),
+        Some(json!({
+            "name": v2,
+            "labels": {"key": "value"},
+            "driver_opts": {"device": "tmpfs", "type": "tmpfs", "o": "size=100m,uid=1000"},
+        })),
+    )
+    .await;
+    assert_shape("created tmpfs volume", &two);
+    assert_eq!(two["Labels"]["key"], "value");
+    assert_eq!(
+        two["Options"],
+        json!({"device": "tmpfs", "type": "tmpfs", "o": "size=100m,uid=1000"})
+    );
+    call(&a, Method::POST, "volumes", Some(json!({"name": v1})))
+        .await
+        .assert_error(409, Some("conflict"));
+    assert_eq!(
+        docker(&["volume", "inspect", "-f", "{{.Name}}", &v1]),
+        v1,
+        "made on the engine"
+    );
+
+    // List and inspect.
+    let list = ok(&a, Method::GET, "volumes", None).await;
+    for v in list.as_array().unwrap() {
+        assert_shape("listed volume", v);
+    }
+    let seen = names(&list);
+    assert!(seen.contains(&v1) && seen.contains(&v2), "{seen:?}");
+    assert_eq!(ok(&a, Method::GET, "volumes/", None).await, list);
+    let inspected = ok(&a, Method::GET, &format!("volumes/{v2}/inspect"), None).await;
+    assert_shape("inspected volume", &inspected);
+    assert_eq!(inspected, two);
+
+    // Bob neither sees nor removes them; the admin sees them.
+    let bobs = names(&ok(&b, Method::GET, "volumes", None).await);
+    assert!(!bobs.contains(&v1) && !bobs.contains(&v2), "{bobs:?}");
+    assert!(names(&ok(&admin, Method::GET, "volumes", None).await).contains(&v1));
+    call(&b, Method::GET, &format!("volumes/{v1}/inspect"), None)
+        .await
+        .assert_error(403, Some("not_yours"));
+    call(&b, Method::DELETE, &format!("volumes/{v1}"), None)
+        .await
+        .assert_error(403, Some("not_yours"));
+    call(&b, Method::POST, "volumes", Some(json!({"name": v1})))
+        .await
+        .assert_error(409, Some("conflict"));
+
+    // In use: removing it is 409 with the engine's message.
+    let user = unique("vol-c");
+    cleanup.containers.push(user.clone());
+    docker(&[
+        "run",
+        "-d",
+        "--name",
+        &user,
+        "--label",
+        &format!("{OWNER}={alice}"),
+        "-v",
+        &format!("{v1}:/data"),
+        "busybox:latest",
+        "sleep",
+        "600",
+    ]);
+    let in_use = call(&a, Method::DELETE, &format!("volumes/{v1}"), None).await;
+    in_use.assert_error(409, Some("conflict"));
+    assert!(
+        in_use.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("in use"),
+        "{:?}",
+        in_use.body
+    );
+    docker(&["rm", "-f", &user]);
+
+    // Remove: `{}`; again, 404.
+    assert_eq!(
+        ok(&a, Method::DELETE, &format!("volumes/{v1}"), None).await,
+        json!({})
+    );
+    assert!(
+        !docker_ok(&["volume", "inspect", &v1]),
+        "removed on the engine"
+    );
+    call(&a, Method::DELETE, &format!("volumes/{v1}"), None)
+        .await
+        .assert_error(404, Some("unknown_volume"));
+    call(&a, Method::GET, &format!("volumes/{v1}/inspect"), None)
+        .await
+        .assert_error(404, Some("unknown_volume"));
+}
+
+#[tokio::test]
+async fn a_prune_removes_the_callers_unused_volumes_only() {
+    let (_server, _admin, (alice, a), (_bob, b)) = server().await;
+    docker(&["pull", "-q", "busybox:latest"]);
+    let mut cleanup = Cleanup::default();
+    let (a1, a2, busy, b1) = (
+        unique("vol-prune-a"),
+        unique("vol-prune-a"),
+        unique("vol-prune-busy"),
+        unique("vol-prune-b"),
+    );
+    cleanup
+        .volumes
+        .extend([&a1, &a2, &busy, &b1].map(String::clone));
+    for (c, name) in [(&a, &a1), (&a, &a2), (&a, &busy), (&b, &b1)] {
+        ok(c, Method::POST, "volumes", Some(json!({"name": name}))).await;
+    }
+    let user = unique("vol-c");
+    cleanup.containers.push(user.clone());
+    docker(&[
+        "create",
+        "--name",
+        &user,
+        "--label",
+        &format!("{OWNER}={alice}"),
+        "-v",
+        &format!("{busy}:/data"),
+        "busybox:latest",
+        "true",
+    ]);
+
+    // Bob's prune: his own only; alice's unused ones stay.
+    let pruned = ok(&b, Method::DELETE, "volumes/", None).await;
+    assert_eq!(pruned, json!({"SpaceReclaimed": 0, "VolumesDeleted": [b1]}));
+    for v in [&a1, &a2, &busy] {
+        assert!(docker_ok(&["volume", "inspect", v]), "{v} left alone");
+    }
+    assert_eq!(
+        ok(&b, Method::DELETE, "volumes", None).await,
+        json!({"SpaceReclaimed": 0, "VolumesDeleted": []}),
+        "nothing left: [], as recorded"
+    );
+
+    // Alice's: her unused ones; the one a container mounts stays.
+    let pruned = ok(&a, Method::DELETE, "volumes/", None).await;
+    assert_eq!(pruned["SpaceReclaimed"], 0);
+    let deleted: BTreeSet<&str> = pruned["VolumesDeleted"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{pruned}"))
+        .iter()
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    assert_eq!(deleted, BTreeSet::from([a1.as_str(), a2.as_str()]));
+    assert!(docker_ok(&["volume", "inspect", &busy]));
+}
+
+#[tokio::test]
+async fn bad_input_names_the_field() {
+    let (_server, admin, (_alice, a), _) = server().await;
+    for (path, body, field) in [
+        ("volumes", json!({}), "name: "),
+        ("volumes", json!({"name": "x"}), "name: "),
+        ("volumes", json!({"name": "../etc"}), "name: "),
+        ("volumes", json!({"name": 3}), "name: "),
+        ("volumes/v-one", json!({"name": "v-two"}), "name: "),
+        (
+            "volumes",
+            json!({"name": "v-x", "driver": "a b"}),
+            "driver: ",
+        ),
+        (
+            "volumes",
+            json!({"name": "v-x", "labels": ["k"]}),
+            "labels: ",
+        ),
+        (
+            "volumes",
+            json!({"name": "v-x", "driver_opts": {"size": 5}}),
+            "driver_opts.size: ",
+        ),
+    ] {
+        let r = call(&a, Method::POST, path, Some(body.clone())).await;
+        assert_names(&r, field);
+    }
+    a.send(Method::POST, "volumes", Some("{"))
+        .await
+        .assert_error(400, Some("invalid_json"));
+    a.send(Method::POST, "volumes", Some("\"v\""))
+        .await
+        .assert_error(400, Some("wrong_type"));
+    call(&a, Method::GET, "volumes/-x/inspect", None)
+        .await
+        .assert_error(400, Some("invalid_params"));
+    call(&a, Method::GET, "volumes/no-such-volume-here/inspect", None)
+        .await
+        .assert_error(404, Some("unknown_volume"));
+    // An admin may name any driver, but the engine must have it.
+    let r = call(
+        &admin,
+        Method::POST,
+        "volumes",
+        Some(json!({"name": unique("vol-drv"), "driver": "nosuchdriver"})),
+    )
+    .await;
+    assert_names(&r, "driver: ");
+
+    // A non-admin binds no host folder through a volume's options.
+    let name = unique("vol-bind");
+    let r = call(
+        &a,
+        Method::POST,
+        "volumes",
+        Some(json!({"name": name, "driver_opts": {"type": "none", "device": "/etc", "o": "bind"}})),
+    )
+    .await;
+    r.assert_error(403, Some("denied"));
+    assert!(r.body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("driver_opts."));
+    assert!(!docker_ok(&["volume", "inspect", &name]));
+}
