@@ -21,6 +21,8 @@
 //! | `GET system` / `GET system/resource` (see [`system`]) | the host and its engines; the host's CPU and memory use |
 //! | `GET system/port/{protocol}/{port}` (see [`ports`]) | `{"used": bool}`: whether a host port is taken |
 //! | `apps...` (see [`apps`]) | installed applications: list, one, start/stop/restart, delete |
+//! | `event...` (see [`events`]) | recent task events; waiting for a container's state |
+//! | `log...` (see [`audit`]) | the audit log of every state-changing call: read, export as CSV, empty |
 //! | `GET openapi.json` (no session) | the OpenAPI 3.1 document (see [`openapi`]) |
 //! | `GET /metrics` (no session) | Prometheus text |
 //! | `GET /` (no session) | the dashboard (see [`crate::dashboard`]) |
@@ -48,12 +50,14 @@
 
 pub mod apps;
 mod around;
+pub mod audit;
 mod body_read;
 pub mod config;
 pub mod container_create;
 pub mod containers;
 mod envelope;
 pub mod error;
+pub mod events;
 pub mod extract;
 pub mod listen;
 pub mod openapi;
@@ -133,6 +137,8 @@ pub struct Services {
     pub submitting: waiting::Submitting,
     /// Mark the session cookie `Secure`.
     pub secure_cookies: bool,
+    /// The audit log, the ring of recent task events, and the waits.
+    pub events: events::Events,
     /// Cancelled when the server shuts down (ends the SSE streams).
     pub shutdown: CancellationToken,
 }
@@ -150,14 +156,18 @@ pub fn app(state: AppState) -> Router {
         body_timeout: state.body_timeout,
     };
     let limit = envelope.limit;
+    let record = audit::Record(state.events.audit.clone());
     let routed = routes::router(&state)
         .fallback(unknown_path)
         .method_not_allowed_fallback(wrong_method)
         .with_state(state);
+    // The audit record sees every answer, the envelope's refusals included
+    // (a handler that panics leaves no record: the panic unwinds through it).
     let around = tower::ServiceBuilder::new()
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             panic_response,
         ))
+        .layer(around::AroundLayer(record))
         .layer(around::AroundLayer(envelope))
         .layer(DefaultBodyLimit::max(limit))
         .service(routed);
