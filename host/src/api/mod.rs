@@ -41,6 +41,8 @@
 //! `invalid_params` (the plugin's `validate`; the message names the field),
 //! `missing_field`/`invalid_form` (login), `bad_credentials`, `not_logged_in`,
 //! `too_many_attempts` (429 with `Retry-After`), `not_yours` (403),
+//! `admin_only` (403: `DELETE log`), `wait_timeout` (408: `event/wait`),
+//! `too_many_waits` (429: a per-user cap of `event/wait`s),
 //! `unknown_task`, `unknown_category`, `unknown_container`, `unknown_app`, `unknown_path` (404),
 //! `runtime_error` (502: the engine refused or failed), `runtime_unavailable`
 //! (501: this server has no such runtime),
