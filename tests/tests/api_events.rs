@@ -691,3 +691,56 @@ async fn the_log_records_calls_filters_exports_survives_a_restart_and_only_an_ad
         .iter()
         .any(|r| r["user"] == "admin" && r["message"].as_str().unwrap().ends_with("/log: 200")));
 }
+
+/// 32 random bytes: the sealing key every node of a database shares.
+fn shared_key() -> Vec<u8> {
+    let mut key = vec![0u8; 32];
+    use std::io::Read;
+    std::fs::File::open("/dev/urandom")
+        .unwrap()
+        .read_exact(&mut key)
+        .unwrap();
+    key
+}
+
+#[tokio::test]
+async fn with_a_shared_database_every_nodes_calls_are_in_one_log() {
+    let db = stevedore_e2e::fresh_database("audit");
+    let key = shared_key();
+    let node = |name: &str| {
+        let mut o = Options::with_plugins(&["noop"])
+            .config(&users_config())
+            .env("STEVEDORE_DATABASE_URL", &db)
+            .env("STEVEDORE_NODE", name);
+        o.data_files.push(("secret.key".into(), key.clone()));
+        o
+    };
+    let a = Server::start(node("audit-a")).await;
+    let b = Server::start(node("audit-b")).await;
+    let alice = user(&a, "alice").await;
+    let task = alice.submit_ok("noop", "{}").await;
+    let admin_b = b.admin().await;
+    let submit = format!("/background/noop: 200 (task {task})");
+    let seen = eventually(
+        "node a's submit in node b's log",
+        Duration::from_secs(10),
+        || async {
+            let all = records(&admin_b, "user=alice").await;
+            all.into_iter()
+                .find(|r| r["message"].as_str().unwrap().contains(&submit))
+        },
+    )
+    .await;
+    assert_keys("log record", &seen, RECORD);
+    // And node b's own calls are there for node a.
+    let admin_a = a.admin().await;
+    eventually(
+        "both nodes' admin logins in node a's log",
+        Duration::from_secs(10),
+        || async {
+            let logins = records(&admin_a, "user=admin&category=system").await;
+            (logins.len() >= 2).then_some(())
+        },
+    )
+    .await;
+}
