@@ -744,3 +744,48 @@ async fn with_a_shared_database_every_nodes_calls_are_in_one_log() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn waits_are_capped_per_user_and_end_when_the_client_goes_away() {
+    let server = server().await;
+    let admin = server.admin().await;
+    docker(&["pull", "-q", "busybox:latest"]);
+    let name = unique("capped");
+    let _cleanup = Containers(vec![name.clone()]);
+    docker(&["create", "--name", &name, "busybox:latest", "true"]);
+    let path = format!(
+        "{}/event/wait/docker/{name}/running?duration=300",
+        admin.api
+    );
+    // 17 waits whose client gives up after 8 s (the server would wait
+    // 300): 16 are admitted, one is refused at once.
+    let waits: Vec<_> = (0..17)
+        .map(|_| {
+            let req = admin.http().get(&path).timeout(Duration::from_secs(8));
+            tokio::spawn(async move {
+                match req.send().await {
+                    Ok(r) => Some((r.status().as_u16(), r.text().await.unwrap_or_default())),
+                    Err(e) => {
+                        assert!(e.is_timeout(), "{e}");
+                        None
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut answered = Vec::new();
+    for w in waits {
+        answered.extend(w.await.unwrap());
+    }
+    assert_eq!(answered.len(), 1, "one refused, 16 waiting: {answered:?}");
+    assert_eq!(answered[0].0, 429);
+    assert!(answered[0].1.contains("too_many_waits"), "{answered:?}");
+    let short = format!("event/wait/docker/{name}/running?duration=1");
+    // Their places are given back once the clients went away.
+    let again = eventually("a wait admitted again", Duration::from_secs(10), || async {
+        let a = admin.send(Method::GET, &short, None).await;
+        (a.status != 429).then_some(a)
+    })
+    .await;
+    again.assert_error(408, Some("wait_timeout"));
+}
