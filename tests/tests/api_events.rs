@@ -638,6 +638,20 @@ async fn the_log_records_calls_filters_exports_survives_a_restart_and_only_an_ad
         String::from_utf8_lossy(&grep.stdout)
     );
 
+    // A logout names the user it ended.
+    let out = bob.send(Method::PUT, "logout", None).await;
+    assert_eq!(out.status, 200, "{:?}", out.body);
+    let logout = eventually(
+        "bob's logout in the log",
+        Duration::from_secs(10),
+        || async { records(&admin, "text=/logout:").await.into_iter().next() },
+    )
+    .await;
+    assert_eq!(
+        (logout["user"].as_str(), logout["level"].as_str()),
+        (Some("bob"), Some("INFO"))
+    );
+
     // The log survives a restart.
     server.restart().await;
     let admin = server.admin().await;
@@ -646,6 +660,7 @@ async fn the_log_records_calls_filters_exports_survives_a_restart_and_only_an_ad
     assert!(after
         .iter()
         .any(|r| r["id"] == submit["id"] && r["message"] == submit["message"]));
+    assert!(after.iter().any(|r| r["id"] == logout["id"]));
 
     // Only an admin empties it.
     alice

@@ -8,9 +8,10 @@
 //! | `GET log/export` (the same filters, no default limit) | CSV `Date,Level,Category,User,Message`, `text/csv` |
 //! | `DELETE log` (admins only) | `{"records": n}`: how many were deleted |
 //!
-//! A record says who (the session's user; for a login the user it logged
-//! in, `-` when it failed), what (method and path, never the query string
-//! or the body; for a submit the new task's id), when, and the outcome
+//! A record says who (the session's user; for a login or logout the user
+//! it names, `-` when there is none), what (method and path, never the
+//! query string or the body; for a submit or `POST container` the task's
+//! id), when, and the outcome
 //! (the status; level `INFO` for 1xx to 3xx, `WARN` for 4xx, `ERROR` for
 //! 5xx). A non-admin reads only their own records.
 //!
@@ -198,6 +199,11 @@ impl Call {
         self.method == Method::POST && self.rest == "login"
     }
 
+    /// `PUT logout` needs no session: its answer names the user it ended.
+    fn is_logout(&self) -> bool {
+        self.method == Method::PUT && self.rest == "logout"
+    }
+
     fn is_submit(&self) -> bool {
         self.method == Method::POST && self.rest.starts_with("background/")
     }
@@ -218,7 +224,8 @@ impl Around for Record {
         request.extensions_mut().insert(who.clone());
         let Ok(answer) = inner.call(request).await;
         let status = answer.status();
-        let (answer, peeked) = if status.is_success() && (call.is_login() || call.is_submit()) {
+        let names_user = call.is_login() || call.is_logout();
+        let (answer, peeked) = if status.is_success() && (names_user || call.is_submit()) {
             peek(answer).await
         } else {
             (answer, None)
@@ -226,7 +233,7 @@ impl Around for Record {
         let mut user = who.get();
         let mut message = format!("{} {}: {}", call.method, call.path, status.as_u16());
         if let Some(body) = peeked {
-            if call.is_login() {
+            if names_user {
                 user = body
                     .get("username")
                     .and_then(|u| u.as_str())
@@ -234,6 +241,15 @@ impl Around for Record {
             } else if let Some(ids) = task_ids(&body) {
                 message.push_str(&format!(" (task {ids})"));
             }
+        }
+        // `POST container` names the task that did the work in a header.
+        if let Some(task) = answer
+            .headers()
+            .get(super::container_create::TASK_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| v.bytes().all(|b| b.is_ascii_digit()))
+        {
+            message.push_str(&format!(" (task {task})"));
         }
         self.0.record(NewAuditEntry {
             ts_micros,
