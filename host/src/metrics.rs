@@ -58,6 +58,7 @@ struct Registry {
     http_responses: BTreeMap<u16, u64>,
     login_failures: u64,
     password_checks: u64,
+    audit_dropped: u64,
 }
 
 /// The value of `label` in `map`, created at its default the first time.
@@ -120,6 +121,11 @@ pub fn http_response(status: u16) {
 /// A login was refused.
 pub fn login_failed() {
     with(|r| r.login_failures += 1);
+}
+
+/// An audit record was dropped: the log's writer was behind.
+pub fn audit_dropped() {
+    with(|r| r.audit_dropped += 1);
 }
 
 /// A password was checked (argon2 ran), whatever the outcome.
@@ -208,6 +214,11 @@ const FAMILIES: &[(&str, &str, &str)] = &[
         "stevedore_password_checks_total",
         "counter",
         "Passwords checked (argon2 runs).",
+    ),
+    (
+        "stevedore_audit_dropped_total",
+        "counter",
+        "Audit log records dropped because the log's writer was behind.",
     ),
 ];
 
@@ -325,6 +336,8 @@ pub fn render(stored: &Stored) -> String {
         sample(o, "stevedore_login_failures_total", &[], r.login_failures);
         family(o, "stevedore_password_checks_total");
         sample(o, "stevedore_password_checks_total", &[], r.password_checks);
+        family(o, "stevedore_audit_dropped_total");
+        sample(o, "stevedore_audit_dropped_total", &[], r.audit_dropped);
     });
     out
 }

@@ -220,6 +220,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Started> {
         auth,
         tasks: store,
         database,
+        audit,
     } = open_stores(config).await?;
     let credentials = match &database {
         Some(db) => {
@@ -244,7 +245,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Started> {
     let executor = load_executor(config, runtime.clone()).await?;
     let names: Vec<String> = executor.categories().into_iter().map(|c| c.name).collect();
     tracing::info!(categories = %names.join(","), dir = %config.plugins.dir.display(), "plugins loaded");
-    start_with(config, auth, store, executor, runtime, policies).await
+    start_logged(config, auth, store, executor, runtime, policies, audit).await
 }
 
 /// The stores of users, sessions and tasks.
@@ -255,6 +256,8 @@ pub struct Stores {
     pub tasks: Arc<dyn TaskStore>,
     /// The shared database, when there is one.
     pub database: Option<Arc<Database>>,
+    /// The audit log: the data folder's, or the shared database's.
+    pub audit: Arc<dyn crate::store::AuditLog>,
 }
 
 /// Open the stores: in the data folder (SQLite), or, with `[database] url`,
@@ -268,6 +271,7 @@ pub async fn open_stores(config: &Config) -> anyhow::Result<Stores> {
             auth: Arc::new(Auth::open(&config.auth_config(), None).await?),
             tasks: SqliteStore::open_in(&config.data_dir)?,
             database: None,
+            audit: crate::store::audit_in_folder(&config.data_dir)?,
         }),
         Some(url) => {
             let node = config.database.node_name();
@@ -281,6 +285,7 @@ pub async fn open_stores(config: &Config) -> anyhow::Result<Stores> {
             Ok(Stores {
                 auth: Arc::new(Auth::open(&config.auth_config(), Some(db.clone())).await?),
                 tasks,
+                audit: db.audit(),
                 database: Some(db),
             })
         }
@@ -307,7 +312,7 @@ pub fn guarded(config: &Config, runtime: Backends, policies: Arc<Policies>) -> B
         .backends()
 }
 
-/// Start the queue over explicit parts.
+/// Start the queue over explicit parts, with the audit log in the data folder.
 pub async fn start_with(
     config: &Config,
     auth: Arc<Auth>,
@@ -316,7 +321,22 @@ pub async fn start_with(
     runtime: Backends,
     policies: Arc<Policies>,
 ) -> anyhow::Result<Started> {
+    let audit = crate::store::audit_in_folder(&config.data_dir)?;
+    start_logged(config, auth, store, executor, runtime, policies, audit).await
+}
+
+/// [`start_with`], with the audit log in `audit`.
+pub async fn start_logged(
+    config: &Config,
+    auth: Arc<Auth>,
+    store: Arc<dyn TaskStore>,
+    executor: Arc<dyn Executor>,
+    runtime: Backends,
+    policies: Arc<Policies>,
+    audit: Arc<dyn crate::store::AuditLog>,
+) -> anyhow::Result<Started> {
     let mut queue_config = config.queue_config();
+    let retention = queue_config.retention;
     queue_config.per_user = policies.running_caps().into_iter().collect();
     let queue = Queue::start(store, executor, queue_config).await?;
     spawn_observers(&auth);
@@ -330,6 +350,7 @@ pub async fn start_with(
         streams: api::streams::Streams::new(config.http.streams_per_user),
         submitting: api::waiting::Submitting::default(),
         secure_cookies: config.http.secure_cookies,
+        events: api::events::Events::start(&queue, api::audit::Recorder::start(audit, retention)),
         shutdown: CancellationToken::new(),
         share: crate::runtime::storage::ShareRoot::new(&config.share_root)
             .with_context(|| format!("opening share root {}", config.share_root.display()))?,

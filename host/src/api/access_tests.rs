@@ -25,6 +25,7 @@ fn concrete(path: &str) -> String {
             "{port}" => "8080",
             "{network_id}" => "dtest",
             "{volume_name}" => "dtest",
+            "{state}" => "running",
             s if s.starts_with('{') => panic!("no sample value for {s} in {path}"),
             s => s,
         })

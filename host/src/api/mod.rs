@@ -23,6 +23,8 @@
 //! | `networks...` (see [`networks`]) | the engine's networks: list, inspect, create, remove, prune, connect, disconnect |
 //! | `volumes...` (see [`volumes`]) | the engine's volumes: list, inspect, create, remove, prune |
 //! | `apps...` (see [`apps`]) | installed applications: list, one, start/stop/restart, delete |
+//! | `event...` (see [`events`]) | recent task events; waiting for a container's state |
+//! | `log...` (see [`audit`]) | the audit log of every state-changing call: read, export as CSV, empty |
 //! | `GET openapi.json` (no session) | the OpenAPI 3.1 document (see [`openapi`]) |
 //! | `GET /metrics` (no session) | Prometheus text |
 //! | `GET /` (no session) | the dashboard (see [`crate::dashboard`]) |
@@ -41,6 +43,8 @@
 //! `invalid_params` (the plugin's `validate`; the message names the field),
 //! `missing_field`/`invalid_form` (login), `bad_credentials`, `not_logged_in`,
 //! `too_many_attempts` (429 with `Retry-After`), `not_yours` (403),
+//! `admin_only` (403: `DELETE log`), `wait_timeout` (408: `event/wait`),
+//! `too_many_waits` (429: a per-user cap of `event/wait`s),
 //! `unknown_task`, `unknown_category`, `unknown_container`, `unknown_app`, `unknown_network`, `unknown_volume`, `unknown_path` (404),
 //! `runtime_error` (502: the engine refused or failed), `runtime_unavailable`
 //! (501: this server has no such runtime),
@@ -50,6 +54,7 @@
 
 pub mod apps;
 mod around;
+pub mod audit;
 mod body_read;
 pub mod bridge;
 pub mod config;
@@ -58,6 +63,7 @@ pub mod containers;
 pub mod documented;
 mod envelope;
 pub mod error;
+pub mod events;
 pub mod extract;
 pub mod listen;
 pub mod networks;
@@ -141,6 +147,8 @@ pub struct Services {
     pub submitting: waiting::Submitting,
     /// Mark the session cookie `Secure`.
     pub secure_cookies: bool,
+    /// The audit log, the ring of recent task events, and the waits.
+    pub events: events::Events,
     /// Cancelled when the server shuts down (ends the SSE streams).
     pub shutdown: CancellationToken,
     /// The share root, for listing a caller's share folder.
@@ -162,14 +170,18 @@ pub fn app(state: AppState) -> Router {
         body_timeout: state.body_timeout,
     };
     let limit = envelope.limit;
+    let record = audit::Record(state.events.audit.clone());
     let routed = routes::router(&state)
         .fallback(unknown_path)
         .method_not_allowed_fallback(wrong_method)
         .with_state(state);
+    // The audit record sees every answer, the envelope's refusals included
+    // (a handler that panics leaves no record: the panic unwinds through it).
     let around = tower::ServiceBuilder::new()
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             panic_response,
         ))
+        .layer(around::AroundLayer(record))
         .layer(around::AroundLayer(envelope))
         .layer(DefaultBodyLimit::max(limit))
         .service(routed);

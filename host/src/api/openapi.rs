@@ -130,7 +130,9 @@ struct ApiDoc;
 /// The documents of the areas that keep their annotations beside their
 /// handlers (each area's `#[derive(OpenApi)]`), merged into [`ApiDoc`].
 const AREAS: &[fn() -> utoipa::openapi::OpenApi] = &[
+    super::audit::doc,
     super::bridge::doc,
+    super::events::doc,
     super::networks::doc,
     super::report::doc,
     super::sharefolder::doc,

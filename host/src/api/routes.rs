@@ -100,7 +100,9 @@ const METRICS: Access = Access::Public(
 
 /// The route lists of the areas that keep theirs beside their handlers.
 const AREAS: &[fn() -> Vec<Entry>] = &[
+    super::audit::routes,
     super::bridge::routes,
+    super::events::routes,
     super::networks::routes,
     super::report::routes,
     super::sharefolder::routes,
@@ -258,6 +260,10 @@ impl Around for RequireSession {
         let (mut parts, body) = request.into_parts();
         match CurrentUser::from_request_parts(&mut parts, &self.0).await {
             Ok(user) => {
+                // The audit record of the call names its user.
+                if let Some(who) = parts.extensions.get::<super::audit::Who>() {
+                    who.set(&user.0.username);
+                }
                 parts.extensions.insert(user);
                 let Ok(answer) = inner.call(Request::from_parts(parts, body)).await;
                 answer

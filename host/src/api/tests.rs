@@ -215,6 +215,13 @@ impl Harness {
             ),
             submitting: Default::default(),
             secure_cookies: false,
+            events: crate::api::events::Events::start(
+                &queue,
+                crate::api::audit::Recorder::start(
+                    Arc::new(crate::store::sqlite::audit::SqliteAudit::in_memory().unwrap()),
+                    None,
+                ),
+            ),
             shutdown: CancellationToken::new(),
             share: crate::runtime::storage::ShareRoot::new(&dir.path().join("share")).unwrap(),
             config_text: String::new(),

@@ -4,6 +4,7 @@
 //! - [`tasks`]: the task queue's rows ([`TaskStore`]), their model and the
 //!   claim protocol;
 //! - [`sessions`]: login sessions ([`Sessions`]);
+//! - [`audit`]: the audit log of state-changing API calls ([`AuditLog`]);
 //! - [`credentials`]: remembered registry credentials ([`Credentials`]).
 //!
 //! Drivers: [`sqlite`] (the data folder of one node) and [`postgres`] (one
@@ -15,6 +16,7 @@
 //! through the traits, and only the wiring that opens the stores names a
 //! driver.
 
+pub mod audit;
 pub mod credentials;
 pub mod durable;
 pub mod notice;
@@ -27,6 +29,7 @@ pub mod sqlite;
 mod suite;
 pub mod tasks;
 
+pub use audit::AuditLog;
 pub use credentials::Credentials;
 pub use notice::Notice;
 pub use postgres::Database;
@@ -53,4 +56,12 @@ pub fn sessions_in_memory() -> anyhow::Result<Arc<dyn Sessions>> {
 /// [`Database::credentials`].
 pub fn credentials_in_folder(data_dir: &Path) -> anyhow::Result<Arc<dyn Credentials>> {
     Ok(Arc::new(sqlite::FileCredentials::open(data_dir)?))
+}
+
+/// The audit log of one node, in the SQLite file `audit.db` of `data_dir`
+/// (created if missing). With several nodes: [`Database::audit`].
+pub fn audit_in_folder(data_dir: &Path) -> anyhow::Result<Arc<dyn AuditLog>> {
+    Ok(Arc::new(sqlite::audit::SqliteAudit::open(
+        &data_dir.join(sqlite::audit::AUDIT_FILE),
+    )?))
 }

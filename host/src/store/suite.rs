@@ -1017,3 +1017,140 @@ async fn sessions_are_shared_between_nodes() {
 pub(super) fn ids_of(tasks: Vec<crate::store::tasks::Task>) -> Vec<i64> {
     tasks.into_iter().map(|t| t.id).collect()
 }
+
+// ---- the audit log, every driver ----------------------------------------------
+
+fn audit_entry(
+    ts: i64,
+    level: &str,
+    category: &str,
+    user: &str,
+    message: &str,
+) -> crate::store::audit::NewAuditEntry {
+    crate::store::audit::NewAuditEntry {
+        ts_micros: ts,
+        level: level.into(),
+        category: category.into(),
+        user: user.into(),
+        message: message.into(),
+    }
+}
+
+async fn audit_log_is_appended_filtered_pruned_and_cleared(log: Arc<dyn crate::store::AuditLog>) {
+    use crate::store::audit::AuditFilter;
+    let messages = |rows: Vec<crate::store::audit::AuditEntry>| -> Vec<String> {
+        rows.into_iter().map(|r| r.entry.message).collect()
+    };
+    log.append(&[
+        audit_entry(
+            1_000,
+            "INFO",
+            "image",
+            "alice",
+            "POST /api/v1/background/image_download: 200",
+        ),
+        audit_entry(
+            2_000,
+            "WARN",
+            "container",
+            "bob",
+            "DELETE /api/v1/container/docker/x: 404",
+        ),
+        audit_entry(3_000, "ERROR", "system", "alice", "PUT /api/v1/x_y%: 500"),
+    ])
+    .await
+    .unwrap();
+    log.append(&[]).await.unwrap();
+    let all = log.list(&AuditFilter::default()).await.unwrap();
+    assert_eq!(all.len(), 3);
+    assert!(
+        all[0].id > all[1].id && all[1].id > all[2].id,
+        "newest first"
+    );
+    assert_eq!(
+        all[2].entry,
+        audit_entry(
+            1_000,
+            "INFO",
+            "image",
+            "alice",
+            "POST /api/v1/background/image_download: 200"
+        )
+    );
+    let pick = |f: AuditFilter| {
+        let log = log.clone();
+        async move { messages(log.list(&f).await.unwrap()) }
+    };
+    let alice = pick(AuditFilter {
+        user: Some("alice".into()),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(alice.len(), 2);
+    let levels = pick(AuditFilter {
+        levels: vec!["WARN".into(), "ERROR".into()],
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(levels.len(), 2);
+    let cats = pick(AuditFilter {
+        categories: vec!["image".into()],
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(cats, ["POST /api/v1/background/image_download: 200"]);
+    let window = pick(AuditFilter {
+        start_micros: Some(1_500),
+        end_micros: Some(2_500),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(window.len(), 1);
+    // The text is matched as written, case-insensitively: `%` and `_` are no wildcards.
+    let text = pick(AuditFilter {
+        text: Some("X_Y%".into()),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(text, ["PUT /api/v1/x_y%: 500"]);
+    assert!(pick(AuditFilter {
+        text: Some("x%y".into()),
+        ..Default::default()
+    })
+    .await
+    .is_empty());
+    let page = pick(AuditFilter {
+        limit: Some(1),
+        offset: 1,
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(page, ["DELETE /api/v1/container/docker/x: 404"]);
+    assert_eq!(log.prune(2_000).await.unwrap(), 1);
+    assert_eq!(log.list(&AuditFilter::default()).await.unwrap().len(), 2);
+    assert_eq!(log.clear().await.unwrap(), 2);
+    assert!(log.list(&AuditFilter::default()).await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_log_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = crate::store::audit_in_folder(dir.path()).unwrap();
+    audit_log_is_appended_filtered_pruned_and_cleared(log).await;
+    // It is durable: a second open sees what the first wrote.
+    let first = crate::store::audit_in_folder(dir.path()).unwrap();
+    first
+        .append(&[audit_entry(5, "INFO", "system", "a", "kept")])
+        .await
+        .unwrap();
+    drop(first);
+    let again = crate::store::audit_in_folder(dir.path()).unwrap();
+    assert_eq!(again.list(&Default::default()).await.unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_log_postgres() {
+    let url = fresh_database("audit").await.unwrap();
+    let db = Database::connect(&url, "a").await.unwrap();
+    audit_log_is_appended_filtered_pruned_and_cleared(db.audit()).await;
+}

@@ -80,6 +80,19 @@ pub const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE sessions ADD COLUMN stamp TEXT NOT NULL DEFAULT '';
     "#,
+    // 5: the audit log of every node's state-changing API calls, read
+    // newest first and pruned by time.
+    r#"
+    CREATE TABLE audit_log (
+        id       BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        ts       BIGINT NOT NULL,
+        level    TEXT   NOT NULL,
+        category TEXT   NOT NULL,
+        username TEXT   NOT NULL,
+        message  TEXT   NOT NULL
+    );
+    CREATE INDEX audit_log_ts ON audit_log (ts);
+    "#,
 ];
 
 /// The schema version this build migrates to.

@@ -11,6 +11,7 @@
 //! `sqlx`'s checked macros), compiles far less code, and exposes `LISTEN`
 //! notifications directly from the connection.
 
+pub mod audit;
 mod batch;
 pub mod config;
 pub mod credentials;
@@ -119,6 +120,11 @@ impl Database {
             notices,
             listener,
         }))
+    }
+
+    /// The audit log of this database.
+    pub fn audit(self: &Arc<Self>) -> Arc<dyn crate::store::AuditLog> {
+        Arc::new(audit::PgAudit::new(self.clone()))
     }
 
     /// The sessions of this database.

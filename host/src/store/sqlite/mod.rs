@@ -1,6 +1,7 @@
 //! The SQLite driver: the stores of one node, in files of its data folder.
 
 pub mod alloc;
+pub mod audit;
 pub mod credentials;
 pub mod sessions;
 pub mod tasks;
