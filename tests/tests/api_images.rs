@@ -304,9 +304,15 @@ async fn list_search_inspect_tags_and_remove() {
     assert_keys(
         "image tags",
         &a.body,
-        &[("installed", StrArray), ("name", Str), ("tags", StrArray)],
+        &[
+            ("installed", StrArray),
+            ("name", Str),
+            ("tags", StrArray),
+            ("errors", Array),
+        ],
         true,
     );
+    assert_eq!(a.body["errors"], json!([]));
     assert_eq!(a.body["tags"], json!(["1", "2"]));
     assert_eq!(a.body["installed"], json!(["1"]));
     get(
@@ -315,9 +321,22 @@ async fn list_search_inspect_tags_and_remove() {
     )
     .await
     .assert_error(404, Some("unknown_image"));
-    get(&admin, &format!("image/{}/tags?registry=gone", enc(&repo)))
-        .await
-        .assert_error(502, Some("registry_error"));
+    // A registry that cannot be asked: an error entry, no tags.
+    let a = get(&admin, &format!("image/{}/tags?registry=gone", enc(&repo))).await;
+    assert_eq!(a.status, 200, "{:?}", a.body);
+    assert_eq!(a.body["tags"], json!([]));
+    assert_eq!(a.body["errors"][0]["registry"], "gone");
+    assert_eq!(
+        a.body["errors"][0]["error"]["reason"],
+        "registry_unreachable"
+    );
+    let a = get(
+        &admin,
+        &format!("image/{}/tags?registry=Docker%20Hub", enc(&repo)),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{:?}", a.body);
+    assert_eq!(a.body["errors"][0]["registry"], "Docker Hub");
     let a = get(&admin, &format!("image/{}/tags?registry=nope", enc(&repo))).await;
     a.assert_error(400, Some("invalid_params"));
     assert!(a.body["error"]["message"]

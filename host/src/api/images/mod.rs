@@ -7,7 +7,7 @@
 //! |---|---|
 //! | `GET image` (`?category=all\|local\|dockerhub\|private`, default `all`; `filter_text`, `type=docker\|lxc`, `registry_name`) | `{category, filterText, qcsVersion, results: [...], errors: [...]}`: local images (`repository: "local"`, one entry per name), then the registries' repositories; a registry that cannot be asked is an entry of `errors` (`{registry, repository, error: {code, message, reason}}`), not a failure of the list |
 //! | `GET image/{type}/{name}/{tag}/inspect` | the runtime's inspect JSON of `name:tag` (a name with `/` is sent as `%2F`) |
-//! | `GET image/{name}/tags` (`?registry=`, default Docker Hub) | `{name, installed: [local tags], tags: [the registry's tags]}` |
+//! | `GET image/{name}/tags` (`?registry=`, default Docker Hub) | `{name, installed: [local tags], tags: [the registry's tags], errors: [...]}`; a registry that cannot be asked is an entry of `errors` |
 //! | `DELETE image/local/{type}/{name}[/{tag}]` | `{action: "delete", name, state: "success", type}`; an image a container uses: 409 `conflict` |
 //! | `POST container/docker/{id}/commit` (`{repository, tag, author, message}`) | `{image_id}`: the container as a new image, the caller's own |
 //!
@@ -15,8 +15,9 @@
 //! them use ([`crate::runtime::image_owners`]): not one another user made
 //! or pulled with their credentials. They search only the registries their
 //! policy allows. Errors: 404 `unknown_image`, 403 `not_yours`, 409
-//! `conflict`, 502 `runtime_error` (the engine) or `registry_error` (a
-//! registry, for `tags`).
+//! `conflict`, 502 `runtime_error` (the engine). A registry that cannot be
+//! asked is never an error status: it is an entry of the answer's `errors`
+//! (`registry_unreachable`, `registry_refused`).
 
 mod search;
 
@@ -567,12 +568,11 @@ pub struct TagsQuery {
     summary = "A repository's tags in a registry, and which of them are local",
     params(("name" = String, Path, description = "Repository (`/` as `%2F`)"), TagsQuery),
     responses(
-        (status = 200, description = "`{name, installed, tags}`", body = Object),
+        (status = 200, description = "`{name, installed, tags, errors}`: a registry that cannot be asked is an entry of `errors` (and `tags` is empty)", body = Object),
         (status = 400, description = "Not valid (`name`, `registry`)", body = super::error::ErrorBody),
         (status = 401, description = "Not logged in", body = super::error::ErrorBody),
         (status = 403, description = "The caller's policy does not allow this registry", body = super::error::ErrorBody),
         (status = 404, description = "The registry has no such repository (`unknown_image`)", body = super::error::ErrorBody),
-        (status = 502, description = "The registry cannot be asked (`registry_error`)", body = super::error::ErrorBody),
     ))]
 pub async fn tags(
     State(state): State<AppState>,
@@ -623,14 +623,18 @@ pub async fn tags(
         let found = search::tags_of(&endpoint, &name).await;
         (Some(endpoint), found)
     };
-    let tags = found.map_err(|e| match e {
-        SearchError::NotFound(m) => AppError::not_found("unknown_image", m),
-        other => AppError::new(
-            StatusCode::BAD_GATEWAY,
-            "registry_error",
-            other.message().to_string(),
-        ),
-    })?;
+    // A registry that cannot be asked is an error entry, as in the listing.
+    let registry_name = endpoint.as_ref().map_or(DOCKER_HUB, |e| e.name.as_str());
+    let mut errors = Vec::new();
+    let tags = match found {
+        Ok(tags) => tags,
+        Err(SearchError::NotFound(m)) => return Err(AppError::not_found("unknown_image", m)),
+        Err(e) => {
+            let kind = if hub { "dockerhub" } else { "private" };
+            errors.push(error_entry(registry_name, kind, &e));
+            Vec::new()
+        }
+    };
     // The local name of each tag: the registry's host prefix for a private
     // registry, the name as asked for Docker Hub and its mirror.
     let prefix = match &endpoint {
@@ -660,7 +664,7 @@ pub async fn tags(
         }
     }
     Ok(Json(
-        json!({"name": name, "installed": installed, "tags": tags}),
+        json!({"name": name, "installed": installed, "tags": tags, "errors": errors}),
     ))
 }
 
@@ -904,6 +908,27 @@ mod tests {
         }
         assert!(image_reference(RuntimeKind::Lxc, "ubuntu-trusty", "latest").is_ok());
         assert!(image_reference(RuntimeKind::Lxc, "../x", "latest").is_err());
+    }
+
+    #[test]
+    fn the_document_names_the_query_fields_as_sent() {
+        let doc = serde_json::to_value(doc()).unwrap();
+        let params: Vec<&str> = doc["paths"]["/image"]["get"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(params, ["category", "filter_text", "type", "registry_name"]);
+        for path in [
+            "/image/{type}/{name}/{tag}/inspect",
+            "/image/{name}/tags",
+            "/image/{repository}/{type}/{name}",
+            "/image/{repository}/{type}/{name}/{tag}",
+            "/container/docker/{id}/commit",
+        ] {
+            assert!(doc["paths"][path].is_object(), "{path}");
+        }
     }
 
     #[test]
