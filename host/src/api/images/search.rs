@@ -74,11 +74,28 @@ impl Endpoint {
     /// The endpoint named `name` at `url` (`scheme://host[:port]` or `host[:port]`).
     pub fn at(name: &str, url: &str, login: Option<(String, crate::secret::Secret)>) -> Endpoint {
         let url = url.trim().trim_end_matches('/');
-        let (bases, host) = match url.split_once("://") {
-            Some((scheme, rest)) => (vec![format!("{scheme}://{rest}")], rest.to_string()),
+        // A login written into the URL is not shown (answers name `host`).
+        let (scheme, rest) = match url.split_once("://") {
+            Some((scheme, rest)) => (Some(scheme), rest),
+            None => (None, url),
+        };
+        let (userinfo, rest) = match rest.rsplit_once('@') {
+            Some((userinfo, host)) => (Some(userinfo), host),
+            None => (None, rest),
+        };
+        // ...but still sent, when the configuration gives no other login.
+        let login = login.or_else(|| {
+            let (user, password) = userinfo?.split_once(':')?;
+            Some((
+                user.to_string(),
+                crate::secret::Secret(password.to_string()),
+            ))
+        });
+        let (bases, host) = match scheme {
+            Some(scheme) => (vec![format!("{scheme}://{rest}")], rest.to_string()),
             None => (
-                vec![format!("https://{url}"), format!("http://{url}")],
-                url.to_string(),
+                vec![format!("https://{rest}"), format!("http://{rest}")],
+                rest.to_string(),
             ),
         };
         Endpoint {
@@ -362,6 +379,11 @@ mod tests {
         let e = Endpoint::at("x", "http://r.example:5000", None);
         assert_eq!(e.bases, ["http://r.example:5000"]);
         assert_eq!(e.host, "r.example:5000");
+        let e = Endpoint::at("x", "https://u:secret@r.example", None);
+        assert_eq!(e.bases, ["https://r.example"]);
+        assert_eq!(e.host, "r.example");
+        let (user, password) = e.login.unwrap();
+        assert_eq!((user.as_str(), password.expose()), ("u", "secret"));
     }
 
     #[test]
