@@ -586,3 +586,36 @@ async fn lxc_images_list_inspect_and_remove() {
     let a = get(&admin, "image?category=local&type=lxc").await;
     assert_eq!(a.body["results"], json!([]));
 }
+
+#[tokio::test]
+async fn dockerhub_through_a_configured_mirror() {
+    // The open test registry stands in for Docker Hub (it is the engine's
+    // mirror too): `dockerhub` searches its catalog instead of Docker Hub.
+    let server = Server::start(Options::default().test_engine().config(&format!(
+        "{}\n[repositories]\ndockerhub = \"local\"\n",
+        stevedore_e2e::registries_config()
+    )))
+    .await;
+    let admin = server.admin().await;
+    let a = get(&admin, "image?category=dockerhub&filter_text=busybox").await;
+    assert_eq!(a.status, 200, "{:?}", a.body);
+    assert_eq!(a.body["errors"], json!([]), "{:?}", a.body);
+    let results = a.body["results"].as_array().unwrap();
+    let busybox: Vec<&Value> = results.iter().filter(|e| e["name"] == "busybox").collect();
+    assert_eq!(busybox.len(), 1, "{results:?}");
+    assert_keys("a mirrored repository", busybox[0], SEARCHED, false);
+    assert_eq!(busybox[0]["repository"], "dockerhub");
+    assert_eq!(busybox[0]["registry"], "Docker Hub");
+    assert!(busybox[0]["tags"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("latest")));
+    // Tags from Docker Hub (the default registry) come from the mirror too.
+    let a = get(&admin, "image/busybox/tags").await;
+    assert_eq!(a.status, 200, "{:?}", a.body);
+    assert_eq!(a.body["errors"], json!([]), "{:?}", a.body);
+    assert!(a.body["tags"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("latest")));
+}
