@@ -26,6 +26,8 @@ fn concrete(path: &str) -> String {
             "{network_id}" => "dtest",
             "{volume_name}" => "dtest",
             "{state}" => "running",
+            "{tag}" => "latest",
+            "{repository}" => "local",
             s if s.starts_with('{') => panic!("no sample value for {s} in {path}"),
             s => s,
         })

@@ -22,6 +22,7 @@
 //! | `GET system/port/{protocol}/{port}` (see [`ports`]) | `{"used": bool}`: whether a host port is taken |
 //! | `networks...` (see [`networks`]) | the engine's networks: list, inspect, create, remove, prune, connect, disconnect |
 //! | `volumes...` (see [`volumes`]) | the engine's volumes: list, inspect, create, remove, prune |
+//! | `image...`, `POST container/docker/{id}/commit` (see [`images`]) | local images, registry searches, inspect, tags, remove, commit |
 //! | `apps...` (see [`apps`]) | installed applications: list, one, start/stop/restart, delete |
 //! | `event...` (see [`events`]) | recent task events; waiting for a container's state |
 //! | `log...` (see [`audit`]) | the audit log of every state-changing call: read, export as CSV, empty |
@@ -65,6 +66,7 @@ mod envelope;
 pub mod error;
 pub mod events;
 pub mod extract;
+pub mod images;
 pub mod listen;
 pub mod networks;
 pub mod openapi;

@@ -133,6 +133,7 @@ const AREAS: &[fn() -> utoipa::openapi::OpenApi] = &[
     super::audit::doc,
     super::bridge::doc,
     super::events::doc,
+    super::images::doc,
     super::networks::doc,
     super::report::doc,
     super::sharefolder::doc,

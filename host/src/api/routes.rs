@@ -103,6 +103,7 @@ const AREAS: &[fn() -> Vec<Entry>] = &[
     super::audit::routes,
     super::bridge::routes,
     super::events::routes,
+    super::images::routes,
     super::networks::routes,
     super::report::routes,
     super::sharefolder::routes,

@@ -40,6 +40,7 @@ use async_trait::async_trait;
 
 use super::image_owners::ImageOwners;
 use super::storage::{confined, ShareRoot};
+use super::traits::images::{CommitImage, SearchRegistry};
 use super::traits::networks::{Attach, NetworkSpec};
 use super::traits::volumes::VolumeSpec;
 use super::{AppFile, InstallTemplate, Label, Labelled};
@@ -374,8 +375,14 @@ impl Images for Guarded {
         self.inner.images.image_inspect(cx, image).await
     }
 
+    /// A caller whose policy does not reach every container sees the
+    /// images the image rules let them use (not another user's private ones).
     async fn image_list(&self, cx: &CallContext, kind: RuntimeKind) -> RtResult<Vec<ImageInfo>> {
-        self.inner.images.image_list(cx, kind).await
+        let mut all = self.inner.images.image_list(cx, kind).await?;
+        if !Self::all_containers(&self.policy(cx)) {
+            all.retain(|info| self.may_see(cx, kind, info));
+        }
+        Ok(all)
     }
 
     async fn image_remove(&self, cx: &CallContext, req: RemoveImage) -> RtResult<Vec<String>> {
@@ -426,6 +433,41 @@ impl Images for Guarded {
             }
         }
         confined(&policy.share, self.inner.images.image_save(cx, req)).await
+    }
+
+    // The synchronous image routes' calls.
+
+    fn search_registries(&self) -> Vec<SearchRegistry> {
+        self.inner.images.search_registries()
+    }
+
+    async fn image_inspect_json(&self, cx: &CallContext, image: ImageRef) -> RtResult<String> {
+        if !Self::all_containers(&self.policy(cx)) {
+            self.check_use(cx, image.kind, &image.reference).await?;
+        }
+        self.inner.images.image_inspect_json(cx, image).await
+    }
+
+    /// The container must be the caller's, and the new name new or theirs;
+    /// the new image is recorded as the caller's own.
+    async fn image_commit(&self, cx: &CallContext, req: CommitImage) -> RtResult<String> {
+        let policy = self.policy(cx);
+        self.check_owner(cx, &policy, req.container.kind, &req.container.id)
+            .await?;
+        let target = self
+            .check_replace(
+                cx,
+                &policy,
+                RuntimeKind::Docker,
+                "repository",
+                &format!("{}:{}", req.repository, req.tag),
+            )
+            .await?;
+        let id = self.inner.images.image_commit(cx, req).await?;
+        if !Self::all_containers(&policy) {
+            self.record_made(cx, &target).await;
+        }
+        Ok(id)
     }
 }
 

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::apps::AppStore;
+use super::traits::images::{CommitImage, SearchRegistry};
 use super::{
     AppFolders, Backends, CallContext, ContainerEntry, ContainerLogs, ContainerRef, ContainerSpec,
     ContainerSummary, Containers, CreateOnNetwork, CreateWith, Credentials, DeleteContainer,
@@ -112,9 +113,15 @@ routed! {
         image_tag(req: TagImage) -> () => docker;
         image_push(req: PushImage) -> () => docker;
         image_save(req: SaveImages) -> u64 => docker;
+        // The synchronous image routes' calls.
+        image_inspect_json(image: ImageRef) -> String => of(image.kind);
+        image_commit(req: CommitImage) -> String => docker;
     }
     fn resolve_source(&self, source: &Source) -> RtResult<String> {
         self.docker.resolve_source(source)
+    }
+    fn search_registries(&self) -> Vec<SearchRegistry> {
+        self.docker.search_registries()
     }
 }
 

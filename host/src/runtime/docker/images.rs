@@ -2,7 +2,9 @@
 //! push and save.
 
 use async_trait::async_trait;
-use bollard::query_parameters::{ListImagesOptions, RemoveImageOptions, TagImageOptions};
+use bollard::query_parameters::{
+    CommitContainerOptions, ListImagesOptions, RemoveImageOptions, TagImageOptions,
+};
 use hyper::Method;
 
 use super::raw::query;
@@ -10,6 +12,7 @@ use super::shared_pull::PullKey;
 use super::{auth, engine, progress, raw, DockerRuntime};
 use crate::runtime::output::Output;
 use crate::runtime::reference;
+use crate::runtime::traits::images::{CommitImage, SearchRegistry};
 use crate::runtime::{
     CallContext, Error, ImageInfo, ImageRef, Images, PullRequest, PushImage, RemoveImage, RtResult,
     RuntimeKind, SaveImages, Source, TagImage,
@@ -213,5 +216,49 @@ impl Images for DockerRuntime {
         cx.reporter
             .progress(100, &format!("saved {} to {path}", references.join(", ")));
         Ok(size)
+    }
+
+    // The synchronous image routes' calls.
+
+    fn search_registries(&self) -> Vec<SearchRegistry> {
+        self.settings
+            .registries
+            .iter()
+            .map(|(name, r)| SearchRegistry {
+                name: name.clone(),
+                url: r.url.clone(),
+                login: r
+                    .username
+                    .clone()
+                    .zip(r.password.clone().map(crate::secret::Secret)),
+            })
+            .collect()
+    }
+
+    async fn image_inspect_json(&self, _cx: &CallContext, image: ImageRef) -> RtResult<String> {
+        let inspect = self
+            .api
+            .inspect_image(&image.reference)
+            .await
+            .map_err(engine)?;
+        serde_json::to_string(&inspect).map_err(|e| Error::Other(e.to_string()))
+    }
+
+    async fn image_commit(&self, _cx: &CallContext, req: CommitImage) -> RtResult<String> {
+        let options = CommitContainerOptions {
+            container: Some(req.container.id),
+            repo: Some(req.repository),
+            tag: Some(req.tag),
+            comment: Some(req.message),
+            author: Some(req.author),
+            pause: true,
+            ..Default::default()
+        };
+        let done = self
+            .api
+            .commit_container(options, bollard::models::ContainerConfig::default())
+            .await
+            .map_err(engine)?;
+        Ok(done.id)
     }
 }

@@ -8,7 +8,9 @@
 use super::{denied, Guarded};
 use crate::policy::Policy;
 use crate::runtime::reference::{pull_source, registry_domain, Reference, DOCKER_HUB};
-use crate::runtime::{CallContext, Error, ImageRef, PullRequest, RtResult, RuntimeKind, Source};
+use crate::runtime::{
+    CallContext, Error, ImageInfo, ImageRef, PullRequest, RtResult, RuntimeKind, Source,
+};
 
 /// What a Docker pull will name, once checked.
 pub(super) struct PullTarget {
@@ -196,6 +198,23 @@ impl Guarded {
         else {
             return Ok(());
         };
+        if self.may_see(cx, kind, &info) {
+            Ok(())
+        } else {
+            Err(Error::Denied(format!(
+                "image {reference} was made or pulled with credentials by another user, not by user {}; pull it yourself",
+                cx.user
+            )))
+        }
+    }
+
+    /// Whether the caller may see and use image `info` of `kind` under the
+    /// image rules ([`crate::runtime::image_owners::ImageOwners::may_use`]
+    /// on its canonical names).
+    pub(super) fn may_see(&self, cx: &CallContext, kind: RuntimeKind, info: &ImageInfo) -> bool {
+        if self.owners.is_empty() {
+            return true;
+        }
         let names: Vec<String> = info
             .tags
             .iter()
@@ -204,13 +223,6 @@ impl Guarded {
                 RuntimeKind::Lxc => Some(lxc_name(t)),
             })
             .collect();
-        if self.owners.may_use(&info.id, &names, &cx.user) {
-            Ok(())
-        } else {
-            Err(Error::Denied(format!(
-                "image {reference} was made or pulled with credentials by another user, not by user {}; pull it yourself",
-                cx.user
-            )))
-        }
+        self.owners.may_use(&info.id, &names, &cx.user)
     }
 }

@@ -481,6 +481,24 @@ impl Images for LxcRuntime {
         }
         self.store.remove(&record)
     }
+
+    // The synchronous image routes' calls.
+
+    /// LXC's inspect of an image: its record, in Docker's key spelling
+    /// where the two agree.
+    async fn image_inspect_json(&self, _cx: &CallContext, image: ImageRef) -> RtResult<String> {
+        let r = self.find_image(&image.reference)?;
+        let json = serde_json::json!({
+            "Id": r.id,
+            "RepoTags": [r.reference],
+            "Size": r.size,
+            "Created": r.created,
+            "Os": "linux",
+            "Location": r.location,
+            "Version": r.version,
+        });
+        Ok(json.to_string())
+    }
 }
 
 #[cfg(test)]

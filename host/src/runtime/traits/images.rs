@@ -13,6 +13,12 @@ calls! {
     TAG = "tag", PUSH = "push", SAVE_TO_PATH = "save-to-path",
 }
 
+// The calls of the synchronous image routes (no WIT counterpart).
+calls! {
+    "images":
+    INSPECT_JSON = "inspect-json", COMMIT = "commit",
+}
+
 /// An image as a call names it: the runtime it lives in (what the router
 /// routes on) and its reference (what the backend reads).
 #[derive(Debug, Clone)]
@@ -86,6 +92,33 @@ pub struct SaveImages {
     pub file: ArchiveFile,
 }
 
+/// A configured registry the image search may ask (its catalog and tags).
+/// `Debug` shows no password ([`crate::secret::Secret`]).
+#[derive(Debug, Clone)]
+pub struct SearchRegistry {
+    /// Its name in the configuration.
+    pub name: String,
+    /// Its address as configured (`http://host:port`, `host:port`).
+    pub url: String,
+    /// The login the configuration gives it, if any: `(user, password)`.
+    pub login: Option<(String, crate::secret::Secret)>,
+}
+
+/// `images.commit` (Docker's): a container's file system as a new image.
+#[derive(Debug, Clone)]
+pub struct CommitImage {
+    /// The container committed.
+    pub container: super::ContainerRef,
+    /// The new image's repository.
+    pub repository: String,
+    /// The new image's tag.
+    pub tag: String,
+    /// Its author.
+    pub author: String,
+    /// Its commit message.
+    pub message: String,
+}
+
 /// A backend for the `images` interface. Tagging, pushing and saving are
 /// Docker's; their defaults refuse.
 #[async_trait]
@@ -131,5 +164,21 @@ pub trait Images: Backend {
     /// Save images to a file under the share root.
     async fn image_save(&self, cx: &CallContext, req: SaveImages) -> RtResult<u64> {
         Err(self.unsupported(SAVE_TO_PATH))
+    }
+
+    // The synchronous image routes' calls.
+
+    /// The configured registries an image search may ask. Configuration
+    /// only: no engine call.
+    fn search_registries(&self) -> Vec<SearchRegistry> {
+        Vec::new()
+    }
+    /// The runtime's own inspect JSON of an image.
+    async fn image_inspect_json(&self, cx: &CallContext, image: ImageRef) -> RtResult<String> {
+        Err(self.unsupported(INSPECT_JSON))
+    }
+    /// Commit a container as a new image; returns the new image's id.
+    async fn image_commit(&self, cx: &CallContext, req: CommitImage) -> RtResult<String> {
+        Err(self.unsupported(COMMIT))
     }
 }
