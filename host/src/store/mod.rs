@@ -4,7 +4,8 @@
 //! - [`tasks`]: the task queue's rows ([`TaskStore`]), their model and the
 //!   claim protocol;
 //! - [`sessions`]: login sessions ([`Sessions`]);
-//! - [`credentials`]: remembered registry credentials ([`Credentials`]).
+//! - [`credentials`]: remembered registry credentials ([`Credentials`]);
+//! - [`registries`]: the API's registries and preferences ([`Registries`]).
 //!
 //! Drivers: [`sqlite`] (the data folder of one node) and [`postgres`] (one
 //! database shared by several nodes). Each implements every trait; the
@@ -20,6 +21,7 @@ pub mod durable;
 pub mod notice;
 pub mod postgres;
 pub mod private;
+pub mod registries;
 pub mod secret;
 pub mod sessions;
 pub mod sqlite;
@@ -30,6 +32,7 @@ pub mod tasks;
 pub use credentials::Credentials;
 pub use notice::Notice;
 pub use postgres::Database;
+pub use registries::Registries;
 pub use sessions::Sessions;
 pub use tasks::TaskStore;
 
