@@ -23,6 +23,8 @@ fn concrete(path: &str) -> String {
             "{action}" => "start",
             "{protocol}" => "tcp",
             "{port}" => "8080",
+            "{key}" => "doc_test",
+            "{registry_name}" => "images",
             s if s.starts_with('{') => panic!("no sample value for {s} in {path}"),
             s => s,
         })

@@ -21,6 +21,8 @@
 //! | `GET system` / `GET system/resource` (see [`system`]) | the host and its engines; the host's CPU and memory use |
 //! | `GET system/port/{protocol}/{port}` (see [`ports`]) | `{"used": bool}`: whether a host port is taken |
 //! | `apps...` (see [`apps`]) | installed applications: list, one, start/stop/restart, delete |
+//! | `registry...` (see [`registries`]) | registries: list, add/edit, remove, push targets, ping |
+//! | `preference...`, `tls...`, `lxd_registry...` (see [`preferences`]) | the application repository; the rest answers 501 `not_supported` |
 //! | `GET openapi.json` (no session) | the OpenAPI 3.1 document (see [`openapi`]) |
 //! | `GET /metrics` (no session) | Prometheus text |
 //! | `GET /` (no session) | the dashboard (see [`crate::dashboard`]) |
@@ -41,7 +43,9 @@
 //! `too_many_attempts` (429 with `Retry-After`), `not_yours` (403),
 //! `unknown_task`, `unknown_category`, `unknown_container`, `unknown_app`, `unknown_path` (404),
 //! `runtime_error` (502: the engine refused or failed), `runtime_unavailable`
-//! (501: this server has no such runtime),
+//! (501: this server has no such runtime), `not_supported` (501: a documented
+//! route this server does not serve), `admin_only` (403), `read_only` (409: a
+//! registry of the configuration file), `unknown_registry` (404),
 //! `method_not_allowed` (405), `conflict` (409), `body_too_large` (413),
 //! `plugin_failed` (503: the plugin trapped or ran out of budget in `validate`),
 //! `internal` (500; details only in the log).
@@ -59,6 +63,8 @@ pub mod listen;
 pub mod openapi;
 mod origin;
 mod ports;
+pub mod preferences;
+pub mod registries;
 pub mod routes;
 pub mod session;
 pub mod streams;
@@ -135,6 +141,8 @@ pub struct Services {
     pub secure_cookies: bool,
     /// Cancelled when the server shuts down (ends the SSE streams).
     pub shutdown: CancellationToken,
+    /// The API's registries and preferences, and the repository in use.
+    pub registries: registries::RegistryServices,
 }
 
 /// The whole application, testable without a socket (`tower::ServiceExt::oneshot`).

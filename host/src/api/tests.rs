@@ -216,6 +216,18 @@ impl Harness {
             submitting: Default::default(),
             secure_cookies: false,
             shutdown: CancellationToken::new(),
+            registries: crate::api::registries::RegistryServices::new(
+                Arc::new(
+                    crate::store::sqlite::SqliteRegistries::in_memory(
+                        crate::store::secret::SecretBox::from_key(&[1; 32]),
+                    )
+                    .unwrap(),
+                ),
+                Vec::new(),
+                None,
+                Default::default(),
+                None,
+            ),
         });
         Harness {
             router: app(state),
