@@ -77,7 +77,12 @@ pub async fn shutdown_signal() {
 /// engine is unreachable). LXC runs no tool until a call needs one, so a
 /// host without `lxc` starts too. Build it once and share the `Arc`.
 pub fn make_runtime(config: &Config) -> anyhow::Result<Backends> {
-    make_runtime_with(config, None, &configured_catalog(config))
+    make_runtime_with(
+        config,
+        None,
+        &configured_catalog(config),
+        &Default::default(),
+    )
 }
 
 /// The repository `[catalog] url` names (none when unset or unusable).
@@ -95,15 +100,16 @@ pub fn configured_catalog(config: &Config) -> crate::runtime::catalog::CatalogSw
 /// [`make_runtime`] with remembered registry credentials kept in
 /// `credentials` (the shared database's) instead of the data folder, and
 /// the repository of templates and LXC images read from `catalog` at each
-/// lookup.
+/// lookup, and the registries added through the API (`added`) usable by name.
 pub fn make_runtime_with(
     config: &Config,
     credentials: Option<crate::runtime::docker::credentials::CredentialStore>,
     catalog: &crate::runtime::catalog::CatalogSwitch,
+    added: &crate::runtime::docker::AddedRegistries,
 ) -> anyhow::Result<Backends> {
     use crate::runtime::router::Runtimes;
     let (lxc, apps) = (make_lxc(config, catalog), make_apps(config, catalog));
-    Ok(match make_docker(config, credentials) {
+    Ok(match make_docker(config, credentials, added) {
         Ok(docker) => Runtimes::backends(docker, lxc, apps),
         Err(none) => Runtimes::backends(none, lxc, apps),
     })
@@ -132,6 +138,7 @@ fn make_apps(
 fn make_docker(
     config: &Config,
     credentials: Option<crate::runtime::docker::credentials::CredentialStore>,
+    added: &crate::runtime::docker::AddedRegistries,
 ) -> Result<Arc<crate::runtime::docker::DockerRuntime>, Arc<crate::runtime::Unavailable>> {
     use crate::runtime::docker::{DockerRuntime, DockerSettings, Registry};
     let registries = config
@@ -157,10 +164,13 @@ fn make_docker(
         max_expanded_bytes: config.archives.max_expanded_bytes,
     };
     match DockerRuntime::new(settings) {
-        Ok(docker) => Ok(Arc::new(match credentials {
-            Some(c) => docker.with_credentials(c),
-            None => docker,
-        })),
+        Ok(docker) => {
+            let docker = docker.with_added_registries(added.clone());
+            Ok(Arc::new(match credentials {
+                Some(c) => docker.with_credentials(c),
+                None => docker,
+            }))
+        }
         Err(e) => {
             // Serve anyway: categories that need no engine still work, and
             // the others end as `error` saying why.
@@ -252,7 +262,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Started> {
     let registries = registry_services(config, database.as_ref(), catalog.clone()).await?;
     let runtime = guarded(
         config,
-        make_runtime_with(config, credentials, &catalog)?,
+        make_runtime_with(config, credentials, &catalog, &registries.added)?,
         policies.clone(),
     );
     let executor = load_executor(config, runtime.clone()).await?;
@@ -297,13 +307,16 @@ async fn registry_services(
         config.repositories.dockerhub.clone(),
         catalog,
         config.catalog.url.clone(),
+        Default::default(),
     );
     services.apply_repo().await?;
+    services.sync_runtime().await?;
     Ok(services)
 }
 
-/// Read the stored repository again every [`api::preferences::REPO_REFRESH`]:
-/// another node of the shared database may have set it.
+/// Read the stored repository and registries again every
+/// [`api::preferences::REPO_REFRESH`]: another node of the shared database
+/// may have changed them.
 fn spawn_repo_refresh(state: &AppState) {
     let state = state.clone();
     tokio::spawn(async move {
@@ -315,6 +328,9 @@ fn spawn_repo_refresh(state: &AppState) {
             }
             if let Err(e) = state.registries.apply_repo().await {
                 tracing::warn!("reading the stored application repository: {e:#}");
+            }
+            if let Err(e) = state.registries.sync_runtime().await {
+                tracing::warn!("reading the stored registries: {e:#}");
             }
         }
     });

@@ -614,3 +614,62 @@ async fn a_second_node_sees_the_registry_and_the_repository_applies_without_rest
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// Wait for task `id` to end (3 min deadline); returns it.
+async fn ended(c: &Client, id: i64) -> Value {
+    c.wait_until(id, Duration::from_secs(180), |t| {
+        t["state"] == "completed" || t["state"] == "error"
+    })
+    .await
+    .unwrap_or_else(|last| panic!("task {id} did not end: {last:?}"))
+}
+
+#[tokio::test]
+async fn a_pull_names_a_registry_added_through_the_api_and_uses_its_login() {
+    let server =
+        Server::start(Options::with_plugins(&["image_push", "image_download"]).test_engine()).await;
+    let c = server.admin().await;
+    let registry = env("STEVEDORE_TEST_AUTH_REGISTRY");
+    let (user, password) = auth_login();
+    stevedore_e2e::docker(&["pull", "-q", "busybox:latest"]);
+    // The image is only in the registry with a login; nothing remembered.
+    let repo = format!("stevedore/{}", unique("apireg"));
+    let push = json!({"image": "busybox", "tag": "latest", "newImage": repo, "newTag": "v1",
+        "registry": registry, "username": user, "password": password, "rememberme": false});
+    let id = c.submit_ok("image_push", &push.to_string()).await;
+    assert_eq!(ended(&c, id).await["state"], "completed");
+    let pulled = format!("{registry}/{repo}:v1");
+    stevedore_e2e::docker_ok(&["rmi", &pulled]);
+
+    // Unknown before it is added.
+    let pull = |name: &str| {
+        json!({"type": "docker", "repository": "private", "registry_name": name,
+            "image": repo, "tag": "v1"})
+        .to_string()
+    };
+    let name = unique("pullfrom");
+    let before = c.submit("image_download", &pull(&name)).await;
+    if before.status == 200 {
+        let t = ended(&c, before.body["id"].as_i64().unwrap()).await;
+        assert_eq!(t["state"], "error", "{t}");
+    } else {
+        before.assert_error(400, None);
+    }
+
+    ok(
+        &c,
+        Method::POST,
+        "registry",
+        Some(&add_body(&name, &registry, &user, &password)),
+    )
+    .await;
+    let id = c.submit_ok("image_download", &pull(&name)).await;
+    let t = ended(&c, id).await;
+    assert_eq!(t["state"], "completed", "{t}");
+    assert!(
+        stevedore_e2e::docker_ok(&["image", "inspect", &pulled]),
+        "the pull brought {pulled}"
+    );
+    stevedore_e2e::docker_ok(&["rmi", &pulled]);
+    ok(&c, Method::DELETE, &format!("registry/{name}"), None).await;
+}

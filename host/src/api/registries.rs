@@ -44,6 +44,7 @@ use super::routes::{entry, Access, Entry};
 use super::session::CurrentUser;
 use super::{body_error, AppError, AppState};
 use crate::runtime::catalog::{Catalog, CatalogSwitch};
+use crate::runtime::docker::{AddedRegistries, Registry};
 use crate::store::credentials::RegistryLogin;
 use crate::store::registries::{Edited, NewRegistry, Registries, StoredRegistry};
 
@@ -84,6 +85,8 @@ pub struct RegistryServices {
     pub catalog: CatalogSwitch,
     /// `[catalog] url`, the repository when none is stored.
     pub default_catalog: Option<String>,
+    /// The API's registries as the Docker runtime uses them for pulls and pushes.
+    pub added: AddedRegistries,
     /// The repository URL last applied to [`Self::catalog`] (`None`: the default).
     applied: parking_lot::Mutex<Option<String>>,
 }
@@ -97,6 +100,7 @@ impl RegistryServices {
         dockerhub: Option<String>,
         catalog: CatalogSwitch,
         default_catalog: Option<String>,
+        added: AddedRegistries,
     ) -> RegistryServices {
         RegistryServices {
             store,
@@ -104,8 +108,31 @@ impl RegistryServices {
             dockerhub,
             catalog,
             default_catalog,
+            added,
             applied: parking_lot::Mutex::new(None),
         }
+    }
+
+    /// Hand the stored registries (with their logins) to the Docker
+    /// runtime, so pulls and pushes naming them reach them.
+    pub async fn sync_runtime(&self) -> anyhow::Result<()> {
+        let all = self
+            .store
+            .list()
+            .await?
+            .into_iter()
+            .map(|s| {
+                let r = s.registry;
+                let registry = Registry {
+                    url: r.url,
+                    username: r.login.as_ref().map(|l| l.username.clone()),
+                    password: r.login.map(|l| l.password),
+                };
+                (r.name, registry)
+            })
+            .collect();
+        self.added.set(all);
+        Ok(())
     }
 
     /// Use the stored repository URL (or the configured one when none is
@@ -587,6 +614,11 @@ pub async fn add(
             .await
             .map_err(AppError::internal)?;
     }
+    state
+        .registries
+        .sync_runtime()
+        .await
+        .map_err(AppError::internal)?;
     tracing::info!(user = %user.0.username, registry = %req.registry.name, edit = req.edit, "registry saved");
     Ok(Json(list_answer(&state, None).await?))
 }
@@ -676,6 +708,11 @@ async fn remove_named(
             .await
             .map_err(AppError::internal)?;
     }
+    state
+        .registries
+        .sync_runtime()
+        .await
+        .map_err(AppError::internal)?;
     tracing::info!(user = %user.0.username, registry = %name, "registry removed");
     Ok(Json(list_answer(state, None).await?))
 }
@@ -827,6 +864,27 @@ pub async fn ping(
     Ok(Json(ping_registry(&url, trust, login.as_ref()).await))
 }
 
+/// `POST registry/ping`: [`ping`], as the recorded example sends it.
+#[utoipa::path(post, path = "/registry/ping", tag = "registries",
+    summary = "Whether a registry answers at `/v2/` (the recorded example's method)",
+    request_body(content = Object, content_type = "application/json",
+        description = "`{url, tls, username, password}` (admins) or `{name}`"),
+    responses(
+        (status = 200, description = "`{auth, version: \"v2\"|\"\", reachable}`", body = Object),
+        (status = 400, description = "No or a bad `url`/`name`", body = super::error::ErrorBody),
+        (status = 401, description = "Not logged in", body = super::error::ErrorBody),
+        (status = 403, description = "Not an admin (a URL), or a registry the policy does not list", body = super::error::ErrorBody),
+        (status = 404, description = "No registry of that name", body = super::error::ErrorBody),
+    ))]
+pub async fn ping_post(
+    state: State<AppState>,
+    user: CurrentUser,
+    query: Api<Query<PingQuery>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, AppError> {
+    ping(state, user, query, body).await
+}
+
 /// Reach `url`'s `/v2/` (`https://` first when no scheme is given, then
 /// `http://`), with `login` if the registry asks for Basic auth.
 async fn ping_registry(url: &str, trust: bool, login: Option<&RegistryLogin>) -> Value {
@@ -899,7 +957,7 @@ pub(super) fn routes() -> Vec<Entry> {
     all.extend([
         entry(M::GET, "/registry/push", S, push),
         entry(M::GET, "/registry/ping", S, ping),
-        entry(M::POST, "/registry/ping", S, ping),
+        entry(M::POST, "/registry/ping", S, ping_post),
         entry(M::DELETE, "/registry/{name}", S, remove),
     ]);
     all
@@ -908,7 +966,7 @@ pub(super) fn routes() -> Vec<Entry> {
 /// The OpenAPI document of this area.
 #[derive(OpenApi)]
 #[openapi(
-    paths(list, add, remove, remove_by_query, push, ping),
+    paths(list, add, remove, remove_by_query, push, ping, ping_post),
     tags((name = "registries", description = "Container registries: Docker Hub, the configuration's (read-only) and the ones added through the API")),
 )]
 pub(super) struct Doc;

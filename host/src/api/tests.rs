@@ -227,6 +227,7 @@ impl Harness {
                 None,
                 Default::default(),
                 None,
+                Default::default(),
             ),
         });
         Harness {
