@@ -23,6 +23,14 @@
 //! stands for Docker Hub); without such a list, or for any change, 403
 //! `admin_only`. Pinging an arbitrary URL is an admin's.
 //!
+//! A registry added here is usable at once by name wherever a configured
+//! one is (`"repository": "private", "registry_name": NAME` of pulls,
+//! creates and pushes), with its login ([`RegistryServices::sync_runtime`]);
+//! a configured registry of the same name cannot exist (409 `read_only`).
+//! A policy's `registries` list is checked against an API registry's name
+//! when the request names it; the guard's host-to-name map for pushes by
+//! address holds the configuration's registries only.
+//!
 //! `enableTrustCert` is kept and used by `registry/ping`; whether the
 //! engine itself trusts a registry's certificate or talks plain HTTP to it
 //! stays the engine's setting (`insecure-registries` in its `daemon.json`).
