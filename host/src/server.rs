@@ -78,40 +78,56 @@ pub async fn shutdown_signal() {
 /// engine is unreachable). LXC runs no tool until a call needs one, so a
 /// host without `lxc` starts too. Build it once and share the `Arc`.
 pub fn make_runtime(config: &Config) -> anyhow::Result<Backends> {
-    make_runtime_with(config, None)
+    make_runtime_with(
+        config,
+        None,
+        &configured_catalog(config),
+        &Default::default(),
+    )
+}
+
+/// The repository `[catalog] url` names (none when unset or unusable).
+pub fn configured_catalog(config: &Config) -> crate::runtime::catalog::CatalogSwitch {
+    use crate::runtime::catalog::{Catalog, CatalogSwitch};
+    match config.catalog.url.as_deref().map(Catalog::new).transpose() {
+        Ok(c) => CatalogSwitch::new(c),
+        Err(e) => {
+            tracing::warn!("catalog: {e}; application templates are unavailable");
+            CatalogSwitch::default()
+        }
+    }
 }
 
 /// [`make_runtime`] with remembered registry credentials kept in
-/// `credentials` (the shared database's) instead of the data folder.
+/// `credentials` (the shared database's) instead of the data folder, and
+/// the repository of templates and LXC images read from `catalog` at each
+/// lookup, and the registries added through the API (`added`) usable by name.
 pub fn make_runtime_with(
     config: &Config,
     credentials: Option<crate::runtime::docker::credentials::CredentialStore>,
+    catalog: &crate::runtime::catalog::CatalogSwitch,
+    added: &crate::runtime::docker::AddedRegistries,
 ) -> anyhow::Result<Backends> {
     use crate::runtime::router::Runtimes;
-    let (lxc, apps) = (make_lxc(config), make_apps(config));
-    Ok(match make_docker(config, credentials) {
+    let (lxc, apps) = (make_lxc(config, catalog), make_apps(config, catalog));
+    Ok(match make_docker(config, credentials, added) {
         Ok(docker) => Runtimes::backends(docker, lxc, apps),
         Err(none) => Runtimes::backends(none, lxc, apps),
     })
 }
 
-fn make_apps(config: &Config) -> Option<Arc<crate::runtime::apps::AppStore>> {
+fn make_apps(
+    config: &Config,
+    catalog: &crate::runtime::catalog::CatalogSwitch,
+) -> Option<Arc<crate::runtime::apps::AppStore>> {
     use crate::runtime::apps::AppStore;
-    use crate::runtime::catalog::Catalog;
-    let catalog = match config.catalog.url.as_deref().map(Catalog::new).transpose() {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::warn!("catalog: {e}; application templates are unavailable");
-            None
-        }
-    };
     match AppStore::new(
         &config.data_dir,
-        catalog,
+        None,
         &config.share_root,
         config.catalog.trusted,
     ) {
-        Ok(store) => Some(Arc::new(store)),
+        Ok(store) => Some(Arc::new(store.with_catalog(catalog.clone()))),
         Err(e) => {
             tracing::warn!("application store in {}: {e}", config.data_dir.display());
             None
@@ -123,6 +139,7 @@ fn make_apps(config: &Config) -> Option<Arc<crate::runtime::apps::AppStore>> {
 fn make_docker(
     config: &Config,
     credentials: Option<crate::runtime::docker::credentials::CredentialStore>,
+    added: &crate::runtime::docker::AddedRegistries,
 ) -> Result<Arc<crate::runtime::docker::DockerRuntime>, Arc<crate::runtime::Unavailable>> {
     use crate::runtime::docker::{DockerRuntime, DockerSettings, Registry};
     let registries = config
@@ -148,10 +165,13 @@ fn make_docker(
         max_expanded_bytes: config.archives.max_expanded_bytes,
     };
     match DockerRuntime::new(settings) {
-        Ok(docker) => Ok(Arc::new(match credentials {
-            Some(c) => docker.with_credentials(c),
-            None => docker,
-        })),
+        Ok(docker) => {
+            let docker = docker.with_added_registries(added.clone());
+            Ok(Arc::new(match credentials {
+                Some(c) => docker.with_credentials(c),
+                None => docker,
+            }))
+        }
         Err(e) => {
             // Serve anyway: categories that need no engine still work, and
             // the others end as `error` saying why.
@@ -166,7 +186,10 @@ fn make_docker(
     }
 }
 
-fn make_lxc(config: &Config) -> Arc<dyn crate::runtime::Engine> {
+fn make_lxc(
+    config: &Config,
+    catalog: &crate::runtime::catalog::CatalogSwitch,
+) -> Arc<dyn crate::runtime::Engine> {
     use crate::runtime::lxc::{network::Subnet, LxcRuntime, LxcSettings};
     let made = Subnet::parse(&config.lxc.subnet)
         .map_err(|e| anyhow::anyhow!("lxc.subnet: {e}"))
@@ -182,7 +205,7 @@ fn make_lxc(config: &Config) -> Arc<dyn crate::runtime::Engine> {
             })
         });
     match made {
-        Ok(lxc) => Arc::new(lxc),
+        Ok(lxc) => Arc::new(lxc.with_catalog(catalog.clone())),
         Err(e) => {
             tracing::warn!("no LXC runtime: {e:#}; LXC calls will fail");
             Arc::new(crate::runtime::Unavailable {
@@ -237,15 +260,82 @@ pub async fn start(config: &Config) -> anyhow::Result<Started> {
             .policies(auth.users())
             .map_err(|e| anyhow::anyhow!("{e}"))?,
     );
+    let catalog = configured_catalog(config);
+    let registries = registry_services(config, database.as_ref(), catalog.clone()).await?;
     let runtime = guarded(
         config,
-        make_runtime_with(config, credentials)?,
+        make_runtime_with(config, credentials, &catalog, &registries.added)?,
         policies.clone(),
     );
     let executor = load_executor(config, runtime.clone()).await?;
     let names: Vec<String> = executor.categories().into_iter().map(|c| c.name).collect();
     tracing::info!(categories = %names.join(","), dir = %config.plugins.dir.display(), "plugins loaded");
-    start_logged(config, auth, store, executor, runtime, policies, audit).await
+    let api = ApiStores { audit, registries };
+    let started = start_with_stores(config, auth, store, executor, runtime, policies, api).await?;
+    if database.is_some() {
+        spawn_repo_refresh(&started.state);
+    }
+    Ok(started)
+}
+
+/// The API's registries and preferences: in the shared database when there
+/// is one, else in the data folder; the stored repository applied to `catalog`.
+async fn registry_services(
+    config: &Config,
+    database: Option<&Arc<Database>>,
+    catalog: crate::runtime::catalog::CatalogSwitch,
+) -> anyhow::Result<api::registries::RegistryServices> {
+    let store: Arc<dyn crate::store::Registries> = match database {
+        Some(db) => {
+            let key = config.data_dir.join(crate::store::secret::KEY_FILE);
+            db.registries(db.shared_secrets(&key).await?)
+        }
+        None => Arc::new(crate::store::sqlite::SqliteRegistries::open_in(
+            &config.data_dir,
+        )?),
+    };
+    let configured = config
+        .registries
+        .iter()
+        .map(|(name, r)| api::registries::ConfiguredRegistry {
+            name: name.clone(),
+            url: r.url.clone(),
+            username: r.username.clone(),
+        })
+        .collect();
+    let services = api::registries::RegistryServices::new(
+        store,
+        configured,
+        config.repositories.dockerhub.clone(),
+        catalog,
+        config.catalog.url.clone(),
+        Default::default(),
+    );
+    services.apply_repo().await?;
+    services.sync_runtime().await?;
+    Ok(services)
+}
+
+/// Read the stored repository and registries again every
+/// [`api::preferences::REPO_REFRESH`]: another node of the shared database
+/// may have changed them.
+fn spawn_repo_refresh(state: &AppState) {
+    let state = state.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(api::preferences::REPO_REFRESH);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = state.shutdown.cancelled() => break,
+            }
+            if let Err(e) = state.registries.apply_repo().await {
+                tracing::warn!("reading the stored application repository: {e:#}");
+            }
+            if let Err(e) = state.registries.sync_runtime().await {
+                tracing::warn!("reading the stored registries: {e:#}");
+            }
+        }
+    });
 }
 
 /// The stores of users, sessions and tasks.
@@ -312,7 +402,8 @@ pub fn guarded(config: &Config, runtime: Backends, policies: Arc<Policies>) -> B
         .backends()
 }
 
-/// Start the queue over explicit parts, with the audit log in the data folder.
+/// Start the queue over explicit parts, the audit log and the API's
+/// registries and preferences in the data folder.
 pub async fn start_with(
     config: &Config,
     auth: Arc<Auth>,
@@ -321,19 +412,30 @@ pub async fn start_with(
     runtime: Backends,
     policies: Arc<Policies>,
 ) -> anyhow::Result<Started> {
-    let audit = crate::store::audit_in_folder(&config.data_dir)?;
-    start_logged(config, auth, store, executor, runtime, policies, audit).await
+    let api = ApiStores {
+        audit: crate::store::audit_in_folder(&config.data_dir)?,
+        registries: registry_services(config, None, configured_catalog(config)).await?,
+    };
+    start_with_stores(config, auth, store, executor, runtime, policies, api).await
 }
 
-/// [`start_with`], with the audit log in `audit`.
-pub async fn start_logged(
+/// What the API keeps beside the tasks.
+pub struct ApiStores {
+    /// The audit log of state-changing calls.
+    pub audit: Arc<dyn crate::store::AuditLog>,
+    /// The API's registries and preferences, and the repository in use.
+    pub registries: api::registries::RegistryServices,
+}
+
+/// [`start_with`], with the API's stores given.
+pub async fn start_with_stores(
     config: &Config,
     auth: Arc<Auth>,
     store: Arc<dyn TaskStore>,
     executor: Arc<dyn Executor>,
     runtime: Backends,
     policies: Arc<Policies>,
-    audit: Arc<dyn crate::store::AuditLog>,
+    api: ApiStores,
 ) -> anyhow::Result<Started> {
     let mut queue_config = config.queue_config();
     let retention = queue_config.retention;
@@ -350,11 +452,15 @@ pub async fn start_logged(
         streams: api::streams::Streams::new(config.http.streams_per_user),
         submitting: api::waiting::Submitting::default(),
         secure_cookies: config.http.secure_cookies,
-        events: api::events::Events::start(&queue, api::audit::Recorder::start(audit, retention)),
+        events: api::events::Events::start(
+            &queue,
+            api::audit::Recorder::start(api.audit, retention),
+        ),
         shutdown: CancellationToken::new(),
         share: crate::runtime::storage::ShareRoot::new(&config.share_root)
             .with_context(|| format!("opening share root {}", config.share_root.display()))?,
         config_text: api::report::config_text(&format!("{config:#?}")),
+        registries: api.registries,
     });
     Ok(Started { state, queue })
 }

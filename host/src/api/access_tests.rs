@@ -28,6 +28,8 @@ fn concrete(path: &str) -> String {
             "{state}" => "running",
             "{tag}" => "latest",
             "{repository}" => "local",
+            "{key}" => "doc_test",
+            "{registry_name}" => "images",
             s if s.starts_with('{') => panic!("no sample value for {s} in {path}"),
             s => s,
         })

@@ -26,6 +26,8 @@
 //! | `apps...` (see [`apps`]) | installed applications: list, one, start/stop/restart, delete |
 //! | `event...` (see [`events`]) | recent task events; waiting for a container's state |
 //! | `log...` (see [`audit`]) | the audit log of every state-changing call: read, export as CSV, empty |
+//! | `registry...` (see [`registries`]) | registries: list, add/edit, remove, push targets, ping |
+//! | `preference...`, `tls...`, `lxd_registry...` (see [`preferences`]) | the application repository; the rest answers 501 `not_supported` |
 //! | `GET openapi.json` (no session) | the OpenAPI 3.1 document (see [`openapi`]) |
 //! | `GET /metrics` (no session) | Prometheus text |
 //! | `GET /` (no session) | the dashboard (see [`crate::dashboard`]) |
@@ -48,7 +50,9 @@
 //! `too_many_waits` (429: a per-user cap of `event/wait`s),
 //! `unknown_task`, `unknown_category`, `unknown_container`, `unknown_app`, `unknown_network`, `unknown_volume`, `unknown_path` (404),
 //! `runtime_error` (502: the engine refused or failed), `runtime_unavailable`
-//! (501: this server has no such runtime),
+//! (501: this server has no such runtime), `not_supported` (501: a documented
+//! route this server does not serve), `admin_only` (403), `read_only` (409: a
+//! registry of the configuration file), `unknown_registry` (404),
 //! `method_not_allowed` (405), `conflict` (409), `body_too_large` (413),
 //! `plugin_failed` (503: the plugin trapped or ran out of budget in `validate`),
 //! `internal` (500; details only in the log).
@@ -72,6 +76,8 @@ pub mod networks;
 pub mod openapi;
 mod origin;
 mod ports;
+pub mod preferences;
+pub mod registries;
 pub mod report;
 pub mod routes;
 pub mod session;
@@ -157,6 +163,8 @@ pub struct Services {
     pub share: crate::runtime::storage::ShareRoot,
     /// The configuration as the diagnosis report shows it (secrets hidden).
     pub config_text: String,
+    /// The API's registries and preferences, and the repository in use.
+    pub registries: registries::RegistryServices,
 }
 
 /// The whole application, testable without a socket (`tower::ServiceExt::oneshot`).

@@ -135,6 +135,8 @@ const AREAS: &[fn() -> utoipa::openapi::OpenApi] = &[
     super::events::doc,
     super::images::doc,
     super::networks::doc,
+    super::preferences::doc,
+    super::registries::doc,
     super::report::doc,
     super::sharefolder::doc,
     super::volumes::doc,

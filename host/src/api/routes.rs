@@ -105,6 +105,8 @@ const AREAS: &[fn() -> Vec<Entry>] = &[
     super::events::routes,
     super::images::routes,
     super::networks::routes,
+    super::preferences::routes,
+    super::registries::routes,
     super::report::routes,
     super::sharefolder::routes,
     super::volumes::routes,

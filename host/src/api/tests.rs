@@ -225,6 +225,19 @@ impl Harness {
             shutdown: CancellationToken::new(),
             share: crate::runtime::storage::ShareRoot::new(&dir.path().join("share")).unwrap(),
             config_text: String::new(),
+            registries: crate::api::registries::RegistryServices::new(
+                Arc::new(
+                    crate::store::sqlite::SqliteRegistries::in_memory(
+                        crate::store::secret::SecretBox::from_key(&[1; 32]),
+                    )
+                    .unwrap(),
+                ),
+                Vec::new(),
+                None,
+                Default::default(),
+                None,
+                Default::default(),
+            ),
         });
         Harness {
             router: app(state),

@@ -18,7 +18,7 @@ use async_trait::async_trait;
 
 use super::app_secrets;
 use super::beneath;
-use super::catalog::{Catalog, Location};
+use super::catalog::{Catalog, CatalogSwitch, Location};
 use super::pins::{self, Pins};
 use super::storage::ShareRoot;
 use super::{
@@ -42,7 +42,7 @@ const KNOWN_FILES: &[&str] = &[
 /// The application store and template repository.
 pub struct AppStore {
     dir: PathBuf,
-    catalog: Option<Catalog>,
+    catalog: CatalogSwitch,
     share: ShareRoot,
     trusted: bool,
     /// Mount sources pinned for the engine.
@@ -130,7 +130,7 @@ impl AppStore {
             .map_err(|e| std::io::Error::other(format!("{e:#}")))?;
         Ok(AppStore {
             dir: dir.canonicalize()?,
-            catalog,
+            catalog: CatalogSwitch::new(catalog),
             share: ShareRoot::new(share_root)?,
             trusted,
             // Application containers are Docker's.
@@ -139,8 +139,15 @@ impl AppStore {
         })
     }
 
-    fn catalog(&self) -> RtResult<&Catalog> {
-        self.catalog.as_ref().ok_or_else(|| {
+    /// Read templates from the repository `switch` holds at each lookup
+    /// (shared with the API, which may replace it while the server runs).
+    pub fn with_catalog(mut self, switch: CatalogSwitch) -> Self {
+        self.catalog = switch;
+        self
+    }
+
+    fn catalog(&self) -> RtResult<Catalog> {
+        self.catalog.current().ok_or_else(|| {
             Error::Other(
                 "no application repository is configured (set STEVEDORE_CATALOG or [catalog] url)"
                     .into(),

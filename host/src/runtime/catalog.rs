@@ -237,6 +237,37 @@ impl std::fmt::Debug for Catalog {
     }
 }
 
+/// The repository in use, replaceable while the server runs: the API's
+/// `PUT preference/repo` sets it, and every later template or image lookup
+/// reads the new one. Clones share the setting.
+#[derive(Clone, Default)]
+pub struct CatalogSwitch(Arc<parking_lot::RwLock<Option<Catalog>>>);
+
+impl std::fmt::Debug for CatalogSwitch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("CatalogSwitch")
+            .field(&*self.0.read())
+            .finish()
+    }
+}
+
+impl CatalogSwitch {
+    /// A switch set to `catalog`.
+    pub fn new(catalog: Option<Catalog>) -> CatalogSwitch {
+        CatalogSwitch(Arc::new(parking_lot::RwLock::new(catalog)))
+    }
+
+    /// The repository now (a cheap clone sharing its cache).
+    pub fn current(&self) -> Option<Catalog> {
+        self.0.read().clone()
+    }
+
+    /// Use `catalog` from now on.
+    pub fn set(&self, catalog: Option<Catalog>) {
+        *self.0.write() = catalog;
+    }
+}
+
 /// This host's architecture as `list.json` spells it.
 pub fn host_arch() -> &'static str {
     match std::env::consts::ARCH {

@@ -5,7 +5,8 @@
 //!   claim protocol;
 //! - [`sessions`]: login sessions ([`Sessions`]);
 //! - [`audit`]: the audit log of state-changing API calls ([`AuditLog`]);
-//! - [`credentials`]: remembered registry credentials ([`Credentials`]).
+//! - [`credentials`]: remembered registry credentials ([`Credentials`]);
+//! - [`registries`]: the API's registries and preferences ([`Registries`]).
 //!
 //! Drivers: [`sqlite`] (the data folder of one node) and [`postgres`] (one
 //! database shared by several nodes). Each implements every trait; the
@@ -22,6 +23,7 @@ pub mod durable;
 pub mod notice;
 pub mod postgres;
 pub mod private;
+pub mod registries;
 pub mod secret;
 pub mod sessions;
 pub mod sqlite;
@@ -33,6 +35,7 @@ pub use audit::AuditLog;
 pub use credentials::Credentials;
 pub use notice::Notice;
 pub use postgres::Database;
+pub use registries::Registries;
 pub use sessions::Sessions;
 pub use tasks::TaskStore;
 

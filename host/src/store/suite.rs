@@ -16,6 +16,7 @@ use tempfile::TempDir;
 use crate::store::credentials::{Credentials, RegistryLogin};
 use crate::store::postgres::testing::fresh_database;
 use crate::store::postgres::PgStore;
+use crate::store::registries::{Edited, NewRegistry, Registries};
 use crate::store::secret::SecretBox;
 use crate::store::sessions::{Session, Sessions};
 use crate::store::sqlite::SqliteStore;
@@ -38,6 +39,7 @@ struct Under {
     twin: Arc<dyn TaskStore>,
     sessions: Arc<dyn Sessions>,
     credentials: Arc<dyn Credentials>,
+    registries: Arc<dyn Registries>,
     _dir: TempDir,
 }
 
@@ -50,6 +52,7 @@ async fn sqlite() -> Under {
         store,
         sessions: crate::store::sessions_in_file(&dir.path().join("sessions.db"), 0).unwrap(),
         credentials: crate::store::credentials_in_folder(dir.path()).unwrap(),
+        registries: Arc::new(crate::store::sqlite::SqliteRegistries::open_in(dir.path()).unwrap()),
         _dir: dir,
     }
 }
@@ -66,6 +69,7 @@ async fn postgres() -> Under {
     Under {
         sessions: db.sessions(),
         credentials: db.credentials(SecretBox::from_key(&KEY)),
+        registries: db.registries(SecretBox::from_key(&KEY)),
         twin: pg_node(&url, "a").await,
         store,
         _dir: tempfile::tempdir().unwrap(),
@@ -774,6 +778,66 @@ async fn credentials_are_kept_per_user_and_registry(u: Under) {
     );
 }
 
+// ---- the API's registries and preferences, every driver ----------------------
+
+fn registry(name: &str, password: Option<&str>) -> NewRegistry {
+    NewRegistry {
+        name: name.into(),
+        url: format!("https://{name}.example:5000"),
+        trust_cert: false,
+        version: "v2".into(),
+        login: password.map(|p| RegistryLogin {
+            username: "bot".into(),
+            password: p.into(),
+        }),
+    }
+}
+
+async fn registries_are_added_edited_removed_with_unique_names(u: Under) {
+    let r = &u.registries;
+    assert!(r.list().await.unwrap().is_empty());
+    let a = r.add(&registry("a", Some("pw+/="))).await.unwrap().unwrap();
+    let b = r.add(&registry("b", None)).await.unwrap().unwrap();
+    assert!(b.id > a.id);
+    // A taken name is refused and changes nothing.
+    assert_eq!(r.add(&registry("a", None)).await.unwrap(), None);
+    assert_eq!(r.list().await.unwrap(), vec![a.clone(), b.clone()]);
+    // An edit keeps the id, renames and replaces the login.
+    let renamed = registry("c", Some("new"));
+    assert_eq!(
+        r.edit("a", &renamed).await.unwrap(),
+        Edited::Done(crate::store::registries::StoredRegistry {
+            id: a.id,
+            registry: renamed.clone(),
+        })
+    );
+    assert_eq!(r.edit("a", &renamed).await.unwrap(), Edited::Missing);
+    assert_eq!(r.edit("b", &renamed).await.unwrap(), Edited::Taken);
+    let listed = r.list().await.unwrap();
+    assert_eq!(listed[0].registry, renamed);
+    assert_eq!(listed[1], b);
+    assert!(r.remove("c").await.unwrap());
+    assert!(!r.remove("c").await.unwrap());
+    assert_eq!(r.list().await.unwrap(), vec![b]);
+    // An id is not reused.
+    let d = r.add(&registry("d", None)).await.unwrap().unwrap();
+    assert!(d.id > a.id && d.id != a.id);
+}
+
+async fn preferences_are_set_replaced_and_removed(u: Under) {
+    let r = &u.registries;
+    assert_eq!(r.preference("repo").await.unwrap(), None);
+    r.set_preference("repo", Some("http://x/")).await.unwrap();
+    r.set_preference("repo", Some("http://y/")).await.unwrap();
+    assert_eq!(
+        r.preference("repo").await.unwrap().as_deref(),
+        Some("http://y/")
+    );
+    assert_eq!(r.preference("other").await.unwrap(), None);
+    r.set_preference("repo", None).await.unwrap();
+    assert_eq!(r.preference("repo").await.unwrap(), None);
+}
+
 suite!(
     [sqlite_backend: sqlite, postgres_backend: postgres]
     [
@@ -786,6 +850,8 @@ suite!(
         retention_deletes_only_old_finished_tasks_in_batches,
         sessions_are_stored_replaced_extended_and_purged,
         credentials_are_kept_per_user_and_registry,
+        registries_are_added_edited_removed_with_unique_names,
+        preferences_are_set_replaced_and_removed,
     ]
 );
 

@@ -34,15 +34,17 @@ impl Images for DockerRuntime {
                     "repository: no `qnap` registry is configured".into(),
                 )),
             },
-            Source::Private(name) => match self.settings.registries.get(name) {
+            Source::Private(name) => match self
+                .settings
+                .registries
+                .get(name)
+                .cloned()
+                .or_else(|| self.added.get(name))
+            {
                 Some(r) => Ok(r.host()),
                 None => {
-                    let known: Vec<&str> = self
-                        .settings
-                        .registries
-                        .keys()
-                        .map(String::as_str)
-                        .collect();
+                    let mut known: Vec<String> = self.settings.registries.keys().cloned().collect();
+                    known.extend(self.added.names());
                     Err(Error::InvalidParams(format!(
                         "registry_name: unknown registry `{name}` (configured: {})",
                         if known.is_empty() {

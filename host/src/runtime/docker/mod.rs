@@ -69,6 +69,35 @@ fn host_of(url: &str) -> String {
     rest.trim_end_matches('/').to_string()
 }
 
+/// Registries added through the API (by name), beside the configured
+/// ones: shared with the API, which replaces the set when one is added,
+/// edited or removed. A configured registry of the same name wins.
+#[derive(Debug, Clone, Default)]
+pub struct AddedRegistries(std::sync::Arc<parking_lot::RwLock<BTreeMap<String, Registry>>>);
+
+impl AddedRegistries {
+    /// Use `all` from now on.
+    pub fn set(&self, all: BTreeMap<String, Registry>) {
+        *self.0.write() = all;
+    }
+
+    fn get(&self, name: &str) -> Option<Registry> {
+        self.0.read().get(name).cloned()
+    }
+
+    fn names(&self) -> Vec<String> {
+        self.0.read().keys().cloned().collect()
+    }
+
+    fn login_for(&self, host: &str) -> Option<(String, String)> {
+        self.0
+            .read()
+            .values()
+            .find(|r| r.host() == host)
+            .and_then(|r| Some((r.username.clone()?, r.password.clone()?)))
+    }
+}
+
 /// What the Docker backend needs from the configuration.
 #[derive(Debug, Clone, Default)]
 pub struct DockerSettings {
@@ -98,6 +127,8 @@ pub struct DockerRuntime {
     share: ShareRoot,
     settings: DockerSettings,
     credentials: CredentialStore,
+    /// Registries added through the API.
+    added: AddedRegistries,
     /// Pulls in flight, shared by the tasks asking for the same image.
     pulls: SharedPulls,
     /// Bind sources pinned for the engine.
@@ -154,6 +185,7 @@ impl DockerRuntime {
             share,
             settings,
             credentials,
+            added: AddedRegistries::default(),
             pulls: SharedPulls::default(),
             pins,
             live: Default::default(),
@@ -229,16 +261,24 @@ impl DockerRuntime {
         created
     }
 
-    /// The configured registry named `name_or_url`, or one made from a URL.
+    /// The configured (or API-added) registry named `name_or_url`, or one
+    /// made from a URL.
     fn registry(&self, name_or_url: &str) -> Registry {
         self.settings
             .registries
             .get(name_or_url)
             .cloned()
+            .or_else(|| self.added.get(name_or_url))
             .unwrap_or(Registry {
                 url: name_or_url.to_string(),
                 ..Default::default()
             })
+    }
+
+    /// Also use the registries added through the API that `added` holds.
+    pub fn with_added_registries(mut self, added: AddedRegistries) -> Self {
+        self.added = added;
+        self
     }
 
     /// Keep remembered credentials in `store` instead of the data folder
@@ -265,6 +305,14 @@ impl DockerRuntime {
                         registry: registry_host.to_string(),
                         username: r.username.clone()?,
                         password: r.password.clone()?,
+                    })
+                })
+                .or_else(|| {
+                    let (username, password) = self.added.login_for(registry_host)?;
+                    Some(Credential {
+                        registry: registry_host.to_string(),
+                        username,
+                        password,
                     })
                 })
         });

@@ -449,7 +449,7 @@ impl Images for LxcRuntime {
             .await
             .map_err(from_catalog)?;
         let reference = reference(&req.image, tag);
-        let record = self.store.pull(cx, catalog, &entry, &reference).await?;
+        let record = self.store.pull(cx, &catalog, &entry, &reference).await?;
         Ok(record.info())
     }
 

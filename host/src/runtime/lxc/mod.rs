@@ -42,7 +42,7 @@ use self::conf::{Cgroups, Record};
 use self::idmap::IdMap;
 use self::images::Store;
 use self::network::{Network, Subnet};
-use super::catalog::Catalog;
+use super::catalog::{Catalog, CatalogSwitch};
 use super::pins::Pins;
 use super::storage::ShareRoot;
 use super::{CallContext, ContainerEntry, ContainerSpec, ContainerState, Error, RtResult};
@@ -70,7 +70,7 @@ pub struct LxcSettings {
 pub struct LxcRuntime {
     path: PathBuf,
     store: Store,
-    catalog: Option<Catalog>,
+    catalog: CatalogSwitch,
     network: Network,
     share: ShareRoot,
     cgroups: Cgroups,
@@ -138,6 +138,13 @@ impl LxcRuntime {
         Pins::with_mode(&path.join(".stevedore-binds"), 0o711)
     }
 
+    /// Take images from the repository `switch` holds at each pull (shared
+    /// with the API, which may replace it while the server runs).
+    pub fn with_catalog(mut self, switch: CatalogSwitch) -> Self {
+        self.catalog = switch;
+        self
+    }
+
     /// Set up the store and settings (no tool is run: a host without LXC still starts).
     pub fn new(settings: LxcSettings) -> anyhow::Result<LxcRuntime> {
         let store = Store::new(&settings.data_dir.join("lxc/images"))?
@@ -147,7 +154,7 @@ impl LxcRuntime {
         let runtime = LxcRuntime {
             path: settings.path.clone(),
             store,
-            catalog,
+            catalog: CatalogSwitch::new(catalog),
             network: Network::new(&settings.bridge, settings.subnet),
             share,
             cgroups: Cgroups::detect(),
@@ -238,8 +245,8 @@ impl LxcRuntime {
         })
     }
 
-    fn catalog(&self) -> RtResult<&Catalog> {
-        self.catalog.as_ref().ok_or_else(|| {
+    fn catalog(&self) -> RtResult<Catalog> {
+        self.catalog.current().ok_or_else(|| {
             Error::InvalidParams(
                 "repository: no `qnap` image repository is configured (set STEVEDORE_CATALOG or [catalog] url)"
                     .into(),

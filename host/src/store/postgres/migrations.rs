@@ -93,6 +93,18 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX audit_log_ts ON audit_log (ts);
     "#,
+    // 6: registries added through the API, their logins sealed under the
+    // shared key (the preferences live in `settings`).
+    r#"
+    CREATE TABLE registries (
+        id         BIGINT  GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        name       TEXT    NOT NULL UNIQUE,
+        url        TEXT    NOT NULL,
+        trust_cert BOOLEAN NOT NULL,
+        version    TEXT    NOT NULL DEFAULT '',
+        sealed     BYTEA
+    );
+    "#,
 ];
 
 /// The schema version this build migrates to.

@@ -17,6 +17,7 @@ pub mod config;
 pub mod credentials;
 mod listen;
 mod migrations;
+pub mod registries;
 pub mod sessions;
 pub mod tasks;
 pub mod testing;
@@ -33,6 +34,7 @@ use tokio_postgres::NoTls;
 pub use credentials::PgCredentials;
 pub use listen::CHANNEL;
 pub use migrations::{schema_version, MIGRATIONS};
+pub use registries::PgRegistries;
 pub use sessions::PgSessions;
 pub use tasks::PgStore;
 
@@ -136,6 +138,12 @@ impl Database {
     /// (from [`Database::shared_secrets`]).
     pub fn credentials(self: &Arc<Self>, secrets: SecretBox) -> Arc<dyn Credentials> {
         Arc::new(PgCredentials::new(self.clone(), secrets))
+    }
+
+    /// The registries and preferences of this database, sealed with
+    /// `secrets` (from [`Database::shared_secrets`]).
+    pub fn registries(self: &Arc<Self>, secrets: SecretBox) -> Arc<dyn crate::store::Registries> {
+        Arc::new(PgRegistries::new(self.clone(), secrets))
     }
 
     /// This node's name.
