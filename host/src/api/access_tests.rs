@@ -23,6 +23,7 @@ fn concrete(path: &str) -> String {
             "{action}" => "start",
             "{protocol}" => "tcp",
             "{port}" => "8080",
+            "{state}" => "on",
             s if s.starts_with('{') => panic!("no sample value for {s} in {path}"),
             s => s,
         })

@@ -20,6 +20,7 @@
 //! | `container...` (see [`containers`]) | the synchronous container calls |
 //! | `GET system` / `GET system/resource` (see [`system`]) | the host and its engines; the host's CPU and memory use |
 //! | `GET system/port/{protocol}/{port}` (see [`ports`]) | `{"used": bool}`: whether a host port is taken |
+//! | `container/{type}/{id}/all`, `.../autostart/{on,off}`, `.../network/port(s)`, `.../resource/device(s)`, `.../resource/limit`, `.../volume/host`, `GET resource/device` (see [`resources`]) | a container's settings, and changing them |
 //! | `apps...` (see [`apps`]) | installed applications: list, one, start/stop/restart, delete |
 //! | `GET openapi.json` (no session) | the OpenAPI 3.1 document (see [`openapi`]) |
 //! | `GET /metrics` (no session) | Prometheus text |
@@ -59,6 +60,7 @@ pub mod listen;
 pub mod openapi;
 mod origin;
 mod ports;
+pub mod resources;
 pub mod routes;
 pub mod session;
 pub mod streams;

@@ -129,7 +129,7 @@ struct ApiDoc;
 
 /// The documents of the areas that keep their annotations beside their
 /// handlers (each area's `#[derive(OpenApi)]`), merged into [`ApiDoc`].
-const AREAS: &[fn() -> utoipa::openapi::OpenApi] = &[];
+const AREAS: &[fn() -> utoipa::openapi::OpenApi] = &[super::resources::doc];
 
 /// `GET openapi.json`: the document, with the categories loaded now.
 #[utoipa::path(get, path = "/openapi.json", tag = "session",

@@ -99,7 +99,7 @@ const METRICS: Access = Access::Public(
 );
 
 /// The route lists of the areas that keep theirs beside their handlers.
-const AREAS: &[fn() -> Vec<Entry>] = &[];
+const AREAS: &[fn() -> Vec<Entry>] = &[super::resources::routes];
 
 /// Every route, with its handler, by area. A listing answers with and
 /// without its final `/`.

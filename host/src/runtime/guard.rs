@@ -42,12 +42,12 @@ use super::image_owners::ImageOwners;
 use super::storage::{confined, ShareRoot};
 use super::{AppFile, InstallTemplate, Label, Labelled};
 use super::{
-    AppFolders, Backends, CallContext, ContainerEntry, ContainerLogs, ContainerRef, ContainerSpec,
-    ContainerSummary, Containers, CreateOnNetwork, CreateWith, Credential, Credentials,
-    DeleteContainer, Error, ExportContainer, ImageInfo, ImageRef, Images, ImportImage, LabelQuery,
-    MountSource, NetworkInfo, NetworkMode, Networks, PullRequest, PushImage, RemoveContainer,
-    RemoveImage, RtResult, RuntimeKind, SaveImages, Source, StopContainer, TagImage, UsageQuery,
-    Usages, VolumeInfo, Volumes,
+    AppFolders, Backends, CallContext, ChangeSettings, ContainerEntry, ContainerLogs, ContainerRef,
+    ContainerSpec, ContainerSummary, Containers, CreateOnNetwork, CreateWith, Credential,
+    Credentials, DeleteContainer, Error, ExportContainer, ImageInfo, ImageRef, Images, ImportImage,
+    LabelQuery, Limits, MountSource, NetworkInfo, NetworkMode, Networks, PullRequest, PushImage,
+    RemoveContainer, RemoveImage, RtResult, RuntimeKind, SaveImages, SettingsChange, Source,
+    StopContainer, TagImage, UsageQuery, Usages, VolumeInfo, Volumes,
 };
 use crate::policy::{ContainerScope, Policies, Policy, Refused, APP_OWNER_FILE, OWNER_LABEL};
 
@@ -302,6 +302,50 @@ impl Guarded {
                 policy.user
             ))),
         }
+    }
+
+    /// The checks and rewrites of `containers.create` applied to one
+    /// changed setting: it is put in an otherwise empty spec that goes
+    /// through [`Guarded::admit`], and taken back out rewritten (host
+    /// folders moved into the user's share folder, limits capped: dropping
+    /// a limit gives the policy's cap, as a create without one does).
+    async fn admit_change(
+        &self,
+        cx: &CallContext,
+        policy: &Policy,
+        c: &ContainerRef,
+        change: SettingsChange,
+    ) -> RtResult<SettingsChange> {
+        let mut spec = ContainerSpec::new(c.kind, c.id.clone(), String::new());
+        // What the checked spec gives back: the setting, rewritten.
+        let back: fn(ContainerSpec) -> SettingsChange = match change {
+            SettingsChange::Autostart(on) => return Ok(SettingsChange::Autostart(on)),
+            SettingsChange::Ports(p) => {
+                spec.ports = p;
+                |s| SettingsChange::Ports(s.ports)
+            }
+            SettingsChange::Devices(d) => {
+                spec.device_rules = d;
+                |s| SettingsChange::Devices(s.device_rules)
+            }
+            SettingsChange::Limits(l) => {
+                spec.cpu_shares = l.cpu_shares;
+                spec.cpu_time_ms = l.cpu_time_ms;
+                spec.memory_bytes = l.memory_bytes;
+                |s| {
+                    SettingsChange::Limits(Limits {
+                        cpu_shares: s.cpu_shares,
+                        cpu_time_ms: s.cpu_time_ms,
+                        memory_bytes: s.memory_bytes,
+                    })
+                }
+            }
+            SettingsChange::HostBinds(b) => {
+                spec.binds = b;
+                |s| SettingsChange::HostBinds(s.binds)
+            }
+        };
+        Ok(back(self.admit(cx, policy, spec).await?))
     }
 
     /// The checks and rewrites of `containers.create`.
@@ -649,6 +693,37 @@ impl Containers for Guarded {
         }
         let create = self.inner.containers.container_create_on_network(cx, req);
         confined(&policy.share, create).await
+    }
+
+    /// A container's settings are read like its inspect: the caller's own,
+    /// unless their policy reaches all containers.
+    async fn container_settings(
+        &self,
+        cx: &CallContext,
+        c: &ContainerRef,
+    ) -> RtResult<serde_json::Value> {
+        self.check_owned(cx, c).await?;
+        self.inner.containers.container_settings(cx, c).await
+    }
+
+    /// A change is the caller's own container's, and its new setting
+    /// passes the checks of `containers.create` ([`Guarded::admit_change`]).
+    async fn container_change_settings(
+        &self,
+        cx: &CallContext,
+        mut req: ChangeSettings,
+    ) -> RtResult<()> {
+        let policy = self.policy(cx);
+        let c = &req.container;
+        self.check_owner(cx, &policy, c.kind, &c.id).await?;
+        req.change = self
+            .admit_change(cx, &policy, c, req.change.clone())
+            .await?;
+        confined(
+            &policy.share,
+            self.inner.containers.container_change_settings(cx, req),
+        )
+        .await
     }
 
     async fn container_list_labelled(

@@ -137,7 +137,7 @@ fn container_path(field: &str, path: &str) -> Result<String, Error> {
 }
 
 /// A device cgroup rule from the spec (`c 81:* rw`), checked.
-fn device_rule(rule: &str) -> Result<String, Error> {
+pub(super) fn device_rule(rule: &str) -> Result<String, Error> {
     let bad = || {
         Error::InvalidParams(format!(
             "resource.device: `{rule}` is not a device rule like \"c 81:* rw\""
