@@ -513,7 +513,7 @@ async fn resolve(
     cx: &CallContext,
     kind: RuntimeKind,
     id: String,
-) -> Result<ContainerRef, AppError> {
+) -> Result<Resolved, AppError> {
     let entry = state
         .runtime
         .containers
@@ -523,7 +523,17 @@ async fn resolve(
             RtError::Denied(m) => AppError::new(StatusCode::FORBIDDEN, "not_yours", m),
             other => runtime_error(other),
         })?;
-    Ok(ContainerRef::new(kind, entry.id))
+    Ok(Resolved {
+        container: ContainerRef::new(kind, entry.id),
+        name: entry.name,
+    })
+}
+
+/// A container the caller may act on: its id (what a change acts on) and
+/// its name (what finds it again after a recreate gave it a new id).
+struct Resolved {
+    container: ContainerRef,
+    name: String,
 }
 
 /// The container's settings in the create body's shape.
@@ -565,17 +575,19 @@ async fn apply(
     Ok(())
 }
 
-/// Apply `change` to `c` and answer its settings after it.
+/// Apply `change` to `c` and answer its settings after it (found by
+/// name: a recreate gives the container a new id).
 async fn change(
     state: &AppState,
     user: &CurrentUser,
     cx: &CallContext,
-    c: ContainerRef,
+    c: Resolved,
     change: SettingsChange,
 ) -> Result<Json<Value>, AppError> {
-    apply(state, user, cx, &c, change).await?;
-    let settings = settings_of(state, cx, &c).await?;
-    Ok(Json(show(c.kind, &settings)))
+    apply(state, user, cx, &c.container, change).await?;
+    let now = ContainerRef::new(c.container.kind, c.name);
+    let settings = settings_of(state, cx, &now).await?;
+    Ok(Json(show(now.kind, &settings)))
 }
 
 /// `GET container/{type}/{id}/all`.
@@ -593,7 +605,7 @@ pub async fn all(
 ) -> Result<Json<Value>, AppError> {
     let cx = context(&user);
     let c = resolve(&state, &cx, kind, id).await?;
-    let settings = settings_of(&state, &cx, &c).await?;
+    let settings = settings_of(&state, &cx, &c.container).await?;
     Ok(Json(show(kind, &settings)))
 }
 
@@ -647,7 +659,7 @@ pub async fn port_add(
     let port = parse_port("port", &body)?;
     let cx = context(&user);
     let c = resolve(&state, &cx, kind, id).await?;
-    let mut ports = current_ports(&settings_of(&state, &cx, &c).await?);
+    let mut ports = current_ports(&settings_of(&state, &cx, &c.container).await?);
     let taken = ports
         .iter()
         .any(|p| p.host_port == port.host_port && p.protocol == port.protocol);
@@ -684,7 +696,7 @@ pub async fn port_delete(
     let port = parse_port("port", &body)?;
     let cx = context(&user);
     let c = resolve(&state, &cx, kind, id).await?;
-    let mut ports = current_ports(&settings_of(&state, &cx, &c).await?);
+    let mut ports = current_ports(&settings_of(&state, &cx, &c.container).await?);
     let before = ports.len();
     ports.retain(|p| p != &port);
     if ports.len() == before {
@@ -696,7 +708,14 @@ pub async fn port_delete(
             ),
         ));
     }
-    apply(&state, &user, &cx, &c, SettingsChange::Ports(ports)).await?;
+    apply(
+        &state,
+        &user,
+        &cx,
+        &c.container,
+        SettingsChange::Ports(ports),
+    )
+    .await?;
     Ok(Json(json!([])))
 }
 
@@ -765,7 +784,7 @@ pub async fn device_add(
     let rules = parse_device("device", &body)?;
     let cx = context(&user);
     let c = resolve(&state, &cx, kind, id).await?;
-    let mut devices = current_devices(&settings_of(&state, &cx, &c).await?);
+    let mut devices = current_devices(&settings_of(&state, &cx, &c.container).await?);
     // A device given again replaces its access.
     let numbers =
         |r: &String| rule_parts(r).map(|(k, maj, min, _)| (k.to_string(), maj, min.to_string()));
@@ -794,7 +813,7 @@ pub async fn device_delete(
     let rules = parse_device("device", &body)?;
     let cx = context(&user);
     let c = resolve(&state, &cx, kind, id).await?;
-    let mut devices = current_devices(&settings_of(&state, &cx, &c).await?);
+    let mut devices = current_devices(&settings_of(&state, &cx, &c.container).await?);
     let numbers = |r: &String| rule_parts(r).map(|(_, maj, min, _)| (maj, min.to_string()));
     let gone: Vec<_> = rules.iter().filter_map(numbers).collect();
     let before = devices.len();
@@ -808,7 +827,14 @@ pub async fn device_delete(
             ),
         ));
     }
-    apply(&state, &user, &cx, &c, SettingsChange::Devices(devices)).await?;
+    apply(
+        &state,
+        &user,
+        &cx,
+        &c.container,
+        SettingsChange::Devices(devices),
+    )
+    .await?;
     Ok(Json(json!([])))
 }
 
@@ -873,7 +899,7 @@ pub async fn limit_set(
     let keys = parse_limits(&body)?;
     let cx = context(&user);
     let c = resolve(&state, &cx, kind, id).await?;
-    let now = current_limits(&settings_of(&state, &cx, &c).await?);
+    let now = current_limits(&settings_of(&state, &cx, &c.container).await?);
     let limits = with_limits(now, &keys);
     change(&state, &user, &cx, c, SettingsChange::Limits(limits)).await
 }
@@ -922,9 +948,16 @@ pub async fn limit_delete(
         };
     let cx = context(&user);
     let c = resolve(&state, &cx, kind, id).await?;
-    let now = current_limits(&settings_of(&state, &cx, &c).await?);
+    let now = current_limits(&settings_of(&state, &cx, &c.container).await?);
     let limits = with_limits(now, &keys);
-    apply(&state, &user, &cx, &c, SettingsChange::Limits(limits)).await?;
+    apply(
+        &state,
+        &user,
+        &cx,
+        &c.container,
+        SettingsChange::Limits(limits),
+    )
+    .await?;
     Ok(Json(json!([])))
 }
 

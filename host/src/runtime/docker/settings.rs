@@ -208,7 +208,9 @@ impl DockerRuntime {
             .await
             .map_err(engine)?;
         self.unstage_binds(&mut inspect);
-        Ok(archive::config_from_inspect(&inspect, self.share.root()))
+        // The export's record holds the create body under `create`.
+        let mut record = archive::config_from_inspect(&inspect, self.share.root());
+        Ok(record["create"].take())
     }
 
     /// Change one setting: in place when the engine can, else by a recreate.
