@@ -625,7 +625,7 @@ fn config_of(path: &Path, name: &str) -> String {
 }
 
 #[tokio::test]
-async fn lxc_autostart_and_limits_change_its_config() {
+async fn lxc_autostart_limits_and_host_folders_change_its_config() {
     let path = LxcPath(
         tempfile::Builder::new()
             .prefix("stevedore-lxc-")
@@ -702,7 +702,30 @@ async fn lxc_autostart_and_limits_change_its_config() {
     let config = config_of(path.0.path(), name);
     assert!(!config.contains("memory."), "{config}");
 
-    // The container still starts with its new config.
+    // Host folders: replaced, mounted from the next start.
+    let folder = server.data_dir().join("share/web");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(folder.join("index.html"), "from the share").unwrap();
+    let bound = send(
+        &admin,
+        Method::POST,
+        &format!("{base}/volume/host"),
+        json!({"/web": {"bind": "/srv", "ro": true}}),
+    )
+    .await;
+    assert_all_shape(&bound);
+    assert_eq!(
+        bound.body["volume"]["host"],
+        json!({"/web": {"bind": "/srv", "ro": true}})
+    );
+    let config = config_of(path.0.path(), name);
+    assert_eq!(config.matches("lxc.mount.entry").count(), 1, "{config}");
+    assert!(
+        config.contains(" srv none bind,create=dir,ro 0 0"),
+        "{config}"
+    );
+
+    // The container starts with its new config.
     let started = admin
         .send(Method::PUT, &format!("container/lxc/{name}/restart"), None)
         .await;
@@ -711,4 +734,37 @@ async fn lxc_autostart_and_limits_change_its_config() {
         (stevedore_e2e::lxc(path.0.path(), "info", name, &["-s", "-H"]) == "RUNNING").then_some(())
     })
     .await;
+    assert_eq!(
+        stevedore_e2e::lxc(
+            path.0.path(),
+            "attach",
+            name,
+            &["--", "/bin/cat", "/srv/index.html"]
+        ),
+        "from the share"
+    );
+    let cleared = send(
+        &admin,
+        Method::POST,
+        &format!("{base}/volume/host"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        cleared.body["volume"]["host"],
+        json!({}),
+        "{:?}",
+        cleared.body
+    );
+    let config = config_of(path.0.path(), name);
+    assert!(!config.contains("lxc.mount.entry"), "{config}");
+    // Ports are not changed on LXC: said so, nothing changed.
+    let port = send(
+        &admin,
+        Method::POST,
+        &format!("{base}/network/port"),
+        json!([free_port(), 80, "tcp"]),
+    )
+    .await;
+    port.assert_error(501, Some("runtime_unavailable"));
 }

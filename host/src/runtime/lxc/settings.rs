@@ -1,7 +1,7 @@
 //! An LXC container's settings, read from our record and changed in its
 //! `config` (the resource routes). LXC reads the config at each start:
-//! autostart, limits and devices changed here apply from the container's
-//! next start (a running one keeps its cgroup until then).
+//! autostart, limits, devices and host folders changed here apply from the
+//! container's next start (a running one keeps them until then).
 
 use std::path::Path;
 
@@ -9,7 +9,9 @@ use serde_json::{json, Value};
 
 use super::conf::{self, Cgroups, Record};
 use super::{io_err, LxcRuntime};
-use crate::runtime::{ChangeSettings, ContainerRef, Error, Limits, RtResult, SettingsChange};
+use crate::runtime::{
+    BindMount, ChangeSettings, ContainerRef, Error, Limits, RtResult, SettingsChange,
+};
 
 /// The config keys (after the cgroup prefix) that hold limits.
 const LIMIT_KEYS: [&str; 7] = [
@@ -186,6 +188,9 @@ impl LxcRuntime {
                 }
                 rewrite(&config, |k| cgroup_key_in(k, &["devices.allow"]), &added)
             }
+            SettingsChange::HostBinds(binds) => {
+                return self.change_binds(&dir, &config, record, binds);
+            }
             other => {
                 return Err(Error::Unsupported(format!(
                     "{}: changing it is not supported for LXC containers",
@@ -198,6 +203,69 @@ impl LxcRuntime {
             r.write(&dir)?;
         }
         Ok(())
+    }
+}
+
+impl LxcRuntime {
+    /// Replace the container's host folders: the new ones pinned, their
+    /// `lxc.mount.entry` lines in place of the old pinned ones, whose pins
+    /// are released once the config is written (the new ones', on a failure).
+    fn change_binds(
+        &self,
+        dir: &Path,
+        config: &str,
+        mut record: Option<Record>,
+        binds: &[BindMount],
+    ) -> RtResult<()> {
+        let sources = self.share.pin_sources(binds)?;
+        let staged = self.pins.pin(&sources)?;
+        let staged_text: Vec<String> = staged.iter().map(|p| p.display().to_string()).collect();
+        let old: Vec<String> = conf::mount_sources(config)
+            .into_iter()
+            .filter(|s| self.pins.original(s).is_some())
+            .collect();
+        let written = (|| {
+            let mut added = Vec::new();
+            for (i, (bind, host)) in binds.iter().zip(&staged).enumerate() {
+                let entry = conf::mount_entry(&format!("volume.host[{i}]"), bind, host)?;
+                added.push(("lxc.mount.entry".to_string(), entry));
+            }
+            // Only the entries of pinned folders are the container's host folders.
+            let mut kept = String::new();
+            for line in config.lines() {
+                let pinned = key_of(line) == Some("lxc.mount.entry")
+                    && conf::mount_sources(line)
+                        .first()
+                        .is_some_and(|s| old.contains(s));
+                if !pinned {
+                    kept.push_str(line);
+                    kept.push('\n');
+                }
+            }
+            let text = rewrite(&kept, |_| false, &added);
+            write_atomically(&dir.join("config"), &text)?;
+            if let Some(r) = record.as_mut() {
+                let host: serde_json::Map<String, Value> = binds
+                    .iter()
+                    .map(|b| {
+                        let key = format!("/{}", b.host_path.trim_start_matches('/'));
+                        (key, json!({"bind": b.container_path, "ro": b.read_only}))
+                    })
+                    .collect();
+                set_in(
+                    &mut r.create,
+                    &["volume", "host"],
+                    Some(Value::Object(host)),
+                );
+                r.write(dir)?;
+            }
+            Ok(())
+        })();
+        match written {
+            Ok(()) => self.pins.release(old.iter().map(String::as_str)),
+            Err(_) => self.pins.release(staged_text.iter().map(String::as_str)),
+        }
+        written
     }
 }
 
