@@ -625,7 +625,7 @@ fn config_of(path: &Path, name: &str) -> String {
 }
 
 #[tokio::test]
-async fn lxc_autostart_limits_and_host_folders_change_its_config() {
+async fn lxc_settings_change_its_config_and_port_forwards() {
     let path = LxcPath(
         tempfile::Builder::new()
             .prefix("stevedore-lxc-")
@@ -758,13 +758,73 @@ async fn lxc_autostart_limits_and_host_folders_change_its_config() {
     );
     let config = config_of(path.0.path(), name);
     assert!(!config.contains("lxc.mount.entry"), "{config}");
-    // Ports are not changed on LXC: said so, nothing changed.
-    let port = send(
+    // Port forwards: the container's DNAT rules, changed at once.
+    let (p1, p2) = (free_port(), free_port());
+    let added = send(
         &admin,
         Method::POST,
         &format!("{base}/network/port"),
-        json!([free_port(), 80, "tcp"]),
+        json!([p1, 80, "tcp"]),
     )
     .await;
-    port.assert_error(501, Some("runtime_unavailable"));
+    assert_all_shape(&added);
+    assert_eq!(ports_of(&added.body), vec![json!([p1, 80, "tcp"])]);
+    let page = eventually(
+        "busybox httpd through the forwarded port",
+        Duration::from_secs(30),
+        || http_get(p1),
+    )
+    .await;
+    assert!(page.contains("hello from stevedore lxc"), "{page}");
+    let replaced = send(
+        &admin,
+        Method::POST,
+        &format!("{base}/network/ports"),
+        json!([[p2, 80, "tcp"]]),
+    )
+    .await;
+    assert_eq!(ports_of(&replaced.body), vec![json!([p2, 80, "tcp"])]);
+    eventually("the new port", Duration::from_secs(30), || http_get(p2)).await;
+    assert!(http_get(p1).is_none(), "the old port is forwarded no more");
+    // A port a host socket holds is refused; the old forward stays.
+    let held = std::net::TcpListener::bind(("0.0.0.0", p1)).unwrap();
+    let taken = send(
+        &admin,
+        Method::POST,
+        &format!("{base}/network/ports"),
+        json!([[p1, 80, "tcp"]]),
+    )
+    .await;
+    assert!(
+        taken.status == 409 || taken.status == 400,
+        "{:?}",
+        taken.body
+    );
+    drop(held);
+    eventually("the old forward", Duration::from_secs(30), || http_get(p2)).await;
+    let all = admin.send(Method::GET, &format!("{base}/all"), None).await;
+    assert_eq!(ports_of(&all.body), vec![json!([p2, 80, "tcp"])]);
+    let deleted = send(
+        &admin,
+        Method::DELETE,
+        &format!("{base}/network/port"),
+        json!([p2, 80, "tcp"]),
+    )
+    .await;
+    assert_eq!(deleted.body, json!([]), "{:?}", deleted.body);
+    assert!(http_get(p2).is_none());
+}
+
+fn http_get(port: u16) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(
+        &([127, 0, 0, 1], port).into(),
+        Duration::from_millis(500),
+    )
+    .ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    body.contains("200 OK").then_some(body)
 }

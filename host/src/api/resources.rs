@@ -23,7 +23,8 @@
 //! place; ports, devices, host folders and a dropped limit recreate the
 //! container (see [`crate::runtime::docker::settings`]), which keeps its
 //! volumes but not its writable layer. LXC changes its config for the
-//! next start (autostart, limits, devices).
+//! next start (autostart, limits, devices, host folders) and its port
+//! forwards (DNAT rules) at once.
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;

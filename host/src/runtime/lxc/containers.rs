@@ -210,7 +210,7 @@ impl Containers for LxcRuntime {
         _cx: &CallContext,
         req: ChangeSettings,
     ) -> RtResult<()> {
-        self.change_settings(req)
+        self.change_settings(req).await
     }
 
     async fn engine_version(&self, _cx: &CallContext, _kind: RuntimeKind) -> RtResult<String> {

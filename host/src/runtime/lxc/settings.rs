@@ -1,7 +1,8 @@
 //! An LXC container's settings, read from our record and changed in its
 //! `config` (the resource routes). LXC reads the config at each start:
 //! autostart, limits, devices and host folders changed here apply from the
-//! container's next start (a running one keeps them until then).
+//! container's next start (a running one keeps them until then); ports
+//! are its DNAT rules, changed at once.
 
 use std::path::Path;
 
@@ -10,7 +11,8 @@ use serde_json::{json, Value};
 use super::conf::{self, Cgroups, Record};
 use super::{io_err, LxcRuntime};
 use crate::runtime::{
-    BindMount, ChangeSettings, ContainerRef, Error, Limits, RtResult, SettingsChange,
+    BindMount, ChangeSettings, ContainerRef, ContainerSpec, Error, Limits, PortBinding, RtResult,
+    RuntimeKind, SettingsChange,
 };
 
 /// The config keys (after the cgroup prefix) that hold limits.
@@ -139,7 +141,7 @@ impl LxcRuntime {
     }
 
     /// Change one setting in the container's config and our record.
-    pub(super) fn change_settings(&self, req: ChangeSettings) -> RtResult<()> {
+    pub(super) async fn change_settings(&self, req: ChangeSettings) -> RtResult<()> {
         let dir = self.existing(&req.container.id)?;
         let path = dir.join("config");
         let config = std::fs::read_to_string(&path).map_err(|e| io_err("reading", &path, e))?;
@@ -191,11 +193,10 @@ impl LxcRuntime {
             SettingsChange::HostBinds(binds) => {
                 return self.change_binds(&dir, &config, record, binds);
             }
-            other => {
-                return Err(Error::Unsupported(format!(
-                    "{}: changing it is not supported for LXC containers",
-                    other.field()
-                )))
+            SettingsChange::Ports(ports) => {
+                return self
+                    .change_ports(&dir, record, &req.container.id, ports)
+                    .await;
             }
         };
         write_atomically(&path, &new)?;
@@ -207,6 +208,48 @@ impl LxcRuntime {
 }
 
 impl LxcRuntime {
+    /// Replace the container's published ports (its DNAT rules, at once):
+    /// the old ones are dropped and the new ones published; when the new
+    /// ones cannot be (a port taken), the old ones are published again.
+    async fn change_ports(
+        &self,
+        dir: &Path,
+        record: Option<Record>,
+        name: &str,
+        ports: &[PortBinding],
+    ) -> RtResult<()> {
+        let mut record = record.ok_or_else(|| {
+            Error::Unsupported(format!("container {name} was not made by this server"))
+        })?;
+        let lease = record
+            .lease
+            .clone()
+            .ok_or_else(|| Error::Runtime(format!("container {name} has no address")))?;
+        let spec = ContainerSpec {
+            ports: ports.to_vec(),
+            ..ContainerSpec::new(RuntimeKind::Lxc, name, String::new())
+        };
+        let new = conf::ports(&spec)?;
+        self.network.unpublish(&lease).await?;
+        if let Err(e) = self.network.publish(&lease, &new).await {
+            if let Err(back) = self.network.publish(&lease, &record.ports).await {
+                tracing::warn!(container = %name, "republishing the old ports: {}", back.message());
+            }
+            return Err(e);
+        }
+        let shown: Vec<Value> = new
+            .iter()
+            .map(|p| json!([p.host, p.container, if p.udp { "udp" } else { "tcp" }]))
+            .collect();
+        set_in(
+            &mut record.create,
+            &["network", "port"],
+            Some(Value::Array(shown)),
+        );
+        record.ports = new;
+        record.write(dir)
+    }
+
     /// Replace the container's host folders: the new ones pinned, their
     /// `lxc.mount.entry` lines in place of the old pinned ones, whose pins
     /// are released once the config is written (the new ones', on a failure).
