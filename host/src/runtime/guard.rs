@@ -1002,6 +1002,67 @@ mod tests {
         assert_eq!(calls(&sim, "containers.create").len(), 2);
     }
 
+    #[tokio::test]
+    async fn a_changed_setting_gets_the_checks_of_a_create() {
+        let dir = tempfile::tempdir().unwrap();
+        let (g, _) = guarded(dir.path());
+        let c = ContainerRef::new(RuntimeKind::Docker, "web");
+        let change = |user: &str, change: SettingsChange| {
+            let (g, c, policy) = (&g, &c, g.policies.of(user).into_owned());
+            async move { g.admit_change(&cx(&policy.user), &policy, c, change).await }
+        };
+        let port = |host_port| {
+            SettingsChange::Ports(vec![crate::runtime::PortBinding {
+                host_port,
+                container_port: 80,
+                protocol: "tcp".into(),
+            }])
+        };
+        assert!(matches!(
+            change("bob", port(80)).await,
+            Err(Error::Denied(_))
+        ));
+        assert_eq!(change("bob", port(18080)).await.unwrap(), port(18080));
+        assert_eq!(change("admin", port(80)).await.unwrap(), port(80));
+        let device = SettingsChange::Devices(vec!["c 81:* rw".into()]);
+        assert!(matches!(
+            change("bob", device.clone()).await,
+            Err(Error::Denied(_))
+        ));
+        assert_eq!(change("admin", device.clone()).await.unwrap(), device);
+        // Dropping the memory limit leaves the policy's cap; more is refused.
+        assert_eq!(
+            change("bob", SettingsChange::Limits(Limits::default()))
+                .await
+                .unwrap(),
+            SettingsChange::Limits(Limits {
+                memory_bytes: Some(1 << 30),
+                ..Default::default()
+            })
+        );
+        let more = Limits {
+            memory_bytes: Some(2 << 30),
+            ..Default::default()
+        };
+        assert!(matches!(
+            change("bob", SettingsChange::Limits(more)).await,
+            Err(Error::Denied(_))
+        ));
+        // Host folders move into the user's folder; none may leave it.
+        let bind = |path: &str| {
+            SettingsChange::HostBinds(vec![BindMount {
+                host_path: path.into(),
+                container_path: "/data".into(),
+                read_only: false,
+            }])
+        };
+        assert_eq!(
+            change("bob", bind("/data")).await.unwrap(),
+            bind("bob/data")
+        );
+        assert!(change("bob", bind("../alice")).await.is_err());
+    }
+
     /// Save the image `a` to `path`, neither compressed nor overwriting.
     fn save_a(path: &str) -> SaveImages {
         let file = ArchiveFile {
