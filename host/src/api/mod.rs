@@ -23,6 +23,7 @@
 //! | `networks...` (see [`networks`]) | the engine's networks: list, inspect, create, remove, prune, connect, disconnect |
 //! | `volumes...` (see [`volumes`]) | the engine's volumes: list, inspect, create, remove, prune |
 //! | `image...`, `POST container/docker/{id}/commit` (see [`images`]) | local images, registry searches, inspect, tags, remove, commit |
+//! | `container/{type}/{id}/all`, `.../autostart/{on,off}`, `.../network/port(s)`, `.../resource/device(s)`, `.../resource/limit`, `.../volume/host`, `GET resource/device` (see [`resources`]) | a container's settings, and changing them |
 //! | `apps...` (see [`apps`]) | installed applications: list, one, start/stop/restart, delete |
 //! | `event...` (see [`events`]) | recent task events; waiting for a container's state |
 //! | `log...` (see [`audit`]) | the audit log of every state-changing call: read, export as CSV, empty |
@@ -79,6 +80,7 @@ mod ports;
 pub mod preferences;
 pub mod registries;
 pub mod report;
+pub mod resources;
 pub mod routes;
 pub mod session;
 pub mod sharefolder;

@@ -138,6 +138,7 @@ const AREAS: &[fn() -> utoipa::openapi::OpenApi] = &[
     super::preferences::doc,
     super::registries::doc,
     super::report::doc,
+    super::resources::doc,
     super::sharefolder::doc,
     super::volumes::doc,
 ];

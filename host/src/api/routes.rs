@@ -108,6 +108,7 @@ const AREAS: &[fn() -> Vec<Entry>] = &[
     super::preferences::routes,
     super::registries::routes,
     super::report::routes,
+    super::resources::routes,
     super::sharefolder::routes,
     super::volumes::routes,
 ];

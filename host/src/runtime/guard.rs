@@ -45,12 +45,12 @@ use super::traits::networks::{Attach, NetworkSpec};
 use super::traits::volumes::VolumeSpec;
 use super::{AppFile, InstallTemplate, Label, Labelled};
 use super::{
-    AppFolders, Backends, CallContext, ContainerEntry, ContainerLogs, ContainerRef, ContainerSpec,
-    ContainerSummary, Containers, CreateOnNetwork, CreateWith, Credential, Credentials,
-    DeleteContainer, Error, ExportContainer, ImageInfo, ImageRef, Images, ImportImage, LabelQuery,
-    MountSource, NetworkInfo, NetworkMode, Networks, PullRequest, PushImage, RemoveContainer,
-    RemoveImage, RtResult, RuntimeKind, SaveImages, Source, StopContainer, TagImage, UsageQuery,
-    Usages, VolumeInfo, Volumes,
+    AppFolders, Backends, CallContext, ChangeSettings, ContainerEntry, ContainerLogs, ContainerRef,
+    ContainerSpec, ContainerSummary, Containers, CreateOnNetwork, CreateWith, Credential,
+    Credentials, DeleteContainer, Error, ExportContainer, ImageInfo, ImageRef, Images, ImportImage,
+    LabelQuery, Limits, MountSource, NetworkInfo, NetworkMode, Networks, PullRequest, PushImage,
+    RemoveContainer, RemoveImage, RtResult, RuntimeKind, SaveImages, SettingsChange, Source,
+    StopContainer, TagImage, UsageQuery, Usages, VolumeInfo, Volumes,
 };
 use crate::policy::{ContainerScope, Policies, Policy, Refused, APP_OWNER_FILE, OWNER_LABEL};
 
@@ -306,6 +306,50 @@ impl Guarded {
                 policy.user
             ))),
         }
+    }
+
+    /// The checks and rewrites of `containers.create` applied to one
+    /// changed setting: it is put in an otherwise empty spec that goes
+    /// through [`Guarded::admit`], and taken back out rewritten (host
+    /// folders moved into the user's share folder, limits capped: dropping
+    /// a limit gives the policy's cap, as a create without one does).
+    async fn admit_change(
+        &self,
+        cx: &CallContext,
+        policy: &Policy,
+        c: &ContainerRef,
+        change: SettingsChange,
+    ) -> RtResult<SettingsChange> {
+        let mut spec = ContainerSpec::new(c.kind, c.id.clone(), String::new());
+        // What the checked spec gives back: the setting, rewritten.
+        let back: fn(ContainerSpec) -> SettingsChange = match change {
+            SettingsChange::Autostart(on) => return Ok(SettingsChange::Autostart(on)),
+            SettingsChange::Ports(p) => {
+                spec.ports = p;
+                |s| SettingsChange::Ports(s.ports)
+            }
+            SettingsChange::Devices(d) => {
+                spec.device_rules = d;
+                |s| SettingsChange::Devices(s.device_rules)
+            }
+            SettingsChange::Limits(l) => {
+                spec.cpu_shares = l.cpu_shares;
+                spec.cpu_time_ms = l.cpu_time_ms;
+                spec.memory_bytes = l.memory_bytes;
+                |s| {
+                    SettingsChange::Limits(Limits {
+                        cpu_shares: s.cpu_shares,
+                        cpu_time_ms: s.cpu_time_ms,
+                        memory_bytes: s.memory_bytes,
+                    })
+                }
+            }
+            SettingsChange::HostBinds(b) => {
+                spec.binds = b;
+                |s| SettingsChange::HostBinds(s.binds)
+            }
+        };
+        Ok(back(self.admit(cx, policy, spec).await?))
     }
 
     /// The checks and rewrites of `containers.create`.
@@ -696,6 +740,37 @@ impl Containers for Guarded {
         confined(&policy.share, create).await
     }
 
+    /// A container's settings are read like its inspect: the caller's own,
+    /// unless their policy reaches all containers.
+    async fn container_settings(
+        &self,
+        cx: &CallContext,
+        c: &ContainerRef,
+    ) -> RtResult<serde_json::Value> {
+        self.check_owned(cx, c).await?;
+        self.inner.containers.container_settings(cx, c).await
+    }
+
+    /// A change is the caller's own container's, and its new setting
+    /// passes the checks of `containers.create` ([`Guarded::admit_change`]).
+    async fn container_change_settings(
+        &self,
+        cx: &CallContext,
+        mut req: ChangeSettings,
+    ) -> RtResult<()> {
+        let policy = self.policy(cx);
+        let c = &req.container;
+        self.check_owner(cx, &policy, c.kind, &c.id).await?;
+        req.change = self
+            .admit_change(cx, &policy, c, req.change.clone())
+            .await?;
+        confined(
+            &policy.share,
+            self.inner.containers.container_change_settings(cx, req),
+        )
+        .await
+    }
+
     async fn container_list_labelled(
         &self,
         cx: &CallContext,
@@ -1078,6 +1153,67 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(calls(&sim, "containers.create").len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_changed_setting_gets_the_checks_of_a_create() {
+        let dir = tempfile::tempdir().unwrap();
+        let (g, _) = guarded(dir.path());
+        let c = ContainerRef::new(RuntimeKind::Docker, "web");
+        let change = |user: &str, change: SettingsChange| {
+            let (g, c, policy) = (&g, &c, g.policies.of(user).into_owned());
+            async move { g.admit_change(&cx(&policy.user), &policy, c, change).await }
+        };
+        let port = |host_port| {
+            SettingsChange::Ports(vec![crate::runtime::PortBinding {
+                host_port,
+                container_port: 80,
+                protocol: "tcp".into(),
+            }])
+        };
+        assert!(matches!(
+            change("bob", port(80)).await,
+            Err(Error::Denied(_))
+        ));
+        assert_eq!(change("bob", port(18080)).await.unwrap(), port(18080));
+        assert_eq!(change("admin", port(80)).await.unwrap(), port(80));
+        let device = SettingsChange::Devices(vec!["c 81:* rw".into()]);
+        assert!(matches!(
+            change("bob", device.clone()).await,
+            Err(Error::Denied(_))
+        ));
+        assert_eq!(change("admin", device.clone()).await.unwrap(), device);
+        // Dropping the memory limit leaves the policy's cap; more is refused.
+        assert_eq!(
+            change("bob", SettingsChange::Limits(Limits::default()))
+                .await
+                .unwrap(),
+            SettingsChange::Limits(Limits {
+                memory_bytes: Some(1 << 30),
+                ..Default::default()
+            })
+        );
+        let more = Limits {
+            memory_bytes: Some(2 << 30),
+            ..Default::default()
+        };
+        assert!(matches!(
+            change("bob", SettingsChange::Limits(more)).await,
+            Err(Error::Denied(_))
+        ));
+        // Host folders move into the user's folder; none may leave it.
+        let bind = |path: &str| {
+            SettingsChange::HostBinds(vec![BindMount {
+                host_path: path.into(),
+                container_path: "/data".into(),
+                read_only: false,
+            }])
+        };
+        assert_eq!(
+            change("bob", bind("/data")).await.unwrap(),
+            bind("bob/data")
+        );
+        assert!(change("bob", bind("../alice")).await.is_err());
     }
 
     /// Save the image `a` to `path`, neither compressed nor overwriting.

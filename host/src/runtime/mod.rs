@@ -47,6 +47,7 @@ pub use traits::{
     InstallTemplate, Label, Labelled, Networks, NoAppStore, Templates, Unavailable, Volumes,
 };
 
+pub use traits::containers::{ChangeSettings, Limits, SettingsChange};
 pub use traits::containers::{
     ContainerLogs, CreateOnNetwork, CreateWith, DeleteContainer, ExportContainer, ImportImage,
     LabelQuery, RemoveContainer, StopContainer, UsageQuery, Usages,

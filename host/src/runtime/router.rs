@@ -16,11 +16,12 @@ use async_trait::async_trait;
 use super::apps::AppStore;
 use super::traits::images::{CommitImage, SearchRegistry};
 use super::{
-    AppFolders, Backends, CallContext, ContainerEntry, ContainerLogs, ContainerRef, ContainerSpec,
-    ContainerSummary, Containers, CreateOnNetwork, CreateWith, Credentials, DeleteContainer,
-    Engine, Error, ExportContainer, ImageInfo, ImageRef, Images, ImportImage, LabelQuery, Networks,
-    NoAppStore, PullRequest, PushImage, RemoveContainer, RemoveImage, RtResult, RuntimeKind,
-    SaveImages, Source, StopContainer, TagImage, Templates, UsageQuery, Usages, Volumes,
+    AppFolders, Backends, CallContext, ChangeSettings, ContainerEntry, ContainerLogs, ContainerRef,
+    ContainerSpec, ContainerSummary, Containers, CreateOnNetwork, CreateWith, Credentials,
+    DeleteContainer, Engine, Error, ExportContainer, ImageInfo, ImageRef, Images, ImportImage,
+    LabelQuery, Networks, NoAppStore, PullRequest, PushImage, RemoveContainer, RemoveImage,
+    RtResult, RuntimeKind, SaveImages, Source, StopContainer, TagImage, Templates, UsageQuery,
+    Usages, Volumes,
 };
 
 /// The images and containers of Docker and LXC behind one [`Images`] and
@@ -143,6 +144,8 @@ routed! {
         container_export(req: ExportContainer) -> u64 => of(req.container.kind);
         image_import(req: ImportImage) -> String => of(req.kind);
         engine_version(kind: RuntimeKind) -> String => of(kind);
+        container_settings(c: &ContainerRef) -> serde_json::Value => of(c.kind);
+        container_change_settings(req: ChangeSettings) -> () => of(req.container.kind);
     }
     async fn archive_config(&self, cx: &CallContext, path: String) -> RtResult<Option<String>> {
         match self.docker.archive_config(cx, path.clone()).await {

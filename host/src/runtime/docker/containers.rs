@@ -13,10 +13,10 @@ use super::{archive, compose, engine, listing, load, network, progress, raw, Doc
 use crate::runtime::archives;
 use crate::runtime::output::Output;
 use crate::runtime::{
-    CallContext, ContainerEntry, ContainerLogs, ContainerRef, ContainerSpec, ContainerSummary,
-    Containers, CreateOnNetwork, CreateWith, DeleteContainer, Error, ExportContainer, ImageRef,
-    Images, ImportImage, LabelQuery, RemoveContainer, RtResult, RuntimeKind, StopContainer,
-    TagImage, UsageQuery, Usages,
+    CallContext, ChangeSettings, ContainerEntry, ContainerLogs, ContainerRef, ContainerSpec,
+    ContainerSummary, Containers, CreateOnNetwork, CreateWith, DeleteContainer, Error,
+    ExportContainer, ImageRef, Images, ImportImage, LabelQuery, RemoveContainer, RtResult,
+    RuntimeKind, StopContainer, TagImage, UsageQuery, Usages,
 };
 
 #[async_trait]
@@ -133,13 +133,7 @@ impl Containers for DockerRuntime {
             .await
             .map_err(engine)?;
         // The export records the user's folders, not their staging folders.
-        let binds = inspect.host_config.as_mut().and_then(|h| h.binds.as_mut());
-        for bind in binds.into_iter().flatten() {
-            let (source, rest) = bind.split_once(':').unwrap_or((bind.as_str(), ""));
-            if let Some(original) = self.pins.original(source) {
-                *bind = format!("{}:{rest}", original.display());
-            }
-        }
+        self.unstage_binds(&mut inspect);
         let config = archive::config_from_inspect(&inspect, self.share.root());
         let entry = archives::tar_entry(
             archives::CONFIG_ENTRY,
@@ -280,6 +274,22 @@ impl Containers for DockerRuntime {
 
     async fn engine_version(&self, _cx: &CallContext, _kind: RuntimeKind) -> RtResult<String> {
         listing::version(&self.api).await
+    }
+
+    async fn container_settings(
+        &self,
+        _cx: &CallContext,
+        c: &ContainerRef,
+    ) -> RtResult<serde_json::Value> {
+        self.settings(c).await
+    }
+
+    async fn container_change_settings(
+        &self,
+        cx: &CallContext,
+        req: ChangeSettings,
+    ) -> RtResult<()> {
+        self.change_settings(cx, req).await
     }
 
     async fn container_delete(&self, _cx: &CallContext, req: DeleteContainer) -> RtResult<()> {

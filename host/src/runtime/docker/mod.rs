@@ -22,6 +22,7 @@ pub mod network;
 mod networks;
 pub mod progress;
 pub mod raw;
+pub mod settings;
 pub mod shared_pull;
 mod volumes;
 

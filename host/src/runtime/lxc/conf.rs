@@ -136,8 +136,28 @@ fn container_path(field: &str, path: &str) -> Result<String, Error> {
     Ok(parts.join("/"))
 }
 
+/// The `lxc.mount.entry` value of `bind` (entry `field` of the spec),
+/// mounted from its pinned staging folder `host`, as a create writes it.
+pub(super) fn mount_entry(
+    field: &str,
+    bind: &crate::runtime::BindMount,
+    host: &Path,
+) -> Result<String, Error> {
+    let inside = container_path(&format!("{field}.bind"), &bind.container_path)?;
+    let options = if bind.read_only {
+        "bind,create=dir,ro"
+    } else {
+        "bind,create=dir"
+    };
+    Ok(format!(
+        "{} {} none {options} 0 0",
+        fstab_escape(&host.to_string_lossy()),
+        fstab_escape(&inside)
+    ))
+}
+
 /// A device cgroup rule from the spec (`c 81:* rw`), checked.
-fn device_rule(rule: &str) -> Result<String, Error> {
+pub(super) fn device_rule(rule: &str) -> Result<String, Error> {
     let bad = || {
         Error::InvalidParams(format!(
             "resource.device: `{rule}` is not a device rule like \"c 81:* rw\""

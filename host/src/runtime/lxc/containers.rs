@@ -11,9 +11,9 @@ use super::{
 use crate::runtime::archives::FORMAT;
 use crate::runtime::output::Output;
 use crate::runtime::{
-    CallContext, ContainerEntry, ContainerLogs, ContainerRef, ContainerSpec, ContainerState,
-    Containers, DeleteContainer, Error, ExportContainer, ImportImage, RemoveContainer, RtResult,
-    RuntimeKind, StopContainer, UsageQuery, Usages,
+    CallContext, ChangeSettings, ContainerEntry, ContainerLogs, ContainerRef, ContainerSpec,
+    ContainerState, Containers, DeleteContainer, Error, ExportContainer, ImportImage,
+    RemoveContainer, RtResult, RuntimeKind, StopContainer, UsageQuery, Usages,
 };
 
 #[async_trait]
@@ -195,6 +195,22 @@ impl Containers for LxcRuntime {
         tokio::task::spawn_blocking(move || stats::tail_file(&path, tail))
             .await
             .map_err(|e| Error::Other(e.to_string()))?
+    }
+
+    async fn container_settings(
+        &self,
+        _cx: &CallContext,
+        c: &ContainerRef,
+    ) -> RtResult<serde_json::Value> {
+        self.settings(c)
+    }
+
+    async fn container_change_settings(
+        &self,
+        _cx: &CallContext,
+        req: ChangeSettings,
+    ) -> RtResult<()> {
+        self.change_settings(req).await
     }
 
     async fn engine_version(&self, _cx: &CallContext, _kind: RuntimeKind) -> RtResult<String> {

@@ -32,6 +32,7 @@ pub mod export;
 pub mod idmap;
 pub mod images;
 pub mod network;
+mod settings;
 mod stats;
 pub mod tools;
 pub mod unpack;

@@ -424,6 +424,15 @@ impl Network {
         self.nft(script).await
     }
 
+    /// Drop the container's published ports, keeping its address (a
+    /// change of its ports publishes the new ones next).
+    pub async fn unpublish(&self, lease: &Lease) -> Result<(), Error> {
+        let _lock = self.lock().await?;
+        let rules = self.rules().await?;
+        let mine: Vec<&Rule> = rules.iter().filter(|r| r.owner == lease.mac).collect();
+        self.delete(&mine).await
+    }
+
     /// Drop the container's rules and address.
     pub async fn release(&self, lease: &Lease) -> Result<(), Error> {
         let _lock = self.lock().await?;

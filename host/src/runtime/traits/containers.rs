@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use super::images::ArchiveFile;
 use super::{Backend, ContainerRef};
 use crate::runtime::{
-    CallContext, ContainerEntry, ContainerExtra, ContainerSpec, ContainerSummary, Error,
-    NetworkChoice, RtResult, RuntimeKind, Usage,
+    BindMount, CallContext, ContainerEntry, ContainerExtra, ContainerSpec, ContainerSummary, Error,
+    NetworkChoice, PortBinding, RtResult, RuntimeKind, Usage,
 };
 
 calls! {
@@ -20,6 +20,11 @@ calls! {
     READ_ARCHIVE_CONFIG = "read-archive-config",
     IMPORT_IMAGE_FROM_PATH = "import-image-from-path",
 }
+
+/// A container's settings, read by the resource routes (no WIT call).
+pub const SETTINGS: &str = "containers.settings";
+/// A change of a container's settings, by the resource routes (no WIT call).
+pub const CHANGE_SETTINGS: &str = "containers.change-settings";
 
 /// The container routes' listing (no WIT call).
 pub const LIST: &str = "containers.list";
@@ -152,6 +157,55 @@ pub struct UsageQuery {
     pub containers: Vec<String>,
 }
 
+/// A container's CPU and memory limits; `None`: no limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// Relative CPU weight (CPU shares), 2..=1024.
+    pub cpu_shares: Option<u32>,
+    /// Milliseconds of CPU time per 1000 ms, 10..=999.
+    pub cpu_time_ms: Option<u32>,
+    /// Memory limit in bytes.
+    pub memory_bytes: Option<u64>,
+}
+
+/// One setting of a container, changed: each replaces the whole setting
+/// (the routes that add or remove one entry send the whole new list).
+#[derive(Debug, Clone, PartialEq)]
+pub enum SettingsChange {
+    /// Start the container when the engine (or the host) starts.
+    Autostart(bool),
+    /// The published ports.
+    Ports(Vec<PortBinding>),
+    /// The device cgroup rules (`c 81:* rwm`).
+    Devices(Vec<String>),
+    /// The CPU and memory limits.
+    Limits(Limits),
+    /// The host folders mounted (paths relative to the share root, as at create).
+    HostBinds(Vec<BindMount>),
+}
+
+impl SettingsChange {
+    /// The create body's field the change is about (for messages).
+    pub fn field(&self) -> &'static str {
+        match self {
+            SettingsChange::Autostart(_) => "autostart",
+            SettingsChange::Ports(_) => "network.port",
+            SettingsChange::Devices(_) => "resource.device",
+            SettingsChange::Limits(_) => "resource.limit",
+            SettingsChange::HostBinds(_) => "volume.host",
+        }
+    }
+}
+
+/// A change of one container's settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChangeSettings {
+    /// The container changed.
+    pub container: ContainerRef,
+    /// What changes.
+    pub change: SettingsChange,
+}
+
 /// A backend for the `containers` interface (and the container routes).
 /// Calls that name a container take a [`ContainerRef`]: the router has
 /// routed on its `kind`, the backend reads its `id`.
@@ -270,5 +324,26 @@ pub trait Containers: Backend {
     /// The version of the engine or tools behind `kind`.
     async fn engine_version(&self, cx: &CallContext, kind: RuntimeKind) -> RtResult<String> {
         Err(self.unsupported(ENGINE_VERSION))
+    }
+
+    /// A container's settings in the shape of the create body
+    /// ([`stevedore_contract::create::CreateParams`], as an export records
+    /// them): what `GET container/{type}/{id}/all` shows.
+    async fn container_settings(
+        &self,
+        cx: &CallContext,
+        c: &ContainerRef,
+    ) -> RtResult<serde_json::Value> {
+        Err(self.unsupported(SETTINGS))
+    }
+    /// Change one setting of a container: in place where the runtime can,
+    /// else by recreating the container (same name, labels, volumes and
+    /// networks), rolled back when the new one fails to be created or started.
+    async fn container_change_settings(
+        &self,
+        cx: &CallContext,
+        req: ChangeSettings,
+    ) -> RtResult<()> {
+        Err(self.unsupported(CHANGE_SETTINGS))
     }
 }
