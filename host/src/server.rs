@@ -460,6 +460,7 @@ pub async fn start_with_stores(
         share: crate::runtime::storage::ShareRoot::new(&config.share_root)
             .with_context(|| format!("opening share root {}", config.share_root.display()))?,
         config_text: api::report::config_text(&format!("{config:#?}")),
+        data_dir: config.data_dir.clone(),
         registries: api.registries,
     });
     Ok(Started { state, queue })

@@ -663,6 +663,21 @@ async fn a_pull_names_a_registry_added_through_the_api_and_uses_its_login() {
         Some(&add_body(&name, &registry, &user, &password)),
     )
     .await;
+    // The image search asks it too, with its sealed login.
+    let search = ok(
+        &c,
+        Method::GET,
+        &format!("image?category=private&registry_name={name}&filter_text={repo}"),
+        None,
+    )
+    .await;
+    assert!(
+        search["results"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|e| e.to_string().contains(&repo))),
+        "the search lists {repo}: {search}"
+    );
+    assert_eq!(search["errors"], json!([]), "{search}");
     let id = c.submit_ok("image_download", &pull(&name)).await;
     let t = ended(&c, id).await;
     assert_eq!(t["state"], "completed", "{t}");

@@ -276,6 +276,37 @@ async fn the_report_is_for_admins_and_holds_no_secret() {
 }
 
 #[tokio::test]
+async fn the_workspace_is_the_data_folder() {
+    let s = server().await;
+    let alice = s.client();
+    assert_eq!(alice.login("alice", "alice-pw").await.status, 200);
+    let want = format!("{}/", s.data_dir().display());
+    let a = alice.send(Method::GET, "wizard/workspace", None).await;
+    assert_eq!(a.body, serde_json::json!({"data_path": want}));
+    let a = alice
+        .send(Method::GET, "wizard/workspace/status", None)
+        .await;
+    assert_eq!(
+        keys(&a.body),
+        [
+            "access",
+            "data_path",
+            "is_support_zfs",
+            "percentage",
+            "speed",
+            "status",
+            "total_size",
+            "transfer_size"
+        ]
+        .map(String::from)
+        .into()
+    );
+    assert_eq!(a.body["access"], true);
+    assert_eq!(a.body["status"], "success");
+    assert_eq!(a.body["data_path"], want.as_str());
+}
+
+#[tokio::test]
 async fn a_port_a_socket_holds_is_used() {
     let s = server().await;
     let admin = s.admin().await;

@@ -20,6 +20,7 @@
 //! | `container...` (see [`containers`]) | the synchronous container calls |
 //! | `GET system` / `GET system/resource` (see [`system`]) | the host and its engines; the host's CPU and memory use |
 //! | `GET system/port/{protocol}/{port}` (see [`ports`]) | `{"used": bool}`: whether a host port is taken |
+//! | `GET system/bridge` (see [`bridge`]), `GET sharefolder/` (see [`sharefolder`]), `GET system/report` (see [`report`]), `GET wizard/workspace[/status]` (see [`workspace`]) | the host's adapters; the caller's share folder; a diagnosis archive (admins); the data folder |
 //! | `networks...` (see [`networks`]) | the engine's networks: list, inspect, create, remove, prune, connect, disconnect |
 //! | `volumes...` (see [`volumes`]) | the engine's volumes: list, inspect, create, remove, prune |
 //! | `image...`, `POST container/docker/{id}/commit` (see [`images`]) | local images, registry searches, inspect, tags, remove, commit |
@@ -89,6 +90,7 @@ pub mod system;
 pub mod tasks;
 pub mod volumes;
 pub mod waiting;
+pub mod workspace;
 
 use std::sync::Arc;
 
@@ -165,6 +167,8 @@ pub struct Services {
     pub share: crate::runtime::storage::ShareRoot,
     /// The configuration as the diagnosis report shows it (secrets hidden).
     pub config_text: String,
+    /// The data folder (`GET wizard/workspace`).
+    pub data_dir: std::path::PathBuf,
     /// The API's registries and preferences, and the repository in use.
     pub registries: registries::RegistryServices,
 }

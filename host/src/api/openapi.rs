@@ -141,6 +141,7 @@ const AREAS: &[fn() -> utoipa::openapi::OpenApi] = &[
     super::resources::doc,
     super::sharefolder::doc,
     super::volumes::doc,
+    super::workspace::doc,
 ];
 
 /// `GET openapi.json`: the document, with the categories loaded now.

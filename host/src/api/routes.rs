@@ -111,6 +111,7 @@ const AREAS: &[fn() -> Vec<Entry>] = &[
     super::resources::routes,
     super::sharefolder::routes,
     super::volumes::routes,
+    super::workspace::routes,
 ];
 
 /// Every route, with its handler, by area. A listing answers with and

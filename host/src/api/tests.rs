@@ -225,6 +225,7 @@ impl Harness {
             shutdown: CancellationToken::new(),
             share: crate::runtime::storage::ShareRoot::new(&dir.path().join("share")).unwrap(),
             config_text: String::new(),
+            data_dir: dir.path().to_path_buf(),
             registries: crate::api::registries::RegistryServices::new(
                 Arc::new(
                     crate::store::sqlite::SqliteRegistries::in_memory(

@@ -84,10 +84,31 @@ const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// The registries an image search may ask: the configuration's
 /// `[registries.NAME]` (name, URL – its scheme says plain HTTP or TLS, none:
-/// TLS then plain HTTP as the engine tries – and login). The one place to
-/// add registries stored through the API.
-pub fn registries_for_search(state: &AppState) -> Vec<SearchRegistry> {
-    state.runtime.images.search_registries()
+/// TLS then plain HTTP as the engine tries – and login), then those added
+/// through the API (`POST registry`) with their sealed logins. A stored
+/// registry the store cannot read now is left out (and logged): a search
+/// answers with the others.
+pub async fn registries_for_search(state: &AppState) -> Vec<SearchRegistry> {
+    let mut all = state.runtime.images.search_registries();
+    match state.registries.store.list().await {
+        Ok(stored) => {
+            for s in stored {
+                if all.iter().any(|r| r.name == s.registry.name) {
+                    continue;
+                }
+                all.push(SearchRegistry {
+                    name: s.registry.name,
+                    url: s.registry.url,
+                    login: s
+                        .registry
+                        .login
+                        .map(|l| (l.username, crate::secret::Secret(l.password))),
+                });
+            }
+        }
+        Err(e) => tracing::warn!("reading the API's registries for a search: {e:#}"),
+    }
+    all
 }
 
 /// An image call's runtime error: no such image is 404 `unknown_image`, a
@@ -438,7 +459,7 @@ pub async fn list(
         None | Some("") => vec![RuntimeKind::Docker, RuntimeKind::Lxc],
         Some(t) => vec![runtime_kind(t)?],
     };
-    let registries = registries_for_search(&state);
+    let registries = registries_for_search(&state).await;
     if let Some(name) = query.registry_name.as_deref().filter(|n| !n.is_empty()) {
         if !registries.iter().any(|r| r.name == name) {
             let known: Vec<&str> = registries.iter().map(|r| r.name.as_str()).collect();
@@ -590,7 +611,7 @@ pub async fn tags(
             ),
         ));
     }
-    let registries = registries_for_search(&state);
+    let registries = registries_for_search(&state).await;
     let asked = query.registry.as_deref().unwrap_or(DOCKER_HUB);
     let hub = asked == DOCKER_HUB || asked == "dockerhub" || asked.is_empty();
     let policy_name = if hub { "dockerhub" } else { asked };
