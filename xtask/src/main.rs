@@ -204,12 +204,25 @@ fn test(extra: &[String]) -> Result<()> {
     } else {
         &["--workspace"]
     };
-    // Compile first, so a compile error costs no service start.
+    // Compile first, so a compile error costs no service start. Cargo's
+    // JSON messages name the server binary this build made (for the host's
+    // integration tests); the end-to-end tests run that one, instead of each
+    // test process building it again with `-p stevedore`, whose features
+    // differ from this build's and would rebuild the whole crate.
     let (before, _) = split_dashdash(extra);
+    let messages = root.join("target/test-artifacts/build-messages.jsonl");
+    std::fs::create_dir_all(messages.parent().expect("a folder"))?;
     let compiled = run(cargo(&root)
-        .args(["test", "--release", "--no-run"])
+        .args([
+            "test",
+            "--release",
+            "--no-run",
+            "--message-format=json-render-diagnostics",
+        ])
         .args(workspace)
-        .args(before))?;
+        .args(before)
+        .stdout(std::fs::File::create(&messages)?))?;
+    let server_binary = built_binary(&messages, "stevedore");
     check_interrupted()?;
     if !compiled.success() {
         failed.push("building the tests (cargo test --release --workspace --no-run)");
@@ -224,6 +237,7 @@ fn test(extra: &[String]) -> Result<()> {
             .args(workspace)
             .args(extra)
             .envs(services::test_env())
+            .envs(server_binary.iter().map(|b| ("STEVEDORE_BIN", b)))
             .env(REPORT_ENV, &report))?;
         drop(lease);
         print_report(&report);
@@ -241,6 +255,23 @@ fn test(extra: &[String]) -> Result<()> {
     }
     eprintln!("==> all tests passed in {:.0?}", started.elapsed());
     Ok(())
+}
+
+/// The executable of the binary target `name` among cargo's JSON
+/// `compiler-artifact` messages in `messages`, if that build made it.
+fn built_binary(messages: &Path, name: &str) -> Option<PathBuf> {
+    let text = std::fs::read_to_string(messages).ok()?;
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == name)
+        // Not the binary's own unit-test harness.
+        .filter(|m| m["profile"]["test"] == false)
+        .filter(|m| {
+            m["target"]["kind"]
+                .as_array()
+                .is_some_and(|k| k.iter().any(|k| k == "bin"))
+        })
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
 }
 
 /// Where tests append the counts they report (routes checked, requests
