@@ -17,6 +17,7 @@ use serde_json::Value;
 
 pub mod bench;
 pub mod engine;
+pub mod shape;
 
 /// The admin password every harness server is started with.
 pub const ADMIN_PASSWORD: &str = "admin-e2e-pw";
@@ -501,6 +502,14 @@ impl Answer {
             assert_eq!(self.body["error"]["reason"], r, "{:?}", self.body);
         }
     }
+}
+
+/// A 400 JSON error whose message starts with the name of `field` (the
+/// API names the field it refuses: `name: must match ...`).
+pub fn assert_names(a: &Answer, field: &str) {
+    a.assert_error(400, None);
+    let m = a.body["error"]["message"].as_str().unwrap_or_default();
+    assert!(m.starts_with(field), "`{m}` should start with `{field}`");
 }
 
 /// An HTTP client with its own cookie jar.

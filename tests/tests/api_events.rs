@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde_json::{json, Value};
-use stevedore_e2e::{docker, docker_ok, hash_password, unique, Answer, Client, Options, Server};
+use stevedore_e2e::{docker, docker_ok, hash_password, unique, Client, Options, Server};
 
 fn users_config() -> String {
     format!(
@@ -75,56 +75,26 @@ async fn get(c: &Client, path: &str) -> Value {
     a.body
 }
 
-/// A 400 whose message names `field` first.
-fn assert_names(a: &Answer, field: &str) {
-    a.assert_error(400, None);
-    let m = a.body["error"]["message"].as_str().unwrap();
-    assert!(m.starts_with(&format!("{field}:")), "{m}");
-}
+use stevedore_e2e::shape::{assert_shape as assert_keys, Kind};
 
-/// A key of a recorded answer, and the check of its JSON type.
-type Key = (&'static str, fn(&Value) -> bool);
-
-/// Exactly these keys (the recording's), each of the JSON type `kind` says.
-fn assert_keys(what: &str, v: &Value, keys: &[Key]) {
-    let have: BTreeSet<&str> = v
-        .as_object()
-        .unwrap_or_else(|| panic!("{what}: not an object: {v}"))
-        .keys()
-        .map(String::as_str)
-        .collect();
-    let want: BTreeSet<&str> = keys.iter().map(|(k, _)| *k).collect();
-    assert_eq!(have, want, "{what}: keys differ from the recording: {v}");
-    for (k, kind) in keys {
-        assert!(kind(&v[k]), "{what}: `{k}` has the wrong type: {v}");
-    }
-}
-
-fn is_str(v: &Value) -> bool {
-    v.is_string()
-}
-fn is_int(v: &Value) -> bool {
-    v.is_u64()
-}
-fn is_str_array(v: &Value) -> bool {
-    v.as_array().is_some_and(|a| a.iter().all(Value::is_string))
-}
+/// A key of a recorded answer, and its JSON type.
+type Key = (&'static str, Kind);
 
 /// A log record (`GET log?limit=5&category=image,export`).
 const RECORD: &[Key] = &[
-    ("category", is_str),
-    ("id", is_int),
-    ("level", is_str),
-    ("message", is_str),
-    ("ts", is_int),
-    ("user", is_str),
+    ("category", Kind::Str),
+    ("id", Kind::Int),
+    ("level", Kind::Str),
+    ("message", Kind::Str),
+    ("ts", Kind::Int),
+    ("user", Kind::Str),
 ];
 
 /// `GET event`.
 const EVENT_PAGE: &[Key] = &[
-    ("index", is_int),
-    ("messages", is_str_array),
-    ("offset", is_int),
+    ("index", Kind::Int),
+    ("messages", Kind::StrArray),
+    ("offset", Kind::Int),
 ];
 
 #[tokio::test]
@@ -224,7 +194,7 @@ async fn waits_answer_the_entry_once_the_state_is_reached_or_408_at_the_duration
             None,
         )
         .await;
-    assert_names(&bad_state, "state");
+    stevedore_e2e::assert_names(&bad_state, "state");
     for d in ["0", "301", "x", "-5"] {
         let a = alice
             .send(
@@ -233,12 +203,12 @@ async fn waits_answer_the_entry_once_the_state_is_reached_or_408_at_the_duration
                 None,
             )
             .await;
-        assert_names(&a, "duration");
+        stevedore_e2e::assert_names(&a, "duration");
     }
     let bad_type = alice
         .send(Method::GET, &format!("event/wait/kvm/{name}/running"), None)
         .await;
-    assert_names(&bad_type, "type");
+    stevedore_e2e::assert_names(&bad_type, "type");
 
     // Bob may not wait on alice's container, as he may not read it (the
     // same refusal).
@@ -388,7 +358,7 @@ async fn events_show_the_callers_tasks_only() {
     assert_eq!(none_for_bob["messages"], json!([]), "{none_for_bob}");
 
     for (q, field) in [("index=x", "index"), ("offset=-1", "offset")] {
-        assert_names(
+        stevedore_e2e::assert_names(
             &alice.send(Method::GET, &format!("event?{q}"), None).await,
             field,
         );
@@ -569,7 +539,7 @@ async fn the_log_records_calls_filters_exports_survives_a_restart_and_only_an_ad
         ("end=-1", "end"),
         ("offset=x", "offset"),
     ] {
-        assert_names(
+        stevedore_e2e::assert_names(
             &admin.send(Method::GET, &format!("log?{q}"), None).await,
             field,
         );
@@ -683,7 +653,7 @@ async fn the_log_records_calls_filters_exports_survives_a_restart_and_only_an_ad
     .await;
     let cleared = admin.send(Method::DELETE, "log", None).await;
     assert_eq!(cleared.status, 200, "{:?}", cleared.body);
-    assert_keys("DELETE log", &cleared.body, &[("records", is_int)]);
+    assert_keys("DELETE log", &cleared.body, &[("records", Kind::Int)]);
     assert_eq!(
         cleared.body["records"].as_u64().unwrap() as usize,
         newest.len()

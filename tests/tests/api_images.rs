@@ -7,7 +7,6 @@
 //! policy (bob can neither see, inspect, remove nor commit alice's).
 //! Answers are checked key by key against the recorded ones.
 
-use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use reqwest::Method;
@@ -20,50 +19,14 @@ use stevedore_e2e::{
 /// The owner label the server puts on a container it creates.
 const OWNER: &str = "io.stevedore.owner";
 
-/// A JSON type as the recordings show it.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Kind {
-    Str,
-    Int,
-    Bool,
-    StrArray,
-    Object,
-    Array,
-}
-
-use Kind::*;
-
-fn kind_ok(v: &Value, kind: Kind) -> bool {
-    match kind {
-        Str => v.is_string(),
-        Int => v.is_i64() || v.is_u64(),
-        Bool => v.is_boolean(),
-        StrArray => v.as_array().is_some_and(|a| a.iter().all(Value::is_string)),
-        Object => v.is_object(),
-        Array => v.is_array(),
-    }
-}
+use stevedore_e2e::shape::{assert_has, assert_shape, Kind, Kind::*};
 
 /// `v` has every key of `recorded` with its type (and, when `exact`, no other).
 fn assert_keys(what: &str, v: &Value, recorded: &[(&str, Kind)], exact: bool) {
-    let have: BTreeSet<&str> = v
-        .as_object()
-        .unwrap_or_else(|| panic!("{what}: not an object: {v}"))
-        .keys()
-        .map(String::as_str)
-        .collect();
-    let want: BTreeSet<&str> = recorded.iter().map(|(k, _)| *k).collect();
     if exact {
-        assert_eq!(have, want, "{what}: keys differ from the recording: {v}");
+        assert_shape(what, v, recorded)
     } else {
-        let missing: Vec<_> = want.difference(&have).collect();
-        assert!(missing.is_empty(), "{what}: missing {missing:?}: {v}");
-    }
-    for (key, kind) in recorded {
-        assert!(
-            kind_ok(&v[key], *kind),
-            "{what}: `{key}` is not {kind:?}: {v}"
-        );
+        assert_has(what, v, recorded)
     }
 }
 

@@ -18,13 +18,7 @@ use stevedore_e2e::{docker, docker_ok, hash_password, unique, Answer, Client, Op
 /// The owner label (`stevedore_contract::labels::OWNER`).
 const OWNER: &str = "io.stevedore.owner";
 
-/// A JSON type as the recording shows it.
-#[derive(Debug, Clone, Copy)]
-enum Kind {
-    Str,
-    Bool,
-    Object,
-}
+use stevedore_e2e::shape::Kind;
 
 /// A network as recorded (`networks.html`, "List all networks").
 const NETWORK: &[(&str, Kind)] = &[
@@ -45,24 +39,10 @@ const NETWORK: &[(&str, Kind)] = &[
     ("Scope", Kind::Str),
 ];
 
-/// `v` has exactly the keys of `recorded`, each of its type.
+/// `v` has exactly the keys of `recorded`, each of its type, and the
+/// recorded inner shape of `IPAM` and `ConfigFrom`.
 fn assert_shape(what: &str, v: &Value, recorded: &[(&str, Kind)]) {
-    let have: BTreeSet<&str> = v
-        .as_object()
-        .unwrap_or_else(|| panic!("{what}: not an object: {v}"))
-        .keys()
-        .map(String::as_str)
-        .collect();
-    let want: BTreeSet<&str> = recorded.iter().map(|(k, _)| *k).collect();
-    assert_eq!(have, want, "{what}: keys differ from the recording: {v}");
-    for (key, kind) in recorded {
-        let ok = match kind {
-            Kind::Str => v[key].is_string(),
-            Kind::Bool => v[key].is_boolean(),
-            Kind::Object => v[key].is_object(),
-        };
-        assert!(ok, "{what}: `{key}` is not {kind:?}: {v}");
-    }
+    stevedore_e2e::shape::assert_shape(what, v, recorded);
     // IPAM as recorded: `Config` a list of pools, `Driver` a string.
     assert!(v["IPAM"]["Config"].is_array(), "{what}: {v}");
     assert!(v["IPAM"]["Driver"].is_string(), "{what}: {v}");
@@ -122,13 +102,6 @@ async fn ok(c: &Client, method: Method, path: &str, body: Option<Value>) -> Valu
     assert_eq!(a.status, 200, "{method} {path}: {:?}", a.body);
     assert!(a.content_type.starts_with("application/json"), "{a:?}");
     a.body
-}
-
-/// A 400 `invalid_params` whose message starts with `field`.
-fn assert_names(a: &Answer, field: &str) {
-    a.assert_error(400, Some("invalid_params"));
-    let m = a.body["error"]["message"].as_str().unwrap();
-    assert!(m.starts_with(field), "`{m}` should start with `{field}`");
 }
 
 fn names(list: &Value) -> BTreeSet<String> {
@@ -407,7 +380,7 @@ async fn bad_input_names_the_field() {
         ),
     ] {
         let r = call(&a, Method::POST, "networks", Some(body.clone())).await;
-        assert_names(&r, field);
+        stevedore_e2e::assert_names(&r, field);
     }
     let r = a.send(Method::POST, "networks", Some("{not json")).await;
     r.assert_error(400, Some("invalid_json"));
@@ -461,7 +434,7 @@ async fn bad_input_names_the_field() {
         (json!({"container": "c1", "force": "x"}), "force: "),
     ] {
         let r = call(&admin, Method::POST, "networks/bridge/connect", Some(body)).await;
-        assert_names(&r, field);
+        stevedore_e2e::assert_names(&r, field);
     }
     call(
         &admin,
@@ -479,5 +452,5 @@ async fn bad_input_names_the_field() {
         Some(json!({"name": unique("nw-drv"), "driver": "nosuchdriver"})),
     )
     .await;
-    assert_names(&r, "driver: ");
+    stevedore_e2e::assert_names(&r, "driver: ");
 }

@@ -74,15 +74,6 @@ async fn ok(c: &Client, method: Method, path: &str, body: Option<&str>) -> Value
     a.body
 }
 
-fn assert_field_error(a: &Answer, field: &str) {
-    a.assert_error(400, None);
-    let message = a.body["error"]["message"].as_str().unwrap_or_default();
-    assert!(
-        message.starts_with(&format!("{field}:")),
-        "expected an error naming {field}: {message}"
-    );
-}
-
 /// The auth registry's login, from the test services.
 fn auth_login() -> (String, String) {
     (
@@ -227,7 +218,7 @@ async fn registries_are_added_listed_pinged_edited_refused_and_removed() {
         let a = admin
             .send(Method::POST, "registry", Some(&body.to_string()))
             .await;
-        assert_field_error(&a, field);
+        stevedore_e2e::assert_names(&a, field);
     }
     admin
         .send(Method::POST, "registry", Some("{not json"))
@@ -286,7 +277,7 @@ async fn registries_are_added_listed_pinged_edited_refused_and_removed() {
         "an unreachable registry answered after {:?}",
         started.elapsed()
     );
-    assert_field_error(
+    stevedore_e2e::assert_names(
         &admin.send(Method::POST, "registry/ping", Some("{}")).await,
         "url",
     );
@@ -388,7 +379,7 @@ async fn registries_are_added_listed_pinged_edited_refused_and_removed() {
             .await
             .assert_error(409, Some("read_only"));
     }
-    assert_field_error(&admin.send(Method::DELETE, "registry", None).await, "name");
+    stevedore_e2e::assert_names(&admin.send(Method::DELETE, "registry", None).await, "name");
     let removed = ok(
         &admin,
         Method::DELETE,
@@ -530,7 +521,7 @@ async fn a_second_node_sees_the_registry_and_the_repository_applies_without_rest
         200
     );
     // Bad input names the field; a non-admin may read but not set it.
-    assert_field_error(
+    stevedore_e2e::assert_names(
         &ca.send(
             Method::PUT,
             "preference/repo",
@@ -539,7 +530,7 @@ async fn a_second_node_sees_the_registry_and_the_repository_applies_without_rest
         .await,
         "url",
     );
-    assert_field_error(
+    stevedore_e2e::assert_names(
         &ca.send(
             Method::PUT,
             "preference/repo",
@@ -548,7 +539,7 @@ async fn a_second_node_sees_the_registry_and_the_repository_applies_without_rest
         .await,
         "user",
     );
-    assert_field_error(
+    stevedore_e2e::assert_names(
         &ca.send(
             Method::PUT,
             "preference/repo",

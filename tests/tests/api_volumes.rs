@@ -17,37 +17,21 @@ use stevedore_e2e::{docker, docker_ok, hash_password, unique, Answer, Client, Op
 /// The owner label (`stevedore_contract::labels::OWNER`).
 const OWNER: &str = "io.stevedore.owner";
 
-/// The keys of a volume as recorded (`volumes.html`); `Labels` and
-/// `Options` are an object or `null`, the others strings.
-const VOLUME: [&str; 7] = [
-    "CreatedAt",
-    "Driver",
-    "Labels",
-    "Mountpoint",
-    "Name",
-    "Options",
-    "Scope",
+use stevedore_e2e::shape::Kind;
+
+/// A volume as recorded (`volumes.html`).
+const VOLUME: &[(&str, Kind)] = &[
+    ("CreatedAt", Kind::Str),
+    ("Driver", Kind::Str),
+    ("Labels", Kind::ObjectOrNull),
+    ("Mountpoint", Kind::Str),
+    ("Name", Kind::Str),
+    ("Options", Kind::ObjectOrNull),
+    ("Scope", Kind::Str),
 ];
 
 fn assert_shape(what: &str, v: &Value) {
-    let have: BTreeSet<&str> = v
-        .as_object()
-        .unwrap_or_else(|| panic!("{what}: not an object: {v}"))
-        .keys()
-        .map(String::as_str)
-        .collect();
-    assert_eq!(
-        have,
-        BTreeSet::from(VOLUME),
-        "{what}: keys differ from the recording: {v}"
-    );
-    for key in VOLUME {
-        let ok = match key {
-            "Labels" | "Options" => v[key].is_object() || v[key].is_null(),
-            _ => v[key].is_string(),
-        };
-        assert!(ok, "{what}: `{key}` is not as recorded: {v}");
-    }
+    stevedore_e2e::shape::assert_shape(what, v, VOLUME);
 }
 
 /// Removes the named Docker containers and volumes when dropped (also when
@@ -103,13 +87,6 @@ async fn ok(c: &Client, method: Method, path: &str, body: Option<Value>) -> Valu
     assert_eq!(a.status, 200, "{method} {path}: {:?}", a.body);
     assert!(a.content_type.starts_with("application/json"), "{a:?}");
     a.body
-}
-
-/// A 400 `invalid_params` whose message starts with `field`.
-fn assert_names(a: &Answer, field: &str) {
-    a.assert_error(400, Some("invalid_params"));
-    let m = a.body["error"]["message"].as_str().unwrap();
-    assert!(m.starts_with(field), "`{m}` should start with `{field}`");
 }
 
 fn names(list: &Value) -> BTreeSet<String> {
@@ -316,7 +293,7 @@ async fn bad_input_names_the_field() {
         ),
     ] {
         let r = call(&a, Method::POST, path, Some(body.clone())).await;
-        assert_names(&r, field);
+        stevedore_e2e::assert_names(&r, field);
     }
     a.send(Method::POST, "volumes", Some("{"))
         .await
@@ -338,7 +315,7 @@ async fn bad_input_names_the_field() {
         Some(json!({"name": unique("vol-drv"), "driver": "nosuchdriver"})),
     )
     .await;
-    assert_names(&r, "driver: ");
+    stevedore_e2e::assert_names(&r, "driver: ");
 
     // A non-admin binds no host folder through a volume's options.
     let name = unique("vol-bind");

@@ -15,50 +15,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use stevedore_e2e::{docker, env, hash_password, unique, Client, Options, Server, ADMIN_PASSWORD};
 
-/// A JSON type as the recordings show it.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Kind {
-    Str,
-    Int,
-    Float,
-    Bool,
-    StrArray,
-    IntArray,
-    Object,
-}
-
-fn kind_ok(v: &Value, kind: Kind) -> bool {
-    match kind {
-        Kind::Str => v.is_string(),
-        // `cpu` is recorded as `0.0` and `8.45e-05`: any JSON number.
-        Kind::Float => v.is_number(),
-        Kind::Int => v.is_u64(),
-        Kind::Bool => v.is_boolean(),
-        Kind::StrArray => v.as_array().is_some_and(|a| a.iter().all(Value::is_string)),
-        Kind::IntArray => v.as_array().is_some_and(|a| a.iter().all(Value::is_u64)),
-        Kind::Object => v.is_object(),
-    }
-}
-
-/// `v` has exactly the keys of `recorded`, each of its type.
-fn assert_shape(what: &str, v: &Value, recorded: &[(&str, Kind)]) {
-    let have: BTreeSet<&str> = v
-        .as_object()
-        .unwrap_or_else(|| panic!("{what}: not an object: {v}"))
-        .keys()
-        .map(String::as_str)
-        .collect();
-    let want: BTreeSet<&str> = recorded.iter().map(|(k, _)| *k).collect();
-    assert_eq!(have, want, "{what}: keys differ from the recording: {v}");
-    for (key, kind) in recorded {
-        assert!(
-            kind_ok(&v[key], *kind),
-            "{what}: `{key}` is not {kind:?}: {v}"
-        );
-    }
-}
-
-use Kind::*;
+use stevedore_e2e::shape::{assert_shape, Kind, Kind::*};
 
 /// A running Docker container's entry (`GET container`, `DockerTestAPI2`).
 const DOCKER_RUNNING: &[(&str, Kind)] = &[

@@ -349,6 +349,28 @@ mod tests {
     }
 
     #[test]
+    fn every_path_parameter_is_in_its_path_and_every_placeholder_is_documented() {
+        let d = document(&[]);
+        for (path, item) in d["paths"].as_object().unwrap() {
+            let placeholders: std::collections::BTreeSet<&str> = path
+                .split('/')
+                .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
+                .collect();
+            for (method, op) in item.as_object().unwrap() {
+                let params = op["parameters"].as_array().cloned().unwrap_or_default();
+                let in_path: std::collections::BTreeSet<String> = params
+                    .iter()
+                    .filter(|p| p["in"] == "path")
+                    .map(|p| p["name"].as_str().unwrap().to_string())
+                    .collect();
+                let want: std::collections::BTreeSet<String> =
+                    placeholders.iter().map(|s| s.to_string()).collect();
+                assert_eq!(in_path, want, "{method} {path}: path parameters");
+            }
+        }
+    }
+
+    #[test]
     fn the_task_list_documents_its_page_parameters() {
         let d = document(&[]);
         let params = d["paths"]["/api/v1/background/"]["get"]["parameters"]

@@ -27,6 +27,7 @@ use crate::runtime::Error as RtError;
 
 /// The query of `GET sharefolder/`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// A folder beneath the caller's share folder (default: the folder itself).
     path: Option<String>,
