@@ -211,6 +211,14 @@ impl Options {
         self.docker_host = std::env::var("DOCKER_HOST").ok();
         self
     }
+    /// The LXC runtime with containers under `path`, on the test catalog,
+    /// bridge and subnet `cargo xtask test` sets up.
+    pub fn test_lxc(self, path: &Path) -> Self {
+        self.env("STEVEDORE_CATALOG", &env("STEVEDORE_TEST_CATALOG"))
+            .env("STEVEDORE_LXC_PATH", &path.display().to_string())
+            .env("STEVEDORE_LXC_BRIDGE", &env("STEVEDORE_TEST_LXC_BRIDGE"))
+            .env("STEVEDORE_LXC_SUBNET", &env("STEVEDORE_TEST_LXC_SUBNET"))
+    }
     /// Set the configuration file text.
     pub fn config(mut self, text: &str) -> Self {
         self.config = Some(text.into());
@@ -942,4 +950,36 @@ pub fn lxc(path: &Path, verb: &str, name: &str, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Poll `f` until it answers, or panic with `what` after `deadline`.
+pub async fn eventually<T>(what: &str, deadline: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let until = Instant::now() + deadline;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < until, "{what}: not within {deadline:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// What 127.0.0.1:`port` answers to a line, if anything (2 s) to `GET /`.
+pub fn ask(port: u16) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(
+        &([127, 0, 0, 1], port).into(),
+        Duration::from_millis(500),
+    )
+    .ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    Some(body)
+}
+
+/// What 127.0.0.1:`port` answers to `GET /`, when it is a `200 OK`.
+pub fn http_get(port: u16) -> Option<String> {
+    ask(port).filter(|body| body.contains("200 OK"))
 }

@@ -8,12 +8,13 @@
 //! refused as at create; bad input names the field.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::{json, Value};
 use stevedore_e2e::{
-    docker, docker_ok, free_port, hash_password, unique, Answer, Client, Options, Server,
+    docker, docker_ok, eventually, free_port, hash_password, http_get, unique, Answer, Client,
+    Options, Server,
 };
 
 /// The recorded answer of `GET container/lxc/utest/all` (resource.html).
@@ -109,18 +110,6 @@ fn ports_of(all: &Value) -> Vec<Value> {
         .as_array()
         .cloned()
         .unwrap_or_default()
-}
-
-/// Poll `f` until it answers, or panic with `what` after `deadline`.
-async fn eventually<T>(what: &str, deadline: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let until = Instant::now() + deadline;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < until, "{what}: not within {deadline:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 async fn admin_server() -> (Server, Client) {
@@ -606,11 +595,6 @@ async fn another_user_cannot_change_a_container_and_a_non_admin_is_checked_as_at
     assert_eq!(on.body["autostart"], true, "{:?}", on.body);
 }
 
-fn env(name: &str) -> String {
-    std::env::var(name)
-        .unwrap_or_else(|_| panic!("{name} is not set: run the tests with `cargo xtask test`"))
-}
-
 /// LXC containers of one test's own LXC path, destroyed when dropped.
 struct LxcPath(tempfile::TempDir);
 
@@ -632,14 +616,9 @@ async fn lxc_settings_change_its_config_and_port_forwards() {
             .tempdir()
             .unwrap(),
     );
-    let server = Server::start(
-        Options::with_plugins(&["create", "image_download"])
-            .env("STEVEDORE_CATALOG", &env("STEVEDORE_TEST_CATALOG"))
-            .env("STEVEDORE_LXC_PATH", &path.0.path().display().to_string())
-            .env("STEVEDORE_LXC_BRIDGE", &env("STEVEDORE_TEST_LXC_BRIDGE"))
-            .env("STEVEDORE_LXC_SUBNET", &env("STEVEDORE_TEST_LXC_SUBNET")),
-    )
-    .await;
+    let server =
+        Server::start(Options::with_plugins(&["create", "image_download"]).test_lxc(path.0.path()))
+            .await;
     let admin = server.admin().await;
     let name = "utest";
     let made = send(
@@ -813,18 +792,4 @@ async fn lxc_settings_change_its_config_and_port_forwards() {
     .await;
     assert_eq!(deleted.body, json!([]), "{:?}", deleted.body);
     assert!(http_get(p2).is_none());
-}
-
-fn http_get(port: u16) -> Option<String> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect_timeout(
-        &([127, 0, 0, 1], port).into(),
-        Duration::from_millis(500),
-    )
-    .ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
-    let mut body = String::new();
-    s.read_to_string(&mut body).ok()?;
-    body.contains("200 OK").then_some(body)
 }

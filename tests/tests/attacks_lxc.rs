@@ -9,10 +9,10 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
-use stevedore_e2e::{free_port, hash_password, report, Client, Options, Server};
+use stevedore_e2e::{ask, eventually, free_port, hash_password, report, Client, Options, Server};
 
 fn env(name: &str) -> String {
     std::env::var(name)
@@ -169,33 +169,6 @@ fn forget(mac: &str) {
                 .status();
         }
     }
-}
-
-/// Poll `f` until it answers, or panic with `what` after `deadline`.
-async fn eventually<T>(what: &str, deadline: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let until = Instant::now() + deadline;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < until, "{what}: not within {deadline:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// What 127.0.0.1:`port` answers to a line, if anything (2 s).
-fn ask(port: u16) -> Option<String> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect_timeout(
-        &([127, 0, 0, 1], port).into(),
-        Duration::from_millis(500),
-    )
-    .ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
-    let mut body = String::new();
-    s.read_to_string(&mut body).ok()?;
-    Some(body)
 }
 
 /// A host service on 127.0.0.1 answering `marker` to every connection, on

@@ -7,10 +7,10 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
-use stevedore_e2e::{free_port, Client, Options, Server, ADMIN_PASSWORD};
+use stevedore_e2e::{eventually, free_port, http_get, Client, Options, Server, ADMIN_PASSWORD};
 
 const SEED: &str = include_str!("../seed/background-tasks.rst");
 const CATEGORIES: &[&str] = &[
@@ -40,14 +40,7 @@ impl Lxc {
             .prefix("stevedore-lxc-")
             .tempdir()
             .unwrap();
-        let server = Server::start(
-            Options::with_plugins(CATEGORIES)
-                .env("STEVEDORE_CATALOG", &env("STEVEDORE_TEST_CATALOG"))
-                .env("STEVEDORE_LXC_PATH", &path.path().display().to_string())
-                .env("STEVEDORE_LXC_BRIDGE", &env("STEVEDORE_TEST_LXC_BRIDGE"))
-                .env("STEVEDORE_LXC_SUBNET", &env("STEVEDORE_TEST_LXC_SUBNET")),
-        )
-        .await;
+        let server = Server::start(Options::with_plugins(CATEGORIES).test_lxc(path.path())).await;
         let client = server.admin().await;
         Lxc {
             client,
@@ -95,18 +88,6 @@ impl Lxc {
 impl Drop for Lxc {
     fn drop(&mut self) {
         stevedore_e2e::lxc_destroy_all(self.path.path());
-    }
-}
-
-/// Poll `f` until it answers, or panic with `what` after `deadline`.
-async fn eventually<T>(what: &str, deadline: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let until = Instant::now() + deadline;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < until, "{what}: not within {deadline:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -166,20 +147,6 @@ fn cgroup_file(pid: &str, controller: &str, file: &str) -> PathBuf {
     }
     let path = text.lines().find_map(|l| l.strip_prefix("0::")).unwrap();
     PathBuf::from(format!("/sys/fs/cgroup{path}/{file}"))
-}
-
-fn http_get(port: u16) -> Option<String> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect_timeout(
-        &([127, 0, 0, 1], port).into(),
-        Duration::from_millis(500),
-    )
-    .ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
-    let mut body = String::new();
-    s.read_to_string(&mut body).ok()?;
-    body.contains("200 OK").then_some(body)
 }
 
 #[tokio::test]

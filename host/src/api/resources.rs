@@ -141,6 +141,12 @@ pub const DEVICES: [(&str, &[u32]); 6] = [
     ("TTY_(4)", &[4]),
 ];
 
+/// The body of a port forward's add and delete.
+const PORT_BODY: &str = "[host port, container port, \"tcp\"]";
+
+/// The body of a device's add and delete.
+const DEVICE_BODY: &str = "[\"allow\", \"Input_(13)\", \"rwm\"]";
+
 fn bad(message: impl Into<String>) -> AppError {
     AppError::bad_request("invalid_params", message)
 }
@@ -336,6 +342,19 @@ pub fn show_devices(rules: &[String]) -> Vec<Value> {
     out
 }
 
+/// The limits a body names.
+const LIMITS: [&str; 3] = ["cputime", "cpuweight", "memory"];
+
+/// The limit `key` names, or 400 naming it.
+fn limit_key(key: &str) -> Result<&'static str, AppError> {
+    LIMITS.into_iter().find(|k| *k == key).ok_or_else(|| {
+        bad(format!(
+            "{}: unknown limit (cputime, cpuweight or memory)",
+            short(key)
+        ))
+    })
+}
+
 /// The limits body, `{"cputime", "cpuweight", "memory"}`: each key given
 /// is set (`None` inside: a key given as `null` or `""`).
 fn parse_limits(value: &Value) -> Result<Vec<(&'static str, Option<u64>)>, AppError> {
@@ -346,17 +365,7 @@ fn parse_limits(value: &Value) -> Result<Vec<(&'static str, Option<u64>)>, AppEr
     };
     let mut out = Vec::new();
     for (key, v) in object {
-        let field = match key.as_str() {
-            "cputime" => "cputime",
-            "cpuweight" => "cpuweight",
-            "memory" => "memory",
-            other => {
-                return Err(bad(format!(
-                    "{}: unknown limit (cputime, cpuweight or memory)",
-                    short(other)
-                )))
-            }
-        };
+        let field = limit_key(key)?;
         let empty = v.is_null() || v.as_str().is_some_and(|s| s.trim().is_empty());
         if empty {
             out.push((field, None));
@@ -551,14 +560,23 @@ async fn settings_of(
         .map_err(runtime_error)
 }
 
-/// Apply `change` to `c`.
-async fn apply(
+/// What a change answers: the settings after it, or `[]` (the deletes).
+#[derive(Clone, Copy)]
+enum After {
+    Settings,
+    Nothing,
+}
+
+/// Apply `change` to `c` and answer as `after` says (the settings are
+/// found by name: a recreate gives the container a new id).
+async fn change(
     state: &AppState,
     user: &CurrentUser,
     cx: &CallContext,
-    c: &ContainerRef,
+    c: Resolved,
     change: SettingsChange,
-) -> Result<(), AppError> {
+    after: After,
+) -> Result<Json<Value>, AppError> {
     let field = change.field();
     state
         .runtime
@@ -566,29 +584,48 @@ async fn apply(
         .container_change_settings(
             cx,
             ChangeSettings {
-                container: c.clone(),
+                container: c.container.clone(),
                 change,
             },
         )
         .await
         .map_err(runtime_error)?;
-    tracing::info!(user = %user.0.username, container = %c.id, setting = field, "container settings changed");
-    Ok(())
-}
-
-/// Apply `change` to `c` and answer its settings after it (found by
-/// name: a recreate gives the container a new id).
-async fn change(
-    state: &AppState,
-    user: &CurrentUser,
-    cx: &CallContext,
-    c: Resolved,
-    change: SettingsChange,
-) -> Result<Json<Value>, AppError> {
-    apply(state, user, cx, &c.container, change).await?;
+    tracing::info!(user = %user.0.username, container = %c.container.id, setting = field, "container settings changed");
+    if let After::Nothing = after {
+        return Ok(Json(json!([])));
+    }
     let now = ContainerRef::new(c.container.kind, c.name);
     let settings = settings_of(state, cx, &now).await?;
     Ok(Json(show(now.kind, &settings)))
+}
+
+/// Set `new` on the caller's container `kind`/`id`; answer its settings after.
+async fn set(
+    state: &AppState,
+    user: &CurrentUser,
+    kind: RuntimeKind,
+    id: String,
+    new: SettingsChange,
+) -> Result<Json<Value>, AppError> {
+    let cx = context(user);
+    let c = resolve(state, &cx, kind, id).await?;
+    change(state, user, &cx, c, new, After::Settings).await
+}
+
+/// Make the change `make` builds from the current settings of the
+/// caller's container `kind`/`id`; answer as `after` says.
+async fn edit(
+    state: &AppState,
+    user: &CurrentUser,
+    kind: RuntimeKind,
+    id: String,
+    after: After,
+    make: impl FnOnce(&Value) -> Result<SettingsChange, AppError>,
+) -> Result<Json<Value>, AppError> {
+    let cx = context(user);
+    let c = resolve(state, &cx, kind, id).await?;
+    let new = make(&settings_of(state, &cx, &c.container).await?)?;
+    change(state, user, &cx, c, new, after).await
 }
 
 /// `GET container/{type}/{id}/all`.
@@ -635,9 +672,7 @@ pub async fn autostart(
             )))
         }
     };
-    let cx = context(&user);
-    let c = resolve(&state, &cx, kind, id).await?;
-    change(&state, &user, &cx, c, SettingsChange::Autostart(on)).await
+    set(&state, &user, kind, id, SettingsChange::Autostart(on)).await
 }
 
 /// `POST container/{type}/{id}/network/port`.
@@ -656,26 +691,26 @@ pub async fn port_add(
     Target { kind, id }: Target,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, AppError> {
-    let body = required_body(body, "[host port, container port, \"tcp\"]")?;
-    let port = parse_port("port", &body)?;
-    let cx = context(&user);
-    let c = resolve(&state, &cx, kind, id).await?;
-    let mut ports = current_ports(&settings_of(&state, &cx, &c.container).await?);
-    let taken = ports
-        .iter()
-        .any(|p| p.host_port == port.host_port && p.protocol == port.protocol);
-    if taken && port.host_port != 0 {
-        return Err(AppError::new(
-            StatusCode::CONFLICT,
-            "conflict",
-            format!(
-                "port: host port {}/{} is forwarded already",
-                port.host_port, port.protocol
-            ),
-        ));
-    }
-    ports.push(port);
-    change(&state, &user, &cx, c, SettingsChange::Ports(ports)).await
+    let port = parse_port("port", &required_body(body, PORT_BODY)?)?;
+    edit(&state, &user, kind, id, After::Settings, |now| {
+        let mut ports = current_ports(now);
+        let taken = ports
+            .iter()
+            .any(|p| p.host_port == port.host_port && p.protocol == port.protocol);
+        if taken && port.host_port != 0 {
+            return Err(AppError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                format!(
+                    "port: host port {}/{} is forwarded already",
+                    port.host_port, port.protocol
+                ),
+            ));
+        }
+        ports.push(port);
+        Ok(SettingsChange::Ports(ports))
+    })
+    .await
 }
 
 /// `DELETE container/{type}/{id}/network/port`.
@@ -693,31 +728,23 @@ pub async fn port_delete(
     Target { kind, id }: Target,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, AppError> {
-    let body = required_body(body, "[host port, container port, \"tcp\"]")?;
-    let port = parse_port("port", &body)?;
-    let cx = context(&user);
-    let c = resolve(&state, &cx, kind, id).await?;
-    let mut ports = current_ports(&settings_of(&state, &cx, &c.container).await?);
-    let before = ports.len();
-    ports.retain(|p| p != &port);
-    if ports.len() == before {
-        return Err(AppError::not_found(
-            "unknown_port",
-            format!(
-                "port: the container forwards no host port {} to {}/{}",
-                port.host_port, port.container_port, port.protocol
-            ),
-        ));
-    }
-    apply(
-        &state,
-        &user,
-        &cx,
-        &c.container,
-        SettingsChange::Ports(ports),
-    )
-    .await?;
-    Ok(Json(json!([])))
+    let port = parse_port("port", &required_body(body, PORT_BODY)?)?;
+    edit(&state, &user, kind, id, After::Nothing, |now| {
+        let mut ports = current_ports(now);
+        let before = ports.len();
+        ports.retain(|p| p != &port);
+        if ports.len() == before {
+            return Err(AppError::not_found(
+                "unknown_port",
+                format!(
+                    "port: the container forwards no host port {} to {}/{}",
+                    port.host_port, port.container_port, port.protocol
+                ),
+            ));
+        }
+        Ok(SettingsChange::Ports(ports))
+    })
+    .await
 }
 
 /// `POST container/{type}/{id}/network/ports`.
@@ -737,9 +764,7 @@ pub async fn ports_set(
 ) -> Result<Json<Value>, AppError> {
     let body = required_body(body, "[[host port, container port, \"tcp\"], ...]")?;
     let ports = parse_ports("ports", &body)?;
-    let cx = context(&user);
-    let c = resolve(&state, &cx, kind, id).await?;
-    change(&state, &user, &cx, c, SettingsChange::Ports(ports)).await
+    set(&state, &user, kind, id, SettingsChange::Ports(ports)).await
 }
 
 /// `GET resource/device`.
@@ -781,18 +806,19 @@ pub async fn device_add(
     Target { kind, id }: Target,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, AppError> {
-    let body = required_body(body, "[\"allow\", \"Input_(13)\", \"rwm\"]")?;
-    let rules = parse_device("device", &body)?;
-    let cx = context(&user);
-    let c = resolve(&state, &cx, kind, id).await?;
-    let mut devices = current_devices(&settings_of(&state, &cx, &c.container).await?);
-    // A device given again replaces its access.
-    let numbers =
-        |r: &String| rule_parts(r).map(|(k, maj, min, _)| (k.to_string(), maj, min.to_string()));
-    let new: Vec<_> = rules.iter().filter_map(numbers).collect();
-    devices.retain(|d| numbers(d).is_none_or(|n| !new.contains(&n)));
-    devices.extend(rules);
-    change(&state, &user, &cx, c, SettingsChange::Devices(devices)).await
+    let rules = parse_device("device", &required_body(body, DEVICE_BODY)?)?;
+    edit(&state, &user, kind, id, After::Settings, |now| {
+        let mut devices = current_devices(now);
+        // A device given again replaces its access.
+        let numbers = |r: &String| {
+            rule_parts(r).map(|(k, maj, min, _)| (k.to_string(), maj, min.to_string()))
+        };
+        let new: Vec<_> = rules.iter().filter_map(numbers).collect();
+        devices.retain(|d| numbers(d).is_none_or(|n| !new.contains(&n)));
+        devices.extend(rules);
+        Ok(SettingsChange::Devices(devices))
+    })
+    .await
 }
 
 /// `DELETE container/{type}/{id}/resource/device`.
@@ -810,33 +836,26 @@ pub async fn device_delete(
     Target { kind, id }: Target,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, AppError> {
-    let body = required_body(body, "[\"allow\", \"Input_(13)\", \"rwm\"]")?;
+    let body = required_body(body, DEVICE_BODY)?;
     let rules = parse_device("device", &body)?;
-    let cx = context(&user);
-    let c = resolve(&state, &cx, kind, id).await?;
-    let mut devices = current_devices(&settings_of(&state, &cx, &c.container).await?);
-    let numbers = |r: &String| rule_parts(r).map(|(_, maj, min, _)| (maj, min.to_string()));
-    let gone: Vec<_> = rules.iter().filter_map(numbers).collect();
-    let before = devices.len();
-    devices.retain(|d| numbers(d).is_none_or(|n| !gone.contains(&n)));
-    if devices.len() == before {
-        return Err(AppError::not_found(
-            "unknown_device",
-            format!(
-                "device: the container has no device `{}`",
-                short(body[1].as_str().unwrap_or_default())
-            ),
-        ));
-    }
-    apply(
-        &state,
-        &user,
-        &cx,
-        &c.container,
-        SettingsChange::Devices(devices),
-    )
-    .await?;
-    Ok(Json(json!([])))
+    edit(&state, &user, kind, id, After::Nothing, |now| {
+        let mut devices = current_devices(now);
+        let numbers = |r: &String| rule_parts(r).map(|(_, maj, min, _)| (maj, min.to_string()));
+        let gone: Vec<_> = rules.iter().filter_map(numbers).collect();
+        let before = devices.len();
+        devices.retain(|d| numbers(d).is_none_or(|n| !gone.contains(&n)));
+        if devices.len() == before {
+            return Err(AppError::not_found(
+                "unknown_device",
+                format!(
+                    "device: the container has no device `{}`",
+                    short(body[1].as_str().unwrap_or_default())
+                ),
+            ));
+        }
+        Ok(SettingsChange::Devices(devices))
+    })
+    .await
 }
 
 /// `POST container/{type}/{id}/resource/devices`.
@@ -864,9 +883,19 @@ pub async fn devices_set(
     for (i, item) in items.iter().enumerate() {
         devices.extend(parse_device(&format!("devices[{i}]"), item)?);
     }
-    let cx = context(&user);
-    let c = resolve(&state, &cx, kind, id).await?;
-    change(&state, &user, &cx, c, SettingsChange::Devices(devices)).await
+    set(&state, &user, kind, id, SettingsChange::Devices(devices)).await
+}
+
+/// The change setting `keys` on the container's current limits.
+fn limits_change<'a>(
+    keys: &'a [(&'static str, Option<u64>)],
+) -> impl FnOnce(&Value) -> Result<SettingsChange, AppError> + 'a {
+    move |now| {
+        Ok(SettingsChange::Limits(with_limits(
+            current_limits(now),
+            keys,
+        )))
+    }
 }
 
 /// `limits` with the keys of `keys` set to their values.
@@ -898,11 +927,15 @@ pub async fn limit_set(
 ) -> Result<Json<Value>, AppError> {
     let body = required_body(body, "{\"cputime\", \"cpuweight\", \"memory\"}")?;
     let keys = parse_limits(&body)?;
-    let cx = context(&user);
-    let c = resolve(&state, &cx, kind, id).await?;
-    let now = current_limits(&settings_of(&state, &cx, &c.container).await?);
-    let limits = with_limits(now, &keys);
-    change(&state, &user, &cx, c, SettingsChange::Limits(limits)).await
+    edit(
+        &state,
+        &user,
+        kind,
+        id,
+        After::Settings,
+        limits_change(&keys),
+    )
+    .await
 }
 
 /// `DELETE container/{type}/{id}/resource/limit`.
@@ -920,46 +953,31 @@ pub async fn limit_delete(
     Target { kind, id }: Target,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, AppError> {
-    let keys: Vec<(&str, Option<u64>)> =
+    let named =
         match json_body(body)? {
-            None => vec![("cputime", None), ("cpuweight", None), ("memory", None)],
-            Some(Value::Object(o)) if o.is_empty() => {
-                vec![("cputime", None), ("cpuweight", None), ("memory", None)]
-            }
-            Some(Value::Object(o)) => {
-                let mut keys = Vec::new();
-                for key in o.keys() {
-                    match key.as_str() {
-                        "cputime" => keys.push(("cputime", None)),
-                        "cpuweight" => keys.push(("cpuweight", None)),
-                        "memory" => keys.push(("memory", None)),
-                        other => {
-                            return Err(bad(format!(
-                                "{}: unknown limit (cputime, cpuweight or memory)",
-                                short(other)
-                            )))
-                        }
-                    }
-                }
-                keys
-            }
+            None => Map::new(),
+            Some(Value::Object(o)) => o,
             Some(_) => return Err(bad(
                 "request body: must be an object naming the limits to drop, as {\"cputime\": 0}",
             )),
         };
-    let cx = context(&user);
-    let c = resolve(&state, &cx, kind, id).await?;
-    let now = current_limits(&settings_of(&state, &cx, &c.container).await?);
-    let limits = with_limits(now, &keys);
-    apply(
+    let keys = if named.is_empty() {
+        LIMITS.map(|k| (k, None)).to_vec()
+    } else {
+        named
+            .keys()
+            .map(|k| Ok((limit_key(k)?, None)))
+            .collect::<Result<Vec<_>, AppError>>()?
+    };
+    edit(
         &state,
         &user,
-        &cx,
-        &c.container,
-        SettingsChange::Limits(limits),
+        kind,
+        id,
+        After::Nothing,
+        limits_change(&keys),
     )
-    .await?;
-    Ok(Json(json!([])))
+    .await
 }
 
 /// The host folders body, `{"/share/path": {"bind": "/in", "ro": false}}`.
@@ -1035,9 +1053,7 @@ pub async fn host_set(
 ) -> Result<Json<Value>, AppError> {
     let body = required_body(body, "{\"/share/path\": {\"bind\", \"ro\"}}")?;
     let binds = parse_binds(&body)?;
-    let cx = context(&user);
-    let c = resolve(&state, &cx, kind, id).await?;
-    change(&state, &user, &cx, c, SettingsChange::HostBinds(binds)).await
+    set(&state, &user, kind, id, SettingsChange::HostBinds(binds)).await
 }
 
 #[cfg(test)]
