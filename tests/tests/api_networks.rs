@@ -15,7 +15,9 @@ use serde_json::{json, Value};
 use stevedore_e2e::{docker, docker_ok, unique};
 
 mod engine_objects;
-use engine_objects::{assert_removed, call, deleted, names, ok, prune_fixture, server, Cleanup};
+use engine_objects::{
+    assert_removed, by_name, call, deleted, names, ok, prune_fixture, server, Cleanup,
+};
 
 /// The owner label (`stevedore_contract::labels::OWNER`).
 const OWNER: &str = "io.stevedore.owner";
@@ -118,7 +120,10 @@ async fn networks_are_as_recorded_and_each_users_own() {
         assert!(seen.contains(built_in), "{seen:?}");
     }
     assert!(seen.contains(&net), "{seen:?}");
-    assert_eq!(ok(&a, Method::GET, "networks/", None).await, list);
+    assert_eq!(
+        by_name(&ok(&a, Method::GET, "networks/", None).await),
+        by_name(&list)
+    );
 
     // Inspect, by name, id and id prefix, under both paths.
     for path in [

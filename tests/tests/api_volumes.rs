@@ -14,7 +14,9 @@ use serde_json::{json, Value};
 use stevedore_e2e::{docker, docker_ok, unique};
 
 mod engine_objects;
-use engine_objects::{assert_removed, call, deleted, names, ok, prune_fixture, server, Cleanup};
+use engine_objects::{
+    assert_removed, by_name, call, deleted, names, ok, prune_fixture, server, Cleanup,
+};
 
 /// The owner label (`stevedore_contract::labels::OWNER`).
 const OWNER: &str = "io.stevedore.owner";
@@ -86,7 +88,10 @@ async fn volumes_are_as_recorded_and_each_users_own() {
     }
     let seen = names(&list);
     assert!(seen.contains(&v1) && seen.contains(&v2), "{seen:?}");
-    assert_eq!(ok(&a, Method::GET, "volumes/", None).await, list);
+    assert_eq!(
+        by_name(&ok(&a, Method::GET, "volumes/", None).await),
+        by_name(&list)
+    );
     let inspected = ok(&a, Method::GET, &format!("volumes/{v2}/inspect"), None).await;
     assert_shape("inspected volume", &inspected);
     assert_eq!(inspected, two);

@@ -137,3 +137,14 @@ pub fn deleted(pruned: &Value, key: &str) -> BTreeSet<String> {
         .map(|n| n.as_str().unwrap().to_string())
         .collect()
 }
+
+/// A listing in name order: the engine lists in no fixed order, so two
+/// listings of the same objects compare equal only sorted.
+pub fn by_name(list: &Value) -> Vec<Value> {
+    let mut all = list
+        .as_array()
+        .unwrap_or_else(|| panic!("not a list: {list}"))
+        .clone();
+    all.sort_by(|x, y| x["Name"].as_str().cmp(&y["Name"].as_str()));
+    all
+}
