@@ -9,11 +9,15 @@
 //! shared engine, other tests' too.
 
 use std::collections::BTreeSet;
-use std::process::{Command, Stdio};
 
 use reqwest::Method;
 use serde_json::{json, Value};
-use stevedore_e2e::{docker, docker_ok, hash_password, unique, Answer, Client, Options, Server};
+use stevedore_e2e::{docker, docker_ok, unique};
+
+mod engine_objects;
+use engine_objects::{
+    assert_removed, by_name, call, deleted, names, ok, prune_fixture, server, Cleanup,
+};
 
 /// The owner label (`stevedore_contract::labels::OWNER`).
 const OWNER: &str = "io.stevedore.owner";
@@ -47,69 +51,6 @@ fn assert_shape(what: &str, v: &Value, recorded: &[(&str, Kind)]) {
     assert!(v["IPAM"]["Config"].is_array(), "{what}: {v}");
     assert!(v["IPAM"]["Driver"].is_string(), "{what}: {v}");
     assert!(v["ConfigFrom"]["Network"].is_string(), "{what}: {v}");
-}
-
-/// Removes the named Docker containers and networks when dropped (also
-/// when a test fails).
-#[derive(Default)]
-struct Cleanup {
-    containers: Vec<String>,
-    networks: Vec<String>,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let quiet = |args: &[&str]| {
-            let _ = Command::new("docker")
-                .args(args)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-        };
-        for c in &self.containers {
-            quiet(&["rm", "-f", "-v", c]);
-        }
-        for n in &self.networks {
-            quiet(&["network", "rm", n]);
-        }
-    }
-}
-
-/// A server on the test engine with two non-admin users; their names and clients.
-async fn server() -> (Server, Client, (String, Client), (String, Client)) {
-    let (alice, bob) = (unique("alice"), unique("bob"));
-    let config = format!(
-        "[users.{alice}]\npassword_hash = \"{}\"\n[users.{bob}]\npassword_hash = \"{}\"\n",
-        hash_password("alice-pw"),
-        hash_password("bob-pw")
-    );
-    let server = Server::start(Options::default().test_engine().config(&config)).await;
-    let admin = server.admin().await;
-    let a = server.client();
-    assert_eq!(a.login(&alice, "alice-pw").await.status, 200);
-    let b = server.client();
-    assert_eq!(b.login(&bob, "bob-pw").await.status, 200);
-    (server, admin, (alice, a), (bob, b))
-}
-
-async fn call(c: &Client, method: Method, path: &str, body: Option<Value>) -> Answer {
-    c.send(method, path, body.map(|b| b.to_string()).as_deref())
-        .await
-}
-
-async fn ok(c: &Client, method: Method, path: &str, body: Option<Value>) -> Value {
-    let a = call(c, method.clone(), path, body).await;
-    assert_eq!(a.status, 200, "{method} {path}: {:?}", a.body);
-    assert!(a.content_type.starts_with("application/json"), "{a:?}");
-    a.body
-}
-
-fn names(list: &Value) -> BTreeSet<String> {
-    list.as_array()
-        .unwrap_or_else(|| panic!("not a list: {list}"))
-        .iter()
-        .map(|n| n["Name"].as_str().unwrap().to_string())
-        .collect()
 }
 
 /// A running busybox container of `owner`.
@@ -179,7 +120,10 @@ async fn networks_are_as_recorded_and_each_users_own() {
         assert!(seen.contains(built_in), "{seen:?}");
     }
     assert!(seen.contains(&net), "{seen:?}");
-    assert_eq!(ok(&a, Method::GET, "networks/", None).await, list);
+    assert_eq!(
+        by_name(&ok(&a, Method::GET, "networks/", None).await),
+        by_name(&list)
+    );
 
     // Inspect, by name, id and id prefix, under both paths.
     for path in [
@@ -293,20 +237,14 @@ async fn networks_are_as_recorded_and_each_users_own() {
     )
     .await
     .assert_error(409, Some("conflict"));
-    assert_eq!(
-        ok(&a, Method::DELETE, &format!("networks/{net}"), None).await,
-        json!({})
-    );
-    assert!(
-        !docker_ok(&["network", "inspect", &net]),
-        "removed on the engine"
-    );
-    call(&a, Method::DELETE, &format!("networks/{net}"), None)
-        .await
-        .assert_error(404, Some("unknown_network"));
-    call(&a, Method::GET, &format!("networks/{net}"), None)
-        .await
-        .assert_error(404, Some("unknown_network"));
+    assert_removed(
+        &a,
+        ("networks", "network"),
+        &net,
+        &format!("networks/{net}"),
+        "unknown_network",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -314,18 +252,7 @@ async fn a_prune_removes_the_callers_unused_networks_only() {
     let (_server, _admin, (alice, a), (_bob, b)) = server().await;
     docker(&["pull", "-q", "busybox:latest"]);
     let mut cleanup = Cleanup::default();
-    let (a1, a2, busy, b1) = (
-        unique("nw-prune-a"),
-        unique("nw-prune-a"),
-        unique("nw-prune-busy"),
-        unique("nw-prune-b"),
-    );
-    cleanup
-        .networks
-        .extend([&a1, &a2, &busy, &b1].map(String::clone));
-    for (c, name) in [(&a, &a1), (&a, &a2), (&a, &busy), (&b, &b1)] {
-        ok(c, Method::POST, "networks", Some(json!({"name": name}))).await;
-    }
+    let (a1, a2, busy, b1) = prune_fixture(&a, &b, "networks", "nw", &mut cleanup.networks).await;
     let alices = container_of(&alice, &mut cleanup);
     ok(
         &a,
@@ -349,13 +276,10 @@ async fn a_prune_removes_the_callers_unused_networks_only() {
 
     // Alice's: her unused ones; the one in use stays, the built-in ones too.
     let pruned = ok(&a, Method::DELETE, "networks/", None).await;
-    let deleted: BTreeSet<&str> = pruned["NetworksDeleted"]
-        .as_array()
-        .unwrap_or_else(|| panic!("{pruned}"))
-        .iter()
-        .map(|n| n.as_str().unwrap())
-        .collect();
-    assert_eq!(deleted, BTreeSet::from([a1.as_str(), a2.as_str()]));
+    assert_eq!(
+        deleted(&pruned, "NetworksDeleted"),
+        BTreeSet::from([a1, a2])
+    );
     assert!(docker_ok(&["network", "inspect", &busy]));
     assert!(docker_ok(&["network", "inspect", "bridge"]));
 }

@@ -8,11 +8,15 @@
 //! shared engine, other tests' too.
 
 use std::collections::BTreeSet;
-use std::process::{Command, Stdio};
 
 use reqwest::Method;
 use serde_json::{json, Value};
-use stevedore_e2e::{docker, docker_ok, hash_password, unique, Answer, Client, Options, Server};
+use stevedore_e2e::{docker, docker_ok, unique};
+
+mod engine_objects;
+use engine_objects::{
+    assert_removed, by_name, call, deleted, names, ok, prune_fixture, server, Cleanup,
+};
 
 /// The owner label (`stevedore_contract::labels::OWNER`).
 const OWNER: &str = "io.stevedore.owner";
@@ -32,69 +36,6 @@ const VOLUME: &[(&str, Kind)] = &[
 
 fn assert_shape(what: &str, v: &Value) {
     stevedore_e2e::shape::assert_shape(what, v, VOLUME);
-}
-
-/// Removes the named Docker containers and volumes when dropped (also when
-/// a test fails).
-#[derive(Default)]
-struct Cleanup {
-    containers: Vec<String>,
-    volumes: Vec<String>,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let quiet = |args: &[&str]| {
-            let _ = Command::new("docker")
-                .args(args)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-        };
-        for c in &self.containers {
-            quiet(&["rm", "-f", "-v", c]);
-        }
-        for v in &self.volumes {
-            quiet(&["volume", "rm", v]);
-        }
-    }
-}
-
-/// A server on the test engine with two non-admin users; their names and clients.
-async fn server() -> (Server, Client, (String, Client), (String, Client)) {
-    let (alice, bob) = (unique("alice"), unique("bob"));
-    let config = format!(
-        "[users.{alice}]\npassword_hash = \"{}\"\n[users.{bob}]\npassword_hash = \"{}\"\n",
-        hash_password("alice-pw"),
-        hash_password("bob-pw")
-    );
-    let server = Server::start(Options::default().test_engine().config(&config)).await;
-    let admin = server.admin().await;
-    let a = server.client();
-    assert_eq!(a.login(&alice, "alice-pw").await.status, 200);
-    let b = server.client();
-    assert_eq!(b.login(&bob, "bob-pw").await.status, 200);
-    (server, admin, (alice, a), (bob, b))
-}
-
-async fn call(c: &Client, method: Method, path: &str, body: Option<Value>) -> Answer {
-    c.send(method, path, body.map(|b| b.to_string()).as_deref())
-        .await
-}
-
-async fn ok(c: &Client, method: Method, path: &str, body: Option<Value>) -> Value {
-    let a = call(c, method.clone(), path, body).await;
-    assert_eq!(a.status, 200, "{method} {path}: {:?}", a.body);
-    assert!(a.content_type.starts_with("application/json"), "{a:?}");
-    a.body
-}
-
-fn names(list: &Value) -> BTreeSet<String> {
-    list.as_array()
-        .unwrap_or_else(|| panic!("not a list: {list}"))
-        .iter()
-        .map(|v| v["Name"].as_str().unwrap().to_string())
-        .collect()
 }
 
 #[tokio::test]
@@ -147,7 +88,10 @@ async fn volumes_are_as_recorded_and_each_users_own() {
     }
     let seen = names(&list);
     assert!(seen.contains(&v1) && seen.contains(&v2), "{seen:?}");
-    assert_eq!(ok(&a, Method::GET, "volumes/", None).await, list);
+    assert_eq!(
+        by_name(&ok(&a, Method::GET, "volumes/", None).await),
+        by_name(&list)
+    );
     let inspected = ok(&a, Method::GET, &format!("volumes/{v2}/inspect"), None).await;
     assert_shape("inspected volume", &inspected);
     assert_eq!(inspected, two);
@@ -195,20 +139,14 @@ async fn volumes_are_as_recorded_and_each_users_own() {
     docker(&["rm", "-f", &user]);
 
     // Remove: `{}`; again, 404.
-    assert_eq!(
-        ok(&a, Method::DELETE, &format!("volumes/{v1}"), None).await,
-        json!({})
-    );
-    assert!(
-        !docker_ok(&["volume", "inspect", &v1]),
-        "removed on the engine"
-    );
-    call(&a, Method::DELETE, &format!("volumes/{v1}"), None)
-        .await
-        .assert_error(404, Some("unknown_volume"));
-    call(&a, Method::GET, &format!("volumes/{v1}/inspect"), None)
-        .await
-        .assert_error(404, Some("unknown_volume"));
+    assert_removed(
+        &a,
+        ("volumes", "volume"),
+        &v1,
+        &format!("volumes/{v1}/inspect"),
+        "unknown_volume",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -216,18 +154,7 @@ async fn a_prune_removes_the_callers_unused_volumes_only() {
     let (_server, _admin, (alice, a), (_bob, b)) = server().await;
     docker(&["pull", "-q", "busybox:latest"]);
     let mut cleanup = Cleanup::default();
-    let (a1, a2, busy, b1) = (
-        unique("vol-prune-a"),
-        unique("vol-prune-a"),
-        unique("vol-prune-busy"),
-        unique("vol-prune-b"),
-    );
-    cleanup
-        .volumes
-        .extend([&a1, &a2, &busy, &b1].map(String::clone));
-    for (c, name) in [(&a, &a1), (&a, &a2), (&a, &busy), (&b, &b1)] {
-        ok(c, Method::POST, "volumes", Some(json!({"name": name}))).await;
-    }
+    let (a1, a2, busy, b1) = prune_fixture(&a, &b, "volumes", "vol", &mut cleanup.volumes).await;
     let user = unique("vol-c");
     cleanup.containers.push(user.clone());
     docker(&[
@@ -257,13 +184,7 @@ async fn a_prune_removes_the_callers_unused_volumes_only() {
     // Alice's: her unused ones; the one a container mounts stays.
     let pruned = ok(&a, Method::DELETE, "volumes/", None).await;
     assert_eq!(pruned["SpaceReclaimed"], 0);
-    let deleted: BTreeSet<&str> = pruned["VolumesDeleted"]
-        .as_array()
-        .unwrap_or_else(|| panic!("{pruned}"))
-        .iter()
-        .map(|n| n.as_str().unwrap())
-        .collect();
-    assert_eq!(deleted, BTreeSet::from([a1.as_str(), a2.as_str()]));
+    assert_eq!(deleted(&pruned, "VolumesDeleted"), BTreeSet::from([a1, a2]));
     assert!(docker_ok(&["volume", "inspect", &busy]));
 }
 

@@ -68,6 +68,7 @@ pub mod config;
 pub mod container_create;
 pub mod containers;
 pub mod documented;
+mod engine_objects;
 mod envelope;
 pub mod error;
 pub mod events;

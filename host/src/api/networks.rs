@@ -33,11 +33,12 @@ use serde_json::{json, Map, Value};
 use utoipa::OpenApi;
 
 use super::containers::{check_container, context, runtime_error};
+use super::engine_objects::{all, found, pruned, removed, Networks};
 use super::extract::Api;
 use super::routes::{entry, Access, Entry};
 use super::session::CurrentUser;
 use super::{body_error, AppError, AppState};
-use crate::runtime::guard::networks::{acts_on, is_built_in, network_refusal};
+use crate::runtime::guard::networks::{is_built_in, network_refusal};
 use crate::runtime::traits::networks::{Attach, IpamPool, NetworkSpec};
 use crate::runtime::Error as RtError;
 
@@ -474,23 +475,12 @@ pub async fn list(
     State(state): State<AppState>,
     user: CurrentUser,
 ) -> Result<Json<Vec<Value>>, AppError> {
-    let all = state
-        .runtime
-        .networks
-        .network_details(&context(&user))
-        .await
-        .map_err(|e| area_error(e, "unknown_network"))?;
+    let all = all::<Networks>(&state, &context(&user)).await?;
     Ok(Json(all.iter().map(network_answer).collect()))
 }
 
 async fn inspected(state: &AppState, user: &CurrentUser, id: &str) -> Result<Value, AppError> {
-    let id = network_id(id)?;
-    let network = state
-        .runtime
-        .networks
-        .network_inspect(&context(user), id)
-        .await
-        .map_err(|e| area_error(e, "unknown_network"))?;
+    let network = found::<Networks>(state, &context(user), network_id(id)?).await?;
     Ok(network_answer(&network))
 }
 
@@ -578,22 +568,7 @@ pub async fn remove(
     user: CurrentUser,
     Api(Path(id)): Api<Path<String>>,
 ) -> Result<Json<Value>, AppError> {
-    let id = network_id(&id)?;
-    let cx = context(&user);
-    // Looked up first: an unknown name is 404 whoever asks.
-    state
-        .runtime
-        .networks
-        .network_inspect(&cx, id.clone())
-        .await
-        .map_err(|e| area_error(e, "unknown_network"))?;
-    state
-        .runtime
-        .networks
-        .network_remove(&cx, id)
-        .await
-        .map_err(|e| area_error(e, "unknown_network"))?;
-    Ok(Json(json!({})))
+    removed::<Networks>(&state, &user, network_id(&id)?).await
 }
 
 /// `DELETE networks/`: remove the unused networks the caller may act on.
@@ -607,38 +582,11 @@ pub async fn prune(
     State(state): State<AppState>,
     user: CurrentUser,
 ) -> Result<Json<Value>, AppError> {
-    let cx = context(&user);
-    let policy = state.policies.of(&user.0.username);
-    let all = state
-        .runtime
-        .networks
-        .network_details(&cx)
-        .await
-        .map_err(|e| area_error(e, "unknown_network"))?;
-    let mut deleted = Vec::new();
-    for network in all {
-        let mine = if policy.admin {
-            acts_on(&policy, &network)
-        } else {
-            crate::runtime::guard::networks::is_own(&policy, &network)
-        };
-        if !mine || is_built_in(&network) {
-            continue;
-        }
-        let (Some(id), Some(name)) = (network["Id"].as_str(), network["Name"].as_str()) else {
-            continue;
-        };
-        // In use (409), gone meanwhile (404): left alone.
-        match state
-            .runtime
-            .networks
-            .network_remove(&cx, id.to_string())
-            .await
-        {
-            Ok(()) => deleted.push(name.to_string()),
-            Err(e) => tracing::debug!(network = name, error = %e.message(), "prune left a network"),
-        }
-    }
+    let deleted = pruned::<Networks>(&state, &user, |network| {
+        let id = network["Id"].as_str().filter(|_| !is_built_in(network))?;
+        Some((id, network["Name"].as_str()?))
+    })
+    .await?;
     Ok(Json(json!({
         "NetworksDeleted": if deleted.is_empty() { Value::Null } else { json!(deleted) },
     })))
@@ -672,12 +620,7 @@ async fn attach(
 ) -> Result<Json<Value>, AppError> {
     let req = parse_attach(network_id(id)?, &body_object(body, false)?)?;
     let cx = context(user);
-    state
-        .runtime
-        .networks
-        .network_inspect(&cx, req.network.clone())
-        .await
-        .map_err(|e| area_error(e, "unknown_network"))?;
+    found::<Networks>(state, &cx, req.network.clone()).await?;
     let done = if connect {
         state.runtime.networks.network_connect(&cx, req).await
     } else {

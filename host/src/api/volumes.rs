@@ -30,12 +30,13 @@ use serde_json::{json, Map, Value};
 use utoipa::OpenApi;
 
 use super::containers::context;
+use super::engine_objects::{all, found, pruned, removed, Volumes};
 use super::extract::Api;
 use super::networks::{area_error, body_object, check_name, invalid, opt_str, opt_strings};
 use super::routes::{entry, Access, Entry};
 use super::session::CurrentUser;
 use super::{AppError, AppState};
-use crate::runtime::guard::networks::{acts_on, is_own, volume_refusal};
+use crate::runtime::guard::networks::volume_refusal;
 use crate::runtime::traits::volumes::VolumeSpec;
 use crate::runtime::Error as RtError;
 
@@ -185,12 +186,7 @@ pub async fn list(
     State(state): State<AppState>,
     user: CurrentUser,
 ) -> Result<Json<Vec<Value>>, AppError> {
-    let all = state
-        .runtime
-        .volumes
-        .volume_details(&context(&user))
-        .await
-        .map_err(|e| area_error(e, "unknown_volume"))?;
+    let all = all::<Volumes>(&state, &context(&user)).await?;
     Ok(Json(all.iter().map(volume_answer).collect()))
 }
 
@@ -208,12 +204,7 @@ pub async fn inspect(
     Api(Path(name)): Api<Path<String>>,
 ) -> Result<Json<Value>, AppError> {
     let name = volume_name("volume_name", &name)?;
-    let volume = state
-        .runtime
-        .volumes
-        .volume_inspect(&context(&user), name)
-        .await
-        .map_err(|e| area_error(e, "unknown_volume"))?;
+    let volume = found::<Volumes>(&state, &context(&user), name).await?;
     Ok(Json(volume_answer(&volume)))
 }
 
@@ -292,22 +283,7 @@ pub async fn remove(
     user: CurrentUser,
     Api(Path(name)): Api<Path<String>>,
 ) -> Result<Json<Value>, AppError> {
-    let name = volume_name("volume_name", &name)?;
-    let cx = context(&user);
-    // Looked up first: an unknown name is 404 whoever asks.
-    state
-        .runtime
-        .volumes
-        .volume_inspect(&cx, name.clone())
-        .await
-        .map_err(|e| area_error(e, "unknown_volume"))?;
-    state
-        .runtime
-        .volumes
-        .volume_remove(&cx, name)
-        .await
-        .map_err(|e| area_error(e, "unknown_volume"))?;
-    Ok(Json(json!({})))
+    removed::<Volumes>(&state, &user, volume_name("volume_name", &name)?).await
 }
 
 /// `DELETE volumes/`: remove the unused volumes the caller may act on.
@@ -321,35 +297,11 @@ pub async fn prune(
     State(state): State<AppState>,
     user: CurrentUser,
 ) -> Result<Json<Value>, AppError> {
-    let cx = context(&user);
-    let policy = state.policies.of(&user.0.username);
-    let all = state
-        .runtime
-        .volumes
-        .volume_details(&cx)
-        .await
-        .map_err(|e| area_error(e, "unknown_volume"))?;
-    let mut deleted = Vec::new();
-    for volume in all {
-        let mine = if policy.admin {
-            acts_on(&policy, &volume)
-        } else {
-            is_own(&policy, &volume)
-        };
-        let Some(name) = volume["Name"].as_str().filter(|_| mine) else {
-            continue;
-        };
-        // In use (409), gone meanwhile (404): left alone.
-        match state
-            .runtime
-            .volumes
-            .volume_remove(&cx, name.to_string())
-            .await
-        {
-            Ok(()) => deleted.push(name.to_string()),
-            Err(e) => tracing::debug!(volume = name, error = %e.message(), "prune left a volume"),
-        }
-    }
+    let deleted = pruned::<Volumes>(&state, &user, |volume| {
+        let name = volume["Name"].as_str()?;
+        Some((name, name))
+    })
+    .await?;
     Ok(Json(
         json!({"SpaceReclaimed": 0, "VolumesDeleted": deleted}),
     ))
