@@ -1,6 +1,7 @@
 //! Events and the audit log (`log.rst`: `log.html`) on the real `stevedore
 //! serve`, the test engine and the `create` and `noop` plugins:
-//! `event/wait` answers once a container started by another request runs,
+//! `event/wait` answers once a container (Docker, and LXC with the test
+//! image repository) started by another request runs,
 //! and 408 near its duration; `event` shows only the caller's task events;
 //! `log` records submits, deletes and logins (never a password) with their
 //! user and outcome, filters, exports CSV, is emptied only by an admin, and
@@ -773,4 +774,86 @@ async fn waits_are_capped_per_user_and_end_when_the_client_goes_away() {
     })
     .await;
     again.assert_error(408, Some("wait_timeout"));
+}
+
+/// Destroys the LXC containers of a test's own LXC path when dropped.
+struct LxcPath(tempfile::TempDir);
+
+impl Drop for LxcPath {
+    fn drop(&mut self) {
+        stevedore_e2e::lxc_destroy_all(self.0.path());
+    }
+}
+
+#[tokio::test]
+async fn a_wait_on_an_lxc_container_answers_once_it_runs() {
+    let path = LxcPath(
+        tempfile::Builder::new()
+            .prefix("stevedore-lxc-")
+            .tempdir()
+            .unwrap(),
+    );
+    let server =
+        Server::start(Options::with_plugins(&["create", "image_download"]).test_lxc(path.0.path()))
+            .await;
+    let admin = server.admin().await;
+    let name = "wtest";
+    let made = admin
+        .send(
+            Method::POST,
+            "container",
+            Some(
+                &json!({"type": "lxc", "repository": "qnap", "name": name,
+                    "image": "busybox", "tag": "latest"})
+                .to_string(),
+            ),
+        )
+        .await;
+    assert_eq!(made.status, 200, "{:?}\n{}", made.body, server.logs());
+    let stop = admin
+        .send(Method::PUT, &format!("container/lxc/{name}/stop"), None)
+        .await;
+    assert_eq!(stop.status, 200, "{:?}", stop.body);
+    assert_eq!(stop.body["state"], "stopped");
+
+    let waiting = {
+        let admin = admin.clone();
+        let path = format!("event/wait/lxc/{name}/running?duration=60");
+        tokio::spawn(async move { admin.send(Method::GET, &path, None).await })
+    };
+    // Stopped: a short wait for `running` ends in 408.
+    admin
+        .send(
+            Method::GET,
+            &format!("event/wait/lxc/{name}/running?duration=1"),
+            None,
+        )
+        .await
+        .assert_error(408, Some("wait_timeout"));
+    assert!(!waiting.is_finished(), "answered while stopped");
+    let start = admin
+        .send(Method::PUT, &format!("container/lxc/{name}/start"), None)
+        .await;
+    assert_eq!(start.status, 200, "{:?}", start.body);
+    let waited = tokio::time::timeout(Duration::from_secs(30), waiting)
+        .await
+        .expect("the wait answered once the container ran")
+        .unwrap();
+    assert_eq!(waited.status, 200, "{:?}", waited.body);
+    assert_eq!(waited.body["state"], "running");
+    assert_eq!(waited.body["type"], "lxc");
+    assert_eq!(waited.body["name"], name);
+    // Running: a wait for `running` answers at once.
+    let now = admin
+        .send(
+            Method::GET,
+            &format!("event/wait/lxc/{name}/running?duration=5"),
+            None,
+        )
+        .await;
+    assert_eq!(now.body["state"], "running", "{:?}", now.body);
+    let gone = admin
+        .send(Method::DELETE, &format!("container/lxc/{name}"), None)
+        .await;
+    assert_eq!(gone.status, 200, "{:?}", gone.body);
 }
