@@ -964,6 +964,70 @@ pub async fn eventually<T>(what: &str, deadline: Duration, mut f: impl FnMut() -
     }
 }
 
+/// [`eventually`] for a check that awaits (an API call).
+pub async fn eventually_async<T, F: std::future::Future<Output = Option<T>>>(
+    what: &str,
+    deadline: Duration,
+    mut f: impl FnMut() -> F,
+) -> T {
+    let until = Instant::now() + deadline;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < until, "{what}: not within {deadline:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Removes the named Docker containers (and their anonymous volumes) when
+/// dropped, also when a test fails.
+pub struct Containers(pub Vec<String>);
+
+impl Drop for Containers {
+    fn drop(&mut self) {
+        for name in &self.0 {
+            let _ = Command::new("docker")
+                .args(["rm", "-f", "-v", name])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+/// A test's own LXC path, whose containers are destroyed when dropped.
+pub struct LxcPath(pub tempfile::TempDir);
+
+impl LxcPath {
+    /// A new, empty one.
+    pub fn new() -> LxcPath {
+        LxcPath(
+            tempfile::Builder::new()
+                .prefix("stevedore-lxc-")
+                .tempdir()
+                .expect("a temporary LXC path"),
+        )
+    }
+
+    /// The folder.
+    pub fn path(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+impl Default for LxcPath {
+    fn default() -> LxcPath {
+        LxcPath::new()
+    }
+}
+
+impl Drop for LxcPath {
+    fn drop(&mut self) {
+        lxc_destroy_all(self.0.path());
+    }
+}
+
 /// What 127.0.0.1:`port` answers to a line, if anything (2 s) to `GET /`.
 pub fn ask(port: u16) -> Option<String> {
     use std::io::{Read, Write};

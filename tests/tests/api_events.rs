@@ -13,7 +13,10 @@ use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde_json::{json, Value};
-use stevedore_e2e::{docker, docker_ok, hash_password, unique, Client, Options, Server};
+use stevedore_e2e::{
+    docker, docker_ok, eventually_async, hash_password, unique, Client, Containers, LxcPath,
+    Options, Server,
+};
 
 fn users_config() -> String {
     format!(
@@ -37,37 +40,6 @@ async fn user(server: &Server, name: &str) -> Client {
     let a = c.login(name, &format!("{name}-pw")).await;
     assert_eq!(a.status, 200, "{name} login: {:?}", a.body);
     c
-}
-
-/// Removes the named Docker containers when dropped (also when a test fails).
-struct Containers(Vec<String>);
-
-impl Drop for Containers {
-    fn drop(&mut self) {
-        for name in &self.0 {
-            let _ = Command::new("docker")
-                .args(["rm", "-f", "-v", name])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-        }
-    }
-}
-
-/// Poll `f` until it answers, or panic with `what` after `deadline`.
-async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
-    what: &str,
-    deadline: Duration,
-    mut f: impl FnMut() -> F,
-) -> T {
-    let until = Instant::now() + deadline;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < until, "{what}: not within {deadline:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 async fn get(c: &Client, path: &str) -> Value {
@@ -280,7 +252,7 @@ async fn events_show_the_callers_tasks_only() {
     alice.wait_state(a, "completed").await;
     bob.wait_state(b, "completed").await;
 
-    let mine = eventually(
+    let mine = eventually_async(
         "alice's completed task in `event`",
         Duration::from_secs(10),
         || async {
@@ -322,7 +294,7 @@ async fn events_show_the_callers_tasks_only() {
     );
 
     // The admin sees both users' tasks.
-    let all = eventually(
+    let all = eventually_async(
         "both tasks in the admin's `event`",
         Duration::from_secs(10),
         || async {
@@ -342,7 +314,7 @@ async fn events_show_the_callers_tasks_only() {
     assert_eq!(later["offset"], offset);
     let c = alice.submit_ok("noop", "{}").await;
     alice.wait_state(c, "completed").await;
-    let newer = eventually(
+    let newer = eventually_async(
         "the new task's events after `offset`",
         Duration::from_secs(10),
         || async {
@@ -427,7 +399,7 @@ async fn the_log_records_calls_filters_exports_survives_a_restart_and_only_an_ad
 
     let submit_msg = format!("/background/noop: 200 (task {task})");
     let delete_msg = format!("DELETE /containerstation/api/v1/background/{task}: 200");
-    let all = eventually(
+    let all = eventually_async(
         "the submit and the delete in the log",
         Duration::from_secs(10),
         || async {
@@ -612,7 +584,7 @@ async fn the_log_records_calls_filters_exports_survives_a_restart_and_only_an_ad
     // A logout names the user it ended.
     let out = bob.send(Method::PUT, "logout", None).await;
     assert_eq!(out.status, 200, "{:?}", out.body);
-    let logout = eventually(
+    let logout = eventually_async(
         "bob's logout in the log",
         Duration::from_secs(10),
         || async { records(&admin, "text=/logout:").await.into_iter().next() },
@@ -638,7 +610,7 @@ async fn the_log_records_calls_filters_exports_survives_a_restart_and_only_an_ad
         .send(Method::DELETE, "log", None)
         .await
         .assert_error(403, Some("admin_only"));
-    let newest = eventually(
+    let newest = eventually_async(
         "alice's refused DELETE log in the log",
         Duration::from_secs(10),
         || async {
@@ -660,7 +632,7 @@ async fn the_log_records_calls_filters_exports_survives_a_restart_and_only_an_ad
         newest.len()
     );
     let top = newest[0]["id"].as_u64().unwrap();
-    let left = eventually(
+    let left = eventually_async(
         "the DELETE log itself recorded",
         Duration::from_secs(10),
         || async {
@@ -707,7 +679,7 @@ async fn with_a_shared_database_every_nodes_calls_are_in_one_log() {
     let task = alice.submit_ok("noop", "{}").await;
     let admin_b = b.admin().await;
     let submit = format!("/background/noop: 200 (task {task})");
-    let seen = eventually(
+    let seen = eventually_async(
         "node a's submit in node b's log",
         Duration::from_secs(10),
         || async {
@@ -720,7 +692,7 @@ async fn with_a_shared_database_every_nodes_calls_are_in_one_log() {
     assert_keys("log record", &seen, RECORD);
     // And node b's own calls are there for node a.
     let admin_a = a.admin().await;
-    eventually(
+    eventually_async(
         "both nodes' admin logins in node a's log",
         Duration::from_secs(10),
         || async {
@@ -768,7 +740,7 @@ async fn waits_are_capped_per_user_and_end_when_the_client_goes_away() {
     assert!(answered[0].1.contains("too_many_waits"), "{answered:?}");
     let short = format!("event/wait/docker/{name}/running?duration=1");
     // Their places are given back once the clients went away.
-    let again = eventually("a wait admitted again", Duration::from_secs(10), || async {
+    let again = eventually_async("a wait admitted again", Duration::from_secs(10), || async {
         let a = admin.send(Method::GET, &short, None).await;
         (a.status != 429).then_some(a)
     })
@@ -776,25 +748,11 @@ async fn waits_are_capped_per_user_and_end_when_the_client_goes_away() {
     again.assert_error(408, Some("wait_timeout"));
 }
 
-/// Destroys the LXC containers of a test's own LXC path when dropped.
-struct LxcPath(tempfile::TempDir);
-
-impl Drop for LxcPath {
-    fn drop(&mut self) {
-        stevedore_e2e::lxc_destroy_all(self.0.path());
-    }
-}
-
 #[tokio::test]
 async fn a_wait_on_an_lxc_container_answers_once_it_runs() {
-    let path = LxcPath(
-        tempfile::Builder::new()
-            .prefix("stevedore-lxc-")
-            .tempdir()
-            .unwrap(),
-    );
+    let path = LxcPath::new();
     let server =
-        Server::start(Options::with_plugins(&["create", "image_download"]).test_lxc(path.0.path()))
+        Server::start(Options::with_plugins(&["create", "image_download"]).test_lxc(path.path()))
             .await;
     let admin = server.admin().await;
     let name = "wtest";

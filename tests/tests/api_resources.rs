@@ -14,7 +14,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use stevedore_e2e::{
     docker, docker_ok, eventually, free_port, hash_password, http_get, unique, Answer, Client,
-    Options, Server,
+    LxcPath, Options, Server,
 };
 
 /// The recorded answer of `GET container/lxc/utest/all` (resource.html).
@@ -596,26 +596,13 @@ async fn another_user_cannot_change_a_container_and_a_non_admin_is_checked_as_at
 }
 
 /// LXC containers of one test's own LXC path, destroyed when dropped.
-struct LxcPath(tempfile::TempDir);
-
-impl Drop for LxcPath {
-    fn drop(&mut self) {
-        stevedore_e2e::lxc_destroy_all(self.0.path());
-    }
-}
-
 fn config_of(path: &Path, name: &str) -> String {
     std::fs::read_to_string(path.join(name).join("config")).unwrap()
 }
 
 #[tokio::test]
 async fn lxc_settings_change_its_config_and_port_forwards() {
-    let path = LxcPath(
-        tempfile::Builder::new()
-            .prefix("stevedore-lxc-")
-            .tempdir()
-            .unwrap(),
-    );
+    let path = LxcPath::new();
     let server =
         Server::start(Options::with_plugins(&["create", "image_download"]).test_lxc(path.0.path()))
             .await;

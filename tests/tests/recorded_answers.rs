@@ -8,12 +8,15 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::{json, Value};
-use stevedore_e2e::{docker, env, hash_password, unique, Client, Options, Server, ADMIN_PASSWORD};
+use stevedore_e2e::{
+    docker, env, eventually_async, hash_password, unique, Client, Containers, Options, Server,
+    ADMIN_PASSWORD,
+};
 
 use stevedore_e2e::shape::{assert_shape, Kind, Kind::*};
 
@@ -131,37 +134,6 @@ async fn docker_server() -> (Server, Client) {
     (server, client)
 }
 
-/// Removes the named Docker containers when dropped (also when a test fails).
-struct Containers(Vec<String>);
-
-impl Drop for Containers {
-    fn drop(&mut self) {
-        for name in &self.0 {
-            let _ = Command::new("docker")
-                .args(["rm", "-f", "-v", name])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-        }
-    }
-}
-
-/// Poll `f` until it answers, or panic with `what` after `deadline`.
-async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
-    what: &str,
-    deadline: Duration,
-    mut f: impl FnMut() -> F,
-) -> T {
-    let until = Instant::now() + deadline;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < until, "{what}: not within {deadline:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 async fn get(c: &Client, path: &str) -> Value {
     let a = c.send(Method::GET, path, None).await;
     assert_eq!(a.status, 200, "GET {path}: {:?}", a.body);
@@ -230,7 +202,7 @@ async fn docker_entries_and_logs_are_as_recorded() {
 
     // One entry, by name; the rates come from two samples: a container that
     // keeps writing shows CPU use at the second look.
-    let busy = eventually(
+    let busy = eventually_async(
         "CPU use of a busy container",
         Duration::from_secs(20),
         || {
@@ -247,7 +219,7 @@ async fn docker_entries_and_logs_are_as_recorded() {
     assert!(busy["cpu"].as_f64().unwrap() <= 100.0 * 64.0, "{busy}");
 
     // Logs: both streams from the engine, the last `tail` lines.
-    let logs = eventually("the container's output", Duration::from_secs(20), || {
+    let logs = eventually_async("the container's output", Duration::from_secs(20), || {
         let c = &c;
         let z = &z;
         async move {
@@ -489,7 +461,7 @@ async fn lxc_entry_and_console_logs_are_as_recorded() {
     assert_eq!(e["ipaddress"].as_array().unwrap().len(), 1, "{e}");
     // The address is the one the container comes up with.
     let path = lxc.path();
-    eventually("the container's address", Duration::from_secs(30), || {
+    eventually_async("the container's address", Duration::from_secs(30), || {
         let ips = stevedore_e2e::lxc(&path, "info", "utest", &["-i", "-H"]);
         let found = ips.lines().any(|l| l.trim() == ip);
         async move { found.then_some(()) }
@@ -512,7 +484,7 @@ async fn lxc_entry_and_console_logs_are_as_recorded() {
         "utest",
         "echo console-one > /dev/console; echo console-two > /dev/console",
     );
-    let logs = eventually("the console log", Duration::from_secs(20), || async {
+    let logs = eventually_async("the console log", Duration::from_secs(20), || async {
         let l = get(c, "container/lxc/utest/logs?tail=1").await;
         (l["logs"].as_str().unwrap().trim_end() == "console-two").then_some(l)
     })
