@@ -29,6 +29,7 @@ fn concrete(path: &str) -> String {
             "{tag}" => "latest",
             "{repository}" => "local",
             "{key}" => "doc_test",
+            "{file}" => "main.js",
             "{registry_name}" => "images",
             s if s.starts_with('{') => panic!("no sample value for {s} in {path}"),
             s => s,
@@ -97,7 +98,7 @@ async fn every_route_but_the_public_ones_needs_a_session() {
             ]
         })
         .collect();
-    for root in ["/metrics", "/", "/dashboard/app.js", "/dashboard/app.css"] {
+    for root in ["/metrics", "/", "/dashboard/{file}"] {
         want.insert(format!("GET {root}"));
     }
     assert_eq!(public, want);

@@ -90,7 +90,7 @@ const OPENAPI: Access = Access::Public(
     "the API's own description, the same for every caller; tools read it before they log in",
 );
 const DASHBOARD: Access = Access::Public(
-    "the dashboard's static page, script and style, embedded in the binary; \
+    "the dashboard's static page, scripts and style, embedded in the binary; \
      it holds no data and logs in through the API",
 );
 const METRICS: Access = Access::Public(
@@ -190,15 +190,9 @@ fn table() -> Vec<Entry> {
         root(entry(M::GET, "/", DASHBOARD, dashboard::index)),
         root(entry(
             M::GET,
-            "/dashboard/app.js",
+            "/dashboard/{file}",
             DASHBOARD,
-            dashboard::script,
-        )),
-        root(entry(
-            M::GET,
-            "/dashboard/app.css",
-            DASHBOARD,
-            dashboard::style,
+            dashboard::file,
         )),
     ]);
     all

@@ -1,39 +1,160 @@
 //! The dashboard: a small web app served at `GET /`, embedded in the
-//! binary (`index.html`, `app.js`, `app.css` beside this file), that talks
-//! only to this server's API. Its pages carry a Content-Security-Policy
-//! that allows nothing from elsewhere.
+//! binary (the files beside this module), that talks only to this server's
+//! API. Its files carry a Content-Security-Policy that allows nothing from
+//! elsewhere; icons from the repository come through the API
+//! (`catalog/icon/...`), never from their own hosts.
+//!
+//! The script is a set of ES modules, one per view, loaded by `main.js`:
+//! `core.js` (calls, elements, times, the task stream), `form.js` (forms
+//! from a JSON Schema), `tasks.js`,
+//! `store.js` with `wizard.js`, `apps.js`, `containers.js` and `images.js`.
+//!
+//! Each file is answered with an `ETag` (a hash of its text) and
+//! `Cache-Control: no-cache`: a browser keeps it and asks again with
+//! `If-None-Match`, which costs a 304 and no body until the binary changes.
+//!
+//! `STEVEDORE_DASHBOARD_DIR`, when set, names a folder whose files of the
+//! same names are served instead, read at each request: for working on the
+//! dashboard without rebuilding the server. Only the names below are ever
+//! read from it.
 
-use axum::http::{header, HeaderValue};
+use std::sync::LazyLock;
+
+use axum::extract::Path;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-
-const INDEX: &str = include_str!("index.html");
-const SCRIPT: &str = include_str!("app.js");
-const STYLE: &str = include_str!("app.css");
+use sha2::{Digest, Sha256};
 
 /// Everything from this server only; `data:` for the empty favicon.
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
                    connect-src 'self'; img-src 'self' data:; form-action 'self'; \
                    base-uri 'none'; frame-ancestors 'none'";
 
+/// One embedded file: its name under `/dashboard/`, type and text.
+struct File {
+    name: &'static str,
+    content_type: &'static str,
+    text: &'static str,
+}
+
+const JS: &str = "text/javascript; charset=utf-8";
+
+/// Every file of the dashboard. `index.html` is served at `/`.
+const FILES: &[File] = &[
+    File {
+        name: "index.html",
+        content_type: "text/html; charset=utf-8",
+        text: include_str!("index.html"),
+    },
+    File {
+        name: "app.css",
+        content_type: "text/css; charset=utf-8",
+        text: include_str!("app.css"),
+    },
+    File {
+        name: "main.js",
+        content_type: JS,
+        text: include_str!("main.js"),
+    },
+    File {
+        name: "core.js",
+        content_type: JS,
+        text: include_str!("core.js"),
+    },
+    File {
+        name: "form.js",
+        content_type: JS,
+        text: include_str!("form.js"),
+    },
+    File {
+        name: "tasks.js",
+        content_type: JS,
+        text: include_str!("tasks.js"),
+    },
+    File {
+        name: "store.js",
+        content_type: JS,
+        text: include_str!("store.js"),
+    },
+    File {
+        name: "wizard.js",
+        content_type: JS,
+        text: include_str!("wizard.js"),
+    },
+    File {
+        name: "apps.js",
+        content_type: JS,
+        text: include_str!("apps.js"),
+    },
+    File {
+        name: "containers.js",
+        content_type: JS,
+        text: include_str!("containers.js"),
+    },
+    File {
+        name: "images.js",
+        content_type: JS,
+        text: include_str!("images.js"),
+    },
+];
+
+/// Each embedded file's `ETag`, in the order of [`FILES`].
+static TAGS: LazyLock<Vec<HeaderValue>> =
+    LazyLock::new(|| FILES.iter().map(|f| etag(f.text.as_bytes())).collect());
+
+/// The folder of `STEVEDORE_DASHBOARD_DIR`, if set.
+static DEV_DIR: LazyLock<Option<std::path::PathBuf>> =
+    LazyLock::new(|| std::env::var_os("STEVEDORE_DASHBOARD_DIR").map(Into::into));
+
+fn etag(bytes: &[u8]) -> HeaderValue {
+    let hash = Sha256::digest(bytes);
+    let hex: String = hash[..8].iter().map(|b| format!("{b:02x}")).collect();
+    HeaderValue::from_str(&format!("\"{hex}\"")).expect("hex is a valid header value")
+}
+
 /// `GET /`: the page.
-pub async fn index() -> Response {
-    page(INDEX, "text/html; charset=utf-8")
+pub async fn index(headers: HeaderMap) -> Response {
+    serve("index.html", &headers)
 }
 
-/// `GET /dashboard/app.js`.
-pub async fn script() -> Response {
-    page(SCRIPT, "text/javascript; charset=utf-8")
+/// `GET /dashboard/{file}`: a script or style of the page.
+pub async fn file(Path(name): Path<String>, headers: HeaderMap) -> Response {
+    serve(&name, &headers)
 }
 
-/// `GET /dashboard/app.css`.
-pub async fn style() -> Response {
-    page(STYLE, "text/css; charset=utf-8")
-}
-
-fn page(body: &'static str, content_type: &'static str) -> Response {
-    let mut resp = body.into_response();
+fn serve(name: &str, request: &HeaderMap) -> Response {
+    let Some(index) = FILES.iter().position(|f| f.name == name) else {
+        return (StatusCode::NOT_FOUND, "no such file").into_response();
+    };
+    let file = &FILES[index];
+    let (body, tag): (String, HeaderValue) = match DEV_DIR.as_ref() {
+        Some(dir) => match std::fs::read_to_string(dir.join(file.name)) {
+            Ok(text) => {
+                let tag = etag(text.as_bytes());
+                (text, tag)
+            }
+            Err(e) => {
+                tracing::warn!(file = file.name, "STEVEDORE_DASHBOARD_DIR: {e}");
+                (file.text.to_string(), TAGS[index].clone())
+            }
+        },
+        None => (file.text.to_string(), TAGS[index].clone()),
+    };
+    let fresh = request.get(header::IF_NONE_MATCH).is_some_and(|v| {
+        v.as_bytes()
+            .split(|b| *b == b',')
+            .any(|t| t.trim_ascii() == tag.as_bytes())
+    });
+    let mut resp = if fresh {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        body.into_response()
+    };
     let headers = resp.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(file.content_type),
+    );
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(CSP),
@@ -43,6 +164,7 @@ fn page(body: &'static str, content_type: &'static str) -> Response {
         HeaderValue::from_static("nosniff"),
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert(header::ETAG, tag);
     resp
 }
 
@@ -52,10 +174,52 @@ mod tests {
 
     #[test]
     fn the_page_loads_only_its_own_files() {
-        for text in [INDEX, SCRIPT, STYLE] {
-            assert!(!text.contains("http://") && !text.contains("https://"));
+        for file in FILES {
+            assert!(
+                !file.text.contains("http://") && !file.text.contains("https://"),
+                "{} names a remote URL",
+                file.name
+            );
         }
-        assert!(INDEX.contains(r#"src="/dashboard/app.js""#));
-        assert!(INDEX.contains(r#"href="/dashboard/app.css""#));
+        let index = FILES[0].text;
+        assert!(index.contains(r#"src="/dashboard/main.js""#));
+        assert!(index.contains(r#"href="/dashboard/app.css""#));
+    }
+
+    #[test]
+    fn every_module_imported_is_served() {
+        for file in FILES.iter().filter(|f| f.name.ends_with(".js")) {
+            for line in file.text.lines() {
+                if let Some(rest) = line.split(" from \"./").nth(1) {
+                    let name = rest.split('"').next().unwrap();
+                    assert!(
+                        FILES.iter().any(|f| f.name == name),
+                        "{} imports {name}, which is not served",
+                        file.name
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_page_weighs_under_150_kib() {
+        let weight: usize = FILES
+            .iter()
+            .filter(|f| !f.name.ends_with(".html"))
+            .map(|f| f.text.len())
+            .sum();
+        assert!(weight < 150 * 1024, "JS and CSS weigh {weight} bytes");
+    }
+
+    #[tokio::test]
+    async fn an_unchanged_file_is_a_304() {
+        let first = serve("core.js", &HeaderMap::new());
+        assert_eq!(first.status(), StatusCode::OK);
+        let tag = first.headers()[header::ETAG].clone();
+        let mut again = HeaderMap::new();
+        again.insert(header::IF_NONE_MATCH, tag);
+        assert_eq!(serve("core.js", &again).status(), StatusCode::NOT_MODIFIED);
+        assert_eq!(serve("../mod.rs", &again).status(), StatusCode::NOT_FOUND);
     }
 }

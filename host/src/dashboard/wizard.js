@@ -1,0 +1,3 @@
+// The install wizard (being written).
+
+export {};
