@@ -5,11 +5,11 @@
 //! starts. Checks go through the API, HTTP to the published ports, and the
 //! `docker` CLI against the same engine.
 
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use stevedore_e2e::catalog::{push_busybox, set_image, set_notes};
 use stevedore_e2e::{copy_dir, free_port, workspace_root, Client, Options, Server};
 
 const PLUGINS: &[&str] = &["application", "application_upgrade"];
@@ -382,50 +382,6 @@ async fn bad_params_are_400_naming_the_field() {
         .unwrap()
         .starts_with("binding.x: "));
     assert_eq!(get(&c, "apps").await, serde_json::json!({}));
-}
-
-/// Push busybox as `<registry>/stevedore/<repo>:<tag>` and drop the local tag,
-/// so that installing or upgrading really pulls it.
-fn push_busybox(repo: &str, tag: &str) -> String {
-    let reference = format!("{}/stevedore/{repo}:{tag}", env("STEVEDORE_TEST_REGISTRY"));
-    docker(&["pull", "busybox:latest"]);
-    docker(&["tag", "busybox:latest", &reference]);
-    docker(&["push", &reference]);
-    docker(&["rmi", &reference]);
-    reference
-}
-
-fn set_notes(catalog: &Path, version: &str, web_image: &str) {
-    set_image(catalog, version, "web", web_image)
-}
-
-/// Give `service` of template `notes` the image `image`, at version `version`.
-fn set_image(catalog: &Path, version: &str, service: &str, image: &str) {
-    let compose = catalog.join("template/notes/docker-compose.yml");
-    let text = std::fs::read_to_string(&compose).unwrap();
-    let mut out = String::new();
-    let mut in_web = false;
-    for line in text.lines() {
-        if line.starts_with("  ") && !line.starts_with("   ") {
-            in_web = line.trim() == format!("{service}:");
-        }
-        if in_web && line.trim_start().starts_with("image:") {
-            out.push_str(&format!("    image: {image}\n"));
-        } else {
-            out.push_str(line);
-            out.push('\n');
-        }
-    }
-    std::fs::write(&compose, out).unwrap();
-    let list = catalog.join("list.json");
-    let text = std::fs::read_to_string(&list).unwrap();
-    let mut entries: Value = serde_json::from_str(&text).unwrap();
-    for e in entries.as_array_mut().unwrap() {
-        if e["name"] == "notes" {
-            e["version"] = version.into();
-        }
-    }
-    std::fs::write(&list, entries.to_string()).unwrap();
 }
 
 #[tokio::test]
