@@ -109,12 +109,13 @@ function paint(card, rec, ports) {
   const containers = Array.isArray(rec.containers) ? rec.containers : (rec.container || []).map((n) => ({ name: n }));
   const items = containers.map((c) => {
     const state = c.state || "unknown";
-    const published = (c.ports || ports.get(c.name) || []).filter((p) => p.host && (p.protocol || "tcp") === "tcp");
+    // One link per host port (an engine may list a port once per address family).
+    const published = [...new Set((c.ports || ports.get(c.name) || []).filter((p) => p.host && (p.protocol || "tcp") === "tcp").map((p) => p.host))];
     return el("li", { "data-container": c.name },
       el("span", { class: "svc", text: c.name }), " ",
       el("span", { class: `state state-${state === "running" ? "ok" : state === "exited" || state === "dead" ? "error" : "run"}`, text: state }),
-      ...published.map((p) => el("a", { class: "port-link", href: `http://${location.hostname}:${p.host}/`, target: "_blank", rel: "noopener",
-        text: `Open port ${p.host}` })));
+      ...published.map((host) => el("a", { class: "port-link", href: `http://${location.hostname}:${host}/`, target: "_blank", rel: "noopener",
+        text: `Open port ${host}` })));
   });
   // Replace the rows only when something shown changed: no flicker on refresh.
   const sig = JSON.stringify(items.map((li) => li.textContent + li.querySelectorAll("a").length));
@@ -122,9 +123,11 @@ function paint(card, rec, ports) {
     parts.services.dataset.sig = sig;
     parts.services.replaceChildren(...items);
   }
+  // The proxy listens on its own address, which only the server knows: a
+  // link when the record gives its URL, else the path as text.
   const vp = rec.virtual_path;
-  const href = rec.proxyUrl || (vp && new URL(`${vp.replace(/\/$/, "")}/`, location.origin).href);
-  parts.links.replaceChildren(...(vp ? ["Proxy path: ", el("a", { href, target: "_blank", rel: "noopener", text: vp })] : []));
+  const proxied = rec.proxyUrl && el("a", { class: "proxy-link", href: new URL(rec.proxyUrl, location.href).href, target: "_blank", rel: "noopener", text: vp });
+  parts.links.replaceChildren(...(vp ? ["Proxy path: ", proxied || el("code", { text: vp })] : []));
   // Restart is for a running app; hidden while none of its containers runs
   // (Start does it then), which also keeps "Start NAME" a unique name.
   buttons.restart.hidden = !containers.some((c) => c.state === "running");
