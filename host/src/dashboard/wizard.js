@@ -123,12 +123,17 @@ async function appForm(entry) {
     }
   };
   const formNode = el("form", { class: "wizard-form", novalidate: true, onsubmit },
-    w.description ? el("p", { class: "hint wizard-desc", text: w.description.replace(/^#+ .*\n+/gm, "").trim() }) : null,
+    w.description ? el("p", { class: "hint wizard-desc", text: plain(w.description) }) : null,
     fieldset("Application", own),
     ...pages,
     error,
     el("div", { class: "tools" }, submit));
   return [formNode];
+}
+
+/** A template's Markdown description as plain text: headings dropped, emphasis and code marks removed. */
+function plain(md) {
+  return md.replace(/^#+ .*\n+/gm, "").replace(/(\*\*|__|`)(.+?)\1/g, "$2").trim();
 }
 
 /** Route a server error to its field (`binding.key` → the wizard's `key`), else `general`. */
