@@ -3,7 +3,7 @@
 // service's state and published ports as links, the proxy path, and
 // Start / Stop / Restart / Upgrade / Delete. `#apps/NAME` focuses a card.
 
-import { $, announce, call, el, hub, submitTask, taskBar } from "./core.js";
+import { $, ago, announce, call, el, hub, submitTask, taskBar } from "./core.js";
 
 const cards = new Map(); // name -> {node, parts, record}
 const APP_TASKS = new Set(["application", "application_upgrade"]);
@@ -105,6 +105,7 @@ function paint(card, rec, ports) {
   const { parts, buttons, name } = card;
   // "Update available" is inline in the meta line: it comes and goes without moving the card.
   parts.meta.replaceChildren(`${rec.template || "?"} · version ${rec.version ?? "?"}${rec.creating ? " · installing…" : ""}`,
+    ...(rec.created ? [" · installed ", ago(rec.created)] : []),
     rec.updateAvailable ? el("span", { class: "update", text: `Update available: ${rec.version} → ${rec.latestVersion}` }) : "");
   const containers = Array.isArray(rec.containers) ? rec.containers : (rec.container || []).map((n) => ({ name: n }));
   const items = containers.map((c) => {
