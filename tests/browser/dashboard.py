@@ -286,10 +286,10 @@ def main():
 
         step("5. stop and start the app")
         go(page, "apps")
-        page.get_by_role("button", name=f"Stop {APP}").click()
+        page.get_by_role("button", name=f"Stop {APP}", exact=True).click()
         poll("the app's containers stopped", lambda: all(s != "running" for s in app_states(page)))
         expect(app.locator(".state", has_text="running")).to_have_count(0)
-        page.get_by_role("button", name=f"Start {APP}").click()
+        page.get_by_role("button", name=f"Start {APP}", exact=True).click()
         poll("the app's containers run again", lambda: all(s == "running" for s in app_states(page)))
         expect(app.locator(".state", has_text="running").first).to_be_visible()
 
@@ -302,8 +302,8 @@ def main():
         expect(image_row).to_be_visible()
         shot(page, "images")
         axe(page, "images")
-        page.get_by_role("button", name=f"Remove {PULL_IMAGE}").click()
-        page.get_by_role("button", name=f"Confirm remove {PULL_IMAGE}").click()
+        page.get_by_role("button", name=f"Remove {PULL_IMAGE}", exact=True).click()
+        page.get_by_role("button", name=f"Confirm remove {PULL_IMAGE}", exact=True).click()
         expect(image_row).to_have_count(0)
         local = api(page, "/image?category=local")["results"]
         assert not any(f"{r['name']}:{r['version']}" == PULL_IMAGE for r in local), "the image is still there"
@@ -313,7 +313,7 @@ def main():
         go(page, "apps")
         update = app.locator(".update")
         expect(update).to_contain_text("1 → 2")
-        page.get_by_role("button", name=f"Upgrade {APP}").click()
+        page.get_by_role("button", name=f"Upgrade {APP}", exact=True).click()
         expect(app.locator('.taskbar[data-state="completed"]')).to_be_visible(timeout=SLOW)
         poll("the app is at version 2", lambda: api(page, f"/apps/{APP}")["version"] == "2")
         expect(update).to_have_count(0)
@@ -396,8 +396,8 @@ def main():
         step("delete the app")
         page.set_viewport_size({"width": 1100, "height": 1000})
         go(page, "apps")
-        page.get_by_role("button", name=f"Delete {APP}").click()
-        page.get_by_role("button", name=f"Confirm remove {APP}").click()
+        page.get_by_role("button", name=f"Delete {APP}", exact=True).click()
+        page.get_by_role("button", name=f"Confirm remove {APP}", exact=True).click()
         expect(app).to_have_count(0)
 
         step("log out: back to the form")
