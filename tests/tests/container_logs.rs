@@ -3,7 +3,8 @@
 //! lines first, then a line written after the request started, then a
 //! clean end when the container stops or is removed; refusals before the
 //! stream starts are the usual JSON errors; a user's followers are capped,
-//! and a follower's place is given back when its client goes away.
+//! and a follower's place is given back when its client goes away; a
+//! logout and the server's stop end a follow.
 
 use std::time::Duration;
 
@@ -384,4 +385,40 @@ async fn an_lxc_containers_console_is_followed_until_it_stops() {
         .send(Method::DELETE, &format!("container/lxc/{name}"), None)
         .await;
     assert_eq!(gone.status, 200, "{:?}", gone.body);
+}
+
+#[tokio::test]
+async fn a_follow_ends_when_its_session_logs_out_and_when_the_server_stops() {
+    let mut server = server().await;
+    let first = user(&server, "alice").await;
+    let second = user(&server, "alice").await;
+    let mut containers = Containers(Vec::new());
+    let name = talker(&mut containers);
+    let logs = format!("container/docker/{name}/logs");
+    logged(&first, &logs, "old-3", 1).await;
+    let path = format!("{logs}?follow=1&tail=1");
+    let mut ended = Follow::open(&first, &path).await;
+    let mut kept = Follow::open(&second, &path).await;
+    assert_eq!(ended.lines(1).await, "old-3\n");
+    assert_eq!(kept.lines(1).await, "old-3\n");
+
+    // A logout ends its session's follow, not another session's.
+    let out = first.send(Method::PUT, "logout", None).await;
+    assert_eq!(out.status, 200, "{:?}", out.body);
+    assert_eq!(ended.end().await, "old-3\n");
+    say(&name, "after-logout");
+    assert_eq!(kept.lines(2).await, "old-3\nafter-logout\n");
+
+    // The server stops at once (SIGTERM), ending the follow cleanly: an
+    // open follow does not hold its graceful shutdown.
+    let status = tokio::task::spawn_blocking(move || {
+        let status = server.stop();
+        (status, server)
+    })
+    .await
+    .unwrap();
+    let (status, server) = status;
+    let status = status.expect("the server was running");
+    assert!(status.success(), "{status:?}\n{}", server.logs());
+    assert_eq!(kept.end().await, "old-3\nafter-logout\n");
 }
