@@ -10,16 +10,19 @@
 //! | `GET container/{type}/{id}` | the container's entry |
 //! | `GET container/{type}/{id}/inspect` | the runtime's inspect JSON |
 //! | `GET container/{type}/{id}/logs` (`?tail=N`, default 100) | `{"logs": "...", "tail": N}`: Docker's stdout and stderr, LXC's console log |
+//! | `GET container/{type}/{id}/logs?follow=1` (`&tail=N`) | `text/plain`, streamed: the last N lines, then each line as it is written, until the container stops, the client goes away, the session ends or the server stops; at most 8 per user (429 `too_many_followers`) |
 //! | `PUT container/{type}/{id}/{start,stop,restart}` | the entry after the change |
 //! | `DELETE container/{type}/{id}` (`?remove_volumes=true`) | `{}`; a running container is stopped first |
 
 use std::sync::Arc;
 
+use axum::body::{Body, Bytes};
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use futures::StreamExt;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
@@ -382,12 +385,31 @@ pub const DEFAULT_TAIL: u32 = 100;
 /// The most lines one `logs` call answers.
 pub const MAX_TAIL: u32 = 10_000;
 
-/// `?tail=` of `GET container/{type}/{id}/logs`.
+/// `?tail=&follow=` of `GET container/{type}/{id}/logs`.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct LogsQuery {
     /// How many of the last lines to answer: 0 to 10000, default 100.
     pub tail: Option<String>,
+    /// `1` or `true`: answer `text/plain`, streamed: the last lines, then
+    /// each line as the container writes it, until it stops. `0`, `false`
+    /// or none: the JSON answer.
+    pub follow: Option<String>,
+}
+
+/// The `follow` of a logs query: `1`/`true` or `0`/`false`, default false.
+pub fn parse_follow(follow: Option<&str>) -> Result<bool, AppError> {
+    match follow.map(str::trim) {
+        None | Some("0" | "false") => Ok(false),
+        Some("1" | "true") => Ok(true),
+        Some(other) => Err(AppError::bad_request(
+            "invalid_params",
+            format!(
+                "follow: must be 1, true, 0 or false, got `{}`",
+                short(other)
+            ),
+        )),
+    }
 }
 
 /// The `tail` of a logs query: a whole number of lines up to [`MAX_TAIL`].
@@ -416,36 +438,88 @@ pub struct Logs {
     pub tail: u32,
 }
 
-/// `GET container/{type}/{id}/logs`: the container's last output lines.
+/// `GET container/{type}/{id}/logs`: the container's last output lines;
+/// with `follow`, those lines and then each new one, streamed.
 #[utoipa::path(get, path = "/container/{type}/{id}/logs", tag = "containers",
-    summary = "The last lines a container wrote (Docker: stdout and stderr; LXC: its console log)",
+    summary = "The last lines a container wrote (Docker: stdout and stderr; LXC: its console log), or with `follow` those and each new line as it is written",
+    description = "With `follow=1` the answer is `text/plain; charset=utf-8`, chunked: \
+        the last `tail` lines, then each line as the container writes it, every chunk \
+        whole lines ending in `\\n`. It ends cleanly when the container stops or is \
+        removed (at once after the last lines for a stopped one), and when the \
+        session ends or the server stops; an engine failure after the start \
+        breaks it off. A user follows at most 8 containers' logs at once.",
     params(Target, LogsQuery),
     responses(
-        (status = 200, description = "The lines", body = Logs),
+        (status = 200, description = "The lines: JSON; with `follow`, plain text streamed until the container stops",
+            content(
+                (Logs = "application/json"),
+                (String = "text/plain; charset=utf-8"),
+            )),
         super::error::RuntimeErrors,
-        // Replaces the shared 400 in place, naming the query's one field.
-        (status = 400, description = "A path segment or query is not valid (`tail`)", body = super::error::ErrorBody),
+        // Replaces the shared 400 in place, naming the query's fields.
+        (status = 400, description = "A path segment or query is not valid (`tail`, `follow`)", body = super::error::ErrorBody),
+        (status = 429, description = "With `follow`: the user follows the most containers' logs already (`too_many_followers`)", body = super::error::ErrorBody),
     ))]
 pub async fn logs(
     State(state): State<AppState>,
     user: CurrentUser,
     Target { kind, id }: Target,
     Api(Query(query)): Api<Query<LogsQuery>>,
-) -> Result<Json<Logs>, AppError> {
+) -> Result<Response, AppError> {
     let tail = parse_tail(query.tail.as_deref())?;
+    let follow = parse_follow(query.follow.as_deref())?;
+    let req = ContainerLogs {
+        container: ContainerRef::new(kind, id),
+        tail,
+    };
+    if follow {
+        return follow_logs(&state, &user, req).await;
+    }
     let logs = state
         .runtime
         .containers
-        .container_logs(
-            &context(&user),
-            ContainerLogs {
-                container: ContainerRef::new(kind, id),
-                tail,
-            },
-        )
+        .container_logs(&context(&user), req)
         .await
         .map_err(runtime_error)?;
-    Ok(Json(Logs { logs, tail }))
+    Ok(Json(Logs { logs, tail }).into_response())
+}
+
+/// The followed logs of `req`'s container, as a streamed text answer. The
+/// place among the user's followers is taken first, so a user at the cap
+/// costs the engine nothing; it is given back when the stream ends or is
+/// dropped (the client went away). The stream is read as the client
+/// reads it: nothing is buffered for a slow one.
+async fn follow_logs(
+    state: &AppState,
+    user: &CurrentUser,
+    req: ContainerLogs,
+) -> Result<Response, AppError> {
+    let slot = state.streams.follow(&user.0.username, &user.0.session_id)?;
+    let container = req.container.id.clone();
+    let lines = state
+        .runtime
+        .containers
+        .container_follow_logs(&context(user), req)
+        .await
+        .map_err(runtime_error)?;
+    let ended = super::tasks::stream_end(state, user.0.session_id.clone(), slot);
+    let body = lines
+        .map(move |chunk| {
+            chunk.map(Bytes::from).map_err(|e| {
+                // The answer has started: the failure breaks the stream off.
+                tracing::debug!(container = %container, error = %e.message(), "following logs");
+                std::io::Error::other(e.message())
+            })
+        })
+        .take_until(ended);
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        Body::from_stream(body),
+    )
+        .into_response())
 }
 
 /// `?remove_volumes=` of `DELETE container/{type}/{id}`.
@@ -537,6 +611,22 @@ mod tests {
             let e = parse_tail(Some(bad)).unwrap_err();
             assert_eq!(e.status, 400, "{bad}");
             assert!(e.message.starts_with("tail: "), "{}", e.message);
+        }
+    }
+
+    #[test]
+    fn follow_is_a_flag() {
+        assert!(!parse_follow(None).unwrap());
+        for yes in ["1", "true"] {
+            assert!(parse_follow(Some(yes)).unwrap(), "{yes}");
+        }
+        for no in ["0", "false"] {
+            assert!(!parse_follow(Some(no)).unwrap(), "{no}");
+        }
+        for bad in ["", "yes", "2", "TRUE!"] {
+            let e = parse_follow(Some(bad)).unwrap_err();
+            assert_eq!(e.status, 400, "{bad}");
+            assert!(e.message.starts_with("follow: "), "{}", e.message);
         }
     }
 

@@ -1,5 +1,6 @@
-//! The event streams (`GET background/events`) that are open: at most a
-//! cap per user, each ended when its session logs out.
+//! The event streams (`GET background/events`) and followed container
+//! logs (`GET container/{type}/{id}/logs?follow=1`) that are open: at most
+//! a cap of each per user, each ended when its session logs out.
 //!
 //! A stream holds a [`StreamSlot`] for as long as it is open; dropping the
 //! stream (the client went away, the server stops, its session ended) gives
@@ -17,6 +18,16 @@ use super::AppError;
 /// Event streams a user may hold open at once by default.
 pub const DEFAULT_STREAMS_PER_USER: usize = 16;
 
+/// Containers' logs a user may follow at once.
+pub const FOLLOWERS_PER_USER: usize = 8;
+
+/// What an open stream is; each kind has its own cap per user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Kind {
+    Events,
+    Logs,
+}
+
 /// The open event streams, by user and by session.
 #[derive(Clone)]
 pub struct Streams {
@@ -30,8 +41,8 @@ struct Inner {
 
 #[derive(Default)]
 struct Open {
-    /// Streams open per user.
-    by_user: HashMap<String, usize>,
+    /// Streams open per kind and user.
+    by_user: HashMap<(Kind, String), usize>,
     /// Per session id: cancelled when the session logs out, and how many
     /// streams it has open.
     by_session: HashMap<String, (CancellationToken, usize)>,
@@ -40,6 +51,7 @@ struct Open {
 /// One open stream's place; dropping it gives the place back.
 pub struct StreamSlot {
     inner: Arc<Inner>,
+    kind: Kind,
     user: String,
     session: String,
     ended: CancellationToken,
@@ -66,10 +78,21 @@ impl Streams {
     /// A place for one more stream of `user`'s session `session`, or 429
     /// (`too_many_streams`) when the user has the most open already.
     pub fn open(&self, user: &str, session: &str) -> Result<StreamSlot, AppError> {
+        self.take(Kind::Events, user, session)
+    }
+
+    /// A place for one more followed container log of `user`'s session
+    /// `session`, or 429 (`too_many_followers`) when the user follows
+    /// [`FOLLOWERS_PER_USER`] already.
+    pub fn follow(&self, user: &str, session: &str) -> Result<StreamSlot, AppError> {
+        self.take(Kind::Logs, user, session)
+    }
+
+    fn take(&self, kind: Kind, user: &str, session: &str) -> Result<StreamSlot, AppError> {
         let mut open = self.inner.open.lock();
-        let count = open.by_user.entry(user.to_string()).or_default();
-        if *count >= self.inner.per_user {
-            return Err(AppError::new(
+        let count = open.by_user.entry((kind, user.to_string())).or_default();
+        let refused = match kind {
+            Kind::Events if *count >= self.inner.per_user => Some(AppError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "too_many_streams",
                 format!(
@@ -77,7 +100,23 @@ impl Streams {
                      (http.streams_per_user); close one first",
                     self.inner.per_user
                 ),
-            ));
+            )),
+            Kind::Logs if *count >= FOLLOWERS_PER_USER => Some(AppError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_followers",
+                format!(
+                    "user {user} follows {FOLLOWERS_PER_USER} containers' logs already, \
+                     the most allowed; close one first"
+                ),
+            )),
+            _ => None,
+        };
+        if let Some(refused) = refused {
+            // A refused first stream leaves no empty count behind.
+            if *count == 0 {
+                open.by_user.remove(&(kind, user.to_string()));
+            }
+            return Err(refused);
         }
         *count += 1;
         let (token, streams) = open
@@ -87,6 +126,7 @@ impl Streams {
         *streams += 1;
         Ok(StreamSlot {
             inner: self.inner.clone(),
+            kind,
             user: user.to_string(),
             session: session.to_string(),
             ended: token.clone(),
@@ -104,10 +144,11 @@ impl Streams {
 impl Drop for StreamSlot {
     fn drop(&mut self) {
         let mut open = self.inner.open.lock();
-        if let Some(n) = open.by_user.get_mut(&self.user) {
+        let key = (self.kind, std::mem::take(&mut self.user));
+        if let Some(n) = open.by_user.get_mut(&key) {
             *n -= 1;
             if *n == 0 {
-                open.by_user.remove(&self.user);
+                open.by_user.remove(&key);
             }
         }
         // A cancelled stream's session entry is gone already.
@@ -146,5 +187,23 @@ mod tests {
         drop((b, carol, again));
         let open = streams.inner.open.lock();
         assert!(open.by_user.is_empty() && open.by_session.is_empty());
+    }
+
+    #[test]
+    fn followers_have_their_own_cap_and_end_with_the_session() {
+        let streams = Streams::new(1);
+        let events = streams.open("bob", "s1").unwrap();
+        let logs: Vec<_> = (0..FOLLOWERS_PER_USER)
+            .map(|_| streams.follow("bob", "s1").unwrap())
+            .collect();
+        let refused = streams.follow("bob", "s1").err().unwrap();
+        assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(refused.reason, "too_many_followers");
+        assert!(refused.message.contains(&FOLLOWERS_PER_USER.to_string()));
+        assert!(streams.follow("carol", "s2").is_ok(), "another user's cap");
+        streams.end_session("s1");
+        assert!(logs.iter().all(|l| l.ended().is_cancelled()));
+        drop((events, logs));
+        assert!(streams.follow("bob", "s3").is_ok(), "places given back");
     }
 }

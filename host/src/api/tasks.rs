@@ -515,10 +515,10 @@ pub async fn events(
 /// (it may have expired, or logged out on another node).
 const SESSION_RECHECK: Duration = Duration::from_secs(15);
 
-/// Resolves when an event stream must end: the server shuts down, its
+/// Resolves when an event stream (or a followed container log) must end: the server shuts down, its
 /// session logs out here, or its session is found ended at a recheck. It
 /// holds the stream's `slot` until then (or until the stream is dropped).
-fn stream_end(
+pub(super) fn stream_end(
     state: &AppState,
     session: String,
     slot: super::streams::StreamSlot,

@@ -48,9 +48,9 @@ use super::{
     AppFolders, Backends, CallContext, ChangeSettings, ContainerEntry, ContainerLogs, ContainerRef,
     ContainerSpec, ContainerSummary, Containers, CreateOnNetwork, CreateWith, Credential,
     Credentials, DeleteContainer, Error, ExportContainer, ImageInfo, ImageRef, Images, ImportImage,
-    LabelQuery, Limits, MountSource, NetworkInfo, NetworkMode, Networks, PullRequest, PushImage,
-    RemoveContainer, RemoveImage, RtResult, RuntimeKind, SaveImages, SettingsChange, Source,
-    StopContainer, TagImage, UsageQuery, Usages, VolumeInfo, Volumes,
+    LabelQuery, Limits, LogStream, MountSource, NetworkInfo, NetworkMode, Networks, PullRequest,
+    PushImage, RemoveContainer, RemoveImage, RtResult, RuntimeKind, SaveImages, SettingsChange,
+    Source, StopContainer, TagImage, UsageQuery, Usages, VolumeInfo, Volumes,
 };
 use crate::policy::{ContainerScope, Policies, Policy, Refused, APP_OWNER_FILE, OWNER_LABEL};
 
@@ -133,6 +133,27 @@ impl Guarded {
     pub fn with_image_owners(mut self, owners: ImageOwners) -> Guarded {
         self.owners = Arc::new(owners);
         self
+    }
+
+    /// `req` if the caller may read the container's logs (as its entry:
+    /// their own, unless their policy lets them see all), naming the
+    /// container by its resolved id: the container checked is the one read.
+    async fn readable_logs(
+        &self,
+        cx: &CallContext,
+        mut req: ContainerLogs,
+    ) -> RtResult<ContainerLogs> {
+        let policy = self.policy(cx);
+        let entry = self
+            .inner
+            .containers
+            .container_entry(cx, &req.container)
+            .await?;
+        policy
+            .allows_container(&entry.name, entry.owner())
+            .map_err(denied)?;
+        req.container.id = entry.id;
+        Ok(req)
     }
 
     /// Refuse containers that publish any of `ports` on the host (the
@@ -598,19 +619,19 @@ impl Containers for Guarded {
 
     /// A container's logs are read like its entry: only the caller's own,
     /// unless their policy lets them see all.
-    async fn container_logs(&self, cx: &CallContext, mut req: ContainerLogs) -> RtResult<String> {
-        let policy = self.policy(cx);
-        let entry = self
-            .inner
-            .containers
-            .container_entry(cx, &req.container)
-            .await?;
-        policy
-            .allows_container(&entry.name, entry.owner())
-            .map_err(denied)?;
-        // The resolved id: the name checked is the container read.
-        req.container.id = entry.id;
+    async fn container_logs(&self, cx: &CallContext, req: ContainerLogs) -> RtResult<String> {
+        let req = self.readable_logs(cx, req).await?;
         self.inner.containers.container_logs(cx, req).await
+    }
+
+    /// Followed, as [`Containers::container_logs`].
+    async fn container_follow_logs(
+        &self,
+        cx: &CallContext,
+        req: ContainerLogs,
+    ) -> RtResult<LogStream> {
+        let req = self.readable_logs(cx, req).await?;
+        self.inner.containers.container_follow_logs(cx, req).await
     }
 
     /// Configuration, not a container: anyone logged in may know it.

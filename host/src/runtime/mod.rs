@@ -19,6 +19,7 @@ pub mod error;
 pub mod folders;
 pub mod guard;
 pub mod image_owners;
+pub mod log_lines;
 pub mod lxc;
 pub mod output;
 pub mod pgzip;
@@ -50,7 +51,7 @@ pub use traits::{
 pub use traits::containers::{ChangeSettings, Limits, SettingsChange};
 pub use traits::containers::{
     ContainerLogs, CreateOnNetwork, CreateWith, DeleteContainer, ExportContainer, ImportImage,
-    LabelQuery, RemoveContainer, StopContainer, UsageQuery, Usages,
+    LabelQuery, LogStream, RemoveContainer, StopContainer, UsageQuery, Usages,
 };
 pub use traits::images::{ArchiveFile, ImageRef, PushImage, RemoveImage, SaveImages, TagImage};
 

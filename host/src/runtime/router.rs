@@ -19,9 +19,9 @@ use super::{
     AppFolders, Backends, CallContext, ChangeSettings, ContainerEntry, ContainerLogs, ContainerRef,
     ContainerSpec, ContainerSummary, Containers, CreateOnNetwork, CreateWith, Credentials,
     DeleteContainer, Engine, Error, ExportContainer, ImageInfo, ImageRef, Images, ImportImage,
-    LabelQuery, Networks, NoAppStore, PullRequest, PushImage, RemoveContainer, RemoveImage,
-    RtResult, RuntimeKind, SaveImages, Source, StopContainer, TagImage, Templates, UsageQuery,
-    Usages, Volumes,
+    LabelQuery, LogStream, Networks, NoAppStore, PullRequest, PushImage, RemoveContainer,
+    RemoveImage, RtResult, RuntimeKind, SaveImages, Source, StopContainer, TagImage, Templates,
+    UsageQuery, Usages, Volumes,
 };
 
 /// The images and containers of Docker and LXC behind one [`Images`] and
@@ -140,6 +140,7 @@ routed! {
         container_entry(c: &ContainerRef) -> ContainerEntry => of(c.kind);
         container_usage(req: UsageQuery) -> Usages => of(req.kind);
         container_logs(req: ContainerLogs) -> String => of(req.container.kind);
+        container_follow_logs(req: ContainerLogs) -> LogStream => of(req.container.kind);
         container_inspect(c: &ContainerRef) -> String => of(c.kind);
         container_export(req: ExportContainer) -> u64 => of(req.container.kind);
         image_import(req: ImportImage) -> String => of(req.kind);

@@ -16,6 +16,11 @@
 //! a container from a missing reference fails with the engine's `No such
 //! image`, whatever the script says about `containers.create`.
 //!
+//! A followed container's logs (`containers.follow-logs`, the logs route's
+//! `follow`) come as an engine sends them: the last `tail` lines of what the
+//! script says it wrote, then each of its later writes, cut into whole
+//! lines, then the end (the container stopped).
+//!
 //! ```json
 //! {
 //!   "images.remove": [{"ok": ["sha256:1"]}, {"err": {"NotFound": "no such image: b:latest"}}],
@@ -32,14 +37,15 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use super::log_lines::{last_lines, whole_lines};
 use super::traits::{app_folders, containers, credentials, images, networks, templates, volumes};
 use super::{AppFile, InstallTemplate, Label, Labelled};
 use super::{
     AppFolders, CallContext, ContainerLogs, ContainerRef, ContainerSpec, ContainerSummary,
     Containers, CreateOnNetwork, CreateWith, Credential, Credentials, Error, ExportContainer,
-    ImageInfo, ImageRef, Images, ImportImage, LabelQuery, NetworkInfo, Networks, PullRequest,
-    PushImage, RemoveContainer, RemoveImage, RtResult, RuntimeKind, SaveImages, Source,
-    StopContainer, TagImage, Template, Templates, VolumeInfo, Volumes,
+    ImageInfo, ImageRef, Images, ImportImage, LabelQuery, LogStream, NetworkInfo, Networks,
+    PullRequest, PushImage, RemoveContainer, RemoveImage, RtResult, RuntimeKind, SaveImages,
+    Source, StopContainer, TagImage, Template, Templates, VolumeInfo, Volumes,
 };
 
 /// The compose file an unscripted `repository.read-file` answers with.
@@ -77,6 +83,22 @@ struct Answer {
 enum Scripted {
     One(Answer),
     Many(Vec<Answer>),
+}
+
+/// A script's answer to `containers.follow-logs`: what the container wrote
+/// before it is followed (`written`), then each write it makes while
+/// followed (`then`), after which it stops. A plain string is `written`
+/// alone: `{"ok": "a\nb\n"}`, `{"ok": {"written": "a\n", "then": ["b\n", "c"]}}`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum FollowScript {
+    Written(String),
+    Writes {
+        #[serde(default)]
+        written: String,
+        #[serde(default)]
+        then: Vec<String>,
+    },
 }
 
 /// The simulated runtime.
@@ -335,6 +357,26 @@ impl Containers for Simulator {
         let args = json!({"runtime": c.kind, "container": c.id, "tail": req.tail});
         self.answer(cx, containers::LOGS, args, String::new)
     }
+    /// As an engine follows a container's logs: the last `tail` lines of
+    /// what it wrote, then each write made while it is followed, as whole
+    /// lines; then the stream ends (the container stopped). Unscripted: a
+    /// container that wrote nothing and stopped.
+    async fn container_follow_logs(
+        &self,
+        cx: &CallContext,
+        req: ContainerLogs,
+    ) -> RtResult<LogStream> {
+        let c = req.container;
+        let args = json!({"runtime": c.kind, "container": c.id, "tail": req.tail});
+        let (written, then) = match self.answer(cx, containers::FOLLOW_LOGS, args, || {
+            FollowScript::Written(String::new())
+        })? {
+            FollowScript::Written(written) => (written, Vec::new()),
+            FollowScript::Writes { written, then } => (written, then),
+        };
+        let writes = std::iter::once(last_lines(&written, req.tail)).chain(then);
+        Ok(whole_lines(futures::stream::iter(writes.map(Ok))))
+    }
     async fn container_export(&self, cx: &CallContext, req: ExportContainer) -> RtResult<u64> {
         let (c, file) = (req.container, req.file);
         let args = json!({"runtime": c.kind, "container": c.id, "path": file.path, "gzip": file.gzip, "overwrite": file.overwrite});
@@ -479,5 +521,72 @@ impl Credentials for Simulator {
             json!({"registry": credential.registry, "username": credential.username}),
             || (),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::StreamExt;
+
+    fn cx() -> CallContext {
+        struct Quiet;
+        impl crate::queue::Reporter for Quiet {
+            fn progress(&self, _percent: i32, _detail: &str) {}
+            fn log(&self, _level: crate::queue::LogLevel, _message: &str) {}
+        }
+        CallContext {
+            task_id: 0,
+            user: "t".into(),
+            cancel: Default::default(),
+            reporter: std::sync::Arc::new(Quiet),
+        }
+    }
+
+    async fn followed(sim: &Simulator, tail: u32) -> RtResult<Vec<String>> {
+        let req = ContainerLogs {
+            container: ContainerRef::new(RuntimeKind::Docker, "web"),
+            tail,
+        };
+        let stream = sim.container_follow_logs(&cx(), req).await?;
+        stream.collect::<Vec<_>>().await.into_iter().collect()
+    }
+
+    #[tokio::test]
+    async fn a_follow_answers_the_tail_then_each_later_line_then_ends() {
+        let sim = Simulator::from_script(
+            r#"{"containers.follow-logs": {"ok": {"written": "1\n2\n3\n", "then": ["4\n5", "\n", "6"]}}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            followed(&sim, 2).await.unwrap(),
+            ["2\n3\n", "4\n", "5\n", "6\n"]
+        );
+        let call = &sim.calls()[0];
+        assert_eq!(call.call, "containers.follow-logs");
+        assert_eq!(call.args["tail"], 2);
+        assert_eq!(call.args["container"], "web");
+    }
+
+    #[tokio::test]
+    async fn a_follow_of_a_stopped_or_unknown_container() {
+        // Written before, nothing after: the tail, then the end.
+        let stopped =
+            Simulator::from_script(r#"{"containers.follow-logs": {"ok": "a\nb\n"}}"#).unwrap();
+        assert_eq!(followed(&stopped, 1).await.unwrap(), ["b\n"]);
+        assert!(followed(&stopped, 0).await.unwrap().is_empty());
+        // Unscripted: nothing written.
+        assert!(followed(&Simulator::default(), 100)
+            .await
+            .unwrap()
+            .is_empty());
+        let unknown = Simulator::from_script(
+            r#"{"containers.follow-logs": {"err": {"NotFound": "no such container: web"}}}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            followed(&unknown, 5).await,
+            Err(Error::NotFound(_))
+        ));
     }
 }

@@ -15,8 +15,8 @@ use crate::runtime::output::Output;
 use crate::runtime::{
     CallContext, ChangeSettings, ContainerEntry, ContainerLogs, ContainerRef, ContainerSpec,
     ContainerSummary, Containers, CreateOnNetwork, CreateWith, DeleteContainer, Error,
-    ExportContainer, ImageRef, Images, ImportImage, LabelQuery, RemoveContainer, RtResult,
-    RuntimeKind, StopContainer, TagImage, UsageQuery, Usages,
+    ExportContainer, ImageRef, Images, ImportImage, LabelQuery, LogStream, RemoveContainer,
+    RtResult, RuntimeKind, StopContainer, TagImage, UsageQuery, Usages,
 };
 
 #[async_trait]
@@ -270,6 +270,14 @@ impl Containers for DockerRuntime {
 
     async fn container_logs(&self, _cx: &CallContext, req: ContainerLogs) -> RtResult<String> {
         listing::logs(&self.api, &req.container.id, req.tail).await
+    }
+
+    async fn container_follow_logs(
+        &self,
+        _cx: &CallContext,
+        req: ContainerLogs,
+    ) -> RtResult<LogStream> {
+        Ok(listing::follow_logs(&self.api, &req.container.id, req.tail))
     }
 
     async fn engine_version(&self, _cx: &CallContext, _kind: RuntimeKind) -> RtResult<String> {

@@ -10,8 +10,9 @@ use futures::StreamExt;
 
 use super::engine;
 use super::live_stats::LiveStats;
+use crate::runtime::log_lines::whole_lines;
 use crate::runtime::usage::Counters;
-use crate::runtime::{ContainerEntry, ContainerState, Error, RtResult, Usage};
+use crate::runtime::{ContainerEntry, ContainerState, Error, LogStream, RtResult, Usage};
 
 /// The label Docker Compose puts the project name in.
 pub use stevedore_contract::labels::COMPOSE_PROJECT as COMPOSE_PROJECT_LABEL;
@@ -192,6 +193,25 @@ pub async fn logs(api: &Docker, container: &str, tail: u32) -> RtResult<String> 
         out.drain(..out.len() - MAX_LOG_BYTES);
     }
     Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// The last `tail` lines of a container's stdout and stderr, then what it
+/// writes, until the engine ends the stream (the container stopped or was
+/// removed; at once for a stopped one). The engine's frames are read as the
+/// answer is read, so a slow reader slows the engine's connection, not
+/// memory.
+pub fn follow_logs(api: &Docker, container: &str, tail: u32) -> LogStream {
+    let options = LogsOptions {
+        follow: true,
+        stdout: true,
+        stderr: true,
+        tail: tail.to_string(),
+        ..Default::default()
+    };
+    let frames = api
+        .logs(container, Some(options))
+        .map(|frame| frame.map_err(engine));
+    whole_lines(frames)
 }
 
 /// The engine's version (`docker version`'s server version).

@@ -6,13 +6,13 @@ use serde_json::json;
 
 use super::conf::Record;
 use super::{
-    conf, export, images, io_err, network, stats, tools, unpack, LxcRuntime, Parts, State,
+    conf, console, export, images, io_err, network, stats, tools, unpack, LxcRuntime, Parts, State,
 };
 use crate::runtime::archives::FORMAT;
 use crate::runtime::output::Output;
 use crate::runtime::{
     CallContext, ChangeSettings, ContainerEntry, ContainerLogs, ContainerRef, ContainerSpec,
-    ContainerState, Containers, DeleteContainer, Error, ExportContainer, ImportImage,
+    ContainerState, Containers, DeleteContainer, Error, ExportContainer, ImportImage, LogStream,
     RemoveContainer, RtResult, RuntimeKind, StopContainer, UsageQuery, Usages,
 };
 
@@ -195,6 +195,24 @@ impl Containers for LxcRuntime {
         tokio::task::spawn_blocking(move || stats::tail_file(&path, tail))
             .await
             .map_err(|e| Error::Other(e.to_string()))?
+    }
+
+    /// The console log followed while the container's init runs (its pid
+    /// asked before the log is read, so nothing written before a stop is
+    /// missed).
+    async fn container_follow_logs(
+        &self,
+        _cx: &CallContext,
+        req: ContainerLogs,
+    ) -> RtResult<LogStream> {
+        let name = &req.container.id;
+        let dir = self.existing(name)?;
+        let init = tools::lxc("info", &self.path, name, &["-p", "-H"])
+            .await
+            .ok()
+            .and_then(|p| p.trim().parse::<u32>().ok())
+            .and_then(console::Init::of);
+        console::follow(dir.join(conf::CONSOLE_LOG), req.tail, init).await
     }
 
     async fn container_settings(

@@ -27,6 +27,7 @@
 
 pub mod conf;
 pub mod config;
+mod console;
 mod containers;
 pub mod export;
 pub mod idmap;

@@ -5,6 +5,7 @@
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
+use crate::runtime::log_lines::last_lines;
 use crate::runtime::usage::Counters;
 use crate::runtime::{Error, RtResult};
 
@@ -41,46 +42,51 @@ pub fn parse_info(out: &str) -> Counters {
 /// [`MAX_LOG_BYTES`]); `""` when there is no such file yet (the container
 /// never ran with a console log). A symbolic link is refused, not followed.
 pub fn tail_file(path: &Path, tail: u32) -> RtResult<String> {
+    match open_log(path)? {
+        Some(file) => Ok(tail_of(&file, tail)?.0),
+        None => Ok(String::new()),
+    }
+}
+
+/// The console log at `path`, opened for reading; `None` when there is no
+/// such file yet. A symbolic link or anything but a plain file is refused
+/// (opening does not wait on a FIFO planted there).
+pub fn open_log(path: &Path) -> RtResult<Option<std::fs::File>> {
     use std::os::unix::fs::OpenOptionsExt;
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path);
-    let mut file = match file {
+    let file = match file {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(String::new()),
-        Err(e) => {
-            return Err(Error::Runtime(format!(
-                "reading the console log: {}",
-                e.kind()
-            )))
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(read_error(e)),
     };
-    let meta = file
-        .metadata()
-        .map_err(|e| Error::Runtime(format!("reading the console log: {}", e.kind())))?;
+    let meta = file.metadata().map_err(read_error)?;
     if !meta.is_file() {
         return Err(Error::Runtime("the console log is not a file".into()));
     }
-    let start = meta.len().saturating_sub(MAX_LOG_BYTES);
-    let mut bytes = Vec::new();
-    file.seek(SeekFrom::Start(start))
-        .and_then(|_| file.take(MAX_LOG_BYTES).read_to_end(&mut bytes))
-        .map_err(|e| Error::Runtime(format!("reading the console log: {}", e.kind())))?;
-    Ok(last_lines(&String::from_utf8_lossy(&bytes), tail))
+    Ok(Some(file))
 }
 
-/// The last `n` lines of `text`, each with its line end.
-pub fn last_lines(text: &str, n: u32) -> String {
-    if n == 0 {
-        return String::new();
-    }
-    let body = text.strip_suffix('\n').unwrap_or(text);
-    let cut = body
-        .rmatch_indices('\n')
-        .nth(n as usize - 1)
-        .map_or(0, |(i, _)| i + 1);
-    text[cut..].to_string()
+/// The last `tail` lines of `file` (read from at most its last
+/// [`MAX_LOG_BYTES`]), and its length when read: where what is written
+/// next starts.
+pub fn tail_of(file: &std::fs::File, tail: u32) -> RtResult<(String, u64)> {
+    let mut file = file;
+    let len = file.metadata().map_err(read_error)?.len();
+    let start = len.saturating_sub(MAX_LOG_BYTES);
+    let mut bytes = Vec::new();
+    file.seek(SeekFrom::Start(start))
+        .and_then(|_| file.take(len - start).read_to_end(&mut bytes))
+        .map_err(read_error)?;
+    let end = start + bytes.len() as u64;
+    Ok((last_lines(&String::from_utf8_lossy(&bytes), tail), end))
+}
+
+/// A console log read failure, by its kind only (no path in the answer).
+pub fn read_error(e: std::io::Error) -> Error {
+    Error::Runtime(format!("reading the console log: {}", e.kind()))
 }
 
 #[cfg(test)]
@@ -102,15 +108,6 @@ mod tests {
             }
         );
         assert_eq!(parse_info("garbage"), Counters::default());
-    }
-
-    #[test]
-    fn keeps_the_last_lines() {
-        assert_eq!(last_lines("a\nb\nc\n", 2), "b\nc\n");
-        assert_eq!(last_lines("a\nb\nc", 2), "b\nc");
-        assert_eq!(last_lines("a\nb\n", 5), "a\nb\n");
-        assert_eq!(last_lines("a\nb\n", 0), "");
-        assert_eq!(last_lines("", 3), "");
     }
 
     #[test]

@@ -26,10 +26,19 @@ pub const SETTINGS: &str = "containers.settings";
 /// A change of a container's settings, by the resource routes (no WIT call).
 pub const CHANGE_SETTINGS: &str = "containers.change-settings";
 
+/// A container's logs, followed as it writes them (the logs route's
+/// `follow`; no WIT call).
+pub const FOLLOW_LOGS: &str = "containers.follow-logs";
+
 /// The container routes' listing (no WIT call).
 pub const LIST: &str = "containers.list";
 /// The engine's version (no WIT call).
 pub const ENGINE_VERSION: &str = "engine.version";
+
+/// A container's output as it writes it: chunks of whole lines, each
+/// ending in `\n`. It ends when the container stops or is removed; an
+/// error ends it too (it is the last item).
+pub type LogStream = futures::stream::BoxStream<'static, RtResult<String>>;
 
 /// One resource sample per container, by the id or name it was asked by.
 pub type Usages = HashMap<String, Usage>;
@@ -92,7 +101,8 @@ pub struct DeleteContainer {
     pub remove_volumes: bool,
 }
 
-/// `containers.logs`: the last `tail` lines of a container's output.
+/// `containers.logs`: the last `tail` lines of a container's output (and,
+/// followed, what it writes next).
 #[derive(Debug, Clone)]
 pub struct ContainerLogs {
     /// The container read.
@@ -304,6 +314,17 @@ pub trait Containers: Backend {
     /// stderr from the engine; LXC: the console log).
     async fn container_logs(&self, cx: &CallContext, req: ContainerLogs) -> RtResult<String> {
         Err(self.unsupported(LOGS))
+    }
+    /// The last `tail` lines of a container's output, then each line it
+    /// writes, until it stops or is removed (a stopped container's stream
+    /// ends after its last lines), as a real engine's `logs --follow` does.
+    /// The stream holds no lock and reads only as fast as it is read.
+    async fn container_follow_logs(
+        &self,
+        cx: &CallContext,
+        req: ContainerLogs,
+    ) -> RtResult<LogStream> {
+        Err(self.unsupported(FOLLOW_LOGS))
     }
     /// Inspect a container (JSON text).
     async fn container_inspect(&self, cx: &CallContext, c: &ContainerRef) -> RtResult<String> {
