@@ -222,9 +222,9 @@ async function remove(c) {
   const key = keyOf(c);
   const row = rows.get(key);
   rowMessage(row, "Removing…");
+  if (logs.state?.key === key) closeLogs();
   try {
     await call("DELETE", pathOf(c));
-    if (logs.state?.key === key) closeLogs();
     row?.remove();
     rows.delete(key);
     list = list.filter((x) => keyOf(x) !== key);
@@ -391,11 +391,14 @@ async function read(s, reader) {
   }
   rest += decoder.decode();
   if (rest) deliver(s, [rest]);
+  // Logging out ends the stream: nothing more to ask then.
+  if (!session.user) return closeLogs();
   // The engine may still say "running" for a moment after the output closed.
   let now = s.c;
   for (let i = 0; i < 4 && now && running(now); i++) {
     if (i) await new Promise((r) => setTimeout(r, 500));
-    now = await call("GET", pathOf(s.c)).catch((e) => (e.status === 404 ? null : s.c));
+    // The list, not the entry: a removed container is no error (nor a 404 in the console).
+    now = await call("GET", "/container").then((all) => all.find((x) => keyOf(x) === s.key) || null, () => s.c);
     if (logs.state !== s) return;
   }
   refresh().catch(() => {});
@@ -419,6 +422,7 @@ function startPolling(s, first) {
     seen = lines;
   };
   const tick = async () => {
+    if (!session.user) return closeLogs();
     if (logs.state !== s) return;
     try {
       const [data, c] = await Promise.all([
