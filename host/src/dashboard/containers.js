@@ -21,9 +21,6 @@ const keyOf = (c) => `${c.type}/${c.id}`;
 const pathOf = (c) => `/container/${encodeURIComponent(c.type)}/${encodeURIComponent(c.id)}`;
 const running = (c) => c.state === "running";
 
-/** The containers last listed (the Images view reads them for "in use"). */
-export const listed = () => list;
-
 export async function mount(section) {
   section.append(
     el("div", { class: "heading-row" },
