@@ -388,14 +388,20 @@ async function read(s, reader) {
   }
   rest += decoder.decode();
   if (rest) deliver(s, [rest]);
-  // Logging out ends the stream: nothing more to ask then.
-  if (!session.user) return closeLogs();
-  // The engine may still say "running" for a moment after the output closed.
+  // Why it ended: logging out ends it (the logout's answer may come a moment
+  // later: nothing is asked then), and the engine may still say "running"
+  // for a moment after the output closed.
   let now = s.c;
   for (let i = 0; i < 4 && now && running(now); i++) {
-    if (i) await new Promise((r) => setTimeout(r, 500));
+    await new Promise((r) => setTimeout(r, 400));
+    if (!session.user) return closeLogs();
+    if (logs.state !== s) return;
     // The list, not the entry: a removed container is no error (nor a 404 in the console).
-    now = await call("GET", "/container").then((all) => all.find((x) => keyOf(x) === s.key) || null, () => s.c);
+    let signedOut = false;
+    now = await call("GET", "/container").then(
+      (all) => all.find((x) => keyOf(x) === s.key) || null,
+      (e) => ((signedOut = e.status === 401), s.c));
+    if (signedOut) return closeLogs();
     if (logs.state !== s) return;
   }
   refresh().catch(() => {});
