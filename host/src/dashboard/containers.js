@@ -21,9 +21,6 @@ const keyOf = (c) => `${c.type}/${c.id}`;
 const pathOf = (c) => `/container/${encodeURIComponent(c.type)}/${encodeURIComponent(c.id)}`;
 const running = (c) => c.state === "running";
 
-/** The containers last listed (the Images view reads them for "in use"). */
-export const listed = () => list;
-
 export async function mount(section) {
   section.append(
     el("div", { class: "heading-row" },
@@ -34,7 +31,7 @@ export async function mount(section) {
       el("table", { id: "containers", class: "ops" },
         el("caption", { class: "visually-hidden", text: "Containers" }),
         el("thead", {}, el("tr", {},
-          ...["Name", "Image", "Type", "State", "Ports", "CPU", "Memory"].map((h) => el("th", { scope: "col", text: h })),
+          ...["Name", "Image", "Type", "State", "Ports", "CPU", "Memory"].map((h, i) => el("th", { scope: "col", class: i > 4 ? "num" : null, text: h })),
           el("th", { scope: "col" }, el("span", { class: "visually-hidden", text: "Actions" })))),
         el("tbody", { id: "containers-rows" })),
       el("p", { id: "containers-empty", class: "hint", text: "No containers yet. Create one from the App store.", hidden: true })),
@@ -72,6 +69,7 @@ export function refresh() {
 }
 
 async function load() {
+  const started = performance.now();
   try {
     list = await call("GET", "/container");
     $("containers-error").textContent = "";
@@ -90,7 +88,7 @@ async function load() {
       row = newRow(c);
       rows.set(key, row);
     }
-    paint(row, c);
+    if (!(row._at > started)) paint(row, c);
     // Keep the server's order (by name) without moving rows that are in place.
     const want = prev ? prev.nextSibling : body.firstChild;
     if (want !== row) body.insertBefore(row, want);
@@ -106,6 +104,8 @@ async function load() {
   if (logs.state) {
     const c = list.find((x) => keyOf(x) === logs.state.key);
     if (c) logs.state.c = c;
+    // Started again elsewhere (its app, another tab): follow the new run.
+    if (c && running(c) && /^ended/.test(logs.state.ended || "")) startLogs();
   }
 }
 
@@ -145,7 +145,7 @@ function paint(row, c) {
   };
   set(".image", c.image || "");
   const chip = row.querySelector(".state");
-  const cls = `state state-${c.state === "running" ? "ok" : c.state === "dead" || c.state === "error" ? "error" : c.state}`;
+  const cls = `state state-${c.state === "dead" || c.state === "error" ? "error" : c.state}`;
   if (chip.className !== cls) chip.className = cls;
   set(".state", c.state || "");
   paintPorts(row.querySelector(".ports"), c);
@@ -191,36 +191,37 @@ async function action(type, id, verb) {
   const row = rows.get(key);
   if (!row) return;
   const name = row.dataset.container;
+  const pressed = row.querySelector(`.act-${verb}`);
   row.classList.add("busy");
   for (const b of row.querySelectorAll(".buttons button")) b.disabled = true;
-  const ing = { start: "Starting", stop: "Stopping", restart: "Restarting" }[verb];
-  rowMessage(row, `${ing}…`);
+  rowMessage(row, `${{ start: "Starting", stop: "Stopping", restart: "Restarting" }[verb]}…`);
+  let c = null;
   try {
-    const c = await call("PUT", `/container/${encodeURIComponent(type)}/${encodeURIComponent(id)}/${verb}`);
+    c = await call("PUT", `/container/${encodeURIComponent(type)}/${encodeURIComponent(id)}/${verb}`);
     rowMessage(row, "");
-    announce(`${name} ${verb === "stop" ? "stopped" : verb === "start" ? "started" : "restarted"}.`);
-    row.classList.remove("busy");
-    for (const b of row.querySelectorAll(".buttons button")) b.disabled = false;
-    if (c && c.id) paint(row, { ...row._c, ...c });
-    if (verb !== "stop" && logs.state?.key === key && logs.state.ended) startLogs();
+    announce(`${name} ${{ start: "started", stop: "stopped", restart: "restarted" }[verb]}.`);
   } catch (e) {
-    row.classList.remove("busy");
-    for (const b of row.querySelectorAll(".buttons button")) b.disabled = false;
     rowMessage(row, e.message, true);
   }
-  refresh().catch(() => {});
-  // Focus stays on the row: on the button just pressed when it is still usable.
-  const again = document.activeElement;
-  if (!again || again === document.body || again.disabled) row.querySelector(".buttons button:not([disabled])")?.focus();
+  row.classList.remove("busy");
+  for (const b of row.querySelectorAll(".buttons button")) b.disabled = false;
+  // A list read before this answer must not paint the old state over it.
+  row._at = performance.now();
+  paint(row, c && c.id ? { ...row._c, ...c } : row._c);
+  if (c && verb !== "stop" && logs.state?.key === key && logs.state.ended) startLogs();
+  (loading || Promise.resolve()).finally(() => refresh().catch(() => {}));
+  // Focus stays in the row: on the button pressed when still usable, else the next one that is.
+  const lost = !document.activeElement || document.activeElement === document.body;
+  if (lost) (pressed.disabled ? row.querySelector(".buttons button:not([disabled])") : pressed)?.focus();
 }
 
 async function remove(c) {
   const key = keyOf(c);
   const row = rows.get(key);
   rowMessage(row, "Removing…");
+  if (logs.state?.key === key) closeLogs();
   try {
     await call("DELETE", pathOf(c));
-    if (logs.state?.key === key) closeLogs();
     row?.remove();
     rows.delete(key);
     list = list.filter((x) => keyOf(x) !== key);
@@ -387,9 +388,23 @@ async function read(s, reader) {
   }
   rest += decoder.decode();
   if (rest) deliver(s, [rest]);
-  await refresh().catch(() => {});
-  if (logs.state !== s) return;
-  const now = list.find((x) => keyOf(x) === s.key);
+  // Why it ended: logging out ends it (the logout's answer may come a moment
+  // later: nothing is asked then), and the engine may still say "running"
+  // for a moment after the output closed.
+  let now = s.c;
+  for (let i = 0; i < 4 && now && running(now); i++) {
+    await new Promise((r) => setTimeout(r, 400));
+    if (!session.user) return closeLogs();
+    if (logs.state !== s) return;
+    // The list, not the entry: a removed container is no error (nor a 404 in the console).
+    let signedOut = false;
+    now = await call("GET", "/container").then(
+      (all) => all.find((x) => keyOf(x) === s.key) || null,
+      (e) => ((signedOut = e.status === 401), s.c));
+    if (signedOut) return closeLogs();
+    if (logs.state !== s) return;
+  }
+  refresh().catch(() => {});
   end(s, !now ? "ended: the container was removed" : running(now) ? "ended: the server closed the stream" : "ended: the container stopped");
 }
 
@@ -410,6 +425,7 @@ function startPolling(s, first) {
     seen = lines;
   };
   const tick = async () => {
+    if (!session.user) return closeLogs();
     if (logs.state !== s) return;
     try {
       const [data, c] = await Promise.all([

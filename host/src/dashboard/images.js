@@ -35,7 +35,7 @@ export async function mount(section) {
       el("table", { id: "images", class: "ops" },
         el("caption", { class: "visually-hidden", text: "Local images" }),
         el("thead", {}, el("tr", {},
-          ...["Name", "Tag", "Type", "Size", "Pulled", "Use"].map((h) => el("th", { scope: "col", text: h })),
+          ...["Name", "Tag", "Type", "Size", "Pulled", "Use"].map((h) => el("th", { scope: "col", class: h === "Size" ? "num" : null, text: h })),
           el("th", { scope: "col" }, el("span", { class: "visually-hidden", text: "Actions" })))),
         el("tbody", { id: "images-rows" })),
       el("p", { id: "images-empty", class: "hint", text: "No local images.", hidden: true })),
@@ -134,7 +134,7 @@ function paint(row, i, users) {
   const text = users.length ? "in use" : "unused";
   if (chip.textContent !== text) {
     chip.textContent = text;
-    chip.className = `state ${users.length ? "state-ok" : ""}`;
+    chip.className = `state ${users.length ? "state-running" : ""}`;
   }
   chip.title = users.map((c) => c.name).join(", ");
 }
