@@ -459,6 +459,8 @@ export function newLines(before, now) {
 
 function deliver(s, lines) {
   if (!lines.length) return;
+  // An LXC console is a terminal: its lines end in "\r\n".
+  lines = lines.map((l) => (l.endsWith("\r") ? l.slice(0, -1) : l));
   if (!session.user) return closeLogs();
   if (s.paused) {
     s.pending.push(...lines);
