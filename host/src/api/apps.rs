@@ -3,12 +3,20 @@
 //!
 //! | method and path (after a prefix) | answer |
 //! |---|---|
-//! | `GET apps` | `{name: {"container": ["<project>_web_1", ...], "creating": bool, "yml": true, "template", "version"}}` |
-//! | `GET apps/{name}` | the record (`template`, `version`, `binding`, `createFrom: "wizard"`, `virtual_path`, `httpPort` as a string, `autostart`, times) and `containers`: `[{name, id, state}]` |
+//! | `GET apps` | `{name: {"container": ["<project>_web_1", ...], "creating": bool, "yml": true, "template", "version", "latestVersion", "updateAvailable"}}` |
+//! | `GET apps/{name}` | the record (`template`, `version`, `binding`, `createFrom: "wizard"`, `virtual_path`, `httpPort` as a string, `autostart`, times), `latestVersion`, `updateAvailable`, and `containers`: `[{name, id, image, state, ports: [{host, container, protocol}]}]` |
 //! | `PUT apps/{name}/start` | the services started, as recorded: `["web"]` (dependency order) |
 //! | `PUT apps/{name}/{stop,restart,kill}` | the containers acted on, as recorded: `["joomla_web_1"]` (stop and kill in reverse dependency order) |
 //! | `DELETE apps/{name}` (`?remove_volumes=true`) | the containers removed, as recorded: `["joomla_web_1"]`; networks and the folder go too, named and anonymous volumes only when asked |
 //! | `GET template/{name}/wizard?lang=eng` | the template's wizard translated: `api_version`, `title`, `description`, `default`, `wizard: [{title, schema: {type, properties}, form}]` |
+//!
+//! `latestVersion` is the repository's version of the application's
+//! template for this host's architecture (`null` when the repository has
+//! none or cannot be read); `updateAvailable` is `true` when it is newer
+//! than the installed `version` ([`compare_versions`]: dotted parts
+//! numerically, then as text). A container's `ports` are the host ports it
+//! publishes (from the engine's inspect: the live bindings of a running
+//! container, the configured ones of a stopped one).
 
 use std::collections::BTreeMap;
 
@@ -24,7 +32,8 @@ use super::session::CurrentUser;
 use super::{AppError, AppState};
 use crate::apps::{self, Action, AppsError};
 use crate::runtime::apps::{valid_name, wizard, TEMPLATE_COMPOSE};
-use crate::runtime::{Backends, CallContext};
+use crate::runtime::catalog::{compare_versions, pick, Entry};
+use crate::runtime::{Backends, CallContext, ContainerRef};
 
 /// An application service error as the routes answer it.
 impl From<AppsError> for AppError {
@@ -47,7 +56,7 @@ impl From<AppsError> for AppError {
 
 /// Whether the caller's policy reaches application `name`: every one, or
 /// (a non-admin's default) those their own tasks installed.
-async fn reaches(state: &AppState, cx: &CallContext, name: &str) -> bool {
+pub(super) async fn reaches(state: &AppState, cx: &CallContext, name: &str) -> bool {
     let policy = state.policies.of(&cx.user);
     if policy.containers == crate::policy::ContainerScope::All {
         return true;
@@ -68,11 +77,111 @@ async fn check_reach(state: &AppState, cx: &CallContext, name: &str) -> Result<(
     }
 }
 
+/// The repository's entries for this host, or `None` when there is no
+/// repository or it cannot be read now (then no update is known).
+async fn repository_entries(state: &AppState) -> Option<Vec<Entry>> {
+    let catalog = state.registries.catalog.current()?;
+    match catalog.entries().await {
+        Ok(entries) => Some(entries),
+        Err(e) => {
+            tracing::debug!("apps: no repository versions: {e}");
+            None
+        }
+    }
+}
+
+/// Add `latestVersion` (the repository's version of the record's template,
+/// or `null`) and `updateAvailable` (it is newer than the installed one) to
+/// an application's answer `fields`.
+fn add_latest(fields: &mut Map<String, Value>, entries: Option<&[Entry]>) {
+    let text = |key: &str| {
+        fields
+            .get(key)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let (template, installed) = (text("template"), text("version"));
+    let latest = entries
+        .filter(|_| !template.is_empty())
+        .and_then(|entries| pick(entries, "app", &template, "latest"))
+        .and_then(|e| e.version.clone());
+    let newer = latest.as_deref().is_some_and(|latest| {
+        !installed.is_empty() && compare_versions(latest, &installed).is_gt()
+    });
+    fields.insert("latestVersion".into(), latest.into());
+    fields.insert("updateAvailable".into(), newer.into());
+}
+
+/// The host ports a container publishes, from its engine inspect JSON:
+/// `[{host, container, protocol}]`, the live bindings
+/// (`NetworkSettings.Ports`) and the configured ones
+/// (`HostConfig.PortBindings`, all a stopped container has), each once.
+fn published_ports(inspect: &Value) -> Vec<Value> {
+    let mut found = std::collections::BTreeSet::new();
+    for bindings in [
+        &inspect["NetworkSettings"]["Ports"],
+        &inspect["HostConfig"]["PortBindings"],
+    ] {
+        let Some(bindings) = bindings.as_object() else {
+            continue;
+        };
+        for (spec, hosts) in bindings {
+            let (port, protocol) = spec.split_once('/').unwrap_or((spec, "tcp"));
+            let Ok(container) = port.parse::<u16>() else {
+                continue;
+            };
+            for host in hosts.as_array().into_iter().flatten() {
+                let host = host["HostPort"]
+                    .as_str()
+                    .and_then(|p| p.parse::<u16>().ok());
+                if let Some(host) = host.filter(|p| *p != 0) {
+                    found.insert((container, host, protocol.to_string()));
+                }
+            }
+        }
+    }
+    found
+        .into_iter()
+        .map(|(container, host, protocol)| {
+            json!({"host": host, "container": container, "protocol": protocol})
+        })
+        .collect()
+}
+
+/// Give each of `answer`'s `containers` its `ports` ([`published_ports`]);
+/// a container that cannot be inspected now shows none.
+async fn add_ports(rt: &Backends, cx: &CallContext, answer: &mut Value) {
+    let Some(containers) = answer.get_mut("containers").and_then(Value::as_array_mut) else {
+        return;
+    };
+    let inspects = containers.iter().map(|c| {
+        let id = c["id"].as_str().unwrap_or_default().to_string();
+        async move {
+            let found = rt
+                .containers
+                .container_inspect(cx, &ContainerRef::new(apps::APP_RUNTIME, id))
+                .await;
+            found
+                .ok()
+                .and_then(|text| serde_json::from_str::<Value>(&text).ok())
+                .map(|inspect| published_ports(&inspect))
+                .unwrap_or_default()
+        }
+    });
+    let ports = futures::future::join_all(inspects).await;
+    for (container, ports) in containers.iter_mut().zip(ports) {
+        if let Some(fields) = container.as_object_mut() {
+            fields.insert("ports".into(), ports.into());
+        }
+    }
+}
+
 /// `GET apps`: every application the caller's policy reaches, by name.
 #[utoipa::path(get, path = "/apps", tag = "applications",
     summary = "Every application the caller may see, by name",
     responses(
-        (status = 200, description = "By name: `container`, `creating`, `yml`, `template`, `version`", body = Object),
+        (status = 200, description = "By name: `container`, `creating`, `yml`, `template`, `version`, `latestVersion` (the repository's, or null), `updateAvailable`", body = Object),
         super::error::RuntimeErrors,
     ))]
 pub async fn list(
@@ -81,12 +190,18 @@ pub async fn list(
 ) -> Result<Json<BTreeMap<String, Value>>, AppError> {
     let records = apps::records(&state.runtime).await?;
     let cx = context(&user);
+    let entries = repository_entries(&state).await;
     let mut out = BTreeMap::new();
     for (name, record) in records {
         if !reaches(&state, &cx, &name).await {
             continue;
         }
-        out.insert(name, record?.summary());
+        let record = record?;
+        let mut summary = record.summary();
+        if let Some(fields) = summary.as_object_mut() {
+            add_latest(fields, entries.as_deref());
+        }
+        out.insert(name, summary);
     }
     Ok(Json(out))
 }
@@ -96,7 +211,7 @@ pub async fn list(
     summary = "An application's record and the state of each of its containers",
     params(("name" = String, Path, description = "Application name")),
     responses(
-        (status = 200, description = "The record and `containers`", body = Object),
+        (status = 200, description = "The record, `latestVersion`, `updateAvailable` and `containers` (`name`, `id`, `image`, `state`, `ports`: `[{host, container, protocol}]`)", body = Object),
         super::error::RuntimeErrors,
     ))]
 pub async fn get(
@@ -107,7 +222,12 @@ pub async fn get(
     let record = apps::load(&state.runtime, &name).await?;
     let cx = context(&user);
     check_reach(&state, &cx, &name).await?;
-    Ok(Json(apps::describe(&state.runtime, &cx, record).await?))
+    let mut answer = apps::describe(&state.runtime, &cx, record).await?;
+    add_ports(&state.runtime, &cx, &mut answer).await;
+    if let Some(fields) = answer.as_object_mut() {
+        add_latest(fields, repository_entries(&state).await.as_deref());
+    }
+    Ok(Json(answer))
 }
 
 /// `PUT apps/{name}/{start|stop|restart|kill}`: what was acted on, as the
@@ -312,4 +432,71 @@ pub async fn template_wizard(
         &description,
         &compose,
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn published_ports_come_once_from_live_and_configured_bindings() {
+        let inspect = json!({
+            "NetworkSettings": {"Ports": {
+                "80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "18081"},
+                           {"HostIp": "::", "HostPort": "18081"}],
+                "443/tcp": null,
+                "53/udp": [{"HostIp": "0.0.0.0", "HostPort": "5353"}]
+            }},
+            "HostConfig": {"PortBindings": {
+                "80/tcp": [{"HostIp": "", "HostPort": "18081"}],
+                "8080/tcp": [{"HostIp": "", "HostPort": ""}],
+                "bad/tcp": [{"HostPort": "1"}]
+            }}
+        });
+        assert_eq!(
+            published_ports(&inspect),
+            vec![
+                json!({"host": 5353, "container": 53, "protocol": "udp"}),
+                json!({"host": 18081, "container": 80, "protocol": "tcp"}),
+            ]
+        );
+        let stopped = json!({"NetworkSettings": {"Ports": {}},
+            "HostConfig": {"PortBindings": {"80/tcp": [{"HostPort": "2000"}]}}});
+        assert_eq!(
+            published_ports(&stopped),
+            vec![json!({"host": 2000, "container": 80, "protocol": "tcp"})]
+        );
+        assert!(published_ports(&json!({})).is_empty());
+    }
+
+    #[test]
+    fn the_latest_version_and_whether_it_is_newer() {
+        let c = crate::runtime::catalog::Catalog::new("/srv/repo").unwrap();
+        let entries = c
+            .parse(
+                "list.json",
+                br#"[{"name":"notes","type":"app","version":"1.10"},
+                     {"name":"notes","type":"docker","version":"9"},
+                     {"name":"bare","type":"app"}]"#,
+            )
+            .unwrap();
+        let answer = |template: &str, version: &str, entries: Option<&[Entry]>| {
+            let mut fields = Map::new();
+            fields.insert("template".into(), template.into());
+            fields.insert("version".into(), version.into());
+            add_latest(&mut fields, entries);
+            (
+                fields["latestVersion"].clone(),
+                fields["updateAvailable"].clone(),
+            )
+        };
+        let e = Some(&entries[..]);
+        assert_eq!(answer("notes", "1.9", e), (json!("1.10"), json!(true)));
+        assert_eq!(answer("notes", "1.10", e), (json!("1.10"), json!(false)));
+        assert_eq!(answer("notes", "1.11", e), (json!("1.10"), json!(false)));
+        assert_eq!(answer("notes", "", e), (json!("1.10"), json!(false)));
+        assert_eq!(answer("bare", "1", e), (Value::Null, json!(false)));
+        assert_eq!(answer("gone", "1", e), (Value::Null, json!(false)));
+        assert_eq!(answer("notes", "1", None), (Value::Null, json!(false)));
+    }
 }

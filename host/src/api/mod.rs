@@ -26,6 +26,7 @@
 //! | `image...`, `POST container/docker/{id}/commit` (see [`images`]) | local images, registry searches, inspect, tags, remove, commit |
 //! | `container/{type}/{id}/all`, `.../autostart/{on,off}`, `.../network/port(s)`, `.../resource/device(s)`, `.../resource/limit`, `.../volume/host`, `GET resource/device` (see [`resources`]) | a container's settings, and changing them |
 //! | `apps...` (see [`apps`]) | installed applications: list, one, start/stop/restart, delete |
+//! | `catalog...` (see [`catalog`]) | the repository's entries as the app store lists them, and their icons served from here |
 //! | `event...` (see [`events`]) | recent task events; waiting for a container's state |
 //! | `log...` (see [`audit`]) | the audit log of every state-changing call: read, export as CSV, empty |
 //! | `registry...` (see [`registries`]) | registries: list, add/edit, remove, push targets, ping |
@@ -64,6 +65,7 @@ mod around;
 pub mod audit;
 mod body_read;
 pub mod bridge;
+pub mod catalog;
 pub mod config;
 pub mod container_create;
 pub mod containers;

@@ -132,6 +132,7 @@ struct ApiDoc;
 const AREAS: &[fn() -> utoipa::openapi::OpenApi] = &[
     super::audit::doc,
     super::bridge::doc,
+    super::catalog::doc,
     super::events::doc,
     super::images::doc,
     super::networks::doc,

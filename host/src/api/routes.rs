@@ -102,6 +102,7 @@ const METRICS: Access = Access::Public(
 const AREAS: &[fn() -> Vec<Entry>] = &[
     super::audit::routes,
     super::bridge::routes,
+    super::catalog::routes,
     super::events::routes,
     super::images::routes,
     super::networks::routes,

@@ -229,6 +229,7 @@ pub struct Catalog {
     root: Root,
     client: reqwest::Client,
     cache: Arc<Cache>,
+    icons: super::icons::Icons,
 }
 
 impl std::fmt::Debug for Catalog {
@@ -321,6 +322,7 @@ impl Catalog {
             root,
             client,
             cache: Arc::default(),
+            icons: Default::default(),
         })
     }
 
@@ -567,6 +569,131 @@ impl Catalog {
         }
     }
 
+    /// Where the icon of `entry` is: its `icon` resolved against the root
+    /// (an `http(s)` URL, or a file beneath a folder root); `None` when it
+    /// has none or names anything else (`data:`, `file:`, ...).
+    pub fn icon_location(&self, entry: &Entry) -> Option<Location> {
+        let icon = text(entry.raw.get("icon"))?;
+        match self.resolve(&icon).ok()? {
+            Location::Url(url) if matches!(url.scheme(), "http" | "https") => {
+                Some(Location::Url(url))
+            }
+            Location::Url(_) => None,
+            Location::File(path) => {
+                let root = self.folder()?;
+                // Beneath the root, spelled without `..`: read confined anyway.
+                let rel = path.strip_prefix(root).ok()?;
+                let plain = rel
+                    .components()
+                    .all(|c| matches!(c, std::path::Component::Normal(_)));
+                (plain && !icon.contains("://")).then_some(Location::File(path))
+            }
+        }
+    }
+
+    /// The icon whose key ([`super::icons::key`]) is `key`, among the
+    /// entries listed now: fetched once and kept ([`super::icons::Icons`]).
+    pub async fn icon(&self, key: &str) -> Result<super::icons::Icon, IconMiss> {
+        if !super::icons::valid_key(key) {
+            return Err(IconMiss::Unknown);
+        }
+        let entries = self
+            .entries()
+            .await
+            .map_err(|e| IconMiss::Failed(e.to_string()))?;
+        let location = entries
+            .iter()
+            .filter_map(|e| self.icon_location(e))
+            .find(|l| super::icons::key(l) == key)
+            .ok_or(IconMiss::Unknown)?;
+        self.icons
+            .get(key, self.fetch_icon(&location))
+            .await
+            .map_err(IconMiss::Failed)
+    }
+
+    /// The bytes at `location`, at most [`super::icons::ICON_MAX`], within
+    /// [`super::icons::FETCH_TIMEOUT`]. Logged with the host only.
+    async fn fetch_icon(&self, location: &Location) -> Result<Bytes, String> {
+        use super::icons::{FETCH_TIMEOUT, ICON_MAX};
+        let too_large = || format!("larger than {ICON_MAX} bytes");
+        match location {
+            Location::Url(url) => {
+                let host = url.host_str().unwrap_or_default().to_string();
+                tracing::debug!(host = %host, "fetching an icon");
+                let fetch = async {
+                    let response = self
+                        .client
+                        .get(url.clone())
+                        .timeout(FETCH_TIMEOUT)
+                        .send()
+                        .await
+                        .map_err(|e| e.without_url().to_string())?;
+                    if !response.status().is_success() {
+                        return Err(format!("HTTP {}", response.status().as_u16()));
+                    }
+                    if response
+                        .content_length()
+                        .is_some_and(|n| n > ICON_MAX as u64)
+                    {
+                        return Err(too_large());
+                    }
+                    let mut body = Vec::new();
+                    let mut stream = response.bytes_stream();
+                    while let Some(chunk) = stream.next().await {
+                        let chunk = chunk.map_err(|e| e.without_url().to_string())?;
+                        if body.len() + chunk.len() > ICON_MAX {
+                            return Err(too_large());
+                        }
+                        body.extend_from_slice(&chunk);
+                    }
+                    Ok(Bytes::from(body))
+                };
+                let fetched = tokio::time::timeout(FETCH_TIMEOUT, fetch)
+                    .await
+                    .unwrap_or_else(|_| Err("timed out".into()));
+                if let Err(e) = &fetched {
+                    tracing::debug!(host = %host, "icon fetch failed: {e}");
+                }
+                fetched
+            }
+            Location::File(path) => {
+                let root = self.folder().ok_or("not a folder repository")?;
+                let rel = path
+                    .strip_prefix(root)
+                    .map_err(|_| "outside the repository")?
+                    .to_path_buf();
+                let root = root.to_path_buf();
+                tracing::debug!("reading an icon in the repository folder");
+                let read = move || -> std::io::Result<Vec<u8>> {
+                    use std::io::Read;
+                    use std::os::fd::AsFd;
+                    let dir = std::fs::File::open(&root)?;
+                    let fd = super::beneath::open_no_links(
+                        dir.as_fd(),
+                        &rel,
+                        libc::O_RDONLY | libc::O_NOFOLLOW,
+                        0,
+                    )?;
+                    let file = std::fs::File::from(fd);
+                    let meta = file.metadata()?;
+                    if !meta.is_file() || meta.len() > ICON_MAX as u64 {
+                        return Err(std::io::Error::other("not a file of at most the icon size"));
+                    }
+                    let mut out = Vec::new();
+                    file.take(ICON_MAX as u64 + 1).read_to_end(&mut out)?;
+                    Ok(out)
+                };
+                match tokio::task::spawn_blocking(read).await {
+                    Ok(Ok(bytes)) if bytes.len() <= ICON_MAX => Ok(Bytes::from(bytes)),
+                    Ok(Ok(_)) => Err(too_large()),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+        }
+    }
+
     /// The repository root, for messages.
     pub fn root(&self) -> String {
         match &self.root {
@@ -580,6 +707,41 @@ impl Catalog {
         match &self.root {
             Root::Folder(p) => Some(p),
             Root::Url(_) => None,
+        }
+    }
+}
+
+/// Why [`Catalog::icon`] has no icon to give.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IconMiss {
+    /// No entry listed now has an icon of that key.
+    Unknown,
+    /// The icon (or `list.json`) could not be fetched, or is no accepted image.
+    Failed(String),
+}
+
+/// Compare two versions as people read them: dotted parts one by one, each
+/// by its leading number (numerically, `4.9.10` after `4.9.8`), then the
+/// rest of the part as text (`1.0-rc1` before `1.0-rc2`). A missing part
+/// counts as `0` (`1.0` is `1.0.0`).
+pub fn compare_versions(a: &str, b: &str) -> std::cmp::Ordering {
+    fn split(part: &str) -> (&str, &str) {
+        let digits = part.bytes().take_while(u8::is_ascii_digit).count();
+        let (number, rest) = part.split_at(digits);
+        let number = number.trim_start_matches('0');
+        (number, rest)
+    }
+    let (mut a, mut b) = (a.trim().split('.'), b.trim().split('.'));
+    loop {
+        let (x, y) = match (a.next(), b.next()) {
+            (None, None) => return std::cmp::Ordering::Equal,
+            (x, y) => (x.unwrap_or("0"), y.unwrap_or("0")),
+        };
+        let ((xn, xr), (yn, yr)) = (split(x), split(y));
+        // Numbers without leading zeros: longer is larger, else digit by digit.
+        let order = (xn.len(), xn).cmp(&(yn.len(), yn)).then_with(|| xr.cmp(yr));
+        if order.is_ne() {
+            return order;
         }
     }
 }
@@ -638,6 +800,97 @@ mod tests {
         assert_eq!(location(b), "http://other.example/b.tar.xz");
         assert_eq!(b.sha256.as_deref(), Some("abc"));
         assert!(pick(&entries, "lxc", "gitlab", "latest").is_none());
+    }
+
+    #[test]
+    fn versions_compare_numerically_then_as_text() {
+        use std::cmp::Ordering::*;
+        for (a, b, want) in [
+            ("1", "1", Equal),
+            ("1", "2", Less),
+            ("4.9.8", "4.9.10", Less),
+            ("10.0.4", "9.9", Greater),
+            ("1.0", "1.0.0", Equal),
+            ("1.0", "1.0.1", Less),
+            ("01.2", "1.2", Equal),
+            ("1.0-rc1", "1.0-rc2", Less),
+            ("1.0", "1.0-rc1", Less),
+            ("2.0b", "2.0a", Greater),
+            ("v2", "v10", Greater),
+            ("99999999999999999999999", "100000000000000000000000", Less),
+        ] {
+            assert_eq!(compare_versions(a, b), want, "{a} vs {b}");
+            assert_eq!(compare_versions(b, a), want.reverse(), "{b} vs {a}");
+        }
+    }
+
+    #[test]
+    fn icons_resolve_against_the_root_and_stay_beneath_a_folder() {
+        let entry = |icon: &str| Entry {
+            name: "a".into(),
+            version: None,
+            kind: "app".into(),
+            arch: None,
+            location: None,
+            sha256: None,
+            description: None,
+            raw: serde_json::json!({ "icon": icon }),
+        };
+        let web = Catalog::new("http://127.0.0.1:9/repo").unwrap();
+        let shown = |c: &Catalog, icon: &str| c.icon_location(&entry(icon)).map(|l| l.to_string());
+        assert_eq!(
+            shown(&web, "icons/a.png").as_deref(),
+            Some("http://127.0.0.1:9/repo/icons/a.png")
+        );
+        assert_eq!(
+            shown(&web, "https://example.invalid/a.png").as_deref(),
+            Some("https://example.invalid/a.png")
+        );
+        let folder = Catalog::new("/srv/repo").unwrap();
+        assert_eq!(
+            shown(&folder, "icons/a.png").as_deref(),
+            Some("/srv/repo/icons/a.png")
+        );
+        for bad in [
+            "data:image/png;base64,AAAA",
+            "file:///etc/passwd",
+            "javascript:x",
+            "",
+        ] {
+            assert_eq!(shown(&web, bad), None, "{bad}");
+        }
+        for bad in [
+            "/etc/passwd",
+            "../x.png",
+            "icons/../../x.png",
+            "file:///etc/passwd",
+        ] {
+            assert_eq!(shown(&folder, bad), None, "{bad}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_folder_icon_is_read_beneath_the_root_and_sniffed() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("icons")).unwrap();
+        std::fs::write(dir.path().join("icons/a.png"), b"\x89PNG\r\n\x1a\nrest").unwrap();
+        std::fs::write(dir.path().join("icons/t.png"), b"<svg/>").unwrap();
+        std::os::unix::fs::symlink("/etc/hostname", dir.path().join("icons/l.png")).unwrap();
+        std::fs::write(
+            dir.path().join("list.json"),
+            br#"[{"name":"a","type":"app","icon":"icons/a.png"},
+                 {"name":"t","type":"app","icon":"icons/t.png"},
+                 {"name":"l","type":"app","icon":"icons/l.png"}]"#,
+        )
+        .unwrap();
+        let c = Catalog::new(&dir.path().display().to_string()).unwrap();
+        let entries = c.entries().await.unwrap();
+        let key = |i: usize| super::super::icons::key(&c.icon_location(&entries[i]).unwrap());
+        assert_eq!(c.icon(&key(0)).await.unwrap().content_type, "image/png");
+        assert!(matches!(c.icon(&key(1)).await, Err(IconMiss::Failed(_))));
+        assert!(matches!(c.icon(&key(2)).await, Err(IconMiss::Failed(_))));
+        assert_eq!(c.icon("0000000000000000").await, Err(IconMiss::Unknown));
+        assert_eq!(c.icon("../../etc/passwd").await, Err(IconMiss::Unknown));
     }
 
     #[test]

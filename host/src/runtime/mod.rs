@@ -18,6 +18,7 @@ pub mod docker;
 pub mod error;
 pub mod folders;
 pub mod guard;
+pub mod icons;
 pub mod image_owners;
 pub mod log_lines;
 pub mod lxc;
