@@ -138,6 +138,7 @@ async fn fill(store: &Arc<dyn TaskStore>, n: usize) -> anyhow::Result<()> {
                 detail: "completed".into(),
                 progress: 100,
                 end: now,
+                log: None,
             })
         });
         for r in futures::future::join_all(ends).await {

@@ -16,7 +16,8 @@
 //! | `GET background/` (`?category=`, `?node=`) | the caller's tasks (an admin's: all), newest first, streamed; `?limit=N` (1 to 1000) one page, `?before=ID` only older tasks |
 //! | `DELETE background/` | ids of the caller's finished tasks, deleted |
 //! | `DELETE background/{id}` / `DELETE background/{category}` | ids deleted (a numeric segment is an id) |
-//! | `GET background/events` (`?category=`) | Server-Sent Events: `event: task`, `id: <task id>`, `data: <task JSON>` per change; `event: lagged` if the client fell behind |
+//! | `GET background/{id}/log` | `{"id", "lines": [{"ts", "level", "message"}], "truncated"}`: the task's log lines, oldest first (the owner or an admin) |
+//! | `GET background/events` (`?category=`, `?logs=1`) | Server-Sent Events: `event: task`, `id: <task id>`, `data: <task JSON>` per change; with `?logs=1` also `event: log`, `data: {"id","ts","level","message"}` per line; `event: lagged` if the client fell behind |
 //! | `container...` (see [`containers`]) | the synchronous container calls |
 //! | `GET system` / `GET system/resource` (see [`system`]) | the host and its engines; the host's CPU and memory use |
 //! | `GET system/port/{protocol}/{port}` (see [`ports`]) | `{"used": bool}`: whether a host port is taken |

@@ -90,6 +90,7 @@ impl Modify for SessionCookie {
         tasks::events,
         tasks::submit,
         tasks::delete_one,
+        tasks::log,
         containers::list,
         containers::get_id,
         containers::get,
@@ -111,7 +112,8 @@ impl Modify for SessionCookie {
     ),
     components(schemas(
         ErrorBody, ErrorDetail, Task, TaskState, LoginInfo, LoginRequest, Me, Logout,
-        ContainerEntry, ContainerState, containers::Logs,
+        ContainerEntry, ContainerState, containers::Logs, tasks::TaskLogAnswer,
+        crate::queue::LogLine, crate::queue::LogLevel,
     )),
     modifiers(&SessionCookie),
     security(("session" = [])),

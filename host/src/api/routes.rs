@@ -135,6 +135,7 @@ fn table() -> Vec<Entry> {
         entry(M::GET, "/background/events", S, tasks::events),
         entry(M::POST, "/background/{target}", S, tasks::submit),
         entry(M::DELETE, "/background/{target}", S, tasks::delete_one),
+        entry(M::GET, "/background/{target}/log", S, tasks::log),
     ]);
     for path in ["/container", "/container/"] {
         all.push(entry(M::GET, path, S, containers::list));

@@ -1,4 +1,5 @@
-//! `background/...`: submit, list, delete, and the SSE stream of task events.
+//! `background/...`: submit, list, delete, each task's log, and the SSE
+//! stream of task events (with `?logs=1`, of log lines too).
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -20,9 +21,11 @@ use tokio_stream::wrappers::BroadcastStream;
 use super::extract::Api;
 use super::session::CurrentUser;
 use super::{body_error, query_error, AppError, AppState};
-use crate::queue::{DeleteSelector, Page, Queue, QueueError, Task, TaskEvent, Viewer};
+use crate::queue::{
+    DeleteSelector, LogEvent, LogLine, Page, Queue, QueueError, Task, TaskEvent, Viewer,
+};
 
-/// `?category=` and `?node=` of `GET background/events`.
+/// `?category=`, `?node=` and `?logs=` of `GET background/events`.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct CategoryQuery {
@@ -30,6 +33,38 @@ pub struct CategoryQuery {
     pub category: Option<String>,
     /// Only tasks of this node (empty means all), when several nodes share the store.
     pub node: Option<String>,
+    /// `1` (or `true`): also a `log` event per line the caller's running
+    /// tasks log (`{id, ts, level, message}`); `0`, `false` or absent: none.
+    #[param(value_type = Option<String>, example = "1")]
+    pub logs: Option<String>,
+}
+
+impl CategoryQuery {
+    /// `?logs=`: whether log lines are wanted.
+    fn logs(&self) -> Result<bool, AppError> {
+        match self.logs.as_deref() {
+            None | Some("" | "0" | "false") => Ok(false),
+            Some("1" | "true") => Ok(true),
+            Some(other) => Err(AppError::bad_request(
+                "invalid_query",
+                format!("logs: must be 1 or 0 (true or false), got `{other}`"),
+            )),
+        }
+    }
+}
+
+/// The answer of `GET background/{id}/log`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct TaskLogAnswer {
+    /// The task.
+    pub id: i64,
+    /// Its log lines, oldest first: what its plugin logged (SDK logging,
+    /// WASI stdout as `info` and stderr as `warn`) and the engine progress
+    /// the host relayed for it, secrets masked as in its params.
+    pub lines: Vec<LogLine>,
+    /// Whether older lines were dropped by the bound (`[queue]
+    /// task_log_lines`, `task_log_bytes`).
+    pub truncated: bool,
 }
 
 /// A filter of a query: absent and empty both mean "all".
@@ -429,22 +464,63 @@ pub async fn delete_one(
     let viewer = user.viewer();
     match state.queue.delete(&viewer, selector).await {
         Ok(ids) => Ok(Json(ids)),
-        // Another user's task: 403 (the contract's "not yours"), not 404.
-        Err(QueueError::NotFound(id)) if !viewer.is_admin => {
+        Err(e) => Err(not_yours_or(&state, &viewer, e).await),
+    }
+}
+
+/// `error` as the answer, except that another user's task, which the
+/// queue calls not found for a user, is 403 `not_yours` (the contract),
+/// not 404.
+async fn not_yours_or(state: &AppState, viewer: &Viewer, error: QueueError) -> AppError {
+    match error {
+        QueueError::NotFound(id) if !viewer.is_admin => {
             let admin = Viewer {
                 user: String::new(),
                 is_admin: true,
             };
             match state.queue.get(&admin, id).await {
-                Ok(_) => Err(AppError::new(
+                Ok(_) => AppError::new(
                     StatusCode::FORBIDDEN,
                     "not_yours",
                     format!("task {id} belongs to another user"),
-                )),
-                Err(_) => Err(QueueError::NotFound(id).into()),
+                ),
+                Err(_) => QueueError::NotFound(id).into(),
             }
         }
-        Err(e) => Err(e.into()),
+        e => e.into(),
+    }
+}
+
+/// `GET background/{id}/log`: the task's log lines.
+#[utoipa::path(get, path = "/background/{target}/log", tag = "tasks",
+    summary = "One task's log lines, oldest first",
+    description = "What the task's plugin logged (its SDK logging; WASI stdout as `info`, stderr as `warn`) and the engine progress the host relayed for it (a line per new detail: pull layers, compose steps), secrets masked as in its params. Each task keeps its last 1,000 lines or 256 KiB (`[queue] task_log_lines`, `task_log_bytes`); `truncated` says older lines were dropped. A task running on this node shows every line so far; one running on another node, its lines as of that node's last write (at most 250 ms behind). Deleted with the task.",
+    params(("target" = i64, Path, description = "The task id")),
+    responses(
+        (status = 200, description = "The task's log", body = TaskLogAnswer),
+        (status = 401, description = "Not logged in", body = super::error::ErrorBody),
+        (status = 403, description = "Another user's task (`not_yours`)", body = super::error::ErrorBody),
+        (status = 404, description = "No such task (`unknown_task`)", body = super::error::ErrorBody),
+    ))]
+pub async fn log(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Api(Path(target)): Api<Path<String>>,
+) -> Result<Json<TaskLogAnswer>, AppError> {
+    let DeleteSelector::Id(id) = selector_of(&target).unwrap_or(DeleteSelector::AllFinished) else {
+        return Err(AppError::not_found(
+            "unknown_task",
+            format!("task {target} not found: a task id is a whole number"),
+        ));
+    };
+    let viewer = user.viewer();
+    match state.queue.log(&viewer, id).await {
+        Ok(log) => Ok(Json(TaskLogAnswer {
+            id,
+            lines: log.lines,
+            truncated: log.truncated,
+        })),
+        Err(e) => Err(not_yours_or(&state, &viewer, e).await),
     }
 }
 
@@ -463,14 +539,16 @@ pub fn selector_of(segment: &str) -> Result<DeleteSelector, AppError> {
 
 /// `GET background/events`: Server-Sent Events, one `task` event (the task
 /// object as JSON, `id:` the task id) per change of a task the caller may
-/// see, optionally of one category. Ends when the server shuts down or the
+/// see, optionally of one category; with `?logs=1` also one `log` event
+/// per line those tasks log. Ends when the server shuts down or the
 /// session ends; at most [`super::streams::Streams`]' cap per user.
 #[utoipa::path(get, path = "/background/events", tag = "tasks",
     summary = "Server-Sent Events: one `task` event per change of a task the caller may see",
-    description = "`event: task`, `id:` the task id, `data:` the task object as JSON; `event: lagged` (`{\"missed\": n}`) when the client fell behind. The stream stays open until the session ends.",
+    description = "`event: task`, `id:` the task id, `data:` the task object as JSON; `event: lagged` (`{\"missed\": n}`) when the client fell behind. With `?logs=1`, also `event: log`, `id:` the task id, `data:` `{\"id\", \"ts\", \"level\", \"message\"}` per line a task running on this node logs (secrets masked; the whole log stays at `GET background/{id}/log`). The stream stays open until the session ends.",
     params(CategoryQuery),
     responses(
         (status = 200, description = "The event stream", content_type = "text/event-stream", body = String),
+        (status = 400, description = "`logs` is not 1 or 0 (`invalid_query`)", body = super::error::ErrorBody),
         (status = 401, description = "Not logged in", body = super::error::ErrorBody),
         (status = 429, description = "The user has the most event streams open already (`too_many_streams`)", body = super::error::ErrorBody),
     ))]
@@ -479,6 +557,7 @@ pub async fn events(
     user: CurrentUser,
     Api(Query(query)): Api<Query<CategoryQuery>>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, AppError> {
+    let with_logs = query.logs()?;
     // An alias and its category are one filter.
     let category = filter(&query.category).map(|c| state.queue.names_of(c));
     let viewer = user.viewer();
@@ -486,18 +565,23 @@ pub async fn events(
     let queue = state.queue.clone();
     let slot = state.streams.open(&user.0.username, &user.0.session_id)?;
     let ended = stream_end(&state, user.0.session_id.clone(), slot);
-    let rx = state.queue.subscribe();
-    let stream = BroadcastStream::new(rx)
-        .filter_map(move |item| {
+    // Subscribed before the task events: a line is never missed for a
+    // task whose `running` event was seen.
+    let logs = with_logs.then(|| {
+        let (viewer, category) = (viewer.clone(), category.clone());
+        // Lines come from this node's runs only.
+        let here = node
+            .as_deref()
+            .is_none_or(|n| state.queue.node().is_none_or(|me| me == n));
+        BroadcastStream::new(state.queue.subscribe_logs()).filter_map(move |item| {
             let out = match item {
                 Ok(ev) => {
-                    let t: &Task = &ev.task;
-                    let visible = viewer.is_admin || t.user == viewer.user;
-                    let wanted = category
-                        .as_ref()
-                        .is_none_or(|names| names.contains(&t.category))
-                        && on_node(t, node.as_deref(), &queue);
-                    (visible && wanted).then(|| sse_event(&ev)).flatten()
+                    let visible = viewer.is_admin || ev.user == viewer.user;
+                    let wanted = here
+                        && category
+                            .as_ref()
+                            .is_none_or(|names| names.contains(&ev.category));
+                    (visible && wanted).then(|| log_event(&ev)).flatten()
                 }
                 Err(BroadcastStreamRecvError::Lagged(n)) => Some(
                     Event::default()
@@ -505,10 +589,53 @@ pub async fn events(
                         .data(format!("{{\"missed\":{n}}}")),
                 ),
             };
-            std::future::ready(out.map(Ok))
+            std::future::ready(out.map(Ok::<_, Infallible>))
         })
-        .take_until(ended);
+    });
+    let rx = state.queue.subscribe();
+    let stream = BroadcastStream::new(rx).filter_map(move |item| {
+        let out = match item {
+            Ok(ev) => {
+                let t: &Task = &ev.task;
+                let visible = viewer.is_admin || t.user == viewer.user;
+                let wanted = category
+                    .as_ref()
+                    .is_none_or(|names| names.contains(&t.category))
+                    && on_node(t, node.as_deref(), &queue);
+                (visible && wanted).then(|| sse_event(&ev)).flatten()
+            }
+            Err(BroadcastStreamRecvError::Lagged(n)) => Some(
+                Event::default()
+                    .event("lagged")
+                    .data(format!("{{\"missed\":{n}}}")),
+            ),
+        };
+        std::future::ready(out.map(Ok::<_, Infallible>))
+    });
+    let stream = match logs {
+        Some(logs) => futures::stream::select(stream, logs).boxed(),
+        None => stream.boxed(),
+    }
+    .take_until(ended);
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+/// One `log` event of `GET background/events?logs=1`.
+fn log_event(ev: &LogEvent) -> Option<Event> {
+    #[derive(serde::Serialize)]
+    struct Line<'a> {
+        id: i64,
+        #[serde(flatten)]
+        line: &'a LogLine,
+    }
+    Event::default()
+        .id(ev.id.to_string())
+        .event("log")
+        .json_data(Line {
+            id: ev.id,
+            line: &ev.line,
+        })
+        .ok()
 }
 
 /// How often an open event stream checks that its session still lives

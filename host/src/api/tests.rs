@@ -199,6 +199,7 @@ impl Harness {
                 per_user: Default::default(),
                 lease: crate::queue::DEFAULT_LEASE,
                 retention: Some(crate::queue::DEFAULT_RETENTION),
+                task_log: Default::default(),
             },
         )
         .await

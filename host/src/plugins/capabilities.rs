@@ -4,6 +4,7 @@
 //! are refused outside a task run (in `describe` and `validate`).
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::bindings::stevedore::plugin::{
@@ -56,7 +57,8 @@ impl PluginState {
             task_id: task.id,
             user: task.user.clone(),
             cancel: task.cancel.clone(),
-            reporter: task.reporter.clone(),
+            // What the engine reports for the call goes to the task's log too.
+            reporter: Arc::new(crate::queue::Relayed(task.reporter.clone())),
         };
         Ok((self.runtime.clone(), cx, task.durable.clone()))
     }

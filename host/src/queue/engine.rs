@@ -18,17 +18,20 @@ use tracing::Instrument;
 use super::executor::{
     CategoryInfo, Executor, LogLevel, Outcome, Reporter, TaskContext, ValidationError,
 };
-use super::mask::{has_secrets, marks_anything, mask_pointers, mask_secrets};
+use super::mask::{
+    has_secrets, marks_anything, mask_pointers, mask_secrets, mask_text, secret_values,
+};
 use super::model::{task_name, ResultCode, Task, TaskEvent, TaskState};
 use super::store::{
     ClaimPlan, ClaimRequest, Claimed, Durable, Finish, Interruption, NewTask, OnStored, Page,
     ProgressUpdate, TaskFilter, TaskStore,
 };
 use super::{
-    DeleteSelector, QueueConfig, QueueError, Viewer, CANCEL_GRACE, EVENT_CAPACITY,
-    INTERRUPTED_DETAIL, PROGRESS_FLUSH_INTERVAL, RETENTION_BATCH, RETENTION_INTERVAL,
-    SHUTDOWN_GRACE,
+    DeleteSelector, LogEvent, QueueConfig, QueueError, TaskLog, Viewer, CANCEL_GRACE,
+    EVENT_CAPACITY, INTERRUPTED_DETAIL, LOG_FLUSH_INTERVAL, PROGRESS_FLUSH_INTERVAL,
+    RETENTION_BATCH, RETENTION_INTERVAL, SHUTDOWN_GRACE,
 };
+use crate::store::task_log::{now_ms, LogBatch, LogBuffer, LogLine};
 
 pub(crate) use super::model::now;
 
@@ -50,6 +53,10 @@ struct Live {
     started: AtomicBool,
     /// Becomes true once the end of the run is stored and announced.
     done: watch::Sender<bool>,
+    /// Its log lines, from its first one on (a run that logs nothing has none).
+    log: Mutex<Option<LogBuffer>>,
+    /// Lines were logged since the last write.
+    log_dirty: AtomicBool,
 }
 
 #[derive(Default)]
@@ -68,6 +75,11 @@ pub(super) struct Inner {
     categories: BTreeMap<String, CategoryInfo>,
     pub(super) config: QueueConfig,
     pub(super) events: broadcast::Sender<TaskEvent>,
+    /// Log lines of this node's runs, for event streams that asked for them.
+    pub(super) logs: broadcast::Sender<LogEvent>,
+    /// Held while log lines are written: the end of a run takes its last
+    /// lines only once no earlier ones are on their way.
+    log_flush: tokio::sync::Mutex<()>,
     pub(super) wake: Notify,
     counts: Mutex<Counts>,
     live: Mutex<HashMap<i64, Arc<Live>>>,
@@ -106,6 +118,7 @@ impl Inner {
             tracing::warn!(task_id = id, "{INTERRUPTED_DETAIL}");
         }
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        let (logs, _) = broadcast::channel(EVENT_CAPACITY);
         let categories = executor
             .categories()
             .into_iter()
@@ -117,6 +130,8 @@ impl Inner {
             categories,
             config,
             events,
+            logs,
+            log_flush: tokio::sync::Mutex::new(()),
             wake: Notify::new(),
             counts: Mutex::new(Counts::default()),
             live: Mutex::new(HashMap::new()),
@@ -562,6 +577,8 @@ impl Inner {
             dirty: AtomicBool::new(false),
             started: AtomicBool::new(false),
             done: watch::channel(false).0,
+            log: Mutex::new(None),
+            log_dirty: AtomicBool::new(false),
         });
         self.live.lock().insert(id, live.clone());
         let inner = self.clone();
@@ -606,6 +623,21 @@ impl Inner {
         // Run time for the metrics, from a monotonic clock (the stored
         // `start`/`end` are epoch seconds, too coarse and not monotonic).
         let started = std::time::Instant::now();
+        // The values the shown params mask are masked in its log lines too.
+        let secrets = {
+            let t = live.task.lock();
+            if t.params.get() == full_params {
+                Vec::new()
+            } else {
+                match (
+                    serde_json::from_str(&full_params),
+                    serde_json::from_str(t.params.get()),
+                ) {
+                    (Ok(full), Ok(shown)) => secret_values(&full, &shown),
+                    _ => Vec::new(),
+                }
+            }
+        };
         let ctx = TaskContext {
             id,
             category: category.clone(),
@@ -616,8 +648,12 @@ impl Inner {
             reporter: Arc::new(TaskReporter {
                 id,
                 category: category.clone(),
+                user: user.clone(),
                 live: live.clone(),
                 events: self.events.clone(),
+                logs: self.logs.clone(),
+                limits: self.config.task_log,
+                secrets,
             }),
         };
         let run = async {
@@ -682,6 +718,14 @@ impl Inner {
             },
         };
         let end = now();
+        let log = if live.log.lock().is_some() {
+            // After any write of earlier lines, so that none lands after the end.
+            let _flushing = self.log_flush.lock().await;
+            live.log_dirty.store(false, Ordering::Release);
+            live.log.lock().as_mut().and_then(|b| b.take_batch(id))
+        } else {
+            None
+        };
         let fin = Finish {
             id,
             state,
@@ -689,6 +733,7 @@ impl Inner {
             detail: detail.clone(),
             progress,
             end,
+            log,
         };
         // Hand the end to the store first (a store sends its write on the first
         // poll), then free the slot: the next claim is queued behind this write,
@@ -781,6 +826,39 @@ impl Inner {
         }
     }
 
+    /// Write the new log lines of running tasks, in one store call.
+    async fn flush_logs(&self) {
+        let _flushing = self.log_flush.lock().await;
+        let batches: Vec<LogBatch> = {
+            let live = self.live.lock();
+            live.iter()
+                .filter(|(_, l)| l.log_dirty.swap(false, Ordering::AcqRel))
+                .filter_map(|(id, l)| l.log.lock().as_mut().and_then(|b| b.take_batch(*id)))
+                .collect()
+        };
+        if batches.is_empty() {
+            return;
+        }
+        if let Err(e) = self.store.save_logs(batches).await {
+            tracing::warn!(error = %format!("{e:#}"), "saving task log lines failed");
+        }
+    }
+
+    /// The log of task `id`, if `viewer` may see the task.
+    pub(super) async fn log_of(&self, viewer: &Viewer, id: i64) -> Result<TaskLog, QueueError> {
+        self.get_visible(viewer, id).await?;
+        let live = self.live.lock().get(&id).cloned();
+        if let Some(live) = live {
+            return Ok(live
+                .log
+                .lock()
+                .as_ref()
+                .map(LogBuffer::snapshot)
+                .unwrap_or_default());
+        }
+        Ok(self.store.log(id).await?)
+    }
+
     pub(super) async fn shutdown(&self) {
         let mut done = self.shutdown_done.lock().await;
         if *done {
@@ -812,6 +890,7 @@ impl Inner {
             }
         }
         self.flush_progress().await;
+        self.flush_logs().await;
         if let Err(e) = self.store.close().await {
             tracing::error!(error = %format!("{e:#}"), "closing the task store failed");
         }
@@ -860,9 +939,12 @@ async fn retention_loop(inner: Arc<Inner>, keep: std::time::Duration) {
 async fn flush_loop(inner: Arc<Inner>) {
     let mut tick = tokio::time::interval(PROGRESS_FLUSH_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut log_tick = tokio::time::interval(LOG_FLUSH_INTERVAL);
+    log_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = tick.tick() => inner.flush_progress().await,
+            _ = log_tick.tick() => inner.flush_logs().await,
             _ = inner.stop.cancelled() => break,
         }
     }
@@ -872,8 +954,42 @@ async fn flush_loop(inner: Arc<Inner>) {
 struct TaskReporter {
     id: i64,
     category: String,
+    user: String,
     live: Arc<Live>,
     events: broadcast::Sender<TaskEvent>,
+    logs: broadcast::Sender<LogEvent>,
+    limits: super::LogLimits,
+    /// The values its params mask, masked in its lines too.
+    secrets: Vec<String>,
+}
+
+impl TaskReporter {
+    /// Keep a line in the task's log (masked) and send it to the event
+    /// streams that asked for lines.
+    fn record(&self, level: LogLevel, message: &str) {
+        if !self.limits.keeps_any() {
+            return;
+        }
+        let line = LogLine {
+            ts: now_ms(),
+            level,
+            message: mask_text(message, &self.secrets).into_owned(),
+        };
+        if self.logs.receiver_count() > 0 {
+            let _ = self.logs.send(LogEvent {
+                id: self.id,
+                user: self.user.clone(),
+                category: self.live.task.lock().category.clone(),
+                line: line.clone(),
+            });
+        }
+        self.live
+            .log
+            .lock()
+            .get_or_insert_with(|| LogBuffer::new(self.limits))
+            .push(line);
+        self.live.log_dirty.store(true, Ordering::Release);
+    }
 }
 
 impl Reporter for TaskReporter {
@@ -909,13 +1025,23 @@ impl Reporter for TaskReporter {
 
     fn log(&self, level: LogLevel, message: &str) {
         // Explicit fields as well as the span: the plugin host may call this
-        // from a thread outside the task's span.
+        // from a thread outside the task's span. Masked there too.
         let (id, category) = (self.id, self.category.as_str());
+        let message = mask_text(message, &self.secrets);
         match level {
             LogLevel::Debug => tracing::debug!(task_id = id, category, "{message}"),
             LogLevel::Info => tracing::info!(task_id = id, category, "{message}"),
             LogLevel::Warn => tracing::warn!(task_id = id, category, "{message}"),
             LogLevel::Error => tracing::error!(task_id = id, category, "{message}"),
+        }
+        self.record(level, &message);
+    }
+
+    fn relay(&self, percent: i32, detail: &str) {
+        let changed = self.live.task.lock().detail_state != detail;
+        self.progress(percent, detail);
+        if changed {
+            self.record(LogLevel::Info, detail);
         }
     }
 }

@@ -5,19 +5,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
-/// Severity of a task log line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogLevel {
-    /// Fine-grained detail.
-    Debug,
-    /// Normal progress information.
-    Info,
-    /// Something unexpected that did not stop the task.
-    Warn,
-    /// A failure.
-    Error,
-}
+pub use crate::store::task_log::LogLevel;
 
 /// Where a running task reports to. Implemented by the queue; called by the
 /// plugin host whenever the plugin (or a host call made for it) reports.
@@ -26,6 +14,28 @@ pub trait Reporter: Send + Sync {
     fn progress(&self, percent: i32, detail: &str);
     /// Append a line to the task log (also emitted through `tracing` with the task id).
     fn log(&self, level: LogLevel, message: &str);
+    /// Progress relayed from the engine (a pull's layers, a compose step):
+    /// as [`Reporter::progress`], and a task's reporter also keeps a log
+    /// line whenever `detail` changes. By default: `progress`.
+    fn relay(&self, percent: i32, detail: &str) {
+        self.progress(percent, detail);
+    }
+}
+
+/// The reporter a host call gets: its progress is the engine's, relayed
+/// ([`Reporter::relay`]), so that the task's log shows it.
+pub struct Relayed(pub Arc<dyn Reporter>);
+
+impl Reporter for Relayed {
+    fn progress(&self, percent: i32, detail: &str) {
+        self.0.relay(percent, detail);
+    }
+    fn log(&self, level: LogLevel, message: &str) {
+        self.0.log(level, message);
+    }
+    fn relay(&self, percent: i32, detail: &str) {
+        self.0.relay(percent, detail);
+    }
 }
 
 /// Everything an executor needs to run one task.

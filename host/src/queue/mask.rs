@@ -159,10 +159,98 @@ fn mask_in_place(v: &mut Value, secret_fields: &[String]) -> bool {
     any
 }
 
+/// The secret values of `full` params: those masked in `shown`, the same
+/// params as the task shows them (a value shown as `"******"`, and the
+/// value of a `K=******` entry). Longest first, so that masking a text
+/// hides a secret that contains another whole.
+pub fn secret_values(full: &Value, shown: &Value) -> Vec<String> {
+    fn walk(full: &Value, shown: &Value, out: &mut Vec<String>) {
+        match (full, shown) {
+            (Value::Object(f), Value::Object(s)) => {
+                for (k, fv) in f {
+                    if let Some(sv) = s.get(k) {
+                        walk(fv, sv, out);
+                    }
+                }
+            }
+            (Value::Array(f), Value::Array(s)) => {
+                for (fv, sv) in f.iter().zip(s) {
+                    walk(fv, sv, out);
+                }
+            }
+            (f, Value::String(s)) if s == MASK && f != shown => match f {
+                Value::String(text) => out.push(text.clone()),
+                Value::Object(_) | Value::Array(_) => collect_leaves(f, out),
+                other => out.push(other.to_string()),
+            },
+            (Value::String(f), Value::String(s)) if f != s => {
+                if let (Some((_, value)), Some((_, MASK))) = (f.split_once('='), s.split_once('='))
+                {
+                    out.push(value.to_string());
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(full, shown, &mut out);
+    out.retain(|s| !s.is_empty());
+    out.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+    out.dedup();
+    out
+}
+
+/// Every scalar inside a masked object or array, as text.
+fn collect_leaves(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(map) => map.values().for_each(|v| collect_leaves(v, out)),
+        Value::Array(items) => items.iter().for_each(|v| collect_leaves(v, out)),
+        Value::String(s) => out.push(s.clone()),
+        Value::Null => {}
+        other => out.push(other.to_string()),
+    }
+}
+
+/// `text` with every occurrence of each of `secrets` replaced by `"******"`
+/// (borrowed when none occurs).
+pub fn mask_text<'a>(text: &'a str, secrets: &[String]) -> std::borrow::Cow<'a, str> {
+    let mut out = std::borrow::Cow::Borrowed(text);
+    for s in secrets {
+        if out.contains(s.as_str()) {
+            out = std::borrow::Cow::Owned(out.replace(s.as_str(), MASK));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn secret_values_are_what_the_shown_params_mask() {
+        let full = json!({
+            "password": "hunter22",
+            "environment": ["DB_PASSWORD=s3cr=t", "PLAIN=v"],
+            "binding": {"admin_token": 1234, "mode": "a"},
+            "auth": {"password": {"deep": "d33p"}},
+            "image": "busybox"
+        });
+        let (shown, _) = mask_secrets(&full, &[]);
+        let secrets = secret_values(&full, &shown);
+        assert_eq!(secrets, ["hunter22", "s3cr=t", "1234", "d33p"]);
+        let line = "login hunter22 with s3cr=t, pin 1234 and d33p on busybox";
+        assert_eq!(
+            mask_text(line, &secrets),
+            "login ****** with ******, pin ****** and ****** on busybox"
+        );
+        assert!(matches!(
+            mask_text("nothing here", &secrets),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        assert!(secret_values(&json!({"a": 1}), &json!({"a": 1})).is_empty());
+    }
 
     #[test]
     fn masks_nested_and_in_arrays() {

@@ -14,6 +14,9 @@
 //! - progress reports update the task in memory and are announced at once;
 //!   they are written to the store lazily (coalesced, every
 //!   [`PROGRESS_FLUSH_INTERVAL`]).
+//! - log lines a run reports are kept in memory per run, bounded, and
+//!   written in batches (every [`LOG_FLUSH_INTERVAL`], and the rest with
+//!   the end of the run); a run that logs nothing writes nothing.
 //! - the end of a run is written before it is announced.
 //! - on start, tasks left `running` by a previous process end as `error` /
 //!   [`ResultCode::Interrupted`]; `waiting` ones run.
@@ -43,16 +46,34 @@ use std::time::Duration;
 pub use crate::store::postgres::config::DEFAULT_LEASE;
 pub use crate::store::postgres::PgStore;
 pub use crate::store::sqlite::SqliteStore;
+pub use crate::store::task_log::{LogLimits, LogLine, TaskLog};
 pub use executor::{
-    CategoryDoc, CategoryInfo, Executor, LogLevel, Outcome, Reporter, TaskContext, ValidationError,
+    CategoryDoc, CategoryInfo, Executor, LogLevel, Outcome, Relayed, Reporter, TaskContext,
+    ValidationError,
 };
 pub use model::{
     alias_target, task_name, JsonText, ResultCode, Task, TaskEvent, TaskState, CATEGORY_ALIASES,
 };
 pub use store::{Page, StateCount, TaskFilter, TaskStore};
 
+/// A line a running task logged, as the event stream carries it.
+#[derive(Debug, Clone)]
+pub struct LogEvent {
+    /// The task.
+    pub id: i64,
+    /// Its owner (who may see it).
+    pub user: String,
+    /// Its category, as submitted.
+    pub category: String,
+    /// The line, secrets masked.
+    pub line: LogLine,
+}
+
 /// How often coalesced progress of running tasks is written to the store.
 pub const PROGRESS_FLUSH_INTERVAL: Duration = Duration::from_millis(500);
+/// How often new log lines of running tasks are written to the store
+/// (a run's last lines are written with its end).
+pub const LOG_FLUSH_INTERVAL: Duration = Duration::from_millis(250);
 /// How long deleting a running task waits for its run to end after cancelling it.
 pub const CANCEL_GRACE: Duration = Duration::from_secs(30);
 /// How long [`Queue::shutdown`] waits for cancelled runs to end.
@@ -119,6 +140,8 @@ pub struct QueueConfig {
     /// before it is deleted; `None`: forever. With several nodes every node
     /// sweeps, harmlessly (they skip the rows another is deleting).
     pub retention: Option<Duration>,
+    /// How much of each task's log is kept ([`crate::store::task_log`]).
+    pub task_log: LogLimits,
 }
 
 impl Default for QueueConfig {
@@ -131,6 +154,7 @@ impl Default for QueueConfig {
             per_user: HashMap::new(),
             lease: DEFAULT_LEASE,
             retention: Some(DEFAULT_RETENTION),
+            task_log: LogLimits::default(),
         }
     }
 }
@@ -340,6 +364,18 @@ impl Queue {
     /// Every task change from now on.
     pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<TaskEvent> {
         self.inner.events.subscribe()
+    }
+    /// Every log line of this node's runs from now on (lines are copied
+    /// for the stream only while someone subscribes).
+    pub fn subscribe_logs(&self) -> tokio::sync::broadcast::Receiver<LogEvent> {
+        self.inner.logs.subscribe()
+    }
+    /// The log of one task visible to `viewer` (else `NotFound`): a run of
+    /// this node from memory, every line so far; any other task as stored
+    /// (another node's run as of its last write, at most
+    /// [`LOG_FLUSH_INTERVAL`] behind).
+    pub async fn log(&self, viewer: &Viewer, id: i64) -> Result<TaskLog, QueueError> {
+        self.inner.log_of(viewer, id).await
     }
     /// The categories that can be submitted.
     pub fn categories(&self) -> Vec<CategoryInfo> {

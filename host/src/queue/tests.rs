@@ -192,6 +192,7 @@ fn config(workers: usize, limits: &[(&str, usize)]) -> QueueConfig {
             .collect::<HashMap<_, _>>(),
         per_user: HashMap::new(),
         lease: DEFAULT_LEASE,
+        task_log: Default::default(),
         retention: None,
     }
 }
@@ -1047,6 +1048,7 @@ async fn finished_tasks_past_retention_are_deleted() {
             detail: String::new(),
             progress: 100,
             end: if i < n_old { now - 40 * day } else { now },
+            log: None,
         })
     }))
     .await;

@@ -6,7 +6,9 @@
 //! - [`sessions`]: login sessions ([`Sessions`]);
 //! - [`audit`]: the audit log of state-changing API calls ([`AuditLog`]);
 //! - [`credentials`]: remembered registry credentials ([`Credentials`]);
-//! - [`registries`]: the API's registries and preferences ([`Registries`]).
+//! - [`registries`]: the API's registries and preferences ([`Registries`]);
+//! - [`task_log`]: each task's log lines, bounded, stored with the task
+//!   through [`TaskStore`].
 //!
 //! Drivers: [`sqlite`] (the data folder of one node) and [`postgres`] (one
 //! database shared by several nodes). Each implements every trait; the
@@ -29,6 +31,7 @@ pub mod sessions;
 pub mod sqlite;
 #[cfg(test)]
 mod suite;
+pub mod task_log;
 pub mod tasks;
 
 pub use audit::AuditLog;

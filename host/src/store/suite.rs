@@ -122,6 +122,7 @@ fn finish(id: i64, state: TaskState, end: i64) -> Finish {
         detail: "done".into(),
         progress: 100,
         end,
+        log: None,
     }
 }
 
@@ -704,6 +705,126 @@ async fn retention_deletes_only_old_finished_tasks_in_batches(u: Under) {
     );
 }
 
+/// A task's log lines: kept in order, written in batches (with the flush
+/// and with the end), the oldest dropped past the bound in lines and in
+/// bytes, gone with the task (deleted one by one, by owner, by retention).
+async fn task_logs_are_bounded_and_deleted_with_the_task(u: Under) {
+    use crate::store::task_log::{LogBuffer, LogLevel, LogLimits, LogLine};
+    let s = &u.store;
+    let line = |i: usize, size: usize| LogLine {
+        ts: 1_000 + i as i64,
+        level: if i.is_multiple_of(2) {
+            LogLevel::Info
+        } else {
+            LogLevel::Warn
+        },
+        message: format!("{i:0size$}"),
+    };
+    let ids = insert_all(s, (0..3).map(|_| new_task("log", "u", None)).collect()).await;
+    let claimed = s.claim(claim_req(3, &[("log", None)], 1)).await.unwrap();
+    assert_eq!(claimed_ids(&claimed), ids);
+    let (by_lines, by_bytes, quiet) = (ids[0], ids[1], ids[2]);
+    assert_eq!(s.log(by_lines).await.unwrap(), Default::default());
+
+    // Bounded by lines: 5 kept of 12, written in three batches, the last
+    // with the end of the run.
+    let mut buf = LogBuffer::new(LogLimits {
+        lines: 5,
+        bytes: 1 << 20,
+    });
+    for i in 0..3 {
+        buf.push(line(i, 4));
+    }
+    s.save_logs(vec![buf.take_batch(by_lines).unwrap()])
+        .await
+        .unwrap();
+    let stored = s.log(by_lines).await.unwrap();
+    assert_eq!(stored.lines, (0..3).map(|i| line(i, 4)).collect::<Vec<_>>());
+    assert!(!stored.truncated);
+    for i in 3..9 {
+        buf.push(line(i, 4));
+    }
+    s.save_logs(vec![buf.take_batch(by_lines).unwrap()])
+        .await
+        .unwrap();
+    for i in 9..12 {
+        buf.push(line(i, 4));
+    }
+    let mut end = finish(by_lines, TaskState::Completed, 10);
+    end.log = buf.take_batch(by_lines);
+    assert!(s.finish(end).await.unwrap());
+    let stored = s.log(by_lines).await.unwrap();
+    assert_eq!(
+        stored.lines,
+        (7..12).map(|i| line(i, 4)).collect::<Vec<_>>()
+    );
+    assert!(stored.truncated);
+    assert_eq!(stored, buf.snapshot());
+
+    // Bounded by bytes: 100-byte lines within 350 bytes keep 3.
+    let mut buf = LogBuffer::new(LogLimits {
+        lines: 1000,
+        bytes: 350,
+    });
+    for i in 0..10 {
+        buf.push(line(i, 100));
+        if i % 4 == 3 {
+            s.save_logs(vec![buf.take_batch(by_bytes).unwrap()])
+                .await
+                .unwrap();
+        }
+    }
+    s.save_logs(vec![buf.take_batch(by_bytes).unwrap()])
+        .await
+        .unwrap();
+    let stored = s.log(by_bytes).await.unwrap();
+    assert_eq!(
+        stored.lines,
+        (7..10).map(|i| line(i, 100)).collect::<Vec<_>>()
+    );
+    assert!(stored.truncated);
+
+    // Lines of a task that is gone are dropped, not an error.
+    let mut gone = LogBuffer::new(LogLimits::default());
+    gone.push(line(0, 1));
+    s.save_logs(vec![gone.take_batch(999_999).unwrap()])
+        .await
+        .unwrap();
+    assert!(s.log(999_999).await.unwrap().lines.is_empty());
+
+    // Deleted with the task, whichever way it goes.
+    assert!(s
+        .delete_if(by_lines, &[TaskState::Completed])
+        .await
+        .unwrap());
+    assert_eq!(s.log(by_lines).await.unwrap(), Default::default());
+    assert!(s
+        .finish(finish(by_bytes, TaskState::Error, 10))
+        .await
+        .unwrap());
+    assert_eq!(s.log(by_bytes).await.unwrap().lines.len(), 3);
+    assert_eq!(
+        ids_of(
+            s.delete_finished(Owner::User("u"), Some("log"))
+                .await
+                .unwrap()
+        ),
+        vec![by_bytes]
+    );
+    assert!(s.log(by_bytes).await.unwrap().lines.is_empty());
+    let mut last = LogBuffer::new(LogLimits::default());
+    last.push(line(0, 8));
+    let mut end = finish(quiet, TaskState::Completed, 10);
+    end.log = last.take_batch(quiet);
+    assert!(s.finish(end).await.unwrap());
+    assert_eq!(s.log(quiet).await.unwrap().lines, vec![line(0, 8)]);
+    assert_eq!(
+        ids_of(s.delete_ended_before(11, 10).await.unwrap()),
+        vec![quiet]
+    );
+    assert!(s.log(quiet).await.unwrap().lines.is_empty());
+}
+
 /// `suite!([module: driver, ...] [name, ...])`: each test `name` against
 /// each driver, as `module::name`.
 macro_rules! suite {
@@ -848,6 +969,7 @@ suite!(
         concurrent_writes_each_get_their_answer,
         pages_cover_every_task_once,
         retention_deletes_only_old_finished_tasks_in_batches,
+        task_logs_are_bounded_and_deleted_with_the_task,
         sessions_are_stored_replaced_extended_and_purged,
         credentials_are_kept_per_user_and_registry,
         registries_are_added_edited_removed_with_unique_names,

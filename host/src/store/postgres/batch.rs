@@ -298,6 +298,10 @@ async fn commit(
             &[&ids],
         )
         .await?;
+        let logs: Vec<_> = finishes.iter().filter_map(|f| f.log.clone()).collect();
+        if !logs.is_empty() {
+            super::tasks::save_logs_in(&tx, &logs).await?;
+        }
         updated.extend(ids.iter().map(|id| ended.contains(id)));
         if !ended.is_empty() {
             let mut changed: Vec<i64> = ended.into_iter().collect();

@@ -105,6 +105,18 @@ pub const MIGRATIONS: &[&str] = &[
         sealed     BYTEA
     );
     "#,
+    // 7: each task's log lines (`store::task_log`), numbered from 0 per
+    // task, deleted with their task.
+    r#"
+    CREATE TABLE task_log (
+        task_id BIGINT  NOT NULL REFERENCES tasks (id) ON DELETE CASCADE,
+        seq     BIGINT  NOT NULL,
+        ts      BIGINT  NOT NULL,
+        level   TEXT    NOT NULL,
+        message TEXT    NOT NULL,
+        PRIMARY KEY (task_id, seq)
+    );
+    "#,
 ];
 
 /// The schema version this build migrates to.

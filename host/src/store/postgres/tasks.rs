@@ -23,6 +23,7 @@ use tokio_postgres::Row;
 use super::batch::Batcher;
 use super::{Database, CHANNEL};
 use crate::store::secret::SecretBox;
+use crate::store::task_log::{LogBatch, LogLevel, LogLine, TaskLog};
 use crate::store::tasks::model::{JsonText, Task, TaskState};
 use crate::store::tasks::row::{row_columns, task_from_row, TaskRow, COLUMN_COUNT};
 use crate::store::tasks::{
@@ -371,6 +372,9 @@ pub(super) async fn finish_one(db: &Database, f: &Finish) -> anyhow::Result<bool
         .await?;
     tx.execute("DELETE FROM task_secrets WHERE task_id = $1", &[&f.id])
         .await?;
+    if let Some(batch) = &f.log {
+        save_logs_in(&tx, std::slice::from_ref(batch)).await?;
+    }
     if n == 1 {
         notify(
             &tx,
@@ -383,6 +387,50 @@ pub(super) async fn finish_one(db: &Database, f: &Finish) -> anyhow::Result<bool
     }
     tx.commit().await?;
     Ok(n == 1)
+}
+
+/// Add each batch's lines (of tasks that still exist) and delete the lines
+/// it no longer keeps, in `tx`: two statements whatever the number of lines.
+pub(super) async fn save_logs_in(tx: &Transaction<'_>, batches: &[LogBatch]) -> anyhow::Result<()> {
+    let (mut ids, mut seqs, mut ts, mut levels, mut messages) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for b in batches {
+        for (seq, l) in &b.lines {
+            ids.push(b.id);
+            seqs.push(*seq);
+            ts.push(l.ts);
+            levels.push(l.level.as_str());
+            messages.push(l.message.as_str());
+        }
+    }
+    if !ids.is_empty() {
+        cached_execute(
+            tx,
+            "INSERT INTO task_log (task_id, seq, ts, level, message)
+             SELECT u.id, u.seq, u.ts, u.level, u.message
+               FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::text[])
+                    AS u(id, seq, ts, level, message)
+              WHERE EXISTS (SELECT 1 FROM tasks t WHERE t.id = u.id)
+             ON CONFLICT DO NOTHING",
+            &[&ids, &seqs, &ts, &levels, &messages],
+        )
+        .await?;
+    }
+    let (kept_ids, keep_from): (Vec<i64>, Vec<i64>) = batches
+        .iter()
+        .filter(|b| b.keep_from > 0)
+        .map(|b| (b.id, b.keep_from))
+        .unzip();
+    if !kept_ids.is_empty() {
+        cached_execute(
+            tx,
+            "DELETE FROM task_log l USING unnest($1::bigint[], $2::bigint[]) AS k(id, keep)
+              WHERE l.task_id = k.id AND l.seq < k.keep",
+            &[&kept_ids, &keep_from],
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 #[async_trait]
@@ -430,6 +478,38 @@ impl TaskStore for PgStore {
     async fn finish(&self, f: Finish) -> anyhow::Result<bool> {
         self.check_open()?;
         self.batch.finish(f).await
+    }
+
+    async fn save_logs(&self, batches: Vec<LogBatch>) -> anyhow::Result<()> {
+        self.check_open()?;
+        if batches.is_empty() {
+            return Ok(());
+        }
+        let mut client = self.db.client().await?;
+        let tx = client.transaction().await?;
+        save_logs_in(&tx, &batches).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn log(&self, id: i64) -> anyhow::Result<TaskLog> {
+        let client = self.db.client().await?;
+        let statement = client
+            .prepare_cached(
+                "SELECT seq, ts, level, message FROM task_log WHERE task_id = $1 ORDER BY seq",
+            )
+            .await?;
+        let rows = client.query(&statement, &[&id]).await?;
+        let truncated = rows.first().is_some_and(|r| r.get::<_, i64>(0) > 0);
+        let lines = rows
+            .iter()
+            .map(|r| LogLine {
+                ts: r.get(1),
+                level: LogLevel::parse(r.get(2)),
+                message: r.get(3),
+            })
+            .collect();
+        Ok(TaskLog { lines, truncated })
     }
 
     async fn interrupt_running(&self, end: Interruption) -> anyhow::Result<Vec<i64>> {

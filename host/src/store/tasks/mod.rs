@@ -31,6 +31,7 @@ pub mod row;
 
 pub use self::model::{Task, TaskState};
 pub use crate::store::durable::{Committer, Durable};
+pub use crate::store::task_log::{LogBatch, TaskLog};
 pub use crate::store::Notice;
 
 /// A task to insert; the store assigns the id.
@@ -216,6 +217,10 @@ pub struct Finish {
     pub progress: i32,
     /// End time, epoch seconds.
     pub end: i64,
+    /// The log lines of the run not written yet, written with its end (in
+    /// the same transaction), so that a task stored as ended has its last
+    /// lines stored too.
+    pub log: Option<LogBatch>,
 }
 
 /// A coalesced progress report of a running task.
@@ -303,6 +308,16 @@ pub trait TaskStore: Send + Sync {
     /// Record the end of a run, only if the task is still `running`; drops its
     /// stored full params. Returns whether the task was updated.
     async fn finish(&self, finish: Finish) -> anyhow::Result<bool>;
+
+    /// Write log lines of tasks ([`crate::store::task_log`]): add each
+    /// batch's lines and delete the stored ones it no longer keeps. Lines
+    /// of a task that is gone are dropped. Advisory as progress is: durable
+    /// with the next durable write, no sync of its own.
+    async fn save_logs(&self, batches: Vec<LogBatch>) -> anyhow::Result<()>;
+
+    /// The stored log of task `id`, oldest line first (empty when it
+    /// logged nothing or does not exist).
+    async fn log(&self, id: i64) -> anyhow::Result<TaskLog>;
 
     /// Restart recovery: every task left `running` (by this node) ends as
     /// `end` says. Returns their ids.

@@ -60,15 +60,15 @@ use tokio::sync::oneshot;
 
 use self::failpoint::HoldSlot;
 use self::schema::{migrate, Ids, MIGRATIONS};
-use self::sql::{list, parse_state, row_to_task};
+use self::sql::{list, parse_state, read_log, row_to_task};
 use self::writer::{writer_loop, Done, Op, Reply, Write, STATEMENT_CACHE};
 use super::wal_sync::{self, Marks};
 use crate::store::secret::{SecretBox, KEY_FILE};
 use crate::store::tasks::model::{Task, TaskState};
 use crate::store::tasks::row::COLUMNS;
 use crate::store::tasks::{
-    ClaimPlan, ClaimRequest, Claimed, Finish, Interruption, NewTask, OnStored, Owner, Page,
-    ProgressUpdate, StateCount, TaskFilter, TaskStore,
+    ClaimPlan, ClaimRequest, Claimed, Finish, Interruption, LogBatch, NewTask, OnStored, Owner,
+    Page, ProgressUpdate, StateCount, TaskFilter, TaskLog, TaskStore,
 };
 
 /// Name of the database file in the data folder.
@@ -326,6 +326,17 @@ impl TaskStore for SqliteStore {
 
     async fn finish(&self, finish: Finish) -> anyhow::Result<bool> {
         self.apply(Write::Finish(finish)).await?.bool()
+    }
+
+    async fn save_logs(&self, batches: Vec<LogBatch>) -> anyhow::Result<()> {
+        if batches.is_empty() {
+            return Ok(());
+        }
+        self.apply(Write::Logs(batches)).await?.unit()
+    }
+
+    async fn log(&self, id: i64) -> anyhow::Result<TaskLog> {
+        self.read(move |c| read_log(c, id)).await
     }
 
     async fn interrupt_running(&self, end: Interruption) -> anyhow::Result<Vec<i64>> {

@@ -150,6 +150,19 @@ pub(super) const MIGRATIONS: &[&str] = &[
     ALTER TABLE tasks_v5 RENAME TO tasks;"#,
         task_indexes!()
     ),
+    // 6: each task's log lines (`store::task_log`), numbered from 0 per
+    // task, deleted with their task. A rebuild of `tasks` must keep them
+    // (foreign keys are off while migrations run).
+    r#"
+    CREATE TABLE task_log (
+        task_id INTEGER NOT NULL REFERENCES tasks (id) ON DELETE CASCADE,
+        seq     INTEGER NOT NULL,
+        ts      INTEGER NOT NULL,
+        level   TEXT    NOT NULL,
+        message TEXT    NOT NULL,
+        PRIMARY KEY (task_id, seq)
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// The ids the writer gives: increasing, never the same twice, even after

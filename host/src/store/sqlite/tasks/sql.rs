@@ -7,6 +7,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use super::schema::Ids;
 use crate::store::durable::Durable;
 use crate::store::secret::SecretBox;
+use crate::store::task_log::{LogBatch, LogLevel, LogLine, TaskLog};
 use crate::store::tasks::model::{JsonText, Task, TaskState};
 use crate::store::tasks::row::{row_columns, task_from_row, TaskRow, COLUMNS};
 use crate::store::tasks::{
@@ -203,6 +204,8 @@ pub(super) fn save_progress(conn: &Connection, updates: &[ProgressUpdate]) -> an
     Ok(())
 }
 
+/// Record the end of a run, and its last log lines when it has some
+/// (run those in a savepoint: two statements or more).
 pub(super) fn finish(conn: &Connection, f: &Finish) -> anyhow::Result<bool> {
     let n = conn.prepare_cached(FINISH_SQL)?.execute(params![
         f.id,
@@ -212,7 +215,64 @@ pub(super) fn finish(conn: &Connection, f: &Finish) -> anyhow::Result<bool> {
         f.progress,
         f.end
     ])?;
+    if let Some(batch) = &f.log {
+        save_logs(conn, std::slice::from_ref(batch))?;
+    }
     Ok(n == 1)
+}
+
+/// Add each batch's lines (of tasks that still exist) and delete the lines
+/// it no longer keeps.
+pub(super) fn save_logs(conn: &Connection, batches: &[LogBatch]) -> anyhow::Result<()> {
+    let mut exists = conn.prepare_cached("SELECT 1 FROM tasks WHERE id = ?1")?;
+    let mut add = conn.prepare_cached(
+        "INSERT OR IGNORE INTO task_log (task_id, seq, ts, level, message) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    let mut drop_old =
+        conn.prepare_cached("DELETE FROM task_log WHERE task_id = ?1 AND seq < ?2")?;
+    for b in batches {
+        if !exists.exists([b.id])? {
+            continue;
+        }
+        for (seq, l) in &b.lines {
+            add.execute(params![b.id, seq, l.ts, l.level.as_str(), l.message])?;
+        }
+        if b.keep_from > 0 {
+            drop_old.execute(params![b.id, b.keep_from])?;
+        }
+    }
+    Ok(())
+}
+
+/// The stored log of task `id`.
+pub(super) fn read_log(conn: &Connection, id: i64) -> anyhow::Result<TaskLog> {
+    let mut st = conn.prepare_cached(
+        "SELECT seq, ts, level, message FROM task_log WHERE task_id = ?1 ORDER BY seq",
+    )?;
+    let mut first = None;
+    let lines = st
+        .query_map([id], |r| {
+            let seq: i64 = r.get(0)?;
+            Ok((
+                seq,
+                LogLine {
+                    ts: r.get(1)?,
+                    level: LogLevel::parse(r.get_ref(2)?.as_str()?),
+                    message: r.get(3)?,
+                },
+            ))
+        })?
+        .map(|r| {
+            r.map(|(seq, line)| {
+                first.get_or_insert(seq);
+                line
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(TaskLog {
+        lines,
+        truncated: first.is_some_and(|f| f > 0),
+    })
 }
 
 pub(super) fn interrupt_running(conn: &Connection, end: &Interruption) -> anyhow::Result<Vec<i64>> {

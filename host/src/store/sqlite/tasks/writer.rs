@@ -14,11 +14,12 @@ use super::failpoint::HoldSlot;
 use super::schema::Ids;
 use super::sql::{
     claim, delete_ended_before, delete_finished, delete_if, finish, insert, interrupt_running,
-    save_progress,
+    save_logs, save_progress,
 };
 use crate::store::durable::{Committer, Durable};
 use crate::store::secret::SecretBox;
 use crate::store::sqlite::wal_sync::{Batch, Marks, Settle};
+use crate::store::task_log::LogBatch;
 use crate::store::tasks::model::{now, Task, TaskState};
 use crate::store::tasks::{
     ClaimPlan, ClaimRequest, Claimed, Finish, Interruption, NewTask, OnStored, ProgressUpdate,
@@ -49,6 +50,8 @@ pub(super) enum Write {
     Claim(ClaimRequest),
     /// Record progress of running tasks.
     Progress(Vec<ProgressUpdate>),
+    /// Record log lines of tasks.
+    Logs(Vec<LogBatch>),
     /// Record the end of a run.
     Finish(Finish),
     /// End every running task as interrupted.
@@ -94,10 +97,11 @@ done_as!(task: Task(Task), claimed: Claimed(Vec<Claimed>), unit: Unit(()), bool:
     ids: Ids(Vec<i64>), tasks: Tasks(Vec<Task>));
 
 /// Whether `op` needs the log on disk before its reply: all but progress
-/// updates, which are advisory and made durable by the next commit that
-/// does (a transaction of progress only is answered without an fsync).
+/// updates and task log lines, which are advisory and made durable by the
+/// next commit that does (a transaction of those only is answered without
+/// an fsync).
 pub(super) fn needs_sync(op: &Op) -> bool {
-    !matches!(op, Op::Write(Write::Progress(_), _))
+    !matches!(op, Op::Write(Write::Progress(_) | Write::Logs(_), _))
 }
 
 /// The writer thread: apply every write as it arrives in one open
@@ -336,6 +340,8 @@ fn run(
             savepoint(conn, |c| claim(c, secrets, req, &Durable::ready())).map(Done::Claimed)
         }
         Write::Progress(u) => savepoint(conn, |c| save_progress(c, &u)).map(Done::Unit),
+        Write::Logs(b) => savepoint(conn, |c| save_logs(c, &b)).map(Done::Unit),
+        Write::Finish(f) if f.log.is_some() => savepoint(conn, |c| finish(c, &f)).map(Done::Bool),
         Write::Finish(f) => finish(conn, &f).map(Done::Bool),
         Write::Interrupt(end) => savepoint(conn, |c| interrupt_running(c, &end)).map(Done::Ids),
         Write::DeleteIf { id, states } => savepoint(conn, |c| {
@@ -400,6 +406,7 @@ mod tests {
                 detail: String::new(),
                 progress: 100,
                 end: 1,
+                log: None,
             }),
             oneshot::channel().0,
         );
