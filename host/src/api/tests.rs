@@ -239,6 +239,7 @@ impl Harness {
                 None,
                 Default::default(),
             ),
+            proxy_port: None,
         });
         Harness {
             router: app(state),
