@@ -462,6 +462,7 @@ pub async fn start_with_stores(
         config_text: api::report::config_text(&format!("{config:#?}")),
         data_dir: config.data_dir.clone(),
         registries: api.registries,
+        proxy_port: config.proxy.listen.map(|a| a.port()).filter(|p| *p != 0),
     });
     Ok(Started { state, queue })
 }

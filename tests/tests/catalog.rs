@@ -15,7 +15,8 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::Value;
 use stevedore_e2e::{
-    assert_names, copy_dir, free_port, unique, workspace_root, Client, Options, Server,
+    assert_names, copy_dir, eventually_async, free_port, unique, workspace_root, Client, Options,
+    Server,
 };
 
 /// The bytes of a 1×1 PNG.
@@ -412,7 +413,10 @@ impl Drop for Project {
 #[tokio::test]
 async fn an_update_is_available_once_the_repository_version_is_newer() {
     let repo = repository();
-    let options = Options::with_plugins(&["application"]).test_engine();
+    let proxy_port = free_port();
+    let options = Options::with_plugins(&["application"])
+        .test_engine()
+        .env("STEVEDORE_PROXY_LISTEN", &format!("127.0.0.1:{proxy_port}"));
     let (_server, c) = server(repo.path(), options).await;
     let name = unique("store");
     let _cleanup = Project(name.clone());
@@ -421,7 +425,8 @@ async fn an_update_is_available_once_the_repository_version_is_newer() {
         .submit_ok(
             "application",
             &format!(
-                r#"{{"template": "notes", "name": "{name}", "binding": {{"http_port": {port}}}}}"#
+                r#"{{"template": "notes", "name": "{name}", "port": {port}, "virtual_path": "/{name}",
+                     "binding": {{"http_port": {port}}}}}"#
             ),
         )
         .await;
@@ -438,6 +443,23 @@ async fn an_update_is_available_once_the_repository_version_is_newer() {
     assert_eq!(app["version"], "1", "{app}");
     assert_eq!(app["latestVersion"], "1", "{app}");
     assert_eq!(app["updateAvailable"], false, "{app}");
+    // Where the reverse proxy serves it, and it does.
+    let proxy = serde_json::json!({"port": proxy_port, "path": format!("/{name}/")});
+    assert_eq!(app["proxy"], proxy, "{app}");
+    let url = format!("http://127.0.0.1:{proxy_port}/{name}/");
+    let page = eventually_async(
+        "the app through the proxy",
+        Duration::from_secs(20),
+        || async {
+            let r = reqwest::get(&url).await.ok()?;
+            if r.status() != 200 {
+                return None;
+            }
+            r.text().await.ok()
+        },
+    )
+    .await;
+    assert_eq!(page, "noted\n");
     // The store names it among the template's installed applications.
     let store = get(&c, "catalog?type=app&q=notes").await;
     assert_eq!(store["entries"][0]["installed"], serde_json::json!([name]));
@@ -456,6 +478,7 @@ async fn an_update_is_available_once_the_repository_version_is_newer() {
     let one = get(&c, &format!("apps/{name}")).await;
     assert_eq!(one["latestVersion"], "1.1", "{one}");
     assert_eq!(one["updateAvailable"], true, "{one}");
+    assert_eq!(one["proxy"], proxy, "{one}");
     // Every recorded key kept, the containers' published ports added.
     for key in [
         "template",

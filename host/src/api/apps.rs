@@ -3,8 +3,8 @@
 //!
 //! | method and path (after a prefix) | answer |
 //! |---|---|
-//! | `GET apps` | `{name: {"container": ["<project>_web_1", ...], "creating": bool, "yml": true, "template", "version", "latestVersion", "updateAvailable"}}` |
-//! | `GET apps/{name}` | the record (`template`, `version`, `binding`, `createFrom: "wizard"`, `virtual_path`, `httpPort` as a string, `autostart`, times), `latestVersion`, `updateAvailable`, and `containers`: `[{name, id, image, state, ports: [{host, container, protocol}]}]` |
+//! | `GET apps` | `{name: {"container": ["<project>_web_1", ...], "creating": bool, "yml": true, "template", "version", "latestVersion", "updateAvailable", "proxy"}}` |
+//! | `GET apps/{name}` | the record (`template`, `version`, `binding`, `createFrom: "wizard"`, `virtual_path`, `httpPort` as a string, `autostart`, times), `latestVersion`, `updateAvailable`, `proxy`, and `containers`: `[{name, id, image, state, ports: [{host, container, protocol}]}]` |
 //! | `PUT apps/{name}/start` | the services started, as recorded: `["web"]` (dependency order) |
 //! | `PUT apps/{name}/{stop,restart,kill}` | the containers acted on, as recorded: `["joomla_web_1"]` (stop and kill in reverse dependency order) |
 //! | `DELETE apps/{name}` (`?remove_volumes=true`) | the containers removed, as recorded: `["joomla_web_1"]`; networks and the folder go too, named and anonymous volumes only when asked |
@@ -16,7 +16,10 @@
 //! than the installed `version` ([`compare_versions`]: dotted parts
 //! numerically, then as text). A container's `ports` are the host ports it
 //! publishes (from the engine's inspect: the live bindings of a running
-//! container, the configured ones of a stopped one).
+//! container, the configured ones of a stopped one). `proxy` is
+//! `{port, path}` when the reverse proxy ([`crate::proxy`]) is on and serves
+//! the application (it has a `virtual_path`): the page opens
+//! `http://<its host>:<port><path>`; otherwise `null`.
 
 use std::collections::BTreeMap;
 
@@ -113,6 +116,20 @@ fn add_latest(fields: &mut Map<String, Value>, entries: Option<&[Entry]>) {
     fields.insert("updateAvailable".into(), newer.into());
 }
 
+/// Where the reverse proxy serves the application of `fields` (its
+/// record): `{port, path: "/<virtual_path>/"}`, or `null` when the proxy is
+/// off or does not route it (the proxy's own rule, [`crate::proxy::routes`]).
+fn proxy_of(name: &str, fields: &Map<String, Value>, proxy_port: Option<u16>) -> Value {
+    let Some(port) = proxy_port else {
+        return Value::Null;
+    };
+    let record = Value::Object(fields.clone()).to_string();
+    match crate::proxy::routes::routes(&[(name.to_string(), record)]).first() {
+        Some(route) => json!({"port": port, "path": format!("{}/", route.prefix)}),
+        None => Value::Null,
+    }
+}
+
 /// The host ports a container publishes, from its engine inspect JSON:
 /// `[{host, container, protocol}]`, the live bindings
 /// (`NetworkSettings.Ports`) and the configured ones
@@ -181,7 +198,7 @@ async fn add_ports(rt: &Backends, cx: &CallContext, answer: &mut Value) {
 #[utoipa::path(get, path = "/apps", tag = "applications",
     summary = "Every application the caller may see, by name",
     responses(
-        (status = 200, description = "By name: `container`, `creating`, `yml`, `template`, `version`, `latestVersion` (the repository's, or null), `updateAvailable`", body = Object),
+        (status = 200, description = "By name: `container`, `creating`, `yml`, `template`, `version`, `latestVersion` (the repository's, or null), `updateAvailable`, `proxy` (`{port, path}` or null)", body = Object),
         super::error::RuntimeErrors,
     ))]
 pub async fn list(
@@ -200,6 +217,8 @@ pub async fn list(
         let mut summary = record.summary();
         if let Some(fields) = summary.as_object_mut() {
             add_latest(fields, entries.as_deref());
+            let proxy = proxy_of(&name, &record.fields, state.proxy_port);
+            fields.insert("proxy".into(), proxy);
         }
         out.insert(name, summary);
     }
@@ -211,7 +230,7 @@ pub async fn list(
     summary = "An application's record and the state of each of its containers",
     params(("name" = String, Path, description = "Application name")),
     responses(
-        (status = 200, description = "The record, `latestVersion`, `updateAvailable` and `containers` (`name`, `id`, `image`, `state`, `ports`: `[{host, container, protocol}]`)", body = Object),
+        (status = 200, description = "The record, `latestVersion`, `updateAvailable`, `proxy` (`{port, path}` where the reverse proxy serves it, or null) and `containers` (`name`, `id`, `image`, `state`, `ports`: `[{host, container, protocol}]`)", body = Object),
         super::error::RuntimeErrors,
     ))]
 pub async fn get(
@@ -226,6 +245,8 @@ pub async fn get(
     add_ports(&state.runtime, &cx, &mut answer).await;
     if let Some(fields) = answer.as_object_mut() {
         add_latest(fields, repository_entries(&state).await.as_deref());
+        let proxy = proxy_of(&name, fields, state.proxy_port);
+        fields.insert("proxy".into(), proxy);
     }
     Ok(Json(answer))
 }
@@ -467,6 +488,31 @@ mod tests {
             vec![json!({"host": 2000, "container": 80, "protocol": "tcp"})]
         );
         assert!(published_ports(&json!({})).is_empty());
+    }
+
+    #[test]
+    fn the_proxy_path_only_when_the_proxy_is_on_and_routes_the_app() {
+        let record = |vp: Value| {
+            let mut fields = Map::new();
+            fields.insert("virtual_path".into(), vp);
+            fields
+        };
+        assert_eq!(
+            proxy_of("a", &record(json!("/notes")), Some(8081)),
+            json!({"port": 8081, "path": "/notes/"})
+        );
+        assert_eq!(
+            proxy_of("a", &record(json!("/notes/")), Some(8081)),
+            json!({"port": 8081, "path": "/notes/"})
+        );
+        assert_eq!(proxy_of("a", &record(json!("/notes")), None), Value::Null);
+        for vp in [json!(""), json!("/"), json!("notes"), Value::Null] {
+            assert_eq!(
+                proxy_of("a", &record(vp.clone()), Some(8081)),
+                Value::Null,
+                "{vp}"
+            );
+        }
     }
 
     #[test]

@@ -175,6 +175,9 @@ pub struct Services {
     pub data_dir: std::path::PathBuf,
     /// The API's registries and preferences, and the repository in use.
     pub registries: registries::RegistryServices,
+    /// The port of the applications' reverse proxy ([`crate::proxy`]),
+    /// `None` when it is off: the application answers name where it serves them.
+    pub proxy_port: Option<u16>,
 }
 
 /// The whole application, testable without a socket (`tower::ServiceExt::oneshot`).

@@ -240,6 +240,7 @@ impl Harness {
                 None,
                 Default::default(),
             ),
+            proxy_port: None,
         });
         Harness {
             router: app(state),
