@@ -79,11 +79,14 @@ export function bytes(n) {
   return `${i === 0 ? n : n.toFixed(n < 10 ? 1 : 0)} ${units[i]}`;
 }
 
+/** The exact time, in the reader's locale (one formatter: they are costly to make). */
+const EXACT = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "medium" });
+
 /** A time as "2 min ago", the exact time on hover; kept current by `refreshTimes`. */
 export function ago(when) {
   const date = when instanceof Date ? when : new Date(typeof when === "number" && when < 1e12 ? when * 1000 : when);
   if (isNaN(date)) return el("span", { text: "" });
-  const node = el("time", { datetime: date.toISOString(), title: date.toLocaleString() });
+  const node = el("time", { datetime: date.toISOString(), title: EXACT.format(date) });
   node.textContent = relative(date);
   return node;
 }
@@ -144,7 +147,11 @@ export const hub = {
   },
 
   async reload() {
-    const list = await call("GET", "/background/");
+    this.fill(await call("GET", "/background/"));
+  },
+
+  /** Take `list` (an answer of `GET background/`) as the caller's tasks. */
+  fill(list) {
     this.tasks.clear();
     for (const t of list) if (!this.deleted.has(t.id)) this.tasks.set(t.id, t);
     this.emit("reload");

@@ -29,7 +29,8 @@ function showLogin() {
   $("login-username").focus();
 }
 
-async function showApp(user) {
+/** `tasks`: the caller's task list when already asked for (see below). */
+async function showApp(user, tasks) {
   session.user = user;
   sessionStorage.setItem(SIGNED_IN, "1");
   $("who-name").textContent = `${user.username}${user.isAdmin ? " (admin)" : ""}`;
@@ -37,7 +38,12 @@ async function showApp(user) {
   $("nav").hidden = false;
   $("login-view").hidden = true;
   hub.start();
-  await hub.reload().catch(() => {});
+  if (tasks) {
+    hub.fill(tasks);
+    // The list was read before the stream opened: read it again once the
+    // stream is open, so that no change in between is missed.
+    hub.source.addEventListener("open", () => hub.reload().catch(() => {}), { once: true });
+  } else await hub.reload().catch(() => {});
   await route();
 }
 
@@ -103,7 +109,10 @@ document.addEventListener("DOMContentLoaded", async () => {
   // gets the form at once, without a 401 in the console.
   if (sessionStorage.getItem(SIGNED_IN)) {
     try {
-      return await showApp(await call("GET", "/login_refresh"));
+      // The session and the task list are asked for at once: the first
+      // render waits for one round trip, not two.
+      const [user, tasks] = await Promise.all([call("GET", "/login_refresh"), call("GET", "/background/")]);
+      return await showApp(user, tasks);
     } catch {
       // The session ended: log in again.
     }

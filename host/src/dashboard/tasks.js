@@ -159,22 +159,43 @@ function visible(task) {
   return !filter || task.category === filter;
 }
 
+/** Rows drawn at once; the rest follow in chunks, so a long list shows fast. */
+const FIRST_ROWS = 100;
+const CHUNK_ROWS = 200;
+let renderToken = 0;
+
 function renderAll() {
   const ul = $("tasks");
   const focused = document.activeElement?.closest?.("li.task")?.dataset.taskId;
   rows.clear();
-  const list = [...hub.tasks.values()].filter(visible).sort((a, b) => b.id - a.id);
-  const frag = document.createDocumentFragment();
-  for (const t of list) {
-    const row = taskRow(t);
-    rows.set(t.id, row);
-    frag.append(row);
-  }
-  ul.replaceChildren(frag);
+  const ids = [...hub.tasks.values()].filter(visible).map((t) => t.id).sort((a, b) => b - a);
+  ul.replaceChildren(rowsOf(ids.splice(0, FIRST_ROWS)));
   // The browser test measures the first render of a long list by this mark.
   if (!performance.getEntriesByName("tasks-rendered").length) performance.mark("tasks-rendered");
   if (focused) ul.querySelector(`li[data-task-id="${focused}"] button`)?.focus();
   $("tasks-empty").hidden = rows.size > 0;
+  // The older rows, below the first screens: appended a chunk per turn of
+  // the event loop, until a newer render starts over.
+  const token = ++renderToken;
+  const more = () => {
+    if (token !== renderToken || !ids.length) return;
+    ul.append(rowsOf(ids.splice(0, CHUNK_ROWS)));
+    setTimeout(more, 0);
+  };
+  if (ids.length) setTimeout(more, 0);
+}
+
+/** The rows of the tasks `ids` still has, as a fragment. */
+function rowsOf(ids) {
+  const frag = document.createDocumentFragment();
+  for (const id of ids) {
+    const t = hub.tasks.get(id);
+    if (!t || rows.has(id)) continue;
+    const row = taskRow(t);
+    rows.set(id, row);
+    frag.append(row);
+  }
+  return frag;
 }
 
 /** A new task goes in id order (newest first). */
