@@ -2,15 +2,17 @@
 //! shows them): `GET background/{id}/log` after the run, `log` events of
 //! `background/events?logs=1` while it runs, a secret from the params
 //! masked in both, another user refused, the lines bounded by the
-//! configuration and gone with the task, and the engine's pull progress
-//! relayed into an `image_download` task's log.
+//! configuration and gone with the task, the engine's pull progress
+//! relayed into an `image_download` task's log, and `stevedore task watch`
+//! printing the lines.
 
 use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::Value;
 use stevedore_e2e::{
-    docker, hash_password, push_noise_image, registries_config, Client, Options, Server, SseReader,
+    binary, docker, hash_password, push_noise_image, registries_config, Client, Options, Server,
+    SseReader,
 };
 
 const SECRET: &str = "Chatty-pw-7f3e9b2c";
@@ -247,4 +249,41 @@ async fn a_pulls_progress_is_relayed_into_the_tasks_log() {
             .any(|m| m.contains(&repo) && m.contains("MiB")),
         "no layer progress of {repo} in {messages:#?}"
     );
+}
+
+#[tokio::test]
+async fn task_watch_prints_each_line_once() {
+    let server = Server::start(Options::with_plugins(&["chatty"])).await;
+    let c = server.admin().await;
+    let id = c
+        .submit_ok(
+            "chatty",
+            &format!(r#"{{"lines": 10, "pause_ms": 100, "password": "{SECRET}"}}"#),
+        )
+        .await;
+    // Joined while the task runs: lines logged before come from the log,
+    // later ones from the stream, none twice.
+    c.wait_until(id, Duration::from_secs(30), |t| t["state"] == "running")
+        .await
+        .expect("the task runs");
+    let out = std::process::Command::new(binary())
+        .args(["task", "watch", &id.to_string()])
+        .env("STEVEDORE_URL", server.base())
+        .env("STEVEDORE_USER", "admin")
+        .env("STEVEDORE_PASSWORD", stevedore_e2e::ADMIN_PASSWORD)
+        .output()
+        .expect("stevedore task watch");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains(&format!("task {id} (chatty) completed")),
+        "{stdout}\n{stderr}"
+    );
+    assert!(!stderr.contains(SECRET), "{stderr}");
+    for i in 0..10 {
+        let line = format!(" line {i} password=******");
+        assert_eq!(stderr.matches(&line).count(), 1, "{line} in {stderr}");
+    }
+    assert_eq!(stderr.matches("stderr line").count(), 1, "{stderr}");
 }
