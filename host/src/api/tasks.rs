@@ -613,7 +613,12 @@ pub async fn events(
         std::future::ready(out.map(Ok::<_, Infallible>))
     });
     let stream = match logs {
-        Some(logs) => futures::stream::select(stream, logs).boxed(),
+        // Lines first: a run's lines are sent before its end is, so its
+        // `completed` event never overtakes them.
+        Some(logs) => futures::stream::select_with_strategy(logs, stream, |_: &mut ()| {
+            futures::stream::PollNext::Left
+        })
+        .boxed(),
         None => stream.boxed(),
     }
     .take_until(ended);

@@ -105,13 +105,21 @@ impl Client {
         Ok(serde_json::from_value(ids)?)
     }
 
-    /// The task event stream (`GET background/events`), opened now: every
-    /// change from here on arrives, so a task looked up after this call
-    /// cannot end unseen.
+    /// `GET background/{id}/log`: the task's log lines so far.
+    pub async fn log(&self, id: i64) -> anyhow::Result<Vec<LogEntry>> {
+        let answer = self
+            .call(reqwest::Method::GET, &format!("background/{id}/log"), None)
+            .await?;
+        serde_json::from_value(answer["lines"].clone()).context("a task log")
+    }
+
+    /// The task event stream (`GET background/events?logs=1`: changes and
+    /// log lines), opened now: every change from here on arrives, so a task
+    /// looked up after this call cannot end unseen.
     pub async fn events(&self) -> anyhow::Result<Events> {
         let resp = self
             .http
-            .get(format!("{}/background/events", self.api))
+            .get(format!("{}/background/events?logs=1", self.api))
             .send()
             .await
             .context("opening the event stream")?;
@@ -133,14 +141,37 @@ pub struct Events {
     buffer: String,
 }
 
+/// One line of a task's log, as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct LogEntry {
+    /// The task (absent in `GET background/{id}/log`, whose answer names it).
+    #[serde(default)]
+    pub id: i64,
+    /// RFC 3339 time.
+    pub ts: String,
+    /// `debug`, `info`, `warn` or `error`.
+    pub level: String,
+    /// The text.
+    pub message: String,
+}
+
+/// What the event stream brings.
+#[derive(Debug)]
+pub enum Update {
+    /// A task changed.
+    Task(Task),
+    /// A task logged a line.
+    Log(LogEntry),
+}
+
 impl Events {
-    /// The next `task` event's task; `None` when the stream ends.
-    pub async fn next_task(&mut self) -> anyhow::Result<Option<Task>> {
+    /// The next `task` or `log` event; `None` when the stream ends.
+    pub async fn next(&mut self) -> anyhow::Result<Option<Update>> {
         loop {
             while let Some(end) = self.buffer.find("\n\n") {
                 let block: String = self.buffer.drain(..end + 2).collect();
-                if let Some(task) = task_of(&block)? {
-                    return Ok(Some(task));
+                if let Some(update) = update_of(&block)? {
+                    return Ok(Some(update));
                 }
             }
             match self.body.next().await {
@@ -155,8 +186,8 @@ impl Events {
     }
 }
 
-/// The task of one event block, if it is a `task` event.
-fn task_of(block: &str) -> anyhow::Result<Option<Task>> {
+/// What one event block brings, if it is a `task` or `log` event.
+fn update_of(block: &str) -> anyhow::Result<Option<Update>> {
     let mut event = "message";
     let mut data = String::new();
     for line in block.lines() {
@@ -166,10 +197,18 @@ fn task_of(block: &str) -> anyhow::Result<Option<Task>> {
             data.push_str(v.strip_prefix(' ').unwrap_or(v));
         }
     }
-    if event != "task" || data.is_empty() {
+    if data.is_empty() {
         return Ok(None);
     }
-    Ok(Some(serde_json::from_str(&data).context("a task event")?))
+    Ok(match event {
+        "task" => Some(Update::Task(
+            serde_json::from_str(&data).context("a task event")?,
+        )),
+        "log" => Some(Update::Log(
+            serde_json::from_str(&data).context("a log event")?,
+        )),
+        _ => None,
+    })
 }
 
 #[cfg(test)]
@@ -177,15 +216,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reads_task_events_only() {
+    fn reads_task_and_log_events_only() {
         let task = r#"{"id":3,"category":"noop","state":"running","detail_state":"","progress":5,"deletable":false,"user":"a","name":"","params":{},"init":1}"#;
-        let t = task_of(&format!("event: task\nid: 3\ndata: {task}\n\n"))
-            .unwrap()
-            .unwrap();
+        let Some(Update::Task(t)) =
+            update_of(&format!("event: task\nid: 3\ndata: {task}\n\n")).unwrap()
+        else {
+            panic!("a task event");
+        };
         assert_eq!((t.id, t.progress), (3, 5));
-        assert!(task_of("event: lagged\ndata: {\"missed\":2}\n\n")
+        let line = r#"{"id":3,"ts":"2026-12-07T17:03:52.123Z","level":"info","message":"hi"}"#;
+        let Some(Update::Log(l)) =
+            update_of(&format!("event: log\nid: 3\ndata: {line}\n\n")).unwrap()
+        else {
+            panic!("a log event");
+        };
+        assert_eq!(
+            (l.id, l.level.as_str(), l.message.as_str()),
+            (3, "info", "hi")
+        );
+        assert!(update_of("event: lagged\ndata: {\"missed\":2}\n\n")
             .unwrap()
             .is_none());
-        assert!(task_of(": keep-alive\n\n").unwrap().is_none());
+        assert!(update_of(": keep-alive\n\n").unwrap().is_none());
     }
 }

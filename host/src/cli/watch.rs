@@ -1,5 +1,6 @@
 //! Following a task to its end: a progress bar on a terminal (`indicatif`),
-//! one line per change otherwise (logs, CI).
+//! one line per change otherwise (logs, CI); the task's log lines printed
+//! as they come (above the bar, which stays at the bottom).
 
 use std::io::IsTerminal;
 use std::time::Duration;
@@ -7,7 +8,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::client::{Client, Events};
+use super::client::{Client, Events, LogEntry, Update};
 use crate::queue::{Task, TaskState};
 
 /// Shows a task's progress.
@@ -73,6 +74,15 @@ impl Display {
         }
     }
 
+    /// Print one of the task's log lines.
+    fn line(&self, l: &LogEntry) {
+        let text = format!("{} {:<5} {}", l.ts, l.level, l.message);
+        match self {
+            Display::Bar(bar) => bar.println(text),
+            Display::Lines { .. } => eprintln!("{text}"),
+        }
+    }
+
     fn finish(self) {
         if let Display::Bar(bar) = self {
             bar.finish_and_clear();
@@ -89,13 +99,24 @@ pub async fn follow(client: &Client, mut events: Events, id: i64) -> anyhow::Res
         .await?
         .ok_or_else(|| anyhow!("no task {id} (or it is not yours)"))?;
     let mut display = Display::new(&task);
+    // The lines so far; the stream, opened before, repeats some of them.
+    let earlier = client.log(id).await?;
+    for l in &earlier {
+        display.line(l);
+    }
+    let seen = |l: &LogEntry| {
+        earlier
+            .iter()
+            .any(|e| (&e.ts, &e.level, &e.message) == (&l.ts, &l.level, &l.message))
+    };
     display.show(&task);
     while !task.state.is_finished() {
-        match events.next_task().await? {
-            Some(t) if t.id == id => {
+        match events.next().await? {
+            Some(Update::Task(t)) if t.id == id => {
                 task = t;
                 display.show(&task);
             }
+            Some(Update::Log(l)) if l.id == id && !seen(&l) => display.line(&l),
             Some(_) => {}
             None => bail!("the server closed the event stream before task {id} ended"),
         }
