@@ -14,6 +14,7 @@ pub mod api;
 pub mod apps;
 pub mod auth;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod dashboard;
 pub mod log_tail;

@@ -43,6 +43,7 @@ use anyhow::{bail, Context, Result};
 pub const LAYERS: &[&[&str]] = &[
     &[
         "wit",
+        "clock",
         "log_tail",
         "metrics",
         "secret",

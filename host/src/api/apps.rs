@@ -118,13 +118,13 @@ fn add_latest(fields: &mut Map<String, Value>, entries: Option<&[Entry]>) {
 
 /// Where the reverse proxy serves the application of `fields` (its
 /// record): `{port, path: "/<virtual_path>/"}`, or `null` when the proxy is
-/// off or does not route it (the proxy's own rule, [`crate::proxy::routes`]).
+/// off or does not route it (the proxy's own rule, [`crate::apps::virtual_paths`]).
 fn proxy_of(name: &str, fields: &Map<String, Value>, proxy_port: Option<u16>) -> Value {
     let Some(port) = proxy_port else {
         return Value::Null;
     };
     let record = Value::Object(fields.clone()).to_string();
-    match crate::proxy::routes::routes(&[(name.to_string(), record)]).first() {
+    match crate::apps::virtual_paths::routes(&[(name.to_string(), record)]).first() {
         Some(route) => json!({"port": port, "path": format!("{}/", route.prefix)}),
         None => Value::Null,
     }

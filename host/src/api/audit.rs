@@ -578,7 +578,7 @@ fn csv(rows: &[AuditEntry]) -> String {
         let e = &r.entry;
         let date = format!(
             "{}.{:06}",
-            super::session::format_local(e.ts_micros.div_euclid(1_000_000)),
+            crate::clock::format_local(e.ts_micros.div_euclid(1_000_000)),
             e.ts_micros.rem_euclid(1_000_000)
         );
         let fields = [date.as_str(), &e.level, &e.category, &e.user, &e.message];

@@ -7,12 +7,15 @@
 //! - [`record`]: load and parse an application's record, its owner, its
 //!   containers, and describe it;
 //! - [`actions`]: start, stop, restart or kill it in dependency order, and
-//!   remove it (containers, networks, volumes when asked, then its folder).
+//!   remove it (containers, networks, volumes when asked, then its folder);
+//! - [`virtual_paths`]: which application a request's path names (the
+//!   proxy's routing, and the proxy link of the API's answers).
 
 pub mod actions;
 pub mod record;
 #[cfg(test)]
 mod tests;
+pub mod virtual_paths;
 
 pub use actions::{act, remove, remove_folder, Action};
 pub use record::{check_name, containers_of, describe, load, owner, records, Record};

@@ -14,9 +14,9 @@ use hyper_util::rt::TokioIo;
 use tokio_util::sync::CancellationToken;
 
 use super::headers;
-use super::routes::Route;
 use super::Proxy;
 use crate::api::AppError;
+use crate::apps::virtual_paths::Route;
 
 /// The HTTP client to applications: hyper-util's pooled client over plain
 /// TCP (applications speak HTTP/1 on their published port).

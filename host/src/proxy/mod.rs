@@ -29,7 +29,6 @@
 pub mod config;
 pub mod forward;
 pub mod headers;
-pub mod routes;
 pub mod upstream;
 
 use std::net::SocketAddr;
@@ -43,9 +42,9 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio_util::sync::CancellationToken;
 
+use crate::apps::virtual_paths::{self, Match};
 use crate::runtime::apps::AppStore;
 use crate::runtime::{AppFolders, Backends};
-use routes::Match;
 use upstream::Upstreams;
 
 /// How long connecting to an application may take before it is "down".
@@ -100,9 +99,9 @@ impl Proxy {
                 return forward::down("the application records cannot be read");
             }
         };
-        let table = routes::routes(&records);
+        let table = virtual_paths::routes(&records);
         let path = req.uri().path().to_string();
-        match routes::find(&table, &path) {
+        match virtual_paths::find(&table, &path) {
             None => forward::error(
                 StatusCode::NOT_FOUND,
                 "unknown_path",

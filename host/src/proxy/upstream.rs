@@ -19,7 +19,7 @@ use std::sync::Arc;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use super::routes::Route;
+use crate::apps::virtual_paths::Route;
 use crate::policy::{APP_OWNER_FILE, OWNER_LABEL};
 use crate::runtime::apps::AppStore;
 use crate::runtime::docker::listing::COMPOSE_PROJECT_LABEL;

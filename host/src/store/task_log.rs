@@ -70,12 +70,7 @@ fn ts_text<S: serde::Serializer>(ms: &i64, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&rfc3339_ms(*ms))
 }
 
-/// Epoch milliseconds as RFC 3339 in UTC: `YYYY-MM-DDTHH:MM:SS.mmmZ`.
-pub fn rfc3339_ms(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let date = crate::api::session::format_utc(secs).replacen(' ', "T", 1);
-    format!("{date}.{:03}Z", ms.rem_euclid(1000))
-}
+use crate::clock::rfc3339_ms;
 
 /// Now, in epoch milliseconds.
 pub fn now_ms() -> i64 {
