@@ -3,7 +3,7 @@
 // and a logs panel that follows one container's output live. The panel
 // keeps following while another view is shown, until it is closed.
 
-import { $, announce, call, el, bytes, session } from "./core.js";
+import { $, announce, call, el, bytes, confirmInline, reconcile, session } from "./core.js";
 
 const REFRESH_MS = 5000;
 const POLL_MS = 2000;
@@ -77,29 +77,11 @@ async function load() {
     $("containers-error").textContent = `Could not list the containers: ${e.message}`;
     throw e;
   }
-  const seen = new Set();
-  const body = $("containers-rows");
-  let prev = null;
-  for (const c of list) {
-    const key = keyOf(c);
-    seen.add(key);
-    let row = rows.get(key);
-    if (!row) {
-      row = newRow(c);
-      rows.set(key, row);
-    }
+  // Keep the server's order (by name) without moving rows that are in place;
+  // a row an action repainted after this read began keeps the action's state.
+  reconcile($("containers-rows"), rows, list, keyOf, newRow, (row, c) => {
     if (!(row._at > started)) paint(row, c);
-    // Keep the server's order (by name) without moving rows that are in place.
-    const want = prev ? prev.nextSibling : body.firstChild;
-    if (want !== row) body.insertBefore(row, want);
-    prev = row;
-  }
-  for (const [key, row] of rows) {
-    if (!seen.has(key)) {
-      row.remove();
-      rows.delete(key);
-    }
-  }
+  });
   $("containers-empty").hidden = list.length > 0;
   if (logs.state) {
     const c = list.find((x) => keyOf(x) === logs.state.key);
@@ -232,30 +214,6 @@ async function remove(c) {
   } catch (e) {
     rowMessage(row, e.message, true);
   }
-}
-
-/**
- * Ask inline before a destructive action: `button` gives way to "Remove
- * NAME?" with `Confirm remove NAME` and `Keep NAME`; `then` runs on confirm.
- */
-export function confirmInline(button, name, then) {
-  const keep = el("button", { type: "button", class: "secondary", text: "Keep", "aria-label": `Keep ${name}` });
-  const yes = el("button", { type: "button", class: "danger", text: "Confirm remove", "aria-label": `Confirm remove ${name}` });
-  const box = el("span", { class: "confirm", role: "group", "aria-label": `Remove ${name}?` },
-    el("span", { class: "ask", text: `Remove ${name}?` }), yes, keep);
-  const back = () => {
-    box.replaceWith(button);
-    button.focus();
-  };
-  keep.addEventListener("click", back);
-  box.addEventListener("keydown", (e) => e.key === "Escape" && back());
-  yes.addEventListener("click", async () => {
-    yes.disabled = keep.disabled = true;
-    await then();
-    if (box.isConnected) box.replaceWith(button);
-  });
-  button.replaceWith(box);
-  keep.focus();
 }
 
 // ---------------------------------------------------------------- logs

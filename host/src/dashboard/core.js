@@ -112,6 +112,57 @@ export function refreshTimes() {
   }
 }
 
+/**
+ * Keep `body`'s rows in the order of `items`, keyed by `keyOf`: a row is
+ * made once (`make(item)`), brought up to date in place (`update(row,
+ * item)`), moved only when out of place, and removed when its item is
+ * gone. `rows` (key → row) persists between calls.
+ */
+export function reconcile(body, rows, items, keyOf, make, update) {
+  const seen = new Set();
+  let prev = null;
+  for (const item of items) {
+    const key = keyOf(item);
+    seen.add(key);
+    let row = rows.get(key);
+    if (!row) rows.set(key, (row = make(item)));
+    update(row, item);
+    const want = prev ? prev.nextSibling : body.firstChild;
+    if (want !== row) body.insertBefore(row, want);
+    prev = row;
+  }
+  for (const [key, row] of rows) {
+    if (!seen.has(key)) {
+      row.remove();
+      rows.delete(key);
+    }
+  }
+}
+
+/**
+ * Ask inline before a destructive action: `button` gives way to "Remove
+ * NAME?" with `Confirm remove NAME` and `Keep NAME`; `then` runs on confirm.
+ */
+export function confirmInline(button, name, then) {
+  const keep = el("button", { type: "button", class: "secondary", text: "Keep", "aria-label": `Keep ${name}` });
+  const yes = el("button", { type: "button", class: "danger", text: "Confirm remove", "aria-label": `Confirm remove ${name}` });
+  const box = el("span", { class: "confirm", role: "group", "aria-label": `Remove ${name}?` },
+    el("span", { class: "ask", text: `Remove ${name}?` }), yes, keep);
+  const back = () => {
+    box.replaceWith(button);
+    button.focus();
+  };
+  keep.addEventListener("click", back);
+  box.addEventListener("keydown", (e) => e.key === "Escape" && back());
+  yes.addEventListener("click", async () => {
+    yes.disabled = keep.disabled = true;
+    await then();
+    if (box.isConnected) box.replaceWith(button);
+  });
+  button.replaceWith(box);
+  keep.focus();
+}
+
 // ---------------------------------------------------------------- tasks
 
 /**

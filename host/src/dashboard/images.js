@@ -2,8 +2,7 @@
 // pulling one as a task with its live bar, removing (confirmed inline) and
 // exporting one to a file in the user's share folder.
 
-import { $, announce, ago, bytes, call, el, fieldOf, hub, submitTask, taskBar } from "./core.js";
-import { confirmInline } from "./containers.js";
+import { $, announce, ago, bytes, call, confirmInline, el, fieldOf, hub, reconcile, submitTask, taskBar } from "./core.js";
 
 const rows = new Map(); // "type:name:tag" -> tr
 let loading = null;
@@ -73,25 +72,7 @@ async function load() {
     throw e;
   }
   const list = (images.results || []).slice().sort((a, b) => label(a).localeCompare(label(b)));
-  const body = $("images-rows");
-  const seen = new Set();
-  let prev = null;
-  for (const i of list) {
-    const key = keyOf(i);
-    seen.add(key);
-    let row = rows.get(key);
-    if (!row) rows.set(key, (row = newRow(i)));
-    paint(row, i, inUse(i, containers));
-    const want = prev ? prev.nextSibling : body.firstChild;
-    if (want !== row) body.insertBefore(row, want);
-    prev = row;
-  }
-  for (const [key, row] of rows) {
-    if (!seen.has(key)) {
-      row.remove();
-      rows.delete(key);
-    }
-  }
+  reconcile($("images-rows"), rows, list, keyOf, newRow, (row, i) => paint(row, i, inUse(i, containers)));
   $("images-empty").hidden = list.length > 0;
 }
 
