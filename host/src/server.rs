@@ -462,6 +462,7 @@ pub async fn start_with_stores(
         config_text: api::report::config_text(&format!("{config:#?}")),
         data_dir: config.data_dir.clone(),
         registries: api.registries,
+        schedule_wake: Default::default(),
     });
     Ok(Started { state, queue })
 }
@@ -503,12 +504,15 @@ pub async fn serve(
         }
     };
     tokio::spawn(graceful);
+    // Fires the schedules until `stop`.
+    let scheduler = tokio::spawn(crate::schedule::run(started.state.clone()));
     let header_timeout = Duration::from_secs(config.http.header_read_timeout_secs);
     let proxy = start_proxy(&config, &started.state, stop.clone()).await?;
     serve_http(listener, router, header_timeout, stop).await;
     if let Some(proxy) = proxy {
         let _ = proxy.await;
     }
+    let _ = scheduler.await;
     started.queue.shutdown().await;
     tracing::info!("stopped");
     Ok(())

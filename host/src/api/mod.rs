@@ -172,6 +172,8 @@ pub struct Services {
     pub data_dir: std::path::PathBuf,
     /// The API's registries and preferences, and the repository in use.
     pub registries: registries::RegistryServices,
+    /// Wakes the scheduler loop when a schedule is created, resumed or deleted.
+    pub schedule_wake: crate::schedule::Wake,
 }
 
 /// The whole application, testable without a socket (`tower::ServiceExt::oneshot`).

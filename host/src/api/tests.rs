@@ -239,6 +239,7 @@ impl Harness {
                 None,
                 Default::default(),
             ),
+            schedule_wake: Default::default(),
         });
         Harness {
             router: app(state),

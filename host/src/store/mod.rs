@@ -6,7 +6,9 @@
 //! - [`sessions`]: login sessions ([`Sessions`]);
 //! - [`audit`]: the audit log of state-changing API calls ([`AuditLog`]);
 //! - [`credentials`]: remembered registry credentials ([`Credentials`]);
-//! - [`registries`]: the API's registries and preferences ([`Registries`]).
+//! - [`registries`]: the API's registries and preferences ([`Registries`]);
+//! - [`schedules`]: scheduled tasks ([`ScheduleStore`]), kept by the task
+//!   stores themselves ([`TaskStore::schedules`]).
 //!
 //! Drivers: [`sqlite`] (the data folder of one node) and [`postgres`] (one
 //! database shared by several nodes). Each implements every trait; the
@@ -24,6 +26,7 @@ pub mod notice;
 pub mod postgres;
 pub mod private;
 pub mod registries;
+pub mod schedules;
 pub mod secret;
 pub mod sessions;
 pub mod sqlite;
@@ -36,6 +39,7 @@ pub use credentials::Credentials;
 pub use notice::Notice;
 pub use postgres::Database;
 pub use registries::Registries;
+pub use schedules::ScheduleStore;
 pub use sessions::Sessions;
 pub use tasks::TaskStore;
 
