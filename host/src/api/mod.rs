@@ -28,6 +28,7 @@
 //! | `apps...` (see [`apps`]) | installed applications: list, one, start/stop/restart, delete |
 //! | `event...` (see [`events`]) | recent task events; waiting for a container's state |
 //! | `log...` (see [`audit`]) | the audit log of every state-changing call: read, export as CSV, empty |
+//! | `schedules...` (see [`schedules`]) | scheduled tasks: create (cron in a time zone), list, one, pause, resume, delete |
 //! | `registry...` (see [`registries`]) | registries: list, add/edit, remove, push targets, ping |
 //! | `preference...`, `tls...`, `lxd_registry...` (see [`preferences`]) | the application repository; the rest answers 501 `not_supported` |
 //! | `GET openapi.json` (no session) | the OpenAPI 3.1 document (see [`openapi`]) |
@@ -84,6 +85,7 @@ pub mod registries;
 pub mod report;
 pub mod resources;
 pub mod routes;
+pub mod schedules;
 pub mod session;
 pub mod sharefolder;
 pub mod streams;
