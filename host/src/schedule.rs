@@ -225,11 +225,18 @@ async fn fire_due(state: &AppState) -> anyhow::Result<()> {
         return Ok(());
     };
     let now = crate::store::tasks::model::now();
+    let mut failed = 0;
     for due in store.due_schedules(now).await? {
         let id = due.schedule.id;
         if let Err(e) = fire_one(state, due, now).await {
             tracing::warn!(schedule_id = id, error = %format!("{e:#}"), "firing a schedule failed");
+            failed += 1;
         }
+    }
+    // A schedule still due after a failed write would wake the loop at
+    // once, again and again: the loop waits [`RETRY`] instead.
+    if failed > 0 {
+        anyhow::bail!("{failed} schedules could not be fired");
     }
     Ok(())
 }
