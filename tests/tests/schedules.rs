@@ -151,6 +151,11 @@ async fn a_schedule_fires_pauses_resumes_and_is_deleted_by_its_owner_only() {
         .await;
     assert_eq!(resumed.status, 200, "{:?}", resumed.body);
     assert_eq!(resumed.body["paused"], false);
+    // Resuming again changes nothing.
+    let again = alice
+        .send(Method::PUT, &format!("schedules/{id}/resume"), None)
+        .await;
+    assert_eq!(again.body["next_run"], resumed.body["next_run"]);
     more_than(&alice, before, Duration::from_secs(20)).await;
 
     // Deleted: gone for its owner; the tasks it submitted stay.

@@ -368,6 +368,11 @@ async fn set_paused(
     paused: bool,
 ) -> Result<Json<ScheduleView>, AppError> {
     let schedule = owned(state, user, id).await?;
+    if schedule.paused == paused {
+        // Already so: resuming a running schedule keeps its `next_run`
+        // (and with it an occurrence about to fire).
+        return Ok(Json(schedule.into()));
+    }
     let next_run = if paused {
         None
     } else {
