@@ -5,6 +5,7 @@
 //! - [`dashboard`]: the web app served at `/`;
 //! - [`cli`]: the terminal client (`stevedore task ...`, `stevedore user ...`);
 //! - [`queue`]: the task state machine and scheduler;
+//! - [`schedule`]: scheduled tasks (cron in a time zone) and the loop that fires them;
 //! - [`store`]: durable tasks, sessions and credentials, one driver per database;
 //! - [`plugins`]: the wasmtime engine that loads category plugins and runs them sandboxed;
 //! - [`apps`]: installed applications (records, actions, removal) over the runtime;
@@ -24,6 +25,7 @@ pub mod policy;
 pub mod proxy;
 pub mod queue;
 pub mod runtime;
+pub mod schedule;
 pub mod secret;
 pub mod server;
 pub mod setting;

@@ -463,6 +463,7 @@ pub async fn start_with_stores(
         data_dir: config.data_dir.clone(),
         registries: api.registries,
         proxy_port: config.proxy.listen.map(|a| a.port()).filter(|p| *p != 0),
+        schedule_wake: Default::default(),
     });
     Ok(Started { state, queue })
 }
@@ -504,12 +505,15 @@ pub async fn serve(
         }
     };
     tokio::spawn(graceful);
+    // Fires the schedules until `stop`.
+    let scheduler = tokio::spawn(crate::schedule::run(started.state.clone()));
     let header_timeout = Duration::from_secs(config.http.header_read_timeout_secs);
     let proxy = start_proxy(&config, &started.state, stop.clone()).await?;
     serve_http(listener, router, header_timeout, stop).await;
     if let Some(proxy) = proxy {
         let _ = proxy.await;
     }
+    let _ = scheduler.await;
     started.queue.shutdown().await;
     tracing::info!("stopped");
     Ok(())

@@ -30,6 +30,7 @@
 //! | `catalog...` (see [`catalog`]) | the repository's entries as the app store lists them, and their icons served from here |
 //! | `event...` (see [`events`]) | recent task events; waiting for a container's state |
 //! | `log...` (see [`audit`]) | the audit log of every state-changing call: read, export as CSV, empty |
+//! | `schedules...` (see [`schedules`]) | scheduled tasks: create (cron in a time zone), list, one, pause, resume, delete |
 //! | `registry...` (see [`registries`]) | registries: list, add/edit, remove, push targets, ping |
 //! | `preference...`, `tls...`, `lxd_registry...` (see [`preferences`]) | the application repository; the rest answers 501 `not_supported` |
 //! | `GET openapi.json` (no session) | the OpenAPI 3.1 document (see [`openapi`]) |
@@ -87,6 +88,7 @@ pub mod registries;
 pub mod report;
 pub mod resources;
 pub mod routes;
+pub mod schedules;
 pub mod session;
 pub mod sharefolder;
 pub mod streams;
@@ -178,6 +180,8 @@ pub struct Services {
     /// The port of the applications' reverse proxy ([`crate::proxy`]),
     /// `None` when it is off: the application answers name where it serves them.
     pub proxy_port: Option<u16>,
+    /// Wakes the scheduler loop when a schedule is created, resumed or deleted.
+    pub schedule_wake: crate::schedule::Wake,
 }
 
 /// The whole application, testable without a socket (`tower::ServiceExt::oneshot`).

@@ -142,6 +142,7 @@ const AREAS: &[fn() -> utoipa::openapi::OpenApi] = &[
     super::registries::doc,
     super::report::doc,
     super::resources::doc,
+    super::schedules::doc,
     super::sharefolder::doc,
     super::volumes::doc,
     super::workspace::doc,

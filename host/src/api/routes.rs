@@ -110,6 +110,7 @@ const AREAS: &[fn() -> Vec<Entry>] = &[
     super::registries::routes,
     super::report::routes,
     super::resources::routes,
+    super::schedules::routes,
     super::sharefolder::routes,
     super::volumes::routes,
     super::workspace::routes,

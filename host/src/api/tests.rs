@@ -241,6 +241,7 @@ impl Harness {
                 Default::default(),
             ),
             proxy_port: None,
+            schedule_wake: Default::default(),
         });
         Harness {
             router: app(state),

@@ -19,6 +19,7 @@
 //! cpu_time = 500                    # ms of CPU per 1000 ms
 //! running_tasks = 2                 # the user's tasks running at once
 //! waiting_tasks = 1000              # the user's tasks waiting at once (default 1000 for non-admins)
+//! schedules = 20                    # the user's schedules (default 20 for non-admins; 0: none)
 //!
 //! [users.bob.policy]                # bob's own keys win over [policy.default]
 //! privileged = true
@@ -82,6 +83,8 @@ pub struct LimitsConfig {
     /// The user's tasks waiting at the same time; a submit past it is
     /// refused (429).
     pub waiting_tasks: Option<usize>,
+    /// The user's schedules; creating one past it is refused (429).
+    pub schedules: Option<usize>,
 }
 
 /// Which containers a user's container calls reach.
@@ -131,12 +134,17 @@ pub struct Policy {
     pub running_tasks: Option<usize>,
     /// The user's tasks waiting at once; `None`: no cap.
     pub waiting_tasks: Option<usize>,
+    /// The user's schedules at once; `None`: no cap.
+    pub schedules: Option<usize>,
     /// Host ports the user may publish, inclusive; `None`: any.
     pub ports: Option<(u16, u16)>,
 }
 
 /// The default `limits.waiting_tasks` of a non-admin.
 pub const DEFAULT_WAITING_TASKS: usize = 1000;
+
+/// The default `limits.schedules` of a non-admin.
+pub const DEFAULT_SCHEDULES: usize = 20;
 
 /// The host ports a non-admin may publish by default: none of the
 /// privileged ones below 1024 (ssh, http, the NAS's own services).
@@ -172,6 +180,7 @@ impl Policy {
             cpu_time: None,
             running_tasks: None,
             waiting_tasks: None,
+            schedules: None,
             ports: None,
         }
     }
@@ -186,6 +195,7 @@ impl Policy {
             share: user.to_string(),
             containers: ContainerScope::Own,
             waiting_tasks: Some(DEFAULT_WAITING_TASKS),
+            schedules: Some(DEFAULT_SCHEDULES),
             ports: Some(DEFAULT_PORTS),
             ..Policy::unrestricted(user)
         }
@@ -244,6 +254,9 @@ impl Policy {
                     return Err("limits.waiting_tasks: must be at least 1".into());
                 }
                 self.waiting_tasks = Some(n);
+            }
+            if let Some(n) = l.schedules {
+                self.schedules = Some(n);
             }
         }
         Ok(self)

@@ -259,6 +259,23 @@ impl Inner {
             }
             None => None,
         };
+        let mut task = self.prepare(user, category, params).await?;
+        task.node = node.map(str::to_string);
+        let task = self.store.insert_then(task, self.on_stored()).await?;
+        tracing::info!(task_id = task.id, category = %task.category, user = %task.user, "task submitted");
+        self.wake.notify_one();
+        Ok(task)
+    }
+
+    /// The task a submit of `params` to `category` by `user` would store
+    /// (for this node), once the category's plugin has validated the
+    /// params and their secrets are masked; nothing is stored.
+    pub(super) async fn prepare(
+        &self,
+        user: &str,
+        category: &str,
+        params: &serde_json::Value,
+    ) -> Result<NewTask, QueueError> {
         let info = self
             .category(category)
             .ok_or_else(|| QueueError::UnknownCategory(category.to_string()))?;
@@ -279,35 +296,34 @@ impl Inner {
         } else {
             (full, None)
         };
-        // Announced by the store as soon as it is durable: before any
-        // announcement of its run (see `OnStored`).
+        Ok(NewTask {
+            // The name it was submitted as: an alias stays an alias.
+            category: category.to_string(),
+            user: user.to_string(),
+            deletable: info.deletable,
+            name: task_name(params),
+            shown_params: shown,
+            full_params: full,
+            init: now(),
+            node: None,
+        })
+    }
+
+    /// Announces a task once the store has it durably: before any
+    /// announcement of its run (see `OnStored`).
+    pub(super) fn on_stored(&self) -> OnStored {
         let events = self.events.clone();
-        let on_stored: OnStored = Box::new(move |task: &Task| {
+        Box::new(move |task: &Task| {
             // A copy only for someone listening.
             if events.receiver_count() > 0 {
                 let _ = events.send(TaskEvent::changed(task.clone()));
             }
-        });
-        let task = self
-            .store
-            .insert_then(
-                NewTask {
-                    // The name it was submitted as: an alias stays an alias.
-                    category: category.to_string(),
-                    user: user.to_string(),
-                    deletable: info.deletable,
-                    name: task_name(params),
-                    shown_params: shown,
-                    full_params: full,
-                    init: now(),
-                    node: node.map(str::to_string),
-                },
-                on_stored,
-            )
-            .await?;
-        tracing::info!(task_id = task.id, category = %task.category, user = %task.user, "task submitted");
+        })
+    }
+
+    /// Wake the dispatcher: a task was stored by someone else than `submit`.
+    pub(super) fn wake_dispatcher(&self) {
         self.wake.notify_one();
-        Ok(task)
     }
 
     /// Show the in-memory progress of running tasks over what the store has.

@@ -257,6 +257,35 @@ impl Queue {
         };
         self.inner.submit(submission).await
     }
+    /// The task a submit would store, validated by its category's plugin
+    /// and with its secrets masked, without storing it (a schedule's
+    /// firing stores it in its own transaction). Store it with
+    /// [`Queue::on_stored`] as its `OnStored`, then call [`Queue::stored`].
+    pub async fn prepare(
+        &self,
+        user: &str,
+        category: &str,
+        params: &serde_json::Value,
+    ) -> Result<store::NewTask, QueueError> {
+        self.inner.prepare(user, category, params).await
+    }
+    /// What announces a task stored from [`Queue::prepare`] once it is durable.
+    pub fn on_stored(&self) -> store::OnStored {
+        self.inner.on_stored()
+    }
+    /// A task from [`Queue::prepare`] was stored: let the dispatcher claim it.
+    pub fn stored(&self, task: &Task) {
+        tracing::info!(task_id = task.id, category = %task.category, user = %task.user, "task submitted");
+        self.inner.wake_dispatcher();
+    }
+    /// The schedules kept beside the tasks, if the store keeps any.
+    pub fn schedules(&self) -> Option<&dyn crate::store::ScheduleStore> {
+        self.inner.store().schedules()
+    }
+    /// Notices of the other nodes (several nodes only).
+    pub fn notices(&self) -> Option<tokio::sync::broadcast::Receiver<crate::store::Notice>> {
+        self.inner.store().notices()
+    }
     /// This node's name when several nodes share the store.
     pub fn node(&self) -> Option<&str> {
         self.inner.store().node()

@@ -698,6 +698,61 @@ async fn secrets_masked_everywhere_and_full_params_reach_the_executor() {
 }
 
 #[tokio::test]
+async fn a_schedule_keeps_secrets_masked_and_its_firing_runs_with_them() {
+    use crate::store::schedules::{Fired, Firing, NewSchedule};
+    let (dir, exec, q, _) = fixture(config(1, &[])).await;
+    let params = json!({"username": "me", "token": "t-scheduled"});
+    let prepared = q.prepare("u", "secret", &params).await.unwrap();
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&prepared.shown_params).unwrap(),
+        json!({"username": "me", "token": "******"})
+    );
+    let schedules = q.schedules().expect("SQLite keeps schedules");
+    let made = schedules
+        .create_schedule(NewSchedule {
+            owner: "u".into(),
+            name: String::new(),
+            category: "secret".into(),
+            shown_params: prepared.shown_params.clone(),
+            full_params: prepared.full_params.clone(),
+            cron: "* * * * *".into(),
+            timezone: "UTC".into(),
+            next_run: 60,
+            created: 1,
+        })
+        .await
+        .unwrap();
+    assert!(!made.params.get().contains("t-scheduled"));
+    let due = schedules.due_schedules(60).await.unwrap();
+    assert_eq!(due.len(), 1);
+    let full: serde_json::Value = serde_json::from_str(&due[0].full_params).unwrap();
+    assert_eq!(full, params, "the sealed params open whole");
+    // Fired as the scheduler does: prepared again from the full params.
+    let task = q.prepare("u", "secret", &full).await.unwrap();
+    let fired = schedules
+        .fire(Firing {
+            id: made.id,
+            due: 60,
+            occurrence: 60,
+            next: 120,
+            outcome: Ok(task),
+            on_stored: Some(q.on_stored()),
+        })
+        .await
+        .unwrap();
+    let Fired::Won(Some(t)) = fired else {
+        panic!("not fired: {fired:?}")
+    };
+    q.stored(&t);
+    wait_task(&q, t.id, |t| t.state == TaskState::Completed).await;
+    let given: serde_json::Value = serde_json::from_str(&exec.started.lock()[0].1).unwrap();
+    assert_eq!(given, params, "the run gets the full params");
+    q.shutdown().await;
+    let db = std::fs::read(dir.path().join("stevedore.db")).unwrap();
+    assert!(!db.windows(11).any(|w| w == b"t-scheduled"));
+}
+
+#[tokio::test]
 async fn progress_is_persisted_lazily() {
     let (_dir, exec, q, store) = fixture(config(1, &[])).await;
     let id = q.submit("u", "gate", &json!({})).await.unwrap().id;

@@ -9,6 +9,8 @@
 //! - [`registries`]: the API's registries and preferences ([`Registries`]);
 //! - [`task_log`]: each task's log lines, bounded, stored with the task
 //!   through [`TaskStore`].
+//! - [`schedules`]: scheduled tasks ([`ScheduleStore`]), kept by the task
+//!   stores themselves ([`TaskStore::schedules`]).
 //!
 //! Drivers: [`sqlite`] (the data folder of one node) and [`postgres`] (one
 //! database shared by several nodes). Each implements every trait; the
@@ -26,6 +28,7 @@ pub mod notice;
 pub mod postgres;
 pub mod private;
 pub mod registries;
+pub mod schedules;
 pub mod secret;
 pub mod sessions;
 pub mod sqlite;
@@ -39,6 +42,7 @@ pub use credentials::Credentials;
 pub use notice::Notice;
 pub use postgres::Database;
 pub use registries::Registries;
+pub use schedules::ScheduleStore;
 pub use sessions::Sessions;
 pub use tasks::TaskStore;
 

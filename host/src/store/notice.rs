@@ -35,6 +35,12 @@ pub enum Notice {
         /// Task id.
         id: i64,
     },
+    /// Schedules were created, resumed or deleted: each node's scheduler
+    /// reads its next wake-up again.
+    Schedules {
+        /// The node that changed them.
+        origin: String,
+    },
     /// The listener reconnected: notifications may have been missed.
     Resync,
 }

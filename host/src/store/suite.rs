@@ -17,6 +17,7 @@ use crate::store::credentials::{Credentials, RegistryLogin};
 use crate::store::postgres::testing::fresh_database;
 use crate::store::postgres::PgStore;
 use crate::store::registries::{Edited, NewRegistry, Registries};
+use crate::store::schedules::{Fired, Firing, NewSchedule};
 use crate::store::secret::SecretBox;
 use crate::store::sessions::{Session, Sessions};
 use crate::store::sqlite::SqliteStore;
@@ -974,8 +975,195 @@ suite!(
         credentials_are_kept_per_user_and_registry,
         registries_are_added_edited_removed_with_unique_names,
         preferences_are_set_replaced_and_removed,
+        schedules_are_created_listed_paused_and_deleted,
+        a_firing_stores_its_task_or_its_error_with_next_run,
+        racing_firings_of_one_occurrence_store_one_task,
     ]
 );
+
+// ---- schedules, every driver ------------------------------------------------
+
+fn new_schedule(owner: &str, full: Option<&str>, next_run: i64) -> NewSchedule {
+    NewSchedule {
+        owner: owner.into(),
+        name: "nightly".into(),
+        category: "noop".into(),
+        shown_params: r#"{"password":"******"}"#.into(),
+        full_params: full.map(str::to_string),
+        cron: "0 3 * * *".into(),
+        timezone: "UTC".into(),
+        next_run,
+        created: 1,
+    }
+}
+
+fn firing(id: i64, due: i64, next: i64, outcome: Result<NewTask, String>) -> Firing {
+    Firing {
+        id,
+        due,
+        occurrence: due,
+        next,
+        outcome,
+        on_stored: None,
+    }
+}
+
+async fn schedules_are_created_listed_paused_and_deleted(u: Under) {
+    let s = u.store.schedules().expect("the store keeps schedules");
+    let a = s
+        .create_schedule(new_schedule(
+            "alice",
+            Some(r#"{"password":"hunter2"}"#),
+            100,
+        ))
+        .await
+        .unwrap();
+    let b = s
+        .create_schedule(new_schedule("bob", None, 50))
+        .await
+        .unwrap();
+    assert!(b.id > a.id);
+    assert_eq!(a.params.get(), r#"{"password":"******"}"#);
+    assert_eq!(
+        (a.paused, a.next_run, a.last_run, a.last_task),
+        (false, 100, None, None)
+    );
+    let ids =
+        |v: Vec<crate::store::schedules::Schedule>| v.iter().map(|s| s.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(s.schedules(Owner::Anyone).await.unwrap()),
+        vec![a.id, b.id]
+    );
+    assert_eq!(
+        ids(s.schedules(Owner::User("bob")).await.unwrap()),
+        vec![b.id]
+    );
+    assert_eq!(s.schedules_of("alice").await.unwrap(), 1);
+    assert_eq!(s.next_due().await.unwrap(), Some(50));
+
+    // Due ones come with their full params, opened.
+    let due = s.due_schedules(100).await.unwrap();
+    assert_eq!(due.len(), 2);
+    assert_eq!(due[0].schedule.id, b.id);
+    assert_eq!(due[1].full_params, r#"{"password":"hunter2"}"#);
+    assert!(s.due_schedules(49).await.unwrap().is_empty());
+
+    // Paused: not due, not the next wake-up; resumed with a new next_run.
+    let paused = s.set_paused(b.id, true, None).await.unwrap().unwrap();
+    assert!(paused.paused);
+    assert_eq!(s.next_due().await.unwrap(), Some(100));
+    assert_eq!(s.due_schedules(1000).await.unwrap().len(), 1);
+    let resumed = s.set_paused(b.id, false, Some(500)).await.unwrap().unwrap();
+    assert_eq!((resumed.paused, resumed.next_run), (false, 500));
+    assert!(s.set_paused(999_999, true, None).await.unwrap().is_none());
+
+    assert!(s.delete_schedule(a.id).await.unwrap());
+    assert!(!s.delete_schedule(a.id).await.unwrap());
+    assert!(s.schedule(a.id).await.unwrap().is_none());
+    assert_eq!(s.next_due().await.unwrap(), Some(500));
+}
+
+async fn a_firing_stores_its_task_or_its_error_with_next_run(u: Under) {
+    let s = u.store.schedules().unwrap();
+    let sch = s
+        .create_schedule(new_schedule("alice", None, 100))
+        .await
+        .unwrap();
+    let task = new_task("noop", "alice", Some(r#"{"password":"hunter2"}"#));
+    let Fired::Won(Some(t)) = s.fire(firing(sch.id, 100, 200, Ok(task))).await.unwrap() else {
+        panic!("the firing stored no task");
+    };
+    assert_eq!((t.user.as_str(), t.state), ("alice", TaskState::Waiting));
+    assert_eq!(u.store.get(t.id).await.unwrap().unwrap().id, t.id);
+    let now = s.schedule(sch.id).await.unwrap().unwrap();
+    assert_eq!(
+        (now.next_run, now.last_run, now.last_task),
+        (200, Some(100), Some(t.id))
+    );
+    // The task runs with its full params.
+    let claimed = u
+        .store
+        .claim(claim_req(10, &[("noop", None)], 5))
+        .await
+        .unwrap();
+    assert_eq!(claimed[0].full_params, r#"{"password":"hunter2"}"#);
+
+    // A refused firing records why, keeps the last task, and moves on.
+    let refused = firing(sch.id, 200, 300, Err("category noop is not allowed".into()));
+    assert!(matches!(s.fire(refused).await.unwrap(), Fired::Won(None)));
+    let now = s.schedule(sch.id).await.unwrap().unwrap();
+    assert_eq!(now.next_run, 300);
+    assert_eq!(now.last_task, Some(t.id));
+    assert_eq!(
+        now.last_error.as_deref(),
+        Some("category noop is not allowed")
+    );
+    // A stale firing (next_run moved on) writes nothing.
+    let stale = firing(sch.id, 200, 400, Ok(new_task("noop", "alice", None)));
+    assert!(matches!(s.fire(stale).await.unwrap(), Fired::Lost));
+    // Nor one of a paused schedule.
+    s.set_paused(sch.id, true, None).await.unwrap();
+    let paused = firing(sch.id, 300, 400, Ok(new_task("noop", "alice", None)));
+    assert!(matches!(s.fire(paused).await.unwrap(), Fired::Lost));
+    assert_eq!(
+        u.store
+            .list(Owner::User("alice"), None)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    // The next success clears the error.
+    s.set_paused(sch.id, false, Some(300)).await.unwrap();
+    let ok = firing(sch.id, 300, 400, Ok(new_task("noop", "alice", None)));
+    assert!(matches!(s.fire(ok).await.unwrap(), Fired::Won(Some(_))));
+    assert_eq!(s.schedule(sch.id).await.unwrap().unwrap().last_error, None);
+}
+
+async fn racing_firings_of_one_occurrence_store_one_task(u: Under) {
+    let made = u
+        .store
+        .schedules()
+        .unwrap()
+        .create_schedule(new_schedule("alice", None, 100))
+        .await
+        .unwrap();
+    let race = |store: Arc<dyn TaskStore>| async move {
+        let s = store.schedules().unwrap();
+        s.fire(firing(
+            made.id,
+            100,
+            160,
+            Ok(new_task("noop", "alice", None)),
+        ))
+        .await
+        .unwrap()
+    };
+    let mut racers = Vec::new();
+    for i in 0..8 {
+        let store = if i % 2 == 0 {
+            u.store.clone()
+        } else {
+            u.twin.clone()
+        };
+        racers.push(tokio::spawn(race(store)));
+    }
+    let mut won = 0;
+    for r in racers {
+        if let Fired::Won(Some(_)) = r.await.unwrap() {
+            won += 1;
+        }
+    }
+    assert_eq!(won, 1, "exactly one racer fires the occurrence");
+    assert_eq!(
+        u.store
+            .list(Owner::User("alice"), None)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
 
 // ---- what only the shared store does ---------------------------------------
 

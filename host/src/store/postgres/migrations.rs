@@ -117,6 +117,29 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (task_id, seq)
     );
     "#,
+    // 8: scheduled tasks, beside the tasks they submit so that a firing and
+    // its task commit together. The full params are sealed in the row
+    // (bound to the schedule's id), only when something was masked.
+    r#"
+    CREATE TABLE schedules (
+        id         BIGINT  GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        owner      TEXT    NOT NULL,
+        name       TEXT    NOT NULL,
+        category   TEXT    NOT NULL,
+        params     TEXT    NOT NULL,
+        sealed     BYTEA,
+        cron       TEXT    NOT NULL,
+        timezone   TEXT    NOT NULL,
+        paused     BOOLEAN NOT NULL DEFAULT false,
+        next_run   BIGINT  NOT NULL,
+        last_run   BIGINT,
+        last_task  BIGINT,
+        last_error TEXT,
+        created    BIGINT  NOT NULL
+    );
+    CREATE INDEX schedules_owner ON schedules (owner, id);
+    CREATE INDEX schedules_next ON schedules (next_run) WHERE NOT paused;
+    "#,
 ];
 
 /// The schema version this build migrates to.

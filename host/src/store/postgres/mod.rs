@@ -18,6 +18,7 @@ pub mod credentials;
 mod listen;
 mod migrations;
 pub mod registries;
+mod schedules;
 pub mod sessions;
 pub mod tasks;
 pub mod testing;

@@ -40,6 +40,8 @@ const AFTER_COLUMNS: usize = COLUMN_COUNT + 1;
 /// The PostgreSQL [`TaskStore`] of one node.
 pub struct PgStore {
     db: Arc<Database>,
+    /// Seals and opens full params (the batcher has its own handle).
+    pub(super) secrets: Arc<SecretBox>,
     batch: Batcher,
     closed: AtomicBool,
 }
@@ -56,8 +58,10 @@ impl PgStore {
     /// The task store of node `db.node()`, sealing full params with `secrets`.
     /// Records the node as alive.
     pub async fn open(db: Arc<Database>, secrets: SecretBox) -> anyhow::Result<Arc<PgStore>> {
+        let secrets = Arc::new(secrets);
         let store = Arc::new(PgStore {
-            batch: Batcher::start(db.clone(), Arc::new(secrets)),
+            batch: Batcher::start(db.clone(), secrets.clone()),
+            secrets,
             db,
             closed: AtomicBool::new(false),
         });
@@ -70,7 +74,7 @@ impl PgStore {
         &self.db
     }
 
-    fn check_open(&self) -> anyhow::Result<()> {
+    pub(super) fn check_open(&self) -> anyhow::Result<()> {
         if self.closed.load(Ordering::Acquire) {
             bail!("the task store is closed");
         }
@@ -225,9 +229,22 @@ pub(super) async fn insert_one(
     secrets: &SecretBox,
     t: NewTask,
 ) -> anyhow::Result<Task> {
-    let node = t.node.clone().unwrap_or_else(|| db.node().to_string());
     let mut client = db.client().await?;
     let tx = client.transaction().await?;
+    let task = insert_in(&tx, db, secrets, t).await?;
+    tx.commit().await?;
+    Ok(task)
+}
+
+/// Insert one waiting task inside transaction `tx`, announcing it when
+/// `tx` commits.
+pub(super) async fn insert_in(
+    tx: &Transaction<'_>,
+    db: &Database,
+    secrets: &SecretBox,
+    t: NewTask,
+) -> anyhow::Result<Task> {
+    let node = t.node.clone().unwrap_or_else(|| db.node().to_string());
     let row = tx
         .query_one(
             &format!(
@@ -256,8 +273,7 @@ pub(super) async fn insert_one(
     }
     let origin = db.node().to_string();
     let ids = vec![task.id];
-    notify(&tx, Notice::Submitted { node, ids, origin }).await?;
-    tx.commit().await?;
+    notify(tx, Notice::Submitted { node, ids, origin }).await?;
     Ok(task)
 }
 
@@ -622,6 +638,10 @@ impl TaskStore for PgStore {
                 })
             })
             .collect()
+    }
+
+    fn schedules(&self) -> Option<&dyn crate::store::ScheduleStore> {
+        Some(self)
     }
 
     async fn close(&self) -> anyhow::Result<()> {

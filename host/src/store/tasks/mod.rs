@@ -381,6 +381,12 @@ pub trait TaskStore: Send + Sync {
     /// `init` of each group, for metrics. Sorted by category, then state.
     async fn counts(&self) -> anyhow::Result<Vec<StateCount>>;
 
+    /// The schedules stored beside these tasks ([`crate::store::ScheduleStore`]),
+    /// if this store keeps any.
+    fn schedules(&self) -> Option<&dyn crate::store::ScheduleStore> {
+        None
+    }
+
     /// Wait until every accepted write is durable and stop accepting writes.
     /// Later writes fail. Idempotent.
     async fn close(&self) -> anyhow::Result<()>;

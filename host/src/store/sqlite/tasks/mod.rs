@@ -41,6 +41,7 @@
 //! [`TaskStore`] the queue sees, its readers and its opening).
 
 mod failpoint;
+mod schedules;
 mod schema;
 mod sql;
 #[cfg(test)]
@@ -438,6 +439,10 @@ impl TaskStore for SqliteStore {
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
         .await
+    }
+
+    fn schedules(&self) -> Option<&dyn crate::store::ScheduleStore> {
+        Some(self)
     }
 
     async fn close(&self) -> anyhow::Result<()> {

@@ -163,6 +163,29 @@ pub(super) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (task_id, seq)
     ) WITHOUT ROWID;
     "#,
+    // 7: scheduled tasks, beside the tasks they submit so that a firing and
+    // its task commit together. The full params are sealed in the row
+    // (bound to the schedule's id), only when something was masked.
+    r#"
+    CREATE TABLE schedules (
+        id         INTEGER PRIMARY KEY AUTOINCREMENT,
+        owner      TEXT    NOT NULL,
+        name       TEXT    NOT NULL,
+        category   TEXT    NOT NULL,
+        params     TEXT    NOT NULL,
+        sealed     BLOB,
+        cron       TEXT    NOT NULL,
+        timezone   TEXT    NOT NULL,
+        paused     INTEGER NOT NULL DEFAULT 0,
+        next_run   INTEGER NOT NULL,
+        last_run   INTEGER,
+        last_task  INTEGER,
+        last_error TEXT,
+        created    INTEGER NOT NULL
+    );
+    CREATE INDEX schedules_owner ON schedules (owner, id);
+    CREATE INDEX schedules_next ON schedules (next_run) WHERE paused = 0;
+    "#,
 ];
 
 /// The ids the writer gives: increasing, never the same twice, even after

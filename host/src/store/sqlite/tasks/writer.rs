@@ -65,7 +65,14 @@ pub(super) enum Write {
     },
     /// Retention: delete finished tasks that ended before a time.
     DeleteEnded { ended_before: i64, max: usize },
+    /// Any other write (the schedules'), run in a savepoint of its own; a
+    /// [`Done::Task`] it gives is told to the `OnStored` once durable.
+    Run(RunWrite, Option<OnStored>),
 }
+
+/// The body of a [`Write::Run`].
+pub(super) type RunWrite =
+    Box<dyn FnOnce(&Connection, &SecretBox, &mut Ids) -> anyhow::Result<Done> + Send>;
 
 /// What a [`Write`] gave.
 pub(super) enum Done {
@@ -75,6 +82,8 @@ pub(super) enum Done {
     Bool(bool),
     Ids(Vec<i64>),
     Tasks(Vec<Task>),
+    /// What a [`Write::Run`] gave, of its own type.
+    Any(Box<dyn std::any::Any + Send>),
 }
 
 /// `Done::<name>()`: the value of the variant a write gives, which is the
@@ -359,6 +368,10 @@ fn run(
             delete_ended_before(c, ended_before, max)
         })
         .map(Done::Tasks),
+        Write::Run(f, on_stored) => {
+            told = on_stored;
+            savepoint(conn, |c| f(c, secrets, ids))
+        }
     };
     (done, told)
 }
