@@ -30,6 +30,7 @@ pub mod secret;
 pub mod server;
 pub mod setting;
 pub mod store;
+pub mod timing;
 pub mod user_name;
 pub mod wit;
 

@@ -44,6 +44,7 @@ pub const LAYERS: &[&[&str]] = &[
     &[
         "wit",
         "clock",
+        "timing",
         "log_tail",
         "metrics",
         "secret",
@@ -59,7 +60,7 @@ pub const LAYERS: &[&[&str]] = &[
     &["auth"],
     &["dashboard"],
     &["api"],
-    &["proxy"],
+    &["proxy", "schedule"],
     &["config"],
     &["server", "cli"],
 ];

@@ -181,7 +181,7 @@ pub struct Services {
     /// `None` when it is off: the application answers name where it serves them.
     pub proxy_port: Option<u16>,
     /// Wakes the scheduler loop when a schedule is created, resumed or deleted.
-    pub schedule_wake: crate::schedule::Wake,
+    pub schedule_wake: crate::timing::Wake,
 }
 
 /// The whole application, testable without a socket (`tower::ServiceExt::oneshot`).

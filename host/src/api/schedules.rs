@@ -44,11 +44,11 @@ use super::networks::body_object;
 use super::routes::{entry, Access, Entry};
 use super::session::CurrentUser;
 use super::{AppError, AppState};
-use crate::schedule::{Timing, TimingError, NEVER};
 use crate::store::schedules::{NewSchedule, Schedule};
 use crate::store::tasks::model::JsonText;
 use crate::store::tasks::Owner;
 use crate::store::ScheduleStore;
+use crate::timing::{Timing, TimingError, NEVER};
 
 /// Longest schedule name, in characters.
 const MAX_NAME: usize = 100;
