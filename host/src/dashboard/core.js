@@ -171,6 +171,9 @@ export function confirmInline(button, name, then) {
  * Listeners get `(kind, payload)`: `("task", task)`, `("deleted", id)`,
  * `("log", {id, ts, level, message})`, `("reload")` after a gap.
  */
+/** How far along a task's state is: a later one is never replaced by an earlier one. */
+const STAGE = { waiting: 0, running: 1, completed: 2, error: 2 };
+
 export const hub = {
   tasks: new Map(),
   deleted: new Set(),
@@ -188,6 +191,10 @@ export const hub = {
 
   upsert(task) {
     if (this.deleted.has(task.id)) return;
+    // A submit's answer can arrive after the stream already told of the
+    // task's later states (a task that ends at once): never step back.
+    const known = this.tasks.get(task.id);
+    if (known && STAGE[known.state] > STAGE[task.state]) return;
     this.tasks.set(task.id, task);
     this.emit("task", task);
   },
@@ -250,7 +257,9 @@ export function percentOf(task) {
  * up to date from the hub until the task ends. `label` names the bar.
  * The element has `data-task-id` and `data-state`.
  */
-export function taskBar(task, label) {
+export function taskBar(given, label) {
+  // What the stream already said of it, if it is further along.
+  const task = hub.tasks.get(given.id) || given;
   const bar = el("progress", { max: "100", "aria-label": label || `Progress of task ${task.id}` });
   const text = el("span", { class: "task-text" });
   const node = el("span", { class: "taskbar", "data-task-id": String(task.id) }, bar, text);
@@ -262,6 +271,11 @@ export function taskBar(task, label) {
     text.textContent = t.state === "error" ? `error: ${t.detail_state || ""}` : t.state === "completed" ? "done" : t.detail_state || (v === null ? t.state : `${v}%`);
   };
   paint(task);
+  if (task.state === "completed" || task.state === "error") {
+    // Already over: say so once the caller has placed the bar.
+    setTimeout(() => node.dispatchEvent(new CustomEvent("task-end", { detail: task, bubbles: true })), 0);
+    return node;
+  }
   const off = hub.on((kind, t) => {
     if (kind === "task" && t.id === task.id) {
       paint(t);
