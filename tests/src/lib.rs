@@ -583,6 +583,15 @@ impl Client {
 
     /// A request to `{api}/{path}` with an optional raw body sent as
     /// `application/x-www-form-urlencoded` (what `curl -d` does).
+    /// `POST container`: an LXC container `name` from the test catalog's
+    /// busybox image (the server runs with [`Options::test_lxc`]).
+    pub async fn create_lxc_busybox(&self, name: &str) -> Answer {
+        let body = serde_json::json!({"type": "lxc", "repository": "qnap", "name": name,
+            "image": "busybox", "tag": "latest"});
+        self.send(reqwest::Method::POST, "container", Some(&body.to_string()))
+            .await
+    }
+
     pub async fn send(&self, method: reqwest::Method, path: &str, body: Option<&str>) -> Answer {
         let mut req = self.http.request(method, format!("{}/{}", self.api, path));
         if let Some(b) = body {

@@ -756,17 +756,7 @@ async fn a_wait_on_an_lxc_container_answers_once_it_runs() {
             .await;
     let admin = server.admin().await;
     let name = "wtest";
-    let made = admin
-        .send(
-            Method::POST,
-            "container",
-            Some(
-                &json!({"type": "lxc", "repository": "qnap", "name": name,
-                    "image": "busybox", "tag": "latest"})
-                .to_string(),
-            ),
-        )
-        .await;
+    let made = admin.create_lxc_busybox(name).await;
     assert_eq!(made.status, 200, "{:?}\n{}", made.body, server.logs());
     let stop = admin
         .send(Method::PUT, &format!("container/lxc/{name}/stop"), None)

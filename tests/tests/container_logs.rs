@@ -326,17 +326,7 @@ async fn an_lxc_containers_console_is_followed_until_it_stops() {
     .await;
     let admin = server.admin().await;
     let name = "ltest";
-    let made = admin
-        .send(
-            Method::POST,
-            "container",
-            Some(
-                &json!({"type": "lxc", "repository": "qnap", "name": name,
-                    "image": "busybox", "tag": "latest"})
-                .to_string(),
-            ),
-        )
-        .await;
+    let made = admin.create_lxc_busybox(name).await;
     assert_eq!(made.status, 200, "{:?}\n{}", made.body, server.logs());
     let console = |line: &str| {
         stevedore_e2e::lxc(

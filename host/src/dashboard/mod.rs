@@ -18,6 +18,7 @@
 //! dashboard without rebuilding the server. Only the names below are ever
 //! read from it.
 
+use std::borrow::Cow;
 use std::sync::LazyLock;
 
 use axum::extract::Path;
@@ -96,18 +97,20 @@ fn serve(name: &str, request: &HeaderMap) -> Response {
         return (StatusCode::NOT_FOUND, "no such file").into_response();
     };
     let file = &FILES[index];
-    let (body, tag): (String, HeaderValue) = match DEV_DIR.as_ref() {
+    // The embedded text is answered as is, without a copy per request.
+    let embedded = || (Cow::Borrowed(file.text), TAGS[index].clone());
+    let (body, tag): (Cow<'static, str>, HeaderValue) = match DEV_DIR.as_ref() {
         Some(dir) => match std::fs::read_to_string(dir.join(file.name)) {
             Ok(text) => {
                 let tag = etag(text.as_bytes());
-                (text, tag)
+                (Cow::Owned(text), tag)
             }
             Err(e) => {
                 tracing::warn!(file = file.name, "STEVEDORE_DASHBOARD_DIR: {e}");
-                (file.text.to_string(), TAGS[index].clone())
+                embedded()
             }
         },
-        None => (file.text.to_string(), TAGS[index].clone()),
+        None => embedded(),
     };
     let fresh = request.get(header::IF_NONE_MATCH).is_some_and(|v| {
         v.as_bytes()
