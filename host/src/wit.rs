@@ -1,7 +1,7 @@
 //! The one place where `bindgen!` runs: host-side types and traits for the
 //! `stevedore:plugin/category` world in `wit/` (the current version), and
-//! the exports of its 0.1.0 version (`wit/v0.1.0/`), which the host still
-//! loads (see `plugins::versions`).
+//! the exports of its released versions 0.1.0 and 0.2.0 (`wit/v0.1.0/`,
+//! `wit/v0.2.0/`), which the host still loads (see `plugins::versions`).
 //!
 //! Every import is `async` (a Docker call must block no thread) and
 //! `trappable` (a host call can end the guest, e.g. when its task is
@@ -43,8 +43,33 @@ pub mod v0_1_0 {
     pub use self::exports::stevedore::plugin::executor::Description;
 }
 
+/// The `category` world at 0.2.0: only its export is bound here. Its imports
+/// are the current interfaces (`with`), which a 0.2.0 component reaches
+/// once `plugins::versions` has renamed its imports.
+pub mod v0_2_0 {
+    wasmtime::component::bindgen!({
+        world: "category",
+        path: "../wit/v0.2.0",
+        imports: { default: async | trappable },
+        exports: { default: async },
+        with: {
+            "stevedore:plugin/types@0.2.0": super::stevedore::plugin::types,
+            "stevedore:plugin/task@0.2.0": super::stevedore::plugin::task,
+            "stevedore:plugin/images@0.2.0": super::stevedore::plugin::images,
+            "stevedore:plugin/containers@0.2.0": super::stevedore::plugin::containers,
+            "stevedore:plugin/credentials@0.2.0": super::stevedore::plugin::credentials,
+            "stevedore:plugin/networks@0.2.0": super::stevedore::plugin::networks,
+            "stevedore:plugin/volumes@0.2.0": super::stevedore::plugin::volumes,
+            "stevedore:plugin/repository@0.2.0": super::stevedore::plugin::repository,
+            "stevedore:plugin/app-store@0.2.0": super::stevedore::plugin::app_store,
+        },
+    });
+
+    pub use self::exports::stevedore::plugin::executor::Description;
+}
+
 /// The version of the WIT package this host is built against.
-pub const WIT_VERSION: &str = "0.2.0";
+pub const WIT_VERSION: &str = "0.3.0";
 
 pub use self::exports::stevedore::plugin::executor::Description;
 pub use self::stevedore::plugin::containers::{

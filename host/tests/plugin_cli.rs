@@ -36,12 +36,12 @@ fn check_prints_category_deletable_flag_and_imports() {
     let (ok, out, err) = stevedore(&["plugin", "check", file.to_str().unwrap()]);
     assert!(ok, "{err}");
     assert!(
-        out.contains("fits stevedore:plugin/category@0.2.0"),
+        out.contains("fits stevedore:plugin/category@0.3.0"),
         "{out}"
     );
     assert!(out.contains("category:     image_remove"), "{out}");
     assert!(out.contains("deletable:    false"), "{out}");
-    assert!(out.contains("stevedore:plugin/images@0.2.0"), "{out}");
+    assert!(out.contains("stevedore:plugin/images@0.3.0"), "{out}");
     assert!(out.contains("params schema:"), "{out}");
     assert!(
         out.contains("\"items\""),
@@ -64,7 +64,7 @@ fn check_says_which_grant_is_missing() {
     );
     assert!(
         out.contains(
-            "imports `stevedore:plugin/containers@0.2.0`, which the defaults do not grant"
+            "imports `stevedore:plugin/containers@0.3.0`, which the defaults do not grant"
         ),
         "{out}"
     );
@@ -76,7 +76,7 @@ fn check_refuses_an_import_the_plugin_does_not_declare() {
     let (ok, _, err) = stevedore(&["plugin", "check", file.to_str().unwrap()]);
     assert!(!ok);
     assert!(
-        err.contains("imports `stevedore:plugin/images@0.2.0` but does not declare `images`"),
+        err.contains("imports `stevedore:plugin/images@0.3.0` but does not declare `images`"),
         "{err}"
     );
 }

@@ -206,7 +206,7 @@ async fn ungranted_import_is_refused_at_load_naming_the_interface() {
     let msg = load_error(&config).await;
     assert!(msg.contains("ungranted.wasm"), "{msg}");
     assert!(
-        msg.contains("imports `stevedore:plugin/containers@0.2.0`, which is not granted to category `ungranted`"),
+        msg.contains("imports `stevedore:plugin/containers@0.3.0`, which is not granted to category `ungranted`"),
         "{msg}"
     );
     assert!(
@@ -233,7 +233,7 @@ async fn an_undeclared_import_is_refused_at_load_whatever_the_operator_allows() 
     let msg = load_error(&config).await;
     assert!(
         msg.contains("undeclared.wasm")
-            && msg.contains("imports `stevedore:plugin/images@0.2.0` but does not declare `images` in its capabilities (declared: task)"),
+            && msg.contains("imports `stevedore:plugin/images@0.3.0` but does not declare `images` in its capabilities (declared: task)"),
         "{msg}"
     );
     // `plugin check` and `plugin test` allow everything, yet not what the

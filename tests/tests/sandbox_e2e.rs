@@ -150,7 +150,7 @@ async fn an_ungranted_plugin_stops_the_start_with_the_interface_named() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("ungranted.wasm")
-            && err.contains("stevedore:plugin/containers@0.2.0")
+            && err.contains("stevedore:plugin/containers@0.3.0")
             && err.contains("not granted")
             && err.contains(r#"[plugins.grants] ungranted = ["task", "containers"]"#),
         "{err}"

@@ -146,8 +146,8 @@ impl PluginHost {
                 WorldVersion::Current.executor_export()
             );
         };
-        if version == WorldVersion::V0_1_0 {
-            bytes = upgrade_imports(&bytes)
+        if version != WorldVersion::Current {
+            bytes = upgrade_imports(&bytes, version)
                 .map_err(|e| anyhow::anyhow!("plugin {shown}: not a loadable component: {e:#}"))?;
         }
         let component = load_component(&self.engine, &config.cache_dir, &bytes)

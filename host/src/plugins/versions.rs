@@ -2,12 +2,13 @@
 //! against, and how a component of the older one runs on this host.
 //!
 //! 0.2.0 changed only the `executor` export (`description` gained
-//! `params-schema`); every imported interface is the same as in 0.1.0. So a
-//! 0.1.0 component's imports are renamed to the current version before it
-//! is compiled (wasmtime still type-checks every import against the host's
-//! definitions, so a real difference would fail to load, not misbehave),
-//! and its export is bound with the 0.1.0 bindings, whose `describe` answer
-//! becomes a current [`Description`] without a params schema.
+//! `params-schema`); 0.3.0 only added functions to imported interfaces. So
+//! what an older component imports is a subset of the current interfaces:
+//! its imports are renamed to the current version before it is compiled
+//! (wasmtime still type-checks every import against the host's definitions,
+//! so a real difference would fail to load, not misbehave), and its export
+//! is bound with the bindings of its own version, whose `describe` answer
+//! becomes a current [`Description`] (a 0.1.0 one without a params schema).
 
 use anyhow::Context as _;
 use wasm_encoder::reencode::{ReencodeComponent, RoundtripReencoder};
@@ -15,7 +16,7 @@ use wasmparser::{Chunk, Parser, Payload};
 use wasmtime::component::{ComponentExportIndex, InstancePre, TypedFunc};
 use wasmtime::Store;
 
-use super::bindings::{v0_1_0, CategoryPre, Description, WitError, WIT_VERSION};
+use super::bindings::{v0_1_0, v0_2_0, CategoryPre, Description, WitError, WIT_VERSION};
 use super::state::PluginState;
 
 /// Prefix of every interface of the package.
@@ -26,18 +27,25 @@ const PACKAGE: &str = "stevedore:plugin/";
 pub enum WorldVersion {
     /// The current one, [`WIT_VERSION`].
     Current,
+    /// 0.2.0: the imported interfaces lack 0.3.0's functions.
+    V0_2_0,
     /// 0.1.0: no params schema.
     V0_1_0,
 }
 
 impl WorldVersion {
     /// Every version this host loads, newest first.
-    pub const ALL: [WorldVersion; 2] = [WorldVersion::Current, WorldVersion::V0_1_0];
+    pub const ALL: [WorldVersion; 3] = [
+        WorldVersion::Current,
+        WorldVersion::V0_2_0,
+        WorldVersion::V0_1_0,
+    ];
 
     /// The package version, e.g. `0.2.0`.
     pub fn number(self) -> &'static str {
         match self {
             WorldVersion::Current => WIT_VERSION,
+            WorldVersion::V0_2_0 => "0.2.0",
             WorldVersion::V0_1_0 => "0.1.0",
         }
     }
@@ -120,10 +128,10 @@ fn top_level(bytes: &[u8]) -> anyhow::Result<Vec<anyhow::Result<Payload<'_>>>> {
     Ok(out)
 }
 
-/// The component with every `stevedore:plugin/*@0.1.0` import renamed to
+/// The component with every `stevedore:plugin/*@{from}` import renamed to
 /// the current version; every other section is copied byte for byte.
-pub fn upgrade_imports(bytes: &[u8]) -> anyhow::Result<Vec<u8>> {
-    let old = format!("@{}", WorldVersion::V0_1_0.number());
+pub fn upgrade_imports(bytes: &[u8], from: WorldVersion) -> anyhow::Result<Vec<u8>> {
+    let old = format!("@{}", from.number());
     let new = format!("@{WIT_VERSION}");
     let mut component = wasm_encoder::Component::new();
     for payload in top_level(bytes)? {
@@ -178,6 +186,8 @@ pub struct VersionedPre {
 enum Bound {
     /// Built against the current WIT.
     Current(CategoryPre<PluginState>),
+    /// Built against 0.2.0.
+    V0_2_0(v0_2_0::CategoryPre<PluginState>),
     /// Built against 0.1.0.
     V0_1_0(v0_1_0::CategoryPre<PluginState>),
 }
@@ -203,6 +213,7 @@ impl VersionedPre {
         let (validate, run) = (function("validate")?, function("run")?);
         let bound = match version {
             WorldVersion::Current => Bound::Current(CategoryPre::new(pre)?),
+            WorldVersion::V0_2_0 => Bound::V0_2_0(v0_2_0::CategoryPre::new(pre)?),
             WorldVersion::V0_1_0 => Bound::V0_1_0(v0_1_0::CategoryPre::new(pre)?),
         };
         Ok(VersionedPre {
@@ -215,6 +226,7 @@ impl VersionedPre {
     fn instance_pre(&self) -> &InstancePre<PluginState> {
         match &self.bound {
             Bound::Current(pre) => pre.instance_pre(),
+            Bound::V0_2_0(pre) => pre.instance_pre(),
             Bound::V0_1_0(pre) => pre.instance_pre(),
         }
     }
@@ -228,6 +240,21 @@ impl VersionedPre {
                     .stevedore_plugin_executor()
                     .call_describe(&mut *store)
                     .await
+            }
+            Bound::V0_2_0(pre) => {
+                let instance = pre.instantiate_async(&mut *store).await?;
+                let old = instance
+                    .stevedore_plugin_executor()
+                    .call_describe(&mut *store)
+                    .await?;
+                Ok(Description {
+                    name: old.name,
+                    deletable: old.deletable,
+                    capabilities: old.capabilities,
+                    summary: old.summary,
+                    secret_fields: old.secret_fields,
+                    params_schema: old.params_schema,
+                })
             }
             Bound::V0_1_0(pre) => {
                 let instance = pre.instantiate_async(&mut *store).await?;
@@ -330,7 +357,7 @@ mod tests {
     #[test]
     fn renames_only_our_old_imports() {
         let bytes = sample();
-        let upgraded = upgrade_imports(&bytes).unwrap();
+        let upgraded = upgrade_imports(&bytes, WorldVersion::V0_1_0).unwrap();
         wasmparser::Validator::new()
             .validate_all(&upgraded)
             .unwrap();
