@@ -166,7 +166,8 @@ pub fn free_port() -> u16 {
 /// How to start a server.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// Plugins (file stems) copied into the server's plugins folder.
+    /// Plugins copied into the server's plugins folder: file stems of built
+    /// plugins, or paths of `.wasm` files.
     pub plugins: Vec<String>,
     /// Extra configuration file text (TOML), if any.
     pub config: Option<String>,
@@ -249,6 +250,14 @@ impl Server {
         let plugins = root.path().join("plugins");
         std::fs::create_dir_all(&plugins).unwrap();
         for name in &options.plugins {
+            // A path is copied as it is (a kept component, e.g. of an older
+            // WIT version); a bare name is looked up among the built plugins.
+            if name.ends_with(".wasm") {
+                let src = Path::new(name);
+                assert!(src.exists(), "{name} exists");
+                std::fs::copy(src, plugins.join(src.file_name().unwrap())).unwrap();
+                continue;
+            }
             let src = plugin_file(name).unwrap_or_else(|| {
                 panic!("plugin `{name}` is not built: run `cargo xtask test` (builds target/test-plugins)")
             });
