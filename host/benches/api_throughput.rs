@@ -5,7 +5,9 @@
 //! else the queue's Rust `NoopExecutor`, reported as such).
 //!
 //! 1. Throughput: `TASKS` submits over `CONCURRENCY` connections
-//!    (`POST background/noop`), timed until every task is `completed`.
+//!    (`POST background/noop`, a different body per task unless
+//!    `--same-body`), timed until every task ended; the figure counts the
+//!    tasks the store holds `completed` (read back).
 //! 2. `GET background/` with at least 10,000 tasks stored: `LIST_SAMPLES`
 //!    sequential requests, each timed until its whole body arrived.
 //!
@@ -25,12 +27,13 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run() -> anyhow::Result<()> {
-    let tasks = env_usize("BENCH_TASKS", 10_000);
+    let tasks = common::size("BENCH_TASKS", 10_000, 500);
     let concurrency = env_usize("BENCH_CONCURRENCY", 64);
-    let samples = env_usize("BENCH_LIST_SAMPLES", 200);
+    let samples = common::size("BENCH_LIST_SAMPLES", 200, 10);
+    let listed = common::size("BENCH_LISTED", 10_000, 1_000);
     let workers = env_usize("BENCH_WORKERS", 32);
 
-    let dir = tempfile::tempdir()?;
+    let dir = common::data_dir("api_throughput")?;
     // A PostgreSQL store when given one.
     let settings: Vec<(&str, String)> = ["STEVEDORE_DATABASE_URL", "STEVEDORE_NODE"]
         .into_iter()
@@ -43,9 +46,13 @@ async fn run() -> anyhow::Result<()> {
 
     let store_name = match std::env::var("STEVEDORE_DATABASE_URL") {
         Ok(_) => "PostgreSQL (STEVEDORE_DATABASE_URL)",
-        Err(_) => "SQLite (WAL, synchronous=FULL) in a temp dir",
+        Err(_) => common::SQLITE_LABEL,
     };
-    println!("api_throughput: executor = {exec_name}; store = {store_name}");
+    println!(
+        "api_throughput: executor = {exec_name}; store = {store_name}; {}",
+        common::body_label()
+    );
+    let completed_before = common::completed(&server.queue).await?;
     println!("api_throughput: {tasks} tasks, {concurrency} connections, {workers} workers, 2 runtime threads");
 
     // 1. Throughput: submit -> completed.
@@ -95,7 +102,7 @@ async fn run() -> anyhow::Result<()> {
                 let r = client
                     .post(&url)
                     .header("content-type", "application/x-www-form-urlencoded")
-                    .body(format!("{{\"count\": {i}}}"))
+                    .body(common::noop_body(w * per + i))
                     .send()
                     .await
                     .expect("submit");
@@ -135,12 +142,14 @@ async fn run() -> anyhow::Result<()> {
     };
     let total = last_done.duration_since(t0);
     let sl = latency(&submit_lat);
+    let completed = common::completed(&server.queue).await? - completed_before;
+    anyhow::ensure!(completed > 0, "no task completed");
     println!(
-        "throughput: {tasks} tasks submitted in {:.2} s ({:.0}/s), all completed in {:.2} s => {:.0} tasks/s end-to-end (target >= 3000)",
+        "throughput: {tasks} tasks submitted in {:.2} s ({:.0}/s), {completed} completed (read back from the store) in {:.2} s => {:.0} tasks/s end-to-end (target >= 3000)",
         submitted.as_secs_f64(),
         tasks as f64 / submitted.as_secs_f64(),
         total.as_secs_f64(),
-        tasks as f64 / total.as_secs_f64()
+        completed as f64 / total.as_secs_f64()
     );
     println!(
         "submit latency: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
@@ -149,7 +158,7 @@ async fn run() -> anyhow::Result<()> {
         sl.max.as_secs_f64() * 1e3
     );
 
-    // 2. GET background/ with >= 10,000 tasks stored.
+    // 2. GET background/ with >= `listed` tasks stored.
     let stored: Vec<serde_json::Value> = client
         .get(format!("{api}/background/"))
         .send()
@@ -157,15 +166,15 @@ async fn run() -> anyhow::Result<()> {
         .json()
         .await?;
     let mut n_stored = stored.len();
-    if n_stored < 10_000 {
-        for i in n_stored..10_000 {
+    if n_stored < listed {
+        for i in n_stored..listed {
             client
                 .post(format!("{api}/background/noop"))
-                .body(format!("{{\"count\": {i}}}"))
+                .body(common::noop_body(tasks + i))
                 .send()
                 .await?;
         }
-        n_stored = 10_000;
+        n_stored = listed;
     }
     let mut lat = Vec::with_capacity(samples);
     let mut bytes = 0;

@@ -1,15 +1,17 @@
 //! Costs that stay flat as tasks pile up (issue 13), over HTTP, in one
 //! process: two servers side by side, each the real router on a loopback
-//! socket with the durable SQLite store (WAL, `synchronous = FULL`) in a
-//! temporary folder and the default configuration (8 workers):
+//! socket with the durable SQLite store (WAL, `synchronous = NORMAL` and
+//! its own fsync before every answer) in a folder on a disk
+//! (`common::data_dir`) and the default configuration (8 workers):
 //! `empty` (a fresh store) and `full` (`BENCH_STORED` finished tasks, 100,000
 //! by default, stored before it starts). Both run the no-op category (the
 //! `noop` plugin from `target/test-plugins` when built, else the Rust
 //! `NoopExecutor`, as `api_throughput` does).
 //!
 //! 1. Throughput: `BENCH_ROUNDS` rounds of `BENCH_TASKS` submits over
-//!    `BENCH_CONCURRENCY` connections, each timed until every task is
-//!    `completed`, alternating `empty` and `full` (and which goes first) so
+//!    `BENCH_CONCURRENCY` connections (a different body per task unless
+//!    `--same-body`), each timed until every task ended and counting the
+//!    tasks the store holds `completed` (read back), alternating `empty` and `full` (and which goes first) so
 //!    both see the same machine. `empty` deletes its finished tasks after each round; `full`
 //!    keeps them. Medians, and their ratio (target: `full` within 10%).
 //! 2. Pages on `full`: `BENCH_PAGES` sequential `GET background/?limit=100&
@@ -150,7 +152,7 @@ async fn fill(store: &Arc<dyn TaskStore>, n: usize) -> anyhow::Result<()> {
 }
 
 async fn start(name: &'static str, stored: usize, workers: usize) -> anyhow::Result<Named> {
-    let dir = tempfile::tempdir()?;
+    let dir = common::data_dir(&format!("flat_costs-{name}"))?;
     let prepared = common::prepare(dir.path(), workers, &[]).await?;
     if stored > 0 {
         let t = Instant::now();
@@ -162,8 +164,10 @@ async fn start(name: &'static str, stored: usize, workers: usize) -> anyhow::Res
     }
     let server = prepared.serve().await?;
     println!(
-        "{name}: executor = {}; SQLite (WAL, synchronous=FULL); {workers} workers",
-        server.executor
+        "{name}: executor = {}; {}; {workers} workers; {}",
+        server.executor,
+        common::SQLITE_LABEL,
+        common::body_label()
     );
     let client = server.login(256).await?;
     Ok(Named {
@@ -174,9 +178,14 @@ async fn start(name: &'static str, stored: usize, workers: usize) -> anyhow::Res
     })
 }
 
-/// Submit `tasks` no-op tasks over `concurrency` connections; tasks/s from
-/// the first submit until the last one completed.
+/// Numbers every submit's body across rounds and servers.
+static SUBMITS: AtomicUsize = AtomicUsize::new(0);
+
+/// Submit `tasks` no-op tasks over `concurrency` connections; the tasks
+/// completed (read back from the store) per second from the first submit
+/// until the last one ended.
 async fn round(s: &Named, tasks: usize, concurrency: usize) -> anyhow::Result<f64> {
+    let completed_before = common::completed(&s.queue).await?;
     let mut events = s.queue.subscribe();
     let done = tokio::spawn(async move {
         let mut done = 0;
@@ -196,10 +205,10 @@ async fn round(s: &Named, tasks: usize, concurrency: usize) -> anyhow::Result<f6
         let (client, url) = (s.client.clone(), format!("{}/background/noop", s.api));
         let n = per.min(tasks.saturating_sub(w * per));
         submitters.push(tokio::spawn(async move {
-            for i in 0..n {
+            for _ in 0..n {
                 let r = client
                     .post(&url)
-                    .body(format!("{{\"count\": {i}}}"))
+                    .body(common::noop_body(SUBMITS.fetch_add(1, Ordering::Relaxed)))
                     .send()
                     .await?;
                 anyhow::ensure!(r.status().is_success(), "submit: {}", r.status());
@@ -212,7 +221,9 @@ async fn round(s: &Named, tasks: usize, concurrency: usize) -> anyhow::Result<f6
         sub.await??;
     }
     let last = tokio::time::timeout(Duration::from_secs(300), done).await???;
-    Ok(tasks as f64 / last.duration_since(t0).as_secs_f64())
+    let completed = common::completed(&s.queue).await? - completed_before;
+    anyhow::ensure!(completed > 0, "{}: no task completed", s.name);
+    Ok(completed as f64 / last.duration_since(t0).as_secs_f64())
 }
 
 fn median(v: &[f64]) -> f64 {
@@ -222,11 +233,11 @@ fn median(v: &[f64]) -> f64 {
 }
 
 async fn run() -> anyhow::Result<()> {
-    let stored = env_usize("BENCH_STORED", 100_000);
-    let rounds = env_usize("BENCH_ROUNDS", 8);
-    let tasks = env_usize("BENCH_TASKS", 3_000);
+    let stored = common::size("BENCH_STORED", 100_000, 5_000);
+    let rounds = common::size("BENCH_ROUNDS", 8, 1);
+    let tasks = common::size("BENCH_TASKS", 3_000, 300);
     let concurrency = env_usize("BENCH_CONCURRENCY", 64);
-    let pages = env_usize("BENCH_PAGES", 1_000);
+    let pages = common::size("BENCH_PAGES", 1_000, 50);
     let workers = env_usize("BENCH_WORKERS", 8);
 
     let empty = start("empty", 0, workers).await?;

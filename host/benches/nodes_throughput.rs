@@ -4,11 +4,14 @@
 //! the database (each node accepts half the submits and runs its own).
 //!
 //! Each round submits `BENCH_TASKS` no-op tasks over `BENCH_CONCURRENCY`
-//! HTTP connections (split between the nodes) and is timed from the first
-//! submit to the last `completed` event. The configurations alternate round
+//! HTTP connections (split between the nodes; a different body per task
+//! unless `--same-body`) and is timed from the first submit to the last
+//! end; the figure counts the tasks the store holds `completed` at the end
+//! (read back). The configurations alternate round
 //! by round (`BENCH_ROUNDS`, default 5) and each round starts on an empty
-//! store (a fresh temporary folder, or a fresh PostgreSQL database on the
-//! test server). Prints the median and spread of each and the ratio of its
+//! store (a fresh folder on a disk, `common::data_dir`, or a fresh
+//! PostgreSQL database on the test server, durable defaults). SQLite runs
+//! WAL with `synchronous = NORMAL` and its own fsync before every answer. Prints the median and spread of each and the ratio of its
 //! median to SQLite's.
 //!
 //! Run (the test PostgreSQL up, `cargo xtask services start`):
@@ -49,14 +52,16 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run() -> anyhow::Result<()> {
-    let tasks = env_usize("BENCH_TASKS", 5_000);
+    let tasks = common::size("BENCH_TASKS", 5_000, 300);
     let concurrency = env_usize("BENCH_CONCURRENCY", 64);
     let workers = env_usize("BENCH_WORKERS", 8);
-    let rounds = env_usize("BENCH_ROUNDS", 5);
+    let rounds = common::size("BENCH_ROUNDS", 5, 1);
     let setups = [Setup::Sqlite, Setup::PgOneNode, Setup::PgTwoNodes];
     println!(
         "nodes_throughput: {tasks} no-op tasks per round, {concurrency} connections, \
-         {workers} workers per node, {rounds} rounds, 2 runtime threads"
+         {workers} workers per node, {rounds} rounds, 2 runtime threads; {}; SQLite: {}",
+        common::body_label(),
+        common::SQLITE_LABEL
     );
     let mut rates: Vec<Vec<f64>> = vec![Vec::new(); setups.len()];
     for round in 0..rounds {
@@ -91,7 +96,7 @@ async fn one_round(
     concurrency: usize,
     workers: usize,
 ) -> anyhow::Result<f64> {
-    let dir = tempfile::tempdir()?;
+    let dir = common::data_dir("nodes_throughput")?;
     let mut servers = Vec::new();
     match setup {
         Setup::Sqlite => servers.push((Server::start(dir.path(), workers, &[]).await?, None)),
@@ -179,7 +184,7 @@ async fn one_round(
                 let r = client
                     .post(&url)
                     .header("content-type", "application/x-www-form-urlencoded")
-                    .body(format!("{{\"count\": {i}}}"))
+                    .body(common::noop_body(w * per + i))
                     .send()
                     .await?;
                 anyhow::ensure!(r.status().is_success(), "submit: {}", r.status());
@@ -209,11 +214,17 @@ async fn one_round(
         );
         let _ = tokio::time::timeout(Duration::from_millis(200), changed.notified()).await;
     };
+    // Every node's store holds every node's tasks: one is enough.
+    let completed = common::completed(&servers[0].0.queue).await? as usize;
+    anyhow::ensure!(completed > 0, "no task completed");
+    if completed != tasks {
+        eprintln!("{completed} of {tasks} tasks completed (the rest ended in error)");
+    }
     for ((server, _), counter) in servers.into_iter().zip(counters) {
         server.stop().await;
         counter.abort();
     }
-    Ok(tasks as f64 / total.as_secs_f64())
+    Ok(completed as f64 / total.as_secs_f64())
 }
 
 /// How many tasks the node lists as finished.

@@ -1,8 +1,10 @@
 //! Queue benchmarks, with a no-op executor and the durable SQLite store
-//! (WAL, `synchronous = FULL`) in a temporary folder.
+//! (WAL, `synchronous = NORMAL` and its own fsync before every answer) in a
+//! folder on a disk (`common::data_dir`).
 //!
 //! - `throughput`: tasks/s from `submit` to `completed` (as stored and
-//!   announced), 64 concurrent submitters. Target: ≥ 3000 tasks/s.
+//!   announced; only `completed` counts), 64 concurrent submitters, a
+//!   different body per task unless `--same-body`. Target: ≥ 3000 tasks/s.
 //! - `list_10k`: `Queue::list` (admin, all tasks) with 10,000 tasks stored;
 //!   p99 over many samples, with and without JSON encoding, and while tasks
 //!   stream through the queue. Target: ≤ 50 ms.
@@ -11,7 +13,10 @@
 //! (`STEVEDORE_BENCH_WORKERS=4,16,64` picks the worker totals measured;
 //! `STEVEDORE_BENCH_WORKERS=none` measures `list` only).
 
+mod common;
+
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -48,6 +53,9 @@ async fn start(dir: &std::path::Path, workers: usize) -> Arc<Queue> {
         .unwrap()
 }
 
+/// Numbers the submits' params, so that each differs.
+static BODIES: AtomicU64 = AtomicU64::new(0);
+
 /// Submit `n` tasks from [`SUBMITTERS`] concurrent callers and wait until
 /// every one is completed. Returns the elapsed time.
 async fn submit_and_drain(q: &Arc<Queue>, n: usize) -> Duration {
@@ -65,9 +73,15 @@ async fn submit_and_drain_as(q: &Arc<Queue>, n: usize, prefix: &str) -> Duration
         let count = n / SUBMITTERS + usize::from(s < n % SUBMITTERS);
         handles.push(tokio::spawn(async move {
             let mut ids = Vec::with_capacity(count);
-            let params =
-                serde_json::json!({"image": "busybox", "tag": "latest", "token": "secret"});
             for _ in 0..count {
+                let n = if common::same_body() {
+                    0
+                } else {
+                    BODIES.fetch_add(1, Ordering::Relaxed)
+                };
+                let params = serde_json::json!(
+                    {"image": "busybox", "tag": "latest", "token": "secret", "count": n}
+                );
                 ids.push(q.submit(&user, NOOP_CATEGORY, &params).await.unwrap().id);
             }
             ids
@@ -120,6 +134,7 @@ async fn submit_and_drain_as(q: &Arc<Queue>, n: usize, prefix: &str) -> Duration
 fn workers_to_measure() -> Vec<usize> {
     match std::env::var("STEVEDORE_BENCH_WORKERS") {
         Ok(v) => v.split(',').filter_map(|w| w.trim().parse().ok()).collect(),
+        Err(_) if common::smoke() => vec![8],
         Err(_) => vec![4, 16, 64],
     }
 }
@@ -128,16 +143,28 @@ fn throughput(c: &mut Criterion) {
     const BATCH: usize = 2_000;
     let rt = runtime();
     let mut summary = Vec::new();
+    println!(
+        "queue_throughput: {}; {}",
+        common::SQLITE_LABEL,
+        common::body_label()
+    );
     for workers in workers_to_measure() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = common::data_dir("queue_throughput").unwrap();
         let q = rt.block_on(start(dir.path(), workers));
         // Warm up, then one long measured run for the printed number.
-        rt.block_on(submit_and_drain(&q, 1_000));
-        let n = 20_000;
+        rt.block_on(submit_and_drain(
+            &q,
+            common::size("BENCH_WARMUP", 1_000, 100),
+        ));
+        let n = common::size("BENCH_TASKS", 20_000, 500);
         let took = rt.block_on(submit_and_drain(&q, n));
         let rate = n as f64 / took.as_secs_f64();
         println!("queue throughput, {workers} workers: {n} tasks submit→completed in {took:.2?} = {rate:.0} tasks/s");
         summary.push((workers, rate));
+        if common::smoke() {
+            rt.block_on(q.shutdown());
+            continue;
+        }
 
         let mut g = c.benchmark_group("queue_throughput");
         g.sample_size(10)
@@ -161,32 +188,32 @@ fn throughput(c: &mut Criterion) {
 }
 
 fn list_10k(c: &mut Criterion) {
-    const TASKS: usize = 10_000;
-    const SAMPLES: usize = 1_000;
+    let tasks_stored = common::size("BENCH_LISTED", 10_000, 1_000);
+    let samples = common::size("BENCH_LIST_SAMPLES", 1_000, 20);
     let rt = runtime();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::data_dir("queue_throughput-list").unwrap();
     let q = rt.block_on(start(dir.path(), 16));
-    rt.block_on(submit_and_drain(&q, TASKS));
+    rt.block_on(submit_and_drain(&q, tasks_stored));
     let all = rt.block_on(q.list(&admin(), None)).unwrap();
-    assert_eq!(all.len(), TASKS);
+    assert_eq!(all.len(), tasks_stored);
 
-    let mut plain = Vec::with_capacity(SAMPLES);
-    let mut json = Vec::with_capacity(SAMPLES);
-    for _ in 0..SAMPLES {
+    let mut plain = Vec::with_capacity(samples);
+    let mut json = Vec::with_capacity(samples);
+    for _ in 0..samples {
         let t0 = Instant::now();
         let tasks = rt.block_on(q.list(&admin(), None)).unwrap();
         plain.push(t0.elapsed());
         let body = serde_json::to_vec(&tasks).unwrap();
         json.push(t0.elapsed());
-        assert_eq!(tasks.len(), TASKS);
+        assert_eq!(tasks.len(), tasks_stored);
         assert!(!body.is_empty());
     }
     let user = Viewer {
         user: "user7".into(),
         is_admin: false,
     };
-    let mut own = Vec::with_capacity(SAMPLES);
-    for _ in 0..SAMPLES {
+    let mut own = Vec::with_capacity(samples);
+    for _ in 0..samples {
         let t0 = Instant::now();
         let tasks = rt.block_on(q.list(&user, None)).unwrap();
         own.push(t0.elapsed());
@@ -194,16 +221,16 @@ fn list_10k(c: &mut Criterion) {
     }
     let (p, j, o) = (latency(&plain), latency(&json), latency(&own));
     println!(
-        "SUMMARY list {TASKS} tasks ({SAMPLES} samples): p50 {:.2?} p99 {:.2?} max {:.2?} (target p99 ≤ 50 ms)",
+        "SUMMARY list {tasks_stored} tasks ({samples} samples): p50 {:.2?} p99 {:.2?} max {:.2?} (target p99 ≤ 50 ms)",
         p.p50, p.p99, p.max
     );
     println!(
-        "SUMMARY list {TASKS} tasks + JSON encoding: p50 {:.2?} p99 {:.2?} max {:.2?}",
+        "SUMMARY list {tasks_stored} tasks + JSON encoding: p50 {:.2?} p99 {:.2?} max {:.2?}",
         j.p50, j.p99, j.max
     );
     println!(
         "SUMMARY list as one user (~{} tasks): p50 {:.2?} p99 {:.2?}",
-        TASKS / SUBMITTERS,
+        tasks_stored / SUBMITTERS,
         o.p50,
         o.p99
     );
@@ -231,25 +258,29 @@ fn list_10k(c: &mut Criterion) {
             n
         })
     };
-    let mut loaded = Vec::with_capacity(SAMPLES / 2);
+    let mut loaded = Vec::with_capacity(samples / 2);
     let t_load = Instant::now();
-    for _ in 0..SAMPLES / 2 {
+    for _ in 0..samples / 2 {
         let t0 = Instant::now();
         let tasks = rt.block_on(q.list(&admin(), None)).unwrap();
         loaded.push(t0.elapsed());
-        assert!(tasks.len() >= TASKS && tasks.len() <= TASKS + 256);
+        assert!(tasks.len() >= tasks_stored && tasks.len() <= tasks_stored + 256);
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let streamed = rt.block_on(load).unwrap();
     let l = latency(&loaded);
     println!(
-        "SUMMARY list {TASKS}(+≤256) tasks while {:.0} tasks/s stream through (submitted, completed, deleted): p50 {:.2?} p99 {:.2?} max {:.2?}",
+        "SUMMARY list {tasks_stored}(+≤256) tasks while {:.0} tasks/s stream through (submitted, completed, deleted): p50 {:.2?} p99 {:.2?} max {:.2?}",
         streamed as f64 / t_load.elapsed().as_secs_f64(),
         l.p50,
         l.p99,
         l.max
     );
 
+    if common::smoke() {
+        rt.block_on(q.shutdown());
+        return;
+    }
     let mut g = c.benchmark_group("queue_list");
     g.sample_size(50);
     g.bench_function("list_10k_admin", |b| {

@@ -1,12 +1,14 @@
 //! No-op tasks end to end, driven from outside the server's process by
 //! `wrk` (Debian's package) with a Lua script, against the default
 //! configuration (8 workers) and the durable store (SQLite, WAL, every
-//! answer after the fsync of its commit), as issue 13 measures it:
+//! answer after the fsync of its commit), as issue 13 measures it, with a
+//! different body per task (`--same-body`: one for all, so that `validate`
+//! is remembered), the data on a disk (see `common::data_dir`):
 //!
 //! 1. Saturation: `wrk` submits `POST background/noop` on `BENCH_CONNECTIONS`
 //!    connections (default 64) for `BENCH_SECONDS` (default 10); the figure
-//!    is the tasks submitted divided by the time from the first submit to
-//!    the last `completed`.
+//!    is the tasks the store holds `completed` at the end (read back)
+//!    divided by the time from the first submit to the last end.
 //! 2. Latency at a steady ~1,000 tasks/s (11 connections, each submitting
 //!    every 10 ms): from a task's `waiting` event (stored) to its `running`
 //!    event (claimed), as the server sees them, median and p99.
@@ -63,15 +65,17 @@ async fn run() -> anyhow::Result<()> {
         bail!("wrk is not installed: `apt-get install wrk` (cargo xtask bench installs it)");
     };
     let connections = env_usize("BENCH_CONNECTIONS", 64);
-    let seconds = env_usize("BENCH_SECONDS", 10);
+    let seconds = common::size("BENCH_SECONDS", 10, 1);
     let workers = env_usize("BENCH_WORKERS", 8);
-    let dir = tempfile::tempdir()?;
+    let dir = common::data_dir("wrk_throughput")?;
     let server = Server::start(dir.path(), workers, &[]).await?;
     let cookie = login_cookie(&server).await?;
     println!(
-        "wrk_throughput: executor = {}; SQLite (WAL, fsync before every answer); {workers} workers; \
+        "wrk_throughput: executor = {}; {}; {}; {workers} workers; \
          wrk from {}; logs {}",
         server.executor,
+        common::SQLITE_LABEL,
+        common::body_label(),
         wrk.display(),
         if std::env::var_os("BENCH_LOG").is_some() {
             "at info to /dev/null (BENCH_LOG)"
@@ -122,7 +126,7 @@ async fn run() -> anyhow::Result<()> {
 
     // 1. Saturation.
     let script = dir.path().join("submit.lua");
-    std::fs::write(&script, lua(&cookie, None))?;
+    std::fs::write(&script, lua(&cookie, None, 0))?;
     let cpu0 = cpu_time();
     let threads0 = thread_cpu();
     let t0 = Instant::now();
@@ -158,14 +162,21 @@ async fn run() -> anyhow::Result<()> {
     let threads = thread_cpu();
     let total = last.duration_since(t0);
     anyhow::ensure!(done >= submitted, "{done} of {submitted} tasks ended");
+    // What counts: the tasks the store holds completed, not the ends seen.
+    let completed = common::completed(&server.queue).await? as usize;
+    anyhow::ensure!(completed > 0, "no task completed");
+    if completed != submitted {
+        eprintln!("{completed} of {submitted} submitted tasks completed (the rest ended in error)");
+    }
     println!(
         "saturation: wrk -c{connections} -d{seconds}s: {} submits answered 200 ({} other), \
-         {:.0} submits/s; all completed in {:.2} s => {:.0} tasks/s end to end (target >= 15000)",
+         {:.0} submits/s; {completed} completed (read back from the store) in {:.2} s => \
+         {:.0} tasks/s end to end (target >= 15000)",
         summary.ok,
         summary.failed,
         summary.ok as f64 / summary.seconds,
         total.as_secs_f64(),
-        submitted as f64 / total.as_secs_f64()
+        completed as f64 / total.as_secs_f64()
     );
     // Less swayed by the machine's neighbours than the rate: what each task
     // cost the server process (every thread; wrk apart), in CPU time.
@@ -214,7 +225,8 @@ async fn run() -> anyhow::Result<()> {
         ..Seen::default()
     };
     finished.store(0, Ordering::Release);
-    std::fs::write(&script, lua(&cookie, Some(10)))?;
+    // Bodies the saturation phase did not send.
+    std::fs::write(&script, lua(&cookie, Some(10), 1_000_000_000))?;
     let summary = wrk_run(
         &wrk,
         &script,
@@ -231,6 +243,12 @@ async fn run() -> anyhow::Result<()> {
         Duration::from_secs(300),
     )
     .await?;
+    let steady_completed = common::completed(&server.queue).await? as usize - completed;
+    anyhow::ensure!(
+        steady_completed == summary.ok,
+        "steady phase: {steady_completed} of {} submitted tasks completed",
+        summary.ok
+    );
     let waits: Vec<Duration> = seen.lock().started.values().copied().collect();
     let l = latency(&waits);
     println!(
@@ -311,17 +329,32 @@ async fn login_cookie(server: &Server) -> anyhow::Result<String> {
 }
 
 /// The wrk script: submit a no-op task per request (every `delay_ms` per
-/// connection when given), and print the counts wrk keeps at the end.
-fn lua(cookie: &str, delay_ms: Option<u32>) -> String {
+/// connection when given), each with a body of its own numbered from
+/// `first` (one body for all with `--same-body`), and print the counts wrk
+/// keeps at the end.
+fn lua(cookie: &str, delay_ms: Option<u32>, first: u64) -> String {
     let delay = delay_ms
         .map(|ms| format!("function delay() return {ms} end\n"))
         .unwrap_or_default();
+    let request = if common::same_body() {
+        String::new()
+    } else {
+        // wrk runs one thread here (-t1): one counter numbers every request.
+        format!(
+            r#"local n = {first}
+function request()
+  n = n + 1
+  return wrk.format(nil, nil, nil, '{{"count": ' .. n .. '}}')
+end
+"#
+        )
+    };
     format!(
         r#"wrk.method = "POST"
 wrk.body = '{{"count": 1}}'
 wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
 wrk.headers["Cookie"] = "{cookie}"
-{delay}
+{delay}{request}
 function done(summary, latency, requests)
   local e = summary.errors
   io.write(string.format("STEVEDORE %d %d %d %d %d\n", summary.requests,

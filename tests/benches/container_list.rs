@@ -15,7 +15,10 @@ use reqwest::Method;
 use stevedore_e2e::bench::{median, rounds, timed};
 use stevedore_e2e::{docker, Options, Server};
 
-const CONTAINERS: usize = 50;
+/// How many containers run: 50, or 5 in a smoke run.
+fn containers() -> usize {
+    stevedore_e2e::bench::sized(50, 5)
+}
 
 /// Removes the bench's containers when dropped (also on a panic).
 struct Cleanup(Vec<String>);
@@ -48,8 +51,9 @@ async fn main() {
         return;
     }
     let rounds = rounds();
+    let containers = containers();
     docker(&["pull", "-q", "busybox:latest"]);
-    let names: Vec<String> = (0..CONTAINERS)
+    let names: Vec<String> = (0..containers)
         .map(|i| format!("bench-list-{}-{i:02}", std::process::id()))
         .collect();
     let _cleanup = Cleanup(names.clone());
@@ -79,13 +83,13 @@ async fn main() {
             .filter(|e| e["cpu"].is_number() && e["memory"].as_u64().is_some_and(|m| m > 0))
             .count();
         assert_eq!(
-            sampled, CONTAINERS,
+            sampled, containers,
             "every running container has its sample"
         );
         took
     };
     let first = list().await;
-    println!("GET container, {CONTAINERS} running, first listing (subscribes, waits for the first samples): {first:?}");
+    println!("GET container, {containers} running, first listing (subscribes, waits for the first samples): {first:?}");
     let mut ours = Vec::new();
     let mut stats = Vec::new();
     let mut cli = Vec::new();
@@ -102,7 +106,7 @@ async fn main() {
     let (lo, hi) = spread(&ours);
     let (cli_lo, cli_hi) = spread(&cli);
     println!(
-        "GET container, {CONTAINERS} running, with stats: median {:?} (min {lo:?}, max {hi:?}) over {rounds} runs; target < 1 s",
+        "GET container, {containers} running, with stats: median {:?} (min {lo:?}, max {hi:?}) over {rounds} runs; target < 1 s",
         median(ours.clone())
     );
     println!(
@@ -111,6 +115,6 @@ async fn main() {
     );
     assert!(
         median(ours) < Duration::from_secs(1),
-        "GET container with {CONTAINERS} running containers took 1 s or more"
+        "GET container with {containers} running containers took 1 s or more"
     );
 }

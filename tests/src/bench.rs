@@ -85,7 +85,51 @@ pub fn rounds() -> usize {
         .ok()
         .and_then(|r| r.parse().ok())
         .filter(|r| *r > 0)
-        .unwrap_or(5)
+        .unwrap_or(if smoke() { 1 } else { 5 })
+}
+
+/// Whether this is a smoke run (`STEVEDORE_BENCH_SMOKE=1`, as `cargo xtask
+/// bench --smoke` sets): one short round on small inputs, to show that the
+/// bench completes and prints sane figures, not to measure.
+pub fn smoke() -> bool {
+    std::env::var_os("STEVEDORE_BENCH_SMOKE").is_some_and(|v| !v.is_empty() && v != "0")
+}
+
+/// `full`, or `small` in a smoke run.
+pub fn sized(full: usize, small: usize) -> usize {
+    if smoke() {
+        small
+    } else {
+        full
+    }
+}
+
+/// Print the filesystem type of `path` (a server's data folder) and refuse
+/// a tmpfs, where an fsync costs nothing, unless `BENCH_ALLOW_TMPFS=1`.
+pub fn check_data_fs(bench: &str, path: &std::path::Path) {
+    let out = Command::new("stat")
+        .args(["-f", "-c", "%T"])
+        .arg(path)
+        .output()
+        .expect("stat");
+    let fs = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    println!("{bench}: data in {} ({fs})", path.display());
+    assert!(
+        !(fs == "tmpfs" || fs == "ramfs") || std::env::var_os("BENCH_ALLOW_TMPFS").is_some(),
+        "{} is on a {fs}, where an fsync costs nothing: set TMPDIR to a folder on a disk, \
+         or BENCH_ALLOW_TMPFS=1 to measure anyway",
+        path.display()
+    );
+}
+
+/// Whether `tool` is on the `PATH`.
+pub fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// The median of `v` (the upper one of an even count).

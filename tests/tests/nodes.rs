@@ -2,7 +2,7 @@
 //! a login on one works on the other, tasks go to the node named by
 //! `?node=`, both list and stream every node's tasks, a cancel crosses
 //! nodes, and a node killed with SIGKILL is taken for dead within its lease
-//! while its waiting tasks wait for its restart.
+//! while its waiting tasks wait for its restart, saying why (until it returns).
 //!
 //! Needs `STEVEDORE_TEST_DATABASE_URL` (the test PostgreSQL) and the test
 //! engine and registry: run with `cargo xtask test`.
@@ -268,13 +268,33 @@ async fn a_killed_node_is_taken_for_dead_and_its_restart_runs_its_waiting_tasks(
         took >= Duration::from_secs(LEASE - 1) && took < Duration::from_secs(2 * LEASE + 3),
         "interrupted after {took:?} with a lease of {LEASE} s"
     );
+    // A's waiting tasks wait for A, and say so: named, with its last
+    // heartbeat, on B's answers and B's stream.
+    let silent = format!("waiting: node `{na}` has not been seen since ");
+    let says_why = |t: &Value| {
+        let detail = t["detail_state"].as_str().unwrap_or_default();
+        t["state"] == "waiting" && detail.starts_with(&silent) && detail.ends_with(" UTC")
+    };
     for id in &waiting {
-        assert_eq!(
-            cb.task(*id).await.unwrap()["state"],
-            "waiting",
-            "A's waiting tasks wait for A"
-        );
+        let t = cb
+            .wait_until(*id, Duration::from_secs(2 * LEASE + 5), |t| {
+                t["state"] != "waiting" || says_why(t)
+            })
+            .await
+            .expect("A's waiting task says why it waits");
+        assert!(says_why(&t), "{t}");
     }
+    until(
+        "B streams why A's tasks wait",
+        Duration::from_secs(20),
+        || {
+            let seen = on_b.lock();
+            waiting
+                .iter()
+                .all(|id| seen.iter().any(|t| t["id"] == *id && says_why(t)))
+        },
+    )
+    .await;
     cb.send(
         Method::POST,
         &format!("background/noop?node={na}"),
@@ -283,8 +303,19 @@ async fn a_killed_node_is_taken_for_dead_and_its_restart_runs_its_waiting_tasks(
     .await
     .assert_error(400, Some("unknown_node"));
 
-    // A comes back and runs its waiting tasks; nothing ends twice.
+    // A comes back: its waiting tasks no longer say it is silent (cleared
+    // before it answers), it runs them, and nothing ends twice.
     a.restart().await;
+    for id in &waiting {
+        let t = cb.task(*id).await.unwrap();
+        assert!(
+            !t["detail_state"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("not been seen"),
+            "cleared when A returned: {t}"
+        );
+    }
     for id in &waiting {
         cb.wait_until(*id, Duration::from_secs(60), |t| t["state"] == "completed")
             .await

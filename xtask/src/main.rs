@@ -6,7 +6,9 @@
 //!   services, run every test, stop the services.
 //! - `run`: install what is missing, find or start a Docker engine, build the
 //!   plugins and serve.
-//! - `bench`: build the plugins, start the test services, `cargo bench`.
+//! - `bench`: build the plugins, start the test services, `cargo bench`;
+//!   `bench --smoke` runs each bench for one short round and checks that it
+//!   completes and prints sane figures (`test` runs it after the tests).
 //! - `lint`: `cargo fmt --check` and `cargo clippy -D warnings` over both
 //!   workspaces, and the module layers of `host/src` (see `layers.rs`); also
 //!   the first step of `test`.
@@ -36,6 +38,7 @@ const USAGE: &str = "usage: cargo xtask <command>
   run [-- SERVE-ARGS]            start an engine if needed, build plugins, serve
                                  (API on 127.0.0.1:8080, applications' proxy on 127.0.0.1:8081)
   bench [ARGS] [-- BENCH-ARGS]   build plugins, start test services, cargo bench (stevedore, stevedore-e2e)
+  bench --smoke                  each bench for one short round: it completes and prints sane figures
   lint                           module layers of host/src, cargo fmt --check and
                                  cargo clippy -D warnings, both workspaces
   services start|stop|status|env the test services by hand
@@ -246,6 +249,14 @@ fn test(extra: &[String]) -> Result<()> {
             failed.push("tests (cargo test --release --workspace)");
         }
     }
+    if failed.is_empty() && !picks_packages(extra) {
+        eprintln!("==> benches, one short round each (cargo xtask bench --smoke)");
+        if let Err(e) = bench(&["--smoke".to_string()]) {
+            eprintln!("{e:#}");
+            failed.push("bench smoke runs (cargo xtask bench --smoke)");
+        }
+        check_interrupted()?;
+    }
     if !failed.is_empty() {
         bail!(
             "failed after {:.0?}:\n  {}",
@@ -300,27 +311,89 @@ fn split_dashdash(args: &[String]) -> (&[String], &[String]) {
     }
 }
 
-/// `cargo xtask bench`.
+/// `cargo xtask bench`; with `--smoke`, one short round of each bench.
 fn bench(extra: &[String]) -> Result<()> {
     let root = repo_root();
+    let smoke = extra.iter().any(|a| a == "--smoke");
+    let extra: Vec<String> = extra.iter().filter(|a| *a != "--smoke").cloned().collect();
     install::ensure(install::BENCH)?;
     plugins::build()?;
-    let packages: &[&str] = if picks_packages(extra) {
+    let packages: &[&str] = if picks_packages(&extra) {
         &[]
     } else {
         // The host's benches and the end-to-end ones against Docker and LXC.
         &["-p", "stevedore", "-p", "stevedore-e2e"]
     };
+    let mut command = cargo(&root);
+    command
+        .arg("bench")
+        .args(packages)
+        .args(&extra)
+        .envs(services::test_env());
+    if smoke {
+        // The benches read this (`common::smoke`, `bench::smoke`); criterion's
+        // own `--test` runs each of its measurements once.
+        command
+            .env(SMOKE_ENV, "1")
+            .args(if extra.iter().any(|a| a == "--") {
+                &["--test"][..]
+            } else {
+                &["--", "--test"][..]
+            });
+    }
     let lease = services::Lease::acquire()?;
-    let result = run_ok(
-        cargo(&root)
-            .arg("bench")
-            .args(packages)
-            .args(extra)
-            .envs(services::test_env()),
-    );
+    let started = Instant::now();
+    let result = if smoke {
+        smoke_run(&mut command)
+    } else {
+        run_ok(&mut command)
+    };
     drop(lease);
+    if smoke {
+        eprintln!(
+            "==> bench smoke runs took {:.0?} (build included)",
+            started.elapsed()
+        );
+    }
     result
+}
+
+/// What the benches read to run one short round each.
+const SMOKE_ENV: &str = "STEVEDORE_BENCH_SMOKE";
+
+/// Run the benches of `command`, showing what they print, and check that
+/// they completed and printed sane figures: no `NaN` or `inf` (a rate over
+/// no time, a ratio against nothing), and at least one figure.
+fn smoke_run(command: &mut Command) -> Result<()> {
+    let printed = repo_root().join("target/test-artifacts/bench-smoke.txt");
+    std::fs::create_dir_all(printed.parent().expect("a folder"))?;
+    let status = run(command.stdout(std::fs::File::create(&printed)?))?;
+    let text = std::fs::read_to_string(&printed)?;
+    print!("{text}");
+    check_interrupted()?;
+    if !status.success() {
+        bail!(
+            "a bench failed ({status}); what they printed: {}",
+            printed.display()
+        );
+    }
+    let insane: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            l.split(|c: char| !c.is_ascii_alphanumeric())
+                .any(|w| matches!(w, "NaN" | "inf"))
+        })
+        .collect();
+    if !insane.is_empty() {
+        bail!(
+            "benches printed figures that are not numbers:\n  {}",
+            insane.join("\n  ")
+        );
+    }
+    if !text.chars().any(|c| c.is_ascii_digit()) {
+        bail!("the benches printed no figure");
+    }
+    Ok(())
 }
 
 /// The persistent engine of `cargo xtask run`, when the machine has none.

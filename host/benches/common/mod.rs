@@ -26,6 +26,95 @@ pub fn env_usize(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// Whether this is a smoke run (`STEVEDORE_BENCH_SMOKE=1`, as `cargo xtask
+/// bench --smoke` sets): one short round, to show that the bench completes
+/// and prints sane figures, not to measure.
+pub fn smoke() -> bool {
+    std::env::var_os("STEVEDORE_BENCH_SMOKE").is_some_and(|v| !v.is_empty() && v != "0")
+}
+
+/// `default`, or `smoke` in a smoke run; `BENCH_<name>` overrides both.
+pub fn size(name: &str, default: usize, smoke_size: usize) -> usize {
+    env_usize(name, if smoke() { smoke_size } else { default })
+}
+
+/// Whether every task is to be submitted with one body (`--same-body`, or
+/// `BENCH_SAME_BODY=1`): the category's `validate` is then answered from
+/// memory after the first. By default each task gets a body of its own.
+pub fn same_body() -> bool {
+    std::env::args().any(|a| a == "--same-body") || std::env::var_os("BENCH_SAME_BODY").is_some()
+}
+
+/// The body of the `n`th no-op submit: a different one per task, or one
+/// for all with [`same_body`].
+pub fn noop_body(n: usize) -> String {
+    if same_body() {
+        r#"{"count": 1}"#.to_string()
+    } else {
+        format!(r#"{{"count": {}}}"#, n % 4_000_000_000)
+    }
+}
+
+/// How the bench's bodies vary, for its header line.
+pub fn body_label() -> &'static str {
+    if same_body() {
+        "one body for every task (--same-body: validation remembered)"
+    } else {
+        "a different body per task (validated each time)"
+    }
+}
+
+/// What the SQLite store does for durability, as benches label it.
+pub const SQLITE_LABEL: &str =
+    "SQLite (WAL, synchronous=NORMAL, its own fsync of the WAL before every answer)";
+
+/// The filesystem type of `path` (`stat -f`), e.g. `ext2/ext3`, `tmpfs`.
+pub fn filesystem_type(path: &Path) -> String {
+    std::process::Command::new("stat")
+        .args(["-f", "-c", "%T"])
+        .arg(path)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
+/// A fresh folder for a bench's data, on the disk the build is on
+/// (`target/bench-data`, or `BENCH_DATA_DIR`), not `/tmp`, which is a tmpfs
+/// on Debian 13 and most containers (where an fsync costs nothing). Prints
+/// its filesystem type; refuses a tmpfs unless `BENCH_ALLOW_TMPFS=1`.
+pub fn data_dir(bench: &str) -> anyhow::Result<tempfile::TempDir> {
+    let base = std::env::var_os("BENCH_DATA_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-data"));
+    std::fs::create_dir_all(&base)?;
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("{bench}-"))
+        .tempdir_in(&base)?;
+    let fs = filesystem_type(dir.path());
+    println!("{bench}: data in {} ({fs})", dir.path().display());
+    if (fs == "tmpfs" || fs == "ramfs") && std::env::var_os("BENCH_ALLOW_TMPFS").is_none() {
+        anyhow::bail!(
+            "{} is on a {fs}, where an fsync costs nothing: set BENCH_DATA_DIR to a folder on a              disk, or BENCH_ALLOW_TMPFS=1 to measure anyway",
+            dir.path().display()
+        );
+    }
+    Ok(dir)
+}
+
+/// How many tasks the store holds as `completed` (read back, not assumed
+/// from events): what throughput figures count.
+pub async fn completed(queue: &Queue) -> anyhow::Result<u64> {
+    Ok(queue
+        .counts()
+        .await?
+        .iter()
+        .filter(|c| c.state == stevedore::queue::TaskState::Completed)
+        .map(|c| c.count)
+        .sum())
+}
+
 /// The `noop` wasm plugin from `target/test-plugins` when built (unless
 /// `BENCH_RUST_NOOP` is set), else the queue's Rust `NoopExecutor`; with a
 /// name to report.

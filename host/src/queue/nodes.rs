@@ -1,7 +1,8 @@
 //! What a node does when several share a PostgreSQL store: react to the
 //! other nodes' notifications (claim its tasks, relay their changes to its
 //! event stream, cancel its runs deleted elsewhere), heartbeat, and end the
-//! runs of nodes silent past the lease.
+//! runs of nodes silent past the lease (their waiting tasks say why they
+//! wait, until the node returns).
 
 use std::sync::Arc;
 
@@ -94,8 +95,9 @@ pub(super) async fn liveness_loop(inner: Arc<Inner>) {
             _ = tick.tick() => {}
             _ = inner.stop.cancelled() => break,
         }
-        if let Err(e) = inner.store().heartbeat().await {
-            tracing::warn!(error = %format!("{e:#}"), "node heartbeat failed");
+        match inner.store().heartbeat().await {
+            Ok(cleared) => relay(&inner, &cleared).await,
+            Err(e) => tracing::warn!(error = %format!("{e:#}"), "node heartbeat failed"),
         }
         match inner
             .store()
@@ -112,6 +114,17 @@ pub(super) async fn liveness_loop(inner: Arc<Inner>) {
                 relay(&inner, &ids).await;
             }
             Err(e) => tracing::warn!(error = %format!("{e:#}"), "checking for silent nodes failed"),
+        }
+        match inner.store().mark_silent_waiting(lease).await {
+            Ok(ids) => {
+                if !ids.is_empty() {
+                    tracing::warn!(tasks = ids.len(), "waiting tasks of a silent node");
+                }
+                relay(&inner, &ids).await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "marking a silent node's waiting tasks failed")
+            }
         }
     }
 }

@@ -1285,8 +1285,54 @@ async fn a_silent_nodes_runs_are_interrupted_and_its_waiting_tasks_wait() {
         a.get(wait.id).await.unwrap().unwrap().state,
         TaskState::Waiting
     );
-    // b comes back: alive again, and its waiting task is its own to claim.
-    b.heartbeat().await.unwrap();
+    // Its waiting task says why it waits, once.
+    let silent_since: String = a
+        .database()
+        .client()
+        .await
+        .unwrap()
+        .query_one(
+            "SELECT to_char(heartbeat AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS')
+               FROM nodes WHERE name = 'b'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(a
+        .mark_silent_waiting(Duration::from_secs(7200))
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(a.mark_silent_waiting(lease).await.unwrap(), vec![wait.id]);
+    assert!(
+        a.mark_silent_waiting(lease).await.unwrap().is_empty(),
+        "marked once"
+    );
+    let t = a.get(wait.id).await.unwrap().unwrap();
+    assert_eq!(
+        (t.state, t.detail_state),
+        (
+            TaskState::Waiting,
+            format!("waiting: node `b` has not been seen since {silent_since} UTC")
+        )
+    );
+    // b comes back: alive again, its waiting task's detail is cleared, and
+    // it is its own to claim.
+    let mut a_hears = a.notices().unwrap();
+    assert_eq!(b.heartbeat().await.unwrap(), vec![wait.id]);
+    assert_eq!(a.get(wait.id).await.unwrap().unwrap().detail_state, "");
+    // (a's own notice of the mark may still be on its way.)
+    let from_b = Notice::Changed {
+        ids: vec![wait.id],
+        origin: "b".into(),
+    };
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while a_hears.recv().await.unwrap() != from_b {}
+    })
+    .await
+    .expect("a hears b's clearing");
+    assert!(b.heartbeat().await.unwrap().is_empty(), "cleared once");
     assert!(a.node_alive("b", lease).await.unwrap());
     let got = b.claim(claim_req(5, &[("x", None)], 6)).await.unwrap();
     assert_eq!(got.len(), 1);

@@ -140,6 +140,12 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX schedules_owner ON schedules (owner, id);
     CREATE INDEX schedules_next ON schedules (next_run) WHERE NOT paused;
     "#,
+    // 9: whether a silent node's waiting tasks have been told so (their
+    // `detail_state` names the node): the reaper marks each silent node
+    // once, and the node's next heartbeat clears the mark and the details.
+    r#"
+    ALTER TABLE nodes ADD COLUMN marked_silent BOOLEAN NOT NULL DEFAULT false;
+    "#,
 ];
 
 /// The schema version this build migrates to.

@@ -404,9 +404,11 @@ pub trait TaskStore: Send + Sync {
         None
     }
 
-    /// Record that this node is alive (now).
-    async fn heartbeat(&self) -> anyhow::Result<()> {
-        Ok(())
+    /// Record that this node is alive (now). If it had been taken for
+    /// silent, the `detail_state` [`TaskStore::mark_silent_waiting`] gave
+    /// its waiting tasks is cleared; returns those tasks' ids.
+    async fn heartbeat(&self) -> anyhow::Result<Vec<i64>> {
+        Ok(Vec::new())
     }
 
     /// Whether `node` exists and has been heard from within `lease`.
@@ -421,6 +423,14 @@ pub trait TaskStore: Send + Sync {
         _lease: Duration,
         _end: Interruption,
     ) -> anyhow::Result<Vec<i64>> {
+        Ok(Vec::new())
+    }
+
+    /// Every node silent for longer than `lease` that was not yet marked:
+    /// its waiting tasks' `detail_state` names it and its last heartbeat
+    /// (``waiting: node `b` has not been seen since 2026-12-07 21:03:11 UTC``),
+    /// so that whoever reads them sees why they wait. Returns their ids.
+    async fn mark_silent_waiting(&self, _lease: Duration) -> anyhow::Result<Vec<i64>> {
         Ok(Vec::new())
     }
 
