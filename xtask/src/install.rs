@@ -28,8 +28,8 @@ pub const SERVICES: &[&str] = &[
 /// LXC and what its network needs (the LXC tests and runtime).
 pub const LXC: &[&str] = &["lxc", "nftables", "dnsmasq-base", "xz-utils"];
 /// What the benchmarks compare against or drive the server with: Compose
-/// 1.29 (`apps_vs_compose`), wrk (`wrk_throughput`).
-pub const BENCH: &[&str] = &["docker-compose", "wrk"];
+/// 1.29 (`apps_vs_compose`), wrk (`wrk_throughput`), pigz (`volume_export`).
+pub const BENCH: &[&str] = &["docker-compose", "wrk", "pigz"];
 
 static UPDATED: AtomicBool = AtomicBool::new(false);
 
