@@ -381,7 +381,14 @@ impl DockerRuntime {
     /// `volumes.export-to-path`.
     pub(super) async fn export_volume(&self, cx: &CallContext, req: ExportVolume) -> RtResult<u64> {
         let (volume, file) = (&req.volume, &req.file);
-        let output = Output::prepare(&self.share, &file.path, cx.task_id, file.overwrite)?;
+        // The file exists: named with this category's flag.
+        let output =
+            Output::prepare(&self.share, &file.path, cx.task_id, file.overwrite).map_err(|e| {
+                match e {
+                    Error::Conflict(m) => Error::Conflict(m.replace("`force`", "`overwrite`")),
+                    other => other,
+                }
+            })?;
         let inspected = self.api.inspect_volume(volume).await.map_err(engine)?;
         let mountpoint = std::path::PathBuf::from(inspected.mountpoint);
         let total = tokio::task::spawn_blocking(move || tree_size(&mountpoint))
