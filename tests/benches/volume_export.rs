@@ -23,7 +23,8 @@ async fn task(c: &Client, body: &str) -> Duration {
     stevedore_e2e::bench::task(c, "volume_export", body, Duration::from_secs(1200)).await
 }
 
-/// Fill `volume` with `mib` MiB through a busybox container.
+/// Fill `volume` with `mib` MiB through a busybox container (the script
+/// goes to the engine as one argument, no shell in between).
 fn fill(volume: &str, mib: usize) {
     let files = (mib / 64).max(1);
     let each = mib.min(64);
@@ -34,9 +35,18 @@ fn fill(volume: &str, mib: usize) {
            else yes 'a volume of text, line after line of it' | head -c {each}m > t$n.txt; fi; \
            n=$((n+1)); done"
     );
-    sh(&format!(
-        "docker run --rm --network none -v {volume}:/v busybox:latest sh -c \"{script}\""
-    ));
+    stevedore_e2e::docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-v",
+        &format!("{volume}:/v"),
+        "busybox:latest",
+        "sh",
+        "-c",
+        &script,
+    ]);
 }
 
 fn spread(v: &[Duration]) -> String {
