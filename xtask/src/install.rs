@@ -29,7 +29,8 @@ pub const SERVICES: &[&str] = &[
 pub const LXC: &[&str] = &["lxc", "nftables", "dnsmasq-base", "xz-utils"];
 /// What the benchmarks compare against or drive the server with: Compose
 /// 1.29 (`apps_vs_compose`), wrk (`wrk_throughput`), pigz (compressed
-/// exports are compared with `docker save | pigz` and `tar -c | pigz`).
+/// exports are compared with `docker save | pigz`, `tar -c | pigz` and
+/// `docker run busybox tar | pigz`).
 pub const BENCH: &[&str] = &["docker-compose", "wrk", "pigz"];
 
 static UPDATED: AtomicBool = AtomicBool::new(false);

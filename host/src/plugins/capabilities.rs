@@ -23,9 +23,9 @@ use crate::runtime::traits::{
 };
 use crate::runtime::{
     AppFile, ArchiveFile, Backends, CallContext, ContainerLogs, ContainerRef, CreateOnNetwork,
-    CreateWith, Error, ExportContainer, ImageRef, ImportImage, InstallTemplate, Label, LabelQuery,
-    Labelled, PushImage, RemoveContainer, RemoveImage, RtResult, SaveImages, StopContainer,
-    TagImage,
+    CreateWith, Error, ExportContainer, ExportVolume, ImageRef, ImportImage, ImportVolume,
+    InstallTemplate, Label, LabelQuery, Labelled, PushImage, RemoveContainer, RemoveImage,
+    RtResult, SaveImages, StopContainer, TagImage,
 };
 
 type HostResult<T> = wasmtime::Result<Result<T, WitError>>;
@@ -450,11 +450,14 @@ impl PluginState {
 
 /// The glue of `networks` and `volumes`, two interfaces of one shape:
 /// create (noted for [`PluginState::created`]), remove, and list by label,
-/// each on its own backend, under its own call names.
+/// each on its own backend, under its own call names; then the calls one
+/// of them has beyond that shape (`{ ... }`).
 macro_rules! labelled_host {
     ($interface:ident($calls:ident, $created:ident):
-     $create:ident -> $id:ty, $remove:ident, $list:ident -> $info:ty) => {
+     $create:ident -> $id:ty, $remove:ident, $list:ident -> $info:ty { $($extra:tt)* }) => {
         impl $interface::Host for PluginState {
+            $($extra)*
+
             async fn create(
                 &mut self,
                 name: String,
@@ -489,9 +492,33 @@ macro_rules! labelled_host {
 }
 
 labelled_host!(networks(network_calls, Network):
-    network_create -> String, network_remove, network_list -> NetworkInfo);
+    network_create -> String, network_remove, network_list -> NetworkInfo {});
 labelled_host!(volumes(volume_calls, Volume):
-    volume_create -> (), volume_remove, volume_list -> VolumeInfo);
+    volume_create -> (), volume_remove, volume_list -> VolumeInfo {
+    async fn export_to_path(
+        &mut self,
+        volume: String,
+        path: String,
+        gzip: bool,
+        overwrite: bool,
+        live: bool,
+    ) -> HostResult<u64> {
+        let file = ArchiveFile { path, gzip, overwrite };
+        let req = ExportVolume { volume, file, live };
+        host_call!(self, volume_calls::EXPORT_TO_PATH, volumes.volume_export(req))
+    }
+
+    async fn import_from_path(
+        &mut self,
+        volume: String,
+        path: String,
+        overwrite: bool,
+    ) -> HostResult<u64> {
+        let labels = Vec::new();
+        let req = ImportVolume { volume, path, overwrite, labels };
+        host_call!(self, volume_calls::IMPORT_FROM_PATH, volumes.volume_import(req))
+    }
+});
 
 // The repository and the store's lookups are configuration reads, like
 // `images.resolve`: allowed in `validate`, so they go to the runtime

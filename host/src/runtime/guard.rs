@@ -47,10 +47,11 @@ use super::{AppFile, InstallTemplate, Label, Labelled};
 use super::{
     AppFolders, Backends, CallContext, ChangeSettings, ContainerEntry, ContainerLogs, ContainerRef,
     ContainerSpec, ContainerSummary, Containers, CreateOnNetwork, CreateWith, Credential,
-    Credentials, DeleteContainer, Error, ExportContainer, ImageInfo, ImageRef, Images, ImportImage,
-    LabelQuery, Limits, LogStream, MountSource, NetworkInfo, NetworkMode, Networks, PullRequest,
-    PushImage, RemoveContainer, RemoveImage, RtResult, RuntimeKind, SaveImages, SettingsChange,
-    Source, StopContainer, TagImage, UsageQuery, Usages, VolumeInfo, Volumes,
+    Credentials, DeleteContainer, Error, ExportContainer, ExportVolume, ImageInfo, ImageRef,
+    Images, ImportImage, ImportVolume, LabelQuery, Limits, LogStream, MountSource, NetworkInfo,
+    NetworkMode, Networks, PullRequest, PushImage, RemoveContainer, RemoveImage, RtResult,
+    RuntimeKind, SaveImages, SettingsChange, Source, StopContainer, TagImage, UsageQuery, Usages,
+    VolumeInfo, Volumes,
 };
 use crate::policy::{ContainerScope, Policies, Policy, Refused, APP_OWNER_FILE, OWNER_LABEL};
 
@@ -293,6 +294,42 @@ impl Guarded {
         let all = self.inner.volumes.volume_list(cx, Label::default()).await?;
         let found = all.iter().find(|v| v.name == name);
         Self::check_labelled(policy, "volume", name, found.map(|v| v.labels.as_slice()))
+    }
+
+    /// Whether volume `name` exists, once the caller may back it up or
+    /// restore into it: a volume labelled theirs, or an unlabelled one that
+    /// only their containers mount (pausing them is acting on them). A
+    /// missing one is `false` (an import creates it as theirs).
+    async fn backs_up(&self, cx: &CallContext, policy: &Policy, name: &str) -> RtResult<bool> {
+        let all = self.inner.volumes.volume_list(cx, Label::default()).await?;
+        let Some(found) = all.iter().find(|v| v.name == name) else {
+            return Ok(false);
+        };
+        if Self::all_containers(policy) {
+            return Ok(true);
+        }
+        match owner_in(&found.labels) {
+            Some(owner) if owner == policy.user => return Ok(true),
+            Some(_) => return Err(not_created_by(policy, "volume", name)),
+            None => {}
+        }
+        let users = self
+            .inner
+            .volumes
+            .volume_users(cx, name.to_string())
+            .await?;
+        let only_theirs = !users.is_empty()
+            && users
+                .iter()
+                .all(|c| owner_in(&c.labels) == Some(policy.user.as_str()));
+        if only_theirs {
+            Ok(true)
+        } else {
+            Err(Error::Denied(format!(
+                "volume {name} was not created by user {} and is not mounted by their containers only",
+                policy.user
+            )))
+        }
     }
 
     /// Who installed application `name` (none: no such app, or one from
@@ -918,6 +955,42 @@ impl Volumes for Guarded {
         self.inner.volumes.volume_list(cx, label).await
     }
 
+    async fn volume_export(&self, cx: &CallContext, mut req: ExportVolume) -> RtResult<u64> {
+        let policy = self.policy(cx);
+        if !self.backs_up(cx, &policy, &req.volume).await? {
+            return Err(Error::NotFound(format!(
+                "volume {}: no such volume",
+                req.volume
+            )));
+        }
+        req.file.path = self.scoped(&policy, &req.file.path)?;
+        confined(&policy.share, self.inner.volumes.volume_export(cx, req)).await
+    }
+
+    async fn volume_import(&self, cx: &CallContext, mut req: ImportVolume) -> RtResult<u64> {
+        let policy = self.policy(cx);
+        self.backs_up(cx, &policy, &req.volume).await?;
+        req.path = self.scoped(&policy, &req.path)?;
+        let name = req.volume.clone();
+        req.labels = owned(
+            cx,
+            Labelled {
+                name,
+                labels: req.labels,
+            },
+        )
+        .labels;
+        confined(&policy.share, self.inner.volumes.volume_import(cx, req)).await
+    }
+
+    async fn volume_users(
+        &self,
+        cx: &CallContext,
+        name: String,
+    ) -> RtResult<Vec<ContainerSummary>> {
+        self.inner.volumes.volume_users(cx, name).await
+    }
+
     // The API's `volumes` routes: a user sees what [`networks`] says.
 
     async fn volume_details(&self, cx: &CallContext) -> RtResult<Vec<serde_json::Value>> {
@@ -1341,5 +1414,88 @@ mod tests {
             Err(Error::Denied(_))
         ));
         assert_eq!(calls(&sim, "images.pull").len(), 1);
+    }
+
+    #[tokio::test]
+    async fn volume_backups_reach_the_users_own_volumes_in_their_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = serde_json::json!({
+            "volumes.list": {"ok": [
+                {"name": "bobs", "labels": [[OWNER_LABEL, "bob"]]},
+                {"name": "alices", "labels": [[OWNER_LABEL, "alice"]]},
+                {"name": "shared", "labels": []},
+                {"name": "mounted", "labels": []}
+            ]},
+            "volumes.users": [
+                {"ok": [{"id": "1", "name": "a", "image": "i", "running": true, "labels": [[OWNER_LABEL, "alice"]]},
+                        {"id": "2", "name": "b", "image": "i", "running": true, "labels": [[OWNER_LABEL, "bob"]]}]},
+                {"ok": [{"id": "2", "name": "b", "image": "i", "running": true, "labels": [[OWNER_LABEL, "bob"]]}]}
+            ]
+        });
+        let sim = Arc::new(Simulator::from_script(&script.to_string()).unwrap());
+        let (g, _) = guarded(dir.path());
+        let g = Guarded {
+            inner: Backends::all(sim.clone()),
+            ..g
+        };
+        let export = |volume: &str, path: &str| ExportVolume {
+            volume: volume.into(),
+            file: ArchiveFile {
+                path: path.into(),
+                gzip: false,
+                overwrite: false,
+            },
+            live: false,
+        };
+        let bob = cx("bob");
+        g.volume_export(&bob, export("bobs", "b.tar"))
+            .await
+            .unwrap();
+        assert_eq!(
+            calls(&sim, "volumes.export-to-path")[0]["path"],
+            "bob/b.tar",
+            "the path is moved into bob's folder"
+        );
+        for theirs in ["alices", "shared"] {
+            let e = g
+                .volume_export(&bob, export(theirs, "x.tar"))
+                .await
+                .unwrap_err();
+            assert!(matches!(e, Error::Denied(_)), "{theirs}: {e:?}");
+        }
+        // Unlabelled, mounted by bob's container alone: his.
+        g.volume_export(&bob, export("mounted", "m.tar"))
+            .await
+            .unwrap();
+        let e = g
+            .volume_export(&bob, export("gone", "x.tar"))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, Error::NotFound(_)), "{e:?}");
+        assert!(g
+            .volume_export(&bob, export("bobs", "../x.tar"))
+            .await
+            .is_err());
+        assert_eq!(calls(&sim, "volumes.export-to-path").len(), 2);
+
+        // An import into a new volume makes it bob's; into another's, refused.
+        let import = |volume: &str| ImportVolume {
+            volume: volume.into(),
+            path: "b.tar".into(),
+            overwrite: false,
+            labels: vec![(OWNER_LABEL.into(), "mallory".into())],
+        };
+        g.volume_import(&bob, import("fresh")).await.unwrap();
+        let done = &calls(&sim, "volumes.import-from-path")[0];
+        assert_eq!(done["path"], "bob/b.tar");
+        assert_eq!(done["labels"], serde_json::json!([[OWNER_LABEL, "bob"]]));
+        assert!(matches!(
+            g.volume_import(&bob, import("alices")).await,
+            Err(Error::Denied(_))
+        ));
+        // The admin reaches every volume.
+        g.volume_export(&cx("admin"), export("alices", "a.tar"))
+            .await
+            .unwrap();
     }
 }

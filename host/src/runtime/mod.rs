@@ -55,6 +55,7 @@ pub use traits::containers::{
     LabelQuery, LogStream, RemoveContainer, StopContainer, UsageQuery, Usages,
 };
 pub use traits::images::{ArchiveFile, ImageRef, PushImage, RemoveImage, SaveImages, TagImage};
+pub use traits::volumes::{ExportVolume, ImportVolume};
 
 /// Who a host call works for.
 #[derive(Clone)]

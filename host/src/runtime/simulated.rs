@@ -43,9 +43,10 @@ use super::{AppFile, InstallTemplate, Label, Labelled};
 use super::{
     AppFolders, CallContext, ContainerLogs, ContainerRef, ContainerSpec, ContainerSummary,
     Containers, CreateOnNetwork, CreateWith, Credential, Credentials, Error, ExportContainer,
-    ImageInfo, ImageRef, Images, ImportImage, LabelQuery, LogStream, NetworkInfo, Networks,
-    PullRequest, PushImage, RemoveContainer, RemoveImage, RtResult, RuntimeKind, SaveImages,
-    Source, StopContainer, TagImage, Template, Templates, VolumeInfo, Volumes,
+    ExportVolume, ImageInfo, ImageRef, Images, ImportImage, ImportVolume, LabelQuery, LogStream,
+    NetworkInfo, Networks, PullRequest, PushImage, RemoveContainer, RemoveImage, RtResult,
+    RuntimeKind, SaveImages, Source, StopContainer, TagImage, Template, Templates, VolumeInfo,
+    Volumes,
 };
 
 /// The compose file an unscripted `repository.read-file` answers with.
@@ -442,6 +443,24 @@ impl Volumes for Simulator {
     }
     async fn volume_list(&self, cx: &CallContext, label: Label) -> RtResult<Vec<VolumeInfo>> {
         self.answer(cx, volumes::LIST, json!(label), Vec::new)
+    }
+    /// Unscripted: an empty volume, written as an empty tar (1,024 bytes,
+    /// the end-of-archive blocks an engine's archive ends with).
+    async fn volume_export(&self, cx: &CallContext, req: ExportVolume) -> RtResult<u64> {
+        let file = req.file;
+        let args = json!({"volume": req.volume, "path": file.path, "gzip": file.gzip, "overwrite": file.overwrite, "live": req.live});
+        self.answer(cx, volumes::EXPORT_TO_PATH, args, || 1024)
+    }
+    async fn volume_import(&self, cx: &CallContext, req: ImportVolume) -> RtResult<u64> {
+        let args = json!({"volume": req.volume, "path": req.path, "overwrite": req.overwrite, "labels": req.labels});
+        self.answer(cx, volumes::IMPORT_FROM_PATH, args, || 1024)
+    }
+    async fn volume_users(
+        &self,
+        cx: &CallContext,
+        name: String,
+    ) -> RtResult<Vec<ContainerSummary>> {
+        self.answer(cx, volumes::USERS, json!({"name": name}), Vec::new)
     }
 }
 

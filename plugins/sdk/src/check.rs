@@ -19,6 +19,21 @@ pub fn name(field: &str, value: &str) -> Result<(), Error> {
     }
 }
 
+/// Docker's volume name rule, `^[a-zA-Z0-9][a-zA-Z0-9_.-]+$`, at most 255 bytes.
+pub fn volume(field: &str, value: &str) -> Result<(), Error> {
+    let mut chars = value.chars();
+    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
+    let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if first_ok && rest_ok && (2..=255).contains(&value.len()) {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            field,
+            "must be a volume name matching ^[a-zA-Z0-9][a-zA-Z0-9_.-]+$ (at most 255 characters)",
+        ))
+    }
+}
+
 /// A non-empty value.
 pub fn non_empty(field: &str, value: &str) -> Result<(), Error> {
     if value.trim().is_empty() {

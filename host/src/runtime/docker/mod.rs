@@ -24,6 +24,7 @@ pub mod progress;
 pub mod raw;
 pub mod settings;
 pub mod shared_pull;
+mod volume_backup;
 mod volumes;
 
 use std::collections::BTreeMap;

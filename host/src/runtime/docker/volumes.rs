@@ -9,7 +9,10 @@ use bollard::query_parameters::{ListVolumesOptions, RemoveVolumeOptions};
 use super::compose::{label_filter, sorted};
 use super::{engine, DockerRuntime};
 use crate::runtime::traits::volumes::VolumeSpec;
-use crate::runtime::{CallContext, Error, Label, Labelled, RtResult, VolumeInfo, Volumes};
+use crate::runtime::{
+    CallContext, ContainerSummary, Error, ExportVolume, ImportVolume, Label, Labelled, RtResult,
+    VolumeInfo, Volumes,
+};
 
 #[async_trait]
 impl Volumes for DockerRuntime {
@@ -55,6 +58,24 @@ impl Volumes for DockerRuntime {
                 labels: sorted(Some(v.labels)),
             })
             .collect())
+    }
+
+    async fn volume_export(&self, cx: &CallContext, req: ExportVolume) -> RtResult<u64> {
+        self.export_volume(cx, req).await
+    }
+
+    async fn volume_import(&self, cx: &CallContext, req: ImportVolume) -> RtResult<u64> {
+        self.import_volume(cx, req).await
+    }
+
+    /// A missing volume is `not-found` (the engine's filter would list none).
+    async fn volume_users(
+        &self,
+        _cx: &CallContext,
+        name: String,
+    ) -> RtResult<Vec<ContainerSummary>> {
+        self.api.inspect_volume(&name).await.map_err(engine)?;
+        self.users_of(&name, true).await
     }
 
     async fn volume_details(&self, _cx: &CallContext) -> RtResult<Vec<serde_json::Value>> {
