@@ -129,8 +129,14 @@ async fn new_edit_build_test_serve() {
     assert!(wasm.is_file());
 
     // Into a server's plugins folder: the category is documented and runs.
-    // The shared test engine: the category only lists its images.
-    let mut server = Server::start(Options::with_plugins(&["noop"]).test_engine()).await;
+    // The shared test engine (the category only lists its images), and the
+    // grant `plugin check` named: a new category gets `task` alone.
+    let mut server = Server::start(
+        Options::with_plugins(&["noop"])
+            .test_engine()
+            .config("[plugins.grants]\nmy_count = [\"task\", \"images\"]\n"),
+    )
+    .await;
     std::fs::copy(&wasm, server.root.path().join("plugins/my_count.wasm")).unwrap();
     server.stop();
     server.restart().await;
