@@ -2,6 +2,8 @@
 //! - instantiate + `validate` of a real plugin (`image_remove`), target median ≤ 50 µs;
 //! - the same of the `noop` test plugin (close to a pooled instance's cost), and a whole
 //!   no-op task's plugin work (`validate` + `run`), issue 13's ≤ 5 µs and ≤ 20 µs;
+//! - instantiate (and + `validate`) of `image_prune`, the category written in
+//!   Python, against the `noop` figures of the same run;
 //! - start-up with every built plugin loaded on a warm compile cache, target ≤ 500 ms;
 //! - the same start-up on a cold cache, for comparison (what the cache saves);
 //! - baselines for the pooled instance, in the same run: the `noop` component
@@ -101,6 +103,18 @@ fn bench(c: &mut Criterion) {
     // call (issue 13: <= 5 us).
     c.bench_function("instantiate noop", |b| {
         b.iter(|| rt.block_on(host.instantiate_only("noop")).unwrap())
+    });
+
+    // The category written in Python (componentize-py: a CPython whose
+    // start-up was snapshotted at build time) in the same run.
+    c.bench_function("instantiate image_prune (Python)", |b| {
+        b.iter(|| rt.block_on(host.instantiate_only("image_prune")).unwrap())
+    });
+    c.bench_function("instantiate+validate image_prune (Python)", |b| {
+        b.iter(|| {
+            rt.block_on(host.call_validate("image_prune", r#"{"dry_run":true}"#))
+                .unwrap()
+        })
     });
 
     baselines(c, &rt);

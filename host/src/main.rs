@@ -129,6 +129,20 @@ enum PluginCommand {
         #[arg(long)]
         script: Option<PathBuf>,
     },
+    /// Scaffold a category in a new folder NAME: source, build file, a simulator script and a test.
+    New {
+        /// Category name (lower-case letters, digits, `_`).
+        name: String,
+        /// Language of the category.
+        #[arg(long, default_value = "python")]
+        lang: stevedore::plugins::author::scaffold::Lang,
+    },
+    /// Build the category in DIR (default: the current folder) into DIR/NAME.wasm.
+    Build {
+        /// The category's folder.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
 }
 
 async fn task(login: LoginArgs, command: TaskCommand) -> anyhow::Result<()> {
@@ -190,6 +204,11 @@ async fn run() -> ExitCode {
                 params,
                 script,
             } => stevedore::plugins::cli::test(&file, &params, script.as_deref()).await,
+            PluginCommand::New { name, lang } => {
+                stevedore::plugins::author::scaffold::new(std::path::Path::new("."), &name, lang)
+                    .map(drop)
+            }
+            PluginCommand::Build { dir } => stevedore::plugins::author::build(&dir).map(drop),
         },
     };
     match result {

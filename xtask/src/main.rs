@@ -21,6 +21,7 @@ mod install;
 mod layers;
 mod plugins;
 mod postgres;
+mod pyplugins;
 mod pytools;
 mod services;
 mod util;

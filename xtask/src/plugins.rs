@@ -1,6 +1,8 @@
 //! `cargo xtask build-plugins`: every crate of the `plugins/` workspace that
 //! carries `[package.metadata.stevedore]` becomes a component in
-//! `target/plugins/<name>.wasm` (or `target/test-plugins/` when `test-only`).
+//! `target/plugins/<name>.wasm` (or `target/test-plugins/` when `test-only`);
+//! the Python categories of `plugins/python/` are built beside them
+//! (`crate::pyplugins`).
 
 use crate::install;
 use crate::util::{check_interrupted, describe, output, repo_root, run, status_text, which};
@@ -406,6 +408,9 @@ pub fn build() -> Result<()> {
         }
         written.insert(out);
     }
+    let python = crate::pyplugins::build(&out_dirs[0])?;
+    let built = modules.len() + python.len();
+    written.extend(python);
     // Outputs of plugins that no longer exist would still be loaded.
     for d in &out_dirs {
         for entry in std::fs::read_dir(d)? {
@@ -419,7 +424,7 @@ pub fn build() -> Result<()> {
     }
     eprintln!(
         "==> {} plugins in target/plugins and target/test-plugins ({} componentized) in {:.1?}",
-        modules.len(),
+        built,
         fresh,
         started.elapsed()
     );

@@ -99,7 +99,7 @@ fn axe(dir: &Path) -> Result<()> {
 }
 
 /// Debian's python3 (its `venv` is installed above), else the one on PATH.
-fn python() -> &'static str {
+pub fn python() -> &'static str {
     if Path::new("/usr/bin/python3").exists() {
         "/usr/bin/python3"
     } else {

@@ -26,8 +26,9 @@ fn config_for(file: &Path) -> PluginConfig {
     PluginConfig {
         dir: file.parent().map(Path::to_path_buf).unwrap_or_default(),
         cache_dir,
-        cpu_budget: Duration::from_secs(5),
-        memory_limit: 256 << 20,
+        // The server's defaults, so that what passes here loads there.
+        cpu_budget: Duration::from_millis(super::config::DEFAULT_CPU_BUDGET_MS),
+        memory_limit: super::config::DEFAULT_MEMORY_MB << 20,
         grants: Default::default(),
     }
 }
@@ -91,10 +92,52 @@ pub async fn check(file: &Path) -> anyhow::Result<()> {
             quoted(&capability_imports(&plugin.imports))
         );
     }
+    print_limits(&host, file, &d.name, &config).await?;
     match &d.params_schema {
         Some(schema) => println!("  params schema:\n{}", indent(&pretty(schema), 4)),
         None => println!("  params schema: none (the plugin does not describe its params)"),
     }
+    Ok(())
+}
+
+/// Instances made to measure the instantiate time.
+const INSTANTIATIONS: usize = 100;
+
+/// The component's size, the budget it gets from a server with the default
+/// `[plugins]` settings, and the median time to instantiate it on this host.
+async fn print_limits(
+    host: &PluginHost,
+    file: &Path,
+    category: &str,
+    config: &PluginConfig,
+) -> anyhow::Result<()> {
+    let size = std::fs::metadata(file)?.len();
+    println!(
+        "  size:         {size} bytes ({:.1} MiB)",
+        size as f64 / f64::from(1u32 << 20)
+    );
+    println!(
+        "  budget:       {} MiB of memory, {} ms of CPU per call (the defaults; `[plugins] memory_mb`, `cpu_budget_ms`)",
+        config.memory_limit >> 20,
+        config.cpu_budget.as_millis()
+    );
+    // The first instance maps the pool's slot; the median is of the rest.
+    host.instantiate_only(category)
+        .await
+        .map_err(|e| anyhow::anyhow!("instantiating: {}", describe_error(&e)))?;
+    let mut times = Vec::with_capacity(INSTANTIATIONS);
+    for _ in 0..INSTANTIATIONS {
+        let started = std::time::Instant::now();
+        host.instantiate_only(category)
+            .await
+            .map_err(|e| anyhow::anyhow!("instantiating: {}", describe_error(&e)))?;
+        times.push(started.elapsed());
+    }
+    times.sort();
+    println!(
+        "  instantiate:  {:.1?} (median of {INSTANTIATIONS} on this host)",
+        times[INSTANTIATIONS / 2]
+    );
     Ok(())
 }
 

@@ -12,7 +12,7 @@ pub use stevedore_contract::capabilities::ALL as CAPABILITIES;
 /// What the built-in categories need; unknown categories get `task` only.
 pub fn default_grants(category: &str) -> &'static [&'static str] {
     match category {
-        "image_download" | "image_remove" | "image_export" => &["task", "images"],
+        "image_download" | "image_remove" | "image_export" | "image_prune" => &["task", "images"],
         "image_push" => &["task", "images", "credentials"],
         "create" | "container_import" => &["task", "images", "containers", "credentials"],
         // Only the application categories lay out networks and volumes and

@@ -4,6 +4,7 @@
 //! [`PluginHost`] implements [`crate::queue::Executor`].
 
 pub mod accepted;
+pub mod author;
 pub mod bindings;
 pub mod cache;
 pub mod capabilities;
