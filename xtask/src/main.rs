@@ -334,9 +334,10 @@ fn bench(extra: &[String]) -> Result<()> {
         .args(packages)
         .args(cargo_args)
         // A smoke run: only the bench targets (criterion's `--test`, below,
-        // would run the crates' unit tests too).
+        // would run the crates' unit tests too, and `--benches` takes the
+        // lib targets as well).
         .args(if smoke && !picks_targets {
-            &["--benches"][..]
+            &["--bench", "*"][..]
         } else {
             &[][..]
         })
