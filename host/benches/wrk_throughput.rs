@@ -165,7 +165,7 @@ async fn run() -> anyhow::Result<()> {
     // What counts: the tasks the store holds completed, not the ends seen.
     let completed = common::completed(&server.queue).await? as usize;
     anyhow::ensure!(completed > 0, "no task completed");
-    if completed != submitted {
+    if completed < submitted {
         eprintln!("{completed} of {submitted} submitted tasks completed (the rest ended in error)");
     }
     println!(
@@ -244,8 +244,10 @@ async fn run() -> anyhow::Result<()> {
     )
     .await?;
     let steady_completed = common::completed(&server.queue).await? as usize - completed;
+    // (wrk does not count the requests still in flight when it stops: the
+    // store may hold a few more.)
     anyhow::ensure!(
-        steady_completed == summary.ok,
+        steady_completed >= summary.ok,
         "steady phase: {steady_completed} of {} submitted tasks completed",
         summary.ok
     );

@@ -325,11 +325,24 @@ fn bench(extra: &[String]) -> Result<()> {
         // The host's benches and the end-to-end ones against Docker and LXC.
         &["-p", "stevedore", "-p", "stevedore-e2e"]
     };
+    let (cargo_args, bench_args) = split_dashdash(&extra);
+    let picks_targets = cargo_args
+        .iter()
+        .any(|a| a == "--bench" || a == "--benches");
     let mut command = cargo(&root);
     command
         .arg("bench")
         .args(packages)
-        .args(&extra)
+        .args(cargo_args)
+        // A smoke run: only the bench targets (criterion's `--test`, below,
+        // would run the crates' unit tests too, and `--benches` takes the
+        // lib targets as well).
+        .args(if smoke && !picks_targets {
+            &["--bench", "*"][..]
+        } else {
+            &[][..]
+        })
+        .args(bench_args)
         .envs(services::test_env());
     if smoke {
         // The benches read this (`common::smoke`, `bench::smoke`); criterion's
