@@ -20,6 +20,7 @@ pub fn default_grants(category: &str) -> &'static [&'static str] {
         // capability.
         "application" | "application_upgrade" => CAPABILITIES,
         "container_export" => &["task", "containers"],
+        "image_check" | "container_update" => &["task", "images", "containers"],
         _ => &["task"],
     }
 }
