@@ -28,6 +28,17 @@ pub enum Verdict {
     Fail(String),
 }
 
+impl Failed {
+    /// Why, in words.
+    pub fn reason(&self) -> String {
+        match self {
+            Failed::Unhealthy(why) => why.clone(),
+            Failed::Cancelled => "cancelled".into(),
+            Failed::Runtime(e) => format!("reading its health: {e:?}"),
+        }
+    }
+}
+
 /// Why a gate did not pass.
 #[derive(Debug, Clone)]
 pub enum Failed {
@@ -79,19 +90,41 @@ impl Gate {
 
     /// Watch `container` until it passes or fails (see [`Gate::judge`]).
     pub fn wait(&self, runtime: RuntimeKind, container: &str) -> Result<(), Failed> {
+        self.wait_all(runtime, &[container.to_string()])
+            .map_err(|(_, failed)| failed)
+    }
+
+    /// Watch `containers` together until each has passed, or one fails:
+    /// then that one's name and why.
+    pub fn wait_all(
+        &self,
+        runtime: RuntimeKind,
+        containers: &[String],
+    ) -> Result<(), (String, Failed)> {
+        let mut pending: Vec<&String> = containers.iter().collect();
         let mut waited: u64 = 0;
         loop {
-            let h = containers::health(runtime, container).map_err(|e| match e {
-                Error::Cancelled => Failed::Cancelled,
-                e => Failed::Runtime(e),
-            })?;
-            match self.judge(&h, waited) {
-                Verdict::Pass => return Ok(()),
-                Verdict::Fail(why) => return Err(Failed::Unhealthy(why)),
-                Verdict::Wait => {}
+            let mut still = Vec::new();
+            for c in pending {
+                let h = containers::health(runtime, c).map_err(|e| {
+                    let failed = match e {
+                        Error::Cancelled => Failed::Cancelled,
+                        e => Failed::Runtime(e),
+                    };
+                    (c.clone(), failed)
+                })?;
+                match self.judge(&h, waited) {
+                    Verdict::Pass => {}
+                    Verdict::Fail(why) => return Err((c.clone(), Failed::Unhealthy(why))),
+                    Verdict::Wait => still.push(c),
+                }
             }
+            if still.is_empty() {
+                return Ok(());
+            }
+            pending = still;
             if task::sleep(self.poll_ms) {
-                return Err(Failed::Cancelled);
+                return Err((pending[0].clone(), Failed::Cancelled));
             }
             waited += u64::from(self.poll_ms);
         }
