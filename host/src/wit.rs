@@ -73,8 +73,8 @@ pub const WIT_VERSION: &str = "0.3.0";
 
 pub use self::exports::stevedore::plugin::executor::Description;
 pub use self::stevedore::plugin::containers::{
-    BindMount, ContainerExtra, ContainerSpec, ContainerSummary, Mount, MountSource,
-    NetworkAttachment, NetworkChoice, NetworkMode, PortBinding,
+    BindMount, ContainerExtra, ContainerHealth, ContainerSpec, ContainerSummary, Mount,
+    MountSource, NetworkAttachment, NetworkChoice, NetworkMode, PortBinding, Replacement,
 };
 pub use self::stevedore::plugin::images::{ImageInfo, PullRequest, Source};
 pub use self::stevedore::plugin::networks::NetworkInfo;

@@ -228,3 +228,60 @@ async fn an_upgrade_that_changes_the_service_set_is_refused_untouched() {
         other => panic!("{other:?}"),
     }
 }
+
+#[tokio::test]
+async fn an_upgraded_service_that_turns_unhealthy_brings_the_previous_version_back() {
+    let record = json!({"name": "shop", "project": "shop", "template": "t", "version": "3",
+        "binding": {"http_port": 9000}, "state": "installed", "autostart": false});
+    let installed = "version: \"2\"\nservices:\n  web:\n    image: busybox:1\n  db:\n    image: busybox:latest\n";
+    let v4 = "web:\n  image: busybox:2\n  ports: [\"8080:80\"]\n  links: [db]\ndb:\n  image: busybox:latest\n";
+    let labels = |service: &str| {
+        json!([
+            ["com.docker.compose.project", "shop"],
+            ["com.docker.compose.service", service],
+            ["com.docker.compose.config-hash", "old"]
+        ])
+    };
+    let script = json!({
+        "app-store.record": {"ok": record.to_string()},
+        "app-store.read-file": {"ok": installed},
+        "repository.get": {"ok": {"name": "t", "version": "4", "files": ["docker-compose.yml", "wizard/install.json"]}},
+        "repository.read-file": [{"ok": v4}, {"ok": INSTALL_JSON}, {"ok": v4}, {"ok": INSTALL_JSON}, {"ok": v4}, {"ok": INSTALL_JSON}],
+        "containers.list-labelled": {"ok": [
+            {"id": "w1", "name": "shop_web_1", "image": "busybox:1", "running": true, "labels": labels("web")},
+            {"id": "d1", "name": "shop_db_1", "image": "busybox:latest", "running": true, "labels": labels("db")},
+        ]},
+        "containers.health": [
+            {"ok": {"status": "running", "running": true, "exit_code": 0, "health": "healthy", "failing_streak": 0, "last_probe_output": ""}},
+            {"ok": {"status": "running", "running": true, "exit_code": 0, "health": "unhealthy", "failing_streak": 3, "last_probe_output": ""}},
+        ],
+    });
+    let (_d, host, sim) = host(script).await;
+    let params = json!({"template": "t", "name": "shop", "health_timeout_secs": 5});
+    match run(&host, "application_upgrade", params).await {
+        Outcome::Failed { message, .. } => {
+            assert!(
+                message.contains("health check failed: unhealthy after 3 failed probes"),
+                "{message}"
+            );
+            assert!(message.contains("service "), "{message}");
+            assert!(
+                message.contains("previous version was restored"),
+                "{message}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    let names: Vec<String> = calls(&sim).into_iter().map(|(n, _)| n).collect();
+    let gate = names.iter().position(|n| n == "containers.health").unwrap();
+    assert!(
+        names[gate..]
+            .iter()
+            .any(|n| n.starts_with("containers.create")),
+        "the previous containers are created again after the gate: {names:?}"
+    );
+    assert!(
+        !names.iter().any(|n| n == "app-store.write-file"),
+        "the new compose file is not kept: {names:?}"
+    );
+}

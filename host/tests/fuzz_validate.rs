@@ -71,6 +71,11 @@ fn seeds() -> Vec<(&'static str, Value)> {
             "application_upgrade",
             json!({"template": "gitlab", "name": "myapp"}),
         ),
+        ("image_check", json!({"container": "web"})),
+        (
+            "container_update",
+            json!({"container": "web", "image": "127.0.0.1:5000/app:v2", "health_timeout_secs": 60, "stable_secs": 10}),
+        ),
     ]
 }
 

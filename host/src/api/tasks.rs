@@ -22,7 +22,8 @@ use super::extract::Api;
 use super::session::CurrentUser;
 use super::{body_error, query_error, AppError, AppState};
 use crate::queue::{
-    DeleteSelector, LogEvent, LogLine, Page, Queue, QueueError, Task, TaskEvent, Viewer,
+    DeleteSelector, FindingEvent, LogEvent, LogLine, Page, Queue, QueueError, Task, TaskEvent,
+    Viewer,
 };
 
 /// `?category=`, `?node=` and `?logs=` of `GET background/events`.
@@ -554,7 +555,7 @@ pub fn selector_of(segment: &str) -> Result<DeleteSelector, AppError> {
 /// session ends; at most [`super::streams::Streams`]' cap per user.
 #[utoipa::path(get, path = "/background/events", tag = "tasks",
     summary = "Server-Sent Events: one `task` event per change of a task the caller may see",
-    description = "`event: task`, `id:` the task id, `data:` the task object as JSON; `event: lagged` (`{\"missed\": n}`) when the client fell behind. With `?logs=1`, also `event: log`, `id:` the task id, `data:` `{\"id\", \"ts\", \"level\", \"message\"}` per line a task running on this node logs (secrets masked; the whole log stays at `GET background/{id}/log`). The stream stays open until the session ends.",
+    description = "`event: task`, `id:` the task id, `data:` the task object as JSON; `event: lagged` (`{\"missed\": n}`) when the client fell behind. With `?logs=1`, also `event: log`, `id:` the task id, `data:` `{\"id\", \"ts\", \"level\", \"message\"}` per line a task running on this node logs (secrets masked; the whole log stays at `GET background/{id}/log`). To the task's owner alone, what a task running on this node finds: `event: update_available`, `data:` `{\"id\", \"kind\": \"update_available\", \"image\", \"containers\", \"remote_digest\"}` (`image_check`). The stream stays open until the session ends.",
     params(CategoryQuery),
     responses(
         (status = 200, description = "The event stream", content_type = "text/event-stream", body = String),
@@ -602,6 +603,15 @@ pub async fn events(
             std::future::ready(out.map(Ok::<_, Infallible>))
         })
     });
+    // What tasks find goes to their owner alone, whatever the category filter.
+    let owner = viewer.user.clone();
+    let findings = BroadcastStream::new(state.queue.subscribe_findings()).filter_map(move |item| {
+        let out = match item {
+            Ok(ev) if ev.user == owner => finding_event(&ev),
+            _ => None,
+        };
+        std::future::ready(out.map(Ok::<_, Infallible>))
+    });
     let rx = state.queue.subscribe();
     let stream = BroadcastStream::new(rx).filter_map(move |item| {
         let out = match item {
@@ -622,6 +632,7 @@ pub async fn events(
         };
         std::future::ready(out.map(Ok::<_, Infallible>))
     });
+    let stream = futures::stream::select(findings, stream);
     let stream = match logs {
         // Lines first: a run's lines are sent before its end is, so its
         // `completed` event never overtakes them.
@@ -633,6 +644,25 @@ pub async fn events(
     }
     .take_until(ended);
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+/// One event of what a task found (`event: update_available`, `id:` the
+/// task id, `data:` `{"id", "kind", ...}` with the finding's fields).
+fn finding_event(ev: &FindingEvent) -> Option<Event> {
+    #[derive(serde::Serialize)]
+    struct Found<'a> {
+        id: i64,
+        #[serde(flatten)]
+        finding: &'a crate::queue::Finding,
+    }
+    Event::default()
+        .id(ev.id.to_string())
+        .event(ev.finding.kind())
+        .json_data(Found {
+            id: ev.id,
+            finding: &ev.finding,
+        })
+        .ok()
 }
 
 /// One `log` event of `GET background/events?logs=1`.

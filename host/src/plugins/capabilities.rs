@@ -11,12 +11,13 @@ use super::bindings::stevedore::plugin::{
     app_store, containers, credentials, images, networks, repository, task, types, volumes,
 };
 use super::bindings::{
-    ContainerExtra, ContainerSpec, ContainerSummary, Credential, ImageInfo, Level, NetworkChoice,
-    NetworkInfo, PullRequest, RuntimeKind, Source, Template, VolumeInfo, WitError,
+    ContainerExtra, ContainerHealth, ContainerSpec, ContainerSummary, Credential, ImageInfo, Level,
+    NetworkChoice, NetworkInfo, PullRequest, Replacement, RuntimeKind, Source, Template,
+    VolumeInfo, WitError,
 };
 use super::state::{CancelledTrap, Created, PluginState};
 use crate::queue::store::Durable;
-use crate::queue::LogLevel;
+use crate::queue::{Finding, LogLevel};
 use crate::runtime::traits::{
     app_folders, containers as container_calls, credentials as credential_calls,
     images as image_calls, networks as network_calls, volumes as volume_calls,
@@ -24,8 +25,8 @@ use crate::runtime::traits::{
 use crate::runtime::{
     AppFile, ArchiveFile, Backends, CallContext, ContainerLogs, ContainerRef, CreateOnNetwork,
     CreateWith, Error, ExportContainer, ExportVolume, ImageRef, ImportImage, ImportVolume,
-    InstallTemplate, Label, LabelQuery, Labelled, PushImage, RemoveContainer, RemoveImage,
-    RtResult, SaveImages, StopContainer, TagImage,
+    InstallTemplate, Label, LabelQuery, Labelled, PushImage, Recreate, RemoveContainer,
+    RemoveImage, Restore, RtResult, SaveImages, StopContainer, TagImage,
 };
 
 type HostResult<T> = wasmtime::Result<Result<T, WitError>>;
@@ -239,6 +240,65 @@ impl images::Host for PluginState {
         let req = SaveImages { references, file };
         host_call!(self, image_calls::SAVE_TO_PATH, images.image_save(req))
     }
+
+    async fn repo_digests(
+        &mut self,
+        runtime: RuntimeKind,
+        reference: String,
+    ) -> HostResult<Vec<String>> {
+        let image = ImageRef::new(runtime, reference);
+        host_call!(
+            self,
+            image_calls::REPO_DIGESTS,
+            images.image_repo_digests(image)
+        )
+    }
+
+    /// Checked against the local image's registry digests (as the caller
+    /// may read them) before the task's owner hears of it.
+    async fn announce_update(
+        &mut self,
+        image: String,
+        containers: Vec<String>,
+        remote_digest: String,
+    ) -> HostResult<()> {
+        let what = image_calls::ANNOUNCE_UPDATE;
+        let local = ImageRef::new(RuntimeKind::Docker, image.clone());
+        let digests = host_call!(self, what, images.image_repo_digests(local))?;
+        let digests = match digests {
+            Ok(d) => d,
+            Err(e) => return Ok(Err(e)),
+        };
+        let named = digests
+            .iter()
+            .any(|d| d.rsplit_once('@').map(|(_, d)| d) == Some(remote_digest.as_str()));
+        if named {
+            return Ok(Err(WitError::Conflict(format!(
+                "{image} is already the version the registry serves ({remote_digest})"
+            ))));
+        }
+        if let Some(task) = &self.task {
+            task.reporter.announce(&Finding::UpdateAvailable {
+                image,
+                containers,
+                remote_digest,
+            });
+        }
+        Ok(Ok(()))
+    }
+
+    async fn remote_digest(
+        &mut self,
+        runtime: RuntimeKind,
+        reference: String,
+    ) -> HostResult<String> {
+        let image = ImageRef::new(runtime, reference);
+        host_call!(
+            self,
+            image_calls::REMOTE_DIGEST,
+            images.image_remote_digest(image)
+        )
+    }
 }
 
 impl containers::Host for PluginState {
@@ -297,6 +357,52 @@ impl containers::Host for PluginState {
             self,
             container_calls::LIST_LABELLED,
             containers.container_list_labelled(req)
+        )
+    }
+
+    /// Not remembered for removal on cancellation: removing the new
+    /// container alone would leave the previous one aside; the plugin
+    /// keeps or restores it itself.
+    async fn recreate(
+        &mut self,
+        runtime: RuntimeKind,
+        container: String,
+        image: String,
+    ) -> HostResult<Replacement> {
+        let req = Recreate {
+            container: ContainerRef::new(runtime, container),
+            image,
+            pinned: None,
+        };
+        host_call!(
+            self,
+            container_calls::RECREATE,
+            containers.container_recreate(req)
+        )
+    }
+
+    async fn restore(&mut self, runtime: RuntimeKind, replaced: Replacement) -> HostResult<()> {
+        let req = Restore {
+            kind: runtime,
+            replaced,
+        };
+        host_call!(
+            self,
+            container_calls::RESTORE,
+            containers.container_restore(req)
+        )
+    }
+
+    async fn health(
+        &mut self,
+        runtime: RuntimeKind,
+        container: String,
+    ) -> HostResult<ContainerHealth> {
+        let c = ContainerRef::new(runtime, container);
+        host_call!(
+            self,
+            container_calls::HEALTH,
+            containers.container_health(&c)
         )
     }
 

@@ -21,6 +21,7 @@ pub fn default_grants(category: &str) -> &'static [&'static str] {
         "application" | "application_upgrade" => CAPABILITIES,
         "container_export" => &["task", "containers"],
         "volume_export" | "volume_import" => &["task", "volumes"],
+        "image_check" | "container_update" => &["task", "images", "containers"],
         _ => &["task"],
     }
 }

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::executor::{
-    CategoryInfo, Executor, LogLevel, Outcome, Reporter, TaskContext, ValidationError,
+    CategoryInfo, Executor, Finding, LogLevel, Outcome, Reporter, TaskContext, ValidationError,
 };
 use super::mask::{
     has_secrets, marks_anything, mask_pointers, mask_secrets, mask_text, secret_values,
@@ -27,7 +27,7 @@ use super::store::{
     ProgressUpdate, TaskFilter, TaskStore,
 };
 use super::{
-    DeleteSelector, LogEvent, QueueConfig, QueueError, TaskLog, Viewer, CANCEL_GRACE,
+    DeleteSelector, FindingEvent, LogEvent, QueueConfig, QueueError, TaskLog, Viewer, CANCEL_GRACE,
     EVENT_CAPACITY, INTERRUPTED_DETAIL, LOG_FLUSH_INTERVAL, PROGRESS_FLUSH_INTERVAL,
     RETENTION_BATCH, RETENTION_INTERVAL, SHUTDOWN_GRACE,
 };
@@ -77,6 +77,8 @@ pub(super) struct Inner {
     pub(super) events: broadcast::Sender<TaskEvent>,
     /// Log lines of this node's runs, for event streams that asked for them.
     pub(super) logs: broadcast::Sender<LogEvent>,
+    /// What this node's runs found ([`super::Finding`]), for event streams.
+    pub(super) findings: broadcast::Sender<FindingEvent>,
     /// Held while log lines are written: the end of a run takes its last
     /// lines only once no earlier ones are on their way.
     log_flush: tokio::sync::Mutex<()>,
@@ -119,6 +121,7 @@ impl Inner {
         }
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
         let (logs, _) = broadcast::channel(EVENT_CAPACITY);
+        let (findings, _) = broadcast::channel(EVENT_CAPACITY);
         let categories = executor
             .categories()
             .into_iter()
@@ -131,6 +134,7 @@ impl Inner {
             config,
             events,
             logs,
+            findings,
             log_flush: tokio::sync::Mutex::new(()),
             wake: Notify::new(),
             counts: Mutex::new(Counts::default()),
@@ -668,6 +672,7 @@ impl Inner {
                 live: live.clone(),
                 events: self.events.clone(),
                 logs: self.logs.clone(),
+                findings: self.findings.clone(),
                 limits: self.config.task_log,
                 secrets,
             }),
@@ -974,6 +979,7 @@ struct TaskReporter {
     live: Arc<Live>,
     events: broadcast::Sender<TaskEvent>,
     logs: broadcast::Sender<LogEvent>,
+    findings: broadcast::Sender<FindingEvent>,
     limits: super::LogLimits,
     /// The values its params mask, masked in its lines too.
     secrets: Vec<String>,
@@ -1051,6 +1057,18 @@ impl Reporter for TaskReporter {
             LogLevel::Error => tracing::error!(task_id = id, category, "{message}"),
         }
         self.record(level, &message);
+    }
+
+    /// Logged too, so that the task's log keeps it.
+    fn announce(&self, finding: &Finding) {
+        let line = serde_json::to_string(finding).unwrap_or_default();
+        self.log(LogLevel::Info, &line);
+        let _ = self.findings.send(FindingEvent {
+            id: self.id,
+            user: self.user.clone(),
+            category: self.category.clone(),
+            finding: finding.clone(),
+        });
     }
 
     fn relay(&self, percent: i32, detail: &str) {

@@ -20,6 +20,38 @@ pub trait Reporter: Send + Sync {
     fn relay(&self, percent: i32, detail: &str) {
         self.progress(percent, detail);
     }
+    /// Tell the task's owner what the task found (an event beside its
+    /// state). By default: nobody hears it.
+    fn announce(&self, finding: &Finding) {
+        let _ = finding;
+    }
+}
+
+/// What a task found that its owner should hear of at once, beside its
+/// state: the one place such events are made (the event stream sends
+/// each as `event: <kind>`; webhooks may send them too).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Finding {
+    /// The registry serves another version of an image in use under the
+    /// same tag (`image_check`).
+    UpdateAvailable {
+        /// The image, `repository:tag`.
+        image: String,
+        /// The containers using it.
+        containers: Vec<String>,
+        /// The digest the registry serves now.
+        remote_digest: String,
+    },
+}
+
+impl Finding {
+    /// The event's name: `update_available`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Finding::UpdateAvailable { .. } => "update_available",
+        }
+    }
 }
 
 /// The reporter a host call gets: its progress is the engine's, relayed
@@ -32,6 +64,9 @@ impl Reporter for Relayed {
     }
     fn log(&self, level: LogLevel, message: &str) {
         self.0.log(level, message);
+    }
+    fn announce(&self, finding: &Finding) {
+        self.0.announce(finding);
     }
     fn relay(&self, percent: i32, detail: &str) {
         self.0.relay(percent, detail);

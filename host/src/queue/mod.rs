@@ -48,8 +48,8 @@ pub use crate::store::postgres::PgStore;
 pub use crate::store::sqlite::SqliteStore;
 pub use crate::store::task_log::{LogLimits, LogLine, TaskLog};
 pub use executor::{
-    CategoryDoc, CategoryInfo, Executor, LogLevel, Outcome, Relayed, Reporter, TaskContext,
-    ValidationError,
+    CategoryDoc, CategoryInfo, Executor, Finding, LogLevel, Outcome, Relayed, Reporter,
+    TaskContext, ValidationError,
 };
 pub use model::{
     alias_target, task_name, JsonText, ResultCode, Task, TaskEvent, TaskState, CATEGORY_ALIASES,
@@ -67,6 +67,20 @@ pub struct LogEvent {
     pub category: String,
     /// The line, secrets masked.
     pub line: LogLine,
+}
+
+/// What a running task found ([`Finding`]), as the event stream carries
+/// it: to the task's owner alone.
+#[derive(Debug, Clone)]
+pub struct FindingEvent {
+    /// The task.
+    pub id: i64,
+    /// Its owner (who alone hears of it).
+    pub user: String,
+    /// Its category, as submitted.
+    pub category: String,
+    /// What it found.
+    pub finding: Finding,
 }
 
 /// How often coalesced progress of running tasks is written to the store.
@@ -393,6 +407,10 @@ impl Queue {
     /// Every task change from now on.
     pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<TaskEvent> {
         self.inner.events.subscribe()
+    }
+    /// Everything this node's runs find from now on ([`Finding`]).
+    pub fn subscribe_findings(&self) -> tokio::sync::broadcast::Receiver<FindingEvent> {
+        self.inner.findings.subscribe()
     }
     /// Every log line of this node's runs from now on (lines are copied
     /// for the stream only while someone subscribes).

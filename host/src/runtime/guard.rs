@@ -53,6 +53,7 @@ use super::{
     RuntimeKind, SaveImages, SettingsChange, Source, StopContainer, TagImage, UsageQuery, Usages,
     VolumeInfo, Volumes,
 };
+use super::{ContainerHealth, Recreate, Replacement, Restore};
 use crate::policy::{ContainerScope, Policies, Policy, Refused, APP_OWNER_FILE, OWNER_LABEL};
 
 mod images;
@@ -526,6 +527,19 @@ impl Images for Guarded {
         self.inner.images.image_push(cx, req).await
     }
 
+    async fn image_repo_digests(&self, cx: &CallContext, image: ImageRef) -> RtResult<Vec<String>> {
+        if !Self::all_containers(&self.policy(cx)) {
+            self.check_use(cx, image.kind, &image.reference).await?;
+        }
+        self.inner.images.image_repo_digests(cx, image).await
+    }
+
+    /// The registry asked must be one the caller may pull from.
+    async fn image_remote_digest(&self, cx: &CallContext, image: ImageRef) -> RtResult<String> {
+        self.check_registry_of(&self.policy(cx), image.kind, &image.reference)?;
+        self.inner.images.image_remote_digest(cx, image).await
+    }
+
     async fn image_save(&self, cx: &CallContext, mut req: SaveImages) -> RtResult<u64> {
         let policy = self.policy(cx);
         req.file.path = self.scoped(&policy, &req.file.path)?;
@@ -669,6 +683,48 @@ impl Containers for Guarded {
     ) -> RtResult<LogStream> {
         let req = self.readable_logs(cx, req).await?;
         self.inner.containers.container_follow_logs(cx, req).await
+    }
+
+    /// The container must be the caller's, and the image one they may use
+    /// (as at `create`); the image is pinned to the id checked here.
+    async fn container_recreate(
+        &self,
+        cx: &CallContext,
+        mut req: Recreate,
+    ) -> RtResult<Replacement> {
+        let policy = self.policy(cx);
+        let c = &req.container;
+        self.check_owner(cx, &policy, c.kind, &c.id).await?;
+        self.check_use(cx, c.kind, &req.image).await?;
+        let info = self
+            .inner
+            .images
+            .image_inspect(cx, ImageRef::new(c.kind, &req.image))
+            .await?;
+        req.pinned = Some(info.id);
+        confined(
+            &policy.share,
+            self.inner.containers.container_recreate(cx, req),
+        )
+        .await
+    }
+
+    /// Both containers must be the caller's.
+    async fn container_restore(&self, cx: &CallContext, req: Restore) -> RtResult<()> {
+        let policy = self.policy(cx);
+        for id in [&req.replaced.id, &req.replaced.previous] {
+            self.check_owner(cx, &policy, req.kind, id).await?;
+        }
+        self.inner.containers.container_restore(cx, req).await
+    }
+
+    async fn container_health(
+        &self,
+        cx: &CallContext,
+        c: &ContainerRef,
+    ) -> RtResult<ContainerHealth> {
+        self.check_owned(cx, c).await?;
+        self.inner.containers.container_health(cx, c).await
     }
 
     /// Configuration, not a container: anyone logged in may know it.

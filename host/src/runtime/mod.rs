@@ -38,9 +38,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::queue::Reporter;
 pub use crate::wit::{
-    BindMount, ContainerExtra, ContainerSpec, ContainerSummary, Credential, ImageInfo, Mount,
-    MountSource, NetworkAttachment, NetworkChoice, NetworkInfo, NetworkMode, PortBinding,
-    PullRequest, RuntimeKind, Source, Template, VolumeInfo,
+    BindMount, ContainerExtra, ContainerHealth, ContainerSpec, ContainerSummary, Credential,
+    ImageInfo, Mount, MountSource, NetworkAttachment, NetworkChoice, NetworkInfo, NetworkMode,
+    PortBinding, PullRequest, Replacement, RuntimeKind, Source, Template, VolumeInfo,
 };
 pub use error::Error;
 
@@ -52,7 +52,7 @@ pub use traits::{
 pub use traits::containers::{ChangeSettings, Limits, SettingsChange};
 pub use traits::containers::{
     ContainerLogs, CreateOnNetwork, CreateWith, DeleteContainer, ExportContainer, ImportImage,
-    LabelQuery, LogStream, RemoveContainer, StopContainer, UsageQuery, Usages,
+    LabelQuery, LogStream, Recreate, RemoveContainer, Restore, StopContainer, UsageQuery, Usages,
 };
 pub use traits::images::{ArchiveFile, ImageRef, PushImage, RemoveImage, SaveImages, TagImage};
 pub use traits::volumes::{ExportVolume, ImportVolume};

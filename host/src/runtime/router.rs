@@ -23,6 +23,7 @@ use super::{
     RemoveImage, RtResult, RuntimeKind, SaveImages, Source, StopContainer, TagImage, Templates,
     UsageQuery, Usages, Volumes,
 };
+use super::{ContainerHealth, Recreate, Replacement, Restore};
 
 /// The images and containers of Docker and LXC behind one [`Images`] and
 /// one [`Containers`].
@@ -114,6 +115,8 @@ routed! {
         image_tag(req: TagImage) -> () => docker;
         image_push(req: PushImage) -> () => docker;
         image_save(req: SaveImages) -> u64 => docker;
+        image_repo_digests(image: ImageRef) -> Vec<String> => of(image.kind);
+        image_remote_digest(image: ImageRef) -> String => of(image.kind);
         // The synchronous image routes' calls.
         image_inspect_json(image: ImageRef) -> String => of(image.kind);
         image_commit(req: CommitImage) -> String => docker;
@@ -147,6 +150,9 @@ routed! {
         engine_version(kind: RuntimeKind) -> String => of(kind);
         container_settings(c: &ContainerRef) -> serde_json::Value => of(c.kind);
         container_change_settings(req: ChangeSettings) -> () => of(req.container.kind);
+        container_recreate(req: Recreate) -> Replacement => of(req.container.kind);
+        container_restore(req: Restore) -> () => of(req.kind);
+        container_health(c: &ContainerRef) -> ContainerHealth => of(c.kind);
     }
     async fn archive_config(&self, cx: &CallContext, path: String) -> RtResult<Option<String>> {
         match self.docker.archive_config(cx, path.clone()).await {

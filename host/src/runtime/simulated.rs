@@ -16,6 +16,13 @@
 //! a container from a missing reference fails with the engine's `No such
 //! image`, whatever the script says about `containers.create`.
 //!
+//! Unscripted, an image's registry digest (`images.repo-digests`) is the
+//! one the registry serves (`images.remote-digest`): no update; a
+//! recreate keeps the previous container aside under
+//! `<name>-replaced-<id>` and answers a new id, and a container is
+//! running without a health check, as a real engine answers for an
+//! image without `HEALTHCHECK`.
+//!
 //! A followed container's logs (`containers.follow-logs`, the logs route's
 //! `follow`) come as an engine sends them: the last `tail` lines of what the
 //! script says it wrote, then each of its later writes, cut into whole
@@ -48,6 +55,7 @@ use super::{
     RuntimeKind, SaveImages, Source, StopContainer, TagImage, Template, Templates, VolumeInfo,
     Volumes,
 };
+use super::{ContainerHealth, Recreate, Replacement, Restore};
 
 /// The compose file an unscripted `repository.read-file` answers with.
 pub const DEFAULT_COMPOSE: &str =
@@ -255,6 +263,19 @@ impl Simulator {
     }
 }
 
+/// The registry digest the simulator answers for every image.
+pub const SIMULATED_DIGEST: &str =
+    "sha256:dddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd";
+
+/// `reference` without its tag or digest: the repository a repo digest names.
+fn repository_of(reference: &str) -> &str {
+    let name = reference.split('@').next().unwrap_or(reference);
+    match name.rfind(':') {
+        Some(i) if !name[i..].contains('/') => &name[..i],
+        _ => name,
+    }
+}
+
 fn image(reference: &str) -> ImageInfo {
     ImageInfo {
         id: "sha256:0000000000000000000000000000000000000000000000000000000000000000".into(),
@@ -318,6 +339,19 @@ impl Images for Simulator {
         let file = req.file;
         let args = json!({"references": req.references, "path": file.path, "gzip": file.gzip, "overwrite": file.overwrite});
         self.answer(cx, images::SAVE_TO_PATH, args, || 0)
+    }
+    async fn image_repo_digests(&self, cx: &CallContext, req: ImageRef) -> RtResult<Vec<String>> {
+        let ImageRef { kind, reference } = req;
+        let args = json!({"runtime": kind, "reference": reference});
+        self.answer(cx, images::REPO_DIGESTS, args, || {
+            vec![format!("{}@{SIMULATED_DIGEST}", repository_of(&reference))]
+        })
+    }
+    async fn image_remote_digest(&self, cx: &CallContext, req: ImageRef) -> RtResult<String> {
+        let args = json!({"runtime": req.kind, "reference": req.reference});
+        self.answer(cx, images::REMOTE_DIGEST, args, || {
+            SIMULATED_DIGEST.to_string()
+        })
     }
 }
 
@@ -416,6 +450,42 @@ impl Containers for Simulator {
     ) -> RtResult<Vec<ContainerSummary>> {
         let args = json!({"runtime": req.kind, "key": req.key, "value": req.value});
         self.answer(cx, containers::LIST_LABELLED, args, Vec::new)
+    }
+    /// As the engine: an image it lacks is `No such image`, whatever the script says.
+    async fn container_recreate(&self, cx: &CallContext, req: Recreate) -> RtResult<Replacement> {
+        let c = &req.container;
+        let args = json!({"runtime": c.kind, "container": c.id, "image": req.image});
+        let replaced = self.answer(cx, containers::RECREATE, args, || Replacement {
+            id: format!("simulated-{}-new", c.id),
+            previous: c.id.clone(),
+            aside_name: format!(
+                "{}-replaced-{}",
+                c.id,
+                c.id.chars().take(12).collect::<String>()
+            ),
+            was_running: true,
+        });
+        self.check_image(&req.image)?;
+        replaced
+    }
+    async fn container_restore(&self, cx: &CallContext, req: Restore) -> RtResult<()> {
+        let args = json!({"runtime": req.kind, "replaced": req.replaced});
+        self.answer(cx, containers::RESTORE, args, || ())
+    }
+    async fn container_health(
+        &self,
+        cx: &CallContext,
+        c: &ContainerRef,
+    ) -> RtResult<ContainerHealth> {
+        let args = json!({"runtime": c.kind, "container": c.id});
+        self.answer(cx, containers::HEALTH, args, || ContainerHealth {
+            status: "running".into(),
+            running: true,
+            exit_code: 0,
+            health: None,
+            failing_streak: 0,
+            last_probe_output: String::new(),
+        })
     }
 }
 

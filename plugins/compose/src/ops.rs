@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
 use stevedore_sdk::containers::{self, Mount, MountSource};
+use stevedore_sdk::health::Gate;
 use stevedore_sdk::images::{self, PullRequest, Source};
 use stevedore_sdk::repository::{self, Template};
 use stevedore_sdk::{app_store, check, networks, task, volumes, Error, RuntimeKind};
@@ -443,11 +444,42 @@ pub struct UpgradeParams {
     pub template: String,
     /// Application name.
     pub name: String,
+    /// Most seconds to wait for a recreated container's health check to
+    /// pass (default 60, at most 3600).
+    #[serde(default)]
+    pub health_timeout_secs: Option<u64>,
+    /// Seconds a recreated container without a health check must keep
+    /// running (default 10, at most 3600).
+    #[serde(default)]
+    pub stable_secs: Option<u64>,
+}
+
+/// Most seconds of a health gate's wait.
+const MAX_GATE_SECS: u64 = 3600;
+
+impl UpgradeParams {
+    /// The health gate the recreated containers must pass.
+    pub fn gate(&self) -> Result<Gate, Error> {
+        let seconds = |field: &str, v: Option<u64>, default: u64| match v.unwrap_or(default) {
+            0 => Err(Error::invalid(field, "must be at least 1")),
+            s if s > MAX_GATE_SECS => Err(Error::invalid(
+                field,
+                format!("must be at most {MAX_GATE_SECS}"),
+            )),
+            s => Ok(s * 1000),
+        };
+        Ok(Gate {
+            timeout_ms: seconds("health_timeout_secs", self.health_timeout_secs, 60)?,
+            stable_ms: seconds("stable_secs", self.stable_secs, 10)?,
+            poll_ms: 500,
+        })
+    }
 }
 
 /// Submit-time checks of `application_upgrade`.
 pub fn validate_upgrade(p: &UpgradeParams) -> Result<Record, Error> {
     check::name("name", &p.name)?;
+    p.gate()?;
     let record = load_record(&p.name)?
         .ok_or_else(|| Error::invalid("name", format!("no application `{}`", p.name)))?;
     if record.template != p.template {
@@ -505,6 +537,7 @@ fn anonymous_volumes(container: &str, covered: &BTreeSet<String>) -> Vec<Mount> 
 /// containers back and say what failed.
 pub fn upgrade(p: &UpgradeParams) -> Result<String, Error> {
     let mut record = validate_upgrade(p)?;
+    let gate = p.gate()?;
     if record.binding.values().any(|v| v.as_str() == Some(MASK)) {
         record = load_full_record(&p.name)?;
     }
@@ -593,7 +626,20 @@ pub fn upgrade(p: &UpgradeParams) -> Result<String, Error> {
             }
             start_service(s, &carried, &mut undo)?;
         }
-        Ok(())
+        // The health gate: every recreated container healthy, or running
+        // for a while without a health check; else the previous version.
+        let recreated: Vec<String> = changed.iter().map(|s| s.spec.name.clone()).collect();
+        if !recreated.is_empty() {
+            task::progress(95, "waiting for the recreated containers to be healthy");
+        }
+        gate.wait_all(RuntimeKind::Docker, &recreated)
+            .map_err(|(container, failed)| {
+                let service = changed
+                    .iter()
+                    .find(|s| s.spec.name == container)
+                    .map_or(container.as_str(), |s| s.service.as_str());
+                Error::Runtime(format!("service {service}: {}", failed.reason()))
+            })
     })();
     if let Err(e) = outcome {
         // Put the previous containers back, from the previous compose file.

@@ -34,6 +34,7 @@
 //! ```
 
 pub mod check;
+pub mod health;
 mod schema;
 
 pub use schema::{schema_json, AnyParams};

@@ -18,9 +18,26 @@ use crate::runtime::{
     ExportContainer, ImageRef, Images, ImportImage, LabelQuery, LogStream, RemoveContainer,
     RtResult, RuntimeKind, StopContainer, TagImage, UsageQuery, Usages,
 };
+use crate::runtime::{ContainerHealth, Recreate, Replacement, Restore};
 
 #[async_trait]
 impl Containers for DockerRuntime {
+    async fn container_recreate(&self, cx: &CallContext, req: Recreate) -> RtResult<Replacement> {
+        self.recreate_on(cx, req).await
+    }
+
+    async fn container_restore(&self, _cx: &CallContext, req: Restore) -> RtResult<()> {
+        self.restore(&req.replaced).await
+    }
+
+    async fn container_health(
+        &self,
+        _cx: &CallContext,
+        c: &ContainerRef,
+    ) -> RtResult<ContainerHealth> {
+        self.health(c).await
+    }
+
     async fn container_create(&self, _cx: &CallContext, spec: ContainerSpec) -> RtResult<String> {
         let staged = self.pin_binds(&spec)?;
         let body = self.spec_to_body(&spec, &staged)?;

@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use bollard::query_parameters::{
     CommitContainerOptions, ListImagesOptions, RemoveImageOptions, TagImageOptions,
 };
+use futures::TryStreamExt;
 use hyper::Method;
 
 use super::raw::query;
@@ -142,6 +143,60 @@ impl Images for DockerRuntime {
                 created: i.created,
             })
             .collect())
+    }
+
+    async fn image_repo_digests(
+        &self,
+        _cx: &CallContext,
+        image: ImageRef,
+    ) -> RtResult<Vec<String>> {
+        let inspect = self
+            .api
+            .inspect_image(&image.reference)
+            .await
+            .map_err(engine)?;
+        Ok(inspect.repo_digests.unwrap_or_default())
+    }
+
+    /// The engine's distribution API (`GET /distribution/{name}/json`),
+    /// with the credentials a pull of `reference` would send.
+    async fn image_remote_digest(&self, cx: &CallContext, image: ImageRef) -> RtResult<String> {
+        let named = reference::Reference::parse(&image.reference)
+            .map_err(|e| Error::InvalidParams(format!("image: {e}")))?;
+        let host = if named.domain == reference::DOCKER_HUB {
+            String::new()
+        } else {
+            named.domain.clone()
+        };
+        let credential = self.credential_for(cx, &host, None).await;
+        let header = auth::registry_auth(credential.as_ref(), &host);
+        // The reference's characters are all URL-safe once parsed; the
+        // engine reads the name with its slashes from the path.
+        let path = format!("/distribution/{}/json", image.reference);
+        let response = self
+            .raw
+            .send(
+                Method::GET,
+                &path,
+                &[("X-Registry-Auth", &header)],
+                raw::empty(),
+            )
+            .await?;
+        let body: Vec<u8> = response
+            .bytes()
+            .try_fold(Vec::new(), |mut all, chunk| async move {
+                all.extend_from_slice(&chunk);
+                Ok(all)
+            })
+            .await?;
+        let answer: bollard::models::DistributionInspect = serde_json::from_slice(&body)
+            .map_err(|e| Error::Runtime(format!("the engine's distribution answer: {e}")))?;
+        answer.descriptor.digest.ok_or_else(|| {
+            Error::Runtime(format!(
+                "the registry gave no digest for {}",
+                image.reference
+            ))
+        })
     }
 
     async fn image_remove(&self, _cx: &CallContext, req: RemoveImage) -> RtResult<Vec<String>> {

@@ -23,8 +23,9 @@ use bollard::query_parameters::{
 
 use super::{archive, engine, DockerRuntime};
 use crate::runtime::{
-    BindMount, CallContext, ChangeSettings, ContainerRef, ContainerSpec, Containers, Error, Limits,
-    PortBinding, RtResult, RuntimeKind, SettingsChange, STOP_TIMEOUT_SECS,
+    BindMount, CallContext, ChangeSettings, ContainerHealth, ContainerRef, ContainerSpec,
+    Containers, Error, Limits, PortBinding, Recreate, Replacement, RtResult, RuntimeKind,
+    SettingsChange, STOP_TIMEOUT_SECS,
 };
 
 /// The networks a container's `NetworkMode` names without being a network
@@ -304,27 +305,168 @@ impl DockerRuntime {
             }
             SettingsChange::Autostart(_) => {}
         }
-        let result = self.swap(cx, &old_id, &name, running, body, later).await;
+        let swap = Swap {
+            old_id: &old_id,
+            name: &name,
+            was_running: running,
+            start_new: running,
+            keep_old: false,
+            pinned: None,
+        };
+        let result = self.swap(cx, swap, body, later).await;
         match result {
-            Ok(()) => self.pins.release(old_pins.iter().map(String::as_str)),
+            Ok(_) => self.pins.release(old_pins.iter().map(String::as_str)),
             Err(_) => self.pins.release(new_pins.iter().map(String::as_str)),
         }
-        result
+        result.map(|_| ())
     }
 
-    /// Rename the old container aside, create and (if the old one ran)
-    /// start the new one, then remove the old one; on a failure, undo.
+    /// `containers.recreate`: the container on another image with the same
+    /// settings, started; the previous one stays aside, stopped. What the
+    /// previous container had from its image alone (command, entrypoint,
+    /// health check, environment, labels...) is left for the new image to
+    /// give.
+    pub(super) async fn recreate_on(
+        &self,
+        cx: &CallContext,
+        req: Recreate,
+    ) -> RtResult<Replacement> {
+        let inspect = self
+            .api
+            .inspect_container(&req.container.id, None)
+            .await
+            .map_err(engine)?;
+        let old_id = inspect.id.clone().unwrap_or_default();
+        let name = inspect
+            .name
+            .clone()
+            .unwrap_or_default()
+            .trim_start_matches('/')
+            .to_string();
+        let was_running = inspect
+            .state
+            .as_ref()
+            .and_then(|s| s.running)
+            .unwrap_or(false);
+        let (mut body, later) = body_from_inspect(&inspect)?;
+        if let Some(old_image) = inspect.image.as_deref() {
+            match self.api.inspect_image(old_image).await {
+                Ok(image) => {
+                    let defaults = serde_json::to_value(image.config.unwrap_or_default())
+                        .map_err(|e| Error::Other(e.to_string()))?;
+                    body = without_image_defaults(body, &defaults)?;
+                }
+                Err(e) => {
+                    tracing::warn!(container = %name, "reading the previous image's defaults: {}", engine(e).message())
+                }
+            }
+        }
+        body.image = Some(req.image.clone());
+        let swap = Swap {
+            old_id: &old_id,
+            name: &name,
+            was_running,
+            start_new: true,
+            keep_old: true,
+            pinned: req.pinned.as_deref(),
+        };
+        let id = self.swap(cx, swap, body, later).await?;
+        Ok(Replacement {
+            id,
+            previous: old_id.clone(),
+            aside_name: aside_name(&name, &old_id),
+            was_running,
+        })
+    }
+
+    /// `containers.restore`: remove the new container, give the previous
+    /// one its name back and start it if it ran.
+    pub(super) async fn restore(&self, replaced: &Replacement) -> RtResult<()> {
+        let name = replaced
+            .aside_name
+            .rsplit_once(ASIDE)
+            .map(|(n, _)| n.to_string())
+            .ok_or_else(|| {
+                Error::InvalidParams(format!(
+                    "replaced.aside-name: `{}` is not a name `recreate` gives",
+                    replaced.aside_name
+                ))
+            })?;
+        let remove = RemoveContainerOptions {
+            v: false,
+            force: true,
+            link: false,
+        };
+        match self.api.remove_container(&replaced.id, Some(remove)).await {
+            Ok(()) => {}
+            Err(e) => match engine(e) {
+                Error::NotFound(_) => {}
+                other => return Err(other),
+            },
+        }
+        self.api
+            .rename_container(&replaced.previous, RenameContainerOptions { name })
+            .await
+            .map_err(engine)?;
+        if replaced.was_running {
+            self.api
+                .start_container(&replaced.previous, None)
+                .await
+                .map_err(engine)?;
+        }
+        Ok(())
+    }
+
+    /// `containers.health`: the container's state and health check.
+    pub(super) async fn health(&self, c: &ContainerRef) -> RtResult<ContainerHealth> {
+        let inspect = self
+            .api
+            .inspect_container(&c.id, None)
+            .await
+            .map_err(engine)?;
+        let state = inspect.state.unwrap_or_default();
+        let check = state.health.unwrap_or_default();
+        let health = check
+            .status
+            .map(|s| s.to_string())
+            .filter(|s| !s.is_empty() && s != "none");
+        let last_probe_output = check
+            .log
+            .unwrap_or_default()
+            .last()
+            .and_then(|r| r.output.clone())
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+        Ok(ContainerHealth {
+            status: state.status.map(|s| s.to_string()).unwrap_or_default(),
+            running: state.running.unwrap_or(false),
+            exit_code: state.exit_code.unwrap_or(0),
+            health,
+            failing_streak: check.failing_streak.unwrap_or(0).clamp(0, u32::MAX as i64) as u32,
+            last_probe_output,
+        })
+    }
+
+    /// Rename the old container aside, create and (if asked) start the new
+    /// one, then remove the old one unless it is kept; on a failure, undo.
+    /// Returns the new container's id.
     async fn swap(
         &self,
         cx: &CallContext,
-        old_id: &str,
-        name: &str,
-        running: bool,
+        swap: Swap<'_>,
         body: ContainerCreateBody,
         later: Vec<(String, EndpointSettings)>,
-    ) -> RtResult<()> {
-        let short: String = old_id.chars().take(12).collect();
-        let aside = format!("{name}-replaced-{short}");
+    ) -> RtResult<String> {
+        let Swap {
+            old_id,
+            name,
+            was_running: running,
+            start_new,
+            keep_old,
+            pinned,
+        } = swap;
+        let aside = aside_name(name, old_id);
         let rename = |to: String| RenameContainerOptions { name: to };
         self.api
             .rename_container(old_id, rename(aside))
@@ -342,6 +484,19 @@ impl DockerRuntime {
             }
         };
         let started = async {
+            if let Some(pinned) = pinned {
+                let made = self
+                    .api
+                    .inspect_container(&created, None)
+                    .await
+                    .map_err(engine)?;
+                if made.image.as_deref() != Some(pinned) {
+                    return Err(Error::Conflict(format!(
+                        "the image changed after it was checked (now {}, checked {pinned})",
+                        made.image.unwrap_or_default()
+                    )));
+                }
+            }
             for (network, settings) in later {
                 let request = NetworkConnectRequest {
                     container: created.clone(),
@@ -361,6 +516,8 @@ impl DockerRuntime {
                     .stop_container(old_id, Some(stop))
                     .await
                     .map_err(engine)?;
+            }
+            if start_new {
                 let new = ContainerRef::new(RuntimeKind::Docker, created.clone());
                 self.container_start(cx, &new).await?;
             }
@@ -371,6 +528,9 @@ impl DockerRuntime {
             self.roll_back(Some(&created), old_id, name, running).await;
             return Err(e);
         }
+        if keep_old {
+            return Ok(created);
+        }
         let remove = RemoveContainerOptions {
             v: false,
             force: true,
@@ -380,7 +540,7 @@ impl DockerRuntime {
             // The new container runs; the old one is left under its aside name.
             tracing::warn!(container = %name, "removing the replaced container: {}", engine(e).message());
         }
-        Ok(())
+        Ok(created)
     }
 
     /// Remove the new container (if made), give the old one its name back
@@ -409,6 +569,89 @@ impl DockerRuntime {
             }
         }
     }
+}
+
+/// What [`DockerRuntime::swap`] does with the old container and the new one.
+struct Swap<'a> {
+    /// The old container's id.
+    old_id: &'a str,
+    /// The name both carry in turn.
+    name: &'a str,
+    /// Whether the old one ran (it is stopped, and started again on undo).
+    was_running: bool,
+    /// Start the new one.
+    start_new: bool,
+    /// Keep the old one, stopped and aside, instead of removing it.
+    keep_old: bool,
+    /// The image id the new container must run, if pinned.
+    pinned: Option<&'a str>,
+}
+
+/// What a replaced container's name becomes while it is aside:
+/// `<name>-replaced-<short id>`.
+const ASIDE: &str = "-replaced-";
+
+fn aside_name(name: &str, old_id: &str) -> String {
+    let short: String = old_id.chars().take(12).collect();
+    format!("{name}{ASIDE}{short}")
+}
+
+/// The config keys an image gives a container as a whole value.
+const IMAGE_VALUES: &[&str] = &[
+    "Cmd",
+    "Entrypoint",
+    "Healthcheck",
+    "WorkingDir",
+    "User",
+    "StopSignal",
+    "Shell",
+    "OnBuild",
+];
+
+/// The config keys an image gives a container entry by entry.
+const IMAGE_ENTRIES: &[&str] = &["Env", "Labels", "ExposedPorts", "Volumes"];
+
+/// `body` without what the container got from its image's config
+/// (`image`, as JSON) alone, so that another image's defaults apply: a
+/// whole value equal to the image's, or an entry the image has. Published
+/// ports stay exposed.
+fn without_image_defaults(
+    body: ContainerCreateBody,
+    image: &serde_json::Value,
+) -> RtResult<ContainerCreateBody> {
+    let json = |e: serde_json::Error| Error::Other(e.to_string());
+    let mut value = serde_json::to_value(&body).map_err(json)?;
+    let object = value
+        .as_object_mut()
+        .ok_or_else(|| Error::Other("the container's configuration is not an object".into()))?;
+    for key in IMAGE_VALUES {
+        if image.get(*key).is_some_and(|v| object.get(*key) == Some(v)) {
+            object.remove(*key);
+        }
+    }
+    let published: Vec<String> = body
+        .host_config
+        .as_ref()
+        .and_then(|h| h.port_bindings.as_ref())
+        .map(|p| p.keys().cloned().collect())
+        .unwrap_or_default();
+    for key in IMAGE_ENTRIES {
+        let Some(from_image) = image.get(*key) else {
+            continue;
+        };
+        match (object.get_mut(*key), from_image) {
+            (Some(serde_json::Value::Array(have)), serde_json::Value::Array(theirs)) => {
+                have.retain(|v| !theirs.contains(v));
+            }
+            (Some(serde_json::Value::Object(have)), serde_json::Value::Object(theirs)) => {
+                have.retain(|k, v| {
+                    (*key == "ExposedPorts" && published.contains(k)) || theirs.get(k) != Some(v)
+                });
+            }
+            _ => {}
+        }
+    }
+    serde_json::from_value(value).map_err(json)
 }
 
 /// `binds` given as their `staged` folders, in the engine's `Binds` form.
@@ -520,6 +763,39 @@ mod tests {
             bound["53/udp"].as_ref().unwrap()[0].host_port.as_deref(),
             Some("9000")
         );
+    }
+
+    #[test]
+    fn a_recreate_on_another_image_drops_what_the_old_image_gave() {
+        let body = ContainerCreateBody {
+            cmd: Some(vec!["sh".into()]),
+            entrypoint: Some(vec!["/bin/run".into()]),
+            env: Some(vec!["PATH=/bin".into(), "MODE=prod".into()]),
+            labels: Some(HashMap::from([
+                ("built".into(), "old".into()),
+                ("owner".into(), "bob".into()),
+            ])),
+            exposed_ports: Some(vec!["80/tcp".into(), "8080/tcp".into()]),
+            host_config: Some(HostConfig {
+                port_bindings: Some(HashMap::from([("80/tcp".into(), None)])),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let image = serde_json::json!({
+            "Cmd": ["sh"], "Entrypoint": ["/bin/other"], "Env": ["PATH=/bin"],
+            "Labels": {"built": "old"}, "ExposedPorts": {"80/tcp": {}, "8080/tcp": {}},
+        });
+        let body = without_image_defaults(body, &image).unwrap();
+        assert_eq!(body.cmd, None, "the image's command");
+        assert_eq!(
+            body.entrypoint.unwrap(),
+            ["/bin/run"],
+            "the container's own"
+        );
+        assert_eq!(body.env.unwrap(), ["MODE=prod"]);
+        assert_eq!(body.labels.unwrap().keys().collect::<Vec<_>>(), ["owner"]);
+        assert_eq!(body.exposed_ports.unwrap(), ["80/tcp"], "published: kept");
     }
 
     #[test]

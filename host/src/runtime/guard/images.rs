@@ -54,6 +54,23 @@ impl Guarded {
             .unwrap_or_else(|| domain.to_string())
     }
 
+    /// Check that the policy allows the registry a Docker `reference`
+    /// names (the one a digest lookup contacts); LXC's pass.
+    pub(super) fn check_registry_of(
+        &self,
+        policy: &Policy,
+        kind: RuntimeKind,
+        reference: &str,
+    ) -> RtResult<()> {
+        if kind != RuntimeKind::Docker {
+            return Ok(());
+        }
+        let named = parse("image", reference)?;
+        policy
+            .allows_registry(&self.domain_name(&named.domain))
+            .map_err(denied)
+    }
+
     /// Check a pull against the registry the engine will contact. `None`
     /// for LXC, whose images come from the catalog the source names.
     pub(super) fn check_pull(

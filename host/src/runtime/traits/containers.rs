@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use super::images::ArchiveFile;
 use super::{Backend, ContainerRef};
 use crate::runtime::{
-    BindMount, CallContext, ContainerEntry, ContainerExtra, ContainerSpec, ContainerSummary, Error,
-    NetworkChoice, PortBinding, RtResult, RuntimeKind, Usage,
+    BindMount, CallContext, ContainerEntry, ContainerExtra, ContainerHealth, ContainerSpec,
+    ContainerSummary, Error, NetworkChoice, PortBinding, Replacement, RtResult, RuntimeKind, Usage,
 };
 
 calls! {
@@ -18,7 +18,8 @@ calls! {
     LIST_LABELLED = "list-labelled", START = "start", STOP = "stop", REMOVE = "remove",
     INSPECT = "inspect", LOGS = "logs", EXPORT_TO_PATH = "export-to-path",
     READ_ARCHIVE_CONFIG = "read-archive-config",
-    IMPORT_IMAGE_FROM_PATH = "import-image-from-path",
+    IMPORT_IMAGE_FROM_PATH = "import-image-from-path", RECREATE = "recreate",
+    RESTORE = "restore", HEALTH = "health",
 }
 
 /// A container's settings, read by the resource routes (no WIT call).
@@ -165,6 +166,28 @@ pub struct UsageQuery {
     pub kind: RuntimeKind,
     /// The containers, by id or name.
     pub containers: Vec<String>,
+}
+
+/// `containers.recreate`: a container replaced by one of the same settings
+/// on another image.
+#[derive(Debug, Clone)]
+pub struct Recreate {
+    /// The container replaced.
+    pub container: ContainerRef,
+    /// The new container's image, `repository:tag`.
+    pub image: String,
+    /// The image id the policy checked `image` as (set by the guard): the
+    /// new container must run that one, or it is not kept.
+    pub pinned: Option<String>,
+}
+
+/// `containers.restore`: a `recreate` undone.
+#[derive(Debug, Clone)]
+pub struct Restore {
+    /// The runtime of both containers.
+    pub kind: RuntimeKind,
+    /// What `recreate` answered.
+    pub replaced: Replacement,
 }
 
 /// A container's CPU and memory limits; `None`: no limit.
@@ -341,6 +364,24 @@ pub trait Containers: Backend {
     /// Import an archive's files as an image.
     async fn image_import(&self, cx: &CallContext, req: ImportImage) -> RtResult<String> {
         Err(self.unsupported(IMPORT_IMAGE_FROM_PATH))
+    }
+    /// Replace a container with one of the same settings on another image,
+    /// started; the previous one is kept aside, stopped (see the WIT's
+    /// `containers.recreate`).
+    async fn container_recreate(&self, cx: &CallContext, req: Recreate) -> RtResult<Replacement> {
+        Err(self.unsupported(RECREATE))
+    }
+    /// Undo a recreate: remove the new container, put the previous one back.
+    async fn container_restore(&self, cx: &CallContext, req: Restore) -> RtResult<()> {
+        Err(self.unsupported(RESTORE))
+    }
+    /// A container's state and health check.
+    async fn container_health(
+        &self,
+        cx: &CallContext,
+        c: &ContainerRef,
+    ) -> RtResult<ContainerHealth> {
+        Err(self.unsupported(HEALTH))
     }
     /// The version of the engine or tools behind `kind`.
     async fn engine_version(&self, cx: &CallContext, kind: RuntimeKind) -> RtResult<String> {

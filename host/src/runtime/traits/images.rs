@@ -10,7 +10,8 @@ use crate::runtime::{
 calls! {
     "images":
     RESOLVE = "resolve", PULL = "pull", INSPECT = "inspect", LIST = "list", REMOVE = "remove",
-    TAG = "tag", PUSH = "push", SAVE_TO_PATH = "save-to-path",
+    TAG = "tag", PUSH = "push", SAVE_TO_PATH = "save-to-path", REPO_DIGESTS = "repo-digests",
+    REMOTE_DIGEST = "remote-digest", ANNOUNCE_UPDATE = "announce-update",
 }
 
 // The calls of the synchronous image routes (no WIT counterpart).
@@ -164,6 +165,14 @@ pub trait Images: Backend {
     /// Save images to a file under the share root.
     async fn image_save(&self, cx: &CallContext, req: SaveImages) -> RtResult<u64> {
         Err(self.unsupported(SAVE_TO_PATH))
+    }
+    /// The registry digests of a local image (`name@sha256:...`).
+    async fn image_repo_digests(&self, cx: &CallContext, image: ImageRef) -> RtResult<Vec<String>> {
+        Err(self.unsupported(REPO_DIGESTS))
+    }
+    /// The digest the registry serves for a reference now, without pulling.
+    async fn image_remote_digest(&self, cx: &CallContext, image: ImageRef) -> RtResult<String> {
+        Err(self.unsupported(REMOTE_DIGEST))
     }
 
     // The synchronous image routes' calls.
