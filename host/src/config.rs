@@ -106,6 +106,10 @@ pub struct Config {
     pub policy: PolicySection,
     /// The shared PostgreSQL store, the node name and its lease ([`crate::pg::config`]).
     pub database: DatabaseSection,
+    /// `[[webhooks]]`: an admin's webhooks, for every user's events.
+    pub webhooks: Vec<crate::webhooks::WebhookConfig>,
+    /// `[webhooks_policy]`: the hosts webhooks may reach beyond the default.
+    pub webhooks_policy: crate::webhooks::WebhooksPolicySection,
 }
 
 impl Default for Config {
@@ -130,6 +134,8 @@ impl Default for Config {
             plugins: PluginsSection::default(),
             policy: PolicySection::default(),
             database: DatabaseSection::default(),
+            webhooks: Vec::new(),
+            webhooks_policy: Default::default(),
         }
     }
 }

@@ -6,6 +6,7 @@
 //! - [`cli`]: the terminal client (`stevedore task ...`, `stevedore user ...`);
 //! - [`queue`]: the task state machine and scheduler;
 //! - [`schedule`]: scheduled tasks (cron in a time zone) and the loop that fires them;
+//! - [`webhooks`]: signed deliveries of task events to users' URLs, from a durable outbox;
 //! - [`store`]: durable tasks, sessions and credentials, one driver per database;
 //! - [`plugins`]: the wasmtime engine that loads category plugins and runs them sandboxed;
 //! - [`apps`]: installed applications (records, actions, removal) over the runtime;
@@ -32,6 +33,7 @@ pub mod setting;
 pub mod store;
 pub mod timing;
 pub mod user_name;
+pub mod webhooks;
 pub mod wit;
 
 /// The PostgreSQL driver of [`store`] (the `[database]` section is

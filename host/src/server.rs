@@ -442,6 +442,22 @@ pub async fn start_with_stores(
     queue_config.per_user = policies.running_caps().into_iter().collect();
     let queue = Queue::start(store, executor, queue_config).await?;
     spawn_observers(&auth);
+    let webhooks = Arc::new(
+        crate::webhooks::Webhooks::new(&config.webhooks, &config.webhooks_policy)
+            .map_err(|e| anyhow::anyhow!("configuration: {e}"))?,
+    );
+    let shutdown = CancellationToken::new();
+    // Task events become deliveries; the sender sends them, until shutdown.
+    tokio::spawn(crate::webhooks::record::run(
+        queue.clone(),
+        webhooks.clone(),
+        shutdown.clone(),
+    ));
+    tokio::spawn(crate::webhooks::send::run(
+        queue.clone(),
+        webhooks.clone(),
+        shutdown.clone(),
+    ));
     let state = AppState::new(Services {
         queue: queue.clone(),
         runtime,
@@ -456,7 +472,7 @@ pub async fn start_with_stores(
             &queue,
             api::audit::Recorder::start(api.audit, retention),
         ),
-        shutdown: CancellationToken::new(),
+        shutdown,
         share: crate::runtime::storage::ShareRoot::new(&config.share_root)
             .with_context(|| format!("opening share root {}", config.share_root.display()))?,
         config_text: api::report::config_text(&format!("{config:#?}")),
@@ -464,6 +480,7 @@ pub async fn start_with_stores(
         registries: api.registries,
         proxy_port: config.proxy.listen.map(|a| a.port()).filter(|p| *p != 0),
         schedule_wake: Default::default(),
+        webhooks,
     });
     Ok(Started { state, queue })
 }

@@ -24,6 +24,8 @@ use anyhow::{bail, Context, Result};
 ///   apply it;
 /// - `queue` (tasks, scheduler) below `runtime`: the runtime reports to a
 ///   task's `Reporter`, the queue never calls a runtime;
+/// - `webhooks` follow the queue's events and its store's outbox, and the
+///   API checks webhook URLs with them, so they sit between the two;
 /// - `apps` (the application service) is built on the runtime's traits and
 ///   serves the routes and the plugin host's undo, so it sits between them;
 /// - `plugins` lend the runtime to guests as capabilities and run as the
@@ -54,6 +56,7 @@ pub const LAYERS: &[&[&str]] = &[
     &["store", "pg"],
     &["policy"],
     &["queue"],
+    &["webhooks"],
     &["runtime"],
     &["apps"],
     &["plugins"],

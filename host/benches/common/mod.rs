@@ -210,6 +210,11 @@ pub async fn prepare(
 }
 
 impl Prepared {
+    /// The configuration, to change sections the environment does not set.
+    pub fn config_mut(&mut self) -> &mut Config {
+        &mut self.config
+    }
+
     /// The task store, to fill before the server starts.
     pub fn tasks(&self) -> &Arc<dyn TaskStore> {
         &self.stores.tasks

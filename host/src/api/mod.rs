@@ -31,6 +31,7 @@
 //! | `event...` (see [`events`]) | recent task events; waiting for a container's state |
 //! | `log...` (see [`audit`]) | the audit log of every state-changing call: read, export as CSV, empty |
 //! | `schedules...` (see [`schedules`]) | scheduled tasks: create (cron in a time zone), list, one, pause, resume, delete |
+//! | `webhooks...` (see [`webhooks`]) | webhooks: create, list, one, delete; their deliveries with status |
 //! | `registry...` (see [`registries`]) | registries: list, add/edit, remove, push targets, ping |
 //! | `preference...`, `tls...`, `lxd_registry...` (see [`preferences`]) | the application repository; the rest answers 501 `not_supported` |
 //! | `GET openapi.json` (no session) | the OpenAPI 3.1 document (see [`openapi`]) |
@@ -96,6 +97,7 @@ pub mod system;
 pub mod tasks;
 pub mod volumes;
 pub mod waiting;
+pub mod webhooks;
 pub mod workspace;
 
 use std::sync::Arc;
@@ -182,6 +184,8 @@ pub struct Services {
     pub proxy_port: Option<u16>,
     /// Wakes the scheduler loop when a schedule is created, resumed or deleted.
     pub schedule_wake: crate::timing::Wake,
+    /// The configured webhooks, the allowlist of their hosts, the sender's wake-up.
+    pub webhooks: Arc<crate::webhooks::Webhooks>,
 }
 
 /// The whole application, testable without a socket (`tower::ServiceExt::oneshot`).

@@ -145,6 +145,7 @@ const AREAS: &[fn() -> utoipa::openapi::OpenApi] = &[
     super::schedules::doc,
     super::sharefolder::doc,
     super::volumes::doc,
+    super::webhooks::doc,
     super::workspace::doc,
 ];
 

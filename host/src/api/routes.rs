@@ -113,6 +113,7 @@ const AREAS: &[fn() -> Vec<Entry>] = &[
     super::schedules::routes,
     super::sharefolder::routes,
     super::volumes::routes,
+    super::webhooks::routes,
     super::workspace::routes,
 ];
 

@@ -242,6 +242,7 @@ impl Harness {
             ),
             proxy_port: None,
             schedule_wake: Default::default(),
+            webhooks: Default::default(),
         });
         Harness {
             router: app(state),

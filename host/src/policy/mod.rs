@@ -20,6 +20,7 @@
 //! running_tasks = 2                 # the user's tasks running at once
 //! waiting_tasks = 1000              # the user's tasks waiting at once (default 1000 for non-admins)
 //! schedules = 20                    # the user's schedules (default 20 for non-admins; 0: none)
+//! webhooks = 10                     # the user's webhooks (default 10 for non-admins; 0: none)
 //!
 //! [users.bob.policy]                # bob's own keys win over [policy.default]
 //! privileged = true
@@ -85,6 +86,8 @@ pub struct LimitsConfig {
     pub waiting_tasks: Option<usize>,
     /// The user's schedules; creating one past it is refused (429).
     pub schedules: Option<usize>,
+    /// The user's webhooks; creating one past it is refused (429).
+    pub webhooks: Option<usize>,
 }
 
 /// Which containers a user's container calls reach.
@@ -136,6 +139,8 @@ pub struct Policy {
     pub waiting_tasks: Option<usize>,
     /// The user's schedules at once; `None`: no cap.
     pub schedules: Option<usize>,
+    /// The user's webhooks at once; `None`: no cap.
+    pub webhooks: Option<usize>,
     /// Host ports the user may publish, inclusive; `None`: any.
     pub ports: Option<(u16, u16)>,
 }
@@ -145,6 +150,9 @@ pub const DEFAULT_WAITING_TASKS: usize = 1000;
 
 /// The default `limits.schedules` of a non-admin.
 pub const DEFAULT_SCHEDULES: usize = 20;
+
+/// The default `limits.webhooks` of a non-admin.
+pub const DEFAULT_WEBHOOKS: usize = 10;
 
 /// The host ports a non-admin may publish by default: none of the
 /// privileged ones below 1024 (ssh, http, the NAS's own services).
@@ -181,6 +189,7 @@ impl Policy {
             running_tasks: None,
             waiting_tasks: None,
             schedules: None,
+            webhooks: None,
             ports: None,
         }
     }
@@ -196,6 +205,7 @@ impl Policy {
             containers: ContainerScope::Own,
             waiting_tasks: Some(DEFAULT_WAITING_TASKS),
             schedules: Some(DEFAULT_SCHEDULES),
+            webhooks: Some(DEFAULT_WEBHOOKS),
             ports: Some(DEFAULT_PORTS),
             ..Policy::unrestricted(user)
         }
@@ -257,6 +267,9 @@ impl Policy {
             }
             if let Some(n) = l.schedules {
                 self.schedules = Some(n);
+            }
+            if let Some(n) = l.webhooks {
+                self.webhooks = Some(n);
             }
         }
         Ok(self)

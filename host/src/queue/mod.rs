@@ -296,6 +296,10 @@ impl Queue {
     pub fn schedules(&self) -> Option<&dyn crate::store::ScheduleStore> {
         self.inner.store().schedules()
     }
+    /// The webhooks and their outbox kept beside the tasks, if the store keeps any.
+    pub fn webhooks(&self) -> Option<&dyn crate::store::WebhookStore> {
+        self.inner.store().webhooks()
+    }
     /// Notices of the other nodes (several nodes only).
     pub fn notices(&self) -> Option<tokio::sync::broadcast::Receiver<crate::store::Notice>> {
         self.inner.store().notices()

@@ -43,7 +43,7 @@ pub(super) async fn notice_loop(inner: Arc<Inner>, mut notices: broadcast::Recei
                     inner.cancel_local(id);
                 }
             }
-            Ok(Notice::Schedules { .. }) => {}
+            Ok(Notice::Schedules { .. } | Notice::Deliveries { .. }) => {}
             Ok(Notice::Resync) | Err(broadcast::error::RecvError::Lagged(_)) => {
                 // Some notifications may be lost: look for waiting work.
                 inner.wake.notify_one();

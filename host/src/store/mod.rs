@@ -11,6 +11,8 @@
 //!   through [`TaskStore`].
 //! - [`schedules`]: scheduled tasks ([`ScheduleStore`]), kept by the task
 //!   stores themselves ([`TaskStore::schedules`]).
+//! - [`webhooks`]: users' webhooks and the outbox of their deliveries
+//!   ([`WebhookStore`], [`TaskStore::webhooks`]).
 //!
 //! Drivers: [`sqlite`] (the data folder of one node) and [`postgres`] (one
 //! database shared by several nodes). Each implements every trait; the
@@ -36,6 +38,7 @@ pub mod sqlite;
 mod suite;
 pub mod task_log;
 pub mod tasks;
+pub mod webhooks;
 
 pub use audit::AuditLog;
 pub use credentials::Credentials;
@@ -45,6 +48,7 @@ pub use registries::Registries;
 pub use schedules::ScheduleStore;
 pub use sessions::Sessions;
 pub use tasks::TaskStore;
+pub use webhooks::WebhookStore;
 
 use std::path::Path;
 use std::sync::Arc;

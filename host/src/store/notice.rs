@@ -41,6 +41,11 @@ pub enum Notice {
         /// The node that changed them.
         origin: String,
     },
+    /// Webhook deliveries were recorded: each node's sender claims what is due.
+    Deliveries {
+        /// The node that recorded them.
+        origin: String,
+    },
     /// The listener reconnected: notifications may have been missed.
     Resync,
 }

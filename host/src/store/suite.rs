@@ -978,8 +978,190 @@ suite!(
         schedules_are_created_listed_paused_and_deleted,
         a_firing_stores_its_task_or_its_error_with_next_run,
         racing_firings_of_one_occurrence_store_one_task,
+        webhooks_are_created_listed_and_deleted_with_sealed_secrets,
+        the_outbox_records_claims_retries_and_completes_deliveries,
     ]
 );
+
+// ---- webhooks, every driver -------------------------------------------------
+
+fn new_webhook(owner: &str, secret: &str) -> crate::store::webhooks::NewWebhook {
+    crate::store::webhooks::NewWebhook {
+        owner: owner.into(),
+        all_users: false,
+        url: "http://127.0.0.1:9/hook".into(),
+        events: vec!["task.completed".into(), "task.error".into()],
+        categories: Some(vec!["noop".into()]),
+        secret: secret.into(),
+        created: 1,
+    }
+}
+
+fn delivery(webhook: i64, event_id: &str, created: i64) -> crate::store::webhooks::NewDelivery {
+    crate::store::webhooks::NewDelivery {
+        webhook,
+        event_id: event_id.into(),
+        event: "task.completed".into(),
+        body: format!(r#"{{"id":"{event_id}"}}"#),
+        created,
+    }
+}
+
+async fn webhooks_are_created_listed_and_deleted_with_sealed_secrets(u: Under) {
+    let w = u.store.webhooks().expect("the store keeps webhooks");
+    let a = w
+        .create_webhook(new_webhook("alice", "whsec_alice"))
+        .await
+        .unwrap();
+    let b = w
+        .create_webhook(new_webhook("bob", "whsec_bob"))
+        .await
+        .unwrap();
+    assert!(b.id > a.id);
+    assert_eq!(a.owner, "alice");
+    assert_eq!(a.events, ["task.completed", "task.error"]);
+    assert_eq!(a.categories.as_deref(), Some(&["noop".to_string()][..]));
+    let ids = |v: Vec<crate::store::webhooks::Webhook>| v.iter().map(|w| w.id).collect::<Vec<_>>();
+    assert_eq!(ids(w.webhooks(Owner::Anyone).await.unwrap()), [a.id, b.id]);
+    assert_eq!(ids(w.webhooks(Owner::User("bob")).await.unwrap()), [b.id]);
+    assert_eq!(w.webhooks_of("alice").await.unwrap(), 1);
+    assert_eq!(w.webhook(a.id).await.unwrap(), Some(a.clone()));
+    // The secret comes back only with a claimed delivery, opened.
+    w.enqueue(vec![delivery(a.id, "e1", 10)]).await.unwrap();
+    let claimed = w.claim_deliveries("n", 10, 1000, 5).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    let target = claimed[0].target.clone().unwrap();
+    assert_eq!(
+        (target.url.as_str(), target.secret.as_str()),
+        ("http://127.0.0.1:9/hook", "whsec_alice")
+    );
+    // Deleting drops its deliveries.
+    assert!(w.delete_webhook(a.id).await.unwrap());
+    assert!(!w.delete_webhook(a.id).await.unwrap());
+    assert!(w.webhook(a.id).await.unwrap().is_none());
+    assert!(w.deliveries(a.id, 10).await.unwrap().is_empty());
+}
+
+async fn the_outbox_records_claims_retries_and_completes_deliveries(u: Under) {
+    use crate::store::webhooks::{Attempt, DeliveryStatus};
+    let w = u.store.webhooks().unwrap();
+    let hook = w.create_webhook(new_webhook("alice", "s")).await.unwrap();
+    // A configured webhook's deliveries (negative id) carry no target.
+    let new = w
+        .enqueue(vec![
+            delivery(hook.id, "e1", 100),
+            delivery(hook.id, "e2", 200),
+            delivery(-1, "e1", 150),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(new, 3);
+    // The same event again is no new delivery.
+    assert_eq!(
+        w.enqueue(vec![delivery(hook.id, "e1", 300)]).await.unwrap(),
+        0
+    );
+    assert_eq!(w.next_delivery().await.unwrap(), Some(100));
+
+    // Due ones only, oldest first, within `max`.
+    let first = w.claim_deliveries("a", 160, 10_000, 2).await.unwrap();
+    let events: Vec<_> = first
+        .iter()
+        .map(|c| (c.delivery.webhook, c.delivery.event_id.as_str()))
+        .collect();
+    assert_eq!(events, [(hook.id, "e1"), (-1, "e1")]);
+    assert!(first[1].target.is_none());
+    assert_eq!(first[0].delivery.attempts, 1);
+    assert_eq!(first[0].body, r#"{"id":"e1"}"#);
+    // Claimed: another claim does not take them, while the claim lasts.
+    let other = u.twin.webhooks().unwrap();
+    let second = other.claim_deliveries("b", 500, 10_000, 10).await.unwrap();
+    assert_eq!(
+        second
+            .iter()
+            .map(|c| c.delivery.event_id.as_str())
+            .collect::<Vec<_>>(),
+        ["e2"]
+    );
+    assert!(w
+        .claim_deliveries("a", 600, 10_000, 10)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // A failed attempt waits for its retry; a delivered one is done.
+    let e1 = first[0].delivery.id;
+    w.record_attempt(
+        e1,
+        Attempt::Retry {
+            next: 5000,
+            code: Some(500),
+            error: "the receiver answered 500".into(),
+        },
+    )
+    .await
+    .unwrap();
+    w.record_attempt(
+        first[1].delivery.id,
+        Attempt::Delivered { at: 700, code: 204 },
+    )
+    .await
+    .unwrap();
+    w.record_attempt(
+        second[0].delivery.id,
+        Attempt::Failed {
+            code: None,
+            error: "refused".into(),
+        },
+    )
+    .await
+    .unwrap();
+    assert!(w
+        .claim_deliveries("a", 4999, 10_000, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(w.next_delivery().await.unwrap(), Some(5000));
+    let listed = w.deliveries(hook.id, 10).await.unwrap();
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[0].event_id, "e2");
+    assert_eq!(listed[0].status, DeliveryStatus::Failed);
+    assert_eq!(listed[1].status, DeliveryStatus::Pending);
+    assert_eq!(
+        (listed[1].last_code, listed[1].next_attempt),
+        (Some(500), Some(5000))
+    );
+    let configured = w.deliveries(-1, 10).await.unwrap();
+    assert_eq!(
+        (configured[0].status, configured[0].delivered),
+        (DeliveryStatus::Delivered, Some(700))
+    );
+
+    // A claim that lapses (its node died) is taken again; a restarted
+    // node drops its own claims at once.
+    let again = w.claim_deliveries("a", 5000, 6000, 10).await.unwrap();
+    assert_eq!((again.len(), again[0].delivery.attempts), (1, 2));
+    assert!(w
+        .claim_deliveries("b", 5500, 20_000, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let lapsed = w.claim_deliveries("b", 6001, 20_000, 10).await.unwrap();
+    assert_eq!(lapsed.len(), 1);
+    w.release_claims("b").await.unwrap();
+    let released = w.claim_deliveries("a", 6002, 20_000, 10).await.unwrap();
+    assert_eq!((released.len(), released[0].delivery.attempts), (1, 4));
+    w.record_attempt(
+        released[0].delivery.id,
+        Attempt::Delivered {
+            at: 6003,
+            code: 200,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(w.next_delivery().await.unwrap(), None);
+}
 
 // ---- schedules, every driver ------------------------------------------------
 

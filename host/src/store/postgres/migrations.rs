@@ -146,6 +146,43 @@ pub const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE nodes ADD COLUMN marked_silent BOOLEAN NOT NULL DEFAULT false;
     "#,
+    // 10: webhooks (`store::webhooks`), their secret sealed in the row
+    // (bound to the webhook's id), and the outbox of their deliveries: one
+    // row per webhook and event id, claimed by one node at a time.
+    // A configured webhook's deliveries have a negative `webhook`.
+    r#"
+    CREATE TABLE webhooks (
+        id         BIGINT  GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        owner      TEXT    NOT NULL,
+        all_users  BOOLEAN NOT NULL DEFAULT false,
+        url        TEXT    NOT NULL,
+        events     TEXT    NOT NULL,
+        categories TEXT,
+        sealed     BYTEA   NOT NULL,
+        created    BIGINT  NOT NULL
+    );
+    CREATE INDEX webhooks_owner ON webhooks (owner, id);
+    CREATE TABLE webhook_deliveries (
+        id            BIGINT  GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        webhook       BIGINT  NOT NULL,
+        event_id      TEXT    NOT NULL,
+        event         TEXT    NOT NULL,
+        body          TEXT    NOT NULL,
+        status        TEXT    NOT NULL DEFAULT 'pending',
+        attempts      INTEGER NOT NULL DEFAULT 0,
+        last_code     INTEGER,
+        last_error    TEXT,
+        next_attempt  BIGINT,
+        claimed_by    TEXT,
+        claimed_until BIGINT,
+        created       BIGINT  NOT NULL,
+        delivered     BIGINT,
+        UNIQUE (webhook, event_id)
+    );
+    CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt)
+        WHERE status = 'pending';
+    CREATE INDEX webhook_deliveries_of ON webhook_deliveries (webhook, id);
+    "#,
 ];
 
 /// The schema version this build migrates to.

@@ -22,6 +22,7 @@ mod schedules;
 pub mod sessions;
 pub mod tasks;
 pub mod testing;
+mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -653,6 +653,10 @@ impl TaskStore for PgStore {
         Some(self)
     }
 
+    fn webhooks(&self) -> Option<&dyn crate::store::WebhookStore> {
+        Some(self)
+    }
+
     async fn close(&self) -> anyhow::Result<()> {
         self.closed.store(true, Ordering::Release);
         // Writes already queued for a batch still commit.

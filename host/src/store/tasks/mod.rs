@@ -387,6 +387,12 @@ pub trait TaskStore: Send + Sync {
         None
     }
 
+    /// The webhooks and their outbox stored beside these tasks
+    /// ([`crate::store::WebhookStore`]), if this store keeps any.
+    fn webhooks(&self) -> Option<&dyn crate::store::WebhookStore> {
+        None
+    }
+
     /// Wait until every accepted write is durable and stop accepting writes.
     /// Later writes fail. Idempotent.
     async fn close(&self) -> anyhow::Result<()>;

@@ -46,6 +46,7 @@ mod schema;
 mod sql;
 #[cfg(test)]
 mod tests;
+mod webhooks;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -442,6 +443,10 @@ impl TaskStore for SqliteStore {
     }
 
     fn schedules(&self) -> Option<&dyn crate::store::ScheduleStore> {
+        Some(self)
+    }
+
+    fn webhooks(&self) -> Option<&dyn crate::store::WebhookStore> {
         Some(self)
     }
 

@@ -50,7 +50,7 @@ fn get(c: &Connection, id: i64) -> anyhow::Result<Option<Schedule>> {
 
 impl SqliteStore {
     /// Run `f` in the writer's transaction and take its [`Done::Any`] as a `T`.
-    async fn run_write<T: Send + 'static>(&self, f: RunWrite) -> anyhow::Result<T> {
+    pub(super) async fn run_write<T: Send + 'static>(&self, f: RunWrite) -> anyhow::Result<T> {
         match self.apply(Write::Run(f, None)).await? {
             Done::Any(v) => v
                 .downcast::<T>()

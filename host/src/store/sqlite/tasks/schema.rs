@@ -186,6 +186,43 @@ pub(super) const MIGRATIONS: &[&str] = &[
     CREATE INDEX schedules_owner ON schedules (owner, id);
     CREATE INDEX schedules_next ON schedules (next_run) WHERE paused = 0;
     "#,
+    // 8: webhooks (`store::webhooks`), their secret sealed in the row
+    // (bound to the webhook's id), and the outbox of their deliveries: one
+    // row per webhook and event id, claimed by one sender at a time.
+    // A configured webhook's deliveries have a negative `webhook`.
+    r#"
+    CREATE TABLE webhooks (
+        id         INTEGER PRIMARY KEY AUTOINCREMENT,
+        owner      TEXT    NOT NULL,
+        all_users  INTEGER NOT NULL DEFAULT 0,
+        url        TEXT    NOT NULL,
+        events     TEXT    NOT NULL,
+        categories TEXT,
+        sealed     BLOB    NOT NULL,
+        created    INTEGER NOT NULL
+    );
+    CREATE INDEX webhooks_owner ON webhooks (owner, id);
+    CREATE TABLE webhook_deliveries (
+        id            INTEGER PRIMARY KEY AUTOINCREMENT,
+        webhook       INTEGER NOT NULL,
+        event_id      TEXT    NOT NULL,
+        event         TEXT    NOT NULL,
+        body          TEXT    NOT NULL,
+        status        TEXT    NOT NULL DEFAULT 'pending',
+        attempts      INTEGER NOT NULL DEFAULT 0,
+        last_code     INTEGER,
+        last_error    TEXT,
+        next_attempt  INTEGER,
+        claimed_by    TEXT,
+        claimed_until INTEGER,
+        created       INTEGER NOT NULL,
+        delivered     INTEGER,
+        UNIQUE (webhook, event_id)
+    );
+    CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt)
+        WHERE status = 'pending';
+    CREATE INDEX webhook_deliveries_of ON webhook_deliveries (webhook, id);
+    "#,
 ];
 
 /// The ids the writer gives: increasing, never the same twice, even after

@@ -208,7 +208,7 @@ async fn claimed_secrets_leave_the_file_and_claims_go_on_after_a_restart() {
 
     // Reopen: a2 is next.
     let store = SqliteStore::open_in(dir.path()).unwrap();
-    assert_eq!(SqliteStore::schema_version(), 7);
+    assert_eq!(SqliteStore::schema_version(), 8);
     let got = store.claim(claim_req(1, &[("a", None)], 6)).await.unwrap();
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].task.id, a2.id);
