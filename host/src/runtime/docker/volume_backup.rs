@@ -467,7 +467,7 @@ impl DockerRuntime {
             },
         };
         let result = self
-            .restore(cx, &volume, &path, file, length, created || overwrite)
+            .restore_volume(cx, &volume, &path, file, length, created || overwrite)
             .await;
         if result.is_err() && created {
             let _ = self
@@ -481,7 +481,7 @@ impl DockerRuntime {
         result
     }
 
-    async fn restore(
+    async fn restore_volume(
         &self,
         cx: &CallContext,
         volume: &str,
