@@ -224,6 +224,13 @@ fn test(extra: &[String]) -> Result<()> {
             "--message-format=json-render-diagnostics",
         ])
         .args(workspace)
+        // A whole run builds the benches here too, with the tests' profile
+        // and features, so that their smoke run below compiles nothing more.
+        .args(if extra.is_empty() {
+            &["--lib", "--bins", "--tests", "--benches"][..]
+        } else {
+            &[][..]
+        })
         .args(before)
         .stdout(std::fs::File::create(&messages)?))?;
     let server_binary = built_binary(&messages, "stevedore");
@@ -250,9 +257,9 @@ fn test(extra: &[String]) -> Result<()> {
             failed.push("tests (cargo test --release --workspace)");
         }
     }
-    if failed.is_empty() && !picks_packages(extra) {
+    if failed.is_empty() && extra.is_empty() {
         eprintln!("==> benches, one short round each (cargo xtask bench --smoke)");
-        if let Err(e) = bench(&["--smoke".to_string()]) {
+        if let Err(e) = smoke(server_binary.as_deref()) {
             eprintln!("{e:#}");
             failed.push("bench smoke runs (cargo xtask bench --smoke)");
         }
@@ -312,63 +319,56 @@ fn split_dashdash(args: &[String]) -> (&[String], &[String]) {
     }
 }
 
+/// One short round of every bench of the workspace (`STEVEDORE_BENCH_SMOKE`),
+/// run as `cargo test --release --workspace --bench '*'`: the same profile and
+/// features as the tests' build, so after `test`'s build nothing compiles
+/// again (criterion runs each measurement once when `--bench` is absent).
+fn smoke(server_binary: Option<&Path>) -> Result<()> {
+    let root = repo_root();
+    install::ensure(install::BENCH)?;
+    let mut command = cargo(&root);
+    command
+        // Only the bench targets (`--benches` takes the lib's tests too).
+        .args(["test", "--release", "--workspace", "--bench", "*"])
+        .envs(services::test_env())
+        .envs(server_binary.iter().map(|b| ("STEVEDORE_BIN", b)))
+        .env(SMOKE_ENV, "1");
+    let lease = services::Lease::acquire()?;
+    let started = Instant::now();
+    let result = smoke_run(&mut command);
+    drop(lease);
+    eprintln!(
+        "==> bench smoke runs took {:.0?} (build included)",
+        started.elapsed()
+    );
+    result
+}
+
 /// `cargo xtask bench`; with `--smoke`, one short round of each bench.
 fn bench(extra: &[String]) -> Result<()> {
     let root = repo_root();
-    let smoke = extra.iter().any(|a| a == "--smoke");
+    let smoke_only = extra.iter().any(|a| a == "--smoke");
     let extra: Vec<String> = extra.iter().filter(|a| *a != "--smoke").cloned().collect();
     install::ensure(install::BENCH)?;
     plugins::build()?;
+    if smoke_only {
+        return smoke(None);
+    }
     let packages: &[&str] = if picks_packages(&extra) {
         &[]
     } else {
         // The host's benches and the end-to-end ones against Docker and LXC.
         &["-p", "stevedore", "-p", "stevedore-e2e"]
     };
-    let (cargo_args, bench_args) = split_dashdash(&extra);
-    let picks_targets = cargo_args
-        .iter()
-        .any(|a| a == "--bench" || a == "--benches");
     let mut command = cargo(&root);
     command
         .arg("bench")
         .args(packages)
-        .args(cargo_args)
-        // A smoke run: only the bench targets (criterion's `--test`, below,
-        // would run the crates' unit tests too, and `--benches` takes the
-        // lib targets as well).
-        .args(if smoke && !picks_targets {
-            &["--bench", "*"][..]
-        } else {
-            &[][..]
-        })
-        .args(bench_args)
+        .args(&extra)
         .envs(services::test_env());
-    if smoke {
-        // The benches read this (`common::smoke`, `bench::smoke`); criterion's
-        // own `--test` runs each of its measurements once.
-        command
-            .env(SMOKE_ENV, "1")
-            .args(if extra.iter().any(|a| a == "--") {
-                &["--test"][..]
-            } else {
-                &["--", "--test"][..]
-            });
-    }
     let lease = services::Lease::acquire()?;
-    let started = Instant::now();
-    let result = if smoke {
-        smoke_run(&mut command)
-    } else {
-        run_ok(&mut command)
-    };
+    let result = run_ok(&mut command);
     drop(lease);
-    if smoke {
-        eprintln!(
-            "==> bench smoke runs took {:.0?} (build included)",
-            started.elapsed()
-        );
-    }
     result
 }
 
