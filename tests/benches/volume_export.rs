@@ -6,7 +6,7 @@
 //! Prints, as medians of `STEVEDORE_BENCH_ROUNDS` (default 5) alternating
 //! runs, with their spread (min–max):
 //! - `volume_export` of a volume of `STEVEDORE_BENCH_VOLUME_MIB` (default
-//!   1024) vs `docker run --rm -v vol:/v busybox tar -c /v > file`
+//!   1024; 16 in a smoke run) vs `docker run --rm -v vol:/v busybox tar -c /v > file`
 //!   (target ≤ 1.0);
 //! - with `gzip` vs that piped to `pigz` (target ≤ 1.0).
 //!
@@ -65,7 +65,7 @@ async fn main() {
     let mib: usize = std::env::var("STEVEDORE_BENCH_VOLUME_MIB")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(1024);
+        .unwrap_or(stevedore_e2e::bench::sized(1024, 16));
     sh("docker pull -q busybox:latest");
     let volume = unique("bench-volume");
     sh(&format!("docker volume create {volume}"));
