@@ -46,7 +46,6 @@ use super::session::CurrentUser;
 use super::{AppError, AppState};
 use crate::store::schedules::{NewSchedule, Schedule};
 use crate::store::tasks::model::JsonText;
-use crate::store::tasks::Owner;
 use crate::store::ScheduleStore;
 use crate::timing::{Timing, TimingError, NEVER};
 
@@ -321,19 +320,7 @@ pub async fn list(
     user: CurrentUser,
     Api(Query(query)): Api<Query<ListQuery>>,
 ) -> Result<Json<Vec<ScheduleView>>, AppError> {
-    let wanted = query.user.as_deref().filter(|u| !u.is_empty());
-    let owner = match (user.0.is_admin, wanted) {
-        (true, None) => Owner::Anyone,
-        (true, Some(u)) => Owner::User(u),
-        (false, Some(u)) if u != user.0.username => {
-            return Err(AppError::new(
-                StatusCode::FORBIDDEN,
-                "not_yours",
-                "user: only an admin lists another user's schedules",
-            ))
-        }
-        (false, _) => Owner::User(&user.0.username),
-    };
+    let owner = user.listed_owner(query.user.as_deref(), "schedules")?;
     let all = store(&state)?
         .schedules(owner)
         .await

@@ -9,7 +9,7 @@ use axum::extract::connect_info::ConnectInfo;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, HeaderValue};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::Serialize;
@@ -17,6 +17,7 @@ use serde::Serialize;
 use super::{body_error, AppError, AppState};
 use crate::auth::{Identity, COOKIE_NAME};
 use crate::queue::Viewer;
+use crate::store::tasks::Owner;
 
 /// The logged-in user of a request; rejects with 401 when there is no live session.
 #[derive(Debug, Clone)]
@@ -28,6 +29,27 @@ impl CurrentUser {
         Viewer {
             user: self.0.username.clone(),
             is_admin: self.0.is_admin,
+        }
+    }
+
+    /// Whose objects a listing with `?user=` shows: an admin's, everyone's
+    /// or the named user's; anyone else's, their own, and naming another
+    /// user is a 403 `not_yours` (`what`: the objects, e.g. `webhooks`).
+    pub fn listed_owner<'a>(
+        &'a self,
+        wanted: Option<&'a str>,
+        what: &str,
+    ) -> Result<Owner<'a>, AppError> {
+        let wanted = wanted.filter(|u| !u.is_empty());
+        match (self.0.is_admin, wanted) {
+            (true, None) => Ok(Owner::Anyone),
+            (true, Some(u)) => Ok(Owner::User(u)),
+            (false, Some(u)) if u != self.0.username => Err(AppError::new(
+                StatusCode::FORBIDDEN,
+                "not_yours",
+                format!("user: only an admin lists another user's {what}"),
+            )),
+            (false, _) => Ok(Owner::User(&self.0.username)),
         }
     }
 }

@@ -397,19 +397,7 @@ pub async fn list(
     user: CurrentUser,
     Api(Query(query)): Api<Query<ListQuery>>,
 ) -> Result<Json<Vec<WebhookView>>, AppError> {
-    let wanted = query.user.as_deref().filter(|u| !u.is_empty());
-    let owner = match (user.0.is_admin, wanted) {
-        (true, None) => Owner::Anyone,
-        (true, Some(u)) => Owner::User(u),
-        (false, Some(u)) if u != user.0.username => {
-            return Err(AppError::new(
-                StatusCode::FORBIDDEN,
-                "not_yours",
-                "user: only an admin lists another user's webhooks",
-            ))
-        }
-        (false, _) => Owner::User(&user.0.username),
-    };
+    let owner = user.listed_owner(query.user.as_deref(), "webhooks")?;
     let mut all: Vec<WebhookView> = Vec::new();
     if matches!(owner, Owner::Anyone) {
         all.extend(state.webhooks.configured().iter().map(WebhookView::from));
