@@ -782,6 +782,8 @@ impl Inner {
         }
         match stored {
             Ok(true) => {
+                // Counted before it is announced: a client that has seen the
+                // end on the event stream finds it in `/metrics`.
                 crate::metrics::task_finished(
                     &category,
                     state.as_str(),
