@@ -11,8 +11,17 @@
 //!   capabilities, its imports trapping), and one core module with the same
 //!   memory and table (the shape wasmtime's own "about 4 µs" is measured on).
 //!
+//! - issue 33's ratios, interleaved rather than one after the other: a
+//!   pooled `noop` instance against bare wasmtime's instance of the same
+//!   component on the same engine (target ≤ 1.1×), and a whole no-op task's
+//!   plugin work with fresh params against one bare instance (≤ 2.5×);
+//!   printed before criterion's rows as medians of the per-round figures
+//!   with their spread.
+//!
 //! Run with `cargo xtask bench` (or `cargo bench -p stevedore --bench plugins`
 //! after `cargo xtask build-plugins`).
+
+mod common;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -87,6 +96,8 @@ fn bench(c: &mut Criterion) {
         n += 1;
         n
     };
+
+    interleaved(&rt, &host);
 
     c.bench_function("instantiate+validate image_remove", |b| {
         b.iter(|| {
@@ -217,6 +228,98 @@ fn baselines(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
     bare(c, rt, &engine, "one core module", async |store| {
         pre.instantiate_async(store).await.unwrap();
     });
+}
+
+/// Ours against bare wasmtime, interleaved: each round times a batch of
+/// pooled `noop` instances, a batch of bare instances of the same component
+/// on an engine configured as the host's, and a batch of whole no-op tasks'
+/// plugin work (fresh params), in an order that rotates from round to round.
+/// Prints the medians of the per-operation times and of the per-round
+/// ratios, with their spread (`BENCH_ROUNDS`, default 11; `BENCH_BATCH`,
+/// default 2,000).
+fn interleaved(rt: &tokio::runtime::Runtime, host: &PluginHost) {
+    use std::time::Instant;
+    use wasmtime::component;
+
+    let smoke = common::smoke();
+    let rounds = common::env_usize("BENCH_ROUNDS", if smoke { 5 } else { 11 }).max(5);
+    let batch = common::env_usize("BENCH_BATCH", if smoke { 20 } else { 2_000 }).max(1);
+    let engine = stevedore::plugins::engine::new_engine(256 << 20).unwrap();
+    let noop = component::Component::from_file(&engine, target().join("test-plugins/noop.wasm"))
+        .expect("run `cargo xtask build-plugins` first");
+    let mut linker = component::Linker::<()>::new(&engine);
+    linker.define_unknown_imports_as_traps(&noop).unwrap();
+    let pre = linker.instantiate_pre(&noop).unwrap();
+    let reporter: Arc<dyn Reporter> = Arc::new(Silent);
+    let mut n = 1u64 << 32;
+
+    // Per round: nanoseconds per operation of ours, bare, and the task.
+    let mut ours = Vec::new();
+    let mut bare = Vec::new();
+    let mut task = Vec::new();
+    for round in 0..rounds {
+        for which in (0..3).map(|k| (k + round) % 3) {
+            let started = Instant::now();
+            rt.block_on(async {
+                for _ in 0..batch {
+                    match which {
+                        0 => host.instantiate_only("noop").await.unwrap(),
+                        1 => {
+                            let mut store = wasmtime::Store::new(&engine, ());
+                            store.set_epoch_deadline(1);
+                            pre.instantiate_async(&mut store).await.unwrap();
+                        }
+                        _ => {
+                            n += 1;
+                            let params = format!(r#"{{"count":{}}}"#, n % 4_000_000_000);
+                            host.call_validate("noop", &params).await.unwrap();
+                            host.call_run(TaskContext {
+                                id: 1,
+                                category: "noop".into(),
+                                user: "admin".into(),
+                                params,
+                                cancel: CancellationToken::new(),
+                                durable: stevedore::store::durable::Durable::ready(),
+                                reporter: reporter.clone(),
+                            })
+                            .await
+                            .unwrap();
+                        }
+                    }
+                }
+            });
+            let per_op = started.elapsed().as_nanos() as f64 / batch as f64;
+            [&mut ours, &mut bare, &mut task][which].push(per_op);
+        }
+    }
+    let ratio =
+        |a: &[f64], b: &[f64]| -> Vec<f64> { a.iter().zip(b).map(|(a, b)| a / b).collect() };
+    let summary = |mut v: Vec<f64>| -> (f64, f64, f64) {
+        v.sort_by(f64::total_cmp);
+        (v[v.len() / 2], v[0], v[v.len() - 1])
+    };
+    println!("plugins, interleaved: {rounds} rounds of {batch} each (median [min–max])");
+    for (what, v) in [
+        ("pooled noop instance (ours)", &ours),
+        ("bare wasmtime instance, same component", &bare),
+        ("no-op task: validate + run, fresh params", &task),
+    ] {
+        let (m, lo, hi) = summary(v.clone());
+        println!(
+            "  {what:<44} {:>8.2} µs [{:.2}–{:.2}]",
+            m / 1e3,
+            lo / 1e3,
+            hi / 1e3
+        );
+    }
+    for (what, v, target) in [
+        ("ours / bare", ratio(&ours, &bare), 1.1),
+        ("task / bare instance", ratio(&task, &bare), 2.5),
+    ] {
+        let (m, lo, hi) = summary(v);
+        let met = if m <= target { "met" } else { "NOT met" };
+        println!("  {what:<44} {m:>8.2}× [{lo:.2}–{hi:.2}]  (target ≤ {target}×: {met})");
+    }
 }
 
 /// Time `instantiate` in a fresh store with no host state, dropped after.
