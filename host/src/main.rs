@@ -133,8 +133,8 @@ enum PluginCommand {
     New {
         /// Category name (lower-case letters, digits, `_`).
         name: String,
-        /// Language of the category.
-        #[arg(long, default_value = "python")]
+        /// Language of the category: `rust` or `python`.
+        #[arg(long, default_value = "rust")]
         lang: stevedore::plugins::author::scaffold::Lang,
     },
     /// Build the category in DIR (default: the current folder) into DIR/NAME.wasm.

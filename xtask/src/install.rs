@@ -1,6 +1,6 @@
 //! Installing the Debian packages the build and the test services need.
 
-use crate::util::{is_root, output, run_ok};
+use crate::util::{is_root, output, run_ok, which};
 use anyhow::{bail, Result};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -105,4 +105,20 @@ pub fn ensure_rust_components(components: &[&str]) -> Result<()> {
             .args(["component", "add"])
             .args(&missing),
     )
+}
+
+/// Make sure the rustup toolchain can build for `target` (`rustup target
+/// add`): `tests/tests/plugin_author.rs` builds a scaffolded Rust category
+/// for `wasm32-wasip2` with it, as an author would. Without rustup there is
+/// nothing to add (that test then names the missing target).
+pub fn ensure_rust_target(target: &str) -> Result<()> {
+    if which("rustup").is_none() {
+        return Ok(());
+    }
+    let installed = output(Command::new("rustup").args(["target", "list", "--installed"]))?;
+    if installed.lines().any(|l| l.trim() == target) {
+        return Ok(());
+    }
+    eprintln!("==> rustup target add {target}");
+    run_ok(Command::new("rustup").args(["target", "add", target]))
 }

@@ -409,6 +409,8 @@ pub fn build() -> Result<()> {
         written.insert(out);
     }
     let python = crate::pyplugins::build(&out_dirs[0])?;
+    // The target `stevedore plugin build` uses for a scaffolded Rust category.
+    install::ensure_rust_target("wasm32-wasip2")?;
     let built = modules.len() + python.len();
     written.extend(python);
     // Outputs of plugins that no longer exist would still be loaded.

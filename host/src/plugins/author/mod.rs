@@ -4,6 +4,9 @@
 
 pub mod embedded;
 pub mod python;
+pub mod rust;
+mod rust_lock;
+mod rust_scaffold;
 pub mod scaffold;
 
 use std::path::{Path, PathBuf};
@@ -34,9 +37,17 @@ pub fn componentize_py() -> anyhow::Result<PathBuf> {
     }
 }
 
-/// `stevedore plugin build [DIR]`: build the category in `dir` and print
-/// where its component is.
+/// `stevedore plugin build [DIR]`: build the category in `dir` (a cargo
+/// project, or a Python folder with `plugin.toml`) into `dir/<name>.wasm`
+/// and print where it is.
 pub fn build(dir: &Path) -> anyhow::Result<PathBuf> {
+    if dir.join(rust::MANIFEST).is_file() {
+        let manifest = rust::Manifest::read(dir)?;
+        let out = dir.join(format!("{}.wasm", manifest.name));
+        rust::build(dir, &manifest, &out)?;
+        println!("built {}", out.display());
+        return Ok(out);
+    }
     if dir.join(python::MANIFEST).is_file() {
         let tool = componentize_py()?;
         let manifest = python::Manifest::read(dir)?;
@@ -55,8 +66,10 @@ pub fn build(dir: &Path) -> anyhow::Result<PathBuf> {
         return Ok(out);
     }
     bail!(
-        "{} holds no {} (a Python category); make one with `stevedore plugin new NAME --lang python`",
+        "{} holds no {} (a Rust category) and no {} (a Python one); make one with \
+         `stevedore plugin new NAME [--lang rust|python]`",
         dir.display(),
+        rust::MANIFEST,
         python::MANIFEST
     )
 }
@@ -69,6 +82,9 @@ mod tests {
     fn a_folder_without_a_build_file_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let err = build(dir.path()).unwrap_err().to_string();
-        assert!(err.contains("holds no plugin.toml"), "{err}");
+        assert!(
+            err.contains("holds no Cargo.toml (a Rust category) and no plugin.toml"),
+            "{err}"
+        );
     }
 }

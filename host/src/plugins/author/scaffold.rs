@@ -1,6 +1,7 @@
-//! `stevedore plugin new NAME --lang python`: a category in a new folder,
-//! ready to build and test: its source, its build file, a simulator script
-//! and a test that builds the component and runs it against the script.
+//! `stevedore plugin new NAME [--lang rust|python]`: a category in a new
+//! folder, ready to build and test: its source, its build file, a simulator
+//! script and a test that builds the component and runs it against the
+//! script. The Rust project's files are in `rust_scaffold`.
 
 use std::path::{Path, PathBuf};
 
@@ -9,6 +10,8 @@ use anyhow::{bail, Context as _};
 /// The languages a category can be scaffolded in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lang {
+    /// Rust, built with cargo for `wasm32-wasip2` (the default).
+    Rust,
     /// Python, built with componentize-py.
     Python,
 }
@@ -17,8 +20,9 @@ impl std::str::FromStr for Lang {
     type Err = String;
     fn from_str(s: &str) -> Result<Lang, String> {
         match s {
+            "rust" | "rs" => Ok(Lang::Rust),
             "python" | "py" => Ok(Lang::Python),
-            other => Err(format!("unknown language `{other}` (known: python)")),
+            other => Err(format!("unknown language `{other}` (known: rust, python)")),
         }
     }
 }
@@ -87,7 +91,7 @@ capabilities = ["images"]
 "#;
 
 /// What the simulated runtime answers while the test runs.
-const SCRIPT: &str = r#"{
+pub(super) const SCRIPT: &str = r#"{
   "images.list": {"ok": [
     {"id": "sha256:1111", "tags": ["busybox:latest"], "size": 1000, "created": 0},
     {"id": "sha256:2222", "tags": ["busybox:1.36", "mirror/busybox:1.36"], "size": 1000, "created": 0},
@@ -151,23 +155,26 @@ pub fn new(parent: &Path, name: &str, lang: Lang) -> anyhow::Result<PathBuf> {
     if dir.exists() {
         bail!("{} exists already", dir.display());
     }
-    let files: &[(&str, &str)] = match lang {
-        Lang::Python => &[
+    let files: Vec<(String, String)> = match lang {
+        Lang::Rust => super::rust_scaffold::files(name)?,
+        Lang::Python => [
             ("plugin.toml", PY_MANIFEST),
             ("app.py", PY_APP),
             ("tests/script.json", SCRIPT),
             ("test.sh", PY_TEST),
             (".gitignore", PY_GITIGNORE),
             ("README.md", PY_README),
-        ],
+        ]
+        .iter()
+        .map(|(p, t)| (p.to_string(), t.replace("{{NAME}}", name)))
+        .collect(),
     };
     for (path, text) in files {
         let path = dir.join(path);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)?;
         }
-        std::fs::write(&path, text.replace("{{NAME}}", name))
-            .with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
     }
     println!(
         "created {}; build and test it with `sh {}/test.sh`",
@@ -201,14 +208,33 @@ mod tests {
     }
 
     #[test]
+    fn scaffolds_a_rust_category() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = new(tmp.path(), "image_count", Lang::Rust).unwrap();
+        let m = crate::plugins::author::rust::Manifest::read(&dir).unwrap();
+        assert_eq!(m.name, "image_count");
+        for f in [
+            "Cargo.lock",
+            "src/lib.rs",
+            "tests/script.json",
+            "test.sh",
+            "wit/task.wit",
+            "stevedore/sdk/Cargo.toml",
+            "stevedore/contract/src/lib.rs",
+        ] {
+            assert!(dir.join(f).is_file(), "{f}");
+        }
+    }
+
+    #[test]
     fn refuses_a_bad_name() {
         let tmp = tempfile::tempdir().unwrap();
         for bad in ["", "Image", "a/b", "1x", "a-b"] {
             assert!(new(tmp.path(), bad, Lang::Python).is_err(), "{bad}");
         }
         assert_eq!(
-            "rust".parse::<Lang>().unwrap_err(),
-            "unknown language `rust` (known: python)"
+            "go".parse::<Lang>().unwrap_err(),
+            "unknown language `go` (known: rust, python)"
         );
     }
 }
