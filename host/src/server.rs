@@ -108,12 +108,43 @@ pub fn make_runtime_with(
     catalog: &crate::runtime::catalog::CatalogSwitch,
     added: &crate::runtime::docker::AddedRegistries,
 ) -> anyhow::Result<Backends> {
+    Ok(make_runtime_parts(config, credentials, catalog, added)?.0)
+}
+
+/// [`make_runtime_with`], and the Docker runtime when there is one (for
+/// the start-up recovery).
+fn make_runtime_parts(
+    config: &Config,
+    credentials: Option<crate::runtime::docker::credentials::CredentialStore>,
+    catalog: &crate::runtime::catalog::CatalogSwitch,
+    added: &crate::runtime::docker::AddedRegistries,
+) -> anyhow::Result<(Backends, Option<Arc<crate::runtime::docker::DockerRuntime>>)> {
     use crate::runtime::router::Runtimes;
     let (lxc, apps) = (make_lxc(config, catalog), make_apps(config, catalog));
     Ok(match make_docker(config, credentials, added) {
-        Ok(docker) => Runtimes::backends(docker, lxc, apps),
-        Err(none) => Runtimes::backends(none, lxc, apps),
+        Ok(docker) => (Runtimes::backends(docker.clone(), lxc, apps), Some(docker)),
+        Err(none) => (Runtimes::backends(none, lxc, apps), None),
     })
+}
+
+/// Longest wait for the start-up recovery of interrupted recreates.
+const RECOVERY_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Finish or roll back the recreates a crash interrupted
+/// ([`crate::runtime::docker::recovery`]), before the queue runs anything.
+/// An engine that does not answer only delays it to the next start.
+async fn recover_recreates(docker: &crate::runtime::docker::DockerRuntime, tasks: &dyn TaskStore) {
+    match tokio::time::timeout(RECOVERY_DEADLINE, docker.recover_recreates(tasks)).await {
+        Ok(Ok(0)) => {}
+        Ok(Ok(n)) => tracing::info!(containers = n, "recovered interrupted recreates"),
+        Ok(Err(e)) => tracing::warn!(
+            "recovering interrupted recreates: {}; tried again at the next start",
+            e.message()
+        ),
+        Err(_) => tracing::warn!(
+            "recovering interrupted recreates: the engine did not answer within {RECOVERY_DEADLINE:?}; tried again at the next start"
+        ),
+    }
 }
 
 fn make_apps(
@@ -166,7 +197,9 @@ fn make_docker(
     };
     match DockerRuntime::new(settings) {
         Ok(docker) => {
-            let docker = docker.with_added_registries(added.clone());
+            let docker = docker
+                .with_added_registries(added.clone())
+                .with_node(&config.database.node_name());
             Ok(Arc::new(match credentials {
                 Some(c) => docker.with_credentials(c),
                 None => docker,
@@ -262,11 +295,11 @@ pub async fn start(config: &Config) -> anyhow::Result<Started> {
     );
     let catalog = configured_catalog(config);
     let registries = registry_services(config, database.as_ref(), catalog.clone()).await?;
-    let runtime = guarded(
-        config,
-        make_runtime_with(config, credentials, &catalog, &registries.added)?,
-        policies.clone(),
-    );
+    let (backends, docker) = make_runtime_parts(config, credentials, &catalog, &registries.added)?;
+    if let Some(docker) = &docker {
+        recover_recreates(docker, store.as_ref()).await;
+    }
+    let runtime = guarded(config, backends, policies.clone());
     let executor = load_executor(config, runtime.clone()).await?;
     let names: Vec<String> = executor.categories().into_iter().map(|c| c.name).collect();
     tracing::info!(categories = %names.join(","), dir = %config.plugins.dir.display(), "plugins loaded");

@@ -490,7 +490,66 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.kill9();
+        unmount_beneath(self.root.path());
     }
+}
+
+/// Detach every mount beneath `folder` (a killed server's pinned bind
+/// sources under its data folder and LXC path), so that its temporary
+/// folder can be removed and no mount outlives the test. Nothing outside
+/// `folder` is touched. Returns how many were detached.
+pub fn unmount_beneath(folder: &Path) -> usize {
+    let folder = folder
+        .canonicalize()
+        .unwrap_or_else(|_| folder.to_path_buf());
+    let mut points = mounts_beneath(&folder);
+    // Shallowest first: detaching one detaches those beneath it.
+    points.sort_by_key(|p| p.components().count());
+    let mut detached = 0;
+    for point in points {
+        use std::os::unix::ffi::OsStrExt;
+        let Ok(c) = std::ffi::CString::new(point.as_os_str().as_bytes()) else {
+            continue;
+        };
+        // SAFETY: a NUL-terminated path.
+        if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH | libc::UMOUNT_NOFOLLOW) } == 0 {
+            detached += 1;
+        }
+    }
+    detached
+}
+
+/// The mount points strictly beneath `folder`, one per mount (a folder
+/// with two mounts stacked on it is listed twice), read from
+/// `/proc/self/mountinfo` (its `\040`-style escapes undone).
+pub fn mounts_beneath(folder: &Path) -> Vec<PathBuf> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    text.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| PathBuf::from(unescape_octal(p)))
+        .filter(|p| p.starts_with(folder) && p != folder)
+        .collect()
+}
+
+/// Undo mountinfo's octal escapes (`\040` for a space, ...).
+fn unescape_octal(s: &str) -> std::ffi::OsString {
+    use std::os::unix::ffi::OsStringExt;
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    std::ffi::OsString::from_vec(out)
 }
 
 /// An answer: status and JSON body (or `Value::String` of a non-JSON body).

@@ -20,7 +20,7 @@
 //!   pins of removed containers are released ([`Pins::release`], and
 //!   [`Pins::sweep`] at start-up).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -306,34 +306,58 @@ impl Pins {
 
     /// Release every pin made before `since` whose token is not in `in_use`
     /// (containers that no longer exist; newer ones may belong to a create
-    /// in progress), and re-make those in use whose mount is gone (the host
-    /// restarted). Returns how many were released.
+    /// in progress), re-make those in use whose mount is gone (the host
+    /// restarted) or doubled, and first unmount every other mount beneath
+    /// the root (what a killed server or a stray mount left: on a token's
+    /// folder, inside a staging folder, past a record's end), so that
+    /// removing a token's folder never reaches into something mounted
+    /// there. Nothing outside the root is touched. Returns how many pins
+    /// were released.
     pub fn sweep(&self, in_use: &HashSet<String>, since: std::time::SystemTime) -> usize {
-        let mut released = 0;
         let Ok(entries) = std::fs::read_dir(&self.root) else {
             return 0;
         };
-        let mounted = mount_points();
+        let mut tokens = Vec::new();
+        let mut needed = HashSet::new();
+        let mut fresh = HashSet::new();
         for e in entries.flatten() {
             let token = e.file_name().to_string_lossy().into_owned();
             let new = e
                 .metadata()
                 .and_then(|m| m.modified())
                 .map_or(true, |t| t >= since);
-            if !in_use.contains(&token) && !new {
-                self.remove_token(&token);
-                released += 1;
-                continue;
+            if in_use.contains(&token) {
+                let count = self.record(&token).map_or(0, |r| r.len());
+                needed.extend((0..count).map(|n| e.path().join(n.to_string())));
+            } else if new {
+                fresh.insert(token.clone());
             }
+            tokens.push((token, new));
+        }
+        let mounted = || {
+            let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+            mounts_beneath(&text, &self.root)
+        };
+        for point in strays(mounted().keys(), &self.root, &needed, &fresh) {
+            unmount_all(&point);
+            tracing::info!("unmounted {}: no pin needs it", point.display());
+        }
+        let mounted = mounted();
+        let mut released = 0;
+        for (token, new) in tokens {
             if !in_use.contains(&token) {
+                if !new {
+                    self.remove_token(&token);
+                    released += 1;
+                }
                 continue;
             }
             let Ok(sources) = self.record(&token) else {
                 continue;
             };
             for (n, source) in sources.iter().enumerate() {
-                let target = e.path().join(n.to_string());
-                if !mounted.contains(&target) {
+                let target = self.root.join(&token).join(n.to_string());
+                if mounted.get(&target) != Some(&1) {
                     if let Err(err) = Self::mount_source(source, &target) {
                         tracing::warn!("re-pinning {}: {err}", target.display());
                     }
@@ -344,13 +368,46 @@ impl Pins {
     }
 }
 
-/// Every mount point of this mount namespace.
-fn mount_points() -> HashSet<PathBuf> {
-    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    text.lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(|p| PathBuf::from(unescape_octal(p)))
-        .collect()
+/// The mount points strictly beneath `root` in `mountinfo` (the text of
+/// `/proc/self/mountinfo`; escapes such as `\040` undone), each with how
+/// many mounts are stacked on it.
+fn mounts_beneath(mountinfo: &str, root: &Path) -> HashMap<PathBuf, usize> {
+    let mut out = HashMap::new();
+    for point in mountinfo.lines().filter_map(|l| l.split(' ').nth(4)) {
+        let point = PathBuf::from(unescape_octal(point));
+        if point.starts_with(root) && point != root {
+            *out.entry(point).or_insert(0) += 1;
+        }
+    }
+    out
+}
+
+/// Which of `mounted` no pin needs, shallowest first (unmounting one
+/// detaches those beneath it, and one mounted over a folder hides the
+/// mounts inside that folder): beneath `root` and
+/// neither a `needed` staging folder nor beneath the folder of a `fresh`
+/// token (one a create in progress may be making). Anything not strictly
+/// beneath `root` is never among them.
+fn strays<'a>(
+    mounted: impl IntoIterator<Item = &'a PathBuf>,
+    root: &Path,
+    needed: &HashSet<PathBuf>,
+    fresh: &HashSet<String>,
+) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = mounted
+        .into_iter()
+        .filter(|p| p.starts_with(root) && p.as_path() != root && !needed.contains(*p))
+        .filter(|p| {
+            let token = p
+                .strip_prefix(root)
+                .ok()
+                .and_then(|r| r.components().next());
+            !token.is_some_and(|t| fresh.contains(&*t.as_os_str().to_string_lossy()))
+        })
+        .cloned()
+        .collect();
+    out.sort_by_key(|p| p.components().count());
+    out
 }
 
 /// Undo the octal escapes of mountinfo and fstab fields (`\040` for a space, ...).
@@ -437,5 +494,75 @@ mod tests {
         assert!(a[0].join("mine").is_file());
         assert!(!b[0].exists());
         pins.release([a[0].to_str().unwrap()]);
+    }
+
+    #[test]
+    fn only_mounts_beneath_the_root_are_strays() {
+        let root = Path::new("/srv/data dir/binds/docker");
+        let info = "\
+22 1 8:1 / / rw - ext4 /dev/sda1 rw
+30 22 8:1 /x /srv/data\\040dir/binds/docker rw - ext4 /dev/sda1 rw
+31 22 8:1 /x /srv/data\\040dir/binds/docker2/ab/0 rw - ext4 /dev/sda1 rw
+32 22 8:1 /x /srv/data\\040dir/binds/docker/ab/0 rw - ext4 /dev/sda1 rw
+33 22 8:1 /x /srv/data\\040dir/binds/docker/ab/0 rw - ext4 /dev/sda1 rw
+34 22 8:1 /x /srv/data\\040dir/binds/docker/ab/0/in\\040it rw - ext4 /dev/sda1 rw
+35 22 8:1 /x /srv/data\\040dir/binds/docker/cd rw - ext4 /dev/sda1 rw
+36 22 8:1 /x /srv/data\\040dir/binds/docker/ef/0 rw - ext4 /dev/sda1 rw
+37 22 8:1 /x /srv/data\\040dir/binds rw - ext4 /dev/sda1 rw
+";
+        let mounted = mounts_beneath(info, root);
+        assert_eq!(mounted.len(), 4, "{mounted:?}");
+        assert_eq!(mounted[&root.join("ab/0")], 2, "stacked mounts are counted");
+        let needed = HashSet::from([root.join("ab/0")]);
+        let fresh = HashSet::from(["ef".to_string()]);
+        let outside = [
+            PathBuf::from("/"),
+            PathBuf::from("/srv/data dir/binds/docker2/ab/0"),
+            root.to_path_buf(),
+        ];
+        let all: Vec<&PathBuf> = mounted.keys().chain(&outside).collect();
+        assert_eq!(
+            strays(all, root, &needed, &fresh),
+            [root.join("cd"), root.join("ab/0/in it")],
+            "shallowest first; a needed pin, a fresh token and anything not beneath the root are kept"
+        );
+    }
+
+    #[test]
+    fn sweep_unmounts_what_no_pin_needs() {
+        let (dir, pins, user) = setup();
+        let a = pins.pin(&[source(&user, "p")]).unwrap();
+        let b = pins.pin(&[source(&user, "p/t")]).unwrap();
+        let count = || {
+            let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+            mounts_beneath(&text, pins.root()).values().sum::<usize>()
+        };
+        // Left behind: a mount inside a pin in use, one on the folder of an
+        // unused token, and one outside the root (never touched).
+        let stray = dir.path().join("stray");
+        std::fs::create_dir(&stray).unwrap();
+        let outside = dir.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        let token_b = b[0].parent().unwrap().to_path_buf();
+        for target in [&a[0].join("t"), &token_b, &outside] {
+            mount(Some(stray.as_path()), target, libc::MS_BIND).unwrap();
+        }
+        assert_eq!(count(), 4);
+        let keep = pins.tokens([a[0].to_str().unwrap()]);
+        let later = std::time::SystemTime::now() + std::time::Duration::from_secs(1);
+        assert_eq!(pins.sweep(&keep, later), 1);
+        assert_eq!(count(), 1, "only the pin in use is mounted");
+        assert!(a[0].join("t/mine").is_file());
+        assert!(!token_b.exists());
+        let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        assert!(
+            text.lines()
+                .filter_map(|l| l.split(' ').nth(4))
+                .any(|p| Path::new(&unescape_octal(p)) == outside),
+            "a mount outside the root stays"
+        );
+        unmount_all(&outside);
+        pins.release([a[0].to_str().unwrap()]);
+        assert_eq!(count(), 0);
     }
 }

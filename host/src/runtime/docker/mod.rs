@@ -22,6 +22,7 @@ pub mod network;
 mod networks;
 pub mod progress;
 pub mod raw;
+pub mod recovery;
 pub mod settings;
 pub mod shared_pull;
 mod volume_backup;
@@ -137,6 +138,8 @@ pub struct DockerRuntime {
     pins: Pins,
     /// Running containers' stats, followed while they are listed.
     live: live_stats::LiveStats,
+    /// This server's mark on the containers it recreates ([`recovery::maker_id`]).
+    maker: String,
 }
 
 /// The Unix socket named by `DOCKER_HOST`.
@@ -181,6 +184,7 @@ impl DockerRuntime {
         }
         let credentials = CredentialStore::open(&settings.data_dir)?;
         let pins = Pins::new(&settings.data_dir, "docker")?;
+        let maker = recovery::maker_id("", &settings.data_dir);
         let runtime = DockerRuntime {
             api,
             raw: RawClient::new(socket, settings.stall.unwrap_or(raw::DEFAULT_STALL)),
@@ -191,6 +195,7 @@ impl DockerRuntime {
             pulls: SharedPulls::default(),
             pins,
             live: Default::default(),
+            maker,
         };
         runtime.sweep_pins();
         Ok(runtime)
@@ -287,6 +292,14 @@ impl DockerRuntime {
     /// (the shared database of several nodes).
     pub fn with_credentials(mut self, store: CredentialStore) -> Self {
         self.credentials = store;
+        self
+    }
+
+    /// Mark the containers this server recreates as node `node`'s (with
+    /// its data folder), so that only this server recovers them after a
+    /// crash ([`recovery`]).
+    pub fn with_node(mut self, node: &str) -> Self {
+        self.maker = recovery::maker_id(node, &self.settings.data_dir);
         self
     }
 

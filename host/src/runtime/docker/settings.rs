@@ -21,6 +21,7 @@ use bollard::query_parameters::{
     CreateContainerOptions, RemoveContainerOptions, RenameContainerOptions, StopContainerOptions,
 };
 
+use super::recovery::{self, aside_name, ASIDE};
 use super::{archive, engine, DockerRuntime};
 use crate::runtime::{
     BindMount, CallContext, ChangeSettings, ContainerHealth, ContainerRef, ContainerSpec,
@@ -63,6 +64,10 @@ pub fn body_from_inspect(
 ) -> RtResult<(ContainerCreateBody, Vec<(String, EndpointSettings)>)> {
     let mut config = inspect.config.clone().unwrap_or_default();
     let mut host = inspect.host_config.clone().unwrap_or_default();
+    // What an earlier recreate recorded is about that one only.
+    if let Some(labels) = config.labels.as_mut() {
+        labels.retain(|k, _| !k.starts_with(recovery::LABEL_PREFIX));
+    }
     let id = inspect.id.clone().unwrap_or_default();
     let short_id: String = id.chars().take(12).collect();
     // The engine names a container's host after its id unless told otherwise.
@@ -466,6 +471,8 @@ impl DockerRuntime {
             keep_old,
             pinned,
         } = swap;
+        let mut body = body;
+        recovery::label_new(&mut body, old_id, running, &self.maker, cx.task_id);
         let aside = aside_name(name, old_id);
         let rename = |to: String| RenameContainerOptions { name: to };
         self.api
@@ -537,8 +544,13 @@ impl DockerRuntime {
             link: false,
         };
         if let Err(e) = self.api.remove_container(old_id, Some(remove)).await {
-            // The new container runs; the old one is left under its aside name.
+            // The change is kept: the old one is retired, so that the
+            // start-up recovery removes it rather than rolling back.
             tracing::warn!(container = %name, "removing the replaced container: {}", engine(e).message());
+            let retired = rename(recovery::retired_name(name, old_id));
+            if let Err(e) = self.api.rename_container(old_id, retired).await {
+                tracing::warn!(container = %name, "retiring the replaced container: {}", engine(e).message());
+            }
         }
         Ok(created)
     }
@@ -585,15 +597,6 @@ struct Swap<'a> {
     keep_old: bool,
     /// The image id the new container must run, if pinned.
     pinned: Option<&'a str>,
-}
-
-/// What a replaced container's name becomes while it is aside:
-/// `<name>-replaced-<short id>`.
-const ASIDE: &str = "-replaced-";
-
-fn aside_name(name: &str, old_id: &str) -> String {
-    let short: String = old_id.chars().take(12).collect();
-    format!("{name}{ASIDE}{short}")
 }
 
 /// The config keys an image gives a container as a whole value.
