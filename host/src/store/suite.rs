@@ -1234,16 +1234,16 @@ async fn a_tasks_end_records_its_deliveries_with_the_end(u: Under) {
         format!("task-{}-completed", ok.id),
         "task.completed".to_string(),
     );
-    assert_eq!(events_of(w, alice.id).await, [completed.clone()]);
-    assert_eq!(events_of(w, admin.id).await, [completed.clone()]);
+    assert_eq!(events_of(w, alice.id).await, vec![completed.clone()]);
+    assert_eq!(events_of(w, admin.id).await, vec![completed.clone()]);
     // Not bob's task, not the other webhook's category, not an error.
     assert!(events_of(w, bob.id).await.is_empty());
     assert!(events_of(w, other.id).await.is_empty());
     assert!(events_of(w, -1).await.is_empty());
     // Refused: it no longer runs. Nothing more is written.
     assert!(!s.finish(done).await.unwrap());
-    assert_eq!(events_of(w, alice.id).await, [completed.clone()]);
-    assert_eq!(events_of(w, admin.id).await, [completed.clone()]);
+    assert_eq!(events_of(w, alice.id).await, vec![completed.clone()]);
+    assert_eq!(events_of(w, admin.id).await, vec![completed.clone()]);
 
     // The body: the task as stored, ended.
     let sent = w
