@@ -473,12 +473,17 @@ pub async fn start_with_stores(
     let mut queue_config = config.queue_config();
     let retention = queue_config.retention;
     queue_config.per_user = policies.running_caps().into_iter().collect();
-    let queue = Queue::start(store, executor, queue_config).await?;
-    spawn_observers(&auth);
     let webhooks = Arc::new(
         crate::webhooks::Webhooks::new(&config.webhooks, &config.webhooks_policy)
             .map_err(|e| anyhow::anyhow!("configuration: {e}"))?,
     );
+    // Before the queue starts: its first write ends the runs a crash
+    // interrupted, with their deliveries.
+    if let Some(w) = store.webhooks() {
+        w.configure(webhooks.configured_hooks());
+    }
+    let queue = Queue::start(store, executor, queue_config).await?;
+    spawn_observers(&auth);
     let shutdown = CancellationToken::new();
     // Task events become deliveries; the sender sends them, until shutdown.
     tokio::spawn(crate::webhooks::record::run(

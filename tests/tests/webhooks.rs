@@ -4,9 +4,11 @@
 //! filter holds, another user's webhook gets nothing of yours, an admin's
 //! `[[webhooks]]` gets every user's; a receiver that answers 500 first,
 //! then a server restarted mid-retry, still gets the delivery, once per
-//! event id; a `url` to a refused address is a 400 naming `url`, and a
-//! configured one fails its delivery with a clear error; the secret is in
-//! no answer, event or log line.
+//! event id; a task running when the server is killed (SIGKILL) delivers
+//! its `task.error` (interrupted) after the restart, once; a `url` to a
+//! refused address is a 400 naming `url`, and a configured one fails its
+//! delivery with a clear error; the secret is in no answer, event or log
+//! line.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -511,4 +513,82 @@ async fn a_delivery_refused_then_interrupted_by_a_restart_arrives_once() {
     // Every attempt carried the same event id.
     let all = rx.all("retry");
     assert!(all.iter().all(|g| g.idempotency == all[0].idempotency));
+}
+
+#[tokio::test]
+async fn a_task_running_when_the_server_is_killed_delivers_its_interruption_once() {
+    let rx = Receiver::start().await;
+    let mut server =
+        Server::start(Options::with_plugins(&["noop", "sleepy"]).config(&config(""))).await;
+    let alice = login(&server, "alice").await;
+    let secret = "whsec_killed_9";
+    let hook = create(
+        &alice,
+        serde_json::json!({"url": rx.url("killed"), "events": ["task.error"], "secret": secret}),
+    )
+    .await;
+    let task = alice.submit_ok("sleepy", r#"{"seconds": 600}"#).await;
+    alice.wait_state(task, "running").await;
+
+    // SIGKILL while it runs: the restart ends it as interrupted, and its
+    // delivery is written with that end.
+    server.kill9();
+    server.restart().await;
+    let alice = login(&server, "alice").await;
+    let ended = alice.wait_state(task, "error").await;
+    assert_eq!(ended["result"], 4, "interrupted: {ended}");
+    let got = eventually("the interruption's delivery", DEADLINE, || {
+        let d = rx.delivered("killed");
+        (!d.is_empty()).then_some(d)
+    })
+    .await;
+    assert_signed(&got[0], secret);
+    let body = got[0].json();
+    let event_id = format!("task-{task}-error");
+    assert_eq!(body["id"], event_id.as_str());
+    assert_eq!(got[0].idempotency, event_id);
+    assert_eq!(body["event"], "task.error");
+    assert_eq!(body["task"]["id"], task);
+    assert_eq!(body["task"]["result"], 4);
+    assert!(
+        body["task"]["detail_state"]
+            .as_str()
+            .unwrap()
+            .contains("interrupted"),
+        "{body}"
+    );
+    assert_eq!(body["task"], alice.task(task).await.unwrap());
+    eventually_async("the delivery recorded as delivered", DEADLINE, || async {
+        deliveries(&alice, hook)
+            .await
+            .into_iter()
+            .find(|d| d["status"] == "delivered")
+    })
+    .await;
+
+    // Restarted again, then a later error: it arrives, and the first is
+    // not sent again.
+    server.restart().await;
+    let alice = login(&server, "alice").await;
+    let later = alice.submit_ok("noop", r#"{"fail":true}"#).await;
+    alice.wait_state(later, "error").await;
+    eventually("the later error's delivery", DEADLINE, || {
+        rx.delivered("killed")
+            .iter()
+            .any(|g| g.idempotency == format!("task-{later}-error"))
+            .then_some(())
+    })
+    .await;
+    let mut ids: Vec<String> = rx
+        .all("killed")
+        .iter()
+        .map(|g| g.idempotency.clone())
+        .collect();
+    ids.sort();
+    let mut want = vec![event_id, format!("task-{later}-error")];
+    want.sort();
+    assert_eq!(ids, want, "each event id exactly once");
+    let listed = deliveries(&alice, hook).await;
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert!(listed.iter().all(|d| d["status"] == "delivered"));
 }

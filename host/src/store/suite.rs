@@ -980,6 +980,7 @@ suite!(
         racing_firings_of_one_occurrence_store_one_task,
         webhooks_are_created_listed_and_deleted_with_sealed_secrets,
         the_outbox_records_claims_retries_and_completes_deliveries,
+        a_tasks_end_records_its_deliveries_with_the_end,
     ]
 );
 
@@ -1161,6 +1162,146 @@ async fn the_outbox_records_claims_retries_and_completes_deliveries(u: Under) {
     .await
     .unwrap();
     assert_eq!(w.next_delivery().await.unwrap(), None);
+}
+
+/// The deliveries of webhook `id`, as (event id, event), oldest first.
+async fn events_of(w: &dyn crate::store::WebhookStore, id: i64) -> Vec<(String, String)> {
+    let mut got: Vec<_> = w
+        .deliveries(id, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| (d.event_id, d.event))
+        .collect();
+    got.reverse();
+    got
+}
+
+/// A task's end (its finish, or its interruption at start) writes the
+/// deliveries of the webhooks that want it in the write that stores the
+/// end: they are there when the write returns, with nobody else writing
+/// them. An end that is refused (the task no longer runs) writes none.
+async fn a_tasks_end_records_its_deliveries_with_the_end(u: Under) {
+    use crate::store::webhooks::{Hook, NewWebhook};
+    let (s, w) = (&u.store, u.store.webhooks().unwrap());
+    // The configuration file's: every user's errors.
+    w.configure(vec![Hook {
+        id: -1,
+        owner: String::new(),
+        all_users: true,
+        events: vec!["task.error".into()],
+        categories: None,
+    }]);
+    let alice = w.create_webhook(new_webhook("alice", "s1")).await.unwrap();
+    let bob = w
+        .create_webhook(NewWebhook {
+            categories: None,
+            events: vec![
+                "task.started".into(),
+                "task.completed".into(),
+                "task.error".into(),
+            ],
+            ..new_webhook("bob", "s2")
+        })
+        .await
+        .unwrap();
+    let admin = w
+        .create_webhook(NewWebhook {
+            all_users: true,
+            events: vec!["task.completed".into()],
+            categories: None,
+            ..new_webhook("root", "s3")
+        })
+        .await
+        .unwrap();
+    let other = w
+        .create_webhook(NewWebhook {
+            categories: Some(vec!["image_remove".into()]),
+            ..new_webhook("alice", "s4")
+        })
+        .await
+        .unwrap();
+
+    let ok = s.insert(new_task("noop", "alice", None)).await.unwrap();
+    let failed = s.insert(new_task("noop", "alice", None)).await.unwrap();
+    let running = s.insert(new_task("noop", "alice", None)).await.unwrap();
+    let claimed = s.claim(claim_req(3, &[("noop", None)], 5)).await.unwrap();
+    assert_eq!(claimed_ids(&claimed), [ok.id, failed.id, running.id]);
+
+    let done = finish(ok.id, TaskState::Completed, 7);
+    assert!(s.finish(done.clone()).await.unwrap());
+    let completed = (
+        format!("task-{}-completed", ok.id),
+        "task.completed".to_string(),
+    );
+    assert_eq!(events_of(w, alice.id).await, vec![completed.clone()]);
+    assert_eq!(events_of(w, admin.id).await, vec![completed.clone()]);
+    // Not bob's task, not the other webhook's category, not an error.
+    assert!(events_of(w, bob.id).await.is_empty());
+    assert!(events_of(w, other.id).await.is_empty());
+    assert!(events_of(w, -1).await.is_empty());
+    // Refused: it no longer runs. Nothing more is written.
+    assert!(!s.finish(done).await.unwrap());
+    assert_eq!(events_of(w, alice.id).await, vec![completed.clone()]);
+    assert_eq!(events_of(w, admin.id).await, vec![completed.clone()]);
+
+    // The body: the task as stored, ended.
+    let sent = w
+        .claim_deliveries("n", i64::MAX / 2, i64::MAX, 10)
+        .await
+        .unwrap();
+    let body: serde_json::Value = serde_json::from_str(
+        &sent
+            .iter()
+            .find(|c| c.delivery.webhook == alice.id)
+            .unwrap()
+            .body,
+    )
+    .unwrap();
+    assert_eq!(body["id"], completed.0.as_str());
+    assert_eq!(body["event"], "task.completed");
+    let shown = serde_json::to_value(s.get(ok.id).await.unwrap().unwrap()).unwrap();
+    assert_eq!(body["task"], shown);
+    assert_eq!(body["task"]["state"], "completed");
+    assert_eq!(body["task"]["params"]["password"], "******");
+
+    assert!(s
+        .finish(finish(failed.id, TaskState::Error, 8))
+        .await
+        .unwrap());
+    let error = (
+        format!("task-{}-error", failed.id),
+        "task.error".to_string(),
+    );
+    assert_eq!(
+        events_of(w, alice.id).await,
+        [completed.clone(), error.clone()]
+    );
+    assert_eq!(events_of(w, -1).await, [error]);
+    assert_eq!(events_of(w, admin.id).await, [completed]);
+
+    // Interrupted at start: its end, and its deliveries, in one write.
+    let interrupted = s
+        .interrupt_running(Interruption::new(4, "interrupted by a restart", 9))
+        .await
+        .unwrap();
+    assert_eq!(interrupted, [running.id]);
+    let error = (
+        format!("task-{}-error", running.id),
+        "task.error".to_string(),
+    );
+    assert_eq!(events_of(w, -1).await.last(), Some(&error));
+    assert_eq!(events_of(w, alice.id).await.last(), Some(&error));
+    assert_eq!(events_of(w, -1).await.len(), 2);
+    assert!(events_of(w, bob.id).await.is_empty());
+    // Nothing was running any more: nothing more.
+    assert!(s
+        .interrupt_running(Interruption::new(4, "interrupted by a restart", 10))
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(events_of(w, alice.id).await.len(), 3);
+    assert_eq!(events_of(w, -1).await.len(), 2);
 }
 
 // ---- schedules, every driver ------------------------------------------------

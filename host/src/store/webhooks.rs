@@ -12,10 +12,197 @@
 //!
 //! Times here are epoch milliseconds (retries are shorter than a second
 //! apart at first).
+//!
+//! The end of a task writes its deliveries itself, in the transaction that
+//! stores the end ([`crate::store::TaskStore::finish`],
+//! [`crate::store::TaskStore::interrupt_running`],
+//! [`crate::store::TaskStore::reap_silent_nodes`]): an end that is stored has
+//! its deliveries stored, whatever happens to the process next, and an end
+//! that is refused (the task no longer runs) has none. The store matches
+//! the webhooks there, not the caller:
+//! - the stored webhooks are read in that transaction (those of the task's
+//!   owner and the all-users ones, through the `webhooks_owner` index), so
+//!   a webhook created or deleted a moment before, on any node, is matched
+//!   as it is then; no cache can be stale, and a task's end needs no
+//!   round trip to the queue or to the webhooks above it;
+//! - the configured ones (`[[webhooks]]`), which are not rows, are given
+//!   to the store once at start ([`WebhookStore::configure`]);
+//! - [`end_deliveries`] applies [`Hook::wants`] to both, as one rule for
+//!   every driver, and builds each body from the task row as just stored
+//!   (what `GET background/{id}` shows).
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
+use parking_lot::RwLock;
+use serde_json::{Map, Value};
 
+use crate::store::tasks::model::{Task, TaskState};
 use crate::store::tasks::Owner;
+
+/// A task of the webhook's scope started running.
+pub const TASK_STARTED: &str = "task.started";
+/// A task completed.
+pub const TASK_COMPLETED: &str = "task.completed";
+/// A task ended in error (cancelled and interrupted included).
+pub const TASK_ERROR: &str = "task.error";
+
+/// A webhook as matched against events (stored or configured).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hook {
+    /// Id; negative for a configured one (`-1` the first `[[webhooks]]`).
+    pub id: i64,
+    /// Whose events it gets when not `all_users`.
+    pub owner: String,
+    /// Gets every user's events.
+    pub all_users: bool,
+    /// The events it wants.
+    pub events: Vec<String>,
+    /// Only these categories; `None`: all.
+    pub categories: Option<Vec<String>>,
+}
+
+impl Hook {
+    /// Whether this webhook gets `event` about `owner`'s object of `category`.
+    pub fn wants(&self, event: &str, owner: &str, category: Option<&str>) -> bool {
+        (self.all_users || self.owner == owner)
+            && self.events.iter().any(|e| e == event)
+            && match (&self.categories, category) {
+                (None, _) => true,
+                (Some(cats), Some(c)) => cats.iter().any(|x| x == c),
+                (Some(_), None) => false,
+            }
+    }
+}
+
+impl From<Webhook> for Hook {
+    fn from(w: Webhook) -> Hook {
+        Hook {
+            id: w.id,
+            owner: w.owner,
+            all_users: w.all_users,
+            events: w.events,
+            categories: w.categories,
+        }
+    }
+}
+
+/// An event to deliver to the webhooks that want it.
+#[derive(Debug, Clone)]
+pub struct Event {
+    /// Unique id, the receivers' idempotency key: the same event recorded
+    /// twice is delivered once per webhook.
+    pub id: String,
+    /// Its name (`task.completed`, ...).
+    pub name: String,
+    /// Whose object it is about.
+    pub owner: String,
+    /// The task's category (for the category filter), if it is about a task.
+    pub category: Option<String>,
+    /// When it happened, epoch ms.
+    pub time: i64,
+    /// The body's other keys (`task`, or the image check's own); secrets masked.
+    pub payload: Map<String, Value>,
+}
+
+impl Event {
+    /// The JSON body of a delivery: `{id, event, time, ...payload}`.
+    pub fn body(&self) -> String {
+        let mut body = Map::new();
+        body.insert("id".into(), Value::String(self.id.clone()));
+        body.insert("event".into(), Value::String(self.name.clone()));
+        let time = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(self.time)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+            .unwrap_or_default();
+        body.insert("time".into(), Value::String(time));
+        for (k, v) in &self.payload {
+            body.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+        Value::Object(body).to_string()
+    }
+
+    /// The outbox rows of this event, one per hook of `hooks` that wants it.
+    pub fn deliveries<'a>(&self, hooks: impl IntoIterator<Item = &'a Hook>) -> Vec<NewDelivery> {
+        let mut body = None;
+        hooks
+            .into_iter()
+            .filter(|h| h.wants(&self.name, &self.owner, self.category.as_deref()))
+            .map(|h| NewDelivery {
+                webhook: h.id,
+                event_id: self.id.clone(),
+                event: self.name.clone(),
+                body: body.get_or_insert_with(|| self.body()).clone(),
+                created: self.time,
+            })
+            .collect()
+    }
+}
+
+/// The event of `name` about `task` (its params masked, as `GET
+/// background/{id}` shows it). Its id is the task's id and the event
+/// (`task-42-completed`): the same change recorded twice is one delivery
+/// per webhook.
+pub fn task_event(task: &Task, name: &str, time: i64) -> Event {
+    let mut payload = Map::new();
+    payload.insert(
+        "task".into(),
+        serde_json::to_value(task).unwrap_or(Value::Null),
+    );
+    Event {
+        id: format!("task-{}-{}", task.id, name.trim_start_matches("task.")),
+        name: name.to_string(),
+        owner: task.user.clone(),
+        category: Some(task.category.clone()),
+        time,
+        payload,
+    }
+}
+
+/// The event a task's end is: `task.completed` or `task.error` (cancelled
+/// and interrupted included); `None` for a task that has not ended.
+pub fn end_event(state: TaskState) -> Option<&'static str> {
+    match state {
+        TaskState::Completed => Some(TASK_COMPLETED),
+        TaskState::Error => Some(TASK_ERROR),
+        TaskState::Waiting | TaskState::Running => None,
+    }
+}
+
+/// The outbox rows of `task`'s end (the row as just stored, at `time`,
+/// epoch ms): one per webhook of `configured` and `stored` that wants it.
+/// `stored` may hold other users' webhooks: [`Hook::wants`] checks the owner.
+pub fn end_deliveries(
+    task: &Task,
+    configured: &[Hook],
+    stored: &[Hook],
+    time: i64,
+) -> Vec<NewDelivery> {
+    let Some(name) = end_event(task.state) else {
+        return Vec::new();
+    };
+    let wanted = |h: &&Hook| h.wants(name, &task.user, Some(&task.category));
+    if !configured.iter().chain(stored).any(|h| wanted(&h)) {
+        return Vec::new();
+    }
+    task_event(task, name, time).deliveries(configured.iter().chain(stored))
+}
+
+/// The configured webhooks (`[[webhooks]]`) a store matches at each task
+/// end beside its stored ones; set once at start, before the queue starts.
+#[derive(Debug, Default)]
+pub struct ConfiguredHooks(RwLock<Arc<[Hook]>>);
+
+impl ConfiguredHooks {
+    /// Match `hooks` from now on.
+    pub fn set(&self, hooks: Vec<Hook>) {
+        *self.0.write() = hooks.into();
+    }
+
+    /// The configured webhooks.
+    pub fn get(&self) -> Arc<[Hook]> {
+        self.0.read().clone()
+    }
+}
 
 /// A webhook to store; the store gives the id.
 #[derive(Clone)]
@@ -206,6 +393,12 @@ pub enum Attempt {
 /// Webhooks and their outbox, stored beside the tasks.
 #[async_trait]
 pub trait WebhookStore: Send + Sync {
+    /// The configured webhooks (negative ids), which every task end this
+    /// store records is matched against beside the stored ones. Called
+    /// once at start, before the queue starts (whose first write may end
+    /// interrupted tasks).
+    fn configure(&self, hooks: Vec<Hook>);
+
     /// Store a webhook, its secret sealed; returns it with its id.
     async fn create_webhook(&self, webhook: NewWebhook) -> anyhow::Result<Webhook>;
 

@@ -7,8 +7,10 @@
 //!   resolved address when connecting (no SSRF into the host);
 //! - [`sign`]: the `X-Stevedore-Signature` scheme (HMAC-SHA256, Stripe's);
 //! - [`backoff`]: when a failed delivery is tried again (24 hours);
-//! - [`record`]: task events become deliveries in the store's outbox
-//!   ([`crate::store::webhooks`]), right after the task's change is stored;
+//! - [`record`]: a task's end is recorded by the store itself, in the
+//!   transaction that stores the end ([`crate::store::webhooks`] says how
+//!   it matches the webhooks); a task's start becomes deliveries right
+//!   after it is stored, from the queue's events;
 //! - [`send`]: the sender loop, which claims due deliveries and POSTs them
 //!   with bounded concurrency, woken when deliveries are recorded (on this
 //!   node, or by another's [`crate::store::Notice::Deliveries`]), never polling.
@@ -28,22 +30,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use serde_json::{Map, Value};
 use tokio::sync::Notify;
 
 use crate::store::tasks::Owner;
-use crate::store::webhooks::{NewDelivery, Target};
+use crate::store::webhooks::Target;
 use crate::store::WebhookStore;
 
 pub use allow::AllowPolicy;
 pub use config::{WebhookConfig, WebhooksPolicySection};
 
-/// A task of the webhook's scope started running.
-pub const TASK_STARTED: &str = "task.started";
-/// A task completed.
-pub const TASK_COMPLETED: &str = "task.completed";
-/// A task ended in error (cancelled and interrupted included).
-pub const TASK_ERROR: &str = "task.error";
+pub use crate::store::webhooks::{
+    task_event, Event, Hook, TASK_COMPLETED, TASK_ERROR, TASK_STARTED,
+};
+
 /// An application's image has a newer version (emitted by the image checks).
 pub const APP_UPDATE: &str = "app.update_available";
 /// An image has a newer version (emitted by the image checks).
@@ -61,69 +60,6 @@ pub const EVENTS: &[&str] = &[
 /// read again (a change on this node clears them at once; another
 /// node's is seen within this).
 const HOOKS_TTL: Duration = Duration::from_secs(2);
-
-/// A webhook as matched against events (stored or configured).
-#[derive(Debug, Clone)]
-pub struct Hook {
-    /// Id; negative for a configured one (`-1` the first `[[webhooks]]`).
-    pub id: i64,
-    /// Whose events it gets when not `all_users`.
-    pub owner: String,
-    /// Gets every user's events.
-    pub all_users: bool,
-    /// The events it wants.
-    pub events: Vec<String>,
-    /// Only these categories; `None`: all.
-    pub categories: Option<Vec<String>>,
-}
-
-impl Hook {
-    /// Whether this webhook gets `event` about `owner`'s object of `category`.
-    pub fn wants(&self, event: &str, owner: &str, category: Option<&str>) -> bool {
-        (self.all_users || self.owner == owner)
-            && self.events.iter().any(|e| e == event)
-            && match (&self.categories, category) {
-                (None, _) => true,
-                (Some(cats), Some(c)) => cats.iter().any(|x| x == c),
-                (Some(_), None) => false,
-            }
-    }
-}
-
-/// An event to deliver to the webhooks that want it.
-#[derive(Debug, Clone)]
-pub struct Event {
-    /// Unique id, the receivers' idempotency key: the same event recorded
-    /// twice is delivered once per webhook.
-    pub id: String,
-    /// Its name ([`EVENTS`]).
-    pub name: String,
-    /// Whose object it is about.
-    pub owner: String,
-    /// The task's category (for the category filter), if it is about a task.
-    pub category: Option<String>,
-    /// When it happened, epoch ms.
-    pub time: i64,
-    /// The body's other keys (`task`, or the image check's own); secrets masked.
-    pub payload: Map<String, Value>,
-}
-
-impl Event {
-    /// The JSON body of a delivery: `{id, event, time, ...payload}`.
-    pub fn body(&self) -> String {
-        let mut body = Map::new();
-        body.insert("id".into(), Value::String(self.id.clone()));
-        body.insert("event".into(), Value::String(self.name.clone()));
-        let time = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(self.time)
-            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-            .unwrap_or_default();
-        body.insert("time".into(), Value::String(time));
-        for (k, v) in &self.payload {
-            body.entry(k.clone()).or_insert_with(|| v.clone());
-        }
-        Value::Object(body).to_string()
-    }
-}
 
 /// A configured webhook.
 #[derive(Debug, Clone)]
@@ -224,6 +160,11 @@ impl Webhooks {
             .map(|c| &c.target)
     }
 
+    /// The configured webhooks, as the store matches them at each task end.
+    pub fn configured_hooks(&self) -> Vec<Hook> {
+        self.configured.iter().map(|c| c.hook.clone()).collect()
+    }
+
     /// A stored webhook was created or deleted on this node: match against
     /// the store again.
     pub fn changed(&self) {
@@ -242,13 +183,7 @@ impl Webhooks {
                 .webhooks(Owner::Anyone)
                 .await?
                 .into_iter()
-                .map(|w| Hook {
-                    id: w.id,
-                    owner: w.owner,
-                    all_users: w.all_users,
-                    events: w.events,
-                    categories: w.categories,
-                })
+                .map(Hook::from)
                 .collect(),
         );
         *self.stored.lock() = Some((Instant::now(), hooks.clone()));
@@ -266,23 +201,11 @@ impl Webhooks {
             return Ok(0);
         }
         let stored = self.stored_hooks(store).await?;
-        let mut deliveries = Vec::new();
-        for event in events {
-            let mut body = None;
-            let hooks = self.configured.iter().map(|c| &c.hook).chain(stored.iter());
-            for hook in hooks {
-                if hook.wants(&event.name, &event.owner, event.category.as_deref()) {
-                    let body = body.get_or_insert_with(|| event.body()).clone();
-                    deliveries.push(NewDelivery {
-                        webhook: hook.id,
-                        event_id: event.id.clone(),
-                        event: event.name.clone(),
-                        body,
-                        created: event.time,
-                    });
-                }
-            }
-        }
+        let configured = self.configured.iter().map(|c| &c.hook);
+        let deliveries: Vec<_> = events
+            .iter()
+            .flat_map(|e| e.deliveries(configured.clone().chain(stored.iter())))
+            .collect();
         if deliveries.is_empty() {
             return Ok(0);
         }
@@ -296,6 +219,8 @@ impl Webhooks {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::{Map, Value};
+
     use super::*;
 
     fn hook(owner: &str, all: bool, events: &[&str], cats: Option<&[&str]>) -> Hook {

@@ -1,62 +1,69 @@
-//! Task events become webhook deliveries: [`run`] follows the queue's
-//! events and records, for each task of this node that starts, completes
-//! or fails, one delivery per webhook that wants it, right after the
-//! change is stored (the event is announced only once it is).
+//! Task starts become webhook deliveries, and task ends wake the sender:
+//! [`run`] follows the queue's events.
 //!
-//! The event ids are the task's id and the event (`task-42-completed`), so
-//! the same change recorded twice (a repeated announcement) is one
-//! delivery per webhook. Events queue up while a write is under way and
-//! are recorded together in the next one.
+//! A task's end is no event of this loop: the store writes its deliveries
+//! in the transaction that stores the end ([`crate::store::webhooks`]), so
+//! an end is never lost to a crash or to this loop falling behind. Here an
+//! end only wakes the sender, which then finds its deliveries (on
+//! PostgreSQL every node's sender is woken by the transaction's own
+//! [`crate::store::Notice::Deliveries`] too).
+//!
+//! A start (`task.started`) is recorded here, right after the claim is
+//! stored (the start is announced only once it is), one delivery per
+//! webhook that wants it. The event ids are the task's id and the event
+//! (`task-42-started`), so the same start recorded twice (a repeated
+//! announcement) is one delivery per webhook. Events queue up while a
+//! write is under way and are recorded together in the next one. When
+//! this loop falls behind the queue's event channel by more than its
+//! capacity, the starts it missed are not recorded (it says so, with how
+//! many events it missed, at `warn`), and the sender is woken anyway so
+//! that no end's delivery waits. So is a task of this node cancelled while
+//! waiting (deleted before it ran: no end is stored, its `task.error` is
+//! announced only).
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use serde_json::{Map, Value};
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
-use super::{Event, Webhooks, TASK_COMPLETED, TASK_ERROR, TASK_STARTED};
+use super::{task_event, Event, Webhooks, TASK_ERROR, TASK_STARTED};
 use crate::queue::{Queue, Task, TaskEvent, TaskState};
 
 /// Most events recorded in one write.
 const BATCH: usize = 512;
 
-/// The webhook event a task change is, if any; `started` holds the tasks
-/// whose start was recorded (a running task is announced at each progress).
-fn event_of(task: &Task, started: &mut HashSet<i64>) -> Option<&'static str> {
+/// What this loop does with a task change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// Record this event now.
+    Record(&'static str),
+    /// An end the store recorded: wake the sender.
+    Wake,
+    /// Nothing.
+    Skip,
+}
+
+/// What a task change is to this loop; `started` holds the tasks whose
+/// start was recorded (a running task is announced at each progress).
+fn step_of(task: &Task, started: &mut HashSet<i64>) -> Step {
     match task.state {
-        TaskState::Running => started.insert(task.id).then_some(TASK_STARTED),
-        TaskState::Completed => {
+        TaskState::Running => match started.insert(task.id) {
+            true => Step::Record(TASK_STARTED),
+            false => Step::Skip,
+        },
+        // Deleted while waiting: never started, no end stored.
+        TaskState::Error if task.start.is_none() => Step::Record(TASK_ERROR),
+        TaskState::Completed | TaskState::Error => {
             started.remove(&task.id);
-            Some(TASK_COMPLETED)
+            Step::Wake
         }
-        TaskState::Error => {
-            started.remove(&task.id);
-            Some(TASK_ERROR)
-        }
-        TaskState::Waiting => None,
+        TaskState::Waiting => Step::Skip,
     }
 }
 
-/// The event of `name` about `task` (its params masked, as `GET
-/// background/{id}` shows it).
-pub fn task_event(task: &Task, name: &str, time: i64) -> Event {
-    let mut payload = Map::new();
-    payload.insert(
-        "task".into(),
-        serde_json::to_value(task).unwrap_or(Value::Null),
-    );
-    Event {
-        id: format!("task-{}-{}", task.id, name.trim_start_matches("task.")),
-        name: name.to_string(),
-        owner: task.user.clone(),
-        category: Some(task.category.clone()),
-        time,
-        payload,
-    }
-}
-
-/// Record the deliveries of the queue's task events until `stop`.
+/// Record the starts of the queue's tasks, and wake the sender at their
+/// ends, until `stop`.
 pub async fn run(queue: Arc<Queue>, hub: Arc<Webhooks>, stop: CancellationToken) {
     if queue.webhooks().is_none() {
         return;
@@ -70,22 +77,29 @@ pub async fn run(queue: Arc<Queue>, hub: Arc<Webhooks>, stop: CancellationToken)
             _ = stop.cancelled() => break,
         };
         let mut batch = Vec::new();
+        let mut wake = false;
         let mut take = |e: Result<TaskEvent, RecvError>, batch: &mut Vec<Event>| match e {
             Ok(ev) => {
                 // Another node's task is recorded by that node.
                 if ev.deleted || ev.task.node != me {
                     return true;
                 }
-                if let Some(name) = event_of(&ev.task, &mut started) {
-                    batch.push(task_event(&ev.task, name, crate::store::task_log::now_ms()));
+                match step_of(&ev.task, &mut started) {
+                    Step::Record(name) => {
+                        batch.push(task_event(&ev.task, name, crate::store::task_log::now_ms()))
+                    }
+                    Step::Wake => wake = true,
+                    Step::Skip => {}
                 }
                 true
             }
             Err(RecvError::Lagged(n)) => {
                 tracing::warn!(
                     missed = n,
-                    "webhooks fell behind the task events; some were not recorded"
+                    "webhooks fell behind the task events: the task starts among them \
+                     were not recorded (ends are recorded with the end itself)"
                 );
+                wake = true;
                 true
             }
             Err(RecvError::Closed) => false,
@@ -104,6 +118,9 @@ pub async fn run(queue: Arc<Queue>, hub: Arc<Webhooks>, stop: CancellationToken)
                 Err(_) => break,
             }
         }
+        if wake {
+            hub.wake.notify_one();
+        }
         if started.len() > 100_000 {
             // Starts whose end this node never saw (deleted meanwhile).
             started.clear();
@@ -120,6 +137,8 @@ pub async fn run(queue: Arc<Queue>, hub: Arc<Webhooks>, stop: CancellationToken)
 
 #[cfg(test)]
 mod tests {
+    use serde_json::Value;
+
     use super::*;
     use crate::queue::JsonText;
 
@@ -143,28 +162,44 @@ mod tests {
     }
 
     #[test]
-    fn a_start_is_one_event_however_often_progress_is_announced() {
+    fn a_start_is_one_event_however_often_progress_is_announced_and_an_end_wakes() {
         let mut started = HashSet::new();
-        assert_eq!(event_of(&task(1, TaskState::Waiting), &mut started), None);
         assert_eq!(
-            event_of(&task(1, TaskState::Running), &mut started),
-            Some(TASK_STARTED)
+            step_of(&task(1, TaskState::Waiting), &mut started),
+            Step::Skip
         );
-        assert_eq!(event_of(&task(1, TaskState::Running), &mut started), None);
         assert_eq!(
-            event_of(&task(1, TaskState::Completed), &mut started),
-            Some(TASK_COMPLETED)
+            step_of(&task(1, TaskState::Running), &mut started),
+            Step::Record(TASK_STARTED)
+        );
+        assert_eq!(
+            step_of(&task(1, TaskState::Running), &mut started),
+            Step::Skip
+        );
+        let ended = |state| Task {
+            start: Some(1),
+            ..task(1, state)
+        };
+        assert_eq!(
+            step_of(&ended(TaskState::Completed), &mut started),
+            Step::Wake
         );
         assert!(started.is_empty());
+        assert_eq!(step_of(&ended(TaskState::Error), &mut started), Step::Wake);
+        // Cancelled while waiting: announced only, recorded here.
         assert_eq!(
-            event_of(&task(2, TaskState::Error), &mut started),
-            Some(TASK_ERROR)
+            step_of(&task(2, TaskState::Error), &mut started),
+            Step::Record(TASK_ERROR)
         );
     }
 
     #[test]
     fn a_task_event_carries_the_task_as_shown() {
-        let e = task_event(&task(7, TaskState::Completed), TASK_COMPLETED, 5);
+        let e = task_event(
+            &task(7, TaskState::Completed),
+            super::super::TASK_COMPLETED,
+            5,
+        );
         assert_eq!(e.id, "task-7-completed");
         assert_eq!(e.category.as_deref(), Some("noop"));
         let body: Value = serde_json::from_str(&e.body()).unwrap();

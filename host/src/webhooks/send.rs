@@ -4,8 +4,11 @@
 //! 2xx or 24 hours passed.
 //!
 //! It sleeps until the next delivery is due and wakes early when
-//! deliveries are recorded (on this node: [`super::Webhooks::publish`]; on
-//! another: [`Notice::Deliveries`]) or an attempt ends; it never polls.
+//! deliveries are recorded (on this node: [`super::Webhooks::publish`], or
+//! a task's end that the store recorded, told by [`super::record`]; on
+//! another: [`Notice::Deliveries`]) or an attempt ends; it never polls. At
+//! start it claims what is due at once: the deliveries of the tasks the
+//! start-up ended as interrupted among them.
 //! A claim lasts [`CLAIM`]: a node that dies while sending leaves the
 //! delivery to be sent again once it lapses; at start a node drops its own
 //! claims (nothing of it is in flight).

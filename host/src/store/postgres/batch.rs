@@ -8,6 +8,9 @@
 //! notifying transactions commit one after another, an fsync each. One
 //! transaction for a batch pays that once.
 //!
+//! The ends of a batch record their webhook deliveries in its transaction
+//! ([`super::webhooks::record_ends`]).
+//!
 //! A write still returns only once its transaction committed. When a batch
 //! fails, each of its writes is retried in a transaction of its own, so one
 //! bad write fails alone and every caller gets its own answer.
@@ -22,10 +25,12 @@ use super::tasks::{
     cached_execute, cached_query, claim_in, claim_one, finish_one, insert_one, notify, row_to_task,
     COLUMNS,
 };
+use super::webhooks::record_ends;
 use super::Database;
 use crate::store::secret::SecretBox;
 use crate::store::tasks::model::Task;
 use crate::store::tasks::{ClaimRequest, Claimed, Finish, NewTask, Notice};
+use crate::store::webhooks::{ConfiguredHooks, Hook};
 
 /// Most writes applied in one transaction.
 const MAX_BATCH: usize = 1024;
@@ -49,9 +54,13 @@ pub(super) struct Batcher {
 
 impl Batcher {
     /// Start the writer task of one store.
-    pub(super) fn start(db: Arc<Database>, secrets: Arc<SecretBox>) -> Batcher {
+    pub(super) fn start(
+        db: Arc<Database>,
+        secrets: Arc<SecretBox>,
+        hooks: Arc<ConfiguredHooks>,
+    ) -> Batcher {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(writer(db, secrets, rx));
+        tokio::spawn(writer(db, secrets, hooks, rx));
         Batcher { tx }
     }
 
@@ -88,15 +97,21 @@ impl Batcher {
     }
 }
 
-async fn writer(db: Arc<Database>, secrets: Arc<SecretBox>, mut rx: mpsc::UnboundedReceiver<Op>) {
+async fn writer(
+    db: Arc<Database>,
+    secrets: Arc<SecretBox>,
+    hooks: Arc<ConfiguredHooks>,
+    mut rx: mpsc::UnboundedReceiver<Op>,
+) {
     let mut ops = Vec::new();
     while rx.recv_many(&mut ops, MAX_BATCH).await > 0 {
-        apply(&db, &secrets, std::mem::take(&mut ops)).await;
+        apply(&db, &secrets, &hooks.get(), std::mem::take(&mut ops)).await;
     }
 }
 
-/// Apply one batch and answer each of its writes.
-async fn apply(db: &Database, secrets: &SecretBox, ops: Vec<Op>) {
+/// Apply one batch and answer each of its writes; the ends record the
+/// deliveries of `hooks` (the configured webhooks) and the stored ones.
+async fn apply(db: &Database, secrets: &SecretBox, hooks: &[Hook], ops: Vec<Op>) {
     let mut inserts = Vec::new();
     let mut insert_replies = Vec::new();
     let mut finishes = Vec::new();
@@ -123,7 +138,7 @@ async fn apply(db: &Database, secrets: &SecretBox, ops: Vec<Op>) {
     }
     if !inserts.is_empty() || !finishes.is_empty() || !claims.is_empty() {
         let t0 = std::time::Instant::now();
-        let r = commit(db, secrets, &inserts, &finishes, &claims).await;
+        let r = commit(db, secrets, hooks, &inserts, &finishes, &claims).await;
         tracing::trace!(
             inserts = inserts.len(),
             finishes = finishes.len(),
@@ -156,7 +171,7 @@ async fn apply(db: &Database, secrets: &SecretBox, ops: Vec<Op>) {
                     let _ = reply.send(insert_one(db, secrets, task).await);
                 }
                 for (reply, finish) in finish_replies.into_iter().zip(finishes) {
-                    let _ = reply.send(finish_one(db, &finish).await);
+                    let _ = reply.send(finish_one(db, hooks, &finish).await);
                 }
                 for (reply, claim) in claim_replies.into_iter().zip(claims) {
                     let _ = reply.send(claim_one(db, secrets, claim).await);
@@ -178,6 +193,7 @@ type Committed = (Vec<Task>, Vec<bool>, Vec<Vec<Claimed>>);
 async fn commit(
     db: &Database,
     secrets: &SecretBox,
+    hooks: &[Hook],
     inserts: &[NewTask],
     finishes: &[Finish],
     claims: &[ClaimRequest],
@@ -306,6 +322,7 @@ async fn commit(
         if !ended.is_empty() {
             let mut changed: Vec<i64> = ended.into_iter().collect();
             changed.sort_unstable();
+            record_ends(&tx, hooks, &changed, &me).await?;
             notify(
                 &tx,
                 Notice::Changed {

@@ -21,6 +21,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
 use super::batch::Batcher;
+use super::webhooks::record_ends;
 use super::{Database, CHANNEL};
 use crate::store::secret::SecretBox;
 use crate::store::task_log::{LogBatch, LogLevel, LogLine, TaskLog};
@@ -30,6 +31,7 @@ use crate::store::tasks::{
     ClaimRequest, Claimed, Durable, Finish, Interruption, NewTask, Notice, Owner, Page,
     ProgressUpdate, StateCount, TaskFilter, TaskStore,
 };
+use crate::store::webhooks::{ConfiguredHooks, Hook};
 
 /// The columns a task of several nodes is read from: the shared ones, then
 /// its node.
@@ -44,6 +46,8 @@ pub struct PgStore {
     pub(super) secrets: Arc<SecretBox>,
     batch: Batcher,
     closed: AtomicBool,
+    /// The configured webhooks, matched at each task end with the stored ones.
+    pub(super) configured: Arc<ConfiguredHooks>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -59,11 +63,13 @@ impl PgStore {
     /// Records the node as alive.
     pub async fn open(db: Arc<Database>, secrets: SecretBox) -> anyhow::Result<Arc<PgStore>> {
         let secrets = Arc::new(secrets);
+        let configured = Arc::new(ConfiguredHooks::default());
         let store = Arc::new(PgStore {
-            batch: Batcher::start(db.clone(), secrets.clone()),
+            batch: Batcher::start(db.clone(), secrets.clone(), configured.clone()),
             secrets,
             db,
             closed: AtomicBool::new(false),
+            configured,
         });
         store.heartbeat().await?;
         Ok(store)
@@ -82,8 +88,9 @@ impl PgStore {
     }
 
     /// End the `running` tasks that `condition` also selects as `end` says,
-    /// in a transaction that announces them and drops their sealed params
-    /// (they can no longer run); the ids in increasing order. `condition`
+    /// in a transaction that announces them, records the deliveries of
+    /// their webhooks and drops their sealed params (they can no longer
+    /// run); the ids in increasing order. `condition`
     /// names its `params` from `$4` on.
     async fn ending(
         &self,
@@ -110,6 +117,7 @@ impl PgStore {
         if !ids.is_empty() {
             tx.execute("DELETE FROM task_secrets WHERE task_id = ANY($1)", &[&ids])
                 .await?;
+            record_ends(&tx, &self.configured.get(), &ids, self.db.node()).await?;
             notify(&tx, self.changed(ids.clone())).await?;
         }
         tx.commit().await?;
@@ -378,7 +386,11 @@ pub(super) async fn claim_one(
 }
 
 /// One end of a run in a transaction of its own (a failed batch's retry).
-pub(super) async fn finish_one(db: &Database, f: &Finish) -> anyhow::Result<bool> {
+pub(super) async fn finish_one(
+    db: &Database,
+    configured: &[Hook],
+    f: &Finish,
+) -> anyhow::Result<bool> {
     let mut client = db.client().await?;
     let tx = client.transaction().await?;
     let n = tx
@@ -401,6 +413,7 @@ pub(super) async fn finish_one(db: &Database, f: &Finish) -> anyhow::Result<bool
         save_logs_in(&tx, std::slice::from_ref(batch)).await?;
     }
     if n == 1 {
+        record_ends(&tx, configured, &[f.id], db.node()).await?;
         notify(
             &tx,
             Notice::Changed {

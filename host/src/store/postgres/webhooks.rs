@@ -1,18 +1,115 @@
 //! The PostgreSQL [`WebhookStore`]: every node's sender claims from the
 //! same outbox with `FOR UPDATE SKIP LOCKED`, so one node sends each
 //! attempt. New deliveries are announced with [`Notice::Deliveries`].
+//!
+//! [`record_ends`] writes the deliveries of task ends in the transaction
+//! that ends them (a batch of ends: three statements whatever its size,
+//! one when no webhook could want them).
 
 use anyhow::Context;
 use async_trait::async_trait;
+use deadpool_postgres::Transaction;
 use tokio_postgres::Row;
 
-use super::tasks::{notify, PgStore};
+use super::tasks::{cached_execute, cached_query, notify, row_to_task, PgStore, COLUMNS};
+use crate::store::task_log::now_ms;
 use crate::store::tasks::Owner;
 use crate::store::webhooks::{
-    names_from_text, names_to_text, sealed_for, Attempt, Claimed, Delivery, DeliveryStatus,
-    NewDelivery, NewWebhook, Target, Webhook, WebhookStore,
+    end_deliveries, names_from_text, names_to_text, sealed_for, Attempt, Claimed, Delivery,
+    DeliveryStatus, Hook, NewDelivery, NewWebhook, Target, Webhook, WebhookStore,
 };
 use crate::store::Notice;
+
+/// Record, in `tx`, the deliveries of the ends of tasks `ids` (just
+/// stored as ended) for the webhooks that want them: the `configured`
+/// ones and the stored ones of each task's owner or of all users; the
+/// senders of every node are told when some are new (`node` recorded
+/// them). Returns how many were new.
+pub(super) async fn record_ends(
+    tx: &Transaction<'_>,
+    configured: &[Hook],
+    ids: &[i64],
+    node: &str,
+) -> anyhow::Result<usize> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let stored = cached_query(
+        tx,
+        "SELECT id, owner, all_users, events, categories FROM webhooks
+          WHERE owner IN (SELECT username FROM tasks WHERE id = ANY($1)) OR all_users",
+        &[&ids],
+    )
+    .await?
+    .iter()
+    .map(hook_from_row)
+    .collect::<anyhow::Result<Vec<_>>>()?;
+    if stored.is_empty() && configured.is_empty() {
+        return Ok(0);
+    }
+    let tasks = cached_query(
+        tx,
+        &format!("SELECT {COLUMNS} FROM tasks WHERE id = ANY($1) ORDER BY id"),
+        &[&ids],
+    )
+    .await?;
+    let now = now_ms();
+    let mut deliveries = Vec::new();
+    for row in &tasks {
+        deliveries.extend(end_deliveries(&row_to_task(row)?, configured, &stored, now));
+    }
+    let new = insert_deliveries(tx, &deliveries).await?;
+    if new > 0 {
+        notify(
+            tx,
+            Notice::Deliveries {
+                origin: node.to_string(),
+            },
+        )
+        .await?;
+    }
+    Ok(new)
+}
+
+/// Insert `deliveries` in `tx` in one statement, skipping those of a
+/// webhook and event id already recorded; how many were new.
+async fn insert_deliveries(
+    tx: &Transaction<'_>,
+    deliveries: &[NewDelivery],
+) -> anyhow::Result<usize> {
+    if deliveries.is_empty() {
+        return Ok(0);
+    }
+    let hooks: Vec<i64> = deliveries.iter().map(|d| d.webhook).collect();
+    let ids: Vec<&str> = deliveries.iter().map(|d| d.event_id.as_str()).collect();
+    let events: Vec<&str> = deliveries.iter().map(|d| d.event.as_str()).collect();
+    let bodies: Vec<&str> = deliveries.iter().map(|d| d.body.as_str()).collect();
+    let created: Vec<i64> = deliveries.iter().map(|d| d.created).collect();
+    let n = cached_execute(
+        tx,
+        "INSERT INTO webhook_deliveries (webhook, event_id, event, body, next_attempt, created)
+         SELECT u.webhook, u.event_id, u.event, u.body, u.created, u.created
+           FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bigint[])
+                AS u(webhook, event_id, event, body, created)
+         ON CONFLICT (webhook, event_id) DO NOTHING",
+        &[&hooks, &ids, &events, &bodies, &created],
+    )
+    .await?;
+    Ok(n as usize)
+}
+
+/// A webhook as matched, from its columns `id, owner, all_users, events,
+/// categories`.
+fn hook_from_row(r: &Row) -> anyhow::Result<Hook> {
+    let categories: Option<String> = r.try_get(4)?;
+    Ok(Hook {
+        id: r.try_get(0)?,
+        owner: r.try_get(1)?,
+        all_users: r.try_get(2)?,
+        events: names_from_text(r.try_get(3)?)?,
+        categories: categories.map(|c| names_from_text(&c)).transpose()?,
+    })
+}
 
 /// The columns a [`Webhook`] is read from, in [`webhook_from_row`]'s order.
 const HOOK_COLUMNS: &str = "id, owner, all_users, url, events, categories, created";
@@ -67,6 +164,10 @@ impl PgStore {
 
 #[async_trait]
 impl WebhookStore for PgStore {
+    fn configure(&self, hooks: Vec<Hook>) {
+        self.configured.set(hooks);
+    }
+
     async fn create_webhook(&self, w: NewWebhook) -> anyhow::Result<Webhook> {
         self.check_open()?;
         let mut client = self.database().client().await?;

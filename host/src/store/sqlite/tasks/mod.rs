@@ -72,6 +72,7 @@ use crate::store::tasks::{
     ClaimPlan, ClaimRequest, Claimed, Finish, Interruption, LogBatch, NewTask, OnStored, Owner,
     Page, ProgressUpdate, StateCount, TaskFilter, TaskLog, TaskStore,
 };
+use crate::store::webhooks::ConfiguredHooks;
 
 /// Name of the database file in the data folder.
 pub const DB_FILE: &str = "stevedore.db";
@@ -86,6 +87,8 @@ pub struct SqliteStore {
     readers: Arc<Mutex<Vec<Connection>>>,
     /// How far the log is durable: reads wait for what they saw.
     marks: Arc<Marks>,
+    /// The configured webhooks, matched at each task end with the stored ones.
+    configured: Arc<ConfiguredHooks>,
     /// A failpoint before the commit of early claims, empty outside tests.
     #[cfg_attr(not(test), allow(dead_code, reason = "set by tests only"))]
     hold: HoldSlot,
@@ -178,12 +181,14 @@ impl SqliteStore {
         let hold = HoldSlot::default();
         let writer_hold = hold.clone();
         let writer_marks = marks.clone();
+        let configured = Arc::new(ConfiguredHooks::default());
+        let writer_hooks = configured.clone();
         let writer = std::thread::Builder::new()
             .name("stevedore-db-writer".into())
             .spawn(move || {
                 writer_loop(
                     conn,
-                    secrets,
+                    (secrets, writer_hooks),
                     ids,
                     rx,
                     &writer_hold,
@@ -200,6 +205,7 @@ impl SqliteStore {
             tx: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(writer)),
             readers: Arc::new(Mutex::new(Vec::new())),
+            configured,
             hold,
             marks,
         }))

@@ -5,6 +5,7 @@ use anyhow::{bail, Context};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::schema::Ids;
+use super::webhooks::record_ends;
 use crate::store::durable::Durable;
 use crate::store::secret::SecretBox;
 use crate::store::task_log::{LogBatch, LogLevel, LogLine, TaskLog};
@@ -13,6 +14,7 @@ use crate::store::tasks::row::{row_columns, task_from_row, TaskRow, COLUMNS};
 use crate::store::tasks::{
     ClaimRequest, Claimed, Finish, Interruption, NewTask, Page, ProgressUpdate,
 };
+use crate::store::webhooks::Hook;
 
 /// A task row of SQLite, read as [`crate::store::tasks::row`] maps it.
 pub(super) struct SqliteRow<'a, 'r>(&'a Row<'r>);
@@ -204,9 +206,10 @@ pub(super) fn save_progress(conn: &Connection, updates: &[ProgressUpdate]) -> an
     Ok(())
 }
 
-/// Record the end of a run, and its last log lines when it has some
-/// (run those in a savepoint: two statements or more).
-pub(super) fn finish(conn: &Connection, f: &Finish) -> anyhow::Result<bool> {
+/// Record the end of a run, the deliveries of its webhooks (`configured`
+/// and stored) and its last log lines when it has some. Run it in a
+/// savepoint: two statements or more.
+pub(super) fn finish(conn: &Connection, configured: &[Hook], f: &Finish) -> anyhow::Result<bool> {
     let n = conn.prepare_cached(FINISH_SQL)?.execute(params![
         f.id,
         f.state.as_str(),
@@ -215,6 +218,9 @@ pub(super) fn finish(conn: &Connection, f: &Finish) -> anyhow::Result<bool> {
         f.progress,
         f.end
     ])?;
+    if n == 1 {
+        record_ends(conn, configured, &[f.id])?;
+    }
     if let Some(batch) = &f.log {
         save_logs(conn, std::slice::from_ref(batch))?;
     }
@@ -275,7 +281,13 @@ pub(super) fn read_log(conn: &Connection, id: i64) -> anyhow::Result<TaskLog> {
     })
 }
 
-pub(super) fn interrupt_running(conn: &Connection, end: &Interruption) -> anyhow::Result<Vec<i64>> {
+/// End every running task as `end` says, with the deliveries of its
+/// webhooks (`configured` and stored). Run it in a savepoint.
+pub(super) fn interrupt_running(
+    conn: &Connection,
+    configured: &[Hook],
+    end: &Interruption,
+) -> anyhow::Result<Vec<i64>> {
     let mut st = conn.prepare_cached(
         "UPDATE tasks SET state = 'error', result = ?1, detail_state = ?2, ended = ?3
           WHERE state = 'running' RETURNING id",
@@ -290,6 +302,7 @@ pub(super) fn interrupt_running(conn: &Connection, end: &Interruption) -> anyhow
     for id in &ids {
         del.execute([id])?;
     }
+    record_ends(conn, configured, &ids)?;
     Ok(ids)
 }
 

@@ -1,19 +1,86 @@
 //! The SQLite [`WebhookStore`]: the `webhooks` and `webhook_deliveries`
 //! tables of the task database. One node owns the file, so a claim only
 //! keeps this node's own senders from taking a delivery twice.
+//!
+//! [`record_ends`] writes the deliveries of task ends in the writer's
+//! open transaction, in the savepoint of the write that ends them.
 
 use anyhow::Context;
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
+use super::sql::row_to_task;
 use super::writer::Done;
 use super::SqliteStore;
 use crate::store::secret::SecretBox;
+use crate::store::task_log::now_ms;
+use crate::store::tasks::row::COLUMNS;
 use crate::store::tasks::Owner;
 use crate::store::webhooks::{
-    names_from_text, names_to_text, sealed_for, Attempt, Claimed, Delivery, DeliveryStatus,
-    NewDelivery, NewWebhook, Target, Webhook, WebhookStore,
+    end_deliveries, names_from_text, names_to_text, sealed_for, Attempt, Claimed, Delivery,
+    DeliveryStatus, Hook, NewDelivery, NewWebhook, Target, Webhook, WebhookStore,
 };
+
+/// Record a delivery; one of a webhook and event id already recorded is
+/// skipped. The statement's parameters: webhook, event id, event, body,
+/// created (also its first attempt's time).
+const ENQUEUE_SQL: &str =
+    "INSERT INTO webhook_deliveries (webhook, event_id, event, body, next_attempt, created)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?5)
+     ON CONFLICT (webhook, event_id) DO NOTHING";
+
+/// Record, in the open transaction, the deliveries of the ends of tasks
+/// `ids` (just stored as ended) for the webhooks that want them: the
+/// `configured` ones and the stored ones of each task's owner or of all
+/// users. Returns how many were new.
+pub(super) fn record_ends(
+    c: &Connection,
+    configured: &[Hook],
+    ids: &[i64],
+) -> anyhow::Result<usize> {
+    let mut candidates = c.prepare_cached(
+        "SELECT id, owner, all_users, events, categories FROM webhooks
+          WHERE owner = (SELECT username FROM tasks WHERE id = ?1)
+         UNION ALL
+         SELECT id, owner, all_users, events, categories FROM webhooks
+          WHERE all_users <> 0 AND owner <> (SELECT username FROM tasks WHERE id = ?1)",
+    )?;
+    let mut new = 0;
+    for &id in ids {
+        let stored = candidates
+            .query_map([id], |r| {
+                let events: String = r.get(3)?;
+                let categories: Option<String> = r.get(4)?;
+                Ok(Hook {
+                    id: r.get(0)?,
+                    owner: r.get(1)?,
+                    all_users: r.get(2)?,
+                    events: names_from_text(&events).map_err(|e| conversion(3, e))?,
+                    categories: categories
+                        .map(|c| names_from_text(&c))
+                        .transpose()
+                        .map_err(|e| conversion(4, e))?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        if stored.is_empty() && configured.is_empty() {
+            continue;
+        }
+        let sql = format!("SELECT {COLUMNS} FROM tasks WHERE id = ?1");
+        let Some(task) = c
+            .prepare_cached(&sql)?
+            .query_row([id], row_to_task)
+            .optional()?
+        else {
+            continue;
+        };
+        let mut add = c.prepare_cached(ENQUEUE_SQL)?;
+        for d in end_deliveries(&task, configured, &stored, now_ms()) {
+            new += add.execute(params![d.webhook, d.event_id, d.event, d.body, d.created])?;
+        }
+    }
+    Ok(new)
+}
 
 /// The columns a [`Webhook`] is read from, in [`webhook_from_row`]'s order.
 const HOOK_COLUMNS: &str = "id, owner, all_users, url, events, categories, created";
@@ -84,6 +151,10 @@ fn target(c: &Connection, secrets: &SecretBox, id: i64) -> anyhow::Result<Option
 
 #[async_trait]
 impl WebhookStore for SqliteStore {
+    fn configure(&self, hooks: Vec<Hook>) {
+        self.configured.set(hooks);
+    }
+
     async fn create_webhook(&self, w: NewWebhook) -> anyhow::Result<Webhook> {
         self.run_write(Box::new(move |c, secrets, _| {
             // The row's id is known only after the insert, and the secret is
@@ -148,11 +219,7 @@ impl WebhookStore for SqliteStore {
             return Ok(0);
         }
         self.run_write(Box::new(move |c, _, _| {
-            let mut st = c.prepare_cached(
-                "INSERT INTO webhook_deliveries (webhook, event_id, event, body, next_attempt, created)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?5)
-                 ON CONFLICT (webhook, event_id) DO NOTHING",
-            )?;
+            let mut st = c.prepare_cached(ENQUEUE_SQL)?;
             let mut new = 0;
             for d in deliveries {
                 new += st.execute(params![d.webhook, d.event_id, d.event, d.body, d.created])?;

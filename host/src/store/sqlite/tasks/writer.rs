@@ -24,6 +24,7 @@ use crate::store::tasks::model::{now, Task, TaskState};
 use crate::store::tasks::{
     ClaimPlan, ClaimRequest, Claimed, Finish, Interruption, NewTask, OnStored, ProgressUpdate,
 };
+use crate::store::webhooks::ConfiguredHooks;
 
 /// Most writes applied in one transaction.
 pub(super) const MAX_BATCH: usize = 4096;
@@ -119,7 +120,7 @@ pub(super) fn needs_sync(op: &Op) -> bool {
 /// replies to the syncer, which sends them once the log is on disk.
 pub(super) fn writer_loop(
     mut conn: Connection,
-    secrets: SecretBox,
+    (secrets, hooks): (SecretBox, Arc<ConfiguredHooks>),
     mut ids: Ids,
     rx: mpsc::Receiver<Op>,
     hold: &HoldSlot,
@@ -130,13 +131,13 @@ pub(super) fn writer_loop(
     while !senders_gone {
         let Ok(first) = rx.recv() else { break };
         let mut txn = Txn::begin(&conn, marks);
-        txn.apply(&conn, &secrets, &mut ids, first);
+        txn.apply(&conn, (&secrets, &hooks), &mut ids, first);
         let mut applied = 1;
         loop {
             while applied < MAX_BATCH {
                 match rx.try_recv() {
                     Ok(op) => {
-                        txn.apply(&conn, &secrets, &mut ids, op);
+                        txn.apply(&conn, (&secrets, &hooks), &mut ids, op);
                         applied += 1;
                     }
                     Err(mpsc::TryRecvError::Empty) => break,
@@ -240,7 +241,13 @@ impl Txn {
 
     /// Apply one write; its reply waits for the commit (early claims are
     /// answered at once). After a failed `BEGIN` every write is refused.
-    fn apply(&mut self, conn: &Connection, secrets: &SecretBox, ids: &mut Ids, op: Op) {
+    fn apply(
+        &mut self,
+        conn: &Connection,
+        (secrets, hooks): (&SecretBox, &ConfiguredHooks),
+        ids: &mut Ids,
+        op: Op,
+    ) {
         self.needs_sync |= needs_sync(&op);
         let refused = self
             .begin
@@ -251,7 +258,7 @@ impl Txn {
             Op::Write(write, reply) => match refused {
                 Some(e) => drop(reply.send(Err(anyhow!(e)))),
                 None => {
-                    let (done, on_stored) = run(conn, secrets, ids, write);
+                    let (done, on_stored) = run(conn, secrets, hooks, ids, write);
                     self.pending.push(Pending::Write(reply, done, on_stored));
                 }
             },
@@ -331,6 +338,7 @@ impl Txn {
 fn run(
     conn: &Connection,
     secrets: &SecretBox,
+    hooks: &ConfiguredHooks,
     ids: &mut Ids,
     write: Write,
 ) -> (anyhow::Result<Done>, Option<OnStored>) {
@@ -350,9 +358,10 @@ fn run(
         }
         Write::Progress(u) => savepoint(conn, |c| save_progress(c, &u)).map(Done::Unit),
         Write::Logs(b) => savepoint(conn, |c| save_logs(c, &b)).map(Done::Unit),
-        Write::Finish(f) if f.log.is_some() => savepoint(conn, |c| finish(c, &f)).map(Done::Bool),
-        Write::Finish(f) => finish(conn, &f).map(Done::Bool),
-        Write::Interrupt(end) => savepoint(conn, |c| interrupt_running(c, &end)).map(Done::Ids),
+        Write::Finish(f) => savepoint(conn, |c| finish(c, &hooks.get(), &f)).map(Done::Bool),
+        Write::Interrupt(end) => {
+            savepoint(conn, |c| interrupt_running(c, &hooks.get(), &end)).map(Done::Ids)
+        }
         Write::DeleteIf { id, states } => savepoint(conn, |c| {
             ids.keep(c)?;
             delete_if(c, id, &states)
@@ -428,10 +437,11 @@ mod tests {
         let (marks, secrets) = (Marks::new(), SecretBox::from_key(&[7; 32]));
         let mut ids = Ids::load(&conn).unwrap();
         let mut txn = Txn::begin(&conn, &marks);
-        txn.apply(&conn, &secrets, &mut ids, progress());
-        txn.apply(&conn, &secrets, &mut ids, progress());
+        let hooks = ConfiguredHooks::default();
+        txn.apply(&conn, (&secrets, &hooks), &mut ids, progress());
+        txn.apply(&conn, (&secrets, &hooks), &mut ids, progress());
         assert!(!txn.needs_sync);
-        txn.apply(&conn, &secrets, &mut ids, finish);
+        txn.apply(&conn, (&secrets, &hooks), &mut ids, finish);
         assert!(txn.needs_sync);
         let (closing, batch) = txn.commit(&mut conn, &HoldSlot::default(), &marks);
         assert!(!closing && batch.needs_sync && batch.commit.is_ok());
