@@ -48,7 +48,7 @@ async fn fixture() -> Fixture {
         .tempdir()
         .unwrap();
     let server = Server::start(
-        Options::with_plugins(&["volume_export", "volume_import"])
+        Options::with_plugins(&["volume_export", "volume_import", "create", "image_download"])
             .test_lxc(path.path())
             .config(&config),
     )

@@ -228,6 +228,9 @@ fn unpack(
             }
             continue;
         }
+        if kind.is_hard_link() && what == What::Folder {
+            unlink_beneath(dest, &name)?;
+        }
         let unpacked = entry
             .unpack_in(dest)
             .map_err(|e| match ArchiveError::from_io(&e) {
@@ -249,6 +252,39 @@ fn unpack(
         done.written += 1;
     }
     Ok(done)
+}
+
+/// Remove the file (not a folder) at `name` beneath `dest`, if any, no
+/// link followed on the way: a hard link laid over a folder that holds
+/// files replaces a file of its name, as a regular file's entry does.
+fn unlink_beneath(dest: &Path, name: &Path) -> Result<(), Error> {
+    use std::os::fd::AsFd;
+    let (Some(parent), Some(file)) = (name.parent(), name.file_name()) else {
+        return Ok(());
+    };
+    let io = |e: std::io::Error| bad("path", format!("archive entry `{}`: {e}", name.display()));
+    let root = std::fs::File::open(dest).map_err(io)?;
+    let parent = if parent.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        parent
+    };
+    let dir = match crate::runtime::beneath::open(
+        root.as_fd(),
+        parent,
+        libc::O_PATH | libc::O_DIRECTORY,
+        0,
+    ) {
+        Ok(dir) => dir,
+        // No folder yet: nothing to replace (unpacking then says why).
+        Err(_) => return Ok(()),
+    };
+    match crate::runtime::beneath::kind(dir.as_fd(), file).map_err(io)? {
+        Some(kind) if kind != libc::S_IFDIR => {
+            crate::runtime::beneath::unlink(dir.as_fd(), file).map_err(io)
+        }
+        _ => Ok(()),
+    }
 }
 
 fn c_path(path: &Path) -> Result<std::ffi::CString, Error> {
