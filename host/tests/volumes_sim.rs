@@ -302,11 +302,11 @@ async fn lxc_folder_backups_are_one_host_call_each() {
         [
             (
                 "volumes.export-subtree-to-path".to_string(),
-                json!({"runtime": "lxc", "container": "web-1", "subtree": "/srv/d", "path": "b/d.tgz", "gzip": true, "overwrite": false, "live": false})
+                json!({"runtime": "Lxc", "container": "web-1", "subtree": "/srv/d", "path": "b/d.tgz", "gzip": true, "overwrite": false, "live": false})
             ),
             (
                 "volumes.import-subtree-from-path".to_string(),
-                json!({"runtime": "lxc", "container": "web-1", "subtree": "/srv/d", "path": "b/d.tgz", "overwrite": false})
+                json!({"runtime": "Lxc", "container": "web-1", "subtree": "/srv/d", "path": "b/d.tgz", "overwrite": false})
             )
         ]
     );
