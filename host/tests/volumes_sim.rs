@@ -218,3 +218,106 @@ async fn an_import_is_one_host_call_and_refusals_end_in_error() {
         "{outcome:?}"
     );
 }
+
+#[tokio::test]
+async fn lxc_folders_validate_or_name_the_field() {
+    let (_d, host, sim) = host(json!({})).await;
+    for (category, body) in [
+        (
+            "volume_export",
+            json!({"type": "lxc", "container": "web-1", "subtree": "/var/lib/data", "path": "b/d.tar"}),
+        ),
+        (
+            "volume_import",
+            json!({"type": "lxc", "container": "web-1", "subtree": "/srv", "path": "b/d.tgz", "overwrite": true}),
+        ),
+    ] {
+        host.validate(category, &body.to_string())
+            .await
+            .unwrap_or_else(|e| panic!("{category} {body}: {e:?}"));
+    }
+    for (category, body, message) in [
+        (
+            "volume_export",
+            json!({"type": "lxc", "container": "web-1", "subtree": "/var/../../etc", "path": "a.tar"}),
+            "subtree: must not contain `..`",
+        ),
+        (
+            "volume_import",
+            json!({"type": "lxc", "container": "web-1", "subtree": "srv", "path": "a.tar"}),
+            "subtree: must be an absolute path inside the container",
+        ),
+        (
+            "volume_import",
+            json!({"type": "lxc", "subtree": "/srv", "path": "a.tar"}),
+            "container: is required",
+        ),
+        (
+            "volume_export",
+            json!({"volume": "data", "subtree": "/srv", "path": "a.tar"}),
+            "subtree: is for `type: lxc` only",
+        ),
+    ] {
+        match host.validate(category, &body.to_string()).await {
+            Err(ValidationError::Invalid(m)) => assert_eq!(m, message, "{category} {body}"),
+            other => panic!("{category} {body}: expected a 400, got {other:?}"),
+        }
+    }
+    assert!(sim.calls().is_empty(), "validation touches no runtime");
+}
+
+#[tokio::test]
+async fn lxc_folder_backups_are_one_host_call_each() {
+    let (_d, host, sim) = host(json!({
+        "volumes.import-subtree-from-path": [
+            {"ok": 4096},
+            {"err": {"Conflict": "subtree `/srv/d` holds files; set `overwrite` to lay the archive over them"}},
+            {"err": {"InvalidParams": "subtree: `/srv/d` leaves the container's root through a link"}}
+        ]
+    }))
+    .await;
+    // Unscripted export: the simulator's empty tar.
+    let (outcome, _) = run(
+        &host,
+        "volume_export",
+        json!({"type": "lxc", "container": "web-1", "subtree": "/srv/d", "path": "b/d.tgz", "gzip": true}),
+    )
+    .await;
+    assert_eq!(
+        outcome,
+        Outcome::Completed(Some(
+            "exported /srv/d of LXC container web-1 to /b/d.tgz (1024 bytes)".into()
+        ))
+    );
+    let body = json!({"type": "lxc", "container": "web-1", "subtree": "/srv/d", "path": "b/d.tgz"});
+    let (outcome, _) = run(&host, "volume_import", body.clone()).await;
+    assert_eq!(
+        outcome,
+        Outcome::Completed(Some(
+            "imported /b/d.tgz (4096 bytes) into /srv/d of LXC container web-1".into()
+        ))
+    );
+    assert_eq!(
+        calls(&sim),
+        [
+            (
+                "volumes.export-subtree-to-path".to_string(),
+                json!({"runtime": "Lxc", "container": "web-1", "subtree": "/srv/d", "path": "b/d.tgz", "gzip": true, "overwrite": false, "live": false})
+            ),
+            (
+                "volumes.import-subtree-from-path".to_string(),
+                json!({"runtime": "Lxc", "container": "web-1", "subtree": "/srv/d", "path": "b/d.tgz", "overwrite": false})
+            )
+        ]
+    );
+    let (outcome, _) = run(&host, "volume_import", body.clone()).await;
+    assert!(
+        matches!(&outcome, Outcome::Failed { message, .. } if message.starts_with("conflict: subtree `/srv/d` holds files")),
+        "{outcome:?}"
+    );
+    let (outcome, _) = run(&host, "volume_import", body).await;
+    assert!(
+        matches!(&outcome, Outcome::Failed { message, .. } if message.contains("subtree: `/srv/d` leaves")),
+        "{outcome:?}"
+    );
+}

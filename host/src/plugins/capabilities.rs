@@ -24,9 +24,9 @@ use crate::runtime::traits::{
 };
 use crate::runtime::{
     AppFile, ArchiveFile, Backends, CallContext, ContainerLogs, ContainerRef, CreateOnNetwork,
-    CreateWith, Error, ExportContainer, ExportVolume, ImageRef, ImportImage, ImportVolume,
-    InstallTemplate, Label, LabelQuery, Labelled, PushImage, Recreate, RemoveContainer,
-    RemoveImage, Restore, RtResult, SaveImages, StopContainer, TagImage,
+    CreateWith, Error, ExportContainer, ExportSubtree, ExportVolume, ImageRef, ImportImage,
+    ImportSubtree, ImportVolume, InstallTemplate, Label, LabelQuery, Labelled, PushImage, Recreate,
+    RemoveContainer, RemoveImage, Restore, RtResult, SaveImages, StopContainer, TagImage,
 };
 
 type HostResult<T> = wasmtime::Result<Result<T, WitError>>;
@@ -623,6 +623,43 @@ labelled_host!(volumes(volume_calls, Volume):
         let labels = Vec::new();
         let req = ImportVolume { volume, path, overwrite, labels };
         host_call!(self, volume_calls::IMPORT_FROM_PATH, volumes.volume_import(req))
+    }
+
+    // A folder of an LXC container: the container is what the policy
+    // checks, so these go to the containers backend (routed by kind).
+    async fn export_subtree_to_path(
+        &mut self,
+        container: String,
+        subtree: String,
+        path: String,
+        gzip: bool,
+        overwrite: bool,
+        live: bool,
+    ) -> HostResult<u64> {
+        let container = ContainerRef::new(RuntimeKind::Lxc, &container);
+        let file = ArchiveFile { path, gzip, overwrite };
+        let req = ExportSubtree { container, subtree, file, live };
+        host_call!(
+            self,
+            volume_calls::EXPORT_SUBTREE_TO_PATH,
+            containers.container_subtree_export(req)
+        )
+    }
+
+    async fn import_subtree_from_path(
+        &mut self,
+        container: String,
+        subtree: String,
+        path: String,
+        overwrite: bool,
+    ) -> HostResult<u64> {
+        let container = ContainerRef::new(RuntimeKind::Lxc, &container);
+        let req = ImportSubtree { container, subtree, path, overwrite };
+        host_call!(
+            self,
+            volume_calls::IMPORT_SUBTREE_FROM_PATH,
+            containers.container_subtree_import(req)
+        )
     }
 });
 

@@ -313,6 +313,39 @@ impl Checker {
     }
 }
 
+/// Read `file` whole through the archive rules, refusing device nodes too;
+/// every refusal is `invalid-params` on `path`. What a volume or folder
+/// backup's import checks before it writes anything.
+pub fn check_backup(file: std::fs::File, cap: u64) -> Result<(), crate::runtime::Error> {
+    let refuse = |e: ArchiveError| crate::runtime::Error::InvalidParams(format!("path: {e}"));
+    let (_, stream) = open(file, cap).map_err(|source| refuse(ArchiveError::Read { source }))?;
+    let mut tar = tar::Archive::new(stream);
+    let mut checker = Checker::new(cap);
+    let entries = tar
+        .entries()
+        .map_err(|e| refuse(ArchiveError::from_io(&e)))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| match ArchiveError::from_io(&e) {
+            ArchiveError::Corrupt { reason } if checker.entries == 0 => {
+                refuse(ArchiveError::NotTar { reason })
+            }
+            other => refuse(other),
+        })?;
+        let name = checker.check(&entry).map_err(refuse)?;
+        let kind = entry.header().entry_type();
+        if kind.is_block_special() || kind.is_character_special() {
+            return Err(crate::runtime::Error::InvalidParams(format!(
+                "path: archive entry `{}` is a device node, which a volume backup may not hold",
+                name.display()
+            )));
+        }
+    }
+    if checker.entries == 0 {
+        return Err(refuse(ArchiveError::Empty));
+    }
+    Ok(())
+}
+
 /// What a whole read of an archive found.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Summary {

@@ -47,11 +47,11 @@ use super::{AppFile, InstallTemplate, Label, Labelled};
 use super::{
     AppFolders, Backends, CallContext, ChangeSettings, ContainerEntry, ContainerLogs, ContainerRef,
     ContainerSpec, ContainerSummary, Containers, CreateOnNetwork, CreateWith, Credential,
-    Credentials, DeleteContainer, Error, ExportContainer, ExportVolume, ImageInfo, ImageRef,
-    Images, ImportImage, ImportVolume, LabelQuery, Limits, LogStream, MountSource, NetworkInfo,
-    NetworkMode, Networks, PullRequest, PushImage, RemoveContainer, RemoveImage, RtResult,
-    RuntimeKind, SaveImages, SettingsChange, Source, StopContainer, TagImage, UsageQuery, Usages,
-    VolumeInfo, Volumes,
+    Credentials, DeleteContainer, Error, ExportContainer, ExportSubtree, ExportVolume, ImageInfo,
+    ImageRef, Images, ImportImage, ImportSubtree, ImportVolume, LabelQuery, Limits, LogStream,
+    MountSource, NetworkInfo, NetworkMode, Networks, PullRequest, PushImage, RemoveContainer,
+    RemoveImage, RtResult, RuntimeKind, SaveImages, SettingsChange, Source, StopContainer,
+    TagImage, UsageQuery, Usages, VolumeInfo, Volumes,
 };
 use super::{ContainerHealth, Recreate, Replacement, Restore};
 use crate::policy::{ContainerScope, Policies, Policy, Refused, APP_OWNER_FILE, OWNER_LABEL};
@@ -745,6 +745,38 @@ impl Containers for Guarded {
         confined(
             &policy.share,
             self.inner.containers.container_export(cx, req),
+        )
+        .await
+    }
+
+    async fn container_subtree_export(
+        &self,
+        cx: &CallContext,
+        mut req: ExportSubtree,
+    ) -> RtResult<u64> {
+        let policy = self.policy(cx);
+        let c = &req.container;
+        self.check_owner(cx, &policy, c.kind, &c.id).await?;
+        req.file.path = self.scoped(&policy, &req.file.path)?;
+        confined(
+            &policy.share,
+            self.inner.containers.container_subtree_export(cx, req),
+        )
+        .await
+    }
+
+    async fn container_subtree_import(
+        &self,
+        cx: &CallContext,
+        mut req: ImportSubtree,
+    ) -> RtResult<u64> {
+        let policy = self.policy(cx);
+        let c = &req.container;
+        self.check_owner(cx, &policy, c.kind, &c.id).await?;
+        req.path = self.scoped(&policy, &req.path)?;
+        confined(
+            &policy.share,
+            self.inner.containers.container_subtree_import(cx, req),
         )
         .await
     }

@@ -29,6 +29,7 @@ pub mod reference;
 pub mod router;
 pub mod simulated;
 pub mod storage;
+pub mod subtree;
 pub mod traits;
 pub mod usage;
 
@@ -55,7 +56,7 @@ pub use traits::containers::{
     LabelQuery, LogStream, Recreate, RemoveContainer, Restore, StopContainer, UsageQuery, Usages,
 };
 pub use traits::images::{ArchiveFile, ImageRef, PushImage, RemoveImage, SaveImages, TagImage};
-pub use traits::volumes::{ExportVolume, ImportVolume};
+pub use traits::volumes::{ExportSubtree, ExportVolume, ImportSubtree, ImportVolume};
 
 /// Who a host call works for.
 #[derive(Clone)]

@@ -18,10 +18,10 @@ use super::traits::images::{CommitImage, SearchRegistry};
 use super::{
     AppFolders, Backends, CallContext, ChangeSettings, ContainerEntry, ContainerLogs, ContainerRef,
     ContainerSpec, ContainerSummary, Containers, CreateOnNetwork, CreateWith, Credentials,
-    DeleteContainer, Engine, Error, ExportContainer, ImageInfo, ImageRef, Images, ImportImage,
-    LabelQuery, LogStream, Networks, NoAppStore, PullRequest, PushImage, RemoveContainer,
-    RemoveImage, RtResult, RuntimeKind, SaveImages, Source, StopContainer, TagImage, Templates,
-    UsageQuery, Usages, Volumes,
+    DeleteContainer, Engine, Error, ExportContainer, ExportSubtree, ImageInfo, ImageRef, Images,
+    ImportImage, ImportSubtree, LabelQuery, LogStream, Networks, NoAppStore, PullRequest,
+    PushImage, RemoveContainer, RemoveImage, RtResult, RuntimeKind, SaveImages, Source,
+    StopContainer, TagImage, Templates, UsageQuery, Usages, Volumes,
 };
 use super::{ContainerHealth, Recreate, Replacement, Restore};
 
@@ -146,6 +146,8 @@ routed! {
         container_follow_logs(req: ContainerLogs) -> LogStream => of(req.container.kind);
         container_inspect(c: &ContainerRef) -> String => of(c.kind);
         container_export(req: ExportContainer) -> u64 => of(req.container.kind);
+        container_subtree_export(req: ExportSubtree) -> u64 => of(req.container.kind);
+        container_subtree_import(req: ImportSubtree) -> u64 => of(req.container.kind);
         image_import(req: ImportImage) -> String => of(req.kind);
         engine_version(kind: RuntimeKind) -> String => of(kind);
         container_settings(c: &ContainerRef) -> serde_json::Value => of(c.kind);

@@ -350,6 +350,71 @@ impl<'de> serde::Deserialize<'de> for Secret {
     }
 }
 
+/// What a volume backup (`volume_export`, `volume_import`) reads or writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackupSource {
+    /// A Docker named volume.
+    Volume(String),
+    /// A folder of an LXC container.
+    Lxc {
+        /// The container.
+        container: String,
+        /// The folder, an absolute path inside it.
+        subtree: String,
+    },
+}
+
+impl BackupSource {
+    /// As the task's messages name it.
+    pub fn shown(&self) -> String {
+        match self {
+            BackupSource::Volume(v) => format!("volume {v}"),
+            BackupSource::Lxc { container, subtree } => {
+                format!("{subtree} of LXC container {container}")
+            }
+        }
+    }
+}
+
+/// The backup source the fields `type`, `volume`, `container` and
+/// `subtree` name: a Docker volume (`type` absent or `docker`), or a folder
+/// of an LXC container. Every refusal names its field.
+pub fn backup_source(
+    kind: Option<&str>,
+    volume: Option<&str>,
+    container: Option<&str>,
+    subtree: Option<&str>,
+) -> Result<BackupSource, Error> {
+    match runtime("type", kind.unwrap_or("docker"))? {
+        RuntimeKind::Docker => {
+            for (field, value) in [("container", container), ("subtree", subtree)] {
+                if value.is_some() {
+                    return Err(Error::invalid(field, "is for `type: lxc` only"));
+                }
+            }
+            let volume = volume.ok_or_else(|| Error::invalid("volume", "is required"))?;
+            self::volume("volume", volume)?;
+            Ok(BackupSource::Volume(volume.to_string()))
+        }
+        RuntimeKind::Lxc => {
+            if volume.is_some() {
+                return Err(Error::invalid(
+                    "volume",
+                    "is for `type: docker` only (an LXC backup names `container` and `subtree`)",
+                ));
+            }
+            let container = container.ok_or_else(|| Error::invalid("container", "is required"))?;
+            name("container", container)?;
+            let subtree = subtree.ok_or_else(|| Error::invalid("subtree", "is required"))?;
+            container_path("subtree", subtree)?;
+            Ok(BackupSource::Lxc {
+                container: container.to_string(),
+                subtree: subtree.to_string(),
+            })
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

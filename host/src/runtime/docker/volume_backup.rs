@@ -40,7 +40,7 @@ use hyper::Method;
 use super::raw::{self, query};
 use super::{engine, progress, DockerRuntime};
 use crate::queue::Reporter;
-use crate::runtime::archives::{self, ArchiveError, Checker};
+use crate::runtime::archives;
 use crate::runtime::output::Output;
 use crate::runtime::{CallContext, ContainerSummary, Error, ExportVolume, ImportVolume, RtResult};
 
@@ -179,39 +179,6 @@ fn tree_size(dir: &std::path::Path) -> Option<u64> {
         }
     }
     Some(total)
-}
-
-/// Read `file` whole through the archive rules, refusing device nodes too;
-/// every refusal is `invalid-params` on `path`.
-fn check_archive(file: std::fs::File, cap: u64) -> RtResult<()> {
-    let refuse = |e: ArchiveError| Error::InvalidParams(format!("path: {e}"));
-    let (_, stream) =
-        archives::open(file, cap).map_err(|source| refuse(ArchiveError::Read { source }))?;
-    let mut tar = tar::Archive::new(stream);
-    let mut checker = Checker::new(cap);
-    let entries = tar
-        .entries()
-        .map_err(|e| refuse(ArchiveError::from_io(&e)))?;
-    for entry in entries {
-        let entry = entry.map_err(|e| match ArchiveError::from_io(&e) {
-            ArchiveError::Corrupt { reason } if checker.entries == 0 => {
-                refuse(ArchiveError::NotTar { reason })
-            }
-            other => refuse(other),
-        })?;
-        let name = checker.check(&entry).map_err(refuse)?;
-        let kind = entry.header().entry_type();
-        if kind.is_block_special() || kind.is_character_special() {
-            return Err(Error::InvalidParams(format!(
-                "path: archive entry `{}` is a device node, which a volume backup may not hold",
-                name.display()
-            )));
-        }
-    }
-    if checker.entries == 0 {
-        return Err(refuse(ArchiveError::Empty));
-    }
-    Ok(())
 }
 
 /// Whether a tar stream holds any entry beyond its root (`./`), reading at
@@ -447,7 +414,7 @@ impl DockerRuntime {
         let cap = self.settings.max_expanded_bytes;
         cx.reporter
             .progress(-1, &format!("checking {path} for volume {volume}"));
-        tokio::task::spawn_blocking(move || check_archive(probe, cap))
+        tokio::task::spawn_blocking(move || archives::check_backup(probe, cap))
             .await
             .map_err(|e| Error::Other(e.to_string()))??;
         let created = match self.api.inspect_volume(&volume).await {
@@ -601,7 +568,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("a.tar");
         std::fs::write(&p, bytes).unwrap();
-        check_archive(std::fs::File::open(&p).unwrap(), 1 << 20)
+        archives::check_backup(std::fs::File::open(&p).unwrap(), 1 << 20)
     }
 
     #[test]

@@ -6,14 +6,16 @@ use serde_json::json;
 
 use super::conf::Record;
 use super::{
-    conf, console, export, images, io_err, network, stats, tools, unpack, LxcRuntime, Parts, State,
+    conf, console, export, images, io_err, network, stats, subtree, tools, unpack, LxcRuntime,
+    Parts, State,
 };
 use crate::runtime::archives::FORMAT;
 use crate::runtime::output::Output;
 use crate::runtime::{
     CallContext, ChangeSettings, ContainerEntry, ContainerLogs, ContainerRef, ContainerSpec,
-    ContainerState, Containers, DeleteContainer, Error, ExportContainer, ImportImage, LogStream,
-    RemoveContainer, RtResult, RuntimeKind, StopContainer, UsageQuery, Usages,
+    ContainerState, Containers, DeleteContainer, Error, ExportContainer, ExportSubtree,
+    ImportImage, ImportSubtree, LogStream, RemoveContainer, RtResult, RuntimeKind, StopContainer,
+    UsageQuery, Usages,
 };
 
 #[async_trait]
@@ -299,6 +301,67 @@ impl Containers for LxcRuntime {
         Ok(size)
     }
 
+    async fn container_subtree_export(
+        &self,
+        cx: &CallContext,
+        req: ExportSubtree,
+    ) -> RtResult<u64> {
+        let (name, file) = (&req.container.id, &req.file);
+        let dir = self.existing(name)?;
+        crate::runtime::subtree::relative(&req.subtree)?;
+        let output =
+            Output::prepare(&self.share, &file.path, cx.task_id, file.overwrite).map_err(|e| {
+                match e {
+                    Error::Conflict(m) => Error::Conflict(m.replace("`force`", "`overwrite`")),
+                    other => other,
+                }
+            })?;
+        let running = self.state(name).await? == State::Running;
+        let what = format!("{} of container {name}", req.subtree);
+        cx.reporter
+            .progress(0, &format!("exporting {what} to {}", file.path));
+        let export = subtree::Export {
+            lxc_path: &self.path,
+            name,
+            dir: &dir,
+            subtree: &req.subtree,
+            freeze: running && !req.live,
+            idmap: container_idmap(&dir),
+            gzip: file.gzip,
+        };
+        let size = subtree::export(cx, export, output).await?;
+        cx.reporter
+            .progress(100, &format!("exported {what} to {}", file.path));
+        Ok(size)
+    }
+
+    async fn container_subtree_import(
+        &self,
+        cx: &CallContext,
+        req: ImportSubtree,
+    ) -> RtResult<u64> {
+        let name = &req.container.id;
+        let dir = self.existing(name)?;
+        crate::runtime::subtree::relative(&req.subtree)?;
+        let (file, _) = self.share.open_file(&req.path)?;
+        let what = format!("{} into {} of container {name}", req.path, req.subtree);
+        cx.reporter.progress(-1, &format!("importing {what}"));
+        let idmap = container_idmap(&dir);
+        let import = subtree::Import {
+            dir,
+            subtree: req.subtree.clone(),
+            file,
+            overwrite: req.overwrite,
+            idmap,
+            cap: self.store.max_expanded(),
+        };
+        let size = tokio::task::spawn_blocking(move || subtree::import(import))
+            .await
+            .map_err(|e| Error::Other(e.to_string()))??;
+        cx.reporter.progress(100, &format!("imported {what}"));
+        Ok(size)
+    }
+
     async fn archive_config(&self, _cx: &CallContext, path: String) -> RtResult<Option<String>> {
         let (file, _) = self.share.open_file(&path)?;
         let config = tokio::task::spawn_blocking(move || unpack::recorded_config(file))
@@ -316,4 +379,11 @@ impl Containers for LxcRuntime {
         let record = self.store.import(cx, file, &path, &reference).await?;
         Ok(record.id)
     }
+}
+
+/// The ids of the container in `dir`, read from its LXC config (`None`:
+/// privileged, or no config to read).
+fn container_idmap(dir: &std::path::Path) -> Option<super::idmap::IdMap> {
+    let config = std::fs::read_to_string(dir.join("config")).ok()?;
+    subtree::idmap_of(&config)
 }

@@ -29,13 +29,13 @@ use crate::runtime::{CallContext, Error};
 /// made a 1 GiB export measurably slower than the copy itself; the price is
 /// at most 128 KiB of zeros padding the end of the archive, which every tar
 /// reader skips.
-const TAR_BLOCKING_FACTOR: u32 = 256;
+pub(super) const TAR_BLOCKING_FACTOR: u32 = 256;
 
 /// Thaws a frozen container when dropped, unless disarmed.
-struct Thaw {
-    path: PathBuf,
-    name: String,
-    armed: bool,
+pub(super) struct Thaw {
+    pub(super) path: PathBuf,
+    pub(super) name: String,
+    pub(super) armed: bool,
 }
 
 impl Drop for Thaw {
@@ -56,7 +56,7 @@ impl Drop for Thaw {
 }
 
 /// Bytes of the files under `dir` (for progress).
-fn tree_size(dir: &Path) -> u64 {
+pub(super) fn tree_size(dir: &Path) -> u64 {
     fn walk(dir: &Path, total: &mut u64) {
         let Ok(entries) = std::fs::read_dir(dir) else {
             return;
@@ -76,12 +76,12 @@ fn tree_size(dir: &Path) -> u64 {
 }
 
 /// Progress by bytes archived, against the rootfs size.
-struct Progress<'a> {
-    cx: &'a CallContext,
-    label: String,
+pub(super) struct Progress<'a> {
+    pub(super) cx: &'a CallContext,
+    pub(super) label: String,
     /// The rootfs size, once the walk that runs beside tar has it (0 before).
-    total: std::sync::Arc<std::sync::atomic::AtomicU64>,
-    last: i32,
+    pub(super) total: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    pub(super) last: i32,
 }
 
 impl Progress<'_> {
@@ -117,13 +117,13 @@ fn collect(stderr: Option<tokio::process::ChildStderr>) -> tokio::task::JoinHand
     })
 }
 
-type Archived = (std::process::ExitStatus, Result<u64, Error>, String);
+pub(super) type Archived = (std::process::ExitStatus, Result<u64, Error>, String);
 
 /// Run tar (`cmd`, writing the archive to its stdout) into `output`, after
 /// the settings entry `prefix`. Uncompressed, tar writes straight into the
 /// output file and the server only watches the file grow; compressed
 /// (`gzip`), tar's output streams through the server's parallel gzip.
-async fn archive(
+pub(super) async fn archive(
     mut cmd: tokio::process::Command,
     prefix: Vec<u8>,
     output: &Output,

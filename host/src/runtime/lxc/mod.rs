@@ -35,6 +35,7 @@ pub mod images;
 pub mod network;
 mod settings;
 mod stats;
+pub mod subtree;
 pub mod tools;
 pub mod unpack;
 

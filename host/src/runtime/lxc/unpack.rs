@@ -140,6 +140,53 @@ pub fn extract(
         Layout::Lxc => (dir.to_path_buf(), true),
     };
     let reader = open(archive, max_expanded)?;
+    if let Some(map) = idmap {
+        let (uid, gid) = map.shift(0, 0);
+        chown(&rootfs, uid, gid)?;
+    }
+    let what = if strip_rootfs {
+        What::LxcRootfs
+    } else {
+        What::Image
+    };
+    unpack(reader, &dest, what, max_expanded, idmap)
+}
+
+/// Extract the tar (or tar.gz, tar.xz) `archive` into the folder `dest`,
+/// every entry kept (a folder backup: nothing is taken for LXC's layout or
+/// the server's settings), under the same rules as [`extract`]. The
+/// archive was checked whole before ([`archives::check_backup`]).
+pub fn extract_into(
+    archive: std::fs::File,
+    dest: &Path,
+    max_expanded: u64,
+    idmap: Option<IdMap>,
+) -> Result<Extracted, Error> {
+    let reader = archives::open(archive, max_expanded)
+        .map(|(_, stream)| stream)
+        .map_err(|e| bad("path", format!("cannot read archive: {e}")))?;
+    unpack(reader, dest, What::Folder, max_expanded, idmap)
+}
+
+/// What an archive being extracted holds.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum What {
+    /// An image's files at the top level (the server's `.stevedore` left out).
+    Image,
+    /// LXC's layout: only `rootfs/...`, stripped of `rootfs`.
+    LxcRootfs,
+    /// A folder backup: every entry.
+    Folder,
+}
+
+fn unpack(
+    reader: archives::Stream,
+    dest: &Path,
+    what: What,
+    max_expanded: u64,
+    idmap: Option<IdMap>,
+) -> Result<Extracted, Error> {
+    let strip_rootfs = what == What::LxcRootfs;
     let mut tar = tar::Archive::new(reader);
     let mut checker = Checker::new(max_expanded);
     tar.set_preserve_permissions(true);
@@ -152,17 +199,13 @@ pub fn extract(
         .entries()
         .map_err(|e| bad("path", format!("not a tar archive: {e}")))?;
     let mut done = Extracted::default();
-    if let Some(map) = idmap {
-        let (uid, gid) = map.shift(0, 0);
-        chown(&rootfs, uid, gid)?;
-    }
     for entry in entries {
         let mut entry = entry.map_err(|e| refused(ArchiveError::from_io(&e)))?;
         let raw = entry.path().map_err(|e| bad("path", e))?.into_owned();
         let name = checker.check(&entry).map_err(refused)?;
         let first = name.components().next();
         let Some(first) = first else { continue };
-        if first.as_os_str() == ".stevedore" {
+        if what != What::Folder && first.as_os_str() == ".stevedore" {
             continue;
         }
         if strip_rootfs {
@@ -178,15 +221,18 @@ pub fn extract(
         }
         let kind = entry.header().entry_type();
         if kind.is_character_special() || kind.is_block_special() || kind.is_fifo() {
-            if special(&entry, &dest, &name, idmap)? {
+            if special(&entry, dest, &name, idmap)? {
                 done.written += 1;
             } else {
                 done.skipped.push(raw.display().to_string());
             }
             continue;
         }
+        if kind.is_hard_link() && what == What::Folder {
+            unlink_beneath(dest, &name)?;
+        }
         let unpacked = entry
-            .unpack_in(&dest)
+            .unpack_in(dest)
             .map_err(|e| match ArchiveError::from_io(&e) {
                 too_large @ ArchiveError::TooLarge { .. } => refused(too_large),
                 _ => bad(
@@ -206,6 +252,39 @@ pub fn extract(
         done.written += 1;
     }
     Ok(done)
+}
+
+/// Remove the file (not a folder) at `name` beneath `dest`, if any, no
+/// link followed on the way: a hard link laid over a folder that holds
+/// files replaces a file of its name, as a regular file's entry does.
+fn unlink_beneath(dest: &Path, name: &Path) -> Result<(), Error> {
+    use std::os::fd::AsFd;
+    let (Some(parent), Some(file)) = (name.parent(), name.file_name()) else {
+        return Ok(());
+    };
+    let io = |e: std::io::Error| bad("path", format!("archive entry `{}`: {e}", name.display()));
+    let root = std::fs::File::open(dest).map_err(io)?;
+    let parent = if parent.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        parent
+    };
+    let dir = match crate::runtime::beneath::open(
+        root.as_fd(),
+        parent,
+        libc::O_PATH | libc::O_DIRECTORY,
+        0,
+    ) {
+        Ok(dir) => dir,
+        // No folder yet: nothing to replace (unpacking then says why).
+        Err(_) => return Ok(()),
+    };
+    match crate::runtime::beneath::kind(dir.as_fd(), file).map_err(io)? {
+        Some(kind) if kind != libc::S_IFDIR => {
+            crate::runtime::beneath::unlink(dir.as_fd(), file).map_err(io)
+        }
+        _ => Ok(()),
+    }
 }
 
 fn c_path(path: &Path) -> Result<std::ffi::CString, Error> {

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 
 use super::images::ArchiveFile;
+use super::volumes::{self, ExportSubtree, ImportSubtree};
 use super::{Backend, ContainerRef};
 use crate::runtime::{
     BindMount, CallContext, ContainerEntry, ContainerExtra, ContainerHealth, ContainerSpec,
@@ -356,6 +357,24 @@ pub trait Containers: Backend {
     /// Export a container to a file under the share root.
     async fn container_export(&self, cx: &CallContext, req: ExportContainer) -> RtResult<u64> {
         Err(self.unsupported(EXPORT_TO_PATH))
+    }
+    /// Write a folder of a container's root file system to a tar under
+    /// the share root (`volumes.export-subtree-to-path`); bytes written.
+    async fn container_subtree_export(
+        &self,
+        cx: &CallContext,
+        req: ExportSubtree,
+    ) -> RtResult<u64> {
+        Err(self.unsupported(volumes::EXPORT_SUBTREE_TO_PATH))
+    }
+    /// Restore a tar under the share root into a folder of a container's
+    /// root file system (`volumes.import-subtree-from-path`); bytes read.
+    async fn container_subtree_import(
+        &self,
+        cx: &CallContext,
+        req: ImportSubtree,
+    ) -> RtResult<u64> {
+        Err(self.unsupported(volumes::IMPORT_SUBTREE_FROM_PATH))
     }
     /// The configuration recorded in an export archive.
     async fn archive_config(&self, cx: &CallContext, path: String) -> RtResult<Option<String>> {

@@ -7,11 +7,12 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 
 use super::images::ArchiveFile;
-use super::{Backend, Label, Labelled};
+use super::{Backend, ContainerRef, Label, Labelled};
 use crate::runtime::{CallContext, ContainerSummary, RtResult, VolumeInfo};
 
 calls! { "volumes": CREATE = "create", REMOVE = "remove", LIST = "list",
-EXPORT_TO_PATH = "export-to-path", IMPORT_FROM_PATH = "import-from-path" }
+EXPORT_TO_PATH = "export-to-path", IMPORT_FROM_PATH = "import-from-path",
+EXPORT_SUBTREE_TO_PATH = "export-subtree-to-path", IMPORT_SUBTREE_FROM_PATH = "import-subtree-from-path" }
 
 // The calls of the API's `volumes` routes (no WIT interface carries them).
 calls! { "volumes": USERS = "users", DETAILS = "details", INSPECT = "inspect", CREATE_SPEC = "create-spec" }
@@ -52,6 +53,37 @@ pub struct ImportVolume {
     pub overwrite: bool,
     /// The labels of a volume the import creates (the guard sets the owner's).
     pub labels: Vec<(String, String)>,
+}
+
+/// `volumes.export-subtree-to-path`: a folder of an LXC container's root
+/// file system as a tar under the share root. Carried by
+/// [`super::Containers`] (routed by the container's kind), as the
+/// container is what the policy checks.
+#[derive(Debug, Clone)]
+pub struct ExportSubtree {
+    /// The container.
+    pub container: ContainerRef,
+    /// The folder, an absolute path inside the container's root.
+    pub subtree: String,
+    /// Where to write, and how.
+    pub file: ArchiveFile,
+    /// Leave the container running (else it is frozen while read).
+    pub live: bool,
+}
+
+/// `volumes.import-subtree-from-path`: a tar under the share root restored
+/// into a folder of an LXC container's root file system.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportSubtree {
+    /// The container.
+    pub container: ContainerRef,
+    /// The folder, an absolute path inside the container's root; created
+    /// when missing.
+    pub subtree: String,
+    /// The archive, relative to the share root.
+    pub path: String,
+    /// Lay the archive over a folder that holds files (else: `conflict`).
+    pub overwrite: bool,
 }
 
 /// A backend for the `volumes` interface.

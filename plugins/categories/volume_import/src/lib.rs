@@ -7,17 +7,36 @@
 //! leading out, device nodes and too large a content are refused, naming
 //! `path`.
 //!
-//! Body: `{volume, path, overwrite?}`. Unknown fields are refused.
+//! With `type: "lxc"`, the archive is restored into `subtree`, an absolute
+//! path inside the root file system of the LXC container `container`
+//! (made when missing; `..` and links leading out are refused, naming
+//! `subtree`), the owners mapped to the container's ids, under the same
+//! rules.
+//!
+//! Body: `{volume, path, overwrite?}`, or `{type: "lxc", container,
+//! subtree, path, overwrite?}` (`type` is `docker` by default). Unknown
+//! fields are refused.
 
 use serde::Deserialize;
-use stevedore_sdk::check::{self, Object};
+use stevedore_sdk::check::{self, BackupSource as Source, Object};
 use stevedore_sdk::{task, volumes, Category, Error};
 
 /// The params.
 #[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Params {
-    /// The volume's name; created when missing.
+    /// `docker` (a named volume, the default) or `lxc` (a folder of an LXC
+    /// container).
+    #[serde(rename = "type", default)]
+    pub kind: Option<String>,
+    /// The LXC container (`type: lxc`).
+    #[serde(default)]
+    pub container: Option<String>,
+    /// The folder inside the LXC container, e.g. `/var/lib/data`; made
+    /// when missing (`type: lxc`).
+    #[serde(default)]
+    pub subtree: Option<String>,
+    /// The volume's name; created when missing (`type: docker`).
     #[serde(default)]
     pub volume: Option<String>,
     /// The archive, relative to the share root.
@@ -31,8 +50,8 @@ pub struct Params {
 /// What to import, once checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Import {
-    /// The volume.
-    pub volume: String,
+    /// Where the files go.
+    pub target: Source,
     /// The archive, relative to the share root.
     pub path: String,
     /// Overwrite.
@@ -41,18 +60,19 @@ pub struct Import {
 
 /// Check every field.
 pub fn import(p: &Params) -> Result<Import, Error> {
-    let volume = p
-        .volume
-        .as_deref()
-        .ok_or_else(|| Error::invalid("volume", "is required"))?;
-    check::volume("volume", volume)?;
+    let target = check::backup_source(
+        p.kind.as_deref(),
+        p.volume.as_deref(),
+        p.container.as_deref(),
+        p.subtree.as_deref(),
+    )?;
     let path = p
         .path
         .as_deref()
         .ok_or_else(|| Error::invalid("path", "is required"))?;
     check::share_path("path", path)?;
     Ok(Import {
-        volume: volume.to_string(),
+        target,
         path: path.to_string(),
         overwrite: p.overwrite.unwrap_or(false),
     })
@@ -64,7 +84,7 @@ pub struct VolumeImport;
 impl Category for VolumeImport {
     const NAME: &'static str = "volume_import";
     const SUMMARY: &'static str =
-        "Restore a tar under the share root into a new or empty named volume";
+        "Restore a tar under the share root into a new or empty named volume, or an LXC container's folder";
     const DELETABLE: bool = false;
     const CAPABILITIES: &'static [&'static str] = &["volumes"];
     type Params = Object<Params>;
@@ -76,12 +96,17 @@ impl Category for VolumeImport {
     fn run(p: Object<Params>) -> Result<Option<String>, Error> {
         let i = import(&p.0)?;
         let shown = format!("/{}", i.path.trim_start_matches('/'));
-        task::progress(0, &format!("importing {shown} into volume {}", i.volume));
-        let bytes = volumes::import_from_path(&i.volume, &i.path, i.overwrite)?;
-        task::progress(100, &format!("imported {shown} into volume {}", i.volume));
+        let what = i.target.shown();
+        task::progress(0, &format!("importing {shown} into {what}"));
+        let bytes = match &i.target {
+            Source::Volume(volume) => volumes::import_from_path(volume, &i.path, i.overwrite)?,
+            Source::Lxc { container, subtree } => {
+                volumes::import_subtree_from_path(container, subtree, &i.path, i.overwrite)?
+            }
+        };
+        task::progress(100, &format!("imported {shown} into {what}"));
         Ok(Some(format!(
-            "imported {shown} ({bytes} bytes) into volume {}",
-            i.volume
+            "imported {shown} ({bytes} bytes) into {what}"
         )))
     }
 }
@@ -106,7 +131,7 @@ mod tests {
         assert_eq!(
             i,
             Import {
-                volume: "data".into(),
+                target: Source::Volume("data".into()),
                 path: "backups/data.tgz".into(),
                 overwrite: false
             }
@@ -115,6 +140,30 @@ mod tests {
             check(r#"{"volume": "data", "path": "d.tar", "overwrite": true}"#)
                 .unwrap()
                 .overwrite
+        );
+    }
+
+    #[test]
+    fn lxc_folders() {
+        let i = check(
+            r#"{"type": "lxc", "container": "web-1", "subtree": "/srv/d", "path": "d.tar", "overwrite": true}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            i.target,
+            Source::Lxc {
+                container: "web-1".into(),
+                subtree: "/srv/d".into()
+            }
+        );
+        assert!(i.overwrite);
+        assert_eq!(
+            message(r#"{"type": "lxc", "container": "web", "subtree": "/a/../..", "path": "a"}"#),
+            "subtree: must not contain `..`"
+        );
+        assert_eq!(
+            message(r#"{"type": "lxc", "container": "web", "path": "a"}"#),
+            "subtree: is required"
         );
     }
 
