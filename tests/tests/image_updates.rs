@@ -8,10 +8,11 @@
 use std::process::Command;
 use std::time::Duration;
 
+use reqwest::Method;
 use serde_json::{json, Value};
 use stevedore_e2e::{
-    docker, docker_ok, env, free_port, hash_password, registries_config, unique, Client, Options,
-    Server, SseReader,
+    docker, docker_ok, env, eventually_async, free_port, hash_password, registries_config, unique,
+    Client, Options, Server, SseReader,
 };
 
 /// What the test made on the shared engine, removed at the end whatever happens.
@@ -102,7 +103,7 @@ async fn events(c: &Client) -> SseReader {
 #[tokio::test]
 async fn updates_are_seen_applied_when_healthy_and_rolled_back_when_not() {
     let config = format!(
-        "{}\n[users.bob]\npassword_hash = \"{}\"\n",
+        "{}\n[users.bob]\npassword_hash = \"{}\"\n\n[webhooks_policy]\nallow_hosts = [\"127.0.0.1\"]\n",
         registries_config(),
         hash_password("bob-pw")
     );
@@ -158,6 +159,22 @@ async fn updates_are_seen_applied_when_healthy_and_rolled_back_when_not() {
     assert_ne!(first, second);
     docker(&["tag", &first, &tagged]);
 
+    // A webhook for updates: what the check finds is recorded for it (its
+    // receiver is a closed port: the delivery stays listed, pending).
+    let hook = admin
+        .send(
+            Method::POST,
+            "webhooks",
+            Some(
+                &json!({"url": format!("http://127.0.0.1:{}/hook", free_port()),
+                        "events": ["image.update_available"], "secret": "update-hook-secret"})
+                .to_string(),
+            ),
+        )
+        .await;
+    assert_eq!(hook.status, 201, "{:?}", hook.body);
+    let hook = hook.body["id"].as_i64().unwrap();
+
     let mut stream = events(&admin).await;
     let id = admin.submit_ok("image_check", &check).await;
     let t = ended(&admin, id).await;
@@ -179,6 +196,26 @@ async fn updates_are_seen_applied_when_healthy_and_rolled_back_when_not() {
     assert_eq!(announced["id"], id);
     assert_eq!(announced["image"], tagged);
     assert_eq!(announced["containers"], json!([name]));
+    let recorded = eventually_async(
+        "the update's webhook delivery",
+        Duration::from_secs(30),
+        || async {
+            let a = admin
+                .send(Method::GET, &format!("webhooks/{hook}/deliveries"), None)
+                .await;
+            assert_eq!(a.status, 200, "{:?}", a.body);
+            a.body.as_array().unwrap().first().cloned()
+        },
+    )
+    .await;
+    assert_eq!(recorded["event"], "image.update_available", "{recorded}");
+    assert!(
+        recorded["event_id"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("task-{id}-update-{tagged}-sha256:")),
+        "{recorded}"
+    );
 
     // The update to version two passes its health check: the container
     // runs it, with its volume's data and its port.

@@ -20,6 +20,11 @@
 //! that no end's delivery waits. So is a task of this node cancelled while
 //! waiting (deleted before it ran: no end is stored, its `task.error` is
 //! announced only).
+//!
+//! What a run finds ([`Finding`]: an update the image check saw) becomes
+//! deliveries here too, as soon as it is announced
+//! (`image.update_available`, see [`finding_event`]). A crash between the
+//! announcement and this write loses it; the next check finds it again.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -27,8 +32,10 @@ use std::sync::Arc;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
-use super::{task_event, Event, Webhooks, TASK_ERROR, TASK_STARTED};
-use crate::queue::{Queue, Task, TaskEvent, TaskState};
+use serde_json::{Map, Value};
+
+use super::{task_event, Event, Webhooks, IMAGE_UPDATE, TASK_ERROR, TASK_STARTED};
+use crate::queue::{Finding, FindingEvent, Queue, Task, TaskEvent, TaskState};
 
 /// Most events recorded in one write.
 const BATCH: usize = 512;
@@ -69,11 +76,32 @@ pub async fn run(queue: Arc<Queue>, hub: Arc<Webhooks>, stop: CancellationToken)
         return;
     }
     let mut events = queue.subscribe();
+    // Only this node's runs' findings come here: each node records its own.
+    let mut findings = queue.subscribe_findings();
+    let mut findings_open = true;
     let me = queue.node().map(str::to_string);
     let mut started = HashSet::new();
     loop {
         let first = tokio::select! {
             e = events.recv() => e,
+            f = findings.recv(), if findings_open => {
+                match f {
+                    Ok(f) => {
+                        let event = finding_event(&f, crate::store::task_log::now_ms());
+                        if let Some(store) = queue.webhooks() {
+                            if let Err(e) = hub.publish(store, &[event]).await {
+                                tracing::error!(error = %format!("{e:#}"), task = f.id, "recording a finding's webhook deliveries failed");
+                            }
+                        }
+                    }
+                    Err(RecvError::Lagged(n)) => tracing::warn!(
+                        missed = n,
+                        "webhooks fell behind the tasks' findings: those missed were not recorded"
+                    ),
+                    Err(RecvError::Closed) => findings_open = false,
+                }
+                continue;
+            }
             _ = stop.cancelled() => break,
         };
         let mut batch = Vec::new();
@@ -135,6 +163,36 @@ pub async fn run(queue: Arc<Queue>, hub: Arc<Webhooks>, stop: CancellationToken)
     }
 }
 
+/// The event a run's finding is: `image.update_available` for an update
+/// the image check found, with the task, the image, the containers using
+/// it and the digest the registry serves. Its id names the task, the image
+/// and that digest, so the same finding recorded twice is one delivery per
+/// webhook.
+pub fn finding_event(f: &FindingEvent, time: i64) -> Event {
+    match &f.finding {
+        Finding::UpdateAvailable {
+            image,
+            containers,
+            remote_digest,
+        } => {
+            let mut payload = Map::new();
+            payload.insert("task_id".into(), Value::from(f.id));
+            payload.insert("category".into(), Value::from(f.category.clone()));
+            payload.insert("image".into(), Value::from(image.clone()));
+            payload.insert("containers".into(), Value::from(containers.clone()));
+            payload.insert("remote_digest".into(), Value::from(remote_digest.clone()));
+            Event {
+                id: format!("task-{}-update-{image}-{remote_digest}", f.id),
+                name: IMAGE_UPDATE.to_string(),
+                owner: f.user.clone(),
+                category: Some(f.category.clone()),
+                time,
+                payload,
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::Value;
@@ -191,6 +249,45 @@ mod tests {
             step_of(&task(2, TaskState::Error), &mut started),
             Step::Record(TASK_ERROR)
         );
+    }
+
+    #[test]
+    fn an_update_found_is_an_image_update_event_of_the_tasks_owner() {
+        let f = FindingEvent {
+            id: 9,
+            user: "alice".into(),
+            category: "image_check".into(),
+            finding: Finding::UpdateAvailable {
+                image: "reg/app:v1".into(),
+                containers: vec!["web".into()],
+                remote_digest: "sha256:ab".into(),
+            },
+        };
+        let e = finding_event(&f, 1_700_000_000_000);
+        assert_eq!(e.name, IMAGE_UPDATE);
+        assert_eq!(e.owner, "alice");
+        assert_eq!(e.id, "task-9-update-reg/app:v1-sha256:ab");
+        let body: Value = serde_json::from_str(&e.body()).unwrap();
+        assert_eq!(body["event"], IMAGE_UPDATE);
+        assert_eq!(body["task_id"], 9);
+        assert_eq!(body["image"], "reg/app:v1");
+        assert_eq!(body["containers"], serde_json::json!(["web"]));
+        assert_eq!(body["remote_digest"], "sha256:ab");
+        let alice = Hook {
+            id: 1,
+            owner: "alice".into(),
+            all_users: false,
+            events: vec![IMAGE_UPDATE.into()],
+            categories: None,
+        };
+        let bob = Hook {
+            id: 2,
+            owner: "bob".into(),
+            ..alice.clone()
+        };
+        let d = e.deliveries([&alice, &bob]);
+        assert_eq!(d.len(), 1, "the owner's webhook only");
+        assert_eq!(d[0].webhook, 1);
     }
 
     #[test]
