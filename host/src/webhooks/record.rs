@@ -273,14 +273,14 @@ mod tests {
         assert_eq!(body["image"], "reg/app:v1");
         assert_eq!(body["containers"], serde_json::json!(["web"]));
         assert_eq!(body["remote_digest"], "sha256:ab");
-        let alice = Hook {
+        let alice = super::super::Hook {
             id: 1,
             owner: "alice".into(),
             all_users: false,
             events: vec![IMAGE_UPDATE.into()],
             categories: None,
         };
-        let bob = Hook {
+        let bob = super::super::Hook {
             id: 2,
             owner: "bob".into(),
             ..alice.clone()
