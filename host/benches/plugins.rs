@@ -145,20 +145,7 @@ fn bench(c: &mut Criterion) {
     c.bench_function("noop task: validate + run", |b| {
         b.iter(|| {
             let params = format!(r#"{{"count":{}}}"#, fresh() % 4_000_000_000);
-            rt.block_on(async {
-                host.call_validate("noop", &params).await.unwrap();
-                host.call_run(TaskContext {
-                    id: 1,
-                    category: "noop".into(),
-                    user: "admin".into(),
-                    params,
-                    cancel: CancellationToken::new(),
-                    durable: stevedore::store::durable::Durable::ready(),
-                    reporter: reporter.clone(),
-                })
-                .await
-                .unwrap()
-            })
+            rt.block_on(noop_task(&host, params, &reporter))
         })
     });
 
@@ -166,22 +153,7 @@ fn bench(c: &mut Criterion) {
     // submits one body over and over): `validate` is remembered.
     rt.block_on(host.call_validate("noop", "{}")).unwrap();
     c.bench_function("noop task: remembered validate + run", |b| {
-        b.iter(|| {
-            rt.block_on(async {
-                host.call_validate("noop", "{}").await.unwrap();
-                host.call_run(TaskContext {
-                    id: 1,
-                    category: "noop".into(),
-                    user: "admin".into(),
-                    params: "{}".into(),
-                    cancel: CancellationToken::new(),
-                    durable: stevedore::store::durable::Durable::ready(),
-                    reporter: reporter.clone(),
-                })
-                .await
-                .unwrap()
-            })
-        })
+        b.iter(|| rt.block_on(noop_task(&host, "{}".into(), &reporter)))
     });
 
     let mut group = c.benchmark_group("start-up");
@@ -230,6 +202,23 @@ fn baselines(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
     });
 }
 
+/// A no-op task's plugin work: `validate(params)` at submit, then `run` in
+/// a fresh instance.
+async fn noop_task(host: &PluginHost, params: String, reporter: &Arc<dyn Reporter>) {
+    host.call_validate("noop", &params).await.unwrap();
+    host.call_run(TaskContext {
+        id: 1,
+        category: "noop".into(),
+        user: "admin".into(),
+        params,
+        cancel: CancellationToken::new(),
+        durable: stevedore::store::durable::Durable::ready(),
+        reporter: reporter.clone(),
+    })
+    .await
+    .unwrap();
+}
+
 /// Ours against bare wasmtime, interleaved: each round times a batch of
 /// pooled `noop` instances, a batch of bare instances of the same component
 /// on an engine configured as the host's, and a batch of whole no-op tasks'
@@ -272,18 +261,7 @@ fn interleaved(rt: &tokio::runtime::Runtime, host: &PluginHost) {
                         _ => {
                             n += 1;
                             let params = format!(r#"{{"count":{}}}"#, n % 4_000_000_000);
-                            host.call_validate("noop", &params).await.unwrap();
-                            host.call_run(TaskContext {
-                                id: 1,
-                                category: "noop".into(),
-                                user: "admin".into(),
-                                params,
-                                cancel: CancellationToken::new(),
-                                durable: stevedore::store::durable::Durable::ready(),
-                                reporter: reporter.clone(),
-                            })
-                            .await
-                            .unwrap();
+                            noop_task(host, params, &reporter).await;
                         }
                     }
                 }
