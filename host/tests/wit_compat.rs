@@ -187,3 +187,54 @@ async fn each_version_pulls_creates_and_removes_on_the_simulator() {
         assert_eq!(calls(&sim).last().unwrap(), "images.remove", "{version}");
     }
 }
+
+/// The category in the second language, kept as built: `image_prune`
+/// (Python, componentize-py 0.25.1, WIT 0.3.0), compressed with xz.
+fn python_component(into: &std::path::Path) {
+    let packed = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../plugins/compat/python/image_prune.wasm.xz");
+    let mut reader = xz2::read::XzDecoder::new(std::fs::File::open(&packed).unwrap());
+    let mut out = std::fs::File::create(into.join("image_prune.wasm")).unwrap();
+    std::io::copy(&mut reader, &mut out).unwrap();
+}
+
+#[tokio::test]
+async fn the_kept_python_component_loads_validates_and_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir(&plugins).unwrap();
+    python_component(&plugins);
+    let config = PluginConfig {
+        dir: plugins,
+        cache_dir: dir.path().join("cache"),
+        cpu_budget: Duration::from_millis(stevedore::plugins::config::DEFAULT_CPU_BUDGET_MS),
+        memory_limit: stevedore::plugins::config::DEFAULT_MEMORY_MB << 20,
+        grants: Default::default(),
+    };
+    let listed = json!({"ok": [
+        {"id": "sha256:aaa", "tags": ["<none>:<none>"], "size": 10, "created": 0},
+        {"id": "sha256:bbb", "tags": ["busybox:latest"], "size": 20, "created": 0},
+    ]});
+    let sim =
+        Arc::new(Simulator::from_script(&json!({"images.list": listed}).to_string()).unwrap());
+    let host = PluginHost::load(&config, sim.clone())
+        .await
+        .unwrap_or_else(|e| panic!("the kept Python component loads: {e:#}"));
+    let plugin = host.plugin("image_prune").expect("loaded");
+    assert_eq!(plugin.version, WorldVersion::Current);
+    assert!(plugin.description.params_schema.is_some());
+    match host.validate("image_prune", r#"{"dry_run": "yes"}"#).await {
+        Err(ValidationError::Invalid(message)) => assert!(message.contains("dry_run"), "{message}"),
+        other => panic!("a bad dry_run is refused naming it, got {other:?}"),
+    }
+    assert_eq!(host.validate("image_prune", "{}").await, Ok(()));
+    assert_eq!(
+        run(&host, "image_prune", &json!({})).await,
+        Outcome::Completed(Some("removed 1 (10 bytes): sha256:aaa".into()))
+    );
+    assert_eq!(
+        calls(&sim),
+        ["images.list", "images.remove"],
+        "it listed, then removed the dangling image only"
+    );
+}
