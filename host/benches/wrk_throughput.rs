@@ -108,11 +108,17 @@ async fn run() -> anyhow::Result<()> {
                                     s.started.entry(ev.task.id).or_insert(took);
                                 }
                             }
-                            TaskState::Completed | TaskState::Error => {
+                            // In the steady phase only its own tasks' ends
+                            // count: an end of a saturation submit that wrk
+                            // had in flight may be announced after it began.
+                            TaskState::Completed | TaskState::Error
+                                if !s.timing || s.stored.contains_key(&ev.task.id) =>
+                            {
                                 s.last_end = Some(now);
                                 finished.fetch_add(1, Ordering::AcqRel);
                                 changed.notify_one();
                             }
+                            TaskState::Completed | TaskState::Error => {}
                         }
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
@@ -162,6 +168,10 @@ async fn run() -> anyhow::Result<()> {
     let threads = thread_cpu();
     let total = last.duration_since(t0);
     anyhow::ensure!(done >= submitted, "{done} of {submitted} tasks ended");
+    // The submits wrk had in flight when it stopped (it does not count
+    // them) end too before anything is read back, so that the steady
+    // phase starts from a settled store.
+    settled(&server.queue, Duration::from_secs(60)).await?;
     // What counts: the tasks the store holds completed, not the ends seen.
     let completed = common::completed(&server.queue).await? as usize;
     anyhow::ensure!(completed > 0, "no task completed");
@@ -412,6 +422,29 @@ async fn wrk_run(
 
 /// Wait until `want` tasks ended; returns how many did, and when the store
 /// was asked and held none unfinished if the event stream missed some ends.
+/// Wait until the store holds no waiting or running task, or fail after
+/// `deadline`.
+async fn settled(queue: &stevedore::queue::Queue, deadline: Duration) -> anyhow::Result<()> {
+    let end = Instant::now() + deadline;
+    loop {
+        let unfinished: u64 = queue
+            .counts()
+            .await?
+            .iter()
+            .filter(|c| matches!(c.state, TaskState::Waiting | TaskState::Running))
+            .map(|c| c.count)
+            .sum();
+        if unfinished == 0 {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            Instant::now() < end,
+            "{unfinished} tasks still waiting or running after {deadline:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn wait_for(
     queue: &stevedore::queue::Queue,
     finished: &AtomicUsize,
