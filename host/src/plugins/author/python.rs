@@ -58,11 +58,7 @@ impl Manifest {
             }
         };
         let name = string("name")?;
-        if !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-            || name.len() > 64
-        {
+        if !super::is_category_name(&name) {
             bail!("plugin.name: must be letters, digits, `_` and `-` (at most 64)");
         }
         let module = match plugin.get("module") {

@@ -58,11 +58,7 @@ impl Manifest {
                  `[package.metadata.stevedore]` `name = \"my_category\"`)"
             ),
         };
-        if !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-            || name.len() > 64
-        {
+        if !super::is_category_name(&name) {
             bail!(
                 "package.metadata.stevedore.name: must be letters, digits, `_` and `-` (at most 64)"
             );
