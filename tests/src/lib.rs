@@ -18,6 +18,7 @@ use serde_json::Value;
 pub mod bench;
 pub mod catalog;
 pub mod engine;
+pub mod hostile_tar;
 pub mod shape;
 
 /// The admin password every harness server is started with.
