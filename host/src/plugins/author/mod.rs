@@ -16,15 +16,6 @@ use anyhow::bail;
 /// The environment variable naming the `componentize-py` program.
 pub const COMPONENTIZE_PY_VAR: &str = "STEVEDORE_COMPONENTIZE_PY";
 
-/// Whether `name` may name a category in a manifest (the output file is
-/// `<name>.wasm`): letters, digits, `_` and `-`, at most 64.
-pub fn is_category_name(name: &str) -> bool {
-    name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-}
-
 /// The `componentize-py` to build with: [`COMPONENTIZE_PY_VAR`], else the
 /// one on `PATH`; when there is none, the error names the install command.
 pub fn componentize_py() -> anyhow::Result<PathBuf> {

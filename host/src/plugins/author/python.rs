@@ -24,6 +24,17 @@ pub const COMPONENTIZE_PY: &str = "componentize-py==0.25.1";
 
 use stevedore_contract::capabilities::{ALL as INTERFACES, TASK};
 
+/// Whether `name` may name a category in a manifest, `plugin.toml` or a
+/// Rust category's `Cargo.toml` (the output file is `<name>.wasm`):
+/// letters, digits, `_` and `-`, at most 64. It lives here because xtask
+/// compiles this file on its own.
+pub fn is_category_name(name: &str) -> bool {
+    name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
 /// What `plugin.toml` says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Manifest {
@@ -58,7 +69,7 @@ impl Manifest {
             }
         };
         let name = string("name")?;
-        if !super::is_category_name(&name) {
+        if !is_category_name(&name) {
             bail!("plugin.name: must be letters, digits, `_` and `-` (at most 64)");
         }
         let module = match plugin.get("module") {

@@ -58,7 +58,7 @@ impl Manifest {
                  `[package.metadata.stevedore]` `name = \"my_category\"`)"
             ),
         };
-        if !super::is_category_name(&name) {
+        if !super::python::is_category_name(&name) {
             bail!(
                 "package.metadata.stevedore.name: must be letters, digits, `_` and `-` (at most 64)"
             );
